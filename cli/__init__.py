@@ -1,0 +1,1 @@
+"""The ``cytokit`` command line: thin Typer commands over importable functions."""

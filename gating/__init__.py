@@ -1,0 +1,1 @@
+"""Gates, transforms and gating strategies (Gating-ML 2.0, FlowJo, cytokit YAML)."""
