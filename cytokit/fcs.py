@@ -1,6 +1,0 @@
-def read_fcs(*a, **k):
-    raise NotImplementedError
-
-
-def write_fcs(*a, **k):
-    raise NotImplementedError
