@@ -1,0 +1,114 @@
+"""``cytokit inspect FILE``: what an FCS file holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+
+def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
+    """Describe one data set of an FCS file as plain data (for printing or JSON)."""
+    from cytokit.fcs import read_fcs, read_fcs_datasets
+
+    datasets = read_fcs_datasets(path)
+    sample = read_fcs(path, dataset=dataset, scale=True, mmap=True)
+    info: dict = {
+        "file": str(path),
+        "version": sample.version,
+        "dataset": dataset,
+        "datasets": len(datasets),
+        "events": sample.n_events,
+        "channels": [],
+        "spillover": None,
+        "keywords": dict(sample.keywords),
+    }
+    for c in sample.channels:
+        row = {
+            "index": c.index + 1,
+            "name": c.name,
+            "marker": c.marker,
+            "range": c.range,
+            "bits": c.bits,
+            "log": f"{c.log_decades:g},{c.log_offset:g}" if c.is_log else "",
+            "gain": c.gain,
+        }
+        if stats and sample.n_events:
+            col = np.asarray(sample.events[:, c.index], dtype=np.float64)
+            finite = col[np.isfinite(col)]
+            row.update(
+                min=float(finite.min()) if finite.size else float("nan"),
+                median=float(np.median(finite)) if finite.size else float("nan"),
+                max=float(finite.max()) if finite.size else float("nan"),
+            )
+        info["channels"].append(row)
+    if sample.spillover is not None:
+        info["spillover"] = {
+            "source": sample.spillover.source,
+            "channels": list(sample.spillover.channels),
+            "matrix": sample.spillover.matrix.tolist(),
+        }
+    return info
+
+
+def _print(info: dict, show_keywords: bool) -> None:
+    echo = typer.echo
+    echo(f"{info['file']}")
+    echo(
+        f"  {info['version']}, data set {info['dataset'] + 1} of {info['datasets']}, "
+        f"{info['events']:,} events × {len(info['channels'])} channels"
+    )
+    kw = {k.upper(): v for k, v in info["keywords"].items()}
+    for key, label in (("$CYT", "instrument"), ("$DATE", "date"), ("$FIL", "file name")):
+        if key in kw:
+            echo(f"  {label}: {kw[key]}")
+    has_stats = bool(info["channels"]) and "median" in info["channels"][0]
+    header = f"  {'#':>3}  {'$PnN':<20} {'$PnS (marker)':<24} {'$PnR':>9} {'$PnB':>4} {'$PnE':>8} {'$PnG':>6}"
+    if has_stats:
+        header += f" {'min':>11} {'median':>11} {'max':>11}"
+    echo(header)
+    for c in info["channels"]:
+        line = (
+            f"  {c['index']:>3}  {c['name']:<20} {c['marker']:<24} {c['range']:>9g} "
+            f"{c['bits']:>4} {c['log']:>8} {c['gain']:>6g}"
+        )
+        if has_stats:
+            line += f" {c['min']:>11.4g} {c['median']:>11.4g} {c['max']:>11.4g}"
+        echo(line)
+    spill = info["spillover"]
+    if spill is None:
+        echo("  spillover: none")
+    else:
+        n = len(spill["channels"])
+        echo(f"  spillover: {n}×{n} from {spill['source']}")
+        width = max(len(c) for c in spill["channels"])
+        echo("    " + " " * width + " " + " ".join(f"{c[:8]:>8}" for c in spill["channels"]))
+        for name, row in zip(spill["channels"], spill["matrix"], strict=True):
+            echo(f"    {name:<{width}} " + " ".join(f"{v:>8.4f}" for v in row))
+    if show_keywords:
+        echo("  keywords:")
+        for k, v in info["keywords"].items():
+            echo(f"    {k} = {v}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("inspect")
+    def inspect_command(
+        file: Path = typer.Argument(..., help="An FCS file.", exists=False),
+        dataset: int = typer.Option(
+            1, "--dataset", "-d", min=1, help="Data set number (1 = first)."
+        ),
+        keywords: bool = typer.Option(False, "--keywords", "-k", help="List every keyword."),
+        stats: bool = typer.Option(
+            False, "--stats", "-s", help="Min, median and max of each channel."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    ) -> None:
+        """Show an FCS file's keywords, channels, markers, spillover and event count."""
+        info = inspect_fcs(file, dataset=dataset - 1, stats=stats)
+        if as_json:
+            typer.echo(json.dumps(info, indent=2, default=str))
+        else:
+            _print(info, keywords)
