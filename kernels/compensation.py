@@ -1,0 +1,155 @@
+"""Fluorescence compensation: undo spillover with the inverse of the spillover matrix.
+
+Convention (FCS ``$SPILLOVER``, FlowJo, FlowKit): row ``i`` of the spillover
+matrix ``S`` says how much of fluorochrome ``i`` each detector sees, so
+observed = true · S for one event (a row vector), and compensated =
+observed · S⁻¹.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._config import jit, jit_parallel
+
+__all__ = ["compensate", "compensation_matrix"]
+
+_BLOCK = 8192  # events per parallel task
+_PARALLEL_MIN = 4 * _BLOCK
+
+
+def compensation_matrix(spillover) -> np.ndarray:
+    """Inverse of a spillover matrix, checked for singularity.
+
+    Parameters
+    ----------
+    spillover : array_like, shape (k, k)
+        Spillover matrix (rows: fluorochromes, columns: detectors), finite.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(k, k)``: ``S⁻¹``, so that compensated = observed @ S⁻¹.
+
+    Raises
+    ------
+    ValueError
+        Not a square 2-D matrix, non-finite entries, or (numerically) singular:
+        the message gives the condition number and how to fix the matrix.
+    """
+    s = np.asarray(spillover, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] != s.shape[1] or s.shape[0] == 0:
+        raise ValueError(f"spillover matrix must be square (k, k) with k >= 1, got shape {s.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("spillover matrix has NaN or inf entries; every entry must be finite")
+    cond = np.linalg.cond(s)
+    if not np.isfinite(cond) or cond > 1.0 / np.finfo(np.float64).eps:
+        raise ValueError(
+            f"spillover matrix ({s.shape[0]}x{s.shape[0]}) is singular (condition number {cond:.3g}); "
+            "check for duplicated or all-zero rows/columns (the diagonal is normally 1)"
+        )
+    return np.linalg.inv(s)
+
+
+def _compensate_body(events, inv, cols, copy_rest, out):
+    n = events.shape[0]
+    p = events.shape[1]
+    k = cols.shape[0]
+    nblocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in prange(nblocks):
+        start = blk * _BLOCK
+        stop = min(start + _BLOCK, n)
+        buf = np.empty(k, dtype=np.float64)
+        for i in range(start, stop):
+            # Read the whole row first: out may be events (in place).
+            for j in range(k):
+                buf[j] = events[i, cols[j]]
+            if copy_rest:
+                for c in range(p):
+                    out[i, c] = events[i, c]
+            for j in range(k):
+                acc = 0.0
+                for m in range(k):
+                    acc += buf[m] * inv[m, j]
+                out[i, cols[j]] = acc
+
+
+_compensate_serial = jit(_compensate_body)
+_compensate_parallel = jit_parallel(_compensate_body)
+
+
+def compensate(events, spillover, columns, *, out=None) -> np.ndarray:
+    """Compensate fluorescence columns: ``events[:, columns] @ inv(spillover)``.
+
+    Parameters
+    ----------
+    events : numpy.ndarray, shape (n_events, n_channels), float32 or float64
+        Raw (or scale) event values; read-only and non-contiguous arrays are
+        accepted. Not modified unless ``out is events``.
+    spillover : array_like, shape (k, k)
+        Spillover matrix whose rows and columns both follow ``columns``.
+    columns : sequence of int, length k
+        Distinct channel indices (``0 <= c < n_channels``) of the fluorescence
+        channels the matrix describes.
+    out : numpy.ndarray, optional
+        float32 or float64, shape ``(n_events, n_channels)``. ``out is events``
+        compensates in place (only ``columns`` are rewritten); any other array
+        receives a full copy with ``columns`` compensated.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``, or a new array of ``events``' dtype (integer input gives
+        float64) with the other columns copied through. Sums are accumulated
+        in float64 whatever the storage dtype; NaN/inf in a compensated
+        channel propagates to every compensated channel of that event.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or column indices, or a singular spillover matrix.
+    """
+    ev = np.asarray(events)
+    if ev.dtype.kind in "biu":
+        ev = ev.astype(np.float64)
+    elif ev.dtype not in (np.float32, np.float64):
+        raise TypeError(f"events has dtype {ev.dtype}; expected float32 or float64")
+    if ev.ndim != 2:
+        raise ValueError(f"events must be 2-D (n_events, n_channels), got shape {ev.shape}")
+    inv = compensation_matrix(spillover)
+    cols = np.asarray(columns)
+    if cols.ndim != 1 or (cols.size and cols.dtype.kind not in "iu"):
+        raise ValueError(f"columns must be a 1-D sequence of integer indices, got {columns!r}")
+    cols = cols.astype(np.int64)
+    k = inv.shape[0]
+    if cols.shape[0] != k:
+        raise ValueError(
+            f"spillover matrix is {k}x{k} but {cols.shape[0]} columns were given; "
+            "pass one column index per matrix row"
+        )
+    n_ch = ev.shape[1]
+    bad = [int(c) for c in cols if not 0 <= c < n_ch]
+    if bad:
+        raise ValueError(f"column indices {bad} out of range for {n_ch} channels (0..{n_ch - 1})")
+    if np.unique(cols).shape[0] != k:
+        raise ValueError(f"column indices {cols.tolist()} contain duplicates")
+
+    in_place = out is events and isinstance(events, np.ndarray)
+    if out is None:
+        res = np.empty(ev.shape, dtype=ev.dtype)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
+            raise TypeError("out must be a float32 or float64 numpy array")
+        if out.shape != ev.shape:
+            raise ValueError(f"out has shape {out.shape}; expected {ev.shape}")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only; pass a writeable array")
+        if not in_place and np.shares_memory(out, ev):
+            raise ValueError(
+                "out overlaps events without being events; pass events itself or a new array"
+            )
+        res = out
+    kernel = _compensate_parallel if ev.shape[0] >= _PARALLEL_MIN else _compensate_serial
+    kernel(ev, inv, cols, not in_place, res)
+    return res
