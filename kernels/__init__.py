@@ -29,8 +29,10 @@ from .transforms import (
     ratio_inverse,
     ratio_scalar,
     transform_inverse_scalar,
+    transform_lut,
     transform_params,
     transform_scalar,
+    transform_scalar_lut,
 )
 
 __all__ = [
@@ -62,6 +64,8 @@ __all__ = [
     "ratio_inverse",
     "ratio_scalar",
     "transform_inverse_scalar",
+    "transform_lut",
     "transform_params",
     "transform_scalar",
+    "transform_scalar_lut",
 ]

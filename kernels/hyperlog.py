@@ -77,7 +77,7 @@ def _hyperlog_solve(p, v):
     P, b, c = p[_P], p[_B], p[_C]
     # Convex with slope t0 at u = 0: v/t0 is an upper bound of the root.
     u = v / p[_T0]
-    ulog = math.log(v / p[_AA]) / b - p[_X1]
+    ulog = (math.log(v) - math.log(p[_AA])) / b - p[_X1]
     if 0.0 < ulog < u:
         u = ulog
     for _ in range(50):
@@ -85,7 +85,11 @@ def _hyperlog_solve(p, v):
         f = (P * math.expm1(b * u) + c * u) - v
         df = b * eb + c
         ddf = b * b * eb
-        delta = f / (df * (1.0 - f * ddf / (2.0 * df * df)))
+        if df == math.inf:
+            break  # |x| near the float64 limit: the logarithmic guess is exact there
+        # Halley's step, arranged so that huge |x| cannot overflow df².
+        r = f / df
+        delta = r / (1.0 - 0.5 * r * (ddf / df))
         u -= delta
         if abs(delta) <= 4e-16 * (1.0 + u):
             break

@@ -135,7 +135,7 @@ def _logicle_solve(p, v):
     # B(x1 + u) is convex for u > 0 with slope t0 at 0, so v/t0 bounds the
     # root from above; the logarithmic guess is better for large v.
     u = v / p[_T0]
-    ulog = math.log(v / p[_AA]) / b - p[_X1]
+    ulog = (math.log(v) - math.log(p[_AA])) / b - p[_X1]
     if 0.0 < ulog < u:
         u = ulog
     for _ in range(50):
@@ -144,7 +144,11 @@ def _logicle_solve(p, v):
         f = (P * math.expm1(b * u) - Q * math.expm1(-d * u)) - v
         df = b * eb + d * ed
         ddf = b * b * eb - d * d * ed
-        delta = f / (df * (1.0 - f * ddf / (2.0 * df * df)))
+        if df == math.inf:
+            break  # |x| near the float64 limit: the logarithmic guess is exact there
+        # Halley's step, arranged so that huge |x| cannot overflow df².
+        r = f / df
+        delta = r / (1.0 - 0.5 * r * (ddf / df))
         u -= delta
         if abs(delta) <= 4e-16 * (1.0 + u):
             break
