@@ -107,7 +107,7 @@ LN10 = math.log(10.0)
 
 def _check(ok: bool, kind: int, name: str, value: float, rule: str) -> None:
     if not ok:
-        raise ValueError(f"{_NAMES[kind]} {name}={value!r} must satisfy {rule}")
+        raise ValueError(f"{_NAMES[kind]} {name}={float(value):g} must satisfy {rule}")
 
 
 def transform_params(kind: int, **params: float) -> np.ndarray:
