@@ -165,28 +165,33 @@ def table_scalar(kind, p, tab, x):
     return tab[_H_X1] + math.copysign(_poly(tab, k, v), x)
 
 
-def _table_map_body(kind, p, tab, x, out):
-    n = x.shape[0]
+@jit
+def _table_block(kind, p, tab, x, out, start, stop):
     nb = np.int64(tab[_H_NBINS])
     x1 = tab[_H_X1]
-    nblocks = (n + _BLOCK - 1) // _BLOCK
-    for blk in prange(nblocks):
-        start = blk * _BLOCK
-        stop = min(start + _BLOCK, n)
-        # Branch-free main loop (the sign is applied with copysign, the bin
-        # clamped); values off the table are redone exactly in a second pass,
-        # which keeps the root finder out of the hot loop.
-        off = False
+    # Branch-free main loop (the sign is applied with copysign, the bin
+    # clamped); values off the table are redone exactly in a second pass,
+    # which keeps the root finder out of the hot loop.
+    off = False
+    for i in range(start, stop):
+        v = abs(np.float64(x[i]))
+        k = _bin(tab, v)
+        off |= k > nb
+        out[i] = x1 + math.copysign(_poly(tab, min(k, nb), v), x[i])
+    if off:
         for i in range(start, stop):
             v = abs(np.float64(x[i]))
-            k = _bin(tab, v)
-            off |= k > nb
-            out[i] = x1 + math.copysign(_poly(tab, min(k, nb), v), x[i])
-        if off:
-            for i in range(start, stop):
-                v = abs(np.float64(x[i]))
-                if _bin(tab, v) > nb:
-                    out[i] = _exact(kind, p, np.float64(x[i]))
+            if _bin(tab, v) > nb:
+                out[i] = _exact(kind, p, np.float64(x[i]))
+
+
+def _table_map_body(kind, p, tab, x, out):
+    # Blocks run in a separately compiled serial function: Numba optimises
+    # loops inside a cached parallel region less well (numba#8085).
+    n = x.shape[0]
+    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+        start = blk * _BLOCK
+        _table_block(kind, p, tab, x, out, start, min(start + _BLOCK, n))
 
 
 table_map_serial = jit(_table_map_body)

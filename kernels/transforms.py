@@ -352,33 +352,44 @@ def ratio_scalar(x, y, A, B, C):
 _BLOCK = 16384  # values per parallel task: large enough to amortise scheduling
 
 
+@jit
+def _map_block(kind, params, inverse, x, out, start, stop):
+    if inverse:
+        for i in range(start, stop):
+            out[i] = transform_inverse_scalar(kind, params, x[i])
+    else:
+        for i in range(start, stop):
+            out[i] = transform_scalar(kind, params, x[i])
+
+
+@jit
+def _ratio_block(A, B, C, inverse, x, y, out, start, stop):
+    if inverse:
+        # x holds ratio values: recover the numerator column.
+        for i in range(start, stop):
+            out[i] = (np.float64(x[i]) * (np.float64(y[i]) - C)) / A + B
+    else:
+        for i in range(start, stop):
+            out[i] = ratio_scalar(np.float64(x[i]), np.float64(y[i]), A, B, C)
+
+
+# The parallel drivers only split the work into blocks; each block runs in a
+# separately compiled serial function because Numba optimises loops inside
+# a cached parallel region less well (numba#8085).
+
+
 def _map_body(kind, params, inverse, x, out):
     n = x.shape[0]
-    nblocks = (n + _BLOCK - 1) // _BLOCK
-    for blk in prange(nblocks):
+    for blk in prange((n + _BLOCK - 1) // _BLOCK):
         start = blk * _BLOCK
-        stop = min(start + _BLOCK, n)
-        if inverse:
-            for i in range(start, stop):
-                out[i] = transform_inverse_scalar(kind, params, x[i])
-        else:
-            for i in range(start, stop):
-                out[i] = transform_scalar(kind, params, x[i])
+        _map_block(kind, params, inverse, x, out, start, min(start + _BLOCK, n))
 
 
 def _ratio_body(A, B, C, inverse, x, y, out):
     n = x.shape[0]
-    nblocks = (n + _BLOCK - 1) // _BLOCK
-    for blk in prange(nblocks):
+    for blk in prange((n + _BLOCK - 1) // _BLOCK):
         start = blk * _BLOCK
-        stop = min(start + _BLOCK, n)
-        if inverse:
-            # x holds ratio values: recover the numerator column.
-            for i in range(start, stop):
-                out[i] = (np.float64(x[i]) * (np.float64(y[i]) - C)) / A + B
-        else:
-            for i in range(start, stop):
-                out[i] = ratio_scalar(np.float64(x[i]), np.float64(y[i]), A, B, C)
+        _ratio_block(A, B, C, inverse, x, y, out, start, min(start + _BLOCK, n))
 
 
 # One Python body, two compilations: the serial one avoids thread start-up on small inputs.
