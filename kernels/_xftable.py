@@ -141,9 +141,9 @@ def table_for(kind: int, p: np.ndarray) -> np.ndarray:
 
 
 @jit
-def _bin(tab, v):
+def _bin(base, v):
     """Unclamped bin of ``v = |x|`` (> number of bins for v >= vmax, inf and NaN)."""
-    return max((_f64_bits(v) >> _SHIFT) - np.int64(tab[_H_BASE]), 0)
+    return max((_f64_bits(v) >> _SHIFT) - base, 0)
 
 
 @jit
@@ -159,7 +159,7 @@ def _poly(tab, k, v):
 def table_scalar(kind, p, tab, x):
     """Transform one value with the table (the exact scalar function beyond the table)."""
     v = abs(np.float64(x))
-    k = _bin(tab, v)
+    k = _bin(np.int64(tab[_H_BASE]), v)
     if k > np.int64(tab[_H_NBINS]):
         return _exact(kind, p, x)  # NaN, ±inf and values beyond ~64·T
     return tab[_H_X1] + math.copysign(_poly(tab, k, v), x)
@@ -167,7 +167,9 @@ def table_scalar(kind, p, tab, x):
 
 @jit
 def _table_block(kind, p, tab, x, out, start, stop):
+    # Header values in locals: ``out`` may alias ``tab`` as far as LLVM knows.
     nb = np.int64(tab[_H_NBINS])
+    base = np.int64(tab[_H_BASE])
     x1 = tab[_H_X1]
     # Branch-free main loop (the sign is applied with copysign, the bin
     # clamped); values off the table are redone exactly in a second pass,
@@ -175,13 +177,13 @@ def _table_block(kind, p, tab, x, out, start, stop):
     off = False
     for i in range(start, stop):
         v = abs(np.float64(x[i]))
-        k = _bin(tab, v)
+        k = _bin(base, v)
         off |= k > nb
         out[i] = x1 + math.copysign(_poly(tab, min(k, nb), v), x[i])
     if off:
         for i in range(start, stop):
             v = abs(np.float64(x[i]))
-            if _bin(tab, v) > nb:
+            if _bin(base, v) > nb:
                 out[i] = _exact(kind, p, np.float64(x[i]))
 
 

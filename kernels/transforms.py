@@ -354,12 +354,39 @@ _BLOCK = 16384  # values per parallel task: large enough to amortise scheduling
 
 @jit
 def _map_block(kind, params, inverse, x, out, start, stop):
+    # One loop per transform (the dispatch hoisted out of the loop) so that
+    # each loop stays small enough for LLVM to vectorise the closed forms.
+    # The private copy cannot alias ``out``, so its loads leave the loop.
+    p = params.copy()
     if inverse:
-        for i in range(start, stop):
-            out[i] = transform_inverse_scalar(kind, params, x[i])
+        if kind == XF_LINEAR:
+            for i in range(start, stop):
+                out[i] = _linear_inverse_scalar(p, np.float64(x[i]))
+        elif kind == XF_LOG:
+            for i in range(start, stop):
+                out[i] = _log_inverse_scalar(p, np.float64(x[i]))
+        elif kind == XF_ASINH:
+            for i in range(start, stop):
+                out[i] = _asinh_inverse_scalar(p, np.float64(x[i]))
+        elif kind == XF_LOGICLE:
+            for i in range(start, stop):
+                out[i] = logicle_inverse_scalar(p, np.float64(x[i]))
+        else:
+            for i in range(start, stop):
+                out[i] = transform_inverse_scalar(kind, p, np.float64(x[i]))
     else:
-        for i in range(start, stop):
-            out[i] = transform_scalar(kind, params, x[i])
+        if kind == XF_LINEAR:
+            for i in range(start, stop):
+                out[i] = _linear_scalar(p, np.float64(x[i]))
+        elif kind == XF_LOG:
+            for i in range(start, stop):
+                out[i] = _log_scalar(p, np.float64(x[i]))
+        elif kind == XF_ASINH:
+            for i in range(start, stop):
+                out[i] = _asinh_scalar(p, np.float64(x[i]))
+        else:
+            for i in range(start, stop):
+                out[i] = transform_scalar(kind, p, np.float64(x[i]))
 
 
 @jit
