@@ -4,6 +4,23 @@ Imports only numpy, numba and math. Nothing compiles at import time.
 """
 
 from .compensation import compensate, compensation_matrix
+from .fused import evaluate_plan, unpack_membership
+from .gates import (
+    GATE_AND,
+    GATE_ELLIPSOID,
+    GATE_NOT,
+    GATE_OR,
+    GATE_POLYGON,
+    GATE_QUADRANT,
+    GATE_RECTANGLE,
+    boolean_membership,
+    ellipsoid_membership,
+    polygon_membership,
+    quadrant_interval,
+    quadrant_membership,
+    rectangle_membership,
+)
+from .plan import GatingPlan, PlanBuilder
 from .transforms import (
     XF_ASINH,
     XF_BIEX,
@@ -36,6 +53,13 @@ from .transforms import (
 )
 
 __all__ = [
+    "GATE_AND",
+    "GATE_ELLIPSOID",
+    "GATE_NOT",
+    "GATE_OR",
+    "GATE_POLYGON",
+    "GATE_QUADRANT",
+    "GATE_RECTANGLE",
     # transforms
     "XF_ASINH",
     "XF_BIEX",
@@ -45,13 +69,18 @@ __all__ = [
     "XF_LOGICLE",
     "XF_NONE",
     "XF_NPARAMS",
+    "GatingPlan",
+    "PlanBuilder",
     "asinh",
     "asinh_inverse",
     "biex",
     "biex_inverse",
+    "boolean_membership",
     # compensation
     "compensate",
     "compensation_matrix",
+    "ellipsoid_membership",
+    "evaluate_plan",
     "hyperlog",
     "hyperlog_inverse",
     "linear",
@@ -60,12 +89,17 @@ __all__ = [
     "log_inverse",
     "logicle",
     "logicle_inverse",
+    "polygon_membership",
+    "quadrant_interval",
+    "quadrant_membership",
     "ratio",
     "ratio_inverse",
     "ratio_scalar",
+    "rectangle_membership",
     "transform_inverse_scalar",
     "transform_lut",
     "transform_params",
     "transform_scalar",
     "transform_scalar_lut",
+    "unpack_membership",
 ]

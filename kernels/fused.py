@@ -1,0 +1,368 @@
+"""One pass over the events for a whole gating tree: compensation, transforms, gates, counts.
+
+`evaluate_plan` reads each event row once. Events are processed in blocks of
+`BLOCK` events, in parallel over blocks; each block works in small private
+buffers (the values of the dimensions the gates read, and the block's
+memberships), so no compensated or transformed copy of the data is ever
+made. Per block, in order:
+
+1. **sources**: every column a dimension reads, raw or compensated
+   (``Σ_m x[i, cols[m]]·inv[m, j]`` in float64, each matrix's columns loaded
+   once per event);
+2. **dimensions**: ratio (if any), then the transform
+   (`transform_scalar_lut`, exact to ~1e-14; NaN stays NaN);
+3. **gates** in plan order: each gate's own test (the scalar tests of
+   `cytokit.kernels.gates`, so memberships equal the standalone kernels')
+   ANDed with its parent's membership (events outside the parent are not
+   tested); Boolean gates combine earlier rows;
+4. per-block counts (summed after the parallel loop, so there are no races)
+   and, if asked, the membership rows copied or bit-packed into the output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._config import jit_parallel
+from .gates import (
+    GATE_AND,
+    GATE_ELLIPSOID,
+    GATE_NOT,
+    GATE_OR,
+    GATE_POLYGON,
+    call_strided,
+    in_ellipsoid,
+    in_polygon,
+    in_range,
+)
+from .plan import GatingPlan
+from .transforms import XF_NONE, ratio_scalar, transform_scalar_lut
+
+__all__ = ["BLOCK", "evaluate_plan", "unpack_membership"]
+
+#: Events per block (a multiple of 64, so packed words never straddle blocks).
+BLOCK = 8192
+
+_MODE_NONE, _MODE_BOOL, _MODE_PACKED = 0, 1, 2
+
+
+@jit_parallel
+def _evaluate(
+    events,
+    slot_index,
+    n_cslots,
+    cslot_ptr,
+    comp_inv,
+    comp_inv_ptr,
+    comp_cols,
+    comp_ptr,
+    max_k,
+    dim_a,
+    dim_b,
+    dim_ratio,
+    dim_xf,
+    dim_params,
+    lut_buf,
+    lut_ptr,
+    gate_kind,
+    gate_parent,
+    dims_ptr,
+    gate_dims,
+    geom_ptr,
+    geom,
+    op_ptr,
+    operands,
+    op_compl,
+    max_dims,
+    row_of_gate,
+    mode,
+    mem_out,
+    packed_out,
+    counts_blk,
+):
+    n = events.shape[0]
+    n_slots = slot_index.shape[0]
+    n_dims = dim_a.shape[0]
+    n_gates = gate_kind.shape[0]
+    n_comps = cslot_ptr.shape[0] - 1
+    nblocks = (n + BLOCK - 1) // BLOCK
+    for blk in prange(nblocks):
+        start = blk * BLOCK
+        nb = min(BLOCK, n - start)
+        src = np.empty((n_slots, BLOCK), dtype=np.float64)
+        vals = np.empty((n_dims, BLOCK), dtype=np.float64)
+        mem = np.empty((n_gates, BLOCK), dtype=np.bool_)
+        cbuf = np.empty(max_k, dtype=np.float64)
+        dbuf = np.empty(max_dims, dtype=np.float64)
+
+        # 1. sources, one event row at a time
+        for i in range(nb):
+            e = start + i
+            for c in range(n_comps):
+                s0 = cslot_ptr[c]
+                s1 = cslot_ptr[c + 1]
+                if s0 == s1:
+                    continue
+                k0 = comp_ptr[c]
+                k = comp_ptr[c + 1] - k0
+                for m in range(k):
+                    cbuf[m] = events[e, comp_cols[k0 + m]]
+                base = comp_inv_ptr[c]
+                for s in range(s0, s1):
+                    j = slot_index[s]
+                    acc = 0.0
+                    for m in range(k):
+                        acc += cbuf[m] * comp_inv[base + m * k + j]
+                    src[s, i] = acc
+            for s in range(n_cslots, n_slots):
+                src[s, i] = events[e, slot_index[s]]
+
+        # 2. dimensions
+        for d in range(n_dims):
+            a = dim_a[d]
+            b = dim_b[d]
+            xf = dim_xf[d]
+            params = dim_params[d]
+            lut = lut_buf[lut_ptr[d] : lut_ptr[d + 1]]
+            if b >= 0:
+                ra = dim_ratio[d, 0]
+                rb = dim_ratio[d, 1]
+                rc = dim_ratio[d, 2]
+                for i in range(nb):
+                    r = ratio_scalar(src[a, i], src[b, i], ra, rb, rc)
+                    vals[d, i] = transform_scalar_lut(xf, params, lut, r)
+            elif xf == XF_NONE:
+                for i in range(nb):
+                    vals[d, i] = src[a, i]
+            else:
+                for i in range(nb):
+                    vals[d, i] = transform_scalar_lut(xf, params, lut, src[a, i])
+
+        # 3. gates
+        for g in range(n_gates):
+            kind = gate_kind[g]
+            p = gate_parent[g]
+            d0 = dims_ptr[g]
+            nd = dims_ptr[g + 1] - d0
+            g0 = geom_ptr[g]
+            o0 = op_ptr[g]
+            no = op_ptr[g + 1] - o0
+            cnt = 0
+            for i in range(nb):
+                if p >= 0 and not mem[p, i]:
+                    mem[g, i] = False
+                    continue
+                if kind == GATE_POLYGON:
+                    ok = in_polygon(
+                        vals[gate_dims[d0], i],
+                        vals[gate_dims[d0 + 1], i],
+                        geom,
+                        g0 + 0,
+                        (geom_ptr[g + 1] - g0 - 4) // 2,
+                    )
+                elif kind == GATE_ELLIPSOID:
+                    for j in range(nd):
+                        dbuf[j] = vals[gate_dims[d0 + j], i]
+                    ok = in_ellipsoid(dbuf, geom, g0, nd)
+                elif kind == GATE_AND:
+                    ok = True
+                    for j in range(no):
+                        if mem[operands[o0 + j], i] == op_compl[o0 + j]:
+                            ok = False
+                            break
+                elif kind == GATE_OR:
+                    ok = False
+                    for j in range(no):
+                        if mem[operands[o0 + j], i] != op_compl[o0 + j]:
+                            ok = True
+                            break
+                elif kind == GATE_NOT:
+                    ok = mem[operands[o0], i] == op_compl[o0]
+                else:  # rectangle or quadrant
+                    ok = True
+                    for j in range(nd):
+                        if not in_range(
+                            vals[gate_dims[d0 + j], i], geom[g0 + 2 * j], geom[g0 + 2 * j + 1]
+                        ):
+                            ok = False
+                            break
+                mem[g, i] = ok
+                cnt += ok
+            counts_blk[blk, g] = cnt
+
+        # 4. output
+        if mode == _MODE_BOOL:
+            for g in range(n_gates):
+                r = row_of_gate[g]
+                if r >= 0:
+                    for i in range(nb):
+                        mem_out[r, start + i] = mem[g, i]
+        elif mode == _MODE_PACKED:
+            w0 = start // 64
+            nw = (nb + 63) // 64
+            for g in range(n_gates):
+                r = row_of_gate[g]
+                if r >= 0:
+                    for w in range(nw):
+                        word = np.uint64(0)
+                        for bit in range(min(64, nb - 64 * w)):
+                            if mem[g, 64 * w + bit]:
+                                word |= np.uint64(1) << np.uint64(bit)
+                        packed_out[r, w0 + w] = word
+
+
+def _rows(plan: GatingPlan, membership) -> np.ndarray | None:
+    if membership is None or membership is False:
+        return None
+    if membership is True:
+        return plan.output
+    rows = np.asarray(membership)
+    if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+        raise ValueError(
+            f"membership must be True, False or a 1-D sequence of gate indices, got {membership!r}"
+        )
+    rows = rows.astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= plan.n_gates):
+        raise ValueError(f"membership gate indices {rows.tolist()} outside 0..{plan.n_gates - 1}")
+    return rows
+
+
+def evaluate_plan(events, plan: GatingPlan, *, membership=True, packed: bool = False):
+    """Evaluate every gate of a plan in one parallel pass over the events.
+
+    Parameters
+    ----------
+    events : numpy.ndarray, shape (n_events, n_channels), float32 or float64
+        Scale values, uncompensated and untransformed (the plan says what to
+        do to each column). C- or F-ordered or strided, read-only accepted;
+        never modified. Integer arrays are converted to float64 (a copy).
+    plan : GatingPlan
+    membership : bool or sequence of int
+        ``True`` (default): return the membership rows of ``plan.output``;
+        ``False``/``None``: counts only (the fastest; no O(n_events) output);
+        a sequence of gate indices: those gates' rows, in that order.
+    packed : bool
+        Return membership bit-packed: uint64 words, event ``i`` of a row in
+        word ``i // 64``, bit ``i % 64`` (least significant first), padding
+        bits 0; 8× less memory. `unpack_membership` turns it back into bool.
+
+    Returns
+    -------
+    counts : numpy.ndarray of int64, shape (n_gates,)
+        Events in each gate (in its parent and its own test), every gate.
+    membership : numpy.ndarray or None
+        bool, shape ``(n_rows, n_events)``, C-contiguous; or with ``packed``
+        uint64, shape ``(n_rows, ceil(n_events / 64))``; None if not asked.
+
+    Raises
+    ------
+    ValueError
+        ``events`` not 2-D or with too few columns for the plan.
+    TypeError
+        ``events`` not a numeric array, or ``plan`` not a `GatingPlan`.
+    """
+    if not isinstance(plan, GatingPlan):
+        raise TypeError(f"plan must be a GatingPlan, got {type(plan).__name__}")
+    ev = np.asarray(events)
+    if ev.dtype.kind in "biu":
+        ev = ev.astype(np.float64)
+    elif ev.dtype not in (np.float32, np.float64):
+        raise TypeError(f"events has dtype {ev.dtype}; expected float32 or float64")
+    if ev.ndim != 2:
+        raise ValueError(f"events must be 2-D (n_events, n_channels), got shape {ev.shape}")
+    dv = plan._derived
+    if dv["max_column"] >= ev.shape[1]:
+        raise ValueError(
+            f"the plan reads column {dv['max_column']} but events have {ev.shape[1]} columns; "
+            "was the plan compiled for another panel?"
+        )
+    n = ev.shape[0]
+    ng = plan.n_gates
+    rows = _rows(plan, membership)
+    row_of_gate = np.full(ng, -1, dtype=np.int64)
+    mem_out = np.zeros((0, 0), dtype=np.bool_)
+    packed_out = np.zeros((0, 0), dtype=np.uint64)
+    mode = _MODE_NONE
+    dup = None
+    if rows is not None:
+        # A gate listed twice is evaluated once and its row copied afterwards.
+        first = {}
+        for r, g in enumerate(rows.tolist()):
+            if g in first:
+                dup = dup or []
+                dup.append((r, first[g]))
+            else:
+                first[g] = r
+                row_of_gate[g] = r
+        if packed:
+            mode = _MODE_PACKED
+            packed_out = np.empty((rows.shape[0], (n + 63) // 64), dtype=np.uint64)
+        else:
+            mode = _MODE_BOOL
+            mem_out = np.empty((rows.shape[0], n), dtype=np.bool_)
+    nblocks = (n + BLOCK - 1) // BLOCK
+    counts_blk = np.zeros((nblocks, ng), dtype=np.int64)
+    if ng:
+        call_strided(
+            _evaluate,
+            ev,
+            dv["slot_index"],
+            dv["n_cslots"],
+            dv["cslot_ptr"],
+            dv["comp_inv"],
+            dv["comp_inv_ptr"],
+            dv["comp_cols"],
+            dv["comp_ptr"],
+            dv["max_k"],
+            dv["dim_a"],
+            dv["dim_b"],
+            plan.dim_ratio,
+            plan.dim_transform,
+            plan.dim_transform_params,
+            dv["lut_buf"],
+            dv["lut_ptr"],
+            plan.gate_kind,
+            plan.gate_parent,
+            plan.dims_ptr,
+            plan.gate_dims,
+            plan.geom_ptr,
+            plan.geometry,
+            plan.operands_ptr,
+            plan.operands,
+            plan.operand_complement,
+            dv["max_dims"],
+            row_of_gate,
+            mode,
+            mem_out,
+            packed_out,
+            counts_blk,
+        )
+    counts = counts_blk.sum(axis=0)
+    if rows is None:
+        return counts, None
+    out = packed_out if packed else mem_out
+    for r, r0 in dup or ():
+        out[r] = out[r0]
+    return counts, out
+
+
+def unpack_membership(packed: np.ndarray, n_events: int) -> np.ndarray:
+    """Bool rows from `evaluate_plan(..., packed=True)` output.
+
+    Parameters
+    ----------
+    packed : numpy.ndarray of uint64, shape (n_rows, ceil(n_events / 64))
+    n_events : int
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_rows, n_events)
+    """
+    p = np.ascontiguousarray(packed, dtype=np.uint64)
+    if p.ndim != 2 or p.shape[1] != (n_events + 63) // 64:
+        raise ValueError(
+            f"packed has shape {p.shape}; expected (n_rows, {(n_events + 63) // 64}) for {n_events} events"
+        )
+    bits = np.unpackbits(p.astype("<u8").view(np.uint8), axis=1, bitorder="little")
+    return bits[:, :n_events].astype(np.bool_)
