@@ -23,6 +23,12 @@ bracket ``x`` (found by a safeguarded Newton solve of ``g(ch) = x`` and then
 checked against ``g`` at the integers), so the result is exactly the
 piecewise-linear table lookup while the parameters fit in the fixed-length
 vector the fused gate evaluator carries.
+
+Fast path (`biex_build_lut`, `biex_lut_scalar`): the 4097 table values plus a
+search index. The index has one entry per 1/64 octave of ``|x|`` (found from
+the float's bit pattern, no ``log``) holding the last table entry at or below
+that bin's left edge, so a lookup walks at most a few entries. Negative data
+use the table's mirror symmetry ``g(z − t) = −g(z + t)``.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import prange, types
+from numba.extending import intrinsic
 
-from ._config import jit
+from ._config import jit, jit_parallel
 from .logicle import logicle_d
 
-__all__ = ["BIEX_CHANNELS", "biex_fill_params"]
+__all__ = ["BIEX_CHANNELS", "biex_build_lut", "biex_fill_params"]
 
 LN10 = math.log(10.0)
 
@@ -151,3 +159,126 @@ def biex_inverse_scalar(p, ch):
     lo = _g(p, i)
     hi = _g(p, i + 1.0)
     return lo + (c - i) * (hi - lo)
+
+
+# --- fast path: materialised table + bit-pattern search index ---------------------------------
+
+_K = 6  # index bins per octave: 2**_K
+_SHIFT = 52 - _K
+_HDR = 8
+_L_BASE, _L_NBINS, _L_Z, _L_R, _L_GR, _L_G2Z = 0, 1, 2, 3, 4, 5
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    """Reinterpret a float64 as int64 (monotone in x for x >= 0)."""
+    if not isinstance(x, types.Float) or x.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return types.int64(types.float64), codegen
+
+
+@jit
+def _fill_table(p, g):
+    for i in range(g.shape[0]):
+        g[i] = _g(p, float(i))
+
+
+def biex_build_lut(p: np.ndarray) -> np.ndarray:
+    """Table and search index for `biex_lut_scalar` (float64 1-D, ~5,400 values)."""
+    R = int(p[_R])
+    z = int(p[_Z])
+    g = np.empty(R + 1, dtype=np.float64)
+    _fill_table(p, g)
+    pos = g[z:]  # increasing from g[z] = 0
+    e_lo = math.floor(math.log2(pos[1]))
+    e_hi = math.ceil(math.log2(pos[-1])) + 1
+    per = 1 << _K
+    edges = (np.ldexp(1.0, np.arange(e_lo, e_hi))[:, None] * (1.0 + np.arange(per) / per)).ravel()
+    # last table entry (channel >= z, < R) whose value is <= the bin's left edge
+    idx = np.clip(np.searchsorted(g[z:R], edges, side="right") - 1 + z, z, R - 1)
+    lut = np.zeros(_HDR + g.size + idx.size, dtype=np.float64)
+    lut[_L_BASE] = float(int(np.float64(edges[0]).view(np.int64)) >> _SHIFT)
+    lut[_L_NBINS] = idx.size
+    lut[_L_Z] = z
+    lut[_L_R] = R
+    lut[_L_GR] = g[R]
+    lut[_L_G2Z] = g[2 * z]
+    lut[_HDR : _HDR + g.size] = g
+    lut[_HDR + g.size :] = idx
+    return lut
+
+
+@jit
+def _pos_channel(lut, v, z, R, base, nbins):
+    """Interpolated channel of ``0 <= v < g(R)`` on the table's positive side."""
+    k = (_f64_bits(v) >> _SHIFT) - base
+    if k < 0:
+        i = z
+    else:
+        i = np.int64(lut[_HDR + R + 1 + min(k, nbins - 1)])
+    while i < R - 1 and lut[_HDR + i + 1] <= v:
+        i += 1
+    lo = lut[_HDR + i]
+    return i + (v - lo) / (lut[_HDR + i + 1] - lo)
+
+
+@jit
+def biex_lut_scalar(lut, x):
+    """Same result as `biex_scalar` (to rounding) using the table from `biex_build_lut`."""
+    x = np.float64(x)
+    if x != x:
+        return x
+    R = np.int64(lut[_L_R])
+    z = np.int64(lut[_L_Z])
+    base = np.int64(lut[_L_BASE])
+    nbins = np.int64(lut[_L_NBINS])
+    v = abs(x)
+    if x >= 0.0:
+        if v >= lut[_L_GR]:
+            return float(R)
+        return _pos_channel(lut, v, z, R, base, nbins)
+    if v >= lut[_L_G2Z]:
+        return 0.0
+    return 2.0 * z - _pos_channel(lut, v, z, R, base, nbins)
+
+
+@jit
+def biex_lut_inverse_scalar(lut, ch):
+    """Same result as `biex_inverse_scalar` using the table."""
+    ch = np.float64(ch)
+    if ch != ch:
+        return ch
+    R = lut[_L_R]
+    c = min(max(ch, 0.0), R)
+    i = np.int64(min(math.floor(c), R - 1.0))
+    lo = lut[_HDR + i]
+    return lo + (c - i) * (lut[_HDR + i + 1] - lo)
+
+
+_BLOCK = 16384
+
+
+@jit
+def _biex_block(lut, inverse, x, out, start, stop):
+    if inverse:
+        for i in range(start, stop):
+            out[i] = biex_lut_inverse_scalar(lut, x[i])
+    else:
+        for i in range(start, stop):
+            out[i] = biex_lut_scalar(lut, x[i])
+
+
+def _biex_map_body(lut, inverse, x, out):
+    # Blocks in a separately compiled function (numba#8085, see transforms).
+    n = x.shape[0]
+    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+        start = blk * _BLOCK
+        _biex_block(lut, inverse, x, out, start, min(start + _BLOCK, n))
+
+
+biex_map_serial = jit(_biex_map_body)
+biex_map_parallel = jit_parallel(_biex_map_body)

@@ -36,7 +36,15 @@ from numba import prange
 
 from ._config import jit, jit_parallel
 from ._xftable import table_for, table_map_parallel, table_map_serial, table_scalar
-from .biex import biex_fill_params, biex_inverse_scalar, biex_scalar
+from .biex import (
+    biex_build_lut,
+    biex_fill_params,
+    biex_inverse_scalar,
+    biex_lut_scalar,
+    biex_map_parallel,
+    biex_map_serial,
+    biex_scalar,
+)
 from .hyperlog import hyperlog_fill_params, hyperlog_inverse_scalar, hyperlog_scalar
 from .logicle import logicle_fill_params, logicle_inverse_scalar, logicle_scalar
 
@@ -252,6 +260,12 @@ def transform_scalar(kind, params, x):
     """Transform one data value: ``kind`` is an ``XF_*`` code, ``params`` its `transform_params`.
 
     Returns float64. ``XF_NONE`` returns ``x`` unchanged; an unknown code returns NaN.
+
+    Calling it in a loop that writes float64 arrays: LLVM cannot prove that
+    ``params`` does not alias the output, so it reloads the parameters every
+    iteration and stops vectorising; work on ``params.copy()`` made inside
+    the kernel (a fresh allocation is known not to alias) to avoid that.
+    For logicle, hyperlog and biex prefer `transform_scalar_lut`.
     """
     if kind == XF_LOGICLE:
         return logicle_scalar(params, x)
@@ -292,7 +306,8 @@ def transform_inverse_scalar(kind, params, y):
 
 @functools.lru_cache(maxsize=64)
 def _cached_lut(kind: int, key: bytes) -> np.ndarray:
-    lut = table_for(kind, np.frombuffer(key, dtype=np.float64))
+    p = np.frombuffer(key, dtype=np.float64)
+    lut = biex_build_lut(p) if kind == XF_BIEX else table_for(kind, p)
     lut.flags.writeable = False
     return lut
 
@@ -302,7 +317,7 @@ _NO_LUT.flags.writeable = False
 
 
 def transform_lut(kind: int, params: np.ndarray) -> np.ndarray:
-    """Lookup table that makes `transform_scalar_lut` fast for ``XF_LOGICLE`` and ``XF_HYPERLOG``.
+    """Lookup table that makes `transform_scalar_lut` fast for logicle, hyperlog and biex.
 
     Parameters
     ----------
@@ -314,13 +329,15 @@ def transform_lut(kind: int, params: np.ndarray) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        Read-only float64 1-D array (about 17,000 values, ~140 kB for
-        logicle, cached per parameter set): a piecewise-quintic table of the
-        exact transform, accurate to ~1e-14 in the scale value. Other kinds
-        need no table and get a 1-element placeholder.
+        Read-only float64 1-D array, cached per parameter set. Logicle and
+        hyperlog: a piecewise-quintic table of the exact transform (~17,000
+        values, ~140 kB), accurate to ~1e-14 in the scale value. Biex:
+        FlowJo's 4097-entry table plus a search index (~5,400 values), giving
+        the same result as the exact evaluation. Other kinds need no table
+        and get a 1-element placeholder.
     """
     kind = int(kind)
-    if kind in (XF_LOGICLE, XF_HYPERLOG):
+    if kind in (XF_LOGICLE, XF_HYPERLOG, XF_BIEX):
         p = np.ascontiguousarray(params, dtype=np.float64)
         if p.shape != (XF_NPARAMS,) or int(p[0]) != kind:
             raise ValueError("params must be the transform_params vector of the same kind")
@@ -334,10 +351,13 @@ def transform_scalar_lut(kind, params, lut, x):
 
     For logicle and hyperlog this replaces two to four Halley iterations (each
     two ``exp``) with one table read and a degree-5 polynomial; results agree
-    with `transform_scalar` to ~1e-14. Other kinds ignore ``lut``.
+    with `transform_scalar` to ~1e-14. For biex it replaces a Newton solve
+    with a short table walk (same result). Other kinds ignore ``lut``.
     """
     if kind == XF_LOGICLE or kind == XF_HYPERLOG:
         return table_scalar(kind, params, lut, x)
+    if kind == XF_BIEX:
+        return biex_lut_scalar(lut, x)
     return transform_scalar(kind, params, x)
 
 
@@ -474,6 +494,9 @@ def _apply(kind: int, params: np.ndarray, inverse: bool, x, out) -> np.ndarray:
     if not inverse and kind in (XF_LOGICLE, XF_HYPERLOG) and xf.shape[0] >= _LUT_MIN:
         lut = transform_lut(kind, params)
         (table_map_parallel if big else table_map_serial)(kind, params, lut, xf, of)
+    elif kind == XF_BIEX and xf.shape[0] >= _LUT_MIN:
+        lut = transform_lut(kind, params)
+        (biex_map_parallel if big else biex_map_serial)(lut, inverse, xf, of)
     else:
         (_map_parallel if big else _map_serial)(kind, params, inverse, xf, of)
     if tmp is not None:

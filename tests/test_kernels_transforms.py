@@ -83,6 +83,7 @@ CASES = [
 ]
 IDS = [c.name for c in CASES]
 ROOT_KINDS = (k.XF_LOGICLE, k.XF_HYPERLOG)
+TABLE_KINDS = (k.XF_LOGICLE, k.XF_HYPERLOG, k.XF_BIEX)  # large inputs go through transform_lut
 
 
 def _data(case: Case, n: int, seed: int = 0) -> np.ndarray:
@@ -157,9 +158,9 @@ def test_inverse_matches_naive(case, dtype):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.kind in ROOT_KINDS], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [c for c in CASES if c.kind in TABLE_KINDS], ids=lambda c: c.name)
 def test_table_path_matches_exact_scalar(case):
-    """Large inputs use the piecewise-quintic table; it must agree with the exact root finder."""
+    """Large inputs use a table (quintic pieces; FlowJo's table for biex): agree with the exact path."""
     x = _data(case, 60_000, seed=7)
     assert x.size >= xf._LUT_MIN
     got = case.fwd(x, **case.params)
@@ -180,9 +181,15 @@ def test_table_path_matches_exact_scalar(case):
     np.testing.assert_allclose(
         got[::97], case.naive_fwd(sub, **case.params), rtol=1e-12, atol=1e-12
     )
+    # inverse (biex reads its table for large inputs too)
+    y = _scale_data(case, 60_000)
+    inv_chunks = np.concatenate(
+        [case.inv(c, **case.params) for c in np.array_split(y, y.size // 4000 + 1)]
+    )
+    np.testing.assert_allclose(case.inv(y, **case.params), inv_chunks, rtol=1e-12, atol=1e-9)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.kind in ROOT_KINDS], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", [c for c in CASES if c.kind in TABLE_KINDS], ids=lambda c: c.name)
 def test_table_path_monotone(case):
     s = case.scale
     x = np.concatenate([-np.geomspace(64 * s, 1e-6, 40_000), np.geomspace(1e-6, 64 * s, 40_000)])
