@@ -36,10 +36,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange, types
-from numba.extending import intrinsic
+from numba import prange
 
 from ._config import jit, jit_parallel
+from ._xftable import _f64_bits
 from .logicle import logicle_d
 
 __all__ = ["BIEX_CHANNELS", "biex_build_lut", "biex_fill_params"]
@@ -167,18 +167,6 @@ _K = 6  # index bins per octave: 2**_K
 _SHIFT = 52 - _K
 _HDR = 8
 _L_BASE, _L_NBINS, _L_Z, _L_R, _L_GR, _L_G2Z = 0, 1, 2, 3, 4, 5
-
-
-@intrinsic
-def _f64_bits(typingctx, x):
-    """Reinterpret a float64 as int64 (monotone in x for x >= 0)."""
-    if not isinstance(x, types.Float) or x.bitwidth != 64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
-
-    return types.int64(types.float64), codegen
 
 
 @jit
