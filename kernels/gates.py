@@ -1,9 +1,9 @@
 """Gate membership kernels: rectangle (range), polygon, ellipsoid, quadrant, Boolean.
 
 These are the standalone kernels; `cytokit.kernels.fused.evaluate_plan`
-evaluates a whole gating tree in one pass with the same scalar tests
-(``in_range``, ``in_polygon``, ``in_ellipsoid``), so both give identical
-memberships.
+evaluates a whole gating tree in one pass with the same tests (``in_range``,
+``polygon_block`` — the vectorised form of ``in_polygon`` —, ``in_ellipsoid``),
+so both give identical memberships.
 
 Calling convention (every geometric gate)
 -----------------------------------------
@@ -78,6 +78,7 @@ __all__ = [
     "in_ellipsoid",
     "in_polygon",
     "in_range",
+    "polygon_block",
     "polygon_geometry",
     "polygon_membership",
     "quadrant_bounds",
@@ -143,6 +144,41 @@ def in_polygon(px, py, geom, off, nv):
 
 
 @jit
+def polygon_block(x, y, geom, off, nv, out, nb):
+    """``out[i] &= in_polygon(x[i], y[i], …)`` for ``i < nb``, edge by edge.
+
+    The same crossing test as `in_polygon`, branch-free and with the edge
+    loop outside, so the loop over events vectorises: per edge, an event
+    flips its parity when the edge straddles its ``y`` and the point is
+    strictly left of it (the cross product times the edge's direction sign
+    is > 0, an exact sign flip). The bounding box (closed) is applied last;
+    it also removes NaN and ±inf coordinates.
+    """
+    inside = np.zeros(nb, dtype=np.bool_)
+    v = off + 4
+    xj = geom[v + 2 * (nv - 1)]
+    yj = geom[v + 2 * (nv - 1) + 1]
+    for k in range(nv):
+        xi = geom[v + 2 * k]
+        yi = geom[v + 2 * k + 1]
+        if yi != yj:  # horizontal edges never straddle
+            dx = xi - xj
+            dy = yi - yj
+            sgn = 1.0 if yi > yj else -1.0
+            for i in range(nb):
+                cross = dx * (y[i] - yj) - (x[i] - xj) * dy
+                inside[i] ^= ((yi > y[i]) != (yj > y[i])) & (cross * sgn > 0.0)
+        xj = xi
+        yj = yi
+    x0 = geom[off]
+    x1 = geom[off + 1]
+    y0 = geom[off + 2]
+    y1 = geom[off + 3]
+    for i in range(nb):
+        out[i] = out[i] & inside[i] & (x[i] >= x0) & (x[i] <= x1) & (y[i] >= y0) & (y[i] <= y1)
+
+
+@jit
 def in_ellipsoid(d, geom, off, nd):
     """``(d − μ)ᵀ C⁻¹ (d − μ) <= d²`` for ``d`` a float64 vector of length ``nd``.
 
@@ -177,12 +213,26 @@ def _rectangle_body(x, lo, hi, out):
             out[i] = ok
 
 
+@jit
+def _polygon_block(x, geom, nv, out, start, nb):
+    xs = np.empty(nb, dtype=np.float64)
+    ys = np.empty(nb, dtype=np.float64)
+    for i in range(nb):
+        xs[i] = x[start + i, 0]
+        ys[i] = x[start + i, 1]
+    m = out[start : start + nb]
+    m[:] = True
+    polygon_block(xs, ys, geom, 0, nv, m, nb)
+
+
 def _polygon_body(x, geom, nv, out):
+    # Blocks run in a separately compiled function: Numba optimises loops in a
+    # cached parallel region less well (numba#8085).
     n = x.shape[0]
     nblocks = (n + _BLOCK - 1) // _BLOCK
     for blk in prange(nblocks):
-        for i in range(blk * _BLOCK, min(blk * _BLOCK + _BLOCK, n)):
-            out[i] = in_polygon(np.float64(x[i, 0]), np.float64(x[i, 1]), geom, 0, nv)
+        start = blk * _BLOCK
+        _polygon_block(x, geom, nv, out, start, min(_BLOCK, n - start))
 
 
 def _ellipsoid_body(x, geom, out):

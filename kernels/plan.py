@@ -83,8 +83,6 @@ from .gates import (
     range_bounds,
 )
 from .transforms import (
-    XF_HYPERLOG,
-    XF_LOGICLE,
     XF_NONE,
     XF_NPARAMS,
     transform_lut,
@@ -395,13 +393,11 @@ class GatingPlan:
         comp_ptr[1:] = np.cumsum([c.shape[0] for c in self.comp_columns])
         comp_inv_ptr = np.zeros(nc + 1, dtype=np.int64)
         comp_inv_ptr[1:] = np.cumsum([m.size for m in self.comp_inverses])
-        luts = []
-        for d in range(self.dim_column.shape[0]):
-            xf = int(self.dim_transform[d])
-            if xf in (XF_LOGICLE, XF_HYPERLOG):
-                luts.append(np.asarray(transform_lut(xf, self.dim_transform_params[d])))
-            else:
-                luts.append(np.zeros(1))
+        # Lookup tables for the transforms that have one (a 1-value placeholder otherwise).
+        luts = [
+            np.asarray(transform_lut(int(self.dim_transform[d]), self.dim_transform_params[d]))
+            for d in range(self.dim_column.shape[0])
+        ]
         lut_ptr = np.zeros(len(luts) + 1, dtype=np.int64)
         lut_ptr[1:] = np.cumsum([t.shape[0] for t in luts])
         lut_buf = np.concatenate(luts) if luts else np.zeros(0)
