@@ -63,6 +63,13 @@ import numpy as np
 from numba import prange, types
 
 from ._config import jit, jit_parallel
+from .geometry import (
+    ellipsoid_geometry,
+    polygon_geometry,
+    quadrant_bounds,
+    quadrant_interval,
+    range_bounds,
+)
 
 __all__ = [
     "GATE_AND",
@@ -73,18 +80,14 @@ __all__ = [
     "GATE_QUADRANT",
     "GATE_RECTANGLE",
     "boolean_membership",
-    "ellipsoid_geometry",
     "ellipsoid_membership",
     "in_ellipsoid",
     "in_polygon",
     "in_range",
     "polygon_block",
-    "polygon_geometry",
     "polygon_membership",
-    "quadrant_bounds",
     "quadrant_interval",
     "quadrant_membership",
-    "range_bounds",
     "rectangle_membership",
 ]
 
@@ -349,176 +352,6 @@ def _as_out(out, shape: tuple[int, ...], what: str) -> np.ndarray:
     if not out.flags.writeable:
         raise ValueError(f"{what}: out is read-only; pass a writeable array")
     return out
-
-
-def _vector(v, what: str, name: str) -> np.ndarray:
-    a = np.array(v, dtype=np.float64, ndmin=1)
-    if a.ndim != 1:
-        raise ValueError(f"{what}: {name} must be 1-D, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{what}: {name}={a.tolist()} must be finite")
-    return a
-
-
-def range_bounds(lo, hi, what: str = "rectangle") -> tuple[np.ndarray, np.ndarray]:
-    """Validate and normalise rectangle bounds: open sides become ``-inf`` / ``+inf``.
-
-    Parameters
-    ----------
-    lo, hi : array_like of float, shape (n_dims,)
-        Minimum (inclusive) and maximum (exclusive) per dimension; NaN, ``-inf``
-        (for ``lo``) or ``+inf`` (for ``hi``) mean no bound. ``None`` entries
-        are read as NaN.
-
-    Returns
-    -------
-    lo, hi : numpy.ndarray of float64, shape (n_dims,)
-
-    Raises
-    ------
-    ValueError
-        Different lengths, ``lo = +inf`` or ``hi = -inf``, or ``lo > hi``.
-    """
-    # numpy reads None as NaN for a float dtype.
-    lo = np.array(lo, dtype=np.float64, ndmin=1)
-    hi = np.array(hi, dtype=np.float64, ndmin=1)
-    if lo.ndim != 1 or lo.shape != hi.shape or lo.size == 0:
-        raise ValueError(
-            f"{what}: lo and hi must be 1-D of the same length >= 1, got shapes {lo.shape} and {hi.shape}"
-        )
-    if np.any(lo == np.inf) or np.any(hi == -np.inf):
-        raise ValueError(
-            f"{what}: lo={lo.tolist()}, hi={hi.tolist()}: a minimum of +inf or a maximum of -inf "
-            "is not a bound; use NaN for an open side"
-        )
-    lo = np.where(np.isnan(lo), -np.inf, lo)
-    hi = np.where(np.isnan(hi), np.inf, hi)
-    if np.any(lo > hi):
-        j = int(np.argmax(lo > hi))
-        raise ValueError(
-            f"{what}: dimension {j} has min={float(lo[j])!r} > max={float(hi[j])!r}; swap them (min <= max)"
-        )
-    return lo, hi
-
-
-def polygon_geometry(vertices, what: str = "polygon") -> np.ndarray:
-    """Flat polygon geometry: bounding box then vertices (see `in_polygon`).
-
-    Parameters
-    ----------
-    vertices : array_like of float, shape (n_vertices, 2)
-        At least 3 finite vertices, in order (either orientation); the last
-        connects back to the first (do not repeat the first).
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (4 + 2 * n_vertices,)
-    """
-    v = np.asarray(vertices, dtype=np.float64)
-    if v.ndim != 2 or v.shape[1] != 2 or v.shape[0] < 3:
-        raise ValueError(f"{what}: vertices must have shape (n >= 3, 2), got {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{what}: vertices must be finite, got {v.tolist()}")
-    box = [v[:, 0].min(), v[:, 0].max(), v[:, 1].min(), v[:, 1].max()]
-    return np.concatenate([np.asarray(box, dtype=np.float64), v.reshape(-1)])
-
-
-def ellipsoid_geometry(mean, covariance, distance_square, what: str = "ellipsoid") -> np.ndarray:
-    """Flat ellipsoid geometry ``(μ, C⁻¹ row-major, d²)`` (see `in_ellipsoid`).
-
-    Parameters
-    ----------
-    mean : array_like of float, shape (n_dims,)
-    covariance : array_like of float, shape (n_dims, n_dims)
-        Invertible; used as given (not symmetrised).
-    distance_square : float
-        ``d² > 0``.
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (n_dims + n_dims**2 + 1,)
-    """
-    mu = _vector(mean, what, "mean")
-    c = np.asarray(covariance, dtype=np.float64)
-    nd = mu.shape[0]
-    if c.shape != (nd, nd):
-        raise ValueError(
-            f"{what}: covariance has shape {c.shape}; expected ({nd}, {nd}) for a {nd}-D mean"
-        )
-    if not np.all(np.isfinite(c)):
-        raise ValueError(f"{what}: covariance must be finite, got {c.tolist()}")
-    cond = np.linalg.cond(c)
-    if not np.isfinite(cond) or cond > 1e12:
-        raise ValueError(
-            f"{what}: covariance matrix {c.tolist()} is singular (condition number {cond:.3g}); "
-            "an ellipsoid needs an invertible covariance"
-        )
-    d2 = float(distance_square)
-    if not (math.isfinite(d2) and d2 > 0):
-        raise ValueError(f"{what}: distance_square={distance_square!r} must be finite and > 0")
-    return np.concatenate([mu, np.linalg.inv(c).reshape(-1), [d2]])
-
-
-def quadrant_interval(values, location: float) -> int:
-    """Interval index of ``location`` among a divider's sorted ``values``.
-
-    Interval ``k`` is ``[values[k-1], values[k])`` (``k = 0``: below the first
-    value; ``k = len(values)``: at or above the last), so the result is the
-    number of values ``<= location``. Gating-ML 2.0 names a quadrant's side
-    of a divider by such a location.
-    """
-    v = _vector(values, "quadrant divider", "values")
-    return int(np.searchsorted(v, float(location), side="right"))
-
-
-def quadrant_bounds(
-    dividers, quadrants, what: str = "quadrant"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-quadrant, per-divider bounds ``[lo, hi)`` and which dividers each quadrant reads.
-
-    Parameters
-    ----------
-    dividers : sequence of array_like, length n_dims
-        Divider values of each dimension, strictly increasing, finite, >= 1 each.
-    quadrants : array_like of int, shape (n_quadrants, n_dims)
-        Interval index per divider (see `quadrant_interval`), or -1 where the
-        quadrant does not name that divider.
-
-    Returns
-    -------
-    lo, hi : numpy.ndarray of float64, shape (n_quadrants, n_dims)
-        Normalised bounds (``∓inf`` on open sides).
-    used : numpy.ndarray of bool, shape (n_quadrants, n_dims)
-    """
-    divs = [_vector(d, what, f"divider {j} values") for j, d in enumerate(dividers)]
-    nd = len(divs)
-    q = np.asarray(quadrants)
-    if q.ndim != 2 or q.shape[1] != nd or (q.size and q.dtype.kind not in "iu"):
-        raise ValueError(
-            f"{what}: quadrants must be an integer array of shape (n_quadrants, {nd}), got {q.shape} {q.dtype}"
-        )
-    for j, d in enumerate(divs):
-        if d.size == 0 or np.any(np.diff(d) <= 0):
-            raise ValueError(
-                f"{what}: divider {j} values {d.tolist()} must be non-empty and strictly increasing"
-            )
-    lo = np.full(q.shape, -np.inf)
-    hi = np.full(q.shape, np.inf)
-    used = q >= 0
-    for r in range(q.shape[0]):
-        if not used[r].any():
-            raise ValueError(f"{what}: quadrant {r} names no divider")
-        for j, d in enumerate(divs):
-            k = int(q[r, j])
-            if k < -1 or k > d.size:
-                raise ValueError(
-                    f"{what}: quadrant {r} interval {k} for divider {j} is out of range -1..{d.size}"
-                )
-            if k > 0:
-                lo[r, j] = d[k - 1]
-            if 0 <= k < d.size:
-                hi[r, j] = d[k]
-    return lo, hi, used
 
 
 # --- public wrappers -----------------------------------------------------------------------------

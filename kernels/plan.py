@@ -77,11 +77,8 @@ from .gates import (
     GATE_POLYGON,
     GATE_QUADRANT,
     GATE_RECTANGLE,
-    ellipsoid_geometry,
-    polygon_geometry,
-    quadrant_bounds,
-    range_bounds,
 )
+from .geometry import ellipsoid_geometry, polygon_geometry, quadrant_bounds, range_bounds
 from .transforms import (
     XF_NONE,
     XF_NPARAMS,
