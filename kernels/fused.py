@@ -7,14 +7,15 @@ memberships), so no compensated or transformed copy of the data is ever
 made. Per block, in order:
 
 1. **sources**: every column a dimension reads, raw or compensated
-   (``Σ_m x[i, cols[m]]·inv[m, j]`` in float64, each matrix's columns loaded
-   once per event);
-2. **dimensions**: ratio (if any), then the transform
-   (`transform_scalar_lut`, exact to ~1e-14; NaN stays NaN);
-3. **gates** in plan order: each gate's own test (the scalar tests of
-   `cytokit.kernels.gates`, so memberships equal the standalone kernels')
-   ANDed with its parent's membership (events outside the parent are not
-   tested); Boolean gates combine earlier rows;
+   (``Σ_m x[i, cols[m]]·inv[m, j]`` summed in float64 in the order
+   ``m = 0..k-1``, from a tile of the matrix's columns gathered once);
+2. **dimensions**: ratio (if any), then the transform, with the transform
+   kernels' own block loops (the same numerics as `transform_scalar_lut`:
+   table-driven logicle/hyperlog/biex, exact to ~1e-14; NaN stays NaN);
+3. **gates** in plan order: each gate's test (``in_range``,
+   ``polygon_block``, ``in_ellipsoid`` of `cytokit.kernels.gates`, so
+   memberships equal the standalone kernels') ANDed with its parent's
+   membership; Boolean gates combine earlier rows;
 4. per-block counts (summed after the parallel loop, so there are no races)
    and, if asked, the membership rows copied or bit-packed into the output.
 """
