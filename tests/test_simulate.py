@@ -292,6 +292,36 @@ def test_persistence_curve_half_life_and_peak_are_the_parameters():
     assert day == pytest.approx(grid[np.argmax(dense)], abs=1e-3)
 
 
+def test_half_lives_are_recoverable_from_event_counts():
+    """Bead-counted donor cells/µL after the last peak give back the true half-life."""
+    design = preset_design("benchmark", n_events=50_000)
+    design = replace(design, patients=design.patients[:2])  # one NK, one CIK patient
+    for spec, members in (
+        (design.patients[0], ("NK_bright", "NK_dim")),
+        (design.patients[1], ("CIK",)),
+    ):
+        model = patient_model(design, spec)
+        kinetics = model.kinetics[spec.arm]
+        doses = {}
+        for m in members:
+            for day, cells in model.infused(m):
+                doses[day] = doses.get(day, 0.0) + cells
+        peak_day, _ = population_peak(sorted(doses.items()), kinetics)
+        days, per_ul = [], []
+        for day in design.days_of(spec):
+            if day <= peak_day + 0.5:
+                continue
+            _, truth = simulate_sample(design, spec, day)
+            beads = np.sum(truth.label == CODE["bead"])
+            k = np.sum(np.isin(truth.label, [CODE[m] for m in members]) & truth.donor)
+            if k >= 20:
+                days.append(day)
+                per_ul.append(k / beads * truth.parameters.beads_per_ul)
+        assert len(days) >= 3, (spec.id, days)
+        slope = np.polyfit(days, np.log(per_ul), 1)[0]
+        assert math.log(2) / -slope == pytest.approx(kinetics.half_life_days, rel=0.2), spec.id
+
+
 def test_truth_tables_agree_with_the_model(tmp_path):
     design = small_design()
     out = simulate_study(tmp_path / "s", design)

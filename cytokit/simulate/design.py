@@ -52,7 +52,7 @@ DONOR_SIDES = ("positive", "negative")
 #: sampling and, for CIK, samples right after each CIK infusion and a tail after
 #: the last one (so a half-life can be fitted to the post-peak decay).
 DEFAULT_DAYS = {
-    "NK": (-7, 1, 3, 7, 14, 21, 28, 42, 60, 90),
+    "NK": (-7, 1, 3, 7, 14, 21, 28, 35, 42, 60, 90),
     "CIK": (-7, 7, 14, 21, 42, 43, 49, 63, 64, 70, 84, 85, 88, 91, 98, 112, 126),
 }
 

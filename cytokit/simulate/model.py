@@ -110,7 +110,7 @@ PRODUCT_CONTENT = {
 }
 
 #: Per lineage: median half-life (days), expansion fold, days to peak, and the
-#: lognormal sd of each across patients. NK: expansion peaking in the second
+#: lognormal sd of each across patients (draws truncated at ±2 sd). NK: expansion peaking in the second
 #: week after lymphodepletion + IL-2 (Miller et al. 2005), short persistence
 #: afterwards; CIK: little expansion, short persistence; T (from DLI): slow
 #: expansion and long persistence.
@@ -292,8 +292,11 @@ def patient_model(design: StudyDesign, patient: str | PatientSpec) -> PatientMod
     kinetics = {}
     recovery = float(np.clip(0.25 * np.exp(0.25 * rng.standard_normal()), 0.05, 0.6))
     for lineage, prior in KINETICS_PRIOR.items():
+        # truncated at ±2 sd: the extreme tails would make kinetics no
+        # sampling schedule can resolve (e.g. a 2-day NK half-life)
         draws = {
-            k: median * np.exp(sd * rng.standard_normal()) for k, (median, sd) in prior.items()
+            k: median * np.exp(sd * np.clip(rng.standard_normal(), -2.0, 2.0))
+            for k, (median, sd) in prior.items()
         }
         kinetics[lineage] = Kinetics(
             half_life_days=float(np.round(draws["half_life"], 3)),
