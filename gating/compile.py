@@ -1,0 +1,293 @@
+"""Resolving a strategy's dimensions against one sample's channels, and compiling it to a plan.
+
+Gating-ML and FlowJo name channels; the kernels read columns. `Resolver`
+answers, for one sample (its channels and the spillover to use), which columns,
+which compensation and which transform each `Dimension` means, and raises a
+`GatingError` naming the gate and the channels the sample has when it cannot.
+`compile_plan` turns a whole (non-adaptive) tree into a `GatingPlan`;
+`dimension_values` computes the values a gate sees for chosen events, for
+adaptive gate fitting and for plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cytokit import kernels as K
+from cytokit.errors import GatingError
+from cytokit.gating.gates import (
+    FCS,
+    UNCOMPENSATED,
+    AdaptiveGate,
+    BooleanGate,
+    Dimension,
+    EllipsoidGate,
+    Gate,
+    PolygonGate,
+    QuadrantGate,
+    RectangleGate,
+    SpectrumMatrix,
+)
+from cytokit.sample import Channel, Spillover
+
+__all__ = ["ResolvedDimension", "Resolver", "compile_plan", "dimension_values"]
+
+
+@dataclass(frozen=True)
+class ResolvedDimension:
+    """A dimension in column terms: what the kernels need to compute its values."""
+
+    column: int
+    column2: int  # ratio denominator, or -1
+    ratio: tuple[float, float, float]
+    compensation: int  # index into Resolver.matrices, or -1
+    transform: int
+    params: np.ndarray
+
+
+class Resolver:
+    """Channel and compensation look-ups for one sample.
+
+    Parameters
+    ----------
+    channels : sequence of Channel
+        The sample's channels (``$PnN`` names, ``$PnS`` markers).
+    spillover : Spillover or None
+        The matrix `FCS` dimensions use (None: they stay uncompensated).
+    matrices : mapping of str to SpectrumMatrix
+        The strategy's named matrices.
+    sample_name : str
+        For messages.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[Channel],
+        spillover: Spillover | None,
+        matrices: Mapping[str, SpectrumMatrix],
+        sample_name: str = "sample",
+    ) -> None:
+        self.channels = tuple(channels)
+        self.spillover = spillover
+        self.named = dict(matrices)
+        self.sample_name = sample_name
+        self._by_name = {}
+        for c in self.channels:
+            self._by_name.setdefault(c.name, c.index)
+        self._by_marker: dict[str, list[int]] = {}
+        for c in self.channels:
+            if c.marker:
+                self._by_marker.setdefault(c.marker, []).append(c.index)
+        #: (inverse, columns, {name: position}) of each compensation used, in first-use order
+        self.matrices: list[tuple[np.ndarray, np.ndarray, dict[str, int]]] = []
+        self._matrix_index: dict[str, int | None] = {}
+
+    # -- channels ---------------------------------------------------------------------
+    def column(self, name: str, gate: str) -> int:
+        """Column of the channel whose ``$PnN`` (first) or ``$PnS`` is `name`."""
+        if name in self._by_name:
+            return self._by_name[name]
+        hits = self._by_marker.get(name, [])
+        if len(hits) == 1:
+            return hits[0]
+        have = ", ".join(c.label for c in self.channels)
+        if len(hits) > 1:
+            raise GatingError(
+                f"gate {gate!r}: marker {name!r} names several channels of {self.sample_name}; "
+                f"use the channel ($PnN) name. Channels: {have}"
+            )
+        raise GatingError(
+            f"gate {gate!r} reads channel {name!r}, which {self.sample_name} does not have; "
+            f"its channels are: {have}"
+        )
+
+    # -- compensation -----------------------------------------------------------------
+    def matrix(self, ref: str, gate: str) -> int:
+        """Index into `matrices` for compensation `ref`, or -1 for none."""
+        if ref == UNCOMPENSATED:
+            return -1
+        if ref in self._matrix_index:
+            i = self._matrix_index[ref]
+            return -1 if i is None else i
+        if ref == FCS:
+            spill = self.spillover
+            if spill is None:
+                self._matrix_index[ref] = None
+                return -1
+            names = spill.channels
+            cols = [self._spill_column(n, gate) for n in names]
+            positions = {n: j for j, n in enumerate(names)}
+            matrix = spill.matrix
+            what = f"the spillover matrix ({spill.source or 'given'}) of {self.sample_name}"
+        elif ref in self.named:
+            m = self.named[ref]
+            cols = [self._spill_column(n, gate) for n in m.detectors]
+            positions = {n: j for j, n in enumerate(m.detectors)}
+            positions.update({n: j for j, n in enumerate(m.fluorochromes)})
+            matrix = m.matrix
+            what = f"spectrum matrix {ref!r}"
+        else:
+            known = ", ".join([UNCOMPENSATED, FCS, *self.named]) or "none"
+            raise GatingError(
+                f"gate {gate!r} uses compensation {ref!r}, which the strategy does not define; "
+                f"known: {known}"
+            )
+        if len(set(cols)) != len(cols):
+            raise GatingError(f"{what} names a channel twice; each detector must appear once")
+        try:
+            inverse = K.compensation_matrix(matrix)
+        except ValueError as exc:
+            raise GatingError(f"{what}: {exc}") from None
+        self.matrices.append((inverse, np.asarray(cols, dtype=np.int64), positions))
+        self._matrix_index[ref] = len(self.matrices) - 1
+        return len(self.matrices) - 1
+
+    def _spill_column(self, name: str, gate: str) -> int:
+        if name in self._by_name:
+            return self._by_name[name]
+        hits = self._by_marker.get(name, [])
+        if len(hits) == 1:
+            return hits[0]
+        raise GatingError(
+            f"gate {gate!r}: the compensation matrix names detector {name!r}, which "
+            f"{self.sample_name} does not have; its channels are: "
+            + ", ".join(c.label for c in self.channels)
+        )
+
+    # -- dimensions -------------------------------------------------------------------
+    def _channel_column(self, name: str, comp: int, gate: str) -> int:
+        if comp >= 0:
+            _, cols, positions = self.matrices[comp]
+            if name in positions:
+                return int(cols[positions[name]])
+        return self.column(name, gate)
+
+    def dimension(self, d: Dimension, gate: str) -> ResolvedDimension:
+        comp = self.matrix(d.compensation, gate)
+        if d.ratio is not None:
+            col = self._channel_column(d.ratio.numerator, comp, gate)
+            col2 = self._channel_column(d.ratio.denominator, comp, gate)
+            abc = (float(d.ratio.A), float(d.ratio.B), float(d.ratio.C))
+        else:
+            col = self._channel_column(d.channel, comp, gate)
+            col2, abc = -1, (0.0, 0.0, 0.0)
+        if d.transform is None:
+            kind, params = K.XF_NONE, K.transform_params(K.XF_NONE)
+        else:
+            kind, params = d.transform.code, d.transform.vector
+        return ResolvedDimension(col, col2, abc, comp, kind, params)
+
+
+def compile_plan(
+    gates: Sequence[Gate], resolver: Resolver, plan_rows: dict[str, int] | None = None
+) -> tuple[K.GatingPlan, dict[str, int]]:
+    """Compile gates (in dependency order, none adaptive) into a `GatingPlan`.
+
+    Returns the plan and ``{population id: plan gate row}``.
+    """
+    b = K.PlanBuilder()
+    comp_index: dict[int, int] = {}
+    rows: dict[str, int] = {} if plan_rows is None else plan_rows
+
+    def dim(d: Dimension, gate: str) -> int:
+        r = resolver.dimension(d, gate)
+        comp = -1
+        if r.compensation >= 0:
+            if r.compensation not in comp_index:
+                inv, cols, _ = resolver.matrices[r.compensation]
+                comp_index[r.compensation] = b.compensation(inv, cols)
+            comp = comp_index[r.compensation]
+        ratio = None if r.column2 < 0 else (r.column2, *r.ratio)
+        return b.dimension(
+            r.column, compensation=comp, transform=r.transform, params=r.params, ratio=ratio
+        )
+
+    for g in gates:
+        parent = -1 if g.parent is None else rows[g.parent]
+        try:
+            if isinstance(g, RectangleGate):
+                dims = [dim(d, g.id) for d in g.dims]
+                rows[g.id] = b.rectangle(dims, g.min, g.max, parent=parent, name=g.id)
+            elif isinstance(g, PolygonGate):
+                dims = [dim(d, g.id) for d in g.dims]
+                rows[g.id] = b.polygon(dims, g.vertices, parent=parent, name=g.id)
+            elif isinstance(g, EllipsoidGate):
+                dims = [dim(d, g.id) for d in g.dims]
+                rows[g.id] = b.ellipsoid(
+                    dims, g.mean, g.covariance, g.distance_square, parent=parent, name=g.id
+                )
+            elif isinstance(g, QuadrantGate):
+                dims = [dim(dv.dimension, g.id) for dv in g.dividers]
+                values = [dv.values for dv in g.dividers]
+                ids = [q.id for q in g.quadrants]
+                made = b.quadrants(dims, values, g.intervals(), parent=parent, names=ids)
+                rows.update(zip(ids, made, strict=True))
+            elif isinstance(g, BooleanGate):
+                rows[g.id] = b.boolean(
+                    g.op,
+                    [rows[o] for o in g.operands],
+                    g.complement,
+                    parent=parent,
+                    name=g.id,
+                )
+            elif isinstance(g, AdaptiveGate):
+                raise GatingError(f"gate {g.id!r} is adaptive and has not been fitted")
+            else:
+                raise GatingError(f"gate {g.id!r}: unsupported gate type {type(g).__name__}")
+        except ValueError as exc:
+            if isinstance(exc, GatingError):
+                raise
+            raise GatingError(f"gate {g.id!r}: {exc}") from None
+    return b.build(), rows
+
+
+def dimension_values(
+    events: np.ndarray, resolver: Resolver, dims: Sequence[Dimension], rows=None, gate: str = ""
+) -> np.ndarray:
+    """The values gates see on `dims` for the events `rows` (all if None).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_rows, len(dims))
+        Compensated, ratioed and transformed like the fused evaluator does.
+    """
+    resolved = [resolver.dimension(d, gate) for d in dims]
+    if rows is None:
+        rows = slice(None)
+        n = events.shape[0]
+    else:
+        rows = np.asarray(rows)
+        if rows.dtype == np.bool_:
+            rows = np.flatnonzero(rows)
+        n = rows.shape[0]
+    out = np.empty((n, len(dims)), dtype=np.float64)
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def source(col: int, comp: int) -> np.ndarray:
+        key = (col, comp)
+        if key in cache:
+            return cache[key]
+        if comp >= 0:
+            inv, cols, _ = resolver.matrices[comp]
+            where = np.flatnonzero(cols == col)
+            if where.size:
+                block = np.asarray(events[rows][:, cols], dtype=np.float64)
+                comp_vals = block @ inv
+                for j, c in enumerate(cols.tolist()):
+                    cache[(c, comp)] = comp_vals[:, j]
+                return cache[key]
+        cache[key] = np.asarray(events[rows, col], dtype=np.float64)
+        return cache[key]
+
+    for j, (d, r) in enumerate(zip(dims, resolved, strict=True)):
+        x = source(r.column, r.compensation)
+        if r.column2 >= 0:
+            x = K.ratio(x, source(r.column2, r.compensation), *r.ratio)
+        if d.transform is None:
+            out[:, j] = x
+        else:
+            out[:, j] = d.transform.apply(x)
+    return out

@@ -1,0 +1,410 @@
+"""`GatingStrategy`: a tree of gates, its populations and paths, applied to samples.
+
+Every gate defines one population (a quadrant gate one per quadrant). A
+population's path is its parent's path, ``/`` and its name:
+``/Lymphocytes/Singlets/Live/CD3-CD56+``. Ids are unique in a strategy; paths
+must be unique too, so either names a population.
+
+`GatingStrategy.apply` compiles the tree for the sample's channels (plans are
+cached per channel layout and spillover, so a batch of files from one panel
+compiles once), fits adaptive gates on their parents' events, and evaluates the
+whole tree in one pass of the fused kernel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from cytokit import kernels as K
+from cytokit.errors import GatingError
+from cytokit.gating.compile import Resolver, compile_plan, dimension_values
+from cytokit.gating.gates import (
+    AdaptiveGate,
+    Dimension,
+    Gate,
+    QuadrantGate,
+    SpectrumMatrix,
+)
+from cytokit.sample import Sample, Spillover
+
+__all__ = ["GatingStrategy", "Population"]
+
+#: Events an adaptive gate is fitted on at most (a random subsample of its parent).
+FIT_EVENTS = 200_000
+_PLAN_CACHE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Population:
+    """One population of a strategy.
+
+    Attributes
+    ----------
+    id : str
+        The gate id (a quadrant's id for quadrants).
+    name : str
+    path : str
+        ``/A/B/C``.
+    parent : str or None
+        Id of the parent population.
+    gate : Gate
+        The gate that defines it (the `QuadrantGate` for a quadrant).
+    depth : int
+        1 for top-level populations.
+    """
+
+    id: str
+    name: str
+    path: str
+    parent: str | None
+    gate: Gate
+    depth: int
+
+
+class GatingStrategy:
+    """An immutable gating tree.
+
+    Parameters
+    ----------
+    gates : iterable of Gate
+        In any order; parents and Boolean operands are found by id.
+    matrices : mapping of str to SpectrumMatrix, optional
+        Named compensation matrices that dimensions may refer to.
+    name : str
+    source : str
+        Where it was read from (for messages).
+
+    Raises
+    ------
+    GatingError
+        Repeated ids or paths, a parent or operand that does not exist, a cycle,
+        a dimension naming an unknown matrix.
+    """
+
+    def __init__(
+        self,
+        gates: Iterable[Gate],
+        *,
+        matrices: Mapping[str, SpectrumMatrix] | None = None,
+        name: str = "",
+        source: str = "",
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.matrices = dict(matrices or {})
+        where = f" in {source}" if source else ""
+        gates = list(gates)
+        for g in gates:
+            if not isinstance(g, Gate):
+                raise GatingError(f"strategy{where}: {g!r} is not a Gate")
+        owner: dict[str, Gate] = {}
+        for g in gates:
+            for pid in g.population_ids:
+                if pid in owner:
+                    raise GatingError(
+                        f"strategy{where}: id {pid!r} is used twice; gate and quadrant ids "
+                        "must be unique"
+                    )
+                owner[pid] = g
+        for g in gates:
+            for ref in g.references:
+                if ref not in owner:
+                    raise GatingError(
+                        f"strategy{where}: gate {g.id!r} refers to {ref!r}, which is not a gate "
+                        "or quadrant of the strategy"
+                    )
+            for d in g.dimensions:
+                if d.compensation not in ("uncompensated", "FCS", *self.matrices):
+                    raise GatingError(
+                        f"strategy{where}: gate {g.id!r} uses compensation {d.compensation!r}; "
+                        f"define it, or use 'FCS' or 'uncompensated'"
+                    )
+        self.gates: tuple[Gate, ...] = tuple(_topological(gates, owner, where))
+        self._owner = owner
+        self.populations: tuple[Population, ...] = tuple(self._populations(where))
+        self._by_id = {p.id: p for p in self.populations}
+        self._by_path = {p.path: p for p in self.populations}
+        self._plans: dict[tuple, tuple] = {}
+
+    # -- structure --------------------------------------------------------------------
+    def _populations(self, where: str) -> list[Population]:
+        out: list[Population] = []
+        info: dict[str, tuple[str, int]] = {}
+        seen: dict[str, str] = {}
+        for g in self.gates:
+            if g.parent is None:
+                base, depth = "", 0
+            else:
+                base, depth = info[g.parent]
+            names = (
+                [(q.id, q.name) for q in g.quadrants]
+                if isinstance(g, QuadrantGate)
+                else [(g.id, g.name)]
+            )
+            for pid, name in names:
+                path = f"{base}/{name}"
+                if path in seen:
+                    raise GatingError(
+                        f"strategy{where}: populations {seen[path]!r} and {pid!r} have the same "
+                        f"path {path!r}; rename one of them"
+                    )
+                seen[path] = pid
+                info[pid] = (path, depth + 1)
+                out.append(Population(pid, name, path, g.parent, g, depth + 1))
+        return out
+
+    def population(self, key: str) -> Population:
+        """The population with path `key` (leading ``/`` optional) or id `key`."""
+        if key in self._by_path:
+            return self._by_path[key]
+        if not key.startswith("/") and "/" + key in self._by_path:
+            return self._by_path["/" + key]
+        if key in self._by_id:
+            return self._by_id[key]
+        where = f" of {self.source}" if self.source else ""
+        raise GatingError(
+            f"no population {key!r} in the strategy{where}; populations are: "
+            + ", ".join(p.path for p in self.populations)
+        )
+
+    def gate(self, gate_id: str) -> Gate:
+        """The gate that defines population (or quadrant) id or path `gate_id`."""
+        return self.population(gate_id).gate
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(p.path for p in self.populations)
+
+    @property
+    def is_adaptive(self) -> bool:
+        return any(isinstance(g, AdaptiveGate) for g in self.gates)
+
+    def replace_gates(self, gates: Iterable[Gate]) -> GatingStrategy:
+        """A new strategy with the given gates replacing those of the same id."""
+        new = {g.id: g for g in gates}
+        return GatingStrategy(
+            [new.pop(g.id, g) for g in self.gates] + list(new.values()),
+            matrices=self.matrices,
+            name=self.name,
+            source=self.source,
+        )
+
+    def ancestors(self, gate_id: str) -> set[str]:
+        """Ids of every gate that `gate_id`'s membership depends on (parents and operands)."""
+        out: set[str] = set()
+        todo = list(self._owner[gate_id].references)
+        while todo:
+            g = self._owner[todo.pop()]
+            if g.id not in out:
+                out.add(g.id)
+                todo.extend(g.references)
+        return out
+
+    def digest(self) -> str:
+        """A stable hash of the strategy's content (gates, geometry, matrices), for caches."""
+        h = hashlib.sha256()
+        for g in self.gates:
+            h.update(repr(g).encode())
+        for k in sorted(self.matrices):
+            m = self.matrices[k]
+            h.update(repr((k, m.fluorochromes, m.detectors)).encode())
+            h.update(np.ascontiguousarray(m.matrix).tobytes())
+        return h.hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.populations)
+
+    def __repr__(self) -> str:
+        src = f" from {self.source!r}" if self.source else ""
+        return (
+            f"<GatingStrategy{src}: {len(self.gates)} gates, {len(self.populations)} populations>"
+        )
+
+    # -- applying ---------------------------------------------------------------------
+    def resolver(self, sample: Sample, compensation="file") -> Resolver:
+        """Channel/compensation look-ups for `sample` (see `apply` for `compensation`)."""
+        return Resolver(
+            sample.channels, _spillover(sample, compensation), self.matrices, sample.name
+        )
+
+    def compile(self, sample: Sample, compensation="file") -> tuple[K.GatingPlan, dict[str, int]]:
+        """The `GatingPlan` for this sample's channels, and population id → plan row.
+
+        Adaptive gates must have been fitted (see `apply`). Plans are cached per
+        channel layout and compensation matrix.
+        """
+        spill = _spillover(sample, compensation)
+        key = (
+            tuple((c.name, c.marker) for c in sample.channels),
+            None if spill is None else (spill.channels, spill.matrix.tobytes()),
+        )
+        hit = self._plans.get(key)
+        if hit is None:
+            resolver = Resolver(sample.channels, spill, self.matrices, sample.name)
+            hit = compile_plan(self.gates, resolver)
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = hit
+        return hit
+
+    def fit(self, sample: Sample, *, compensation="file", seed: int = 0) -> GatingStrategy:
+        """This strategy with every adaptive gate placed on `sample`'s data.
+
+        Adaptive gates are fitted parents first: each sees the values of its
+        dimensions for (a subsample of at most `FIT_EVENTS` of) its parent's
+        events. Returns `self` when there is nothing to fit.
+        """
+        if not self.is_adaptive:
+            return self
+        rng = np.random.default_rng([seed, _name_seed(sample.name)])
+        current = self
+        resolver = current.resolver(sample, compensation)
+        while True:
+            pending = [g for g in current.gates if isinstance(g, AdaptiveGate)]
+            if not pending:
+                return current
+            ready = [
+                g
+                for g in pending
+                if not any(
+                    isinstance(current._owner[a], AdaptiveGate) for a in current.ancestors(g.id)
+                )
+            ]
+            parents = sorted({g.parent for g in ready if g.parent is not None})
+            masks: dict[str, np.ndarray] = {}
+            if parents:
+                needed = set(parents)
+                for p in parents:
+                    needed |= current.ancestors(p)
+                sub = [
+                    g
+                    for g in current.gates
+                    if g.id in needed or any(q in needed for q in g.population_ids)
+                ]
+                plan, rows = compile_plan(sub, current.resolver(sample, compensation))
+                _, mem = K.evaluate_plan(sample.events, plan, membership=[rows[p] for p in parents])
+                masks = dict(zip(parents, mem, strict=True))
+            fitted = []
+            for g in ready:
+                if g.parent is None:
+                    idx = np.arange(sample.n_events)
+                else:
+                    idx = np.flatnonzero(masks[g.parent])
+                if idx.size > FIT_EVENTS:
+                    idx = np.sort(rng.choice(idx, FIT_EVENTS, replace=False))
+                values = dimension_values(sample.events, resolver, g.dims, idx, g.id)
+                concrete = g.fit(values, rng)
+                if isinstance(concrete, AdaptiveGate) or concrete.id != g.id:
+                    raise GatingError(
+                        f"adaptive gate {g.id!r} returned {concrete!r}; fit must return a concrete "
+                        "gate with the same id"
+                    )
+                fitted.append(replace(concrete, parent=g.parent, name=g.name))
+            current = current.replace_gates(fitted)
+
+    def apply(
+        self,
+        sample: Sample,
+        *,
+        compensation="file",
+        membership: bool = True,
+        seed: int = 0,
+    ):
+        """Gate one sample.
+
+        Parameters
+        ----------
+        sample : Sample
+            Scale values (``read_fcs(..., scale=True)``, the default).
+        compensation : "file", None, "none" or Spillover
+            What `FCS` dimensions use: the sample's own spillover keyword
+            ("file", default), no compensation (None/"none"), or a given matrix.
+        membership : bool
+            Keep every population's membership (bit-packed: n_events/8 bytes a
+            population) so `GatingResult.membership` works; False keeps counts only.
+        seed : int
+            Seed for adaptive gates' subsampling (combined with the sample name).
+
+        Returns
+        -------
+        GatingResult
+        """
+        from cytokit.gating.result import GatingResult
+
+        if not isinstance(sample, Sample):
+            raise GatingError(f"apply needs a cytokit Sample, got {type(sample).__name__}")
+        concrete = self.fit(sample, compensation=compensation, seed=seed)
+        plan, rows = concrete.compile(sample, compensation)
+        order = np.array([rows[p.id] for p in concrete.populations], dtype=np.int64)
+        counts, packed = K.evaluate_plan(
+            sample.events, plan, membership=order if membership else False, packed=True
+        )
+        return GatingResult(
+            strategy=concrete,
+            sample=sample,
+            counts_array=counts[order],
+            packed=packed,
+            compensation=_spillover(sample, compensation),
+        )
+
+    def values(
+        self, sample: Sample, dims: Iterable[Dimension], rows=None, *, compensation="file"
+    ) -> np.ndarray:
+        """The values the gates see on `dims` for events `rows` (float64, (n, len(dims)))."""
+        return dimension_values(
+            sample.events, self.resolver(sample, compensation), list(dims), rows
+        )
+
+    # -- files ------------------------------------------------------------------------
+    def to_gatingml(self, path: str | Path) -> Path:
+        """Write this strategy as a Gating-ML 2.0 document."""
+        from cytokit.gating.gatingml import write_gatingml
+
+        return write_gatingml(self, path)
+
+
+def _name_seed(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
+
+def _spillover(sample: Sample, compensation) -> Spillover | None:
+    if isinstance(compensation, Spillover):
+        return compensation
+    if compensation is None or (isinstance(compensation, str) and compensation.lower() == "none"):
+        return None
+    if isinstance(compensation, str) and compensation.lower() == "file":
+        return sample.spillover
+    raise GatingError(
+        f"compensation={compensation!r}: use 'file' (the sample's spillover keyword), "
+        "None / 'none', or a cytokit.Spillover"
+    )
+
+
+def _topological(gates: list[Gate], owner: dict[str, Gate], where: str) -> list[Gate]:
+    """Gates ordered so that every gate comes after the gates it refers to (stable)."""
+    done: set[int] = set()
+    out: list[Gate] = []
+    state: dict[int, int] = {}
+
+    def visit(g: Gate, trail: list[str]) -> None:
+        k = id(g)
+        if k in done:
+            return
+        if state.get(k) == 1:
+            cycle = " → ".join([*trail, g.id])
+            raise GatingError(f"strategy{where}: gates refer to each other in a cycle: {cycle}")
+        state[k] = 1
+        for ref in g.references:
+            visit(owner[ref], [*trail, g.id])
+        state[k] = 2
+        done.add(k)
+        out.append(g)
+
+    for g in gates:
+        visit(g, [])
+    return out
