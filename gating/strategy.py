@@ -206,9 +206,12 @@ class GatingStrategy:
         return out
 
     def digest(self) -> str:
-        """A stable hash of the strategy's content (gates, geometry, matrices), for caches."""
+        """A stable hash of the strategy's content (gates, geometry, matrices), for caches.
+
+        It does not depend on the order the gates were given in.
+        """
         h = hashlib.sha256()
-        for g in self.gates:
+        for g in sorted(self.gates, key=lambda g: g.id):
             h.update(repr(g).encode())
         for k in sorted(self.matrices):
             m = self.matrices[k]
