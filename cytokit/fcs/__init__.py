@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cytokit.fcs.reader import read_fcs
+from cytokit.fcs.layout import DataSet
+from cytokit.fcs.problems import FCSWarning
+from cytokit.fcs.reader import read_fcs, read_fcs_datasets
 from cytokit.fcs.writer import write_fcs
 
-__all__ = ["read_fcs", "write_fcs"]
+__all__ = ["DataSet", "FCSWarning", "read_fcs", "read_fcs_datasets", "write_fcs"]

@@ -1,2 +1,192 @@
-def read_fcs(*args, **kwargs):
-    raise NotImplementedError("FCS reading is being written")
+"""`read_fcs`: one data set of an FCS 2.0, 3.0, 3.1 or 3.2 file as a `Sample`.
+
+The work is split by concern: `cytokit.fcs.text` parses HEADER and TEXT,
+`cytokit.fcs.layout` finds the data sets and the bytes and layout of the events,
+`cytokit.fcs.channels` builds the channels and the scaling, `cytokit.fcs.spillover`
+reads the spillover matrix and `cytokit.fcs.data` reads the events.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cytokit.errors import FCSError
+from cytokit.fcs.channels import make_channels, scale_plan
+from cytokit.fcs.data import read_events
+from cytokit.fcs.layout import DataSet, read_datasets
+from cytokit.fcs.problems import Notes
+from cytokit.fcs.spillover import read_spillover
+from cytokit.fcs.text import Keywords
+from cytokit.sample import Sample
+
+__all__ = ["DataSet", "read_fcs", "read_fcs_datasets"]
+
+
+class _File:
+    """An open FCS file: unbuffered handle, size and a bounded `read(offset, n)`."""
+
+    def __init__(self, path: Path, notes: Notes) -> None:
+        self.path = path
+        try:
+            self.fh = open(path, "rb", buffering=0)  # closed in __exit__
+        except IsADirectoryError:
+            raise notes.error("is a directory, not an FCS file") from None
+        except FileNotFoundError:
+            raise notes.error("no such file") from None
+        except OSError as exc:
+            raise notes.error(f"cannot open the file: {exc.strerror or exc}") from None
+        self.size = os.fstat(self.fh.fileno()).st_size
+
+    def read(self, offset: int, n: int) -> bytes:
+        n = max(0, min(n, self.size - offset))
+        self.fh.seek(offset)
+        out = bytearray()
+        while len(out) < n:
+            chunk = self.fh.read(n - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+
+    def __enter__(self) -> _File:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.fh.close()
+
+
+def _out_dtype(dtype, ds: DataSet) -> np.dtype:
+    if dtype is None:
+        kinds = {(c.kind, c.width) for c in ds.layout.columns}
+        return np.dtype(np.float32 if kinds == {("f", 4)} else np.float64)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise FCSError(
+            f"read_fcs(dtype={dtype!r}) is not supported; use None (float32 "
+            "for float32 files, else float64), numpy.float32 or numpy.float64"
+        )
+    return dt
+
+
+def _datasets(path: Path, fh: _File, notes: Notes, upto: int | None) -> list[DataSet]:
+    return read_datasets(fh.read, fh.size, notes, upto=upto)
+
+
+def read_fcs_datasets(path: str | os.PathLike[str]) -> list[DataSet]:
+    """Describe every data set of an FCS file without reading events.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    list of DataSet
+        In file order, following ``$NEXTDATA``: for each, its byte offset,
+        version, ``$TOT``, ``$PAR``, ``$DATATYPE``, ``$BYTEORD``, TEXT and DATA
+        byte ranges, the offset of the next one, and its keywords.
+
+    Raises
+    ------
+    FCSError
+        Not an FCS file, or the first data set's HEADER/TEXT is malformed. A
+        later data set that cannot be read ends the list with an `FCSWarning`.
+    """
+    path = Path(path)
+    notes = Notes(str(path))
+    with _File(path, notes) as fh:
+        out = _datasets(path, fh, notes, None)
+    notes.emit()
+    return out
+
+
+def read_fcs(
+    path: str | os.PathLike[str],
+    *,
+    dataset: int = 0,
+    scale: bool = True,
+    dtype=None,
+    mmap: bool = False,
+) -> Sample:
+    """Read one data set of an FCS file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An FCS 2.0, 3.0, 3.1 or 3.2 file (list mode; ``$DATATYPE`` I, F or D).
+    dataset : int
+        Which data set (0 = the first); see `read_fcs_datasets`.
+    scale : bool
+        True (default): *scale* values: ``$PnE`` log decoding
+        (``10 ** (f1 * x / $PnR) * f2``, ``f2 = 0`` read as 1) for integer data,
+        ``$PnG`` gain divided out of linear channels, the time channel multiplied
+        by ``$TIMESTEP``. False: the values as stored, integers masked to
+        ``$PnR`` (to the smallest power of two >= ``$PnR``, minus one).
+    dtype : None, numpy.float32 or numpy.float64
+        None: float32 for float32 (F) files, float64 otherwise.
+    mmap : bool
+        Return a read-only `numpy.memmap` of the DATA segment instead of reading
+        it, for native-order float data that need no scaling (``scale=False``,
+        or no gain or time step to apply) in the dtype asked for. Otherwise the
+        events are read as usual.
+
+    Returns
+    -------
+    Sample
+        ``events`` of shape (``$TOT``, ``$PAR``); ``channels`` from ``$PnN``,
+        ``$PnS``, ``$PnR``, ``$PnB``, ``$PnE``, ``$PnG``; every keyword of the
+        primary and supplemental TEXT as spelled in the file; the spillover from
+        ``$SPILLOVER``, ``$SPILL`` or ``SPILL`` with names mapped to ``$PnN``.
+
+    Raises
+    ------
+    FCSError
+        The file is missing, not an FCS file, truncated, or malformed so that
+        its events cannot be read correctly (bad offsets, ``$PAR``, ``$TOT``,
+        ``$PnB``, ``$BYTEORD``, ``$DATATYPE``...); the message names the file,
+        the keyword or byte offset at fault and what was expected.
+
+    Warns
+    -----
+    FCSWarning
+        For each deviation from the standard that was read around (HEADER and
+        TEXT offsets that disagree where one fits the file, a duplicated keyword,
+        an unreadable spillover matrix...).
+    """
+    path = Path(path)
+    notes = Notes(str(path))
+    if isinstance(dataset, bool) or not isinstance(dataset, (int, np.integer)) or dataset < 0:
+        raise FCSError(f"{path}: dataset={dataset!r}; expected a data set number >= 0")
+    with _File(path, notes) as fh:
+        sets = _datasets(path, fh, notes, int(dataset))
+        if dataset >= len(sets):
+            raise notes.error(
+                f"data set {dataset} was asked for but the file has {len(sets)} (numbered from 0)"
+            )
+        ds = sets[dataset]
+        if dataset:
+            notes.where = f"{path} (data set {dataset + 1})"
+        kw = Keywords(notes)
+        kw.add(list(ds.keywords.items()))
+        channels = make_channels(kw, ds, strict=scale)
+        plan = scale_plan(kw, ds, channels) if scale else None
+        spillover = read_spillover(kw, channels)
+        out_dtype = _out_dtype(dtype, ds)
+        events = read_events(fh.fh, path, ds, notes, out_dtype=out_dtype, plan=plan, mmap=mmap)
+    notes.emit()
+    return Sample(
+        events,
+        channels,
+        keywords=dict(ds.keywords),
+        spillover=spillover,
+        path=path,
+        dataset=int(dataset),
+        version=ds.version,
+        scaled=bool(scale),
+    )
