@@ -1,0 +1,184 @@
+"""Matching a workspace's samples to FCS files on this machine.
+
+A workspace records where FlowJo read each file (often another computer's
+path) and some of its keywords. Files are matched without trusting folders:
+
+1. by file name: the name in the sample's URI, then the sample's name in
+   FlowJo (exact, then ignoring case);
+2. failing that, by the ``$FIL`` keyword in the file's TEXT;
+3. when several files (or samples) are candidates, by the event count
+   (``$TOT``), and then by ``$FIL``.
+
+Keywords are read (without the events) only for the files that need them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["FileMatches", "match_files"]
+
+
+@dataclass
+class FileMatches:
+    """The outcome of `Workspace.match_files`.
+
+    Attributes
+    ----------
+    matched : dict of str to Path
+        Sample id → its file.
+    how : dict of str to str
+        Sample id → what matched it (``"file name"``, ``"$FIL"``, with
+        ``" + $TOT"`` when the event count decided).
+    missing : list of str
+        Ids of samples no file matches.
+    ambiguous : dict of str to list of Path
+        Sample id → the files it could be (none chosen).
+    unused : list of Path
+        Files no sample took.
+    unreadable : dict of Path to str
+        Files whose keywords could not be read, with the reason.
+    names : dict of str to str
+        Sample id → sample name (for the report).
+    """
+
+    matched: dict[str, Path] = field(default_factory=dict)
+    how: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    ambiguous: dict[str, list[Path]] = field(default_factory=dict)
+    unused: list[Path] = field(default_factory=list)
+    unreadable: dict[Path, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every sample has exactly one file."""
+        return not self.missing and not self.ambiguous
+
+    def report(self) -> str:
+        """A readable summary: matched, ambiguous, missing and unused files."""
+        lines = [f"{len(self.matched)} of {len(self.names)} samples matched to files"]
+        for sid, p in self.matched.items():
+            lines.append(f"  {self.names[sid]!r} (id {sid}) = {p} [{self.how[sid]}]")
+        for sid, ps in self.ambiguous.items():
+            lines.append(
+                f"  AMBIGUOUS {self.names[sid]!r} (id {sid}): could be "
+                + ", ".join(str(p) for p in ps)
+            )
+        for sid in self.missing:
+            lines.append(f"  MISSING {self.names[sid]!r} (id {sid}): no file matches")
+        for p in self.unused:
+            lines.append(f"  unused file: {p}")
+        for p, why in self.unreadable.items():
+            lines.append(f"  unreadable file: {p}: {why}")
+        return "\n".join(lines)
+
+    __str__ = report
+
+
+class _Files:
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self._kw: dict[Path, dict[str, str] | None] = {}
+        self.unreadable: dict[Path, str] = {}
+
+    def keywords(self, p: Path) -> dict[str, str] | None:
+        if p not in self._kw:
+            from cytokit.fcs.reader import read_fcs_datasets
+
+            try:
+                sets = read_fcs_datasets(p)
+                kw = {k.upper(): v for k, v in sets[0].keywords.items()} if sets else {}
+            except Exception as exc:  # any unreadable file is reported, not fatal
+                self.unreadable[p] = str(exc)
+                kw = None
+            self._kw[p] = kw
+        return self._kw[p]
+
+    def tot(self, p: Path) -> int | None:
+        kw = self.keywords(p)
+        try:
+            return int(kw["$TOT"]) if kw and "$TOT" in kw else None
+        except ValueError:
+            return None
+
+    def fil(self, p: Path) -> str | None:
+        kw = self.keywords(p)
+        return kw.get("$FIL") if kw else None
+
+
+def _by_name(names: list[str], files: list[Path]) -> list[Path]:
+    for fold in (False, True):
+        want = {n.casefold() if fold else n for n in names if n}
+        hits = [p for p in files if (p.name.casefold() if fold else p.name) in want]
+        if hits:
+            return hits
+    return []
+
+
+def match_files(samples, paths: Iterable[str | os.PathLike[str]], where: str = "") -> FileMatches:
+    """Match workspace samples to FCS files (see the module docstring).
+
+    Parameters
+    ----------
+    samples : sequence of WorkspaceSample
+    paths : iterable of path
+        Candidate files (folders are not searched; pass their files).
+    where : str
+        The workspace name (unused; kept for messages).
+
+    Returns
+    -------
+    FileMatches
+    """
+    files = _Files([Path(p) for p in paths])
+    out = FileMatches(names={s.id: s.name for s in samples})
+    claims: dict[str, tuple[list[Path], str]] = {}
+    for s in samples:
+        how = "file name"
+        cands = _by_name([s.file_name, s.name], files.paths)
+        if not cands:
+            how = "$FIL"
+            want = {v for v in (s.fil, s.name, s.file_name) if v}
+            cands = [p for p in files.paths if files.fil(p) in want]
+        if len(cands) > 1 and s.event_count is not None:
+            narrowed = [p for p in cands if files.tot(p) == s.event_count]
+            if narrowed:
+                cands, how = narrowed, how + " + $TOT"
+        if len(cands) > 1 and s.fil:
+            narrowed = [p for p in cands if files.fil(p) == s.fil]
+            if narrowed:
+                cands, how = narrowed, how + " + $FIL"
+        claims[s.id] = (cands, how)
+    # A file claimed by several samples goes to the one whose event count it has.
+    owners: dict[Path, list[str]] = {}
+    for sid, (cands, _) in claims.items():
+        if len(cands) == 1:
+            owners.setdefault(cands[0], []).append(sid)
+    by_id = {s.id: s for s in samples}
+    for p, sids in owners.items():
+        if len(sids) > 1:
+            tot = files.tot(p)
+            keep = [i for i in sids if by_id[i].event_count == tot]
+            for i in sids:
+                if len(keep) == 1 and i != keep[0]:
+                    claims[i] = ([], claims[i][1])
+                elif len(keep) != 1:
+                    claims[i] = (claims[i][0], "ambiguous")
+    used: set[Path] = set()
+    for s in samples:
+        cands, how = claims[s.id]
+        if len(cands) == 1 and how != "ambiguous":
+            out.matched[s.id] = cands[0]
+            out.how[s.id] = how
+            used.add(cands[0])
+        elif cands:
+            out.ambiguous[s.id] = list(cands)
+        else:
+            out.missing.append(s.id)
+    out.unused = [p for p in files.paths if p not in used]
+    out.unreadable = dict(files.unreadable)
+    return out

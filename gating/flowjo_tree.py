@@ -1,0 +1,282 @@
+"""The population trees of a FlowJo workspace, and the gating strategies built from them.
+
+FlowJo keeps one gating tree per sample (``SampleNode``) and one template per
+group (``GroupNode``). A tree is nested ``Population`` elements (each with one
+``Gate``) and Boolean ``AndNode``/``OrNode``/``NotNode`` elements whose
+operands (``Dependent name="A/B/C"``) are population paths from the root.
+FlowJo evaluates a Boolean node inside its parent population, which is what a
+cytokit `BooleanGate` with a parent does; the copy of an operand's gate that
+FlowJo writes inside a ``NotNode`` is ignored.
+
+In the strategy built here, a population's gate id is its path
+(``/Lymphocytes/Singlets``), so the same tree in several samples has the same
+ids, and its name is FlowJo's population name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cytokit.errors import GatingError
+from cytokit.gating.flowjo_axes import AxisMaker
+from cytokit.gating.flowjo_gates import gate_from_element
+from cytokit.gating.flowjo_xml import Element, child, children
+from cytokit.gating.gates import BooleanGate, Gate
+from cytokit.gating.strategy import GatingStrategy
+
+__all__ = ["Issue", "Node", "WorkspacePopulation", "build_strategy", "parse_nodes", "populations"]
+
+_BOOLEAN = {"AndNode": "and", "OrNode": "or", "NotNode": "not"}
+NODE_TAGS = ("Population", *_BOOLEAN)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Something in a workspace cytokit cannot reproduce.
+
+    Attributes
+    ----------
+    owner : str
+        ``"sample '<name>'"`` or ``"group '<name>'"``.
+    path : str
+        Population path ("" for the owner as a whole).
+    element : str
+        The XML element at fault.
+    line : int
+        Its line in the workspace.
+    reason : str
+    """
+
+    owner: str
+    path: str
+    element: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        at = f" population {self.path!r}" if self.path else ""
+        return f"{self.owner}{at} (<{self.element}> at line {self.line}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class WorkspacePopulation:
+    """One population of a FlowJo tree, as the workspace describes it.
+
+    Attributes
+    ----------
+    path : str
+        ``/A/B/C`` (FlowJo's names joined by ``/``).
+    name : str
+    node : str
+        ``Population``, ``AndNode``, ``OrNode`` or ``NotNode``.
+    gate_type : str
+        ``RectangleGate``, ``PolygonGate``, ``EllipsoidGate``... for a
+        Population; ``and``/``or``/``not`` for Boolean nodes.
+    count : int or None
+        FlowJo's event count (None where FlowJo did not compute one).
+    owning_group : str
+        The group whose template the gate comes from ("" for a sample's own).
+    line : int
+    """
+
+    path: str
+    name: str
+    node: str
+    gate_type: str
+    count: int | None
+    owning_group: str
+    line: int
+
+
+@dataclass(eq=False)
+class Node:
+    """A population element of a workspace tree (parsed, not yet converted)."""
+
+    name: str
+    kind: str
+    element: Element
+    gate: Element | None
+    dependents: tuple[str, ...]
+    count: int | None
+    owning_group: str
+    children: list[Node] = field(default_factory=list)
+
+    @property
+    def gate_type(self) -> str:
+        if self.kind in _BOOLEAN:
+            return _BOOLEAN[self.kind]
+        return self.gate.tag if self.gate is not None else ""
+
+
+def _count(el: Element) -> int | None:
+    try:
+        n = int(float(el.get("count", "-1")))
+    except ValueError:
+        return None
+    return n if n >= 0 else None
+
+
+def parse_nodes(container: Element | None) -> list[Node]:
+    """The population nodes in a ``<Subpopulations>`` element (recursively)."""
+    out: list[Node] = []
+    if container is None:
+        return out
+    for el in container:
+        if el.tag not in NODE_TAGS:
+            continue
+        gate = None
+        gate_el = child(el, "Gate")
+        if el.tag == "Population" and gate_el is not None:
+            gate = next(iter(gate_el), None)
+        deps: tuple[str, ...] = ()
+        if el.tag in _BOOLEAN:
+            d = child(el, "Dependents")
+            deps = tuple(x.get("name", "") for x in children(d, "Dependent")) if d else ()
+        node = Node(
+            name=el.get("name", ""),
+            kind=el.tag,
+            element=el,
+            gate=gate,
+            dependents=deps,
+            count=_count(el),
+            owning_group=el.get("owningGroup", ""),
+        )
+        node.children = parse_nodes(child(el, "Subpopulations"))
+        out.append(node)
+    return out
+
+
+def _walk(nodes: list[Node], base: str = ""):
+    for n in nodes:
+        path = f"{base}/{n.name}"
+        yield n, path, base
+        yield from _walk(n.children, path)
+
+
+def populations(nodes: list[Node]) -> tuple[WorkspacePopulation, ...]:
+    """Every population of a tree, parents first."""
+    return tuple(
+        WorkspacePopulation(
+            path, n.name, n.kind, n.gate_type, n.count, n.owning_group, n.element.line
+        )
+        for n, path, _ in _walk(nodes)
+    )
+
+
+def name_problem(name: str) -> str:
+    """Why `name` cannot be a population name in a path ("" when it can)."""
+    if not name.strip():
+        return "the population has no name"
+    if name in (".", ".."):
+        return (
+            f"a population named {name!r} cannot be told apart from a path step "
+            "('.' and '..' mean this and the parent population); rename it in FlowJo"
+        )
+    if "/" in name:
+        return f"the name {name!r} contains '/', which separates path steps; rename it in FlowJo"
+    return ""
+
+
+def _operand(dep: str, parent: str, known: set[str]) -> str | None:
+    dep = dep.strip()
+    for cand in ("/" + dep.lstrip("/"), f"{parent}/{dep}"):
+        if cand in known:
+            return cand
+    return None
+
+
+def build_strategy(
+    nodes: list[Node],
+    axes: AxisMaker,
+    *,
+    path: Path,
+    owner: str,
+    name: str,
+    skip_unsupported: bool = False,
+) -> tuple[GatingStrategy, list[Issue]]:
+    """The `GatingStrategy` of one tree and what could not be converted.
+
+    With `skip_unsupported`, a population that cannot be converted is left out
+    with everything below it (and Boolean gates that use it), and reported in
+    the returned issues; otherwise the first one raises `GatingError`.
+    """
+    issues: list[Issue] = []
+    where = f"{Path(path).name}: {owner}"
+
+    def problem(node: Node, p: str, reason: str, el: Element | None = None) -> None:
+        el = el if el is not None else node.element
+        issue = Issue(owner, p, el.tag, el.line, reason)
+        if not skip_unsupported:
+            raise GatingError(f"{where}, population {p!r} (<{el.tag}> at line {el.line}): {reason}")
+        issues.append(issue)
+
+    entries: list[tuple[Node, str, str | None]] = []
+    seen: dict[str, Node] = {}
+
+    def collect(level: list[Node], base: str) -> None:
+        for n in level:
+            p = f"{base}/{n.name}"
+            why = name_problem(n.name)
+            if why:
+                problem(n, p, why)
+                continue
+            if p in seen:
+                problem(
+                    n,
+                    p,
+                    f"two populations have this path (the other at line "
+                    f"{seen[p].element.line}); rename one in FlowJo",
+                )
+                continue
+            seen[p] = n
+            entries.append((n, p, base or None))
+            collect(n.children, p)
+
+    collect(nodes, "")
+    known = {p for _, p, _ in entries}
+    gates: dict[str, Gate] = {}
+    for n, p, parent in entries:
+        if parent is not None and parent not in gates:
+            continue  # its parent was left out
+        label = f"{owner}, population {p!r}"
+        try:
+            if n.kind in _BOOLEAN:
+                ops = []
+                for dep in n.dependents:
+                    ref = _operand(dep, parent or "", known)
+                    if ref is None:
+                        raise GatingError(
+                            f"{where}, population {p!r} (<{n.kind}> at line {n.element.line}): "
+                            f"operand {dep!r} is not a population of this tree"
+                        )
+                    ops.append(ref)
+                gates[p] = BooleanGate(
+                    id=p, parent=parent, name=n.name, op=_BOOLEAN[n.kind], operands=tuple(ops)
+                )
+            elif n.gate is None:
+                raise GatingError(
+                    f"{where}, population {p!r} (<Population> at line {n.element.line}): "
+                    "the population has no gate"
+                )
+            else:
+                gates[p] = gate_from_element(
+                    n.gate, axes, path, label, id=p, parent=parent, name=n.name
+                )
+        except GatingError as exc:
+            if not skip_unsupported:
+                raise
+            issues.append(Issue(owner, p, (n.gate or n.element).tag, n.element.line, str(exc)))
+    # Drop gates whose parent or operand was left out, until nothing changes.
+    changed = True
+    while changed:
+        changed = False
+        for p, g in list(gates.items()):
+            if any(r not in gates for r in g.references):
+                del gates[p]
+                issues.append(
+                    Issue(owner, p, "Dependent", 0, "left out: it uses a population left out")
+                )
+                changed = True
+    strategy = GatingStrategy(gates.values(), matrices=axes.matrices, name=name, source=str(path))
+    return strategy, issues
