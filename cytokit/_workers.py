@@ -1,0 +1,396 @@
+"""Where batch jobs run: what a worker does with one file, and the schedulers that run it.
+
+Used by `cytokit.batch.run_batch`. A worker gets a path (and, to run the
+task, the file's stat and hash); it returns a small `Reply` with the encoded
+payload or the failure as plain strings, never exception objects or event
+data. Process workers get the task once, through their initializer, and
+jobs refer to it by key; a Dask cluster gets it once by broadcast.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cytokit.errors import CytokitError
+from cytokit.payload import encode_payload
+from cytokit.store import file_hash
+
+__all__ = [
+    "SCHEDULERS",
+    "DaskBackend",
+    "PoolBackend",
+    "Reply",
+    "SerialBackend",
+    "WorkerLost",
+    "default_workers",
+    "hash_job",
+    "make_backend",
+    "run_job",
+    "stage",
+]
+
+#: Local schedulers; anything with ``://`` is a Dask scheduler address.
+SCHEDULERS = ("processes", "threads", "serial")
+_STAGE_ATTR = "_cytokit_stage"
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Label exceptions raised inside the block with the step `name` (``"read"``, ``"gate"``…).
+
+    The innermost label wins; `cytokit.batch.run_batch` reports it as the
+    failure's stage.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if getattr(exc, _STAGE_ATTR, None) is None:
+            try:
+                setattr(exc, _STAGE_ATTR, name)
+            except AttributeError:  # exceptions with __slots__
+                pass
+        raise
+
+
+def default_workers() -> int:
+    """Cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# -- what workers run ------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """A worker's answer: small and picklable (no exception objects, no file data)."""
+
+    path: str
+    size: int = -1
+    mtime_ns: int = -1
+    hash: str | None = None
+    items: dict[str, tuple[str, bytes]] | None = None
+    seconds: float = 0.0
+    failure: tuple[str, str, str, str, str] | None = None  # stage, kind, error, reason, detail
+
+
+@dataclass(frozen=True)
+class _TaskRef:
+    """Stands for the task installed in a worker process by its initializer."""
+
+    key: str
+
+
+_WORKER_TASKS: dict[str, object] = {}
+_HASH_BUFFER: list[bytearray] = []
+
+
+def _resolve(task):
+    return _WORKER_TASKS[task.key] if isinstance(task, _TaskRef) else task
+
+
+def _changed(path: str) -> Reply:
+    return Reply(
+        path,
+        failure=(
+            "open",
+            "exception",
+            "FileChanged",
+            "the file changed while the batch ran; rerun once it is complete",
+            "",
+        ),
+    )
+
+
+def hash_job(path: str) -> Reply:
+    """Stat and hash one file (runs on a worker)."""
+    if not _HASH_BUFFER:
+        _HASH_BUFFER.append(bytearray(1 << 20))
+    try:
+        st = os.stat(path)
+        digest = file_hash(path, _HASH_BUFFER[0])
+        after = os.stat(path)
+    except OSError as exc:
+        reason = f"cannot read the file: {exc.strerror or exc}"
+        return Reply(path, failure=("open", "exception", type(exc).__name__, reason, ""))
+    if (st.st_size, st.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        return _changed(path)
+    return Reply(path, st.st_size, st.st_mtime_ns, digest)
+
+
+def run_job(path: str, task, size: int, mtime_ns: int, digest: str) -> Reply:
+    """Run the task on one file whose hash is known (runs on a worker)."""
+    task = _resolve(task)
+    t0 = time.perf_counter()
+    try:
+        st = os.stat(path)
+        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            return _changed(path)
+        payload = task(Path(path))
+        with stage("store"):
+            items = encode_payload(payload)
+    except Exception as exc:
+        where = getattr(exc, _STAGE_ATTR, None) or "task"
+        if isinstance(exc, CytokitError):
+            kind, reason = "error", str(exc).strip() or type(exc).__name__
+        else:
+            kind, reason = "exception", f"{type(exc).__name__}: {exc}"
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        failure = (where, kind, type(exc).__name__, " ".join(reason.split()), detail)
+        return Reply(
+            path, size, mtime_ns, digest, seconds=time.perf_counter() - t0, failure=failure
+        )
+    return Reply(path, size, mtime_ns, digest, items, time.perf_counter() - t0)
+
+
+def _watch_parent(pid: int) -> None:
+    """End this worker when the coordinator is gone (killed with SIGKILL, say)."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as fh:  # a killed, unreaped parent is a zombie
+                gone = fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except ProcessLookupError:
+            gone = True
+        except OSError:
+            gone = False
+        if gone:
+            os._exit(70)
+
+
+def _init_worker(task, numba_threads: int, parent: int) -> None:
+    # Ctrl-C reaches the whole process group; the coordinator decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+    else:
+        os.environ["NUMBA_NUM_THREADS"] = str(numba_threads)
+    _WORKER_TASKS[task.key] = task
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+# -- where jobs run -----------------------------------------------------------------------------
+
+
+class WorkerLost(Exception):
+    """A worker process died while a job was in flight."""
+
+
+def _check_picklable(task) -> None:
+    try:
+        pickle.dumps(task)
+    except Exception as exc:
+        raise TypeError(
+            f"the task {type(task).__name__} cannot be pickled ({exc}); tasks must be top-level "
+            "objects holding plain data (or use scheduler='serial')"
+        ) from exc
+
+
+class _Done:
+    """A finished job of the serial backend (hashable by identity)."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+
+
+class SerialBackend:
+    name = "serial"
+
+    def __init__(self, task) -> None:
+        self.slots = 1
+        self.task = task
+
+    def submit(self, fn, *args):
+        return _Done(fn(*args))
+
+    def wait(self, handles, *, all_: bool = False):
+        return list(handles)
+
+    def result(self, handle):
+        return handle.reply
+
+    def cancel(self, handles) -> None:
+        pass
+
+    def restart(self) -> None:  # pragma: no cover - nothing can break
+        pass
+
+    def close(self, cancel: bool = False) -> None:
+        pass
+
+
+class PoolBackend:
+    """A `concurrent.futures` pool of processes (task installed once per process) or threads."""
+
+    def __init__(self, kind: str, task, workers: int) -> None:
+        self.name = kind
+        self.slots = workers
+        self._kind = kind
+        self._raw_task = task
+        self.task = task
+        if kind == "processes":
+            _check_picklable(task)
+            self.task = _TaskRef(task.key)
+        self._pool: cf.Executor | None = None
+
+    def _start(self) -> cf.Executor:
+        if self._pool is None:
+            if self._kind == "threads":
+                self._pool = cf.ThreadPoolExecutor(self.slots, thread_name_prefix="cytokit")
+            else:
+                import multiprocessing as mp
+
+                # never fork this process (its threads and Numba's thread pool do not survive
+                # a fork); a fork server with cytokit imported starts workers in milliseconds
+                if "forkserver" in mp.get_all_start_methods():
+                    context = mp.get_context("forkserver")
+                    context.set_forkserver_preload(["cytokit.gating", "cytokit.batch"])
+                else:  # pragma: no cover - not Linux
+                    context = mp.get_context("spawn")
+                threads = max(1, default_workers() // self.slots)
+                self._pool = cf.ProcessPoolExecutor(
+                    self.slots,
+                    mp_context=context,
+                    initializer=_init_worker,
+                    initargs=(self._raw_task, threads, os.getpid()),
+                )
+        return self._pool
+
+    def submit(self, fn, *args):
+        try:
+            return self._start().submit(fn, *args)
+        except cf.process.BrokenProcessPool as exc:  # died since the last wait: lost as well
+            future: cf.Future = cf.Future()
+            future.set_exception(exc)
+            return future
+
+    def wait(self, handles, *, all_: bool = False):
+        when = cf.ALL_COMPLETED if all_ else cf.FIRST_COMPLETED
+        return list(cf.wait(handles, return_when=when).done)
+
+    def result(self, handle):
+        try:
+            return handle.result()
+        except cf.process.BrokenProcessPool as exc:
+            raise WorkerLost(str(exc)) from exc
+
+    def cancel(self, handles) -> None:
+        for h in handles:
+            h.cancel()
+
+    def restart(self) -> None:
+        self.close(cancel=True)
+
+    def close(self, cancel: bool = False) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        if cancel and isinstance(pool, cf.ProcessPoolExecutor):
+            # shutdown(wait=False) leaves running jobs to finish; stop them now
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                if proc.is_alive():
+                    proc.terminate()
+
+
+class DaskBackend:
+    """A Dask distributed cluster: the task is scattered to every worker once."""
+
+    name = "dask"
+
+    def __init__(self, scheduler, task) -> None:
+        try:
+            import distributed
+        except ImportError as exc:
+            raise ImportError(
+                "running on a Dask cluster needs dask and distributed: pip install 'cytokit[dask]'"
+            ) from exc
+        self._d = distributed
+        self.address = scheduler if isinstance(scheduler, str) else str(scheduler)
+        if isinstance(scheduler, str):
+            try:
+                self._client = distributed.Client(scheduler, set_as_default=False, timeout="30s")
+            except OSError as exc:
+                raise CytokitError(
+                    f"cannot reach the Dask scheduler at {scheduler} ({exc}); check the address "
+                    "(tcp://HOST:PORT) and that the scheduler is running"
+                ) from exc
+            self._own = True
+        else:
+            self._client, self._own = scheduler, False
+        self.slots = max(1, sum(self._client.nthreads().values()))
+        _check_picklable(task)
+        self.task = self._client.scatter(task, broadcast=True, hash=False)
+        self._n = 0
+
+    def submit(self, fn, *args):
+        self._n += 1
+        return self._client.submit(fn, *args, pure=False, key=f"cytokit-{fn.__name__}-{self._n}")
+
+    def wait(self, handles, *, all_: bool = False):
+        when = "ALL_COMPLETED" if all_ else "FIRST_COMPLETED"
+        with self._client.as_current():  # distributed.wait uses the current client
+            return list(self._d.wait(handles, return_when=when).done)
+
+    def result(self, handle):
+        try:
+            return handle.result()
+        except self._d.KilledWorker as exc:
+            raise WorkerLost(str(exc)) from exc
+        except (OSError, self._d.CancelledError) as exc:
+            raise CytokitError(
+                f"lost the Dask cluster at {self.address} ({type(exc).__name__}: {exc}); "
+                "finished files are kept in the store, rerun to resume"
+            ) from exc
+
+    def cancel(self, handles) -> None:
+        self._client.cancel(list(handles), force=True)
+
+    def restart(self) -> None:
+        pass  # Dask replaces lost workers itself
+
+    def close(self, cancel: bool = False) -> None:
+        try:
+            self._client.cancel([self.task], force=True)
+        finally:
+            if self._own:
+                self._client.close()
+
+
+def make_backend(scheduler, workers: int | None, task, n_jobs: int):
+    """The scheduler `run_batch` was asked for, sized for `n_jobs` files."""
+    if scheduler is not None and not isinstance(scheduler, str):
+        return DaskBackend(scheduler, task)  # a distributed.Client
+    if scheduler is not None and "://" in scheduler:
+        return DaskBackend(scheduler, task)
+    n = default_workers() if workers is None else int(workers)
+    if n < 1:
+        raise ValueError(f"workers={workers} should be >= 1")
+    n = max(1, min(n, n_jobs))
+    kind = scheduler or ("processes" if n > 1 else "serial")
+    if kind == "local":
+        kind = "processes"
+    if kind not in SCHEDULERS:
+        raise ValueError(
+            f"scheduler={scheduler!r}: use one of {', '.join(SCHEDULERS)}, 'local', or a Dask "
+            "scheduler address tcp://HOST:PORT"
+        )
+    return SerialBackend(task) if kind == "serial" else PoolBackend(kind, task, n)

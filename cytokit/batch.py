@@ -1,0 +1,449 @@
+"""Run one task over many files in parallel, keeping every finished file in a `ResultsStore`.
+
+A *task* is a picklable, top-level object with
+
+* ``key``: a string digest of everything that determines its output (for
+  gating: the strategy's digest, the options and the cytokit version);
+* ``__call__(path) -> payload``: read the file and return a dict of
+  DataFrames, numpy arrays and JSON values (see `cytokit.store.encode_payload`);
+* optionally ``kind`` (a short name such as ``"gate"``) and ``describe()``
+  (a JSON-able dict kept in the store beside the key).
+
+`run_batch` hashes each file's content (on the workers, in parallel; a file
+whose path, size and mtime are unchanged is not re-read), skips files whose
+(content hash, task key) the store already holds, runs the rest on local
+processes, threads, in this process, or on a Dask cluster, and writes each
+result into the store the moment it arrives. Workers only read files and
+return small encoded payloads; only the coordinating process writes.
+
+Failures do not stop the batch. A `CytokitError` (a malformed file, a
+channel missing for a gate, ...) is stored as final for that content and
+task: a rerun reports it again without retrying. Any other exception is
+stored with its type and traceback and retried by the next run. A task marks
+which step failed with `stage`.
+
+Memory stays bounded: at most `IN_FLIGHT_PER_WORKER` files per worker are
+submitted at a time, each worker holds one file while it runs, and payloads
+are small.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from cytokit._workers import (
+    SCHEDULERS,
+    DaskBackend,
+    PoolBackend,
+    Reply,
+    WorkerLost,
+    default_workers,
+    hash_job,
+    make_backend,
+    run_job,
+    stage,
+)
+from cytokit.errors import CytokitError
+from cytokit.store import FileInfo, ResultsStore
+
+__all__ = [
+    "IN_FLIGHT_PER_WORKER",
+    "SCHEDULERS",
+    "BatchReport",
+    "FileOutcome",
+    "Task",
+    "default_workers",
+    "run_batch",
+    "stage",
+]
+
+#: Files submitted per worker at a time: one running, one ready to start.
+IN_FLIGHT_PER_WORKER = 2
+_MAX_BROKEN = 3  # the pool dying this often in a row with no progress ends the batch
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What `run_batch` runs on each file (see the module docstring)."""
+
+    key: str
+
+    def __call__(self, path: Path) -> Mapping[str, object]: ...
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one file of a batch.
+
+    Attributes
+    ----------
+    path : str
+        As given to `run_batch`.
+    status : str
+        ``"done"`` or ``"failed"``.
+    cached : bool
+        Taken from the store without running the task.
+    hash : str or None
+        Content hash (None when the file could not be read at all).
+    stage, kind, error, reason : str
+        For failures: the step (``"open"``, ``"read"``, ``"gate"``, ``"worker"``,
+        ``"task"``…), ``"error"`` (a cytokit error, final) or ``"exception"``
+        (retried by the next run), the exception type and a one-line reason.
+    seconds : float
+        Time the task took on its worker (0 when cached).
+    """
+
+    path: str
+    status: str
+    cached: bool = False
+    hash: str | None = None
+    stage: str = ""
+    kind: str = ""
+    error: str = ""
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class BatchReport:
+    """The outcome of `run_batch`: one `FileOutcome` per file, in input order."""
+
+    task: str
+    files: list[FileOutcome]
+    elapsed: float
+    scheduler: str
+    workers: int
+    run: int
+
+    @property
+    def done(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status == "done"]
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def n_cached(self) -> int:
+        return sum(f.cached for f in self.files)
+
+    def frame(
+        self,
+        store: ResultsStore,
+        name: str,
+        *,
+        label: Callable[[str], str] = str,
+        column: str = "file",
+    ) -> pd.DataFrame:
+        """Payload item `name` of every finished file stacked, in input order.
+
+        The first column (`column`) is ``label(path)`` of each file.
+        """
+        return store.frame(
+            self.task, name, [(label(f.path), f.hash) for f in self.done], label=column
+        )
+
+    def failures_frame(self, *, label: Callable[[str], str] = str) -> pd.DataFrame:
+        """``file, stage, kind, error, reason`` of every failed file, in input order."""
+        rows = [
+            {
+                "file": label(f.path),
+                "stage": f.stage,
+                "kind": f.kind,
+                "error": f.error,
+                "reason": f.reason,
+            }
+            for f in self.failed
+        ]
+        return pd.DataFrame(rows, columns=["file", "stage", "kind", "error", "reason"])
+
+    def __repr__(self) -> str:
+        return (
+            f"<BatchReport {len(self.files)} files: {len(self.done)} done "
+            f"({self.n_cached} from the store), {len(self.failed)} failed, {self.elapsed:.1f} s>"
+        )
+
+
+# -- the coordinator ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    path: str  # as given
+    abspath: str
+    info: FileInfo | None = None  # None: hash it first
+    isolate: bool = False  # a worker died with it in flight: run it alone
+
+
+@dataclass
+class _State:
+    task: object
+    store: ResultsStore
+    retry: bool
+    total: int
+    progress: Callable[[int, int, str, str], None] | None
+    outcomes: dict[str, FileOutcome] = field(default_factory=dict)
+
+    def finish(self, outcome: FileOutcome) -> None:
+        self.outcomes[outcome.path] = outcome
+        if self.progress is not None:
+            status = "cached" if outcome.cached and outcome.status == "done" else outcome.status
+            self.progress(len(self.outcomes), self.total, outcome.path, status)
+
+    def decide(self, job: _Job) -> bool:
+        """Finish `job` from the store if it can be; True when it still has to run."""
+        info = job.info
+        status = self.store.status(info.hash, self.task.key)
+        if status == "done":
+            self.finish(FileOutcome(job.path, "done", True, info.hash))
+            return False
+        if status == "error" and not self.retry:
+            f = self.store.failure(info.hash, self.task.key) or {}
+            self.finish(
+                FileOutcome(
+                    job.path,
+                    "failed",
+                    True,
+                    info.hash,
+                    f.get("stage", ""),
+                    f.get("kind", ""),
+                    f.get("error", ""),
+                    f.get("reason", ""),
+                )
+            )
+            return False
+        return True
+
+    def reply(self, job: _Job, reply: Reply) -> bool:
+        """Record a worker's reply; True when the job must now run the task."""
+        if reply.failure is not None:
+            where, kind, error, reason, detail = reply.failure
+            if reply.hash is not None:  # the task itself failed on known content
+                info = FileInfo(job.abspath, reply.size, reply.mtime_ns, reply.hash)
+                self.store.put_failure(
+                    info,
+                    self.task.key,
+                    stage=where,
+                    kind=kind,
+                    error=error,
+                    reason=reason,
+                    detail=detail,
+                )
+            self.finish(
+                FileOutcome(
+                    job.path, "failed", False, reply.hash, where, kind, error, reason, reply.seconds
+                )
+            )
+            return False
+        info = FileInfo(job.abspath, reply.size, reply.mtime_ns, reply.hash)
+        if job.info is None:  # a hash job
+            self.store.put_file(info)
+            job.info = info
+            return self.decide(job)
+        self.store.put_result(info, self.task.key, reply.items, seconds=reply.seconds)
+        self.finish(FileOutcome(job.path, "done", False, info.hash, seconds=reply.seconds))
+        return False
+
+    def lost(self, job: _Job, message: str) -> None:
+        reason = (
+            "the worker process died while processing this file (killed, or out of memory?)"
+            + (f": {message}" if message else "")
+        )
+        if job.info is not None:
+            self.store.put_failure(
+                job.info,
+                self.task.key,
+                stage="worker",
+                kind="exception",
+                error="WorkerLost",
+                reason=reason,
+            )
+        h = None if job.info is None else job.info.hash
+        self.finish(
+            FileOutcome(job.path, "failed", False, h, "worker", "exception", "WorkerLost", reason)
+        )
+
+
+def run_batch(
+    files: Iterable[str | os.PathLike],
+    task: Task,
+    store: ResultsStore,
+    *,
+    workers: int | None = None,
+    scheduler=None,
+    progress: Callable[[int, int, str, str], None] | None = None,
+    retry_failures: bool = False,
+) -> BatchReport:
+    """Run `task` on every file, in parallel, storing each result as it arrives.
+
+    Parameters
+    ----------
+    files : iterable of path
+        Files to process; a path given twice is processed once.
+    task : Task
+        A picklable object with ``key`` and ``__call__(path) -> payload``.
+    store : ResultsStore
+        Where results go; files whose (content hash, ``task.key``) it holds
+        are not run again.
+    workers : int, optional
+        Local processes or threads (default: the cores available). With one
+        worker and no `scheduler`, files run in this process.
+    scheduler : str or distributed.Client, optional
+        ``"processes"`` (default when ``workers > 1``; ``"local"`` is the
+        same), ``"threads"``, ``"serial"`` (this process, one file at a time),
+        a Dask scheduler address ``"tcp://HOST:PORT"``, or a
+        ``distributed.Client``. Dask workers must see the files at the same paths.
+    progress : callable, optional
+        ``progress(finished, total, path, status)`` after each file, with
+        status ``"done"``, ``"cached"`` or ``"failed"``.
+    retry_failures : bool
+        Run files again whose stored failure is a cytokit error (by default
+        such failures are final for unchanged content and task).
+
+    Returns
+    -------
+    BatchReport
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After stopping the workers; everything finished is in the store.
+    CytokitError
+        The Dask cluster was lost, or worker processes keep dying at start-up.
+    ImportError
+        A Dask scheduler was asked for without dask/distributed installed.
+    """
+    t0 = time.perf_counter()
+    key = getattr(task, "key", None)
+    if not isinstance(key, str) or not key or not callable(task):
+        raise TypeError(
+            f"{type(task).__name__} is not a batch task: it needs a non-empty string `key` and "
+            "__call__(path) -> dict"
+        )
+    paths: dict[str, str] = {}
+    for f in files:
+        paths.setdefault(os.path.abspath(os.fspath(f)), os.fspath(f))
+    state = _State(task, store, retry_failures, len(paths), progress)
+    describe = getattr(task, "describe", None)
+    store.put_task(key, getattr(task, "kind", type(task).__name__), describe() if describe else {})
+
+    queue: deque[_Job] = deque()
+    for abspath, given in paths.items():
+        job = _Job(given, abspath)
+        try:
+            st = os.stat(abspath)
+        except OSError as exc:
+            state.finish(
+                FileOutcome(given, "failed", False, None, "open", "exception", type(exc).__name__,
+                            f"cannot open the file: {exc.strerror or exc}")
+            )  # fmt: skip
+            continue
+        digest = store.cached_hash(abspath, st.st_size, st.st_mtime_ns)
+        if digest is not None:
+            job.info = FileInfo(abspath, st.st_size, st.st_mtime_ns, digest)
+            if not state.decide(job):
+                continue
+        queue.append(job)
+
+    backend = make_backend(scheduler, workers, task, len(queue)) if queue else None
+    name = "none" if backend is None else backend.name
+    n_workers = 0 if backend is None else backend.slots
+    run = store.begin_run(key, len(paths), name if backend is None else _where(backend))
+    status = "failed"
+    try:
+        if backend is not None:
+            _drive(backend, queue, state)
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if backend is not None:
+            backend.close(cancel=status != "finished")
+        outs = state.outcomes.values()
+        store.end_run(
+            run,
+            status,
+            done=sum(o.status == "done" and not o.cached for o in outs),
+            cached=sum(o.cached for o in outs),
+            failed=sum(o.status == "failed" for o in outs),
+        )
+    ordered = [state.outcomes[p] for p in paths.values() if p in state.outcomes]
+    return BatchReport(key, ordered, time.perf_counter() - t0, name, n_workers, run)
+
+
+def _where(backend) -> str:
+    if isinstance(backend, DaskBackend):
+        return f"dask {backend.address}"
+    return f"{backend.name} x{backend.slots}"
+
+
+def _drive(backend, queue: deque[_Job], state: _State) -> None:
+    """Keep at most ``slots * IN_FLIGHT_PER_WORKER`` jobs in flight until the queue is empty."""
+    window = backend.slots * IN_FLIGHT_PER_WORKER
+    inflight: dict[object, _Job] = {}
+    try:
+        _loop(backend, queue, state, inflight, window)
+    except BaseException:
+        backend.cancel(list(inflight))
+        raise
+
+
+def _loop(backend, queue: deque[_Job], state: _State, inflight: dict, window: int) -> None:
+    broken = 0
+    while queue or inflight:
+        while queue and len(inflight) < window:
+            if any(j.isolate for j in inflight.values()):
+                break
+            job = queue[0]
+            if job.isolate and inflight:
+                break
+            queue.popleft()
+            if job.info is None:
+                handle = backend.submit(hash_job, job.abspath)
+            else:
+                i = job.info
+                handle = backend.submit(
+                    run_job, job.abspath, backend.task, i.size, i.mtime_ns, i.hash
+                )
+            inflight[handle] = job
+        lost: list[tuple[_Job, str]] = []
+        done = backend.wait(list(inflight))
+        while done:
+            for handle in done:
+                job = inflight.pop(handle)
+                try:
+                    reply = backend.result(handle)
+                except WorkerLost as exc:
+                    lost.append((job, str(exc)))
+                    continue
+                broken = 0
+                if state.reply(job, reply):
+                    job.isolate = False
+                    queue.appendleft(job)  # its hash is known: run it next
+            # a dead process pool fails every job in flight: collect them all, then restart it
+            drain = lost and inflight and isinstance(backend, PoolBackend)
+            done = backend.wait(list(inflight), all_=True) if drain else []
+        if not lost:
+            continue
+        broken += 1
+        if broken > _MAX_BROKEN:
+            raise CytokitError(
+                "worker processes keep dying before finishing any file; run with --workers 1 "
+                "(or scheduler='serial') to see the error"
+            )
+        backend.restart()
+        for job, message in reversed(lost):
+            if job.isolate or isinstance(backend, DaskBackend):
+                state.lost(job, message)
+            else:
+                job.isolate = True  # run alone next, so a crash names the culprit
+                queue.appendleft(job)

@@ -1,0 +1,506 @@
+"""`ResultsStore`: an embedded SQLite store of per-file results, keyed by content and task.
+
+A batch (`cytokit.batch.run_batch`) writes one row per finished file into
+the store as soon as it finishes, so a rerun skips what is done and a crash
+loses nothing that finished. Results are keyed by
+
+* the file's **content hash** (SHA-256 of its bytes, streamed; ``sha256sum``
+  gives the same), so a file
+  that is moved, copied or touched is still recognised; the hash itself is
+  cached by ``(path, size, mtime_ns)`` so an unchanged file is not re-read;
+* the **task key**: a digest of everything that determines the task's output
+  (strategy, options, cytokit version), so changing any of them recomputes.
+
+Schema (``PRAGMA user_version`` = `SCHEMA_VERSION`, ``application_id`` marks
+the file as a cytokit store)::
+
+    meta     (key PRIMARY KEY, value)                     schema, creator version, created
+    files    (path PRIMARY KEY, size, mtime_ns, hash, hashed)   the hash cache
+    tasks    (key PRIMARY KEY, kind, description JSON, created)
+    results  (hash, task, path, seconds, created)          PRIMARY KEY (hash, task)
+    items    (hash, task, name, kind, data BLOB)           PRIMARY KEY (hash, task, name)
+    failures (hash, task, path, stage, kind, error, reason, detail, created)
+                                                           PRIMARY KEY (hash, task)
+    runs     (id, task, started, finished, status, files, done, cached, failed,
+              scheduler, cytokit_version)
+
+A result's payload is a mapping of names to items, each stored as one row of
+``items`` (see `cytokit.payload`): a pandas DataFrame (``kind = 'frame'``),
+a numpy array (``'array'``) or a JSON value (``'value'``).
+
+One process writes (the coordinator of a batch); the database runs in WAL
+mode, so readers never block it and every write is one transaction: a result
+and its items appear together or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cytokit.errors import CytokitError
+from cytokit.payload import decode_item, encode_payload, json_value
+
+__all__ = [
+    "HASH_NAME",
+    "SCHEMA_VERSION",
+    "FileInfo",
+    "ResultsStore",
+    "decode_item",
+    "encode_payload",
+    "file_hash",
+]
+
+#: Version of the table layout; a store with another version is refused.
+SCHEMA_VERSION = 1
+#: ``PRAGMA application_id`` of a cytokit store: "CKRS" (cytokit results store).
+APPLICATION_ID = 0x434B5253
+HASH_NAME = "sha256"
+_BLOCK = 1 << 20
+_CHUNK = 500  # bound parameters per IN (...) query (SQLite's limit is 32766 or 999)
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    hashed REAL NOT NULL
+);
+CREATE INDEX files_hash ON files (hash);
+CREATE TABLE tasks (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE results (
+    hash TEXT NOT NULL,
+    task TEXT NOT NULL,
+    path TEXT NOT NULL,
+    seconds REAL,
+    created REAL NOT NULL,
+    PRIMARY KEY (hash, task)
+) WITHOUT ROWID;
+CREATE TABLE items (
+    hash TEXT NOT NULL,
+    task TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('frame', 'array', 'value')),
+    data BLOB NOT NULL,
+    PRIMARY KEY (hash, task, name)
+) WITHOUT ROWID;
+CREATE INDEX items_task_name ON items (task, name);
+CREATE TABLE failures (
+    hash TEXT NOT NULL,
+    task TEXT NOT NULL,
+    path TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('error', 'exception')),
+    error TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (hash, task)
+) WITHOUT ROWID;
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    task TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    cached INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    scheduler TEXT NOT NULL,
+    cytokit_version TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file as the store knows it: where, how big, when modified, and its content hash."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str
+
+
+def file_hash(path: str | os.PathLike, buffer: bytearray | None = None) -> str:
+    """SHA-256 of a file's bytes as hex, read in 1 MiB blocks into a reused buffer.
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened or read.
+    """
+    h = hashlib.sha256()
+    buf = buffer if buffer is not None else bytearray(_BLOCK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+# -- the store --------------------------------------------------------------------------------------
+
+
+class ResultsStore:
+    """Per-file task results in one SQLite file.
+
+    Parameters
+    ----------
+    path : path
+        The database file; created (with its folder) when missing.
+    readonly : bool
+        Open an existing store for reading only.
+
+    Raises
+    ------
+    CytokitError
+        The file is not a SQLite database or not a cytokit store, or was
+        written by an incompatible cytokit version (the message says what to do).
+
+    Notes
+    -----
+    Use one `ResultsStore` per process and thread; only the process that runs
+    a batch writes. It is a context manager (closes on exit).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, readonly: bool = False) -> None:
+        from cytokit import __version__
+
+        self.path = Path(path)
+        self.readonly = readonly
+        self._version = __version__
+        if readonly and not self.path.is_file():
+            raise CytokitError(f"{self.path}: results store not found")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+        try:
+            self._db = sqlite3.connect(uri, uri=readonly, isolation_level=None, timeout=30.0)
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise CytokitError(
+                f"{self.path}: not a cytokit results store ({exc}); use another output folder "
+                "or delete the file"
+            ) from exc
+
+    def _open(self) -> None:
+        db = self._db
+        app = db.execute("PRAGMA application_id").fetchone()[0]
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        n_tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app == 0 and n_tables == 0 and not self.readonly:
+            self._create()
+        elif app != APPLICATION_ID:
+            raise CytokitError(
+                f"{self.path}: this SQLite file is not a cytokit results store; use another "
+                "output folder or delete the file"
+            )
+        elif version != SCHEMA_VERSION:
+            newer = version > SCHEMA_VERSION
+            raise CytokitError(
+                f"{self.path}: results store of schema version {version}, written by "
+                f"{'a newer' if newer else 'an older'} cytokit "
+                f"({self._meta().get('cytokit_version', 'unknown version')}); this cytokit "
+                f"({self._version}) reads version {SCHEMA_VERSION}. "
+                + (
+                    "Upgrade cytokit, or write to another output folder."
+                    if newer
+                    else "Delete the file (results are recomputed) or write to another folder."
+                )
+            )
+        if not self.readonly:
+            db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk before the next file is reported done
+            db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+
+    def _create(self) -> None:
+        with self._transaction() as db:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("cytokit_version", self._version),
+                    ("created", repr(time.time())),
+                    ("hash", HASH_NAME),
+                ],
+            )
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _meta(self) -> dict[str, str]:
+        try:
+            return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError:
+            return {}
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise CytokitError(f"{self.path}: the results store was opened read-only")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+            self._db = None
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ResultsStore {str(self.path)!r}>"
+
+    @property
+    def meta(self) -> dict[str, str]:
+        """Schema version, the cytokit version that created the store, creation time."""
+        return self._meta()
+
+    # -- the hash cache --------------------------------------------------------------------------
+    def cached_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
+        """The content hash recorded for `path` if its size and mtime are unchanged."""
+        row = self._db.execute(
+            "SELECT hash FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
+            (path, size, mtime_ns),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def put_file(self, info: FileInfo) -> None:
+        """Record `info.path`'s hash (replacing what was known about that path)."""
+        with self._transaction() as db:
+            self._upsert_file(db, info)
+
+    @staticmethod
+    def _upsert_file(db: sqlite3.Connection, info: FileInfo) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+            (info.path, info.size, info.mtime_ns, info.hash, time.time()),
+        )
+
+    # -- tasks and runs --------------------------------------------------------------------------
+    def put_task(self, key: str, kind: str, description: Mapping[str, object]) -> None:
+        """Describe a task key (kept once; for people reading the store)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?)",
+                (key, kind, json.dumps(json_value("description", description)), time.time()),
+            )
+
+    def task_description(self, key: str) -> dict | None:
+        row = self._db.execute("SELECT description FROM tasks WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def begin_run(self, task: str, n_files: int, scheduler: str) -> int:
+        """Record the start of a batch run; returns its id."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO runs (task, started, status, files, scheduler, cytokit_version) "
+                "VALUES (?, ?, 'running', ?, ?, ?)",
+                (task, time.time(), n_files, scheduler, self._version),
+            )
+            return int(cur.lastrowid)
+
+    def end_run(self, run: int, status: str, *, done: int, cached: int, failed: int) -> None:
+        """Record how run `run` ended (``finished`` or ``interrupted``) and its tallies."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET finished = ?, status = ?, done = ?, cached = ?, failed = ? "
+                "WHERE id = ?",
+                (time.time(), status, done, cached, failed, run),
+            )
+
+    def runs(self) -> pd.DataFrame:
+        """Every recorded run, oldest first (a killed run stays ``running`` with no end)."""
+        return pd.read_sql_query("SELECT * FROM runs ORDER BY id", self._db)
+
+    # -- results and failures --------------------------------------------------------------------
+    def status(self, hash: str, task: str) -> str | None:
+        """``'done'``, ``'error'`` / ``'exception'`` (a stored failure's kind) or None."""
+        if self._db.execute(
+            "SELECT 1 FROM results WHERE hash = ? AND task = ?", (hash, task)
+        ).fetchone():
+            return "done"
+        row = self._db.execute(
+            "SELECT kind FROM failures WHERE hash = ? AND task = ?", (hash, task)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def put_result(
+        self,
+        info: FileInfo,
+        task: str,
+        items: Mapping[str, tuple[str, bytes]],
+        *,
+        seconds: float | None = None,
+    ) -> None:
+        """Store a finished file's encoded payload (see `encode_payload`) in one transaction.
+
+        A stored failure of the same file and task is removed; the file's hash
+        cache entry is updated in the same transaction.
+        """
+        with self._transaction() as db:
+            self._upsert_file(db, info)
+            db.execute("DELETE FROM items WHERE hash = ? AND task = ?", (info.hash, task))
+            db.execute("DELETE FROM failures WHERE hash = ? AND task = ?", (info.hash, task))
+            db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
+                (info.hash, task, info.path, seconds, time.time()),
+            )
+            db.executemany(
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?)",
+                [(info.hash, task, n, k, sqlite3.Binary(b)) for n, (k, b) in items.items()],
+            )
+
+    def put_failure(
+        self,
+        info: FileInfo,
+        task: str,
+        *,
+        stage: str,
+        kind: str,
+        error: str,
+        reason: str,
+        detail: str = "",
+    ) -> None:
+        """Store why a file failed (`kind` ``'error'``: a cytokit error, final for that
+        content and task; ``'exception'``: anything else, retried by the next run)."""
+        with self._transaction() as db:
+            self._upsert_file(db, info)
+            db.execute("DELETE FROM results WHERE hash = ? AND task = ?", (info.hash, task))
+            db.execute("DELETE FROM items WHERE hash = ? AND task = ?", (info.hash, task))
+            db.execute(
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (info.hash, task, info.path, stage, kind, error, reason, detail, time.time()),
+            )
+
+    def payload(self, hash: str, task: str) -> dict[str, object] | None:
+        """The decoded payload of one file, or None when not stored."""
+        if self.status(hash, task) != "done":
+            return None
+        rows = self._db.execute(
+            "SELECT name, kind, data FROM items WHERE hash = ? AND task = ?", (hash, task)
+        ).fetchall()
+        return {name: decode_item(kind, bytes(data)) for name, kind, data in rows}
+
+    def items(self, task: str, name: str, hashes: Iterable[str]) -> dict[str, object]:
+        """Item `name` of every stored result of `task` among `hashes`: ``{hash: object}``."""
+        out: dict[str, object] = {}
+        wanted = list(dict.fromkeys(hashes))
+        for i in range(0, len(wanted), _CHUNK):
+            part = wanted[i : i + _CHUNK]
+            marks = ",".join("?" * len(part))
+            for h, kind, data in self._db.execute(
+                f"SELECT hash, kind, data FROM items WHERE task = ? AND name = ? "
+                f"AND hash IN ({marks})",
+                (task, name, *part),
+            ):
+                out[h] = decode_item(kind, bytes(data))
+        return out
+
+    def frame(
+        self, task: str, name: str, files: Sequence[tuple[str, str]], *, label: str = "file"
+    ) -> pd.DataFrame:
+        """Frame item `name` of many files stacked, with a first column naming each file.
+
+        Parameters
+        ----------
+        task : str
+            The task key.
+        name : str
+            The payload item (a DataFrame in every payload).
+        files : sequence of (label, hash)
+            In the order wanted; files without a stored result are left out.
+        label : str
+            Name of the added first column.
+        """
+        found = self.items(task, name, (h for _, h in files))
+        parts = []
+        for file, h in files:
+            frame = found.get(h)
+            if frame is None:
+                continue
+            if not isinstance(frame, pd.DataFrame):
+                raise CytokitError(f"payload item {name!r} of task {task[:12]} is not a table")
+            parts.append(frame.assign(**{label: file})[[label, *frame.columns]])
+        if not parts:
+            return pd.DataFrame(columns=[label])
+        return pd.concat(parts, ignore_index=True)
+
+    def failures(self, task: str, hashes: Iterable[str] | None = None) -> pd.DataFrame:
+        """Stored failures of `task` (all, or those among `hashes`)."""
+        cols = "hash, path, stage, kind, error, reason, detail, created"
+        if hashes is None:
+            return pd.read_sql_query(
+                f"SELECT {cols} FROM failures WHERE task = ? ORDER BY created",
+                self._db,
+                params=(task,),
+            )
+        wanted = list(dict.fromkeys(hashes))
+        parts = []
+        for i in range(0, len(wanted), _CHUNK):
+            part = wanted[i : i + _CHUNK]
+            marks = ",".join("?" * len(part))
+            parts.append(
+                pd.read_sql_query(
+                    f"SELECT {cols} FROM failures WHERE task = ? AND hash IN ({marks})",
+                    self._db,
+                    params=(task, *part),
+                )
+            )
+        if not parts:
+            return pd.DataFrame(columns=[c.strip() for c in cols.split(",")])
+        return pd.concat(parts, ignore_index=True)
+
+    def failure(self, hash: str, task: str) -> dict | None:
+        """One stored failure as a dict (stage, kind, error, reason, detail), or None."""
+        row = self._db.execute(
+            "SELECT stage, kind, error, reason, detail FROM failures WHERE hash = ? AND task = ?",
+            (hash, task),
+        ).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("stage", "kind", "error", "reason", "detail"), row, strict=True))
+
+    def count(self, task: str | None = None) -> dict[str, int]:
+        """How many results and failures are stored (for `task`, or in all)."""
+        where, params = ("WHERE task = ?", (task,)) if task is not None else ("", ())
+        done = self._db.execute(f"SELECT count(*) FROM results {where}", params).fetchone()[0]
+        failed = self._db.execute(f"SELECT count(*) FROM failures {where}", params).fetchone()[0]
+        return {"results": int(done), "failures": int(failed)}

@@ -1,0 +1,179 @@
+"""ResultsStore: payload round trips, the hash cache, transactions, incompatible files."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cytokit.errors import CytokitError
+from cytokit.store import (
+    SCHEMA_VERSION,
+    FileInfo,
+    ResultsStore,
+    decode_item,
+    encode_payload,
+    file_hash,
+)
+
+
+def info(name: str = "a.fcs", h: str = "h1") -> FileInfo:
+    return FileInfo(f"/data/{name}", 100, 123456789, h)
+
+
+def test_file_hash_is_sha256_of_the_bytes(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.bytes(3 * (1 << 20) + 17)  # several blocks and a partial one
+    path = tmp_path / "x.bin"
+    path.write_bytes(data)
+    assert file_hash(path) == hashlib.sha256(data).hexdigest()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert file_hash(empty, bytearray(8)) == hashlib.sha256(b"").hexdigest()
+
+
+def test_payload_round_trip_exact():
+    frame = pd.DataFrame(
+        {
+            "gate": ["/A", "/A/B", None],
+            "count": np.array([10, 0, -3], dtype=np.int64),
+            "small": np.array([1, 2, 3], dtype=np.uint16),
+            "pct": [0.1 + 0.2, float("nan"), float("inf")],
+            "f32": np.array([1 / 3, -0.0, 1e-40], dtype=np.float32),
+            "flag": [True, False, True],
+        },
+        index=[7, 8, 9],
+    )
+    array = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    payload = {"counts": frame, "hist": array, "n": np.int64(3), "meta": {"a": [1, 2.5, None]}}
+    items = encode_payload(payload)
+    assert {k: v[0] for k, v in items.items()} == {
+        "counts": "frame",
+        "hist": "array",
+        "n": "value",
+        "meta": "value",
+    }
+    back = {k: decode_item(*v) for k, v in items.items()}
+    pd.testing.assert_frame_equal(back["counts"], frame.reset_index(drop=True))
+    assert back["counts"]["gate"].iloc[2] is None
+    assert np.signbit(back["counts"]["f32"].iloc[1])
+    np.testing.assert_array_equal(back["hist"], array)
+    assert back["hist"].dtype == np.float32
+    assert back["n"] == 3 and back["meta"] == {"a": [1, 2.5, None]}
+
+
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        ({"x": object()}, "holds a object"),
+        ({"x": np.array([object()])}, "object array"),
+        ({"x": pd.DataFrame({"t": pd.to_datetime(["2024-01-01"])})}, "dtype datetime64"),
+        ({"x": pd.DataFrame({"o": [object()]})}, "holds object values"),
+        ({"": 1}, "non-empty strings"),
+        ([1, 2], "must return a dict"),
+    ],
+)
+def test_payload_refuses_what_it_cannot_hold(payload, match):
+    with pytest.raises(TypeError, match=match):
+        encode_payload(payload)
+
+
+def test_results_failures_and_frames(tmp_path):
+    path = tmp_path / "out" / "results.sqlite"
+    with ResultsStore(path) as store:
+        assert store.meta["schema_version"] == str(SCHEMA_VERSION)
+        assert store.status("h1", "t") is None
+        a = pd.DataFrame({"gate": ["/A"], "count": [5]})
+        b = pd.DataFrame({"gate": ["/A", "/B"], "count": [7, 2]})
+        store.put_result(info("a", "h1"), "t", encode_payload({"counts": a, "n": 5}), seconds=0.5)
+        store.put_result(info("b", "h2"), "t", encode_payload({"counts": b, "n": 9}))
+        store.put_failure(
+            info("c", "h3"), "t", stage="read", kind="error", error="FCSError", reason="bad"
+        )
+        assert store.status("h1", "t") == "done"
+        assert store.status("h1", "other") is None
+        assert store.status("h3", "t") == "error"
+        assert store.failure("h3", "t")["reason"] == "bad"
+        assert store.payload("h3", "t") is None
+        assert store.payload("h2", "t")["n"] == 9
+        table = store.frame("t", "counts", [("b.fcs", "h2"), ("c.fcs", "h3"), ("a.fcs", "h1")])
+        assert table.columns.tolist() == ["file", "gate", "count"]
+        assert table["file"].tolist() == ["b.fcs", "b.fcs", "a.fcs"]
+        assert table["count"].tolist() == [7, 2, 5]
+        assert store.count("t") == {"results": 2, "failures": 1}
+        # a later success replaces the failure of the same content and task, and vice versa
+        store.put_result(info("c", "h3"), "t", encode_payload({"counts": a}))
+        assert store.status("h3", "t") == "done" and store.failure("h3", "t") is None
+        store.put_failure(
+            info("a", "h1"), "t", stage="gate", kind="exception", error="X", reason="y"
+        )
+        assert store.status("h1", "t") == "exception"
+        assert store.items("t", "counts", ["h1"]) == {}
+        assert store.failures("t")["path"].tolist() == ["/data/a"]
+    # everything committed is there after reopening
+    with ResultsStore(path, readonly=True) as store:
+        assert store.count("t") == {"results": 2, "failures": 1}
+        with pytest.raises(CytokitError, match="read-only"):
+            store.put_file(info())
+
+
+def test_hash_cache_by_path_size_and_mtime(tmp_path):
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        store.put_file(FileInfo("/d/a.fcs", 10, 1000, "abc"))
+        assert store.cached_hash("/d/a.fcs", 10, 1000) == "abc"
+        assert store.cached_hash("/d/a.fcs", 10, 1001) is None  # touched
+        assert store.cached_hash("/d/a.fcs", 11, 1000) is None  # grew
+        assert store.cached_hash("/d/b.fcs", 10, 1000) is None
+        store.put_file(FileInfo("/d/a.fcs", 11, 2000, "def"))
+        assert store.cached_hash("/d/a.fcs", 11, 2000) == "def"
+        assert store.cached_hash("/d/a.fcs", 10, 1000) is None
+
+
+def test_a_failed_write_leaves_nothing_half_done(tmp_path):
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        items = encode_payload({"a": 1, "b": 2})
+        items["b"] = ("nonsense-kind", b"x")  # violates the CHECK constraint mid-transaction
+        with pytest.raises(sqlite3.IntegrityError):
+            store.put_result(info(), "t", items)
+        assert store.status("h1", "t") is None
+        assert store.items("t", "a", ["h1"]) == {}
+        assert store.cached_hash("/data/a.fcs", 100, 123456789) is None
+
+
+def test_runs_are_recorded(tmp_path):
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        run = store.begin_run("t", 3, "serial x1")
+        runs = store.runs()
+        assert runs["status"].tolist() == ["running"] and runs["finished"].isna().all()
+        store.end_run(run, "finished", done=2, cached=0, failed=1)
+        row = store.runs().iloc[0]
+        assert (row["status"], row["done"], row["failed"]) == ("finished", 2, 1)
+        store.put_task("t", "gate", {"strategy": "s.xml"})
+        assert store.task_description("t") == {"strategy": "s.xml"}
+
+
+def test_refuses_other_files(tmp_path):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("hello, I am not a database " * 50)
+    with pytest.raises(CytokitError, match="not a cytokit results store"):
+        ResultsStore(text)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(CytokitError, match="not a cytokit results store"):
+        ResultsStore(other)
+    with pytest.raises(CytokitError, match="not found"):
+        ResultsStore(tmp_path / "missing.sqlite", readonly=True)
+
+
+@pytest.mark.parametrize("version, advice", [(SCHEMA_VERSION + 1, "Upgrade"), (0, "Delete")])
+def test_refuses_other_schema_versions(tmp_path, version, advice):
+    path = tmp_path / "s.sqlite"
+    ResultsStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {version}")
+    with pytest.raises(CytokitError, match=f"schema version {version}.*{advice}"):
+        ResultsStore(path)
