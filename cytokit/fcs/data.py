@@ -53,6 +53,12 @@ def apply_plan(block: np.ndarray, plan: ScalePlan) -> None:
     Arithmetic is float64 (a float32 block is computed in float64 and rounded
     once), in the order ``10 ** (f1 * x / R) * f2``, ``x / gain``, ``x * step``.
     """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        _apply(block, plan)
+
+
+def _apply(block: np.ndarray, plan: ScalePlan) -> None:
+    # overflow to inf is the formula's answer for absurd $PnE or $PnG; not worth a warning
     f64 = np.float64
     for j, gain in plan.divide:
         col = block[:, j]
@@ -99,8 +105,21 @@ class _Decoder:
             full = (1 << (8 * self.uniform.itemsize)) - 1
             self.masks = np.array([full if c.mask is None else c.mask for c in cols], dtype=native)
             self.native = np.empty((rows, len(cols)), dtype=native)
-        self.col_tmp = np.empty(rows, dtype=np.uint64)
-        self.pad = np.empty((rows, 8), dtype=np.uint8)
+        self.rows = rows
+        self._col_tmp: np.ndarray | None = None
+        self._pad: np.ndarray | None = None
+
+    @property
+    def col_tmp(self) -> np.ndarray:
+        if self._col_tmp is None:
+            self._col_tmp = np.empty(self.rows, dtype=np.uint64)
+        return self._col_tmp
+
+    @property
+    def pad(self) -> np.ndarray:
+        if self._pad is None:
+            self._pad = np.empty((self.rows, 8), dtype=np.uint8)
+        return self._pad
 
     def decode(self, buf: np.ndarray, m: int, target: np.ndarray) -> None:
         """Write the stored values of `m` rows in `buf` (uint8) into `target` (m, k)."""
@@ -194,7 +213,8 @@ def read_events(
         return events
 
     events = np.empty((n, k), dtype=out_dtype)
-    rows = max(1, min(n, _BLOCK_BYTES // layout.row_bytes))
+    # a block's float64 rows (and so its raw bytes) stay within _BLOCK_BYTES
+    rows = max(1, min(n, _BLOCK_BYTES // (8 * k)))
     raw = np.empty(rows * layout.row_bytes, dtype=np.uint8)
     decoder = _Decoder(layout, rows)
     work = None

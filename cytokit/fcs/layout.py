@@ -121,10 +121,8 @@ def _byte_ranks(kw: Keywords) -> tuple[int, ...] | None:
     value = kw.get("$BYTEORD")
     if value is None:
         return None
-    try:
-        ranks = tuple(int(p) for p in value.replace(" ", "").split(","))
-    except ValueError:
-        ranks = ()
+    parts = value.replace(" ", "").split(",")
+    ranks = tuple(int(p) for p in parts) if all(re.fullmatch(r"\d", p) for p in parts) else ()
     if not ranks or sorted(ranks) != list(range(1, len(ranks) + 1)) or len(ranks) > 8:
         raise kw.notes.error(
             f"$BYTEORD={value!r} is not a byte order; expected '1,2,3,4' (little-endian), "
@@ -405,7 +403,7 @@ def _next(kw: Keywords, base: int, size: int) -> int:
     if value is None or not value.strip():
         return 0
     text = value.strip()
-    if not re.fullmatch(r"\d+", text):
+    if not re.fullmatch(r"\d{1,30}", text):
         kw.notes.note(f"$NEXTDATA={value!r} is not a byte offset; later data sets were ignored")
         return 0
     rel = int(text)

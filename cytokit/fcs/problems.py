@@ -33,11 +33,13 @@ class Notes:
     def __init__(self, where: str) -> None:
         self.where = where
         self.items: list[str] = []
+        self._seen: set[str] = set()
 
     def note(self, message: str) -> None:
         """Record a work-around (emitted later as an `FCSWarning`)."""
         message = f"{self.where}: {message}"
-        if message not in self.items:
+        if message not in self._seen:
+            self._seen.add(message)
             self.items.append(message)
 
     def error(self, message: str) -> FCSError:
@@ -49,3 +51,4 @@ class Notes:
         for message in self.items:
             warnings.warn(FCSWarning(message), stacklevel=stacklevel)
         self.items.clear()
+        self._seen.clear()

@@ -66,7 +66,7 @@ def _out_dtype(dtype, ds: DataSet) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise FCSError(
             f"read_fcs(dtype={dtype!r}) is not supported; use None (float32 "
             "for float32 files, else float64), numpy.float32 or numpy.float64"

@@ -22,7 +22,8 @@ __all__ = ["SPILLOVER_KEYWORDS", "read_spillover"]
 
 #: Where the matrix is looked for, in this order.
 SPILLOVER_KEYWORDS = ("$SPILLOVER", "$SPILL", "SPILL", "SPILLOVER")
-_INT = re.compile(r"\d+\Z")
+_INT = re.compile(r"\d{1,9}\Z")
+_DIGITS = re.compile(r"\d+\Z")
 
 
 def _numbers(fields: list[str], count: int) -> list[float] | None:
@@ -37,8 +38,8 @@ def _numbers(fields: list[str], count: int) -> list[float] | None:
 
     if len(fields) == count:
         return parse(fields)
-    if len(fields) == 2 * count and all(_INT.match(f.lstrip("+-")) for f in fields[0::2]):
-        if all(_INT.match(f) for f in fields[1::2]):
+    if len(fields) == 2 * count and all(_DIGITS.match(f.lstrip("+-")) for f in fields[0::2]):
+        if all(_DIGITS.match(f) for f in fields[1::2]):
             return parse(f"{a}.{b}" for a, b in zip(fields[0::2], fields[1::2], strict=True))
     return None
 

@@ -197,15 +197,21 @@ def parse_text(
                 "without a value; it was ignored"
             )
     pairs = []
+    nameless = 0
     for i in range(0, len(tokens), 2):
         key = _decode(tokens[i])
         if not key.strip():
-            notes.note(
-                f"the {segment} segment has a value {_decode(tokens[i + 1])!r} with an empty keyword; it was ignored"
-            )
+            nameless += 1
             continue
         pairs.append((key, _decode(tokens[i + 1])))
+    if nameless:
+        notes.note(f"the {segment} segment has {nameless} value(s) without a keyword; ignored")
     return pairs
+
+
+def shorten(value: str, limit: int = 60) -> str:
+    """`value` for a message: at most `limit` characters."""
+    return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
 # -- keywords --------------------------------------------------------------------------
@@ -229,6 +235,7 @@ class Keywords:
         self._index: dict[str, str] = {}
 
     def add(self, pairs: list[tuple[str, str]], segment: str = "TEXT") -> None:
+        repeated = []
         for key, value in pairs:
             n = norm(key)
             first = self._index.get(n)
@@ -237,10 +244,14 @@ class Keywords:
                 self.items[key] = value
                 continue
             old = self.items[first]
-            same = "the same value" if old == value else f"{old!r} then {value!r}"
+            same = "same value" if old == value else f"{shorten(old)!r}, then {shorten(value)!r}"
+            repeated.append(f"{shorten(key)!r} ({same})")
+        if repeated:
+            shown = "; ".join(repeated[:5]) + (
+                f"; and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+            )
             self.notes.note(
-                f"keyword {key!r} appears more than once ({same}, the second in {segment}); "
-                "the first value is used"
+                f"{segment} repeats keyword(s) {shown}; the first value of each is used"
             )
 
     def __contains__(self, key: str) -> bool:
@@ -263,7 +274,7 @@ class Keywords:
     def parse_int(self, key: str, value: str, *, expected: str, minimum: int = 0) -> int:
         text = value.strip()
         try:
-            number = int(text)
+            number = int(text) if len(text) <= 30 else None
         except ValueError:
             number = None
             try:  # "1024.0" is a whole number too
