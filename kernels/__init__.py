@@ -21,6 +21,7 @@ from .gates import (
     rectangle_membership,
 )
 from .plan import GatingPlan, PlanBuilder
+from .som import map_nodes, node_histograms, som_batch, som_online
 from .transforms import (
     XF_ASINH,
     XF_BIEX,
@@ -89,6 +90,8 @@ __all__ = [
     "log_inverse",
     "logicle",
     "logicle_inverse",
+    "map_nodes",
+    "node_histograms",
     "polygon_membership",
     "quadrant_interval",
     "quadrant_membership",
@@ -96,6 +99,8 @@ __all__ = [
     "ratio_inverse",
     "ratio_scalar",
     "rectangle_membership",
+    "som_batch",
+    "som_online",
     "transform_inverse_scalar",
     "transform_lut",
     "transform_params",
