@@ -83,6 +83,8 @@ _FLOWJO_COMP = "Comp-"
 
 def _fold_clamp(lo, hi, clamp):
     """Rectangle bounds on a clamped value, as bounds on the unclamped value (exact)."""
+    if clamp == _UNBOUNDED:
+        return lo, hi
     low, high = clamp
     if lo is not None:
         if lo <= low:
@@ -197,7 +199,8 @@ class _Reader:
         try:
             return GatingStrategy(gates, matrices=self.matrices, name=title, source=str(self.path))
         except GatingError as exc:
-            raise GatingError(f"{self.path}: {exc}") from None
+            msg = str(exc).replace(f"strategy in {self.path}: ", "")
+            raise GatingError(f"{self.path}: {msg}") from None
 
     def check_root(self, root: Element) -> None:
         if root.tag == _G + "Gating-ML":
@@ -260,6 +263,8 @@ class _Reader:
                 )
             num, den = (self.required(d, DATATYPES, "name") for d in dims)
             abc = {k: self.number(f, TRANSFORMS, k) for k in "ABC"}
+            if not all(math.isfinite(v) for v in abc.values()):
+                raise self.fail(f, f"A, B and C must be finite, got {abc}")
             obj: object = RatioTransform(num, den, **abc)
         else:
             cls, names = SCALE_TRANSFORMS[kind]
@@ -400,8 +405,8 @@ class _Reader:
         gid = self.required(el, GATING, "id")
         self.define(el, gid)
         parent = attr(el, GATING, "parent_id")
+        parent = parent.strip() if parent else None  # an empty parent_id means none
         if parent is not None:
-            parent = parent.strip()
             self.refs.append((el, "parent_id", parent))
         meta = _cytokit_info(el, "population")
         common = {"id": gid, "parent": parent, "name": meta.get("name", "")}
