@@ -64,6 +64,7 @@ from cytokit.gating.gatingml_xml import (
     TRANSFORMS,
     Element,
     attr,
+    check_root,
     parse_double,
     parse_xml,
     qname,
@@ -149,12 +150,13 @@ class _Reader:
             raise self.fail(el, f"needs exactly one <{qname(tag)}>, found {len(found)}")
         return found[0]
 
-    def values(self, el: Element, kids: list[Element], tag: str, ns: str) -> list[float]:
-        return [self.number(c, ns, "value") for c in kids if c.tag == tag]
+    def values(self, el: Element, tag: str) -> list[float]:
+        """The data-type:value of each <tag> child of `el` (the only children allowed)."""
+        return [self.number(c, DATATYPES, "value") for c in self.children(el, (tag,))]
 
     # -- document ---------------------------------------------------------------------
     def read(self, root: Element, name: str | None) -> GatingStrategy:
-        self.check_root(root)
+        check_root(root, str(self.path))
         gate_els, xform_els, matrix_els = [], [], []
         for el in root:
             if el.tag == _CUSTOM:
@@ -201,33 +203,6 @@ class _Reader:
         except GatingError as exc:
             msg = str(exc).replace(f"strategy in {self.path}: ", "")
             raise GatingError(f"{self.path}: {msg}") from None
-
-    def check_root(self, root: Element) -> None:
-        if root.tag == _G + "Gating-ML":
-            return
-        local = root.tag.rsplit("}", 1)[-1]
-        ns = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
-        if local == "Gating-ML" and "v1.5" in ns:
-            msg = (
-                f"this is a Gating-ML 1.5 document (namespace {ns}); cytokit reads Gating-ML 2.0 "
-                f"({GATING}). Convert it to 2.0 (e.g. re-export it from the tool that wrote it)"
-            )
-        elif local == "Gating-ML":
-            msg = (
-                f"the root element is in namespace {ns or '(none)'}; a Gating-ML 2.0 document's "
-                f"root is <gating:Gating-ML> with xmlns:gating={GATING!r}"
-            )
-        elif local == "Workspace":
-            msg = (
-                "this is a FlowJo workspace, not Gating-ML; read it with "
-                "cytokit.gating.load_strategy, which recognises workspaces"
-            )
-        else:
-            msg = (
-                f"the root element is <{qname(root.tag)}>; a Gating-ML 2.0 document's root is "
-                f"<gating:Gating-ML> with xmlns:gating={GATING!r}"
-            )
-        raise GatingError(f"{self.path}, line {root.line}: wrong root element: {msg}")
 
     # -- transformations and matrices -------------------------------------------------
     def transformation(self, el: Element) -> None:
@@ -460,10 +435,10 @@ class _Reader:
             raise self.fail(el, f"a polygon needs exactly 2 gating:dimension, got {len(dims)}")
         vertices = []
         for v in (c for c in kids if c.tag == _G + "vertex"):
-            coords = self.children(v, (_G + "coordinate",))
+            coords = self.values(v, _G + "coordinate")
             if len(coords) != 2:
                 raise self.fail(v, f"a vertex needs 2 gating:coordinate, got {len(coords)}")
-            vertices.append(tuple(self.number(c, DATATYPES, "value") for c in coords))
+            vertices.append(tuple(coords))
         if len(vertices) < 3:
             raise self.fail(el, f"a polygon needs at least 3 gating:vertex, got {len(vertices)}")
         return PolygonGate(**common, dims=tuple(dims), vertices=tuple(vertices))
@@ -480,9 +455,7 @@ class _Reader:
         if n == 0:
             raise self.fail(el, "an ellipsoid needs gating:dimension elements")
         mean_el = self.one(el, kids, _G + "mean")
-        mean = self.values(
-            mean_el, self.children(mean_el, (_G + "coordinate",)), _G + "coordinate", DATATYPES
-        )
+        mean = self.values(mean_el, _G + "coordinate")
         if len(mean) != n:
             raise self.fail(mean_el, f"has {len(mean)} coordinates for {n} dimensions")
         cov_el = self.one(el, kids, _G + "covarianceMatrix")
@@ -491,7 +464,7 @@ class _Reader:
             raise self.fail(cov_el, f"has {len(rows)} rows for {n} dimensions")
         cov = []
         for r in rows:
-            entries = self.values(r, self.children(r, (_G + "entry",)), _G + "entry", DATATYPES)
+            entries = self.values(r, _G + "entry")
             if len(entries) != n:
                 raise self.fail(r, f"has {len(entries)} entries for {n} dimensions")
             cov.append(tuple(entries))

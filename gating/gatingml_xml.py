@@ -35,6 +35,7 @@ __all__ = [
     "TRANSFORMS",
     "Element",
     "attr",
+    "check_root",
     "parse_double",
     "parse_xml",
     "qname",
@@ -148,3 +149,32 @@ def attr(el: Element, ns: str, name: str) -> str | None:
     # Gating-ML attributes are namespace-qualified; unqualified spellings are accepted too.
     v = el.get(f"{{{ns}}}{name}")
     return el.get(name) if v is None else v
+
+
+def check_root(root: Element, where: str) -> None:
+    """Raise `GatingError` unless `root` is <gating:Gating-ML> (saying what the file is instead)."""
+    if root.tag == f"{{{GATING}}}Gating-ML":
+        return
+    local = root.tag.rsplit("}", 1)[-1]
+    ns = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+    if local == "Gating-ML" and "v1.5" in ns:
+        msg = (
+            f"this is a Gating-ML 1.5 document (namespace {ns}); cytokit reads Gating-ML 2.0 "
+            f"({GATING}). Convert it to 2.0 (e.g. re-export it from the tool that wrote it)"
+        )
+    elif local == "Gating-ML":
+        msg = (
+            f"the root element is in namespace {ns or '(none)'}; a Gating-ML 2.0 document's "
+            f"root is <gating:Gating-ML> with xmlns:gating={GATING!r}"
+        )
+    elif local == "Workspace":
+        msg = (
+            "this is a FlowJo workspace, not Gating-ML; read it with "
+            "cytokit.gating.load_strategy, which recognises workspaces"
+        )
+    else:
+        msg = (
+            f"the root element is <{qname(root.tag)}>; a Gating-ML 2.0 document's root is "
+            f"<gating:Gating-ML> with xmlns:gating={GATING!r}"
+        )
+    raise GatingError(f"{where}, line {root.line}: wrong root element: {msg}")
