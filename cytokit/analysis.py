@@ -78,95 +78,286 @@ DataFrame attribute of the same name.
 
 from __future__ import annotations
 
+import datetime as _dt
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from cytokit._io import write_csv
-from cytokit.errors import CytokitError
+import pandas as pd
+
+import cytokit
+from cytokit.errors import StudyError
+from cytokit.measure import MeasureTask
+from cytokit.passtwo import PatientTables, patient_tables, trend_tables
+from cytokit.results import TABLES, Results, load_results, write_results
 from cytokit.study import Study, load_study
 
-__all__ = ["Results", "analyze"]
-
-SAMPLE_COLUMNS = (
-    "patient",
-    "day",
-    "file",
-    "events",
-    "channels",
-    "fcs_version",
-    "spillover",
-    "cytometer",
-)
-FAILURE_COLUMNS = ("file", "patient", "day", "stage", "reason")
+__all__ = ["Results", "analyze", "load_results", "threshold_parent"]
 
 
-@dataclass
-class Results:
-    """What `analyze` produced; tables are lists of row dicts."""
+def threshold_parent(strategy, paths) -> str:
+    """The deepest gate that is an ancestor of every population in `paths`, as a path.
 
-    study: Study
-    samples: list[dict] = field(default_factory=list)
-    failures: list[dict] = field(default_factory=list)
-    out: Path | None = None
+    Raises
+    ------
+    StudyError
+        When the populations share no ancestor gate (give ``[chimerism] parent``).
+    """
+
+    def chain(key: str) -> list[str]:
+        out, pop = [], strategy.population(key)
+        while pop.parent is not None:
+            pop = strategy.population(pop.parent)
+            out.append(pop.id)
+        return out[::-1]  # root first
+
+    chains = [chain(p) for p in paths]
+    common: list[str] = []
+    for level in zip(*chains, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    if not chains or not common:
+        raise StudyError(
+            "the study populations share no parent gate to place the donor-marker threshold "
+            'on; set [chimerism] parent = "<gate path>" in study.toml (e.g. live lymphocytes)'
+        )
+    return strategy.population(common[-1]).path
+
+
+def _gate_markers(study: Study, sample) -> set[str]:
+    """Panel markers whose channel some gate reads."""
+    channels = {c.name: c for c in sample.channels}
+    read: set[str] = set()
+    for g in study.gating.gates:
+        for d in g.dimensions:
+            read.add(d.channel)
+            if d.ratio is not None:
+                read.update((d.ratio.numerator, d.ratio.denominator))
+    out = set()
+    for marker, name in study.panel.channel_names(sample).items():
+        ch = channels[name]
+        if name in read or (ch.marker and ch.marker in read) or marker in read:
+            out.add(marker)
+    return out
+
+
+def _phenotype_markers(study: Study) -> tuple[str, ...]:
+    s = study.settings
+    if s.phenotype_markers is not None:
+        return tuple(s.phenotype_markers)
+    from cytokit.fcs import read_fcs
+
+    donors = set(study.donor_markers())
+    for row in study.rows:
+        if row.file in study.unreadable:
+            continue
+        try:
+            sample = read_fcs(row.file, mmap=True, scale=False)
+        except cytokit.CytokitError:
+            continue
+        gated = _gate_markers(study, sample)
+        return tuple(m for m in study.panel if m not in gated and m not in donors)
+    return ()
+
+
+def make_task(study: Study) -> MeasureTask:
+    """The pass-1 batch task of `study` (see `cytokit.measure`)."""
+    s = study.settings
+    parent = s.chimerism_parent or threshold_parent(study.gating, s.populations.values())
+    donors = tuple(study.donor_markers())
+    pheno = _phenotype_markers(study)
+    markers = list(dict.fromkeys((*donors, *pheno)))
+    return MeasureTask(
+        strategy=study.gating,
+        panel=study.panel,
+        populations=tuple(s.populations.items()),
+        parent=parent,
+        donor_markers=donors,
+        phenotype_markers=pheno,
+        transforms=tuple((m, s.transform_of(m)) for m in markers),
+        fixed_thresholds=tuple(sorted(s.phenotype_thresholds.items())),
+        compensation=study.compensation(),
+        beads=s.beads,
+        max_events=s.phenotype_max_events,
+        seed=s.gating_seed,
+    )
 
 
 def analyze(
     study: str | Path | Study,
     out: str | Path | None = None,
     *,
-    progress: Callable[[int, int, str], None] | None = None,
+    strategy=None,
+    workers: int | None = None,
+    scheduler=None,
+    progress: Callable[[int, int, str, str], None] | None = None,
 ) -> Results:
-    """Run the study job; write tables into `out` when given.
+    """Run the whole analysis of a study folder.
 
     Parameters
     ----------
     study : path or Study
-        The study folder (checked with `load_study`) or a loaded study.
+        The study folder (checked with `load_study` first: every problem is
+        reported at once, before any gating) or a loaded study.
     out : path, optional
-        Output folder; created if needed. Tables are written atomically.
+        Output folder (created); tables, QC data, ``study.json`` and the
+        results store ``results.sqlite`` go there, and a rerun resumes from
+        the store. Without it the store lives in a temporary folder and only
+        the returned `Results` remain.
+    strategy : GatingStrategy or path, optional
+        Instead of ``[gating] strategy``.
+    workers : int, optional
+        Parallel workers for pass 1 (default: the cores available).
+    scheduler : str or distributed.Client, optional
+        See `cytokit.batch.run_batch`.
     progress : callable, optional
-        Called as ``progress(done, total, file_name)`` after each file.
+        ``progress(done, total, file_name, status)`` after each file.
+
+    Returns
+    -------
+    Results
+        The tables as DataFrames (see the module docstring).
+
+    Raises
+    ------
+    StudyError
+        The study has problems (all listed).
     """
-    from cytokit.fcs import read_fcs
+    from cytokit.batch import run_batch
+    from cytokit.store import ResultsStore
 
     if not isinstance(study, Study):
-        study = load_study(study)
-    results = Results(study=study)
-    total = len(study.rows)
-    for done, row in enumerate(study.rows, start=1):
-        rel = row.file.relative_to(study.root) if row.file.is_relative_to(study.root) else row.file
-        try:
-            sample = read_fcs(row.file, mmap=True)
-        except CytokitError as exc:
-            results.failures.append(
-                {
-                    "file": str(rel),
-                    "patient": row.patient,
-                    "day": row.day,
-                    "stage": "read",
-                    "reason": str(exc),
-                }
+        study = load_study(study, strategy=strategy)
+    elif study.gating is None or strategy is not None:
+        study = load_study(study.root, strategy=strategy)
+    task = make_task(study)
+    with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp:
+        folder = Path(out) if out is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        with ResultsStore(folder / "results.sqlite") as store:
+            files = [str(r.file) for r in study.rows]
+
+            def tick(done: int, total: int, path: str, status: str) -> None:
+                if progress is not None:
+                    progress(done, total, Path(path).name, status)
+
+            report = run_batch(
+                files, task, store, workers=workers, scheduler=scheduler, progress=tick
             )
-        else:
-            results.samples.append(
-                {
-                    "patient": row.patient,
-                    "day": row.day,
-                    "file": str(rel),
-                    "events": sample.n_events,
-                    "channels": sample.n_channels,
-                    "fcs_version": sample.version,
-                    "spillover": sample.spillover.source if sample.spillover is not None else "",
-                    "cytometer": sample.keyword("$CYT", ""),
-                }
-            )
-        if progress is not None:
-            progress(done, total, row.file.name)
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_csv(out / "samples.csv", results.samples, SAMPLE_COLUMNS)
-        write_csv(out / "failures.csv", results.failures, FAILURE_COLUMNS)
-        results.out = out
+            results = _pass_two(study, task, store, report, folder if out is not None else None)
+        if out is not None:
+            write_results(results, folder)
     return results
+
+
+def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) -> Results:
+    outcome = {Path(f.path).resolve(): f for f in report.files}
+    failures = []
+    by_patient: dict[str, list] = {}
+    for row in study.rows:
+        f = outcome.get(row.file.resolve())
+        if f is None or f.status != "done":
+            failures.append(
+                {
+                    "file": study.relative(row.file),
+                    "patient": row.patient,
+                    "day": row.day,
+                    "stage": f.stage if f else "open",
+                    "kind": f.kind if f else "",
+                    "error": f.error if f else "",
+                    "reason": f.reason if f else "not processed",
+                }
+            )
+            continue
+        by_patient.setdefault(row.patient, []).append((row, f.hash))
+    tables = PatientTables()
+    qc_dir = None if out is None else out / "qc"
+    for patient in sorted(by_patient):
+        items = [(row, h, store.payload(h, task.key)) for row, h in by_patient[patient]]
+        tables.extend(patient_tables(study, task, items, qc_dir))
+    frames = {name: pd.DataFrame(rows) for name, rows in tables.rows.items()}
+    infusions = pd.DataFrame(
+        [
+            {
+                "patient": i.patient,
+                "day": i.day,
+                "product": i.product,
+                "dose_per_kg": i.dose_per_kg,
+                "stratum": _stratum(study, i.patient),
+            }
+            for i in study.infusions
+        ],
+        columns=list(TABLES["infusions"]),
+    )
+    trends, cohort = trend_tables(frames.get("chimerism", pd.DataFrame()), study)
+    results = Results(
+        study=_study_meta(study, task),
+        samples=frames.get("samples", pd.DataFrame()),
+        counts=frames.get("counts", pd.DataFrame()),
+        chimerism=frames.get("chimerism", pd.DataFrame()),
+        thresholds=frames.get("thresholds", pd.DataFrame()),
+        phenotype=frames.get("phenotype", pd.DataFrame()),
+        trends=trends,
+        cohort=cohort,
+        infusions=infusions,
+        clusters=pd.DataFrame(),
+        failures=pd.DataFrame(failures, columns=list(TABLES["failures"])),
+        qc=frames.get("qc", pd.DataFrame()),
+        out=out,
+    )
+    for name, columns in TABLES.items():
+        frame = getattr(results, name)
+        if columns and frame.empty and len(frame.columns) == 0:
+            setattr(results, name, pd.DataFrame(columns=list(columns)))
+    return results
+
+
+def _stratum(study: Study, patient: str) -> str:
+    for r in study.rows:
+        if r.patient == patient:
+            return r.stratum
+    return ""
+
+
+def _study_meta(study: Study, task: MeasureTask) -> dict:
+    patients = []
+    for p in study.patients:
+        rows = [r for r in study.rows if r.patient == p]
+        patients.append(
+            {
+                "id": p,
+                "stratum": rows[0].stratum,
+                "donor_marker": study.donor_marker(rows[0]),
+                "donor_is": "positive" if study.donor_side(rows[0]) > 0 else "negative",
+                "days": sorted({r.day for r in rows}),
+            }
+        )
+    return {
+        "name": study.name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "cytokit_version": cytokit.__version__,
+        "root": str(study.root),
+        "populations": dict(study.settings.populations),
+        "threshold_parent": task.parent,
+        "patients": patients,
+        "markers": {
+            "donor": list(task.donor_markers),
+            "phenotype": list(task.phenotype_markers),
+            "clustering": list(study.settings.clustering.markers)
+            if study.settings.clustering
+            else [],
+        },
+        "counting": {
+            "beads": study.settings.beads,
+            "lymphocytes": study.settings.lymphocytes or task.parent,
+            "leukocytes": study.settings.leukocytes,
+        },
+        "qc": {"min_events": study.settings.min_events, "ci": study.settings.ci},
+        "strategy": {
+            "source": str(study.strategy or study.gating.source or ""),
+            "digest": study.gating.digest(),
+        },
+        "task": task.key,
+        "config": study.config,
+    }

@@ -2,7 +2,23 @@
 
 `load_study` reads and checks everything before any work starts and reports
 every problem it finds in one `StudyError`, so a lab fixes its manifest once
-rather than once per error.
+rather than once per error:
+
+* ``study.toml``: valid TOML, a ``[panel]``, the analysis tables
+  (`cytokit.settings.parse_settings`: unknown keys, bad values);
+* ``manifest.csv``: the required columns, one well-formed row per file
+  (field count, whole-number days, non-negative counts, ``donor_is``), every
+  file present and listed once, one (patient, day, sample_type) per file, one
+  donor marker and side per patient;
+* ``infusions.csv``: well-formed rows for patients of the manifest;
+* markers: the donor, phenotype and clustering markers are in ``[panel]``;
+* the gating strategy: the file exists, parses, and has every gate path the
+  settings name (populations, counting gates, the chimerism parent);
+* the FCS files (``check_files``): every panel marker resolves to a channel,
+  and every channel a gate reads exists. A file that cannot be read at all
+  (corrupt, truncated) is not a study problem: it is listed in
+  `Study.unreadable` and the analysis reports it as a failure while the
+  other files go on.
 """
 
 from __future__ import annotations
@@ -14,9 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cytokit._toml import load_toml
-from cytokit.errors import CytokitError, StudyError
+from cytokit.errors import CytokitError, FCSError, StudyError
 from cytokit.panel import Panel
+from cytokit.settings import StudySettings, parse_settings
 
 __all__ = ["Infusion", "ManifestRow", "Study", "load_study"]
 
@@ -57,7 +76,27 @@ class Infusion:
 
 @dataclass
 class Study:
-    """A loaded, checked study folder."""
+    """A loaded, checked study folder.
+
+    Attributes
+    ----------
+    root : Path
+    name : str
+        ``[study] name`` (default: the folder name).
+    config : dict
+        ``study.toml`` as parsed.
+    panel : Panel
+    rows : list of ManifestRow
+    infusions : list of Infusion
+    strategy : Path or None
+        The strategy file (None when a strategy object was given).
+    settings : StudySettings
+        The analysis options.
+    gating : GatingStrategy or None
+        The loaded strategy (None when not checked: ``check_files=False``).
+    unreadable : dict of Path to str
+        Files that exist but could not be read, with the reason.
+    """
 
     root: Path
     name: str
@@ -66,10 +105,38 @@ class Study:
     rows: list[ManifestRow]
     infusions: list[Infusion]
     strategy: Path | None
+    settings: StudySettings = field(default_factory=StudySettings)
+    gating: Any = None
+    unreadable: dict[Path, str] = field(default_factory=dict)
 
     @property
     def patients(self) -> list[str]:
         return sorted({r.patient for r in self.rows})
+
+    def donor_marker(self, row: ManifestRow) -> str:
+        """The donor marker of a row (its own, else ``[chimerism] marker``; may be empty)."""
+        return row.donor_marker or self.settings.donor_marker
+
+    def donor_side(self, row: ManifestRow) -> int:
+        """+1 when the row's donor cells are marker-positive, -1 when negative."""
+        return -1 if (row.donor_is or self.settings.donor_is) == "negative" else 1
+
+    def donor_markers(self) -> list[str]:
+        """Every donor marker the study uses, in first-use order."""
+        return list(dict.fromkeys(m for m in map(self.donor_marker, self.rows) if m))
+
+    def compensation(self):
+        """What `FCS` dimensions are compensated with: "file", None, or a `Spillover`."""
+        source = self.settings.compensation
+        if source.lower() == "file":
+            return "file"
+        if source.lower() == "none":
+            return None
+        return read_spillover_csv(self.root / source)
+
+    def relative(self, path: Path) -> str:
+        """`path` relative to the study folder when inside it (as the manifest names files)."""
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
 
 def _parse_int(value: str) -> int:
@@ -209,7 +276,69 @@ def _manifest(path: Path, problems: list[str]) -> list[ManifestRow]:
                 **numbers,
             )
         )
+    _check_rows(path, rows, problems)
     return rows
+
+
+def read_spillover_csv(path: Path):
+    """A spillover matrix from CSV: a header of detector names, one row per fluorochrome.
+
+    The first column may hold row labels (a non-numeric first cell). Rows are
+    in the header's order (square matrix, row i = how channel i spills).
+
+    Raises
+    ------
+    StudyError
+        The file is missing, not square, or holds non-numbers.
+    """
+    from cytokit.sample import Spillover
+
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as fh:
+            lines = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
+    except OSError as exc:
+        raise StudyError(
+            f"{path}: cannot read the compensation matrix ([compensation] source): "
+            f"{exc.strerror or exc}"
+        ) from None
+    if not lines:
+        raise StudyError(f"{path}: empty compensation matrix; give a header of detector names")
+    header = [h.strip() for h in lines[0]]
+    body = lines[1:]
+    labelled = bool(body) and len(body[0]) == len(header) + 1
+    if header and header[0] == "" and body and len(body[0]) == len(header):
+        header, labelled = header[1:], True
+    try:
+        matrix = [[float(v) for v in (r[1:] if labelled else r)] for r in body]
+        spill = Spillover(tuple(header), np.array(matrix, dtype=np.float64), str(path))
+    except (ValueError, CytokitError) as exc:
+        raise StudyError(
+            f"{path}: not a square numeric spillover matrix with a header of "
+            f"{len(header)} detector names: {exc}"
+        ) from None
+    return spill
+
+
+def _check_rows(path: Path, rows: list[ManifestRow], problems: list[str]) -> None:
+    seen: dict[tuple[str, int, str], int] = {}
+    donor: dict[str, tuple[str, str, int]] = {}
+    for r in rows:
+        key = (r.patient, r.day, r.sample_type)
+        if key in seen:
+            problems.append(
+                f"{path}, line {r.line}: patient {r.patient} day {r.day}"
+                + (f" sample_type {r.sample_type!r}" if r.sample_type else "")
+                + f" already has a file on line {seen[key]}; give each tube its own sample_type"
+            )
+        seen.setdefault(key, r.line)
+        mine = (r.donor_marker, r.donor_is)
+        first = donor.setdefault(r.patient, (*mine, r.line))
+        if first[:2] != mine:
+            problems.append(
+                f"{path}, line {r.line}: patient {r.patient} has donor_marker/donor_is "
+                f"{mine[0] or '(default)'}/{mine[1] or '(default)'} but line {first[2]} says "
+                f"{first[0] or '(default)'}/{first[1] or '(default)'}; a patient has one donor"
+            )
 
 
 def _infusions(path: Path, problems: list[str]) -> list[Infusion]:
@@ -236,15 +365,29 @@ def _infusions(path: Path, problems: list[str]) -> list[Infusion]:
     return out
 
 
-def _check_markers(
-    study_rows: Iterable[ManifestRow], panel: Panel, markers: list[str], problems: list[str]
+def _check_files(
+    study_rows: Iterable[ManifestRow],
+    panel: Panel,
+    markers: list[str],
+    strategy,
+    problems: list[str],
+    unreadable: dict[Path, str],
 ) -> None:
+    """Open every file's header: markers resolve, gate channels exist (once per layout)."""
+    import warnings
+
     from cytokit.fcs import read_fcs
 
+    layouts: set[tuple] = set()
     for row in study_rows:
         try:
-            sample = read_fcs(row.file, mmap=True, scale=False)
-        except CytokitError as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sample = read_fcs(row.file, mmap=True, scale=False)
+        except FCSError as exc:
+            unreadable[row.file] = str(exc)
+            continue
+        except (CytokitError, OSError) as exc:
             problems.append(f"{row.file}: {exc}")
             continue
         need = list(markers)
@@ -254,9 +397,64 @@ def _check_markers(
             panel.columns(sample, need)
         except CytokitError as exc:
             problems.append(str(exc))
+        layout = tuple((c.name, c.marker) for c in sample.channels)
+        if strategy is None or layout in layouts:
+            continue
+        layouts.add(layout)
+        resolver = strategy.resolver(sample, compensation=None)
+        missing = []
+        for g in strategy.gates:
+            for d in g.dimensions:
+                try:
+                    resolver.dimension(d, g.id)
+                except CytokitError as exc:
+                    missing.append(str(exc).splitlines()[0])
+        if missing:
+            problems.append(
+                f"{row.file}: the strategy reads channels this file lacks: "
+                + "; ".join(dict.fromkeys(missing))
+            )
 
 
-def load_study(folder: str | Path, *, check_files: bool = True) -> Study:
+def _load_strategy(root: Path, settings: StudySettings, given, problems: list[str]):
+    """The strategy object (given, or read from [gating] strategy), its path, and path checks."""
+    from cytokit.gating import GatingStrategy, load_strategy
+
+    path = None
+    strategy = None
+    if isinstance(given, GatingStrategy):
+        strategy = given
+    else:
+        name = given if given is not None else settings.strategy
+        if not name:
+            return None, None
+        path = root / str(name)
+        if not path.is_file():
+            problems.append(
+                f"{path}: strategy file not found; [gating] strategy in study.toml names it "
+                "relative to the study folder"
+            )
+            return None, path
+        try:
+            strategy = load_strategy(path)
+        except ImportError as exc:
+            problems.append(f"{path}: cannot read this strategy format: {exc}")
+        except CytokitError as exc:
+            problems.append(f"{path}: {exc}")
+    if strategy is not None:
+        where = path or strategy.source or "the strategy"
+        for what, gate_path in settings.gate_paths().items():
+            try:
+                strategy.population(gate_path)
+            except CytokitError:
+                problems.append(
+                    f"study.toml {what} = {gate_path!r}: no such gate path in {where}; "
+                    f"its paths are: {', '.join(strategy.paths)}"
+                )
+    return strategy, path
+
+
+def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -> Study:
     """Load and check a study folder.
 
     Parameters
@@ -264,14 +462,23 @@ def load_study(folder: str | Path, *, check_files: bool = True) -> Study:
     folder : path
         The folder holding ``study.toml`` and ``manifest.csv``.
     check_files : bool
-        Also open every FCS file and check that every marker the study uses
-        resolves to a channel.
+        Also read the strategy and check it has every gate path the settings
+        name, and open every FCS file to check that every marker the study
+        uses resolves to a channel and every channel a gate reads exists.
+    strategy : GatingStrategy or path, optional
+        Use this strategy instead of ``[gating] strategy`` (a path is relative
+        to the study folder). Always checked.
+
+    Returns
+    -------
+    Study
 
     Raises
     ------
     StudyError
         Listing every problem found (missing files, unknown markers, bad days,
-        malformed rows), one per line.
+        malformed rows, bad settings, gate paths missing from the strategy),
+        one per line.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -280,42 +487,70 @@ def load_study(folder: str | Path, *, check_files: bool = True) -> Study:
         )
     problems: list[str] = []
     config: dict[str, Any] = {}
+    toml = root / "study.toml"
     try:
-        config = load_toml(root / "study.toml")
+        config = load_toml(toml)
     except StudyError as exc:
         problems.append(str(exc))
     panel = Panel({})
     table = config.get("panel")
     if config and not isinstance(table, dict):
-        problems.append(
-            f"{root / 'study.toml'}: no [panel] table naming the channel of each marker"
-        )
+        problems.append(f"{toml}: no [panel] table naming the channel of each marker")
     elif table:
         try:
-            panel = Panel(table, source=str(root / "study.toml"))
+            panel = Panel(table, source=str(toml))
         except CytokitError as exc:
+            problems.append(str(exc))
+    settings, found = parse_settings(config, str(toml)) if config else (StudySettings(), [])
+    problems += found
+    source = settings.compensation
+    if source.lower() not in ("file", "none"):
+        try:
+            read_spillover_csv(root / source)
+        except StudyError as exc:
             problems.append(str(exc))
     rows = _manifest(root / "manifest.csv", problems)
     infusions = _infusions(root / "infusions.csv", problems)
-    strategy = None
-    gating = config.get("gating", {})
-    if isinstance(gating, dict) and gating.get("strategy"):
-        strategy = root / str(gating["strategy"])
-    markers = [m for m in panel]
-    chim = config.get("chimerism", {})
-    if isinstance(chim, dict) and chim.get("marker") and chim["marker"] not in markers:
-        problems.append(
-            f"{root / 'study.toml'}: [chimerism] marker {chim['marker']!r} is not in [panel] "
-            f"(panel has: {', '.join(markers) or 'none'})"
-        )
-    for row in rows:
-        if row.donor_marker and row.donor_marker not in panel:
+    patients = {r.patient for r in rows}
+    for inf in infusions:
+        if rows and inf.patient not in patients:
             problems.append(
-                f"{root / 'manifest.csv'}, line {row.line}: donor_marker {row.donor_marker!r} "
-                f"is not in [panel] (panel has: {', '.join(markers) or 'none'})"
+                f"{root / 'infusions.csv'}: patient {inf.patient!r} (day {inf.day}) is not in "
+                "manifest.csv"
             )
+    markers = list(panel)
+    have = ", ".join(markers) or "none"
+
+    def need(marker: str, where: str) -> None:
+        if marker not in panel:
+            problems.append(f"{where}: marker {marker!r} is not in [panel] (panel has: {have})")
+
+    if settings.donor_marker:
+        need(settings.donor_marker, f"{toml} [chimerism] marker")
+    for m in settings.phenotype_markers or ():
+        need(m, f"{toml} [phenotype] markers")
+    for m in settings.phenotype_thresholds:
+        need(m, f"{toml} [phenotype] thresholds")
+    if settings.clustering is not None:
+        for m in settings.clustering.markers:
+            need(m, f"{toml} [clustering] markers")
+    for row in rows:
+        if row.donor_marker:
+            need(row.donor_marker, f"{root / 'manifest.csv'}, line {row.line}: donor_marker")
+    if rows and settings.populations and not any(r.donor_marker for r in rows):
+        if not settings.donor_marker:
+            problems.append(
+                f'{toml}: no donor marker: set [chimerism] marker (e.g. marker = "HLA-A2") or '
+                "the manifest's donor_marker column"
+            )
+    gating, strategy_path = None, None
+    if check_files or strategy is not None:
+        gating, strategy_path = _load_strategy(root, settings, strategy, problems)
+    elif settings.strategy:
+        strategy_path = root / settings.strategy
+    unreadable: dict[Path, str] = {}
     if check_files:
-        _check_markers(rows, panel, markers, problems)
+        _check_files(rows, panel, markers, gating, problems, unreadable)
     if problems:
         raise StudyError(
             f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
@@ -325,4 +560,6 @@ def load_study(folder: str | Path, *, check_files: bool = True) -> Study:
         if isinstance(config.get("study"), dict)
         else root.name
     )
-    return Study(root, name, config, panel, rows, infusions, strategy)
+    return Study(
+        root, name, config, panel, rows, infusions, strategy_path, settings, gating, unreadable
+    )

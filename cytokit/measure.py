@@ -1,0 +1,253 @@
+"""Pass 1 of `cytokit.analyze`: everything measured on one FCS file, as a batch task.
+
+`MeasureTask` follows the `cytokit.batch` task protocol (picklable, ``key``,
+``__call__(path) -> payload``). It reads the file, applies the strategy once
+(adaptive gates fitted on this sample) and returns what the study-level pass
+needs, so the FCS files are read once and a rerun takes finished files from
+the store:
+
+=======================  ==================================================================
+payload item             what
+=======================  ==================================================================
+``info``                 events, channels, fcs_version, cytometer, spillover source
+``counts``               `GatingResult.counts` (every gate)
+``gates``                per gate: id, JSON geometry of the fitted gate, dimension labels
+``qc:<gate id>``         ≤ `QC_POINTS` parent events in the gate's dimensions (float32)
+``edges:<marker>``       donor-marker histogram edges of the sample (float64), per donor marker
+``hist:<marker>``        int64 (n_populations + 1, n_bins): histogram of the threshold parent
+                         (row 0) and of each study population (rows in `populations` order)
+``anchors``              per donor marker: median of the bead gate's events (drift anchor)
+``pheno:<population>``   float32 (n, n_donor + n_phenotype): donor markers (transformed) then
+                         phenotype markers (compensated scale) of ≤ max_events events
+``pheno_thresholds``     per phenotype marker: positivity threshold (scale and transformed)
+                         and how it was placed
+``pheno_events``         events of each population before subsampling
+=======================  ==================================================================
+
+Stages reported on failure: ``read`` (the FCS file), ``panel`` (a marker's
+channel), ``gate`` (applying the strategy), ``measure``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import cytokit
+from cytokit.batch import stage
+from cytokit.density import Histogram, histogram_edges
+from cytokit.phenotype import positivity_threshold
+from cytokit.qcdata import QC_POINTS, gate_points, gate_to_json
+
+__all__ = ["MEASURE_VERSION", "MeasureTask"]
+
+#: Bumped whenever the payload changes; part of the task key.
+MEASURE_VERSION = 1
+PARENT_ROW = "__parent__"
+
+
+def _fresh(strategy):
+    """A copy of `strategy` without compiled-plan caches (small to pickle)."""
+    from cytokit.gating import GatingStrategy
+
+    return GatingStrategy(
+        strategy.gates, matrices=strategy.matrices, name=strategy.name, source=strategy.source
+    )
+
+
+@dataclass(frozen=True)
+class MeasureTask:
+    """Measure one FCS file for the study analysis (see the module docstring).
+
+    Attributes
+    ----------
+    strategy : GatingStrategy
+    panel : Panel
+    populations : tuple of (name, gate path)
+    parent : str
+        Gate path of the threshold parent.
+    donor_markers : tuple of str
+    phenotype_markers : tuple of str
+    transforms : tuple of (marker, Transform or None)
+        Transform of every donor and phenotype marker.
+    fixed_thresholds : tuple of (marker, scale value)
+    compensation : "file", None or Spillover
+    beads : str
+        Bead gate path ('' when none).
+    max_events : int
+        Events kept per population for phenotype statistics.
+    seed : int
+        Adaptive-gate fitting and subsampling seed (with the file name).
+    """
+
+    strategy: object
+    panel: object
+    populations: tuple
+    parent: str
+    donor_markers: tuple = ()
+    phenotype_markers: tuple = ()
+    transforms: tuple = ()
+    fixed_thresholds: tuple = ()
+    compensation: object = "file"
+    beads: str = ""
+    max_events: int = 50_000
+    seed: int = 0
+    _digest: str = field(default="", repr=False, compare=False)
+    kind = "analyze"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy", _fresh(self.strategy))
+        object.__setattr__(self, "_digest", self._make_key())
+
+    def describe(self) -> dict:
+        comp = self.compensation
+        return {
+            "version": MEASURE_VERSION,
+            "cytokit": cytokit.__version__,
+            "strategy": self.strategy.digest(),
+            "strategy_source": self.strategy.source,
+            "panel": dict(self.panel.markers),
+            "populations": [list(p) for p in self.populations],
+            "parent": self.parent,
+            "donor_markers": list(self.donor_markers),
+            "phenotype_markers": list(self.phenotype_markers),
+            "transforms": {m: repr(t) for m, t in self.transforms},
+            "fixed_thresholds": {m: v for m, v in self.fixed_thresholds},
+            "compensation": comp
+            if isinstance(comp, str) or comp is None
+            else {"channels": list(comp.channels), "matrix": np.asarray(comp.matrix).tolist()},
+            "beads": self.beads,
+            "max_events": self.max_events,
+            "qc_points": QC_POINTS,
+            "seed": self.seed,
+        }
+
+    def _make_key(self) -> str:
+        text = json.dumps(self.describe(), sort_keys=True, default=str)
+        return "analyze-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    @property
+    def key(self) -> str:
+        return self._digest
+
+    # -- the work ---------------------------------------------------------------------------
+    def __call__(self, path: Path) -> dict:
+        from cytokit.fcs import read_fcs
+        from cytokit.gating import FCS, UNCOMPENSATED, Dimension
+
+        path = Path(path)
+        with stage("read"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sample = read_fcs(path)
+        with stage("panel"):
+            markers = list(dict.fromkeys((*self.donor_markers, *self.phenotype_markers)))
+            columns = self.panel.columns(sample, markers)
+        comp_kind = UNCOMPENSATED if self.compensation is None else FCS
+        xf = dict(self.transforms)
+        seed = [self.seed, zlib.crc32(path.name.encode())]
+        with stage("gate"):
+            result = self.strategy.apply(sample, compensation=self.compensation, seed=self.seed)
+        with stage("measure"):
+            rng = np.random.default_rng(seed)
+            payload: dict = {
+                "info": {
+                    "events": sample.n_events,
+                    "channels": sample.n_channels,
+                    "fcs_version": sample.version,
+                    "cytometer": sample.keyword("$CYT", "") or "",
+                    "spillover": sample.spillover.source if sample.spillover is not None else "",
+                },
+                "counts": result.counts,
+            }
+            gates = []
+            for g in result.strategy.gates:
+                pts = gate_points(result, g, rng, compensation=result.compensation)
+                gates.append(
+                    {
+                        "gate_id": g.id,
+                        "kind": g.kind,
+                        "dims": [d.label for d in g.dimensions],
+                        "geometry": gate_to_json(g),
+                        "n_points": int(pts.shape[0]),
+                    }
+                )
+                if pts.size:
+                    payload[f"qc:{g.id}"] = pts
+            payload["gates"] = gates
+            if not markers:
+                return payload
+            names = [p for _, p in self.populations]
+            masks = [result.membership(self.parent)] + [result.membership(p) for p in names]
+            union = np.logical_or.reduce(masks)
+            rows = np.flatnonzero(union)
+            channel = {m: sample.channels[columns[m]].name for m in markers}
+            raw = [Dimension(channel[m], compensation=comp_kind) for m in markers]
+            scale = self.strategy.values(sample, raw, rows, compensation=result.compensation)
+            at = {m: j for j, m in enumerate(markers)}
+            transformed = np.empty_like(scale)
+            for m, j in at.items():
+                t = xf.get(m)
+                transformed[:, j] = scale[:, j] if t is None else t.apply(scale[:, j])
+            local = [mask[rows] for mask in masks]
+            self._donor_items(payload, result, sample, transformed, at, local, comp_kind, channel)
+            self._phenotype_items(payload, scale, transformed, at, local, rng)
+        return payload
+
+    def _donor_items(self, payload, result, sample, transformed, at, local, comp_kind, channel):
+        from cytokit.gating import Dimension
+
+        anchors = {}
+        for m in self.donor_markers:
+            x = transformed[:, at[m]]
+            edges = histogram_edges(x[local[0]])
+            payload[f"edges:{m}"] = edges
+            payload[f"hist:{m}"] = np.vstack([Histogram.of(x[sel], edges).counts for sel in local])
+            if self.beads:
+                beads = result.indices(self.beads)
+                if beads.size:
+                    dim = Dimension(
+                        channel[m], compensation=comp_kind, transform=dict(self.transforms).get(m)
+                    )
+                    v = self.strategy.values(sample, [dim], beads, compensation=result.compensation)
+                    anchors[m] = float(np.nanmedian(v[:, 0]))
+        payload["anchors"] = anchors
+
+    def _phenotype_items(self, payload, scale, transformed, at, local, rng):
+        thresholds = {}
+        fixed = dict(self.fixed_thresholds)
+        xf = dict(self.transforms)
+        for m in self.phenotype_markers:
+            t = xf.get(m)
+            if m in fixed:
+                value = fixed[m]
+                tvalue = value if t is None else float(t.apply(np.array([value]))[0])
+                method = "fixed"
+            else:
+                tvalue = positivity_threshold(transformed[local[0], at[m]])
+                value = (
+                    tvalue
+                    if (t is None or not np.isfinite(tvalue))
+                    else float(t.inverse(np.array([tvalue]))[0])
+                )
+                method = "valley" if np.isfinite(tvalue) else "none"
+            thresholds[m] = {"threshold_scale": value, "threshold": tvalue, "method": method}
+        payload["pheno_thresholds"] = thresholds
+        cols = [at[m] for m in self.donor_markers] + [at[m] for m in self.phenotype_markers]
+        n_events = {}
+        for (name, _), sel in zip(self.populations, local[1:], strict=True):
+            idx = np.flatnonzero(sel)
+            n_events[name] = int(idx.size)
+            if idx.size > self.max_events:
+                idx = np.sort(rng.choice(idx, self.max_events, replace=False))
+            block = np.empty((idx.size, len(cols)), dtype=np.float32)
+            nd = len(self.donor_markers)
+            for j, c in enumerate(cols):
+                block[:, j] = (transformed if j < nd else scale)[idx, c]
+            payload[f"pheno:{name}"] = block
+        payload["pheno_events"] = n_events

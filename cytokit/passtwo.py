@@ -1,0 +1,277 @@
+"""Pass 2 of `cytokit.analyze`: the study tables from the stored per-file payloads.
+
+Work goes patient by patient (a patient's samples share the donor-marker
+calibration), so only one patient's payloads are in memory at a time:
+
+1. per sample, the counting basis (`cytokit.counting`) and the counts table;
+2. the patient's calibration from the latest pre-infusion sample (day < 0) of
+   the threshold parent (`cytokit.chimerism.calibrate`), then each sample's
+   donor-marker threshold (`place_threshold`), re-anchored on that day's
+   bead intensity;
+3. chimerism per population from the exact histogram counts, with the
+   binomial interval and status;
+4. phenotype per population and origin (`cytokit.phenotype`);
+5. QC rows and the sample's ``qc/<sample>.npz``.
+
+`trend_tables` then builds trends.csv and cohort.csv from the chimerism table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cytokit._io import atomic_write_bytes
+from cytokit.chimerism import Threshold, calibrate, chimerism_row, place_threshold
+from cytokit.counting import count_basis
+from cytokit.density import Histogram
+from cytokit.phenotype import phenotype_rows
+from cytokit.results import sample_id
+from cytokit.trends import TREND_COLUMNS, cohort_summary, trend_row
+
+__all__ = ["PatientTables", "patient_tables", "trend_tables"]
+
+MEASURES = ("donor_per_ul", "donor_pct")
+
+
+class PatientTables:
+    """Rows of every per-sample table, accumulated."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict]] = defaultdict(list)
+
+    def extend(self, other: PatientTables) -> None:
+        for name, rows in other.rows.items():
+            self.rows[name].extend(rows)
+
+
+def _inverse(transform, x: float) -> float:
+    if transform is None or not math.isfinite(x):
+        return x
+    return float(transform.inverse(np.array([x]))[0])
+
+
+def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
+    """Tables of one patient's samples.
+
+    Parameters
+    ----------
+    study : Study
+    task : MeasureTask
+    items : list of (ManifestRow, content hash, payload)
+    qc_dir : Path or None
+        Where to write ``<sample>.npz`` QC files (None: not written).
+
+    Returns
+    -------
+    PatientTables
+    """
+    out = PatientTables()
+    s = study.settings
+    items = sorted(items, key=lambda t: t[0].day)
+    row0 = items[0][0]
+    marker = study.donor_marker(row0)
+    side = study.donor_side(row0)
+    xf = dict(task.transforms)
+    names = [n for n, _ in task.populations]
+    paths = dict(task.populations)
+    calibration = None
+    if marker:
+        pre = [t for t in items if t[0].day < 0]
+        if pre:
+            row, _, p = pre[-1]
+            calibration = calibrate(_hist(p, marker, 0), side, row.day, p["anchors"].get(marker))
+    for row, digest, p in items:
+        file = study.relative(row.file)
+        key = {"patient": row.patient, "day": row.day, "file": file}
+        counts = p["counts"]
+        by_path = dict(zip(counts["gate_path"], counts["count"].astype(int), strict=True))
+        basis = count_basis(
+            row,
+            by_path,
+            beads=s.beads,
+            lymphocytes=s.lymphocytes or task.parent,
+            leukocytes=s.leukocytes,
+        )
+        info = p["info"]
+        out.rows["samples"].append(
+            {
+                **key,
+                "stratum": row.stratum,
+                "sample_type": row.sample_type,
+                **{k: info.get(k) for k in ("events", "channels", "fcs_version", "cytometer")},
+                "spillover": info.get("spillover", ""),
+                "count_method": basis.method,
+                "reference": basis.reference,
+                "reference_events": basis.reference_events if basis.method else None,
+                "reference_per_ul": basis.reference_per_ul if basis.method else None,
+                "sha256": digest,
+            }
+        )
+        pop_of = {v: k for k, v in paths.items()}
+        for r in counts.itertuples(index=False):
+            out.rows["counts"].append(
+                {
+                    **key,
+                    "population": pop_of.get(r.gate_path, ""),
+                    "gate_path": r.gate_path,
+                    "gate_id": r.gate_id,
+                    "parent_path": r.parent_path,
+                    "depth": r.depth,
+                    "count": r.count,
+                    "parent_count": r.parent_count,
+                    "pct_parent": r.pct_parent,
+                    "pct_total": r.pct_total,
+                    "per_ul": basis.per_ul(r.count),
+                }
+            )
+        threshold = None
+        qc_arrays: dict[str, np.ndarray] = {}
+        if marker:
+            parent_hist = _hist(p, marker, 0)
+            threshold = place_threshold(parent_hist, side, calibration, p["anchors"].get(marker))
+            out.rows["thresholds"].append(_threshold_row(key, marker, task.parent, threshold, xf))
+            qc_arrays["hist:__parent__"] = parent_hist.to_array()
+        for i, name in enumerate(names, start=1):
+            n = by_path.get(paths[name], 0)
+            chim = {
+                **key,
+                "stratum": row.stratum,
+                "sample_type": row.sample_type,
+                "population": name,
+                "gate_path": paths[name],
+                "per_ul": basis.per_ul(n),
+            }
+            if threshold is not None:
+                h = _hist(p, marker, i)
+                qc_arrays[f"hist:{name}"] = h.to_array()
+                c = chimerism_row(n, threshold.donor_events(h), min_events=s.min_events, ci=s.ci)
+                chim.update(c)
+                chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
+                chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
+            else:
+                chim["events"] = n
+            out.rows["chimerism"].append(chim)
+        _phenotype(out, key, p, task, marker, side, threshold, xf)
+        _qc(out, key, p, counts, qc_arrays, qc_dir, file)
+    return out
+
+
+def _hist(payload: dict, marker: str, row: int) -> Histogram:
+    return Histogram(payload[f"edges:{marker}"], payload[f"hist:{marker}"][row].astype(np.int64))
+
+
+def _threshold_row(key: dict, marker: str, parent: str, t: Threshold, xf: dict) -> dict:
+    return {
+        **key,
+        "marker": marker,
+        "purpose": "donor",
+        "parent": parent,
+        "threshold": t.value,
+        "threshold_scale": _inverse(xf.get(marker), t.value),
+        "method": t.method,
+        "donor_side": "positive" if t.donor_side > 0 else "negative",
+        "recipient_mode": t.recipient_mode,
+        "donor_mode": t.donor_mode,
+        "recipient_width": t.recipient_width,
+        "k": t.k,
+        "calibration_day": t.calibration_day,
+        "note": t.note,
+    }
+
+
+def _phenotype(out, key, p, task, marker, side, threshold, xf) -> None:
+    markers = list(task.phenotype_markers)
+    if not markers:
+        return
+    th = p.get("pheno_thresholds", {})
+    for m in markers:
+        t = th.get(m, {})
+        out.rows["thresholds"].append(
+            {
+                **key,
+                "marker": m,
+                "purpose": "phenotype",
+                "parent": task.parent,
+                "threshold": t.get("threshold"),
+                "threshold_scale": t.get("threshold_scale"),
+                "method": t.get("method", "none"),
+            }
+        )
+    scale = {m: (th.get(m, {}).get("threshold_scale") or float("nan")) for m in markers}
+    nd = len(task.donor_markers)
+    for name, _ in task.populations:
+        block = p.get(f"pheno:{name}")
+        if block is None:
+            continue
+        donor = None
+        if threshold is not None and threshold.method != "none":
+            v = block[:, list(task.donor_markers).index(marker)].astype(np.float64)
+            donor = v >= threshold.value if side > 0 else v < threshold.value
+        for r in phenotype_rows(block[:, nd:], donor, markers, scale):
+            out.rows["phenotype"].append({**key, "population": name, **r})
+
+
+def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
+    stem = sample_id(file)
+    by_id = {r.gate_id: r for r in counts.itertuples(index=False)}
+    for g in p.get("gates", []):
+        pts = p.get(f"qc:{g['gate_id']}")
+        if pts is not None:
+            arrays[f"gate:{g['gate_id']}"] = pts
+        r = by_id.get(g["gate_id"])
+        out.rows["qc"].append(
+            {
+                **key,
+                "sample": stem,
+                "gate_path": r.gate_path if r is not None else "",
+                "gate_id": g["gate_id"],
+                "parent_path": r.parent_path if r is not None else "",
+                "kind": g["kind"],
+                "dims": json.dumps(g["dims"]),
+                "geometry": g["geometry"],
+                "count": r.count if r is not None else None,
+                "parent_count": r.parent_count if r is not None else None,
+                "n_points": g["n_points"],
+            }
+        )
+    if qc_dir is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(qc_dir / f"{stem}.npz", buf.getvalue())
+
+
+def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """trends.csv and cohort.csv from the chimerism table (see `cytokit.trends`)."""
+    rows = []
+    if chimerism.empty or "donor_pct" not in chimerism.columns:
+        return pd.DataFrame(columns=list(TREND_COLUMNS)), cohort_summary(pd.DataFrame())
+    infusions = defaultdict(list)
+    for i in study.infusions:
+        infusions[i.patient].append(i)
+    keys = ["patient", "sample_type", "population"]
+    for (patient, sample_type, population), g in chimerism.groupby(keys, sort=True):
+        inf = infusions.get(patient, [])
+        days = [i.day for i in inf]
+        doses = [np.nan if i.dose_per_kg is None else i.dose_per_kg for i in inf]
+        for measure in MEASURES:
+            values = g[measure].to_numpy(dtype=np.float64)
+            if not np.isfinite(values).any():
+                continue
+            row = {
+                "patient": patient,
+                "stratum": g["stratum"].iloc[0],
+                "sample_type": sample_type,
+                "population": population,
+                "measure": measure,
+            }
+            row.update(trend_row(g["day"].to_numpy(), values, g["status"].to_numpy(), days, doses))
+            rows.append(row)
+    trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))
+    return trends, cohort_summary(trends)

@@ -1,0 +1,203 @@
+"""`Results`: the tables of a study analysis, written to and read back from its output folder.
+
+The folder layout and every table's columns are described in
+`cytokit.analysis` (the results contract). `write_results` writes each table
+atomically; `load_results` rebuilds a `Results` from the folder alone (no FCS
+files, no study folder), which is what ``cytokit report`` and notebooks use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cytokit._io import atomic_write_bytes, atomic_write_text
+from cytokit.errors import CytokitError
+
+__all__ = ["TABLES", "Results", "load_results", "write_results"]
+
+#: Table name -> columns, in the contract's order (clusters: whatever clustering gives).
+TABLES: dict[str, tuple[str, ...]] = {
+    "samples": (
+        "patient", "day", "file", "stratum", "sample_type", "events", "channels",
+        "fcs_version", "cytometer", "spillover", "count_method", "reference",
+        "reference_events", "reference_per_ul", "sha256",
+    ),
+    "counts": (
+        "patient", "day", "file", "population", "gate_path", "gate_id", "parent_path", "depth",
+        "count", "parent_count", "pct_parent", "pct_total", "per_ul",
+    ),
+    "chimerism": (
+        "patient", "day", "file", "stratum", "sample_type", "population", "gate_path", "events",
+        "donor_events", "recipient_events", "donor_pct", "ci_low", "ci_high", "per_ul",
+        "donor_per_ul", "recipient_per_ul", "status",
+    ),
+    "thresholds": (
+        "patient", "day", "file", "marker", "purpose", "parent", "threshold", "threshold_scale",
+        "method", "donor_side", "recipient_mode", "donor_mode", "recipient_width", "k",
+        "calibration_day", "note",
+    ),
+    "phenotype": (
+        "patient", "day", "file", "population", "origin", "marker", "events", "median",
+        "pct_positive", "threshold_scale",
+    ),
+    "trends": (),  # cytokit.trends.TREND_COLUMNS
+    "cohort": (),  # cytokit.trends.COHORT_COLUMNS
+    "infusions": ("patient", "day", "product", "dose_per_kg", "stratum"),
+    "clusters": (),
+    "failures": ("file", "patient", "day", "stage", "kind", "error", "reason"),
+    "qc": (
+        "patient", "day", "file", "sample", "gate_path", "gate_id", "parent_path", "kind",
+        "dims", "geometry", "count", "parent_count", "n_points",
+    ),
+}  # fmt: skip
+
+
+def _fill_columns() -> None:
+    from cytokit.trends import COHORT_COLUMNS, TREND_COLUMNS
+
+    TABLES["trends"] = TREND_COLUMNS
+    TABLES["cohort"] = COHORT_COLUMNS
+
+
+_fill_columns()
+
+
+@dataclass
+class Results:
+    """What `cytokit.analyze` produced (see `cytokit.analysis` for every column).
+
+    Attributes
+    ----------
+    study : dict
+        ``study.json``: name, populations, patients, markers, strategy, config.
+    samples, counts, chimerism, thresholds, phenotype, trends, cohort, infusions,
+    clusters, failures, qc : pandas.DataFrame
+    out : Path or None
+        The folder the results were written to.
+    """
+
+    study: dict = field(default_factory=dict)
+    samples: pd.DataFrame = field(default_factory=pd.DataFrame)
+    counts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chimerism: pd.DataFrame = field(default_factory=pd.DataFrame)
+    thresholds: pd.DataFrame = field(default_factory=pd.DataFrame)
+    phenotype: pd.DataFrame = field(default_factory=pd.DataFrame)
+    trends: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cohort: pd.DataFrame = field(default_factory=pd.DataFrame)
+    infusions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    clusters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    failures: pd.DataFrame = field(default_factory=pd.DataFrame)
+    qc: pd.DataFrame = field(default_factory=pd.DataFrame)
+    out: Path | None = None
+
+    def qc_points(self, file: str, gate_id: str) -> np.ndarray:
+        """The QC subsample of `gate_id`'s parent events in `file` (float32, (n, n_dims))."""
+        return self._qc_item(file, f"gate:{gate_id}")
+
+    def donor_histogram(self, file: str, name: str = "__parent__"):
+        """The donor-marker `Histogram` of the threshold parent (or population `name`) in `file`."""
+        from cytokit.density import Histogram
+
+        return Histogram.from_array(self._qc_item(file, f"hist:{name}"))
+
+    def _qc_item(self, file: str, key: str) -> np.ndarray:
+        if self.out is None:
+            raise CytokitError("these results were not written to a folder; QC data is kept there")
+        rows = self.samples[self.samples["file"] == file] if not self.samples.empty else None
+        if rows is None or rows.empty:
+            raise CytokitError(f"no sample {file!r} in the results at {self.out}")
+        path = self.out / "qc" / f"{sample_id(file)}.npz"
+        with np.load(path, allow_pickle=False) as data:
+            if key not in data:
+                raise CytokitError(
+                    f"{path}: no item {key!r}; it has {', '.join(sorted(data.files))}"
+                )
+            return data[key]
+
+    def __repr__(self) -> str:
+        name = self.study.get("name", "")
+        return (
+            f"<Results {name!r}: {len(self.samples)} samples, {len(self.chimerism)} chimerism "
+            f"rows, {len(self.failures)} failures>"
+        )
+
+
+def sample_id(file: str) -> str:
+    """The QC file stem of a sample: its manifest path with separators replaced."""
+    stem = str(file)
+    if stem.lower().endswith(".fcs"):
+        stem = stem[:-4]
+    return "".join(c if c.isalnum() or c in "-_." else "__" for c in stem)
+
+
+def _csv_bytes(frame: pd.DataFrame, columns) -> bytes:
+    if columns:
+        for c in columns:
+            if c not in frame.columns:
+                frame = frame.assign(**{c: pd.Series(dtype=object)})
+        frame = frame[list(columns) + [c for c in frame.columns if c not in columns]]
+    return frame.to_csv(index=False, lineterminator="\n", float_format="%.10g").encode()
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if not math.isfinite(float(o)) else float(o)
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def write_results(results: Results, out: str | Path) -> Path:
+    """Write every table of `results` and ``study.json`` into `out`, each atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, columns in TABLES.items():
+        frame = getattr(results, name)
+        atomic_write_bytes(out / f"{name}.csv", _csv_bytes(frame, columns))
+    atomic_write_text(
+        out / "study.json", json.dumps(results.study, indent=2, default=_json_default) + "\n"
+    )
+    results.out = out
+    return out
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, keep_default_na=True, dtype={"file": str, "patient": str})
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    return frame
+
+
+def load_results(out: str | Path) -> Results:
+    """Rebuild the `Results` of an analysis from its output folder.
+
+    Parameters
+    ----------
+    out : path
+        A folder written by `cytokit.analyze` (``cytokit analyze --out``).
+
+    Raises
+    ------
+    CytokitError
+        The folder or its ``study.json`` / ``samples.csv`` is missing.
+    """
+    out = Path(out)
+    if not (out / "study.json").is_file() or not (out / "samples.csv").is_file():
+        raise CytokitError(
+            f"{out}: not an analysis output folder (no study.json or samples.csv); "
+            "run `cytokit analyze STUDY --out` first"
+        )
+    kw: dict = {"study": json.loads((out / "study.json").read_text()), "out": out}
+    for name in TABLES:
+        path = out / f"{name}.csv"
+        kw[name] = _read_csv(path) if path.is_file() else pd.DataFrame(columns=TABLES[name])
+    return Results(**kw)
