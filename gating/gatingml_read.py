@@ -27,9 +27,10 @@ needs it:
   ``compensation="FCS"`` on ``<$PnN>`` when its name starts with ``Comp-``,
   and as uncompensated otherwise.
 * Divider values may be listed in any order (they are sorted).
-* Names: Gating-ML gates only have ids; cytokit writes population names (and
-  its strategy name) in ``data-type:custom_info`` and reads them back. Without
-  them a population's name is its id.
+* Names: Gating-ML gates only have ids (``xs:ID`` values); cytokit writes
+  population names, its strategy name and any id it had to respell in
+  ``data-type:custom_info`` and reads them back. Without them a population's
+  name is its id.
 """
 
 from __future__ import annotations
@@ -103,11 +104,16 @@ def _fold_clamp(lo, hi, clamp):
 class _Reader:
     def __init__(self, path: Path) -> None:
         self.path = path
-        #: transformation id -> (element, Transform or RatioTransform, clamp (lo, hi))
-        self.transforms: dict[str, tuple[Element, object, tuple[float, float]]] = {}
+        #: transformation id -> (element, Transform or RatioTransform, clamp (lo, hi), label)
+        self.transforms: dict[str, tuple[Element, object, tuple[float, float], str]] = {}
         self.matrices: dict[str, SpectrumMatrix] = {}
+        self.matrix_ids: dict[str, str] = {}  # document id -> matrix id
         self.defined: dict[str, Element] = {}  # gate and quadrant ids
         self.refs: list[tuple[Element, str, str]] = []  # (element, what, id)
+        self.original: dict[str, str] = {}  # document id -> id cytokit wrote in custom_info
+
+    def orig(self, ref: str) -> str:
+        return self.original.get(ref, ref)
 
     # -- messages and attributes ------------------------------------------------------
     def fail(self, el: Element, msg: str) -> GatingError:
@@ -175,6 +181,14 @@ class _Reader:
                     + "), transforms:transformation, transforms:spectrumMatrix or "
                     "data-type:custom_info",
                 )
+        for el in gate_els:
+            gid = attr(el, GATING, "id")
+            meta = _cytokit_info(el, "population")
+            if gid and meta.get("id"):
+                self.original[gid.strip()] = meta["id"]
+            for m in _cytokit_children(el, "quadrant"):
+                if m.get("ref") and m.get("id"):
+                    self.original[m.get("ref")] = m.get("id")
         # Transformations and matrices may be defined after the gates that use them.
         for el in matrix_els:
             self.spectrum_matrix(el)
@@ -241,6 +255,7 @@ class _Reader:
             if not all(math.isfinite(v) for v in abc.values()):
                 raise self.fail(f, f"A, B and C must be finite, got {abc}")
             obj: object = RatioTransform(num, den, **abc)
+            label = _cytokit_info(f, "dimension").get("name") or tid
         else:
             cls, names = SCALE_TRANSFORMS[kind]
             self.children(f, ())
@@ -249,14 +264,16 @@ class _Reader:
                 obj = cls(**params)
             except GatingError as exc:
                 raise self.fail(f, str(exc)) from None
-        self.transforms[tid] = (el, obj, (low, high))
+            label = tid
+        self.transforms[tid] = (el, obj, (low, high), label)
 
     def spectrum_matrix(self, el: Element) -> None:
         mid = self.required(el, TRANSFORMS, "id")
         if mid in (FCS, UNCOMPENSATED):
             raise self.fail(el, f"id {mid!r} is reserved by Gating-ML; rename the matrix")
-        if mid in self.matrices:
+        if mid in self.matrix_ids:
             raise self.fail(el, f"spectrumMatrix id {mid!r} is defined twice")
+        original = _cytokit_info(el, "matrix").get("id") or mid
         kids = self.children(el, (_T + "fluorochromes", _T + "detectors", _T + "spectrum"))
         fluor = [
             self.required(d, DATATYPES, "name")
@@ -285,7 +302,8 @@ class _Reader:
         try:
             if _BOOLEAN[inverted.strip()]:
                 matrix = np.linalg.inv(matrix)
-            self.matrices[mid] = SpectrumMatrix(mid, tuple(fluor), tuple(det), matrix)
+            self.matrices[original] = SpectrumMatrix(original, tuple(fluor), tuple(det), matrix)
+            self.matrix_ids[mid] = original
         except (GatingError, np.linalg.LinAlgError) as exc:
             raise self.fail(el, str(exc)) from None
 
@@ -312,7 +330,7 @@ class _Reader:
             found = self.transforms.get(ref)
             if found is None or not isinstance(found[1], RatioTransform):
                 raise self.fail(axis, self.bad_transform(ref, "a transforms:fratio"))
-            ratio, clamp, channel = found[1], found[2], ref
+            ratio, clamp, channel = found[1], found[2], found[3]
         comp = attr(el, GATING, "compensation-ref")
         if comp is None:  # FlowJo's export: "Comp-X" is X with the acquisition matrix
             if channel.startswith(_FLOWJO_COMP) and ratio is None:
@@ -320,12 +338,14 @@ class _Reader:
             else:
                 comp = UNCOMPENSATED
         comp = comp.strip()
-        if comp not in (FCS, UNCOMPENSATED, *self.matrices):
+        if comp not in (FCS, UNCOMPENSATED, *self.matrix_ids):
             raise self.fail(
                 el,
                 f"unknown compensation-ref {comp!r}; use FCS, uncompensated or the id of a "
-                f"transforms:spectrumMatrix ({', '.join(self.matrices) or 'the document has none'})",
+                "transforms:spectrumMatrix "
+                f"({', '.join(self.matrix_ids) or 'the document has none'})",
             )
+        comp = self.matrix_ids.get(comp, comp)
         transform = None
         ref = attr(el, GATING, "transformation-ref")
         if ref is not None:
@@ -384,7 +404,11 @@ class _Reader:
         if parent is not None:
             self.refs.append((el, "parent_id", parent))
         meta = _cytokit_info(el, "population")
-        common = {"id": gid, "parent": parent, "name": meta.get("name", "")}
+        common = {
+            "id": self.orig(gid),
+            "parent": None if parent is None else self.orig(parent),
+            "name": meta.get("name", ""),
+        }
         kind = el.tag[len(_G) :]
         try:
             if kind == "RectangleGate":
@@ -499,7 +523,7 @@ class _Reader:
             dividers.append(Divider(did, dim, tuple(values)))
         if not dividers:
             raise self.fail(el, "a quadrant gate needs at least one gating:divider")
-        names = {m.get("id"): m.get("name") for m in _cytokit_children(el, "quadrant")}
+        names = {m.get("ref"): m.get("name") for m in _cytokit_children(el, "quadrant")}
         quads = []
         ids = [x.id for x in dividers]
         for q in (c for c in kids if c.tag == _G + "Quadrant"):
@@ -524,7 +548,7 @@ class _Reader:
                 positions.append((renamed.get(ref, ref), loc))
             if not positions:
                 raise self.fail(q, "bad quadrant: it needs at least one gating:position")
-            quads.append(Quadrant(qid, tuple(positions), names.get(qid) or ""))
+            quads.append(Quadrant(self.orig(qid), tuple(positions), names.get(qid) or ""))
         if not quads:
             raise self.fail(el, "a quadrant gate needs at least one gating:Quadrant")
         dividers = [Divider(renamed.get(x.id, x.id), x.dimension, x.values) for x in dividers]
@@ -545,7 +569,7 @@ class _Reader:
             if flag not in _BOOLEAN:
                 raise self.fail(r, f"use-as-complement={flag!r} must be true or false")
             self.refs.append((r, "ref", ref))
-            operands.append(ref)
+            operands.append(self.orig(ref))
             complement.append(_BOOLEAN[flag])
         if op == "not" and len(operands) != 1:
             raise self.fail(

@@ -10,11 +10,13 @@ Python's ``repr``, the shortest text that reads back as the same float64, so a
 written strategy reads back equal (`GatingStrategy.digest` and per-event
 membership unchanged).
 
-What Gating-ML cannot hold goes into ``data-type:custom_info`` under
-cytokit's own namespace, where other readers ignore it: population names
-that differ from ids, the strategy's name, and the original ids of quadrant
-dividers renamed because Gating-ML divider ids must be unique in the whole
-document.
+Every id in the document is a valid ``xs:ID`` (ASCII letters, digits,
+``._-``, not starting with a digit), unique in the whole document, so schema
+validators (FlowKit's, for one) accept it: an id that is not (``CD3+CD56-``,
+a divider id used by two quadrant gates) is written as a valid one. What
+Gating-ML cannot hold goes into ``data-type:custom_info`` under cytokit's own
+namespace, where other readers ignore it: the original ids, population names
+that differ from ids, and the strategy's name.
 
 Not exportable (raise `GatingError`): adaptive gates (fit them first, see
 `GatingStrategy.apply`) and FlowJo's ``biex`` transform, which Gating-ML 2.0
@@ -49,6 +51,8 @@ __all__ = ["gatingml_bytes", "write_gatingml"]
 _ELEMENT = {cls: name for name, (cls, _) in SCALE_TRANSFORMS.items()}
 # Characters XML 1.0 cannot carry at all (not even as character references).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# xs:ID (an NCName), kept to ASCII so that every schema validator agrees.
+_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]*")
 
 
 def _num(x: float) -> str:
@@ -107,21 +111,46 @@ class _Doc:
 class _Writer:
     def __init__(self, strategy: GatingStrategy) -> None:
         self.s = strategy
-        self.used: set[str] = set(strategy.matrices)
-        for g in strategy.gates:
-            self.used.update(g.population_ids)
-            self.used.add(g.id)
+        self.used: set[str] = set()
+        # Gating-ML ids are xs:ID, unique in the whole document. Valid ids keep their
+        # spelling; the others get a valid one (never one of the valid ids), and the
+        # original goes into custom_info.
+        pops = [p.id for p in strategy.populations]
+        self.ids: dict[str, str] = {x: x for x in pops if _NCNAME.fullmatch(x)}
+        self.used.update(self.ids)
+        self.matrix_ids = {
+            m: m for m in strategy.matrices if _NCNAME.fullmatch(m) and m not in self.used
+        }
+        self.used.update(self.matrix_ids)
+        for x in pops:
+            if x not in self.ids:
+                self.ids[x] = self.fresh(x)
+        for m in strategy.matrices:
+            if m not in self.matrix_ids:
+                self.matrix_ids[m] = self.fresh(m)
+        self.gate_ids: dict[str, str] = {}  # gate id -> document id
         self.scale: dict[Transform, str] = {}
         self.ratios: dict[tuple[str, RatioTransform], str] = {}
         self.dividers: dict[tuple[str, str], str] = {}  # (gate id, divider id) -> document id
 
     def fresh(self, want: str) -> str:
+        """A valid, unused id like `want`."""
+        want = re.sub(r"[^A-Za-z0-9._-]", "_", want)
+        if not re.match(r"[A-Za-z_]", want):
+            want = "_" + want
         out, n = want, 1
         while out in self.used:
             n += 1
             out = f"{want}_{n}"
         self.used.add(out)
         return out
+
+    def keep(self, want: str, otherwise: str) -> str:
+        """`want` if it is a valid, unused id, else a fresh id like `otherwise`."""
+        if _NCNAME.fullmatch(want) and want not in self.used:
+            self.used.add(want)
+            return want
+        return self.fresh(otherwise)
 
     # -- collecting ids ---------------------------------------------------------------
     def collect(self) -> None:
@@ -139,14 +168,15 @@ class _Writer:
                 raise GatingError(
                     f"gate {g.id!r}: {type(g).__name__} has no Gating-ML 2.0 equivalent"
                 )
+            # A quadrant gate's own id is not a population id, and needs one of its own.
+            self.gate_ids[g.id] = self.ids.get(g.id) or self.keep(g.id, g.id)
             for d in g.dimensions:
                 self.dimension_ids(d, g)
             if isinstance(g, QuadrantGate):
                 for dv in g.dividers:
-                    self.dividers[(g.id, dv.id)] = (
-                        dv.id if dv.id not in self.used else self.fresh(f"{g.id}.{dv.id}")
+                    self.dividers[(g.id, dv.id)] = self.keep(
+                        dv.id, f"{self.gate_ids[g.id]}.{dv.id}"
                     )
-                    self.used.add(self.dividers[(g.id, dv.id)])
 
     def dimension_ids(self, d: Dimension, g: Gate) -> None:
         t = d.transform
@@ -161,7 +191,7 @@ class _Writer:
             params = "_".join(_short(v) for v in t.params().values())
             self.scale[t] = self.fresh(f"{element}_{params}")
         if d.ratio is not None and (d.channel, d.ratio) not in self.ratios:
-            self.ratios[(d.channel, d.ratio)] = self.fresh(d.channel)
+            self.ratios[(d.channel, d.ratio)] = self.keep(d.channel, d.channel)
 
     # -- writing ----------------------------------------------------------------------
     def write(self) -> str:
@@ -177,7 +207,9 @@ class _Writer:
         if self.s.name:
             self.custom(doc, ("cytokit:strategy", [("name", self.s.name)]))
         for m in self.s.matrices.values():
-            doc.open("transforms:spectrumMatrix", ("transforms:id", m.id))
+            doc.open("transforms:spectrumMatrix", ("transforms:id", self.matrix_ids[m.id]))
+            if self.matrix_ids[m.id] != m.id:
+                self.custom(doc, ("cytokit:matrix", [("id", m.id)]))
             for group, names in (("fluorochromes", m.fluorochromes), ("detectors", m.detectors)):
                 doc.open(f"transforms:{group}")
                 for n in names:
@@ -196,7 +228,7 @@ class _Writer:
                 *((f"transforms:{k}", _num(v)) for k, v in t.params().items()),
             )
             doc.close("transforms:transformation")
-        for (_, r), tid in self.ratios.items():
+        for (channel, r), tid in self.ratios.items():
             doc.open("transforms:transformation", ("transforms:id", tid))
             doc.open(
                 "transforms:fratio",
@@ -204,6 +236,8 @@ class _Writer:
                 ("transforms:B", _num(r.B)),
                 ("transforms:C", _num(r.C)),
             )
+            if tid != channel:
+                self.custom(doc, ("cytokit:dimension", [("name", channel)]))
             doc.leaf("data-type:fcs-dimension", ("data-type:name", r.numerator))
             doc.leaf("data-type:fcs-dimension", ("data-type:name", r.denominator))
             doc.close("transforms:fratio")
@@ -222,7 +256,7 @@ class _Writer:
 
     def dim_attrs(self, d: Dimension) -> list[tuple[str, str | None]]:
         return [
-            ("gating:compensation-ref", d.compensation),
+            ("gating:compensation-ref", self.matrix_ids.get(d.compensation, d.compensation)),
             ("gating:transformation-ref", None if d.transform is None else self.scale[d.transform]),
         ]
 
@@ -235,15 +269,17 @@ class _Writer:
 
     def gate(self, doc: _Doc, g: Gate) -> None:
         tag = "gating:" + type(g).__name__
-        doc.open(tag, ("gating:id", g.id), ("gating:parent_id", g.parent))
+        gid = self.gate_ids[g.id]
+        parent = None if g.parent is None else self.ids[g.parent]
+        doc.open(tag, ("gating:id", gid), ("gating:parent_id", parent))
         info = []
-        if g.name != g.id:
-            info.append(("cytokit:population", [("name", g.name)]))
+        if g.name != g.id or gid != g.id:
+            info.append(("cytokit:population", [("id", g.id), ("name", g.name)]))
         if isinstance(g, QuadrantGate):
             info += [
-                ("cytokit:quadrant", [("id", q.id), ("name", q.name)])
+                ("cytokit:quadrant", [("ref", self.ids[q.id]), ("id", q.id), ("name", q.name)])
                 for q in g.quadrants
-                if q.name != q.id
+                if q.name != q.id or self.ids[q.id] != q.id
             ]
             info += [
                 ("cytokit:divider", [("ref", self.dividers[(g.id, dv.id)]), ("id", dv.id)])
@@ -292,7 +328,7 @@ class _Writer:
                     doc.leaf("gating:value", text=_num(v))
                 doc.close("gating:divider")
             for q in g.quadrants:
-                doc.open("gating:Quadrant", ("gating:id", q.id))
+                doc.open("gating:Quadrant", ("gating:id", self.ids[q.id]))
                 for ref, loc in q.positions:
                     doc.leaf(
                         "gating:position",
@@ -305,7 +341,7 @@ class _Writer:
             for ref, comp in zip(g.operands, g.complement, strict=True):
                 doc.leaf(
                     "gating:gateReference",
-                    ("gating:ref", ref),
+                    ("gating:ref", self.ids[ref]),
                     ("gating:use-as-complement", "true" if comp else None),
                 )
             doc.close(f"gating:{g.op}")
