@@ -202,7 +202,15 @@ class _Reader:
             )
         gates = [self.gate(el) for el in gate_els]
         for el, what, ref in self.refs:
-            if ref not in self.defined:
+            target = self.defined.get(ref)
+            if target is not None and target.tag == _G + "QuadrantGate":
+                quadrants = [attr(q, GATING, "id") for q in target.iter(_G + "Quadrant")]
+                raise self.fail(
+                    el,
+                    f"{what}={ref!r} names a quadrant gate, which is not a population; name one "
+                    f"of its quadrants ({', '.join(q for q in quadrants if q)})",
+                )
+            if target is None:
                 known = sorted(self.defined)
                 shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
                 raise self.fail(

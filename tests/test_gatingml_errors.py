@@ -179,6 +179,13 @@ MALFORMED = {
         ),
         r"line 3, <gating:BooleanGate id=\"B\">: needs exactly one of gating:and, gating:or, gating:not; got 2",
     ),
+    "reference to a quadrant gate": (
+        quadrant('<gating:position gating:divider_ref="D" gating:location="15" />')
+        + "\n"
+        + RANGE.replace('gating:id="R"', 'gating:id="R" gating:parent_id="Q"'),
+        r"line 12, <gating:RectangleGate id=\"R\">: parent_id='Q' names a quadrant gate, which is "
+        r"not a population; name one of its quadrants \(Q\+\)",
+    ),
     "quadrant divider_ref unknown": (
         quadrant('<gating:position gating:divider_ref="CD3" gating:location="15" />'),
         r"line 9, <gating:position>: bad quadrant position: divider_ref 'CD3' is not a divider of this gate \(its dividers are D\)",
