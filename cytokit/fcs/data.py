@@ -4,8 +4,9 @@ Two routes, both without a per-event Python loop:
 
 * **whole array**: float data whose values need no conversion (the file's F or
   D is the dtype asked for). The DATA bytes are read straight into the final
-  array (or memory-mapped); a foreign byte order is swapped in place, and
-  scaling, when needed, works in place block by block.
+  array (or memory-mapped). When a foreign byte order must be swapped or a
+  channel scaled, the array is read in 1 MiB blocks, each swapped and scaled in
+  place while still in cache, so there is no second pass over memory.
 * **blocks**: everything else (integers of any width incl. 24-bit, mixed widths
   and types, float conversions). Blocks of ~4 MiB of rows are read into one
   reused buffer, decoded column by column (strided views for 8/16/32/64-bit
@@ -25,6 +26,8 @@ from cytokit.fcs.problems import Notes
 __all__ = ["apply_plan", "read_events"]
 
 _BLOCK_BYTES = 4 << 20
+# blocks that are swapped or scaled in place just after reading: small enough to stay in cache
+_CACHE_BYTES = 1 << 20
 
 
 def _readinto(fh, offset: int, buf: np.ndarray, notes: Notes) -> None:
@@ -84,12 +87,6 @@ def _apply(block: np.ndarray, plan: ScalePlan) -> None:
         j, step = plan.time
         col = block[:, j]
         np.multiply(col, step, out=col, dtype=f64)
-
-
-def _apply_plan_in_blocks(events: np.ndarray, plan: ScalePlan) -> None:
-    rows = max(1, (1 << 20) // max(1, events.shape[1] * events.itemsize))
-    for a, b in _row_blocks(events.shape[0], rows):
-        apply_plan(events[a:b], plan)
 
 
 class _Decoder:
@@ -205,11 +202,18 @@ def read_events(
         if mmap and file_dt.isnative and not scaling:
             return np.memmap(path, dtype=file_dt, mode="r", offset=begin, shape=(n, k))
         events = np.empty((n, k), dtype=out_dtype)
-        _readinto(fh, begin, events, notes)
-        if not file_dt.isnative:
-            events.byteswap(inplace=True)
-        if scaling:
-            _apply_plan_in_blocks(events, plan)
+        if file_dt.isnative and not scaling:
+            _readinto(fh, begin, events, notes)
+            return events
+        # swap and scale each block right after reading it, while it is in cache
+        rows = max(1, _CACHE_BYTES // (k * events.itemsize))
+        for a, b in _row_blocks(n, rows):
+            block = events[a:b]
+            _readinto(fh, begin + a * k * events.itemsize, block, notes)
+            if not file_dt.isnative:
+                block.byteswap(inplace=True)
+            if scaling:
+                apply_plan(block, plan)
         return events
 
     events = np.empty((n, k), dtype=out_dtype)
