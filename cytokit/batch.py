@@ -133,7 +133,8 @@ class BatchReport:
 
     @property
     def n_cached(self) -> int:
-        return sum(f.cached for f in self.files)
+        """Finished files whose result was taken from the store."""
+        return sum(f.cached for f in self.done)
 
     def frame(
         self,
@@ -298,7 +299,9 @@ def run_batch(
         worker and no `scheduler`, files run in this process.
     scheduler : str or distributed.Client, optional
         ``"processes"`` (default when ``workers > 1``; ``"local"`` is the
-        same), ``"threads"``, ``"serial"`` (this process, one file at a time),
+        same), ``"threads"`` (tasks calling Numba's parallel kernels need a
+        thread-safe threading layer: omp or tbb, not workqueue), ``"serial"``
+        (this process, one file at a time),
         a Dask scheduler address ``"tcp://HOST:PORT"``, or a
         ``distributed.Client``. Dask workers must see the files at the same paths.
     progress : callable, optional

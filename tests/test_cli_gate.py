@@ -1,0 +1,310 @@
+"""``cytokit gate`` and `GateTask`: tables, statistics, failures, resume after a kill, schedulers.
+
+The acceptance test of batch gating, scaled down: 12 simulated files (20k
+events) and one truncated file; the command killed (SIGKILL) part-way and
+rerun gives the same tables as an uninterrupted run; serial, process-pool and
+Dask LocalCluster runs give identical tables; the truncated file appears in
+``failures.csv`` only. Statistics are checked against numpy on values
+compensated independently of the gating core.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cytokit
+from cytokit import gating as G
+from cytokit.cli.app import run
+from cytokit.gatebatch import (
+    COUNT_TABLE,
+    STATISTICS_TABLE,
+    GateTask,
+    expand_files,
+    gate_files,
+    population_statistics,
+)
+from cytokit.simulate import benchmark_file
+
+N_FILES, N_EVENTS = 12, 20_000
+L = G.LogicleTransform()
+FSC, FSCH, SSC = G.Dimension("FSC-A"), G.Dimension("FSC-H"), G.Dimension("SSC-A")
+
+
+def fl(channel: str) -> G.Dimension:
+    return G.Dimension(channel, compensation=G.FCS, transform=L)
+
+
+def donor_strategy() -> G.GatingStrategy:
+    """Lymphocytes → Singlets → Live → CD3 × CD56 quadrants, HLA-A2+ and donor NK (AND)."""
+    cd3 = G.Divider("cd3", fl("APC-A"), (0.45,))
+    cd56 = G.Divider("cd56", fl("PE-A"), (0.42,))
+    quads = tuple(
+        G.Quadrant(f"CD3{a}CD56{b}", (("cd3", i), ("cd56", j)))
+        for a, i in (("+", 1.0), ("-", 0.0))
+        for b, j in (("+", 1.0), ("-", 0.0))
+    )
+    return G.GatingStrategy(
+        [
+            G.RectangleGate(
+                id="Lymphocytes", dims=(FSC, SSC), min=(28_000, None), max=(170_000, 42_000)
+            ),
+            G.PolygonGate(
+                id="Singlets",
+                parent="Lymphocytes",
+                dims=(FSC, FSCH),
+                vertices=((0, 0), (262_144, 0.78 * 262_144), (262_144, 262_144)),
+            ),
+            G.RectangleGate(
+                id="Live", parent="Singlets", dims=(fl("PerCP-Cy5-5-A"),), max=(0.5,), min=(None,)
+            ),
+            G.QuadrantGate(id="Q", parent="Live", dividers=(cd3, cd56), quadrants=quads),
+            G.RectangleGate(
+                id="HLA",
+                name="HLA-A2+",
+                parent="Live",
+                dims=(fl("FITC-A"),),
+                min=(0.5,),
+                max=(None,),
+            ),
+            G.BooleanGate(
+                id="donorNK",
+                name="donor NK",
+                parent="Live",
+                op="and",
+                operands=("CD3-CD56+", "HLA"),
+            ),
+        ],
+        name="donor cells",
+    )
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory) -> Path:
+    """``fcs/`` with 12 simulated files and a truncated one; ``strategy.xml`` (Gating-ML)."""
+    root = tmp_path_factory.mktemp("batch")
+    fcs = root / "fcs"
+    fcs.mkdir()
+    for i in range(N_FILES):
+        benchmark_file(fcs / f"S{i:02d}.fcs", n_events=N_EVENTS, seed=i, day=7 + i, workers=1)
+    whole = (fcs / "S03.fcs").read_bytes()
+    (fcs / "S03b_truncated.fcs").write_bytes(whole[: len(whole) * 2 // 3])
+    donor_strategy().to_gatingml(root / "strategy.xml")
+    return root
+
+
+def csv_tables(out: Path) -> dict[str, bytes]:
+    return {n: (out / f"{n}.csv").read_bytes() for n in ("counts", "statistics", "failures")}
+
+
+def gate(args: list[str], capsys) -> tuple[int, str]:
+    code = run(["gate", *map(str, args)])
+    return code, capsys.readouterr().err
+
+
+def test_gate_task_counts_and_statistics(batch):
+    path = batch / "fcs" / "S01.fcs"
+    strategy = G.load_strategy(batch / "strategy.xml")
+    task = GateTask(strategy)
+    payload = task(path)
+    sample = cytokit.read_fcs(path)
+    result = strategy.apply(sample)
+    pd.testing.assert_frame_equal(payload["counts"], result.counts)
+    assert payload["n_events"] == N_EVENTS and payload["warnings"] == []
+    stats = payload["statistics"]
+    assert stats.columns.tolist() == list(STATISTICS_TABLE[1:])
+    spill = sample.spillover
+    assert stats["channel"].unique().tolist() == list(spill.channels)
+    # reference: compensation by solving with the spillover matrix directly, numpy statistics
+    cols = [sample.channel_index(c) for c in spill.channels]
+    raw = sample.events[:, cols].astype(np.float64)
+    comp = np.linalg.solve(spill.matrix.T, raw.T).T  # comp @ S = raw
+    for row in stats.itertuples():
+        x = comp[result.membership(row.gate_id), spill.channels.index(row.channel)]
+        assert row.count == x.size == result.count(row.gate_id)
+        lo, hi = np.quantile(x, [0.1587, 0.8413])
+        np.testing.assert_allclose(
+            [row.mean, row.median, row.rcv],
+            [x.mean(), np.median(x), 50 * (hi - lo) / np.median(x)],
+            rtol=1e-9,
+            atol=1e-9,
+        )
+    assert stats.loc[stats["channel"] == "PE-A", "marker"].iloc[0] == "CD56"
+    # CD56 is far brighter on NK cells than on T cells
+    med = {(r.gate_id, r.channel): r.median for r in stats.itertuples()}
+    assert med["CD3-CD56+", "PE-A"] > 5 * med["CD3+CD56-", "PE-A"]
+
+
+def test_gate_task_options_and_key(batch, tmp_path):
+    strategy = G.load_strategy(batch / "strategy.xml")
+    path = batch / "fcs" / "S02.fcs"
+    sample = cytokit.read_fcs(path)
+    base = GateTask(strategy)
+    assert base.key == GateTask(G.load_strategy(batch / "strategy.xml")).key
+    csv = tmp_path / "spill.csv"
+    names = sample.spillover.channels
+    lines = [",".join(["", *names])]
+    lines += [
+        ",".join([n, *map(repr, row.tolist())])
+        for n, row in zip(names, sample.spillover.matrix, strict=True)
+    ]
+    csv.write_text("\n".join(lines[:1] + lines[1:][::-1]) + "\n")  # rows in another order
+    from_csv = GateTask(strategy, compensation=csv)
+    none = GateTask(strategy, compensation="none", statistics=False)
+    keys = {base.key, from_csv.key, none.key, GateTask(strategy, seed=1).key}
+    assert len(keys) == 4
+    # the same matrix from a CSV gives the same counts and statistics as the file's keyword
+    a, b = base(path), from_csv(path)
+    pd.testing.assert_frame_equal(a["counts"], b["counts"])
+    pd.testing.assert_frame_equal(a["statistics"], b["statistics"])
+    c = none(path)
+    assert "statistics" not in c
+    assert not c["counts"]["count"].equals(a["counts"]["count"])
+    uncomp = population_statistics(strategy.apply(sample, compensation=None))
+    assert uncomp["channel"].tolist()[:8] == ["FITC-A", "PE-A", "PerCP-Cy5-5-A", "PE-Cy7-A",
+                                              "APC-A", "APC-H7-A", "V500-C-A", "FITC-A"]  # fmt: skip
+    lymph = sample.events[strategy.apply(sample).membership("Lymphocytes")]
+    assert uncomp["median"].iloc[0] != a["statistics"]["median"].iloc[0]
+    assert uncomp["mean"].iloc[0] == pytest.approx(lymph[:, 3].astype(np.float64).mean())
+
+
+def test_expand_files(batch, tmp_path):
+    fcs = batch / "fcs"
+    everything = expand_files([fcs])
+    assert len(everything) == N_FILES + 1 and everything == sorted(everything)
+    assert expand_files([str(fcs / "S0[12].fcs"), fcs / "S01.fcs", "missing.fcs"]) == [
+        str(fcs / "S01.fcs"),
+        str(fcs / "S02.fcs"),
+        "missing.fcs",
+    ]
+    with pytest.raises(cytokit.CytokitError, match=r"no \.fcs files"):
+        expand_files([tmp_path])
+    with pytest.raises(cytokit.CytokitError, match="no files match"):
+        expand_files([str(tmp_path / "*.fcs")])
+
+
+def test_cli_gate_tables_failures_and_rerun(batch, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = gate(
+        [batch / "strategy.xml", batch / "fcs", "--out", out, "--scheduler", "serial"], capsys
+    )
+    assert code == 0, err
+    assert "12 of 13 file(s) gated (0 from the store), 1 failed" in err
+    counts = pd.read_csv(out / "counts.csv")
+    assert counts.columns.tolist() == list(COUNT_TABLE)
+    assert counts["file"].nunique() == N_FILES and len(counts) == N_FILES * 9
+    assert not counts["file"].str.contains("truncated").any()
+    stats = pd.read_csv(out / "statistics.csv")
+    assert len(stats) == N_FILES * 9 * 7 and not stats["file"].str.contains("truncated").any()
+    failures = pd.read_csv(out / "failures.csv")
+    assert failures["file"].tolist() == [str(batch / "fcs" / "S03b_truncated.fcs")]
+    assert failures["stage"].tolist() == ["read"]
+    assert "truncated" in failures["reason"].iloc[0]
+    # the counts are those of gating each file directly
+    strategy = G.load_strategy(batch / "strategy.xml")
+    one = counts[counts["file"].str.endswith("S05.fcs")].reset_index(drop=True)
+    want = strategy.apply(cytokit.read_fcs(batch / "fcs" / "S05.fcs")).counts
+    assert one["count"].tolist() == want["count"].tolist()
+    np.testing.assert_allclose(one["pct_parent"], want["pct_parent"], rtol=1e-15)
+    before = csv_tables(out)
+    code, err = gate([batch / "strategy.xml", batch / "fcs", "--out", out], capsys)
+    assert code == 0 and "(12 from the store), 1 failed" in err
+    assert csv_tables(out) == before
+    runs = sqlite3.connect(out / "results.sqlite").execute("SELECT status FROM runs").fetchall()
+    assert runs == [("finished",), ("finished",)]
+
+
+def test_cli_gate_errors(batch, tmp_path, capsys):
+    code, err = gate([tmp_path / "nope.xml", batch / "fcs", "--out", tmp_path / "o"], capsys)
+    assert code == 1 and "strategy file not found" in err and err.count("\n") == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = gate([batch / "strategy.xml", empty, "--out", tmp_path / "o"], capsys)
+    assert code == 1 and "no .fcs files" in err
+    code, err = gate(
+        [batch / "strategy.xml", batch / "fcs" / "S03b_truncated.fcs", "--out", tmp_path / "o"],
+        capsys,
+    )
+    assert code == 1 and "none of the 1 file(s) could be gated" in err
+    code, err = gate(
+        [batch / "strategy.xml", batch / "fcs", "-o", tmp_path / "o", "--compensation", "x.csv"],
+        capsys,
+    )
+    assert code == 1 and "x.csv" in err
+    code, _ = gate([batch / "strategy.xml", batch / "fcs", "-o", tmp_path / "o", "-j", "0"], capsys)
+    assert code == 2
+
+
+@pytest.mark.slow
+def test_schedulers_give_identical_tables(batch, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    files = expand_files([batch / "fcs"])
+    strategy = batch / "strategy.xml"
+    runs = {
+        "serial": gate_files(strategy, files, tmp_path / "serial", scheduler="serial"),
+        "processes": gate_files(strategy, files, tmp_path / "processes", workers=2),
+    }
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        runs["dask"] = gate_files(
+            strategy, files, tmp_path / "dask", scheduler=cluster.scheduler_address
+        )
+    assert runs["dask"].report.scheduler == "dask"
+    want = csv_tables(tmp_path / "serial")
+    for name in ("processes", "dask"):
+        assert csv_tables(tmp_path / name) == want, name
+        pd.testing.assert_frame_equal(runs[name].counts, runs["serial"].counts)
+        pd.testing.assert_frame_equal(runs[name].statistics, runs["serial"].statistics)
+    assert runs["serial"].n_events == N_FILES * N_EVENTS
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="process groups and SIGKILL")
+def test_killed_command_resumes_to_the_same_tables(batch, tmp_path, capsys):
+    strategy, files = batch / "strategy.xml", batch / "fcs"
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "cytokit.cli.app", "gate", str(strategy), str(files)]
+    for _ in range(5):  # the batch is quick: kill it as soon as one file is stored
+        proc = subprocess.Popen(
+            [*command, "--out", str(killed), "-j", "2"],
+            start_new_session=True,
+            stderr=subprocess.DEVNULL,
+        )
+        stored = 0
+        while proc.poll() is None and stored == 0:
+            time.sleep(0.01)
+            try:
+                with sqlite3.connect(f"file:{killed / 'results.sqlite'}?mode=ro", uri=True) as db:
+                    stored = db.execute("SELECT count(*) FROM results").fetchone()[0]
+            except sqlite3.Error:
+                pass
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the command and its workers, as a crash would
+            proc.wait()
+            break
+        proc.wait()
+        for p in killed.iterdir():
+            p.unlink()
+    else:
+        pytest.skip("the batch always finished before it could be killed")
+    assert not (killed / "counts.csv").exists()
+    with sqlite3.connect(killed / "results.sqlite") as db:
+        done = db.execute("SELECT count(*) FROM results").fetchone()[0]
+        assert db.execute("SELECT status FROM runs").fetchall() == [("running",)]
+    assert 1 <= done < N_FILES
+    code, err = gate([strategy, files, "--out", killed, "-j", "2"], capsys)
+    assert code == 0 and f"({done} from the store)" in err
+    clean = tmp_path / "clean"
+    assert gate([strategy, files, "--out", clean, "--scheduler", "serial"], capsys)[0] == 0
+    assert csv_tables(killed) == csv_tables(clean)
+    assert pd.read_csv(killed / "failures.csv")["file"].str.endswith("truncated.fcs").all()
