@@ -63,9 +63,13 @@ from cytokit.gating.gatingml_xml import (
     PREFIXES,
     SCALE_TRANSFORMS,
     TRANSFORMS,
+    UNBOUNDED,
     Element,
     attr,
     check_root,
+    cytokit_children,
+    cytokit_info,
+    fold_clamp,
     parse_double,
     parse_xml,
     qname,
@@ -79,26 +83,7 @@ _G, _T, _D, _C = (f"{{{ns}}}" for ns in (GATING, TRANSFORMS, DATATYPES, CYTOKIT)
 _CUSTOM = _D + "custom_info"
 _FCS_DIM, _NEW_DIM = _D + "fcs-dimension", _D + "new-dimension"
 _BOOLEAN = {"true": True, "1": True, "false": False, "0": False}
-_UNBOUNDED = (-math.inf, math.inf)
 _FLOWJO_COMP = "Comp-"
-
-
-def _fold_clamp(lo, hi, clamp):
-    """Rectangle bounds on a clamped value, as bounds on the unclamped value (exact)."""
-    if clamp == _UNBOUNDED:
-        return lo, hi
-    low, high = clamp
-    if lo is not None:
-        if lo <= low:
-            lo = None  # every clamped value is >= low >= lo
-        elif lo > high:
-            return 0.0, 0.0  # no clamped value reaches lo: an empty interval
-    if hi is not None:
-        if hi > high:
-            hi = None
-        elif hi <= low:
-            return 0.0, 0.0
-    return lo, hi
 
 
 class _Reader:
@@ -183,10 +168,10 @@ class _Reader:
                 )
         for el in gate_els:
             gid = attr(el, GATING, "id")
-            meta = _cytokit_info(el, "population")
+            meta = cytokit_info(el, "population")
             if gid and meta.get("id"):
                 self.original[gid.strip()] = meta["id"]
-            for m in _cytokit_children(el, "quadrant"):
+            for m in cytokit_children(el, "quadrant"):
                 if m.get("ref") and m.get("id"):
                     self.original[m.get("ref")] = m.get("id")
         # Transformations and matrices may be defined after the gates that use them.
@@ -218,7 +203,7 @@ class _Reader:
                     f"unknown gate reference {what}={ref!r}: no gate or quadrant has that id; "
                     f"the document defines {shown}",
                 )
-        meta = _cytokit_info(root, "strategy")
+        meta = cytokit_info(root, "strategy")
         title = name if name is not None else meta.get("name", "")
         try:
             return GatingStrategy(gates, matrices=self.matrices, name=title, source=str(self.path))
@@ -263,7 +248,7 @@ class _Reader:
             if not all(math.isfinite(v) for v in abc.values()):
                 raise self.fail(f, f"A, B and C must be finite, got {abc}")
             obj: object = RatioTransform(num, den, **abc)
-            label = _cytokit_info(f, "dimension").get("name") or tid
+            label = cytokit_info(f, "dimension").get("name") or tid
         else:
             cls, names = SCALE_TRANSFORMS[kind]
             self.children(f, ())
@@ -281,7 +266,7 @@ class _Reader:
             raise self.fail(el, f"id {mid!r} is reserved by Gating-ML; rename the matrix")
         if mid in self.matrix_ids:
             raise self.fail(el, f"spectrumMatrix id {mid!r} is defined twice")
-        original = _cytokit_info(el, "matrix").get("id") or mid
+        original = cytokit_info(el, "matrix").get("id") or mid
         kids = self.children(el, (_T + "fluorochromes", _T + "detectors", _T + "spectrum"))
         fluor = [
             self.required(d, DATATYPES, "name")
@@ -329,7 +314,7 @@ class _Reader:
                 f"found {len(axes)}",
             )
         (axis,) = axes
-        clamp = _UNBOUNDED
+        clamp = UNBOUNDED
         ratio = None
         if axis.tag == _FCS_DIM:
             channel = self.required(axis, DATATYPES, "name")
@@ -361,15 +346,15 @@ class _Reader:
             if found is None or not isinstance(found[1], Transform):
                 raise self.fail(el, self.bad_transform(ref.strip(), "a scale transformation"))
             transform = found[1]
-            if found[2] != _UNBOUNDED:
-                if clamp != _UNBOUNDED:
+            if found[2] != UNBOUNDED:
+                if clamp != UNBOUNDED:
                     raise self.fail(
                         el,
                         f"both the fratio {channel!r} and transformation {ref!r} have "
                         "boundMin/boundMax; cytokit supports bounds on one of them only",
                     )
                 clamp = found[2]
-            elif clamp != _UNBOUNDED:
+            elif clamp != UNBOUNDED:
                 raise self.fail(
                     el,
                     f"fratio {channel!r} has boundMin/boundMax and transformation {ref!r} "
@@ -385,7 +370,7 @@ class _Reader:
         return f"transformation-ref {ref!r} is not {want}"
 
     def unclamped(self, el: Element, clamp, gate: str) -> None:
-        if clamp != _UNBOUNDED:
+        if clamp != UNBOUNDED:
             raise self.fail(
                 el,
                 f"the transformation read here has boundMin/boundMax, which cytokit can apply "
@@ -411,7 +396,7 @@ class _Reader:
         parent = parent.strip() if parent else None  # an empty parent_id means none
         if parent is not None:
             self.refs.append((el, "parent_id", parent))
-        meta = _cytokit_info(el, "population")
+        meta = cytokit_info(el, "population")
         common = {
             "id": self.orig(gid),
             "parent": None if parent is None else self.orig(parent),
@@ -448,7 +433,7 @@ class _Reader:
                 raise self.fail(d, "min/max is NaN; leave the attribute out for an open side")
             if a is not None and b is not None and a > b:
                 raise self.fail(d, f"min={a!r} > max={b!r}; swap them")
-            a, b = _fold_clamp(a, b, clamp)
+            a, b = fold_clamp(a, b, clamp)
             dims.append(dim)
             lo.append(a)
             hi.append(b)
@@ -508,7 +493,7 @@ class _Reader:
 
     def quadrants(self, el: Element, common: dict) -> Gate:
         kids = self.children(el, (_G + "divider", _G + "Quadrant"))
-        meta = _cytokit_children(el, "divider")
+        meta = cytokit_children(el, "divider")
         renamed = {m.get("ref"): m.get("id") for m in meta if m.get("ref") and m.get("id")}
         dividers: list[Divider] = []
         for d in (c for c in kids if c.tag == _G + "divider"):
@@ -531,7 +516,7 @@ class _Reader:
             dividers.append(Divider(did, dim, tuple(values)))
         if not dividers:
             raise self.fail(el, "a quadrant gate needs at least one gating:divider")
-        names = {m.get("ref"): m.get("name") for m in _cytokit_children(el, "quadrant")}
+        names = {m.get("ref"): m.get("name") for m in cytokit_children(el, "quadrant")}
         quads = []
         ids = [x.id for x in dividers]
         for q in (c for c in kids if c.tag == _G + "Quadrant"):
@@ -586,15 +571,6 @@ class _Reader:
         if not operands:
             raise self.fail(op_el, f"gating:{op} needs gateReference operands")
         return BooleanGate(**common, op=op, operands=tuple(operands), complement=tuple(complement))
-
-
-def _cytokit_children(el: Element, local: str) -> list[Element]:
-    return [m for info in el.findall(_CUSTOM) for m in info.findall(_C + local)]
-
-
-def _cytokit_info(el: Element, local: str) -> dict[str, str]:
-    found = _cytokit_children(el, local)
-    return dict(found[0].attrib) if found else {}
 
 
 def read_gatingml(path: str | Path, **options) -> GatingStrategy:

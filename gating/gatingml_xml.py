@@ -1,4 +1,4 @@
-"""Gating-ML 2.0 vocabulary and safe, line-numbered XML parsing (shared by reader and writer).
+"""Gating-ML 2.0 vocabulary, safe line-numbered XML parsing, and helpers of the reader and writer.
 
 `parse_xml` parses with defusedxml's expat parser with every protection on:
 a ``<!DOCTYPE>`` is refused outright (so no entity can be defined, and no
@@ -9,6 +9,7 @@ its start tag is on, for error messages.
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 
@@ -33,9 +34,13 @@ __all__ = [
     "PREFIXES",
     "SCALE_TRANSFORMS",
     "TRANSFORMS",
+    "UNBOUNDED",
     "Element",
     "attr",
     "check_root",
+    "cytokit_children",
+    "cytokit_info",
+    "fold_clamp",
     "parse_double",
     "parse_xml",
     "qname",
@@ -56,6 +61,8 @@ SCALE_TRANSFORMS: dict[str, tuple[type[Transform], tuple[str, ...]]] = {
     "logicle": (LogicleTransform, ("T", "W", "M", "A")),
     "hyperlog": (HyperlogTransform, ("T", "W", "M", "A")),
 }
+#: A clamp that does not clamp (a transformation without boundMin/boundMax).
+UNBOUNDED = (-math.inf, math.inf)
 GATE_KINDS = ("RectangleGate", "PolygonGate", "EllipsoidGate", "QuadrantGate", "BooleanGate")
 
 # xsd:double lexical space, plus the spellings Python writes (inf, nan).
@@ -178,3 +185,35 @@ def check_root(root: Element, where: str) -> None:
             f"<gating:Gating-ML> with xmlns:gating={GATING!r}"
         )
     raise GatingError(f"{where}, line {root.line}: wrong root element: {msg}")
+
+
+def fold_clamp(lo, hi, clamp):
+    """Rectangle bounds on a clamped value, as bounds on the unclamped value (exact)."""
+    if clamp == UNBOUNDED:
+        return lo, hi
+    low, high = clamp
+    if lo is not None:
+        if lo <= low:
+            lo = None  # every clamped value is >= low >= lo
+        elif lo > high:
+            return 0.0, 0.0  # no clamped value reaches lo: an empty interval
+    if hi is not None:
+        if hi > high:
+            hi = None
+        elif hi <= low:
+            return 0.0, 0.0
+    return lo, hi
+
+
+def cytokit_children(el: Element, local: str) -> list[Element]:
+    """cytokit's <cytokit:`local`> annotations in the custom_info of `el`."""
+    return [
+        m
+        for info in el.findall(f"{{{DATATYPES}}}custom_info")
+        for m in info.findall(f"{{{CYTOKIT}}}{local}")
+    ]
+
+
+def cytokit_info(el: Element, local: str) -> dict[str, str]:
+    found = cytokit_children(el, local)
+    return dict(found[0].attrib) if found else {}
