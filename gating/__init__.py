@@ -24,6 +24,7 @@ from cytokit.gating.gates import (
     RectangleGate,
     SpectrumMatrix,
 )
+from cytokit.gating.gatingml import read_gatingml, write_gatingml
 from cytokit.gating.io import load_strategy
 from cytokit.gating.result import GatingResult
 from cytokit.gating.strategy import GatingStrategy, Population
@@ -65,5 +66,7 @@ __all__ = [
     "SpectrumMatrix",
     "Transform",
     "load_strategy",
+    "read_gatingml",
     "transform_from_config",
+    "write_gatingml",
 ]

@@ -51,6 +51,15 @@ class Transform:
     _vector: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # store every parameter as float, so equal transforms print (and digest) alike
+        for f in fields(self):
+            if f.init:
+                try:
+                    object.__setattr__(self, f.name, float(getattr(self, f.name)))
+                except (TypeError, ValueError):
+                    raise GatingError(
+                        f"{self.kind} transform: {f.name}={getattr(self, f.name)!r} is not a number"
+                    ) from None
         try:
             vec = K.transform_params(self.code, **self.params())
         except ValueError as exc:
@@ -159,6 +168,16 @@ class RatioTransform:
     A: float = 1.0
     B: float = 0.0
     C: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("A", "B", "C"):
+            try:
+                object.__setattr__(self, name, float(getattr(self, name)))
+            except (TypeError, ValueError):
+                raise GatingError(
+                    f"ratio {self.numerator}/{self.denominator}: {name}={getattr(self, name)!r} "
+                    "is not a number"
+                ) from None
 
     def apply(self, x, y, *, out=None) -> np.ndarray:
         return K.ratio(x, y, self.A, self.B, self.C, out=out)
