@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,16 @@ import typer
 
 def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
     """Describe one data set of an FCS file as plain data (for printing or JSON)."""
-    from cytokit.fcs import read_fcs, read_fcs_datasets
+    from cytokit.fcs import FCSWarning, read_fcs, read_fcs_datasets
 
-    datasets = read_fcs_datasets(path)
-    sample = read_fcs(path, dataset=dataset, scale=True, mmap=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FCSWarning)
+        datasets = read_fcs_datasets(path)
+        sample = read_fcs(path, dataset=dataset, scale=True, mmap=True)
+    notes = [str(w.message) for w in caught if issubclass(w.category, FCSWarning)]
+    for w in caught:  # anything else goes on as usual
+        if not issubclass(w.category, FCSWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     info: dict = {
         "file": str(path),
         "version": sample.version,
@@ -24,6 +31,7 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
         "channels": [],
         "spillover": None,
         "keywords": dict(sample.keywords),
+        "warnings": list(dict.fromkeys(notes)),
     }
     for c in sample.channels:
         row = {
@@ -71,7 +79,7 @@ def _print(info: dict, show_keywords: bool) -> None:
     echo(header)
     for c in info["channels"]:
         line = (
-            f"  {c['index']:>3}  {c['name']:<20} {c['marker']:<24} {c['range']:>9g} "
+            f"  {c['index']:>3}  {c['name']:<20} {c['marker']:<24} {c['range']:>9.10g} "
             f"{c['bits']:>4} {c['log']:>8} {c['gain']:>6g}"
         )
         if has_stats:
@@ -108,6 +116,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show an FCS file's keywords, channels, markers, spillover and event count."""
         info = inspect_fcs(file, dataset=dataset - 1, stats=stats)
+        for note in info["warnings"]:  # the file was read around these deviations
+            typer.echo(f"cytokit: warning: {note}", err=True)
         if as_json:
             typer.echo(json.dumps(info, indent=2, default=str))
         else:

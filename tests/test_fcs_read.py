@@ -794,3 +794,15 @@ def test_sample_api_after_reading(tmp_path):
     s = cytokit.read_fcs(write(tmp_path, dataset(kw, values.tobytes())))
     np.testing.assert_array_equal(s.column("CD3"), values[:, 2])
     assert s.name == "x.fcs" and s.path == tmp_path / "x.fcs" and s.version == "FCS3.1"
+
+
+@pytest.mark.corpus
+def test_inspect_reports_work_arounds_as_warnings(capsys):
+    from cytokit.cli.app import run
+
+    path = corpus_file("flowkit/data/noncompliant/data_stop_offset_discrepancy_example.fcs")
+    assert run(["inspect", str(path), "--json"]) == 0
+    out = capsys.readouterr()
+    info = json.loads(out.out)
+    assert any("TEXT was trusted" in w for w in info["warnings"])
+    assert "cytokit: warning: " in out.err and "TEXT was trusted" in out.err
