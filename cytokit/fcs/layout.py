@@ -64,6 +64,8 @@ class DataSet:
         Byte where the next data set starts, 0 for the last one.
     keywords : dict of str to str
         Primary and supplemental TEXT, keys as spelled in the file.
+    layout : RowLayout
+        Where each parameter sits in an event row.
     """
 
     index: int
@@ -77,7 +79,7 @@ class DataSet:
     data: tuple[int, int]
     next_offset: int
     keywords: dict[str, str] = field(repr=False)
-    layout: RowLayout = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    layout: RowLayout = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -299,13 +301,16 @@ def _data_offsets(
     if tot == 0:
         return 0, 0
     expected = tot * row_bytes
-    fits = lambda c: _fits(c, expected=expected, base=base, text=header.text, size=size)  # noqa: E731
+
+    def fits(cand):
+        return _fits(cand, expected=expected, base=base, text=header.text, size=size)
+
     if from_header and from_text and from_header != from_text:
         why_h, why_t = fits(from_header), fits(from_text)
         h = f"HEADER says DATA is bytes {from_header[0]}-{from_header[1]}"
         t = f"$BEGINDATA/$ENDDATA say {from_text[0]}-{from_text[1]}"
         if why_h is None and why_t is not None:
-            notes.note(f"{h} but {t}; the HEADER was trusted ({why_t.replace('it ', 'TEXT ', 1)})")
+            notes.note(f"{h} but {t}; the HEADER was trusted (TEXT's segment: {why_t})")
             return base + from_header[0], tot
         if why_t is None and why_h is not None:
             notes.note(f"{h} but {t}; TEXT was trusted (the HEADER's segment: {why_h})")

@@ -74,10 +74,6 @@ def _out_dtype(dtype, ds: DataSet) -> np.dtype:
     return dt
 
 
-def _datasets(path: Path, fh: _File, notes: Notes, upto: int | None) -> list[DataSet]:
-    return read_datasets(fh.read, fh.size, notes, upto=upto)
-
-
 def read_fcs_datasets(path: str | os.PathLike[str]) -> list[DataSet]:
     """Describe every data set of an FCS file without reading events.
 
@@ -101,7 +97,7 @@ def read_fcs_datasets(path: str | os.PathLike[str]) -> list[DataSet]:
     path = Path(path)
     notes = Notes(str(path))
     with _File(path, notes) as fh:
-        out = _datasets(path, fh, notes, None)
+        out = read_datasets(fh.read, fh.size, notes)
     notes.emit()
     return out
 
@@ -164,7 +160,7 @@ def read_fcs(
     if isinstance(dataset, bool) or not isinstance(dataset, (int, np.integer)) or dataset < 0:
         raise FCSError(f"{path}: dataset={dataset!r}; expected a data set number >= 0")
     with _File(path, notes) as fh:
-        sets = _datasets(path, fh, notes, int(dataset))
+        sets = read_datasets(fh.read, fh.size, notes, upto=int(dataset))
         if dataset >= len(sets):
             raise notes.error(
                 f"data set {dataset} was asked for but the file has {len(sets)} (numbered from 0)"
