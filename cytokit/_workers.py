@@ -149,7 +149,12 @@ def run_job(path: str, task, size: int, mtime_ns: int, digest: str) -> Reply:
         else:
             kind, reason = "exception", f"{type(exc).__name__}: {exc}"
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        failure = (where, kind, type(exc).__name__, " ".join(reason.split()), detail)
+        reason = " ".join(reason.split())
+        for prefix in (f"{path}: ", f"{path}, "):  # the failure is reported beside its path
+            if reason.startswith(prefix) and len(reason) > len(prefix):
+                reason = reason[len(prefix) :]
+                break
+        failure = (where, kind, type(exc).__name__, reason, detail)
         return Reply(
             path, size, mtime_ns, digest, seconds=time.perf_counter() - t0, failure=failure
         )

@@ -73,6 +73,7 @@ STORE_NAME = "results.sqlite"
 # bump when GateTask's payload changes for the same inputs, so stored results are recomputed
 _TASK_VERSION = 1
 _SCRATCH = threading.local()
+_BLOCK = 1 << 16  # events per block when compensating for the statistics
 
 
 def _compensation(value) -> str | Spillover | None:
@@ -130,14 +131,24 @@ def _channel_values(sample: Sample, cols: list[int], spill: Spillover | None) ->
     """(len(cols), n_events) float64: channel values, compensated when the matrix covers them,
     computed as the gates compute them (scale values times the inverse spillover matrix)."""
     n = sample.n_events
-    out = _scratch("values", len(cols) * n).reshape(len(cols), n)
     spill_cols = [] if spill is None else [sample.channel_index(c) for c in spill.channels]
-    if spill_cols and set(cols) & set(spill_cols):
-        raw = _scratch("raw", len(spill_cols) * n).reshape(len(spill_cols), n)
+    if not set(cols) & set(spill_cols):
+        out = _scratch("values", len(cols) * n).reshape(len(cols), n)
+        for j, c in enumerate(cols):
+            out[j] = sample.events[:, c]
+        return out
+    k = len(spill_cols)
+    inv_t = K.compensation_matrix(spill.matrix).T
+    comp = _scratch("comp", k * n).reshape(k, n)
+    raw = _scratch("raw", k * _BLOCK).reshape(k, _BLOCK)
+    for start in range(0, n, _BLOCK):  # a small block of raw values, not a copy of every event
+        b = min(_BLOCK, n - start)
         for i, c in enumerate(spill_cols):
-            raw[i] = sample.events[:, c]
-        comp = _scratch("comp", len(spill_cols) * n).reshape(len(spill_cols), n)
-        np.matmul(K.compensation_matrix(spill.matrix).T, raw, out=comp)
+            raw[i, :b] = sample.events[start : start + b, c]
+        comp[:, start : start + b] = inv_t @ raw[:, :b]
+    if cols == spill_cols:
+        return comp
+    out = _scratch("values", len(cols) * n).reshape(len(cols), n)
     for j, c in enumerate(cols):
         out[j] = comp[spill_cols.index(c)] if c in spill_cols else sample.events[:, c]
     return out

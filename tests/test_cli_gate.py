@@ -208,6 +208,7 @@ def test_cli_gate_tables_failures_and_rerun(batch, tmp_path, capsys):
     failures = pd.read_csv(out / "failures.csv")
     assert failures["file"].tolist() == [str(batch / "fcs" / "S03b_truncated.fcs")]
     assert failures["stage"].tolist() == ["read"]
+    assert failures["reason"].iloc[0].startswith("the DATA segment")  # the path is beside it
     assert "truncated" in failures["reason"].iloc[0]
     # the counts are those of gating each file directly
     strategy = G.load_strategy(batch / "strategy.xml")
