@@ -344,11 +344,9 @@ class DaskBackend:
         self.slots = max(1, sum(self._client.nthreads().values()))
         _check_picklable(task)
         self.task = self._client.scatter(task, broadcast=True, hash=False)
-        self._n = 0
 
     def submit(self, fn, *args):
-        self._n += 1
-        return self._client.submit(fn, *args, pure=False, key=f"cytokit-{fn.__name__}-{self._n}")
+        return self._client.submit(fn, *args, pure=False)  # a fresh key for every job
 
     def wait(self, handles, *, all_: bool = False):
         when = "ALL_COMPLETED" if all_ else "FIRST_COMPLETED"

@@ -243,23 +243,32 @@ class GateTask:
         self.statistics = bool(statistics)
         self.channels = None if channels is None else tuple(channels)
         self.seed = int(seed)
-        self.key = hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()
+        self.key = hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
 
-    def describe(self) -> dict:
-        """Everything the output depends on (the key is its digest)."""
+    def _identity(self) -> dict:
+        """Everything the output depends on; the key is its digest."""
         from cytokit import __version__
 
+        comp = _compensation_id(self.compensation)
+        if isinstance(comp, dict):
+            comp = {k: v for k, v in comp.items() if k != "source"}
         return {
             "task": "gate",
             "version": _TASK_VERSION,
             "cytokit": __version__,
             "strategy": self.strategy.digest(),
-            "strategy_source": self.strategy.source,
-            "compensation": _compensation_id(self.compensation),
+            "compensation": comp,
             "statistics": self.statistics,
             "channels": None if self.channels is None else list(self.channels),
             "seed": self.seed,
         }
+
+    def describe(self) -> dict:
+        """What the key stands for, and where the strategy and matrix came from (for people)."""
+        out = self._identity()
+        out["strategy_source"] = self.strategy.source
+        out["compensation"] = _compensation_id(self.compensation)
+        return out
 
     def __call__(self, path: Path) -> dict:
         from cytokit.fcs import read_fcs

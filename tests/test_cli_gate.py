@@ -150,6 +150,10 @@ def test_gate_task_options_and_key(batch, tmp_path):
     sample = cytokit.read_fcs(path)
     base = GateTask(strategy)
     assert base.key == GateTask(G.load_strategy(batch / "strategy.xml")).key
+    moved = tmp_path / "elsewhere.xml"
+    moved.write_bytes((batch / "strategy.xml").read_bytes())
+    assert GateTask(moved).key == base.key  # where the strategy is kept does not matter
+    assert GateTask(moved).describe()["strategy_source"].endswith("elsewhere.xml")
     csv = tmp_path / "spill.csv"
     names = sample.spillover.channels
     lines = [",".join(["", *names])]
