@@ -31,6 +31,7 @@ import pandas as pd
 
 from cytokit.errors import GatingError
 from cytokit.gating.flowjo_axes import AxisMaker, FlowJoMatrix, FlowJoTransform
+from cytokit.gating.flowjo_gates import gate_from_element
 from cytokit.gating.flowjo_match import FileMatches, match_files
 from cytokit.gating.flowjo_tree import (
     Issue,
@@ -169,8 +170,14 @@ class Workspace:
         samples: Iterable[WorkspaceSample],
         groups: Iterable[WorkspaceGroup],
         notes: Iterable[Issue] = (),
+        *,
+        axes=None,
+        convert=None,
     ) -> None:
         self.path = Path(path)
+        # FlowJo 9 documents bring their own axes (calibration tables) and gate shapes.
+        self._axes = axes if axes is not None else self._v10_axes
+        self._convert = convert if convert is not None else gate_from_element
         self.version = version
         self.samples = tuple(samples)
         self.groups = tuple(groups)
@@ -220,11 +227,16 @@ class Workspace:
         return f"samples: {samples}; groups: {groups}"
 
     # -- strategies -------------------------------------------------------------------
-    def axes(self, sample: WorkspaceSample) -> AxisMaker:
-        """Transforms and compensation of `sample`, as gate axes."""
+    def axes(self, sample: WorkspaceSample | None):
+        """Transforms and compensation of `sample` (None: none known), as gate axes."""
+        return self._axes(sample)
+
+    def _v10_axes(self, sample: WorkspaceSample | None) -> AxisMaker:
+        if sample is None:
+            return AxisMaker({}, None, {}, self.path)
         return AxisMaker(sample.transforms, sample.compensation, sample.keywords, self.path)
 
-    def _group_axes(self, group: WorkspaceGroup) -> tuple[AxisMaker, list[Issue]]:
+    def _group_axes(self, group: WorkspaceGroup):
         members = [s for s in self.samples if s.id in group.sample_ids]
         owner = f"group {group.name!r}"
         if not members:
@@ -236,20 +248,21 @@ class Workspace:
                 "the group has no samples, so its transforms and compensation are unknown: "
                 "gates are read on untransformed, uncompensated data",
             )
-            return AxisMaker({}, None, {}, self.path), [note]
+            return self.axes(None), [note]
         first = members[0]
         notes = []
         for s in members[1:]:
-            if _signature(s) != _signature(first):
+            differ = _differences(first, s)
+            if differ:
                 notes.append(
                     Issue(
                         owner,
                         "",
                         "GroupNode",
                         group.line,
-                        f"sample {s.name!r} has other transforms or compensation than "
-                        f"{first.name!r}, whose are used for the group; use "
-                        "strategy(sample=...) for each sample's own tree",
+                        f"sample {s.name!r} (id {s.id}) differs from {first.name!r} (id "
+                        f"{first.id}), whose settings the group strategy uses, in: "
+                        f"{', '.join(differ)}; use strategy(sample=...) for each sample's own tree",
                     )
                 )
         return self.axes(first), notes
@@ -318,6 +331,7 @@ class Workspace:
                 owner=f"sample {s.name!r}",
                 name=s.name,
                 skip_unsupported=skip,
+                convert=self._convert,
             )
         g = self.group(group)
         if not g.has_gates:
@@ -332,6 +346,7 @@ class Workspace:
             owner=f"group {g.name!r}",
             name=g.name,
             skip_unsupported=skip,
+            convert=self._convert,
         )
         return strategy, notes + issues
 
@@ -404,13 +419,19 @@ class Workspace:
         return pd.DataFrame(rows, columns=cols)
 
 
-def _signature(s: WorkspaceSample) -> tuple:
-    xf = tuple(
-        sorted((k, v.kind, tuple(sorted(v.params.items()))) for k, v in s.transforms.items())
-    )
-    m = s.compensation
-    comp = None if m is None else (m.name, m.detectors, None if m.matrix is None else m.matrix)
-    return xf, comp
+def _differences(a: WorkspaceSample, b: WorkspaceSample) -> list[str]:
+    """What makes two samples' gates differ: transforms by parameter, and compensation."""
+    out = []
+    for k in sorted(set(a.transforms) | set(b.transforms)):
+        ta, tb = a.transforms.get(k), b.transforms.get(k)
+        if ta is None or tb is None or (ta.kind, dict(ta.params)) != (tb.kind, dict(tb.params)):
+            out.append(f"transform of {k!r}")
+    ma, mb = a.compensation, b.compensation
+    if (ma is None) != (mb is None) or (
+        ma is not None and (ma.name, ma.detectors, ma.matrix) != (mb.name, mb.detectors, mb.matrix)
+    ):
+        out.append("compensation matrix")
+    return out
 
 
 def load_workspace(path: str | os.PathLike[str]) -> Workspace:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytokit.errors import GatingError
-from cytokit.gating.flowjo_axes import AxisMaker
 from cytokit.gating.flowjo_gates import gate_from_element
 from cytokit.gating.flowjo_xml import Element, child, children
 from cytokit.gating.gates import BooleanGate, Gate
@@ -188,18 +187,20 @@ def _operand(dep: str, parent: str, known: set[str]) -> str | None:
 
 def build_strategy(
     nodes: list[Node],
-    axes: AxisMaker,
+    axes,
     *,
     path: Path,
     owner: str,
     name: str,
     skip_unsupported: bool = False,
+    convert=gate_from_element,
 ) -> tuple[GatingStrategy, list[Issue]]:
     """The `GatingStrategy` of one tree and what could not be converted.
 
     With `skip_unsupported`, a population that cannot be converted is left out
     with everything below it (and Boolean gates that use it), and reported in
     the returned issues; otherwise the first one raises `GatingError`.
+    `convert` makes a gate of a node's gate element (FlowJo 10 by default).
     """
     issues: list[Issue] = []
     where = f"{Path(path).name}: {owner}"
@@ -260,9 +261,7 @@ def build_strategy(
                     "the population has no gate"
                 )
             else:
-                gates[p] = gate_from_element(
-                    n.gate, axes, path, label, id=p, parent=parent, name=n.name
-                )
+                gates[p] = convert(n.gate, axes, path, label, id=p, parent=parent, name=n.name)
         except GatingError as exc:
             if not skip_unsupported:
                 raise

@@ -128,7 +128,7 @@ def test_named_matrix_becomes_a_spectrum_matrix_with_the_same_counts(tmp_path):
 
 # -- structure of every corpus workspace -------------------------------------------------
 
-WORKSPACES = sorted(p for p in (CORPUS / "flowkit").rglob("*.wsp")) + [FLOWSOM / "gating.wsp"]
+WORKSPACES = [*sorted((CORPUS / "flowkit").rglob("*.wsp")), FLOWSOM / "gating.wsp"]
 
 
 @pytest.mark.parametrize("wsp", WORKSPACES, ids=lambda p: p.stem)
@@ -475,3 +475,62 @@ def test_match_files_reports_ambiguous(tmp_path):
     m = ws.match_files(copies)
     assert not m.complete and m.ambiguous == {"1": copies}
     assert "AMBIGUOUS 'test_data_diamond_01.fcs' (id 1): could be" in m.report()
+
+
+# -- FlowJo 9 ------------------------------------------------------------------------------
+
+A2004 = V9 / "A2004Analysis.xml"
+
+
+def test_flowjo9_tree_matches_flowjo_population_list():
+    ws = flowjo.load_workspace(A2004)
+    assert ws.version == "9.2" and [s.id for s in ws.samples] == ["1", "2"]
+    truth = flowjo_truth(A2004)
+    mine = ws.flowjo_counts()
+    mine["sample"] = mine["sample"] + "#sampleID=" + mine["sample_id"]
+    merged = truth.merge(mine, on=["sample", "population_path"], how="outer", indicator=True)
+    assert (merged["_merge"] == "both").all() and len(merged) == 38
+    fj = merged["flowjo_count"].fillna(-1).astype(int)
+    assert (fj == merged["count"].fillna(-1).astype(int)).all()
+    for s in ws.samples:
+        st = ws.strategy(sample=s.id)
+        assert sorted(st.paths) == sorted(p.path for p in s.populations)
+        assert st.gate("/Live/APC/mDC/IFNa+").dims[0].channel == "FITC-A"
+        assert list(st.matrices) == ["A2004-A2005_06i"]
+    with pytest.raises(GatingError, match=r"2 samples are called 'a2004_O1T2pb05i'; choose by id"):
+        ws.sample("a2004_O1T2pb05i")
+    magnetic = {i.path for i in ws.unsupported if "magnetic" in i.reason}
+    assert magnetic == {"/Live/APC/B Cell", "/Live/Monocytes"}
+
+
+def test_flowjo9_counts_within_tolerance_of_flowjo():
+    ws = flowjo.load_workspace(A2004)
+    fcs = V9 / "a2004_O1T2pb05i_A2_A02.fcs"
+    m = ws.match_files([fcs])
+    assert m.matched == {"2": fcs} and m.how["2"] == "$FIL" and m.missing == ["1"]
+    cmp = ws.compare_counts(ws.strategy(sample="2").apply(cytokit.read_fcs(fcs)), "2")
+    known = cmp[cmp.flowjo.notna()]
+    assert len(known) == 18
+    off = known[known.difference.abs() > known.tolerance]
+    assert off.empty, off.to_string()
+    assert (known.difference == 0).sum() >= 9
+
+
+def test_flowjo9_polygon_is_flowjos_polygon_in_channels():
+    """The data-value polygon has the same members as FlowJo's straight polygon in channels."""
+    ws = flowjo.load_workspace(A2004)
+    st = ws.strategy(sample="2")
+    axes = ws.axes(ws.sample("2"))
+    gate = st.gate("/Live/APC")
+    ax = [axes.axis(n, "test") for n in ("<PerCP-CY5-5-A>", "<PE-CY7-A>")]
+    shape = ws.sample("2").nodes[0].children[0].gate
+    raw = np.array([[float(v.get("x")), float(v.get("y"))] for v in shape[0]])
+    chan = np.column_stack([ax[0].channel(raw[:, 0]), ax[1].channel(raw[:, 1])])
+    rng = np.random.default_rng(0)
+    lo, hi = raw.min(axis=0), raw.max(axis=0)
+    pts = rng.uniform(lo - 0.2 * (hi - lo), hi + 0.2 * (hi - lo), size=(40_000, 2))
+    pc = np.column_stack([ax[0].channel(pts[:, 0]), ax[1].channel(pts[:, 1])])
+    want = MplPath(chan).contains_points(pc)
+    got = MplPath(np.asarray(gate.vertices)).contains_points(pts)
+    assert want.sum() > 2_000
+    assert (want != got).sum() == 0
