@@ -1,0 +1,495 @@
+"""Clustering a patient's or a cohort's gated events: two streaming passes, tables.
+
+`cluster_study` needs no files: the caller's ``load(item)`` returns one
+sample's gated events (already compensated and transformed, e.g. with
+`transformed_events`), optionally their donor flags and manual-gate masks.
+
+1. **Train**: ``per_sample`` random events of every sample (all of a smaller
+   one) are pooled, so each sample weighs about the same whatever its event
+   count; `FlowSOM` is fitted on the pool.
+2. **Map**: sample by sample, every event gets its metacluster; counts per
+   metacluster and origin (all, donor, recipient), per-metacluster marker
+   histograms (for medians) and gate × metacluster overlaps are accumulated.
+   Only one sample is in memory at a time.
+
+Medians come from histograms of `median_bins` bins spanning the pooled
+events' range (widened by 5%), so they are exact to within one bin
+(range / `median_bins`, ~0.001 on a logicle scale) whatever the data size.
+
+Matching to manual gates (F1 = 2·|G∩M| / (|G| + |M|) over all events): a
+gate ``G`` is matched by the metaclusters most of whose events lie in it
+(more than half); their union's precision, recall and F1 are reported,
+together with the best single metacluster. A population the SOM splits
+(T cells into CD8+ and CD8−) is thus still matched as a whole.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cytokit.cluster.flowsom import FlowSOM
+from cytokit.cluster.medians import histogram_medians
+from cytokit.errors import StudyError
+from cytokit.kernels.som import node_histograms
+
+__all__ = [
+    "ORIGINS",
+    "ClusterInput",
+    "ClusterResult",
+    "ClusteringSettings",
+    "cluster_study",
+]
+
+ORIGINS = ("all", "donor", "recipient")
+TABLE_COLUMNS = ("patient", "day", "file", "metacluster", "origin", "count", "total", "fraction")
+
+
+@dataclass(frozen=True)
+class ClusteringSettings:
+    """The ``[clustering]`` table of ``study.toml``.
+
+    Attributes
+    ----------
+    markers : tuple of str
+        Markers (of ``[panel]``) the SOM clusters on.
+    grid : (int, int)
+    metaclusters : int
+    seed : int
+    """
+
+    markers: tuple[str, ...]
+    grid: tuple[int, int] = (10, 10)
+    metaclusters: int = 10
+    seed: int = 1
+
+    @classmethod
+    def from_config(cls, config: Mapping, source: str = "study.toml") -> ClusteringSettings:
+        """Read and check ``config["clustering"]`` (the parsed study.toml).
+
+        Raises
+        ------
+        StudyError
+            Naming `source`, the key, the bad value and an example of a good one.
+        """
+        table = config.get("clustering")
+        if not isinstance(table, Mapping):
+            raise StudyError(
+                f"{source}: no [clustering] table; add one, e.g.\n[clustering]\n"
+                'markers = ["CD3", "CD56", "CD16", "CD8"]\ngrid = [10, 10]\nmetaclusters = 10\nseed = 1'
+            )
+        markers = table.get("markers")
+        if (
+            not isinstance(markers, (list, tuple))
+            or not markers
+            or not all(isinstance(m, str) and m for m in markers)
+        ):
+            raise StudyError(
+                f'{source}: [clustering] markers={markers!r} must be a list of marker names, e.g. ["CD3", "CD56"]'
+            )
+        if len(set(markers)) != len(markers):
+            raise StudyError(f"{source}: [clustering] markers={markers!r} repeats a marker")
+        grid = table.get("grid", [10, 10])
+        if (
+            not isinstance(grid, (list, tuple))
+            or len(grid) != 2
+            or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)
+        ):
+            raise StudyError(
+                f"{source}: [clustering] grid={grid!r} must be two positive integers, e.g. [10, 10]"
+            )
+        k = table.get("metaclusters", 10)
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= grid[0] * grid[1]:
+            raise StudyError(
+                f"{source}: [clustering] metaclusters={k!r} must be an integer from 1 to the "
+                f"{grid[0] * grid[1]} nodes of the grid"
+            )
+        seed = table.get("seed", 1)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise StudyError(f"{source}: [clustering] seed={seed!r} must be an integer >= 0")
+        return cls(tuple(markers), (int(grid[0]), int(grid[1])), int(k), int(seed))
+
+
+@dataclass
+class ClusterInput:
+    """What ``load(item)`` returns for one sample (a plain tuple in this order also works).
+
+    Attributes
+    ----------
+    events : ndarray, shape (n_events, n_markers)
+        Gated events, transformed (float32 or float64), columns in `markers` order.
+    donor : ndarray of bool, shape (n_events,), optional
+        Donor flag of each event; without it only ``origin = "all"`` rows are made.
+    gates : mapping of str to ndarray of bool, optional
+        Manual-gate memberships of the same events, for matching.
+    """
+
+    events: np.ndarray
+    donor: np.ndarray | None = None
+    gates: Mapping[str, np.ndarray] | None = None
+
+
+@dataclass
+class ClusterResult:
+    """What `cluster_study` found.
+
+    Attributes
+    ----------
+    model : FlowSOM
+        The fitted estimator (`predict` labels new events).
+    markers : tuple of str
+    table : DataFrame
+        clusters.csv: one row per sample × metacluster × origin: ``patient, day,
+        file, metacluster, origin, count, total`` (events of that origin in the
+        sample), ``fraction = count / total``, and ``median_<marker>`` of the
+        row's events (NaN when it has none).
+    medians : DataFrame
+        Metacluster × marker medians over every event of the study.
+    summary : DataFrame
+        Per metacluster: ``events, fraction, donor_events, donor_fraction,
+        nodes, gate`` (best-matching gate) and ``f1``.
+    matching : DataFrame
+        Per gate: ``gate, events, metaclusters`` (the matched set, ";"-joined),
+        ``precision, recall, f1`` of their union, ``best_metacluster, best_f1``.
+    f1 : DataFrame
+        Gate × metacluster F1.
+    n_events, n_train : int
+        Events mapped, events the SOM was trained on.
+    has_donor : bool
+        Whether donor flags were given.
+    """
+
+    model: FlowSOM
+    markers: tuple[str, ...]
+    table: pd.DataFrame
+    medians: pd.DataFrame
+    summary: pd.DataFrame
+    matching: pd.DataFrame
+    f1: pd.DataFrame
+    n_events: int
+    n_train: int
+    has_donor: bool = False
+    settings: dict = field(default_factory=dict)
+
+
+def _describe(item) -> tuple[str, object, str]:
+    if isinstance(item, Mapping):
+        return str(item["patient"]), item.get("day"), str(item.get("file", ""))
+    if hasattr(item, "patient"):
+        return str(item.patient), getattr(item, "day", None), str(getattr(item, "file", ""))
+    if isinstance(item, (tuple, list)) and len(item) == 3:
+        return str(item[0]), item[1], str(item[2])
+    raise StudyError(
+        f"sample item {item!r} must have patient, day and file (a mapping, an object "
+        "with those attributes, or a (patient, day, file) tuple)"
+    )
+
+
+def _as_input(value, n_markers: int, where: str) -> ClusterInput:
+    if isinstance(value, ClusterInput):
+        inp = value
+    elif isinstance(value, tuple) and 1 <= len(value) <= 3:
+        inp = ClusterInput(*value)
+    else:
+        inp = ClusterInput(value)
+    ev = np.asarray(inp.events)
+    if ev.ndim != 2 or ev.shape[1] != n_markers:
+        raise StudyError(
+            f"{where}: load() gave events of shape {ev.shape}; expected (n_events, {n_markers}), "
+            "one column per clustering marker"
+        )
+    if ev.dtype not in (np.float32, np.float64):
+        ev = ev.astype(np.float64)
+    donor = None
+    if inp.donor is not None:
+        donor = np.asarray(inp.donor)
+        if donor.dtype != bool or donor.shape != (ev.shape[0],):
+            raise StudyError(
+                f"{where}: donor flags must be a bool array of shape ({ev.shape[0]},); "
+                f"got {donor.dtype} {donor.shape}"
+            )
+    gates = {}
+    for name, mask in (inp.gates or {}).items():
+        m = np.asarray(mask)
+        if m.dtype != bool or m.shape != (ev.shape[0],):
+            raise StudyError(
+                f"{where}: gate {name!r} must be a bool mask of shape ({ev.shape[0]},); "
+                f"got {m.dtype} {m.shape}"
+            )
+        gates[str(name)] = m
+    return ClusterInput(ev, donor, gates)
+
+
+def _subsample_rng(seed: int, key: str) -> np.random.Generator:
+    # keyed on the sample, not its position: reordering items keeps each draw
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([seed, zlib.crc32(key.encode("utf-8"))]))
+    )
+
+
+def cluster_study(
+    load: Callable[[object], object],
+    items: Iterable,
+    markers: Sequence[str],
+    *,
+    grid: tuple[int, int] = (10, 10),
+    n_metaclusters: int = 10,
+    seed: int = 1,
+    per_sample: int | None = None,
+    gates: Sequence[str] | None = None,
+    train_events: int = 100_000,
+    median_bins: int = 1024,
+    progress: Callable[[int, int, str], None] | None = None,
+    **flowsom_params,
+) -> ClusterResult:
+    """FlowSOM on a study's gated events: balanced training pool, every event mapped.
+
+    Parameters
+    ----------
+    load : callable
+        ``load(item)`` → `ClusterInput` or ``(events, donor, gates)`` /
+        ``(events, donor)`` / ``events``. Called twice per item (train, map).
+    items : iterable
+        Sample descriptors with ``patient``, ``day`` and ``file`` (mappings,
+        objects with those attributes, or tuples).
+    markers : sequence of str
+        Names of the events' columns.
+    grid, n_metaclusters, seed
+        As ``[clustering]`` of study.toml (`ClusteringSettings`).
+    per_sample : int, optional
+        Training events drawn from each sample; default
+        ``ceil(train_events / n_samples)``.
+    gates : sequence of str, optional
+        Gates to match (each must be in every sample's ``gates``); default
+        every gate the first sample gives.
+    train_events : int
+        Target size of the training pool when `per_sample` is not given.
+    median_bins : int
+        Histogram bins per marker for the medians.
+    progress : callable, optional
+        ``progress(done, total, stage)`` after each sample; stage "train" or "map".
+    **flowsom_params
+        Other `FlowSOM` parameters (``linkage``, ``algorithm``, ``rlen``...).
+
+    Returns
+    -------
+    ClusterResult
+
+    Raises
+    ------
+    StudyError
+        No items, a sample's arrays of the wrong shape or with NaN/inf, a gate
+        missing in a sample, bad parameters.
+    """
+    items = list(items)
+    markers = tuple(str(m) for m in markers)
+    if not items:
+        raise StudyError("cluster_study: no samples to cluster; give at least one item")
+    if not markers:
+        raise StudyError("cluster_study: no markers; give the names of the events' columns")
+    descs = [_describe(it) for it in items]
+    if per_sample is None:
+        per_sample = max(1, math.ceil(train_events / len(items)))
+    if not isinstance(per_sample, int) or per_sample < 1:
+        raise StudyError(f"cluster_study: per_sample={per_sample!r} must be an integer >= 1")
+    n_m = len(markers)
+
+    # pass 1: a balanced pool
+    parts = []
+    for i, (item, (patient, day, file)) in enumerate(zip(items, descs, strict=True)):
+        where = file or f"{patient} day {day}"
+        inp = _as_input(load(item), n_m, where)
+        n = inp.events.shape[0]
+        if n > per_sample:
+            idx = np.sort(
+                _subsample_rng(seed, f"{patient}|{day}|{file}").choice(n, per_sample, replace=False)
+            )
+            parts.append(np.asarray(inp.events[idx], dtype=np.float32))
+        else:
+            parts.append(np.asarray(inp.events, dtype=np.float32))
+        if gates is None and i == 0:
+            gates = list(inp.gates)
+        del inp
+        if progress is not None:
+            progress(i + 1, len(items), "train")
+    pool = np.concatenate(parts) if parts else np.empty((0, n_m), np.float32)
+    del parts
+    if pool.shape[0] == 0:
+        raise StudyError("cluster_study: the samples have no events to cluster")
+    if not np.isfinite(pool).all():
+        raise StudyError(
+            "cluster_study: events contain NaN or inf; transform them to finite values first"
+        )
+    model = FlowSOM(
+        grid=tuple(grid),
+        n_metaclusters=n_metaclusters,
+        random_state=seed,
+        max_train=None,
+        **flowsom_params,
+    )
+    try:
+        model.fit(pool)
+    except ValueError as exc:  # ClusteringError and scikit-learn's checks
+        raise StudyError(f"cluster_study: {exc}") from None
+    span = pool.max(axis=0).astype(np.float64) - pool.min(axis=0)
+    span = np.where(span > 0, span, 1.0)
+    lo = pool.min(axis=0) - 0.05 * span
+    hi = pool.max(axis=0) + 0.05 * span
+    n_train = pool.shape[0]
+    del pool
+
+    # pass 2: every event, one sample at a time
+    k = int(n_metaclusters)
+    gates = list(gates or [])
+    study_hist = np.zeros((k, n_m, median_bins), dtype=np.int64)
+    sample_hist = np.zeros((2 * k, n_m, median_bins), dtype=np.int64)
+    overlap = np.zeros((len(gates), k), dtype=np.int64)
+    gate_events = np.zeros(len(gates), dtype=np.int64)
+    donor_counts = np.zeros(k, dtype=np.int64)
+    sizes = np.zeros(k, dtype=np.int64)
+    rows: list[dict] = []
+    has_donor = False
+    n_events = 0
+    for i, (item, (patient, day, file)) in enumerate(zip(items, descs, strict=True)):
+        where = file or f"{patient} day {day}"
+        inp = _as_input(load(item), n_m, where)
+        try:
+            labels = model.predict(inp.events)
+        except ValueError as exc:
+            raise StudyError(f"{where}: cannot cluster the events: {exc}") from None
+        n_events += labels.shape[0]
+        for g, name in enumerate(gates):
+            if name not in inp.gates:
+                raise StudyError(
+                    f"{where}: load() gave no gate {name!r} (gates given: "
+                    f"{', '.join(inp.gates) or 'none'}); every sample needs the same gates"
+                )
+            overlap[g] += np.bincount(labels[inp.gates[name]], minlength=k)
+            gate_events[g] += int(np.count_nonzero(inp.gates[name]))
+        groups = labels
+        if inp.donor is not None:
+            has_donor = True
+            groups = labels.copy()
+            groups[inp.donor] += k  # donor events are groups k .. 2k-1
+        sample_hist[...] = 0
+        node_histograms(inp.events, groups, lo, hi, sample_hist)
+        hists = {"donor": sample_hist[k:], "recipient": sample_hist[:k]}
+        hists["all"] = sample_hist[:k] + sample_hist[k:]
+        study_hist += hists["all"]
+        by_group = np.bincount(groups, minlength=2 * k)
+        counts = {"donor": by_group[k:], "recipient": by_group[:k]}
+        counts["all"] = by_group[:k] + by_group[k:]
+        sizes += counts["all"]
+        donor_counts += counts["donor"]
+        for origin in ORIGINS if inp.donor is not None else ("all",):
+            c = counts[origin]
+            total = int(c.sum())
+            med = histogram_medians(hists[origin], lo, hi)
+            for m in range(k):
+                row = {
+                    "patient": patient,
+                    "day": day,
+                    "file": file,
+                    "metacluster": m,
+                    "origin": origin,
+                    "count": int(c[m]),
+                    "total": total,
+                    "fraction": c[m] / total if total else math.nan,
+                }
+                for j, marker in enumerate(markers):
+                    row[f"median_{marker}"] = med[m, j]
+                rows.append(row)
+        del inp, labels, groups
+        if progress is not None:
+            progress(i + 1, len(items), "map")
+
+    table = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *(f"median_{m}" for m in markers)])
+    medians = pd.DataFrame(
+        histogram_medians(study_hist, lo, hi),
+        index=pd.RangeIndex(k, name="metacluster"),
+        columns=list(markers),
+    )
+    f1, matching = _match(gates, overlap, gate_events, sizes)
+    summary = pd.DataFrame(
+        {
+            "metacluster": np.arange(k),
+            "events": sizes,
+            "fraction": sizes / max(1, n_events),
+            "donor_events": donor_counts if has_donor else np.full(k, -1),
+            "donor_fraction": np.where(sizes > 0, donor_counts / np.maximum(sizes, 1), np.nan)
+            if has_donor
+            else np.full(k, np.nan),
+            "nodes": np.bincount(model.node_labels_, minlength=k),
+        }
+    )
+    if not has_donor:
+        summary = summary.drop(columns=["donor_events", "donor_fraction"])
+    if len(gates):
+        best = f1.to_numpy().argmax(axis=0)
+        summary["gate"] = [gates[g] for g in best]
+        summary["f1"] = f1.to_numpy().max(axis=0)
+    return ClusterResult(
+        model=model,
+        markers=markers,
+        table=table,
+        medians=medians,
+        summary=summary,
+        matching=matching,
+        f1=f1,
+        n_events=n_events,
+        n_train=n_train,
+        has_donor=has_donor,
+        settings={
+            "grid": tuple(grid),
+            "metaclusters": k,
+            "seed": seed,
+            "per_sample": per_sample,
+            "samples": len(items),
+        },
+    )
+
+
+def _match(gates, overlap, gate_events, sizes) -> tuple[pd.DataFrame, pd.DataFrame]:
+    k = sizes.shape[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2.0 * overlap / (gate_events[:, None] + sizes[None, :])
+    f1 = np.nan_to_num(f1)
+    rows = []
+    for g, name in enumerate(gates):
+        chosen = [m for m in range(k) if sizes[m] and overlap[g, m] > 0.5 * sizes[m]]
+        best = int(f1[g].argmax())
+        if not chosen:
+            chosen = [best]
+        tp = int(overlap[g, chosen].sum())
+        predicted = int(sizes[chosen].sum())
+        rows.append(
+            {
+                "gate": name,
+                "events": int(gate_events[g]),
+                "metaclusters": ";".join(str(m) for m in chosen),
+                "precision": tp / predicted if predicted else math.nan,
+                "recall": tp / gate_events[g] if gate_events[g] else math.nan,
+                "f1": 2 * tp / (predicted + gate_events[g]) if predicted + gate_events[g] else 0.0,
+                "best_metacluster": best,
+                "best_f1": float(f1[g, best]),
+            }
+        )
+    columns = [
+        "gate",
+        "events",
+        "metaclusters",
+        "precision",
+        "recall",
+        "f1",
+        "best_metacluster",
+        "best_f1",
+    ]
+    return (
+        pd.DataFrame(f1, index=pd.Index(list(gates), name="gate"), columns=pd.RangeIndex(k)),
+        pd.DataFrame(rows, columns=columns),
+    )

@@ -1,0 +1,439 @@
+"""cytokit.cluster: the FlowSOM estimator, the study pipeline against simulated truth, outputs."""
+
+from __future__ import annotations
+
+import base64
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+from sklearn.utils.estimator_checks import check_estimator
+
+from cytokit import simulate
+from cytokit._toml import load_toml
+from cytokit.cluster import (
+    ClusteringError,
+    ClusteringSettings,
+    ClusterInput,
+    FlowSOM,
+    cluster_study,
+    report_section,
+    transformed_events,
+    write_cluster_outputs,
+)
+from cytokit.cluster.hierarchy import agglomerate, consensus
+from cytokit.errors import StudyError
+from cytokit.kernels import compensate, compensation_matrix, logicle
+from cytokit.panel import Panel
+from cytokit.simulate.instrument import panel as simulated_panel
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE = {name: i for i, name in enumerate(simulate.LABELS)}
+LYMPHOCYTES = [CODE[n] for n in ("B", "T_CD8neg", "T_CD8pos", "NK_bright", "NK_dim", "CIK")]
+TRUE = {
+    "NK": [CODE["NK_bright"], CODE["NK_dim"]],
+    "CIK": [CODE["CIK"]],
+    "T": [CODE["T_CD8neg"], CODE["T_CD8pos"]],
+}
+MARKERS = ["CD3", "CD56", "CD16", "CD8"]  # [clustering] markers of sample_data/study.toml
+
+
+def _blobs(n=3000, centers=5, seed=0, dtype=np.float64):
+    X, y = make_blobs(n, n_features=4, centers=centers, cluster_std=0.4, random_state=seed)
+    return X.astype(dtype), y
+
+
+# --- metaclustering -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("linkage", ["complete", "average", "single", "ward"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_agglomerate_equals_scikit_learn(linkage, seed):
+    from sklearn.cluster import AgglomerativeClustering
+
+    points = np.random.default_rng(seed).normal(size=(60, 5))
+    for k in (1, 2, 7, 60):
+        got = agglomerate(points, k, linkage)
+        want = AgglomerativeClustering(n_clusters=k, linkage=linkage).fit_predict(points)
+        assert adjusted_rand_score(want, got) == 1.0 and got.max() == k - 1
+        assert got[0] == 0  # numbered by first appearance
+
+
+def test_agglomerate_precomputed_and_consensus():
+    from sklearn.cluster import AgglomerativeClustering
+
+    points = np.random.default_rng(4).normal(size=(40, 3))
+    d = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+    want = AgglomerativeClustering(5, metric="precomputed", linkage="average").fit_predict(d)
+    assert adjusted_rand_score(want, agglomerate(None, 5, "average", distances=d)) == 1.0
+    X, y = make_blobs(90, n_features=3, centers=3, cluster_std=0.3, random_state=1)
+    lab = consensus(X, 3, np.random.default_rng(0), n_resamples=20)
+    assert adjusted_rand_score(y, lab) == 1.0
+
+
+# --- estimator ----------------------------------------------------------------------------------
+
+
+def test_passes_scikit_learn_estimator_checks():
+    check_estimator(FlowSOM(grid=(3, 3), n_metaclusters=3, random_state=0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algorithm", ["online", "batch"])
+def test_finds_separated_blobs(dtype, algorithm):
+    X, y = _blobs(dtype=dtype)
+    labels = FlowSOM(
+        grid=(6, 6), n_metaclusters=5, algorithm=algorithm, rlen=20, random_state=3
+    ).fit_predict(X)
+    assert labels.dtype == np.int32 and labels.shape == y.shape
+    assert adjusted_rand_score(y, labels) > 0.99
+
+
+def test_fit_predict_equals_fit_then_predict_and_is_deterministic():
+    X, _ = _blobs(4000, seed=1)
+    a = FlowSOM(grid=(5, 5), n_metaclusters=4, random_state=7)
+    la = a.fit_predict(X)
+    b = clone(a).fit(X)
+    np.testing.assert_array_equal(la, b.predict(X))
+    np.testing.assert_array_equal(a.codes_, b.codes_)
+    np.testing.assert_array_equal(a.node_labels_, b.node_labels_)
+    # numbered by size, largest first; labels of nodes and events agree
+    sizes = np.bincount(la, minlength=4)
+    assert np.all(np.diff(sizes) <= 0)
+    np.testing.assert_array_equal(la, a.node_labels_[a.map_nodes(X)])
+
+
+def test_attributes_and_node_mapping():
+    X, _ = _blobs(2000, seed=2)
+    est = FlowSOM(grid=(4, 3), n_metaclusters=3, random_state=0).fit(X)
+    assert est.codes_.shape == (12, 4) and est.nodes_.shape == (12, 2)
+    assert est.nodes_[5].tolist() == [1.0, 2.0]  # node x·ydim + y sits at (x, y)
+    assert est.node_counts_.sum() == 2000 and est.n_train_ == 2000
+    assert set(np.unique(est.node_labels_)) == {0, 1, 2}
+    nodes, dist = est.map_nodes(X, return_distance=True)
+    d_all = est.transform(X)
+    np.testing.assert_array_equal(nodes, np.argmin(d_all, axis=1))
+    np.testing.assert_allclose(dist, d_all[np.arange(2000), nodes], rtol=1e-12)
+    assert est.get_feature_names_out().shape == (12,)
+
+
+def test_params_round_trip_and_subsample():
+    est = FlowSOM(grid=(4, 4), n_metaclusters=5, linkage="average", random_state=1)
+    assert est.get_params()["linkage"] == "average"
+    assert repr(est) == "FlowSOM(grid=(4, 4), linkage='average', n_metaclusters=5, random_state=1)"
+    with pytest.raises(ValueError, match="Invalid parameter 'k'"):
+        est.set_params(k=3)
+    est.set_params(max_train=500, metaclustering="consensus", n_resamples=5)
+    X, y = _blobs(3000)
+    labels = est.fit_predict(X)
+    assert est.n_train_ == 500
+    assert adjusted_rand_score(y, labels) > 0.95
+
+
+def test_dataframe_input_keeps_feature_names():
+    X, _ = _blobs(800)
+    frame = pd.DataFrame(X, columns=MARKERS)
+    est = FlowSOM(grid=(3, 3), n_metaclusters=3, random_state=0).fit(frame)
+    assert list(est.feature_names_in_) == MARKERS
+    np.testing.assert_array_equal(est.predict(frame), est.labels_)
+
+
+def test_estimator_import_does_not_load_scikit_learn():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from cytokit.cluster import FlowSOM\n"
+        "FlowSOM(grid=(3, 3), n_metaclusters=2, random_state=0).fit_predict(np.random.rand(50, 3))\n"
+        "print('sklearn' in sys.modules, 'pandas' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_input_not_modified_and_any_layout():
+    X, _ = _blobs(1500, dtype=np.float32)
+    F = np.asfortranarray(X)
+    F.setflags(write=False)
+    before = F.copy()
+    est = FlowSOM(grid=(3, 3), n_metaclusters=3, random_state=0)
+    labels = est.fit_predict(F)
+    np.testing.assert_array_equal(F, before)
+    np.testing.assert_array_equal(labels, est.predict(np.ascontiguousarray(X)))
+
+
+def test_one_event_and_bad_input():
+    est = FlowSOM(grid=(3, 3), n_metaclusters=2, random_state=0)
+    with pytest.raises(ClusteringError, match="not fitted yet"):
+        est.predict(np.zeros((2, 2)))
+    assert est.fit_predict(np.array([[0.5, 0.5]])).tolist() == [0]
+    with pytest.raises(ValueError, match="NaN"):
+        FlowSOM(grid=(2, 2), n_metaclusters=2).fit(np.array([[np.nan, 1.0], [0, 0]]))
+    with pytest.raises(ValueError, match="0 sample"):
+        FlowSOM(grid=(2, 2), n_metaclusters=2).fit(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="X has 5 features, but FlowSOM is expecting 2"):
+        est.predict(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="infinity"):
+        est.predict(np.array([[np.inf, 0.0]]))
+    with pytest.raises(ValueError, match="Reshape your data"):
+        est.predict(np.zeros(2))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_metaclusters": 30}, r"n_metaclusters=30 is more than the 9 nodes"),
+        ({"grid": (3,)}, r"grid=\(3,\) must be two positive integers"),
+        ({"algorithm": "sgd"}, r"algorithm='sgd' must be one of"),
+        ({"linkage": "median"}, r"linkage='median' must be one of"),
+        ({"max_train": 0}, r"max_train=0 must be an integer >= 1"),
+        ({"learning_rate": (0.1,)}, r"learning_rate=\(0.1,\) must be a pair"),
+        ({"resample_fraction": 1.5}, r"resample_fraction=1.5 must be in \(0, 1\]"),
+    ],
+)
+def test_bad_parameters_name_the_value(params, message):
+    est = FlowSOM(**{"grid": (3, 3), "n_metaclusters": 3, **params})
+    with pytest.raises(ClusteringError, match=message):
+        est.fit(np.zeros((10, 2)))
+
+
+# --- preparing events ---------------------------------------------------------------------------
+
+
+def test_transformed_events_compensate_logicle_and_scale():
+    design = simulate.preset_design("sample")
+    sample, truth = simulate.simulate_sample(design, "P01", 7, n_events=3000)
+    channels = ["FSC-A", "SSC-A", "CD3", "PE-A"]
+    keep = truth.label == CODE["NK_dim"]
+    got = transformed_events(sample, channels, rows=keep)
+    names = sample.channel_names
+    fl = [names.index(c) for c in sample.spillover.channels]
+    comp = compensate(sample.events.astype(np.float64), sample.spillover.matrix, fl)[keep]
+    assert compensation_matrix(sample.spillover.matrix).shape == (7, 7)
+    want = np.column_stack(
+        [
+            comp[:, 0] / 262144.0,
+            comp[:, 2] / 262144.0,
+            logicle(comp[:, names.index("APC-A")], 262144, 0.5, 4.5, 0.0),
+            logicle(comp[:, names.index("PE-A")], 262144, 0.5, 4.5, 0.0),
+        ]
+    )
+    assert got.dtype == np.float32 and got.shape == (keep.sum(), 4)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    by_panel = transformed_events(sample, MARKERS, panel=Panel(simulated_panel()))
+    np.testing.assert_array_equal(by_panel[keep, 0], got[:, 2])
+    with pytest.raises(ClusteringError, match="is the time channel"):
+        transformed_events(sample, ["Time"])
+
+
+# --- study pipeline on a simulated study --------------------------------------------------------
+
+
+class SimulatedStudy:
+    """``load(item)`` of a simulated study: true live lymphocytes, truth gates, donor flags."""
+
+    def __init__(self, design, markers=MARKERS):
+        self.design = design
+        self.markers = list(markers)
+        self.panel = Panel(simulated_panel())
+        self.items = [
+            {"patient": p.id, "day": d, "file": f"fcs/{simulate.sample_file_stem(p.id, d)}.fcs"}
+            for p, d in design.samples()
+        ]
+        self.calls = 0
+
+    def truth(self, item):
+        sample, truth = simulate.simulate_sample(self.design, item["patient"], item["day"])
+        keep = np.isin(truth.label, LYMPHOCYTES)
+        return sample, truth.label[keep], truth.donor[keep], keep
+
+    def __call__(self, item):
+        self.calls += 1
+        sample, label, donor, keep = self.truth(item)
+        events = transformed_events(sample, self.markers, panel=self.panel, rows=keep)
+        gates = {name: np.isin(label, codes) for name, codes in TRUE.items()}
+        return ClusterInput(events, donor, gates)
+
+
+@pytest.fixture(scope="module")
+def study():
+    sim = SimulatedStudy(simulate.sample_study_design())
+    return sim, cluster_study(sim, sim.items, MARKERS, grid=(10, 10), n_metaclusters=10, seed=1)
+
+
+def test_metaclusters_match_true_nk_cik_and_t(study):
+    sim, result = study
+    assert sim.calls == 2 * len(sim.items)  # one training pass, one mapping pass
+    match = result.matching.set_index("gate")
+    for name in ("NK", "CIK", "T"):
+        assert match.loc[name, "f1"] >= 0.95, result.matching.to_string()
+    # the F1 of the matched metaclusters, recounted event by event from the truth
+    chosen = {n: [int(m) for m in match.loc[n, "metaclusters"].split(";")] for n in TRUE}
+    tp = dict.fromkeys(TRUE, 0)
+    predicted = dict.fromkeys(TRUE, 0)
+    actual = dict.fromkeys(TRUE, 0)
+    for item in sim.items:
+        _, label, _, _ = sim.truth(item)
+        labels = result.model.predict(sim(item).events)
+        for name, codes in TRUE.items():
+            pred, true = np.isin(labels, chosen[name]), np.isin(label, codes)
+            tp[name] += int((pred & true).sum())
+            predicted[name] += int(pred.sum())
+            actual[name] += int(true.sum())
+    for name in TRUE:
+        f1 = 2 * tp[name] / (predicted[name] + actual[name])
+        assert f1 == pytest.approx(match.loc[name, "f1"], rel=1e-12)
+        assert match.loc[name, "events"] == actual[name]
+    assert list(result.f1.index) == list(TRUE)
+
+
+def test_study_tables_are_consistent_with_the_truth(study):
+    sim, result = study
+    t = result.table
+    assert list(t.columns[:8]) == [
+        "patient",
+        "day",
+        "file",
+        "metacluster",
+        "origin",
+        "count",
+        "total",
+        "fraction",
+    ]
+    assert len(t) == len(sim.items) * 10 * 3
+    by = t.groupby(["file", "origin"])
+    sums = by["count"].sum()
+    np.testing.assert_array_equal(sums.to_numpy(), by["total"].first().to_numpy())
+    frac = by["fraction"].sum()
+    assert np.allclose(frac[frac.notna() & (by["total"].first() > 0)], 1.0)
+    # donor + recipient = all, and donor totals are the true donor lymphocytes
+    wide = t.pivot_table(index=["file", "metacluster"], columns="origin", values="count")
+    np.testing.assert_array_equal(wide["all"], wide["donor"] + wide["recipient"])
+    item = sim.items[3]
+    _, _, donor, _ = sim.truth(item)
+    row = t[(t["file"] == item["file"]) & (t["origin"] == "donor")]
+    assert row["total"].iloc[0] == donor.sum()
+    assert result.n_events == t[t["origin"] == "all"].groupby("file")["total"].first().sum()
+    # labels the model gives again equal the counted ones
+    labels = result.model.predict(sim(item).events)
+    counts = np.bincount(labels, minlength=10)
+    mine = t[(t["file"] == item["file"]) & (t["origin"] == "all")].sort_values("metacluster")
+    np.testing.assert_array_equal(mine["count"].to_numpy(), counts)
+
+
+def test_medians_are_within_one_histogram_bin(study):
+    sim, result = study
+    events, labels = [], []
+    for item in sim.items:
+        ev = sim(item).events
+        events.append(ev)
+        labels.append(result.model.predict(ev))
+    ev, lab = np.concatenate(events), np.concatenate(labels)
+    bin_width = (ev.max(axis=0) - ev.min(axis=0)) * 1.1 / 1024
+    for m in range(10):
+        if (lab == m).any():
+            # with an even count any value between the two middle ones is a median
+            low = np.quantile(ev[lab == m], 0.5, axis=0, method="lower")
+            high = np.quantile(ev[lab == m], 0.5, axis=0, method="higher")
+            got = result.medians.loc[m].to_numpy()
+            assert np.all(got >= low - bin_width) and np.all(got <= high + bin_width), m
+    assert np.isclose(result.summary["fraction"].sum(), 1.0)
+
+
+def test_study_is_deterministic_and_order_independent_in_its_draws():
+    design = simulate.preset_design("sample", n_patients=1, n_events=4000, days=[-7, 7, 14])
+    sim = SimulatedStudy(design)
+    a = cluster_study(sim, sim.items, MARKERS, n_metaclusters=6, seed=5, per_sample=800)
+    b = cluster_study(sim, sim.items, MARKERS, n_metaclusters=6, seed=5, per_sample=800)
+    pd.testing.assert_frame_equal(a.table, b.table)
+    pd.testing.assert_frame_equal(a.medians, b.medians)
+    np.testing.assert_array_equal(a.model.codes_, b.model.codes_)
+    assert a.n_train == 3 * 800
+
+
+def test_study_without_donor_or_gates():
+    design = simulate.preset_design("sample", n_patients=1, n_events=3000, days=[7])
+    sim = SimulatedStudy(design)
+    result = cluster_study(lambda it: sim(it).events, sim.items, MARKERS, n_metaclusters=4)
+    assert set(result.table["origin"]) == {"all"}
+    assert result.matching.empty and not result.has_donor
+    assert "donor_fraction" not in result.summary.columns
+
+
+def test_study_errors_name_the_sample():
+    items = [{"patient": "P01", "day": 3, "file": "fcs/a.fcs"}]
+    with pytest.raises(StudyError, match=r"fcs/a.fcs: load\(\) gave events of shape \(5, 3\)"):
+        cluster_study(lambda it: np.zeros((5, 3)), items, MARKERS)
+    with pytest.raises(StudyError, match="no samples to cluster"):
+        cluster_study(lambda it: None, [], MARKERS)
+
+    def no_gate(it, calls=[]):  # noqa: B006 - counts the calls
+        calls.append(1)
+        x = np.random.default_rng(len(calls)).random((50, 4))
+        return ClusterInput(x, None, {"NK": x[:, 0] > 0.5} if len(calls) == 1 else {})
+
+    with pytest.raises(StudyError, match=r"fcs/a.fcs: load\(\) gave no gate 'NK'"):
+        cluster_study(no_gate, items, MARKERS, n_metaclusters=2, grid=(3, 3))
+    bad = [{"patient": "P01", "day": 3, "file": "fcs/a.fcs"}]
+    with pytest.raises(StudyError, match="NaN or inf"):
+        cluster_study(lambda it: np.full((5, 4), np.nan), bad, MARKERS)
+
+
+def test_settings_from_study_toml():
+    config = load_toml(ROOT / "sample_data" / "study.toml")
+    s = ClusteringSettings.from_config(config)
+    assert s == ClusteringSettings(("CD3", "CD56", "CD16", "CD8"), (10, 10), 10, 1)
+    with pytest.raises(StudyError, match=r"study.toml: \[clustering\] grid=\[10\] must be two"):
+        ClusteringSettings.from_config({"clustering": {"markers": ["CD3"], "grid": [10]}})
+    with pytest.raises(StudyError, match=r"metaclusters=200 must be an integer from 1 to the 100"):
+        ClusteringSettings.from_config({"clustering": {"markers": ["CD3"], "metaclusters": 200}})
+    with pytest.raises(StudyError, match=r"no \[clustering\] table"):
+        ClusteringSettings.from_config({})
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def test_output_files(study, tmp_path):
+    _, result = study
+    written = write_cluster_outputs(result, tmp_path)
+    for stem in ("clusters_heatmap", "clusters_abundance", "clusters_abundance_donor"):
+        assert written[f"{stem}.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        ET.parse(written[f"{stem}.svg"])  # well-formed XML
+    table = pd.read_csv(written["clusters.csv"])
+    assert len(table) == len(result.table) and "median_CD56" in table.columns
+    medians = pd.read_csv(written["cluster_medians.csv"], index_col="metacluster")
+    np.testing.assert_allclose(medians[MARKERS], result.medians, rtol=1e-5)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_report_section(study):
+    _, result = study
+    html = report_section(result, title="Clusters <unsupervised> & trends")
+    assert html.startswith('<section class="cytokit-clusters" id="clusters">')
+    assert "Clusters &lt;unsupervised&gt; &amp; trends" in html
+    start = html.index("data:image/png;base64,") + len("data:image/png;base64,")
+    png = base64.b64decode(html[start : html.index('"', start)])
+    assert png[:4] == b"\x89PNG" and html.count("<figure>") == 3
+    assert "NK" in html and html.rstrip().endswith("</section>")
+    svg = report_section(result, image_format="svg")
+    assert "<svg" in svg and "<?xml" not in svg and "<img" not in svg
+    with pytest.raises(ClusteringError, match="section_id"):
+        report_section(result, section_id="a b")
+
+
+def test_heatmap_of_empty_metacluster_is_drawn(study, tmp_path):
+    from cytokit.cluster import plot_heatmap
+
+    _, result = study
+    medians = result.medians.copy()
+    medians.iloc[0] = math.nan
+    path = plot_heatmap(medians, tmp_path / "h.png")
+    assert path.stat().st_size > 1000
