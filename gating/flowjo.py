@@ -4,18 +4,24 @@ Typical use::
 
     from cytokit.gating import flowjo
     ws = flowjo.load_workspace("analysis.wsp")
-    ws.samples                      # WorkspaceSample: name, file, keywords, transforms, tree
-    matches = ws.match_files(paths) # which FCS file is which sample
-    strategy = ws.strategy(sample="101_E03.fcs")
-    result = strategy.apply(cytokit.read_fcs(path))
-    ws.compare_counts(result, sample="101_E03.fcs")   # cytokit vs FlowJo's own counts
+    ws.samples                       # WorkspaceSample: name, file, keywords, transforms, tree
+    matches = ws.match_files(paths)  # which FCS file is which sample (report: matches.report())
+    sample = cytokit.read_fcs(path)
+    strategy = ws.strategy(sample=sample)      # that sample's own tree (or sample="id"/name)
+    result = strategy.apply(sample)
+    ws.compare_counts(result, ws.find(sample).id)   # cytokit next to FlowJo's own counts
 
-FlowJo 10 workspaces (``.wsp``) are read, and FlowJo 9 XML workspaces (version
-2.0 documents, see `cytokit.gating.flowjo_v9`). FlowJo keeps a gating tree for
-every sample, with that sample's transforms and compensation matrix, and a
-template per group; `Workspace.strategy` turns either into a `GatingStrategy`
-that reproduces FlowJo's gating (see `cytokit.gating.flowjo_gates` for how
-each gate is converted). Population paths are FlowJo's names joined by ``/``.
+FlowJo 10 workspaces (``.wsp``) and FlowJo 9 XML workspaces are read (see
+`cytokit.gating.flowjo_v9`). FlowJo keeps a gating tree for every sample,
+with that sample's transforms and compensation matrix, and a template per
+group; `Workspace.strategy` turns either into a `GatingStrategy` that
+reproduces FlowJo's gating: coordinates stored as data values are tested on
+FlowJo's display axes (the sample's transforms), as FlowJo draws them (see
+`cytokit.gating.flowjo_gates`). Population paths are FlowJo's names joined by
+``/``, and each population's gate id is its path, so one tree has the same ids
+in every sample. What cannot be reproduced is listed in
+`Workspace.unsupported` and raises `GatingError` (or is left out, with a
+warning, when asked) when a strategy needs it.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import pandas as pd
 from cytokit.errors import GatingError
 from cytokit.gating.flowjo_axes import AxisMaker, FlowJoMatrix, FlowJoTransform
 from cytokit.gating.flowjo_gates import gate_from_element
-from cytokit.gating.flowjo_match import FileMatches, match_files
+from cytokit.gating.flowjo_match import FileMatches, find_sample, match_files
 from cytokit.gating.flowjo_tree import (
     Issue,
     Node,
@@ -41,6 +47,7 @@ from cytokit.gating.flowjo_tree import (
     populations,
 )
 from cytokit.gating.strategy import GatingStrategy
+from cytokit.sample import Sample
 
 __all__ = [
     "FileMatches",
@@ -211,6 +218,16 @@ class Workspace:
                 )
         raise GatingError(f"{self.path.name}: no sample {key!r}; {self._listing()}")
 
+    def find(self, fcs: Sample) -> WorkspaceSample:
+        """The workspace sample that the read FCS file `fcs` is (by file name, $FIL, $TOT).
+
+        Raises
+        ------
+        GatingError
+            None or several samples fit.
+        """
+        return find_sample(self.samples, fcs, where=self.path.name)
+
     def group(self, name: str) -> WorkspaceGroup:
         """The group called `name`."""
         for g in self.groups:
@@ -269,7 +286,7 @@ class Workspace:
 
     def strategy(
         self,
-        sample: str | int | None = None,
+        sample: str | int | Sample | None = None,
         group: str | None = None,
         *,
         skip_unsupported: bool = False,
@@ -278,9 +295,10 @@ class Workspace:
 
         Parameters
         ----------
-        sample : str or int, optional
-            A sample's id, name or file name: its own tree, transforms and
-            compensation (what FlowJo counted).
+        sample : str, int or cytokit.Sample, optional
+            A sample's id, name or file name, or a read FCS file (matched as
+            `find` does): its own tree, transforms and compensation (what
+            FlowJo counted).
         group : str, optional
             A group's template, with the transforms and compensation of the
             group's first sample.
@@ -297,6 +315,8 @@ class Workspace:
             No such sample or group, no default to choose (the message lists
             the samples and groups), or a population that cannot be converted.
         """
+        if isinstance(sample, Sample):
+            sample = self.find(sample).id
         if sample is not None and group is not None:
             raise GatingError(
                 f"{self.path.name}: give sample= or group=, not both ({sample!r}, {group!r})"

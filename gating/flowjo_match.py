@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FileMatches", "match_files"]
+__all__ = ["FileMatches", "find_sample", "match_files"]
 
 
 @dataclass
@@ -87,7 +87,7 @@ class _Files:
 
     def keywords(self, p: Path) -> dict[str, str] | None:
         if p not in self._kw:
-            from cytokit.fcs.reader import read_fcs_datasets
+            from cytokit.fcs import read_fcs_datasets
 
             try:
                 sets = read_fcs_datasets(p)
@@ -182,3 +182,39 @@ def match_files(samples, paths: Iterable[str | os.PathLike[str]], where: str = "
     out.unused = [p for p in files.paths if p not in used]
     out.unreadable = dict(files.unreadable)
     return out
+
+
+def find_sample(samples, fcs, where: str = ""):
+    """The workspace sample that a read FCS file (`cytokit.Sample`) is.
+
+    Matched like `match_files`: by file name, else ``$FIL``, with the event
+    count breaking ties.
+
+    Raises
+    ------
+    GatingError
+        No sample or several samples fit; the message lists the candidates.
+    """
+    from cytokit.errors import GatingError
+
+    name = Path(fcs.path).name if fcs.path is not None else ""
+    fil = fcs.keyword("$FIL")
+    cands = [s for s in samples if name and name in (s.file_name, s.name)]
+    if not cands:
+        cands = [s for s in samples if fil and fil in (s.fil, s.name, s.file_name)]
+    if len(cands) > 1:
+        same = [s for s in cands if s.event_count == fcs.n_events]
+        cands = same or cands
+    if len(cands) == 1:
+        return cands[0]
+    label = name or fil or "the sample"
+    if not cands:
+        raise GatingError(
+            f"{where}: no sample matches {label} (file name {name!r}, $FIL {fil!r}); samples: "
+            + ", ".join(f"{s.name!r} (id {s.id})" for s in samples)
+        )
+    raise GatingError(
+        f"{where}: {len(cands)} samples match {label} with {fcs.n_events} events: "
+        + ", ".join(f"{s.name!r} (id {s.id}, {s.event_count} events)" for s in cands)
+        + "; choose one by id"
+    )

@@ -534,3 +534,17 @@ def test_flowjo9_polygon_is_flowjos_polygon_in_channels():
     got = MplPath(np.asarray(gate.vertices)).contains_points(pts)
     assert want.sum() > 2_000
     assert (want != got).sum() == 0
+
+
+def test_flowjo9_through_load_strategy_and_find():
+    fcs = cytokit.read_fcs(V9 / "a2004_O1T2pb05i_A2_A02.fcs")
+    # Two samples, and the All Samples template has gates: that is the default.
+    default = load_strategy(A2004)
+    assert default.name == "All Samples" and len(default) == 19
+    ws = flowjo.load_workspace(A2004)
+    assert ws.find(fcs).id == "2"
+    st = load_strategy(A2004, sample=fcs)
+    assert st.paths == ws.strategy(sample="2").paths
+    other = cytokit.read_fcs(DIAMOND / "test_data_diamond_01.fcs")
+    with pytest.raises(GatingError, match=r"no sample matches test_data_diamond_01\.fcs"):
+        ws.find(other)
