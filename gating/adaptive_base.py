@@ -1,0 +1,85 @@
+"""Shared pieces of the adaptive gates (`cytokit.gating.adaptive`): failures and densities."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from cytokit.errors import GatingError
+from cytokit.gating.gates import Gate
+
+__all__ = ["AdaptiveGateWarning", "smoothed_density"]
+
+_BINS = 512
+
+
+class AdaptiveGateWarning(UserWarning):
+    """An adaptive gate could not be fitted and used its fixed fallback bounds."""
+
+
+class NoFit(Exception):
+    """The data do not allow a fit (the message says why)."""
+
+
+def number(v, gate: str, what: str, *, allow_none: bool = True) -> float | None:
+    """`v` as a finite float (None passes when allowed); else a `GatingError` naming the gate."""
+    if v is None and allow_none:
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise GatingError(f"gate {gate!r}: {what}={v!r} is not a number") from None
+    if not math.isfinite(x):
+        raise GatingError(f"gate {gate!r}: {what}={v!r} must be finite")
+    return x
+
+
+# -- one-dimensional density ------------------------------------------------------------
+def finite(x: np.ndarray) -> np.ndarray:
+    """The finite values of `x`, flattened, as float64."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    return x[np.isfinite(x)]
+
+
+def bandwidth(x: np.ndarray) -> float:
+    """Silverman's rule of thumb (robust spread)."""
+    q75, q25 = np.percentile(x, [75, 25])
+    s = min(float(np.std(x)), (q75 - q25) / 1.349) or float(np.std(x))
+    return 0.9 * s * x.size ** (-0.2)
+
+
+def smoothed_density(
+    x: np.ndarray, lo: float, hi: float, bandwidth: float, bins: int = _BINS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram of `x` on `bins` bins over [lo, hi] smoothed by a Gaussian of sd `bandwidth`.
+
+    Returns
+    -------
+    centers, density : ndarray of float64, shape (bins,)
+        Bin centres and smoothed counts (not normalised).
+    """
+    counts, edges = np.histogram(x, bins=bins, range=(lo, hi))
+    step = edges[1] - edges[0]
+    sigma = max(bandwidth / step, 1.0)
+    half = min(math.ceil(4.0 * sigma), bins - 1)
+    k = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    k /= k.sum()
+    dens = np.convolve(counts.astype(np.float64), k, mode="same")
+    return 0.5 * (edges[:-1] + edges[1:]), dens
+
+
+def use_fallback(gate: Gate, why: str, fallback):
+    """Use `fallback` with a warning, or raise the failure."""
+    if fallback is None:
+        raise GatingError(
+            f"adaptive gate {gate.id!r} cannot be placed: {why}. Give it fixed fallback "
+            "bounds, or loosen its limits"
+        )
+    warnings.warn(
+        f"adaptive gate {gate.id!r} used its fixed fallback: {why}",
+        AdaptiveGateWarning,
+        stacklevel=3,
+    )
+    return fallback

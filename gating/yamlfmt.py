@@ -1,0 +1,326 @@
+"""cytokit's own gating-strategy format: a short YAML file a lab writes by hand.
+
+A strategy is a tree of named gates; every population's path is built from
+the names (``/Lymphocytes/Singlets/Live/CD3-CD56+``). Channels are named by
+marker through the study panel (``CD3`` means the channel ``[panel]`` gives
+for CD3) or by ``$PnN``/``$PnS``. Gate positions are in the units the gate
+sees: compensated and transformed values for fluorescence (0–1 on the default
+logicle scale), raw values for scatter. Example::
+
+    name: NK and CIK monitoring
+    gates:
+      - name: Beads
+        cluster: [FSC-A, SSC-A]        # adaptive: the cluster nearest `near`
+        near: [20000, 60000]
+      - name: Lymphocytes
+        cluster: [FSC-A, SSC-A]
+        near: [58000, 14000]
+        distance: 5.5
+        gates:
+          - name: Singlets
+            singlets: [FSC-A, FSC-H]   # adaptive: band around the FSC-H ∝ FSC-A line
+            gates:
+              - name: Live
+                threshold: Viability   # adaptive: density valley
+                keep: below
+                between: [0.3, 0.7]
+                single: negative
+                gates:
+                  - quadrants:          # adaptive quadrants: CD3-CD56-, CD3-CD56+, ...
+                      CD3: {between: [0.25, 0.6]}
+                      CD56: {between: [0.3, 0.6], split_by: CD3}
+                    gates:
+                      CD3-CD56+:        # children of one quadrant
+                        - quadrants: {CD56: {between: [0.6, 0.85]}}
+                          names: {CD56-: CD56dim, CD56+: CD56bright}
+      - name: Fixed box
+        range: {FSC-A: [20000, null], SSC-A: [null, 50000]}
+
+Top-level keys
+--------------
+``gates`` (required): the list of gates. ``name``: the strategy's name.
+``transform``: the transform of fluorescence dimensions, as a type
+(``logicle``) or a table (``{type: logicle, T: 262144, W: 0.5, M: 4.5, A: 0}``,
+the form of study.toml's ``[transform]``); a sub-table named after a marker or
+channel overrides it for that one (``CD56: {type: logicle, W: 1}``), the only
+way to transform scatter. ``compensation``: of fluorescence dimensions,
+``FCS`` (default: the file's spillover), ``uncompensated`` or the id of a
+matrix in ``matrices`` (``{id: {fluorochromes: [...], detectors: [...],
+matrix: [[...]]}}``); a table maps channels to compensations. Scatter and time
+(names starting FSC, SSC, FS, SS; ``Time``) are uncompensated and
+untransformed unless named in such a table. The file's ``transform`` wins over
+the reader's ``transform=`` option, because the file's positions were written
+for it.
+
+Every gate
+----------
+``name`` (its population's name; quadrant gates name their quadrants instead),
+``id`` (default: the path), ``gates`` (children: a list; for quadrant gates a
+table from quadrant name to list), ``parent`` (instead of nesting, in a flat
+top-level list: a path, or a name that is unique), ``transform`` and
+``compensation`` (for this gate's dimensions: one value, or a table by
+dimension). A dimension is a marker or channel name, or a table
+``{channel: CD3, transform: ..., compensation: ...}``, or a ratio
+``{ratio: [FSC-H, FSC-A], name: FSC ratio, A: 1, B: 0, C: 0}``.
+
+Exactly one shape key per gate:
+
+``range`` (or ``rectangle``)
+    ``{CD3: [0.45, null]}``: per dimension ``[min, max]``, min inclusive, max
+    exclusive, ``null`` open.
+``polygon``
+    ``[X, Y]`` with ``vertices: [[x, y], ...]`` (even–odd rule).
+``ellipse``
+    dimensions with ``mean``, ``covariance`` and ``distance_square`` (default
+    1); or, in two dimensions, ``center``, ``axes: [a, b]`` (half-axes) and
+    ``angle`` (degrees, of the first axis from X).
+``quadrants``
+    a table by dimension: a number (fixed divider), ``auto`` or a table of
+    valley settings (adaptive). Quadrants are named by joining each
+    dimension's name and side (``CD3-CD56+``); ``names`` renames them.
+``and``, ``or``, ``not``
+    references to other populations (path, relative path, id or unique
+    name); ``{not: X}`` as an operand of ``and``/``or`` takes X's complement.
+``threshold``
+    one dimension cut at its density valley; ``keep: above`` (default) or
+    ``below`` and the valley settings.
+``singlets``
+    ``[FSC-A, FSC-H]``; ``width`` (robust sd, default 4), ``ratio: [low,
+    high]`` (bounds of FSC-H/FSC-A), ``fallback: [low, high]``.
+``cluster``
+    dimensions, ``near`` (expected centre), ``distance`` (Mahalanobis radius,
+    default 4), ``core``, ``within: [[low, high], ...]``, ``scale``
+    (``log``/``linear`` per dimension), ``fallback`` (a fixed shape:
+    ``{polygon: [[x, y], ...]}``, ``{range: [[min, max], ...]}`` or
+    ``{ellipse: {...}}``).
+
+Valley settings (``threshold`` and adaptive ``quadrants``): ``between: [low,
+high]`` (where the threshold may lie), ``fallback`` (fixed threshold when the
+data do not allow a fit; without one the gate raises), ``single``
+(``negative``, ``positive``, ``auto``, ``none``: what a lone mode is),
+``spread``, ``smooth``, ``min_peak``, ``max_valley``, ``min_events``; for
+quadrants also ``split_by: CD3`` (two dividers: one fitted on and used for
+the events below the CD3 divider, one above). `cytokit.gating.adaptive` describes the algorithms.
+
+Errors are `GatingError`\\ s naming the file, the line and the fix. The file is
+read with YAML's safe loader (plain data only; no tags that build objects).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cytokit.errors import GatingError
+from cytokit.gating import _yamlgates
+from cytokit.gating.strategy import GatingStrategy
+from cytokit.gating.transforms import Transform
+
+__all__ = ["read_yaml_strategy", "write_yaml_strategy"]
+
+
+class _Map(dict):
+    """A mapping that remembers where it and each of its values start in the file."""
+
+    mark: Any = None
+    marks: dict
+
+    def line(self, key=None) -> int:
+        m = self.marks.get(key, self.mark) if key is not None else self.mark
+        return 0 if m is None else m.line + 1
+
+
+class _Seq(list):
+    """A sequence that remembers where it and each of its items start."""
+
+    mark: Any = None
+    marks: list
+
+    def line(self, i=None) -> int:
+        m = self.marks[i] if i is not None and i < len(self.marks) else self.mark
+        return 0 if m is None else m.line + 1
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, with line marks kept on mappings and sequences."""
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    out = _Map()
+    out.mark, out.marks = node.start_mark, {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value", key_node.start_mark
+            ) from None
+        if key in out:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one table", key_node.start_mark
+            )
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.marks[key] = value_node.start_mark
+    return out
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
+    out = _Seq(loader.construct_object(child, deep=True) for child in node.value)
+    out.mark, out.marks = node.start_mark, [child.start_mark for child in node.value]
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
+
+
+def _load(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GatingError(f"{path}: strategy file not found") from None
+    except UnicodeDecodeError as exc:
+        raise GatingError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from None
+    try:
+        # _Loader is a SafeLoader subclass: plain data only
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        raise GatingError(
+            f"{path}{where}: not valid YAML: {what}. Check the indentation and quoting there"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise GatingError(f"{path}: not valid YAML: {exc}") from None
+
+
+def read_yaml_strategy(
+    path: str | Path,
+    *,
+    panel=None,
+    transform=None,
+    compensation: str | None = None,
+    **options,
+) -> GatingStrategy:
+    """Read a cytokit YAML gating strategy (format in the module docstring).
+
+    Parameters
+    ----------
+    path : path
+        The ``.yaml``/``.yml`` file.
+    panel : cytokit.Panel or mapping of str to str, optional
+        Marker → channel (``$PnN`` or ``$PnS``, exact names: a panel pattern
+        cannot be resolved without a sample). Names not in the panel are used
+        as channel names as written.
+    transform : Transform or mapping, optional
+        Default transform of fluorescence dimensions when the file gives none:
+        a `Transform`, or a table like study.toml's ``[transform]`` (sub-tables
+        named after markers override it for those).
+    compensation : str, optional
+        Default compensation of fluorescence dimensions when the file gives
+        none (default ``FCS``).
+    **options
+        Accepted from `load_strategy` callers that pass options meant for
+        other formats only if they are None; anything else is an error.
+
+    Returns
+    -------
+    GatingStrategy
+
+    Raises
+    ------
+    GatingError
+        Malformed YAML, unknown keys, bad values, unknown references; the
+        message names the file and line.
+    """
+    path = Path(path)
+    extra = sorted(k for k, v in options.items() if v is not None)
+    if extra:
+        raise GatingError(
+            f"{path}: read_yaml_strategy takes panel=, transform= and compensation=; "
+            f"got {', '.join(extra)}"
+        )
+    doc = _load(path)
+    if not isinstance(doc, _Map):
+        raise GatingError(
+            f"{path}: a strategy file is a table with a 'gates' list at the top, e.g.\n"
+            "gates:\n  - name: Lymphocytes\n    ..."
+        )
+    markers = _panel_channels(panel, path)
+    reader = _yamlgates.Reader(
+        path=str(path),
+        panel=markers,
+        option_transform=_option_transform(transform, path),
+        option_compensation=compensation,
+    )
+    gates, matrices, name = reader.read(doc)
+    try:
+        return GatingStrategy(gates, matrices=matrices, name=name, source=str(path))
+    except GatingError as exc:
+        raise GatingError(f"{exc}. Check the gates in {path}") from None
+
+
+_PATTERN = re.compile(r"[*?\[\](){}|^$\\]")
+
+
+def _panel_channels(panel, path: Path) -> dict[str, str]:
+    if panel is None:
+        return {}
+    table = getattr(panel, "markers", panel)
+    if not isinstance(table, Mapping):
+        raise GatingError(
+            f"{path}: panel= must be a cytokit.Panel or a mapping marker → channel, "
+            f"got {type(panel).__name__}"
+        )
+    out = {}
+    for marker, channel in table.items():
+        if not isinstance(channel, str) or _PATTERN.search(channel):
+            raise GatingError(
+                f"{path}: panel entry {marker} = {channel!r} is a pattern; a strategy file "
+                "needs the channel's exact $PnN or $PnS. Write it out in [panel]"
+            )
+        out[str(marker)] = channel
+    return out
+
+
+def _option_transform(transform, path: Path):
+    """The reader's ``transform=`` as (default Transform or None, {name: Transform})."""
+    if transform is None:
+        return None, {}
+    if isinstance(transform, Transform):
+        return transform, {}
+    if not isinstance(transform, Mapping):
+        raise GatingError(
+            f"{path}: transform= must be a Transform or a table like study.toml's "
+            f"[transform], got {type(transform).__name__}"
+        )
+    return _yamlgates.transform_table(transform, f"{path}: transform= option")
+
+
+def write_yaml_strategy(strategy: GatingStrategy, path: str | Path) -> Path:
+    """Write `strategy` in cytokit's YAML format (every dimension spelled out).
+
+    Channels are written as the gates name them; compensation and transforms
+    are written on each gate, so the file reads back to the same gates
+    whatever the reader's options. Adaptive gates of `cytokit.gating.adaptive`
+    are written with their settings.
+
+    Returns
+    -------
+    Path
+    """
+    from cytokit.gating._yamlwrite import dump_strategy
+
+    path = Path(path)
+    text = dump_strategy(strategy)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
