@@ -57,7 +57,8 @@ ACQUISITION_DEFINED = "Acquisition-defined"
 DEFAULT_LENGTH = 256
 #: Display channels of FlowJo's biex table (its output range is 0 … 4096).
 BIEX_CHANNELS = 4096.0
-_SPILL_KEYWORDS = ("$SPILLOVER", "$SPILL", "SPILL", "SPILLOVER", "$COMP", "COMP")
+# The spillover keywords cytokit.read_fcs reads (an "FCS" dimension uses them).
+_SPILL_KEYWORDS = ("$SPILLOVER", "$SPILL", "SPILL")
 
 
 @dataclass(frozen=True)

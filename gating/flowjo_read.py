@@ -15,7 +15,7 @@ from pathlib import Path
 from cytokit.errors import GatingError
 from cytokit.gating.flowjo import Workspace, WorkspaceGroup, WorkspaceSample
 from cytokit.gating.flowjo_axes import parse_matrix, parse_transform
-from cytokit.gating.flowjo_tree import Issue, parse_nodes
+from cytokit.gating.flowjo_tree import Issue, count_of, parse_nodes
 from cytokit.gating.flowjo_xml import Element, child, children, parse_workspace_xml, where
 
 __all__ = ["read_workspace"]
@@ -65,10 +65,8 @@ def _read_v10(root: Element, path: Path) -> Workspace:
         node = child(s, "SampleNode")
         if node is None:
             raise GatingError(f"{where(path, s)}: sample without a <SampleNode>")
-        sid = node.get("sampleID") or (
-            child(s, "DataSet").get("sampleID", "") if child(s, "DataSet") is not None else ""
-        )
         ds = child(s, "DataSet")
+        sid = node.get("sampleID") or (ds.get("sampleID", "") if ds is not None else "")
         transforms = {}
         xfs = child(s, "Transformations")
         for el in list(xfs) if xfs is not None else []:
@@ -93,16 +91,13 @@ def _read_v10(root: Element, path: Path) -> Workspace:
             if kw is not None
             else {}
         )
-        count = node.get("count")
         samples.append(
             WorkspaceSample(
                 id=sid,
                 name=node.get("name", ""),
                 uri=ds.get("uri", "") if ds is not None else "",
                 keywords=keywords,
-                count=int(count)
-                if count and count.lstrip("-").isdigit() and int(count) >= 0
-                else None,
+                count=count_of(node),
                 transforms=transforms,
                 compensation=matrix,
                 groups=tuple(g.name for g in groups if sid in g.sample_ids),

@@ -108,7 +108,8 @@ class Node:
         return self.gate.tag if self.gate is not None else ""
 
 
-def _count(el: Element) -> int | None:
+def count_of(el: Element) -> int | None:
+    """FlowJo's ``count`` of a node (None when missing or negative: not computed)."""
     try:
         n = int(float(el.get("count", "-1")))
     except ValueError:
@@ -138,7 +139,7 @@ def parse_nodes(container: Element | None) -> list[Node]:
             element=el,
             gate=gate,
             dependents=deps,
-            count=_count(el),
+            count=count_of(el),
             owning_group=el.get("owningGroup", ""),
         )
         node.children = parse_nodes(child(el, "Subpopulations"))

@@ -39,7 +39,7 @@ import numpy as np
 from cytokit.errors import GatingError
 from cytokit.gating.flowjo import Workspace, WorkspaceGroup, WorkspaceSample
 from cytokit.gating.flowjo_axes import FlowJoMatrix, FlowJoTransform
-from cytokit.gating.flowjo_tree import Issue, Node
+from cytokit.gating.flowjo_tree import Issue, Node, count_of
 from cytokit.gating.flowjo_xml import Element, child, children, number, where
 from cytokit.gating.gates import (
     UNCOMPENSATED,
@@ -238,14 +238,13 @@ def _nodes(el: Element) -> list[Node]:
         shape = next((c for c in pg if c.tag in _SHAPES), None) if pg is not None else None
         if shape is None and pg is not None:
             shape = next((c for c in pg if c.tag not in ("ParameterNames", "Graph")), None)
-        count = pop.get("count")
         node = Node(
             name=pop.get("name", ""),
             kind="Population",
             element=pop,
             gate=shape,
             dependents=(),
-            count=int(count) if count and count.isdigit() else None,
+            count=count_of(pop),
             owning_group=pop.get("owningGroup", ""),
         )
         node.children = _nodes(pop)
@@ -362,7 +361,7 @@ def read_v9(root: Element, path: Path) -> Workspace:
             name=node.get("name", ""),
             uri="",
             keywords=keywords,
-            count=int(node.get("count")) if (node.get("count") or "").isdigit() else None,
+            count=count_of(node),
             transforms=transforms,
             compensation=matrix,
             groups=tuple(g.name for g in groups if sid in g.sample_ids),
