@@ -3,42 +3,87 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import typer
 
 
-def run_analysis(study: Path, out: Path) -> int:
-    """Analyse `study` into `out` with a progress bar on stderr; return the exit code."""
+def run_analysis(
+    study: Path,
+    out: Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> int:
+    """Analyse `study` into `out` with progress on stderr; return the exit code.
+
+    The study is checked first (every problem in one error, before any gating).
+    """
     from cytokit.analysis import analyze
     from cytokit.study import load_study
 
+    t0 = time.perf_counter()
+    typer.echo(f"checking {study} ...", err=True)
     loaded = load_study(study)
-    with typer.progressbar(
-        length=len(loaded.rows), label="reading files", file=sys.stderr, show_pos=True
-    ) as bar:
-        results = analyze(loaded, out, progress=lambda done, total, name: bar.update(1))
+    n = len(loaded.rows)
     typer.echo(
-        f"{len(results.samples)} file(s) of {len(loaded.patients)} patient(s) read; "
-        f"{len(results.failures)} failure(s). Tables in {out}",
+        f"{loaded.name}: {n} file(s), {len(loaded.patients)} patient(s), "
+        f"{len(loaded.settings.populations)} population(s)",
         err=True,
     )
-    if results.failures:
-        typer.echo(f"see {out / 'failures.csv'}", err=True)
+    with typer.progressbar(length=n, label="gating", file=sys.stderr, show_pos=True) as bar:
+        try:
+            results = analyze(
+                loaded,
+                out,
+                workers=workers,
+                scheduler=scheduler,
+                progress=lambda done, total, name, status: bar.update(1),
+            )
+        except KeyboardInterrupt:
+            typer.echo(
+                f"\nfiles finished so far are kept in {out / 'results.sqlite'}; run the same "
+                "command again to resume",
+                err=True,
+            )
+            raise
+    chim = results.chimerism
+    quantified = int((chim["status"] == "quantified").sum()) if "status" in chim else 0
     typer.echo(
-        "gating, chimerism, trends, clustering and the report are not in this version yet",
+        f"{len(results.samples)} of {n} file(s) analysed, {len(results.failures)} failed; "
+        f"{quantified} of {len(chim)} population(s) × sample(s) quantified; "
+        f"{time.perf_counter() - t0:.1f} s. Tables in {out}",
         err=True,
     )
+    if len(results.failures):
+        first = results.failures.iloc[0]
+        typer.echo(
+            f"FAILED: {len(results.failures)} file(s), listed in {out / 'failures.csv'}; "
+            f"first: {first['file']} ({first['stage']}): {first['reason']}",
+            err=True,
+        )
     return 0
 
 
 def register(app: typer.Typer) -> None:
     @app.command("analyze")
     def analyze_command(
-        study: Path = typer.Argument(..., help="Study folder with study.toml and manifest.csv."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output folder for the tables."),
+        study: Path = typer.Argument(
+            ..., help="Study folder with study.toml, manifest.csv and the strategy."
+        ),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder for tables and QC data."),
+        workers: int = typer.Option(
+            None, "--workers", "-j", min=1, help="Parallel workers (default: the cores available)."
+        ),
+        scheduler: str = typer.Option(
+            None,
+            "--scheduler",
+            help="processes (default), threads, serial, or a Dask scheduler address tcp://HOST:PORT.",
+        ),
     ) -> None:
-        """Run the whole job on a study folder: check it, then read and summarise every file."""
-        code = run_analysis(study, out)
+        """Run the whole job on a study folder: check it, gate every file, then chimerism,
+        absolute counts, phenotype, trends; a rerun resumes from OUT/results.sqlite."""
+        code = run_analysis(study, out, workers=workers, scheduler=scheduler)
         if code:
             raise typer.Exit(code)

@@ -26,10 +26,13 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_command(
         out: Path = typer.Option(Path("cytokit-demo"), "--out", "-o", help="Output folder."),
+        workers: int = typer.Option(
+            None, "--workers", "-j", min=1, help="Parallel workers (default: the cores available)."
+        ),
     ) -> None:
-        """Run `analyze` on the bundled sample study into ./cytokit-demo/."""
+        """Run `analyze` on the bundled sample study (3 patients, 15 files) into ./cytokit-demo/."""
         from cytokit.cli.analyze import run_analysis
 
-        code = run_analysis(sample_data_dir(), out)
+        code = run_analysis(sample_data_dir(), out, workers=workers)
         if code:
             raise typer.Exit(code)

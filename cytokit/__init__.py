@@ -1,15 +1,30 @@
 """cytokit: flow cytometry for monitoring donor NK and CIK cells after adoptive cell therapy.
 
 Importing cytokit compiles nothing: the Numba kernels compile (or load from the
-on-disk cache) on first call.
+on-disk cache) on first call. The study analysis (`analyze`, `load_study`,
+`load_results`, `Results`, `Study`) is imported on first use.
+
+Typical use::
+
+    import cytokit
+    results = cytokit.analyze("study/", out="results/")   # Results: DataFrames
+    results.chimerism                                     # donor_pct with 95 % CI per sample
+    results = cytokit.load_results("results/")            # later, without the FCS files
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from cytokit.errors import CytokitError, FCSError, GatingError, PanelError, StudyError
 from cytokit.fcs import read_fcs, write_fcs
 from cytokit.panel import Panel
 from cytokit.sample import Channel, Sample, Spillover
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cytokit.analysis import analyze
+    from cytokit.results import Results, load_results
+    from cytokit.study import Study, load_study
 
 __version__ = "0.1.0"
 
@@ -20,10 +35,39 @@ __all__ = [
     "GatingError",
     "Panel",
     "PanelError",
+    "Results",
     "Sample",
     "Spillover",
+    "Study",
     "StudyError",
     "__version__",
+    "analyze",
+    "load_results",
+    "load_study",
     "read_fcs",
     "write_fcs",
 ]
+
+_LAZY = {
+    "analyze": "cytokit.analysis",
+    "Results": "cytokit.results",
+    "load_results": "cytokit.results",
+    "Study": "cytokit.study",
+    "load_study": "cytokit.study",
+}
+
+
+def __getattr__(name: str):
+    # the analysis pulls in pandas and the batch engine; plain FCS reading should not
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cytokit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

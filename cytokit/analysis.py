@@ -89,7 +89,7 @@ import cytokit
 from cytokit.errors import StudyError
 from cytokit.measure import MeasureTask
 from cytokit.passtwo import PatientTables, patient_tables, trend_tables
-from cytokit.results import TABLES, Results, load_results, write_results
+from cytokit.results import TABLES, Results, conform, load_results, write_results
 from cytokit.study import Study, load_study
 
 __all__ = ["Results", "analyze", "load_results", "threshold_parent"]
@@ -307,9 +307,7 @@ def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) 
         out=out,
     )
     for name, columns in TABLES.items():
-        frame = getattr(results, name)
-        if columns and frame.empty and len(frame.columns) == 0:
-            setattr(results, name, pd.DataFrame(columns=list(columns)))
+        setattr(results, name, conform(getattr(results, name), columns))
     return results
 
 

@@ -7,37 +7,43 @@ marker's compensated and transformed values (as gates see them) of one
 sample, summarised as fine histograms (`Histogram`) so donor counts are exact
 at the chosen threshold, which always lies on a bin edge.
 
-Placing the threshold (`place_threshold`)
------------------------------------------
+Placing the thresholds of a patient (`patient_thresholds`)
+----------------------------------------------------------
 The threshold is placed per sample on a stable parent population (by default
 the deepest gate that contains every study population, e.g. live singlet
 lymphocytes), never reused raw across days: instrument drift multiplies
-intensities, which on a log-like scale shifts them.
+intensities, which on a log-like scale shifts them. What carries over between
+a patient's days are *offsets from the recipient mode*, re-anchored on each
+day's own recipient peak.
 
-1. The parent's histogram is smoothed with a Gaussian kernel (Silverman's
-   bandwidth from the robust spread: 0.9 · min(sd, IQR/1.349) · n^-1/5) and
-   its modes found. Two modes are distinct when the lower of the two peaks is
-   at least `DIP` times the density at the valley between them and the
-   smaller one holds at least `MIN_MODE_EVENTS` events.
+1. Each sample's parent histogram is smoothed (`cytokit.density.smooth`) and
+   its modes found. A second mode beside the main one must be separated from
+   it by a valley at most 1/`DIP` of the lower peak and hold enough events:
+   0.2 % of the parent (at least `MIN_MODE_EVENTS`) on the donor side of the
+   main mode, 2 % on its recipient side (the main mode is then the donor's,
+   near-complete chimerism); small bumps in the far tail of a recipient peak
+   are not a recipient mode.
 2. **Two modes** (recipient and donor both present): the threshold is the
-   valley, the density minimum between them (method ``valley``).
-3. **One mode**: it is the recipient's unless a pre-infusion calibration puts
-   the recipient elsewhere (see below). The threshold is the mode plus ``k``
-   robust widths towards the donor side (method ``recipient_width``); the
-   width is measured on the far side of the peak, which donor cells cannot
-   reach: the distance from the mode to the point below which 31.7 % of that
-   half's events lie (one sd for a Gaussian). If the single mode is the
-   donor's (nearly complete chimerism), the threshold is placed the same way
-   from the donor peak (method ``donor_width``).
-4. **Calibration** (`calibrate`): the patient's pre-infusion sample (day < 0)
-   is all recipient, so the tail of its recipient peak shows how far
-   recipient events reach: ``k`` is the distance from the mode to the
-   (1 - `FALSE_POSITIVE_RATE`) quantile on the donor side, in widths, floored
-   at `DEFAULT_K` - 1 and capped at 2 · `DEFAULT_K`. Without a pre-infusion
-   sample ``k`` is `DEFAULT_K`. Widths are in units of each day's own peak, and
-   the pre-infusion recipient position is re-anchored on the day's drift (the
-   shift of the bead population on the marker, when beads are gated) before
-   it is used to tell whether a single mode is the recipient's.
+   valley between them, the density minimum (method ``valley``). Each such
+   sample also gives the patient's *valley offset* (valley minus recipient
+   mode) and *separation* (donor minus recipient mode).
+3. **One mode** (donor cells too few to form a mode, or none): the threshold is
+   the day's mode plus an offset towards the donor side, the first available
+   of: the median valley offset of the patient's two-mode samples (method
+   ``patient_offset``); the reach of the recipient peak in the pre-infusion
+   sample, the distance from its mode to the quantile that only
+   `FALSE_POSITIVE_RATE` of recipient events pass (``calibrated``); or
+   `DEFAULT_K` robust widths of the day's peak, measured on its far side,
+   which donor cells cannot reach (``recipient_width``).
+4. Which one is a lone mode? The recipient's, unless the patient's
+   pre-infusion recipient position, re-anchored on the day's drift (the shift
+   of the bead population's median on the marker, when beads are gated), puts
+   it more than half the patient's separation (else the calibrated reach)
+   away on the donor side: then it is the donor's (near-complete chimerism)
+   and the threshold is placed from it (``donor_offset`` or ``donor_width``).
+5. **Calibration** (`calibrate`): the patient's latest pre-infusion sample
+   (day < 0) is all recipient; it gives the recipient mode, its drift anchor
+   and the reach above. A sample with fewer than 200 parent events gives none.
 
 Counting and status (`chimerism_row`)
 -------------------------------------
@@ -67,6 +73,7 @@ from cytokit.intervals import binomial_interval
 __all__ = [
     "DEFAULT_K",
     "DETECTION_EVENTS",
+    "FALSE_POSITIVE_RATE",
     "Calibration",
     "Histogram",
     "Threshold",
@@ -74,6 +81,7 @@ __all__ = [
     "chimerism_row",
     "chimerism_status",
     "histogram_edges",
+    "patient_thresholds",
     "place_threshold",
 ]
 
@@ -101,19 +109,16 @@ class Calibration:
         The pre-infusion sample's day.
     mode : float
         Recipient mode (transformed units).
-    width : float
-        Robust width of the recipient peak (far side).
-    k : float
-        Widths from the mode to the point only `FALSE_POSITIVE_RATE` of
-        recipient events pass.
+    reach : float
+        Distance from the mode, towards the donor side, that only
+        `FALSE_POSITIVE_RATE` of recipient events pass.
     anchor : float or None
         That sample's drift anchor (bead median on the marker), if any.
     """
 
     day: int
     mode: float
-    width: float
-    k: float
+    reach: float
     anchor: float | None = None
 
 
@@ -126,14 +131,16 @@ class Threshold:
     value : float
         Threshold (transformed units), on a bin edge of the histogram.
     method : str
-        ``valley``, ``recipient_width``, ``donor_width`` or ``none`` (no events).
+        ``valley``, ``patient_offset``, ``calibrated``, ``recipient_width``,
+        ``donor_offset``, ``donor_width`` or ``none`` (no events).
     donor_side : int
         +1: donor cells are at or above `value`; -1: below.
     recipient_mode, donor_mode : float
         NaN when not found.
     recipient_width : float
+        Robust width of the recipient peak (far side).
     k : float
-        Widths used (NaN for a valley).
+        Offset from the lone mode in its widths (NaN for a valley).
     calibration_day : int or None
     note : str
     """
@@ -238,9 +245,8 @@ def calibrate(
     Returns
     -------
     Calibration or None
-        None when the sample has too few events to measure a tail
-        (fewer than 10 / `FALSE_POSITIVE_RATE`... relaxed to 200 events, with
-        the quantile level lowered to keep 2 events beyond it).
+        None with fewer than 200 events (the quantile level is raised to keep
+        at least 2 events beyond it).
     """
     n = hist.total
     if n < 200:
@@ -248,92 +254,168 @@ def calibrate(
     modes, _, _ = _modes(hist, donor_side)
     if not modes:
         return None
-    mode = modes[0]
-    width = _far_width(hist, mode, donor_side)
+    mode = hist.centres[modes[0]]
     level = max(FALSE_POSITIVE_RATE, 2.0 / n)
-    cum = np.cumsum(hist.counts if donor_side > 0 else hist.counts[::-1]).astype(np.float64)
+    counts = hist.counts if donor_side > 0 else hist.counts[::-1]
     centres = hist.centres if donor_side > 0 else hist.centres[::-1]
-    reach = float(np.interp((1.0 - level) * n, cum, centres))
-    k = abs(reach - hist.centres[mode]) / width
-    k = float(np.clip(k, DEFAULT_K, 2.0 * DEFAULT_K))
-    return Calibration(day, float(hist.centres[mode]), width, k, anchor)
+    reach = float(np.interp((1.0 - level) * n, np.cumsum(counts).astype(np.float64), centres))
+    return Calibration(day, float(mode), abs(reach - mode), anchor)
 
 
-def place_threshold(
-    hist: Histogram,
-    donor_side: int,
-    calibration: Calibration | None = None,
-    anchor: float | None = None,
-) -> Threshold:
-    """Place the donor-marker threshold of one sample (see the module docstring).
+@dataclass(frozen=True)
+class _Found:
+    """Modes of one sample: bin indices (None when absent) and the valley."""
 
-    Parameters
-    ----------
-    hist : Histogram
-        Donor-marker histogram of the threshold parent.
-    donor_side : {+1, -1}
-        +1: donor cells are marker-positive.
-    calibration : Calibration, optional
-        From the patient's pre-infusion sample.
-    anchor : float, optional
-        This sample's drift anchor (same quantity as ``calibration.anchor``).
+    recipient: int | None
+    donor: int | None
+    valley: int | None
 
-    Returns
-    -------
-    Threshold
-    """
-    side = 1 if donor_side > 0 else -1
-    cal_day = None if calibration is None else calibration.day
-    if hist.total == 0:
-        return Threshold(float("nan"), "none", side, note="no events in the parent")
-    k = DEFAULT_K if calibration is None else calibration.k
-    expected, tolerance, note = None, 0.0, ""
-    if calibration is not None:
-        expected = calibration.mode
-        if anchor is not None and calibration.anchor is not None:
-            expected += anchor - calibration.anchor
-            note = f"recipient expected at {expected:.4g} (re-anchored on beads)"
-        tolerance = k * calibration.width
-    modes, _, _ = _modes(hist, side, expected, tolerance)
+
+def _find(hist: Histogram, side: int, expected: float | None, tolerance: float) -> _Found:
+    modes, f, _ = _modes(hist, side, expected, tolerance)
+    if not modes:
+        return _Found(None, None, None)
     centres = hist.centres
     if len(modes) == 2:
         a, b = sorted(modes, key=lambda i: side * centres[i])  # recipient first
-        f, _ = smooth(hist)
-        v = valley(f, a, b)
+        return _Found(a, b, valley(f, a, b))
+    m = modes[0]
+    if expected is not None and side * (centres[m] - expected) > tolerance:
+        return _Found(None, m, None)
+    return _Found(m, None, None)
+
+
+def patient_thresholds(
+    hists: list[Histogram],
+    days: list[int],
+    donor_side: int,
+    anchors: list[float | None] | None = None,
+) -> list[Threshold]:
+    """Place the donor-marker threshold of each of one patient's samples.
+
+    Parameters
+    ----------
+    hists : list of Histogram
+        Donor-marker histogram of the threshold parent, one per sample.
+    days : list of int
+        Sampling days (days < 0 are pre-infusion, all recipient).
+    donor_side : {+1, -1}
+        +1: donor cells are marker-positive.
+    anchors : list of float or None, optional
+        Each sample's drift anchor (bead median on the marker).
+
+    Returns
+    -------
+    list of Threshold
+        In the order of `hists` (see the module docstring).
+    """
+    side = 1 if donor_side > 0 else -1
+    anchors = list(anchors) if anchors is not None else [None] * len(hists)
+    calibration = None
+    pre = [i for i, d in enumerate(days) if d < 0 and hists[i].total]
+    if pre:
+        last = max(pre, key=lambda i: days[i])
+        calibration = calibrate(hists[last], side, days[last], anchors[last])
+    cal_day = None if calibration is None else calibration.day
+
+    def expected_at(i: int) -> float | None:
+        if calibration is None:
+            return None
+        shift = 0.0
+        if anchors[i] is not None and calibration.anchor is not None:
+            shift = anchors[i] - calibration.anchor
+        return calibration.mode + shift
+
+    # first look: the patient's valley offsets and separations from two-mode samples
+    tol0 = None if calibration is None else max(calibration.reach, 1e-12)
+    first = [
+        _find(h, side, expected_at(i), tol0 or 0.0) if h.total else _Found(None, None, None)
+        for i, h in enumerate(hists)
+    ]
+    offsets, seps = [], []
+    for h, f in zip(hists, first, strict=True):
+        if f.recipient is not None and f.donor is not None:
+            c = h.centres
+            offsets.append(side * (c[f.valley] - c[f.recipient]))
+            seps.append(side * (c[f.donor] - c[f.recipient]))
+    offset = float(np.median(offsets)) if offsets else None
+    separation = float(np.median(seps)) if seps else None
+    tolerance = separation / 2.0 if separation is not None else tol0
+
+    out = []
+    for i, h in enumerate(hists):
+        if h.total == 0:
+            out.append(Threshold(float("nan"), "none", side, note="no events in the parent"))
+            continue
+        exp = expected_at(i)
+        f = _find(h, side, exp, tolerance or 0.0) if tolerance is not None else first[i]
+        note = "" if exp is None else f"recipient expected at {exp:.4g}"
+        out.append(_place(h, side, f, offset, separation, calibration, cal_day, note))
+    return out
+
+
+def _place(h, side, f, offset, separation, calibration, cal_day, note) -> Threshold:
+    c = h.centres
+    if f.recipient is not None and f.donor is not None:
         return Threshold(
-            _snap(hist, float(centres[v])),
+            _snap(h, float(c[f.valley])),
             "valley",
             side,
-            recipient_mode=float(centres[a]),
-            donor_mode=float(centres[b]),
-            recipient_width=_far_width(hist, a, side),
+            recipient_mode=float(c[f.recipient]),
+            donor_mode=float(c[f.donor]),
+            recipient_width=_far_width(h, f.recipient, side),
             calibration_day=cal_day,
+            note=note,
         )
-    mode = modes[0]
-    is_donor = expected is not None and side * (centres[mode] - expected) > tolerance
-    if is_donor:
-        width = _far_width(hist, mode, -side)
+    if f.donor is not None:  # a lone donor mode: near-complete chimerism
+        width = _far_width(h, f.donor, -side)
+        if offset is not None and separation is not None:
+            dist, method = separation - offset, "donor_offset"
+        else:
+            dist, method = DEFAULT_K * width, "donor_width"
         return Threshold(
-            _snap(hist, centres[mode] - side * k * width),
-            "donor_width",
+            _snap(h, float(c[f.donor]) - side * dist),
+            method,
             side,
-            donor_mode=float(centres[mode]),
-            recipient_width=float("nan"),
-            k=k,
+            donor_mode=float(c[f.donor]),
+            k=dist / width,
             calibration_day=cal_day,
             note=note or "single mode on the donor side of the pre-infusion recipient",
         )
-    width = _far_width(hist, mode, side)
+    mode = f.recipient
+    width = _far_width(h, mode, side)
+    if offset is not None:
+        dist, method = offset, "patient_offset"
+    elif calibration is not None:
+        dist, method = calibration.reach, "calibrated"
+    else:
+        dist, method = DEFAULT_K * width, "recipient_width"
     return Threshold(
-        _snap(hist, centres[mode] + side * k * width),
-        "recipient_width",
+        _snap(h, float(c[mode]) + side * dist),
+        method,
         side,
-        recipient_mode=float(centres[mode]),
+        recipient_mode=float(c[mode]),
         recipient_width=width,
-        k=k,
+        k=dist / width,
         calibration_day=cal_day,
         note=note,
     )
+
+
+def place_threshold(
+    hist: Histogram, donor_side: int, calibration: Calibration | None = None
+) -> Threshold:
+    """Place the threshold of one sample on its own (see `patient_thresholds`).
+
+    Without the patient's other samples a lone mode is the recipient's and the
+    offset is the calibrated reach, else `DEFAULT_K` widths.
+    """
+    side = 1 if donor_side > 0 else -1
+    if hist.total == 0:
+        return Threshold(float("nan"), "none", side, note="no events in the parent")
+    f = _find(hist, side, None, 0.0)
+    cal_day = None if calibration is None else calibration.day
+    return _place(hist, side, f, None, None, calibration, cal_day, "")
 
 
 def chimerism_status(donor_events: int, min_events: int) -> str:

@@ -4,10 +4,10 @@ Work goes patient by patient (a patient's samples share the donor-marker
 calibration), so only one patient's payloads are in memory at a time:
 
 1. per sample, the counting basis (`cytokit.counting`) and the counts table;
-2. the patient's calibration from the latest pre-infusion sample (day < 0) of
-   the threshold parent (`cytokit.chimerism.calibrate`), then each sample's
-   donor-marker threshold (`place_threshold`), re-anchored on that day's
-   bead intensity;
+2. the donor-marker threshold of each sample, placed with the patient's other
+   samples (`cytokit.chimerism.patient_thresholds`: calibration on the latest
+   pre-infusion sample, offsets re-anchored on each day's recipient peak and
+   bead intensity);
 3. chimerism per population from the exact histogram counts, with the
    binomial interval and status;
 4. phenotype per population and origin (`cytokit.phenotype`);
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit._io import atomic_write_bytes
-from cytokit.chimerism import Threshold, calibrate, chimerism_row, place_threshold
+from cytokit.chimerism import Threshold, chimerism_row, patient_thresholds
 from cytokit.counting import count_basis
 from cytokit.density import Histogram
 from cytokit.phenotype import phenotype_rows
@@ -81,13 +81,15 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     xf = dict(task.transforms)
     names = [n for n, _ in task.populations]
     paths = dict(task.populations)
-    calibration = None
+    thresholds: list[Threshold | None] = [None] * len(items)
     if marker:
-        pre = [t for t in items if t[0].day < 0]
-        if pre:
-            row, _, p = pre[-1]
-            calibration = calibrate(_hist(p, marker, 0), side, row.day, p["anchors"].get(marker))
-    for row, digest, p in items:
+        thresholds = patient_thresholds(
+            [_hist(p, marker, 0) for _, _, p in items],
+            [row.day for row, _, _ in items],
+            side,
+            [p["anchors"].get(marker) for _, _, p in items],
+        )
+    for (row, digest, p), threshold in zip(items, thresholds, strict=True):
         file = study.relative(row.file)
         key = {"patient": row.patient, "day": row.day, "file": file}
         counts = p["counts"]
@@ -131,13 +133,10 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
                     "per_ul": basis.per_ul(r.count),
                 }
             )
-        threshold = None
         qc_arrays: dict[str, np.ndarray] = {}
-        if marker:
-            parent_hist = _hist(p, marker, 0)
-            threshold = place_threshold(parent_hist, side, calibration, p["anchors"].get(marker))
+        if threshold is not None:
             out.rows["thresholds"].append(_threshold_row(key, marker, task.parent, threshold, xf))
-            qc_arrays["hist:__parent__"] = parent_hist.to_array()
+            qc_arrays["hist:__parent__"] = _hist(p, marker, 0).to_array()
         for i, name in enumerate(names, start=1):
             n = by_path.get(paths[name], 0)
             chim = {

@@ -19,7 +19,7 @@ import pandas as pd
 from cytokit._io import atomic_write_bytes, atomic_write_text
 from cytokit.errors import CytokitError
 
-__all__ = ["TABLES", "Results", "load_results", "write_results"]
+__all__ = ["TABLES", "Results", "conform", "load_results", "write_results"]
 
 #: Table name -> columns, in the contract's order (clusters: whatever clustering gives).
 TABLES: dict[str, tuple[str, ...]] = {
@@ -136,12 +136,18 @@ def sample_id(file: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "__" for c in stem)
 
 
+def conform(frame: pd.DataFrame, columns) -> pd.DataFrame:
+    """`frame` with `columns` first, in order (missing ones added empty), then any others."""
+    if not columns:
+        return frame
+    missing = {c: pd.Series(dtype=object, index=frame.index) for c in columns if c not in frame}
+    if missing:
+        frame = frame.assign(**missing)
+    return frame[list(columns) + [c for c in frame.columns if c not in columns]]
+
+
 def _csv_bytes(frame: pd.DataFrame, columns) -> bytes:
-    if columns:
-        for c in columns:
-            if c not in frame.columns:
-                frame = frame.assign(**{c: pd.Series(dtype=object)})
-        frame = frame[list(columns) + [c for c in frame.columns if c not in columns]]
+    frame = conform(frame, columns)
     return frame.to_csv(index=False, lineterminator="\n", float_format="%.10g").encode()
 
 

@@ -22,11 +22,13 @@ the chimerism table's points (day, value, status).
   adds cells): ``log(y) = a_s + b · day``. Only segments with at least two
   decay points inform the slope. Half-life = ln 2 / −b, with a 95 % interval
   from the slope's standard error and Student's t on ``n − segments − 1``
-  degrees of freedom; R² is of the within-segment fit. The first point after
-  a segment's peak is used, not the peak itself, since the highest sample may
-  still be on the rise. Not estimable (an empty half-life and a note saying
-  why) with fewer than 3 decay points, no degree of freedom left, or a slope
-  >= 0. When the slope's upper bound is >= 0 the interval's upper end is inf.
+  degrees of freedom; R² is of the within-segment fit. The decay phase starts
+  at the first point after a segment's highest sample, not at that sample,
+  which may still be on the rise (on simulated studies including it biases
+  half-lives upwards by ~5-20 %). Not estimable (an empty half-life and a note
+  saying why) with fewer than 3 decay points, no degree of freedom left, or a
+  decay that is not significant (the slope's 95 % interval reaches 0; the
+  note then gives the point estimate).
 
 The cohort summary (`cohort_summary`) gives, per stratum, population and
 measure, the number of patients, the median and range of peak, AUC and
@@ -68,7 +70,9 @@ def _segments(days: np.ndarray, infusions: list[int]) -> np.ndarray:
     return np.searchsorted(cuts, days, side="left")
 
 
-def fit_half_life(days, values, status, infusions=(), *, min_points: int = MIN_POINTS) -> dict:
+def fit_half_life(
+    days, values, status, infusions=(), *, min_points: int = MIN_POINTS, from_peak: bool = False
+) -> dict:
     """Half-life (days) from the decay phases (see the module docstring).
 
     Parameters
@@ -106,7 +110,8 @@ def fit_half_life(days, values, status, infusions=(), *, min_points: int = MIN_P
         if sel.size < 2:
             continue
         peak = sel[np.argmax(values[sel])]
-        decay = [i for i in sel if i > peak and status[i] == "quantified" and values[i] > 0]
+        first = peak if from_peak else peak + 1
+        decay = [i for i in sel if i >= first and status[i] == "quantified" and values[i] > 0]
         if len(decay) >= 2:
             xs.append(days[decay])
             ys.append(np.log(values[decay]))
@@ -138,9 +143,15 @@ def fit_half_life(days, values, status, infusions=(), *, min_points: int = MIN_P
     hi_slope = slope + t * se
     lo_slope = slope - t * se
     ln2 = math.log(2.0)
+    if hi_slope >= 0:
+        out["half_life_note"] = (
+            f"not estimable: the decay is not significant (slope {slope:.3g}/day, 95 % CI "
+            f"{lo_slope:.3g} to {hi_slope:.3g}; point estimate {ln2 / -slope:.3g} days)"
+        )
+        return out
     out["half_life_days"] = ln2 / -slope
     out["half_life_ci_low"] = ln2 / -lo_slope
-    out["half_life_ci_high"] = ln2 / -hi_slope if hi_slope < 0 else float("inf")
+    out["half_life_ci_high"] = ln2 / -hi_slope
     if len(xs) > 1:
         out["half_life_note"] = f"shared slope over {len(xs)} decay phases"
     return out

@@ -1,0 +1,198 @@
+"""Donor chimerism: intervals (against scipy), histograms, thresholds against simulator truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from cytokit import gating as G
+from cytokit.chimerism import (
+    DETECTION_EVENTS,
+    calibrate,
+    chimerism_row,
+    chimerism_status,
+    patient_thresholds,
+    place_threshold,
+)
+from cytokit.density import Histogram, histogram_edges
+from cytokit.intervals import (
+    binomial_interval,
+    clopper_pearson_interval,
+    incomplete_beta,
+    t_quantile,
+    wilson_interval,
+)
+from cytokit.simulate import CELL_LABELS, LABELS, preset_design, simulate_sample
+
+HLA = G.Dimension("FITC-A", compensation=G.FCS, transform=G.LogicleTransform())
+ALL = G.GatingStrategy(
+    [G.RectangleGate(id="all", dims=(G.Dimension("FSC-A"),), min=(-1e12,), max=(None,))]
+)
+LYMPHOID = [LABELS.index(n) for n in ("B", "T_CD8neg", "T_CD8pos", "NK_bright", "NK_dim", "CIK")]
+
+
+# -- intervals ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 7, 50, 1000])
+def test_wilson_matches_scipy(n):
+    for k in sorted({0, 1, n // 3, n - 1, n}):
+        lo, hi = wilson_interval(k, n)
+        ci = stats.binomtest(k, n).proportion_ci(method="wilson")
+        assert float(lo) == pytest.approx(ci.low, abs=1e-12)
+        assert float(hi) == pytest.approx(ci.high, abs=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 7, 50, 1000])
+def test_clopper_pearson_matches_scipy(n):
+    ks = np.array(sorted({0, 1, n // 3, n - 1, n}))
+    lo, hi = clopper_pearson_interval(ks, n)
+    for k, a, b in zip(ks, lo, hi, strict=True):
+        ci = stats.binomtest(int(k), n).proportion_ci(method="exact")
+        assert a == pytest.approx(ci.low, abs=1e-10)
+        assert b == pytest.approx(ci.high, abs=1e-10)
+
+
+def test_interval_edges_and_names():
+    lo, hi = wilson_interval(np.array([0, 0]), np.array([0, 5]))
+    assert np.isnan(lo[0]) and np.isnan(hi[0])
+    assert lo[1] == 0.0 and 0 < hi[1] < 1
+    with pytest.raises(ValueError, match="wilson, clopper-pearson"):
+        binomial_interval(1, 2, method="wald")
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 7, 15, 60, 500])
+@pytest.mark.parametrize("p", [0.6, 0.9, 0.975, 0.995])
+def test_t_quantile_matches_scipy(df, p):
+    assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-9)
+    assert t_quantile(1 - p, df) == pytest.approx(stats.t.ppf(1 - p, df), rel=1e-9)
+
+
+def test_incomplete_beta_matches_scipy():
+    for a, b in [(0.5, 0.5), (2, 3), (30, 4), (400, 600)]:
+        for x in (0.01, 0.3, 0.5, 0.77, 0.99):
+            assert incomplete_beta(x, a, b) == pytest.approx(stats.beta.cdf(x, a, b), abs=1e-12)
+
+
+def test_wilson_coverage_is_near_nominal():
+    rng = np.random.default_rng(5)
+    n, p = 300, 0.07
+    k = rng.binomial(n, p, size=4000)
+    lo, hi = wilson_interval(k, n)
+    cover = np.mean((lo <= p) & (p <= hi))
+    assert 0.93 <= cover <= 0.97
+
+
+# -- status and rows ---------------------------------------------------------------------------
+def test_status_counts_donor_events():
+    assert chimerism_status(DETECTION_EVENTS - 1, 50) == "not_detected"
+    assert chimerism_status(DETECTION_EVENTS, 50) == "not_quantifiable"
+    assert chimerism_status(49, 50) == "not_quantifiable"
+    assert chimerism_status(50, 50) == "quantified"
+    row = chimerism_row(10_000, 10, min_events=50)
+    assert row["status"] == "not_detected"  # 0.1 % of many events is still 10 cells
+    row = chimerism_row(400, 100, min_events=50)
+    assert row["donor_pct"] == 25.0 and row["recipient_events"] == 300
+    assert row["ci_low"] < 25 < row["ci_high"]
+    empty = chimerism_row(0, 0, min_events=50)
+    assert np.isnan(empty["donor_pct"]) and empty["status"] == "not_detected"
+
+
+# -- histograms --------------------------------------------------------------------------------
+def test_histogram_counts_are_exact_at_edges():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0.3, 0.05, 5000), rng.normal(0.7, 0.03, 800), [np.nan, 9.0]])
+    edges = histogram_edges(x)
+    h = Histogram.of(x, edges)
+    assert h.total == 5801  # NaN dropped, the outlier clipped into the last bin
+    for t in edges[[10, 700, 1000, 1500, 2040]]:
+        assert h.above(t) == int(np.sum(x[np.isfinite(x)] >= t))
+    back = Histogram.from_array(h.to_array())
+    assert np.array_equal(back.counts, h.counts) and np.array_equal(back.edges, h.edges)
+
+
+# -- thresholds on simulated samples -------------------------------------------------------------
+def _patient(design, patient, n_events):
+    out = []
+    for day in design.days_of(patient):
+        sample, truth = simulate_sample(design, patient, day, n_events, workers=1)
+        v = ALL.values(sample, [HLA])[:, 0]
+        parent = np.isin(truth.label, LYMPHOID)
+        edges = histogram_edges(v[parent])
+        bead = float(np.median(v[truth.label == LABELS.index("bead")]))
+        out.append((day, Histogram.of(v[parent], edges), bead, v, truth, edges))
+    return out
+
+
+@pytest.fixture(scope="module")
+def patients():
+    design = preset_design(
+        "sample", seed=314, n_patients=4, n_events=15_000, days=(-7, 3, 7, 21, 43, 64, 90)
+    )
+    return [(p, _patient(design, p, 15_000)) for p in design.patients]
+
+
+def test_patient_thresholds_match_truth(patients):
+    worst = 0.0
+    methods = set()
+    for spec, samples in patients:
+        side = 1 if spec.donor_is == "positive" else -1
+        ths = patient_thresholds(
+            [s[1] for s in samples], [s[0] for s in samples], side, [s[2] for s in samples]
+        )
+        for (day, _, _, v, truth, edges), t in zip(samples, ths, strict=True):
+            methods.add(t.method)
+            if day < 0:
+                assert t.calibration_day == day
+            for name in CELL_LABELS[2:]:
+                sel = truth.label == LABELS.index(name)
+                if sel.sum() < 200:
+                    continue
+                est = t.donor_events(Histogram.of(v[sel], edges))
+                err = 100.0 * abs(est - truth.donor[sel].sum()) / sel.sum()
+                worst = max(worst, err)
+    assert worst <= 1.0
+    assert {"valley", "patient_offset"} <= methods
+
+
+def test_lone_mode_without_calibration_is_recipient(patients):
+    spec, samples = patients[0]
+    side = 1 if spec.donor_is == "positive" else -1
+    day, h, *_ = samples[0]  # pre-infusion: all recipient
+    t = place_threshold(h, side)
+    assert t.method == "recipient_width"
+    assert t.donor_events(h) <= 0.002 * h.total
+    cal = calibrate(h, side, day)
+    assert cal is not None and cal.reach > 0
+    t2 = place_threshold(h, side, cal)
+    assert t2.method == "calibrated"
+    # the calibrated reach lets about FALSE_POSITIVE_RATE of recipients through
+    assert t2.donor_events(h) <= 0.003 * h.total
+
+
+def test_near_complete_chimerism_is_recognised():
+    """A lone donor mode (every cell donor) is placed from the donor peak, not counted as recipient."""
+    rng = np.random.default_rng(2)
+    rec = rng.normal(0.35, 0.04, 20_000)  # recipient HLA-A2- (donor positive)
+    mixed = np.concatenate([rng.normal(0.35, 0.04, 8000), rng.normal(0.66, 0.03, 4000)])
+    donor_only = np.concatenate([rng.normal(0.66, 0.03, 12_000), rng.normal(0.35, 0.04, 20)])
+    hists = [Histogram.of(x, histogram_edges(x)) for x in (rec, mixed, donor_only)]
+    ths = patient_thresholds(hists, [-7, 7, 14], 1)
+    assert [t.method for t in ths] == ["patient_offset", "valley", "donor_offset"]
+    last = ths[2]
+    assert abs(last.donor_events(hists[2]) - 12_000) <= 30
+    assert ths[0].donor_events(hists[0]) <= 20
+
+
+def test_negative_donor_side():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0.66, 0.03, 9000), rng.normal(0.30, 0.05, 1000)])
+    h = Histogram.of(x, histogram_edges(x))
+    t = place_threshold(h, -1)
+    assert t.method == "valley" and t.donor_side == -1
+    assert abs(t.donor_events(h) - 1000) <= 5
+
+
+def test_empty_parent():
+    h = Histogram(np.linspace(0, 1, 11), np.zeros(10, dtype=np.int64))
+    t = place_threshold(h, 1)
+    assert t.method == "none" and t.donor_events(h) == 0

@@ -1,0 +1,138 @@
+"""Study loading: every problem of a study folder in one StudyError, before any gating."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from study_helpers import make_study
+
+import cytokit
+from cytokit.errors import StudyError
+from cytokit.simulate import preset_design
+from cytokit.study import load_study
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    design = preset_design("sample", seed=9, n_patients=2, n_events=2000, days=(-7, 7, 14))
+    return make_study(tmp_path_factory.mktemp("study") / "s", design)
+
+
+@pytest.fixture
+def study(pristine, tmp_path):
+    return shutil.copytree(pristine, tmp_path / "s")
+
+
+def _edit(path, old, new):
+    text = path.read_text()
+    assert old in text, (old, path)
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_good_study_loads(study):
+    s = load_study(study)
+    assert s.patients == ["P01", "P02"]
+    assert s.gating is not None and s.settings.populations["NK"].endswith("CD3-CD56+")
+    assert s.settings.beads == "/Beads" and s.settings.min_events == 50
+    assert s.donor_markers() == ["HLA-A2"]
+    assert s.unreadable == {}
+    assert s.compensation() == "file"
+
+
+def test_every_problem_in_one_error(study):
+    """A missing file, an unknown marker and a malformed row: one error, all three named."""
+    (study / "fcs" / "P01_day007.fcs").unlink()
+    _edit(study / "study.toml", 'marker = "HLA-A2"', 'marker = "HLA-B7"')
+    lines = (study / "manifest.csv").read_text().splitlines()
+    lines[3] = lines[3].replace(",14,", ",fourteen,", 1)
+    lines.append("fcs/P02_day014.fcs,P02")
+    (study / "manifest.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(StudyError) as err:
+        load_study(study)
+    text = str(err.value)
+    assert "P01_day007.fcs" in text and "not found" in text
+    assert "'HLA-B7' is not in [panel]" in text
+    assert "'fourteen' is not a whole number of days" in text
+    assert "2 fields but the header has 12" in text
+    assert text.count("\n  ") >= 4
+    # analyze checks first: nothing is gated and no store is made
+    out = study / "out"
+    with pytest.raises(StudyError, match="HLA-B7"):
+        cytokit.analyze(study, out)
+    assert not (out / "results.sqlite").exists()
+
+
+def test_settings_and_strategy_problems(study):
+    _edit(study / "study.toml", "min_events = 50", "min_events = 0\nmin_event = 5")
+    _edit(study / "study.toml", 'beads = "/Beads"', 'beads = "/Beadz"')
+    _edit(study / "study.toml", "[clustering]", '[phenotype]\nmarkers = ["CD99"]\n\n[clustering]')
+    _edit(study / "study.toml", 'type = "logicle"', 'type = "logicl"')
+    with pytest.raises(StudyError) as err:
+        load_study(study)
+    text = str(err.value)
+    assert "[qc] min_events = 0 must be a whole number >= 1" in text
+    assert "unknown key 'min_event' in [qc]" in text
+    assert "[counting] beads = '/Beadz': no such gate path" in text
+    assert "[phenotype] markers: marker 'CD99' is not in [panel]" in text
+    assert "unknown transform type 'logicl'" in text
+
+
+def test_missing_and_broken_strategy(study):
+    (study / "strategy.xml").unlink()
+    with pytest.raises(StudyError, match="strategy file not found"):
+        load_study(study)
+    (study / "strategy.xml").write_text("<not-gating-ml/>")
+    with pytest.raises(StudyError, match=r"strategy\.xml"):
+        load_study(study)
+    # without check_files the strategy is not read (as the simulator's own check does)
+    assert load_study(study, check_files=False).gating is None
+
+
+def test_manifest_consistency(study):
+    lines = (study / "manifest.csv").read_text().splitlines()
+    lines.append(lines[1].replace("P01_day-07", "P01_day007", 1))  # the same file twice
+    shutil.copy(study / "fcs" / "P01_day007.fcs", study / "fcs" / "P01_again.fcs")
+    lines.append(lines[2].replace("P01_day007", "P01_again", 1))  # same patient, day, type
+    lines[2] = lines[2].replace(",positive,", ",negative,")  # P01's donor side changes
+    (study / "manifest.csv").write_text("\n".join(lines) + "\n")
+    (study / "infusions.csv").write_text(
+        (study / "infusions.csv").read_text() + "P99,0,NK,1000000\n"
+    )
+    with pytest.raises(StudyError) as err:
+        load_study(study)
+    text = str(err.value)
+    assert "is listed again" in text
+    assert "day 7 sample_type 'PB' already has a file on line 3" in text
+    assert "a patient has one donor" in text
+    assert "patient 'P99' (day 0) is not in manifest.csv" in text
+
+
+def test_corrupt_file_is_not_a_study_problem(study):
+    bad = study / "fcs" / "P02_day007.fcs"
+    bad.write_bytes(b"FCS3.1    garbage" + bytes(100))
+    s = load_study(study)
+    assert list(s.unreadable) == [bad]
+
+
+def test_strategy_channels_checked_against_files(study):
+    from study_helpers import simulated_strategy
+
+    from cytokit import gating as G
+
+    strategy = simulated_strategy()
+    extra = G.RectangleGate(id="X", dims=(G.Dimension("BV421-A"),), min=(0,), max=(None,))
+    with pytest.raises(StudyError, match="the strategy reads channels this file lacks"):
+        load_study(study, strategy=G.GatingStrategy([*strategy.gates, extra]))
+
+
+def test_compensation_matrix_from_csv(study):
+    spill = "FITC-A,PE-A\n1,0.1\n0.02,1\n"
+    (study / "comp.csv").write_text(spill)
+    _edit(study / "study.toml", 'source = "file"', 'source = "comp.csv"')
+    s = load_study(study)
+    comp = s.compensation()
+    assert comp.channels == ("FITC-A", "PE-A") and comp.matrix[0, 1] == 0.1
+    (study / "comp.csv").write_text("FITC-A,PE-A\n1,x\n")
+    with pytest.raises(StudyError, match=r"comp\.csv"):
+        load_study(study)

@@ -1,0 +1,117 @@
+"""Persistence trends: half-life fits (single and multi-infusion), AUC, peak, cohort summary."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cytokit.simulate import Kinetics, persistence_curve
+from cytokit.trends import COHORT_COLUMNS, cohort_summary, fit_half_life, trend_row
+
+Q = "quantified"
+
+
+def test_exact_exponential_decay():
+    days = np.array([0, 2, 5, 9, 14, 21, 28])
+    values = np.array([1.0, 100, 80, 40, 20, 10, 5])  # peak at 2, then halves every 5... roughly
+    values[3:] = 80 * 2.0 ** (-(days[3:] - 5) / 6.0)
+    status = [Q] * len(days)
+    h = fit_half_life(days, values, status, infusions=[0])
+    # the decay starts after the highest sample (day 2): days 5..28 lie on the curve
+    assert h["half_life_days"] == pytest.approx(6.0, rel=1e-9)
+    assert h["half_life_r2"] == pytest.approx(1.0)
+    assert h["half_life_n"] == 5 and h["half_life_from_day"] == 5
+    assert h["half_life_ci_low"] == pytest.approx(6.0) and h["half_life_ci_high"] == pytest.approx(
+        6.0
+    )
+
+
+def test_noisy_decay_interval_covers_truth():
+    rng = np.random.default_rng(7)
+    days = np.array([0, 3, 7, 10, 14, 21, 28, 35])
+    covered = 0
+    runs = 300
+    for _ in range(runs):
+        y = 200 * 2.0 ** (-days / 5.0) * np.exp(0.15 * rng.standard_normal(days.size))
+        y[0] = 1.0  # day 0 before the infusion
+        y[1] = 300.0  # the peak sample
+        h = fit_half_life(days, y, [Q] * days.size, infusions=[0])
+        covered += h["half_life_ci_low"] <= 5.0 <= h["half_life_ci_high"]
+    assert 0.9 <= covered / runs <= 0.99  # t-based 95 % interval
+
+
+def test_shared_slope_over_infusions_matches_the_model():
+    k = Kinetics(half_life_days=8.0, expansion_fold=1.5, peak_delay_days=2.0, recovery=0.25)
+    doses = [(42, 1e6), (63, 2e6), (84, 3e6)]
+    days = np.array([-7, 43, 49, 56, 63, 64, 70, 77, 84, 85, 88, 91, 98, 112])
+    y = persistence_curve(days.astype(float), doses, k)
+    h = fit_half_life(days, y, [Q] * days.size, infusions=[0, 21, 42, 63, 84])
+    # after each infusion's peak every earlier infusion decays at the same rate, so the
+    # segments share the slope exactly
+    assert h["half_life_days"] == pytest.approx(8.0, rel=1e-6)
+    assert "3 decay phases" in h["half_life_note"]
+
+
+def test_not_estimable_cases():
+    days = np.array([0, 3, 7, 14])
+    h = fit_half_life(days, [0, 10, 50, 40], [Q] * 4, infusions=[0])
+    assert math.isnan(h["half_life_days"]) and "not estimable" in h["half_life_note"]
+    # rising counts
+    days = np.array([0, 3, 7, 14, 21, 28])
+    h = fit_half_life(days, [0, 50, 10, 20, 30, 40], [Q] * 6, infusions=[0])
+    assert math.isnan(h["half_life_days"]) and "do not decay" in h["half_life_note"]
+    # points below quantification do not count
+    h = fit_half_life(
+        days, [0, 100, 50, 25, 12, 6], [Q, Q, Q, Q, "not_quantifiable", "not_detected"], [0]
+    )
+    assert h["half_life_n"] == 2 and math.isnan(h["half_life_days"])
+    # a decay whose interval reaches zero is not reported
+    h = fit_half_life(days, [0, 100, 50, 60, 40, 49], [Q] * 6, infusions=[0])
+    assert math.isnan(h["half_life_days"]) and "not significant" in h["half_life_note"]
+
+
+def test_trend_row_peak_auc_and_detection():
+    days = [-7, 3, 7, 14, 28, 42]
+    values = [0.1, 40.0, 100.0, 50.0, 4.0, 0.5]
+    status = ["not_detected", Q, Q, Q, "not_quantifiable", "not_detected"]
+    row = trend_row(days, values, status, infusions=[0, 14], doses=[1e7, 2e7])
+    assert row["peak_day"] == 7 and row["peak_value"] == 100.0
+    assert row["last_detectable_day"] == 28 and row["last_quantified_day"] == 14
+    # trapezoid from (0, 0): pre-infusion values are not part of the area
+    expected = np.trapezoid([0, 40, 100, 50, 4, 0.5], [0, 3, 7, 14, 28, 42])
+    assert row["auc"] == pytest.approx(expected) and row["auc_days"] == 42
+    assert row["n_infusions"] == 2 and row["total_dose_per_kg"] == 3e7
+    assert row["last_infusion_day"] == 14
+    nothing = trend_row([3, 7], [0.0, 0.0], ["not_detected"] * 2)
+    assert math.isnan(nothing["peak_day"]) and math.isnan(nothing["last_detectable_day"])
+
+
+def test_cohort_summary_relates_dose_to_persistence():
+    rows = []
+    for i, dose in enumerate([1e6, 2e6, 4e6, 8e6]):
+        rows.append(
+            {
+                "patient": f"P{i}",
+                "stratum": "CIK",
+                "population": "CIK",
+                "measure": "donor_per_ul",
+                "peak_value": 10.0 * (i + 1),
+                "auc": 100.0 * (i + 1),
+                "half_life_days": 8.0 + i,
+                "total_dose_per_kg": dose,
+                "last_detectable_day": 30.0,
+            }
+        )
+    rows.append({**rows[0], "patient": "N1", "stratum": "NK", "half_life_days": np.nan})
+    out = cohort_summary(pd.DataFrame(rows))
+    assert list(out.columns) == list(COHORT_COLUMNS)
+    cik = out[out.stratum == "CIK"].iloc[0]
+    assert cik.n_patients == 4 and cik.half_life_n == 4
+    assert cik.dose_auc_spearman == pytest.approx(1.0)
+    assert cik.half_life_median == pytest.approx(9.5)
+    nk = out[out.stratum == "NK"].iloc[0]
+    assert nk.half_life_n == 0 and math.isnan(nk.dose_auc_spearman)
+    assert cohort_summary(pd.DataFrame()).empty
