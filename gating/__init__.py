@@ -9,6 +9,7 @@ Typical use::
     result.membership("/Lymphocytes/Singlets")         # bool (n_events,)
 """
 
+from cytokit.gating.flowjo import load_workspace
 from cytokit.gating.gates import (
     FCS,
     UNCOMPENSATED,
@@ -66,6 +67,7 @@ __all__ = [
     "SpectrumMatrix",
     "Transform",
     "load_strategy",
+    "load_workspace",
     "read_gatingml",
     "transform_from_config",
     "write_gatingml",
