@@ -148,9 +148,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     pd.set_option("display.width", 200)
     worst = big.reindex(big.pct_error.abs().sort_values(ascending=False).index[:5])
-    print(worst[["seed", "patient", "day", "population", "events", "donor_events", "donor_events_true", "donor_pct", "realised_pct"]].to_string(index=False))
-    cols = ["seed", "patient", "population", "half_life_days", "half_life_days_true", "half_life_n", "half_life_note"]
-    print(est.reindex(est.hl_error.abs().sort_values(ascending=False).index[:8])[cols].to_string(index=False))
+    print(
+        worst[
+            [
+                "seed",
+                "patient",
+                "day",
+                "population",
+                "events",
+                "donor_events",
+                "donor_events_true",
+                "donor_pct",
+                "realised_pct",
+            ]
+        ].to_string(index=False)
+    )
+    cols = [
+        "seed",
+        "patient",
+        "population",
+        "half_life_days",
+        "half_life_days_true",
+        "half_life_n",
+        "half_life_note",
+    ]
+    print(
+        est.reindex(est.hl_error.abs().sort_values(ascending=False).index[:8])[cols].to_string(
+            index=False
+        )
+    )
     return 0
 
 

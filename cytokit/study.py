@@ -416,7 +416,9 @@ def _check_files(
             )
 
 
-def _load_strategy(root: Path, settings: StudySettings, given, problems: list[str]):
+def _load_strategy(
+    root: Path, settings: StudySettings, given, problems: list[str], panel: Panel, config: dict
+):
     """The strategy object (given, or read from [gating] strategy), its path, and path checks."""
     from cytokit.gating import GatingStrategy, load_strategy
 
@@ -435,8 +437,12 @@ def _load_strategy(root: Path, settings: StudySettings, given, problems: list[st
                 "relative to the study folder"
             )
             return None, path
+        options = {}
+        if path.suffix.lower() in (".yaml", ".yml"):
+            # the lab's own format names markers and leaves transforms to study.toml
+            options = {"panel": panel, "transform": config.get("transform") or None}
         try:
-            strategy = load_strategy(path)
+            strategy = load_strategy(path, **options)
         except ImportError as exc:
             problems.append(f"{path}: cannot read this strategy format: {exc}")
         except CytokitError as exc:
@@ -545,7 +551,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             )
     gating, strategy_path = None, None
     if check_files or strategy is not None:
-        gating, strategy_path = _load_strategy(root, settings, strategy, problems)
+        gating, strategy_path = _load_strategy(root, settings, strategy, problems, panel, config)
     elif settings.strategy:
         strategy_path = root / settings.strategy
     unreadable: dict[Path, str] = {}

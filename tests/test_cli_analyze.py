@@ -1,0 +1,81 @@
+"""``cytokit analyze`` and ``cytokit demo``: exit codes, outputs, one error listing every problem."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from study_helpers import make_study
+
+from cytokit.cli.app import run
+from cytokit.simulate import preset_design
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    design = preset_design("sample", seed=77, n_patients=2, n_events=5000, days=(-7, 7, 14))
+    return make_study(tmp_path_factory.mktemp("cli") / "study", design)
+
+
+def test_analyze_writes_the_tables(study, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run(["analyze", str(study), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "6 of 6 file(s) analysed, 0 failed" in err
+    for name in ("samples", "counts", "chimerism", "thresholds", "phenotype", "trends", "cohort"):
+        assert (out / f"{name}.csv").is_file(), name
+    assert (out / "study.json").is_file() and (out / "results.sqlite").is_file()
+    chim = pd.read_csv(out / "chimerism.csv")
+    assert len(chim) == 6 * 5 and set(chim.patient) == {"P01", "P02"}
+
+
+def test_analyze_reports_a_bad_study_in_one_error(study, tmp_path, capsys):
+    bad = shutil.copytree(study, tmp_path / "bad")
+    (bad / "fcs" / "P01_day014.fcs").unlink()
+    toml = (bad / "study.toml").read_text()
+    (bad / "study.toml").write_text(toml.replace('marker = "HLA-A2"', 'marker = "HLA-X"'))
+    lines = (bad / "manifest.csv").read_text().splitlines()
+    lines[2] = lines[2].replace(",7,", ",7.5,", 1)
+    (bad / "manifest.csv").write_text("\n".join(lines) + "\n")
+    code = run(["analyze", str(bad), "--out", str(tmp_path / "out"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "3 problem(s)" in err
+    assert "P01_day014.fcs" in err and "'HLA-X'" in err and "'7.5'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_analyze_lists_a_corrupt_file(study, tmp_path, capsys):
+    broken = shutil.copytree(study, tmp_path / "broken")
+    (broken / "fcs" / "P02_day007.fcs").write_bytes(b"FCS3.1" + bytes(64))
+    code = run(["analyze", str(broken), "--out", str(tmp_path / "out"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "5 of 6 file(s) analysed, 1 failed" in err
+    assert "FAILED: 1 file(s)" in err and "P02_day007.fcs" in err
+    failures = pd.read_csv(tmp_path / "out" / "failures.csv")
+    assert list(failures.file) == ["fcs/P02_day007.fcs"]
+
+
+def test_usage_errors(capsys):
+    assert run(["analyze"]) == 2
+    assert run(["analyze", "nowhere", "--out", "x"]) == 1
+    assert "not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(
+    not (SAMPLE_DATA / "strategy.yaml").is_file(), reason="sample_data/strategy.yaml not there yet"
+)
+def test_demo_runs_on_sample_data(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = run(["demo", "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "15 of 15 file(s) analysed, 0 failed" in err
+    chim = pd.read_csv(out / "chimerism.csv")
+    assert (chim.status == "quantified").any()
