@@ -88,7 +88,7 @@ import pandas as pd
 import cytokit
 from cytokit.errors import StudyError
 from cytokit.measure import MeasureTask
-from cytokit.passtwo import PatientTables, patient_tables, trend_tables
+from cytokit.passtwo import PatientTables, cluster_tables, patient_tables, trend_tables
 from cytokit.results import TABLES, Results, conform, load_results, write_results
 from cytokit.study import Study, load_study
 
@@ -167,7 +167,8 @@ def make_task(study: Study) -> MeasureTask:
     parent = s.chimerism_parent or threshold_parent(study.gating, s.populations.values())
     donors = tuple(study.donor_markers())
     pheno = _phenotype_markers(study)
-    markers = list(dict.fromkeys((*donors, *pheno)))
+    clustering = tuple(s.clustering.markers) if s.clustering else ()
+    markers = list(dict.fromkeys((*donors, *pheno, *clustering)))
     return MeasureTask(
         strategy=study.gating,
         panel=study.panel,
@@ -180,6 +181,8 @@ def make_task(study: Study) -> MeasureTask:
         compensation=study.compensation(),
         beads=s.beads,
         max_events=s.phenotype_max_events,
+        cluster_markers=tuple(s.clustering.markers) if s.clustering else (),
+        cluster_events=s.clustering.events if s.clustering else 0,
         seed=s.gating_seed,
     )
 
@@ -291,8 +294,14 @@ def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) 
         columns=list(TABLES["infusions"]),
     )
     trends, cohort = trend_tables(frames.get("chimerism", pd.DataFrame()), study)
+    done = [item for patient in sorted(by_patient) for item in by_patient[patient]]
+    clusters, cluster_info = cluster_tables(
+        study, task, store, done, frames.get("thresholds", pd.DataFrame())
+    )
+    meta = _study_meta(study, task)
+    meta["clustering"] = cluster_info
     results = Results(
-        study=_study_meta(study, task),
+        study=meta,
         samples=frames.get("samples", pd.DataFrame()),
         counts=frames.get("counts", pd.DataFrame()),
         chimerism=frames.get("chimerism", pd.DataFrame()),
@@ -301,7 +310,9 @@ def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) 
         trends=trends,
         cohort=cohort,
         infusions=infusions,
-        clusters=pd.DataFrame(),
+        clusters=clusters.get("clusters", pd.DataFrame()),
+        cluster_summary=clusters.get("cluster_summary", pd.DataFrame()),
+        cluster_matching=clusters.get("cluster_matching", pd.DataFrame()),
         failures=pd.DataFrame(failures, columns=list(TABLES["failures"])),
         qc=frames.get("qc", pd.DataFrame()),
         out=out,

@@ -22,6 +22,11 @@ payload item             what
 ``pheno_thresholds``     per phenotype marker: positivity threshold (scale and transformed)
                          and how it was placed
 ``pheno_events``         events of each population before subsampling
+``cluster``              float32 (n, n_cluster + n_donor): clustering markers (transformed)
+                         then donor markers of ≤ ``cluster_events`` random threshold-parent
+                         events (only with clustering markers)
+``cluster_gates``        uint8 (n, n_populations): each of those events in each population
+``warnings``             warnings raised while gating (adaptive gates that fell back...)
 =======================  ==================================================================
 
 Stages reported on failure: ``read`` (the FCS file), ``panel`` (a marker's
@@ -48,7 +53,7 @@ from cytokit.qcdata import QC_POINTS, gate_points, gate_to_json
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 1
+MEASURE_VERSION = 2
 PARENT_ROW = "__parent__"
 
 
@@ -82,6 +87,10 @@ class MeasureTask:
         Bead gate path ('' when none).
     max_events : int
         Events kept per population for phenotype statistics.
+    cluster_markers : tuple of str
+        Markers to keep for clustering ('' none).
+    cluster_events : int
+        Threshold-parent events kept per file for clustering.
     seed : int
         Adaptive-gate fitting and subsampling seed (with the file name).
     """
@@ -97,6 +106,8 @@ class MeasureTask:
     compensation: object = "file"
     beads: str = ""
     max_events: int = 50_000
+    cluster_markers: tuple = ()
+    cluster_events: int = 20_000
     seed: int = 0
     _digest: str = field(default="", repr=False, compare=False)
     kind = "analyze"
@@ -124,6 +135,8 @@ class MeasureTask:
             else {"channels": list(comp.channels), "matrix": np.asarray(comp.matrix).tolist()},
             "beads": self.beads,
             "max_events": self.max_events,
+            "cluster_markers": list(self.cluster_markers),
+            "cluster_events": self.cluster_events,
             "qc_points": QC_POINTS,
             "seed": self.seed,
         }
@@ -146,12 +159,15 @@ class MeasureTask:
             warnings.simplefilter("ignore")
             sample = read_fcs(path)
         with stage("panel"):
-            markers = list(dict.fromkeys((*self.donor_markers, *self.phenotype_markers)))
+            markers = list(
+                dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
+            )
             columns = self.panel.columns(sample, markers)
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)
         seed = [self.seed, zlib.crc32(path.name.encode())]
-        with stage("gate"):
+        with stage("gate"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             result = self.strategy.apply(sample, compensation=self.compensation, seed=self.seed)
         with stage("measure"):
             rng = np.random.default_rng(seed)
@@ -164,6 +180,7 @@ class MeasureTask:
                     "spillover": sample.spillover.source if sample.spillover is not None else "",
                 },
                 "counts": result.counts,
+                "warnings": list(dict.fromkeys(str(w.message) for w in caught)),
             }
             gates = []
             for g in result.strategy.gates:
@@ -197,7 +214,19 @@ class MeasureTask:
             local = [mask[rows] for mask in masks]
             self._donor_items(payload, result, sample, transformed, at, local, comp_kind, channel)
             self._phenotype_items(payload, scale, transformed, at, local, rng)
+            if self.cluster_markers:
+                self._cluster_items(payload, transformed, at, local, rng)
         return payload
+
+    def _cluster_items(self, payload, transformed, at, local, rng):
+        idx = np.flatnonzero(local[0])
+        if idx.size > self.cluster_events:
+            idx = np.sort(rng.choice(idx, self.cluster_events, replace=False))
+        cols = [at[m] for m in (*self.cluster_markers, *self.donor_markers)]
+        payload["cluster"] = transformed[np.ix_(idx, cols)].astype(np.float32)
+        payload["cluster_gates"] = np.column_stack(
+            [sel[idx] for sel in local[1:]] or [np.zeros(idx.size, bool)]
+        ).astype(np.uint8)
 
     def _donor_items(self, payload, result, sample, transformed, at, local, comp_kind, channel):
         from cytokit.gating import Dimension

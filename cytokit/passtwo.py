@@ -13,7 +13,11 @@ calibration), so only one patient's payloads are in memory at a time:
 4. phenotype per population and origin (`cytokit.phenotype`);
 5. QC rows and the sample's ``qc/<sample>.npz``.
 
-`trend_tables` then builds trends.csv and cohort.csv from the chimerism table.
+`trend_tables` then builds trends.csv and cohort.csv from the chimerism table,
+and `cluster_tables` clusters the stored threshold-parent events of every file
+(`cytokit.cluster.cluster_study`: a SOM trained on a balanced pool, every
+stored event mapped, donor flags from each sample's threshold, the study
+populations as the gates clusters are matched to).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from cytokit.phenotype import phenotype_rows
 from cytokit.results import sample_id
 from cytokit.trends import TREND_COLUMNS, cohort_summary, trend_row
 
-__all__ = ["PatientTables", "patient_tables", "trend_tables"]
+__all__ = ["PatientTables", "cluster_tables", "patient_tables", "trend_tables"]
 
 MEASURES = ("donor_per_ul", "donor_pct")
 
@@ -114,6 +118,7 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
                 "reference_events": basis.reference_events if basis.method else None,
                 "reference_per_ul": basis.reference_per_ul if basis.method else None,
                 "sha256": digest,
+                "warnings": "; ".join(p.get("warnings", [])),
             }
         )
         pop_of = {v: k for k, v in paths.items()}
@@ -274,3 +279,83 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
             rows.append(row)
     trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))
     return trends, cohort_summary(trends)
+
+
+def cluster_tables(study, task, store, items, thresholds: pd.DataFrame) -> tuple[dict, dict]:
+    """Cluster the study's stored threshold-parent events with `cytokit.cluster.cluster_study`.
+
+    Parameters
+    ----------
+    study : Study
+    task : MeasureTask
+    store : ResultsStore
+    items : list of (ManifestRow, content hash)
+        The files analysed.
+    thresholds : DataFrame
+        thresholds.csv rows (donor flags of the events come from them).
+
+    Returns
+    -------
+    tables : dict of str to DataFrame
+        ``clusters``, ``cluster_summary``, ``cluster_matching`` (empty without
+        ``[clustering]``).
+    info : dict
+        What was done (settings, events), or ``error`` when clustering failed.
+    """
+    settings = study.settings.clustering
+    if settings is None or not task.cluster_markers or not items:
+        return {}, {}
+    from cytokit.cluster import cluster_study
+    from cytokit.errors import CytokitError
+
+    donor = {}
+    if not thresholds.empty:
+        th = thresholds[thresholds["purpose"] == "donor"]
+        for r in th.itertuples(index=False):
+            if isinstance(r.method, str) and r.method != "none":
+                donor[r.file] = (r.marker, float(r.threshold), r.donor_side == "positive")
+    names = [n for n, _ in task.populations]
+    nc = len(task.cluster_markers)
+    descs = [
+        {"patient": row.patient, "day": row.day, "file": study.relative(row.file), "hash": h}
+        for row, h in items
+    ]
+
+    def load(item):
+        values = store.items(task.key, "cluster", [item["hash"]])[item["hash"]]
+        member = store.items(task.key, "cluster_gates", [item["hash"]])[item["hash"]]
+        flags = None
+        if item["file"] in donor:
+            marker, t, positive = donor[item["file"]]
+            v = values[:, nc + list(task.donor_markers).index(marker)]
+            flags = v >= t if positive else v < t
+        gates = {n: member[:, j].astype(bool) for j, n in enumerate(names)}
+        return values[:, :nc], flags, gates
+
+    try:
+        result = cluster_study(
+            load,
+            descs,
+            task.cluster_markers,
+            grid=settings.grid,
+            n_metaclusters=settings.metaclusters,
+            seed=settings.seed,
+            gates=names,
+        )
+    except CytokitError as exc:
+        return {}, {"error": str(exc)}
+    summary = result.summary.copy()
+    medians = result.medians.reset_index()
+    summary = summary.merge(medians, on="metacluster", how="left")
+    return (
+        {"clusters": result.table, "cluster_summary": summary, "cluster_matching": result.matching},
+        {
+            "markers": list(task.cluster_markers),
+            "parent": task.parent,
+            "events_per_file": task.cluster_events,
+            "events": int(result.n_events),
+            "trained_on": int(result.n_train),
+            **{k: v for k, v in result.settings.items() if k != "grid"},
+            "grid": list(settings.grid),
+        },
+    )

@@ -26,7 +26,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "samples": (
         "patient", "day", "file", "stratum", "sample_type", "events", "channels",
         "fcs_version", "cytometer", "spillover", "count_method", "reference",
-        "reference_events", "reference_per_ul", "sha256",
+        "reference_events", "reference_per_ul", "sha256", "warnings",
     ),
     "counts": (
         "patient", "day", "file", "population", "gate_path", "gate_id", "parent_path", "depth",
@@ -50,6 +50,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "cohort": (),  # cytokit.trends.COHORT_COLUMNS
     "infusions": ("patient", "day", "product", "dose_per_kg", "stratum"),
     "clusters": (),
+    "cluster_summary": (),
+    "cluster_matching": (),
     "failures": ("file", "patient", "day", "stage", "kind", "error", "reason"),
     "qc": (
         "patient", "day", "file", "sample", "gate_path", "gate_id", "parent_path", "kind",
@@ -77,7 +79,7 @@ class Results:
     study : dict
         ``study.json``: name, populations, patients, markers, strategy, config.
     samples, counts, chimerism, thresholds, phenotype, trends, cohort, infusions,
-    clusters, failures, qc : pandas.DataFrame
+    clusters, cluster_summary, cluster_matching, failures, qc : pandas.DataFrame
     out : Path or None
         The folder the results were written to.
     """
@@ -92,6 +94,8 @@ class Results:
     cohort: pd.DataFrame = field(default_factory=pd.DataFrame)
     infusions: pd.DataFrame = field(default_factory=pd.DataFrame)
     clusters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cluster_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cluster_matching: pd.DataFrame = field(default_factory=pd.DataFrame)
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
     qc: pd.DataFrame = field(default_factory=pd.DataFrame)
     out: Path | None = None

@@ -41,9 +41,10 @@ table              key                          meaning (default)
                                                 other markers: adaptive (valley)
                    ``max_events``               events kept per population for medians
                                                 (50,000; exact below it)
-``[clustering]``   ``markers``, ``grid``,       passed to `cytokit.cluster`
-                   ``metaclusters``, ``seed``,
-                   ``events``
+``[clustering]``   ``markers``, ``grid``,       passed to `cytokit.cluster.cluster_study`
+                   ``metaclusters``, ``seed``   (grid [10, 10], 10 metaclusters, seed 1)
+                   ``events``                   threshold-parent events kept per file for
+                                                clustering (20,000; all below it)
 =================  ===========================  ==========================================
 """
 
@@ -289,6 +290,12 @@ def _clustering(cl: dict, at: str, problems: list[str]) -> ClusteringSettings | 
     meta = _int(cl.get("metaclusters", 10), f"{at}[clustering] metaclusters", problems, minimum=2)
     seed = _int(cl.get("seed", 1), f"{at}[clustering] seed", problems)
     events = _int(cl.get("events", 20_000), f"{at}[clustering] events", problems, minimum=100)
+    if meta is not None and meta > grid[0] * grid[1]:
+        problems.append(
+            f"{at}[clustering] metaclusters = {meta} is more than the {grid[0] * grid[1]} nodes "
+            f"of the {grid[0]}x{grid[1]} grid"
+        )
+        meta = None
     if markers is None or meta is None or seed is None or events is None:
         return None
     return ClusteringSettings(markers, (grid[0], grid[1]), meta, seed, events)

@@ -150,6 +150,21 @@ def test_trends_and_cohort(analysed):
     assert set(results.infusions.columns) >= {"patient", "day", "product", "dose_per_kg"}
 
 
+def test_clusters_match_the_gates(analysed):
+    results, out = analysed
+    info = results.study["clustering"]
+    assert info["markers"] == ["CD3", "CD56", "CD16", "CD8"] and "error" not in info
+    clusters = results.clusters
+    assert set(clusters.origin) == {"all", "donor", "recipient"}
+    assert set(clusters.file) == set(results.samples.file)
+    # fractions of one sample and origin add up to 1
+    sums = clusters[clusters.total > 0].groupby(["file", "origin"]).fraction.sum()
+    assert np.allclose(sums, 1.0)
+    f1 = results.cluster_matching.set_index("gate").f1
+    assert f1["NK"] > 0.9 and f1["T"] > 0.9
+    assert (out / "cluster_matching.csv").is_file()
+
+
 def test_results_reload_and_qc(analysed):
     results, out = analysed
     again = load_results(out)
