@@ -5,7 +5,7 @@
 
 A simulated FCS 3.1 file (float32, little-endian, 11 channels, ``$TIMESTEP``)
 is written once to ``benchmarks/_data/`` by `cytokit.simulate.benchmark_file`.
-Each measurement runs in a fresh Python process that imports what it needs,
+Each measurement runs in a fresh Python process (rows interleaved, round robin) that imports what it needs,
 then times one call; its peak RSS is ``VmHWM`` from ``/proc/self/status``.
 The reference is ``np.fromfile`` of exactly the DATA segment (offset and
 count), i.e. reading the bytes into a new array and nothing else. One warm-up
@@ -123,30 +123,35 @@ def main() -> None:
     )
     measure("fromfile", path, offset, count)  # warm the page cache
 
-    rows = {}
-    for mode in MODES:
-        if mode == "flowkit" and args.no_flowkit:
-            continue
-        reps = args.flowkit_repeats if mode == "flowkit" else args.repeats
-        runs = [measure(mode, path, offset, count) for _ in range(reps)]
-        rows[mode] = {
-            "seconds": statistics.median(r["seconds"] for r in runs),
-            "peak": statistics.median(r["peak"] for r in runs),
-            "before": statistics.median(r["before"] for r in runs),
-            "n": reps,
+    # round robin, so that the shared machine's load drifts over every row alike
+    runs: dict[str, list[dict]] = {m: [] for m in MODES if not (m == "flowkit" and args.no_flowkit)}
+    for rep in range(args.repeats):
+        for mode, done in runs.items():
+            if mode == "flowkit" and rep >= args.flowkit_repeats:
+                continue
+            done.append(measure(mode, path, offset, count))
+            print(f"  {MODES[mode]}: {done[-1]['seconds']:.3f} s", file=sys.stderr)
+    rows = {
+        mode: {
+            "seconds": statistics.median(r["seconds"] for r in done),
+            "best": min(r["seconds"] for r in done),
+            "peak": statistics.median(r["peak"] for r in done),
+            "before": statistics.median(r["before"] for r in done),
+            "n": len(done),
         }
-        print(f"  {MODES[mode]}: {rows[mode]['seconds']:.3f} s", file=sys.stderr)
+        for mode, done in runs.items()
+    }
 
     ref = rows["fromfile"]["seconds"]
     print()
     print(
-        f"| {'reader':<44} | runs | {'time':>8} | {'x fromfile':>10} | {'peak RSS':>9} | "
-        f"{'peak / data':>11} | {'(peak - start) / data':>21} |"
+        f"| {'reader':<44} | runs | {'median':>8} | {'best':>8} | {'x fromfile':>10} | "
+        f"{'peak RSS':>9} | {'peak / data':>11} | {'(peak - start) / data':>21} |"
     )
-    print(f"|{'-' * 46}|------|{'-' * 10}|{'-' * 12}|{'-' * 11}|{'-' * 13}|{'-' * 23}|")
+    print(f"|{'-' * 46}|------|{'-' * 10}|{'-' * 10}|{'-' * 12}|{'-' * 11}|{'-' * 13}|{'-' * 23}|")
     for mode, r in rows.items():
         print(
-            f"| {MODES[mode]:<44} | {r['n']:>4} | {r['seconds']:>6.3f} s | "
+            f"| {MODES[mode]:<44} | {r['n']:>4} | {r['seconds']:>6.3f} s | {r['best']:>6.3f} s | "
             f"{r['seconds'] / ref:>9.2f}x | {r['peak'] / 2**20:>5,.0f} MiB | "
             f"{r['peak'] / nbytes:>10.2f}x | {(r['peak'] - r['before']) / nbytes:>20.2f}x |"
         )

@@ -650,9 +650,16 @@ def test_roundtrip_scaled_timestep_twice(tmp_path):
     assert twice.keyword("CYTOKIT_TIMESTEP") == "0.01" and twice.keyword("$TIMESTEP") is None
 
 
-key_text = st.text(
-    st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=12
-).filter(lambda k: not k.startswith("$") and k.upper() != "CYTOKIT_TIMESTEP")
+# When every candidate delimiter occurs, the writer doubles "/" (FCS 3.1 escaping).
+# Escaping cannot tell a key that starts or ends with the delimiter from a value
+# that ends or starts with it ("v/" + "k" and "v" + "/k" are both "v///k"), nor a
+# run of delimiters inside a key from a value made of delimiters; readers take the
+# delimiters to belong to values. Such keys are therefore not generated here.
+key_text = (
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=12)
+    .filter(lambda k: not k.startswith("$") and k.upper() != "CYTOKIT_TIMESTEP")
+    .filter(lambda k: not k.startswith("/") and not k.endswith("/") and "//" not in k)
+)
 value_text = st.one_of(
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
     st.sampled_from(["/", "//", " / ", "a/", "/a", "|", "\x0c", "  x  ", "ü", "", " "]),
