@@ -16,21 +16,23 @@ row per item; empty cell = not available); `Results` holds each as a pandas
 DataFrame attribute of the same name.
 
 ``samples.csv``
-    One row per file gated: patient, day, file (relative to the study folder),
-    stratum, sample_type, events, channels, fcs_version, cytometer, spillover,
-    count_method (``beads``, ``lymphocytes``, ``wbc`` or empty), reference_events,
-    reference_per_ul, sha256.
+    One row per file analysed: patient, day, file (relative to the study
+    folder), stratum, sample_type, events, channels, fcs_version, cytometer,
+    spillover, count_method (``beads``, ``lymphocytes``, ``wbc`` or empty),
+    reference (its gate path), reference_events, reference_per_ul, sha256 (of
+    the file), warnings (raised while gating, e.g. an adaptive gate that fell
+    back to its fixed position; "; "-joined).
 ``counts.csv``
     One row per file and gate: patient, day, file, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
-    count, parent_count, pct_parent, pct_total, per_ul (cells/µL when absolute
-    counting is configured).
+    count, parent_count, pct_parent, pct_total, per_ul (cells/µL; empty
+    without absolute counting).
 ``chimerism.csv``
     One row per file and study population: patient, day, file, stratum,
-    population, gate_path, events, donor_events, recipient_events, donor_pct,
-    ci_low, ci_high (95 % binomial interval, percent), per_ul, donor_per_ul,
-    recipient_per_ul, status (``quantified``, ``not_quantifiable``,
-    ``not_detected``).
+    sample_type, population, gate_path, events, donor_events,
+    recipient_events, donor_pct, ci_low, ci_high (95 % binomial interval,
+    percent), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
+    ``not_quantifiable``, ``not_detected``; `cytokit.chimerism`).
 ``thresholds.csv``
     One row per file and marker threshold: patient, day, file, marker, purpose
     (``donor`` or ``phenotype``), parent (gate path the threshold was placed
@@ -40,38 +42,45 @@ DataFrame attribute of the same name.
 ``phenotype.csv``
     One row per file, population, origin (``all``, ``donor``, ``recipient``)
     and marker: patient, day, file, population, origin, marker, events,
-    median (compensated scale value), pct_positive, threshold_scale.
+    median (compensated scale value), pct_positive, threshold_scale
+    (`cytokit.phenotype`).
 ``trends.csv``
-    One row per patient, population and measure (``donor_per_ul``,
-    ``donor_pct``): patient, stratum, population, measure, n_days, first_day,
-    last_day, peak_day, peak_value, last_detectable_day, auc, auc_days,
-    half_life_days, half_life_ci_low, half_life_ci_high, half_life_n,
-    half_life_r2, half_life_from_day, half_life_note, n_infusions,
-    total_dose_per_kg, last_infusion_day.
+    One row per patient, sample type, population and measure
+    (``donor_per_ul``, ``donor_pct``): `cytokit.trends.TREND_COLUMNS` (peak,
+    last detectable and quantified day, AUC, half-life with its 95 % CI, n,
+    R², first day of the fit and a note, infusions and total dose).
 ``cohort.csv``
-    One row per stratum, population and measure: summaries of trends.csv
-    (patients, medians and ranges of peak, AUC and half-life, total dose).
+    One row per stratum, population and measure: `cytokit.trends.COHORT_COLUMNS`
+    (patients, medians and ranges of peak, AUC and half-life, dose, and
+    Spearman correlations of dose with AUC and peak).
 ``infusions.csv``
     patient, day, product, dose_per_kg, stratum (the study's infusions.csv).
-``clusters.csv``
-    Per patient, day and metacluster: count, fraction, plus median marker
-    values per metacluster (when ``[clustering]`` is configured).
+``clusters.csv``, ``cluster_summary.csv``, ``cluster_matching.csv``
+    With ``[clustering]``: per file, metacluster and origin: count, total,
+    fraction and median_<marker>; per metacluster: events, fraction, donor
+    share, nodes, best-matching population and F1, and its median marker
+    values; per population: the metaclusters matching it and precision,
+    recall, F1 (`cytokit.cluster.cluster_study`).
 ``failures.csv``
-    file, patient, day, stage, reason: every file that could not be processed.
+    file, patient, day, stage (``read``, ``panel``, ``gate``, ``measure``...),
+    kind, error, reason: every file that could not be processed.
 ``qc.csv`` and ``qc/<sample>.npz``
-    One row per file and gate: patient, day, file, sample (the npz stem),
-    gate_path, gate_id, parent_path, kind, dims (JSON list of dimension
-    labels), geometry (JSON of the concrete, fitted gate), count,
-    parent_count, n_points. The npz holds, per gate id, ``gate:<id>``: a
-    random subsample (≤ 2,000) of the parent's events in the gate's
-    dimensions (float32, transformed as the gate sees them), and per study
-    population plus the threshold parent ``hist:<name>``: the donor-marker
-    histogram (float64, shape (2, n+1): row 0 the bin edges, row 1 the counts
-    with a trailing 0).
+    One row per file and gate: patient, day, file, sample (the npz stem,
+    `cytokit.results.sample_id`), gate_path, gate_id, parent_path, kind, dims
+    (JSON list of dimension labels), geometry (JSON of the concrete, fitted
+    gate; `cytokit.qcdata`), count, parent_count, n_points. The npz holds,
+    per gate id, ``gate:<id>``: a random subsample (≤ 2,000) of the gate's
+    parent events in the gate's dimensions (float32, transformed as the gate
+    sees them), and, for the threshold parent (``hist:__parent__``) and each
+    study population (``hist:<name>``), the donor-marker histogram (float64,
+    shape (2, n + 1): row 0 the bin edges, row 1 the counts and a trailing
+    0). `Results.qc_points` and `Results.donor_histogram` read them.
 ``study.json``
-    name, created, cytokit version, populations (name → gate path), patients
-    (id, stratum, donor_marker, donor_is, days), markers (donor, phenotype,
-    clustering), strategy (source, digest), config (study.toml as read).
+    name, created, cytokit_version, root, populations (name → gate path),
+    threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
+    markers (donor, phenotype, clustering), counting (gate paths), qc
+    (min_events, ci), strategy (source, digest), task (the store key),
+    clustering (what was done, or an error), config (study.toml as read).
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task key.
 """

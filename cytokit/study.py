@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cytokit._toml import load_toml
 from cytokit.errors import CytokitError, FCSError, StudyError
 from cytokit.panel import Panel
@@ -281,42 +279,16 @@ def _manifest(path: Path, problems: list[str]) -> list[ManifestRow]:
 
 
 def read_spillover_csv(path: Path):
-    """A spillover matrix from CSV: a header of detector names, one row per fluorochrome.
-
-    The first column may hold row labels (a non-numeric first cell). Rows are
-    in the header's order (square matrix, row i = how channel i spills).
-
-    Raises
-    ------
-    StudyError
-        The file is missing, not square, or holds non-numbers.
-    """
-    from cytokit.sample import Spillover
+    """The ``[compensation] source`` CSV matrix (`cytokit.spillover_csv`), errors as `StudyError`."""
+    from cytokit.spillover_csv import read_spillover_csv as read
 
     try:
-        with Path(path).open(newline="", encoding="utf-8-sig") as fh:
-            lines = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
-    except OSError as exc:
-        raise StudyError(
-            f"{path}: cannot read the compensation matrix ([compensation] source): "
-            f"{exc.strerror or exc}"
-        ) from None
-    if not lines:
-        raise StudyError(f"{path}: empty compensation matrix; give a header of detector names")
-    header = [h.strip() for h in lines[0]]
-    body = lines[1:]
-    labelled = bool(body) and len(body[0]) == len(header) + 1
-    if header and header[0] == "" and body and len(body[0]) == len(header):
-        header, labelled = header[1:], True
-    try:
-        matrix = [[float(v) for v in (r[1:] if labelled else r)] for r in body]
-        spill = Spillover(tuple(header), np.array(matrix, dtype=np.float64), str(path))
-    except (ValueError, CytokitError) as exc:
-        raise StudyError(
-            f"{path}: not a square numeric spillover matrix with a header of "
-            f"{len(header)} detector names: {exc}"
-        ) from None
-    return spill
+        return read(path)
+    except CytokitError as exc:
+        message = str(exc)
+        if str(path) not in message:
+            message = f"{path}: {message}"
+        raise StudyError(f"{message} ([compensation] source in study.toml)") from None
 
 
 def _check_rows(path: Path, rows: list[ManifestRow], problems: list[str]) -> None:
