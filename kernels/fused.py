@@ -64,15 +64,22 @@ def _sources(
     comp_inv_ptr,
     comp_cols,
     comp_ptr,
+    slot_used,
     tile,
     src,
 ):
-    """Raw and compensated source columns of one block into ``src`` (n_slots, BLOCK), float64."""
+    """Raw and compensated source columns of one block into ``src`` (n_slots, BLOCK), float64.
+
+    Only the slots flagged in ``slot_used`` are filled (the others are left as they are).
+    """
     for c in range(cslot_ptr.shape[0] - 1):
         s0 = cslot_ptr[c]
         s1 = cslot_ptr[c + 1]
-        if s0 == s1:
-            continue  # no dimension reads this matrix
+        used = False
+        for s in range(s0, s1):
+            used = used or slot_used[s]
+        if not used:
+            continue  # no dimension asked for reads this matrix
         k0 = comp_ptr[c]
         k = comp_ptr[c + 1] - k0
         base = comp_inv_ptr[c]
@@ -85,6 +92,8 @@ def _sources(
             for i in range(nb):
                 t[i] = events[start + i, col]
         for s in range(s0, s1):
+            if not slot_used[s]:
+                continue
             j = slot_index[s]
             row = src[s]
             for i in range(nb):
@@ -95,6 +104,8 @@ def _sources(
                 for i in range(nb):
                     row[i] += coef * t[i]
     for s in range(n_cslots, slot_index.shape[0]):
+        if not slot_used[s]:
+            continue
         col = slot_index[s]
         row = src[s]
         for i in range(nb):
@@ -230,11 +241,48 @@ def _output(mem, nb, start, row_of_gate, mode, mem_out, packed_out):
 
 
 @jit
-def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
-    """Evaluate block ``blk``: sources → dimensions → gates → output; private buffers."""
-    slot_index, n_cslots, max_k = slots
+def _block_values(
+    events, start, nb, slots, comps, dims, dim_list, slot_used, src, tile, scratch, vals
+):
+    """The dimensions ``dim_list`` of the block at ``start`` into ``vals[d, :nb]`` (float64).
+
+    ``slot_used`` flags the sources those dimensions read (`_slots_for`); ``src``
+    (n_slots, BLOCK), ``tile`` (max_k, BLOCK) and ``scratch`` (BLOCK,) are work
+    buffers. Shared by `evaluate_plan` and `cytokit.kernels.stats`, so both see
+    the same values.
+    """
+    slot_index, n_cslots, _ = slots
     cslot_ptr, comp_inv, comp_inv_ptr, comp_cols, comp_ptr = comps
     dim_a, dim_b, dim_ratio, dim_xf, dim_params, lut_buf, lut_ptr = dims
+    _sources(
+        events,
+        start,
+        nb,
+        slot_index,
+        n_cslots,
+        cslot_ptr,
+        comp_inv,
+        comp_inv_ptr,
+        comp_cols,
+        comp_ptr,
+        slot_used,
+        tile,
+        src,
+    )
+    for j in range(dim_list.shape[0]):
+        d = dim_list[j]
+        lut = lut_buf[lut_ptr[d] : lut_ptr[d + 1]]
+        params = dim_params[d].copy()  # private: cannot alias the outputs
+        _dimension(
+            dim_xf[d], params, lut, dim_a[d], dim_b[d], dim_ratio[d], src, scratch, vals[d], nb
+        )
+
+
+@jit
+def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
+    """Evaluate block ``blk``: sources → dimensions → gates → output; private buffers."""
+    slot_index, _, max_k = slots
+    dim_list, slot_used = dims[7], dims[8]
     (
         gate_kind,
         gate_parent,
@@ -252,28 +300,11 @@ def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
     nb = min(BLOCK, events.shape[0] - start)
     src = np.empty((slot_index.shape[0], BLOCK), dtype=np.float64)
     tile = np.empty((max_k, BLOCK), dtype=np.float64)
-    _sources(
-        events,
-        start,
-        nb,
-        slot_index,
-        n_cslots,
-        cslot_ptr,
-        comp_inv,
-        comp_inv_ptr,
-        comp_cols,
-        comp_ptr,
-        tile,
-        src,
-    )
-    vals = np.empty((dim_a.shape[0], BLOCK), dtype=np.float64)
+    vals = np.empty((dims[0].shape[0], BLOCK), dtype=np.float64)
     scratch = np.empty(BLOCK, dtype=np.float64)
-    for d in range(dim_a.shape[0]):
-        lut = lut_buf[lut_ptr[d] : lut_ptr[d + 1]]
-        params = dim_params[d].copy()  # private: cannot alias the outputs
-        _dimension(
-            dim_xf[d], params, lut, dim_a[d], dim_b[d], dim_ratio[d], src, scratch, vals[d], nb
-        )
+    _block_values(
+        events, start, nb, slots, comps, dims[:7], dim_list, slot_used, src, tile, scratch, vals
+    )
     mem = np.empty((gate_kind.shape[0], BLOCK), dtype=np.bool_)
     dbuf = np.empty(max_dims, dtype=np.float64)
     _gates(
@@ -302,6 +333,75 @@ def _evaluate(events, slots, comps, dims, gates, out, counts_blk):
     # block is a call to the separately compiled `_block`.
     for blk in prange((events.shape[0] + BLOCK - 1) // BLOCK):
         _block(blk, events, slots, comps, dims, gates, out, counts_blk)
+
+
+def _plan_args(plan: GatingPlan) -> tuple:
+    """The ``slots`` and ``comps`` tuples of `_block_values` for ``plan``."""
+    dv = plan._derived
+    return (
+        (dv["slot_index"], dv["n_cslots"], dv["max_k"]),
+        (dv["cslot_ptr"], dv["comp_inv"], dv["comp_inv_ptr"], dv["comp_cols"], dv["comp_ptr"]),
+    )
+
+
+def _dims_args(plan: GatingPlan) -> tuple:
+    """The ``dims`` tuple of `_block_values` for ``plan`` (every dimension's recipe)."""
+    dv = plan._derived
+    return (
+        dv["dim_a"],
+        dv["dim_b"],
+        plan.dim_ratio,
+        plan.dim_transform,
+        plan.dim_transform_params,
+        dv["lut_buf"],
+        dv["lut_ptr"],
+    )
+
+
+def _gates_args(plan: GatingPlan) -> tuple:
+    """The gate tables `_gates` reads, as one tuple."""
+    return (
+        plan.gate_kind,
+        plan.gate_parent,
+        plan.dims_ptr,
+        plan.gate_dims,
+        plan.geom_ptr,
+        plan.geometry,
+        plan.operands_ptr,
+        plan.operands,
+        plan.operand_complement,
+        plan._derived["max_dims"],
+    )
+
+
+def _slots_for(plan: GatingPlan, dim_list: np.ndarray) -> np.ndarray:
+    """Flags of the source slots that the dimensions ``dim_list`` read."""
+    dv = plan._derived
+    used = np.zeros(dv["slot_index"].shape[0], dtype=np.bool_)
+    used[dv["dim_a"][dim_list]] = True
+    b = dv["dim_b"][dim_list]
+    used[b[b >= 0]] = True
+    return used
+
+
+def _check_events(events, plan: GatingPlan) -> np.ndarray:
+    """``events`` as a float32/float64 2-D array wide enough for ``plan`` (no copy unless integer)."""
+    if not isinstance(plan, GatingPlan):
+        raise TypeError(f"plan must be a GatingPlan, got {type(plan).__name__}")
+    ev = np.asarray(events)
+    if ev.dtype.kind in "biu":
+        ev = ev.astype(np.float64)
+    elif ev.dtype not in (np.float32, np.float64):
+        raise TypeError(f"events has dtype {ev.dtype}; expected float32 or float64")
+    if ev.ndim != 2:
+        raise ValueError(f"events must be 2-D (n_events, n_channels), got shape {ev.shape}")
+    max_column = plan._derived["max_column"]
+    if max_column >= ev.shape[1]:
+        raise ValueError(
+            f"the plan reads column {max_column} but events have {ev.shape[1]} columns; "
+            "was the plan compiled for another panel?"
+        )
+    return ev
 
 
 def _rows(plan: GatingPlan, membership) -> np.ndarray | None:
@@ -354,21 +454,7 @@ def evaluate_plan(events, plan: GatingPlan, *, membership=True, packed: bool = F
     TypeError
         ``events`` not a numeric array, or ``plan`` not a `GatingPlan`.
     """
-    if not isinstance(plan, GatingPlan):
-        raise TypeError(f"plan must be a GatingPlan, got {type(plan).__name__}")
-    ev = np.asarray(events)
-    if ev.dtype.kind in "biu":
-        ev = ev.astype(np.float64)
-    elif ev.dtype not in (np.float32, np.float64):
-        raise TypeError(f"events has dtype {ev.dtype}; expected float32 or float64")
-    if ev.ndim != 2:
-        raise ValueError(f"events must be 2-D (n_events, n_channels), got shape {ev.shape}")
-    dv = plan._derived
-    if dv["max_column"] >= ev.shape[1]:
-        raise ValueError(
-            f"the plan reads column {dv['max_column']} but events have {ev.shape[1]} columns; "
-            "was the plan compiled for another panel?"
-        )
+    ev = _check_events(events, plan)
     n = ev.shape[0]
     ng = plan.n_gates
     rows = _rows(plan, membership)
@@ -395,33 +481,14 @@ def evaluate_plan(events, plan: GatingPlan, *, membership=True, packed: bool = F
             mem_out = np.empty((rows.shape[0], n), dtype=np.bool_)
     nblocks = (n + BLOCK - 1) // BLOCK
     counts_blk = np.zeros((nblocks, ng), dtype=np.int64)
+    all_dims = np.arange(plan.n_dims, dtype=np.int64)
     if ng:
         call_strided(
             _evaluate,
             ev,
-            (dv["slot_index"], dv["n_cslots"], dv["max_k"]),
-            (dv["cslot_ptr"], dv["comp_inv"], dv["comp_inv_ptr"], dv["comp_cols"], dv["comp_ptr"]),
-            (
-                dv["dim_a"],
-                dv["dim_b"],
-                plan.dim_ratio,
-                plan.dim_transform,
-                plan.dim_transform_params,
-                dv["lut_buf"],
-                dv["lut_ptr"],
-            ),
-            (
-                plan.gate_kind,
-                plan.gate_parent,
-                plan.dims_ptr,
-                plan.gate_dims,
-                plan.geom_ptr,
-                plan.geometry,
-                plan.operands_ptr,
-                plan.operands,
-                plan.operand_complement,
-                dv["max_dims"],
-            ),
+            *_plan_args(plan),
+            (*_dims_args(plan), all_dims, _slots_for(plan, all_dims)),
+            _gates_args(plan),
             (row_of_gate, mode, mem_out, packed_out),
             counts_blk,
         )

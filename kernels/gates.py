@@ -299,20 +299,19 @@ _boolean_kernel = jit_parallel(_boolean_body)
 _ENTRIES: dict = {}
 
 
-def call_strided(kernel, *args) -> None:
-    """Call ``kernel`` with its first argument typed as a strided ('A' layout) array.
+def call_strided(kernel, *args, strided=(0,)) -> None:
+    """Call ``kernel`` with the arguments at positions ``strided`` typed as strided ('A') arrays.
 
-    Numba compiles one version per array layout; typing the event array as
-    'A' lets C-ordered, F-ordered and sliced inputs share one compilation
-    (and one on-disk cache entry) per dtype, for one extra stride multiply
-    per element read. Every other argument keeps its exact Numba type and
-    the whole signature is the key, so a compiled version is only ever
-    called with the types it was compiled for.
+    Numba compiles one version per array layout; typing the event array (by
+    default the first argument) as 'A' lets C-ordered, F-ordered and sliced
+    inputs share one compilation (and one on-disk cache entry) per dtype,
+    for one extra stride multiply per element read. Every other argument
+    keeps its exact Numba type and the whole signature is the key, so a
+    compiled version is only ever called with the types it was compiled for.
     """
-    x = args[0]
-    sig = (
-        types.Array(numba.from_dtype(x.dtype), x.ndim, "A"),
-        *(numba.typeof(a) for a in args[1:]),
+    sig = tuple(
+        types.Array(numba.from_dtype(a.dtype), a.ndim, "A") if i in strided else numba.typeof(a)
+        for i, a in enumerate(args)
     )
     key = (kernel, sig)
     entry = _ENTRIES.get(key)
