@@ -22,6 +22,7 @@ from .gates import (
 )
 from .plan import GatingPlan, PlanBuilder
 from .som import map_nodes, node_histograms, som_batch, som_online
+from .stats import PopulationStats, dimension_values, population_stats
 from .transforms import (
     XF_ASINH,
     XF_BIEX,
@@ -72,6 +73,7 @@ __all__ = [
     "XF_NPARAMS",
     "GatingPlan",
     "PlanBuilder",
+    "PopulationStats",
     "asinh",
     "asinh_inverse",
     "biex",
@@ -80,6 +82,7 @@ __all__ = [
     # compensation
     "compensate",
     "compensation_matrix",
+    "dimension_values",
     "ellipsoid_membership",
     "evaluate_plan",
     "hyperlog",
@@ -93,6 +96,7 @@ __all__ = [
     "map_nodes",
     "node_histograms",
     "polygon_membership",
+    "population_stats",
     "quadrant_interval",
     "quadrant_membership",
     "ratio",
