@@ -173,14 +173,17 @@ def _valley(x: np.ndarray, v: Valley):
         i = int(np.argmin(seg))
         low = seg[i]
         small = min(dens[a], dens[b])
-        # the flat bottom of a wide gap: take its middle, not its noisy lowest bin
-        flat = seg <= low + 0.02 * (small - low)
-        j0 = j1 = i
-        while j0 > 0 and flat[j0 - 1]:
-            j0 -= 1
-        while j1 < len(seg) - 1 and flat[j1 + 1]:
-            j1 += 1
-        pos = float(grid[a + (j0 + j1) // 2]) if j0 != j1 else float(grid[a + i])
+        if low <= 0.02 * small:
+            # the empty bottom of a wide gap: its middle, not its noisy lowest bin
+            j0, j1 = _run(seg <= low + 0.02 * (small - low), i)
+            pos = float(grid[a + (j0 + j1) // 2])
+        else:
+            # A small, broad population beside a large, narrow one leaves a
+            # shallow valley whose lowest point lies past where the large one's
+            # tail meets the small one; take the end of the stretch within 30 %
+            # of the lowest density that faces the larger mode.
+            k0, k1 = _run(seg <= 1.3 * low, i)
+            pos = float(grid[a + (k0 if dens[a] > dens[b] else k1)])
         if (lo_w is not None and pos < lo_w) or (hi_w is not None and pos > hi_w):
             continue
         if low > v.max_valley * small:
@@ -191,6 +194,16 @@ def _valley(x: np.ndarray, v: Valley):
         if score > best_score:
             best, best_score = (pos, low / small if small > 0 else 1.0), score
     return best, grid, dens
+
+
+def _run(mask: np.ndarray, i: int) -> tuple[int, int]:
+    """First and last index of the run of True in `mask` around index `i`."""
+    j0 = j1 = i
+    while j0 > 0 and mask[j0 - 1]:
+        j0 -= 1
+    while j1 < len(mask) - 1 and mask[j1 + 1]:
+        j1 += 1
+    return j0, j1
 
 
 def _single_mode(x: np.ndarray, grid: np.ndarray, dens: np.ndarray, v: Valley) -> tuple[float, str]:
