@@ -5,11 +5,13 @@
 
 A simulated FCS 3.1 file (float32, little-endian, 11 channels, ``$TIMESTEP``)
 is written once to ``benchmarks/_data/`` by `cytokit.simulate.benchmark_file`.
-Each measurement runs in a fresh Python process (rows interleaved, round robin) that imports what it needs,
+Each measurement runs in a fresh Python process that imports what it needs,
 then times one call; its peak RSS is ``VmHWM`` from ``/proc/self/status``.
 The reference is ``np.fromfile`` of exactly the DATA segment (offset and
-count), i.e. reading the bytes into a new array and nothing else. One warm-up
-``np.fromfile`` run fills the page cache first, so every row reads from memory.
+count), i.e. reading the bytes into a new array and nothing else. Each worker
+first reads the whole file through a 1 MiB buffer (untimed), so every row reads
+from the page cache; rows are interleaved and rotated, so the shared machine's
+load drifts over all of them alike.
 
 Rows:
 
@@ -65,6 +67,13 @@ def worker(mode: str, path: str, offset: int, count: int) -> None:
         import flowkit
 
         warnings.simplefilter("ignore")
+    # the shared machine's other jobs can evict the file from the page cache:
+    # read it through a small buffer first (page cache is not this process's RSS)
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(1 << 20)
+        while fh.readinto(buf):
+            pass
+    del buf
     before = _status("VmRSS")
     t0 = time.perf_counter()
     if mode == "fromfile":
@@ -125,8 +134,10 @@ def main() -> None:
 
     # round robin, so that the shared machine's load drifts over every row alike
     runs: dict[str, list[dict]] = {m: [] for m in MODES if not (m == "flowkit" and args.no_flowkit)}
+    order = list(runs)
     for rep in range(args.repeats):
-        for mode, done in runs.items():
+        for mode in order[rep % len(order) :] + order[: rep % len(order)]:
+            done = runs[mode]
             if mode == "flowkit" and rep >= args.flowkit_repeats:
                 continue
             done.append(measure(mode, path, offset, count))
