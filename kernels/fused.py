@@ -6,10 +6,11 @@ buffers (the values of the dimensions the gates read, and the block's
 memberships), so no compensated or transformed copy of the data is ever
 made. Per block, in order:
 
-1. **sources**: every column a dimension reads, raw or compensated
+1. **sources**: every column a gate's dimension reads, raw or compensated
    (``Σ_m x[i, cols[m]]·inv[m, j]`` summed in float64 in the order
    ``m = 0..k-1``, from a tile of the matrix's columns gathered once);
-2. **dimensions**: ratio (if any), then the transform, with the transform
+2. **dimensions** the gates read (a plan may carry more, e.g. for
+   `cytokit.kernels.population_stats`; those are skipped): ratio (if any), then the transform, with the transform
    kernels' own block loops (the same numerics as `transform_scalar_lut`:
    table-driven logicle/hyperlog/biex, exact to ~1e-14; NaN stays NaN);
 3. **gates** in plan order: each gate's test (``in_range``,
@@ -481,13 +482,14 @@ def evaluate_plan(events, plan: GatingPlan, *, membership=True, packed: bool = F
             mem_out = np.empty((rows.shape[0], n), dtype=np.bool_)
     nblocks = (n + BLOCK - 1) // BLOCK
     counts_blk = np.zeros((nblocks, ng), dtype=np.int64)
-    all_dims = np.arange(plan.n_dims, dtype=np.int64)
+    # Only the dimensions some gate reads: a plan may also carry dimensions for statistics.
+    gate_dims = np.unique(plan.gate_dims)
     if ng:
         call_strided(
             _evaluate,
             ev,
             *_plan_args(plan),
-            (*_dims_args(plan), all_dims, _slots_for(plan, all_dims)),
+            (*_dims_args(plan), gate_dims, _slots_for(plan, gate_dims)),
             _gates_args(plan),
             (row_of_gate, mode, mem_out, packed_out),
             counts_blk,

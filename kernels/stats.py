@@ -309,7 +309,9 @@ def population_stats(
     if max_collect < 0:
         raise ValueError(f"max_collect={max_collect} must be >= 0")
     mem = _membership(membership, membership_gates, plan, gates, n)
-    dim_list = np.arange(plan.n_dims, dtype=np.int64) if mem[0] == _MEM_COMPUTE else np.unique(dims)
+    # The dimensions asked for, and those the gates read when they are evaluated here.
+    gate_dims = plan.gate_dims if mem[0] == _MEM_COMPUTE else np.zeros(0, dtype=np.int64)
+    dim_list = np.unique(np.concatenate([dims, gate_dims]))
     dims_t = (*_dims_args(plan), dim_list, _slots_for(plan, dim_list))
 
     events_out = np.zeros(n_g, dtype=np.int64)
