@@ -136,8 +136,9 @@ def _pair_tasks(x, cnt, p, t0, t1, tasks, c, hist, kmin, kmax, buf, cursor):
     h = hist[c]
     if t1 == t0 + 1 and mode[t0] == _T_LEVEL1:
         o = off[t0]
+        s = shift[t0]  # coarser level-1 bins for small inputs
         for k in range(cnt):
-            h[o + _digit1(_key(x[k]))] += 1
+            h[o + (_digit1(_key(x[k])) >> s)] += 1
         return
     if t1 == t0:
         return

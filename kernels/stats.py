@@ -235,6 +235,55 @@ def _median(order: dict[int, float], count: int) -> float:
         return float((np.float64(order[count // 2 - 1]) + np.float64(order[count // 2])) / 2.0)
 
 
+def _batch(run, pp, levels, shift1, max_collect, out, *, first, gates) -> None:
+    """Pass 1 (moments, level-1 histograms), then the selection passes, for pairs ``pp``."""
+    P = pp.shape[0]
+    nb1 = NBINS1 >> shift1
+    tasks = _tasks([_T_LEVEL1] * P, [0] * P, [0] * P, [shift1] * P, np.arange(P) * nb1)
+    acc = run(
+        tasks, np.arange(P + 1, dtype=np.int64), moments=True, hist_size=P * nb1, collect_size=0
+    )
+    ge, n_blk, s_blk, m2_blk, pos_blk, hist = acc[1:7]
+    if first:
+        out["events"][gates >= 0] = ge.sum(axis=0)[gates >= 0]
+    c = n_blk.sum(axis=0)
+    out["count"][pp] = c
+    out["positive"][pp] = pos_blk.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # Chan et al.: block sums of squares about the block means, plus the
+        # spread of the block means about the overall mean.
+        mu = s_blk.sum(axis=0) / c
+        mu_b = s_blk / np.where(n_blk > 0, n_blk, 1)
+        dev = np.where(n_blk > 0, mu_b - mu, 0.0)
+        m2 = m2_blk.sum(axis=0) + (n_blk * dev * dev).sum(axis=0)
+        out["mean"][pp] = mu
+        out["sd"][pp] = np.where(c > 1, np.sqrt(m2 / np.maximum(c - 1, 1)), np.nan)
+    hist = hist.reshape(hist.shape[0], P, nb1)
+    tot = hist.sum(axis=0, dtype=np.int64)
+
+    def bin_range(b):
+        return _bin1_range(b << shift1)[0], _bin1_range(((b + 1) << shift1) - 1)[1]
+
+    all_levels = np.concatenate([levels, [RCV_LOW, RCV_HIGH]])
+    order: list[dict] = [{} for _ in range(P)]
+    groups = []
+    for j in range(P):
+        ranks = _ranks(int(c[j]), all_levels)
+        if ranks:
+            groups += _split(j, 0, ranks, tot[j], hist[:, j, :], bin_range)
+    del hist, acc
+    _select(run, groups, order, max_collect)
+    for j, p in enumerate(pp.tolist()):
+        cj = int(c[j])
+        if cj == 0:
+            continue
+        out["median"][p] = med = _median(order[j], cj)
+        out["quantiles"][p] = [_quantile(order[j], cj, q) for q in levels.tolist()]
+        lo, hi = (_quantile(order[j], cj, q) for q in (RCV_LOW, RCV_HIGH))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            out["rcv"][p] = 100.0 * 0.5 * (np.float64(hi) - lo) / np.float64(med)
+
+
 def population_stats(
     events,
     plan: GatingPlan,
@@ -314,76 +363,32 @@ def population_stats(
     dim_list = np.unique(np.concatenate([dims, gate_dims]))
     dims_t = (*_dims_args(plan), dim_list, _slots_for(plan, dim_list))
 
-    events_out = np.zeros(n_g, dtype=np.int64)
     shape = (n_g * n_d,)
-    count = np.zeros(shape, dtype=np.int64)
-    positive = np.zeros(shape, dtype=np.int64)
-    mean, sd, median, rcv = (np.full(shape, np.nan) for _ in range(4))
-    qv = np.full((n_g * n_d, n_q), np.nan)
+    out = {
+        "events": np.zeros(n_g, dtype=np.int64),
+        "count": np.zeros(shape, dtype=np.int64),
+        "positive": np.zeros(shape, dtype=np.int64),
+        **{k: np.full(shape, np.nan) for k in ("mean", "sd", "median", "rcv")},
+        "quantiles": np.full((n_g * n_d, n_q), np.nan),
+    }
     passes = 0
     nblocks = (n + BLOCK - 1) // BLOCK
     if n and n_g:
-        events_out[gates < 0] = n
+        out["events"][gates < 0] = n
         chunk_ptr = _chunks(n, nblocks)
-        per_pair = (chunk_ptr.shape[0] - 1) * NBINS1 * 4
+        # Level-1 bins: about n/64 (at least 256, at most 65,536): enough that the
+        # bins holding the order statistics are small, few enough to stay cheap
+        # to clear and scan for small files.
+        shift1 = 16 - min(16, max(8, n.bit_length() - 6))
+        per_pair = (chunk_ptr.shape[0] - 1) * (NBINS1 >> shift1) * 4
         step = max(1, _HIST1_BUDGET // per_pair)
-        all_levels = np.concatenate([levels, [RCV_LOW, RCV_HIGH]])
         for p0 in range(0, max(n_g * n_d, 1), step):
             pp = np.arange(p0, min(p0 + step, n_g * n_d), dtype=np.int64)
-            run = _Passes(
-                ev,
-                plan,
-                mem,
-                dims_t,
-                chunk_ptr,
-                pp // max(n_d, 1),
-                dims[pp % max(n_d, 1)],
-                thr[pp % max(n_d, 1)],
-                n_g,
-            )
-            P = pp.shape[0]
-            tasks = _tasks([_T_LEVEL1] * P, [0] * P, [0] * P, [0] * P, np.arange(P) * NBINS1)
-            acc = run(
-                tasks,
-                np.arange(P + 1, dtype=np.int64),
-                moments=True,
-                hist_size=P * NBINS1,
-                collect_size=0,
-            )
-            ge, n_blk, s_blk, m2_blk, pos_blk, hist = acc[1:7]
-            if p0 == 0:
-                events_out[gates >= 0] = ge.sum(axis=0)[gates >= 0]
-            c = n_blk.sum(axis=0)
-            count[pp] = c
-            positive[pp] = pos_blk.sum(axis=0)
-            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                mu = s_blk.sum(axis=0) / c
-                mu_b = s_blk / np.where(n_blk > 0, n_blk, 1)
-                m2 = m2_blk.sum(axis=0) + (n_blk * np.where(n_blk > 0, mu_b - mu, 0.0) ** 2).sum(
-                    axis=0
-                )
-                mean[pp] = mu
-                sd[pp] = np.where(c > 1, np.sqrt(m2 / np.maximum(c - 1, 1)), np.nan)
-            hist = hist.reshape(hist.shape[0], P, NBINS1)
-            order: list[dict] = [{} for _ in range(P)]
-            groups = []
-            for j in range(P):
-                ranks = _ranks(int(c[j]), all_levels)
-                if ranks:
-                    h = hist[:, j, :]
-                    groups += _split(j, 0, ranks, h.sum(axis=0, dtype=np.int64), h, _bin1_range)
-            del hist, acc
-            _select(run, groups, order, max_collect)
+            j = pp % max(n_d, 1)
+            run = _Passes(ev, plan, mem, dims_t, chunk_ptr, pp // max(n_d, 1), dims[j], thr[j], n_g)
+            _batch(run, pp, levels, shift1, max_collect, out, first=p0 == 0, gates=gates)
             passes += run.count
-            for j, p in enumerate(pp.tolist()):
-                cj = int(c[j])
-                if cj == 0:
-                    continue
-                median[p] = _median(order[j], cj)
-                qv[p] = [_quantile(order[j], cj, q) for q in levels.tolist()]
-                lo, hi = (_quantile(order[j], cj, q) for q in (RCV_LOW, RCV_HIGH))
-                with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                    rcv[p] = 100.0 * 0.5 * (np.float64(hi) - lo) / median[p]
+    count, positive = out["count"], out["positive"]
     has_thr = np.tile(~np.isnan(thr), n_g)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(has_thr & (count > 0), positive / np.maximum(count, 1), np.nan)
@@ -397,13 +402,13 @@ def population_stats(
         dims=dims,
         quantile_levels=levels,
         thresholds=thr,
-        events=events_out,
+        events=out["events"],
         count=grid(count),
-        mean=grid(mean),
-        sd=grid(sd),
-        median=grid(median),
-        rcv=grid(rcv),
-        quantiles=grid(qv),
+        mean=grid(out["mean"]),
+        sd=grid(out["sd"]),
+        median=grid(out["median"]),
+        rcv=grid(out["rcv"]),
+        quantiles=grid(out["quantiles"]),
         positive=grid(positive),
         fraction_positive=grid(frac),
         passes=passes,

@@ -164,6 +164,17 @@ def test_order_statistics_exact(kind, max_collect):
         assert st.passes > 2  # refined, not collected
 
 
+def test_full_resolution_level1_on_2m_events():
+    # from 2**21 events on, the level-1 histogram has all 65,536 bins
+    rng = np.random.default_rng(11)
+    n = (1 << 21) + 5
+    v = np.where(rng.random(n) < 0.3, rng.normal(-50, 20, n), rng.lognormal(6, 1.2, n))
+    plan, d = one_dim_plan()
+    st = K.population_stats(v[:, None], plan, None, [-1], [d], quantiles=[0.001, 0.999])
+    assert st.median[0, 0] == np.median(v) and st.passes == 2
+    np.testing.assert_array_equal(st.quantiles[0, 0], np.quantile(v, [0.001, 0.999]))
+
+
 def test_refined_and_collected_agree_with_many_populations():
     plan = random_plan(5)
     x = random_events(5, 6 * BLOCK)
