@@ -6,10 +6,11 @@ Usage::
     python benchmarks/bench_gating.py --n 1000000 --flowkit-repeats 2
     python benchmarks/bench_gating.py --no-flowkit         # cytokit only
 
-The script writes a simulated FCS 3.1 file (float32, little-endian, with a
-``$SPILLOVER`` keyword) under ``benchmarks/_data/`` (deleted afterwards unless
-``--keep``), then runs each tool in a **fresh subprocess** so its peak RSS
-is its own:
+The script writes a simulated FCS 3.1 file with the project's simulator
+(`cytokit.simulate.benchmark_file`: one NK patient at day 7, float32, 11
+channels, ``$SPILLOVER`` over the 7 fluorescence detectors) under
+``benchmarks/_data/`` (deleted afterwards unless ``--keep``), then runs each
+tool in a **fresh subprocess** so its peak RSS is its own:
 
 * cytokit: ``read_fcs`` → compile the strategy to a `GatingPlan` (compensation
   with the file's spillover, logicle on the fluorescence channels) → one
@@ -18,6 +19,16 @@ is its own:
   the median of the remaining runs.
 * FlowKit: ``Sample(path)`` → a ``GatingStrategy`` with the same
   compensation (``Matrix``), logicle transforms and gates → ``gate_sample``.
+
+Statistics stage (timed separately from the chain): the median, mean, SD
+and rCV of 4 markers (CD3, CD56, CD16, CD8; compensated, logicle) in all 10
+populations. cytokit: ``evaluate_plan(..., packed=True)`` then
+``population_stats`` (exact medians, two passes, no copy of the member
+values). Compared on the same values with numpy (``np.median`` of each
+population's values, given the materialised values and boolean masks; a
+third subprocess) and with FlowKit's shortest route to the same medians
+(``apply_compensation`` + ``apply_transform`` on the Sample, its gate
+memberships, ``np.median``).
 
 The gating tree (the lab's donor-cell strategy): Lymphocytes (polygon,
 FSC-A × SSC-A) → Singlets (polygon, FSC-A × FSC-H) → Live (viability below a
@@ -29,7 +40,6 @@ compared gate by gate and must be identical.
 from __future__ import annotations
 
 import argparse
-import array
 import json
 import os
 import resource
@@ -42,140 +52,53 @@ from pathlib import Path
 import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parent / "_data"
-TIMES: dict[str, list[float]] = {"load": [], "gate": []}  # cytokit's phases, per run
+TIMES: dict[str, list[float]] = {}  # phases, per run
 
-CHANNELS = [
-    ("FSC-A", ""),
-    ("FSC-H", ""),
-    ("SSC-A", ""),
-    ("SSC-H", ""),
-    ("FITC-A", "CD3"),
-    ("PE-A", "CD56"),
-    ("PerCP-Cy5-5-A", "CD8"),
-    ("APC-A", "HLA-A2"),
-    ("BV421-A", "Viability"),
-    ("BV510-A", "CD16"),
-    ("PE-Cy7-A", "CD45"),
-    ("Time", ""),
-]
-FLUOR = [name for name, marker in CHANNELS if marker]
+# The simulator's panel (marker -> detector), as in sample_data/study.toml; checked against
+# the file's $PnS in the cytokit run.
+PANEL = {
+    "HLA-A2": "FITC-A",
+    "CD56": "PE-A",
+    "Viability": "PerCP-Cy5-5-A",
+    "CD16": "PE-Cy7-A",
+    "CD3": "APC-A",
+    "CD8": "APC-H7-A",
+    "CD45": "V500-C-A",
+}
+N_CHANNELS = 11  # FSC-A, FSC-H, SSC-A, the 7 detectors above, Time
 LOGICLE = {"T": 262144.0, "W": 0.5, "M": 4.5, "A": 0.0}
 
-# Gate geometry (scatter in scale units; fluorescence on the logicle scale, 0..1).
+# Gate geometry (scatter in scale units; fluorescence on the logicle scale, 0..1), placed on
+# the simulator's populations like the fallbacks of sample_data/strategy.yaml.
 LYMPH = [
-    (30000, 8000),
-    (95000, 8000),
-    (110000, 30000),
-    (90000, 52000),
-    (40000, 50000),
-    (25000, 25000),
+    (46000, 3000),
+    (80000, 5000),
+    (98000, 16000),
+    (94000, 27000),
+    (70000, 23000),
+    (48000, 13000),
 ]
-SINGLET = [(20000, 15000), (140000, 118000), (140000, 150000), (20000, 30000)]
-VIABILITY_MAX = 0.42
-CD3_CUT, CD56_CUT = 0.43, 0.41
-HLA_MIN = 0.45
+# FSC-H / FSC-A between 0.78 and 1.02: single cells (doublets have a lower ratio)
+SINGLET = [(20000, 15600), (262143, 204472), (262143, 267386), (20000, 20400)]
+VIABILITY_MAX = 0.55
+CD3_CUT, CD56_CUT = 0.45, 0.45
+HLA_MIN = 0.58
+STAT_MARKERS = ["CD3", "CD56", "CD16", "CD8"]
+POPULATIONS = ["Lymphocytes", "Singlets", "Live", "CD3-CD56-", "CD3+CD56-", "CD3-CD56+"]
+POPULATIONS += ["CD3+CD56+", "HLA-A2+", "donor NK", "donor CIK"]
 # quadrant name: (CD3 side, CD56 side), 0 = below the cut, 1 = at or above
 QUADRANTS = {"CD3-CD56-": (0, 0), "CD3+CD56-": (1, 0), "CD3-CD56+": (0, 1), "CD3+CD56+": (1, 1)}
 
 
-# --- simulated data -------------------------------------------------------------------------------
-
-
-def spillover_matrix() -> np.ndarray:
-    rng = np.random.default_rng(11)
-    k = len(FLUOR)
-    s = np.eye(k)
-    for i in range(k):
-        for j in range(k):
-            if i != j:
-                s[i, j] = rng.uniform(0.0, 0.04) if abs(i - j) > 1 else rng.uniform(0.05, 0.25)
-    return s
-
-
-def simulate(n: int, seed: int) -> np.ndarray:
-    """Events in scale units, float32 (n, len(CHANNELS)): a PBMC-like mixture after NK/CIK infusion."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, len(CHANNELS)), dtype=np.float32)
-    spill = spillover_matrix()
-    # population: weight, FSC mean, SSC mean, {marker: log10 mean of true intensity}
-    pops = [
-        (0.12, 15000, 6000, {}),  # debris
-        (0.22, 62000, 22000, {"CD3": 3.6, "CD8": 3.3, "CD45": 4.0}),  # T cells
-        (0.08, 66000, 25000, {"CD56": 3.7, "CD16": 3.5, "CD45": 4.0}),  # NK
-        (0.05, 70000, 27000, {"CD3": 3.6, "CD56": 3.4, "CD8": 3.5, "CD45": 4.0}),  # CIK / NKT-like
-        (0.08, 60000, 20000, {"CD45": 3.9}),  # B cells
-        (0.15, 95000, 60000, {"CD45": 3.8, "CD16": 2.8}),  # monocytes
-        (0.30, 110000, 140000, {"CD45": 3.5, "CD16": 3.9}),  # granulocytes
-    ]
-    weights = np.array([p[0] for p in pops])
-    chunk = 1 << 20
-    idx = {name: j for j, (name, _) in enumerate(CHANNELS)}
-    for s0 in range(0, n, chunk):
-        m = min(chunk, n - s0)
-        pop = rng.choice(len(pops), size=m, p=weights / weights.sum())
-        fsc = np.empty(m)
-        ssc = np.empty(m)
-        true = np.exp(rng.normal(np.log(30.0), 1.0, size=(m, len(FLUOR))))  # autofluorescence
-        for p, (_, f, s, markers) in enumerate(pops):
-            sel = pop == p
-            c = sel.sum()
-            fsc[sel] = rng.normal(f, 0.12 * f, c)
-            ssc[sel] = rng.normal(s, 0.18 * s, c)
-            for marker, mu in markers.items():
-                j = FLUOR.index(idx_marker(marker))
-                true[sel, j] += 10 ** rng.normal(mu, 0.25, c)
-        # HLA-A2: donor cells (NK, CIK) mostly positive, recipient cells negative
-        donor = np.isin(pop, [2, 3]) & (rng.random(m) < 0.8) | (rng.random(m) < 0.05)
-        true[donor, FLUOR.index("APC-A")] += 10 ** rng.normal(3.8, 0.2, donor.sum())
-        # dead cells: bright viability dye
-        dead = rng.random(m) < 0.1
-        true[dead, FLUOR.index("BV421-A")] += 10 ** rng.normal(4.0, 0.2, dead.sum())
-        # doublets: FSC-A about twice FSC-H
-        doublet = rng.random(m) < 0.06
-        height = fsc * rng.normal(0.85, 0.03, m)
-        fsc[doublet] *= 1.9
-        obs = true @ spill + rng.normal(0.0, 40.0, size=true.shape)  # spillover + electronic noise
-        block = out[s0 : s0 + m]
-        block[:, idx["FSC-A"]] = np.clip(fsc, 0, 262143)
-        block[:, idx["FSC-H"]] = np.clip(height, 0, 262143)
-        block[:, idx["SSC-A"]] = np.clip(ssc, 0, 262143)
-        block[:, idx["SSC-H"]] = np.clip(ssc * 0.9, 0, 262143)
-        block[:, [idx[c] for c in FLUOR]] = np.minimum(obs, 262143)
-        block[:, idx["Time"]] = (s0 + np.arange(m)) * (600.0 / n)
-    return out
-
-
 def idx_marker(marker: str) -> str:
-    return next(name for name, mk in CHANNELS if mk == marker)
+    return PANEL[marker]
 
 
 def write_file(path: Path, n: int, seed: int) -> None:
-    try:  # the project's own simulator and writer, when present
-        from cytokit.simulate import benchmark_file  # type: ignore[attr-defined]
+    """The project's simulator: one NK patient at day 7 (donor NK near their peak)."""
+    from cytokit.simulate import benchmark_file
 
-        benchmark_file(path, n_events=n, seed=seed)
-        return
-    except (ImportError, NotImplementedError):
-        pass
-    import flowio
-
-    ev = simulate(n, seed)
-    flat = array.array("f")
-    flat.frombytes(ev.tobytes())
-    del ev
-    spill = spillover_matrix()
-    spill_text = ",".join([str(len(FLUOR)), *FLUOR, *(repr(float(v)) for v in spill.ravel())])
-    with open(path, "wb") as fh:
-        flowio.create_fcs(
-            fh,
-            flat,
-            [c for c, _ in CHANNELS],
-            [m for _, m in CHANNELS],
-            metadata_dict={"$SPILLOVER": spill_text},
-        )
-
-
-# --- reading (fallback until cytokit.read_fcs exists) ----------------------------------------------
+    benchmark_file(path, n_events=n, seed=seed)
 
 
 def parse_spill(text: str) -> tuple[list[str], np.ndarray]:
@@ -185,41 +108,28 @@ def parse_spill(text: str) -> tuple[list[str], np.ndarray]:
 
 
 def read_events(path: Path) -> tuple[np.ndarray, list[str], tuple[list[str], np.ndarray]]:
-    """Events (float32), channel names and spillover, via cytokit.read_fcs when it is available."""
+    """Events (float32 scale values), channel names and spillover, by `cytokit.read_fcs`."""
     import cytokit
 
-    try:
-        s = cytokit.read_fcs(path)
-        spill = (list(s.spillover.channels), np.asarray(s.spillover.matrix))
-        return s.events, [c.name for c in s.channels], spill
-    except NotImplementedError:
-        pass
-    # Minimal reader for the little-endian float32 list-mode file this script writes.
-    with open(path, "rb") as fh:
-        head = fh.read(58)
-        t0, t1 = int(head[10:18]), int(head[18:26])
-        fh.seek(t0)
-        text = fh.read(t1 - t0 + 1).decode("latin-1")
-    delim = text[0]
-    fields = text[1:].split(delim)
-    kw = {fields[i].upper(): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
-    assert kw["$DATATYPE"] == "F" and kw["$BYTEORD"] == "1,2,3,4", "unexpected file layout"
-    npar, ntot = int(kw["$PAR"]), int(kw["$TOT"])
-    ev = np.fromfile(path, dtype="<f4", count=npar * ntot, offset=int(kw["$BEGINDATA"]))
-    names = [kw[f"$P{i}N"] for i in range(1, npar + 1)]
-    return ev.reshape(ntot, npar), names, parse_spill(kw["$SPILLOVER"])
+    s = cytokit.read_fcs(path)
+    markers = {c.marker: c.name for c in s.channels if c.marker}
+    if any(markers.get(m) != d for m, d in PANEL.items()):
+        raise SystemExit(f"{path}: panel {markers} is not the simulator's {PANEL}")
+    spill = (list(s.spillover.channels), np.asarray(s.spillover.matrix))
+    return s.events, [c.name for c in s.channels], spill
 
 
 # --- the two pipelines ------------------------------------------------------------------------------
 
 
-def cytokit_counts(path: Path) -> dict[str, int]:
+def phase(name: str, seconds: float) -> None:
+    TIMES.setdefault(name, []).append(seconds)
+
+
+def cytokit_plan(names, spill_names, spill):
+    """The strategy as a `GatingPlan`: (plan, {population: gate}, [statistics dimensions])."""
     import cytokit.kernels as K
 
-    t0 = time.perf_counter()
-    events, names, (spill_names, spill) = read_events(path)
-    TIMES["load"].append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
     col = {n: i for i, n in enumerate(names)}
     b = K.PlanBuilder()
     comp = b.compensation(K.compensation_matrix(spill), [col[n] for n in spill_names])
@@ -252,14 +162,60 @@ def cytokit_counts(path: Path) -> dict[str, int]:
     g["HLA-A2+"] = b.rectangle([fl("HLA-A2")], [HLA_MIN], [None], parent=g["Live"], name="HLA-A2+")
     g["donor NK"] = b.boolean("and", [g["CD3-CD56+"], g["HLA-A2+"]], name="donor NK")
     g["donor CIK"] = b.boolean("and", [g["CD3+CD56+"], g["HLA-A2+"]], name="donor CIK")
-    counts, _ = K.evaluate_plan(events, b.build(), membership=False)
-    TIMES["gate"].append(time.perf_counter() - t0)
-    return {name: int(counts[i]) for name, i in g.items()}
+    stat_dims = [fl(m) for m in STAT_MARKERS]  # not read by gates: evaluate_plan skips them
+    return b.build(), g, stat_dims
 
 
-def flowkit_counts(path: Path) -> dict[str, int]:
+def cytokit_counts(path: Path) -> dict:
+    """The chain (load → plan → one fused pass → counts), then the statistics stage."""
+    import cytokit.kernels as K
+
+    t0 = time.perf_counter()
+    events, names, (spill_names, spill) = read_events(path)
+    phase("load", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    plan, g, stat_dims = cytokit_plan(names, spill_names, spill)
+    counts, _ = K.evaluate_plan(events, plan, membership=False)
+    phase("gate", time.perf_counter() - t0)
+    chain = TIMES["load"][-1] + TIMES["gate"][-1]
+    # statistics stage (not part of the chain's time)
+    gates = [g[p] for p in POPULATIONS]
+    t0 = time.perf_counter()
+    _, packed = K.evaluate_plan(events, plan, membership=gates, packed=True)
+    phase("membership", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    st = K.population_stats(events, plan, packed, gates, stat_dims, membership_gates=gates)
+    phase("stats", time.perf_counter() - t0)
+    return {
+        "chain": chain,
+        "counts": {name: int(counts[i]) for name, i in g.items()},
+        "medians": st.median.tolist(),
+        "rcv": st.rcv.tolist(),
+        "passes": st.passes,
+    }
+
+
+def numpy_medians(path: Path) -> dict:
+    """np.median of each population's values of the same dimensions (materialised first)."""
+    import cytokit.kernels as K
+
+    events, names, (spill_names, spill) = read_events(path)
+    plan, g, stat_dims = cytokit_plan(names, spill_names, spill)
+    gates = [g[p] for p in POPULATIONS]
+    t0 = time.perf_counter()
+    _, mem = K.evaluate_plan(events, plan, membership=gates)
+    values = K.dimension_values(events, plan, stat_dims)
+    phase("materialise", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    med = [[float(np.median(values[j][mem[i]])) for j in range(len(stat_dims))] for i in range(10)]
+    phase("median", time.perf_counter() - t0)
+    return {"chain": 0.0, "medians": med}
+
+
+def flowkit_counts(path: Path) -> dict:
     import flowkit as fk
 
+    t_start = time.perf_counter()
     sample = fk.Sample(str(path))
     spill_names, spill = parse_spill(sample.metadata["spillover"])
     gs = fk.GatingStrategy()
@@ -300,8 +256,20 @@ def flowkit_counts(path: Path) -> dict[str, int]:
         ]
         gs.add_gate(fk.gates.BooleanGate(name, "and", refs), root)
     res = gs.gate_sample(sample)
-    names = ["Lymphocytes", "Singlets", "Live", *QUADRANTS, "HLA-A2+", "donor NK", "donor CIK"]
-    return {n: int(res.get_gate_count(n)) for n in names}
+    counts = {n: int(res.get_gate_count(n)) for n in POPULATIONS}
+    chain = time.perf_counter() - t_start
+    # statistics: FlowKit's shortest route to the medians of the same values
+    t0 = time.perf_counter()
+    sample.apply_compensation(gs.get_comp_matrix("spill"))
+    sample.apply_transform(gs.get_transform("logicle"))
+    xform = sample.get_events(source="xform")
+    cols = [sample.pnn_labels.index(idx_marker(m)) for m in STAT_MARKERS]
+    med = []
+    for name in POPULATIONS:
+        m = res.get_gate_membership(name)
+        med.append([float(np.median(xform[m, c])) for c in cols])
+    phase("stats", time.perf_counter() - t0)
+    return {"chain": chain, "counts": counts, "medians": med}
 
 
 def peak_rss() -> int:
@@ -322,20 +290,21 @@ def peak_rss() -> int:
 
 def child(tool: str, path: Path, repeats: int) -> None:
     """Run one tool ``repeats`` times in this (fresh) process and print JSON."""
-    fn = cytokit_counts if tool == "cytokit" else flowkit_counts
-    if tool == "cytokit":
-        import cytokit.kernels  # noqa: F401  (import cost is not part of the timing)
+    fn = {"cytokit": cytokit_counts, "flowkit": flowkit_counts, "numpy": numpy_medians}[tool]
+    if tool == "flowkit":
+        import flowkit  # noqa: F401  (import cost is not part of the timing)
     else:
-        import flowkit  # noqa: F401
+        import cytokit.kernels  # noqa: F401
     rss_import = peak_rss()
-    times, counts = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        counts = fn(path)
-        times.append(time.perf_counter() - t0)
-    peak = peak_rss()
-    result = {"times": times, "counts": counts, "rss_import": rss_import, "rss_peak": peak}
-    print(json.dumps({**result, "phases": TIMES}))
+    runs = [fn(path) for _ in range(repeats)]
+    result = {
+        "times": [r["chain"] for r in runs],
+        "last": runs[-1],
+        "rss_import": rss_import,
+        "rss_peak": peak_rss(),
+        "phases": TIMES,
+    }
+    print(json.dumps(result))
 
 
 def run_child(tool: str, path: Path, repeats: int) -> dict:
@@ -360,7 +329,7 @@ def main() -> None:
     ap.add_argument("--no-flowkit", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the simulated file")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--child", choices=["cytokit", "flowkit"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["cytokit", "flowkit", "numpy"], help=argparse.SUPPRESS)
     ap.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -375,7 +344,7 @@ def main() -> None:
         print(
             f"wrote {path.name} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t0:.1f} s"
         )
-    data_bytes = args.n * len(CHANNELS) * 4
+    data_bytes = args.n * N_CHANNELS * 4
     mib = 2**20
 
     def rss(r: dict) -> str:
@@ -384,33 +353,62 @@ def main() -> None:
             f"(after imports {r['rss_import'] / mib:.0f} MiB)"
         )
 
+    def med(xs):
+        return statistics.median(xs[1:] if len(xs) > 1 else xs)
+
     try:
         ck = run_child("cytokit", path, args.repeats + 1)
         first, rest = ck["times"][0], ck["times"][1:]
         t_ck = statistics.median(rest)
-        load = statistics.median(ck["phases"]["load"][1:])
-        gate = statistics.median(ck["phases"]["gate"][1:])
-        print(f"events: {args.n:,} x {len(CHANNELS)} float32 = {data_bytes / mib:.0f} MiB")
+        ph = ck["phases"]
+        print(f"events: {args.n:,} x {N_CHANNELS} float32 = {data_bytes / mib:.0f} MiB")
         print(f"cytokit  first run (incl. Numba cache load)   {first:7.3f} s")
         print(f"cytokit  median of {len(rest)} runs                  {t_ck:7.3f} s")
         print(f"           runs: {', '.join(f'{t:.3f}' for t in rest)}")
         print(
-            f"           load {load:.3f} s; plan + compensate + logicle + gates + counts {gate:.3f} s"
+            f"           load {med(ph['load']):.3f} s; plan + compensate + logicle + gates + counts "
+            f"{med(ph['gate']):.3f} s"
         )
-        print(f"cytokit  {rss(ck)}")
+        print(f"cytokit  {rss(ck)}  (chain and statistics stage)")
+        ck_med = np.array(ck["last"]["medians"])
+        t_mem, t_stats = med(ph["membership"]), med(ph["stats"])
+        npr = run_child("numpy", path, args.repeats + 1)
+        t_np = med(npr["phases"]["median"])
+        same = np.array_equal(ck_med, np.array(npr["last"]["medians"]))
+        print(
+            f"statistics, {len(POPULATIONS)} populations x {len(STAT_MARKERS)} markers "
+            "(compensated, logicle):"
+        )
+        print(
+            f"  cytokit population_stats (median, mean, SD, rCV; {ck['last']['passes']} passes) "
+            f"{t_stats:7.3f} s  (+ packed membership {t_mem:.3f} s)"
+        )
+        print(
+            f"  numpy np.median on materialised values       {t_np:7.3f} s  "
+            f"(materialising values + masks {med(npr['phases']['materialise']):.3f} s)"
+        )
+        print(f"  speed-up vs numpy (same run): {t_np / t_stats:.1f}x; medians identical: {same}")
         if not args.no_flowkit:
             fkr = run_child("flowkit", path, args.flowkit_repeats)
             t_fk = statistics.median(fkr["times"])
+            t_fks = statistics.median(fkr["phases"]["stats"])
+            fk_med = np.array(fkr["last"]["medians"])
+            print(
+                f"  flowkit comp + transform + masks + np.median  {t_fks:7.3f} s  "
+                f"({t_fks / t_stats:.1f}x cytokit); max |median difference| "
+                f"{np.abs(fk_med - ck_med).max():.2e}"
+            )
             print(f"flowkit  median of {len(fkr['times'])} runs                  {t_fk:7.3f} s")
             print(f"flowkit  {rss(fkr)}")
             print(f"speed-up (same run): {t_fk / t_ck:.1f}x")
+            fk_counts = fkr["last"]["counts"]
             diff = {
-                k: (v, fkr["counts"][k]) for k, v in ck["counts"].items() if fkr["counts"][k] != v
+                k: (v, fk_counts[k]) for k, v in ck["last"]["counts"].items() if fk_counts[k] != v
             }
             print("counts identical:", not diff)
             for k, (a, b) in diff.items():
                 print(f"  {k}: cytokit {a}, flowkit {b}")
-        print("counts:", json.dumps(ck["counts"]))
+        print("counts:", json.dumps(ck["last"]["counts"]))
     finally:
         if not args.keep:
             path.unlink(missing_ok=True)
