@@ -11,13 +11,16 @@ every placement can be shown and checked.
 =====================  ===============================  ==========================
 gate                   finds                            becomes
 =====================  ===============================  ==========================
-`ValleyGate`           the density valley between the   `RectangleGate` (one side)
-                       two main modes of one marker
-`ValleyQuadrantGate`   one valley per dimension         `QuadrantGate`
+`ValleyGate`           the density valley between the   `RectangleGate` (one side);
+                       two main modes of one marker     with a second, tilting
+                       (or along the best-tilted line   dimension a `PolygonGate`
+                       on two)                          (a half-plane)
+`ValleyQuadrantGate`   one valley per dimension (or     `QuadrantGate`
+                       one per side of another divider)
 `SingletGate`          the singlet diagonal of FSC-A    `PolygonGate` (a band)
                        against FSC-H
-`ClusterGate`          a cluster near an expected       `PolygonGate` (2-D) or
-                       place (Gaussian mixture)         `EllipsoidGate`
+`ClusterGate`          the cluster nearest an expected  `PolygonGate` (log scale)
+                       place (robust trimmed ellipse)   or `EllipsoidGate`
 =====================  ===============================  ==========================
 
 Valleys (`Valley`)
@@ -25,8 +28,13 @@ Valleys (`Valley`)
 The values are binned (512 bins over the 0.05–99.95 % range) and smoothed with
 a Gaussian kernel whose width is Silverman's rule times ``smooth``. Modes are
 local maxima at least ``min_peak`` × the tallest; between two neighbouring
-modes the valley is the lowest point (the middle of it where the density is
-flat). A valley must lie inside ``between`` and be deep: its density at most
+modes the valley is the lowest point. Where the valley is empty (density under
+2 % of the smaller mode) the cut is the middle of the empty stretch; in a
+shallow valley it is the end, facing the larger mode, of the stretch within
+30 % of the lowest density: a small, broad population beside a large, narrow
+one (CIK beside T cells on CD56) leaves a flat-bottomed valley whose lowest
+point lies past the place where the large population's tail meets the small
+one, which is where the fewest events are misclassified. A valley must lie inside ``between`` and be deep: its density at most
 ``max_valley`` × the smaller of the two modes. Among the valleys that qualify
 the one that separates the two largest masses wins: the largest
 ``min(left mode, right mode) − valley``. So ``CD56`` on lymphocytes cuts between
@@ -46,9 +54,10 @@ inside ``between``.
 Failure modes: too few events (fewer than ``min_events``); no qualifying
 valley and no way to tell what the lone mode is; two populations so close that
 their valley is shallower than ``max_valley`` (the threshold then follows the
-lone-mode rule, which is right only if one of them is rare). Skewed or heavily
-spread populations move the valley towards the smaller population, which is
-what minimises misclassification when the populations are unequal.
+lone-mode rule, which is right only if one of them is rare). A population of a
+few dozen events may not make a mode of its own (``min_peak``); a lab with
+very rare positives should give ``single: negative`` so the cut then follows
+the negative population's edge.
 
 When a fit fails, the gate uses the user's fixed bounds (``fallback``) and
 emits an `AdaptiveGateWarning`; without fixed bounds it raises `GatingError`
@@ -67,17 +76,21 @@ robust standard deviations of the line. The band is a polygon following the
 line over the data's FSC-A range. It fails with fewer than ``min_events``
 events; the band may be limited with ``ratio`` (bounds on FSC-H/FSC-A).
 
-`ClusterGate` fits a Gaussian mixture (scikit-learn, ``components``
-components, full covariances) on a subsample, by default on the log of
-untransformed (linear scatter) dimensions, and takes the component whose mean
-is closest to ``near`` (the expected place, in the dimensions' own units).
-Components whose means lie within Mahalanobis distance ``merge`` of it join it
-(activated blasts next to resting lymphocytes). The gate is the convex hull of
-the chosen components' ellipses holding ``coverage`` of each. It fails when
-no component with at least ``min_weight`` of the events lies within
-``within`` (bounds on the chosen mean). Gain drift moves clusters by a small
-fraction of their distance to the next, so ``near`` needs only be roughly
-right; a lab should still check the placed gates of a new instrument.
+`ClusterGate` finds the density peak (a smoothed 128 × 128 histogram) nearest
+``near``, the expected centre in the dimensions' units, by default on the log
+of untransformed (linear scatter) dimensions. From there it estimates the
+cluster's centre and covariance from the events within Mahalanobis distance
+``core`` of the current estimate, iterating until stable and correcting the
+covariance for the trimming (for a Gaussian truncated at ``d² <= c`` the
+covariance shrinks by ``F(c; k+2) / F(c; k)``, F the chi-square CDF), so
+neighbouring clusters do not pull it. The gate is the ellipse at Mahalanobis
+``distance`` (a polygon when fitted on a log scale). It fails when fewer than
+``min_events`` events lie in the core, or when the centre found lies outside
+``within``. Gain drift shifts a cluster by a small fraction of its distance to
+the next, so ``near`` need only be roughly right. An ellipse cannot separate
+clusters that overlap: activated lymphocytes (CIK blasts) reach into the
+monocytes on FSC × SSC, so a lymphocyte gate that keeps them takes in some
+monocytes, which the lineage markers then leave out.
 """
 
 from cytokit.gating.adaptive_base import AdaptiveGateWarning, smoothed_density

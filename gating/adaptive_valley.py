@@ -73,7 +73,7 @@ class Valley:
     single: str = "auto"
     spread: float = 4.0
     smooth: float = 1.0
-    min_peak: float = 0.01
+    min_peak: float = 0.003
     max_valley: float = 0.75
     min_events: int = 50
     fixed: float | None = None
@@ -168,7 +168,9 @@ def _valley(x: np.ndarray, v: Valley):
     peaks = np.flatnonzero(inner) + 1
     peaks = peaks[dens[peaks] >= v.min_peak * top]
     best, best_score = None, -1.0
-    for a, b in itertools.pairwise(peaks.tolist()):
+    # every pair of modes, not only neighbours: a noise bump inside a valley
+    # must not hide it
+    for a, b in itertools.combinations(peaks.tolist(), 2):
         seg = dens[a : b + 1]
         i = int(np.argmin(seg))
         low = seg[i]
