@@ -7,6 +7,9 @@ import math
 import numba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import cytokit.kernels as k
 from cytokit.cluster import grid_distances, grid_positions
@@ -126,6 +129,24 @@ def test_map_nodes_ties_go_to_the_lowest_node_and_nan_to_minus_one():
     got = k.map_nodes(data, codes, distances=dist)
     np.testing.assert_array_equal(got, [0, 1, 0, -1])
     assert math.isnan(dist[3]) and dist[0] == pytest.approx(0.1)
+
+
+_values = st.floats(-1e3, 1e3, allow_nan=False, width=32) | st.sampled_from([0.0, 1.0, -1.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=hnp.arrays(
+        np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=40), elements=_values
+    ),
+    n_nodes=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_map_nodes_property(data, n_nodes, seed):
+    # duplicated codes and repeated values make ties: the first node must win
+    rng = np.random.default_rng(seed)
+    codes = rng.choice(np.array([0.0, 1.0, -1.0, 7.5]), size=(n_nodes, data.shape[1]))
+    np.testing.assert_array_equal(k.map_nodes(data, codes), naive_map(data, codes)[0])
 
 
 def test_map_nodes_rejects_bad_input():

@@ -162,6 +162,9 @@ class ClusterResult:
         Events mapped, events the SOM was trained on.
     has_donor : bool
         Whether donor flags were given.
+    settings : dict
+        ``grid``, ``metaclusters``, ``seed``, ``per_sample`` and ``samples``
+        (the number of samples), for reports.
     """
 
     model: FlowSOM
@@ -297,6 +300,8 @@ def cluster_study(
         per_sample = max(1, math.ceil(train_events / len(items)))
     if not isinstance(per_sample, int) or per_sample < 1:
         raise StudyError(f"cluster_study: per_sample={per_sample!r} must be an integer >= 1")
+    if not isinstance(median_bins, int) or median_bins < 2:
+        raise StudyError(f"cluster_study: median_bins={median_bins!r} must be an integer >= 2")
     n_m = len(markers)
 
     # pass 1: a balanced pool
