@@ -1,0 +1,47 @@
+"""Plots of a study analysis: persistence, chimerism, the cohort, and QC of every gate.
+
+Every function takes the results tables (pandas DataFrames with the columns
+of the results contract, `cytokit.analysis`) and returns a
+`matplotlib.figure.Figure` on its own Agg canvas (no pyplot, no global
+state). `save_figure` writes PNG and SVG atomically and deterministically.
+
+Typical use::
+
+    from cytokit import plots
+    from cytokit.analysis import load_results
+
+    r = load_results("results/")
+    fig = plots.persistence_figure(r.chimerism, "P01", samples=r.samples,
+                                   infusions=r.infusions, trends=r.trends)
+    plots.save_figure(fig, "results/plots/P01_persistence")   # .png and .svg
+"""
+
+from __future__ import annotations
+
+from cytokit.plots._figure import figure_bytes, format_dose, mark_infusions, new_figure, save_figure
+from cytokit.plots.cohort import cohort_figure, stratum_colours
+from cytokit.plots.persistence import (
+    MEASURES,
+    chimerism_figure,
+    measure_points,
+    persistence_figure,
+    poisson_interval,
+)
+from cytokit.plots.qc import gate_panels, qc_figure
+
+__all__ = [
+    "MEASURES",
+    "chimerism_figure",
+    "cohort_figure",
+    "figure_bytes",
+    "format_dose",
+    "gate_panels",
+    "mark_infusions",
+    "measure_points",
+    "new_figure",
+    "persistence_figure",
+    "poisson_interval",
+    "qc_figure",
+    "save_figure",
+    "stratum_colours",
+]

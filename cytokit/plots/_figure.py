@@ -1,0 +1,261 @@
+"""Figures without global state, deterministic rendering, atomic files, shared drawing helpers.
+
+Every figure is a `matplotlib.figure.Figure` with its own Agg canvas: no
+pyplot, no interactive backend, nothing shared between threads. PNG output
+carries no creation date; SVG output uses a fixed ``svg.hashsalt`` and no
+date, so the same figure always gives the same bytes (for one matplotlib
+version).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.transforms import blended_transform_factory
+
+from cytokit._io import atomic_write_bytes
+from cytokit.errors import CytokitError
+
+__all__ = [
+    "DPI",
+    "figure_bytes",
+    "format_dose",
+    "grid_figure",
+    "log_axis",
+    "mark_infusions",
+    "new_figure",
+    "plain",
+    "save_figure",
+]
+
+#: Resolution of PNG output (dots per inch).
+DPI = 100
+FORMATS = ("png", "svg")
+_RC = {"svg.hashsalt": "cytokit", "svg.fonttype": "path", "font.size": 9.0}
+
+#: Marker styles of the chimerism statuses (see `cytokit.chimerism`).
+STATUS_STYLE = {
+    "quantified": {"marker": "o", "filled": True, "label": "quantified"},
+    "not_quantifiable": {"marker": "o", "filled": False, "label": "not quantifiable (< LOQ)"},
+    "not_detected": {"marker": "v", "filled": False, "label": "not detected (plotted at the LOD)"},
+}
+
+
+def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
+    """A figure of `width` × `height` inches on its own Agg canvas."""
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(width, height), layout=layout, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def grid_figure(
+    nrows: int,
+    ncols: int,
+    panel: tuple[float, float],
+    *,
+    margins: tuple[float, float, float, float] = (0.75, 0.2, 0.6, 0.5),
+    gaps: tuple[float, float] = (0.6, 0.6),
+    sharex: bool = False,
+):
+    """A figure of `nrows` × `ncols` panels laid out in inches, without a layout engine.
+
+    Parameters
+    ----------
+    panel : (width, height)
+        Size of one panel, inches.
+    margins : (left, right, bottom, top)
+        Inches around the grid (labels, legends, titles go there).
+    gaps : (horizontal, vertical)
+        Inches between panels.
+
+    Returns
+    -------
+    (Figure, ndarray of Axes with shape (nrows, ncols))
+
+    Notes
+    -----
+    Fixed margins instead of constrained layout: the layout engine draws the
+    figure several times, which more than doubles rendering time.
+    """
+    left, right, bottom, top = margins
+    width = left + right + ncols * panel[0] + (ncols - 1) * gaps[0]
+    height = bottom + top + nrows * panel[1] + (nrows - 1) * gaps[1]
+    fig = new_figure(width, height, layout=None)
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=gaps[0] / panel[0],
+        hspace=gaps[1] / panel[1],
+    )
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex)
+    return fig, axes
+
+
+def finish_grid(fig: Figure, axes, n: int, xlabel: str, ylabel: str, handles, **legend) -> None:
+    """Label a panel grid of `n` used panels, hide the spare slots, place the legend.
+
+    The legend goes into the first spare slot when there is one (the caller
+    then needs no margin for it), else beside the grid as `legend` says
+    (``loc``, ``bbox_to_anchor``, ``ncols``...). The x tick labels of a
+    panel above a spare slot are switched back on (shared x axes show them
+    only on the bottom row).
+    """
+    nrows, ncols = axes.shape
+    flat = axes.ravel()
+    for k, ax in enumerate(flat):
+        r, c = divmod(k, ncols)
+        if k >= n:
+            ax.set_axis_off()
+            if r > 0 and k - ncols < n:
+                above = flat[k - ncols]
+                above.xaxis.set_tick_params(labelbottom=True)
+                above.set_xlabel(xlabel)
+        elif r == nrows - 1:
+            ax.set_xlabel(xlabel)
+        if c == 0 and k < n:
+            ax.set_ylabel(ylabel)
+    style = {"fontsize": 7, "frameon": False, **{k: v for k, v in legend.items() if k == "title"}}
+    if style.get("title"):
+        style["title_fontsize"] = 7
+    if n < flat.size:
+        flat[n].legend(handles=handles, loc="center", **style)
+    else:
+        fig.legend(handles=handles, **{**style, **legend})
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", *, dpi: float | None = None) -> bytes:
+    """`fig` rendered as ``"png"`` or ``"svg"`` bytes, identical on every run."""
+    if fmt not in FORMATS:
+        raise CytokitError(f"image format {fmt!r} must be one of {', '.join(FORMATS)}")
+    buf = io.BytesIO()
+    # PNG: no Software/date chunks beyond matplotlib's fixed ones; SVG: no Date element
+    meta = {"Date": None} if fmt == "svg" else {"Software": None}
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buf, format=fmt, dpi=dpi or DPI, metadata=meta)
+    return buf.getvalue()
+
+
+def save_figure(
+    fig: Figure, path: str | Path, formats: tuple[str, ...] = FORMATS
+) -> dict[str, Path]:
+    """Write `fig` as ``<path>.png`` and ``<path>.svg`` (or `formats`), each atomically.
+
+    Parameters
+    ----------
+    fig : Figure
+    path : path
+        The file path without suffix; a suffix of `formats` is replaced.
+    formats : tuple of {"png", "svg"}
+
+    Returns
+    -------
+    dict of str to Path
+        Format → file written.
+    """
+    path = Path(path)
+    if path.suffix.lower().lstrip(".") in FORMATS:
+        path = path.with_suffix("")
+    return {
+        fmt: atomic_write_bytes(path.with_name(f"{path.name}.{fmt}"), figure_bytes(fig, fmt))
+        for fmt in formats
+    }
+
+
+def format_dose(dose) -> str:
+    """``18000000`` → ``"1.8×10⁷/kg"``; empty for a missing dose."""
+    try:
+        value = float(dose)
+    except (TypeError, ValueError):
+        return ""
+    if not math.isfinite(value) or value <= 0:
+        return ""
+    exponent = math.floor(math.log10(value))
+    mantissa = value / 10**exponent
+    sup = str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    text = f"{mantissa:.2g}"
+    return (f"10{sup}" if text == "1" else f"{text}×10{sup}") + "/kg"
+
+
+def infusion_label(row) -> str:
+    """``"CIK 3×10⁶/kg"`` from an infusions row (product, dose_per_kg)."""
+    product = "" if pd.isna(row.get("product")) else str(row.get("product"))
+    return plain(" ".join(s for s in (product, format_dose(row.get("dose_per_kg"))) if s))
+
+
+def mark_infusions(ax, infusions: pd.DataFrame | None, *, labels: bool = True, colour="0.35"):
+    """Dotted vertical lines at the infusion days, labelled with product and dose.
+
+    Parameters
+    ----------
+    ax : Axes
+    infusions : DataFrame or None
+        Rows of one patient (``day, product, dose_per_kg``).
+    labels : bool
+        Write ``product dose`` beside each line, rotated, at the top of the axes.
+    """
+    if infusions is None or infusions.empty:
+        return
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for _, row in infusions.sort_values("day").iterrows():
+        day = float(row["day"])
+        if not math.isfinite(day):
+            continue
+        ax.axvline(day, color=colour, lw=0.9, ls=":", zorder=0.5)
+        if labels:
+            ax.text(
+                day,
+                0.98,
+                f" {infusion_label(row)}",
+                transform=top,
+                rotation=90,
+                ha="right",
+                va="top",
+                fontsize=6.5,
+                color=colour,
+                clip_on=False,
+            )
+
+
+def plain(text) -> str:
+    """`text` for a matplotlib label, shown as written: ``$`` escaped so that ids and names
+    from files never start mathtext (which can fail to parse and then fails the figure)."""
+    return str(text).replace("$", r"\$")
+
+
+def log_axis(ax, values, *, headroom: float = 3.0) -> None:
+    """A log y axis over the positive `values`, at least 1.5 decades, labelled in plain numbers.
+
+    `headroom` multiplies the top, leaving space for the infusion labels.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    v = finite(values)
+    v = v[v > 0]
+    if not v.size:
+        return
+    lo, hi = float(v.min()) / 1.6, float(v.max()) * headroom
+    if hi / lo < 10**1.5:
+        mid = math.sqrt(lo * hi)
+        lo, hi = mid / 10**0.75, mid * 10**0.75
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    decades = math.log10(hi / lo)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 3 else (1.0,)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+    # no minor ticks: each is a Tick object with its own texts, and they cost most of the draw
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def finite(values) -> np.ndarray:
+    """`values` as float64 with missing values as NaN."""
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)

@@ -1,0 +1,175 @@
+"""The cohort at a glance: every patient's persistence, coloured by stratum, one panel per population.
+
+Points follow `cytokit.plots.persistence.measure_points` (intervals are left
+out here so that many patients stay readable; each patient's own figure has
+them): filled markers are quantified, open circles not quantifiable, open
+downward triangles not detected, drawn at the file's limit of detection.
+Infusion days are marked by small carets on the time axis in the colour of
+the patient's stratum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
+
+from cytokit.plots._figure import STATUS_STYLE, finish_grid, grid_figure, log_axis, plain
+from cytokit.plots.persistence import MEASURES, measure_points
+
+__all__ = ["cohort_figure", "stratum_colours"]
+
+
+def stratum_colours(strata: Sequence[str]) -> dict[str, str]:
+    """A fixed colour per stratum, in sorted order (the same on every figure)."""
+    return {s: f"C{i % 10}" for i, s in enumerate(sorted({str(x) for x in strata}))}
+
+
+def _strata(chimerism: pd.DataFrame, patients_meta: Sequence[dict] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in patients_meta or ():
+        out[str(p.get("id"))] = "" if p.get("stratum") is None else str(p.get("stratum"))
+    if "stratum" in chimerism.columns:
+        for pid, s in zip(chimerism["patient"].astype(str), chimerism["stratum"], strict=True):
+            out.setdefault(pid, "" if pd.isna(s) else str(s))
+    return out
+
+
+def cohort_figure(
+    chimerism: pd.DataFrame,
+    *,
+    measure: str = "donor_per_ul",
+    samples: pd.DataFrame | None = None,
+    infusions: pd.DataFrame | None = None,
+    patients: Sequence[dict] | None = None,
+    populations: Sequence[str] | None = None,
+    min_events: int = 50,
+    title: str | None = None,
+) -> Figure:
+    """Every patient's `measure` over time, coloured by stratum; one log panel per population.
+
+    Parameters
+    ----------
+    chimerism : DataFrame
+        chimerism.csv.
+    measure : {"donor_per_ul", "donor_pct"}
+    samples, infusions : DataFrame, optional
+        samples.csv (limits of files without events) and infusions.csv.
+    patients : sequence of dict, optional
+        study.json ``patients`` (id, stratum), for strata missing from the table.
+    populations : sequence of str, optional
+        Panels, in order (default: every population of the table).
+    min_events : int
+        ``[qc] min_events``.
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+    """
+    pts = measure_points(chimerism, measure, samples=samples, min_events=min_events)
+    strata = _strata(chimerism, patients)
+    colours = stratum_colours(strata.values() or [""])
+    present = list(dict.fromkeys(pts["population"].astype(str))) if len(pts) else []
+    names = [p for p in (populations or present) if p in present] or [""]
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    spare = nrows * ncols > len(names)
+    fig, axes = grid_figure(
+        nrows,
+        ncols,
+        (2.9, 2.0),
+        margins=(0.7, 0.15 if spare else 2.0, 0.5, 0.5),
+        gaps=(0.55, 0.45),
+        sharex=True,
+    )
+    inf = infusions if infusions is not None and not infusions.empty else None
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        sel = pts[pts["population"].astype(str) == name]
+        for pid, rows in sel.groupby(sel["patient"].astype(str), sort=True):
+            colour = colours.get(strata.get(pid, ""), "C0")
+            for _t, series in rows.groupby("sample_type", sort=True):
+                series = series.sort_values("day")
+                det = series[series["status"] != "not_detected"]
+                ax.plot(det["day"], det["y"], color=colour, lw=1.0, alpha=0.8, zorder=2)
+                for status, style in STATUS_STYLE.items():
+                    s = series[(series["status"] == status) & series["y"].notna()]
+                    ax.plot(
+                        s["day"],
+                        s["y"],
+                        ls="none",
+                        marker=style["marker"],
+                        ms=4,
+                        mec=colour,
+                        mfc=colour if style["filled"] else "white",
+                        mew=0.9,
+                        zorder=3,
+                    )
+        if inf is not None:
+            base = blended_transform_factory(ax.transData, ax.transAxes)
+            for _, row in inf.iterrows():
+                colour = colours.get(strata.get(str(row["patient"]), ""), "0.3")
+                ax.plot(
+                    [row["day"]],
+                    [0.0],
+                    marker="^",
+                    ms=5,
+                    color=colour,
+                    alpha=0.7,
+                    transform=base,
+                    clip_on=False,
+                    zorder=4,
+                    ls="none",
+                )
+        if sel["y"].notna().any():
+            log_axis(ax, sel["y"], headroom=1.6)
+        else:
+            ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
+        ax.set_title(plain(name), fontsize=9)
+        ax.grid(alpha=0.25)
+    counts = pd.Series(list(strata.values()), dtype=object).value_counts()
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=c,
+            lw=1.2,
+            label=plain(f"{s or '(no stratum)'} (n={int(counts.get(s, 0))})"),
+        )
+        for s, c in colours.items()
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker=st["marker"],
+            mec="0.2",
+            mfc="0.2" if st["filled"] else "white",
+            label=st["label"],
+        )
+        for st in STATUS_STYLE.values()
+    ]
+    handles.append(Line2D([], [], ls="none", marker="^", color="0.3", label="infusion"))
+    finish_grid(
+        fig,
+        axes,
+        len(names),
+        "day after first infusion",
+        MEASURES[measure],
+        handles,
+        title="stratum",
+        loc="center right",
+        bbox_to_anchor=(1.0, 0.5),
+    )
+    height = fig.get_figheight()
+    fig.suptitle(
+        plain(title or f"Cohort: {MEASURES[measure]} by stratum"),
+        fontsize=10,
+        y=1 - 0.1 / height,
+        va="top",
+    )
+    return fig

@@ -1,0 +1,403 @@
+"""Persistence and chimerism of one patient over time, from the chimerism table.
+
+Points, intervals and limits (`measure_points`)
+-----------------------------------------------
+Every chimerism row (one file, one population) gives a point at its ``day``.
+
+* **% donor** (``donor_pct``): the value and its 95 % binomial interval
+  (``ci_low``, ``ci_high``) come from the table.
+* **donor cells/µL** (``donor_per_ul``): absolute counts are ``events ×
+  reference_per_ul / reference_events`` (`cytokit.counting`), so every event
+  of a file stands for ``f = per_ul / events`` cells/µL (from the row, or from
+  ``samples.csv``'s reference when the population has no events). The
+  interval is the Poisson score interval of the donor event count ``k``,
+  ``k + z²/2 ± z·sqrt(k + z²/4)`` with z = 1.96, times ``f``: the counting
+  error of the donor events; the error of the reference count (beads, a
+  haematology analyser) is not in it.
+* **Limits**: the limit of detection (LOD) is `DETECTION_EVENTS` (20) donor
+  events and the limit of quantification (LOQ) ``[qc] min_events`` donor
+  events (the thresholds of the ``status`` column), converted per file: × f
+  for cells/µL, ÷ the population's events × 100 for % donor. They differ
+  between files (each has its own reference count), so the LOQ is drawn as a
+  dashed line through the files' limits.
+* **Status**: ``quantified`` points are filled circles with their interval;
+  ``not_quantifiable`` points (LOD ≤ donor events < LOQ) open circles with
+  their interval; ``not_detected`` points (fewer than 20 donor events,
+  including none) are open downward triangles drawn *at the file's LOD*, the
+  upper bound of what could have gone unseen, never at their measured value
+  (which may be 0 and has no place on a log axis). A point with no LOD
+  (no events in the population, or no absolute counting) is not drawn, nor a
+  not-detected % donor whose LOD is above 100 % (fewer than 20 events in the
+  population: donor cells could not have been detected at all).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from cytokit.chimerism import DETECTION_EVENTS
+from cytokit.plots._figure import (
+    STATUS_STYLE,
+    finish_grid,
+    finite,
+    grid_figure,
+    log_axis,
+    mark_infusions,
+    plain,
+)
+
+__all__ = [
+    "MEASURES",
+    "chimerism_figure",
+    "measure_points",
+    "persistence_figure",
+    "poisson_interval",
+]
+
+#: Measure → axis label.
+MEASURES = {"donor_per_ul": "donor cells/µL", "donor_pct": "% donor"}
+_Z = 1.959963984540054
+
+
+def poisson_interval(k, z: float = _Z) -> tuple[np.ndarray, np.ndarray]:
+    """Score interval of a Poisson count `k` (array): ``k + z²/2 ± z·sqrt(k + z²/4)``."""
+    k = np.asarray(k, dtype=np.float64)
+    centre = k + z * z / 2.0
+    half = z * np.sqrt(np.maximum(k, 0.0) + z * z / 4.0)
+    return np.maximum(centre - half, 0.0), centre + half
+
+
+def _event_factor(rows: pd.DataFrame, samples: pd.DataFrame | None) -> np.ndarray:
+    """Cells/µL per event of each row's file (NaN without absolute counting)."""
+    events = finite(rows.get("events", np.nan))
+    per_ul = finite(rows.get("per_ul", np.nan))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(events > 0, per_ul / events, np.nan)
+    if (
+        samples is not None
+        and not samples.empty
+        and {"reference_per_ul", "reference_events"} <= (set(samples.columns))
+    ):
+        ref = samples.drop_duplicates("file").set_index("file")
+        ref_per_ul = finite(rows["file"].map(ref["reference_per_ul"]))
+        ref_events = finite(rows["file"].map(ref["reference_events"]))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g = np.where(ref_events > 0, ref_per_ul / ref_events, np.nan)
+        f = np.where(np.isfinite(f), f, g)
+    return f
+
+
+def measure_points(
+    chimerism: pd.DataFrame,
+    measure: str = "donor_per_ul",
+    *,
+    samples: pd.DataFrame | None = None,
+    min_events: int = 50,
+) -> pd.DataFrame:
+    """The points of `measure` to plot, with intervals, limits and plotted positions.
+
+    Parameters
+    ----------
+    chimerism : DataFrame
+        Rows of chimerism.csv.
+    measure : {"donor_per_ul", "donor_pct"}
+    samples : DataFrame, optional
+        samples.csv (reference counts of files whose population has no events).
+    min_events : int
+        ``[qc] min_events``: the LOQ in donor events.
+
+    Returns
+    -------
+    DataFrame
+        The input's ``patient, day, file, population, sample_type, status``
+        plus ``value, low, high, lod, loq`` (NaN where unknown) and ``y``, the
+        plotted position (`value`, or `lod` for not-detected points; NaN: not
+        drawn), in the input's order (see the module docstring).
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"measure={measure!r} must be one of {', '.join(MEASURES)}")
+    rows = chimerism.reset_index(drop=True)
+    keep = [
+        c
+        for c in ("patient", "day", "file", "population", "sample_type", "status")
+        if c in rows.columns
+    ]
+    out = rows[keep].copy()
+    if "sample_type" not in out.columns:
+        out["sample_type"] = ""
+    out["sample_type"] = out["sample_type"].fillna("").astype(str)
+    out["status"] = rows.get("status", pd.Series("", index=rows.index)).fillna("").astype(str)
+    value = finite(rows.get(measure, np.nan))
+    donor = finite(rows.get("donor_events", np.nan))
+    events = finite(rows.get("events", np.nan))
+    if measure == "donor_pct":
+        low, high = finite(rows.get("ci_low", np.nan)), finite(rows.get("ci_high", np.nan))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_event = np.where(events > 0, 100.0 / events, np.nan)
+    else:
+        per_event = _event_factor(rows, samples)
+        lo_k, hi_k = poisson_interval(np.where(np.isfinite(donor), donor, np.nan))
+        low, high = lo_k * per_event, hi_k * per_event
+    out["value"], out["low"], out["high"] = value, low, high
+    out["lod"] = DETECTION_EVENTS * per_event
+    out["loq"] = float(min_events) * per_event
+    nd = (out["status"] == "not_detected").to_numpy() | ~(value > 0)
+    out["y"] = np.where(nd, out["lod"], value)
+    out.loc[~(out["y"] > 0), "y"] = np.nan
+    if measure == "donor_pct":
+        # a population of fewer than 20 events cannot show donor cells at all: its "limit"
+        # would be above 100 % and says nothing
+        out.loc[nd & ~(out["lod"] <= 100.0), "y"] = np.nan
+    return out
+
+
+def _draw_series(ax, pts: pd.DataFrame, colour, label: str) -> None:
+    pts = pts.sort_values("day")
+    detected = pts[pts["status"] != "not_detected"]
+    ax.plot(detected["day"], detected["y"], color=colour, lw=1.3, label=plain(label), zorder=2)
+    for status, style in STATUS_STYLE.items():
+        sel = pts[(pts["status"] == status) & pts["y"].notna()]
+        if sel.empty:
+            continue
+        face = colour if style["filled"] else "white"
+        if status != "not_detected":
+            err = np.vstack([sel["y"] - sel["low"], sel["high"] - sel["y"]])
+            err = np.where(np.isfinite(err), np.maximum(err, 0.0), 0.0)
+            ax.errorbar(
+                sel["day"],
+                sel["y"],
+                yerr=err,
+                fmt="none",
+                ecolor=colour,
+                elinewidth=0.9,
+                capsize=2.5,
+                zorder=2,
+            )
+        ax.plot(
+            sel["day"],
+            sel["y"],
+            ls="none",
+            marker=style["marker"],
+            ms=5.5,
+            mfc=face,
+            mec=colour,
+            mew=1.1,
+            zorder=3,
+        )
+
+
+def _limits_line(ax, pts: pd.DataFrame) -> None:
+    loq = pts.dropna(subset=["loq"]).groupby("day")["loq"].median().sort_index()
+    loq = loq[loq > 0]
+    if len(loq):
+        style = {"color": "0.45", "lw": 1.0, "ls": "--", "zorder": 1}
+        if len(loq) == 1:
+            ax.axhline(float(loq.iloc[0]), **style)
+        else:
+            ax.plot(loq.index, loq.to_numpy(), **style)
+
+
+def _half_life_text(trends: pd.DataFrame | None, patient, population, measure) -> str:
+    if trends is None or trends.empty or "half_life_days" not in trends.columns:
+        return ""
+    sel = trends[
+        (trends["patient"].astype(str) == str(patient))
+        & (trends["population"].astype(str) == str(population))
+        & (trends["measure"] == measure)
+    ]
+    if sel.empty:
+        return ""
+    row = sel.iloc[0]
+    hl = float(pd.to_numeric(row.get("half_life_days"), errors="coerce"))
+    if math.isfinite(hl):
+        lo = float(pd.to_numeric(row.get("half_life_ci_low"), errors="coerce"))
+        hi = float(pd.to_numeric(row.get("half_life_ci_high"), errors="coerce"))
+        ci = f" ({lo:.2g}–{hi:.2g})" if math.isfinite(lo) and math.isfinite(hi) else ""
+        return f"t½ {hl:.2g} d{ci}"
+    return "t½ not estimable"
+
+
+def _status_handles(with_loq: bool, extra: Sequence[Line2D] = ()) -> list[Line2D]:
+    handles = [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker=s["marker"],
+            ms=5.5,
+            mec="0.2",
+            mfc="0.2" if s["filled"] else "white",
+            label=s["label"],
+        )
+        for s in STATUS_STYLE.values()
+    ]
+    if with_loq:
+        handles.append(Line2D([], [], color="0.45", ls="--", label="LOQ ([qc] min_events)"))
+    handles.append(Line2D([], [], color="0.35", ls=":", label="infusion"))
+    handles.extend(extra)
+    return handles
+
+
+_BELOW = {"loc": "lower center", "bbox_to_anchor": (0.5, 0.0), "ncols": 3}
+
+
+def _suptitle(fig: Figure, text: str) -> None:
+    height = fig.get_figheight()
+    fig.suptitle(text, fontsize=10, y=1 - 0.1 / height, va="top")
+
+
+def _patient_rows(frame: pd.DataFrame | None, patient) -> pd.DataFrame | None:
+    if frame is None or frame.empty or "patient" not in frame.columns:
+        return None
+    return frame[frame["patient"].astype(str) == str(patient)]
+
+
+def _populations(rows: pd.DataFrame, populations: Sequence[str] | None) -> list[str]:
+    present = list(dict.fromkeys(rows["population"].astype(str)))
+    if populations is None:
+        return present
+    return [p for p in populations if p in present] + [p for p in present if p not in populations]
+
+
+def persistence_figure(
+    chimerism: pd.DataFrame,
+    patient: str,
+    *,
+    measure: str = "donor_per_ul",
+    samples: pd.DataFrame | None = None,
+    infusions: pd.DataFrame | None = None,
+    trends: pd.DataFrame | None = None,
+    min_events: int = 50,
+    populations: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Persistence of one patient's donor cells: one log-scale panel per population.
+
+    Each panel shows `measure` against day with 95 % intervals, status
+    markers, the LOQ line, the infusions (product and dose) and, from
+    `trends`, the half-life (see the module docstring for every convention).
+
+    Parameters
+    ----------
+    chimerism : DataFrame
+        chimerism.csv (any patients; `patient`'s rows are used).
+    patient : str
+    measure : {"donor_per_ul", "donor_pct"}
+    samples, infusions, trends : DataFrame, optional
+        samples.csv, infusions.csv and trends.csv.
+    min_events : int
+        ``[qc] min_events`` (study.json ``qc.min_events``).
+    populations : sequence of str, optional
+        Panel order (default: as in the table).
+    title : str, optional
+
+    Returns
+    -------
+    Figure
+    """
+    rows = _patient_rows(chimerism, patient)
+    rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
+    pts = measure_points(rows, measure, samples=samples, min_events=min_events)
+    inf = _patient_rows(infusions, patient)
+    names = _populations(rows, populations) or [""]
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    spare = nrows * ncols > len(names)
+    fig, axes = grid_figure(
+        nrows,
+        ncols,
+        (2.9, 2.0),
+        margins=(0.7, 0.15, 0.5 if spare else 1.05, 0.5),
+        gaps=(0.55, 0.45),
+        sharex=True,
+    )
+    types = sorted(set(pts["sample_type"])) if len(pts) else [""]
+    colours = {t: f"C{i}" for i, t in enumerate(types)}
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        sel = pts[pts["population"].astype(str) == name]
+        for t in types:
+            _draw_series(ax, sel[sel["sample_type"] == t], colours[t], t)
+        _limits_line(ax, sel)
+        mark_infusions(ax, inf)
+        if sel["y"].notna().any():
+            log_axis(ax, np.concatenate([finite(sel[c]) for c in ("y", "high", "low", "loq")]))
+        else:
+            ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
+        hl = _half_life_text(trends, patient, name, measure)
+        ax.set_title(plain(name) + (f" — {hl}" if hl else ""), fontsize=9)
+        ax.grid(alpha=0.25, which="major")
+    extra = []
+    if len(types) > 1:
+        extra = [Line2D([], [], color=colours[t], lw=1.3, label=plain(t)) for t in types]
+    handles = _status_handles(bool(pts["loq"].notna().any()) if len(pts) else False, extra)
+    finish_grid(fig, axes, len(names), "day after first infusion", MEASURES[measure], handles,
+                **_BELOW)  # fmt: skip
+    _suptitle(fig, plain(title or f"{patient}: {MEASURES[measure]} by population"))
+    return fig
+
+
+def chimerism_figure(
+    chimerism: pd.DataFrame,
+    patient: str,
+    *,
+    infusions: pd.DataFrame | None = None,
+    populations: Sequence[str] | None = None,
+    log: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """Donor chimerism (% donor) of every population of one patient on one axes.
+
+    Intervals are the table's 95 % binomial intervals; statuses and the
+    not-detected convention as in `persistence_figure` (on a linear axis a
+    not-detected point sits at its LOD too, so it reads as "below this").
+
+    Parameters
+    ----------
+    chimerism : DataFrame
+    patient : str
+    infusions : DataFrame, optional
+    populations : sequence of str, optional
+    log : bool
+        Logarithmic % axis (default linear, 0-100).
+    title : str, optional
+    """
+    rows = _patient_rows(chimerism, patient)
+    rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
+    pts = measure_points(rows, "donor_pct")
+    fig, axes = grid_figure(1, 1, (4.6, 2.6), margins=(0.7, 1.5, 1.05, 0.45))
+    ax = axes[0, 0]
+    names = _populations(rows, populations)
+    for i, name in enumerate(names):
+        sel = pts[pts["population"].astype(str) == name]
+        types = sorted(set(sel["sample_type"]))
+        for t in types:
+            label = name if len(types) == 1 else f"{name} ({t})"
+            _draw_series(ax, sel[sel["sample_type"] == t], f"C{i % 10}", label)
+    mark_infusions(ax, _patient_rows(infusions, patient))
+    if log and pts["y"].notna().any():
+        log_axis(ax, np.concatenate([finite(pts[c]) for c in ("y", "high", "low")]))
+    else:
+        ax.set_ylim(-2.0, 115.0)  # room above 100 % for the infusion labels
+    if not names:
+        ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
+    ax.set_xlabel("day after first infusion")
+    ax.set_ylabel("% donor (95 % CI)")
+    ax.grid(alpha=0.25)
+    if names:
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=7,
+            title="population",
+            title_fontsize=7,
+            frameon=False,
+        )
+    fig.legend(handles=_status_handles(False), fontsize=7, frameon=False, **_BELOW)
+    _suptitle(fig, plain(title or f"{patient}: donor chimerism"))
+    return fig

@@ -1,0 +1,330 @@
+"""Plots: persistence, chimerism, cohort and QC figures from the results tables.
+
+The results come from `results_fixture` (the sample study gated for real with
+fixed gates, donor cells from the simulator's truth). QC plots are checked
+against the gating engine: where the stored points are all of a gate's parent
+events, the points drawn inside the gate are exactly the gate's count.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.patches import Ellipse, Polygon, Rectangle
+from results_fixture import MIN_EVENTS, make_results
+
+from cytokit import plots
+from cytokit.chimerism import DETECTION_EVENTS
+from cytokit.plots.qc import _axes_of, _gate_dims, _inside, _quadrant_boxes, gate_panels
+from cytokit.results import load_results
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return load_results(make_results(tmp_path_factory.mktemp("results")))
+
+
+def _qc_points(results, sample):
+    with np.load(results.out / "qc" / f"{sample}.npz") as data:
+        return {k[5:]: data[k] for k in data.files if k.startswith("gate:")}
+
+
+def _markers(ax, marker: str) -> int:
+    return sum(
+        len(line.get_xdata())
+        for line in ax.get_lines()
+        if line.get_marker() == marker and line.get_linestyle() == "None"
+    )
+
+
+def _infusion_lines(ax) -> list[float]:
+    return sorted(
+        float(line.get_xdata()[0]) for line in ax.get_lines() if line.get_linestyle() == ":"
+    )
+
+
+# ---------------------------------------------------------------- points, limits, intervals
+
+
+def test_measure_points_limits_follow_each_files_counting_reference(results):
+    chim, samples = results.chimerism, results.samples
+    pts = plots.measure_points(chim, "donor_per_ul", samples=samples, min_events=MIN_EVENTS)
+    ref = samples.set_index("file")
+    per_event = (ref["reference_per_ul"] / ref["reference_events"]).reindex(chim["file"]).to_numpy()
+    np.testing.assert_allclose(pts["lod"], DETECTION_EVENTS * per_event, rtol=1e-9)
+    np.testing.assert_allclose(pts["loq"], MIN_EVENTS * per_event, rtol=1e-9)
+    nd = (pts["status"] == "not_detected").to_numpy()
+    np.testing.assert_allclose(pts["y"][nd], pts["lod"][nd])
+    detected = ~nd
+    np.testing.assert_allclose(pts["y"][detected], chim["donor_per_ul"][detected])
+    assert (pts["low"][detected] <= pts["value"][detected]).all()
+    assert (pts["value"][detected] <= pts["high"][detected]).all()
+    # every detected value is above its LOD, every quantified one at or above its LOQ
+    assert (pts["value"][detected] >= pts["lod"][detected] * (1 - 1e-9)).all()
+    quant = (pts["status"] == "quantified").to_numpy()
+    assert (pts["value"][quant] >= pts["loq"][quant] * (1 - 1e-9)).all()
+
+
+def test_measure_points_percent_uses_the_tables_interval(results):
+    chim = results.chimerism
+    pts = plots.measure_points(chim, "donor_pct", min_events=MIN_EVENTS)
+    np.testing.assert_allclose(pts["low"], chim["ci_low"])
+    np.testing.assert_allclose(pts["high"], chim["ci_high"])
+    with np.errstate(divide="ignore"):
+        lod = 100.0 * DETECTION_EVENTS / chim["events"].to_numpy(float)
+    np.testing.assert_allclose(pts["lod"], np.where(chim["events"] > 0, lod, np.nan))
+    # a not-detected population too small to ever show 20 donor events is not drawn
+    tiny = (pts["status"] == "not_detected") & (chim["events"] < DETECTION_EVENTS)
+    assert pts.loc[tiny, "y"].isna().all()
+
+
+def test_poisson_score_interval_covers_95_percent():
+    rng = np.random.default_rng(7)
+    for lam in (2.0, 8.0, 30.0, 200.0):
+        k = rng.poisson(lam, 20_000)
+        low, high = plots.poisson_interval(k)
+        coverage = np.mean((low <= lam) & (lam <= high))
+        assert 0.93 <= coverage <= 0.975, (lam, coverage)
+    low, high = plots.poisson_interval(np.array([0]))
+    assert low[0] == 0.0 and high[0] == pytest.approx(1.959963984540054**2)
+
+
+def test_measure_points_rejects_unknown_measure(results):
+    with pytest.raises(ValueError, match="measure='cells'"):
+        plots.measure_points(results.chimerism, "cells")
+
+
+# ---------------------------------------------------------------- patient figures
+
+
+@pytest.mark.parametrize(("patient", "n_infusions"), [("P01", 1), ("P02", 5), ("P03", 2)])
+def test_persistence_figure_for_nk_and_cik_patients(results, patient, n_infusions):
+    pops = list(results.study["populations"])
+    fig = plots.persistence_figure(
+        results.chimerism,
+        patient,
+        samples=results.samples,
+        infusions=results.infusions,
+        trends=results.trends,
+        min_events=MIN_EVENTS,
+        populations=pops,
+    )
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split(" — ")[0] for ax in panels] == pops
+    inf = results.infusions[results.infusions["patient"] == patient]
+    rows = results.chimerism[results.chimerism["patient"] == patient]
+    for ax, pop in zip(panels, pops, strict=True):
+        assert _infusion_lines(ax) == sorted(inf["day"].astype(float))
+        labels = [t.get_text().strip() for t in ax.texts]
+        for _, r in inf.iterrows():
+            assert f"{r['product']} {plots.format_dose(r['dose_per_kg'])}" in labels
+        assert ax.get_yscale() == "log"
+        sel = rows[rows["population"] == pop]
+        n_nd = int((sel["status"] == "not_detected").sum())
+        assert _markers(ax, "v") == n_nd
+        assert _markers(ax, "o") == len(sel) - n_nd
+        assert "t½" in ax.get_title()
+    png = plots.figure_bytes(fig, "png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cik_patient_infusion_labels_name_product_and_dose(results):
+    fig = plots.chimerism_figure(results.chimerism, "P02", infusions=results.infusions)
+    texts = {t.get_text().strip() for t in fig.axes[0].texts}
+    assert {"DLI 10⁶/kg", "CIK 3×10⁶/kg", "CIK 5×10⁶/kg", "CIK 10⁷/kg"} <= texts
+    assert _infusion_lines(fig.axes[0]) == [0.0, 21.0, 42.0, 63.0, 84.0]
+
+
+def test_all_not_detected_and_empty_series(results):
+    chim = results.chimerism[results.chimerism["patient"] == "P01"].copy()
+    chim["donor_events"] = 0
+    chim["donor_per_ul"] = 0.0
+    chim["donor_pct"] = 0.0
+    chim["status"] = "not_detected"
+    fig = plots.persistence_figure(chim, "P01", samples=results.samples, min_events=MIN_EVENTS)
+    for ax in (a for a in fig.axes if a.get_title()):
+        assert _markers(ax, "o") == 0
+        assert _markers(ax, "v") == 5
+        assert ax.get_yscale() == "log"
+        solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+        assert all(len(ln.get_xdata()) == 0 for ln in solid)  # no curve through censored points
+    plots.figure_bytes(fig, "png")
+    empty = plots.persistence_figure(results.chimerism, "nobody")
+    assert any("nothing to plot" in t.get_text() for ax in empty.axes for t in ax.texts)
+    plots.figure_bytes(empty, "png")
+    plots.figure_bytes(plots.chimerism_figure(results.chimerism.iloc[0:0], "nobody"), "png")
+    plots.figure_bytes(plots.cohort_figure(results.chimerism.iloc[0:0]), "png")
+
+
+def test_patient_with_one_day(tmp_path):
+    r = load_results(make_results(tmp_path / "one", keep=lambda p, d: p != "P03" or d == 7))
+    rows = r.chimerism[r.chimerism["patient"] == "P03"]
+    assert rows["day"].nunique() == 1
+    fig = plots.persistence_figure(
+        r.chimerism, "P03", samples=r.samples, infusions=r.infusions, trends=r.trends
+    )
+    ax = next(a for a in fig.axes if a.get_title().startswith("NK"))
+    # one file: the LOQ is a horizontal line at that file's limit
+    pts = plots.measure_points(rows[rows["population"] == "NK"], samples=r.samples)
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and np.allclose(dashed[0].get_ydata(), pts["loq"].iloc[0])
+    plots.figure_bytes(fig, "png")
+    plots.figure_bytes(plots.chimerism_figure(r.chimerism, "P03"), "svg")
+
+
+def test_cohort_figure_colours_patients_by_stratum(results):
+    fig = plots.cohort_figure(
+        results.chimerism,
+        samples=results.samples,
+        infusions=results.infusions,
+        patients=results.study["patients"],
+        populations=["NK", "CIK"],
+    )
+    colours = plots.stratum_colours(["NK", "CIK"])
+    ax = next(a for a in fig.axes if a.get_title() == "NK")
+    curves = {ln.get_color() for ln in ax.get_lines() if ln.get_linestyle() == "-"}
+    assert curves <= set(colours.values()) and len(curves) == 2
+    legend = [
+        t.get_text()
+        for lg in fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
+        for t in lg.get_texts()
+    ]
+    assert "CIK (n=1)" in legend and "NK (n=2)" in legend
+    carets = [ln for ln in ax.get_lines() if ln.get_marker() == "^"]
+    assert len(carets) == len(results.infusions)
+
+
+def test_text_from_files_never_starts_mathtext(results):
+    chim = results.chimerism.copy()
+    chim["patient"] = chim["patient"].replace("P01", "$\\frac{a$")
+    chim["population"] = chim["population"].replace("NK", "N$K_{")
+    fig = plots.persistence_figure(chim, "$\\frac{a$")
+    plots.figure_bytes(fig, "png")
+    plots.figure_bytes(plots.chimerism_figure(chim, "$\\frac{a$"), "svg")
+
+
+# ---------------------------------------------------------------- QC
+
+
+def _membership_checks(results):
+    """(row, points, geometry) of rectangle/polygon/ellipsoid gates whose stored points are all
+    of the parent's events."""
+    out = []
+    for sample, rows in results.qc.groupby("sample"):
+        pts = _qc_points(results, sample)
+        for row, geometry, kind, p, _labels in gate_panels(rows, pts):
+            if (
+                kind in ("rectangle", "polygon", "ellipsoid")
+                and row["n_points"] == row["parent_count"]
+            ):
+                out.append((row, p, geometry, kind))
+    return out
+
+
+def test_qc_points_inside_a_gate_are_its_count(results):
+    checks = _membership_checks(results)
+    kinds = {kind for *_, kind in checks}
+    assert kinds == {"rectangle", "polygon", "ellipsoid"}
+    for row, p, geometry, kind in checks:
+        assert int(_inside(geometry, kind, p).sum()) == int(row["count"]), row["gate_id"]
+
+
+def test_quadrant_boxes_hold_each_quadrants_count(results):
+    seen = 0
+    for sample, rows in results.qc.groupby("sample"):
+        pts = _qc_points(results, sample)
+        counts = results.counts[results.counts["file"] == rows["file"].iloc[0]]
+        for _row, geometry, kind, p, _ in gate_panels(rows, pts):
+            if kind != "quadrant":
+                continue
+            parent = counts.loc[counts["gate_id"] == geometry["parent"], "count"].iloc[0]
+            if len(p) != parent:
+                continue
+            dims = _gate_dims(geometry)
+            axes = _axes_of(dims)
+            for _name, qid, ((x0, x1), (y0, y1)) in _quadrant_boxes(geometry, axes, dims):
+                x, y = p[:, axes[0]], p[:, axes[1]]
+                n = int(((x >= x0) & (x < x1) & (y >= y0) & (y < y1)).sum())
+                assert n == counts.loc[counts["gate_id"] == qid, "count"].iloc[0], qid
+                seen += 1
+    assert seen >= 8  # the plain and the split quadrant gate of at least one sample
+
+
+def test_qc_figure_draws_every_gate_kind(results):
+    sample = results.qc["sample"].iloc[0]
+    rows = results.qc[results.qc["sample"] == sample]
+    file = rows["file"].iloc[0]
+    fig = plots.qc_figure(
+        rows,
+        _qc_points(results, sample),
+        counts=results.counts[results.counts["file"] == file],
+        title=file,
+    )
+    drawn = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    expected = rows[(rows["kind"] != "boolean") & (rows["n_points"] > 0)]
+    assert len(drawn) == len(expected)
+    patches = [type(p) for ax in drawn for p in ax.patches]
+    assert Rectangle in patches and Polygon in patches and Ellipse in patches
+    titles = {ax.get_title().split("\n")[0] for ax in drawn}
+    assert {"Lymphocytes", "Singlets", "Large", "Q", "QS", "Beads"} <= titles
+    live = next(ax for ax in drawn if ax.get_title().startswith("Live"))
+    r = rows[rows["gate_id"] == "Live"].iloc[0]
+    assert f"n = {int(r['count']):,} ({100 * r['count'] / r['parent_count']:.1f}% of parent)" in (
+        live.get_title()
+    )
+    labels = {ax.get_xlabel() for ax in drawn} | {ax.get_ylabel() for ax in drawn}
+    for d in rows["dims"]:
+        assert set(json.loads(d)) <= labels | {"logicle(APC-A) [FCS]"}  # Beads' third dimension
+    qs = next(ax for ax in drawn if ax.get_title().startswith("QS"))
+    quadrant_text = " ".join(t.get_text() for t in qs.texts)
+    assert re.search(r"SCD3-CD56\+\n\d+\.\d%", quadrant_text)
+    beads = next(ax for ax in drawn if ax.get_title().startswith("Beads"))
+    assert any("logicle(APC-A) [FCS] in [0.78" in t.get_text() for t in beads.texts)
+    plots.figure_bytes(fig, "png")
+
+
+def test_qc_figure_without_data_says_so():
+    fig = plots.qc_figure(pd.DataFrame(columns=["gate_id", "kind", "geometry", "dims"]), {})
+    assert any("no gate QC data" in t.get_text() for ax in fig.axes for t in ax.texts)
+    plots.figure_bytes(fig, "png")
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_save_figure_is_atomic_and_deterministic(results, tmp_path):
+    def build():
+        return plots.persistence_figure(results.chimerism, "P02", samples=results.samples)
+
+    first = plots.save_figure(build(), tmp_path / "a" / "p02")
+    second = plots.save_figure(build(), tmp_path / "b" / "p02.png")
+    assert sorted(first) == ["png", "svg"] and first["png"].name == "p02.png"
+    for fmt in ("png", "svg"):
+        assert first[fmt].read_bytes() == second[fmt].read_bytes()
+    svg = first["svg"].read_text()
+    assert "<dc:date>" not in svg
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["p02.png", "p02.svg"]
+
+
+def test_format_dose():
+    assert plots.format_dose(18_000_000) == "1.8×10⁷/kg"
+    assert plots.format_dose(1e6) == "10⁶/kg"
+    assert plots.format_dose(2.5e-3) == "2.5×10⁻³/kg"
+    assert plots.format_dose(None) == "" and plots.format_dose(float("nan")) == ""
+    assert plots.format_dose("x") == ""
+
+
+def test_status_legend_names_every_status(results):
+    fig = plots.persistence_figure(results.chimerism, "P01", samples=results.samples)
+    texts = [
+        t.get_text()
+        for lg in fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
+        for t in lg.get_texts()
+    ]
+    assert any(t.startswith("not detected") for t in texts)
+    assert any(t.startswith("not quantifiable") for t in texts)
+    assert "quantified" in texts
