@@ -1,33 +1,106 @@
-"""The one place that sets how cytokit's kernels are compiled.
+"""The one place that sets how cytokit's kernels are compiled and cached.
 
 Every kernel is compiled with ``cache=True`` (the compiled machine code is kept
 on disk, so compile cost is paid once per machine and Python version) and
 ``nogil=True`` (callers may run kernels on threads). ``fastmath`` is never
 enabled: gates must keep IEEE semantics for NaN and inf. ``parallel=True`` is
 used only where a call does O(n_events) work (`JIT_PARALLEL`).
+
+Cache freshness: Numba marks a cached kernel stale only when *its own* source
+file changes, although the machine code also holds every kernel it calls
+from other files (``fused`` inlines ``gates``, ``logicle``, ``_xftable``, …).
+A change to a callee alone, or an upgrade that leaves the caller's file
+untouched while the old cache files stay in ``__pycache__``, would then run
+stale code. Here every kernel's cache entry is stamped with a hash of all
+``kernels/*.py`` sources instead, so any change to any kernel recompiles them
+(once, as before).
 """
 
 from __future__ import annotations
 
-import numba
+import functools
+import hashlib
+from pathlib import Path
+from typing import ClassVar
 
-__all__ = ["JIT", "JIT_PARALLEL", "jit", "jit_parallel"]
+import numba
+from numba.core import caching
+
+__all__ = ["JIT", "JIT_PARALLEL", "jit", "jit_parallel", "kernels_stamp", "sources_stamp"]
 
 JIT = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 JIT_PARALLEL = {**JIT, "parallel": True}
+
+_KERNELS_DIR = Path(__file__).resolve().parent
+
+
+def sources_stamp(paths) -> str:
+    """SHA-256 over the names and bytes of ``paths`` (in sorted order)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(p) for p in paths):
+        h.update(p.name.encode() + b"\0")
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@functools.cache
+def _stamp_of(files: tuple) -> str:
+    # keyed on (path, mtime, size) of every file, so an edit during a session re-hashes
+    return sources_stamp(f[0] for f in files)
+
+
+def kernels_stamp() -> str:
+    """The cache stamp shared by every kernel: a hash of all ``kernels/*.py`` sources."""
+    files = []
+    for p in sorted(_KERNELS_DIR.glob("*.py")):
+        st = p.stat()
+        files.append((str(p), st.st_mtime_ns, st.st_size))
+    return _stamp_of(tuple(files))
+
+
+class _KernelsStamp:
+    """Locator mixin: a kernel's cache entry is stale when any kernel source changed."""
+
+    def get_source_stamp(self):
+        return kernels_stamp()
+
+
+class _KernelsCacheImpl(caching.CompileResultCacheImpl):
+    # Numba's own locators (NUMBA_CACHE_DIR, then __pycache__ beside the file, then the
+    # user-wide cache), in its order, with the shared stamp.
+    _locator_classes: ClassVar[list] = [
+        type(f"Kernels{cls.__name__}", (_KernelsStamp, cls), {})
+        for cls in (
+            caching.UserProvidedCacheLocator,
+            caching.InTreeCacheLocator,
+            caching.UserWideCacheLocator,
+        )
+    ]
+
+
+class KernelsCache(caching.FunctionCache):
+    """Numba's on-disk function cache with the all-kernels stamp."""
+
+    _impl_class = _KernelsCacheImpl
+
+
+def _cached(dispatcher):
+    if not isinstance(dispatcher._cache, caching.NullCache):  # cache=True was asked for
+        dispatcher._cache = KernelsCache(dispatcher.py_func)
+    return dispatcher
 
 
 def jit(func=None, **extra):
     """`numba.njit` with cytokit's serial options."""
     opts = {**JIT, **extra}
     if func is None:
-        return numba.njit(**opts)
-    return numba.njit(**opts)(func)
+        return lambda f: _cached(numba.njit(**opts)(f))
+    return _cached(numba.njit(**opts)(func))
 
 
 def jit_parallel(func=None, **extra):
     """`numba.njit` with cytokit's parallel options (prange over events)."""
     opts = {**JIT_PARALLEL, **extra}
     if func is None:
-        return numba.njit(**opts)
-    return numba.njit(**opts)(func)
+        return lambda f: _cached(numba.njit(**opts)(f))
+    return _cached(numba.njit(**opts)(func))

@@ -1,0 +1,112 @@
+"""Compilation and the on-disk cache: nothing compiles at import, entries are stale on any kernel change."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from numba.core.dispatcher import Dispatcher
+
+import cytokit.kernels
+from cytokit.kernels import _config
+
+
+def kernel_dispatchers():
+    for info in pkgutil.iter_modules(cytokit.kernels.__path__):
+        mod = importlib.import_module(f"cytokit.kernels.{info.name}")
+        for name, obj in vars(mod).items():
+            if isinstance(obj, Dispatcher) and obj.__module__ == mod.__name__:
+                yield f"{info.name}.{name}", obj
+
+
+def test_every_kernel_is_cached_with_the_shared_stamp():
+    found = dict(kernel_dispatchers())
+    assert len(found) >= 20, sorted(found)
+    stamp = _config.kernels_stamp()
+    for name, d in found.items():
+        assert isinstance(d._cache, _config.KernelsCache), name
+        assert d._cache._impl.locator.get_source_stamp() == stamp, name
+
+
+def test_stamp_covers_every_file(tmp_path):
+    files = [tmp_path / f"m{i}.py" for i in range(3)]
+    for i, f in enumerate(files):
+        f.write_text(f"x = {i}\n")
+    before = _config.sources_stamp(files)
+    assert _config.sources_stamp(reversed(files)) == before  # order does not matter
+    for f in files:
+        text = f.read_text()
+        f.write_text(text + "# changed\n")
+        assert _config.sources_stamp(files) != before, f.name
+        f.write_text(text)
+    assert _config.sources_stamp(files) == before
+    renamed = tmp_path / "z.py"
+    files[0].rename(renamed)
+    assert _config.sources_stamp([renamed, *files[1:]]) != before
+
+
+_IMPORT = textwrap.dedent(
+    """
+    import sys
+    import cytokit, cytokit.kernels
+    from numba.core.dispatcher import Dispatcher
+    n = 0
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("cytokit"):
+            for obj in vars(mod).values():
+                if isinstance(obj, Dispatcher):
+                    n += 1
+                    assert not obj.signatures, (name, obj)
+    print("dispatchers", n)
+    """
+)
+
+
+def test_importing_cytokit_compiles_nothing():
+    res = subprocess.run(
+        [sys.executable, "-c", _IMPORT], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.split()[-1]) >= 20
+
+
+_CALL = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from cytokit.kernels import _config, compensation
+    import cytokit.kernels as K
+    d = compensation._compensate_serial
+    if sys.argv[1] == "changed":  # as if another kernel file had been edited
+        _config.kernels_stamp = lambda: "another source"
+        d._cache = _config.KernelsCache(d.py_func)
+    out = K.compensate(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1, 0.5], [0, 1]]), [0, 1])
+    s = d.stats
+    print(sum(s.cache_hits.values()), sum(s.cache_misses.values()), out.tolist())
+    """
+)
+
+
+@pytest.mark.slow
+def test_cache_is_loaded_and_invalidated_by_any_kernel_change(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = []
+    for mode in ("same", "same", "changed"):
+        res = subprocess.run(
+            [sys.executable, "-c", _CALL, mode],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        assert res.returncode == 0, res.stderr
+        runs.append(res.stdout.strip().split(maxsplit=2))
+    assert runs[0][:2] == ["0", "1"], runs  # cold: compiled and written
+    assert runs[1][:2] == ["1", "0"], runs  # a second process loads it
+    assert runs[2][:2] == ["0", "1"], runs  # another kernel source: stale, compiled again
+    assert runs[0][2] == runs[1][2] == runs[2][2]
