@@ -212,7 +212,7 @@ def test_scale_values_equal_flowkit(rel):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            # FlowKit's own TEXT-over-HEADER choice for the offset cases
+            # the options let FlowKit read files with an off-by-one $ENDDATA
             theirs = fk.Sample(
                 str(path), ignore_offset_error=True, ignore_offset_discrepancy=True
             ).get_events(source="raw")
