@@ -194,8 +194,12 @@ def _load(path: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}" if mark is not None else ""
         what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        start = exc.context_mark
+        if start is not None and mark is not None and start.line != mark.line:
+            what += f" (in the part that starts at line {start.line + 1})"
         raise GatingError(
-            f"{path}{where}: not valid YAML: {what}. Check the indentation and quoting there"
+            f"{path}{where}: not valid YAML: {what}. Check the indentation, brackets and "
+            "quoting there"
         ) from None
     except yaml.YAMLError as exc:
         raise GatingError(f"{path}: not valid YAML: {exc}") from None
