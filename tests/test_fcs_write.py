@@ -641,6 +641,19 @@ def test_roundtrip_escaped_delimiters(tmp_path):
     check_roundtrip(s, roundtrip(tmp_path, s))
 
 
+def test_ambiguous_keys_are_refused_when_slashes_must_be_doubled(tmp_path):
+    s = make_sample(np.random.default_rng(28), n=3)
+    everything = "".join(fcs_writer._DELIMITERS)
+    for key in ("/K", "K/", "A//B"):
+        bad = replace(s, keywords={"ALL": everything, key: "v"})
+        with pytest.raises(FCSError, match="cannot be written unambiguously"):
+            write_fcs(tmp_path / "x.fcs", bad)
+        assert not (tmp_path / "x.fcs").exists()
+    # with a free delimiter the same keys are fine
+    ok = replace(s, keywords={"/K": "v", "K/": "w", "A//B": "u"})
+    check_roundtrip(ok, roundtrip(tmp_path, ok))
+
+
 def test_roundtrip_scaled_timestep_twice(tmp_path):
     # a file written from scale values, read with scale=True and written again
     s = make_sample(np.random.default_rng(27), n=20, scaled=True)
@@ -650,11 +663,10 @@ def test_roundtrip_scaled_timestep_twice(tmp_path):
     assert twice.keyword("CYTOKIT_TIMESTEP") == "0.01" and twice.keyword("$TIMESTEP") is None
 
 
-# When every candidate delimiter occurs, the writer doubles "/" (FCS 3.1 escaping).
-# Escaping cannot tell a key that starts or ends with the delimiter from a value
-# that ends or starts with it ("v/" + "k" and "v" + "/k" are both "v///k"), nor a
-# run of delimiters inside a key from a value made of delimiters; readers take the
-# delimiters to belong to values. Such keys are therefore not generated here.
+# When every character FCS allows as a delimiter occurs, the writer doubles "/"
+# (FCS 3.1 escaping), which cannot tell a key that starts or ends with "/" (or
+# holds "//") from its neighbouring values, so it refuses such keys (tested
+# above); they are not generated here.
 key_text = (
     st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=12)
     .filter(lambda k: not k.startswith("$") and k.upper() != "CYTOKIT_TIMESTEP")

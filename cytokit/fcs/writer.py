@@ -40,10 +40,13 @@ TEXT encoding
 -------------
 The delimiter is ``/`` unless some key or value contains it; then it is the
 first of ``| FF RS ~ ! # % & @ ; = `` that no key or value contains (FF and RS
-are the control characters 0x0C and 0x1E), so that nothing needs escaping. Only
-when every candidate occurs is the delimiter ``/`` with each ``/`` in a key or
-value doubled, as FCS 3.1 specifies. FCS 3.1 forbids empty values: an empty value
-is written as a single space. Keys and values are written as UTF-8.
+are the control characters 0x0C and 0x1E), then any other ASCII character 1-126
+that none contains, so that nothing needs escaping. Only when every one of them
+occurs is the delimiter ``/`` with each ``/`` in a key or value doubled, as FCS
+3.1 specifies; since doubling cannot tell a key that starts or ends with ``/``
+(or holds ``//``) from its neighbouring values, such a key is then refused with
+`FCSError`. FCS 3.1 forbids empty values: an empty value is written as a single
+space. Keys and values are written as UTF-8.
 """
 
 from __future__ import annotations
@@ -82,7 +85,12 @@ _HEADER_MAX_OFFSET = 99_999_999
 # Bytes of events per block when they must be converted or byte-swapped: large
 # enough that per-block overhead vanishes, small next to any real event array.
 _BLOCK_BYTES = 4 << 20
-_DELIMITERS = ("/", "|", "\x0c", "\x1e", "~", "!", "#", "%", "&", "@", ";", "=")
+_PREFERRED_DELIMITERS = ("/", "|", "\x0c", "\x1e", "~", "!", "#", "%", "&", "@", ";", "=")
+# Then any other character FCS allows as a delimiter (ASCII 1-126), so that the
+# doubling fallback is needed only when a TEXT segment uses every one of them.
+_DELIMITERS = _PREFERRED_DELIMITERS + tuple(
+    c for c in map(chr, range(1, 127)) if c not in _PREFERRED_DELIMITERS
+)
 _PARAM_KEY = re.compile(r"^\$P(\d+)([A-Z].*)$", re.DOTALL)
 
 
@@ -486,11 +494,24 @@ def _spillover_text(sample: Sample) -> str:
 
 
 def _pick_delimiter(keywords: list[tuple[str, str]]) -> tuple[str, bool]:
-    """A delimiter that occurs in no key or value, else ``("/", True)`` (escape by doubling)."""
+    """A delimiter that occurs in no key or value, else ``("/", True)`` (escape by doubling).
+
+    Doubling cannot tell a key that starts or ends with the delimiter (or holds
+    a run of it) from a neighbouring value that does: such keys are refused
+    rather than written ambiguously.
+    """
     used = set("".join(k + v for k, v in keywords))
     for d in _DELIMITERS:
         if d not in used:
             return d, False
+    for k, _ in keywords:
+        if k.startswith("/") or k.endswith("/") or "//" in k:
+            raise FCSError(
+                f"keyword {k!r} cannot be written unambiguously: the TEXT segment uses every "
+                "character FCS allows as a delimiter, so '/' must be escaped by doubling, and a "
+                "key that starts or ends with '/' (or holds '//') would merge with its "
+                "neighbours; rename the keyword"
+            )
     return "/", True
 
 
