@@ -31,8 +31,8 @@ class Channel:
         ``$PnS``, the long name, usually the marker or stain (``"CD3 FITC"``);
         ``""`` when the file has none.
     range : float
-        ``$PnR``, the range of stored values (for integers, the bit mask is
-        ``range - 1`` when `range` is a power of two).
+        ``$PnR``, the range of stored values (integers are masked to the next
+        power of two >= range, minus 1).
     bits : int
         ``$PnB``, the bits each stored value takes.
     log_decades, log_offset : float
