@@ -254,6 +254,12 @@ def analyze(
                 if progress is not None:
                     progress(done, total, Path(path).name, status)
 
+            many = workers is None or workers > 1
+            if len(files) > 1 and many and scheduler in (None, "processes", "local"):
+                # the first file in this process compiles the kernels once (or loads them from
+                # Numba's on-disk cache); worker processes then load them instead of each
+                # compiling the same kernels at the same time (minutes on a cold cache)
+                run_batch(files[:1], task, store, workers=1)
             report = run_batch(
                 files, task, store, workers=workers, scheduler=scheduler, progress=tick
             )
