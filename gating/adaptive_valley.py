@@ -136,7 +136,7 @@ def find_valley(x: np.ndarray, valley: Valley = Valley()) -> tuple[float, str]:
         When the data do not allow a fit (the caller decides on a fallback).
     """
     try:
-        return _place(x, valley)
+        return _place(x, valley.check("find_valley"))
     except NoFit as exc:
         raise GatingError(str(exc)) from None
 
