@@ -17,8 +17,9 @@ import argparse
 import statistics
 import time
 
-import cytokit.kernels as ck
 import numpy as np
+
+import cytokit.kernels as ck
 
 
 def _median_seconds(fn, repeats: int) -> float:

@@ -17,6 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from cytokit import kernels as K
 from cytokit.kernels.gates import (
     GATE_AND,
     GATE_ELLIPSOID,
@@ -26,8 +28,6 @@ from cytokit.kernels.gates import (
     quadrant_interval,
 )
 from cytokit.kernels.plan import PlanBuilder
-
-from cytokit import kernels as K
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 GATE_REF = CORPUS / "flowkit" / "data" / "gate_ref"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import cytokit.kernels as k
 import naive_transforms as nv
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import cytokit.kernels as k
 
 MYSPILL = np.array([[1, 0.02, 0.06], [0.11, 1, 0.07], [0.09, 0.01, 1]])
 

@@ -10,10 +10,10 @@ import textwrap
 import naive_gates as naive
 import numpy as np
 import pytest
-from cytokit.kernels.fused import BLOCK
-from cytokit.kernels.plan import GatingPlan, PlanBuilder
 
 from cytokit import kernels as K
+from cytokit.kernels.fused import BLOCK
+from cytokit.kernels.plan import GatingPlan, PlanBuilder
 
 # --- Gating-ML 2.0 compliance: every truth file from one pass ------------------------------------
 

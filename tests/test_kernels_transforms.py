@@ -7,14 +7,15 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-import cytokit.kernels as k
 import naive_transforms as nv
 import numpy as np
 import pytest
-from cytokit.kernels import transforms as xf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+import cytokit.kernels as k
+from cytokit.kernels import transforms as xf
 
 
 @dataclass(frozen=True)
