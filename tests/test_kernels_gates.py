@@ -5,6 +5,7 @@ from __future__ import annotations
 import naive_gates as naive
 import numpy as np
 import pytest
+
 from cytokit.kernels import (
     boolean_membership,
     ellipsoid_membership,
@@ -460,3 +461,34 @@ def test_compliance_booleans(data1):
     }
     for gid, got in cases.items():
         np.testing.assert_array_equal(got, naive.truth(gid), err_msg=gid)
+
+
+# --- every gate kernel on empty input, one event, and one all-NaN event ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "x", "inside"),
+    [
+        ("empty", np.zeros((0, 2)), []),
+        ("one", np.array([[0.5, 0.5]]), [True]),
+        ("one-f32-readonly", np.array([[0.5, 0.5]], dtype=np.float32), [True]),
+        ("nan", np.array([[np.nan, np.nan]]), [False]),
+    ],
+)
+def test_every_gate_kernel_empty_one_and_nan(label, x, inside):
+    if label.endswith("readonly"):
+        x.flags.writeable = False
+    before = x.copy()
+    square = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
+    got = {
+        "rectangle": rectangle_membership(x, [0.0, 0.0], [1.0, 1.0]),
+        "polygon": polygon_membership(x, square),
+        "ellipsoid": ellipsoid_membership(x, [0.5, 0.5], np.eye(2), 1.0),
+        "quadrant": quadrant_membership(x, [[0.0], [1.0]], [[1, 0]])[0],
+    }
+    for name, m in got.items():
+        assert m.dtype == np.bool_ and m.tolist() == inside, name
+    ops = np.vstack([got["rectangle"], got["polygon"]])
+    assert boolean_membership("and", ops).tolist() == inside
+    assert boolean_membership("not", ops[:1]).tolist() == [not v for v in inside]
+    np.testing.assert_array_equal(x, before)
