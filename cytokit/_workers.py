@@ -131,9 +131,20 @@ def hash_job(path: str) -> Reply:
     return Reply(path, st.st_size, st.st_mtime_ns, digest)
 
 
-def run_job(path: str, task, size: int, mtime_ns: int, digest: str) -> Reply:
-    """Run the task on one file whose hash is known (runs on a worker)."""
+def run_job(
+    path: str, task, size: int, mtime_ns: int, digest: str, numba_threads: int = 0
+) -> Reply:
+    """Run the task on one file whose hash is known (runs on a worker).
+
+    ``numba_threads > 0`` caps the threads of Numba's parallel kernels called
+    from this thread (Dask runs one job per worker thread; the cluster's
+    workers already use the cores).
+    """
     task = _resolve(task)
+    if numba_threads > 0:
+        import numba
+
+        numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
     t0 = time.perf_counter()
     try:
         st = os.stat(path)
@@ -218,6 +229,7 @@ class _Done:
 
 class SerialBackend:
     name = "serial"
+    numba_threads = 0
 
     def __init__(self, task) -> None:
         self.slots = 1
@@ -251,6 +263,8 @@ class PoolBackend:
         self._kind = kind
         self._raw_task = task
         self.task = task
+        # threads share one process: each caps its own kernels' threads (processes do it once)
+        self.numba_threads = max(1, default_workers() // workers) if kind == "threads" else 0
         if kind == "processes":
             _check_picklable(task)
             self.task = _TaskRef(task.key)
@@ -320,6 +334,7 @@ class DaskBackend:
     """A Dask distributed cluster: the task is scattered to every worker once."""
 
     name = "dask"
+    numba_threads = 1  # parallel over files: one core per worker thread
 
     def __init__(self, scheduler, task) -> None:
         try:

@@ -415,7 +415,13 @@ def _loop(backend, queue: deque[_Job], state: _State, inflight: dict, window: in
             else:
                 i = job.info
                 handle = backend.submit(
-                    run_job, job.abspath, backend.task, i.size, i.mtime_ns, i.hash
+                    run_job,
+                    job.abspath,
+                    backend.task,
+                    i.size,
+                    i.mtime_ns,
+                    i.hash,
+                    backend.numba_threads,
                 )
             inflight[handle] = job
         lost: list[tuple[_Job, str]] = []
