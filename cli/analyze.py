@@ -15,10 +15,12 @@ def run_analysis(
     *,
     workers: int | None = None,
     scheduler: str | None = None,
+    report: bool = True,
 ) -> int:
     """Analyse `study` into `out` with progress on stderr; return the exit code.
 
-    The study is checked first (every problem in one error, before any gating).
+    The study is checked first (every problem in one error, before any gating);
+    then the plots and report.html are built from the results (`cytokit.report`).
     """
     from cytokit.analysis import analyze
     from cytokit.study import load_study
@@ -63,7 +65,20 @@ def run_analysis(
             f"first: {first['file']} ({first['stage']}): {first['reason']}",
             err=True,
         )
+    if report:
+        _report(out)
     return 0
+
+
+def _report(out: Path) -> None:
+    try:
+        from cytokit.report import build_report
+    except ImportError:  # the report is built by its own module, which may be absent
+        typer.echo("no report: cytokit.report is not available in this installation", err=True)
+        return
+    t0 = time.perf_counter()
+    path = build_report(out)
+    typer.echo(f"report: {path} ({time.perf_counter() - t0:.1f} s)", err=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -81,9 +96,13 @@ def register(app: typer.Typer) -> None:
             "--scheduler",
             help="processes (default), threads, serial, or a Dask scheduler address tcp://HOST:PORT.",
         ),
+        report: bool = typer.Option(
+            True, "--report/--no-report", help="Build the plots and report.html afterwards."
+        ),
     ) -> None:
         """Run the whole job on a study folder: check it, gate every file, then chimerism,
-        absolute counts, phenotype, trends; a rerun resumes from OUT/results.sqlite."""
-        code = run_analysis(study, out, workers=workers, scheduler=scheduler)
+        absolute counts, phenotype, trends, clustering and the report; a rerun resumes
+        from OUT/results.sqlite."""
+        code = run_analysis(study, out, workers=workers, scheduler=scheduler, report=report)
         if code:
             raise typer.Exit(code)

@@ -29,10 +29,13 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(
             None, "--workers", "-j", min=1, help="Parallel workers (default: the cores available)."
         ),
+        report: bool = typer.Option(
+            True, "--report/--no-report", help="Build the plots and report.html afterwards."
+        ),
     ) -> None:
         """Run `analyze` on the bundled sample study (3 patients, 15 files) into ./cytokit-demo/."""
         from cytokit.cli.analyze import run_analysis
 
-        code = run_analysis(sample_data_dir(), out, workers=workers)
+        code = run_analysis(sample_data_dir(), out, workers=workers, report=report)
         if code:
             raise typer.Exit(code)

@@ -1,21 +1,44 @@
-"""``cytokit report RESULTS_DIR``: rebuild tables, plots and the report from stored results."""
+"""``cytokit report RESULTS_DIR``: rebuild the plots and report.html from stored results."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
 
-from cytokit.errors import CytokitError
+
+def run_report(results: Path, out: Path | None = None, *, qc: bool = True) -> Path:
+    """Rebuild plots and report.html of `results` into `out` (default: `results`).
+
+    Progress and a summary go to stderr; the report's path is returned.
+    """
+    from cytokit.report import build_report, check_results_dir
+
+    t0 = time.perf_counter()
+    check_results_dir(results)
+    typer.echo(f"rebuilding plots and report from {results} ...", err=True)
+    path = build_report(results, out, qc=qc)
+    size = path.stat().st_size / 1e6
+    typer.echo(
+        f"report: {path} ({size:.1f} MB), plots in {path.parent / 'plots'}; "
+        f"{time.perf_counter() - t0:.1f} s",
+        err=True,
+    )
+    return path
 
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_command(
-        results: Path = typer.Argument(..., help="A folder written by `cytokit analyze`."),
+        results: Path = typer.Argument(..., help="A folder written by `cytokit analyze --out`."),
+        out: Path = typer.Option(
+            None, "--out", "-o", help="Write plots/ and report.html here (default: RESULTS)."
+        ),
+        qc: bool = typer.Option(
+            True, "--qc/--no-qc", help="Draw the QC plots of every gate on every sample."
+        ),
     ) -> None:
-        """Rebuild tables, plots and report.html from stored results."""
-        raise CytokitError(
-            f"cytokit report: {results} cannot be rebuilt: the results store and report are "
-            "not available in this version yet"
-        )
+        """Rebuild plots (PNG, SVG) and the self-contained report.html from stored results."""
+        path = run_report(results, out, qc=qc)
+        typer.echo(str(path))
