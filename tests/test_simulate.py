@@ -21,6 +21,7 @@ from cytokit.errors import StudyError
 from cytokit.simulate import (
     BLOCK_EVENTS,
     CELL_LABELS,
+    DEFAULT_STRATEGY,
     LABELS,
     MARKERS,
     SPILLOVER,
@@ -350,7 +351,7 @@ def test_study_folder_files_and_truth_are_consistent(tmp_path):
     assert set(config["populations"]) >= {"NK", "NK_bright", "NK_dim", "CIK", "T"}
     assert config["chimerism"]["marker"] == "HLA-A2"
     assert set(config["panel"]) == set(MARKERS)
-    assert not (out / "strategy.yaml").exists()
+    assert (out / "strategy.yaml").read_text() == DEFAULT_STRATEGY.read_text()
 
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     assert list(rows[0])[:11] == [
@@ -410,7 +411,7 @@ def test_overwrite_replaces_only_simulation_files(tmp_path):
         progress=lambda i, n, name: calls.append((i, n, name)),
     )
     assert (out / "README.md").read_text() == "keep me"
-    assert (out / "strategy.yaml").exists()
+    assert (out / "strategy.yaml").read_text() == "keep me too"
     assert sorted(p.name for p in (out / "fcs").glob("*.fcs")) == [
         "A1_day-07.fcs",
         "A1_day007.fcs",
@@ -474,17 +475,54 @@ def test_preset_overrides():
 
 
 def test_sample_data_is_reproducible_from_its_preset(tmp_path):
+    """The preset regenerates sample_data/: the same events, keywords, labels and tables.
+
+    Floats are compared to a few float32 ulps, not byte for byte: numpy's
+    transcendental functions may differ in the last bit between CPUs.
+    """
     if not (SAMPLE_DATA / "manifest.csv").exists():
         pytest.skip("sample_data/ has not been generated")
-    design = sample_study_design()
-    first = design.samples()[1]
-    spec, day = first
-    sample, _ = simulate_sample(design, spec, day)
-    stem = f"{spec.id}_day{day:03d}"
-    path = write_fcs(tmp_path / f"{stem}.fcs", sample)
-    assert path.read_bytes() == (SAMPLE_DATA / "fcs" / f"{stem}.fcs").read_bytes()
-    out = simulate_study(tmp_path / "study", design)
+    from cytokit import read_fcs
+
+    out = simulate_study(tmp_path / "study", sample_study_design())
+    assert (SAMPLE_DATA / "strategy.yaml").read_text() == DEFAULT_STRATEGY.read_text()
     for rel in ("study.toml", "manifest.csv", "infusions.csv", "truth/populations.csv"):
-        assert (out / rel).read_bytes() == (SAMPLE_DATA / rel).read_bytes(), rel
-    for p in sorted((out / "fcs").iterdir()):
-        assert p.read_bytes() == (SAMPLE_DATA / "fcs" / p.name).read_bytes(), p.name
+        _assert_csv_close(out / rel, SAMPLE_DATA / rel)
+    ours = sorted(p.name for p in (out / "fcs").iterdir())
+    assert ours == sorted(p.name for p in (SAMPLE_DATA / "fcs").iterdir())
+    for name in ours:
+        new, old = out / "fcs" / name, SAMPLE_DATA / "fcs" / name
+        if name.endswith(".fcs"):
+            a, b = read_fcs(new, scale=False), read_fcs(old, scale=False)
+            assert a.events.dtype == b.events.dtype and a.events.shape == b.events.shape
+            np.testing.assert_allclose(a.events, b.events, rtol=1e-5, atol=1e-3, err_msg=name)
+            assert set(a.keywords) == set(b.keywords), name
+            for key, value in a.keywords.items():
+                _assert_text_close(value, b.keywords[key], f"{name} {key}")
+        else:
+            ta, tb = load_truth(new), load_truth(old)
+            np.testing.assert_array_equal(ta.label, tb.label, err_msg=name)
+            np.testing.assert_array_equal(ta.donor, tb.donor, err_msg=name)
+
+
+def _assert_text_close(a: str, b: str, where: str) -> None:
+    """Equal, or numbers (possibly comma-separated lists) equal to 1e-5 relative."""
+    if a == b:
+        return
+    sa, sb = a.replace(";", ",").split(","), b.replace(";", ",").split(",")
+    assert len(sa) == len(sb), (where, a, b)
+    for x, y in zip(sa, sb, strict=True):
+        if x == y:
+            continue
+        try:
+            fx, fy = float(x), float(y)
+        except ValueError:
+            raise AssertionError(f"{where}: {a!r} != {b!r}") from None
+        assert fx == pytest.approx(fy, rel=1e-5, abs=1e-9), (where, a, b)
+
+
+def _assert_csv_close(a: Path, b: Path) -> None:
+    la, lb = a.read_text().splitlines(), b.read_text().splitlines()
+    assert len(la) == len(lb), a.name
+    for i, (x, y) in enumerate(zip(la, lb, strict=True)):
+        _assert_text_close(x, y, f"{a.name} line {i + 1}")

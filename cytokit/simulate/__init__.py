@@ -60,7 +60,13 @@ from cytokit.simulate.model import (
     population_peak,
     sample_parameters,
 )
-from cytokit.simulate.study import POPULATION_GATES, benchmark_file, simulate_study, study_toml
+from cytokit.simulate.study import (
+    DEFAULT_STRATEGY,
+    POPULATION_GATES,
+    benchmark_file,
+    simulate_study,
+    study_toml,
+)
 
 __all__ = [
     "AGGREGATES",
@@ -68,6 +74,7 @@ __all__ = [
     "CELL_LABELS",
     "CHANNEL_NAMES",
     "DEFAULT_DAYS",
+    "DEFAULT_STRATEGY",
     "DETECTORS",
     "LABELS",
     "MARKERS",

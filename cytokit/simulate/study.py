@@ -17,8 +17,10 @@
       truth/labels.csv           label codes
       truth/design.json          the StudyDesign
 
-No strategy file is written: ``[gating] strategy`` names ``strategy.yaml``,
-which the gating side of cytokit provides.
+      strategy.yaml              the adaptive gating strategy ``[gating] strategy``
+                                 names (`DEFAULT_STRATEGY`; kept when already there)
+
+So ``cytokit simulate OUT && cytokit analyze OUT`` runs without further set-up.
 """
 
 from __future__ import annotations
@@ -56,7 +58,16 @@ from cytokit.simulate.model import (
     population_peak,
 )
 
-__all__ = ["POPULATION_GATES", "benchmark_file", "simulate_study", "study_toml"]
+__all__ = [
+    "DEFAULT_STRATEGY",
+    "POPULATION_GATES",
+    "benchmark_file",
+    "simulate_study",
+    "study_toml",
+]
+
+#: The adaptive strategy every simulated study gets (the sample study's own).
+DEFAULT_STRATEGY = Path(__file__).with_name("strategy.yaml")
 
 #: ``[populations]`` of study.toml: name -> gate path in the strategy.
 POPULATION_GATES = {
@@ -167,8 +178,9 @@ def simulate_study(
     Parameters
     ----------
     out_dir : path
-        Created if missing. Other files in it (a README, ``strategy.yaml``) are
-        left alone.
+        Created if missing. ``strategy.yaml`` is written from `DEFAULT_STRATEGY`
+        unless one is there already; other files in it (a README, an edited
+        strategy) are left alone.
     design : StudyDesign
     overwrite : bool
         Replace a previous study there (its study.toml, manifest.csv,
@@ -244,6 +256,8 @@ def simulate_study(
     ]
     write_csv(out / "infusions.csv", infusions, ("patient", "day", "product", "dose_per_kg"))
     atomic_write_text(out / "study.toml", study_toml(design))
+    if not (out / "strategy.yaml").exists():
+        atomic_write_text(out / "strategy.yaml", DEFAULT_STRATEGY.read_text(encoding="utf-8"))
     _write_truth_tables(out / "truth", design, models, populations, sample_rows)
     return out
 
