@@ -100,9 +100,12 @@ def register(app: typer.Typer) -> None:
             True, "--report/--no-report", help="Build the plots and report.html afterwards."
         ),
     ) -> None:
-        """Run the whole job on a study folder: check it, gate every file, then chimerism,
-        absolute counts, phenotype, trends, clustering and the report; a rerun resumes
-        from OUT/results.sqlite."""
+        """Run the whole job on a study folder: gate, chimerism, trends, clustering, report.
+
+        The study is checked first (every problem at once); then every file is gated,
+        and chimerism, absolute counts, phenotype, trends, clustering, plots and
+        report.html follow. Finished files are kept in OUT/results.sqlite: a rerun
+        resumes where it stopped."""
         code = run_analysis(study, out, workers=workers, scheduler=scheduler, report=report)
         if code:
             raise typer.Exit(code)
