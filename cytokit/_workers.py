@@ -254,10 +254,21 @@ class SerialBackend:
         pass
 
 
+def _main_is_importable() -> bool:
+    """False when worker processes could not re-import ``__main__`` (a script read from stdin)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.isfile(path)
+
+
 class PoolBackend:
     """A `concurrent.futures` pool of processes (task installed once per process) or threads."""
 
     def __init__(self, kind: str, task, workers: int) -> None:
+        if kind == "processes" and not _main_is_importable():
+            # a script on stdin: new processes would try to run "<stdin>" and die
+            # at start; Numba's kernels release the GIL, so threads still share the work
+            kind = "threads"
         self.name = kind
         self.slots = workers
         self._kind = kind

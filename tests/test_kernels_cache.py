@@ -8,8 +8,10 @@ import pkgutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from numba.core import caching
 from numba.core.dispatcher import Dispatcher
 
 import cytokit.kernels
@@ -28,9 +30,18 @@ def test_every_kernel_is_cached_with_the_shared_stamp():
     found = dict(kernel_dispatchers())
     assert len(found) >= 20, sorted(found)
     stamp = _config.kernels_stamp()
+    n_parallel = 0
     for name, d in found.items():
-        assert isinstance(d._cache, _config.KernelsCache), name
-        assert d._cache._impl.locator.get_source_stamp() == stamp, name
+        if d.targetoptions.get("parallel"):
+            # Numba's own cache object; the stamp lives beside its index
+            n_parallel += 1
+            assert type(d._cache) is caching.FunctionCache, name
+            mark = Path(d._cache._cache_file._index_path + ".stamp")
+            assert mark.read_text() == stamp, name
+        else:
+            assert isinstance(d._cache, _config.KernelsCache), name
+            assert d._cache._impl.locator.get_source_stamp() == stamp, name
+    assert n_parallel >= 5
 
 
 def test_stamp_covers_every_file(tmp_path):
@@ -81,24 +92,31 @@ _CALL = textwrap.dedent(
     import numpy as np
     from cytokit.kernels import _config, compensation
     import cytokit.kernels as K
-    d = compensation._compensate_serial
+    parallel = sys.argv[2] == "parallel"
+    d = compensation._compensate_parallel if parallel else compensation._compensate_serial
     if sys.argv[1] == "changed":  # as if another kernel file had been edited
         _config.kernels_stamp = lambda: "another source"
-        d._cache = _config.KernelsCache(d.py_func)
-    out = K.compensate(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1, 0.5], [0, 1]]), [0, 1])
+        if parallel:
+            _config.refresh_parallel_cache(d)
+        else:
+            d._cache = _config.KernelsCache(d.py_func)
+    n = compensation._PARALLEL_MIN if parallel else 2
+    x = np.arange(2.0 * n).reshape(n, 2)
+    out = K.compensate(x, np.array([[1, 0.5], [0, 1]]), [0, 1])
     s = d.stats
-    print(sum(s.cache_hits.values()), sum(s.cache_misses.values()), out.tolist())
+    print(sum(s.cache_hits.values()), sum(s.cache_misses.values()), out[:2].tolist())
     """
 )
 
 
 @pytest.mark.slow
-def test_cache_is_loaded_and_invalidated_by_any_kernel_change(tmp_path):
+@pytest.mark.parametrize("kind", ["serial", "parallel"])
+def test_cache_is_loaded_and_invalidated_by_any_kernel_change(tmp_path, kind):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     runs = []
     for mode in ("same", "same", "changed"):
         res = subprocess.run(
-            [sys.executable, "-c", _CALL, mode],
+            [sys.executable, "-c", _CALL, mode, kind],
             capture_output=True,
             text=True,
             timeout=600,
