@@ -53,6 +53,7 @@ import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parent / "_data"
 TIMES: dict[str, list[float]] = {}  # phases, per run
+PEAKS: dict[str, int] = {}  # peak RSS at the end of a stage of the first run
 
 # The simulator's panel (marker -> detector), as in sample_data/study.toml; checked against
 # the file's $PnS in the cytokit run.
@@ -177,6 +178,7 @@ def cytokit_counts(path: Path) -> dict:
     plan, g, stat_dims = cytokit_plan(names, spill_names, spill)
     counts, _ = K.evaluate_plan(events, plan, membership=False)
     phase("gate", time.perf_counter() - t0)
+    PEAKS.setdefault("chain", peak_rss())  # before the statistics stage allocates its own
     chain = TIMES["load"][-1] + TIMES["gate"][-1]
     # statistics stage (not part of the chain's time)
     gates = [g[p] for p in POPULATIONS]
@@ -303,6 +305,7 @@ def child(tool: str, path: Path, repeats: int) -> None:
         "last": runs[-1],
         "rss_import": rss_import,
         "rss_peak": peak_rss(),
+        "rss_chain": PEAKS.get("chain"),
         "phases": TIMES,
     }
     print(json.dumps(result))
@@ -349,10 +352,14 @@ def main() -> None:
     mib = 2**20
 
     def rss(r: dict) -> str:
-        return (
+        text = (
             f"peak RSS {r['rss_peak'] / mib:6.0f} MiB = {r['rss_peak'] / data_bytes:5.2f}x the event data "
             f"(after imports {r['rss_import'] / mib:.0f} MiB)"
         )
+        if r.get("rss_chain"):
+            c = r["rss_chain"]
+            text += f"; the chain alone {c / mib:.0f} MiB = {c / data_bytes:.2f}x"
+        return text
 
     def med(xs):
         return statistics.median(xs[1:] if len(xs) > 1 else xs)
