@@ -34,6 +34,7 @@ def run_analysis(
         f"{len(loaded.settings.populations)} population(s)",
         err=True,
     )
+    _compile_notice()
     with typer.progressbar(length=n, label="gating", file=sys.stderr, show_pos=True) as bar:
         try:
             results = analyze(
@@ -68,6 +69,18 @@ def run_analysis(
     if report:
         _report(out)
     return 0
+
+
+def _compile_notice() -> None:
+    """Say so when this run will compile the Numba kernels (the first run on a machine)."""
+    from cytokit.kernels import _config, fused
+
+    if not _config.is_cached(fused._evaluate):
+        typer.echo(
+            "first run on this machine: compiling the kernels (about a minute; "
+            "later runs load them from the cache)",
+            err=True,
+        )
 
 
 def _report(out: Path) -> None:

@@ -38,6 +38,7 @@ from numba.core import caching
 __all__ = [
     "JIT",
     "JIT_PARALLEL",
+    "is_cached",
     "jit",
     "jit_parallel",
     "kernels_stamp",
@@ -139,6 +140,14 @@ def refresh_parallel_cache(dispatcher):
     except OSError:
         pass
     return dispatcher
+
+
+def is_cached(dispatcher) -> bool:
+    """Whether `dispatcher` has machine code on disk for this machine (no compile needed)."""
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None or isinstance(cache, caching.NullCache):
+        return False
+    return Path(cache._cache_file._index_path).is_file()
 
 
 def jit_parallel(func=None, **extra):
