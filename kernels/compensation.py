@@ -19,6 +19,21 @@ _TILE = 512  # events per parallel task; two (k, 512) float64 tiles stay in L1/L
 _PARALLEL_MIN = 32 * _TILE
 
 
+def event_matrix(events) -> np.ndarray:
+    """`events` as a float32/float64 (n_events, n_channels) array; integers become float64.
+
+    No copy of float input. Raises TypeError for other dtypes, ValueError when not 2-D.
+    """
+    ev = np.asarray(events)
+    if ev.dtype.kind in "biu":
+        ev = ev.astype(np.float64)
+    elif ev.dtype not in (np.float32, np.float64):
+        raise TypeError(f"events has dtype {ev.dtype}; expected float32 or float64")
+    if ev.ndim != 2:
+        raise ValueError(f"events must be 2-D (n_events, n_channels), got shape {ev.shape}")
+    return ev
+
+
 def compensation_matrix(spillover) -> np.ndarray:
     """Inverse of a spillover matrix, checked for singularity.
 
@@ -123,13 +138,7 @@ def compensate(events, spillover, columns, *, out=None) -> np.ndarray:
     ValueError
         Bad shapes or column indices, or a singular spillover matrix.
     """
-    ev = np.asarray(events)
-    if ev.dtype.kind in "biu":
-        ev = ev.astype(np.float64)
-    elif ev.dtype not in (np.float32, np.float64):
-        raise TypeError(f"events has dtype {ev.dtype}; expected float32 or float64")
-    if ev.ndim != 2:
-        raise ValueError(f"events must be 2-D (n_events, n_channels), got shape {ev.shape}")
+    ev = event_matrix(events)
     inv = compensation_matrix(spillover)
     cols = np.asarray(columns)
     if cols.ndim != 1 or (cols.size and cols.dtype.kind not in "iu"):

@@ -27,6 +27,7 @@ import numpy as np
 from numba import prange
 
 from ._config import jit, jit_parallel
+from .compensation import event_matrix
 from .gates import (
     GATE_AND,
     GATE_ELLIPSOID,
@@ -389,13 +390,7 @@ def _check_events(events, plan: GatingPlan) -> np.ndarray:
     """``events`` as a float32/float64 2-D array wide enough for ``plan`` (no copy unless integer)."""
     if not isinstance(plan, GatingPlan):
         raise TypeError(f"plan must be a GatingPlan, got {type(plan).__name__}")
-    ev = np.asarray(events)
-    if ev.dtype.kind in "biu":
-        ev = ev.astype(np.float64)
-    elif ev.dtype not in (np.float32, np.float64):
-        raise TypeError(f"events has dtype {ev.dtype}; expected float32 or float64")
-    if ev.ndim != 2:
-        raise ValueError(f"events must be 2-D (n_events, n_channels), got shape {ev.shape}")
+    ev = event_matrix(events)
     max_column = plan._derived["max_column"]
     if max_column >= ev.shape[1]:
         raise ValueError(
