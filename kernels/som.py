@@ -132,6 +132,15 @@ def _as_events(data):
     return ev
 
 
+def _training_args(data, codes, grid_dist):
+    """The events and grid distances of a training call, with `codes` checked (writeable)."""
+    ev = _as_events(data)
+    _check_codes(codes, ev)
+    if not codes.flags.writeable:
+        raise ValueError("codes is read-only; pass a writeable float64 array")
+    return ev, _check_grid(grid_dist, codes.shape[0])
+
+
 def _check_grid(grid_dist, n_nodes):
     g = np.ascontiguousarray(grid_dist, dtype=np.float64)
     if g.shape != (n_nodes, n_nodes):
@@ -172,11 +181,7 @@ def som_online(data, codes, grid_dist, order, *, alpha=(0.05, 0.01), radius=(1.0
     numpy.ndarray
         `codes`.
     """
-    ev = _as_events(data)
-    _check_codes(codes, ev)
-    if not codes.flags.writeable:
-        raise ValueError("codes is read-only; pass a writeable float64 array")
-    g = _check_grid(grid_dist, codes.shape[0])
+    ev, g = _training_args(data, codes, grid_dist)
     idx = np.asarray(order)
     if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
         raise ValueError("order must be a 1-D array of integer event indices")
@@ -287,11 +292,7 @@ def som_batch(data, codes, grid_dist, radii):
     numpy.ndarray
         `codes`.
     """
-    ev = _as_events(data)
-    _check_codes(codes, ev)
-    if not codes.flags.writeable:
-        raise ValueError("codes is read-only; pass a writeable float64 array")
-    g = _check_grid(grid_dist, codes.shape[0])
+    ev, g = _training_args(data, codes, grid_dist)
     r = np.ascontiguousarray(radii, dtype=np.float64).reshape(-1)
     if np.any(~np.isfinite(r)) or np.any(r < 0):
         raise ValueError(f"radii must be finite and >= 0, got {r.tolist()}")
