@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ def run_analysis(
     then the plots and report.html are built from the results (`cytokit.report`).
     """
     from cytokit.analysis import analyze
+    from cytokit.cli._progress import batch_progress
     from cytokit.study import load_study
 
     t0 = time.perf_counter()
@@ -35,22 +35,8 @@ def run_analysis(
         err=True,
     )
     _compile_notice()
-    with typer.progressbar(length=n, label="gating", file=sys.stderr, show_pos=True) as bar:
-        try:
-            results = analyze(
-                loaded,
-                out,
-                workers=workers,
-                scheduler=scheduler,
-                progress=lambda done, total, name, status: bar.update(1),
-            )
-        except KeyboardInterrupt:
-            typer.echo(
-                f"\nfiles finished so far are kept in {out / 'results.sqlite'}; run the same "
-                "command again to resume",
-                err=True,
-            )
-            raise
+    with batch_progress(n, out) as progress:
+        results = analyze(loaded, out, workers=workers, scheduler=scheduler, progress=progress)
     chim = results.chimerism
     quantified = int((chim["status"] == "quantified").sum()) if "status" in chim else 0
     typer.echo(

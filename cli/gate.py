@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -22,6 +21,7 @@ def run_gate(
     retry_failures: bool = False,
 ) -> int:
     """Gate `files` into `out` with a progress bar on stderr; return the exit code."""
+    from cytokit.cli._progress import batch_progress
     from cytokit.gatebatch import GateTask, expand_files, gate_files
 
     # everything that can be wrong with the arguments is reported before the batch starts
@@ -29,26 +29,16 @@ def run_gate(
     paths = expand_files(files)
     if not paths:
         raise CytokitError("no FCS files given; name files, folders or patterns after STRATEGY")
-    with typer.progressbar(
-        length=len(paths), label="gating", file=sys.stderr, show_pos=True
-    ) as bar:
-        try:
-            run = gate_files(
-                task,
-                paths,
-                out,
-                workers=workers,
-                scheduler=scheduler,
-                retry_failures=retry_failures,
-                progress=lambda done, total, path, status: bar.update(1),
-            )
-        except KeyboardInterrupt:
-            typer.echo(
-                f"\nfiles finished so far are kept in {out / 'results.sqlite'}; run the same "
-                "command again to resume",
-                err=True,
-            )
-            raise
+    with batch_progress(len(paths), out) as progress:
+        run = gate_files(
+            task,
+            paths,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            retry_failures=retry_failures,
+            progress=progress,
+        )
     report = run.report
     fresh = len(report.done) - report.n_cached
     rate = f", {run.n_events / report.elapsed:,.0f} events/s" if fresh == len(report.done) else ""
