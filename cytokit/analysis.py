@@ -36,7 +36,10 @@ DataFrame attribute of the same name.
 ``thresholds.csv``
     One row per file and marker threshold: patient, day, file, marker, purpose
     (``donor`` or ``phenotype``), parent (gate path the threshold was placed
-    on), threshold (transformed units, as gates see them), threshold_scale
+    on: the threshold parent, or a study population that got its own donor
+    cut, method ``population_valley``, `cytokit.chimerism.population_threshold`;
+    every other population uses the parent's), threshold (transformed units,
+    as gates see them), threshold_scale
     (compensated scale value), method, donor_side, recipient_mode,
     donor_mode, recipient_width, k, calibration_day, note.
 ``phenotype.csv``

@@ -8,9 +8,11 @@ calibration), so only one patient's payloads are in memory at a time:
    samples (`cytokit.chimerism.patient_thresholds`: calibration on the latest
    pre-infusion sample, offsets re-anchored on each day's recipient peak and
    bead intensity);
-3. chimerism per population from the exact histogram counts, with the
-   binomial interval and status;
-4. phenotype per population and origin (`cytokit.phenotype`);
+3. each population's donor cut (the sample threshold, or the population's own
+   valley: `cytokit.chimerism.population_threshold`) and its chimerism from
+   the exact histogram counts, with the binomial interval and status;
+4. phenotype per population and origin, origins from the same cuts
+   (`cytokit.phenotype`);
 5. QC rows and the sample's ``qc/<sample>.npz``.
 
 `trend_tables` then builds trends.csv and cohort.csv from the chimerism table,
@@ -32,7 +34,12 @@ import numpy as np
 import pandas as pd
 
 from cytokit._io import atomic_write_bytes
-from cytokit.chimerism import Threshold, chimerism_row, patient_thresholds
+from cytokit.chimerism import (
+    Threshold,
+    chimerism_row,
+    patient_thresholds,
+    population_threshold,
+)
 from cytokit.counting import count_basis
 from cytokit.density import Histogram
 from cytokit.phenotype import phenotype_rows
@@ -142,6 +149,7 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
         if threshold is not None:
             out.rows["thresholds"].append(_threshold_row(key, marker, task.parent, threshold, xf))
             qc_arrays["hist:__parent__"] = _hist(p, marker, 0).to_array()
+        cuts: dict[str, Threshold] = {}
         for i, name in enumerate(names, start=1):
             n = by_path.get(paths[name], 0)
             chim = {
@@ -155,14 +163,17 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
             if threshold is not None:
                 h = _hist(p, marker, i)
                 qc_arrays[f"hist:{name}"] = h.to_array()
-                c = chimerism_row(n, threshold.donor_events(h), min_events=s.min_events, ci=s.ci)
+                cut = cuts[name] = population_threshold(threshold, h)
+                if cut is not threshold:
+                    out.rows["thresholds"].append(_threshold_row(key, marker, paths[name], cut, xf))
+                c = chimerism_row(n, cut.donor_events(h), min_events=s.min_events, ci=s.ci)
                 chim.update(c)
                 chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
                 chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
             else:
                 chim["events"] = n
             out.rows["chimerism"].append(chim)
-        _phenotype(out, key, p, task, marker, side, threshold, xf)
+        _phenotype(out, key, p, task, marker, side, cuts, xf)
         _qc(out, key, p, counts, qc_arrays, qc_dir, file)
     return out
 
@@ -190,7 +201,8 @@ def _threshold_row(key: dict, marker: str, parent: str, t: Threshold, xf: dict) 
     }
 
 
-def _phenotype(out, key, p, task, marker, side, threshold, xf) -> None:
+def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) -> None:
+    """Phenotype rows of one sample; origins from each population's donor cut (`cuts`)."""
     markers = list(task.phenotype_markers)
     if not markers:
         return
@@ -215,9 +227,10 @@ def _phenotype(out, key, p, task, marker, side, threshold, xf) -> None:
         if block is None:
             continue
         donor = None
-        if threshold is not None and threshold.method != "none":
+        cut = cuts.get(name)
+        if cut is not None and cut.method != "none":
             v = block[:, list(task.donor_markers).index(marker)].astype(np.float64)
-            donor = v >= threshold.value if side > 0 else v < threshold.value
+            donor = v >= cut.value if side > 0 else v < cut.value
         for r in phenotype_rows(block[:, nd:], donor, markers, scale):
             out.rows["phenotype"].append({**key, "population": name, **r})
 
@@ -310,7 +323,8 @@ def cluster_tables(study, task, store, items, thresholds: pd.DataFrame) -> tuple
 
     donor = {}
     if not thresholds.empty:
-        th = thresholds[thresholds["purpose"] == "donor"]
+        # the sample thresholds (placed on the parent, whose events are clustered)
+        th = thresholds[(thresholds["purpose"] == "donor") & (thresholds["parent"] == task.parent)]
         for r in th.itertuples(index=False):
             if isinstance(r.method, str) and r.method != "none":
                 donor[r.file] = (r.marker, float(r.threshold), r.donor_side == "positive")

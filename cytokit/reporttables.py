@@ -327,6 +327,7 @@ def thresholds_table(th: pd.DataFrame) -> str:
         [
             Markup(day_text(r.get("day"))),
             r.get("marker"),
+            _gate_name(r.get("parent")),
             Markup(fmt(r.get("threshold"))),
             Markup(fmt(r.get("threshold_scale"))),
             r.get("method"),
@@ -335,8 +336,15 @@ def thresholds_table(th: pd.DataFrame) -> str:
         for _, r in sorted_by(th, "day", "marker").iterrows()
     ]
     return table(
-        ["day", "marker", "threshold", "(scale)", "method", "note"],
+        ["day", "marker", "placed on", "threshold", "(scale)", "method", "note"],
         rows,
-        caption="Donor-marker thresholds",
-        numeric=[True, False, True, True, False, False],
+        caption="Donor-marker thresholds (a population with its own cut has its own row)",
+        numeric=[True, False, False, True, True, False, False],
     )
+
+
+def _gate_name(path) -> str:
+    """Last step of a gate path (the whole value when it is not a path)."""
+    if not isinstance(path, str):
+        return ""
+    return path.rstrip("/").rsplit("/", 1)[-1] or path

@@ -14,6 +14,7 @@ from cytokit.chimerism import (
     chimerism_status,
     patient_thresholds,
     place_threshold,
+    population_threshold,
 )
 from cytokit.density import Histogram, histogram_edges
 from cytokit.intervals import (
@@ -196,3 +197,75 @@ def test_empty_parent():
     h = Histogram(np.linspace(0, 1, 11), np.zeros(10, dtype=np.int64))
     t = place_threshold(h, 1)
     assert t.method == "none" and t.donor_events(h) == 0
+
+
+# -- each population's cut -------------------------------------------------------------------------
+def _parent_and_population(side: int, seed: int = 4):
+    """Recipient-majority parent; a donor-majority population whose recipients sit lower.
+
+    Early after an NK infusion: the parent (other lineages brighter on the
+    marker) is mostly recipient; the NK gate is 60 % donor and its recipient
+    peak lies below the parent's.
+    """
+    rng = np.random.default_rng(seed)
+    parent_rec = rng.normal(0.46, 0.04, 20_000)
+    pop_rec = rng.normal(0.40, 0.05, 1_200)
+    pop_don = rng.normal(0.68, 0.05, 1_800)
+    parent = np.concatenate([parent_rec, pop_rec, pop_don])
+    pop = np.concatenate([pop_rec, pop_don])
+    if side < 0:  # mirror: donors negative
+        parent, pop = 1.1 - parent, 1.1 - pop
+    edges = histogram_edges(parent)
+    return Histogram.of(parent, edges), Histogram.of(pop, edges), pop_don.size
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_population_valley_counts_a_donor_majority(side):
+    parent, pop, donors = _parent_and_population(side)
+    sample = place_threshold(parent, side)
+    assert sample.method == "valley"
+    cut = population_threshold(sample, pop)
+    assert cut.method == "population_valley" and cut.donor_side == side
+    assert side * (cut.value - sample.value) < 0  # moved towards the population's recipients
+    lost_by_sample = donors - sample.donor_events(pop)
+    err = abs(cut.donor_events(pop) - donors) / pop.total
+    assert lost_by_sample / pop.total > 0.01  # the parent's valley loses > 1 pp of this population
+    assert err < 0.003
+    assert side * cut.recipient_mode < side * cut.value < side * cut.donor_mode
+
+
+def test_population_keeps_the_sample_threshold_without_two_modes():
+    parent, _, _ = _parent_and_population(1)
+    sample = place_threshold(parent, 1)
+    rng = np.random.default_rng(5)
+    one_mode = Histogram.of(rng.normal(0.40, 0.05, 3000), parent.edges)
+    assert population_threshold(sample, one_mode) is sample
+    # a donor minority under POPULATION_MINORITY (here 3 %) places no valley of its own
+    few = np.concatenate([rng.normal(0.40, 0.05, 9700), rng.normal(0.64, 0.045, 300)])
+    assert population_threshold(sample, Histogram.of(few, parent.edges)) is sample
+    empty = Histogram(parent.edges, np.zeros_like(parent.counts))
+    assert population_threshold(sample, empty) is sample
+    none = place_threshold(empty, 1)
+    assert population_threshold(none, one_mode) is none
+
+
+def test_population_cuts_match_truth(patients):
+    """On simulated samples, each lineage's own cut is within 1 pp of its true donors."""
+    worst, moved = 0.0, 0
+    for spec, samples in patients:
+        side = 1 if spec.donor_is == "positive" else -1
+        ths = patient_thresholds(
+            [s[1] for s in samples], [s[0] for s in samples], side, [s[2] for s in samples]
+        )
+        for (_, _, _, v, truth, edges), t in zip(samples, ths, strict=True):
+            for names in (("NK_bright", "NK_dim"), ("CIK",), ("T_CD8neg", "T_CD8pos")):
+                sel = np.isin(truth.label, [LABELS.index(n) for n in names])
+                if sel.sum() < 200:
+                    continue
+                h = Histogram.of(v[sel], edges)
+                cut = population_threshold(t, h)
+                moved += cut is not t
+                err = 100.0 * abs(cut.donor_events(h) - truth.donor[sel].sum()) / sel.sum()
+                worst = max(worst, err)
+    assert worst <= 1.0
+    assert moved > 0
