@@ -288,7 +288,10 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
                 "population": population,
                 "measure": measure,
             }
-            row.update(trend_row(g["day"].to_numpy(), values, g["status"].to_numpy(), days, doses))
+            counts = g["donor_events"].to_numpy(dtype=np.float64)
+            row.update(
+                trend_row(g["day"].to_numpy(), values, g["status"].to_numpy(), days, doses, counts)
+            )
             rows.append(row)
     trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))
     return trends, cohort_summary(trends)

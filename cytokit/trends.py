@@ -14,20 +14,35 @@ the chimerism table's points (day, value, status).
   before the first infusion, so a point (0, 0) starts the curve when there is
   no day-0 sample. Every sampled value counts (not-detected values are small
   and measured). Units: cells/µL × days, or % × days. ``auc_days`` is the span.
-* **half-life** (`fit_half_life`): log-linear least squares on the decay
-  phases. The days are cut into segments at the infusion days (a sample on an
+* **half-life** (`fit_half_life`): an exponential fit of the decay phases.
+  The days are cut into segments at the infusion days (a sample on an
   infusion day precedes that infusion); in each segment the decay phase is
-  the ``quantified`` points after the segment's highest point. All segments
-  share one slope ``b`` (each has its own intercept, since every infusion
-  adds cells): ``log(y) = a_s + b · day``. Only segments with at least two
-  decay points inform the slope. Half-life = ln 2 / −b, with a 95 % interval
-  from the slope's standard error and Student's t on ``n − segments − 1``
-  degrees of freedom; R² is of the within-segment fit. The decay phase starts
-  at the first point after a segment's highest sample, not at that sample,
-  which may still be on the rise (on simulated studies including it biases
-  half-lives upwards by ~5-20 %). Not estimable (an empty half-life and a note
-  saying why) with fewer than 3 decay points, no degree of freedom left, or a
-  decay that is not significant (the slope's 95 % interval reaches 0; the
+  the points after the segment's highest point. All segments share one slope
+  ``b`` (each has its own intercept, since every infusion adds cells):
+  ``log(y) = a_s + b · day``. Only segments with at least two decay points
+  inform the slope. The decay phase starts at the first point after a
+  segment's highest sample, not at that sample, which may still be on the
+  rise (on simulated studies including it biases half-lives upwards by
+  ~5-20 %).
+
+  With the donor event count behind each value (as `trend_row` gets it from
+  the chimerism table), the fit is a **quasi-Poisson regression** of those
+  counts, each point's value per event as its exposure: every point with
+  donor cells detected (at least 20 events) counts, weighted by its events.
+  Keeping only points above a higher count limit (``quantified``) would
+  discard information and select late points by their noise; weighting lets
+  the few-event points count for what they are worth. The slope's 95 %
+  interval is the wider of counting noise alone (Poisson variance, normal
+  quantile) and the scatter the points show (Pearson dispersion, Student's t
+  on ``n − segments − 1`` degrees of freedom): biological and gating scatter
+  beyond counting noise widen it, and three points that happen to lie on a
+  line do not narrow it below what their counts allow. Without counts the
+  fit is least squares on ``log(y)`` over the ``quantified`` points, the
+  interval from the residuals and Student's t. Half-life = ln 2 / −b, its
+  interval from the slope's; R² is of the within-segment fit on the log
+  scale (weighted like the fit). Not estimable (an empty half-life and a note
+  saying why) with fewer than 3 decay points, no degree of freedom left, or
+  a decay that is not significant (the slope's 95 % interval reaches 0; the
   note then gives the point estimate).
 
 The cohort summary (`cohort_summary`) gives, per stratum, population and
@@ -62,6 +77,10 @@ COHORT_COLUMNS = (
 )  # fmt: skip
 DETECTED = ("quantified", "not_quantifiable")
 MIN_POINTS = 3
+#: Donor events a point needs to enter a count-based fit (as for ``not_quantifiable``).
+MIN_FIT_EVENTS = 20
+#: Two-sided 95 % quantile of the standard normal distribution.
+_Z95 = 1.959963984540054
 
 
 def _segments(days: np.ndarray, infusions: list[int]) -> np.ndarray:
@@ -71,7 +90,14 @@ def _segments(days: np.ndarray, infusions: list[int]) -> np.ndarray:
 
 
 def fit_half_life(
-    days, values, status, infusions=(), *, min_points: int = MIN_POINTS, from_peak: bool = False
+    days,
+    values,
+    status,
+    infusions=(),
+    *,
+    counts=None,
+    min_points: int = MIN_POINTS,
+    from_peak: bool = False,
 ) -> dict:
     """Half-life (days) from the decay phases (see the module docstring).
 
@@ -81,7 +107,13 @@ def fit_half_life(
     status : sequence of str, shape (n,)
     infusions : sequence of int
         Infusion days.
+    counts : array_like, shape (n,), optional
+        Donor events behind each value: fit them by quasi-Poisson regression
+        (points with at least `MIN_FIT_EVENTS`). Without: least squares on
+        the logs of the ``quantified`` values.
     min_points : int
+    from_peak : bool
+        Start each decay phase at its highest point instead of after it.
 
     Returns
     -------
@@ -92,6 +124,7 @@ def fit_half_life(
     days = np.asarray(days, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     status = np.asarray(status, dtype=object)
+    k = None if counts is None else np.asarray(counts, dtype=np.float64)
     out = {
         "half_life_days": float("nan"),
         "half_life_ci_low": float("nan"),
@@ -103,45 +136,44 @@ def fit_half_life(
     }
     order = np.argsort(days)
     days, values, status = days[order], values[order], status[order]
+    if k is not None:
+        k = k[order]
+        usable = np.isfinite(k) & (k >= MIN_FIT_EVENTS)
+        kind = f"point(s) with >= {MIN_FIT_EVENTS} donor events"
+    else:
+        usable = status == "quantified"
+        kind = "quantified point(s)"
     seg = _segments(days, list(infusions))
-    xs, ys, groups = [], [], []
+    phases = []
     for s in np.unique(seg):
         sel = np.flatnonzero((seg == s) & np.isfinite(values) & (days >= 0))
         if sel.size < 2:
             continue
         peak = sel[np.argmax(values[sel])]
         first = peak if from_peak else peak + 1
-        decay = [i for i in sel if i >= first and status[i] == "quantified" and values[i] > 0]
+        decay = [i for i in sel if i >= first and usable[i] and values[i] > 0]
         if len(decay) >= 2:
-            xs.append(days[decay])
-            ys.append(np.log(values[decay]))
-            groups.append(s)
-    n = sum(len(x) for x in xs)
+            phases.append(np.array(decay))
+    n = sum(len(p) for p in phases)
     out["half_life_n"] = int(n)
-    dof = n - len(xs) - 1
+    dof = n - len(phases) - 1
     if n < min_points or dof < 1:
         out["half_life_note"] = (
-            f"not estimable: {n} quantified point(s) in decay phases (need {min_points}, "
+            f"not estimable: {n} {kind} in decay phases (need {min_points}, "
             "and more points than decay phases + 1)"
         )
         return out
-    # shared slope: centre each segment on its own means
-    xc = np.concatenate([x - x.mean() for x in xs])
-    yc = np.concatenate([y - y.mean() for y in ys])
-    sxx = float(xc @ xc)
-    slope = float(xc @ yc) / sxx
-    resid = yc - slope * xc
-    sse = float(resid @ resid)
-    syy = float(yc @ yc)
-    se = math.sqrt(sse / dof / sxx)
-    out["half_life_r2"] = 1.0 - sse / syy if syy > 0 else float("nan")
-    out["half_life_from_day"] = float(min(x[0] for x in xs))
-    if slope >= 0:
+    if k is None:
+        slope, half_width, r2 = _log_fit(days, values, phases, dof)
+    else:
+        slope, half_width, r2 = _count_fit(days, values, k, phases, dof)
+    out["half_life_r2"] = r2
+    out["half_life_from_day"] = float(min(days[p[0]] for p in phases))
+    if not slope < 0:
         out["half_life_note"] = f"not estimable: counts do not decay (slope {slope:.3g}/day)"
         return out
-    t = t_quantile(0.975, dof)
-    hi_slope = slope + t * se
-    lo_slope = slope - t * se
+    hi_slope = slope + half_width
+    lo_slope = slope - half_width
     ln2 = math.log(2.0)
     if hi_slope >= 0:
         out["half_life_note"] = (
@@ -152,9 +184,77 @@ def fit_half_life(
     out["half_life_days"] = ln2 / -slope
     out["half_life_ci_low"] = ln2 / -lo_slope
     out["half_life_ci_high"] = ln2 / -hi_slope
-    if len(xs) > 1:
-        out["half_life_note"] = f"shared slope over {len(xs)} decay phases"
+    if len(phases) > 1:
+        out["half_life_note"] = f"shared slope over {len(phases)} decay phases"
     return out
+
+
+def _log_fit(days, values, phases, dof) -> tuple[float, float, float]:
+    """Shared slope of ``log(values)`` over the phases (own intercepts).
+
+    Returns the slope, the half-width of its 95 % interval and R².
+    """
+    xc = np.concatenate([days[p] - days[p].mean() for p in phases])
+    ys = [np.log(values[p]) for p in phases]
+    yc = np.concatenate([y - y.mean() for y in ys])
+    sxx = float(xc @ xc)
+    slope = float(xc @ yc) / sxx
+    resid = yc - slope * xc
+    sse = float(resid @ resid)
+    syy = float(yc @ yc)
+    half_width = t_quantile(0.975, dof) * math.sqrt(sse / dof / sxx)
+    return slope, half_width, (1.0 - sse / syy if syy > 0 else float("nan"))
+
+
+def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float]:
+    """Quasi-Poisson fit of the counts: ``counts ~ exposure · exp(a_s + b · day)``.
+
+    Iteratively reweighted least squares from the log fit; exposure = counts
+    per value. Returns the slope, the half-width of its 95 % interval and the
+    weighted R² of the logs. The interval is the wider of two: counting
+    noise alone (Poisson variance, normal quantile) and the scatter the
+    points show (Pearson dispersion, Student's t on `dof`), so neither a few
+    points that happen to lie on a line nor scatter beyond counting noise
+    make it too narrow.
+    """
+    idx = np.concatenate(phases)
+    k = counts[idx]
+    offset = np.log(k / values[idx])  # log exposure: events per unit of the measure
+    t = days[idx] - days[idx].mean()
+    x = np.zeros((idx.size, len(phases) + 1))
+    row = 0
+    for j, p in enumerate(phases):
+        x[row : row + p.size, j] = 1.0
+        row += p.size
+    x[:, -1] = t
+    y = np.log(k) - offset
+    beta = np.linalg.lstsq(x, y, rcond=None)[0]
+    for _ in range(100):
+        mu = np.exp(x @ beta + offset)
+        z = x @ beta + (k - mu) / mu
+        xw = x * mu[:, None]
+        new = np.linalg.solve(x.T @ xw, xw.T @ z)
+        done = np.max(np.abs(new - beta)) < 1e-12
+        beta = new
+        if done:
+            break
+    mu = np.exp(x @ beta + offset)
+    info = np.linalg.inv(x.T @ (x * mu[:, None]))
+    dispersion = float(np.sum((k - mu) ** 2 / mu)) / dof
+    se = math.sqrt(info[-1, -1])
+    half_width = max(_Z95 * se, t_quantile(0.975, dof) * math.sqrt(dispersion) * se)
+    # weighted R² of log(values) within the phases (the fit's residuals are on that scale)
+    lv = np.log(values[idx])
+    resid = np.log(k) - np.log(mu)
+    centred = lv.copy()
+    start = 0
+    for p in phases:
+        part = slice(start, start + p.size)
+        centred[part] -= float(mu[part] @ lv[part]) / float(mu[part].sum())
+        start += p.size
+    sse = float(mu @ resid**2)
+    syy = float(mu @ centred**2)
+    return float(beta[-1]), half_width, (1.0 - sse / syy if syy > 0 else float("nan"))
 
 
 def _auc(days: np.ndarray, values: np.ndarray) -> tuple[float, float]:
@@ -170,7 +270,7 @@ def _auc(days: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     return float(np.sum((d[1:] - d[:-1]) * (v[1:] + v[:-1]) / 2.0)), float(d[-1] - d[0])
 
 
-def trend_row(days, values, status, infusions=(), doses=()) -> dict:
+def trend_row(days, values, status, infusions=(), doses=(), counts=None) -> dict:
     """Peak, last detection, AUC and half-life of one patient's population over time.
 
     Parameters
@@ -181,6 +281,8 @@ def trend_row(days, values, status, infusions=(), doses=()) -> dict:
         The patient's infusion days.
     doses : sequence of float
         Dose per kg of each infusion (NaN when unknown).
+    counts : array_like, optional
+        Donor events behind each value (the half-life is then a count fit).
 
     Returns
     -------
@@ -190,8 +292,11 @@ def trend_row(days, values, status, infusions=(), doses=()) -> dict:
     days = np.asarray(days, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
     status = np.asarray(status, dtype=object)
+    row_counts = None if counts is None else np.asarray(counts, dtype=np.float64)
     order = np.argsort(days)
     days, values, status = days[order], values[order], status[order]
+    if row_counts is not None:
+        row_counts = row_counts[order]
     after = days >= 0
     row: dict = {
         "n_days": int(days.size),
@@ -211,7 +316,7 @@ def trend_row(days, values, status, infusions=(), doses=()) -> dict:
     row["last_detectable_day"] = float(days[det[-1]]) if det.size else float("nan")
     row["last_quantified_day"] = float(days[quant[-1]]) if quant.size else float("nan")
     row["auc"], row["auc_days"] = _auc(days, values)
-    row.update(fit_half_life(days, values, status, infusions))
+    row.update(fit_half_life(days, values, status, infusions, counts=row_counts))
     doses = np.asarray(doses, dtype=np.float64)
     row["n_infusions"] = len(infusions)
     row["total_dose_per_kg"] = float(np.nansum(doses)) if doses.size else float("nan")

@@ -73,6 +73,52 @@ def test_not_estimable_cases():
     assert math.isnan(h["half_life_days"]) and "not significant" in h["half_life_note"]
 
 
+def test_count_fit_recovers_an_exact_decay():
+    """Counts exactly on the curve, per-point exposure varying: the count fit is exact."""
+    days = np.array([0, 2, 5, 9, 14, 21, 28])
+    per_event = np.array([0.1, 0.1, 0.12, 0.08, 0.1, 0.11, 0.09])  # cells/µL per event
+    values = np.r_[0.0, 100.0, 80 * 2.0 ** (-(days[2:] - 5) / 6.0)]
+    counts = values / per_event
+    h = fit_half_life(days, values, [Q] * days.size, infusions=[0], counts=counts)
+    assert h["half_life_days"] == pytest.approx(6.0, rel=1e-9)
+    assert h["half_life_n"] == 5 and h["half_life_r2"] == pytest.approx(1.0)
+    # the counting-noise floor keeps the interval open although the points fit exactly
+    assert h["half_life_ci_low"] < 6.0 < h["half_life_ci_high"]
+
+
+def test_count_fit_on_poisson_counts_is_unbiased_and_covers():
+    """Poisson counts decaying into the detection limit: few-event points count, weighted."""
+    rng = np.random.default_rng(11)
+    days = np.array([0, 3, 7, 10, 14, 21, 28, 35, 42])
+    expected = 400 * 2.0 ** (-(days - 3) / 5.0)
+    expected[0] = 0.0
+    runs, covered, errors, errors_log = 300, 0, [], []
+    for _ in range(runs):
+        k = rng.poisson(expected).astype(float)
+        values = 0.05 * k
+        status = np.where(k >= 50, Q, np.where(k >= 20, "not_quantifiable", "not_detected"))
+        h = fit_half_life(days, values, status, infusions=[0], counts=k)
+        covered += h["half_life_ci_low"] <= 5.0 <= h["half_life_ci_high"]
+        errors.append(h["half_life_days"] / 5.0 - 1)
+        errors_log.append(
+            fit_half_life(days, values, status, infusions=[0])["half_life_days"] / 5.0 - 1
+        )
+    assert 0.9 <= covered / runs <= 1.0
+    assert abs(np.nanmedian(errors)) < 0.02
+    # the log fit over the quantified points only scatters more
+    mae = np.nanmedian(np.abs(errors))
+    assert mae < np.nanmedian(np.abs(errors_log))
+
+
+def test_count_fit_ignores_points_under_the_detection_limit():
+    days = np.array([0, 3, 7, 14, 21, 28])
+    values = np.array([0.0, 100.0, 50.0, 25.0, 12.5, 1.0])
+    counts = values * 2  # the last point: 2 events
+    h = fit_half_life(days, values, [Q] * 6, infusions=[0], counts=counts)
+    assert h["half_life_n"] == 3  # days 7, 14, 21; day 28 has 2 events
+    assert h["half_life_days"] == pytest.approx(7.0, rel=1e-9)
+
+
 def test_trend_row_peak_auc_and_detection():
     days = [-7, 3, 7, 14, 28, 42]
     values = [0.1, 40.0, 100.0, 50.0, 4.0, 0.5]
