@@ -13,7 +13,7 @@ import math
 import pandas as pd
 
 from cytokit._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
-from cytokit.plots._figure import format_dose
+from cytokit.plots._figure import format_dose, gate_name
 from cytokit.plots.persistence import MEASURES
 
 __all__ = [
@@ -327,7 +327,7 @@ def thresholds_table(th: pd.DataFrame) -> str:
         [
             Markup(day_text(r.get("day"))),
             r.get("marker"),
-            _gate_name(r.get("parent")),
+            gate_name(r.get("parent")),
             Markup(fmt(r.get("threshold"))),
             Markup(fmt(r.get("threshold_scale"))),
             r.get("method"),
@@ -341,10 +341,3 @@ def thresholds_table(th: pd.DataFrame) -> str:
         caption="Donor-marker thresholds (a population with its own cut has its own row)",
         numeric=[True, False, False, True, True, False, False],
     )
-
-
-def _gate_name(path) -> str:
-    """Last step of a gate path (the whole value when it is not a path)."""
-    if not isinstance(path, str):
-        return ""
-    return path.rstrip("/").rsplit("/", 1)[-1] or path

@@ -171,6 +171,12 @@ def save_figure(
     }
 
 
+def gate_name(path) -> str:
+    """Last step of a gate path (empty for None/NaN; the whole text when it has no step)."""
+    text = "" if path is None or (isinstance(path, float) and math.isnan(path)) else str(path)
+    return text.rstrip("/").rsplit("/", 1)[-1] or text
+
+
 def format_dose(dose) -> str:
     """``18000000`` → ``"1.8×10⁷/kg"``; empty for a missing dose."""
     try:

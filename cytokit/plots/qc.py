@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
 
-from cytokit.plots._figure import grid_figure, plain
+from cytokit.plots._figure import gate_name, grid_figure, plain
 
 __all__ = ["gate_panels", "qc_figure"]
 
@@ -78,11 +78,6 @@ def _number(v) -> float:
     except (TypeError, ValueError):
         return math.nan
     return x
-
-
-def _short(path) -> str:
-    text = "" if path is None or (isinstance(path, float) and math.isnan(path)) else str(path)
-    return text.rstrip("/").rsplit("/", 1)[-1] or text
 
 
 def _range(values: np.ndarray, extra: list[float]) -> tuple[float, float]:
@@ -347,7 +342,7 @@ def _name(row, geometry: dict) -> str:
         for parent in parents:
             if text.startswith(f"{parent}/"):
                 return text[len(parent) + 1 :]
-        return _short(text) if text.startswith("/") and text.count("/") == 1 else text
+        return gate_name(text) if text.startswith("/") and text.count("/") == 1 else text
     return _text(geometry.get("name"))
 
 
