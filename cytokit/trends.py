@@ -218,17 +218,14 @@ def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float]:
     make it too narrow.
     """
     idx = np.concatenate(phases)
+    phase = np.repeat(np.arange(len(phases)), [p.size for p in phases])
     k = counts[idx]
-    offset = np.log(k / values[idx])  # log exposure: events per unit of the measure
-    t = days[idx] - days[idx].mean()
+    lv = np.log(values[idx])
+    offset = np.log(k) - lv  # log exposure: events per unit of the measure
     x = np.zeros((idx.size, len(phases) + 1))
-    row = 0
-    for j, p in enumerate(phases):
-        x[row : row + p.size, j] = 1.0
-        row += p.size
-    x[:, -1] = t
-    y = np.log(k) - offset
-    beta = np.linalg.lstsq(x, y, rcond=None)[0]
+    x[np.arange(idx.size), phase] = 1.0
+    x[:, -1] = days[idx] - days[idx].mean()
+    beta = np.linalg.lstsq(x, lv, rcond=None)[0]
     for _ in range(100):
         mu = np.exp(x @ beta + offset)
         z = x @ beta + (k - mu) / mu
@@ -244,14 +241,9 @@ def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float]:
     se = math.sqrt(info[-1, -1])
     half_width = max(_Z95 * se, t_quantile(0.975, dof) * math.sqrt(dispersion) * se)
     # weighted R² of log(values) within the phases (the fit's residuals are on that scale)
-    lv = np.log(values[idx])
-    resid = np.log(k) - np.log(mu)
-    centred = lv.copy()
-    start = 0
-    for p in phases:
-        part = slice(start, start + p.size)
-        centred[part] -= float(mu[part] @ lv[part]) / float(mu[part].sum())
-        start += p.size
+    resid = lv - x @ beta
+    means = np.bincount(phase, mu * lv) / np.bincount(phase, mu)
+    centred = lv - means[phase]
     sse = float(mu @ resid**2)
     syy = float(mu @ centred**2)
     return float(beta[-1]), half_width, (1.0 - sse / syy if syy > 0 else float("nan"))
