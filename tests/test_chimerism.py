@@ -132,25 +132,30 @@ def patients():
     return [(p, _patient(design, p, 15_000)) for p in design.patients]
 
 
-def test_patient_thresholds_match_truth(patients):
-    worst = 0.0
-    methods = set()
+def _placed(patients):
+    """Each simulated sample with the threshold `patient_thresholds` placed for it."""
     for spec, samples in patients:
         side = 1 if spec.donor_is == "positive" else -1
         ths = patient_thresholds(
             [s[1] for s in samples], [s[0] for s in samples], side, [s[2] for s in samples]
         )
-        for (day, _, _, v, truth, edges), t in zip(samples, ths, strict=True):
-            methods.add(t.method)
-            if day < 0:
-                assert t.calibration_day == day
-            for name in CELL_LABELS[2:]:
-                sel = truth.label == LABELS.index(name)
-                if sel.sum() < 200:
-                    continue
-                est = t.donor_events(Histogram.of(v[sel], edges))
-                err = 100.0 * abs(est - truth.donor[sel].sum()) / sel.sum()
-                worst = max(worst, err)
+        yield from zip(samples, ths, strict=True)
+
+
+def test_patient_thresholds_match_truth(patients):
+    worst = 0.0
+    methods = set()
+    for (day, _, _, v, truth, edges), t in _placed(patients):
+        methods.add(t.method)
+        if day < 0:
+            assert t.calibration_day == day
+        for name in CELL_LABELS[2:]:
+            sel = truth.label == LABELS.index(name)
+            if sel.sum() < 200:
+                continue
+            est = t.donor_events(Histogram.of(v[sel], edges))
+            err = 100.0 * abs(est - truth.donor[sel].sum()) / sel.sum()
+            worst = max(worst, err)
     assert worst <= 1.0
     assert {"valley", "patient_offset"} <= methods
 
@@ -252,20 +257,15 @@ def test_population_keeps_the_sample_threshold_without_two_modes():
 def test_population_cuts_match_truth(patients):
     """On simulated samples, each lineage's own cut is within 1 pp of its true donors."""
     worst, moved = 0.0, 0
-    for spec, samples in patients:
-        side = 1 if spec.donor_is == "positive" else -1
-        ths = patient_thresholds(
-            [s[1] for s in samples], [s[0] for s in samples], side, [s[2] for s in samples]
-        )
-        for (_, _, _, v, truth, edges), t in zip(samples, ths, strict=True):
-            for names in (("NK_bright", "NK_dim"), ("CIK",), ("T_CD8neg", "T_CD8pos")):
-                sel = np.isin(truth.label, [LABELS.index(n) for n in names])
-                if sel.sum() < 200:
-                    continue
-                h = Histogram.of(v[sel], edges)
-                cut = population_threshold(t, h)
-                moved += cut is not t
-                err = 100.0 * abs(cut.donor_events(h) - truth.donor[sel].sum()) / sel.sum()
-                worst = max(worst, err)
+    for (_, _, _, v, truth, edges), t in _placed(patients):
+        for names in (("NK_bright", "NK_dim"), ("CIK",), ("T_CD8neg", "T_CD8pos")):
+            sel = np.isin(truth.label, [LABELS.index(n) for n in names])
+            if sel.sum() < 200:
+                continue
+            h = Histogram.of(v[sel], edges)
+            cut = population_threshold(t, h)
+            moved += cut is not t
+            err = 100.0 * abs(cut.donor_events(h) - truth.donor[sel].sum()) / sel.sum()
+            worst = max(worst, err)
     assert worst <= 1.0
     assert moved > 0
