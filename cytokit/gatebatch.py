@@ -178,7 +178,7 @@ def population_statistics(
     values = _channel_values(sample, cols, result.compensation)
     rows = []
     for pop in result.populations:
-        idx = np.flatnonzero(result.membership(pop.id))
+        idx = np.flatnonzero(result.membership(pop.path))
         x = _scratch("x", idx.size)
         for j, c in enumerate(cols):
             np.take(values[j], idx, out=x)
