@@ -1,4 +1,4 @@
-"""``cytokit gate STRATEGY FILES… --out DIR``: batch gating."""
+"""``cytokit gate STRATEGY FILES… --out DIR`` (or ``--study DIR``): batch gating."""
 
 from __future__ import annotations
 
@@ -8,24 +8,74 @@ import typer
 
 from cytokit.errors import CytokitError
 
+#: Suffixes of strategy files (`cytokit.gating.load_strategy`); anything else is an FCS argument.
+STRATEGY_SUFFIXES = (".xml", ".wsp", ".yaml", ".yml")
+
+
+def _arguments(
+    strategy: Path | str | None, files: list[str] | None, study: Path | None
+) -> tuple[Path | None, list[str]]:
+    """(strategy, files) from the positional arguments.
+
+    Without ``--study`` the first is the strategy and at least one file follows.
+    With it both may be left out: the first argument is the strategy only when
+    it has a strategy file's suffix.
+    """
+    given = [str(a) for a in ([strategy] if strategy is not None else []) + list(files or [])]
+    if study is None:
+        if len(given) < 2:
+            raise typer.BadParameter(
+                "give a STRATEGY file and the FCS FILES to gate, e.g. "
+                "cytokit gate strategy.xml runs/ --out gated/ (or --study DIR to gate with a "
+                "study's strategy and settings)",
+                param_hint="STRATEGY FILES...",
+            )
+        return Path(given[0]), given[1:]
+    if given and Path(given[0]).suffix.lower() in STRATEGY_SUFFIXES:
+        # a strategy named on the command line is relative to where the command runs
+        return Path(given[0]).absolute(), given[1:]
+    return None, given
+
 
 def run_gate(
-    strategy: Path,
-    files: list[str],
+    strategy: Path | str | None,
+    files: list[str] | None,
     out: Path,
     *,
+    study: Path | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
-    compensation: str = "file",
+    compensation: str | None = None,
     statistics: bool = True,
     retry_failures: bool = False,
 ) -> int:
-    """Gate `files` into `out` with a progress bar on stderr; return the exit code."""
+    """Gate `files` into `out` with a progress bar on stderr; return the exit code.
+
+    With `study`, the strategy (default: the study's ``[gating] strategy``) is
+    read and applied with the study's panel, transform, compensation and gating
+    seed, as ``cytokit analyze`` does; `files` default to the manifest's files.
+    `compensation` (default ``file``) cannot be combined with `study`.
+    """
     from cytokit.cli._progress import batch_progress
     from cytokit.gatebatch import GateTask, expand_files, gate_files
 
+    strategy, files = _arguments(strategy, files, study)
     # everything that can be wrong with the arguments is reported before the batch starts
-    task = GateTask(strategy, compensation=compensation, statistics=statistics)
+    if study is not None:
+        from cytokit.study import load_study
+
+        if compensation is not None:
+            raise typer.BadParameter(
+                "--compensation and --study both say how to compensate; with --study the "
+                "study's [compensation] source is used, so drop --compensation",
+                param_hint="'--compensation'",
+            )
+        loaded = load_study(study, check_files=False)
+        task = GateTask.for_study(loaded, strategy, statistics=statistics)
+        if not files:
+            files = [str(r.file) for r in loaded.rows]
+    else:
+        task = GateTask(strategy, compensation=compensation or "file", statistics=statistics)
     paths = expand_files(files)
     if not paths:
         raise CytokitError("no FCS files given; name files, folders or patterns after STRATEGY")
@@ -63,14 +113,29 @@ def run_gate(
 def register(app: typer.Typer) -> None:
     @app.command("gate")
     def gate_command(
-        strategy: Path = typer.Argument(
-            ..., help="Gating strategy: .xml (Gating-ML 2.0), .wsp (FlowJo 10) or .yaml."
+        strategy: str = typer.Argument(
+            None,
+            help="Gating strategy: .xml (Gating-ML 2.0), .wsp (FlowJo 10) or .yaml. With "
+            "--study it may be left out (the strategy study.toml names).",
+            metavar="STRATEGY",
+            show_default=False,
         ),
         files: list[str] = typer.Argument(
-            ..., help="FCS files, folders (every .fcs inside) or patterns such as 'runs/*.fcs'."
+            None,
+            help="FCS files, folders (every .fcs inside) or patterns such as 'runs/*.fcs'. "
+            "With --study they may be left out (the manifest's files).",
+            metavar="FILES",
+            show_default=False,
         ),
         out: Path = typer.Option(
             ..., "--out", "-o", help="Folder for counts.csv, statistics.csv and failures.csv."
+        ),
+        study: Path = typer.Option(
+            None,
+            "--study",
+            help="A study folder: gate with its panel and transform (for a YAML strategy), "
+            "its compensation and its gating seed, as cytokit analyze does.",
+            show_default=False,
         ),
         workers: int = typer.Option(
             None, "--workers", "-j", min=1, help="Local worker processes (default: every core)."
@@ -82,9 +147,11 @@ def register(app: typer.Typer) -> None:
             "or processes, threads, serial.",
         ),
         compensation: str = typer.Option(
-            "file",
+            None,
             "--compensation",
-            help="file (each file's spillover keyword), none, or a CSV spillover matrix.",
+            help="file (each file's spillover keyword; the default), none, or a CSV spillover "
+            "matrix. Not with --study, whose study.toml says.",
+            show_default=False,
         ),
         stats: bool = typer.Option(
             True, "--stats/--no-stats", help="Per-population channel statistics."
@@ -95,6 +162,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Gate many FCS files with one strategy: per-file, per-gate counts and statistics.
 
+        cytokit gate STRATEGY FILES... --out DIR gates with the strategy as it
+        stands (a YAML strategy must state its transform). cytokit gate --study
+        DIR [STRATEGY] [FILES...] --out OUT gates with the study's settings and
+        gives each file the counts cytokit analyze gives it.
+
         Finished files are kept in OUT/results.sqlite: running the same command
         again skips them, so an interrupted batch resumes where it stopped.
         """
@@ -102,6 +174,7 @@ def register(app: typer.Typer) -> None:
             strategy,
             files,
             out,
+            study=study,
             workers=workers,
             scheduler=scheduler,
             compensation=compensation,

@@ -119,7 +119,7 @@ def threshold_parent(strategy, paths) -> str:
     def chain(key: str) -> list[str]:
         out, pop = [], strategy.population(key)
         while pop.parent is not None:
-            pop = strategy.population(pop.parent)
+            pop = strategy.by_id(pop.parent)
             out.append(pop.id)
         return out[::-1]  # root first
 
@@ -134,7 +134,7 @@ def threshold_parent(strategy, paths) -> str:
             "the study populations share no parent gate to place the donor-marker threshold "
             'on; set [chimerism] parent = "<gate path>" in study.toml (e.g. live lymphocytes)'
         )
-    return strategy.population(common[-1]).path
+    return strategy.by_id(common[-1]).path
 
 
 def _gate_markers(study: Study, sample) -> set[str]:

@@ -2,6 +2,9 @@
 
 `GateTask` is a batch task (`cytokit.batch`): it reads an FCS file, applies a
 gating strategy and returns the file's counts and per-population statistics.
+`GateTask.for_study` gates with a study's settings (its panel and transform
+for a YAML strategy, its compensation and gating seed), giving each file the
+counts `cytokit.analyze` gives it.
 `gate_files` runs it over many files with `cytokit.batch.run_batch`, keeping
 every finished file in ``OUT/results.sqlite`` (a rerun resumes), and writes
 ``counts.csv``, ``statistics.csv`` and ``failures.csv`` atomically. It is what
@@ -178,7 +181,7 @@ def population_statistics(
     values = _channel_values(sample, cols, result.compensation)
     rows = []
     for pop in result.populations:
-        idx = np.flatnonzero(result.membership(pop.id))
+        idx = np.flatnonzero(result.membership(pop.path))
         x = _scratch("x", idx.size)
         for j, c in enumerate(cols):
             np.take(values[j], idx, out=x)
@@ -244,6 +247,56 @@ class GateTask:
         self.channels = None if channels is None else tuple(channels)
         self.seed = int(seed)
         self.key = hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def for_study(
+        cls,
+        study,
+        strategy: GatingStrategy | str | os.PathLike | None = None,
+        *,
+        statistics: bool = True,
+        channels: Sequence[str] | None = None,
+    ) -> GateTask:
+        """The task that gates files as `cytokit.analyze` gates a study's.
+
+        The study's strategy, read with its ``[panel]`` and ``[transform]``
+        (`cytokit.study.Study.load_strategy`), its compensation and its
+        ``[gating] seed``: a file gets the counts ``analyze`` gives it.
+
+        Parameters
+        ----------
+        study : cytokit.study.Study or path
+            A loaded study or its folder (loaded without opening the FCS files).
+        strategy : GatingStrategy or path, optional
+            Another strategy to use with the study's settings; a path is
+            relative to the study folder. Default: the study's own.
+        statistics, channels
+            As for `GateTask`.
+
+        Raises
+        ------
+        StudyError
+            The study folder has problems (all listed).
+        GatingError
+            The strategy cannot be read with the study's settings.
+        """
+        from cytokit.study import Study, load_study
+
+        if not isinstance(study, Study):
+            study = load_study(study, check_files=False)
+        if isinstance(strategy, GatingStrategy):
+            gating = strategy
+        elif strategy is None and study.gating is not None:
+            gating = study.gating
+        else:
+            gating = study.load_strategy(strategy)
+        return cls(
+            gating,
+            compensation=study.compensation(),
+            statistics=statistics,
+            channels=channels,
+            seed=study.settings.gating_seed,
+        )
 
     def _identity(self) -> dict:
         """Everything the output depends on; the key is its digest."""

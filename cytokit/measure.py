@@ -75,8 +75,10 @@ class MeasureTask:
     strategy : GatingStrategy
     panel : Panel
     populations : tuple of (name, gate path)
+        Each population may be named as `GatingStrategy.population` allows;
+        the task holds its canonical path.
     parent : str
-        Gate path of the threshold parent.
+        Gate path of the threshold parent (likewise).
     donor_markers : tuple of str
     phenotype_markers : tuple of str
     transforms : tuple of (marker, Transform or None)
@@ -114,7 +116,16 @@ class MeasureTask:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "strategy", _fresh(self.strategy))
+        # every table keys populations by path: resolve ids and names once, here
+        path = self._canonical_path
+        object.__setattr__(self, "populations", tuple((n, path(p)) for n, p in self.populations))
+        object.__setattr__(self, "parent", path(self.parent))
+        if self.beads:
+            object.__setattr__(self, "beads", path(self.beads))
         object.__setattr__(self, "_digest", self._make_key())
+
+    def _canonical_path(self, key: str) -> str:
+        return self.strategy.population(key).path
 
     def describe(self) -> dict:
         comp = self.compensation

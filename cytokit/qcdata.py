@@ -85,7 +85,7 @@ def gate_points(
     if gate.parent is None:
         idx = np.arange(result.n_events)
     else:
-        idx = result.indices(gate.parent)
+        idx = result.indices(result.strategy.by_id(gate.parent).path)
     if idx.size > n:
         idx = np.sort(rng.choice(idx, n, replace=False))
     values = result.strategy.values(result.sample, dims, idx, compensation=compensation)

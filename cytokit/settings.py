@@ -20,7 +20,10 @@ table              key                          meaning (default)
                    ``[transform.<marker>]``     a per-marker override table
 ``[gating]``       ``strategy``                 strategy file (required)
                    ``seed``                     adaptive gate fitting seed (0)
-``[populations]``  ``<name> = "<gate path>"``   the study's populations (required)
+``[populations]``  ``<name> = "<gate path>"``   the study's populations (required); a
+                                                gate path, a gate or quadrant id or a
+                                                unique population name: `load_study`
+                                                replaces each with its canonical path
 ``[chimerism]``    ``marker``                   donor marker (per patient: manifest
                                                 ``donor_marker``); no marker: no chimerism
                    ``donor_is``                 ``positive`` / ``negative`` (``positive``;
@@ -51,7 +54,7 @@ table              key                          meaning (default)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cytokit.errors import CytokitError
@@ -110,7 +113,7 @@ class StudySettings:
         return self.marker_transforms.get(marker, self.transform)
 
     def gate_paths(self) -> dict[str, str]:
-        """Every gate path the settings name: ``{what: path}``, for checking a strategy."""
+        """Every gate reference the settings hold: ``{what: reference}``, for checking a strategy."""
         out = {f"[populations] {k}": v for k, v in self.populations.items()}
         for key in ("beads", "lymphocytes", "leukocytes"):
             if getattr(self, key):
@@ -118,6 +121,22 @@ class StudySettings:
         if self.chimerism_parent:
             out["[chimerism] parent"] = self.chimerism_parent
         return out
+
+    def with_gate_paths(self, paths: Mapping[str, str]) -> StudySettings:
+        """These settings with each gate reference `r` of `gate_paths` replaced by ``paths[r]``
+        (references not in `paths` are kept)."""
+
+        def canon(ref: str) -> str:
+            return paths.get(ref, ref) if ref else ref
+
+        return replace(
+            self,
+            populations={k: canon(v) for k, v in self.populations.items()},
+            beads=canon(self.beads),
+            lymphocytes=canon(self.lymphocytes),
+            leukocytes=canon(self.leukocytes),
+            chimerism_parent=canon(self.chimerism_parent),
+        )
 
 
 def _int(value, where: str, problems: list[str], *, minimum: int = 0) -> int | None:

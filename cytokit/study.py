@@ -12,8 +12,12 @@ rather than once per error:
   donor marker and side per patient;
 * ``infusions.csv``: well-formed rows for patients of the manifest;
 * markers: the donor, phenotype and clustering markers are in ``[panel]``;
-* the gating strategy: the file exists, parses, and has every gate path the
-  settings name (populations, counting gates, the chimerism parent);
+* the gating strategy: the file exists, parses (a YAML strategy with the
+  study's ``[panel]`` and ``[transform]``, `strategy_options`), and has every
+  population the settings name (populations, counting gates, the chimerism
+  parent). Each of those names (a path, a gate or quadrant id, a unique
+  population name) is replaced by the canonical path of its population in
+  `Study.settings`, so every table shows one spelling;
 * the FCS files (``check_files``): every panel marker resolves to a channel,
   and every channel a gate reads exists. A file that cannot be read at all
   (corrupt, truncated) is not a study problem: it is listed in
@@ -35,7 +39,7 @@ from cytokit.errors import CytokitError, FCSError, StudyError
 from cytokit.panel import Panel
 from cytokit.settings import StudySettings, parse_settings
 
-__all__ = ["Infusion", "ManifestRow", "Study", "load_study"]
+__all__ = ["Infusion", "ManifestRow", "Study", "load_study", "strategy_options"]
 
 REQUIRED_COLUMNS = ("file", "patient", "day")
 NUMERIC_COLUMNS = ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample_volume_ul")
@@ -89,7 +93,8 @@ class Study:
     strategy : Path or None
         The strategy file (None when a strategy object was given).
     settings : StudySettings
-        The analysis options.
+        The analysis options; once the strategy is loaded, every gate
+        reference in them is the canonical path of its population.
     gating : GatingStrategy or None
         The loaded strategy (None when not checked: ``check_files=False``).
     unreadable : dict of Path to str
@@ -131,6 +136,55 @@ class Study:
         if source.lower() == "none":
             return None
         return read_spillover_csv(self.root / source)
+
+    def load_strategy(self, path: str | Path | None = None):
+        """A strategy file read as this study reads its own (`strategy_options`).
+
+        Parameters
+        ----------
+        path : path, optional
+            Relative to the study folder; default ``[gating] strategy``.
+
+        Returns
+        -------
+        GatingStrategy
+
+        Raises
+        ------
+        GatingError
+            The file is missing or malformed, or (YAML) disagrees with the
+            study's ``[panel]`` or ``[transform]``.
+        """
+        from cytokit.gating import load_strategy
+
+        path = self.root / (self.settings.strategy if path is None else path)
+        return load_strategy(path, **strategy_options(path, self.panel, self.config))
+
+    def gate(self, sample, *, membership: bool = True):
+        """Gate one sample exactly as `cytokit.analyze` does.
+
+        The study's strategy (`gating`, else ``[gating] strategy``), its
+        compensation (`compensation`) and ``[gating] seed``: the same counts as
+        ``counts.csv`` of ``analyze`` for that file.
+
+        Parameters
+        ----------
+        sample : Sample
+            Read with `cytokit.read_fcs` (scale values).
+        membership : bool
+            Keep memberships (see `GatingStrategy.apply`).
+
+        Returns
+        -------
+        GatingResult
+        """
+        strategy = self.gating if self.gating is not None else self.load_strategy()
+        return strategy.apply(
+            sample,
+            compensation=self.compensation(),
+            membership=membership,
+            seed=self.settings.gating_seed,
+        )
 
     def relative(self, path: Path) -> str:
         """`path` relative to the study folder when inside it (as the manifest names files)."""
@@ -388,10 +442,59 @@ def _check_files(
             )
 
 
+def strategy_options(path: str | Path, panel: Panel, config: dict) -> dict:
+    """Options of `cytokit.gating.load_strategy` that read `path` as a study does.
+
+    A YAML strategy names markers and may leave transforms to the study: it
+    gets the study's ``[panel]`` and ``[transform]`` (a ``[transform]`` of
+    per-marker tables only has the logicle default added, as the settings
+    read it). Gating-ML and FlowJo files carry their own channels and
+    transforms and get nothing.
+    """
+    if Path(path).suffix.lower() not in (".yaml", ".yml"):
+        return {}
+    table = config.get("transform") or None
+    if isinstance(table, dict) and all(isinstance(v, dict) for v in table.values()):
+        table = {"type": "logicle", **table}
+    return {"panel": panel, "transform": table}
+
+
+def _canonical(settings: StudySettings, strategy, where, problems: list[str]) -> StudySettings:
+    """`settings` with each gate reference replaced by the path of the population it names."""
+    paths: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for what, ref in settings.gate_paths().items():
+        found = strategy.matches(ref)
+        if len(found) == 1:
+            paths[ref] = found[0][0].path
+        elif found:
+            problems.append(
+                f"study.toml {what} = {ref!r} names {len(found)} populations of {where}: "
+                + "; ".join(f"{p.path} (by its {how})" for p, how in found)
+                + "; give the full path of the one you mean"
+            )
+            continue
+        else:
+            problems.append(
+                f"study.toml {what} = {ref!r}: no such gate path in {where}; "
+                f"its paths are: {', '.join(strategy.paths)}"
+            )
+            continue
+        if what.startswith("[populations]"):
+            first = owner.setdefault(paths[ref], what)
+            if first != what:
+                problems.append(
+                    f"study.toml {what} = {ref!r} and {first} name the same population "
+                    f"{paths[ref]}; a gate is one population of the study, keep one of them"
+                )
+    return settings.with_gate_paths(paths)
+
+
 def _load_strategy(
     root: Path, settings: StudySettings, given, problems: list[str], panel: Panel, config: dict
 ):
-    """The strategy object (given, or read from [gating] strategy), its path, and path checks."""
+    """The strategy (given, or read from [gating] strategy), its path, and the settings with
+    canonical gate paths."""
     from cytokit.gating import GatingStrategy, load_strategy
 
     path = None
@@ -401,35 +504,24 @@ def _load_strategy(
     else:
         name = given if given is not None else settings.strategy
         if not name:
-            return None, None
+            return None, None, settings
         path = root / str(name)
         if not path.is_file():
             problems.append(
                 f"{path}: strategy file not found; [gating] strategy in study.toml names it "
                 "relative to the study folder"
             )
-            return None, path
-        options = {}
-        if path.suffix.lower() in (".yaml", ".yml"):
-            # the lab's own format names markers and leaves transforms to study.toml
-            options = {"panel": panel, "transform": config.get("transform") or None}
+            return None, path, settings
         try:
-            strategy = load_strategy(path, **options)
+            strategy = load_strategy(path, **strategy_options(path, panel, config))
         except ImportError as exc:
             problems.append(f"{path}: cannot read this strategy format: {exc}")
         except CytokitError as exc:
             problems.append(f"{path}: {exc}")
     if strategy is not None:
         where = path or strategy.source or "the strategy"
-        for what, gate_path in settings.gate_paths().items():
-            try:
-                strategy.population(gate_path)
-            except CytokitError:
-                problems.append(
-                    f"study.toml {what} = {gate_path!r}: no such gate path in {where}; "
-                    f"its paths are: {', '.join(strategy.paths)}"
-                )
-    return strategy, path
+        settings = _canonical(settings, strategy, where, problems)
+    return strategy, path, settings
 
 
 def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -> Study:
@@ -523,7 +615,9 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             )
     gating, strategy_path = None, None
     if check_files or strategy is not None:
-        gating, strategy_path = _load_strategy(root, settings, strategy, problems, panel, config)
+        gating, strategy_path, settings = _load_strategy(
+            root, settings, strategy, problems, panel, config
+        )
     elif settings.strategy:
         strategy_path = root / settings.strategy
     unreadable: dict[Path, str] = {}

@@ -23,19 +23,43 @@ from cytokit.gating.adaptive_valley import quadrant_signs
 from cytokit.gating.gates import FCS, UNCOMPENSATED, Dimension, Gate, SpectrumMatrix
 from cytokit.gating.transforms import TRANSFORM_TYPES, RatioTransform, transform_from_config
 
+#: Characters of a panel pattern; a strategy needs exact channel names.
+PANEL_PATTERN = re.compile(r"[*?\[\](){}|^$\\]")
 _SCATTER = re.compile(r"^(fsc|ssc|fs|ss|bssc|vssc)\b|^(time|hdr-t)$", re.IGNORECASE)
 _ABSENT = object()
 
 
-def transform_table(table, where: str):
-    """(default Transform or None, {marker or channel: Transform or None}) of a transform table."""
+@dataclass(frozen=True)
+class TransformTable:
+    """A transform table as read (the file's ``transform:`` or the ``transform=`` option).
+
+    ``default`` is the transform of fluorescence dimensions (None: none);
+    ``stated`` says whether the table gives one at all (a table of per-marker
+    sub-tables only does not); ``named`` maps a marker or channel to its own.
+    """
+
+    default: Any
+    named: dict
+    stated: bool
+
+    def pick(self, name: str, channel: str, scatter: bool):
+        """The transform this table gives dimension `name` (channel `channel`), or `_ABSENT`."""
+        if name in self.named or channel in self.named:
+            return self.named.get(name, self.named.get(channel))
+        if scatter or not self.stated:
+            return _ABSENT
+        return self.default
+
+
+def transform_table(table, where: str) -> TransformTable:
+    """The `TransformTable` of a transform type name or table (see `TransformTable`)."""
     if isinstance(table, str) or table is None:
-        return _transform(table, where), {}
+        return TransformTable(_transform(table, where), {}, True)
     if not is_map(table):
         raise GatingError(f"{where}: a transform is a type name or a table, got {table!r}")
     own = {k: v for k, v in table.items() if not is_map(v)}
     per = {str(k): _transform(v, f"{where}, {k}") for k, v in table.items() if is_map(v)}
-    return (_transform(own, where) if own else None), per
+    return TransformTable(_transform(own, where) if own else None, per, bool(own))
 
 
 def _transform(spec, where: str):
@@ -89,10 +113,11 @@ class Reader(Shapes):
                 )
         name = str(doc.get("name") or "")
         where = f"{self.path}, line {line_of(doc, 'transform')}"
-        if "transform" in doc:
-            self.default_transform, self.named_transform = transform_table(doc["transform"], where)
-        else:
-            self.default_transform, self.named_transform = self.option_transform or (None, {})
+        self.file_transform = (
+            transform_table(doc["transform"], where) if "transform" in doc else None
+        )
+        if "panel" in doc:
+            self.panel = self._file_panel(doc["panel"], line_of(doc, "panel"))
         self.default_comp, self.named_comp = self._compensations(doc)
         matrices = self._matrices(doc.get("matrices"), line_of(doc, "matrices"))
         self.matrix_ids = set(matrices)
@@ -126,6 +151,29 @@ class Reader(Shapes):
                 )
             pending = left
         return [self._build(item) for item in self.items], matrices, name
+
+    def _file_panel(self, node, line) -> dict[str, str]:
+        """The file's ``panel:`` merged with the panel given; a marker both name must agree."""
+        if not is_map(node):
+            raise self.err(line, "panel is a table marker → channel, e.g. {CD3: APC-A}")
+        merged = dict(self.panel)
+        for marker, channel in node.items():
+            ln = line_of(node, marker)
+            if not isinstance(channel, str) or not channel or PANEL_PATTERN.search(channel):
+                raise self.err(
+                    ln,
+                    f"panel: {marker} = {channel!r} must be the exact $PnN or $PnS name of "
+                    "the marker's channel",
+                )
+            given = self.panel.get(str(marker))
+            if given is not None and given != channel:
+                raise self.err(
+                    ln,
+                    f"panel: maps {marker} to {channel!r} but the panel given (panel=, the "
+                    f"study's [panel] for a study) maps it to {given!r}; make them the same",
+                )
+            merged[str(marker)] = channel
+        return merged
 
     def _compensations(self, doc):
         comp = doc.get("compensation", _ABSENT)
@@ -350,14 +398,47 @@ class Reader(Shapes):
             gate_t = self._for(node.get("transform", _ABSENT), name, channel)
             if gate_t is not _ABSENT:
                 xf = _transform(gate_t, where)
-            elif name in self.named_transform or channel in self.named_transform:
-                xf = self.named_transform.get(name, self.named_transform.get(channel))
             else:
-                xf = None if scatter else self.default_transform
+                xf = self._level_transform(name, channel, scatter, node, line)
         try:
             return name, Dimension(channel, comp, xf, ratio)
         except GatingError as exc:
             raise self.err(line, str(exc)) from None
+
+    def _level_transform(self, name: str, channel: str, scatter: bool, node, line: int):
+        """The transform of a dimension the gate does not set: the file's, else the option's.
+
+        Both may give one only if they agree: the gate positions were written for
+        one scale, and picking either silently would move them.
+        """
+        mine = self.file_transform.pick(name, channel, scatter) if self.file_transform else _ABSENT
+        given = (
+            self.option_transform.pick(name, channel, scatter) if self.option_transform else _ABSENT
+        )
+        gate = f"gate {node.get('name') or 'quadrants'!r}"
+        if mine is not _ABSENT and given is not _ABSENT and mine != given:
+            raise self.err(
+                line,
+                f"{gate} reads {name} as {_show(mine)} (the file's transform:) but the "
+                f"transform given (transform=, the study's [transform] for a study) makes it "
+                f"{_show(given)}; gate positions are in the units of one transform. Make the "
+                "two the same, or remove transform: from the file to use the one given",
+            )
+        if mine is not _ABSENT:
+            return mine
+        if given is not _ABSENT:
+            return given
+        if scatter:
+            return None
+        raise self.err(
+            line,
+            f"{gate} reads {name}, a fluorescence dimension, but no transform is stated for "
+            "it, and gate positions of fluorescence are on a transformed scale. Add one at "
+            "the top of the file (transform: {type: logicle, T: 262144, W: 0.5, M: 4.5, "
+            "A: 0}, the form of study.toml's [transform]; transform: none when the positions "
+            "are compensated scale values), or pass the study's (cytokit gate --study DIR; "
+            "load_strategy(..., transform=))",
+        )
 
     def _for(self, value, name: str, channel: str):
         """A gate-level setting for one dimension: one value, or a table by dimension."""
@@ -415,3 +496,7 @@ class Reader(Shapes):
                     f"{suggest(k, default)}",
                 )
         return {"dims": dnames, "names": [str(renames.get(q, q)) for q in default]}
+
+
+def _show(transform) -> str:
+    return "no transform" if transform is None else repr(transform)

@@ -30,7 +30,7 @@ from cytokit.gating.gates import (
     RectangleGate,
 )
 
-TOP_KEYS = ("name", "gates", "transform", "compensation", "matrices")
+TOP_KEYS = ("name", "gates", "transform", "panel", "compensation", "matrices")
 COMMON_KEYS = ("name", "id", "gates", "parent", "transform", "compensation")
 VALLEY_KEYS = ("between", "fallback", "single", "spread", "smooth", "min_peak", "max_valley")
 VALLEY_KEYS += ("min_events",)

@@ -100,8 +100,10 @@ class Resolver:
                 f"use the channel ($PnN) name. Channels: {have}"
             )
         raise GatingError(
-            f"gate {gate!r} reads channel {name!r}, which {self.sample_name} does not have; "
-            f"its channels are: {have}"
+            f"gate {gate!r} reads channel {name!r}, which {self.sample_name} does not have "
+            f"as $PnN or $PnS; its channels are: {have}. If {name!r} is a marker, give the "
+            "panel that maps it to its channel: cytokit gate --study DIR, or panel= (or a "
+            "panel: table) for a YAML strategy"
         )
 
     # -- compensation -----------------------------------------------------------------

@@ -68,12 +68,15 @@ class GatingResult:
         return self.strategy.populations
 
     def count(self, key: str) -> int:
-        """Events in the population with path or id `key`."""
+        """Events in the population `key` names (`GatingStrategy.population`)."""
         return int(self.counts_array[self._row[self.strategy.population(key).id]])
 
     def parent_count(self, key: str) -> int:
+        """Events in the parent of the population `key` names (all events at the top)."""
         pop = self.strategy.population(key)
-        return self.n_events if pop.parent is None else self.count(pop.parent)
+        return (
+            self.n_events if pop.parent is None else int(self.counts_array[self._row[pop.parent]])
+        )
 
     @property
     def counts(self) -> pd.DataFrame:
@@ -99,7 +102,11 @@ class GatingResult:
         return pd.DataFrame(rows, columns=list(COUNT_COLUMNS))
 
     def membership(self, key: str) -> np.ndarray:
-        """Bool array (n_events,): which events are in the population with path or id `key`."""
+        """Bool array (n_events,): which events are in the population `key` names.
+
+        `key` is a path, a gate or quadrant id or a unique name
+        (`GatingStrategy.population`).
+        """
         if self.packed is None:
             raise GatingError("memberships were not kept; apply the strategy with membership=True")
         row = self._row[self.strategy.population(key).id]

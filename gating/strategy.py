@@ -129,6 +129,16 @@ class GatingStrategy:
         self.populations: tuple[Population, ...] = tuple(self._populations(where))
         self._by_id = {p.id: p for p in self.populations}
         self._by_path = {p.path: p for p in self.populations}
+        self._by_name: dict[str, list[Population]] = {}
+        for p in self.populations:
+            self._by_name.setdefault(p.name, []).append(p)
+            other = self._by_path.get(p.id)
+            if other is not None and other is not p:
+                # an exact path must name one population whatever the ids are
+                raise GatingError(
+                    f"strategy{where}: the id {p.id!r} of population {p.path!r} is the path of "
+                    "another population; rename the id"
+                )
         self._plans: dict[tuple, tuple] = {}
 
     # -- structure --------------------------------------------------------------------
@@ -158,19 +168,66 @@ class GatingStrategy:
                 out.append(Population(pid, name, path, g.parent, g, depth + 1))
         return out
 
-    def population(self, key: str) -> Population:
-        """The population with path `key` (leading ``/`` optional) or id `key`."""
-        if key in self._by_path:
-            return self._by_path[key]
-        if not key.startswith("/") and "/" + key in self._by_path:
-            return self._by_path["/" + key]
+    def matches(self, key: str) -> tuple[tuple[Population, str], ...]:
+        """Every population `key` may name, each with how (``path``, ``id`` or ``name``).
+
+        A full path (``/A/B``) is exact: no id may equal another population's
+        path. Any other key is matched as an id, as a path without its
+        leading ``/`` and as a population name; see `population`.
+        """
+        hit = self._by_path.get(key)
+        if hit is not None:
+            return ((hit, "path"),)
+        found: dict[str, tuple[Population, str]] = {}
         if key in self._by_id:
-            return self._by_id[key]
+            found[self._by_id[key].id] = (self._by_id[key], "id")
+        if not key.startswith("/") and "/" + key in self._by_path:
+            found.setdefault(self._by_path["/" + key].id, (self._by_path["/" + key], "path"))
+        for p in self._by_name.get(key, ()):
+            found.setdefault(p.id, (p, "name"))
+        return tuple(found.values())
+
+    def population(self, key: str) -> Population:
+        """The one population `key` names.
+
+        `key` is a path (``/Lymphocytes/Singlets``; the leading ``/`` may be
+        left out), a gate or quadrant id, or a population name that no other
+        population has (`matches`).
+
+        Raises
+        ------
+        GatingError
+            No population fits, or several do (the message lists them with
+            their paths and how `key` names each: give the full path).
+        """
+        found = self.matches(key)
+        if len(found) == 1:
+            return found[0][0]
         where = f" of {self.source}" if self.source else ""
+        if found:
+            raise GatingError(
+                f"{key!r} names {len(found)} populations of the strategy{where}: "
+                + "; ".join(f"{p.path} (by its {how})" for p, how in found)
+                + "; give the full path of the one you mean"
+            )
         raise GatingError(
             f"no population {key!r} in the strategy{where}; populations are: "
             + ", ".join(p.path for p in self.populations)
         )
+
+    def by_id(self, population_id: str) -> Population:
+        """The population whose gate or quadrant id is exactly `population_id`.
+
+        For code holding ids taken from this strategy (`Population.parent`,
+        `Gate.parent`); names given by people go through `population`.
+        """
+        try:
+            return self._by_id[population_id]
+        except KeyError:
+            where = f" of {self.source}" if self.source else ""
+            raise GatingError(
+                f"no population with id {population_id!r} in the strategy{where}"
+            ) from None
 
     def gate(self, gate_id: str) -> Gate:
         """The gate that defines population (or quadrant) id or path `gate_id`."""

@@ -2,12 +2,15 @@
 
 A strategy is a tree of named gates; every population's path is built from
 the names (``/Lymphocytes/Singlets/Live/CD3-CD56+``). Channels are named by
-marker through the study panel (``CD3`` means the channel ``[panel]`` gives
-for CD3) or by ``$PnN``/``$PnS``. Gate positions are in the units the gate
-sees: compensated and transformed values for fluorescence (0–1 on the default
-logicle scale), raw values for scatter. Example::
+marker through a panel (``CD3`` means the channel the file's ``panel:`` or the
+study's ``[panel]`` gives for CD3) or by ``$PnN``/``$PnS`` (a name no panel
+maps is looked up in each FCS file, ``$PnN`` first). Gate positions are in the
+units the gate sees: compensated and transformed values for fluorescence (0–1
+on the default logicle scale), raw values for scatter, so a file whose gates
+read fluorescence states its transform (or is given one). Example::
 
     name: NK and CIK monitoring
+    transform: {type: logicle, T: 262144, W: 0.5, M: 4.5, A: 0}
     gates:
       - name: Beads
         cluster: [FSC-A, SSC-A]        # adaptive: the cluster nearest `near`
@@ -40,17 +43,26 @@ Top-level keys
 --------------
 ``gates`` (required): the list of gates. ``name``: the strategy's name.
 ``transform``: the transform of fluorescence dimensions, as a type
-(``logicle``) or a table (``{type: logicle, T: 262144, W: 0.5, M: 4.5, A: 0}``,
-the form of study.toml's ``[transform]``); a sub-table named after a marker or
-channel overrides it for that one (``CD56: {type: logicle, W: 1}``), the only
-way to transform scatter. ``compensation``: of fluorescence dimensions,
-``FCS`` (default: the file's spillover), ``uncompensated`` or the id of a
-matrix in ``matrices`` (``{id: {fluorochromes: [...], detectors: [...],
-matrix: [[...]]}}``); a table maps channels to compensations. Scatter and time
-(names starting FSC, SSC, FS, SS; ``Time``) are uncompensated and
-untransformed unless named in such a table. The file's ``transform`` wins over
-the reader's ``transform=`` option, because the file's positions were written
-for it.
+(``logicle``; ``none`` when gate positions are compensated scale values) or a
+table (``{type: logicle, T: 262144, W: 0.5, M: 4.5, A: 0}``, the form of
+study.toml's ``[transform]``); a sub-table named after a marker or channel
+overrides it for that one (``CD56: {type: logicle, W: 1}``), the only way to
+transform scatter. ``panel``: marker → channel (exact ``$PnN`` or ``$PnS``),
+for markers the FCS files do not name in ``$PnS``. ``compensation``: of
+fluorescence dimensions, ``FCS`` (default: the file's spillover),
+``uncompensated`` or the id of a matrix in ``matrices`` (``{id:
+{fluorochromes: [...], detectors: [...], matrix: [[...]]}}``); a table maps
+channels to compensations. Scatter and time (names starting FSC, SSC, FS, SS;
+``Time``) are uncompensated and untransformed unless named in such a table.
+
+Every fluorescence dimension needs a transform: its own or its gate's, else
+the file's ``transform``, else the reader's ``transform=`` option (a study
+passes its ``[transform]``; ``cytokit gate --study DIR`` too); with none of
+them the file does not load (`GatingError` saying what to add). Where the
+file's ``transform`` and the option both give a dimension one, they must be
+the same, and likewise a marker in both the file's ``panel`` and the
+reader's ``panel=`` (the study's ``[panel]``): gate positions and channels
+mean one thing, whichever way the strategy is loaded.
 
 Every gate
 ----------
@@ -108,7 +120,6 @@ read with YAML's safe loader (plain data only; no tags that build objects).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -221,12 +232,15 @@ def read_yaml_strategy(
         The ``.yaml``/``.yml`` file.
     panel : cytokit.Panel or mapping of str to str, optional
         Marker → channel (``$PnN`` or ``$PnS``, exact names: a panel pattern
-        cannot be resolved without a sample). Names not in the panel are used
-        as channel names as written.
+        cannot be resolved without a sample), merged with the file's
+        ``panel:`` (a marker both name must map to the same channel). Names in
+        neither are channel names, looked up in each sample's ``$PnN`` then
+        ``$PnS``.
     transform : Transform or mapping, optional
-        Default transform of fluorescence dimensions when the file gives none:
-        a `Transform`, or a table like study.toml's ``[transform]`` (sub-tables
-        named after markers override it for those).
+        Transform of fluorescence dimensions whose gates and the file give
+        none: a `Transform`, or a table like study.toml's ``[transform]``
+        (sub-tables named after markers override it for those). Where the
+        file's ``transform:`` also covers a dimension, the two must agree.
     compensation : str, optional
         Default compensation of fluorescence dimensions when the file gives
         none (default ``FCS``).
@@ -241,8 +255,10 @@ def read_yaml_strategy(
     Raises
     ------
     GatingError
-        Malformed YAML, unknown keys, bad values, unknown references; the
-        message names the file and line.
+        Malformed YAML, unknown keys, bad values, unknown references, a
+        fluorescence dimension without a transform, the file and the options
+        disagreeing on a transform or a marker's channel; the message names
+        the file and line.
     """
     path = Path(path)
     extra = sorted(k for k, v in options.items() if v is not None)
@@ -271,9 +287,6 @@ def read_yaml_strategy(
         raise GatingError(f"{exc}. Check the gates in {path}") from None
 
 
-_PATTERN = re.compile(r"[*?\[\](){}|^$\\]")
-
-
 def _panel_channels(panel, path: Path) -> dict[str, str]:
     if panel is None:
         return {}
@@ -285,7 +298,7 @@ def _panel_channels(panel, path: Path) -> dict[str, str]:
         )
     out = {}
     for marker, channel in table.items():
-        if not isinstance(channel, str) or _PATTERN.search(channel):
+        if not isinstance(channel, str) or _yamlgates.PANEL_PATTERN.search(channel):
             raise GatingError(
                 f"{path}: panel entry {marker} = {channel!r} is a pattern; a strategy file "
                 "needs the channel's exact $PnN or $PnS. Write it out in [panel]"
@@ -294,12 +307,12 @@ def _panel_channels(panel, path: Path) -> dict[str, str]:
     return out
 
 
-def _option_transform(transform, path: Path):
-    """The reader's ``transform=`` as (default Transform or None, {name: Transform})."""
+def _option_transform(transform, path: Path) -> _yamlgates.TransformTable | None:
+    """The reader's ``transform=`` as a `TransformTable` (None: not given)."""
     if transform is None:
-        return None, {}
+        return None
     if isinstance(transform, Transform):
-        return transform, {}
+        return _yamlgates.TransformTable(transform, {}, True)
     if not isinstance(transform, Mapping):
         raise GatingError(
             f"{path}: transform= must be a Transform or a table like study.toml's "

@@ -155,13 +155,18 @@ def test_dimension_defaults_and_overrides(tmp_path):
     assert ssc.transform == LinearTransform(T=262144)
     own, _ = s.gate("/Own").dims
     assert own.transform.kind == "asinh" and own.compensation == UNCOMPENSATED
-    # no transform option: fluorescence stays linear; compensation= sets the default
-    plain = read_yaml_strategy(_write(tmp_path, text), compensation="uncompensated")
+    # no transform anywhere: a gate on fluorescence does not load, saying what to add
+    with pytest.raises(GatingError, match=r"line 4: gate 'Cells' reads CD3, a fluorescence"):
+        read_yaml_strategy(_write(tmp_path, text), compensation="uncompensated")
+    # transform: none says the positions are compensated scale values; compensation= sets
+    # the default compensation
+    raw = _write(tmp_path, "transform: none\n" + textwrap.dedent(text), "raw.yaml")
+    plain = read_yaml_strategy(raw, compensation="uncompensated")
     assert plain.gate("/Cells").dims[1].transform is None
     assert plain.gate("/Cells").dims[1].compensation == UNCOMPENSATED
 
 
-def test_transform_option_per_marker_and_file_level_wins(tmp_path):
+def test_transform_option_per_marker_and_the_file_must_agree(tmp_path):
     text = """
         gates:
           - {name: A, range: {CD3: [0.4, null], CD56: [0.4, null]}}
@@ -170,15 +175,27 @@ def test_transform_option_per_marker_and_file_level_wins(tmp_path):
     s = read_yaml_strategy(_write(tmp_path, text), panel=PANEL, transform=option)
     cd3, cd56 = s.gate("/A").dims
     assert cd3.transform.W == 0.5 and cd56.transform.W == 1.0
-    own = "transform: {type: asinh, T: 262144, M: 4.5, A: 0}\n" + textwrap.dedent(text)
-    s2 = read_yaml_strategy(_write(tmp_path, own, "own.yaml"), panel=PANEL, transform=option)
+    # the file's own transform, and a different one given: neither is picked silently
+    own = _write(
+        tmp_path, "transform: {type: asinh, T: 262144, M: 4.5, A: 0}\n" + textwrap.dedent(text)
+    )
+    with pytest.raises(GatingError, match=r"line 4: gate 'A' reads CD3 as AsinhTransform"):
+        read_yaml_strategy(own, panel=PANEL, transform=option)
+    s2 = read_yaml_strategy(own, panel=PANEL)
     assert {d.transform.kind for d in s2.gate("/A").dims} == {"asinh"}
+    # the same transforms spelled in the file load with the option, to the same gates
+    same = (
+        "transform: {type: logicle, T: 262144, W: 0.5, M: 4.5, A: 0, CD56: {type: logicle, W: 1}}"
+    )
+    agree = _write(tmp_path, same + "\n" + textwrap.dedent(text), "agree.yaml")
+    assert read_yaml_strategy(agree, panel=PANEL, transform=option).gates == s.gates
     s3 = read_yaml_strategy(_write(tmp_path, text), transform=LogicleTransform(W=1.0))
     assert s3.gate("/A").dims[0].transform.W == 1.0
 
 
 def test_named_matrix_and_ratio_dimension(tmp_path):
     text = """
+        transform: none
         matrices:
           lab: {fluorochromes: [FITC, PE], detectors: [FITC-A, PE-A], matrix: [[1, 0.2], [0.01, 1]]}
         gates:
@@ -278,7 +295,11 @@ def test_load_strategy_reads_yml_too(tmp_path):
             3,
             "compensation 'mine'",
         ),
-        ("gates:\n  - name: A\n    quadrants: {CD3: {split_by: CD4}}\n", 3, "split_by"),
+        (
+            "transform: logicle\ngates:\n  - name: A\n    quadrants: {CD3: {split_by: CD4}}\n",
+            4,
+            "split_by",
+        ),
         ("- just a list\n", 0, "table with a 'gates' list"),
     ],
 )
@@ -327,7 +348,7 @@ def test_yaml_is_read_safely(tmp_path):
 
 
 def test_panel_patterns_and_stray_options_are_refused(tmp_path):
-    p = _write(tmp_path, "gates:\n  - {name: A, range: {CD3: [0, 1]}}\n")
+    p = _write(tmp_path, "transform: logicle\ngates:\n  - {name: A, range: {CD3: [0, 1]}}\n")
     with pytest.raises(GatingError, match="pattern"):
         read_yaml_strategy(p, panel={"CD3": "APC.*"})
     with pytest.raises(GatingError, match="group"):
