@@ -74,6 +74,7 @@ from cytokit.gating.gatingml_xml import (
     parse_xml,
     qname,
 )
+from cytokit.gating.limits import MAX_POPULATIONS, read_bounded
 from cytokit.gating.strategy import GatingStrategy
 from cytokit.gating.transforms import RatioTransform, Transform
 
@@ -184,6 +185,17 @@ class _Reader:
                 f"{self.path}: the Gating-ML document defines no gates (no "
                 + ", ".join(f"gating:{k}" for k in GATE_KINDS)
                 + ")"
+            )
+        # counted before any gate is built; GatingStrategy checks the same bound again
+        n = sum(
+            sum(1 for c in el if c.tag == _G + "Quadrant") if el.tag == _G + "QuadrantGate" else 1
+            for el in gate_els
+        )
+        if n > MAX_POPULATIONS:
+            raise GatingError(
+                f"{self.path}: {n:,} populations; cytokit reads strategies of at most "
+                f"{MAX_POPULATIONS:,} populations (a quadrant counts as one), far above any "
+                "real one"
             )
         gates = [self.gate(el) for el in gate_els]
         for el, what, ref in self.refs:
@@ -595,7 +607,9 @@ def read_gatingml(path: str | Path, **options) -> GatingStrategy:
     GatingError
         The file is missing, is not XML, has a DTD or entities, is not
         Gating-ML 2.0, or is malformed; the message names the file, the line
-        and the element, and what was expected.
+        and the element, and what was expected. Also a document beyond the
+        bounds of `cytokit.gating.limits` (file size, populations, depth,
+        path length).
     """
     unknown = sorted(set(options) - {"name"})
     if unknown:
@@ -604,7 +618,7 @@ def read_gatingml(path: str | Path, **options) -> GatingStrategy:
         )
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, "gatingml")
     except FileNotFoundError:
         raise GatingError(f"{path}: Gating-ML file not found") from None
     except OSError as exc:

@@ -1,0 +1,279 @@
+"""Resource bounds of the strategy and configuration readers (README "Limits").
+
+Every bound is enforced through the doors a lab uses (`load_strategy`,
+`load_workspace`, `load_study`, ``cytokit analyze``, ``cytokit gate``) with a
+one-line error naming the file, the limit and the value, in seconds; and a
+tree at the depth limit still gates exactly like the reference (the ISAC
+compliance truth, FlowJo's own count).
+"""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cytokit
+from cytokit import GatingError
+from cytokit.gating import (
+    Dimension,
+    Divider,
+    GatingStrategy,
+    Quadrant,
+    QuadrantGate,
+    RectangleGate,
+    load_strategy,
+)
+from cytokit.gating.yamlfmt import write_yaml_strategy
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = ROOT / "sample_data"
+CORPUS = ROOT.parent / "shared" / "corpus"
+GATE_REF = CORPUS / "flowkit" / "data" / "gate_ref"
+DIAMOND = CORPUS / "flowkit" / "data" / "simple_diamond_example"
+
+NS = (
+    'xmlns:gating="http://www.isac-net.org/std/Gating-ML/v2.0/gating" '
+    'xmlns:data-type="http://www.isac-net.org/std/Gating-ML/v2.0/datatypes"'
+)
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"corpus file not found: {path}")
+    return path
+
+
+def one_line(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    assert len(message) < 600, message
+    return message
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def sparse(path: Path, size: int) -> Path:
+    """A file of `size` bytes that takes no disk space (and no time) to make."""
+    with path.open("wb") as fh:
+        fh.truncate(size)
+    return path
+
+
+# -- Gating-ML ----------------------------------------------------------------------------
+
+
+def rect(gid: str, parent: str | None = None, dims=(("FSC-H", 0, None),)) -> str:
+    par = f' gating:parent_id="{parent}"' if parent else ""
+    body = ""
+    for name, lo, hi in dims:
+        bounds = "".join(
+            f' gating:{k}="{v}"' for k, v in (("min", lo), ("max", hi)) if v is not None
+        )
+        body += (
+            f'<gating:dimension gating:compensation-ref="uncompensated"{bounds}>'
+            f'<data-type:fcs-dimension data-type:name="{name}"/></gating:dimension>'
+        )
+    return f'<gating:RectangleGate gating:id="{gid}"{par}>{body}</gating:RectangleGate>'
+
+
+def gml(gates: list[str]) -> str:
+    return (
+        f'<?xml version="1.0"?>\n<gating:Gating-ML {NS}>\n'
+        + "\n".join(gates)
+        + "\n</gating:Gating-ML>\n"
+    )
+
+
+@pytest.mark.parametrize("order", ["parents first", "children first"])
+def test_gatingml_parent_chain_of_thousands_is_refused(tmp_path, order):
+    # children first was a RecursionError; parents first built every ancestor's path again
+    gates = [rect(f"G{i}", f"G{i - 1}" if i else None) for i in range(5000)]
+    if order == "children first":
+        gates.reverse()
+    with pytest.raises(GatingError) as exc:
+        load_strategy(write(tmp_path, "chain.xml", gml(gates)))
+    msg = one_line(exc)
+    assert re.search(
+        r"chain\.xml: the gate tree is 5,000 levels deep \(at 'G4999'\).* 100 levels", msg
+    )
+
+
+@pytest.mark.parametrize("kind", ["parent_id", "Boolean"])
+def test_gatingml_long_reference_cycle_is_refused_in_one_line(tmp_path, kind):
+    n = 5000
+    if kind == "parent_id":
+        gates = [rect(f"G{i}", f"G{(i - 1) % n}") for i in range(n)]
+    else:
+        gates = [
+            f'<gating:BooleanGate gating:id="G{i}"><gating:not><gating:gateReference '
+            f'gating:ref="G{(i + 1) % n}"/></gating:not></gating:BooleanGate>'
+            for i in range(n)
+        ]
+    with pytest.raises(GatingError) as exc:
+        load_strategy(write(tmp_path, "cycle.xml", gml(gates)))
+    assert re.search(
+        r"cycle\.xml: gates refer to each other in a cycle: G\d+ → .*4,99\d more", one_line(exc)
+    )
+
+
+def test_gatingml_with_too_many_populations_is_refused_before_building_gates(tmp_path):
+    gates = [rect(f"G{i}") for i in range(20_001)]
+    with pytest.raises(GatingError) as exc:
+        load_strategy(write(tmp_path, "many.xml", gml(gates)))
+    assert "many.xml: 20,001 populations; cytokit reads strategies of at most 20,000" in one_line(
+        exc
+    )
+
+
+def test_gatingml_file_over_64_mib_is_refused_unread(tmp_path):
+    path = sparse(tmp_path / "huge.xml", 64 * 2**20 + 1)
+    with pytest.raises(GatingError) as exc:
+        load_strategy(path)
+    assert "huge.xml: the file is 67,108,865 bytes; cytokit reads a Gating-ML" in one_line(exc)
+
+
+# -- the gate tree at the depth limit -------------------------------------------------------
+
+RECT1 = (("SSC-H", 20, 80), ("FL1-H", 70, 200))  # the ISAC compliance suite's Rectangle1
+
+
+def rectangle1_chain_yaml(n: int) -> str:
+    """`n` copies of Rectangle1, each nested in the one before."""
+    lines = ["transform: none", "compensation: uncompensated", "gates:"]
+    for i in range(n):
+        pad = "    " * i
+        lines += [
+            f"{pad}  - name: R{i}",
+            f"{pad}    range: {{SSC-H: [20, 80], FL1-H: [70, 200]}}",
+        ]
+        if i < n - 1:
+            lines.append(f"{pad}    gates:")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.corpus
+def test_tree_at_the_depth_limit_gates_like_the_compliance_truth(tmp_path):
+    data1 = cytokit.read_fcs(need(GATE_REF / "data1.fcs"))
+    truth = np.loadtxt(need(GATE_REF / "truth" / "Results_Rectangle1.txt"), dtype=bool)
+    chain = [rect(f"R{i}", f"R{i - 1}" if i else None, RECT1) for i in range(100)]
+    strategies = {
+        "Gating-ML": load_strategy(write(tmp_path, "chain.xml", gml(chain))),
+        "YAML": load_strategy(write(tmp_path, "chain.yaml", rectangle1_chain_yaml(100))),
+    }
+    for fmt, s in strategies.items():
+        leaf = s.populations[-1]
+        assert leaf.depth == 100, fmt
+        result = s.apply(data1)
+        np.testing.assert_array_equal(result.membership(leaf.path), truth, err_msg=fmt)
+        # written out and read back, in both formats: nothing on the way recurses too deep
+        for name in ("again.yaml", "again.xml"):
+            out = tmp_path / name
+            write_yaml_strategy(s, out) if name.endswith(".yaml") else s.to_gatingml(out)
+            again = load_strategy(out).apply(data1)
+            np.testing.assert_array_equal(again.membership(leaf.path), truth, err_msg=fmt)
+    for n in (101, 150):
+        with pytest.raises(GatingError, match=r"at most 100 levels"):
+            load_strategy(write(tmp_path, f"c{n}.yaml", rectangle1_chain_yaml(n)))
+
+
+def quadrant_chain(n: int) -> GatingStrategy:
+    """`n` quadrant gates, each inside the + quadrant of the one before: YAML's deepest nesting."""
+    gates, parent = [], None
+    for i in range(n):
+        d = Dimension("FSC-A")
+        quads = (Quadrant(f"Q{i}-", ((f"D{i}", 0.0),)), Quadrant(f"Q{i}+", ((f"D{i}", 2.0),)))
+        gates.append(
+            QuadrantGate(
+                id=f"Q{i}", parent=parent, dividers=(Divider(f"D{i}", d, (1.0,)),), quadrants=quads
+            )
+        )
+        parent = f"Q{i}+"
+    return GatingStrategy(gates)
+
+
+def test_quadrant_tree_at_the_depth_limit_round_trips_through_yaml(tmp_path):
+    s = quadrant_chain(100)
+    out = write_yaml_strategy(s, tmp_path / "quads.yaml")
+    again = load_strategy(out)
+    assert again.paths == s.paths and max(p.depth for p in again.populations) == 100
+    with pytest.raises(GatingError, match=r"the gate tree is 101 levels deep"):
+        quadrant_chain(101)
+
+
+def test_paths_are_not_stored(tmp_path):
+    # a 99-level chain of 40-character names with 10,000 leaves at the bottom: stored
+    # paths would take 40 MB (each ~4,000 characters); built on demand they take none
+    dim = (Dimension("FSC-A"),)
+    gates, parent = [], None
+    for i in range(99):
+        gates.append(
+            RectangleGate(
+                id=f"C{i}",
+                parent=parent,
+                name=f"{i:02d}" + "x" * 38,
+                dims=dim,
+                min=(0.0,),
+                max=(None,),
+            )
+        )
+        parent = f"C{i}"
+    gates += [
+        RectangleGate(id=f"L{j}", parent=parent, dims=dim, min=(0.0,), max=(None,))
+        for j in range(10_000)
+    ]
+    tracemalloc.start()
+    try:
+        s = GatingStrategy(gates)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"building the strategy peaked at {peak / 1e6:.0f} MB"
+    leaf = "/" + "/".join(f"{i:02d}" + "x" * 38 for i in range(99)) + "/L9999"
+    assert s.population(leaf).id == "L9999" and s.population("L9999").path == leaf
+    assert len(leaf) == 4065 and s.paths[-1] == leaf
+
+
+def test_path_longer_than_4096_characters_is_refused():
+    dim = (Dimension("FSC-A"),)
+    a = RectangleGate(id="a", name="A" * 3000, dims=dim, min=(0.0,), max=(None,))
+    b = RectangleGate(id="b", parent="a", name="B" * 1100, dims=dim, min=(0.0,), max=(None,))
+    with pytest.raises(GatingError) as exc:
+        GatingStrategy([a, b])
+    assert re.search(
+        r"population '/AAA+…B+' has a path of 4,102 characters; .* at most 4,096", one_line(exc)
+    )
+    GatingStrategy(
+        [a, RectangleGate(id="c", parent="a", name="C" * 1094, dims=dim, min=(0.0,), max=(None,))]
+    )
+
+
+def test_same_path_through_a_name_holding_a_slash_is_refused_and_lookups_are_exact():
+    dim = (Dimension("FSC-A"),)
+
+    def g(gid, parent=None, name=""):
+        return RectangleGate(id=gid, parent=parent, name=name, dims=dim, min=(0.0,), max=(None,))
+
+    s = GatingStrategy(
+        [g("a", name="A"), g("ab", "a", "B"), g("x", "ab", "C/D"), g("y", "a", "B/C")]
+    )
+    assert s.population("/A/B/C/D").id == "x" and s.population("/A/B/C").id == "y"
+    assert s.population("A/B").id == "ab" and "/A/B/C/D/" not in s.paths
+    with pytest.raises(GatingError, match=r"'abc' and 'z' have the same path '/A/B/C'"):
+        GatingStrategy(
+            [g("a", name="A"), g("ab", "a", "B"), g("abc", "ab", "C"), g("z", "a", "B/C")]
+        )
+
+
+def test_strategy_with_too_many_populations_is_refused():
+    dim = (Dimension("FSC-A"),)
+    gates = [RectangleGate(id=f"G{i}", dims=dim, min=(0.0,), max=(None,)) for i in range(20_001)]
+    with pytest.raises(GatingError, match=r"20,001 populations; .* at most 20,000"):
+        GatingStrategy(gates)
