@@ -25,6 +25,7 @@ from cytokit.gating import (
     Quadrant,
     QuadrantGate,
     RectangleGate,
+    flowjo,
     load_strategy,
 )
 from cytokit.gating.yamlfmt import write_yaml_strategy
@@ -277,3 +278,71 @@ def test_strategy_with_too_many_populations_is_refused():
     gates = [RectangleGate(id=f"G{i}", dims=dim, min=(0.0,), max=(None,)) for i in range(20_001)]
     with pytest.raises(GatingError, match=r"20,001 populations; .* at most 20,000"):
         GatingStrategy(gates)
+
+
+# -- FlowJo workspaces ----------------------------------------------------------------------
+
+
+def deep_workspace(levels: int, name=lambda i: f"P{i}") -> str:
+    """The diamond example with its one rectangle gate nested `levels` deep."""
+    text = need(DIAMOND / "test_data_diamond_biex_rect.wsp").read_text()
+    gate = re.search(r"<Gate gating:id.*?</Gate>", text, re.S).group(0)
+    head, rest = text.split("<Subpopulations>", 1)
+    tail = rest.split("</Subpopulations>", 1)[1]
+    body = "".join(
+        f'<Population name="{name(i)}" count="50605">{gate}<Subpopulations>' for i in range(levels)
+    )
+    body += "</Subpopulations></Population>" * levels
+    return head + "<Subpopulations>" + body + "</Subpopulations>" + tail
+
+
+@pytest.mark.corpus
+def test_flowjo_tree_thousands_deep_is_refused(tmp_path):
+    # a RecursionError traceback before
+    path = write(tmp_path, "deep.wsp", deep_workspace(2000))
+    with pytest.raises(GatingError) as exc:
+        load_strategy(path)
+    assert re.search(
+        r"deep\.wsp, <Population> at line \d+: .*level 101.*at most 100 levels", one_line(exc)
+    )
+
+
+@pytest.mark.corpus
+def test_flowjo_tree_at_the_depth_limit_counts_like_flowjo(tmp_path):
+    # every level is FlowJo's upper_right gate, so the deepest population is upper_right,
+    # whose count FlowJo stored in the workspace: 50,605
+    path = write(tmp_path, "deep.wsp", deep_workspace(100))
+    sample = cytokit.read_fcs(need(DIAMOND / "test_data_diamond_01.fcs"))
+    ws = flowjo.load_workspace(path)
+    assert max(p.path.count("/") for p in ws.samples[0].populations) == 100
+    result = ws.strategy().apply(sample, membership=False)
+    counts = result.counts.set_index("gate_path")["count"]
+    assert counts.iloc[-1] == counts.iloc[0] == 50605 and len(counts) == 100
+
+
+@pytest.mark.corpus
+def test_flowjo_long_paths_and_many_populations_are_refused(tmp_path):
+    path = write(tmp_path, "long.wsp", deep_workspace(2, name=lambda i: "N" * 3000))
+    with pytest.raises(GatingError) as exc:
+        flowjo.load_workspace(path)
+    assert re.search(
+        r"long\.wsp, <Population> at line \d+: .*6,002 characters.* at most 4,096", one_line(exc)
+    )
+    text = need(DIAMOND / "test_data_diamond_biex_rect.wsp").read_text()
+    many = "".join(f'<Population name="P{i}"/>' for i in range(20_001))
+    head, rest = text.split("<Subpopulations>", 1)
+    path = write(tmp_path, "many.wsp", head + "<Subpopulations>" + many + rest)
+    with pytest.raises(GatingError) as exc:
+        flowjo.load_workspace(path)
+    assert "more than 20,000 populations" in one_line(exc)
+
+
+def test_flowjo_workspace_over_1_gib_is_refused_unread(tmp_path):
+    for name in ("huge.wsp", "huge.xml"):
+        path = sparse(tmp_path / name, 2**30 + 1)
+        if name.endswith(".xml"):  # a workspace saved as .xml is recognised by its root
+            with path.open("r+b") as fh:
+                fh.write(b'<?xml version="1.0"?><Workspace version="20.0">')
+        with pytest.raises(GatingError) as exc:
+            flowjo.load_workspace(path) if name.endswith(".wsp") else load_strategy(path)
+        assert f"{name}: the file is 1,073,741,825 bytes; cytokit reads a FlowJo" in one_line(exc)
