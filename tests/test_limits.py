@@ -10,6 +10,7 @@ compliance truth, FlowJo's own count).
 from __future__ import annotations
 
 import re
+import textwrap
 import tracemalloc
 from pathlib import Path
 
@@ -66,6 +67,169 @@ def sparse(path: Path, size: int) -> Path:
     with path.open("wb") as fh:
         fh.truncate(size)
     return path
+
+
+# -- YAML strategies ----------------------------------------------------------------------
+
+
+def alias_bomb(levels: int = 8, fan: int = 10) -> str:
+    """Each anchor a list of `fan` aliases of the previous one: fan**levels values."""
+    parts = ["&a0 [" + ", ".join(["lol"] * fan) + "]"]
+    for i in range(1, levels + 1):
+        parts.append(f"&a{i} [" + ", ".join([f"*a{i - 1}"] * fan) + "]")
+    return "name: [" + ", ".join(parts) + "]\ngates:\n  - name: A\n    range: {FSC-A: [0, null]}\n"
+
+
+def test_yaml_alias_bomb_is_refused_before_anything_expands(tmp_path):
+    # 10**8 values from under a kilobyte: this exhausted memory after minutes
+    path = write(tmp_path, "bomb.yaml", alias_bomb())
+    with pytest.raises(GatingError) as exc:
+        load_strategy(path)
+    msg = one_line(exc)
+    assert re.search(r"bomb\.yaml, line 1: .*aliases.*[\d,]+ values.*at most 1,000,000", msg)
+
+
+def test_yaml_aliases_and_merges_within_bounds_read_as_written_out(tmp_path):
+    shared = """
+        transform: none
+        compensation: uncompensated
+        gates:
+          - name: A
+            range: {FSC-H: &r [10, 900], SSC-H: [0, null]}
+            gates:
+              - name: B
+                range: {FSC-H: *r}
+              - {name: C, <<: &p {polygon: [FSC-H, SSC-H], vertices: [[0, 0], [500, 0], [0, 500]]}}
+              - {name: D, <<: *p}
+        """
+    plain = """
+        transform: none
+        compensation: uncompensated
+        gates:
+          - name: A
+            range: {FSC-H: [10, 900], SSC-H: [0, null]}
+            gates:
+              - name: B
+                range: {FSC-H: [10, 900]}
+              - {name: C, polygon: [FSC-H, SSC-H], vertices: [[0, 0], [500, 0], [0, 500]]}
+              - {name: D, polygon: [FSC-H, SSC-H], vertices: [[0, 0], [500, 0], [0, 500]]}
+        """
+    a = load_strategy(write(tmp_path, "a.yaml", textwrap.dedent(shared)))
+    b = load_strategy(write(tmp_path, "b.yaml", textwrap.dedent(plain)))
+    assert a.paths == b.paths == ("/A", "/A/B", "/A/C", "/A/D")
+    assert [repr(g) for g in a.gates] == [repr(g) for g in b.gates]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: &a [x, *a]\ngates: [{name: A, range: {FSC-A: [0, 1]}}]\n",
+        "gates: &g [{name: A, range: {FSC-A: [0, 1]}, gates: *g}]\n",
+    ],
+    ids=["list", "gates"],
+)
+def test_yaml_alias_inside_itself_is_refused(tmp_path, text):
+    with pytest.raises(GatingError, match=r"line 1: an alias .* it is inside") as exc:
+        load_strategy(write(tmp_path, "loop.yaml", text))
+    one_line(exc)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "gates: " + "[" * 3000 + "]" * 3000 + "\n",
+        "gates: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n",
+        "gates:\n" + "".join(" " * i + "- \n" for i in range(3000)),
+    ],
+    ids=["flow lists", "flow tables", "block lists"],
+)
+def test_yaml_nested_thousands_deep_is_refused(tmp_path, text):
+    # a RecursionError traceback before
+    with pytest.raises(GatingError) as exc:
+        load_strategy(write(tmp_path, "deep.yaml", text))
+    assert re.search(r"deep\.yaml, line \d+: .*nested more than 320 levels", one_line(exc))
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["9" * 5000, ":".join(["59"] * 3000), str(2**63), "-" + str(2**63), "0x1" + "0" * 16],
+    ids=["5000 digits", "base 60", "2**63", "-2**63", "hex"],
+)
+def test_yaml_integer_beyond_64_bits_is_refused(tmp_path, number):
+    # 5,000 digits was a ValueError traceback; base 60 built a 5,000-digit integer
+    text = f"name: x\ngates:\n  - name: A\n    range: {{FSC-A: [0, {number}]}}\n"
+    with pytest.raises(GatingError) as exc:
+        load_strategy(write(tmp_path, "int.yaml", text))
+    assert re.search(r"int\.yaml, line 4: the integer .* beyond 64 bits", one_line(exc))
+
+
+def test_yaml_largest_integer_is_read(tmp_path):
+    text = f"gates:\n  - name: A\n    range: {{FSC-A: [0, {2**63 - 1}]}}\n"
+    gate = load_strategy(write(tmp_path, "int.yaml", text)).gates[0]
+    assert gate.max == (float(2**63 - 1),)
+
+
+def test_yaml_file_over_8_mib_is_refused_unread(tmp_path):
+    path = write(tmp_path, "big.yaml", "gates: [{name: A, range: {FSC-A: [0, 1]}}]\n")
+    with path.open("a") as fh:
+        fh.write("#" * (8 * 2**20))
+    with pytest.raises(GatingError) as exc:
+        load_strategy(path)
+    assert re.search(
+        r"big\.yaml: the file is 8,388,6\d\d bytes; .* at most 8,388,608", one_line(exc)
+    )
+
+
+def test_yaml_quadrants_beyond_the_population_bound_are_refused(tmp_path):
+    # 15 dimensions would make 32,768 quadrants, two gates of 14 make 32,768 populations
+    dims = ", ".join(f"D{i}: 1" for i in range(15))
+    with pytest.raises(GatingError, match=r"q\.yaml, line 2: 15 dimensions make 2\^15 quadrants"):
+        load_strategy(write(tmp_path, "q.yaml", f"gates:\n  - quadrants: {{{dims}}}\n"))
+    two = "gates:\n" + "".join(
+        "  - quadrants: {" + ", ".join(f"{d}{i}: 1" for i in range(14)) + "}\n" for d in "DE"
+    )
+    with pytest.raises(GatingError) as exc:
+        load_strategy(write(tmp_path, "q2.yaml", two))
+    assert "more than 20,000 populations" in one_line(exc)
+
+
+def flat_chain_yaml(n: int) -> str:
+    """`n` gates in one top-level list, each the parent of the one before it."""
+    lines = ["transform: none", "gates:"]
+    for i in reversed(range(n)):
+        parent = f", parent: G{i - 1}" if i else ""
+        lines.append(f"  - {{name: G{i}{parent}, range: {{FSC-H: [0, null]}}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_flat_parent_chain_deeper_than_the_limit_is_refused(tmp_path):
+    # read in full before, building 2,000 paths that each repeat their ancestors
+    path = write(tmp_path, "chain.yaml", flat_chain_yaml(2000))
+    with pytest.raises(GatingError) as exc:
+        load_strategy(path)
+    assert re.search(r"chain\.yaml, line \d+: .*level 101 .* at most 100 levels", one_line(exc))
+    assert (
+        load_strategy(write(tmp_path, "ok.yaml", flat_chain_yaml(100))).populations[-1].depth == 100
+    )
+
+
+def test_yaml_parent_cycle_is_named(tmp_path):
+    text = """\
+        gates:
+          - {name: A, parent: C, range: {FSC-A: [0, 1]}}
+          - {name: B, parent: A, range: {FSC-A: [0, 1]}}
+          - {name: C, parent: B, range: {FSC-A: [0, 1]}}
+          - {name: D, range: {FSC-A: [0, 1]}}
+        """
+    with pytest.raises(GatingError) as exc:
+        load_strategy(write(tmp_path, "cycle.yaml", textwrap.dedent(text)))
+    assert re.search(r"cycle\.yaml, line \d: .*cycle: (A → C → B → A|C → B → A → C)", one_line(exc))
+
+
+def test_yaml_boolean_cycle_is_refused(tmp_path):
+    text = "gates:\n  - {name: A, and: [B]}\n  - {name: B, or: [A]}\n"
+    with pytest.raises(GatingError, match=r"cycle: /A → /B → /A|cycle: /B → /A → /B"):
+        load_strategy(write(tmp_path, "bool.yaml", text))
 
 
 # -- Gating-ML ----------------------------------------------------------------------------
