@@ -10,6 +10,7 @@ compliance truth, FlowJo's own count).
 from __future__ import annotations
 
 import re
+import shutil
 import textwrap
 import tracemalloc
 from pathlib import Path
@@ -18,7 +19,9 @@ import numpy as np
 import pytest
 
 import cytokit
-from cytokit import GatingError
+from cytokit import GatingError, StudyError
+from cytokit._toml import load_toml
+from cytokit.cli.app import run
 from cytokit.gating import (
     Dimension,
     Divider,
@@ -510,3 +513,76 @@ def test_flowjo_workspace_over_1_gib_is_refused_unread(tmp_path):
         with pytest.raises(GatingError) as exc:
             flowjo.load_workspace(path) if name.endswith(".wsp") else load_strategy(path)
         assert f"{name}: the file is 1,073,741,825 bytes; cytokit reads a FlowJo" in one_line(exc)
+
+
+# -- study.toml and the study's tables ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("x = " + "[" * 5000 + "]" * 5000, r"nested too deeply to parse; .* at most 32 levels"),
+        ("x = " + "[" * 40 + "]" * 40, r"x\[0\].*\[0\] is nested 33 levels deep; .* at most 32"),
+        ("[" + ".".join(f"t{i}" for i in range(40)) + "]\ny = 1", r"t0\.t1\..* is nested 33"),
+        ("x = " + "9" * 5000, r"line 2: an integer of 5,000 digits; .*\(64 bits\)"),
+        ("[qc]\nmin_events = " + "9" * 40, r"qc\.min_events = an integer of 40 digits"),
+        ("x = 1\n" + "#" * 2**20, r"more than 1,048,576 bytes; .* at most 1,048,576 bytes"),
+    ],
+    ids=["5000 arrays", "40 arrays", "40 tables", "5000 digits", "40 digits", "size"],
+)
+def test_toml_beyond_bounds_is_a_one_line_study_error(tmp_path, body, message):
+    # the first and fourth were RecursionError and ValueError tracebacks
+    path = write(tmp_path, "study.toml", "[study]\n" + body + "\n")
+    with pytest.raises(StudyError) as exc:
+        load_toml(path)
+    assert re.search(message, one_line(exc)), str(exc.value)
+
+
+def test_toml_within_bounds_is_read(tmp_path):
+    body = f"[study]\nx = {2**63 - 1}\ny = " + "[" * 31 + "1" + "]" * 31 + "\n"
+    data = load_toml(write(tmp_path, "study.toml", body))
+    assert data["study"]["x"] == 2**63 - 1
+
+
+def test_toml_that_is_not_utf8_is_a_study_error(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_bytes(b"[study]\nname = '\xff'\n")
+    with pytest.raises(StudyError, match=r"study\.toml: not UTF-8 text"):
+        load_toml(path)
+
+
+@pytest.fixture
+def study(tmp_path):
+    return shutil.copytree(SAMPLE_DATA, tmp_path / "study")
+
+
+def test_analyze_refuses_an_alias_bomb_strategy_in_one_line(study, tmp_path, capsys):
+    (study / "strategy.yaml").write_text(alias_bomb())
+    code = run(["analyze", str(study), "--out", str(tmp_path / "out"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    assert re.search(r"strategy\.yaml, line 1: .*at most 1,000,000 values", err)
+
+
+def test_analyze_refuses_a_deep_study_toml_in_one_line(study, tmp_path, capsys):
+    toml = study / "study.toml"
+    toml.write_text(toml.read_text() + "\n[extra]\nx = " + "[" * 5000 + "]" * 5000 + "\n")
+    code = run(["analyze", str(study), "--out", str(tmp_path / "out"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    assert "study.toml: values are nested too deeply to parse" in err
+
+
+def test_manifest_over_64_mib_is_a_study_problem(study):
+    sparse(study / "manifest.csv", 64 * 2**20 + 1)
+    with pytest.raises(StudyError, match=r"manifest\.csv: the file is 67,108,865 bytes; .*64 MiB"):
+        cytokit.load_study(study, check_files=False)
+
+
+def test_gate_refuses_an_alias_bomb_strategy_in_one_line(tmp_path, capsys):
+    bomb = write(tmp_path, "bomb.yaml", alias_bomb())
+    fcs = SAMPLE_DATA / "fcs" / "P01_day007.fcs"
+    code = run(["gate", str(bomb), str(fcs), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "Traceback" not in err, err
+    assert re.fullmatch(r"cytokit: error: \S*bomb\.yaml, line 1: [^\n]*1,000,000 values[^\n]*", err)
