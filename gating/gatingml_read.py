@@ -74,7 +74,7 @@ from cytokit.gating.gatingml_xml import (
     parse_xml,
     qname,
 )
-from cytokit.gating.limits import MAX_POPULATIONS, read_bounded
+from cytokit.gating.limits import MAX_DEPTH, MAX_POPULATIONS, deepest, read_bounded, shorten
 from cytokit.gating.strategy import GatingStrategy
 from cytokit.gating.transforms import RatioTransform, Transform
 
@@ -197,6 +197,7 @@ class _Reader:
                 f"{MAX_POPULATIONS:,} populations (a quadrant counts as one), far above any "
                 "real one"
             )
+        self.check_depth(gate_els)
         gates = [self.gate(el) for el in gate_els]
         for el, what, ref in self.refs:
             target = self.defined.get(ref)
@@ -222,6 +223,23 @@ class _Reader:
         except GatingError as exc:
             msg = str(exc).replace(f"strategy in {self.path}: ", "")
             raise GatingError(f"{self.path}: {msg}") from None
+
+    def check_depth(self, gate_els: list[Element]) -> None:
+        """Refuse a parent_id chain deeper than `MAX_DEPTH` before any gate is built."""
+        parent_of: dict[str, str | None] = {}
+        for el in gate_els:
+            parent = (attr(el, GATING, "parent_id") or "").strip() or None
+            for g in (el, *(c for c in el if c.tag == _G + "Quadrant")):
+                gid = (attr(g, GATING, "id") or "").strip()
+                if gid:
+                    parent_of.setdefault(gid, parent)
+        gid, depth = deepest(parent_of)
+        if depth > MAX_DEPTH:
+            raise GatingError(
+                f"{self.path}: the gate tree is {depth:,} levels deep (at {shorten(gid)!r}); "
+                f"cytokit reads trees of at most {MAX_DEPTH} levels, far above any real one: "
+                "check the parent references"
+            )
 
     # -- transformations and matrices -------------------------------------------------
     def transformation(self, el: Element) -> None:

@@ -32,6 +32,7 @@ MAX_INTEGER : int
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from cytokit.errors import GatingError
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_YAML_NESTING",
     "MAX_YAML_VALUES",
     "check_size",
+    "deepest",
     "read_bounded",
     "shorten",
     "too_large",
@@ -124,6 +126,38 @@ def too_large(path: Path, kind: str) -> GatingError:
         f"{path}: the file is {shown}; cytokit reads {what} of at most {limit:,} bytes "
         f"({_size(limit)}); {fix}"
     )
+
+
+def deepest(parent_of: Mapping[str, str | None]) -> tuple[str | None, int]:
+    """The deepest id of the tree ``{id: parent id or None}`` describes, and its level.
+
+    For readers to refuse a deep tree before building its gates. Levels are
+    found once each, walking up with a list, not recursion; a parent that is
+    missing counts as the top, and ids on a cycle are given level 0 (the
+    strategy names the cycle later).
+    """
+    level: dict[str, int] = {}
+    best, best_level = None, 0
+    for start in parent_of:
+        trail: list[str] = []
+        on_trail: set[str] = set()
+        node = start
+        while node is not None and node in parent_of and node not in level:
+            if node in on_trail:
+                break
+            trail.append(node)
+            on_trail.add(node)
+            node = parent_of[node]
+        if node is not None and node in on_trail:
+            level.update(dict.fromkeys(trail, 0))
+            continue
+        d = level.get(node, 0) if node is not None else 0
+        for t in reversed(trail):
+            d += 1
+            level[t] = d
+            if d > best_level:
+                best, best_level = t, d
+    return best, best_level
 
 
 def shorten(text: str, keep: int = 80) -> str:

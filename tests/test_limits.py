@@ -274,6 +274,16 @@ def test_gatingml_parent_chain_of_thousands_is_refused(tmp_path, order):
     )
 
 
+def test_gatingml_deep_chain_is_refused_before_its_gates_are_built(tmp_path):
+    # the last gate is malformed: the depth is what is reported, found before the reader
+    # spends seconds building gates it would then refuse (20,000 levels took 12 s)
+    gates = [rect(f"G{i}", f"G{i - 1}" if i else None) for i in range(5000)]
+    gates[-1] = rect("G4999", "G4998", (("FSC-H", 5, 1),))
+    with pytest.raises(GatingError) as exc:
+        load_strategy(write(tmp_path, "chain.xml", gml(gates)))
+    assert "the gate tree is 5,000 levels deep (at 'G4999')" in one_line(exc)
+
+
 @pytest.mark.parametrize("kind", ["parent_id", "Boolean"])
 def test_gatingml_long_reference_cycle_is_refused_in_one_line(tmp_path, kind):
     n = 5000
