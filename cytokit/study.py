@@ -44,6 +44,8 @@ __all__ = ["Infusion", "ManifestRow", "Study", "load_study", "strategy_options"]
 REQUIRED_COLUMNS = ("file", "patient", "day")
 NUMERIC_COLUMNS = ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample_volume_ul")
 DONOR_SIDES = ("positive", "negative")
+#: Largest manifest.csv or infusions.csv read (a manifest of 100,000 files is ~10 MB).
+MAX_CSV_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,12 @@ def _read_csv(
     path: Path, problems: list[str]
 ) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     try:
+        if path.stat().st_size > MAX_CSV_BYTES:
+            problems.append(
+                f"{path}: the file is {path.stat().st_size:,} bytes; cytokit reads study tables "
+                f"of at most {MAX_CSV_BYTES:,} bytes (64 MiB): check that it is the right file"
+            )
+            return [], []
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             rows = list(reader)

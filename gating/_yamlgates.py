@@ -21,6 +21,7 @@ from cytokit.gating._yamlshapes import (
 )
 from cytokit.gating.adaptive_valley import quadrant_signs
 from cytokit.gating.gates import FCS, UNCOMPENSATED, Dimension, Gate, SpectrumMatrix
+from cytokit.gating.limits import MAX_DEPTH, MAX_PATH_LENGTH, MAX_POPULATIONS, shorten
 from cytokit.gating.transforms import TRANSFORM_TYPES, RatioTransform, transform_from_config
 
 #: Characters of a panel pattern; a strategy needs exact channel names.
@@ -98,6 +99,7 @@ class Reader(Shapes):
         self.pops: dict[str, str] = {}  # path -> id
         self.by_name: dict[str, list[str]] = {}
         self.id_path: dict[str, str] = {}
+        self.depth: dict[str, int] = {}  # population id -> level in the tree
 
     def err(self, line: int, msg: str) -> GatingError:
         where = f", line {line}" if line else ""
@@ -144,6 +146,7 @@ class Reader(Shapes):
                     self._register(node, line, self.id_path[pid], pid)
             if len(left) == len(pending):
                 node, line = left[0]
+                self._parent_cycle(left)
                 raise self.err(
                     line_of(node, "parent"),
                     f"parent {node['parent']!r} is not a population of this file"
@@ -174,6 +177,29 @@ class Reader(Shapes):
                 )
             merged[str(marker)] = channel
         return merged
+
+    def _parent_cycle(self, waiting) -> None:
+        """Raise if the parent: references of gates that wait for their parent go round."""
+        by_name = {}
+        for node, _ in waiting:
+            for name in self._quadrant_names(node, 0)["names"] if "quadrants" in node else []:
+                by_name.setdefault(name, node)
+            if node.get("name") is not None:
+                by_name.setdefault(str(node["name"]), node)
+        for start, _ in waiting:
+            trail, node = [], start
+            while node is not None and all(node is not n for n in trail):
+                trail.append(node)
+                node = by_name.get(str(node["parent"]))
+            if node is not None:
+                loop = [*trail[next(i for i, n in enumerate(trail) if n is node) :], node]
+                names = [str(n.get("name") or n.get("id") or "quadrants") for n in loop]
+                raise self.err(
+                    line_of(node, "parent"),
+                    "the parent: references go round in a cycle: "
+                    + " → ".join(shorten(n, 40) for n in names[:10])
+                    + (f" → … ({len(names) - 10:,} more)" if len(names) > 10 else ""),
+                )
 
     def _compensations(self, doc):
         comp = doc.get("compensation", _ABSENT)
@@ -238,7 +264,22 @@ class Reader(Shapes):
         return node
 
     # -- populations --------------------------------------------------------------------
-    def _add_pop(self, name: str, path: str, pid: str, line: int) -> None:
+    def _add_pop(self, name: str, path: str, pid: str, line: int, depth: int) -> None:
+        # the bounds GatingStrategy enforces, checked before a deep or long tree builds
+        # path after path (each repeats its ancestors)
+        if len(path) > MAX_PATH_LENGTH:
+            raise self.err(
+                line,
+                f"population {shorten(path)!r} has a path of {len(path):,} characters; cytokit "
+                f"reads paths of at most {MAX_PATH_LENGTH:,}: shorten the gate names",
+            )
+        if len(self.pops) >= MAX_POPULATIONS:
+            raise self.err(
+                line,
+                f"more than {MAX_POPULATIONS:,} populations; cytokit reads strategies of at most "
+                f"{MAX_POPULATIONS:,} populations (a quadrant counts as one), far above any real one",
+            )
+        self.depth[pid] = depth
         if path in self.pops:
             raise self.err(line, f"population {path!r} is defined twice; rename one")
         if "/" in name:
@@ -248,6 +289,13 @@ class Reader(Shapes):
         self.by_name.setdefault(name, []).append(path)
 
     def _register(self, node, line, parent_path: str, parent_id: str | None) -> None:
+        depth = 1 if parent_id is None else self.depth[parent_id] + 1
+        if depth > MAX_DEPTH:
+            raise self.err(
+                line,
+                f"this gate is at level {depth} of the tree; cytokit reads gate trees of at most "
+                f"{MAX_DEPTH} levels, far above any real one: check the parent references",
+            )
         item = _Item(node, line, parent_path, parent_id)
         self.items.append(item)
         if "quadrants" in node:
@@ -257,7 +305,7 @@ class Reader(Shapes):
             for q in names["names"]:
                 path = f"{parent_path}/{q}"
                 item.paths[q], item.ids[q] = path, path
-                self._add_pop(q, path, path, line)
+                self._add_pop(q, path, path, line, depth)
             kids = node.get("gates")
             if kids is None:
                 return
@@ -280,7 +328,7 @@ class Reader(Shapes):
         path = f"{parent_path}/{name}"
         item.gate_id = str(node.get("id") or path)
         item.paths[name], item.ids[name] = path, item.gate_id
-        self._add_pop(name, path, item.gate_id, line)
+        self._add_pop(name, path, item.gate_id, line, depth)
         if "gates" in node:
             self._children(node["gates"], line_of(node, "gates"), path, item.gate_id)
 
@@ -483,6 +531,12 @@ class Reader(Shapes):
                 "a divider; auto or a table of valley settings places it per sample)",
             )
         dnames = [str(k) for k in spec]
+        if len(dnames) >= MAX_POPULATIONS.bit_length():  # 2**n quadrants
+            raise self.err(
+                line_of(node, "quadrants"),
+                f"{len(dnames)} dimensions make 2^{len(dnames)} quadrants; cytokit reads "
+                f"strategies of at most {MAX_POPULATIONS:,} populations",
+            )
         default = ["".join(f"{d}{s}" for d, s in zip(dnames, sign, strict=True))
                    for sign in quadrant_signs(len(dnames))]  # fmt: skip
         renames = node.get("names") or {}

@@ -470,7 +470,9 @@ def load_workspace(path: str | os.PathLike[str]) -> Workspace:
     ------
     GatingError
         Missing file, malformed or unsafe XML (the message names the line), a
-        document that is not a FlowJo workspace, or a broken element.
+        document that is not a FlowJo workspace, a broken element, or a file or
+        population tree beyond the bounds of `cytokit.gating.limits` (1 GiB;
+        per tree 100 levels, 20,000 populations, paths of 4,096 characters).
     """
     from cytokit.gating.flowjo_read import read_workspace
 

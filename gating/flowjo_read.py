@@ -51,7 +51,7 @@ def _groups(root: Element, path: Path) -> list[WorkspaceGroup]:
                 name=gn.get("name", ""),
                 sample_ids=tuple(refs),
                 line=gn.line,
-                nodes=parse_nodes(child(gn, "Subpopulations")),
+                nodes=parse_nodes(gn, path),
             )
         )
     return out
@@ -102,7 +102,7 @@ def _read_v10(root: Element, path: Path) -> Workspace:
                 compensation=matrix,
                 groups=tuple(g.name for g in groups if sid in g.sample_ids),
                 line=s.line,
-                nodes=parse_nodes(child(node, "Subpopulations")),
+                nodes=parse_nodes(node, path),
             )
         )
     ids = [s.id for s in samples]

@@ -15,16 +15,27 @@ ids, and its name is FlowJo's population name.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytokit.errors import GatingError
 from cytokit.gating.flowjo_gates import gate_from_element
-from cytokit.gating.flowjo_xml import Element, child, children
+from cytokit.gating.flowjo_xml import Element, child, children, where
 from cytokit.gating.gates import BooleanGate, Gate
+from cytokit.gating.limits import MAX_DEPTH, MAX_PATH_LENGTH, MAX_POPULATIONS
 from cytokit.gating.strategy import GatingStrategy
 
-__all__ = ["Issue", "Node", "WorkspacePopulation", "build_strategy", "parse_nodes", "populations"]
+__all__ = [
+    "Issue",
+    "Node",
+    "WorkspacePopulation",
+    "build_strategy",
+    "build_tree",
+    "parse_nodes",
+    "populations",
+    "walk",
+]
 
 _BOOLEAN = {"AndNode": "and", "OrNode": "or", "NotNode": "not"}
 NODE_TAGS = ("Population", *_BOOLEAN)
@@ -117,41 +128,97 @@ def count_of(el: Element) -> int | None:
     return n if n >= 0 else None
 
 
-def parse_nodes(container: Element | None) -> list[Node]:
-    """The population nodes in a ``<Subpopulations>`` element (recursively)."""
-    out: list[Node] = []
+def build_tree(
+    top: Iterable[Element],
+    below: Callable[[Element], Iterable[Element]],
+    make: Callable[[Element], Node],
+    path: Path | str,
+) -> list[Node]:
+    """The nodes made (by `make`) of the elements `top` and, through `below`, their descendants.
+
+    The tree is walked with a stack of its own, not Python recursion, and
+    refused with a `GatingError` naming the element and its line when it goes
+    beyond the bounds of `cytokit.gating.limits`: deeper than `MAX_DEPTH`, more
+    than `MAX_POPULATIONS` populations, or a path longer than `MAX_PATH_LENGTH`.
+    """
+    roots: list[Node] = []
+    count = 0
+    # (element, the list its node joins, its depth, the length of its parent's path)
+    stack = [(el, roots, 1, 0) for el in reversed(list(top))]
+    while stack:
+        el, siblings, depth, base = stack.pop()
+        node = make(el)
+        count += 1
+        length = base + 1 + len(node.name)
+        problem = ""
+        if depth > MAX_DEPTH:
+            problem = (
+                f"this population is at level {depth} of the tree; cytokit reads trees of at "
+                f"most {MAX_DEPTH} levels, far above any real one"
+            )
+        elif count > MAX_POPULATIONS:
+            problem = (
+                f"the tree has more than {MAX_POPULATIONS:,} populations; cytokit reads trees "
+                f"of at most {MAX_POPULATIONS:,} populations, far above any real one"
+            )
+        elif length > MAX_PATH_LENGTH:
+            problem = (
+                f"the population's path is {length:,} characters long; cytokit reads paths of "
+                f"at most {MAX_PATH_LENGTH:,}: shorten the population names in FlowJo"
+            )
+        if problem:
+            raise GatingError(f"{where(path, el)}: {problem}")
+        siblings.append(node)
+        stack.extend((c, node.children, depth + 1, length) for c in reversed(list(below(el))))
+    return roots
+
+
+def _subpopulations(el: Element) -> list[Element]:
+    sub = child(el, "Subpopulations")
+    return [] if sub is None else [c for c in sub if c.tag in NODE_TAGS]
+
+
+def _node(el: Element) -> Node:
+    gate = None
+    gate_el = child(el, "Gate")
+    if el.tag == "Population" and gate_el is not None:
+        gate = next(iter(gate_el), None)
+    deps: tuple[str, ...] = ()
+    if el.tag in _BOOLEAN:
+        d = child(el, "Dependents")
+        deps = tuple(x.get("name", "") for x in children(d, "Dependent")) if d else ()
+    return Node(
+        name=el.get("name", ""),
+        kind=el.tag,
+        element=el,
+        gate=gate,
+        dependents=deps,
+        count=count_of(el),
+        owning_group=el.get("owningGroup", ""),
+    )
+
+
+def parse_nodes(container: Element | None, path: Path | str) -> list[Node]:
+    """The population tree of a ``<SampleNode>`` or ``<GroupNode>`` (`container`), parsed.
+
+    Raises
+    ------
+    GatingError
+        The tree is beyond the bounds of `cytokit.gating.limits` (see `build_tree`).
+    """
     if container is None:
-        return out
-    for el in container:
-        if el.tag not in NODE_TAGS:
-            continue
-        gate = None
-        gate_el = child(el, "Gate")
-        if el.tag == "Population" and gate_el is not None:
-            gate = next(iter(gate_el), None)
-        deps: tuple[str, ...] = ()
-        if el.tag in _BOOLEAN:
-            d = child(el, "Dependents")
-            deps = tuple(x.get("name", "") for x in children(d, "Dependent")) if d else ()
-        node = Node(
-            name=el.get("name", ""),
-            kind=el.tag,
-            element=el,
-            gate=gate,
-            dependents=deps,
-            count=count_of(el),
-            owning_group=el.get("owningGroup", ""),
-        )
-        node.children = parse_nodes(child(el, "Subpopulations"))
-        out.append(node)
-    return out
+        return []
+    return build_tree(_subpopulations(container), _subpopulations, _node, path)
 
 
-def _walk(nodes: list[Node], base: str = ""):
-    for n in nodes:
+def walk(nodes: list[Node]) -> Iterator[tuple[Node, str, str]]:
+    """(node, its path, its parent's path or "") of every node, parents first, in file order."""
+    stack = [(n, "") for n in reversed(nodes)]
+    while stack:
+        n, base = stack.pop()
         path = f"{base}/{n.name}"
         yield n, path, base
-        yield from _walk(n.children, path)
+        stack.extend((c, path) for c in reversed(n.children))
 
 
 def populations(nodes: list[Node]) -> tuple[WorkspacePopulation, ...]:
@@ -160,7 +227,7 @@ def populations(nodes: list[Node]) -> tuple[WorkspacePopulation, ...]:
         WorkspacePopulation(
             path, n.name, n.kind, n.gate_type, n.count, n.owning_group, n.element.line
         )
-        for n, path, _ in _walk(nodes)
+        for n, path, _ in walk(nodes)
     )
 
 
@@ -216,26 +283,27 @@ def build_strategy(
     entries: list[tuple[Node, str, str | None]] = []
     seen: dict[str, Node] = {}
 
-    def collect(level: list[Node], base: str) -> None:
-        for n in level:
-            p = f"{base}/{n.name}"
-            why = name_problem(n.name)
-            if why:
-                problem(n, p, why)
-                continue
-            if p in seen:
-                problem(
-                    n,
-                    p,
-                    f"two populations have this path (the other at line "
-                    f"{seen[p].element.line}); rename one in FlowJo",
-                )
-                continue
-            seen[p] = n
-            entries.append((n, p, base or None))
-            collect(n.children, p)
+    # parents first, in file order; a population left out takes its subtree with it
+    stack = [(n, "") for n in reversed(nodes)]
+    while stack:
+        n, base = stack.pop()
+        p = f"{base}/{n.name}"
+        why = name_problem(n.name)
+        if why:
+            problem(n, p, why)
+            continue
+        if p in seen:
+            problem(
+                n,
+                p,
+                f"two populations have this path (the other at line "
+                f"{seen[p].element.line}); rename one in FlowJo",
+            )
+            continue
+        seen[p] = n
+        entries.append((n, p, base or None))
+        stack.extend((c, p) for c in reversed(n.children))
 
-    collect(nodes, "")
     known = {p for _, p, _ in entries}
     gates: dict[str, Gate] = {}
     for n, p, parent in entries:

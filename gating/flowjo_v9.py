@@ -39,7 +39,7 @@ import numpy as np
 from cytokit.errors import GatingError
 from cytokit.gating.flowjo import Workspace, WorkspaceGroup, WorkspaceSample
 from cytokit.gating.flowjo_axes import FlowJoMatrix, FlowJoTransform
-from cytokit.gating.flowjo_tree import Issue, Node, count_of
+from cytokit.gating.flowjo_tree import Issue, Node, build_tree, count_of, walk
 from cytokit.gating.flowjo_xml import Element, child, children, number, where
 from cytokit.gating.gates import (
     UNCOMPENSATED,
@@ -231,25 +231,28 @@ def convert_v9(shape: Element, axes: _Axes, path: Path, label: str, **ids) -> Ga
 # -- reading ------------------------------------------------------------------------------
 
 
-def _nodes(el: Element) -> list[Node]:
-    out = []
-    for pop in children(el, "Population"):
-        pg = child(pop, "PolygonGate")
-        shape = next((c for c in pg if c.tag in _SHAPES), None) if pg is not None else None
-        if shape is None and pg is not None:
-            shape = next((c for c in pg if c.tag not in ("ParameterNames", "Graph")), None)
-        node = Node(
-            name=pop.get("name", ""),
-            kind="Population",
-            element=pop,
-            gate=shape,
-            dependents=(),
-            count=count_of(pop),
-            owning_group=pop.get("owningGroup", ""),
-        )
-        node.children = _nodes(pop)
-        out.append(node)
-    return out
+def _node(pop: Element) -> Node:
+    pg = child(pop, "PolygonGate")
+    shape = next((c for c in pg if c.tag in _SHAPES), None) if pg is not None else None
+    if shape is None and pg is not None:
+        shape = next((c for c in pg if c.tag not in ("ParameterNames", "Graph")), None)
+    return Node(
+        name=pop.get("name", ""),
+        kind="Population",
+        element=pop,
+        gate=shape,
+        dependents=(),
+        count=count_of(pop),
+        owning_group=pop.get("owningGroup", ""),
+    )
+
+
+def _populations(el: Element) -> list[Element]:
+    return children(el, "Population")
+
+
+def _nodes(el: Element, path: Path) -> list[Node]:
+    return build_tree(_populations(el), _populations, _node, path)
 
 
 def _matrix(el: Element, path: Path) -> FlowJoMatrix:
@@ -316,7 +319,7 @@ def read_v9(root: Element, path: Path) -> Workspace:
         g = child(gn, "Group")
         sr = child(g, "SampleRefs") if g is not None else None
         refs = tuple(r.get("sampleID", "") for r in children(sr, "SampleRef")) if sr else ()
-        groups.append(WorkspaceGroup(gn.get("name", ""), refs, gn.line, _nodes(gn)))
+        groups.append(WorkspaceGroup(gn.get("name", ""), refs, gn.line, _nodes(gn, path)))
     samples, axes, notes = [], {}, []
     sl = child(root, "SampleList")
     for s in children(sl, "Sample") if sl is not None else []:
@@ -355,7 +358,7 @@ def read_v9(root: Element, path: Path) -> Workspace:
                 if p.get(k)
             }
             transforms[name] = FlowJoTransform(name, kind, vals, None, CHANNELS, p.line)
-        nodes = _nodes(node)
+        nodes = _nodes(node, path)
         sample = WorkspaceSample(
             id=sid,
             name=node.get("name", ""),
@@ -390,10 +393,9 @@ def read_v9(root: Element, path: Path) -> Workspace:
     )
 
 
-def _magnetic(nodes: list[Node], owner: str, base: str = "") -> list[Issue]:
+def _magnetic(nodes: list[Node], owner: str) -> list[Issue]:
     out = []
-    for n in nodes:
-        p = f"{base}/{n.name}"
+    for n, p, _ in walk(nodes):
         pg = child(n.element, "PolygonGate")
         if pg is not None and pg.get("magnetic") == "1":
             out.append(
@@ -406,5 +408,4 @@ def _magnetic(nodes: list[Node], owner: str, base: str = "") -> list[Issue]:
                     "position is used",
                 )
             )
-        out += _magnetic(n.children, owner, p)
     return out

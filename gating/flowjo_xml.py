@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from cytokit.errors import GatingError
+from cytokit.gating.limits import MAX_FILE_BYTES, check_size, too_large
 
 __all__ = ["Element", "child", "children", "number", "parse_workspace_xml", "where"]
 
@@ -48,9 +49,11 @@ def parse_workspace_xml(path: Path) -> Element:
     Raises
     ------
     GatingError
-        The file cannot be read, is not well-formed XML (the message gives the
-        line and column), or uses entities or external references, which a
-        workspace never needs and which `defusedxml` refuses for safety.
+        The file cannot be read, is larger than
+        ``cytokit.gating.limits.MAX_FILE_BYTES["workspace"]``, is not
+        well-formed XML (the message gives the line and column), or uses
+        entities or external references, which a workspace never needs and
+        which `defusedxml` refuses for safety.
     """
     from defusedxml import DefusedXmlException
     from defusedxml.ElementTree import DefusedXMLParser
@@ -58,9 +61,15 @@ def parse_workspace_xml(path: Path) -> Element:
     builder = _Builder()
     parser = DefusedXMLParser(target=builder)
     builder.parser = parser
+    limit = MAX_FILE_BYTES["workspace"]
     try:
+        check_size(path, "workspace")
         with open(path, "rb") as fh:
+            read = 0
             while chunk := fh.read(1 << 20):
+                read += len(chunk)
+                if read > limit:  # grew since stat, or a pipe
+                    raise too_large(path, "workspace")
                 parser.feed(chunk)
             root = parser.close()
     except OSError as exc:

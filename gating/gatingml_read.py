@@ -74,6 +74,7 @@ from cytokit.gating.gatingml_xml import (
     parse_xml,
     qname,
 )
+from cytokit.gating.limits import MAX_DEPTH, MAX_POPULATIONS, deepest, read_bounded, shorten
 from cytokit.gating.strategy import GatingStrategy
 from cytokit.gating.transforms import RatioTransform, Transform
 
@@ -185,6 +186,18 @@ class _Reader:
                 + ", ".join(f"gating:{k}" for k in GATE_KINDS)
                 + ")"
             )
+        # counted before any gate is built; GatingStrategy checks the same bound again
+        n = sum(
+            sum(1 for c in el if c.tag == _G + "Quadrant") if el.tag == _G + "QuadrantGate" else 1
+            for el in gate_els
+        )
+        if n > MAX_POPULATIONS:
+            raise GatingError(
+                f"{self.path}: {n:,} populations; cytokit reads strategies of at most "
+                f"{MAX_POPULATIONS:,} populations (a quadrant counts as one), far above any "
+                "real one"
+            )
+        self.check_depth(gate_els)
         gates = [self.gate(el) for el in gate_els]
         for el, what, ref in self.refs:
             target = self.defined.get(ref)
@@ -210,6 +223,23 @@ class _Reader:
         except GatingError as exc:
             msg = str(exc).replace(f"strategy in {self.path}: ", "")
             raise GatingError(f"{self.path}: {msg}") from None
+
+    def check_depth(self, gate_els: list[Element]) -> None:
+        """Refuse a parent_id chain deeper than `MAX_DEPTH` before any gate is built."""
+        parent_of: dict[str, str | None] = {}
+        for el in gate_els:
+            parent = (attr(el, GATING, "parent_id") or "").strip() or None
+            for g in (el, *(c for c in el if c.tag == _G + "Quadrant")):
+                gid = (attr(g, GATING, "id") or "").strip()
+                if gid:
+                    parent_of.setdefault(gid, parent)
+        gid, depth = deepest(parent_of)
+        if depth > MAX_DEPTH:
+            raise GatingError(
+                f"{self.path}: the gate tree is {depth:,} levels deep (at {shorten(gid)!r}); "
+                f"cytokit reads trees of at most {MAX_DEPTH} levels, far above any real one: "
+                "check the parent references"
+            )
 
     # -- transformations and matrices -------------------------------------------------
     def transformation(self, el: Element) -> None:
@@ -595,7 +625,9 @@ def read_gatingml(path: str | Path, **options) -> GatingStrategy:
     GatingError
         The file is missing, is not XML, has a DTD or entities, is not
         Gating-ML 2.0, or is malformed; the message names the file, the line
-        and the element, and what was expected.
+        and the element, and what was expected. Also a document beyond the
+        bounds of `cytokit.gating.limits` (file size, populations, depth,
+        path length).
     """
     unknown = sorted(set(options) - {"name"})
     if unknown:
@@ -604,7 +636,7 @@ def read_gatingml(path: str | Path, **options) -> GatingStrategy:
         )
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, "gatingml")
     except FileNotFoundError:
         raise GatingError(f"{path}: Gating-ML file not found") from None
     except OSError as exc:

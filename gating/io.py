@@ -47,8 +47,10 @@ def load_strategy(path: str | Path, **options) -> GatingStrategy:
     Raises
     ------
     GatingError
-        The file does not exist, has an unknown suffix, or is malformed (the
-        message names the element or line).
+        The file does not exist, has an unknown suffix, is malformed (the
+        message names the element or line), or is beyond the bounds of
+        `cytokit.gating.limits` (file size, tree depth, populations, path
+        length; for YAML also nesting, aliases and integers).
     """
     path = Path(path)
     suffix = path.suffix.lower()

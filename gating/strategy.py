@@ -5,6 +5,12 @@ population's path is its parent's path, ``/`` and its name:
 ``/Lymphocytes/Singlets/Live/CD3-CD56+``. Ids are unique in a strategy; paths
 must be unique too, so either names a population.
 
+Paths are not stored: a population's path is built from its ancestors' names
+when asked for, and look-ups by path walk an index of path steps, so a deep
+tree costs memory in proportion to its populations, not to the sum of its path
+lengths. A strategy is refused (`GatingError`) beyond the bounds of
+`cytokit.gating.limits`: depth, number of populations, path length.
+
 `GatingStrategy.apply` compiles the tree for the sample's channels (plans are
 cached per channel layout and spillover, so a batch of files from one panel
 compiles once), fits adaptive gates on their parents' events, and evaluates the
@@ -14,8 +20,8 @@ whole tree in one pass of the fused kernel.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +36,7 @@ from cytokit.gating.gates import (
     QuadrantGate,
     SpectrumMatrix,
 )
+from cytokit.gating.limits import MAX_DEPTH, MAX_PATH_LENGTH, MAX_POPULATIONS, shorten
 from cytokit.sample import Sample, Spillover
 
 __all__ = ["GatingStrategy", "Population"]
@@ -39,7 +46,7 @@ FIT_EVENTS = 200_000
 _PLAN_CACHE_SIZE = 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Population:
     """One population of a strategy.
 
@@ -48,22 +55,86 @@ class Population:
     id : str
         The gate id (a quadrant's id for quadrants).
     name : str
-    path : str
-        ``/A/B/C``.
     parent : str or None
         Id of the parent population.
     gate : Gate
         The gate that defines it (the `QuadrantGate` for a quadrant).
     depth : int
         1 for top-level populations.
+    path : str
+        ``/A/B/C``: built from the ancestors' names on each access.
     """
 
     id: str
     name: str
-    path: str
     parent: str | None
     gate: Gate
     depth: int
+    # the strategy's populations by id, shared by all of them: paths are walked through it
+    _tree: Mapping[str, Population] = field(repr=False)
+
+    @property
+    def path(self) -> str:
+        names = []
+        p: Population | None = self
+        while p is not None:
+            names.append(p.name)
+            p = None if p.parent is None else self._tree[p.parent]
+        return "/" + "/".join(reversed(names))
+
+    def _key(self) -> tuple:
+        return (self.id, self.name, self.parent, self.gate, self.depth, self.path)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Population):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.path))
+
+
+class _PathIndex(Mapping):
+    """Populations by path, kept as a tree of path steps instead of path strings.
+
+    A path is the steps between its ``/``; a name holding ``/`` takes several
+    steps, so two populations have the same path exactly when they reach the
+    same step node.
+    """
+
+    def __init__(self) -> None:
+        self._step: dict[tuple[int, str], int] = {}  # (node, step) -> node; the root is 0
+        self._at: dict[int, Population] = {}
+        self._node: dict[str, int] = {}  # population id -> node
+
+    def add(self, pop: Population) -> Population:
+        """Index `pop` (its parent first); return the population already at its path, or pop."""
+        node = 0 if pop.parent is None else self._node[pop.parent]
+        for step in pop.name.split("/"):
+            nxt = self._step.get((node, step))
+            if nxt is None:
+                nxt = self._step[(node, step)] = len(self._step) + 1
+            node = nxt
+        self._node[pop.id] = node
+        return self._at.setdefault(node, pop)
+
+    def __getitem__(self, path: str) -> Population:
+        if isinstance(path, str) and path.startswith("/"):
+            node: int | None = 0
+            for step in path[1:].split("/"):
+                node = self._step.get((node, step))
+                if node is None:
+                    break
+            else:
+                if node in self._at:
+                    return self._at[node]
+        raise KeyError(path)
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.path for p in self._at.values())
+
+    def __len__(self) -> int:
+        return len(self._at)
 
 
 class GatingStrategy:
@@ -83,7 +154,8 @@ class GatingStrategy:
     ------
     GatingError
         Repeated ids or paths, a parent or operand that does not exist, a cycle,
-        a dimension naming an unknown matrix.
+        a dimension naming an unknown matrix, a tree beyond the bounds of
+        `cytokit.gating.limits` (depth, populations, path length).
     """
 
     def __init__(
@@ -111,6 +183,12 @@ class GatingStrategy:
                         "must be unique"
                     )
                 owner[pid] = g
+        if len(owner) > MAX_POPULATIONS:
+            raise GatingError(
+                f"strategy{where}: {len(owner):,} populations; cytokit reads strategies of at "
+                f"most {MAX_POPULATIONS:,} populations (a quadrant counts as one), far above any "
+                "real one"
+            )
         for g in gates:
             for ref in g.references:
                 if ref not in owner:
@@ -126,9 +204,9 @@ class GatingStrategy:
                     )
         self.gates: tuple[Gate, ...] = tuple(_topological(gates, owner, where))
         self._owner = owner
-        self.populations: tuple[Population, ...] = tuple(self._populations(where))
+        populations, self._by_path = self._populations(where)
+        self.populations: tuple[Population, ...] = tuple(populations)
         self._by_id = {p.id: p for p in self.populations}
-        self._by_path = {p.path: p for p in self.populations}
         self._by_name: dict[str, list[Population]] = {}
         for p in self.populations:
             self._by_name.setdefault(p.name, []).append(p)
@@ -142,31 +220,47 @@ class GatingStrategy:
         self._plans: dict[tuple, tuple] = {}
 
     # -- structure --------------------------------------------------------------------
-    def _populations(self, where: str) -> list[Population]:
-        out: list[Population] = []
-        info: dict[str, tuple[str, int]] = {}
-        seen: dict[str, str] = {}
+    def _populations(self, where: str) -> tuple[list[Population], _PathIndex]:
+        # depth and path length first, as numbers, so that a tree beyond the bounds is
+        # refused before any path is built
+        depth: dict[str, int] = {}
+        length: dict[str, int] = {}
+        deepest = longest = None
         for g in self.gates:
-            if g.parent is None:
-                base, depth = "", 0
-            else:
-                base, depth = info[g.parent]
-            names = (
-                [(q.id, q.name) for q in g.quadrants]
-                if isinstance(g, QuadrantGate)
-                else [(g.id, g.name)]
+            d, n = (0, 0) if g.parent is None else (depth[g.parent], length[g.parent])
+            for pid, name in _names(g):
+                depth[pid], length[pid] = d + 1, n + 1 + len(name)
+                if deepest is None or depth[pid] > depth[deepest]:
+                    deepest = pid
+                if longest is None or length[pid] > length[longest]:
+                    longest = pid
+        if deepest is not None and depth[deepest] > MAX_DEPTH:
+            raise GatingError(
+                f"strategy{where}: the gate tree is {depth[deepest]:,} levels deep (at "
+                f"{shorten(deepest)!r}); cytokit reads trees of at most {MAX_DEPTH} levels, far "
+                "above any real one: check the parent references"
             )
-            for pid, name in names:
-                path = f"{base}/{name}"
-                if path in seen:
+        out: list[Population] = []
+        tree: dict[str, Population] = {}
+        index = _PathIndex()
+        for g in self.gates:
+            for pid, name in _names(g):
+                pop = Population(pid, name, g.parent, g, depth[pid], tree)
+                tree[pid] = pop
+                if pid == longest and length[pid] > MAX_PATH_LENGTH:
                     raise GatingError(
-                        f"strategy{where}: populations {seen[path]!r} and {pid!r} have the same "
-                        f"path {path!r}; rename one of them"
+                        f"strategy{where}: population {shorten(pop.path)!r} has a path of "
+                        f"{length[pid]:,} characters; cytokit reads paths of at most "
+                        f"{MAX_PATH_LENGTH:,}: shorten the gate names"
                     )
-                seen[path] = pid
-                info[pid] = (path, depth + 1)
-                out.append(Population(pid, name, path, g.parent, g, depth + 1))
-        return out
+                first = index.add(pop)
+                if first is not pop:
+                    raise GatingError(
+                        f"strategy{where}: populations {first.id!r} and {pid!r} have the same "
+                        f"path {shorten(pop.path)!r}; rename one of them"
+                    )
+                out.append(pop)
+        return out, index
 
     def matches(self, key: str) -> tuple[tuple[Population, str], ...]:
         """Every population `key` may name, each with how (``path``, ``id`` or ``name``).
@@ -445,26 +539,46 @@ def _spillover(sample: Sample, compensation) -> Spillover | None:
     )
 
 
+def _names(g: Gate) -> list[tuple[str, str]]:
+    """(id, name) of each population `g` defines."""
+    if isinstance(g, QuadrantGate):
+        return [(q.id, q.name) for q in g.quadrants]
+    return [(g.id, g.name)]
+
+
 def _topological(gates: list[Gate], owner: dict[str, Gate], where: str) -> list[Gate]:
-    """Gates ordered so that every gate comes after the gates it refers to (stable)."""
-    done: set[int] = set()
+    """Gates ordered so that every gate comes after the gates it refers to (stable).
+
+    A depth-first walk with its own stack, so a chain of references of any
+    length is ordered (and a cycle found) without Python recursion.
+    """
     out: list[Gate] = []
-    state: dict[int, int] = {}
-
-    def visit(g: Gate, trail: list[str]) -> None:
-        k = id(g)
-        if k in done:
-            return
-        if state.get(k) == 1:
-            cycle = " → ".join([*trail, g.id])
-            raise GatingError(f"strategy{where}: gates refer to each other in a cycle: {cycle}")
-        state[k] = 1
-        for ref in g.references:
-            visit(owner[ref], [*trail, g.id])
-        state[k] = 2
-        done.add(k)
-        out.append(g)
-
-    for g in gates:
-        visit(g, [])
+    state: dict[int, int] = {}  # id(gate): 1 on the current trail, 2 placed
+    for start in gates:
+        if id(start) in state:
+            continue
+        trail = [start]
+        todo = [iter(start.references)]
+        state[id(start)] = 1
+        while trail:
+            ref = next(todo[-1], None)
+            if ref is None:
+                done = trail.pop()
+                todo.pop()
+                state[id(done)] = 2
+                out.append(done)
+                continue
+            g = owner[ref]
+            seen = state.get(id(g))
+            if seen == 2:
+                continue
+            if seen == 1:
+                ids = [t.id for t in trail[trail.index(g) :]] + [g.id]
+                if len(ids) > 9:
+                    ids = [*ids[:4], f"… ({len(ids) - 7:,} more)", *ids[-3:]]
+                cycle = " → ".join(shorten(i, 40) for i in ids)
+                raise GatingError(f"strategy{where}: gates refer to each other in a cycle: {cycle}")
+            state[id(g)] = 1
+            trail.append(g)
+            todo.append(iter(g.references))
     return out

@@ -115,11 +115,16 @@ quadrants also ``split_by: CD3`` (two dividers: one fitted on and used for
 the events below the CD3 divider, one above). `cytokit.gating.adaptive` describes the algorithms.
 
 Errors are `GatingError`\\ s naming the file, the line and the fix. The file is
-read with YAML's safe loader (plain data only; no tags that build objects).
+read with YAML's safe loader (plain data only; no tags that build objects),
+within the bounds of `cytokit.gating.limits`: at most 8 MiB, lists and tables
+nested at most 320 levels, at most a million values once aliases (``*name``)
+and merges (``<<``) are expanded (an alias may not refer to a node it is
+inside), integers within 64 bits, and the gate tree's own bounds.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -128,6 +133,13 @@ import yaml
 
 from cytokit.errors import GatingError
 from cytokit.gating import _yamlgates
+from cytokit.gating.limits import (
+    MAX_INTEGER,
+    MAX_YAML_NESTING,
+    MAX_YAML_VALUES,
+    read_bounded,
+    shorten,
+)
 from cytokit.gating.strategy import GatingStrategy
 from cytokit.gating.transforms import Transform
 
@@ -157,50 +169,159 @@ class _Seq(list):
 
 
 class _Loader(yaml.SafeLoader):
-    """The safe loader, with line marks kept on mappings and sequences."""
+    """The safe loader, with line marks kept on mappings and sequences, within bounds.
+
+    Nesting is counted as the parser hands out events, before the composer
+    recurses into a new list or table (and flow brackets as they are scanned);
+    the size of the document with its
+    aliases expanded is counted on the composed node graph, before anything is
+    constructed; mappings and sequences are filled breadth-first (not by
+    recursion), and integers are checked before they are converted.
+    """
+
+    def __init__(self, text: str, path: Path) -> None:
+        super().__init__(text)
+        self.path = path
+        self.nesting = 0
+
+    def refuse(self, mark, message: str) -> GatingError:
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        return GatingError(f"{self.path}{where}: {message}")
+
+    def fetch_flow_collection_start(self, token_class):
+        # the scanner reads ahead of the parser, and its cost grows with the flow nesting
+        # it has open: flow brackets are counted here too, so they are refused early
+        if self.flow_level >= MAX_YAML_NESTING:
+            raise self.too_deep(self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def too_deep(self, mark) -> GatingError:
+        return self.refuse(
+            mark,
+            f"lists and tables are nested more than {MAX_YAML_NESTING} levels deep here; "
+            f"cytokit reads YAML strategies nested at most {MAX_YAML_NESTING} levels: give "
+            "deep gates a parent: in the top-level list instead of nesting",
+        )
+
+    def get_event(self):
+        event = super().get_event()
+        if isinstance(event, yaml.CollectionStartEvent):
+            self.nesting += 1
+            if self.nesting > MAX_YAML_NESTING:
+                raise self.too_deep(event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            self.nesting -= 1
+        return event
+
+    def construct_document(self, node):
+        _check_expansion(node, self)
+        return super().construct_document(node)
 
 
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
+def _kids(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_expansion(root: yaml.Node, loader: _Loader) -> None:
+    """Refuse a node graph whose aliases expand it beyond `MAX_YAML_VALUES` nodes, or loop.
+
+    Each node's expanded size (itself and everything under it, an alias
+    counting the whole node it names) is found once, depth-first with a stack
+    of its own; a node met again while its own size is being found is inside
+    itself, which no strategy can mean.
+    """
+    size: dict[int, int] = {}
+    pending: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            pending.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in _kids(node))
+            if size[key] > MAX_YAML_VALUES:
+                raise loader.refuse(
+                    node.start_mark,
+                    f"with its aliases (*name) and merges (<<) expanded, the part that starts "
+                    f"here holds {size[key]:,} values or more; cytokit reads YAML strategies of "
+                    f"at most {MAX_YAML_VALUES:,} values: write the values out, or use fewer "
+                    "aliases",
+                )
+            continue
+        if key in size:
+            continue
+        if key in pending:
+            raise loader.refuse(
+                node.start_mark,
+                "an alias (*name) refers to a list or table it is inside, which would be "
+                "endless; give the values instead",
+            )
+        pending.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in _kids(node) if id(k) not in size)
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode):
     out = _Map()
     out.mark, out.marks = node.start_mark, {}
+    yield out  # filled after its parent, so that nesting costs no recursion
+    loader.flatten_mapping(node)
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
+        if not isinstance(key_node, yaml.ScalarNode):
             raise yaml.constructor.ConstructorError(
                 None, None, "a key must be a plain value", key_node.start_mark
-            ) from None
+            )
+        key = loader.construct_object(key_node, deep=True)
         if key in out:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} appears twice in one table", key_node.start_mark
             )
-        out[key] = loader.construct_object(value_node, deep=True)
+        out[key] = loader.construct_object(value_node)
         out.marks[key] = value_node.start_mark
-    return out
 
 
-def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
-    out = _Seq(loader.construct_object(child, deep=True) for child in node.value)
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode):
+    out = _Seq()
     out.mark, out.marks = node.start_mark, [child.start_mark for child in node.value]
-    return out
+    yield out
+    out.extend(loader.construct_object(child) for child in node.value)
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    text = str(node.value)
+    # 64 bits take at most 66 characters (0b and 64 binary digits); longer text is not
+    # converted at all, so a number of thousands of digits costs nothing
+    value = None if len(text) > 80 else loader.construct_yaml_int(node)
+    if value is None or abs(value) > MAX_INTEGER:
+        raise loader.refuse(
+            node.start_mark,
+            f"the integer {shorten(text, 40)} ({len(text):,} characters) is beyond 64 bits; "
+            f"cytokit reads integers of at most {MAX_INTEGER:,} in magnitude",
+        )
+    return value
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _load(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, "yaml").decode("utf-8")
     except FileNotFoundError:
         raise GatingError(f"{path}: strategy file not found") from None
     except UnicodeDecodeError as exc:
         raise GatingError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from None
+    except OSError as exc:
+        raise GatingError(f"{path}: cannot read the strategy file ({exc.strerror})") from None
+    loader = _Loader(text, path)  # a SafeLoader: plain data only
     try:
-        # _Loader is a SafeLoader subclass: plain data only
-        return yaml.load(text, Loader=_Loader)
+        return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -214,6 +335,15 @@ def _load(path: Path) -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise GatingError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        # the nesting bound keeps reading far from Python's stack limit; a caller already
+        # deep in recursion of its own could still meet it
+        raise GatingError(
+            f"{path}: nested too deeply to read {loader.nesting} levels in, with Python's "
+            f"recursion limit at {sys.getrecursionlimit()}; nest less, using parent:"
+        ) from None
+    finally:
+        loader.dispose()
 
 
 def read_yaml_strategy(
