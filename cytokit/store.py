@@ -168,7 +168,7 @@ def _create_empty(path: Path) -> None:
     """
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except FileExistsError:
+    except OSError:  # it exists, or SQLite will say what is wrong when it opens it
         pass
 
 

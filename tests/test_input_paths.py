@@ -24,7 +24,8 @@ from study_helpers import make_study
 
 from cytokit._paths import ROOTS_RULE
 from cytokit.cli.app import run
-from cytokit.errors import StudyError
+from cytokit.errors import GatingError, StudyError
+from cytokit.gating import load_strategy
 from cytokit.simulate import preset_design
 from cytokit.study import load_study
 
@@ -206,6 +207,23 @@ def test_gate_refuses_a_fifo_and_gates_the_rest(pristine, tmp_path):
         }
     ]
     assert set(pd.read_csv(out / "counts.csv").file) == {str(good)}
+
+    # a worker hashing the file checks again (a Dask worker may see another file system)
+    code = "import sys\nfrom cytokit._workers import hash_job\nprint(hash_job(sys.argv[1]).failure)"
+    done = _run(code, str(fifo))
+    assert done.stdout.strip() == str(
+        ("open", "error", "NotRegularFileError", failures.reason[0], "")
+    )
+
+
+@needs_fifo
+def test_a_fifo_strategy_is_not_called_missing(tmp_path, capsys):
+    fifo = tmp_path / "strategy.xml"
+    os.mkfifo(fifo)
+    with pytest.raises(GatingError, match=r"not a regular file .*; give the strategy file"):
+        load_strategy(fifo)
+    assert run(["gate", str(fifo), str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert f"{fifo}: not a regular file" in capsys.readouterr().err
 
 
 @pytest.mark.slow
