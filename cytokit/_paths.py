@@ -77,7 +77,7 @@ def special_kind(mode: int) -> str | None:
     for test, name in _KINDS:
         if test(mode):
             return name
-    return "not a regular file"
+    return "a special file"
 
 
 def open_regular(path: str | os.PathLike, mode: str = "rb", **kwargs):
