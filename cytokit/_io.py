@@ -1,22 +1,44 @@
-"""Small file helpers: every output is written atomically (temporary file, then rename)."""
+"""Small file helpers: every output is written atomically (temporary file, then rename),
+with the permissions the umask allows (as `open` gives)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_csv"]
 
 
+def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
+    """A new, empty file in `folder` for writing, mode 0o666 less the umask (as `open` makes).
+
+    ``tempfile.mkstemp`` would make it 0o600 whatever the umask, and the rename
+    would keep that: colleagues sharing the output folder could not open a
+    table or the report.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+    raise FileExistsError(f"{folder}: cannot create a temporary file for {name}")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` so readers see the old file or the whole new one, never a part."""
+    """Write `data` to `path` so readers see the old file or the whole new one, never a part.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (0o666
+    less the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

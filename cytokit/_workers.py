@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cytokit._paths import special_kind
 from cytokit.errors import CytokitError
 from cytokit.payload import encode_payload
 from cytokit.store import file_hash
@@ -121,6 +122,10 @@ def hash_job(path: str) -> Reply:
         _HASH_BUFFER.append(bytearray(1 << 20))
     try:
         st = os.stat(path)
+        kind = special_kind(st.st_mode)
+        if kind is not None:  # as the coordinator checks, in case a worker sees another file
+            reason = f"it is {kind}, not a regular file; give the file itself"
+            return Reply(path, failure=("open", "error", "NotRegularFileError", reason, ""))
         digest = file_hash(path, _HASH_BUFFER[0])
         after = os.stat(path)
     except OSError as exc:

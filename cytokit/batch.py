@@ -39,6 +39,7 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from cytokit._paths import special_kind
 from cytokit._workers import (
     SCHEDULERS,
     DaskBackend,
@@ -347,6 +348,13 @@ def run_batch(
             state.finish(
                 FileOutcome(given, "failed", False, None, "open", "exception", type(exc).__name__,
                             f"cannot open the file: {exc.strerror or exc}")
+            )  # fmt: skip
+            continue
+        kind = special_kind(st.st_mode)
+        if kind is not None:  # hashing a FIFO would wait for a writer forever
+            state.finish(
+                FileOutcome(given, "failed", False, None, "open", "error", "NotRegularFileError",
+                            f"it is {kind}, not a regular file; give the file itself")
             )  # fmt: skip
             continue
         digest = store.cached_hash(abspath, st.st_size, st.st_mtime_ns)

@@ -10,6 +10,9 @@ inside these tables are problems, since they are usually typos.
 =================  ===========================  ==========================================
 table              key                          meaning (default)
 =================  ===========================  ==========================================
+``[study]``        ``data_roots``               folders outside the study folder that its
+                                                paths may lead into, e.g. a shared drive
+                                                (none; relative to the study folder)
 ``[compensation]`` ``source``                   ``"file"`` (the FCS spillover keyword),
                                                 ``"none"``, or a CSV matrix path relative
                                                 to the study folder (header: detector
@@ -94,6 +97,7 @@ class StudySettings:
     transform: Any = None  # cytokit.gating.Transform or None
     marker_transforms: dict[str, Any] = field(default_factory=dict)
     strategy: str = ""
+    data_roots: tuple[str, ...] = ()
     gating_seed: int = 0
     donor_marker: str = ""
     donor_is: str = "positive"
@@ -196,6 +200,17 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
                         f"{at}unknown key {key!r} in [{name}]; known keys: {', '.join(sorted(known))}"
                     )
     kw: dict[str, Any] = {}
+
+    study = config.get("study")  # its other keys (name, the simulator's seed) are not checked
+    if isinstance(study, dict) and "data_roots" in study:
+        roots = study["data_roots"]
+        if not isinstance(roots, list) or not all(isinstance(r, str) and r.strip() for r in roots):
+            problems.append(
+                f"{at}[study] data_roots = {roots!r} must be a list of folders, e.g. "
+                'data_roots = ["/mnt/cytometer"]'
+            )
+        else:
+            kw["data_roots"] = tuple(r.strip() for r in roots)
 
     pops = tables["populations"]
     if not pops:

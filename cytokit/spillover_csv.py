@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cytokit._paths import open_regular
 from cytokit.errors import CytokitError
 from cytokit.sample import Spillover
 
@@ -57,10 +58,14 @@ def read_spillover_csv(path: str | os.PathLike) -> Spillover:
         gives the line and column).
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+    try:  # a FIFO or device is refused, not waited on
+        with open_regular(path, "r", newline="", encoding="utf-8-sig") as fh:
             rows = [[c.strip() for c in r] for r in csv.reader(fh) if any(c.strip() for c in r)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except OSError as exc:
+        raise CytokitError(
+            f"{path}: cannot read the spillover matrix CSV ({exc.strerror or exc})"
+        ) from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise CytokitError(f"{path}: cannot read the spillover matrix CSV ({exc})") from exc
     if len(rows) < 2:
         raise CytokitError(

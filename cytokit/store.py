@@ -159,6 +159,19 @@ def file_hash(path: str | os.PathLike, buffer: bytearray | None = None) -> str:
     return h.hexdigest()
 
 
+def _create_empty(path: Path) -> None:
+    """Create `path` empty (an empty file is an empty SQLite database) unless it exists.
+
+    SQLite would create it 0o644 less the umask; made here it is 0o666 less the
+    umask, like every other output, and its WAL and shared-memory files follow
+    its mode.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError:  # it exists, or SQLite will say what is wrong when it opens it
+        pass
+
+
 # -- the store --------------------------------------------------------------------------------------
 
 
@@ -194,6 +207,7 @@ class ResultsStore:
             raise CytokitError(f"{self.path}: results store not found")
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_empty(self.path)
         uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
         try:
             self._db = sqlite3.connect(uri, uri=readonly, isolation_level=None, timeout=30.0)

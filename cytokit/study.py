@@ -23,6 +23,13 @@ rather than once per error:
   (corrupt, truncated) is not a study problem: it is listed in
   `Study.unreadable` and the analysis reports it as a failure while the
   other files go on.
+
+Every path the study names (manifest rows, ``[gating] strategy``,
+``[compensation] source``, and ``manifest.csv`` and ``infusions.csv``
+themselves) must resolve, symbolic links followed, inside the study folder or
+a folder listed in ``[study] data_roots``, and be a regular file; anything
+else is a problem, and the file is not opened (`cytokit._paths`).
+``study.toml`` must be inside the study folder itself.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cytokit._paths import open_regular, refusal, study_roots
 from cytokit._toml import load_toml
 from cytokit.errors import CytokitError, FCSError, StudyError
 from cytokit.panel import Panel
@@ -221,13 +229,16 @@ def _read_csv(
                 f"of at most {MAX_CSV_BYTES:,} bytes (64 MiB): check that it is the right file"
             )
             return [], []
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with open_regular(path, "r", newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             rows = list(reader)
     except FileNotFoundError:
         problems.append(f"{path}: file not found")
         return [], []
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except OSError as exc:
+        problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+        return [], []
+    except (UnicodeDecodeError, csv.Error) as exc:
         problems.append(f"{path}: cannot read: {exc}")
         return [], []
     if not rows:
@@ -248,7 +259,11 @@ def _read_csv(
     return header, out
 
 
-def _manifest(path: Path, problems: list[str]) -> list[ManifestRow]:
+def _manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[ManifestRow]:
+    why = refusal(path, roots)
+    if why:
+        problems.append(f"{path}: {why}")
+        return []
     header, records = _read_csv(path, problems)
     if not header:
         return []
@@ -310,7 +325,11 @@ def _manifest(path: Path, problems: list[str]) -> list[ManifestRow]:
             )
             bad = True
         file_path = (path.parent / file_value) if file_value else path.parent
-        if file_value and not file_path.is_file():
+        why = refusal(file_path, roots) if file_value else None
+        if why:
+            problems.append(f"{where}: FCS file {file_value!r} {why}")
+            bad = True
+        elif file_value and not file_path.is_file():
             problems.append(f"{where}: FCS file {file_value!r} not found (looked for {file_path})")
             bad = True
         if file_value and file_path in seen:
@@ -375,8 +394,12 @@ def _check_rows(path: Path, rows: list[ManifestRow], problems: list[str]) -> Non
             )
 
 
-def _infusions(path: Path, problems: list[str]) -> list[Infusion]:
-    if not path.exists():
+def _infusions(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[Infusion]:
+    if not path.exists() and not path.is_symlink():
+        return []
+    why = refusal(path, roots)
+    if why:
+        problems.append(f"{path}: {why}")
         return []
     header, records = _read_csv(path, problems)
     need = ("patient", "day", "product")
@@ -566,10 +589,14 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     problems: list[str] = []
     config: dict[str, Any] = {}
     toml = root / "study.toml"
-    try:
-        config = load_toml(toml)
-    except StudyError as exc:
-        problems.append(str(exc))
+    why = refusal(toml, (root.resolve(),))  # it says where else the study may read
+    if why:
+        problems.append(f"{toml}: {why}")
+    else:
+        try:
+            config = load_toml(toml)
+        except StudyError as exc:
+            problems.append(str(exc))
     panel = Panel({})
     table = config.get("panel")
     if config and not isinstance(table, dict):
@@ -581,14 +608,20 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             problems.append(str(exc))
     settings, found = parse_settings(config, str(toml)) if config else (StudySettings(), [])
     problems += found
+    roots, found = study_roots(root, settings.data_roots, f"{toml}: [study] data_roots")
+    problems += found
     source = settings.compensation
     if source.lower() not in ("file", "none"):
-        try:
-            read_spillover_csv(root / source)
-        except StudyError as exc:
-            problems.append(str(exc))
-    rows = _manifest(root / "manifest.csv", problems)
-    infusions = _infusions(root / "infusions.csv", problems)
+        why = refusal(root / source, roots)
+        if why:
+            problems.append(f"{toml}: [compensation] source = {source!r} {why}")
+        else:
+            try:
+                read_spillover_csv(root / source)
+            except StudyError as exc:
+                problems.append(str(exc))
+    rows = _manifest(root / "manifest.csv", problems, roots)
+    infusions = _infusions(root / "infusions.csv", problems, roots)
     patients = {r.patient for r in rows}
     for inf in infusions:
         if rows and inf.patient not in patients:
@@ -622,7 +655,10 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
                 "the manifest's donor_marker column"
             )
     gating, strategy_path = None, None
-    if check_files or strategy is not None:
+    why = refusal(root / settings.strategy, roots) if settings.strategy else None
+    if why and strategy is None:  # a strategy given by the caller is the caller's choice
+        problems.append(f"{toml}: [gating] strategy = {settings.strategy!r} {why}")
+    elif check_files or strategy is not None:
         gating, strategy_path, settings = _load_strategy(
             root, settings, strategy, problems, panel, config
         )

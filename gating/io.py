@@ -60,6 +60,10 @@ def load_strategy(path: str | Path, **options) -> GatingStrategy:
             + ", ".join(f"{k} ({v})" for k, v in FORMATS.items())
         )
     if not path.is_file():
+        if path.exists():  # reading a FIFO would wait for a writer forever
+            raise GatingError(
+                f"{path}: not a regular file (a folder, FIFO or device); give the strategy file"
+            )
         raise GatingError(f"{path}: strategy file not found")
     if suffix in (".yaml", ".yml"):
         from cytokit.gating.yamlfmt import read_yaml_strategy

@@ -702,9 +702,13 @@ def test_float_with_wrong_bits(tmp_path):
 
 
 def test_not_fcs_truncated_and_missing(tmp_path):
-    with pytest.raises(FCSError, match=r"not an FCS file.*found b'oi21j08cn\\n"):
+    # what the file looks like, never its bytes (it may be any file on the machine)
+    with pytest.raises(
+        FCSError, match=r"not an FCS file: it starts with text, not with 'FCS'"
+    ) as err:
         read_fcs(write(tmp_path, b"oi21j08cn\n" + b"x" * 100, "c.fcs"))
-    with pytest.raises(FCSError, match="not an FCS file"):
+    assert "oi21j08cn" not in str(err.value)
+    with pytest.raises(FCSError, match="not an FCS file: it is empty"):
         read_fcs(write(tmp_path, b"", "empty.fcs"))
     with pytest.raises(FCSError, match=r"HEADER .* cut short"):
         read_fcs(write(tmp_path, b"FCS3.1    ", "short.fcs"))

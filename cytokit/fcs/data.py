@@ -181,7 +181,7 @@ def read_events(
     Parameters
     ----------
     fh : binary file opened without buffering
-    path : path of the same file (for `mmap`)
+    path : path of the same file (for messages)
     ds : DataSet
     notes : Notes
     out_dtype : float32 or float64
@@ -200,7 +200,8 @@ def read_events(
     file_dt = layout.uniform
     if file_dt is not None and file_dt.kind == "f" and file_dt.newbyteorder("=") == out_dtype:
         if mmap and file_dt.isnative and not scaling:
-            return np.memmap(path, dtype=file_dt, mode="r", offset=begin, shape=(n, k))
+            # map the file already opened (and checked), not whatever the name leads to now
+            return np.memmap(fh, dtype=file_dt, mode="r", offset=begin, shape=(n, k))
         events = np.empty((n, k), dtype=out_dtype)
         if file_dt.isnative and not scaling:
             _readinto(fh, begin, events, notes)

@@ -18,6 +18,17 @@ candidate *fits* when it lies after the HEADER, does not overlap TEXT, is
 ``$ENDDATA`` one past the last byte) and those bytes are in the file. When HEADER
 and TEXT disagree and exactly one fits, it is used with a note saying which;
 otherwise the file is rejected.
+
+Limits
+------
+A file is read in time and memory linear in its size, and bounded: one data
+set's TEXT (primary and supplemental) holds at most `MAX_TEXT_BYTES`, all data
+sets of a file together at most `MAX_FILE_TEXT_BYTES`, a file chains at most
+`MAX_DATASETS` data sets with ``$NEXTDATA``, and each data set starts after
+the end of the previous one's TEXT segments (overlapping data sets would have
+the same bytes parsed again for every link). A file beyond a limit raises
+`FCSError`; a ``$NEXTDATA`` that points back or into its own TEXT ends the list
+of data sets with a warning, like any other broken link.
 """
 
 from __future__ import annotations
@@ -32,9 +43,52 @@ from cytokit.errors import FCSError
 from cytokit.fcs.problems import Notes
 from cytokit.fcs.text import HEADER_BYTES, Header, Keywords, parse_header, parse_text
 
-__all__ = ["Column", "DataSet", "RowLayout", "read_datasets", "row_layout"]
+__all__ = [
+    "MAX_DATASETS",
+    "MAX_FILE_TEXT_BYTES",
+    "MAX_TEXT_BYTES",
+    "Column",
+    "DataSet",
+    "RowLayout",
+    "read_datasets",
+    "row_layout",
+]
 
 _SUPPORTED_WIDTHS = (1, 2, 4, 8)
+
+#: The most TEXT bytes (primary and supplemental together) one data set may hold. The
+#: largest TEXT in the test corpus is 8 KiB; a 64 x 64 spillover matrix written with 20
+#: characters a value takes 80 KiB.
+MAX_TEXT_BYTES = 4 << 20
+#: The most TEXT bytes all the data sets of one file may hold together.
+MAX_FILE_TEXT_BYTES = 16 << 20
+#: The most data sets one file may chain with ``$NEXTDATA`` (the corpus's most: 4).
+MAX_DATASETS = 1_000
+
+
+def _beyond_limit(message: str) -> FCSError:
+    """The error for a file beyond one of the limits: raised whichever data set is at fault
+    (not turned into a warning that ends the list of data sets)."""
+    exc = FCSError(message)
+    exc.beyond_limit = True
+    return exc
+
+
+def _check_text_size(notes: Notes, budget: int, *segments: tuple[int, int]) -> None:
+    """Refuse TEXT segments (first, last byte) beyond the per-data-set or per-file limit."""
+    total = sum(last - first + 1 for first, last in segments)
+    if total > MAX_TEXT_BYTES:
+        raise _beyond_limit(
+            f"{notes.where}: its TEXT segments hold {total:,} bytes; cytokit reads at most "
+            f"{MAX_TEXT_BYTES >> 20} MiB of TEXT per data set (far more than any instrument "
+            "writes), so the TEXT offsets of the HEADER or $BEGINSTEXT/$ENDSTEXT are damaged"
+        )
+    if total > budget:
+        raise _beyond_limit(
+            f"{notes.where}: the data sets up to this one hold more than "
+            f"{MAX_FILE_TEXT_BYTES >> 20} MiB of TEXT, the most cytokit reads from one file "
+            "(far more than any instrument writes); the $NEXTDATA chain is damaged"
+        )
 
 
 @dataclass(frozen=True)
@@ -57,6 +111,9 @@ class DataSet:
         ``$BYTEORD`` as written.
     text : (int, int)
         First and last byte of the primary TEXT.
+    stext : (int, int)
+        First and last byte of the supplemental TEXT that was read; (0, -1) when
+        there is none.
     data : (int, int)
         First and last byte of the events actually read (``n_events`` rows);
         (0, -1) when there are none.
@@ -76,6 +133,7 @@ class DataSet:
     datatype: str
     byteorder: str
     text: tuple[int, int]
+    stext: tuple[int, int]
     data: tuple[int, int]
     next_offset: int
     keywords: dict[str, str] = field(repr=False)
@@ -227,8 +285,14 @@ def _keyword_pair(kw: Keywords, first: str, last: str) -> tuple[int, int] | None
     return pa, pb
 
 
-def _supplemental(read, kw: Keywords, header: Header, base: int, size: int, version: str) -> None:
-    """Add the supplemental TEXT's keywords, if any, after the primary ones."""
+def _supplemental(
+    read, kw: Keywords, header: Header, base: int, size: int, version: str, budget: int
+) -> tuple[int, int]:
+    """Add the supplemental TEXT's keywords, if any, after the primary ones.
+
+    Returns its absolute first and last byte, (0, -1) when none was read.
+    """
+    none = (0, -1)
     try:
         pair = _keyword_pair(kw, "$BEGINSTEXT", "$ENDSTEXT")
     except FCSError:  # a malformed pointer to optional keywords
@@ -236,22 +300,24 @@ def _supplemental(read, kw: Keywords, header: Header, base: int, size: int, vers
             f"$BEGINSTEXT/$ENDSTEXT ({kw.get('$BEGINSTEXT')!r}, {kw.get('$ENDSTEXT')!r}) "
             "are not byte offsets; the supplemental TEXT was ignored"
         )
-        return
+        return none
     if pair is None or pair == (0, 0):
-        return
+        return none
     first, last = pair
     if (first, last) == header.text:
-        return  # points at the primary TEXT again
+        return none  # points at the primary TEXT again
     if not (HEADER_BYTES <= first <= last and base + last < size):
         kw.notes.note(
             f"the supplemental TEXT ($BEGINSTEXT={first}, $ENDSTEXT={last}) is not "
             f"inside the file ({size} bytes); it was ignored"
         )
-        return
+        return none
+    _check_text_size(kw.notes, budget, header.text, (first, last))
     raw = read(base + first, last - first + 1)
     kw.add(
         parse_text(raw, kw.notes, segment="supplemental TEXT", version=version), "supplemental TEXT"
     )
+    return base + first, base + last
 
 
 def _fits(cand, *, expected, base, text, size):
@@ -365,8 +431,14 @@ def _datatype(kw: Keywords) -> str:
     return code
 
 
-def describe(read, size: int, index: int, base: int, notes: Notes) -> DataSet:
-    """Parse the HEADER and TEXT of the data set at `base` and locate its events."""
+def describe(
+    read, size: int, index: int, base: int, notes: Notes, budget: int = MAX_FILE_TEXT_BYTES
+) -> DataSet:
+    """Parse the HEADER and TEXT of the data set at `base` and locate its events.
+
+    `budget` is how many TEXT bytes the file's earlier data sets left of
+    `MAX_FILE_TEXT_BYTES`.
+    """
     header = parse_header(read(base, HEADER_BYTES), notes, base)
     t0, t1 = header.text
     if not (HEADER_BYTES <= t0 <= t1):
@@ -378,9 +450,10 @@ def describe(read, size: int, index: int, base: int, notes: Notes) -> DataSet:
         raise notes.error(
             f"TEXT is bytes {base + t0}-{base + t1} but the file has {size} bytes (it is truncated)"
         )
+    _check_text_size(notes, budget, header.text)
     kw = Keywords(notes)
     kw.add(parse_text(read(base + t0, t1 - t0 + 1), notes, version=header.version))
-    _supplemental(read, kw, header, base, size, header.version)
+    stext = _supplemental(read, kw, header, base, size, header.version, budget)
     datatype = _datatype(kw)
     n_par = _parameter_count(kw)
     layout = row_layout(kw, n_par, datatype)
@@ -396,6 +469,7 @@ def describe(read, size: int, index: int, base: int, notes: Notes) -> DataSet:
         datatype=datatype,
         byteorder=kw.get("$BYTEORD") or "",
         text=(base + t0, base + t1),
+        stext=stext,
         data=data,
         next_offset=next_offset,
         keywords=kw.items,
@@ -436,19 +510,32 @@ def read_datasets(read, size: int, notes: Notes, *, upto: int | None = None) -> 
         Stop after data set `upto` (0-based); an error in it is raised. Without
         it every data set is described, and a broken ``$NEXTDATA`` link ends the
         list with a note.
+
+    Raises
+    ------
+    FCSError
+        The first data set (or `upto`) cannot be read, or the file is beyond a
+        limit (`MAX_DATASETS`, `MAX_TEXT_BYTES`, `MAX_FILE_TEXT_BYTES`).
     """
     out: list[DataSet] = []
     base = 0
+    spent = 0  # TEXT bytes parsed so far: with no overlap allowed, at most the file size
     where = notes.where
     while True:
         index = len(out)
+        if index >= MAX_DATASETS:
+            raise _beyond_limit(
+                f"{where}: more than {MAX_DATASETS:,} data sets are chained with $NEXTDATA, "
+                "the most cytokit reads from one file (far more than any instrument writes); "
+                "the $NEXTDATA chain is damaged"
+            )
         if index:
             notes.where = f"{where} (data set {index + 1}, at byte {base})"
         here = notes.where
         try:
-            ds = describe(read, size, index, base, notes)
+            ds = describe(read, size, index, base, notes, MAX_FILE_TEXT_BYTES - spent)
         except FCSError as exc:
-            if index == 0 or upto is not None:
+            if index == 0 or upto is not None or getattr(exc, "beyond_limit", False):
                 raise
             notes.where = where
             why = str(exc).removeprefix(f"{here}: ")
@@ -460,6 +547,7 @@ def read_datasets(read, size: int, notes: Notes, *, upto: int | None = None) -> 
         finally:
             notes.where = where
         out.append(ds)
+        spent += (ds.text[1] - ds.text[0] + 1) + (ds.stext[1] - ds.stext[0] + 1)
         if upto is not None and index >= upto:
             break
         nxt = ds.next_offset
@@ -469,6 +557,15 @@ def read_datasets(read, size: int, notes: Notes, *, upto: int | None = None) -> 
             notes.note(
                 f"$NEXTDATA of data set {index + 1} points back into the file (byte {nxt}); "
                 "later data sets were ignored"
+            )
+            break
+        end = max(ds.text[1], ds.stext[1])
+        if nxt <= end:
+            # data sets whose TEXT segments overlap would be parsed again for each link
+            notes.note(
+                f"$NEXTDATA of data set {index + 1} points into its own TEXT (byte {nxt}; "
+                f"the TEXT ends at byte {end}); data sets may not overlap, so later data "
+                "sets were ignored"
             )
             break
         base = nxt

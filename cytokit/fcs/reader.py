@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cytokit._paths import NotRegularFileError, open_regular
 from cytokit.errors import FCSError
 from cytokit.fcs.channels import make_channels, scale_plan
 from cytokit.fcs.data import read_events
@@ -31,9 +32,13 @@ class _File:
     def __init__(self, path: Path, notes: Notes) -> None:
         self.path = path
         try:
-            self.fh = open(path, "rb", buffering=0)  # closed in __exit__
+            # a FIFO or device is refused before a byte is read: open() on a FIFO would wait
+            # for a writer forever
+            self.fh = open_regular(path, "rb", buffering=0)  # closed in __exit__
         except IsADirectoryError:
             raise notes.error("is a directory, not an FCS file") from None
+        except NotRegularFileError as exc:
+            raise notes.error(f"is {exc.strerror}; give the path of an FCS file") from None
         except FileNotFoundError:
             raise notes.error("no such file") from None
         except OSError as exc:

@@ -33,6 +33,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from cytokit._paths import describe_start
 from cytokit.fcs.problems import Notes
 
 __all__ = ["HEADER_BYTES", "Header", "Keywords", "parse_header", "parse_text"]
@@ -56,21 +57,25 @@ def parse_header(raw: bytes, notes: Notes, base: int = 0) -> Header:
     """Parse the 58 HEADER bytes of the data set starting at byte `base` of the file."""
     where = f"at byte {base}" if base else "at the start of the file"
     if len(raw) < HEADER_BYTES or raw[:3] != b"FCS":
-        start = raw[:12]
         if len(raw) < HEADER_BYTES and raw[:3] == b"FCS":
             raise notes.error(
                 f"the FCS HEADER {where} is cut short ({len(raw)} of {HEADER_BYTES} bytes); "
                 "the file is truncated"
             )
+        # the file may be anything on the machine: say what it looks like, never its bytes
+        if not raw:
+            empty = f"nothing at byte {base} (the file ends there)" if base else "it is empty"
+            raise notes.error(f"not an FCS file: {empty}")
+        what = f"the data set at byte {base}" if base else "it"
         raise notes.error(
-            f"not an FCS file: a data set must start with 'FCS' and a version "
-            f"(e.g. b'FCS3.1') {where}, found {start!r}"
+            f"not an FCS file: {what} starts with {describe_start(raw)}, not with 'FCS' and "
+            "a version such as 'FCS3.1'"
         )
     version = raw[:6]
     if not _VERSION.match(version):
         raise notes.error(
-            f"the HEADER {where} starts with {version!r}; expected 'FCS' and a version "
-            "such as b'FCS3.1'"
+            f"the HEADER {where} starts with 'FCS' but no version; expected 'FCS' and a "
+            "version such as 'FCS3.1'"
         )
     values = []
     for i, name in enumerate(_FIELDS):

@@ -1,0 +1,90 @@
+"""Every output gets the permissions the umask allows, as a plain ``open()`` would give.
+
+On a shared analysis server colleagues read each other's results: with umask
+022 a report must be world-readable, with 027 group-readable, whatever way
+cytokit wrote it (atomic rename, SQLite, the FCS writer). Expected modes are
+``0o666 & ~umask`` for files and ``0o777 & ~umask`` for folders.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from cytokit import Channel, Sample, write_fcs
+from cytokit._io import atomic_write_bytes, write_csv
+from cytokit.cli.app import run
+from cytokit.store import ResultsStore
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+
+
+@contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def wrong_modes(paths, mask: int) -> dict[str, str]:
+    """Each path whose permission bits differ from what `open`/`mkdir` give under `mask`."""
+    out = {}
+    for p in paths:
+        mode = p.lstat().st_mode
+        want = (0o777 if stat.S_ISDIR(mode) else 0o666) & ~mask
+        if stat.S_IMODE(mode) != want:
+            out[str(p)] = f"{stat.S_IMODE(mode):o}, expected {want:o}"
+    return out
+
+
+def a_sample() -> Sample:
+    events = np.random.default_rng(3).normal(1000, 100, size=(50, 2)).astype(np.float32)
+    channels = [Channel(index=i, name=n) for i, n in enumerate(("FSC-A", "SSC-A"))]
+    return Sample(events, channels)
+
+
+@pytest.mark.parametrize("mask", [0o002, 0o022, 0o027, 0o077])
+def test_atomic_writes_the_fcs_writer_and_the_store_follow_the_umask(tmp_path, mask):
+    with umask(mask):
+        made = [
+            write_csv(tmp_path / "t" / "a.csv", [{"x": 1}], ["x"]),
+            atomic_write_bytes(tmp_path / "t" / "b.bin", b"\0"),
+            write_fcs(tmp_path / "c.fcs", a_sample()),
+        ]
+        with ResultsStore(tmp_path / "store" / "results.sqlite") as store:
+            store.put_task("k", "test", {})
+            db = sorted((tmp_path / "store").iterdir())
+            assert len(db) == 3  # the database, its WAL and shared-memory files, while open
+            wrong = wrong_modes(db, mask)
+    assert wrong == {}
+    assert wrong_modes([*made, tmp_path / "t", tmp_path / "store"], mask) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_every_output_of_the_commands_follows_the_umask(tmp_path, mask, capsys):
+    study, results, report, gated = (tmp_path / n for n in ("study", "res", "rep", "gated"))
+    with umask(mask):
+        sim = ["simulate", str(study), "--seed", "9", "--patients", "2", "--events", "2000"]
+        assert run([*sim, "--days=-7,7,14", "--workers", "1"]) == 0
+        assert run(["analyze", str(study), "--out", str(results), "--workers", "1"]) == 0
+        assert run(["report", str(results), "--out", str(report)]) == 0
+        strategy = str(study / "strategy.yaml")
+        assert (
+            run(["gate", strategy, str(study / "fcs"), "--out", str(gated), "--workers", "1"]) == 0
+        )
+        write_fcs(tmp_path / "written.fcs", a_sample())
+    capsys.readouterr()
+    outputs = [p for top in (study, results, report, gated) for p in [top, *top.rglob("*")]]
+    names = {p.name for p in outputs}
+    # what each command writes is there: FCS files, tables, plots, report, stores
+    assert {"manifest.csv", "chimerism.csv", "report.html", "counts.csv"} <= names
+    assert sum(p.name == "results.sqlite" for p in outputs) == 2
+    assert any(p.suffix == ".fcs" for p in outputs) and any(p.suffix == ".png" for p in outputs)
+    assert wrong_modes([*outputs, tmp_path / "written.fcs"], mask) == {}
