@@ -21,7 +21,8 @@ DataFrame attribute of the same name.
     spillover, count_method (``beads``, ``lymphocytes``, ``wbc`` or empty),
     reference (its gate path), reference_events, reference_per_ul, sha256 (of
     the file), warnings (raised while gating, e.g. an adaptive gate that fell
-    back to its fixed position; "; "-joined).
+    back to its fixed position, or a stored result of the file that failed
+    its checksum and was computed again; "; "-joined).
 ``counts.csv``
     One row per file and gate: patient, day, file, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
@@ -298,6 +299,13 @@ def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) 
         items = [(row, h, store.payload(h, task.key)) for row, h in by_patient[patient]]
         tables.extend(patient_tables(study, task, items, qc_dir))
     frames = {name: pd.DataFrame(rows) for name, rows in tables.rows.items()}
+    if report.recomputed and "samples" in frames:
+        notes = {study.relative(Path(f.path)): f.note for f in report.recomputed}
+        samples = frames["samples"]
+        samples["warnings"] = [
+            "; ".join(w for w in (warn, notes.get(file, "")) if w)
+            for file, warn in zip(samples["file"], samples["warnings"], strict=True)
+        ]
     infusions = pd.DataFrame(
         [
             {
