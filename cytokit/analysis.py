@@ -92,6 +92,7 @@ DataFrame attribute of the same name.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -103,7 +104,7 @@ from cytokit.errors import StudyError
 from cytokit.measure import MeasureTask
 from cytokit.passtwo import PatientTables, cluster_tables, patient_tables, trend_tables
 from cytokit.results import TABLES, Results, conform, load_results, write_results
-from cytokit.study import Study, load_study
+from cytokit.study import Study, check_same_content, load_study
 
 __all__ = ["Results", "analyze", "load_results", "threshold_parent"]
 
@@ -238,9 +239,10 @@ def analyze(
     Raises
     ------
     StudyError
-        The study has problems (all listed).
+        The study has problems (all listed), or two manifest lines name files
+        with the same content (checked before any gating).
     """
-    from cytokit.batch import run_batch
+    from cytokit.batch import hash_files, run_batch
     from cytokit.store import ResultsStore
 
     if not isinstance(study, Study):
@@ -253,6 +255,11 @@ def analyze(
         folder.mkdir(parents=True, exist_ok=True)
         with ResultsStore(folder / "results.sqlite") as store:
             files = [str(r.file) for r in study.rows]
+            # a copy of a file listed as another sample would count one measurement twice;
+            # the hashes go into the store's cache, so the batch (and a rerun) reads no file
+            # again to hash it
+            infos = hash_files(files, store, workers=workers)
+            check_same_content(study, _hashes(study, {p: i.hash for p, i in infos.items()}))
 
             def tick(done: int, total: int, path: str, status: str) -> None:
                 if progress is not None:
@@ -273,7 +280,16 @@ def analyze(
     return results
 
 
+def _hashes(study: Study, by_path: dict[str, str]) -> dict[Path, str]:
+    """Content hash of each manifest row's file from hashes by absolute path."""
+    found = ((r.file, by_path.get(os.path.abspath(r.file))) for r in study.rows)
+    return {file: h for file, h in found if h is not None}
+
+
 def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) -> Results:
+    # the files as gated, should one have been replaced by a copy of another since hashing
+    gated = {os.path.abspath(f.path): f.hash for f in report.done}
+    check_same_content(study, _hashes(study, gated))
     outcome = {Path(f.path).resolve(): f for f in report.files}
     failures = []
     by_patient: dict[str, list] = {}
