@@ -86,7 +86,12 @@ DataFrame attribute of the same name.
     (min_events, ci), strategy (source, digest), task (the store key),
     clustering (what was done, or an error), config (study.toml as read).
 ``results.sqlite``
-    The batch store: per-file payloads keyed by file content hash and task key.
+    The batch store: per-file payloads keyed by file content hash and task
+    key, each row with a checksum verified on read (`cytokit.store`).
+``tables.json``
+    Written last: name, rows, bytes and SHA-256 of every table above and
+    ``study.json`` (`cytokit.tablesjson`); `load_results` refuses a folder
+    whose files differ from it or that has none.
 """
 
 from __future__ import annotations
@@ -105,6 +110,7 @@ from cytokit.measure import MeasureTask
 from cytokit.passtwo import PatientTables, cluster_tables, patient_tables, trend_tables
 from cytokit.results import TABLES, Results, conform, load_results, write_results
 from cytokit.study import Study, check_same_content, load_study
+from cytokit.tablesjson import invalidate_index
 
 __all__ = ["Results", "analyze", "load_results", "threshold_parent"]
 
@@ -290,6 +296,8 @@ def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) 
     # the files as gated, should one have been replaced by a copy of another since hashing
     gated = {os.path.abspath(f.path): f.hash for f in report.done}
     check_same_content(study, _hashes(study, gated))
+    if out is not None:
+        invalidate_index(out)  # QC data is rewritten from here on
     outcome = {Path(f.path).resolve(): f for f in report.files}
     failures = []
     by_patient: dict[str, list] = {}
