@@ -20,6 +20,7 @@ import pytest
 from fs_helpers import rewrite_keeping_size_and_mtime
 
 import cytokit._workers
+import cytokit.batch
 import cytokit.hashing
 from cytokit.batch import BatchReport, hash_files, run_batch
 from cytokit.store import ResultsStore, file_hash
@@ -182,6 +183,33 @@ def test_a_file_rewritten_with_its_size_and_mtime_is_read_again(tmp_path, monkey
         assert hashed[3:] == [os.path.abspath(files[0])]
         assert [f.cached for f in report.files] == [False, True, True]
         got = report.frame(store, "summary")
+        assert got.loc[got["file"] == str(files[0]), "value"].tolist() == expected_summary(files[0])
+
+
+def test_a_file_rewritten_after_the_batch_started_is_not_given_a_stale_hash(tmp_path, monkeypatch):
+    files = make_files(tmp_path / "in", 2)
+    real = cytokit.batch.hash_job
+
+    def rewrite_then_hash(path):  # written between the batch's stat and the worker's read
+        if path == os.path.abspath(files[0]):
+            values = np.fromfile(path, dtype="<f8")
+            rewrite_keeping_size_and_mtime(Path(path), (values + 1.0).astype("<f8").tobytes())
+        return real(path)
+
+    monkeypatch.setattr(cytokit.batch, "hash_job", rewrite_then_hash)
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        report = run_batch(files, bt.SummaryTask(), store, scheduler="serial")
+        changed = report.files[0]
+        assert (changed.status, changed.error, changed.kind) == (
+            "failed",
+            "FileChanged",
+            "exception",
+        )
+        assert store._db.execute("SELECT count(*) FROM files").fetchone()[0] == 1
+        monkeypatch.undo()
+        again = run_batch(files, bt.SummaryTask(), store, scheduler="serial")
+        assert [f.status for f in again.files] == ["done", "done"]
+        got = again.frame(store, "summary")
         assert got.loc[got["file"] == str(files[0]), "value"].tolist() == expected_summary(files[0])
 
 
