@@ -39,7 +39,7 @@ def batch_progress(n_files: int, out: Path) -> Iterator[Callable[..., None]]:
     if recomputed:
         more = f" and {len(recomputed) - 1} more" if len(recomputed) > 1 else ""
         typer.echo(
-            f"warning: {len(recomputed)} stored result(s) in {out / 'results.sqlite'} did not "
+            f"cytokit: warning: {len(recomputed)} stored result(s) in {out / 'results.sqlite'} did not "
             f"match their checksums (the store was changed on disk) and were computed again: "
             f"{recomputed[0]}{more}",
             err=True,
