@@ -39,8 +39,8 @@ def batch_progress(n_files: int, out: Path) -> Iterator[Callable[..., None]]:
     if recomputed:
         more = f" and {len(recomputed) - 1} more" if len(recomputed) > 1 else ""
         typer.echo(
-            f"cytokit: warning: {len(recomputed)} stored result(s) in {out / 'results.sqlite'} did not "
-            f"match their checksums (the store was changed on disk) and were computed again: "
-            f"{recomputed[0]}{more}",
+            f"cytokit: warning: {len(recomputed)} stored result(s) in "
+            f"{out / 'results.sqlite'} did not match their checksums (the store was changed on "
+            f"disk) and were computed again: {recomputed[0]}{more}",
             err=True,
         )

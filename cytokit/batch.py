@@ -148,7 +148,7 @@ class BatchReport:
 
     @property
     def recomputed(self) -> list[FileOutcome]:
-        """Files whose stored result was damaged and that were run again (see `FileOutcome.note`)."""
+        """Files whose stored result was damaged and were run again (`FileOutcome.note`)."""
         return [f for f in self.files if f.note]
 
     @property
