@@ -401,7 +401,9 @@ def run_batch(
         thread-safe threading layer: omp or tbb, not workqueue), ``"serial"``
         (this process, one file at a time),
         a Dask scheduler address ``"tcp://HOST:PORT"``, or a
-        ``distributed.Client``. Dask workers must see the files at the same paths.
+        ``distributed.Client``. Dask workers must read the same files (a shared
+        file system) at the same paths: a file whose size, mtime, ctime or
+        inode differs there is reported as changed.
     progress : callable, optional
         ``progress(finished, total, path, status)`` after each file, with
         status ``"done"``, ``"cached"``, ``"recomputed"`` (done again because
