@@ -1,7 +1,7 @@
 """Where batch jobs run: what a worker does with one file, and the schedulers that run it.
 
 Used by `cytokit.batch.run_batch`. A worker gets a path (and, to run the
-task, the file's stat and hash); it returns a small `Reply` with the encoded
+task, the file's stamp and hash); it returns a small `Reply` with the encoded
 payload or the failure as plain strings, never exception objects or event
 data. Process workers get the task once, through their initializer, and
 jobs refer to it by key; a Dask cluster gets it once by broadcast.
@@ -24,10 +24,11 @@ from pathlib import Path
 
 from cytokit._paths import special_kind
 from cytokit.errors import CytokitError
+from cytokit.hashing import file_hash, file_stamp
 from cytokit.payload import encode_payload
-from cytokit.store import file_hash
 
 __all__ = [
+    "CHANGED",
     "SCHEDULERS",
     "DaskBackend",
     "PoolBackend",
@@ -80,8 +81,7 @@ class Reply:
     """A worker's answer: small and picklable (no exception objects, no file data)."""
 
     path: str
-    size: int = -1
-    mtime_ns: int = -1
+    stamp: tuple[int, int, int, int] | None = None  # `file_stamp` when hashed or run
     hash: str | None = None
     items: dict[str, tuple[str, bytes]] | None = None
     seconds: float = 0.0
@@ -103,21 +103,23 @@ def _resolve(task):
     return _WORKER_TASKS[task.key] if isinstance(task, _TaskRef) else task
 
 
+#: The failure of a file written while the batch ran (retried by the next run).
+CHANGED = (
+    "open",
+    "exception",
+    "FileChanged",
+    "the file changed while the batch ran; rerun once it is complete",
+    "",
+)
+
+
 def _changed(path: str) -> Reply:
-    return Reply(
-        path,
-        failure=(
-            "open",
-            "exception",
-            "FileChanged",
-            "the file changed while the batch ran; rerun once it is complete",
-            "",
-        ),
-    )
+    return Reply(path, failure=CHANGED)
 
 
 def hash_job(path: str) -> Reply:
-    """Stat and hash one file (runs on a worker)."""
+    """Stat and hash one file (runs on a worker); the reply's stamp is the file's before and
+    after hashing (a file written meanwhile is reported changed)."""
     if not _HASH_BUFFER:
         _HASH_BUFFER.append(bytearray(1 << 20))
     try:
@@ -126,21 +128,24 @@ def hash_job(path: str) -> Reply:
         if kind is not None:  # as the coordinator checks, in case a worker sees another file
             reason = f"it is {kind}, not a regular file; give the file itself"
             return Reply(path, failure=("open", "error", "NotRegularFileError", reason, ""))
+        before = file_stamp(st)
         digest = file_hash(path, _HASH_BUFFER[0])
-        after = os.stat(path)
+        after = file_stamp(os.stat(path))
     except OSError as exc:
         reason = f"cannot read the file: {exc.strerror or exc}"
         return Reply(path, failure=("open", "exception", type(exc).__name__, reason, ""))
-    if (st.st_size, st.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+    if before != after:
         return _changed(path)
-    return Reply(path, st.st_size, st.st_mtime_ns, digest)
+    return Reply(path, before, digest)
 
 
 def run_job(
-    path: str, task, size: int, mtime_ns: int, digest: str, numba_threads: int = 0
+    path: str, task, stamp: tuple[int, int, int, int], digest: str, numba_threads: int = 0
 ) -> Reply:
     """Run the task on one file whose hash is known (runs on a worker).
 
+    `stamp` is the file's `file_stamp` when it was hashed: a file written
+    since (size, mtime, ctime or inode changed) is reported changed, not run.
     ``numba_threads > 0`` caps the threads of Numba's parallel kernels called
     from this thread (Dask runs one job per worker thread; the cluster's
     workers already use the cores).
@@ -152,8 +157,7 @@ def run_job(
         numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
     t0 = time.perf_counter()
     try:
-        st = os.stat(path)
-        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+        if file_stamp(os.stat(path)) != tuple(stamp):
             return _changed(path)
         payload = task(Path(path))
         with stage("store"):
@@ -171,10 +175,8 @@ def run_job(
                 reason = reason[len(prefix) :]
                 break
         failure = (where, kind, type(exc).__name__, reason, detail)
-        return Reply(
-            path, size, mtime_ns, digest, seconds=time.perf_counter() - t0, failure=failure
-        )
-    return Reply(path, size, mtime_ns, digest, items, time.perf_counter() - t0)
+        return Reply(path, stamp, digest, seconds=time.perf_counter() - t0, failure=failure)
+    return Reply(path, stamp, digest, items, time.perf_counter() - t0)
 
 
 def _watch_parent(pid: int) -> None:

@@ -21,7 +21,8 @@ DataFrame attribute of the same name.
     spillover, count_method (``beads``, ``lymphocytes``, ``wbc`` or empty),
     reference (its gate path), reference_events, reference_per_ul, sha256 (of
     the file), warnings (raised while gating, e.g. an adaptive gate that fell
-    back to its fixed position; "; "-joined).
+    back to its fixed position, or a stored result of the file that failed
+    its checksum and was computed again; "; "-joined).
 ``counts.csv``
     One row per file and gate: patient, day, file, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
@@ -85,12 +86,18 @@ DataFrame attribute of the same name.
     (min_events, ci), strategy (source, digest), task (the store key),
     clustering (what was done, or an error), config (study.toml as read).
 ``results.sqlite``
-    The batch store: per-file payloads keyed by file content hash and task key.
+    The batch store: per-file payloads keyed by file content hash and task
+    key, each row with a checksum verified on read (`cytokit.store`).
+``tables.json``
+    Written last: name, rows, bytes and SHA-256 of every table above and
+    ``study.json`` (`cytokit.tablesjson`); `load_results` refuses a folder
+    whose files differ from it or that has none.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -102,7 +109,8 @@ from cytokit.errors import StudyError
 from cytokit.measure import MeasureTask
 from cytokit.passtwo import PatientTables, cluster_tables, patient_tables, trend_tables
 from cytokit.results import TABLES, Results, conform, load_results, write_results
-from cytokit.study import Study, load_study
+from cytokit.study import Study, check_same_content, load_study
+from cytokit.tablesjson import invalidate_index
 
 __all__ = ["Results", "analyze", "load_results", "threshold_parent"]
 
@@ -237,9 +245,10 @@ def analyze(
     Raises
     ------
     StudyError
-        The study has problems (all listed).
+        The study has problems (all listed), or two manifest lines name files
+        with the same content (checked before any gating).
     """
-    from cytokit.batch import run_batch
+    from cytokit.batch import hash_files, run_batch
     from cytokit.store import ResultsStore
 
     if not isinstance(study, Study):
@@ -252,6 +261,11 @@ def analyze(
         folder.mkdir(parents=True, exist_ok=True)
         with ResultsStore(folder / "results.sqlite") as store:
             files = [str(r.file) for r in study.rows]
+            # a copy of a file listed as another sample would count one measurement twice;
+            # the hashes go into the store's cache, so the batch (and a rerun) reads no file
+            # again to hash it
+            infos = hash_files(files, store, workers=workers)
+            check_same_content(study, _hashes(study, {p: i.hash for p, i in infos.items()}))
 
             def tick(done: int, total: int, path: str, status: str) -> None:
                 if progress is not None:
@@ -272,7 +286,18 @@ def analyze(
     return results
 
 
+def _hashes(study: Study, by_path: dict[str, str]) -> dict[Path, str]:
+    """Content hash of each manifest row's file from hashes by absolute path."""
+    found = ((r.file, by_path.get(os.path.abspath(r.file))) for r in study.rows)
+    return {file: h for file, h in found if h is not None}
+
+
 def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) -> Results:
+    # the files as gated, should one have been replaced by a copy of another since hashing
+    gated = {os.path.abspath(f.path): f.hash for f in report.done}
+    check_same_content(study, _hashes(study, gated))
+    if out is not None:
+        invalidate_index(out)  # QC data is rewritten from here on
     outcome = {Path(f.path).resolve(): f for f in report.files}
     failures = []
     by_patient: dict[str, list] = {}
@@ -298,6 +323,13 @@ def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) 
         items = [(row, h, store.payload(h, task.key)) for row, h in by_patient[patient]]
         tables.extend(patient_tables(study, task, items, qc_dir))
     frames = {name: pd.DataFrame(rows) for name, rows in tables.rows.items()}
+    if report.recomputed and "samples" in frames:
+        notes = {study.relative(Path(f.path)): f.note for f in report.recomputed}
+        samples = frames["samples"]
+        samples["warnings"] = [
+            "; ".join(w for w in (warn, notes.get(file, "")) if w)
+            for file, warn in zip(samples["file"], samples["warnings"], strict=True)
+        ]
     infusions = pd.DataFrame(
         [
             {

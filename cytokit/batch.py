@@ -10,11 +10,18 @@ A *task* is a picklable, top-level object with
   (a JSON-able dict kept in the store beside the key).
 
 `run_batch` hashes each file's content (on the workers, in parallel; a file
-whose path, size and mtime are unchanged is not re-read), skips files whose
-(content hash, task key) the store already holds, runs the rest on local
-processes, threads, in this process, or on a Dask cluster, and writes each
-result into the store the moment it arrives. Workers only read files and
-return small encoded payloads; only the coordinating process writes.
+whose stat is as it was when last hashed is not re-read, see
+`cytokit.hashing.FileInfo.describes`), skips files whose (content hash, task
+key) the store already holds, runs the rest on local processes, threads, in
+this process, or on a Dask cluster, and writes each result into the store
+the moment it arrives. Workers only read files and return small encoded
+payloads; only the coordinating process writes. A file written while the
+batch runs (its size, mtime, ctime or inode moved) fails as ``FileChanged``
+and is retried by the next run.
+
+A stored result whose rows do not match their checksums (the store was
+edited or damaged on disk) counts as absent: the file is run again, and its
+`FileOutcome.note` and the progress status ``"recomputed"`` say so.
 
 Failures do not stop the batch. A `CytokitError` (a malformed file, a
 channel missing for a gate, ...) is stored as final for that content and
@@ -33,6 +40,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -41,6 +49,7 @@ import pandas as pd
 
 from cytokit._paths import special_kind
 from cytokit._workers import (
+    CHANGED,
     SCHEDULERS,
     DaskBackend,
     PoolBackend,
@@ -53,6 +62,7 @@ from cytokit._workers import (
     stage,
 )
 from cytokit.errors import CytokitError
+from cytokit.hashing import file_hash, file_stamp
 from cytokit.store import FileInfo, ResultsStore
 
 __all__ = [
@@ -62,6 +72,7 @@ __all__ = [
     "FileOutcome",
     "Task",
     "default_workers",
+    "hash_files",
     "run_batch",
     "stage",
 ]
@@ -100,6 +111,9 @@ class FileOutcome:
         (retried by the next run), the exception type and a one-line reason.
     seconds : float
         Time the task took on its worker (0 when cached).
+    note : str
+        Why the file was run although the store held it: its stored result
+        was damaged (failed its checksum); empty otherwise.
     """
 
     path: str
@@ -111,6 +125,7 @@ class FileOutcome:
     error: str = ""
     reason: str = ""
     seconds: float = 0.0
+    note: str = ""
 
 
 @dataclass
@@ -131,6 +146,11 @@ class BatchReport:
     @property
     def failed(self) -> list[FileOutcome]:
         return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def recomputed(self) -> list[FileOutcome]:
+        """Files whose stored result was damaged and were run again (`FileOutcome.note`)."""
+        return [f for f in self.files if f.note]
 
     @property
     def n_cached(self) -> int:
@@ -181,8 +201,11 @@ class BatchReport:
 class _Job:
     path: str  # as given
     abspath: str
+    stat: os.stat_result  # at the start of the batch: what its hash is recorded against
+    seen_ns: int  # when that stat was taken
     info: FileInfo | None = None  # None: hash it first
     isolate: bool = False  # a worker died with it in flight: run it alone
+    note: str = ""  # why a file the store held is run again
 
 
 @dataclass
@@ -197,16 +220,23 @@ class _State:
     def finish(self, outcome: FileOutcome) -> None:
         self.outcomes[outcome.path] = outcome
         if self.progress is not None:
-            status = "cached" if outcome.cached and outcome.status == "done" else outcome.status
+            status = outcome.status
+            if status == "done" and outcome.cached:
+                status = "cached"
+            elif status == "done" and outcome.note:
+                status = "recomputed"
             self.progress(len(self.outcomes), self.total, outcome.path, status)
 
     def decide(self, job: _Job) -> bool:
         """Finish `job` from the store if it can be; True when it still has to run."""
         info = job.info
-        status = self.store.status(info.hash, self.task.key)
+        status, problem = self.store.lookup(info.hash, self.task.key)
         if status == "done":
             self.finish(FileOutcome(job.path, "done", True, info.hash))
             return False
+        if status == "damaged":
+            job.note = f"its stored result was damaged ({problem}); computed again"
+            return True
         if status == "error" and not self.retry:
             f = self.store.failure(info.hash, self.task.key) or {}
             self.finish(
@@ -229,9 +259,8 @@ class _State:
         if reply.failure is not None:
             where, kind, error, reason, detail = reply.failure
             if reply.hash is not None:  # the task itself failed on known content
-                info = FileInfo(job.abspath, reply.size, reply.mtime_ns, reply.hash)
                 self.store.put_failure(
-                    info,
+                    job.info,
                     self.task.key,
                     stage=where,
                     kind=kind,
@@ -241,17 +270,23 @@ class _State:
                 )
             self.finish(
                 FileOutcome(
-                    job.path, "failed", False, reply.hash, where, kind, error, reason, reply.seconds
+                    job.path, "failed", False, reply.hash, where, kind, error, reason,
+                    reply.seconds, job.note,
                 )
-            )
+            )  # fmt: skip
             return False
-        info = FileInfo(job.abspath, reply.size, reply.mtime_ns, reply.hash)
         if job.info is None:  # a hash job
-            self.store.put_file(info)
-            job.info = info
+            if reply.stamp != file_stamp(job.stat):  # written since the batch started
+                self.finish(FileOutcome(job.path, "failed", False, None, *CHANGED[:4]))
+                return False
+            job.info = FileInfo.from_stat(job.abspath, job.stat, reply.hash, job.seen_ns)
+            self.store.put_file(job.info)
             return self.decide(job)
+        info = job.info
         self.store.put_result(info, self.task.key, reply.items, seconds=reply.seconds)
-        self.finish(FileOutcome(job.path, "done", False, info.hash, seconds=reply.seconds))
+        self.finish(
+            FileOutcome(job.path, "done", False, info.hash, seconds=reply.seconds, note=job.note)
+        )
         return False
 
     def lost(self, job: _Job, message: str) -> None:
@@ -270,8 +305,71 @@ class _State:
             )
         h = None if job.info is None else job.info.hash
         self.finish(
-            FileOutcome(job.path, "failed", False, h, "worker", "exception", "WorkerLost", reason)
-        )
+            FileOutcome(
+                job.path, "failed", False, h, "worker", "exception", "WorkerLost", reason,
+                note=job.note,
+            )
+        )  # fmt: skip
+
+
+def hash_files(
+    files: Iterable[str | os.PathLike], store: ResultsStore, *, workers: int | None = None
+) -> dict[str, FileInfo]:
+    """The content hash of every file, from `store`'s hash cache where it still holds.
+
+    Files the cache does not vouch for are read in `workers` threads (hashing
+    and reading release the GIL) and recorded in the cache, so a later
+    `run_batch` of the same files reads none of them again just to hash it.
+
+    Parameters
+    ----------
+    files : iterable of path
+    store : ResultsStore
+    workers : int, optional
+        Threads (default: the cores available).
+
+    Returns
+    -------
+    dict of str to FileInfo
+        By absolute path (``os.path.abspath``). A file that cannot be read,
+        or that was written while it was hashed, is left out (`run_batch`
+        reports it).
+    """
+    todo: dict[str, tuple[os.stat_result, int]] = {}
+    out: dict[str, FileInfo] = {}
+    for f in files:
+        path = os.path.abspath(os.fspath(f))
+        if path in out or path in todo:
+            continue
+        seen = time.time_ns()
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        digest = store.cached_hash(path, st)
+        if digest is None:
+            todo[path] = (st, seen)
+        else:
+            out[path] = FileInfo.from_stat(path, st, digest, seen)
+
+    def one(path: str) -> FileInfo | None:
+        st, seen = todo[path]
+        try:
+            digest = file_hash(path)
+            if file_stamp(os.stat(path)) != file_stamp(st):
+                return None
+        except OSError:
+            return None
+        return FileInfo.from_stat(path, st, digest, seen)
+
+    if todo:
+        n = max(1, min(workers or default_workers(), len(todo)))
+        with ThreadPoolExecutor(n, thread_name_prefix="cytokit-hash") as pool:
+            for info in pool.map(one, list(todo)):
+                if info is not None:
+                    store.put_file(info)
+                    out[info.path] = info
+    return out
 
 
 def run_batch(
@@ -304,10 +402,13 @@ def run_batch(
         thread-safe threading layer: omp or tbb, not workqueue), ``"serial"``
         (this process, one file at a time),
         a Dask scheduler address ``"tcp://HOST:PORT"``, or a
-        ``distributed.Client``. Dask workers must see the files at the same paths.
+        ``distributed.Client``. Dask workers must read the same files (a shared
+        file system) at the same paths: a file whose size, mtime, ctime or
+        inode differs there is reported as changed.
     progress : callable, optional
         ``progress(finished, total, path, status)`` after each file, with
-        status ``"done"``, ``"cached"`` or ``"failed"``.
+        status ``"done"``, ``"cached"``, ``"recomputed"`` (done again because
+        its stored result was damaged) or ``"failed"``.
     retry_failures : bool
         Run files again whose stored failure is a cytokit error (by default
         such failures are final for unchanged content and task).
@@ -341,7 +442,7 @@ def run_batch(
 
     queue: deque[_Job] = deque()
     for abspath, given in paths.items():
-        job = _Job(given, abspath)
+        seen = time.time_ns()
         try:
             st = os.stat(abspath)
         except OSError as exc:
@@ -357,9 +458,10 @@ def run_batch(
                             f"it is {kind}, not a regular file; give the file itself")
             )  # fmt: skip
             continue
-        digest = store.cached_hash(abspath, st.st_size, st.st_mtime_ns)
+        job = _Job(given, abspath, st, seen)
+        digest = store.cached_hash(abspath, st)
         if digest is not None:
-            job.info = FileInfo(abspath, st.st_size, st.st_mtime_ns, digest)
+            job.info = FileInfo.from_stat(abspath, st, digest, seen)
             if not state.decide(job):
                 continue
         queue.append(job)
@@ -386,6 +488,7 @@ def run_batch(
             done=sum(o.status == "done" and not o.cached for o in outs),
             cached=sum(o.cached for o in outs),
             failed=sum(o.status == "failed" for o in outs),
+            recomputed=sum(bool(o.note) for o in outs),
         )
     ordered = [state.outcomes[p] for p in paths.values() if p in state.outcomes]
     return BatchReport(key, ordered, time.perf_counter() - t0, name, n_workers, run)
@@ -421,14 +524,12 @@ def _loop(backend, queue: deque[_Job], state: _State, inflight: dict, window: in
             if job.info is None:
                 handle = backend.submit(hash_job, job.abspath)
             else:
-                i = job.info
                 handle = backend.submit(
                     run_job,
                     job.abspath,
                     backend.task,
-                    i.size,
-                    i.mtime_ns,
-                    i.hash,
+                    job.info.stamp,
+                    job.info.hash,
                     backend.numba_threads,
                 )
             inflight[handle] = job

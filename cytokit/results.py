@@ -2,12 +2,15 @@
 
 The folder layout and every table's columns are described in
 `cytokit.analysis` (the results contract). `write_results` writes each table
-atomically; `load_results` rebuilds a `Results` from the folder alone (no FCS
-files, no study folder), which is what ``cytokit report`` and notebooks use.
+atomically, then the folder's index ``tables.json`` (`cytokit.tablesjson`);
+`load_results` checks every file against that index, then rebuilds a
+`Results` from the folder alone (no FCS files, no study folder), which is
+what ``cytokit report`` and notebooks use.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ import pandas as pd
 
 from cytokit._io import atomic_write_bytes, atomic_write_text
 from cytokit.errors import CytokitError
+from cytokit.tablesjson import check_index, invalidate_index, write_index
 
 __all__ = ["TABLES", "Results", "conform", "load_results", "write_results"]
 
@@ -166,22 +170,29 @@ def _json_default(o):
 
 
 def write_results(results: Results, out: str | Path) -> Path:
-    """Write every table of `results` and ``study.json`` into `out`, each atomically."""
+    """Write every table of `results` and ``study.json`` into `out`, each atomically, and last
+    their index ``tables.json`` (`cytokit.tablesjson`); the old index is removed first, so a
+    stop half-way leaves none."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    invalidate_index(out)
+    index: dict[str, int | None] = {}
     for name, columns in TABLES.items():
         frame = getattr(results, name)
         atomic_write_bytes(out / f"{name}.csv", _csv_bytes(frame, columns))
+        index[f"{name}.csv"] = len(frame)
     atomic_write_text(
         out / "study.json", json.dumps(results.study, indent=2, default=_json_default) + "\n"
     )
+    index["study.json"] = None
+    write_index(out, index)
     results.out = out
     return out
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(source) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, keep_default_na=True, dtype={"file": str, "patient": str})
+        frame = pd.read_csv(source, keep_default_na=True, dtype={"file": str, "patient": str})
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     return frame
@@ -198,7 +209,9 @@ def load_results(out: str | Path) -> Results:
     Raises
     ------
     CytokitError
-        The folder or its ``study.json`` / ``samples.csv`` is missing.
+        The folder or its ``study.json`` / ``samples.csv`` is missing, or a
+        file differs from the folder's index ``tables.json`` (or there is no
+        index): `cytokit.tablesjson.check_index`.
     """
     out = Path(out)
     if not (out / "study.json").is_file() or not (out / "samples.csv").is_file():
@@ -206,8 +219,15 @@ def load_results(out: str | Path) -> Results:
             f"{out}: not an analysis output folder (no study.json or samples.csv); "
             "run `cytokit analyze STUDY --out` first"
         )
-    kw: dict = {"study": json.loads((out / "study.json").read_text()), "out": out}
+    checked = check_index(out)
+    if "study.json" not in checked:
+        raise CytokitError(
+            f"{out}: its tables.json does not list study.json; run `cytokit analyze` again"
+        )
+    kw: dict = {"study": json.loads(checked["study.json"]), "out": out}
     for name in TABLES:
-        path = out / f"{name}.csv"
-        kw[name] = _read_csv(path) if path.is_file() else pd.DataFrame(columns=TABLES[name])
+        data = checked.get(f"{name}.csv")
+        kw[name] = (
+            _read_csv(io.BytesIO(data)) if data is not None else pd.DataFrame(columns=TABLES[name])
+        )
     return Results(**kw)

@@ -5,24 +5,41 @@ the store as soon as it finishes, so a rerun skips what is done and a crash
 loses nothing that finished. Results are keyed by
 
 * the file's **content hash** (SHA-256 of its bytes, streamed; ``sha256sum``
-  gives the same), so a file
-  that is moved, copied or touched is still recognised; the hash itself is
-  cached by ``(path, size, mtime_ns)`` so an unchanged file is not re-read;
+  gives the same), so a file that is moved, copied or touched is still
+  recognised; the hash itself is cached by path, size, mtime, ctime, inode
+  and device (`cytokit.hashing.FileInfo.describes`), so an unchanged file is
+  not re-read while any write to it (even one that keeps its size and puts
+  its mtime back) or its replacement makes it read again;
 * the **task key**: a digest of everything that determines the task's output
   (strategy, options, cytokit version), so changing any of them recomputes.
+
+Every row a result depends on carries a SHA-256 **checksum** of its fields
+(`row_checksum`): each payload item (over file hash, task, name, kind and
+bytes), the result (over its items' names and checksums, so a missing or
+added item shows), each failure and each hash cache entry. Reads verify
+them: `lookup` reports a damaged result or failure as ``"damaged"``
+(`cytokit.batch.run_batch` computes that file again and says so);
+`payload`, `items` and `frame` raise a `CytokitError` naming the store, the
+file and the item; a damaged hash cache entry is ignored. (SQLite's
+integrity check does not see an edited value.)
 
 Schema (``PRAGMA user_version`` = `SCHEMA_VERSION`, ``application_id`` marks
 the file as a cytokit store)::
 
     meta     (key PRIMARY KEY, value)                     schema, creator version, created
-    files    (path PRIMARY KEY, size, mtime_ns, hash, hashed)   the hash cache
+    files    (path PRIMARY KEY, size, mtime_ns, ctime_ns, inode, device, hash, seen_ns,
+              checksum)                                    the hash cache
     tasks    (key PRIMARY KEY, kind, description JSON, created)
-    results  (hash, task, path, seconds, created)          PRIMARY KEY (hash, task)
-    items    (hash, task, name, kind, data BLOB)           PRIMARY KEY (hash, task, name)
-    failures (hash, task, path, stage, kind, error, reason, detail, created)
+    results  (hash, task, path, seconds, created, checksum) PRIMARY KEY (hash, task)
+    items    (hash, task, name, kind, data BLOB, checksum) PRIMARY KEY (hash, task, name)
+    failures (hash, task, path, stage, kind, error, reason, detail, created, checksum)
                                                            PRIMARY KEY (hash, task)
     runs     (id, task, started, finished, status, files, done, cached, failed,
-              scheduler, cytokit_version)
+              recomputed, scheduler, cytokit_version)
+
+A store of schema version 1 (no checksums, so nothing in it can be
+verified) is refused with a message: delete it (every file is gated again)
+or write to another folder.
 
 A result's payload is a mapping of names to items, each stored as one row of
 ``items`` (see `cytokit.payload`): a pandas DataFrame (``kind = 'frame'``),
@@ -35,19 +52,18 @@ and its items appear together or not at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from cytokit.errors import CytokitError
+from cytokit.hashing import FileInfo, file_hash, file_stamp, row_checksum
 from cytokit.payload import decode_item, encode_payload, json_value
 
 __all__ = [
@@ -58,14 +74,16 @@ __all__ = [
     "decode_item",
     "encode_payload",
     "file_hash",
+    "file_stamp",
+    "row_checksum",
 ]
 
 #: Version of the table layout; a store with another version is refused.
-SCHEMA_VERSION = 1
+#: 2: checksums on every row a result depends on; ctime, inode and device in the hash cache.
+SCHEMA_VERSION = 2
 #: ``PRAGMA application_id`` of a cytokit store: "CKRS" (cytokit results store).
 APPLICATION_ID = 0x434B5253
 HASH_NAME = "sha256"
-_BLOCK = 1 << 20
 _CHUNK = 500  # bound parameters per IN (...) query (SQLite's limit is 32766 or 999)
 
 _SCHEMA = """
@@ -74,8 +92,12 @@ CREATE TABLE files (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    device INTEGER NOT NULL,
     hash TEXT NOT NULL,
-    hashed REAL NOT NULL
+    seen_ns INTEGER NOT NULL,
+    checksum TEXT NOT NULL
 );
 CREATE INDEX files_hash ON files (hash);
 CREATE TABLE tasks (
@@ -90,6 +112,7 @@ CREATE TABLE results (
     path TEXT NOT NULL,
     seconds REAL,
     created REAL NOT NULL,
+    checksum TEXT NOT NULL,
     PRIMARY KEY (hash, task)
 ) WITHOUT ROWID;
 CREATE TABLE items (
@@ -98,6 +121,7 @@ CREATE TABLE items (
     name TEXT NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('frame', 'array', 'value')),
     data BLOB NOT NULL,
+    checksum TEXT NOT NULL,
     PRIMARY KEY (hash, task, name)
 ) WITHOUT ROWID;
 CREATE INDEX items_task_name ON items (task, name);
@@ -111,6 +135,7 @@ CREATE TABLE failures (
     reason TEXT NOT NULL,
     detail TEXT NOT NULL,
     created REAL NOT NULL,
+    checksum TEXT NOT NULL,
     PRIMARY KEY (hash, task)
 ) WITHOUT ROWID;
 CREATE TABLE runs (
@@ -123,40 +148,23 @@ CREATE TABLE runs (
     done INTEGER NOT NULL DEFAULT 0,
     cached INTEGER NOT NULL DEFAULT 0,
     failed INTEGER NOT NULL DEFAULT 0,
+    recomputed INTEGER NOT NULL DEFAULT 0,
     scheduler TEXT NOT NULL,
     cytokit_version TEXT NOT NULL
 );
 """
 
 
-@dataclass(frozen=True)
-class FileInfo:
-    """A file as the store knows it: where, how big, when modified, and its content hash."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    hash: str
+def _item_checksum(hash: str, task: str, name: str, kind: str, data: bytes) -> str:
+    return row_checksum(hash, task, name, kind, data)
 
 
-def file_hash(path: str | os.PathLike, buffer: bytearray | None = None) -> str:
-    """SHA-256 of a file's bytes as hex, read in 1 MiB blocks into a reused buffer.
-
-    Raises
-    ------
-    OSError
-        The file cannot be opened or read.
-    """
-    h = hashlib.sha256()
-    buf = buffer if buffer is not None else bytearray(_BLOCK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while True:
-            n = fh.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-    return h.hexdigest()
+def _result_checksum(hash: str, task: str, path: str, items: Iterable[tuple[str, str, str]]):
+    """Over the result's key, path and every (name, kind, item checksum), sorted by name."""
+    fields: list[str] = [hash, task, path]
+    for name, kind, checksum in sorted(items):
+        fields += [name, kind, checksum]
+    return row_checksum(*fields)
 
 
 def _create_empty(path: Path) -> None:
@@ -233,15 +241,18 @@ class ResultsStore:
             )
         elif version != SCHEMA_VERSION:
             newer = version > SCHEMA_VERSION
+            writer = self._meta().get("cytokit_version", "unknown version")
+            why = " (it keeps no checksums, so its results cannot be verified)"
             raise CytokitError(
                 f"{self.path}: results store of schema version {version}, written by "
-                f"{'a newer' if newer else 'an older'} cytokit "
-                f"({self._meta().get('cytokit_version', 'unknown version')}); this cytokit "
-                f"({self._version}) reads version {SCHEMA_VERSION}. "
+                f"{'a newer' if newer else 'an older'} cytokit ({writer})"
+                f"{why if version == 1 else ''}; "
+                f"this cytokit ({self._version}) reads version {SCHEMA_VERSION}. "
                 + (
                     "Upgrade cytokit, or write to another output folder."
                     if newer
-                    else "Delete the file (results are recomputed) or write to another folder."
+                    else "Delete the file (every file is gated again on the next run) or write "
+                    "to another output folder."
                 )
             )
         if not self.readonly:
@@ -262,6 +273,7 @@ class ResultsStore:
                     ("cytokit_version", self._version),
                     ("created", repr(time.time())),
                     ("hash", HASH_NAME),
+                    ("checksum", HASH_NAME),
                 ],
             )
             db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -308,13 +320,31 @@ class ResultsStore:
         return self._meta()
 
     # -- the hash cache --------------------------------------------------------------------------
-    def cached_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
-        """The content hash recorded for `path` if its size and mtime are unchanged."""
+    def cached_hash(self, path: str, st: os.stat_result) -> str | None:
+        """The content hash recorded for `path` if the file is as it was when hashed.
+
+        Parameters
+        ----------
+        path : str
+            The absolute path, as recorded.
+        st : os.stat_result
+            The file's stat now.
+
+        Returns
+        -------
+        str or None
+            None when nothing is recorded, when the entry fails its checksum,
+            or when it does not describe `st` (`FileInfo.describes`).
+        """
         row = self._db.execute(
-            "SELECT hash FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
-            (path, size, mtime_ns),
+            "SELECT size, mtime_ns, ctime_ns, inode, device, hash, seen_ns, checksum FROM files "
+            "WHERE path = ?",
+            (path,),
         ).fetchone()
-        return None if row is None else row[0]
+        if row is None:
+            return None
+        info = FileInfo(path, row[0], row[1], row[5], row[2], row[3], row[4], row[6])
+        return info.hash if info.checksum() == row[7] and info.describes(st) else None
 
     def put_file(self, info: FileInfo) -> None:
         """Record `info.path`'s hash (replacing what was known about that path)."""
@@ -324,9 +354,12 @@ class ResultsStore:
     @staticmethod
     def _upsert_file(db: sqlite3.Connection, info: FileInfo) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-            (info.path, info.size, info.mtime_ns, info.hash, time.time()),
-        )
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                info.path, info.size, info.mtime_ns, info.ctime_ns, info.inode, info.device,
+                info.hash, info.seen_ns, info.checksum(),
+            ),
+        )  # fmt: skip
 
     # -- tasks and runs --------------------------------------------------------------------------
     def put_task(self, key: str, kind: str, description: Mapping[str, object]) -> None:
@@ -351,13 +384,16 @@ class ResultsStore:
             )
             return int(cur.lastrowid)
 
-    def end_run(self, run: int, status: str, *, done: int, cached: int, failed: int) -> None:
-        """Record how run `run` ended (``finished`` or ``interrupted``) and its tallies."""
+    def end_run(
+        self, run: int, status: str, *, done: int, cached: int, failed: int, recomputed: int = 0
+    ) -> None:
+        """Record how run `run` ended (``finished`` or ``interrupted``) and its tallies
+        (`recomputed`: files whose stored result was damaged and computed again)."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE runs SET finished = ?, status = ?, done = ?, cached = ?, failed = ? "
-                "WHERE id = ?",
-                (time.time(), status, done, cached, failed, run),
+                "UPDATE runs SET finished = ?, status = ?, done = ?, cached = ?, failed = ?, "
+                "recomputed = ? WHERE id = ?",
+                (time.time(), status, done, cached, failed, recomputed, run),
             )
 
     def runs(self) -> pd.DataFrame:
@@ -365,16 +401,66 @@ class ResultsStore:
         return pd.read_sql_query("SELECT * FROM runs ORDER BY id", self._db)
 
     # -- results and failures --------------------------------------------------------------------
-    def status(self, hash: str, task: str) -> str | None:
-        """``'done'``, ``'error'`` / ``'exception'`` (a stored failure's kind) or None."""
-        if self._db.execute(
-            "SELECT 1 FROM results WHERE hash = ? AND task = ?", (hash, task)
-        ).fetchone():
-            return "done"
+    def lookup(self, hash: str, task: str) -> tuple[str | None, str]:
+        """What is stored for (`hash`, `task`), checksums verified: ``(status, problem)``.
+
+        `status` is ``'done'``, ``'error'`` / ``'exception'`` (a stored failure's
+        kind), ``'damaged'`` (rows that do not match their checksums; `problem`
+        says which) or None (nothing stored).
+        """
+        rows, problem = self._result_rows(hash, task)
+        if rows is not None:
+            return ("damaged", problem) if problem else ("done", "")
         row = self._db.execute(
-            "SELECT kind FROM failures WHERE hash = ? AND task = ?", (hash, task)
+            "SELECT path, stage, kind, error, reason, detail, checksum FROM failures "
+            "WHERE hash = ? AND task = ?",
+            (hash, task),
         ).fetchone()
-        return None if row is None else row[0]
+        if row is None:
+            return None, ""
+        if row_checksum(hash, task, *row[:6]) != row[6]:
+            return "damaged", "the stored failure does not match its checksum"
+        return row[2], ""
+
+    def status(self, hash: str, task: str) -> str | None:
+        """``'done'``, ``'error'`` / ``'exception'``, ``'damaged'`` or None (see `lookup`)."""
+        return self.lookup(hash, task)[0]
+
+    def _result_rows(self, hash: str, task: str) -> tuple[list | None, str]:
+        """The item rows ``(name, kind, data)`` of a stored result (None when there is none)
+        and what fails its checksum ("" when everything matches)."""
+        head = self._db.execute(
+            "SELECT path, checksum FROM results WHERE hash = ? AND task = ?", (hash, task)
+        ).fetchone()
+        if head is None:
+            return None, ""
+        path, checksum = head
+        rows, listed, bad = [], [], []
+        for name, kind, data, item_sum in self._db.execute(
+            "SELECT name, kind, data, checksum FROM items WHERE hash = ? AND task = ?",
+            (hash, task),
+        ):
+            data = bytes(data)
+            if _item_checksum(hash, task, name, kind, data) != item_sum:
+                bad.append(name)
+            rows.append((name, kind, data))
+            listed.append((name, kind, item_sum))
+        if bad:
+            return rows, f"item(s) {', '.join(map(repr, sorted(bad)))} do not match their checksum"
+        if _result_checksum(hash, task, path, listed) != checksum:
+            return rows, "its items or its row do not match the result's checksum"
+        return rows, ""
+
+    def _damaged(self, hash: str, task: str, problem: str) -> CytokitError:
+        row = self._db.execute(
+            "SELECT path FROM results WHERE hash = ? AND task = ?", (hash, task)
+        ).fetchone()
+        what = row[0] if row else f"content {hash[:12]}"
+        return CytokitError(
+            f"{self.path}: the stored result of {what} is damaged: {problem} (the store was "
+            "changed after it was written); run the same command again, which computes "
+            "damaged results again"
+        )
 
     def put_result(
         self,
@@ -387,20 +473,23 @@ class ResultsStore:
         """Store a finished file's encoded payload (see `encode_payload`) in one transaction.
 
         A stored failure of the same file and task is removed; the file's hash
-        cache entry is updated in the same transaction.
+        cache entry is updated in the same transaction. Every item and the
+        result get their checksums.
         """
+        rows = [
+            (info.hash, task, n, k, sqlite3.Binary(b), _item_checksum(info.hash, task, n, k, b))
+            for n, (k, b) in items.items()
+        ]
+        checksum = _result_checksum(info.hash, task, info.path, [(r[2], r[3], r[5]) for r in rows])
         with self._transaction() as db:
             self._upsert_file(db, info)
             db.execute("DELETE FROM items WHERE hash = ? AND task = ?", (info.hash, task))
             db.execute("DELETE FROM failures WHERE hash = ? AND task = ?", (info.hash, task))
             db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)",
-                (info.hash, task, info.path, seconds, time.time()),
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
+                (info.hash, task, info.path, seconds, time.time(), checksum),
             )
-            db.executemany(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?)",
-                [(info.hash, task, n, k, sqlite3.Binary(b)) for n, (k, b) in items.items()],
-            )
+            db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def put_failure(
         self,
@@ -415,37 +504,54 @@ class ResultsStore:
     ) -> None:
         """Store why a file failed (`kind` ``'error'``: a cytokit error, final for that
         content and task; ``'exception'``: anything else, retried by the next run)."""
+        fields = (info.path, stage, kind, error, reason, detail)
+        checksum = row_checksum(info.hash, task, *fields)
         with self._transaction() as db:
             self._upsert_file(db, info)
             db.execute("DELETE FROM results WHERE hash = ? AND task = ?", (info.hash, task))
             db.execute("DELETE FROM items WHERE hash = ? AND task = ?", (info.hash, task))
             db.execute(
-                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (info.hash, task, info.path, stage, kind, error, reason, detail, time.time()),
+                "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (info.hash, task, *fields, time.time(), checksum),
             )
 
     def payload(self, hash: str, task: str) -> dict[str, object] | None:
-        """The decoded payload of one file, or None when not stored."""
-        if self.status(hash, task) != "done":
+        """The decoded payload of one file, or None when not stored.
+
+        Raises
+        ------
+        CytokitError
+            The stored rows do not match their checksums (naming the file and the items).
+        """
+        rows, problem = self._result_rows(hash, task)
+        if rows is None:
             return None
-        rows = self._db.execute(
-            "SELECT name, kind, data FROM items WHERE hash = ? AND task = ?", (hash, task)
-        ).fetchall()
-        return {name: decode_item(kind, bytes(data)) for name, kind, data in rows}
+        if problem:
+            raise self._damaged(hash, task, problem)
+        return {name: decode_item(kind, data) for name, kind, data in rows}
 
     def items(self, task: str, name: str, hashes: Iterable[str]) -> dict[str, object]:
-        """Item `name` of every stored result of `task` among `hashes`: ``{hash: object}``."""
+        """Item `name` of every stored result of `task` among `hashes`: ``{hash: object}``.
+
+        Raises
+        ------
+        CytokitError
+            An item does not match its checksum.
+        """
         out: dict[str, object] = {}
         wanted = list(dict.fromkeys(hashes))
         for i in range(0, len(wanted), _CHUNK):
             part = wanted[i : i + _CHUNK]
             marks = ",".join("?" * len(part))
-            for h, kind, data in self._db.execute(
-                f"SELECT hash, kind, data FROM items WHERE task = ? AND name = ? "
+            for h, kind, data, checksum in self._db.execute(
+                f"SELECT hash, kind, data, checksum FROM items WHERE task = ? AND name = ? "
                 f"AND hash IN ({marks})",
                 (task, name, *part),
             ):
-                out[h] = decode_item(kind, bytes(data))
+                data = bytes(data)
+                if _item_checksum(h, task, name, kind, data) != checksum:
+                    raise self._damaged(h, task, f"item {name!r} does not match its checksum")
+                out[h] = decode_item(kind, data)
         return out
 
     def frame(

@@ -8,8 +8,11 @@ rather than once per error:
   (`cytokit.settings.parse_settings`: unknown keys, bad values);
 * ``manifest.csv``: the required columns, one well-formed row per file
   (field count, whole-number days, non-negative counts, ``donor_is``), every
-  file present and listed once, one (patient, day, sample_type) per file, one
-  donor marker and side per patient;
+  file present and listed once (however its path is spelled: links and
+  ``..`` are resolved), one (patient, day, sample_type) per file, one
+  donor marker and side per patient; `check_same_content` (run by
+  `cytokit.analyze` once the files are hashed) refuses two lines whose files
+  hold the same bytes;
 * ``infusions.csv``: well-formed rows for patients of the manifest;
 * markers: the donor, phenotype and clustering markers are in ``[panel]``;
 * the gating strategy: the file exists, parses (a YAML strategy with the
@@ -47,7 +50,14 @@ from cytokit.errors import CytokitError, FCSError, StudyError
 from cytokit.panel import Panel
 from cytokit.settings import StudySettings, parse_settings
 
-__all__ = ["Infusion", "ManifestRow", "Study", "load_study", "strategy_options"]
+__all__ = [
+    "Infusion",
+    "ManifestRow",
+    "Study",
+    "check_same_content",
+    "load_study",
+    "strategy_options",
+]
 
 REQUIRED_COLUMNS = ("file", "patient", "day")
 NUMERIC_COLUMNS = ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample_volume_ul")
@@ -286,7 +296,7 @@ def _manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[
         }
     )
     rows: list[ManifestRow] = []
-    seen: dict[Path, int] = {}
+    seen: dict[Path, tuple[int, str]] = {}  # resolved path -> first line and its spelling
     for line, rec in records:
         where = f"{path}, line {line}"
         bad = False
@@ -332,12 +342,18 @@ def _manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[
         elif file_value and not file_path.is_file():
             problems.append(f"{where}: FCS file {file_value!r} not found (looked for {file_path})")
             bad = True
-        if file_value and file_path in seen:
+        # one file under two spellings ("fcs/../fcs/a.fcs", a link) would count twice
+        same = file_path.resolve()
+        if file_value and not why and same in seen:
+            first, spelled = seen[same]
+            also = "" if spelled == file_value else f" as {spelled!r}: the same file"
             problems.append(
-                f"{where}: file {file_value!r} is listed again (first on line {seen[file_path]})"
+                f"{where}: file {file_value!r} is listed again (first on line {first}{also}); "
+                "list each file once"
             )
             bad = True
-        seen.setdefault(file_path, line)
+        if not why:  # a refused path is reported as such, not as listed again
+            seen.setdefault(same, (line, file_value))
         if bad:
             continue
         rows.append(
@@ -679,3 +695,39 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     return Study(
         root, name, config, panel, rows, infusions, strategy_path, settings, gating, unreadable
     )
+
+
+def check_same_content(study: Study, hashes: dict[Path, str]) -> None:
+    """Refuse manifest lines whose files hold the same bytes (a copy listed as another sample).
+
+    Parameters
+    ----------
+    study : Study
+    hashes : dict of Path to str
+        Content hash of each row's file (``ManifestRow.file``); rows missing
+        from it (files that cannot be read) are not compared.
+
+    Raises
+    ------
+    StudyError
+        Listing every repeated file with both manifest lines.
+    """
+    manifest = study.root / "manifest.csv"
+    first: dict[str, ManifestRow] = {}
+    problems = []
+    for row in study.rows:
+        digest = hashes.get(row.file)
+        if digest is None:
+            continue
+        other = first.setdefault(digest, row)
+        if other is not row:
+            problems.append(
+                f"{manifest}, line {row.line}: file {study.relative(row.file)!r} (patient "
+                f"{row.patient}, day {row.day}) holds the same bytes as line {other.line}'s "
+                f"{study.relative(other.file)!r} (patient {other.patient}, day {other.day}; "
+                f"SHA-256 {digest[:16]}…); list each measurement once, with its own file"
+            )
+    if problems:
+        raise StudyError(
+            f"{study.root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
+        )

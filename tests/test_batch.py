@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,9 +17,13 @@ import batch_tasks as bt
 import numpy as np
 import pandas as pd
 import pytest
+from fs_helpers import rewrite_keeping_size_and_mtime
 
-from cytokit.batch import BatchReport, run_batch
-from cytokit.store import ResultsStore
+import cytokit._workers
+import cytokit.batch
+import cytokit.hashing
+from cytokit.batch import BatchReport, hash_files, run_batch
+from cytokit.store import ResultsStore, file_hash
 
 HERE = Path(__file__).resolve().parent
 
@@ -114,6 +120,117 @@ def test_unchanged_content_is_not_recomputed(tmp_path):
         # another task key (a changed option) recomputes everything
         run_batch(files, bt.SummaryTask(log=str(log), scale=2.0), store, scheduler="serial")
         assert len(calls(log)) == 7
+
+
+def edit_summary(db_path: Path, digest: str, add: float) -> None:
+    """Add `add` to the stored sum of one file, leaving the item valid JSON (a changed digit)."""
+    with sqlite3.connect(db_path) as db:
+        (data,) = db.execute(
+            "SELECT data FROM items WHERE hash = ? AND name = 'summary'", (digest,)
+        ).fetchone()
+        doc = json.loads(data)
+        doc["data"][doc["columns"].index("value")][1] += add
+        db.execute(
+            "UPDATE items SET data = ? WHERE hash = ? AND name = 'summary'",
+            (json.dumps(doc).encode(), digest),
+        )
+
+
+def test_a_damaged_stored_result_is_computed_again_and_said(tmp_path):
+    files = make_files(tmp_path / "in", 4)
+    log = tmp_path / "calls.log"
+    task = bt.SummaryTask(log=str(log))
+    db = tmp_path / "r.sqlite"
+    with ResultsStore(db) as store:
+        first = run_batch(files, task, store, scheduler="serial")
+    edit_summary(db, first.files[1].hash, 10_000.0)
+    seen = []
+    with ResultsStore(db) as store:
+        again = run_batch(
+            files, task, store, scheduler="serial", progress=lambda *a: seen.append(a)
+        )
+        assert calls(log)[4:] == [files[1].name]  # only the damaged file ran again
+        assert [a[3] for a in seen] == ["cached", "recomputed", "cached", "cached"]
+        assert [f.path for f in again.recomputed] == [str(files[1])]
+        note = again.recomputed[0].note
+        assert "stored result was damaged" in note and "'summary'" in note, note
+        # the numbers are the file's own again, not the edited ones
+        table = again.frame(store, "summary")
+        for p in files:
+            assert table.loc[table["file"] == str(p), "value"].tolist() == expected_summary(p)
+        assert store.runs()["recomputed"].tolist() == [0, 1]
+        third = run_batch(files, task, store, scheduler="serial")
+        assert third.n_cached == 4 and not third.recomputed
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_is_read_again(tmp_path, monkeypatch):
+    # trust cache entries however fresh: only the recorded stat can tell the rewrite
+    monkeypatch.setattr(cytokit.hashing, "RACY_NS", 0)
+    hashed = []
+    monkeypatch.setattr(
+        cytokit._workers, "file_hash", lambda path, buf=None: hashed.append(path) or file_hash(path)
+    )
+    files = make_files(tmp_path / "in", 3)
+    task = bt.SummaryTask()
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        run_batch(files, task, store, scheduler="serial")
+        assert len(hashed) == 3
+        assert run_batch(files, task, store, scheduler="serial").n_cached == 3
+        assert len(hashed) == 3  # unchanged files: the hash cache holds
+        values = np.fromfile(files[0], dtype="<f8")
+        rewrite_keeping_size_and_mtime(files[0], (values[::-1] * 2.0).astype("<f8").tobytes())
+        report = run_batch(files, task, store, scheduler="serial")
+        assert hashed[3:] == [os.path.abspath(files[0])]
+        assert [f.cached for f in report.files] == [False, True, True]
+        got = report.frame(store, "summary")
+        assert got.loc[got["file"] == str(files[0]), "value"].tolist() == expected_summary(files[0])
+
+
+def test_a_file_rewritten_after_the_batch_started_is_not_given_a_stale_hash(tmp_path, monkeypatch):
+    files = make_files(tmp_path / "in", 2)
+    real = cytokit.batch.hash_job
+
+    def rewrite_then_hash(path):  # written between the batch's stat and the worker's read
+        if path == os.path.abspath(files[0]):
+            values = np.fromfile(path, dtype="<f8")
+            rewrite_keeping_size_and_mtime(Path(path), (values + 1.0).astype("<f8").tobytes())
+        return real(path)
+
+    monkeypatch.setattr(cytokit.batch, "hash_job", rewrite_then_hash)
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        report = run_batch(files, bt.SummaryTask(), store, scheduler="serial")
+        changed = report.files[0]
+        assert (changed.status, changed.error, changed.kind) == (
+            "failed",
+            "FileChanged",
+            "exception",
+        )
+        assert store._db.execute("SELECT count(*) FROM files").fetchone()[0] == 1
+        monkeypatch.undo()
+        again = run_batch(files, bt.SummaryTask(), store, scheduler="serial")
+        assert [f.status for f in again.files] == ["done", "done"]
+        got = again.frame(store, "summary")
+        assert got.loc[got["file"] == str(files[0]), "value"].tolist() == expected_summary(files[0])
+
+
+def test_hash_files_uses_and_fills_the_hash_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(cytokit.hashing, "RACY_NS", 0)
+    files = make_files(tmp_path / "in", 5)
+    link = tmp_path / "link.bin"
+    link.symlink_to(files[2])
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        infos = hash_files([*files, files[0], link, tmp_path / "missing.bin"], store, workers=2)
+        assert set(infos) == {os.path.abspath(p) for p in (*files, link)}
+        for p in (*files, link):
+            assert infos[os.path.abspath(p)].hash == file_hash(p)
+        assert infos[str(link)].hash == infos[str(files[2])].hash
+        # every hash is now cached: a batch of the same files reads none of them to hash it
+        hashed = []
+        monkeypatch.setattr(
+            cytokit._workers, "file_hash", lambda p, buf=None: hashed.append(p) or file_hash(p)
+        )
+        report = run_batch(files, bt.SummaryTask(), store, scheduler="serial")
+        assert hashed == [] and len(report.done) == 5
 
 
 def test_schedulers_give_identical_tables(tmp_path):

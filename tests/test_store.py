@@ -1,15 +1,20 @@
-"""ResultsStore: payload round trips, the hash cache, transactions, incompatible files."""
+"""ResultsStore: payload round trips, the hash cache, checksums, transactions, old files."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import re
 import sqlite3
 
 import numpy as np
 import pandas as pd
 import pytest
+from fs_helpers import rewrite_keeping_size_and_mtime
 
 from cytokit.errors import CytokitError
+from cytokit.hashing import RACY_NS
 from cytokit.store import (
     SCHEMA_VERSION,
     FileInfo,
@@ -17,6 +22,7 @@ from cytokit.store import (
     decode_item,
     encode_payload,
     file_hash,
+    row_checksum,
 )
 
 
@@ -120,16 +126,56 @@ def test_results_failures_and_frames(tmp_path):
             store.put_file(info())
 
 
-def test_hash_cache_by_path_size_and_mtime(tmp_path):
+def hashed_long_after(path) -> FileInfo:
+    """`path`'s info as if hashed well after its last change (not a racy entry)."""
+    st = os.stat(path)
+    seen = max(st.st_mtime_ns, st.st_ctime_ns) + RACY_NS
+    return FileInfo.from_stat(str(path), st, file_hash(path), seen)
+
+
+def test_hash_cache_by_stat_ctime_inode_device(tmp_path):
+    path = tmp_path / "a.fcs"
+    path.write_bytes(b"A" * 1000)
     with ResultsStore(tmp_path / "s.sqlite") as store:
-        store.put_file(FileInfo("/d/a.fcs", 10, 1000, "abc"))
-        assert store.cached_hash("/d/a.fcs", 10, 1000) == "abc"
-        assert store.cached_hash("/d/a.fcs", 10, 1001) is None  # touched
-        assert store.cached_hash("/d/a.fcs", 11, 1000) is None  # grew
-        assert store.cached_hash("/d/b.fcs", 10, 1000) is None
-        store.put_file(FileInfo("/d/a.fcs", 11, 2000, "def"))
-        assert store.cached_hash("/d/a.fcs", 11, 2000) == "def"
-        assert store.cached_hash("/d/a.fcs", 10, 1000) is None
+        assert store.cached_hash(str(path), os.stat(path)) is None
+        info = hashed_long_after(path)
+        store.put_file(info)
+        assert store.cached_hash(str(path), os.stat(path)) == info.hash
+        assert store.cached_hash(str(tmp_path / "b.fcs"), os.stat(path)) is None
+        # rewritten in place with the same size, its mtime put back (touch -r): ctime moved
+        rewrite_keeping_size_and_mtime(path, b"B" * 1000)
+        assert store.cached_hash(str(path), os.stat(path)) is None
+        # replaced by another file of the same size and times: another inode
+        store.put_file(hashed_long_after(path))
+        other = tmp_path / "other.fcs"
+        other.write_bytes(b"C" * 1000)
+        now = os.stat(path)
+        os.utime(other, ns=(now.st_atime_ns, now.st_mtime_ns))
+        os.replace(other, path)
+        assert os.stat(path).st_ino != now.st_ino
+        assert store.cached_hash(str(path), os.stat(path)) is None
+        # another device (a different file system mounted at the same path)
+        info = hashed_long_after(path)
+        store.put_file(FileInfo(**{**info.__dict__, "device": info.device + 1}))
+        assert store.cached_hash(str(path), os.stat(path)) is None
+        store.put_file(info)
+        assert store.cached_hash(str(path), os.stat(path)) == info.hash
+
+
+def test_hash_cache_ignores_racy_and_damaged_entries(tmp_path):
+    path = tmp_path / "a.fcs"
+    path.write_bytes(b"A" * 1000)
+    st = os.stat(path)
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        # hashed in the same clock tick as the last write: that write may not show in the times
+        store.put_file(FileInfo.from_stat(str(path), st, file_hash(path), st.st_ctime_ns))
+        assert store.cached_hash(str(path), st) is None
+        store.put_file(hashed_long_after(path))
+        assert store.cached_hash(str(path), st) == file_hash(path)
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:  # an edited hash fails the checksum
+        db.execute("UPDATE files SET hash = ?", ("0" * 64,))
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        assert store.cached_hash(str(path), st) is None
 
 
 def test_a_failed_write_leaves_nothing_half_done(tmp_path):
@@ -140,7 +186,7 @@ def test_a_failed_write_leaves_nothing_half_done(tmp_path):
             store.put_result(info(), "t", items)
         assert store.status("h1", "t") is None
         assert store.items("t", "a", ["h1"]) == {}
-        assert store.cached_hash("/data/a.fcs", 100, 123456789) is None
+        assert store._db.execute("SELECT count(*) FROM files").fetchone()[0] == 0
 
 
 def test_runs_are_recorded(tmp_path):
@@ -169,7 +215,10 @@ def test_refuses_other_files(tmp_path):
         ResultsStore(tmp_path / "missing.sqlite", readonly=True)
 
 
-@pytest.mark.parametrize("version, advice", [(SCHEMA_VERSION + 1, "Upgrade"), (0, "Delete")])
+@pytest.mark.parametrize(
+    "version, advice",
+    [(SCHEMA_VERSION + 1, "Upgrade"), (1, "no checksums.*Delete"), (0, "Delete")],
+)
 def test_refuses_other_schema_versions(tmp_path, version, advice):
     path = tmp_path / "s.sqlite"
     ResultsStore(path).close()
@@ -177,3 +226,85 @@ def test_refuses_other_schema_versions(tmp_path, version, advice):
         db.execute(f"PRAGMA user_version = {version}")
     with pytest.raises(CytokitError, match=f"schema version {version}.*{advice}"):
         ResultsStore(path)
+
+
+def edit(path, sql: str, *params) -> None:
+    """Change the store's file behind its back, as a disk fault or a hand edit would."""
+    with sqlite3.connect(path) as db:
+        assert db.execute(sql, params).rowcount == 1
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)  # SQLite sees nothing
+
+
+def counts_frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"gate": ["/A", "/A/B"], "count": [n, n // 3]})
+
+
+@pytest.mark.parametrize(
+    "sql, params, problem",
+    [
+        # one digit of a stored count (12156 -> 22156), the bytes still valid JSON
+        (
+            "UPDATE items SET data = CAST(replace(CAST(data AS TEXT), '12156', '22156') AS BLOB)"
+            " WHERE name = 'counts' AND hash = 'h1'",
+            (),
+            "item.*'counts'.*checksum",
+        ),
+        ("DELETE FROM items WHERE name = 'n' AND hash = 'h1'", (), "items or its row"),
+        ("UPDATE items SET name = 'm' WHERE name = 'n' AND hash = 'h1'", (), "'m'"),
+        ("UPDATE results SET path = '/data/z' WHERE hash = 'h1'", (), "items or its row"),
+    ],
+)
+def test_a_changed_result_is_damaged_on_every_read(tmp_path, sql, params, problem):
+    path = tmp_path / "s.sqlite"
+    with ResultsStore(path) as store:
+        store.put_result(
+            info("a", "h1"), "t", encode_payload({"counts": counts_frame(12156), "n": 5})
+        )
+        store.put_result(
+            info("b", "h2"), "t", encode_payload({"counts": counts_frame(900), "n": 9})
+        )
+        assert store.lookup("h1", "t") == ("done", "")
+    edit(path, sql, *params)
+    with ResultsStore(path) as store:
+        status, why = store.lookup("h1", "t")
+        assert status == "damaged" and re.search(problem, why), why
+        assert store.status("h1", "t") == "damaged"
+        with pytest.raises(
+            CytokitError, match=r"s\.sqlite: the stored result of /data/[az] is damaged"
+        ):
+            store.payload("h1", "t")
+        if "counts" in problem:
+            with pytest.raises(CytokitError, match="'counts' does not match its checksum"):
+                store.items("t", "counts", ["h2", "h1"])
+            with pytest.raises(CytokitError, match="damaged"):
+                store.frame("t", "counts", [("a.fcs", "h1")])
+        # the other file is untouched
+        assert store.lookup("h2", "t") == ("done", "")
+        assert store.payload("h2", "t")["counts"]["count"].tolist() == [900, 300]
+        # writing the result again repairs it
+        store.put_result(
+            info("a", "h1"), "t", encode_payload({"counts": counts_frame(12156), "n": 5})
+        )
+        assert store.payload("h1", "t")["counts"]["count"].tolist() == [12156, 4052]
+
+
+def test_a_changed_failure_is_damaged(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with ResultsStore(path) as store:
+        store.put_failure(info(), "t", stage="read", kind="error", error="FCSError", reason="bad")
+        assert store.lookup("h1", "t") == ("error", "")
+    edit(path, "UPDATE failures SET kind = 'exception'")
+    with ResultsStore(path) as store:
+        assert store.lookup("h1", "t") == (
+            "damaged",
+            "the stored failure does not match its checksum",
+        )
+
+
+def test_row_checksum_is_unambiguous():
+    assert row_checksum("ab", "c") != row_checksum("a", "bc")
+    assert row_checksum("1") != row_checksum(1) != row_checksum(b"1")
+    assert row_checksum(None) != row_checksum("")
+    expected = hashlib.sha256(b"s" + (2).to_bytes(8, "little") + b"ab").hexdigest()
+    assert row_checksum("ab") == expected
+    assert json.dumps(row_checksum(b"\x00", 0))  # any bytes, any int

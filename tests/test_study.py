@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import pytest
@@ -10,7 +11,7 @@ from study_helpers import make_study
 import cytokit
 from cytokit.errors import StudyError
 from cytokit.simulate import preset_design
-from cytokit.study import load_study
+from cytokit.study import check_same_content, load_study
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,42 @@ def test_manifest_consistency(study):
     assert "day 7 sample_type 'PB' already has a file on line 3" in text
     assert "a patient has one donor" in text
     assert "patient 'P99' (day 0) is not in manifest.csv" in text
+
+
+def test_one_file_under_another_spelling_or_as_a_copy(study):
+    lines = (study / "manifest.csv").read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("fcs/P01_day007.fcs,"))
+    (study / "fcs" / "link.fcs").symlink_to("P01_day014.fcs")
+    again = [
+        lines[first].replace("fcs/P01_day007.fcs", "fcs/../fcs/P01_day007.fcs", 1),
+        lines[first + 1].replace("fcs/P01_day014.fcs", "fcs/link.fcs", 1),
+    ]
+    again = [a.replace(",P01,7,", ",P01,10,").replace(",P01,14,", ",P01,21,") for a in again]
+    (study / "manifest.csv").write_text("\n".join([*lines, *again]) + "\n")
+    with pytest.raises(StudyError, match="2 problem") as err:
+        load_study(study)
+    n = len(lines)
+    assert (
+        f"line {n + 1}: file 'fcs/../fcs/P01_day007.fcs' is listed again (first on line "
+        f"{first + 1} as 'fcs/P01_day007.fcs': the same file)" in str(err.value)
+    )
+    assert f"line {n + 2}: file 'fcs/link.fcs' is listed again (first on line {first + 2}" in str(
+        err.value
+    )
+    # a copy is another file with the same bytes: found by content hash
+    shutil.copy(study / "fcs" / "P01_day007.fcs", study / "fcs" / "P01_day010.fcs")
+    copy = again[0].replace("fcs/../fcs/P01_day007.fcs", "fcs/P01_day010.fcs")
+    (study / "manifest.csv").write_text("\n".join([*lines, copy]) + "\n")
+    s = load_study(study)
+    hashes = {r.file: hashlib.sha256(r.file.read_bytes()).hexdigest() for r in s.rows}
+    with pytest.raises(StudyError, match="1 problem") as err:
+        check_same_content(s, hashes)
+    assert (
+        f"line {n + 1}: file 'fcs/P01_day010.fcs' (patient P01, day 10) holds the same bytes as "
+        f"line {first + 1}'s 'fcs/P01_day007.fcs' (patient P01, day 7;" in str(err.value)
+    )
+    del hashes[s.rows[-1].file]  # a file that could not be hashed is not compared
+    check_same_content(s, hashes)
 
 
 def test_corrupt_file_is_not_a_study_problem(study):
