@@ -86,7 +86,10 @@ def _check_points(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def persistence_table(
-    points: pd.DataFrame, *, until: float | Mapping[str, float] | None = None
+    points: pd.DataFrame,
+    *,
+    until: float | Mapping[str, float] | None = None,
+    summaries: bool = True,
 ) -> pd.DataFrame:
     """Per patient: detection, peak, AUC, first and last detectable day from day 0 to `until`.
 
@@ -98,6 +101,9 @@ def persistence_table(
         Last day counted: one day for everyone (a landmark), a day per
         patient (e.g. the response assessment; patients not in it are left
         out), or None for every point.
+    summaries : bool
+        Also the peak, AUC and last detectable day (False: detection only,
+        those columns empty; `trend_row` fits a half-life each time).
 
     Returns
     -------
@@ -127,8 +133,11 @@ def persistence_table(
         if not keep.any():
             continue
         days, status = days[keep], all_status[part][keep]
-        trend = trend_row(days, all_values[part][keep], status)
         detected = np.isin(status, DETECTED)
+        if summaries:
+            trend = trend_row(days, all_values[part][keep], status)
+        else:
+            trend = dict.fromkeys(PERSISTENCE_COLUMNS[5:], math.nan)
         rows.append(
             {
                 "patient": patient,
@@ -206,7 +215,9 @@ def landmark_analysis(
         raise ValueError(f"endpoint={endpoint!r} must be 'pfs' or 'os'")
     days = endpoints[f"{endpoint}_days"].to_numpy(dtype=np.float64)
     event = endpoints[f"{endpoint}_event"].to_numpy(dtype=np.int64)
-    persistence = persistence_table(points, until=landmark_day).set_index("patient")
+    persistence = persistence_table(
+        points, until=landmark_day, summaries=by != "detection"
+    ).set_index("patient")
     cohort = pd.DataFrame(
         {
             "patient": endpoints["patient"].astype(str).to_numpy(),

@@ -160,17 +160,17 @@ def parse_outcomes(
     seen: dict[str, int] = {}
     out = []
     for line, rec in records:
-        row = _row(f"{path}, line {line}", line, rec, lookup, known, problems)
-        if row is None:
-            continue
-        if row.patient in seen:
+        patient = rec["patient"].strip()
+        if patient and patient in seen:
             problems.append(
-                f"{path}, line {line}: patient {row.patient} already has a row (line "
-                f"{seen[row.patient]}); one row per patient"
+                f"{path}, line {line}: patient {patient} already has a row (line "
+                f"{seen[patient]}); one row per patient"
             )
             continue
-        seen[row.patient] = line
-        out.append(row)
+        seen.setdefault(patient, line)
+        row = _row(f"{path}, line {line}", line, rec, lookup, known, problems)
+        if row is not None:
+            out.append(row)
     return out
 
 

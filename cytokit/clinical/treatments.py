@@ -14,7 +14,7 @@ column          required  meaning
                           one unit per product in the whole file
 ``dose_level``  no        whole number (dose-escalation level)
 ``given``       no        ``yes`` or ``no``: a skipped infusion stays a row
-                          (default ``yes``)
+                          (empty or no column: ``yes``)
 ``end_day``     no        last day of a drug course given as one row
 ==============  ========  ====================================================
 
@@ -175,7 +175,7 @@ def _row(path, line, rec, legacy, known_patients, problems) -> Treatment | None:
             "(e.g. cells/kg, CD3+ cells/kg, MIU/m2)"
         )
     level = _whole(rec.get("dose_level", ""), f"{where}: dose_level", problems)
-    given_text = rec.get("given", "yes").strip().lower()
+    given_text = rec.get("given", "").strip().lower() or "yes"
     given = _YES.get(given_text)
     if given is None:
         problems.append(

@@ -12,22 +12,31 @@ The model
   infusion on day 0, CD3−CD56+ cells/kg, then IL-2 every other day from day 1,
   six doses) or CIK (DLI on days 0 and 21, then CIK at dose levels 1, 2, 3 on
   days 42, 63, 84; CD3+ cells/kg), alternating.
-* **Persistence.** Donor cells of a patient become detectable with
-  probability ``p_persist`` at a day drawn uniformly from
-  ``detection_days`` (by the landmark); then cells/µL decay from a
-  lognormal level with half-life ``half_life_days``. Samples are taken on
-  `SAMPLE_DAYS` while the patient is alive, progression-free and followed.
+* **Persistence.** Donor cells of a patient persist with probability
+  ``p_persist``: they become detectable at a day drawn uniformly from
+  ``detection_days`` (by the landmark, day 28), then cells/µL decay from a
+  lognormal level with half-life ``half_life_days``. Every later given cell
+  infusion (CIK, from day `LATE_INFUSION_DAY`) adds a transient wave of
+  infused cells (``transient_per_ul`` donor cells/µL the next day, half-life
+  `TRANSIENT_HALF_LIFE` days), detectable for about a week, that does not
+  change the hazard. Samples are taken on `SAMPLE_DAYS` while the patient is alive,
+  progression-free and followed.
 * **Progression.** Hazard ``ln 2 / median_pfs[stratum]`` while donor cells
   are not (yet) detectable, times ``hazard_ratio`` from the day they are: a
   time-dependent covariate whose effect is ``hazard_ratio`` exactly. Among
   patients alive and progression-free at a landmark after every detection
   day, those detected have ``hazard_ratio`` times the hazard of the others
   in each stratum: what a landmark analysis stratified by stratum estimates.
-  Comparing "ever detected" with "never" from day 0 is biased (patients who
-  progress before their cells are seen count as never detected).
+  Comparing "ever detected" with "never" from day 0 is biased: a CIK
+  patient must be alive and progression-free to receive a CIK infusion and
+  be seen with its transient wave, and patients who progress before their
+  persisting cells are seen count as never detected.
 * **Death.** After progression with hazard ``ln 2 / median_os_after_progression``;
   without progression (non-relapse mortality) with hazard ``ln 2 /
-  median_nrm``, times ``severe_gvhd_nrm`` after grade III-IV acute GVHD.
+  median_nrm`` (``math.inf``: none), times ``severe_gvhd_nrm`` after grade
+  III-IV acute GVHD. Non-relapse deaths are PFS events that persistence
+  does not prevent, so with them the PFS hazard ratio is nearer 1 than
+  ``hazard_ratio``.
 * **Acute GVHD.** Each given infusion of ``d`` CD3+ cells/kg (the NK bag's
   residual CD3+ dose for NK) starts grade >= II GVHD with probability
   ``1 − exp(−gvhd_per_1e6 · d / 10⁶)``, onset 10-25 days later; grade III-IV
@@ -66,8 +75,16 @@ __all__ = [
     "write_cohort",
 ]
 
-#: Sampling days of the persistence monitoring (while progression-free and followed).
-SAMPLE_DAYS = (-7, 3, 7, 14, 21, 28, 42, 60, 90, 120, 180, 270, 365, 540, 730)
+#: Sampling days of the persistence monitoring per arm (while progression-free and followed);
+#: CIK patients are also sampled the day after each CIK infusion and a week later.
+SAMPLE_DAYS = {
+    "NK": (-7, 3, 7, 14, 21, 28, 42, 60, 90, 120, 180, 270, 365, 540, 730),
+    "CIK": (-7, 3, 7, 14, 21, 28, 42, 43, 49, 63, 64, 70, 84, 85, 91, 120, 180, 270, 365, 540, 730),
+}  # fmt: skip
+#: Half-life (days) of the transient wave of infused cells after a later infusion.
+TRANSIENT_HALF_LIFE = 3.0
+#: Infusions from this day on add a transient wave (earlier ones found the persisting cells).
+LATE_INFUSION_DAY = 30
 NK_DOSE, DLI_DOSE = 1.5e7, 1e6
 CIK_LEVELS = {1: 3e6, 2: 5e6, 3: 1e7}
 IL2_DAYS = (1, 3, 5, 7, 9, 11)
@@ -83,9 +100,10 @@ class OutcomeModel:
     seed: int = 1
     hazard_ratio: float = 0.5
     p_persist: float = 0.5
-    detection_days: tuple[int, int] = (3, 21)
+    detection_days: tuple[int, int] = (3, 28)
     half_life_days: float = 40.0
-    median_pfs: dict[str, float] = field(default_factory=lambda: {"A": 240.0, "B": 120.0})
+    transient_per_ul: float = 2.0
+    median_pfs: dict[str, float] = field(default_factory=lambda: {"A": 180.0, "B": 60.0})
     median_os_after_progression: float = 120.0
     median_nrm: float = 3000.0
     severe_gvhd_nrm: float = 8.0
@@ -164,6 +182,8 @@ def _schedule(arm: str) -> list[dict]:
 def _time_to_event(e: float, hazard: float, change_day: float, factor: float) -> float:
     """The time at which the cumulative hazard reaches `e`: `hazard` per day before
     `change_day`, `hazard · factor` after (inversion of a unit exponential `e`)."""
+    if hazard <= 0:
+        return math.inf
     if e < hazard * change_day:
         return e / hazard
     return change_day + (e - hazard * change_day) / (hazard * factor)
@@ -234,7 +254,12 @@ def simulate_cohort(model: OutcomeModel | None = None) -> OutcomeCohort:
                 "death_cause": "" if death_day is None else ("relapse" if prog_day is not None else "non-relapse"),
             }
         )  # fmt: skip
-        points += _points(model, rng, patient, detection, prog_day, end_day)
+        boosts = [
+            r["day"]
+            for r in course
+            if r["kind"] == "cells" and r["given"] == "yes" and r["day"] >= LATE_INFUSION_DAY
+        ]
+        points += _points(model, rng, patient, arm, detection, boosts, prog_day, end_day)
         truth.append(
             {
                 "patient": patient,
@@ -315,19 +340,26 @@ def _response(model, rng, persistent, prog_day, end_day, death_day):
     return str(rng.choice(["CR", "PR", "SD"], p=list(p))), day
 
 
-def _points(model, rng, patient, detection, prog_day, end_day) -> list[dict]:
-    """Monitoring samples while progression-free and followed; the true level with 20 % noise."""
+def _points(model, rng, patient, arm, detection, boosts, prog_day, end_day) -> list[dict]:
+    """Monitoring samples while progression-free and followed; the true level with 20 % noise.
+
+    The persisting cells (from `detection` on) plus, after each later given
+    infusion in `boosts`, a transient wave of infused cells (peak the next
+    day, half-life `TRANSIENT_HALF_LIFE` days) that does not alter the hazard.
+    """
     last = min(x for x in (prog_day, end_day) if x is not None)
     level = float(rng.lognormal(math.log(5.0), 0.8))
     rows = []
-    for day in SAMPLE_DAYS:
+    for day in SAMPLE_DAYS[arm]:
         if day > last:
             break
+        value = 0.01
         if day >= detection:
-            value = level * 2.0 ** (-(day - detection) / model.half_life_days)
-            value *= float(rng.lognormal(0.0, 0.2))
-        else:
-            value = 0.01 * float(rng.lognormal(0.0, 0.3))
+            value += level * 2.0 ** (-(day - detection) / model.half_life_days)
+        for boost in boosts:
+            if day > boost:
+                value += model.transient_per_ul * 2.0 ** (-(day - boost - 1) / TRANSIENT_HALF_LIFE)
+        value *= float(rng.lognormal(0.0, 0.2))
         status = (
             "quantified" if value >= LOQ else "not_quantifiable" if value >= LOD else "not_detected"
         )
@@ -369,16 +401,19 @@ def simulate_bags(
             "nk": float(rng.uniform(0.05, 0.15)),
             "cd3": float(rng.uniform(0.4, 0.7)),
         }
-        recovery = float(rng.uniform(0.3, 0.7))
-        log_depletion = float(rng.uniform(3.0, 4.5))
         cells_pre = pre["nucleated_per_ml"] * pre["volume_ml"]
-        nk_post_cells = cells_pre * pre["viable"] * pre["nk"] * recovery
-        purity = float(rng.uniform(0.8, 0.98))
+        while True:  # a bag whose NK and CD3+ shares leave room for other cells
+            recovery = float(rng.uniform(0.3, 0.7))
+            log_depletion = float(rng.uniform(3.0, 4.5))
+            purity = float(rng.uniform(0.8, 0.98))
+            nk_post_cells = cells_pre * pre["viable"] * pre["nk"] * recovery
+            cd3_post_cells = cells_pre * pre["viable"] * pre["cd3"] / 10**log_depletion
+            live_post = nk_post_cells / purity
+            cd3_share = cd3_post_cells / live_post
+            if purity + cd3_share < 0.995:
+                break
         viable_post = float(rng.uniform(0.85, 0.98))
-        cd3_post_cells = cells_pre * pre["viable"] * pre["cd3"] / 10**log_depletion
-        live_post = nk_post_cells / purity
         cells_post = live_post / viable_post
-        cd3_share = cd3_post_cells / live_post
         post = {
             "volume_ml": float(rng.uniform(50, 150)),
             "viable": viable_post,
