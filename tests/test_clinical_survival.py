@@ -185,3 +185,11 @@ def test_bad_durations_are_refused():
         kaplan_meier([1, 2], [1])
     assert kaplan_meier([], []).empty
     assert isinstance(cumulative_incidence([], []), pd.DataFrame)
+
+
+def test_missing_lifelines_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lifelines", None)  # import lifelines now fails
+    with pytest.raises(ImportError, match=r'pip install "cytokit\[clinical\]"'):
+        kaplan_meier([1.0, 2.0], [1, 0])

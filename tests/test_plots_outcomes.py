@@ -12,7 +12,12 @@ from cytokit import CytokitError
 from cytokit.clinical import cumulative_incidence, kaplan_meier, numbers_at_risk
 from cytokit.clinical.tables import SURVIVAL_COLUMNS
 from cytokit.plots import figure_bytes
-from cytokit.plots.outcomes import at_risk_table, response_figure, survival_figure
+from cytokit.plots.outcomes import (
+    at_risk_table,
+    mark_drug_courses,
+    response_figure,
+    survival_figure,
+)
 
 RNG = np.random.default_rng(3)
 DURATIONS = {g: RNG.integers(1, 400, size=25).astype(float) for g in ("A", "B")}
@@ -64,3 +69,19 @@ def test_response_figure_renders_every_category():
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["CR\nn = 3", "PR\nn = 1", "SD\nn = 1", "PD\nn = 3\n(1 not shown)"]
     assert figure_bytes(fig)[:4] == b"\x89PNG"
+
+
+def test_drug_courses_are_bands_not_infusion_lines():
+    from cytokit.clinical import Treatment, drug_courses
+    from cytokit.plots import new_figure
+
+    treatments = [Treatment("P1", 0, "NK", "cells", 1e7, "cells/kg")]
+    treatments += [Treatment("P1", d, "IL-2", "drug", 1, "MIU/m2") for d in (1, 3, 5, 7, 9, 11)]
+    fig = new_figure(4, 3)
+    ax = fig.add_subplot()
+    ax.set_xlim(-7, 60)
+    mark_drug_courses(ax, drug_courses(treatments))
+    (band,) = ax.patches
+    xs = band.get_patch_transform().transform(band.get_path().vertices)[:, 0]  # data days
+    assert (xs.min(), xs.max()) == (1.0, 12.0)  # days 1 to 11, the last day included
+    assert [t.get_text() for t in ax.texts] == [" IL-2"] and not ax.lines

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,7 +51,7 @@ STEP_COLUMNS = (
 _Z95 = 1.959963984540054
 
 
-def lifelines():
+def _lifelines():
     """The lifelines package, or an ImportError saying which extra installs it."""
     try:
         import lifelines as module
@@ -97,7 +96,7 @@ def kaplan_meier(durations, events, *, level: float = 0.95) -> pd.DataFrame:
     t, e = _arrays(durations, events)
     if t.size == 0:
         return pd.DataFrame(columns=list(STEP_COLUMNS))
-    fitter = lifelines().KaplanMeierFitter(alpha=1.0 - level)
+    fitter = _lifelines().KaplanMeierFitter(alpha=1.0 - level)
     fitter.fit(t, event_observed=e, label="S")
     table = fitter.event_table
     survival = fitter.survival_function_["S"].reindex(table.index).to_numpy(dtype=np.float64)
@@ -282,12 +281,12 @@ def hazard_ratio(durations, events, groups, strata=None, *, level: float = 0.95)
     if strata is not None and len(set(np.asarray(strata).tolist())) > 1:
         frame["stratum"] = pd.factorize(np.asarray(strata))[0]
         strata_cols = ["stratum"]
-    fitter = lifelines().CoxPHFitter(alpha=1.0 - level)
+    fitter = _lifelines().CoxPHFitter(alpha=1.0 - level)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", category=lifelines().utils.ConvergenceWarning)
+            warnings.simplefilter("error", category=_lifelines().utils.ConvergenceWarning)
             fitter.fit(frame, "time", "event", strata=strata_cols)
-    except (lifelines().exceptions.ConvergenceError, lifelines().utils.ConvergenceWarning) as exc:
+    except (_lifelines().exceptions.ConvergenceError, _lifelines().utils.ConvergenceWarning) as exc:
         out["note"] = f"hazard ratio not estimable: the Cox fit did not converge ({exc})".split(
             "\n"
         )[0]
@@ -386,17 +385,3 @@ def cumulative_incidence(durations, status, *, level: float = 0.95) -> pd.DataFr
             "ci_high": hi,
         }
     )[list(STEP_COLUMNS)]
-
-
-def group_curves(
-    frame: pd.DataFrame,
-    by: str | None,
-    fit,
-    *,
-    order: Sequence | None = None,
-) -> list[tuple[str, pd.DataFrame]]:
-    """`fit(sub)` for the whole `frame` (``by`` None: group "all") or each value of column `by`."""
-    if by is None:
-        return [("all", fit(frame))]
-    values = order if order is not None else sorted(frame[by].dropna().unique().tolist(), key=str)
-    return [(str(v), fit(frame[frame[by] == v])) for v in values]

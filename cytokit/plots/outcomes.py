@@ -13,7 +13,12 @@
   show (or a last detectable day they do not have) are counted under the
   category.
 
-Both return a `matplotlib.figure.Figure` on its own Agg canvas (no pyplot).
+* `mark_drug_courses`: drug courses (IL-2, immunosuppression) as shaded
+  bands on a time axis, labelled with the drug: they add no donor cells, so
+  they are not infusion lines.
+
+The figures are `matplotlib.figure.Figure` objects on their own Agg canvas
+(no pyplot).
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import blended_transform_factory
 
 from cytokit.errors import CytokitError
 from cytokit.plots._figure import finite, log_axis, new_figure, plain
 
-__all__ = ["at_risk_table", "response_figure", "survival_figure"]
+__all__ = ["at_risk_table", "mark_drug_courses", "response_figure", "survival_figure"]
 
 _TITLES = {
     "pfs": "Progression-free survival",
@@ -244,3 +250,24 @@ def _spread(n: int) -> np.ndarray:
     if n <= 1:
         return np.zeros(n)
     return (np.arange(n) / (n - 1) - 0.5) * min(0.5, 0.05 * n)
+
+
+def mark_drug_courses(ax, courses: pd.DataFrame, *, colour: str = "#e6a23c") -> None:
+    """Shade each drug course of one patient on `ax`, labelled at the top.
+
+    Parameters
+    ----------
+    ax : Axes
+        With days on the x axis.
+    courses : DataFrame
+        `cytokit.clinical.drug_courses` rows of one patient (product,
+        start_day, end_day); a one-day course is shaded one day wide.
+    """
+    if courses is None or courses.empty:
+        return
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for row in courses.sort_values("start_day").itertuples():
+        start, end = float(row.start_day), float(row.end_day) + 1.0
+        ax.axvspan(start, end, color=colour, alpha=0.18, lw=0, zorder=0.2)
+        ax.text(start, 0.02, f" {plain(row.product)}", transform=top, fontsize=6.5,
+                color="0.3", ha="left", va="bottom", clip_on=True)  # fmt: skip
