@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytokit._io import atomic_write_bytes, atomic_write_text
+from cytokit._io import atomic_write_bytes, atomic_write_text, frame_csv, restore_frame
 from cytokit.errors import CytokitError
 
 __all__ = ["TABLES", "Results", "conform", "load_results", "write_results"]
@@ -151,8 +151,7 @@ def conform(frame: pd.DataFrame, columns) -> pd.DataFrame:
 
 
 def _csv_bytes(frame: pd.DataFrame, columns) -> bytes:
-    frame = conform(frame, columns)
-    return frame.to_csv(index=False, lineterminator="\n", float_format="%.10g").encode()
+    return frame_csv(conform(frame, columns), float_format="%.10g").encode()
 
 
 def _json_default(o):
@@ -184,11 +183,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, keep_default_na=True, dtype={"file": str, "patient": str})
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
-    return frame
+    return restore_frame(frame)
 
 
 def load_results(out: str | Path) -> Results:
     """Rebuild the `Results` of an analysis from its output folder.
+
+    Text cells of the tables come back raw (the quote that neutralised a
+    formula-like cell is removed, `cytokit._io.restore_cell`).
 
     Parameters
     ----------

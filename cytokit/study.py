@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cytokit._io import restore_cell
 from cytokit._toml import load_toml
 from cytokit.errors import CytokitError, FCSError, StudyError
 from cytokit.panel import Panel
@@ -171,6 +172,8 @@ def _read_csv(
     if not rows:
         problems.append(f"{path}: empty; it needs a header line")
         return [], []
+    # a cell cytokit wrote with a quote against spreadsheet formulas is read as its raw value
+    rows = [[restore_cell(v) for v in values] for values in rows]
     header = [h.strip() for h in rows[0]]
     out = []
     for number, values in enumerate(rows[1:], start=2):
