@@ -24,5 +24,11 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise StudyError(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise StudyError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
+            "save the file as UTF-8"
+        ) from None
     except OSError as exc:
         raise StudyError(f"{path}: cannot read: {exc.strerror}") from None

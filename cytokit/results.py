@@ -178,12 +178,32 @@ def write_results(results: Results, out: str | Path) -> Path:
     return out
 
 
+def _unreadable(path: Path, what: str, exc: Exception) -> CytokitError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return CytokitError(
+        f"{path}: not {what} as `cytokit analyze` writes it ({reason}); run `cytokit analyze "
+        f"STUDY --out {path.parent}` again to rewrite the results folder"
+    )
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, keep_default_na=True, dtype={"file": str, "patient": str})
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except (UnicodeDecodeError, ValueError, OSError) as exc:  # pandas' ParserError is a ValueError
+        raise _unreadable(path, "a CSV table", exc) from exc
     return restore_frame(frame)
+
+
+def _read_study(path: Path) -> dict:
+    try:
+        study = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, OSError) as exc:  # JSONDecodeError is a ValueError
+        raise _unreadable(path, "JSON", exc) from exc
+    if not isinstance(study, dict):
+        raise _unreadable(path, "a JSON object", TypeError(f"it holds a {type(study).__name__}"))
+    return study
 
 
 def load_results(out: str | Path) -> Results:
@@ -200,7 +220,9 @@ def load_results(out: str | Path) -> Results:
     Raises
     ------
     CytokitError
-        The folder or its ``study.json`` / ``samples.csv`` is missing.
+        The folder or its ``study.json`` / ``samples.csv`` is missing, or a
+        file is not what `cytokit.analyze` writes (not UTF-8, not CSV, not a
+        JSON object); the message names the file.
     """
     out = Path(out)
     if not (out / "study.json").is_file() or not (out / "samples.csv").is_file():
@@ -208,7 +230,7 @@ def load_results(out: str | Path) -> Results:
             f"{out}: not an analysis output folder (no study.json or samples.csv); "
             "run `cytokit analyze STUDY --out` first"
         )
-    kw: dict = {"study": json.loads((out / "study.json").read_text()), "out": out}
+    kw: dict = {"study": _read_study(out / "study.json"), "out": out}
     for name in TABLES:
         path = out / f"{name}.csv"
         kw[name] = _read_csv(path) if path.is_file() else pd.DataFrame(columns=TABLES[name])

@@ -417,7 +417,13 @@ class ResultsStore:
         rows = self._db.execute(
             "SELECT name, kind, data FROM items WHERE hash = ? AND task = ?", (hash, task)
         ).fetchall()
-        return {name: decode_item(kind, bytes(data)) for name, kind, data in rows}
+        return {
+            name: decode_item(kind, bytes(data), where=self._item_name(hash, name))
+            for name, kind, data in rows
+        }
+
+    def _item_name(self, hash: str, name: str) -> str:
+        return f"{self.path}: item {name!r} of the file with hash {hash[:12]}"
 
     def items(self, task: str, name: str, hashes: Iterable[str]) -> dict[str, object]:
         """Item `name` of every stored result of `task` among `hashes`: ``{hash: object}``."""
@@ -431,7 +437,7 @@ class ResultsStore:
                 f"AND hash IN ({marks})",
                 (task, name, *part),
             ):
-                out[h] = decode_item(kind, bytes(data))
+                out[h] = decode_item(kind, bytes(data), where=self._item_name(h, name))
         return out
 
     def frame(

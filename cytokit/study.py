@@ -342,13 +342,14 @@ def _infusions(path: Path, problems: list[str]) -> list[Infusion]:
 
 def _check_files(
     study_rows: Iterable[ManifestRow],
-    panel: Panel,
+    panel: Panel | None,
     markers: list[str],
     strategy,
     problems: list[str],
     unreadable: dict[Path, str],
 ) -> None:
-    """Open every file's header: markers resolve, gate channels exist (once per layout)."""
+    """Open every file's header: markers resolve (with a `panel`), gate channels exist
+    (once per layout)."""
     import warnings
 
     from cytokit.fcs import read_fcs
@@ -369,9 +370,10 @@ def _check_files(
         if row.donor_marker and row.donor_marker not in need:
             need.append(row.donor_marker)
         try:
-            panel.columns(sample, need)
+            if panel is not None:
+                panel.columns(sample, need)
         except CytokitError as exc:
-            problems.append(str(exc))
+            problems.append(f"{row.file}: {exc}")
         layout = tuple((c.name, c.marker) for c in sample.channels)
         if strategy is None or layout in layouts:
             continue
@@ -469,17 +471,23 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     problems: list[str] = []
     config: dict[str, Any] = {}
     toml = root / "study.toml"
+    toml_read = True
     try:
         config = load_toml(toml)
     except StudyError as exc:
         problems.append(str(exc))
+        toml_read = False
     panel = Panel({})
+    # markers are checked against a [panel] that was read: without one, every marker
+    # would be a problem of its own, burying the one that matters
+    panel_read = False
     table = config.get("panel")
-    if config and not isinstance(table, dict):
+    if toml_read and not isinstance(table, dict):
         problems.append(f"{toml}: no [panel] table naming the channel of each marker")
-    elif table:
+    elif toml_read:
         try:
-            panel = Panel(table, source=str(toml))
+            panel = Panel(table, source=str(toml)) if table else panel
+            panel_read = True
         except CytokitError as exc:
             problems.append(str(exc))
     settings, found = parse_settings(config, str(toml)) if config else (StudySettings(), [])
@@ -503,7 +511,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     have = ", ".join(markers) or "none"
 
     def need(marker: str, where: str) -> None:
-        if marker not in panel:
+        if panel_read and marker not in panel:
             problems.append(f"{where}: marker {marker!r} is not in [panel] (panel has: {have})")
 
     if settings.donor_marker:
@@ -531,7 +539,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         strategy_path = root / settings.strategy
     unreadable: dict[Path, str] = {}
     if check_files:
-        _check_files(rows, panel, markers, gating, problems, unreadable)
+        _check_files(rows, panel if panel_read else None, markers, gating, problems, unreadable)
     if problems:
         raise StudyError(
             f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
