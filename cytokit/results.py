@@ -221,8 +221,8 @@ def load_results(out: str | Path) -> Results:
     ------
     CytokitError
         The folder or its ``study.json`` / ``samples.csv`` is missing, or a
-        file is not what `cytokit.analyze` writes (not UTF-8, not CSV, not a
-        JSON object); the message names the file.
+        file is not what `cytokit.analyze` writes (not UTF-8, not CSV, a table
+        without its columns, not a JSON object); the message names the file.
     """
     out = Path(out)
     if not (out / "study.json").is_file() or not (out / "samples.csv").is_file():
@@ -231,7 +231,16 @@ def load_results(out: str | Path) -> Results:
             "run `cytokit analyze STUDY --out` first"
         )
     kw: dict = {"study": _read_study(out / "study.json"), "out": out}
-    for name in TABLES:
+    for name, columns in TABLES.items():
         path = out / f"{name}.csv"
-        kw[name] = _read_csv(path) if path.is_file() else pd.DataFrame(columns=TABLES[name])
+        kw[name] = _read_csv(path) if path.is_file() else pd.DataFrame(columns=columns)
+        missing = [c for c in columns if c not in kw[name].columns]
+        if missing:  # a damaged header would otherwise surface as a KeyError deep in the report
+            shown = ", ".join(missing[:5]) + (
+                f" and {len(missing) - 5} more" if missing[5:] else ""
+            )
+            raise CytokitError(
+                f"{path}: no column {shown}; the table is damaged or was not written by this "
+                f"cytokit: run `cytokit analyze STUDY --out {out}` again to rewrite it"
+            )
     return Results(**kw)
