@@ -99,14 +99,15 @@ def run(argv: list[str] | None = None) -> int:
     except CytokitError as exc:
         if debug():
             raise
-        message = str(exc).strip() or type(exc).__name__
-        return _error(f"error: {message}", 1)
+        first, *more = (str(exc).strip() or type(exc).__name__).splitlines()
+        # a list under the message (a study's problems) stays indented under its one line
+        return _error("\n".join([f"error: {first}", *(f"  {m.lstrip()}" for m in more)]), 1)
     except KeyboardInterrupt:
         return _error("interrupted", 130)
     except OSError as exc:
-        if debug() or exc.errno not in _SYSTEM_REFUSALS:
-            if debug():
-                raise
+        if debug():
+            raise
+        if exc.errno not in _SYSTEM_REFUSALS:
             return _internal(exc)
         where = f"{exc.filename}: " if exc.filename else ""
         reason = exc.strerror or _one_line(exc)
