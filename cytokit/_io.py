@@ -117,13 +117,13 @@ def restore_frame(frame):
 
 
 def _lf_rows(text: str) -> str:
-    """CSV text written with ``\r\n`` row ends, with ``\n`` row ends instead.
+    """CSV text written with CRLF row ends, with LF row ends instead.
 
     The csv writers quote a cell holding a line break only if the break is in
-    their line terminator, so tables are written with ``\r\n`` (a cell holding
-    a lone carriage return would otherwise be left bare and start a new row in
-    a spreadsheet) and the row ends are then rewritten. Outside quotes, a
-    ``\r\n`` can only be a row end: no bare cell holds a quote or a line break.
+    their line terminator, so tables are written with CRLF (a cell holding a
+    lone carriage return would otherwise be left bare and start a new row in a
+    spreadsheet) and the row ends are then rewritten. Outside quotes, a CRLF
+    can only be a row end: no bare cell holds a quote or a line break.
     """
     parts = text.split('"')
     parts[::2] = [p.replace("\r\n", "\n") for p in parts[::2]]
@@ -131,7 +131,7 @@ def _lf_rows(text: str) -> str:
 
 
 def frame_csv(frame, *, index: bool = False, float_format: str | None = None) -> str:
-    """DataFrame `frame` as CSV text: cells neutralised (`neutralise_frame`), ``\n`` row ends."""
+    """DataFrame `frame` as CSV text: cells neutralised (`neutralise_frame`), LF row ends."""
     text = neutralise_frame(frame).to_csv(
         index=index, float_format=float_format, lineterminator="\r\n"
     )
