@@ -373,7 +373,7 @@ def _check_files(
             if panel is not None:
                 panel.columns(sample, need)
         except CytokitError as exc:
-            problems.append(f"{row.file}: {exc}")
+            problems.append(str(exc))
         layout = tuple((c.name, c.marker) for c in sample.channels)
         if strategy is None or layout in layouts:
             continue
