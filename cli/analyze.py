@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from cytokit.cli._options import check_scheduler
+
 
 def run_analysis(
     study: Path,
@@ -15,8 +17,12 @@ def run_analysis(
     workers: int | None = None,
     scheduler: str | None = None,
     report: bool = True,
+    strict: bool = False,
 ) -> int:
     """Analyse `study` into `out` with progress on stderr; return the exit code.
+
+    0 when the analysis finished (files that failed are in ``failures.csv``
+    and the report), or 3 with `strict` when any file failed.
 
     The study is checked first (every problem in one error, before any gating);
     then the plots and report.html are built from the results (`cytokit.report`).
@@ -54,7 +60,7 @@ def run_analysis(
         )
     if report:
         _report(out)
-    return 0
+    return 3 if strict and len(results.failures) else 0
 
 
 def _compile_notice() -> None:
@@ -93,10 +99,14 @@ def register(app: typer.Typer) -> None:
         scheduler: str = typer.Option(
             None,
             "--scheduler",
+            callback=check_scheduler,
             help="processes (default), threads, serial, or a Dask scheduler address tcp://HOST:PORT.",
         ),
         report: bool = typer.Option(
             True, "--report/--no-report", help="Build the plots and report.html afterwards."
+        ),
+        strict: bool = typer.Option(
+            False, "--strict", help="Exit with status 3 when any file failed (default: 0)."
         ),
     ) -> None:
         """Run the whole job on a study folder: gate, chimerism, trends, clustering, report.
@@ -104,7 +114,10 @@ def register(app: typer.Typer) -> None:
         The study is checked first (every problem at once); then every file is gated,
         and chimerism, absolute counts, phenotype, trends, clustering, plots and
         report.html follow. Finished files are kept in OUT/results.sqlite: a rerun
-        resumes where it stopped."""
-        code = run_analysis(study, out, workers=workers, scheduler=scheduler, report=report)
+        resumes where it stopped. A file that fails is listed in OUT/failures.csv
+        and the report; with --strict the command then exits with status 3."""
+        code = run_analysis(
+            study, out, workers=workers, scheduler=scheduler, report=report, strict=strict
+        )
         if code:
             raise typer.Exit(code)

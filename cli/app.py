@@ -1,16 +1,25 @@
 """The ``cytokit`` command: one module per command, each a thin shell over the library.
 
 Exit codes: 0 success; 1 a cytokit error (one line on stderr naming the file and
-the fix; ``--debug`` shows the traceback); 2 a usage error. Progress goes to stderr.
+the fix; ``--debug`` shows the traceback); 2 a usage error (one line); 3 the
+batch finished but some files failed (only with ``--strict``). Progress goes to
+stderr. Anything else that goes wrong is a bug: it is reported in one line as an
+internal error, exit 1, and ``--debug`` shows its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
 
 from cytokit.errors import CytokitError
+
+try:  # typer 0.2x runs on its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer runs on click itself
+    from click import exceptions as click_errors
 
 app = typer.Typer(
     name="cytokit",
@@ -21,6 +30,16 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
+
+#: OSErrors that are the machine's answer, not cytokit's mistake: no check made
+#: beforehand can rule them out, so they are reported like a cytokit error.
+_SYSTEM_REFUSALS = {
+    errno.EACCES: "check its permissions, or choose another folder",
+    errno.EPERM: "check its permissions, or choose another folder",
+    errno.EROFS: "choose a folder on a writable file system",
+    errno.ENOSPC: "free some space, or choose a folder on another disk",
+    errno.EDQUOT: "free some space, or choose a folder on another disk",
+}
 
 
 @app.callback()
@@ -40,24 +59,73 @@ def _register() -> None:
 _register()
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _error(message: str, code: int) -> int:
+    typer.echo(f"cytokit: {message}", err=True)
+    return code
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Run the command line on `argv` and return the exit code (testable; never exits)."""
+    """Run the command line on `argv` and return the exit code (testable; never exits).
+
+    Every failure ends in one line on stderr starting with ``cytokit:``: a
+    usage error (exit 2), a cytokit error or a refusal of the system such as
+    a full disk (exit 1; a study with several problems lists them on the
+    indented lines that follow), or an internal error (exit 1), which is a bug
+    to report. ``--debug`` re-raises instead, for the traceback.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    _state["debug"] = False
+
+    def debug() -> bool:
+        return _state["debug"] or "--debug" in args
+
     try:
-        app(args=args, prog_name="cytokit")
-    except SystemExit as exc:  # Typer ends every run, successful or not, this way
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+        code = app(args=args, prog_name="cytokit", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # no command: the help, then why
+        where = exc.ctx.command_path if exc.ctx is not None else "cytokit"
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+        return _error(f"usage error: no command given (see `{where} --help`)", 2)
+    except click_errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "cytokit"
+        return _error(f"usage error: {_one_line(exc.format_message())} (see `{where} --help`)", 2)
+    except click_errors.ClickException as exc:  # a file option click could not open
+        return _error(f"error: {_one_line(exc.format_message())}", exc.exit_code or 1)
+    except typer.Abort:  # end of input at a prompt
+        return _error("aborted", 1)
     except CytokitError as exc:
-        if "--debug" in args:
+        if debug():
             raise
-        message = str(exc).strip() or type(exc).__name__
-        typer.echo(f"cytokit: error: {message}", err=True)
-        return 1
+        first, *more = (str(exc).strip() or type(exc).__name__).splitlines()
+        # a list under the message (a study's problems) stays indented under its one line
+        return _error("\n".join([f"error: {first}", *(f"  {m.lstrip()}" for m in more)]), 1)
     except KeyboardInterrupt:
-        typer.echo("cytokit: interrupted", err=True)
-        return 130
-    return 0
+        return _error("interrupted", 130)
+    except OSError as exc:
+        if debug():
+            raise
+        if exc.errno not in _SYSTEM_REFUSALS:
+            return _internal(exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = exc.strerror or _one_line(exc)
+        return _error(f"error: {where}{reason}; {_SYSTEM_REFUSALS[exc.errno]}", 1)
+    except Exception as exc:
+        if debug():
+            raise
+        return _internal(exc)
+    return code if isinstance(code, int) else 0
+
+
+def _internal(exc: BaseException) -> int:
+    detail = _one_line(exc)[:300]
+    return _error(
+        f"internal error: {type(exc).__name__}{': ' + detail if detail else ''}; this is a bug "
+        "in cytokit: run the same command with `cytokit --debug ...` and report the traceback",
+        1,
+    )
 
 
 def main() -> None:

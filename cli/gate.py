@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from cytokit.cli._options import check_scheduler
 from cytokit.errors import CytokitError
 
 #: Suffixes of strategy files (`cytokit.gating.load_strategy`); anything else is an FCS argument.
@@ -48,6 +49,7 @@ def run_gate(
     compensation: str | None = None,
     statistics: bool = True,
     retry_failures: bool = False,
+    strict: bool = False,
 ) -> int:
     """Gate `files` into `out` with a progress bar on stderr; return the exit code.
 
@@ -55,6 +57,9 @@ def run_gate(
     read and applied with the study's panel, transform, compensation and gating
     seed, as ``cytokit analyze`` does; `files` default to the manifest's files.
     `compensation` (default ``file``) cannot be combined with `study`.
+
+    0 when the batch finished (files that failed are in ``failures.csv``), or
+    3 with `strict` when any file failed. None gated at all is a `CytokitError`.
     """
     from cytokit.cli._progress import batch_progress
     from cytokit.gatebatch import GateTask, expand_files, gate_files
@@ -107,6 +112,8 @@ def run_gate(
                 f"none of the {len(paths)} file(s) could be gated; first: {first.path} "
                 f"({first.stage}): {first.reason}"
             )
+        if strict:
+            return 3
     return 0
 
 
@@ -143,6 +150,7 @@ def register(app: typer.Typer) -> None:
         scheduler: str = typer.Option(
             None,
             "--scheduler",
+            callback=check_scheduler,
             help="A Dask scheduler tcp://HOST:PORT (workers read the files themselves), "
             "or processes, threads, serial.",
         ),
@@ -159,6 +167,9 @@ def register(app: typer.Typer) -> None:
         retry_failures: bool = typer.Option(
             False, "--retry-failures", help="Try files that failed with a cytokit error again."
         ),
+        strict: bool = typer.Option(
+            False, "--strict", help="Exit with status 3 when any file failed (default: 0)."
+        ),
     ) -> None:
         """Gate many FCS files with one strategy: per-file, per-gate counts and statistics.
 
@@ -168,7 +179,9 @@ def register(app: typer.Typer) -> None:
         gives each file the counts cytokit analyze gives it.
 
         Finished files are kept in OUT/results.sqlite: running the same command
-        again skips them, so an interrupted batch resumes where it stopped.
+        again skips them, so an interrupted batch resumes where it stopped. A file
+        that fails is listed in OUT/failures.csv and the batch goes on; with
+        --strict the command then exits with status 3.
         """
         code = run_gate(
             strategy,
@@ -180,6 +193,7 @@ def register(app: typer.Typer) -> None:
             compensation=compensation,
             statistics=stats,
             retry_failures=retry_failures,
+            strict=strict,
         )
         if code:
             raise typer.Exit(code)

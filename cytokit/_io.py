@@ -1,16 +1,43 @@
 """Small file helpers: every output is written atomically (temporary file, then rename),
-with the permissions the umask allows (as `open` gives)."""
+with the permissions the umask allows (as `open` gives).
+
+Every CSV cytokit writes is safe to open in a spreadsheet: a text cell that a
+spreadsheet would run as a formula (one starting with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return: the OWASP "CSV injection" rule) is written
+with a single quote in front (`neutralise_cell`); numbers, and text that is a
+plain decimal number such as ``-7``, are written as they are. Reading a
+cytokit CSV back, `restore_cell` removes exactly the quotes `neutralise_cell`
+added, so the round trip gives the raw value. To keep that exact, a value
+that itself starts with quotes followed by one of those characters (``'=x``)
+gets one more quote. JSON and the results store keep raw values.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_csv"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "frame_csv",
+    "neutralise_cell",
+    "neutralise_frame",
+    "restore_cell",
+    "restore_frame",
+    "write_csv",
+]
+
+#: Leading characters that make a spreadsheet read a cell as a formula (OWASP).
+FORMULA_CHARS = "=+-@\t\r"
+_NEUTRALISE = re.compile(f"'*[{re.escape(FORMULA_CHARS)}]")  # the danger, or quotes before it
+_NEUTRALISED = re.compile(f"'+[{re.escape(FORMULA_CHARS)}]")  # a cell a quote was added to
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
@@ -55,15 +82,96 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def neutralise_cell(value):
+    """`value` as a CSV cell that no spreadsheet runs as a formula.
+
+    A string starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return
+    (after any leading single quotes) gets a single quote in front, unless it
+    is a plain decimal number (``-7``, ``+1.5e3``), which no spreadsheet runs.
+    Anything else, numbers included, is returned unchanged.
+    """
+    if isinstance(value, str) and _NEUTRALISE.match(value) and not _DECIMAL.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def restore_cell(value):
+    """The raw value of a cell `neutralise_cell` wrote: the quote it added removed.
+
+    Only a string of one or more single quotes followed by ``=``, ``+``,
+    ``-``, ``@``, tab or carriage return loses its first quote; any other
+    value, a negative number stored as text included, is returned unchanged.
+    """
+    if isinstance(value, str) and _NEUTRALISED.match(value):
+        return value[1:]
+    return value
+
+
+def _text_columns(frame) -> list[int]:
+    return [
+        i
+        for i, dtype in enumerate(frame.dtypes)
+        if dtype.kind == "O" or getattr(dtype, "name", "") == "string"
+    ]
+
+
+def _map_frame(frame, cell):
+    out = frame.copy()
+    for i in _text_columns(out):
+        out.isetitem(i, out.iloc[:, i].map(cell, na_action="ignore"))
+    out.columns = out.columns.map(cell)
+    if out.index.dtype.kind == "O":
+        out.index = out.index.map(cell)
+    if out.index.name is not None:
+        out.index.name = cell(out.index.name)
+    return out
+
+
+def neutralise_frame(frame):
+    """A copy of DataFrame `frame` ready for ``to_csv``: `neutralise_cell` on every text
+    cell, column name and index label; numeric columns untouched."""
+    return _map_frame(frame, neutralise_cell)
+
+
+def restore_frame(frame):
+    """The inverse of `neutralise_frame` on a frame read from a cytokit CSV (`restore_cell`)."""
+    return _map_frame(frame, restore_cell)
+
+
+def _lf_rows(text: str) -> str:
+    """CSV text written with CRLF row ends, with LF row ends instead.
+
+    The csv writers quote a cell holding a line break only if the break is in
+    their line terminator, so tables are written with CRLF (a cell holding a
+    lone carriage return would otherwise be left bare and start a new row in a
+    spreadsheet) and the row ends are then rewritten. Outside quotes, a CRLF
+    can only be a row end: no bare cell holds a quote or a line break.
+    """
+    parts = text.split('"')
+    parts[::2] = [p.replace("\r\n", "\n") for p in parts[::2]]
+    return '"'.join(parts)
+
+
+def frame_csv(frame, *, index: bool = False, float_format: str | None = None) -> str:
+    """DataFrame `frame` as CSV text: cells neutralised (`neutralise_frame`), LF row ends."""
+    text = neutralise_frame(frame).to_csv(
+        index=index, float_format=float_format, lineterminator="\r\n"
+    )
+    return _lf_rows(text)
+
+
 def write_csv(
     path: str | Path, rows: Iterable[Mapping[str, object]], columns: Sequence[str]
 ) -> Path:
-    """Write `rows` (mappings) as CSV with exactly `columns`, atomically."""
+    """Write `rows` (mappings) as CSV with exactly `columns`, atomically.
+
+    Text cells and column names are neutralised (`neutralise_cell`); None is an empty cell.
+    """
     buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow([neutralise_cell(c) for c in columns])
     writer = csv.DictWriter(
-        buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+        buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\r\n"
     )
-    writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    return atomic_write_text(path, buf.getvalue())
+        writer.writerow({k: ("" if v is None else neutralise_cell(v)) for k, v in row.items()})
+    return atomic_write_text(path, _lf_rows(buf.getvalue()))

@@ -56,8 +56,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         )
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise StudyError(f"{path}: not UTF-8 text ({exc}); save it as UTF-8") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 by definition
+        line = raw[: exc.start].count(b"\n") + 1
+        raise StudyError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+            "save the file as UTF-8"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -105,6 +105,7 @@ from pathlib import Path
 import pandas as pd
 
 import cytokit
+from cytokit._outdir import output_folder
 from cytokit.errors import StudyError
 from cytokit.measure import MeasureTask
 from cytokit.passtwo import PatientTables, cluster_tables, patient_tables, trend_tables
@@ -247,6 +248,8 @@ def analyze(
     StudyError
         The study has problems (all listed), or two manifest lines name files
         with the same content (checked before any gating).
+    CytokitError
+        `out` is a file, or a name the results take in it is (before any gating).
     """
     from cytokit.batch import hash_files, run_batch
     from cytokit.store import ResultsStore
@@ -257,8 +260,11 @@ def analyze(
         study = load_study(study.root, strategy=strategy)
     task = make_task(study)
     with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp:
-        folder = Path(out) if out is not None else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
+        if out is None:
+            folder = Path(tmp)
+        else:  # checked before gating: a bad --out must not cost the whole batch
+            names = (*(f"{name}.csv" for name in TABLES), "study.json", "results.sqlite")
+            folder = output_folder(out, files=names, folders=("qc",))
         with ResultsStore(folder / "results.sqlite") as store:
             files = [str(r.file) for r in study.rows]
             # a copy of a file listed as another sample would count one measurement twice;

@@ -37,6 +37,7 @@ import pandas as pd
 
 from cytokit import kernels as K
 from cytokit._io import write_csv
+from cytokit._outdir import output_folder
 from cytokit.batch import BatchReport, run_batch, stage
 from cytokit.errors import CytokitError
 from cytokit.gating import GatingResult, GatingStrategy, load_strategy
@@ -426,7 +427,8 @@ def gate_files(
     files : iterable of path
         FCS files (see `expand_files` for folders and patterns).
     out : path
-        Output folder (created).
+        Output folder (created; a file there, or a folder named like a table,
+        is an error before any file is gated).
     workers, scheduler, progress, retry_failures
         As for `cytokit.batch.run_batch`.
 
@@ -440,8 +442,8 @@ def gate_files(
     else:
         task = GateTask(strategy, compensation=compensation, statistics=statistics)
     statistics = task.statistics
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    tables = ("counts.csv", "statistics.csv", "failures.csv", STORE_NAME)
+    out = output_folder(out, files=tables)  # before the batch, not after it
     with ResultsStore(out / STORE_NAME) as store:
         report = run_batch(
             files,

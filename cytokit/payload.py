@@ -107,18 +107,46 @@ def encode_payload(payload: Mapping[str, object]) -> dict[str, tuple[str, bytes]
     return out
 
 
-def decode_item(kind: str, data: bytes):
-    """The object an encoded item holds (see `encode_payload`)."""
-    if kind == "array":
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    if kind == "value":
-        return json.loads(data)
-    if kind == "frame":
+def decode_item(kind: str, data: bytes, *, where: str = "results store item"):
+    """The object an encoded item holds (see `encode_payload`).
+
+    Parameters
+    ----------
+    kind : {"frame", "array", "value"}
+    data : bytes
+    where : str
+        Names the item in errors (the store file and the item).
+
+    Raises
+    ------
+    CytokitError
+        `data` is not an item of that kind (the store was damaged on disk),
+        or `kind` is unknown.
+    """
+    if kind not in ("array", "value", "frame"):
+        raise CytokitError(f"{where}: of unknown kind {kind!r}; is the store newer?")
+    try:
+        if kind == "array":
+            return np.load(io.BytesIO(data), allow_pickle=False)
         doc = json.loads(data)
-        cols = {}
-        for name, dtype, values in zip(doc["columns"], doc["dtypes"], doc["data"], strict=True):
-            cols[name] = pd.Series(values, dtype=None if dtype == "object" else dtype)
-            if dtype == "object":
-                cols[name] = cols[name].astype(object)
-        return pd.DataFrame(cols, columns=doc["columns"])
-    raise CytokitError(f"results store item of unknown kind {kind!r}; is the store newer?")
+        return doc if kind == "value" else _frame(doc)
+    except (ValueError, TypeError, EOFError, OSError) as exc:  # UnicodeDecodeError included
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise CytokitError(
+            f"{where}: damaged, not a stored {kind} ({reason}); delete the results store (its "
+            "files are processed again) or use another output folder"
+        ) from exc
+
+
+def _frame(doc) -> pd.DataFrame:
+    keys = ("columns", "dtypes", "data")
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in keys):
+        raise ValueError(f"a frame needs the lists {', '.join(keys)}")
+    cols = {}
+    for name, dtype, values in zip(doc["columns"], doc["dtypes"], doc["data"], strict=True):
+        if not isinstance(values, list):
+            raise ValueError(f"column {name!r} holds no list of values")
+        cols[name] = pd.Series(values, dtype=None if dtype == "object" else dtype)
+        if dtype == "object":
+            cols[name] = cols[name].astype(object)
+    return pd.DataFrame(cols, columns=doc["columns"])

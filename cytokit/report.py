@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit._io import atomic_write_bytes, atomic_write_text
+from cytokit._outdir import output_folder
 from cytokit.errors import CytokitError
 from cytokit.results import Results, load_results
 
@@ -409,8 +410,9 @@ def build_report(
     Raises
     ------
     CytokitError
-        The folder is not a results folder (naming the files missing), or
-        in-memory results were given without `out_dir`.
+        The folder is not a results folder (naming the files missing), a file
+        of it cannot be read, `out_dir` is a file or holds a folder named
+        ``report.html``, or in-memory results were given without `out_dir`.
     """
     from cytokit.reportpage import report_html
 
@@ -423,7 +425,7 @@ def build_report(
         raise CytokitError(
             "these results were not written to a folder; give out_dir= to build_report"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out, files=("report.html",), folders=("plots", "plots/qc"))
     plots = write_plots(results, out, formats=formats, qc=qc)
     page = report_html(results, plots)
     return atomic_write_text(out / "report.html", page)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytokit._io import atomic_write_bytes, atomic_write_text
+from cytokit._io import atomic_write_bytes, atomic_write_text, frame_csv, restore_frame
 from cytokit.errors import CytokitError
 from cytokit.tablesjson import check_index, invalidate_index, write_index
 
@@ -155,8 +155,7 @@ def conform(frame: pd.DataFrame, columns) -> pd.DataFrame:
 
 
 def _csv_bytes(frame: pd.DataFrame, columns) -> bytes:
-    frame = conform(frame, columns)
-    return frame.to_csv(index=False, lineterminator="\n", float_format="%.10g").encode()
+    return frame_csv(conform(frame, columns), float_format="%.10g").encode()
 
 
 def _json_default(o):
@@ -190,16 +189,41 @@ def write_results(results: Results, out: str | Path) -> Path:
     return out
 
 
-def _read_csv(source) -> pd.DataFrame:
+def _unreadable(path: Path, what: str, exc: Exception) -> CytokitError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return CytokitError(
+        f"{path}: not {what} as `cytokit analyze` writes it ({reason}); run `cytokit analyze "
+        f"STUDY --out {path.parent}` again to rewrite the results folder"
+    )
+
+
+def _read_csv(path: Path, data: bytes) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(source, keep_default_na=True, dtype={"file": str, "patient": str})
+        frame = pd.read_csv(
+            io.BytesIO(data), keep_default_na=True, dtype={"file": str, "patient": str}
+        )
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
-    return frame
+    except (UnicodeDecodeError, ValueError, OSError) as exc:  # pandas' ParserError is a ValueError
+        raise _unreadable(path, "a CSV table", exc) from exc
+    return restore_frame(frame)
+
+
+def _read_study(path: Path, data: bytes) -> dict:
+    try:
+        study = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, OSError) as exc:  # JSONDecodeError is a ValueError
+        raise _unreadable(path, "JSON", exc) from exc
+    if not isinstance(study, dict):
+        raise _unreadable(path, "a JSON object", TypeError(f"it holds a {type(study).__name__}"))
+    return study
 
 
 def load_results(out: str | Path) -> Results:
     """Rebuild the `Results` of an analysis from its output folder.
+
+    Text cells of the tables come back raw (the quote that neutralised a
+    formula-like cell is removed, `cytokit._io.restore_cell`).
 
     Parameters
     ----------
@@ -211,7 +235,9 @@ def load_results(out: str | Path) -> Results:
     CytokitError
         The folder or its ``study.json`` / ``samples.csv`` is missing, or a
         file differs from the folder's index ``tables.json`` (or there is no
-        index): `cytokit.tablesjson.check_index`.
+        index): `cytokit.tablesjson.check_index`; or a file is not what
+        `cytokit.analyze` writes (not UTF-8, not CSV, a table without its
+        columns, not a JSON object). The message names the file.
     """
     out = Path(out)
     if not (out / "study.json").is_file() or not (out / "samples.csv").is_file():
@@ -224,10 +250,18 @@ def load_results(out: str | Path) -> Results:
         raise CytokitError(
             f"{out}: its tables.json does not list study.json; run `cytokit analyze` again"
         )
-    kw: dict = {"study": json.loads(checked["study.json"]), "out": out}
-    for name in TABLES:
+    kw: dict = {"study": _read_study(out / "study.json", checked["study.json"]), "out": out}
+    for name, columns in TABLES.items():
+        path = out / f"{name}.csv"
         data = checked.get(f"{name}.csv")
-        kw[name] = (
-            _read_csv(io.BytesIO(data)) if data is not None else pd.DataFrame(columns=TABLES[name])
-        )
+        kw[name] = _read_csv(path, data) if data is not None else pd.DataFrame(columns=columns)
+        missing = [c for c in columns if c not in kw[name].columns]
+        if missing:  # a damaged header would otherwise surface as a KeyError deep in the report
+            shown = ", ".join(missing[:5]) + (
+                f" and {len(missing) - 5} more" if missing[5:] else ""
+            )
+            raise CytokitError(
+                f"{path}: no column {shown}; the table is damaged or was not written by this "
+                f"cytokit: run `cytokit analyze STUDY --out {out}` again to rewrite it"
+            )
     return Results(**kw)

@@ -528,7 +528,13 @@ class ResultsStore:
             return None
         if problem:
             raise self._damaged(hash, task, problem)
-        return {name: decode_item(kind, data) for name, kind, data in rows}
+        return {
+            name: decode_item(kind, data, where=self._item_name(hash, name))
+            for name, kind, data in rows
+        }
+
+    def _item_name(self, hash: str, name: str) -> str:
+        return f"{self.path}: item {name!r} of the file with hash {hash[:12]}"
 
     def items(self, task: str, name: str, hashes: Iterable[str]) -> dict[str, object]:
         """Item `name` of every stored result of `task` among `hashes`: ``{hash: object}``.
@@ -551,7 +557,7 @@ class ResultsStore:
                 data = bytes(data)
                 if _item_checksum(h, task, name, kind, data) != checksum:
                     raise self._damaged(h, task, f"item {name!r} does not match its checksum")
-                out[h] = decode_item(kind, data)
+                out[h] = decode_item(kind, data, where=self._item_name(h, name))
         return out
 
     def frame(

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cytokit._io import restore_cell
 from cytokit._paths import open_regular, refusal, study_roots
 from cytokit._toml import load_toml
 from cytokit.errors import CytokitError, FCSError, StudyError
@@ -254,6 +255,8 @@ def _read_csv(
     if not rows:
         problems.append(f"{path}: empty; it needs a header line")
         return [], []
+    # a cell cytokit wrote with a quote against spreadsheet formulas is read as its raw value
+    rows = [[restore_cell(v) for v in values] for values in rows]
     header = [h.strip() for h in rows[0]]
     out = []
     for number, values in enumerate(rows[1:], start=2):
@@ -440,13 +443,14 @@ def _infusions(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list
 
 def _check_files(
     study_rows: Iterable[ManifestRow],
-    panel: Panel,
+    panel: Panel | None,
     markers: list[str],
     strategy,
     problems: list[str],
     unreadable: dict[Path, str],
 ) -> None:
-    """Open every file's header: markers resolve, gate channels exist (once per layout)."""
+    """Open every file's header: markers resolve (with a `panel`), gate channels exist
+    (once per layout)."""
     import warnings
 
     from cytokit.fcs import read_fcs
@@ -467,7 +471,8 @@ def _check_files(
         if row.donor_marker and row.donor_marker not in need:
             need.append(row.donor_marker)
         try:
-            panel.columns(sample, need)
+            if panel is not None:
+                panel.columns(sample, need)
         except CytokitError as exc:
             problems.append(str(exc))
         layout = tuple((c.name, c.marker) for c in sample.channels)
@@ -605,21 +610,27 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     problems: list[str] = []
     config: dict[str, Any] = {}
     toml = root / "study.toml"
+    toml_read = False
     why = refusal(toml, (root.resolve(),))  # it says where else the study may read
     if why:
         problems.append(f"{toml}: {why}")
     else:
         try:
             config = load_toml(toml)
+            toml_read = True
         except StudyError as exc:
             problems.append(str(exc))
     panel = Panel({})
+    # markers are checked against a [panel] that was read: without one, every marker
+    # would be a problem of its own, burying the one that matters
+    panel_read = False
     table = config.get("panel")
-    if config and not isinstance(table, dict):
+    if toml_read and not isinstance(table, dict):
         problems.append(f"{toml}: no [panel] table naming the channel of each marker")
-    elif table:
+    elif toml_read:
         try:
-            panel = Panel(table, source=str(toml))
+            panel = Panel(table, source=str(toml)) if table else panel
+            panel_read = True
         except CytokitError as exc:
             problems.append(str(exc))
     settings, found = parse_settings(config, str(toml)) if config else (StudySettings(), [])
@@ -649,7 +660,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     have = ", ".join(markers) or "none"
 
     def need(marker: str, where: str) -> None:
-        if marker not in panel:
+        if panel_read and marker not in panel:
             problems.append(f"{where}: marker {marker!r} is not in [panel] (panel has: {have})")
 
     if settings.donor_marker:
@@ -682,7 +693,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         strategy_path = root / settings.strategy
     unreadable: dict[Path, str] = {}
     if check_files:
-        _check_files(rows, panel, markers, gating, problems, unreadable)
+        _check_files(rows, panel if panel_read else None, markers, gating, problems, unreadable)
     if problems:
         raise StudyError(
             f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)

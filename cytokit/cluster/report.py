@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cytokit._io import atomic_write_text
+from cytokit._io import atomic_write_text, frame_csv
 from cytokit.cluster.flowsom import ClusteringError
 from cytokit.cluster.plots import (
     abundance_figure,
@@ -29,9 +28,7 @@ __all__ = ["report_section", "write_cluster_outputs"]
 
 
 def _csv(frame: pd.DataFrame, path: Path, *, index: bool = False) -> Path:
-    buf = io.StringIO()
-    frame.to_csv(buf, index=index, float_format="%.6g", lineterminator="\n")
-    return atomic_write_text(path, buf.getvalue())
+    return atomic_write_text(path, frame_csv(frame, index=index, float_format="%.6g"))
 
 
 def write_cluster_outputs(

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from cytokit._io import atomic_write_text, write_csv
+from cytokit._outdir import output_folder
 from cytokit.errors import StudyError
 from cytokit.fcs import write_fcs
 from cytokit.simulate import instrument as ins
@@ -211,6 +212,10 @@ def simulate_study(
             f"{out}: already holds a study ({old[0].relative_to(out)} ...); "
             "use overwrite=True (cytokit simulate --force) to replace it"
         )
+    # a folder where a table goes is found now, not after every file is simulated
+    output_folder(
+        out, files=("study.toml", "manifest.csv", "infusions.csv"), folders=("fcs", "truth")
+    )
     for p in old:
         p.unlink()
     (out / "fcs").mkdir(parents=True, exist_ok=True)

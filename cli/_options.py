@@ -1,0 +1,21 @@
+"""Checks of option values shared by several commands: a bad value is a usage error (exit 2)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def check_scheduler(value: str | None) -> str | None:
+    """``--scheduler``: processes, threads, serial, local, or a Dask address such as tcp://HOST:PORT.
+
+    Checked when the command line is read, not when the first file needs a
+    worker (a rerun with every file in the store would never look at it).
+    """
+    from cytokit._workers import SCHEDULERS
+
+    if value is None or value in (*SCHEDULERS, "local") or "://" in value:
+        return value
+    raise typer.BadParameter(
+        f"{value!r}: use one of {', '.join(SCHEDULERS)}, local, or a Dask scheduler address "
+        "tcp://HOST:PORT"
+    )

@@ -1,0 +1,70 @@
+"""Output folders, checked before any work so that a bad ``--out`` fails at once, in one line.
+
+A batch can run for hours before it writes its tables; an output folder that
+is a file, or a table name taken by a folder, must be found before the first
+file is gated, not at the last step as an ``IsADirectoryError``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from cytokit.errors import CytokitError
+
+__all__ = ["output_folder"]
+
+
+def output_folder(
+    path: str | os.PathLike, *, files: Iterable[str] = (), folders: Iterable[str] = ()
+) -> Path:
+    """Create `path` (with its parents) as an output folder and check the names to be written.
+
+    Parameters
+    ----------
+    path : path
+        The output folder: missing, or an existing folder.
+    files : iterable of str
+        Names of files that will be written into it: none may be a folder.
+    folders : iterable of str
+        Names of folders that will be written into it: none may be a file.
+
+    Returns
+    -------
+    Path
+        `path`, which now exists.
+
+    Raises
+    ------
+    CytokitError
+        `path` or one of its parents is a file, one of `files` is a folder or
+        one of `folders` is a file; the message names it and the fix.
+    """
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        inside = "" if existing == path else f" (it would hold the output folder {path})"
+        raise CytokitError(
+            f"{existing}: is a file, not a folder{inside}; give as output folder a new folder or "
+            "one cytokit wrote"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file appeared meanwhile
+        raise CytokitError(
+            f"{path}: cannot be created as a folder ({exc.strerror}); give another output folder"
+        ) from None
+    for name in files:
+        if (path / name).is_dir():
+            raise CytokitError(
+                f"{path / name}: is a folder, where cytokit writes its file {name}; move or "
+                "delete that folder, or give another output folder"
+            )
+    for name in folders:
+        if (path / name).exists() and not (path / name).is_dir():
+            raise CytokitError(
+                f"{path / name}: is a file, where cytokit writes its folder {name}/; move or "
+                "delete that file, or give another output folder"
+            )
+    return path
