@@ -21,7 +21,11 @@ DataFrame attribute of the same name.
     spillover, count_method (``beads``, ``lymphocytes``, ``wbc`` or empty),
     reference (its gate path), reference_events, reference_per_ul, sha256 (of
     the file), warnings (raised while gating, e.g. an adaptive gate that fell
-    back to its fixed position; "; "-joined).
+    back to its fixed position; "; "-joined), nonfinite_events (events dropped
+    for a NaN or infinite value in a channel the analysis reads; counts and
+    percentages are of the other events, `cytokit.finite`), nonfinite_values
+    (every channel holding such values: counts of NaN, +inf, -inf, "(not
+    read)" when nothing reads it).
 ``counts.csv``
     One row per file and gate: patient, day, file, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
@@ -65,8 +69,10 @@ DataFrame attribute of the same name.
     values; per population: the metaclusters matching it and precision,
     recall, F1 (`cytokit.cluster.cluster_study`).
 ``failures.csv``
-    file, patient, day, stage (``read``, ``panel``, ``gate``, ``measure``...),
-    kind, error, reason: every file that could not be processed.
+    file, patient, day, stage (``read``, ``panel``, ``values``, ``gate``,
+    ``measure``...), kind, error, reason: every file that could not be
+    processed. Stage ``values``: more than ``[qc] max_nonfinite`` (1 %) of its
+    events hold a NaN or an infinity in a channel the analysis reads.
 ``qc.csv`` and ``qc/<sample>.npz``
     One row per file and gate: patient, day, file, sample (the npz stem,
     `cytokit.results.sample_id`), gate_path, gate_id, parent_path, kind, dims
@@ -196,6 +202,7 @@ def make_task(study: Study) -> MeasureTask:
         cluster_markers=tuple(s.clustering.markers) if s.clustering else (),
         cluster_events=s.clustering.events if s.clustering else 0,
         seed=s.gating_seed,
+        max_nonfinite=s.max_nonfinite,
     )
 
 

@@ -9,7 +9,9 @@ the store:
 =======================  ==================================================================
 payload item             what
 =======================  ==================================================================
-``info``                 events, channels, fcs_version, cytometer, spillover source
+``info``                 events, channels, fcs_version, cytometer, spillover source,
+                         nonfinite_events (dropped, `cytokit.finite`)
+``nonfinite``            `cytokit.finite.NonFinite.as_dict`: non-finite values per channel
 ``counts``               `GatingResult.counts` (every gate)
 ``gates``                per gate: id, JSON geometry of the fitted gate, dimension labels
 ``qc:<gate id>``         ≤ `QC_POINTS` parent events in the gate's dimensions (float32)
@@ -30,7 +32,12 @@ payload item             what
 =======================  ==================================================================
 
 Stages reported on failure: ``read`` (the FCS file), ``panel`` (a marker's
-channel), ``gate`` (applying the strategy), ``measure``.
+channel), ``values`` (more non-finite values than ``[qc] max_nonfinite`` allows,
+`cytokit.finite`), ``gate`` (applying the strategy), ``measure``.
+
+Events with a NaN or infinite value in a channel the analysis reads (the
+gates', the markers' and the detectors compensated into them) are dropped
+before gating and counted (`cytokit.finite`).
 """
 
 from __future__ import annotations
@@ -47,13 +54,14 @@ import numpy as np
 import cytokit
 from cytokit.batch import stage
 from cytokit.density import Histogram, histogram_edges
+from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.phenotype import positivity_threshold
 from cytokit.qcdata import QC_POINTS, gate_points, gate_to_json
 
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 2
+MEASURE_VERSION = 3
 PARENT_ROW = "__parent__"
 
 
@@ -93,6 +101,9 @@ class MeasureTask:
         Threshold-parent events kept per file for clustering.
     seed : int
         Adaptive-gate fitting and subsampling seed (with the file name).
+    max_nonfinite : float
+        Largest fraction of events dropped for non-finite values before the
+        file fails (`cytokit.finite`).
     """
 
     strategy: object
@@ -109,6 +120,7 @@ class MeasureTask:
     cluster_markers: tuple = ()
     cluster_events: int = 20_000
     seed: int = 0
+    max_nonfinite: float = MAX_NONFINITE
     _digest: str = field(default="", repr=False, compare=False)
     kind = "analyze"
 
@@ -139,6 +151,7 @@ class MeasureTask:
             "cluster_events": self.cluster_events,
             "qc_points": QC_POINTS,
             "seed": self.seed,
+            "max_nonfinite": self.max_nonfinite,
         }
 
     def _make_key(self) -> str:
@@ -166,6 +179,19 @@ class MeasureTask:
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)
         seed = [self.seed, zlib.crc32(path.name.encode())]
+        n_file = sample.n_events
+        with stage("gate"):
+            dims = [
+                Dimension(sample.channels[columns[m]].name, compensation=comp_kind) for m in markers
+            ]
+            read = self.strategy.read_columns(sample, dims, compensation=self.compensation)
+        with stage("values"):
+            sample, nonfinite = drop_nonfinite(
+                sample,
+                read,
+                max_fraction=self.max_nonfinite,
+                hint="allow more with [qc] max_nonfinite in study.toml",
+            )
         with stage("gate"), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = self.strategy.apply(sample, compensation=self.compensation, seed=self.seed)
@@ -173,13 +199,15 @@ class MeasureTask:
             rng = np.random.default_rng(seed)
             payload: dict = {
                 "info": {
-                    "events": sample.n_events,
+                    "events": n_file,
+                    "nonfinite_events": nonfinite.events,
                     "channels": sample.n_channels,
                     "fcs_version": sample.version,
                     "cytometer": sample.keyword("$CYT", "") or "",
                     "spillover": sample.spillover.source if sample.spillover is not None else "",
                 },
                 "counts": result.counts,
+                "nonfinite": nonfinite.as_dict(),
                 "warnings": list(dict.fromkeys(str(w.message) for w in caught)),
             }
             gates = []

@@ -42,6 +42,7 @@ from cytokit.chimerism import (
 )
 from cytokit.counting import count_basis
 from cytokit.density import Histogram
+from cytokit.finite import NonFinite
 from cytokit.phenotype import phenotype_rows
 from cytokit.results import sample_id
 from cytokit.trends import TREND_COLUMNS, cohort_summary, trend_row
@@ -126,6 +127,8 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
                 "reference_per_ul": basis.reference_per_ul if basis.method else None,
                 "sha256": digest,
                 "warnings": "; ".join(p.get("warnings", [])),
+                "nonfinite_events": info.get("nonfinite_events", 0),
+                "nonfinite_values": NonFinite.from_dict(p.get("nonfinite")).summary(),
             }
         )
         pop_of = {v: k for k, v in paths.items()}

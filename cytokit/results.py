@@ -26,7 +26,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "samples": (
         "patient", "day", "file", "stratum", "sample_type", "events", "channels",
         "fcs_version", "cytometer", "spillover", "count_method", "reference",
-        "reference_events", "reference_per_ul", "sha256", "warnings",
+        "reference_events", "reference_per_ul", "sha256", "warnings", "nonfinite_events",
+        "nonfinite_values",
     ),
     "counts": (
         "patient", "day", "file", "population", "gate_path", "gate_id", "parent_path", "depth",
