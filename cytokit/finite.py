@@ -24,9 +24,10 @@ The rule, applied to every file by `cytokit.analyze` and ``cytokit gate``:
 
 Values in channels nothing reads (e.g. Time when no gate uses it) are counted
 and reported but drop no event. The count is one pass over the events
-(`cytokit.kernels.nonfinite_counts`, ~15 ms per million events of 11
-channels); the copy of the finite events is made only when there is
-something to drop.
+(`cytokit.kernels.nonfinite_counts`): 15-40 ms per million events of 11
+float32 channels on the shared 2-core machine, against 130-190 ms to read
+such a file and ~300 ms to gate it. The copy of the finite events
+(`cytokit.kernels.finite_rows`) is made only when there is something to drop.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cytokit.errors import FCSError
-from cytokit.kernels import nonfinite_counts
+from cytokit.kernels import finite_rows, nonfinite_counts
 from cytokit.sample import Sample
 
 __all__ = ["MAX_NONFINITE", "NonFinite", "drop_nonfinite", "scan_nonfinite"]
@@ -161,5 +162,7 @@ def drop_nonfinite(
             "measured: export the file again from the acquisition software"
             + (f", or {hint}" if hint else "")
         )
-    keep = np.isfinite(sample.events[:, read]).all(axis=1)
-    return dataclasses.replace(sample, events=np.ascontiguousarray(sample.events[keep])), found
+    mask = np.zeros(sample.n_channels, dtype=bool)
+    mask[read] = True
+    keep = finite_rows(sample.events, mask)
+    return dataclasses.replace(sample, events=np.compress(keep, sample.events, axis=0)), found

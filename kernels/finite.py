@@ -12,7 +12,7 @@ import numpy as np
 
 from ._config import jit
 
-__all__ = ["nonfinite_counts"]
+__all__ = ["finite_rows", "nonfinite_counts"]
 
 
 @jit
@@ -45,6 +45,41 @@ def _scan(events, read, counts):
         if row_bad:
             bad += 1
     return bad
+
+
+@jit
+def _finite_rows(events, read, keep):
+    n, k = events.shape
+    for i in range(n):
+        ok = True
+        for j in range(k):
+            if read[j] and not np.isfinite(events[i, j]):
+                ok = False
+                break
+        keep[i] = ok
+
+
+def finite_rows(events, read) -> np.ndarray:
+    """Bool (n_events,): the events without a non-finite value in a `read` channel.
+
+    Parameters
+    ----------
+    events : ndarray, shape (n_events, n_channels)
+        float32 or float64.
+    read : array_like of bool, shape (n_channels,)
+    """
+    ev = np.asarray(events)
+    mask = np.asarray(read, dtype=np.bool_)
+    if ev.ndim != 2 or mask.shape != (ev.shape[1],):
+        raise ValueError(
+            f"events of shape {ev.shape} and read of shape {mask.shape}: expected 2-D events "
+            "and one flag per channel"
+        )
+    keep = np.ones(ev.shape[0], dtype=np.bool_)
+    if ev.dtype.kind in "biu" or ev.shape[0] == 0:
+        return keep
+    _finite_rows(ev, mask, keep)
+    return keep
 
 
 def nonfinite_counts(events, read=None) -> tuple[np.ndarray, int]:

@@ -23,7 +23,7 @@ from cytokit.errors import FCSError
 from cytokit.fcs import read_fcs, write_fcs
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite, scan_nonfinite
 from cytokit.gatebatch import GateTask, gate_files
-from cytokit.kernels import nonfinite_counts
+from cytokit.kernels import finite_rows, nonfinite_counts
 from cytokit.simulate import PatientSpec, StudyDesign, simulate_sample
 
 KINDS = (np.nan, np.inf, -np.inf)
@@ -50,6 +50,7 @@ def test_kernel_counts_match_numpy(dtype, seed):
     ]
     assert events == int((~np.isfinite(ev[:, read])).any(axis=1).sum())
     assert nonfinite_counts(ev)[1] == int((~np.isfinite(ev)).any(axis=1).sum())
+    assert np.array_equal(finite_rows(ev, read), np.isfinite(ev[:, read]).all(axis=1))
 
 
 def test_kernel_edge_cases():
