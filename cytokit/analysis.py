@@ -25,7 +25,9 @@ DataFrame attribute of the same name.
     for a NaN or infinite value in a channel the analysis reads; counts and
     percentages are of the other events, `cytokit.finite`), nonfinite_values
     (every channel holding such values: counts of NaN, +inf, -inf, "(not
-    read)" when nothing reads it).
+    read)" when nothing reads it), donor_marker_check (``usable``,
+    ``failed``; empty without a donor marker) and donor_marker_note (why it
+    failed; `cytokit.markercheck`).
 ``counts.csv``
     One row per file and gate: patient, day, file, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
@@ -36,7 +38,10 @@ DataFrame attribute of the same name.
     sample_type, population, gate_path, events, donor_events,
     recipient_events, donor_pct, ci_low, ci_high (95 % binomial interval,
     percent), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
-    ``not_quantifiable``, ``not_detected``; `cytokit.chimerism`).
+    ``not_quantifiable``, ``not_detected``; `cytokit.chimerism`; or
+    ``marker_failed``: the sample's donor marker is unusable,
+    `cytokit.markercheck`, and every donor value is empty), note (why, for
+    ``marker_failed``).
 ``thresholds.csv``
     One row per file and marker threshold: patient, day, file, marker, purpose
     (``donor`` or ``phenotype``), parent (gate path the threshold was placed

@@ -19,6 +19,8 @@ payload item             what
 ``hist:<marker>``        int64 (n_populations + 1, n_bins): histogram of the threshold parent
                          (row 0) and of each study population (rows in `populations` order)
 ``anchors``              per donor marker: median of the bead gate's events (drift anchor)
+``pileup``               per donor marker: `cytokit.markercheck.value_pileup` of the
+                         threshold parent's stored values (a constant or saturated detector)
 ``pheno:<population>``   float32 (n, n_donor + n_phenotype): donor markers (transformed) then
                          phenotype markers (compensated scale) of ≤ max_events events
 ``pheno_thresholds``     per phenotype marker: positivity threshold (scale and transformed)
@@ -55,6 +57,7 @@ import cytokit
 from cytokit.batch import stage
 from cytokit.density import Histogram, histogram_edges
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
+from cytokit.markercheck import value_pileup
 from cytokit.phenotype import positivity_threshold
 from cytokit.qcdata import QC_POINTS, gate_points, gate_to_json
 
@@ -241,6 +244,10 @@ class MeasureTask:
                 transformed[:, j] = scale[:, j] if t is None else t.apply(scale[:, j])
             local = [mask[rows] for mask in masks]
             self._donor_items(payload, result, sample, transformed, at, local, comp_kind, channel)
+            parent_rows = rows[local[0]]
+            payload["pileup"] = {
+                m: value_pileup(sample.events[parent_rows, columns[m]]) for m in self.donor_markers
+            }
             self._phenotype_items(payload, scale, transformed, at, local, rng)
             if self.cluster_markers:
                 self._cluster_items(payload, transformed, at, local, rng)
