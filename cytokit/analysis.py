@@ -6,7 +6,9 @@ engine (pass 1: counts, donor-marker histograms, phenotype values, QC data per
 file, stored in ``OUT/results.sqlite`` so a rerun resumes), then computes the
 study-level tables from those payloads (pass 2: donor-marker thresholds
 calibrated per patient, chimerism, absolute counts, phenotype, trends,
-clustering) and writes them into ``OUT``.
+clustering), checks the tables' invariants (`cytokit.invariants`: a violation
+is a bug and raises instead of writing a wrong table) and writes them into
+``OUT``.
 
 Results contract (what ``cytokit report OUT`` and notebooks read)
 ------------------------------------------------------------------
@@ -110,6 +112,7 @@ import pandas as pd
 
 import cytokit
 from cytokit.errors import StudyError
+from cytokit.invariants import check_results
 from cytokit.measure import MeasureTask
 from cytokit.passtwo import PatientTables, cluster_tables, patient_tables, trend_tables
 from cytokit.results import TABLES, Results, conform, load_results, write_results
@@ -349,6 +352,7 @@ def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) 
     )
     for name, columns in TABLES.items():
         setattr(results, name, conform(getattr(results, name), columns))
+    check_results(results)  # a broken invariant is a bug: no table is written
     return results
 
 
