@@ -42,9 +42,10 @@ The rule (`check_donor_marker`, per patient)
 3. **Beads** (with a bead gate, in at least three of the patient's samples):
    counting beads are the same particles every day, so their median on the
    marker moves only with the detector's gain. A sample whose beads read more
-   than `BEAD_WIDTHS` (6) recipient peak widths from the patient's median (a
-   5-10 fold gain change) has a dead, saturated or re-wired detector; the
-   bead position also re-anchors drift in rule 2, so a broken one must not.
+   than `BEAD_WIDTHS` (6) peak widths (the median width of the samples' main
+   peaks; a 5-10 fold gain change) from the patient's median bead position
+   has a dead, saturated or re-wired detector. (This is checked before rule
+   2, which re-anchors drift on the beads: a broken bead position must not.)
 4. The pile-up rule needs `MIN_PILEUP_EVENTS` (20) parent events, the mode
    rule `MIN_EVENTS` (200): with fewer, modes are not reliable and the sample
    is neither judged nor a reference. A patient without reference samples
@@ -90,7 +91,7 @@ MIN_PILEUP_EVENTS = 20
 TOLERANCE = 1.0 / 3.0
 #: Without a separation: recipient peak widths a single mode may lie off the recipient side.
 WIDTHS = 3.0
-#: Beads (the same particles every day) may read this many recipient peak widths from the
+#: Beads (the same particles every day) may read this many peak widths from the
 #: patient's median bead intensity on the marker (about a 5-10 fold change of the gain).
 BEAD_WIDTHS = 6.0
 #: A sample with two modes is a reference when each side of their midpoint holds this share.
