@@ -142,7 +142,7 @@ def study_toml(design: StudyDesign) -> str:
         f'beads = "{BEAD_GATE}"' if design.beads else "# no counting beads: dual platform",
         "",
         "[chimerism]",
-        f"marker = {json.dumps(design.donor_markers[0])}  # per patient in manifest.csv",
+        f"marker = {json.dumps(design.donor_markers[0])}",
         f'donor_is = "{donor_is}"  # per patient in manifest.csv',
         "",
         "[qc]",
