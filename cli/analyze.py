@@ -51,6 +51,16 @@ def run_analysis(
         f"{time.perf_counter() - t0:.1f} s. Tables in {out}",
         err=True,
     )
+    samples = results.samples
+    if "donor_marker_check" in samples and (samples["donor_marker_check"] == "failed").any():
+        bad = samples[samples["donor_marker_check"] == "failed"]
+        first = bad.iloc[0]
+        typer.echo(
+            f"DONOR MARKER UNUSABLE in {len(bad)} file(s): no chimerism for them "
+            f"(samples.csv donor_marker_note); first: {first['file']}: "
+            f"{first['donor_marker_note']}",
+            err=True,
+        )
     if len(results.failures):
         first = results.failures.iloc[0]
         typer.echo(

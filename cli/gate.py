@@ -97,6 +97,8 @@ def run_gate(
     report = run.report
     fresh = len(report.done) - report.n_cached
     rate = f", {run.n_events / report.elapsed:,.0f} events/s" if fresh == len(report.done) else ""
+    if run.nonfinite_events:
+        rate += f"; {run.nonfinite_events:,} event(s) with NaN/inf values dropped"
     typer.echo(
         f"{len(report.done)} of {len(paths)} file(s) gated ({report.n_cached} from the store), "
         f"{len(report.failed)} failed, {report.elapsed:.1f} s{rate}; tables in {out}",

@@ -46,6 +46,7 @@ th { background: #eef1f4; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.not_detected { color: #7a828a; font-style: italic; }
 td.not_quantifiable { color: #7a5a00; }
+td.marker_failed { color: #a12622; background: #fbeaea; }
 figure { margin: .6em 0 1.2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e3e6ea; }
 figcaption { font-size: .85em; color: #5b6570; }

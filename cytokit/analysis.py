@@ -6,7 +6,9 @@ engine (pass 1: counts, donor-marker histograms, phenotype values, QC data per
 file, stored in ``OUT/results.sqlite`` so a rerun resumes), then computes the
 study-level tables from those payloads (pass 2: donor-marker thresholds
 calibrated per patient, chimerism, absolute counts, phenotype, trends,
-clustering) and writes them into ``OUT``.
+clustering), checks the tables' invariants (`cytokit.invariants`: a violation
+is a bug and raises instead of writing a wrong table) and writes them into
+``OUT``.
 
 Results contract (what ``cytokit report OUT`` and notebooks read)
 ------------------------------------------------------------------
@@ -22,7 +24,13 @@ DataFrame attribute of the same name.
     reference (its gate path), reference_events, reference_per_ul, sha256 (of
     the file), warnings (raised while gating, e.g. an adaptive gate that fell
     back to its fixed position, or a stored result of the file that failed
-    its checksum and was computed again; "; "-joined).
+    its checksum and was computed again; "; "-joined), nonfinite_events (events dropped
+    for a NaN or infinite value in a channel the analysis reads; counts and
+    percentages are of the other events, `cytokit.finite`), nonfinite_values
+    (every channel holding such values: counts of NaN, +inf, -inf, "(not
+    read)" when nothing reads it), donor_marker_check (``usable``,
+    ``failed``; empty without a donor marker) and donor_marker_note (why it
+    failed; `cytokit.markercheck`).
 ``counts.csv``
     One row per file and gate: patient, day, file, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
@@ -33,7 +41,10 @@ DataFrame attribute of the same name.
     sample_type, population, gate_path, events, donor_events,
     recipient_events, donor_pct, ci_low, ci_high (95 % binomial interval,
     percent), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
-    ``not_quantifiable``, ``not_detected``; `cytokit.chimerism`).
+    ``not_quantifiable``, ``not_detected``; `cytokit.chimerism`; or
+    ``marker_failed``: the sample's donor marker is unusable,
+    `cytokit.markercheck`, and every donor value is empty), note (why, for
+    ``marker_failed``).
 ``thresholds.csv``
     One row per file and marker threshold: patient, day, file, marker, purpose
     (``donor`` or ``phenotype``), parent (gate path the threshold was placed
@@ -66,8 +77,10 @@ DataFrame attribute of the same name.
     values; per population: the metaclusters matching it and precision,
     recall, F1 (`cytokit.cluster.cluster_study`).
 ``failures.csv``
-    file, patient, day, stage (``read``, ``panel``, ``gate``, ``measure``...),
-    kind, error, reason: every file that could not be processed.
+    file, patient, day, stage (``read``, ``panel``, ``values``, ``gate``,
+    ``measure``...), kind, error, reason: every file that could not be
+    processed. Stage ``values``: more than ``[qc] max_nonfinite`` (1 %) of its
+    events hold a NaN or an infinity in a channel the analysis reads.
 ``qc.csv`` and ``qc/<sample>.npz``
     One row per file and gate: patient, day, file, sample (the npz stem,
     `cytokit.results.sample_id`), gate_path, gate_id, parent_path, kind, dims
@@ -107,6 +120,7 @@ import pandas as pd
 import cytokit
 from cytokit._outdir import output_folder
 from cytokit.errors import StudyError
+from cytokit.invariants import check_results
 from cytokit.measure import MeasureTask
 from cytokit.passtwo import PatientTables, cluster_tables, patient_tables, trend_tables
 from cytokit.results import TABLES, Results, conform, load_results, write_results
@@ -205,6 +219,7 @@ def make_task(study: Study) -> MeasureTask:
         cluster_markers=tuple(s.clustering.markers) if s.clustering else (),
         cluster_events=s.clustering.events if s.clustering else 0,
         seed=s.gating_seed,
+        max_nonfinite=s.max_nonfinite,
     )
 
 
@@ -375,6 +390,7 @@ def _pass_two(study: Study, task: MeasureTask, store, report, out: Path | None) 
     )
     for name, columns in TABLES.items():
         setattr(results, name, conform(getattr(results, name), columns))
+    check_results(results)  # a broken invariant is a bug: no table is written
     return results
 
 

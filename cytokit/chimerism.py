@@ -74,7 +74,10 @@ Status counts **donor events** (the cells whose persistence is measured), with
 ``[qc] min_events`` = m: fewer than `DETECTION_EVENTS` (20) donor events is
 ``not_detected``, fewer than m ``not_quantifiable``, otherwise ``quantified``.
 A population with fewer than m events cannot reach m donor events, so it is
-never ``quantified``.
+never ``quantified``. A sample whose donor marker is unusable
+(`cytokit.markercheck`) gets ``marker_failed`` for every population instead,
+with the reason in ``note`` and no donor count, percentage or interval
+(`failed_row`): a failed measurement is never a 0 or a percentage.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ __all__ = [
     "DEFAULT_K",
     "DETECTION_EVENTS",
     "FALSE_POSITIVE_RATE",
+    "MARKER_FAILED",
     "POPULATION_MINORITY",
     "Calibration",
     "Histogram",
@@ -97,14 +101,18 @@ __all__ = [
     "calibrate",
     "chimerism_row",
     "chimerism_status",
+    "failed_row",
     "histogram_edges",
     "patient_thresholds",
     "place_threshold",
     "population_threshold",
+    "sample_modes",
 ]
 
 #: Fewer donor events than this: not detected.
 DETECTION_EVENTS = 20
+#: Status of every population of a sample whose donor marker is unusable.
+MARKER_FAILED = "marker_failed"
 #: Widths between a lone recipient mode and the threshold without calibration.
 DEFAULT_K = 4.0
 #: Recipient events a calibrated threshold lets through (pre-infusion sample).
@@ -198,7 +206,9 @@ def _modes(
     recipient side (the main mode would be the donor's) needs 2 % of all, and
     must lie within `tolerance` of `expected` (the recipient position a
     calibration predicts) when that is given: small bumps in the far tail of
-    a recipient peak are not a recipient mode beside a donor one.
+    a recipient peak are not a recipient mode beside a donor one. Of the
+    candidates, the one with most events beyond its valley wins; between
+    equals (the same valley), the taller.
     """
     f, bw = smooth(hist)
     found = peaks(f)
@@ -207,7 +217,7 @@ def _modes(
     main = int(found[np.argmax(f[found])])
     centres = hist.centres
     n = float(hist.total)
-    best, best_mass = None, 0.0
+    best, best_key = None, (0.0, 0.0)
     counts = hist.counts
     for p in found.tolist():
         if abs(p - main) < 3 * bw:
@@ -223,8 +233,10 @@ def _modes(
             enough = mass >= max(MIN_MODE_EVENTS, 0.02 * n)
             if expected is not None and abs(centres[p] - expected) > tolerance:
                 enough = False
-        if enough and mass > best_mass:
-            best, best_mass = p, mass
+        # candidates sharing a valley with the main mode have the same mass: the taller is the
+        # mode, not a noise bump in the sparse tail beyond it
+        if enough and (mass, f[p]) > best_key:
+            best, best_key = p, (mass, float(f[p]))
     return ([main] if best is None else [main, best]), f, bw
 
 
@@ -440,6 +452,36 @@ def place_threshold(
     return _place(hist, side, f, None, None, calibration, cal_day, "")
 
 
+def sample_modes(hist: Histogram, donor_side: int) -> tuple[float, float, float, float]:
+    """The modes of one sample on its own (no calibration), as `patient_thresholds` finds them.
+
+    Returns
+    -------
+    main, second, share, width : float
+        The tallest mode of the smoothed histogram; the second mode paired
+        with it (NaN when none); the share of the events on the second mode's
+        side of the midpoint between the two (NaN when none); the robust width
+        of the main mode, measured on its half away from the donor side. All
+        NaN without a mode.
+    """
+    side = 1 if donor_side > 0 else -1
+    nan = float("nan")
+    if hist.total == 0:
+        return nan, nan, nan, nan
+    modes, _, _ = _modes(hist, side)
+    if not modes:
+        return nan, nan, nan, nan
+    c = hist.centres
+    main = float(c[modes[0]])
+    width = _far_width(hist, modes[0], side)
+    if len(modes) == 1:
+        return main, nan, nan, width
+    second = float(c[modes[1]])
+    beyond = hist.above(0.5 * (main + second))
+    share = (beyond if second > main else hist.total - beyond) / hist.total
+    return main, second, share, width
+
+
 def population_threshold(threshold: Threshold, hist: Histogram) -> Threshold:
     """The cut of one population of a sample: its own valley, else the sample threshold.
 
@@ -506,4 +548,24 @@ def chimerism_row(
         "ci_low": 100.0 * float(low),
         "ci_high": 100.0 * float(high),
         "status": chimerism_status(donor_events, min_events),
+    }
+
+
+def failed_row(events: int, reason: str) -> dict:
+    """The chimerism of a population whose sample's donor marker is unusable: no donor value.
+
+    ``events`` is kept (the gating is not in question); donor and recipient
+    events, ``donor_pct`` and its interval are NaN, status `MARKER_FAILED`,
+    ``note`` the reason.
+    """
+    nan = float("nan")
+    return {
+        "events": int(events),
+        "donor_events": nan,
+        "recipient_events": nan,
+        "donor_pct": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "status": MARKER_FAILED,
+        "note": reason,
     }

@@ -17,6 +17,12 @@ gates use, not transformed), per population and fluorescence channel:
 `numpy.quantile`'s default (linear) method: the percentage a normal
 distribution's SD is of its median (FlowJo's definition; negative when the
 median is). NaN values are left out; a population without values gets NaN.
+
+Non-finite values follow `cytokit.finite`: an event with a NaN or an infinity
+in a channel the gates or the statistics read is dropped before gating (the
+root gates' ``parent_count`` is then the finite events), the number is in the
+payload (``nonfinite_events``) and `GateRun.nonfinite_events`, and a file with
+more than ``max_nonfinite`` (1 %) such events fails (stage ``values``).
 """
 
 from __future__ import annotations
@@ -40,7 +46,15 @@ from cytokit._io import write_csv
 from cytokit._outdir import output_folder
 from cytokit.batch import BatchReport, run_batch, stage
 from cytokit.errors import CytokitError
-from cytokit.gating import GatingResult, GatingStrategy, load_strategy
+from cytokit.finite import MAX_NONFINITE, drop_nonfinite
+from cytokit.gating import (
+    FCS,
+    UNCOMPENSATED,
+    Dimension,
+    GatingResult,
+    GatingStrategy,
+    load_strategy,
+)
 from cytokit.sample import Sample, Spillover
 from cytokit.store import ResultsStore
 
@@ -75,7 +89,7 @@ FAILURE_TABLE = ("file", "stage", "reason")
 RCV_LEVELS = (0.1587, 0.8413)
 STORE_NAME = "results.sqlite"
 # bump when GateTask's payload changes for the same inputs, so stored results are recomputed
-_TASK_VERSION = 1
+_TASK_VERSION = 2
 _SCRATCH = threading.local()
 _BLOCK = 1 << 16  # events per block when compensating for the statistics
 
@@ -218,11 +232,16 @@ class GateTask:
         Channels for the statistics (default `fluorescence_channels`).
     seed : int
         Seed of adaptive gates' subsampling (see `GatingStrategy.apply`).
+    max_nonfinite : float
+        Largest fraction of a file's events dropped for non-finite values
+        before the file fails (`cytokit.finite`).
 
     Notes
     -----
     The payload is ``{"counts": GatingResult.counts, "statistics": ...,
-    "n_events": int, "warnings": [str]}`` (warnings the reader raised).
+    "n_events": int, "nonfinite_events": int, "nonfinite": dict, "warnings":
+    [str]}`` (warnings the reader raised; ``n_events`` counts every event of
+    the file, ``nonfinite_events`` those dropped).
     ``key`` digests the strategy, the options, the payload version and the
     cytokit version: changing any of them recomputes stored files.
     """
@@ -237,6 +256,7 @@ class GateTask:
         statistics: bool = True,
         channels: Sequence[str] | None = None,
         seed: int = 0,
+        max_nonfinite: float = MAX_NONFINITE,
     ) -> None:
         if isinstance(strategy, (str, os.PathLike)):
             strategy = load_strategy(strategy)
@@ -247,6 +267,7 @@ class GateTask:
         self.statistics = bool(statistics)
         self.channels = None if channels is None else tuple(channels)
         self.seed = int(seed)
+        self.max_nonfinite = float(max_nonfinite)
         self.key = hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -315,6 +336,7 @@ class GateTask:
             "statistics": self.statistics,
             "channels": None if self.channels is None else list(self.channels),
             "seed": self.seed,
+            "max_nonfinite": self.max_nonfinite,
         }
 
     def describe(self) -> dict:
@@ -331,6 +353,13 @@ class GateTask:
             warnings.simplefilter("always")
             with stage("read"):
                 sample = read_fcs(path)
+        n_file = sample.n_events
+        with stage("gate"):
+            read = self.strategy.read_columns(
+                sample, self._statistics_dims(sample), compensation=self.compensation
+            )
+        with stage("values"):
+            sample, nonfinite = drop_nonfinite(sample, read, max_fraction=self.max_nonfinite)
         with stage("gate"):
             result = self.strategy.apply(
                 sample,
@@ -340,13 +369,24 @@ class GateTask:
             )
         payload: dict = {
             "counts": result.counts,
-            "n_events": sample.n_events,
+            "n_events": n_file,
+            "nonfinite_events": nonfinite.events,
+            "nonfinite": nonfinite.as_dict(),
             "warnings": [str(w.message) for w in caught],
         }
         if self.statistics:
             with stage("statistics"):
                 payload["statistics"] = population_statistics(result, self.channels)
         return payload
+
+    def _statistics_dims(self, sample: Sample) -> list[Dimension]:
+        """The statistics channels as dimensions (compensated where the matrix covers them)."""
+        if not self.statistics:
+            return []
+        spill = self.strategy.resolver(sample, self.compensation).spillover
+        names = fluorescence_channels(sample, spill) if self.channels is None else self.channels
+        comp = UNCOMPENSATED if spill is None else FCS
+        return [Dimension(n, compensation=comp) for n in names]
 
     def __repr__(self) -> str:
         return f"<GateTask {self.key[:12]} {self.strategy!r}>"
@@ -392,6 +432,8 @@ class GateRun:
     out: Path
     task: GateTask
     n_events: int = 0  #: events in the files gated (those taken from the store included)
+    #: events dropped for non-finite values (`cytokit.finite`), over the files gated
+    nonfinite_events: int = 0
 
 
 def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict]:
@@ -460,10 +502,12 @@ def gate_files(
         if statistics:
             stats = report.frame(store, "statistics").reindex(columns=list(STATISTICS_TABLE))
         events = store.items(task.key, "n_events", (f.hash for f in report.done))
+        dropped = store.items(task.key, "nonfinite_events", (f.hash for f in report.done))
     failures = report.failures_frame()[list(FAILURE_TABLE)]
     write_csv(out / "counts.csv", _rows(counts, COUNT_TABLE), COUNT_TABLE)
     if stats is not None:
         write_csv(out / "statistics.csv", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE)
     write_csv(out / "failures.csv", _rows(failures, FAILURE_TABLE), FAILURE_TABLE)
     n_events = sum(int(events[f.hash]) for f in report.done)
-    return GateRun(report, counts, stats, failures, out, task, n_events)
+    nonfinite = sum(int(dropped.get(f.hash, 0)) for f in report.done)
+    return GateRun(report, counts, stats, failures, out, task, n_events, nonfinite)

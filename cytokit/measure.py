@@ -9,7 +9,9 @@ the store:
 =======================  ==================================================================
 payload item             what
 =======================  ==================================================================
-``info``                 events, channels, fcs_version, cytometer, spillover source
+``info``                 events, channels, fcs_version, cytometer, spillover source,
+                         nonfinite_events (dropped, `cytokit.finite`)
+``nonfinite``            `cytokit.finite.NonFinite.as_dict`: non-finite values per channel
 ``counts``               `GatingResult.counts` (every gate)
 ``gates``                per gate: id, JSON geometry of the fitted gate, dimension labels
 ``qc:<gate id>``         ≤ `QC_POINTS` parent events in the gate's dimensions (float32)
@@ -17,6 +19,8 @@ payload item             what
 ``hist:<marker>``        int64 (n_populations + 1, n_bins): histogram of the threshold parent
                          (row 0) and of each study population (rows in `populations` order)
 ``anchors``              per donor marker: median of the bead gate's events (drift anchor)
+``pileup``               per donor marker: `cytokit.markercheck.value_pileup` of the
+                         threshold parent's stored values (a constant or saturated detector)
 ``pheno:<population>``   float32 (n, n_donor + n_phenotype): donor markers (transformed) then
                          phenotype markers (compensated scale) of ≤ max_events events
 ``pheno_thresholds``     per phenotype marker: positivity threshold (scale and transformed)
@@ -30,7 +34,12 @@ payload item             what
 =======================  ==================================================================
 
 Stages reported on failure: ``read`` (the FCS file), ``panel`` (a marker's
-channel), ``gate`` (applying the strategy), ``measure``.
+channel), ``values`` (more non-finite values than ``[qc] max_nonfinite`` allows,
+`cytokit.finite`), ``gate`` (applying the strategy), ``measure``.
+
+Events with a NaN or infinite value in a channel the analysis reads (the
+gates', the markers' and the detectors compensated into them) are dropped
+before gating and counted (`cytokit.finite`).
 """
 
 from __future__ import annotations
@@ -47,13 +56,15 @@ import numpy as np
 import cytokit
 from cytokit.batch import stage
 from cytokit.density import Histogram, histogram_edges
+from cytokit.finite import MAX_NONFINITE, drop_nonfinite
+from cytokit.markercheck import value_pileup
 from cytokit.phenotype import positivity_threshold
 from cytokit.qcdata import QC_POINTS, gate_points, gate_to_json
 
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 2
+MEASURE_VERSION = 3
 PARENT_ROW = "__parent__"
 
 
@@ -95,6 +106,9 @@ class MeasureTask:
         Threshold-parent events kept per file for clustering.
     seed : int
         Adaptive-gate fitting and subsampling seed (with the file name).
+    max_nonfinite : float
+        Largest fraction of events dropped for non-finite values before the
+        file fails (`cytokit.finite`).
     """
 
     strategy: object
@@ -111,6 +125,7 @@ class MeasureTask:
     cluster_markers: tuple = ()
     cluster_events: int = 20_000
     seed: int = 0
+    max_nonfinite: float = MAX_NONFINITE
     _digest: str = field(default="", repr=False, compare=False)
     kind = "analyze"
 
@@ -150,6 +165,7 @@ class MeasureTask:
             "cluster_events": self.cluster_events,
             "qc_points": QC_POINTS,
             "seed": self.seed,
+            "max_nonfinite": self.max_nonfinite,
         }
 
     def _make_key(self) -> str:
@@ -177,6 +193,19 @@ class MeasureTask:
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)
         seed = [self.seed, zlib.crc32(path.name.encode())]
+        n_file = sample.n_events
+        with stage("gate"):
+            dims = [
+                Dimension(sample.channels[columns[m]].name, compensation=comp_kind) for m in markers
+            ]
+            read = self.strategy.read_columns(sample, dims, compensation=self.compensation)
+        with stage("values"):
+            sample, nonfinite = drop_nonfinite(
+                sample,
+                read,
+                max_fraction=self.max_nonfinite,
+                hint="allow more with [qc] max_nonfinite in study.toml",
+            )
         with stage("gate"), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = self.strategy.apply(sample, compensation=self.compensation, seed=self.seed)
@@ -184,13 +213,15 @@ class MeasureTask:
             rng = np.random.default_rng(seed)
             payload: dict = {
                 "info": {
-                    "events": sample.n_events,
+                    "events": n_file,
+                    "nonfinite_events": nonfinite.events,
                     "channels": sample.n_channels,
                     "fcs_version": sample.version,
                     "cytometer": sample.keyword("$CYT", "") or "",
                     "spillover": sample.spillover.source if sample.spillover is not None else "",
                 },
                 "counts": result.counts,
+                "nonfinite": nonfinite.as_dict(),
                 "warnings": list(dict.fromkeys(str(w.message) for w in caught)),
             }
             gates = []
@@ -224,6 +255,10 @@ class MeasureTask:
                 transformed[:, j] = scale[:, j] if t is None else t.apply(scale[:, j])
             local = [mask[rows] for mask in masks]
             self._donor_items(payload, result, sample, transformed, at, local, comp_kind, channel)
+            parent_rows = rows[local[0]]
+            payload["pileup"] = {
+                m: value_pileup(sample.events[parent_rows, columns[m]]) for m in self.donor_markers
+            }
             self._phenotype_items(payload, scale, transformed, at, local, rng)
             if self.cluster_markers:
                 self._cluster_items(payload, transformed, at, local, rng)

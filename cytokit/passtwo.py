@@ -4,7 +4,10 @@ Work goes patient by patient (a patient's samples share the donor-marker
 calibration), so only one patient's payloads are in memory at a time:
 
 1. per sample, the counting basis (`cytokit.counting`) and the counts table;
-2. the donor-marker threshold of each sample, placed with the patient's other
+2. the donor-marker check of each sample (`cytokit.markercheck`: a constant,
+   saturated or misplaced distribution makes the sample ``marker_failed``,
+   and it takes no part in the patient's calibration), then the donor-marker
+   threshold of each usable sample, placed with the patient's other
    samples (`cytokit.chimerism.patient_thresholds`: calibration on the latest
    pre-infusion sample, offsets re-anchored on each day's recipient peak and
    bead intensity);
@@ -37,11 +40,14 @@ from cytokit._io import atomic_write_bytes
 from cytokit.chimerism import (
     Threshold,
     chimerism_row,
+    failed_row,
     patient_thresholds,
     population_threshold,
 )
 from cytokit.counting import count_basis
 from cytokit.density import Histogram
+from cytokit.finite import NonFinite
+from cytokit.markercheck import check_donor_marker
 from cytokit.phenotype import phenotype_rows
 from cytokit.results import sample_id
 from cytokit.trends import TREND_COLUMNS, cohort_summary, trend_row
@@ -93,14 +99,10 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     names = [n for n, _ in task.populations]
     paths = dict(task.populations)
     thresholds: list[Threshold | None] = [None] * len(items)
+    failed = [""] * len(items)
     if marker:
-        thresholds = patient_thresholds(
-            [_hist(p, marker, 0) for _, _, p in items],
-            [row.day for row, _, _ in items],
-            side,
-            [p["anchors"].get(marker) for _, _, p in items],
-        )
-    for (row, digest, p), threshold in zip(items, thresholds, strict=True):
+        thresholds, failed = _thresholds(items, marker, side)
+    for (row, digest, p), threshold, why in zip(items, thresholds, failed, strict=True):
         file = study.relative(row.file)
         key = {"patient": row.patient, "day": row.day, "file": file}
         counts = p["counts"]
@@ -126,6 +128,10 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
                 "reference_per_ul": basis.reference_per_ul if basis.method else None,
                 "sha256": digest,
                 "warnings": "; ".join(p.get("warnings", [])),
+                "nonfinite_events": info.get("nonfinite_events", 0),
+                "nonfinite_values": NonFinite.from_dict(p.get("nonfinite")).summary() or None,
+                "donor_marker_check": ("failed" if why else "usable") if marker else None,
+                "donor_marker_note": why or None,
             }
         )
         pop_of = {v: k for k, v in paths.items()}
@@ -160,7 +166,13 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
                 "gate_path": paths[name],
                 "per_ul": basis.per_ul(n),
             }
-            if threshold is not None:
+            if threshold is None:
+                chim["events"] = n
+            elif why:  # no donor value, never a 0 (cytokit.markercheck)
+                qc_arrays[f"hist:{name}"] = _hist(p, marker, i).to_array()
+                chim.update(failed_row(n, why))
+                chim["donor_per_ul"] = chim["recipient_per_ul"] = float("nan")
+            else:
                 h = _hist(p, marker, i)
                 qc_arrays[f"hist:{name}"] = h.to_array()
                 cut = cuts[name] = population_threshold(threshold, h)
@@ -170,12 +182,33 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
                 chim.update(c)
                 chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
                 chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
-            else:
-                chim["events"] = n
             out.rows["chimerism"].append(chim)
         _phenotype(out, key, p, task, marker, side, cuts, xf)
         _qc(out, key, p, counts, qc_arrays, qc_dir, file)
     return out
+
+
+def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[str]]:
+    """Each sample's donor-marker threshold, and why its marker is unusable ('' if usable).
+
+    A sample with an unusable marker takes no part in placing the others'
+    thresholds (its histogram counts as empty) and gets no threshold.
+    """
+    hists = [_hist(p, marker, 0) for _, _, p in items]
+    days = [row.day for row, _, _ in items]
+    anchors = [p["anchors"].get(marker) for _, _, p in items]
+    pileups = [p.get("pileup", {}).get(marker) for _, _, p in items]
+    failed = check_donor_marker(hists, days, side, anchors, pileups)
+    usable = [
+        Histogram(h.edges, np.zeros_like(h.counts)) if why else h
+        for h, why in zip(hists, failed, strict=True)
+    ]
+    placed = patient_thresholds(usable, days, side, anchors)
+    out = [
+        Threshold(float("nan"), "none", side, note=f"donor marker unusable: {why}") if why else t
+        for t, why in zip(placed, failed, strict=True)
+    ]
+    return out, failed
 
 
 def _hist(payload: dict, marker: str, row: int) -> Histogram:

@@ -210,9 +210,19 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
                 items.append(
                     f"day {day_text(r.get('day'))} ({esc(r.get('file'))}): {esc(text.strip())}"
                 )
+    failed_files = set()
+    if "donor_marker_check" in samples.columns:
+        failed = samples[samples["donor_marker_check"].astype(str) == "failed"]
+        failed_files = set(failed["file"].astype(str))
+        for _, r in sorted_by(failed, "day").iterrows():
+            items.append(
+                f"day {day_text(r.get('day'))} ({esc(r.get('file'))}): donor marker unusable, "
+                f"no chimerism for this sample: {esc(r.get('donor_marker_note'))}"
+            )
     th = patient_rows(results.thresholds, pid)
     if not th.empty:
         donor = th["purpose"].astype(str) == "donor" if "purpose" in th.columns else True
+        donor = donor & ~th["file"].astype(str).isin(failed_files)
         bad = th[donor & pd.to_numeric(th.get("threshold"), errors="coerce").isna()]
         for _, r in sorted_by(bad, "day", "marker").iterrows():
             items.append(

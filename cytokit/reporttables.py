@@ -29,7 +29,12 @@ __all__ = [
     "trends_table",
 ]
 
-STATUS_TAG = {"quantified": "", "not_quantifiable": "NQ", "not_detected": "n.d."}
+STATUS_TAG = {
+    "quantified": "",
+    "not_quantifiable": "NQ",
+    "not_detected": "n.d.",
+    "marker_failed": "marker failed",
+}
 
 
 def patient_rows(frame: pd.DataFrame | None, patient: str) -> pd.DataFrame:
@@ -183,6 +188,15 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
                 row.append("")
                 continue
             status = str(r.get("status", ""))
+            if status == "marker_failed":  # no donor value at all: say so, never a number
+                row.append(
+                    Markup(
+                        "donor marker failed<br><small>"
+                        f"{fmt(r.get('events'), integer=True)} ev; {esc(r.get('note'))}</small>",
+                        [status],
+                    )
+                )
+                continue
             pct = fmt(r.get("donor_pct"))
             ci = _interval(r.get("ci_low"), r.get("ci_high"))
             text = f"{pct} %" + (f" [{ci}]" if ci else "")
@@ -200,7 +214,8 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
         ["day", "file", *names],
         rows,
         caption="Donor chimerism: % donor [95 % CI], donor cells/µL, donor/population events "
-        "(NQ: not quantifiable; n.d.: not detected)",
+        "(NQ: not quantifiable; n.d.: not detected; donor marker failed: the sample's donor "
+        "marker is unusable, no value)",
         numeric=[True, False] + [True] * len(names),
     )
 

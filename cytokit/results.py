@@ -30,7 +30,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "samples": (
         "patient", "day", "file", "stratum", "sample_type", "events", "channels",
         "fcs_version", "cytometer", "spillover", "count_method", "reference",
-        "reference_events", "reference_per_ul", "sha256", "warnings",
+        "reference_events", "reference_per_ul", "sha256", "warnings", "nonfinite_events",
+        "nonfinite_values", "donor_marker_check", "donor_marker_note",
     ),
     "counts": (
         "patient", "day", "file", "population", "gate_path", "gate_id", "parent_path", "depth",
@@ -39,7 +40,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "chimerism": (
         "patient", "day", "file", "stratum", "sample_type", "population", "gate_path", "events",
         "donor_events", "recipient_events", "donor_pct", "ci_low", "ci_high", "per_ul",
-        "donor_per_ul", "recipient_per_ul", "status",
+        "donor_per_ul", "recipient_per_ul", "status", "note",
     ),
     "thresholds": (
         "patient", "day", "file", "marker", "purpose", "parent", "threshold", "threshold_scale",

@@ -35,6 +35,9 @@ table              key                          meaning (default)
                                                 deepest gate containing every population)
                    ``ci``                       ``wilson`` / ``clopper-pearson`` (``wilson``)
 ``[qc]``           ``min_events``               donor events to quantify (50)
+                   ``max_nonfinite``            largest fraction of a file's events dropped
+                                                for NaN/inf values before the file fails
+                                                (0.01; `cytokit.finite`)
 ``[counting]``     ``beads``                    bead gate path (bead-based counting)
                    ``lymphocytes``              gate counted against manifest
                                                 ``lymphocytes_per_ul`` (the ``[chimerism]
@@ -70,7 +73,7 @@ _KNOWN = {
     "compensation": {"source"},
     "gating": {"strategy", "seed"},
     "chimerism": {"marker", "donor_is", "parent", "ci"},
-    "qc": {"min_events"},
+    "qc": {"min_events", "max_nonfinite"},
     "counting": {"beads", "lymphocytes", "leukocytes"},
     "phenotype": {"markers", "thresholds", "max_events"},
     "clustering": {"markers", "grid", "metaclusters", "seed", "events"},
@@ -104,6 +107,7 @@ class StudySettings:
     chimerism_parent: str = ""
     ci: str = "wilson"
     min_events: int = 50
+    max_nonfinite: float = 0.01
     beads: str = ""
     lymphocytes: str = ""
     leukocytes: str = ""
@@ -278,6 +282,16 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         value = _int(tables["qc"]["min_events"], f"{at}[qc] min_events", problems, minimum=1)
         if value is not None:
             kw["min_events"] = value
+
+    if "max_nonfinite" in tables["qc"]:
+        value = tables["qc"]["max_nonfinite"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            problems.append(
+                f"{at}[qc] max_nonfinite = {value!r} must be a fraction in [0, 1), "
+                "e.g. 0.01 (1 % of a file's events)"
+            )
+        else:
+            kw["max_nonfinite"] = float(value)
 
     for key in ("beads", "lymphocytes", "leukocytes"):
         if key in tables["counting"]:

@@ -33,7 +33,13 @@ from cytokit.gating.gates import (
 )
 from cytokit.sample import Channel, Spillover
 
-__all__ = ["ResolvedDimension", "Resolver", "compile_plan", "dimension_values"]
+__all__ = [
+    "ResolvedDimension",
+    "Resolver",
+    "compile_plan",
+    "dimension_columns",
+    "dimension_values",
+]
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,26 @@ class Resolver:
         else:
             kind, params = d.transform.code, d.transform.vector
         return ResolvedDimension(col, col2, abc, comp, kind, params)
+
+
+def dimension_columns(resolver: Resolver, d: Dimension, gate: str = "") -> set[int]:
+    """The event columns whose values the value of `d` depends on.
+
+    Its channel (and a ratio's denominator) and, when it is compensated, every
+    column the inverse matrix mixes into it: a NaN or an infinity in any of
+    those columns makes the compensated value non-finite.
+    """
+    r = resolver.dimension(d, gate)
+    own = {r.column} | ({r.column2} if r.column2 >= 0 else set())
+    if r.compensation < 0:
+        return own
+    inv, cols, _ = resolver.matrices[r.compensation]
+    out = set(own)
+    for c in own:
+        where = np.flatnonzero(cols == c)
+        if where.size:
+            out.update(int(x) for x in cols[inv[:, where[0]] != 0.0])
+    return out
 
 
 def compile_plan(

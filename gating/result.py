@@ -67,6 +67,22 @@ class GatingResult:
     def populations(self) -> tuple[Population, ...]:
         return self.strategy.populations
 
+    @property
+    def nonfinite_events(self) -> int:
+        """Events with a NaN or an infinite value in a channel the gates read.
+
+        The kernels keep IEEE semantics, so such an event is in no gate that
+        reads the channel (nor, when compensated, in any gate on a detector the
+        value spreads into), but it is in the total (`n_events`, the root gates'
+        parent count). `cytokit gate` and `cytokit.analyze` drop such events
+        before gating and report how many (`cytokit.finite`); here they are kept
+        so that memberships line up with the sample's events.
+        """
+        cols = self.strategy.read_columns(self.sample, compensation=self.compensation)
+        read = np.zeros(self.sample.n_channels, dtype=bool)
+        read[list(cols)] = True
+        return K.nonfinite_counts(self.sample.events, read)[1]
+
     def count(self, key: str) -> int:
         """Events in the population `key` names (`GatingStrategy.population`)."""
         return int(self.counts_array[self._row[self.strategy.population(key).id]])

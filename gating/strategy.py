@@ -28,7 +28,7 @@ import numpy as np
 
 from cytokit import kernels as K
 from cytokit.errors import GatingError
-from cytokit.gating.compile import Resolver, compile_plan, dimension_values
+from cytokit.gating.compile import Resolver, compile_plan, dimension_columns, dimension_values
 from cytokit.gating.gates import (
     AdaptiveGate,
     Dimension,
@@ -505,6 +505,25 @@ class GatingStrategy:
             packed=packed,
             compensation=_spillover(sample, compensation),
         )
+
+    def read_columns(
+        self, sample: Sample, dims: Iterable[Dimension] = (), *, compensation="file"
+    ) -> tuple[int, ...]:
+        """Columns of `sample` the gates (and the extra `dims`) read, ascending.
+
+        A compensated dimension reads every column its inverse spillover row
+        mixes in (`cytokit.gating.compile.dimension_columns`), so a NaN in one
+        detector counts for every dimension it spreads into. Adaptive gates
+        read their fitting dimensions.
+        """
+        resolver = self.resolver(sample, compensation)
+        cols: set[int] = set()
+        for g in self.gates:
+            for d in g.dimensions:
+                cols |= dimension_columns(resolver, d, g.id)
+        for d in dims:
+            cols |= dimension_columns(resolver, d)
+        return tuple(sorted(cols))
 
     def values(
         self, sample: Sample, dims: Iterable[Dimension], rows=None, *, compensation="file"

@@ -4,6 +4,7 @@ Imports only numpy, numba and math. Nothing compiles at import time.
 """
 
 from .compensation import compensate, compensation_matrix
+from .finite import finite_rows, nonfinite_counts
 from .fused import evaluate_plan, unpack_membership
 from .gates import (
     GATE_AND,
@@ -85,6 +86,7 @@ __all__ = [
     "dimension_values",
     "ellipsoid_membership",
     "evaluate_plan",
+    "finite_rows",
     "hyperlog",
     "hyperlog_inverse",
     "linear",
@@ -95,6 +97,7 @@ __all__ = [
     "logicle_inverse",
     "map_nodes",
     "node_histograms",
+    "nonfinite_counts",
     "polygon_membership",
     "population_stats",
     "quadrant_interval",

@@ -79,3 +79,19 @@ def test_demo_runs_on_sample_data(tmp_path, capsys):
     assert "15 of 15 file(s) analysed, 0 failed" in err
     chim = pd.read_csv(out / "chimerism.csv")
     assert (chim.status == "quantified").any()
+
+
+def test_analyze_says_when_a_donor_marker_is_unusable(study, tmp_path, capsys):
+    from cytokit.fcs import read_fcs, write_fcs
+
+    broken = shutil.copytree(study, tmp_path / "broken")
+    path = broken / "fcs" / "P01_day007.fcs"
+    sample = read_fcs(path, scale=False)
+    sample.events = sample.events.copy()
+    sample.events[:, sample.channel_index("FITC-A")] = 0.0  # a dead HLA-A2 detector
+    write_fcs(path, sample)
+    code = run(["analyze", str(broken), "--out", str(tmp_path / "out"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "DONOR MARKER UNUSABLE in 1 file(s)" in err and "fcs/P01_day007.fcs" in err
+    assert "constant" in err

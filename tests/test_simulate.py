@@ -526,3 +526,29 @@ def _assert_csv_close(a: Path, b: Path) -> None:
     assert len(la) == len(lb), a.name
     for i, (x, y) in enumerate(zip(la, lb, strict=True)):
         _assert_text_close(x, y, f"{a.name} line {i + 1}")
+
+
+def test_donor_markers_type_each_patient_with_one_stain(tmp_path):
+    """Several donor markers: per-patient stain names in $PnS, manifest and panel; same values."""
+    from cytokit.study import load_study
+
+    design = small_design(donor_markers=("HLA-A2", "HLA-B7"))
+    out = simulate_study(tmp_path / "s", design)
+    config = tomllib.loads((out / "study.toml").read_text())
+    assert config["panel"]["HLA-A2"] == config["panel"]["HLA-B7"] == "FITC-A"
+    assert config["chimerism"]["marker"] == "HLA-A2"
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    assert {r["patient"]: r["donor_marker"] for r in rows} == {"A1": "HLA-A2", "B2": "HLA-B7"}
+    patients = list(csv.DictReader((out / "truth" / "patients.csv").open()))
+    assert [p["donor_marker"] for p in patients] == ["HLA-A2", "HLA-B7"]
+    plain = simulate_study(tmp_path / "plain", small_design())
+    for row in rows:
+        events, text = read_flowio(out / row["file"])
+        assert text["p4s"] == row["donor_marker"] and text["p4n"] == "FITC-A"
+        # the marker is a name: the events are those of the one-marker design
+        assert np.array_equal(events, read_flowio(plain / row["file"])[0])
+    study = load_study(out, check_files=False)
+    assert study.donor_markers() == ["HLA-A2", "HLA-B7"]
+    for bad in ((), ("HLA-A2", "HLA-A2"), ("CD3",), ("",)):
+        with pytest.raises(StudyError, match="donor_markers"):
+            small_design(donor_markers=bad)

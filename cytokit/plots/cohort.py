@@ -3,7 +3,8 @@
 Points follow `cytokit.plots.persistence.measure_points` (intervals are left
 out here so that many patients stay readable; each patient's own figure has
 them): filled markers are quantified, open circles not quantifiable, open
-downward triangles not detected, drawn at the file's limit of detection.
+downward triangles not detected, drawn at the file's limit of detection; a
+sample whose donor marker failed has no point and the patient's line skips it.
 Infusion days are marked by small carets on the time axis in the colour of
 the patient's stratum.
 """
@@ -17,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
+from cytokit.chimerism import MARKER_FAILED
 from cytokit.plots._figure import STATUS_STYLE, finish_grid, grid_figure, log_axis, plain
 from cytokit.plots.persistence import MEASURES, measure_points
 
@@ -93,7 +95,7 @@ def cohort_figure(
             colour = colours.get(strata.get(pid, ""), "C0")
             for _t, series in rows.groupby("sample_type", sort=True):
                 series = series.sort_values("day")
-                det = series[series["status"] != "not_detected"]
+                det = series[~series["status"].isin(["not_detected", MARKER_FAILED])]
                 ax.plot(det["day"], det["y"], color=colour, lw=1.0, alpha=0.8, zorder=2)
                 for status, style in STATUS_STYLE.items():
                     s = series[(series["status"] == status) & series["y"].notna()]

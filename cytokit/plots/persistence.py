@@ -29,6 +29,10 @@ Every chimerism row (one file, one population) gives a point at its ``day``.
   (no events in the population, or no absolute counting) is not drawn, nor a
   not-detected % donor whose LOD is above 100 % (fewer than 20 events in the
   population: donor cells could not have been detected at all).
+* ``marker_failed`` points (the sample's donor marker is unusable,
+  `cytokit.markercheck`) have no value: they are never drawn as a point, the
+  line does not pass through them, and `persistence_figure` marks their day
+  with a cross on the panel's lower edge (``donor marker failed``).
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
 
-from cytokit.chimerism import DETECTION_EVENTS
+from cytokit.chimerism import DETECTION_EVENTS, MARKER_FAILED
 from cytokit.plots._figure import (
     STATUS_STYLE,
     finish_grid,
@@ -149,7 +154,7 @@ def measure_points(
     out["loq"] = float(min_events) * per_event
     nd = (out["status"] == "not_detected").to_numpy() | ~(value > 0)
     out["y"] = np.where(nd, out["lod"], value)
-    out.loc[~(out["y"] > 0), "y"] = np.nan
+    out.loc[~(out["y"] > 0) | (out["status"] == MARKER_FAILED).to_numpy(), "y"] = np.nan
     if measure == "donor_pct":
         # a population of fewer than 20 events cannot show donor cells at all: its "limit"
         # would be above 100 % and says nothing
@@ -159,6 +164,21 @@ def measure_points(
 
 def _draw_series(ax, pts: pd.DataFrame, colour, label: str) -> None:
     pts = pts.sort_values("day")
+    failed = pts[pts["status"] == MARKER_FAILED]
+    if len(failed):  # no value: a cross on the lower edge at its day, never a point
+        ax.plot(
+            failed["day"],
+            np.zeros(len(failed)),
+            ls="none",
+            marker="x",
+            ms=6,
+            mew=1.3,
+            color=colour,
+            transform=blended_transform_factory(ax.transData, ax.transAxes),
+            clip_on=False,
+            zorder=3,
+        )
+    pts = pts[pts["status"] != MARKER_FAILED]
     detected = pts[pts["status"] != "not_detected"]
     ax.plot(detected["day"], detected["y"], color=colour, lw=1.3, label=plain(label), zorder=2)
     for status, style in STATUS_STYLE.items():
@@ -223,7 +243,9 @@ def _half_life_text(trends: pd.DataFrame | None, patient, population, measure) -
     return "t½ not estimable"
 
 
-def _status_handles(with_loq: bool, extra: Sequence[Line2D] = ()) -> list[Line2D]:
+def _status_handles(
+    with_loq: bool, extra: Sequence[Line2D] = (), failed: bool = False
+) -> list[Line2D]:
     handles = [
         Line2D(
             [],
@@ -237,6 +259,10 @@ def _status_handles(with_loq: bool, extra: Sequence[Line2D] = ()) -> list[Line2D
         )
         for s in STATUS_STYLE.values()
     ]
+    if failed:
+        handles.append(
+            Line2D([], [], ls="none", marker="x", mew=1.3, color="0.2", label="donor marker failed")
+        )
     if with_loq:
         handles.append(Line2D([], [], color="0.45", ls="--", label="LOQ ([qc] min_events)"))
     handles.append(Line2D([], [], color="0.35", ls=":", label="infusion"))
@@ -335,7 +361,11 @@ def persistence_figure(
     extra = []
     if len(types) > 1:
         extra = [Line2D([], [], color=colours[t], lw=1.3, label=plain(t)) for t in types]
-    handles = _status_handles(bool(pts["loq"].notna().any()) if len(pts) else False, extra)
+    handles = _status_handles(
+        bool(pts["loq"].notna().any()) if len(pts) else False,
+        extra,
+        failed=bool((pts["status"] == MARKER_FAILED).any()) if len(pts) else False,
+    )
     finish_grid(fig, axes, len(names), "day after first infusion", MEASURES[measure], handles,
                 **_BELOW)  # fmt: skip
     _suptitle(fig, plain(title or f"{patient}: {MEASURES[measure]} by population"))
@@ -398,6 +428,7 @@ def chimerism_figure(
             title_fontsize=7,
             frameon=False,
         )
-    fig.legend(handles=_status_handles(False), fontsize=7, frameon=False, **_BELOW)
+    failed = bool((pts["status"] == MARKER_FAILED).any()) if len(pts) else False
+    fig.legend(handles=_status_handles(False, failed=failed), fontsize=7, frameon=False, **_BELOW)
     _suptitle(fig, plain(title or f"{patient}: donor chimerism"))
     return fig

@@ -197,6 +197,13 @@ class StudyDesign:
         Beads in each tube (lot value, e.g. ~50,000 for BD Trucount tubes) and
         µL of blood stained; cells/µL = cell events / bead events ×
         beads_per_test / sample_volume_ul.
+    donor_markers : tuple of str
+        The anti-HLA stains telling donor from recipient; patient ``i`` (in
+        order) is typed with ``donor_markers[i % len]``, as a lab picks the
+        allele that differs between each donor and recipient. All are stained
+        in the same fluorochrome (the FITC-A detector, whose ``$PnS`` names the
+        patient's marker in its files), so study.toml's panel maps each one to
+        FITC-A and the manifest gives each patient's ``donor_marker``.
     drift : bool
         Day-to-day instrument drift of scatter and fluorescence gains.
     drift_max : float
@@ -217,6 +224,7 @@ class StudyDesign:
     beads: bool = True
     beads_per_test: float = 50_000.0
     sample_volume_ul: float = 50.0
+    donor_markers: tuple[str, ...] = ("HLA-A2",)
     drift: bool = True
     drift_max: float = 0.35
     event_rate: float = 3_000.0
@@ -259,6 +267,18 @@ class StudyDesign:
             raise StudyError(f"min_events={self.min_events} must be >= 0")
         if not self.name.strip():
             raise StudyError("name must not be empty (it is [study] name in study.toml)")
+        markers = tuple(self.donor_markers) if not isinstance(self.donor_markers, str) else ()
+        taken = {"CD56", "Viability", "CD16", "CD3", "CD8", "CD45"}
+        if (
+            not markers
+            or len(set(markers)) != len(markers)
+            or not all(isinstance(m, str) and _ID.match(m) and m not in taken for m in markers)
+        ):
+            raise StudyError(
+                f"donor_markers={self.donor_markers!r} must be one or more distinct marker "
+                "names (letters, digits, '_ . -') other than the panel's, e.g. ('HLA-A2', 'HLA-B7')"
+            )
+        object.__setattr__(self, "donor_markers", markers)
 
     def patient(self, patient: str | PatientSpec) -> PatientSpec:
         """The `PatientSpec` of a patient id (or `patient` itself)."""
@@ -271,6 +291,12 @@ class StudyDesign:
             f"no patient {patient!r} in the design; patients are "
             + ", ".join(p.id for p in self.patients)
         )
+
+    def donor_marker_of(self, patient: str | PatientSpec) -> str:
+        """The donor marker a patient is typed with (see `donor_markers`)."""
+        p = self.patient(patient)
+        index = next(i for i, q in enumerate(self.patients) if q.id == p.id)
+        return self.donor_markers[index % len(self.donor_markers)]
 
     def days_of(self, patient: str | PatientSpec) -> tuple[int, ...]:
         """Sampling days of a patient (its own, else the study's, else its arm's)."""

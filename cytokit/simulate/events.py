@@ -12,6 +12,7 @@ block is shuffled so labels interleave as they would in acquisition order.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import io
 import os
@@ -386,9 +387,12 @@ def make_sample(
     """Wrap simulated events as a `Sample` with channels, keywords and spillover."""
     n = events.shape[0]
     last = float(events[-1, N_COLUMNS - 1]) if n else 0.0
+    channels = list(ins.channels(time_range=float(max(ins.RANGE, np.floor(last) + 1))))
+    donor = len(ins.SCATTER_NAMES)  # the FITC-A detector carries the patient's donor marker
+    channels[donor] = dataclasses.replace(channels[donor], marker=design.donor_marker_of(spec))
     return Sample(
         events=events,
-        channels=ins.channels(time_range=float(max(ins.RANGE, np.floor(last) + 1))),
+        channels=tuple(channels),
         keywords=_keywords(design, spec, day, n, last * design.timestep),
         spillover=drift.as_spillover(),
         version="FCS3.1",

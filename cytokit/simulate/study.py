@@ -116,6 +116,8 @@ def study_toml(design: StudyDesign) -> str:
         "[panel]  # marker = detector ($PnN)",
     ]
     lines += [f'"{m}" = "{d}"' for m, d in ins.panel().items()]
+    donor_detector = ins.DETECTORS[0][0]
+    lines += [f'"{m}" = "{donor_detector}"' for m in design.donor_markers if m != ins.MARKERS[0]]
     donor_is = design.patients[0].donor_is
     lines += [
         "",
@@ -141,7 +143,7 @@ def study_toml(design: StudyDesign) -> str:
         f'beads = "{BEAD_GATE}"' if design.beads else "# no counting beads: dual platform",
         "",
         "[chimerism]",
-        'marker = "HLA-A2"',
+        f"marker = {json.dumps(design.donor_markers[0])}",
         f'donor_is = "{donor_is}"  # per patient in manifest.csv',
         "",
         "[qc]",
@@ -239,7 +241,7 @@ def simulate_study(
                 "day": day,
                 "stratum": spec.arm,
                 "sample_type": design.sample_type,
-                "donor_marker": "HLA-A2",
+                "donor_marker": design.donor_marker_of(spec),
                 "donor_is": spec.donor_is,
                 "wbc_per_ul": round(p.wbc_per_ul),
                 "lymphocytes_per_ul": round(p.lymphocytes_per_ul),
@@ -422,7 +424,7 @@ def _write_truth_tables(folder: Path, design, models, populations, sample_rows) 
         row = {
             "patient": pid,
             "arm": model.spec.arm,
-            "donor_marker": "HLA-A2",
+            "donor_marker": design.donor_marker_of(model.spec),
             "donor_is": model.spec.donor_is,
             "hla_positive": _num(model.hla_positive),
             "hla_ratio": _num(model.hla_ratio),

@@ -1,0 +1,115 @@
+"""Counting non-finite event values (NaN, +inf, -inf) per channel in one pass.
+
+A NaN or an infinity in an FCS file is a value the instrument did not measure
+(a float file written by software, a log decode overflowing). The gate kernels
+keep IEEE semantics, so such an event is in no gate that reads the channel;
+callers decide what to do with it (`cytokit.finite` drops and counts it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._config import jit
+
+__all__ = ["finite_rows", "nonfinite_counts"]
+
+
+@jit
+def _scan(events, read, counts):
+    n, k = events.shape
+    bad = 0
+    for i in range(n):
+        # x * 0 is 0 for a finite x and NaN for NaN and ±inf: one test per event row
+        acc = 0.0
+        for j in range(k):
+            acc += events[i, j] * 0.0
+        if acc == 0.0:
+            continue
+        row_bad = False
+        for j in range(k):
+            x = events[i, j]
+            if np.isnan(x):
+                counts[0, j] += 1
+            elif x > 0:
+                if np.isinf(x):
+                    counts[1, j] += 1
+                else:
+                    continue
+            elif np.isinf(x):
+                counts[2, j] += 1
+            else:
+                continue
+            if read[j]:
+                row_bad = True
+        if row_bad:
+            bad += 1
+    return bad
+
+
+@jit
+def _finite_rows(events, read, keep):
+    n, k = events.shape
+    for i in range(n):
+        ok = True
+        for j in range(k):
+            if read[j] and not np.isfinite(events[i, j]):
+                ok = False
+                break
+        keep[i] = ok
+
+
+def finite_rows(events, read) -> np.ndarray:
+    """Bool (n_events,): the events without a non-finite value in a `read` channel.
+
+    Parameters
+    ----------
+    events : ndarray, shape (n_events, n_channels)
+        float32 or float64.
+    read : array_like of bool, shape (n_channels,)
+    """
+    ev = np.asarray(events)
+    mask = np.asarray(read, dtype=np.bool_)
+    if ev.ndim != 2 or mask.shape != (ev.shape[1],):
+        raise ValueError(
+            f"events of shape {ev.shape} and read of shape {mask.shape}: expected 2-D events "
+            "and one flag per channel"
+        )
+    keep = np.ones(ev.shape[0], dtype=np.bool_)
+    if ev.dtype.kind in "biu" or ev.shape[0] == 0:
+        return keep
+    _finite_rows(ev, mask, keep)
+    return keep
+
+
+def nonfinite_counts(events, read=None) -> tuple[np.ndarray, int]:
+    """Non-finite values of every channel, and the events holding one in a `read` channel.
+
+    Parameters
+    ----------
+    events : ndarray, shape (n_events, n_channels)
+        float32 or float64 (integer arrays hold no non-finite value: all zeros
+        are returned without a pass).
+    read : array_like of bool, shape (n_channels,), optional
+        The channels whose non-finite values make an event count (default: all).
+
+    Returns
+    -------
+    counts : ndarray of int64, shape (3, n_channels)
+        Rows: NaN, +inf, -inf values of each channel.
+    events : int
+        Events with at least one non-finite value in a `read` channel.
+    """
+    ev = np.asarray(events)
+    if ev.ndim != 2:
+        raise ValueError(f"events must be 2-D (n_events, n_channels), got shape {ev.shape}")
+    k = ev.shape[1]
+    mask = np.ones(k, dtype=np.bool_) if read is None else np.asarray(read, dtype=np.bool_)
+    if mask.shape != (k,):
+        raise ValueError(f"read has shape {mask.shape}; expected ({k},), one flag per channel")
+    counts = np.zeros((3, k), dtype=np.int64)
+    if ev.dtype.kind in "biu" or ev.shape[0] == 0:
+        return counts, 0
+    if ev.dtype not in (np.float32, np.float64):
+        raise TypeError(f"events has dtype {ev.dtype}; expected float32 or float64")
+    return counts, int(_scan(ev, mask, counts))

@@ -1,0 +1,252 @@
+"""Non-finite event values: the counting kernel, the columns a strategy reads, the drop rule.
+
+The kernel is checked against numpy on random arrays; the columns a
+compensated strategy reads against the inverse spillover matrix computed by
+numpy; the rule end to end through ``cytokit gate`` (`gate_files`) and
+`cytokit.analyze` on simulated files with NaN and inf planted at known
+events, against the same strategy applied to the file with those events
+removed by numpy.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from study_helpers import make_study, simulated_strategy
+
+import cytokit
+from cytokit import gating as G
+from cytokit.errors import FCSError
+from cytokit.fcs import read_fcs, write_fcs
+from cytokit.finite import MAX_NONFINITE, drop_nonfinite, scan_nonfinite
+from cytokit.gatebatch import GateTask, gate_files
+from cytokit.kernels import finite_rows, nonfinite_counts
+from cytokit.simulate import PatientSpec, StudyDesign, simulate_sample
+
+KINDS = (np.nan, np.inf, -np.inf)
+
+
+def _planted(rng, n, k, dtype, share=0.01):
+    ev = rng.normal(0.0, 1000.0, (n, k)).astype(dtype)
+    where = rng.random((n, k)) < share
+    ev[where] = rng.choice(KINDS, int(where.sum())).astype(dtype)
+    return ev
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_counts_match_numpy(dtype, seed):
+    rng = np.random.default_rng(seed)
+    ev = _planted(rng, 5_000, 6, dtype)
+    read = rng.random(6) < 0.5
+    counts, events = nonfinite_counts(ev, read)
+    assert counts.tolist() == [
+        np.isnan(ev).sum(axis=0).tolist(),
+        np.isposinf(ev).sum(axis=0).tolist(),
+        np.isneginf(ev).sum(axis=0).tolist(),
+    ]
+    assert events == int((~np.isfinite(ev[:, read])).any(axis=1).sum())
+    assert nonfinite_counts(ev)[1] == int((~np.isfinite(ev)).any(axis=1).sum())
+    assert np.array_equal(finite_rows(ev, read), np.isfinite(ev[:, read]).all(axis=1))
+
+
+def test_kernel_edge_cases():
+    ev = np.array([[1.0, np.nan], [np.inf, 2.0], [3.0, 4.0]], dtype=np.float32)
+    ro = ev.copy()
+    ro.setflags(write=False)
+    before = ro.copy()
+    counts, events = nonfinite_counts(ro, [False, True])
+    assert counts[:, 0].tolist() == [0, 1, 0] and counts[:, 1].tolist() == [1, 0, 0]
+    assert events == 1 and np.array_equal(ro, before, equal_nan=True)
+    # a strided view (every other column) is read correctly
+    wide = np.zeros((3, 4), dtype=np.float64)
+    wide[:, ::2] = ev
+    assert nonfinite_counts(wide[:, ::2])[1] == 2
+    assert nonfinite_counts(np.zeros((0, 3)))[1] == 0
+    assert nonfinite_counts(np.arange(6).reshape(3, 2))[0].sum() == 0  # integers: finite
+    with pytest.raises(ValueError, match=r"read has shape \(3,\); expected \(2,\)"):
+        nonfinite_counts(ev, [True, True, True])
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    design = StudyDesign(patients=(PatientSpec("N1", "NK", "positive"),), seed=11, n_events=8_000)
+    sample, _ = simulate_sample(design, "N1", 7, workers=1)
+    return sample
+
+
+def test_read_columns_follow_the_inverse_spillover(simulated):
+    """Every detector compensated into a gated channel is read, per numpy's inverse."""
+    strategy = simulated_strategy()
+    spill = simulated.spillover
+    inv = np.linalg.inv(spill.matrix)
+    col = {c.name: c.index for c in simulated.channels}
+    gated = {d.channel for g in strategy.gates for d in g.dimensions}
+    expected = {col[c] for c in gated}
+    for c in gated & set(spill.channels):
+        j = spill.channels.index(c)
+        expected |= {col[spill.channels[m]] for m in np.flatnonzero(inv[:, j])}
+    got = strategy.read_columns(simulated)
+    assert set(got) == expected
+    assert col["Time"] not in got and col["FITC-A"] in got  # FITC spills into PE (CD56)
+    uncompensated = strategy.read_columns(simulated, compensation=None)
+    assert set(uncompensated) == {col[c] for c in gated}
+    # extra dimensions count too: an uncompensated Time dimension adds Time only
+    extra = strategy.read_columns(simulated, [G.Dimension("Time")], compensation=None)
+    assert set(extra) == set(uncompensated) | {col["Time"]}
+
+
+def test_drop_rule(simulated):
+    ev = simulated.events.copy()
+    n = ev.shape[0]
+    col = {c.name: c.index for c in simulated.channels}
+    bad = np.arange(0, n, 200)  # 0.5 % of the events
+    ev[bad, col["FSC-A"]] = np.inf
+    ev[bad[:10], col["APC-A"]] = np.nan  # the same events: still 40 dropped, not 50
+    ev[1::1000, col["Time"]] = np.nan  # nothing reads Time
+    sample = cytokit.Sample(ev, simulated.channels, simulated.keywords, simulated.spillover)
+    read = simulated_strategy().read_columns(sample)
+    kept, found = drop_nonfinite(sample, read)
+    assert found.events == bad.size and kept.n_events == n - bad.size
+    assert found.fraction == pytest.approx(bad.size / n)
+    assert np.isfinite(kept.events[:, list(read)]).all()
+    summary = found.summary()
+    assert f"FSC-A {bad.size} +inf" in summary and "APC-A 10 NaN" in summary
+    assert f"Time {len(range(1, n, 1000))} NaN (not read)" in summary
+    # the events kept are the file's other events, in order
+    assert np.array_equal(kept.events, np.delete(ev, bad, axis=0), equal_nan=True)
+    assert scan_nonfinite(sample, []).events == 0  # counted per channel, nothing read
+    # above the limit: refused, naming the channel and the fraction
+    ev[:, col["APC-A"]] = np.nan
+    whole = cytokit.Sample(ev, simulated.channels, simulated.keywords, simulated.spillover)
+    with pytest.raises(FCSError, match=r"8000 of 8000 events \(100 %\).*APC-A 8000 NaN.*1 %"):
+        drop_nonfinite(whole, read, max_fraction=MAX_NONFINITE)
+
+
+def test_gating_result_says_how_many_events_are_non_finite(simulated):
+    ev = simulated.events.copy()
+    ev[:25, simulated.channel_index("APC-A")] = np.nan
+    ev[25:30, simulated.channel_index("Time")] = np.inf
+    sample = cytokit.Sample(ev, simulated.channels, simulated.keywords, simulated.spillover)
+    result = simulated_strategy().apply(sample)
+    assert result.nonfinite_events == 25
+    # the kernels' semantics: the NaN events are in the total and in no CD3 gate
+    assert result.n_events == sample.n_events
+    q = [result.membership(f"CD3{a}CD56{b}")[:25] for a in "+-" for b in "+-"]
+    assert not np.logical_or.reduce(q).any()
+
+
+def _write(folder, sample, name):
+    path = folder / name
+    write_fcs(path, sample)
+    return path
+
+
+def test_gate_command_drops_counts_and_refuses(simulated, tmp_path):
+    """``cytokit gate``: the counts of a file with NaN events equal those of the file without them."""
+    strategy = simulated_strategy()
+    ev = simulated.events.copy()
+    bad = np.arange(3, ev.shape[0], 250)  # 0.4 %
+    ev[bad, simulated.channel_index("PE-A")] = np.nan
+    some = cytokit.Sample(ev, simulated.channels, simulated.keywords, simulated.spillover)
+    clean = cytokit.Sample(
+        np.delete(ev, bad, axis=0), simulated.channels, simulated.keywords, simulated.spillover
+    )
+    ev2 = simulated.events.copy()
+    ev2[::20, simulated.channel_index("SSC-A")] = -np.inf  # 5 %
+    many = cytokit.Sample(ev2, simulated.channels, simulated.keywords, simulated.spillover)
+    files = [
+        _write(tmp_path, some, "some.fcs"),
+        _write(tmp_path, clean, "clean.fcs"),
+        _write(tmp_path, many, "many.fcs"),
+    ]
+    run = gate_files(GateTask(strategy), files, tmp_path / "out", workers=1)
+    counts = run.counts.set_index(["file", "gate_path"])["count"]
+    a = counts.xs(str(files[0]), level="file")
+    b = counts.xs(str(files[1]), level="file")
+    assert a.equals(b) and a.sum() > 0
+    assert run.nonfinite_events == bad.size
+    fail = run.failures.set_index("file").loc[str(files[2])]
+    assert fail["stage"] == "values" and "SSC-A 400 -inf" in fail["reason"]
+    on_disk = pd.read_csv(tmp_path / "out" / "failures.csv")
+    assert list(on_disk.file) == [str(files[2])]
+    # the same file passes when the limit allows it
+    lax = gate_files(GateTask(strategy, max_nonfinite=0.1), files[2:], tmp_path / "lax", workers=1)
+    assert lax.failures.empty and lax.nonfinite_events == 400
+
+
+# -- cytokit.analyze ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    design = StudyDesign(
+        patients=(PatientSpec("P1", "NK", "positive"),),
+        seed=31,
+        n_events=12_000,
+        days=(-7, 3, 7, 14, 28),
+    )
+    return make_study(tmp_path_factory.mktemp("finite") / "study", design)
+
+
+def _plant(study, folder, file, plant):
+    copy = shutil.copytree(study, folder)
+    sample = read_fcs(copy / file, scale=False)
+    ev = sample.events.copy()
+    plant(ev, sample)
+    sample.events = ev
+    write_fcs(copy / file, sample)
+    return copy
+
+
+def test_analyze_drops_and_reports_non_finite_events(study, tmp_path):
+    file = "fcs/P1_day007.fcs"
+    n = 12_000
+    bad = np.arange(5, n, 150)  # 80 events, 0.67 %
+
+    def plant(ev, s):
+        ev[bad, s.channel_index("FSC-A")] = np.inf
+        ev[bad[:20], s.channel_index("APC-A")] = np.nan
+        ev[7::600, s.channel_index("Time")] = np.nan
+
+    folder = _plant(study, tmp_path / "study", file, plant)
+    results = cytokit.analyze(folder, tmp_path / "out", workers=1)
+    assert results.failures.empty
+    row = results.samples.set_index("file").loc[file]
+    assert row["events"] == n and row["nonfinite_events"] == bad.size
+    assert "FSC-A 80 +inf" in row["nonfinite_values"]
+    assert "APC-A 20 NaN" in row["nonfinite_values"]
+    assert "Time 20 NaN (not read)" in row["nonfinite_values"]
+    on_disk = pd.read_csv(tmp_path / "out" / "samples.csv").set_index("file")
+    assert on_disk.loc[file, "nonfinite_events"] == bad.size
+    # the counts are those of the file without the planted events
+    s = read_fcs(folder / file)
+    clean = cytokit.Sample(np.delete(s.events, bad, axis=0), s.channels, s.keywords, s.spillover)
+    truth = simulated_strategy().apply(clean).counts.set_index("gate_path")
+    got = results.counts[results.counts.file == file].set_index("gate_path")
+    assert got["count"].to_dict() == truth["count"].to_dict()
+    assert got.loc["/Lymphocytes", "parent_count"] == n - bad.size
+    others = results.samples[results.samples.file != file]
+    assert (others.nonfinite_events == 0).all()
+
+
+def test_a_file_of_non_finite_values_is_a_failure_not_zeros(study, tmp_path):
+    """NaN in the whole CD3 channel used to give every population 0 events and 0 cells/µL."""
+    file = "fcs/P1_day007.fcs"
+
+    def plant(ev, s):
+        ev[:, s.channel_index("APC-A")] = np.nan
+
+    folder = _plant(study, tmp_path / "study", file, plant)
+    results = cytokit.analyze(folder, tmp_path / "out", workers=1)
+    fail = results.failures.set_index("file").loc[file]
+    assert fail["stage"] == "values"
+    assert "APC-A 12000 NaN" in fail["reason"] and "(100 %)" in fail["reason"]
+    assert file not in set(results.chimerism.file) and file not in set(results.counts.file)
+    assert 7 not in set(results.chimerism.day)
+    # the trends see four days, not a fifth at zero
+    tr = results.trends[(results.trends.population == "NK")]
+    assert (tr.n_days == 4).all()
