@@ -4,17 +4,18 @@ Every fenced block of README.md tagged ``bash``, ``sh``, ``shell`` or ``python``
 is run, in the README's order, in one copy of the repository's tracked files
 (no build products, no results of earlier runs), from the copy's root as a
 reader would: shell blocks with ``bash -e``, Python blocks pasted into this
-interpreter (on its standard input, so the current folder leads ``sys.path``). A block added to the README is run by
-this test without any change here. Blocks tagged ``text`` are shown, not run;
-a block with no tag, or another one, fails the test (say which it is).
+interpreter (on its standard input, so the current folder leads ``sys.path``).
+A block added to the README is run by this test without any change here.
+Blocks tagged ``text`` are shown, not run; a block with no tag, or another
+one, fails the test (say which it is).
 
 What stands in for the reader's setup:
 
 * The virtual environment and ``pip install -e ".[dev]"`` of "Start here" are
   this test's environment: those commands are dropped from their ``&&``
-  chains and the environment's ``bin`` folder leads ``PATH``, so ``cytokit``
-  and ``pytest`` are the installed ones (the package imported is the one
-  installed here, with its ``sample_data/``, which ``cytokit demo`` uses).
+  chains and the environment's ``bin`` folder leads ``PATH``, so the
+  ``cytokit`` and ``pytest`` commands are the ones installed here (and
+  ``cytokit demo`` analyses the installed checkout's ``sample_data/``).
 * ``pytest`` alone (the suite) only collects in the copy
   (``pytest --collect-only -q``): this run is the suite, and running it inside
   itself would recurse; collecting checks that it imports from a clean copy.
