@@ -8,7 +8,6 @@ from scipy import stats
 
 from cytokit import gating as G
 from cytokit.chimerism import (
-    DETECTION_EVENTS,
     calibrate,
     chimerism_row,
     chimerism_status,
@@ -85,17 +84,35 @@ def test_wilson_coverage_is_near_nominal():
 
 # -- status and rows ---------------------------------------------------------------------------
 def test_status_counts_donor_events():
-    assert chimerism_status(DETECTION_EVENTS - 1, 50) == "not_detected"
-    assert chimerism_status(DETECTION_EVENTS, 50) == "not_quantifiable"
+    # the contract (DESIGN.md, [qc]): below 20 donor events not detected, below
+    # min_events not quantifiable
+    assert chimerism_status(19, 50) == "not_detected"
+    assert chimerism_status(20, 50) == "not_quantifiable"
     assert chimerism_status(49, 50) == "not_quantifiable"
     assert chimerism_status(50, 50) == "quantified"
     row = chimerism_row(10_000, 10, min_events=50)
     assert row["status"] == "not_detected"  # 0.1 % of many events is still 10 cells
+    assert chimerism_row(10_000, 19, min_events=50)["status"] == "not_detected"
+    assert chimerism_row(10_000, 20, min_events=50)["status"] == "not_quantifiable"
     row = chimerism_row(400, 100, min_events=50)
     assert row["donor_pct"] == 25.0 and row["recipient_events"] == 300
     assert row["ci_low"] < 25 < row["ci_high"]
     empty = chimerism_row(0, 0, min_events=50)
     assert np.isnan(empty["donor_pct"]) and empty["status"] == "not_detected"
+
+
+@pytest.mark.parametrize(
+    ("events", "donors"), [(1, 0), (1, 1), (57, 20), (1000, 3), (12_345, 12_000)]
+)
+def test_row_counts_and_interval(events, donors):
+    """Counts as given, % donor by arithmetic, the 95 % Wilson interval as scipy has it."""
+    row = chimerism_row(events, donors, min_events=50)
+    assert (row["events"], row["donor_events"]) == (events, donors)
+    assert row["recipient_events"] == events - donors
+    assert row["donor_pct"] == pytest.approx(100.0 * donors / events, rel=1e-15)
+    ci = stats.binomtest(donors, events).proportion_ci(confidence_level=0.95, method="wilson")
+    assert row["ci_low"] == pytest.approx(100.0 * ci.low, abs=1e-10)
+    assert row["ci_high"] == pytest.approx(100.0 * ci.high, abs=1e-10)
 
 
 # -- histograms --------------------------------------------------------------------------------
@@ -158,6 +175,31 @@ def test_patient_thresholds_match_truth(patients):
             worst = max(worst, err)
     assert worst <= 1.0
     assert {"valley", "patient_offset"} <= methods
+
+
+def test_donor_and_recipient_events_are_exact_counts_at_each_cut(patients):
+    """At every placed cut inside the histogram's range, on both donor sides, the events
+    counted as donor and as recipient are exactly the events on either side of it
+    (counted on the values; values beyond the range share the end bins)."""
+    sides, checked = set(), 0
+    for (_, _, _, v, truth, edges), t in _placed(patients):
+        sides.add(t.donor_side)
+        for names in (("NK_bright", "NK_dim"), ("CIK",), ("T_CD8neg", "T_CD8pos")):
+            sel = np.isin(truth.label, [LABELS.index(n) for n in names])
+            x = v[sel]
+            h = Histogram.of(x, edges)
+            for cut in (t, population_threshold(t, h)):
+                if not edges[0] < cut.value < edges[-1]:
+                    continue
+                checked += 1
+                above = int(np.sum(x >= cut.value))
+                below = int(np.sum(x < cut.value))
+                donors, recipients = (above, below) if cut.donor_side > 0 else (below, above)
+                assert cut.donor_events(h) == donors
+                assert h.total - cut.donor_events(h) == recipients
+                row = chimerism_row(h.total, cut.donor_events(h), min_events=50)
+                assert (row["donor_events"], row["recipient_events"]) == (donors, recipients)
+    assert sides == {1, -1} and checked >= 100
 
 
 def test_lone_mode_without_calibration_is_recipient(patients):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_reading import assert_chimerism_matches
 from study_helpers import make_study
 
 from cytokit.cli.app import run
@@ -21,10 +24,18 @@ def study(tmp_path_factory):
     return make_study(tmp_path_factory.mktemp("cli") / "study", design)
 
 
-def test_analyze_writes_the_tables(study, tmp_path, capsys):
-    out = tmp_path / "out"
-    code = run(["analyze", str(study), "--out", str(out), "--workers", "1"])
-    err = capsys.readouterr().err
+@pytest.fixture(scope="module")
+def analysed(study, tmp_path_factory):
+    """`cytokit analyze` on the study: exit code, stderr, output folder."""
+    out = tmp_path_factory.mktemp("analysed") / "out"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = run(["analyze", str(study), "--out", str(out), "--workers", "1"])
+    return code, err.getvalue(), out
+
+
+def test_analyze_writes_the_tables(analysed):
+    code, err, out = analysed
     assert code == 0, err
     assert "6 of 6 file(s) analysed, 0 failed" in err
     for name in ("samples", "counts", "chimerism", "thresholds", "phenotype", "trends", "cohort"):
@@ -32,6 +43,48 @@ def test_analyze_writes_the_tables(study, tmp_path, capsys):
     assert (out / "study.json").is_file() and (out / "results.sqlite").is_file()
     chim = pd.read_csv(out / "chimerism.csv")
     assert len(chim) == 6 * 5 and set(chim.patient) == {"P01", "P02"}
+
+
+def test_analyze_builds_the_report_of_its_tables(analysed, study):
+    """report.html is written and shows chimerism.csv, whose donor shares are the
+    simulator's (within 3 pp where a population has >= 100 events)."""
+    code, err, out = analysed
+    assert code == 0, err
+    assert f"report: {out / 'report.html'}" in err
+    chim = pd.read_csv(out / "chimerism.csv", dtype={"patient": str})
+    assert assert_chimerism_matches((out / "report.html").read_text(encoding="utf-8"), chim) == 30
+    assert any((out / "plots").glob("*_persistence.png"))
+    truth = pd.read_csv(study / "truth" / "populations.csv", dtype={"patient": str})
+    merged = chim.merge(truth, on=["patient", "day", "population"], suffixes=("", "_true"))
+    big = merged[merged.events >= 100]
+    assert len(big) >= 10
+    assert (big.donor_pct - 100.0 * big.donor_events_true / big.events_true).abs().max() <= 3.0
+
+
+def test_report_command_rebuilds_the_report(analysed, tmp_path, capsys):
+    """`cytokit report` on a copy of the results without its report: report.html and
+    plots again, showing the stored tables."""
+    code, err, out = analysed
+    assert code == 0, err
+    copy = shutil.copytree(out, tmp_path / "copy")
+    (copy / "report.html").unlink()
+    shutil.rmtree(copy / "plots")
+    assert run(["report", str(copy)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(copy / "report.html")
+    assert "rebuilding plots and report" in captured.err
+    html = (copy / "report.html").read_text(encoding="utf-8")
+    assert assert_chimerism_matches(html, pd.read_csv(copy / "chimerism.csv")) == 30
+    assert any((copy / "plots").glob("*_persistence.png"))
+    assert run(["report", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_analyze_without_report(study, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(["analyze", str(study), "--out", str(out), "--workers", "1", "--no-report"]) == 0
+    assert (out / "chimerism.csv").is_file()
+    assert not (out / "report.html").exists() and "report:" not in capsys.readouterr().err
 
 
 def test_analyze_reports_a_bad_study_in_one_error(study, tmp_path, capsys):
@@ -77,8 +130,10 @@ def test_demo_runs_on_sample_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0, err
     assert "15 of 15 file(s) analysed, 0 failed" in err
-    chim = pd.read_csv(out / "chimerism.csv")
+    chim = pd.read_csv(out / "chimerism.csv", dtype={"patient": str})
     assert (chim.status == "quantified").any()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert assert_chimerism_matches(html, chim) == 15 * 5
 
 
 def test_analyze_says_when_a_donor_marker_is_unusable(study, tmp_path, capsys):

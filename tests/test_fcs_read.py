@@ -169,19 +169,64 @@ def test_catalogue_is_complete_and_counted():
 # -- truth arrays ------------------------------------------------------------------------
 
 
+#: ulps a `$PnE` scale value may differ from FlowIO's truth: ``10 ** x`` is a
+#: transcendental whose last bit depends on the CPU (numpy evaluates it with other code
+#: where the CPU has AVX-512), so the truth, computed elsewhere, and the value computed
+#: here may each be one ulp from the correctly rounded result (2 ulp: 4.4e-16 relative).
+LOG_SCALE_ULP = 2
+
+
+def _assert_data1_scale_values(events: np.ndarray, channels, truth: np.ndarray) -> None:
+    """Linear channels exactly (one IEEE division by $PnG); $PnE channels to 2 ulp."""
+    assert events.dtype == np.float64 and events.shape == truth.shape
+    log = [c.index for c in channels if c.log_decades > 0]
+    linear = [c.index for c in channels if c.log_decades == 0]
+    assert log == [2, 3, 4, 6]
+    np.testing.assert_array_equal(events[:, linear], truth[:, linear])
+    np.testing.assert_array_max_ulp(events[:, log], truth[:, log], maxulp=LOG_SCALE_ULP)
+
+
 @pytest.mark.corpus
-def test_data1_scale_values_equal_flowio_truth_exactly():
+def test_data1_scale_values_equal_flowio_truth():
     # the Gating-ML 2.0 compliance data: $PnG on FSC/SSC, $PnE=4,0 on FL1-4
     s = read_fcs(corpus_file("flowkit/data/gate_ref/data1.fcs"))
     truth = np.load(corpus_file("github/whitews_FlowIO/data/truth/data1_preprocessed.npy"))
-    assert s.events.dtype == np.float64 and s.scaled
-    np.testing.assert_array_equal(s.events, truth)
+    assert s.scaled
+    _assert_data1_scale_values(s.events, s.channels, truth)
     raw = read_fcs(CORPUS / "flowkit/data/gate_ref/data1.fcs", scale=False)
     original = np.load(CORPUS / "github/whitews_FlowIO/data/truth/data1_original_events.npy")
     np.testing.assert_array_equal(raw.events, original)
     assert raw.channels[0].gain == 3.67 and raw.channels[2].log_decades == 4
     assert raw.channels[2].log_offset == 0  # f2=0 kept as written, read as 1 when scaling
     assert raw.channels[2].name == "FL1-H" and raw.channels[2].marker == "CD4 FITC"
+
+
+@pytest.mark.corpus
+def test_data1_check_survives_a_last_bit_change_of_10_to_the_x(monkeypatch):
+    """Another CPU, emulated: one `$PnE` value in 20 a last bit away. The check holds;
+    a value 3 ulp away, or a linear value 1 ulp away, fails it."""
+    truth = np.load(corpus_file("github/whitews_FlowIO/data/truth/data1_preprocessed.npy"))
+    power = np.power
+
+    def other_cpu(base, x, *args, **kwargs):
+        r = power(base, x, *args, **kwargs)
+        if isinstance(r, np.ndarray) and r.dtype == np.float64:
+            r[::20] = np.nextafter(r[::20], np.inf)
+        return r
+
+    monkeypatch.setattr(np, "power", other_cpu)
+    s = read_fcs(corpus_file("flowkit/data/gate_ref/data1.fcs"))
+    monkeypatch.undo()
+    assert not np.array_equal(s.events, truth)
+    _assert_data1_scale_values(s.events, s.channels, truth)
+    far = s.events.copy()
+    far[5, 2] = truth[5, 2] * (1 + 3 * np.finfo(np.float64).eps)
+    with pytest.raises(AssertionError):
+        _assert_data1_scale_values(far, s.channels, truth)
+    lin = s.events.copy()
+    lin[5, 0] = np.nextafter(truth[5, 0], np.inf)
+    with pytest.raises(AssertionError):
+        _assert_data1_scale_values(lin, s.channels, truth)
 
 
 @pytest.mark.corpus

@@ -502,6 +502,7 @@ BIEX_LUT = (
 )
 
 
+@pytest.mark.corpus
 def test_biex_against_flowjo_lut():
     """FlowJo's own table (channel i → data value, printed to 6 significant digits)."""
     if not BIEX_LUT.exists():

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from report_reading import assert_chimerism_matches, assert_printed, tables
 from results_fixture import SAMPLE_DATA, make_results
+from scipy import stats
 
 from cytokit.errors import CytokitError
 from cytokit.report import build_report, check_results_dir, file_stem
@@ -191,6 +193,91 @@ def test_images_are_embedded_pngs(page, folder):
     assert {f"{stem}_persistence.png", f"{stem}_persistence.svg", "cohort_donor_pct.svg"} <= files
     assert len([f for f in files if f.startswith("qc/")]) == N_SAMPLES
     assert not any(p.name.endswith(".tmp") for p in folder.rglob("*"))
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def test_chimerism_cells_show_the_numbers_of_chimerism_csv(html, folder):
+    """Each cell: % donor, its 95 % interval, donor cells/µL, donor/population events and
+    status tag of its chimerism.csv row, to the printed precision."""
+    chim = pd.read_csv(folder / "chimerism.csv", dtype={"patient": str})
+    assert assert_chimerism_matches(html, chim) == N_SAMPLES * 5
+
+
+def test_chimerism_csv_holds_the_simulated_donors(folder):
+    """The table the report shows: % donor is donor/population events, the interval is
+    Wilson's (scipy), and the share is the simulator's within 2.5 pp where >= 200 events.
+    (CSV numbers carry 10 significant digits.)"""
+    chim = pd.read_csv(folder / "chimerism.csv", dtype={"patient": str})
+    for r in chim.itertuples(index=False):
+        assert r.donor_events + r.recipient_events == r.events
+        if r.events == 0:
+            continue
+        assert r.donor_pct == pytest.approx(100.0 * r.donor_events / r.events, rel=1e-9)
+        ci = stats.binomtest(int(r.donor_events), int(r.events)).proportion_ci(method="wilson")
+        assert (r.ci_low, r.ci_high) == pytest.approx((100 * ci.low, 100 * ci.high), rel=1e-9)
+    truth = pd.read_csv(SAMPLE_DATA / "truth" / "populations.csv", dtype={"patient": str})
+    truth["patient"] = truth["patient"].replace("P01", HOSTILE_ID)
+    merged = chim.merge(truth, on=["patient", "day", "population"], suffixes=("", "_true"))
+    big = merged[merged.events >= 200]
+    assert len(big) >= 15
+    realised = 100.0 * big.donor_events_true / big.events_true
+    assert (big.donor_pct - realised).abs().max() <= 2.5
+
+
+def test_trend_and_phenotype_cells_show_their_tables(html, folder):
+    """The per-patient trends table (peak, AUC, R²) and the phenotype table (median,
+    % positive, events) show trends.csv and phenotype.csv."""
+    trends = pd.read_csv(folder / "trends.csv", dtype={"patient": str})
+    pheno = pd.read_csv(folder / "phenotype.csv", dtype={"patient": str})
+    found = tables(html, "Trends:")
+    assert len(found) == 3
+    for t, patient in zip(found, (HOSTILE_ID, "P02", "P03"), strict=True):
+        mine = trends[trends.patient == patient]
+        assert len(t.rows) == len(mine)
+        for cells in t.rows:
+            row = dict(zip(t.header, cells, strict=True))
+            measure = "donor_pct" if "%" in row["measure"] else "donor_per_ul"
+            r = mine[(mine.population == row["population"]) & (mine.measure == measure)].iloc[0]
+            assert_printed(row["peak"], r.peak_value, f"{patient} {r.population} peak")
+            assert_printed(row["AUC"], r.auc, f"{patient} {r.population} auc")
+            assert_printed(row["R²"], r.half_life_r2, f"{patient} {r.population} r2")
+            if not np.isfinite(r.half_life_days):  # these short series: not estimable
+                assert "not estimable" in row["half-life"], row["half-life"]
+    found = tables(html, "Phenotype:")
+    assert len(found) == 3
+    for t, patient in zip(found, (HOSTILE_ID, "P02", "P03"), strict=True):
+        mine = pheno[pheno.patient == patient]
+        days = [h.removeprefix("day ") for h in t.header[3:]]
+        for cells in t.rows:
+            pop, origin, marker = cells[:3]
+            for day, text in zip(days, cells[3:], strict=True):
+                r = mine[(mine.population == pop) & (mine.origin == origin)
+                         & (mine.marker == marker) & (mine.day == int(day))]  # fmt: skip
+                if not text:
+                    assert r.empty
+                    continue
+                m = re.match(r"(\S+)(?: · (\S+) %\+)?\n(\S+) ev$", text)
+                assert m is not None and len(r) == 1, text
+                r = r.iloc[0]
+                assert_printed(m.group(1), r["median"], f"{patient} {pop} {origin} median")
+                assert_printed(m.group(2), r.pct_positive, f"{patient} {pop} {origin} %+")
+                assert int(m.group(3).replace(",", "")) == r.events
+
+
+def test_half_life_cell_shows_the_fit():
+    """A half-life with its 95 % interval and points, as trends.csv holds them."""
+    from cytokit.reporttables import trends_table
+
+    row = {"patient": "P9", "population": "NK", "measure": "donor_per_ul", "n_days": 7,
+           "peak_value": 123.456, "peak_day": 7, "last_detectable_day": 42, "auc": 2345.6,
+           "half_life_days": 6.4321, "half_life_ci_low": 4.987, "half_life_ci_high": 9.876,
+           "half_life_n": 5, "half_life_r2": 0.9512, "half_life_note": ""}  # fmt: skip
+    (t,) = tables(trends_table(pd.DataFrame([row]), ["NK"]))
+    cells = dict(zip(t.header, t.rows[0], strict=True))
+    assert cells["half-life"] == "6.43 d (95 % CI 4.99–9.88), n = 5"
+    assert (cells["peak"], cells["AUC"], cells["R²"]) == ("123", "2,346", "0.951")
 
 
 # ---------------------------------------------------------------- failures
