@@ -36,8 +36,8 @@ _PARALLEL_MIN = 8 * _TILE
 
 
 @jit
-def _scan_tile(events, cols, top, floor, tcol, flags, bit, a, b, prev, n_top, n_floor, n_bad):
-    """Mark rows a..b; per-column counts into the given rows; return (decreases, first)."""
+def _scan_tile(events, cols, top, floor, tcol, flags, bit, a, b, prev, n_top, n_floor, n_bad, hi):
+    """Mark rows a..b; per-column counts and maxima into the given rows; (decreases, first)."""
     k = cols.shape[0]
     dec = 0
     first = -1
@@ -51,7 +51,10 @@ def _scan_tile(events, cols, top, floor, tcol, flags, bit, a, b, prev, n_top, n_
             if x <= floor[j]:
                 n_floor[j] += 1
                 hit = True
-            if not math.isfinite(x):
+            if math.isfinite(x):
+                if x > hi[j]:
+                    hi[j] = x
+            else:
                 n_bad[j] += 1
                 hit = True
         if hit:
@@ -67,14 +70,29 @@ def _scan_tile(events, cols, top, floor, tcol, flags, bit, a, b, prev, n_top, n_
     return dec, first
 
 
-def _scan_body(events, cols, top, floor, tcol, flags, bit, prev, n_top, n_floor, n_bad, dec, first):
+def _scan_body(
+    events, cols, top, floor, tcol, flags, bit, prev, n_top, n_floor, n_bad, hi, dec, first
+):
     n = events.shape[0]
     ntiles = (n + _TILE - 1) // _TILE
     for t in prange(ntiles):
         a = t * _TILE
         b = min(n, a + _TILE)
         d, f = _scan_tile(
-            events, cols, top, floor, tcol, flags, bit, a, b, prev, n_top[t], n_floor[t], n_bad[t]
+            events,
+            cols,
+            top,
+            floor,
+            tcol,
+            flags,
+            bit,
+            a,
+            b,
+            prev,
+            n_top[t],
+            n_floor[t],
+            n_bad[t],
+            hi[t],
         )
         dec[t] = d
         first[t] = f
@@ -111,7 +129,8 @@ def margin_scan(events, columns, top, floor, flags, *, bit=1, time_column=-1, pr
     -------
     dict
         ``top``, ``floor``, ``not_finite``: int64 arrays of length k (events per
-        column; an event can count in several columns); ``decreases``: rows
+        column; an event can count in several columns); ``max``: the largest
+        finite value of each column (float64, ``-inf`` when none); ``decreases``: rows
         whose time is NaN or below the previous row's; ``first_decrease``: the
         first such row, or -1.
     """
@@ -138,17 +157,19 @@ def margin_scan(events, columns, top, floor, flags, *, bit=1, time_column=-1, pr
     n_top = np.zeros((ntiles, k), dtype=np.int64)
     n_floor = np.zeros((ntiles, k), dtype=np.int64)
     n_bad = np.zeros((ntiles, k), dtype=np.int64)
+    hi = np.full((ntiles, k), -np.inf)
     dec = np.zeros(ntiles, dtype=np.int64)
     first = np.full(ntiles, -1, dtype=np.int64)
     if n:
         fn = _scan_parallel if n >= _PARALLEL_MIN else _scan_serial
         fn(ev, cols, top, floor, tcol, flags, np.uint8(bit), float(prev_time), n_top, n_floor,
-           n_bad, dec, first)  # fmt: skip
+           n_bad, hi, dec, first)  # fmt: skip
     hits = first[first >= 0]
     return {
         "top": n_top.sum(axis=0),
         "floor": n_floor.sum(axis=0),
         "not_finite": n_bad.sum(axis=0),
+        "max": hi.max(axis=0),
         "decreases": int(dec.sum()),
         "first_decrease": int(hits.min()) if hits.size else -1,
     }

@@ -30,7 +30,11 @@ Integer data hold whole numbers, so the limit is placed half a stored step
 below the top (stored ``$PnR − 1.5``), which every saturated value passes
 and no other does. Float data (``$DATATYPE`` F or D) hold real values; the
 limit is the top less a relative 1e-6 (float32 rounding of a value at the
-top). A channel without a positive ``$PnR`` has no top.
+top). A channel without a positive ``$PnR`` has no top. Neither has a float
+channel whose values go above ``$PnR`` itself: its ``$PnR`` does not bound
+its values (a file of transformed values, or scale values written with the
+range of the stored ones), and a top taken from it would mark good events;
+the result says so.
 
 The floor is the lowest value the detector records. It is checked on
 scatter channels only:
@@ -129,6 +133,11 @@ class ChannelPlan:
         How each limit was derived, for reports (``""`` when there is none).
     cofactor : tuple of float
         The asinh cofactor the stability check uses for each channel.
+    ceiling : tuple of float
+        For float data: the value of stored ``$PnR`` itself; a channel with
+        values above it does not keep to its ``$PnR`` (a file of transformed or
+        rescaled values), so its top is not checked. ``inf`` for integer data
+        (whose values cannot exceed their bits) and channels without a range.
     excluded : tuple of str
         Channels left out, each ``"name (why)"``.
     """
@@ -141,6 +150,7 @@ class ChannelPlan:
     top_rule: tuple[str, ...]
     floor_rule: tuple[str, ...]
     cofactor: tuple[float, ...]
+    ceiling: tuple[float, ...]
     excluded: tuple[str, ...]
 
 
@@ -185,6 +195,13 @@ def _limits(sample: Sample, c: Channel, role: str) -> tuple[float, float, str, s
     return top, floor, top_rule, floor_rule
 
 
+def _ceiling(sample: Sample, c: Channel) -> float:
+    log = sample.scaled and c.is_log
+    if _is_integer_data(sample) or c.range <= 0 or (log and c.range <= 1):
+        return math.inf
+    return _to_scale(c, c.range, sample.scaled) * (1.0 + _FLOAT_TOLERANCE)
+
+
 def _cofactor(c: Channel, scaled: bool) -> float:
     """An asinh cofactor near the channel's noise floor: 150 on an 18-bit linear scale."""
     if scaled and c.is_log:
@@ -207,7 +224,9 @@ def channel_plan(sample: Sample, exclude=()) -> ChannelPlan:
     """
     tcol = time_column(sample)
     skip = set(exclude)
-    names, cols, roles, tops, floors, trules, frules, cofs, excluded = ([] for _ in range(9))
+    names, cols, roles, tops, floors, trules, frules, cofs, ceils, excluded = (
+        [] for _ in range(10)
+    )
     for c in sample.channels:
         if c.index == tcol:
             continue
@@ -227,6 +246,7 @@ def channel_plan(sample: Sample, exclude=()) -> ChannelPlan:
         trules.append(trule)
         frules.append(frule)
         cofs.append(_cofactor(c, sample.scaled))
+        ceils.append(_ceiling(sample, c))
     return ChannelPlan(
         tuple(names),
         tuple(cols),
@@ -236,5 +256,6 @@ def channel_plan(sample: Sample, exclude=()) -> ChannelPlan:
         tuple(trules),
         tuple(frules),
         tuple(cofs),
+        tuple(ceils),
         tuple(excluded),
     )

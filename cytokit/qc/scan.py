@@ -107,6 +107,7 @@ class AcquisitionPass:
         self._n_top = np.zeros(k, dtype=np.int64)
         self._n_floor = np.zeros(k, dtype=np.int64)
         self._n_bad = np.zeros(k, dtype=np.int64)
+        self._max = np.full(k, -np.inf)
         self._decreases = 0
         self._first_decrease = -1
         self._next = 0
@@ -136,10 +137,33 @@ class AcquisitionPass:
         self._n_top += res["top"]
         self._n_floor += res["floor"]
         self._n_bad += res["not_finite"]
+        np.maximum(self._max, res["max"], out=self._max)
         self._decreases += res["decreases"]
         if res["first_decrease"] >= 0 and self._first_decrease < 0:
             self._first_decrease = start + res["first_decrease"]
         self._next = stop
+
+    def _drop_unbounded_tops(self) -> list[str]:
+        """Notes on channels whose values exceed their $PnR; their tops are dropped and the
+        margin marks made again without them (a second read of the rows, only then)."""
+        ceil = np.asarray(self.plan.ceiling)
+        over = np.flatnonzero((self._max > ceil) & np.isfinite(self._top))
+        if not over.size:
+            return []
+        notes = []
+        for j in over:
+            c = self.sample.channels[self.plan.columns[j]]
+            notes.append(
+                f"{c.name}: values up to {self._max[j]:g} exceed its $PnR = {c.range:g}, so "
+                "$PnR is not this channel's top and its top margin was not checked"
+            )
+        self._top[over] = np.inf
+        self.reasons &= np.uint8(~MARGIN & 0xFF)
+        res = margin_scan(
+            self.sample.events, self._cols, self._top, self._floor, self.reasons, bit=MARGIN
+        )
+        self._n_top, self._n_floor, self._n_bad = res["top"], res["floor"], res["not_finite"]
+        return notes
 
     # -- decisions -----------------------------------------------------------------
     def _time_problem(self) -> str | None:
@@ -173,15 +197,19 @@ class AcquisitionPass:
         margins = None
         if "margins" in checks:
             run.append("margins")
+            notes += self._drop_unbounded_tops()
             p = self.plan  # every planned channel is checked for margins
             margins = MarginTable(
                 p.names,
                 self._n_top.copy(),
                 self._n_floor.copy(),
                 self._n_bad.copy(),
-                p.top,
+                tuple(float(x) for x in self._top),
                 p.floor,
-                p.top_rule,
+                tuple(
+                    r if math.isfinite(t) else ""
+                    for r, t in zip(p.top_rule, self._top, strict=True)
+                ),
                 p.floor_rule,
             )
         bins = None
