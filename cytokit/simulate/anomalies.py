@@ -70,6 +70,7 @@ __all__ = [
     "KINDS",
     "LASERS",
     "MARGIN",
+    "TAG_ANOMALIES",
     "AnomalyPlan",
     "AnomalyTruth",
     "Bubble",
@@ -83,6 +84,8 @@ __all__ = [
 
 #: Truth bits of `AnomalyTruth.kind`.
 CLOG, BUBBLE, DRIFT, MARGIN = 1, 2, 4, 8
+#: Random-stream tag of injections (`cytokit.simulate.model.stream`; 1-4 are the model's).
+TAG_ANOMALIES = 11
 #: Anomaly kind name → truth bit.
 KINDS = {"clog": CLOG, "bubble": BUBBLE, "drift": DRIFT, "margin": MARGIN}
 #: Smallest relative gain change that makes an event a `DRIFT` event.
