@@ -8,8 +8,9 @@ row per range) and `bins_frame` the per-bin series behind the plot.
 
 Verdict: ``fail`` when more than ``max_removed_pct`` % of the events are
 removed (or the file has no events); ``warn`` when more than
-``warn_removed_pct`` % are, or when a requested check could not run (no Time
-channel, time not in acquisition order, too few events or clock steps);
+``warn_removed_pct`` % are, when a requested check could not run (no Time
+channel, time not in acquisition order, too few events or clock steps), or
+when a channel's signal moved steadily over the whole acquisition (`trends`);
 ``pass`` otherwise. The reason is one sentence naming the figures.
 """
 
@@ -182,6 +183,10 @@ class AcquisitionQC:
     ranges : tuple of FlaggedRange
     margins : MarginTable or None
         None when the margin check did not run.
+    trends : tuple of str
+        Channels whose signal moved steadily over the acquisition (by more
+        than twice the signal shift from its first to its last third), one
+        sentence each.
     """
 
     file: str
@@ -193,6 +198,7 @@ class AcquisitionQC:
     bins: BinTable | None = None
     ranges: tuple[FlaggedRange, ...] = ()
     margins: MarginTable | None = None
+    trends: tuple[str, ...] = ()
     removed_by: dict[str, int] = field(init=False)
     n_removed: int = field(init=False)
 
@@ -248,10 +254,10 @@ class AcquisitionQC:
         if self.not_run:
             missing = " and ".join(self.not_run)
             why = "; ".join(self.notes) if self.notes else "see notes"
-            return (
-                "warn",
-                f"{what}; the {missing} check{'s' if len(self.not_run) > 1 else ''} did not run: {why}",
-            )
+            plural = "s" if len(self.not_run) > 1 else ""
+            return "warn", f"{what}; the {missing} check{plural} did not run: {why}"
+        if self.trends:
+            return "warn", f"{what}; {'; '.join(self.trends)}"
         return "pass", what
 
     def summary(self) -> dict:
@@ -276,7 +282,7 @@ class AcquisitionQC:
             qc_verdict=verdict,
             qc_reason=reason,
             qc_checks="+".join(self.checks_run),
-            qc_notes=" ".join(self.notes),
+            qc_notes=" ".join((*self.notes, *self.trends)),
         )
         return out
 
@@ -307,9 +313,9 @@ class AcquisitionQC:
         ``<channel> low``, ``<channel> high`` (the bin's mean of ``asinh(x / c)``
         and that ± its SD, mapped back to the channel's values by ``c · sinh``),
         ``<channel> level`` (the stable level, same mapping), ``<channel> top``
-        and ``<channel> top level`` (the same for the top quarter of the values)
-        and ``<channel> z`` (departure in noise SDs). Empty when the file has no
-        time bins.
+        and ``<channel> top level`` (the same for the upper-weighted mean of the
+        values), ``<channel> z`` (departure in noise SDs) and ``<channel> cofactor``
+        (``c``). Empty when the file has no time bins.
         """
         b = self.bins
         if b is None:
@@ -336,4 +342,5 @@ class AcquisitionQC:
             out[f"{name} top"] = c * np.sinh(b.mean[:, j, 1])
             out[f"{name} top level"] = c * np.sinh(b.level[j, 1])
             out[f"{name} z"] = b.z[:, j]
+            out[f"{name} cofactor"] = c
         return pd.DataFrame(out)

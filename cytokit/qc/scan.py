@@ -34,7 +34,7 @@ from cytokit.qc.result import (
     reason_names,
 )
 from cytokit.qc.settings import AcquisitionQCSettings
-from cytokit.qc.stability import BAND, WINDOWS, check_stability
+from cytokit.qc.stability import BAND, WINDOWS, check_stability, trend
 from cytokit.sample import Sample
 
 __all__ = ["MAX_PER_BIN", "AcquisitionPass", "acquisition_qc", "fill_short_runs"]
@@ -110,6 +110,7 @@ class AcquisitionPass:
         self._max = np.full(k, -np.inf)
         self._decreases = 0
         self._first_decrease = -1
+        self._trends: list[str] = []
         self._next = 0
 
     def update(self, start: int, stop: int) -> None:
@@ -241,6 +242,7 @@ class AcquisitionPass:
             bins=bins,
             ranges=ranges,
             margins=margins,
+            trends=tuple(self._trends),
         )
 
     def _decide(self, grid: TimeGrid, timed: list[str]):
@@ -275,6 +277,13 @@ class AcquisitionPass:
         if "signal" in timed and cols:
             bits[stab.flagged] |= SIGNAL
             chan_flags = stab.channel_flagged
+            for j, name in enumerate(self.plan.names):
+                d = trend(mean[:, j, 0], values[:, j], ~rate.flagged)
+                if abs(d) > 2 * th.signal_shift:
+                    self._trends.append(
+                        f"{name}: the signal moves {math.expm1(d):+.0%} from the first to the "
+                        "last third of the acquisition (a steady trend; check the instrument)"
+                    )
         bits = fill_short_runs(bits, th.fill_bins)
         runs = self._runs(bits, bounds, edges, rate.expected / np.maximum(exposure, 1e-300))
         for a, b, first, stop, _, _ in runs:

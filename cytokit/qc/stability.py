@@ -57,7 +57,15 @@ import numpy as np
 from cytokit.qc.rate import grow
 from cytokit.qc.settings import Thresholds
 
-__all__ = ["BAND", "MIN_VALUES", "WINDOWS", "StabilityCheck", "check_stability", "shorth_level"]
+__all__ = [
+    "BAND",
+    "MIN_VALUES",
+    "WINDOWS",
+    "StabilityCheck",
+    "check_stability",
+    "shorth_level",
+    "trend",
+]
 
 #: Rank band (fractions of a bin's values, sorted) of the second summary.
 BAND = (0.5, 1.0)
@@ -238,3 +246,18 @@ def check_stability(
             spikes |= one
             z[:, j] = np.where(np.abs(zp) > np.abs(z[:, j]), zp, z[:, j])
     return StabilityCheck(level, deviation, z, chan.any(axis=1), chan, spikes)
+
+
+def trend(mean: np.ndarray, count: np.ndarray, use: np.ndarray) -> float:
+    """Change of a series of bin means from the first to the last third of the bins used.
+
+    The median of the last third minus that of the first (asinh scale; NaN when
+    fewer than 6 bins are usable). A channel that creeps over the whole
+    acquisition has no stable part to tell a departure from; this says how far
+    it went.
+    """
+    ok = np.flatnonzero(use & np.isfinite(mean) & (count >= MIN_VALUES))
+    if ok.size < 6:
+        return float("nan")
+    third = ok.size // 3
+    return float(np.median(mean[ok[-third:]]) - np.median(mean[ok[:third]]))
