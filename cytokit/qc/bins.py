@@ -116,6 +116,10 @@ def plan_grid(
     q = time_quantum(events[: min(n, _PROBE), tcol])
     if q > 0 and n > _PROBE:
         q = min(q, time_quantum(events[n - min(n, _PROBE) :, tcol]) or q)
+    if q > 0 and t1 > t0:
+        # a difference of two float32 times is off by up to an ulp of the times; the
+        # whole span holds a whole number of steps, which pins the step down
+        q = (t1 - t0) / max(1, round((t1 - t0) / q))
     span = t1 - t0 + q
     if not (math.isfinite(span) and span > 0):
         return f"the time channel does not advance (every event at time {t0:g})"
