@@ -10,9 +10,9 @@ Two kernels serve `cytokit.qc`:
   by block: its counts add up over blocks.
 * `bin_moments` gives, for each time bin (a contiguous row range, since
   events are in acquisition order), the mean and SD of ``asinh(x / cofactor)``
-  of each column, over all values and over the top quarter of them, from an
-  evenly spaced subsample of at most `max_per_bin` of the bin's rows (all of
-  them when the bin has fewer), skipping non-finite values.
+  of each column, of all values and with weights rising over their ranks,
+  from an evenly spaced subsample of at most `max_per_bin` of the bin's rows
+  (all of them when the bin has fewer), skipping non-finite values.
 
 Edge semantics: ``x >= top`` and ``x <= floor`` are inclusive; NaN compares
 false to both and is counted (and marked) as not finite; ``+inf`` is at the
@@ -228,7 +228,7 @@ def _asinh(x):
 
 @jit
 def _moments_of_bin(events, cols, cofactor, a, b, cap, band, count, mean, sd):
-    """Count, and mean and SD of asinh(x / cofactor) of all and of the top quarter of the values."""
+    """Count, and mean and SD of asinh(x / cofactor): of all values, and rank-weighted by `band`."""
     n = b - a
     m = n if n <= cap else cap
     buf = np.empty(max(m, 1), dtype=np.float64)
@@ -293,7 +293,7 @@ def sample_rows(start: int, stop: int, max_per_bin: int) -> np.ndarray:
     return start + ((2 * s + 1) * n) // (2 * max_per_bin)
 
 
-def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.75, 1.0), max_per_bin=256):
+def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.5, 1.0), max_per_bin=256):
     """Signal summaries of columns within each bin of rows, on the ``asinh(x / cofactor)`` scale.
 
     Parameters
@@ -305,9 +305,10 @@ def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.75, 1.0), 
     starts, stops : array_like of int, length B
         Bin ``g`` is rows ``starts[g] .. stops[g] - 1`` (empty when equal).
     band : (float, float)
-        The second summary covers the sorted values from rank ``floor(band[0] n)``
-        up to (not including) rank ``ceil(band[1] n)`` of the ``n`` finite values,
-        ``0 <= band[0] < band[1] <= 1``.
+        The second summary weighs the sorted values by their rank fraction
+        ``u = (i + 0.5) / n``: weight ``clip((u - band[0]) / (band[1] - band[0]), 0, 1)``,
+        0 below ``band[0]`` rising to 1 at ``band[1]``; ``0 <= band[0] < band[1] <= 1``.
+        Its SD is the weighted SD (weights summing to their total, no correction).
     max_per_bin : int
         A bin with more rows is subsampled evenly: row
         ``start + ((2 s + 1) n) // (2 max_per_bin)`` for ``s = 0 .. max_per_bin - 1``
@@ -318,9 +319,9 @@ def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.75, 1.0), 
     count : numpy.ndarray of int64, shape (B, k)
         Finite values read.
     mean, sd : numpy.ndarray of float64, shape (B, k, 2)
-        Mean and SD (``ddof=1``) of the transformed values: ``[..., 0]`` of all
-        of them, ``[..., 1]`` of those in `band`. NaN where there are no values
-        (mean) or fewer than 2 (SD).
+        Mean and SD of the transformed values: ``[..., 0]`` of all of them
+        (SD with ``ddof=1``), ``[..., 1]`` weighted by `band`. NaN where there are
+        no values (mean) or fewer than 2 (SD).
     """
     ev = np.asarray(events)
     if ev.dtype not in (np.float32, np.float64) or ev.ndim != 2:

@@ -111,7 +111,7 @@ class BinTable:
         Values each bin contributed per channel (at most `cytokit.qc.scan.MAX_PER_BIN`).
     mean, sd : ndarray, shape (B, k, 2)
         Mean and SD of ``asinh(x / cofactor)`` per bin and channel, of all values
-        (``[..., 0]``) and of the top quarter (``[..., 1]``).
+        (``[..., 0]``) and upper-weighted (``[..., 1]``, see `cytokit.qc.stability`).
     level : ndarray, shape (k, 2)
         Each channel's stable levels (asinh scale).
     z : ndarray, shape (B, k)

@@ -395,11 +395,18 @@ class AcquisitionPass:
         e = np.maximum(b.expected[j:k][sel], 1e-12)
         ratio = c / e
         lo, hi = float(ratio.min()), float(ratio.max())
-        if hi == 0:
-            return f"rate: no events where about {e.sum():.0f} were expected"
-        if math.isclose(lo, hi, rel_tol=0.05):
-            return f"rate {lo:.2f}x the expected"
-        return f"rate {lo:.2f}x to {hi:.2f}x the expected"
+        text = (
+            f"rate {lo:.2f}x"
+            if math.isclose(lo, hi, rel_tol=0.05)
+            else f"rate {lo:.2f}x to {hi:.2f}x"
+        )
+        text += " the expected"
+        empty = np.flatnonzero((b.counts[j:k] == 0) & sel)
+        if empty.size:
+            edges = b.grid.to_seconds(b.grid.edges())
+            span = float(np.sum(edges[j + empty + 1] - edges[j + empty]))
+            text += f", no events at all for {span:.3g} {b.grid.unit} (a gap)"
+        return text
 
     @staticmethod
     def _signal_detail(b: BinTable, chan_flags, j: int, k: int) -> str:
@@ -408,7 +415,7 @@ class AcquisitionPass:
         for c in np.flatnonzero(flagged):
             w = b.values[j:k, c].astype(float)
             best = None
-            for p, what in ((0, ""), (1, " (top quarter)")):
+            for p, what in ((0, ""), (1, " (upper half)")):
                 y = b.mean[j:k, c, p]
                 ok = np.isfinite(y) & (w > 0)
                 if ok.any():

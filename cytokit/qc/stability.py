@@ -2,15 +2,16 @@
 
 Per bin and channel the signal is summarised by two means of
 ``asinh(x / cofactor)`` over the bin's events (`cytokit.kernels.bin_moments`):
-of all of them, and of the top quarter of them. On that scale a change of
-gain is a shift, bright values count about as their logarithm and dim ones
-linearly, so a few saturated or wild events cannot drag it far. The top
-quarter follows the positive cells of a marker, whose shift the mean of all
-events dilutes by the negative ones. Means (the top-quarter one is a trimmed
-mean), not medians or density peaks, because they move smoothly when the
-mix of populations in a bin moves a little: a quantile that sits between two
-populations jumps from one to the other from bin to bin, and would be
-flagged for nothing.
+the mean of all of them, and an upper-weighted mean whose rank weights rise
+from 0 at the median to 1 at the top (`BAND`). On that scale a change of gain
+is a shift, bright values count about as their logarithm and dim ones
+linearly, so a few saturated or wild events cannot drag it far. The
+upper-weighted mean follows the positive cells of a marker, whose shift the
+mean of all events dilutes by the negative ones. Means with smooth weights,
+not medians, quantiles or density peaks, because they move smoothly when the
+mix of populations in a bin moves a little: a quantile (or a hard cut such as
+"the top quarter") that sits between two populations jumps from one to the
+other from bin to bin, and would be flagged for nothing.
 
 For each of these series:
 
