@@ -29,7 +29,7 @@ from numba import prange
 
 from ._config import jit, jit_parallel
 
-__all__ = ["bin_bounds", "bin_moments", "margin_scan", "sample_rows"]
+__all__ = ["bin_bounds", "bin_moments", "margin_scan", "running_median", "sample_rows"]
 
 _TILE = 4096  # rows per parallel task
 _PARALLEL_MIN = 8 * _TILE
@@ -244,7 +244,8 @@ def _moments_of_bin(events, cols, cofactor, a, b, cap, band, count, mean, sd):
                 buf[cnt] = _asinh(x * inv)
                 cnt += 1
         count[j] = cnt
-        v = np.sort(buf[:cnt])
+        v = buf[:cnt]
+        v.sort()  # in place: no array allocated per bin and channel
         s1 = 0.0
         for i in range(cnt):
             s1 += v[i]
@@ -353,3 +354,44 @@ def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.5, 1.0), m
         fn = _moments_parallel if rows * k >= 1 << 16 else _moments_serial
         fn(ev, cols, cof, starts, stops, cap, band, count, mean, sd)
     return count, mean, sd
+
+
+@jit
+def _running_median(values, valid, half, out):
+    b = values.shape[0]
+    buf = np.empty(2 * half + 1, dtype=np.float64)
+    for i in range(b):
+        cnt = 0
+        for j in range(max(0, i - half), min(b, i + half + 1)):
+            if valid[j]:
+                buf[cnt] = values[j]
+                cnt += 1
+        out[i] = np.median(buf[:cnt]) if cnt else np.nan
+
+
+def running_median(values, valid, half: int) -> np.ndarray:
+    """Centred moving median over ``2 * half + 1`` entries, of the `valid` ones only.
+
+    Parameters
+    ----------
+    values : array_like of float, shape (B,)
+    valid : array_like of bool, shape (B,)
+        Entries the windows may read (others are skipped, as if absent).
+    half : int
+        Half-width; windows are truncated at the ends.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (B,)
+        numpy's median (the mean of the two middle values for an even count) of
+        the valid entries of each window; NaN where a window has none.
+    """
+    v = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+    ok = np.ascontiguousarray(valid, dtype=np.bool_).reshape(-1)
+    if ok.shape != v.shape:
+        raise ValueError(f"valid has shape {ok.shape}; values have {v.shape}")
+    if int(half) < 0:
+        raise ValueError(f"half={half} must be >= 0")
+    out = np.empty_like(v)
+    _running_median(v, ok, int(half), out)
+    return out

@@ -64,3 +64,16 @@ def bin_moments(events, columns, cofactors, starts, stops, band, max_per_bin):
                 if m > 1:
                     sd[g, j, 1] = np.sqrt(np.sum(w * (v - mu) ** 2) / w.sum())
     return count, mean, sd
+
+
+def running_median(values, valid, half):
+    """numpy's median of the valid entries of each centred window (NaN when none)."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.asarray(valid, dtype=bool)
+    out = np.full(v.shape, np.nan)
+    for i in range(v.shape[0]):
+        lo, hi = max(0, i - half), min(v.shape[0], i + half + 1)
+        w = v[lo:hi][ok[lo:hi]]
+        if w.size:
+            out[i] = np.median(w)
+    return out

@@ -6,7 +6,13 @@ import naive_acquisition as naive
 import numpy as np
 import pytest
 
-from cytokit.kernels.acquisition import bin_bounds, bin_moments, margin_scan, sample_rows
+from cytokit.kernels.acquisition import (
+    bin_bounds,
+    bin_moments,
+    margin_scan,
+    running_median,
+    sample_rows,
+)
 
 DTYPES = [np.float32, np.float64]
 
@@ -135,3 +141,12 @@ def test_bin_moments_refuses_bad_arguments():
         bin_moments(ev, [0], [1.0], [0], [11])
     with pytest.raises(ValueError, match="band"):
         bin_moments(ev, [0], [1.0], [0], [10], band=(0.9, 0.5))
+
+
+@pytest.mark.parametrize("half", [0, 1, 4, 40])
+def test_running_median_matches_reference(half):
+    rng = np.random.default_rng(6)
+    v = rng.normal(size=300)
+    ok = rng.random(300) > 0.3
+    ok[100:190] = False  # a stretch with nothing to read: NaN where a window is empty
+    np.testing.assert_array_equal(running_median(v, ok, half), naive.running_median(v, ok, half))

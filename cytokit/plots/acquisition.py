@@ -2,15 +2,15 @@
 
 Inputs are the tables of one file's `cytokit.qc.AcquisitionQC`:
 ``bins_frame()`` (one row per time bin: ``start, end, events, expected``,
-and per channel ``<channel> mean/low/high/level/top/top level/z``) and
+and per channel ``<channel> mean/low/high/level/upper/upper level/z``) and
 ``ranges_frame()`` (``start, end, reasons``), so the figure can be drawn
 again from stored tables without the FCS file.
 
 * Top panel: events per second (per time unit without ``$TIMESTEP``) in
   each bin, and the rate the rate check expected (dashed).
 * One panel per channel: the bin's mean of ``asinh(x / c)`` mapped back to
-  the channel's values (line) with ± one SD (band), the mean of the upper
-  half of the values (thin line), and the stable levels (dotted); an
+  the channel's values (line) with ± one SD (band), the upper-weighted mean
+  (thin line), and the stable levels (dotted); an
   ``asinh`` y axis, linear within ``c`` of 0.
 * Removed ranges shaded in every panel, coloured by reason.
 """
@@ -134,10 +134,10 @@ def acquisition_figure(
         _, hi = _steps(bins, bins[f"{name} high"].to_numpy(float))
         ax.fill_between(xs, lo, hi, color=_BAND, lw=0, alpha=0.8)
         ax.plot(xs, ym, color=_LINE, lw=0.9)
-        if f"{name} top" in bins:
-            _, yt = _steps(bins, bins[f"{name} top"].to_numpy(float))
+        if f"{name} upper" in bins:
+            _, yt = _steps(bins, bins[f"{name} upper"].to_numpy(float))
             ax.plot(xs, yt, color=_TOP, lw=0.6)
-            ax.axhline(float(bins[f"{name} top level"].iloc[0]), color=_LEVEL, lw=0.7, ls=":")
+            ax.axhline(float(bins[f"{name} upper level"].iloc[0]), color=_LEVEL, lw=0.7, ls=":")
         ax.axhline(float(bins[f"{name} level"].iloc[0]), color=_LEVEL, lw=0.7, ls=":")
         c = float(bins[f"{name} cofactor"].iloc[0]) if f"{name} cofactor" in bins else 1.0
         c = c if math.isfinite(c) and c > 0 else 1.0

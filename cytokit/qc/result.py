@@ -312,8 +312,8 @@ class AcquisitionQC:
         reasons``, then per channel of the stability check ``<channel> mean``,
         ``<channel> low``, ``<channel> high`` (the bin's mean of ``asinh(x / c)``
         and that ± its SD, mapped back to the channel's values by ``c · sinh``),
-        ``<channel> level`` (the stable level, same mapping), ``<channel> top``
-        and ``<channel> top level`` (the same for the upper-weighted mean of the
+        ``<channel> level`` (the stable level, same mapping), ``<channel> upper``
+        and ``<channel> upper level`` (the same for the upper-weighted mean of the
         values), ``<channel> z`` (departure in noise SDs) and ``<channel> cofactor``
         (``c``). Empty when the file has no time bins.
         """
@@ -339,8 +339,8 @@ class AcquisitionQC:
             out[f"{name} low"] = c * np.sinh(mu - sd)
             out[f"{name} high"] = c * np.sinh(mu + sd)
             out[f"{name} level"] = c * np.sinh(b.level[j, 0])
-            out[f"{name} top"] = c * np.sinh(b.mean[:, j, 1])
-            out[f"{name} top level"] = c * np.sinh(b.level[j, 1])
+            out[f"{name} upper"] = c * np.sinh(b.mean[:, j, 1])
+            out[f"{name} upper level"] = c * np.sinh(b.level[j, 1])
             out[f"{name} z"] = b.z[:, j]
             out[f"{name} cofactor"] = c
         return pd.DataFrame(out)

@@ -50,11 +50,11 @@ number of events.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+from cytokit.kernels.acquisition import running_median
 from cytokit.qc.rate import grow
 from cytokit.qc.settings import Thresholds
 
@@ -127,14 +127,8 @@ def _window(y: np.ndarray, m: np.ndarray, half: int) -> tuple[np.ndarray, np.nda
 
 def _window_median(y, m, ok, half: int) -> tuple[np.ndarray, np.ndarray]:
     """Centred moving median of the judged bins' values over 2·half + 1 bins, and their weights."""
-    b = y.shape[0]
-    vals = np.where(ok, y, np.nan)
-    pad = np.concatenate((np.full(half, np.nan), vals, np.full(half, np.nan)))
-    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # windows of only unjudged bins
-        med = np.nanmedian(win, axis=1)
-    _, tot = _window(np.zeros(b), np.where(ok, m, 0.0), half)
+    med = running_median(y, ok, half)
+    _, tot = _window(np.zeros(y.shape[0]), np.where(ok, m, 0.0), half)
     return np.where(np.isfinite(med), med, 0.0), np.where(np.isfinite(med), tot, 0.0)
 
 
