@@ -36,8 +36,10 @@ _PARALLEL_MIN = 8 * _TILE
 
 
 @jit
-def _scan_tile(events, cols, top, floor, tcol, flags, bit, a, b, prev, n_top, n_floor, n_bad, hi):
-    """Mark rows a..b; per-column counts and maxima into the given rows; (decreases, first)."""
+def _scan_tile(
+    events, cols, top, floor, tcol, flags, bit, a, b, prev, n_top, n_floor, n_bad, hi, lo, n_lo
+):
+    """Mark rows a..b; per-column counts and extremes into the given rows; (decreases, first)."""
     k = cols.shape[0]
     dec = 0
     first = -1
@@ -54,6 +56,11 @@ def _scan_tile(events, cols, top, floor, tcol, flags, bit, a, b, prev, n_top, n_
             if math.isfinite(x):
                 if x > hi[j]:
                     hi[j] = x
+                if x < lo[j]:
+                    lo[j] = x
+                    n_lo[j] = 1
+                elif x == lo[j]:
+                    n_lo[j] += 1
             else:
                 n_bad[j] += 1
                 hit = True
@@ -71,7 +78,22 @@ def _scan_tile(events, cols, top, floor, tcol, flags, bit, a, b, prev, n_top, n_
 
 
 def _scan_body(
-    events, cols, top, floor, tcol, flags, bit, prev, n_top, n_floor, n_bad, hi, dec, first
+    events,
+    cols,
+    top,
+    floor,
+    tcol,
+    flags,
+    bit,
+    prev,
+    n_top,
+    n_floor,
+    n_bad,
+    hi,
+    lo,
+    n_lo,
+    dec,
+    first,
 ):
     n = events.shape[0]
     ntiles = (n + _TILE - 1) // _TILE
@@ -93,6 +115,8 @@ def _scan_body(
             n_floor[t],
             n_bad[t],
             hi[t],
+            lo[t],
+            n_lo[t],
         )
         dec[t] = d
         first[t] = f
@@ -129,8 +153,10 @@ def margin_scan(events, columns, top, floor, flags, *, bit=1, time_column=-1, pr
     -------
     dict
         ``top``, ``floor``, ``not_finite``: int64 arrays of length k (events per
-        column; an event can count in several columns); ``max``: the largest
-        finite value of each column (float64, ``-inf`` when none); ``decreases``: rows
+        column; an event can count in several columns); ``max``, ``min``: the
+        largest and smallest finite value of each column (float64, ``-inf`` and
+        ``inf`` when none); ``at_min``: events at exactly that smallest value
+        (int64; blocks combine by keeping the counts of the smaller minimum); ``decreases``: rows
         whose time is NaN or below the previous row's; ``first_decrease``: the
         first such row, or -1.
     """
@@ -158,18 +184,23 @@ def margin_scan(events, columns, top, floor, flags, *, bit=1, time_column=-1, pr
     n_floor = np.zeros((ntiles, k), dtype=np.int64)
     n_bad = np.zeros((ntiles, k), dtype=np.int64)
     hi = np.full((ntiles, k), -np.inf)
+    lo = np.full((ntiles, k), np.inf)
+    n_lo = np.zeros((ntiles, k), dtype=np.int64)
     dec = np.zeros(ntiles, dtype=np.int64)
     first = np.full(ntiles, -1, dtype=np.int64)
     if n:
         fn = _scan_parallel if n >= _PARALLEL_MIN else _scan_serial
         fn(ev, cols, top, floor, tcol, flags, np.uint8(bit), float(prev_time), n_top, n_floor,
-           n_bad, hi, dec, first)  # fmt: skip
+           n_bad, hi, lo, n_lo, dec, first)  # fmt: skip
     hits = first[first >= 0]
+    low = lo.min(axis=0)
     return {
         "top": n_top.sum(axis=0),
         "floor": n_floor.sum(axis=0),
         "not_finite": n_bad.sum(axis=0),
         "max": hi.max(axis=0),
+        "min": low,
+        "at_min": np.where(lo == low, n_lo, 0).sum(axis=0),
         "decreases": int(dec.sum()),
         "first_decrease": int(hits.min()) if hits.size else -1,
     }

@@ -10,7 +10,7 @@ def margin_scan(events, columns, top, floor, *, time_column=-1, prev_time=np.nan
     ev = np.asarray(events, dtype=np.float64)
     n = ev.shape[0]
     flags = np.zeros(n, dtype=bool)
-    out = {"top": [], "floor": [], "not_finite": [], "max": []}
+    out = {"top": [], "floor": [], "not_finite": [], "max": [], "min": [], "at_min": []}
     for j, c in enumerate(columns):
         x = ev[:, c]
         at_top = x >= top[j]
@@ -22,6 +22,8 @@ def margin_scan(events, columns, top, floor, *, time_column=-1, prev_time=np.nan
         out["not_finite"].append(int(bad.sum()))
         fin = x[np.isfinite(x)]
         out["max"].append(float(fin.max()) if fin.size else -np.inf)
+        out["min"].append(float(fin.min()) if fin.size else np.inf)
+        out["at_min"].append(int(np.sum(fin == fin.min())) if fin.size else 0)
     dec = []
     if time_column >= 0 and n:
         t = ev[:, time_column]

@@ -13,6 +13,8 @@ from cytokit.kernels.acquisition import (
     running_median,
     sample_rows,
 )
+from cytokit.qc import AcquisitionPass
+from cytokit.sample import Channel, Sample
 
 DTYPES = [np.float32, np.float64]
 
@@ -42,7 +44,9 @@ def test_margin_scan_matches_reference(dtype, n):
     np.testing.assert_array_equal(flags, np.where(want_flags, 4, 0).astype(np.uint8))
     for key in ("top", "floor", "not_finite"):
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-    np.testing.assert_array_equal(got["max"], np.asarray(want["max"], dtype=np.float64))
+    for key in ("max", "min"):
+        np.testing.assert_array_equal(got[key], np.asarray(want[key], dtype=np.float64))
+    np.testing.assert_array_equal(got["at_min"], want["at_min"])
     assert got["decreases"] == want["decreases"] == 0
     assert got["first_decrease"] == -1
 
@@ -68,6 +72,12 @@ def test_margin_scan_blocks_add_up_to_the_whole():
     np.testing.assert_array_equal(parts, whole)
     for key in ("top", "floor", "not_finite"):
         np.testing.assert_array_equal(sums[key], w[key])
+    ev[::1000, 2] = -1e4  # a pile at the smallest value, spread over every block
+    channels = (*(Channel(i, f"FSC{i}-A") for i in range(4)), Channel(4, "Time"))
+    p = AcquisitionPass(Sample(ev, channels))
+    for a, b in [(0, 7), (7, 30_000), (30_000, 30_001), (30_001, 50_000)]:
+        p.update(a, b)
+    assert p._min[2] == -1e4 and p._at_min[2] == 50
     assert w["decreases"] == sums["decreases"] == 1
     assert w["first_decrease"] == firsts[0] == 30_000
 

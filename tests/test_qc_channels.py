@@ -2,7 +2,10 @@
 
 The truth is what the file stores, read by FlowIO (not by cytokit): an event is
 at a channel's top when its stored value is at least ``$PnR - 1``, and at a
-scatter channel's floor when its stored value is 0 or below. cytokit's QC
+scatter channel's floor when the file holds integers and its stored value is
+0, or when the file holds floats and the value is the channel's smallest, at
+most 0, shared by at least two events (a clipped channel; float values that
+merely spread below 0 are measurements). cytokit's QC
 works on scale values (log decoded, gain divided out), so these tests check
 that the limits survive that arithmetic on integer, log-amplified, gain and
 float files.
@@ -64,7 +67,12 @@ def test_margins_on_scale_values_are_the_stored_limits(rel):
             continue
         x = stored[:, c.index]
         top = x >= c.range - 1
-        floor = x <= 0 if role == "scatter" else np.zeros_like(top)
+        floor = np.zeros_like(top)
+        if role == "scatter" and sample.keyword("$DATATYPE") == "I":
+            floor = x <= 0
+        elif role == "scatter" and not c.is_log:  # float: a pile at the minimum, <= 0
+            low = x[np.isfinite(x)].min()
+            floor = x == low if low <= 0 and np.sum(x == low) >= 2 else floor
         j = qc.margins.names.index(c.name)
         assert qc.margins.top[j] == int(top.sum()), f"{rel} {c.name} top"
         assert qc.margins.floor[j] == int(floor.sum()), f"{rel} {c.name} floor"
@@ -107,6 +115,19 @@ def test_a_float_channel_above_its_range_gets_no_top(tmp_path):
         assert m.loc[name, "top"] == 0 and m.loc[name, "top_limit"] == np.inf
         assert any(n.startswith(f"{name}: values up to") for n in qc.notes)
     assert not (qc.reasons & 4).any()
+
+
+@pytest.mark.corpus
+def test_linear_float_scatter_has_no_floor():
+    # Data004 (FACSAria II, bacteria-sized particles): half the events have FSC-A <= 0,
+    # baseline-restored values spread around 0, not clipped at a floor
+    path = corpus_file("github/taborlab_FlowCal/test/Data004.fcs")
+    sample = read(path)
+    fsc = sample.column("FSC-A")
+    assert (fsc <= 0).mean() > 0.4 and (fsc == fsc.min()).sum() == 1
+    qc = acquisition_qc(sample, AcquisitionQCSettings(checks=("margins",)))
+    m = qc.margins.frame().set_index("channel")
+    assert m.loc["FSC-A", "floor"] == 0 and m.loc["FSC-A", "floor_limit"] == -np.inf
 
 
 def test_channel_roles():

@@ -36,13 +36,20 @@ its values (a file of transformed values, or scale values written with the
 range of the stored ones), and a top taken from it would mark good events;
 the result says so.
 
-The floor is the lowest value the detector records. It is checked on
-scatter channels only:
+The floor is the lowest value the detector records, where the converter
+clips. It is checked on scatter channels only:
 
 * integer data: stored 0 (scale 0 on a linear channel, ``f2`` on a
   log-amplified one), limit half a stored step above it;
-* float data: 0 (scatter is a light intensity; values at or below 0 are
-  baseline-restoration artefacts of events the detector did not see).
+* float data of a log-amplified channel: stored 0 (scale ``f2``);
+* linear float data: no limit is declared. Instruments write
+  baseline-restored values that spread on both sides of 0 for particles a
+  detector barely sees (a bacterial sample triggered on fluorescence has
+  half its FSC-A below 0), and those are measurements. Where a channel *is*
+  clipped, its smallest value holds a pile of events at exactly the same
+  number: when the smallest value is 0 or below and at least two events sit
+  exactly at it, that value is the floor (found by the scan; marking those
+  events reads that one column once more).
 
 Fluorescence channels have no floor check: the events at the bottom of a
 fluorescence channel are the cells negative for its marker (an integer log
@@ -133,6 +140,10 @@ class ChannelPlan:
         How each limit was derived, for reports (``""`` when there is none).
     cofactor : tuple of float
         The asinh cofactor the stability check uses for each channel.
+    pile_floor : tuple of bool
+        Linear float scatter channels: their floor is found in the data (see
+        the module docstring), so ``floor`` is ``-inf`` until the scan has seen
+        their smallest value.
     ceiling : tuple of float
         For float data: the value of stored ``$PnR`` itself; a channel with
         values above it does not keep to its ``$PnR`` (a file of transformed or
@@ -150,6 +161,7 @@ class ChannelPlan:
     top_rule: tuple[str, ...]
     floor_rule: tuple[str, ...]
     cofactor: tuple[float, ...]
+    pile_floor: tuple[bool, ...]
     ceiling: tuple[float, ...]
     excluded: tuple[str, ...]
 
@@ -189,9 +201,6 @@ def _limits(sample: Sample, c: Channel, role: str) -> tuple[float, float, str, s
         elif log:
             floor = _to_scale(c, 0.0, scaled) * (1.0 + _FLOAT_TOLERANCE)
             floor_rule = f"stored 0 ({_to_scale(c, 0.0, scaled):.6g})"
-        else:
-            floor = 0.0
-            floor_rule = "0 (float data)"
     return top, floor, top_rule, floor_rule
 
 
@@ -224,8 +233,8 @@ def channel_plan(sample: Sample, exclude=()) -> ChannelPlan:
     """
     tcol = time_column(sample)
     skip = set(exclude)
-    names, cols, roles, tops, floors, trules, frules, cofs, ceils, excluded = (
-        [] for _ in range(10)
+    names, cols, roles, tops, floors, trules, frules, cofs, piles, ceils, excluded = (
+        [] for _ in range(11)
     )
     for c in sample.channels:
         if c.index == tcol:
@@ -246,6 +255,7 @@ def channel_plan(sample: Sample, exclude=()) -> ChannelPlan:
         trules.append(trule)
         frules.append(frule)
         cofs.append(_cofactor(c, sample.scaled))
+        piles.append(role == "scatter" and not _is_integer_data(sample) and not frule)
         ceils.append(_ceiling(sample, c))
     return ChannelPlan(
         tuple(names),
@@ -256,6 +266,7 @@ def channel_plan(sample: Sample, exclude=()) -> ChannelPlan:
         tuple(trules),
         tuple(frules),
         tuple(cofs),
+        tuple(piles),
         tuple(ceils),
         tuple(excluded),
     )

@@ -108,6 +108,8 @@ class AcquisitionPass:
         self._n_floor = np.zeros(k, dtype=np.int64)
         self._n_bad = np.zeros(k, dtype=np.int64)
         self._max = np.full(k, -np.inf)
+        self._min = np.full(k, np.inf)
+        self._at_min = np.zeros(k, dtype=np.int64)
         self._decreases = 0
         self._first_decrease = -1
         self._trends: list[str] = []
@@ -139,6 +141,10 @@ class AcquisitionPass:
         self._n_floor += res["floor"]
         self._n_bad += res["not_finite"]
         np.maximum(self._max, res["max"], out=self._max)
+        same = np.where(res["min"] == self._min, self._at_min, 0)
+        lower = res["min"] <= self._min
+        self._at_min = np.where(lower, res["at_min"] + same, self._at_min)
+        self._min = np.minimum(self._min, res["min"])
         self._decreases += res["decreases"]
         if res["first_decrease"] >= 0 and self._first_decrease < 0:
             self._first_decrease = start + res["first_decrease"]
@@ -165,6 +171,20 @@ class AcquisitionPass:
         )
         self._n_top, self._n_floor, self._n_bad = res["top"], res["floor"], res["not_finite"]
         return notes
+
+    def _pile_floors(self) -> tuple[tuple[float, ...], tuple[str, ...]]:
+        """Floors of linear float scatter channels clipped at their smallest value (0 or
+        below, at least two events exactly there); their events are marked now."""
+        floor, rule = list(self.plan.floor), list(self.plan.floor_rule)
+        for j, pile in enumerate(self.plan.pile_floor):
+            low, n = float(self._min[j]), int(self._at_min[j])
+            if pile and low <= 0 and n >= 2:
+                col = self.sample.events[:, self.plan.columns[j]]
+                self.reasons[col == low] |= MARGIN
+                self._n_floor[j] = n
+                floor[j] = low
+                rule[j] = f"{low:g}, where {n} events pile (the channel is clipped there)"
+        return tuple(floor), tuple(rule)
 
     # -- decisions -----------------------------------------------------------------
     def _time_problem(self) -> str | None:
@@ -199,6 +219,7 @@ class AcquisitionPass:
         if "margins" in checks:
             run.append("margins")
             notes += self._drop_unbounded_tops()
+            floor, floor_rule = self._pile_floors()
             p = self.plan  # every planned channel is checked for margins
             margins = MarginTable(
                 p.names,
@@ -206,12 +227,12 @@ class AcquisitionPass:
                 self._n_floor.copy(),
                 self._n_bad.copy(),
                 tuple(float(x) for x in self._top),
-                p.floor,
+                floor,
                 tuple(
                     r if math.isfinite(t) else ""
                     for r, t in zip(p.top_rule, self._top, strict=True)
                 ),
-                p.floor_rule,
+                floor_rule,
             )
         bins = None
         ranges: tuple[FlaggedRange, ...] = ()
