@@ -289,11 +289,16 @@ class AcquisitionPass:
         stab = check_stability(values, mean, sd, th, windows=WINDOWS[:1], inputs=~rate.flagged)
         # second round: each channel's level from the bins nothing flagged (see the module
         # docstring of cytokit.qc.stability)
-        good = ~(stab.flagged | rate.flagged)
-        if good.any():
+        for _ in range(2):
+            good = ~(stab.flagged | rate.flagged)
+            if not good.any():
+                break
             short = ~(stab.spikes | rate.flagged)
             again = check_stability(values, mean, sd, th, reference=good, inputs=short)
-            stab = again.union(stab)
+            done = np.array_equal(again.flagged, stab.flagged)
+            stab = again
+            if done:
+                break
         chan_flags = np.zeros_like(stab.channel_flagged)
         if "signal" in timed and cols:
             bits[stab.flagged] |= SIGNAL

@@ -19,11 +19,12 @@ For each of these series:
   shortest interval holding half of them, Rousseeuw's shorth): when a drift
   has moved a large part of the file, the median would lie partway along
   the drift, while the bins that did not move stay packed together. That
-  first round uses the shortest window only; the check then runs again, with
-  every window, and with the level taken as the median of the bins the first
-  round (and the rate check) left unflagged: in a noisy channel the two
-  halves overlap and the densest half still leans towards the drift, which
-  a long window would then read as a departure of the good bins;
+  first round uses the shortest window only; the check then runs again (up to
+  twice, until its flags settle), with every window, and with the level taken
+  as the median of the bins the round before (and the rate check) left
+  unflagged: in a noisy channel the two halves overlap and the densest half
+  still leans towards the drift, which a long window would then read as a
+  departure of the good bins;
 * the noise of a bin mean is ``s · sqrt(φ / m)``: ``s`` the typical (median)
   SD of the transformed values within a bin, ``m`` the values the bin
   contributed and ``φ >= 1`` the file's overdispersion (the robust variance
@@ -37,10 +38,12 @@ For each of these series:
   little off; a median, so that one odd bin cannot carry its neighbours);
   windows of `WINDOWS` bins centred on each bin are tried, so a drift too
   slow to show in 9 bins shows in 81;
-* flagged runs grow into neighbouring bins whose window (3 bins or any of
-  `WINDOWS`) is still off in the same direction by ``extend_z`` SDs and by
-  the shift: a run is found by its clearest part and then followed out to
-  where the signal is back within the shift of its level.
+* flagged runs grow into neighbouring bins whose window (any of `WINDOWS`)
+  is still off in the same direction by ``extend_z`` SDs and by the shift: a
+  run is found by its clearest part and then followed out to where the
+  signal is back within the shift of its level (windows, not single bins,
+  so that noise does not carry a run past the point where a drift reaches
+  the shift).
 
 A bin is flagged when either series of any channel flags it. This is the MAD-based outlier
 idea of PeacoQC (Emmaneel et al., Cytometry A 2022;101:325-38), applied to a
@@ -106,12 +109,6 @@ class StabilityCheck:
     channel_flagged: np.ndarray
     spikes: np.ndarray
 
-    def union(self, other: StabilityCheck) -> StabilityCheck:
-        """This check (its levels and departures) with `other`'s flags added."""
-        chan = self.channel_flagged | other.channel_flagged
-        spikes = self.spikes | other.spikes
-        return StabilityCheck(self.level, self.deviation, self.z, chan.any(axis=1), chan, spikes)
-
 
 def _window(y: np.ndarray, m: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
     """Weighted (by m) centred moving mean of y over 2·half + 1 bins, and the weights' sum."""
@@ -174,7 +171,7 @@ def _channel(mean, sd, count, th: Thresholds, reference=None, windows=WINDOWS, i
     # windows read only the `inputs` bins: a clog's bins must not pull its neighbours'
     # window medians
     wok = ok if inputs is None else ok & inputs
-    for w in (3, *windows):
+    for w in windows:
         if w > b:
             break
         wmed, wtot = _window_median(y, m, wok, w // 2)
