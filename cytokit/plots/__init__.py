@@ -19,6 +19,7 @@ Typical use::
 from __future__ import annotations
 
 from cytokit.plots._figure import figure_bytes, format_dose, mark_infusions, new_figure, save_figure
+from cytokit.plots.acquisition import acquisition_figure
 from cytokit.plots.cohort import cohort_figure, stratum_colours
 from cytokit.plots.persistence import (
     MEASURES,
@@ -31,6 +32,7 @@ from cytokit.plots.qc import gate_panels, qc_figure
 
 __all__ = [
     "MEASURES",
+    "acquisition_figure",
     "chimerism_figure",
     "cohort_figure",
     "figure_bytes",

@@ -88,6 +88,8 @@ class SampleTruth:
         With ``keep_signals=True``: the noiseless marker intensities times the
         session's gains (what compensating with the file's ``$SPILLOVER``
         estimates), `MARKERS` order. Doublets hold the sum of their two cells.
+    anomalies : cytokit.simulate.anomalies.AnomalyTruth or None
+        With acquisition anomalies injected: what was injected, per event.
     """
 
     label: np.ndarray
@@ -96,6 +98,7 @@ class SampleTruth:
     parameters: SampleParameters
     drift: ins.Drift
     signals: np.ndarray | None = None
+    anomalies: object | None = None
 
     def counts(self) -> dict[str, int]:
         """Events of each label."""
@@ -335,6 +338,7 @@ def simulate_sample(
     *,
     keep_signals: bool = False,
     workers: int | None = None,
+    anomalies=None,
 ) -> tuple[Sample, SampleTruth]:
     """Simulate one sample (patient, day) in memory.
 
@@ -352,6 +356,10 @@ def simulate_sample(
     workers : int, optional
         Threads (see `generate_events`); default `default_workers()`. The
         result does not depend on it.
+    anomalies : cytokit.simulate.anomalies.AnomalyPlan, optional
+        Acquisition anomalies (clogs, bubbles, drift, margin events) to inject
+        (`cytokit.simulate.anomalies.inject`, with the sample's own random
+        stream); their truth is ``truth.anomalies``.
 
     Returns
     -------
@@ -378,7 +386,17 @@ def simulate_sample(
         design, spec, day, out, label, donor, signals=signals, workers=workers or default_workers()
     )
     sample = make_sample(design, spec, int(day), out, drift)
-    return sample, SampleTruth(label, donor, LABELS, params, drift, signals)
+    truth = SampleTruth(label, donor, LABELS, params, drift, signals)
+    if anomalies is not None:
+        sample, truth.anomalies = inject_anomalies(design, spec, int(day), sample, anomalies)
+    return sample, truth
+
+
+def inject_anomalies(design: StudyDesign, spec: PatientSpec, day: int, sample: Sample, plan):
+    """`cytokit.simulate.anomalies.inject` with the stream of (design seed, patient, day)."""
+    from cytokit.simulate.anomalies import TAG_ANOMALIES, inject
+
+    return inject(sample, plan, stream(design.seed, TAG_ANOMALIES, spec.id, day))
 
 
 def make_sample(
@@ -420,6 +438,17 @@ def _truth_arrays(truth: SampleTruth) -> dict[str, np.ndarray]:
         "cells_per_ul": cells,
         "drift_fluorescence": truth.drift.fluorescence,
         "drift_scatter": np.array([truth.drift.fsc, truth.drift.ssc]),
+        **_anomaly_arrays(truth.anomalies),
+    }
+
+
+def _anomaly_arrays(anomalies) -> dict[str, np.ndarray]:
+    if anomalies is None:
+        return {}
+    return {
+        "anomaly_kind": np.ascontiguousarray(anomalies.kind, dtype=np.uint8),
+        "anomaly_gain": np.ascontiguousarray(anomalies.gain, dtype=np.float32),
+        "anomaly_clipped": np.ascontiguousarray(anomalies.clipped, dtype=bool),
     }
 
 
@@ -428,7 +457,9 @@ def save_truth(path: str | os.PathLike, truth: SampleTruth) -> Path:
 
     Arrays: ``label`` (uint8), ``donor`` (bool), ``label_names`` (str),
     ``probabilities``, ``donor_fraction``, ``cells_per_ul`` (float64 per label;
-    NaN where not a cell), ``drift_fluorescence`` (7,), ``drift_scatter`` (FSC, SSC).
+    NaN where not a cell), ``drift_fluorescence`` (7,), ``drift_scatter`` (FSC, SSC);
+    with injected acquisition anomalies also ``anomaly_kind`` (uint8 bits per event,
+    `cytokit.simulate.anomalies`), ``anomaly_gain`` (float32) and ``anomaly_clipped`` (bool).
     Read with `load_truth` or ``numpy.load``.
     """
     from cytokit._io import atomic_write_bytes

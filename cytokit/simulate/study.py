@@ -44,6 +44,7 @@ from cytokit.simulate.events import (
     SampleTruth,
     default_workers,
     generate_events,
+    inject_anomalies,
     make_sample,
     sample_file_stem,
     save_truth,
@@ -175,6 +176,7 @@ def simulate_study(
     overwrite: bool = False,
     workers: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    anomalies: Callable | None = None,
 ) -> Path:
     """Write a simulated study folder with ground truth.
 
@@ -194,6 +196,10 @@ def simulate_study(
         `default_workers()`. Files are the same for any number.
     progress : callable(done, total, file_name), optional
         Called after each FCS file with the number written, the total and its name.
+    anomalies : callable(PatientSpec, day) -> AnomalyPlan or None, optional
+        Acquisition anomalies to inject into a file
+        (`cytokit.simulate.anomalies`); their per-event truth goes into the
+        file's ``.truth.npz``. The file's events are then held in memory.
 
     Returns
     -------
@@ -230,7 +236,13 @@ def simulate_study(
         stem = sample_file_stem(spec.id, day)
         fcs = out / "fcs" / f"{stem}.fcs"
         truth = _write_sample(
-            design, spec, day, fcs, out / "fcs" / f"{stem}.truth.npz", workers=workers
+            design,
+            spec,
+            day,
+            fcs,
+            out / "fcs" / f"{stem}.truth.npz",
+            workers=workers,
+            anomalies=anomalies(spec, day) if anomalies is not None else None,
         )
         rel = f"fcs/{stem}.fcs"
         p = truth.parameters
@@ -279,11 +291,12 @@ def _write_sample(
     in_memory: bool | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    anomalies=None,
 ) -> SampleTruth:
     """Generate one sample into RAM or a scratch file beside `fcs`, write it (and its truth)."""
     n = design.n_events
     if in_memory is None:
-        in_memory = n * N_COLUMNS * 4 <= _MEMORY_LIMIT
+        in_memory = n * N_COLUMNS * 4 <= _MEMORY_LIMIT or anomalies is not None
     scratch = None
     if in_memory:
         events = np.empty((n, N_COLUMNS), dtype=np.float32)
@@ -303,8 +316,11 @@ def _write_sample(
             workers=workers or default_workers(),
             progress=progress,
         )
-        write_fcs(fcs, make_sample(design, spec, day, events, drift))
+        sample = make_sample(design, spec, day, events, drift)
         truth = SampleTruth(label, donor, LABELS, params, drift)
+        if anomalies is not None:
+            sample, truth.anomalies = inject_anomalies(design, spec, day, sample, anomalies)
+        write_fcs(fcs, sample)
         if truth_path is not None:
             save_truth(truth_path, truth)
     finally:

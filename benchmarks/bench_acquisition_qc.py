@@ -1,0 +1,272 @@
+"""Benchmark: acquisition QC — accuracy against injected anomalies, and its cost next to gating.
+
+Usage::
+
+    python benchmarks/bench_acquisition_qc.py --accuracy --seeds 1001 1060   # fresh seeds
+    python benchmarks/bench_acquisition_qc.py --cost                         # 10M events
+    python benchmarks/bench_acquisition_qc.py --cost --n 1000000 --repeats 3
+
+**Accuracy.** For every seed and every anomaly kind (clog, bubble, drift,
+margin) one simulated file (50,000 events, a patient and day drawn from the
+seed's sample study) gets one anomaly of that kind with random, realistic
+parameters (`cytokit.simulate.anomalies.random_plan`), and
+`cytokit.qc.acquisition_qc` runs on it with the default settings. Events
+removed for the reasons that answer the kind (rate or signal for clogs,
+bubbles and drift; margin for margin events) are compared with the
+simulator's per-event truth (for margins: injected margin events and every
+event the instrument clipped); F1 is given pooled over the files (from the
+summed counts) and as the median and minimum per file. The same seeds give
+clean files (nothing injected): % of events removed, in total and by rate or
+signal, and the verdicts.
+
+**Cost.** A simulated FCS file of ``--n`` events (`cytokit.simulate.benchmark_file`,
+11 float32 channels) is read in a fresh subprocess, which then times, in
+alternating order after a warm-up, the gating chain of ``bench_gating.py``
+(plan + one fused ``evaluate_plan`` pass: compensation, logicle, 10
+populations) and ``acquisition_qc`` on the same events; the ratio is printed.
+``cytokit gate`` on the same file (the command: start-up, hashing, reading,
+gating, statistics, storing) is timed in the same run, and QC is put against
+it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA_DIR = HERE / "_data"
+KINDS = ("clog", "bubble", "drift", "margin")
+N_EVENTS = 50_000
+
+
+# --- accuracy -------------------------------------------------------------------------------------
+
+
+def one_file(seed: int, kind: str):
+    """(qc, truth-or-None, plan) of one simulated file with one anomaly of `kind` (or clean)."""
+    import warnings
+
+    from cytokit import simulate
+    from cytokit.qc import acquisition_qc
+    from cytokit.simulate import anomalies as A
+
+    design = simulate.preset_design("sample", seed=seed, n_patients=4)
+    rng = np.random.default_rng([seed, zlib.crc32(kind.encode())])
+    samples = design.samples()
+    spec, day = samples[int(rng.integers(len(samples)))]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, N_EVENTS)
+    truth = plan = None
+    if kind != "clean":
+        plan = A.random_plan(rng, A.duration(sample), kinds=(kind,))
+        sample, truth = A.inject(sample, plan, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qc = acquisition_qc(sample)
+    return qc, truth, plan
+
+
+def counts(qc, truth, kind: str) -> tuple[int, int, int]:
+    from cytokit.qc import MARGIN, RATE, SIGNAL
+
+    if kind == "margin":
+        pred, want = (qc.reasons & MARGIN) != 0, truth.mask("margin") | truth.clipped
+    else:
+        pred, want = (qc.reasons & (RATE | SIGNAL)) != 0, truth.mask(kind)
+    return int(np.sum(pred & want)), int(np.sum(pred & ~want)), int(np.sum(~pred & want))
+
+
+def f1(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+
+
+def laser_of(plan) -> str:
+    from cytokit.simulate.anomalies import LASERS
+
+    d = plan.drifts[0].detectors
+    return next(name for name, dets in LASERS.items() if dets == d)
+
+
+def accuracy(seeds: range) -> None:
+    print(f"accuracy: seeds {seeds.start}-{seeds.stop - 1}, {N_EVENTS:,} events per file")
+    t0 = time.perf_counter()
+    for kind in KINDS:
+        rows = []
+        for seed in seeds:
+            qc, truth, plan = one_file(seed, kind)
+            tp, fp, fn = counts(qc, truth, kind)
+            rows.append((seed, tp, fp, fn, f1(tp, fp, fn), qc.verdict, plan))
+        tp, fp, fn = (sum(r[i] for r in rows) for i in (1, 2, 3))
+        per = np.array([r[4] for r in rows])
+        print(
+            f"  {kind:7s} F1 pooled {f1(tp, fp, fn):.3f}  median {np.nanmedian(per):.3f}  "
+            f"min {np.nanmin(per):.3f}  (files {len(rows)}, truth events {tp + fn:,}, "
+            f"flagged {tp + fp:,}, missed {fn:,}, extra {fp:,})"
+        )
+        worst = sorted(rows, key=lambda r: r[4])[:2]
+        for r in worst:
+            print(
+                f"           lowest: seed {r[0]} F1 {r[4]:.3f} (fp {r[2]}, fn {r[3]}) verdict {r[5]}"
+            )
+        if kind == "drift":
+            for laser in ("blue", "red", "violet"):
+                sub = [r for r in rows if laser_of(r[6]) == laser]
+                if sub:
+                    a, b, c = (sum(r[i] for r in sub) for i in (1, 2, 3))
+                    print(
+                        f"           {laser:6s} laser: {len(sub):2d} files, F1 pooled {f1(a, b, c):.3f}"
+                    )
+    pct, timed, verdicts = [], [], []
+    for seed in seeds:
+        qc, _, _ = one_file(seed, "clean")
+        from cytokit.qc import RATE, SIGNAL
+
+        pct.append(qc.pct_removed)
+        timed.append(100.0 * np.count_nonzero(qc.reasons & (RATE | SIGNAL)) / qc.n_events)
+        verdicts.append(qc.verdict)
+    pct, timed = np.array(pct), np.array(timed)
+    print(
+        f"  clean   {len(pct)} files: removed median {np.median(pct):.3f}% (max {pct.max():.3f}%); "
+        f"by rate or signal median {np.median(timed):.3f}% (max {timed.max():.3f}%, "
+        f"{np.count_nonzero(timed)} files with any); verdicts "
+        + ", ".join(f"{v} {verdicts.count(v)}" for v in ("pass", "warn", "fail"))
+    )
+    print(f"  ({time.perf_counter() - t0:.0f} s)")
+
+
+# --- cost -----------------------------------------------------------------------------------------
+
+
+def child(path: Path, repeats: int) -> None:
+    """In a fresh process: read once, then time the gating chain and QC alternately."""
+    sys.path.insert(0, str(HERE))
+    import bench_gating as bg
+
+    import cytokit.kernels as K
+    from cytokit import read_fcs
+    from cytokit.qc import acquisition_qc
+
+    t0 = time.perf_counter()
+    sample = read_fcs(path)
+    t_read = time.perf_counter() - t0
+    events = sample.events
+    names = list(sample.channel_names)
+    spill_names, spill = list(sample.spillover.channels), np.asarray(sample.spillover.matrix)
+
+    def chain() -> float:
+        t = time.perf_counter()
+        plan, _, _ = bg.cytokit_plan(names, spill_names, spill)
+        K.evaluate_plan(events, plan, membership=False)
+        return time.perf_counter() - t
+
+    def qc() -> float:
+        t = time.perf_counter()
+        acquisition_qc(sample)
+        return time.perf_counter() - t
+
+    chain(), qc()  # warm-up (Numba cache load)
+    g, q = [], []
+    for i in range(repeats):
+        for fn, out in ((chain, g), (qc, q)) if i % 2 == 0 else ((qc, q), (chain, g)):
+            out.append(fn())
+    res = acquisition_qc(sample)
+    print(
+        json.dumps(
+            {"read": t_read, "gate": g, "qc": q, "removed": res.pct_removed, "verdict": res.verdict}
+        )
+    )
+
+
+def cost(n: int, repeats: int, seed: int, keep: bool) -> None:
+    sys.path.insert(0, str(HERE))
+    import bench_batch
+
+    from cytokit.simulate import benchmark_file
+
+    DATA_DIR.mkdir(exist_ok=True)
+    path = DATA_DIR / f"bench_qc_{n}_{seed}.fcs"
+    if not path.exists():
+        t0 = time.perf_counter()
+        benchmark_file(path, n_events=n, seed=seed)
+        print(
+            f"wrote {path.name} ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t0:.0f} s"
+        )
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(path), "--repeats", str(repeats)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if out.returncode:
+            sys.exit(out.stderr)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        g, q = statistics.median(r["gate"]), statistics.median(r["qc"])
+        chain = r["read"] + g
+        print(f"events: {n:,} x 11 float32")
+        print(f"read_fcs                                  {r['read']:7.3f} s")
+        print(
+            f"gating (plan + fused pass, 10 populations) {g:7.3f} s  (median of {len(r['gate'])})"
+        )
+        print(f"acquisition_qc                             {q:7.3f} s  (median of {len(r['qc'])}); "
+              f"removed {r['removed']:.2f}%, verdict {r['verdict']}")  # fmt: skip
+        print(f"  runs gate: {', '.join(f'{x:.3f}' for x in r['gate'])}")
+        print(f"  runs qc:   {', '.join(f'{x:.3f}' for x in r['qc'])}")
+        print(f"QC / gating pass: {q / g:.2f}; QC / (read + gating pass): {q / chain:.2f}")
+        with tempfile.TemporaryDirectory(dir=DATA_DIR) as tmp:
+            strategy = Path(tmp) / "strategy.xml"
+            bench_batch.donor_strategy().to_gatingml(strategy)
+            walls = []
+            for i in range(2):
+                cmd = bench_batch.gate_command(
+                    strategy, [str(path)], Path(tmp) / f"out{i}", "--workers", "1"
+                )
+                t0 = time.perf_counter()
+                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                walls.append(time.perf_counter() - t0)
+                if done.returncode:
+                    sys.exit(done.stderr)
+        wall = min(walls)
+        print(f"cytokit gate (the command, 1 worker)       {wall:7.3f} s  (best of {len(walls)}: "
+              f"{', '.join(f'{x:.2f}' for x in walls)})")  # fmt: skip
+        print(f"QC / cytokit gate: {q / wall:.2f}")
+    finally:
+        if not keep:
+            path.unlink(missing_ok=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--accuracy", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs=2, default=(1001, 1060), metavar=("FIRST", "LAST"))
+    ap.add_argument("--cost", action="store_true")
+    ap.add_argument("--n", type=int, default=10_000_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", action="store_true", help="keep the simulated file")
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.repeats)
+        return
+    if not (args.accuracy or args.cost):
+        ap.error("give --accuracy and/or --cost")
+    if args.accuracy:
+        accuracy(range(args.seeds[0], args.seeds[1] + 1))
+    if args.cost:
+        cost(args.n, args.repeats, args.seed, args.keep)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

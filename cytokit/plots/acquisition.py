@@ -1,0 +1,166 @@
+"""Acquisition QC plot: event rate and each channel's signal over time, removed ranges shaded.
+
+Inputs are the tables of one file's `cytokit.qc.AcquisitionQC`:
+``bins_frame()`` (one row per time bin: ``start, end, events, expected``,
+and per channel ``<channel> mean/low/high/level/upper/upper level/z``) and
+``ranges_frame()`` (``start, end, reasons``), so the figure can be drawn
+again from stored tables without the FCS file.
+
+* Top panel: events per second (per time unit without ``$TIMESTEP``) in
+  each bin, and the rate the rate check expected (dashed).
+* One panel per channel: the bin's mean of ``asinh(x / c)`` mapped back to
+  the channel's values (line) with ± one SD (band), the upper-weighted mean
+  (thin line), and the stable levels (dotted); an
+  ``asinh`` y axis, linear within ``c`` of 0.
+* Removed ranges shaded in every panel, coloured by reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.scale import AsinhLocator
+from matplotlib.ticker import FuncFormatter
+
+from cytokit.plots._figure import grid_figure, plain
+
+__all__ = ["REASON_COLOURS", "acquisition_figure"]
+
+#: Shading of removed ranges by reason.
+REASON_COLOURS = {"rate": "#d62728", "signal": "#ff7f0e", "rate+signal": "#9467bd"}
+_LINE, _BAND, _TOP, _LEVEL = "#1f5fa8", "#a9c4e6", "#4a4a4a", "0.45"
+_PANEL = (7.5, 1.05)
+_MAX_CHANNELS = 16
+_SUFFIX = re.compile(r"^(?P<name>.+) mean$")
+_PLAIN = FuncFormatter(lambda v, _pos: f"{v:.3g}")
+_NONE = FuncFormatter(lambda _v, _pos: "")
+
+
+def _channels(bins: pd.DataFrame) -> list[str]:
+    return [m.group("name") for c in bins.columns if (m := _SUFFIX.match(str(c)))]
+
+
+def _pick(bins: pd.DataFrame, names: list[str], limit: int) -> list[str]:
+    """At most `limit` channels, keeping those that departed most (file order kept)."""
+    if len(names) <= limit:
+        return names
+    score = {n: float(np.nanmax(np.abs(bins[f"{n} z"].to_numpy(dtype=float)))) for n in names}
+    keep = set(sorted(names, key=lambda n: -(score[n] if math.isfinite(score[n]) else 0))[:limit])
+    return [n for n in names if n in keep]
+
+
+def _shade(ax, ranges: pd.DataFrame | None) -> None:
+    if ranges is None or ranges.empty:
+        return
+    for _, r in ranges.iterrows():
+        colour = REASON_COLOURS.get(str(r["reasons"]), "#7f7f7f")
+        ax.axvspan(float(r["start"]), float(r["end"]), color=colour, alpha=0.22, lw=0, zorder=0)
+
+
+def _steps(bins: pd.DataFrame, values: np.ndarray):
+    """(x, y) of a step line over the bins (each bin's value held from start to end)."""
+    x = np.column_stack([bins["start"].to_numpy(float), bins["end"].to_numpy(float)]).ravel()
+    y = np.repeat(values, 2)
+    return x, y
+
+
+def acquisition_figure(
+    bins: pd.DataFrame,
+    ranges: pd.DataFrame | None = None,
+    *,
+    title: str = "",
+    channels: list[str] | None = None,
+    max_channels: int = _MAX_CHANNELS,
+) -> Figure:
+    """The acquisition QC figure of one file.
+
+    Parameters
+    ----------
+    bins : DataFrame
+        ``AcquisitionQC.bins_frame()``.
+    ranges : DataFrame, optional
+        ``AcquisitionQC.ranges_frame()``: shaded.
+    title : str
+        Shown above the figure (e.g. the file, verdict and % removed).
+    channels : list of str, optional
+        Channels to draw (default: every channel of `bins`, at most
+        `max_channels`, keeping those that departed most from their level).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        On its own Agg canvas. A file without time bins gives a one-panel
+        figure saying so.
+    """
+    if bins is None or bins.empty or "events" not in bins:
+        fig, axes = grid_figure(1, 1, (_PANEL[0], 0.8), margins=(0.3, 0.3, 0.2, 0.5))
+        ax = axes[0, 0]
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no time axis: the rate and stability checks did not run",
+                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        if title:
+            fig.suptitle(plain(title), fontsize=9)
+        return fig
+    names = channels if channels is not None else _pick(bins, _channels(bins), max_channels)
+    missing = [n for n in names if f"{n} mean" not in bins]
+    if missing:
+        raise KeyError(f"no signal columns for channel(s) {', '.join(missing)} in the bins table")
+    unit = str(bins["time_unit"].iloc[0]) if "time_unit" in bins else "s"
+    rows = 1 + len(names)
+    fig, axes = grid_figure(
+        rows, 1, _PANEL, margins=(1.45, 0.25, 0.5, 0.55), gaps=(0.3, 0.12), sharex=True
+    )
+    width = (bins["end"] - bins["start"]).to_numpy(float)
+    safe = np.where(width > 0, width, np.nan)
+    ax = axes[0, 0]
+    x, y = _steps(bins, bins["events"].to_numpy(float) / safe)
+    ax.plot(x, y, color=_LINE, lw=0.9)
+    if "expected" in bins:
+        xe, ye = _steps(bins, bins["expected"].to_numpy(float) / safe)
+        ax.plot(xe, ye, color=_LEVEL, lw=0.8, ls="--")
+    ax.set_ylabel(f"events/{unit if unit == 's' else 'unit'}", fontsize=8)
+    ax.set_ylim(bottom=0)
+    _shade(ax, ranges)
+    for i, name in enumerate(names, start=1):
+        ax = axes[i, 0]
+        mean = bins[f"{name} mean"].to_numpy(float)
+        xs, ym = _steps(bins, mean)
+        _, lo = _steps(bins, bins[f"{name} low"].to_numpy(float))
+        _, hi = _steps(bins, bins[f"{name} high"].to_numpy(float))
+        ax.fill_between(xs, lo, hi, color=_BAND, lw=0, alpha=0.8)
+        ax.plot(xs, ym, color=_LINE, lw=0.9)
+        if f"{name} upper" in bins:
+            _, yt = _steps(bins, bins[f"{name} upper"].to_numpy(float))
+            ax.plot(xs, yt, color=_TOP, lw=0.6)
+            ax.axhline(float(bins[f"{name} upper level"].iloc[0]), color=_LEVEL, lw=0.7, ls=":")
+        ax.axhline(float(bins[f"{name} level"].iloc[0]), color=_LEVEL, lw=0.7, ls=":")
+        c = float(bins[f"{name} cofactor"].iloc[0]) if f"{name} cofactor" in bins else 1.0
+        c = c if math.isfinite(c) and c > 0 else 1.0
+        ax.set_yscale("asinh", linear_width=c)
+        # few ticks, plain numbers: a narrow range on this scale otherwise gets a dozen
+        # labels like 7.44869 × 10⁴
+        ax.yaxis.set_major_locator(AsinhLocator(c, numticks=4))
+        ax.yaxis.set_major_formatter(_PLAIN)
+        ax.yaxis.set_minor_formatter(_NONE)
+        ax.set_ylabel(plain(name), fontsize=7, rotation=0, ha="right", va="center")
+        ax.tick_params(labelsize=6)
+        _shade(ax, ranges)
+    axes[-1, 0].set_xlabel(f"acquisition time ({unit})", fontsize=8)
+    axes[0, 0].set_xlim(float(bins["start"].iloc[0]), float(bins["end"].iloc[-1]))
+    present = set() if ranges is None or ranges.empty else set(ranges["reasons"].astype(str))
+    handles = [
+        Patch(color=REASON_COLOURS[r], alpha=0.35, label=f"removed: {r}")
+        for r in REASON_COLOURS
+        if r in present
+    ]
+    if handles:
+        axes[0, 0].legend(handles=handles, fontsize=7, frameon=False, loc="upper right",
+                          ncols=len(handles))  # fmt: skip
+    if title:
+        fig.suptitle(plain(title), fontsize=9)
+    return fig

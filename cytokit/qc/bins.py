@@ -1,0 +1,144 @@
+"""Time bins over the acquisition: a grid aligned to the time channel's resolution.
+
+Bins are equal spans of acquisition time. Their width is a whole number of
+the time channel's steps (its *quantum*: the smallest positive difference
+between consecutive event times), and the edges sit half a step off the
+steps, so every bin holds the same number of clock ticks. Without that, a
+width of e.g. 2.5 ticks would give bins of 2 and 3 ticks in turn and a rate
+that jumps by ±20 % from bin to bin with nothing wrong in the file.
+
+The number of bins aims at `EVENTS_PER_BIN` events per bin on average,
+within `MIN_BINS` .. `MAX_BINS`; files too short (fewer than `MIN_BINS` steps
+of their clock, or too few events) get no time bins, and the rate and
+stability checks say why instead of running.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["EVENTS_PER_BIN", "MAX_BINS", "MIN_BINS", "MIN_EVENTS_PER_BIN", "TimeGrid", "plan_grid"]
+
+#: Events per bin aimed at (a clog or a bubble then spans many bins of a typical file).
+EVENTS_PER_BIN = 200
+#: Fewest bins the rate and stability checks need (their baselines are fitted over bins).
+MIN_BINS = 16
+#: Most bins (beyond this, bins of a large file just hold more events).
+MAX_BINS = 1000
+#: Fewest events per bin on average.
+MIN_EVENTS_PER_BIN = 20
+_PROBE = 100_000  # consecutive events read to find the time quantum
+
+
+@dataclass(frozen=True)
+class TimeGrid:
+    """Equal time bins over one acquisition.
+
+    Attributes
+    ----------
+    origin : float
+        The first edge, in the time channel's units.
+    width : float
+        Bin width, same units (a whole number of `quantum` when that is > 0).
+    n_bins : int
+    quantum : float
+        The time channel's resolution found in the data (0: continuous).
+    end : float
+        Where the acquisition ends (the last event's time plus half a quantum).
+    seconds : float or None
+        Seconds per time unit (None when the file does not say).
+    """
+
+    origin: float
+    width: float
+    n_bins: int
+    quantum: float
+    end: float
+    seconds: float | None
+
+    def edges(self) -> np.ndarray:
+        """The ``n_bins + 1`` bin edges (float64, time units); the last is `end`."""
+        e = self.origin + self.width * np.arange(self.n_bins + 1, dtype=np.float64)
+        e[-1] = max(self.end, e[-2] if self.n_bins else e[-1])
+        return e
+
+    def exposure(self) -> np.ndarray:
+        """Acquisition time each bin covers, time units (the last bin runs to `end`)."""
+        return np.diff(self.edges())
+
+    @property
+    def unit(self) -> str:
+        return "s" if self.seconds is not None else "time units"
+
+    def to_seconds(self, t):
+        """`t` in seconds when the unit is known, else unchanged."""
+        return t * self.seconds if self.seconds is not None else t
+
+
+def time_quantum(times: np.ndarray) -> float:
+    """Smallest positive difference between consecutive values of `times` (0 when none)."""
+    d = np.diff(np.asarray(times, dtype=np.float64))
+    d = d[d > 0]
+    return float(d.min()) if d.size else 0.0
+
+
+def plan_grid(
+    events: np.ndarray, tcol: int, seconds: float | None, *, events_per_bin: int = EVENTS_PER_BIN
+) -> TimeGrid | str:
+    """The time grid of a file in acquisition order, or the reason there can be none.
+
+    Parameters
+    ----------
+    events : ndarray, shape (n_events, n_channels)
+        Events in nondecreasing time order (checked by the caller).
+    tcol : int
+        Time column.
+    seconds : float or None
+        Seconds per time unit.
+    events_per_bin : int
+        Events per bin aimed at.
+
+    Returns
+    -------
+    TimeGrid, or str
+        A sentence saying why the file cannot be binned.
+    """
+    n = events.shape[0]
+    if n < MIN_BINS * MIN_EVENTS_PER_BIN:
+        return (
+            f"{n} events are too few for the rate and stability checks "
+            f"(they need at least {MIN_BINS * MIN_EVENTS_PER_BIN})"
+        )
+    t0, t1 = float(events[0, tcol]), float(events[n - 1, tcol])
+    q = time_quantum(events[: min(n, _PROBE), tcol])
+    if q > 0 and n > _PROBE:
+        q = min(q, time_quantum(events[n - min(n, _PROBE) :, tcol]) or q)
+    if q > 0 and t1 > t0:
+        # a difference of two float32 times is off by up to an ulp of the times; the
+        # whole span holds a whole number of steps, which pins the step down
+        q = (t1 - t0) / max(1, round((t1 - t0) / q))
+    span = t1 - t0 + q
+    if not (math.isfinite(span) and span > 0):
+        return f"the time channel does not advance (every event at time {t0:g})"
+    if q > 0 and span / q < MIN_BINS - 0.5:
+        steps = round(span / q)
+        return (
+            f"the time channel has only {steps} steps of {q:g} over the acquisition, "
+            f"too coarse for the rate and stability checks (they need at least {MIN_BINS})"
+        )
+    target = min(MAX_BINS, max(MIN_BINS, round(n / events_per_bin)))
+    width = span / target
+    if q > 0:
+        width = max(1, round(width / q)) * q
+    # whole bins only: the remainder (less than a bin) joins the last one, so that no
+    # bin is a sliver whose few events (the acquisition stopped within its last clock
+    # tick) would read as a collapse of the rate
+    n_bins = max(1, math.floor(span / width + 1e-9))
+    if n_bins < MIN_BINS:
+        width = span / MIN_BINS if q == 0 else max(1, math.floor(span / q / MIN_BINS)) * q
+        n_bins = max(1, math.floor(span / width + 1e-9))
+    origin = t0 - q / 2
+    return TimeGrid(origin, width, n_bins, q, t1 + q / 2, seconds)

@@ -1,0 +1,346 @@
+"""`AcquisitionQC`: what acquisition QC found in one file, per event, per bin and per file.
+
+Per event, `AcquisitionQC.reasons` holds a bitmask of why the event is
+removed (`RATE`, `SIGNAL`, `MARGIN`; 0 = kept). Per file, `summary` gives the
+columns of a samples table (events before and after, removed by reason, %
+removed, the verdict and why), `ranges_frame` the flagged time ranges (one
+row per range) and `bins_frame` the per-bin series behind the plot.
+
+Verdict: ``fail`` when more than ``max_removed_pct`` % of the events are
+removed (or the file has no events); ``warn`` when more than
+``warn_removed_pct`` % are, when a requested check could not run (no Time
+channel, time not in acquisition order, too few events or clock steps), or
+when a channel's signal moved steadily over the whole acquisition (`trends`);
+``pass`` otherwise. The reason is one sentence naming the figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cytokit.qc.bins import TimeGrid
+from cytokit.qc.settings import AcquisitionQCSettings
+
+__all__ = [
+    "MARGIN",
+    "RATE",
+    "REASONS",
+    "SIGNAL",
+    "AcquisitionQC",
+    "BinTable",
+    "FlaggedRange",
+    "MarginTable",
+    "reason_names",
+]
+
+#: Reason bits of `AcquisitionQC.reasons`.
+RATE, SIGNAL, MARGIN = 1, 2, 4
+#: Reason name → bit, in report order.
+REASONS = {"rate": RATE, "signal": SIGNAL, "margin": MARGIN}
+VERDICTS = ("pass", "warn", "fail")
+
+
+def reason_names(bits: int) -> str:
+    """``"rate+signal"`` etc. for a reason bitmask (``""`` for 0)."""
+    return "+".join(name for name, bit in REASONS.items() if bits & bit)
+
+
+@dataclass(frozen=True)
+class MarginTable:
+    """Margin events of each checked channel.
+
+    Attributes
+    ----------
+    names : tuple of str
+    top, floor, not_finite : ndarray of int64
+        Events at or above the top limit, at or below the floor, not finite.
+    top_limit, floor_limit : tuple of float
+        The limits (``inf`` / ``-inf``: none), in the sample's values.
+    top_rule, floor_rule : tuple of str
+        How the limits were derived.
+    """
+
+    names: tuple[str, ...]
+    top: np.ndarray
+    floor: np.ndarray
+    not_finite: np.ndarray
+    top_limit: tuple[float, ...]
+    floor_limit: tuple[float, ...]
+    top_rule: tuple[str, ...]
+    floor_rule: tuple[str, ...]
+
+    def frame(self) -> pd.DataFrame:
+        """One row per channel: ``channel, top, floor, not_finite, top_limit, floor_limit, ...``."""
+        return pd.DataFrame(
+            {
+                "channel": list(self.names),
+                "top": self.top,
+                "floor": self.floor,
+                "not_finite": self.not_finite,
+                "top_limit": list(self.top_limit),
+                "floor_limit": list(self.floor_limit),
+                "top_rule": list(self.top_rule),
+                "floor_rule": list(self.floor_rule),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class BinTable:
+    """The time bins and what each check saw in them.
+
+    Attributes
+    ----------
+    grid : TimeGrid
+    bounds : ndarray of int64, shape (B + 1,)
+        Bin ``j`` holds events ``bounds[j] .. bounds[j + 1] - 1``.
+    counts, expected : ndarray, shape (B,)
+        Events, and events the rate check expected.
+    rate_z : ndarray, shape (B,)
+    bits : ndarray of uint8, shape (B,)
+        Reasons each bin is removed for (`RATE`, `SIGNAL`), after filling short
+        good runs between flagged ones.
+    channels : tuple of str
+        Channels of the stability check.
+    cofactors : ndarray, shape (k,)
+        Their asinh cofactors.
+    values : ndarray of int64, shape (B, k)
+        Values each bin contributed per channel (at most `cytokit.qc.scan.MAX_PER_BIN`).
+    mean, sd : ndarray, shape (B, k, 2)
+        Mean and SD of ``asinh(x / cofactor)`` per bin and channel, of all values
+        (``[..., 0]``) and upper-weighted (``[..., 1]``, see `cytokit.qc.stability`).
+    level : ndarray, shape (k, 2)
+        Each channel's stable levels (asinh scale).
+    z : ndarray, shape (B, k)
+        Departure from the stable level in noise SDs (bin or window, the larger).
+    """
+
+    grid: TimeGrid
+    bounds: np.ndarray
+    counts: np.ndarray
+    expected: np.ndarray
+    rate_z: np.ndarray
+    bits: np.ndarray
+    channels: tuple[str, ...]
+    cofactors: np.ndarray
+    values: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    level: np.ndarray
+    z: np.ndarray
+
+
+@dataclass(frozen=True)
+class FlaggedRange:
+    """A run of removed time bins.
+
+    Attributes
+    ----------
+    start, end : float
+        Time range (seconds, or the file's time units when it has no
+        ``$TIMESTEP``).
+    first_event, stop_event : int
+        Events ``first_event .. stop_event - 1`` (file order) lie in it.
+    reasons : str
+        ``"rate"``, ``"signal"`` or ``"rate+signal"``.
+    detail : str
+        What was seen: the rate against the expected rate, the channels
+        whose signal departed.
+    """
+
+    start: float
+    end: float
+    first_event: int
+    stop_event: int
+    reasons: str
+    detail: str
+
+    @property
+    def events(self) -> int:
+        return self.stop_event - self.first_event
+
+
+@dataclass(eq=False)
+class AcquisitionQC:
+    """Acquisition QC of one file (see the module docstring).
+
+    Attributes
+    ----------
+    file : str
+    n_events : int
+    reasons : ndarray of uint8, shape (n_events,)
+        Bitmask per event (`RATE`, `SIGNAL`, `MARGIN`); 0 = kept.
+    settings : AcquisitionQCSettings
+    checks_run : tuple of str
+        The checks that ran (a subset of ``settings.checks``).
+    notes : tuple of str
+        Sentences on what could not be checked and why.
+    bins : BinTable or None
+        None when the file has no usable time axis.
+    ranges : tuple of FlaggedRange
+    margins : MarginTable or None
+        None when the margin check did not run.
+    trends : tuple of str
+        Channels whose signal moved steadily over the acquisition (by more
+        than twice the signal shift from its first to its last third), one
+        sentence each.
+    """
+
+    file: str
+    n_events: int
+    reasons: np.ndarray
+    settings: AcquisitionQCSettings
+    checks_run: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+    bins: BinTable | None = None
+    ranges: tuple[FlaggedRange, ...] = ()
+    margins: MarginTable | None = None
+    trends: tuple[str, ...] = ()
+    removed_by: dict[str, int] = field(init=False)
+    n_removed: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        r = self.reasons
+        self.removed_by = {
+            name: int(np.count_nonzero(r & bit)) if r.size else 0 for name, bit in REASONS.items()
+        }
+        self.n_removed = int(np.count_nonzero(r)) if r.size else 0
+
+    # -- per event -----------------------------------------------------------------
+    @property
+    def keep(self) -> np.ndarray:
+        """Bool mask of the events kept, shape (n_events,)."""
+        return self.reasons == 0
+
+    # -- per file --------------------------------------------------------------------
+    @property
+    def pct_removed(self) -> float:
+        return 100.0 * self.n_removed / self.n_events if self.n_events else 0.0
+
+    def pct(self, reason: str) -> float:
+        """% of events removed for `reason` (an event may count for several reasons)."""
+        return 100.0 * self.removed_by[reason] / self.n_events if self.n_events else 0.0
+
+    @property
+    def not_run(self) -> tuple[str, ...]:
+        """Checks the settings asked for that did not run."""
+        return tuple(c for c in self.settings.checks if c not in self.checks_run)
+
+    @property
+    def verdict(self) -> str:
+        return self._verdict()[0]
+
+    @property
+    def verdict_reason(self) -> str:
+        return self._verdict()[1]
+
+    def _breakdown(self) -> str:
+        parts = [f"{name} {self.pct(name):.2f}%" for name in REASONS if self.removed_by[name]]
+        return f" ({', '.join(parts)})" if parts else ""
+
+    def _verdict(self) -> tuple[str, str]:
+        s = self.settings
+        if self.n_events == 0:
+            return "fail", "the file has no events"
+        pct = self.pct_removed
+        what = f"{pct:.2f}% of {self.n_events} events removed{self._breakdown()}"
+        if pct > s.max_removed_pct:
+            return "fail", f"{what}, more than the {s.max_removed_pct:g}% allowed"
+        if pct > s.warn_removed_pct:
+            return "warn", f"{what}, more than {s.warn_removed_pct:g}%"
+        if self.not_run:
+            missing = " and ".join(self.not_run)
+            why = "; ".join(self.notes) if self.notes else "see notes"
+            plural = "s" if len(self.not_run) > 1 else ""
+            return "warn", f"{what}; the {missing} check{plural} did not run: {why}"
+        if self.trends:
+            return "warn", f"{what}; {'; '.join(self.trends)}"
+        return "pass", what
+
+    def summary(self) -> dict:
+        """The file's row of a samples table.
+
+        Keys: ``qc_events_before``, ``qc_events_after``, ``qc_removed_rate``,
+        ``qc_removed_signal``, ``qc_removed_margin`` (an event removed for two
+        reasons counts in both), ``qc_removed`` (each event once),
+        ``qc_pct_removed``, ``qc_verdict``, ``qc_reason``, ``qc_checks`` (the
+        checks that ran, ``+``-joined), ``qc_notes``.
+        """
+        out = {
+            "qc_events_before": self.n_events,
+            "qc_events_after": self.n_events - self.n_removed,
+        }
+        for name in REASONS:
+            out[f"qc_removed_{name}"] = self.removed_by[name]
+        verdict, reason = self._verdict()
+        out.update(
+            qc_removed=self.n_removed,
+            qc_pct_removed=round(self.pct_removed, 4),
+            qc_verdict=verdict,
+            qc_reason=reason,
+            qc_checks="+".join(self.checks_run),
+            qc_notes=" ".join((*self.notes, *self.trends)),
+        )
+        return out
+
+    def ranges_frame(self) -> pd.DataFrame:
+        """Flagged time ranges: ``file, start, end, time_unit, first_event, events, reasons, detail``."""
+        unit = self.bins.grid.unit if self.bins is not None else ""
+        rows = [
+            {
+                "file": self.file,
+                "start": r.start,
+                "end": r.end,
+                "time_unit": unit,
+                "first_event": r.first_event,
+                "events": r.events,
+                "reasons": r.reasons,
+                "detail": r.detail,
+            }
+            for r in self.ranges
+        ]
+        cols = ["file", "start", "end", "time_unit", "first_event", "events", "reasons", "detail"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def bins_frame(self) -> pd.DataFrame:
+        """One row per time bin: times, events, expected events, flags, each channel's signal.
+
+        Columns ``bin, start, end, time_unit, first_event, events, expected, rate_z,
+        reasons``, then per channel of the stability check ``<channel> mean``,
+        ``<channel> low``, ``<channel> high`` (the bin's mean of ``asinh(x / c)``
+        and that ± its SD, mapped back to the channel's values by ``c · sinh``),
+        ``<channel> level`` (the stable level, same mapping), ``<channel> upper``
+        and ``<channel> upper level`` (the same for the upper-weighted mean of the
+        values), ``<channel> z`` (departure in noise SDs) and ``<channel> cofactor``
+        (``c``). Empty when the file has no time bins.
+        """
+        b = self.bins
+        if b is None:
+            return pd.DataFrame(columns=["bin", "start", "end", "time_unit", "events"])
+        edges = b.grid.to_seconds(b.grid.edges())
+        out = {
+            "bin": np.arange(b.counts.shape[0]),
+            "start": edges[:-1],
+            "end": edges[1:],
+            "time_unit": b.grid.unit,
+            "first_event": b.bounds[:-1],
+            "events": b.counts,
+            "expected": b.expected,
+            "rate_z": b.rate_z,
+            "reasons": [reason_names(int(x)) for x in b.bits],
+        }
+        for j, name in enumerate(b.channels):
+            c = float(b.cofactors[j])
+            mu, sd = b.mean[:, j, 0], b.sd[:, j, 0]
+            out[f"{name} mean"] = c * np.sinh(mu)
+            out[f"{name} low"] = c * np.sinh(mu - sd)
+            out[f"{name} high"] = c * np.sinh(mu + sd)
+            out[f"{name} level"] = c * np.sinh(b.level[j, 0])
+            out[f"{name} upper"] = c * np.sinh(b.mean[:, j, 1])
+            out[f"{name} upper level"] = c * np.sinh(b.level[j, 1])
+            out[f"{name} z"] = b.z[:, j]
+            out[f"{name} cofactor"] = c
+        return pd.DataFrame(out)

@@ -1,0 +1,484 @@
+"""The acquisition-QC pass: one scan over the event rows, a cheap decision step, the mask.
+
+`acquisition_qc` runs it on a whole sample. `AcquisitionPass` is the same
+pass in streaming form for a caller that already reads the events in blocks
+(the gating pass): ``update(start, stop)`` for each block in order, then
+``finish()``. The per-row work (margin limits, non-finite values, the order
+of the time column) happens in `update`; `finish` reads only the time
+column at the bin edges (a binary search per edge) and an evenly spaced
+subsample of at most `MAX_PER_BIN` rows per time bin for the signal
+quantiles, then decides per bin and writes the bin reasons into the
+per-event mask. Nothing is read from the file again, and no copy of the
+events is made.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cytokit.errors import CytokitError
+from cytokit.kernels.acquisition import bin_bounds, bin_moments, margin_scan
+from cytokit.qc.bins import TimeGrid, plan_grid
+from cytokit.qc.channels import channel_plan, time_axis, time_column
+from cytokit.qc.rate import change_point, check_rate
+from cytokit.qc.result import (
+    MARGIN,
+    RATE,
+    SIGNAL,
+    AcquisitionQC,
+    BinTable,
+    FlaggedRange,
+    MarginTable,
+    reason_names,
+)
+from cytokit.qc.settings import AcquisitionQCSettings
+from cytokit.qc.stability import BAND, WINDOWS, check_stability, trend
+from cytokit.sample import Sample
+
+__all__ = ["MAX_PER_BIN", "AcquisitionPass", "acquisition_qc", "fill_short_runs"]
+
+#: Rows per time bin read for the signal quantiles (all rows of a smaller bin).
+MAX_PER_BIN = 256
+
+
+def fill_short_runs(bits: np.ndarray, fill: int) -> np.ndarray:
+    """Give runs of fewer than `fill` unflagged bins next to flagged ones their neighbours' bits.
+
+    A run between two flagged runs takes both neighbours' bits; a run at the
+    start or end of the acquisition takes its one neighbour's. Runs with no
+    flagged neighbour (the whole file) stay as they are.
+    """
+    out = bits.copy()
+    b = bits.shape[0]
+    j = 0
+    while j < b:
+        if bits[j]:
+            j += 1
+            continue
+        k = j
+        while k < b and not bits[k]:
+            k += 1
+        left = bits[j - 1] if j > 0 else 0
+        right = bits[k] if k < b else 0
+        if k - j < fill and (left or right):
+            out[j:k] = left | right
+        j = k
+    return out
+
+
+class AcquisitionPass:
+    """Acquisition QC of one sample, fed block by block.
+
+    Parameters
+    ----------
+    sample : Sample
+        Scale values (`cytokit.read_fcs` default) or stored values; the margin
+        limits follow ``sample.scaled``. Its events are read, never modified.
+    settings : AcquisitionQCSettings, optional
+        Default `AcquisitionQCSettings()`. The pass runs whatever
+        ``settings.enabled`` says (that switch is for callers).
+
+    Notes
+    -----
+    Feed every row exactly once, in order: ``update(0, a)``, ``update(a, b)``,
+    ..., ``update(z, n_events)``; then `finish`.
+    """
+
+    def __init__(self, sample: Sample, settings: AcquisitionQCSettings | None = None) -> None:
+        self.sample = sample
+        self.settings = settings or AcquisitionQCSettings()
+        ev = sample.events
+        if ev.dtype not in (np.float32, np.float64):
+            raise CytokitError(
+                f"{sample.name}: events have dtype {ev.dtype}; acquisition QC reads float32 or "
+                "float64 events (cytokit.read_fcs gives them)"
+            )
+        self.plan = channel_plan(sample, self.settings.exclude_channels)
+        checks = self.settings.checks
+        self.tcol = time_column(sample)
+        margins = "margins" in checks
+        self._cols = np.asarray(self.plan.columns if margins else (), dtype=np.int64)
+        self._top = np.asarray(self.plan.top if margins else (), dtype=np.float64)
+        self._floor = np.asarray(self.plan.floor if margins else (), dtype=np.float64)
+        k = self._cols.shape[0]
+        self.reasons = np.zeros(sample.n_events, dtype=np.uint8)
+        self._n_top = np.zeros(k, dtype=np.int64)
+        self._n_floor = np.zeros(k, dtype=np.int64)
+        self._n_bad = np.zeros(k, dtype=np.int64)
+        self._max = np.full(k, -np.inf)
+        self._min = np.full(k, np.inf)
+        self._at_min = np.zeros(k, dtype=np.int64)
+        self._decreases = 0
+        self._first_decrease = -1
+        self._trends: list[str] = []
+        self._next = 0
+
+    def update(self, start: int, stop: int) -> None:
+        """Scan rows ``start .. stop - 1`` (the next block)."""
+        if start != self._next or not start <= stop <= self.sample.n_events:
+            raise CytokitError(
+                f"{self.sample.name}: acquisition QC got rows {start}..{stop} but expected the "
+                f"block starting at row {self._next} (feed each row once, in order)"
+            )
+        if stop == start:
+            return
+        ev = self.sample.events
+        tcol = -1 if self.tcol is None else self.tcol
+        prev = float(ev[start - 1, tcol]) if start and tcol >= 0 else math.nan
+        res = margin_scan(
+            ev[start:stop],
+            self._cols,
+            self._top,
+            self._floor,
+            self.reasons[start:stop],
+            bit=MARGIN,
+            time_column=tcol,
+            prev_time=prev,
+        )
+        self._n_top += res["top"]
+        self._n_floor += res["floor"]
+        self._n_bad += res["not_finite"]
+        np.maximum(self._max, res["max"], out=self._max)
+        same = np.where(res["min"] == self._min, self._at_min, 0)
+        lower = res["min"] <= self._min
+        self._at_min = np.where(lower, res["at_min"] + same, self._at_min)
+        self._min = np.minimum(self._min, res["min"])
+        self._decreases += res["decreases"]
+        if res["first_decrease"] >= 0 and self._first_decrease < 0:
+            self._first_decrease = start + res["first_decrease"]
+        self._next = stop
+
+    def _drop_unbounded_tops(self) -> list[str]:
+        """Notes on channels whose values exceed their $PnR; their tops are dropped and the
+        margin marks made again without them (a second read of the rows, only then)."""
+        ceil = np.asarray(self.plan.ceiling)
+        over = np.flatnonzero((self._max > ceil) & np.isfinite(self._top))
+        if not over.size:
+            return []
+        notes = []
+        for j in over:
+            c = self.sample.channels[self.plan.columns[j]]
+            notes.append(
+                f"{c.name}: values up to {self._max[j]:g} exceed its $PnR = {c.range:g}, so "
+                "$PnR is not this channel's top and its top margin was not checked"
+            )
+        self._top[over] = np.inf
+        self.reasons &= np.uint8(~MARGIN & 0xFF)
+        res = margin_scan(
+            self.sample.events, self._cols, self._top, self._floor, self.reasons, bit=MARGIN
+        )
+        self._n_top, self._n_floor, self._n_bad = res["top"], res["floor"], res["not_finite"]
+        return notes
+
+    def _pile_floors(self) -> tuple[tuple[float, ...], tuple[str, ...]]:
+        """Floors of linear float scatter channels clipped at their smallest value (0 or
+        below, at least two events exactly there); their events are marked now."""
+        floor, rule = list(self.plan.floor), list(self.plan.floor_rule)
+        for j, pile in enumerate(self.plan.pile_floor):
+            low, n = float(self._min[j]), int(self._at_min[j])
+            if pile and low <= 0 and n >= 2:
+                col = self.sample.events[:, self.plan.columns[j]]
+                self.reasons[col == low] |= MARGIN
+                self._n_floor[j] = n
+                floor[j] = low
+                rule[j] = f"{low:g}, where {n} events pile (the channel is clipped there)"
+        return tuple(floor), tuple(rule)
+
+    # -- decisions -----------------------------------------------------------------
+    def _time_problem(self) -> str | None:
+        s = self.sample
+        if self.tcol is None:
+            return "the file has no Time channel ($PnN 'Time' or $PnTYPE 'Time')"
+        if self._decreases:
+            i = self._first_decrease
+            ev = s.events
+            was = float(ev[i - 1, self.tcol]) if i > 0 else math.nan
+            return (
+                f"the Time channel decreases {self._decreases} time(s), first at event {i} "
+                f"({was:g} -> {float(ev[i, self.tcol]):g}), so the events are not in "
+                "acquisition order"
+            )
+        return None
+
+    def finish(self) -> AcquisitionQC:
+        """Decide and return the result (after every row was fed to `update`)."""
+        s = self.sample
+        n = s.n_events
+        if self._next != n:
+            raise CytokitError(
+                f"{s.name}: acquisition QC scanned {self._next} of {n} events; feed every row "
+                "to update() before finish()"
+            )
+        st = self.settings
+        checks = st.checks
+        run: list[str] = []
+        notes: list[str] = []
+        margins = None
+        if "margins" in checks:
+            run.append("margins")
+            notes += self._drop_unbounded_tops()
+            floor, floor_rule = self._pile_floors()
+            p = self.plan  # every planned channel is checked for margins
+            margins = MarginTable(
+                p.names,
+                self._n_top.copy(),
+                self._n_floor.copy(),
+                self._n_bad.copy(),
+                tuple(float(x) for x in self._top),
+                floor,
+                tuple(
+                    r if math.isfinite(t) else ""
+                    for r, t in zip(p.top_rule, self._top, strict=True)
+                ),
+                floor_rule,
+            )
+        bins = None
+        ranges: tuple[FlaggedRange, ...] = ()
+        timed = [c for c in ("rate", "signal") if c in checks]
+        if timed:
+            problem = self._time_problem()
+            grid: TimeGrid | str | None = None
+            if problem is None:
+                grid = plan_grid(s.events, self.tcol, time_axis(s))
+                if isinstance(grid, str):
+                    problem = grid
+            if problem is not None:
+                what = " and ".join(timed)
+                notes.append(f"{what} not checked: {problem}")
+            else:
+                bins, ranges = self._decide(grid, timed)
+                run += timed
+        if n == 0:
+            notes.append("the file has no events")
+        order = [c for c in ("rate", "signal", "margins") if c in run]
+        return AcquisitionQC(
+            file=s.name,
+            n_events=n,
+            reasons=self.reasons,
+            settings=st,
+            checks_run=tuple(order),
+            notes=tuple(notes),
+            bins=bins,
+            ranges=ranges,
+            margins=margins,
+            trends=tuple(self._trends),
+        )
+
+    def _decide(self, grid: TimeGrid, timed: list[str]):
+        s = self.sample
+        n = s.n_events
+        th = self.settings.thresholds
+        edges = grid.edges()
+        bounds = bin_bounds(s.events, self.tcol, edges)
+        bounds[0], bounds[-1] = 0, n  # every event in a bin, whatever float rounding does
+        np.maximum.accumulate(bounds, out=bounds)
+        counts = np.diff(bounds)
+        exposure = grid.exposure()
+        centers = edges[:-1] + exposure / 2
+        bits = np.zeros(grid.n_bins, dtype=np.uint8)
+        rate = check_rate(counts, exposure, centers, th)
+        if "rate" in timed:
+            bits[rate.flagged] |= RATE
+        cols = self.plan.columns
+        cof = np.asarray(self.plan.cofactor, dtype=np.float64)
+        values, mean, sd = bin_moments(
+            s.events, cols, cof, bounds[:-1], bounds[1:], band=BAND, max_per_bin=MAX_PER_BIN
+        )
+        stab = check_stability(values, mean, sd, th, windows=WINDOWS[:1], inputs=~rate.flagged)
+        # second round: each channel's level from the bins nothing flagged (see the module
+        # docstring of cytokit.qc.stability)
+        for _ in range(2):
+            good = ~(stab.flagged | rate.flagged)
+            if not good.any():
+                break
+            short = ~(stab.spikes | rate.flagged)
+            again = check_stability(values, mean, sd, th, reference=good, inputs=short)
+            done = np.array_equal(again.flagged, stab.flagged)
+            stab = again
+            if done:
+                break
+        chan_flags = np.zeros_like(stab.channel_flagged)
+        if "signal" in timed and cols:
+            bits[stab.flagged] |= SIGNAL
+            chan_flags = stab.channel_flagged
+            for j, name in enumerate(self.plan.names):
+                d = trend(mean[:, j, 0], values[:, j], ~rate.flagged)
+                if abs(d) > 2 * th.signal_shift:
+                    self._trends.append(
+                        f"{name}: the signal moves {math.expm1(d):+.0%} from the first to the "
+                        "last third of the acquisition (a steady trend; check the instrument)"
+                    )
+        bits = fill_short_runs(bits, th.fill_bins)
+        runs = self._runs(bits, bounds, edges, rate.expected / np.maximum(exposure, 1e-300))
+        for a, b, first, stop, _, _ in runs:
+            for j in range(a, b):
+                lo, hi = max(bounds[j], first), min(bounds[j + 1], stop)
+                if hi > lo:
+                    self.reasons[lo:hi] |= bits[j]
+            if first < bounds[a]:  # the run starts in the bin before its first flagged bin
+                self.reasons[first : bounds[a]] |= bits[a]
+            if stop > bounds[b]:
+                self.reasons[bounds[b] : stop] |= bits[b - 1]
+        table = BinTable(
+            grid,
+            bounds,
+            counts,
+            rate.expected,
+            rate.z,
+            bits,
+            self.plan.names,
+            cof,
+            values,
+            mean,
+            sd,
+            stab.level,
+            stab.z,
+        )
+        return table, self._ranges(table, chan_flags, runs)
+
+    def _runs(self, bits, bounds, edges, base_rate):
+        """Runs of flagged bins: (a, b, first_event, stop_event, start_time, end_time).
+
+        Where a run starts or ends with a rate-flagged bin next to a good one, the
+        boundary is placed at the event where the rate changes (`change_point` over
+        the two bins around it), not at the bin edge.
+        """
+        nb = bits.shape[0]
+        out = []
+        j = 0
+        while j < nb:
+            if not bits[j]:
+                j += 1
+                continue
+            a = j
+            while j < nb and bits[j]:
+                j += 1
+            b = j
+            first, stop = int(bounds[a]), int(bounds[b])
+            start_t, end_t = float(edges[a]), float(edges[b])
+            if a > 0 and bits[a] & RATE:
+                first, start_t = self._refine(bounds, edges, a - 1, a, base_rate[a - 1], True)
+            if b < nb and bits[b - 1] & RATE:
+                stop, end_t = self._refine(bounds, edges, b - 1, b, base_rate[b], False)
+            out.append((a, b, first, stop, start_t, end_t))
+        return out
+
+    def _refine(self, bounds, edges, good_or_bad, other, base, starting):
+        """(event, time) of the rate change between bins `good_or_bad` and `other`."""
+        i0, i1 = int(bounds[good_or_bad]), int(bounds[other + 1])
+        lo, hi = float(edges[good_or_bad]), float(edges[other + 1])
+        t = np.asarray(self.sample.events[i0:i1, self.tcol], dtype=np.float64)
+        inside = other if starting else good_or_bad  # the flagged bin
+        w = float(edges[inside + 1] - edges[inside])
+        n_in = int(bounds[inside + 1] - bounds[inside])
+        rate_in = n_in / w if w > 0 else 0.0
+        k = 0
+        for _ in range(3):  # the flagged bin's rate, re-estimated on its side of the split
+            if starting:
+                k = change_point(t, lo, hi, base, rate_in)
+                tau = t[k] if k < t.shape[0] else hi
+                span = hi - tau
+                rate_in = (t.shape[0] - k) / span if span > 0 else rate_in
+            else:
+                k = change_point(t, lo, hi, rate_in, base)
+                tau = t[k] if k < t.shape[0] else hi
+                span = tau - lo
+                rate_in = k / span if span > 0 else rate_in
+        tau = float(t[k]) if k < t.shape[0] else hi
+        if starting and k > 0:
+            tau = float((t[k - 1] + t[k]) / 2) if k < t.shape[0] else hi
+        elif not starting and 0 < k < t.shape[0]:
+            tau = float((t[k - 1] + t[k]) / 2)
+        return i0 + k, tau
+
+    def _ranges(self, b: BinTable, chan_flags, runs) -> tuple[FlaggedRange, ...]:
+        out = []
+        for a, e, first, stop, t0, t1 in runs:
+            union = int(np.bitwise_or.reduce(b.bits[a:e]))
+            parts = []
+            if union & RATE:
+                parts.append(self._rate_detail(b, a, e))
+            if union & SIGNAL:
+                parts.append(self._signal_detail(b, chan_flags, a, e))
+            out.append(
+                FlaggedRange(
+                    float(b.grid.to_seconds(t0)),
+                    float(b.grid.to_seconds(t1)),
+                    int(first),
+                    int(stop),
+                    reason_names(union),
+                    "; ".join(p for p in parts if p),
+                )
+            )
+        return tuple(out)
+
+    @staticmethod
+    def _rate_detail(b: BinTable, j: int, k: int) -> str:
+        sel = (b.bits[j:k] & RATE) != 0
+        c = b.counts[j:k][sel].astype(float)
+        e = np.maximum(b.expected[j:k][sel], 1e-12)
+        ratio = c / e
+        lo, hi = float(ratio.min()), float(ratio.max())
+        text = (
+            f"rate {lo:.2f}x"
+            if math.isclose(lo, hi, rel_tol=0.05)
+            else f"rate {lo:.2f}x to {hi:.2f}x"
+        )
+        text += " the expected"
+        empty = np.flatnonzero((b.counts[j:k] == 0) & sel)
+        if empty.size:
+            edges = b.grid.to_seconds(b.grid.edges())
+            span = float(np.sum(edges[j + empty + 1] - edges[j + empty]))
+            text += f", no events at all for {span:.3g} {b.grid.unit} (a gap)"
+        return text
+
+    @staticmethod
+    def _signal_detail(b: BinTable, chan_flags, j: int, k: int) -> str:
+        flagged = chan_flags[j:k].any(axis=0)
+        items = []
+        for c in np.flatnonzero(flagged):
+            w = b.values[j:k, c].astype(float)
+            best = None
+            for p, what in ((0, ""), (1, " (upper half)")):
+                y = b.mean[j:k, c, p]
+                ok = np.isfinite(y) & (w > 0)
+                if ok.any():
+                    dev = float(np.average(y[ok], weights=w[ok]) - b.level[c, p])
+                    if best is None or abs(dev) > abs(best[0]):
+                        best = (dev, what)
+            if best is not None:
+                items.append((abs(best[0]), f"{b.channels[c]}{best[1]}", best[0]))
+        items.sort(reverse=True)
+        text = ", ".join(f"{name} {math.expm1(dev):+.0%}" for _, name, dev in items[:4])
+        more = f" and {len(items) - 4} more" if len(items) > 4 else ""
+        return f"signal vs the stable level: {text}{more}" if text else ""
+
+
+def acquisition_qc(sample: Sample, settings: AcquisitionQCSettings | None = None) -> AcquisitionQC:
+    """Acquisition QC of a sample: flow rate, signal stability and margin events.
+
+    Parameters
+    ----------
+    sample : Sample
+        As `cytokit.read_fcs` gives it (scale values), or stored values.
+    settings : AcquisitionQCSettings, optional
+        Which checks, how sensitive, when a file fails (default: all checks,
+        normal sensitivity, fail above 20 % removed, warn above 2 %).
+
+    Returns
+    -------
+    AcquisitionQC
+        ``reasons`` per event (0 = keep), the per-file summary and verdict,
+        the flagged time ranges and the per-bin series.
+
+    Examples
+    --------
+    >>> qc = acquisition_qc(cytokit.read_fcs("a.fcs"))          # doctest: +SKIP
+    >>> qc.verdict, qc.pct_removed, qc.ranges_frame()           # doctest: +SKIP
+    >>> kept = sample.events[qc.keep]                           # doctest: +SKIP
+    """
+    p = AcquisitionPass(sample, settings)
+    p.update(0, sample.n_events)
+    return p.finish()

@@ -1,0 +1,247 @@
+"""`AcquisitionQCSettings`: the ``[acquisition_qc]`` table of ``study.toml``, checked and typed.
+
+==========================  ===================================  ==============================
+key                         meaning                              default
+==========================  ===================================  ==============================
+``enabled``                 run acquisition QC before gating     ``true`` (writing the table
+                                                                 turns QC on)
+``checks``                  which checks: ``"rate"`` (flow       all three
+                            rate: clogs, bursts, gaps),
+                            ``"signal"`` (signal stability over
+                            time), ``"margins"`` (events at a
+                            detector's limits)
+``sensitivity``             ``"low"``, ``"normal"`` or           ``"normal"``
+                            ``"high"`` (see `THRESHOLDS`)
+``max_removed_pct``         above this % of events removed the   20
+                            file fails QC
+``warn_removed_pct``        above this % (up to the maximum)     2
+                            the verdict is ``warn``
+``exclude_channels``        channels (``$PnN``) left out of the  ``[]``
+                            signal and margin checks
+==========================  ===================================  ==============================
+
+A table that is absent means no acquisition QC; that decision belongs to the
+caller (`StudySettings`), not to this module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cytokit.errors import StudyError
+
+__all__ = [
+    "CHECKS",
+    "SENSITIVITIES",
+    "THRESHOLDS",
+    "AcquisitionQCSettings",
+    "Thresholds",
+    "parse_acquisition_qc",
+]
+
+#: The checks, in report order.
+CHECKS = ("rate", "signal", "margins")
+SENSITIVITIES = ("low", "normal", "high")
+_KEYS = (
+    "enabled",
+    "checks",
+    "sensitivity",
+    "max_removed_pct",
+    "warn_removed_pct",
+    "exclude_channels",
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The decision thresholds behind a sensitivity (see `cytokit.qc` for the method).
+
+    Attributes
+    ----------
+    rate_z : float
+        A bin's event count departs from the expected count by more than this
+        many robust standard deviations (Poisson, widened by the file's own
+        overdispersion) ...
+    rate_change : float
+        ... and by more than this fraction of the expected count.
+    signal_z : float
+        A channel's robust location in a bin (or over a window of bins)
+        departs from the file's stable level by more than this many robust
+        standard deviations ...
+    signal_shift : float
+        ... and by more than this, in asinh units (about a relative change,
+        0.05 ≈ 5 %, for values well above the channel's cofactor).
+    extend_z : float
+        A flagged run grows into neighbouring bins that still depart in the
+        same direction by more than this many standard deviations (and, for
+        the rate, half of ``rate_change``; for the signal, ``signal_shift``).
+    fill_bins : int
+        Good runs shorter than this between (or before or after) flagged bins
+        are flagged too.
+    """
+
+    rate_z: float
+    rate_change: float
+    signal_z: float
+    signal_shift: float
+    extend_z: float
+    fill_bins: int
+
+
+#: Thresholds of each sensitivity.
+THRESHOLDS = {
+    "low": Thresholds(7.0, 0.45, 7.0, 0.15, 3.5, 3),
+    "normal": Thresholds(5.0, 0.30, 6.0, 0.10, 2.5, 3),
+    "high": Thresholds(4.0, 0.20, 4.0, 0.06, 2.0, 4),
+}
+
+
+@dataclass(frozen=True)
+class AcquisitionQCSettings:
+    """What acquisition QC checks and when it fails a file (see the module docstring).
+
+    Raises
+    ------
+    StudyError
+        On construction with a value out of range; the message names the
+        field, the value and what is allowed.
+    """
+
+    enabled: bool = True
+    checks: tuple[str, ...] = CHECKS
+    sensitivity: str = "normal"
+    max_removed_pct: float = 20.0
+    warn_removed_pct: float = 2.0
+    exclude_channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        problems = _problems(self, "AcquisitionQCSettings: ")
+        if problems:
+            raise StudyError("; ".join(problems))
+        object.__setattr__(self, "checks", tuple(c for c in CHECKS if c in self.checks))
+        object.__setattr__(self, "exclude_channels", tuple(self.exclude_channels))
+        object.__setattr__(self, "max_removed_pct", float(self.max_removed_pct))
+        object.__setattr__(self, "warn_removed_pct", float(self.warn_removed_pct))
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return THRESHOLDS[self.sensitivity]
+
+    @classmethod
+    def from_mapping(
+        cls, mapping: Mapping[str, Any], source: str = "study.toml"
+    ) -> AcquisitionQCSettings:
+        """Settings from a parsed ``[acquisition_qc]`` table.
+
+        Parameters
+        ----------
+        mapping : mapping
+            The table's keys and values, as TOML gives them.
+        source : str
+            The file the table came from, starting every message.
+
+        Raises
+        ------
+        StudyError
+            Naming every bad key at once (unknown keys, wrong types, values
+            out of range), each with the value and what is allowed.
+        """
+        settings, problems = parse_acquisition_qc(mapping, source)
+        if problems:
+            raise StudyError("; ".join(problems))
+        return settings
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as TOML-ready values (for run logs and ``study.json``)."""
+        return {
+            "enabled": self.enabled,
+            "checks": list(self.checks),
+            "sensitivity": self.sensitivity,
+            "max_removed_pct": self.max_removed_pct,
+            "warn_removed_pct": self.warn_removed_pct,
+            "exclude_channels": list(self.exclude_channels),
+        }
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _problems(s, at: str) -> list[str]:
+    """Everything wrong with the fields of `s` (an object with the settings' attributes)."""
+    out = []
+    if not isinstance(s.enabled, bool):
+        out.append(f"{at}enabled = {s.enabled!r} must be true or false")
+    checks = s.checks
+    if isinstance(checks, str) or not all(isinstance(c, str) for c in checks):
+        out.append(f'{at}checks = {checks!r} must be a list such as ["rate", "signal", "margins"]')
+    else:
+        bad = [c for c in checks if c not in CHECKS]
+        if bad:
+            out.append(
+                f"{at}checks = {list(checks)!r}: unknown check(s) {', '.join(map(repr, bad))}; "
+                f"the checks are {', '.join(map(repr, CHECKS))}"
+            )
+    if s.sensitivity not in SENSITIVITIES:
+        out.append(
+            f"{at}sensitivity = {s.sensitivity!r} must be one of "
+            + ", ".join(map(repr, SENSITIVITIES))
+        )
+    pct_ok = True
+    for name in ("max_removed_pct", "warn_removed_pct"):
+        v = getattr(s, name)
+        if not _is_number(v) or not 0 <= v <= 100:
+            out.append(f"{at}{name} = {v!r} must be a number from 0 to 100 (a % of the events)")
+            pct_ok = False
+    if pct_ok and s.warn_removed_pct > s.max_removed_pct:
+        out.append(
+            f"{at}warn_removed_pct = {s.warn_removed_pct!r} is above max_removed_pct = "
+            f"{s.max_removed_pct!r}; the warning level must not exceed the failing level"
+        )
+    ex = s.exclude_channels
+    if isinstance(ex, str) or not all(isinstance(c, str) and c for c in ex):
+        out.append(f'{at}exclude_channels = {ex!r} must be a list of channel names, e.g. ["FSC-W"]')
+    return out
+
+
+class _Fields:
+    """The raw values of a table, in the settings' attribute names."""
+
+    def __init__(self, **kw) -> None:
+        self.__dict__.update(kw)
+
+
+def parse_acquisition_qc(
+    mapping: Mapping[str, Any], source: str = "study.toml"
+) -> tuple[AcquisitionQCSettings, list[str]]:
+    """Check and type an ``[acquisition_qc]`` table, collecting every problem.
+
+    Returns
+    -------
+    settings : AcquisitionQCSettings
+        The table's settings, or the defaults when it has problems.
+    problems : list of str
+        Each a sentence naming `source`, the key, the value and what is allowed
+        (the form `cytokit.settings.parse_settings` reports).
+    """
+    at = f"{source}: [acquisition_qc] "
+    d = AcquisitionQCSettings()
+    if not isinstance(mapping, Mapping):
+        return d, [f"{source}: [acquisition_qc] must be a table, got {mapping!r}"]
+    problems = [
+        f"{at}unknown key {k!r}; known keys: {', '.join(_KEYS)}" for k in mapping if k not in _KEYS
+    ]
+    raw = {k: mapping.get(k, getattr(d, k)) for k in _KEYS}
+    for key, example in (("checks", '["rate", "margins"]'), ("exclude_channels", '["FSC-W"]')):
+        if isinstance(raw[key], (list, tuple)):
+            raw[key] = tuple(raw[key])
+        else:
+            problems.append(f"{at}{key} = {raw[key]!r} must be a list, e.g. {example}")
+            raw[key] = getattr(d, key)
+    problems += _problems(_Fields(**raw), at)
+    if problems:
+        return d, problems
+    return AcquisitionQCSettings(**raw), []

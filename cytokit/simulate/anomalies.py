@@ -1,0 +1,535 @@
+"""Acquisition anomalies injected into a simulated sample, with per-event truth.
+
+A clean simulated sample has a steady flow: events arrive as a Poisson
+process at the design's rate, and every detector keeps its gain. This module
+disturbs such a sample the way real acquisitions go wrong, and records per
+event what was injected:
+
+* **Clog** (`Clog`): the sample line partly clogs, so fewer events arrive
+  (``drop_rate`` × the normal rate for ``drop`` seconds), then the clog
+  clears and the sample held back arrives in a burst lasting ``burst``
+  seconds (its rate makes up exactly the events held back). While clogged
+  and bursting the core stream runs off-centre: every intensity is scaled
+  by ``signal`` with a per-event spread, and in the burst a fraction
+  ``coincidence`` of events carry a second cell (areas add, as the
+  simulator's doublets do).
+* **Bubble** (`Bubble`): air in the flow cell: no events for ``gap``
+  seconds, with ``flank`` seconds of slowed, disturbed flow on either side
+  in which scatter scatters wildly and fluorescence is dimmed.
+* **Drift** (`Drift`): from ``start`` the gain of some detectors (one
+  laser's, say) moves linearly, reaching ``1 + change`` at ``end`` (the end
+  of acquisition by default) and holding there.
+* **Margin events** (`MarginEvents`): a fraction of events saturate some
+  detectors (stored value ``$PnR − 1`` = 262,143) or sit at the floor (0) of
+  some scatter channels.
+
+Rates are changed without adding or losing events: each event's place on the
+clean timeline (its share of the sample volume) is mapped to an acquisition
+time through the flow speed, so the population mix stays what the simulator
+drew and only the acquisition is disturbed.
+
+Truth (`AnomalyTruth`): a bitmask per event (`CLOG`, `BUBBLE`, `DRIFT`,
+`MARGIN`), the drift gain each event got, and ``clipped``: events with a
+value at a detector's limit after injection (saturated, or scatter at 0),
+whether injected or not (the clean simulator saturates bright events too).
+An event counts as `DRIFT` when its gain is off by at least
+`DRIFT_TOLERANCE` (10 %): a smaller change is within an instrument's
+ordinary variation and not what a QC should remove; ``gain`` allows any
+other cut.
+
+Typical use::
+
+    from cytokit import simulate
+    from cytokit.simulate import anomalies as A
+
+    design = simulate.preset_design("sample", seed=7)
+    sample, truth = simulate.simulate_sample(design, "P01", 7, 50_000)
+    rng = np.random.default_rng(1)
+    plan = A.random_plan(rng, A.duration(sample), kinds=("clog",))
+    bad, atruth = A.inject(sample, plan, rng)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cytokit.errors import StudyError
+from cytokit.sample import Channel, Sample
+from cytokit.simulate import instrument as ins
+
+__all__ = [
+    "BUBBLE",
+    "CLOG",
+    "DRIFT",
+    "DRIFT_TOLERANCE",
+    "KINDS",
+    "LASERS",
+    "MARGIN",
+    "TAG_ANOMALIES",
+    "AnomalyPlan",
+    "AnomalyTruth",
+    "Bubble",
+    "Clog",
+    "Drift",
+    "MarginEvents",
+    "duration",
+    "inject",
+    "random_plan",
+]
+
+#: Truth bits of `AnomalyTruth.kind`.
+CLOG, BUBBLE, DRIFT, MARGIN = 1, 2, 4, 8
+#: Random-stream tag of injections (`cytokit.simulate.model.stream`; 1-4 are the model's).
+TAG_ANOMALIES = 11
+#: Anomaly kind name → truth bit.
+KINDS = {"clog": CLOG, "bubble": BUBBLE, "drift": DRIFT, "margin": MARGIN}
+#: Smallest relative gain change that makes an event a `DRIFT` event.
+DRIFT_TOLERANCE = 0.10
+#: Detectors ($PnN) on each laser of the simulated instrument (a drifting laser moves them all).
+LASERS = {
+    "blue": ("FSC-A", "FSC-H", "SSC-A", "FITC-A", "PE-A", "PerCP-Cy5-5-A", "PE-Cy7-A"),
+    "red": ("APC-A", "APC-H7-A"),
+    "violet": ("V500-C-A",),
+}
+_SCATTER = ins.SCATTER_NAMES
+_MEASURED = (*ins.SCATTER_NAMES, *ins.FLUOR_NAMES)
+
+
+@dataclass(frozen=True)
+class Clog:
+    """A partial clog: slow flow, then a burst as it clears (times in seconds).
+
+    Attributes
+    ----------
+    start : float
+        Where it begins on the clean timeline.
+    drop : float
+        Acquisition seconds of slow flow.
+    drop_rate : float
+        Event rate meanwhile, as a fraction of the normal rate (0 < x < 1).
+    burst : float
+        Acquisition seconds of the burst that follows.
+    signal : float
+        Intensity factor during the clog and the burst.
+    spread : float
+        SD of the per-event lognormal intensity factor then.
+    coincidence : float
+        Fraction of burst events carrying a second cell.
+    """
+
+    start: float
+    drop: float
+    drop_rate: float
+    burst: float
+    signal: float = 0.8
+    spread: float = 0.15
+    coincidence: float = 0.3
+
+    @property
+    def burst_rate(self) -> float:
+        """Burst rate (× normal) that delivers the events held back during the drop."""
+        return 1.0 + self.drop * (1.0 - self.drop_rate) / self.burst
+
+
+@dataclass(frozen=True)
+class Bubble:
+    """Air in the flow cell: a gap without events, with disturbed flanks (seconds).
+
+    Attributes
+    ----------
+    at : float
+        Where the gap falls on the clean timeline.
+    gap : float
+        Acquisition seconds without events.
+    flank : float
+        Acquisition seconds of slow, disturbed flow before and after the gap.
+    flank_rate : float
+        Event rate in the flanks, × normal.
+    scatter_sd : float
+        SD of the per-event, per-channel lognormal scatter factor in the flanks.
+    signal : float
+        Fluorescence factor in the flanks.
+    """
+
+    at: float
+    gap: float
+    flank: float
+    flank_rate: float = 0.4
+    scatter_sd: float = 0.5
+    signal: float = 0.6
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A gain drift of some detectors over part of the acquisition (acquisition seconds).
+
+    Attributes
+    ----------
+    start : float
+        When the gain starts to move.
+    change : float
+        Relative gain change reached (e.g. -0.35: 35 % dimmer), > -1.
+    detectors : tuple of str
+        ``$PnN`` of the detectors it moves (e.g. `LASERS` ``["blue"]``).
+    end : float or None
+        When `change` is reached (then held); None: at the end of acquisition.
+    """
+
+    start: float
+    change: float
+    detectors: tuple[str, ...]
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class MarginEvents:
+    """Events at a detector's limits.
+
+    Attributes
+    ----------
+    fraction : float
+        Fraction of the events (in the window) affected.
+    top : tuple of str
+        Detectors saturated (set to ``$PnR − 1``) in those events.
+    floor : tuple of str
+        Scatter channels set to 0 in those events.
+    window : (float, float) or None
+        Acquisition seconds the events fall in; None: the whole acquisition.
+    """
+
+    fraction: float
+    top: tuple[str, ...] = ()
+    floor: tuple[str, ...] = ()
+    window: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class AnomalyPlan:
+    """The anomalies to inject into one sample."""
+
+    clogs: tuple[Clog, ...] = ()
+    bubbles: tuple[Bubble, ...] = ()
+    drifts: tuple[Drift, ...] = ()
+    margins: tuple[MarginEvents, ...] = ()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        have = {"clog": self.clogs, "bubble": self.bubbles, "drift": self.drifts}
+        have["margin"] = self.margins
+        return tuple(k for k, v in have.items() if v)
+
+
+@dataclass
+class AnomalyTruth:
+    """What was injected, per event (file order of the returned sample).
+
+    Attributes
+    ----------
+    kind : ndarray of uint8, shape (n_events,)
+        Bits `CLOG`, `BUBBLE`, `DRIFT` (gain off by >= `DRIFT_TOLERANCE`), `MARGIN`.
+    gain : ndarray of float32, shape (n_events,)
+        The drift gain applied (1 where none).
+    clipped : ndarray of bool, shape (n_events,)
+        A measured channel at a detector limit (saturated, or scatter at 0).
+    windows : list of (str, float, float)
+        (kind, start, end) in acquisition seconds of each clog, bubble (gap
+        and flanks) and drift.
+    plan : AnomalyPlan
+    """
+
+    kind: np.ndarray
+    gain: np.ndarray
+    clipped: np.ndarray
+    windows: list = field(default_factory=list)
+    plan: AnomalyPlan = field(default_factory=AnomalyPlan)
+
+    def mask(self, kind: str) -> np.ndarray:
+        """Events of one kind (``"clog"``, ``"bubble"``, ``"drift"``, ``"margin"``)."""
+        return (self.kind & KINDS[kind]) != 0
+
+
+def _timestep(sample: Sample) -> float:
+    try:
+        step = float(sample.keyword("$TIMESTEP", "nan"))
+    except ValueError:
+        step = math.nan
+    if not (math.isfinite(step) and step > 0):
+        raise StudyError(f"{sample.name}: no positive $TIMESTEP; inject needs a simulated sample")
+    return step
+
+
+def _check(sample: Sample) -> None:
+    if sample.scaled or sample.channel_names != ins.CHANNEL_NAMES:
+        raise StudyError(
+            f"{sample.name}: anomalies are injected into samples as simulate_sample returns "
+            f"them (stored values, channels {', '.join(ins.CHANNEL_NAMES)})"
+        )
+
+
+def duration(sample: Sample) -> float:
+    """Acquisition seconds of a simulated sample (its last event's time)."""
+    _check(sample)
+    n = sample.n_events
+    return float(sample.events[n - 1, -1]) * _timestep(sample) if n else 0.0
+
+
+class _Flow:
+    """Piecewise-linear map from the clean timeline u to acquisition time (same unit)."""
+
+    def __init__(self) -> None:
+        self.segments: list[tuple[float, float, float, float]] = []  # (u0, du, speed, jump)
+
+    def add(self, u0: float, du: float, speed: float, jump: float = 0.0) -> None:
+        self.segments.append((u0, du, speed, jump))
+
+    def check(self) -> None:
+        seg = sorted(self.segments)
+        for a, b in itertools.pairwise(seg):
+            if a[0] + a[1] > b[0] + 1e-12:
+                raise StudyError(
+                    f"anomalies overlap on the timeline ({a[0]:g}+{a[1]:g} and {b[0]:g}); "
+                    "space clogs and bubbles apart"
+                )
+        self.segments = seg
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        t = u.astype(np.float64, copy=True)
+        for u0, du, speed, jump in self.segments:
+            inside = np.clip(u - u0, 0.0, du)
+            t += inside * (1.0 / speed - 1.0)
+            t += np.where(u >= u0, jump, 0.0)
+        return t
+
+
+def _columns(names: Sequence[str]) -> list[int]:
+    bad = [n for n in names if n not in _MEASURED]
+    if bad:
+        raise StudyError(
+            f"unknown detector(s) {', '.join(bad)}; the simulated ones are {', '.join(_MEASURED)}"
+        )
+    return [ins.CHANNEL_NAMES.index(n) for n in names]
+
+
+def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
+    """Inject `plan` into a clean simulated sample.
+
+    Parameters
+    ----------
+    sample : Sample
+        As `cytokit.simulate.simulate_sample` returns it (stored values, Time
+        in ``$TIMESTEP`` units). Not modified.
+    plan : AnomalyPlan
+    rng : numpy.random.Generator
+        All randomness (event order within a clock tick, per-event factors,
+        which events saturate).
+
+    Returns
+    -------
+    (Sample, AnomalyTruth)
+        A new sample (same events in the same order, new times and values)
+        and what was injected. Events keep their population labels, so the
+        sample's `SampleTruth` still holds.
+    """
+    _check(sample)
+    step = _timestep(sample)
+    ev = np.array(sample.events, dtype=np.float32, copy=True)
+    n = ev.shape[0]
+    kind = np.zeros(n, dtype=np.uint8)
+    gain = np.ones(n, dtype=np.float32)
+    windows: list = []
+    if n == 0:
+        return replace(sample, events=ev), AnomalyTruth(kind, gain, np.zeros(0, bool), [], plan)
+    scat = _columns(_SCATTER)
+    fluor = _columns(ins.FLUOR_NAMES)
+    measured = scat + fluor
+    tick = 1.0 / step  # ticks per second
+    # each event's place on the clean timeline, spread within its clock tick
+    u = np.sort(ev[:, -1].astype(np.float64) + rng.random(n))
+    flow = _Flow()
+    for c in plan.clogs:
+        u0 = c.start * tick
+        flow.add(u0, c.drop * c.drop_rate * tick, c.drop_rate)
+        flow.add(u0 + c.drop * c.drop_rate * tick, c.burst * c.burst_rate * tick, c.burst_rate)
+    for b in plan.bubbles:
+        fl = b.flank * b.flank_rate * tick
+        flow.add(b.at * tick - fl, fl, b.flank_rate)
+        flow.add(b.at * tick, fl, b.flank_rate, jump=b.gap * tick)
+    flow.check()
+    t = flow(u)
+    for c in plan.clogs:
+        u0 = c.start * tick
+        u1 = u0 + c.drop * c.drop_rate * tick
+        u2 = u1 + c.burst * c.burst_rate * tick
+        inside = (u >= u0) & (u < u2)
+        kind[inside] |= CLOG
+        windows.append(("clog", *(float(x) * step for x in flow(np.array([u0, u2])))))
+        _dim(ev, inside, measured, c.signal, c.spread, rng)
+        burst = np.flatnonzero((u >= u1) & (u < u2))
+        _coincide(ev, burst[rng.random(burst.size) < c.coincidence], rng)
+    for b in plan.bubbles:
+        fl = b.flank * b.flank_rate * tick
+        u0, u1 = b.at * tick - fl, b.at * tick + fl
+        inside = (u >= u0) & (u < u1)
+        kind[inside] |= BUBBLE
+        windows.append(("bubble", *(float(x) * step for x in flow(np.array([u0, u1])))))
+        idx = np.flatnonzero(inside)
+        ev[np.ix_(idx, scat)] *= np.exp(rng.normal(0.0, b.scatter_sd, (idx.size, len(scat))))
+        _dim(ev, inside, fluor, b.signal, 0.2, rng)
+    seconds = t * step
+    for d in plan.drifts:
+        end = d.end if d.end is not None else float(seconds[-1])
+        if not (d.change > -1 and end > d.start):
+            raise StudyError(f"drift {d}: needs change > -1 and end > start")
+        frac = np.clip((seconds - d.start) / (end - d.start), 0.0, 1.0)
+        g = (1.0 + d.change * frac).astype(np.float32)
+        ev[:, _columns(d.detectors)] *= g[:, None]
+        gain *= g
+        windows.append(("drift", float(d.start), float(end)))
+    kind[np.abs(gain - 1.0) >= DRIFT_TOLERANCE - 1e-7] |= DRIFT
+    for m in plan.margins:
+        lo, hi = m.window if m.window is not None else (-math.inf, math.inf)
+        pick = (seconds >= lo) & (seconds < hi) & (rng.random(n) < m.fraction)
+        idx = np.flatnonzero(pick)
+        if m.top:
+            ev[np.ix_(idx, _columns(m.top))] = ins.MAX_VALUE
+        if m.floor:
+            if any(f not in _SCATTER for f in m.floor):
+                raise StudyError(f"floor channels must be scatter ({', '.join(_SCATTER)})")
+            ev[np.ix_(idx, _columns(m.floor))] = 0.0
+        kind[idx] |= MARGIN
+    # the instrument's own limits (as instrument.detect and instrument.scatter apply them)
+    np.minimum(ev[:, measured], ins.MAX_VALUE, out=ev[:, measured])
+    ev[:, scat] = np.maximum(ev[:, scat], 0.0)
+    ev[:, -1] = np.floor(t).astype(np.float32)
+    clipped = (ev[:, measured] >= ins.MAX_VALUE).any(axis=1) | (ev[:, scat] <= 0).any(axis=1)
+    last = float(ev[-1, -1])
+    channels = tuple(
+        Channel(c.index, c.name, c.marker, max(c.range, math.floor(last) + 1), c.bits)
+        if c.name == "Time"
+        else c
+        for c in sample.channels
+    )
+    out = Sample(
+        ev,
+        channels,
+        keywords=dict(sample.keywords),
+        spillover=sample.spillover,
+        path=sample.path,
+        dataset=sample.dataset,
+        version=sample.version,
+        scaled=False,
+    )
+    return out, AnomalyTruth(kind, gain, clipped, windows, plan)
+
+
+def _dim(ev, rows, cols, factor: float, spread: float, rng) -> None:
+    idx = np.flatnonzero(rows)
+    f = (
+        factor * np.exp(rng.normal(0.0, spread, idx.size))
+        if spread > 0
+        else np.full(idx.size, factor)
+    )
+    ev[np.ix_(idx, cols)] *= f[:, None].astype(np.float32)
+
+
+def _coincide(ev, rows: np.ndarray, rng) -> None:
+    """Add a random other event to each of `rows` (areas add; FSC-H grows a little)."""
+    if rows.size == 0:
+        return
+    other = rng.integers(0, ev.shape[0], rows.size)
+    a = [ins.CHANNEL_NAMES.index(c) for c in ("FSC-A", "SSC-A", *ins.FLUOR_NAMES)]
+    h = ins.CHANNEL_NAMES.index("FSC-H")
+    add = ev[np.ix_(other, a)]
+    ev[np.ix_(rows, a)] += add
+    ev[rows, h] = np.maximum(ev[rows, h], ev[other, h]) * rng.uniform(1.0, 1.25, rows.size)
+
+
+def random_plan(
+    rng: np.random.Generator, seconds: float, kinds: Sequence[str] = ("clog",)
+) -> AnomalyPlan:
+    """Anomalies of the given kinds with realistic, random parameters.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    seconds : float
+        Clean acquisition length (`duration`).
+    kinds : sequence of {"clog", "bubble", "drift", "margin"}
+        One anomaly of each kind named (a name may repeat); clogs and bubbles
+        are placed apart from each other and from the ends.
+
+    Notes
+    -----
+    Ranges (uniform): clog drop 0.5-3 s at 5-40 % of the rate, burst 0.2-0.8 s,
+    intensities × 0.7-0.9 (spread 0.1-0.2), 10-40 % coincident events in the
+    burst; bubble gap 0.1-1 s, flanks 0.1-0.4 s at 20-60 % of the rate, scatter
+    factor SD 0.3-0.6, fluorescence × 0.5-0.8; drift from 30-60 % of the
+    acquisition to its end, 25-50 % (dimmer in 7 of 10), on one laser's
+    detectors; margin events 0.5-3 % of events, half saturating one or two
+    fluorescence detectors, half at the floor of FSC-A and SSC-A.
+    """
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise StudyError(f"unknown anomaly kind(s) {bad}; kinds are {', '.join(KINDS)}")
+    if seconds <= 0:
+        raise StudyError(f"seconds={seconds!r} must be positive")
+    clogs, bubbles, drifts, margins = [], [], [], []
+    timed = [k for k in kinds if k in ("clog", "bubble")]
+    # one slot per timed anomaly, each anomaly inside its slot, away from the ends
+    lo, hi = 0.1 * seconds, 0.85 * seconds
+    slots = np.linspace(lo, hi, len(timed) + 1)
+    for i, k in enumerate(timed):
+        a, b = slots[i], slots[i + 1]
+        if k == "clog":
+            # a clog spans drop + burst seconds on both timelines (it delays no event for good)
+            drop = min(rng.uniform(0.5, 3.0), 0.4 * (b - a))
+            burst = min(rng.uniform(0.2, 0.8), 0.3 * (b - a))
+            clogs.append(
+                Clog(
+                    start=rng.uniform(a, b - drop - burst),
+                    drop=drop,
+                    drop_rate=rng.uniform(0.05, 0.4),
+                    burst=burst,
+                    signal=rng.uniform(0.7, 0.9),
+                    spread=rng.uniform(0.1, 0.2),
+                    coincidence=rng.uniform(0.1, 0.4),
+                )
+            )
+        else:
+            flank = rng.uniform(0.1, 0.4)
+            frate = rng.uniform(0.2, 0.6)
+            bubbles.append(
+                Bubble(
+                    at=rng.uniform(a + flank * frate, b - flank * frate),
+                    gap=rng.uniform(0.1, 1.0),
+                    flank=flank,
+                    flank_rate=frate,
+                    scatter_sd=rng.uniform(0.3, 0.6),
+                    signal=rng.uniform(0.5, 0.8),
+                )
+            )
+    for k in kinds:
+        if k == "drift":
+            laser = str(rng.choice(list(LASERS)))
+            sign = -1.0 if rng.random() < 0.7 else 1.0
+            drifts.append(
+                Drift(
+                    start=rng.uniform(0.3, 0.6) * seconds,
+                    change=sign * rng.uniform(0.25, 0.5),
+                    detectors=LASERS[laser],
+                )
+            )
+        elif k == "margin":
+            if rng.random() < 0.5:
+                top = tuple(
+                    rng.choice(ins.FLUOR_NAMES, size=int(rng.integers(1, 3)), replace=False)
+                )
+                margins.append(MarginEvents(rng.uniform(0.005, 0.03), top=top))
+            else:
+                margins.append(MarginEvents(rng.uniform(0.005, 0.03), floor=("FSC-A", "SSC-A")))
+    return AnomalyPlan(tuple(clogs), tuple(bubbles), tuple(drifts), tuple(margins))

@@ -1,0 +1,58 @@
+"""The acquisition QC figure: drawn from the stored tables, deterministic, honest when empty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cytokit import simulate
+from cytokit.plots import acquisition_figure
+from cytokit.plots._figure import figure_bytes
+from cytokit.qc import AcquisitionQCSettings, acquisition_qc
+from cytokit.simulate import anomalies as A
+
+
+@pytest.fixture(scope="module")
+def qc():
+    design = simulate.preset_design("sample", seed=3)
+    plan = A.AnomalyPlan(
+        clogs=(A.Clog(start=3.0, drop=1.0, drop_rate=0.2, burst=0.3),),
+        drifts=(A.Drift(start=7.0, change=-0.4, detectors=A.LASERS["blue"]),),
+    )
+    sample, _ = simulate.simulate_sample(design, "P01", 7, 30_000, anomalies=plan)
+    return acquisition_qc(sample)
+
+
+def test_figure_has_rate_and_channel_panels_with_shaded_ranges(qc):
+    bins, ranges = qc.bins_frame(), qc.ranges_frame()
+    assert set(ranges["reasons"]) >= {"rate+signal", "signal"}
+    fig = acquisition_figure(bins, ranges, title="P01 day 7", max_channels=4)
+    axes = fig.get_axes()
+    assert len(axes) == 5
+    assert axes[0].get_ylabel() == "events/s"
+    # every removed range is shaded in every panel
+    assert all(len(ax.patches) >= len(ranges) for ax in axes)
+    png = figure_bytes(fig)
+    assert png == figure_bytes(acquisition_figure(bins, ranges, title="P01 day 7", max_channels=4))
+
+
+def test_channels_that_departed_most_are_kept(qc):
+    bins = qc.bins_frame()
+    fig = acquisition_figure(bins, qc.ranges_frame(), max_channels=2)
+    names = [ax.get_ylabel() for ax in fig.get_axes()[1:]]
+    z = {n: np.nanmax(np.abs(bins[f"{n} z"])) for n in qc.bins.channels}
+    assert set(names) == set(sorted(z, key=z.get)[-2:])
+
+
+def test_a_file_without_time_bins_gets_a_sentence(qc):
+    fig = acquisition_figure(qc.bins_frame().iloc[0:0], None, title="x")
+    assert "did not run" in fig.get_axes()[0].texts[0].get_text()
+    with pytest.raises(KeyError, match="no signal columns for channel"):
+        acquisition_figure(qc.bins_frame(), None, channels=["nope"])
+
+
+def test_settings_without_signal_still_plot(qc):
+    design = simulate.preset_design("sample", seed=4)
+    sample, _ = simulate.simulate_sample(design, "P01", 7, 10_000)
+    q = acquisition_qc(sample, AcquisitionQCSettings(checks=("rate",)))
+    acquisition_figure(q.bins_frame(), q.ranges_frame())

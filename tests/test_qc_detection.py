@@ -1,0 +1,80 @@
+"""Acquisition QC against the simulator's per-event truth of injected anomalies.
+
+Each file gets one kind of anomaly with random, realistic parameters
+(`cytokit.simulate.anomalies.random_plan`); the events QC removes for the
+reasons that answer that kind (rate or signal for clogs, bubbles and drift;
+margin for margin events) are compared with the events the simulator says
+were affected. The acceptance figures over many fresh files are in
+``benchmarks/bench_acquisition_qc.py``; these tests hold a floor on a few.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+
+from cytokit import simulate
+from cytokit.qc import MARGIN, RATE, SIGNAL, acquisition_qc
+from cytokit.simulate import anomalies as A
+
+SEEDS = (501, 502, 503, 504)
+
+
+def f1(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
+    return int(np.sum(pred & truth)), int(np.sum(pred & ~truth)), int(np.sum(~pred & truth))
+
+
+def file_with(kind: str, seed: int, n: int = 40_000):
+    design = simulate.preset_design("sample", seed=seed, n_patients=2)
+    rng = np.random.default_rng([seed, zlib.crc32(kind.encode())])
+    spec, day = design.samples()[int(rng.integers(len(design.samples())))]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, n)
+    if kind == "clean":
+        return sample, None
+    plan = A.random_plan(rng, A.duration(sample), kinds=(kind,))
+    return A.inject(sample, plan, rng)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["clog", "bubble", "drift", "margin"])
+def test_flags_match_the_injected_truth(kind):
+    tp = fp = fn = 0
+    for seed in SEEDS:
+        sample, truth = file_with(kind, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no numpy warning on a real file
+            qc = acquisition_qc(sample)
+        if kind == "margin":
+            pred, want = (qc.reasons & MARGIN) != 0, truth.mask("margin") | truth.clipped
+        else:
+            pred, want = (qc.reasons & (RATE | SIGNAL)) != 0, truth.mask(kind)
+        a, b, c = f1(pred, want)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    score = 2 * tp / (2 * tp + fp + fn)
+    assert score >= 0.9, f"{kind}: F1 {score:.3f} (tp {tp}, fp {fp}, fn {fn})"
+
+
+@pytest.mark.slow
+def test_clean_files_lose_nothing_to_rate_or_signal():
+    for seed in SEEDS:
+        sample, _ = file_with("clean", seed)
+        qc = acquisition_qc(sample)
+        assert not (qc.reasons & (RATE | SIGNAL)).any(), [r.detail for r in qc.ranges]
+        assert qc.verdict != "fail"
+
+
+def test_a_clog_is_reported_where_it_happened():
+    design = simulate.preset_design("sample", seed=7)
+    plan = A.AnomalyPlan(clogs=(A.Clog(start=6.0, drop=1.5, drop_rate=0.15, burst=0.4),))
+    sample, truth = simulate.simulate_sample(design, "P01", 7, 40_000, anomalies=plan)
+    qc = acquisition_qc(sample)
+    ((_, start, end),) = truth.anomalies.windows
+    (r,) = qc.ranges
+    assert r.start == pytest.approx(start, abs=0.1) and r.end == pytest.approx(end, abs=0.1)
+    assert r.reasons.startswith("rate")
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    inside = truth.anomalies.mask("clog")
+    assert removed[inside].mean() > 0.97 and removed[~inside].mean() < 0.005

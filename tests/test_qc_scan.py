@@ -1,0 +1,216 @@
+"""The acquisition-QC pass: time bins, what it says when it cannot check, verdicts, blocks."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cytokit
+from cytokit.errors import CytokitError
+from cytokit.qc import (
+    MARGIN,
+    RATE,
+    SIGNAL,
+    AcquisitionPass,
+    AcquisitionQCSettings,
+    acquisition_qc,
+)
+from cytokit.qc.scan import fill_short_runs
+from cytokit.sample import Channel, Sample
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+
+
+def synthetic(n=20_000, seconds=100.0, *, tick=0.01, datatype="F", seed=0, scaled=True) -> Sample:
+    """Steady Poisson acquisition: FSC/SSC log-normal, one marker with two populations."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, seconds, n))
+    t = np.floor(t / tick) * tick if tick else t
+    fsc = rng.lognormal(np.log(60_000), 0.2, n)
+    ssc = rng.lognormal(np.log(20_000), 0.4, n)
+    pos = rng.random(n) < 0.3
+    fl = np.where(pos, rng.lognormal(np.log(5_000), 0.3, n), rng.normal(50, 80, n))
+    ev = np.column_stack([fsc, ssc, fl, t]).astype(np.float32)
+    ch = (
+        Channel(0, "FSC-A", range=262_144),
+        Channel(1, "SSC-A", range=262_144),
+        Channel(2, "FL1-A", "CD3", range=262_144),
+        Channel(3, "Time", range=262_144),
+    )
+    kw = {"$DATATYPE": datatype, "$TIMESTEP": repr(tick or 0.01), "$FIL": "synthetic.fcs"}
+    return Sample(ev, ch, keywords=kw, scaled=scaled)
+
+
+def test_steady_file_is_clean_and_bins_hold_whole_clock_ticks():
+    # 4.37 ticks' worth of events per bin: bins must still be whole ticks, or the rate
+    # would alternate between bins of 4 and 5 ticks and look like a flickering flow
+    s = synthetic(n=20_000, seconds=8.74, tick=0.02)
+    qc = acquisition_qc(s)
+    g = qc.bins.grid
+    assert g.quantum == pytest.approx(0.02, rel=1e-5)
+    assert g.width / g.quantum == pytest.approx(round(g.width / g.quantum), abs=1e-6)
+    assert qc.n_removed == 0 and qc.ranges == () and qc.verdict == "pass"
+    assert qc.bins.counts.sum() == s.n_events
+
+
+def test_a_gap_is_flagged_with_its_time_range():
+    s = synthetic()
+    t = s.events[:, 3]
+    s.events[t >= 40.0, 3] += 5.0  # five seconds without events from t = 40 s
+    qc = acquisition_qc(s)
+    assert len(qc.ranges) == 1
+    r = qc.ranges[0]
+    assert r.start == pytest.approx(40.0, abs=0.1) and r.end == pytest.approx(45.0, abs=0.1)
+    assert r.reasons == "rate" and "no events at all for" in r.detail
+    # the events each side of a gap are not themselves anomalous: few are removed
+    assert qc.removed_by["rate"] < 0.01 * s.n_events
+
+
+def test_signal_step_is_flagged_and_only_there():
+    s = synthetic()
+    t = s.events[:, 3]
+    s.events[(t >= 60) & (t < 75), 0] *= 0.7  # FSC 30 % dimmer for 15 s
+    qc = acquisition_qc(s)
+    sig = (qc.reasons & SIGNAL) != 0
+    inside = (t >= 60) & (t < 75)
+    assert sig[inside].mean() > 0.95 and sig[~inside].mean() < 0.01
+    (r,) = qc.ranges
+    shift = re.search(r"FSC-A ([+-]\d+)%", r.detail)
+    assert shift and -33 <= int(shift.group(1)) <= -27, r.detail
+
+
+def test_no_time_channel_runs_margins_only_and_says_so():
+    s = synthetic()
+    s = Sample(s.events[:, :3], s.channels[:3], keywords=s.keywords)
+    qc = acquisition_qc(s)
+    assert qc.checks_run == ("margins",) and qc.bins is None
+    assert qc.verdict == "warn"
+    assert "no Time channel" in qc.verdict_reason and "rate and signal" in qc.verdict_reason
+
+
+def test_time_out_of_order_is_named_with_the_event():
+    s = synthetic()
+    s.events[5000:, 3] -= 30.0  # a restarted clock
+    qc = acquisition_qc(s)
+    assert qc.checks_run == ("margins",)
+    assert "decreases 1 time(s), first at event 5000" in qc.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("n", "seconds", "tick", "words"),
+    [(300, 10.0, 0.01, "300 events are too few"), (20_000, 0.08, 0.01, "only 8 steps of 0.01")],
+)
+def test_too_short_to_bin_says_why(n, seconds, tick, words):
+    qc = acquisition_qc(synthetic(n=n, seconds=seconds, tick=tick))
+    assert qc.bins is None and words in qc.notes[0]
+
+
+def test_no_events_fails():
+    s = synthetic()
+    qc = acquisition_qc(Sample(s.events[:0], s.channels, keywords=s.keywords))
+    assert qc.verdict == "fail" and qc.verdict_reason == "the file has no events"
+    assert qc.summary()["qc_events_before"] == 0
+
+
+def test_verdicts_follow_the_settings():
+    s = synthetic()
+    s.events[::66, 2][:300] = 262_143.0  # 1.5 % saturated on FL1-A, spread over the run
+    assert acquisition_qc(s).verdict == "pass"
+    qc = acquisition_qc(s, AcquisitionQCSettings(warn_removed_pct=1.0))
+    assert (
+        qc.verdict == "warn" and "1.50% of 20000 events removed (margin 1.50%)" in qc.verdict_reason
+    )
+    qc = acquisition_qc(s, AcquisitionQCSettings(max_removed_pct=1.0, warn_removed_pct=0.5))
+    assert qc.verdict == "fail" and "more than the 1% allowed" in qc.verdict_reason
+    summary = qc.summary()
+    assert summary["qc_removed_margin"] == summary["qc_removed"] == 300
+    assert summary["qc_events_after"] == 20_000 - 300
+
+
+def test_checks_can_be_left_out():
+    s = synthetic()
+    s.events[:300, 2] = 262_143.0
+    s.events[s.events[:, 3] >= 40.0, 3] += 5.0
+    qc = acquisition_qc(s, AcquisitionQCSettings(checks=("rate",)))
+    assert qc.checks_run == ("rate",) and qc.margins is None
+    assert not (qc.reasons & (SIGNAL | MARGIN)).any() and (qc.reasons & RATE).any()
+
+
+def test_blocks_give_the_same_result_and_the_input_is_untouched():
+    s = synthetic()
+    s.events[:300, 2] = 262_143.0
+    t = s.events[:, 3]
+    s.events[(t >= 60) & (t < 75), 0] *= 0.7
+    s.events.setflags(write=False)
+    before = s.events.copy()
+    whole = acquisition_qc(s)
+    p = AcquisitionPass(s)
+    for a in range(0, s.n_events, 4096):
+        p.update(a, min(a + 4096, s.n_events))
+    parts = p.finish()
+    np.testing.assert_array_equal(parts.reasons, whole.reasons)
+    assert parts.summary() == whole.summary()
+    np.testing.assert_array_equal(s.events, before)
+
+
+def test_blocks_must_come_in_order():
+    s = synthetic()
+    p = AcquisitionPass(s)
+    p.update(0, 100)
+    with pytest.raises(CytokitError, match="expected the block starting at row 100"):
+        p.update(200, 300)
+    with pytest.raises(CytokitError, match="scanned 100 of 20000 events"):
+        p.finish()
+
+
+def test_fill_short_runs():
+    bits = np.array([0, 1, 0, 0, 2, 0, 0, 0, 1, 0], dtype=np.uint8)
+    np.testing.assert_array_equal(fill_short_runs(bits, 3), [1, 1, 3, 3, 2, 0, 0, 0, 1, 1])
+
+
+def test_tables():
+    s = synthetic()
+    s.events[s.events[:, 3] >= 40.0, 3] += 5.0
+    qc = acquisition_qc(s)
+    ranges = qc.ranges_frame()
+    assert list(ranges.columns) == [
+        "file", "start", "end", "time_unit", "first_event", "events", "reasons", "detail"
+    ]  # fmt: skip
+    assert ranges["time_unit"].iloc[0] == "s" and ranges["file"].iloc[0] == "synthetic.fcs"
+    bins = qc.bins_frame()
+    assert bins["events"].sum() == s.n_events
+    assert {"FSC-A mean", "FSC-A low", "FSC-A high", "FSC-A level", "FSC-A z"} <= set(bins)
+
+
+@pytest.mark.corpus
+def test_every_corpus_file_with_a_time_channel_runs():
+    if not CORPUS.exists():
+        pytest.skip(f"corpus not found at {CORPUS}")
+    seen = 0
+    for path in sorted(CORPUS.rglob("*.fcs")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                sample = cytokit.read_fcs(path)
+            except cytokit.FCSError:
+                continue
+        qc = acquisition_qc(sample)
+        assert qc.verdict in ("pass", "warn", "fail")
+        assert qc.reasons.shape == (sample.n_events,)
+        seen += qc.bins is not None
+    assert seen >= 10
+
+
+@pytest.mark.corpus
+def test_coarse_corpus_clock_is_reported():
+    path = CORPUS / "github/taborlab_FlowCal/test/Data002.fcs"  # Time holds 5 values
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qc = acquisition_qc(cytokit.read_fcs(path))
+    assert "only 5 steps of 1" in qc.notes[0] and qc.verdict == "warn"

@@ -1,0 +1,83 @@
+"""[acquisition_qc] settings: defaults, parsing from a TOML table, and every error at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from cytokit.errors import StudyError
+from cytokit.qc import THRESHOLDS, AcquisitionQCSettings, parse_acquisition_qc
+
+
+def test_defaults():
+    s = AcquisitionQCSettings()
+    assert s.enabled and s.checks == ("rate", "signal", "margins")
+    assert s.sensitivity == "normal" and s.thresholds is THRESHOLDS["normal"]
+    assert (s.max_removed_pct, s.warn_removed_pct) == (20.0, 2.0)
+
+
+def test_from_mapping_reads_every_key_and_orders_checks():
+    s = AcquisitionQCSettings.from_mapping(
+        {
+            "enabled": False,
+            "checks": ["margins", "rate"],
+            "sensitivity": "high",
+            "max_removed_pct": 30,
+            "warn_removed_pct": 5.5,
+            "exclude_channels": ["FSC-W"],
+        },
+        "study.toml",
+    )
+    assert not s.enabled and s.checks == ("rate", "margins")
+    assert s.thresholds is THRESHOLDS["high"] and s.max_removed_pct == 30.0
+    assert s.exclude_channels == ("FSC-W",)
+    assert AcquisitionQCSettings.from_mapping(s.as_dict()) == s
+
+
+def test_from_mapping_names_every_problem_with_the_file():
+    bad = {
+        "enabled": "yes",
+        "checks": ["rate", "clogs"],
+        "sensitivity": "extreme",
+        "max_removed_pct": 120,
+        "exclude_channels": "FSC-W",
+        "threshold": 3,
+    }
+    with pytest.raises(StudyError) as info:
+        AcquisitionQCSettings.from_mapping(bad, "/data/study/study.toml")
+    text = str(info.value)
+    for part in (
+        "/data/study/study.toml: [acquisition_qc] unknown key 'threshold'",
+        "enabled = 'yes' must be true or false",
+        "unknown check(s) 'clogs'",
+        "sensitivity = 'extreme' must be one of 'low', 'normal', 'high'",
+        "max_removed_pct = 120 must be a number from 0 to 100",
+        "exclude_channels = 'FSC-W' must be a list",
+    ):
+        assert part in text
+
+
+def test_parse_collects_problems_and_falls_back_to_defaults():
+    settings, problems = parse_acquisition_qc({"warn_removed_pct": 50}, "s.toml")
+    assert settings == AcquisitionQCSettings()
+    assert problems == [
+        "s.toml: [acquisition_qc] warn_removed_pct = 50 is above max_removed_pct = 20.0; "
+        "the warning level must not exceed the failing level"
+    ]
+    assert parse_acquisition_qc([1], "s.toml")[1] == [
+        "s.toml: [acquisition_qc] must be a table, got [1]"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"checks": "rate"}, "must be a list"),
+        ({"sensitivity": 5}, "sensitivity = 5"),
+        ({"max_removed_pct": float("nan")}, "max_removed_pct = nan"),
+        ({"max_removed_pct": True}, "max_removed_pct = True"),
+        ({"exclude_channels": ("",)}, "exclude_channels"),
+    ],
+)
+def test_construction_refuses_bad_values(kw, match):
+    with pytest.raises(StudyError, match=match):
+        AcquisitionQCSettings(**kw)

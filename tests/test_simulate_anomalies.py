@@ -1,0 +1,126 @@
+"""Injected acquisition anomalies: what the truth says is what was done to the events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cytokit import simulate
+from cytokit.errors import StudyError
+from cytokit.simulate import anomalies as A
+from cytokit.simulate.instrument import CHANNEL_NAMES, MAX_VALUE
+
+DESIGN = simulate.preset_design("sample", seed=11)
+N = 30_000
+STEP = DESIGN.timestep
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return simulate.simulate_sample(DESIGN, "P01", 7, N)
+
+
+def seconds(sample):
+    return sample.events[:, -1].astype(np.float64) * STEP
+
+
+def test_clog_slows_then_bursts_and_keeps_every_event(clean):
+    sample, _ = clean
+    clog = A.Clog(start=4.0, drop=2.0, drop_rate=0.2, burst=0.5, coincidence=0.0, spread=0.0)
+    bad, at = A.inject(sample, A.AnomalyPlan(clogs=(clog,)), np.random.default_rng(1))
+    assert bad.n_events == sample.n_events
+    t = seconds(bad)
+    assert np.all(np.diff(t) >= 0)
+    rate = N / seconds(sample)[-1]
+    drop = (t >= 4.0) & (t < 6.0)
+    burst = (t >= 6.0) & (t < 6.5)
+    # Poisson counts: within 5 SD of the planned rates
+    for mask, want in ((drop, 0.2 * rate * 2.0), (burst, clog.burst_rate * rate * 0.5)):
+        assert abs(mask.sum() - want) < 5 * np.sqrt(want), (mask.sum(), want)
+    # the clog delays no event for good: the acquisition ends when it did (within a tick)
+    assert t[-1] == pytest.approx(seconds(sample)[-1], abs=2 * STEP)
+    np.testing.assert_array_equal(at.mask("clog"), drop | burst)
+    # intensities scaled by `signal` (no spread asked for) inside, untouched outside
+    cols = [CHANNEL_NAMES.index(c) for c in ("FSC-A", "PE-A")]
+    inside = at.mask("clog") & ~at.clipped
+    ratio = bad.events[inside][:, cols] / sample.events[inside][:, cols]
+    np.testing.assert_allclose(ratio, clog.signal, rtol=1e-5)
+    np.testing.assert_array_equal(
+        bad.events[~at.mask("clog"), :-1], sample.events[~at.mask("clog"), :-1]
+    )
+
+
+def test_bubble_leaves_a_gap_with_slow_flanks(clean):
+    sample, _ = clean
+    bubble = A.Bubble(at=5.0, gap=0.8, flank=0.3, flank_rate=0.4)
+    bad, at = A.inject(sample, A.AnomalyPlan(bubbles=(bubble,)), np.random.default_rng(2))
+    t = seconds(bad)
+    ((kind, start, end),) = at.windows
+    assert kind == "bubble" and end - start == pytest.approx(0.3 + 0.8 + 0.3, abs=0.02)
+    assert not np.any((t > start + 0.3 + STEP) & (t < start + 1.1 - STEP))  # the gap
+    rate = N / seconds(sample)[-1]
+    flanks = at.mask("bubble").sum()
+    want = 2 * 0.3 * 0.4 * rate
+    assert abs(flanks - want) < 5 * np.sqrt(want)
+
+
+def test_drift_multiplies_the_laser_by_its_recorded_gain(clean):
+    sample, _ = clean
+    drift = A.Drift(start=3.0, change=-0.4, detectors=A.LASERS["red"])
+    bad, at = A.inject(sample, A.AnomalyPlan(drifts=(drift,)), np.random.default_rng(3))
+    t = seconds(bad)
+    end = t[-1]
+    want_gain = 1 - 0.4 * np.clip((t - 3.0) / (end - 3.0), 0, 1)
+    # the file holds times floored to the clock tick; the gain followed the exact time
+    np.testing.assert_allclose(at.gain, want_gain, rtol=0, atol=0.4 * 2 * STEP / (end - 3.0))
+    for name in CHANNEL_NAMES[:-1]:
+        c = CHANNEL_NAMES.index(name)
+        want = sample.events[:, c] * (at.gain if name in A.LASERS["red"] else 1.0)
+        np.testing.assert_allclose(bad.events[:, c], np.minimum(want, MAX_VALUE), rtol=2e-6)
+    np.testing.assert_array_equal(at.mask("drift"), np.abs(at.gain - 1) >= 0.1 - 1e-6)
+
+
+def test_margin_events_sit_at_the_limits(clean):
+    sample, _ = clean
+    plan = A.AnomalyPlan(
+        margins=(A.MarginEvents(0.02, top=("PE-A",)), A.MarginEvents(0.01, floor=("FSC-A",)))
+    )
+    bad, at = A.inject(sample, plan, np.random.default_rng(4))
+    marked = at.mask("margin")
+    pe, fsc = CHANNEL_NAMES.index("PE-A"), CHANNEL_NAMES.index("FSC-A")
+    hits = (bad.events[:, pe] == MAX_VALUE) | (bad.events[:, fsc] == 0)
+    assert np.all(hits[marked])
+    assert abs(marked.sum() - 0.03 * N) < 5 * np.sqrt(0.03 * N)
+    measured = bad.events[:, :-1]
+    at_limit = (measured >= MAX_VALUE).any(axis=1) | (measured[:, :3] <= 0).any(axis=1)
+    np.testing.assert_array_equal(at.clipped, at_limit)
+
+
+def test_random_plans_have_the_kinds_asked_for():
+    rng = np.random.default_rng(5)
+    plan = A.random_plan(rng, 16.0, kinds=("clog", "bubble", "drift", "margin"))
+    assert plan.kinds == ("clog", "bubble", "drift", "margin")
+    c, b = plan.clogs[0], plan.bubbles[0]
+    assert 0.1 * 16 <= c.start and c.start + c.drop + c.burst <= b.at - b.flank * b.flank_rate
+    with pytest.raises(StudyError, match="unknown anomaly kind"):
+        A.random_plan(rng, 16.0, kinds=("clot",))
+
+
+def test_overlapping_anomalies_are_refused(clean):
+    sample, _ = clean
+    plan = A.AnomalyPlan(clogs=(A.Clog(4.0, 2.0, 0.2, 0.5),), bubbles=(A.Bubble(4.5, 0.5, 0.2),))
+    with pytest.raises(StudyError, match="overlap"):
+        A.inject(sample, plan, np.random.default_rng(6))
+
+
+def test_simulate_sample_hook_is_reproducible_and_optional(clean):
+    sample, _ = clean
+    plan = A.AnomalyPlan(clogs=(A.Clog(4.0, 1.0, 0.3, 0.4),))
+    a, ta = simulate.simulate_sample(DESIGN, "P01", 7, N, anomalies=plan)
+    b, tb = simulate.simulate_sample(DESIGN, "P01", 7, N, anomalies=plan)
+    np.testing.assert_array_equal(a.events, b.events)
+    np.testing.assert_array_equal(ta.anomalies.kind, tb.anomalies.kind)
+    np.testing.assert_array_equal(ta.label, clean[1].label)  # same cells, in the same order
+    plain, tp = simulate.simulate_sample(DESIGN, "P01", 7, N)
+    np.testing.assert_array_equal(plain.events, sample.events)
+    assert tp.anomalies is None
