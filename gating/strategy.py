@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cytokit import kernels as K
-from cytokit.errors import GatingError
+from cytokit.errors import GatingError, did_you_mean
 from cytokit.gating.compile import Resolver, compile_plan, dimension_values
 from cytokit.gating.gates import (
     AdaptiveGate,
@@ -305,9 +305,22 @@ class GatingStrategy:
                 + "; give the full path of the one you mean"
             )
         raise GatingError(
-            f"no population {key!r} in the strategy{where}; populations are: "
-            + ", ".join(p.path for p in self.populations)
+            f"no population {key!r} in the strategy{where}{self.did_you_mean(key)}; "
+            "populations are: " + ", ".join(p.path for p in self.populations)
         )
+
+    def did_you_mean(self, key: str) -> str:
+        """`` (did you mean '/A/B'?)`` for a near miss of a path, id or name, else ``""``.
+
+        A path (a key with a ``/``) is compared with paths, anything else with
+        ids and names.
+        """
+        if "/" in key:
+            key = "/" + key.lstrip("/")
+            options = [p.path for p in self.populations]
+        else:
+            options = [p.id for p in self.populations] + [p.name for p in self.populations]
+        return did_you_mean(key, options)
 
     def by_id(self, population_id: str) -> Population:
         """The population whose gate or quadrant id is exactly `population_id`.
