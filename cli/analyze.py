@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from cytokit.cli._text import echo_warnings, printable
+
 
 def run_analysis(
     study: Path,
@@ -45,11 +47,18 @@ def run_analysis(
         f"{time.perf_counter() - t0:.1f} s. Tables in {out}",
         err=True,
     )
+    samples = results.samples
+    if "warnings" in samples and "file" in samples:
+        said = samples[samples["warnings"].fillna("").astype(str) != ""]
+        notes = {str(f): [str(w)] for f, w in zip(said["file"], said["warnings"], strict=True)}
+        echo_warnings(notes, out / "samples.csv", n)
     if len(results.failures):
         first = results.failures.iloc[0]
         typer.echo(
-            f"FAILED: {len(results.failures)} file(s), listed in {out / 'failures.csv'}; "
-            f"first: {first['file']} ({first['stage']}): {first['reason']}",
+            printable(
+                f"FAILED: {len(results.failures)} file(s), listed in {out / 'failures.csv'}; "
+                f"first: {first['file']} ({first['stage']}): {first['reason']}"
+            ),
             err=True,
         )
     if report:

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from cytokit.cli._text import printable
 from cytokit.errors import CytokitError
 
 app = typer.Typer(
@@ -52,7 +53,7 @@ def run(argv: list[str] | None = None) -> int:
         if "--debug" in args:
             raise
         message = str(exc).strip() or type(exc).__name__
-        typer.echo(f"cytokit: error: {message}", err=True)
+        typer.echo(f"cytokit: error: {printable(message, newlines=True)}", err=True)
         return 1
     except KeyboardInterrupt:
         typer.echo("cytokit: interrupted", err=True)
