@@ -50,7 +50,10 @@ def run_analysis(
     samples = results.samples
     if "warnings" in samples and "file" in samples:
         said = samples[samples["warnings"].fillna("").astype(str) != ""]
-        notes = {str(f): [str(w)] for f, w in zip(said["file"], said["warnings"], strict=True)}
+        notes = {
+            str(f): [w.removeprefix(f"{Path(str(f)).name}: ") for w in str(text).split("; ")]
+            for f, text in zip(said["file"], said["warnings"], strict=True)
+        }
         echo_warnings(notes, out / "samples.csv", n)
     if len(results.failures):
         first = results.failures.iloc[0]

@@ -15,6 +15,7 @@ from cytokit.cli._text import printable
 def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
     """Describe one data set of an FCS file as plain data (for printing or JSON)."""
     from cytokit.fcs import FCSWarning, read_fcs, read_fcs_datasets
+    from cytokit.sample import spillover_conditioning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FCSWarning)
@@ -55,6 +56,11 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
             )
         info["channels"].append(row)
     if sample.spillover is not None:
+        why = spillover_conditioning(sample.spillover.matrix, sample.spillover.channels)
+        if why:
+            info["warnings"].append(
+                f"{path}: the spillover matrix ({sample.spillover.source}) has {why}"
+            )
         info["spillover"] = {
             "source": sample.spillover.source,
             "channels": list(sample.spillover.channels),

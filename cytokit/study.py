@@ -5,13 +5,20 @@ every problem it finds in one `StudyError`, so a lab fixes its manifest once
 rather than once per error:
 
 * ``study.toml``: valid TOML, a ``[panel]``, the analysis tables
-  (`cytokit.settings.parse_settings`: unknown keys, bad values);
-* ``manifest.csv``: the required columns, one well-formed row per file
-  (field count, whole-number days, non-negative counts, ``donor_is``), every
-  file present and listed once, one (patient, day, sample_type) per file, one
-  donor marker and side per patient;
-* ``infusions.csv``: well-formed rows for patients of the manifest;
-* markers: the donor, phenotype and clustering markers are in ``[panel]``;
+  (`cytokit.settings.parse_settings`: unknown keys, bad values). When it
+  cannot be read, nothing that depends on it (markers, strategy, files) is
+  checked: its one problem is not followed by those it causes;
+* ``manifest.csv``: the required columns, at least one row, one
+  well-formed row per file (field count, whole-number days within
+  ±`MAX_DAYS` of the first infusion, non-negative counts, ``donor_is``),
+  every file present and listed once (however its path is spelt), one
+  (patient, day, sample_type) per file, one donor marker and side per
+  patient;
+* ``infusions.csv``: well-formed rows (days as in the manifest) for
+  patients of the manifest;
+* markers: the donor, phenotype and clustering markers are in ``[panel]``
+  (`cytokit.studycheck.marker_problems`: one problem per missing marker,
+  at the ``[panel]`` entry when that is the likely typo);
 * the gating strategy: the file exists, parses (a YAML strategy with the
   study's ``[panel]`` and ``[transform]``, `strategy_options`), and has every
   population the settings name (populations, counting gates, the chimerism
@@ -19,7 +26,8 @@ rather than once per error:
   population name) is replaced by the canonical path of its population in
   `Study.settings`, so every table shows one spelling;
 * the FCS files (``check_files``): every panel marker resolves to a channel,
-  and every channel a gate reads exists. A file that cannot be read at all
+  and every channel a gate reads exists; a problem several files share is
+  said once, naming them ("in all 15 files"). A file that cannot be read at all
   (corrupt, truncated) is not a study problem: it is listed in
   `Study.unreadable` and the analysis reports it as a failure while the
   other files go on.

@@ -230,7 +230,7 @@ def test_adaptive_fallback_warning_names_the_sample(tmp_path):
 
 
 # -- spillover conditioning --------------------------------------------------------------------
-def _nearly_singular(tmp_path: Path) -> Path:
+def _nearly_singular_matrix() -> tuple[tuple[str, ...], np.ndarray]:
     """The file's own spillover matrix with the PE-A row a hair from the FITC-A row."""
     spill = cytokit.read_fcs(FCS_FILE).spillover
     m = np.array(spill.matrix)
@@ -238,6 +238,12 @@ def _nearly_singular(tmp_path: Path) -> Path:
     m[j] = m[i]
     m[j, j] += 4e-11
     assert 1e9 < np.linalg.cond(m) < 1e13  # far beyond any real matrix, not singular
+    return spill.channels, m
+
+
+def _nearly_singular(tmp_path: Path) -> Path:
+    names, m = _nearly_singular_matrix()
+    spill = cytokit.Spillover(names, m)
     path = tmp_path / "bad.csv"
     rows = [",".join(spill.channels)] + [",".join(repr(float(v)) for v in r) for r in m]
     path.write_text("\n".join(rows) + "\n")
@@ -255,6 +261,25 @@ def test_ill_conditioned_spillover_warns_naming_the_channels(tmp_path, capsys):
     assert re.search(r"has condition number [0-9.e+]+, above 1,000", line), line
     assert re.search(r"the rows of (FITC-A and PE-A|PE-A and FITC-A) are nearly proportional", line)
     assert pd.read_csv(out / "warnings.csv")["warning"].str.contains("condition number").all()
+
+
+def test_ill_conditioned_spillover_in_the_file(tmp_path, capsys):
+    """The file's own $SPILLOVER: inspect says so, and gating it warns naming the file."""
+    import dataclasses
+
+    from cytokit.sample import SpilloverWarning
+
+    names, m = _nearly_singular_matrix()
+    sample = cytokit.read_fcs(FCS_FILE)
+    bad = tmp_path / "bad_spill.fcs"
+    cytokit.write_fcs(bad, dataclasses.replace(sample, spillover=cytokit.Spillover(names, m)))
+    assert run(["inspect", str(bad)]) == 0
+    err = capsys.readouterr().err
+    assert re.search(
+        r"cytokit: warning: .*bad_spill\.fcs: the spillover matrix .* has condition", err
+    )
+    with pytest.warns(SpilloverWarning, match=r"^bad_spill\.fcs: the spillover matrix"):
+        simulated_strategy().apply(cytokit.read_fcs(bad))
 
 
 def test_well_conditioned_spillover_does_not_warn():
