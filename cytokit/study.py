@@ -366,9 +366,9 @@ def _manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[
         elif file_value and not file_path.is_file():
             problems.append(f"{where}: FCS file {file_value!r} not found (looked for {file_path})")
             bad = True
-        # one file however it is spelt (fcs/a.fcs, ./fcs/a.fcs, a link to it)
-        same = Path(os.path.realpath(file_path))
-        if file_value and same in seen:
+        # one file however its path is spelt (fcs/a.fcs, ./fcs/../fcs/a.fcs)
+        same = Path(os.path.abspath(file_path))
+        if file_value and not why and same in seen:
             problems.append(
                 f"{where}: file {file_value!r} is listed again (first on line {seen[same]})"
             )
