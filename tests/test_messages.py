@@ -220,6 +220,33 @@ def test_adaptive_fallback_is_a_cytokit_message_once_per_file(tmp_path):
     assert table["warning"].str.startswith("adaptive gate '/Lymphocytes/Singlets/Live'").all()
 
 
+@pytest.mark.slow
+def test_analyze_summarises_fallbacks_once_per_file(tmp_path):
+    import shutil
+
+    study = shutil.copytree(SAMPLE_DATA, tmp_path / "s", ignore=shutil.ignore_patterns("*.npz"))
+    shutil.copy(_fallback_strategy(tmp_path), study / "strategy.yaml")
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "cytokit.cli.app", "analyze", str(study), "--out", str(out),
+         "--no-report", "-j", "1"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    err = done.stderr
+    assert not re.search(r"\.py:\d+:", err) and "AdaptiveGateWarning" not in err, err
+    shown = re.findall(
+        r"^cytokit: warning: (\S+): adaptive gate '/Lymphocytes/Singlets/Live'", err, re.M
+    )
+    assert len(shown) == len(set(shown)) == 10  # each file once, the first ten
+    assert (
+        "warnings about 15 of 15 file(s); an adaptive gate used its fixed fallback in 15 "
+        f"(5 not shown above); every one is listed in {out / 'samples.csv'}"
+    ) in err
+    samples = pd.read_csv(out / "samples.csv")
+    assert samples["warnings"].str.contains("used its fixed fallback").all()
+
+
 def test_adaptive_fallback_warning_names_the_sample(tmp_path):
     strategy = gating.load_strategy(_fallback_strategy(tmp_path))
     for name in ("P01_day003.fcs", "P01_day007.fcs"):
