@@ -211,7 +211,9 @@ class ResultsStore:
     ------
     CytokitError
         The file is not a SQLite database or not a cytokit store, or was
-        written by an incompatible cytokit version (the message says what to do).
+        written by an incompatible cytokit version, or it cannot be opened or
+        written here (a read-only folder, another user's file, a lock): the
+        message says which, and what to do.
 
     Notes
     -----

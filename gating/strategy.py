@@ -512,6 +512,15 @@ class GatingStrategy:
         Returns
         -------
         GatingResult
+
+        Warns
+        -----
+        AdaptiveGateWarning
+            An adaptive gate used its fixed fallback (one per gate, naming the sample).
+        SpilloverWarning
+            A matrix the gates compensate with has a condition number above
+            `cytokit.sample.MAX_SPILLOVER_CONDITION` (the message names its
+            nearly proportional rows).
         """
         from cytokit.gating.result import GatingResult
 
