@@ -192,7 +192,7 @@ def _byte_ranks(kw: Keywords) -> tuple[int, ...] | None:
     ranks = tuple(int(p) for p in parts) if all(re.fullmatch(r"\d", p) for p in parts) else ()
     if not ranks or sorted(ranks) != list(range(1, len(ranks) + 1)) or len(ranks) > 8:
         raise kw.notes.error(
-            f"$BYTEORD={value!r} is not a byte order; expected '1,2,3,4' (little-endian), "
+            f"$BYTEORD={shorten(value, 40)!r} is not a byte order; expected '1,2,3,4' (little-endian), "
             "'4,3,2,1' (big-endian) or another ordering of 1..n"
         )
     return ranks
@@ -422,7 +422,7 @@ def _parameter_count(kw: Keywords) -> int:
     # (and would otherwise make the reader loop over millions of missing parameters)
     if n_par > len(kw.items):
         raise kw.notes.error(
-            f"$PAR={kw.get('$PAR')!r} but TEXT holds only {len(kw.items)} keywords; "
+            f"$PAR={shorten(kw.get('$PAR') or '', 40)!r} but TEXT holds only {len(kw.items)} keywords; "
             "expected one $PnB (and $PnN, $PnR) per parameter"
         )
     return n_par
@@ -439,7 +439,9 @@ def _datatype(kw: Keywords) -> str:
             "(convert the file with the instrument's software)"
         )
     if code not in ("I", "F", "D"):
-        raise kw.notes.error(f"$DATATYPE={value!r} is not supported; expected I, F or D")
+        raise kw.notes.error(
+            f"$DATATYPE={shorten(value, 40)!r} is not supported; expected I, F or D"
+        )
     mode = (kw.get("$MODE") or "L").strip().upper()
     if mode not in ("L", ""):
         raise kw.notes.error(
@@ -500,14 +502,16 @@ def _next(kw: Keywords, base: int, size: int) -> int:
         return 0
     text = value.strip()
     if not re.fullmatch(r"\d{1,30}", text):
-        kw.notes.note(f"$NEXTDATA={value!r} is not a byte offset; later data sets were ignored")
+        kw.notes.note(
+            f"$NEXTDATA={shorten(value, 40)!r} is not a byte offset; later data sets were ignored"
+        )
         return 0
     rel = int(text)
     if rel == 0:
         return 0
     if base + rel + HEADER_BYTES > size:
         kw.notes.note(
-            f"$NEXTDATA={value!r} points past the end of the file ({size} bytes); "
+            f"$NEXTDATA={shorten(value, 40)!r} points past the end of the file ({size} bytes); "
             "later data sets were ignored"
         )
         return 0
