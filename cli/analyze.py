@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cytokit.cli._options import check_scheduler
+from cytokit.cli._text import echo_warnings, printable
 
 
 def run_analysis(
@@ -61,11 +62,20 @@ def run_analysis(
             f"{first['donor_marker_note']}",
             err=True,
         )
+    if "warnings" in samples and "file" in samples:
+        said = samples[samples["warnings"].fillna("").astype(str) != ""]
+        notes = {
+            str(f): [w.removeprefix(f"{Path(str(f)).name}: ") for w in str(text).split("; ")]
+            for f, text in zip(said["file"], said["warnings"], strict=True)
+        }
+        echo_warnings(notes, out / "samples.csv", n)
     if len(results.failures):
         first = results.failures.iloc[0]
         typer.echo(
-            f"FAILED: {len(results.failures)} file(s), listed in {out / 'failures.csv'}; "
-            f"first: {first['file']} ({first['stage']}): {first['reason']}",
+            printable(
+                f"FAILED: {len(results.failures)} file(s), listed in {out / 'failures.csv'}; "
+                f"first: {first['file']} ({first['stage']}): {first['reason']}"
+            ),
             err=True,
         )
     if report:

@@ -14,6 +14,7 @@ import sys
 
 import typer
 
+from cytokit.cli._text import printable
 from cytokit.errors import CytokitError
 
 try:  # typer 0.2x runs on its own copy of click
@@ -99,7 +100,8 @@ def run(argv: list[str] | None = None) -> int:
     except CytokitError as exc:
         if debug():
             raise
-        first, *more = (str(exc).strip() or type(exc).__name__).splitlines()
+        message = printable(str(exc).strip() or type(exc).__name__, newlines=True)
+        first, *more = message.splitlines()
         # a list under the message (a study's problems) stays indented under its one line
         return _error("\n".join([f"error: {first}", *(f"  {m.lstrip()}" for m in more)]), 1)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cytokit.cli._options import check_scheduler
+from cytokit.cli._text import echo_warnings, printable
 from cytokit.errors import CytokitError
 
 #: Suffixes of strategy files (`cytokit.gating.load_strategy`); anything else is an FCS argument.
@@ -104,10 +105,12 @@ def run_gate(
         f"{len(report.failed)} failed, {report.elapsed:.1f} s{rate}; tables in {out}",
         err=True,
     )
+    echo_warnings(run.warnings, out / "warnings.csv", len(paths))
     if report.failed:
         first = report.failed[0]
         typer.echo(
-            f"failures in {out / 'failures.csv'}; first: {first.path}: {first.reason}", err=True
+            printable(f"failures in {out / 'failures.csv'}; first: {first.path}: {first.reason}"),
+            err=True,
         )
         if not report.done:
             raise CytokitError(

@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from cytokit.cli._text import printable
+
 
 def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
     """Describe one data set of an FCS file as plain data (for printing or JSON)."""
     from cytokit.fcs import FCSWarning, read_fcs, read_fcs_datasets
+    from cytokit.sample import spillover_conditioning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FCSWarning)
@@ -53,6 +56,11 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
             )
         info["channels"].append(row)
     if sample.spillover is not None:
+        why = spillover_conditioning(sample.spillover.matrix, sample.spillover.channels)
+        if why:
+            info["warnings"].append(
+                f"{path}: the spillover matrix ({sample.spillover.source}) has {why}"
+            )
         info["spillover"] = {
             "source": sample.spillover.source,
             "channels": list(sample.spillover.channels),
@@ -62,7 +70,9 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
 
 
 def _print(info: dict, show_keywords: bool) -> None:
-    echo = typer.echo
+    def echo(line: str) -> None:  # names and keywords come from the file: keep them inert
+        typer.echo(printable(line))
+
     echo(f"{info['file']}")
     echo(
         f"  {info['version']}, data set {info['dataset'] + 1} of {info['datasets']}, "
@@ -117,7 +127,7 @@ def register(app: typer.Typer) -> None:
         """Show an FCS file's keywords, channels, markers, spillover and event count."""
         info = inspect_fcs(file, dataset=dataset - 1, stats=stats)
         for note in info["warnings"]:  # the file was read around these deviations
-            typer.echo(f"cytokit: warning: {note}", err=True)
+            typer.echo(f"cytokit: warning: {printable(note)}", err=True)
         if as_json:
             typer.echo(json.dumps(info, indent=2, default=str))
         else:

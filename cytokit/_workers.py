@@ -117,6 +117,23 @@ def _changed(path: str) -> Reply:
     return Reply(path, failure=CHANGED)
 
 
+def unexpected_reason(exc: BaseException) -> str:
+    """A failure that is not a `CytokitError`, said in words rather than as a Python type.
+
+    The type is kept in the failure's ``error`` field and the traceback in its
+    ``detail``; the reason says what happened and what to do.
+    """
+    if isinstance(exc, MemoryError):
+        return "ran out of memory on this file; run with fewer workers (--workers) or more memory"
+    if isinstance(exc, OSError):
+        return f"cannot read the file: {exc.strerror or exc}"
+    message = " ".join(str(exc).split()) or "no message"
+    return (
+        f"unexpected failure ({message}); cytokit does not know this input, or has a bug: "
+        "please report it (the traceback is kept in the results store)"
+    )
+
+
 def hash_job(path: str) -> Reply:
     """Stat and hash one file (runs on a worker); the reply's stamp is the file's before and
     after hashing (a file written meanwhile is reported changed)."""
@@ -167,7 +184,7 @@ def run_job(
         if isinstance(exc, CytokitError):
             kind, reason = "error", str(exc).strip() or type(exc).__name__
         else:
-            kind, reason = "exception", f"{type(exc).__name__}: {exc}"
+            kind, reason = "exception", unexpected_reason(exc)
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         reason = " ".join(reason.split())
         for prefix in (f"{path}: ", f"{path}, "):  # the failure is reported beside its path

@@ -2,11 +2,20 @@
 
 Every message names the file (or object), the value at fault, what was expected
 and, where there is one, the fix. Library code raises; only the CLI prints.
+`did_you_mean` adds the few known names a misspelt one is close to.
 """
 
 from __future__ import annotations
 
-__all__ = ["CytokitError", "FCSError", "GatingError", "PanelError", "StudyError"]
+__all__ = [
+    "CytokitError",
+    "FCSError",
+    "GatingError",
+    "PanelError",
+    "StudyError",
+    "did_you_mean",
+    "near_misses",
+]
 
 
 class CytokitError(Exception):
@@ -30,3 +39,71 @@ class GatingError(CytokitError, ValueError):
 
 class StudyError(CytokitError, ValueError):
     """A study folder, manifest or configuration is invalid."""
+
+
+#: How alike (`difflib.SequenceMatcher.ratio`, case ignored) a name must be to a known one
+#: for a message to suggest it; "CD56"/"CD16" (0.75) is not a near miss, "PE-Cy7A"/"PE-Cy7-A"
+#: (0.93) is.
+NEAR_MISS = 0.8
+#: At most this many names are suggested.
+MAX_SUGGESTIONS = 3
+
+
+def _swapped(a: str, b: str) -> bool:
+    """`a` and `b` differ by two neighbouring characters swapped ("CD56", "CD65")."""
+    if len(a) != len(b) or len(a) < 3:
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return (
+        len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and a[diff[0]] == b[diff[1]]
+        and a[diff[1]] == b[diff[0]]
+    )
+
+
+def near_misses(word: str, options) -> list[str]:
+    """The few names of `options` that `word` is plausibly a typo of, closest first.
+
+    A near miss differs only in case, by two neighbouring characters swapped
+    ("CD65" for "CD56"), or is at least `NEAR_MISS` alike; of those,
+    only the ones about as close as the closest are kept, at most
+    `MAX_SUGGESTIONS`. `word` itself is never returned.
+    """
+    import difflib
+
+    word = str(word)
+    low = word.casefold()
+    scored: dict[str, float] = {}
+    for option in dict.fromkeys(str(o) for o in options):
+        other = option.casefold()
+        if option == word or not other:
+            continue
+        if other == low:
+            score = 2.0
+        elif _swapped(low, other):
+            score = 1.5
+        else:
+            score = difflib.SequenceMatcher(None, low, other).ratio()
+            if score < NEAR_MISS:
+                continue
+        scored[option] = score
+    if not scored:
+        return []
+    best = max(scored.values())
+    # names much further than the best one are noise beside it (long paths share prefixes)
+    if best > 1.0:
+        close = [o for o in scored if scored[o] > 1.0]
+    else:
+        close = [o for o in scored if 1.0 - scored[o] <= 2.0 * (1.0 - best) + 0.01]
+    return sorted(close, key=lambda o: -scored[o])[:MAX_SUGGESTIONS]
+
+
+def did_you_mean(word: str, options) -> str:
+    """`` (did you mean 'X'?)`` naming `near_misses` of `word` in `options`, or ``""``."""
+    close = near_misses(word, options)
+    if not close:
+        return ""
+    names = [repr(c) for c in close]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f" (did you mean {listed}?)"

@@ -7,7 +7,8 @@ for a YAML strategy, its compensation and gating seed), giving each file the
 counts `cytokit.analyze` gives it.
 `gate_files` runs it over many files with `cytokit.batch.run_batch`, keeping
 every finished file in ``OUT/results.sqlite`` (a rerun resumes), and writes
-``counts.csv``, ``statistics.csv`` and ``failures.csv`` atomically. It is what
+``counts.csv``, ``statistics.csv``, ``failures.csv`` and ``warnings.csv``
+atomically. It is what
 ``cytokit gate`` runs.
 
 Statistics are of *compensated scale values* (compensated with the matrix the
@@ -35,7 +36,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ __all__ = [
     "COUNT_TABLE",
     "FAILURE_TABLE",
     "STATISTICS_TABLE",
+    "WARNING_TABLE",
     "GateRun",
     "GateTask",
     "expand_files",
@@ -86,10 +88,12 @@ STATISTICS_TABLE = (
 )
 #: Columns of ``failures.csv``.
 FAILURE_TABLE = ("file", "stage", "reason")
+#: Columns of ``warnings.csv``: what a finished file was read or gated around.
+WARNING_TABLE = ("file", "warning")
 RCV_LEVELS = (0.1587, 0.8413)
 STORE_NAME = "results.sqlite"
 # bump when GateTask's payload changes for the same inputs, so stored results are recomputed
-_TASK_VERSION = 2
+_TASK_VERSION = 2  # 2: gating's warnings (fallbacks, spillover) are kept with the reader's
 _SCRATCH = threading.local()
 _BLOCK = 1 << 16  # events per block when compensating for the statistics
 
@@ -240,8 +244,10 @@ class GateTask:
     -----
     The payload is ``{"counts": GatingResult.counts, "statistics": ...,
     "n_events": int, "nonfinite_events": int, "nonfinite": dict, "warnings":
-    [str]}`` (warnings the reader raised; ``n_events`` counts every event of
-    the file, ``nonfinite_events`` those dropped).
+    [str]}``: ``n_events`` counts every event of the file, ``nonfinite_events``
+    those dropped; the warnings reading and gating raised
+    (`cytokit.fcs.FCSWarning`, an adaptive gate's fallback, a nearly singular
+    spillover matrix), each once and without the file name.
     ``key`` digests the strategy, the options, the payload version and the
     cytokit version: changing any of them recomputes stored files.
     """
@@ -349,30 +355,31 @@ class GateTask:
     def __call__(self, path: Path) -> dict:
         from cytokit.fcs import read_fcs
 
+        path = Path(path)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with stage("read"):
                 sample = read_fcs(path)
-        n_file = sample.n_events
-        with stage("gate"):
-            read = self.strategy.read_columns(
-                sample, self._statistics_dims(sample), compensation=self.compensation
-            )
-        with stage("values"):
-            sample, nonfinite = drop_nonfinite(sample, read, max_fraction=self.max_nonfinite)
-        with stage("gate"):
-            result = self.strategy.apply(
-                sample,
-                compensation=self.compensation,
-                membership=self.statistics,
-                seed=self.seed,
-            )
+            n_file = sample.n_events
+            with stage("gate"):
+                read = self.strategy.read_columns(
+                    sample, self._statistics_dims(sample), compensation=self.compensation
+                )
+            with stage("values"):
+                sample, nonfinite = drop_nonfinite(sample, read, max_fraction=self.max_nonfinite)
+            with stage("gate"):
+                result = self.strategy.apply(
+                    sample,
+                    compensation=self.compensation,
+                    membership=self.statistics,
+                    seed=self.seed,
+                )
         payload: dict = {
             "counts": result.counts,
             "n_events": n_file,
             "nonfinite_events": nonfinite.events,
             "nonfinite": nonfinite.as_dict(),
-            "warnings": [str(w.message) for w in caught],
+            "warnings": _about_file([str(w.message) for w in caught], path),
         }
         if self.statistics:
             with stage("statistics"):
@@ -392,16 +399,30 @@ class GateTask:
         return f"<GateTask {self.key[:12]} {self.strategy!r}>"
 
 
+def _about_file(messages: list[str], path: Path) -> list[str]:
+    """Each message once, without the leading file name (the caller names the file)."""
+    out = []
+    for text in messages:
+        for prefix in (f"{path}: ", f"{path.name}: "):
+            if text.startswith(prefix):
+                text = text[len(prefix) :]
+                break
+        out.append(" ".join(text.split()))
+    return list(dict.fromkeys(out))
+
+
 def expand_files(items: Iterable[str | os.PathLike]) -> list[str]:
     """FCS files named by `items`: files as given, folders (every ``*.fcs`` inside,
-    recursively, sorted) and glob patterns (sorted). Repeats are dropped.
+    recursively, sorted) and glob patterns (sorted). A file named again, however
+    it is spelt (relative or absolute, through a link), is kept once, as first
+    given.
 
     Raises
     ------
     CytokitError
         A folder without FCS files, or a pattern that matches nothing.
     """
-    out: dict[str, None] = {}
+    out: dict[str, str] = {}  # the resolved path: the file as first given
     for item in items:
         text = os.fspath(item)
         path = Path(text)
@@ -417,8 +438,9 @@ def expand_files(items: Iterable[str | os.PathLike]) -> list[str]:
                 raise CytokitError(f"{text}: no files match this pattern")
         else:
             found = [text]  # a missing file is reported as that file's failure
-        out.update(dict.fromkeys(found))
-    return list(out)
+        for f in found:
+            out.setdefault(os.path.realpath(f), f)
+    return list(out.values())
 
 
 @dataclass
@@ -434,6 +456,9 @@ class GateRun:
     n_events: int = 0  #: events in the files gated (those taken from the store included)
     #: events dropped for non-finite values (`cytokit.finite`), over the files gated
     nonfinite_events: int = 0
+    #: The warnings about each finished file (as given), in file order; files without any
+    #: are left out. Also in ``warnings.csv``.
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict]:
@@ -458,8 +483,8 @@ def gate_files(
     progress: Callable[[int, int, str, str], None] | None = None,
     retry_failures: bool = False,
 ) -> GateRun:
-    """Gate many FCS files with one strategy into ``counts.csv``, ``statistics.csv`` and
-    ``failures.csv`` in `out`, resuming from ``out/results.sqlite``.
+    """Gate many FCS files with one strategy into ``counts.csv``, ``statistics.csv``,
+    ``failures.csv`` and ``warnings.csv`` in `out`, resuming from ``out/results.sqlite``.
 
     Parameters
     ----------
@@ -503,11 +528,16 @@ def gate_files(
             stats = report.frame(store, "statistics").reindex(columns=list(STATISTICS_TABLE))
         events = store.items(task.key, "n_events", (f.hash for f in report.done))
         dropped = store.items(task.key, "nonfinite_events", (f.hash for f in report.done))
+        said = store.items(task.key, "warnings", (f.hash for f in report.done))
+    notes = {f.path: list(said.get(f.hash) or []) for f in report.done}
+    notes = {path: found for path, found in notes.items() if found}
     failures = report.failures_frame()[list(FAILURE_TABLE)]
     write_csv(out / "counts.csv", _rows(counts, COUNT_TABLE), COUNT_TABLE)
     if stats is not None:
         write_csv(out / "statistics.csv", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE)
     write_csv(out / "failures.csv", _rows(failures, FAILURE_TABLE), FAILURE_TABLE)
+    warned = [{"file": f, "warning": w} for f, found in notes.items() for w in found]
+    write_csv(out / "warnings.csv", warned, WARNING_TABLE)
     n_events = sum(int(events[f.hash]) for f in report.done)
     nonfinite = sum(int(dropped.get(f.hash, 0)) for f in report.done)
-    return GateRun(report, counts, stats, failures, out, task, n_events, nonfinite)
+    return GateRun(report, counts, stats, failures, out, task, n_events, nonfinite, notes)

@@ -11,7 +11,8 @@ match the whole name. Resolution order for one marker:
 3. channels whose ``$PnN`` or ``$PnS`` the value matches as a full regular
    expression (``re.fullmatch``); exactly one channel must match.
 
-Anything else is a `PanelError` that lists the channels the sample has.
+Anything else is a `PanelError` that lists the channels the sample has and
+suggests a near miss (``did you mean 'PE-Cy7-A'?``).
 """
 
 from __future__ import annotations
@@ -21,14 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cytokit.errors import PanelError
+from cytokit.errors import PanelError, did_you_mean
 from cytokit.sample import Sample
 
 __all__ = ["Panel"]
-
-
-def _channel_list(sample: Sample) -> str:
-    return ", ".join(c.label for c in sample.channels)
 
 
 @dataclass(frozen=True)
@@ -91,20 +88,34 @@ class Panel:
         ------
         PanelError
             When the marker is not in the panel, or its channel is not in the
-            sample, or a pattern matches several channels.
+            sample, or a pattern matches several channels. A near miss
+            (``"PE-Cy7A"`` for ``"PE-Cy7-A"``) is suggested.
+        """
+        found = self.find(sample.channels, marker)
+        if isinstance(found, str):
+            prefix = "" if marker not in self.markers else f"{sample.name}: "
+            raise PanelError(prefix + found)
+        return found
+
+    def find(self, channels, marker: str) -> int | str:
+        """Index of the channel among `channels` that carries `marker`, or why there is none.
+
+        The reason names the panel entry and the channels, not the file (a
+        study says once which of its files it is true of).
         """
         where = f" ({self.source})" if self.source else ""
         if marker not in self.markers:
             known = ", ".join(self.markers) or "none"
-            raise PanelError(
-                f"marker {marker!r} is not in the panel{where}; the panel has: {known}. "
+            return (
+                f"marker {marker!r} is not in the panel{where}"
+                f"{did_you_mean(marker, self.markers)}; the panel has: {known}. "
                 f'Add a line {marker} = "<channel>" to [panel]'
             )
         spec = self.markers[marker]
-        for c in sample.channels:
+        for c in channels:
             if c.name == spec:
                 return c.index
-        exact = [c.index for c in sample.channels if c.marker == spec]
+        exact = [c.index for c in channels if c.marker == spec]
         if len(exact) == 1:
             return exact[0]
         try:
@@ -115,20 +126,22 @@ class Panel:
         if not hits and pattern is not None:
             hits = [
                 c.index
-                for c in sample.channels
+                for c in channels
                 if pattern.fullmatch(c.name) or (c.marker and pattern.fullmatch(c.marker))
             ]
         if len(hits) == 1:
             return hits[0]
+        by_index = {c.index: c for c in channels}
         if hits:
-            names = ", ".join(sample.channels[i].label for i in hits)
-            raise PanelError(
-                f"{sample.name}: panel entry {marker} = {spec!r}{where} matches several "
+            names = ", ".join(by_index[i].label for i in hits)
+            return (
+                f"panel entry {marker} = {spec!r}{where} matches several "
                 f"channels ({names}); name one $PnN exactly"
             )
-        raise PanelError(
-            f"{sample.name}: panel entry {marker} = {spec!r}{where} matches no channel; "
-            f"channels are: {_channel_list(sample)}"
+        names = [c.name for c in channels] + [c.marker for c in channels if c.marker]
+        return (
+            f"panel entry {marker} = {spec!r}{where} matches no channel"
+            f"{did_you_mean(spec, names)}; channels are: " + ", ".join(c.label for c in channels)
         )
 
     def columns(self, sample: Sample, markers: Iterable[str] | None = None) -> dict[str, int]:

@@ -180,6 +180,28 @@ def _create_empty(path: Path) -> None:
         pass
 
 
+def _cannot_open(path: Path, exc: sqlite3.OperationalError) -> str:
+    """Why SQLite could not open or write `path`, said as what to do about it.
+
+    These errors say nothing about the file's content: a valid store in a
+    read-only folder (or owned by another user) gives them too.
+    """
+    text = str(exc)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return (
+            f"{path}: the results store is locked by another process ({text}); wait for the "
+            "other cytokit run to finish, or use another output folder"
+        )
+    if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        return (
+            f"{path}: cannot write the results store ({text}): the folder {path.parent} or the "
+            "file is read-only or belongs to another user. Make it writable, or give another "
+            "output folder"
+        )
+    return f"{path}: cannot use the results store ({text}); check the folder and disk"
+
+
 # -- the store --------------------------------------------------------------------------------------
 
 
@@ -197,7 +219,9 @@ class ResultsStore:
     ------
     CytokitError
         The file is not a SQLite database or not a cytokit store, or was
-        written by an incompatible cytokit version (the message says what to do).
+        written by an incompatible cytokit version, or it cannot be opened or
+        written here (a read-only folder, another user's file, a lock): the
+        message says which, and what to do.
 
     Notes
     -----
@@ -220,6 +244,10 @@ class ResultsStore:
         try:
             self._db = sqlite3.connect(uri, uri=readonly, isolation_level=None, timeout=30.0)
             self._open()
+        except sqlite3.OperationalError as exc:
+            # the file may be a fine store that cannot be opened or written here
+            self.close()
+            raise CytokitError(_cannot_open(self.path, exc)) from exc
         except sqlite3.DatabaseError as exc:
             self.close()
             raise CytokitError(

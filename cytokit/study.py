@@ -5,16 +5,22 @@ every problem it finds in one `StudyError`, so a lab fixes its manifest once
 rather than once per error:
 
 * ``study.toml``: valid TOML, a ``[panel]``, the analysis tables
-  (`cytokit.settings.parse_settings`: unknown keys, bad values);
-* ``manifest.csv``: the required columns, one well-formed row per file
-  (field count, whole-number days, non-negative counts, ``donor_is``), every
-  file present and listed once (however its path is spelled: links and
-  ``..`` are resolved), one (patient, day, sample_type) per file, one
-  donor marker and side per patient; `check_same_content` (run by
+  (`cytokit.settings.parse_settings`: unknown keys, bad values). When it
+  cannot be read, nothing that depends on it (markers, strategy, files) is
+  checked: its one problem is not followed by those it causes;
+* ``manifest.csv``: the required columns, at least one row, one
+  well-formed row per file (field count, whole-number days within
+  ±`MAX_DAYS` of the first infusion, non-negative counts, ``donor_is``),
+  every file present and listed once (however its path is spelled: links and
+  ``..`` are resolved), one (patient, day, sample_type) per file, one donor
+  marker and side per patient; `check_same_content` (run by
   `cytokit.analyze` once the files are hashed) refuses two lines whose files
   hold the same bytes;
-* ``infusions.csv``: well-formed rows for patients of the manifest;
-* markers: the donor, phenotype and clustering markers are in ``[panel]``;
+* ``infusions.csv``: well-formed rows (days as in the manifest) for
+  patients of the manifest;
+* markers: the donor, phenotype and clustering markers are in ``[panel]``
+  (`cytokit.studycheck.marker_problems`: one problem per missing marker,
+  at the ``[panel]`` entry when that is the likely typo);
 * the gating strategy: the file exists, parses (a YAML strategy with the
   study's ``[panel]`` and ``[transform]``, `strategy_options`), and has every
   population the settings name (populations, counting gates, the chimerism
@@ -22,7 +28,8 @@ rather than once per error:
   population name) is replaced by the canonical path of its population in
   `Study.settings`, so every table shows one spelling;
 * the FCS files (``check_files``): every panel marker resolves to a channel,
-  and every channel a gate reads exists. A file that cannot be read at all
+  and every channel a gate reads exists; a problem several files share is
+  said once, naming them ("in all 15 files"). A file that cannot be read at all
   (corrupt, truncated) is not a study problem: it is listed in
   `Study.unreadable` and the analysis reports it as a failure while the
   other files go on.
@@ -39,7 +46,6 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,9 +53,10 @@ from typing import Any
 from cytokit._io import restore_cell
 from cytokit._paths import open_regular, refusal, study_roots
 from cytokit._toml import load_toml
-from cytokit.errors import CytokitError, FCSError, StudyError
+from cytokit.errors import CytokitError, StudyError
 from cytokit.panel import Panel
 from cytokit.settings import StudySettings, parse_settings
+from cytokit.studycheck import file_problems, marker_problems
 
 __all__ = [
     "Infusion",
@@ -65,6 +72,9 @@ NUMERIC_COLUMNS = ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample
 DONOR_SIDES = ("positive", "negative")
 #: Largest manifest.csv or infusions.csv read (a manifest of 100,000 files is ~10 MB).
 MAX_CSV_BYTES = 64 * 2**20
+#: Days (from the first infusion) a manifest or infusions.csv may give: 100 years either
+#: side. A value beyond it is a typo or a date (20240108) written as a day.
+MAX_DAYS = 36_500
 
 
 @dataclass(frozen=True)
@@ -220,6 +230,27 @@ def _parse_int(value: str) -> int:
     return int(number)
 
 
+def _parse_day(value: str, where: str, problems: list[str]) -> int | None:
+    """A day relative to the first infusion, within ±`MAX_DAYS`; else a problem and None."""
+    shown = value.strip() if len(value.strip()) <= 40 else value.strip()[:37] + "..."
+    try:
+        day = _parse_int(value)
+    except ValueError:
+        problems.append(
+            f"{where}: day {shown!r} is not a whole number of days "
+            "(relative to the first infusion; negative before it)"
+        )
+        return None
+    if abs(day) > MAX_DAYS:
+        problems.append(
+            f"{where}: day {shown!r} is beyond ±{MAX_DAYS:,} days (100 "
+            "years) of the first infusion; days count from the first infusion (negative "
+            "before it): is it a date or a typo?"
+        )
+        return None
+    return day
+
+
 def _parse_float(value: str) -> float | None:
     value = value.strip()
     if value == "" or value.upper() in ("NA", "NAN"):
@@ -287,6 +318,12 @@ def _manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[
             f"{', '.join(REQUIRED_COLUMNS)} (it has {', '.join(header)})"
         )
         return []
+    if not records:
+        problems.append(
+            f"{path}: no files listed, only the header; nothing to analyse. Add one row per "
+            f"FCS file ({', '.join(REQUIRED_COLUMNS)}, ...)"
+        )
+        return []
     known = (
         set(REQUIRED_COLUMNS)
         | set(NUMERIC_COLUMNS)
@@ -311,13 +348,8 @@ def _manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[
         if not patient:
             problems.append(f"{where}: empty 'patient'")
             bad = True
-        try:
-            day = _parse_int(rec["day"])
-        except ValueError:
-            problems.append(
-                f"{where}: day {rec['day']!r} is not a whole number of days "
-                "(relative to the first infusion; negative before it)"
-            )
+        day = _parse_day(rec["day"], where, problems)
+        if day is None:
             bad = True
             day = 0
         numbers: dict[str, float | None] = {}
@@ -430,68 +462,18 @@ def _infusions(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list
     out = []
     for line, rec in records:
         try:
-            day = _parse_int(rec["day"])
+            _parse_int(rec["day"])
             dose = _parse_float(rec.get("dose_per_kg", ""))
         except ValueError:
             problems.append(
                 f"{path}, line {line}: day must be a whole number and dose_per_kg a number"
             )
             continue
+        day = _parse_day(rec["day"], f"{path}, line {line}", problems)
+        if day is None:
+            continue
         out.append(Infusion(rec["patient"].strip(), day, rec["product"].strip(), dose))
     return out
-
-
-def _check_files(
-    study_rows: Iterable[ManifestRow],
-    panel: Panel | None,
-    markers: list[str],
-    strategy,
-    problems: list[str],
-    unreadable: dict[Path, str],
-) -> None:
-    """Open every file's header: markers resolve (with a `panel`), gate channels exist
-    (once per layout)."""
-    import warnings
-
-    from cytokit.fcs import read_fcs
-
-    layouts: set[tuple] = set()
-    for row in study_rows:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                sample = read_fcs(row.file, mmap=True, scale=False)
-        except FCSError as exc:
-            unreadable[row.file] = str(exc)
-            continue
-        except (CytokitError, OSError) as exc:
-            problems.append(f"{row.file}: {exc}")
-            continue
-        need = list(markers)
-        if row.donor_marker and row.donor_marker not in need:
-            need.append(row.donor_marker)
-        try:
-            if panel is not None:
-                panel.columns(sample, need)
-        except CytokitError as exc:
-            problems.append(str(exc))
-        layout = tuple((c.name, c.marker) for c in sample.channels)
-        if strategy is None or layout in layouts:
-            continue
-        layouts.add(layout)
-        resolver = strategy.resolver(sample, compensation=None)
-        missing = []
-        for g in strategy.gates:
-            for d in g.dimensions:
-                try:
-                    resolver.dimension(d, g.id)
-                except CytokitError as exc:
-                    missing.append(str(exc).splitlines()[0])
-        if missing:
-            problems.append(
-                f"{row.file}: the strategy reads channels this file lacks: "
-                + "; ".join(dict.fromkeys(missing))
-            )
 
 
 def strategy_options(path: str | Path, panel: Panel, config: dict) -> dict:
@@ -528,8 +510,8 @@ def _canonical(settings: StudySettings, strategy, where, problems: list[str]) ->
             continue
         else:
             problems.append(
-                f"study.toml {what} = {ref!r}: no such gate path in {where}; "
-                f"its paths are: {', '.join(strategy.paths)}"
+                f"study.toml {what} = {ref!r}: no such gate path in {where}"
+                f"{strategy.did_you_mean(ref)}; its paths are: {', '.join(strategy.paths)}"
             )
             continue
         if what.startswith("[populations]"):
@@ -610,7 +592,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     problems: list[str] = []
     config: dict[str, Any] = {}
     toml = root / "study.toml"
-    toml_read = False
+    toml_read = False  # when study.toml is unreadable, what depends on it is not checked
     why = refusal(toml, (root.resolve(),))  # it says where else the study may read
     if why:
         problems.append(f"{toml}: {why}")
@@ -621,18 +603,16 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         except StudyError as exc:
             problems.append(str(exc))
     panel = Panel({})
-    # markers are checked against a [panel] that was read: without one, every marker
-    # would be a problem of its own, burying the one that matters
-    panel_read = False
     table = config.get("panel")
+    found_panel: list[str] = []
     if toml_read and not isinstance(table, dict):
-        problems.append(f"{toml}: no [panel] table naming the channel of each marker")
-    elif toml_read:
+        found_panel.append(f"{toml}: no [panel] table naming the channel of each marker")
+    elif table:
         try:
-            panel = Panel(table, source=str(toml)) if table else panel
-            panel_read = True
+            panel = Panel(table, source=str(toml))
         except CytokitError as exc:
-            problems.append(str(exc))
+            found_panel.append(str(exc))
+    problems += found_panel
     settings, found = parse_settings(config, str(toml)) if config else (StudySettings(), [])
     problems += found
     roots, found = study_roots(root, settings.data_roots, f"{toml}: [study] data_roots")
@@ -656,31 +636,6 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
                 f"{root / 'infusions.csv'}: patient {inf.patient!r} (day {inf.day}) is not in "
                 "manifest.csv"
             )
-    markers = list(panel)
-    have = ", ".join(markers) or "none"
-
-    def need(marker: str, where: str) -> None:
-        if panel_read and marker not in panel:
-            problems.append(f"{where}: marker {marker!r} is not in [panel] (panel has: {have})")
-
-    if settings.donor_marker:
-        need(settings.donor_marker, f"{toml} [chimerism] marker")
-    for m in settings.phenotype_markers or ():
-        need(m, f"{toml} [phenotype] markers")
-    for m in settings.phenotype_thresholds:
-        need(m, f"{toml} [phenotype] thresholds")
-    if settings.clustering is not None:
-        for m in settings.clustering.markers:
-            need(m, f"{toml} [clustering] markers")
-    for row in rows:
-        if row.donor_marker:
-            need(row.donor_marker, f"{root / 'manifest.csv'}, line {row.line}: donor_marker")
-    if rows and settings.populations and not any(r.donor_marker for r in rows):
-        if not settings.donor_marker:
-            problems.append(
-                f'{toml}: no donor marker: set [chimerism] marker (e.g. marker = "HLA-A2") or '
-                "the manifest's donor_marker column"
-            )
     gating, strategy_path = None, None
     why = refusal(root / settings.strategy, roots) if settings.strategy else None
     if why and strategy is None:  # a strategy given by the caller is the caller's choice
@@ -691,9 +646,23 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         )
     elif settings.strategy:
         strategy_path = root / settings.strategy
+    markers = list(panel)
+    # without study.toml (or its [panel]) the study's markers are unknown, not missing
+    panel_ok = toml_read and isinstance(table, dict) and not found_panel
+    if panel_ok:
+        problems += marker_problems(
+            toml, root / "manifest.csv", panel, settings, rows, strategy=gating
+        )
+        if rows and settings.populations and not any(r.donor_marker for r in rows):
+            if not settings.donor_marker:
+                problems.append(
+                    f'{toml}: no donor marker: set [chimerism] marker (e.g. marker = "HLA-A2") '
+                    "or the manifest's donor_marker column"
+                )
     unreadable: dict[Path, str] = {}
-    if check_files:
-        _check_files(rows, panel if panel_read else None, markers, gating, problems, unreadable)
+    if check_files and toml_read:
+        panel_used = panel if panel_ok else None
+        problems += file_problems(rows, panel_used, markers, gating, unreadable)
     if problems:
         raise StudyError(
             f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)

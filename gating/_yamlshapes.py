@@ -6,13 +6,12 @@ supplies ``err``, ``_dim``, ``_dims``, ``_ref`` and ``_quadrant_names``.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 
 import numpy as np
 
-from cytokit.errors import GatingError
+from cytokit.errors import GatingError, did_you_mean
 from cytokit.gating.adaptive_scatter import ClusterGate, SingletGate
 from cytokit.gating.adaptive_valley import (
     Valley,
@@ -64,8 +63,7 @@ def line_of(node, key=None) -> int:
 
 
 def suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(word, options)
 
 
 class Shapes:

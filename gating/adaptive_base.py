@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -70,16 +73,36 @@ def smoothed_density(
     return 0.5 * (edges[:-1] + edges[1:]), dens
 
 
+#: The fallbacks used while `collect_fallbacks` is active (per thread and task, not global).
+_FALLBACKS: ContextVar[list[str] | None] = ContextVar("cytokit_adaptive_fallbacks", default=None)
+
+
+@contextmanager
+def collect_fallbacks() -> Iterator[list[str]]:
+    """Gather the messages of fallbacks used inside the block instead of warning at once.
+
+    `GatingStrategy.fit` uses it to issue one `AdaptiveGateWarning` per
+    fallback that names the sample.
+    """
+    found: list[str] = []
+    token = _FALLBACKS.set(found)
+    try:
+        yield found
+    finally:
+        _FALLBACKS.reset(token)
+
+
 def use_fallback(gate: Gate, why: str, fallback):
-    """Use `fallback` with a warning, or raise the failure."""
+    """Use `fallback` with a warning (or a note for `collect_fallbacks`), or raise the failure."""
     if fallback is None:
         raise GatingError(
             f"adaptive gate {gate.id!r} cannot be placed: {why}. Give it fixed fallback "
             "bounds, or loosen its limits"
         )
-    warnings.warn(
-        f"adaptive gate {gate.id!r} used its fixed fallback: {why}",
-        AdaptiveGateWarning,
-        stacklevel=3,
-    )
+    message = f"adaptive gate {gate.id!r} used its fixed fallback: {why}"
+    found = _FALLBACKS.get()
+    if found is not None:
+        found.append(message)
+    else:
+        warnings.warn(message, AdaptiveGateWarning, stacklevel=3)
     return fallback

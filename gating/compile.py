@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cytokit import kernels as K
-from cytokit.errors import GatingError
+from cytokit.errors import GatingError, did_you_mean
 from cytokit.gating.gates import (
     FCS,
     UNCOMPENSATED,
@@ -107,10 +107,15 @@ class Resolver:
             )
         raise GatingError(
             f"gate {gate!r} reads channel {name!r}, which {self.sample_name} does not have "
-            f"as $PnN or $PnS; its channels are: {have}. If {name!r} is a marker, give the "
+            f"as $PnN or $PnS{did_you_mean(name, self._names())}; its channels are: {have}. "
+            f"If {name!r} is a marker, give the "
             "panel that maps it to its channel: cytokit gate --study DIR, or panel= (or a "
             "panel: table) for a YAML strategy"
         )
+
+    def _names(self) -> list[str]:
+        """Every ``$PnN`` and ``$PnS`` of the sample (what a misspelt name may mean)."""
+        return [c.name for c in self.channels] + [c.marker for c in self.channels if c.marker]
 
     # -- compensation -----------------------------------------------------------------
     def matrix(self, ref: str, gate: str) -> int:
@@ -161,8 +166,8 @@ class Resolver:
             return hits[0]
         raise GatingError(
             f"gate {gate!r}: the compensation matrix names detector {name!r}, which "
-            f"{self.sample_name} does not have; its channels are: "
-            + ", ".join(c.label for c in self.channels)
+            f"{self.sample_name} does not have{did_you_mean(name, self._names())}; its "
+            "channels are: " + ", ".join(c.label for c in self.channels)
         )
 
     # -- dimensions -------------------------------------------------------------------

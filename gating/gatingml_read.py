@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cytokit.errors import GatingError
+from cytokit.errors import GatingError, did_you_mean
 from cytokit.gating.gates import (
     FCS,
     UNCOMPENSATED,
@@ -213,8 +213,8 @@ class _Reader:
                 shown = ", ".join(known[:30]) + (", ..." if len(known) > 30 else "")
                 raise self.fail(
                     el,
-                    f"unknown gate reference {what}={ref!r}: no gate or quadrant has that id; "
-                    f"the document defines {shown}",
+                    f"unknown gate reference {what}={ref!r}: no gate or quadrant has that id"
+                    f"{did_you_mean(ref, known)}; the document defines {shown}",
                 )
         meta = cytokit_info(root, "strategy")
         title = name if name is not None else meta.get("name", "")

@@ -18,17 +18,37 @@ FORMATS = {
 
 
 def _root_tag(path: Path) -> str:
-    """The local name of the document element, read from the first few KiB."""
-    head = path.open("rb").read(65536).decode("utf-8", "replace")
+    """The local name of the document element, read from the first 64 KiB.
+
+    The prolog is skipped as XML defines it: the declaration and processing
+    instructions (``<?…?>``), comments (``<!--…-->``, which may hold markup
+    such as ``<Workspace>``) and a ``<!DOCTYPE …>`` with its internal subset.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(65536).decode("utf-8", "replace")
     i = 0
     while True:
         i = head.find("<", i)
         if i < 0 or i + 1 >= len(head):
             return ""
-        if head[i + 1] not in "?!":
-            name = head[i + 1 :].split(None, 1)[0].split(">", 1)[0]
+        for start, end in (("<!--", "-->"), ("<?", "?>"), ("<![CDATA[", "]]>")):
+            if head.startswith(start, i):
+                j = head.find(end, i + len(start))
+                if j < 0:
+                    return ""
+                i = j + len(end)
+                break
+        else:
+            if head[i + 1] == "!":  # <!DOCTYPE name [internal subset]>
+                bracket, close = head.find("[", i), head.find(">", i)
+                if 0 <= bracket < close:
+                    close = head.find(">", max(head.find("]", bracket), bracket))
+                if close < 0:
+                    return ""
+                i = close + 1
+                continue
+            name = head[i + 1 :].split(None, 1)[0].split(">", 1)[0].split("/", 1)[0]
             return name.split(":")[-1]
-        i += 1
 
 
 def load_strategy(path: str | Path, **options) -> GatingStrategy:

@@ -20,6 +20,7 @@ whole tree in one pass of the fused kernel.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from cytokit import kernels as K
-from cytokit.errors import GatingError
+from cytokit.errors import GatingError, did_you_mean
+from cytokit.gating.adaptive_base import AdaptiveGateWarning, collect_fallbacks
 from cytokit.gating.compile import Resolver, compile_plan, dimension_columns, dimension_values
 from cytokit.gating.gates import (
+    FCS,
     AdaptiveGate,
     Dimension,
     Gate,
@@ -37,7 +40,7 @@ from cytokit.gating.gates import (
     SpectrumMatrix,
 )
 from cytokit.gating.limits import MAX_DEPTH, MAX_PATH_LENGTH, MAX_POPULATIONS, shorten
-from cytokit.sample import Sample, Spillover
+from cytokit.sample import Sample, Spillover, SpilloverWarning, spillover_conditioning
 
 __all__ = ["GatingStrategy", "Population"]
 
@@ -305,9 +308,22 @@ class GatingStrategy:
                 + "; give the full path of the one you mean"
             )
         raise GatingError(
-            f"no population {key!r} in the strategy{where}; populations are: "
-            + ", ".join(p.path for p in self.populations)
+            f"no population {key!r} in the strategy{where}{self.did_you_mean(key)}; "
+            "populations are: " + ", ".join(p.path for p in self.populations)
         )
+
+    def did_you_mean(self, key: str) -> str:
+        """`` (did you mean '/A/B'?)`` for a near miss of a path, id or name, else ``""``.
+
+        A path (a key with a ``/``) is compared with paths, anything else with
+        ids and names.
+        """
+        if "/" in key:
+            key = "/" + key.lstrip("/")
+            options = [p.path for p in self.populations]
+        else:
+            options = [p.id for p in self.populations] + [p.name for p in self.populations]
+        return did_you_mean(key, options)
 
     def by_id(self, population_id: str) -> Population:
         """The population whose gate or quadrant id is exactly `population_id`.
@@ -411,10 +427,19 @@ class GatingStrategy:
 
         Adaptive gates are fitted parents first: each sees the values of its
         dimensions for (a subsample of at most `FIT_EVENTS` of) its parent's
-        events. Returns `self` when there is nothing to fit.
+        events. Returns `self` when there is nothing to fit. Each gate that
+        had to use its fixed fallback gives one `AdaptiveGateWarning` naming
+        the sample and the gate.
         """
         if not self.is_adaptive:
             return self
+        with collect_fallbacks() as used:
+            fitted = self._fit(sample, compensation, seed)
+        for message in dict.fromkeys(used):
+            warnings.warn(AdaptiveGateWarning(f"{sample.name}: {message}"), stacklevel=3)
+        return fitted
+
+    def _fit(self, sample: Sample, compensation, seed: int) -> GatingStrategy:
         rng = np.random.default_rng([seed, _name_seed(sample.name)])
         current = self
         resolver = current.resolver(sample, compensation)
@@ -487,6 +512,15 @@ class GatingStrategy:
         Returns
         -------
         GatingResult
+
+        Warns
+        -----
+        AdaptiveGateWarning
+            An adaptive gate used its fixed fallback (one per gate, naming the sample).
+        SpilloverWarning
+            A matrix the gates compensate with has a condition number above
+            `cytokit.sample.MAX_SPILLOVER_CONDITION` (the message names its
+            nearly proportional rows).
         """
         from cytokit.gating.result import GatingResult
 
@@ -494,6 +528,8 @@ class GatingStrategy:
             raise GatingError(f"apply needs a cytokit Sample, got {type(sample).__name__}")
         concrete = self.fit(sample, compensation=compensation, seed=seed)
         plan, rows = concrete.compile(sample, compensation)
+        for message in concrete._conditioning(sample, compensation):
+            warnings.warn(SpilloverWarning(message), stacklevel=2)
         order = np.array([rows[p.id] for p in concrete.populations], dtype=np.int64)
         counts, packed = K.evaluate_plan(
             sample.events, plan, membership=order if membership else False, packed=True
@@ -524,6 +560,24 @@ class GatingStrategy:
         for d in dims:
             cols |= dimension_columns(resolver, d)
         return tuple(sorted(cols))
+
+    def _conditioning(self, sample: Sample, compensation) -> list[str]:
+        """What is wrong with each matrix the gates compensate with (`spillover_conditioning`)."""
+        used = {d.compensation for g in self.gates for d in g.dimensions}
+        out = []
+        spill = _spillover(sample, compensation) if FCS in used else None
+        if spill is not None:
+            why = spillover_conditioning(spill.matrix, spill.channels)
+            if why:
+                source = spill.source or "given"
+                out.append(f"{sample.name}: the spillover matrix ({source}) has {why}")
+        for ref in sorted(used & set(self.matrices)):
+            m = self.matrices[ref]
+            if m.matrix.shape[0] == m.matrix.shape[1]:
+                why = spillover_conditioning(m.matrix, m.fluorochromes)
+                if why:
+                    out.append(f"{sample.name}: spectrum matrix {ref!r} has {why}")
+        return out
 
     def values(
         self, sample: Sample, dims: Iterable[Dimension], rows=None, *, compensation="file"

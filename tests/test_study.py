@@ -75,7 +75,7 @@ def test_settings_and_strategy_problems(study):
     assert "[qc] min_events = 0 must be a whole number >= 1" in text
     assert "unknown key 'min_event' in [qc]" in text
     assert "[counting] beads = '/Beadz': no such gate path" in text
-    assert "[phenotype] markers: marker 'CD99' is not in [panel]" in text
+    assert "marker 'CD99' is not in [panel], but [phenotype] markers use it" in text
     assert "unknown transform type 'logicl'" in text
 
 
@@ -159,7 +159,7 @@ def test_strategy_channels_checked_against_files(study):
 
     strategy = simulated_strategy()
     extra = G.RectangleGate(id="X", dims=(G.Dimension("BV421-A"),), min=(0,), max=(None,))
-    with pytest.raises(StudyError, match="the strategy reads channels this file lacks"):
+    with pytest.raises(StudyError, match="the strategy reads channels the file lacks"):
         load_study(study, strategy=G.GatingStrategy([*strategy.gates, extra]))
 
 

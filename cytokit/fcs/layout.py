@@ -41,7 +41,14 @@ import numpy as np
 
 from cytokit.errors import FCSError
 from cytokit.fcs.problems import Notes
-from cytokit.fcs.text import HEADER_BYTES, Header, Keywords, parse_header, parse_text
+from cytokit.fcs.text import (
+    HEADER_BYTES,
+    Header,
+    Keywords,
+    parse_header,
+    parse_text,
+    shorten,
+)
 
 __all__ = [
     "MAX_DATASETS",
@@ -185,7 +192,7 @@ def _byte_ranks(kw: Keywords) -> tuple[int, ...] | None:
     ranks = tuple(int(p) for p in parts) if all(re.fullmatch(r"\d", p) for p in parts) else ()
     if not ranks or sorted(ranks) != list(range(1, len(ranks) + 1)) or len(ranks) > 8:
         raise kw.notes.error(
-            f"$BYTEORD={value!r} is not a byte order; expected '1,2,3,4' (little-endian), "
+            f"$BYTEORD={shorten(value, 40)!r} is not a byte order; expected '1,2,3,4' (little-endian), "
             "'4,3,2,1' (big-endian) or another ordering of 1..n"
         )
     return ranks
@@ -329,13 +336,19 @@ def _fits(cand, *, expected, base, text, size):
     if first <= text[1] and last >= text[0]:
         return f"it overlaps the TEXT segment (bytes {text[0]}-{text[1]})"
     if span not in (expected, expected + 1):
-        return f"it is {span} bytes long but the events need {expected}"
+        return f"it is {span} bytes long but the events need {_amount(expected)}"
     if base + first + expected > size:
         return (
-            f"the events need bytes {base + first}-{base + first + expected - 1} but the "
-            f"file has {size} bytes (it is truncated)"
+            f"the events need bytes {base + first}-{_amount(base + first + expected - 1)} but "
+            f"the file has {size} bytes (it is truncated)"
         )
     return None
+
+
+def _amount(n: int) -> str:
+    """`n` as it is, or as ``4.0e300`` when it is absurdly long."""
+    text = str(n)
+    return text if len(text) <= 15 else f"{text[0]}.{text[1]}e{len(text) - 1}"
 
 
 def _data_offsets(
@@ -367,6 +380,8 @@ def _data_offsets(
     if tot == 0:
         return 0, 0
     expected = tot * row_bytes
+    # a $TOT of hundreds of digits ('1e300') is quoted as written, not printed out
+    shown = str(tot) if len(str(tot)) <= 15 else shorten(tot_text.strip(), 40)
 
     def fits(cand):
         return _fits(cand, expected=expected, base=base, text=header.text, size=size)
@@ -383,9 +398,11 @@ def _data_offsets(
             return base + from_text[0], tot
         if why_h is None:
             raise notes.error(
-                f"{h} but {t}; both fit $TOT={tot}, so which holds the events is unknown"
+                f"{h} but {t}; both fit $TOT={shown}, so which holds the events is unknown"
             )
-        raise notes.error(f"{h} but {t}, and neither fits $TOT={tot}: HEADER {why_h}; TEXT {why_t}")
+        raise notes.error(
+            f"{h} but {t}, and neither fits $TOT={shown}: HEADER {why_h}; TEXT {why_t}"
+        )
     cand = from_text or from_header
     if cand is None:
         raise notes.error("no DATA offsets: the HEADER has 0 and $BEGINDATA/$ENDDATA are missing")
@@ -394,7 +411,7 @@ def _data_offsets(
         src = "$BEGINDATA/$ENDDATA" if cand is from_text else "the HEADER"
         raise notes.error(
             f"the DATA segment from {src} (bytes {cand[0]}-{cand[1]}) does not hold "
-            f"$TOT={tot} events of {row_bytes} bytes: {why}"
+            f"$TOT={shown} events of {row_bytes} bytes: {why}"
         )
     return base + cand[0], tot
 
@@ -405,7 +422,7 @@ def _parameter_count(kw: Keywords) -> int:
     # (and would otherwise make the reader loop over millions of missing parameters)
     if n_par > len(kw.items):
         raise kw.notes.error(
-            f"$PAR={kw.get('$PAR')!r} but TEXT holds only {len(kw.items)} keywords; "
+            f"$PAR={shorten(kw.get('$PAR') or '', 40)!r} but TEXT holds only {len(kw.items)} keywords; "
             "expected one $PnB (and $PnN, $PnR) per parameter"
         )
     return n_par
@@ -422,7 +439,9 @@ def _datatype(kw: Keywords) -> str:
             "(convert the file with the instrument's software)"
         )
     if code not in ("I", "F", "D"):
-        raise kw.notes.error(f"$DATATYPE={value!r} is not supported; expected I, F or D")
+        raise kw.notes.error(
+            f"$DATATYPE={shorten(value, 40)!r} is not supported; expected I, F or D"
+        )
     mode = (kw.get("$MODE") or "L").strip().upper()
     if mode not in ("L", ""):
         raise kw.notes.error(
@@ -483,14 +502,16 @@ def _next(kw: Keywords, base: int, size: int) -> int:
         return 0
     text = value.strip()
     if not re.fullmatch(r"\d{1,30}", text):
-        kw.notes.note(f"$NEXTDATA={value!r} is not a byte offset; later data sets were ignored")
+        kw.notes.note(
+            f"$NEXTDATA={shorten(value, 40)!r} is not a byte offset; later data sets were ignored"
+        )
         return 0
     rel = int(text)
     if rel == 0:
         return 0
     if base + rel + HEADER_BYTES > size:
         kw.notes.note(
-            f"$NEXTDATA={value!r} points past the end of the file ({size} bytes); "
+            f"$NEXTDATA={shorten(value, 40)!r} points past the end of the file ({size} bytes); "
             "later data sets were ignored"
         )
         return 0

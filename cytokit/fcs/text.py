@@ -41,6 +41,10 @@ __all__ = ["HEADER_BYTES", "Header", "Keywords", "parse_header", "parse_text"]
 HEADER_BYTES = 58
 _FIELDS = ("TEXT begin", "TEXT end", "DATA begin", "DATA end", "ANALYSIS begin", "ANALYSIS end")
 _VERSION = re.compile(rb"FCS\d\.\d\Z")
+#: Versions of the FCS standard (ISAC): FCS 2.0 (1990), 3.0 (1997), 3.1 (2010), 3.2 (2020).
+#: Any other ``FCSd.d`` HEADER is read with a warning, by the rules of 3.2 (a later
+#: number) or 2.0 (an earlier one).
+KNOWN_VERSIONS = (b"FCS2.0", b"FCS3.0", b"FCS3.1", b"FCS3.2")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,13 @@ def parse_header(raw: bytes, notes: Notes, base: int = 0) -> Header:
         raise notes.error(
             f"the HEADER {where} starts with 'FCS' but no version; expected 'FCS' and a "
             "version such as 'FCS3.1'"
+        )
+    if version not in KNOWN_VERSIONS:
+        rules = "FCS 3.2" if version > KNOWN_VERSIONS[-1] else "FCS 2.0"
+        notes.note(
+            f"the HEADER {where} says {version.decode('ascii')}, which is not an FCS version "
+            f"cytokit knows ({', '.join(v.decode('ascii') for v in KNOWN_VERSIONS)}); it was "
+            f"read by the rules of {rules}: check its values against the instrument's software"
         )
     values = []
     for i, name in enumerate(_FIELDS):
@@ -290,7 +301,7 @@ class Keywords:
                 pass
         if number is None or number < minimum:
             raise self.notes.error(
-                f"{self.spelling(key)}={value!r} is not valid; expected {expected}"
+                f"{self.spelling(key)}={shorten(value)!r} is not valid; expected {expected}"
             )
         return number
 
@@ -305,6 +316,6 @@ class Keywords:
             f = math.nan
         if not math.isfinite(f):
             raise self.notes.error(
-                f"{self.spelling(key)}={value!r} is not valid; expected {expected}"
+                f"{self.spelling(key)}={shorten(value)!r} is not valid; expected {expected}"
             )
         return f
