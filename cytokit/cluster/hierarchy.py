@@ -11,6 +11,8 @@ tests) up to ties between equal distances.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = ["LINKAGES", "agglomerate", "consensus"]
@@ -112,7 +114,7 @@ def consensus(
     *,
     n_resamples: int = 100,
     fraction: float = 0.9,
-    linkage: str = "complete",
+    linkage: str | Sequence[str] = "complete",
 ) -> np.ndarray:
     """Consensus clustering (Monti et al., Mach Learn 2003;52:91-118).
 
@@ -121,18 +123,36 @@ def consensus(
     holding both in which they fell together. The result is the average-linkage
     clustering of ``1 − consensus`` (as R's ConsensusClusterPlus, used by FlowSOM).
 
+    Parameters
+    ----------
+    points : ndarray, shape (n, d)
+    n_clusters : int
+    rng : numpy.random.Generator
+        Draws the resamples.
+    n_resamples : int
+    fraction : float
+        Share of the points in each resample, in (0, 1].
+    linkage : str or sequence of str
+        Linkage of the resampled clusterings (see `agglomerate`); a sequence
+        is used in turn, resample ``h`` with ``linkage[h % len(linkage)]``, so
+        the consensus pools clusterings of different kinds (a cluster
+        ensemble, Strehl & Ghosh, J Mach Learn Res 2002;3:583-617).
+
     Returns
     -------
     ndarray of int64, shape (n,)
     """
     points = np.asarray(points, dtype=np.float64)
+    kinds = (linkage,) if isinstance(linkage, str) else tuple(linkage)
+    if not kinds or any(k not in LINKAGES for k in kinds):
+        raise ValueError(f"linkage={linkage!r} must be one of {LINKAGES} or a sequence of them")
     n = points.shape[0]
     m = min(n, max(n_clusters, round(fraction * n)))
     together = np.zeros((n, n))
     sampled = np.zeros((n, n))
-    for _ in range(n_resamples):
+    for h in range(n_resamples):
         idx = np.sort(rng.choice(n, m, replace=False))
-        lab = agglomerate(points[idx], n_clusters, linkage)
+        lab = agglomerate(points[idx], n_clusters, kinds[h % len(kinds)])
         block = np.ix_(idx, idx)
         together[block] += lab[:, None] == lab[None, :]
         sampled[block] += 1.0
