@@ -16,7 +16,7 @@ intensities, which on a log-like scale shifts them. What carries over between
 a patient's days are *offsets from the recipient mode*, re-anchored on each
 day's own recipient peak.
 
-1. Each sample's parent histogram is smoothed (`cytokit.density.smooth`) and
+1. Each sample's parent histogram is smoothed (`cytokit.stats.density.smooth`) and
    its modes found. A second mode beside the main one must be separated from
    it by a valley at most 1/`DIP` of the lower peak and hold enough events:
    0.2 % of the parent (at least `MIN_MODE_EVENTS`) on the donor side of the
@@ -86,8 +86,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cytokit.density import Histogram, histogram_edges, peaks, smooth, valley
-from cytokit.intervals import binomial_interval
+from cytokit.stats.density import Histogram, histogram_edges, peaks, smooth, valley
+from cytokit.stats.intervals import binomial_interval
 
 __all__ = [
     "DEFAULT_K",

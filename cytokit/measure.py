@@ -55,11 +55,11 @@ import numpy as np
 
 import cytokit
 from cytokit.batch import stage
-from cytokit.density import Histogram, histogram_edges
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.markercheck import value_pileup
 from cytokit.phenotype import positivity_threshold
 from cytokit.qcdata import QC_POINTS, gate_points, gate_to_json
+from cytokit.stats.density import Histogram, histogram_edges
 
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 

@@ -45,11 +45,11 @@ from cytokit.chimerism import (
     population_threshold,
 )
 from cytokit.counting import count_basis
-from cytokit.density import Histogram
 from cytokit.finite import NonFinite
 from cytokit.markercheck import check_donor_marker
 from cytokit.phenotype import phenotype_rows
 from cytokit.results import sample_id
+from cytokit.stats.density import Histogram
 from cytokit.trends import TREND_COLUMNS, cohort_summary, trend_row
 
 __all__ = ["PatientTables", "cluster_tables", "patient_tables", "trend_tables"]

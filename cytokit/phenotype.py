@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cytokit.density import Histogram, histogram_edges, peaks, smooth, valley
+from cytokit.stats.density import Histogram, histogram_edges, peaks, smooth, valley
 
 __all__ = ["ORIGINS", "phenotype_rows", "positivity_threshold"]
 

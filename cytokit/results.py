@@ -111,7 +111,7 @@ class Results:
 
     def donor_histogram(self, file: str, name: str = "__parent__"):
         """The donor-marker `Histogram` of the threshold parent (or population `name`) in `file`."""
-        from cytokit.density import Histogram
+        from cytokit.stats.density import Histogram
 
         return Histogram.from_array(self._qc_item(file, f"hist:{name}"))
 

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cytokit.errors import CytokitError
-from cytokit.intervals import METHODS as CI_METHODS
+from cytokit.stats.intervals import METHODS as CI_METHODS
 
 __all__ = ["ClusteringSettings", "StudySettings", "parse_settings"]
 

@@ -59,7 +59,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from cytokit.intervals import t_quantile
+from cytokit.stats.intervals import t_quantile
 
 __all__ = ["COHORT_COLUMNS", "TREND_COLUMNS", "cohort_summary", "fit_half_life", "trend_row"]
 

@@ -19,7 +19,6 @@ import pytest
 from study_helpers import make_study
 
 import cytokit
-from cytokit.density import Histogram, histogram_edges
 from cytokit.errors import CytokitError
 from cytokit.fcs import read_fcs, write_fcs
 from cytokit.markercheck import PILEUP_SHARE, check_donor_marker, value_pileup
@@ -27,6 +26,7 @@ from cytokit.plots.persistence import measure_points, persistence_figure
 from cytokit.report import build_report
 from cytokit.reporttables import chimerism_table
 from cytokit.simulate import PatientSpec, StudyDesign
+from cytokit.stats.density import Histogram, histogram_edges
 from cytokit.trends import trend_row
 
 REC, DON, SD = 0.40, 0.66, 0.035  # logicle-like positions of recipient and donor peaks
