@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from cytokit.errors import CytokitError, FCSError, GatingError, PanelError, StudyError
 from cytokit.fcs import read_fcs, write_fcs
-from cytokit.panel import Panel
 from cytokit.sample import Channel, Sample, Spillover
+from cytokit.study.panel import Panel
 
 if TYPE_CHECKING:  # pragma: no cover
     from cytokit.analysis import analyze
     from cytokit.results import Results, load_results
-    from cytokit.study import Study, load_study
+    from cytokit.study.folder import Study, load_study
 
 __version__ = "0.1.0"
 
@@ -52,8 +52,8 @@ _LAZY = {
     "analyze": "cytokit.analysis",
     "Results": "cytokit.results",
     "load_results": "cytokit.results",
-    "Study": "cytokit.study",
-    "load_study": "cytokit.study",
+    "Study": "cytokit.study.folder",
+    "load_study": "cytokit.study.folder",
 }
 
 

@@ -124,7 +124,7 @@ from cytokit.invariants import check_results
 from cytokit.measure import MeasureTask
 from cytokit.passtwo import PatientTables, cluster_tables, patient_tables, trend_tables
 from cytokit.results import TABLES, Results, conform, load_results, write_results
-from cytokit.study import Study, check_same_content, load_study
+from cytokit.study.folder import Study, check_same_content, load_study
 from cytokit.tablesjson import invalidate_index
 
 __all__ = ["Results", "analyze", "load_results", "threshold_parent"]

@@ -108,7 +108,7 @@ def _compensation(value) -> str | Spillover | None:
             return "file"
         if text.lower() == "none":
             return None
-        from cytokit.spillover_csv import read_spillover_csv
+        from cytokit.study.spillover_csv import read_spillover_csv
 
         return read_spillover_csv(text)
     raise TypeError(
@@ -229,7 +229,7 @@ class GateTask:
     compensation : "file", "none", None, path or Spillover
         What ``FCS``-compensated dimensions (and the statistics) use: each
         file's own spillover keyword (default), none, a CSV matrix
-        (`cytokit.spillover_csv`) or a given matrix.
+        (`cytokit.study.spillover_csv`) or a given matrix.
     statistics : bool
         Also compute `population_statistics`.
     channels : sequence of str, optional
@@ -308,7 +308,7 @@ class GateTask:
         GatingError
             The strategy cannot be read with the study's settings.
         """
-        from cytokit.study import Study, load_study
+        from cytokit.study.folder import Study, load_study
 
         if not isinstance(study, Study):
             study = load_study(study, check_files=False)

@@ -26,12 +26,12 @@ from study_helpers import FSC, SSC, fl, simulated_strategy
 
 import cytokit
 from cytokit import gating as G
-from cytokit._toml import load_toml
 from cytokit.chimerism import chimerism_row
 from cytokit.errors import CytokitError
-from cytokit.panel import Panel
 from cytokit.qcdata import gate_points, gate_to_json
 from cytokit.results import Results, sample_id, write_results
+from cytokit.study._toml import load_toml
+from cytokit.study.panel import Panel
 from cytokit.trends import TREND_COLUMNS, cohort_summary, trend_row
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"

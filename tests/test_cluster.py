@@ -16,7 +16,6 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import check_estimator
 
 from cytokit import simulate
-from cytokit._toml import load_toml
 from cytokit.cluster import (
     ClusteringError,
     ClusteringSettings,
@@ -30,8 +29,9 @@ from cytokit.cluster import (
 from cytokit.cluster.hierarchy import agglomerate, consensus
 from cytokit.errors import StudyError
 from cytokit.kernels import compensate, compensation_matrix, logicle
-from cytokit.panel import Panel
 from cytokit.simulate.instrument import panel as simulated_panel
+from cytokit.study._toml import load_toml
+from cytokit.study.panel import Panel
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = {name: i for i, name in enumerate(simulate.LABELS)}

@@ -320,7 +320,7 @@ def test_well_conditioned_spillover_does_not_warn():
 
 def _corpus_matrices():
     """(where, matrix, names) of every spillover matrix in the corpus."""
-    from cytokit.spillover_csv import read_spillover_csv
+    from cytokit.study.spillover_csv import read_spillover_csv
 
     found = []
     with warnings.catch_warnings():

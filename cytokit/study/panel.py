@@ -59,7 +59,7 @@ class Panel:
     @classmethod
     def from_toml(cls, path: str | Path) -> Panel:
         """Read the ``[panel]`` table of a ``study.toml``."""
-        from cytokit._toml import load_toml
+        from cytokit.study._toml import load_toml
 
         path = Path(path)
         data = load_toml(path)

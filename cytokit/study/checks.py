@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cytokit.errors import CytokitError, FCSError, did_you_mean, near_misses
-from cytokit.panel import Panel
+from cytokit.study.panel import Panel
 
 __all__ = ["file_problems", "marker_problems", "which_files"]
 

@@ -5,12 +5,12 @@ every problem it finds in one `StudyError`, so a lab fixes its manifest once
 rather than once per error:
 
 * ``study.toml``: valid TOML, a ``[panel]``, the analysis tables
-  (`cytokit.settings.parse_settings`: unknown keys, bad values). When it
+  (`cytokit.study.settings.parse_settings`: unknown keys, bad values). When it
   cannot be read, nothing that depends on it (markers, strategy, files) is
   checked: its one problem is not followed by those it causes;
 * ``manifest.csv``: the required columns, at least one row, one
   well-formed row per file (field count, whole-number days within
-  ±`MAX_DAYS` of the first infusion, non-negative counts, ``donor_is``),
+  ±`cytokit.study.manifest.MAX_DAYS` of the first infusion, non-negative counts, ``donor_is``),
   every file present and listed once (however its path is spelled: links and
   ``..`` are resolved), one (patient, day, sample_type) per file, one donor
   marker and side per patient; `check_same_content` (run by
@@ -19,7 +19,7 @@ rather than once per error:
 * ``infusions.csv``: well-formed rows (days as in the manifest) for
   patients of the manifest;
 * markers: the donor, phenotype and clustering markers are in ``[panel]``
-  (`cytokit.studycheck.marker_problems`: one problem per missing marker,
+  (`cytokit.study.checks.marker_problems`: one problem per missing marker,
   at the ``[panel]`` entry when that is the likely typo);
 * the gating strategy: the file exists, parses (a YAML strategy with the
   study's ``[panel]`` and ``[transform]``, `strategy_options`), and has every
@@ -44,67 +44,29 @@ else is a problem, and the file is not opened (`cytokit._paths`).
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cytokit._io import restore_cell
-from cytokit._paths import open_regular, refusal, study_roots
-from cytokit._toml import load_toml
+from cytokit._paths import refusal, study_roots
 from cytokit.errors import CytokitError, StudyError
-from cytokit.panel import Panel
-from cytokit.settings import StudySettings, parse_settings
-from cytokit.studycheck import file_problems, marker_problems
+from cytokit.study._toml import load_toml
+from cytokit.study.checks import file_problems, marker_problems
+from cytokit.study.manifest import (
+    Infusion,
+    ManifestRow,
+    read_infusions,
+    read_manifest,
+)
+from cytokit.study.panel import Panel
+from cytokit.study.settings import StudySettings, parse_settings
 
 __all__ = [
-    "Infusion",
-    "ManifestRow",
     "Study",
     "check_same_content",
     "load_study",
     "strategy_options",
 ]
-
-REQUIRED_COLUMNS = ("file", "patient", "day")
-NUMERIC_COLUMNS = ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample_volume_ul")
-DONOR_SIDES = ("positive", "negative")
-#: Largest manifest.csv or infusions.csv read (a manifest of 100,000 files is ~10 MB).
-MAX_CSV_BYTES = 64 * 2**20
-#: Days (from the first infusion) a manifest or infusions.csv may give: 100 years either
-#: side. A value beyond it is a typo or a date (20240108) written as a day.
-MAX_DAYS = 36_500
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    """One row of ``manifest.csv``: one FCS file of one patient on one day."""
-
-    line: int
-    file: Path
-    patient: str
-    day: int
-    stratum: str = ""
-    sample_type: str = ""
-    timepoint: str = ""
-    donor_marker: str = ""
-    donor_is: str = ""
-    wbc_per_ul: float | None = None
-    lymphocytes_per_ul: float | None = None
-    beads_per_test: float | None = None
-    sample_volume_ul: float | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Infusion:
-    """One row of ``infusions.csv``."""
-
-    patient: str
-    day: int
-    product: str
-    dose_per_kg: float | None = None
 
 
 @dataclass
@@ -222,197 +184,9 @@ class Study:
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
 
-def _parse_int(value: str) -> int:
-    value = value.strip()
-    number = float(value)  # accepts "7", "7.0", "-7"
-    if not math.isfinite(number) or number != int(number):
-        raise ValueError(value)
-    return int(number)
-
-
-def _parse_day(value: str, where: str, problems: list[str]) -> int | None:
-    """A day relative to the first infusion, within ±`MAX_DAYS`; else a problem and None."""
-    shown = value.strip() if len(value.strip()) <= 40 else value.strip()[:37] + "..."
-    try:
-        day = _parse_int(value)
-    except ValueError:
-        problems.append(
-            f"{where}: day {shown!r} is not a whole number of days "
-            "(relative to the first infusion; negative before it)"
-        )
-        return None
-    if abs(day) > MAX_DAYS:
-        problems.append(
-            f"{where}: day {shown!r} is beyond ±{MAX_DAYS:,} days (100 "
-            "years) of the first infusion; days count from the first infusion (negative "
-            "before it): is it a date or a typo?"
-        )
-        return None
-    return day
-
-
-def _parse_float(value: str) -> float | None:
-    value = value.strip()
-    if value == "" or value.upper() in ("NA", "NAN"):
-        return None
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(value)
-    return number
-
-
-def _read_csv(
-    path: Path, problems: list[str]
-) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    try:
-        if path.stat().st_size > MAX_CSV_BYTES:
-            problems.append(
-                f"{path}: the file is {path.stat().st_size:,} bytes; cytokit reads study tables "
-                f"of at most {MAX_CSV_BYTES:,} bytes (64 MiB): check that it is the right file"
-            )
-            return [], []
-        with open_regular(path, "r", newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            rows = list(reader)
-    except FileNotFoundError:
-        problems.append(f"{path}: file not found")
-        return [], []
-    except OSError as exc:
-        problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-        return [], []
-    except (UnicodeDecodeError, csv.Error) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
-        return [], []
-    if not rows:
-        problems.append(f"{path}: empty; it needs a header line")
-        return [], []
-    # a cell cytokit wrote with a quote against spreadsheet formulas is read as its raw value
-    rows = [[restore_cell(v) for v in values] for values in rows]
-    header = [h.strip() for h in rows[0]]
-    out = []
-    for number, values in enumerate(rows[1:], start=2):
-        if not any(v.strip() for v in values):
-            continue
-        if len(values) != len(header):
-            problems.append(
-                f"{path}, line {number}: {len(values)} fields but the header has "
-                f"{len(header)} ({', '.join(header)})"
-            )
-            continue
-        out.append((number, dict(zip(header, values, strict=True))))
-    return header, out
-
-
-def _manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[ManifestRow]:
-    why = refusal(path, roots)
-    if why:
-        problems.append(f"{path}: {why}")
-        return []
-    header, records = _read_csv(path, problems)
-    if not header:
-        return []
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    if missing:
-        problems.append(
-            f"{path}: missing column(s) {', '.join(missing)}; the header must include "
-            f"{', '.join(REQUIRED_COLUMNS)} (it has {', '.join(header)})"
-        )
-        return []
-    if not records:
-        problems.append(
-            f"{path}: no files listed, only the header; nothing to analyse. Add one row per "
-            f"FCS file ({', '.join(REQUIRED_COLUMNS)}, ...)"
-        )
-        return []
-    known = (
-        set(REQUIRED_COLUMNS)
-        | set(NUMERIC_COLUMNS)
-        | {
-            "stratum",
-            "sample_type",
-            "timepoint",
-            "donor_marker",
-            "donor_is",
-        }
-    )
-    rows: list[ManifestRow] = []
-    seen: dict[Path, tuple[int, str]] = {}  # resolved path -> first line and its spelling
-    for line, rec in records:
-        where = f"{path}, line {line}"
-        bad = False
-        file_value = rec["file"].strip()
-        if not file_value:
-            problems.append(f"{where}: empty 'file'")
-            bad = True
-        patient = rec["patient"].strip()
-        if not patient:
-            problems.append(f"{where}: empty 'patient'")
-            bad = True
-        day = _parse_day(rec["day"], where, problems)
-        if day is None:
-            bad = True
-            day = 0
-        numbers: dict[str, float | None] = {}
-        for col in NUMERIC_COLUMNS:
-            if col in rec:
-                try:
-                    numbers[col] = _parse_float(rec[col])
-                except ValueError:
-                    problems.append(
-                        f"{where}: {col} {rec[col]!r} is not a non-negative number "
-                        "(leave it empty when unknown)"
-                    )
-                    bad = True
-        donor_is = rec.get("donor_is", "").strip().lower()
-        if donor_is and donor_is not in DONOR_SIDES:
-            problems.append(
-                f"{where}: donor_is {rec['donor_is']!r} must be 'positive' or 'negative'"
-            )
-            bad = True
-        file_path = (path.parent / file_value) if file_value else path.parent
-        why = refusal(file_path, roots) if file_value else None
-        if why:
-            problems.append(f"{where}: FCS file {file_value!r} {why}")
-            bad = True
-        elif file_value and not file_path.is_file():
-            problems.append(f"{where}: FCS file {file_value!r} not found (looked for {file_path})")
-            bad = True
-        # one file under two spellings ("fcs/../fcs/a.fcs", a link) would count twice
-        same = file_path.resolve()
-        if file_value and not why and same in seen:
-            first, spelled = seen[same]
-            also = "" if spelled == file_value else f" as {spelled!r}: the same file"
-            problems.append(
-                f"{where}: file {file_value!r} is listed again (first on line {first}{also}); "
-                "list each file once"
-            )
-            bad = True
-        if not why:  # a refused path is reported as such, not as listed again
-            seen.setdefault(same, (line, file_value))
-        if bad:
-            continue
-        rows.append(
-            ManifestRow(
-                line=line,
-                file=file_path,
-                patient=patient,
-                day=day,
-                stratum=rec.get("stratum", "").strip(),
-                sample_type=rec.get("sample_type", "").strip(),
-                timepoint=rec.get("timepoint", "").strip(),
-                donor_marker=rec.get("donor_marker", "").strip(),
-                donor_is=donor_is,
-                metadata={k: v for k, v in rec.items() if k not in known},
-                **numbers,
-            )
-        )
-    _check_rows(path, rows, problems)
-    return rows
-
-
 def read_spillover_csv(path: Path):
-    """The ``[compensation] source`` CSV matrix (`cytokit.spillover_csv`), errors as `StudyError`."""
-    from cytokit.spillover_csv import read_spillover_csv as read
+    """The ``[compensation] source`` CSV matrix (`cytokit.study.spillover_csv`), errors as `StudyError`."""
+    from cytokit.study.spillover_csv import read_spillover_csv as read
 
     try:
         return read(path)
@@ -421,59 +195,6 @@ def read_spillover_csv(path: Path):
         if str(path) not in message:
             message = f"{path}: {message}"
         raise StudyError(f"{message} ([compensation] source in study.toml)") from None
-
-
-def _check_rows(path: Path, rows: list[ManifestRow], problems: list[str]) -> None:
-    seen: dict[tuple[str, int, str], int] = {}
-    donor: dict[str, tuple[str, str, int]] = {}
-    for r in rows:
-        key = (r.patient, r.day, r.sample_type)
-        if key in seen:
-            problems.append(
-                f"{path}, line {r.line}: patient {r.patient} day {r.day}"
-                + (f" sample_type {r.sample_type!r}" if r.sample_type else "")
-                + f" already has a file on line {seen[key]}; give each tube its own sample_type"
-            )
-        seen.setdefault(key, r.line)
-        mine = (r.donor_marker, r.donor_is)
-        first = donor.setdefault(r.patient, (*mine, r.line))
-        if first[:2] != mine:
-            problems.append(
-                f"{path}, line {r.line}: patient {r.patient} has donor_marker/donor_is "
-                f"{mine[0] or '(default)'}/{mine[1] or '(default)'} but line {first[2]} says "
-                f"{first[0] or '(default)'}/{first[1] or '(default)'}; a patient has one donor"
-            )
-
-
-def _infusions(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[Infusion]:
-    if not path.exists() and not path.is_symlink():
-        return []
-    why = refusal(path, roots)
-    if why:
-        problems.append(f"{path}: {why}")
-        return []
-    header, records = _read_csv(path, problems)
-    need = ("patient", "day", "product")
-    if header and any(c not in header for c in need):
-        problems.append(
-            f"{path}: the header must include {', '.join(need)}, dose_per_kg (optional)"
-        )
-        return []
-    out = []
-    for line, rec in records:
-        try:
-            _parse_int(rec["day"])
-            dose = _parse_float(rec.get("dose_per_kg", ""))
-        except ValueError:
-            problems.append(
-                f"{path}, line {line}: day must be a whole number and dose_per_kg a number"
-            )
-            continue
-        day = _parse_day(rec["day"], f"{path}, line {line}", problems)
-        if day is None:
-            continue
-        out.append(Infusion(rec["patient"].strip(), day, rec["product"].strip(), dose))
-    return out
 
 
 def strategy_options(path: str | Path, panel: Panel, config: dict) -> dict:
@@ -627,8 +348,8 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
                 read_spillover_csv(root / source)
             except StudyError as exc:
                 problems.append(str(exc))
-    rows = _manifest(root / "manifest.csv", problems, roots)
-    infusions = _infusions(root / "infusions.csv", problems, roots)
+    rows = read_manifest(root / "manifest.csv", problems, roots)
+    infusions = read_infusions(root / "infusions.csv", problems, roots)
     patients = {r.patient for r in rows}
     for inf in infusions:
         if rows and inf.patient not in patients:
