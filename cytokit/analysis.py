@@ -100,7 +100,7 @@ DataFrame attribute of the same name.
     clustering (what was done, or an error), config (study.toml as read).
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task
-    key, each row with a checksum verified on read (`cytokit.store`).
+    key, each row with a checksum verified on read (`cytokit.engine.store`).
 ``tables.json``
     Written last: name, rows, bytes and SHA-256 of every table above and
     ``study.json`` (`cytokit.tablesjson`); `load_results` refuses a folder
@@ -249,7 +249,7 @@ def analyze(
     workers : int, optional
         Parallel workers for pass 1 (default: the cores available).
     scheduler : str or distributed.Client, optional
-        See `cytokit.batch.run_batch`.
+        See `cytokit.engine.runner.run_batch`.
     progress : callable, optional
         ``progress(done, total, file_name, status)`` after each file.
 
@@ -266,8 +266,8 @@ def analyze(
     CytokitError
         `out` is a file, or a name the results take in it is (before any gating).
     """
-    from cytokit.batch import hash_files, run_batch
-    from cytokit.store import ResultsStore
+    from cytokit.engine.runner import hash_files, run_batch
+    from cytokit.engine.store import RunStore
 
     if not isinstance(study, Study):
         study = load_study(study, strategy=strategy)
@@ -280,7 +280,7 @@ def analyze(
         else:  # checked before gating: a bad --out must not cost the whole batch
             names = (*(f"{name}.csv" for name in TABLES), "study.json", "results.sqlite")
             folder = output_folder(out, files=names, folders=("qc",))
-        with ResultsStore(folder / "results.sqlite") as store:
+        with RunStore(folder / "results.sqlite") as store:
             files = [str(r.file) for r in study.rows]
             # a copy of a file listed as another sample would count one measurement twice;
             # the hashes go into the store's cache, so the batch (and a rerun) reads no file

@@ -1,6 +1,6 @@
 """Pass 1 of `cytokit.analyze`: everything measured on one FCS file, as a batch task.
 
-`MeasureTask` follows the `cytokit.batch` task protocol (picklable, ``key``,
+`MeasureTask` follows the `cytokit.engine.runner` task protocol (picklable, ``key``,
 ``__call__(path) -> payload``). It reads the file, applies the strategy once
 (adaptive gates fitted on this sample) and returns what the study-level pass
 needs, so the FCS files are read once and a rerun takes finished files from
@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 import cytokit
-from cytokit.batch import stage
+from cytokit.engine.runner import stage
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.markercheck import value_pileup
 from cytokit.phenotype import positivity_threshold

@@ -337,7 +337,7 @@ def cluster_tables(study, task, store, items, thresholds: pd.DataFrame) -> tuple
     ----------
     study : Study
     task : MeasureTask
-    store : ResultsStore
+    store : RunStore
     items : list of (ManifestRow, content hash)
         The files analysed.
     thresholds : DataFrame

@@ -178,7 +178,7 @@ def _render_all(jobs: list[_Job], workers: int | None) -> list[list[bytes]]:
     the jobs carry; matplotlib's output does not depend on the process, so the
     bytes are those of a serial run.
     """
-    from cytokit._workers import _main_is_importable, default_workers
+    from cytokit.engine._workers import _main_is_importable, default_workers
 
     n = min(default_workers() if workers is None else workers, len(jobs))
     if n <= 1 or len(jobs) < 4 or not _main_is_importable():

@@ -417,7 +417,7 @@ def undrawn(monkeypatch):
         return b""
 
     monkeypatch.setattr("cytokit.plots.figure_bytes", encode)
-    monkeypatch.setattr("cytokit._workers.default_workers", lambda: 1)
+    monkeypatch.setattr("cytokit.engine._workers.default_workers", lambda: 1)
 
 
 @pytest.mark.slow

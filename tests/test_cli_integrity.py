@@ -27,11 +27,11 @@ from fs_helpers import rewrite_keeping_size_and_mtime
 from study_helpers import make_study
 
 import cytokit
-import cytokit.hashing
+import cytokit.engine.hashing
 import cytokit.results
 from cytokit.cli.app import run
+from cytokit.engine.store import file_hash
 from cytokit.simulate import preset_design
-from cytokit.store import file_hash
 
 FILE = "fcs/P01_day007.fcs"
 
@@ -114,7 +114,7 @@ def test_gate_reads_a_file_rewritten_with_its_size_and_mtime_again(
     study, tmp_path, capsys, monkeypatch
 ):
     # trust hash cache entries however fresh: only the stat recorded in them can tell
-    monkeypatch.setattr(cytokit.hashing, "RACY_NS", 0)
+    monkeypatch.setattr(cytokit.engine.hashing, "RACY_NS", 0)
     fcs = tmp_path / "fcs"
     fcs.mkdir()
     a, b = (shutil.copy2(study / "fcs" / n, fcs / n) for n in ("P01_day007.fcs", "P02_day014.fcs"))

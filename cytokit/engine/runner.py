@@ -1,17 +1,17 @@
-"""Run one task over many files in parallel, keeping every finished file in a `ResultsStore`.
+"""Run one task over many files in parallel, keeping every finished file in a `RunStore`.
 
 A *task* is a picklable, top-level object with
 
 * ``key``: a string digest of everything that determines its output (for
   gating: the strategy's digest, the options and the cytokit version);
 * ``__call__(path) -> payload``: read the file and return a dict of
-  DataFrames, numpy arrays and JSON values (see `cytokit.store.encode_payload`);
+  DataFrames, numpy arrays and JSON values (see `cytokit.engine.store.encode_payload`);
 * optionally ``kind`` (a short name such as ``"gate"``) and ``describe()``
   (a JSON-able dict kept in the store beside the key).
 
 `run_batch` hashes each file's content (on the workers, in parallel; a file
 whose stat is as it was when last hashed is not re-read, see
-`cytokit.hashing.FileInfo.describes`), skips files whose (content hash, task
+`cytokit.engine.hashing.FileInfo.describes`), skips files whose (content hash, task
 key) the store already holds, runs the rest on local processes, threads, in
 this process, or on a Dask cluster, and writes each result into the store
 the moment it arrives. Workers only read files and return small encoded
@@ -48,7 +48,7 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from cytokit._paths import special_kind
-from cytokit._workers import (
+from cytokit.engine._workers import (
     CHANGED,
     SCHEDULERS,
     DaskBackend,
@@ -61,9 +61,9 @@ from cytokit._workers import (
     run_job,
     stage,
 )
+from cytokit.engine.hashing import file_hash, file_stamp
+from cytokit.engine.store import FileInfo, RunStore
 from cytokit.errors import CytokitError
-from cytokit.hashing import file_hash, file_stamp
-from cytokit.store import FileInfo, ResultsStore
 
 __all__ = [
     "IN_FLIGHT_PER_WORKER",
@@ -159,7 +159,7 @@ class BatchReport:
 
     def frame(
         self,
-        store: ResultsStore,
+        store: RunStore,
         name: str,
         *,
         label: Callable[[str], str] = str,
@@ -211,7 +211,7 @@ class _Job:
 @dataclass
 class _State:
     task: object
-    store: ResultsStore
+    store: RunStore
     retry: bool
     total: int
     progress: Callable[[int, int, str, str], None] | None
@@ -313,7 +313,7 @@ class _State:
 
 
 def hash_files(
-    files: Iterable[str | os.PathLike], store: ResultsStore, *, workers: int | None = None
+    files: Iterable[str | os.PathLike], store: RunStore, *, workers: int | None = None
 ) -> dict[str, FileInfo]:
     """The content hash of every file, from `store`'s hash cache where it still holds.
 
@@ -324,7 +324,7 @@ def hash_files(
     Parameters
     ----------
     files : iterable of path
-    store : ResultsStore
+    store : RunStore
     workers : int, optional
         Threads (default: the cores available).
 
@@ -375,7 +375,7 @@ def hash_files(
 def run_batch(
     files: Iterable[str | os.PathLike],
     task: Task,
-    store: ResultsStore,
+    store: RunStore,
     *,
     workers: int | None = None,
     scheduler=None,
@@ -390,7 +390,7 @@ def run_batch(
         Files to process; a path given twice is processed once.
     task : Task
         A picklable object with ``key`` and ``__call__(path) -> payload``.
-    store : ResultsStore
+    store : RunStore
         Where results go; files whose (content hash, ``task.key``) it holds
         are not run again.
     workers : int, optional

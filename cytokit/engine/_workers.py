@@ -1,6 +1,6 @@
 """Where batch jobs run: what a worker does with one file, and the schedulers that run it.
 
-Used by `cytokit.batch.run_batch`. A worker gets a path (and, to run the
+Used by `cytokit.engine.runner.run_batch`. A worker gets a path (and, to run the
 task, the file's stamp and hash); it returns a small `Reply` with the encoded
 payload or the failure as plain strings, never exception objects or event
 data. Process workers get the task once, through their initializer, and
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cytokit._paths import special_kind
+from cytokit.engine.codec import encode_payload
+from cytokit.engine.hashing import file_hash, file_stamp
 from cytokit.errors import CytokitError
-from cytokit.hashing import file_hash, file_stamp
-from cytokit.payload import encode_payload
 
 __all__ = [
     "CHANGED",
@@ -51,7 +51,7 @@ _STAGE_ATTR = "_cytokit_stage"
 def stage(name: str) -> Iterator[None]:
     """Label exceptions raised inside the block with the step `name` (``"read"``, ``"gate"``…).
 
-    The innermost label wins; `cytokit.batch.run_batch` reports it as the
+    The innermost label wins; `cytokit.engine.runner.run_batch` reports it as the
     failure's stage.
     """
     try:
@@ -316,7 +316,7 @@ class PoolBackend:
                 # a fork); a fork server with cytokit imported starts workers in milliseconds
                 if "forkserver" in mp.get_all_start_methods():
                     context = mp.get_context("forkserver")
-                    context.set_forkserver_preload(["cytokit.gating", "cytokit.batch"])
+                    context.set_forkserver_preload(["cytokit.gating", "cytokit.engine.runner"])
                 else:  # pragma: no cover - not Linux
                     context = mp.get_context("spawn")
                 threads = max(1, default_workers() // self.slots)

@@ -1,8 +1,8 @@
 """What identifies a file and a stored row: content hashes, stat stamps, row checksums.
 
-`cytokit.store` keys results by a file's content hash (`file_hash`) and
+`cytokit.engine.store` keys results by a file's content hash (`file_hash`) and
 caches that hash by the file's stat (`FileInfo`); its rows carry checksums
-(`row_checksum`) verified on every read. `cytokit._workers` compares a
+(`row_checksum`) verified on every read. `cytokit.engine._workers` compares a
 file's `file_stamp` before and after reading it.
 """
 

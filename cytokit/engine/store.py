@@ -1,13 +1,13 @@
-"""`ResultsStore`: an embedded SQLite store of per-file results, keyed by content and task.
+"""`RunStore`: an embedded SQLite store of per-file results, keyed by content and task.
 
-A batch (`cytokit.batch.run_batch`) writes one row per finished file into
+A batch (`cytokit.engine.runner.run_batch`) writes one row per finished file into
 the store as soon as it finishes, so a rerun skips what is done and a crash
 loses nothing that finished. Results are keyed by
 
 * the file's **content hash** (SHA-256 of its bytes, streamed; ``sha256sum``
   gives the same), so a file that is moved, copied or touched is still
   recognised; the hash itself is cached by path, size, mtime, ctime, inode
-  and device (`cytokit.hashing.FileInfo.describes`), so an unchanged file is
+  and device (`cytokit.engine.hashing.FileInfo.describes`), so an unchanged file is
   not re-read while any write to it (even one that keeps its size and puts
   its mtime back) or its replacement makes it read again;
 * the **task key**: a digest of everything that determines the task's output
@@ -18,7 +18,7 @@ Every row a result depends on carries a SHA-256 **checksum** of its fields
 bytes), the result (over its items' names and checksums, so a missing or
 added item shows), each failure and each hash cache entry. Reads verify
 them: `lookup` reports a damaged result or failure as ``"damaged"``
-(`cytokit.batch.run_batch` computes that file again and says so);
+(`cytokit.engine.runner.run_batch` computes that file again and says so);
 `payload`, `items` and `frame` raise a `CytokitError` naming the store, the
 file and the item; a damaged hash cache entry is ignored. (SQLite's
 integrity check does not see an edited value.)
@@ -42,7 +42,7 @@ verified) is refused with a message: delete it (every file is gated again)
 or write to another folder.
 
 A result's payload is a mapping of names to items, each stored as one row of
-``items`` (see `cytokit.payload`): a pandas DataFrame (``kind = 'frame'``),
+``items`` (see `cytokit.engine.codec`): a pandas DataFrame (``kind = 'frame'``),
 a numpy array (``'array'``) or a JSON value (``'value'``).
 
 One process writes (the coordinator of a batch); the database runs in WAL
@@ -62,15 +62,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from cytokit.engine.codec import decode_item, encode_payload, json_value
+from cytokit.engine.hashing import FileInfo, file_hash, file_stamp, row_checksum
 from cytokit.errors import CytokitError
-from cytokit.hashing import FileInfo, file_hash, file_stamp, row_checksum
-from cytokit.payload import decode_item, encode_payload, json_value
 
 __all__ = [
     "HASH_NAME",
     "SCHEMA_VERSION",
     "FileInfo",
-    "ResultsStore",
+    "RunStore",
     "decode_item",
     "encode_payload",
     "file_hash",
@@ -205,7 +205,7 @@ def _cannot_open(path: Path, exc: sqlite3.OperationalError) -> str:
 # -- the store --------------------------------------------------------------------------------------
 
 
-class ResultsStore:
+class RunStore:
     """Per-file task results in one SQLite file.
 
     Parameters
@@ -225,7 +225,7 @@ class ResultsStore:
 
     Notes
     -----
-    Use one `ResultsStore` per process and thread; only the process that runs
+    Use one `RunStore` per process and thread; only the process that runs
     a batch writes. It is a context manager (closes on exit).
     """
 
@@ -333,14 +333,14 @@ class ResultsStore:
             db.close()
             self._db = None
 
-    def __enter__(self) -> ResultsStore:
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<ResultsStore {str(self.path)!r}>"
+        return f"<RunStore {str(self.path)!r}>"
 
     @property
     def meta(self) -> dict[str, str]:

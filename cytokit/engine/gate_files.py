@@ -1,11 +1,11 @@
 """Batch gating: `GateTask` gates one file; `gate_files` gates many into tables.
 
-`GateTask` is a batch task (`cytokit.batch`): it reads an FCS file, applies a
+`GateTask` is a batch task (`cytokit.engine.runner`): it reads an FCS file, applies a
 gating strategy and returns the file's counts and per-population statistics.
 `GateTask.for_study` gates with a study's settings (its panel and transform
 for a YAML strategy, its compensation and gating seed), giving each file the
 counts `cytokit.analyze` gives it.
-`gate_files` runs it over many files with `cytokit.batch.run_batch`, keeping
+`gate_files` runs it over many files with `cytokit.engine.runner.run_batch`, keeping
 every finished file in ``OUT/results.sqlite`` (a rerun resumes), and writes
 ``counts.csv``, ``statistics.csv``, ``failures.csv`` and ``warnings.csv``
 atomically. It is what
@@ -45,7 +45,8 @@ import pandas as pd
 from cytokit import kernels as K
 from cytokit._io import write_csv
 from cytokit._outdir import output_folder
-from cytokit.batch import BatchReport, run_batch, stage
+from cytokit.engine.runner import BatchReport, run_batch, stage
+from cytokit.engine.store import RunStore
 from cytokit.errors import CytokitError
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.gating import (
@@ -57,7 +58,6 @@ from cytokit.gating import (
     load_strategy,
 )
 from cytokit.sample import Sample, Spillover
-from cytokit.store import ResultsStore
 
 __all__ = [
     "COUNT_TABLE",
@@ -497,7 +497,7 @@ def gate_files(
         Output folder (created; a file there, or a folder named like a table,
         is an error before any file is gated).
     workers, scheduler, progress, retry_failures
-        As for `cytokit.batch.run_batch`.
+        As for `cytokit.engine.runner.run_batch`.
 
     Returns
     -------
@@ -511,7 +511,7 @@ def gate_files(
     statistics = task.statistics
     tables = ("counts.csv", "statistics.csv", "failures.csv", STORE_NAME)
     out = output_folder(out, files=tables)  # before the batch, not after it
-    with ResultsStore(out / STORE_NAME) as store:
+    with RunStore(out / STORE_NAME) as store:
         report = run_batch(
             files,
             task,
