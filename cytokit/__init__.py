@@ -22,8 +22,8 @@ from cytokit.sample import Channel, Sample, Spillover
 from cytokit.study.panel import Panel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cytokit.analysis import analyze
-    from cytokit.results import Results, load_results
+    from cytokit.analysis.results import Results, load_results
+    from cytokit.analysis.run import analyze
     from cytokit.study.folder import Study, load_study
 
 __version__ = "0.1.0"
@@ -49,9 +49,9 @@ __all__ = [
 ]
 
 _LAZY = {
-    "analyze": "cytokit.analysis",
-    "Results": "cytokit.results",
-    "load_results": "cytokit.results",
+    "analyze": "cytokit.analysis.run",
+    "Results": "cytokit.analysis.results",
+    "load_results": "cytokit.analysis.results",
     "Study": "cytokit.study.folder",
     "load_study": "cytokit.study.folder",
 }

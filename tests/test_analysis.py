@@ -10,8 +10,8 @@ import pytest
 from study_helpers import make_study
 
 import cytokit
+from cytokit.analysis.results import TABLES, load_results
 from cytokit.engine.store import RunStore
-from cytokit.results import TABLES, load_results
 from cytokit.simulate import PatientSpec, StudyDesign, default_infusions, load_truth, preset_design
 
 POPULATIONS = ("NK", "NK_bright", "NK_dim", "CIK", "T")

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from cytokit import gating as G
-from cytokit.chimerism import (
+from cytokit.analysis.chimerism import (
     calibrate,
     chimerism_row,
     chimerism_status,

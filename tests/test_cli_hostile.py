@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from study_helpers import make_study
 
+from cytokit.analysis.tablesjson import write_index
 from cytokit.cli.app import run
 from cytokit.simulate import preset_design
-from cytokit.tablesjson import write_index
 
 ERROR_LINE = ("cytokit: error:", "cytokit: usage error:")
 

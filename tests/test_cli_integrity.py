@@ -27,8 +27,8 @@ from fs_helpers import rewrite_keeping_size_and_mtime
 from study_helpers import make_study
 
 import cytokit
+import cytokit.analysis.results
 import cytokit.engine.hashing
-import cytokit.results
 from cytokit.cli.app import run
 from cytokit.engine.store import file_hash
 from cytokit.simulate import preset_design
@@ -229,7 +229,7 @@ def test_a_folder_whose_writing_stopped_half_way_is_refused(
     study, analysed, tmp_path, capsys, monkeypatch
 ):
     out = shutil.copytree(analysed, tmp_path / "out")
-    write = cytokit.results.atomic_write_bytes
+    write = cytokit.analysis.results.atomic_write_bytes
     written = []
 
     def disk_full_at_the_third_table(path, data):
@@ -238,7 +238,9 @@ def test_a_folder_whose_writing_stopped_half_way_is_refused(
             raise OSError(28, "No space left on device")
         return write(path, data)
 
-    monkeypatch.setattr(cytokit.results, "atomic_write_bytes", disk_full_at_the_third_table)
+    monkeypatch.setattr(
+        cytokit.analysis.results, "atomic_write_bytes", disk_full_at_the_third_table
+    )
     with pytest.raises(OSError, match="No space left"):
         cytokit.analyze(study, out, workers=1)
     monkeypatch.undo()

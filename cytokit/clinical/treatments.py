@@ -290,7 +290,7 @@ def segment_days(
 
     Drug rows (IL-2, immunosuppression) and skipped infusions (``given = no``)
     start none: they add no donor cells. The trends half-life fit cuts its
-    decay phases at these days (`cytokit.trends.fit_half_life` ``infusions``).
+    decay phases at these days (`cytokit.analysis.trends.fit_half_life` ``infusions``).
 
     Parameters
     ----------

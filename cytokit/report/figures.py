@@ -1,25 +1,10 @@
-"""The plots and the HTML report of a study analysis, rebuilt from its stored results.
+"""The plots of the report: one job per figure, rendered in worker processes, written atomically.
 
-``build_report(OUT)`` reads the results folder (`cytokit.results.load_results`;
-no FCS file, no study folder needed) and writes into it:
-
-``plots/cohort_donor_per_ul.{png,svg}``, ``plots/cohort_donor_pct.{png,svg}``
-    Every patient's persistence, coloured by stratum (`cytokit.plots.cohort_figure`).
-``plots/<patient>_persistence.{png,svg}``, ``plots/<patient>_chimerism.{png,svg}``
-    Per patient: donor cells/µL by population (% donor when the study has no
-    absolute counts) and donor chimerism (`cytokit.plots`).
-``plots/qc/<sample>.png``
-    Per sample: every gate over its parent's events (PNG only: the dots are
-    bitmaps in any format, and SVG would double the time for no gain).
-``report.html``
-    One self-contained page (`cytokit.reportpage`): images embedded as PNG
-    data URIs, CSS inline, no script, no external resource.
-
-A patient id becomes a file name as is when it is made of letters, digits,
-``.``, ``_`` and ``-``; otherwise unsafe characters are replaced and a short
-hash of the id keeps names distinct. Every file is written atomically; the
-same results give the same bytes (figures are rendered deterministically and
-the page holds no time of its own: the analysis time shown is study.json's).
+`write_plots` writes into ``OUT/plots`` (see `cytokit.report.build`): the
+cohort plots, each patient's persistence and chimerism, each sample's QC
+plot (PNG only) and the clustering's heatmap and abundance plots, and
+returns them as `ReportPlots` for the page. A patient id becomes a file name
+as is when safe (`file_stem`).
 """
 
 from __future__ import annotations
@@ -36,33 +21,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytokit._io import atomic_write_bytes, atomic_write_text
-from cytokit._outdir import output_folder
-from cytokit.errors import CytokitError
-from cytokit.results import Results, load_results
+from cytokit._io import atomic_write_bytes
+from cytokit.analysis.results import Results
+from cytokit.report.contents import (
+    ReportPlots,
+    cluster_markers,
+    cluster_tables,
+    min_events_of,
+    patients_of,
+    populations_of,
+)
 
-__all__ = ["REQUIRED_FILES", "ReportPlots", "build_report", "check_results_dir", "write_plots"]
-
-#: Files a results folder must have for a report (the rest may be missing or empty).
-REQUIRED_FILES = ("study.json", "samples.csv", "chimerism.csv")
-
-
-def check_results_dir(path: str | Path) -> Path:
-    """`path` if it is a results folder, else a `CytokitError` naming what is missing."""
-    path = Path(path)
-    if not path.exists():
-        raise CytokitError(f"{path}: no such folder; give the --out folder of `cytokit analyze`")
-    if not path.is_dir():
-        raise CytokitError(
-            f"{path}: not a folder; give the --out folder of `cytokit analyze`, not a file in it"
-        )
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
-    if missing:
-        raise CytokitError(
-            f"{path}: not a cytokit results folder (missing {', '.join(missing)}); "
-            "run `cytokit analyze STUDY --out " + str(path) + "` first"
-        )
-    return path
+__all__ = ["file_stem", "write_plots"]
 
 
 def file_stem(text: str) -> str:
@@ -72,60 +42,6 @@ def file_stem(text: str) -> str:
         return text
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:60] or "id"
     return f"{safe}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
-
-
-@dataclass
-class ReportPlots:
-    """The figures of a report as PNG bytes (embedded in the page) and the files written.
-
-    Attributes
-    ----------
-    cohort : dict of str to bytes
-        Measure → PNG.
-    persistence, chimerism : dict of str to bytes
-        Patient → PNG.
-    qc : dict of str to bytes
-        QC sample id (qc.csv ``sample``) → PNG.
-    qc_missing : dict of str to str
-        Sample id → why its QC plot is missing.
-    files : list of Path
-    """
-
-    cohort: dict[str, bytes] = field(default_factory=dict)
-    persistence: dict[str, bytes] = field(default_factory=dict)
-    persistence_measure: dict[str, str] = field(default_factory=dict)
-    chimerism: dict[str, bytes] = field(default_factory=dict)
-    qc: dict[str, bytes] = field(default_factory=dict)
-    qc_missing: dict[str, str] = field(default_factory=dict)
-    clusters: list[tuple[bytes, str]] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-
-
-def patients_of(results: Results) -> list[str]:
-    """Patient ids in the study's order (study.json), then any others in the tables."""
-    ids = [str(p.get("id")) for p in results.study.get("patients", []) if p.get("id") is not None]
-    for frame in (results.samples, results.chimerism, results.failures):
-        if frame is not None and "patient" in frame.columns:
-            ids += [str(x) for x in frame["patient"].dropna()]
-    return list(dict.fromkeys(ids))
-
-
-def populations_of(results: Results) -> list[str]:
-    names = [str(p) for p in results.study.get("populations", {})]
-    if "population" in results.chimerism.columns:
-        names += [str(p) for p in results.chimerism["population"].dropna()]
-    return list(dict.fromkeys(names))
-
-
-def min_events_of(results: Results) -> int:
-    qc = results.study.get("qc") or {}
-    value = qc.get("min_events")
-    if value is None:
-        value = ((results.study.get("config") or {}).get("qc") or {}).get("min_events", 50)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 50
 
 
 def _has_absolute(chimerism: pd.DataFrame, patient: str | None = None) -> bool:
@@ -322,23 +238,6 @@ def _day(value) -> str:
     return str(int(v)) if math.isfinite(v) and v == int(v) else f"{v:g}"
 
 
-def cluster_markers(results: Results) -> list[str]:
-    """The clustering markers: study.json ``clustering.markers`` (or ``markers.clustering``)."""
-    info = results.study.get("clustering") or {}
-    markers = info.get("markers") or (results.study.get("markers") or {}).get("clustering") or []
-    return [str(m) for m in markers]
-
-
-def cluster_tables(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """clusters.csv, cluster_summary.csv and cluster_matching.csv (empty when missing)."""
-
-    def get(name: str) -> pd.DataFrame:
-        frame = getattr(results, name, None)
-        return frame if isinstance(frame, pd.DataFrame) else pd.DataFrame()
-
-    return get("clusters"), get("cluster_summary"), get("cluster_matching")
-
-
 def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
     """The clustering's heatmap and abundance plots, drawn by `cytokit.cluster` itself."""
     table, summary, _ = cluster_tables(results)
@@ -379,53 +278,3 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
                 put(caption),
                 module="cytokit.cluster",
             )
-
-
-def build_report(
-    results_or_out_dir: Results | str | Path,
-    out_dir: str | Path | None = None,
-    *,
-    formats: tuple[str, ...] = ("png", "svg"),
-    qc: bool = True,
-) -> Path:
-    """Write the plots and ``report.html`` of an analysis; return the report's path.
-
-    Parameters
-    ----------
-    results_or_out_dir : Results or path
-        The `Results` of `cytokit.analyze` (written to a folder: QC plots read
-        ``qc/*.npz`` there), or a results folder (read with `load_results`).
-    out_dir : path, optional
-        Where to write ``plots/`` and ``report.html`` (default: the results folder).
-    formats : tuple of {"png", "svg"}
-        File formats of the cohort and patient plots.
-    qc : bool
-        Draw the QC plots of every sample.
-
-    Returns
-    -------
-    Path
-        ``out_dir/report.html``.
-
-    Raises
-    ------
-    CytokitError
-        The folder is not a results folder (naming the files missing), a file
-        of it cannot be read, `out_dir` is a file or holds a folder named
-        ``report.html``, or in-memory results were given without `out_dir`.
-    """
-    from cytokit.reportpage import report_html
-
-    if isinstance(results_or_out_dir, Results):
-        results = results_or_out_dir
-    else:
-        results = load_results(check_results_dir(results_or_out_dir))
-    out = Path(out_dir) if out_dir is not None else results.out
-    if out is None:
-        raise CytokitError(
-            "these results were not written to a folder; give out_dir= to build_report"
-        )
-    output_folder(out, files=("report.html",), folders=("plots", "plots/qc"))
-    plots = write_plots(results, out, formats=formats, qc=qc)
-    page = report_html(results, plots)
-    return atomic_write_text(out / "report.html", page)

@@ -75,7 +75,7 @@ Status counts **donor events** (the cells whose persistence is measured), with
 ``not_detected``, fewer than m ``not_quantifiable``, otherwise ``quantified``.
 A population with fewer than m events cannot reach m donor events, so it is
 never ``quantified``. A sample whose donor marker is unusable
-(`cytokit.markercheck`) gets ``marker_failed`` for every population instead,
+(`cytokit.analysis.marker_check`) gets ``marker_failed`` for every population instead,
 with the reason in ``note`` and no donor count, percentage or interval
 (`failed_row`): a failed measurement is never a 0 or a percentage.
 """

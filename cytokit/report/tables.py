@@ -1,9 +1,9 @@
 """The tables of ``report.html``: cohort summary, persistence, chimerism, counts, phenotype.
 
 Each function takes results tables (DataFrames of the results contract,
-`cytokit.analysis`) and returns an HTML ``<table>`` built with
-`cytokit._html.table`, which escapes every value; numbers are formatted by
-`cytokit._html.fmt` and inserted as `Markup`.
+`cytokit.analysis.results`) and returns an HTML ``<table>`` built with
+`cytokit.report._html.table`, which escapes every value; numbers are formatted by
+`cytokit.report._html.fmt` and inserted as `Markup`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import math
 
 import pandas as pd
 
-from cytokit._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
 from cytokit.plots._figure import format_dose, gate_name
 from cytokit.plots.persistence import MEASURES
+from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
 
 __all__ = [
     "chimerism_table",

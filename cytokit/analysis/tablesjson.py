@@ -1,6 +1,6 @@
 """``tables.json``: the index of a results folder, so a table changed after it was written shows.
 
-`cytokit.results.write_results` ends by writing ``OUT/tables.json``: for
+`cytokit.analysis.results.write_results` ends by writing ``OUT/tables.json``: for
 every file it wrote (each table's CSV and ``study.json``) its name, its size
 in bytes, its SHA-256 and, for a table, its number of rows::
 
@@ -11,7 +11,7 @@ in bytes, its SHA-256 and, for a table, its number of rows::
 It is written last and atomically, and removed before anything in the
 folder is rewritten (`invalidate_index`), so a folder whose writing stopped
 half-way (a crash between two tables) has no index. `check_index`, run by
-`cytokit.results.load_results` (hence ``cytokit report`` and notebooks)
+`cytokit.analysis.results.load_results` (hence ``cytokit report`` and notebooks)
 before anything is built, refuses a folder without an index, a file that is
 missing, and a file whose bytes differ from the index (cut short, edited),
 naming the file, what differs and the fix: run ``cytokit analyze`` again,

@@ -1,28 +1,22 @@
-"""Pass 2 of `cytokit.analyze`: the study tables from the stored per-file payloads.
+"""The tables of one patient, from the stored per-sample payloads of its files.
 
 Work goes patient by patient (a patient's samples share the donor-marker
 calibration), so only one patient's payloads are in memory at a time:
 
-1. per sample, the counting basis (`cytokit.counting`) and the counts table;
-2. the donor-marker check of each sample (`cytokit.markercheck`: a constant,
+1. per sample, the counting basis (`cytokit.analysis.counting`) and the counts table;
+2. the donor-marker check of each sample (`cytokit.analysis.marker_check`: a constant,
    saturated or misplaced distribution makes the sample ``marker_failed``,
    and it takes no part in the patient's calibration), then the donor-marker
    threshold of each usable sample, placed with the patient's other
-   samples (`cytokit.chimerism.patient_thresholds`: calibration on the latest
+   samples (`cytokit.analysis.chimerism.patient_thresholds`: calibration on the latest
    pre-infusion sample, offsets re-anchored on each day's recipient peak and
    bead intensity);
 3. each population's donor cut (the sample threshold, or the population's own
-   valley: `cytokit.chimerism.population_threshold`) and its chimerism from
+   valley: `cytokit.analysis.chimerism.population_threshold`) and its chimerism from
    the exact histogram counts, with the binomial interval and status;
 4. phenotype per population and origin, origins from the same cuts
-   (`cytokit.phenotype`);
+   (`cytokit.analysis.phenotype`);
 5. QC rows and the sample's ``qc/<sample>.npz``.
-
-`trend_tables` then builds trends.csv and cohort.csv from the chimerism table,
-and `cluster_tables` clusters the stored threshold-parent events of every file
-(`cytokit.cluster.cluster_study`: a SOM trained on a balanced pool, every
-stored event mapped, donor flags from each sample's threshold, the study
-populations as the gates clusters are matched to).
 """
 
 from __future__ import annotations
@@ -34,27 +28,23 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cytokit._io import atomic_write_bytes
-from cytokit.chimerism import (
+from cytokit.analysis.chimerism import (
     Threshold,
     chimerism_row,
     failed_row,
     patient_thresholds,
     population_threshold,
 )
-from cytokit.counting import count_basis
+from cytokit.analysis.counting import count_basis
+from cytokit.analysis.marker_check import check_donor_marker
+from cytokit.analysis.phenotype import phenotype_rows
+from cytokit.analysis.results import sample_id
 from cytokit.finite import NonFinite
-from cytokit.markercheck import check_donor_marker
-from cytokit.phenotype import phenotype_rows
-from cytokit.results import sample_id
 from cytokit.stats.density import Histogram
-from cytokit.trends import TREND_COLUMNS, cohort_summary, trend_row
 
-__all__ = ["PatientTables", "cluster_tables", "patient_tables", "trend_tables"]
-
-MEASURES = ("donor_per_ul", "donor_pct")
+__all__ = ["PatientTables", "patient_tables"]
 
 
 class PatientTables:
@@ -168,7 +158,7 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
             }
             if threshold is None:
                 chim["events"] = n
-            elif why:  # no donor value, never a 0 (cytokit.markercheck)
+            elif why:  # no donor value, never a 0 (cytokit.analysis.marker_check)
                 qc_arrays[f"hist:{name}"] = _hist(p, marker, i).to_array()
                 chim.update(failed_row(n, why))
                 chim["donor_per_ul"] = chim["recipient_per_ul"] = float("nan")
@@ -295,117 +285,3 @@ def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(qc_dir / f"{stem}.npz", buf.getvalue())
-
-
-def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """trends.csv and cohort.csv from the chimerism table (see `cytokit.trends`)."""
-    rows = []
-    if chimerism.empty or "donor_pct" not in chimerism.columns:
-        return pd.DataFrame(columns=list(TREND_COLUMNS)), cohort_summary(pd.DataFrame())
-    infusions = defaultdict(list)
-    for i in study.infusions:
-        infusions[i.patient].append(i)
-    keys = ["patient", "sample_type", "population"]
-    for (patient, sample_type, population), g in chimerism.groupby(keys, sort=True):
-        inf = infusions.get(patient, [])
-        days = [i.day for i in inf]
-        doses = [np.nan if i.dose_per_kg is None else i.dose_per_kg for i in inf]
-        for measure in MEASURES:
-            values = g[measure].to_numpy(dtype=np.float64)
-            if not np.isfinite(values).any():
-                continue
-            row = {
-                "patient": patient,
-                "stratum": g["stratum"].iloc[0],
-                "sample_type": sample_type,
-                "population": population,
-                "measure": measure,
-            }
-            counts = g["donor_events"].to_numpy(dtype=np.float64)
-            row.update(
-                trend_row(g["day"].to_numpy(), values, g["status"].to_numpy(), days, doses, counts)
-            )
-            rows.append(row)
-    trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))
-    return trends, cohort_summary(trends)
-
-
-def cluster_tables(study, task, store, items, thresholds: pd.DataFrame) -> tuple[dict, dict]:
-    """Cluster the study's stored threshold-parent events with `cytokit.cluster.cluster_study`.
-
-    Parameters
-    ----------
-    study : Study
-    task : MeasureTask
-    store : RunStore
-    items : list of (ManifestRow, content hash)
-        The files analysed.
-    thresholds : DataFrame
-        thresholds.csv rows (donor flags of the events come from them).
-
-    Returns
-    -------
-    tables : dict of str to DataFrame
-        ``clusters``, ``cluster_summary``, ``cluster_matching`` (empty without
-        ``[clustering]``).
-    info : dict
-        What was done (settings, events), or ``error`` when clustering failed.
-    """
-    settings = study.settings.clustering
-    if settings is None or not task.cluster_markers or not items:
-        return {}, {}
-    from cytokit.cluster import cluster_study
-    from cytokit.errors import CytokitError
-
-    donor = {}
-    if not thresholds.empty:
-        # the sample thresholds (placed on the parent, whose events are clustered)
-        th = thresholds[(thresholds["purpose"] == "donor") & (thresholds["parent"] == task.parent)]
-        for r in th.itertuples(index=False):
-            if isinstance(r.method, str) and r.method != "none":
-                donor[r.file] = (r.marker, float(r.threshold), r.donor_side == "positive")
-    names = [n for n, _ in task.populations]
-    nc = len(task.cluster_markers)
-    descs = [
-        {"patient": row.patient, "day": row.day, "file": study.relative(row.file), "hash": h}
-        for row, h in items
-    ]
-
-    def load(item):
-        values = store.items(task.key, "cluster", [item["hash"]])[item["hash"]]
-        member = store.items(task.key, "cluster_gates", [item["hash"]])[item["hash"]]
-        flags = None
-        if item["file"] in donor:
-            marker, t, positive = donor[item["file"]]
-            v = values[:, nc + list(task.donor_markers).index(marker)]
-            flags = v >= t if positive else v < t
-        gates = {n: member[:, j].astype(bool) for j, n in enumerate(names)}
-        return values[:, :nc], flags, gates
-
-    try:
-        result = cluster_study(
-            load,
-            descs,
-            task.cluster_markers,
-            grid=settings.grid,
-            n_metaclusters=settings.metaclusters,
-            seed=settings.seed,
-            gates=names,
-        )
-    except CytokitError as exc:
-        return {}, {"error": str(exc)}
-    summary = result.summary.copy()
-    medians = result.medians.reset_index()
-    summary = summary.merge(medians, on="metacluster", how="left")
-    return (
-        {"clusters": result.table, "cluster_summary": summary, "cluster_matching": result.matching},
-        {
-            "markers": list(task.cluster_markers),
-            "parent": task.parent,
-            "events_per_file": task.cluster_events,
-            "events": int(result.n_events),
-            "trained_on": int(result.n_train),
-            **{k: v for k, v in result.settings.items() if k != "grid"},
-            "grid": list(settings.grid),
-        },
-    )

@@ -1,11 +1,106 @@
 """`Results`: the tables of a study analysis, written to and read back from its output folder.
 
-The folder layout and every table's columns are described in
-`cytokit.analysis` (the results contract). `write_results` writes each table
-atomically, then the folder's index ``tables.json`` (`cytokit.tablesjson`);
-`load_results` checks every file against that index, then rebuilds a
-`Results` from the folder alone (no FCS files, no study folder), which is
-what ``cytokit report`` and notebooks use.
+`write_results` writes each table atomically, then the folder's index
+``tables.json`` (`cytokit.analysis.tablesjson`); `load_results` checks every
+file against that index, then rebuilds a `Results` from the folder alone (no
+FCS files, no study folder), which is what ``cytokit report`` and notebooks
+use. The folder and every table's columns are the results contract below.
+
+Results contract (what ``cytokit report OUT`` and notebooks read)
+------------------------------------------------------------------
+Everything below is written atomically into ``OUT``; `load_results(OUT)`
+rebuilds a `Results` from it without the FCS files. Tables are tidy CSV (one
+row per item; empty cell = not available); `Results` holds each as a pandas
+DataFrame attribute of the same name.
+
+``samples.csv``
+    One row per file analysed: patient, day, file (relative to the study
+    folder), stratum, sample_type, events, channels, fcs_version, cytometer,
+    spillover, count_method (``beads``, ``lymphocytes``, ``wbc`` or empty),
+    reference (its gate path), reference_events, reference_per_ul, sha256 (of
+    the file), warnings (raised while gating, e.g. an adaptive gate that fell
+    back to its fixed position, or a stored result of the file that failed
+    its checksum and was computed again; "; "-joined), nonfinite_events (events dropped
+    for a NaN or infinite value in a channel the analysis reads; counts and
+    percentages are of the other events, `cytokit.finite`), nonfinite_values
+    (every channel holding such values: counts of NaN, +inf, -inf, "(not
+    read)" when nothing reads it), donor_marker_check (``usable``,
+    ``failed``; empty without a donor marker) and donor_marker_note (why it
+    failed; `cytokit.analysis.marker_check`).
+``counts.csv``
+    One row per file and gate: patient, day, file, population (the study's
+    name for the gate, else empty), gate_path, gate_id, parent_path, depth,
+    count, parent_count, pct_parent, pct_total, per_ul (cells/µL; empty
+    without absolute counting).
+``chimerism.csv``
+    One row per file and study population: patient, day, file, stratum,
+    sample_type, population, gate_path, events, donor_events,
+    recipient_events, donor_pct, ci_low, ci_high (95 % binomial interval,
+    percent), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
+    ``not_quantifiable``, ``not_detected``; `cytokit.analysis.chimerism`; or
+    ``marker_failed``: the sample's donor marker is unusable,
+    `cytokit.analysis.marker_check`, and every donor value is empty), note (why, for
+    ``marker_failed``).
+``thresholds.csv``
+    One row per file and marker threshold: patient, day, file, marker, purpose
+    (``donor`` or ``phenotype``), parent (gate path the threshold was placed
+    on: the threshold parent, or a study population that got its own donor
+    cut, method ``population_valley``, `cytokit.analysis.chimerism.population_threshold`;
+    every other population uses the parent's), threshold (transformed units,
+    as gates see them), threshold_scale
+    (compensated scale value), method, donor_side, recipient_mode,
+    donor_mode, recipient_width, k, calibration_day, note.
+``phenotype.csv``
+    One row per file, population, origin (``all``, ``donor``, ``recipient``)
+    and marker: patient, day, file, population, origin, marker, events,
+    median (compensated scale value), pct_positive, threshold_scale
+    (`cytokit.analysis.phenotype`).
+``trends.csv``
+    One row per patient, sample type, population and measure
+    (``donor_per_ul``, ``donor_pct``): `cytokit.analysis.trends.TREND_COLUMNS` (peak,
+    last detectable and quantified day, AUC, half-life with its 95 % CI, n,
+    R², first day of the fit and a note, infusions and total dose).
+``cohort.csv``
+    One row per stratum, population and measure: `cytokit.analysis.trends.COHORT_COLUMNS`
+    (patients, medians and ranges of peak, AUC and half-life, dose, and
+    Spearman correlations of dose with AUC and peak).
+``infusions.csv``
+    patient, day, product, dose_per_kg, stratum (the study's infusions.csv).
+``clusters.csv``, ``cluster_summary.csv``, ``cluster_matching.csv``
+    With ``[clustering]``: per file, metacluster and origin: count, total,
+    fraction and median_<marker>; per metacluster: events, fraction, donor
+    share, nodes, best-matching population and F1, and its median marker
+    values; per population: the metaclusters matching it and precision,
+    recall, F1 (`cytokit.cluster.cluster_study`).
+``failures.csv``
+    file, patient, day, stage (``read``, ``panel``, ``values``, ``gate``,
+    ``measure``...), kind, error, reason: every file that could not be
+    processed. Stage ``values``: more than ``[qc] max_nonfinite`` (1 %) of its
+    events hold a NaN or an infinity in a channel the analysis reads.
+``qc.csv`` and ``qc/<sample>.npz``
+    One row per file and gate: patient, day, file, sample (the npz stem,
+    `cytokit.analysis.results.sample_id`), gate_path, gate_id, parent_path, kind, dims
+    (JSON list of dimension labels), geometry (JSON of the concrete, fitted
+    gate; `cytokit.analysis.qcdata`), count, parent_count, n_points. The npz holds,
+    per gate id, ``gate:<id>``: a random subsample (≤ 2,000) of the gate's
+    parent events in the gate's dimensions (float32, transformed as the gate
+    sees them), and, for the threshold parent (``hist:__parent__``) and each
+    study population (``hist:<name>``), the donor-marker histogram (float64,
+    shape (2, n + 1): row 0 the bin edges, row 1 the counts and a trailing
+    0). `Results.qc_points` and `Results.donor_histogram` read them.
+``study.json``
+    name, created, cytokit_version, root, populations (name → gate path),
+    threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
+    markers (donor, phenotype, clustering), counting (gate paths), qc
+    (min_events, ci), strategy (source, digest), task (the store key),
+    clustering (what was done, or an error), config (study.toml as read).
+``results.sqlite``
+    The batch store: per-file payloads keyed by file content hash and task
+    key, each row with a checksum verified on read (`cytokit.engine.store`).
+``tables.json``
+    Written last: name, rows, bytes and SHA-256 of every table above and
+    ``study.json`` (`cytokit.analysis.tablesjson`); `load_results` refuses a folder
+    whose files differ from it or that has none.
 """
 
 from __future__ import annotations
@@ -20,8 +115,8 @@ import numpy as np
 import pandas as pd
 
 from cytokit._io import atomic_write_bytes, atomic_write_text, frame_csv, restore_frame
+from cytokit.analysis.tablesjson import check_index, invalidate_index, write_index
 from cytokit.errors import CytokitError
-from cytokit.tablesjson import check_index, invalidate_index, write_index
 
 __all__ = ["TABLES", "Results", "conform", "load_results", "write_results"]
 
@@ -51,8 +146,8 @@ TABLES: dict[str, tuple[str, ...]] = {
         "patient", "day", "file", "population", "origin", "marker", "events", "median",
         "pct_positive", "threshold_scale",
     ),
-    "trends": (),  # cytokit.trends.TREND_COLUMNS
-    "cohort": (),  # cytokit.trends.COHORT_COLUMNS
+    "trends": (),  # cytokit.analysis.trends.TREND_COLUMNS
+    "cohort": (),  # cytokit.analysis.trends.COHORT_COLUMNS
     "infusions": ("patient", "day", "product", "dose_per_kg", "stratum"),
     "clusters": (),
     "cluster_summary": (),
@@ -66,7 +161,7 @@ TABLES: dict[str, tuple[str, ...]] = {
 
 
 def _fill_columns() -> None:
-    from cytokit.trends import COHORT_COLUMNS, TREND_COLUMNS
+    from cytokit.analysis.trends import COHORT_COLUMNS, TREND_COLUMNS
 
     TABLES["trends"] = TREND_COLUMNS
     TABLES["cohort"] = COHORT_COLUMNS
@@ -77,7 +172,7 @@ _fill_columns()
 
 @dataclass
 class Results:
-    """What `cytokit.analyze` produced (see `cytokit.analysis` for every column).
+    """What `cytokit.analyze` produced (see this module for every column).
 
     Attributes
     ----------
@@ -171,7 +266,7 @@ def _json_default(o):
 
 def write_results(results: Results, out: str | Path) -> Path:
     """Write every table of `results` and ``study.json`` into `out`, each atomically, and last
-    their index ``tables.json`` (`cytokit.tablesjson`); the old index is removed first, so a
+    their index ``tables.json`` (`cytokit.analysis.tablesjson`); the old index is removed first, so a
     stop half-way leaves none."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +331,7 @@ def load_results(out: str | Path) -> Results:
     CytokitError
         The folder or its ``study.json`` / ``samples.csv`` is missing, or a
         file differs from the folder's index ``tables.json`` (or there is no
-        index): `cytokit.tablesjson.check_index`; or a file is not what
+        index): `cytokit.analysis.tablesjson.check_index`; or a file is not what
         `cytokit.analyze` writes (not UTF-8, not CSV, a table without its
         columns, not a JSON object). The message names the file.
     """

@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cytokit.chimerism import DETECTION_EVENTS, MARKER_FAILED
+from cytokit.analysis.chimerism import DETECTION_EVENTS, MARKER_FAILED
 from cytokit.errors import CytokitError
 
 __all__ = ["InvariantError", "check_results", "violations"]

@@ -1,8 +1,8 @@
 """The HTML of ``report.html``: cohort summary first, a section per patient, clusters, failures.
 
-`report_html` turns `Results` and the rendered plots (`cytokit.report.ReportPlots`)
+`report_html` turns `Results` and the rendered plots (`cytokit.report.contents.ReportPlots`)
 into one self-contained page. Every value read from the results goes through
-`cytokit._html.esc` (directly or through `cytokit._html.table`); only HTML
+`cytokit.report._html.esc` (directly or through `cytokit.report._html.table`); only HTML
 built here from escaped parts is inserted as `Markup`. When files failed, a
 notice at the top says how many and links to the Failures section.
 """
@@ -13,7 +13,11 @@ from collections import defaultdict
 
 import pandas as pd
 
-from cytokit._html import (
+from cytokit.analysis.chimerism import DETECTION_EVENTS
+from cytokit.analysis.results import Results
+from cytokit.plots._figure import format_dose
+from cytokit.plots.persistence import MEASURES
+from cytokit.report._html import (
     Markup,
     day_text,
     document,
@@ -24,10 +28,7 @@ from cytokit._html import (
     nonempty,
     table,
 )
-from cytokit.chimerism import DETECTION_EVENTS
-from cytokit.plots._figure import format_dose
-from cytokit.plots.persistence import MEASURES
-from cytokit.report import (
+from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
     cluster_tables,
@@ -35,7 +36,7 @@ from cytokit.report import (
     patients_of,
     populations_of,
 )
-from cytokit.reporttables import (
+from cytokit.report.tables import (
     chimerism_table,
     cohort_table,
     patient_rows,
@@ -46,7 +47,6 @@ from cytokit.reporttables import (
     thresholds_table,
     trends_table,
 )
-from cytokit.results import Results
 
 __all__ = ["report_html"]
 

@@ -14,7 +14,7 @@ transformed values of the threshold parent (the chimerism parent, e.g. live
 lymphocytes, which holds both negative and positive cells for the usual
 markers): the smoothed density's valley between the two modes holding the
 most events (each at least 1 % of the events, the lower peak at least
-`cytokit.chimerism.DIP` times the valley). Without two such modes the marker
+`cytokit.analysis.chimerism.DIP` times the valley). Without two such modes the marker
 has no threshold in that sample and ``pct_positive`` is empty (NaN): an
 adaptive threshold cannot tell an all-negative from an all-positive
 population. Positive means ``value >= threshold``.

@@ -2,7 +2,7 @@
 
 A donor-marker detector that failed (switched off, saturated, a stain left
 out, the wrong channel named in the panel) still gives numbers, and the
-threshold logic of `cytokit.chimerism` would read them as 0 % or 100 % donor.
+threshold logic of `cytokit.analysis.chimerism` would read them as 0 % or 100 % donor.
 So the donor-marker distribution of every sample's threshold parent is checked
 first. A sample that fails gets status ``marker_failed`` with the reason in
 ``chimerism.csv``: no donor count, percentage, interval or cells/µL, no
@@ -67,7 +67,7 @@ import math
 
 import numpy as np
 
-from cytokit.chimerism import Histogram, sample_modes
+from cytokit.analysis.chimerism import Histogram, sample_modes
 
 __all__ = [
     "BEAD_WIDTHS",
@@ -165,7 +165,7 @@ def check_donor_marker(
     ----------
     hists : list of Histogram
         Donor-marker histogram of each sample's threshold parent (transformed
-        values, as `cytokit.chimerism.patient_thresholds` gets them).
+        values, as `cytokit.analysis.chimerism.patient_thresholds` gets them).
     days : list of int
     donor_side : {+1, -1}
     anchors : list of float or None, optional

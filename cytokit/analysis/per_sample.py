@@ -1,4 +1,4 @@
-"""Pass 1 of `cytokit.analyze`: everything measured on one FCS file, as a batch task.
+"""The per-sample measurement of `cytokit.analyze`: everything measured on one FCS file, a task.
 
 `MeasureTask` follows the `cytokit.engine.runner` task protocol (picklable, ``key``,
 ``__call__(path) -> payload``). It reads the file, applies the strategy once
@@ -19,7 +19,7 @@ payload item             what
 ``hist:<marker>``        int64 (n_populations + 1, n_bins): histogram of the threshold parent
                          (row 0) and of each study population (rows in `populations` order)
 ``anchors``              per donor marker: median of the bead gate's events (drift anchor)
-``pileup``               per donor marker: `cytokit.markercheck.value_pileup` of the
+``pileup``               per donor marker: `cytokit.analysis.marker_check.value_pileup` of the
                          threshold parent's stored values (a constant or saturated detector)
 ``pheno:<population>``   float32 (n, n_donor + n_phenotype): donor markers (transformed) then
                          phenotype markers (compensated scale) of ≤ max_events events
@@ -54,11 +54,11 @@ from pathlib import Path
 import numpy as np
 
 import cytokit
+from cytokit.analysis.marker_check import value_pileup
+from cytokit.analysis.phenotype import positivity_threshold
+from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
 from cytokit.engine.runner import stage
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
-from cytokit.markercheck import value_pileup
-from cytokit.phenotype import positivity_threshold
-from cytokit.qcdata import QC_POINTS, gate_points, gate_to_json
 from cytokit.stats.density import Histogram, histogram_edges
 
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
