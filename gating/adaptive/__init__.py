@@ -93,9 +93,9 @@ monocytes on FSC × SSC, so a lymphocyte gate that keeps them takes in some
 monocytes, which the lineage markers then leave out.
 """
 
-from cytokit.gating.adaptive_base import AdaptiveGateWarning, smoothed_density
-from cytokit.gating.adaptive_scatter import ClusterGate, SingletGate
-from cytokit.gating.adaptive_valley import (
+from cytokit.gating.adaptive.base import AdaptiveGateWarning, smoothed_density
+from cytokit.gating.adaptive.scatter import ClusterGate, SingletGate
+from cytokit.gating.adaptive.valley import (
     Valley,
     ValleyGate,
     ValleyQuadrantGate,

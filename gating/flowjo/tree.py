@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytokit.errors import GatingError
-from cytokit.gating.flowjo_gates import gate_from_element
-from cytokit.gating.flowjo_xml import Element, child, children, where
+from cytokit.gating.flowjo.gates import gate_from_element
+from cytokit.gating.flowjo.xml import Element, child, children, where
 from cytokit.gating.gates import BooleanGate, Gate
 from cytokit.gating.limits import MAX_DEPTH, MAX_PATH_LENGTH, MAX_POPULATIONS
 from cytokit.gating.strategy import GatingStrategy

@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 
 from cytokit.errors import GatingError
-from cytokit.gating.adaptive_base import NoFit, bandwidth, number, smoothed_density, use_fallback
+from cytokit.gating.adaptive.base import NoFit, bandwidth, number, smoothed_density, use_fallback
 from cytokit.gating.gates import AdaptiveGate, Dimension, EllipsoidGate, Gate, PolygonGate
 
 __all__ = ["ClusterGate", "SingletGate"]

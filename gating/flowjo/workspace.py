@@ -3,7 +3,7 @@
 Typical use::
 
     from cytokit.gating import flowjo
-    ws = flowjo.load_workspace("analysis.wsp")
+    ws = flowjo.load_workspace("analysis.wsp")   # cytokit.gating.flowjo.load_workspace
     ws.samples                       # WorkspaceSample: name, file, keywords, transforms, tree
     matches = ws.match_files(paths)  # which FCS file is which sample (report: matches.report())
     sample = cytokit.read_fcs(path)
@@ -12,12 +12,12 @@ Typical use::
     ws.compare_counts(result, ws.find(sample).id)   # cytokit next to FlowJo's own counts
 
 FlowJo 10 workspaces (``.wsp``) and FlowJo 9 XML workspaces are read (see
-`cytokit.gating.flowjo_v9`). FlowJo keeps a gating tree for every sample,
+`cytokit.gating.flowjo.v9`). FlowJo keeps a gating tree for every sample,
 with that sample's transforms and compensation matrix, and a template per
 group; `Workspace.strategy` turns either into a `GatingStrategy` that
 reproduces FlowJo's gating: coordinates stored as data values are tested on
 FlowJo's display axes (the sample's transforms), as FlowJo draws them (see
-`cytokit.gating.flowjo_gates`). Population paths are FlowJo's names joined by
+`cytokit.gating.flowjo.gates`). Population paths are FlowJo's names joined by
 ``/``, and each population's gate id is its path, so one tree has the same ids
 in every sample. What cannot be reproduced is listed in
 `Workspace.unsupported` and raises `GatingError` (or is left out, with a
@@ -36,10 +36,10 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from cytokit.errors import GatingError
-from cytokit.gating.flowjo_axes import AxisMaker, FlowJoMatrix, FlowJoTransform
-from cytokit.gating.flowjo_gates import gate_from_element
-from cytokit.gating.flowjo_match import FileMatches, find_sample, match_files
-from cytokit.gating.flowjo_tree import (
+from cytokit.gating.flowjo.axes import AxisMaker, FlowJoMatrix, FlowJoTransform
+from cytokit.gating.flowjo.gates import gate_from_element
+from cytokit.gating.flowjo.match import FileMatches, find_sample, match_files
+from cytokit.gating.flowjo.tree import (
     Issue,
     Node,
     WorkspacePopulation,
@@ -56,8 +56,6 @@ __all__ = [
     "WorkspaceGroup",
     "WorkspacePopulation",
     "WorkspaceSample",
-    "load_workspace",
-    "read_workspace_strategy",
 ]
 
 #: FlowJo's group of every sample; its template is the default strategy.
@@ -396,7 +394,7 @@ class Workspace:
     def match_files(self, paths: Iterable[str | os.PathLike[str]]) -> FileMatches:
         """Which FCS file is which sample: by file name, then ``$FIL``, ``$TOT`` breaking ties.
 
-        See `cytokit.gating.flowjo_match.match_files`.
+        See `cytokit.gating.flowjo.match.match_files`.
         """
         return match_files(self.samples, paths, where=self.path.name)
 
@@ -452,47 +450,3 @@ def _differences(a: WorkspaceSample, b: WorkspaceSample) -> list[str]:
     ):
         out.append("compensation matrix")
     return out
-
-
-def load_workspace(path: str | os.PathLike[str]) -> Workspace:
-    """Read a FlowJo workspace.
-
-    Parameters
-    ----------
-    path : path
-        A FlowJo 10 ``.wsp`` file, or a FlowJo 9 workspace saved as XML.
-
-    Returns
-    -------
-    Workspace
-
-    Raises
-    ------
-    GatingError
-        Missing file, malformed or unsafe XML (the message names the line), a
-        document that is not a FlowJo workspace, a broken element, or a file or
-        population tree beyond the bounds of `cytokit.gating.limits` (1 GiB;
-        per tree 100 levels, 20,000 populations, paths of 4,096 characters).
-    """
-    from cytokit.gating.flowjo_read import read_workspace
-
-    path = Path(path)
-    if not path.is_file():
-        raise GatingError(f"{path}: workspace file not found")
-    return read_workspace(path)
-
-
-def read_workspace_strategy(
-    path: str | os.PathLike[str],
-    *,
-    sample: str | int | None = None,
-    group: str | None = None,
-    skip_unsupported: bool = False,
-) -> GatingStrategy:
-    """The gating strategy in a FlowJo workspace (what `cytokit.gating.load_strategy` calls).
-
-    See `Workspace.strategy` for how `sample` and `group` choose the tree.
-    """
-    return load_workspace(path).strategy(
-        sample=sample, group=group, skip_unsupported=skip_unsupported
-    )

@@ -5,7 +5,7 @@ holds ``<Groups>`` of ``<GroupNode>`` (membership in ``<SampleRefs>``, a
 template in ``<Subpopulations>``) and a ``<SampleList>`` of ``<Sample>``: the
 file (``<DataSet uri>``), its ``<spilloverMatrix>``, ``<Transformations>``,
 ``<Keywords>`` and the ``<SampleNode>`` tree. FlowJo 9 documents
-(``version="2.0"``) are handed to `cytokit.gating.flowjo_v9`.
+(``version="2.0"``) are handed to `cytokit.gating.flowjo.v9`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from cytokit.errors import GatingError
-from cytokit.gating.flowjo import Workspace, WorkspaceGroup, WorkspaceSample
-from cytokit.gating.flowjo_axes import parse_matrix, parse_transform
-from cytokit.gating.flowjo_tree import Issue, count_of, parse_nodes
-from cytokit.gating.flowjo_xml import Element, child, children, parse_workspace_xml, where
+from cytokit.gating.flowjo.axes import parse_matrix, parse_transform
+from cytokit.gating.flowjo.tree import Issue, count_of, parse_nodes
+from cytokit.gating.flowjo.workspace import Workspace, WorkspaceGroup, WorkspaceSample
+from cytokit.gating.flowjo.xml import Element, child, children, parse_workspace_xml, where
 
 __all__ = ["read_workspace"]
 
@@ -31,7 +31,7 @@ def read_workspace(path: Path) -> Workspace:
         )
     version = root.get("version", "")
     if version.split(".")[0] in ("1", "2") or child(root, "SampleList") is None:
-        from cytokit.gating.flowjo_v9 import read_v9
+        from cytokit.gating.flowjo.v9 import read_v9
 
         return read_v9(root, path)
     return _read_v10(root, path)

@@ -1,4 +1,4 @@
-"""Writing a `GatingStrategy` in cytokit's YAML format (see `cytokit.gating.yamlfmt`).
+"""Writing a `GatingStrategy` in cytokit's YAML format (see `cytokit.gating.yamlfmt.reader`).
 
 Every gate spells out its dimensions' compensation and transform, so the file
 reads back to the same gates whatever the reader's ``panel=``/``transform=``
@@ -50,7 +50,7 @@ def dump_strategy(strategy: GatingStrategy) -> str:
             for k, m in strategy.matrices.items()
         }
     doc["gates"] = w.children(None)
-    header = "# cytokit gating strategy (format: cytokit.gating.yamlfmt)\n"
+    header = "# cytokit gating strategy (format: cytokit.gating.yamlfmt.reader)\n"
     return header + yaml.safe_dump(
         doc, sort_keys=False, allow_unicode=True, width=100, default_flow_style=None
     )

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from cytokit.errors import GatingError
-from cytokit.gating.flowjo_xml import Element, child, children, number, where
+from cytokit.gating.flowjo.xml import Element, child, children, number, where
 from cytokit.gating.gates import FCS, UNCOMPENSATED, Dimension, SpectrumMatrix
 from cytokit.gating.transforms import (
     AsinhTransform,

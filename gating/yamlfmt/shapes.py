@@ -1,6 +1,6 @@
-"""Gate shapes of the YAML strategy format: one builder per shape key (see `cytokit.gating.yamlfmt`).
+"""Gate shapes of the YAML strategy format: one builder per shape key (see `cytokit.gating.yamlfmt.reader`).
 
-`Shapes` is mixed into the reader (`cytokit.gating._yamlgates.Reader`), which
+`Shapes` is mixed into the reader (`cytokit.gating.yamlfmt.gates.Reader`), which
 supplies ``err``, ``_dim``, ``_dims``, ``_ref`` and ``_quadrant_names``.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from cytokit.errors import GatingError, did_you_mean
-from cytokit.gating.adaptive_scatter import ClusterGate, SingletGate
-from cytokit.gating.adaptive_valley import (
+from cytokit.gating.adaptive.scatter import ClusterGate, SingletGate
+from cytokit.gating.adaptive.valley import (
     Valley,
     ValleyGate,
     ValleyQuadrantGate,

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from cytokit.errors import GatingError
-from cytokit.gating.flowjo import Workspace, WorkspaceGroup, WorkspaceSample
-from cytokit.gating.flowjo_axes import FlowJoMatrix, FlowJoTransform
-from cytokit.gating.flowjo_tree import Issue, Node, build_tree, count_of, walk
-from cytokit.gating.flowjo_xml import Element, child, children, number, where
+from cytokit.gating.flowjo.axes import FlowJoMatrix, FlowJoTransform
+from cytokit.gating.flowjo.tree import Issue, Node, build_tree, count_of, walk
+from cytokit.gating.flowjo.workspace import Workspace, WorkspaceGroup, WorkspaceSample
+from cytokit.gating.flowjo.xml import Element, child, children, number, where
 from cytokit.gating.gates import (
     UNCOMPENSATED,
     Dimension,

@@ -132,7 +132,6 @@ from typing import Any
 import yaml
 
 from cytokit.errors import GatingError
-from cytokit.gating import _yamlgates
 from cytokit.gating.limits import (
     MAX_INTEGER,
     MAX_YAML_NESTING,
@@ -142,6 +141,7 @@ from cytokit.gating.limits import (
 )
 from cytokit.gating.strategy import GatingStrategy
 from cytokit.gating.transforms import Transform
+from cytokit.gating.yamlfmt import gates as _yamlgates
 
 __all__ = ["read_yaml_strategy", "write_yaml_strategy"]
 
@@ -463,7 +463,7 @@ def write_yaml_strategy(strategy: GatingStrategy, path: str | Path) -> Path:
     -------
     Path
     """
-    from cytokit.gating._yamlwrite import dump_strategy
+    from cytokit.gating.yamlfmt.writer import dump_strategy
 
     path = Path(path)
     text = dump_strategy(strategy)

@@ -9,7 +9,7 @@ dimension from two channels) and named spillover matrices
 (`cytokit.gating.gates`, `cytokit.gating.transforms`); there is no separate
 evaluation.
 
-The XML is parsed safely (`cytokit.gating.gatingml_xml.parse_xml`: no DTD, no
+The XML is parsed safely (`cytokit.gating.gatingml.xml.parse_xml`: no DTD, no
 entities, nothing fetched), and every problem raises a `GatingError` that
 names the file, the line, the element and what was expected.
 
@@ -55,7 +55,7 @@ from cytokit.gating.gates import (
     RectangleGate,
     SpectrumMatrix,
 )
-from cytokit.gating.gatingml_xml import (
+from cytokit.gating.gatingml.xml import (
     CYTOKIT,
     DATATYPES,
     GATE_KINDS,

@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from cytokit.errors import GatingError
-from cytokit.gating.adaptive_base import (
+from cytokit.gating.adaptive.base import (
     NoFit,
     bandwidth,
     finite,

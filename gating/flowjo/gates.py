@@ -3,7 +3,7 @@
 FlowJo writes its gates in Gating-ML 2.0 syntax but with its own meaning:
 
 * rectangle bounds and polygon vertices are *data* values, while FlowJo draws
-  and tests the gate on its display axes (see `cytokit.gating.flowjo_axes`).
+  and tests the gate on its display axes (see `cytokit.gating.flowjo.axes`).
   Bounds and vertices are therefore mapped through each channel's transform
   and the gate is tested on transformed values, so polygon edges are straight
   where FlowJo draws them straight. A rectangle side at or beyond the end of
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from cytokit.errors import GatingError
-from cytokit.gating.flowjo_axes import Axis, AxisMaker
-from cytokit.gating.flowjo_xml import Element, child, children, number, where
+from cytokit.gating.flowjo.axes import Axis, AxisMaker
+from cytokit.gating.flowjo.xml import Element, child, children, number, where
 from cytokit.gating.gates import EllipsoidGate, Gate, PolygonGate, RectangleGate
 
 __all__ = ["GATE_TYPES", "gate_from_element"]

@@ -1,4 +1,4 @@
-"""Turning a parsed YAML strategy (with line marks) into gates; see `cytokit.gating.yamlfmt`."""
+"""Turning a parsed YAML strategy (with line marks) into gates; see `cytokit.gating.yamlfmt.reader`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from typing import Any
 import numpy as np
 
 from cytokit.errors import GatingError
-from cytokit.gating._yamlshapes import (
+from cytokit.gating.adaptive.valley import quadrant_signs
+from cytokit.gating.gates import FCS, UNCOMPENSATED, Dimension, Gate, SpectrumMatrix
+from cytokit.gating.limits import MAX_DEPTH, MAX_PATH_LENGTH, MAX_POPULATIONS, shorten
+from cytokit.gating.transforms import TRANSFORM_TYPES, RatioTransform, transform_from_config
+from cytokit.gating.yamlfmt.shapes import (
     COMMON_KEYS,
     SHAPE_KEYS,
     TOP_KEYS,
@@ -19,10 +23,6 @@ from cytokit.gating._yamlshapes import (
     line_of,
     suggest,
 )
-from cytokit.gating.adaptive_valley import quadrant_signs
-from cytokit.gating.gates import FCS, UNCOMPENSATED, Dimension, Gate, SpectrumMatrix
-from cytokit.gating.limits import MAX_DEPTH, MAX_PATH_LENGTH, MAX_POPULATIONS, shorten
-from cytokit.gating.transforms import TRANSFORM_TYPES, RatioTransform, transform_from_config
 
 #: Characters of a panel pattern; a strategy needs exact channel names.
 PANEL_PATTERN = re.compile(r"[*?\[\](){}|^$\\]")

@@ -4,7 +4,7 @@
 hierarchies, compensation references, every transformation) into a
 `GatingStrategy`; `write_gatingml` writes one back. A written strategy reads
 back equal, with the same per-event membership. Details of each direction are
-in `cytokit.gating.gatingml_read` and `cytokit.gating.gatingml_write`.
+in `cytokit.gating.gatingml.read` and `cytokit.gating.gatingml.write`.
 
 Reference: J. Spidlen et al., "Gating-ML 2.0: International Society for
 Advancement of Cytometry (ISAC) standard for representing gating descriptions
@@ -15,7 +15,7 @@ against.
 
 from __future__ import annotations
 
-from cytokit.gating.gatingml_read import read_gatingml
-from cytokit.gating.gatingml_write import gatingml_bytes, write_gatingml
+from cytokit.gating.gatingml.read import read_gatingml
+from cytokit.gating.gatingml.write import gatingml_bytes, write_gatingml
 
 __all__ = ["gatingml_bytes", "read_gatingml", "write_gatingml"]

@@ -42,7 +42,7 @@ from cytokit.gating.gates import (
     QuadrantGate,
     RectangleGate,
 )
-from cytokit.gating.gatingml_xml import CYTOKIT, DATATYPES, GATING, SCALE_TRANSFORMS, TRANSFORMS
+from cytokit.gating.gatingml.xml import CYTOKIT, DATATYPES, GATING, SCALE_TRANSFORMS, TRANSFORMS
 from cytokit.gating.strategy import GatingStrategy
 from cytokit.gating.transforms import RatioTransform, Transform
 
