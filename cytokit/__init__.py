@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cytokit._version import __version__
 from cytokit.errors import CytokitError, FCSError, GatingError, PanelError, StudyError
 from cytokit.fcs import read_fcs, write_fcs
 from cytokit.sample import Channel, Sample, Spillover
@@ -26,7 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from cytokit.analysis.run import analyze
     from cytokit.study.folder import Study, load_study
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Channel",

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import cytokit
+from cytokit._version import __version__
 from cytokit.analysis.invariants import check_results
 from cytokit.analysis.per_patient import PatientTables, patient_tables
 from cytokit.analysis.per_sample import MeasureTask
@@ -158,7 +158,7 @@ def _study_meta(study: Study, task: MeasureTask) -> dict:
     return {
         "name": study.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cytokit_version": cytokit.__version__,
+        "cytokit_version": __version__,
         "root": str(study.root),
         "populations": dict(study.settings.populations),
         "threshold_parent": task.parent,

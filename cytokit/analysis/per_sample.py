@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-import cytokit
+from cytokit._version import __version__
 from cytokit.analysis.marker_check import value_pileup
 from cytokit.analysis.phenotype import positivity_threshold
 from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
@@ -146,7 +146,7 @@ class MeasureTask:
         comp = self.compensation
         return {
             "version": MEASURE_VERSION,
-            "cytokit": cytokit.__version__,
+            "cytokit": __version__,
             "strategy": self.strategy.digest(),
             "strategy_source": self.strategy.source,
             "panel": dict(self.panel.markers),

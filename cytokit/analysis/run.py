@@ -21,12 +21,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import cytokit
 from cytokit._outdir import output_folder
 from cytokit.analysis.cohort import study_tables
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import TABLES, Results, load_results, write_results
-from cytokit.errors import StudyError
+from cytokit.errors import CytokitError, StudyError
 from cytokit.study.folder import Study, check_same_content, load_study
 
 __all__ = ["Results", "analyze", "load_results", "threshold_parent"]
@@ -91,11 +90,22 @@ def _phenotype_markers(study: Study) -> tuple[str, ...]:
             continue
         try:
             sample = read_fcs(row.file, mmap=True, scale=False)
-        except cytokit.CytokitError:
+        except CytokitError:
             continue
         gated = _gate_markers(study, sample)
         return tuple(m for m in study.panel if m not in gated and m not in donors)
     return ()
+
+
+def kernels_need_compiling() -> bool:
+    """Whether the first file of a run will compile the gating kernels on this machine.
+
+    False once Numba's on-disk cache holds the fused gating kernel for this
+    machine (every later run loads it in well under a second).
+    """
+    from cytokit.kernels import _config, fused
+
+    return not _config.is_cached(fused._evaluate)
 
 
 def make_task(study: Study) -> MeasureTask:

@@ -53,7 +53,7 @@ def invalidate_index(out: str | Path) -> None:
 def write_index(out: str | Path, files: Mapping[str, int | None]) -> Path:
     """Write ``tables.json`` listing `files` (name relative to `out` -> rows, None if not a
     table) with their sizes and SHA-256 as they are now on disk, atomically."""
-    from cytokit import __version__
+    from cytokit._version import __version__
 
     out = Path(out)
     entries = []

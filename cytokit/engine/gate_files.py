@@ -328,7 +328,7 @@ class GateTask:
 
     def _identity(self) -> dict:
         """Everything the output depends on; the key is its digest."""
-        from cytokit import __version__
+        from cytokit._version import __version__
 
         comp = _compensation_id(self.compensation)
         if isinstance(comp, dict):

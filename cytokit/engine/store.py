@@ -230,7 +230,7 @@ class RunStore:
     """
 
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False) -> None:
-        from cytokit import __version__
+        from cytokit._version import __version__
 
         self.path = Path(path)
         self.readonly = readonly
