@@ -398,6 +398,21 @@ def test_settings_from_study_toml():
         ClusteringSettings.from_config({})
 
 
+def test_one_clustering_settings_for_the_study_and_the_cluster_api():
+    """[clustering] read by the study and by cytokit.cluster is one type with one value."""
+    from cytokit.study.settings import ClusteringSettings as StudyClustering
+    from cytokit.study.settings import parse_settings
+
+    assert ClusteringSettings is StudyClustering
+    config = load_toml(ROOT / "sample_data" / "study.toml")
+    settings, problems = parse_settings(config, "study.toml")
+    assert problems == []
+    # sample_data/study.toml: markers CD3, CD56, CD16, CD8; grid 10x10; 10 metaclusters; seed 1
+    expected = ClusteringSettings(("CD3", "CD56", "CD16", "CD8"), (10, 10), 10, 1, events=20_000)
+    assert settings.clustering == expected
+    assert ClusteringSettings.from_config(config) == expected
+
+
 # --- outputs ------------------------------------------------------------------------------------
 
 
