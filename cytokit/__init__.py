@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cytokit._lazy import lazy_exports
 from cytokit._version import __version__
 from cytokit.errors import CytokitError, FCSError, GatingError, PanelError, StudyError
 from cytokit.fcs import read_fcs, write_fcs
@@ -57,17 +58,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    # the analysis pulls in pandas and the batch engine; plain FCS reading should not
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cytokit' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+# the analysis pulls in pandas and the batch engine; plain FCS reading should not
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

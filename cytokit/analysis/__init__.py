@@ -25,32 +25,23 @@ The names below load on first use.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from cytokit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from cytokit.analysis.results import Results, load_results
     from cytokit.analysis.run import analyze, make_task, threshold_parent
 
 _LAZY = {
-    "Results": "results",
-    "analyze": "run",
-    "load_results": "results",
-    "make_task": "run",
-    "threshold_parent": "run",
+    "Results": ".results",
+    "analyze": ".run",
+    "load_results": ".results",
+    "make_task": ".run",
+    "threshold_parent": ".run",
 }
 
 __all__ = ["Results", "analyze", "load_results", "make_task", "threshold_parent"]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cytokit.analysis' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cytokit.analysis.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

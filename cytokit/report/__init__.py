@@ -17,8 +17,9 @@ The names below load on first use (they import pandas and matplotlib).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from cytokit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from cytokit.report.build import REQUIRED_FILES, build_report, check_results_dir
@@ -26,24 +27,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from cytokit.report.figures import write_plots
 
 _LAZY = {
-    "REQUIRED_FILES": "build",
-    "ReportPlots": "contents",
-    "build_report": "build",
-    "check_results_dir": "build",
-    "write_plots": "figures",
+    "REQUIRED_FILES": ".build",
+    "ReportPlots": ".contents",
+    "build_report": ".build",
+    "check_results_dir": ".build",
+    "write_plots": ".figures",
 }
 
 __all__ = ["REQUIRED_FILES", "ReportPlots", "build_report", "check_results_dir", "write_plots"]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cytokit.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cytokit.report.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -23,8 +23,9 @@ The names below load on first use, so ``import cytokit`` (which needs only
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from cytokit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from cytokit.study.folder import Study, check_same_content, load_study, strategy_options
@@ -33,15 +34,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from cytokit.study.settings import ClusteringSettings, StudySettings
 
 _LAZY = {
-    "ClusteringSettings": "settings",
-    "Infusion": "manifest",
-    "ManifestRow": "manifest",
-    "Panel": "panel",
-    "Study": "folder",
-    "StudySettings": "settings",
-    "check_same_content": "folder",
-    "load_study": "folder",
-    "strategy_options": "folder",
+    "ClusteringSettings": ".settings",
+    "Infusion": ".manifest",
+    "ManifestRow": ".manifest",
+    "Panel": ".panel",
+    "Study": ".folder",
+    "StudySettings": ".settings",
+    "check_same_content": ".folder",
+    "load_study": ".folder",
+    "strategy_options": ".folder",
 }
 
 __all__ = [
@@ -57,14 +58,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cytokit.study' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"cytokit.study.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)
