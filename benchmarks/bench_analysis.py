@@ -90,7 +90,7 @@ def compare(folder: Path, results) -> dict[str, pd.DataFrame]:
     )
     tr["hl_error"] = tr.half_life_days / tr.half_life_days_true - 1.0
     # the same fit on the realised true counts: what sampling noise alone allows
-    from cytokit.trends import fit_half_life
+    from cytokit.analysis.trends import fit_half_life
 
     infusions = pd.read_csv(folder / "infusions.csv", dtype={"patient": str})
     realised = {}

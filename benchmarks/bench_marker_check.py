@@ -1,4 +1,4 @@
-"""False positives and detection of the donor-marker check (`cytokit.markercheck`).
+"""False positives and detection of the donor-marker check (`cytokit.analysis.marker_check`).
 
 Simulates studies with fresh seeds (instrument drift on; every other study
 without counting beads, so without drift anchors; in every other study two
@@ -89,8 +89,8 @@ def run_study(tmp: Path, seed: int, patients: int, events: int) -> list[dict]:
     from study_helpers import make_study
 
     from cytokit.analysis import make_task
+    from cytokit.analysis.per_patient import _hist
     from cytokit.fcs import read_fcs, write_fcs
-    from cytokit.passtwo import _hist
     from cytokit.simulate import load_truth
     from cytokit.study import load_study
 
@@ -139,7 +139,7 @@ def run_study(tmp: Path, seed: int, patients: int, events: int) -> list[dict]:
 
 def evaluate(patients: list[dict]) -> pd.DataFrame:
     """One row per sample checked: clean samples, and each broken one with its collateral."""
-    from cytokit.markercheck import check_donor_marker
+    from cytokit.analysis.marker_check import check_donor_marker
 
     def check(items, p):
         hists, anchors, pileups = zip(*items, strict=True)
@@ -197,7 +197,7 @@ def report(table: pd.DataFrame, verbose: bool) -> None:
 
 
 def main(argv=None) -> int:
-    from cytokit import markercheck
+    from cytokit.analysis import marker_check as markercheck
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])

@@ -11,7 +11,7 @@ def check_scheduler(value: str | None) -> str | None:
     Checked when the command line is read, not when the first file needs a
     worker (a rerun with every file in the store would never look at it).
     """
-    from cytokit._workers import SCHEDULERS
+    from cytokit.engine.runner import SCHEDULERS
 
     if value is None or value in (*SCHEDULERS, "local") or "://" in value:
         return value

@@ -85,9 +85,9 @@ def run_analysis(
 
 def _compile_notice() -> None:
     """Say so when this run will compile the Numba kernels (the first run on a machine)."""
-    from cytokit.kernels import _config, fused
+    from cytokit.analysis.run import kernels_need_compiling
 
-    if not _config.is_cached(fused._evaluate):
+    if kernels_need_compiling():
         typer.echo(
             "first run on this machine: compiling the kernels (about 20 s on 2 cores; "
             "later runs load them from the cache)",

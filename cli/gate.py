@@ -63,7 +63,7 @@ def run_gate(
     3 with `strict` when any file failed. None gated at all is a `CytokitError`.
     """
     from cytokit.cli._progress import batch_progress
-    from cytokit.gatebatch import GateTask, expand_files, gate_files
+    from cytokit.engine.gate_files import GateTask, expand_files, gate_files
 
     strategy, files = _arguments(strategy, files, study)
     # everything that can be wrong with the arguments is reported before the batch starts

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cytokit._lazy import lazy_exports
+from cytokit._version import __version__
 from cytokit.errors import CytokitError, FCSError, GatingError, PanelError, StudyError
 from cytokit.fcs import read_fcs, write_fcs
-from cytokit.panel import Panel
 from cytokit.sample import Channel, Sample, Spillover
+from cytokit.study.panel import Panel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cytokit.analysis import analyze
-    from cytokit.results import Results, load_results
-    from cytokit.study import Study, load_study
+    from cytokit.analysis.results import Results, load_results
+    from cytokit.analysis.run import analyze
+    from cytokit.study.folder import Study, load_study
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Channel",
@@ -49,25 +50,13 @@ __all__ = [
 ]
 
 _LAZY = {
-    "analyze": "cytokit.analysis",
-    "Results": "cytokit.results",
-    "load_results": "cytokit.results",
-    "Study": "cytokit.study",
-    "load_study": "cytokit.study",
+    "analyze": "cytokit.analysis.run",
+    "Results": "cytokit.analysis.results",
+    "load_results": "cytokit.analysis.results",
+    "Study": "cytokit.study.folder",
+    "load_study": "cytokit.study.folder",
 }
 
 
-def __getattr__(name: str):
-    # the analysis pulls in pandas and the batch engine; plain FCS reading should not
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cytokit' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+# the analysis pulls in pandas and the batch engine; plain FCS reading should not
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -86,7 +86,7 @@ def load_strategy(path: str | Path, **options) -> GatingStrategy:
             )
         raise GatingError(f"{path}: strategy file not found")
     if suffix in (".yaml", ".yml"):
-        from cytokit.gating.yamlfmt import read_yaml_strategy
+        from cytokit.gating.yamlfmt.reader import read_yaml_strategy
 
         return read_yaml_strategy(path, **options)
     if suffix == ".wsp" or _root_tag(path) == "Workspace":

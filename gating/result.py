@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -10,8 +11,10 @@ import pandas as pd
 from cytokit import kernels as K
 from cytokit.errors import GatingError
 from cytokit.gating.gates import Dimension
-from cytokit.gating.strategy import GatingStrategy, Population
 from cytokit.sample import Sample, Spillover
+
+if TYPE_CHECKING:  # annotations only: the strategy builds results (GatingStrategy.apply)
+    from cytokit.gating.strategy import GatingStrategy, Population
 
 __all__ = ["COUNT_COLUMNS", "GatingResult"]
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from cytokit import kernels as K
 from cytokit.errors import GatingError, did_you_mean
-from cytokit.gating.adaptive_base import AdaptiveGateWarning, collect_fallbacks
+from cytokit.gating.adaptive.base import AdaptiveGateWarning, collect_fallbacks
 from cytokit.gating.compile import Resolver, compile_plan, dimension_columns, dimension_values
 from cytokit.gating.gates import (
     FCS,
@@ -590,7 +590,7 @@ class GatingStrategy:
     # -- files ------------------------------------------------------------------------
     def to_gatingml(self, path: str | Path) -> Path:
         """Write this strategy as a Gating-ML 2.0 document."""
-        from cytokit.gating.gatingml import write_gatingml
+        from cytokit.gating.gatingml.write import write_gatingml
 
         return write_gatingml(self, path)
 

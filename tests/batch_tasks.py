@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytokit.batch import stage
+from cytokit.engine.runner import stage
 from cytokit.errors import FCSError
 
 

@@ -1,4 +1,4 @@
-"""A results folder (the `cytokit.analysis` contract) made from the bundled sample study.
+"""A results folder (the `cytokit.analysis.results` contract) made from the bundled sample study.
 
 For the plot and report tests, independent of the analysis pipeline: every
 file of ``sample_data/`` is read and gated for real with the fixed strategy
@@ -6,8 +6,8 @@ of `study_helpers.simulated_strategy` (plus an ellipse and a Boolean gate, so
 every kind of gate geometry is drawn); donor cells are the simulator's
 per-event truth (``fcs/*.truth.npz``), so chimerism is what a perfect donor
 threshold would give. Absolute counts use the beads, trends and the cohort
-summary come from `cytokit.trends`, tables are written by
-`cytokit.results.write_results` and QC data as the contract says.
+summary come from `cytokit.analysis.trends`, tables are written by
+`cytokit.analysis.results.write_results` and QC data as the contract says.
 
 Options rename patients and files (hostile ids for escaping tests), drop
 samples (a patient with one day) and corrupt files (a truncated copy that
@@ -26,13 +26,13 @@ from study_helpers import FSC, SSC, fl, simulated_strategy
 
 import cytokit
 from cytokit import gating as G
-from cytokit._toml import load_toml
-from cytokit.chimerism import chimerism_row
+from cytokit.analysis.chimerism import chimerism_row
+from cytokit.analysis.qcdata import gate_points, gate_to_json
+from cytokit.analysis.results import Results, sample_id, write_results
+from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
 from cytokit.errors import CytokitError
-from cytokit.panel import Panel
-from cytokit.qcdata import gate_points, gate_to_json
-from cytokit.results import Results, sample_id, write_results
-from cytokit.trends import TREND_COLUMNS, cohort_summary, trend_row
+from cytokit.study._toml import load_toml
+from cytokit.study.panel import Panel
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 MIN_EVENTS = 50

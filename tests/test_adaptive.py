@@ -318,7 +318,7 @@ TRUTH = {
 
 @pytest.fixture(scope="module")
 def strategy():
-    from cytokit._toml import load_toml
+    from cytokit.study._toml import load_toml
 
     config = load_toml(STUDY / "study.toml")
     return load_strategy(

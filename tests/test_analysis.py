@@ -10,9 +10,9 @@ import pytest
 from study_helpers import make_study
 
 import cytokit
-from cytokit.results import TABLES, load_results
+from cytokit.analysis.results import TABLES, load_results
+from cytokit.engine.store import RunStore
 from cytokit.simulate import PatientSpec, StudyDesign, default_infusions, load_truth, preset_design
-from cytokit.store import ResultsStore
 
 POPULATIONS = ("NK", "NK_bright", "NK_dim", "CIK", "T")
 
@@ -197,7 +197,7 @@ def test_results_reload_and_qc(analysed):
 def test_rerun_resumes_from_the_store(study, analysed):
     _, out = analysed
     again = cytokit.analyze(study, out, workers=1)
-    with ResultsStore(out / "results.sqlite") as store:
+    with RunStore(out / "results.sqlite") as store:
         runs = store.runs()
     assert int(runs.iloc[-1]["cached"]) == 18 and int(runs.iloc[-1]["done"]) == 0
     assert len(again.chimerism) == 18 * len(POPULATIONS)

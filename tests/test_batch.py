@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 from fs_helpers import rewrite_keeping_size_and_mtime
 
-import cytokit._workers
-import cytokit.batch
-import cytokit.hashing
-from cytokit.batch import BatchReport, hash_files, run_batch
-from cytokit.store import ResultsStore, file_hash
+import cytokit.engine._workers
+import cytokit.engine.hashing
+import cytokit.engine.runner
+from cytokit.engine.runner import BatchReport, hash_files, run_batch
+from cytokit.engine.store import RunStore, file_hash
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +45,7 @@ def calls(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def tables(report: BatchReport, store: ResultsStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+def tables(report: BatchReport, store: RunStore) -> tuple[pd.DataFrame, pd.DataFrame]:
     name = lambda p: Path(p).name  # noqa: E731
     fail = report.failures_frame(label=name)[["file", "stage", "kind", "error"]]
     return report.frame(store, "summary", label=name), fail
@@ -62,7 +62,7 @@ def test_serial_results_failures_and_rerun(tmp_path):
     log = tmp_path / "calls.log"
     task = bt.SummaryTask(log=str(log))
     seen = []
-    with ResultsStore(tmp_path / "results.sqlite") as store:
+    with RunStore(tmp_path / "results.sqlite") as store:
         report = run_batch(
             given, task, store, scheduler="serial", progress=lambda *a: seen.append(a)
         )
@@ -106,7 +106,7 @@ def test_unchanged_content_is_not_recomputed(tmp_path):
     files = make_files(tmp_path / "in", 3)
     log = tmp_path / "calls.log"
     task = bt.SummaryTask(log=str(log))
-    with ResultsStore(tmp_path / "r.sqlite") as store:
+    with RunStore(tmp_path / "r.sqlite") as store:
         run_batch(files, task, store, scheduler="serial")
         assert len(calls(log)) == 3
         os.utime(files[0], ns=(1, 10**18))  # touched: re-hashed, same content
@@ -141,11 +141,11 @@ def test_a_damaged_stored_result_is_computed_again_and_said(tmp_path):
     log = tmp_path / "calls.log"
     task = bt.SummaryTask(log=str(log))
     db = tmp_path / "r.sqlite"
-    with ResultsStore(db) as store:
+    with RunStore(db) as store:
         first = run_batch(files, task, store, scheduler="serial")
     edit_summary(db, first.files[1].hash, 10_000.0)
     seen = []
-    with ResultsStore(db) as store:
+    with RunStore(db) as store:
         again = run_batch(
             files, task, store, scheduler="serial", progress=lambda *a: seen.append(a)
         )
@@ -165,14 +165,16 @@ def test_a_damaged_stored_result_is_computed_again_and_said(tmp_path):
 
 def test_a_file_rewritten_with_its_size_and_mtime_is_read_again(tmp_path, monkeypatch):
     # trust cache entries however fresh: only the recorded stat can tell the rewrite
-    monkeypatch.setattr(cytokit.hashing, "RACY_NS", 0)
+    monkeypatch.setattr(cytokit.engine.hashing, "RACY_NS", 0)
     hashed = []
     monkeypatch.setattr(
-        cytokit._workers, "file_hash", lambda path, buf=None: hashed.append(path) or file_hash(path)
+        cytokit.engine._workers,
+        "file_hash",
+        lambda path, buf=None: hashed.append(path) or file_hash(path),
     )
     files = make_files(tmp_path / "in", 3)
     task = bt.SummaryTask()
-    with ResultsStore(tmp_path / "r.sqlite") as store:
+    with RunStore(tmp_path / "r.sqlite") as store:
         run_batch(files, task, store, scheduler="serial")
         assert len(hashed) == 3
         assert run_batch(files, task, store, scheduler="serial").n_cached == 3
@@ -188,7 +190,7 @@ def test_a_file_rewritten_with_its_size_and_mtime_is_read_again(tmp_path, monkey
 
 def test_a_file_rewritten_after_the_batch_started_is_not_given_a_stale_hash(tmp_path, monkeypatch):
     files = make_files(tmp_path / "in", 2)
-    real = cytokit.batch.hash_job
+    real = cytokit.engine.runner.hash_job
 
     def rewrite_then_hash(path):  # written between the batch's stat and the worker's read
         if path == os.path.abspath(files[0]):
@@ -196,8 +198,8 @@ def test_a_file_rewritten_after_the_batch_started_is_not_given_a_stale_hash(tmp_
             rewrite_keeping_size_and_mtime(Path(path), (values + 1.0).astype("<f8").tobytes())
         return real(path)
 
-    monkeypatch.setattr(cytokit.batch, "hash_job", rewrite_then_hash)
-    with ResultsStore(tmp_path / "r.sqlite") as store:
+    monkeypatch.setattr(cytokit.engine.runner, "hash_job", rewrite_then_hash)
+    with RunStore(tmp_path / "r.sqlite") as store:
         report = run_batch(files, bt.SummaryTask(), store, scheduler="serial")
         changed = report.files[0]
         assert (changed.status, changed.error, changed.kind) == (
@@ -214,11 +216,11 @@ def test_a_file_rewritten_after_the_batch_started_is_not_given_a_stale_hash(tmp_
 
 
 def test_hash_files_uses_and_fills_the_hash_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(cytokit.hashing, "RACY_NS", 0)
+    monkeypatch.setattr(cytokit.engine.hashing, "RACY_NS", 0)
     files = make_files(tmp_path / "in", 5)
     link = tmp_path / "link.bin"
     link.symlink_to(files[2])
-    with ResultsStore(tmp_path / "r.sqlite") as store:
+    with RunStore(tmp_path / "r.sqlite") as store:
         infos = hash_files([*files, files[0], link, tmp_path / "missing.bin"], store, workers=2)
         assert set(infos) == {os.path.abspath(p) for p in (*files, link)}
         for p in (*files, link):
@@ -227,7 +229,9 @@ def test_hash_files_uses_and_fills_the_hash_cache(tmp_path, monkeypatch):
         # every hash is now cached: a batch of the same files reads none of them to hash it
         hashed = []
         monkeypatch.setattr(
-            cytokit._workers, "file_hash", lambda p, buf=None: hashed.append(p) or file_hash(p)
+            cytokit.engine._workers,
+            "file_hash",
+            lambda p, buf=None: hashed.append(p) or file_hash(p),
         )
         report = run_batch(files, bt.SummaryTask(), store, scheduler="serial")
         assert hashed == [] and len(report.done) == 5
@@ -241,7 +245,7 @@ def test_schedulers_give_identical_tables(tmp_path):
     task = bt.SummaryTask()
     results = {}
     for scheduler, workers in (("serial", None), ("threads", 3), ("processes", 2)):
-        with ResultsStore(tmp_path / f"{scheduler}.sqlite") as store:
+        with RunStore(tmp_path / f"{scheduler}.sqlite") as store:
             report = run_batch(given, task, store, scheduler=scheduler, workers=workers)
             assert report.workers == (workers or 1)
             results[scheduler] = tables(report, store)
@@ -259,17 +263,17 @@ def test_dask_local_cluster_gives_identical_tables(tmp_path):
     bad.write_bytes(b"BAD!")
     given = [bad, *files]
     task = bt.SummaryTask()
-    with ResultsStore(tmp_path / "serial.sqlite") as store:
+    with RunStore(tmp_path / "serial.sqlite") as store:
         want = tables(run_batch(given, task, store, scheduler="serial"), store)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
-        with ResultsStore(tmp_path / "dask.sqlite") as store:
+        with RunStore(tmp_path / "dask.sqlite") as store:
             report = run_batch(given, task, store, scheduler=cluster.scheduler_address)
             assert report.scheduler == "dask" and report.workers == 2
             got = tables(report, store)
             assert store.runs()["scheduler"].iloc[0] == f"dask {cluster.scheduler_address}"
-        with distributed.Client(cluster) as client, ResultsStore(tmp_path / "c.sqlite") as store:
+        with distributed.Client(cluster) as client, RunStore(tmp_path / "c.sqlite") as store:
             got_client = tables(run_batch(given, task, store, scheduler=client), store)
     for a, b, c in zip(got, got_client, want, strict=True):
         pd.testing.assert_frame_equal(a, c)
@@ -281,7 +285,7 @@ def test_a_worker_that_dies_fails_only_its_file(tmp_path):
     killer = files[0].with_name("kill.bin")
     killer.write_bytes(b"KILL" + bytes(12))
     given = [files[0], files[1], killer, *files[2:]]
-    with ResultsStore(tmp_path / "r.sqlite") as store:
+    with RunStore(tmp_path / "r.sqlite") as store:
         report = run_batch(given, bt.SummaryTask(), store, scheduler="processes", workers=2)
         status = {Path(f.path).name: (f.status, f.stage) for f in report.files}
         assert status.pop("kill.bin") == ("failed", "worker")
@@ -292,7 +296,7 @@ def test_a_worker_that_dies_fails_only_its_file(tmp_path):
 
 def test_bad_payload_is_a_failure(tmp_path):
     files = make_files(tmp_path / "in", 2)
-    with ResultsStore(tmp_path / "r.sqlite") as store:
+    with RunStore(tmp_path / "r.sqlite") as store:
         report = run_batch(files, bt.BadPayloadTask(), store, scheduler="serial")
         assert {(f.stage, f.kind, f.error) for f in report.files} == {
             ("store", "exception", "TypeError")
@@ -308,7 +312,7 @@ def test_ctrl_c_keeps_what_finished(tmp_path):
         if done == 2:
             raise KeyboardInterrupt
 
-    with ResultsStore(tmp_path / "r.sqlite") as store:
+    with RunStore(tmp_path / "r.sqlite") as store:
         with pytest.raises(KeyboardInterrupt):
             run_batch(files, task, store, scheduler="serial", progress=interrupt_after_two)
         assert store.count(task.key)["results"] == 2
@@ -334,10 +338,10 @@ def test_killed_run_resumes_to_the_same_tables(tmp_path):
         import sys
         sys.path.insert(0, {str(HERE)!r})
         import batch_tasks as bt
-        from cytokit.batch import run_batch
-        from cytokit.store import ResultsStore
+        from cytokit.engine.runner import run_batch
+        from cytokit.engine.store import RunStore
         files = {[str(p) for p in files]!r}
-        with ResultsStore({str(tmp_path / "killed.sqlite")!r}) as store:
+        with RunStore({str(tmp_path / "killed.sqlite")!r}) as store:
             run_batch(files, bt.SummaryTask(log={str(log)!r}, delay=0.3), store,
                       scheduler="processes", workers=2)
         """
@@ -350,7 +354,7 @@ def test_killed_run_resumes_to_the_same_tables(tmp_path):
         while time.monotonic() < deadline:
             time.sleep(0.1)
             if (tmp_path / "killed.sqlite").exists():
-                store = store or ResultsStore(tmp_path / "killed.sqlite", readonly=True)
+                store = store or RunStore(tmp_path / "killed.sqlite", readonly=True)
                 if store.count(task.key)["results"] >= 4:
                     break
         assert proc.poll() is None, "the batch finished before it could be killed"
@@ -365,7 +369,7 @@ def test_killed_run_resumes_to_the_same_tables(tmp_path):
             store.close()
         if _session_pids(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
-    with ResultsStore(tmp_path / "killed.sqlite") as store:
+    with RunStore(tmp_path / "killed.sqlite") as store:
         before = store.count(task.key)["results"]
         assert 4 <= before < 12
         n_calls = len(calls(log))
@@ -375,7 +379,7 @@ def test_killed_run_resumes_to_the_same_tables(tmp_path):
         assert len(rerun) == 13 - before and "bad.bin" in rerun
         got = tables(resumed, store)
         assert store.runs()["status"].tolist() == ["running", "finished"]
-    with ResultsStore(tmp_path / "clean.sqlite") as store:
+    with RunStore(tmp_path / "clean.sqlite") as store:
         want = tables(run_batch(files, task, store, scheduler="serial"), store)
     for a, b in zip(got, want, strict=True):
         pd.testing.assert_frame_equal(a, b)
@@ -384,7 +388,7 @@ def test_killed_run_resumes_to_the_same_tables(tmp_path):
 
 def test_argument_errors(tmp_path, monkeypatch):
     files = make_files(tmp_path / "in", 1)
-    with ResultsStore(tmp_path / "r.sqlite") as store:
+    with RunStore(tmp_path / "r.sqlite") as store:
         with pytest.raises(TypeError, match="not a batch task"):
             run_batch(files, lambda p: {}, store)
         with pytest.raises(ValueError, match="scheduler='gpu'"):

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from cytokit import gating as G
-from cytokit.chimerism import (
+from cytokit.analysis.chimerism import (
     calibrate,
     chimerism_row,
     chimerism_status,
@@ -15,15 +15,15 @@ from cytokit.chimerism import (
     place_threshold,
     population_threshold,
 )
-from cytokit.density import Histogram, histogram_edges
-from cytokit.intervals import (
+from cytokit.simulate import CELL_LABELS, LABELS, preset_design, simulate_sample
+from cytokit.stats.density import Histogram, histogram_edges
+from cytokit.stats.intervals import (
     binomial_interval,
     clopper_pearson_interval,
     incomplete_beta,
     t_quantile,
     wilson_interval,
 )
-from cytokit.simulate import CELL_LABELS, LABELS, preset_design, simulate_sample
 
 HLA = G.Dimension("FITC-A", compensation=G.FCS, transform=G.LogicleTransform())
 ALL = G.GatingStrategy(

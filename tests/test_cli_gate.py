@@ -25,7 +25,7 @@ import pytest
 import cytokit
 from cytokit import gating as G
 from cytokit.cli.app import run
-from cytokit.gatebatch import (
+from cytokit.engine.gate_files import (
     COUNT_TABLE,
     STATISTICS_TABLE,
     GateTask,

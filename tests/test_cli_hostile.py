@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from study_helpers import make_study
 
+from cytokit.analysis.tablesjson import write_index
 from cytokit.cli.app import run
 from cytokit.simulate import preset_design
-from cytokit.tablesjson import write_index
 
 ERROR_LINE = ("cytokit: error:", "cytokit: usage error:")
 
@@ -417,7 +417,7 @@ def undrawn(monkeypatch):
         return b""
 
     monkeypatch.setattr("cytokit.plots.figure_bytes", encode)
-    monkeypatch.setattr("cytokit._workers.default_workers", lambda: 1)
+    monkeypatch.setattr("cytokit.engine._workers.default_workers", lambda: 1)
 
 
 @pytest.mark.slow

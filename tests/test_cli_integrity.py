@@ -27,11 +27,11 @@ from fs_helpers import rewrite_keeping_size_and_mtime
 from study_helpers import make_study
 
 import cytokit
-import cytokit.hashing
-import cytokit.results
+import cytokit.analysis.results
+import cytokit.engine.hashing
 from cytokit.cli.app import run
+from cytokit.engine.store import file_hash
 from cytokit.simulate import preset_design
-from cytokit.store import file_hash
 
 FILE = "fcs/P01_day007.fcs"
 
@@ -114,7 +114,7 @@ def test_gate_reads_a_file_rewritten_with_its_size_and_mtime_again(
     study, tmp_path, capsys, monkeypatch
 ):
     # trust hash cache entries however fresh: only the stat recorded in them can tell
-    monkeypatch.setattr(cytokit.hashing, "RACY_NS", 0)
+    monkeypatch.setattr(cytokit.engine.hashing, "RACY_NS", 0)
     fcs = tmp_path / "fcs"
     fcs.mkdir()
     a, b = (shutil.copy2(study / "fcs" / n, fcs / n) for n in ("P01_day007.fcs", "P02_day014.fcs"))
@@ -229,7 +229,7 @@ def test_a_folder_whose_writing_stopped_half_way_is_refused(
     study, analysed, tmp_path, capsys, monkeypatch
 ):
     out = shutil.copytree(analysed, tmp_path / "out")
-    write = cytokit.results.atomic_write_bytes
+    write = cytokit.analysis.results.atomic_write_bytes
     written = []
 
     def disk_full_at_the_third_table(path, data):
@@ -238,7 +238,9 @@ def test_a_folder_whose_writing_stopped_half_way_is_refused(
             raise OSError(28, "No space left on device")
         return write(path, data)
 
-    monkeypatch.setattr(cytokit.results, "atomic_write_bytes", disk_full_at_the_third_table)
+    monkeypatch.setattr(
+        cytokit.analysis.results, "atomic_write_bytes", disk_full_at_the_third_table
+    )
     with pytest.raises(OSError, match="No space left"):
         cytokit.analyze(study, out, workers=1)
     monkeypatch.undo()

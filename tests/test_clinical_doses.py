@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from cytokit.analysis.trends import fit_half_life, trend_row
 from cytokit.clinical import dose_totals, drug_courses, read_treatments, segment_days
 from cytokit.simulate import Kinetics, persistence_curve
-from cytokit.trends import fit_half_life, trend_row
 
 HEADER = "patient,day,product,kind,dose,unit,dose_level,given,end_day\n"
 NK_ROW = "P01,0,NK,cells,1.5e7,CD3-CD56+ cells/kg,,yes,\n"

@@ -49,7 +49,7 @@ def test_product_qc_intervals_cover_the_bags_true_composition():
 @pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (2, 10_000), (4_990, 10_000)])
 def test_exact_bounds_agree_with_cytokit_intervals(k, n):
     from cytokit.clinical.product import _cp
-    from cytokit.intervals import clopper_pearson_interval
+    from cytokit.stats.intervals import clopper_pearson_interval
 
     for level in (0.95, 0.9):
         low, high = clopper_pearson_interval(k, n, level)

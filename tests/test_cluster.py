@@ -16,7 +16,6 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import check_estimator
 
 from cytokit import simulate
-from cytokit._toml import load_toml
 from cytokit.cluster import (
     ClusteringError,
     ClusteringSettings,
@@ -30,8 +29,9 @@ from cytokit.cluster import (
 from cytokit.cluster.hierarchy import agglomerate, consensus
 from cytokit.errors import StudyError
 from cytokit.kernels import compensate, compensation_matrix, logicle
-from cytokit.panel import Panel
 from cytokit.simulate.instrument import panel as simulated_panel
+from cytokit.study._toml import load_toml
+from cytokit.study.panel import Panel
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = {name: i for i, name in enumerate(simulate.LABELS)}
@@ -453,6 +453,21 @@ def test_settings_from_study_toml():
         ClusteringSettings.from_config({"clustering": {"markers": ["CD3"], "metaclusters": 200}})
     with pytest.raises(StudyError, match=r"no \[clustering\] table"):
         ClusteringSettings.from_config({})
+
+
+def test_one_clustering_settings_for_the_study_and_the_cluster_api():
+    """[clustering] read by the study and by cytokit.cluster is one type with one value."""
+    from cytokit.study.settings import ClusteringSettings as StudyClustering
+    from cytokit.study.settings import parse_settings
+
+    assert ClusteringSettings is StudyClustering
+    config = load_toml(ROOT / "sample_data" / "study.toml")
+    settings, problems = parse_settings(config, "study.toml")
+    assert problems == []
+    # sample_data/study.toml: markers CD3, CD56, CD16, CD8; grid 10x10; 10 metaclusters; seed 1
+    expected = ClusteringSettings(("CD3", "CD56", "CD16", "CD8"), (10, 10), 10, 1, events=20_000)
+    assert settings.clustering == expected
+    assert ClusteringSettings.from_config(config) == expected
 
 
 # --- outputs ------------------------------------------------------------------------------------

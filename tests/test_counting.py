@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from study_helpers import simulated_strategy
 
-from cytokit.counting import CountBasis, count_basis
+from cytokit.analysis.counting import CountBasis, count_basis
 from cytokit.simulate import LABELS, preset_design, simulate_sample
 from cytokit.study import ManifestRow
 

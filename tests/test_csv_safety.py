@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from study_helpers import make_study, simulated_strategy
 
 from cytokit._io import neutralise_cell, restore_cell, write_csv
+from cytokit.analysis.results import Results, load_results, write_results
 from cytokit.cli.app import run
-from cytokit.results import Results, load_results, write_results
 from cytokit.simulate import benchmark_file, preset_design, simulate_study
 from cytokit.study import load_study
 

@@ -19,10 +19,10 @@ from study_helpers import make_study, simulated_strategy
 
 import cytokit
 from cytokit import gating as G
+from cytokit.engine.gate_files import GateTask, gate_files
 from cytokit.errors import FCSError
 from cytokit.fcs import read_fcs, write_fcs
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite, scan_nonfinite
-from cytokit.gatebatch import GateTask, gate_files
 from cytokit.kernels import finite_rows, nonfinite_counts
 from cytokit.simulate import PatientSpec, StudyDesign, simulate_sample
 

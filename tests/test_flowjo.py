@@ -26,7 +26,7 @@ from cytokit.gating import (
     flowjo,
     load_strategy,
 )
-from cytokit.gating.flowjo_gates import ellipse_in_display
+from cytokit.gating.flowjo.gates import ellipse_in_display
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 FK = CORPUS / "flowkit" / "data"

@@ -211,7 +211,7 @@ def test_gate_refuses_a_fifo_and_gates_the_rest(pristine, tmp_path):
     assert set(pd.read_csv(out / "counts.csv").file) == {str(good)}
 
     # a worker hashing the file checks again (a Dask worker may see another file system)
-    code = "import sys\nfrom cytokit._workers import hash_job\nprint(hash_job(sys.argv[1]).failure)"
+    code = "import sys\nfrom cytokit.engine._workers import hash_job\nprint(hash_job(sys.argv[1]).failure)"
     done = _run(code, str(fifo))
     assert done.stdout.strip() == str(
         ("open", "error", "NotRegularFileError", failures.reason[0], "")

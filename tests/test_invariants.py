@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from study_helpers import make_study
 
 import cytokit
+from cytokit.analysis.invariants import InvariantError, check_results, violations
+from cytokit.analysis.results import load_results
 from cytokit.fcs import read_fcs, write_fcs
-from cytokit.invariants import InvariantError, check_results, violations
-from cytokit.results import load_results
 from cytokit.simulate import PatientSpec, StudyDesign, make_patients
 
 MARKERS = ("HLA-A2", "HLA-B7", "HLA-A3")
@@ -209,18 +209,18 @@ def test_each_rule_catches_its_violation(analysed, plant, rule):
 
 def test_analyze_raises_instead_of_writing_a_wrong_table(analysed, tmp_path, monkeypatch):
     """A bug that miscounts donors stops analyze before any table is written."""
-    from cytokit import passtwo
+    from cytokit.analysis import per_patient
 
     results, _ = analysed
     study = Path(results.study["root"])
-    real = passtwo.chimerism_row
+    real = per_patient.chimerism_row
 
     def off_by_one(events, donor, **kw):
         row = real(events, donor, **kw)
         row["recipient_events"] += 1
         return row
 
-    monkeypatch.setattr(passtwo, "chimerism_row", off_by_one)
+    monkeypatch.setattr(per_patient, "chimerism_row", off_by_one)
     out = tmp_path / "out"
     with pytest.raises(InvariantError, match=r"chimerism\.csv row 1 \(file fcs/P1_day-07.fcs"):
         cytokit.analyze(study, out, workers=1)

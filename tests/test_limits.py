@@ -20,7 +20,6 @@ import pytest
 
 import cytokit
 from cytokit import GatingError, StudyError
-from cytokit._toml import load_toml
 from cytokit.cli.app import run
 from cytokit.gating import (
     Dimension,
@@ -33,6 +32,7 @@ from cytokit.gating import (
     load_strategy,
 )
 from cytokit.gating.yamlfmt import write_yaml_strategy
+from cytokit.study._toml import load_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = ROOT / "sample_data"

@@ -19,15 +19,15 @@ import pytest
 from study_helpers import make_study
 
 import cytokit
-from cytokit.density import Histogram, histogram_edges
+from cytokit.analysis.marker_check import PILEUP_SHARE, check_donor_marker, value_pileup
+from cytokit.analysis.trends import trend_row
 from cytokit.errors import CytokitError
 from cytokit.fcs import read_fcs, write_fcs
-from cytokit.markercheck import PILEUP_SHARE, check_donor_marker, value_pileup
 from cytokit.plots.persistence import measure_points, persistence_figure
 from cytokit.report import build_report
-from cytokit.reporttables import chimerism_table
+from cytokit.report.tables import chimerism_table
 from cytokit.simulate import PatientSpec, StudyDesign
-from cytokit.trends import trend_row
+from cytokit.stats.density import Histogram, histogram_edges
 
 REC, DON, SD = 0.40, 0.66, 0.035  # logicle-like positions of recipient and donor peaks
 

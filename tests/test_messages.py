@@ -133,12 +133,12 @@ def test_same_file_relative_and_absolute_is_gated_once(tmp_path, capsys, monkeyp
 def test_unexpected_failure_reason_has_no_python_type(tmp_path):
     import batch_tasks as bt
 
-    from cytokit.batch import run_batch
-    from cytokit.store import ResultsStore
+    from cytokit.engine.runner import run_batch
+    from cytokit.engine.store import RunStore
 
     boom = tmp_path / "boom.bin"
     boom.write_bytes(b"BOOM" + bytes(20))
-    with ResultsStore(tmp_path / "results.sqlite") as store:
+    with RunStore(tmp_path / "results.sqlite") as store:
         report = run_batch([boom], bt.SummaryTask(), store, scheduler="serial")
     failure = report.failed[0]
     assert failure.error == "RuntimeError"  # the type stays where people debugging look
@@ -320,7 +320,7 @@ def test_well_conditioned_spillover_does_not_warn():
 
 def _corpus_matrices():
     """(where, matrix, names) of every spillover matrix in the corpus."""
-    from cytokit.spillover_csv import read_spillover_csv
+    from cytokit.study.spillover_csv import read_spillover_csv
 
     found = []
     with warnings.catch_warnings():

@@ -18,7 +18,7 @@ import pytest
 from cytokit import Channel, Sample, write_fcs
 from cytokit._io import atomic_write_bytes, write_csv
 from cytokit.cli.app import run
-from cytokit.store import ResultsStore
+from cytokit.engine.store import RunStore
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 
@@ -57,7 +57,7 @@ def test_atomic_writes_the_fcs_writer_and_the_store_follow_the_umask(tmp_path, m
             atomic_write_bytes(tmp_path / "t" / "b.bin", b"\0"),
             write_fcs(tmp_path / "c.fcs", a_sample()),
         ]
-        with ResultsStore(tmp_path / "store" / "results.sqlite") as store:
+        with RunStore(tmp_path / "store" / "results.sqlite") as store:
             store.put_task("k", "test", {})
             db = sorted((tmp_path / "store").iterdir())
             assert len(db) == 3  # the database, its WAL and shared-memory files, while open

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cytokit.analysis.phenotype import ORIGINS, phenotype_rows, positivity_threshold
 from cytokit.kernels import compensate
-from cytokit.phenotype import ORIGINS, phenotype_rows, positivity_threshold
 from cytokit.simulate import LABELS, preset_design, simulate_sample
 
 MARKERS = ["CD16", "CD8", "HLA-A2"]

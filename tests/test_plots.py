@@ -18,8 +18,8 @@ from matplotlib.patches import Ellipse, Polygon, Rectangle
 from results_fixture import MIN_EVENTS, make_results
 
 from cytokit import plots
+from cytokit.analysis.results import load_results
 from cytokit.plots.qc import _axes_of, _gate_dims, _inside, _quadrant_boxes, gate_panels
-from cytokit.results import load_results
 
 #: The limit of detection: 20 donor events (DESIGN.md, [qc]).
 DETECTION_EVENTS = 20

@@ -21,9 +21,10 @@ from report_reading import assert_chimerism_matches, assert_printed, tables
 from results_fixture import SAMPLE_DATA, make_results
 from scipy import stats
 
+from cytokit.analysis.results import Results, load_results, write_results
 from cytokit.errors import CytokitError
-from cytokit.report import build_report, check_results_dir, file_stem
-from cytokit.results import Results, load_results, write_results
+from cytokit.report import build_report, check_results_dir
+from cytokit.report.figures import file_stem
 
 HOSTILE_ID = "<script>alert(1)</script>"
 HOSTILE_FILE = "fcs/a&b\"c'd <i>.fcs"
@@ -268,7 +269,7 @@ def test_trend_and_phenotype_cells_show_their_tables(html, folder):
 
 def test_half_life_cell_shows_the_fit():
     """A half-life with its 95 % interval and points, as trends.csv holds them."""
-    from cytokit.reporttables import trends_table
+    from cytokit.report.tables import trends_table
 
     row = {"patient": "P9", "population": "NK", "measure": "donor_per_ul", "n_days": 7,
            "peak_value": 123.456, "peak_day": 7, "last_detectable_day": 42, "auc": 2345.6,

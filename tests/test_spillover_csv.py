@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cytokit.errors import CytokitError
-from cytokit.spillover_csv import read_spillover_csv
+from cytokit.study.spillover_csv import read_spillover_csv
 
 NAMES = ("FITC-A", "PE-A", "APC-A")
 MATRIX = np.array([[1.0, 0.125, 0.003], [0.02, 1.0, 0.01], [0.0, 4e-3, 1.0]])

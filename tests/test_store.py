@@ -1,4 +1,4 @@
-"""ResultsStore: payload round trips, the hash cache, checksums, transactions, old files."""
+"""RunStore: payload round trips, the hash cache, checksums, transactions, old files."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ import pandas as pd
 import pytest
 from fs_helpers import rewrite_keeping_size_and_mtime
 
-from cytokit.errors import CytokitError
-from cytokit.hashing import RACY_NS
-from cytokit.store import (
+from cytokit.engine.hashing import RACY_NS
+from cytokit.engine.store import (
     SCHEMA_VERSION,
     FileInfo,
-    ResultsStore,
+    RunStore,
     decode_item,
     encode_payload,
     file_hash,
     row_checksum,
 )
+from cytokit.errors import CytokitError
 
 
 def info(name: str = "a.fcs", h: str = "h1") -> FileInfo:
@@ -89,7 +89,7 @@ def test_payload_refuses_what_it_cannot_hold(payload, match):
 
 def test_results_failures_and_frames(tmp_path):
     path = tmp_path / "out" / "results.sqlite"
-    with ResultsStore(path) as store:
+    with RunStore(path) as store:
         assert store.meta["schema_version"] == str(SCHEMA_VERSION)
         assert store.status("h1", "t") is None
         a = pd.DataFrame({"gate": ["/A"], "count": [5]})
@@ -120,7 +120,7 @@ def test_results_failures_and_frames(tmp_path):
         assert store.items("t", "counts", ["h1"]) == {}
         assert store.failures("t")["path"].tolist() == ["/data/a"]
     # everything committed is there after reopening
-    with ResultsStore(path, readonly=True) as store:
+    with RunStore(path, readonly=True) as store:
         assert store.count("t") == {"results": 2, "failures": 1}
         with pytest.raises(CytokitError, match="read-only"):
             store.put_file(info())
@@ -136,7 +136,7 @@ def hashed_long_after(path) -> FileInfo:
 def test_hash_cache_by_stat_ctime_inode_device(tmp_path):
     path = tmp_path / "a.fcs"
     path.write_bytes(b"A" * 1000)
-    with ResultsStore(tmp_path / "s.sqlite") as store:
+    with RunStore(tmp_path / "s.sqlite") as store:
         assert store.cached_hash(str(path), os.stat(path)) is None
         info = hashed_long_after(path)
         store.put_file(info)
@@ -166,7 +166,7 @@ def test_hash_cache_ignores_racy_and_damaged_entries(tmp_path):
     path = tmp_path / "a.fcs"
     path.write_bytes(b"A" * 1000)
     st = os.stat(path)
-    with ResultsStore(tmp_path / "s.sqlite") as store:
+    with RunStore(tmp_path / "s.sqlite") as store:
         # hashed in the same clock tick as the last write: that write may not show in the times
         store.put_file(FileInfo.from_stat(str(path), st, file_hash(path), st.st_ctime_ns))
         assert store.cached_hash(str(path), st) is None
@@ -174,12 +174,12 @@ def test_hash_cache_ignores_racy_and_damaged_entries(tmp_path):
         assert store.cached_hash(str(path), st) == file_hash(path)
     with sqlite3.connect(tmp_path / "s.sqlite") as db:  # an edited hash fails the checksum
         db.execute("UPDATE files SET hash = ?", ("0" * 64,))
-    with ResultsStore(tmp_path / "s.sqlite") as store:
+    with RunStore(tmp_path / "s.sqlite") as store:
         assert store.cached_hash(str(path), st) is None
 
 
 def test_a_failed_write_leaves_nothing_half_done(tmp_path):
-    with ResultsStore(tmp_path / "s.sqlite") as store:
+    with RunStore(tmp_path / "s.sqlite") as store:
         items = encode_payload({"a": 1, "b": 2})
         items["b"] = ("nonsense-kind", b"x")  # violates the CHECK constraint mid-transaction
         with pytest.raises(sqlite3.IntegrityError):
@@ -190,7 +190,7 @@ def test_a_failed_write_leaves_nothing_half_done(tmp_path):
 
 
 def test_runs_are_recorded(tmp_path):
-    with ResultsStore(tmp_path / "s.sqlite") as store:
+    with RunStore(tmp_path / "s.sqlite") as store:
         run = store.begin_run("t", 3, "serial x1")
         runs = store.runs()
         assert runs["status"].tolist() == ["running"] and runs["finished"].isna().all()
@@ -205,14 +205,14 @@ def test_refuses_other_files(tmp_path):
     text = tmp_path / "notes.sqlite"
     text.write_text("hello, I am not a database " * 50)
     with pytest.raises(CytokitError, match="not a cytokit results store"):
-        ResultsStore(text)
+        RunStore(text)
     other = tmp_path / "other.sqlite"
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE t (x)")
     with pytest.raises(CytokitError, match="not a cytokit results store"):
-        ResultsStore(other)
+        RunStore(other)
     with pytest.raises(CytokitError, match="not found"):
-        ResultsStore(tmp_path / "missing.sqlite", readonly=True)
+        RunStore(tmp_path / "missing.sqlite", readonly=True)
 
 
 @pytest.mark.parametrize(
@@ -221,11 +221,11 @@ def test_refuses_other_files(tmp_path):
 )
 def test_refuses_other_schema_versions(tmp_path, version, advice):
     path = tmp_path / "s.sqlite"
-    ResultsStore(path).close()
+    RunStore(path).close()
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {version}")
     with pytest.raises(CytokitError, match=f"schema version {version}.*{advice}"):
-        ResultsStore(path)
+        RunStore(path)
 
 
 def edit(path, sql: str, *params) -> None:
@@ -256,7 +256,7 @@ def counts_frame(n: int) -> pd.DataFrame:
 )
 def test_a_changed_result_is_damaged_on_every_read(tmp_path, sql, params, problem):
     path = tmp_path / "s.sqlite"
-    with ResultsStore(path) as store:
+    with RunStore(path) as store:
         store.put_result(
             info("a", "h1"), "t", encode_payload({"counts": counts_frame(12156), "n": 5})
         )
@@ -265,7 +265,7 @@ def test_a_changed_result_is_damaged_on_every_read(tmp_path, sql, params, proble
         )
         assert store.lookup("h1", "t") == ("done", "")
     edit(path, sql, *params)
-    with ResultsStore(path) as store:
+    with RunStore(path) as store:
         status, why = store.lookup("h1", "t")
         assert status == "damaged" and re.search(problem, why), why
         assert store.status("h1", "t") == "damaged"
@@ -290,11 +290,11 @@ def test_a_changed_result_is_damaged_on_every_read(tmp_path, sql, params, proble
 
 def test_a_changed_failure_is_damaged(tmp_path):
     path = tmp_path / "s.sqlite"
-    with ResultsStore(path) as store:
+    with RunStore(path) as store:
         store.put_failure(info(), "t", stage="read", kind="error", error="FCSError", reason="bad")
         assert store.lookup("h1", "t") == ("error", "")
     edit(path, "UPDATE failures SET kind = 'exception'")
-    with ResultsStore(path) as store:
+    with RunStore(path) as store:
         assert store.lookup("h1", "t") == (
             "damaged",
             "the stored failure does not match its checksum",

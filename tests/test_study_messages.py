@@ -170,7 +170,7 @@ def test_implausible_day_is_refused(study, day):
 
 
 def test_plausible_days_load(study):
-    from cytokit.study import MAX_DAYS as documented
+    from cytokit.study.manifest import MAX_DAYS as documented
 
     assert documented == MAX_DAYS
     _edit(study / "manifest.csv", "P01,3,", f"P01,{MAX_DAYS},")

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from cytokit.analysis.tablesjson import INDEX_NAME, check_index, invalidate_index, write_index
 from cytokit.errors import CytokitError
-from cytokit.tablesjson import INDEX_NAME, check_index, invalidate_index, write_index
 
 TABLE = b'patient,day,note\nP01,7,"two\nlines"\nP02,14,x\n'
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cytokit.analysis.trends import COHORT_COLUMNS, cohort_summary, fit_half_life, trend_row
 from cytokit.simulate import Kinetics, persistence_curve
-from cytokit.trends import COHORT_COLUMNS, cohort_summary, fit_half_life, trend_row
 
 Q = "quantified"
 

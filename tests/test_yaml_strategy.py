@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import cytokit
-from cytokit._toml import load_toml
 from cytokit.errors import GatingError
 from cytokit.gating import (
     FCS,
@@ -24,6 +23,7 @@ from cytokit.gating import (
 )
 from cytokit.gating.adaptive import ClusterGate, SingletGate, ValleyGate, ValleyQuadrantGate
 from cytokit.gating.yamlfmt import read_yaml_strategy, write_yaml_strategy
+from cytokit.study._toml import load_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "sample_data"

@@ -21,12 +21,12 @@ patient     patient identifier
 day         sampling day (manifest axis)
 value       the measure (donor cells/µL or donor %)
 status      ``quantified``, ``not_quantifiable`` or ``not_detected``
-            (`cytokit.chimerism`); detected = one of the first two
+            (`cytokit.analysis.chimerism`); detected = one of the first two
 ==========  ===============================================================
 
 `persistence_table` summarises them per patient over a window (from day 0
 up to a day, or a per-patient day): peak, area under the curve and last
-detectable day (`cytokit.trends.trend_row`, so they are the numbers
+detectable day (`cytokit.analysis.trends.trend_row`, so they are the numbers
 ``trends.csv`` reports for that window), and the first detectable day.
 Measures over the whole follow-up would reintroduce the bias: a patient who
 lives longer is sampled longer and accumulates AUC.
@@ -111,7 +111,7 @@ def persistence_table(
         `PERSISTENCE_COLUMNS`, one row per patient with at least one point in
         the window (``n_samples`` counts the points from day 0 on).
     """
-    from cytokit.trends import trend_row
+    from cytokit.analysis.trends import trend_row
 
     frame = _check_points(points).sort_values(["patient", "day"], kind="stable")
     patients, starts = np.unique(frame["patient"].to_numpy(dtype=object), return_index=True)

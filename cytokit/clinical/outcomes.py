@@ -142,10 +142,10 @@ def parse_outcomes(
     patients: Iterable[str] | None = None,
 ) -> list[Outcome]:
     """`read_outcomes` that appends its problems to `problems` (for a study's one error)."""
-    from cytokit.study import _read_csv
+    from cytokit.study.tables import read_table
 
     path = Path(path)
-    header, records = _read_csv(path, problems)
+    header, records = read_table(path, problems)
     if not header:
         return []
     missing = [c for c in ("patient", "last_followup_day") if c not in header]

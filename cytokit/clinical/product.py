@@ -93,7 +93,7 @@ def rare_event_limit(events: int, level: float = 0.95) -> float:
 def _cp(k: int, n: int, level: float) -> tuple[float, float]:
     """The Clopper–Pearson interval of k in n, from scipy's beta quantiles.
 
-    `cytokit.intervals.clopper_pearson_interval` gives the same bounds (the
+    `cytokit.stats.intervals.clopper_pearson_interval` gives the same bounds (the
     tests hold them together) but inverts its own incomplete beta by
     bisection, which takes ~0.1 s per bound at the counts of a
     pre-selection sample (10^4-10^5 events); scipy comes with lifelines.

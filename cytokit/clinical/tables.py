@@ -58,7 +58,7 @@ from cytokit.clinical.survival import (
     summarise_curve,
 )
 from cytokit.clinical.treatments import DOSE_TOTAL_COLUMNS, Treatment, dose_totals
-from cytokit.intervals import clopper_pearson_interval
+from cytokit.stats.intervals import clopper_pearson_interval
 
 __all__ = [
     "SUMMARY_COLUMNS",

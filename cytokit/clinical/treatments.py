@@ -123,10 +123,10 @@ def parse_treatments(
 
     Returns the well-formed rows (rows with a problem are left out).
     """
-    from cytokit.study import _read_csv
+    from cytokit.study.tables import read_table
 
     path = Path(path)
-    header, records = _read_csv(path, problems)
+    header, records = read_table(path, problems)
     if not header:
         return []
     legacy = "dose_per_kg" in header and "dose" not in header
@@ -290,7 +290,7 @@ def segment_days(
 
     Drug rows (IL-2, immunosuppression) and skipped infusions (``given = no``)
     start none: they add no donor cells. The trends half-life fit cuts its
-    decay phases at these days (`cytokit.trends.fit_half_life` ``infusions``).
+    decay phases at these days (`cytokit.analysis.trends.fit_half_life` ``infusions``).
 
     Parameters
     ----------

@@ -37,6 +37,7 @@ from cytokit.cluster.flowsom import FlowSOM
 from cytokit.cluster.medians import histogram_medians
 from cytokit.errors import StudyError
 from cytokit.kernels.som import node_histograms
+from cytokit.study.settings import ClusteringSettings  # re-exported: cytokit.cluster API
 
 __all__ = [
     "ORIGINS",
@@ -48,71 +49,6 @@ __all__ = [
 
 ORIGINS = ("all", "donor", "recipient")
 TABLE_COLUMNS = ("patient", "day", "file", "metacluster", "origin", "count", "total", "fraction")
-
-
-@dataclass(frozen=True)
-class ClusteringSettings:
-    """The ``[clustering]`` table of ``study.toml``.
-
-    Attributes
-    ----------
-    markers : tuple of str
-        Markers (of ``[panel]``) the SOM clusters on.
-    grid : (int, int)
-    metaclusters : int
-    seed : int
-    """
-
-    markers: tuple[str, ...]
-    grid: tuple[int, int] = (10, 10)
-    metaclusters: int = 10
-    seed: int = 1
-
-    @classmethod
-    def from_config(cls, config: Mapping, source: str = "study.toml") -> ClusteringSettings:
-        """Read and check ``config["clustering"]`` (the parsed study.toml).
-
-        Raises
-        ------
-        StudyError
-            Naming `source`, the key, the bad value and an example of a good one.
-        """
-        table = config.get("clustering")
-        if not isinstance(table, Mapping):
-            raise StudyError(
-                f"{source}: no [clustering] table; add one, e.g.\n[clustering]\n"
-                'markers = ["CD3", "CD56", "CD16", "CD8"]\ngrid = [10, 10]\nmetaclusters = 10\nseed = 1'
-            )
-        markers = table.get("markers")
-        if (
-            not isinstance(markers, (list, tuple))
-            or not markers
-            or not all(isinstance(m, str) and m for m in markers)
-        ):
-            raise StudyError(
-                f'{source}: [clustering] markers={markers!r} must be a list of marker names, e.g. ["CD3", "CD56"]'
-            )
-        if len(set(markers)) != len(markers):
-            raise StudyError(f"{source}: [clustering] markers={markers!r} repeats a marker")
-        grid = table.get("grid", [10, 10])
-        if (
-            not isinstance(grid, (list, tuple))
-            or len(grid) != 2
-            or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)
-        ):
-            raise StudyError(
-                f"{source}: [clustering] grid={grid!r} must be two positive integers, e.g. [10, 10]"
-            )
-        k = table.get("metaclusters", 10)
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= grid[0] * grid[1]:
-            raise StudyError(
-                f"{source}: [clustering] metaclusters={k!r} must be an integer from 1 to the "
-                f"{grid[0] * grid[1]} nodes of the grid"
-            )
-        seed = table.get("seed", 1)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise StudyError(f"{source}: [clustering] seed={seed!r} must be an integer >= 0")
-        return cls(tuple(markers), (int(grid[0]), int(grid[1])), int(k), int(seed))
 
 
 @dataclass

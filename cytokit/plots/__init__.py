@@ -1,7 +1,7 @@
 """Plots of a study analysis: persistence, chimerism, the cohort, and QC of every gate.
 
 Every function takes the results tables (pandas DataFrames with the columns
-of the results contract, `cytokit.analysis`) and returns a
+of the results contract, `cytokit.analysis.results`) and returns a
 `matplotlib.figure.Figure` on its own Agg canvas (no pyplot, no global
 state). `save_figure` writes PNG and SVG atomically and deterministically.
 

@@ -40,7 +40,7 @@ DPI = 100
 FORMATS = ("png", "svg")
 _RC = {"svg.hashsalt": "cytokit", "svg.fonttype": "path", "font.size": 9.0}
 
-#: Marker styles of the chimerism statuses (see `cytokit.chimerism`).
+#: Marker styles of the chimerism statuses (see `cytokit.analysis.chimerism`).
 STATUS_STYLE = {
     "quantified": {"marker": "o", "filled": True, "label": "quantified"},
     "not_quantifiable": {"marker": "o", "filled": False, "label": "not quantifiable (< LOQ)"},

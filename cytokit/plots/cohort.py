@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from cytokit.chimerism import MARKER_FAILED
+from cytokit.analysis.chimerism import MARKER_FAILED
 from cytokit.plots._figure import STATUS_STYLE, finish_grid, grid_figure, log_axis, plain
 from cytokit.plots.persistence import MEASURES, measure_points
 

@@ -7,7 +7,7 @@ Every chimerism row (one file, one population) gives a point at its ``day``.
 * **% donor** (``donor_pct``): the value and its 95 % binomial interval
   (``ci_low``, ``ci_high``) come from the table.
 * **donor cells/µL** (``donor_per_ul``): absolute counts are ``events ×
-  reference_per_ul / reference_events`` (`cytokit.counting`), so every event
+  reference_per_ul / reference_events`` (`cytokit.analysis.counting`), so every event
   of a file stands for ``f = per_ul / events`` cells/µL (from the row, or from
   ``samples.csv``'s reference when the population has no events). The
   interval is the Poisson score interval of the donor event count ``k``,
@@ -30,7 +30,7 @@ Every chimerism row (one file, one population) gives a point at its ``day``.
   not-detected % donor whose LOD is above 100 % (fewer than 20 events in the
   population: donor cells could not have been detected at all).
 * ``marker_failed`` points (the sample's donor marker is unusable,
-  `cytokit.markercheck`) have no value: they are never drawn as a point, the
+  `cytokit.analysis.marker_check`) have no value: they are never drawn as a point, the
   line does not pass through them, and `persistence_figure` marks their day
   with a cross on the panel's lower edge (``donor marker failed``).
 """
@@ -46,7 +46,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from cytokit.chimerism import DETECTION_EVENTS, MARKER_FAILED
+from cytokit.analysis.chimerism import DETECTION_EVENTS, MARKER_FAILED
 from cytokit.plots._figure import (
     STATUS_STYLE,
     finish_grid,

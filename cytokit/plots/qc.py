@@ -4,7 +4,7 @@ Inputs are the rows of ``qc.csv`` of one sample (``gate_id, gate_path,
 parent_path, kind, dims, geometry, count, parent_count``) and the point
 subsamples of ``qc/<sample>.npz`` (``gate:<id>``: the parent's events in the
 gate's dimensions, transformed as the gate sees them, so points and geometry
-share axes). See `cytokit.analysis` for the contract and `cytokit.qcdata` for
+share axes). See `cytokit.analysis.results` for the contract and `cytokit.analysis.qcdata` for
 the geometry JSON.
 
 * Gates on two or more dimensions: a dot plot of the first two distinct

@@ -225,7 +225,7 @@ def parse_acquisition_qc(
         The table's settings, or the defaults when it has problems.
     problems : list of str
         Each a sentence naming `source`, the key, the value and what is allowed
-        (the form `cytokit.settings.parse_settings` reports).
+        (the form `cytokit.study.settings.parse_settings` reports).
     """
     at = f"{source}: [acquisition_qc] "
     d = AcquisitionQCSettings()

@@ -1,0 +1,299 @@
+"""The study's tables: every patient's, then the cohort's trends and clusters, as `Results`.
+
+`study_tables` is the second half of `cytokit.analyze`: from the per-sample
+payloads the batch stored, patient by patient (`cytokit.analysis.per_patient`),
+then across patients:
+
+* `trend_tables` builds trends.csv and cohort.csv from the chimerism table
+  (`cytokit.analysis.trends`);
+* `cluster_tables` clusters the stored threshold-parent events of every file
+  (`cytokit.cluster.cluster_study`: a SOM trained on a balanced pool, every
+  stored event mapped, donor flags from each sample's threshold, the study
+  populations as the gates clusters are matched to).
+
+The tables are conformed to the results contract (`cytokit.analysis.results`)
+and their invariants checked before they are returned.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cytokit._version import __version__
+from cytokit.analysis.invariants import check_results
+from cytokit.analysis.per_patient import PatientTables, patient_tables
+from cytokit.analysis.per_sample import MeasureTask
+from cytokit.analysis.results import TABLES, Results, conform
+from cytokit.analysis.tablesjson import invalidate_index
+from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
+from cytokit.study.folder import Study
+
+__all__ = ["cluster_tables", "study_tables", "trend_tables"]
+
+MEASURES = ("donor_per_ul", "donor_pct")
+
+
+def study_tables(study: Study, task: MeasureTask, store, report, out: Path | None) -> Results:
+    """Every table of the study from the per-sample payloads a batch stored.
+
+    Parameters
+    ----------
+    study : Study
+    task : MeasureTask
+        The per-sample task the batch ran (its key finds the payloads).
+    store : RunStore
+    report : BatchReport
+        What became of each file (failed files become failures.csv rows).
+    out : Path, optional
+        The results folder: QC data (``qc/<sample>.npz``) is written there.
+
+    Returns
+    -------
+    Results
+        Every table conformed to its columns and checked
+        (`cytokit.analysis.invariants`).
+    """
+    if out is not None:
+        invalidate_index(out)  # QC data is rewritten from here on
+    outcome = {Path(f.path).resolve(): f for f in report.files}
+    failures = []
+    by_patient: dict[str, list] = {}
+    for row in study.rows:
+        f = outcome.get(row.file.resolve())
+        if f is None or f.status != "done":
+            failures.append(
+                {
+                    "file": study.relative(row.file),
+                    "patient": row.patient,
+                    "day": row.day,
+                    "stage": f.stage if f else "open",
+                    "kind": f.kind if f else "",
+                    "error": f.error if f else "",
+                    "reason": f.reason if f else "not processed",
+                }
+            )
+            continue
+        by_patient.setdefault(row.patient, []).append((row, f.hash))
+    tables = PatientTables()
+    qc_dir = None if out is None else out / "qc"
+    for patient in sorted(by_patient):
+        items = [(row, h, store.payload(h, task.key)) for row, h in by_patient[patient]]
+        tables.extend(patient_tables(study, task, items, qc_dir))
+    frames = {name: pd.DataFrame(rows) for name, rows in tables.rows.items()}
+    if report.recomputed and "samples" in frames:
+        notes = {study.relative(Path(f.path)): f.note for f in report.recomputed}
+        samples = frames["samples"]
+        samples["warnings"] = [
+            "; ".join(w for w in (warn, notes.get(file, "")) if w)
+            for file, warn in zip(samples["file"], samples["warnings"], strict=True)
+        ]
+    infusions = pd.DataFrame(
+        [
+            {
+                "patient": i.patient,
+                "day": i.day,
+                "product": i.product,
+                "dose_per_kg": i.dose_per_kg,
+                "stratum": _stratum(study, i.patient),
+            }
+            for i in study.infusions
+        ],
+        columns=list(TABLES["infusions"]),
+    )
+    trends, cohort = trend_tables(frames.get("chimerism", pd.DataFrame()), study)
+    done = [item for patient in sorted(by_patient) for item in by_patient[patient]]
+    clusters, cluster_info = cluster_tables(
+        study, task, store, done, frames.get("thresholds", pd.DataFrame())
+    )
+    meta = _study_meta(study, task)
+    meta["clustering"] = cluster_info
+    results = Results(
+        study=meta,
+        samples=frames.get("samples", pd.DataFrame()),
+        counts=frames.get("counts", pd.DataFrame()),
+        chimerism=frames.get("chimerism", pd.DataFrame()),
+        thresholds=frames.get("thresholds", pd.DataFrame()),
+        phenotype=frames.get("phenotype", pd.DataFrame()),
+        trends=trends,
+        cohort=cohort,
+        infusions=infusions,
+        clusters=clusters.get("clusters", pd.DataFrame()),
+        cluster_summary=clusters.get("cluster_summary", pd.DataFrame()),
+        cluster_matching=clusters.get("cluster_matching", pd.DataFrame()),
+        failures=pd.DataFrame(failures, columns=list(TABLES["failures"])),
+        qc=frames.get("qc", pd.DataFrame()),
+        out=out,
+    )
+    for name, columns in TABLES.items():
+        setattr(results, name, conform(getattr(results, name), columns))
+    check_results(results)  # a broken invariant is a bug: no table is written
+    return results
+
+
+def _stratum(study: Study, patient: str) -> str:
+    for r in study.rows:
+        if r.patient == patient:
+            return r.stratum
+    return ""
+
+
+def _study_meta(study: Study, task: MeasureTask) -> dict:
+    patients = []
+    for p in study.patients:
+        rows = [r for r in study.rows if r.patient == p]
+        patients.append(
+            {
+                "id": p,
+                "stratum": rows[0].stratum,
+                "donor_marker": study.donor_marker(rows[0]),
+                "donor_is": "positive" if study.donor_side(rows[0]) > 0 else "negative",
+                "days": sorted({r.day for r in rows}),
+            }
+        )
+    return {
+        "name": study.name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "cytokit_version": __version__,
+        "root": str(study.root),
+        "populations": dict(study.settings.populations),
+        "threshold_parent": task.parent,
+        "patients": patients,
+        "markers": {
+            "donor": list(task.donor_markers),
+            "phenotype": list(task.phenotype_markers),
+            "clustering": list(study.settings.clustering.markers)
+            if study.settings.clustering
+            else [],
+        },
+        "counting": {
+            "beads": study.settings.beads,
+            "lymphocytes": study.settings.lymphocytes or task.parent,
+            "leukocytes": study.settings.leukocytes,
+        },
+        "qc": {"min_events": study.settings.min_events, "ci": study.settings.ci},
+        "strategy": {
+            "source": str(study.strategy or study.gating.source or ""),
+            "digest": study.gating.digest(),
+        },
+        "task": task.key,
+        "config": study.config,
+    }
+
+
+def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """trends.csv and cohort.csv from the chimerism table (see `cytokit.analysis.trends`)."""
+    rows = []
+    if chimerism.empty or "donor_pct" not in chimerism.columns:
+        return pd.DataFrame(columns=list(TREND_COLUMNS)), cohort_summary(pd.DataFrame())
+    infusions = defaultdict(list)
+    for i in study.infusions:
+        infusions[i.patient].append(i)
+    keys = ["patient", "sample_type", "population"]
+    for (patient, sample_type, population), g in chimerism.groupby(keys, sort=True):
+        inf = infusions.get(patient, [])
+        days = [i.day for i in inf]
+        doses = [np.nan if i.dose_per_kg is None else i.dose_per_kg for i in inf]
+        for measure in MEASURES:
+            values = g[measure].to_numpy(dtype=np.float64)
+            if not np.isfinite(values).any():
+                continue
+            row = {
+                "patient": patient,
+                "stratum": g["stratum"].iloc[0],
+                "sample_type": sample_type,
+                "population": population,
+                "measure": measure,
+            }
+            counts = g["donor_events"].to_numpy(dtype=np.float64)
+            row.update(
+                trend_row(g["day"].to_numpy(), values, g["status"].to_numpy(), days, doses, counts)
+            )
+            rows.append(row)
+    trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))
+    return trends, cohort_summary(trends)
+
+
+def cluster_tables(study, task, store, items, thresholds: pd.DataFrame) -> tuple[dict, dict]:
+    """Cluster the study's stored threshold-parent events with `cytokit.cluster.cluster_study`.
+
+    Parameters
+    ----------
+    study : Study
+    task : MeasureTask
+    store : RunStore
+    items : list of (ManifestRow, content hash)
+        The files analysed.
+    thresholds : DataFrame
+        thresholds.csv rows (donor flags of the events come from them).
+
+    Returns
+    -------
+    tables : dict of str to DataFrame
+        ``clusters``, ``cluster_summary``, ``cluster_matching`` (empty without
+        ``[clustering]``).
+    info : dict
+        What was done (settings, events), or ``error`` when clustering failed.
+    """
+    settings = study.settings.clustering
+    if settings is None or not task.cluster_markers or not items:
+        return {}, {}
+    from cytokit.cluster import cluster_study
+    from cytokit.errors import CytokitError
+
+    donor = {}
+    if not thresholds.empty:
+        # the sample thresholds (placed on the parent, whose events are clustered)
+        th = thresholds[(thresholds["purpose"] == "donor") & (thresholds["parent"] == task.parent)]
+        for r in th.itertuples(index=False):
+            if isinstance(r.method, str) and r.method != "none":
+                donor[r.file] = (r.marker, float(r.threshold), r.donor_side == "positive")
+    names = [n for n, _ in task.populations]
+    nc = len(task.cluster_markers)
+    descs = [
+        {"patient": row.patient, "day": row.day, "file": study.relative(row.file), "hash": h}
+        for row, h in items
+    ]
+
+    def load(item):
+        values = store.items(task.key, "cluster", [item["hash"]])[item["hash"]]
+        member = store.items(task.key, "cluster_gates", [item["hash"]])[item["hash"]]
+        flags = None
+        if item["file"] in donor:
+            marker, t, positive = donor[item["file"]]
+            v = values[:, nc + list(task.donor_markers).index(marker)]
+            flags = v >= t if positive else v < t
+        gates = {n: member[:, j].astype(bool) for j, n in enumerate(names)}
+        return values[:, :nc], flags, gates
+
+    try:
+        result = cluster_study(
+            load,
+            descs,
+            task.cluster_markers,
+            grid=settings.grid,
+            n_metaclusters=settings.metaclusters,
+            seed=settings.seed,
+            gates=names,
+        )
+    except CytokitError as exc:
+        return {}, {"error": str(exc)}
+    summary = result.summary.copy()
+    medians = result.medians.reset_index()
+    summary = summary.merge(medians, on="metacluster", how="left")
+    return (
+        {"clusters": result.table, "cluster_summary": summary, "cluster_matching": result.matching},
+        {
+            "markers": list(task.cluster_markers),
+            "parent": task.parent,
+            "events_per_file": task.cluster_events,
+            "events": int(result.n_events),
+            "trained_on": int(result.n_train),
+            **{k: v for k, v in result.settings.items() if k != "grid"},
+            "grid": list(settings.grid),
+        },
+    )

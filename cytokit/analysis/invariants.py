@@ -1,0 +1,354 @@
+"""What every analysis table must satisfy, checked before any table is written.
+
+A violation is a bug in cytokit, never a property of the input: `check_results`
+raises `InvariantError` naming the table, the row and the rule, so that a wrong
+table is never written (`cytokit.analyze` calls it on every result). Tests
+call `violations` to see every one.
+
+Rules
+-----
+``samples``
+    ``events`` >= 0; 0 <= ``nonfinite_events`` <= ``events``;
+    ``donor_marker_check`` is ``usable``, ``failed`` or empty, with a
+    ``donor_marker_note`` exactly when ``failed``.
+``counts``
+    0 <= ``count`` <= ``parent_count``; ``per_ul`` >= 0, present exactly when
+    the sample has a counting basis (``count_method`` in samples.csv).
+``chimerism``
+    ``events`` >= 0 and equal to the population's gate count in counts.csv;
+    ``per_ul`` as in counts. By ``status``:
+
+    * ``quantified``, ``not_quantifiable``, ``not_detected``: whole
+      ``donor_events``, ``recipient_events`` >= 0 adding up to ``events``;
+      ``donor_pct`` = 100 · donor / events, in [0, 100] (empty when
+      ``events`` = 0); ``ci_low`` <= ``donor_pct`` <= ``ci_high`` within
+      [0, 100]; the status that the donor events give (fewer than 20:
+      ``not_detected``, fewer than ``[qc] min_events``: ``not_quantifiable``);
+      ``donor_per_ul`` and ``recipient_per_ul`` = ``per_ul`` × their share of
+      the events, present exactly when ``per_ul`` is;
+    * ``marker_failed``: every donor value empty (events, percentage,
+      interval, cells/µL), a ``note``, and the sample ``failed`` in
+      samples.csv;
+    * empty (no donor marker): every donor value empty.
+``phenotype``
+    ``events`` >= 0; ``pct_positive`` in [0, 100]; donor and recipient rows
+    add up to the ``all`` row, and a ``marker_failed`` sample has neither.
+``trends``
+    ``peak_value`` >= 0 and ``auc`` >= 0 where present; the peak day, the last
+    detectable and the last quantified day are days whose status says so (a
+    ``marker_failed`` day is never one).
+``failures``
+    A failed file has no row in samples, counts or chimerism.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cytokit.analysis.chimerism import DETECTION_EVENTS, MARKER_FAILED
+from cytokit.errors import CytokitError
+
+__all__ = ["InvariantError", "check_results", "violations"]
+
+COUNTED = ("quantified", "not_quantifiable", "not_detected")
+_DONOR_VALUES = (
+    "donor_events",
+    "recipient_events",
+    "donor_pct",
+    "ci_low",
+    "ci_high",
+    "donor_per_ul",
+    "recipient_per_ul",
+)
+#: Relative tolerance of values computed two ways (a CSV keeps 10 significant digits).
+_REL = 1e-8
+
+
+class InvariantError(CytokitError):
+    """An analysis table breaks one of its invariants: a bug in cytokit (please report it)."""
+
+
+def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+
+
+def _text(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(len(frame), "", dtype=object)
+    return frame[column].fillna("").astype(str).to_numpy()
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a - b) <= _REL * np.maximum(np.abs(a), np.abs(b)) + 1e-9
+
+
+class _Found:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def rows(self, table: str, frame: pd.DataFrame, bad, rule: str) -> None:
+        bad = np.asarray(bad, dtype=bool)
+        for i in np.flatnonzero(bad):
+            r = frame.iloc[i]
+            where = ", ".join(
+                f"{k} {r[k]}"
+                for k in ("file", "population", "gate_path", "marker", "origin")
+                if k in frame.columns and isinstance(r[k], str) and r[k]
+            )
+            self.items.append(f"{table}.csv row {i + 1} ({where}): {rule}")
+
+
+def violations(results) -> list[str]:
+    """Every violated invariant of `results` (a `cytokit.Results`), one line each."""
+    found = _Found()
+    min_events = int((results.study.get("qc") or {}).get("min_events", 50))
+    samples = results.samples
+    method = {}
+    if not samples.empty:
+        method = dict(zip(_text(samples, "file"), _text(samples, "count_method"), strict=True))
+        _samples(found, samples)
+    counts = results.counts
+    if not counts.empty:
+        _counts(found, counts, method)
+    chim = results.chimerism
+    if not chim.empty:
+        _chimerism(found, chim, counts, samples, method, min_events)
+    if not results.phenotype.empty:
+        _phenotype(found, results.phenotype, chim)
+    if not results.trends.empty and not chim.empty:
+        _trends(found, results.trends, chim)
+    failed = set(_text(results.failures, "file")) if not results.failures.empty else set()
+    for name in ("samples", "counts", "chimerism"):
+        frame = getattr(results, name)
+        if failed and not frame.empty:
+            found.rows(
+                name,
+                frame,
+                np.isin(_text(frame, "file"), list(failed)),
+                "the file is listed in failures.csv",
+            )
+    return found.items
+
+
+def check_results(results) -> None:
+    """Raise `InvariantError` when any table of `results` breaks an invariant."""
+    items = violations(results)
+    if items:
+        more = f" (and {len(items) - 3} more)" if len(items) > 3 else ""
+        raise InvariantError(
+            "internal error, no table was written: "
+            + "; ".join(items[:3])
+            + more
+            + ". This is a bug in cytokit; please report it with the study's samples.csv"
+        )
+
+
+def _samples(found: _Found, s: pd.DataFrame) -> None:
+    events, nonfinite = _num(s, "events"), _num(s, "nonfinite_events")
+    found.rows("samples", s, ~(events >= 0), "events must be >= 0")
+    has = ~np.isnan(nonfinite)
+    found.rows(
+        "samples",
+        s,
+        has & ~((nonfinite >= 0) & (nonfinite <= events)),
+        "nonfinite_events must be in [0, events]",
+    )
+    check, note = _text(s, "donor_marker_check"), _text(s, "donor_marker_note")
+    found.rows(
+        "samples",
+        s,
+        ~np.isin(check, ["usable", "failed", ""]),
+        "donor_marker_check must be usable, failed or empty",
+    )
+    found.rows(
+        "samples",
+        s,
+        (check == "failed") != (note != ""),
+        "donor_marker_note must be given exactly when the marker failed",
+    )
+
+
+def _per_ul(found: _Found, table: str, frame: pd.DataFrame, method: dict) -> None:
+    per_ul = _num(frame, "per_ul")
+    counted = np.array([bool(method.get(f, "")) for f in _text(frame, "file")], dtype=bool)
+    found.rows(
+        table,
+        frame,
+        counted & ~(per_ul >= 0),
+        "per_ul must be a number >= 0 when the sample has a counting basis",
+    )
+    found.rows(
+        table, frame, ~counted & ~np.isnan(per_ul), "per_ul must be empty without a counting basis"
+    )
+
+
+def _counts(found: _Found, c: pd.DataFrame, method: dict) -> None:
+    count, parent = _num(c, "count"), _num(c, "parent_count")
+    found.rows(
+        "counts", c, ~((count >= 0) & (count <= parent)), "count must be in [0, parent_count]"
+    )
+    _per_ul(found, "counts", c, method)
+
+
+def _chimerism(found, ch, counts, samples, method, min_events) -> None:
+    status = _text(ch, "status")
+    events = _num(ch, "events")
+    found.rows(
+        "chimerism",
+        ch,
+        ~np.isin(status, [*COUNTED, MARKER_FAILED, ""]),
+        "status must be one of " + ", ".join([*COUNTED, MARKER_FAILED]),
+    )
+    found.rows("chimerism", ch, ~(events >= 0), "events must be >= 0")
+    if not counts.empty:
+        gate = dict(
+            zip(
+                zip(_text(counts, "file"), _text(counts, "gate_path"), strict=True),
+                _num(counts, "count"),
+                strict=True,
+            )
+        )
+        keys = zip(_text(ch, "file"), _text(ch, "gate_path"), strict=True)
+        want = np.array([gate.get(k, np.nan) for k in keys], dtype=np.float64)
+        found.rows(
+            "chimerism", ch, ~(events == want), "events must equal the gate's count in counts.csv"
+        )
+    _per_ul(found, "chimerism", ch, method)
+    donor, recip = _num(ch, "donor_events"), _num(ch, "recipient_events")
+    pct, low, high = _num(ch, "donor_pct"), _num(ch, "ci_low"), _num(ch, "ci_high")
+    per_ul = _num(ch, "per_ul")
+    counted = np.isin(status, COUNTED)
+    whole = (donor >= 0) & (recip >= 0) & (donor == np.round(donor)) & (recip == np.round(recip))
+    found.rows(
+        "chimerism",
+        ch,
+        counted & ~(whole & (donor + recip == events)),
+        "donor_events + recipient_events must equal events (whole numbers >= 0)",
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(events > 0, 100.0 * donor / events, np.nan)
+    same = _close(pct, ratio) | (np.isnan(pct) & np.isnan(ratio))
+    found.rows(
+        "chimerism",
+        ch,
+        counted & ~(same & ~(pct < 0) & ~(pct > 100)),
+        "donor_pct must be 100 * donor_events / events, in [0, 100]",
+    )
+    tol = 1e-9
+    inside = (low >= -tol) & (high <= 100 + tol) & (low <= pct + tol) & (pct <= high + tol)
+    found.rows(
+        "chimerism",
+        ch,
+        counted & (events > 0) & ~inside,
+        "ci_low <= donor_pct <= ci_high must hold within [0, 100]",
+    )
+    expected = np.where(
+        donor < DETECTION_EVENTS,
+        "not_detected",
+        np.where(donor < min_events, "not_quantifiable", "quantified"),
+    )
+    found.rows(
+        "chimerism",
+        ch,
+        counted & (status != expected),
+        f"status must follow the donor events (< {DETECTION_EVENTS}: not_detected, "
+        f"< [qc] min_events = {min_events}: not_quantifiable)",
+    )
+    for col, part in (("donor_per_ul", donor), ("recipient_per_ul", recip)):
+        v = _num(ch, col)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = np.where(events > 0, per_ul * part / events, 0.0 * per_ul)
+        ok = np.where(np.isnan(per_ul), np.isnan(v), _close(v, want) & (v >= 0))
+        found.rows(
+            "chimerism",
+            ch,
+            counted & ~ok,
+            f"{col} must be per_ul times its share of the events, present with per_ul",
+        )
+    empty = np.logical_and.reduce([np.isnan(_num(ch, c)) for c in _DONOR_VALUES])
+    failed = status == MARKER_FAILED
+    found.rows(
+        "chimerism",
+        ch,
+        ~counted & ~empty,
+        "a marker_failed row or one without a donor marker has no donor values",
+    )
+    found.rows(
+        "chimerism",
+        ch,
+        failed & (_text(ch, "note") == ""),
+        "a marker_failed row must say why (note)",
+    )
+    if not samples.empty:
+        bad = set(_text(samples, "file")[_text(samples, "donor_marker_check") == "failed"])
+        found.rows(
+            "chimerism",
+            ch,
+            failed != np.isin(_text(ch, "file"), list(bad)),
+            "marker_failed exactly for the samples failed in samples.csv",
+        )
+
+
+def _phenotype(found: _Found, ph: pd.DataFrame, chim: pd.DataFrame) -> None:
+    events, pct = _num(ph, "events"), _num(ph, "pct_positive")
+    found.rows("phenotype", ph, ~(events >= 0), "events must be >= 0")
+    found.rows("phenotype", ph, (pct < 0) | (pct > 100), "pct_positive must be in [0, 100]")
+    origin = _text(ph, "origin")
+    split = origin != "all"
+    if not chim.empty:
+        failed = set(_text(chim, "file")[_text(chim, "status") == MARKER_FAILED])
+        found.rows(
+            "phenotype",
+            ph,
+            split & np.isin(_text(ph, "file"), list(failed)),
+            "no phenotype by origin for a sample whose donor marker failed",
+        )
+    if split.any():
+        keys = ["file", "population", "marker"]
+        n = ph.assign(_n=events).pivot_table(
+            index=keys, columns="origin", values="_n", aggfunc="sum"
+        )
+        if {"donor", "recipient", "all"} <= set(n.columns):
+            both = n["donor"].notna() & n["recipient"].notna()
+            bad = n[both & (n["donor"] + n["recipient"] != n["all"])]
+            for idx in bad.index:
+                found.items.append(
+                    f"phenotype.csv ({', '.join(map(str, idx))}): donor + recipient events "
+                    "must equal the events of origin all"
+                )
+
+
+def _trends(found: _Found, tr: pd.DataFrame, chim: pd.DataFrame) -> None:
+    for col in ("peak_value", "auc"):
+        v = _num(tr, col)
+        found.rows("trends", tr, v < 0, f"{col} must be >= 0")
+    status = {}
+    for p, st, pop, d, s in zip(
+        _text(chim, "patient"),
+        _text(chim, "sample_type"),
+        _text(chim, "population"),
+        _num(chim, "day"),
+        _text(chim, "status"),
+        strict=True,
+    ):
+        status.setdefault((p, st, pop, d), set()).add(s)
+    checks = (
+        ("peak_day", {"quantified", "not_quantifiable"}),
+        ("last_detectable_day", {"quantified", "not_quantifiable"}),
+        ("last_quantified_day", {"quantified"}),
+    )
+    keys = list(
+        zip(_text(tr, "patient"), _text(tr, "sample_type"), _text(tr, "population"), strict=True)
+    )
+    for col, allowed in checks:
+        days = _num(tr, col)
+        bad = [
+            bool(np.isfinite(d)) and not (status.get((*k, d), set()) & allowed)
+            for k, d in zip(keys, days, strict=True)
+        ]
+        found.rows(
+            "trends", tr, bad, f"{col} must be a day with status {' or '.join(sorted(allowed))}"
+        )

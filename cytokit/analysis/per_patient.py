@@ -1,0 +1,287 @@
+"""The tables of one patient, from the stored per-sample payloads of its files.
+
+Work goes patient by patient (a patient's samples share the donor-marker
+calibration), so only one patient's payloads are in memory at a time:
+
+1. per sample, the counting basis (`cytokit.analysis.counting`) and the counts table;
+2. the donor-marker check of each sample (`cytokit.analysis.marker_check`: a constant,
+   saturated or misplaced distribution makes the sample ``marker_failed``,
+   and it takes no part in the patient's calibration), then the donor-marker
+   threshold of each usable sample, placed with the patient's other
+   samples (`cytokit.analysis.chimerism.patient_thresholds`: calibration on the latest
+   pre-infusion sample, offsets re-anchored on each day's recipient peak and
+   bead intensity);
+3. each population's donor cut (the sample threshold, or the population's own
+   valley: `cytokit.analysis.chimerism.population_threshold`) and its chimerism from
+   the exact histogram counts, with the binomial interval and status;
+4. phenotype per population and origin, origins from the same cuts
+   (`cytokit.analysis.phenotype`);
+5. QC rows and the sample's ``qc/<sample>.npz``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from cytokit._io import atomic_write_bytes
+from cytokit.analysis.chimerism import (
+    Threshold,
+    chimerism_row,
+    failed_row,
+    patient_thresholds,
+    population_threshold,
+)
+from cytokit.analysis.counting import count_basis
+from cytokit.analysis.marker_check import check_donor_marker
+from cytokit.analysis.phenotype import phenotype_rows
+from cytokit.analysis.results import sample_id
+from cytokit.finite import NonFinite
+from cytokit.stats.density import Histogram
+
+__all__ = ["PatientTables", "patient_tables"]
+
+
+class PatientTables:
+    """Rows of every per-sample table, accumulated."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict]] = defaultdict(list)
+
+    def extend(self, other: PatientTables) -> None:
+        for name, rows in other.rows.items():
+            self.rows[name].extend(rows)
+
+
+def _inverse(transform, x: float) -> float:
+    if transform is None or not math.isfinite(x):
+        return x
+    return float(transform.inverse(np.array([x]))[0])
+
+
+def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
+    """Tables of one patient's samples.
+
+    Parameters
+    ----------
+    study : Study
+    task : MeasureTask
+    items : list of (ManifestRow, content hash, payload)
+    qc_dir : Path or None
+        Where to write ``<sample>.npz`` QC files (None: not written).
+
+    Returns
+    -------
+    PatientTables
+    """
+    out = PatientTables()
+    s = study.settings
+    items = sorted(items, key=lambda t: t[0].day)
+    row0 = items[0][0]
+    marker = study.donor_marker(row0)
+    side = study.donor_side(row0)
+    xf = dict(task.transforms)
+    names = [n for n, _ in task.populations]
+    paths = dict(task.populations)
+    thresholds: list[Threshold | None] = [None] * len(items)
+    failed = [""] * len(items)
+    if marker:
+        thresholds, failed = _thresholds(items, marker, side)
+    for (row, digest, p), threshold, why in zip(items, thresholds, failed, strict=True):
+        file = study.relative(row.file)
+        key = {"patient": row.patient, "day": row.day, "file": file}
+        counts = p["counts"]
+        by_path = dict(zip(counts["gate_path"], counts["count"].astype(int), strict=True))
+        basis = count_basis(
+            row,
+            by_path,
+            beads=s.beads,
+            lymphocytes=s.lymphocytes or task.parent,
+            leukocytes=s.leukocytes,
+        )
+        info = p["info"]
+        out.rows["samples"].append(
+            {
+                **key,
+                "stratum": row.stratum,
+                "sample_type": row.sample_type,
+                **{k: info.get(k) for k in ("events", "channels", "fcs_version", "cytometer")},
+                "spillover": info.get("spillover", ""),
+                "count_method": basis.method,
+                "reference": basis.reference,
+                "reference_events": basis.reference_events if basis.method else None,
+                "reference_per_ul": basis.reference_per_ul if basis.method else None,
+                "sha256": digest,
+                "warnings": "; ".join(p.get("warnings", [])),
+                "nonfinite_events": info.get("nonfinite_events", 0),
+                "nonfinite_values": NonFinite.from_dict(p.get("nonfinite")).summary() or None,
+                "donor_marker_check": ("failed" if why else "usable") if marker else None,
+                "donor_marker_note": why or None,
+            }
+        )
+        pop_of = {v: k for k, v in paths.items()}
+        for r in counts.itertuples(index=False):
+            out.rows["counts"].append(
+                {
+                    **key,
+                    "population": pop_of.get(r.gate_path, ""),
+                    "gate_path": r.gate_path,
+                    "gate_id": r.gate_id,
+                    "parent_path": r.parent_path,
+                    "depth": r.depth,
+                    "count": r.count,
+                    "parent_count": r.parent_count,
+                    "pct_parent": r.pct_parent,
+                    "pct_total": r.pct_total,
+                    "per_ul": basis.per_ul(r.count),
+                }
+            )
+        qc_arrays: dict[str, np.ndarray] = {}
+        if threshold is not None:
+            out.rows["thresholds"].append(_threshold_row(key, marker, task.parent, threshold, xf))
+            qc_arrays["hist:__parent__"] = _hist(p, marker, 0).to_array()
+        cuts: dict[str, Threshold] = {}
+        for i, name in enumerate(names, start=1):
+            n = by_path.get(paths[name], 0)
+            chim = {
+                **key,
+                "stratum": row.stratum,
+                "sample_type": row.sample_type,
+                "population": name,
+                "gate_path": paths[name],
+                "per_ul": basis.per_ul(n),
+            }
+            if threshold is None:
+                chim["events"] = n
+            elif why:  # no donor value, never a 0 (cytokit.analysis.marker_check)
+                qc_arrays[f"hist:{name}"] = _hist(p, marker, i).to_array()
+                chim.update(failed_row(n, why))
+                chim["donor_per_ul"] = chim["recipient_per_ul"] = float("nan")
+            else:
+                h = _hist(p, marker, i)
+                qc_arrays[f"hist:{name}"] = h.to_array()
+                cut = cuts[name] = population_threshold(threshold, h)
+                if cut is not threshold:
+                    out.rows["thresholds"].append(_threshold_row(key, marker, paths[name], cut, xf))
+                c = chimerism_row(n, cut.donor_events(h), min_events=s.min_events, ci=s.ci)
+                chim.update(c)
+                chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
+                chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
+            out.rows["chimerism"].append(chim)
+        _phenotype(out, key, p, task, marker, side, cuts, xf)
+        _qc(out, key, p, counts, qc_arrays, qc_dir, file)
+    return out
+
+
+def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[str]]:
+    """Each sample's donor-marker threshold, and why its marker is unusable ('' if usable).
+
+    A sample with an unusable marker takes no part in placing the others'
+    thresholds (its histogram counts as empty) and gets no threshold.
+    """
+    hists = [_hist(p, marker, 0) for _, _, p in items]
+    days = [row.day for row, _, _ in items]
+    anchors = [p["anchors"].get(marker) for _, _, p in items]
+    pileups = [p.get("pileup", {}).get(marker) for _, _, p in items]
+    failed = check_donor_marker(hists, days, side, anchors, pileups)
+    usable = [
+        Histogram(h.edges, np.zeros_like(h.counts)) if why else h
+        for h, why in zip(hists, failed, strict=True)
+    ]
+    placed = patient_thresholds(usable, days, side, anchors)
+    out = [
+        Threshold(float("nan"), "none", side, note=f"donor marker unusable: {why}") if why else t
+        for t, why in zip(placed, failed, strict=True)
+    ]
+    return out, failed
+
+
+def _hist(payload: dict, marker: str, row: int) -> Histogram:
+    return Histogram(payload[f"edges:{marker}"], payload[f"hist:{marker}"][row].astype(np.int64))
+
+
+def _threshold_row(key: dict, marker: str, parent: str, t: Threshold, xf: dict) -> dict:
+    return {
+        **key,
+        "marker": marker,
+        "purpose": "donor",
+        "parent": parent,
+        "threshold": t.value,
+        "threshold_scale": _inverse(xf.get(marker), t.value),
+        "method": t.method,
+        "donor_side": "positive" if t.donor_side > 0 else "negative",
+        "recipient_mode": t.recipient_mode,
+        "donor_mode": t.donor_mode,
+        "recipient_width": t.recipient_width,
+        "k": t.k,
+        "calibration_day": t.calibration_day,
+        "note": t.note,
+    }
+
+
+def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) -> None:
+    """Phenotype rows of one sample; origins from each population's donor cut (`cuts`)."""
+    markers = list(task.phenotype_markers)
+    if not markers:
+        return
+    th = p.get("pheno_thresholds", {})
+    for m in markers:
+        t = th.get(m, {})
+        out.rows["thresholds"].append(
+            {
+                **key,
+                "marker": m,
+                "purpose": "phenotype",
+                "parent": task.parent,
+                "threshold": t.get("threshold"),
+                "threshold_scale": t.get("threshold_scale"),
+                "method": t.get("method", "none"),
+            }
+        )
+    scale = {m: (th.get(m, {}).get("threshold_scale") or float("nan")) for m in markers}
+    nd = len(task.donor_markers)
+    for name, _ in task.populations:
+        block = p.get(f"pheno:{name}")
+        if block is None:
+            continue
+        donor = None
+        cut = cuts.get(name)
+        if cut is not None and cut.method != "none":
+            v = block[:, list(task.donor_markers).index(marker)].astype(np.float64)
+            donor = v >= cut.value if side > 0 else v < cut.value
+        for r in phenotype_rows(block[:, nd:], donor, markers, scale):
+            out.rows["phenotype"].append({**key, "population": name, **r})
+
+
+def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
+    stem = sample_id(file)
+    by_id = {r.gate_id: r for r in counts.itertuples(index=False)}
+    for g in p.get("gates", []):
+        pts = p.get(f"qc:{g['gate_id']}")
+        if pts is not None:
+            arrays[f"gate:{g['gate_id']}"] = pts
+        r = by_id.get(g["gate_id"])
+        out.rows["qc"].append(
+            {
+                **key,
+                "sample": stem,
+                "gate_path": r.gate_path if r is not None else "",
+                "gate_id": g["gate_id"],
+                "parent_path": r.parent_path if r is not None else "",
+                "kind": g["kind"],
+                "dims": json.dumps(g["dims"]),
+                "geometry": g["geometry"],
+                "count": r.count if r is not None else None,
+                "parent_count": r.parent_count if r is not None else None,
+                "n_points": g["n_points"],
+            }
+        )
+    if qc_dir is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(qc_dir / f"{stem}.npz", buf.getvalue())

@@ -1,0 +1,328 @@
+"""The per-sample measurement of `cytokit.analyze`: everything measured on one FCS file, a task.
+
+`MeasureTask` follows the `cytokit.engine.runner` task protocol (picklable, ``key``,
+``__call__(path) -> payload``). It reads the file, applies the strategy once
+(adaptive gates fitted on this sample) and returns what the study-level pass
+needs, so the FCS files are read once and a rerun takes finished files from
+the store:
+
+=======================  ==================================================================
+payload item             what
+=======================  ==================================================================
+``info``                 events, channels, fcs_version, cytometer, spillover source,
+                         nonfinite_events (dropped, `cytokit.finite`)
+``nonfinite``            `cytokit.finite.NonFinite.as_dict`: non-finite values per channel
+``counts``               `GatingResult.counts` (every gate)
+``gates``                per gate: id, JSON geometry of the fitted gate, dimension labels
+``qc:<gate id>``         ≤ `QC_POINTS` parent events in the gate's dimensions (float32)
+``edges:<marker>``       donor-marker histogram edges of the sample (float64), per donor marker
+``hist:<marker>``        int64 (n_populations + 1, n_bins): histogram of the threshold parent
+                         (row 0) and of each study population (rows in `populations` order)
+``anchors``              per donor marker: median of the bead gate's events (drift anchor)
+``pileup``               per donor marker: `cytokit.analysis.marker_check.value_pileup` of the
+                         threshold parent's stored values (a constant or saturated detector)
+``pheno:<population>``   float32 (n, n_donor + n_phenotype): donor markers (transformed) then
+                         phenotype markers (compensated scale) of ≤ max_events events
+``pheno_thresholds``     per phenotype marker: positivity threshold (scale and transformed)
+                         and how it was placed
+``pheno_events``         events of each population before subsampling
+``cluster``              float32 (n, n_cluster + n_donor): clustering markers (transformed)
+                         then donor markers of ≤ ``cluster_events`` random threshold-parent
+                         events (only with clustering markers)
+``cluster_gates``        uint8 (n, n_populations): each of those events in each population
+``warnings``             warnings raised while gating (adaptive gates that fell back...)
+=======================  ==================================================================
+
+Stages reported on failure: ``read`` (the FCS file), ``panel`` (a marker's
+channel), ``values`` (more non-finite values than ``[qc] max_nonfinite`` allows,
+`cytokit.finite`), ``gate`` (applying the strategy), ``measure``.
+
+Events with a NaN or infinite value in a channel the analysis reads (the
+gates', the markers' and the detectors compensated into them) are dropped
+before gating and counted (`cytokit.finite`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cytokit._version import __version__
+from cytokit.analysis.marker_check import value_pileup
+from cytokit.analysis.phenotype import positivity_threshold
+from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
+from cytokit.engine.runner import stage
+from cytokit.finite import MAX_NONFINITE, drop_nonfinite
+from cytokit.stats.density import Histogram, histogram_edges
+
+__all__ = ["MEASURE_VERSION", "MeasureTask"]
+
+#: Bumped whenever the payload changes; part of the task key.
+MEASURE_VERSION = 3
+PARENT_ROW = "__parent__"
+
+
+def _fresh(strategy):
+    """A copy of `strategy` without compiled-plan caches (small to pickle)."""
+    from cytokit.gating import GatingStrategy
+
+    return GatingStrategy(
+        strategy.gates, matrices=strategy.matrices, name=strategy.name, source=strategy.source
+    )
+
+
+@dataclass(frozen=True)
+class MeasureTask:
+    """Measure one FCS file for the study analysis (see the module docstring).
+
+    Attributes
+    ----------
+    strategy : GatingStrategy
+    panel : Panel
+    populations : tuple of (name, gate path)
+        Each population may be named as `GatingStrategy.population` allows;
+        the task holds its canonical path.
+    parent : str
+        Gate path of the threshold parent (likewise).
+    donor_markers : tuple of str
+    phenotype_markers : tuple of str
+    transforms : tuple of (marker, Transform or None)
+        Transform of every donor and phenotype marker.
+    fixed_thresholds : tuple of (marker, scale value)
+    compensation : "file", None or Spillover
+    beads : str
+        Bead gate path ('' when none).
+    max_events : int
+        Events kept per population for phenotype statistics.
+    cluster_markers : tuple of str
+        Markers to keep for clustering ('' none).
+    cluster_events : int
+        Threshold-parent events kept per file for clustering.
+    seed : int
+        Adaptive-gate fitting and subsampling seed (with the file name).
+    max_nonfinite : float
+        Largest fraction of events dropped for non-finite values before the
+        file fails (`cytokit.finite`).
+    """
+
+    strategy: object
+    panel: object
+    populations: tuple
+    parent: str
+    donor_markers: tuple = ()
+    phenotype_markers: tuple = ()
+    transforms: tuple = ()
+    fixed_thresholds: tuple = ()
+    compensation: object = "file"
+    beads: str = ""
+    max_events: int = 50_000
+    cluster_markers: tuple = ()
+    cluster_events: int = 20_000
+    seed: int = 0
+    max_nonfinite: float = MAX_NONFINITE
+    _digest: str = field(default="", repr=False, compare=False)
+    kind = "analyze"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy", _fresh(self.strategy))
+        # every table keys populations by path: resolve ids and names once, here
+        path = self._canonical_path
+        object.__setattr__(self, "populations", tuple((n, path(p)) for n, p in self.populations))
+        object.__setattr__(self, "parent", path(self.parent))
+        if self.beads:
+            object.__setattr__(self, "beads", path(self.beads))
+        object.__setattr__(self, "_digest", self._make_key())
+
+    def _canonical_path(self, key: str) -> str:
+        return self.strategy.population(key).path
+
+    def describe(self) -> dict:
+        comp = self.compensation
+        return {
+            "version": MEASURE_VERSION,
+            "cytokit": __version__,
+            "strategy": self.strategy.digest(),
+            "strategy_source": self.strategy.source,
+            "panel": dict(self.panel.markers),
+            "populations": [list(p) for p in self.populations],
+            "parent": self.parent,
+            "donor_markers": list(self.donor_markers),
+            "phenotype_markers": list(self.phenotype_markers),
+            "transforms": {m: repr(t) for m, t in self.transforms},
+            "fixed_thresholds": {m: v for m, v in self.fixed_thresholds},
+            "compensation": comp
+            if isinstance(comp, str) or comp is None
+            else {"channels": list(comp.channels), "matrix": np.asarray(comp.matrix).tolist()},
+            "beads": self.beads,
+            "max_events": self.max_events,
+            "cluster_markers": list(self.cluster_markers),
+            "cluster_events": self.cluster_events,
+            "qc_points": QC_POINTS,
+            "seed": self.seed,
+            "max_nonfinite": self.max_nonfinite,
+        }
+
+    def _make_key(self) -> str:
+        text = json.dumps(self.describe(), sort_keys=True, default=str)
+        return "analyze-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    @property
+    def key(self) -> str:
+        return self._digest
+
+    # -- the work ---------------------------------------------------------------------------
+    def __call__(self, path: Path) -> dict:
+        from cytokit.fcs import read_fcs
+        from cytokit.gating import FCS, UNCOMPENSATED, Dimension
+
+        path = Path(path)
+        with stage("read"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sample = read_fcs(path)
+        with stage("panel"):
+            markers = list(
+                dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
+            )
+            columns = self.panel.columns(sample, markers)
+        comp_kind = UNCOMPENSATED if self.compensation is None else FCS
+        xf = dict(self.transforms)
+        seed = [self.seed, zlib.crc32(path.name.encode())]
+        n_file = sample.n_events
+        with stage("gate"):
+            dims = [
+                Dimension(sample.channels[columns[m]].name, compensation=comp_kind) for m in markers
+            ]
+            read = self.strategy.read_columns(sample, dims, compensation=self.compensation)
+        with stage("values"):
+            sample, nonfinite = drop_nonfinite(
+                sample,
+                read,
+                max_fraction=self.max_nonfinite,
+                hint="allow more with [qc] max_nonfinite in study.toml",
+            )
+        with stage("gate"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = self.strategy.apply(sample, compensation=self.compensation, seed=self.seed)
+        with stage("measure"):
+            rng = np.random.default_rng(seed)
+            payload: dict = {
+                "info": {
+                    "events": n_file,
+                    "nonfinite_events": nonfinite.events,
+                    "channels": sample.n_channels,
+                    "fcs_version": sample.version,
+                    "cytometer": sample.keyword("$CYT", "") or "",
+                    "spillover": sample.spillover.source if sample.spillover is not None else "",
+                },
+                "counts": result.counts,
+                "nonfinite": nonfinite.as_dict(),
+                "warnings": list(dict.fromkeys(str(w.message) for w in caught)),
+            }
+            gates = []
+            for g in result.strategy.gates:
+                pts = gate_points(result, g, rng, compensation=result.compensation)
+                gates.append(
+                    {
+                        "gate_id": g.id,
+                        "kind": g.kind,
+                        "dims": [d.label for d in g.dimensions],
+                        "geometry": gate_to_json(g),
+                        "n_points": int(pts.shape[0]),
+                    }
+                )
+                if pts.size:
+                    payload[f"qc:{g.id}"] = pts
+            payload["gates"] = gates
+            if not markers:
+                return payload
+            names = [p for _, p in self.populations]
+            masks = [result.membership(self.parent)] + [result.membership(p) for p in names]
+            union = np.logical_or.reduce(masks)
+            rows = np.flatnonzero(union)
+            channel = {m: sample.channels[columns[m]].name for m in markers}
+            raw = [Dimension(channel[m], compensation=comp_kind) for m in markers]
+            scale = self.strategy.values(sample, raw, rows, compensation=result.compensation)
+            at = {m: j for j, m in enumerate(markers)}
+            transformed = np.empty_like(scale)
+            for m, j in at.items():
+                t = xf.get(m)
+                transformed[:, j] = scale[:, j] if t is None else t.apply(scale[:, j])
+            local = [mask[rows] for mask in masks]
+            self._donor_items(payload, result, sample, transformed, at, local, comp_kind, channel)
+            parent_rows = rows[local[0]]
+            payload["pileup"] = {
+                m: value_pileup(sample.events[parent_rows, columns[m]]) for m in self.donor_markers
+            }
+            self._phenotype_items(payload, scale, transformed, at, local, rng)
+            if self.cluster_markers:
+                self._cluster_items(payload, transformed, at, local, rng)
+        return payload
+
+    def _cluster_items(self, payload, transformed, at, local, rng):
+        idx = np.flatnonzero(local[0])
+        if idx.size > self.cluster_events:
+            idx = np.sort(rng.choice(idx, self.cluster_events, replace=False))
+        cols = [at[m] for m in (*self.cluster_markers, *self.donor_markers)]
+        payload["cluster"] = transformed[np.ix_(idx, cols)].astype(np.float32)
+        payload["cluster_gates"] = np.column_stack(
+            [sel[idx] for sel in local[1:]] or [np.zeros(idx.size, bool)]
+        ).astype(np.uint8)
+
+    def _donor_items(self, payload, result, sample, transformed, at, local, comp_kind, channel):
+        from cytokit.gating import Dimension
+
+        anchors = {}
+        for m in self.donor_markers:
+            x = transformed[:, at[m]]
+            edges = histogram_edges(x[local[0]])
+            payload[f"edges:{m}"] = edges
+            payload[f"hist:{m}"] = np.vstack([Histogram.of(x[sel], edges).counts for sel in local])
+            if self.beads:
+                beads = result.indices(self.beads)
+                if beads.size:
+                    dim = Dimension(
+                        channel[m], compensation=comp_kind, transform=dict(self.transforms).get(m)
+                    )
+                    v = self.strategy.values(sample, [dim], beads, compensation=result.compensation)
+                    anchors[m] = float(np.nanmedian(v[:, 0]))
+        payload["anchors"] = anchors
+
+    def _phenotype_items(self, payload, scale, transformed, at, local, rng):
+        thresholds = {}
+        fixed = dict(self.fixed_thresholds)
+        xf = dict(self.transforms)
+        for m in self.phenotype_markers:
+            t = xf.get(m)
+            if m in fixed:
+                value = fixed[m]
+                tvalue = value if t is None else float(t.apply(np.array([value]))[0])
+                method = "fixed"
+            else:
+                tvalue = positivity_threshold(transformed[local[0], at[m]])
+                value = (
+                    tvalue
+                    if (t is None or not np.isfinite(tvalue))
+                    else float(t.inverse(np.array([tvalue]))[0])
+                )
+                method = "valley" if np.isfinite(tvalue) else "none"
+            thresholds[m] = {"threshold_scale": value, "threshold": tvalue, "method": method}
+        payload["pheno_thresholds"] = thresholds
+        cols = [at[m] for m in self.donor_markers] + [at[m] for m in self.phenotype_markers]
+        n_events = {}
+        for (name, _), sel in zip(self.populations, local[1:], strict=True):
+            idx = np.flatnonzero(sel)
+            n_events[name] = int(idx.size)
+            if idx.size > self.max_events:
+                idx = np.sort(rng.choice(idx, self.max_events, replace=False))
+            block = np.empty((idx.size, len(cols)), dtype=np.float32)
+            nd = len(self.donor_markers)
+            for j, c in enumerate(cols):
+                block[:, j] = (transformed if j < nd else scale)[idx, c]
+            payload[f"pheno:{name}"] = block
+        payload["pheno_events"] = n_events

@@ -1,0 +1,229 @@
+"""`analyze`: the whole job on a study folder.
+
+``cytokit.analyze(study, out)`` checks the study (`cytokit.study.load_study`,
+every problem in one `StudyError`), gates every file once with the batch
+engine (`cytokit.engine`) running the per-sample task
+(`cytokit.analysis.per_sample`: counts, donor-marker histograms, phenotype
+values, QC data per file, stored in ``OUT/results.sqlite`` so a rerun
+resumes), then computes the study tables from those payloads
+(`cytokit.analysis.cohort.study_tables`: per patient, donor-marker thresholds
+calibrated per patient, chimerism, absolute counts, phenotype
+(`cytokit.analysis.per_patient`); for the cohort, trends and clustering),
+checks the tables' invariants (`cytokit.analysis.invariants`: a violation is a
+bug and raises instead of writing a wrong table) and writes them into ``OUT``
+(the results contract: `cytokit.analysis.results`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from cytokit._outdir import output_folder
+from cytokit.analysis.cohort import study_tables
+from cytokit.analysis.per_sample import MeasureTask
+from cytokit.analysis.results import TABLES, Results, load_results, write_results
+from cytokit.errors import CytokitError, StudyError
+from cytokit.study.folder import Study, check_same_content, load_study
+
+__all__ = ["Results", "analyze", "load_results", "threshold_parent"]
+
+
+def threshold_parent(strategy, paths) -> str:
+    """The deepest gate that is an ancestor of every population in `paths`, as a path.
+
+    Raises
+    ------
+    StudyError
+        When the populations share no ancestor gate (give ``[chimerism] parent``).
+    """
+
+    def chain(key: str) -> list[str]:
+        out, pop = [], strategy.population(key)
+        while pop.parent is not None:
+            pop = strategy.by_id(pop.parent)
+            out.append(pop.id)
+        return out[::-1]  # root first
+
+    chains = [chain(p) for p in paths]
+    common: list[str] = []
+    for level in zip(*chains, strict=False):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    if not chains or not common:
+        raise StudyError(
+            "the study populations share no parent gate to place the donor-marker threshold "
+            'on; set [chimerism] parent = "<gate path>" in study.toml (e.g. live lymphocytes)'
+        )
+    return strategy.by_id(common[-1]).path
+
+
+def _gate_markers(study: Study, sample) -> set[str]:
+    """Panel markers whose channel some gate reads."""
+    channels = {c.name: c for c in sample.channels}
+    read: set[str] = set()
+    for g in study.gating.gates:
+        for d in g.dimensions:
+            read.add(d.channel)
+            if d.ratio is not None:
+                read.update((d.ratio.numerator, d.ratio.denominator))
+    out = set()
+    for marker, name in study.panel.channel_names(sample).items():
+        ch = channels[name]
+        if name in read or (ch.marker and ch.marker in read) or marker in read:
+            out.add(marker)
+    return out
+
+
+def _phenotype_markers(study: Study) -> tuple[str, ...]:
+    s = study.settings
+    if s.phenotype_markers is not None:
+        return tuple(s.phenotype_markers)
+    from cytokit.fcs import read_fcs
+
+    donors = set(study.donor_markers())
+    for row in study.rows:
+        if row.file in study.unreadable:
+            continue
+        try:
+            sample = read_fcs(row.file, mmap=True, scale=False)
+        except CytokitError:
+            continue
+        gated = _gate_markers(study, sample)
+        return tuple(m for m in study.panel if m not in gated and m not in donors)
+    return ()
+
+
+def kernels_need_compiling() -> bool:
+    """Whether the first file of a run will compile the gating kernels on this machine.
+
+    False once Numba's on-disk cache holds the fused gating kernel for this
+    machine (every later run loads it in well under a second).
+    """
+    from cytokit.kernels import _config, fused
+
+    return not _config.is_cached(fused._evaluate)
+
+
+def make_task(study: Study) -> MeasureTask:
+    """The per-sample batch task of `study` (see `cytokit.analysis.per_sample`)."""
+    s = study.settings
+    parent = s.chimerism_parent or threshold_parent(study.gating, s.populations.values())
+    donors = tuple(study.donor_markers())
+    pheno = _phenotype_markers(study)
+    clustering = tuple(s.clustering.markers) if s.clustering else ()
+    markers = list(dict.fromkeys((*donors, *pheno, *clustering)))
+    return MeasureTask(
+        strategy=study.gating,
+        panel=study.panel,
+        populations=tuple(s.populations.items()),
+        parent=parent,
+        donor_markers=donors,
+        phenotype_markers=pheno,
+        transforms=tuple((m, s.transform_of(m)) for m in markers),
+        fixed_thresholds=tuple(sorted(s.phenotype_thresholds.items())),
+        compensation=study.compensation(),
+        beads=s.beads,
+        max_events=s.phenotype_max_events,
+        cluster_markers=tuple(s.clustering.markers) if s.clustering else (),
+        cluster_events=s.clustering.events if s.clustering else 0,
+        seed=s.gating_seed,
+        max_nonfinite=s.max_nonfinite,
+    )
+
+
+def analyze(
+    study: str | Path | Study,
+    out: str | Path | None = None,
+    *,
+    strategy=None,
+    workers: int | None = None,
+    scheduler=None,
+    progress: Callable[[int, int, str, str], None] | None = None,
+) -> Results:
+    """Run the whole analysis of a study folder.
+
+    Parameters
+    ----------
+    study : path or Study
+        The study folder (checked with `load_study` first: every problem is
+        reported at once, before any gating) or a loaded study.
+    out : path, optional
+        Output folder (created); tables, QC data, ``study.json`` and the
+        results store ``results.sqlite`` go there, and a rerun resumes from
+        the store. Without it the store lives in a temporary folder and only
+        the returned `Results` remain.
+    strategy : GatingStrategy or path, optional
+        Instead of ``[gating] strategy``.
+    workers : int, optional
+        Parallel workers for the per-sample measurement (default: the cores available).
+    scheduler : str or distributed.Client, optional
+        See `cytokit.engine.runner.run_batch`.
+    progress : callable, optional
+        ``progress(done, total, file_name, status)`` after each file.
+
+    Returns
+    -------
+    Results
+        The tables as DataFrames (see `cytokit.analysis.results`).
+
+    Raises
+    ------
+    StudyError
+        The study has problems (all listed), or two manifest lines name files
+        with the same content (checked before any gating).
+    CytokitError
+        `out` is a file, or a name the results take in it is (before any gating).
+    """
+    from cytokit.engine.runner import hash_files, run_batch
+    from cytokit.engine.store import RunStore
+
+    if not isinstance(study, Study):
+        study = load_study(study, strategy=strategy)
+    elif study.gating is None or strategy is not None:
+        study = load_study(study.root, strategy=strategy)
+    task = make_task(study)
+    with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp:
+        if out is None:
+            folder = Path(tmp)
+        else:  # checked before gating: a bad --out must not cost the whole batch
+            names = (*(f"{name}.csv" for name in TABLES), "study.json", "results.sqlite")
+            folder = output_folder(out, files=names, folders=("qc",))
+        with RunStore(folder / "results.sqlite") as store:
+            files = [str(r.file) for r in study.rows]
+            # a copy of a file listed as another sample would count one measurement twice;
+            # the hashes go into the store's cache, so the batch (and a rerun) reads no file
+            # again to hash it
+            infos = hash_files(files, store, workers=workers)
+            check_same_content(study, _hashes(study, {p: i.hash for p, i in infos.items()}))
+
+            def tick(done: int, total: int, path: str, status: str) -> None:
+                if progress is not None:
+                    progress(done, total, Path(path).name, status)
+
+            many = workers is None or workers > 1
+            if len(files) > 1 and many and scheduler in (None, "processes", "local"):
+                # the first file in this process compiles the kernels once (or loads them from
+                # Numba's on-disk cache); worker processes then load them instead of each
+                # compiling the same kernels at the same time (minutes on a cold cache)
+                run_batch(files[:1], task, store, workers=1)
+            report = run_batch(
+                files, task, store, workers=workers, scheduler=scheduler, progress=tick
+            )
+            # the files as gated, should one have been replaced by a copy of another since
+            # hashing
+            gated = {os.path.abspath(f.path): f.hash for f in report.done}
+            check_same_content(study, _hashes(study, gated))
+            results = study_tables(study, task, store, report, folder if out is not None else None)
+        if out is not None:
+            write_results(results, folder)
+    return results
+
+
+def _hashes(study: Study, by_path: dict[str, str]) -> dict[Path, str]:
+    """Content hash of each manifest row's file from hashes by absolute path."""
+    found = ((r.file, by_path.get(os.path.abspath(r.file))) for r in study.rows)
+    return {file: h for file, h in found if h is not None}

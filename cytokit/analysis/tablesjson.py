@@ -1,0 +1,168 @@
+"""``tables.json``: the index of a results folder, so a table changed after it was written shows.
+
+`cytokit.analysis.results.write_results` ends by writing ``OUT/tables.json``: for
+every file it wrote (each table's CSV and ``study.json``) its name, its size
+in bytes, its SHA-256 and, for a table, its number of rows::
+
+    {"format": 1, "cytokit_version": "0.1.0",
+     "files": [{"name": "chimerism.csv", "rows": 75, "bytes": 10817,
+                "sha256": "9f2c..."}, ...]}
+
+It is written last and atomically, and removed before anything in the
+folder is rewritten (`invalidate_index`), so a folder whose writing stopped
+half-way (a crash between two tables) has no index. `check_index`, run by
+`cytokit.analysis.results.load_results` (hence ``cytokit report`` and notebooks)
+before anything is built, refuses a folder without an index, a file that is
+missing, and a file whose bytes differ from the index (cut short, edited),
+naming the file, what differs and the fix: run ``cytokit analyze`` again,
+which takes every file already gated from ``results.sqlite``.
+
+A results folder written before the index existed has none and is refused
+the same way: its tables cannot be checked, and rerunning the analysis
+writes them with their index.
+
+The QC data ``qc/<sample>.npz`` are not listed: each array in them carries
+its own CRC-32, which numpy checks on every read, and the report already
+names a sample whose QC data is missing or unreadable instead of drawing it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+from cytokit._io import atomic_write_text
+from cytokit.errors import CytokitError
+
+__all__ = ["INDEX_NAME", "check_index", "invalidate_index", "write_index"]
+
+#: File name of the index (not ``manifest``: a study has a ``manifest.csv`` of its own).
+INDEX_NAME = "tables.json"
+FORMAT = 1
+
+
+def invalidate_index(out: str | Path) -> None:
+    """Remove `out`'s index before its files are rewritten (a stop half-way leaves none)."""
+    (Path(out) / INDEX_NAME).unlink(missing_ok=True)
+
+
+def write_index(out: str | Path, files: Mapping[str, int | None]) -> Path:
+    """Write ``tables.json`` listing `files` (name relative to `out` -> rows, None if not a
+    table) with their sizes and SHA-256 as they are now on disk, atomically."""
+    from cytokit._version import __version__
+
+    out = Path(out)
+    entries = []
+    for name, rows in files.items():
+        data = (out / name).read_bytes()
+        entry: dict[str, object] = {"name": name}
+        if rows is not None:
+            entry["rows"] = int(rows)
+        entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+        entries.append(entry)
+    doc = {"format": FORMAT, "cytokit_version": __version__, "files": entries}
+    return atomic_write_text(out / INDEX_NAME, json.dumps(doc, indent=1) + "\n")
+
+
+def _rerun(out: Path) -> str:
+    """The command that rewrites `out`, with the study folder when ``study.json`` names it."""
+    try:
+        root = json.loads((out / "study.json").read_text(encoding="utf-8")).get("root")
+    except (OSError, ValueError, AttributeError):
+        root = None
+    study = root if isinstance(root, str) and root else "STUDY"
+    return (
+        f"run `cytokit analyze {study} --out {out}` again to rewrite it (files already gated "
+        "come from its results.sqlite)"
+    )
+
+
+def _rows(data: bytes) -> int | None:
+    """Records after the header of CSV `data` (None when it is not readable as CSV)."""
+    try:
+        return max(0, sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8")))) - 1)
+    except (UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _difference(entry: Mapping, data: bytes) -> str:
+    name = entry["name"]
+    if "rows" not in entry:
+        what, recorded = f"{len(data):,} bytes", f"{entry['bytes']:,} bytes"
+    else:
+        rows = _rows(data)
+        what = f"{'unreadable' if rows is None else rows} row(s) in {len(data):,} bytes"
+        recorded = f"{entry['rows']} row(s) in {entry['bytes']:,} bytes"
+    if what == recorded:
+        return f"{name} differs from what {INDEX_NAME} records (same size, other content)"
+    return f"{name} has {what} where {INDEX_NAME} records {recorded}"
+
+
+def check_index(out: str | Path) -> dict[str, bytes]:
+    """Check every file `out`'s ``tables.json`` lists against it; return their bytes.
+
+    Parameters
+    ----------
+    out : path
+        A results folder.
+
+    Returns
+    -------
+    dict of str to bytes
+        Each listed file's content, as checked (read it from here, not again
+        from disk).
+
+    Raises
+    ------
+    CytokitError
+        No index (a folder from an older cytokit, or one whose writing
+        stopped half-way), an unreadable index, or files missing or differing
+        from it; one line naming the first such file, what differs, and the fix.
+    """
+    out = Path(out)
+    path = out / INDEX_NAME
+    if not path.is_file():
+        raise CytokitError(
+            f"{out}: no {INDEX_NAME}, so its tables cannot be checked (written by an older "
+            f"cytokit, or the run writing them stopped before the end); {_rerun(out)}"
+        )
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        entries = doc["files"]
+        if doc.get("format") != FORMAT or not isinstance(entries, list):
+            raise ValueError(f"format {doc.get('format')!r}, this cytokit reads {FORMAT}")
+        for e in entries:
+            name = PurePosixPath(e["name"])
+            if name.is_absolute() or ".." in name.parts or not isinstance(e["sha256"], str):
+                raise ValueError(f"bad entry {e!r}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CytokitError(f"{path}: not a readable table index ({exc}); {_rerun(out)}") from None
+    contents: dict[str, bytes] = {}
+    problems = []
+    for entry in entries:
+        name = entry["name"]
+        try:
+            data = (out / name).read_bytes()
+        except FileNotFoundError:
+            problems.append(f"{name} is missing")
+            continue
+        except OSError as exc:
+            problems.append(f"{name} cannot be read ({exc.strerror or exc})")
+            continue
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            problems.append(_difference(entry, data))
+            continue
+        contents[name] = data
+    if problems:
+        more = ""
+        if len(problems) > 1:
+            more = f" (and {len(problems) - 1} more file(s) differ)"
+        raise CytokitError(
+            f"{out}: {problems[0]}{more}: the folder changed after `cytokit analyze` wrote it; "
+            f"{_rerun(out)}"
+        )
+    return contents

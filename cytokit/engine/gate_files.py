@@ -1,0 +1,543 @@
+"""Batch gating: `GateTask` gates one file; `gate_files` gates many into tables.
+
+`GateTask` is a batch task (`cytokit.engine.runner`): it reads an FCS file, applies a
+gating strategy and returns the file's counts and per-population statistics.
+`GateTask.for_study` gates with a study's settings (its panel and transform
+for a YAML strategy, its compensation and gating seed), giving each file the
+counts `cytokit.analyze` gives it.
+`gate_files` runs it over many files with `cytokit.engine.runner.run_batch`, keeping
+every finished file in ``OUT/results.sqlite`` (a rerun resumes), and writes
+``counts.csv``, ``statistics.csv``, ``failures.csv`` and ``warnings.csv``
+atomically. It is what
+``cytokit gate`` runs.
+
+Statistics are of *compensated scale values* (compensated with the matrix the
+gates use, not transformed), per population and fluorescence channel:
+``count`` (non-NaN values), ``mean``, ``median`` (exactly `numpy.median`) and
+``rcv``, the robust CV ``100 · ½ · (Q(0.8413) − Q(0.1587)) / median`` with
+`numpy.quantile`'s default (linear) method: the percentage a normal
+distribution's SD is of its median (FlowJo's definition; negative when the
+median is). NaN values are left out; a population without values gets NaN.
+
+Non-finite values follow `cytokit.finite`: an event with a NaN or an infinity
+in a channel the gates or the statistics read is dropped before gating (the
+root gates' ``parent_count`` is then the finite events), the number is in the
+payload (``nonfinite_events``) and `GateRun.nonfinite_events`, and a file with
+more than ``max_nonfinite`` (1 %) such events fails (stage ``values``).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import math
+import os
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cytokit import kernels as K
+from cytokit._io import write_csv
+from cytokit._outdir import output_folder
+from cytokit.engine.runner import BatchReport, run_batch, stage
+from cytokit.engine.store import RunStore
+from cytokit.errors import CytokitError
+from cytokit.finite import MAX_NONFINITE, drop_nonfinite
+from cytokit.gating import (
+    FCS,
+    UNCOMPENSATED,
+    Dimension,
+    GatingResult,
+    GatingStrategy,
+    load_strategy,
+)
+from cytokit.sample import Sample, Spillover
+
+__all__ = [
+    "COUNT_TABLE",
+    "FAILURE_TABLE",
+    "STATISTICS_TABLE",
+    "WARNING_TABLE",
+    "GateRun",
+    "GateTask",
+    "expand_files",
+    "fluorescence_channels",
+    "gate_files",
+    "population_statistics",
+]
+
+#: Columns of ``counts.csv``.
+COUNT_TABLE = ("file", "gate_path", "gate_id", "count", "parent_count", "pct_parent", "pct_total")
+#: Columns of ``statistics.csv``.
+STATISTICS_TABLE = (
+    "file",
+    "gate_path",
+    "gate_id",
+    "channel",
+    "marker",
+    "count",
+    "mean",
+    "median",
+    "rcv",
+)
+#: Columns of ``failures.csv``.
+FAILURE_TABLE = ("file", "stage", "reason")
+#: Columns of ``warnings.csv``: what a finished file was read or gated around.
+WARNING_TABLE = ("file", "warning")
+RCV_LEVELS = (0.1587, 0.8413)
+STORE_NAME = "results.sqlite"
+# bump when GateTask's payload changes for the same inputs, so stored results are recomputed
+_TASK_VERSION = 2  # 2: gating's warnings (fallbacks, spillover) are kept with the reader's
+_SCRATCH = threading.local()
+_BLOCK = 1 << 16  # events per block when compensating for the statistics
+
+
+def _compensation(value) -> str | Spillover | None:
+    """``"file"``, None (no compensation) or a Spillover, from what users may pass."""
+    if value is None or isinstance(value, Spillover):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if text.lower() == "file":
+            return "file"
+        if text.lower() == "none":
+            return None
+        from cytokit.study.spillover_csv import read_spillover_csv
+
+        return read_spillover_csv(text)
+    raise TypeError(
+        f"compensation={value!r}: use 'file' (each file's spillover keyword), 'none', a CSV "
+        "matrix path or a cytokit.Spillover"
+    )
+
+
+def _compensation_id(comp: str | Spillover | None) -> str | dict:
+    if comp is None or isinstance(comp, str):
+        return "none" if comp is None else comp
+    h = hashlib.sha256(repr(comp.channels).encode())
+    h.update(np.ascontiguousarray(comp.matrix, dtype="<f8").tobytes())
+    return {"channels": list(comp.channels), "sha256": h.hexdigest(), "source": comp.source}
+
+
+def fluorescence_channels(sample: Sample, spillover: Spillover | None) -> tuple[str, ...]:
+    """The channels statistics are reported for: the spillover matrix's channels when the
+    sample is compensated, else every channel but scatter (``FSC*``, ``SSC*``) and time."""
+    if spillover is not None:
+        return tuple(spillover.channels)
+    out = []
+    for c in sample.channels:
+        upper = c.name.upper()
+        if upper.startswith(("FSC", "SSC")) or "TIME" in upper:
+            continue
+        out.append(c.name)
+    return tuple(out)
+
+
+def _scratch(name: str, size: int) -> np.ndarray:
+    """A float64 buffer of `size` values, kept per thread and reused from file to file
+    (fresh pages are slow to touch; a batch gates files of similar sizes)."""
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    buf = bufs.get(name)
+    if buf is None or buf.size < size:
+        buf = bufs[name] = np.empty(max(size, 1), dtype=np.float64)
+    return buf[:size]
+
+
+def _channel_values(sample: Sample, cols: list[int], spill: Spillover | None) -> np.ndarray:
+    """(len(cols), n_events) float64: channel values, compensated when the matrix covers them,
+    computed as the gates compute them (scale values times the inverse spillover matrix)."""
+    n = sample.n_events
+    spill_cols = [] if spill is None else [sample.channel_index(c) for c in spill.channels]
+    if not set(cols) & set(spill_cols):
+        out = _scratch("values", len(cols) * n).reshape(len(cols), n)
+        for j, c in enumerate(cols):
+            out[j] = sample.events[:, c]
+        return out
+    k = len(spill_cols)
+    inv_t = K.compensation_matrix(spill.matrix).T
+    comp = _scratch("comp", k * n).reshape(k, n)
+    raw = _scratch("raw", k * _BLOCK).reshape(k, _BLOCK)
+    for start in range(0, n, _BLOCK):  # a small block of raw values, not a copy of every event
+        b = min(_BLOCK, n - start)
+        for i, c in enumerate(spill_cols):
+            raw[i, :b] = sample.events[start : start + b, c]
+        comp[:, start : start + b] = inv_t @ raw[:, :b]
+    if cols == spill_cols:
+        return comp
+    out = _scratch("values", len(cols) * n).reshape(len(cols), n)
+    for j, c in enumerate(cols):
+        out[j] = comp[spill_cols.index(c)] if c in spill_cols else sample.events[:, c]
+    return out
+
+
+def population_statistics(
+    result: GatingResult, channels: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Count, mean, median and robust CV of compensated scale values per population and channel.
+
+    Parameters
+    ----------
+    result : GatingResult
+        Applied with ``membership=True``.
+    channels : sequence of str, optional
+        ``$PnN`` or ``$PnS`` names; default `fluorescence_channels`.
+
+    Returns
+    -------
+    DataFrame
+        ``gate_path, gate_id, channel, marker, count, mean, median, rcv``: one
+        row per population (strategy order) and channel (see the module docstring).
+    """
+    sample = result.sample
+    names = fluorescence_channels(sample, result.compensation) if channels is None else channels
+    cols = [sample.channel_index(n) for n in names]
+    values = _channel_values(sample, cols, result.compensation)
+    rows = []
+    for pop in result.populations:
+        idx = np.flatnonzero(result.membership(pop.path))
+        x = _scratch("x", idx.size)
+        for j, c in enumerate(cols):
+            np.take(values[j], idx, out=x)
+            y = x[~np.isnan(x)] if np.isnan(x).any() else x
+            n = y.shape[0]
+            if n:
+                mean = float(y.mean())  # before the selections below reorder y
+                median = float(np.median(y, overwrite_input=True))
+                lo, hi = np.quantile(y, RCV_LEVELS, overwrite_input=True)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rcv = float(np.float64(50.0) * (hi - lo) / median)
+            else:
+                mean = median = rcv = math.nan
+            ch = sample.channels[c]
+            rows.append((pop.path, pop.id, ch.name, ch.marker, n, mean, median, rcv))
+    return pd.DataFrame(rows, columns=list(STATISTICS_TABLE[1:]))
+
+
+class GateTask:
+    """Batch task: gate one FCS file with a strategy; counts and statistics as the payload.
+
+    Parameters
+    ----------
+    strategy : GatingStrategy or path
+        A strategy, or a file for `cytokit.gating.load_strategy`.
+    compensation : "file", "none", None, path or Spillover
+        What ``FCS``-compensated dimensions (and the statistics) use: each
+        file's own spillover keyword (default), none, a CSV matrix
+        (`cytokit.study.spillover_csv`) or a given matrix.
+    statistics : bool
+        Also compute `population_statistics`.
+    channels : sequence of str, optional
+        Channels for the statistics (default `fluorescence_channels`).
+    seed : int
+        Seed of adaptive gates' subsampling (see `GatingStrategy.apply`).
+    max_nonfinite : float
+        Largest fraction of a file's events dropped for non-finite values
+        before the file fails (`cytokit.finite`).
+
+    Notes
+    -----
+    The payload is ``{"counts": GatingResult.counts, "statistics": ...,
+    "n_events": int, "nonfinite_events": int, "nonfinite": dict, "warnings":
+    [str]}``: ``n_events`` counts every event of the file, ``nonfinite_events``
+    those dropped; the warnings reading and gating raised
+    (`cytokit.fcs.FCSWarning`, an adaptive gate's fallback, a nearly singular
+    spillover matrix), each once and without the file name.
+    ``key`` digests the strategy, the options, the payload version and the
+    cytokit version: changing any of them recomputes stored files.
+    """
+
+    kind = "gate"
+
+    def __init__(
+        self,
+        strategy: GatingStrategy | str | os.PathLike,
+        *,
+        compensation="file",
+        statistics: bool = True,
+        channels: Sequence[str] | None = None,
+        seed: int = 0,
+        max_nonfinite: float = MAX_NONFINITE,
+    ) -> None:
+        if isinstance(strategy, (str, os.PathLike)):
+            strategy = load_strategy(strategy)
+        if not isinstance(strategy, GatingStrategy):
+            raise TypeError(f"strategy must be a GatingStrategy or a path, got {strategy!r}")
+        self.strategy = strategy
+        self.compensation = _compensation(compensation)
+        self.statistics = bool(statistics)
+        self.channels = None if channels is None else tuple(channels)
+        self.seed = int(seed)
+        self.max_nonfinite = float(max_nonfinite)
+        self.key = hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def for_study(
+        cls,
+        study,
+        strategy: GatingStrategy | str | os.PathLike | None = None,
+        *,
+        statistics: bool = True,
+        channels: Sequence[str] | None = None,
+    ) -> GateTask:
+        """The task that gates files as `cytokit.analyze` gates a study's.
+
+        The study's strategy, read with its ``[panel]`` and ``[transform]``
+        (`cytokit.study.Study.load_strategy`), its compensation and its
+        ``[gating] seed``: a file gets the counts ``analyze`` gives it.
+
+        Parameters
+        ----------
+        study : cytokit.study.Study or path
+            A loaded study or its folder (loaded without opening the FCS files).
+        strategy : GatingStrategy or path, optional
+            Another strategy to use with the study's settings; a path is
+            relative to the study folder. Default: the study's own.
+        statistics, channels
+            As for `GateTask`.
+
+        Raises
+        ------
+        StudyError
+            The study folder has problems (all listed).
+        GatingError
+            The strategy cannot be read with the study's settings.
+        """
+        from cytokit.study.folder import Study, load_study
+
+        if not isinstance(study, Study):
+            study = load_study(study, check_files=False)
+        if isinstance(strategy, GatingStrategy):
+            gating = strategy
+        elif strategy is None and study.gating is not None:
+            gating = study.gating
+        else:
+            gating = study.load_strategy(strategy)
+        return cls(
+            gating,
+            compensation=study.compensation(),
+            statistics=statistics,
+            channels=channels,
+            seed=study.settings.gating_seed,
+        )
+
+    def _identity(self) -> dict:
+        """Everything the output depends on; the key is its digest."""
+        from cytokit._version import __version__
+
+        comp = _compensation_id(self.compensation)
+        if isinstance(comp, dict):
+            comp = {k: v for k, v in comp.items() if k != "source"}
+        return {
+            "task": "gate",
+            "version": _TASK_VERSION,
+            "cytokit": __version__,
+            "strategy": self.strategy.digest(),
+            "compensation": comp,
+            "statistics": self.statistics,
+            "channels": None if self.channels is None else list(self.channels),
+            "seed": self.seed,
+            "max_nonfinite": self.max_nonfinite,
+        }
+
+    def describe(self) -> dict:
+        """What the key stands for, and where the strategy and matrix came from (for people)."""
+        out = self._identity()
+        out["strategy_source"] = self.strategy.source
+        out["compensation"] = _compensation_id(self.compensation)
+        return out
+
+    def __call__(self, path: Path) -> dict:
+        from cytokit.fcs import read_fcs
+
+        path = Path(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with stage("read"):
+                sample = read_fcs(path)
+            n_file = sample.n_events
+            with stage("gate"):
+                read = self.strategy.read_columns(
+                    sample, self._statistics_dims(sample), compensation=self.compensation
+                )
+            with stage("values"):
+                sample, nonfinite = drop_nonfinite(sample, read, max_fraction=self.max_nonfinite)
+            with stage("gate"):
+                result = self.strategy.apply(
+                    sample,
+                    compensation=self.compensation,
+                    membership=self.statistics,
+                    seed=self.seed,
+                )
+        payload: dict = {
+            "counts": result.counts,
+            "n_events": n_file,
+            "nonfinite_events": nonfinite.events,
+            "nonfinite": nonfinite.as_dict(),
+            "warnings": _about_file([str(w.message) for w in caught], path),
+        }
+        if self.statistics:
+            with stage("statistics"):
+                payload["statistics"] = population_statistics(result, self.channels)
+        return payload
+
+    def _statistics_dims(self, sample: Sample) -> list[Dimension]:
+        """The statistics channels as dimensions (compensated where the matrix covers them)."""
+        if not self.statistics:
+            return []
+        spill = self.strategy.resolver(sample, self.compensation).spillover
+        names = fluorescence_channels(sample, spill) if self.channels is None else self.channels
+        comp = UNCOMPENSATED if spill is None else FCS
+        return [Dimension(n, compensation=comp) for n in names]
+
+    def __repr__(self) -> str:
+        return f"<GateTask {self.key[:12]} {self.strategy!r}>"
+
+
+def _about_file(messages: list[str], path: Path) -> list[str]:
+    """Each message once, without the leading file name (the caller names the file)."""
+    out = []
+    for text in messages:
+        for prefix in (f"{path}: ", f"{path.name}: "):
+            if text.startswith(prefix):
+                text = text[len(prefix) :]
+                break
+        out.append(" ".join(text.split()))
+    return list(dict.fromkeys(out))
+
+
+def expand_files(items: Iterable[str | os.PathLike]) -> list[str]:
+    """FCS files named by `items`: files as given, folders (every ``*.fcs`` inside,
+    recursively, sorted) and glob patterns (sorted). A file named again, however
+    it is spelt (relative or absolute, through a link), is kept once, as first
+    given.
+
+    Raises
+    ------
+    CytokitError
+        A folder without FCS files, or a pattern that matches nothing.
+    """
+    out: dict[str, str] = {}  # the resolved path: the file as first given
+    for item in items:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(
+                str(p) for p in path.rglob("*") if p.suffix.lower() == ".fcs" and p.is_file()
+            )
+            if not found:
+                raise CytokitError(f"{path}: no .fcs files in this folder")
+        elif not path.exists() and glob.has_magic(text):
+            found = sorted(glob.glob(text, recursive=True))
+            if not found:
+                raise CytokitError(f"{text}: no files match this pattern")
+        else:
+            found = [text]  # a missing file is reported as that file's failure
+        for f in found:
+            out.setdefault(os.path.realpath(f), f)
+    return list(out.values())
+
+
+@dataclass
+class GateRun:
+    """What `gate_files` produced (the tables are also in `out`)."""
+
+    report: BatchReport
+    counts: pd.DataFrame
+    statistics: pd.DataFrame | None
+    failures: pd.DataFrame
+    out: Path
+    task: GateTask
+    n_events: int = 0  #: events in the files gated (those taken from the store included)
+    #: events dropped for non-finite values (`cytokit.finite`), over the files gated
+    nonfinite_events: int = 0
+    #: The warnings about each finished file (as given), in file order; files without any
+    #: are left out. Also in ``warnings.csv``.
+    warnings: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict]:
+    """Rows for `write_csv`: NaN becomes an empty cell."""
+    records = frame[list(columns)].to_dict("records")
+    for r in records:
+        for k, v in r.items():
+            if isinstance(v, float) and math.isnan(v):
+                r[k] = None
+    return records
+
+
+def gate_files(
+    strategy: GatingStrategy | str | os.PathLike,
+    files: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    compensation="file",
+    statistics: bool = True,
+    workers: int | None = None,
+    scheduler=None,
+    progress: Callable[[int, int, str, str], None] | None = None,
+    retry_failures: bool = False,
+) -> GateRun:
+    """Gate many FCS files with one strategy into ``counts.csv``, ``statistics.csv``,
+    ``failures.csv`` and ``warnings.csv`` in `out`, resuming from ``out/results.sqlite``.
+
+    Parameters
+    ----------
+    strategy, compensation, statistics
+        As for `GateTask`; `strategy` may also be a ready `GateTask` (whose
+        options are then used).
+    files : iterable of path
+        FCS files (see `expand_files` for folders and patterns).
+    out : path
+        Output folder (created; a file there, or a folder named like a table,
+        is an error before any file is gated).
+    workers, scheduler, progress, retry_failures
+        As for `cytokit.engine.runner.run_batch`.
+
+    Returns
+    -------
+    GateRun
+        Tables in file order; a file that failed is only in ``failures``.
+    """
+    if isinstance(strategy, GateTask):
+        task = strategy
+    else:
+        task = GateTask(strategy, compensation=compensation, statistics=statistics)
+    statistics = task.statistics
+    tables = ("counts.csv", "statistics.csv", "failures.csv", STORE_NAME)
+    out = output_folder(out, files=tables)  # before the batch, not after it
+    with RunStore(out / STORE_NAME) as store:
+        report = run_batch(
+            files,
+            task,
+            store,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            retry_failures=retry_failures,
+        )
+        counts = report.frame(store, "counts")
+        counts = counts.reindex(columns=list(COUNT_TABLE))
+        stats = None
+        if statistics:
+            stats = report.frame(store, "statistics").reindex(columns=list(STATISTICS_TABLE))
+        events = store.items(task.key, "n_events", (f.hash for f in report.done))
+        dropped = store.items(task.key, "nonfinite_events", (f.hash for f in report.done))
+        said = store.items(task.key, "warnings", (f.hash for f in report.done))
+    notes = {f.path: list(said.get(f.hash) or []) for f in report.done}
+    notes = {path: found for path, found in notes.items() if found}
+    failures = report.failures_frame()[list(FAILURE_TABLE)]
+    write_csv(out / "counts.csv", _rows(counts, COUNT_TABLE), COUNT_TABLE)
+    if stats is not None:
+        write_csv(out / "statistics.csv", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE)
+    write_csv(out / "failures.csv", _rows(failures, FAILURE_TABLE), FAILURE_TABLE)
+    warned = [{"file": f, "warning": w} for f, found in notes.items() for w in found]
+    write_csv(out / "warnings.csv", warned, WARNING_TABLE)
+    n_events = sum(int(events[f.hash]) for f in report.done)
+    nonfinite = sum(int(dropped.get(f.hash, 0)) for f in report.done)
+    return GateRun(report, counts, stats, failures, out, task, n_events, nonfinite, notes)

@@ -1,0 +1,96 @@
+"""What the report shows, read from `Results`, and the figures rendered for it.
+
+Shared by the plot jobs (`cytokit.report.figures`) and the page
+(`cytokit.report.page`): the patients and populations in the study's order,
+the minimum donor events, the clustering tables, and `ReportPlots`, the
+rendered figures the page embeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cytokit.analysis.results import Results
+
+__all__ = [
+    "ReportPlots",
+    "cluster_markers",
+    "cluster_tables",
+    "min_events_of",
+    "patients_of",
+    "populations_of",
+]
+
+
+@dataclass
+class ReportPlots:
+    """The figures of a report as PNG bytes (embedded in the page) and the files written.
+
+    Attributes
+    ----------
+    cohort : dict of str to bytes
+        Measure → PNG.
+    persistence, chimerism : dict of str to bytes
+        Patient → PNG.
+    qc : dict of str to bytes
+        QC sample id (qc.csv ``sample``) → PNG.
+    qc_missing : dict of str to str
+        Sample id → why its QC plot is missing.
+    files : list of Path
+    """
+
+    cohort: dict[str, bytes] = field(default_factory=dict)
+    persistence: dict[str, bytes] = field(default_factory=dict)
+    persistence_measure: dict[str, str] = field(default_factory=dict)
+    chimerism: dict[str, bytes] = field(default_factory=dict)
+    qc: dict[str, bytes] = field(default_factory=dict)
+    qc_missing: dict[str, str] = field(default_factory=dict)
+    clusters: list[tuple[bytes, str]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def patients_of(results: Results) -> list[str]:
+    """Patient ids in the study's order (study.json), then any others in the tables."""
+    ids = [str(p.get("id")) for p in results.study.get("patients", []) if p.get("id") is not None]
+    for frame in (results.samples, results.chimerism, results.failures):
+        if frame is not None and "patient" in frame.columns:
+            ids += [str(x) for x in frame["patient"].dropna()]
+    return list(dict.fromkeys(ids))
+
+
+def populations_of(results: Results) -> list[str]:
+    names = [str(p) for p in results.study.get("populations", {})]
+    if "population" in results.chimerism.columns:
+        names += [str(p) for p in results.chimerism["population"].dropna()]
+    return list(dict.fromkeys(names))
+
+
+def min_events_of(results: Results) -> int:
+    qc = results.study.get("qc") or {}
+    value = qc.get("min_events")
+    if value is None:
+        value = ((results.study.get("config") or {}).get("qc") or {}).get("min_events", 50)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 50
+
+
+def cluster_markers(results: Results) -> list[str]:
+    """The clustering markers: study.json ``clustering.markers`` (or ``markers.clustering``)."""
+    info = results.study.get("clustering") or {}
+    markers = info.get("markers") or (results.study.get("markers") or {}).get("clustering") or []
+    return [str(m) for m in markers]
+
+
+def cluster_tables(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """clusters.csv, cluster_summary.csv and cluster_matching.csv (empty when missing)."""
+
+    def get(name: str) -> pd.DataFrame:
+        frame = getattr(results, name, None)
+        return frame if isinstance(frame, pd.DataFrame) else pd.DataFrame()
+
+    return get("clusters"), get("cluster_summary"), get("cluster_matching")

@@ -1,0 +1,431 @@
+"""The HTML of ``report.html``: cohort summary first, a section per patient, clusters, failures.
+
+`report_html` turns `Results` and the rendered plots (`cytokit.report.contents.ReportPlots`)
+into one self-contained page. Every value read from the results goes through
+`cytokit.report._html.esc` (directly or through `cytokit.report._html.table`); only HTML
+built here from escaped parts is inserted as `Markup`. When files failed, a
+notice at the top says how many and links to the Failures section.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pandas as pd
+
+from cytokit.analysis.chimerism import DETECTION_EVENTS
+from cytokit.analysis.results import Results
+from cytokit.plots._figure import format_dose
+from cytokit.plots.persistence import MEASURES
+from cytokit.report._html import (
+    Markup,
+    day_text,
+    document,
+    esc,
+    figure,
+    fmt,
+    is_number,
+    nonempty,
+    table,
+)
+from cytokit.report.contents import (
+    ReportPlots,
+    cluster_markers,
+    cluster_tables,
+    min_events_of,
+    patients_of,
+    populations_of,
+)
+from cytokit.report.tables import (
+    chimerism_table,
+    cohort_table,
+    patient_rows,
+    persistence_summary,
+    phenotype_table,
+    samples_table,
+    sorted_by,
+    thresholds_table,
+    trends_table,
+)
+
+__all__ = ["report_html"]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _header(results: Results, n_failures: int, patients: list[str]) -> str:
+    s = results.study
+    name = s.get("name") or "cytokit analysis"
+    strategy = s.get("strategy") or {}
+    meta = [f"cytokit {esc(s.get('cytokit_version', ''))}"]
+    if s.get("created"):
+        meta.append(f"analysed {esc(s.get('created'))}")
+    if strategy.get("source"):
+        digest = esc(str(strategy.get("digest", ""))[:12])
+        meta.append(f"strategy {esc(strategy.get('source'))}" + (f" ({digest})" if digest else ""))
+    parts = [f"<h1>{esc(name)}</h1>", f'<p class="meta">{" · ".join(meta)}</p>']
+    if n_failures:
+        parts.append(
+            f'<p class="alert">{_plural(n_failures, "file")} could not be processed — '
+            'see <a href="#failures">Failures</a>.</p>'
+        )
+    links = ['<a href="#cohort">Cohort</a>']
+    links += [f'<a href="#patient-{i + 1}">{esc(p)}</a>' for i, p in enumerate(patients)]
+    if nonempty(results.clusters) or (results.study.get("clustering") or {}).get("error"):
+        links.append('<a href="#clusters">Clusters</a>')
+    links.append(f'<a href="#failures">Failures ({n_failures})</a>')
+    parts.append(f"<nav>{''.join(links)}</nav>")
+    return "\n".join(parts)
+
+
+def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
+    s = results.study
+    meta = {str(p.get("id")): p for p in s.get("patients", [])}
+    strata: dict[str, list[str]] = defaultdict(list)
+    for pid in patients:
+        stratum = meta.get(pid, {}).get("stratum")
+        if stratum is None and "stratum" in results.samples.columns:
+            vals = patient_rows(results.samples, pid)["stratum"].dropna()
+            stratum = vals.iloc[0] if len(vals) else ""
+        strata[str(stratum or "")].append(pid)
+    me = min_events_of(results)
+    ci = (s.get("qc") or {}).get("ci", "")
+    markers = s.get("markers") or {}
+    facts = [
+        f"<li>{_plural(len(patients), 'patient')}, {_plural(len(results.samples), 'sample')} "
+        f"analysed, {_plural(len(results.failures), 'file')} failed.</li>",
+        "<li>Strata: "
+        + "; ".join(
+            f"<b>{esc(k or '(none)')}</b> ({len(v)}: {esc(', '.join(v))})"
+            for k, v in sorted(strata.items())
+        )
+        + ".</li>",
+        f"<li>Donor marker(s): {esc(', '.join(markers.get('donor', [])) or '–')}; phenotype "
+        f"markers: {esc(', '.join(markers.get('phenotype', [])) or '–')}.</li>",
+        f"<li>Limits: not detected below {DETECTION_EVENTS} donor events, not quantifiable "
+        f"(NQ) below [qc] min_events = {me}; chimerism intervals: 95 % {esc(ci or 'binomial')}."
+        "</li>",
+    ]
+    parts = ['<section id="cohort">', "<h2>Cohort</h2>", f"<ul>{''.join(facts)}</ul>"]
+    pops = s.get("populations") or {}
+    if pops:
+        parts.append(table(["population", "gate path"], list(pops.items()), caption="Populations"))
+    if nonempty(results.infusions):
+        inf = sorted_by(results.infusions, "patient", "day")
+        rows = [
+            [
+                r.get("patient"),
+                r.get("stratum"),
+                Markup(day_text(r.get("day"))),
+                r.get("product"),
+                format_dose(r.get("dose_per_kg")),
+            ]
+            for _, r in inf.iterrows()
+        ]
+        parts.append(
+            table(
+                ["patient", "stratum", "day", "product", "dose"],
+                rows,
+                caption="Infusions",
+                numeric=[False, False, True, False, True],
+            )
+        )
+    parts.append(cohort_table(results.cohort))
+    parts.append(persistence_summary(results.trends, patients))
+    for measure, png in plots.cohort.items():
+        parts.append(
+            figure(
+                png,
+                f"Cohort: {MEASURES[measure]} over time, one line per patient, coloured by "
+                "stratum; open circles not quantifiable, open triangles not detected (at the "
+                "limit of detection); carets mark infusions.",
+            )
+        )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _flags(results: Results, pid: str, me: int) -> list[str]:
+    """Short HTML items: failures, donor cells before infusion, small populations, notes."""
+    items: list[str] = []
+    for _, f in patient_rows(results.failures, pid).iterrows():
+        items.append(
+            f"<b>{esc(f.get('file'))}</b> could not be processed ({esc(f.get('stage'))}): "
+            f"{esc(f.get('reason'))}"
+        )
+    chim = patient_rows(results.chimerism, pid)
+    if not chim.empty:
+        day = pd.to_numeric(chim["day"], errors="coerce")
+        status = chim.get("status", pd.Series("", index=chim.index)).astype(str)
+        pre = chim[(day < 0) & status.isin(["quantified", "not_quantifiable"])]
+        for _, r in sorted_by(pre, "day", "population").iterrows():
+            items.append(
+                f"donor {esc(r.get('population'))} cells detected before the first infusion "
+                f"(day {day_text(r.get('day'))}: {fmt(r.get('donor_events'), integer=True)} donor "
+                "events): check the donor-marker threshold"
+            )
+        events = pd.to_numeric(chim.get("events"), errors="coerce")
+        small = chim[events < me]
+        for pop, g in small.groupby(small["population"].astype(str), sort=True):
+            g = sorted_by(g, "day")
+            detail = ", ".join(
+                f"day {day_text(d)} ({fmt(n, integer=True)})"
+                for d, n in zip(g["day"], g["events"], strict=True)
+            )
+            items.append(
+                f"{esc(pop)}: fewer than {me} events in the population on {detail}: chimerism "
+                "not quantifiable there"
+            )
+        after = chim[(day >= 0) & status.isin(["not_detected", "not_quantifiable"])]
+        for pop, g in after.groupby(after["population"].astype(str), sort=True):
+            g = sorted_by(g, "day")
+            nd = [
+                day_text(d)
+                for d, s in zip(g["day"], g["status"], strict=True)
+                if s == "not_detected"
+            ]
+            nq = [
+                day_text(d)
+                for d, s in zip(g["day"], g["status"], strict=True)
+                if s != "not_detected"
+            ]
+            text = f"donor {esc(pop)}:"
+            if nd:
+                text += f" not detected on day {', '.join(nd)}"
+            if nq:
+                text += ("; " if nd else " ") + f"not quantifiable on day {', '.join(nq)}"
+            items.append(text)
+    samples = patient_rows(results.samples, pid)
+    if "count_method" in samples.columns:
+        none = samples[samples["count_method"].isna() | (samples["count_method"].astype(str) == "")]
+        if len(none) and len(none) < len(samples):
+            days = ", ".join(day_text(d) for d in sorted_by(none, "day")["day"])
+            items.append(f"no absolute counts on day {days} (no counting reference)")
+    if "warnings" in samples.columns:
+        for _, r in sorted_by(samples, "day").iterrows():
+            text = r.get("warnings")
+            if isinstance(text, str) and text.strip():
+                items.append(
+                    f"day {day_text(r.get('day'))} ({esc(r.get('file'))}): {esc(text.strip())}"
+                )
+    failed_files = set()
+    if "donor_marker_check" in samples.columns:
+        failed = samples[samples["donor_marker_check"].astype(str) == "failed"]
+        failed_files = set(failed["file"].astype(str))
+        for _, r in sorted_by(failed, "day").iterrows():
+            items.append(
+                f"day {day_text(r.get('day'))} ({esc(r.get('file'))}): donor marker unusable, "
+                f"no chimerism for this sample: {esc(r.get('donor_marker_note'))}"
+            )
+    th = patient_rows(results.thresholds, pid)
+    if not th.empty:
+        donor = th["purpose"].astype(str) == "donor" if "purpose" in th.columns else True
+        donor = donor & ~th["file"].astype(str).isin(failed_files)
+        bad = th[donor & pd.to_numeric(th.get("threshold"), errors="coerce").isna()]
+        for _, r in sorted_by(bad, "day", "marker").iterrows():
+            items.append(
+                f"day {day_text(r.get('day'))}: no {esc(r.get('marker'))} threshold "
+                f"({esc(r.get('method'))}) {esc(r.get('note'))}"
+            )
+    qc = patient_rows(results.qc, pid)
+    if "note" in qc.columns:
+        for _, r in sorted_by(
+            qc[qc["note"].notna() & (qc["note"].astype(str) != "")], "day"
+        ).iterrows():
+            items.append(
+                f"day {day_text(r.get('day'))}, gate {esc(r.get('gate_id'))}: {esc(r.get('note'))}"
+            )
+    return items
+
+
+def _patient(results: Results, plots: ReportPlots, pid: str, index: int, pops: list[str]) -> str:
+    meta = next((p for p in results.study.get("patients", []) if str(p.get("id")) == pid), {})
+    samples = patient_rows(results.samples, pid)
+    stratum = meta.get("stratum")
+    if stratum is None and "stratum" in samples.columns and len(samples):
+        stratum = samples["stratum"].iloc[0]
+    me = min_events_of(results)
+    parts = [
+        f'<section id="patient-{index}">',
+        f"<h2>Patient {esc(pid)}"
+        + (f'<span class="badge">{esc(stratum)}</span>' if esc(stratum) else "")
+        + "</h2>",
+    ]
+    facts = []
+    if meta.get("donor_marker"):
+        facts.append(
+            f"donor marker {esc(meta.get('donor_marker'))}, donor cells "
+            f"{esc(meta.get('donor_is', ''))}"
+        )
+    days = meta.get("days") or sorted(
+        {float(d) for d in pd.to_numeric(samples.get("day"), errors="coerce").dropna()}
+    )
+    if days:
+        facts.append("sampled on day " + ", ".join(day_text(d) for d in days))
+    inf = sorted_by(patient_rows(results.infusions, pid), "day")
+    if not inf.empty:
+        facts.append(
+            "infusions: "
+            + "; ".join(
+                f"day {day_text(r.get('day'))}: {esc(r.get('product'))} "
+                f"{esc(format_dose(r.get('dose_per_kg')))}".rstrip()
+                for _, r in inf.iterrows()
+            )
+        )
+    if facts:
+        parts.append(f'<p class="meta">{" · ".join(facts)}</p>')
+    flags = _flags(results, pid, me)
+    if flags:
+        parts.append("<h3>QC flags</h3>")
+        parts.append('<ul class="flags">' + "".join(f"<li>{f}</li>" for f in flags) + "</ul>")
+    parts.append(trends_table(patient_rows(results.trends, pid), pops))
+    measure = plots.persistence_measure.get(pid, "donor_per_ul")
+    parts.append(
+        figure(
+            plots.persistence.get(pid),
+            f"{pid}: {MEASURES[measure]} by population (log scale; 95 % intervals; dashed: "
+            "limit of quantification; open triangles: not detected, drawn at the limit of "
+            "detection; dotted: infusions).",
+        )
+    )
+    parts.append(figure(plots.chimerism.get(pid), f"{pid}: donor chimerism with 95 % intervals."))
+    parts.append(chimerism_table(patient_rows(results.chimerism, pid), pops))
+    parts.append(samples_table(samples, patient_rows(results.counts, pid), pops))
+    pheno = phenotype_table(patient_rows(results.phenotype, pid))
+    if pheno:
+        parts.append(f"<details><summary>Phenotype</summary>{pheno}</details>")
+    th = thresholds_table(patient_rows(results.thresholds, pid))
+    if th:
+        parts.append(f"<details><summary>Donor-marker thresholds</summary>{th}</details>")
+    parts.append(_qc_plots(results, plots, pid))
+    parts.append("</section>")
+    return "\n".join(p for p in parts if p)
+
+
+def _qc_plots(results: Results, plots: ReportPlots, pid: str) -> str:
+    qc = patient_rows(results.qc, pid)
+    if qc.empty or "sample" not in qc.columns:
+        return ""
+    firsts = sorted_by(qc.drop_duplicates("sample"), "day", "file")
+    items = []
+    for _, r in firsts.iterrows():
+        sample = str(r["sample"])
+        label = f"day {day_text(r.get('day'))}: {esc(r.get('file'))}"
+        png = plots.qc.get(sample)
+        if png is None:
+            why = plots.qc_missing.get(sample, "not drawn")
+            items.append(f"<p>QC plot of {label}: {esc(why)}.</p>")
+            continue
+        caption = f"Gates of {r.get('file')} over their parent events (n and % of parent)."
+        items.append(f"<details><summary>{label}</summary>{figure(png, caption)}</details>")
+    return "<h3>QC: gates on each sample</h3>\n" + "\n".join(items)
+
+
+def _clusters(results: Results, plots: ReportPlots) -> str:
+    clusters, summary, matching = cluster_tables(results)
+    info = results.study.get("clustering") or {}
+    if not nonempty(clusters):
+        if info.get("error"):
+            return (
+                '<section id="clusters"><h2>Clusters</h2><p class="alert">Clustering failed: '
+                f"{esc(info.get('error'))}</p></section>"
+            )
+        return ""
+    parts = ['<section id="clusters">', "<h2>Clusters</h2>"]
+    grid = info.get("grid") or []
+    text = [
+        f"{fmt(clusters['metacluster'].nunique(), integer=True)} metaclusters"
+        if "metacluster" in clusters.columns
+        else "metaclusters",
+        "of a self-organising map"
+        + (f" ({' × '.join(esc(g) for g in grid)})" if grid else "")
+        + f" on {esc(', '.join(cluster_markers(results)) or '–')}",
+    ]
+    if is_number(info.get("events")):
+        text.append(f"{fmt(info.get('events'), integer=True)} events of {esc(info.get('parent'))}")
+    if is_number(info.get("seed")):
+        text.append(f"seed {esc(info.get('seed'))}")
+    parts.append(f"<p>{', '.join(text)}.</p>")
+    for png, caption in plots.clusters:
+        parts.append(figure(png, caption))
+    if nonempty(summary):
+        cols = [c for c in ("metacluster", "events", "fraction", "donor_fraction", "nodes", "gate",
+                            "f1") if c in summary.columns]  # fmt: skip
+        rows = []
+        for _, r in summary.iterrows():
+            row = []
+            for c in cols:
+                v = r.get(c)
+                if c in ("fraction", "donor_fraction") and is_number(v):
+                    row.append(Markup(fmt(100.0 * float(v))))
+                elif is_number(v) and not isinstance(v, str):
+                    row.append(Markup(fmt(v, integer=c in ("metacluster", "events", "nodes"))))
+                else:
+                    row.append(v)
+            rows.append(row)
+        names = {"fraction": "% of events", "donor_fraction": "% donor", "gate": "best gate"}
+        parts.append(
+            table(
+                [names.get(c, c) for c in cols],
+                rows,
+                caption="Metaclusters (cluster_summary.csv)",
+                numeric=[c not in ("gate",) for c in cols],
+            )
+        )
+    if nonempty(matching):
+        rows = [
+            [Markup(fmt(v)) if is_number(v) and not isinstance(v, str) else v for v in row]
+            for row in matching.itertuples(index=False)
+        ]
+        parts.append(
+            table(
+                list(matching.columns),
+                rows,
+                caption="Study populations and the metaclusters matching them (cluster_matching.csv)",
+            )
+        )
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _failures(results: Results) -> str:
+    f = results.failures
+    parts = ['<section id="failures">', "<h2>Failures</h2>"]
+    if not nonempty(f):
+        parts.append('<p class="ok">Every file was processed.</p>')
+    else:
+        parts.append(
+            f'<p class="alert">{_plural(len(f), "file")} could not be processed; their results are '
+            "missing from every table and plot above.</p>"
+        )
+        rows = [
+            [
+                r.get("file"),
+                r.get("patient"),
+                Markup(day_text(r.get("day"))),
+                r.get("stage"),
+                r.get("reason"),
+            ]
+            for _, r in f.iterrows()
+        ]
+        parts.append(table(["file", "patient", "day", "stage", "reason"], rows))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def report_html(results: Results, plots: ReportPlots) -> str:
+    """The report page of `results` with the figures of `plots` (see the module docstring)."""
+    patients = patients_of(results)
+    pops = populations_of(results)
+    n_fail = len(results.failures) if nonempty(results.failures) else 0
+    body = [
+        _header(results, n_fail, patients),
+        _cohort(results, plots, patients),
+        *[_patient(results, plots, pid, i + 1, pops) for i, pid in enumerate(patients)],
+        _clusters(results, plots),
+        _failures(results),
+    ]
+    name = results.study.get("name") or "cytokit analysis"
+    return document(f"{name} — cytokit report", "\n".join(b for b in body if b))

@@ -1,0 +1,358 @@
+"""The tables of ``report.html``: cohort summary, persistence, chimerism, counts, phenotype.
+
+Each function takes results tables (DataFrames of the results contract,
+`cytokit.analysis.results`) and returns an HTML ``<table>`` built with
+`cytokit.report._html.table`, which escapes every value; numbers are formatted by
+`cytokit.report._html.fmt` and inserted as `Markup`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from cytokit.plots._figure import format_dose, gate_name
+from cytokit.plots.persistence import MEASURES
+from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
+
+__all__ = [
+    "chimerism_table",
+    "cohort_table",
+    "half_life_cell",
+    "patient_rows",
+    "persistence_summary",
+    "phenotype_table",
+    "samples_table",
+    "sorted_by",
+    "thresholds_table",
+    "trends_table",
+]
+
+STATUS_TAG = {
+    "quantified": "",
+    "not_quantifiable": "NQ",
+    "not_detected": "n.d.",
+    "marker_failed": "marker failed",
+}
+
+
+def patient_rows(frame: pd.DataFrame | None, patient: str) -> pd.DataFrame:
+    if not nonempty(frame) or "patient" not in frame.columns:
+        return pd.DataFrame(columns=[] if frame is None else frame.columns)
+    return frame[frame["patient"].astype(str) == patient]
+
+
+def sorted_by(frame: pd.DataFrame, *keys: str) -> pd.DataFrame:
+    keys = [k for k in keys if k in frame.columns]
+    if not keys or frame.empty:
+        return frame
+    order = frame.assign(_day=pd.to_numeric(frame.get("day"), errors="coerce"))
+    keys = ["_day" if k == "day" else k for k in keys]
+    return order.sort_values(keys, kind="stable").drop(columns="_day")
+
+
+def _interval(low, high) -> str:
+    if is_number(low) and is_number(high):
+        return f"{fmt(low)}–{fmt(high)}"
+    return ""
+
+
+def half_life_cell(row) -> Markup:
+    hl = as_float(row.get("half_life_days"))
+    if math.isfinite(hl):
+        text = f"{fmt(hl)} d"
+        ci = _interval(row.get("half_life_ci_low"), row.get("half_life_ci_high"))
+        if ci:
+            text += f" (95 % CI {ci})"
+        n = row.get("half_life_n")
+        if is_number(n):
+            text += f", n = {int(float(n))}"
+        note = esc(row.get("half_life_note"))
+        return Markup(text + (f"<br><small>{note}</small>" if note else ""))
+    note = esc(row.get("half_life_note")) or "not estimable"
+    return Markup(f"<small>{note}</small>", ["not_detected"])
+
+
+def _range_text(row, prefix: str) -> Markup:
+    med = row.get(f"{prefix}_median")
+    if not is_number(med):
+        return Markup("–")
+    rng = _interval(row.get(f"{prefix}_min"), row.get(f"{prefix}_max"))
+    return Markup(fmt(med) + (f" ({rng})" if rng else ""))
+
+
+def cohort_table(cohort: pd.DataFrame) -> str:
+    if not nonempty(cohort):
+        return "<p>No cohort summary (no trends).</p>"
+    rows = []
+    for _, r in sorted_by(cohort, "stratum", "population", "measure").iterrows():
+        rows.append(
+            [
+                r.get("stratum"),
+                r.get("population"),
+                MEASURES.get(str(r.get("measure")), r.get("measure")),
+                Markup(fmt(r.get("n_patients"), integer=True)),
+                Markup(fmt(r.get("n_detected"), integer=True)),
+                _range_text(r, "peak"),
+                _range_text(r, "auc"),
+                Markup(
+                    _range_text(r, "half_life")
+                    + f" [n = {fmt(r.get('half_life_n'), integer=True)}]"
+                ),
+                format_dose(r.get("dose_median")),
+                Markup(fmt(r.get("dose_auc_spearman"))),
+            ]
+        )
+    return table(
+        [
+            "stratum",
+            "population",
+            "measure",
+            "patients",
+            "detected",
+            "peak median (range)",
+            "AUC median (range)",
+            "half-life, days, median (range)",
+            "median total dose",
+            "Spearman ρ dose–AUC",
+        ],
+        rows,
+        caption="Cohort summary by stratum (cohort.csv)",
+        numeric=[False, False, False, True, True, True, True, True, True, True],
+    )
+
+
+def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
+    if not nonempty(trends):
+        return ""
+    sel = trends[trends["measure"] == "donor_per_ul"] if "measure" in trends.columns else trends
+    sel = sel[pd.to_numeric(sel.get("n_days"), errors="coerce") > 0] if len(sel) else sel
+    if sel.empty or not pd.to_numeric(sel.get("peak_value"), errors="coerce").notna().any():
+        sel = trends[trends["measure"] == "donor_pct"] if "measure" in trends.columns else trends
+    if sel.empty:
+        return ""
+    order = {p: i for i, p in enumerate(patients)}
+    sel = sel.assign(_o=sel["patient"].astype(str).map(order)).sort_values(
+        ["_o", "population"], kind="stable"
+    )
+    rows = []
+    for _, r in sel.iterrows():
+        rows.append(
+            [
+                r.get("patient"),
+                r.get("stratum"),
+                r.get("population"),
+                Markup(fmt(r.get("peak_value"))),
+                Markup(day_text(r.get("peak_day")) if is_number(r.get("peak_day")) else "–"),
+                Markup(
+                    day_text(r.get("last_detectable_day"))
+                    if is_number(r.get("last_detectable_day"))
+                    else "–"
+                ),
+                half_life_cell(r),
+                format_dose(r.get("total_dose_per_kg")),
+            ]
+        )
+    measure = MEASURES.get(str(sel.iloc[0].get("measure")), "")
+    return table(
+        [
+            "patient",
+            "stratum",
+            "population",
+            f"peak ({measure})",
+            "peak day",
+            "last detected day",
+            "half-life",
+            "total dose",
+        ],
+        rows,
+        caption=f"Persistence by patient ({measure}; trends.csv)",
+        numeric=[False, False, False, True, True, True, False, True],
+    )
+
+
+def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
+    if chim.empty:
+        return "<p>No chimerism results.</p>"
+    names = [p for p in pops if p in set(chim["population"].astype(str))]
+    keys = ["day", "file"] + (["sample_type"] if "sample_type" in chim.columns else [])
+    rows = []
+    for _, g in sorted_by(chim, "day", "file").groupby(keys, sort=False, dropna=False):
+        first = g.iloc[0]
+        row: list = [Markup(day_text(first.get("day"))), first.get("file")]
+        by_pop = {str(r["population"]): r for _, r in g.iterrows()}
+        for name in names:
+            r = by_pop.get(name)
+            if r is None:
+                row.append("")
+                continue
+            status = str(r.get("status", ""))
+            if status == "marker_failed":  # no donor value at all: say so, never a number
+                row.append(
+                    Markup(
+                        "donor marker failed<br><small>"
+                        f"{fmt(r.get('events'), integer=True)} ev; {esc(r.get('note'))}</small>",
+                        [status],
+                    )
+                )
+                continue
+            pct = fmt(r.get("donor_pct"))
+            ci = _interval(r.get("ci_low"), r.get("ci_high"))
+            text = f"{pct} %" + (f" [{ci}]" if ci else "")
+            if is_number(r.get("donor_per_ul")):
+                text += f"<br>{fmt(r.get('donor_per_ul'))} /µL"
+            text += (
+                f"<br><small>{fmt(r.get('donor_events'), integer=True)}/"
+                f"{fmt(r.get('events'), integer=True)} ev"
+            )
+            tag = STATUS_TAG.get(status, esc(status))
+            text += f" {tag}</small>" if tag else "</small>"
+            row.append(Markup(text, [status if status in STATUS_TAG else ""]))
+        rows.append(row)
+    return table(
+        ["day", "file", *names],
+        rows,
+        caption="Donor chimerism: % donor [95 % CI], donor cells/µL, donor/population events "
+        "(NQ: not quantifiable; n.d.: not detected; donor marker failed: the sample's donor "
+        "marker is unusable, no value)",
+        numeric=[True, False] + [True] * len(names),
+    )
+
+
+def samples_table(samples: pd.DataFrame, counts: pd.DataFrame, pops: list[str]) -> str:
+    if samples.empty:
+        return ""
+    counts = (
+        counts[counts["population"].notna() & (counts["population"].astype(str) != "")]
+        if ("population" in counts.columns)
+        else counts.iloc[0:0]
+    )
+    names = [
+        p for p in pops if p in set(counts.get("population", pd.Series(dtype=str)).astype(str))
+    ]
+    rows = []
+    for _, s in sorted_by(samples, "day", "file").iterrows():
+        row: list = [
+            Markup(day_text(s.get("day"))),
+            s.get("file"),
+            s.get("sample_type"),
+            Markup(fmt(s.get("events"), integer=True)),
+            s.get("count_method"),
+            Markup(fmt(s.get("reference_events"), integer=True)),
+        ]
+        c = counts[counts["file"].astype(str) == str(s.get("file"))]
+        for name in names:
+            r = c[c["population"].astype(str) == name]
+            if r.empty:
+                row.append("")
+                continue
+            r = r.iloc[0]
+            text = fmt(r.get("count"), integer=True)
+            if is_number(r.get("per_ul")):
+                text += f"<br>{fmt(r.get('per_ul'))} /µL"
+            row.append(Markup(text))
+        rows.append(row)
+    return table(
+        ["day", "file", "type", "events", "counting", "reference events", *names],
+        rows,
+        caption="Samples and absolute counts: events in each population and cells/µL",
+        numeric=[True, False, False, True, False, True] + [True] * len(names),
+    )
+
+
+def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
+    if trends.empty:
+        return ""
+    order = {p: i for i, p in enumerate(pops)}
+    t = trends.assign(_o=trends["population"].astype(str).map(order).fillna(len(order)))
+    t = t.sort_values(["_o", "measure"], kind="stable")
+    rows = []
+    for _, r in t.iterrows():
+        rows.append(
+            [
+                r.get("population"),
+                MEASURES.get(str(r.get("measure")), r.get("measure")),
+                Markup(fmt(r.get("n_days"), integer=True)),
+                Markup(fmt(r.get("peak_value"))),
+                Markup(day_text(r.get("peak_day")) if is_number(r.get("peak_day")) else "–"),
+                Markup(
+                    day_text(r.get("last_detectable_day"))
+                    if is_number(r.get("last_detectable_day"))
+                    else "–"
+                ),
+                Markup(fmt(r.get("auc"))),
+                half_life_cell(r),
+                Markup(fmt(r.get("half_life_r2"))),
+            ]
+        )
+    return table(
+        [
+            "population",
+            "measure",
+            "days",
+            "peak",
+            "peak day",
+            "last detected",
+            "AUC",
+            "half-life",
+            "R²",
+        ],
+        rows,
+        caption="Trends: peak, last detection, area under the curve (from day 0), half-life",
+        numeric=[False, False, True, True, True, True, True, False, True],
+    )
+
+
+def phenotype_table(pheno: pd.DataFrame) -> str:
+    if pheno.empty:
+        return ""
+    days = sorted({float(d) for d in pd.to_numeric(pheno["day"], errors="coerce").dropna()})
+    rows = []
+    keys = ["population", "origin", "marker"]
+    for (pop, origin, marker), g in pheno.groupby(keys, sort=True, dropna=False):
+        by_day = {
+            float(d): r for d, (_, r) in zip(pd.to_numeric(g["day"]), g.iterrows(), strict=True)
+        }
+        row: list = [pop, origin, marker]
+        for d in days:
+            r = by_day.get(d)
+            if r is None:
+                row.append("")
+                continue
+            text = fmt(r.get("median"))
+            if is_number(r.get("pct_positive")):
+                text += f" · {fmt(r.get('pct_positive'))} %+"
+            text += f"<br><small>{fmt(r.get('events'), integer=True)} ev</small>"
+            row.append(Markup(text))
+        rows.append(row)
+    return table(
+        ["population", "origin", "marker", *[f"day {day_text(d)}" for d in days]],
+        rows,
+        caption="Phenotype: median (compensated scale) · % positive, by origin",
+        numeric=[False, False, False] + [True] * len(days),
+    )
+
+
+def thresholds_table(th: pd.DataFrame) -> str:
+    if th.empty:
+        return ""
+    th = th[th["purpose"].astype(str) == "donor"] if "purpose" in th.columns else th
+    rows = [
+        [
+            Markup(day_text(r.get("day"))),
+            r.get("marker"),
+            gate_name(r.get("parent")),
+            Markup(fmt(r.get("threshold"))),
+            Markup(fmt(r.get("threshold_scale"))),
+            r.get("method"),
+            r.get("note"),
+        ]
+        for _, r in sorted_by(th, "day", "marker").iterrows()
+    ]
+    return table(
+        ["day", "marker", "placed on", "threshold", "(scale)", "method", "note"],
+        rows,
+        caption="Donor-marker thresholds (a population with its own cut has its own row)",
+        numeric=[True, False, False, True, True, False, False],
+    )

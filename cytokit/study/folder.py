@@ -1,0 +1,434 @@
+"""A study folder: ``study.toml``, ``manifest.csv``, optional ``infusions.csv``, the FCS files.
+
+`load_study` reads and checks everything before any work starts and reports
+every problem it finds in one `StudyError`, so a lab fixes its manifest once
+rather than once per error:
+
+* ``study.toml``: valid TOML, a ``[panel]``, the analysis tables
+  (`cytokit.study.settings.parse_settings`: unknown keys, bad values). When it
+  cannot be read, nothing that depends on it (markers, strategy, files) is
+  checked: its one problem is not followed by those it causes;
+* ``manifest.csv``: the required columns, at least one row, one
+  well-formed row per file (field count, whole-number days within
+  ±`cytokit.study.manifest.MAX_DAYS` of the first infusion, non-negative counts, ``donor_is``),
+  every file present and listed once (however its path is spelled: links and
+  ``..`` are resolved), one (patient, day, sample_type) per file, one donor
+  marker and side per patient; `check_same_content` (run by
+  `cytokit.analyze` once the files are hashed) refuses two lines whose files
+  hold the same bytes;
+* ``infusions.csv``: well-formed rows (days as in the manifest) for
+  patients of the manifest;
+* markers: the donor, phenotype and clustering markers are in ``[panel]``
+  (`cytokit.study.checks.marker_problems`: one problem per missing marker,
+  at the ``[panel]`` entry when that is the likely typo);
+* the gating strategy: the file exists, parses (a YAML strategy with the
+  study's ``[panel]`` and ``[transform]``, `strategy_options`), and has every
+  population the settings name (populations, counting gates, the chimerism
+  parent). Each of those names (a path, a gate or quadrant id, a unique
+  population name) is replaced by the canonical path of its population in
+  `Study.settings`, so every table shows one spelling;
+* the FCS files (``check_files``): every panel marker resolves to a channel,
+  and every channel a gate reads exists; a problem several files share is
+  said once, naming them ("in all 15 files"). A file that cannot be read at all
+  (corrupt, truncated) is not a study problem: it is listed in
+  `Study.unreadable` and the analysis reports it as a failure while the
+  other files go on.
+
+Every path the study names (manifest rows, ``[gating] strategy``,
+``[compensation] source``, and ``manifest.csv`` and ``infusions.csv``
+themselves) must resolve, symbolic links followed, inside the study folder or
+a folder listed in ``[study] data_roots``, and be a regular file; anything
+else is a problem, and the file is not opened (`cytokit._paths`).
+``study.toml`` must be inside the study folder itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cytokit._paths import refusal, study_roots
+from cytokit.errors import CytokitError, StudyError
+from cytokit.study._toml import load_toml
+from cytokit.study.checks import file_problems, marker_problems
+from cytokit.study.manifest import (
+    Infusion,
+    ManifestRow,
+    read_infusions,
+    read_manifest,
+)
+from cytokit.study.panel import Panel
+from cytokit.study.settings import StudySettings, parse_settings
+
+__all__ = [
+    "Study",
+    "check_same_content",
+    "load_study",
+    "strategy_options",
+]
+
+
+@dataclass
+class Study:
+    """A loaded, checked study folder.
+
+    Attributes
+    ----------
+    root : Path
+    name : str
+        ``[study] name`` (default: the folder name).
+    config : dict
+        ``study.toml`` as parsed.
+    panel : Panel
+    rows : list of ManifestRow
+    infusions : list of Infusion
+    strategy : Path or None
+        The strategy file (None when a strategy object was given).
+    settings : StudySettings
+        The analysis options; once the strategy is loaded, every gate
+        reference in them is the canonical path of its population.
+    gating : GatingStrategy or None
+        The loaded strategy (None when not checked: ``check_files=False``).
+    unreadable : dict of Path to str
+        Files that exist but could not be read, with the reason.
+    """
+
+    root: Path
+    name: str
+    config: dict[str, Any]
+    panel: Panel
+    rows: list[ManifestRow]
+    infusions: list[Infusion]
+    strategy: Path | None
+    settings: StudySettings = field(default_factory=StudySettings)
+    gating: Any = None
+    unreadable: dict[Path, str] = field(default_factory=dict)
+
+    @property
+    def patients(self) -> list[str]:
+        return sorted({r.patient for r in self.rows})
+
+    def donor_marker(self, row: ManifestRow) -> str:
+        """The donor marker of a row (its own, else ``[chimerism] marker``; may be empty)."""
+        return row.donor_marker or self.settings.donor_marker
+
+    def donor_side(self, row: ManifestRow) -> int:
+        """+1 when the row's donor cells are marker-positive, -1 when negative."""
+        return -1 if (row.donor_is or self.settings.donor_is) == "negative" else 1
+
+    def donor_markers(self) -> list[str]:
+        """Every donor marker the study uses, in first-use order."""
+        return list(dict.fromkeys(m for m in map(self.donor_marker, self.rows) if m))
+
+    def compensation(self):
+        """What `FCS` dimensions are compensated with: "file", None, or a `Spillover`."""
+        source = self.settings.compensation
+        if source.lower() == "file":
+            return "file"
+        if source.lower() == "none":
+            return None
+        return read_spillover_csv(self.root / source)
+
+    def load_strategy(self, path: str | Path | None = None):
+        """A strategy file read as this study reads its own (`strategy_options`).
+
+        Parameters
+        ----------
+        path : path, optional
+            Relative to the study folder; default ``[gating] strategy``.
+
+        Returns
+        -------
+        GatingStrategy
+
+        Raises
+        ------
+        GatingError
+            The file is missing or malformed, or (YAML) disagrees with the
+            study's ``[panel]`` or ``[transform]``.
+        """
+        from cytokit.gating import load_strategy
+
+        path = self.root / (self.settings.strategy if path is None else path)
+        return load_strategy(path, **strategy_options(path, self.panel, self.config))
+
+    def gate(self, sample, *, membership: bool = True):
+        """Gate one sample exactly as `cytokit.analyze` does.
+
+        The study's strategy (`gating`, else ``[gating] strategy``), its
+        compensation (`compensation`) and ``[gating] seed``: the same counts as
+        ``counts.csv`` of ``analyze`` for that file.
+
+        Parameters
+        ----------
+        sample : Sample
+            Read with `cytokit.read_fcs` (scale values).
+        membership : bool
+            Keep memberships (see `GatingStrategy.apply`).
+
+        Returns
+        -------
+        GatingResult
+        """
+        strategy = self.gating if self.gating is not None else self.load_strategy()
+        return strategy.apply(
+            sample,
+            compensation=self.compensation(),
+            membership=membership,
+            seed=self.settings.gating_seed,
+        )
+
+    def relative(self, path: Path) -> str:
+        """`path` relative to the study folder when inside it (as the manifest names files)."""
+        return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
+
+def read_spillover_csv(path: Path):
+    """The ``[compensation] source`` CSV matrix (`cytokit.study.spillover_csv`), errors as `StudyError`."""
+    from cytokit.study.spillover_csv import read_spillover_csv as read
+
+    try:
+        return read(path)
+    except CytokitError as exc:
+        message = str(exc)
+        if str(path) not in message:
+            message = f"{path}: {message}"
+        raise StudyError(f"{message} ([compensation] source in study.toml)") from None
+
+
+def strategy_options(path: str | Path, panel: Panel, config: dict) -> dict:
+    """Options of `cytokit.gating.load_strategy` that read `path` as a study does.
+
+    A YAML strategy names markers and may leave transforms to the study: it
+    gets the study's ``[panel]`` and ``[transform]`` (a ``[transform]`` of
+    per-marker tables only has the logicle default added, as the settings
+    read it). Gating-ML and FlowJo files carry their own channels and
+    transforms and get nothing.
+    """
+    if Path(path).suffix.lower() not in (".yaml", ".yml"):
+        return {}
+    table = config.get("transform") or None
+    if isinstance(table, dict) and all(isinstance(v, dict) for v in table.values()):
+        table = {"type": "logicle", **table}
+    return {"panel": panel, "transform": table}
+
+
+def _canonical(settings: StudySettings, strategy, where, problems: list[str]) -> StudySettings:
+    """`settings` with each gate reference replaced by the path of the population it names."""
+    paths: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for what, ref in settings.gate_paths().items():
+        found = strategy.matches(ref)
+        if len(found) == 1:
+            paths[ref] = found[0][0].path
+        elif found:
+            problems.append(
+                f"study.toml {what} = {ref!r} names {len(found)} populations of {where}: "
+                + "; ".join(f"{p.path} (by its {how})" for p, how in found)
+                + "; give the full path of the one you mean"
+            )
+            continue
+        else:
+            problems.append(
+                f"study.toml {what} = {ref!r}: no such gate path in {where}"
+                f"{strategy.did_you_mean(ref)}; its paths are: {', '.join(strategy.paths)}"
+            )
+            continue
+        if what.startswith("[populations]"):
+            first = owner.setdefault(paths[ref], what)
+            if first != what:
+                problems.append(
+                    f"study.toml {what} = {ref!r} and {first} name the same population "
+                    f"{paths[ref]}; a gate is one population of the study, keep one of them"
+                )
+    return settings.with_gate_paths(paths)
+
+
+def _load_strategy(
+    root: Path, settings: StudySettings, given, problems: list[str], panel: Panel, config: dict
+):
+    """The strategy (given, or read from [gating] strategy), its path, and the settings with
+    canonical gate paths."""
+    from cytokit.gating import GatingStrategy, load_strategy
+
+    path = None
+    strategy = None
+    if isinstance(given, GatingStrategy):
+        strategy = given
+    else:
+        name = given if given is not None else settings.strategy
+        if not name:
+            return None, None, settings
+        path = root / str(name)
+        if not path.is_file():
+            problems.append(
+                f"{path}: strategy file not found; [gating] strategy in study.toml names it "
+                "relative to the study folder"
+            )
+            return None, path, settings
+        try:
+            strategy = load_strategy(path, **strategy_options(path, panel, config))
+        except ImportError as exc:
+            problems.append(f"{path}: cannot read this strategy format: {exc}")
+        except CytokitError as exc:
+            problems.append(f"{path}: {exc}")
+    if strategy is not None:
+        where = path or strategy.source or "the strategy"
+        settings = _canonical(settings, strategy, where, problems)
+    return strategy, path, settings
+
+
+def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -> Study:
+    """Load and check a study folder.
+
+    Parameters
+    ----------
+    folder : path
+        The folder holding ``study.toml`` and ``manifest.csv``.
+    check_files : bool
+        Also read the strategy and check it has every gate path the settings
+        name, and open every FCS file to check that every marker the study
+        uses resolves to a channel and every channel a gate reads exists.
+    strategy : GatingStrategy or path, optional
+        Use this strategy instead of ``[gating] strategy`` (a path is relative
+        to the study folder). Always checked.
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    StudyError
+        Listing every problem found (missing files, unknown markers, bad days,
+        malformed rows, bad settings, gate paths missing from the strategy),
+        one per line.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise StudyError(
+            f"{root}: not a folder; give the study folder holding study.toml and manifest.csv"
+        )
+    problems: list[str] = []
+    config: dict[str, Any] = {}
+    toml = root / "study.toml"
+    toml_read = False  # when study.toml is unreadable, what depends on it is not checked
+    why = refusal(toml, (root.resolve(),))  # it says where else the study may read
+    if why:
+        problems.append(f"{toml}: {why}")
+    else:
+        try:
+            config = load_toml(toml)
+            toml_read = True
+        except StudyError as exc:
+            problems.append(str(exc))
+    panel = Panel({})
+    table = config.get("panel")
+    found_panel: list[str] = []
+    if toml_read and not isinstance(table, dict):
+        found_panel.append(f"{toml}: no [panel] table naming the channel of each marker")
+    elif table:
+        try:
+            panel = Panel(table, source=str(toml))
+        except CytokitError as exc:
+            found_panel.append(str(exc))
+    problems += found_panel
+    settings, found = parse_settings(config, str(toml)) if config else (StudySettings(), [])
+    problems += found
+    roots, found = study_roots(root, settings.data_roots, f"{toml}: [study] data_roots")
+    problems += found
+    source = settings.compensation
+    if source.lower() not in ("file", "none"):
+        why = refusal(root / source, roots)
+        if why:
+            problems.append(f"{toml}: [compensation] source = {source!r} {why}")
+        else:
+            try:
+                read_spillover_csv(root / source)
+            except StudyError as exc:
+                problems.append(str(exc))
+    rows = read_manifest(root / "manifest.csv", problems, roots)
+    infusions = read_infusions(root / "infusions.csv", problems, roots)
+    patients = {r.patient for r in rows}
+    for inf in infusions:
+        if rows and inf.patient not in patients:
+            problems.append(
+                f"{root / 'infusions.csv'}: patient {inf.patient!r} (day {inf.day}) is not in "
+                "manifest.csv"
+            )
+    gating, strategy_path = None, None
+    why = refusal(root / settings.strategy, roots) if settings.strategy else None
+    if why and strategy is None:  # a strategy given by the caller is the caller's choice
+        problems.append(f"{toml}: [gating] strategy = {settings.strategy!r} {why}")
+    elif check_files or strategy is not None:
+        gating, strategy_path, settings = _load_strategy(
+            root, settings, strategy, problems, panel, config
+        )
+    elif settings.strategy:
+        strategy_path = root / settings.strategy
+    markers = list(panel)
+    # without study.toml (or its [panel]) the study's markers are unknown, not missing
+    panel_ok = toml_read and isinstance(table, dict) and not found_panel
+    if panel_ok:
+        problems += marker_problems(
+            toml, root / "manifest.csv", panel, settings, rows, strategy=gating
+        )
+        if rows and settings.populations and not any(r.donor_marker for r in rows):
+            if not settings.donor_marker:
+                problems.append(
+                    f'{toml}: no donor marker: set [chimerism] marker (e.g. marker = "HLA-A2") '
+                    "or the manifest's donor_marker column"
+                )
+    unreadable: dict[Path, str] = {}
+    if check_files and toml_read:
+        panel_used = panel if panel_ok else None
+        problems += file_problems(rows, panel_used, markers, gating, unreadable)
+    if problems:
+        raise StudyError(
+            f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
+        )
+    name = (
+        str(config.get("study", {}).get("name", root.name))
+        if isinstance(config.get("study"), dict)
+        else root.name
+    )
+    return Study(
+        root, name, config, panel, rows, infusions, strategy_path, settings, gating, unreadable
+    )
+
+
+def check_same_content(study: Study, hashes: dict[Path, str]) -> None:
+    """Refuse manifest lines whose files hold the same bytes (a copy listed as another sample).
+
+    Parameters
+    ----------
+    study : Study
+    hashes : dict of Path to str
+        Content hash of each row's file (``ManifestRow.file``); rows missing
+        from it (files that cannot be read) are not compared.
+
+    Raises
+    ------
+    StudyError
+        Listing every repeated file with both manifest lines.
+    """
+    manifest = study.root / "manifest.csv"
+    first: dict[str, ManifestRow] = {}
+    problems = []
+    for row in study.rows:
+        digest = hashes.get(row.file)
+        if digest is None:
+            continue
+        other = first.setdefault(digest, row)
+        if other is not row:
+            problems.append(
+                f"{manifest}, line {row.line}: file {study.relative(row.file)!r} (patient "
+                f"{row.patient}, day {row.day}) holds the same bytes as line {other.line}'s "
+                f"{study.relative(other.file)!r} (patient {other.patient}, day {other.day}; "
+                f"SHA-256 {digest[:16]}…); list each measurement once, with its own file"
+            )
+    if problems:
+        raise StudyError(
+            f"{study.root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
+        )

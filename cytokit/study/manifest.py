@@ -1,0 +1,256 @@
+"""``manifest.csv`` and ``infusions.csv``: one row per FCS file, one row per infusion, checked.
+
+`read_manifest` and `read_infusions` return the well-formed rows and append
+every problem found to the caller's list (see `cytokit.study.load_study`):
+the required columns, whole-number days within ±`MAX_DAYS` of the first
+infusion, non-negative counts, ``donor_is``, every file present, inside the
+study's roots and listed once, one (patient, day, sample_type) per file and one
+donor marker and side per patient.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cytokit._paths import refusal
+from cytokit.study.tables import read_table
+
+__all__ = ["MAX_DAYS", "Infusion", "ManifestRow", "read_infusions", "read_manifest"]
+
+REQUIRED_COLUMNS = ("file", "patient", "day")
+NUMERIC_COLUMNS = ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample_volume_ul")
+DONOR_SIDES = ("positive", "negative")
+#: Days (from the first infusion) a manifest or infusions.csv may give: 100 years either
+#: side. A value beyond it is a typo or a date (20240108) written as a day.
+MAX_DAYS = 36_500
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One row of ``manifest.csv``: one FCS file of one patient on one day."""
+
+    line: int
+    file: Path
+    patient: str
+    day: int
+    stratum: str = ""
+    sample_type: str = ""
+    timepoint: str = ""
+    donor_marker: str = ""
+    donor_is: str = ""
+    wbc_per_ul: float | None = None
+    lymphocytes_per_ul: float | None = None
+    beads_per_test: float | None = None
+    sample_volume_ul: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Infusion:
+    """One row of ``infusions.csv``."""
+
+    patient: str
+    day: int
+    product: str
+    dose_per_kg: float | None = None
+
+
+def _parse_int(value: str) -> int:
+    value = value.strip()
+    number = float(value)  # accepts "7", "7.0", "-7"
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(value)
+    return int(number)
+
+
+def _parse_day(value: str, where: str, problems: list[str]) -> int | None:
+    """A day relative to the first infusion, within ±`MAX_DAYS`; else a problem and None."""
+    shown = value.strip() if len(value.strip()) <= 40 else value.strip()[:37] + "..."
+    try:
+        day = _parse_int(value)
+    except ValueError:
+        problems.append(
+            f"{where}: day {shown!r} is not a whole number of days "
+            "(relative to the first infusion; negative before it)"
+        )
+        return None
+    if abs(day) > MAX_DAYS:
+        problems.append(
+            f"{where}: day {shown!r} is beyond ±{MAX_DAYS:,} days (100 "
+            "years) of the first infusion; days count from the first infusion (negative "
+            "before it): is it a date or a typo?"
+        )
+        return None
+    return day
+
+
+def _parse_float(value: str) -> float | None:
+    value = value.strip()
+    if value == "" or value.upper() in ("NA", "NAN"):
+        return None
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(value)
+    return number
+
+
+def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[ManifestRow]:
+    why = refusal(path, roots)
+    if why:
+        problems.append(f"{path}: {why}")
+        return []
+    header, records = read_table(path, problems)
+    if not header:
+        return []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        problems.append(
+            f"{path}: missing column(s) {', '.join(missing)}; the header must include "
+            f"{', '.join(REQUIRED_COLUMNS)} (it has {', '.join(header)})"
+        )
+        return []
+    if not records:
+        problems.append(
+            f"{path}: no files listed, only the header; nothing to analyse. Add one row per "
+            f"FCS file ({', '.join(REQUIRED_COLUMNS)}, ...)"
+        )
+        return []
+    known = (
+        set(REQUIRED_COLUMNS)
+        | set(NUMERIC_COLUMNS)
+        | {
+            "stratum",
+            "sample_type",
+            "timepoint",
+            "donor_marker",
+            "donor_is",
+        }
+    )
+    rows: list[ManifestRow] = []
+    seen: dict[Path, tuple[int, str]] = {}  # resolved path -> first line and its spelling
+    for line, rec in records:
+        where = f"{path}, line {line}"
+        bad = False
+        file_value = rec["file"].strip()
+        if not file_value:
+            problems.append(f"{where}: empty 'file'")
+            bad = True
+        patient = rec["patient"].strip()
+        if not patient:
+            problems.append(f"{where}: empty 'patient'")
+            bad = True
+        day = _parse_day(rec["day"], where, problems)
+        if day is None:
+            bad = True
+            day = 0
+        numbers: dict[str, float | None] = {}
+        for col in NUMERIC_COLUMNS:
+            if col in rec:
+                try:
+                    numbers[col] = _parse_float(rec[col])
+                except ValueError:
+                    problems.append(
+                        f"{where}: {col} {rec[col]!r} is not a non-negative number "
+                        "(leave it empty when unknown)"
+                    )
+                    bad = True
+        donor_is = rec.get("donor_is", "").strip().lower()
+        if donor_is and donor_is not in DONOR_SIDES:
+            problems.append(
+                f"{where}: donor_is {rec['donor_is']!r} must be 'positive' or 'negative'"
+            )
+            bad = True
+        file_path = (path.parent / file_value) if file_value else path.parent
+        why = refusal(file_path, roots) if file_value else None
+        if why:
+            problems.append(f"{where}: FCS file {file_value!r} {why}")
+            bad = True
+        elif file_value and not file_path.is_file():
+            problems.append(f"{where}: FCS file {file_value!r} not found (looked for {file_path})")
+            bad = True
+        # one file under two spellings ("fcs/../fcs/a.fcs", a link) would count twice
+        same = file_path.resolve()
+        if file_value and not why and same in seen:
+            first, spelled = seen[same]
+            also = "" if spelled == file_value else f" as {spelled!r}: the same file"
+            problems.append(
+                f"{where}: file {file_value!r} is listed again (first on line {first}{also}); "
+                "list each file once"
+            )
+            bad = True
+        if not why:  # a refused path is reported as such, not as listed again
+            seen.setdefault(same, (line, file_value))
+        if bad:
+            continue
+        rows.append(
+            ManifestRow(
+                line=line,
+                file=file_path,
+                patient=patient,
+                day=day,
+                stratum=rec.get("stratum", "").strip(),
+                sample_type=rec.get("sample_type", "").strip(),
+                timepoint=rec.get("timepoint", "").strip(),
+                donor_marker=rec.get("donor_marker", "").strip(),
+                donor_is=donor_is,
+                metadata={k: v for k, v in rec.items() if k not in known},
+                **numbers,
+            )
+        )
+    _check_rows(path, rows, problems)
+    return rows
+
+
+def _check_rows(path: Path, rows: list[ManifestRow], problems: list[str]) -> None:
+    seen: dict[tuple[str, int, str], int] = {}
+    donor: dict[str, tuple[str, str, int]] = {}
+    for r in rows:
+        key = (r.patient, r.day, r.sample_type)
+        if key in seen:
+            problems.append(
+                f"{path}, line {r.line}: patient {r.patient} day {r.day}"
+                + (f" sample_type {r.sample_type!r}" if r.sample_type else "")
+                + f" already has a file on line {seen[key]}; give each tube its own sample_type"
+            )
+        seen.setdefault(key, r.line)
+        mine = (r.donor_marker, r.donor_is)
+        first = donor.setdefault(r.patient, (*mine, r.line))
+        if first[:2] != mine:
+            problems.append(
+                f"{path}, line {r.line}: patient {r.patient} has donor_marker/donor_is "
+                f"{mine[0] or '(default)'}/{mine[1] or '(default)'} but line {first[2]} says "
+                f"{first[0] or '(default)'}/{first[1] or '(default)'}; a patient has one donor"
+            )
+
+
+def read_infusions(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[Infusion]:
+    if not path.exists() and not path.is_symlink():
+        return []
+    why = refusal(path, roots)
+    if why:
+        problems.append(f"{path}: {why}")
+        return []
+    header, records = read_table(path, problems)
+    need = ("patient", "day", "product")
+    if header and any(c not in header for c in need):
+        problems.append(
+            f"{path}: the header must include {', '.join(need)}, dose_per_kg (optional)"
+        )
+        return []
+    out = []
+    for line, rec in records:
+        try:
+            _parse_int(rec["day"])
+            dose = _parse_float(rec.get("dose_per_kg", ""))
+        except ValueError:
+            problems.append(
+                f"{path}, line {line}: day must be a whole number and dose_per_kg a number"
+            )
+            continue
+        day = _parse_day(rec["day"], f"{path}, line {line}", problems)
+        if day is None:
+            continue
+        out.append(Infusion(rec["patient"].strip(), day, rec["product"].strip(), dose))
+    return out

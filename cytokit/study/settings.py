@@ -1,0 +1,410 @@
+"""`StudySettings`: the analysis options of ``study.toml``, checked and typed.
+
+`parse_settings` reads every table the analysis uses and returns the
+settings together with a list of problems (each naming the table, the key,
+the bad value and what is allowed), so `cytokit.study.load_study` can report
+them with the manifest's problems in one error. Tables other than those below
+are left alone (other tools may keep their own settings there); unknown keys
+inside these tables are problems, since they are usually typos.
+
+=================  ===========================  ==========================================
+table              key                          meaning (default)
+=================  ===========================  ==========================================
+``[study]``        ``data_roots``               folders outside the study folder that its
+                                                paths may lead into, e.g. a shared drive
+                                                (none; relative to the study folder)
+``[compensation]`` ``source``                   ``"file"`` (the FCS spillover keyword),
+                                                ``"none"``, or a CSV matrix path relative
+                                                to the study folder (header: detector
+                                                ``$PnN`` names; one row per fluorochrome,
+                                                an optional first label column)
+``[transform]``    ``type``, parameters         the fluorescence transform of donor and
+                                                phenotype markers (logicle defaults);
+                   ``[transform.<marker>]``     a per-marker override table
+``[gating]``       ``strategy``                 strategy file (required)
+                   ``seed``                     adaptive gate fitting seed (0)
+``[populations]``  ``<name> = "<gate path>"``   the study's populations (required); a
+                                                gate path, a gate or quadrant id or a
+                                                unique population name: `load_study`
+                                                replaces each with its canonical path
+``[chimerism]``    ``marker``                   donor marker (per patient: manifest
+                                                ``donor_marker``); no marker: no chimerism
+                   ``donor_is``                 ``positive`` / ``negative`` (``positive``;
+                                                manifest ``donor_is`` overrides)
+                   ``parent``                   gate path the threshold is placed on (the
+                                                deepest gate containing every population)
+                   ``ci``                       ``wilson`` / ``clopper-pearson`` (``wilson``)
+``[qc]``           ``min_events``               donor events to quantify (50)
+                   ``max_nonfinite``            largest fraction of a file's events dropped
+                                                for NaN/inf values before the file fails
+                                                (0.01; `cytokit.finite`)
+``[counting]``     ``beads``                    bead gate path (bead-based counting)
+                   ``lymphocytes``              gate counted against manifest
+                                                ``lymphocytes_per_ul`` (the ``[chimerism]
+                                                parent`` default: live single lymphocytes)
+                   ``leukocytes``               gate counted against ``wbc_per_ul`` (none)
+``[phenotype]``    ``markers``                  markers to describe (panel markers that no
+                                                gate reads and that are not donor markers)
+                   ``thresholds``               ``{marker = value}``: fixed positivity
+                                                thresholds (compensated scale values);
+                                                other markers: adaptive (valley)
+                   ``max_events``               events kept per population for medians
+                                                (50,000; exact below it)
+``[clustering]``   ``markers``, ``grid``,       passed to `cytokit.cluster.cluster_study`
+                   ``metaclusters``, ``seed``   (grid [10, 10], 10 metaclusters, seed 1)
+                   ``events``                   threshold-parent events kept per file for
+                                                clustering (20,000; all below it)
+=================  ===========================  ==========================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cytokit.errors import CytokitError, StudyError
+from cytokit.stats.intervals import METHODS as CI_METHODS
+
+__all__ = ["ClusteringSettings", "StudySettings", "parse_settings"]
+
+DONOR_SIDES = ("positive", "negative")
+_KNOWN = {
+    "compensation": {"source"},
+    "gating": {"strategy", "seed"},
+    "chimerism": {"marker", "donor_is", "parent", "ci"},
+    "qc": {"min_events", "max_nonfinite"},
+    "counting": {"beads", "lymphocytes", "leukocytes"},
+    "phenotype": {"markers", "thresholds", "max_events"},
+    "clustering": {"markers", "grid", "metaclusters", "seed", "events"},
+}
+
+
+@dataclass(frozen=True)
+class ClusteringSettings:
+    """The ``[clustering]`` table of ``study.toml``.
+
+    `parse_settings` reads it with the study's other tables (every problem
+    listed); `from_config` reads it alone, for `cytokit.cluster` users
+    (the first problem raised).
+
+    Attributes
+    ----------
+    markers : tuple of str
+        Markers (of ``[panel]``) the SOM clusters on.
+    grid : (int, int)
+    metaclusters : int
+    seed : int
+    events : int
+        Threshold-parent events kept per file for clustering (all below it).
+    """
+
+    markers: tuple[str, ...]
+    grid: tuple[int, int] = (10, 10)
+    metaclusters: int = 10
+    seed: int = 1
+    events: int = 20_000
+
+    @classmethod
+    def from_config(cls, config: Mapping, source: str = "study.toml") -> ClusteringSettings:
+        """Read and check ``config["clustering"]`` (the parsed study.toml).
+
+        Raises
+        ------
+        StudyError
+            Naming `source`, the key, the bad value and an example of a good one.
+        """
+        table = config.get("clustering")
+        if not isinstance(table, Mapping):
+            raise StudyError(
+                f"{source}: no [clustering] table; add one, e.g.\n[clustering]\n"
+                'markers = ["CD3", "CD56", "CD16", "CD8"]\ngrid = [10, 10]\nmetaclusters = 10\nseed = 1'
+            )
+        markers = table.get("markers")
+        if (
+            not isinstance(markers, (list, tuple))
+            or not markers
+            or not all(isinstance(m, str) and m for m in markers)
+        ):
+            raise StudyError(
+                f'{source}: [clustering] markers={markers!r} must be a list of marker names, e.g. ["CD3", "CD56"]'
+            )
+        if len(set(markers)) != len(markers):
+            raise StudyError(f"{source}: [clustering] markers={markers!r} repeats a marker")
+        grid = table.get("grid", [10, 10])
+        if (
+            not isinstance(grid, (list, tuple))
+            or len(grid) != 2
+            or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)
+        ):
+            raise StudyError(
+                f"{source}: [clustering] grid={grid!r} must be two positive integers, e.g. [10, 10]"
+            )
+        k = table.get("metaclusters", 10)
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= grid[0] * grid[1]:
+            raise StudyError(
+                f"{source}: [clustering] metaclusters={k!r} must be an integer from 1 to the "
+                f"{grid[0] * grid[1]} nodes of the grid"
+            )
+        seed = table.get("seed", 1)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise StudyError(f"{source}: [clustering] seed={seed!r} must be an integer >= 0")
+        return cls(tuple(markers), (int(grid[0]), int(grid[1])), int(k), int(seed))
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything the analysis reads from ``study.toml`` (see the module docstring)."""
+
+    populations: dict[str, str] = field(default_factory=dict)
+    compensation: str = "file"
+    transform: Any = None  # cytokit.gating.Transform or None
+    marker_transforms: dict[str, Any] = field(default_factory=dict)
+    strategy: str = ""
+    data_roots: tuple[str, ...] = ()
+    gating_seed: int = 0
+    donor_marker: str = ""
+    donor_is: str = "positive"
+    chimerism_parent: str = ""
+    ci: str = "wilson"
+    min_events: int = 50
+    max_nonfinite: float = 0.01
+    beads: str = ""
+    lymphocytes: str = ""
+    leukocytes: str = ""
+    phenotype_markers: tuple[str, ...] | None = None
+    phenotype_thresholds: dict[str, float] = field(default_factory=dict)
+    phenotype_max_events: int = 50_000
+    clustering: ClusteringSettings | None = None
+
+    def transform_of(self, marker: str):
+        """The transform of `marker` (its override, else the default)."""
+        return self.marker_transforms.get(marker, self.transform)
+
+    def gate_paths(self) -> dict[str, str]:
+        """Every gate reference the settings hold: ``{what: reference}``, for checking a strategy."""
+        out = {f"[populations] {k}": v for k, v in self.populations.items()}
+        for key in ("beads", "lymphocytes", "leukocytes"):
+            if getattr(self, key):
+                out[f"[counting] {key}"] = getattr(self, key)
+        if self.chimerism_parent:
+            out["[chimerism] parent"] = self.chimerism_parent
+        return out
+
+    def with_gate_paths(self, paths: Mapping[str, str]) -> StudySettings:
+        """These settings with each gate reference `r` of `gate_paths` replaced by ``paths[r]``
+        (references not in `paths` are kept)."""
+
+        def canon(ref: str) -> str:
+            return paths.get(ref, ref) if ref else ref
+
+        return replace(
+            self,
+            populations={k: canon(v) for k, v in self.populations.items()},
+            beads=canon(self.beads),
+            lymphocytes=canon(self.lymphocytes),
+            leukocytes=canon(self.leukocytes),
+            chimerism_parent=canon(self.chimerism_parent),
+        )
+
+
+def _int(value, where: str, problems: list[str], *, minimum: int = 0) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        problems.append(f"{where} = {value!r} must be a whole number >= {minimum}")
+        return None
+    return value
+
+
+def _path(value, where: str, problems: list[str]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        problems.append(f'{where} = {value!r} must be a gate path such as "/Lymphocytes"')
+        return ""
+    return value.strip()
+
+
+def _markers(value, where: str, problems: list[str]) -> tuple[str, ...] | None:
+    if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+        problems.append(f'{where} = {value!r} must be a list of marker names, e.g. ["CD16", "CD8"]')
+        return None
+    return tuple(value)
+
+
+def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
+    """Check and type the analysis tables of a parsed ``study.toml``.
+
+    Parameters
+    ----------
+    config : mapping
+        The parsed TOML document.
+    source : str
+        The file name, starting every problem.
+
+    Returns
+    -------
+    settings : StudySettings
+        With defaults where a value was missing or bad.
+    problems : list of str
+        Each a complete sentence naming `source`, the table and key.
+    """
+    from cytokit.gating import transform_from_config
+
+    problems: list[str] = []
+    at = f"{source}: "
+    tables: dict[str, dict] = {}
+    for name in (*_KNOWN, "transform", "populations"):
+        table = config.get(name, {})
+        if not isinstance(table, dict):
+            problems.append(f"{at}[{name}] must be a table, got {table!r}")
+            table = {}
+        tables[name] = table
+        known = _KNOWN.get(name)
+        if known is not None:
+            for key in table:
+                if key not in known:
+                    problems.append(
+                        f"{at}unknown key {key!r} in [{name}]; known keys: {', '.join(sorted(known))}"
+                    )
+    kw: dict[str, Any] = {}
+
+    study = config.get("study")  # its other keys (name, the simulator's seed) are not checked
+    if isinstance(study, dict) and "data_roots" in study:
+        roots = study["data_roots"]
+        if not isinstance(roots, list) or not all(isinstance(r, str) and r.strip() for r in roots):
+            problems.append(
+                f"{at}[study] data_roots = {roots!r} must be a list of folders, e.g. "
+                'data_roots = ["/mnt/cytometer"]'
+            )
+        else:
+            kw["data_roots"] = tuple(r.strip() for r in roots)
+
+    pops = tables["populations"]
+    if not pops:
+        problems.append(
+            f'{at}no [populations] table; name each population\'s gate path, e.g. NK = "/Lymphocytes/CD3-CD56+"'
+        )
+    kw["populations"] = {}
+    for name, path in pops.items():
+        p = _path(path, f"{at}[populations] {name}", problems)
+        if p:
+            kw["populations"][str(name)] = p
+
+    comp = tables["compensation"].get("source", "file")
+    if not isinstance(comp, str) or not comp.strip():
+        problems.append(f'{at}[compensation] source = {comp!r}: use "file", "none" or a CSV path')
+    else:
+        kw["compensation"] = comp.strip()
+
+    xf = dict(tables["transform"])
+    overrides = {k: xf.pop(k) for k in list(xf) if isinstance(xf[k], dict)}
+    try:
+        kw["transform"] = transform_from_config(xf or {"type": "logicle"}, f"{source} [transform]")
+    except CytokitError as exc:
+        problems.append(str(exc))
+    kw["marker_transforms"] = {}
+    for marker, table in overrides.items():
+        try:
+            kw["marker_transforms"][marker] = transform_from_config(
+                table, f"{source} [transform.{marker}]"
+            )
+        except CytokitError as exc:
+            problems.append(str(exc))
+
+    gating = tables["gating"]
+    strategy = gating.get("strategy")
+    if not isinstance(strategy, str) or not strategy.strip():
+        problems.append(
+            f'{at}[gating] strategy must name the strategy file, e.g. strategy = "strategy.yaml"'
+        )
+    else:
+        kw["strategy"] = strategy.strip()
+    if "seed" in gating:
+        kw["gating_seed"] = _int(gating["seed"], f"{at}[gating] seed", problems) or 0
+
+    chim = tables["chimerism"]
+    if "marker" in chim:
+        if isinstance(chim["marker"], str) and chim["marker"].strip():
+            kw["donor_marker"] = chim["marker"].strip()
+        else:
+            problems.append(f"{at}[chimerism] marker = {chim['marker']!r} must be a marker name")
+    side = chim.get("donor_is", "positive")
+    if side not in DONOR_SIDES:
+        problems.append(f"{at}[chimerism] donor_is = {side!r} must be 'positive' or 'negative'")
+    else:
+        kw["donor_is"] = side
+    if "parent" in chim:
+        kw["chimerism_parent"] = _path(chim["parent"], f"{at}[chimerism] parent", problems)
+    ci = chim.get("ci", "wilson")
+    if ci not in CI_METHODS:
+        problems.append(f"{at}[chimerism] ci = {ci!r} must be one of {', '.join(CI_METHODS)}")
+    else:
+        kw["ci"] = ci
+
+    if "min_events" in tables["qc"]:
+        value = _int(tables["qc"]["min_events"], f"{at}[qc] min_events", problems, minimum=1)
+        if value is not None:
+            kw["min_events"] = value
+
+    if "max_nonfinite" in tables["qc"]:
+        value = tables["qc"]["max_nonfinite"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            problems.append(
+                f"{at}[qc] max_nonfinite = {value!r} must be a fraction in [0, 1), "
+                "e.g. 0.01 (1 % of a file's events)"
+            )
+        else:
+            kw["max_nonfinite"] = float(value)
+
+    for key in ("beads", "lymphocytes", "leukocytes"):
+        if key in tables["counting"]:
+            kw[key] = _path(tables["counting"][key], f"{at}[counting] {key}", problems)
+
+    ph = tables["phenotype"]
+    if "markers" in ph:
+        kw["phenotype_markers"] = _markers(ph["markers"], f"{at}[phenotype] markers", problems)
+    if "thresholds" in ph:
+        th = ph["thresholds"]
+        ok = isinstance(th, dict) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in th.values()
+        )
+        if not ok:
+            problems.append(
+                f"{at}[phenotype] thresholds = {th!r} must be a table of marker = number "
+                "(compensated scale value), e.g. thresholds = {{ CD16 = 1000 }}"
+            )
+        else:
+            kw["phenotype_thresholds"] = {str(k): float(v) for k, v in th.items()}
+    if "max_events" in ph:
+        value = _int(ph["max_events"], f"{at}[phenotype] max_events", problems, minimum=100)
+        if value is not None:
+            kw["phenotype_max_events"] = value
+
+    cl = tables["clustering"]
+    if cl:
+        kw["clustering"] = _clustering(cl, at, problems)
+    return StudySettings(**kw), problems
+
+
+def _clustering(cl: dict, at: str, problems: list[str]) -> ClusteringSettings | None:
+    markers = _markers(cl.get("markers"), f"{at}[clustering] markers", problems)
+    grid = cl.get("grid", [10, 10])
+    if (
+        not isinstance(grid, list)
+        or len(grid) != 2
+        or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)
+    ):
+        problems.append(
+            f"{at}[clustering] grid = {grid!r} must be two whole numbers, e.g. [10, 10]"
+        )
+        grid = [10, 10]
+    meta = _int(cl.get("metaclusters", 10), f"{at}[clustering] metaclusters", problems, minimum=2)
+    seed = _int(cl.get("seed", 1), f"{at}[clustering] seed", problems)
+    events = _int(cl.get("events", 20_000), f"{at}[clustering] events", problems, minimum=100)
+    if meta is not None and meta > grid[0] * grid[1]:
+        problems.append(
+            f"{at}[clustering] metaclusters = {meta} is more than the {grid[0] * grid[1]} nodes "
+            f"of the {grid[0]}x{grid[1]} grid"
+        )
+        meta = None
+    if markers is None or meta is None or seed is None or events is None:
+        return None
+    return ClusteringSettings(markers, (grid[0], grid[1]), meta, seed, events)
