@@ -135,6 +135,27 @@ def _map_block(kind, params, inverse, x, out, start, stop):
 
 
 @jit
+def _closed_block(kind, params, x, out, start, stop):
+    """Forward `linear`, `log` or `asinh` (``kind``) of ``x[start:stop]``: `_map_block`'s loops.
+
+    For the fused evaluator, which sends the table-driven kinds elsewhere:
+    without `_map_block`'s fallback to `transform_scalar` and the inverse
+    branches, it compiles no root finder (a cold start compiles several
+    seconds less). Any other ``kind`` is taken as `asinh` (plans never hold one).
+    """
+    p = params.copy()
+    if kind == XF_LINEAR:
+        for i in range(start, stop):
+            out[i] = _linear_scalar(p, np.float64(x[i]))
+    elif kind == XF_LOG:
+        for i in range(start, stop):
+            out[i] = _log_scalar(p, np.float64(x[i]))
+    else:
+        for i in range(start, stop):
+            out[i] = _asinh_scalar(p, np.float64(x[i]))
+
+
+@jit
 def _ratio_block(A, B, C, inverse, x, y, out, start, stop):
     if inverse:
         # x holds ratio values: recover the numerator column.
