@@ -13,6 +13,7 @@ batch worker caps it as before).
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,6 +26,18 @@ _POOL_LOCK = threading.Lock()
 
 #: Blocks per call below which one thread does everything (thread hand-off costs ~50 µs).
 MIN_BLOCKS_PER_THREAD = 4
+
+
+def _forget_pool() -> None:
+    # A forked child inherits the pool object but none of its threads: work handed to it
+    # would wait forever. The child makes its own pool when it first needs one.
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _pool() -> ThreadPoolExecutor:

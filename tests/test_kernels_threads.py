@@ -12,6 +12,8 @@ several, at every block boundary, for events read from FCS files of each
 from __future__ import annotations
 
 import os
+import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -181,3 +183,25 @@ def test_fused_pass_compiles_no_root_finder_or_inverse(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["[1]", "0", "0", "0"], res.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_gets_its_own_pool():
+    plan = random_plan(13)
+    x = random_events(13, 20 * BLOCK)
+    want_counts, _ = _evaluate(x, plan, 2)  # the parent's pool now exists
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: an inherited pool without threads would hang here
+        try:
+            counts, _ = _evaluate(x, plan, 2)
+            os.write(w, b"ok" if np.array_equal(counts, want_counts) else b"bad")
+        finally:
+            os._exit(0)
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], 300)
+    if not ready:  # the child hangs: stop it, then fail
+        os.kill(pid, signal.SIGKILL)
+    got = os.read(r, 16) if ready else b"timed out"
+    os.waitpid(pid, 0)
+    assert got == b"ok"
