@@ -403,13 +403,12 @@ def _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs
     slot_index, n_cslots, _ = slots
     cslot_ptr, comp_inv, comp_inv_ptr, comp_cols, comp_ptr = comps
     dim_a, dim_b, dim_ratio, dim_xf, dim_params, lut_buf, lut_ptr = dims[:7]
-    grp_ptr, grp_dims, grp_slots = dims[9], dims[10], dims[11]
+    grp_ptr, grp_dims, grp_slots = dims[7], dims[8], dims[9]
     src, tile, scratch, packed = bufs
     cnt = 0
-    for i in range(nb):
-        if member[i]:
-            idx[cnt] = i
-            cnt += 1
+    for i in range(nb):  # branch-free compaction
+        idx[cnt] = i
+        cnt += member[i]
     if cnt == 0:
         return
     _sources_at(
@@ -444,14 +443,13 @@ def _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs
 def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
     """Evaluate block ``blk``: sources → dimensions → gates → output; private buffers.
 
-    Dimensions every event needs (``dims[7]``, flagged sources ``dims[8]``) are
-    computed first for the whole block; each scope group (``dims[9:13]``: the
-    dimensions only the children of one gate read) right after that gate, for
-    its member events only.
+    Each scope group (``dims[7:11]``, `_scopes`) is computed by
+    `_scoped_values`: the dimensions every event needs before the first gate,
+    the others right after their scope gate, for its members only. One call
+    site for all of them, so the transform code is compiled into the pass once.
     """
     slot_index, _, max_k = slots
-    dim_list, slot_used = dims[7], dims[8]
-    grp_gate = dims[12]
+    grp_gate = dims[10]
     (
         gate_kind,
         gate_parent,
@@ -470,36 +468,36 @@ def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
     src = np.empty((slot_index.shape[0], BLOCK), dtype=np.float64)
     tile = np.empty((max_k, BLOCK), dtype=np.float64)
     vals = np.empty((dims[0].shape[0], BLOCK), dtype=np.float64)
-    scratch = np.empty(BLOCK, dtype=np.float64)
-    _block_values(
-        events, start, nb, slots, comps, dims[:7], dim_list, slot_used, src, tile, scratch, vals
-    )
+    bufs = (src, tile, np.empty(BLOCK, dtype=np.float64), np.empty(BLOCK, dtype=np.float64))
+    idx = np.empty(BLOCK, dtype=np.int64)
     mem = np.empty((gate_kind.shape[0], BLOCK), dtype=np.bool_)
+    everyone = np.ones(BLOCK, dtype=np.bool_)
     dbuf = np.empty(max_dims, dtype=np.float64)
     counts = counts_blk[blk]
-    idx = np.empty(BLOCK, dtype=np.int64)
-    bufs = (src, tile, scratch, np.empty(BLOCK, dtype=np.float64))
+    n_groups = grp_gate.shape[0]
     grp = 0
-    for g in range(gate_kind.shape[0]):
-        _gate(
-            g,
-            vals,
-            nb,
-            gate_kind,
-            gate_parent,
-            dims_ptr,
-            gate_dims,
-            geom_ptr,
-            geom,
-            op_ptr,
-            operands,
-            op_compl,
-            mem,
-            dbuf,
-            counts,
-        )
-        while grp < grp_gate.shape[0] and grp_gate[grp] == g:
-            _scoped_values(events, start, nb, mem[g], slots, comps, dims, grp, idx, bufs, vals)
+    for g in range(-1, gate_kind.shape[0]):
+        if g >= 0:
+            _gate(
+                g,
+                vals,
+                nb,
+                gate_kind,
+                gate_parent,
+                dims_ptr,
+                gate_dims,
+                geom_ptr,
+                geom,
+                op_ptr,
+                operands,
+                op_compl,
+                mem,
+                dbuf,
+                counts,
+            )
+        while grp < n_groups and grp_gate[grp] == g:
+            member = mem[g] if g >= 0 else everyone
+            _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs, vals)
             grp += 1
     _output(mem, nb, start, row_of_gate, mode, mem_out, packed_out)
 
@@ -560,7 +558,7 @@ def _slots_for(plan: GatingPlan, dim_list: np.ndarray) -> np.ndarray:
     return used
 
 
-def _scopes(plan: GatingPlan, gate_dims: np.ndarray) -> tuple:
+def _scopes(plan: GatingPlan) -> tuple:
     """Which events each dimension the gates read must be computed for.
 
     A dimension that only children of one gate ``p`` read is needed only for
@@ -569,23 +567,21 @@ def _scopes(plan: GatingPlan, gate_dims: np.ndarray) -> tuple:
     compensated, transformed markers of a tree under Lymphocytes/Singlets
     are computed for a few tens of per cent of the events. Any other
     dimension (read by a top-level gate or by children of several gates) is
-    computed for every event.
+    computed for every event, before the first gate (scope gate -1).
 
     Returns
     -------
     tuple
-        ``(all_dims, all_slots, grp_ptr, grp_dims, grp_slots, grp_gate)``: the
-        dimensions computed for every event and their source flags; the scope
-        groups (CSR over ``grp_dims``), one per scope gate in plan order, each
-        with its source flags (``(n_groups, n_slots)``) and its gate.
+        ``(grp_ptr, grp_dims, grp_slots, grp_gate)``: the scope groups (CSR
+        over ``grp_dims``), one per scope gate in plan order (-1 first), each
+        with its source flags (``(n_groups, n_slots)`` bool) and its gate.
     """
     scope: dict[int, int] = {}
     for g in range(plan.n_gates):
         p = int(plan.gate_parent[g])
         for d in plan.gate_dims[plan.dims_ptr[g] : plan.dims_ptr[g + 1]].tolist():
             scope[d] = p if scope.get(d, p) == p else -1
-    everyone = np.array([d for d in gate_dims.tolist() if scope[d] < 0], dtype=np.int64)
-    gates = sorted({p for p in scope.values() if p >= 0})
+    gates = sorted(set(scope.values()))
     groups = [
         np.array(sorted(d for d, p in scope.items() if p == g), dtype=np.int64) for g in gates
     ]
@@ -596,14 +592,7 @@ def _scopes(plan: GatingPlan, gate_dims: np.ndarray) -> tuple:
     grp_ptr = np.zeros(len(groups) + 1, dtype=np.int64)
     grp_ptr[1:] = np.cumsum([len(dl) for dl in groups])
     grp_dims = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
-    return (
-        everyone,
-        _slots_for(plan, everyone),
-        grp_ptr,
-        grp_dims,
-        grp_slots,
-        np.array(gates, dtype=np.int64),
-    )
+    return grp_ptr, grp_dims, grp_slots, np.array(gates, dtype=np.int64)
 
 
 def _check_events(events, plan: GatingPlan) -> np.ndarray:
@@ -697,13 +686,11 @@ def evaluate_plan(events, plan: GatingPlan, *, membership=True, packed: bool = F
             mem_out = np.empty((rows.shape[0], n), dtype=np.bool_)
     nblocks = (n + BLOCK - 1) // BLOCK
     counts_blk = np.zeros((nblocks, ng), dtype=np.int64)
-    # Only the dimensions some gate reads: a plan may also carry dimensions for statistics.
-    gate_dims = np.unique(plan.gate_dims)
-    if ng:
+    if ng:  # only the dimensions some gate reads (a plan may carry more, for statistics)
         args = (
             ev,
             *_plan_args(plan),
-            (*_dims_args(plan), *_scopes(plan, gate_dims)),
+            (*_dims_args(plan), *_scopes(plan)),
             _gates_args(plan),
             (row_of_gate, mode, mem_out, packed_out),
             counts_blk,

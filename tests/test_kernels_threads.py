@@ -134,16 +134,18 @@ def _donor_tree():
 
 def test_markers_are_computed_for_their_parents_members_only():
     plan, (fsc_a, fsc_h, ssc_a, live_d, cd3, cd56, hla), (lym, sing, live) = _donor_tree()
-    everyone, _, grp_ptr, grp_dims, grp_slots, grp_gate = fused._scopes(
-        plan, np.unique(plan.gate_dims)
-    )
-    assert sorted(everyone.tolist()) == sorted([fsc_a, ssc_a])
+    grp_ptr, grp_dims, grp_slots, grp_gate = fused._scopes(plan)
     groups = {
         int(g): sorted(grp_dims[grp_ptr[i] : grp_ptr[i + 1]].tolist())
         for i, g in enumerate(grp_gate)
     }
-    assert groups == {lym: [fsc_h], sing: [live_d], live: sorted([cd3, cd56, hla])}
-    assert grp_slots.sum(axis=1).tolist() == [1, 1, 3]  # each group's sources only
+    assert groups == {
+        -1: sorted([fsc_a, ssc_a]),  # every event: read by the top-level gate
+        lym: [fsc_h],
+        sing: [live_d],
+        live: sorted([cd3, cd56, hla]),
+    }
+    assert grp_slots.sum(axis=1).tolist() == [2, 1, 1, 3]  # each group's sources only
     # the gates' answers are the reference's on events with NaN, inf and every block edge
     x = random_events(7, 3 * BLOCK + 5, n_channels=7)
     counts, mem = K.evaluate_plan(x, plan)
