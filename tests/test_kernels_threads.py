@@ -11,6 +11,7 @@ several, at every block boundary, for events read from FCS files of each
 
 from __future__ import annotations
 
+import importlib
 import os
 import select
 import signal
@@ -207,3 +208,42 @@ def test_forked_child_gets_its_own_pool():
     got = os.read(r, 16) if ready else b"timed out"
     os.waitpid(pid, 0)
     assert got == b"ok"
+
+
+def test_vectorised_transforms_compile_one_driver():
+    # a serial and a prange twin each compiled the whole block code; one nogil driver on
+    # threads serves small and large inputs
+    mod = {
+        m: importlib.import_module(f"cytokit.kernels.{m}")
+        for m in ("transforms", "_xftable", "biex")
+    }
+    for d in (
+        mod["transforms"]._map_range,
+        mod["transforms"]._ratio_range,
+        mod["_xftable"].table_map_range,
+        mod["biex"].biex_map_range,  # the module: `cytokit.kernels.biex` is also a function
+    ):
+        assert not d.targetoptions.get("parallel"), d
+        assert d.targetoptions.get("nogil"), d
+
+
+@pytest.mark.parametrize("n", [1, 16384 * 8 - 1, 16384 * 8 + 1, 16384 * 21 + 5])
+def test_vectorised_transforms_same_on_one_or_two_threads(n):
+    x = np.random.default_rng(n).normal(300.0, 800.0, size=n)
+    x[:: max(1, n // 7)] = np.nan
+    calls = (
+        lambda v: K.logicle(v, T=262144.0, W=0.5, M=4.5, A=0.0),
+        lambda v: K.asinh(v, T=262144.0, M=4.5, A=0.0),
+        lambda v: K.biex(v, 1.0, -7.943282, 4.41854, 262144.000029),
+        lambda v: K.ratio(v, v + 1000.0, 1.0, 0.0, 0.0),
+    )
+    for call in calls:
+        before = numba.get_num_threads()
+        try:
+            numba.set_num_threads(1)
+            one = call(x)
+            numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+            two = call(x)
+        finally:
+            numba.set_num_threads(before)
+        np.testing.assert_array_equal(one, two)
