@@ -86,7 +86,6 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     marker = study.donor_marker(row0)
     side = study.donor_side(row0)
     xf = dict(task.transforms)
-    names = [n for n, _ in task.populations]
     paths = dict(task.populations)
     thresholds: list[Threshold | None] = [None] * len(items)
     failed = [""] * len(items)
@@ -104,78 +103,102 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
             lymphocytes=s.lymphocytes or task.parent,
             leukocytes=s.leukocytes,
         )
-        info = p["info"]
-        out.rows["samples"].append(
-            {
-                **key,
-                "stratum": row.stratum,
-                "sample_type": row.sample_type,
-                **{k: info.get(k) for k in ("events", "channels", "fcs_version", "cytometer")},
-                "spillover": info.get("spillover", ""),
-                "count_method": basis.method,
-                "reference": basis.reference,
-                "reference_events": basis.reference_events if basis.method else None,
-                "reference_per_ul": basis.reference_per_ul if basis.method else None,
-                "sha256": digest,
-                "warnings": "; ".join(p.get("warnings", [])),
-                "nonfinite_events": info.get("nonfinite_events", 0),
-                "nonfinite_values": NonFinite.from_dict(p.get("nonfinite")).summary() or None,
-                "donor_marker_check": ("failed" if why else "usable") if marker else None,
-                "donor_marker_note": why or None,
-            }
+        out.rows["samples"].append(_sample_row(key, row, digest, p, basis, marker, why))
+        _count_rows(out, key, counts, basis, paths)
+        cuts, qc_arrays = _chimerism_rows(
+            out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf
         )
-        pop_of = {v: k for k, v in paths.items()}
-        for r in counts.itertuples(index=False):
-            out.rows["counts"].append(
-                {
-                    **key,
-                    "population": pop_of.get(r.gate_path, ""),
-                    "gate_path": r.gate_path,
-                    "gate_id": r.gate_id,
-                    "parent_path": r.parent_path,
-                    "depth": r.depth,
-                    "count": r.count,
-                    "parent_count": r.parent_count,
-                    "pct_parent": r.pct_parent,
-                    "pct_total": r.pct_total,
-                    "per_ul": basis.per_ul(r.count),
-                }
-            )
-        qc_arrays: dict[str, np.ndarray] = {}
-        if threshold is not None:
-            out.rows["thresholds"].append(_threshold_row(key, marker, task.parent, threshold, xf))
-            qc_arrays["hist:__parent__"] = _hist(p, marker, 0).to_array()
-        cuts: dict[str, Threshold] = {}
-        for i, name in enumerate(names, start=1):
-            n = by_path.get(paths[name], 0)
-            chim = {
-                **key,
-                "stratum": row.stratum,
-                "sample_type": row.sample_type,
-                "population": name,
-                "gate_path": paths[name],
-                "per_ul": basis.per_ul(n),
-            }
-            if threshold is None:
-                chim["events"] = n
-            elif why:  # no donor value, never a 0 (cytokit.analysis.marker_check)
-                qc_arrays[f"hist:{name}"] = _hist(p, marker, i).to_array()
-                chim.update(failed_row(n, why))
-                chim["donor_per_ul"] = chim["recipient_per_ul"] = float("nan")
-            else:
-                h = _hist(p, marker, i)
-                qc_arrays[f"hist:{name}"] = h.to_array()
-                cut = cuts[name] = population_threshold(threshold, h)
-                if cut is not threshold:
-                    out.rows["thresholds"].append(_threshold_row(key, marker, paths[name], cut, xf))
-                c = chimerism_row(n, cut.donor_events(h), min_events=s.min_events, ci=s.ci)
-                chim.update(c)
-                chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
-                chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
-            out.rows["chimerism"].append(chim)
         _phenotype(out, key, p, task, marker, side, cuts, xf)
         _qc(out, key, p, counts, qc_arrays, qc_dir, file)
     return out
+
+
+def _sample_row(key: dict, row, digest: str, p: dict, basis, marker, why: str) -> dict:
+    """The sample's samples.csv row: file facts, counting basis, donor-marker check."""
+    info = p["info"]
+    return {
+        **key,
+        "stratum": row.stratum,
+        "sample_type": row.sample_type,
+        **{k: info.get(k) for k in ("events", "channels", "fcs_version", "cytometer")},
+        "spillover": info.get("spillover", ""),
+        "count_method": basis.method,
+        "reference": basis.reference,
+        "reference_events": basis.reference_events if basis.method else None,
+        "reference_per_ul": basis.reference_per_ul if basis.method else None,
+        "sha256": digest,
+        "warnings": "; ".join(p.get("warnings", [])),
+        "nonfinite_events": info.get("nonfinite_events", 0),
+        "nonfinite_values": NonFinite.from_dict(p.get("nonfinite")).summary() or None,
+        "donor_marker_check": ("failed" if why else "usable") if marker else None,
+        "donor_marker_note": why or None,
+    }
+
+
+def _count_rows(out: PatientTables, key: dict, counts, basis, paths: dict) -> None:
+    """One counts.csv row per gate of the sample, with its concentration."""
+    pop_of = {v: k for k, v in paths.items()}
+    for r in counts.itertuples(index=False):
+        out.rows["counts"].append(
+            {
+                **key,
+                "population": pop_of.get(r.gate_path, ""),
+                "gate_path": r.gate_path,
+                "gate_id": r.gate_id,
+                "parent_path": r.parent_path,
+                "depth": r.depth,
+                "count": r.count,
+                "parent_count": r.parent_count,
+                "pct_parent": r.pct_parent,
+                "pct_total": r.pct_total,
+                "per_ul": basis.per_ul(r.count),
+            }
+        )
+
+
+def _chimerism_rows(
+    out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf
+) -> tuple[dict[str, Threshold], dict[str, np.ndarray]]:
+    """Thresholds and chimerism rows of one sample; each population's cut and the QC histograms.
+
+    A sample without a threshold (no donor marker) gets event counts only; one
+    whose marker failed its check gets ``marker_failed`` rows, never a 0.
+    """
+    names = [n for n, _ in task.populations]
+    paths = dict(task.populations)
+    qc_arrays: dict[str, np.ndarray] = {}
+    if threshold is not None:
+        out.rows["thresholds"].append(_threshold_row(key, marker, task.parent, threshold, xf))
+        qc_arrays["hist:__parent__"] = _hist(p, marker, 0).to_array()
+    cuts: dict[str, Threshold] = {}
+    for i, name in enumerate(names, start=1):
+        n = by_path.get(paths[name], 0)
+        chim = {
+            **key,
+            "stratum": row.stratum,
+            "sample_type": row.sample_type,
+            "population": name,
+            "gate_path": paths[name],
+            "per_ul": basis.per_ul(n),
+        }
+        if threshold is None:
+            chim["events"] = n
+        elif why:  # no donor value, never a 0 (cytokit.analysis.marker_check)
+            qc_arrays[f"hist:{name}"] = _hist(p, marker, i).to_array()
+            chim.update(failed_row(n, why))
+            chim["donor_per_ul"] = chim["recipient_per_ul"] = float("nan")
+        else:
+            h = _hist(p, marker, i)
+            qc_arrays[f"hist:{name}"] = h.to_array()
+            cut = cuts[name] = population_threshold(threshold, h)
+            if cut is not threshold:
+                out.rows["thresholds"].append(_threshold_row(key, marker, paths[name], cut, xf))
+            c = chimerism_row(n, cut.donor_events(h), min_events=s.min_events, ci=s.ci)
+            chim.update(c)
+            chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
+            chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
+        out.rows["chimerism"].append(chim)
+    return cuts, qc_arrays
 
 
 def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[str]]:
