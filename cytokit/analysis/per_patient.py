@@ -1,7 +1,7 @@
-"""The tables of one patient, from the stored per-sample payloads of its files.
+"""The tables of one patient, from the stored per-sample results of its files.
 
 Work goes patient by patient (a patient's samples share the donor-marker
-calibration), so only one patient's payloads are in memory at a time:
+calibration), so only one patient's results (`SampleResult`) are in memory at a time:
 
 1. per sample, the counting basis (`cytokit.analysis.counting`) and the counts table;
 2. the donor-marker check of each sample (`cytokit.analysis.marker_check`: a constant,
@@ -41,6 +41,7 @@ from cytokit.analysis.counting import count_basis
 from cytokit.analysis.marker_check import check_donor_marker
 from cytokit.analysis.phenotype import phenotype_rows
 from cytokit.analysis.results import sample_id
+from cytokit.analysis.sample_result import SampleResult
 from cytokit.finite import NonFinite
 from cytokit.stats.density import Histogram
 
@@ -71,7 +72,7 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     ----------
     study : Study
     task : MeasureTask
-    items : list of (ManifestRow, content hash, payload)
+    items : list of (ManifestRow, content hash, SampleResult)
     qc_dir : Path or None
         Where to write ``<sample>.npz`` QC files (None: not written).
 
@@ -94,7 +95,7 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     for (row, digest, p), threshold, why in zip(items, thresholds, failed, strict=True):
         file = study.relative(row.file)
         key = {"patient": row.patient, "day": row.day, "file": file}
-        counts = p["counts"]
+        counts = p.counts
         by_path = dict(zip(counts["gate_path"], counts["count"].astype(int), strict=True))
         basis = count_basis(
             row,
@@ -113,9 +114,9 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     return out
 
 
-def _sample_row(key: dict, row, digest: str, p: dict, basis, marker, why: str) -> dict:
+def _sample_row(key: dict, row, digest: str, p: SampleResult, basis, marker, why: str) -> dict:
     """The sample's samples.csv row: file facts, counting basis, donor-marker check."""
-    info = p["info"]
+    info = p.info
     return {
         **key,
         "stratum": row.stratum,
@@ -127,9 +128,9 @@ def _sample_row(key: dict, row, digest: str, p: dict, basis, marker, why: str) -
         "reference_events": basis.reference_events if basis.method else None,
         "reference_per_ul": basis.reference_per_ul if basis.method else None,
         "sha256": digest,
-        "warnings": "; ".join(p.get("warnings", [])),
+        "warnings": "; ".join(p.warnings),
         "nonfinite_events": info.get("nonfinite_events", 0),
-        "nonfinite_values": NonFinite.from_dict(p.get("nonfinite")).summary() or None,
+        "nonfinite_values": NonFinite.from_dict(p.nonfinite).summary() or None,
         "donor_marker_check": ("failed" if why else "usable") if marker else None,
         "donor_marker_note": why or None,
     }
@@ -209,8 +210,8 @@ def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[st
     """
     hists = [_hist(p, marker, 0) for _, _, p in items]
     days = [row.day for row, _, _ in items]
-    anchors = [p["anchors"].get(marker) for _, _, p in items]
-    pileups = [p.get("pileup", {}).get(marker) for _, _, p in items]
+    anchors = [(p.anchors or {}).get(marker) for _, _, p in items]
+    pileups = [(p.pileup or {}).get(marker) for _, _, p in items]
     failed = check_donor_marker(hists, days, side, anchors, pileups)
     usable = [
         Histogram(h.edges, np.zeros_like(h.counts)) if why else h
@@ -224,8 +225,8 @@ def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[st
     return out, failed
 
 
-def _hist(payload: dict, marker: str, row: int) -> Histogram:
-    return Histogram(payload[f"edges:{marker}"], payload[f"hist:{marker}"][row].astype(np.int64))
+def _hist(p: SampleResult, marker: str, row: int) -> Histogram:
+    return Histogram(p.edges[marker], p.hists[marker][row].astype(np.int64))
 
 
 def _threshold_row(key: dict, marker: str, parent: str, t: Threshold, xf: dict) -> dict:
@@ -252,7 +253,7 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
     markers = list(task.phenotype_markers)
     if not markers:
         return
-    th = p.get("pheno_thresholds", {})
+    th = p.pheno_thresholds or {}
     for m in markers:
         t = th.get(m, {})
         out.rows["thresholds"].append(
@@ -269,7 +270,7 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
     scale = {m: (th.get(m, {}).get("threshold_scale") or float("nan")) for m in markers}
     nd = len(task.donor_markers)
     for name, _ in task.populations:
-        block = p.get(f"pheno:{name}")
+        block = p.pheno.get(name)
         if block is None:
             continue
         donor = None
@@ -284,8 +285,8 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
 def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
     stem = sample_id(file)
     by_id = {r.gate_id: r for r in counts.itertuples(index=False)}
-    for g in p.get("gates", []):
-        pts = p.get(f"qc:{g['gate_id']}")
+    for g in p.gates:
+        pts = p.qc_points.get(g["gate_id"])
         if pts is not None:
             arrays[f"gate:{g['gate_id']}"] = pts
         r = by_id.get(g["gate_id"])
