@@ -33,6 +33,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 #: reading (FlowJo import reads keywords to match samples to files) and the
 #: numeric estimators. The base layer itself imports only these and ``kernels``.
 BASE = (
+    "cytokit._cores",
     "cytokit._lazy",
     "cytokit._version",
     "cytokit.errors",
