@@ -34,6 +34,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 #: numeric estimators. The base layer itself imports only these and ``kernels``.
 BASE = (
     "cytokit._cores",
+    "cytokit._figures",
     "cytokit._lazy",
     "cytokit._version",
     "cytokit.errors",

@@ -129,8 +129,8 @@ def silverman_bandwidth(sd: float, iqr: float, n: float, fallback: float = 0.0) 
     return 0.9 * spread * n ** (-0.2)
 
 
-def gaussian_smooth(counts: np.ndarray, sigma: float) -> np.ndarray:
-    """`counts` convolved with a Gaussian of sd `sigma` bins, truncated at 4 sd.
+def gaussian_smooth(counts: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """`counts` convolved with a Gaussian of sd `sigma` bins, truncated at `truncate` sd.
 
     Bins beyond the ends count as empty, so the result has the length of
     `counts` for any `sigma` (a kernel wider than the data included).
@@ -140,7 +140,7 @@ def gaussian_smooth(counts: np.ndarray, sigma: float) -> np.ndarray:
     ndarray of float64, shape like `counts`
     """
     counts = np.asarray(counts, dtype=np.float64)
-    half = int(np.ceil(4 * sigma))
+    half = int(np.ceil(truncate * sigma))
     kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
     kernel /= kernel.sum()
     padded = np.concatenate([np.zeros(half), counts, np.zeros(half)])
