@@ -122,6 +122,7 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
                 "nonfinite_values": NonFinite.from_dict(p.get("nonfinite")).summary() or None,
                 "donor_marker_check": ("failed" if why else "usable") if marker else None,
                 "donor_marker_note": why or None,
+                **_acquisition_qc(out, key, p),
             }
         )
         pop_of = {v: k for k, v in paths.items()}
@@ -256,6 +257,19 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
             donor = v >= cut.value if side > 0 else v < cut.value
         for r in phenotype_rows(block[:, nd:], donor, markers, scale):
             out.rows["phenotype"].append({**key, "population": name, **r})
+
+
+def _acquisition_qc(out, key, p) -> dict:
+    """The file's acquisition-QC columns of samples.csv (empty without QC); its flagged
+    time ranges go to acquisition_qc.csv."""
+    from cytokit.qc.apply import SUMMARY_COLUMNS
+
+    record = p.get("acquisition_qc")
+    if record is None:
+        return dict.fromkeys(SUMMARY_COLUMNS)
+    for r in record["ranges"]:
+        out.rows["acquisition_qc"].append({**key, **r})
+    return {c: record["summary"][c] for c in SUMMARY_COLUMNS}
 
 
 def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:

@@ -31,15 +31,22 @@ payload item             what
                          events (only with clustering markers)
 ``cluster_gates``        uint8 (n, n_populations): each of those events in each population
 ``warnings``             warnings raised while gating (adaptive gates that fell back...)
+``acquisition_qc``       with acquisition QC on: `cytokit.qc.file_record` (the samples-table
+                         columns, the flagged time ranges)
 =======================  ==================================================================
 
-Stages reported on failure: ``read`` (the FCS file), ``panel`` (a marker's
+Stages reported on failure: ``read`` (the FCS file), ``acquisition_qc`` (the
+file failed acquisition QC, `cytokit.qc.screen`), ``panel`` (a marker's
 channel), ``values`` (more non-finite values than ``[qc] max_nonfinite`` allows,
 `cytokit.finite`), ``gate`` (applying the strategy), ``measure``.
 
 Events with a NaN or infinite value in a channel the analysis reads (the
 gates', the markers' and the detectors compensated into them) are dropped
 before gating and counted (`cytokit.finite`).
+
+With acquisition QC on (``acquisition_qc`` settings), QC runs on the events
+already in memory right after the read; the events it removes are left out of
+everything after it, and a file whose verdict is ``fail`` fails (no numbers).
 """
 
 from __future__ import annotations
@@ -109,6 +116,8 @@ class MeasureTask:
     max_nonfinite : float
         Largest fraction of events dropped for non-finite values before the
         file fails (`cytokit.finite`).
+    acquisition_qc : cytokit.qc.AcquisitionQCSettings or None
+        Acquisition QC before gating (None: none).
     """
 
     strategy: object
@@ -126,6 +135,7 @@ class MeasureTask:
     cluster_events: int = 20_000
     seed: int = 0
     max_nonfinite: float = MAX_NONFINITE
+    acquisition_qc: object = None
     _digest: str = field(default="", repr=False, compare=False)
     kind = "analyze"
 
@@ -166,7 +176,7 @@ class MeasureTask:
             "qc_points": QC_POINTS,
             "seed": self.seed,
             "max_nonfinite": self.max_nonfinite,
-        }
+        } | ({"acquisition_qc": self.acquisition_qc.as_dict()} if self.acquisition_qc else {})
 
     def _make_key(self) -> str:
         text = json.dumps(self.describe(), sort_keys=True, default=str)
@@ -185,6 +195,14 @@ class MeasureTask:
         with stage("read"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sample = read_fcs(path)
+        n_file = sample.n_events
+        qc_record = None
+        if self.acquisition_qc is not None:
+            from cytokit.qc import file_record, screen
+
+            with stage("acquisition_qc"):
+                sample, qc = screen(sample, self.acquisition_qc, where=str(path))
+                qc_record = file_record(qc)
         with stage("panel"):
             markers = list(
                 dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
@@ -193,7 +211,6 @@ class MeasureTask:
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)
         seed = [self.seed, zlib.crc32(path.name.encode())]
-        n_file = sample.n_events
         with stage("gate"):
             dims = [
                 Dimension(sample.channels[columns[m]].name, compensation=comp_kind) for m in markers
@@ -224,6 +241,8 @@ class MeasureTask:
                 "nonfinite": nonfinite.as_dict(),
                 "warnings": list(dict.fromkeys(str(w.message) for w in caught)),
             }
+            if qc_record is not None:
+                payload["acquisition_qc"] = qc_record
             gates = []
             for g in result.strategy.gates:
                 pts = gate_points(result, g, rng, compensation=result.compensation)
