@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 import cytokit
 from cytokit.cli.app import app
-from cytokit.engine.gate_files import GateTask, gate_files, gate_qc_settings
+from cytokit.engine.gate_files import GateTask, gate_files
 from cytokit.errors import StudyError
-from cytokit.qc import SUMMARY_COLUMNS, AcquisitionQCSettings
+from cytokit.qc import AcquisitionQCSettings
 from cytokit.simulate import PatientSpec, StudyDesign
 from cytokit.simulate.anomalies import CLOG, AnomalyPlan, Clog
 from cytokit.simulate.study import simulate_study
@@ -24,6 +24,11 @@ from cytokit.study import load_study
 from cytokit.study.settings import parse_settings
 
 N_EVENTS = 30_000
+#: The per-file QC columns of samples.csv and qc_samples.csv (the results contract).
+SUMMARY_COLUMNS = (
+    "events_before_qc", "events_after_qc", "qc_removed_rate", "qc_removed_signal",
+    "qc_removed_margin", "qc_pct_removed", "qc_verdict", "qc_reason",
+)  # fmt: skip
 #: A clog a third of the way in: 1 s at 10 % of the rate, then a 0.4 s burst (the clean file
 #: lasts about 10 s).
 CLOG_PLAN = AnomalyPlan(clogs=(Clog(start=3.0, drop=1.0, drop_rate=0.1, burst=0.4),))
@@ -78,6 +83,8 @@ def test_load_study_reports_a_bad_table(tmp_path):
 
 
 def test_gate_options_choose_the_settings():
+    from cytokit.engine.gate_files import gate_qc_settings
+
     assert gate_qc_settings(None) is None
     assert gate_qc_settings(None, True) == AcquisitionQCSettings()
     s = gate_qc_settings(None, sensitivity="low", max_removed_pct=1.5)
