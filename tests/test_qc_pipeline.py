@@ -51,6 +51,11 @@ def qc_study(tmp_path_factory):
     return _study(tmp_path_factory.mktemp("qc"), "enabled = true\n")
 
 
+@pytest.fixture(scope="module")
+def qc_results(qc_study, tmp_path_factory):
+    return cytokit.analyze(qc_study, tmp_path_factory.mktemp("out") / "a", scheduler="serial")
+
+
 # -- settings --------------------------------------------------------------------------------
 
 
@@ -97,8 +102,8 @@ def test_gate_options_choose_the_settings():
 # -- one file, one answer, whichever door -------------------------------------------------------
 
 
-def test_doors_agree_with_qc_and_the_removed_range_covers_the_clog(qc_study, tmp_path):
-    res = cytokit.analyze(qc_study, tmp_path / "a", scheduler="serial")
+def test_doors_agree_with_qc_and_the_removed_range_covers_the_clog(qc_study, qc_results, tmp_path):
+    res = qc_results
     study = load_study(qc_study)
     run = gate_files(
         GateTask.for_study(study, statistics=False), [r.file for r in study.rows],
@@ -188,3 +193,55 @@ def test_cli_gate_acquisition_qc(qc_study, tmp_path):
     )  # fmt: skip
     failures = pd.read_csv(tmp_path / "strict" / "failures.csv")
     assert list(failures["stage"]) == ["acquisition_qc"], strict.output
+
+
+# -- invariants and the report ---------------------------------------------------------------
+
+
+def _planted(results, table, column, row, value):
+    from dataclasses import replace
+
+    frame = getattr(results, table).copy()
+    frame[column] = frame[column].astype(object)
+    frame.loc[frame.index[row], column] = value
+    return replace(results, **{table: frame})
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value", "rule"),
+    [
+        ("samples", "events_after_qc", N_EVENTS + 1, "events_after_qc must be in"),
+        ("samples", "qc_verdict", "fail", "qc_verdict must be pass or warn"),
+        ("samples", "qc_pct_removed", 50.0, "qc_pct_removed must be"),
+        ("acquisition_qc", "events", 10 * N_EVENTS, "the range's events must lie within"),
+    ],
+)
+def test_invariants_catch_broken_qc_columns(qc_results, table, column, value, rule):
+    from cytokit.analysis.invariants import violations
+
+    assert violations(qc_results) == []
+    broken = _planted(qc_results, table, column, 0, value)
+    assert any(rule in v for v in violations(broken)), violations(broken)
+
+
+def test_root_counts_must_be_the_events_qc_kept(qc_results):
+    from cytokit.analysis.invariants import violations
+
+    counts = qc_results.counts.copy()
+    root = counts.index[
+        (counts["file"] == "fcs/A1_day007.fcs") & (counts["parent_path"].fillna("") == "")
+    ]
+    counts.loc[root, "parent_count"] = N_EVENTS
+    from dataclasses import replace
+
+    found = violations(replace(qc_results, counts=counts))
+    assert any("parent_count must be events_after_qc" in v for v in found), found
+
+
+def test_report_has_a_qc_plot_per_file_open_when_flagged(qc_results):
+    from cytokit.report.acquisition import acquisition_section
+
+    html = acquisition_section(qc_results)
+    assert html.count("<figure>") == 2
+    assert "<details open><summary>fcs/A1_day007.fcs: <b>warn</b>" in html
+    assert "<details><summary>fcs/A1_day014.fcs: <b>pass</b>" in html

@@ -274,6 +274,11 @@ def _acquisition_qc(out, key, p) -> dict:
 
 def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
     stem = sample_id(file)
+    record = p.get("acquisition_qc")
+    if record is not None and p.get("acq_bins") is not None:
+        arrays["acq:bins"] = p["acq_bins"]
+        arrays["acq:columns"] = np.array(record.get("bin_columns", []), dtype=str)
+        arrays["acq:time_unit"] = np.array(record.get("time_unit", ""), dtype=str)
     by_id = {r.gate_id: r for r in counts.itertuples(index=False)}
     for g in p.get("gates", []):
         pts = p.get(f"qc:{g['gate_id']}")

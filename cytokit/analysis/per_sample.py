@@ -32,7 +32,9 @@ payload item             what
 ``cluster_gates``        uint8 (n, n_populations): each of those events in each population
 ``warnings``             warnings raised while gating (adaptive gates that fell back...)
 ``acquisition_qc``       with acquisition QC on: `cytokit.qc.file_record` (the samples-table
-                         columns, the flagged time ranges)
+                         columns, the flagged time ranges), ``bin_columns`` and ``time_unit``
+``acq_bins``             float64 (n_bins, n_columns): the QC plot's series
+                         (`cytokit.qc.apply.plot_bins`)
 =======================  ==================================================================
 
 Stages reported on failure: ``read`` (the FCS file), ``acquisition_qc`` (the
@@ -198,11 +200,12 @@ class MeasureTask:
         n_file = sample.n_events
         qc_record = None
         if self.acquisition_qc is not None:
-            from cytokit.qc import file_record, screen
+            from cytokit.qc.apply import file_record, plot_bins, screen
 
             with stage("acquisition_qc"):
                 sample, qc = screen(sample, self.acquisition_qc, where=str(path))
                 qc_record = file_record(qc)
+                qc_bins = plot_bins(qc)
         with stage("panel"):
             markers = list(
                 dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
@@ -243,6 +246,8 @@ class MeasureTask:
             }
             if qc_record is not None:
                 payload["acquisition_qc"] = qc_record
+                payload["acq_bins"], bin_columns, unit = qc_bins
+                qc_record["bin_columns"], qc_record["time_unit"] = bin_columns.tolist(), unit
             gates = []
             for g in result.strategy.gates:
                 pts = gate_points(result, g, rng, compensation=result.compensation)

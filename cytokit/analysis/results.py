@@ -105,7 +105,11 @@ DataFrame attribute of the same name.
     sees them), and, for the threshold parent (``hist:__parent__``) and each
     study population (``hist:<name>``), the donor-marker histogram (float64,
     shape (2, n + 1): row 0 the bin edges, row 1 the counts and a trailing
-    0). `Results.qc_points` and `Results.donor_histogram` read them.
+    0). With ``[acquisition_qc]`` it also holds ``acq:bins`` (float64, one row
+    per time bin), ``acq:columns`` (their names: `cytokit.qc.AcquisitionQC.bins_frame`
+    columns, signal columns of the ≤ 4 channels that departed most) and
+    ``acq:time_unit``. `Results.qc_points`, `Results.donor_histogram` and
+    `Results.acquisition_bins` read them.
 ``study.json``
     name, created, cytokit_version, root, populations (name → gate path),
     threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
@@ -234,6 +238,14 @@ class Results:
         from cytokit.stats.density import Histogram
 
         return Histogram.from_array(self._qc_item(file, f"hist:{name}"))
+
+    def acquisition_bins(self, file: str) -> pd.DataFrame:
+        """The acquisition-QC time bins of `file` (``bins_frame`` columns; see ``qc/*.npz``)."""
+        values = self._qc_item(file, "acq:bins")
+        columns = [str(c) for c in self._qc_item(file, "acq:columns")]
+        frame = pd.DataFrame(values, columns=columns)
+        frame["time_unit"] = str(self._qc_item(file, "acq:time_unit"))
+        return frame
 
     def _qc_item(self, file: str, key: str) -> np.ndarray:
         if self.out is None:

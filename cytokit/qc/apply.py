@@ -23,7 +23,7 @@ from cytokit.qc.scan import acquisition_qc
 from cytokit.qc.settings import AcquisitionQCSettings
 from cytokit.sample import Sample
 
-__all__ = ["RANGE_COLUMNS", "SUMMARY_COLUMNS", "file_record", "screen"]
+__all__ = ["RANGE_COLUMNS", "SUMMARY_COLUMNS", "file_record", "plot_bins", "screen"]
 
 #: Per-file columns (samples.csv, the gate tables), in order.
 SUMMARY_COLUMNS = (
@@ -65,6 +65,36 @@ def file_record(qc: AcquisitionQC) -> dict:
         r["start"], r["end"] = float(r["start"]), float(r["end"])
         r["first_event"], r["events"] = int(r["first_event"]), int(r["events"])
     return {"summary": summary, "ranges": ranges}
+
+
+def plot_bins(qc: AcquisitionQC, max_channels: int = 4) -> tuple[np.ndarray, np.ndarray, str]:
+    """The per-bin series a plot of `qc` needs, small enough to store with the results.
+
+    Returns
+    -------
+    values : ndarray of float64, shape (n_bins, n_columns)
+        `AcquisitionQC.bins_frame` without its text columns, and only the
+        signal columns of the `max_channels` channels that departed most from
+        their stable level (all, when there are no more).
+    columns : ndarray of str
+        The column names.
+    time_unit : str
+    """
+    bins = qc.bins_frame().select_dtypes("number")  # the text columns are not plotted
+    if bins.empty or qc.bins is None:
+        return np.zeros((0, 0)), np.array([], dtype=str), ""
+    names = list(qc.bins.channels)
+    if len(names) > max_channels:
+        score = {
+            n: float(np.nanmax(np.abs(bins[f"{n} z"].to_numpy(float)), initial=0)) for n in names
+        }
+        keep = set(sorted(names, key=lambda n: -score[n])[:max_channels])
+        names = [n for n in names if n in keep]
+    skip = {f"{n} " for n in qc.bins.channels if n not in names}
+    cols = [
+        c for c in bins.columns if c != "time_unit" and not any(str(c).startswith(p) for p in skip)
+    ]
+    return bins[cols].to_numpy(dtype=np.float64), np.array(cols, dtype=str), qc.bins.grid.unit
 
 
 def screen(
