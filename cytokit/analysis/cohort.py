@@ -129,6 +129,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
         cluster_matching=clusters.get("cluster_matching", pd.DataFrame()),
         failures=pd.DataFrame(failures, columns=list(TABLES["failures"])),
         qc=frames.get("qc", pd.DataFrame()),
+        acquisition_qc=frames.get("acquisition_qc", pd.DataFrame()),
         out=out,
     )
     for name, columns in TABLES.items():

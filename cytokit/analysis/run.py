@@ -132,6 +132,7 @@ def make_task(study: Study) -> MeasureTask:
         cluster_events=s.clustering.events if s.clustering else 0,
         seed=s.gating_seed,
         max_nonfinite=s.max_nonfinite,
+        acquisition_qc=s.qc_settings,
     )
 
 

@@ -28,6 +28,7 @@ from cytokit.report._html import (
     nonempty,
     table,
 )
+from cytokit.report.acquisition import acquisition_section
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
@@ -425,6 +426,7 @@ def report_html(results: Results, plots: ReportPlots) -> str:
         _cohort(results, plots, patients),
         *[_patient(results, plots, pid, i + 1, pops) for i, pid in enumerate(patients)],
         _clusters(results, plots),
+        acquisition_section(results),
         _failures(results),
     ]
     name = results.study.get("name") or "cytokit analysis"

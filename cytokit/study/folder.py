@@ -186,7 +186,10 @@ class Study:
 
         The study's strategy (`gating`, else ``[gating] strategy``), its
         compensation (`compensation`) and ``[gating] seed``: the same counts as
-        ``counts.csv`` of ``analyze`` for that file.
+        ``counts.csv`` of ``analyze`` for that file. With ``[acquisition_qc]``
+        the sample is screened first (`cytokit.qc.screen`) and only the events
+        QC keeps are gated, as ``analyze`` and ``cytokit gate --study`` do; the
+        result's memberships are then over those events.
 
         Parameters
         ----------
@@ -198,8 +201,18 @@ class Study:
         Returns
         -------
         GatingResult
+
+        Raises
+        ------
+        FCSError
+            Acquisition QC failed the file (the message says why).
         """
         strategy = self.gating if self.gating is not None else self.load_strategy()
+        qc = self.settings.qc_settings
+        if qc is not None:
+            from cytokit.qc import screen
+
+            sample, _ = screen(sample, qc)
         return strategy.apply(
             sample,
             compensation=self.compensation(),
