@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.text import Annotation, Text
 
-from cytokit.plots import chimerism_figure, measure_points, persistence_figure
+from cytokit.plots import chimerism_figure, cohort_figure, measure_points, persistence_figure
 from cytokit.plots._figure import grid_figure, mark_infusions
 
 
@@ -105,3 +105,13 @@ def test_persistence_figure_with_drug_courses_renders():
     )
     fig = persistence_figure(rows, "P1", courses=courses)
     assert any(t.get_text().strip() == "IL-2" for t in fig.axes[0].texts)
+
+
+def test_cohort_pct_axis_ends_at_100():
+    rows = _rows(
+        [30, 40, 1000], [20, 30, 10], ["not_quantifiable", "not_quantifiable", "not_detected"]
+    )
+    rows["stratum"] = "NK"
+    fig = cohort_figure(rows, measure="donor_pct")
+    ax = next(a for a in fig.axes if a.get_title() == "CIK")
+    assert ax.get_ylim()[1] <= 110.0

@@ -1,4 +1,7 @@
-"""The cohort at a glance: every patient's persistence, coloured by stratum, one panel per population.
+"""The cohort at a glance: every patient's persistence, one panel per population.
+
+Each patient has its own colour and its id written at the end of its line;
+the stratum is the line style (legend).
 
 Points follow `cytokit.plots.persistence.measure_points` (intervals are left
 out here so that many patients stay readable; each patient's own figure has
@@ -6,7 +9,7 @@ them): filled markers are quantified, open circles not quantifiable, open
 downward triangles not detected, drawn at the file's limit of detection; a
 sample whose donor marker failed has no point and the patient's line skips it.
 Infusion days are marked by small carets on the time axis in the colour of
-the patient's stratum.
+the patient.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from cytokit.plots._figure import STATUS_STYLE, finish_grid, grid_figure, log_ax
 from cytokit.plots.persistence import MEASURES, measure_points
 
 __all__ = ["cohort_figure", "stratum_colours"]
+
+
+_PALETTE = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown",
+                                 "pink", "olive", "cyan", "gray")]  # fmt: skip
+_LINESTYLES = ["-", "--", ":", "-."]
 
 
 def stratum_colours(strata: Sequence[str]) -> dict[str, str]:
@@ -51,7 +59,7 @@ def cohort_figure(
     min_events: int = 50,
     title: str | None = None,
 ) -> Figure:
-    """Every patient's `measure` over time, coloured by stratum; one log panel per population.
+    """Every patient's `measure` over time, a colour and end label per patient, one log panel per population.
 
     Parameters
     ----------
@@ -75,6 +83,11 @@ def cohort_figure(
     pts = measure_points(chimerism, measure, samples=samples, min_events=min_events)
     strata = _strata(chimerism, patients)
     colours = stratum_colours(strata.values() or [""])
+    styles = {st: _LINESTYLES[i % len(_LINESTYLES)] for i, st in enumerate(colours)}
+    ids = sorted({str(x) for x in pts["patient"]}) if len(pts) else []
+    # one colour per patient (told apart by colour and a label at the line's end);
+    # the stratum is the line style
+    pcolours = {pid: _PALETTE[i % len(_PALETTE)] for i, pid in enumerate(ids)}
     present = list(dict.fromkeys(pts["population"].astype(str))) if len(pts) else []
     names = [p for p in (populations or present) if p in present] or [""]
     ncols = min(3, len(names))
@@ -92,11 +105,17 @@ def cohort_figure(
     for ax, name in zip(axes.ravel(), names, strict=False):
         sel = pts[pts["population"].astype(str) == name]
         for pid, rows in sel.groupby(sel["patient"].astype(str), sort=True):
-            colour = colours.get(strata.get(pid, ""), "C0")
+            colour = pcolours.get(pid, "C0")
+            ls = styles.get(strata.get(pid, ""), "-")
             for _t, series in rows.groupby("sample_type", sort=True):
                 series = series.sort_values("day")
                 det = series[~series["status"].isin(["not_detected", MARKER_FAILED])]
-                ax.plot(det["day"], det["y"], color=colour, lw=1.0, alpha=0.8, zorder=2)
+                ax.plot(det["day"], det["y"], color=colour, lw=1.1, ls=ls, alpha=0.9, zorder=2)
+                end = series[series["y"].notna()].tail(1)
+                if len(end):
+                    ax.annotate(plain(pid), (float(end["day"].iloc[0]), float(end["y"].iloc[0])),
+                                xytext=(4, 0), textcoords="offset points", fontsize=7,
+                                color=colour, va="center", ha="left", annotation_clip=False)  # fmt: skip
                 for status, style in STATUS_STYLE.items():
                     s = series[(series["status"] == status) & series["y"].notna()]
                     ax.plot(
@@ -113,7 +132,7 @@ def cohort_figure(
         if inf is not None:
             base = blended_transform_factory(ax.transData, ax.transAxes)
             for _, row in inf.iterrows():
-                colour = colours.get(strata.get(str(row["patient"]), ""), "0.3")
+                colour = pcolours.get(str(row["patient"]), "0.3")
                 ax.plot(
                     [row["day"]],
                     [0.0],
@@ -128,6 +147,9 @@ def cohort_figure(
                 )
         if sel["y"].notna().any():
             log_axis(ax, sel["y"], headroom=1.6)
+            if measure == "donor_pct":  # no room above 100 % on a % axis
+                lo, hi = ax.get_ylim()
+                ax.set_ylim(lo, min(hi, 110.0))
         else:
             ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_title(plain(name), fontsize=9)
@@ -137,11 +159,12 @@ def cohort_figure(
         Line2D(
             [],
             [],
-            color=c,
+            color="0.3",
+            ls=styles[s],
             lw=1.2,
             label=plain(f"{s or '(no stratum)'} (n={int(counts.get(s, 0))})"),
         )
-        for s, c in colours.items()
+        for s in colours
     ]
     handles += [
         Line2D(
@@ -169,7 +192,7 @@ def cohort_figure(
     )
     height = fig.get_figheight()
     fig.suptitle(
-        plain(title or f"Cohort: {MEASURES[measure]} by stratum"),
+        plain(title or f"Cohort: {MEASURES[measure]} by patient"),
         fontsize=10,
         y=1 - 0.1 / height,
         va="top",
