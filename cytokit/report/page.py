@@ -36,6 +36,7 @@ from cytokit.report.contents import (
     patients_of,
     populations_of,
 )
+from cytokit.report.reasons import glossary_html
 from cytokit.report.tables import (
     chimerism_table,
     cohort_table,
@@ -138,8 +139,8 @@ def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
         parts.append(
             figure(
                 png,
-                f"Cohort: {MEASURES[measure]} over time, one line per patient, coloured by "
-                "stratum; open circles not quantifiable, open triangles not detected (at the "
+                f"Cohort: {MEASURES[measure]} over time, one colour per patient (named at "
+                "the line's end), line style by stratum; open circles not quantifiable, open triangles not detected (at the "
                 "limit of detection); carets mark infusions.",
             )
         )
@@ -415,6 +416,13 @@ def _failures(results: Results) -> str:
     return "\n".join(parts)
 
 
+def _why(results: Results) -> str:
+    trends = results.trends
+    if not nonempty(trends) or "half_life_note" not in trends.columns:
+        return ""
+    return glossary_html(trends["half_life_note"])
+
+
 def report_html(results: Results, plots: ReportPlots) -> str:
     """The report page of `results` with the figures of `plots` (see the module docstring)."""
     patients = patients_of(results)
@@ -426,6 +434,7 @@ def report_html(results: Results, plots: ReportPlots) -> str:
         *[_patient(results, plots, pid, i + 1, pops) for i, pid in enumerate(patients)],
         _clusters(results, plots),
         _failures(results),
+        _why(results),
     ]
     name = results.study.get("name") or "cytokit analysis"
     return document(f"{name} — cytokit report", "\n".join(b for b in body if b))

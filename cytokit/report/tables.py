@@ -15,6 +15,7 @@ import pandas as pd
 from cytokit.plots._figure import format_dose, gate_name
 from cytokit.plots.persistence import MEASURES
 from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
+from cytokit.report.reasons import reason_html
 
 __all__ = [
     "chimerism_table",
@@ -70,8 +71,7 @@ def half_life_cell(row) -> Markup:
             text += f", n = {int(float(n))}"
         note = esc(row.get("half_life_note"))
         return Markup(text + (f"<br><small>{note}</small>" if note else ""))
-    note = esc(row.get("half_life_note")) or "not estimable"
-    return Markup(f"<small>{note}</small>", ["not_detected"])
+    return Markup(f"<small>{reason_html(row.get('half_life_note'))}</small>", ["not_detected"])
 
 
 def _range_text(row, prefix: str) -> Markup:
@@ -283,7 +283,12 @@ def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
                 ),
                 Markup(fmt(r.get("auc"))),
                 half_life_cell(r),
-                Markup(fmt(r.get("half_life_r2"))),
+                # an R² only beside a half-life: a fit that gave none has nothing to qualify
+                Markup(
+                    fmt(r.get("half_life_r2"))
+                    if math.isfinite(as_float(r.get("half_life_days")))
+                    else "–"
+                ),
             ]
         )
     return table(
