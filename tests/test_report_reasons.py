@@ -56,3 +56,30 @@ def test_glossary_defines_each_used_reason_once():
     assert html.count('id="why-H1"') == 1 and html.count('id="why-H2"') == 1
     assert 'id="why-H3"' not in html
     assert REASONS["H1"][1][:40] in html
+
+
+def test_cohort_table_lists_only_detected_populations_with_units():
+    from cytokit.report.tables import cohort_table
+
+    cohort = pd.DataFrame(
+        {
+            "stratum": ["NK", "NK", "NK", "NK"],
+            "population": ["NK", "NK", "CIK", "CIK"],
+            "measure": ["donor_pct", "donor_per_ul", "donor_pct", "donor_per_ul"],
+            "n_patients": 2,
+            "n_detected": [2, 2, 0, 0],
+            "peak_median": [59.8, 142.0, np.nan, np.nan],
+            "auc_median": [806.0, 1640.0, 0.0, 0.0],
+            "auc_min": [526.0, 1449.0, 0.0, 0.0],
+            "auc_max": [1086.0, 1832.0, 0.0, 0.0],
+        }
+    )
+    html = cohort_table(cohort)
+    body = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)[1:]
+    assert len(body) == 2  # the CIK rows of the NK arm are not rows with an AUC of 0
+    assert "% × days" in body[0] and "cells/µL × days" in body[1]
+    assert (
+        "Detected in no patient of the stratum (not listed): NK: CIK."
+        in _visible(html).replace("  ", " ")
+        or "NK: CIK" in html
+    )
