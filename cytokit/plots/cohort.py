@@ -104,47 +104,9 @@ def cohort_figure(
     inf = infusions if infusions is not None and not infusions.empty else None
     for ax, name in zip(axes.ravel(), names, strict=False):
         sel = pts[pts["population"].astype(str) == name]
-        for pid, rows in sel.groupby(sel["patient"].astype(str), sort=True):
-            colour = pcolours.get(pid, "C0")
-            ls = styles.get(strata.get(pid, ""), "-")
-            for _t, series in rows.groupby("sample_type", sort=True):
-                series = series.sort_values("day")
-                det = series[~series["status"].isin(["not_detected", MARKER_FAILED])]
-                ax.plot(det["day"], det["y"], color=colour, lw=1.1, ls=ls, alpha=0.9, zorder=2)
-                end = series[series["y"].notna()].tail(1)
-                if len(end):
-                    ax.annotate(plain(pid), (float(end["day"].iloc[0]), float(end["y"].iloc[0])),
-                                xytext=(4, 0), textcoords="offset points", fontsize=7,
-                                color=colour, va="center", ha="left", annotation_clip=False)  # fmt: skip
-                for status, style in STATUS_STYLE.items():
-                    s = series[(series["status"] == status) & series["y"].notna()]
-                    ax.plot(
-                        s["day"],
-                        s["y"],
-                        ls="none",
-                        marker=style["marker"],
-                        ms=4,
-                        mec=colour,
-                        mfc=colour if style["filled"] else "white",
-                        mew=0.9,
-                        zorder=3,
-                    )
+        _plot_patients(ax, sel, pcolours, {p: styles.get(s, "-") for p, s in strata.items()})
         if inf is not None:
-            base = blended_transform_factory(ax.transData, ax.transAxes)
-            for _, row in inf.iterrows():
-                colour = pcolours.get(str(row["patient"]), "0.3")
-                ax.plot(
-                    [row["day"]],
-                    [0.0],
-                    marker="^",
-                    ms=5,
-                    color=colour,
-                    alpha=0.7,
-                    transform=base,
-                    clip_on=False,
-                    zorder=4,
-                    ls="none",
-                )
+            _plot_infusions(ax, inf, pcolours)
         if sel["y"].notna().any():
             log_axis(ax, sel["y"], headroom=1.6)
             if measure == "donor_pct":  # no room above 100 % on a % axis
@@ -154,31 +116,7 @@ def cohort_figure(
             ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_title(plain(name), fontsize=9)
         ax.grid(alpha=0.25)
-    counts = pd.Series(list(strata.values()), dtype=object).value_counts()
-    handles = [
-        Line2D(
-            [],
-            [],
-            color="0.3",
-            ls=styles[s],
-            lw=1.2,
-            label=plain(f"{s or '(no stratum)'} (n={int(counts.get(s, 0))})"),
-        )
-        for s in colours
-    ]
-    handles += [
-        Line2D(
-            [],
-            [],
-            ls="none",
-            marker=st["marker"],
-            mec="0.2",
-            mfc="0.2" if st["filled"] else "white",
-            label=st["label"],
-        )
-        for st in STATUS_STYLE.values()
-    ]
-    handles.append(Line2D([], [], ls="none", marker="^", color="0.3", label="infusion"))
+    handles = _legend_handles(strata, styles)
     finish_grid(
         fig,
         axes,
@@ -198,3 +136,82 @@ def cohort_figure(
         va="top",
     )
     return fig
+
+
+def _plot_patients(ax, sel: pd.DataFrame, colours: dict, styles: dict) -> None:
+    """One population's panel: each patient's series (its colour, its stratum's line
+    style), a line through the detected points and the patient's id at its last point."""
+    for pid, rows in sel.groupby(sel["patient"].astype(str), sort=True):
+        colour = colours.get(pid, "C0")
+        ls = styles.get(pid, "-")
+        for _t, series in rows.groupby("sample_type", sort=True):
+            series = series.sort_values("day")
+            det = series[~series["status"].isin(["not_detected", MARKER_FAILED])]
+            ax.plot(det["day"], det["y"], color=colour, lw=1.1, ls=ls, alpha=0.9, zorder=2)
+            end = series[series["y"].notna()].tail(1)
+            if len(end):
+                ax.annotate(plain(pid), (float(end["day"].iloc[0]), float(end["y"].iloc[0])),
+                            xytext=(4, 0), textcoords="offset points", fontsize=7,
+                            color=colour, va="center", ha="left", annotation_clip=False)  # fmt: skip
+            for status, style in STATUS_STYLE.items():
+                s = series[(series["status"] == status) & series["y"].notna()]
+                ax.plot(
+                    s["day"],
+                    s["y"],
+                    ls="none",
+                    marker=style["marker"],
+                    ms=4,
+                    mec=colour,
+                    mfc=colour if style["filled"] else "white",
+                    mew=0.9,
+                    zorder=3,
+                )
+
+
+def _plot_infusions(ax, inf: pd.DataFrame, colours: dict) -> None:
+    """Infusion days as triangles on the panel's x axis, in the patient's colour."""
+    base = blended_transform_factory(ax.transData, ax.transAxes)
+    for _, row in inf.iterrows():
+        colour = colours.get(str(row["patient"]), "0.3")
+        ax.plot(
+            [row["day"]],
+            [0.0],
+            marker="^",
+            ms=5,
+            color=colour,
+            alpha=0.7,
+            transform=base,
+            clip_on=False,
+            zorder=4,
+            ls="none",
+        )
+
+
+def _legend_handles(strata: dict, styles: dict) -> list:
+    """Strata as line styles (with patient counts), point statuses and the infusion marker."""
+    counts = pd.Series(list(strata.values()), dtype=object).value_counts()
+    handles = [
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            ls=ls,
+            lw=1.2,
+            label=plain(f"{s or '(no stratum)'} (n={int(counts.get(s, 0))})"),
+        )
+        for s, ls in styles.items()
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker=st["marker"],
+            mec="0.2",
+            mfc="0.2" if st["filled"] else "white",
+            label=st["label"],
+        )
+        for st in STATUS_STYLE.values()
+    ]
+    handles.append(Line2D([], [], ls="none", marker="^", color="0.3", label="infusion"))
+    return handles
