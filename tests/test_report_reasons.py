@@ -79,3 +79,10 @@ def test_cohort_table_lists_only_detected_populations_with_units():
     assert len(body) == 2  # the CIK rows of the NK arm are not rows with an AUC of 0
     assert "% × days" in body[0] and "cells/µL × days" in body[1]
     assert "Detected in no patient of the stratum (not listed): NK: CIK." in html
+
+
+def test_whole_numbers_read_as_integers():
+    from cytokit.report._html import fmt
+
+    assert [fmt(3.0), fmt(8.0), fmt(0.0), fmt(1360.0)] == ["3", "8", "0", "1,360"]
+    assert [fmt(81.8), fmt(0.5), fmt(2.25)] == ["81.8", "0.500", "2.25"]
