@@ -31,10 +31,10 @@ from cytokit.report._html import (
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
-    cluster_tables,
     min_events_of,
     patients_of,
     populations_of,
+    read_cluster_tables,
 )
 from cytokit.report.reasons import glossary_html
 from cytokit.report.tables import (
@@ -325,7 +325,7 @@ def _qc_plots(results: Results, plots: ReportPlots, pid: str) -> str:
 
 
 def _clusters(results: Results, plots: ReportPlots) -> str:
-    clusters, summary, matching = cluster_tables(results)
+    clusters, summary, matching = read_cluster_tables(results)
     info = results.study.get("clustering") or {}
     if not nonempty(clusters):
         if info.get("error"):

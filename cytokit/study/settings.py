@@ -72,7 +72,7 @@ DONOR_SIDES = ("positive", "negative")
 _KNOWN = {
     "compensation": {"source"},
     "gating": {"strategy", "seed"},
-    "chimerism": {"marker", "donor_is", "parent", "ci"},
+    "chimerism": {"marker", "donor_is", "parent", "ci", "tube"},
     "qc": {"min_events", "max_nonfinite"},
     "counting": {"beads", "lymphocytes", "leukocytes"},
     "phenotype": {"markers", "thresholds", "max_events"},
