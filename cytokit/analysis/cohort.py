@@ -198,6 +198,7 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
         inf = infusions.get(patient, [])
         days = [i.day for i in inf]
         doses = [np.nan if i.dose_per_kg is None else i.dose_per_kg for i in inf]
+        products = [i.product for i in inf]
         for measure in MEASURES:
             values = g[measure].to_numpy(dtype=np.float64)
             if not np.isfinite(values).any():
@@ -211,7 +212,15 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
             }
             counts = g["donor_events"].to_numpy(dtype=np.float64)
             row.update(
-                trend_row(g["day"].to_numpy(), values, g["status"].to_numpy(), days, doses, counts)
+                trend_row(
+                    g["day"].to_numpy(),
+                    values,
+                    g["status"].to_numpy(),
+                    days,
+                    doses,
+                    counts,
+                    products=products,
+                )
             )
             rows.append(row)
     trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))

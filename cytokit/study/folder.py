@@ -52,10 +52,10 @@ from cytokit._paths import refusal, study_roots
 from cytokit.errors import CytokitError, StudyError
 from cytokit.study._toml import load_toml
 from cytokit.study.checks import file_problems, marker_problems
+from cytokit.study.clinical_files import ClinicalFiles, read_clinical_files
 from cytokit.study.manifest import (
     Infusion,
     ManifestRow,
-    read_infusions,
     read_manifest,
 )
 from cytokit.study.panel import Panel
@@ -92,6 +92,9 @@ class Study:
         The loaded strategy (None when not checked: ``check_files=False``).
     unreadable : dict of Path to str
         Files that exist but could not be read, with the reason.
+    clinical : ClinicalFiles
+        ``treatments.csv`` (or ``infusions.csv``), ``outcomes.csv`` and
+        ``[outcomes]``; `infusions` are its given cell infusions.
     """
 
     root: Path
@@ -104,6 +107,7 @@ class Study:
     settings: StudySettings = field(default_factory=StudySettings)
     gating: Any = None
     unreadable: dict[Path, str] = field(default_factory=dict)
+    clinical: ClinicalFiles = field(default_factory=ClinicalFiles)
 
     @property
     def patients(self) -> list[str]:
@@ -349,14 +353,9 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             except StudyError as exc:
                 problems.append(str(exc))
     rows = read_manifest(root / "manifest.csv", problems, roots)
-    infusions = read_infusions(root / "infusions.csv", problems, roots)
     patients = {r.patient for r in rows}
-    for inf in infusions:
-        if rows and inf.patient not in patients:
-            problems.append(
-                f"{root / 'infusions.csv'}: patient {inf.patient!r} (day {inf.day}) is not in "
-                "manifest.csv"
-            )
+    clinical = read_clinical_files(root, config, toml, patients or None, roots, problems)
+    infusions = clinical.infusions()
     gating, strategy_path = None, None
     why = refusal(root / settings.strategy, roots) if settings.strategy else None
     if why and strategy is None:  # a strategy given by the caller is the caller's choice
@@ -394,7 +393,17 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         else root.name
     )
     return Study(
-        root, name, config, panel, rows, infusions, strategy_path, settings, gating, unreadable
+        root,
+        name,
+        config,
+        panel,
+        rows,
+        infusions,
+        strategy_path,
+        settings,
+        gating,
+        unreadable,
+        clinical=clinical,
     )
 
 
