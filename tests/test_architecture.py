@@ -61,8 +61,9 @@ STAGES = (
         "cytokit.clinical.settings",
     ),
     ("cytokit.engine", "cytokit.cluster"),
-    ("cytokit.analysis",),
-    ("cytokit.plots", "cytokit.clinical"),
+    # the outcome tables are built beside the study tables, from the trends' persistence
+    ("cytokit.analysis", "cytokit.clinical"),
+    ("cytokit.plots",),
     ("cytokit.report",),
     ("cytokit", "cytokit.cli"),
 )

@@ -162,3 +162,71 @@ def test_dli_and_cik_never_summed(analysed):
         assert (cohort["dose_product"].isin(["NK", ""])).all()
         nk = cohort[cohort["dose_product"] == "NK"]
         assert len(nk) and all(math.isclose(v, 2.1e7) for v in nk["dose_median"])
+
+
+OUTCOMES = """patient,response,response_day,agvhd_max_grade,agvhd_onset_day,dlt,dlt_day,last_followup_day,death_day,progression_day
+P01,CR,100,0,,no,,400,,
+P02,PD,100,2,30,yes,35,,250,120
+P03,PR,100,1,20,no,,365,,
+"""
+
+
+@pytest.fixture(scope="module")
+def with_outcomes(tmp_path_factory):
+    base = tmp_path_factory.mktemp("outcomes")
+    study = shutil.copytree(SAMPLE_DATA, base / "s")
+    (study / "infusions.csv").unlink()
+    (study / "treatments.csv").write_text(TREATMENTS)
+    (study / "outcomes.csv").write_text(OUTCOMES)
+    return cytokit.analyze(study, base / "out", workers=1), base / "out"
+
+
+def test_outcome_tables_are_written_with_outcomes(with_outcomes):
+    results, out = with_outcomes
+    for name in ("outcomes_summary", "survival", "landmark", "dose_escalation", "doses"):
+        assert (out / f"{name}.csv").is_file(), name
+    index = (out / "tables.json").read_text()
+    assert "outcomes_summary.csv" in index and "survival.csv" in index
+    summary = results.clinical["outcomes_summary"]
+    row = summary[(summary["section"] == "os") & (summary["group_by"] == "all")].iloc[0]
+    # by hand: 3 at risk, P02 dies on day 250, P01 and P03 censored at 400 and 365
+    assert row["n"] == 3 and row["events"] == 1
+    assert math.isclose(row["estimate"], 2 / 3, rel_tol=1e-9)
+    pfs = summary[(summary["section"] == "pfs") & (summary["group_by"] == "all")].iloc[0]
+    assert pfs["events"] == 1  # P02's progression on day 120
+    doses = results.clinical["doses"].set_index(["patient", "product"])
+    assert doses.loc[("P02", "DLI"), "total_dose"] == 2e6
+    assert doses.loc[("P02", "CIK"), "total_dose"] == 1.8e7
+    assert doses.loc[("P02", "CIK"), "n_skipped"] == 1
+    landmark = results.clinical["landmark"]
+    assert set(landmark["endpoint"]) == {"pfs", "os"} and (landmark["n_patients"] == 3).all()
+    again = cytokit.load_results(out)
+    assert sorted(again.clinical) == sorted(results.clinical)
+    numbers = ["n", "events", "estimate", "ci_low", "ci_high"]
+    pd.testing.assert_frame_equal(
+        again.clinical["outcomes_summary"][numbers].astype(float).reset_index(drop=True),
+        results.clinical["outcomes_summary"][numbers].astype(float).reset_index(drop=True),
+        check_exact=False,
+        rtol=1e-9,
+    )
+
+
+def test_no_outcomes_no_outcome_tables(analysed, tmp_path):
+    plain, _ = analysed
+    assert plain.clinical == {}
+    assert not any((plain.out / f"{n}.csv").exists() for n in ("survival", "landmark", "doses"))
+
+
+def test_missing_lifelines_is_one_line_naming_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from cytokit.analysis.outcomes import outcome_tables
+
+    study = shutil.copytree(SAMPLE_DATA, tmp_path / "s", ignore=shutil.ignore_patterns("*.npz"))
+    (study / "outcomes.csv").write_text(OUTCOMES)
+    loaded = load_study(study, check_files=False)
+    monkeypatch.setitem(sys.modules, "lifelines", None)
+    with pytest.raises(ImportError) as err:
+        outcome_tables(loaded, pd.DataFrame())
+    assert 'pip install "cytokit[clinical]"' in str(err.value)
+    assert "\n" not in str(err.value)
