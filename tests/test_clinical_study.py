@@ -230,3 +230,15 @@ def test_missing_lifelines_is_one_line_naming_the_extra(monkeypatch, tmp_path):
         outcome_tables(loaded, pd.DataFrame())
     assert 'pip install "cytokit[clinical]"' in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_report_has_the_outcomes_section_first(with_outcomes):
+    from cytokit.report import build_report
+
+    results, out = with_outcomes
+    page = build_report(out, qc=False).read_text()
+    assert page.index('<section id="outcomes">') < page.index('<section id="cohort">')
+    section = page[page.index('<section id="outcomes">') :].split("</section>")[0]
+    assert section.count("<img") >= 3  # PFS, OS, GVHD curves
+    assert "Landmark at day 28 (overall survival): 3 of 3 patients" in section
+    assert "Dose escalation" in section

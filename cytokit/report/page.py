@@ -36,6 +36,7 @@ from cytokit.report.contents import (
     patients_of,
     populations_of,
 )
+from cytokit.report.outcomes import outcomes_section
 from cytokit.report.tables import (
     chimerism_table,
     cohort_table,
@@ -422,6 +423,7 @@ def report_html(results: Results, plots: ReportPlots) -> str:
     n_fail = len(results.failures) if nonempty(results.failures) else 0
     body = [
         _header(results, n_fail, patients),
+        outcomes_section(results),
         _cohort(results, plots, patients),
         *[_patient(results, plots, pid, i + 1, pops) for i, pid in enumerate(patients)],
         _clusters(results, plots),
