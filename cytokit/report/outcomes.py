@@ -52,7 +52,8 @@ def _cells(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
             elif v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
                 cells.append("")
             else:
-                cells.append(fmt(_number(v)))
+                x = _number(v)  # counts and levels are whole numbers: no "1.00"
+                cells.append(fmt(x, integer=math.isfinite(x) and x == int(x)))
         out.append(cells)
     return out
 
