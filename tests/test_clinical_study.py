@@ -78,6 +78,17 @@ def test_treatments_and_outcomes_are_loaded(study):
     ]
 
 
+def test_a_dose_per_kg_is_any_unit_per_kg(study):
+    (study / "infusions.csv").unlink()
+    (study / "treatments.csv").write_text(
+        "patient,day,product,kind,dose,unit\n"
+        "P01,0,NK,cells,1e7,CD3-CD56+ cells/kg\nP02,0,DLI,cells,1e6,CD3+ cells/kg\n"
+        "P03,0,NK,cells,2,bags\n"
+    )
+    doses = {i.patient: i.dose_per_kg for i in load_study(study, check_files=False).infusions}
+    assert doses == {"P01": 1e7, "P02": 1e6, "P03": None}
+
+
 def test_no_clinical_files_no_outcomes(study):
     (study / "infusions.csv").unlink()
     loaded = load_study(study, check_files=False)
@@ -235,7 +246,7 @@ def test_missing_lifelines_is_one_line_naming_the_extra(monkeypatch, tmp_path):
 def test_report_has_the_outcomes_section_first(with_outcomes):
     from cytokit.report import build_report
 
-    results, out = with_outcomes
+    _, out = with_outcomes
     page = build_report(out, qc=False).read_text()
     assert page.index('<section id="outcomes">') < page.index('<section id="cohort">')
     section = page[page.index('<section id="outcomes">') :].split("</section>")[0]

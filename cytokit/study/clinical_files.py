@@ -29,10 +29,6 @@ from cytokit.study.manifest import Infusion
 
 __all__ = ["ClinicalFiles", "read_clinical_files"]
 
-#: The units a cell dose of ``infusions.csv``'s ``dose_per_kg`` (and the trends'
-#: ``total_dose_per_kg``) is in.
-PER_KG_UNITS = ("cells/kg", "cells/kg bw")
-
 
 @dataclass
 class ClinicalFiles:
@@ -58,15 +54,15 @@ class ClinicalFiles:
     def infusions(self) -> list[Infusion]:
         """The given cell infusions, as the older ``infusions.csv`` rows.
 
-        ``dose_per_kg`` is the dose when its unit is cells/kg, else empty
-        (a dose in another unit is no dose per kg).
+        ``dose_per_kg`` is the dose when its unit is per kg (``cells/kg``,
+        ``CD3+ cells/kg``...), else empty (a dose in another unit is no dose per kg).
         """
         return [
             Infusion(
                 t.patient,
                 t.day,
                 t.product,
-                t.dose if t.unit.strip().lower() in PER_KG_UNITS else None,
+                t.dose if t.unit.strip().lower().endswith("/kg") else None,
             )
             for t in self.treatments
             if t.is_cells and t.given
