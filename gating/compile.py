@@ -309,10 +309,11 @@ def dimension_values(
             if where.size:
                 block = np.asarray(events[rows][:, cols], dtype=np.float64)
                 comp_vals = block @ inv
+                # contiguous columns: the transform kernels then compile one array layout
                 for j, c in enumerate(cols.tolist()):
-                    cache[(c, comp)] = comp_vals[:, j]
+                    cache[(c, comp)] = np.ascontiguousarray(comp_vals[:, j])
                 return cache[key]
-        cache[key] = np.asarray(events[rows, col], dtype=np.float64)
+        cache[key] = np.ascontiguousarray(events[rows, col], dtype=np.float64)
         return cache[key]
 
     for j, (d, r) in enumerate(zip(dims, resolved, strict=True)):

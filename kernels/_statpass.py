@@ -1,7 +1,7 @@
 """Passes over the events for `cytokit.kernels.stats`: the Numba kernels and the selection driver.
 
 A pass runs `_chunk` on one contiguous chunk of blocks per thread. Per
-block it recomputes the requested dimensions with `fused._block_values`,
+block it recomputes the requested dimensions with `_blocksteps._block_values`,
 fills each population's membership (from `evaluate_plan`'s bool or packed
 rows, or by evaluating the gates), gathers each (population, dimension)
 pair's non-NaN member values into a block-sized buffer and hands them to
@@ -21,9 +21,10 @@ import numpy as np
 from numba import prange
 from numba.cpython.unsafe.numbers import trailing_zeros
 
+from ._blocksteps import _block_values, _gates
 from ._config import jit, jit_parallel
 from ._xftable import _f64_bits
-from .fused import BLOCK, _block_values, _gates, _gates_args, _plan_args
+from .fused import BLOCK, _gates_args, _plan_args
 from .gates import call_strided
 
 _MEM_ALL, _MEM_BOOL, _MEM_PACKED, _MEM_COMPUTE = 0, 1, 2, 3

@@ -24,12 +24,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange, types
+from numba import types
 from numba.extending import intrinsic
 
 from . import hyperlog as _hyperlog
 from . import logicle as _logicle
-from ._config import jit, jit_parallel
+from ._config import jit
 from .hyperlog import hyperlog_scalar
 from .logicle import logicle_scalar
 
@@ -187,14 +187,10 @@ def _table_block(kind, p, tab, x, out, start, stop):
                 out[i] = _exact(kind, p, np.float64(x[i]))
 
 
-def _table_map_body(kind, p, tab, x, out):
-    # Blocks run in a separately compiled serial function: Numba optimises
-    # loops inside a cached parallel region less well (numba#8085).
+@jit
+def table_map_range(b0, b1, kind, p, tab, x, out):
+    """Blocks ``b0 .. b1 - 1`` of ``_BLOCK`` values (`cytokit.kernels._threads.run_ranges`)."""
     n = x.shape[0]
-    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+    for blk in range(b0, b1):
         start = blk * _BLOCK
         _table_block(kind, p, tab, x, out, start, min(start + _BLOCK, n))
-
-
-table_map_serial = jit(_table_map_body)
-table_map_parallel = jit_parallel(_table_map_body)

@@ -36,9 +36,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
-from ._config import jit, jit_parallel
+from ._config import jit
 from ._xftable import _f64_bits
 from .logicle import logicle_d
 
@@ -260,13 +259,10 @@ def _biex_block(lut, inverse, x, out, start, stop):
             out[i] = biex_lut_scalar(lut, x[i])
 
 
-def _biex_map_body(lut, inverse, x, out):
-    # Blocks in a separately compiled function (numba#8085, see transforms).
+@jit
+def biex_map_range(b0, b1, lut, inverse, x, out):
+    """Blocks ``b0 .. b1 - 1`` of ``_BLOCK`` values (`cytokit.kernels._threads.run_ranges`)."""
     n = x.shape[0]
-    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+    for blk in range(b0, b1):
         start = blk * _BLOCK
         _biex_block(lut, inverse, x, out, start, min(start + _BLOCK, n))
-
-
-biex_map_serial = jit(_biex_map_body)
-biex_map_parallel = jit_parallel(_biex_map_body)

@@ -1,10 +1,11 @@
 """One pass over the events for a whole gating tree: compensation, transforms, gates, counts.
 
 `evaluate_plan` reads each event row once. Events are processed in blocks of
-`BLOCK` events, in parallel over blocks; each block works in small private
-buffers (the values of the dimensions the gates read, and the block's
-memberships), so no compensated or transformed copy of the data is ever
-made. Per block, in order:
+`BLOCK` events, in parallel over blocks (a serial ``nogil`` kernel called on
+ranges of blocks from Python threads, `cytokit.kernels._threads`); each
+block works in small private buffers (the values of the dimensions the
+gates read, and the block's memberships), so no compensated or transformed
+copy of the data is ever made. Per block, in order:
 
 1. **sources**: every column a gate's dimension reads, raw or compensated
    (``Σ_m x[i, cols[m]]·inv[m, j]`` summed in float64 in the order
@@ -19,31 +20,26 @@ made. Per block, in order:
    membership; Boolean gates combine earlier rows;
 4. per-block counts (summed after the parallel loop, so there are no races)
    and, if asked, the membership rows copied or bit-packed into the output.
+
+Steps 1-2 run for every event only for the dimensions a top-level gate (or
+the children of several gates) reads. A dimension that only the children of
+one gate read is computed right after that gate, for its member events
+alone, gathered and packed (`_scopes`): in a blood sample the compensated,
+logicle-transformed markers under Lymphocytes/Singlets are computed for a
+small part of the events. Each value is computed by the same operations in
+the same order as for a whole block, so memberships are bit for bit the same.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from ._config import jit, jit_parallel
+from ._blocksteps import _dimension, _gate, _sources_at
+from ._config import jit
+from ._threads import run_ranges
 from .compensation import event_matrix
-from .gates import (
-    GATE_AND,
-    GATE_ELLIPSOID,
-    GATE_NOT,
-    GATE_OR,
-    GATE_POLYGON,
-    call_strided,
-    in_ellipsoid,
-    polygon_block,
-)
+from .gates import strided_entry
 from .plan import GatingPlan
-
-# Block loops of the transform kernels (same numerics as `transform_scalar_lut`).
-from ._xftable import _table_block  # isort: skip
-from .biex import _biex_block  # isort: skip
-from .transforms import XF_BIEX, XF_HYPERLOG, XF_LOGICLE, XF_NONE, _map_block, ratio_scalar
 
 __all__ = ["BLOCK", "evaluate_plan", "unpack_membership"]
 
@@ -52,173 +48,6 @@ __all__ = ["BLOCK", "evaluate_plan", "unpack_membership"]
 BLOCK = 2048
 
 _MODE_NONE, _MODE_BOOL, _MODE_PACKED = 0, 1, 2
-
-
-@jit
-def _sources(
-    events,
-    start,
-    nb,
-    slot_index,
-    n_cslots,
-    cslot_ptr,
-    comp_inv,
-    comp_inv_ptr,
-    comp_cols,
-    comp_ptr,
-    slot_used,
-    tile,
-    src,
-):
-    """Raw and compensated source columns of one block into ``src`` (n_slots, BLOCK), float64.
-
-    Only the slots flagged in ``slot_used`` are filled (the others are left as they are).
-    """
-    for c in range(cslot_ptr.shape[0] - 1):
-        s0 = cslot_ptr[c]
-        s1 = cslot_ptr[c + 1]
-        used = False
-        for s in range(s0, s1):
-            used = used or slot_used[s]
-        if not used:
-            continue  # no dimension asked for reads this matrix
-        k0 = comp_ptr[c]
-        k = comp_ptr[c + 1] - k0
-        base = comp_inv_ptr[c]
-        # Gather the matrix's columns into a contiguous (k, nb) tile, then each
-        # needed output column is k contiguous multiply-adds (SIMD-friendly),
-        # summed in the order m = 0..k-1 like `cytokit.kernels.compensate`.
-        for m in range(k):
-            col = comp_cols[k0 + m]
-            t = tile[m]
-            for i in range(nb):
-                t[i] = events[start + i, col]
-        for s in range(s0, s1):
-            if not slot_used[s]:
-                continue
-            j = slot_index[s]
-            row = src[s]
-            for i in range(nb):
-                row[i] = 0.0
-            for m in range(k):
-                coef = comp_inv[base + m * k + j]
-                t = tile[m]
-                for i in range(nb):
-                    row[i] += coef * t[i]
-    for s in range(n_cslots, slot_index.shape[0]):
-        if not slot_used[s]:
-            continue
-        col = slot_index[s]
-        row = src[s]
-        for i in range(nb):
-            row[i] = events[start + i, col]
-
-
-@jit
-def _dimension(kind, params, lut, a, b, abc, src, scratch, out, nb):
-    """One dimension of one block: ratio (if ``b >= 0``), then the transform, into ``out``."""
-    if b >= 0:
-        ra = abc[0]
-        rb = abc[1]
-        rc = abc[2]
-        xa = src[a]
-        xb = src[b]
-        for i in range(nb):
-            scratch[i] = ratio_scalar(xa[i], xb[i], ra, rb, rc)
-        x = scratch
-    else:
-        x = src[a]
-    # The transforms' own block loops: dispatch hoisted out of the loop and, for
-    # the table-driven kinds, a branch-free main loop with an exact fix-up pass
-    # (~2-3 ns per value, against ~25-45 ns for `transform_scalar_lut` called
-    # per value, whose inlined root finder defeats the loop's optimisation).
-    if kind == XF_NONE:
-        for i in range(nb):
-            out[i] = x[i]
-    elif kind == XF_LOGICLE or kind == XF_HYPERLOG:
-        _table_block(kind, params, lut, x, out, 0, nb)
-    elif kind == XF_BIEX:
-        _biex_block(lut, False, x, out, 0, nb)
-    else:
-        _map_block(kind, params, False, x, out, 0, nb)
-
-
-@jit
-def _gates(
-    vals,
-    nb,
-    gate_kind,
-    gate_parent,
-    dims_ptr,
-    gate_dims,
-    geom_ptr,
-    geom,
-    op_ptr,
-    operands,
-    op_compl,
-    mem,
-    dbuf,
-    counts,
-):
-    """Every gate of one block, in plan order, into ``mem`` (n_gates, BLOCK); counts per gate."""
-    for g in range(gate_kind.shape[0]):
-        kind = gate_kind[g]
-        p = gate_parent[g]
-        m = mem[g]
-        d0 = dims_ptr[g]
-        nd = dims_ptr[g + 1] - d0
-        g0 = geom_ptr[g]
-        o0 = op_ptr[g]
-        no = op_ptr[g + 1] - o0
-        # Start from the parent (or everything): every test below only ANDs.
-        if p >= 0:
-            mp = mem[p]
-            for i in range(nb):
-                m[i] = mp[i]
-        else:
-            for i in range(nb):
-                m[i] = True
-        if kind == GATE_POLYGON:
-            nv = (geom_ptr[g + 1] - g0 - 4) // 2
-            polygon_block(vals[gate_dims[d0]], vals[gate_dims[d0 + 1]], geom, g0, nv, m, nb)
-        elif kind == GATE_ELLIPSOID:
-            for i in range(nb):
-                if m[i]:
-                    for j in range(nd):
-                        dbuf[j] = vals[gate_dims[d0 + j], i]
-                    m[i] = in_ellipsoid(dbuf, geom, g0, nd)
-        elif kind == GATE_AND:
-            for j in range(no):
-                src = mem[operands[o0 + j]]
-                c = op_compl[o0 + j]
-                for i in range(nb):
-                    m[i] = m[i] & (src[i] != c)
-        elif kind == GATE_OR:
-            acc = np.zeros(nb, dtype=np.bool_)
-            for j in range(no):
-                src = mem[operands[o0 + j]]
-                c = op_compl[o0 + j]
-                for i in range(nb):
-                    acc[i] = acc[i] | (src[i] != c)
-            for i in range(nb):
-                m[i] = m[i] & acc[i]
-        elif kind == GATE_NOT:
-            src = mem[operands[o0]]
-            c = op_compl[o0]
-            for i in range(nb):
-                m[i] = m[i] & (src[i] == c)
-        else:  # rectangle or quadrant: lo <= v < hi per dimension (see `in_range`)
-            for j in range(nd):
-                v = vals[gate_dims[d0 + j]]
-                lo = geom[g0 + 2 * j]
-                hi = geom[g0 + 2 * j + 1]
-                hi_open = hi == np.inf
-                for i in range(nb):
-                    m[i] = m[i] & (v[i] >= lo) & ((v[i] < hi) | hi_open)
-        cnt = 0
-        for i in range(nb):
-            cnt += m[i]
-        counts[g] = cnt
 
 
 @jit
@@ -243,23 +72,30 @@ def _output(mem, nb, start, row_of_gate, mode, mem_out, packed_out):
 
 
 @jit
-def _block_values(
-    events, start, nb, slots, comps, dims, dim_list, slot_used, src, tile, scratch, vals
-):
-    """The dimensions ``dim_list`` of the block at ``start`` into ``vals[d, :nb]`` (float64).
+def _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs, vals):
+    """The dimensions of scope group ``grp`` for the events with ``member[i]``, into ``vals``.
 
-    ``slot_used`` flags the sources those dimensions read (`_slots_for`); ``src``
-    (n_slots, BLOCK), ``tile`` (max_k, BLOCK) and ``scratch`` (BLOCK,) are work
-    buffers. Shared by `evaluate_plan` and `cytokit.kernels.stats`, so both see
-    the same values.
+    Gathers those events' rows, computes the group's dimensions on them packed
+    (`_sources_at`, then `_dimension` on ``cnt`` values) and scatters the
+    results to their rows of ``vals``; other rows of those dimensions are left
+    as they are (no gate reads them, see `_scopes`).
     """
     slot_index, n_cslots, _ = slots
     cslot_ptr, comp_inv, comp_inv_ptr, comp_cols, comp_ptr = comps
-    dim_a, dim_b, dim_ratio, dim_xf, dim_params, lut_buf, lut_ptr = dims
-    _sources(
+    dim_a, dim_b, dim_ratio, dim_xf, dim_params, lut_buf, lut_ptr = dims[:7]
+    grp_ptr, grp_dims, grp_slots = dims[7], dims[8], dims[9]
+    src, tile, scratch, packed = bufs
+    cnt = 0
+    for i in range(nb):  # branch-free compaction
+        idx[cnt] = i
+        cnt += member[i]
+    if cnt == 0:
+        return
+    _sources_at(
         events,
         start,
-        nb,
+        idx,
+        cnt,
         slot_index,
         n_cslots,
         cslot_ptr,
@@ -267,24 +103,33 @@ def _block_values(
         comp_inv_ptr,
         comp_cols,
         comp_ptr,
-        slot_used,
+        grp_slots[grp],
         tile,
         src,
     )
-    for j in range(dim_list.shape[0]):
-        d = dim_list[j]
+    for j in range(grp_ptr[grp], grp_ptr[grp + 1]):
+        d = grp_dims[j]
         lut = lut_buf[lut_ptr[d] : lut_ptr[d + 1]]
         params = dim_params[d].copy()  # private: cannot alias the outputs
         _dimension(
-            dim_xf[d], params, lut, dim_a[d], dim_b[d], dim_ratio[d], src, scratch, vals[d], nb
+            dim_xf[d], params, lut, dim_a[d], dim_b[d], dim_ratio[d], src, scratch, packed, cnt
         )
+        row = vals[d]
+        for k in range(cnt):
+            row[idx[k]] = packed[k]
 
 
 @jit
 def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
-    """Evaluate block ``blk``: sources → dimensions → gates → output; private buffers."""
+    """Evaluate block ``blk``: sources → dimensions → gates → output; private buffers.
+
+    Each scope group (``dims[7:11]``, `_scopes`) is computed by
+    `_scoped_values`: the dimensions every event needs before the first gate,
+    the others right after their scope gate, for its members only. One call
+    site for all of them, so the transform code is compiled into the pass once.
+    """
     slot_index, _, max_k = slots
-    dim_list, slot_used = dims[7], dims[8]
+    grp_gate = dims[10]
     (
         gate_kind,
         gate_parent,
@@ -303,37 +148,44 @@ def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
     src = np.empty((slot_index.shape[0], BLOCK), dtype=np.float64)
     tile = np.empty((max_k, BLOCK), dtype=np.float64)
     vals = np.empty((dims[0].shape[0], BLOCK), dtype=np.float64)
-    scratch = np.empty(BLOCK, dtype=np.float64)
-    _block_values(
-        events, start, nb, slots, comps, dims[:7], dim_list, slot_used, src, tile, scratch, vals
-    )
+    bufs = (src, tile, np.empty(BLOCK, dtype=np.float64), np.empty(BLOCK, dtype=np.float64))
+    idx = np.empty(BLOCK, dtype=np.int64)
     mem = np.empty((gate_kind.shape[0], BLOCK), dtype=np.bool_)
+    everyone = np.ones(BLOCK, dtype=np.bool_)
     dbuf = np.empty(max_dims, dtype=np.float64)
-    _gates(
-        vals,
-        nb,
-        gate_kind,
-        gate_parent,
-        dims_ptr,
-        gate_dims,
-        geom_ptr,
-        geom,
-        op_ptr,
-        operands,
-        op_compl,
-        mem,
-        dbuf,
-        counts_blk[blk],
-    )
+    counts = counts_blk[blk]
+    n_groups = grp_gate.shape[0]
+    grp = 0
+    for g in range(-1, gate_kind.shape[0]):
+        if g >= 0:
+            _gate(
+                g,
+                vals,
+                nb,
+                gate_kind,
+                gate_parent,
+                dims_ptr,
+                gate_dims,
+                geom_ptr,
+                geom,
+                op_ptr,
+                operands,
+                op_compl,
+                mem,
+                dbuf,
+                counts,
+            )
+        while grp < n_groups and grp_gate[grp] == g:
+            member = mem[g] if g >= 0 else everyone
+            _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs, vals)
+            grp += 1
     _output(mem, nb, start, row_of_gate, mode, mem_out, packed_out)
 
 
-@jit_parallel
-def _evaluate(events, slots, comps, dims, gates, out, counts_blk):
-    # Only the split into blocks runs in the parallel region: Numba optimises
-    # loops inside a cached parallel region less well (numba#8085), so each
-    # block is a call to the separately compiled `_block`.
-    for blk in prange((events.shape[0] + BLOCK - 1) // BLOCK):
+@jit
+def _evaluate(b0, b1, events, slots, comps, dims, gates, out, counts_blk):
+    """Blocks ``b0 .. b1 - 1``: one thread's share of `evaluate_plan` (`_threads.run_ranges`)."""
+    for blk in range(b0, b1):
         _block(blk, events, slots, comps, dims, gates, out, counts_blk)
 
 
@@ -384,6 +236,43 @@ def _slots_for(plan: GatingPlan, dim_list: np.ndarray) -> np.ndarray:
     b = dv["dim_b"][dim_list]
     used[b[b >= 0]] = True
     return used
+
+
+def _scopes(plan: GatingPlan) -> tuple:
+    """Which events each dimension the gates read must be computed for.
+
+    A dimension that only children of one gate ``p`` read is needed only for
+    ``p``'s members (every child's test is ANDed with ``p``), so the fused pass
+    computes it after ``p``, for those events alone: in a blood sample, the
+    compensated, transformed markers of a tree under Lymphocytes/Singlets
+    are computed for a few tens of per cent of the events. Any other
+    dimension (read by a top-level gate or by children of several gates) is
+    computed for every event, before the first gate (scope gate -1).
+
+    Returns
+    -------
+    tuple
+        ``(grp_ptr, grp_dims, grp_slots, grp_gate)``: the scope groups (CSR
+        over ``grp_dims``), one per scope gate in plan order (-1 first), each
+        with its source flags (``(n_groups, n_slots)`` bool) and its gate.
+    """
+    scope: dict[int, int] = {}
+    for g in range(plan.n_gates):
+        p = int(plan.gate_parent[g])
+        for d in plan.gate_dims[plan.dims_ptr[g] : plan.dims_ptr[g + 1]].tolist():
+            scope[d] = p if scope.get(d, p) == p else -1
+    gates = sorted(set(scope.values()))
+    groups = [
+        np.array(sorted(d for d, p in scope.items() if p == g), dtype=np.int64) for g in gates
+    ]
+    n_slots = plan._derived["slot_index"].shape[0]
+    grp_slots = np.zeros((len(groups), n_slots), dtype=np.bool_)
+    for i, dl in enumerate(groups):
+        grp_slots[i] = _slots_for(plan, dl)
+    grp_ptr = np.zeros(len(groups) + 1, dtype=np.int64)
+    grp_ptr[1:] = np.cumsum([len(dl) for dl in groups])
+    grp_dims = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
+    return grp_ptr, grp_dims, grp_slots, np.array(gates, dtype=np.int64)
 
 
 def _check_events(events, plan: GatingPlan) -> np.ndarray:
@@ -477,18 +366,17 @@ def evaluate_plan(events, plan: GatingPlan, *, membership=True, packed: bool = F
             mem_out = np.empty((rows.shape[0], n), dtype=np.bool_)
     nblocks = (n + BLOCK - 1) // BLOCK
     counts_blk = np.zeros((nblocks, ng), dtype=np.int64)
-    # Only the dimensions some gate reads: a plan may also carry dimensions for statistics.
-    gate_dims = np.unique(plan.gate_dims)
-    if ng:
-        call_strided(
-            _evaluate,
+    if ng:  # only the dimensions some gate reads (a plan may carry more, for statistics)
+        args = (
             ev,
             *_plan_args(plan),
-            (*_dims_args(plan), gate_dims, _slots_for(plan, gate_dims)),
+            (*_dims_args(plan), *_scopes(plan)),
             _gates_args(plan),
             (row_of_gate, mode, mem_out, packed_out),
             counts_blk,
         )
+        entry = strided_entry(_evaluate, 0, 0, *args, strided=(2,))
+        run_ranges(entry, nblocks, *args)
     counts = counts_blk.sum(axis=0)
     if rows is None:
         return counts, None

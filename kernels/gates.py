@@ -154,31 +154,45 @@ def polygon_block(x, y, geom, off, nv, out, nb):
     loop outside, so the loop over events vectorises: per edge, an event
     flips its parity when the edge straddles its ``y`` and the point is
     strictly left of it (the cross product times the edge's direction sign
-    is > 0, an exact sign flip). The bounding box (closed) is applied last;
-    it also removes NaN and ±inf coordinates.
+    is > 0, an exact sign flip). Only candidates go through the edges:
+    events with ``out[i]`` set inside the closed bounding box (which also
+    removes NaN and ±inf coordinates), gathered first, so a gate under a
+    small parent, or a small polygon, costs little more than one pass.
     """
-    inside = np.zeros(nb, dtype=np.bool_)
-    v = off + 4
-    xj = geom[v + 2 * (nv - 1)]
-    yj = geom[v + 2 * (nv - 1) + 1]
-    for k in range(nv):
-        xi = geom[v + 2 * k]
-        yi = geom[v + 2 * k + 1]
-        if yi != yj:  # horizontal edges never straddle
-            dx = xi - xj
-            dy = yi - yj
-            sgn = 1.0 if yi > yj else -1.0
-            for i in range(nb):
-                cross = dx * (y[i] - yj) - (x[i] - xj) * dy
-                inside[i] ^= ((yi > y[i]) != (yj > y[i])) & (cross * sgn > 0.0)
-        xj = xi
-        yj = yi
     x0 = geom[off]
     x1 = geom[off + 1]
     y0 = geom[off + 2]
     y1 = geom[off + 3]
-    for i in range(nb):
-        out[i] = out[i] & inside[i] & (x[i] >= x0) & (x[i] <= x1) & (y[i] >= y0) & (y[i] <= y1)
+    idx = np.empty(nb, dtype=np.int64)
+    cnt = 0
+    for i in range(nb):  # branch-free compaction
+        ok = out[i] & (x[i] >= x0) & (x[i] <= x1) & (y[i] >= y0) & (y[i] <= y1)
+        out[i] = False
+        idx[cnt] = i
+        cnt += ok
+    xs = np.empty(cnt, dtype=np.float64)
+    ys = np.empty(cnt, dtype=np.float64)
+    for k in range(cnt):
+        xs[k] = x[idx[k]]
+        ys[k] = y[idx[k]]
+    inside = np.zeros(cnt, dtype=np.bool_)
+    v = off + 4
+    xj = geom[v + 2 * (nv - 1)]
+    yj = geom[v + 2 * (nv - 1) + 1]
+    for e in range(nv):
+        xi = geom[v + 2 * e]
+        yi = geom[v + 2 * e + 1]
+        if yi != yj:  # horizontal edges never straddle
+            dx = xi - xj
+            dy = yi - yj
+            sgn = 1.0 if yi > yj else -1.0
+            for k in range(cnt):
+                cross = dx * (ys[k] - yj) - (xs[k] - xj) * dy
+                inside[k] ^= ((yi > ys[k]) != (yj > ys[k])) & (cross * sgn > 0.0)
+        xj = xi
+        yj = yi
+    for k in range(cnt):
+        out[idx[k]] = inside[k]
 
 
 @jit
@@ -309,6 +323,11 @@ def call_strided(kernel, *args, strided=(0,)) -> None:
     keeps its exact Numba type and the whole signature is the key, so a
     compiled version is only ever called with the types it was compiled for.
     """
+    strided_entry(kernel, *args, strided=strided)(*args)
+
+
+def strided_entry(kernel, *args, strided=(0,)):
+    """The compiled version of ``kernel`` that `call_strided` would call with ``args``."""
     sig = tuple(
         types.Array(numba.from_dtype(a.dtype), a.ndim, "A") if i in strided else numba.typeof(a)
         for i, a in enumerate(args)
@@ -317,7 +336,7 @@ def call_strided(kernel, *args, strided=(0,)) -> None:
     entry = _ENTRIES.get(key)
     if entry is None:
         entry = _ENTRIES[key] = kernel.compile(sig)
-    entry(*args)
+    return entry
 
 
 # --- validation helpers -------------------------------------------------------------------------

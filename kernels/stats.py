@@ -19,7 +19,7 @@ list of plan dimensions, and returns, for every (gate, dimension) pair:
 ============== ==========================================================================
 
 A dimension is a plan dimension (column, optional compensation, transform),
-computed by the same block code as the gates see (`fused._block_values`):
+computed by the same block code as the gates see (`_blocksteps._block_values`):
 add a dimension with ``XF_NONE`` for compensated scale values, or with the
 gates' transform for values on the gating scale. Values are float64.
 

@@ -32,11 +32,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
-from ._config import jit, jit_parallel
-from ._xftable import table_map_parallel, table_map_serial
-from .biex import biex_map_parallel, biex_map_serial
+from ._config import jit
+from ._threads import run_ranges
+from ._xftable import table_map_range
+from .biex import biex_map_range
 from .logicle import logicle_inverse_scalar
 from .xfscalar import (
     XF_ASINH,
@@ -135,6 +135,27 @@ def _map_block(kind, params, inverse, x, out, start, stop):
 
 
 @jit
+def _closed_block(kind, params, x, out, start, stop):
+    """Forward `linear`, `log` or `asinh` (``kind``) of ``x[start:stop]``: `_map_block`'s loops.
+
+    For the fused evaluator, which sends the table-driven kinds elsewhere:
+    without `_map_block`'s fallback to `transform_scalar` and the inverse
+    branches, it compiles no root finder (a cold start compiles several
+    seconds less). Any other ``kind`` is taken as `asinh` (plans never hold one).
+    """
+    p = params.copy()
+    if kind == XF_LINEAR:
+        for i in range(start, stop):
+            out[i] = _linear_scalar(p, np.float64(x[i]))
+    elif kind == XF_LOG:
+        for i in range(start, stop):
+            out[i] = _log_scalar(p, np.float64(x[i]))
+    else:
+        for i in range(start, stop):
+            out[i] = _asinh_scalar(p, np.float64(x[i]))
+
+
+@jit
 def _ratio_block(A, B, C, inverse, x, y, out, start, stop):
     if inverse:
         # x holds ratio values: recover the numerator column.
@@ -145,32 +166,31 @@ def _ratio_block(A, B, C, inverse, x, y, out, start, stop):
             out[i] = ratio_scalar(np.float64(x[i]), np.float64(y[i]), A, B, C)
 
 
-# The parallel drivers only split the work into blocks; each block runs in a
-# separately compiled serial function because Numba optimises loops inside
-# a cached parallel region less well (numba#8085).
+# One serial nogil driver per kernel, run on ranges of blocks from Python threads
+# (`_threads.run_ranges`, as the fused pass): one compilation serves small and large
+# inputs, where a serial twin and a `prange` twin each compiled the whole block code.
 
 
-def _map_body(kind, params, inverse, x, out):
+@jit
+def _map_range(b0, b1, kind, params, inverse, x, out):
     n = x.shape[0]
-    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+    for blk in range(b0, b1):
         start = blk * _BLOCK
         _map_block(kind, params, inverse, x, out, start, min(start + _BLOCK, n))
 
 
-def _ratio_body(A, B, C, inverse, x, y, out):
+@jit
+def _ratio_range(b0, b1, A, B, C, inverse, x, y, out):
     n = x.shape[0]
-    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+    for blk in range(b0, b1):
         start = blk * _BLOCK
         _ratio_block(A, B, C, inverse, x, y, out, start, min(start + _BLOCK, n))
 
 
-# One Python body, two compilations: the serial one avoids thread start-up on small inputs.
-_map_serial = jit(_map_body)
-_map_parallel = jit_parallel(_map_body)
-_ratio_serial = jit(_ratio_body)
-_ratio_parallel = jit_parallel(_ratio_body)
+def _blocks(n: int) -> int:
+    return (n + _BLOCK - 1) // _BLOCK
 
-_PARALLEL_MIN = 4 * _BLOCK
+
 # Building a logicle/hyperlog table costs ~0.5 ms (about 5,000 exact
 # evaluations); below this many values the exact root finder is used directly.
 _LUT_MIN = 8192
@@ -215,15 +235,15 @@ def _apply(kind: int, params: np.ndarray, inverse: bool, x, out) -> np.ndarray:
     xa = _as_input(x, "x")
     res = _as_output(out, xa.shape)
     xf, of, tmp = _flat_pair(xa, res)
-    big = xf.shape[0] >= _PARALLEL_MIN
+    nblk = _blocks(xf.shape[0])
     if not inverse and kind in (XF_LOGICLE, XF_HYPERLOG) and xf.shape[0] >= _LUT_MIN:
         lut = transform_lut(kind, params)
-        (table_map_parallel if big else table_map_serial)(kind, params, lut, xf, of)
+        run_ranges(table_map_range, nblk, kind, params, lut, xf, of)
     elif kind == XF_BIEX and xf.shape[0] >= _LUT_MIN:
         lut = transform_lut(kind, params)
-        (biex_map_parallel if big else biex_map_serial)(lut, inverse, xf, of)
+        run_ranges(biex_map_range, nblk, lut, inverse, xf, of)
     else:
-        (_map_parallel if big else _map_serial)(kind, params, inverse, xf, of)
+        run_ranges(_map_range, nblk, kind, params, inverse, xf, of)
     if tmp is not None:
         res[...] = of.reshape(res.shape)
     return res
@@ -363,8 +383,9 @@ def _ratio(x, y, A, B, C, inverse, out):
     res = _as_output(out, xa.shape)
     xf, of, tmp = _flat_pair(xa, res)
     yf = ya.reshape(-1)
-    kernel = _ratio_parallel if xf.shape[0] >= _PARALLEL_MIN else _ratio_serial
-    kernel(float(A), float(B), float(C), inverse, xf, yf, of)
+    run_ranges(
+        _ratio_range, _blocks(xf.shape[0]), float(A), float(B), float(C), inverse, xf, yf, of
+    )
     if tmp is not None:
         res[...] = of.reshape(res.shape)
     return res

@@ -30,8 +30,10 @@ from cytokit.analysis.outcomes import outcome_tables
 from cytokit.analysis.per_patient import PatientTables, patient_tables
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import TABLES, Results, conform
+from cytokit.analysis.sample_result import SampleResult
 from cytokit.analysis.tablesjson import invalidate_index
 from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
+from cytokit.errors import CytokitError
 from cytokit.study.folder import Study
 
 __all__ = ["cluster_tables", "study_tables", "trend_tables"]
@@ -83,7 +85,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
     tables = PatientTables()
     qc_dir = None if out is None else out / "qc"
     for patient in sorted(by_patient):
-        items = [(row, h, store.payload(h, task.key)) for row, h in by_patient[patient]]
+        items = [(row, h, _stored(store, task, row, h, study)) for row, h in by_patient[patient]]
         tables.extend(patient_tables(study, task, items, qc_dir))
     frames = {name: pd.DataFrame(rows) for name, rows in tables.rows.items()}
     if report.recomputed and "samples" in frames:
@@ -135,6 +137,15 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
     results.clinical = outcome_tables(study, results.chimerism)
     check_results(results)  # a broken invariant is a bug: no table is written
     return results
+
+
+def _stored(store, task, row, h: str, study) -> SampleResult:
+    """The file's stored per-sample result, decoded (a payload of another layout is refused)."""
+    items = store.payload(h, task.key)
+    where = f"{store.path}: {study.relative(row.file)}"
+    if items is None:
+        raise CytokitError(f"{where}: no stored result; run the analysis again")
+    return SampleResult.decode(items, where=where)
 
 
 def _stratum(study: Study, patient: str) -> str:

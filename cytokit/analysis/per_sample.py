@@ -4,7 +4,9 @@
 ``__call__(path) -> payload``). It reads the file, applies the strategy once
 (adaptive gates fitted on this sample) and returns what the study-level pass
 needs, so the FCS files are read once and a rerun takes finished files from
-the store:
+the store. That is a `cytokit.analysis.sample_result.SampleResult`, stored as
+the items below (`SampleResult.encode`; its docstring gives each field's
+units and shape):
 
 =======================  ==================================================================
 payload item             what
@@ -57,6 +59,7 @@ from cytokit._version import __version__
 from cytokit.analysis.marker_check import value_pileup
 from cytokit.analysis.phenotype import positivity_threshold
 from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
+from cytokit.analysis.sample_result import SampleResult
 from cytokit.engine.runner import stage
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.stats.density import Histogram, histogram_edges
@@ -211,8 +214,8 @@ class MeasureTask:
             result = self.strategy.apply(sample, compensation=self.compensation, seed=self.seed)
         with stage("measure"):
             rng = np.random.default_rng(seed)
-            payload: dict = {
-                "info": {
+            res = SampleResult(
+                info={
                     "events": n_file,
                     "nonfinite_events": nonfinite.events,
                     "channels": sample.n_channels,
@@ -220,11 +223,12 @@ class MeasureTask:
                     "cytometer": sample.keyword("$CYT", "") or "",
                     "spillover": sample.spillover.source if sample.spillover is not None else "",
                 },
-                "counts": result.counts,
-                "nonfinite": nonfinite.as_dict(),
-                "warnings": list(dict.fromkeys(str(w.message) for w in caught)),
-            }
-            gates = []
+                counts=result.counts,
+                nonfinite=nonfinite.as_dict(),
+                warnings=list(dict.fromkeys(str(w.message) for w in caught)),
+                gates=[],
+            )
+            gates = res.gates
             for g in result.strategy.gates:
                 pts = gate_points(result, g, rng, compensation=result.compensation)
                 gates.append(
@@ -237,10 +241,9 @@ class MeasureTask:
                     }
                 )
                 if pts.size:
-                    payload[f"qc:{g.id}"] = pts
-            payload["gates"] = gates
+                    res.qc_points[g.id] = pts
             if not markers:
-                return payload
+                return res.encode()
             names = [p for _, p in self.populations]
             masks = [result.membership(self.parent)] + [result.membership(p) for p in names]
             union = np.logical_or.reduce(masks)
@@ -254,35 +257,37 @@ class MeasureTask:
                 t = xf.get(m)
                 transformed[:, j] = scale[:, j] if t is None else t.apply(scale[:, j])
             local = [mask[rows] for mask in masks]
-            self._donor_items(payload, result, sample, transformed, at, local, comp_kind, channel)
+            self._donor_items(res, result, sample, transformed, at, local, comp_kind, channel)
             parent_rows = rows[local[0]]
-            payload["pileup"] = {
+            res.pileup = {
                 m: value_pileup(sample.events[parent_rows, columns[m]]) for m in self.donor_markers
             }
-            self._phenotype_items(payload, scale, transformed, at, local, rng)
+            self._phenotype_items(res, scale, transformed, at, local, rng)
             if self.cluster_markers:
-                self._cluster_items(payload, transformed, at, local, rng)
-        return payload
+                self._cluster_items(res, transformed, at, local, rng)
+        return res.encode()
 
-    def _cluster_items(self, payload, transformed, at, local, rng):
+    def _cluster_items(self, res: SampleResult, transformed, at, local, rng):
         idx = np.flatnonzero(local[0])
         if idx.size > self.cluster_events:
             idx = np.sort(rng.choice(idx, self.cluster_events, replace=False))
         cols = [at[m] for m in (*self.cluster_markers, *self.donor_markers)]
-        payload["cluster"] = transformed[np.ix_(idx, cols)].astype(np.float32)
-        payload["cluster_gates"] = np.column_stack(
+        res.cluster = transformed[np.ix_(idx, cols)].astype(np.float32)
+        res.cluster_gates = np.column_stack(
             [sel[idx] for sel in local[1:]] or [np.zeros(idx.size, bool)]
         ).astype(np.uint8)
 
-    def _donor_items(self, payload, result, sample, transformed, at, local, comp_kind, channel):
+    def _donor_items(
+        self, res: SampleResult, result, sample, transformed, at, local, comp_kind, channel
+    ):
         from cytokit.gating import Dimension
 
         anchors = {}
         for m in self.donor_markers:
             x = transformed[:, at[m]]
             edges = histogram_edges(x[local[0]])
-            payload[f"edges:{m}"] = edges
-            payload[f"hist:{m}"] = np.vstack([Histogram.of(x[sel], edges).counts for sel in local])
+            res.edges[m] = edges
+            res.hists[m] = np.vstack([Histogram.of(x[sel], edges).counts for sel in local])
             if self.beads:
                 beads = result.indices(self.beads)
                 if beads.size:
@@ -291,9 +296,9 @@ class MeasureTask:
                     )
                     v = self.strategy.values(sample, [dim], beads, compensation=result.compensation)
                     anchors[m] = float(np.nanmedian(v[:, 0]))
-        payload["anchors"] = anchors
+        res.anchors = anchors
 
-    def _phenotype_items(self, payload, scale, transformed, at, local, rng):
+    def _phenotype_items(self, res: SampleResult, scale, transformed, at, local, rng):
         thresholds = {}
         fixed = dict(self.fixed_thresholds)
         xf = dict(self.transforms)
@@ -312,7 +317,7 @@ class MeasureTask:
                 )
                 method = "valley" if np.isfinite(tvalue) else "none"
             thresholds[m] = {"threshold_scale": value, "threshold": tvalue, "method": method}
-        payload["pheno_thresholds"] = thresholds
+        res.pheno_thresholds = thresholds
         cols = [at[m] for m in self.donor_markers] + [at[m] for m in self.phenotype_markers]
         n_events = {}
         for (name, _), sel in zip(self.populations, local[1:], strict=True):
@@ -324,5 +329,5 @@ class MeasureTask:
             nd = len(self.donor_markers)
             for j, c in enumerate(cols):
                 block[:, j] = (transformed if j < nd else scale)[idx, c]
-            payload[f"pheno:{name}"] = block
-        payload["pheno_events"] = n_events
+            res.pheno[name] = block
+        res.pheno_events = n_events

@@ -283,6 +283,46 @@ def _load_strategy(
     return strategy, path, settings
 
 
+def _read_toml(root: Path, toml: Path, problems: list[str]) -> tuple[dict[str, Any], bool]:
+    """study.toml parsed (empty when refused or unreadable) and whether it was read."""
+    why = refusal(toml, (root.resolve(),))  # it says where else the study may read
+    if why:
+        problems.append(f"{toml}: {why}")
+        return {}, False
+    try:
+        return load_toml(toml), True
+    except StudyError as exc:
+        problems.append(str(exc))
+        return {}, False
+
+
+def _read_panel(table, toml: Path, toml_read: bool) -> tuple[Panel, list[str]]:
+    """The ``[panel]`` table as a `Panel` (empty when missing or bad) and its problems."""
+    panel = Panel({})
+    found_panel: list[str] = []
+    if toml_read and not isinstance(table, dict):
+        found_panel.append(f"{toml}: no [panel] table naming the channel of each marker")
+    elif table:
+        try:
+            panel = Panel(table, source=str(toml))
+        except CytokitError as exc:
+            found_panel.append(str(exc))
+    return panel, found_panel
+
+
+def _check_compensation(root: Path, toml: Path, source: str, roots, problems: list[str]) -> None:
+    """A ``[compensation] source`` naming a CSV must be inside the roots and readable."""
+    if source.lower() not in ("file", "none"):
+        why = refusal(root / source, roots)
+        if why:
+            problems.append(f"{toml}: [compensation] source = {source!r} {why}")
+        else:
+            try:
+                read_spillover_csv(root / source)
+            except StudyError as exc:
+                problems.append(str(exc))
+
+
 def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -> Study:
     """Load and check a study folder.
 
@@ -315,43 +355,17 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             f"{root}: not a folder; give the study folder holding study.toml and manifest.csv"
         )
     problems: list[str] = []
-    config: dict[str, Any] = {}
     toml = root / "study.toml"
-    toml_read = False  # when study.toml is unreadable, what depends on it is not checked
-    why = refusal(toml, (root.resolve(),))  # it says where else the study may read
-    if why:
-        problems.append(f"{toml}: {why}")
-    else:
-        try:
-            config = load_toml(toml)
-            toml_read = True
-        except StudyError as exc:
-            problems.append(str(exc))
-    panel = Panel({})
+    # when study.toml is unreadable, what depends on it is not checked
+    config, toml_read = _read_toml(root, toml, problems)
     table = config.get("panel")
-    found_panel: list[str] = []
-    if toml_read and not isinstance(table, dict):
-        found_panel.append(f"{toml}: no [panel] table naming the channel of each marker")
-    elif table:
-        try:
-            panel = Panel(table, source=str(toml))
-        except CytokitError as exc:
-            found_panel.append(str(exc))
+    panel, found_panel = _read_panel(table, toml, toml_read)
     problems += found_panel
     settings, found = parse_settings(config, str(toml)) if config else (StudySettings(), [])
     problems += found
     roots, found = study_roots(root, settings.data_roots, f"{toml}: [study] data_roots")
     problems += found
-    source = settings.compensation
-    if source.lower() not in ("file", "none"):
-        why = refusal(root / source, roots)
-        if why:
-            problems.append(f"{toml}: [compensation] source = {source!r} {why}")
-        else:
-            try:
-                read_spillover_csv(root / source)
-            except StudyError as exc:
-                problems.append(str(exc))
+    _check_compensation(root, toml, settings.compensation, roots, problems)
     rows = read_manifest(root / "manifest.csv", problems, roots)
     patients = {r.patient for r in rows}
     clinical = read_clinical_files(root, config, toml, patients or None, roots, problems)

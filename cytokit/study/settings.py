@@ -246,10 +246,26 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
     problems : list of str
         Each a complete sentence naming `source`, the table and key.
     """
-    from cytokit.gating import transform_from_config
-
     problems: list[str] = []
     at = f"{source}: "
+    tables = _tables(config, at, problems)
+    kw: dict[str, Any] = {}
+    # one table at a time; this order is the order of the problems reported
+    _study_keys(config, at, problems, kw)
+    _populations(tables, at, problems, kw)
+    _scales(tables, source, at, problems, kw)
+    _gating(tables, at, problems, kw)
+    _chimerism(tables, at, problems, kw)
+    _qc_counting(tables, at, problems, kw)
+    _phenotype(tables, at, problems, kw)
+    cl = tables["clustering"]
+    if cl:
+        kw["clustering"] = _clustering(cl, at, problems)
+    return StudySettings(**kw), problems
+
+
+def _tables(config: Mapping[str, Any], at: str, problems: list[str]) -> dict[str, dict]:
+    """The known tables of `config` (empty when missing or not a table); unknown keys reported."""
     tables: dict[str, dict] = {}
     for name in (*_KNOWN, "transform", "populations"):
         table = config.get(name, {})
@@ -264,8 +280,11 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
                     problems.append(
                         f"{at}unknown key {key!r} in [{name}]; known keys: {', '.join(sorted(known))}"
                     )
-    kw: dict[str, Any] = {}
+    return tables
 
+
+def _study_keys(config: Mapping[str, Any], at: str, problems: list[str], kw: dict) -> None:
+    """``[study] data_roots``."""
     study = config.get("study")  # its other keys (name, the simulator's seed) are not checked
     if isinstance(study, dict) and "data_roots" in study:
         roots = study["data_roots"]
@@ -277,6 +296,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         else:
             kw["data_roots"] = tuple(r.strip() for r in roots)
 
+
+def _populations(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[populations]``: name = gate path."""
     pops = tables["populations"]
     if not pops:
         problems.append(
@@ -287,6 +309,11 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         p = _path(path, f"{at}[populations] {name}", problems)
         if p:
             kw["populations"][str(name)] = p
+
+
+def _scales(tables: dict, source: str, at: str, problems: list[str], kw: dict) -> None:
+    """``[compensation]`` and ``[transform]`` (with per-marker ``[transform.M]``)."""
+    from cytokit.gating import transform_from_config
 
     comp = tables["compensation"].get("source", "file")
     if not isinstance(comp, str) or not comp.strip():
@@ -309,6 +336,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         except CytokitError as exc:
             problems.append(str(exc))
 
+
+def _gating(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[gating]``: the strategy file and the adaptive gates' seed."""
     gating = tables["gating"]
     strategy = gating.get("strategy")
     if not isinstance(strategy, str) or not strategy.strip():
@@ -320,6 +350,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
     if "seed" in gating:
         kw["gating_seed"] = _int(gating["seed"], f"{at}[gating] seed", problems) or 0
 
+
+def _chimerism(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[chimerism]``: donor marker, side, parent gate, interval method."""
     chim = tables["chimerism"]
     if "marker" in chim:
         if isinstance(chim["marker"], str) and chim["marker"].strip():
@@ -339,6 +372,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
     else:
         kw["ci"] = ci
 
+
+def _qc_counting(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[qc]`` limits and ``[counting]`` gate paths."""
     if "min_events" in tables["qc"]:
         value = _int(tables["qc"]["min_events"], f"{at}[qc] min_events", problems, minimum=1)
         if value is not None:
@@ -358,6 +394,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         if key in tables["counting"]:
             kw[key] = _path(tables["counting"][key], f"{at}[counting] {key}", problems)
 
+
+def _phenotype(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[phenotype]``: markers, fixed thresholds, events kept per sample."""
     ph = tables["phenotype"]
     if "markers" in ph:
         kw["phenotype_markers"] = _markers(ph["markers"], f"{at}[phenotype] markers", problems)
@@ -377,11 +416,6 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         value = _int(ph["max_events"], f"{at}[phenotype] max_events", problems, minimum=100)
         if value is not None:
             kw["phenotype_max_events"] = value
-
-    cl = tables["clustering"]
-    if cl:
-        kw["clustering"] = _clustering(cl, at, problems)
-    return StudySettings(**kw), problems
 
 
 def _clustering(cl: dict, at: str, problems: list[str]) -> ClusteringSettings | None:
