@@ -83,7 +83,7 @@ def test_a_dose_per_kg_is_any_unit_per_kg(study):
     (study / "treatments.csv").write_text(
         "patient,day,product,kind,dose,unit\n"
         "P01,0,NK,cells,1e7,CD3-CD56+ cells/kg\nP02,0,DLI,cells,1e6,CD3+ cells/kg\n"
-        "P03,0,NK,cells,2,bags\n"
+        "P03,0,CIK,cells,2,bags\n"
     )
     doses = {i.patient: i.dose_per_kg for i in load_study(study, check_files=False).infusions}
     assert doses == {"P01": 1e7, "P02": 1e6, "P03": None}
