@@ -6,7 +6,7 @@ then across patients:
 
 * `trend_tables` builds trends.csv and cohort.csv from the chimerism table
   (`cytokit.analysis.trends`);
-* `cluster_tables` clusters the stored threshold-parent events of every file
+* `cluster_stored_events` clusters the stored threshold-parent events of every file
   (`cytokit.cluster.cluster_study`: a SOM trained on a balanced pool, every
   stored event mapped, donor flags from each sample's threshold, the study
   populations as the gates clusters are matched to).
@@ -36,7 +36,7 @@ from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
 from cytokit.errors import CytokitError
 from cytokit.study.folder import Study
 
-__all__ = ["cluster_tables", "study_tables", "trend_tables"]
+__all__ = ["cluster_stored_events", "study_tables", "trend_tables"]
 
 MEASURES = ("donor_per_ul", "donor_pct")
 
@@ -110,7 +110,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
     )
     trends, cohort = trend_tables(frames.get("chimerism", pd.DataFrame()), study)
     done = [item for patient in sorted(by_patient) for item in by_patient[patient]]
-    clusters, cluster_info = cluster_tables(
+    clusters, cluster_info = cluster_stored_events(
         study, task, store, done, frames.get("thresholds", pd.DataFrame())
     )
     meta = _study_meta(study, task)
@@ -130,6 +130,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
         cluster_matching=clusters.get("cluster_matching", pd.DataFrame()),
         failures=pd.DataFrame(failures, columns=list(TABLES["failures"])),
         qc=frames.get("qc", pd.DataFrame()),
+        acquisition_qc=frames.get("acquisition_qc", pd.DataFrame()),
         out=out,
     )
     for name, columns in TABLES.items():
@@ -240,7 +241,7 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
     return trends, cohort_summary(trends)
 
 
-def cluster_tables(study, task, store, items, thresholds: pd.DataFrame) -> tuple[dict, dict]:
+def cluster_stored_events(study, task, store, items, thresholds: pd.DataFrame) -> tuple[dict, dict]:
     """Cluster the study's stored threshold-parent events with `cytokit.cluster.cluster_study`.
 
     Parameters

@@ -105,6 +105,7 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
             leukocytes=s.leukocytes,
         )
         out.rows["samples"].append(_sample_row(key, row, digest, p, basis, marker, why))
+        _acquisition_qc_ranges(out, key, p)
         _count_rows(out, key, counts, basis, paths)
         cuts, qc_arrays = _chimerism_rows(
             out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf
@@ -133,6 +134,7 @@ def _sample_row(key: dict, row, digest: str, p: SampleResult, basis, marker, why
         "nonfinite_values": NonFinite.from_dict(p.nonfinite).summary() or None,
         "donor_marker_check": ("failed" if why else "usable") if marker else None,
         "donor_marker_note": why or None,
+        **_acquisition_qc_columns(p),
     }
 
 
@@ -282,8 +284,30 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
             out.rows["phenotype"].append({**key, "population": name, **r})
 
 
+def _acquisition_qc_columns(p) -> dict:
+    """The file's acquisition-QC columns of samples.csv (empty without QC)."""
+    from cytokit.qc.apply import SUMMARY_COLUMNS
+
+    record = p.acquisition_qc
+    if record is None:
+        return dict.fromkeys(SUMMARY_COLUMNS)
+    return {c: record["summary"][c] for c in SUMMARY_COLUMNS}
+
+
+def _acquisition_qc_ranges(out, key, p) -> None:
+    """The file's flagged time ranges: rows of acquisition_qc.csv."""
+    if p.acquisition_qc is not None:
+        for r in p.acquisition_qc["ranges"]:
+            out.rows["acquisition_qc"].append({**key, **r})
+
+
 def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
     stem = sample_id(file)
+    record = p.acquisition_qc
+    if record is not None and p.acq_bins is not None:
+        arrays["acq:bins"] = p.acq_bins
+        arrays["acq:columns"] = np.array(record.get("bin_columns", []), dtype=str)
+        arrays["acq:time_unit"] = np.array(record.get("time_unit", ""), dtype=str)
     by_id = {r.gate_id: r for r in counts.itertuples(index=False)}
     for g in p.gates:
         pts = p.qc_points.get(g["gate_id"])

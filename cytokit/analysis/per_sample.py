@@ -33,15 +33,24 @@ payload item             what
                          events (only with clustering markers)
 ``cluster_gates``        uint8 (n, n_populations): each of those events in each population
 ``warnings``             warnings raised while gating (adaptive gates that fell back...)
+``acquisition_qc``       with acquisition QC on: `cytokit.qc.file_record` (the samples-table
+                         columns, the flagged time ranges), ``bin_columns`` and ``time_unit``
+``acq_bins``             float64 (n_bins, n_columns): the QC plot's series
+                         (`cytokit.qc.apply.plot_bins`)
 =======================  ==================================================================
 
-Stages reported on failure: ``read`` (the FCS file), ``panel`` (a marker's
+Stages reported on failure: ``read`` (the FCS file), ``acquisition_qc`` (the
+file failed acquisition QC, `cytokit.qc.screen`), ``panel`` (a marker's
 channel), ``values`` (more non-finite values than ``[qc] max_nonfinite`` allows,
 `cytokit.finite`), ``gate`` (applying the strategy), ``measure``.
 
 Events with a NaN or infinite value in a channel the analysis reads (the
 gates', the markers' and the detectors compensated into them) are dropped
 before gating and counted (`cytokit.finite`).
+
+With acquisition QC on (``acquisition_qc`` settings), QC runs on the events
+already in memory right after the read; the events it removes are left out of
+everything after it, and a file whose verdict is ``fail`` fails (no numbers).
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ from cytokit.stats.density import Histogram, histogram_edges
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 3
+MEASURE_VERSION = 4
 PARENT_ROW = "__parent__"
 
 
@@ -112,6 +121,8 @@ class MeasureTask:
     max_nonfinite : float
         Largest fraction of events dropped for non-finite values before the
         file fails (`cytokit.finite`).
+    acquisition_qc : cytokit.qc.AcquisitionQCSettings or None
+        Acquisition QC before gating (None: none).
     """
 
     strategy: object
@@ -129,6 +140,7 @@ class MeasureTask:
     cluster_events: int = 20_000
     seed: int = 0
     max_nonfinite: float = MAX_NONFINITE
+    acquisition_qc: object = None
     _digest: str = field(default="", repr=False, compare=False)
     kind = "analyze"
 
@@ -169,7 +181,7 @@ class MeasureTask:
             "qc_points": QC_POINTS,
             "seed": self.seed,
             "max_nonfinite": self.max_nonfinite,
-        }
+        } | ({"acquisition_qc": self.acquisition_qc.as_dict()} if self.acquisition_qc else {})
 
     def _make_key(self) -> str:
         text = json.dumps(self.describe(), sort_keys=True, default=str)
@@ -188,6 +200,15 @@ class MeasureTask:
         with stage("read"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sample = read_fcs(path)
+        n_file = sample.n_events
+        qc_record = None
+        if self.acquisition_qc is not None:
+            from cytokit.qc.apply import file_record, plot_bins, screen
+
+            with stage("acquisition_qc"):
+                sample, qc = screen(sample, self.acquisition_qc, where=str(path))
+                qc_record = file_record(qc)
+                qc_bins = plot_bins(qc)
         with stage("panel"):
             markers = list(
                 dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
@@ -196,7 +217,6 @@ class MeasureTask:
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)
         seed = [self.seed, zlib.crc32(path.name.encode())]
-        n_file = sample.n_events
         with stage("gate"):
             dims = [
                 Dimension(sample.channels[columns[m]].name, compensation=comp_kind) for m in markers
@@ -229,6 +249,10 @@ class MeasureTask:
                 gates=[],
             )
             gates = res.gates
+            if qc_record is not None:
+                bins, bin_columns, unit = qc_bins
+                qc_record["bin_columns"], qc_record["time_unit"] = bin_columns.tolist(), unit
+                res.acquisition_qc, res.acq_bins = qc_record, bins
             for g in result.strategy.gates:
                 pts = gate_points(result, g, rng, compensation=result.compensation)
                 gates.append(

@@ -14,6 +14,7 @@ The store's item names (the on-disk layout) are::
     anchors  pileup                                with donor markers
     pheno:<population>  pheno_thresholds  pheno_events   with phenotype markers
     cluster  cluster_gates                         with clustering markers
+    acquisition_qc  acq_bins                       with acquisition QC
 
 Which payload a store item belongs to is fixed by the task key, which holds
 `cytokit.analysis.per_sample.MEASURE_VERSION`: a change of this layout bumps
@@ -47,6 +48,8 @@ _PLAIN = (
     "pheno_events",
     "cluster",
     "cluster_gates",
+    "acquisition_qc",
+    "acq_bins",
 )
 _REQUIRED = ("info", "counts", "nonfinite", "warnings", "gates")
 _TYPES = {
@@ -61,6 +64,8 @@ _TYPES = {
     "pheno_events": dict,
     "cluster": np.ndarray,
     "cluster_gates": np.ndarray,
+    "acquisition_qc": dict,
+    "acq_bins": np.ndarray,
 }
 
 
@@ -115,6 +120,11 @@ class SampleResult:
         None without clustering markers.
     cluster_gates : ndarray or None
         uint8 (n, n_populations): each of those events in each population.
+    acquisition_qc : dict or None
+        With acquisition QC: `cytokit.qc.file_record` (samples-table columns,
+        flagged ranges) with ``bin_columns`` and ``time_unit``.
+    acq_bins : ndarray or None
+        float64 (n_bins, n_columns): the QC plot's series (`cytokit.qc.apply.plot_bins`).
     """
 
     info: dict
@@ -132,6 +142,8 @@ class SampleResult:
     pheno_events: dict | None = None
     cluster: np.ndarray | None = None
     cluster_gates: np.ndarray | None = None
+    acquisition_qc: dict | None = None
+    acq_bins: np.ndarray | None = None
 
     def encode(self) -> dict[str, object]:
         """The store's items: ``{name: DataFrame, array or JSON value}`` (module docstring).
@@ -159,6 +171,9 @@ class SampleResult:
         if self.cluster is not None:
             out["cluster"] = self.cluster
             out["cluster_gates"] = self.cluster_gates
+        if self.acquisition_qc is not None:
+            out["acquisition_qc"] = self.acquisition_qc
+            out["acq_bins"] = self.acq_bins
         return out
 
     @classmethod

@@ -26,10 +26,10 @@ from cytokit.analysis.results import Results
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
-    cluster_tables,
     min_events_of,
     patients_of,
     populations_of,
+    read_cluster_tables,
 )
 
 __all__ = ["file_stem", "write_plots"]
@@ -259,7 +259,7 @@ def _day(value) -> str:
 
 def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
     """The clustering's heatmap and abundance plots, drawn by `cytokit.cluster` itself."""
-    table, summary, _ = cluster_tables(results)
+    table, summary, _ = read_cluster_tables(results)
     if table.empty or not {"origin", "metacluster"} <= set(table.columns):
         return
     try:

@@ -27,7 +27,12 @@ rather than once per error:
   parent). Each of those names (a path, a gate or quadrant id, a unique
   population name) is replaced by the canonical path of its population in
   `Study.settings`, so every table shows one spelling;
-* the FCS files (``check_files``): every panel marker resolves to a channel,
+* tubes (`cytokit.study.tubes`): the ``[tubes.<name>]`` tables, each
+  manifest row's ``tube`` among them, each further tube's strategy (read
+  with the tube's panel) and its files checked against its own panel and
+  strategy, a problem said once per tube ("tube 'receptors': in all 12
+  files: …"); `Study.tube_origin` says which tubes carry the donor marker;
+* the FCS files of the default tube (``check_files``): every panel marker resolves to a channel,
   and every channel a gate reads exists; a problem several files share is
   said once, naming them ("in all 15 files"). A file that cannot be read at all
   (corrupt, truncated) is not a study problem: it is listed in
@@ -60,6 +65,7 @@ from cytokit.study.manifest import (
 )
 from cytokit.study.panel import Panel
 from cytokit.study.settings import StudySettings, parse_settings
+from cytokit.study.tubes import DEFAULT_TUBE, Tube, parse_tubes
 
 __all__ = [
     "Study",
@@ -92,6 +98,15 @@ class Study:
         The loaded strategy (None when not checked: ``check_files=False``).
     unreadable : dict of Path to str
         Files that exist but could not be read, with the reason.
+    tubes : dict of str to Tube
+        Every tube (`cytokit.study.tubes`), the default tube (the top-level tables) first.
+    chimerism_tube : str
+        The tube chimerism and counts come from (``[chimerism] tube``).
+    tube_gating : dict of str to GatingStrategy
+        The loaded strategy of each tube other than the default (when checked).
+    tube_origin : dict of str to bool
+        Whether each tube the manifest uses carries its rows' donor marker in every
+        readable file (its cells have origin, donor or recipient); when checked.
     clinical : ClinicalFiles
         ``treatments.csv`` (or ``infusions.csv``), ``outcomes.csv`` and
         ``[outcomes]``; `infusions` are its given cell infusions.
@@ -107,7 +122,20 @@ class Study:
     settings: StudySettings = field(default_factory=StudySettings)
     gating: Any = None
     unreadable: dict[Path, str] = field(default_factory=dict)
+    tubes: dict[str, Tube] = field(default_factory=dict)
+    chimerism_tube: str = DEFAULT_TUBE
+    tube_gating: dict[str, Any] = field(default_factory=dict)
+    tube_origin: dict[str, bool] = field(default_factory=dict)
     clinical: ClinicalFiles = field(default_factory=ClinicalFiles)
+
+    def tube_of(self, row: ManifestRow) -> str:
+        """The name of the tube a manifest row was stained with."""
+        return row.tube or DEFAULT_TUBE
+
+    def tubes_used(self) -> list[str]:
+        """The tubes the manifest lists files of, in `tubes` order."""
+        used = {self.tube_of(r) for r in self.rows}
+        return [t for t in (self.tubes or {DEFAULT_TUBE: None}) if t in used]
 
     @property
     def patients(self) -> list[str]:
@@ -162,7 +190,10 @@ class Study:
 
         The study's strategy (`gating`, else ``[gating] strategy``), its
         compensation (`compensation`) and ``[gating] seed``: the same counts as
-        ``counts.csv`` of ``analyze`` for that file.
+        ``counts.csv`` of ``analyze`` for that file. With ``[acquisition_qc]``
+        the sample is screened first (`cytokit.qc.screen`) and only the events
+        QC keeps are gated, as ``analyze`` and ``cytokit gate --study`` do; the
+        result's memberships are then over those events.
 
         Parameters
         ----------
@@ -174,8 +205,18 @@ class Study:
         Returns
         -------
         GatingResult
+
+        Raises
+        ------
+        FCSError
+            Acquisition QC failed the file (the message says why).
         """
         strategy = self.gating if self.gating is not None else self.load_strategy()
+        qc = self.settings.qc_settings
+        if qc is not None:
+            from cytokit.qc import screen
+
+            sample, _ = screen(sample, qc)
         return strategy.apply(
             sample,
             compensation=self.compensation(),
@@ -396,7 +437,15 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     unreadable: dict[Path, str] = {}
     if check_files and toml_read:
         panel_used = panel if panel_ok else None
-        problems += file_problems(rows, panel_used, markers, gating, unreadable)
+        default_rows = [r for r in rows if not r.tube]  # other tubes: `_check_tubes`
+        problems += file_problems(default_rows, panel_used, markers, gating, unreadable)
+    tubes, chimerism_tube, found = (
+        parse_tubes(config, str(toml), panel, settings) if panel_ok else ({}, DEFAULT_TUBE, [])
+    )
+    problems += found
+    tube_gating, tube_origin = _check_tubes(
+        root, rows, tubes, settings, config, roots, problems, unreadable, check_files, gating
+    )
     if problems:
         raise StudyError(
             f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
@@ -417,6 +466,10 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         settings,
         gating,
         unreadable,
+        tubes,
+        chimerism_tube,
+        tube_gating,
+        tube_origin,
         clinical=clinical,
     )
 
@@ -455,3 +508,104 @@ def check_same_content(study: Study, hashes: dict[Path, str]) -> None:
         raise StudyError(
             f"{study.root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
         )
+
+
+def _check_tubes(
+    root: Path,
+    rows: list[ManifestRow],
+    tubes: dict[str, Tube],
+    settings: StudySettings,
+    config: dict,
+    roots,
+    problems: list[str],
+    unreadable: dict[Path, str],
+    check_files: bool,
+    gating,
+) -> tuple[dict[str, Any], dict[str, bool]]:
+    """Check the manifest's tubes: each named in study.toml, each tube's strategy and files.
+
+    A problem is said once per tube, for all the files of the tube it holds in
+    (a receptor tube's channels are not looked for in the chimerism tube's
+    files). Returns the loaded strategy of each further tube and whether each
+    used tube has origin.
+    """
+    manifest = root / "manifest.csv"
+    if not tubes:  # study.toml or its [panel] unreadable: reported already
+        return {}, {}
+    by_tube: dict[str, list[ManifestRow]] = {}
+    for row in rows:
+        name = row.tube or DEFAULT_TUBE
+        if name not in tubes:
+            problems.append(
+                f"{manifest}, line {row.line}: tube {row.tube!r} is not a tube of study.toml; "
+                f"its tubes are: {', '.join(tubes)} (add a [tubes.{row.tube}] table, or fix "
+                "the tube column)"
+            )
+            continue
+        by_tube.setdefault(name, []).append(row)
+    strategies: dict[str, Any] = {}
+    origin: dict[str, bool] = {}
+    for name, tube in tubes.items():
+        if tube.is_default:  # its files were checked for each row's donor marker
+            mine = by_tube.get(name, [])
+            if check_files and mine:
+                origin[name] = all((r.donor_marker or settings.donor_marker) for r in mine)
+            continue
+        where = f"{root / 'study.toml'} [tubes.{name}]"
+        why = refusal(root / tube.strategy, roots)
+        if why and tube.strategy != settings.strategy:  # the top level's is reported already
+            problems.append(f"{where}: strategy = {tube.strategy!r} {why}")
+        if why:
+            continue
+        if not check_files:
+            continue
+        found: list[str] = []
+        tube_settings = StudySettings(populations=tube.populations, strategy=tube.strategy)
+        strategy, _, tube_settings = _load_strategy(
+            root, tube_settings, None, found, tube.panel, config
+        )
+        problems += [f"{where}: {p}" for p in found]
+        tubes[name] = Tube(
+            tube.name,
+            tube.panel,
+            tube.own,
+            tube.strategy,
+            tube_settings.populations,
+            tube.phenotype_markers,
+            tube.phenotype_thresholds,
+        )
+        strategies[name] = strategy
+        mine = by_tube.get(name, [])
+        if not mine:
+            continue
+        has = _has_origin(mine, tube.panel, settings, unreadable)
+        origin[name] = has
+        need = tube.required_markers(settings.donor_marker if has else "")
+        found = file_problems(mine, tube.panel, need, strategy, unreadable, donor=has)
+        problems += [f"tube {name!r}: {p}" for p in found]
+    return strategies, origin
+
+
+def _has_origin(rows, panel, settings: StudySettings, unreadable: dict[Path, str]) -> bool:
+    """Whether every readable file of `rows` carries its row's donor marker in `panel`."""
+    import warnings
+
+    from cytokit.fcs import read_fcs
+
+    if not rows:
+        return False
+    for row in rows:
+        marker = row.donor_marker or settings.donor_marker
+        if not marker or marker not in panel:
+            return False
+        if row.file in unreadable:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sample = read_fcs(row.file, mmap=True, scale=False)
+        except (CytokitError, OSError):
+            continue  # reported by the file checks
+        if isinstance(panel.find(sample.channels, marker), str):
+            return False
+    return True

@@ -55,6 +55,11 @@ table              key                          meaning (default)
                    ``events``                   threshold-parent events kept per file for
                                                 clustering (20,000; all below it)
 =================  ===========================  ==========================================
+
+``[acquisition_qc]`` (``enabled``, ``checks``, ``sensitivity``, ``max_removed_pct``,
+``warn_removed_pct``, ``exclude_channels``; `cytokit.qc.settings`): acquisition QC
+before gating. Without the table there is no QC (a study's tables stay as they
+were); with it QC runs unless ``enabled = false``.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ DONOR_SIDES = ("positive", "negative")
 _KNOWN = {
     "compensation": {"source"},
     "gating": {"strategy", "seed"},
-    "chimerism": {"marker", "donor_is", "parent", "ci"},
+    "chimerism": {"marker", "donor_is", "parent", "ci", "tube"},
     "qc": {"min_events", "max_nonfinite"},
     "counting": {"beads", "lymphocytes", "leukocytes"},
     "phenotype": {"markers", "thresholds", "max_events"},
@@ -176,6 +181,14 @@ class StudySettings:
     phenotype_thresholds: dict[str, float] = field(default_factory=dict)
     phenotype_max_events: int = 50_000
     clustering: ClusteringSettings | None = None
+    #: ``[acquisition_qc]``: None without the table (no QC, as before the table existed)
+    acquisition_qc: Any = None  # cytokit.qc.AcquisitionQCSettings or None
+
+    @property
+    def qc_settings(self):
+        """The acquisition-QC settings when QC runs (table present and enabled), else None."""
+        a = self.acquisition_qc
+        return a if a is not None and a.enabled else None
 
     def transform_of(self, marker: str):
         """The transform of `marker` (its override, else the default)."""
@@ -261,6 +274,12 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
     cl = tables["clustering"]
     if cl:
         kw["clustering"] = _clustering(cl, at, problems)
+    if "acquisition_qc" in config:
+        from cytokit.qc.settings import parse_acquisition_qc
+
+        acq, found = parse_acquisition_qc(config["acquisition_qc"], source)
+        problems += found
+        kw["acquisition_qc"] = None if found else acq
     return StudySettings(**kw), problems
 
 
