@@ -55,10 +55,17 @@ STAGES = (
     ("cytokit.kernels",),
     BASE,
     ("cytokit.gating", "cytokit.qc", "cytokit.simulate"),
-    ("cytokit.study",),
+    # the clinical files' readers need only the study's table reader: the study loads them
+    (
+        "cytokit.study",
+        "cytokit.clinical.treatments",
+        "cytokit.clinical.outcomes",
+        "cytokit.clinical.settings",
+    ),
     ("cytokit.engine", "cytokit.cluster"),
-    ("cytokit.analysis",),
-    ("cytokit.plots", "cytokit.clinical"),
+    # the outcome tables are built beside the study tables, from the trends' persistence
+    ("cytokit.analysis", "cytokit.clinical"),
+    ("cytokit.plots",),
     ("cytokit.report",),
     ("cytokit", "cytokit.cli"),
 )

@@ -93,7 +93,7 @@ def test_every_treatment_problem_is_reported_at_once(tmp_path):
         r"line 9: dose_level 'one' is not a whole number",
         r"line 9: given 'maybe' must be yes or no",
         r"line 10: patient P01 already has NK on day 0 \(line 2\)",
-        r"line 11: patient 'P09' is not in manifest.csv",
+        r"line 11: patient 'P09' \(day 0\) is not in manifest.csv",
         r"line 12: 2 fields but the header has 8",
     ]
     for pattern in expected:

@@ -26,6 +26,7 @@ import pandas as pd
 
 from cytokit._version import __version__
 from cytokit.analysis.invariants import check_results
+from cytokit.analysis.outcomes import outcome_tables
 from cytokit.analysis.per_patient import PatientTables, patient_tables
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import TABLES, Results, conform
@@ -134,6 +135,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
     )
     for name, columns in TABLES.items():
         setattr(results, name, conform(getattr(results, name), columns))
+    results.clinical = outcome_tables(study, results.chimerism)
     check_results(results)  # a broken invariant is a bug: no table is written
     return results
 
@@ -210,6 +212,7 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
         inf = infusions.get(patient, [])
         days = [i.day for i in inf]
         doses = [np.nan if i.dose_per_kg is None else i.dose_per_kg for i in inf]
+        products = [i.product for i in inf]
         for measure in MEASURES:
             values = g[measure].to_numpy(dtype=np.float64)
             if not np.isfinite(values).any():
@@ -223,7 +226,15 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
             }
             counts = g["donor_events"].to_numpy(dtype=np.float64)
             row.update(
-                trend_row(g["day"].to_numpy(), values, g["status"].to_numpy(), days, doses, counts)
+                trend_row(
+                    g["day"].to_numpy(),
+                    values,
+                    g["status"].to_numpy(),
+                    days,
+                    doses,
+                    counts,
+                    products=products,
+                )
             )
             rows.append(row)
     trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))

@@ -132,6 +132,7 @@ def violations(results) -> list[str]:
     ranges = getattr(results, "acquisition_qc", pd.DataFrame())
     if not samples.empty or not ranges.empty:
         _acquisition_qc(found, samples, counts, ranges)
+    _clinical(found, getattr(results, "clinical", None) or {})
     failed = set(_text(results.failures, "file")) if not results.failures.empty else set()
     for name in ("samples", "counts", "chimerism", "acquisition_qc"):
         frame = getattr(results, name, pd.DataFrame())
@@ -411,4 +412,54 @@ def _trends(found: _Found, tr: pd.DataFrame, chim: pd.DataFrame) -> None:
         ]
         found.rows(
             "trends", tr, bad, f"{col} must be a day with status {' or '.join(sorted(allowed))}"
+        )
+
+
+def _clinical(found: _Found, tables: dict) -> None:
+    """The outcome tables: probabilities in [0, 1] inside their CIs, counts that add up."""
+    survival = tables.get("survival")
+    if survival is not None and not survival.empty:
+        est, low, high = (_num(survival, c) for c in ("estimate", "ci_low", "ci_high"))
+        found.rows("survival", survival, ~((est >= 0) & (est <= 1)), "estimate must be in [0, 1]")
+        has = np.isfinite(low) & np.isfinite(high)
+        found.rows(
+            "survival",
+            survival,
+            has & ~((low <= est + 1e-12) & (est <= high + 1e-12) & (low >= 0) & (high <= 1)),
+            "0 <= ci_low <= estimate <= ci_high <= 1",
+        )
+        at_risk, events = _num(survival, "n_at_risk"), _num(survival, "n_events")
+        found.rows("survival", survival, events > at_risk, "n_events must be <= n_at_risk")
+    landmark = tables.get("landmark")
+    if landmark is not None and not landmark.empty:
+        parts = sum(
+            _num(landmark, c)
+            for c in (
+                "n_eligible",
+                "n_excluded_event",
+                "n_excluded_followup",
+                "n_excluded_no_sample",
+            )
+        )
+        found.rows(
+            "landmark",
+            landmark,
+            ~_close(parts, _num(landmark, "n_patients")),
+            "eligible and excluded patients must add up to n_patients",
+        )
+        groups = np.nan_to_num(_num(landmark, "n_1")) + np.nan_to_num(_num(landmark, "n_0"))
+        found.rows(
+            "landmark",
+            landmark,
+            groups > _num(landmark, "n_eligible"),
+            "n_1 + n_0 must not exceed n_eligible",
+        )
+    escalation = tables.get("dose_escalation")
+    if escalation is not None and not escalation.empty:
+        dlt, evaluable = _num(escalation, "n_dlt"), _num(escalation, "n_evaluable")
+        found.rows(
+            "dose_escalation",
+            escalation,
+            (dlt > evaluable) | (evaluable > _num(escalation, "n_patients")),
+            "n_dlt <= n_evaluable <= n_patients",
         )

@@ -116,6 +116,12 @@ DataFrame attribute of the same name.
     markers (donor, phenotype, clustering), counting (gate paths), qc
     (min_events, ci), strategy (source, digest), task (the store key),
     clustering (what was done, or an error), config (study.toml as read).
+``outcomes_summary.csv``, ``survival.csv``, ``landmark.csv``, ``dose_escalation.csv``, ``response.csv``, ``doses.csv``
+    Only when the study has ``outcomes.csv`` (`cytokit.analysis.outcomes`):
+    Kaplan-Meier PFS/OS and GVHD cumulative incidence summaries and their
+    step tables, the landmark analysis by persistence, the 3+3 dose
+    escalation, response against persistence, doses per patient and product
+    (`cytokit.clinical.tables.TABLE_COLUMNS`). ``Results.clinical`` holds them.
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task
     key, each row with a checksum verified on read (`cytokit.engine.store`).
@@ -140,7 +146,7 @@ from cytokit._io import atomic_write_bytes, atomic_write_text, frame_csv, restor
 from cytokit.analysis.tablesjson import check_index, invalidate_index, write_index
 from cytokit.errors import CytokitError
 
-__all__ = ["TABLES", "Results", "conform", "load_results", "write_results"]
+__all__ = ["CLINICAL_TABLES", "TABLES", "Results", "conform", "load_results", "write_results"]
 
 #: Table name -> columns, in the contract's order (clusters: whatever clustering gives).
 TABLES: dict[str, tuple[str, ...]] = {
@@ -197,6 +203,11 @@ def _fill_columns() -> None:
 
 _fill_columns()
 
+#: Tables written only when the study has outcomes.csv (`cytokit.analysis.outcomes`).
+CLINICAL_TABLES = (
+    "outcomes_summary", "survival", "landmark", "dose_escalation", "response", "doses",
+)  # fmt: skip
+
 
 @dataclass
 class Results:
@@ -210,6 +221,9 @@ class Results:
     clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc : pandas.DataFrame
     out : Path or None
         The folder the results were written to.
+    clinical : dict of str to DataFrame
+        The outcome tables (`CLINICAL_TABLES`), only when the study has
+        ``outcomes.csv``; empty otherwise.
     """
 
     study: dict = field(default_factory=dict)
@@ -228,6 +242,7 @@ class Results:
     qc: pd.DataFrame = field(default_factory=pd.DataFrame)
     acquisition_qc: pd.DataFrame = field(default_factory=pd.DataFrame)
     out: Path | None = None
+    clinical: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def qc_points(self, file: str, gate_id: str) -> np.ndarray:
         """The QC subsample of `gate_id`'s parent events in `file` (float32, (n, n_dims))."""
@@ -313,6 +328,11 @@ def write_results(results: Results, out: str | Path) -> Path:
         frame = getattr(results, name)
         atomic_write_bytes(out / f"{name}.csv", _csv_bytes(frame, columns))
         index[f"{name}.csv"] = len(frame)
+    for name in CLINICAL_TABLES:
+        if name in results.clinical:
+            frame = results.clinical[name]
+            atomic_write_bytes(out / f"{name}.csv", _csv_bytes(frame, ()))
+            index[f"{name}.csv"] = len(frame)
     atomic_write_text(
         out / "study.json", json.dumps(results.study, indent=2, default=_json_default) + "\n"
     )
@@ -397,4 +417,9 @@ def load_results(out: str | Path) -> Results:
                 f"{path}: no column {shown}; the table is damaged or was not written by this "
                 f"cytokit: run `cytokit analyze STUDY --out {out}` again to rewrite it"
             )
+    kw["clinical"] = {
+        name: _read_csv(out / f"{name}.csv", checked[f"{name}.csv"])
+        for name in CLINICAL_TABLES
+        if checked.get(f"{name}.csv") is not None
+    }
     return Results(**kw)

@@ -24,7 +24,13 @@ from pathlib import Path
 from cytokit._outdir import output_folder
 from cytokit.analysis.cohort import study_tables
 from cytokit.analysis.per_sample import MeasureTask
-from cytokit.analysis.results import TABLES, Results, load_results, write_results
+from cytokit.analysis.results import (
+    CLINICAL_TABLES,
+    TABLES,
+    Results,
+    load_results,
+    write_results,
+)
 from cytokit.errors import CytokitError, StudyError
 from cytokit.study.folder import Study, check_same_content, load_study
 
@@ -192,7 +198,8 @@ def analyze(
         if out is None:
             folder = Path(tmp)
         else:  # checked before gating: a bad --out must not cost the whole batch
-            names = (*(f"{name}.csv" for name in TABLES), "study.json", "results.sqlite")
+            tables = (*TABLES, *CLINICAL_TABLES)
+            names = (*(f"{name}.csv" for name in tables), "study.json", "results.sqlite")
             folder = output_folder(out, files=names, folders=("qc",))
         with RunStore(folder / "results.sqlite") as store:
             files = [str(r.file) for r in study.rows]

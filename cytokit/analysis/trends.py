@@ -68,12 +68,13 @@ TREND_COLUMNS = (
     "last_day", "peak_day", "peak_value", "last_detectable_day", "last_quantified_day", "auc",
     "auc_days", "half_life_days", "half_life_ci_low", "half_life_ci_high", "half_life_n",
     "half_life_r2", "half_life_from_day", "half_life_note", "n_infusions", "total_dose_per_kg",
-    "last_infusion_day",
+    "last_infusion_day", "dose_product", "doses_per_kg",
 )  # fmt: skip
 COHORT_COLUMNS = (
     "stratum", "population", "measure", "n_patients", "n_detected", "peak_median", "peak_min",
     "peak_max", "auc_median", "auc_min", "auc_max", "half_life_n", "half_life_median",
     "half_life_min", "half_life_max", "dose_median", "dose_auc_spearman", "dose_peak_spearman",
+    "dose_product",
 )  # fmt: skip
 DETECTED = ("quantified", "not_quantifiable")
 MIN_POINTS = 3
@@ -262,7 +263,7 @@ def _auc(days: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     return float(np.sum((d[1:] - d[:-1]) * (v[1:] + v[:-1]) / 2.0)), float(d[-1] - d[0])
 
 
-def trend_row(days, values, status, infusions=(), doses=(), counts=None) -> dict:
+def trend_row(days, values, status, infusions=(), doses=(), counts=None, *, products=()) -> dict:
     """Peak, last detection, AUC and half-life of one patient's population over time.
 
     Parameters
@@ -275,6 +276,12 @@ def trend_row(days, values, status, infusions=(), doses=(), counts=None) -> dict
         Dose per kg of each infusion (NaN when unknown).
     counts : array_like, optional
         Donor events behind each value (the half-life is then a count fit).
+    products : sequence of str, optional
+        The cell product of each infusion. Doses are summed per product, never
+        across products: ``total_dose_per_kg`` is the total of a patient who
+        received one product (named in ``dose_product``) and empty for one who
+        received several (``dose_product`` then names them, joined by ``+``);
+        ``doses_per_kg`` gives each product's total (``DLI: 2e+06; CIK: 1.8e+07``).
 
     Returns
     -------
@@ -311,8 +318,16 @@ def trend_row(days, values, status, infusions=(), doses=(), counts=None) -> dict
     row.update(fit_half_life(days, values, status, infusions, counts=row_counts))
     doses = np.asarray(doses, dtype=np.float64)
     row["n_infusions"] = len(infusions)
-    row["total_dose_per_kg"] = float(np.nansum(doses)) if doses.size else float("nan")
+    names = [str(p) for p in products] if len(products) == doses.size else [""] * doses.size
+    totals: dict[str, float] = {}
+    for name, dose in zip(names, doses, strict=True):
+        # an unknown dose makes its product's total unknown: any sum would be too low
+        totals[name] = totals.get(name, 0.0) + float(dose)
+    single = len(totals) == 1
+    row["total_dose_per_kg"] = next(iter(totals.values())) if single else float("nan")
     row["last_infusion_day"] = float(max(infusions)) if len(infusions) else float("nan")
+    row["dose_product"] = "+".join(totals)
+    row["doses_per_kg"] = "; ".join(f"{k}: {v:.6g}" for k, v in totals.items() if k)
     return row
 
 
@@ -339,6 +354,13 @@ def cohort_summary(trends: pd.DataFrame) -> pd.DataFrame:
         auc = g["auc"].to_numpy(dtype=float)
         hl = g["half_life_days"].to_numpy(dtype=float)
         dose = g["total_dose_per_kg"].to_numpy(dtype=float)
+        # a correlation of dose with persistence reads one product's doses: when the
+        # patients' single products differ, no dose statistic (never across products)
+        with_dose = np.isfinite(dose)
+        named = g["dose_product"] if "dose_product" in g else pd.Series([""] * len(g))
+        dose_products = sorted({str(p) for p in named.to_numpy(dtype=object)[with_dose]})
+        if len(dose_products) > 1:
+            dose = np.full_like(dose, np.nan)
         hl_ok = hl[np.isfinite(hl)]
 
         def stat(a, fn):
@@ -365,6 +387,7 @@ def cohort_summary(trends: pd.DataFrame) -> pd.DataFrame:
                 "dose_median": stat(dose, np.median),
                 "dose_auc_spearman": _spearman(dose, auc),
                 "dose_peak_spearman": _spearman(dose, peak),
+                "dose_product": "; ".join(str(p) for p in dose_products),
             }
         )
     return pd.DataFrame(rows, columns=list(COHORT_COLUMNS))

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit.errors import StudyError
+from cytokit.study.manifest import MAX_DAYS
 
 __all__ = [
     "COURSE_GAP",
@@ -129,7 +130,10 @@ def parse_treatments(
     header, records = read_table(path, problems)
     if not header:
         return []
-    legacy = "dose_per_kg" in header and "dose" not in header
+    # the older infusions.csv: every row a cell infusion in cells/kg (dose_per_kg optional)
+    legacy = "dose" not in header and (
+        "dose_per_kg" in header or (path.name == "infusions.csv" and "kind" not in header)
+    )
     need = ["patient", "day", "product"] + ([] if legacy else ["kind"])
     missing = [c for c in need if c not in header]
     if missing:
@@ -157,10 +161,18 @@ def _row(path, line, rec, legacy, known_patients, problems) -> Treatment | None:
     if not patient:
         problems.append(f"{where}: empty 'patient'")
     elif known_patients is not None and patient not in known_patients:
-        problems.append(f"{where}: patient {patient!r} is not in manifest.csv")
+        problems.append(
+            f"{where}: patient {patient!r} (day {rec['day'].strip()}) is not in manifest.csv"
+        )
     if not product:
         problems.append(f"{where}: empty 'product'; name it (e.g. NK, DLI, CIK, IL-2)")
     day = _whole(rec["day"], f"{where}: day", problems, required=True)
+    if day is not None and abs(day) > MAX_DAYS:
+        problems.append(
+            f"{where}: day {rec['day'].strip()!r} is beyond ±{MAX_DAYS:,} days (100 years) of "
+            "the first infusion; days count from the first infusion: is it a date or a typo?"
+        )
+        day = None
     kind = rec.get("kind", "").strip().lower()
     if legacy and not kind:
         kind = "cells"  # infusions.csv: every row an infusion of cells

@@ -37,6 +37,7 @@ from cytokit.report.contents import (
     populations_of,
     read_cluster_tables,
 )
+from cytokit.report.outcomes import outcomes_section
 from cytokit.report.reasons import glossary_html
 from cytokit.report.tables import (
     chimerism_table,
@@ -431,6 +432,7 @@ def report_html(results: Results, plots: ReportPlots) -> str:
     n_fail = len(results.failures) if nonempty(results.failures) else 0
     body = [
         _header(results, n_fail, patients),
+        outcomes_section(results),
         _cohort(results, plots, patients),
         *[_patient(results, plots, pid, i + 1, pops) for i, pid in enumerate(patients)],
         _clusters(results, plots),

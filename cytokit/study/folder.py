@@ -57,10 +57,10 @@ from cytokit._paths import refusal, study_roots
 from cytokit.errors import CytokitError, StudyError
 from cytokit.study._toml import load_toml
 from cytokit.study.checks import file_problems, marker_problems
+from cytokit.study.clinical_files import ClinicalFiles, read_clinical_files
 from cytokit.study.manifest import (
     Infusion,
     ManifestRow,
-    read_infusions,
     read_manifest,
 )
 from cytokit.study.panel import Panel
@@ -107,6 +107,9 @@ class Study:
     tube_origin : dict of str to bool
         Whether each tube the manifest uses carries its rows' donor marker in every
         readable file (its cells have origin, donor or recipient); when checked.
+    clinical : ClinicalFiles
+        ``treatments.csv`` (or ``infusions.csv``), ``outcomes.csv`` and
+        ``[outcomes]``; `infusions` are its given cell infusions.
     """
 
     root: Path
@@ -123,6 +126,7 @@ class Study:
     chimerism_tube: str = DEFAULT_TUBE
     tube_gating: dict[str, Any] = field(default_factory=dict)
     tube_origin: dict[str, bool] = field(default_factory=dict)
+    clinical: ClinicalFiles = field(default_factory=ClinicalFiles)
 
     def tube_of(self, row: ManifestRow) -> str:
         """The name of the tube a manifest row was stained with."""
@@ -373,17 +377,6 @@ def _check_compensation(root: Path, toml: Path, source: str, roots, problems: li
                 problems.append(str(exc))
 
 
-def _check_infusion_patients(root: Path, rows, infusions, problems: list[str]) -> None:
-    """Every infusion's patient must be in the manifest (when it has rows)."""
-    patients = {r.patient for r in rows}
-    for inf in infusions:
-        if rows and inf.patient not in patients:
-            problems.append(
-                f"{root / 'infusions.csv'}: patient {inf.patient!r} (day {inf.day}) is not in "
-                "manifest.csv"
-            )
-
-
 def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -> Study:
     """Load and check a study folder.
 
@@ -428,8 +421,9 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     problems += found
     _check_compensation(root, toml, settings.compensation, roots, problems)
     rows = read_manifest(root / "manifest.csv", problems, roots)
-    infusions = read_infusions(root / "infusions.csv", problems, roots)
-    _check_infusion_patients(root, rows, infusions, problems)
+    patients = {r.patient for r in rows}
+    clinical = read_clinical_files(root, config, toml, patients or None, roots, problems)
+    infusions = clinical.infusions()
     gating, strategy_path = None, None
     why = refusal(root / settings.strategy, roots) if settings.strategy else None
     if why and strategy is None:  # a strategy given by the caller is the caller's choice
@@ -489,6 +483,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         chimerism_tube,
         tube_gating,
         tube_origin,
+        clinical=clinical,
     )
 
 

@@ -1,0 +1,119 @@
+"""The report's Outcomes section: survival, landmark, GVHD, dose escalation, response.
+
+`outcomes_section` renders it from the outcome tables of `Results.clinical`
+(written by ``cytokit analyze`` when the study has ``outcomes.csv``); a
+study without them gets no section. The figures are embedded in the page
+(Kaplan-Meier PFS and OS with 95 % intervals and the numbers at risk under
+each plot; the cumulative incidence of acute GVHD), the landmark result is one
+plain sentence per endpoint, and dose escalation and response against
+persistence are tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from cytokit.analysis.results import Results
+from cytokit.errors import CytokitError
+from cytokit.plots._figure import figure_bytes
+from cytokit.plots.outcomes import survival_figure
+from cytokit.report._html import esc, figure, fmt, nonempty, table
+
+__all__ = ["outcomes_section"]
+
+_ENDPOINTS = {"pfs": "progression-free survival", "os": "overall survival"}
+
+
+def _curve(survival: pd.DataFrame, analysis: str, group_by: str, caption: str) -> str:
+    try:
+        fig = survival_figure(survival, analysis, group_by)
+    except CytokitError:
+        return ""
+    return figure(figure_bytes(fig, "png"), caption)
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _cells(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
+    out = []
+    for _, row in frame.iterrows():
+        cells = []
+        for c in columns:
+            v = row[c]
+            if isinstance(v, str):
+                cells.append(v)
+            elif v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+                cells.append("")
+            else:
+                x = _number(v)  # counts and levels are whole numbers: no "1.00"
+                cells.append(fmt(x, integer=math.isfinite(x) and x == int(x)))
+        out.append(cells)
+    return out
+
+
+def landmark_sentence(row) -> str:
+    """One plain sentence of a ``landmark.csv`` row."""
+    endpoint = _ENDPOINTS.get(str(row["endpoint"]), str(row["endpoint"]))
+    day = int(_number(row["landmark_day"]))
+    excluded = sum(
+        int(_number(row[c]))
+        for c in ("n_excluded_event", "n_excluded_followup", "n_excluded_no_sample")
+        if math.isfinite(_number(row[c]))
+    )
+    head = (
+        f"Landmark at day {day} ({endpoint}): {int(_number(row['n_eligible']))} of "
+        f"{int(_number(row['n_patients']))} patients were alive and event-free then "
+        f"({excluded} excluded)"
+    )
+    hr = _number(row["hazard_ratio"])
+    if not math.isfinite(hr):
+        note = str(row["note"]) if isinstance(row["note"], str) and row["note"] else ""
+        return f"{head}; no comparison" + (f": {note}." if note else ".")
+    return (
+        f"{head}; {row['group_1']} ({int(_number(row['n_1']))} patients, "
+        f"{int(_number(row['events_1']))} events) against {row['group_0']} "
+        f"({int(_number(row['n_0']))}, {int(_number(row['events_0']))}): hazard ratio "
+        f"{fmt(hr)} (95 % CI {fmt(_number(row['hr_ci_low']))}–{fmt(_number(row['hr_ci_high']))}), "
+        f"log-rank p = {fmt(_number(row['logrank_p']))}."
+    )
+
+
+def outcomes_section(results: Results) -> str:
+    """The Outcomes section's HTML, or "" when the results have no outcome tables."""
+    tables = results.clinical
+    if not tables:
+        return ""
+    parts = ['<section id="outcomes">', "<h2>Outcomes</h2>"]
+    survival = tables.get("survival", pd.DataFrame())
+    if nonempty(survival):
+        for analysis in ("pfs", "os"):
+            title = _ENDPOINTS[analysis].capitalize()
+            parts.append(_curve(survival, analysis, "all", f"{title}, 95 % CI, numbers at risk"))
+            parts.append(_curve(survival, analysis, "stratum", f"{title} by stratum"))
+        parts.append(
+            _curve(survival, "agvhd", "all", "Cumulative incidence of acute GVHD (death competing)")
+        )
+    landmark = tables.get("landmark", pd.DataFrame())
+    if nonempty(landmark):
+        items = "".join(f"<li>{esc(landmark_sentence(r))}</li>" for _, r in landmark.iterrows())
+        parts.append(f"<h3>Landmark analysis by persistence</h3><ul>{items}</ul>")
+    escalation = tables.get("dose_escalation", pd.DataFrame())
+    if nonempty(escalation):
+        cols = ["product", "dose_level", "dose", "unit", "n_patients", "n_evaluable", "n_dlt"]
+        cols += ["decision", "mtd", "note"]
+        parts.append("<h3>Dose escalation</h3>")
+        parts.append(table(cols, _cells(escalation, cols)))
+    response = tables.get("response", pd.DataFrame())
+    if nonempty(response):
+        cols = ["measure", "group", "n", "median", "q1", "q3", "test", "p_value", "note"]
+        parts.append("<h3>Response against persistence</h3>")
+        parts.append(table(cols, _cells(response, cols)))
+    parts.append("</section>")
+    return "\n".join(p for p in parts if p)

@@ -1,0 +1,255 @@
+"""The clinical files in a study folder: loading, and what they change in trends and cohort.
+
+The sample study's schedule (sample_data/infusions.csv) is the truth the tests
+compare with: P01 one NK infusion of 1.8e7/kg; P02 two DLIs of 1e6/kg (days 0,
+21) then CIK 3, 5 and 10 x 1e6/kg (days 42, 63, 84); P03 two NK infusions of
+1.2e7/kg (days 0, 14).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import cytokit
+from cytokit.errors import StudyError
+from cytokit.study import load_study
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+
+TREATMENTS = """patient,day,product,kind,dose,unit,dose_level,given
+P01,0,NK,cells,18000000,cells/kg,1,yes
+P01,1,IL-2,drug,1,MIU/m2,,yes
+P01,3,IL-2,drug,1,MIU/m2,,yes
+P01,5,IL-2,drug,1,MIU/m2,,yes
+P01,7,IL-2,drug,1,MIU/m2,,yes
+P01,9,IL-2,drug,1,MIU/m2,,yes
+P02,0,DLI,cells,1000000,cells/kg,,yes
+P02,21,DLI,cells,1000000,cells/kg,,yes
+P02,42,CIK,cells,3000000,cells/kg,1,yes
+P02,63,CIK,cells,5000000,cells/kg,2,yes
+P02,84,CIK,cells,10000000,cells/kg,3,yes
+P02,105,CIK,cells,20000000,cells/kg,4,no
+P03,0,NK,cells,12000000,cells/kg,1,yes
+P03,14,NK,cells,12000000,cells/kg,1,yes
+P03,2,IL-2,drug,1,MIU/m2,,yes
+P03,16,IL-2,drug,1,MIU/m2,,yes
+"""
+
+
+@pytest.fixture
+def study(tmp_path):
+    return shutil.copytree(SAMPLE_DATA, tmp_path / "s", ignore=shutil.ignore_patterns("*.npz"))
+
+
+def _problems(folder: Path) -> list[str]:
+    with pytest.raises(StudyError) as err:
+        load_study(folder, check_files=False)
+    return str(err.value).split("\n  ")[1:]
+
+
+def test_treatments_and_outcomes_are_loaded(study):
+    (study / "infusions.csv").unlink()
+    (study / "treatments.csv").write_text(TREATMENTS)
+    (study / "outcomes.csv").write_text(
+        "patient,response,response_day,last_followup_day,death_day\n"
+        "P01,CR,100,400,\nP02,PD,100,,250\nP03,PR,100,365,\n"
+    )
+    with (study / "study.toml").open("a") as fh:
+        fh.write("\n[outcomes]\nlandmark_day = 21\n")
+    loaded = load_study(study, check_files=False)
+    assert len(loaded.clinical.treatments) == 16
+    assert [o.patient for o in loaded.clinical.outcomes] == ["P01", "P02", "P03"]
+    assert loaded.clinical.settings.landmark_day == 21
+    # the infusions the trends read: given cell rows only (no IL-2, not the skipped CIK)
+    assert sorted((i.patient, i.day, i.product) for i in loaded.infusions) == [
+        ("P01", 0, "NK"),
+        ("P02", 0, "DLI"),
+        ("P02", 21, "DLI"),
+        ("P02", 42, "CIK"),
+        ("P02", 63, "CIK"),
+        ("P02", 84, "CIK"),
+        ("P03", 0, "NK"),
+        ("P03", 14, "NK"),
+    ]
+
+
+def test_a_dose_per_kg_is_any_unit_per_kg(study):
+    (study / "infusions.csv").unlink()
+    (study / "treatments.csv").write_text(
+        "patient,day,product,kind,dose,unit\n"
+        "P01,0,NK,cells,1e7,CD3-CD56+ cells/kg\nP02,0,DLI,cells,1e6,CD3+ cells/kg\n"
+        "P03,0,CIK,cells,2,bags\n"
+    )
+    doses = {i.patient: i.dose_per_kg for i in load_study(study, check_files=False).infusions}
+    assert doses == {"P01": 1e7, "P02": 1e6, "P03": None}
+
+
+def test_no_clinical_files_no_outcomes(study):
+    (study / "infusions.csv").unlink()
+    loaded = load_study(study, check_files=False)
+    assert loaded.clinical.treatments == [] and loaded.clinical.outcomes is None
+    assert loaded.infusions == []
+
+
+def test_every_clinical_problem_joins_the_study_error(study):
+    (study / "infusions.csv").unlink()
+    (study / "treatments.csv").write_text(
+        "patient,day,product,kind,dose,unit\nP01,0,NK,cells,1e7,cells/kg\nP01,2,IL-2,pill,1,MIU\n"
+    )
+    (study / "outcomes.csv").write_text("patient,response,last_followup_day\nP01,XX,100\n")
+    with (study / "study.toml").open("a") as fh:
+        fh.write("\n[outcomes]\nlandmark_day = -3\n")
+    lines = (study / "manifest.csv").read_text().splitlines()
+    lines.append(lines[1])  # a manifest problem too: the same file listed twice
+    (study / "manifest.csv").write_text("\n".join(lines) + "\n")
+    problems = _problems(study)
+    text = "\n".join(problems)
+    assert any("treatments.csv, line 3" in p and "'pill'" in p for p in problems), text
+    assert any("outcomes.csv, line 2" in p and "XX" in p for p in problems), text
+    assert any("[outcomes] landmark_day" in p for p in problems), text
+    assert any("manifest.csv" in p and "listed again" in p for p in problems), text
+
+
+def test_both_schedules_is_a_problem(study):
+    (study / "treatments.csv").write_text(TREATMENTS)
+    problems = _problems(study)
+    assert len(problems) == 1 and "infusions.csv" in problems[0] and "treatments.csv" in problems[0]
+
+
+def test_outcomes_outside_the_study_are_refused(study, tmp_path):
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("patient,last_followup_day\nP01,100\n")
+    (study / "outcomes.csv").symlink_to(outside)
+    problems = _problems(study)
+    assert len(problems) == 1 and "outcomes.csv" in problems[0]
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """The sample study analysed twice: with its infusions.csv, and with treatments.csv
+    adding IL-2 courses and a skipped CIK infusion to the same cell infusions."""
+    base = tmp_path_factory.mktemp("clin")
+    plain = shutil.copytree(SAMPLE_DATA, base / "plain")
+    with_drugs = shutil.copytree(SAMPLE_DATA, base / "drugs")
+    (with_drugs / "infusions.csv").unlink()
+    (with_drugs / "treatments.csv").write_text(TREATMENTS)
+    return (
+        cytokit.analyze(plain, base / "out-plain", workers=1),
+        cytokit.analyze(with_drugs, base / "out-drugs", workers=1),
+    )
+
+
+def _by_key(trends: pd.DataFrame) -> pd.DataFrame:
+    keys = ["patient", "sample_type", "population", "measure"]
+    return trends.set_index(keys).sort_index()
+
+
+def test_il2_course_changes_no_half_life_and_no_cell_dose(analysed):
+    plain, drugs = (_by_key(r.trends) for r in analysed)
+    assert list(plain.index) == list(drugs.index)
+    for column in ("half_life_days", "half_life_ci_low", "half_life_ci_high", "half_life_n"):
+        pd.testing.assert_series_equal(plain[column], drugs[column], check_exact=False, rtol=1e-12)
+    p01 = drugs.loc["P01"]
+    assert (p01["n_infusions"] == 1).all() and (p01["total_dose_per_kg"] == 1.8e7).all()
+    p03 = drugs.loc["P03"]
+    assert (p03["n_infusions"] == 2).all() and (p03["total_dose_per_kg"] == 2.4e7).all()
+    assert (drugs["last_infusion_day"] <= 84).all()  # the skipped CIK of day 105 is no infusion
+
+
+def test_dli_and_cik_never_summed(analysed):
+    for results in analysed:
+        p02 = _by_key(results.trends).loc["P02"]
+        assert p02["total_dose_per_kg"].isna().all()  # was 2e7 = 2 DLI + CIK 3+5+10 (x 1e6)
+        assert (p02["dose_product"] == "DLI+CIK").all()
+        assert (p02["doses_per_kg"] == "DLI: 2e+06; CIK: 1.8e+07").all()
+        assert (p02["n_infusions"] == 5).all()
+        cohort = results.cohort
+        # the dose statistics read the NK patients' doses only: median of 1.8e7 and 2.4e7
+        assert (cohort["dose_product"].isin(["NK", ""])).all()
+        nk = cohort[cohort["dose_product"] == "NK"]
+        assert len(nk) and all(math.isclose(v, 2.1e7) for v in nk["dose_median"])
+
+
+OUTCOMES = """patient,response,response_day,agvhd_max_grade,agvhd_onset_day,dlt,dlt_day,last_followup_day,death_day,progression_day
+P01,CR,100,0,,no,,400,,
+P02,PD,100,2,30,yes,35,,250,120
+P03,PR,100,1,20,no,,365,,
+"""
+
+
+@pytest.fixture(scope="module")
+def with_outcomes(tmp_path_factory):
+    base = tmp_path_factory.mktemp("outcomes")
+    study = shutil.copytree(SAMPLE_DATA, base / "s")
+    (study / "infusions.csv").unlink()
+    (study / "treatments.csv").write_text(TREATMENTS)
+    (study / "outcomes.csv").write_text(OUTCOMES)
+    return cytokit.analyze(study, base / "out", workers=1), base / "out"
+
+
+def test_outcome_tables_are_written_with_outcomes(with_outcomes):
+    results, out = with_outcomes
+    for name in ("outcomes_summary", "survival", "landmark", "dose_escalation", "doses"):
+        assert (out / f"{name}.csv").is_file(), name
+    index = (out / "tables.json").read_text()
+    assert "outcomes_summary.csv" in index and "survival.csv" in index
+    summary = results.clinical["outcomes_summary"]
+    row = summary[(summary["section"] == "os") & (summary["group_by"] == "all")].iloc[0]
+    # by hand: 3 at risk, P02 dies on day 250, P01 and P03 censored at 400 and 365
+    assert row["n"] == 3 and row["events"] == 1
+    assert math.isclose(row["estimate"], 2 / 3, rel_tol=1e-9)
+    pfs = summary[(summary["section"] == "pfs") & (summary["group_by"] == "all")].iloc[0]
+    assert pfs["events"] == 1  # P02's progression on day 120
+    doses = results.clinical["doses"].set_index(["patient", "product"])
+    assert doses.loc[("P02", "DLI"), "total_dose"] == 2e6
+    assert doses.loc[("P02", "CIK"), "total_dose"] == 1.8e7
+    assert doses.loc[("P02", "CIK"), "n_skipped"] == 1
+    landmark = results.clinical["landmark"]
+    assert set(landmark["endpoint"]) == {"pfs", "os"} and (landmark["n_patients"] == 3).all()
+    again = cytokit.load_results(out)
+    assert sorted(again.clinical) == sorted(results.clinical)
+    numbers = ["n", "events", "estimate", "ci_low", "ci_high"]
+    pd.testing.assert_frame_equal(
+        again.clinical["outcomes_summary"][numbers].astype(float).reset_index(drop=True),
+        results.clinical["outcomes_summary"][numbers].astype(float).reset_index(drop=True),
+        check_exact=False,
+        rtol=1e-9,
+    )
+
+
+def test_no_outcomes_no_outcome_tables(analysed, tmp_path):
+    plain, _ = analysed
+    assert plain.clinical == {}
+    assert not any((plain.out / f"{n}.csv").exists() for n in ("survival", "landmark", "doses"))
+
+
+def test_missing_lifelines_is_one_line_naming_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from cytokit.analysis.outcomes import outcome_tables
+
+    study = shutil.copytree(SAMPLE_DATA, tmp_path / "s", ignore=shutil.ignore_patterns("*.npz"))
+    (study / "outcomes.csv").write_text(OUTCOMES)
+    loaded = load_study(study, check_files=False)
+    monkeypatch.setitem(sys.modules, "lifelines", None)
+    with pytest.raises(ImportError) as err:
+        outcome_tables(loaded, pd.DataFrame())
+    assert 'pip install "cytokit[clinical]"' in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_report_has_the_outcomes_section_first(with_outcomes):
+    from cytokit.report import build_report
+
+    _, out = with_outcomes
+    page = build_report(out, qc=False).read_text()
+    assert page.index('<section id="outcomes">') < page.index('<section id="cohort">')
+    section = page[page.index('<section id="outcomes">') :].split("</section>")[0]
+    assert section.count("<img") >= 3  # PFS, OS, GVHD curves
+    assert "Landmark at day 28 (overall survival): 3 of 3 patients" in section
+    assert "Dose escalation" in section
