@@ -26,7 +26,9 @@ alternating order after a warm-up, the gating chain of ``bench_gating.py``
 populations) and ``acquisition_qc`` on the same events; the ratio is printed.
 ``cytokit gate`` on the same file (the command: start-up, hashing, reading,
 gating, statistics, storing) is timed in the same run, and QC is put against
-it too.
+it too; so is ``cytokit gate --acquisition-qc`` (QC fused into the command's
+one read, its removed events left out of gating), alternating with the plain
+command, and the ratio of the two is printed (goal: at most 1.25).
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ def child(path: Path, repeats: int) -> None:
     )
 
 
-def cost(n: int, repeats: int, seed: int, keep: bool) -> None:
+def cost(n: int, repeats: int, seed: int, keep: bool, repeats_gate: int = 2) -> None:
     sys.path.insert(0, str(HERE))
     import bench_batch
 
@@ -224,20 +226,26 @@ def cost(n: int, repeats: int, seed: int, keep: bool) -> None:
         with tempfile.TemporaryDirectory(dir=DATA_DIR) as tmp:
             strategy = Path(tmp) / "strategy.xml"
             bench_batch.donor_strategy().to_gatingml(strategy)
-            walls = []
-            for i in range(2):
-                cmd = bench_batch.gate_command(
-                    strategy, [str(path)], Path(tmp) / f"out{i}", "--workers", "1"
-                )
-                t0 = time.perf_counter()
-                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                walls.append(time.perf_counter() - t0)
-                if done.returncode:
-                    sys.exit(done.stderr)
-        wall = min(walls)
-        print(f"cytokit gate (the command, 1 worker)       {wall:7.3f} s  (best of {len(walls)}: "
-              f"{', '.join(f'{x:.2f}' for x in walls)})")  # fmt: skip
+            walls: dict[str, list[float]] = {"off": [], "on": []}
+            for i in range(repeats_gate):  # alternating, so drift in the machine hits both
+                for mode, extra in (("off", []), ("on", ["--acquisition-qc"])):
+                    cmd = bench_batch.gate_command(
+                        strategy, [str(path)], Path(tmp) / f"{mode}{i}", "--workers", "1", *extra
+                    )
+                    t0 = time.perf_counter()
+                    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    walls[mode].append(time.perf_counter() - t0)
+                    if done.returncode:
+                        sys.exit(done.stderr)
+        wall, with_qc = min(walls["off"]), min(walls["on"])
+        for mode, label in (
+            ("off", "cytokit gate (the command, 1 worker)     "),
+            ("on", "cytokit gate --acquisition-qc           "),
+        ):
+            print(f"{label}   {min(walls[mode]):7.3f} s  (best of {len(walls[mode])}: "
+                  f"{', '.join(f'{x:.2f}' for x in walls[mode])})")  # fmt: skip
         print(f"QC / cytokit gate: {q / wall:.2f}")
+        print(f"cytokit gate with / without --acquisition-qc: {with_qc / wall:.3f} (goal <= 1.25)")
     finally:
         if not keep:
             path.unlink(missing_ok=True)
@@ -254,6 +262,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the simulated file")
+    ap.add_argument("--gate-repeats", type=int, default=3, help="runs of each cytokit gate")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -264,7 +273,7 @@ def main() -> None:
     if args.accuracy:
         accuracy(range(args.seeds[0], args.seeds[1] + 1))
     if args.cost:
-        cost(args.n, args.repeats, args.seed, args.keep)
+        cost(args.n, args.repeats, args.seed, args.keep, args.gate_repeats)
 
 
 if __name__ == "__main__":

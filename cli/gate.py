@@ -39,6 +39,12 @@ def _arguments(
     return None, given
 
 
+def _check_sensitivity(value: str | None) -> str | None:
+    if value is not None and value not in ("low", "normal", "high"):
+        raise typer.BadParameter(f"{value!r}: use low, normal or high")
+    return value
+
+
 def run_gate(
     strategy: Path | str | None,
     files: list[str] | None,
@@ -51,6 +57,9 @@ def run_gate(
     statistics: bool = True,
     retry_failures: bool = False,
     strict: bool = False,
+    acquisition_qc: bool | None = None,
+    qc_sensitivity: str | None = None,
+    qc_max_removed: float | None = None,
 ) -> int:
     """Gate `files` into `out` with a progress bar on stderr; return the exit code.
 
@@ -58,14 +67,16 @@ def run_gate(
     read and applied with the study's panel, transform, compensation and gating
     seed, as ``cytokit analyze`` does; `files` default to the manifest's files.
     `compensation` (default ``file``) cannot be combined with `study`.
+    The QC options: `cytokit.engine.gate_files.gate_qc_settings`.
 
     0 when the batch finished (files that failed are in ``failures.csv``), or
     3 with `strict` when any file failed. None gated at all is a `CytokitError`.
     """
     from cytokit.cli._progress import batch_progress
-    from cytokit.engine.gate_files import GateTask, expand_files, gate_files
+    from cytokit.engine.gate_files import GateTask, expand_files, gate_files, gate_qc_settings
 
     strategy, files = _arguments(strategy, files, study)
+    qc_options = {"sensitivity": qc_sensitivity, "max_removed_pct": qc_max_removed}
     # everything that can be wrong with the arguments is reported before the batch starts
     if study is not None:
         from cytokit.study import load_study
@@ -77,11 +88,17 @@ def run_gate(
                 param_hint="'--compensation'",
             )
         loaded = load_study(study, check_files=False)
-        task = GateTask.for_study(loaded, strategy, statistics=statistics)
+        qc = gate_qc_settings(loaded.settings.acquisition_qc, acquisition_qc, **qc_options)
+        task = GateTask.for_study(
+            loaded, strategy, statistics=statistics, acquisition_qc=qc or False
+        )
         if not files:
             files = [str(r.file) for r in loaded.rows]
     else:
-        task = GateTask(strategy, compensation=compensation or "file", statistics=statistics)
+        qc = gate_qc_settings(None, acquisition_qc, **qc_options)
+        task = GateTask(
+            strategy, compensation=compensation or "file", statistics=statistics, acquisition_qc=qc
+        )
     paths = expand_files(files)
     if not paths:
         raise CytokitError("no FCS files given; name files, folders or patterns after STRATEGY")
@@ -175,6 +192,30 @@ def register(app: typer.Typer) -> None:
         strict: bool = typer.Option(
             False, "--strict", help="Exit with status 3 when any file failed (default: 0)."
         ),
+        acquisition_qc: bool = typer.Option(
+            None,
+            "--acquisition-qc/--no-acquisition-qc",
+            help="Acquisition QC before gating (flow rate, signal stability, margin events): "
+            "removed events are not gated, a file above --qc-max-removed fails. Default: "
+            "the study's [acquisition_qc] with --study, else off.",
+            show_default=False,
+        ),
+        qc_sensitivity: str = typer.Option(
+            None,
+            "--qc-sensitivity",
+            callback=_check_sensitivity,
+            help="Acquisition QC sensitivity (default normal, or the study's); turns QC on.",
+            show_default=False,
+        ),
+        qc_max_removed: float = typer.Option(
+            None,
+            "--qc-max-removed",
+            min=0,
+            max=100,
+            help="% of a file's events QC may remove before the file fails (default 20, or "
+            "the study's); turns QC on.",
+            show_default=False,
+        ),
     ) -> None:
         """Gate many FCS files with one strategy: per-file, per-gate counts and statistics.
 
@@ -199,6 +240,9 @@ def register(app: typer.Typer) -> None:
             statistics=stats,
             retry_failures=retry_failures,
             strict=strict,
+            acquisition_qc=acquisition_qc,
+            qc_sensitivity=qc_sensitivity,
+            qc_max_removed=qc_max_removed,
         )
         if code:
             raise typer.Exit(code)

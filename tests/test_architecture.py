@@ -33,6 +33,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 #: reading (FlowJo import reads keywords to match samples to files) and the
 #: numeric estimators. The base layer itself imports only these and ``kernels``.
 BASE = (
+    "cytokit._cores",
+    "cytokit._figures",
     "cytokit._lazy",
     "cytokit._version",
     "cytokit.errors",

@@ -86,7 +86,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cytokit.stats.density import Histogram, histogram_edges, peaks, smooth, valley
+from cytokit.stats.density import DIP, Histogram, dip_valley, histogram_edges, peaks, smooth, valley
 from cytokit.stats.intervals import binomial_interval
 
 __all__ = [
@@ -117,8 +117,6 @@ MARKER_FAILED = "marker_failed"
 DEFAULT_K = 4.0
 #: Recipient events a calibrated threshold lets through (pre-infusion sample).
 FALSE_POSITIVE_RATE = 1e-3
-#: Two peaks are separate modes when the lower is this many times the valley.
-DIP = 1.5
 #: A mode needs at least this many events in its basin.
 MIN_MODE_EVENTS = 10
 #: A population gets its own cut only when each side of the sample threshold
@@ -220,10 +218,8 @@ def _modes(
     best, best_key = None, (0.0, 0.0)
     counts = hist.counts
     for p in found.tolist():
-        if abs(p - main) < 3 * bw:
-            continue
-        v = valley(f, main, p)
-        if f[p] < DIP * f[v]:
+        v = dip_valley(f, main, p, bw, DIP)
+        if v is None:
             continue
         mass = float(counts[v + 1 :].sum() if p > main else counts[:v].sum())
         donor_side = side * (centres[p] - centres[main]) > 0

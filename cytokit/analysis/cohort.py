@@ -6,7 +6,7 @@ then across patients:
 
 * `trend_tables` builds trends.csv and cohort.csv from the chimerism table
   (`cytokit.analysis.trends`);
-* `cluster_tables` clusters the stored threshold-parent events of every file
+* `cluster_stored_events` clusters the stored threshold-parent events of every file
   (`cytokit.cluster.cluster_study`: a SOM trained on a balanced pool, every
   stored event mapped, donor flags from each sample's threshold, the study
   populations as the gates clusters are matched to).
@@ -29,11 +29,13 @@ from cytokit.analysis.invariants import check_results
 from cytokit.analysis.per_patient import PatientTables, patient_tables
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import TABLES, Results, conform
+from cytokit.analysis.sample_result import SampleResult
 from cytokit.analysis.tablesjson import invalidate_index
 from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
+from cytokit.errors import CytokitError
 from cytokit.study.folder import Study
 
-__all__ = ["cluster_tables", "study_tables", "trend_tables"]
+__all__ = ["cluster_stored_events", "study_tables", "trend_tables"]
 
 MEASURES = ("donor_per_ul", "donor_pct")
 
@@ -82,7 +84,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
     tables = PatientTables()
     qc_dir = None if out is None else out / "qc"
     for patient in sorted(by_patient):
-        items = [(row, h, store.payload(h, task.key)) for row, h in by_patient[patient]]
+        items = [(row, h, _stored(store, task, row, h, study)) for row, h in by_patient[patient]]
         tables.extend(patient_tables(study, task, items, qc_dir))
     frames = {name: pd.DataFrame(rows) for name, rows in tables.rows.items()}
     if report.recomputed and "samples" in frames:
@@ -107,7 +109,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
     )
     trends, cohort = trend_tables(frames.get("chimerism", pd.DataFrame()), study)
     done = [item for patient in sorted(by_patient) for item in by_patient[patient]]
-    clusters, cluster_info = cluster_tables(
+    clusters, cluster_info = cluster_stored_events(
         study, task, store, done, frames.get("thresholds", pd.DataFrame())
     )
     meta = _study_meta(study, task)
@@ -127,12 +129,22 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
         cluster_matching=clusters.get("cluster_matching", pd.DataFrame()),
         failures=pd.DataFrame(failures, columns=list(TABLES["failures"])),
         qc=frames.get("qc", pd.DataFrame()),
+        acquisition_qc=frames.get("acquisition_qc", pd.DataFrame()),
         out=out,
     )
     for name, columns in TABLES.items():
         setattr(results, name, conform(getattr(results, name), columns))
     check_results(results)  # a broken invariant is a bug: no table is written
     return results
+
+
+def _stored(store, task, row, h: str, study) -> SampleResult:
+    """The file's stored per-sample result, decoded (a payload of another layout is refused)."""
+    items = store.payload(h, task.key)
+    where = f"{store.path}: {study.relative(row.file)}"
+    if items is None:
+        raise CytokitError(f"{where}: no stored result; run the analysis again")
+    return SampleResult.decode(items, where=where)
 
 
 def _stratum(study: Study, patient: str) -> str:
@@ -218,7 +230,7 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
     return trends, cohort_summary(trends)
 
 
-def cluster_tables(study, task, store, items, thresholds: pd.DataFrame) -> tuple[dict, dict]:
+def cluster_stored_events(study, task, store, items, thresholds: pd.DataFrame) -> tuple[dict, dict]:
     """Cluster the study's stored threshold-parent events with `cytokit.cluster.cluster_study`.
 
     Parameters

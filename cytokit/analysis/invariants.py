@@ -37,8 +37,17 @@ Rules
     ``peak_value`` >= 0 and ``auc`` >= 0 where present; the peak day, the last
     detectable and the last quantified day are days whose status says so (a
     ``marker_failed`` day is never one).
+``samples`` and ``acquisition_qc`` (acquisition QC)
+    A sample with a ``qc_verdict`` has ``pass`` or ``warn`` (a failed file is
+    in failures.csv), ``events_before_qc`` = ``events``, 0 <=
+    ``events_after_qc`` <= ``events_before_qc``, each ``qc_removed_<reason>``
+    in [0, before], ``qc_pct_removed`` = 100 · (before − after) / before, and
+    its root gates' ``parent_count`` = ``events_after_qc`` −
+    ``nonfinite_events``; a sample without a verdict has every QC column
+    empty. Each flagged range belongs to a sample with a verdict, has start
+    <= end, and its events lie within the file's.
 ``failures``
-    A failed file has no row in samples, counts or chimerism.
+    A failed file has no row in samples, counts, chimerism or acquisition_qc.
 """
 
 from __future__ import annotations
@@ -120,9 +129,12 @@ def violations(results) -> list[str]:
         _phenotype(found, results.phenotype, chim)
     if not results.trends.empty and not chim.empty:
         _trends(found, results.trends, chim)
+    ranges = getattr(results, "acquisition_qc", pd.DataFrame())
+    if not samples.empty or not ranges.empty:
+        _acquisition_qc(found, samples, counts, ranges)
     failed = set(_text(results.failures, "file")) if not results.failures.empty else set()
-    for name in ("samples", "counts", "chimerism"):
-        frame = getattr(results, name)
+    for name in ("samples", "counts", "chimerism", "acquisition_qc"):
+        frame = getattr(results, name, pd.DataFrame())
         if failed and not frame.empty:
             found.rows(
                 name,
@@ -169,6 +181,54 @@ def _samples(found: _Found, s: pd.DataFrame) -> None:
         (check == "failed") != (note != ""),
         "donor_marker_note must be given exactly when the marker failed",
     )
+
+
+_QC_COLUMNS = (
+    "events_before_qc", "events_after_qc", "qc_removed_rate", "qc_removed_signal",
+    "qc_removed_margin", "qc_pct_removed", "qc_verdict", "qc_reason",
+)  # fmt: skip
+
+
+def _acquisition_qc(found: _Found, s: pd.DataFrame, counts: pd.DataFrame, ranges) -> None:
+    verdict = _text(s, "qc_verdict")
+    on = verdict != ""
+    found.rows("samples", s, on & ~np.isin(verdict, ["pass", "warn"]),
+               "qc_verdict must be pass or warn (a failed file has no row)")  # fmt: skip
+    empty = np.column_stack([_text(s, c) == "" for c in _QC_COLUMNS] or [np.ones(len(s), bool)])
+    found.rows("samples", s, ~on & ~empty.all(axis=1),
+               "acquisition-QC columns must be empty without a qc_verdict")  # fmt: skip
+    before, after = _num(s, "events_before_qc"), _num(s, "events_after_qc")
+    found.rows("samples", s, on & (before != _num(s, "events")),
+               "events_before_qc must equal events")  # fmt: skip
+    found.rows("samples", s, on & ~((after >= 0) & (after <= before)),
+               "events_after_qc must be in [0, events_before_qc]")  # fmt: skip
+    for reason in ("rate", "signal", "margin"):
+        n = _num(s, f"qc_removed_{reason}")
+        found.rows("samples", s, on & ~((n >= 0) & (n <= before)),
+                   f"qc_removed_{reason} must be in [0, events_before_qc]")  # fmt: skip
+    pct = 100 * (before - after) / np.where(before > 0, before, np.nan)
+    bad_pct = on & (before > 0) & ~(np.abs(_num(s, "qc_pct_removed") - pct) <= 1e-4)
+    found.rows("samples", s, bad_pct,
+               "qc_pct_removed must be 100 * (before - after) / before")  # fmt: skip
+    if not counts.empty and on.any():
+        roots = counts[_text(counts, "parent_path") == ""]
+        first = roots.drop_duplicates("file").set_index("file")["parent_count"]
+        expect = after - np.nan_to_num(_num(s, "nonfinite_events"))
+        got = pd.to_numeric(first.reindex(_text(s, "file")), errors="coerce").to_numpy(float)
+        found.rows("samples", s, on & ~np.isnan(got) & (got != expect),
+                   "root gates' parent_count must be events_after_qc - nonfinite_events")  # fmt: skip
+    if ranges is None or ranges.empty:
+        return
+    limit = dict(zip(_text(s, "file")[on], before[on], strict=True))
+    files = _text(ranges, "file")
+    top = np.array([limit.get(f, np.nan) for f in files])
+    found.rows("acquisition_qc", ranges, np.isnan(top),
+               "the range's file must have a qc_verdict in samples.csv")  # fmt: skip
+    found.rows("acquisition_qc", ranges, ~(_num(ranges, "start") <= _num(ranges, "end")),
+               "start must be <= end")  # fmt: skip
+    first, n = _num(ranges, "first_event"), _num(ranges, "events")
+    found.rows("acquisition_qc", ranges, ~np.isnan(top) & ~((first >= 0) & (n >= 0) & (first + n <= top)),
+               "the range's events must lie within the file's")  # fmt: skip
 
 
 def _per_ul(found: _Found, table: str, frame: pd.DataFrame, method: dict) -> None:

@@ -1,7 +1,7 @@
-"""The tables of one patient, from the stored per-sample payloads of its files.
+"""The tables of one patient, from the stored per-sample results of its files.
 
 Work goes patient by patient (a patient's samples share the donor-marker
-calibration), so only one patient's payloads are in memory at a time:
+calibration), so only one patient's results (`SampleResult`) are in memory at a time:
 
 1. per sample, the counting basis (`cytokit.analysis.counting`) and the counts table;
 2. the donor-marker check of each sample (`cytokit.analysis.marker_check`: a constant,
@@ -41,6 +41,7 @@ from cytokit.analysis.counting import count_basis
 from cytokit.analysis.marker_check import check_donor_marker
 from cytokit.analysis.phenotype import phenotype_rows
 from cytokit.analysis.results import sample_id
+from cytokit.analysis.sample_result import SampleResult
 from cytokit.finite import NonFinite
 from cytokit.stats.density import Histogram
 
@@ -71,7 +72,7 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     ----------
     study : Study
     task : MeasureTask
-    items : list of (ManifestRow, content hash, payload)
+    items : list of (ManifestRow, content hash, SampleResult)
     qc_dir : Path or None
         Where to write ``<sample>.npz`` QC files (None: not written).
 
@@ -86,7 +87,6 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     marker = study.donor_marker(row0)
     side = study.donor_side(row0)
     xf = dict(task.transforms)
-    names = [n for n, _ in task.populations]
     paths = dict(task.populations)
     thresholds: list[Threshold | None] = [None] * len(items)
     failed = [""] * len(items)
@@ -95,7 +95,7 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     for (row, digest, p), threshold, why in zip(items, thresholds, failed, strict=True):
         file = study.relative(row.file)
         key = {"patient": row.patient, "day": row.day, "file": file}
-        counts = p["counts"]
+        counts = p.counts
         by_path = dict(zip(counts["gate_path"], counts["count"].astype(int), strict=True))
         basis = count_basis(
             row,
@@ -104,78 +104,104 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
             lymphocytes=s.lymphocytes or task.parent,
             leukocytes=s.leukocytes,
         )
-        info = p["info"]
-        out.rows["samples"].append(
-            {
-                **key,
-                "stratum": row.stratum,
-                "sample_type": row.sample_type,
-                **{k: info.get(k) for k in ("events", "channels", "fcs_version", "cytometer")},
-                "spillover": info.get("spillover", ""),
-                "count_method": basis.method,
-                "reference": basis.reference,
-                "reference_events": basis.reference_events if basis.method else None,
-                "reference_per_ul": basis.reference_per_ul if basis.method else None,
-                "sha256": digest,
-                "warnings": "; ".join(p.get("warnings", [])),
-                "nonfinite_events": info.get("nonfinite_events", 0),
-                "nonfinite_values": NonFinite.from_dict(p.get("nonfinite")).summary() or None,
-                "donor_marker_check": ("failed" if why else "usable") if marker else None,
-                "donor_marker_note": why or None,
-            }
+        out.rows["samples"].append(_sample_row(key, row, digest, p, basis, marker, why))
+        _acquisition_qc_ranges(out, key, p)
+        _count_rows(out, key, counts, basis, paths)
+        cuts, qc_arrays = _chimerism_rows(
+            out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf
         )
-        pop_of = {v: k for k, v in paths.items()}
-        for r in counts.itertuples(index=False):
-            out.rows["counts"].append(
-                {
-                    **key,
-                    "population": pop_of.get(r.gate_path, ""),
-                    "gate_path": r.gate_path,
-                    "gate_id": r.gate_id,
-                    "parent_path": r.parent_path,
-                    "depth": r.depth,
-                    "count": r.count,
-                    "parent_count": r.parent_count,
-                    "pct_parent": r.pct_parent,
-                    "pct_total": r.pct_total,
-                    "per_ul": basis.per_ul(r.count),
-                }
-            )
-        qc_arrays: dict[str, np.ndarray] = {}
-        if threshold is not None:
-            out.rows["thresholds"].append(_threshold_row(key, marker, task.parent, threshold, xf))
-            qc_arrays["hist:__parent__"] = _hist(p, marker, 0).to_array()
-        cuts: dict[str, Threshold] = {}
-        for i, name in enumerate(names, start=1):
-            n = by_path.get(paths[name], 0)
-            chim = {
-                **key,
-                "stratum": row.stratum,
-                "sample_type": row.sample_type,
-                "population": name,
-                "gate_path": paths[name],
-                "per_ul": basis.per_ul(n),
-            }
-            if threshold is None:
-                chim["events"] = n
-            elif why:  # no donor value, never a 0 (cytokit.analysis.marker_check)
-                qc_arrays[f"hist:{name}"] = _hist(p, marker, i).to_array()
-                chim.update(failed_row(n, why))
-                chim["donor_per_ul"] = chim["recipient_per_ul"] = float("nan")
-            else:
-                h = _hist(p, marker, i)
-                qc_arrays[f"hist:{name}"] = h.to_array()
-                cut = cuts[name] = population_threshold(threshold, h)
-                if cut is not threshold:
-                    out.rows["thresholds"].append(_threshold_row(key, marker, paths[name], cut, xf))
-                c = chimerism_row(n, cut.donor_events(h), min_events=s.min_events, ci=s.ci)
-                chim.update(c)
-                chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
-                chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
-            out.rows["chimerism"].append(chim)
         _phenotype(out, key, p, task, marker, side, cuts, xf)
         _qc(out, key, p, counts, qc_arrays, qc_dir, file)
     return out
+
+
+def _sample_row(key: dict, row, digest: str, p: SampleResult, basis, marker, why: str) -> dict:
+    """The sample's samples.csv row: file facts, counting basis, donor-marker check."""
+    info = p.info
+    return {
+        **key,
+        "stratum": row.stratum,
+        "sample_type": row.sample_type,
+        **{k: info.get(k) for k in ("events", "channels", "fcs_version", "cytometer")},
+        "spillover": info.get("spillover", ""),
+        "count_method": basis.method,
+        "reference": basis.reference,
+        "reference_events": basis.reference_events if basis.method else None,
+        "reference_per_ul": basis.reference_per_ul if basis.method else None,
+        "sha256": digest,
+        "warnings": "; ".join(p.warnings),
+        "nonfinite_events": info.get("nonfinite_events", 0),
+        "nonfinite_values": NonFinite.from_dict(p.nonfinite).summary() or None,
+        "donor_marker_check": ("failed" if why else "usable") if marker else None,
+        "donor_marker_note": why or None,
+        **_acquisition_qc_columns(p),
+    }
+
+
+def _count_rows(out: PatientTables, key: dict, counts, basis, paths: dict) -> None:
+    """One counts.csv row per gate of the sample, with its concentration."""
+    pop_of = {v: k for k, v in paths.items()}
+    for r in counts.itertuples(index=False):
+        out.rows["counts"].append(
+            {
+                **key,
+                "population": pop_of.get(r.gate_path, ""),
+                "gate_path": r.gate_path,
+                "gate_id": r.gate_id,
+                "parent_path": r.parent_path,
+                "depth": r.depth,
+                "count": r.count,
+                "parent_count": r.parent_count,
+                "pct_parent": r.pct_parent,
+                "pct_total": r.pct_total,
+                "per_ul": basis.per_ul(r.count),
+            }
+        )
+
+
+def _chimerism_rows(
+    out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf
+) -> tuple[dict[str, Threshold], dict[str, np.ndarray]]:
+    """Thresholds and chimerism rows of one sample; each population's cut and the QC histograms.
+
+    A sample without a threshold (no donor marker) gets event counts only; one
+    whose marker failed its check gets ``marker_failed`` rows, never a 0.
+    """
+    names = [n for n, _ in task.populations]
+    paths = dict(task.populations)
+    qc_arrays: dict[str, np.ndarray] = {}
+    if threshold is not None:
+        out.rows["thresholds"].append(_threshold_row(key, marker, task.parent, threshold, xf))
+        qc_arrays["hist:__parent__"] = _hist(p, marker, 0).to_array()
+    cuts: dict[str, Threshold] = {}
+    for i, name in enumerate(names, start=1):
+        n = by_path.get(paths[name], 0)
+        chim = {
+            **key,
+            "stratum": row.stratum,
+            "sample_type": row.sample_type,
+            "population": name,
+            "gate_path": paths[name],
+            "per_ul": basis.per_ul(n),
+        }
+        if threshold is None:
+            chim["events"] = n
+        elif why:  # no donor value, never a 0 (cytokit.analysis.marker_check)
+            qc_arrays[f"hist:{name}"] = _hist(p, marker, i).to_array()
+            chim.update(failed_row(n, why))
+            chim["donor_per_ul"] = chim["recipient_per_ul"] = float("nan")
+        else:
+            h = _hist(p, marker, i)
+            qc_arrays[f"hist:{name}"] = h.to_array()
+            cut = cuts[name] = population_threshold(threshold, h)
+            if cut is not threshold:
+                out.rows["thresholds"].append(_threshold_row(key, marker, paths[name], cut, xf))
+            c = chimerism_row(n, cut.donor_events(h), min_events=s.min_events, ci=s.ci)
+            chim.update(c)
+            chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
+            chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
+        out.rows["chimerism"].append(chim)
+    return cuts, qc_arrays
 
 
 def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[str]]:
@@ -186,8 +212,8 @@ def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[st
     """
     hists = [_hist(p, marker, 0) for _, _, p in items]
     days = [row.day for row, _, _ in items]
-    anchors = [p["anchors"].get(marker) for _, _, p in items]
-    pileups = [p.get("pileup", {}).get(marker) for _, _, p in items]
+    anchors = [(p.anchors or {}).get(marker) for _, _, p in items]
+    pileups = [(p.pileup or {}).get(marker) for _, _, p in items]
     failed = check_donor_marker(hists, days, side, anchors, pileups)
     usable = [
         Histogram(h.edges, np.zeros_like(h.counts)) if why else h
@@ -201,8 +227,8 @@ def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[st
     return out, failed
 
 
-def _hist(payload: dict, marker: str, row: int) -> Histogram:
-    return Histogram(payload[f"edges:{marker}"], payload[f"hist:{marker}"][row].astype(np.int64))
+def _hist(p: SampleResult, marker: str, row: int) -> Histogram:
+    return Histogram(p.edges[marker], p.hists[marker][row].astype(np.int64))
 
 
 def _threshold_row(key: dict, marker: str, parent: str, t: Threshold, xf: dict) -> dict:
@@ -229,7 +255,7 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
     markers = list(task.phenotype_markers)
     if not markers:
         return
-    th = p.get("pheno_thresholds", {})
+    th = p.pheno_thresholds or {}
     for m in markers:
         t = th.get(m, {})
         out.rows["thresholds"].append(
@@ -246,7 +272,7 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
     scale = {m: (th.get(m, {}).get("threshold_scale") or float("nan")) for m in markers}
     nd = len(task.donor_markers)
     for name, _ in task.populations:
-        block = p.get(f"pheno:{name}")
+        block = p.pheno.get(name)
         if block is None:
             continue
         donor = None
@@ -258,11 +284,33 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
             out.rows["phenotype"].append({**key, "population": name, **r})
 
 
+def _acquisition_qc_columns(p) -> dict:
+    """The file's acquisition-QC columns of samples.csv (empty without QC)."""
+    from cytokit.qc.apply import SUMMARY_COLUMNS
+
+    record = p.acquisition_qc
+    if record is None:
+        return dict.fromkeys(SUMMARY_COLUMNS)
+    return {c: record["summary"][c] for c in SUMMARY_COLUMNS}
+
+
+def _acquisition_qc_ranges(out, key, p) -> None:
+    """The file's flagged time ranges: rows of acquisition_qc.csv."""
+    if p.acquisition_qc is not None:
+        for r in p.acquisition_qc["ranges"]:
+            out.rows["acquisition_qc"].append({**key, **r})
+
+
 def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
     stem = sample_id(file)
+    record = p.acquisition_qc
+    if record is not None and p.acq_bins is not None:
+        arrays["acq:bins"] = p.acq_bins
+        arrays["acq:columns"] = np.array(record.get("bin_columns", []), dtype=str)
+        arrays["acq:time_unit"] = np.array(record.get("time_unit", ""), dtype=str)
     by_id = {r.gate_id: r for r in counts.itertuples(index=False)}
-    for g in p.get("gates", []):
-        pts = p.get(f"qc:{g['gate_id']}")
+    for g in p.gates:
+        pts = p.qc_points.get(g["gate_id"])
         if pts is not None:
             arrays[f"gate:{g['gate_id']}"] = pts
         r = by_id.get(g["gate_id"])

@@ -4,7 +4,9 @@
 ``__call__(path) -> payload``). It reads the file, applies the strategy once
 (adaptive gates fitted on this sample) and returns what the study-level pass
 needs, so the FCS files are read once and a rerun takes finished files from
-the store:
+the store. That is a `cytokit.analysis.sample_result.SampleResult`, stored as
+the items below (`SampleResult.encode`; its docstring gives each field's
+units and shape):
 
 =======================  ==================================================================
 payload item             what
@@ -31,15 +33,24 @@ payload item             what
                          events (only with clustering markers)
 ``cluster_gates``        uint8 (n, n_populations): each of those events in each population
 ``warnings``             warnings raised while gating (adaptive gates that fell back...)
+``acquisition_qc``       with acquisition QC on: `cytokit.qc.file_record` (the samples-table
+                         columns, the flagged time ranges), ``bin_columns`` and ``time_unit``
+``acq_bins``             float64 (n_bins, n_columns): the QC plot's series
+                         (`cytokit.qc.apply.plot_bins`)
 =======================  ==================================================================
 
-Stages reported on failure: ``read`` (the FCS file), ``panel`` (a marker's
+Stages reported on failure: ``read`` (the FCS file), ``acquisition_qc`` (the
+file failed acquisition QC, `cytokit.qc.screen`), ``panel`` (a marker's
 channel), ``values`` (more non-finite values than ``[qc] max_nonfinite`` allows,
 `cytokit.finite`), ``gate`` (applying the strategy), ``measure``.
 
 Events with a NaN or infinite value in a channel the analysis reads (the
 gates', the markers' and the detectors compensated into them) are dropped
 before gating and counted (`cytokit.finite`).
+
+With acquisition QC on (``acquisition_qc`` settings), QC runs on the events
+already in memory right after the read; the events it removes are left out of
+everything after it, and a file whose verdict is ``fail`` fails (no numbers).
 """
 
 from __future__ import annotations
@@ -57,6 +68,7 @@ from cytokit._version import __version__
 from cytokit.analysis.marker_check import value_pileup
 from cytokit.analysis.phenotype import positivity_threshold
 from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
+from cytokit.analysis.sample_result import SampleResult
 from cytokit.engine.runner import stage
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.stats.density import Histogram, histogram_edges
@@ -64,7 +76,7 @@ from cytokit.stats.density import Histogram, histogram_edges
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 3
+MEASURE_VERSION = 4
 PARENT_ROW = "__parent__"
 
 
@@ -109,6 +121,8 @@ class MeasureTask:
     max_nonfinite : float
         Largest fraction of events dropped for non-finite values before the
         file fails (`cytokit.finite`).
+    acquisition_qc : cytokit.qc.AcquisitionQCSettings or None
+        Acquisition QC before gating (None: none).
     """
 
     strategy: object
@@ -126,6 +140,7 @@ class MeasureTask:
     cluster_events: int = 20_000
     seed: int = 0
     max_nonfinite: float = MAX_NONFINITE
+    acquisition_qc: object = None
     _digest: str = field(default="", repr=False, compare=False)
     kind = "analyze"
 
@@ -166,7 +181,7 @@ class MeasureTask:
             "qc_points": QC_POINTS,
             "seed": self.seed,
             "max_nonfinite": self.max_nonfinite,
-        }
+        } | ({"acquisition_qc": self.acquisition_qc.as_dict()} if self.acquisition_qc else {})
 
     def _make_key(self) -> str:
         text = json.dumps(self.describe(), sort_keys=True, default=str)
@@ -185,6 +200,15 @@ class MeasureTask:
         with stage("read"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sample = read_fcs(path)
+        n_file = sample.n_events
+        qc_record = None
+        if self.acquisition_qc is not None:
+            from cytokit.qc.apply import file_record, plot_bins, screen
+
+            with stage("acquisition_qc"):
+                sample, qc = screen(sample, self.acquisition_qc, where=str(path))
+                qc_record = file_record(qc)
+                qc_bins = plot_bins(qc)
         with stage("panel"):
             markers = list(
                 dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
@@ -193,7 +217,6 @@ class MeasureTask:
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)
         seed = [self.seed, zlib.crc32(path.name.encode())]
-        n_file = sample.n_events
         with stage("gate"):
             dims = [
                 Dimension(sample.channels[columns[m]].name, compensation=comp_kind) for m in markers
@@ -211,8 +234,8 @@ class MeasureTask:
             result = self.strategy.apply(sample, compensation=self.compensation, seed=self.seed)
         with stage("measure"):
             rng = np.random.default_rng(seed)
-            payload: dict = {
-                "info": {
+            res = SampleResult(
+                info={
                     "events": n_file,
                     "nonfinite_events": nonfinite.events,
                     "channels": sample.n_channels,
@@ -220,11 +243,16 @@ class MeasureTask:
                     "cytometer": sample.keyword("$CYT", "") or "",
                     "spillover": sample.spillover.source if sample.spillover is not None else "",
                 },
-                "counts": result.counts,
-                "nonfinite": nonfinite.as_dict(),
-                "warnings": list(dict.fromkeys(str(w.message) for w in caught)),
-            }
-            gates = []
+                counts=result.counts,
+                nonfinite=nonfinite.as_dict(),
+                warnings=list(dict.fromkeys(str(w.message) for w in caught)),
+                gates=[],
+            )
+            gates = res.gates
+            if qc_record is not None:
+                bins, bin_columns, unit = qc_bins
+                qc_record["bin_columns"], qc_record["time_unit"] = bin_columns.tolist(), unit
+                res.acquisition_qc, res.acq_bins = qc_record, bins
             for g in result.strategy.gates:
                 pts = gate_points(result, g, rng, compensation=result.compensation)
                 gates.append(
@@ -237,10 +265,9 @@ class MeasureTask:
                     }
                 )
                 if pts.size:
-                    payload[f"qc:{g.id}"] = pts
-            payload["gates"] = gates
+                    res.qc_points[g.id] = pts
             if not markers:
-                return payload
+                return res.encode()
             names = [p for _, p in self.populations]
             masks = [result.membership(self.parent)] + [result.membership(p) for p in names]
             union = np.logical_or.reduce(masks)
@@ -254,35 +281,37 @@ class MeasureTask:
                 t = xf.get(m)
                 transformed[:, j] = scale[:, j] if t is None else t.apply(scale[:, j])
             local = [mask[rows] for mask in masks]
-            self._donor_items(payload, result, sample, transformed, at, local, comp_kind, channel)
+            self._donor_items(res, result, sample, transformed, at, local, comp_kind, channel)
             parent_rows = rows[local[0]]
-            payload["pileup"] = {
+            res.pileup = {
                 m: value_pileup(sample.events[parent_rows, columns[m]]) for m in self.donor_markers
             }
-            self._phenotype_items(payload, scale, transformed, at, local, rng)
+            self._phenotype_items(res, scale, transformed, at, local, rng)
             if self.cluster_markers:
-                self._cluster_items(payload, transformed, at, local, rng)
-        return payload
+                self._cluster_items(res, transformed, at, local, rng)
+        return res.encode()
 
-    def _cluster_items(self, payload, transformed, at, local, rng):
+    def _cluster_items(self, res: SampleResult, transformed, at, local, rng):
         idx = np.flatnonzero(local[0])
         if idx.size > self.cluster_events:
             idx = np.sort(rng.choice(idx, self.cluster_events, replace=False))
         cols = [at[m] for m in (*self.cluster_markers, *self.donor_markers)]
-        payload["cluster"] = transformed[np.ix_(idx, cols)].astype(np.float32)
-        payload["cluster_gates"] = np.column_stack(
+        res.cluster = transformed[np.ix_(idx, cols)].astype(np.float32)
+        res.cluster_gates = np.column_stack(
             [sel[idx] for sel in local[1:]] or [np.zeros(idx.size, bool)]
         ).astype(np.uint8)
 
-    def _donor_items(self, payload, result, sample, transformed, at, local, comp_kind, channel):
+    def _donor_items(
+        self, res: SampleResult, result, sample, transformed, at, local, comp_kind, channel
+    ):
         from cytokit.gating import Dimension
 
         anchors = {}
         for m in self.donor_markers:
             x = transformed[:, at[m]]
             edges = histogram_edges(x[local[0]])
-            payload[f"edges:{m}"] = edges
-            payload[f"hist:{m}"] = np.vstack([Histogram.of(x[sel], edges).counts for sel in local])
+            res.edges[m] = edges
+            res.hists[m] = np.vstack([Histogram.of(x[sel], edges).counts for sel in local])
             if self.beads:
                 beads = result.indices(self.beads)
                 if beads.size:
@@ -291,9 +320,9 @@ class MeasureTask:
                     )
                     v = self.strategy.values(sample, [dim], beads, compensation=result.compensation)
                     anchors[m] = float(np.nanmedian(v[:, 0]))
-        payload["anchors"] = anchors
+        res.anchors = anchors
 
-    def _phenotype_items(self, payload, scale, transformed, at, local, rng):
+    def _phenotype_items(self, res: SampleResult, scale, transformed, at, local, rng):
         thresholds = {}
         fixed = dict(self.fixed_thresholds)
         xf = dict(self.transforms)
@@ -312,7 +341,7 @@ class MeasureTask:
                 )
                 method = "valley" if np.isfinite(tvalue) else "none"
             thresholds[m] = {"threshold_scale": value, "threshold": tvalue, "method": method}
-        payload["pheno_thresholds"] = thresholds
+        res.pheno_thresholds = thresholds
         cols = [at[m] for m in self.donor_markers] + [at[m] for m in self.phenotype_markers]
         n_events = {}
         for (name, _), sel in zip(self.populations, local[1:], strict=True):
@@ -324,5 +353,5 @@ class MeasureTask:
             nd = len(self.donor_markers)
             for j, c in enumerate(cols):
                 block[:, j] = (transformed if j < nd else scale)[idx, c]
-            payload[f"pheno:{name}"] = block
-        payload["pheno_events"] = n_events
+            res.pheno[name] = block
+        res.pheno_events = n_events

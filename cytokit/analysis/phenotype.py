@@ -14,7 +14,7 @@ transformed values of the threshold parent (the chimerism parent, e.g. live
 lymphocytes, which holds both negative and positive cells for the usual
 markers): the smoothed density's valley between the two modes holding the
 most events (each at least 1 % of the events, the lower peak at least
-`cytokit.analysis.chimerism.DIP` times the valley). Without two such modes the marker
+`cytokit.stats.density.DIP` times the valley). Without two such modes the marker
 has no threshold in that sample and ``pct_positive`` is empty (NaN): an
 adaptive threshold cannot tell an all-negative from an all-positive
 population. Positive means ``value >= threshold``.
@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from cytokit.stats.density import Histogram, histogram_edges, peaks, smooth, valley
+from cytokit.stats.density import DIP, Histogram, dip_valley, histogram_edges, peaks, smooth
 
 __all__ = ["ORIGINS", "phenotype_rows", "positivity_threshold"]
 
 ORIGINS = ("all", "donor", "recipient")
-_DIP = 1.5
 _MIN_SHARE = 0.01
 
 
@@ -66,10 +65,8 @@ def positivity_threshold(values: np.ndarray) -> float:
     best, best_score = None, 0.0
     for i, a in enumerate(found):
         for b in found[i + 1 :]:
-            if b - a < 3 * bw:
-                continue
-            m = valley(f, a, b)
-            if min(f[a], f[b]) < _DIP * f[m]:
+            m = dip_valley(f, a, b, bw, DIP)
+            if m is None:
                 continue
             left, right = float(counts[:m].sum()), float(counts[m:].sum())
             if min(left, right) < _MIN_SHARE * n:

@@ -26,7 +26,14 @@ DataFrame attribute of the same name.
     (every channel holding such values: counts of NaN, +inf, -inf, "(not
     read)" when nothing reads it), donor_marker_check (``usable``,
     ``failed``; empty without a donor marker) and donor_marker_note (why it
-    failed; `cytokit.analysis.marker_check`).
+    failed; `cytokit.analysis.marker_check`); then, with ``[acquisition_qc]``
+    (`cytokit.qc`; all empty without it): events_before_qc (the file's events),
+    events_after_qc (those acquisition QC kept; gating sees only these, less
+    any nonfinite_events), qc_removed_rate, qc_removed_signal,
+    qc_removed_margin (events removed for each reason; an event may count for
+    two), qc_pct_removed, qc_verdict (``pass`` or ``warn``: a ``fail`` file is
+    in failures.csv, stage ``acquisition_qc``, and has no row here) and
+    qc_reason (the % removed by reason, or why the verdict is ``warn``).
 ``counts.csv``
     One row per file and gate: patient, day, file, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
@@ -76,7 +83,18 @@ DataFrame attribute of the same name.
     file, patient, day, stage (``read``, ``panel``, ``values``, ``gate``,
     ``measure``...), kind, error, reason: every file that could not be
     processed. Stage ``values``: more than ``[qc] max_nonfinite`` (1 %) of its
-    events hold a NaN or an infinity in a channel the analysis reads.
+    events hold a NaN or an infinity in a channel the analysis reads. Stage
+    ``acquisition_qc``: acquisition QC removed more than ``[acquisition_qc]
+    max_removed_pct`` of its events (the reason gives the % by reason); such
+    a file has no numbers in any table.
+``acquisition_qc.csv``
+    With ``[acquisition_qc]``: one row per time range acquisition QC removed:
+    patient, day, file, start, end (seconds from the first event's clock, or
+    the file's time units when it has no ``$TIMESTEP``; see time_unit),
+    time_unit, first_event (index in the file), events, reasons (``rate``,
+    ``signal`` or ``rate+signal``), detail (the rate against the expected
+    rate, the channels whose signal departed). Margin events are removed one
+    by one and are counted in samples.csv, not here. Empty without QC.
 ``qc.csv`` and ``qc/<sample>.npz``
     One row per file and gate: patient, day, file, sample (the npz stem,
     `cytokit.analysis.results.sample_id`), gate_path, gate_id, parent_path, kind, dims
@@ -87,7 +105,11 @@ DataFrame attribute of the same name.
     sees them), and, for the threshold parent (``hist:__parent__``) and each
     study population (``hist:<name>``), the donor-marker histogram (float64,
     shape (2, n + 1): row 0 the bin edges, row 1 the counts and a trailing
-    0). `Results.qc_points` and `Results.donor_histogram` read them.
+    0). With ``[acquisition_qc]`` it also holds ``acq:bins`` (float64, one row
+    per time bin), ``acq:columns`` (their names: `cytokit.qc.AcquisitionQC.bins_frame`
+    columns, signal columns of the ≤ 4 channels that departed most) and
+    ``acq:time_unit``. `Results.qc_points`, `Results.donor_histogram` and
+    `Results.acquisition_bins` read them.
 ``study.json``
     name, created, cytokit_version, root, populations (name → gate path),
     threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
@@ -126,7 +148,9 @@ TABLES: dict[str, tuple[str, ...]] = {
         "patient", "day", "file", "stratum", "sample_type", "events", "channels",
         "fcs_version", "cytometer", "spillover", "count_method", "reference",
         "reference_events", "reference_per_ul", "sha256", "warnings", "nonfinite_events",
-        "nonfinite_values", "donor_marker_check", "donor_marker_note",
+        "nonfinite_values", "donor_marker_check", "donor_marker_note", "events_before_qc",
+        "events_after_qc", "qc_removed_rate", "qc_removed_signal", "qc_removed_margin",
+        "qc_pct_removed", "qc_verdict", "qc_reason",
     ),
     "counts": (
         "patient", "day", "file", "population", "gate_path", "gate_id", "parent_path", "depth",
@@ -157,6 +181,10 @@ TABLES: dict[str, tuple[str, ...]] = {
         "patient", "day", "file", "sample", "gate_path", "gate_id", "parent_path", "kind",
         "dims", "geometry", "count", "parent_count", "n_points",
     ),
+    "acquisition_qc": (
+        "patient", "day", "file", "start", "end", "time_unit", "first_event", "events", "reasons",
+        "detail",
+    ),
 }  # fmt: skip
 
 
@@ -179,7 +207,7 @@ class Results:
     study : dict
         ``study.json``: name, populations, patients, markers, strategy, config.
     samples, counts, chimerism, thresholds, phenotype, trends, cohort, infusions,
-    clusters, cluster_summary, cluster_matching, failures, qc : pandas.DataFrame
+    clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc : pandas.DataFrame
     out : Path or None
         The folder the results were written to.
     """
@@ -198,6 +226,7 @@ class Results:
     cluster_matching: pd.DataFrame = field(default_factory=pd.DataFrame)
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
     qc: pd.DataFrame = field(default_factory=pd.DataFrame)
+    acquisition_qc: pd.DataFrame = field(default_factory=pd.DataFrame)
     out: Path | None = None
 
     def qc_points(self, file: str, gate_id: str) -> np.ndarray:
@@ -209,6 +238,14 @@ class Results:
         from cytokit.stats.density import Histogram
 
         return Histogram.from_array(self._qc_item(file, f"hist:{name}"))
+
+    def acquisition_bins(self, file: str) -> pd.DataFrame:
+        """The acquisition-QC time bins of `file` (``bins_frame`` columns; see ``qc/*.npz``)."""
+        values = self._qc_item(file, "acq:bins")
+        columns = [str(c) for c in self._qc_item(file, "acq:columns")]
+        frame = pd.DataFrame(values, columns=columns)
+        frame["time_unit"] = str(self._qc_item(file, "acq:time_unit"))
+        return frame
 
     def _qc_item(self, file: str, key: str) -> np.ndarray:
         if self.out is None:

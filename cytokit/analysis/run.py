@@ -132,6 +132,7 @@ def make_task(study: Study) -> MeasureTask:
         cluster_events=s.clustering.events if s.clustering else 0,
         seed=s.gating_seed,
         max_nonfinite=s.max_nonfinite,
+        acquisition_qc=s.qc_settings,
     )
 
 
@@ -185,6 +186,7 @@ def analyze(
         study = load_study(study, strategy=strategy)
     elif study.gating is None or strategy is not None:
         study = load_study(study.root, strategy=strategy)
+    _one_tube(study)
     task = make_task(study)
     with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp:
         if out is None:
@@ -221,6 +223,22 @@ def analyze(
         if out is not None:
             write_results(results, folder)
     return results
+
+
+def _one_tube(study: Study) -> None:
+    """Refuse a study whose manifest lists files of further tubes: the tables would hold
+    the default tube's measurement only, and a tube's files are not the default's."""
+    extra = [t for t in study.tubes_used() if t != "default"]
+    if not extra and study.chimerism_tube == "default":
+        return
+    counts = {t: sum(study.tube_of(r) == t for r in study.rows) for t in extra}
+    listed = ", ".join(f"{t!r} ({n} file(s))" for t, n in counts.items())
+    raise StudyError(
+        f"{study.root}: analyze measures the default tube (the top-level tables of study.toml) "
+        f"only; the manifest lists files of tube(s) {listed or 'none'} and [chimerism] tube = "
+        f"{study.chimerism_tube!r}. Analyse each tube's files as a study of their own "
+        "(a manifest without the other tubes' rows)"
+    )
 
 
 def _hashes(study: Study, by_path: dict[str, str]) -> dict[Path, str]:

@@ -1,14 +1,13 @@
 """Plots of a clustering: a heatmap of metacluster medians, metacluster abundance over time.
 
 Figures are built on matplotlib's object API with the Agg canvas (no pyplot,
-no global state, safe in threads) and written atomically: the image is
-rendered in memory, then written to a temporary file in the target folder and
-renamed. The format follows the file suffix (``.png``, ``.svg``, ``.pdf``).
+no global state, safe in threads), rendered by the package's one figure
+writer (`cytokit._figures`: the same bytes on every run) and written
+atomically. The format follows the file suffix (``.png``, ``.svg``, ``.pdf``).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cytokit._figures import FORMATS, figure_bytes
 from cytokit._io import atomic_write_bytes
 from cytokit.cluster.flowsom import ClusteringError
 
@@ -29,7 +29,7 @@ __all__ = [
     "save_figure",
 ]
 
-FORMATS = ("png", "svg", "pdf")
+#: Resolution of PNG output: the heatmap's small labels want more than the report's plots.
 DPI = 120
 
 
@@ -39,29 +39,15 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
-    """The figure rendered as `fmt` ("png", "svg" or "pdf")."""
-    if fmt not in FORMATS:
-        raise ClusteringError(f"image format {fmt!r} must be one of {', '.join(FORMATS)}")
-    buf = io.BytesIO()
-    # a fixed hash salt and no date make SVG/PDF output the same on every run
-    meta = {"Date": None} if fmt in ("svg", "pdf") else None
-    import matplotlib
-
-    with matplotlib.rc_context({"svg.hashsalt": "cytokit"}):
-        fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
-    return buf.getvalue()
-
-
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write `fig` to `path` atomically, in the format its suffix names."""
+    """Write `fig` to `path` atomically, in the format its suffix names (`cytokit._figures`)."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise ClusteringError(
             f"{path}: cannot tell the image format from the suffix; use .png, .svg or .pdf"
         )
-    return atomic_write_bytes(path, figure_bytes(fig, fmt))
+    return atomic_write_bytes(path, figure_bytes(fig, fmt, dpi=DPI))
 
 
 def _row_labels(medians: pd.DataFrame, summary: pd.DataFrame | None) -> list[str]:

@@ -18,6 +18,7 @@ import pandas as pd
 from cytokit._io import atomic_write_text, frame_csv
 from cytokit.cluster.flowsom import ClusteringError
 from cytokit.cluster.plots import (
+    DPI,
     abundance_figure,
     figure_bytes,
     heatmap_figure,
@@ -69,7 +70,7 @@ def write_cluster_outputs(
 
 def _image(fig, fmt: str, alt: str) -> str:
     if fmt == "png":
-        data = base64.b64encode(figure_bytes(fig, "png")).decode("ascii")
+        data = base64.b64encode(figure_bytes(fig, "png", dpi=DPI)).decode("ascii")
         return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
     if fmt == "svg":
         svg = figure_bytes(fig, "svg").decode("utf-8")

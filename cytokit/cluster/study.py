@@ -240,8 +240,51 @@ def cluster_study(
         raise StudyError(f"cluster_study: median_bins={median_bins!r} must be an integer >= 2")
     n_m = len(markers)
 
-    # pass 1: a balanced pool
+    pool, first_gates = _training_pool(load, items, descs, n_m, per_sample, seed, progress)
+    if gates is None:
+        gates = first_gates
+    model, lo, hi = _fit(pool, grid, n_metaclusters, seed, flowsom_params)
+    n_train = pool.shape[0]
+    del pool
+
+    k = int(n_metaclusters)
+    gates = list(gates or [])
+    acc = _MapTotals.empty(k, n_m, median_bins, len(gates))
+    rows = _map_events(load, items, descs, model, markers, gates, lo, hi, acc, progress)
+
+    table = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *(f"median_{m}" for m in markers)])
+    medians = pd.DataFrame(
+        histogram_medians(acc.study_hist, lo, hi),
+        index=pd.RangeIndex(k, name="metacluster"),
+        columns=list(markers),
+    )
+    f1, matching = _match(gates, acc.overlap, acc.gate_events, acc.sizes)
+    summary = _summary(model, gates, acc, f1)
+    return ClusterResult(
+        model=model,
+        markers=markers,
+        table=table,
+        medians=medians,
+        summary=summary,
+        matching=matching,
+        f1=f1,
+        n_events=acc.n_events,
+        n_train=n_train,
+        has_donor=acc.has_donor,
+        settings={
+            "grid": tuple(grid),
+            "metaclusters": k,
+            "seed": seed,
+            "per_sample": per_sample,
+            "samples": len(items),
+        },
+    )
+
+
+def _training_pool(load, items, descs, n_m, per_sample, seed, progress):
+    """Pass 1: a balanced pool (``per_sample`` events of each sample) and the first sample's gates."""
     parts = []
+    first_gates = None
     for i, (item, (patient, day, file)) in enumerate(zip(items, descs, strict=True)):
         where = file or f"{patient} day {day}"
         inp = _as_input(load(item), n_m, where)
@@ -253,8 +296,8 @@ def cluster_study(
             parts.append(np.asarray(inp.events[idx], dtype=np.float32))
         else:
             parts.append(np.asarray(inp.events, dtype=np.float32))
-        if gates is None and i == 0:
-            gates = list(inp.gates)
+        if i == 0:
+            first_gates = list(inp.gates)
         del inp
         if progress is not None:
             progress(i + 1, len(items), "train")
@@ -266,6 +309,11 @@ def cluster_study(
         raise StudyError(
             "cluster_study: events contain NaN or inf; transform them to finite values first"
         )
+    return pool, first_gates
+
+
+def _fit(pool, grid, n_metaclusters, seed, flowsom_params):
+    """`FlowSOM` fitted on the pool, and the median histograms' range (pool's, widened 5%)."""
     model = FlowSOM(
         grid=tuple(grid),
         n_metaclusters=n_metaclusters,
@@ -281,21 +329,40 @@ def cluster_study(
     span = np.where(span > 0, span, 1.0)
     lo = pool.min(axis=0) - 0.05 * span
     hi = pool.max(axis=0) + 0.05 * span
-    n_train = pool.shape[0]
-    del pool
+    return model, lo, hi
 
-    # pass 2: every event, one sample at a time
-    k = int(n_metaclusters)
-    gates = list(gates or [])
-    study_hist = np.zeros((k, n_m, median_bins), dtype=np.int64)
-    sample_hist = np.zeros((2 * k, n_m, median_bins), dtype=np.int64)
-    overlap = np.zeros((len(gates), k), dtype=np.int64)
-    gate_events = np.zeros(len(gates), dtype=np.int64)
-    donor_counts = np.zeros(k, dtype=np.int64)
-    sizes = np.zeros(k, dtype=np.int64)
+
+@dataclass
+class _MapTotals:
+    """Pass 2's running totals over all samples (k metaclusters, n_m markers, g gates)."""
+
+    study_hist: np.ndarray  # (k, n_m, bins) int64: marker histograms per metacluster
+    sample_hist: np.ndarray  # (2k, n_m, bins) int64: scratch for one sample, donor at k..2k-1
+    overlap: np.ndarray  # (g, k) int64: events in gate and metacluster
+    gate_events: np.ndarray  # (g,) int64: events in each gate
+    donor_counts: np.ndarray  # (k,) int64
+    sizes: np.ndarray  # (k,) int64: events per metacluster
+    has_donor: bool = False
+    n_events: int = 0
+
+    @classmethod
+    def empty(cls, k: int, n_m: int, bins: int, n_gates: int) -> _MapTotals:
+        return cls(
+            study_hist=np.zeros((k, n_m, bins), dtype=np.int64),
+            sample_hist=np.zeros((2 * k, n_m, bins), dtype=np.int64),
+            overlap=np.zeros((n_gates, k), dtype=np.int64),
+            gate_events=np.zeros(n_gates, dtype=np.int64),
+            donor_counts=np.zeros(k, dtype=np.int64),
+            sizes=np.zeros(k, dtype=np.int64),
+        )
+
+
+def _map_events(load, items, descs, model, markers, gates, lo, hi, acc, progress) -> list[dict]:
+    """Pass 2: every event, one sample at a time; totals into `acc`, the per-sample rows returned."""
+    k = acc.sizes.shape[0]
+    n_m = len(markers)
+    sample_hist = acc.sample_hist
     rows: list[dict] = []
-    has_donor = False
-    n_events = 0
     for i, (item, (patient, day, file)) in enumerate(zip(items, descs, strict=True)):
         where = file or f"{patient} day {day}"
         inp = _as_input(load(item), n_m, where)
@@ -303,30 +370,30 @@ def cluster_study(
             labels = model.predict(inp.events)
         except ValueError as exc:
             raise StudyError(f"{where}: cannot cluster the events: {exc}") from None
-        n_events += labels.shape[0]
+        acc.n_events += labels.shape[0]
         for g, name in enumerate(gates):
             if name not in inp.gates:
                 raise StudyError(
                     f"{where}: load() gave no gate {name!r} (gates given: "
                     f"{', '.join(inp.gates) or 'none'}); every sample needs the same gates"
                 )
-            overlap[g] += np.bincount(labels[inp.gates[name]], minlength=k)
-            gate_events[g] += int(np.count_nonzero(inp.gates[name]))
+            acc.overlap[g] += np.bincount(labels[inp.gates[name]], minlength=k)
+            acc.gate_events[g] += int(np.count_nonzero(inp.gates[name]))
         groups = labels
         if inp.donor is not None:
-            has_donor = True
+            acc.has_donor = True
             groups = labels.copy()
             groups[inp.donor] += k  # donor events are groups k .. 2k-1
         sample_hist[...] = 0
         node_histograms(inp.events, groups, lo, hi, sample_hist)
         hists = {"donor": sample_hist[k:], "recipient": sample_hist[:k]}
         hists["all"] = sample_hist[:k] + sample_hist[k:]
-        study_hist += hists["all"]
+        acc.study_hist += hists["all"]
         by_group = np.bincount(groups, minlength=2 * k)
         counts = {"donor": by_group[k:], "recipient": by_group[:k]}
         counts["all"] = by_group[:k] + by_group[k:]
-        sizes += counts["all"]
-        donor_counts += counts["donor"]
+        acc.sizes += counts["all"]
+        acc.donor_counts += counts["donor"]
         for origin in ORIGINS if inp.donor is not None else ("all",):
             c = counts[origin]
             total = int(c.sum())
@@ -348,51 +415,32 @@ def cluster_study(
         del inp, labels, groups
         if progress is not None:
             progress(i + 1, len(items), "map")
+    return rows
 
-    table = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *(f"median_{m}" for m in markers)])
-    medians = pd.DataFrame(
-        histogram_medians(study_hist, lo, hi),
-        index=pd.RangeIndex(k, name="metacluster"),
-        columns=list(markers),
-    )
-    f1, matching = _match(gates, overlap, gate_events, sizes)
+
+def _summary(model, gates, acc: _MapTotals, f1: pd.DataFrame) -> pd.DataFrame:
+    """One row per metacluster: size, donor share, SOM nodes, best-matching gate."""
+    k = acc.sizes.shape[0]
+    sizes, donor_counts = acc.sizes, acc.donor_counts
     summary = pd.DataFrame(
         {
             "metacluster": np.arange(k),
             "events": sizes,
-            "fraction": sizes / max(1, n_events),
-            "donor_events": donor_counts if has_donor else np.full(k, -1),
+            "fraction": sizes / max(1, acc.n_events),
+            "donor_events": donor_counts if acc.has_donor else np.full(k, -1),
             "donor_fraction": np.where(sizes > 0, donor_counts / np.maximum(sizes, 1), np.nan)
-            if has_donor
+            if acc.has_donor
             else np.full(k, np.nan),
             "nodes": np.bincount(model.node_labels_, minlength=k),
         }
     )
-    if not has_donor:
+    if not acc.has_donor:
         summary = summary.drop(columns=["donor_events", "donor_fraction"])
     if len(gates):
         best = f1.to_numpy().argmax(axis=0)
         summary["gate"] = [gates[g] for g in best]
         summary["f1"] = f1.to_numpy().max(axis=0)
-    return ClusterResult(
-        model=model,
-        markers=markers,
-        table=table,
-        medians=medians,
-        summary=summary,
-        matching=matching,
-        f1=f1,
-        n_events=n_events,
-        n_train=n_train,
-        has_donor=has_donor,
-        settings={
-            "grid": tuple(grid),
-            "metaclusters": k,
-            "seed": seed,
-            "per_sample": per_sample,
-            "samples": len(items),
-        },
-    )
+    return summary
 
 
 def _match(gates, overlap, gate_events, sizes) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cytokit._cores import default_workers
 from cytokit._paths import special_kind
 from cytokit.engine.codec import encode_payload
 from cytokit.engine.hashing import file_hash, file_stamp
@@ -63,14 +64,6 @@ def stage(name: str) -> Iterator[None]:
             except AttributeError:  # exceptions with __slots__
                 pass
         raise
-
-
-def default_workers() -> int:
-    """Cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 # -- what workers run ------------------------------------------------------------------------

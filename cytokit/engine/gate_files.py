@@ -26,6 +26,16 @@ in a channel the gates or the statistics read is dropped before gating (the
 root gates' ``parent_count`` is then the finite events), the number is in the
 payload (``nonfinite_events``) and `GateRun.nonfinite_events`, and a file with
 more than ``max_nonfinite`` (1 %) such events fails (stage ``values``).
+
+Acquisition QC (``acquisition_qc`` settings, `cytokit.qc`; ``cytokit gate
+--acquisition-qc``, or a study's ``[acquisition_qc]`` table) runs on the events
+already read, before anything else: the events it removes are not gated, a
+file whose verdict is ``fail`` fails (stage ``acquisition_qc``, no counts), and
+`gate_files` then adds ``events_before_qc`` and ``events_after_qc`` to
+``counts.csv`` and writes ``qc_samples.csv`` (one row per file: ``file`` and
+`cytokit.qc.SUMMARY_COLUMNS`) and ``acquisition_qc.csv`` (one row per removed
+time range: ``file`` and `cytokit.qc.RANGE_COLUMNS`). Without QC the tables
+are what they were.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +69,7 @@ from cytokit.gating import (
     load_strategy,
 )
 from cytokit.gating.compile import compile_plan_dims
+from cytokit.qc import RANGE_COLUMNS, SUMMARY_COLUMNS, AcquisitionQCSettings, file_record, screen
 from cytokit.sample import Sample, Spillover
 
 __all__ = [
@@ -71,6 +82,7 @@ __all__ = [
     "expand_files",
     "fluorescence_channels",
     "gate_files",
+    "gate_qc_settings",
     "population_statistics",
 ]
 
@@ -231,6 +243,9 @@ class GateTask:
     max_nonfinite : float
         Largest fraction of a file's events dropped for non-finite values
         before the file fails (`cytokit.finite`).
+    acquisition_qc : AcquisitionQCSettings, optional
+        Acquisition QC before gating (default None: none; settings with
+        ``enabled = false`` count as none).
 
     Notes
     -----
@@ -255,6 +270,7 @@ class GateTask:
         channels: Sequence[str] | None = None,
         seed: int = 0,
         max_nonfinite: float = MAX_NONFINITE,
+        acquisition_qc: AcquisitionQCSettings | None = None,
     ) -> None:
         if isinstance(strategy, (str, os.PathLike)):
             strategy = load_strategy(strategy)
@@ -266,6 +282,9 @@ class GateTask:
         self.channels = None if channels is None else tuple(channels)
         self.seed = int(seed)
         self.max_nonfinite = float(max_nonfinite)
+        if acquisition_qc is not None and not acquisition_qc.enabled:
+            acquisition_qc = None
+        self.acquisition_qc = acquisition_qc
         self.key = hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -276,6 +295,7 @@ class GateTask:
         *,
         statistics: bool = True,
         channels: Sequence[str] | None = None,
+        acquisition_qc: AcquisitionQCSettings | bool | None = None,
     ) -> GateTask:
         """The task that gates files as `cytokit.analyze` gates a study's.
 
@@ -292,6 +312,10 @@ class GateTask:
             relative to the study folder. Default: the study's own.
         statistics, channels
             As for `GateTask`.
+        acquisition_qc : AcquisitionQCSettings or bool, optional
+            Default: the study's ``[acquisition_qc]`` (none without the table),
+            as ``analyze`` does. True: the study's settings, or the defaults
+            when it has none; False: no QC; settings: these.
 
         Raises
         ------
@@ -316,6 +340,7 @@ class GateTask:
             statistics=statistics,
             channels=channels,
             seed=study.settings.gating_seed,
+            acquisition_qc=_study_qc(study, acquisition_qc),
         )
 
     def _identity(self) -> dict:
@@ -335,7 +360,7 @@ class GateTask:
             "channels": None if self.channels is None else list(self.channels),
             "seed": self.seed,
             "max_nonfinite": self.max_nonfinite,
-        }
+        } | ({"acquisition_qc": self.acquisition_qc.as_dict()} if self.acquisition_qc else {})
 
     def describe(self) -> dict:
         """What the key stands for, and where the strategy and matrix came from (for people)."""
@@ -353,6 +378,11 @@ class GateTask:
             with stage("read"):
                 sample = read_fcs(path)
             n_file = sample.n_events
+            qc_record = None
+            if self.acquisition_qc is not None:
+                with stage("acquisition_qc"):
+                    sample, qc = screen(sample, self.acquisition_qc, where=str(path))
+                    qc_record = file_record(qc)
             with stage("gate"):
                 read = self.strategy.read_columns(
                     sample, self._statistics_dims(sample), compensation=self.compensation
@@ -373,6 +403,8 @@ class GateTask:
             "nonfinite": nonfinite.as_dict(),
             "warnings": _about_file([str(w.message) for w in caught], path),
         }
+        if qc_record is not None:
+            payload["acquisition_qc"] = qc_record
         if self.statistics:
             with stage("statistics"):
                 payload["statistics"] = population_statistics(result, self.channels)
@@ -389,6 +421,64 @@ class GateTask:
 
     def __repr__(self) -> str:
         return f"<GateTask {self.key[:12]} {self.strategy!r}>"
+
+
+def _study_qc(study, choice) -> AcquisitionQCSettings | None:
+    """The acquisition-QC settings `GateTask.for_study` uses (see its `acquisition_qc`)."""
+    if isinstance(choice, AcquisitionQCSettings):
+        return choice
+    if choice is None:
+        return study.settings.qc_settings
+    if not choice:
+        return None
+    own = study.settings.acquisition_qc
+    return replace(own, enabled=True) if own is not None else AcquisitionQCSettings()
+
+
+def gate_qc_settings(
+    study_qc: AcquisitionQCSettings | None,
+    enabled: bool | None = None,
+    *,
+    sensitivity: str | None = None,
+    max_removed_pct: float | None = None,
+) -> AcquisitionQCSettings | None:
+    """The acquisition-QC settings of ``cytokit gate`` from its options.
+
+    Parameters
+    ----------
+    study_qc : AcquisitionQCSettings or None
+        The study's ``[acquisition_qc]`` (``--study``), else None.
+    enabled : bool, optional
+        ``--acquisition-qc`` (True) / ``--no-acquisition-qc`` (False); None:
+        the study's choice, or on when `sensitivity` or `max_removed_pct` is given.
+    sensitivity, max_removed_pct : optional
+        ``--qc-sensitivity`` and ``--qc-max-removed``: replace the study's (or
+        the default) values; a warning level above the new maximum is lowered
+        to it.
+
+    Returns
+    -------
+    AcquisitionQCSettings or None
+        None: no QC.
+
+    Raises
+    ------
+    StudyError
+        A value out of range (named, with what is allowed).
+    """
+    if enabled is None:
+        on = study_qc is not None and study_qc.enabled
+        enabled = on or sensitivity is not None or max_removed_pct is not None
+    if not enabled:
+        return None
+    base = study_qc if study_qc is not None else AcquisitionQCSettings()
+    changes: dict = {"enabled": True}
+    if sensitivity is not None:
+        changes["sensitivity"] = sensitivity
+    if max_removed_pct is not None:
+        changes["max_removed_pct"] = max_removed_pct
+        changes["warn_removed_pct"] = min(base.warn_removed_pct, max_removed_pct)
+    return replace(base, **changes)
 
 
 def _about_file(messages: list[str], path: Path) -> list[str]:
@@ -474,6 +564,7 @@ def gate_files(
     scheduler=None,
     progress: Callable[[int, int, str, str], None] | None = None,
     retry_failures: bool = False,
+    acquisition_qc: AcquisitionQCSettings | None = None,
 ) -> GateRun:
     """Gate many FCS files with one strategy into ``counts.csv``, ``statistics.csv``,
     ``failures.csv`` and ``warnings.csv`` in `out`, resuming from ``out/results.sqlite``.
@@ -490,6 +581,8 @@ def gate_files(
         is an error before any file is gated).
     workers, scheduler, progress, retry_failures
         As for `cytokit.engine.runner.run_batch`.
+    acquisition_qc : AcquisitionQCSettings, optional
+        As for `GateTask` (ignored when `strategy` is a `GateTask`).
 
     Returns
     -------
@@ -499,9 +592,16 @@ def gate_files(
     if isinstance(strategy, GateTask):
         task = strategy
     else:
-        task = GateTask(strategy, compensation=compensation, statistics=statistics)
+        task = GateTask(
+            strategy,
+            compensation=compensation,
+            statistics=statistics,
+            acquisition_qc=acquisition_qc,
+        )
     statistics = task.statistics
     tables = ("counts.csv", "statistics.csv", "failures.csv", STORE_NAME)
+    if task.acquisition_qc is not None:
+        tables += ("qc_samples.csv", "acquisition_qc.csv")
     out = output_folder(out, files=tables)  # before the batch, not after it
     with RunStore(out / STORE_NAME) as store:
         report = run_batch(
@@ -521,10 +621,16 @@ def gate_files(
         events = store.items(task.key, "n_events", (f.hash for f in report.done))
         dropped = store.items(task.key, "nonfinite_events", (f.hash for f in report.done))
         said = store.items(task.key, "warnings", (f.hash for f in report.done))
+        qc = None
+        if task.acquisition_qc is not None:
+            qc = store.items(task.key, "acquisition_qc", (f.hash for f in report.done))
     notes = {f.path: list(said.get(f.hash) or []) for f in report.done}
     notes = {path: found for path, found in notes.items() if found}
     failures = report.failures_frame()[list(FAILURE_TABLE)]
-    write_csv(out / "counts.csv", _rows(counts, COUNT_TABLE), COUNT_TABLE)
+    count_columns = COUNT_TABLE
+    if qc is not None:
+        count_columns = _write_qc_tables(out, report, qc, counts)
+    write_csv(out / "counts.csv", _rows(counts, count_columns), count_columns)
     if stats is not None:
         write_csv(out / "statistics.csv", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE)
     write_csv(out / "failures.csv", _rows(failures, FAILURE_TABLE), FAILURE_TABLE)
@@ -533,3 +639,21 @@ def gate_files(
     n_events = sum(int(events[f.hash]) for f in report.done)
     nonfinite = sum(int(dropped.get(f.hash, 0)) for f in report.done)
     return GateRun(report, counts, stats, failures, out, task, n_events, nonfinite, notes)
+
+
+def _write_qc_tables(out: Path, report: BatchReport, qc: dict, counts: pd.DataFrame):
+    """Write ``qc_samples.csv`` and ``acquisition_qc.csv``; add the before/after columns to
+    `counts` (in place) and return the counts table's columns."""
+    samples, ranges = [], []
+    for f in report.done:
+        record = qc.get(f.hash)
+        if record is None:
+            continue
+        samples.append({"file": f.path, **record["summary"]})
+        ranges += [{"file": f.path, **r} for r in record["ranges"]]
+    write_csv(out / "qc_samples.csv", samples, ("file", *SUMMARY_COLUMNS))
+    write_csv(out / "acquisition_qc.csv", ranges, ("file", *RANGE_COLUMNS))
+    by_file = {r["file"]: r for r in samples}
+    for col in ("events_before_qc", "events_after_qc"):
+        counts[col] = [by_file.get(f, {}).get(col) for f in counts["file"]]
+    return (*COUNT_TABLE, "events_before_qc", "events_after_qc")

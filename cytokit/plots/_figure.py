@@ -9,9 +9,7 @@ version).
 
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -20,8 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
-from cytokit._io import atomic_write_bytes
-from cytokit.errors import CytokitError
+from cytokit._figures import DPI, RC, figure_bytes, save_figure
 
 __all__ = [
     "DPI",
@@ -35,10 +32,6 @@ __all__ = [
     "save_figure",
 ]
 
-#: Resolution of PNG output (dots per inch).
-DPI = 100
-FORMATS = ("png", "svg")
-_RC = {"svg.hashsalt": "cytokit", "svg.fonttype": "path", "font.size": 9.0}
 
 #: Marker styles of the chimerism statuses (see `cytokit.analysis.chimerism`).
 STATUS_STYLE = {
@@ -50,7 +43,7 @@ STATUS_STYLE = {
 
 def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
     """A figure of `width` × `height` inches on its own Agg canvas."""
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         fig = Figure(figsize=(width, height), layout=layout, dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
@@ -131,44 +124,6 @@ def finish_grid(fig: Figure, axes, n: int, xlabel: str, ylabel: str, handles, **
         flat[n].legend(handles=handles, loc="center", **style)
     else:
         fig.legend(handles=handles, **{**style, **legend})
-
-
-def figure_bytes(fig: Figure, fmt: str = "png", *, dpi: float | None = None) -> bytes:
-    """`fig` rendered as ``"png"`` or ``"svg"`` bytes, identical on every run."""
-    if fmt not in FORMATS:
-        raise CytokitError(f"image format {fmt!r} must be one of {', '.join(FORMATS)}")
-    buf = io.BytesIO()
-    # PNG: no Software/date chunks beyond matplotlib's fixed ones; SVG: no Date element
-    meta = {"Date": None} if fmt == "svg" else {"Software": None}
-    with matplotlib.rc_context(_RC):
-        fig.savefig(buf, format=fmt, dpi=dpi or DPI, metadata=meta)
-    return buf.getvalue()
-
-
-def save_figure(
-    fig: Figure, path: str | Path, formats: tuple[str, ...] = FORMATS
-) -> dict[str, Path]:
-    """Write `fig` as ``<path>.png`` and ``<path>.svg`` (or `formats`), each atomically.
-
-    Parameters
-    ----------
-    fig : Figure
-    path : path
-        The file path without suffix; a suffix of `formats` is replaced.
-    formats : tuple of {"png", "svg"}
-
-    Returns
-    -------
-    dict of str to Path
-        Format → file written.
-    """
-    path = Path(path)
-    if path.suffix.lower().lstrip(".") in FORMATS:
-        path = path.with_suffix("")
-    return {
-        fmt: atomic_write_bytes(path.with_name(f"{path.name}.{fmt}"), figure_bytes(fig, fmt))
-        for fmt in formats
-    }
 
 
 def gate_name(path) -> str:

@@ -91,47 +91,81 @@ def cohort_figure(
     inf = infusions if infusions is not None and not infusions.empty else None
     for ax, name in zip(axes.ravel(), names, strict=False):
         sel = pts[pts["population"].astype(str) == name]
-        for pid, rows in sel.groupby(sel["patient"].astype(str), sort=True):
-            colour = colours.get(strata.get(pid, ""), "C0")
-            for _t, series in rows.groupby("sample_type", sort=True):
-                series = series.sort_values("day")
-                det = series[~series["status"].isin(["not_detected", MARKER_FAILED])]
-                ax.plot(det["day"], det["y"], color=colour, lw=1.0, alpha=0.8, zorder=2)
-                for status, style in STATUS_STYLE.items():
-                    s = series[(series["status"] == status) & series["y"].notna()]
-                    ax.plot(
-                        s["day"],
-                        s["y"],
-                        ls="none",
-                        marker=style["marker"],
-                        ms=4,
-                        mec=colour,
-                        mfc=colour if style["filled"] else "white",
-                        mew=0.9,
-                        zorder=3,
-                    )
+        _plot_patients(ax, sel, colours, strata)
         if inf is not None:
-            base = blended_transform_factory(ax.transData, ax.transAxes)
-            for _, row in inf.iterrows():
-                colour = colours.get(strata.get(str(row["patient"]), ""), "0.3")
-                ax.plot(
-                    [row["day"]],
-                    [0.0],
-                    marker="^",
-                    ms=5,
-                    color=colour,
-                    alpha=0.7,
-                    transform=base,
-                    clip_on=False,
-                    zorder=4,
-                    ls="none",
-                )
+            _plot_infusions(ax, inf, colours, strata)
         if sel["y"].notna().any():
             log_axis(ax, sel["y"], headroom=1.6)
         else:
             ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_title(plain(name), fontsize=9)
         ax.grid(alpha=0.25)
+    handles = _legend_handles(strata, colours)
+    finish_grid(
+        fig,
+        axes,
+        len(names),
+        "day after first infusion",
+        MEASURES[measure],
+        handles,
+        title="stratum",
+        loc="center right",
+        bbox_to_anchor=(1.0, 0.5),
+    )
+    height = fig.get_figheight()
+    fig.suptitle(
+        plain(title or f"Cohort: {MEASURES[measure]} by stratum"),
+        fontsize=10,
+        y=1 - 0.1 / height,
+        va="top",
+    )
+    return fig
+
+
+def _plot_patients(ax, sel: pd.DataFrame, colours: dict, strata: dict) -> None:
+    """One population's panel: each patient's series, a line through the detected points."""
+    for pid, rows in sel.groupby(sel["patient"].astype(str), sort=True):
+        colour = colours.get(strata.get(pid, ""), "C0")
+        for _t, series in rows.groupby("sample_type", sort=True):
+            series = series.sort_values("day")
+            det = series[~series["status"].isin(["not_detected", MARKER_FAILED])]
+            ax.plot(det["day"], det["y"], color=colour, lw=1.0, alpha=0.8, zorder=2)
+            for status, style in STATUS_STYLE.items():
+                s = series[(series["status"] == status) & series["y"].notna()]
+                ax.plot(
+                    s["day"],
+                    s["y"],
+                    ls="none",
+                    marker=style["marker"],
+                    ms=4,
+                    mec=colour,
+                    mfc=colour if style["filled"] else "white",
+                    mew=0.9,
+                    zorder=3,
+                )
+
+
+def _plot_infusions(ax, inf: pd.DataFrame, colours: dict, strata: dict) -> None:
+    """Infusion days as triangles on the panel's x axis, in the patient's stratum colour."""
+    base = blended_transform_factory(ax.transData, ax.transAxes)
+    for _, row in inf.iterrows():
+        colour = colours.get(strata.get(str(row["patient"]), ""), "0.3")
+        ax.plot(
+            [row["day"]],
+            [0.0],
+            marker="^",
+            ms=5,
+            color=colour,
+            alpha=0.7,
+            transform=base,
+            clip_on=False,
+            zorder=4,
+            ls="none",
+        )
+
+
+def _legend_handles(strata: dict, colours: dict) -> list:
+    """Strata (with patient counts), point statuses and the infusion marker."""
     counts = pd.Series(list(strata.values()), dtype=object).value_counts()
     handles = [
         Line2D(
@@ -156,22 +190,4 @@ def cohort_figure(
         for st in STATUS_STYLE.values()
     ]
     handles.append(Line2D([], [], ls="none", marker="^", color="0.3", label="infusion"))
-    finish_grid(
-        fig,
-        axes,
-        len(names),
-        "day after first infusion",
-        MEASURES[measure],
-        handles,
-        title="stratum",
-        loc="center right",
-        bbox_to_anchor=(1.0, 0.5),
-    )
-    height = fig.get_figheight()
-    fig.suptitle(
-        plain(title or f"Cohort: {MEASURES[measure]} by stratum"),
-        fontsize=10,
-        y=1 - 0.1 / height,
-        va="top",
-    )
-    return fig
+    return handles

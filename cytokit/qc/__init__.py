@@ -36,6 +36,9 @@ Typical use::
     qc.ranges_frame()                     # flagged time ranges
     kept = sample.events[qc.keep]
 
+`screen` is the step every door that gates a file runs when QC is on: it
+fails the file on a ``fail`` verdict and returns the kept events.
+
 Files without a Time channel (or whose time is not in acquisition order, or
 too short) get the margin check only; the result says which checks did not
 run and why, and the verdict is at least ``warn``.
@@ -43,6 +46,7 @@ run and why, and the verdict is at least ``warn``.
 
 from __future__ import annotations
 
+from cytokit.qc.apply import RANGE_COLUMNS, SUMMARY_COLUMNS, file_record, screen
 from cytokit.qc.bins import TimeGrid
 from cytokit.qc.channels import ChannelPlan, channel_plan, channel_role, time_column
 from cytokit.qc.result import (
@@ -69,10 +73,12 @@ from cytokit.qc.settings import (
 __all__ = [
     "CHECKS",
     "MARGIN",
+    "RANGE_COLUMNS",
     "RATE",
     "REASONS",
     "SENSITIVITIES",
     "SIGNAL",
+    "SUMMARY_COLUMNS",
     "THRESHOLDS",
     "AcquisitionPass",
     "AcquisitionQC",
@@ -86,7 +92,9 @@ __all__ = [
     "acquisition_qc",
     "channel_plan",
     "channel_role",
+    "file_record",
     "parse_acquisition_qc",
     "reason_names",
+    "screen",
     "time_column",
 ]

@@ -18,10 +18,10 @@ from cytokit.analysis.results import Results
 __all__ = [
     "ReportPlots",
     "cluster_markers",
-    "cluster_tables",
     "min_events_of",
     "patients_of",
     "populations_of",
+    "read_cluster_tables",
 ]
 
 
@@ -86,7 +86,7 @@ def cluster_markers(results: Results) -> list[str]:
     return [str(m) for m in markers]
 
 
-def cluster_tables(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def read_cluster_tables(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """clusters.csv, cluster_summary.csv and cluster_matching.csv (empty when missing)."""
 
     def get(name: str) -> pd.DataFrame:

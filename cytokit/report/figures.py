@@ -26,10 +26,10 @@ from cytokit.analysis.results import Results
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
-    cluster_tables,
     min_events_of,
     patients_of,
     populations_of,
+    read_cluster_tables,
 )
 
 __all__ = ["file_stem", "write_plots"]
@@ -142,14 +142,24 @@ def write_plots(
     def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots"):
         jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put))
 
+    _cohort_jobs(results, folder, formats, got, job)
+    _patient_jobs(results, folder, formats, got, job)
+    if qc:
+        _qc_jobs(results, folder, got, job)
+    _cluster_jobs(results, folder, formats, got, job)
+    for j, images in zip(jobs, _render_all(jobs, workers), strict=True):
+        for fmt, data in zip(("png", *(f for f in j.formats if f != "png")), images, strict=True):
+            if fmt in j.formats:
+                got.files.append(atomic_write_bytes(j.stem.with_name(f"{j.stem.name}.{fmt}"), data))
+        j.put(images[0])
+    return got
+
+
+def _cohort_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
+    """The cohort plots: every patient's donor cells/µL (when counted) and donor %."""
     me = min_events_of(results)
     pops = populations_of(results)
-    chim, samples, infusions, trends = (
-        results.chimerism,
-        results.samples,
-        results.infusions,
-        results.trends,
-    )
+    chim, samples, infusions = results.chimerism, results.samples, results.infusions
     if not chim.empty:
         for measure in ("donor_per_ul", "donor_pct"):
             if measure == "donor_per_ul" and not _has_absolute(chim):
@@ -170,6 +180,18 @@ def write_plots(
                 formats,
                 functools.partial(got.cohort.__setitem__, measure),
             )
+
+
+def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
+    """Per patient: persistence over time and chimerism per population."""
+    me = min_events_of(results)
+    pops = populations_of(results)
+    chim, samples, infusions, trends = (
+        results.chimerism,
+        results.samples,
+        results.infusions,
+        results.trends,
+    )
     for pid in patients_of(results):
         rows = chim[chim["patient"].astype(str) == pid] if "patient" in chim.columns else chim
         if rows.empty:
@@ -201,7 +223,11 @@ def write_plots(
             formats,
             functools.partial(got.chimerism.__setitem__, pid),
         )
-    if qc and not results.qc.empty and "sample" in results.qc.columns:
+
+
+def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
+    """Per sample: the QC plot from its stored points (PNG only); missing points noted."""
+    if not results.qc.empty and "sample" in results.qc.columns:
         for sample, rows in results.qc.groupby(results.qc["sample"].astype(str), sort=True):
             points, why = _qc_points(results.out, sample)
             if points is None:
@@ -221,13 +247,6 @@ def write_plots(
                 ("png",),
                 functools.partial(got.qc.__setitem__, sample),
             )
-    _cluster_jobs(results, folder, formats, got, job)
-    for j, images in zip(jobs, _render_all(jobs, workers), strict=True):
-        for fmt, data in zip(("png", *(f for f in j.formats if f != "png")), images, strict=True):
-            if fmt in j.formats:
-                got.files.append(atomic_write_bytes(j.stem.with_name(f"{j.stem.name}.{fmt}"), data))
-        j.put(images[0])
-    return got
 
 
 def _day(value) -> str:
@@ -240,7 +259,7 @@ def _day(value) -> str:
 
 def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
     """The clustering's heatmap and abundance plots, drawn by `cytokit.cluster` itself."""
-    table, summary, _ = cluster_tables(results)
+    table, summary, _ = read_cluster_tables(results)
     if table.empty or not {"origin", "metacluster"} <= set(table.columns):
         return
     try:

@@ -28,13 +28,14 @@ from cytokit.report._html import (
     nonempty,
     table,
 )
+from cytokit.report.acquisition import acquisition_section
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
-    cluster_tables,
     min_events_of,
     patients_of,
     populations_of,
+    read_cluster_tables,
 )
 from cytokit.report.tables import (
     chimerism_table,
@@ -324,7 +325,7 @@ def _qc_plots(results: Results, plots: ReportPlots, pid: str) -> str:
 
 
 def _clusters(results: Results, plots: ReportPlots) -> str:
-    clusters, summary, matching = cluster_tables(results)
+    clusters, summary, matching = read_cluster_tables(results)
     info = results.study.get("clustering") or {}
     if not nonempty(clusters):
         if info.get("error"):
@@ -425,6 +426,7 @@ def report_html(results: Results, plots: ReportPlots) -> str:
         _cohort(results, plots, patients),
         *[_patient(results, plots, pid, i + 1, pops) for i, pid in enumerate(patients)],
         _clusters(results, plots),
+        acquisition_section(results),
         _failures(results),
     ]
     name = results.study.get("name") or "cytokit analysis"

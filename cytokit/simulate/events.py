@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cytokit._cores import default_workers
 from cytokit.errors import StudyError
 from cytokit.sample import Sample
 from cytokit.simulate import instrument as ins
@@ -176,13 +177,9 @@ def _doublets(ctx, rng, true, scat, donor) -> None:
     np.logical_or(d2[a], d2[b], out=donor)
 
 
-def default_workers() -> int:
-    """Threads used when none are given: the CPUs available, at most 4."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus))
+#: Threads the simulator starts when none are given, at most: beyond 4 its blocks wait
+#: on memory rather than on cores.
+MAX_THREADS = 4
 
 
 class _Buffers:
@@ -354,7 +351,7 @@ def simulate_sample(
     keep_signals : bool
         Also return the noiseless marker intensities (`SampleTruth.signals`).
     workers : int, optional
-        Threads (see `generate_events`); default `default_workers()`. The
+        Threads (see `generate_events`); default the cores available, at most `MAX_THREADS`. The
         result does not depend on it.
     anomalies : cytokit.simulate.anomalies.AnomalyPlan, optional
         Acquisition anomalies (clogs, bubbles, drift, margin events) to inject
@@ -383,7 +380,14 @@ def simulate_sample(
     donor = np.empty(n, dtype=bool)
     signals = np.empty((n, ins.N_FLUOR), dtype=np.float32) if keep_signals else None
     params, drift = generate_events(
-        design, spec, day, out, label, donor, signals=signals, workers=workers or default_workers()
+        design,
+        spec,
+        day,
+        out,
+        label,
+        donor,
+        signals=signals,
+        workers=workers or default_workers(MAX_THREADS),
     )
     sample = make_sample(design, spec, int(day), out, drift)
     truth = SampleTruth(label, donor, LABELS, params, drift, signals)

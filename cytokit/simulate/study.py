@@ -40,6 +40,7 @@ from cytokit.fcs import write_fcs
 from cytokit.simulate import instrument as ins
 from cytokit.simulate.design import PatientSpec, StudyDesign
 from cytokit.simulate.events import (
+    MAX_THREADS,
     N_COLUMNS,
     SampleTruth,
     default_workers,
@@ -193,7 +194,7 @@ def simulate_study(
         otherwise such files are an error.
     workers : int, optional
         Threads generating each file's event blocks; default
-        `default_workers()`. Files are the same for any number.
+        the cores available, at most 4 (`MAX_THREADS`). Files are the same for any number.
     progress : callable(done, total, file_name), optional
         Called after each FCS file with the number written, the total and its name.
     anomalies : callable(PatientSpec, day) -> AnomalyPlan or None, optional
@@ -313,7 +314,7 @@ def _write_sample(
             events,
             label,
             donor,
-            workers=workers or default_workers(),
+            workers=workers or default_workers(MAX_THREADS),
             progress=progress,
         )
         sample = make_sample(design, spec, day, events, drift)
@@ -502,7 +503,7 @@ def benchmark_file(
     truth : bool
         Also write ``<stem>.truth.npz`` beside the file.
     workers : int, optional
-        Threads; default `default_workers()`. The file is the same for any number.
+        Threads; default the cores available, at most 4 (`MAX_THREADS`). The file is the same for any number.
     progress : callable(events_done, n_events), optional
 
     Returns

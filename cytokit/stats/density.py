@@ -1,11 +1,22 @@
 """Fine histograms and the smoothed densities, modes and valleys read from them.
 
+The one implementation of kernel smoothing and mode finding, used by the
+donor-chimerism thresholds (`cytokit.analysis.chimerism`), the phenotype
+positivity thresholds (`cytokit.analysis.phenotype`) and the adaptive gates
+(`cytokit.gating.adaptive`). Each of those keeps its own rule for which pair
+of modes and which point of their valley to cut at, because they answer
+different questions; the pieces below are shared.
+
 A `Histogram` keeps one population's values of one marker in fixed bins
 (values beyond the ends fall in the end bins, so counts on either side of
-any threshold inside the range are exact). `smooth` applies a Gaussian kernel
-with Silverman's bandwidth computed from the robust spread,
-``0.9 · min(sd, IQR / 1.349) · n^(-1/5)`` (at least two bins); `peaks` finds
-local maxima and `valley` the lowest point between two of them.
+any threshold inside the range are exact). `silverman_bandwidth` is
+Silverman's rule on the robust spread,
+``0.9 · min(sd, IQR / 1.349) · n^(-1/5)``; `gaussian_smooth` convolves counts
+with a Gaussian truncated at 4 sd, as if the bins beyond the ends were empty
+(the result has as many bins as the input, whatever the width). `smooth`
+applies both to a `Histogram` (at least two bins wide); `peaks` finds local
+maxima, `valley` the lowest point between two of them and `dip_valley` that
+point only when the two peaks are separate modes.
 """
 
 from __future__ import annotations
@@ -14,10 +25,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["N_BINS", "Histogram", "histogram_edges", "peaks", "smooth", "valley"]
+__all__ = [
+    "DIP",
+    "N_BINS",
+    "Histogram",
+    "dip_valley",
+    "gaussian_smooth",
+    "histogram_edges",
+    "peaks",
+    "silverman_bandwidth",
+    "smooth",
+    "valley",
+]
 
 #: Histogram bins between the robust ends of the data.
 N_BINS = 2048
+#: Two peaks are separate modes when the lower is at least this many times their valley.
+DIP = 1.5
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,45 @@ def histogram_edges(values: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
     return np.linspace(lo - 0.1 * span, hi + 0.1 * span, n_bins + 1)
 
 
+def silverman_bandwidth(sd: float, iqr: float, n: float, fallback: float = 0.0) -> float:
+    """Silverman's rule of thumb on the robust spread: ``0.9 · min(sd, IQR/1.349) · n^(-1/5)``.
+
+    Parameters
+    ----------
+    sd, iqr : float
+        Standard deviation and interquartile range of the values.
+    n : float
+        Number of values.
+    fallback : float
+        Spread used when both `sd` and the IQR are 0 (the rule would give 0).
+
+    Returns
+    -------
+    float
+        Bandwidth in the values' units.
+    """
+    spread = min(sd, iqr / 1.349) or sd or fallback
+    return 0.9 * spread * n ** (-0.2)
+
+
+def gaussian_smooth(counts: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """`counts` convolved with a Gaussian of sd `sigma` bins, truncated at `truncate` sd.
+
+    Bins beyond the ends count as empty, so the result has the length of
+    `counts` for any `sigma` (a kernel wider than the data included).
+
+    Returns
+    -------
+    ndarray of float64, shape like `counts`
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    half = int(np.ceil(truncate * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.concatenate([np.zeros(half), counts, np.zeros(half)])
+    return np.convolve(padded, kernel, mode="valid")
+
+
 def smooth(hist: Histogram) -> tuple[np.ndarray, float]:
     """Kernel-smoothed counts per bin and the bandwidth in bins (see the module docstring)."""
     counts = hist.counts.astype(np.float64)
@@ -96,20 +159,22 @@ def smooth(hist: Histogram) -> tuple[np.ndarray, float]:
     q25, q75 = np.interp([0.25 * n, 0.75 * n], cum, centres)
     mean = float((counts * centres).sum() / n)
     sd = float(np.sqrt(max((counts * (centres - mean) ** 2).sum() / n, 0.0)))
-    spread = min(sd, (q75 - q25) / 1.349) or sd or step
-    bw = max(0.9 * spread * n ** (-0.2) / step, 2.0)
-    half = int(np.ceil(4 * bw))
-    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / bw) ** 2)
-    kernel /= kernel.sum()
-    padded = np.concatenate([np.zeros(half), counts, np.zeros(half)])
-    return np.convolve(padded, kernel, mode="valid"), bw
+    bw = max(silverman_bandwidth(sd, q75 - q25, n, fallback=step) / step, 2.0)
+    return gaussian_smooth(counts, bw), bw
 
 
-def peaks(f: np.ndarray) -> np.ndarray:
-    """Indices of local maxima (plateaus: their first bin)."""
+def peaks(f: np.ndarray, *, ends: bool = True) -> np.ndarray:
+    """Indices of local maxima above 0 (plateaus: their first bin).
+
+    With ``ends=False`` the first and last bins are never peaks (a density cut
+    off at the end of its range is not a mode).
+    """
     left = np.concatenate([[-np.inf], f[:-1]])
     right = np.concatenate([f[1:], [-np.inf]])
-    return np.flatnonzero((f > left) & (f >= right) & (f > 0))
+    found = np.flatnonzero((f > left) & (f >= right) & (f > 0))
+    if not ends:
+        found = found[(found > 0) & (found < f.size - 1)]
+    return found
 
 
 def valley(f: np.ndarray, a: int, b: int) -> int:
@@ -118,3 +183,17 @@ def valley(f: np.ndarray, a: int, b: int) -> int:
     seg = f[lo : hi + 1]
     where = np.flatnonzero(seg == seg.min())
     return lo + int(where[len(where) // 2])  # middle of a flat minimum
+
+
+def dip_valley(f: np.ndarray, a: int, b: int, bw: float, dip: float = DIP) -> int | None:
+    """The valley between peaks `a` and `b` of `f` when they are separate modes, else None.
+
+    Separate: at least 3 bandwidths `bw` (in bins) apart, and the lower peak at
+    least `dip` times the valley's density.
+    """
+    if abs(b - a) < 3 * bw:
+        return None
+    m = valley(f, a, b)
+    if min(f[a], f[b]) < dip * f[m]:
+        return None
+    return m

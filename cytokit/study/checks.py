@@ -170,7 +170,13 @@ def _layout_problems(channels, panel: Panel, need: Iterable[str], strategy) -> l
 
 
 def file_problems(
-    rows, panel: Panel | None, markers: list[str], strategy, unreadable: dict[Path, str]
+    rows,
+    panel: Panel | None,
+    markers: list[str],
+    strategy,
+    unreadable: dict[Path, str],
+    *,
+    donor: bool = True,
 ) -> list[str]:
     """Open every file's header: markers resolve, gate channels exist.
 
@@ -189,6 +195,8 @@ def file_problems(
     strategy : GatingStrategy or None
     unreadable : dict
         Filled with ``{path: reason}``.
+    donor : bool
+        Also require each row's donor marker (False for a tube without origin).
     """
     from cytokit.fcs import read_fcs
 
@@ -210,7 +218,8 @@ def file_problems(
         n_read += 1
         need: list[str] = []
         if panel is not None:  # a marker [panel] lacks is `marker_problems`' to report
-            need = [m for m in dict.fromkeys([*markers, row.donor_marker]) if m in panel]
+            mine = [row.donor_marker] if donor else []
+            need = [m for m in dict.fromkeys([*markers, *mine]) if m in panel]
         layout = (tuple((c.name, c.marker) for c in sample.channels), tuple(need))
         if layout not in cache:
             cache[layout] = _layout_problems(sample.channels, panel or Panel({}), need, strategy)

@@ -27,7 +27,12 @@ rather than once per error:
   parent). Each of those names (a path, a gate or quadrant id, a unique
   population name) is replaced by the canonical path of its population in
   `Study.settings`, so every table shows one spelling;
-* the FCS files (``check_files``): every panel marker resolves to a channel,
+* tubes (`cytokit.study.tubes`): the ``[tubes.<name>]`` tables, each
+  manifest row's ``tube`` among them, each further tube's strategy (read
+  with the tube's panel) and its files checked against its own panel and
+  strategy, a problem said once per tube ("tube 'receptors': in all 12
+  files: …"); `Study.tube_origin` says which tubes carry the donor marker;
+* the FCS files of the default tube (``check_files``): every panel marker resolves to a channel,
   and every channel a gate reads exists; a problem several files share is
   said once, naming them ("in all 15 files"). A file that cannot be read at all
   (corrupt, truncated) is not a study problem: it is listed in
@@ -60,6 +65,7 @@ from cytokit.study.manifest import (
 )
 from cytokit.study.panel import Panel
 from cytokit.study.settings import StudySettings, parse_settings
+from cytokit.study.tubes import DEFAULT_TUBE, Tube, parse_tubes
 
 __all__ = [
     "Study",
@@ -92,6 +98,15 @@ class Study:
         The loaded strategy (None when not checked: ``check_files=False``).
     unreadable : dict of Path to str
         Files that exist but could not be read, with the reason.
+    tubes : dict of str to Tube
+        Every tube (`cytokit.study.tubes`), the default tube (the top-level tables) first.
+    chimerism_tube : str
+        The tube chimerism and counts come from (``[chimerism] tube``).
+    tube_gating : dict of str to GatingStrategy
+        The loaded strategy of each tube other than the default (when checked).
+    tube_origin : dict of str to bool
+        Whether each tube the manifest uses carries its rows' donor marker in every
+        readable file (its cells have origin, donor or recipient); when checked.
     """
 
     root: Path
@@ -104,6 +119,19 @@ class Study:
     settings: StudySettings = field(default_factory=StudySettings)
     gating: Any = None
     unreadable: dict[Path, str] = field(default_factory=dict)
+    tubes: dict[str, Tube] = field(default_factory=dict)
+    chimerism_tube: str = DEFAULT_TUBE
+    tube_gating: dict[str, Any] = field(default_factory=dict)
+    tube_origin: dict[str, bool] = field(default_factory=dict)
+
+    def tube_of(self, row: ManifestRow) -> str:
+        """The name of the tube a manifest row was stained with."""
+        return row.tube or DEFAULT_TUBE
+
+    def tubes_used(self) -> list[str]:
+        """The tubes the manifest lists files of, in `tubes` order."""
+        used = {self.tube_of(r) for r in self.rows}
+        return [t for t in (self.tubes or {DEFAULT_TUBE: None}) if t in used]
 
     @property
     def patients(self) -> list[str]:
@@ -158,7 +186,10 @@ class Study:
 
         The study's strategy (`gating`, else ``[gating] strategy``), its
         compensation (`compensation`) and ``[gating] seed``: the same counts as
-        ``counts.csv`` of ``analyze`` for that file.
+        ``counts.csv`` of ``analyze`` for that file. With ``[acquisition_qc]``
+        the sample is screened first (`cytokit.qc.screen`) and only the events
+        QC keeps are gated, as ``analyze`` and ``cytokit gate --study`` do; the
+        result's memberships are then over those events.
 
         Parameters
         ----------
@@ -170,8 +201,18 @@ class Study:
         Returns
         -------
         GatingResult
+
+        Raises
+        ------
+        FCSError
+            Acquisition QC failed the file (the message says why).
         """
         strategy = self.gating if self.gating is not None else self.load_strategy()
+        qc = self.settings.qc_settings
+        if qc is not None:
+            from cytokit.qc import screen
+
+            sample, _ = screen(sample, qc)
         return strategy.apply(
             sample,
             compensation=self.compensation(),
@@ -279,6 +320,57 @@ def _load_strategy(
     return strategy, path, settings
 
 
+def _read_toml(root: Path, toml: Path, problems: list[str]) -> tuple[dict[str, Any], bool]:
+    """study.toml parsed (empty when refused or unreadable) and whether it was read."""
+    why = refusal(toml, (root.resolve(),))  # it says where else the study may read
+    if why:
+        problems.append(f"{toml}: {why}")
+        return {}, False
+    try:
+        return load_toml(toml), True
+    except StudyError as exc:
+        problems.append(str(exc))
+        return {}, False
+
+
+def _read_panel(table, toml: Path, toml_read: bool) -> tuple[Panel, list[str]]:
+    """The ``[panel]`` table as a `Panel` (empty when missing or bad) and its problems."""
+    panel = Panel({})
+    found_panel: list[str] = []
+    if toml_read and not isinstance(table, dict):
+        found_panel.append(f"{toml}: no [panel] table naming the channel of each marker")
+    elif table:
+        try:
+            panel = Panel(table, source=str(toml))
+        except CytokitError as exc:
+            found_panel.append(str(exc))
+    return panel, found_panel
+
+
+def _check_compensation(root: Path, toml: Path, source: str, roots, problems: list[str]) -> None:
+    """A ``[compensation] source`` naming a CSV must be inside the roots and readable."""
+    if source.lower() not in ("file", "none"):
+        why = refusal(root / source, roots)
+        if why:
+            problems.append(f"{toml}: [compensation] source = {source!r} {why}")
+        else:
+            try:
+                read_spillover_csv(root / source)
+            except StudyError as exc:
+                problems.append(str(exc))
+
+
+def _check_infusion_patients(root: Path, rows, infusions, problems: list[str]) -> None:
+    """Every infusion's patient must be in the manifest (when it has rows)."""
+    patients = {r.patient for r in rows}
+    for inf in infusions:
+        if rows and inf.patient not in patients:
+            problems.append(
+                f"{root / 'infusions.csv'}: patient {inf.patient!r} (day {inf.day}) is not in "
+                "manifest.csv"
+            )
+
+
 def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -> Study:
     """Load and check a study folder.
 
@@ -311,52 +403,20 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             f"{root}: not a folder; give the study folder holding study.toml and manifest.csv"
         )
     problems: list[str] = []
-    config: dict[str, Any] = {}
     toml = root / "study.toml"
-    toml_read = False  # when study.toml is unreadable, what depends on it is not checked
-    why = refusal(toml, (root.resolve(),))  # it says where else the study may read
-    if why:
-        problems.append(f"{toml}: {why}")
-    else:
-        try:
-            config = load_toml(toml)
-            toml_read = True
-        except StudyError as exc:
-            problems.append(str(exc))
-    panel = Panel({})
+    # when study.toml is unreadable, what depends on it is not checked
+    config, toml_read = _read_toml(root, toml, problems)
     table = config.get("panel")
-    found_panel: list[str] = []
-    if toml_read and not isinstance(table, dict):
-        found_panel.append(f"{toml}: no [panel] table naming the channel of each marker")
-    elif table:
-        try:
-            panel = Panel(table, source=str(toml))
-        except CytokitError as exc:
-            found_panel.append(str(exc))
+    panel, found_panel = _read_panel(table, toml, toml_read)
     problems += found_panel
     settings, found = parse_settings(config, str(toml)) if config else (StudySettings(), [])
     problems += found
     roots, found = study_roots(root, settings.data_roots, f"{toml}: [study] data_roots")
     problems += found
-    source = settings.compensation
-    if source.lower() not in ("file", "none"):
-        why = refusal(root / source, roots)
-        if why:
-            problems.append(f"{toml}: [compensation] source = {source!r} {why}")
-        else:
-            try:
-                read_spillover_csv(root / source)
-            except StudyError as exc:
-                problems.append(str(exc))
+    _check_compensation(root, toml, settings.compensation, roots, problems)
     rows = read_manifest(root / "manifest.csv", problems, roots)
     infusions = read_infusions(root / "infusions.csv", problems, roots)
-    patients = {r.patient for r in rows}
-    for inf in infusions:
-        if rows and inf.patient not in patients:
-            problems.append(
-                f"{root / 'infusions.csv'}: patient {inf.patient!r} (day {inf.day}) is not in "
-                "manifest.csv"
-            )
+    _check_infusion_patients(root, rows, infusions, problems)
     gating, strategy_path = None, None
     why = refusal(root / settings.strategy, roots) if settings.strategy else None
     if why and strategy is None:  # a strategy given by the caller is the caller's choice
@@ -383,7 +443,15 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     unreadable: dict[Path, str] = {}
     if check_files and toml_read:
         panel_used = panel if panel_ok else None
-        problems += file_problems(rows, panel_used, markers, gating, unreadable)
+        default_rows = [r for r in rows if not r.tube]  # other tubes: `_check_tubes`
+        problems += file_problems(default_rows, panel_used, markers, gating, unreadable)
+    tubes, chimerism_tube, found = (
+        parse_tubes(config, str(toml), panel, settings) if panel_ok else ({}, DEFAULT_TUBE, [])
+    )
+    problems += found
+    tube_gating, tube_origin = _check_tubes(
+        root, rows, tubes, settings, config, roots, problems, unreadable, check_files, gating
+    )
     if problems:
         raise StudyError(
             f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
@@ -394,7 +462,20 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         else root.name
     )
     return Study(
-        root, name, config, panel, rows, infusions, strategy_path, settings, gating, unreadable
+        root,
+        name,
+        config,
+        panel,
+        rows,
+        infusions,
+        strategy_path,
+        settings,
+        gating,
+        unreadable,
+        tubes,
+        chimerism_tube,
+        tube_gating,
+        tube_origin,
     )
 
 
@@ -432,3 +513,104 @@ def check_same_content(study: Study, hashes: dict[Path, str]) -> None:
         raise StudyError(
             f"{study.root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
         )
+
+
+def _check_tubes(
+    root: Path,
+    rows: list[ManifestRow],
+    tubes: dict[str, Tube],
+    settings: StudySettings,
+    config: dict,
+    roots,
+    problems: list[str],
+    unreadable: dict[Path, str],
+    check_files: bool,
+    gating,
+) -> tuple[dict[str, Any], dict[str, bool]]:
+    """Check the manifest's tubes: each named in study.toml, each tube's strategy and files.
+
+    A problem is said once per tube, for all the files of the tube it holds in
+    (a receptor tube's channels are not looked for in the chimerism tube's
+    files). Returns the loaded strategy of each further tube and whether each
+    used tube has origin.
+    """
+    manifest = root / "manifest.csv"
+    if not tubes:  # study.toml or its [panel] unreadable: reported already
+        return {}, {}
+    by_tube: dict[str, list[ManifestRow]] = {}
+    for row in rows:
+        name = row.tube or DEFAULT_TUBE
+        if name not in tubes:
+            problems.append(
+                f"{manifest}, line {row.line}: tube {row.tube!r} is not a tube of study.toml; "
+                f"its tubes are: {', '.join(tubes)} (add a [tubes.{row.tube}] table, or fix "
+                "the tube column)"
+            )
+            continue
+        by_tube.setdefault(name, []).append(row)
+    strategies: dict[str, Any] = {}
+    origin: dict[str, bool] = {}
+    for name, tube in tubes.items():
+        if tube.is_default:  # its files were checked for each row's donor marker
+            mine = by_tube.get(name, [])
+            if check_files and mine:
+                origin[name] = all((r.donor_marker or settings.donor_marker) for r in mine)
+            continue
+        where = f"{root / 'study.toml'} [tubes.{name}]"
+        why = refusal(root / tube.strategy, roots)
+        if why and tube.strategy != settings.strategy:  # the top level's is reported already
+            problems.append(f"{where}: strategy = {tube.strategy!r} {why}")
+        if why:
+            continue
+        if not check_files:
+            continue
+        found: list[str] = []
+        tube_settings = StudySettings(populations=tube.populations, strategy=tube.strategy)
+        strategy, _, tube_settings = _load_strategy(
+            root, tube_settings, None, found, tube.panel, config
+        )
+        problems += [f"{where}: {p}" for p in found]
+        tubes[name] = Tube(
+            tube.name,
+            tube.panel,
+            tube.own,
+            tube.strategy,
+            tube_settings.populations,
+            tube.phenotype_markers,
+            tube.phenotype_thresholds,
+        )
+        strategies[name] = strategy
+        mine = by_tube.get(name, [])
+        if not mine:
+            continue
+        has = _has_origin(mine, tube.panel, settings, unreadable)
+        origin[name] = has
+        need = tube.required_markers(settings.donor_marker if has else "")
+        found = file_problems(mine, tube.panel, need, strategy, unreadable, donor=has)
+        problems += [f"tube {name!r}: {p}" for p in found]
+    return strategies, origin
+
+
+def _has_origin(rows, panel, settings: StudySettings, unreadable: dict[Path, str]) -> bool:
+    """Whether every readable file of `rows` carries its row's donor marker in `panel`."""
+    import warnings
+
+    from cytokit.fcs import read_fcs
+
+    if not rows:
+        return False
+    for row in rows:
+        marker = row.donor_marker or settings.donor_marker
+        if not marker or marker not in panel:
+            return False
+        if row.file in unreadable:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sample = read_fcs(row.file, mmap=True, scale=False)
+        except (CytokitError, OSError):
+            continue  # reported by the file checks
+        if isinstance(panel.find(sample.channels, marker), str):
+            return False
+    return True

@@ -45,6 +45,7 @@ class ManifestRow:
     beads_per_test: float | None = None
     sample_volume_ul: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    tube: str = ""  # the manifest's tube column; empty: the default tube
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,10 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
                 donor_marker=rec.get("donor_marker", "").strip(),
                 donor_is=donor_is,
                 metadata={k: v for k, v in rec.items() if k not in known},
+                # "default" names the top-level tables' tube, as an empty cell does
+                tube=""
+                if rec.get("tube", "").strip() == "default"
+                else rec.get("tube", "").strip(),
                 **numbers,
             )
         )
@@ -204,15 +209,21 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
 
 
 def _check_rows(path: Path, rows: list[ManifestRow], problems: list[str]) -> None:
-    seen: dict[tuple[str, int, str], int] = {}
+    seen: dict[tuple[str, int, str, str], int] = {}
     donor: dict[str, tuple[str, str, int]] = {}
     for r in rows:
-        key = (r.patient, r.day, r.sample_type)
+        key = (r.patient, r.day, r.sample_type, r.tube)  # a visit holds one file per tube
         if key in seen:
             problems.append(
                 f"{path}, line {r.line}: patient {r.patient} day {r.day}"
                 + (f" sample_type {r.sample_type!r}" if r.sample_type else "")
-                + f" already has a file on line {seen[key]}; give each tube its own sample_type"
+                + (f" tube {r.tube!r}" if r.tube else "")
+                + f" already has a file on line {seen[key]}; "
+                + (
+                    "a visit has one file per tube"
+                    if r.tube
+                    else "give each tube its own sample_type, or a tube column naming its panel"
+                )
             )
         seen.setdefault(key, r.line)
         mine = (r.donor_marker, r.donor_is)

@@ -55,6 +55,11 @@ table              key                          meaning (default)
                    ``events``                   threshold-parent events kept per file for
                                                 clustering (20,000; all below it)
 =================  ===========================  ==========================================
+
+``[acquisition_qc]`` (``enabled``, ``checks``, ``sensitivity``, ``max_removed_pct``,
+``warn_removed_pct``, ``exclude_channels``; `cytokit.qc.settings`): acquisition QC
+before gating. Without the table there is no QC (a study's tables stay as they
+were); with it QC runs unless ``enabled = false``.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ DONOR_SIDES = ("positive", "negative")
 _KNOWN = {
     "compensation": {"source"},
     "gating": {"strategy", "seed"},
-    "chimerism": {"marker", "donor_is", "parent", "ci"},
+    "chimerism": {"marker", "donor_is", "parent", "ci", "tube"},
     "qc": {"min_events", "max_nonfinite"},
     "counting": {"beads", "lymphocytes", "leukocytes"},
     "phenotype": {"markers", "thresholds", "max_events"},
@@ -176,6 +181,14 @@ class StudySettings:
     phenotype_thresholds: dict[str, float] = field(default_factory=dict)
     phenotype_max_events: int = 50_000
     clustering: ClusteringSettings | None = None
+    #: ``[acquisition_qc]``: None without the table (no QC, as before the table existed)
+    acquisition_qc: Any = None  # cytokit.qc.AcquisitionQCSettings or None
+
+    @property
+    def qc_settings(self):
+        """The acquisition-QC settings when QC runs (table present and enabled), else None."""
+        a = self.acquisition_qc
+        return a if a is not None and a.enabled else None
 
     def transform_of(self, marker: str):
         """The transform of `marker` (its override, else the default)."""
@@ -246,10 +259,32 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
     problems : list of str
         Each a complete sentence naming `source`, the table and key.
     """
-    from cytokit.gating import transform_from_config
-
     problems: list[str] = []
     at = f"{source}: "
+    tables = _tables(config, at, problems)
+    kw: dict[str, Any] = {}
+    # one table at a time; this order is the order of the problems reported
+    _study_keys(config, at, problems, kw)
+    _populations(tables, at, problems, kw)
+    _scales(tables, source, at, problems, kw)
+    _gating(tables, at, problems, kw)
+    _chimerism(tables, at, problems, kw)
+    _qc_counting(tables, at, problems, kw)
+    _phenotype(tables, at, problems, kw)
+    cl = tables["clustering"]
+    if cl:
+        kw["clustering"] = _clustering(cl, at, problems)
+    if "acquisition_qc" in config:
+        from cytokit.qc.settings import parse_acquisition_qc
+
+        acq, found = parse_acquisition_qc(config["acquisition_qc"], source)
+        problems += found
+        kw["acquisition_qc"] = None if found else acq
+    return StudySettings(**kw), problems
+
+
+def _tables(config: Mapping[str, Any], at: str, problems: list[str]) -> dict[str, dict]:
+    """The known tables of `config` (empty when missing or not a table); unknown keys reported."""
     tables: dict[str, dict] = {}
     for name in (*_KNOWN, "transform", "populations"):
         table = config.get(name, {})
@@ -264,8 +299,11 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
                     problems.append(
                         f"{at}unknown key {key!r} in [{name}]; known keys: {', '.join(sorted(known))}"
                     )
-    kw: dict[str, Any] = {}
+    return tables
 
+
+def _study_keys(config: Mapping[str, Any], at: str, problems: list[str], kw: dict) -> None:
+    """``[study] data_roots``."""
     study = config.get("study")  # its other keys (name, the simulator's seed) are not checked
     if isinstance(study, dict) and "data_roots" in study:
         roots = study["data_roots"]
@@ -277,6 +315,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         else:
             kw["data_roots"] = tuple(r.strip() for r in roots)
 
+
+def _populations(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[populations]``: name = gate path."""
     pops = tables["populations"]
     if not pops:
         problems.append(
@@ -287,6 +328,11 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         p = _path(path, f"{at}[populations] {name}", problems)
         if p:
             kw["populations"][str(name)] = p
+
+
+def _scales(tables: dict, source: str, at: str, problems: list[str], kw: dict) -> None:
+    """``[compensation]`` and ``[transform]`` (with per-marker ``[transform.M]``)."""
+    from cytokit.gating import transform_from_config
 
     comp = tables["compensation"].get("source", "file")
     if not isinstance(comp, str) or not comp.strip():
@@ -309,6 +355,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         except CytokitError as exc:
             problems.append(str(exc))
 
+
+def _gating(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[gating]``: the strategy file and the adaptive gates' seed."""
     gating = tables["gating"]
     strategy = gating.get("strategy")
     if not isinstance(strategy, str) or not strategy.strip():
@@ -320,6 +369,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
     if "seed" in gating:
         kw["gating_seed"] = _int(gating["seed"], f"{at}[gating] seed", problems) or 0
 
+
+def _chimerism(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[chimerism]``: donor marker, side, parent gate, interval method."""
     chim = tables["chimerism"]
     if "marker" in chim:
         if isinstance(chim["marker"], str) and chim["marker"].strip():
@@ -339,6 +391,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
     else:
         kw["ci"] = ci
 
+
+def _qc_counting(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[qc]`` limits and ``[counting]`` gate paths."""
     if "min_events" in tables["qc"]:
         value = _int(tables["qc"]["min_events"], f"{at}[qc] min_events", problems, minimum=1)
         if value is not None:
@@ -358,6 +413,9 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         if key in tables["counting"]:
             kw[key] = _path(tables["counting"][key], f"{at}[counting] {key}", problems)
 
+
+def _phenotype(tables: dict, at: str, problems: list[str], kw: dict) -> None:
+    """``[phenotype]``: markers, fixed thresholds, events kept per sample."""
     ph = tables["phenotype"]
     if "markers" in ph:
         kw["phenotype_markers"] = _markers(ph["markers"], f"{at}[phenotype] markers", problems)
@@ -377,11 +435,6 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         value = _int(ph["max_events"], f"{at}[phenotype] max_events", problems, minimum=100)
         if value is not None:
             kw["phenotype_max_events"] = value
-
-    cl = tables["clustering"]
-    if cl:
-        kw["clustering"] = _clustering(cl, at, problems)
-    return StudySettings(**kw), problems
 
 
 def _clustering(cl: dict, at: str, problems: list[str]) -> ClusteringSettings | None:

@@ -26,8 +26,10 @@ gate                   finds                            becomes
 Valleys (`Valley`)
 ------------------
 The values are binned (512 bins over the 0.05–99.95 % range) and smoothed with
-a Gaussian kernel whose width is Silverman's rule times ``smooth``. Modes are
-local maxima at least ``min_peak`` × the tallest; between two neighbouring
+a Gaussian kernel whose width is Silverman's rule times ``smooth`` (both from
+`cytokit.stats.density`, shared with the chimerism and phenotype thresholds;
+bins beyond the range count as empty, however wide the kernel). Modes are
+local maxima inside the range at least ``min_peak`` × the tallest; between two neighbouring
 modes the valley is the lowest point. Where the valley is empty (density under
 2 % of the smaller mode) the cut is the middle of the empty stretch; in a
 shallow valley it is the end, facing the larger mode, of the stretch within

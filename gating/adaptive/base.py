@@ -12,6 +12,7 @@ import numpy as np
 
 from cytokit.errors import GatingError
 from cytokit.gating.gates import Gate
+from cytokit.stats.density import gaussian_smooth, silverman_bandwidth
 
 __all__ = ["AdaptiveGateWarning", "smoothed_density"]
 
@@ -47,10 +48,9 @@ def finite(x: np.ndarray) -> np.ndarray:
 
 
 def bandwidth(x: np.ndarray) -> float:
-    """Silverman's rule of thumb (robust spread)."""
+    """Silverman's rule of thumb (robust spread) on the values `x`."""
     q75, q25 = np.percentile(x, [75, 25])
-    s = min(float(np.std(x)), (q75 - q25) / 1.349) or float(np.std(x))
-    return 0.9 * s * x.size ** (-0.2)
+    return silverman_bandwidth(float(np.std(x)), q75 - q25, x.size)
 
 
 def smoothed_density(
@@ -65,11 +65,7 @@ def smoothed_density(
     """
     counts, edges = np.histogram(x, bins=bins, range=(lo, hi))
     step = edges[1] - edges[0]
-    sigma = max(bandwidth / step, 1.0)
-    half = min(math.ceil(4.0 * sigma), bins - 1)
-    k = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
-    k /= k.sum()
-    dens = np.convolve(counts.astype(np.float64), k, mode="same")
+    dens = gaussian_smooth(counts, max(bandwidth / step, 1.0))
     return 0.5 * (edges[:-1] + edges[1:]), dens
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from cytokit.errors import GatingError
 from cytokit.gating.adaptive.base import NoFit, bandwidth, number, smoothed_density, use_fallback
 from cytokit.gating.gates import AdaptiveGate, Dimension, EllipsoidGate, Gate, PolygonGate
+from cytokit.stats.density import gaussian_smooth
 
 __all__ = ["ClusterGate", "SingletGate"]
 
@@ -326,10 +327,7 @@ class ClusterGate(AdaptiveGate):
 
 
 def _smooth_axis(a: np.ndarray, sigma: float, axis: int) -> np.ndarray:
-    half = math.ceil(3 * sigma)
-    k = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
-    k /= k.sum()
-    return np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), axis, a)
+    return np.apply_along_axis(gaussian_smooth, axis, a, sigma, 3.0)
 
 
 def _peak_2d(u: np.ndarray, lo: np.ndarray, hi: np.ndarray, near: np.ndarray) -> np.ndarray:

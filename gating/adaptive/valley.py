@@ -26,6 +26,7 @@ from cytokit.gating.gates import (
     QuadrantGate,
     RectangleGate,
 )
+from cytokit.stats.density import peaks as density_peaks
 
 __all__ = [
     "Valley",
@@ -164,8 +165,7 @@ def _valley(x: np.ndarray, v: Valley):
     hi = max(q_hi, hi_w if hi_w is not None else q_hi) + 3 * bw
     grid, dens = smoothed_density(x, lo, hi, bw)
     top = dens.max()
-    inner = (dens[1:-1] > dens[:-2]) & (dens[1:-1] >= dens[2:])
-    peaks = np.flatnonzero(inner) + 1
+    peaks = density_peaks(dens, ends=False)
     peaks = peaks[dens[peaks] >= v.min_peak * top]
     best, best_score = None, -1.0
     # every pair of modes, not only neighbours: a noise bump inside a valley

@@ -1,0 +1,247 @@
+"""Acquisition QC in the pipeline: study.toml, `analyze`, `cytokit gate`, `Study.gate`.
+
+The files are simulated with a clog injected (`cytokit.simulate.anomalies`), so
+the per-event truth of what was injected is known; the doors must agree on
+every count, and the removed range must cover the injected clog.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import cytokit
+from cytokit.cli.app import app
+from cytokit.engine.gate_files import GateTask, gate_files
+from cytokit.errors import StudyError
+from cytokit.qc import AcquisitionQCSettings
+from cytokit.simulate import PatientSpec, StudyDesign
+from cytokit.simulate.anomalies import CLOG, AnomalyPlan, Clog
+from cytokit.simulate.study import simulate_study
+from cytokit.study import load_study
+from cytokit.study.settings import parse_settings
+
+N_EVENTS = 30_000
+#: The per-file QC columns of samples.csv and qc_samples.csv (the results contract).
+SUMMARY_COLUMNS = (
+    "events_before_qc", "events_after_qc", "qc_removed_rate", "qc_removed_signal",
+    "qc_removed_margin", "qc_pct_removed", "qc_verdict", "qc_reason",
+)  # fmt: skip
+#: A clog a third of the way in: 1 s at 10 % of the rate, then a 0.4 s burst (the clean file
+#: lasts about 10 s).
+CLOG_PLAN = AnomalyPlan(clogs=(Clog(start=3.0, drop=1.0, drop_rate=0.1, burst=0.4),))
+
+
+def _study(tmp_path, table: str | None, name="s"):
+    design = StudyDesign(
+        patients=(PatientSpec("A1", "NK", "positive", days=(7, 14)),), seed=23, n_events=N_EVENTS
+    )
+    plans = {7: CLOG_PLAN, 14: None}
+    out = simulate_study(tmp_path / name, design, anomalies=lambda spec, day: plans[day])
+    if table is not None:
+        toml = out / "study.toml"
+        toml.write_text(toml.read_text() + "\n[acquisition_qc]\n" + table)
+    return out
+
+
+@pytest.fixture(scope="module")
+def qc_study(tmp_path_factory):
+    return _study(tmp_path_factory.mktemp("qc"), "enabled = true\n")
+
+
+@pytest.fixture(scope="module")
+def qc_results(qc_study, tmp_path_factory):
+    return cytokit.analyze(qc_study, tmp_path_factory.mktemp("out") / "a", scheduler="serial")
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+def test_study_toml_table_is_parsed_and_absent_means_no_qc():
+    base = {"gating": {"strategy": "s.yaml"}, "populations": {"NK": "/NK"}}
+    settings, problems = parse_settings(base)
+    assert problems == [] and settings.acquisition_qc is None and settings.qc_settings is None
+    table = {"sensitivity": "high", "max_removed_pct": 10, "checks": ["rate", "margins"]}
+    settings, problems = parse_settings({**base, "acquisition_qc": table})
+    assert problems == []
+    qc = settings.qc_settings
+    assert (qc.sensitivity, qc.max_removed_pct, qc.checks) == ("high", 10.0, ("rate", "margins"))
+    off, problems = parse_settings({**base, "acquisition_qc": {"enabled": False}})
+    assert problems == [] and off.acquisition_qc is not None and off.qc_settings is None
+
+
+def test_bad_acquisition_qc_keys_are_study_problems_naming_key_and_fix():
+    base = {"gating": {"strategy": "s.yaml"}, "populations": {"NK": "/NK"}}
+    bad = {"sensitivty": "high", "max_removed_pct": 150}
+    _, problems = parse_settings({**base, "acquisition_qc": bad}, "x/study.toml")
+    text = " | ".join(problems)
+    assert "x/study.toml: [acquisition_qc] unknown key 'sensitivty'" in text
+    assert "max_removed_pct = 150 must be a number from 0 to 100" in text
+
+
+def test_load_study_reports_a_bad_table(tmp_path):
+    out = _study(tmp_path, 'sensitivity = "extreme"\n')
+    with pytest.raises(StudyError, match=r"\[acquisition_qc\] sensitivity = 'extreme'"):
+        load_study(out, check_files=False)
+
+
+def test_gate_options_choose_the_settings():
+    from cytokit.engine.gate_files import gate_qc_settings
+
+    assert gate_qc_settings(None) is None
+    assert gate_qc_settings(None, True) == AcquisitionQCSettings()
+    s = gate_qc_settings(None, sensitivity="low", max_removed_pct=1.5)
+    assert (s.sensitivity, s.max_removed_pct, s.warn_removed_pct) == ("low", 1.5, 1.5)
+    own = AcquisitionQCSettings(sensitivity="high")
+    assert gate_qc_settings(own) == own
+    assert gate_qc_settings(own, False) is None
+
+
+# -- one file, one answer, whichever door -------------------------------------------------------
+
+
+def test_doors_agree_with_qc_and_the_removed_range_covers_the_clog(qc_study, qc_results, tmp_path):
+    res = qc_results
+    study = load_study(qc_study)
+    run = gate_files(
+        GateTask.for_study(study, statistics=False), [r.file for r in study.rows],
+        tmp_path / "g", scheduler="serial",
+    )  # fmt: skip
+    clog_file = "fcs/A1_day007.fcs"
+    row = res.samples.set_index("file").loc[clog_file]
+    assert row["events_before_qc"] == N_EVENTS
+    with np.load(qc_study / "fcs" / "A1_day007.truth.npz") as truth:
+        injected = (truth["anomaly_kind"] & CLOG) != 0
+    removed = N_EVENTS - row["events_after_qc"]
+    # most of the clog's events are removed, and little else
+    assert removed >= 0.8 * injected.sum()
+    assert removed <= injected.sum() + 0.02 * N_EVENTS
+    assert row["qc_verdict"] in ("pass", "warn") and row["qc_removed_rate"] > 0
+    ranges = res.acquisition_qc[res.acquisition_qc["file"] == clog_file]
+    assert len(ranges) >= 1
+    first = int(ranges["first_event"].min())
+    last = int((ranges["first_event"] + ranges["events"]).max())
+    idx = np.flatnonzero(injected)
+    inside = np.mean((idx >= first) & (idx < last))
+    assert inside >= 0.8, inside
+    # the gated root's parent count is what QC kept (no non-finite values in simulated files)
+    counts = res.counts[res.counts["file"] == clog_file]
+    assert counts["parent_count"].iloc[0] == row["events_after_qc"]
+    # the three doors: analyze, cytokit gate --study, Study.gate
+    by_gate = run.counts[run.counts["file"].str.endswith("A1_day007.fcs")]
+    a = counts.set_index("gate_path")["count"].astype(int)
+    g = by_gate.set_index("gate_path")["count"].astype(int)
+    pd.testing.assert_series_equal(a.sort_index(), g.sort_index(), check_names=False)
+    assert set(by_gate["events_after_qc"]) == {row["events_after_qc"]}
+    direct = study.gate(cytokit.read_fcs(qc_study / clog_file), membership=False).counts
+    d = direct.set_index("gate_path")["count"].astype(int)
+    pd.testing.assert_series_equal(a.sort_index(), d.sort_index(), check_names=False)
+    qc_rows = pd.read_csv(tmp_path / "g" / "qc_samples.csv")
+    assert list(qc_rows.columns) == ["file", *SUMMARY_COLUMNS]
+    assert (tmp_path / "g" / "acquisition_qc.csv").is_file()
+
+
+def test_a_failed_verdict_is_a_failure_with_no_numbers(tmp_path):
+    out = _study(tmp_path, "max_removed_pct = 2\nwarn_removed_pct = 1\n")
+    res = cytokit.analyze(out, tmp_path / "o", scheduler="serial")
+    fail = res.failures.set_index("file")
+    assert "fcs/A1_day007.fcs" in fail.index
+    assert fail.loc["fcs/A1_day007.fcs", "stage"] == "acquisition_qc"
+    reason = fail.loc["fcs/A1_day007.fcs", "reason"]
+    assert "acquisition QC failed" in reason and "max_removed_pct" in reason
+    for table in (res.samples, res.counts, res.chimerism):
+        assert "fcs/A1_day007.fcs" not in set(table["file"])
+    assert list(res.samples["file"]) == ["fcs/A1_day014.fcs"]
+
+
+def test_without_the_table_nothing_is_removed(tmp_path):
+    out = _study(tmp_path, None)
+    res = cytokit.analyze(out, tmp_path / "o", scheduler="serial")
+    assert set(SUMMARY_COLUMNS) <= set(res.samples.columns)
+    assert res.samples["events_after_qc"].isna().all()
+    assert res.acquisition_qc.empty
+    root = res.counts.groupby("file")["parent_count"].first()
+    assert (root == N_EVENTS).all()
+
+
+def test_cli_gate_acquisition_qc(qc_study, tmp_path):
+    files = [str(qc_study / "fcs" / "A1_day007.fcs")]
+    strategy = str(qc_study / "strategy.yaml")
+    runner = CliRunner()
+    on = runner.invoke(
+        app, ["gate", "--study", str(qc_study), *files, "-o", str(tmp_path / "on"), "-j", "1"]
+    )
+    assert on.exit_code == 0, on.output
+    counts = pd.read_csv(tmp_path / "on" / "counts.csv")
+    assert counts["events_before_qc"].iloc[0] == N_EVENTS
+    assert counts["events_after_qc"].iloc[0] < N_EVENTS
+    off = runner.invoke(
+        app,
+        ["gate", "--study", str(qc_study), "--no-acquisition-qc", *files,
+         "-o", str(tmp_path / "off"), "-j", "1"],
+    )  # fmt: skip
+    assert off.exit_code == 0, off.output
+    plain = pd.read_csv(tmp_path / "off" / "counts.csv")
+    assert "events_after_qc" not in plain.columns
+    assert not (tmp_path / "off" / "acquisition_qc.csv").exists()
+    strict = runner.invoke(
+        app,
+        ["gate", "--study", str(qc_study), strategy, *files, "--qc-max-removed", "1",
+         "-o", str(tmp_path / "strict"), "-j", "1"],
+    )  # fmt: skip
+    failures = pd.read_csv(tmp_path / "strict" / "failures.csv")
+    assert list(failures["stage"]) == ["acquisition_qc"], strict.output
+
+
+# -- invariants and the report ---------------------------------------------------------------
+
+
+def _planted(results, table, column, row, value):
+    from dataclasses import replace
+
+    frame = getattr(results, table).copy()
+    frame[column] = frame[column].astype(object)
+    frame.loc[frame.index[row], column] = value
+    return replace(results, **{table: frame})
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value", "rule"),
+    [
+        ("samples", "events_after_qc", N_EVENTS + 1, "events_after_qc must be in"),
+        ("samples", "qc_verdict", "fail", "qc_verdict must be pass or warn"),
+        ("samples", "qc_pct_removed", 50.0, "qc_pct_removed must be"),
+        ("acquisition_qc", "events", 10 * N_EVENTS, "the range's events must lie within"),
+    ],
+)
+def test_invariants_catch_broken_qc_columns(qc_results, table, column, value, rule):
+    from cytokit.analysis.invariants import violations
+
+    assert violations(qc_results) == []
+    broken = _planted(qc_results, table, column, 0, value)
+    assert any(rule in v for v in violations(broken)), violations(broken)
+
+
+def test_root_counts_must_be_the_events_qc_kept(qc_results):
+    from cytokit.analysis.invariants import violations
+
+    counts = qc_results.counts.copy()
+    root = counts.index[
+        (counts["file"] == "fcs/A1_day007.fcs") & (counts["parent_path"].fillna("") == "")
+    ]
+    counts.loc[root, "parent_count"] = N_EVENTS
+    from dataclasses import replace
+
+    found = violations(replace(qc_results, counts=counts))
+    assert any("parent_count must be events_after_qc" in v for v in found), found
+
+
+def test_report_has_a_qc_plot_per_file_open_when_flagged(qc_results):
+    from cytokit.report.acquisition import acquisition_section
+
+    html = acquisition_section(qc_results)
+    assert html.count("<figure>") == 2
+    assert "<details open><summary>fcs/A1_day007.fcs: <b>warn</b>" in html
+    assert "<details><summary>fcs/A1_day014.fcs: <b>pass</b>" in html
