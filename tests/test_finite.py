@@ -250,3 +250,40 @@ def test_a_file_of_non_finite_values_is_a_failure_not_zeros(study, tmp_path):
     # the trends see four days, not a fifth at zero
     tr = results.trends[(results.trends.population == "NK")]
     assert (tr.n_days == 4).all()
+
+
+def test_every_door_applies_the_studys_non_finite_rule(study, tmp_path):
+    """analyze, ``gate --study`` (`GateTask.for_study`) and `Study.gate` drop the same events,
+    give the same counts and parent counts, and fail a file under the study's own
+    ``[qc] max_nonfinite`` (the gate door used to apply the default 1 % and the API none)."""
+    file = "fcs/P1_day007.fcs"
+    n = 12_000
+    bad = np.arange(5, n, 150)  # 80 events, 0.67 %
+
+    def plant(ev, s):
+        ev[bad, s.channel_index("FSC-A")] = np.inf
+
+    folder = _plant(study, tmp_path / "study", file, plant)
+    results = cytokit.analyze(folder, tmp_path / "out", workers=1)
+    want = results.counts[results.counts.file == file].set_index("gate_path")
+    loaded = cytokit.load_study(folder)
+    api = loaded.gate(read_fcs(folder / file)).counts.set_index("gate_path")
+    run = gate_files(GateTask.for_study(loaded), [folder / file], tmp_path / "gate", workers=1)
+    door = run.counts.set_index("gate_path")
+    for got in (api, door):
+        assert got["count"].to_dict() == want["count"].to_dict()
+        assert got["parent_count"].to_dict() == want["parent_count"].to_dict()
+    assert want.loc["/Lymphocytes", "parent_count"] == n - bad.size
+
+    # a stricter study limit (0.5 %) fails the file through every door
+    toml = folder / "study.toml"
+    toml.write_text(toml.read_text().replace("[qc]\n", "[qc]\nmax_nonfinite = 0.005\n"))
+    strict = cytokit.analyze(folder, tmp_path / "out2", workers=1)
+    assert file in set(strict.failures.file)
+    assert file not in set(strict.counts.file)
+    loaded = cytokit.load_study(folder)
+    with pytest.raises(FCSError, match="max_nonfinite"):
+        loaded.gate(read_fcs(folder / file))
+    run = gate_files(GateTask.for_study(loaded), [folder / file], tmp_path / "gate2", workers=1)
+    assert run.counts.empty and len(run.failures) == 1
+    assert run.failures.iloc[0]["stage"] == "values"

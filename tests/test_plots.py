@@ -178,7 +178,7 @@ def test_patient_with_one_day(tmp_path):
     plots.figure_bytes(plots.chimerism_figure(r.chimerism, "P03"), "svg")
 
 
-def test_cohort_figure_colours_patients_by_stratum(results):
+def test_cohort_figure_tells_patients_apart_and_strata_by_line_style(results):
     fig = plots.cohort_figure(
         results.chimerism,
         samples=results.samples,
@@ -186,10 +186,24 @@ def test_cohort_figure_colours_patients_by_stratum(results):
         patients=results.study["patients"],
         populations=["NK", "CIK"],
     )
-    colours = plots.stratum_colours(["NK", "CIK"])
+    strata = {str(p["id"]): str(p["stratum"]) for p in results.study["patients"]}
     ax = next(a for a in fig.axes if a.get_title() == "NK")
-    curves = {ln.get_color() for ln in ax.get_lines() if ln.get_linestyle() == "-"}
-    assert curves <= set(colours.values()) and len(curves) == 2
+    curves = [ln for ln in ax.get_lines() if ln.get_linestyle() != "None"]
+    by_colour = {}
+    for ln in curves:
+        by_colour.setdefault(ln.get_color(), set()).add(ln.get_linestyle())
+    # one colour per patient: as many curve colours as patients, the NK arm's two apart
+    assert len(by_colour) == len(strata) == 3
+    labels = {t.get_text() for t in ax.texts}
+    assert labels == set(strata)  # every patient named at the end of its line
+    # the stratum is the line style: the two NK patients share one, the CIK patient another
+    nk_style = {
+        next(iter(by_colour[lb.get_color()])) for lb in ax.texts if strata[lb.get_text()] == "NK"
+    }
+    cik_style = {
+        next(iter(by_colour[lb.get_color()])) for lb in ax.texts if strata[lb.get_text()] == "CIK"
+    }
+    assert len(nk_style) == 1 and len(cik_style) == 1 and nk_style != cik_style
     legend = [
         t.get_text()
         for lg in fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]

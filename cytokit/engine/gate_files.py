@@ -300,8 +300,9 @@ class GateTask:
         """The task that gates files as `cytokit.analyze` gates a study's.
 
         The study's strategy, read with its ``[panel]`` and ``[transform]``
-        (`cytokit.study.Study.load_strategy`), its compensation and its
-        ``[gating] seed``: a file gets the counts ``analyze`` gives it.
+        (`cytokit.study.Study.load_strategy`), its compensation, its
+        ``[gating] seed`` and ``[qc] max_nonfinite``: a file gets the counts
+        ``analyze`` gives it.
 
         Parameters
         ----------
@@ -340,6 +341,7 @@ class GateTask:
             statistics=statistics,
             channels=channels,
             seed=study.settings.gating_seed,
+            max_nonfinite=study.settings.max_nonfinite,
             acquisition_qc=_study_qc(study, acquisition_qc),
         )
 

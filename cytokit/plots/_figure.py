@@ -153,38 +153,68 @@ def infusion_label(row) -> str:
     return plain(" ".join(s for s in (product, format_dose(row.get("dose_per_kg"))) if s))
 
 
-def mark_infusions(ax, infusions: pd.DataFrame | None, *, labels: bool = True, colour="0.35"):
-    """Dotted vertical lines at the infusion days, labelled with product and dose.
+#: How a treatment row is drawn, by its ``kind`` (rows without one are cell products).
+TREATMENT_STYLE = {
+    "cell product": {"colour": "0.3", "ls": ":", "marker": "v"},
+    "drug": {"colour": "tab:purple", "ls": (0, (4, 3)), "marker": "D"},
+}
+
+
+def treatment_kind(row) -> str:
+    """``"drug"`` for a row whose ``kind`` says so (IL-2 and the like), else ``"cell product"``."""
+    kind = str(row.get("kind", "") or "").strip().lower()
+    return "drug" if kind == "drug" else "cell product"
+
+
+def mark_infusions(ax, infusions: pd.DataFrame | None, *, labels: bool = True, colour=None):
+    """Treatment days as vertical lines, with a caret and a label above the plot area.
+
+    Cell products (``product dose/kg``) are dotted grey lines with a ``v``
+    caret; drugs (rows whose ``kind`` column is ``drug``, e.g. IL-2 courses
+    from `cytokit.clinical`) dashed purple lines with a diamond. Labels sit
+    above the axes, horizontal, on two alternating rows where neighbours
+    are close, so they never cover data nor get cut off (callers leave about
+    0.3 inch above each axes).
 
     Parameters
     ----------
     ax : Axes
     infusions : DataFrame or None
-        Rows of one patient (``day, product, dose_per_kg``).
+        Rows of one patient (``day, product, dose_per_kg`` and optionally ``kind``).
     labels : bool
-        Write ``product dose`` beside each line, rotated, at the top of the axes.
+        Write the label above each line.
+    colour : optional
+        Override the colour of every mark.
     """
     if infusions is None or infusions.empty:
         return
     top = blended_transform_factory(ax.transData, ax.transAxes)
-    for _, row in infusions.sort_values("day").iterrows():
-        day = float(row["day"])
+    rows = [r for _, r in infusions.sort_values("day").iterrows()]
+    days = [float(r["day"]) for r in rows]
+    finite_days = [d for d in days if math.isfinite(d)]
+    if not finite_days:
+        return
+    lo, hi = ax.dataLim.intervalx if ax.dataLim.width > 0 else (0.0, 0.0)
+    span = max(max(finite_days), hi) - min(min(finite_days), lo) or 1.0
+    # a label is about 0.9 inch wide: closer neighbours alternate between two rows
+    width_in = ax.get_position().width * ax.figure.get_figwidth()
+    close = min(0.5, 0.95 / max(width_in, 0.5)) * span
+    previous, level = -math.inf, 0
+    for row, day in zip(rows, days, strict=True):
         if not math.isfinite(day):
             continue
-        ax.axvline(day, color=colour, lw=0.9, ls=":", zorder=0.5)
+        style = TREATMENT_STYLE[treatment_kind(row)]
+        c = colour if colour is not None else style["colour"]
+        ax.axvline(day, color=c, lw=0.9, ls=style["ls"], zorder=0.5)
+        # a scatter, not a line: the caret is a mark of the axes frame, not a data point
+        ax.scatter([day], [1.0], s=20, marker=style["marker"], color=c, transform=top,
+                   clip_on=False, zorder=4, linewidths=0)  # fmt: skip
         if labels:
-            ax.text(
-                day,
-                0.98,
-                f" {infusion_label(row)}",
-                transform=top,
-                rotation=90,
-                ha="right",
-                va="top",
-                fontsize=6.5,
-                color=colour,
-                clip_on=False,
-            )
+            level = 1 - level if day - previous < close else 0
+            previous = day
+            ax.annotate(infusion_label(row), (day, 1.0), xycoords=top, xytext=(0, 4 + 9 * level),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7,
+                        color=c, annotation_clip=False)  # fmt: skip
 
 
 def plain(text) -> str:

@@ -1,4 +1,7 @@
-"""The cohort at a glance: every patient's persistence, coloured by stratum, one panel per population.
+"""The cohort at a glance: every patient's persistence, one panel per population.
+
+Each patient has its own colour and its id written at the end of its line;
+the stratum is the line style (legend).
 
 Points follow `cytokit.plots.persistence.measure_points` (intervals are left
 out here so that many patients stay readable; each patient's own figure has
@@ -6,7 +9,7 @@ them): filled markers are quantified, open circles not quantifiable, open
 downward triangles not detected, drawn at the file's limit of detection; a
 sample whose donor marker failed has no point and the patient's line skips it.
 Infusion days are marked by small carets on the time axis in the colour of
-the patient's stratum.
+the patient.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from cytokit.plots._figure import STATUS_STYLE, finish_grid, grid_figure, log_ax
 from cytokit.plots.persistence import MEASURES, measure_points
 
 __all__ = ["cohort_figure", "stratum_colours"]
+
+
+_PALETTE = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown",
+                                 "pink", "olive", "cyan", "gray")]  # fmt: skip
+_LINESTYLES = ["-", "--", ":", "-."]
 
 
 def stratum_colours(strata: Sequence[str]) -> dict[str, str]:
@@ -51,7 +59,7 @@ def cohort_figure(
     min_events: int = 50,
     title: str | None = None,
 ) -> Figure:
-    """Every patient's `measure` over time, coloured by stratum; one log panel per population.
+    """Every patient's `measure` over time, a colour and end label per patient, one log panel per population.
 
     Parameters
     ----------
@@ -75,6 +83,11 @@ def cohort_figure(
     pts = measure_points(chimerism, measure, samples=samples, min_events=min_events)
     strata = _strata(chimerism, patients)
     colours = stratum_colours(strata.values() or [""])
+    styles = {st: _LINESTYLES[i % len(_LINESTYLES)] for i, st in enumerate(colours)}
+    ids = sorted({str(x) for x in pts["patient"]}) if len(pts) else []
+    # one colour per patient (told apart by colour and a label at the line's end);
+    # the stratum is the line style
+    pcolours = {pid: _PALETTE[i % len(_PALETTE)] for i, pid in enumerate(ids)}
     present = list(dict.fromkeys(pts["population"].astype(str))) if len(pts) else []
     names = [p for p in (populations or present) if p in present] or [""]
     ncols = min(3, len(names))
@@ -91,16 +104,19 @@ def cohort_figure(
     inf = infusions if infusions is not None and not infusions.empty else None
     for ax, name in zip(axes.ravel(), names, strict=False):
         sel = pts[pts["population"].astype(str) == name]
-        _plot_patients(ax, sel, colours, strata)
+        _plot_patients(ax, sel, pcolours, {p: styles.get(s, "-") for p, s in strata.items()})
         if inf is not None:
-            _plot_infusions(ax, inf, colours, strata)
+            _plot_infusions(ax, inf, pcolours)
         if sel["y"].notna().any():
             log_axis(ax, sel["y"], headroom=1.6)
+            if measure == "donor_pct":  # no room above 100 % on a % axis
+                lo, hi = ax.get_ylim()
+                ax.set_ylim(lo, min(hi, 110.0))
         else:
             ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_title(plain(name), fontsize=9)
         ax.grid(alpha=0.25)
-    handles = _legend_handles(strata, colours)
+    handles = _legend_handles(strata, styles)
     finish_grid(
         fig,
         axes,
@@ -114,7 +130,7 @@ def cohort_figure(
     )
     height = fig.get_figheight()
     fig.suptitle(
-        plain(title or f"Cohort: {MEASURES[measure]} by stratum"),
+        plain(title or f"Cohort: {MEASURES[measure]} by patient"),
         fontsize=10,
         y=1 - 0.1 / height,
         va="top",
@@ -122,14 +138,21 @@ def cohort_figure(
     return fig
 
 
-def _plot_patients(ax, sel: pd.DataFrame, colours: dict, strata: dict) -> None:
-    """One population's panel: each patient's series, a line through the detected points."""
+def _plot_patients(ax, sel: pd.DataFrame, colours: dict, styles: dict) -> None:
+    """One population's panel: each patient's series (its colour, its stratum's line
+    style), a line through the detected points and the patient's id at its last point."""
     for pid, rows in sel.groupby(sel["patient"].astype(str), sort=True):
-        colour = colours.get(strata.get(pid, ""), "C0")
+        colour = colours.get(pid, "C0")
+        ls = styles.get(pid, "-")
         for _t, series in rows.groupby("sample_type", sort=True):
             series = series.sort_values("day")
             det = series[~series["status"].isin(["not_detected", MARKER_FAILED])]
-            ax.plot(det["day"], det["y"], color=colour, lw=1.0, alpha=0.8, zorder=2)
+            ax.plot(det["day"], det["y"], color=colour, lw=1.1, ls=ls, alpha=0.9, zorder=2)
+            end = series[series["y"].notna()].tail(1)
+            if len(end):
+                ax.annotate(plain(pid), (float(end["day"].iloc[0]), float(end["y"].iloc[0])),
+                            xytext=(4, 0), textcoords="offset points", fontsize=7,
+                            color=colour, va="center", ha="left", annotation_clip=False)  # fmt: skip
             for status, style in STATUS_STYLE.items():
                 s = series[(series["status"] == status) & series["y"].notna()]
                 ax.plot(
@@ -145,11 +168,11 @@ def _plot_patients(ax, sel: pd.DataFrame, colours: dict, strata: dict) -> None:
                 )
 
 
-def _plot_infusions(ax, inf: pd.DataFrame, colours: dict, strata: dict) -> None:
-    """Infusion days as triangles on the panel's x axis, in the patient's stratum colour."""
+def _plot_infusions(ax, inf: pd.DataFrame, colours: dict) -> None:
+    """Infusion days as triangles on the panel's x axis, in the patient's colour."""
     base = blended_transform_factory(ax.transData, ax.transAxes)
     for _, row in inf.iterrows():
-        colour = colours.get(strata.get(str(row["patient"]), ""), "0.3")
+        colour = colours.get(str(row["patient"]), "0.3")
         ax.plot(
             [row["day"]],
             [0.0],
@@ -164,18 +187,19 @@ def _plot_infusions(ax, inf: pd.DataFrame, colours: dict, strata: dict) -> None:
         )
 
 
-def _legend_handles(strata: dict, colours: dict) -> list:
-    """Strata (with patient counts), point statuses and the infusion marker."""
+def _legend_handles(strata: dict, styles: dict) -> list:
+    """Strata as line styles (with patient counts), point statuses and the infusion marker."""
     counts = pd.Series(list(strata.values()), dtype=object).value_counts()
     handles = [
         Line2D(
             [],
             [],
-            color=c,
+            color="0.3",
+            ls=ls,
             lw=1.2,
             label=plain(f"{s or '(no stratum)'} (n={int(counts.get(s, 0))})"),
         )
-        for s, c in colours.items()
+        for s, ls in styles.items()
     ]
     handles += [
         Line2D(

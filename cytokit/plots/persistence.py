@@ -26,9 +26,12 @@ Every chimerism row (one file, one population) gives a point at its ``day``.
   including none) are open downward triangles drawn *at the file's LOD*, the
   upper bound of what could have gone unseen, never at their measured value
   (which may be 0 and has no place on a log axis). A point with no LOD
-  (no events in the population, or no absolute counting) is not drawn, nor a
-  not-detected % donor whose LOD is above 100 % (fewer than 20 events in the
-  population: donor cells could not have been detected at all).
+  (no events in the population, or no absolute counting) is not drawn.
+* **Too few cells** (% donor only): a not-detected point whose LOD is above
+  `MAX_PCT_LOD` (25 %: fewer than 80 events in the population) cannot tell
+  full recipient from mixed chimerism; it is flagged ``too_few`` and drawn on
+  no % axis (a grey bar on the panel's lower edge says "too few cells").
+  Nothing is ever drawn above 100 %.
 * ``marker_failed`` points (the sample's donor marker is unusable,
   `cytokit.analysis.marker_check`) have no value: they are never drawn as a point, the
   line does not pass through them, and `persistence_figure` marks their day
@@ -56,6 +59,7 @@ from cytokit.plots._figure import (
     mark_infusions,
     plain,
 )
+from cytokit.plots.outcomes import mark_drug_courses
 
 __all__ = [
     "MEASURES",
@@ -67,6 +71,9 @@ __all__ = [
 
 #: Measure → axis label.
 MEASURES = {"donor_per_ul": "donor cells/µL", "donor_pct": "% donor"}
+#: Largest % donor detection limit drawn (population of at least 80 events): a
+#: not-detected point whose limit is higher is "too few cells" and drawn on no % axis.
+MAX_PCT_LOD = 25.0
 _Z = 1.959963984540054
 
 
@@ -155,10 +162,15 @@ def measure_points(
     nd = (out["status"] == "not_detected").to_numpy() | ~(value > 0)
     out["y"] = np.where(nd, out["lod"], value)
     out.loc[~(out["y"] > 0) | (out["status"] == MARKER_FAILED).to_numpy(), "y"] = np.nan
+    out["too_few"] = False
     if measure == "donor_pct":
-        # a population of fewer than 20 events cannot show donor cells at all: its "limit"
-        # would be above 100 % and says nothing
-        out.loc[nd & ~(out["lod"] <= 100.0), "y"] = np.nan
+        # a "not detected" bound above MAX_PCT_LOD says nothing a reader can use (and
+        # above 100 % nothing at all): the population was too small to judge chimerism
+        too_few = nd & ~(out["lod"] <= MAX_PCT_LOD) & (out["status"] != MARKER_FAILED).to_numpy()
+        out["too_few"] = too_few
+        out.loc[too_few, "y"] = np.nan
+        out["high"] = np.minimum(out["high"], 100.0)
+        out.loc[out["y"] > 100.0, "y"] = 100.0
     return out
 
 
@@ -174,6 +186,20 @@ def _draw_series(ax, pts: pd.DataFrame, colour, label: str) -> None:
             ms=6,
             mew=1.3,
             color=colour,
+            transform=blended_transform_factory(ax.transData, ax.transAxes),
+            clip_on=False,
+            zorder=3,
+        )
+    few = pts[pts["too_few"]] if "too_few" in pts.columns else pts.iloc[:0]
+    if len(few):  # too few cells to judge chimerism: a grey bar on the lower edge, no value
+        ax.plot(
+            few["day"],
+            np.zeros(len(few)),
+            ls="none",
+            marker="|",
+            ms=7,
+            mew=1.5,
+            color="0.55",
             transform=blended_transform_factory(ax.transData, ax.transAxes),
             clip_on=False,
             zorder=3,
@@ -244,7 +270,7 @@ def _half_life_text(trends: pd.DataFrame | None, patient, population, measure) -
 
 
 def _status_handles(
-    with_loq: bool, extra: Sequence[Line2D] = (), failed: bool = False
+    with_loq: bool, extra: Sequence[Line2D] = (), failed: bool = False, too_few: bool = False
 ) -> list[Line2D]:
     handles = [
         Line2D(
@@ -263,9 +289,14 @@ def _status_handles(
         handles.append(
             Line2D([], [], ls="none", marker="x", mew=1.3, color="0.2", label="donor marker failed")
         )
+    if too_few:
+        handles.append(
+            Line2D([], [], ls="none", marker="|", mew=1.5, color="0.55",
+                   label="too few cells to judge (< 80)")
+        )  # fmt: skip
     if with_loq:
         handles.append(Line2D([], [], color="0.45", ls="--", label="LOQ ([qc] min_events)"))
-    handles.append(Line2D([], [], color="0.35", ls=":", label="infusion"))
+    handles.append(Line2D([], [], color="0.3", ls=":", marker="v", ms=4, label="cell infusion"))
     handles.extend(extra)
     return handles
 
@@ -299,6 +330,7 @@ def persistence_figure(
     samples: pd.DataFrame | None = None,
     infusions: pd.DataFrame | None = None,
     trends: pd.DataFrame | None = None,
+    courses: pd.DataFrame | None = None,
     min_events: int = 50,
     populations: Sequence[str] | None = None,
     title: str | None = None,
@@ -317,6 +349,9 @@ def persistence_figure(
     measure : {"donor_per_ul", "donor_pct"}
     samples, infusions, trends : DataFrame, optional
         samples.csv, infusions.csv and trends.csv.
+    courses : DataFrame, optional
+        Drug courses (`cytokit.clinical.drug_courses`, e.g. IL-2), shaded
+        apart from the cell infusions.
     min_events : int
         ``[qc] min_events`` (study.json ``qc.min_events``).
     populations : sequence of str, optional
@@ -331,6 +366,7 @@ def persistence_figure(
     rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
     pts = measure_points(rows, measure, samples=samples, min_events=min_events)
     inf = _patient_rows(infusions, patient)
+    drugs = _patient_rows(courses, patient)
     names = _populations(rows, populations) or [""]
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
@@ -339,8 +375,8 @@ def persistence_figure(
         nrows,
         ncols,
         (2.9, 2.0),
-        margins=(0.7, 0.15, 0.5 if spare else 1.05, 0.5),
-        gaps=(0.55, 0.45),
+        margins=(0.7, 0.15, 0.5 if spare else 1.05, 0.85),
+        gaps=(0.55, 0.8),
         sharex=True,
     )
     types = sorted(set(pts["sample_type"])) if len(pts) else [""]
@@ -351,12 +387,17 @@ def persistence_figure(
             _draw_series(ax, sel[sel["sample_type"] == t], colours[t], t)
         _limits_line(ax, sel)
         mark_infusions(ax, inf)
+        mark_drug_courses(ax, drugs)
         if sel["y"].notna().any():
             log_axis(ax, np.concatenate([finite(sel[c]) for c in ("y", "high", "low", "loq")]))
         else:
             ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
         hl = _half_life_text(trends, patient, name, measure)
-        ax.set_title(plain(name) + (f" — {hl}" if hl else ""), fontsize=9)
+        ax.set_title(
+            plain(name) + (f" — {hl}" if hl else ""),
+            fontsize=9,
+            pad=24 if inf is not None and len(inf) else 6,
+        )
         ax.grid(alpha=0.25, which="major")
     extra = []
     if len(types) > 1:
@@ -377,6 +418,7 @@ def chimerism_figure(
     patient: str,
     *,
     infusions: pd.DataFrame | None = None,
+    courses: pd.DataFrame | None = None,
     populations: Sequence[str] | None = None,
     log: bool = False,
     title: str | None = None,
@@ -392,6 +434,9 @@ def chimerism_figure(
     chimerism : DataFrame
     patient : str
     infusions : DataFrame, optional
+        infusions.csv; rows with ``kind == "drug"`` are drawn as drugs.
+    courses : DataFrame, optional
+        Drug courses (`cytokit.clinical.drug_courses`), shaded.
     populations : sequence of str, optional
     log : bool
         Logarithmic % axis (default linear, 0-100).
@@ -400,7 +445,7 @@ def chimerism_figure(
     rows = _patient_rows(chimerism, patient)
     rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
     pts = measure_points(rows, "donor_pct")
-    fig, axes = grid_figure(1, 1, (4.6, 2.6), margins=(0.7, 1.5, 1.05, 0.45))
+    fig, axes = grid_figure(1, 1, (4.6, 2.6), margins=(0.7, 1.5, 1.05, 0.8))
     ax = axes[0, 0]
     names = _populations(rows, populations)
     for i, name in enumerate(names):
@@ -410,10 +455,11 @@ def chimerism_figure(
             label = name if len(types) == 1 else f"{name} ({t})"
             _draw_series(ax, sel[sel["sample_type"] == t], f"C{i % 10}", label)
     mark_infusions(ax, _patient_rows(infusions, patient))
+    mark_drug_courses(ax, _patient_rows(courses, patient))
     if log and pts["y"].notna().any():
         log_axis(ax, np.concatenate([finite(pts[c]) for c in ("y", "high", "low")]))
     else:
-        ax.set_ylim(-2.0, 115.0)  # room above 100 % for the infusion labels
+        ax.set_ylim(-2.0, 102.0)  # labels of infusions sit above the axes, not in it
     if not names:
         ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
     ax.set_xlabel("day after first infusion")
@@ -429,6 +475,8 @@ def chimerism_figure(
             frameon=False,
         )
     failed = bool((pts["status"] == MARKER_FAILED).any()) if len(pts) else False
-    fig.legend(handles=_status_handles(False, failed=failed), fontsize=7, frameon=False, **_BELOW)
+    few = bool(pts["too_few"].any()) if len(pts) else False
+    fig.legend(handles=_status_handles(False, failed=failed, too_few=few), fontsize=7,
+               frameon=False, **_BELOW)  # fmt: skip
     _suptitle(fig, plain(title or f"{patient}: donor chimerism"))
     return fig

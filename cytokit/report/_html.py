@@ -76,7 +76,7 @@ def fmt(value, *, digits: int = 3, integer: bool = False, missing: str = "–") 
         return missing
     if not math.isfinite(v):
         return missing
-    if integer or (v == int(v) and abs(v) >= 1000):
+    if integer or v == int(v):  # a whole number reads as one: 3, not 3.00
         return f"{round(v):,}"
     a = abs(v)
     if a == 0:

@@ -4,7 +4,8 @@
 no FCS file, no study folder needed) and writes into it:
 
 ``plots/cohort_donor_per_ul.{png,svg}``, ``plots/cohort_donor_pct.{png,svg}``
-    Every patient's persistence, coloured by stratum (`cytokit.plots.cohort_figure`).
+    Every patient's persistence, a colour and end label per patient, line style by
+    stratum (`cytokit.plots.cohort_figure`).
 ``plots/<patient>_persistence.{png,svg}``, ``plots/<patient>_chimerism.{png,svg}``
     Per patient: donor cells/µL by population (% donor when the study has no
     absolute counts) and donor chimerism (`cytokit.plots`).

@@ -37,6 +37,7 @@ from cytokit.report.contents import (
     populations_of,
     read_cluster_tables,
 )
+from cytokit.report.reasons import glossary_html
 from cytokit.report.tables import (
     chimerism_table,
     cohort_table,
@@ -139,8 +140,8 @@ def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
         parts.append(
             figure(
                 png,
-                f"Cohort: {MEASURES[measure]} over time, one line per patient, coloured by "
-                "stratum; open circles not quantifiable, open triangles not detected (at the "
+                f"Cohort: {MEASURES[measure]} over time, one colour per patient (named at "
+                "the line's end), line style by stratum; open circles not quantifiable, open triangles not detected (at the "
                 "limit of detection); carets mark infusions.",
             )
         )
@@ -416,6 +417,13 @@ def _failures(results: Results) -> str:
     return "\n".join(parts)
 
 
+def _why(results: Results) -> str:
+    trends = results.trends
+    if not nonempty(trends) or "half_life_note" not in trends.columns:
+        return ""
+    return glossary_html(trends["half_life_note"])
+
+
 def report_html(results: Results, plots: ReportPlots) -> str:
     """The report page of `results` with the figures of `plots` (see the module docstring)."""
     patients = patients_of(results)
@@ -428,6 +436,7 @@ def report_html(results: Results, plots: ReportPlots) -> str:
         _clusters(results, plots),
         acquisition_section(results),
         _failures(results),
+        _why(results),
     ]
     name = results.study.get("name") or "cytokit analysis"
     return document(f"{name} — cytokit report", "\n".join(b for b in body if b))

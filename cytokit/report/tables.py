@@ -15,6 +15,7 @@ import pandas as pd
 from cytokit.plots._figure import format_dose, gate_name
 from cytokit.plots.persistence import MEASURES
 from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
+from cytokit.report.reasons import reason_html
 
 __all__ = [
     "chimerism_table",
@@ -70,8 +71,7 @@ def half_life_cell(row) -> Markup:
             text += f", n = {int(float(n))}"
         note = esc(row.get("half_life_note"))
         return Markup(text + (f"<br><small>{note}</small>" if note else ""))
-    note = esc(row.get("half_life_note")) or "not estimable"
-    return Markup(f"<small>{note}</small>", ["not_detected"])
+    return Markup(f"<small>{reason_html(row.get('half_life_note'))}</small>", ["not_detected"])
 
 
 def _range_text(row, prefix: str) -> Markup:
@@ -82,20 +82,40 @@ def _range_text(row, prefix: str) -> Markup:
     return Markup(fmt(med) + (f" ({rng})" if rng else ""))
 
 
+#: Unit of each measure's AUC (the measure integrated over days).
+AUC_UNITS = {"donor_per_ul": "cells/µL × days", "donor_pct": "% × days"}
+#: Unit of each measure's peak.
+PEAK_UNITS = {"donor_per_ul": "cells/µL", "donor_pct": "%"}
+
+
 def cohort_table(cohort: pd.DataFrame) -> str:
+    """The cohort summary: one row per stratum, population and measure detected in it.
+
+    A population detected in no patient of a stratum (an NK arm's CIK cells) has no
+    peak, AUC or half-life to summarise: it is not a row but named once below the
+    table, so nothing looks measured that was not. Every measure carries its unit.
+    """
     if not nonempty(cohort):
         return "<p>No cohort summary (no trends).</p>"
     rows = []
+    never: dict[str, list[str]] = {}
     for _, r in sorted_by(cohort, "stratum", "population", "measure").iterrows():
+        measure = str(r.get("measure"))
+        detected = as_float(r.get("n_detected"))
+        if math.isfinite(detected) and detected == 0:
+            names = never.setdefault(str(r.get("stratum")), [])
+            if str(r.get("population")) not in names:
+                names.append(str(r.get("population")))
+            continue
         rows.append(
             [
                 r.get("stratum"),
                 r.get("population"),
-                MEASURES.get(str(r.get("measure")), r.get("measure")),
+                MEASURES.get(measure, measure),
                 Markup(fmt(r.get("n_patients"), integer=True)),
                 Markup(fmt(r.get("n_detected"), integer=True)),
-                _range_text(r, "peak"),
-                _range_text(r, "auc"),
+                Markup(_range_text(r, "peak") + f" {esc(PEAK_UNITS.get(measure, ''))}"),
+                Markup(_range_text(r, "auc") + f" {esc(AUC_UNITS.get(measure, ''))}"),
                 Markup(
                     _range_text(r, "half_life")
                     + f" [n = {fmt(r.get('half_life_n'), integer=True)}]"
@@ -104,7 +124,7 @@ def cohort_table(cohort: pd.DataFrame) -> str:
                 Markup(fmt(r.get("dose_auc_spearman"))),
             ]
         )
-    return table(
+    html = table(
         [
             "stratum",
             "population",
@@ -121,6 +141,12 @@ def cohort_table(cohort: pd.DataFrame) -> str:
         caption="Cohort summary by stratum (cohort.csv)",
         numeric=[False, False, False, True, True, True, True, True, True, True],
     )
+    if never:
+        listed = "; ".join(
+            f"{esc(stratum)}: {', '.join(esc(p) for p in pops)}" for stratum, pops in never.items()
+        )
+        html += f'<p class="meta">Detected in no patient of the stratum (not listed): {listed}.</p>'
+    return html
 
 
 def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
@@ -283,7 +309,12 @@ def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
                 ),
                 Markup(fmt(r.get("auc"))),
                 half_life_cell(r),
-                Markup(fmt(r.get("half_life_r2"))),
+                # an R² only beside a half-life: a fit that gave none has nothing to qualify
+                Markup(
+                    fmt(r.get("half_life_r2"))
+                    if math.isfinite(as_float(r.get("half_life_days")))
+                    else "–"
+                ),
             ]
         )
     return table(

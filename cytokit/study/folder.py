@@ -188,8 +188,10 @@ class Study:
         compensation (`compensation`) and ``[gating] seed``: the same counts as
         ``counts.csv`` of ``analyze`` for that file. With ``[acquisition_qc]``
         the sample is screened first (`cytokit.qc.screen`) and only the events
-        QC keeps are gated, as ``analyze`` and ``cytokit gate --study`` do; the
-        result's memberships are then over those events.
+        QC keeps are gated, as ``analyze`` and ``cytokit gate --study`` do;
+        events with a NaN or infinite value in a channel the gates read are
+        dropped under ``[qc] max_nonfinite`` (`cytokit.finite`), as there. The
+        result's memberships are then over the events kept.
 
         Parameters
         ----------
@@ -205,7 +207,8 @@ class Study:
         Raises
         ------
         FCSError
-            Acquisition QC failed the file (the message says why).
+            Acquisition QC failed the file, or more than ``[qc] max_nonfinite``
+            of its events are not finite (the message says why).
         """
         strategy = self.gating if self.gating is not None else self.load_strategy()
         qc = self.settings.qc_settings
@@ -213,9 +216,19 @@ class Study:
             from cytokit.qc import screen
 
             sample, _ = screen(sample, qc)
+        from cytokit.finite import drop_nonfinite
+
+        compensation = self.compensation()
+        read = strategy.read_columns(sample, compensation=compensation)
+        sample, _ = drop_nonfinite(
+            sample,
+            read,
+            max_fraction=self.settings.max_nonfinite,
+            hint="allow more with [qc] max_nonfinite in study.toml",
+        )
         return strategy.apply(
             sample,
-            compensation=self.compensation(),
+            compensation=compensation,
             membership=membership,
             seed=self.settings.gating_seed,
         )

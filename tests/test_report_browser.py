@@ -1,0 +1,64 @@
+"""The report opened in a real browser (headless Chromium): it loads with no console
+error, asks for nothing outside its results folder (no network at all), and every
+image decodes. Skipped where Chromium is not installed (Debian: apt-get install chromium)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+from browser import find_chromium, visit
+from results_fixture import make_results
+
+from cytokit.report import build_report
+
+BROWSER = find_chromium()
+pytestmark = pytest.mark.skipif(
+    BROWSER is None, reason="no Chromium here (Debian package `chromium`): browser check not run"
+)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = make_results(
+        tmp_path_factory.mktemp("results"), keep=lambda p, d: p in ("P01", "P02") and d <= 30
+    )
+    return build_report(out)
+
+
+def _inside(url: str, folder: Path) -> bool:
+    parsed = urlparse(url)
+    if parsed.scheme == "data":
+        return True
+    if parsed.scheme != "file":
+        return False
+    return Path(unquote(parsed.path)).resolve().is_relative_to(folder.resolve())
+
+
+def test_report_loads_clean_in_chromium(report):
+    seen = visit(report, browser=BROWSER)
+    assert seen.console_errors == []
+    outside = [u for u in seen.requests if not _inside(u, report.parent)]
+    assert outside == [], f"requests outside the results folder: {outside[:5]}"
+    assert seen.images, "the report shows no image"
+    broken = [i["src"] for i in seen.images if not (i["complete"] and i["width"] > 0)]
+    assert broken == []
+
+
+def test_browser_check_sees_a_broken_image_and_an_external_request(report, tmp_path):
+    # the check itself must be able to fail: a page with a missing image and a web font
+    page = report.parent / "_probe.html"
+    page.write_text(
+        '<!doctype html><html><head><meta charset="utf-8"><title>p</title>'
+        '<link rel="stylesheet" href="http://192.0.2.1/x.css"></head>'
+        '<body><img src="plots/no-such.png" alt="x"></body></html>',
+        encoding="utf-8",
+    )
+    try:
+        seen = visit(page, browser=BROWSER)
+    finally:
+        page.unlink()
+    assert any(not _inside(u, report.parent) for u in seen.requests)
+    assert [i for i in seen.images if i["width"] == 0]
+    assert seen.console_errors  # the failed loads are reported

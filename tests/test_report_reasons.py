@@ -1,0 +1,88 @@
+"""A missing value says why in one plain sentence, defined once and cited by code."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from cytokit.report.reasons import REASONS, glossary_html
+from cytokit.report.tables import trends_table
+
+NOTE = (
+    "not estimable: 0 point(s) with >= 20 donor events in decay phases "
+    "(need 3, and more points than decay phases + 1)"
+)
+
+
+def _trends(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "patient": "P01",
+            "population": [f"pop{i}" for i in range(n)],
+            "measure": "donor_pct",
+            "n_days": 5,
+            "peak_value": 10.0,
+            "peak_day": 7.0,
+            "last_detectable_day": 28.0,
+            "auc": 100.0,
+            "half_life_days": [np.nan] * (n - 1) + [12.0],
+            "half_life_ci_low": [np.nan] * (n - 1) + [8.0],
+            "half_life_ci_high": [np.nan] * (n - 1) + [20.0],
+            "half_life_n": 4,
+            "half_life_r2": 0.9,
+            "half_life_note": [NOTE] * (n - 1) + [""],
+        }
+    )
+
+
+def _visible(html: str) -> str:
+    return re.sub(r"<[^>]*>", " ", html)  # text a reader sees (tags and tooltips gone)
+
+
+def test_repeated_reason_is_a_code_and_r2_only_beside_a_half_life():
+    html = trends_table(_trends(15), [f"pop{i}" for i in range(15)])
+    text = _visible(html)
+    assert "decay phases" not in text  # the long note is not repeated in cells
+    assert text.count("(H1)") == 14
+    rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)[1:]
+    r2 = [_visible(re.findall(r"<td[^>]*>(.*?)</td>", r, flags=re.S)[-1]).strip() for r in rows]
+    assert r2.count("–") == 14 and r2.count("0.900") == 1
+
+
+def test_glossary_defines_each_used_reason_once():
+    html = glossary_html([NOTE] * 14 + ["", "not estimable: counts do not decay (slope 0.01/day)"])
+    assert html.count('id="why-H1"') == 1 and html.count('id="why-H2"') == 1
+    assert 'id="why-H3"' not in html
+    assert REASONS["H1"][1][:40] in html
+
+
+def test_cohort_table_lists_only_detected_populations_with_units():
+    from cytokit.report.tables import cohort_table
+
+    cohort = pd.DataFrame(
+        {
+            "stratum": ["NK", "NK", "NK", "NK"],
+            "population": ["NK", "NK", "CIK", "CIK"],
+            "measure": ["donor_pct", "donor_per_ul", "donor_pct", "donor_per_ul"],
+            "n_patients": 2,
+            "n_detected": [2, 2, 0, 0],
+            "peak_median": [59.8, 142.0, np.nan, np.nan],
+            "auc_median": [806.0, 1640.0, 0.0, 0.0],
+            "auc_min": [526.0, 1449.0, 0.0, 0.0],
+            "auc_max": [1086.0, 1832.0, 0.0, 0.0],
+        }
+    )
+    html = cohort_table(cohort)
+    body = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)[1:]
+    assert len(body) == 2  # the CIK rows of the NK arm are not rows with an AUC of 0
+    assert "% × days" in body[0] and "cells/µL × days" in body[1]
+    assert "Detected in no patient of the stratum (not listed): NK: CIK." in html
+
+
+def test_whole_numbers_read_as_integers():
+    from cytokit.report._html import fmt
+
+    assert [fmt(3.0), fmt(8.0), fmt(0.0), fmt(1360.0)] == ["3", "8", "0", "1,360"]
+    assert [fmt(81.8), fmt(0.5), fmt(2.25)] == ["81.8", "0.500", "2.25"]
