@@ -37,6 +37,7 @@ __all__ = [
     "ResolvedDimension",
     "Resolver",
     "compile_plan",
+    "compile_plan_dims",
     "dimension_columns",
     "dimension_values",
 ]
@@ -221,6 +222,27 @@ def compile_plan(
 
     Returns the plan and ``{population id: plan gate row}``.
     """
+    plan, rows, _ = compile_plan_dims(gates, resolver, (), plan_rows)
+    return plan, rows
+
+
+def compile_plan_dims(
+    gates: Sequence[Gate],
+    resolver: Resolver,
+    extra_dims: Sequence[Dimension],
+    plan_rows: dict[str, int] | None = None,
+) -> tuple[K.GatingPlan, dict[str, int], list[int]]:
+    """`compile_plan` with extra dimensions that no gate reads (for `kernels.population_stats`).
+
+    The gates get the same plan rows as from `compile_plan`; the fused pass
+    skips dimensions no gate reads, so counts cost the same.
+
+    Returns
+    -------
+    plan, rows, dim_indices
+        The plan, ``{population id: plan gate row}`` and the plan dimension
+        index of each of `extra_dims`.
+    """
     b = K.PlanBuilder()
     comp_index: dict[int, int] = {}
     rows: dict[str, int] = {} if plan_rows is None else plan_rows
@@ -274,7 +296,8 @@ def compile_plan(
             if isinstance(exc, GatingError):
                 raise
             raise GatingError(f"gate {g.id!r}: {exc}") from None
-    return b.build(), rows
+    extra = [dim(d, "statistics") for d in extra_dims]
+    return b.build(), rows, extra
 
 
 def dimension_values(

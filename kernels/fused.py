@@ -191,24 +191,24 @@ def _evaluate(b0, b1, events, slots, comps, dims, gates, out, counts_blk):
 
 def _plan_args(plan: GatingPlan) -> tuple:
     """The ``slots`` and ``comps`` tuples of `_block_values` for ``plan``."""
-    dv = plan._derived
+    a = plan._arrays
     return (
-        (dv["slot_index"], dv["n_cslots"], dv["max_k"]),
-        (dv["cslot_ptr"], dv["comp_inv"], dv["comp_inv_ptr"], dv["comp_cols"], dv["comp_ptr"]),
+        (a.slot_index, a.n_cslots, a.max_k),
+        (a.cslot_ptr, a.comp_inv, a.comp_inv_ptr, a.comp_cols, a.comp_ptr),
     )
 
 
 def _dims_args(plan: GatingPlan) -> tuple:
     """The ``dims`` tuple of `_block_values` for ``plan`` (every dimension's recipe)."""
-    dv = plan._derived
+    a = plan._arrays
     return (
-        dv["dim_a"],
-        dv["dim_b"],
+        a.dim_a,
+        a.dim_b,
         plan.dim_ratio,
         plan.dim_transform,
         plan.dim_transform_params,
-        dv["lut_buf"],
-        dv["lut_ptr"],
+        a.lut_buf,
+        a.lut_ptr,
     )
 
 
@@ -224,16 +224,16 @@ def _gates_args(plan: GatingPlan) -> tuple:
         plan.operands_ptr,
         plan.operands,
         plan.operand_complement,
-        plan._derived["max_dims"],
+        plan._arrays.max_dims,
     )
 
 
 def _slots_for(plan: GatingPlan, dim_list: np.ndarray) -> np.ndarray:
     """Flags of the source slots that the dimensions ``dim_list`` read."""
-    dv = plan._derived
-    used = np.zeros(dv["slot_index"].shape[0], dtype=np.bool_)
-    used[dv["dim_a"][dim_list]] = True
-    b = dv["dim_b"][dim_list]
+    a = plan._arrays
+    used = np.zeros(a.slot_index.shape[0], dtype=np.bool_)
+    used[a.dim_a[dim_list]] = True
+    b = a.dim_b[dim_list]
     used[b[b >= 0]] = True
     return used
 
@@ -265,7 +265,7 @@ def _scopes(plan: GatingPlan) -> tuple:
     groups = [
         np.array(sorted(d for d, p in scope.items() if p == g), dtype=np.int64) for g in gates
     ]
-    n_slots = plan._derived["slot_index"].shape[0]
+    n_slots = plan._arrays.slot_index.shape[0]
     grp_slots = np.zeros((len(groups), n_slots), dtype=np.bool_)
     for i, dl in enumerate(groups):
         grp_slots[i] = _slots_for(plan, dl)
@@ -280,7 +280,7 @@ def _check_events(events, plan: GatingPlan) -> np.ndarray:
     if not isinstance(plan, GatingPlan):
         raise TypeError(f"plan must be a GatingPlan, got {type(plan).__name__}")
     ev = event_matrix(events)
-    max_column = plan._derived["max_column"]
+    max_column = plan._arrays.max_column
     if max_column >= ev.shape[1]:
         raise ValueError(
             f"the plan reads column {max_column} but events have {ev.shape[1]} columns; "

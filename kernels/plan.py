@@ -66,6 +66,7 @@ Output
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -125,6 +126,30 @@ def _frozen(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+class PlanArrays(NamedTuple):
+    """The flat arrays the fused pass reads, derived once from a `GatingPlan`.
+
+    Built by `GatingPlan._derive`; `cytokit.kernels.fused` turns them into the
+    argument tuples of the Numba kernels in one place (``_plan_args``,
+    ``_dims_args``, ``_gates_args``).
+    """
+
+    slot_index: np.ndarray  # per source slot: compensated column j, or the raw column
+    n_cslots: int  # compensated slots (they come first)
+    cslot_ptr: np.ndarray  # CSR of the compensated slots by compensation
+    dim_a: np.ndarray  # per dimension: its slot (a ratio's numerator)
+    dim_b: np.ndarray  # per dimension: a ratio's denominator slot, or -1
+    comp_inv: np.ndarray  # every inverse matrix, flattened
+    comp_inv_ptr: np.ndarray  # offsets into comp_inv
+    comp_cols: np.ndarray  # every matrix's event columns
+    comp_ptr: np.ndarray  # offsets into comp_cols
+    lut_buf: np.ndarray  # every dimension's transform lookup table
+    lut_ptr: np.ndarray  # offsets into lut_buf
+    max_dims: int  # most dimensions a gate reads (at least 1)
+    max_k: int  # largest matrix (at least 1)
+    max_column: int  # highest event column read
+
+
 @dataclass(frozen=True, eq=False)
 class GatingPlan:
     """A gating tree as flat arrays (see the module docstring for every field).
@@ -153,7 +178,7 @@ class GatingPlan:
     comp_columns: tuple = ()
     output: np.ndarray | None = None
     gate_names: tuple = ()
-    _derived: dict = field(default_factory=dict, repr=False, init=False)
+    _arrays: PlanArrays | None = field(default=None, repr=False, init=False)
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -399,24 +424,31 @@ class GatingPlan:
         lut_ptr[1:] = np.cumsum([t.shape[0] for t in luts])
         lut_buf = np.concatenate(luts) if luts else np.zeros(0)
         max_dims = int(np.diff(self.dims_ptr).max()) if self.gate_kind.size else 0
-        self._derived.update(
-            slot_index=slot_index,
-            n_cslots=int(cslot_ptr[-1]),
-            cslot_ptr=cslot_ptr,
-            dim_a=dim_a,
-            dim_b=dim_b,
-            comp_inv=comp_inv,
-            comp_inv_ptr=comp_inv_ptr,
-            comp_cols=comp_cols,
-            comp_ptr=comp_ptr,
-            lut_buf=lut_buf,
-            lut_ptr=lut_ptr,
-            max_dims=max(max_dims, 1),
-            max_k=max([c.shape[0] for c in self.comp_columns] or [1]),
-            max_column=max(
-                [int(self.dim_column.max()) if self.dim_column.size else -1]
-                + [int(self.dim_column2.max()) if self.dim_column2.size else -1]
-                + [int(c.max()) for c, _ in zip(self.comp_columns, self.comp_inverses, strict=True)]
+        object.__setattr__(
+            self,
+            "_arrays",
+            PlanArrays(
+                slot_index=slot_index,
+                n_cslots=int(cslot_ptr[-1]),
+                cslot_ptr=cslot_ptr,
+                dim_a=dim_a,
+                dim_b=dim_b,
+                comp_inv=comp_inv,
+                comp_inv_ptr=comp_inv_ptr,
+                comp_cols=comp_cols,
+                comp_ptr=comp_ptr,
+                lut_buf=lut_buf,
+                lut_ptr=lut_ptr,
+                max_dims=max(max_dims, 1),
+                max_k=max([c.shape[0] for c in self.comp_columns] or [1]),
+                max_column=max(
+                    [int(self.dim_column.max()) if self.dim_column.size else -1]
+                    + [int(self.dim_column2.max()) if self.dim_column2.size else -1]
+                    + [
+                        int(c.max())
+                        for c, _ in zip(self.comp_columns, self.comp_inverses, strict=True)
+                    ]
+                ),
             ),
         )
 

@@ -18,6 +18,8 @@ gates use, not transformed), per population and fluorescence channel:
 `numpy.quantile`'s default (linear) method: the percentage a normal
 distribution's SD is of its median (FlowJo's definition; negative when the
 median is). NaN values are left out; a population without values gets NaN.
+They come from `cytokit.kernels.population_stats`: blocks of events, exact
+order statistics in bounded memory, no compensated copy of the channels.
 
 Non-finite values follow `cytokit.finite`: an event with a NaN or an infinity
 in a channel the gates or the statistics read is dropped before gating (the
@@ -43,7 +45,6 @@ import hashlib
 import json
 import math
 import os
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,7 @@ from cytokit.gating import (
     GatingStrategy,
     load_strategy,
 )
+from cytokit.gating.compile import compile_plan_dims
 from cytokit.qc import RANGE_COLUMNS, SUMMARY_COLUMNS, AcquisitionQCSettings, file_record, screen
 from cytokit.sample import Sample, Spillover
 
@@ -106,8 +108,6 @@ RCV_LEVELS = (0.1587, 0.8413)
 STORE_NAME = "results.sqlite"
 # bump when GateTask's payload changes for the same inputs, so stored results are recomputed
 _TASK_VERSION = 2  # 2: gating's warnings (fallbacks, spillover) are kept with the reader's
-_SCRATCH = threading.local()
-_BLOCK = 1 << 16  # events per block when compensating for the statistics
 
 
 def _compensation(value) -> str | Spillover | None:
@@ -151,41 +151,16 @@ def fluorescence_channels(sample: Sample, spillover: Spillover | None) -> tuple[
     return tuple(out)
 
 
-def _scratch(name: str, size: int) -> np.ndarray:
-    """A float64 buffer of `size` values, kept per thread and reused from file to file
-    (fresh pages are slow to touch; a batch gates files of similar sizes)."""
-    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
-    buf = bufs.get(name)
-    if buf is None or buf.size < size:
-        buf = bufs[name] = np.empty(max(size, 1), dtype=np.float64)
-    return buf[:size]
-
-
-def _channel_values(sample: Sample, cols: list[int], spill: Spillover | None) -> np.ndarray:
-    """(len(cols), n_events) float64: channel values, compensated when the matrix covers them,
-    computed as the gates compute them (scale values times the inverse spillover matrix)."""
-    n = sample.n_events
-    spill_cols = [] if spill is None else [sample.channel_index(c) for c in spill.channels]
-    if not set(cols) & set(spill_cols):
-        out = _scratch("values", len(cols) * n).reshape(len(cols), n)
-        for j, c in enumerate(cols):
-            out[j] = sample.events[:, c]
-        return out
-    k = len(spill_cols)
-    inv_t = K.compensation_matrix(spill.matrix).T
-    comp = _scratch("comp", k * n).reshape(k, n)
-    raw = _scratch("raw", k * _BLOCK).reshape(k, _BLOCK)
-    for start in range(0, n, _BLOCK):  # a small block of raw values, not a copy of every event
-        b = min(_BLOCK, n - start)
-        for i, c in enumerate(spill_cols):
-            raw[i, :b] = sample.events[start : start + b, c]
-        comp[:, start : start + b] = inv_t @ raw[:, :b]
-    if cols == spill_cols:
-        return comp
-    out = _scratch("values", len(cols) * n).reshape(len(cols), n)
-    for j, c in enumerate(cols):
-        out[j] = comp[spill_cols.index(c)] if c in spill_cols else sample.events[:, c]
-    return out
+def _statistics_dims(sample: Sample, cols: list[int], spill: Spillover | None) -> list[Dimension]:
+    """One untransformed dimension per column: compensated with `spill` when the matrix
+    covers the column (as the gates compensate), else the scale value itself."""
+    spill_cols = {} if spill is None else {sample.channel_index(c): c for c in spill.channels}
+    return [
+        Dimension(spill_cols[c], compensation=FCS)
+        if c in spill_cols
+        else Dimension(sample.channels[c].name, compensation=UNCOMPENSATED)
+        for c in cols
+    ]
 
 
 def population_statistics(
@@ -193,10 +168,16 @@ def population_statistics(
 ) -> pd.DataFrame:
     """Count, mean, median and robust CV of compensated scale values per population and channel.
 
+    Computed by `cytokit.kernels.population_stats` from the events in blocks
+    (bounded memory: no compensated copy of the channels, no copy of a
+    population's values); medians and quantiles are exact (the member values
+    themselves, combined as numpy combines them).
+
     Parameters
     ----------
     result : GatingResult
-        Applied with ``membership=True``.
+        From `GatingStrategy.apply`; with ``membership=True`` the stored
+        membership is read, otherwise the gates are evaluated again.
     channels : sequence of str, optional
         ``$PnN`` or ``$PnS`` names; default `fluorescence_channels`.
 
@@ -207,28 +188,39 @@ def population_statistics(
         row per population (strategy order) and channel (see the module docstring).
     """
     sample = result.sample
-    names = fluorescence_channels(sample, result.compensation) if channels is None else channels
+    spill = result.compensation
+    names = fluorescence_channels(sample, spill) if channels is None else channels
     cols = [sample.channel_index(n) for n in names]
-    values = _channel_values(sample, cols, result.compensation)
-    rows = []
-    for pop in result.populations:
-        idx = np.flatnonzero(result.membership(pop.path))
-        x = _scratch("x", idx.size)
+    resolver = result.strategy.resolver(sample, spill)
+    plan, rows, dims = compile_plan_dims(
+        result.strategy.gates, resolver, _statistics_dims(sample, cols, spill)
+    )
+    order = [rows[p.id] for p in result.populations]
+    st = K.population_stats(
+        sample.events,
+        plan,
+        result.packed,
+        order,
+        dims,
+        membership_gates=order if result.packed is not None else None,
+    )
+    out = []
+    for i, pop in enumerate(result.populations):
         for j, c in enumerate(cols):
-            np.take(values[j], idx, out=x)
-            y = x[~np.isnan(x)] if np.isnan(x).any() else x
-            n = y.shape[0]
-            if n:
-                mean = float(y.mean())  # before the selections below reorder y
-                median = float(np.median(y, overwrite_input=True))
-                lo, hi = np.quantile(y, RCV_LEVELS, overwrite_input=True)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    rcv = float(np.float64(50.0) * (hi - lo) / median)
-            else:
-                mean = median = rcv = math.nan
             ch = sample.channels[c]
-            rows.append((pop.path, pop.id, ch.name, ch.marker, n, mean, median, rcv))
-    return pd.DataFrame(rows, columns=list(STATISTICS_TABLE[1:]))
+            out.append(
+                (
+                    pop.path,
+                    pop.id,
+                    ch.name,
+                    ch.marker,
+                    int(st.count[i, j]),
+                    float(st.mean[i, j]),
+                    float(st.median[i, j]),
+                    float(st.rcv[i, j]),
+                )
+            )
+    return pd.DataFrame(out, columns=list(STATISTICS_TABLE[1:]))
 
 
 class GateTask:
