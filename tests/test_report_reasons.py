@@ -86,3 +86,32 @@ def test_whole_numbers_read_as_integers():
 
     assert [fmt(3.0), fmt(8.0), fmt(0.0), fmt(1360.0)] == ["3", "8", "0", "1,360"]
     assert [fmt(81.8), fmt(0.5), fmt(2.25)] == ["81.8", "0.500", "2.25"]
+
+
+def test_cluster_table_gives_donor_shares_with_their_events_and_no_gate_for_no_match():
+    """f1 used to print as 3.85e-04 beside a "best gate", and a donor share of 2 events read
+    as 67 % with no n."""
+    from cytokit.report.tables import cluster_summary_table
+
+    summary = pd.DataFrame(
+        {
+            "metacluster": [0, 1, 2],
+            "events": [11738, 3, 500],
+            "fraction": [0.7, 0.0002, 0.03],
+            "donor_events": [152, 2, 0],
+            "donor_fraction": [152 / 11738, 2 / 3, 0.0],
+            "nodes": [22, 1, 4],
+            "gate": ["T", "NK_dim", "NK"],
+            "f1": [0.7045, 0.000385, 0.0],
+        }
+    )
+    html = cluster_summary_table(summary)
+    rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)[1:]
+    cells = [
+        [_visible(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, flags=re.S)]
+        for r in rows
+    ]
+    assert cells[0][3] == "1.29 (152 of 11,738)" and cells[0][5] == "T" and cells[0][6] == "0.70"
+    assert cells[1][3] == "66.7 (2 of 3)"
+    assert cells[1][5] == "–" and cells[1][6] == "0.00"  # no population matches it
+    assert cells[2][5] == "–" and "e-0" not in html

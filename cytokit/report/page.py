@@ -41,6 +41,7 @@ from cytokit.report.outcomes import outcomes_section
 from cytokit.report.reasons import glossary_html
 from cytokit.report.tables import (
     chimerism_table,
+    cluster_summary_table,
     cohort_table,
     patient_rows,
     persistence_summary,
@@ -354,29 +355,7 @@ def _clusters(results: Results, plots: ReportPlots) -> str:
     for png, caption in plots.clusters:
         parts.append(figure(png, caption))
     if nonempty(summary):
-        cols = [c for c in ("metacluster", "events", "fraction", "donor_fraction", "nodes", "gate",
-                            "f1") if c in summary.columns]  # fmt: skip
-        rows = []
-        for _, r in summary.iterrows():
-            row = []
-            for c in cols:
-                v = r.get(c)
-                if c in ("fraction", "donor_fraction") and is_number(v):
-                    row.append(Markup(fmt(100.0 * float(v))))
-                elif is_number(v) and not isinstance(v, str):
-                    row.append(Markup(fmt(v, integer=c in ("metacluster", "events", "nodes"))))
-                else:
-                    row.append(v)
-            rows.append(row)
-        names = {"fraction": "% of events", "donor_fraction": "% donor", "gate": "best gate"}
-        parts.append(
-            table(
-                [names.get(c, c) for c in cols],
-                rows,
-                caption="Metaclusters (cluster_summary.csv)",
-                numeric=[c not in ("gate",) for c in cols],
-            )
-        )
+        parts.append(cluster_summary_table(summary))
     if nonempty(matching):
         rows = [
             [Markup(fmt(v)) if is_number(v) and not isinstance(v, str) else v for v in row]

@@ -19,6 +19,7 @@ from cytokit.report.reasons import reason_html
 
 __all__ = [
     "chimerism_table",
+    "cluster_summary_table",
     "cohort_table",
     "half_life_cell",
     "patient_rows",
@@ -387,3 +388,57 @@ def thresholds_table(th: pd.DataFrame) -> str:
         caption="Donor-marker thresholds (a population with its own cut has its own row)",
         numeric=[True, False, False, True, True, False, False],
     )
+
+
+#: A metacluster whose best F1 against every study population is below this has no
+#: "best gate" in the report: an F1 that prints as 0.00 names no population.
+MIN_MATCH_F1 = 0.005
+
+
+def cluster_summary_table(summary: pd.DataFrame) -> str:
+    """The metaclusters table of the report (``cluster_summary.csv``).
+
+    Shares of events as %, the donor share with the events it comes from ("1.3 %
+    (152 of 11,738)": a share of 0-2 events reads as what it is), F1 with two
+    decimals, and the best-matching gate only where that F1 is above `MIN_MATCH_F1`.
+    """
+    cols = [c for c in ("metacluster", "events", "fraction", "donor_fraction", "nodes", "gate",
+                        "f1") if c in summary.columns]  # fmt: skip
+    rows = []
+    for _, r in summary.iterrows():
+        f1 = as_float(r.get("f1"))
+        matched = f1 is not None and math.isfinite(f1) and f1 >= MIN_MATCH_F1
+        row = []
+        for c in cols:
+            v = r.get(c)
+            if c == "fraction" and is_number(v):
+                row.append(Markup(fmt(100.0 * float(v))))
+            elif c == "donor_fraction":
+                row.append(Markup(_donor_share(v, r.get("donor_events"), r.get("events"))))
+            elif c == "f1":
+                row.append(Markup(f"{f1:.2f}" if f1 is not None and math.isfinite(f1) else "–"))
+            elif c == "gate":
+                row.append(v if matched and isinstance(v, str) and v else "–")
+            elif is_number(v) and not isinstance(v, str):
+                row.append(Markup(fmt(v, integer=c in ("metacluster", "events", "nodes"))))
+            else:
+                row.append(v)
+        rows.append(row)
+    names = {"fraction": "% of events", "donor_fraction": "% donor (events)", "gate": "best gate"}
+    return table(
+        [names.get(c, c) for c in cols],
+        rows,
+        caption="Metaclusters (cluster_summary.csv)",
+        numeric=[c not in ("gate",) for c in cols],
+    )
+
+
+def _donor_share(fraction, donor_events, events) -> str:
+    """ "1.3 (152 of 11,738)"; the bare percentage when the counts are not stored."""
+    f = as_float(fraction)
+    if f is None or not math.isfinite(f):
+        return "–"
+    d, n = as_float(donor_events), as_float(events)
+    if d is None or n is None or not (math.isfinite(d) and math.isfinite(n)):
+        return fmt(100.0 * f)
+    return f"{fmt(100.0 * f)} ({fmt(d, integer=True)} of {fmt(n, integer=True)})"
