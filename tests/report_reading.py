@@ -75,9 +75,9 @@ def tables(html: str, caption: str = "") -> list[Table]:
 
 _NUMBER = r"[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?"
 _CELL = re.compile(
-    rf"^(?P<pct>{_NUMBER}|–) %(?: \[(?P<low>{_NUMBER})–(?P<high>{_NUMBER})\])?"
-    rf"(?:\n(?P<per_ul>{_NUMBER}) /µL)?"
-    rf"\n(?P<donor_events>{_NUMBER})/(?P<events>{_NUMBER}) ev(?: (?P<tag>\S+))?$"
+    rf"^(?:(?P<nd>not detected)|(?P<pct>{_NUMBER}|–) %"
+    rf"(?: \[(?P<low>{_NUMBER})–(?P<high>{_NUMBER})\])?(?:\n(?P<per_ul>{_NUMBER}) /µL)?)"
+    rf"\n(?P<donor_events>{_NUMBER}) of (?P<events>{_NUMBER}) events(?: (?P<tag>\S+))?$"
 )
 
 
@@ -115,24 +115,30 @@ def assert_printed(text: str | None, value, where: str = "") -> None:
 
 def assert_chimerism_matches(html: str, chimerism: pd.DataFrame) -> int:
     """Every chimerism cell of the page shows its row of `chimerism` (chimerism.csv):
-    % donor, its interval, donor cells/µL, donor and population events, status tag.
+    % donor, its interval, donor cells/µL, donor and population events, status tag; a
+    not-detected cell shows its events and no share.
     Returns the number of cells checked."""
     cells = chimerism_cells(html)
     table = chimerism.set_index(["file", "population"])
-    tags = {"quantified": None, "not_quantifiable": "NQ", "not_detected": "n.d."}
+    tags = {"quantified": None, "not_quantifiable": "NQ"}
     for c in cells.itertuples(index=False):
         r = table.loc[(c.file, c.population)]
         where = f"{c.file} {c.population}"
-        assert_printed(None if c.pct == "–" else c.pct, r["donor_pct"], f"{where} donor_pct")
-        if c.low is not None:
-            assert_printed(c.low, r["ci_low"], f"{where} ci_low")
-            assert_printed(c.high, r["ci_high"], f"{where} ci_high")
+        if c.nd is not None:  # below the detection limit: the events, never a share
+            assert r["status"] == "not_detected", (where, r["status"])
+            assert c.pct is None and c.low is None and c.per_ul is None, where
         else:
-            assert not (math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])), where
-        if "donor_per_ul" in r.index and pd.notna(r["donor_per_ul"]):
-            assert_printed(c.per_ul, r["donor_per_ul"], f"{where} donor_per_ul")
+            assert r["status"] != "not_detected", where
+            assert_printed(None if c.pct == "–" else c.pct, r["donor_pct"], f"{where} donor_pct")
+            if c.low is not None:
+                assert_printed(c.low, r["ci_low"], f"{where} ci_low")
+                assert_printed(c.high, r["ci_high"], f"{where} ci_high")
+            else:
+                assert not (math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])), where
+            if "donor_per_ul" in r.index and pd.notna(r["donor_per_ul"]):
+                assert_printed(c.per_ul, r["donor_per_ul"], f"{where} donor_per_ul")
+            assert c.tag == tags.get(r["status"], r["status"]), (where, c.tag, r["status"])
         assert int(c.donor_events.replace(",", "")) == r["donor_events"], where
         assert int(c.events.replace(",", "")) == r["events"], where
-        assert c.tag == tags.get(r["status"], r["status"]), (where, c.tag, r["status"])
     assert len(cells) == len(chimerism), (len(cells), len(chimerism))
     return len(cells)

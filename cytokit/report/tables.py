@@ -224,15 +224,19 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
                     )
                 )
                 continue
+            events = (
+                f"{fmt(r.get('donor_events'), integer=True)} of "
+                f"{fmt(r.get('events'), integer=True)} events"
+            )
+            if status == "not_detected":  # fewer than 20 donor events: no share is printed
+                row.append(Markup(f"not detected<br><small>{events}</small>", [status]))
+                continue
             pct = fmt(r.get("donor_pct"))
             ci = _interval(r.get("ci_low"), r.get("ci_high"))
             text = f"{pct} %" + (f" [{ci}]" if ci else "")
             if is_number(r.get("donor_per_ul")):
                 text += f"<br>{fmt(r.get('donor_per_ul'))} /µL"
-            text += (
-                f"<br><small>{fmt(r.get('donor_events'), integer=True)}/"
-                f"{fmt(r.get('events'), integer=True)} ev"
-            )
+            text += f"<br><small>{events}"
             tag = STATUS_TAG.get(status, esc(status))
             text += f" {tag}</small>" if tag else "</small>"
             row.append(Markup(text, [status if status in STATUS_TAG else ""]))
@@ -240,9 +244,9 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
     return table(
         ["day", "file", *names],
         rows,
-        caption="Donor chimerism: % donor [95 % CI], donor cells/µL, donor/population events "
-        "(NQ: not quantifiable; n.d.: not detected; donor marker failed: the sample's donor "
-        "marker is unusable, no value)",
+        caption="Donor chimerism: % donor [95 % CI], donor cells/µL, donor of population events "
+        "(NQ: not quantifiable; not detected: fewer than 20 donor events, no share given; donor "
+        "marker failed: the sample's donor marker is unusable, no value)",
         numeric=[True, False] + [True] * len(names),
     )
 
