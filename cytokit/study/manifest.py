@@ -1,6 +1,6 @@
-"""``manifest.csv`` and ``infusions.csv``: one row per FCS file, one row per infusion, checked.
+"""``manifest.csv``: one row per FCS file, checked; `Infusion`, one given cell infusion.
 
-`read_manifest` and `read_infusions` return the well-formed rows and append
+`read_manifest` returns the well-formed rows and appends
 every problem found to the caller's list (see `cytokit.study.load_study`):
 the required columns, whole-number days within ±`MAX_DAYS` of the first
 infusion, non-negative counts, ``donor_is``, every file present, inside the
@@ -17,7 +17,7 @@ from pathlib import Path
 from cytokit._paths import refusal
 from cytokit.study.tables import read_table
 
-__all__ = ["MAX_DAYS", "Infusion", "ManifestRow", "read_infusions", "read_manifest"]
+__all__ = ["MAX_DAYS", "Infusion", "ManifestRow", "read_manifest"]
 
 REQUIRED_COLUMNS = ("file", "patient", "day")
 NUMERIC_COLUMNS = ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample_volume_ul")
@@ -234,34 +234,3 @@ def _check_rows(path: Path, rows: list[ManifestRow], problems: list[str]) -> Non
                 f"{mine[0] or '(default)'}/{mine[1] or '(default)'} but line {first[2]} says "
                 f"{first[0] or '(default)'}/{first[1] or '(default)'}; a patient has one donor"
             )
-
-
-def read_infusions(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[Infusion]:
-    if not path.exists() and not path.is_symlink():
-        return []
-    why = refusal(path, roots)
-    if why:
-        problems.append(f"{path}: {why}")
-        return []
-    header, records = read_table(path, problems)
-    need = ("patient", "day", "product")
-    if header and any(c not in header for c in need):
-        problems.append(
-            f"{path}: the header must include {', '.join(need)}, dose_per_kg (optional)"
-        )
-        return []
-    out = []
-    for line, rec in records:
-        try:
-            _parse_int(rec["day"])
-            dose = _parse_float(rec.get("dose_per_kg", ""))
-        except ValueError:
-            problems.append(
-                f"{path}, line {line}: day must be a whole number and dose_per_kg a number"
-            )
-            continue
-        day = _parse_day(rec["day"], f"{path}, line {line}", problems)
-        if day is None:
-            continue
-        out.append(Infusion(rec["patient"].strip(), day, rec["product"].strip(), dose))
-    return out
