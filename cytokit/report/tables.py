@@ -31,11 +31,11 @@ __all__ = [
     "trends_table",
 ]
 
+#: The tag after the events of a chimerism cell that shows a share (a not-detected or
+#: marker-failed cell shows none, and says so in words).
 STATUS_TAG = {
     "quantified": "",
     "not_quantifiable": "NQ",
-    "not_detected": "n.d.",
-    "marker_failed": "marker failed",
 }
 
 
