@@ -1,5 +1,10 @@
 """The outcome tables of a study with ``outcomes.csv``, from its per-patient persistence.
 
+With a schedule (``treatments.csv`` or ``infusions.csv``), `schedule_tables`
+gives ``treatments``: every row of it, drugs and skipped infusions included
+(`cytokit.clinical.treatments_frame`), so the report draws drug courses from
+the results folder alone.
+
 Only when the study has ``outcomes.csv``: `outcome_tables` hands the
 schedule, the outcomes, ``[outcomes]`` and each patient's persistence series
 (the chimerism table's ``[outcomes] measure`` of the ``[outcomes] population``,
@@ -20,7 +25,7 @@ import pandas as pd
 
 from cytokit.errors import StudyError
 
-__all__ = ["OUTCOME_TABLES", "outcome_tables", "persistence_points"]
+__all__ = ["OUTCOME_TABLES", "outcome_tables", "persistence_points", "schedule_tables"]
 
 #: The tables written when the study has outcomes.csv, in writing order.
 OUTCOME_TABLES = ("outcomes_summary", "survival", "landmark", "dose_escalation", "response")
@@ -55,6 +60,26 @@ def persistence_points(chimerism: pd.DataFrame, population: str, measure: str) -
     )
     out = rows[["patient", "day", measure, "status"]].rename(columns={measure: "value"})
     return out.reset_index(drop=True)
+
+
+def schedule_tables(study) -> dict[str, pd.DataFrame]:
+    """``{"treatments": …}``: the study's schedule as read (none without a schedule file).
+
+    Parameters
+    ----------
+    study : Study
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``treatments`` (`cytokit.clinical.treatments_frame` columns), in file
+        order, when the study has ``treatments.csv`` or ``infusions.csv``.
+    """
+    from cytokit.clinical.treatments import treatments_frame
+
+    if study.clinical.source is None:
+        return {}
+    return {"treatments": treatments_frame(study.clinical.treatments)}
 
 
 def outcome_tables(study, chimerism: pd.DataFrame) -> dict[str, pd.DataFrame]:

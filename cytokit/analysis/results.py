@@ -116,6 +116,14 @@ DataFrame attribute of the same name.
     markers (donor, phenotype, clustering), counting (gate paths), qc
     (min_events, ci), strategy (source, digest), task (the store key),
     clustering (what was done, or an error), config (study.toml as read).
+``treatments.csv``
+    Only when the study has a schedule (``treatments.csv`` or ``infusions.csv``):
+    every row of it as read, drugs and skipped infusions included: patient,
+    day, product, kind (``cells`` or ``drug``), dose, unit, dose_level, given
+    (True/False), end_day (`cytokit.clinical.treatments_frame`). The report
+    shades each patient's drug courses (`cytokit.clinical.drug_courses`) on
+    the persistence and chimerism plots from it. ``Results.clinical``
+    holds it.
 ``outcomes_summary.csv``, ``survival.csv``, ``landmark.csv``, ``dose_escalation.csv``, ``response.csv``, ``doses.csv``
     Only when the study has ``outcomes.csv`` (`cytokit.analysis.outcomes`):
     Kaplan-Meier PFS/OS and GVHD cumulative incidence summaries and their
@@ -203,9 +211,10 @@ def _fill_columns() -> None:
 
 _fill_columns()
 
-#: Tables written only when the study has outcomes.csv (`cytokit.analysis.outcomes`).
+#: Tables written only when the study has a schedule (treatments) or outcomes.csv
+#: (the others; `cytokit.analysis.outcomes`).
 CLINICAL_TABLES = (
-    "outcomes_summary", "survival", "landmark", "dose_escalation", "response", "doses",
+    "treatments", "outcomes_summary", "survival", "landmark", "dose_escalation", "response", "doses",
 )  # fmt: skip
 
 
@@ -222,8 +231,9 @@ class Results:
     out : Path or None
         The folder the results were written to.
     clinical : dict of str to DataFrame
-        The outcome tables (`CLINICAL_TABLES`), only when the study has
-        ``outcomes.csv``; empty otherwise.
+        The clinical tables (`CLINICAL_TABLES`): ``treatments`` when the study
+        has a schedule, the outcome tables when it has ``outcomes.csv``;
+        empty otherwise.
     """
 
     study: dict = field(default_factory=dict)

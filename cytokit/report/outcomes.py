@@ -88,7 +88,7 @@ def landmark_sentence(row) -> str:
 def outcomes_section(results: Results) -> str:
     """The Outcomes section's HTML, or "" when the results have no outcome tables."""
     tables = results.clinical
-    if not tables:
+    if "outcomes_summary" not in tables:  # a schedule alone (treatments) has no outcomes
         return ""
     parts = ['<section id="outcomes">', "<h2>Outcomes</h2>"]
     survival = tables.get("survival", pd.DataFrame())
