@@ -13,6 +13,19 @@ names sample types) to `cytokit.clinical.analyze_outcomes`, which needs
 lifelines (the ``clinical`` extra). A study without ``outcomes.csv`` gets no
 table and never imports lifelines.
 
+When the manifest lists product samples (``sample_type`` ``product_pre``,
+``product_post`` or ``product``, the last meaning the bag infused),
+`product_tables` gives ``product_qc`` (`cytokit.clinical.product_qc`), with
+or without ``outcomes.csv``. Each product sample's counts come from its
+gating (``counts.csv``: the ``[outcomes] product_events`` and
+``product_live`` gates, the ``product_nk`` population and the sum of the
+``product_cd3`` populations); the bag's volume (``volume_ml``), its
+nucleated cells per mL (``nucleated_per_ml``, the cell counter's) and the
+recipient's weight (``weight_kg``, on the ``post`` row) are manifest columns
+of that row, since each is a fact of that sample or infusion; the product
+named is the row's ``product`` column, else the patient's one given cell
+infusion that day in the schedule.
+
 Tables (``OUT/<name>.csv``, in ``tables.json`` like the others):
 ``outcomes_summary``, ``survival``, ``landmark``, ``dose_escalation`` and
 ``response`` (`cytokit.clinical.tables`) and ``doses`` (per patient and
@@ -25,7 +38,18 @@ import pandas as pd
 
 from cytokit.errors import StudyError
 
-__all__ = ["OUTCOME_TABLES", "outcome_tables", "persistence_points", "schedule_tables"]
+__all__ = [
+    "OUTCOME_TABLES",
+    "PRODUCT_STAGES",
+    "outcome_tables",
+    "persistence_points",
+    "product_samples",
+    "product_tables",
+    "schedule_tables",
+]
+
+#: Manifest ``sample_type`` of product samples -> product QC stage.
+PRODUCT_STAGES = {"product_pre": "pre", "product_post": "post", "product": "post"}
 
 #: The tables written when the study has outcomes.csv, in writing order.
 OUTCOME_TABLES = ("outcomes_summary", "survival", "landmark", "dose_escalation", "response")
@@ -133,3 +157,130 @@ def outcome_tables(study, chimerism: pd.DataFrame) -> dict[str, pd.DataFrame]:
     out = {name: frame.reindex(columns=list(TABLE_COLUMNS[name])) for name, frame in out.items()}
     out["doses"] = tables.doses.reindex(columns=list(TABLE_COLUMNS["doses"]))
     return out
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+def product_samples(study, counts: pd.DataFrame) -> pd.DataFrame:
+    """The product samples of the manifest as `cytokit.clinical.SAMPLE_COLUMNS` rows.
+
+    Parameters
+    ----------
+    study : Study
+    counts : DataFrame
+        ``counts.csv`` (file, gate_path, parent_path, count).
+
+    Returns
+    -------
+    DataFrame
+        One row per product file gated (files that failed have no counts and no row).
+
+    Raises
+    ------
+    StudyError
+        A gate or population named by ``[outcomes] product_*`` is not in the
+        strategy, or a product row lacks its volume, count or weight.
+    """
+    from cytokit.clinical.product import SAMPLE_COLUMNS
+
+    rows = [r for r in study.rows if r.sample_type in PRODUCT_STAGES]
+    if not rows or counts.empty:
+        return pd.DataFrame(columns=list(SAMPLE_COLUMNS))
+    settings = study.clinical.settings
+    toml = study.root / "study.toml"
+    populations = dict(study.settings.populations)
+    named = [settings.product_nk, *settings.product_cd3]
+    unknown = [p for p in named if p not in populations]
+    if unknown:
+        raise StudyError(
+            f"{toml}: [outcomes] product_nk / product_cd3 name {', '.join(unknown)}, not study "
+            f"populations ({', '.join(populations) or 'none'}); set them to the NK and CD3+ "
+            "populations"
+        )
+    parents = dict(zip(counts["gate_path"], counts["parent_path"], strict=False))
+    live = settings.product_live or parents.get(populations[settings.product_nk], "")
+    events = settings.product_events or parents.get(live, "")
+    for key, path in (("product_live", live), ("product_events", events)):
+        if not path or path not in parents:
+            raise StudyError(
+                f"{toml}: [outcomes] {key} = {path!r} is not a gate of the strategy; set it to "
+                "the gate path of the product's "
+                + ("live cells" if key == "product_live" else "nucleated-cell events")
+            )
+    by_file = {
+        f: dict(zip(g["gate_path"], g["count"], strict=True))
+        for f, g in counts.groupby(counts["file"].astype(str), sort=False)
+    }
+    given = {}
+    for t in study.clinical.treatments:
+        if t.is_cells and t.given:
+            given.setdefault((t.patient, t.day), []).append(t.product)
+    out, problems = [], []
+    for r in rows:
+        rel = study.relative(r.file)
+        gates = by_file.get(str(rel))
+        if gates is None:  # failed: in failures.csv
+            continue
+        product = r.metadata.get("product", "").strip()
+        if not product:
+            products = given.get((r.patient, r.day), [])
+            product = products[0] if len(products) == 1 else ""
+        stage = PRODUCT_STAGES[r.sample_type]
+        values = {k: _number(r.metadata.get(k)) for k in ("nucleated_per_ml", "volume_ml")}
+        values["weight_kg"] = _number(r.metadata.get("weight_kg"))
+        need = ["nucleated_per_ml", "volume_ml"] + (["weight_kg"] if stage == "post" else [])
+        bad = [k for k in need if not (values[k] > 0)]
+        if bad:
+            problems.append(
+                f"{study.root / 'manifest.csv'}, line {r.line}: product sample {rel} needs "
+                f"{', '.join(bad)} (a positive number) for product QC"
+            )
+        if not product:
+            problems.append(
+                f"{study.root / 'manifest.csv'}, line {r.line}: product sample {rel}: name its "
+                "product in a product column (no single given cell infusion that day)"
+            )
+        out.append(
+            {
+                "patient": r.patient,
+                "day": r.day,
+                "product": product,
+                "stage": stage,
+                "events": int(gates.get(events, 0)),
+                "live": int(gates.get(live, 0)),
+                "nk": int(gates.get(populations[settings.product_nk], 0)),
+                "cd3": int(sum(gates.get(populations[p], 0) for p in settings.product_cd3)),
+                **values,
+            }
+        )
+    if problems:
+        raise StudyError(
+            f"{len(problems)} problem(s) with product samples:\n  " + "\n  ".join(problems)
+        )
+    return pd.DataFrame(out, columns=list(SAMPLE_COLUMNS))
+
+
+def product_tables(study, counts: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``{"product_qc": …}`` when the manifest lists product samples (else nothing).
+
+    See the module docstring for where each number comes from.
+    """
+    samples = product_samples(study, counts)
+    if samples.empty:
+        return {}
+    from cytokit.clinical.product import PRODUCT_QC_COLUMNS, product_qc
+
+    clinical = study.clinical
+    qc = product_qc(
+        samples,
+        clinical.settings.release,
+        treatments=clinical.treatments,
+        outcomes=clinical.outcomes or (),
+        source=str(study.root / "manifest.csv"),
+    )
+    return {"product_qc": qc.reindex(columns=list(PRODUCT_QC_COLUMNS))}

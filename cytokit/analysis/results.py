@@ -130,6 +130,16 @@ DataFrame attribute of the same name.
     step tables, the landmark analysis by persistence, the 3+3 dose
     escalation, response against persistence, doses per patient and product
     (`cytokit.clinical.tables.TABLE_COLUMNS`). ``Results.clinical`` holds them.
+``product_qc.csv``
+    Only when the manifest lists product samples (``sample_type``
+    ``product_pre``, ``product_post`` or ``product``; `cytokit.analysis.outcomes.
+    product_tables`): per infused bag, `cytokit.clinical.product.PRODUCT_QC_COLUMNS`
+    (NK purity, viability, NK recovery and CD3 log10 depletion with 95 %
+    exact intervals, nucleated cells, NK and residual CD3+ cells/kg with the
+    one-sided upper bound, the rare-event limit of the events acquired,
+    release against ``[outcomes.release]``, the treatment's dose level and the
+    patient's acute GVHD grade). Counts from the bag's gating; volume_ml,
+    nucleated_per_ml and weight_kg from its manifest row.
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task
     key, each row with a checksum verified on read (`cytokit.engine.store`).
@@ -215,6 +225,7 @@ _fill_columns()
 #: (the others; `cytokit.analysis.outcomes`).
 CLINICAL_TABLES = (
     "treatments", "outcomes_summary", "survival", "landmark", "dose_escalation", "response", "doses",
+    "product_qc",
 )  # fmt: skip
 
 
