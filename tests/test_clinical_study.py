@@ -320,3 +320,46 @@ def test_the_report_names_the_drug_courses(analysed):
     assert "drugs: IL-2 day 1–9" in page
     assert "drugs: IL-2 day 2; IL-2 day 16" in page
     assert "shaded: drug courses" in page
+
+
+def test_report_refuses_outcome_tables_of_changed_clinical_files(with_outcomes, capsys):
+    """The report reads the outcome tables analyze wrote (it rebuilds from the results folder
+    alone); a schedule, outcomes file or [outcomes] table changed since is refused."""
+    from cytokit.analysis.outcomes import check_clinical_inputs
+    from cytokit.cli.app import run
+    from cytokit.errors import CytokitError
+    from cytokit.report import build_report
+
+    _, out = with_outcomes
+    study = out.parent / "s"
+    meta = cytokit.load_results(out).study
+    assert meta["clinical_inputs"]["files"]["infusions.csv"] is None
+    check_clinical_inputs(meta, out)  # unchanged: nothing to say
+    edits = [
+        (study / "outcomes.csv", OUTCOMES.replace("P01,CR", "P01,PR"), "outcomes.csv: changed"),
+        (study / "treatments.csv", TREATMENTS + "P03,30,IL-2,drug,1,MIU/m2,,yes\n", "changed"),
+        (study / "study.toml", None, r"\[outcomes\] changed"),
+        (study / "infusions.csv", "patient,day,product,dose_per_kg\n", "infusions.csv: was added"),
+    ]
+    for path, text, message in edits:
+        before = path.read_bytes() if path.exists() else None
+        try:
+            if text is None:
+                path.write_bytes(before + b"\n[outcomes]\nlandmark_day = 21\n")
+            else:
+                path.write_text(text)
+            with pytest.raises(CytokitError, match=message):
+                check_clinical_inputs(meta, out)
+            if path.name == "outcomes.csv":
+                with pytest.raises(CytokitError, match="stale"):
+                    build_report(out, qc=False)
+                assert run(["report", str(out)]) == 1
+                assert "cytokit analyze" in capsys.readouterr().err
+        finally:
+            if before is None:
+                path.unlink()
+            else:
+                path.write_bytes(before)
+    check_clinical_inputs(meta, out)
+    # a results folder whose study is not reachable (moved, archived) is reported as written
+    check_clinical_inputs({**meta, "root": str(out / "no-such-study")}, out)

@@ -26,7 +26,12 @@ import pandas as pd
 
 from cytokit._version import __version__
 from cytokit.analysis.invariants import check_results
-from cytokit.analysis.outcomes import outcome_tables, product_tables, schedule_tables
+from cytokit.analysis.outcomes import (
+    clinical_inputs,
+    outcome_tables,
+    product_tables,
+    schedule_tables,
+)
 from cytokit.analysis.per_patient import PatientTables, patient_tables
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import TABLES, Results, conform
@@ -200,6 +205,7 @@ def _study_meta(study: Study, task: MeasureTask) -> dict:
         },
         "task": task.key,
         "config": study.config,
+        "clinical_inputs": clinical_inputs(study.root, study.config),
     }
 
 

@@ -26,6 +26,16 @@ of that row, since each is a fact of that sample or infusion; the product
 named is the row's ``product`` column, else the patient's one given cell
 infusion that day in the schedule.
 
+``cytokit report`` reads these tables; it does not compute them again. The
+report is rebuilt from the results folder alone (no FCS file, no study
+folder: results are archived and moved), and the outcome tables depend on
+the clinical files the way the other tables depend on the FCS files. What
+can go stale is caught instead: ``tables.json`` refuses an edited table, and
+``study.json`` records the SHA-256 of the schedule and ``outcomes.csv`` and
+the ``[outcomes]`` settings analyze read (`clinical_inputs`);
+`check_clinical_inputs` refuses a report while the study folder is reachable
+and any of them has changed, been added or been removed since.
+
 Tables (``OUT/<name>.csv``, in ``tables.json`` like the others):
 ``outcomes_summary``, ``survival``, ``landmark``, ``dose_escalation`` and
 ``response`` (`cytokit.clinical.tables`) and ``doses`` (per patient and
@@ -34,13 +44,19 @@ product, `cytokit.clinical.dose_totals`).
 
 from __future__ import annotations
 
+import hashlib
+import sys
+from pathlib import Path
+
 import pandas as pd
 
-from cytokit.errors import StudyError
+from cytokit.errors import CytokitError, StudyError
 
 __all__ = [
     "OUTCOME_TABLES",
     "PRODUCT_STAGES",
+    "check_clinical_inputs",
+    "clinical_inputs",
     "outcome_tables",
     "persistence_points",
     "product_samples",
@@ -284,3 +300,64 @@ def product_tables(study, counts: pd.DataFrame) -> dict[str, pd.DataFrame]:
         source=str(study.root / "manifest.csv"),
     )
     return {"product_qc": qc.reindex(columns=list(PRODUCT_QC_COLUMNS))}
+
+
+_CLINICAL_FILES = ("treatments.csv", "infusions.csv", "outcomes.csv")
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def clinical_inputs(root: Path, config: dict) -> dict:
+    """What the outcome tables were computed from: each clinical file's SHA-256 (None:
+    absent) and the ``[outcomes]`` table of study.toml (``study.json`` ``clinical_inputs``)."""
+    root = Path(root)
+    files = {name: _digest(root / name) for name in _CLINICAL_FILES}
+    return {"files": files, "outcomes": (config or {}).get("outcomes") or {}}
+
+
+def check_clinical_inputs(study_meta: dict, out: Path | None = None) -> None:
+    """Refuse results whose clinical inputs changed since analyze (see the module docstring).
+
+    Nothing is checked when ``study.json`` has no record (results of an older
+    cytokit) or the study folder it names is not reachable here.
+
+    Raises
+    ------
+    CytokitError
+        Naming the file (or ``[outcomes]``) that changed and the command that
+        brings the results up to date.
+    """
+    recorded = study_meta.get("clinical_inputs")
+    root = Path(str(study_meta.get("root", "")))
+    if not isinstance(recorded, dict) or not study_meta.get("root") or not root.is_dir():
+        return
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 only
+        import tomli as tomllib
+
+    try:
+        config = tomllib.loads((root / "study.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return  # not a study folder any more: nothing to compare with
+    now = clinical_inputs(root, config)
+    where = f" --out {out}" if out is not None else ""
+    fix = f"run `cytokit analyze {root}{where}` again (gated files come from its store)"
+    for name, before in (recorded.get("files") or {}).items():
+        after = now["files"].get(name)
+        if before != after:
+            what = "was added" if before is None else "was removed" if after is None else "changed"
+            raise CytokitError(
+                f"{root / name}: {what} since `cytokit analyze` wrote these results, so their "
+                f"outcome tables are stale; {fix}"
+            )
+    if (recorded.get("outcomes") or {}) != now["outcomes"]:
+        raise CytokitError(
+            f"{root / 'study.toml'}: [outcomes] changed since `cytokit analyze` wrote these "
+            f"results, so their outcome tables are stale; {fix}"
+        )

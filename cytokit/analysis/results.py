@@ -115,7 +115,12 @@ DataFrame attribute of the same name.
     threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
     markers (donor, phenotype, clustering), counting (gate paths), qc
     (min_events, ci), strategy (source, digest), task (the store key),
-    clustering (what was done, or an error), config (study.toml as read).
+    clustering (what was done, or an error), config (study.toml as read),
+    clinical_inputs (``files``: SHA-256 of treatments.csv, infusions.csv and
+    outcomes.csv as analyze read them, null when absent; ``outcomes``: the
+    ``[outcomes]`` table; ``cytokit report`` refuses results whose study
+    folder, when reachable, now differs: `cytokit.analysis.outcomes.
+    check_clinical_inputs`).
 ``treatments.csv``
     Only when the study has a schedule (``treatments.csv`` or ``infusions.csv``):
     every row of it as read, drugs and skipped infusions included: patient,
