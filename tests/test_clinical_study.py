@@ -224,7 +224,7 @@ def test_outcome_tables_are_written_with_outcomes(with_outcomes):
 
 def test_no_outcomes_no_outcome_tables(analysed, tmp_path):
     plain, _ = analysed
-    assert list(plain.clinical) == ["treatments"]  # its infusions.csv; no outcome table
+    assert list(plain.clinical) == ["treatments", "dose_response"]  # no outcome table
     assert not any((plain.out / f"{n}.csv").exists() for n in ("survival", "landmark", "doses"))
 
 
@@ -269,6 +269,11 @@ def test_results_carry_the_whole_schedule(analysed):
     assert [tuple(getattr(t, k) for k in keys) for t in back] == [
         tuple(getattr(t, k) for k in keys) for t in source
     ]
+    # each cell product's dose against persistence: P02's CIK dose alone (DLI apart)
+    dr = drugs.clinical["dose_response"]
+    cik = dr[(dr["product"] == "CIK") & (dr["population"] == "NK")].iloc[0]
+    assert cik["dose_median"] == 1.8e7 and cik["n_several_products"] == 1
+    assert set(dr["product"]) == {"NK", "DLI", "CIK"}  # never IL-2
     # infusions.csv is a schedule too: its rows, all given cells
     legacy = plain.clinical["treatments"]
     assert len(legacy) == 8 and (legacy["kind"] == "cells").all() and legacy["given"].all()

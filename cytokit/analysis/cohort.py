@@ -141,7 +141,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
     for name, columns in TABLES.items():
         setattr(results, name, conform(getattr(results, name), columns))
     results.clinical = {
-        **schedule_tables(study),
+        **schedule_tables(study, results.trends),
         **outcome_tables(study, results.chimerism),
         **product_tables(study, results.counts),
     }

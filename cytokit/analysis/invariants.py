@@ -481,3 +481,8 @@ def _clinical(found: _Found, tables: dict) -> None:
             np.isfinite(dose) & ~(upper >= dose * (1 - 1e-12)),
             "cd3_per_kg_upper must be at least cd3_per_kg",
         )
+    response = tables.get("response")
+    if response is not None and not response.empty:
+        n = _num(response, "n")
+        parts = _num(response, "n_detected") + _num(response, "n_not_detected")
+        found.rows("response", response, ~_close(parts, n), "n_detected + n_not_detected = n")

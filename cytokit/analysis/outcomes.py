@@ -3,7 +3,9 @@
 With a schedule (``treatments.csv`` or ``infusions.csv``), `schedule_tables`
 gives ``treatments``: every row of it, drugs and skipped infusions included
 (`cytokit.clinical.treatments_frame`), so the report draws drug courses from
-the results folder alone.
+the results folder alone, and ``dose_response``: each cell product's dose
+against persistence (`cytokit.analysis.dose_response`), DLI + CIK patients
+in both products' rows.
 
 Only when the study has ``outcomes.csv``: `outcome_tables` hands the
 schedule, the outcomes, ``[outcomes]`` and each patient's persistence series
@@ -102,12 +104,15 @@ def persistence_points(chimerism: pd.DataFrame, population: str, measure: str) -
     return out.reset_index(drop=True)
 
 
-def schedule_tables(study) -> dict[str, pd.DataFrame]:
-    """``{"treatments": …}``: the study's schedule as read (none without a schedule file).
+def schedule_tables(study, trends: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """``treatments`` (the study's schedule as read) and ``dose_response`` (per cell
+    product, `cytokit.analysis.dose_response`); none without a schedule file.
 
     Parameters
     ----------
     study : Study
+    trends : DataFrame, optional
+        ``trends.csv`` (without it, no ``dose_response``).
 
     Returns
     -------
@@ -115,11 +120,16 @@ def schedule_tables(study) -> dict[str, pd.DataFrame]:
         ``treatments`` (`cytokit.clinical.treatments_frame` columns), in file
         order, when the study has ``treatments.csv`` or ``infusions.csv``.
     """
+    from cytokit.analysis.dose_response import DOSE_RESPONSE_COLUMNS, dose_response
     from cytokit.clinical.treatments import treatments_frame
 
     if study.clinical.source is None:
         return {}
-    return {"treatments": treatments_frame(study.clinical.treatments)}
+    out = {"treatments": treatments_frame(study.clinical.treatments)}
+    if trends is not None:
+        frame = dose_response(study.clinical.treatments, trends)
+        out["dose_response"] = frame.reindex(columns=list(DOSE_RESPONSE_COLUMNS))
+    return out
 
 
 def outcome_tables(study, chimerism: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -129,12 +129,24 @@ DataFrame attribute of the same name.
     shades each patient's drug courses (`cytokit.clinical.drug_courses`) on
     the persistence and chimerism plots from it. ``Results.clinical``
     holds it.
+``dose_response.csv``
+    With a schedule too: per cell product, population and measure
+    (`cytokit.analysis.dose_response.DOSE_RESPONSE_COLUMNS`): product, unit,
+    population, measure, n_patients (given the product), n_several_products
+    (of them, also given another cell product), dose_median, dose_min,
+    dose_max (that product's total per patient, in its unit),
+    dose_auc_spearman, dose_peak_spearman (Spearman's rank correlation of that
+    dose with AUC and peak, PB series; empty below 3 patients), note.
 ``outcomes_summary.csv``, ``survival.csv``, ``landmark.csv``, ``dose_escalation.csv``, ``response.csv``, ``doses.csv``
     Only when the study has ``outcomes.csv`` (`cytokit.analysis.outcomes`):
     Kaplan-Meier PFS/OS and GVHD cumulative incidence summaries and their
     step tables, the landmark analysis by persistence, the 3+3 dose
-    escalation, response against persistence, doses per patient and product
-    (`cytokit.clinical.tables.TABLE_COLUMNS`). ``Results.clinical`` holds them.
+    escalation, response against persistence (``response.csv``: one row per
+    response category, ``responders``, ``non-responders`` and ``responders
+    vs non-responders``, which alone holds the p-values;
+    `cytokit.clinical.response.RESPONSE_COLUMNS`), doses per patient and
+    product (`cytokit.clinical.tables.TABLE_COLUMNS`). ``Results.clinical``
+    holds them.
 ``product_qc.csv``
     Only when the manifest lists product samples (``sample_type``
     ``product_pre``, ``product_post`` or ``product``; `cytokit.analysis.outcomes.
@@ -229,8 +241,8 @@ _fill_columns()
 #: Tables written only when the study has a schedule (treatments) or outcomes.csv
 #: (the others; `cytokit.analysis.outcomes`).
 CLINICAL_TABLES = (
-    "treatments", "outcomes_summary", "survival", "landmark", "dose_escalation", "response", "doses",
-    "product_qc",
+    "treatments", "dose_response", "outcomes_summary", "survival", "landmark", "dose_escalation",
+    "response", "doses", "product_qc",
 )  # fmt: skip
 
 
