@@ -58,3 +58,10 @@ def test_each_product_reads_its_own_dose():
 def test_no_schedule_or_no_trends_is_an_empty_table():
     assert dose_response([], TRENDS).empty
     assert dose_response(TREATMENTS, TRENDS.iloc[0:0]).empty
+
+
+def test_one_dose_for_all_says_why_there_is_no_correlation():
+    same = [_cells(p, 0, "NK", 1.5e7) for p in ("P1", "P2", "P3")]
+    trends = TRENDS.assign(population="NK").iloc[:3]
+    row = dose_response(same, trends).iloc[0]
+    assert math.isnan(row["dose_auc_spearman"]) and "same dose" in row["note"]

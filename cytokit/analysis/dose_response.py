@@ -83,6 +83,8 @@ def dose_response(treatments, trends: pd.DataFrame) -> pd.DataFrame:
                 notes.append(f"dose unknown for {len(dose) - known.size} patient(s)")
             if known.size < 3:
                 notes.append("fewer than 3 patients with a dose: no correlation")
+            elif np.unique(known).size == 1:
+                notes.append("every patient the same dose: no correlation")
             rows.append(
                 {
                     "product": product,
