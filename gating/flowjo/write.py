@@ -81,7 +81,13 @@ from cytokit.gating.transforms import (
 from cytokit.kernels import geometry
 from cytokit.sample import Spillover
 
-__all__ = ["COMP_PREFIX", "WorkspaceEntry", "workspace_bytes", "write_workspace"]
+__all__ = [
+    "COMP_PREFIX",
+    "WorkspaceEntry",
+    "WorkspaceWriteNotes",
+    "workspace_bytes",
+    "write_workspace",
+]
 
 #: What FlowJo puts before a detector name for its compensated parameter.
 COMP_PREFIX = "Comp-"
@@ -452,7 +458,7 @@ class _SampleWriter:
             for q in g.quadrants:
                 lo, hi, dims = self._quadrant_bounds(g, q)
                 pop = self._node("Population", q.id, q.name)
-                self._gate(pop, q.id, _rectangle_el(self, dims, lo, hi, q.id))
+                self._gate(pop, q.id, g.parent, _rectangle_el(self, dims, lo, hi, q.id))
                 out.append((q.id, q.name, pop))
             return out
         if isinstance(g, BooleanGate):
@@ -479,12 +485,15 @@ class _SampleWriter:
             raise GatingError(
                 f"{self.where}: gate {g.id!r} is a {type(g).__name__}, which FlowJo has not"
             )
-        self._gate(pop, g.id, el)
+        self._gate(pop, g.id, g.parent, el)
         return [(g.id, g.name, pop)]
 
-    def _gate(self, pop: ET.Element, pid: str, shape: ET.Element) -> None:
-        gid = "ID" + str(uuid.uuid5(uuid.NAMESPACE_OID, pid).int % 10**10)
-        gate = ET.SubElement(pop, "Gate", {"gating:id": gid})
+    def _gate(self, pop: ET.Element, pid: str, parent: str | None, shape: ET.Element) -> None:
+        # FlowJo's gate ids link a gate to its parent's gate (none above a Boolean node)
+        attrs = {"gating:id": _gate_id(pid)}
+        if parent is not None and not isinstance(self.strategy.by_id(parent).gate, BooleanGate):
+            attrs["gating:parent_id"] = _gate_id(parent)
+        gate = ET.SubElement(pop, "Gate", attrs)
         gate.append(shape)
 
     def _quadrant_bounds(self, g: QuadrantGate, q):
@@ -626,8 +635,15 @@ _FLOWJO_TRANSFORMS = (
 )
 
 
+def _gate_id(pid: str) -> str:
+    """A FlowJo-style gate id (``ID`` and digits), the same for a population path every time."""
+    return "ID" + str(uuid.uuid5(uuid.NAMESPACE_OID, pid).int % 10**10)
+
+
 def _label(xf) -> str:
-    return "no transform" if xf is None else f"{xf.kind}({', '.join(map(str, xf.params().values()))})"
+    return (
+        "no transform" if xf is None else f"{xf.kind}({', '.join(map(str, xf.params().values()))})"
+    )
 
 
 def _time_scale(sample, col: int) -> float:
