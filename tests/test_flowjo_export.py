@@ -27,7 +27,12 @@ from cytokit import gating as G
 from cytokit.analysis import export_wsp
 from cytokit.cli.app import run as cli
 from cytokit.errors import CytokitError, GatingError
-from cytokit.gating.flowjo.write import WorkspaceEntry, workspace_bytes, write_workspace
+from cytokit.gating.flowjo.write import (
+    WorkspaceEntry,
+    WorkspaceWriteNotes,
+    workspace_bytes,
+    write_workspace,
+)
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 LOGICLE = G.LogicleTransform(T=262144, W=0.5, M=4.5, A=0)
@@ -353,3 +358,19 @@ def test_repeated_sample_names_are_refused(one_sample):
     entry = WorkspaceEntry(result, "a.fcs", "a.fcs")
     with pytest.raises(GatingError, match="unique names"):
         workspace_bytes([entry, entry])
+
+
+def test_a_side_on_flowjos_axis_end_is_noted_with_what_it_changes(one_sample, tmp_path):
+    # FlowJo piles events below its axis (logicle 0) on the axis start, inside a gate
+    # starting there: cytokit's reader does as FlowJo, and the writer says so
+    cd3 = G.Dimension("APC-A", G.FCS, LOGICLE)
+    strategy = G.GatingStrategy([G.RectangleGate(id="low", dims=(cd3,), min=(-0.05,), max=(0.5,))])
+    result = strategy.apply(one_sample)
+    below = int((strategy.values(one_sample, [cd3])[:, 0] < -0.05).sum())
+    assert below > 0
+    notes = WorkspaceWriteNotes()
+    path = write_workspace(tmp_path / "w.wsp", [WorkspaceEntry(result, "a.fcs", "a.fcs")],
+                           notes=notes)  # fmt: skip
+    assert len(notes.notes) == 1 and "'low' starts at -0.05 on Comp-APC-A" in notes.notes[0]
+    again = G.load_workspace(path).strategy(sample="a.fcs").apply(one_sample)
+    assert again.count("/low") == result.count("/low") + below
