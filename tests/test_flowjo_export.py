@@ -374,3 +374,28 @@ def test_a_side_on_flowjos_axis_end_is_noted_with_what_it_changes(one_sample, tm
     assert len(notes.notes) == 1 and "'low' starts at -0.05 on Comp-APC-A" in notes.notes[0]
     again = G.load_workspace(path).strategy(sample="a.fcs").apply(one_sample)
     assert again.count("/low") == result.count("/low") + below
+
+
+def test_the_export_checks_can_see_a_difference(sample_export, one_sample):
+    # the checks behind "no notes": a count that differs from counts.csv, and a
+    # workspace whose gate does not give cytokit's count back, are each noted
+    from cytokit.analysis.flowjo_export import _check_counts, _read_back
+
+    root, counts, _, _ = sample_export
+    study = cytokit.load_study(SAMPLE_DATA)
+    result = study.gate(one_sample, membership=False)
+    rows = counts[counts["file"] == "fcs/P01_day007.fcs"].copy()
+    notes: list[str] = []
+    _check_counts("P01_day007.fcs", result, rows, notes)
+    assert notes == []
+    rows.loc[rows["gate_path"] == "/Lymphocytes", "count"] += 1
+    _check_counts("P01_day007.fcs", result, rows, notes)
+    assert (
+        len(notes) == 1 and "/Lymphocytes has 3,297 events where counts.csv has 3,298" in notes[0]
+    )
+    other = study.gate(cytokit.read_fcs(SAMPLE_DATA / "fcs" / "P01_day014.fcs"), membership=False)
+    wrong = WorkspaceEntry(other, "P01_day007.fcs", "x")  # another file's gates under this name
+    path = write_workspace(root / "wrong.wsp", [wrong])
+    shifted = WorkspaceEntry(result, "P01_day007.fcs", "x")
+    _read_back(path, [shifted], notes)
+    assert len(notes) > 1 and "read back by cytokit's FlowJo reader" in notes[-1]

@@ -15,7 +15,9 @@ Before anything is written the export checks that it shows what produced the
 numbers: the strategy must have the digest recorded in ``study.json``, and
 each file the SHA-256 of ``samples.csv``; a changed file is left out (listed
 in `WorkspaceExport.skipped`) and the others go on, as does a file that can no
-longer be read.
+longer be read. After it is written, each file's counts gated again are
+compared with ``counts.csv`` and the workspace is read back with cytokit's
+FlowJo reader: any difference is a note (`WorkspaceExport.notes`).
 """
 
 from __future__ import annotations
@@ -49,9 +51,12 @@ class WorkspaceExport:
     skipped : dict of str to str
         Files of ``samples.csv`` left out, with the reason.
     notes : list of str
-        Where FlowJo may count differently from cytokit (events acquisition QC
+        Where FlowJo may count differently from cytokit: events acquisition QC
         or the non-finite check removed before gating; a rectangle side on
-        FlowJo's axis end with events beyond it).
+        FlowJo's axis end with events beyond it; and any count that differs
+        when the file is gated again (from ``counts.csv``) or when the written
+        workspace is read back by cytokit's FlowJo reader (both are checked
+        on every export; none is expected).
     """
 
     path: Path
@@ -157,6 +162,7 @@ def export_wsp(
         else:
             groups = ()
         uri = quote(Path(os.path.relpath(path, out.resolve().parent)).as_posix())
+        _check_counts(names[file], result, res.counts[res.counts["file"] == file], notes.notes)
         entries.append(WorkspaceEntry(result, names[file], uri, groups))
         done.samples.append(file)
     if not entries:
@@ -165,9 +171,41 @@ def export_wsp(
             + "; ".join(f"{f}: {why}" for f, why in done.skipped.items())
         )
     write_workspace(out, entries, notes=notes)
+    _read_back(out, entries, notes.notes)
     done.groups = list(dict.fromkeys(g for e in entries for g in e.groups))
     done.notes = notes.notes
     return done
+
+
+def _check_counts(name: str, result, rows, notes: list[str]) -> None:
+    """Note each gate whose count, gated again, differs from counts.csv."""
+    want = dict(zip(rows["gate_path"], rows["count"], strict=True))
+    for path, count in zip(result.counts["gate_path"], result.counts["count"], strict=True):
+        if path in want and int(want[path]) != int(count):
+            notes.append(
+                f"{name}: gated again, {path} has {int(count):,} events where counts.csv has "
+                f"{int(want[path]):,}"
+            )
+
+
+def _read_back(path: Path, entries, notes: list[str]) -> None:
+    """Read the written workspace with cytokit's FlowJo reader; note every count it changes."""
+    from cytokit.gating.flowjo import load_workspace
+
+    ws = load_workspace(path)
+    for e in entries:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            again = ws.strategy(sample=e.name).apply(
+                e.result.sample, compensation=e.result.compensation, membership=False
+            )
+        got = dict(zip(again.counts["gate_path"], again.counts["count"], strict=True))
+        for p, count in zip(e.result.counts["gate_path"], e.result.counts["count"], strict=True):
+            if got.get(p) != count:
+                notes.append(
+                    f"{e.name}: the workspace read back by cytokit's FlowJo reader gives {p} "
+                    f"{got.get(p)} events, cytokit counted {int(count):,}"
+                )
 
 
 def _sample_names(files: list[str]) -> dict[str, str]:
