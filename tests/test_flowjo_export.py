@@ -345,6 +345,13 @@ def test_adaptive_gates_are_refused(one_sample):
             ],
             "contains '/'",
         ),
+        (
+            [
+                G.RectangleGate(id="a", name="x\x01", dims=(G.Dimension("FSC-A"),), min=(1.0,),
+                                max=(None,)),
+            ],
+            "control character",
+        ),
     ],
 )  # fmt: skip
 def test_what_flowjo_cannot_hold_is_refused(one_sample, gates, match):

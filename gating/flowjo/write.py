@@ -427,6 +427,8 @@ class _SampleWriter:
         for g in self.strategy.gates:
             for pid, name, el in self._populations(g):
                 why = name_problem(name)
+                if any(ord(c) in _XML_BAD for c in name):
+                    why = f"the name {name!r} holds a control character, which XML cannot hold"
                 if why:
                     raise GatingError(f"{self.where}: gate {pid!r}: {why} (FlowJo)")
                 elements[pid] = el
@@ -434,6 +436,12 @@ class _SampleWriter:
         for parent, kids in by_parent.items():
             if parent is None:
                 continue
+            if parent not in elements:
+                raise GatingError(
+                    f"{self.where}: gates {', '.join(k[0] for k in kids)!r} hang from "
+                    f"{parent!r}, which is a gate but not a population; FlowJo hangs a "
+                    "population from a population (for quadrants: from one quadrant)"
+                )
             sub = ET.SubElement(elements[parent], "Subpopulations")
             for _, _, el in kids:
                 sub.append(el)
