@@ -406,3 +406,47 @@ def test_the_export_checks_can_see_a_difference(sample_export, one_sample):
     shifted = WorkspaceEntry(result, "P01_day007.fcs", "x")
     _read_back(path, [shifted], notes)
     assert len(notes) > 1 and "read back by cytokit's FlowJo reader" in notes[-1]
+
+
+# -- FlowJo's own workspaces, written again ------------------------------------------------------
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+_DIAMOND = CORPUS / "flowkit" / "data" / "simple_diamond_example"
+_LINE = CORPUS / "flowkit" / "data" / "simple_line_example"
+_FLOWSOM = CORPUS / "github" / "SofieVG_FlowSOM" / "inst" / "extdata"
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(
+    ("wsp", "fcs", "exact"),
+    [
+        (_DIAMOND / "simple_diamond_example_quad_gate.wsp", _DIAMOND / "test_data_diamond_01.fcs",
+         True),
+        (_DIAMOND / "test_data_diamond_asinh_rect.wsp", _DIAMOND / "test_data_diamond_01.fcs",
+         True),
+        (_DIAMOND / "test_data_diamond_biex_rect.wsp", _DIAMOND / "test_data_diamond_01.fcs",
+         True),
+        (_LINE / "single_ellipse_51_events.wsp", _LINE / "data_set_simple_line_100.fcs", True),
+        (_FLOWSOM / "gating.wsp", _FLOWSOM / "68983.fcs", False),
+    ],
+    ids=lambda v: v.name if isinstance(v, Path) else str(v),
+)  # fmt: skip
+def test_flowjo_workspaces_of_the_corpus_written_again(wsp, fcs, exact, tmp_path):
+    # FlowJo's gates (linear, fasinh, biex and logicle axes, FlowJo's ellipse, its own
+    # compensation matrix) read by cytokit and written again keep every count; where
+    # cytokit reproduces FlowJo exactly (the diamond and line sets) that is FlowJo's count
+    if not wsp.is_file() or not fcs.is_file():
+        pytest.skip(f"corpus file missing: {wsp if not wsp.is_file() else fcs}")
+    ws = G.load_workspace(wsp)
+    sample = cytokit.read_fcs(fcs)
+    result = ws.strategy(sample=sample).apply(sample, membership=False)
+    name = ws.find(sample).name
+    rel = Path(os.path.relpath(fcs, tmp_path)).as_posix()
+    path = write_workspace(tmp_path / "again.wsp", [WorkspaceEntry(result, name, rel)])
+    truth = {(name, p): int(c) for p, c in zip(result.counts["gate_path"],
+                                                result.counts["count"], strict=True)}  # fmt: skip
+    _compare(truth, _cytokit_counts(path, {name: fcs}), "cytokit's FlowJo reader")
+    if exact:
+        flowjo = {(name, p): c for p, c in ws.sample(ws.find(sample).id).counts.items()}
+        _compare(flowjo, truth, "cytokit on FlowJo's gates")
+    _compare(truth, _flowkit_counts(path), "FlowKit")
