@@ -103,11 +103,18 @@ def test_product_qc_invariants_catch_a_broken_row():
     from cytokit.analysis.invariants import _clinical, _Found
 
     row = {
-        "nk_purity_pct": 50.0, "nk_purity_pct_ci_low": 60.0, "nk_purity_pct_ci_high": 70.0,
-        "viability_pct": 90.0, "viability_pct_ci_low": 80.0, "viability_pct_ci_high": 95.0,
+        "nk_purity_pct": 50.0, "nk_purity_ci_low": 60.0, "nk_purity_ci_high": 70.0,
+        "viability_pct": 90.0, "viability_ci_low": 80.0, "viability_ci_high": 95.0,
         "cd3_per_kg": 10.0, "cd3_per_kg_upper": 5.0,
     }  # fmt: skip
     found = _Found()
     _clinical(found, {"product_qc": pd.DataFrame([row])})
     assert len(found.items) == 2
-    assert "nk_purity_pct_ci_low" in found.items[0] and "cd3_per_kg_upper" in found.items[1]
+    assert "nk_purity_ci_low" in found.items[0] and "cd3_per_kg_upper" in found.items[1]
+    # and a table product_qc writes breaks none (simulated bags of known composition)
+    from cytokit.simulate.outcomes import simulate_bags
+
+    samples, _ = simulate_bags(20, seed=3)
+    clean = _Found()
+    _clinical(clean, {"product_qc": product_qc(samples)})
+    assert clean.items == []

@@ -466,13 +466,14 @@ def _clinical(found: _Found, tables: dict) -> None:
     product = tables.get("product_qc")
     if product is not None and not product.empty:
         for name in ("nk_purity", "viability"):
-            est, low, high = (_num(product, f"{name}_pct{s}") for s in ("", "_ci_low", "_ci_high"))
+            est = _num(product, f"{name}_pct")
+            low, high = _num(product, f"{name}_ci_low"), _num(product, f"{name}_ci_high")
             has = np.isfinite(est)
             found.rows(
                 "product_qc",
                 product,
                 has & ~((low <= est + 1e-9) & (est <= high + 1e-9) & (low >= 0) & (high <= 100)),
-                f"0 <= {name}_pct_ci_low <= {name}_pct <= {name}_pct_ci_high <= 100",
+                f"0 <= {name}_ci_low <= {name}_pct <= {name}_ci_high <= 100",
             )
         dose, upper = _num(product, "cd3_per_kg"), _num(product, "cd3_per_kg_upper")
         found.rows(
