@@ -7,13 +7,15 @@
   and mkdocstrings reads from there.
 * ``on_page_markdown``: the output-tables page is generated from the results
   contract (the docstring of `cytokit.analysis.results`, its ``TABLES``
-  columns and the clinical tables' ``TABLE_COLUMNS``), so it cannot drift
-  from the code; a table in ``TABLES`` that the contract does not describe
-  fails the build.
+  columns and the clinical tables' ``TABLE_COLUMNS``) and the docstrings of
+  the modules that define further tables, so it cannot drift from the code;
+  a table in ``TABLES`` that the contract does not describe fails the build.
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 import shutil
 import sys
 import tempfile
@@ -31,7 +33,8 @@ else:  # pragma: no cover
 REPO = Path(__file__).resolve().parents[1]
 #: The placeholder of docs/tables.md that the generated contract replaces.
 CONTRACT = "<!-- results contract -->"
-GATE_TABLES = "<!-- gate tables -->"
+#: ``<!-- docstring: cytokit.module -->``: that module's docstring, as Markdown.
+DOCSTRING = re.compile(r"<!-- docstring: ([\w.]+) -->")
 _overlay: list[Path] = []
 
 
@@ -114,7 +117,7 @@ def contract_markdown() -> str:
         )
     out = [intro, ""]
     for names, body in entries:
-        out += ["## " + ", ".join(f"`{n}`" for n in names), "", body, ""]
+        out += ["### " + ", ".join(f"`{n}`" for n in names), "", body, ""]
         for name in names:
             cols = columns.get(name.removesuffix(".csv"))
             if cols:
@@ -123,16 +126,16 @@ def contract_markdown() -> str:
     return "\n".join(out)
 
 
-def gate_tables_markdown() -> str:
-    """What ``cytokit gate`` writes: the docstring of `cytokit.engine.gate_files`."""
-    from cytokit.engine import gate_files
-
-    return textwrap.dedent(gate_files.__doc__ or "").strip()
+def module_docstring(name: str) -> str:
+    """The docstring of module `name`, dedented (its first line kept as written)."""
+    doc = importlib.import_module(name).__doc__
+    if not doc:
+        raise PluginError(f"module {name} has no docstring to show")
+    first, _, rest = doc.partition("\n")
+    return (first.strip() + "\n" + textwrap.dedent(rest)).strip()
 
 
 def on_page_markdown(markdown, page, config, files):
     if CONTRACT in markdown:
         markdown = markdown.replace(CONTRACT, contract_markdown())
-    if GATE_TABLES in markdown:
-        markdown = markdown.replace(GATE_TABLES, gate_tables_markdown())
-    return markdown
+    return DOCSTRING.sub(lambda m: module_docstring(m.group(1)), markdown)
