@@ -161,6 +161,9 @@ def _wheel_demo(tmp_path: Path) -> None:
     ).stdout.strip()  # fmt: skip
     assert Path(where).is_relative_to(site), f"cytokit imported from {where}, not the wheel"
 
+    shipped = site / "cytokit" / "sample_data"
+    before = sorted((str(f.relative_to(shipped)), f.stat().st_size) for f in shipped.rglob("*"))
+    assert ("study.toml", (REPO / "sample_data" / "study.toml").stat().st_size) in before
     demo = subprocess.run(
         [str(bindir / "cytokit"), "demo", "--out", "demo-out", "--workers", "2"],
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900,
@@ -171,3 +174,24 @@ def _wheel_demo(tmp_path: Path) -> None:
     for name in ("report.html", "counts.csv", "chimerism.csv", "trends.csv", "tables.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert any((out / "plots").iterdir())
+    # the installed study is only read (site-packages may be read-only)
+    after = sorted((str(f.relative_to(shipped)), f.stat().st_size) for f in shipped.rglob("*"))
+    assert after == before
+
+
+def test_demo_finds_the_study_of_a_wheel_or_a_checkout(tmp_path, monkeypatch):
+    import cytokit
+    from cytokit.cli.demo import sample_data_dir
+    from cytokit.errors import StudyError
+
+    package = tmp_path / "site" / "cytokit"
+    package.mkdir(parents=True)
+    monkeypatch.setattr(cytokit, "__file__", str(package / "__init__.py"))
+    with pytest.raises(StudyError, match=r"sample study is neither in .*site/cytokit/sample_data"):
+        sample_data_dir()
+    (tmp_path / "site" / "sample_data").mkdir()
+    (tmp_path / "site" / "sample_data" / "study.toml").write_text("")
+    assert sample_data_dir() == tmp_path / "site" / "sample_data"  # a checkout's layout
+    (package / "sample_data").mkdir()
+    (package / "sample_data" / "study.toml").write_text("")
+    assert sample_data_dir() == package / "sample_data"  # the wheel's comes first
