@@ -119,9 +119,13 @@ def contract_markdown() -> str:
     for names, body in entries:
         out += ["### " + ", ".join(f"`{n}`" for n in names), "", body, ""]
         for name in names:
-            cols = columns.get(name.removesuffix(".csv"))
+            stem = name.removesuffix(".csv")
+            cols = columns.get(stem)
             if cols:
-                listed = ", ".join(f"`{c}`" for c in cols)
+                # the column types, where the contract states them (COLUMN_TYPES)
+                types = getattr(results, "COLUMN_TYPES", {}).get(stem, {})
+                listed = ", ".join(f"`{c}`" + (f" ({types[c]})" if c in types else "")
+                                   for c in cols)  # fmt: skip
                 out += [f"Columns of `{name}`, in order: {listed}.", ""]
     return "\n".join(out)
 

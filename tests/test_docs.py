@@ -72,7 +72,9 @@ def test_the_contract_page_covers_every_table():
         assert f"`{name}.csv`" in page, name
     for name, columns in TABLES.items():
         if columns:
-            assert f"Columns of `{name}.csv`, in order: " + ", ".join(f"`{c}`" for c in columns) in page
+            head = f"Columns of `{name}.csv`, in order: "
+            (line,) = [line for line in page.splitlines() if line.startswith(head)]
+            assert re.findall(r"`([^`]+)`", line[len(head) :]) == list(columns), name
     intro, entries = hooks.contract_entries(
         "T\n\nResults contract\n----------------\nIntro.\n\n``a.csv``, ``b.csv``\n    One row.\n"
         "    Two.\n``c.csv``\n    C.\n"
@@ -105,12 +107,18 @@ def test_docs_build_strict_with_every_public_name(tmp_path):
     for module_name in PUBLIC:
         module = importlib.import_module(module_name)
         for name in module.__all__:
-            obj = getattr(module, name)
+            if f"{module_name}.{name}" in ids:
+                continue
             # a function documented where it is defined, when a submodule has its name
-            home = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
-            if f"{module_name}.{name}" not in ids and home not in ids:
+            obj = getattr(module, name)
+            if f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}" not in ids:
                 missing.append(f"{module_name}.{name}")
-    assert not missing, f"not in the built API reference: {missing}"
+    assert not missing, (
+        f"not in the built API reference: {missing}. The reference is read from the source "
+        "(griffe): a name its package loads lazily needs an import under `if TYPE_CHECKING:` "
+        "in the package's __init__.py; a name shadowed by a submodule of the same name needs "
+        "its own `::: module.name` entry in docs/api/"
+    )
     assert (site / "tables" / "index.html").is_file()
 
 
