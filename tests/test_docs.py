@@ -3,10 +3,11 @@ has every public name, and the guides' examples run as written.
 
 * The build is ``mkdocs build --strict`` (a warning fails it: a broken link or
   anchor, a docstring mkdocstrings cannot read, an object it cannot find).
-* Every name in ``__all__`` of `cytokit`, `cytokit.gating`, `cytokit.kernels`
-  and `cytokit.cluster` must have its own entry (an HTML anchor named by its
-  path) in the built site: a public name added later is checked without any
-  change here.
+* Every name in ``__all__`` of `cytokit`, `cytokit.gating`, `cytokit.kernels`,
+  `cytokit.cluster`, and of the other public packages (`cytokit.qc`,
+  `cytokit.simulate`, `cytokit.clinical`, `cytokit.plots`) must have its own
+  entry (an HTML anchor named by its path) in the built site: a public name
+  added later is checked without any change here.
 * Every fenced block of docs/*.md tagged ``python`` runs: the blocks of a page
   in order, as one script (a page's examples follow one another; each block
   on its own lines of the page, so a traceback names the page's line) pasted
@@ -36,7 +37,10 @@ from test_readme import fenced_blocks
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-PUBLIC = ("cytokit", "cytokit.gating", "cytokit.kernels", "cytokit.cluster")
+PUBLIC = (
+    "cytokit", "cytokit.gating", "cytokit.kernels", "cytokit.cluster",
+    "cytokit.qc", "cytokit.simulate", "cytokit.clinical", "cytokit.plots",
+)  # fmt: skip
 RUN, SHOWN = {"python"}, {"text", "toml"}
 PAGES = sorted(DOCS.glob("*.md"))
 
