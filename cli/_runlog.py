@@ -24,6 +24,8 @@ def recorded(
     error, with the exit code the body set on it (``recorder.exit_code``, default 0)."""
     from cytokit.engine.runlog import RunRecorder
 
-    recorder = RunRecorder(folder, command, list(ARGV), options=dict(options or {}), store=store)
+    argv = list(ARGV)
+    ARGV[:] = ["cytokit"]  # used once: a later call from Python is not this command line
+    recorder = RunRecorder(folder, command, argv, options=dict(options or {}), store=store)
     yield recorder
     recorder.finish()

@@ -41,8 +41,9 @@ ran what, when, with which software, on which inputs, and what it wrote:
     is replaced atomically, so a rewrite with the same bytes counts too).
 ``removed``
     Files of the folder the run deleted.
-``hash_seconds``
-    Time spent hashing for the line (inputs and outputs).
+``log_seconds``
+    What the line cost the run: listing the folder before and after, reading
+    the store, hashing inputs and outputs.
 
 Left out of ``outputs`` (and of `cytokit.engine.verify`'s checks): the log
 itself, SQLite's ``-wal``/``-shm``/``-journal`` files beside the store, and
@@ -232,11 +233,14 @@ class RunRecorder:
     options: dict = field(default_factory=dict)
     store: Path | None = None
     exit_code: int = 0
+    seconds: float = 0.0
 
     def __post_init__(self) -> None:
+        t0 = time.perf_counter()
         self.folder = Path(self.folder)
         self.argv = [str(a) for a in self.argv]
         self.before = snapshot(self.folder)
+        self.seconds = time.perf_counter() - t0
 
     def add_inputs(self, role: str, paths: Iterable[str | os.PathLike]) -> None:
         """Record `paths` as inputs of `role` (hashed when the run finishes)."""
@@ -311,7 +315,7 @@ class RunRecorder:
             "inputs": inputs,
             "outputs": outputs,
             "removed": sorted(p for p in self.before if p not in after),
-            "hash_seconds": round(time.perf_counter() - t0, 3),
+            "log_seconds": round(self.seconds + time.perf_counter() - t0, 3),
         }
         append_record(self.folder, record)
         return record
@@ -425,7 +429,7 @@ def read_runlog(folder: str | os.PathLike) -> list[dict]:
     """
     path = Path(folder) / RUNLOG_NAME
     if not path.is_file():
-        where = "no such folder" if not Path(folder).is_dir() else f"no {RUNLOG_NAME} in it"
+        where = f"no {RUNLOG_NAME} in it" if Path(folder).is_dir() else "not a folder"
         raise RunlogError(
             f"{folder}: {where}; give a folder written by cytokit analyze, gate or report "
             "(each run appends a line to its runlog.jsonl)"

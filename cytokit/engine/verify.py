@@ -189,7 +189,8 @@ class Verification:
 
 
 def select_runs(records: list[dict], run: int | None = None, all_runs: bool = False) -> list[dict]:
-    """The records to check: all, run `run` (1-based; negative counts from the last), or the last.
+    """The records to check: all, run `run` (its line number; negative counts back from the
+    last run), or the last.
 
     Raises
     ------
@@ -200,13 +201,14 @@ def select_runs(records: list[dict], run: int | None = None, all_runs: bool = Fa
         return records
     if run is None:
         return records[-1:]
-    index = run - 1 if run > 0 else len(records) + run
-    if run == 0 or not 0 <= index < len(records):
+    found = [r for r in records if r["line"] == run] if run > 0 else records[run:][:1]
+    if run == 0 or not found or (run < 0 and -run > len(records)):
         raise RunlogError(
-            f"no run {run}: runlog.jsonl holds {len(records)} run(s); give --run 1 to "
-            f"{len(records)} (or -1 for the last)"
+            f"no run {run}: runlog.jsonl holds {len(records)} run(s) on lines "
+            f"{records[0]['line']} to {records[-1]['line']}; give --run with one of those "
+            "(or -1 for the last)"
         )
-    return [records[index]]
+    return found
 
 
 def _where(folder: Path, path: str) -> Path:
