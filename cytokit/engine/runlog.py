@@ -33,7 +33,7 @@ ran what, when, with which software, on which inputs, and what it wrote:
     ``results`` for the tables ``report`` reads), ``path`` (relative to the
     folder when inside it, else absolute), ``size`` (bytes) and ``sha256``;
     ``size`` and ``sha256`` are ``null`` for a file missing when the run
-    ended.
+    ended, or not a regular file (a FIFO is never read).
 ``outputs``
     One object per file the run wrote: ``path`` (relative to the folder, with
     ``/``), ``size`` and ``sha256``. A file counts as written when it is new
@@ -69,6 +69,7 @@ import os
 import platform
 import secrets
 import socket
+import stat
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -331,9 +332,10 @@ class RunRecorder:
             size = digest = None
             try:
                 st = os.stat(where)
-                digest = db.cached_hash(where, st) if db is not None else None
-                digest = digest or file_hash(where, buffer)
-                size = st.st_size
+                if stat.S_ISREG(st.st_mode):  # reading a FIFO would wait for a writer forever
+                    digest = db.cached_hash(where, st) if db is not None else None
+                    digest = digest or file_hash(where, buffer)
+                    size = st.st_size
             except OSError:  # missing or unreadable: recorded without a hash
                 size = digest = None
             inputs.append(
