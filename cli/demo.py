@@ -39,6 +39,6 @@ def register(app: typer.Typer) -> None:
         """Run `analyze` on the bundled sample study (3 patients, 15 files) into ./cytokit-demo/."""
         from cytokit.cli.analyze import run_analysis
 
-        code = run_analysis(sample_data_dir(), out, workers=workers, report=report)
+        code = run_analysis(sample_data_dir(), out, workers=workers, report=report, command="demo")
         if code:
             raise typer.Exit(code)

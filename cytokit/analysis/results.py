@@ -160,6 +160,17 @@ DataFrame attribute of the same name.
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task
     key, each row with a checksum verified on read (`cytokit.engine.store`).
+``runlog.jsonl``
+    Not written by `write_results`: each finished ``cytokit analyze``,
+    ``gate``, ``report`` and ``demo`` appends one JSON line to it
+    (`cytokit.engine.runlog`, which documents every field): runlog (format
+    version), run_id, command, argv, cwd, exit_code, user, host, started,
+    finished (UTC ISO 8601), versions (cytokit, python, numpy, numba,
+    pandas, matplotlib, platform), settings (sha256 of the resolved settings,
+    task: the store key as in ``study.json``, strategy_digest), inputs (role,
+    path, size, sha256 of each input file), outputs (path relative to the
+    folder, size, sha256 of each file the run wrote), removed, log_seconds.
+    ``cytokit verify`` (`cytokit.engine.verify`) checks a folder against it.
 ``tables.json``
     Written last: name, rows, bytes and SHA-256 of every table above and
     ``study.json`` (`cytokit.analysis.tablesjson`); `load_results` refuses a folder
