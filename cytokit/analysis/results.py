@@ -111,8 +111,8 @@ DataFrame attribute of the same name.
     ``acq:time_unit``. `Results.qc_points`, `Results.donor_histogram` and
     `Results.acquisition_bins` read them.
 ``study.json``
-    name, created, cytokit_version, root, populations (name → gate path),
-    threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
+    name, created, cytokit_version, root (the study folder, absolute), populations
+    (name → gate path), threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
     markers (donor, phenotype, clustering), counting (gate paths), qc
     (min_events, ci), strategy (source, digest), task (the store key),
     clustering (what was done, or an error), config (study.toml as read),

@@ -1,0 +1,76 @@
+"""A new user's walk through the doors the README opens, each kept as a regression test.
+
+Each test names what a user did and what went wrong before it was fixed: a
+relative study path, a bad option value, a folder from another command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from study_helpers import make_study
+from test_cli_hostile import check_output
+
+from cytokit.cli.app import run
+from cytokit.simulate import preset_design
+
+
+@pytest.fixture(scope="module")
+def relative_run(tmp_path_factory) -> Path:
+    """A small study analysed as the README's tour does it: relative paths from its folder."""
+    base = tmp_path_factory.mktemp("new_user")
+    design = preset_design("sample", seed=5, n_patients=2, n_events=2000, days=(-7, 7))
+    make_study(base / "my_study", design)
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        argv = ["analyze", "my_study", "--out", "results/", "--workers", "1", "--no-report"]
+        assert run(argv) == 0
+    finally:
+        os.chdir(cwd)
+    return base
+
+
+def test_study_json_names_the_study_folder_from_anywhere(relative_run):
+    # `cytokit analyze my_study --out results/` recorded root "my_study": relative to
+    # the folder analyze ran in, so read from anywhere else it named no study
+    root = json.loads((relative_run / "results" / "study.json").read_text())["root"]
+    assert Path(root).is_absolute(), root
+    assert (Path(root) / "study.toml").is_file()
+
+
+def test_export_wsp_of_a_relative_analysis_from_another_folder(relative_run, tmp_path, capsys):
+    # the user exports from their home folder, not from where analyze ran
+    out = tmp_path / "flowjo" / "study.wsp"
+    code = run(["export-wsp", str(relative_run / "results"), str(out)])
+    check_output(code, capsys.readouterr().err, allowed=(0,))
+    assert out.is_file()
+
+
+def test_report_sees_a_changed_schedule_from_another_folder(relative_run, tmp_path, capsys):
+    # the stale-clinical-input check looked for the study relative to the current folder,
+    # so from elsewhere it checked nothing (or another folder of the same name)
+    study = relative_run / "my_study"
+    (study / "treatments.csv").write_text("patient,day,product,kind\nP01,0,NK,cells\n")
+    try:
+        argv = ["report", str(relative_run / "results"), "--out", str(tmp_path), "--no-qc"]
+        code = run(argv)
+        line = check_output(code, capsys.readouterr().err, allowed=(1,))
+        assert "treatments.csv: was added since" in line
+    finally:
+        (study / "treatments.csv").unlink()
+
+
+def test_export_wsp_group_by_is_a_usage_error(relative_run, tmp_path, capsys):
+    # a bad option value is a usage error (exit 2), before any file is gated again
+    code = run(
+        ["export-wsp", str(relative_run / "results"), str(tmp_path / "x.wsp"), "--group-by", "day"]
+    )
+    err = capsys.readouterr().err
+    line = check_output(code, err, allowed=(2,))
+    assert "'day': use one of patient, tube, none" in line
+    assert "gating the files" not in err
+    assert not (tmp_path / "x.wsp").exists()
