@@ -206,7 +206,7 @@ class MeasureTask:
             from cytokit.qc.apply import file_record, plot_bins, screen
 
             with stage("acquisition_qc"):
-                sample, qc = screen(sample, self.acquisition_qc, where=str(path))
+                sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
                 qc_record = file_record(qc)
                 qc_bins = plot_bins(qc)
         with stage("panel"):

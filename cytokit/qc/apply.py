@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit.errors import FCSError
+from cytokit.kernels.acquisition import compact_rows
 from cytokit.qc.result import AcquisitionQC
 from cytokit.qc.scan import acquisition_qc
 from cytokit.qc.settings import AcquisitionQCSettings
@@ -190,7 +191,11 @@ def coarsen_bins(bins: pd.DataFrame, channels: list[str], max_bins: int) -> pd.D
 
 
 def screen(
-    sample: Sample, settings: AcquisitionQCSettings, where: str | None = None
+    sample: Sample,
+    settings: AcquisitionQCSettings,
+    where: str | None = None,
+    *,
+    in_place: bool = False,
 ) -> tuple[Sample, AcquisitionQC]:
     """Acquisition QC of `sample` and the sample without the events it removes.
 
@@ -202,11 +207,19 @@ def screen(
         The checks, sensitivity and the % removed above which the file fails.
     where : str, optional
         How to name the file in an error (default: its path, else its name).
+    in_place : bool
+        The caller owns ``sample.events`` and no longer needs the removed
+        events: the kept rows are moved to the front of that array
+        (`cytokit.kernels.acquisition.compact_rows`) and the result's events
+        are a view of them, so no second copy of a large file is made.
+        ``sample`` itself must not be used afterwards. An array that cannot be
+        written (a memory map) is copied as without it.
 
     Returns
     -------
     kept : Sample
-        `sample` itself when nothing is removed, else a copy of the kept events.
+        `sample` itself when nothing is removed, else the kept events (a copy,
+        or with `in_place` a view of the front of ``sample.events``).
     qc : AcquisitionQC
 
     Raises
@@ -226,5 +239,9 @@ def screen(
         )
     if qc.n_removed == 0:
         return sample, qc
-    kept = np.compress(qc.keep, sample.events, axis=0)
+    ev = sample.events
+    if in_place and ev.flags.writeable and ev.flags.c_contiguous:
+        kept = ev[: compact_rows(ev, qc.reasons)]
+    else:
+        kept = np.compress(qc.keep, ev, axis=0)
     return dataclasses.replace(sample, events=kept), qc
