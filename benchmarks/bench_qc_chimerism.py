@@ -92,8 +92,29 @@ def errors(study: Path, out: Path, qc: bool) -> tuple[pd.DataFrame, int]:
     ]
     m = chim.merge(truth[["file", "population", "true_pct"]], on=["file", "population"])
     m["error_pp"] = (m["donor_pct"].astype(float) - m["true_pct"]).abs()
+    pairs = zip(m["file"], m["population"], strict=True)
+    m["kept_pct"] = [kept_truth(study, res, f, p) for f, p in pairs]
+    m["removal_pp"] = (m["kept_pct"] - m["true_pct"]).abs()
+    m["gating_pp"] = (m["donor_pct"].astype(float) - m["kept_pct"]).abs()
     failed = int((res.failures["stage"] == "acquisition_qc").sum()) if len(res.failures) else 0
-    return m[["file", "population", "events", "donor_pct", "true_pct", "error_pp"]], failed
+    cols = ["file", "population", "events", "donor_pct", "true_pct", "error_pp"]
+    return m[[*cols, "removal_pp", "gating_pp"]], failed
+
+
+def kept_truth(study: Path, res, file: str, population: str) -> float:
+    """The true donor % of `population` among the events outside QC's removed time ranges."""
+    from cytokit.simulate import AGGREGATES, LABELS
+    from cytokit.simulate.events import load_truth
+
+    t = load_truth(study / Path(file).with_suffix(".truth.npz"))
+    keep = np.ones(t.label.shape[0], dtype=bool)
+    ranges = res.acquisition_qc
+    if ranges is not None and len(ranges):
+        for _, r in ranges[ranges["file"] == file].iterrows():
+            keep[int(r["first_event"]) : int(r["first_event"]) + int(r["events"])] = False
+    labels = AGGREGATES.get(population, (population,))
+    pop = np.isin(t.label, [LABELS.index(x) for x in labels]) & keep
+    return 100.0 * float(t.donor[pop].sum()) / max(int(pop.sum()), 1)
 
 
 def main() -> None:
@@ -131,6 +152,13 @@ def main() -> None:
             f"p95 {e.quantile(0.95):.2f} pp, max {e.max():.2f} pp; files failed by QC: "
             f"{failed[qc]}"
         )
+        if qc:
+            r, g = f["removal_pp"], f["gating_pp"]
+            print(
+                f"    of which: removing QC's time ranges moves the true donor % by median "
+                f"{r.median():.2f} pp (max {r.max():.2f}); gating the kept events: median "
+                f"{g.median():.2f} pp (max {g.max():.2f})"
+            )
         for pop in POPULATIONS:
             sub = f[f["population"] == pop]["error_pp"]
             if len(sub):
