@@ -67,6 +67,7 @@ from cytokit.simulate.study import (
     simulate_study,
     study_toml,
 )
+from cytokit.simulate.timing import Enrichment
 
 __all__ = [
     "AGGREGATES",
@@ -83,6 +84,7 @@ __all__ = [
     "SPILLOVER",
     "Dose",
     "Drift",
+    "Enrichment",
     "Kinetics",
     "PatientModel",
     "PatientSpec",
