@@ -250,7 +250,7 @@ def _chunk(
             for k in range(n_members[gi]):
                 val = v[idx[k]]
                 x[cnt] = val
-                cnt += np.isfinite(val)
+                cnt += not np.isnan(val)
             if moments:
                 s, m2 = _block_moments(x, cnt)
                 n_blk[blk, p] = cnt
