@@ -106,7 +106,8 @@ DataFrame attribute of the same name.
     study population (``hist:<name>``), the donor-marker histogram (float64,
     shape (2, n + 1): row 0 the bin edges, row 1 the counts and a trailing
     0). With ``[acquisition_qc]`` it also holds ``acq:bins`` (float64, one row
-    per time bin), ``acq:columns`` (their names: `cytokit.qc.AcquisitionQC.bins_frame`
+    per time bin; at most `cytokit.qc.apply.MAX_PLOT_BINS` = 2,000 rows, runs of
+    bins merged by `cytokit.qc.apply.coarsen_bins` beyond that), ``acq:columns`` (their names: `cytokit.qc.AcquisitionQC.bins_frame`
     columns, signal columns of the ≤ 4 channels that departed most) and
     ``acq:time_unit``. `Results.qc_points`, `Results.donor_histogram` and
     `Results.acquisition_bins` read them.
