@@ -362,10 +362,8 @@ class _FromFlowKit:
             for ref in q.divider_refs:
                 lo, hi = q.get_divider_range(ref)
                 values = by_id[ref].values
-                if (
-                    (lo is not None
-                    and float(lo) not in values)
-                    or (hi is not None and float(hi) not in values)
+                if (lo is not None and float(lo) not in values) or (
+                    hi is not None and float(hi) not in values
                 ):
                     raise GatingError(
                         f"{where}: quadrant {q.id!r} spans {lo}…{hi} on divider {ref!r}, whose "
