@@ -17,7 +17,7 @@ import naive_gates as naive
 import numpy as np
 import pandas as pd
 import pytest
-from gatingml_cases import CASES, GML, VALID_DOCUMENTS, need_corpus
+from gatingml_cases import CASES, DOCUMENTS, GML, need_corpus
 
 import cytokit
 from cytokit import gating as G
@@ -45,7 +45,13 @@ FLOWSOM = CORPUS / "github" / "SofieVG_FlowSOM" / "inst" / "extdata"
 
 
 def _corpus_workspaces() -> list[Path]:
-    return sorted(CORPUS.glob("**/*.wsp")) if CORPUS.is_dir() else []
+    """Every FlowJo workspace of the corpus: the FlowJo 10 .wsp files and FlowJo 9's XML."""
+    if not CORPUS.is_dir():
+        return []
+    return [*sorted(CORPUS.glob("**/*.wsp")), V9]
+
+
+V9 = CORPUS / "github" / "RGLab_flowWorkspaceData" / "inst" / "extdata" / "A2004Analysis.xml"
 
 
 def fk_counts(report: pd.DataFrame) -> dict[str, int]:
@@ -121,9 +127,12 @@ def test_unpreprocessed_sample_says_stored_values(tmp_path):
 
 
 @pytest.mark.corpus
-@pytest.mark.parametrize("doc", ["gml_all_gates.xml", *VALID_DOCUMENTS])
+@pytest.mark.parametrize("doc", DOCUMENTS)
 def test_gatingml_counts_equal_flowkit(doc, fk_data1):
-    gs = fk.parse_gating_xml(str(need_corpus(GML / doc)))
+    try:
+        gs = fk.parse_gating_xml(str(need_corpus(GML / doc)))
+    except ValueError as exc:  # gml_range_gate_attr_testing.xml: a malformed <sample> wrapper
+        pytest.skip(f"corpus: FlowKit itself does not read {doc} ({exc}); nothing to compare")
     theirs = gs.gate_sample(fk_data1)
     strategy = from_flowkit(gs)
     result = strategy.apply(sample_from_flowkit(fk_data1))
@@ -169,6 +178,11 @@ def test_to_flowkit_gates_the_truth():
 
 
 def _workspace_case(wsp: Path) -> tuple[Path, Path]:
+    if wsp == V9:
+        pytest.skip(
+            "corpus: A2004Analysis.xml is a FlowJo 9 workspace, which FlowKit 1.3 does not read "
+            "(FlowJo 10 or higher only); cytokit's own reader is checked on it in test_flowjo.py"
+        )
     if wsp.name in WORKSPACES:
         return wsp, FKDATA / WORKSPACES[wsp.name]
     if wsp == FLOWSOM / "gating.wsp":
