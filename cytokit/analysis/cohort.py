@@ -36,7 +36,7 @@ from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
 from cytokit.errors import CytokitError
 from cytokit.study.folder import Study
 
-__all__ = ["cluster_stored_events", "study_tables", "trend_tables"]
+__all__ = ["cluster_model", "cluster_stored_events", "study_tables", "trend_tables"]
 
 MEASURES = ("donor_per_ul", "donor_pct")
 
@@ -265,9 +265,34 @@ def cluster_stored_events(study, task, store, items, thresholds: pd.DataFrame) -
     settings = study.settings.clustering
     if settings is None or not task.cluster_markers or not items:
         return {}, {}
-    from cytokit.cluster import cluster_study
     from cytokit.errors import CytokitError
 
+    try:
+        result = _cluster(study, task, store, items, thresholds)
+    except CytokitError as exc:
+        return {}, {"error": str(exc)}
+    summary = result.summary.copy()
+    medians = result.medians.reset_index()
+    summary = summary.merge(medians, on="metacluster", how="left")
+    return (
+        {"clusters": result.table, "cluster_summary": summary, "cluster_matching": result.matching},
+        {
+            "markers": list(task.cluster_markers),
+            "parent": task.parent,
+            "events_per_file": task.cluster_events,
+            "events": int(result.n_events),
+            "trained_on": int(result.n_train),
+            **{k: v for k, v in result.settings.items() if k != "grid"},
+            "grid": list(settings.grid),
+        },
+    )
+
+
+def _cluster(study, task, store, items, thresholds: pd.DataFrame):
+    """The `cytokit.cluster.ClusterResult` of the stored threshold-parent events of `items`."""
+    from cytokit.cluster import cluster_study
+
+    settings = study.settings.clustering
     donor = {}
     if not thresholds.empty:
         # the sample thresholds (placed on the parent, whose events are clustered)
@@ -293,30 +318,53 @@ def cluster_stored_events(study, task, store, items, thresholds: pd.DataFrame) -
         gates = {n: member[:, j].astype(bool) for j, n in enumerate(names)}
         return values[:, :nc], flags, gates
 
-    try:
-        result = cluster_study(
-            load,
-            descs,
-            task.cluster_markers,
-            grid=settings.grid,
-            n_metaclusters=settings.metaclusters,
-            seed=settings.seed,
-            gates=names,
-        )
-    except CytokitError as exc:
-        return {}, {"error": str(exc)}
-    summary = result.summary.copy()
-    medians = result.medians.reset_index()
-    summary = summary.merge(medians, on="metacluster", how="left")
-    return (
-        {"clusters": result.table, "cluster_summary": summary, "cluster_matching": result.matching},
-        {
-            "markers": list(task.cluster_markers),
-            "parent": task.parent,
-            "events_per_file": task.cluster_events,
-            "events": int(result.n_events),
-            "trained_on": int(result.n_train),
-            **{k: v for k, v in result.settings.items() if k != "grid"},
-            "grid": list(settings.grid),
-        },
+    return cluster_study(
+        load,
+        descs,
+        task.cluster_markers,
+        grid=settings.grid,
+        n_metaclusters=settings.metaclusters,
+        seed=settings.seed,
+        gates=names,
     )
+
+
+def cluster_model(study, task, results):
+    """The FlowSOM model `analyze` fitted for `results`, trained again from its store.
+
+    The same stored events in the same order and seed give the same model;
+    its per-file counts are checked against ``clusters.csv``.
+
+    Raises
+    ------
+    CytokitError
+        No store, or the model trained again does not give ``clusters.csv``.
+    """
+    from cytokit.engine.store import RunStore
+    from cytokit.errors import CytokitError
+
+    path = Path(results.out) / "results.sqlite"
+    if not path.is_file():
+        raise CytokitError(f"{path}: the results store is missing; run cytokit analyze again")
+    done = set(results.samples["file"])
+    by_patient: dict[str, list] = {}
+    sha = dict(zip(results.samples["file"], results.samples["sha256"], strict=True))
+    for row in study.rows:
+        rel = study.relative(row.file)
+        if rel in done:
+            by_patient.setdefault(row.patient, []).append((row, sha[rel]))
+    items = [item for patient in sorted(by_patient) for item in by_patient[patient]]
+    with RunStore(path, readonly=True) as store:
+        result = _cluster(study, task, store, items, results.thresholds)
+    want = results.clusters
+    if not want.empty:
+        got = result.table[["file", "metacluster", "origin", "count"]]
+        a = got.sort_values(["file", "metacluster", "origin"]).to_numpy().tolist()
+        b = want[["file", "metacluster", "origin", "count"]]
+        b = b.sort_values(["file", "metacluster", "origin"]).to_numpy().tolist()
+        if [tuple(map(str, r)) for r in a] != [tuple(map(str, r)) for r in b]:
+            raise CytokitError(
+                f"{results.out}: clustering the stored events again does not give clusters.csv "
+                "(edited, or from another cytokit); run cytokit analyze again"
+            )
+    return result.model
