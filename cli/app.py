@@ -51,9 +51,9 @@ def _root(
 
 
 def _register() -> None:
-    from cytokit.cli import analyze, demo, gate, inspect, report, simulate
+    from cytokit.cli import analyze, demo, export_anndata, gate, inspect, report, simulate
 
-    for module in (inspect, gate, analyze, report, simulate, demo):
+    for module in (inspect, gate, analyze, report, simulate, demo, export_anndata):
         module.register(app)
 
 

@@ -18,7 +18,8 @@ Domain modules
     (cells/µL), `phenotype`, `trends` (persistence, half-life, cohort),
     `marker_check` (is the donor marker usable), `qcdata` (gate geometry and
     subsamples for the report), `invariants` (what every table must satisfy),
-    `tablesjson` (the results folder's index).
+    `tablesjson` (the results folder's index), `anndata_export` (a results
+    folder's events as AnnData: `export_anndata`, `results_anndata`).
 
 The names below load on first use.
 """
@@ -30,18 +31,29 @@ from typing import TYPE_CHECKING
 from cytokit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cytokit.analysis.anndata_export import export_anndata, results_anndata
     from cytokit.analysis.results import Results, load_results
     from cytokit.analysis.run import analyze, make_task, threshold_parent
 
 _LAZY = {
     "Results": ".results",
     "analyze": ".run",
+    "export_anndata": ".anndata_export",
     "load_results": ".results",
     "make_task": ".run",
+    "results_anndata": ".anndata_export",
     "threshold_parent": ".run",
 }
 
-__all__ = ["Results", "analyze", "load_results", "make_task", "threshold_parent"]
+__all__ = [
+    "Results",
+    "analyze",
+    "export_anndata",
+    "load_results",
+    "make_task",
+    "results_anndata",
+    "threshold_parent",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -154,29 +154,27 @@ class _Layout:
             )
 
 
-def _spill(study, sample):
-    comp = study.compensation()
-    if comp == "file":
-        return sample.spillover
-    return comp
+def _check_files(study, results) -> None:
+    """Every file of samples.csv is there with the content it was analysed with."""
+    from cytokit.engine.hashing import file_hash
+
+    for file, sha in zip(results.samples["file"], results.samples["sha256"], strict=True):
+        path = study.root / str(file)
+        if not path.is_file():
+            raise CytokitError(f"{path}: the file samples.csv lists is not there (moved?)")
+        if isinstance(sha, str) and sha and file_hash(path) != sha:
+            raise CytokitError(
+                f"{path}: its content changed since the analysis (its SHA-256 differs from "
+                "samples.csv); run cytokit analyze again"
+            )
 
 
 def _per_file(study, task, results, row, layout_box, events_n, seed, item, model):
     """(raw, compensated, X, obs frame, spillover columns) of one file's chosen events."""
     import cytokit
     from cytokit import kernels as K
-    from cytokit.engine.hashing import file_hash
-
     file = str(row["file"])
     path = study.root / file
-    if not path.is_file():
-        raise CytokitError(f"{path}: the file samples.csv lists is not there (moved?)")
-    sha = str(row.get("sha256") or "")
-    if sha and file_hash(path) != sha:
-        raise CytokitError(
-            f"{path}: its content changed since the analysis (SHA-256 differs from samples.csv); "
-            "run cytokit analyze again"
-        )
     sample = cytokit.read_fcs(path)
     result = study.gate(sample)
     kept = result.sample
@@ -338,6 +336,7 @@ def results_anndata(
     _check_same_strategy(results, study)
     task = make_task(study)
     tubes = {study.relative(r.file): study.tube_of(r) for r in study.rows}
+    _check_files(study, results)
     model = _model(study, task, results)
     layout_box: list[Any] = [None]
     raws, comps, xs, frames = [], [], [], []

@@ -288,10 +288,12 @@ def cluster_stored_events(study, task, store, items, thresholds: pd.DataFrame) -
     )
 
 
-def _cluster(study, task, store, items, thresholds: pd.DataFrame):
-    """The `cytokit.cluster.ClusterResult` of the stored threshold-parent events of `items`."""
+def _cluster(study, task, store, items, thresholds: pd.DataFrame, key: str | None = None):
+    """The `cytokit.cluster.ClusterResult` of the stored threshold-parent events of `items`
+    (stored under `key`, default the task's)."""
     from cytokit.cluster import cluster_study
 
+    key = key or task.key
     settings = study.settings.clustering
     donor = {}
     if not thresholds.empty:
@@ -308,8 +310,8 @@ def _cluster(study, task, store, items, thresholds: pd.DataFrame):
     ]
 
     def load(item):
-        values = store.items(task.key, "cluster", [item["hash"]])[item["hash"]]
-        member = store.items(task.key, "cluster_gates", [item["hash"]])[item["hash"]]
+        values = store.items(key, "cluster", [item["hash"]])[item["hash"]]
+        member = store.items(key, "cluster_gates", [item["hash"]])[item["hash"]]
         flags = None
         if item["file"] in donor:
             marker, t, positive = donor[item["file"]]
@@ -354,8 +356,15 @@ def cluster_model(study, task, results):
         if rel in done:
             by_patient.setdefault(row.patient, []).append((row, sha[rel]))
     items = [item for patient in sorted(by_patient) for item in by_patient[patient]]
+    key = str(results.study.get("task") or task.key)  # the folder may have moved since
     with RunStore(path, readonly=True) as store:
-        result = _cluster(study, task, store, items, results.thresholds)
+        try:
+            result = _cluster(study, task, store, items, results.thresholds, key)
+        except KeyError:
+            raise CytokitError(
+                f"{path}: the store lacks the clustering events of these results (another "
+                "run's store?); run cytokit analyze again"
+            ) from None
     want = results.clusters
     if not want.empty:
         got = result.table[["file", "metacluster", "origin", "count"]]
