@@ -122,6 +122,11 @@ DataFrame attribute of the same name.
     step tables, the landmark analysis by persistence, the 3+3 dose
     escalation, response against persistence, doses per patient and product
     (`cytokit.clinical.tables.TABLE_COLUMNS`). ``Results.clinical`` holds them.
+``*.h5ad`` (not written by ``analyze``)
+    ``cytokit export-anndata OUT FILE.h5ad`` writes the events behind these
+    tables as AnnData (`cytokit.analysis.anndata_export`, where its ``X``,
+    layers, ``var``, ``obs`` and ``uns`` are documented); it reads this
+    folder, the study folder and ``results.sqlite`` and changes none of them.
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task
     key, each row with a checksum verified on read (`cytokit.engine.store`).
