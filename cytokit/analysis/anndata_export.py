@@ -171,11 +171,11 @@ def _check_files(study, results) -> None:
 
 def _per_file(study, task, results, row, layout_box, events_n, seed, item, model):
     """(raw, compensated, X, obs frame, spillover columns) of one file's chosen events."""
-    import cytokit
     from cytokit import kernels as K
+    from cytokit.fcs import read_fcs
     file = str(row["file"])
     path = study.root / file
-    sample = cytokit.read_fcs(path)
+    sample = read_fcs(path)
     result = study.gate(sample)
     kept = result.sample
     if layout_box[0] is None:
@@ -325,7 +325,7 @@ def results_anndata(
         channels differ.
     """
     ad = _anndata()
-    from cytokit import __version__
+    from cytokit._version import __version__
     from cytokit.analysis.results import load_results
     from cytokit.analysis.run import make_task
 
