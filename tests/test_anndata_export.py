@@ -9,6 +9,7 @@ transform of the raw layer compensated with numpy.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -186,3 +187,13 @@ def test_moved_study_and_changed_file_are_refused(analysed, tmp_path):
         results_anndata(out, study=copy)
     with pytest.raises(CytokitError, match=r"events=0"):
         results_anndata(out, events=0)
+
+
+def test_output_that_is_not_a_file_is_refused(analysed, tmp_path, capsys):
+    _, out = analysed
+    for target in (tmp_path, Path(os.devnull)):
+        assert run(["export-anndata", str(out), str(target)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("cytokit: ") and "not a regular file" in err
+    assert Path(os.devnull).is_char_device()
+    assert run(["export-anndata", str(out), str(tmp_path / "x.h5ad"), "--events", "0"]) == 2

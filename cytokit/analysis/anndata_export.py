@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import zlib
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,7 @@ def _per_file(study, task, results, row, layout_box, events_n, seed, item, model
     """(raw, compensated, X, obs frame, spillover columns) of one file's chosen events."""
     from cytokit import kernels as K
     from cytokit.fcs import read_fcs
+
     file = str(row["file"])
     path = study.root / file
     sample = read_fcs(path)
@@ -396,6 +398,19 @@ def results_anndata(
     return adata
 
 
+def _target(out: Path) -> Path:
+    """`out` checked as a place for a new file (a regular file is replaced; nothing else)."""
+    if out.exists() and not out.is_file():
+        raise CytokitError(
+            f"{out}: exists and is not a regular file; give the path of a .h5ad file to write"
+        )
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise CytokitError(f"{out}: {parent} is not a folder; give a path inside a folder")
+    parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def export_anndata(
     results_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -404,14 +419,27 @@ def export_anndata(
     seed: int = 0,
     study=None,
 ) -> Path:
-    """Write `results_anndata` to `out` (``.h5ad``) atomically; returns the path."""
+    """Write `results_anndata` to `out` (``.h5ad``) atomically; returns the path.
+
+    The file is written beside `out` under a temporary name, then renamed, so a
+    reader sees the old file or the whole new one. The arguments are those of
+    `results_anndata`; `out`'s folder is made when missing.
+    """
+    out = _target(Path(out))
     adata = results_anndata(results_dir, events=events, seed=seed, study=study)
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fd = -1
+    for _ in range(100):
+        tmp = out.parent / f".{out.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+    os.close(fd)
     try:
         adata.write_h5ad(tmp)
         os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out
