@@ -188,6 +188,7 @@ def sample_from_flowkit(fk_sample: Any) -> Sample:
     kw = Keywords(Notes(where))
     kw.add(list(keywords.items()))
     spill = read_spillover(kw, channels_t)
+    kw.notes.emit(stacklevel=2)  # a spillover keyword that could not be read, as read_fcs says
     return Sample(
         events=events,
         channels=channels_t,
