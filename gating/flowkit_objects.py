@@ -406,16 +406,24 @@ def _strategy_of(fk, obj, sample_id: str | None) -> tuple[Any, str | None, str]:
     )
 
 
-def from_flowkit(obj: Any, *, sample_id: str | None = None) -> GatingStrategy:
+def from_flowkit(
+    obj: Any, *, sample_id: str | None = None, group: str | None = None
+) -> GatingStrategy:
     """A cytokit `GatingStrategy` from FlowKit's gating objects, without writing a file.
 
     Parameters
     ----------
     obj : flowkit.GatingStrategy, flowkit.Session or flowkit.Workspace
-        A workspace's gates are per sample: give `sample_id` unless it has one sample.
+        A workspace's gates are per sample: give `sample_id` (or `group`)
+        unless it has one sample.
     sample_id : str, optional
         Use this sample's custom gates (FlowKit's ``sample_id=`` of ``get_gate``)
         where it has any; the template gates elsewhere.
+    group : str, optional
+        A workspace's sample group: the strategy its samples share (each
+        sample's gates, transforms and matrix converted; they must all be
+        equal, else the message names a sample that differs: give it as
+        `sample_id`).
 
     Returns
     -------
@@ -429,10 +437,13 @@ def from_flowkit(obj: Any, *, sample_id: str | None = None) -> GatingStrategy:
     Raises
     ------
     GatingError
-        A gate, transform or matrix cytokit cannot represent; the message
-        names the gate's path.
+        A gate, transform or matrix cytokit cannot represent (the message
+        names the gate's path); a workspace sample or group that does not
+        exist, or a group whose samples are gated differently.
     """
     fk = _flowkit()
+    if group is not None:
+        return _group_strategy(fk, obj, group, sample_id)
     gs, sample_id, name = _strategy_of(fk, obj, sample_id)
     conv = _FromFlowKit(fk, gs, sample_id)
     gates: list[Gate] = []
@@ -444,6 +455,33 @@ def from_flowkit(obj: Any, *, sample_id: str | None = None) -> GatingStrategy:
             continue  # a quadrant: converted with its QuadrantGate
         gates.append(conv.gate(gate, path))
     return GatingStrategy(gates, matrices=conv.matrices, name=name, source="flowkit")
+
+
+def _group_strategy(fk, obj, group: str, sample_id: str | None) -> GatingStrategy:
+    if not isinstance(obj, fk.Workspace):
+        raise GatingError(f"group={group!r} names a sample group of a flowkit.Workspace")
+    groups = obj.get_sample_groups()
+    if group not in groups:
+        raise GatingError(
+            f"no sample group {group!r} in the FlowKit workspace; its groups are "
+            + ", ".join(map(repr, groups))
+        )
+    ids = obj.get_sample_ids(group_name=group, loaded_only=False)
+    if sample_id is not None:
+        if sample_id not in ids:
+            raise GatingError(f"sample {sample_id!r} is not in group {group!r}")
+        ids = [sample_id]
+    if not ids:
+        raise GatingError(f"sample group {group!r} of the FlowKit workspace has no samples")
+    first = from_flowkit(obj, sample_id=ids[0])
+    for sid in ids[1:]:
+        other = from_flowkit(obj, sample_id=sid)
+        if other.digest() != first.digest():
+            raise GatingError(
+                f"the samples of group {group!r} are gated differently ({ids[0]!r} and "
+                f"{sid!r} differ: custom gates, transforms or matrices); give sample_id="
+            )
+    return GatingStrategy(first.gates, matrices=first.matrices, name=str(group), source="flowkit")
 
 
 # -- cytokit → FlowKit ---------------------------------------------------------------------

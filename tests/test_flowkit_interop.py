@@ -302,6 +302,32 @@ def test_workspace_with_several_samples_needs_sample_id(tmp_path):
         from_flowkit(ws, sample_id="nope.fcs")
 
 
+@pytest.mark.corpus
+def test_workspace_group_is_the_strategy_its_samples_share():
+    wsp = need_corpus(FKDATA / "8_color_data_set" / "8_color_ICS.wsp")
+    ws = fk.Workspace(str(wsp), load_missing_file_data=True)
+    ids = ws.get_sample_ids(group_name="DEN", loaded_only=False)
+    assert len(ids) == 3
+    per_sample = [from_flowkit(ws, sample_id=sid) for sid in ids]
+    # each sample carries its own acquisition matrix and transforms: no shared strategy
+    assert len({st.digest() for st in per_sample}) > 1
+    with pytest.raises(GatingError, match=r"gated differently.*sample_id="):
+        from_flowkit(ws, group="DEN")
+    one = from_flowkit(ws, group="DEN", sample_id=ids[1])
+    assert one.digest() == per_sample[1].digest()
+    with pytest.raises(GatingError, match=r"no sample group 'nope'.*'DEN'"):
+        from_flowkit(ws, group="nope")
+    with pytest.raises(GatingError, match=r"group 'GEN' .* has no samples"):
+        from_flowkit(ws, group="GEN")
+    diamond = FKDATA / "simple_diamond_example"
+    ws = fk.Workspace(
+        str(diamond / "simple_diamond_example_quad_gate.wsp"),
+        fcs_samples=str(diamond / "test_data_diamond_01.fcs"),
+    )
+    shared = from_flowkit(ws, group="All Samples")
+    assert shared.digest() == from_flowkit(ws).digest() and shared.name == "All Samples"
+
+
 def test_other_objects_are_refused():
     with pytest.raises(TypeError, match=r"GatingStrategy, Session or Workspace"):
         from_flowkit("strategy.xml")
