@@ -51,9 +51,18 @@ def _root(
 
 
 def _register() -> None:
-    from cytokit.cli import analyze, demo, export_anndata, gate, inspect, report, simulate
+    from cytokit.cli import (
+        analyze,
+        demo,
+        export_anndata,
+        export_wsp,
+        gate,
+        inspect,
+        report,
+        simulate,
+    )
 
-    for module in (inspect, gate, analyze, report, simulate, demo, export_anndata):
+    for module in (inspect, gate, analyze, report, simulate, demo, export_wsp, export_anndata):
         module.register(app)
 
 

@@ -20,6 +20,8 @@ Domain modules
     subsamples for the report), `invariants` (what every table must satisfy),
     `tablesjson` (the results folder's index), `anndata_export` (a results
     folder's events as AnnData: `export_anndata`, `results_anndata`).
+    `tablesjson` (the results folder's index), `flowjo_export` (`export_wsp`: the
+    analysis as a FlowJo 10 workspace).
 
 The names below load on first use.
 """
@@ -32,6 +34,7 @@ from cytokit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from cytokit.analysis.anndata_export import export_anndata, results_anndata
+    from cytokit.analysis.flowjo_export import export_wsp
     from cytokit.analysis.results import Results, load_results
     from cytokit.analysis.run import analyze, make_task, threshold_parent
 
@@ -39,6 +42,7 @@ _LAZY = {
     "Results": ".results",
     "analyze": ".run",
     "export_anndata": ".anndata_export",
+    "export_wsp": ".flowjo_export",
     "load_results": ".results",
     "make_task": ".run",
     "results_anndata": ".anndata_export",
@@ -49,6 +53,7 @@ __all__ = [
     "Results",
     "analyze",
     "export_anndata",
+    "export_wsp",
     "load_results",
     "make_task",
     "results_anndata",
