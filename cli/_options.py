@@ -19,3 +19,10 @@ def check_scheduler(value: str | None) -> str | None:
         f"{value!r}: use one of {', '.join(SCHEDULERS)}, local, or a Dask scheduler address "
         "tcp://HOST:PORT"
     )
+
+
+def check_sensitivity(value: str | None) -> str | None:
+    """``--qc-sensitivity``: low, normal or high."""
+    if value is not None and value not in ("low", "normal", "high"):
+        raise typer.BadParameter(f"{value!r}: use low, normal or high")
+    return value

@@ -19,6 +19,7 @@ def run_analysis(
     scheduler: str | None = None,
     report: bool = True,
     strict: bool = False,
+    command: str = "analyze",
 ) -> int:
     """Analyse `study` into `out` with progress on stderr; return the exit code.
 
@@ -27,7 +28,17 @@ def run_analysis(
 
     The study is checked first (every problem in one error, before any gating);
     then the plots and report.html are built from the results (`cytokit.report`).
+    The run is recorded in ``out/runlog.jsonl`` as `command`.
     """
+    from cytokit.cli._runlog import recorded
+
+    options = {"report": report}
+    with recorded(out, command, store=Path(out) / "results.sqlite", options=options) as log:
+        log.exit_code = _analyze(study, out, log, workers, scheduler, report, strict)
+    return log.exit_code
+
+
+def _analyze(study, out, log, workers, scheduler, report, strict) -> int:
     from cytokit.analysis import analyze
     from cytokit.cli._progress import batch_progress
     from cytokit.study import load_study
@@ -35,6 +46,7 @@ def run_analysis(
     t0 = time.perf_counter()
     typer.echo(f"checking {study} ...", err=True)
     loaded = load_study(study)
+    log.add_study(loaded)
     n = len(loaded.rows)
     typer.echo(
         f"{loaded.name}: {n} file(s), {len(loaded.patients)} patient(s), "

@@ -14,6 +14,7 @@ import sys
 
 import typer
 
+from cytokit.cli._runlog import set_argv
 from cytokit.cli._text import printable
 from cytokit.errors import CytokitError
 
@@ -60,9 +61,11 @@ def _register() -> None:
         inspect,
         report,
         simulate,
+        verify,
     )
 
-    for module in (inspect, gate, analyze, report, simulate, demo, export_wsp, export_anndata):
+    modules = (inspect, gate, analyze, report, simulate, demo, export_wsp, verify, export_anndata)
+    for module in modules:
         module.register(app)
 
 
@@ -89,6 +92,7 @@ def run(argv: list[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = False
+    set_argv(args)
 
     def debug() -> bool:
         return _state["debug"] or "--debug" in args

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cytokit.cli._options import check_scheduler
+from cytokit.cli._options import check_scheduler, check_sensitivity
 from cytokit.cli._text import echo_warnings, printable
 from cytokit.errors import CytokitError
 
@@ -39,12 +39,6 @@ def _arguments(
     return None, given
 
 
-def _check_sensitivity(value: str | None) -> str | None:
-    if value is not None and value not in ("low", "normal", "high"):
-        raise typer.BadParameter(f"{value!r}: use low, normal or high")
-    return value
-
-
 def run_gate(
     strategy: Path | str | None,
     files: list[str] | None,
@@ -60,6 +54,7 @@ def run_gate(
     acquisition_qc: bool | None = None,
     qc_sensitivity: str | None = None,
     qc_max_removed: float | None = None,
+    log=None,
 ) -> int:
     """Gate `files` into `out` with a progress bar on stderr; return the exit code.
 
@@ -71,6 +66,7 @@ def run_gate(
 
     0 when the batch finished (files that failed are in ``failures.csv``), or
     3 with `strict` when any file failed. None gated at all is a `CytokitError`.
+    `log` (`cytokit.engine.runlog.RunRecorder`, for ``runlog.jsonl``) is told the inputs.
     """
     from cytokit.cli._progress import batch_progress
     from cytokit.engine.gate_files import GateTask, expand_files, gate_files, gate_qc_settings
@@ -100,6 +96,8 @@ def run_gate(
             strategy, compensation=compensation or "file", statistics=statistics, acquisition_qc=qc
         )
     paths = expand_files(files)
+    if log is not None:
+        log.add_gate_inputs(paths, strategy, compensation, loaded if study is not None else None)
     if not paths:
         raise CytokitError("no FCS files given; name files, folders or patterns after STRATEGY")
     with batch_progress(len(paths), out) as progress:
@@ -203,7 +201,7 @@ def register(app: typer.Typer) -> None:
         qc_sensitivity: str = typer.Option(
             None,
             "--qc-sensitivity",
-            callback=_check_sensitivity,
+            callback=check_sensitivity,
             help="Acquisition QC sensitivity (default normal, or the study's); turns QC on.",
             show_default=False,
         ),
@@ -229,20 +227,24 @@ def register(app: typer.Typer) -> None:
         that fails is listed in OUT/failures.csv and the batch goes on; with
         --strict the command then exits with status 3.
         """
-        code = run_gate(
-            strategy,
-            files,
-            out,
-            study=study,
-            workers=workers,
-            scheduler=scheduler,
-            compensation=compensation,
-            statistics=stats,
-            retry_failures=retry_failures,
-            strict=strict,
-            acquisition_qc=acquisition_qc,
-            qc_sensitivity=qc_sensitivity,
-            qc_max_removed=qc_max_removed,
-        )
-        if code:
-            raise typer.Exit(code)
+        from cytokit.cli._runlog import recorded
+
+        with recorded(out, "gate", store=out / "results.sqlite") as log:
+            log.exit_code = run_gate(
+                strategy,
+                files,
+                out,
+                study=study,
+                workers=workers,
+                scheduler=scheduler,
+                compensation=compensation,
+                statistics=stats,
+                retry_failures=retry_failures,
+                strict=strict,
+                acquisition_qc=acquisition_qc,
+                qc_sensitivity=qc_sensitivity,
+                qc_max_removed=qc_max_removed,
+                log=log,
+            )
+        if log.exit_code:
+            raise typer.Exit(log.exit_code)

@@ -115,13 +115,48 @@ DataFrame attribute of the same name.
     threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
     markers (donor, phenotype, clustering), counting (gate paths), qc
     (min_events, ci), strategy (source, digest), task (the store key),
-    clustering (what was done, or an error), config (study.toml as read).
+    clustering (what was done, or an error), config (study.toml as read),
+    clinical_inputs (``files``: SHA-256 of treatments.csv, infusions.csv and
+    outcomes.csv as analyze read them, null when absent; ``outcomes``: the
+    ``[outcomes]`` table; ``cytokit report`` refuses results whose study
+    folder, when reachable, now differs: `cytokit.analysis.outcomes.
+    check_clinical_inputs`).
+``treatments.csv``
+    Only when the study has a schedule (``treatments.csv`` or ``infusions.csv``):
+    every row of it as read, drugs and skipped infusions included: patient,
+    day, product, kind (``cells`` or ``drug``), dose, unit, dose_level, given
+    (True/False), end_day (`cytokit.clinical.treatments_frame`). The report
+    shades each patient's drug courses (`cytokit.clinical.drug_courses`) on
+    the persistence and chimerism plots from it. ``Results.clinical``
+    holds it.
+``dose_response.csv``
+    With a schedule too: per cell product, population and measure
+    (`cytokit.analysis.dose_response.DOSE_RESPONSE_COLUMNS`): product, unit,
+    population, measure, n_patients (given the product), n_several_products
+    (of them, also given another cell product), dose_median, dose_min,
+    dose_max (that product's total per patient, in its unit),
+    dose_auc_spearman, dose_peak_spearman (Spearman's rank correlation of that
+    dose with AUC and peak, PB series; empty below 3 patients), note.
 ``outcomes_summary.csv``, ``survival.csv``, ``landmark.csv``, ``dose_escalation.csv``, ``response.csv``, ``doses.csv``
     Only when the study has ``outcomes.csv`` (`cytokit.analysis.outcomes`):
     Kaplan-Meier PFS/OS and GVHD cumulative incidence summaries and their
     step tables, the landmark analysis by persistence, the 3+3 dose
-    escalation, response against persistence, doses per patient and product
-    (`cytokit.clinical.tables.TABLE_COLUMNS`). ``Results.clinical`` holds them.
+    escalation, response against persistence (``response.csv``: one row per
+    response category, ``responders``, ``non-responders`` and ``responders
+    vs non-responders``, which alone holds the p-values;
+    `cytokit.clinical.response.RESPONSE_COLUMNS`), doses per patient and
+    product (`cytokit.clinical.tables.TABLE_COLUMNS`). ``Results.clinical``
+    holds them.
+``product_qc.csv``
+    Only when the manifest lists product samples (``sample_type``
+    ``product_pre``, ``product_post`` or ``product``; `cytokit.analysis.outcomes.
+    product_tables`): per infused bag, `cytokit.clinical.product.PRODUCT_QC_COLUMNS`
+    (NK purity, viability, NK recovery and CD3 log10 depletion with 95 %
+    exact intervals, nucleated cells, NK and residual CD3+ cells/kg with the
+    one-sided upper bound, the rare-event limit of the events acquired,
+    release against ``[outcomes.release]``, the treatment's dose level and the
+    patient's acute GVHD grade). Counts from the bag's gating; volume_ml,
+    nucleated_per_ml and weight_kg from its manifest row.
 ``*.h5ad`` (not written by ``analyze``)
     ``cytokit export-anndata OUT FILE.h5ad`` writes the events behind these
     tables as AnnData (`cytokit.analysis.anndata_export`, where its ``X``,
@@ -130,6 +165,17 @@ DataFrame attribute of the same name.
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task
     key, each row with a checksum verified on read (`cytokit.engine.store`).
+``runlog.jsonl``
+    Not written by `write_results`: each finished ``cytokit analyze``,
+    ``gate``, ``report`` and ``demo`` appends one JSON line to it
+    (`cytokit.engine.runlog`, which documents every field): runlog (format
+    version), run_id, command, argv, cwd, exit_code, user, host, started,
+    finished (UTC ISO 8601), versions (cytokit, python, numpy, numba,
+    pandas, matplotlib, platform), settings (sha256 of the resolved settings,
+    task: the store key as in ``study.json``, strategy_digest), inputs (role,
+    path, size, sha256 of each input file), outputs (path relative to the
+    folder, size, sha256 of each file the run wrote), removed, log_seconds.
+    ``cytokit verify`` (`cytokit.engine.verify`) checks a folder against it.
 ``tables.json``
     Written last: name, rows, bytes and SHA-256 of every table above and
     ``study.json`` (`cytokit.analysis.tablesjson`); `load_results` refuses a folder
@@ -208,9 +254,11 @@ def _fill_columns() -> None:
 
 _fill_columns()
 
-#: Tables written only when the study has outcomes.csv (`cytokit.analysis.outcomes`).
+#: Tables written only when the study has a schedule (treatments) or outcomes.csv
+#: (the others; `cytokit.analysis.outcomes`).
 CLINICAL_TABLES = (
-    "outcomes_summary", "survival", "landmark", "dose_escalation", "response", "doses",
+    "treatments", "dose_response", "outcomes_summary", "survival", "landmark", "dose_escalation",
+    "response", "doses", "product_qc",
 )  # fmt: skip
 
 
@@ -227,8 +275,9 @@ class Results:
     out : Path or None
         The folder the results were written to.
     clinical : dict of str to DataFrame
-        The outcome tables (`CLINICAL_TABLES`), only when the study has
-        ``outcomes.csv``; empty otherwise.
+        The clinical tables (`CLINICAL_TABLES`): ``treatments`` when the study
+        has a schedule, the outcome tables when it has ``outcomes.csv``;
+        empty otherwise.
     """
 
     study: dict = field(default_factory=dict)
