@@ -158,6 +158,11 @@ DataFrame attribute of the same name.
     release against ``[outcomes.release]``, the treatment's dose level and the
     patient's acute GVHD grade). Counts from the bag's gating; volume_ml,
     nucleated_per_ml and weight_kg from its manifest row.
+``*.h5ad`` (not written by ``analyze``)
+    ``cytokit export-anndata OUT FILE.h5ad`` writes the events behind these
+    tables as AnnData (`cytokit.analysis.anndata_export`, where its ``X``,
+    layers, ``var``, ``obs`` and ``uns`` are documented); it reads this
+    folder, the study folder and ``results.sqlite`` and changes none of them.
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task
     key, each row with a checksum verified on read (`cytokit.engine.store`).
