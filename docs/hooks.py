@@ -107,9 +107,7 @@ def contract_markdown() -> str:
     intro, entries = contract_entries(results.__doc__ or "")
     columns = {**{k: v for k, v in TABLE_COLUMNS.items()}, **results.TABLES}
     described = {name.removesuffix(".csv") for names, _ in entries for name in names}
-    missing = sorted(
-        set(results.TABLES) - described | set(results.CLINICAL_TABLES) - described
-    )
+    missing = sorted(set(results.TABLES) - described | set(results.CLINICAL_TABLES) - described)
     if missing:
         raise PluginError(
             f"the results contract (cytokit.analysis.results) does not describe the table(s) "

@@ -59,7 +59,9 @@ def test_every_docs_block_is_tagged():
                 try:
                     tomllib.loads(code)
                 except tomllib.TOMLDecodeError as exc:
-                    pytest.fail(f"docs/{page.name} line {line}: the toml block does not parse: {exc}")
+                    pytest.fail(
+                        f"docs/{page.name} line {line}: the toml block does not parse: {exc}"
+                    )
     assert sum(tag == "python" for p in PAGES for _, tag, _ in fenced_blocks(p.read_text())) >= 10
 
 
@@ -82,7 +84,10 @@ def test_the_contract_page_covers_every_table():
         "T\n\nResults contract\n----------------\nIntro.\n\n``a.csv``, ``b.csv``\n    One row.\n"
         "    Two.\n``c.csv``\n    C.\n"
     )
-    assert intro == "Intro." and entries == [(["a.csv", "b.csv"], "One row.\nTwo."), (["c.csv"], "C.")]
+    assert intro == "Intro." and entries == [
+        (["a.csv", "b.csv"], "One row.\nTwo."),
+        (["c.csv"], "C."),
+    ]
 
 
 def _anchors(site: Path) -> set[str]:
