@@ -74,3 +74,32 @@ def test_export_wsp_group_by_is_a_usage_error(relative_run, tmp_path, capsys):
     assert "'day': use one of patient, tube, none" in line
     assert "gating the files" not in err
     assert not (tmp_path / "x.wsp").exists()
+
+
+def test_analyze_retries_failures_as_the_batches_paragraph_says(
+    relative_run, tmp_path, monkeypatch
+):
+    # the README's Batches paragraph (gate and analyze) names --retry-failures; analyze had
+    # no such option, so a file that failed once stayed failed until results.sqlite was deleted
+    from cytokit.analysis.per_sample import MeasureTask
+    from cytokit.errors import CytokitError
+
+    study, out = relative_run / "my_study", tmp_path / "results"
+    argv = ["analyze", str(study), "--out", str(out), "--scheduler", "serial", "--no-report"]
+    real = MeasureTask.__call__
+
+    def flaky(self, path):
+        if Path(path).name == "P01_day007.fcs":
+            raise CytokitError(f"{path}: unreadable (the share was offline)")
+        return real(self, path)
+
+    with monkeypatch.context() as m:
+        m.setattr(MeasureTask, "__call__", flaky)
+        assert run(argv) == 0
+    assert "P01_day007.fcs" in (out / "failures.csv").read_text()
+    assert run(argv) == 0  # a rerun reports the stored failure again
+    assert "P01_day007.fcs" in (out / "failures.csv").read_text()
+    assert run([*argv, "--retry-failures"]) == 0
+    assert "P01_day007.fcs" not in (out / "failures.csv").read_text()
+    counts = (out / "counts.csv").read_text()
+    assert "P01_day007.fcs" in counts

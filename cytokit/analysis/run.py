@@ -114,6 +114,7 @@ def analyze(
     workers: int | None = None,
     scheduler=None,
     progress: Callable[[int, int, str, str], None] | None = None,
+    retry_failures: bool = False,
 ) -> Results:
     """Run the whole analysis of a study folder.
 
@@ -135,6 +136,9 @@ def analyze(
         See `cytokit.engine.runner.run_batch`.
     progress : callable, optional
         ``progress(done, total, file_name, status)`` after each file.
+    retry_failures : bool
+        Gate again the files whose cytokit error is in the store (by default a
+        rerun reports them as they failed, without reading them again).
 
     Returns
     -------
@@ -184,7 +188,13 @@ def analyze(
                 # compiling the same kernels at the same time (minutes on a cold cache)
                 run_batch(files[:1], task, store, workers=1)
             report = run_batch(
-                files, task, store, workers=workers, scheduler=scheduler, progress=tick
+                files,
+                task,
+                store,
+                workers=workers,
+                scheduler=scheduler,
+                progress=tick,
+                retry_failures=retry_failures,
             )
             # the files as gated, should one have been replaced by a copy of another since
             # hashing
