@@ -103,3 +103,18 @@ def test_analyze_retries_failures_as_the_batches_paragraph_says(
     assert "P01_day007.fcs" not in (out / "failures.csv").read_text()
     counts = (out / "counts.csv").read_text()
     assert "P01_day007.fcs" in counts
+
+
+def test_analyze_into_the_study_folder_is_refused(relative_run, tmp_path, capsys):
+    # `cytokit analyze trial --out trial` replaced the study's infusions.csv with the
+    # results' table and added treatments.csv beside it, so the next analyze refused the study
+    import shutil
+
+    study = Path(shutil.copytree(relative_run / "my_study", tmp_path / "trial"))
+    schedule = (study / "infusions.csv").read_bytes()
+    before = sorted(p.name for p in study.iterdir())
+    code = run(["analyze", str(study), "--out", str(study), "--workers", "1", "--no-report"])
+    line = check_output(code, capsys.readouterr().err, allowed=(1,))
+    assert "is the study folder itself" in line and "--out" in line
+    assert (study / "infusions.csv").read_bytes() == schedule
+    assert sorted(p.name for p in study.iterdir()) == before

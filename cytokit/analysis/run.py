@@ -31,7 +31,7 @@ from cytokit.analysis.results import (
     load_results,
     write_results,
 )
-from cytokit.errors import StudyError
+from cytokit.errors import CytokitError, StudyError
 from cytokit.study.folder import Study, check_same_content, load_study
 
 __all__ = ["Results", "analyze", "load_results", "threshold_parent"]
@@ -151,7 +151,8 @@ def analyze(
         The study has problems (all listed), or two manifest lines name files
         with the same content (checked before any gating).
     CytokitError
-        `out` is a file, or a name the results take in it is (before any gating).
+        `out` is a file, or a name the results take in it is, or `out` is the
+        study folder itself (before any gating).
     """
     from cytokit.engine.runner import hash_files, run_batch
     from cytokit.engine.store import RunStore
@@ -166,6 +167,7 @@ def analyze(
         if out is None:
             folder = Path(tmp)
         else:  # checked before gating: a bad --out must not cost the whole batch
+            _not_the_study(study, Path(out))
             tables = (*TABLES, *CLINICAL_TABLES)
             names = (*(f"{name}.csv" for name in tables), "study.json", "results.sqlite")
             folder = output_folder(out, files=names, folders=("qc",))
@@ -204,6 +206,18 @@ def analyze(
         if out is not None:
             write_results(results, folder)
     return results
+
+
+def _not_the_study(study: Study, out: Path) -> None:
+    """Refuse to write the results into the study folder itself: tables such as
+    ``treatments.csv`` and ``infusions.csv`` share their names with its inputs and
+    would replace them."""
+    if out.is_dir() and os.path.samefile(out, study.root):
+        raise CytokitError(
+            f"{out}: is the study folder itself; the results (treatments.csv, infusions.csv, "
+            "...) would overwrite its inputs; give a folder of its own as --out, e.g. "
+            f"{Path(out) / 'results'}"
+        )
 
 
 def _one_tube(study: Study) -> None:
