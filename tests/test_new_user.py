@@ -129,3 +129,20 @@ def test_export_wsp_never_writes_over_a_results_table(relative_run, capsys):
     line = check_output(code, capsys.readouterr().err, allowed=(1,))
     assert "counts.csv: is a file of the results folder" in line
     assert (results / "counts.csv").read_bytes() == counts
+
+
+def test_verify_rerun_of_a_report_run_is_identical(relative_run, tmp_path, capsys):
+    # `cytokit report results/` then `cytokit verify results --rerun NEW`: the run again
+    # reads the same tables (logged relative to results/ by one run, absolute by the
+    # other) and writes the same report.html (no study.json beside it to take the
+    # time from): both were reported as differences, exit 1
+    import shutil
+
+    results = Path(shutil.copytree(relative_run / "results", tmp_path / "results"))
+    assert run(["report", str(results), "--no-qc"]) == 0
+    capsys.readouterr()
+    code = run(["verify", str(results), "--rerun", str(tmp_path / "again")])
+    out = capsys.readouterr().out
+    assert "input changed" not in out and "differs" not in out.replace(" differ\n", ""), out
+    assert code == 0, out
+    assert "are identical (timestamps aside)" in out
