@@ -146,3 +146,20 @@ def test_verify_rerun_of_a_report_run_is_identical(relative_run, tmp_path, capsy
     assert "input changed" not in out and "differs" not in out.replace(" differ\n", ""), out
     assert code == 0, out
     assert "are identical (timestamps aside)" in out
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["--hazard-ratio", "0.3"], "--hazard-ratio"),  # without --outcomes: a plain study
+        (["--outcomes", "--arm", "CIK"], "--arm"),  # the tied trial is NK-arm only
+        (["--outcomes", "--preset", "benchmark"], "--preset"),
+        (["--outcomes", "--no-drift"], "--no-drift"),
+    ],
+)
+def test_simulate_refuses_options_its_mode_would_drop(argv, option, tmp_path, capsys):
+    # these ran and wrote a study that silently lacked what the option asked for
+    code = run(["simulate", str(tmp_path / "sim"), "--patients", "1", *argv])
+    line = check_output(code, capsys.readouterr().err, allowed=(2,))
+    assert option in line
+    assert not (tmp_path / "sim").exists()
