@@ -120,12 +120,15 @@ def test_analyze_into_the_study_folder_is_refused(relative_run, tmp_path, capsys
     assert sorted(p.name for p in study.iterdir()) == before
 
 
-def test_export_wsp_never_writes_over_a_results_table(relative_run, capsys):
-    # `cytokit export-wsp results results/counts.csv` replaced counts.csv with the workspace,
-    # after which report and load_results refused the folder
+@pytest.mark.parametrize("command", ["export-wsp", "export-anndata"])
+def test_exports_never_write_over_a_results_table(command, relative_run, capsys):
+    # `cytokit export-wsp results results/counts.csv` (likewise export-anndata) replaced
+    # counts.csv with the export, after which report and load_results refused the folder
+    if command == "export-anndata":
+        pytest.importorskip("anndata", reason="export-anndata needs the anndata extra")
     results = relative_run / "results"
     counts = (results / "counts.csv").read_bytes()
-    code = run(["export-wsp", str(results), str(results / "counts.csv")])
+    code = run([command, str(results), str(results / "counts.csv")])
     line = check_output(code, capsys.readouterr().err, allowed=(1,))
     assert "counts.csv: is a file of the results folder" in line
     assert (results / "counts.csv").read_bytes() == counts

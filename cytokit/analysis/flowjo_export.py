@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from cytokit._outdir import not_a_results_file
 from cytokit.errors import CytokitError
 
 __all__ = ["GROUP_BY", "WorkspaceExport", "export_wsp"]
@@ -110,7 +111,7 @@ def export_wsp(
     results = Path(results)
     out = Path(out)
     res = load_results(results)
-    _not_a_result(results, out)
+    not_a_results_file(results, out, ".wsp")
     root = Path(study) if study is not None else Path(str(res.study.get("root", "")))
     if not (root / "study.toml").is_file():
         raise CytokitError(
@@ -216,17 +217,3 @@ def _sample_names(files: list[str]) -> dict[str, str]:
         f: (b if base.count(b) == 1 else Path(f).as_posix())
         for f, b in zip(files, base, strict=True)
     }
-
-
-def _not_a_result(results: Path, out: Path) -> None:
-    """Refuse to write the workspace over a file of the results folder (a table, the
-    store, the report): only a ``.wsp`` there may be replaced."""
-    if not out.is_file() or out.suffix.lower() == ".wsp":
-        return
-    where, inside = out.resolve(), results.resolve()
-    if where.is_relative_to(inside):
-        raise CytokitError(
-            f"{out}: is a file of the results folder {results} ({where.relative_to(inside)}); "
-            f"writing the workspace there would replace it: give a .wsp name, e.g. "
-            f"{out.with_suffix('.wsp')}"
-        )
