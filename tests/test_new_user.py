@@ -166,3 +166,23 @@ def test_simulate_refuses_options_its_mode_would_drop(argv, option, tmp_path, ca
     line = check_output(code, capsys.readouterr().err, allowed=(2,))
     assert option in line
     assert not (tmp_path / "sim").exists()
+
+
+def test_analyze_again_removes_clinical_tables_it_no_longer_has(relative_run, tmp_path):
+    # a study analysed with outcomes.csv, then without (or another study into the same
+    # folder): survival.csv and the other outcome tables of the first run stayed beside
+    # the new tables, and verify called the folder unchanged
+    import shutil
+
+    from cytokit.analysis.results import CLINICAL_TABLES
+
+    out = Path(shutil.copytree(relative_run / "results", tmp_path / "results"))
+    stale = [n for n in ("survival", "landmark", "response") if n in CLINICAL_TABLES]
+    assert stale
+    for name in stale:
+        (out / f"{name}.csv").write_text("time,survival\n0,1\n")
+    argv = ["analyze", str(relative_run / "my_study"), "--out", str(out), "--no-report"]
+    assert run([*argv, "--workers", "1"]) == 0
+    assert not [n for n in stale if (out / f"{n}.csv").exists()]
+    log = [json.loads(line) for line in (out / "runlog.jsonl").read_text().splitlines()]
+    assert {f"{n}.csv" for n in stale} <= set(log[-1]["removed"])
