@@ -186,3 +186,16 @@ def test_analyze_again_removes_clinical_tables_it_no_longer_has(relative_run, tm
     assert not [n for n in stale if (out / f"{n}.csv").exists()]
     log = [json.loads(line) for line in (out / "runlog.jsonl").read_text().splitlines()]
     assert {f"{n}.csv" for n in stale} <= set(log[-1]["removed"])
+
+
+def test_gate_into_an_analysis_folder_is_refused(relative_run, tmp_path, capsys):
+    # `cytokit gate --study my_study --out results/` replaced analyze's counts.csv and
+    # failures.csv with gate's (other columns): report then refused the whole folder
+    import shutil
+
+    out = Path(shutil.copytree(relative_run / "results", tmp_path / "results"))
+    counts = (out / "counts.csv").read_bytes()
+    code = run(["gate", "--study", str(relative_run / "my_study"), "--out", str(out)])
+    line = check_output(code, capsys.readouterr().err, allowed=(1,))
+    assert "holds the results of `cytokit analyze`" in line
+    assert (out / "counts.csv").read_bytes() == counts
