@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_qc_chimerism.py --seeds 2001 2004 --patients 4 --events 50000
     python benchmarks/bench_qc_chimerism.py --even ...     # populations spread evenly in time
+    python benchmarks/bench_qc_chimerism.py --no-corrupt ...  # clogs change rate, dim mildly
 
 For each seed a simulated study (``cytokit.simulate.preset_design("sample")``
 with fresh seeds) is written in which every file has a time-structured
@@ -12,8 +13,11 @@ donor population and a clog near it: donor NK and CIK cells arrive
 (`cytokit.simulate.timing.Enrichment`, placed at random; settling or
 carry-over), and one clog (`cytokit.simulate.anomalies.Clog`, the random
 parameters of ``random_plan``: slow flow, a burst, dimmed and coincident
-events) starts within that window. With ``--even`` the populations stay
-spread evenly and the clog falls anywhere (the previous set-up). The study
+events; with the plan's default ``corrupt_clogs`` 80 % of the clog's
+events are also measured off-centre, intensities × 0.3-0.7 with a
+per-channel spread, ``Clog.offcentre``; ``--no-corrupt`` leaves them out)
+starts within that window. With ``--even`` the populations stay spread
+evenly and the clog falls anywhere. The study
 is analysed twice through `cytokit.analyze`: without ``[acquisition_qc]``
 and with it (defaults). Each NK and CIK row of ``chimerism.csv`` with status
 ``quantified`` is compared with the simulator's truth for the file
@@ -39,7 +43,13 @@ POPULATIONS = ("NK", "CIK")
 
 
 def clogged_study(
-    folder: Path, seed: int, patients: int, events: int, window: float, factor: float
+    folder: Path,
+    seed: int,
+    patients: int,
+    events: int,
+    window: float,
+    factor: float,
+    corrupt: bool = True,
 ) -> Path:
     """A simulated study with a clog in every file, near a donor-enriched window (see above)."""
     from cytokit import simulate
@@ -71,7 +81,7 @@ def clogged_study(
             a, b = where(spec, day)
             b = max(a, min(b, 0.97 * seconds - clog.drop - clog.burst))  # ends in the run
             clog = dataclasses.replace(clog, start=rng.uniform(a, b))
-        return A.AnomalyPlan(clogs=(clog,))
+        return A.AnomalyPlan(clogs=(clog,), corrupt_clogs=corrupt)
 
     return simulate_study(folder, design, anomalies=plan, timing=timing)
 
@@ -127,6 +137,9 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=0.2, help="enriched share of the run")
     ap.add_argument("--factor", type=float, default=3.0, help="donor NK/CIK density in it")
     ap.add_argument("--even", action="store_true", help="no time structure (factor 1)")
+    ap.add_argument(
+        "--no-corrupt", action="store_true", help="clogs without off-centre (corrupted) events"
+    )
     args = ap.parse_args()
     factor = 1.0 if args.even else args.factor
     rows = {False: [], True: []}
@@ -135,7 +148,13 @@ def main() -> None:
     try:
         for seed in range(args.seeds[0], args.seeds[1] + 1):
             study = clogged_study(
-                tmp / f"s{seed}", seed, args.patients, args.events, args.window, factor
+                tmp / f"s{seed}",
+                seed,
+                args.patients,
+                args.events,
+                args.window,
+                factor,
+                corrupt=not args.no_corrupt,
             )
             for qc in (False, True):
                 frame, n_failed = errors(study, tmp / f"o{seed}_{int(qc)}", qc)

@@ -27,7 +27,8 @@ def seconds(sample):
 def test_clog_slows_then_bursts_and_keeps_every_event(clean):
     sample, _ = clean
     clog = A.Clog(start=4.0, drop=2.0, drop_rate=0.2, burst=0.5, coincidence=0.0, spread=0.0)
-    bad, at = A.inject(sample, A.AnomalyPlan(clogs=(clog,)), np.random.default_rng(1))
+    plan = A.AnomalyPlan(clogs=(clog,), corrupt_clogs=False)
+    bad, at = A.inject(sample, plan, np.random.default_rng(1))
     assert bad.n_events == sample.n_events
     t = seconds(bad)
     assert np.all(np.diff(t) >= 0)
@@ -48,6 +49,34 @@ def test_clog_slows_then_bursts_and_keeps_every_event(clean):
     np.testing.assert_array_equal(
         bad.events[~at.mask("clog"), :-1], sample.events[~at.mask("clog"), :-1]
     )
+
+
+def test_clog_corrupts_the_signals_of_its_offcentre_events_only(clean):
+    sample, _ = clean
+    clog = A.Clog(start=4.0, drop=2.0, drop_rate=0.2, burst=0.5, coincidence=0.0, spread=0.0)
+    off, at = A.inject(sample, A.AnomalyPlan(clogs=(clog,)), np.random.default_rng(1))
+    plain, pt = A.inject(
+        sample, A.AnomalyPlan(clogs=(clog,), corrupt_clogs=False), np.random.default_rng(1)
+    )
+    # the switch changes the off-centre events and nothing else (times, other events)
+    np.testing.assert_array_equal(off.events[:, -1], plain.events[:, -1])
+    oc = at.mask("offcentre")
+    assert not np.any(oc & ~at.mask("clog")) and not np.any(pt.mask("offcentre"))
+    assert oc.sum() == pytest.approx(clog.offcentre * at.mask("clog").sum(), rel=0.05)
+    np.testing.assert_array_equal(off.events[~oc], plain.events[~oc])
+    # per-event factor in 0.3-0.7 with a per-channel spread of SD 0.3 on top of `signal`
+    cols = [CHANNEL_NAMES.index(c) for c in ("FSC-A", "SSC-A", "FITC-A", "PE-A", "APC-A")]
+    ok = oc & ~at.clipped & ~pt.clipped & (plain.events[:, cols] > 50).all(axis=1)
+    logf = np.log(off.events[ok][:, cols] / plain.events[ok][:, cols])
+    assert np.exp(np.median(logf)) == pytest.approx(0.5, abs=0.05)
+    spread = np.std(logf - logf.mean(axis=1, keepdims=True), axis=0) * np.sqrt(5 / 4)
+    np.testing.assert_allclose(spread, clog.offcentre_spread, rtol=0.1)
+    with pytest.raises(StudyError, match="offcentre"):
+        A.inject(
+            sample,
+            A.AnomalyPlan(clogs=(A.Clog(4.0, 2.0, 0.2, 0.5, offcentre=2.0),)),
+            np.random.default_rng(1),
+        )
 
 
 def test_bubble_leaves_a_gap_with_slow_flanks(clean):

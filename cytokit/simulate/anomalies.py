@@ -12,7 +12,13 @@ event what was injected:
   and bursting the core stream runs off-centre: every intensity is scaled
   by ``signal`` with a per-event spread, and in the burst a fraction
   ``coincidence`` of events carry a second cell (areas add, as the
-  simulator's doublets do).
+  simulator's doublets do). With the plan's ``corrupt_clogs`` (the
+  default) a share ``offcentre`` of the clog's events is moreover measured
+  off-centre: each such event's intensities are scaled by a factor drawn
+  from ``offcentre_signal`` (0.3-0.7) with a per-channel lognormal spread
+  ``offcentre_spread``, so dim events fall out of their gates and bright
+  ones (the donor marker's) slide below a positivity threshold (truth bit
+  `OFFCENTRE`).
 * **Bubble** (`Bubble`): air in the flow cell: no events for ``gap``
   seconds, with ``flank`` seconds of slowed, disturbed flow on either side
   in which scatter scatters wildly and fluorescence is dimmed.
@@ -28,8 +34,21 @@ clean timeline (its share of the sample volume) is mapped to an acquisition
 time through the flow speed, so the population mix stays what the simulator
 drew and only the acquisition is disturbed.
 
+Why clogs corrupt signals: a cytometer measures a cell's light as it
+crosses the laser in the centre of a hydrodynamically focused core stream;
+a partial clog disturbs that focusing and the flow speed, so cells pass off
+the beam's centre or at another speed, and their pulses come out lower and
+more variable. The cleaning tools read it that way: flowClean (Fletez-Brant
+et al., Cytometry A 2016) gates out time slices whose fluorescence departs
+from the rest, "often due to a bubble or transient clog"; flowAI (Monaco et
+al., Bioinformatics 2016) removes flow-rate anomalies and unstable signal
+regions together; PeacoQC (Emmaneel et al., Cytometry A 2022) flags the
+bins where a channel's signal leaves its stable level over time. The
+factors here (0.3-0.7, spread 0.3) are a strong partial clog, chosen to
+test a QC, not measured values.
+
 Truth (`AnomalyTruth`): a bitmask per event (`CLOG`, `BUBBLE`, `DRIFT`,
-`MARGIN`), the drift gain each event got, and ``clipped``: events with a
+`MARGIN`, and `OFFCENTRE` for the clog's off-centre events), the drift gain each event got, and ``clipped``: events with a
 value at a detector's limit after injection (saturated, or scatter at 0),
 whether injected or not (the clean simulator saturates bright events too).
 An event counts as `DRIFT` when its gain is off by at least
@@ -70,6 +89,7 @@ __all__ = [
     "KINDS",
     "LASERS",
     "MARGIN",
+    "OFFCENTRE",
     "TAG_ANOMALIES",
     "AnomalyPlan",
     "AnomalyTruth",
@@ -82,12 +102,13 @@ __all__ = [
     "random_plan",
 ]
 
-#: Truth bits of `AnomalyTruth.kind`.
-CLOG, BUBBLE, DRIFT, MARGIN = 1, 2, 4, 8
+#: Truth bits of `AnomalyTruth.kind` (`OFFCENTRE` events are `CLOG` events too).
+CLOG, BUBBLE, DRIFT, MARGIN, OFFCENTRE = 1, 2, 4, 8, 16
 #: Random-stream tag of injections (`cytokit.simulate.model.stream`; 1-4 are the model's).
 TAG_ANOMALIES = 11
 #: Anomaly kind name → truth bit.
 KINDS = {"clog": CLOG, "bubble": BUBBLE, "drift": DRIFT, "margin": MARGIN}
+_BITS = {**KINDS, "offcentre": OFFCENTRE}
 #: Smallest relative gain change that makes an event a `DRIFT` event.
 DRIFT_TOLERANCE = 0.10
 #: Detectors ($PnN) on each laser of the simulated instrument (a drifting laser moves them all).
@@ -120,6 +141,14 @@ class Clog:
         SD of the per-event lognormal intensity factor then.
     coincidence : float
         Fraction of burst events carrying a second cell.
+    offcentre : float
+        Fraction of the clog's events (drop and burst) measured off-centre
+        when the plan's ``corrupt_clogs`` is on.
+    offcentre_signal : (float, float)
+        Range of the uniform per-event intensity factor of those events (on
+        top of `signal`).
+    offcentre_spread : float
+        SD of their per-event, per-channel lognormal factor.
     """
 
     start: float
@@ -129,6 +158,9 @@ class Clog:
     signal: float = 0.8
     spread: float = 0.15
     coincidence: float = 0.3
+    offcentre: float = 0.8
+    offcentre_signal: tuple[float, float] = (0.3, 0.7)
+    offcentre_spread: float = 0.3
 
     @property
     def burst_rate(self) -> float:
@@ -210,12 +242,19 @@ class MarginEvents:
 
 @dataclass(frozen=True)
 class AnomalyPlan:
-    """The anomalies to inject into one sample."""
+    """The anomalies to inject into one sample.
+
+    ``corrupt_clogs`` (default on): the clogs' off-centre events get their
+    signals corrupted (`Clog.offcentre`); off, a clog changes the rate and
+    dims mildly (`Clog.signal`) only. Either way the other random draws are
+    the same, so switching it changes the clog's off-centre events only.
+    """
 
     clogs: tuple[Clog, ...] = ()
     bubbles: tuple[Bubble, ...] = ()
     drifts: tuple[Drift, ...] = ()
     margins: tuple[MarginEvents, ...] = ()
+    corrupt_clogs: bool = True
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -231,7 +270,8 @@ class AnomalyTruth:
     Attributes
     ----------
     kind : ndarray of uint8, shape (n_events,)
-        Bits `CLOG`, `BUBBLE`, `DRIFT` (gain off by >= `DRIFT_TOLERANCE`), `MARGIN`.
+        Bits `CLOG`, `BUBBLE`, `DRIFT` (gain off by >= `DRIFT_TOLERANCE`), `MARGIN`,
+        `OFFCENTRE` (a clog's event measured off-centre, signals corrupted).
     gain : ndarray of float32, shape (n_events,)
         The drift gain applied (1 where none).
     clipped : ndarray of bool, shape (n_events,)
@@ -249,8 +289,11 @@ class AnomalyTruth:
     plan: AnomalyPlan = field(default_factory=AnomalyPlan)
 
     def mask(self, kind: str) -> np.ndarray:
-        """Events of one kind (``"clog"``, ``"bubble"``, ``"drift"``, ``"margin"``)."""
-        return (self.kind & KINDS[kind]) != 0
+        """Events of one kind (``"clog"``, ``"bubble"``, ``"drift"``, ``"margin"``,
+        ``"offcentre"``)."""
+        if kind not in _BITS:
+            raise StudyError(f"unknown anomaly kind {kind!r}; kinds are {', '.join(_BITS)}")
+        return (self.kind & _BITS[kind]) != 0
 
 
 def _timestep(sample: Sample) -> float:
@@ -361,6 +404,9 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
         flow.add(b.at * tick, fl, b.flank_rate, jump=b.gap * tick)
     flow.check()
     t = flow(u)
+    # off-centre draws come from a child stream: the parent's draws (and so
+    # everything else in the file) stay what they are with corruption off
+    off_rng = rng.spawn(1)[0] if plan.corrupt_clogs and plan.clogs else None
     for c in plan.clogs:
         u0 = c.start * tick
         u1 = u0 + c.drop * c.drop_rate * tick
@@ -371,6 +417,20 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
         _dim(ev, inside, measured, c.signal, c.spread, rng)
         burst = np.flatnonzero((u >= u1) & (u < u2))
         _coincide(ev, burst[rng.random(burst.size) < c.coincidence], rng)
+        if off_rng is not None:
+            lo, hi = c.offcentre_signal
+            if not (0.0 <= c.offcentre <= 1.0 and 0.0 < lo <= hi):
+                raise StudyError(
+                    f"clog at {c.start:g} s: offcentre={c.offcentre!r} must be in [0, 1] and "
+                    f"offcentre_signal={c.offcentre_signal!r} a range 0 < low <= high"
+                )
+            idx = np.flatnonzero(inside)
+            idx = idx[off_rng.random(idx.size) < c.offcentre]
+            f = off_rng.uniform(lo, hi, idx.size)[:, None] * np.exp(
+                off_rng.normal(0.0, c.offcentre_spread, (idx.size, len(measured)))
+            )
+            ev[np.ix_(idx, measured)] *= f.astype(np.float32)
+            kind[idx] |= OFFCENTRE
     for b in plan.bubbles:
         fl = b.flank * b.flank_rate * tick
         u0, u1 = b.at * tick - fl, b.at * tick + fl
@@ -467,7 +527,8 @@ def random_plan(
     -----
     Ranges (uniform): clog drop 0.5-3 s at 5-40 % of the rate, burst 0.2-0.8 s,
     intensities × 0.7-0.9 (spread 0.1-0.2), 10-40 % coincident events in the
-    burst; bubble gap 0.1-1 s, flanks 0.1-0.4 s at 20-60 % of the rate, scatter
+    burst, and the `Clog` defaults for off-centre events (80 % of the clog's,
+    × 0.3-0.7, spread 0.3; applied when the plan's ``corrupt_clogs`` is on); bubble gap 0.1-1 s, flanks 0.1-0.4 s at 20-60 % of the rate, scatter
     factor SD 0.3-0.6, fluorescence × 0.5-0.8; drift from 30-60 % of the
     acquisition to its end, 25-50 % (dimmer in 7 of 10), on one laser's
     detectors; margin events 0.5-3 % of events, half saturating one or two
