@@ -20,6 +20,7 @@ def run_analysis(
     report: bool = True,
     strict: bool = False,
     command: str = "analyze",
+    retry_failures: bool = False,
 ) -> int:
     """Analyse `study` into `out` with progress on stderr; return the exit code.
 
@@ -32,13 +33,15 @@ def run_analysis(
     """
     from cytokit.cli._runlog import recorded
 
-    options = {"report": report}
+    options = {"report": report, "retry_failures": retry_failures}
     with recorded(out, command, store=Path(out) / "results.sqlite", options=options) as log:
-        log.exit_code = _analyze(study, out, log, workers, scheduler, report, strict)
+        log.exit_code = _analyze(
+            study, out, log, workers, scheduler, report, strict, retry_failures
+        )
     return log.exit_code
 
 
-def _analyze(study, out, log, workers, scheduler, report, strict) -> int:
+def _analyze(study, out, log, workers, scheduler, report, strict, retry_failures) -> int:
     from cytokit.analysis import analyze
     from cytokit.cli._progress import batch_progress
     from cytokit.study import load_study
@@ -55,7 +58,14 @@ def _analyze(study, out, log, workers, scheduler, report, strict) -> int:
     )
     _compile_notice()
     with batch_progress(n, out) as progress:
-        results = analyze(loaded, out, workers=workers, scheduler=scheduler, progress=progress)
+        results = analyze(
+            loaded,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            retry_failures=retry_failures,
+        )
     chim = results.chimerism
     quantified = int((chim["status"] == "quantified").sum()) if "status" in chim else 0
     typer.echo(
@@ -140,6 +150,9 @@ def register(app: typer.Typer) -> None:
         strict: bool = typer.Option(
             False, "--strict", help="Exit with status 3 when any file failed (default: 0)."
         ),
+        retry_failures: bool = typer.Option(
+            False, "--retry-failures", help="Try files that failed with a cytokit error again."
+        ),
     ) -> None:
         """Run the whole job on a study folder: gate, chimerism, trends, clustering, report.
 
@@ -149,7 +162,13 @@ def register(app: typer.Typer) -> None:
         resumes where it stopped. A file that fails is listed in OUT/failures.csv
         and the report; with --strict the command then exits with status 3."""
         code = run_analysis(
-            study, out, workers=workers, scheduler=scheduler, report=report, strict=strict
+            study,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            report=report,
+            strict=strict,
+            retry_failures=retry_failures,
         )
         if code:
             raise typer.Exit(code)

@@ -50,5 +50,11 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write a FlowJo 10 workspace: every sample with the gates that counted it."""
+        from cytokit.analysis.flowjo_export import GROUP_BY
+
+        if group_by not in GROUP_BY:
+            raise typer.BadParameter(
+                f"{group_by!r}: use one of {', '.join(GROUP_BY)}", param_hint="'--group-by'"
+            )
         done = run_export_wsp(results, out, group_by=group_by, study=study)
         typer.echo(str(done.path))

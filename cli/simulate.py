@@ -126,11 +126,32 @@ def register(app: typer.Typer) -> None:
             help="A trial with treatments.csv and outcomes.csv tied to the FCS files "
             "(NK arm, strata A/B, 40 patients unless --patients).",
         ),
-        hazard_ratio: float = typer.Option(
-            0.5, "--hazard-ratio", min=0.01, help="With --outcomes: HR of persisting donor cells."
+        hazard_ratio: float | None = typer.Option(
+            None,
+            "--hazard-ratio",
+            min=0.01,
+            help="With --outcomes: HR of persisting donor cells.  [default: 0.5]",
+            show_default=False,
         ),
     ) -> None:
         """Write a simulated NK/CIK monitoring study (FCS files, manifest, config, truth)."""
+        # an option the chosen simulation does not use is refused, never silently dropped
+        if outcomes:
+            ignored = {
+                "--arm": arm is not None,
+                "--preset": preset != "sample",
+                "--no-drift": no_drift,
+            }
+            for name in (n for n, given in ignored.items() if given):
+                raise typer.BadParameter(
+                    "--outcomes simulates an NK-arm trial of its own design; drop " + name,
+                    param_hint=f"'{name}'",
+                )
+        elif hazard_ratio is not None:
+            raise typer.BadParameter(
+                "only a trial with --outcomes has a hazard ratio; add --outcomes",
+                param_hint="'--hazard-ratio'",
+            )
         run_simulation(
             out,
             preset=preset,
@@ -143,5 +164,5 @@ def register(app: typer.Typer) -> None:
             force=force,
             workers=workers,
             outcomes=outcomes,
-            hazard_ratio=hazard_ratio,
+            hazard_ratio=0.5 if hazard_ratio is None else hazard_ratio,
         )

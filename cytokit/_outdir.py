@@ -68,3 +68,23 @@ def output_folder(
                 "delete that file, or give another output folder"
             )
     return path
+
+
+def not_a_results_file(results: str | os.PathLike, out: str | os.PathLike, suffix: str) -> None:
+    """Refuse to write an export `out` over a file of the folder `results` (a table, the
+    store, the report): only a file with the export's own `suffix` there may be replaced.
+
+    Raises
+    ------
+    CytokitError
+        Naming `out`, the file of the results folder it is, and a name to give instead.
+    """
+    out, results = Path(out), Path(results)
+    if not out.is_file() or out.suffix.lower() == suffix:
+        return
+    where, inside = out.resolve(), results.resolve()
+    if where.is_relative_to(inside):
+        raise CytokitError(
+            f"{out}: is a file of the results folder {results} ({where.relative_to(inside)}); "
+            f"the export would replace it: give a {suffix} name, e.g. {out.with_suffix(suffix)}"
+        )

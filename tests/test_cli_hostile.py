@@ -215,8 +215,8 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     ),
     "export-wsp --group-by day": (
         args("export-wsp", "r", "o.wsp", "--group-by", "day"),
-        1,
-        "group_by='day': use one of patient, tube, none",
+        2,
+        "'day': use one of patient, tube, none",
     ),
     "export-wsp without OUT": (args("export-wsp", "r"), 2, "Missing argument"),
 }

@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cytokit._outdir import not_a_results_file
 from cytokit.errors import CytokitError, StudyError
 
 __all__ = ["export_anndata", "results_anndata"]
@@ -426,6 +427,7 @@ def export_anndata(
     `results_anndata`; `out`'s folder is made when missing.
     """
     out = _target(Path(out))
+    not_a_results_file(results_dir, out, ".h5ad")
     adata = results_anndata(results_dir, events=events, seed=seed, study=study)
     fd = -1
     for _ in range(100):

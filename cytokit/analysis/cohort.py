@@ -18,6 +18,7 @@ and their invariants checked before they are returned.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -182,7 +183,8 @@ def _study_meta(study: Study, task: MeasureTask) -> dict:
         "name": study.name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "cytokit_version": __version__,
-        "root": str(study.root),
+        # absolute: the results are read (report, export-wsp) from any folder
+        "root": os.path.abspath(study.root),
         "populations": dict(study.settings.populations),
         "threshold_parent": task.parent,
         "patients": patients,

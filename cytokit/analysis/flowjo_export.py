@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from cytokit._outdir import not_a_results_file
 from cytokit.errors import CytokitError
 
 __all__ = ["GROUP_BY", "WorkspaceExport", "export_wsp"]
@@ -110,6 +111,7 @@ def export_wsp(
     results = Path(results)
     out = Path(out)
     res = load_results(results)
+    not_a_results_file(results, out, ".wsp")
     root = Path(study) if study is not None else Path(str(res.study.get("root", "")))
     if not (root / "study.toml").is_file():
         raise CytokitError(

@@ -112,8 +112,8 @@ DataFrame attribute of the same name.
     ``acq:time_unit``. `Results.qc_points`, `Results.donor_histogram` and
     `Results.acquisition_bins` read them.
 ``study.json``
-    name, created, cytokit_version, root, populations (name → gate path),
-    threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
+    name, created, cytokit_version, root (the study folder, absolute), populations
+    (name → gate path), threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
     markers (donor, phenotype, clustering), counting (gate paths), qc
     (min_events, ci), strategy (source, digest), task (the store key),
     clustering (what was done, or an error), config (study.toml as read),
@@ -374,7 +374,8 @@ def _json_default(o):
 def write_results(results: Results, out: str | Path) -> Path:
     """Write every table of `results` and ``study.json`` into `out`, each atomically, and last
     their index ``tables.json`` (`cytokit.analysis.tablesjson`); the old index is removed first, so a
-    stop half-way leaves none."""
+    stop half-way leaves none. A clinical table this analysis has none of is removed, so
+    one an earlier run left (its study had outcomes.csv then) cannot pass for this one's."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     invalidate_index(out)
@@ -388,6 +389,8 @@ def write_results(results: Results, out: str | Path) -> Path:
             frame = results.clinical[name]
             atomic_write_bytes(out / f"{name}.csv", _csv_bytes(frame, ()))
             index[f"{name}.csv"] = len(frame)
+        else:  # left by an earlier run (outcomes.csv since removed, or another study's)
+            (out / f"{name}.csv").unlink(missing_ok=True)
     atomic_write_text(
         out / "study.json", json.dumps(results.study, indent=2, default=_json_default) + "\n"
     )

@@ -31,7 +31,7 @@ from cytokit.analysis.results import (
     load_results,
     write_results,
 )
-from cytokit.errors import StudyError
+from cytokit.errors import CytokitError, StudyError
 from cytokit.study.folder import Study, check_same_content, load_study
 
 __all__ = ["Results", "analyze", "load_results", "threshold_parent"]
@@ -114,6 +114,7 @@ def analyze(
     workers: int | None = None,
     scheduler=None,
     progress: Callable[[int, int, str, str], None] | None = None,
+    retry_failures: bool = False,
 ) -> Results:
     """Run the whole analysis of a study folder.
 
@@ -135,6 +136,9 @@ def analyze(
         See `cytokit.engine.runner.run_batch`.
     progress : callable, optional
         ``progress(done, total, file_name, status)`` after each file.
+    retry_failures : bool
+        Gate again the files whose cytokit error is in the store (by default a
+        rerun reports them as they failed, without reading them again).
 
     Returns
     -------
@@ -147,7 +151,8 @@ def analyze(
         The study has problems (all listed), or two manifest lines name files
         with the same content (checked before any gating).
     CytokitError
-        `out` is a file, or a name the results take in it is (before any gating).
+        `out` is a file, or a name the results take in it is, or `out` is the
+        study folder itself (before any gating).
     """
     from cytokit.engine.runner import hash_files, run_batch
     from cytokit.engine.store import RunStore
@@ -162,6 +167,7 @@ def analyze(
         if out is None:
             folder = Path(tmp)
         else:  # checked before gating: a bad --out must not cost the whole batch
+            _not_the_study(study, Path(out))
             tables = (*TABLES, *CLINICAL_TABLES)
             names = (*(f"{name}.csv" for name in tables), "study.json", "results.sqlite")
             folder = output_folder(out, files=names, folders=("qc",))
@@ -184,7 +190,13 @@ def analyze(
                 # compiling the same kernels at the same time (minutes on a cold cache)
                 run_batch(files[:1], task, store, workers=1)
             report = run_batch(
-                files, task, store, workers=workers, scheduler=scheduler, progress=tick
+                files,
+                task,
+                store,
+                workers=workers,
+                scheduler=scheduler,
+                progress=tick,
+                retry_failures=retry_failures,
             )
             # the files as gated, should one have been replaced by a copy of another since
             # hashing
@@ -194,6 +206,18 @@ def analyze(
         if out is not None:
             write_results(results, folder)
     return results
+
+
+def _not_the_study(study: Study, out: Path) -> None:
+    """Refuse to write the results into the study folder itself: tables such as
+    ``treatments.csv`` and ``infusions.csv`` share their names with its inputs and
+    would replace them."""
+    if out.is_dir() and os.path.samefile(out, study.root):
+        raise CytokitError(
+            f"{out}: is the study folder itself; the results (treatments.csv, infusions.csv, "
+            "...) would overwrite its inputs; give a folder of its own as --out, e.g. "
+            f"{Path(out) / 'results'}"
+        )
 
 
 def _one_tube(study: Study) -> None:

@@ -626,6 +626,11 @@ def gate_files(
     tables = ("counts.csv", "statistics.csv", "failures.csv", STORE_NAME)
     if task.acquisition_qc is not None:
         tables += ("qc_samples.csv", "acquisition_qc.csv")
+    if (Path(out) / "study.json").is_file():
+        raise CytokitError(
+            f"{out}: holds the results of `cytokit analyze` (study.json); the counts.csv and "
+            "failures.csv of `cytokit gate` would replace its tables: give another --out"
+        )
     out = output_folder(out, files=tables)  # before the batch, not after it
     with RunStore(out / STORE_NAME) as store:
         report = run_batch(

@@ -354,8 +354,12 @@ def _created(folder: Path) -> str | None:
         return None
 
 
-def _comparable(folder: Path, name: str):
-    """Output `name` of `folder` without the parts that hold the time of the run."""
+def _comparable(folder: Path, name: str, record: dict | None = None):
+    """Output `name` of `folder` without the parts that hold the time of the run.
+
+    The ``created`` time a report shows is that of the ``study.json`` it was built
+    from: the folder's own, or (``cytokit report --out``) the one the run read.
+    """
     data = (folder / name).read_bytes()
     if name == "tables.json":
         index = json.loads(data)
@@ -364,6 +368,9 @@ def _comparable(folder: Path, name: str):
     if name == "study.json":
         return {k: v for k, v in json.loads(data).items() if k != "created"}
     created = _created(folder)
+    if created is None and record is not None:
+        read = [i["path"] for i in record.get("inputs", []) if Path(i["path"]).name == "study.json"]
+        created = next((c for p in read if (c := _created(_where(folder, p).parent))), None)
     if name == "report.html" and created:
         return data.replace(created.encode("utf-8"), b"")
     return data
@@ -407,12 +414,14 @@ def compare_outputs(a: str | os.PathLike, b: str | os.PathLike, *, run_a=None, r
             how.append(f"{path}: left out (it holds the time of each batch)")
             continue
         how.append(f"{path}: compared without {', '.join(parts)}")
+        if wrote_a[path] == wrote_b[path]:
+            continue  # the same bytes: no timestamp to leave out
         for folder, wrote in ((a, wrote_a), (b, wrote_b)):
             if _hash(folder / path, buffer, memo) != wrote[path]:
                 differ.append(f"{path}: changed in {folder} since its run; cannot compare")
                 break
         else:
-            if _comparable(a, path) != _comparable(b, path):
+            if _comparable(a, path, ra) != _comparable(b, path, rb):
                 differ.append(f"{path}: differs (timestamps aside)")
     return differ, how
 
@@ -421,8 +430,13 @@ def same_inputs(a: str | os.PathLike, b: str | os.PathLike, *, run_a=None, run_b
     """Inputs whose recorded SHA-256 differs between two logged runs (by role and path)."""
     ra = select_runs(read_runlog(a), run_a)[0]
     rb = select_runs(read_runlog(b), run_b)[0]
-    ia = {(i["role"], i["path"]): i["sha256"] for i in ra["inputs"]}
-    ib = {(i["role"], i["path"]): i["sha256"] for i in rb["inputs"]}
+    # a path inside its run's folder is logged relative to it: compare where the files are
+    ia = {
+        (i["role"], os.path.abspath(_where(Path(a), i["path"]))): i["sha256"] for i in ra["inputs"]
+    }
+    ib = {
+        (i["role"], os.path.abspath(_where(Path(b), i["path"]))): i["sha256"] for i in rb["inputs"]
+    }
     return [
         f"{role} {path}"
         for role, path in sorted(set(ia) | set(ib))
