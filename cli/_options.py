@@ -19,3 +19,26 @@ def check_scheduler(value: str | None) -> str | None:
         f"{value!r}: use one of {', '.join(SCHEDULERS)}, local, or a Dask scheduler address "
         "tcp://HOST:PORT"
     )
+
+
+def check_table_format(value: str) -> str:
+    """``--format``: csv, parquet or both (`cytokit.parquet.FORMATS`)."""
+    from cytokit.parquet import FORMATS
+
+    if value in FORMATS:
+        return value
+    raise typer.BadParameter(f"{value!r}: use one of {', '.join(FORMATS)}")
+
+
+#: Help of ``--format`` (analyze and gate).
+TABLE_FORMAT_HELP = (
+    "Tables as csv (default), parquet (typed columns as the results contract states; "
+    "needs the parquet extra: pip install 'cytokit[parquet]') or both."
+)
+
+
+def check_sensitivity(value: str | None) -> str | None:
+    """``--qc-sensitivity``: low, normal or high."""
+    if value is not None and value not in ("low", "normal", "high"):
+        raise typer.BadParameter(f"{value!r}: use low, normal or high")
+    return value

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cytokit.cli._options import check_scheduler
+from cytokit.cli._options import TABLE_FORMAT_HELP, check_scheduler, check_table_format
 from cytokit.cli._text import echo_warnings, printable
 
 
@@ -19,6 +19,7 @@ def run_analysis(
     scheduler: str | None = None,
     report: bool = True,
     strict: bool = False,
+    table_format: str = "csv",
 ) -> int:
     """Analyse `study` into `out` with progress on stderr; return the exit code.
 
@@ -26,12 +27,15 @@ def run_analysis(
     and the report), or 3 with `strict` when any file failed.
 
     The study is checked first (every problem in one error, before any gating);
-    then the plots and report.html are built from the results (`cytokit.report`).
+    `table_format` (csv, parquet, both) says how the tables are written; then the plots and report.html are built from the results (`cytokit.report`).
     """
     from cytokit.analysis import analyze
     from cytokit.cli._progress import batch_progress
+    from cytokit.parquet import require_pyarrow, suffixes
     from cytokit.study import load_study
 
+    if ".parquet" in suffixes(table_format):
+        require_pyarrow()  # a missing extra is said before the study is read
     t0 = time.perf_counter()
     typer.echo(f"checking {study} ...", err=True)
     loaded = load_study(study)
@@ -43,7 +47,14 @@ def run_analysis(
     )
     _compile_notice()
     with batch_progress(n, out) as progress:
-        results = analyze(loaded, out, workers=workers, scheduler=scheduler, progress=progress)
+        results = analyze(
+            loaded,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            table_format=table_format,
+        )
     chim = results.chimerism
     quantified = int((chim["status"] == "quantified").sum()) if "status" in chim else 0
     typer.echo(
@@ -128,6 +139,9 @@ def register(app: typer.Typer) -> None:
         strict: bool = typer.Option(
             False, "--strict", help="Exit with status 3 when any file failed (default: 0)."
         ),
+        table_format: str = typer.Option(
+            "csv", "--format", callback=check_table_format, help=TABLE_FORMAT_HELP
+        ),
     ) -> None:
         """Run the whole job on a study folder: gate, chimerism, trends, clustering, report.
 
@@ -137,7 +151,13 @@ def register(app: typer.Typer) -> None:
         resumes where it stopped. A file that fails is listed in OUT/failures.csv
         and the report; with --strict the command then exits with status 3."""
         code = run_analysis(
-            study, out, workers=workers, scheduler=scheduler, report=report, strict=strict
+            study,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            report=report,
+            strict=strict,
+            table_format=table_format,
         )
         if code:
             raise typer.Exit(code)

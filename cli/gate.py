@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cytokit.cli._options import check_scheduler
+from cytokit.cli import _options as opt
 from cytokit.cli._text import echo_warnings, printable
 from cytokit.errors import CytokitError
 
@@ -39,12 +39,6 @@ def _arguments(
     return None, given
 
 
-def _check_sensitivity(value: str | None) -> str | None:
-    if value is not None and value not in ("low", "normal", "high"):
-        raise typer.BadParameter(f"{value!r}: use low, normal or high")
-    return value
-
-
 def run_gate(
     strategy: Path | str | None,
     files: list[str] | None,
@@ -60,6 +54,7 @@ def run_gate(
     acquisition_qc: bool | None = None,
     qc_sensitivity: str | None = None,
     qc_max_removed: float | None = None,
+    table_format: str = "csv",
 ) -> int:
     """Gate `files` into `out` with a progress bar on stderr; return the exit code.
 
@@ -67,7 +62,7 @@ def run_gate(
     read and applied with the study's panel, transform, compensation and gating
     seed, as ``cytokit analyze`` does; `files` default to the manifest's files.
     `compensation` (default ``file``) cannot be combined with `study`.
-    The QC options: `cytokit.engine.gate_files.gate_qc_settings`.
+    QC options: `cytokit.engine.gate_files.gate_qc_settings`; `table_format`: `gate_files`.
 
     0 when the batch finished (files that failed are in ``failures.csv``), or
     3 with `strict` when any file failed. None gated at all is a `CytokitError`.
@@ -111,6 +106,7 @@ def run_gate(
             scheduler=scheduler,
             retry_failures=retry_failures,
             progress=progress,
+            table_format=table_format,
         )
     report = run.report
     fresh = len(report.done) - report.n_cached
@@ -172,7 +168,7 @@ def register(app: typer.Typer) -> None:
         scheduler: str = typer.Option(
             None,
             "--scheduler",
-            callback=check_scheduler,
+            callback=opt.check_scheduler,
             help="A Dask scheduler tcp://HOST:PORT (workers read the files themselves), "
             "or processes, threads, serial.",
         ),
@@ -203,7 +199,7 @@ def register(app: typer.Typer) -> None:
         qc_sensitivity: str = typer.Option(
             None,
             "--qc-sensitivity",
-            callback=_check_sensitivity,
+            callback=opt.check_sensitivity,
             help="Acquisition QC sensitivity (default normal, or the study's); turns QC on.",
             show_default=False,
         ),
@@ -215,6 +211,9 @@ def register(app: typer.Typer) -> None:
             help="% of a file's events QC may remove before the file fails (default 20, or "
             "the study's); turns QC on.",
             show_default=False,
+        ),
+        table_format: str = typer.Option(
+            "csv", "--format", callback=opt.check_table_format, help=opt.TABLE_FORMAT_HELP
         ),
     ) -> None:
         """Gate many FCS files with one strategy: per-file, per-gate counts and statistics.
@@ -243,6 +242,7 @@ def register(app: typer.Typer) -> None:
             acquisition_qc=acquisition_qc,
             qc_sensitivity=qc_sensitivity,
             qc_max_removed=qc_max_removed,
+            table_format=table_format,
         )
         if code:
             raise typer.Exit(code)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from cytokit._version import __version__
 from cytokit.analysis.invariants import check_results
+from cytokit.analysis.miflowcyt import miflowcyt_table
 from cytokit.analysis.outcomes import outcome_tables
 from cytokit.analysis.per_patient import PatientTables, patient_tables
 from cytokit.analysis.per_sample import MeasureTask
@@ -131,6 +132,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
         failures=pd.DataFrame(failures, columns=list(TABLES["failures"])),
         qc=frames.get("qc", pd.DataFrame()),
         acquisition_qc=frames.get("acquisition_qc", pd.DataFrame()),
+        miflowcyt=miflowcyt_table(study),
         out=out,
     )
     for name, columns in TABLES.items():

@@ -23,7 +23,15 @@ from cytokit.qc.scan import acquisition_qc
 from cytokit.qc.settings import AcquisitionQCSettings
 from cytokit.sample import Sample
 
-__all__ = ["RANGE_COLUMNS", "SUMMARY_COLUMNS", "file_record", "plot_bins", "screen"]
+__all__ = [
+    "RANGE_COLUMNS",
+    "RANGE_TYPES",
+    "SUMMARY_COLUMNS",
+    "SUMMARY_TYPES",
+    "file_record",
+    "plot_bins",
+    "screen",
+]
 
 #: Per-file columns (samples.csv, the gate tables), in order.
 SUMMARY_COLUMNS = (
@@ -38,6 +46,27 @@ SUMMARY_COLUMNS = (
 )
 #: Columns of a flagged time range (acquisition_qc.csv, after the file's keys).
 RANGE_COLUMNS = ("start", "end", "time_unit", "first_event", "events", "reasons", "detail")
+#: Column types of `SUMMARY_COLUMNS` and `RANGE_COLUMNS` (`cytokit.parquet`): event counts
+#: may be missing (a table row of a file without QC), a percentage is real, the rest text.
+SUMMARY_TYPES = {
+    "events_before_qc": "Int64",
+    "events_after_qc": "Int64",
+    "qc_removed_rate": "Int64",
+    "qc_removed_signal": "Int64",
+    "qc_removed_margin": "Int64",
+    "qc_pct_removed": "float64",
+    "qc_verdict": "string",
+    "qc_reason": "string",
+}
+RANGE_TYPES = {
+    "start": "float64",
+    "end": "float64",
+    "time_unit": "string",
+    "first_event": "int64",
+    "events": "int64",
+    "reasons": "string",
+    "detail": "string",
+}
 
 
 def file_record(qc: AcquisitionQC) -> dict:
