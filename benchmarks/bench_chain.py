@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -133,15 +132,7 @@ def child(tool: str, path: Path, xml: Path) -> dict:
 
 
 def run(tool: str, path: Path, xml: Path) -> dict:
-    res = subprocess.run(
-        [sys.executable, __file__, "--child", tool, "--path", str(path), "--xml", str(xml)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if res.returncode != 0:
-        raise SystemExit(f"{tool} run failed:\n{res.stderr}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return BG.run_script(__file__, tool, "--path", str(path), "--xml", str(xml))
 
 
 def main() -> None:

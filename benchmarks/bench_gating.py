@@ -311,9 +311,10 @@ def child(tool: str, path: Path, repeats: int) -> None:
     print(json.dumps(result))
 
 
-def run_child(tool: str, path: Path, repeats: int) -> dict:
+def run_script(script: str, tool: str, *args: str) -> dict:
+    """Run ``script --child tool ARGS`` in a fresh process; its last stdout line is JSON."""
     res = subprocess.run(
-        [sys.executable, __file__, "--child", tool, "--path", str(path), "--repeats", str(repeats)],
+        [sys.executable, script, "--child", tool, *args],
         capture_output=True,
         text=True,
         check=False,
@@ -321,6 +322,10 @@ def run_child(tool: str, path: Path, repeats: int) -> dict:
     if res.returncode != 0:
         raise SystemExit(f"{tool} run failed:\n{res.stderr}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_child(tool: str, path: Path, repeats: int) -> dict:
+    return run_script(__file__, tool, "--path", str(path), "--repeats", str(repeats))
 
 
 def main() -> None:

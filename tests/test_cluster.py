@@ -447,9 +447,9 @@ def test_settings_from_study_toml():
     config = load_toml(ROOT / "sample_data" / "study.toml")
     s = ClusteringSettings.from_config(config)
     assert s == ClusteringSettings(("CD3", "CD56", "CD16", "CD8"), (10, 10), 10, 1)
-    with pytest.raises(StudyError, match=r"study.toml: \[clustering\] grid=\[10\] must be two"):
+    with pytest.raises(StudyError, match=r"study.toml: \[clustering\] grid = \[10\] must be two"):
         ClusteringSettings.from_config({"clustering": {"markers": ["CD3"], "grid": [10]}})
-    with pytest.raises(StudyError, match=r"metaclusters=200 must be an integer from 1 to the 100"):
+    with pytest.raises(StudyError, match=r"metaclusters = 200 is more than the 100 nodes"):
         ClusteringSettings.from_config({"clustering": {"markers": ["CD3"], "metaclusters": 200}})
     with pytest.raises(StudyError, match=r"no \[clustering\] table"):
         ClusteringSettings.from_config({})
@@ -468,6 +468,43 @@ def test_one_clustering_settings_for_the_study_and_the_cluster_api():
     expected = ClusteringSettings(("CD3", "CD56", "CD16", "CD8"), (10, 10), 10, 1, events=20_000)
     assert settings.clustering == expected
     assert ClusteringSettings.from_config(config) == expected
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"markers": ["CD3"], "grid": [10]},
+        {"markers": ["CD3"], "metaclusters": 200},
+        {"markers": ["CD3"], "metaclusters": 1},
+        {"markers": ["CD3", "CD3"]},
+        {"markers": []},
+        {"markers": "CD3"},
+        {"markers": ["CD3"], "seed": -1},
+        {"markers": ["CD3"], "events": 10},
+        {"markers": ["CD3"], "grid": [0, 3], "seed": True},
+    ],
+)
+def test_clustering_checked_alike_by_the_study_and_the_cluster_api(table):
+    """One check of [clustering]: parse_settings lists the same problems from_config raises."""
+    from cytokit.study.settings import parse_settings
+
+    _, problems = parse_settings({"clustering": table}, "study.toml")
+    problems = [p for p in problems if "[clustering]" in p]
+    assert problems, table
+    with pytest.raises(StudyError) as raised:
+        ClusteringSettings.from_config({"clustering": table})
+    assert str(raised.value).splitlines() == problems
+
+
+def test_clustering_events_read_by_both_doors():
+    """`events` is read by from_config too (it used to keep the default)."""
+    from cytokit.study.settings import parse_settings
+
+    config = {"clustering": {"markers": ["CD3", "CD56"], "events": 5000}}
+    settings, problems = parse_settings(config, "study.toml")
+    assert [p for p in problems if "[clustering]" in p] == []
+    assert settings.clustering.events == 5000
+    assert ClusteringSettings.from_config(config) == settings.clustering
 
 
 # --- outputs ------------------------------------------------------------------------------------

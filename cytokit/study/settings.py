@@ -119,6 +119,9 @@ class ClusteringSettings:
     def from_config(cls, config: Mapping, source: str = "study.toml") -> ClusteringSettings:
         """Read and check ``config["clustering"]`` (the parsed study.toml).
 
+        The same checks as `parse_settings` (one implementation), every
+        problem in one error.
+
         Raises
         ------
         StudyError
@@ -130,36 +133,11 @@ class ClusteringSettings:
                 f"{source}: no [clustering] table; add one, e.g.\n[clustering]\n"
                 'markers = ["CD3", "CD56", "CD16", "CD8"]\ngrid = [10, 10]\nmetaclusters = 10\nseed = 1'
             )
-        markers = table.get("markers")
-        if (
-            not isinstance(markers, (list, tuple))
-            or not markers
-            or not all(isinstance(m, str) and m for m in markers)
-        ):
-            raise StudyError(
-                f'{source}: [clustering] markers={markers!r} must be a list of marker names, e.g. ["CD3", "CD56"]'
-            )
-        if len(set(markers)) != len(markers):
-            raise StudyError(f"{source}: [clustering] markers={markers!r} repeats a marker")
-        grid = table.get("grid", [10, 10])
-        if (
-            not isinstance(grid, (list, tuple))
-            or len(grid) != 2
-            or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)
-        ):
-            raise StudyError(
-                f"{source}: [clustering] grid={grid!r} must be two positive integers, e.g. [10, 10]"
-            )
-        k = table.get("metaclusters", 10)
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= grid[0] * grid[1]:
-            raise StudyError(
-                f"{source}: [clustering] metaclusters={k!r} must be an integer from 1 to the "
-                f"{grid[0] * grid[1]} nodes of the grid"
-            )
-        seed = table.get("seed", 1)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise StudyError(f"{source}: [clustering] seed={seed!r} must be an integer >= 0")
-        return cls(tuple(markers), (int(grid[0]), int(grid[1])), int(k), int(seed))
+        problems: list[str] = []
+        settings = _clustering(dict(table), f"{source}: ", problems)
+        if problems or settings is None:
+            raise StudyError("\n".join(problems))
+        return settings
 
 
 @dataclass(frozen=True)
@@ -243,7 +221,7 @@ def _path(value, where: str, problems: list[str]) -> str:
 
 
 def _markers(value, where: str, problems: list[str]) -> tuple[str, ...] | None:
-    if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(m, str) and m for m in value):
         problems.append(f'{where} = {value!r} must be a list of marker names, e.g. ["CD16", "CD8"]')
         return None
     return tuple(value)
@@ -447,26 +425,32 @@ def _phenotype(tables: dict, at: str, problems: list[str], kw: dict) -> None:
 
 
 def _clustering(cl: dict, at: str, problems: list[str]) -> ClusteringSettings | None:
-    markers = _markers(cl.get("markers"), f"{at}[clustering] markers", problems)
+    """``[clustering]``: the one check behind `parse_settings` and `ClusteringSettings.from_config`."""
+    where = f"{at}[clustering]"
+    markers = _markers(cl.get("markers"), f"{where} markers", problems)
+    if markers is not None and not markers:
+        problems.append(f'{where} markers = [] must name at least one marker, e.g. ["CD3", "CD56"]')
+        markers = None
+    if markers is not None and len(set(markers)) != len(markers):
+        problems.append(f"{where} markers = {list(markers)!r} repeats a marker; list each once")
+        markers = None
     grid = cl.get("grid", [10, 10])
     if (
-        not isinstance(grid, list)
+        not isinstance(grid, (list, tuple))
         or len(grid) != 2
         or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)
     ):
-        problems.append(
-            f"{at}[clustering] grid = {grid!r} must be two whole numbers, e.g. [10, 10]"
-        )
+        problems.append(f"{where} grid = {grid!r} must be two whole numbers >= 1, e.g. [10, 10]")
         grid = [10, 10]
-    meta = _int(cl.get("metaclusters", 10), f"{at}[clustering] metaclusters", problems, minimum=2)
-    seed = _int(cl.get("seed", 1), f"{at}[clustering] seed", problems)
-    events = _int(cl.get("events", 20_000), f"{at}[clustering] events", problems, minimum=100)
+    meta = _int(cl.get("metaclusters", 10), f"{where} metaclusters", problems, minimum=2)
+    seed = _int(cl.get("seed", 1), f"{where} seed", problems)
+    events = _int(cl.get("events", 20_000), f"{where} events", problems, minimum=100)
     if meta is not None and meta > grid[0] * grid[1]:
         problems.append(
-            f"{at}[clustering] metaclusters = {meta} is more than the {grid[0] * grid[1]} nodes "
-            f"of the {grid[0]}x{grid[1]} grid"
+            f"{where} metaclusters = {meta} is more than the {grid[0] * grid[1]} nodes "
+            f"of the {grid[0]}x{grid[1]} grid; use at most {grid[0] * grid[1]} or a larger grid"
         )
         meta = None
     if markers is None or meta is None or seed is None or events is None:
         return None
-    return ClusteringSettings(markers, (grid[0], grid[1]), meta, seed, events)
+    return ClusteringSettings(markers, (int(grid[0]), int(grid[1])), meta, seed, events)
