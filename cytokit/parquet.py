@@ -81,7 +81,7 @@ def require_pyarrow():
     except ImportError:
         raise CytokitError(
             "Parquet tables need pyarrow, which is not installed: pip install "
-            "'cytokit[parquet]' (or pip install pyarrow), or use --format csv"
+            "'cytokit[parquet]' (or pip install pyarrow), or write CSV tables (--format csv)"
         ) from None
     return pyarrow
 

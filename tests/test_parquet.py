@@ -195,7 +195,7 @@ def test_an_edited_parquet_table_is_refused(sample_both, tmp_path):
 
 
 @pytest.mark.slow
-def test_parquet_only_folder_reads_as_the_csv_one(sample_both, tmp_path):
+def test_parquet_only_folder_reads_as_the_csv_one(sample_both, tmp_path, monkeypatch):
     """`load_results` (what `cytokit report` reads) gives the same frames from Parquet."""
     from_csv = load_results(sample_both)
     study = json.loads((sample_both / "study.json").read_text())["root"]
@@ -212,6 +212,13 @@ def test_parquet_only_folder_reads_as_the_csv_one(sample_both, tmp_path):
         pd.testing.assert_frame_equal(
             from_csv.clinical[name], from_parquet.clinical[name], check_dtype=False, rtol=5e-10
         )
+    # without pyarrow such a folder is refused in one line naming the extra
+    for name in [m for m in sys.modules if m == "pyarrow" or m.startswith("pyarrow.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(CytokitError, match=r"need pyarrow.*pip install 'cytokit\[parquet\]'"):
+        load_results(only)
+    code, err = _cli("report", str(only))
+    assert code == 1 and "cytokit[parquet]" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
