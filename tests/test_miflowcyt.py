@@ -260,3 +260,16 @@ def test_an_unreadable_file_has_one_row(tmp_path):
     rows = table[table["file"] == study.relative(victim)]
     assert len(rows) == 1 and rows.iloc[0]["item"] == "list-mode data file"
     assert rows.iloc[0]["status"] == "missing" and "cannot be read" in rows.iloc[0]["note"]
+
+
+def test_a_reagent_of_a_further_tubes_marker_is_no_problem(tmp_path):
+    """KIR2DL1 is in the receptor tube's panel only: its reagent is that tube's, not a typo;
+    the default tube's table (what analyze describes) has no row for it."""
+    folder = shutil.copytree(SAMPLE_DATA, tmp_path / "study")
+    config = (folder / "study.toml").read_text()
+    config += '\n[tubes.receptors]\npanel = { KIR2DL1 = "BV421-A" }\n'
+    config += '\n[[reagents]]\nmarker = "KIR2DL1"\nclone = "143211"\n'
+    (folder / "study.toml").write_text(config)
+    study = load_study(folder)
+    assert [r.marker for r in study.settings.reagents] == ["KIR2DL1"]
+    assert "KIR2DL1" not in set(miflowcyt_table(study)["marker"])

@@ -31,6 +31,7 @@ from cytokit._io import atomic_write_text
 from cytokit._outdir import output_folder
 from cytokit.analysis.results import Results, load_results
 from cytokit.errors import CytokitError
+from cytokit.parquet import require_pyarrow
 from cytokit.report.figures import write_plots
 from cytokit.report.page import report_html
 
@@ -61,6 +62,8 @@ def check_results_dir(path: str | Path) -> Path:
             f"{path}: not a cytokit results folder (missing {', '.join(missing)}); "
             "run `cytokit analyze STUDY --out " + str(path) + "` first"
         )
+    if not (path / "samples.csv").is_file():  # Parquet tables only: pyarrow reads them
+        require_pyarrow()
     return path
 
 
