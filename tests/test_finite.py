@@ -287,3 +287,50 @@ def test_every_door_applies_the_studys_non_finite_rule(study, tmp_path):
     run = gate_files(GateTask.for_study(loaded), [folder / file], tmp_path / "gate2", workers=1)
     assert run.counts.empty and len(run.failures) == 1
     assert run.failures.iloc[0]["stage"] == "values"
+
+
+def test_every_door_screens_the_studys_measured_markers(study, tmp_path):
+    """A NaN in a channel only a measured marker reads (no gate reads it once compensation
+    is off) drops the same events through analyze, ``gate --study`` and `Study.gate`:
+    all three screen the gates' channels and the study's measured markers' (before, the
+    API and ``gate`` without statistics kept those events and gave other parent counts)."""
+    file = "fcs/P1_day007.fcs"
+    n = 12_000
+    bad = np.arange(7, n, 200)  # 60 events, 0.5 %
+    folder = shutil.copytree(study, tmp_path / "study")
+    toml = folder / "study.toml"
+    toml.write_text(toml.read_text().replace('source = "file"', 'source = "none"'))
+    loaded = cytokit.load_study(folder)
+    sample = read_fcs(folder / file, scale=False)
+    gated = {d.channel for g in loaded.gating.gates for d in g.dimensions}
+    names = loaded.panel.channel_names(sample)
+    # the case: a phenotype marker (measured by default) whose channel no gate reads
+    channel = next(
+        names[m]
+        for m in loaded.panel
+        if names[m] not in gated and m not in gated and m not in loaded.donor_markers()
+    )
+
+    ev = sample.events.copy()
+    ev[bad, sample.channel_index(channel)] = np.nan
+    sample.events = ev
+    write_fcs(folder / file, sample)
+
+    results = cytokit.analyze(folder, tmp_path / "out", workers=1)
+    want = results.counts[results.counts.file == file].set_index("gate_path")
+    assert want.loc["/Lymphocytes", "parent_count"] == n - bad.size
+    loaded = cytokit.load_study(folder)
+    api = loaded.gate(read_fcs(folder / file)).counts.set_index("gate_path")
+    doors = {"Study.gate": api}
+    for stats in (False, True):
+        run = gate_files(
+            GateTask.for_study(loaded, statistics=stats),
+            [folder / file],
+            tmp_path / f"gate{stats}",
+            workers=1,
+        )
+        doors[f"gate --study, statistics={stats}"] = run.counts.set_index("gate_path")
+        assert run.nonfinite_events == bad.size
+    for name, got in doors.items():
+        assert got["count"].to_dict() == want["count"].to_dict(), name
+        assert got["parent_count"].to_dict() == want["parent_count"].to_dict(), name

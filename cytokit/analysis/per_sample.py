@@ -72,6 +72,7 @@ from cytokit.analysis.sample_result import SampleResult
 from cytokit.engine.runner import stage
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.stats.density import Histogram, histogram_edges
+from cytokit.study.folder import screened_columns
 
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
@@ -218,10 +219,7 @@ class MeasureTask:
         xf = dict(self.transforms)
         seed = [self.seed, zlib.crc32(path.name.encode())]
         with stage("gate"):
-            dims = [
-                Dimension(sample.channels[columns[m]].name, compensation=comp_kind) for m in markers
-            ]
-            read = self.strategy.read_columns(sample, dims, compensation=self.compensation)
+            read = screened_columns(self.strategy, sample, self.panel, markers, self.compensation)
         with stage("values"):
             sample, nonfinite = drop_nonfinite(
                 sample,

@@ -31,7 +31,7 @@ from cytokit.analysis.results import (
     load_results,
     write_results,
 )
-from cytokit.errors import CytokitError, StudyError
+from cytokit.errors import StudyError
 from cytokit.parquet import require_pyarrow, suffixes
 from cytokit.study.folder import Study, check_same_content, load_study
 
@@ -68,42 +68,6 @@ def threshold_parent(strategy, paths) -> str:
     return strategy.by_id(common[-1]).path
 
 
-def _gate_markers(study: Study, sample) -> set[str]:
-    """Panel markers whose channel some gate reads."""
-    channels = {c.name: c for c in sample.channels}
-    read: set[str] = set()
-    for g in study.gating.gates:
-        for d in g.dimensions:
-            read.add(d.channel)
-            if d.ratio is not None:
-                read.update((d.ratio.numerator, d.ratio.denominator))
-    out = set()
-    for marker, name in study.panel.channel_names(sample).items():
-        ch = channels[name]
-        if name in read or (ch.marker and ch.marker in read) or marker in read:
-            out.add(marker)
-    return out
-
-
-def _phenotype_markers(study: Study) -> tuple[str, ...]:
-    s = study.settings
-    if s.phenotype_markers is not None:
-        return tuple(s.phenotype_markers)
-    from cytokit.fcs import read_fcs
-
-    donors = set(study.donor_markers())
-    for row in study.rows:
-        if row.file in study.unreadable:
-            continue
-        try:
-            sample = read_fcs(row.file, mmap=True, scale=False)
-        except CytokitError:
-            continue
-        gated = _gate_markers(study, sample)
-        return tuple(m for m in study.panel if m not in gated and m not in donors)
-    return ()
-
-
 def kernels_need_compiling() -> bool:
     """Whether the first file of a run will compile the gating kernels on this machine.
 
@@ -120,7 +84,7 @@ def make_task(study: Study) -> MeasureTask:
     s = study.settings
     parent = s.chimerism_parent or threshold_parent(study.gating, s.populations.values())
     donors = tuple(study.donor_markers())
-    pheno = _phenotype_markers(study)
+    pheno = study.phenotype_markers()
     clustering = tuple(s.clustering.markers) if s.clustering else ()
     markers = list(dict.fromkeys((*donors, *pheno, *clustering)))
     return MeasureTask(

@@ -80,6 +80,8 @@ from cytokit.qc import (
     screen,
 )
 from cytokit.sample import Sample, Spillover
+from cytokit.study.folder import screened_columns
+from cytokit.study.panel import Panel
 
 __all__ = [
     "COUNT_TABLE",
@@ -304,6 +306,7 @@ class GateTask:
         seed: int = 0,
         max_nonfinite: float = MAX_NONFINITE,
         acquisition_qc: AcquisitionQCSettings | None = None,
+        screen: tuple[Panel, Sequence[str]] | None = None,
     ) -> None:
         if isinstance(strategy, (str, os.PathLike)):
             strategy = load_strategy(strategy)
@@ -318,6 +321,7 @@ class GateTask:
         if acquisition_qc is not None and not acquisition_qc.enabled:
             acquisition_qc = None
         self.acquisition_qc = acquisition_qc
+        self.screen = None if screen is None else (screen[0], tuple(screen[1]))
         self.key = hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -376,6 +380,7 @@ class GateTask:
             seed=study.settings.gating_seed,
             max_nonfinite=study.settings.max_nonfinite,
             acquisition_qc=_study_qc(study, acquisition_qc),
+            screen=(study.panel, study.measured_markers()),
         )
 
     def _identity(self) -> dict:
@@ -385,17 +390,25 @@ class GateTask:
         comp = _compensation_id(self.compensation)
         if isinstance(comp, dict):
             comp = {k: v for k, v in comp.items() if k != "source"}
-        return {
-            "task": "gate",
-            "version": _TASK_VERSION,
-            "cytokit": __version__,
-            "strategy": self.strategy.digest(),
-            "compensation": comp,
-            "statistics": self.statistics,
-            "channels": None if self.channels is None else list(self.channels),
-            "seed": self.seed,
-            "max_nonfinite": self.max_nonfinite,
-        } | ({"acquisition_qc": self.acquisition_qc.as_dict()} if self.acquisition_qc else {})
+        return (
+            {
+                "task": "gate",
+                "version": _TASK_VERSION,
+                "cytokit": __version__,
+                "strategy": self.strategy.digest(),
+                "compensation": comp,
+                "statistics": self.statistics,
+                "channels": None if self.channels is None else list(self.channels),
+                "seed": self.seed,
+                "max_nonfinite": self.max_nonfinite,
+            }
+            | ({"acquisition_qc": self.acquisition_qc.as_dict()} if self.acquisition_qc else {})
+            | (
+                {"screen": [dict(self.screen[0].markers), list(self.screen[1])]}
+                if self.screen
+                else {}
+            )
+        )
 
     def describe(self) -> dict:
         """What the key stands for, and where the strategy and matrix came from (for people)."""
@@ -419,9 +432,7 @@ class GateTask:
                     sample, qc = screen(sample, self.acquisition_qc, where=str(path))
                     qc_record = file_record(qc)
             with stage("gate"):
-                read = self.strategy.read_columns(
-                    sample, self._statistics_dims(sample), compensation=self.compensation
-                )
+                read = self._screened(sample)
             with stage("values"):
                 sample, nonfinite = drop_nonfinite(sample, read, max_fraction=self.max_nonfinite)
             with stage("gate"):
@@ -444,6 +455,17 @@ class GateTask:
             with stage("statistics"):
                 payload["statistics"] = population_statistics(result, self.channels)
         return payload
+
+    def _screened(self, sample: Sample) -> list[int]:
+        """Columns whose NaN or infinite values drop an event: with a study (``--study``),
+        the study's own (`cytokit.study.folder.screened_columns`, as analyze screens; the
+        statistics of other channels skip such values); else the gates' and the statistics'."""
+        if self.screen is not None:
+            panel, markers = self.screen
+            return screened_columns(self.strategy, sample, panel, markers, self.compensation)
+        return self.strategy.read_columns(
+            sample, self._statistics_dims(sample), compensation=self.compensation
+        )
 
     def _statistics_dims(self, sample: Sample) -> list[Dimension]:
         """The statistics channels as dimensions (compensated where the matrix covers them)."""

@@ -153,6 +153,35 @@ class Study:
         """Every donor marker the study uses, in first-use order."""
         return list(dict.fromkeys(m for m in map(self.donor_marker, self.rows) if m))
 
+    def phenotype_markers(self) -> tuple[str, ...]:
+        """``[phenotype] markers``, or by default every panel marker that no gate reads
+        and that is not a donor marker (decided on the first readable file)."""
+        s = self.settings
+        if s.phenotype_markers is not None:
+            return tuple(s.phenotype_markers)
+        from cytokit.fcs import read_fcs
+
+        strategy = self.gating if self.gating is not None else self.load_strategy()
+        donors = set(self.donor_markers())
+        for row in self.rows:
+            if row.file in self.unreadable:
+                continue
+            try:
+                sample = read_fcs(row.file, mmap=True, scale=False)
+            except CytokitError:
+                continue
+            gated = gate_markers(strategy, self.panel, sample)
+            return tuple(m for m in self.panel if m not in gated and m not in donors)
+        return ()
+
+    def measured_markers(self) -> tuple[str, ...]:
+        """Every marker `cytokit.analyze` measures besides what the gates read: the
+        donor markers, the phenotype markers and the clustering markers, each once."""
+        s = self.settings
+        clustering = tuple(s.clustering.markers) if s.clustering else ()
+        markers = (*self.donor_markers(), *self.phenotype_markers(), *clustering)
+        return tuple(dict.fromkeys(markers))
+
     def compensation(self):
         """What `FCS` dimensions are compensated with: "file", None, or a `Spillover`."""
         source = self.settings.compensation
@@ -223,7 +252,7 @@ class Study:
         from cytokit.finite import drop_nonfinite
 
         compensation = self.compensation()
-        read = strategy.read_columns(sample, compensation=compensation)
+        read = screened_columns(strategy, sample, self.panel, self.measured_markers(), compensation)
         sample, _ = drop_nonfinite(
             sample,
             read,
@@ -240,6 +269,43 @@ class Study:
     def relative(self, path: Path) -> str:
         """`path` relative to the study folder when inside it (as the manifest names files)."""
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
+
+
+def gate_markers(strategy, panel: Panel, sample) -> set[str]:
+    """Markers of `panel` whose channel some gate of `strategy` reads."""
+    channels = {c.name: c for c in sample.channels}
+    read: set[str] = set()
+    for g in strategy.gates:
+        for d in g.dimensions:
+            read.add(d.channel)
+            if d.ratio is not None:
+                read.update((d.ratio.numerator, d.ratio.denominator))
+    out = set()
+    for marker, name in panel.channel_names(sample).items():
+        ch = channels[name]
+        if name in read or (ch.marker and ch.marker in read) or marker in read:
+            out.add(marker)
+    return out
+
+
+def screened_columns(strategy, sample, panel: Panel, markers, compensation) -> list[int]:
+    """The columns whose NaN or infinite values drop an event, the same through every
+    door that knows the study (`cytokit.analyze`, ``cytokit gate --study``, `Study.gate`):
+    those the gates read and those of the measured `markers`, each with the detectors
+    its compensation mixes into it (`GatingStrategy.read_columns`).
+
+    Raises
+    ------
+    PanelError
+        A marker has no channel in `sample` (all such markers named).
+    """
+    from cytokit.gating import FCS, UNCOMPENSATED, Dimension
+
+    markers = list(markers)
+    columns = panel.columns(sample, markers)
+    kind = UNCOMPENSATED if compensation is None else FCS
+    dims = [Dimension(sample.channels[columns[m]].name, compensation=kind) for m in markers]
+    return strategy.read_columns(sample, dims, compensation=compensation)
 
 
 def read_spillover_csv(path: Path):
