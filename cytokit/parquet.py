@@ -108,18 +108,13 @@ def arrow_schema(columns: Sequence[str], types: Mapping[str, str]):
     return pa.schema(fields)
 
 
-def _missing(values: np.ndarray) -> np.ndarray:
-    return np.asarray(pd.isna(values), dtype=bool)
+def _absent(v) -> bool:
+    """No value: None, NaN, NA or empty text (all an empty CSV cell)."""
+    return v is None or (v == "" if isinstance(v, str) else bool(pd.isna(v)))
 
 
 def _text(series: pd.Series) -> list:
-    out = []
-    for v in series.to_numpy(dtype=object):
-        if v is None or (not isinstance(v, str) and pd.isna(v)) or v == "":
-            out.append(None)
-        else:
-            out.append(str(v))
-    return out
+    return [None if _absent(v) else str(v) for v in series.to_numpy(dtype=object)]
 
 
 def _column(pa, table: str, name: str, kind: str, series: pd.Series):
@@ -127,20 +122,23 @@ def _column(pa, table: str, name: str, kind: str, series: pd.Series):
     where = f"{table}: column {name!r} ({kind})"
     if kind == "string":
         return pa.array(_text(series), type=pa.string())
-    values = series.to_numpy(dtype=object)
+    values = series.to_numpy(dtype=object) if series.dtype.kind not in "iuf" else series.to_numpy()
     if kind == "bool":
-        flags = [
-            None if v is None or (not isinstance(v, str) and pd.isna(v)) else v for v in values
-        ]
+        flags = [None if _absent(v) else v for v in values]
         if not all(f is None or isinstance(f, (bool, np.bool_)) for f in flags):
             bad = next(f for f in flags if f is not None and not isinstance(f, (bool, np.bool_)))
             raise ValueError(f"{where} holds {bad!r}, not true or false")
         return pa.array([None if f is None else bool(f) for f in flags], type=pa.bool_())
-    missing = _missing(values)
-    try:
-        numbers = pd.to_numeric(pd.Series(values), errors="raise").to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where} holds a value that is not a number: {exc}") from None
+    if series.dtype.kind in "iuf":  # a numeric column: no value is text, test it at once
+        numbers = series.to_numpy(dtype=np.float64)
+        missing = np.isnan(numbers)
+    else:
+        missing = np.fromiter((_absent(v) for v in values), dtype=bool, count=len(values))
+        given = np.where(missing, np.nan, values)
+        try:
+            numbers = pd.to_numeric(pd.Series(given), errors="raise").to_numpy(dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where} holds a value that is not a number: {exc}") from None
     if kind == "float64":
         return pa.array(numbers, type=pa.float64(), mask=missing)
     if kind == "int64" and missing.any():
@@ -151,7 +149,10 @@ def _column(pa, table: str, name: str, kind: str, series: pd.Series):
         bad = present[~(np.isfinite(present) & (present == np.round(present)))][0]
         raise ValueError(f"{where} holds {float(bad)!r}, not an integer")
     ints = np.zeros(len(values), dtype=np.int64)
-    ints[~missing] = present.astype(np.int64)
+    if series.dtype.kind in "iu":  # exact beyond 2**53, where float64 is not
+        ints = series.to_numpy(dtype=np.int64)
+    else:
+        ints[~missing] = present.astype(np.int64)
     return pa.array(ints, type=pa.int64(), mask=missing if kind == "Int64" else None)
 
 
