@@ -19,6 +19,7 @@ def run_analysis(
     scheduler: str | None = None,
     report: bool = True,
     strict: bool = False,
+    command: str = "analyze",
     table_format: str = "csv",
 ) -> int:
     """Analyse `study` into `out` with progress on stderr; return the exit code.
@@ -27,18 +28,30 @@ def run_analysis(
     and the report), or 3 with `strict` when any file failed.
 
     The study is checked first (every problem in one error, before any gating);
-    `table_format` (csv, parquet, both) says how the tables are written; then the plots and report.html are built from the results (`cytokit.report`).
+    then the plots and report.html are built from the results (`cytokit.report`).
+    `table_format` (csv, parquet, both) says how the tables are written.
+    The run is recorded in ``out/runlog.jsonl`` as `command`.
     """
-    from cytokit.analysis import analyze
-    from cytokit.cli._progress import batch_progress
+    from cytokit.cli._runlog import recorded
     from cytokit.parquet import require_pyarrow, suffixes
-    from cytokit.study import load_study
 
     if ".parquet" in suffixes(table_format):
-        require_pyarrow()  # a missing extra is said before the study is read
+        require_pyarrow()  # a missing extra is said before anything is read or written
+    options = {"report": report, "format": table_format}
+    with recorded(out, command, store=Path(out) / "results.sqlite", options=options) as log:
+        log.exit_code = _analyze(study, out, log, workers, scheduler, report, strict, table_format)
+    return log.exit_code
+
+
+def _analyze(study, out, log, workers, scheduler, report, strict, table_format) -> int:
+    from cytokit.analysis import analyze
+    from cytokit.cli._progress import batch_progress
+    from cytokit.study import load_study
+
     t0 = time.perf_counter()
     typer.echo(f"checking {study} ...", err=True)
     loaded = load_study(study)
+    log.add_study(loaded)
     n = len(loaded.rows)
     typer.echo(
         f"{loaded.name}: {n} file(s), {len(loaded.patients)} patient(s), "

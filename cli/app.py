@@ -14,6 +14,7 @@ import sys
 
 import typer
 
+from cytokit.cli._runlog import set_argv
 from cytokit.cli._text import printable
 from cytokit.errors import CytokitError
 
@@ -51,9 +52,9 @@ def _root(
 
 
 def _register() -> None:
-    from cytokit.cli import analyze, demo, gate, inspect, report, simulate
+    from cytokit.cli import analyze, demo, export_wsp, gate, inspect, report, simulate, verify
 
-    for module in (inspect, gate, analyze, report, simulate, demo):
+    for module in (inspect, gate, analyze, report, simulate, demo, export_wsp, verify):
         module.register(app)
 
 
@@ -80,6 +81,7 @@ def run(argv: list[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = False
+    set_argv(args)
 
     def debug() -> bool:
         return _state["debug"] or "--debug" in args

@@ -10,16 +10,19 @@ from cytokit.errors import StudyError
 
 
 def sample_data_dir() -> Path:
-    """The `sample_data/` folder of a cytokit checkout."""
+    """The sample study: package data of an installed wheel, or a checkout's `sample_data/`."""
     import cytokit
 
-    folder = Path(cytokit.__file__).resolve().parents[1] / "sample_data"
-    if not (folder / "study.toml").is_file():
-        raise StudyError(
-            f"sample_data not found at {folder}; the demo needs a source checkout of cytokit "
-            "installed with `pip install -e .`"
-        )
-    return folder
+    package = Path(cytokit.__file__).resolve().parent
+    # a wheel ships it as cytokit/sample_data (package data); a checkout has it beside cytokit/
+    for folder in (package / "sample_data", package.parent / "sample_data"):
+        if (folder / "study.toml").is_file():
+            return folder
+    raise StudyError(
+        f"the sample study is neither in {package / 'sample_data'} nor in "
+        f"{package.parent / 'sample_data'} (no study.toml): this cytokit was installed without "
+        "its package data; install a wheel of cytokit-flow, or a checkout with `pip install -e .`"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +39,6 @@ def register(app: typer.Typer) -> None:
         """Run `analyze` on the bundled sample study (3 patients, 15 files) into ./cytokit-demo/."""
         from cytokit.cli.analyze import run_analysis
 
-        code = run_analysis(sample_data_dir(), out, workers=workers, report=report)
+        code = run_analysis(sample_data_dir(), out, workers=workers, report=report, command="demo")
         if code:
             raise typer.Exit(code)

@@ -8,17 +8,29 @@ from pathlib import Path
 import typer
 
 
+def _read_by_report(name: str) -> bool:
+    """Whether the report reads `name` (relative to the results folder): the tables,
+    study.json and tables.json, and the QC data in qc/."""
+    return name.startswith("qc/") or ("/" not in name and name.endswith((".csv", ".json")))
+
+
 def run_report(results: Path, out: Path | None = None, *, qc: bool = True) -> Path:
     """Rebuild plots and report.html of `results` into `out` (default: `results`).
 
     Progress and a summary go to stderr; the report's path is returned.
     """
+    from cytokit.cli._runlog import recorded
+    from cytokit.engine.runlog import snapshot
     from cytokit.report import build_report, check_results_dir
 
     t0 = time.perf_counter()
     check_results_dir(results)
     typer.echo(f"rebuilding plots and report from {results} ...", err=True)
-    path = build_report(results, out, qc=qc)
+    with recorded(results if out is None else out, "report", options={"qc": qc}) as log:
+        # what the report reads: the folder's tables, study.json, tables.json and qc/
+        read = [p for p in snapshot(results) if _read_by_report(p)]
+        log.add_inputs("results", (Path(results) / p for p in read))
+        path = build_report(results, out, qc=qc)
     size = path.stat().st_size / 1e6
     typer.echo(
         f"report: {path} ({size:.1f} MB), plots in {path.parent / 'plots'}; "

@@ -20,6 +20,8 @@ def run_simulation(
     drift: bool = True,
     force: bool = False,
     workers: int | None = None,
+    outcomes: bool = False,
+    hazard_ratio: float = 0.5,
 ) -> Path:
     """Simulate a study into `out` with a progress bar on stderr; returns the folder."""
     from cytokit.errors import StudyError
@@ -33,6 +35,8 @@ def run_simulation(
             raise StudyError(
                 f"--days {days!r}: give whole days separated by commas, e.g. -7,3,7,14,28"
             ) from None
+    if outcomes:
+        return _simulate_trial(out, seed, patients, events, day_list, hazard_ratio, force, workers)
     design = preset_design(
         preset,
         seed=seed,
@@ -56,6 +60,36 @@ def run_simulation(
     typer.echo(
         f"{total} FCS file(s) of {len(design.patients)} patient(s), "
         f"{design.n_events:,} events each, written to {out} (ground truth in {out / 'truth'})",
+        err=True,
+    )
+    return out
+
+
+def _simulate_trial(out, seed, patients, events, days, hazard_ratio, force, workers) -> Path:
+    """``--outcomes``: an NK trial whose FCS files, treatments.csv and outcomes.csv agree."""
+    from cytokit.simulate import CLINICAL_DAYS, simulate_clinical_study, trial_files
+    from cytokit.simulate.outcomes import OutcomeModel
+
+    model = OutcomeModel(
+        n_patients=patients or 40, seed=1 if seed is None else seed, hazard_ratio=hazard_ratio
+    )
+    days = tuple(days) if days else CLINICAL_DAYS
+    with typer.progressbar(
+        length=trial_files(model, days), label="simulating files", file=sys.stderr, show_pos=True
+    ) as bar:
+        cohort = simulate_clinical_study(
+            out,
+            model,
+            n_events=events or 5_000,
+            days=days,
+            overwrite=force,
+            workers=workers,
+            progress=lambda done, n, name: bar.update(1),
+        )
+    typer.echo(
+        f"{len(cohort.truth)} patient(s) with treatments.csv and outcomes.csv (hazard ratio "
+        f"{cohort.model.hazard_ratio:g} for persisting donor cells) written to {out} "
+        f"(ground truth in {out / 'truth'})",
         err=True,
     )
     return out
@@ -86,6 +120,15 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(
             None, "--workers", min=1, help="Threads per file (files are the same for any number)."
         ),
+        outcomes: bool = typer.Option(
+            False,
+            "--outcomes",
+            help="A trial with treatments.csv and outcomes.csv tied to the FCS files "
+            "(NK arm, strata A/B, 40 patients unless --patients).",
+        ),
+        hazard_ratio: float = typer.Option(
+            0.5, "--hazard-ratio", min=0.01, help="With --outcomes: HR of persisting donor cells."
+        ),
     ) -> None:
         """Write a simulated NK/CIK monitoring study (FCS files, manifest, config, truth)."""
         run_simulation(
@@ -99,4 +142,6 @@ def register(app: typer.Typer) -> None:
             drift=not no_drift,
             force=force,
             workers=workers,
+            outcomes=outcomes,
+            hazard_ratio=hazard_ratio,
         )

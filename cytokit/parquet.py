@@ -81,7 +81,7 @@ def require_pyarrow():
     except ImportError:
         raise CytokitError(
             "Parquet tables need pyarrow, which is not installed: pip install "
-            "'cytokit[parquet]' (or pip install pyarrow), or write CSV tables (--format csv)"
+            "'cytokit-flow[parquet]' (or pip install pyarrow), or write CSV tables (--format csv)"
         ) from None
     return pyarrow
 
@@ -122,14 +122,15 @@ def _column(pa, table: str, name: str, kind: str, series: pd.Series):
     where = f"{table}: column {name!r} ({kind})"
     if kind == "string":
         return pa.array(_text(series), type=pa.string())
-    values = series.to_numpy(dtype=object) if series.dtype.kind not in "iuf" else series.to_numpy()
+    plain = isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf"  # no NA, no text
+    values = series.to_numpy() if plain else series.to_numpy(dtype=object)
     if kind == "bool":
         flags = [None if _absent(v) else v for v in values]
         if not all(f is None or isinstance(f, (bool, np.bool_)) for f in flags):
             bad = next(f for f in flags if f is not None and not isinstance(f, (bool, np.bool_)))
             raise ValueError(f"{where} holds {bad!r}, not true or false")
         return pa.array([None if f is None else bool(f) for f in flags], type=pa.bool_())
-    if series.dtype.kind in "iuf":  # a numeric column: no value is text, test it at once
+    if plain:  # a numpy numeric column: no value is text, test it at once
         numbers = series.to_numpy(dtype=np.float64)
         missing = np.isnan(numbers)
     else:
@@ -149,7 +150,7 @@ def _column(pa, table: str, name: str, kind: str, series: pd.Series):
         bad = present[~(np.isfinite(present) & (present == np.round(present)))][0]
         raise ValueError(f"{where} holds {float(bad)!r}, not an integer")
     ints = np.zeros(len(values), dtype=np.int64)
-    if series.dtype.kind in "iu":  # exact beyond 2**53, where float64 is not
+    if plain and series.dtype.kind in "iu":  # exact beyond 2**53, where float64 is not
         ints = series.to_numpy(dtype=np.int64)
     else:
         ints[~missing] = present.astype(np.int64)

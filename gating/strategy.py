@@ -430,6 +430,13 @@ class GatingStrategy:
         events. Returns `self` when there is nothing to fit. Each gate that
         had to use its fixed fallback gives one `AdaptiveGateWarning` naming
         the sample and the gate.
+
+        The result is a static strategy, the per-sample form of this one:
+        ``fitted.apply(sample)`` gives the counts ``self.apply(sample)`` gives
+        (same `compensation` and `seed`), ``fitted.to_gatingml(path)`` writes
+        it as Gating-ML 2.0, and `cytokit.gating.flowjo.write` writes fitted
+        strategies into a FlowJo workspace (``cytokit export-wsp`` does so for
+        a study, with the study's settings: ``study.gate(sample).strategy``).
         """
         if not self.is_adaptive:
             return self

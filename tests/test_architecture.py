@@ -279,5 +279,13 @@ def test_every_package_is_in_pyproject():
     """A wheel holds exactly the packages pyproject.toml lists: every folder with an __init__."""
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
     tree = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+    # data only (the sample study, shipped for `cytokit demo`): a folder of its own in
+    # package-dir, with package data and not one module
+    dirs = PYPROJECT["tool"]["setuptools"]["package-dir"]
+    data = {
+        pkg for pkg, folder in dirs.items()
+        if (ROOT / folder).is_dir() and not any((ROOT / folder).rglob("*.py"))
+    }  # fmt: skip
+    assert data <= set(PYPROJECT["tool"]["setuptools"]["package-data"]), data
     assert tree - listed == set(), f"missing from [tool.setuptools] packages: {tree - listed}"
-    assert listed - tree == set(), f"listed but not in the tree: {listed - tree}"
+    assert listed - tree - data == set(), f"listed but not in the tree: {listed - tree - data}"

@@ -13,6 +13,7 @@ from report_reading import assert_chimerism_matches
 from study_helpers import make_study
 
 from cytokit.cli.app import run
+from cytokit.engine.runlog import read_runlog
 from cytokit.simulate import preset_design
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -134,6 +135,13 @@ def test_demo_runs_on_sample_data(tmp_path, capsys):
     assert (chim.status == "quantified").any()
     html = (out / "report.html").read_text(encoding="utf-8")
     assert assert_chimerism_matches(html, chim) == 15 * 5
+    # the run is logged as the demo, with the sample study's files as inputs
+    (record,) = read_runlog(out)
+    assert record["command"] == "demo" and record["argv"][1] == "demo"
+    fcs = {i["path"] for i in record["inputs"] if i["role"] == "fcs"}
+    assert fcs == {str(p) for p in (SAMPLE_DATA / "fcs").glob("*.fcs")}
+    assert "report.html" in {o["path"] for o in record["outputs"]}
+    assert run(["verify", str(out)]) == 0
 
 
 def test_analyze_says_when_a_donor_marker_is_unusable(study, tmp_path, capsys):

@@ -208,6 +208,17 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "report unknown option": (args("report", "r", "--bogus"), 2, "--bogus"),
     "simulate --patients 0": (args("simulate", "x", "--patients", "0"), 2, "--patients"),
     "inspect --dataset text": (args("inspect", "a.fcs", "--dataset", "two"), 2, "--dataset"),
+    "export-wsp: not a results folder": (
+        args("export-wsp", "nowhere", "o.wsp"),
+        1,
+        "not an analysis output folder",
+    ),
+    "export-wsp --group-by day": (
+        args("export-wsp", "r", "o.wsp", "--group-by", "day"),
+        1,
+        "group_by='day': use one of patient, tube, none",
+    ),
+    "export-wsp without OUT": (args("export-wsp", "r"), 2, "Missing argument"),
 }
 
 
@@ -348,6 +359,7 @@ COMMANDS = {
          "--force", "--workers"),
         ("--patients", "1", "--events", "300", "--days", "0,7"),
     ),
+    "export-wsp": (("RESULTS", "new.wsp"), ("--group-by", "--study"), ()),
 }  # fmt: skip
 OPTIONS = [*sorted({o for _, opts, _ in COMMANDS.values() for o in opts}), "--help", "-x"]
 TOKENS = st.sampled_from(PATHS + VALUES + tuple(OPTIONS))
@@ -504,4 +516,6 @@ def test_fuzz_damaged_results_folders(damage, study, results, undrawn, capsys):
             if path.exists():
                 _damage(path, how, where, blob)
         argv = ["report", str(root / "RESULTS"), "--out", str(root / "report"), "--no-qc"]
+        check_output(*_run(argv, capsys))
+        argv = ["export-wsp", str(root / "RESULTS"), str(root / "x.wsp")]
         check_output(*_run(argv, capsys))

@@ -224,7 +224,7 @@ def test_outcome_tables_are_written_with_outcomes(with_outcomes):
 
 def test_no_outcomes_no_outcome_tables(analysed, tmp_path):
     plain, _ = analysed
-    assert plain.clinical == {}
+    assert list(plain.clinical) == ["treatments", "dose_response"]  # no outcome table
     assert not any((plain.out / f"{n}.csv").exists() for n in ("survival", "landmark", "doses"))
 
 
@@ -253,3 +253,118 @@ def test_report_has_the_outcomes_section_first(with_outcomes):
     assert section.count("<img") >= 3  # PFS, OS, GVHD curves
     assert "Landmark at day 28 (overall survival): 3 of 3 patients" in section
     assert "Dose escalation" in section
+
+
+def test_results_carry_the_whole_schedule(analysed):
+    from cytokit.clinical import read_treatments, treatments_from_frame
+
+    plain, drugs = analysed
+    frame = drugs.clinical["treatments"]
+    assert len(frame) == 16  # every row: IL-2 courses and the skipped CIK included
+    assert (frame["kind"] == "drug").sum() == 7 and (~frame["given"].astype(bool)).sum() == 1
+    again = cytokit.load_results(drugs.out).clinical["treatments"]
+    keys = ("patient", "day", "product", "kind", "dose", "unit", "dose_level", "given", "end_day")
+    source = read_treatments(drugs.out.parent / "drugs" / "treatments.csv")
+    back = treatments_from_frame(again)
+    assert [tuple(getattr(t, k) for k in keys) for t in back] == [
+        tuple(getattr(t, k) for k in keys) for t in source
+    ]
+    # each cell product's dose against persistence: P02's CIK dose alone (DLI apart)
+    dr = drugs.clinical["dose_response"]
+    cik = dr[(dr["product"] == "CIK") & (dr["population"] == "NK")].iloc[0]
+    assert cik["dose_median"] == 1.8e7 and cik["n_several_products"] == 1
+    assert set(dr["product"]) == {"NK", "DLI", "CIK"}  # never IL-2
+    # infusions.csv is a schedule too: its rows, all given cells
+    legacy = plain.clinical["treatments"]
+    assert len(legacy) == 8 and (legacy["kind"] == "cells").all() and legacy["given"].all()
+
+
+def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, monkeypatch):
+    from cytokit.plots import persistence_figure
+    from cytokit.report import figures
+
+    plain, drugs = analysed
+    jobs = []
+
+    def capture(js, workers):
+        jobs.extend(js)
+        return [[b"png", b"svg"] for _ in js]
+
+    monkeypatch.setattr(figures, "_render_all", capture)
+    figures.write_plots(cytokit.load_results(drugs.out), tmp_path / "d", qc=False)
+    persistence = {j.args[1]: j for j in jobs if j.builder == "persistence_figure"}
+    chimerism = {j.args[1]: j for j in jobs if j.builder == "chimerism_figure"}
+    courses = persistence["P01"].kwargs["courses"]
+    # by hand: IL-2 on days 1, 3, 5, 7, 9 (2 days apart, within 3) is one course 1-9;
+    # P03's IL-2 on days 2 and 16 are two courses; P02 had no drug
+    got = sorted(courses[["patient", "product", "start_day", "end_day"]].itertuples(index=False))
+    assert [tuple(r) for r in got] == [
+        ("P01", "IL-2", 1, 9),
+        ("P03", "IL-2", 2, 2),
+        ("P03", "IL-2", 16, 16),
+    ]
+    assert chimerism["P01"].kwargs["courses"] is courses
+    jobs.clear()
+    figures.write_plots(cytokit.load_results(plain.out), tmp_path / "p", qc=False)
+    assert all(j.kwargs.get("courses") is None for j in jobs if "courses" in j.kwargs)
+    # drawn: each panel of P01 has one band from day 1 to the end of day 9
+    job = persistence["P01"]
+    fig = persistence_figure(*job.args, **job.kwargs)
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.has_data():
+            continue
+        spans = [p.get_x() for p in ax.patches] + [p.get_x() + p.get_width() for p in ax.patches]
+        assert sorted(spans) == [1.0, 10.0], spans
+
+
+def test_the_report_names_the_drug_courses(analysed):
+    from cytokit.report import build_report
+
+    _, drugs = analysed
+    page = build_report(drugs.out, qc=False).read_text()
+    assert "drugs: IL-2 day 1–9" in page
+    assert "drugs: IL-2 day 2; IL-2 day 16" in page
+    assert "shaded: drug courses" in page
+
+
+def test_report_refuses_outcome_tables_of_changed_clinical_files(with_outcomes, capsys):
+    """The report reads the outcome tables analyze wrote (it rebuilds from the results folder
+    alone); a schedule, outcomes file or [outcomes] table changed since is refused."""
+    from cytokit.analysis.outcomes import check_clinical_inputs
+    from cytokit.cli.app import run
+    from cytokit.errors import CytokitError
+    from cytokit.report import build_report
+
+    _, out = with_outcomes
+    study = out.parent / "s"
+    meta = cytokit.load_results(out).study
+    assert meta["clinical_inputs"]["files"]["infusions.csv"] is None
+    check_clinical_inputs(meta, out)  # unchanged: nothing to say
+    edits = [
+        (study / "outcomes.csv", OUTCOMES.replace("P01,CR", "P01,PR"), "outcomes.csv: changed"),
+        (study / "treatments.csv", TREATMENTS + "P03,30,IL-2,drug,1,MIU/m2,,yes\n", "changed"),
+        (study / "study.toml", None, r"\[outcomes\] changed"),
+        (study / "infusions.csv", "patient,day,product,dose_per_kg\n", "infusions.csv: was added"),
+    ]
+    for path, text, message in edits:
+        before = path.read_bytes() if path.exists() else None
+        try:
+            if text is None:
+                path.write_bytes(before + b"\n[outcomes]\nlandmark_day = 21\n")
+            else:
+                path.write_text(text)
+            with pytest.raises(CytokitError, match=message):
+                check_clinical_inputs(meta, out)
+            if path.name == "outcomes.csv":
+                with pytest.raises(CytokitError, match="stale"):
+                    build_report(out, qc=False)
+                assert run(["report", str(out)]) == 1
+                assert "cytokit analyze" in capsys.readouterr().err
+        finally:
+            if before is None:
+                path.unlink()
+            else:
+                path.write_bytes(before)
+    check_clinical_inputs(meta, out)
+    # a results folder whose study is not reachable (moved, archived) is reported as written
+    check_clinical_inputs({**meta, "root": str(out / "no-such-study")}, out)

@@ -92,7 +92,16 @@ def test_landmark_and_response_tables(cohort_tables):
     assert (eligible["group"].astype(int) == eligible["persistent"].astype(int)).all()
     assert pfs["hazard_ratio"] < 1 and pfs["stratified"]
     response = tables.response
-    comparison = response[response["group"] == "responders vs non-responders"]
-    assert set(comparison["measure"]) == {"peak_value", "auc", "last_detectable_day", "detected"}
-    assert (comparison["p_value"] < 0.05).any()  # persistence raises the chance of response
-    assert response["p_value"][response["group"] == "CR"].isna().all()
+    # one row per group: CR, PR, SD, PD, responders, non-responders, then the comparison
+    assert list(response["group"]) == [
+        "CR", "PR", "SD", "PD", "responders", "non-responders", "responders vs non-responders",
+    ]  # fmt: skip
+    comparison = response.iloc[-1]
+    p_values = comparison[["p_peak", "p_auc", "p_last_detectable_day", "p_detected"]]
+    assert (p_values.astype(float) < 0.05).any()  # persistence raises the chance of response
+    assert response.iloc[:-1][["p_peak", "p_detected"]].isna().all().all()
+    # the groups' counts add up: categories to the assessed, responders to their categories
+    by = response.set_index("group")
+    assert by.loc[["CR", "PR", "SD", "PD"], "n"].sum() == comparison["n"]
+    assert by.loc["responders", "n"] == by.loc[["CR", "PR"], "n"].sum()
+    assert (response["n_detected"] + response["n_not_detected"] == response["n"]).all()

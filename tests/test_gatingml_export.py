@@ -118,7 +118,9 @@ def test_adaptive_gate_cannot_be_exported(tmp_path):
     s = G.GatingStrategy([Median(id="hi", dims=(G.Dimension("FSC-A"),))])
     target = tmp_path / "s.xml"
     target.write_text("previous")
-    with pytest.raises(GatingError, match=r"'hi' is adaptive .*apply\(sample\)\.strategy"):
+    with pytest.raises(
+        GatingError, match=r"'hi' is adaptive .*strategy\.fit\(sample\)\.to_gatingml"
+    ):
         s.to_gatingml(target)
     assert target.read_text() == "previous"  # nothing written
 

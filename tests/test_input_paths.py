@@ -12,6 +12,7 @@ fails instead of hanging the suite.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -209,6 +210,10 @@ def test_gate_refuses_a_fifo_and_gates_the_rest(pristine, tmp_path):
         }
     ]
     assert set(pd.read_csv(out / "counts.csv").file) == {str(good)}
+    # the run log lists the FIFO without reading it (no hash), the file with its hash
+    (line,) = (out / "runlog.jsonl").read_text().splitlines()
+    hashes = {i["path"]: i["sha256"] for i in json.loads(line)["inputs"]}
+    assert hashes[str(fifo)] is None and hashes[str(good)] is not None
 
     # a worker hashing the file checks again (a Dask worker may see another file system)
     code = "import sys\nfrom cytokit.engine._workers import hash_job\nprint(hash_job(sys.argv[1]).failure)"

@@ -135,7 +135,9 @@ def _tables(out: Path) -> list[str]:
 @pytest.mark.slow
 def test_sample_study_parquet_equals_csv(sample_both):
     names = _tables(sample_both)
-    assert set(names) == {*TABLES, *CLINICAL_TABLES}
+    listed = {e["name"] for e in json.loads((sample_both / "tables.json").read_text())["files"]}
+    assert {f"{n}.parquet" for n in names} == {n for n in listed if n.endswith(".parquet")}
+    assert set(TABLES) <= set(names) and {"survival", "treatments", "landmark"} <= set(names)
     rows = {
         name: assert_same_table(sample_both / f"{name}.parquet", sample_both / f"{name}.csv")
         for name in names
@@ -146,7 +148,7 @@ def test_sample_study_parquet_equals_csv(sample_both):
 @pytest.mark.slow
 def test_simulated_study_parquet_equals_csv(simulated_both):
     names = _tables(simulated_both)
-    assert set(names) == set(TABLES)
+    assert set(TABLES) <= set(names)  # and the schedule's tables: the simulator writes one
     for name in names:
         assert_same_table(simulated_both / f"{name}.parquet", simulated_both / f"{name}.csv")
     samples = pq.read_table(simulated_both / "samples.parquet")
@@ -163,10 +165,17 @@ def test_schemas_are_the_contracts(sample_both, simulated_both):
     # a table's typed columns are its contract's columns, in order
     for name, columns in TABLES.items():
         assert list(COLUMN_TYPES[name])[: len(columns)] == list(columns), name
+    from cytokit.analysis.dose_response import DOSE_RESPONSE_COLUMNS
     from cytokit.clinical.tables import TABLE_COLUMNS
+    from cytokit.clinical.treatments import treatments_frame
 
+    clinical = {
+        **TABLE_COLUMNS,
+        "dose_response": DOSE_RESPONSE_COLUMNS,
+        "treatments": tuple(treatments_frame([]).columns),
+    }
     for name in CLINICAL_TABLES:
-        assert tuple(COLUMN_TYPES[name]) == tuple(TABLE_COLUMNS[name]), name
+        assert tuple(COLUMN_TYPES[name]) == tuple(clinical[name]), name
     # counts are integers, a failed measurement a null: chimerism's donor values
     chim = pq.read_schema(sample_both / "chimerism.parquet")
     assert chim.field("events").type == pa.int64() and not chim.field("events").nullable
@@ -208,17 +217,18 @@ def test_parquet_only_folder_reads_as_the_csv_one(sample_both, tmp_path, monkeyp
     for name in TABLES:
         a, b = getattr(from_csv, name), getattr(from_parquet, name)
         pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=5e-10, obj=name)
-    for name in CLINICAL_TABLES:
+    assert set(from_csv.clinical) == set(from_parquet.clinical)
+    for name in from_csv.clinical:
         pd.testing.assert_frame_equal(
             from_csv.clinical[name], from_parquet.clinical[name], check_dtype=False, rtol=5e-10
         )
     # without pyarrow such a folder is refused in one line naming the extra
     for name in [m for m in sys.modules if m == "pyarrow" or m.startswith("pyarrow.")]:
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(CytokitError, match=r"need pyarrow.*pip install 'cytokit\[parquet\]'"):
+    with pytest.raises(CytokitError, match=r"need pyarrow.*pip install 'cytokit-flow\[parquet\]'"):
         load_results(only)
     code, err = _cli("report", str(only))
-    assert code == 1 and "cytokit[parquet]" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "cytokit-flow[parquet]" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -239,11 +249,11 @@ def test_missing_pyarrow_is_one_line_naming_the_extra(monkeypatch, tmp_path):
     code, err = _cli("analyze", str(SAMPLE_DATA), "--out", str(tmp_path / "o"), "--format",
                      "parquet")  # fmt: skip
     assert code == 1 and len(err.strip().splitlines()) == 1, err
-    assert "pip install 'cytokit[parquet]'" in err and "--format csv" in err
+    assert "pip install 'cytokit-flow[parquet]'" in err and "--format csv" in err
     assert not (tmp_path / "o").exists()  # refused before anything was read or written
     code, err = _cli("gate", "--study", str(SAMPLE_DATA), "--out", str(tmp_path / "g"),
                      "--format", "both")  # fmt: skip
-    assert code == 1 and "cytokit[parquet]" in err and not (tmp_path / "g").exists()
+    assert code == 1 and "cytokit-flow[parquet]" in err and not (tmp_path / "g").exists()
 
 
 def test_a_bad_format_is_a_usage_error(tmp_path):

@@ -18,7 +18,8 @@ Domain modules
     (cells/µL), `phenotype`, `trends` (persistence, half-life, cohort),
     `marker_check` (is the donor marker usable), `qcdata` (gate geometry and
     subsamples for the report), `invariants` (what every table must satisfy),
-    `tablesjson` (the results folder's index).
+    `tablesjson` (the results folder's index), `flowjo_export` (`export_wsp`: the
+    analysis as a FlowJo 10 workspace).
 
 The names below load on first use.
 """
@@ -30,18 +31,20 @@ from typing import TYPE_CHECKING
 from cytokit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cytokit.analysis.flowjo_export import export_wsp
     from cytokit.analysis.results import Results, load_results
     from cytokit.analysis.run import analyze, make_task, threshold_parent
 
 _LAZY = {
     "Results": ".results",
     "analyze": ".run",
+    "export_wsp": ".flowjo_export",
     "load_results": ".results",
     "make_task": ".run",
     "threshold_parent": ".run",
 }
 
-__all__ = ["Results", "analyze", "load_results", "make_task", "threshold_parent"]
+__all__ = ["Results", "analyze", "export_wsp", "load_results", "make_task", "threshold_parent"]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

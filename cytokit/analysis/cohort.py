@@ -27,7 +27,12 @@ import pandas as pd
 from cytokit._version import __version__
 from cytokit.analysis.invariants import check_results
 from cytokit.analysis.miflowcyt import miflowcyt_table
-from cytokit.analysis.outcomes import outcome_tables
+from cytokit.analysis.outcomes import (
+    clinical_inputs,
+    outcome_tables,
+    product_tables,
+    schedule_tables,
+)
 from cytokit.analysis.per_patient import PatientTables, patient_tables
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import TABLES, Results, conform
@@ -137,7 +142,11 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
     )
     for name, columns in TABLES.items():
         setattr(results, name, conform(getattr(results, name), columns))
-    results.clinical = outcome_tables(study, results.chimerism)
+    results.clinical = {
+        **schedule_tables(study, results.trends),
+        **outcome_tables(study, results.chimerism),
+        **product_tables(study, results.counts),
+    }
     check_results(results)  # a broken invariant is a bug: no table is written
     return results
 
@@ -198,6 +207,7 @@ def _study_meta(study: Study, task: MeasureTask) -> dict:
         },
         "task": task.key,
         "config": study.config,
+        "clinical_inputs": clinical_inputs(study.root, study.config),
     }
 
 

@@ -484,3 +484,27 @@ def _clinical(found: _Found, tables: dict) -> None:
             (dlt > evaluable) | (evaluable > _num(escalation, "n_patients")),
             "n_dlt <= n_evaluable <= n_patients",
         )
+    product = tables.get("product_qc")
+    if product is not None and not product.empty:
+        for name in ("nk_purity", "viability"):
+            est = _num(product, f"{name}_pct")
+            low, high = _num(product, f"{name}_ci_low"), _num(product, f"{name}_ci_high")
+            has = np.isfinite(est)
+            found.rows(
+                "product_qc",
+                product,
+                has & ~((low <= est + 1e-9) & (est <= high + 1e-9) & (low >= 0) & (high <= 100)),
+                f"0 <= {name}_ci_low <= {name}_pct <= {name}_ci_high <= 100",
+            )
+        dose, upper = _num(product, "cd3_per_kg"), _num(product, "cd3_per_kg_upper")
+        found.rows(
+            "product_qc",
+            product,
+            np.isfinite(dose) & ~(upper >= dose * (1 - 1e-12)),
+            "cd3_per_kg_upper must be at least cd3_per_kg",
+        )
+    response = tables.get("response")
+    if response is not None and not response.empty:
+        n = _num(response, "n")
+        parts = _num(response, "n_detected") + _num(response, "n_not_detected")
+        found.rows("response", response, ~_close(parts, n), "n_detected + n_not_detected = n")

@@ -135,16 +135,62 @@ the clustering tables' marker columns (``median_<marker>``, the summary's
     threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
     markers (donor, phenotype, clustering), counting (gate paths), qc
     (min_events, ci), strategy (source, digest), task (the store key),
-    clustering (what was done, or an error), config (study.toml as read).
+    clustering (what was done, or an error), config (study.toml as read),
+    clinical_inputs (``files``: SHA-256 of treatments.csv, infusions.csv and
+    outcomes.csv as analyze read them, null when absent; ``outcomes``: the
+    ``[outcomes]`` table; ``cytokit report`` refuses results whose study
+    folder, when reachable, now differs: `cytokit.analysis.outcomes.
+    check_clinical_inputs`).
+``treatments.csv``
+    Only when the study has a schedule (``treatments.csv`` or ``infusions.csv``):
+    every row of it as read, drugs and skipped infusions included: patient,
+    day, product, kind (``cells`` or ``drug``), dose, unit, dose_level, given
+    (True/False), end_day (`cytokit.clinical.treatments_frame`). The report
+    shades each patient's drug courses (`cytokit.clinical.drug_courses`) on
+    the persistence and chimerism plots from it. ``Results.clinical``
+    holds it.
+``dose_response.csv``
+    With a schedule too: per cell product, population and measure
+    (`cytokit.analysis.dose_response.DOSE_RESPONSE_COLUMNS`): product, unit,
+    population, measure, n_patients (given the product), n_several_products
+    (of them, also given another cell product), dose_median, dose_min,
+    dose_max (that product's total per patient, in its unit),
+    dose_auc_spearman, dose_peak_spearman (Spearman's rank correlation of that
+    dose with AUC and peak, PB series; empty below 3 patients), note.
 ``outcomes_summary.csv``, ``survival.csv``, ``landmark.csv``, ``dose_escalation.csv``, ``response.csv``, ``doses.csv``
     Only when the study has ``outcomes.csv`` (`cytokit.analysis.outcomes`):
     Kaplan-Meier PFS/OS and GVHD cumulative incidence summaries and their
     step tables, the landmark analysis by persistence, the 3+3 dose
-    escalation, response against persistence, doses per patient and product
-    (`cytokit.clinical.tables.TABLE_COLUMNS`). ``Results.clinical`` holds them.
+    escalation, response against persistence (``response.csv``: one row per
+    response category, ``responders``, ``non-responders`` and ``responders
+    vs non-responders``, which alone holds the p-values;
+    `cytokit.clinical.response.RESPONSE_COLUMNS`), doses per patient and
+    product (`cytokit.clinical.tables.TABLE_COLUMNS`). ``Results.clinical``
+    holds them.
+``product_qc.csv``
+    Only when the manifest lists product samples (``sample_type``
+    ``product_pre``, ``product_post`` or ``product``; `cytokit.analysis.outcomes.
+    product_tables`): per infused bag, `cytokit.clinical.product.PRODUCT_QC_COLUMNS`
+    (NK purity, viability, NK recovery and CD3 log10 depletion with 95 %
+    exact intervals, nucleated cells, NK and residual CD3+ cells/kg with the
+    one-sided upper bound, the rare-event limit of the events acquired,
+    release against ``[outcomes.release]``, the treatment's dose level and the
+    patient's acute GVHD grade). Counts from the bag's gating; volume_ml,
+    nucleated_per_ml and weight_kg from its manifest row.
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task
     key, each row with a checksum verified on read (`cytokit.engine.store`).
+``runlog.jsonl``
+    Not written by `write_results`: each finished ``cytokit analyze``,
+    ``gate``, ``report`` and ``demo`` appends one JSON line to it
+    (`cytokit.engine.runlog`, which documents every field): runlog (format
+    version), run_id, command, argv, cwd, exit_code, user, host, started,
+    finished (UTC ISO 8601), versions (cytokit, python, numpy, numba,
+    pandas, matplotlib, platform), settings (sha256 of the resolved settings,
+    task: the store key as in ``study.json``, strategy_digest), inputs (role,
+    path, size, sha256 of each input file), outputs (path relative to the
+    folder, size, sha256 of each file the run wrote), removed, log_seconds.
+    ``cytokit verify`` (`cytokit.engine.verify`) checks a folder against it.
 ``tables.json``
     Written last: name, rows, bytes and SHA-256 of every table above and
     ``study.json`` (`cytokit.analysis.tablesjson`); `load_results` refuses a folder
@@ -318,6 +364,26 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "patient": _S, "day": _I, "file": _S, "miflowcyt": _S, "item": _S, "channel": _S,
         "marker": _S, "value": _S, "source": _S, "status": _S, "note": _S,
     },
+    "treatments": {
+        "patient": _S, "day": _I, "product": _S, "kind": _S, "dose": _F, "unit": _S,
+        "dose_level": _N, "given": "bool", "end_day": _N,
+    },
+    "dose_response": {
+        "product": _S, "unit": _S, "population": _S, "measure": _S, "n_patients": _I,
+        "n_several_products": _I, "dose_median": _F, "dose_min": _F, "dose_max": _F,
+        "dose_auc_spearman": _F, "dose_peak_spearman": _F, "note": _S,
+    },
+    "product_qc": {
+        "patient": _S, "day": _I, "product": _S, "dose_level": _N, "events": _N,
+        "nk_purity_pct": _F, "nk_purity_ci_low": _F, "nk_purity_ci_high": _F,
+        "viability_pct": _F, "viability_ci_low": _F, "viability_ci_high": _F,
+        "nk_recovery_pct": _F, "nk_recovery_ci_low": _F, "nk_recovery_ci_high": _F,
+        "cd3_log_depletion": _F, "cd3_log_depletion_ci_low": _F,
+        "cd3_log_depletion_ci_high": _F, "nucleated_cells": _F, "nk_per_kg": _F,
+        "cd3_per_kg": _F, "cd3_per_kg_upper": _F, "cd3_pct": _F, "cd3_pct_upper": _F,
+        "cd3_pct_limit": _F, "cd3_per_kg_limit": _F, "release": _S, "release_note": _S,
+        "agvhd_max_grade": _N, "note": _S,
+    },
     "outcomes_summary": {
         "section": _S, "group_by": _S, "group": _S, "n": _I, "events": _N,
         "median_days": _F, "median_ci_low": _F, "median_ci_high": _F, "horizon_day": _N,
@@ -336,17 +402,20 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "hr_p": _F, "logrank_chi2": _F, "logrank_p": _F, "stratified": "bool", "note": _S,
     },
     "dose_escalation": {
-        "product": _S, "dose_level": _S, "dose": _F, "unit": _S, "n_patients": _I,
+        "product": _S, "dose_level": _N, "dose": _F, "unit": _S, "n_patients": _I,
         "n_evaluable": _I, "n_dlt": _I, "dlt_rate": _F, "dlt_patients": _S, "decision": _S,
         "mtd": _S, "note": _S,
     },
     "response": {
-        "measure": _S, "group": _S, "n": _I, "n_detected": _N, "median": _F, "q1": _F,
-        "q3": _F, "test": _S, "statistic": _F, "p_value": _F, "note": _S,
+        "group": _S, "n": _I, "n_detected": _N, "n_not_detected": _N, "peak_median": _F,
+        "peak_q1": _F, "peak_q3": _F, "auc_median": _F, "auc_q1": _F, "auc_q3": _F,
+        "last_detectable_day_median": _F, "last_detectable_day_q1": _F,
+        "last_detectable_day_q3": _F, "p_peak": _F, "p_auc": _F, "p_last_detectable_day": _F,
+        "p_detected": _F, "test": _S, "note": _S,
     },
     "doses": {
         "patient": _S, "product": _S, "kind": _S, "unit": _S, "n_given": _I, "n_skipped": _I,
-        "total_dose": _F, "first_day": _N, "last_day": _N, "max_dose_level": _S, "note": _S,
+        "total_dose": _F, "first_day": _N, "last_day": _N, "max_dose_level": _N, "note": _S,
     },
 }  # fmt: skip
 #: Tables whose columns beyond `COLUMN_TYPES` (one per clustering marker) are float64.
@@ -370,9 +439,11 @@ def column_types(name: str, columns) -> dict[str, str]:
     return out
 
 
-#: Tables written only when the study has outcomes.csv (`cytokit.analysis.outcomes`).
+#: Tables written only when the study has a schedule (treatments) or outcomes.csv
+#: (the others; `cytokit.analysis.outcomes`).
 CLINICAL_TABLES = (
-    "outcomes_summary", "survival", "landmark", "dose_escalation", "response", "doses",
+    "treatments", "dose_response", "outcomes_summary", "survival", "landmark", "dose_escalation",
+    "response", "doses", "product_qc",
 )  # fmt: skip
 
 
@@ -389,8 +460,9 @@ class Results:
     out : Path or None
         The folder the results were written to.
     clinical : dict of str to DataFrame
-        The outcome tables (`CLINICAL_TABLES`), only when the study has
-        ``outcomes.csv``; empty otherwise.
+        The clinical tables (`CLINICAL_TABLES`): ``treatments`` when the study
+        has a schedule, the outcome tables when it has ``outcomes.csv``;
+        empty otherwise.
     """
 
     study: dict = field(default_factory=dict)

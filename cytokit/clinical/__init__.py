@@ -86,6 +86,7 @@ from cytokit.clinical.treatments import (
     read_treatments,
     segment_days,
     treatments_frame,
+    treatments_from_frame,
 )
 
 __all__ = [
@@ -132,4 +133,5 @@ __all__ = [
     "summarise_curve",
     "three_plus_three",
     "treatments_frame",
+    "treatments_from_frame",
 ]

@@ -29,11 +29,17 @@ from cytokit.clinical.outcomes import Outcome
 
 __all__ = ["RESPONSE_COLUMNS", "persistence_by_response", "response_vs_persistence"]
 
+#: One row per group: the response categories, responders, non-responders, then the
+#: comparison of the last two (its p-values; the groups' rows leave them empty).
 RESPONSE_COLUMNS = (
-    "measure", "group", "n", "n_detected", "median", "q1", "q3", "test", "statistic",
-    "p_value", "note",
+    "group", "n", "n_detected", "n_not_detected", "peak_median", "peak_q1", "peak_q3",
+    "auc_median", "auc_q1", "auc_q3", "last_detectable_day_median", "last_detectable_day_q1",
+    "last_detectable_day_q3", "p_peak", "p_auc", "p_last_detectable_day", "p_detected", "test",
+    "note",
 )  # fmt: skip
 MEASURES = ("peak_value", "auc", "last_detectable_day")
+#: Column prefix of each measure.
+PREFIX = {"peak_value": "peak", "auc": "auc", "last_detectable_day": "last_detectable_day"}
 COMPARISON = "responders vs non-responders"
 #: Largest group for the exact Mann-Whitney distribution.
 EXACT_MAX = 50
@@ -60,30 +66,22 @@ def response_vs_persistence(
     Returns
     -------
     DataFrame
-        `RESPONSE_COLUMNS`: per measure (``peak_value``, ``auc``,
-        ``last_detectable_day``, ``detected``), a row per category, one for
-        responders and non-responders each, and one (group
-        ``responders vs non-responders``) with the test.
+        `RESPONSE_COLUMNS`, one row per group: each category, ``responders``
+        and ``non-responders`` (patients, those with donor cells detected and
+        not, median and quartiles of peak, AUC and last detectable day), then
+        ``responders vs non-responders`` with a p-value per measure (empty
+        and the note saying why when a group is too small).
     """
     table = persistence_by_response(outcomes, points, responders=responders)
     unsampled = sum(o.response is not None for o in outcomes) - len(table)
-    rows: list[dict] = []
     groups = [(c, table["response"] == c) for c in categories]
     groups += [("responders", table["responder"]), ("non-responders", ~table["responder"])]
-    for measure in (*MEASURES, "detected"):
-        for name, sel in groups:
-            rows.append(_describe(measure, name, table[sel]))
-        rows.append(
-            _compare(measure, table[table["responder"]], table[~table["responder"]], min_group)
-        )
-    frame = pd.DataFrame(rows, columns=list(RESPONSE_COLUMNS))
+    rows = [_describe(name, table[sel]) for name, sel in groups]
+    rows.append(_compare(table[table["responder"]], table[~table["responder"]], min_group))
     if unsampled:
         note = f"{unsampled} assessed patient(s) without a sample by their response day"
-        frame.loc[frame["group"] == COMPARISON, "note"] = [
-            "; ".join(n for n in (old, note) if n)
-            for old in frame.loc[frame["group"] == COMPARISON, "note"]
-        ]
-    return frame
+        rows[-1]["note"] = "; ".join(n for n in (rows[-1]["note"], note) if n)
+    return pd.DataFrame(rows, columns=list(RESPONSE_COLUMNS))
 
 
 def persistence_by_response(
@@ -110,61 +108,63 @@ def _values(measure: str, group: pd.DataFrame) -> np.ndarray:
     return v[np.isfinite(v)]
 
 
-def _describe(measure: str, name: str, group: pd.DataFrame) -> dict:
-    row = {
-        "measure": measure,
-        "group": name,
-        "n": len(group),
-        "n_detected": int(group["detected"].sum()) if len(group) else 0,
-        "median": math.nan,
-        "q1": math.nan,
-        "q3": math.nan,
-        "test": "",
-        "statistic": math.nan,
-        "p_value": math.nan,
-        "note": "",
-    }
-    if measure == "detected":
-        return row
-    v = _values(measure, group)
-    if v.size:
-        row["q1"], row["median"], row["q3"] = (float(x) for x in np.percentile(v, [25, 50, 75]))
-    if measure == "last_detectable_day" and v.size < len(group):
-        row["note"] = f"{len(group) - v.size} patient(s) never detected, left out"
+def _describe(name: str, group: pd.DataFrame) -> dict:
+    row: dict = {c: math.nan for c in RESPONSE_COLUMNS}
+    detected = int(group["detected"].sum()) if len(group) else 0
+    row.update(group=name, n=len(group), n_detected=detected, n_not_detected=len(group) - detected)
+    row.update(test="", note="")
+    for measure in MEASURES:
+        v = _values(measure, group)
+        if v.size:
+            q1, median, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))
+            prefix = PREFIX[measure]
+            row.update({f"{prefix}_median": median, f"{prefix}_q1": q1, f"{prefix}_q3": q3})
+    never = len(group) - _values("last_detectable_day", group).size
+    if never:
+        row["note"] = f"last detectable day of the {never} never detected left out"
     return row
 
 
-def _compare(measure: str, yes: pd.DataFrame, no: pd.DataFrame, min_group: int) -> dict:
+def _compare(yes: pd.DataFrame, no: pd.DataFrame, min_group: int) -> dict:
+    """The comparison row: Mann-Whitney U per measure, Fisher's exact test of detection."""
     from scipy import stats
 
-    row = _describe(measure, COMPARISON, pd.concat([yes, no]))
-    row.update(median=math.nan, q1=math.nan, q3=math.nan, note="")
-    if measure == "detected":
-        a, b = int(yes["detected"].sum()), int(no["detected"].sum())
-        n_yes, n_no = len(yes), len(no)
-    else:
-        a_values, b_values = _values(measure, yes), _values(measure, no)
-        n_yes, n_no = a_values.size, b_values.size
-    if n_yes < min_group or n_no < min_group:
-        row["note"] = (
-            f"too few patients to test: {n_yes} responders vs {n_no} non-responders "
-            f"(need {min_group} per group)"
-        )
-        return row
-    if measure == "detected":
-        table = [[a, n_yes - a], [b, n_no - b]]
-        odds, p = stats.fisher_exact(table)
-        row.update(test="Fisher's exact test", statistic=float(odds), p_value=float(p))
-        row["note"] = "statistic: odds ratio of detection, responders vs non-responders"
-    else:
-        pooled = np.concatenate([a_values, b_values])
-        exact = np.unique(pooled).size == pooled.size and max(n_yes, n_no) <= EXACT_MAX
-        result = stats.mannwhitneyu(
-            a_values, b_values, alternative="two-sided", method="exact" if exact else "asymptotic"
-        )
+    row = _describe(COMPARISON, pd.concat([yes, no]))
+    for measure in MEASURES:
+        prefix = PREFIX[measure]
         row.update(
-            test="Mann-Whitney U" + (" (exact)" if exact else " (normal approximation)"),
-            statistic=float(result.statistic),
-            p_value=float(result.pvalue),
+            {f"{prefix}_median": math.nan, f"{prefix}_q1": math.nan, f"{prefix}_q3": math.nan}
         )
+    tests, notes = [], []
+    for measure in MEASURES:
+        a, b = _values(measure, yes), _values(measure, no)
+        if a.size < min_group or b.size < min_group:
+            notes.append(
+                f"{PREFIX[measure]}: too few patients to test ({a.size} responders vs "
+                f"{b.size} non-responders, need {min_group} per group)"
+            )
+            continue
+        pooled = np.concatenate([a, b])
+        exact = np.unique(pooled).size == pooled.size and max(a.size, b.size) <= EXACT_MAX
+        result = stats.mannwhitneyu(
+            a, b, alternative="two-sided", method="exact" if exact else "asymptotic"
+        )
+        row[f"p_{PREFIX[measure]}"] = float(result.pvalue)
+        tests.append(
+            f"{PREFIX[measure]}: Mann-Whitney U = {float(result.statistic):g}"
+            + (" (exact)" if exact else " (normal approximation)")
+        )
+    n_yes, n_no = len(yes), len(no)
+    if n_yes < min_group or n_no < min_group:
+        notes.append(
+            f"detected: too few patients to test ({n_yes} responders vs {n_no} "
+            f"non-responders, need {min_group} per group)"
+        )
+    else:
+        a, b = int(yes["detected"].sum()), int(no["detected"].sum())
+        odds, p = stats.fisher_exact([[a, n_yes - a], [b, n_no - b]])
+        row["p_detected"] = float(p)
+        tests.append(f"detected: Fisher's exact test, odds ratio {float(odds):.3g}")
+    row["test"] = "; ".join(tests)
+    row["note"] = "; ".join(notes)
     return row

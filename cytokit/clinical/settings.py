@@ -25,6 +25,13 @@ key                        meaning (default)
                            ``min_cd3_log_depletion``, ``max_cd3_per_kg``;
                            ``level``: one-sided confidence of the bounds judged
                            (0.95)
+``product_events``,        product QC of ``product_pre``/``product_post`` files:
+``product_live``           gate paths of the nucleated-cell events and of the
+                           live cells among them (empty: the NK population's
+                           parent gate is ``live``, its parent ``events``)
+``product_nk``             the population counted as NK cells (``"NK"``)
+``product_cd3``            the populations that together are the CD3+ cells
+                           (``["CIK", "T"]``: CD3+CD56+ and CD3+CD56−)
 =========================  =======================================================
 """
 
@@ -55,6 +62,10 @@ _KEYS = {
     "escalation",
     "min_group",
     "release",
+    "product_events",
+    "product_live",
+    "product_nk",
+    "product_cd3",
 }
 _LIMITS = {
     "min_nk_purity_pct": (0.0, 100.0),
@@ -102,6 +113,10 @@ class OutcomesSettings:
     escalation: str = "3+3"
     min_group: int = 3
     release: ReleaseLimits = field(default_factory=ReleaseLimits)
+    product_events: str = ""
+    product_live: str = ""
+    product_nk: str = "NK"
+    product_cd3: tuple[str, ...] = ("CIK", "T")
 
     @classmethod
     def parse(
@@ -163,6 +178,16 @@ class OutcomesSettings:
                     problems.append(
                         f"{at} {key} = {mapping[key]!r} must be one of {', '.join(allowed)}"
                     )
+        for key in ("product_events", "product_live", "product_nk"):
+            if key in mapping:
+                if isinstance(mapping[key], str) and (mapping[key].strip() or key != "product_nk"):
+                    kw[key] = mapping[key].strip()
+                else:
+                    problems.append(f"{at} {key} = {mapping[key]!r} must be a gate path or name")
+        if "product_cd3" in mapping:
+            value = _names(mapping["product_cd3"], f"{at} product_cd3", problems)
+            if value is not None:
+                kw["product_cd3"] = value
         if "population" in mapping:
             if isinstance(mapping["population"], str):
                 kw["population"] = mapping["population"].strip()

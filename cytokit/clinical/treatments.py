@@ -57,6 +57,7 @@ __all__ = [
     "read_treatments",
     "segment_days",
     "treatments_frame",
+    "treatments_from_frame",
 ]
 
 KINDS = ("cells", "drug")
@@ -293,6 +294,42 @@ def treatments_frame(treatments: Sequence[Treatment]) -> pd.DataFrame:
         ],
         columns=columns,
     ).astype({"dose_level": "Int64", "end_day": "Int64"})
+
+
+def treatments_from_frame(frame: pd.DataFrame) -> list[Treatment]:
+    """The rows of a `treatments_frame` (e.g. a results folder's ``treatments.csv``) back.
+
+    Inverse of `treatments_frame` for the columns it writes (``line`` is the
+    row's position from 1, ``metadata`` is empty). A missing ``kind`` is
+    ``cells`` and a missing ``given`` is ``yes``, as in ``treatments.csv``.
+    """
+    out: list[Treatment] = []
+    if frame is None or frame.empty:
+        return out
+
+    def _opt_int(value) -> int | None:
+        return None if value is None or pd.isna(value) else int(value)
+
+    for line, row in enumerate(frame.to_dict("records"), start=1):
+        dose = row.get("dose")
+        given = row.get("given", True)
+        if isinstance(given, str):
+            given = _YES.get(given.strip().lower() or "yes", True)
+        out.append(
+            Treatment(
+                patient=str(row["patient"]),
+                day=int(row["day"]),
+                product=str(row["product"]),
+                kind="cells" if pd.isna(row.get("kind", "cells")) else str(row.get("kind")),
+                dose=None if dose is None or pd.isna(dose) else float(dose),
+                unit="" if pd.isna(row.get("unit", "")) else str(row.get("unit", "")),
+                dose_level=_opt_int(row.get("dose_level")),
+                given=True if given is None or pd.isna(given) else bool(given),
+                end_day=_opt_int(row.get("end_day")),
+                line=line,
+            )
+        )
+    return out
 
 
 def segment_days(

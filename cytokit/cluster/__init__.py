@@ -19,10 +19,28 @@ pipeline (pandas), plots and report (matplotlib) load on first use, so
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from cytokit.cluster.flowsom import ClusteringError, FlowSOM, grid_distances, grid_positions
 from cytokit.cluster.medians import histogram_medians
 from cytokit.cluster.prepare import LOGICLE, is_scatter, transformed_events
+
+if TYPE_CHECKING:  # pragma: no cover  (for type checkers and the API reference; loaded lazily)
+    from cytokit.cluster.plots import (
+        abundance_figure,
+        heatmap_figure,
+        plot_abundance,
+        plot_heatmap,
+        save_figure,
+    )
+    from cytokit.cluster.report import report_section, write_cluster_outputs
+    from cytokit.cluster.study import (
+        ORIGINS,
+        ClusteringSettings,
+        ClusterInput,
+        ClusterResult,
+        cluster_study,
+    )
 
 _LAZY = {
     "ORIGINS": "study",

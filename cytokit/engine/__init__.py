@@ -12,6 +12,11 @@
     How a task's payload (tables, arrays, JSON values) is stored as bytes.
 `cytokit.engine.hashing`
     Content hashes, stat stamps and row checksums.
+`cytokit.engine.runlog`
+    ``runlog.jsonl``: one line per command run into a folder (who, when, the
+    command, versions, hashes of every input and output).
+`cytokit.engine.verify`
+    ``cytokit verify``: re-hash a logged run's files and say what changed; run it again.
 `cytokit.engine.gate_files`
     The simplest task and its tables: ``cytokit gate``, a strategy applied
     to each file, per-gate counts and statistics.

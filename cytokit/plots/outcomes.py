@@ -35,7 +35,13 @@ from matplotlib.transforms import blended_transform_factory
 from cytokit.errors import CytokitError
 from cytokit.plots._figure import finite, log_axis, new_figure, plain
 
-__all__ = ["at_risk_table", "mark_drug_courses", "response_figure", "survival_figure"]
+__all__ = [
+    "COURSE_COLOUR",
+    "at_risk_table",
+    "mark_drug_courses",
+    "response_figure",
+    "survival_figure",
+]
 
 _TITLES = {
     "pfs": "Progression-free survival",
@@ -252,7 +258,11 @@ def _spread(n: int) -> np.ndarray:
     return (np.arange(n) / (n - 1) - 0.5) * min(0.5, 0.05 * n)
 
 
-def mark_drug_courses(ax, courses: pd.DataFrame, *, colour: str = "#e6a23c") -> None:
+#: Colour of the shaded drug courses (`mark_drug_courses`).
+COURSE_COLOUR = "#e6a23c"
+
+
+def mark_drug_courses(ax, courses: pd.DataFrame, *, colour: str = COURSE_COLOUR) -> None:
     """Shade each drug course of one patient on `ax`, labelled at the top.
 
     Parameters

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from cytokit.analysis.chimerism import DETECTION_EVENTS, MARKER_FAILED
@@ -59,7 +60,7 @@ from cytokit.plots._figure import (
     mark_infusions,
     plain,
 )
-from cytokit.plots.outcomes import mark_drug_courses
+from cytokit.plots.outcomes import COURSE_COLOUR, mark_drug_courses
 
 __all__ = [
     "MEASURES",
@@ -269,6 +270,13 @@ def _half_life_text(trends: pd.DataFrame | None, patient, population, measure) -
     return "t½ not estimable"
 
 
+def _course_handles(courses: pd.DataFrame | None) -> list:
+    """A legend entry for the shaded drug courses, when the patient has any."""
+    if courses is None or courses.empty:
+        return []
+    return [Patch(facecolor=COURSE_COLOUR, alpha=0.18, lw=0, label="drug course")]
+
+
 def _status_handles(
     with_loq: bool, extra: Sequence[Line2D] = (), failed: bool = False, too_few: bool = False
 ) -> list[Line2D]:
@@ -402,6 +410,7 @@ def persistence_figure(
     extra = []
     if len(types) > 1:
         extra = [Line2D([], [], color=colours[t], lw=1.3, label=plain(t)) for t in types]
+    extra += _course_handles(drugs)
     handles = _status_handles(
         bool(pts["loq"].notna().any()) if len(pts) else False,
         extra,
@@ -476,7 +485,8 @@ def chimerism_figure(
         )
     failed = bool((pts["status"] == MARKER_FAILED).any()) if len(pts) else False
     few = bool(pts["too_few"].any()) if len(pts) else False
-    fig.legend(handles=_status_handles(False, failed=failed, too_few=few), fontsize=7,
+    extra = _course_handles(_patient_rows(courses, patient))
+    fig.legend(handles=_status_handles(False, extra, failed=failed, too_few=few), fontsize=7,
                frameon=False, **_BELOW)  # fmt: skip
     _suptitle(fig, plain(title or f"{patient}: donor chimerism"))
     return fig

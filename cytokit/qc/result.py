@@ -36,8 +36,10 @@ __all__ = [
     "reason_names",
 ]
 
-#: Reason bits of `AcquisitionQC.reasons`.
-RATE, SIGNAL, MARGIN = 1, 2, 4
+# Reason bits of `AcquisitionQC.reasons` (one name a line: the API reference documents each)
+RATE = 1  #: Reason bit: removed by the flow-rate check.
+SIGNAL = 2  #: Reason bit: removed by the signal-stability check.
+MARGIN = 4  #: Reason bit: a margin event (at a detector's limit).
 #: Reason name → bit, in report order.
 REASONS = {"rate": RATE, "signal": SIGNAL, "margin": MARGIN}
 VERDICTS = ("pass", "warn", "fail")

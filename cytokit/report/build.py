@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cytokit._io import atomic_write_text
 from cytokit._outdir import output_folder
+from cytokit.analysis.outcomes import check_clinical_inputs
 from cytokit.analysis.results import Results, load_results
 from cytokit.errors import CytokitError
 from cytokit.parquet import require_pyarrow
@@ -109,6 +110,7 @@ def build_report(
         raise CytokitError(
             "these results were not written to a folder; give out_dir= to build_report"
         )
+    check_clinical_inputs(results.study, results.out)
     output_folder(out, files=("report.html",), folders=("plots", "plots/qc"))
     plots = write_plots(results, out, formats=formats, qc=qc)
     page = report_html(results, plots)

@@ -2,7 +2,7 @@
 
 Shared by the plot jobs (`cytokit.report.figures`) and the page
 (`cytokit.report.page`): the patients and populations in the study's order,
-the minimum donor events, the clustering tables, and `ReportPlots`, the
+the minimum donor events, the clustering tables, the drug courses, and `ReportPlots`, the
 rendered figures the page embeds.
 """
 
@@ -18,6 +18,7 @@ from cytokit.analysis.results import Results
 __all__ = [
     "ReportPlots",
     "cluster_markers",
+    "drug_courses_of",
     "min_events_of",
     "patients_of",
     "populations_of",
@@ -94,3 +95,18 @@ def read_cluster_tables(results: Results) -> tuple[pd.DataFrame, pd.DataFrame, p
         return frame if isinstance(frame, pd.DataFrame) else pd.DataFrame()
 
     return get("clusters"), get("cluster_summary"), get("cluster_matching")
+
+
+def drug_courses_of(results: Results) -> pd.DataFrame | None:
+    """The drug courses of the results' schedule (``treatments.csv``), or None without one.
+
+    Courses as `cytokit.clinical.drug_courses` joins them (IL-2 every other day
+    is one course), shaded on each patient's persistence and chimerism plots.
+    """
+    frame = results.clinical.get("treatments")
+    if frame is None or frame.empty:
+        return None
+    from cytokit.clinical.treatments import drug_courses, treatments_from_frame
+
+    courses = drug_courses(treatments_from_frame(frame))
+    return courses if len(courses) else None

@@ -26,6 +26,7 @@ from cytokit.analysis.results import Results
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
+    drug_courses_of,
     min_events_of,
     patients_of,
     populations_of,
@@ -183,7 +184,8 @@ def _cohort_jobs(results: Results, folder: Path, formats, got: ReportPlots, job)
 
 
 def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
-    """Per patient: persistence over time and chimerism per population."""
+    """Per patient: persistence over time and chimerism per population, drug courses shaded."""
+    courses = drug_courses_of(results)
     me = min_events_of(results)
     pops = populations_of(results)
     chim, samples, infusions, trends = (
@@ -203,6 +205,7 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
             "samples": samples,
             "infusions": infusions,
             "trends": trends,
+            "courses": courses,
             "min_events": me,
             "populations": pops,
         }
@@ -218,7 +221,7 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
         job(
             "chimerism_figure",
             (rows, pid),
-            {"infusions": infusions, "populations": pops},
+            {"infusions": infusions, "courses": courses, "populations": pops},
             folder / f"{stem}_chimerism",
             formats,
             functools.partial(got.chimerism.__setitem__, pid),

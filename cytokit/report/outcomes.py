@@ -88,7 +88,7 @@ def landmark_sentence(row) -> str:
 def outcomes_section(results: Results) -> str:
     """The Outcomes section's HTML, or "" when the results have no outcome tables."""
     tables = results.clinical
-    if not tables:
+    if "outcomes_summary" not in tables:  # a schedule alone (treatments) has no outcomes
         return ""
     parts = ['<section id="outcomes">', "<h2>Outcomes</h2>"]
     survival = tables.get("survival", pd.DataFrame())
@@ -112,7 +112,9 @@ def outcomes_section(results: Results) -> str:
         parts.append(table(cols, _cells(escalation, cols)))
     response = tables.get("response", pd.DataFrame())
     if nonempty(response):
-        cols = ["measure", "group", "n", "median", "q1", "q3", "test", "p_value", "note"]
+        cols = ["group", "n", "n_detected", "n_not_detected", "peak_median", "auc_median"]
+        cols += ["last_detectable_day_median", "p_peak", "p_auc", "p_last_detectable_day"]
+        cols += ["p_detected", "test", "note"]
         parts.append("<h3>Response against persistence</h3>")
         parts.append(table(cols, _cells(response, cols)))
     parts.append("</section>")

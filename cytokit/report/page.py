@@ -32,6 +32,7 @@ from cytokit.report.acquisition import acquisition_section
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
+    drug_courses_of,
     min_events_of,
     patients_of,
     populations_of,
@@ -278,6 +279,20 @@ def _patient(results: Results, plots: ReportPlots, pid: str, index: int, pops: l
                 for _, r in inf.iterrows()
             )
         )
+    courses = patient_rows(drug_courses_of(results), pid)
+    if not courses.empty:
+        facts.append(
+            "drugs: "
+            + "; ".join(
+                f"{esc(r.get('product'))} day {day_text(r.get('start_day'))}"
+                + (
+                    f"–{day_text(r.get('end_day'))}"
+                    if r.get("end_day") != r.get("start_day")
+                    else ""
+                )
+                for _, r in courses.iterrows()
+            )
+        )
     if facts:
         parts.append(f'<p class="meta">{" · ".join(facts)}</p>')
     flags = _flags(results, pid, me)
@@ -291,7 +306,9 @@ def _patient(results: Results, plots: ReportPlots, pid: str, index: int, pops: l
             plots.persistence.get(pid),
             f"{pid}: {MEASURES[measure]} by population (log scale; 95 % intervals; dashed: "
             "limit of quantification; open triangles: not detected, drawn at the limit of "
-            "detection; dotted: infusions).",
+            "detection; dotted: infusions"
+            + ("; shaded: drug courses" if not courses.empty else "")
+            + ").",
         )
     )
     parts.append(figure(plots.chimerism.get(pid), f"{pid}: donor chimerism with 95 % intervals."))

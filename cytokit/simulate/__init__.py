@@ -17,6 +17,13 @@ Typical use::
 
 from __future__ import annotations
 
+from cytokit.simulate.clinical_study import (
+    CLINICAL_DAYS,
+    clinical_design,
+    simulate_clinical_study,
+    tied_model,
+    trial_files,
+)
 from cytokit.simulate.design import (
     DEFAULT_DAYS,
     PRODUCTS,
@@ -73,6 +80,7 @@ __all__ = [
     "BLOCK_EVENTS",
     "CELL_LABELS",
     "CHANNEL_NAMES",
+    "CLINICAL_DAYS",
     "DEFAULT_DAYS",
     "DEFAULT_STRATEGY",
     "DETECTORS",
@@ -92,6 +100,7 @@ __all__ = [
     "TruthArrays",
     "benchmark_file",
     "benchmark_study_design",
+    "clinical_design",
     "default_infusions",
     "default_workers",
     "generate_events",
@@ -106,7 +115,10 @@ __all__ = [
     "sample_parameters",
     "sample_study_design",
     "save_truth",
+    "simulate_clinical_study",
     "simulate_sample",
     "simulate_study",
     "study_toml",
+    "tied_model",
+    "trial_files",
 ]

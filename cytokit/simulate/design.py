@@ -144,6 +144,12 @@ class PatientSpec:
     days : tuple of int
         Sampling days. Empty: the study's `StudyDesign.days`, else the arm's
         `DEFAULT_DAYS`.
+    persists : bool
+        False: the infused donor cells are rejected before the first sample
+        after an infusion (no donor cell in any sample; the outcome
+        simulator's non-persisting patients, `cytokit.simulate.clinical_study`).
+    stratum : str
+        The manifest's ``stratum`` (empty: the arm).
     """
 
     id: str
@@ -151,6 +157,8 @@ class PatientSpec:
     donor_is: str = "positive"
     infusions: tuple[Dose, ...] = ()
     days: tuple[int, ...] = ()
+    persists: bool = True
+    stratum: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID.match(self.id):

@@ -246,13 +246,13 @@ class PatientModel:
 
     def donor_per_ul(self, label: str, t) -> np.ndarray:
         """True donor cells/µL of `label` at days `t` (0 for labels no product contains)."""
-        if label not in LINEAGES:
+        if label not in LINEAGES or not self.spec.persists:
             return np.zeros(np.shape(t))
         return persistence_curve(t, self.infused(label), self.kinetics[LINEAGES[label]])
 
     def peak(self, label: str) -> tuple[float, float]:
         """(day, donor cells/µL) of the donor peak of `label`."""
-        if label not in LINEAGES:
+        if label not in LINEAGES or not self.spec.persists:
             return float("nan"), 0.0
         return population_peak(self.infused(label), self.kinetics[LINEAGES[label]])
 

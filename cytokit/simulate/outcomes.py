@@ -11,7 +11,7 @@ The model
   (induction failure or persistent disease), half each; arm NK (one NK
   infusion on day 0, CD3−CD56+ cells/kg, then IL-2 every other day from day 1,
   six doses) or CIK (DLI on days 0 and 21, then CIK at dose levels 1, 2, 3 on
-  days 42, 63, 84; CD3+ cells/kg), alternating.
+  days 42, 63, 84; CD3+ cells/kg), taken in turn from ``arms`` (both, alternating).
 * **Persistence.** Donor cells of a patient persist with probability
   ``p_persist``: they become detectable at a day drawn uniformly from
   ``detection_days`` (by the landmark, day 28), then cells/µL decay from a
@@ -116,6 +116,7 @@ class OutcomeModel:
     response_other: tuple[float, float, float] = (0.2, 0.3, 0.5)
     accrual_days: int = 730
     min_followup_days: int = 365
+    arms: tuple[str, ...] = ("NK", "CIK")
 
     def __post_init__(self) -> None:
         if not (isinstance(self.n_patients, int) and self.n_patients >= 1):
@@ -124,6 +125,8 @@ class OutcomeModel:
             raise StudyError(f"hazard_ratio={self.hazard_ratio!r} must be a positive number")
         if not 0 <= self.p_persist <= 1:
             raise StudyError(f"p_persist={self.p_persist!r} must be a probability in [0, 1]")
+        if not self.arms or any(a not in ("NK", "CIK") for a in self.arms):
+            raise StudyError(f"arms={self.arms!r} must name 'NK' and/or 'CIK' (taken in turn)")
         lo, hi = self.detection_days
         if not 0 < lo <= hi:
             raise StudyError(f"detection_days={self.detection_days!r} must be 0 < first <= last")
@@ -205,7 +208,7 @@ def simulate_cohort(model: OutcomeModel | None = None) -> OutcomeCohort:
     for i in range(model.n_patients):
         patient = f"P{i + 1:0{max(width, 2)}d}"
         stratum = "A" if rng.random() < 0.5 else "B"
-        arm = ("NK", "CIK")[i % 2]
+        arm = model.arms[i % len(model.arms)]
         strata[patient] = stratum
         followup = analysis_day - rng.uniform(0, model.accrual_days)
         persistent = bool(rng.random() < model.p_persist)
@@ -461,8 +464,13 @@ def simulate_bags(
     return pd.DataFrame(samples), pd.DataFrame(truth)
 
 
-def write_cohort(folder: str | Path, cohort: OutcomeCohort) -> dict[str, Path]:
+def write_cohort(
+    folder: str | Path, cohort: OutcomeCohort, *, persistence: bool = True
+) -> dict[str, Path]:
     """Write ``treatments.csv``, ``outcomes.csv``, ``persistence.csv`` and ``truth/outcomes*``.
+
+    ``persistence=False`` leaves ``persistence.csv`` out (a study whose FCS
+    files are the persistence, `cytokit.simulate.clinical_study`).
 
     Returns
     -------
@@ -476,7 +484,7 @@ def write_cohort(folder: str | Path, cohort: OutcomeCohort) -> dict[str, Path]:
     for name, frame, cols in (
         ("treatments.csv", cohort.treatments, t_cols),
         ("outcomes.csv", cohort.outcomes, o_cols),
-        ("persistence.csv", cohort.points, list(cohort.points.columns)),
+        *([("persistence.csv", cohort.points, list(cohort.points.columns))] if persistence else []),
         ("truth/outcomes.csv", cohort.truth, list(cohort.truth.columns)),
         ("truth/treatments.csv", cohort.treatments, [*t_cols, "skip_reason"]),
     ):

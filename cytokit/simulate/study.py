@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -163,7 +164,8 @@ def study_toml(design: StudyDesign) -> str:
 
 def _owned_paths(out: Path) -> list[Path]:
     """Files a previous simulation may have left that a new one replaces."""
-    found = [out / n for n in ("study.toml", "manifest.csv", "infusions.csv")]
+    names = ("study.toml", "manifest.csv", "infusions.csv", "treatments.csv", "outcomes.csv")
+    found = [out / n for n in names]  # the last two: a simulated trial with outcomes
     for folder, patterns in (("fcs", ("*.fcs", "*.truth.npz")), ("truth", ("*.csv", "*.json"))):
         for pattern in patterns:
             found += sorted((out / folder).glob(pattern))
@@ -252,7 +254,7 @@ def simulate_study(
                 "file": rel,
                 "patient": spec.id,
                 "day": day,
-                "stratum": spec.arm,
+                "stratum": spec.stratum or spec.arm,
                 "sample_type": design.sample_type,
                 "donor_marker": design.donor_marker_of(spec),
                 "donor_is": spec.donor_is,
@@ -421,7 +423,7 @@ def _write_truth_tables(folder: Path, design, models, populations, sample_rows) 
             lineage = LINEAGES[members[0]]
             k = model.kinetics[lineage]
             doses = _lineage_doses(model, members)
-            peak_day, peak = population_peak(doses, k)
+            peak_day, peak = population_peak(doses, k) if model.spec.persists else (math.nan, 0.0)
             kinetics.append(
                 {
                     "patient": pid,

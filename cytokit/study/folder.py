@@ -127,6 +127,7 @@ class Study:
     tube_gating: dict[str, Any] = field(default_factory=dict)
     tube_origin: dict[str, bool] = field(default_factory=dict)
     clinical: ClinicalFiles = field(default_factory=ClinicalFiles)
+    _phenotype: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def tube_of(self, row: ManifestRow) -> str:
         """The name of the tube a manifest row was stained with."""
@@ -159,6 +160,11 @@ class Study:
         s = self.settings
         if s.phenotype_markers is not None:
             return tuple(s.phenotype_markers)
+        if self._phenotype is None:  # decided once per loaded study (Study.gate asks per file)
+            self._phenotype = self._default_phenotype_markers()
+        return self._phenotype
+
+    def _default_phenotype_markers(self) -> tuple[str, ...]:
         from cytokit.fcs import read_fcs
 
         strategy = self.gating if self.gating is not None else self.load_strategy()

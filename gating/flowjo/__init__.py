@@ -6,7 +6,9 @@
 ``.wsp``. The parts: `read` (the FlowJo 10 document), `v9` (FlowJo 9 XML),
 `tree` (population trees into strategies), `gates` (FlowJo gate elements),
 `axes` (per-sample transforms and compensation), `match` (samples to FCS
-files), `xml` (safe XML with line numbers).
+files), `xml` (safe XML with line numbers). Export: `write` (``write_workspace``:
+static, per-sample strategies as a FlowJo 10 workspace; ``cytokit export-wsp``
+writes a study's analysis with it).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ Gating-ML cannot hold goes into ``data-type:custom_info`` under cytokit's own
 namespace, where other readers ignore it: the original ids, population names
 that differ from ids, and the strategy's name.
 
-Not exportable (raise `GatingError`): adaptive gates (fit them first, see
-`GatingStrategy.apply`) and FlowJo's ``biex`` transform, which Gating-ML 2.0
+Not exportable (raise `GatingError`): adaptive gates (fit them first:
+``strategy.fit(sample)`` is the strategy with each placed on that sample) and FlowJo's ``biex`` transform, which Gating-ML 2.0
 does not define.
 """
 
@@ -158,9 +158,9 @@ class _Writer:
             if isinstance(g, AdaptiveGate):
                 raise GatingError(
                     f"gate {g.id!r} is adaptive ({type(g).__name__}): it is placed on each "
-                    "sample's data, and Gating-ML 2.0 has no such gate. Apply the strategy to a "
+                    "sample's data, and Gating-ML 2.0 has no such gate. Fit the strategy to a "
                     "sample first and export the fitted one: "
-                    "strategy.apply(sample).strategy.to_gatingml(path)"
+                    "strategy.fit(sample).to_gatingml(path)"
                 )
             if not isinstance(
                 g, (RectangleGate, PolygonGate, EllipsoidGate, QuadrantGate, BooleanGate)
@@ -268,7 +268,9 @@ class _Writer:
             doc.leaf("data-type:new-dimension", ("data-type:transformation-ref", ref))
 
     def gate(self, doc: _Doc, g: Gate) -> None:
-        tag = "gating:" + type(g).__name__
+        # the Gating-ML shape, also for a subclass (a fitted adaptive quadrant gate is one)
+        kind = next(k for k in _SHAPES if isinstance(g, k))
+        tag = "gating:" + kind.__name__
         gid = self.gate_ids[g.id]
         parent = None if g.parent is None else self.ids[g.parent]
         doc.open(tag, ("gating:id", gid), ("gating:parent_id", parent))
@@ -362,6 +364,9 @@ def gatingml_bytes(strategy: GatingStrategy) -> bytes:
     return _Writer(strategy).write().encode("utf-8")
 
 
+_SHAPES = (RectangleGate, PolygonGate, EllipsoidGate, QuadrantGate, BooleanGate)
+
+
 def write_gatingml(strategy: GatingStrategy, path: str | Path) -> Path:
     """Write `strategy` as a Gating-ML 2.0 document, atomically.
 
@@ -369,7 +374,7 @@ def write_gatingml(strategy: GatingStrategy, path: str | Path) -> Path:
     ----------
     strategy : GatingStrategy
         With no adaptive gates: for a strategy that has them, export the
-        fitted one, ``strategy.apply(sample).strategy``.
+        one fitted to a sample, ``strategy.fit(sample)``.
     path : path
         The ``.xml`` file to write (replaced whole or not at all).
 

@@ -1,0 +1,54 @@
+"""``cytokit export-wsp RESULTS_DIR OUT.wsp``: the analysis as a FlowJo 10 workspace."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from cytokit.cli._text import printable
+
+
+def run_export_wsp(
+    results: Path, out: Path, *, group_by: str = "patient", study: Path | None = None
+):
+    """Write the workspace of `results` to `out`; a summary and notes go to stderr.
+
+    Returns the `cytokit.analysis.flowjo_export.WorkspaceExport`.
+    """
+    from cytokit.analysis import export_wsp
+
+    t0 = time.perf_counter()
+    typer.echo(f"gating the files of {results} again for their FlowJo gates ...", err=True)
+    done = export_wsp(results, out, group_by=group_by, study=study)
+    for file, why in done.skipped.items():
+        typer.echo(printable(f"left out {file}: {why}"), err=True)
+    for note in done.notes:
+        typer.echo(printable(f"note: {note}"), err=True)
+    groups = f", groups {', '.join(done.groups)}" if done.groups else ""
+    typer.echo(
+        printable(
+            f"workspace: {done.path} ({len(done.samples)} samples{groups}; "
+            f"{len(done.skipped)} left out); {time.perf_counter() - t0:.1f} s"
+        ),
+        err=True,
+    )
+    return done
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export-wsp")
+    def export_wsp_command(
+        results: Path = typer.Argument(..., help="A folder written by `cytokit analyze --out`."),
+        out: Path = typer.Argument(..., help="The FlowJo workspace to write (.wsp)."),
+        group_by: str = typer.Option(
+            "patient", "--group-by", help="One FlowJo group per: patient, tube, or none."
+        ),
+        study: Path = typer.Option(
+            None, "--study", help="The study folder, if it moved since the analysis."
+        ),
+    ) -> None:
+        """Write a FlowJo 10 workspace: every sample with the gates that counted it."""
+        done = run_export_wsp(results, out, group_by=group_by, study=study)
+        typer.echo(str(done.path))

@@ -1,0 +1,85 @@
+"""A study without clinical files is analysed exactly as before the clinical layer.
+
+Truth: the tables and QC files that ``cytokit analyze`` wrote for sample_data
+without its infusions.csv before the clinical layer reached ``analyze``
+(commit 55b19de). They were checked byte for byte against that commit's output
+when stored; they are kept here as values (``tests/data/preclinical/``: the
+tables gzipped, the QC arrays as shape, dtype, NaN count and sum) and compared
+as values, so that the last bits of a transcendental function on another CPU
+cannot fail the test. The columns the clinical layer added and documented
+(``trends.csv``: dose_product, doses_per_kg; ``cohort.csv``: dose_product)
+are dropped before comparing, and no clinical table may be written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cytokit
+from cytokit.analysis.results import CLINICAL_TABLES
+
+HERE = Path(__file__).resolve().parent
+SAMPLE_DATA = HERE.parents[0] / "sample_data"
+REFERENCE = HERE / "data" / "preclinical"
+
+
+def _same_table(name: str, got: pd.DataFrame, want: pd.DataFrame) -> list[str]:
+    """What differs between two tables: columns, rows, or values beyond 1e-7 relative."""
+    if list(got.columns) != list(want.columns):
+        return [f"{name}: columns {list(got.columns)} != {list(want.columns)}"]
+    if len(got) != len(want):
+        return [f"{name}: {len(got)} rows != {len(want)}"]
+    out = []
+    for col in want.columns:
+        a, b = got[col], want[col]
+        if pd.api.types.is_numeric_dtype(b) and pd.api.types.is_numeric_dtype(a):
+            if pd.api.types.is_integer_dtype(b) and not a.equals(b):
+                out.append(f"{name}.{col}: integers differ")
+            elif not np.allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-7, equal_nan=True):
+                out.append(f"{name}.{col}: values differ beyond 1e-7")
+        elif not a.astype(str).equals(b.astype(str)):
+            out.append(f"{name}.{col}: text differs")
+    return out
+
+
+@pytest.mark.slow
+def test_no_clinical_files_same_tables_as_before(tmp_path):
+    meta = json.loads((REFERENCE / "qc_arrays.json").read_text())
+    tables = sorted(p.name[: -len(".gz")] for p in REFERENCE.glob("*.csv.gz"))
+    study = shutil.copytree(SAMPLE_DATA, tmp_path / "s", ignore=shutil.ignore_patterns("*.npz"))
+    (study / "infusions.csv").unlink()
+    out = tmp_path / "out"
+    results = cytokit.analyze(study, out, workers=1)
+    assert results.clinical == {}
+    assert not any((out / f"{name}.csv").exists() for name in CLINICAL_TABLES)
+    written = {p.name for p in out.glob("*.csv")} | {
+        f"qc/{p.name}" for p in (out / "qc").glob("*.npz")
+    }
+    assert written == set(tables) | set(meta["arrays"])
+
+    differ = []
+    for name in tables:
+        got = pd.read_csv(out / name, keep_default_na=False, na_values=[""])
+        got = got.drop(columns=meta["new_columns"].get(name, []))
+        want = pd.read_csv(REFERENCE / f"{name}.gz", keep_default_na=False, na_values=[""])
+        differ += _same_table(name, got, want)
+    for name, arrays in meta["arrays"].items():
+        with np.load(out / name) as z:
+            assert sorted(z.files) == sorted(arrays), name
+            for key, want in arrays.items():
+                v = z[key]
+                if [list(v.shape), str(v.dtype)] != [want["shape"], want["dtype"]]:
+                    differ.append(f"{name}:{key} shape or dtype")
+                elif want["sum"] is not None:
+                    f = v.astype(float)
+                    if int(np.isnan(f).sum()) != want["nan"] or not np.isclose(
+                        np.nansum(f), want["sum"], rtol=1e-7, atol=1e-9
+                    ):
+                        differ.append(f"{name}:{key} values")
+    assert not differ, f"not the tables written before the clinical layer: {differ}"

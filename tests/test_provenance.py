@@ -1,0 +1,313 @@
+"""``runlog.jsonl`` and ``cytokit verify``: every command door logs its run, verify sees what
+changed since, a run re-executed from the log writes the same tables.
+
+Hashes are checked against `hashlib` over the files' bytes, versions against the
+imported packages, the settings against ``study.json``'s task key (the store's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import multiprocessing
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from study_helpers import make_study
+
+from cytokit.cli.app import run
+from cytokit.engine import runlog
+from cytokit.engine.runlog import RUNLOG_NAME, RunlogError, append_record, read_runlog
+from cytokit.engine.verify import rerun_argv, verify
+from cytokit.simulate import preset_design
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def cli(args) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    design = preset_design("sample", seed=31, n_patients=2, n_events=4000, days=(-7, 7, 14))
+    folder = make_study(tmp_path_factory.mktemp("prov") / "study", design)
+    # the store trusts a cached hash only for a file last changed >= 2 s before it was hashed
+    time.sleep(2.1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def analysed(study, tmp_path_factory):
+    """`cytokit analyze` into a fresh folder, counting which files the run log hashed."""
+    out = tmp_path_factory.mktemp("analysed") / "out"
+    hashed: list[str] = []
+    real = runlog.file_hash
+
+    def counting(path, buffer=None):
+        hashed.append(str(path))
+        return real(path, buffer)
+
+    runlog.file_hash = counting
+    try:
+        code, _, err = cli(["analyze", study, "--out", out, "--workers", "1", "--no-report"])
+    finally:
+        runlog.file_hash = real
+    assert code == 0, err
+    return out, hashed
+
+
+def test_analyze_logs_who_what_when_and_every_hash(analysed, study):
+    out, hashed = analysed
+    (record,) = read_runlog(out)
+    assert record["command"] == "analyze" and record["exit_code"] == 0
+    assert record["argv"] == ["cytokit", "analyze", str(study), "--out", str(out), "--workers",
+                              "1", "--no-report"]  # fmt: skip
+    assert Path(record["cwd"]).is_dir() and record["user"] and record["host"]
+    assert record["started"].endswith("Z") and record["started"] <= record["finished"]
+    assert record["versions"]["numpy"] == np.__version__
+    assert record["versions"]["pandas"] == pd.__version__
+    manifest = pd.read_csv(study / "manifest.csv")
+    fcs = {str(study / f) for f in manifest["file"]}
+    inputs = {i["path"]: i for i in record["inputs"]}
+    assert {p for p, i in inputs.items() if i["role"] == "fcs"} == fcs
+    for name, role in (("study.toml", "study"), ("manifest.csv", "manifest"),
+                       ("strategy.xml", "strategy")):  # fmt: skip
+        assert inputs[str(study / name)]["role"] == role
+    for path, item in inputs.items():
+        assert item["sha256"] == sha256(path) and item["size"] == Path(path).stat().st_size
+    outputs = {o["path"]: o for o in record["outputs"]}
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(outputs) == on_disk - {RUNLOG_NAME}
+    assert {"counts.csv", "chimerism.csv", "study.json", "tables.json", "results.sqlite"} <= set(
+        outputs
+    )
+    for rel, item in outputs.items():
+        assert item["sha256"] == sha256(out / rel) and item["size"] == (out / rel).stat().st_size
+    # the resolved settings: the task the store keyed the results by, as study.json says
+    about = json.loads((out / "study.json").read_text())
+    assert record["settings"]["task"] == about["task"]
+    assert record["settings"]["strategy_digest"] == about["strategy"]["digest"]
+    assert len(record["settings"]["sha256"]) == 64
+    # the FCS files the store hashed were not read again for the log
+    assert not [p for p in hashed if p.endswith(".fcs")]
+    assert sorted(hashed) == sorted({str(out / o) for o in outputs} | (set(inputs) - fcs))
+
+
+def test_verify_untouched_run_says_unchanged(analysed):
+    out, _ = analysed
+    code, text, _ = cli(["verify", out])
+    assert code == 0, text
+    assert "unchanged since run 1" in text
+    code, text, _ = cli(["verify", out, "--json"])
+    report = json.loads(text)
+    assert code == 0 and report["changed"] is False and report["findings"] == []
+
+
+@contextlib.contextmanager
+def changed(path: Path, data: bytes):
+    """`path` holding `data` for the body, then its own bytes again."""
+    old = path.read_bytes()
+    path.write_bytes(data)
+    try:
+        yield
+    finally:
+        path.write_bytes(old)
+
+
+def test_verify_sees_a_changed_fcs_file(analysed, study):
+    out, _ = analysed
+    path = sorted((study / "fcs").glob("*.fcs"))[1]
+    data = bytearray(path.read_bytes())
+    was = hashlib.sha256(data).hexdigest()
+    data[-100] ^= 0x01  # one bit of one event, same size
+    with changed(path, bytes(data)):
+        code, text, _ = cli(["verify", out])
+        assert code == 1, text
+        assert f"input (fcs) changed: {path}" in text and "1 change(s) since run 1" in text
+        report = verify(out).as_dict()
+        (finding,) = report["findings"]
+        assert finding["kind"] == "input_changed" and finding["role"] == "fcs"
+        assert (finding["was"], finding["now"]) == (was, hashlib.sha256(data).hexdigest())
+    assert cli(["verify", out])[0] == 0
+
+
+def test_verify_sees_a_changed_strategy_and_settings(analysed, study):
+    out, _ = analysed
+    strategy, toml = study / "strategy.xml", study / "study.toml"
+    with changed(strategy, strategy.read_bytes().replace(b"28000", b"29000")):
+        code, text, _ = cli(["verify", out])
+        assert code == 1 and f"strategy changed: {strategy}" in text
+    with changed(toml, toml.read_bytes() + b"\n# edited\n"):
+        code, text, _ = cli(["verify", out])
+        assert code == 1 and f"settings changed: {toml}" in text
+    with changed(study / "manifest.csv", b""):
+        assert "input (manifest) changed" in cli(["verify", out])[1]
+    moved = study / "fcs" / "moved"
+    first = sorted((study / "fcs").glob("*.fcs"))[0]
+    first.rename(moved)
+    try:
+        code, text, _ = cli(["verify", out])
+        assert code == 1 and f"input (fcs) missing: {first}" in text
+    finally:
+        moved.rename(first)
+
+
+def test_verify_sees_edited_missing_and_added_outputs(analysed, tmp_path):
+    out, _ = analysed
+    copy = shutil.copytree(out, tmp_path / "copy")  # outputs are logged relative to the folder
+    assert cli(["verify", copy])[0] == 0
+    counts = copy / "counts.csv"
+    counts.write_text(counts.read_text().replace("P01", "P09", 1))
+    (copy / "chimerism.csv").unlink()
+    (copy / "notes.txt").write_text("mine")
+    code, text, _ = cli(["verify", copy])
+    assert code == 1, text
+    assert "output edited: counts.csv" in text
+    assert "output missing: chimerism.csv" in text
+    assert "output added: notes.txt (no logged run wrote it)" in text
+    kinds = {
+        f["path"]: f["kind"] for f in json.loads(cli(["verify", copy, "--json"])[1])["findings"]
+    }
+    assert kinds == {
+        "counts.csv": "output_edited",
+        "chimerism.csv": "output_missing",
+        "notes.txt": "output_added",
+    }
+
+
+def test_report_door_logs_and_later_runs_rewrite_without_a_change(analysed, tmp_path):
+    out, _ = analysed
+    copy = shutil.copytree(out, tmp_path / "copy")
+    code, _, err = cli(["report", copy, "--no-qc"])
+    assert code == 0, err
+    first, second = read_runlog(copy)
+    assert second["command"] == "report" and second["argv"][1:] == ["report", str(copy), "--no-qc"]
+    assert {i["role"] for i in second["inputs"]} == {"results"}
+    assert {i["path"] for i in second["inputs"]} >= {"counts.csv", "study.json", "tables.json"}
+    wrote = {o["path"] for o in second["outputs"]}
+    assert "report.html" in wrote and any(p.startswith("plots/") for p in wrote)
+    assert not wrote & {o["path"] for o in first["outputs"]}
+    assert second["settings"]["task"] is None
+    assert cli(["verify", copy])[0] == 0
+    code, text, _ = cli(["verify", copy, "--all"])
+    assert code == 0 and "unchanged since run 1" in text and "unchanged since run 2" in text
+    # analyze again: it rewrites run 1's files; the tables with the same bytes, study.json
+    # (its time) and tables.json with others: rewritten by run 3, no change
+    again = cli(["analyze", first["argv"][2], "--out", copy, "--workers", "1", "--no-report"])
+    assert again[0] == 0, again[2]
+    code, text, _ = cli(["verify", copy, "--run", "1"])
+    assert code == 0 and "rewritten by run 3: study.json" in text and "counts.csv" not in text
+    assert cli(["verify", copy, "--run", "-1"])[0] == 0
+
+
+def test_gate_doors_log_their_inputs(study, tmp_path):
+    files = sorted((study / "fcs").glob("*.fcs"))[:3]
+    out = tmp_path / "gated"
+    code, _, err = cli(["gate", study / "strategy.xml", *files, "--out", out, "-j", "1"])
+    assert code == 0, err
+    (record,) = read_runlog(out)
+    assert record["command"] == "gate"
+    roles = {i["path"]: i["role"] for i in record["inputs"]}
+    assert roles == {str(study / "strategy.xml"): "strategy", **{str(f): "fcs" for f in files}}
+    assert {"counts.csv", "statistics.csv", "results.sqlite"} <= {
+        o["path"] for o in record["outputs"]
+    }
+    assert record["settings"]["task"] and record["settings"]["strategy_digest"]
+    with_study = tmp_path / "gated-study"
+    code, _, err = cli(["gate", "--study", study, "--out", with_study, "-j", "1"])
+    assert code == 0, err
+    (record,) = read_runlog(with_study)
+    roles = {Path(i["path"]).name: i["role"] for i in record["inputs"]}
+    assert roles["study.toml"] == "study" and roles["strategy.xml"] == "strategy"
+    assert sum(r == "fcs" for r in roles.values()) == 6
+    assert cli(["verify", with_study])[0] == 0
+
+
+def test_a_failed_command_adds_no_line(tmp_path):
+    out = tmp_path / "out"
+    assert cli(["analyze", tmp_path / "nowhere", "--out", out])[0] == 1
+    assert not (out / RUNLOG_NAME).exists()
+
+
+def test_verify_usage_errors_exit_2(analysed, tmp_path):
+    out, _ = analysed
+    code, _, err = cli(["verify", tmp_path])
+    assert code == 2 and "no runlog.jsonl" in err
+    assert cli(["verify", out, "--run", "5"])[0] == 2
+    assert cli(["verify", out, "--run", "1", "--all"])[0] == 2
+    copy = shutil.copytree(out, tmp_path / "copy")
+    with open(copy / RUNLOG_NAME, "ab") as fh:
+        fh.write(b'{"runlog": 1, "command": "ana')  # a line cut short by a crash
+    code, _, err = cli(["verify", copy])
+    assert code == 2 and "line 2 is not a run record" in err
+
+
+def test_rerun_from_the_log_writes_identical_tables(analysed, tmp_path):
+    """The logged command run again (its argv, its working directory) into a new folder:
+    every table byte for byte; study.json and tables.json equal but for the time."""
+    out, _ = analysed
+    again = tmp_path / "again"
+    code, text, err = cli(["verify", out, "--rerun", again])
+    assert code == 0, text + err
+    assert "are identical (timestamps aside)" in text
+    assert "results.sqlite: left out" in text
+    tables = sorted(p.name for p in out.glob("*.csv"))
+    assert len(tables) >= 8
+    for name in tables:
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    a, b = (json.loads((f / "study.json").read_text()) for f in (out, again))
+    assert a.pop("created") != "" and b.pop("created") != "" and a == b
+    (first,), (second,) = read_runlog(out), read_runlog(again)
+    assert second["argv"][1:] == rerun_argv(first, again)
+    assert second["settings"] == first["settings"]
+
+
+def test_rerun_argv_replaces_every_spelling_of_out():
+    rec = {"argv": ["cytokit", "gate", "s.xml", "a.fcs", "-o", "x", "--out=y", "-oz"]}
+    assert rerun_argv(rec, "N") == ["gate", "s.xml", "a.fcs", "-o", "N", "--out=N", "-oN"]
+    assert rerun_argv({"argv": ["cytokit", "demo"]}, "N") == ["demo", "--out", "N"]
+
+
+def _append_many(folder: str, worker: int, n: int) -> None:
+    for i in range(n):
+        # lines of 60-260 kB: far beyond the pipe buffer and a page, so a split write would show
+        pad = "x" * (60_000 + 50_000 * ((worker + i) % 5))
+        append_record(folder, {"runlog": 1, "worker": worker, "i": i, "pad": pad})
+
+
+def test_concurrent_appends_keep_every_line_whole(tmp_path):
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), w, 15)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    lines = (tmp_path / RUNLOG_NAME).read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    records = [json.loads(line) for line in lines[:-1]]
+    assert sorted((r["worker"], r["i"]) for r in records) == [
+        (w, i) for w in range(4) for i in range(15)
+    ]
+
+
+def test_a_torn_last_line_does_not_swallow_the_next(tmp_path):
+    (tmp_path / RUNLOG_NAME).write_bytes(b'{"runlog": 1, "comm')
+    append_record(tmp_path, {"runlog": 1, "command": "x"})
+    first, second = (tmp_path / RUNLOG_NAME).read_bytes().split(b"\n")[:2]
+    assert first == b'{"runlog": 1, "comm' and json.loads(second)["command"] == "x"
+    with pytest.raises(RunlogError, match="line 1 is not a run record"):
+        read_runlog(tmp_path)
