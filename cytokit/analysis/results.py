@@ -14,14 +14,14 @@ row per item; empty cell = not available); `Results` holds each as a pandas
 DataFrame attribute of the same name.
 
 With ``table_format="parquet"`` (``cytokit analyze --format parquet``) each
-table is ``<name>.parquet`` instead, ``"both"`` writes both. Every column's
-type is stated in `COLUMN_TYPES` (``int64``: an integer always there;
-``Int64``: an integer that may be missing; ``float64``; ``string``; ``bool``)
-and the Parquet files are written with exactly those types
-(`cytokit.parquet`); a value not available is a null, never 0, in both
-formats. A column the contract does not type cannot be written as Parquet;
-the clustering tables' marker columns (``median_<marker>``, the summary's
-``<marker>``) are float64. `load_results` reads the text columns as text.
+table is ``<name>.parquet`` instead, and ``"both"`` writes both. The type of
+every column is stated in `COLUMN_TYPES`: int64 (an integer always there),
+Int64 (an integer that may be missing), float64, string or bool, and the
+Parquet files are written with exactly those types (`cytokit.parquet`); a
+value not available is a null, never 0, in both formats. A column the
+contract does not type cannot be written as Parquet; the clustering tables'
+marker columns (median_<marker>, the summary's <marker>) are float64.
+`load_results` reads the text columns as text.
 
 ``samples.csv``
     One row per file analysed: patient, day, file (relative to the study
