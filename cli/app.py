@@ -52,9 +52,20 @@ def _root(
 
 
 def _register() -> None:
-    from cytokit.cli import analyze, demo, export_wsp, gate, inspect, report, simulate, verify
+    from cytokit.cli import (
+        analyze,
+        demo,
+        export_anndata,
+        export_wsp,
+        gate,
+        inspect,
+        report,
+        simulate,
+        verify,
+    )
 
-    for module in (inspect, gate, analyze, report, simulate, demo, export_wsp, verify):
+    modules = (inspect, gate, analyze, report, simulate, demo, export_wsp, verify, export_anndata)
+    for module in modules:
         module.register(app)
 
 

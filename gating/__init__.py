@@ -7,9 +7,13 @@ Typical use::
     result = strategy.apply(sample)                    # GatingResult
     result.counts                                      # one row per population
     result.membership("/Lymphocytes/Singlets")         # bool (n_events,)
+
+FlowKit objects (``flowkit.Sample``, ``GatingStrategy``, ``Session``, ``Workspace``)
+convert both ways without files: `sample_from_flowkit`, `from_flowkit`, `to_flowkit`.
 """
 
 from cytokit.gating.flowjo import load_workspace
+from cytokit.gating.flowkit_objects import from_flowkit, sample_from_flowkit, to_flowkit
 from cytokit.gating.gates import (
     FCS,
     UNCOMPENSATED,
@@ -66,9 +70,12 @@ __all__ = [
     "RectangleGate",
     "SpectrumMatrix",
     "Transform",
+    "from_flowkit",
     "load_strategy",
     "load_workspace",
     "read_gatingml",
+    "sample_from_flowkit",
+    "to_flowkit",
     "transform_from_config",
     "write_gatingml",
 ]

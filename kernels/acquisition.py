@@ -29,7 +29,14 @@ from numba import prange
 
 from ._config import jit, jit_parallel
 
-__all__ = ["bin_bounds", "bin_moments", "margin_scan", "running_median", "sample_rows"]
+__all__ = [
+    "bin_bounds",
+    "bin_moments",
+    "compact_rows",
+    "margin_scan",
+    "running_median",
+    "sample_rows",
+]
 
 _TILE = 4096  # rows per parallel task
 _PARALLEL_MIN = 8 * _TILE
@@ -426,3 +433,39 @@ def running_median(values, valid, half: int) -> np.ndarray:
     out = np.empty_like(v)
     _running_median(v, ok, int(half), out)
     return out
+
+
+@jit
+def _compact(events, reasons):
+    n, k = events.shape
+    w = 0
+    for i in range(n):
+        if reasons[i] == 0:
+            if w != i:  # w < i: moving rows forward, element by element, is overlap-safe
+                for j in range(k):
+                    events[w, j] = events[i, j]
+            w += 1
+    return w
+
+
+def compact_rows(events, reasons) -> int:
+    """Move the rows whose `reasons` are 0 to the front of `events`, in order, in place.
+
+    The kept rows' count ``m`` is returned; ``events[:m]`` then holds them, in
+    their original order (rows ``m ..`` are left as they happen to be). No
+    array is allocated: this replaces ``events[reasons == 0]`` when the caller
+    owns `events` and no longer needs the removed rows.
+
+    Parameters
+    ----------
+    events : numpy.ndarray, shape (n_events, n_channels), float32 or float64
+        Writeable and C-contiguous.
+    reasons : numpy.ndarray of uint8, shape (n_events,)
+        0 keeps a row.
+    """
+    if not (events.flags.writeable and events.flags.c_contiguous) or events.ndim != 2:
+        raise ValueError("compact_rows needs a writeable, C-contiguous 2-D events array")
+    r = np.ascontiguousarray(reasons, dtype=np.uint8).reshape(-1)
+    if r.shape[0] != events.shape[0]:
+        raise ValueError(f"reasons has {r.shape[0]} entries for {events.shape[0]} events")
+    return int(_compact(events, r))

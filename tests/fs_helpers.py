@@ -1,10 +1,16 @@
-"""File-system helpers for the tests of the hash cache and the results store."""
+"""File-system helpers of the tests: file-time ticks, a clean copy of the checkout."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def next_tick(path: Path) -> None:
@@ -35,3 +41,20 @@ def rewrite_keeping_size_and_mtime(path: Path, data: bytes) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     now = os.stat(path)
     assert (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def copy_tracked(dest: Path) -> Path:
+    """The repository's tracked files (as in the working tree) copied into `dest`;
+    skips the test outside a git checkout (tracked files cannot be told from build products)."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: cannot tell tracked files from build products")
+    names = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for raw in filter(None, names):
+        rel = raw.decode()
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest

@@ -353,6 +353,11 @@ COMMANDS = {
         ("-j", "1", "--scheduler", "serial", "--no-report"),
     ),
     "report": (("RESULTS",), ("--out", "-o", "--qc", "--no-qc"), ("--no-qc",)),
+    "export-anndata": (
+        ("RESULTS", "new.h5ad"),
+        ("--events", "--seed", "--study"),
+        ("--events", "50"),
+    ),
     "simulate": (
         ("new",),
         ("--preset", "--seed", "--patients", "--events", "--days", "--arm", "--no-drift",

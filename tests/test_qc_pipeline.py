@@ -245,3 +245,20 @@ def test_report_has_a_qc_plot_per_file_open_when_flagged(qc_results):
     assert html.count("<figure>") == 2
     assert "<details open><summary>fcs/A1_day007.fcs: <b>warn</b>" in html
     assert "<details><summary>fcs/A1_day014.fcs: <b>pass</b>" in html
+
+
+def test_report_page_links_the_qc_section_only_when_qc_ran(qc_results, tmp_path):
+    from dataclasses import replace
+
+    from cytokit.report.contents import ReportPlots
+    from cytokit.report.page import report_html
+
+    html = report_html(qc_results, ReportPlots())
+    nav = html[html.index("<nav>") : html.index("</nav>")]
+    assert '<a href="#acquisition-qc">Acquisition QC</a>' in nav
+    assert html.count('<section id="acquisition-qc">') == 1
+    # the section sits after the clusters and before the failures, as it did before
+    assert html.index('id="acquisition-qc"') < html.index('id="failures"')
+    no_qc = qc_results.samples.drop(columns=["qc_verdict"])
+    plain = report_html(replace(qc_results, samples=no_qc), ReportPlots())
+    assert "acquisition-qc" not in plain

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fs_helpers import copy_tracked
 
 try:
     import tomllib
@@ -103,27 +103,9 @@ def test_setup_steps_are_what_is_replaced():
     assert as_run_here("cytokit report results/   # x\n") == "cytokit report results/   # x\n"
 
 
-def _clean_copy(dest: Path) -> Path:
-    """The repository's tracked files (as in the working tree) copied into `dest`."""
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("not a git checkout: cannot tell tracked files from build products")
-    names = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    for raw in names:
-        if not raw:
-            continue
-        rel = raw.decode()
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    return dest
-
-
 @pytest.mark.slow
 def test_readme_code_blocks_run_in_a_clean_checkout(tmp_path):
-    copy = _clean_copy(tmp_path / "checkout")
+    copy = copy_tracked(tmp_path / "checkout")
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["MPLBACKEND"] = "Agg"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -28,25 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fs_helpers import copy_tracked
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = "cytokit-flow"
-
-
-def _copy_tracked(dest: Path) -> Path:
-    """The repository's tracked files (as in the working tree) copied into `dest`."""
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("not a git checkout: cannot tell tracked files from build products")
-    names = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    for raw in filter(None, names):
-        src = REPO / raw.decode()
-        if src.is_file():
-            (dest / raw.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / raw.decode())
-    return dest
 
 
 def _norm(name: str) -> str:
@@ -120,7 +105,7 @@ def test_wheel_demo_outside_the_checkout(tmp_path):
 
 def _wheel_demo(tmp_path: Path) -> None:
     """Build the wheel, install it in a new environment, run its demo outside the checkout."""
-    source = _copy_tracked(tmp_path / "source")
+    source = copy_tracked(tmp_path / "source")
     wheels = tmp_path / "wheels"
     # no build isolation: setuptools and wheel come from the dev extra, so no index is needed
     built = subprocess.run(

@@ -18,6 +18,8 @@ Domain modules
     (cells/µL), `phenotype`, `trends` (persistence, half-life, cohort),
     `marker_check` (is the donor marker usable), `qcdata` (gate geometry and
     subsamples for the report), `invariants` (what every table must satisfy),
+    `tablesjson` (the results folder's index), `anndata_export` (a results
+    folder's events as AnnData: `export_anndata`, `results_anndata`).
     `tablesjson` (the results folder's index), `flowjo_export` (`export_wsp`: the
     analysis as a FlowJo 10 workspace).
 
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING
 from cytokit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cytokit.analysis.anndata_export import export_anndata, results_anndata
     from cytokit.analysis.flowjo_export import export_wsp
     from cytokit.analysis.results import Results, load_results
     from cytokit.analysis.run import analyze, make_task, threshold_parent
@@ -38,13 +41,24 @@ if TYPE_CHECKING:  # pragma: no cover
 _LAZY = {
     "Results": ".results",
     "analyze": ".run",
+    "export_anndata": ".anndata_export",
     "export_wsp": ".flowjo_export",
     "load_results": ".results",
     "make_task": ".run",
+    "results_anndata": ".anndata_export",
     "threshold_parent": ".run",
 }
 
-__all__ = ["Results", "analyze", "export_wsp", "load_results", "make_task", "threshold_parent"]
+__all__ = [
+    "Results",
+    "analyze",
+    "export_anndata",
+    "export_wsp",
+    "load_results",
+    "make_task",
+    "results_anndata",
+    "threshold_parent",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -42,7 +42,7 @@ from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
 from cytokit.errors import CytokitError
 from cytokit.study.folder import Study
 
-__all__ = ["cluster_stored_events", "study_tables", "trend_tables"]
+__all__ = ["cluster_model", "cluster_stored_events", "study_tables", "trend_tables"]
 
 MEASURES = ("donor_per_ul", "donor_pct")
 
@@ -277,44 +277,10 @@ def cluster_stored_events(study, task, store, items, thresholds: pd.DataFrame) -
     settings = study.settings.clustering
     if settings is None or not task.cluster_markers or not items:
         return {}, {}
-    from cytokit.cluster import cluster_study
     from cytokit.errors import CytokitError
 
-    donor = {}
-    if not thresholds.empty:
-        # the sample thresholds (placed on the parent, whose events are clustered)
-        th = thresholds[(thresholds["purpose"] == "donor") & (thresholds["parent"] == task.parent)]
-        for r in th.itertuples(index=False):
-            if isinstance(r.method, str) and r.method != "none":
-                donor[r.file] = (r.marker, float(r.threshold), r.donor_side == "positive")
-    names = [n for n, _ in task.populations]
-    nc = len(task.cluster_markers)
-    descs = [
-        {"patient": row.patient, "day": row.day, "file": study.relative(row.file), "hash": h}
-        for row, h in items
-    ]
-
-    def load(item):
-        values = store.items(task.key, "cluster", [item["hash"]])[item["hash"]]
-        member = store.items(task.key, "cluster_gates", [item["hash"]])[item["hash"]]
-        flags = None
-        if item["file"] in donor:
-            marker, t, positive = donor[item["file"]]
-            v = values[:, nc + list(task.donor_markers).index(marker)]
-            flags = v >= t if positive else v < t
-        gates = {n: member[:, j].astype(bool) for j, n in enumerate(names)}
-        return values[:, :nc], flags, gates
-
     try:
-        result = cluster_study(
-            load,
-            descs,
-            task.cluster_markers,
-            grid=settings.grid,
-            n_metaclusters=settings.metaclusters,
-            seed=settings.seed,
-            gates=names,
-        )
+        result = _cluster(study, task, store, items, thresholds)
     except CytokitError as exc:
         return {}, {"error": str(exc)}
     summary = result.summary.copy()
@@ -332,3 +298,94 @@ def cluster_stored_events(study, task, store, items, thresholds: pd.DataFrame) -
             "grid": list(settings.grid),
         },
     )
+
+
+def _cluster(study, task, store, items, thresholds: pd.DataFrame, key: str | None = None):
+    """The `cytokit.cluster.ClusterResult` of the stored threshold-parent events of `items`
+    (stored under `key`, default the task's)."""
+    from cytokit.cluster import cluster_study
+
+    key = key or task.key
+    settings = study.settings.clustering
+    donor = {}
+    if not thresholds.empty:
+        # the sample thresholds (placed on the parent, whose events are clustered)
+        th = thresholds[(thresholds["purpose"] == "donor") & (thresholds["parent"] == task.parent)]
+        for r in th.itertuples(index=False):
+            if isinstance(r.method, str) and r.method != "none":
+                donor[r.file] = (r.marker, float(r.threshold), r.donor_side == "positive")
+    names = [n for n, _ in task.populations]
+    nc = len(task.cluster_markers)
+    descs = [
+        {"patient": row.patient, "day": row.day, "file": study.relative(row.file), "hash": h}
+        for row, h in items
+    ]
+
+    def load(item):
+        values = store.items(key, "cluster", [item["hash"]])[item["hash"]]
+        member = store.items(key, "cluster_gates", [item["hash"]])[item["hash"]]
+        flags = None
+        if item["file"] in donor:
+            marker, t, positive = donor[item["file"]]
+            v = values[:, nc + list(task.donor_markers).index(marker)]
+            flags = v >= t if positive else v < t
+        gates = {n: member[:, j].astype(bool) for j, n in enumerate(names)}
+        return values[:, :nc], flags, gates
+
+    return cluster_study(
+        load,
+        descs,
+        task.cluster_markers,
+        grid=settings.grid,
+        n_metaclusters=settings.metaclusters,
+        seed=settings.seed,
+        gates=names,
+    )
+
+
+def cluster_model(study, task, results):
+    """The FlowSOM model `analyze` fitted for `results`, trained again from its store.
+
+    The same stored events in the same order and seed give the same model;
+    its per-file counts are checked against ``clusters.csv``.
+
+    Raises
+    ------
+    CytokitError
+        No store, or the model trained again does not give ``clusters.csv``.
+    """
+    from cytokit.engine.store import RunStore
+    from cytokit.errors import CytokitError
+
+    path = Path(results.out) / "results.sqlite"
+    if not path.is_file():
+        raise CytokitError(f"{path}: the results store is missing; run cytokit analyze again")
+    done = set(results.samples["file"])
+    by_patient: dict[str, list] = {}
+    sha = dict(zip(results.samples["file"], results.samples["sha256"], strict=True))
+    for row in study.rows:
+        rel = study.relative(row.file)
+        if rel in done:
+            by_patient.setdefault(row.patient, []).append((row, sha[rel]))
+    items = [item for patient in sorted(by_patient) for item in by_patient[patient]]
+    key = str(results.study.get("task") or task.key)  # the folder may have moved since
+    with RunStore(path, readonly=True) as store:
+        try:
+            result = _cluster(study, task, store, items, results.thresholds, key)
+        except KeyError:
+            raise CytokitError(
+                f"{path}: the store lacks the clustering events of these results (another "
+                "run's store?); run cytokit analyze again"
+            ) from None
+    want = results.clusters
+    if not want.empty:
+        got = result.table[["file", "metacluster", "origin", "count"]]
+        a = got.sort_values(["file", "metacluster", "origin"]).to_numpy().tolist()
+        b = want[["file", "metacluster", "origin", "count"]]
+        b = b.sort_values(["file", "metacluster", "origin"]).to_numpy().tolist()
+        if [tuple(map(str, r)) for r in a] != [tuple(map(str, r)) for r in b]:
+            raise CytokitError(
+                f"{results.out}: clustering the stored events again does not give clusters.csv "
+                "(edited, or from another cytokit); run cytokit analyze again"
+            )
+    return result.model

@@ -35,8 +35,8 @@ payload item             what
 ``warnings``             warnings raised while gating (adaptive gates that fell back...)
 ``acquisition_qc``       with acquisition QC on: `cytokit.qc.file_record` (the samples-table
                          columns, the flagged time ranges), ``bin_columns`` and ``time_unit``
-``acq_bins``             float64 (n_bins, n_columns): the QC plot's series
-                         (`cytokit.qc.apply.plot_bins`)
+``acq_bins``             float64 (n_rows, n_columns): the QC plot's series
+                         (`cytokit.qc.apply.plot_bins`, at most 2,000 rows)
 =======================  ==================================================================
 
 Stages reported on failure: ``read`` (the FCS file), ``acquisition_qc`` (the
@@ -207,7 +207,7 @@ class MeasureTask:
             from cytokit.qc.apply import file_record, plot_bins, screen
 
             with stage("acquisition_qc"):
-                sample, qc = screen(sample, self.acquisition_qc, where=str(path))
+                sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
                 qc_record = file_record(qc)
                 qc_bins = plot_bins(qc)
         with stage("panel"):

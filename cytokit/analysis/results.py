@@ -116,7 +116,8 @@ marker columns (median_<marker>, the summary's <marker>) are float64.
     study population (``hist:<name>``), the donor-marker histogram (float64,
     shape (2, n + 1): row 0 the bin edges, row 1 the counts and a trailing
     0). With ``[acquisition_qc]`` it also holds ``acq:bins`` (float64, one row
-    per time bin), ``acq:columns`` (their names: `cytokit.qc.AcquisitionQC.bins_frame`
+    per time bin; at most `cytokit.qc.apply.MAX_PLOT_BINS` = 2,000 rows, runs of
+    bins merged by `cytokit.qc.apply.coarsen_bins` beyond that), ``acq:columns`` (their names: `cytokit.qc.AcquisitionQC.bins_frame`
     columns, signal columns of the ≤ 4 channels that departed most) and
     ``acq:time_unit``. `Results.qc_points`, `Results.donor_histogram` and
     `Results.acquisition_bins` read them.
@@ -177,6 +178,11 @@ marker columns (median_<marker>, the summary's <marker>) are float64.
     release against ``[outcomes.release]``, the treatment's dose level and the
     patient's acute GVHD grade). Counts from the bag's gating; volume_ml,
     nucleated_per_ml and weight_kg from its manifest row.
+``*.h5ad`` (not written by ``analyze``)
+    ``cytokit export-anndata OUT FILE.h5ad`` writes the events behind these
+    tables as AnnData (`cytokit.analysis.anndata_export`, where its ``X``,
+    layers, ``var``, ``obs`` and ``uns`` are documented); it reads this
+    folder, the study folder and ``results.sqlite`` and changes none of them.
 ``results.sqlite``
     The batch store: per-file payloads keyed by file content hash and task
     key, each row with a checksum verified on read (`cytokit.engine.store`).

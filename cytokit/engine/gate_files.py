@@ -429,7 +429,7 @@ class GateTask:
             qc_record = None
             if self.acquisition_qc is not None:
                 with stage("acquisition_qc"):
-                    sample, qc = screen(sample, self.acquisition_qc, where=str(path))
+                    sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
                     qc_record = file_record(qc)
             with stage("gate"):
                 read = self._screened(sample)

@@ -16,18 +16,22 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from cytokit.errors import FCSError
+from cytokit.kernels.acquisition import compact_rows
 from cytokit.qc.result import AcquisitionQC
 from cytokit.qc.scan import acquisition_qc
 from cytokit.qc.settings import AcquisitionQCSettings
 from cytokit.sample import Sample
 
 __all__ = [
+    "MAX_PLOT_BINS",
     "RANGE_COLUMNS",
     "RANGE_TYPES",
     "SUMMARY_COLUMNS",
     "SUMMARY_TYPES",
+    "coarsen_bins",
     "file_record",
     "plot_bins",
     "screen",
@@ -67,6 +71,12 @@ RANGE_TYPES = {
     "reasons": "string",
     "detail": "string",
 }
+#: Most time bins `plot_bins` stores per file (a 10-million-event file has about 50,000).
+MAX_PLOT_BINS = 2000
+#: Per-channel columns of the plot series that are the same in every bin.
+_CONSTANT = ("level", "upper level", "cofactor")
+#: Per-channel columns averaged on the channel's asinh scale, weighted by the bin's events.
+_AVERAGED = ("mean", "low", "high", "upper")
 
 
 def file_record(qc: AcquisitionQC) -> dict:
@@ -96,15 +106,26 @@ def file_record(qc: AcquisitionQC) -> dict:
     return {"summary": summary, "ranges": ranges}
 
 
-def plot_bins(qc: AcquisitionQC, max_channels: int = 4) -> tuple[np.ndarray, np.ndarray, str]:
+def plot_bins(
+    qc: AcquisitionQC, max_channels: int = 4, max_bins: int = MAX_PLOT_BINS
+) -> tuple[np.ndarray, np.ndarray, str]:
     """The per-bin series a plot of `qc` needs, small enough to store with the results.
+
+    Parameters
+    ----------
+    qc : AcquisitionQC
+    max_channels : int
+        Signal columns are kept for the channels that departed most.
+    max_bins : int
+        At most this many rows: more time bins are merged by `coarsen_bins`.
 
     Returns
     -------
-    values : ndarray of float64, shape (n_bins, n_columns)
+    values : ndarray of float64, shape (n_rows, n_columns)
         `AcquisitionQC.bins_frame` without its text columns, and only the
         signal columns of the `max_channels` channels that departed most from
-        their stable level (all, when there are no more).
+        their stable level (all, when there are no more); at most `max_bins`
+        rows (consecutive bins merged).
     columns : ndarray of str
         The column names.
     time_unit : str
@@ -123,11 +144,81 @@ def plot_bins(qc: AcquisitionQC, max_channels: int = 4) -> tuple[np.ndarray, np.
     cols = [
         c for c in bins.columns if c != "time_unit" and not any(str(c).startswith(p) for p in skip)
     ]
-    return bins[cols].to_numpy(dtype=np.float64), np.array(cols, dtype=str), qc.bins.grid.unit
+    frame = coarsen_bins(bins[cols], names, max_bins)
+    return frame.to_numpy(dtype=np.float64), np.array(cols, dtype=str), qc.bins.grid.unit
+
+
+def coarsen_bins(bins: pd.DataFrame, channels: list[str], max_bins: int) -> pd.DataFrame:
+    """Merge runs of consecutive time bins so that at most `max_bins` rows are left.
+
+    Each row of the result covers ``g = ceil(n / max_bins)`` bins (the last
+    one fewer): ``start`` of its first and ``end`` of its last bin,
+    ``first_event`` of its first, ``events`` and ``expected`` summed (so the
+    rate, events over the row's time, is the bins' pooled rate), ``rate_z``
+    and each ``<channel> z`` the bins' value furthest from 0, each
+    ``<channel> mean/low/high/upper`` the bins' mean on the channel's asinh
+    scale (``asinh(x / cofactor)``) weighted by their events, and the
+    channel's levels and cofactor as they are. ``bin`` is the first merged
+    bin's number. Nothing changes when there are at most `max_bins` bins.
+    """
+    n = len(bins)
+    if max_bins < 1:
+        raise ValueError(f"max_bins = {max_bins}; give at least 1")
+    if n <= max_bins:
+        return bins
+    g = -(-n // max_bins)
+    starts = np.arange(0, n, g)
+    out: dict[str, np.ndarray] = {}
+    events = bins["events"].to_numpy(np.float64) if "events" in bins else np.ones(n)
+
+    def first(col):
+        return bins[col].to_numpy()[starts]
+
+    def furthest(col):
+        v = bins[col].to_numpy(np.float64)
+        a = np.where(np.isfinite(v), np.abs(v), -1.0)
+        idx = np.arange(n)
+        group = idx // g
+        # the index of each group's largest |v|: sort by (group, |v|) and take each group's last
+        order = np.lexsort((a, group))
+        last = np.r_[starts[1:], n] - 1
+        pick = order[last]
+        return np.where(a[pick] >= 0, v[pick], np.nan)
+
+    per_channel = {f"{c} {s}" for c in channels for s in (*_CONSTANT, *_AVERAGED, "z")}
+    for col in bins.columns:
+        name = str(col)
+        if name in ("bin", "start", "first_event"):
+            out[col] = first(col)
+        elif name == "end":
+            out[col] = bins[col].to_numpy()[np.r_[starts[1:], n] - 1]
+        elif name in ("events", "expected"):
+            out[col] = np.add.reduceat(bins[col].to_numpy(np.float64), starts)
+        elif name == "rate_z" or (name in per_channel and name.endswith(" z")):
+            out[col] = furthest(col)
+        elif name in per_channel and name.endswith(_CONSTANT):
+            out[col] = first(col)
+        elif name in per_channel:
+            chan = next(c for c in channels if name.startswith(f"{c} "))
+            cof = bins[f"{chan} cofactor"].to_numpy(np.float64)
+            y = np.arcsinh(bins[col].to_numpy(np.float64) / cof)
+            w = np.where(np.isfinite(y), events, 0.0)
+            sw = np.add.reduceat(w, starts)
+            sy = np.add.reduceat(np.where(w > 0, y, 0.0) * w, starts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mu = np.where(sw > 0, sy / sw, np.nan)
+            out[col] = first(f"{chan} cofactor") * np.sinh(mu)
+        else:
+            raise ValueError(f"coarsen_bins: no rule to merge column {name!r}")
+    return pd.DataFrame(out, columns=bins.columns)
 
 
 def screen(
-    sample: Sample, settings: AcquisitionQCSettings, where: str | None = None
+    sample: Sample,
+    settings: AcquisitionQCSettings,
+    where: str | None = None,
+    *,
+    in_place: bool = False,
 ) -> tuple[Sample, AcquisitionQC]:
     """Acquisition QC of `sample` and the sample without the events it removes.
 
@@ -139,11 +230,19 @@ def screen(
         The checks, sensitivity and the % removed above which the file fails.
     where : str, optional
         How to name the file in an error (default: its path, else its name).
+    in_place : bool
+        The caller owns ``sample.events`` and no longer needs the removed
+        events: the kept rows are moved to the front of that array
+        (`cytokit.kernels.acquisition.compact_rows`) and the result's events
+        are a view of them, so no second copy of a large file is made.
+        ``sample`` itself must not be used afterwards. An array that cannot be
+        written (a memory map) is copied as without it.
 
     Returns
     -------
     kept : Sample
-        `sample` itself when nothing is removed, else a copy of the kept events.
+        `sample` itself when nothing is removed, else the kept events (a copy,
+        or with `in_place` a view of the front of ``sample.events``).
     qc : AcquisitionQC
 
     Raises
@@ -163,5 +262,9 @@ def screen(
         )
     if qc.n_removed == 0:
         return sample, qc
-    kept = np.compress(qc.keep, sample.events, axis=0)
+    ev = sample.events
+    if in_place and ev.flags.writeable and ev.flags.c_contiguous:
+        kept = ev[: compact_rows(ev, qc.reasons)]
+    else:
+        kept = np.compress(qc.keep, ev, axis=0)
     return dataclasses.replace(sample, events=kept), qc

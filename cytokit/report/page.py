@@ -56,11 +56,22 @@ from cytokit.report.tables import (
 __all__ = ["report_html"]
 
 
+#: Sections a report has only for some results, one line each: anchor → (its name in the
+#: page's links, the renderer, which returns "" when the results have nothing for it). The
+#: links list those present; where each sits on the page is `report_html`'s.
+OPTIONAL_SECTIONS = {
+    "outcomes": ("Outcomes", outcomes_section),
+    "acquisition-qc": ("Acquisition QC", acquisition_section),
+}
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _header(results: Results, n_failures: int, patients: list[str]) -> str:
+def _header(
+    results: Results, n_failures: int, patients: list[str], optional: dict[str, str]
+) -> str:
     s = results.study
     name = s.get("name") or "cytokit analysis"
     strategy = s.get("strategy") or {}
@@ -80,6 +91,9 @@ def _header(results: Results, n_failures: int, patients: list[str]) -> str:
     links += [f'<a href="#patient-{i + 1}">{esc(p)}</a>' for i, p in enumerate(patients)]
     if nonempty(results.clusters) or (results.study.get("clustering") or {}).get("error"):
         links.append('<a href="#clusters">Clusters</a>')
+    for anchor, (title, _) in OPTIONAL_SECTIONS.items():
+        if optional.get(anchor):
+            links.append(f'<a href="#{anchor}">{esc(title)}</a>')
     links.append(f'<a href="#failures">Failures ({n_failures})</a>')
     parts.append(f"<nav>{''.join(links)}</nav>")
     return "\n".join(parts)
@@ -426,13 +440,14 @@ def report_html(results: Results, plots: ReportPlots) -> str:
     patients = patients_of(results)
     pops = populations_of(results)
     n_fail = len(results.failures) if nonempty(results.failures) else 0
+    optional = {anchor: render(results) for anchor, (_, render) in OPTIONAL_SECTIONS.items()}
     body = [
-        _header(results, n_fail, patients),
-        outcomes_section(results),
+        _header(results, n_fail, patients, optional),
+        optional["outcomes"],
         _cohort(results, plots, patients),
         *[_patient(results, plots, pid, i + 1, pops) for i, pid in enumerate(patients)],
         _clusters(results, plots),
-        acquisition_section(results),
+        optional["acquisition-qc"],
         _failures(results),
         _why(results),
     ]

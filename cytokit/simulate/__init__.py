@@ -74,6 +74,7 @@ from cytokit.simulate.study import (
     simulate_study,
     study_toml,
 )
+from cytokit.simulate.timing import Enrichment
 
 __all__ = [
     "AGGREGATES",
@@ -91,6 +92,7 @@ __all__ = [
     "SPILLOVER",
     "Dose",
     "Drift",
+    "Enrichment",
     "Kinetics",
     "PatientModel",
     "PatientSpec",

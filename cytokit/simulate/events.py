@@ -336,6 +336,7 @@ def simulate_sample(
     keep_signals: bool = False,
     workers: int | None = None,
     anomalies=None,
+    timing=None,
 ) -> tuple[Sample, SampleTruth]:
     """Simulate one sample (patient, day) in memory.
 
@@ -357,6 +358,10 @@ def simulate_sample(
         Acquisition anomalies (clogs, bubbles, drift, margin events) to inject
         (`cytokit.simulate.anomalies.inject`, with the sample's own random
         stream); their truth is ``truth.anomalies``.
+    timing : cytokit.simulate.timing.Enrichment, optional
+        Cells of some populations arriving preferentially in a time window
+        (`cytokit.simulate.timing.place`, before any anomaly is injected);
+        the truth's per-event arrays follow the cells.
 
     Returns
     -------
@@ -389,11 +394,21 @@ def simulate_sample(
         signals=signals,
         workers=workers or default_workers(MAX_THREADS),
     )
+    if timing is not None:
+        place_cells(design, spec, int(day), out, label, donor, timing, signals)
     sample = make_sample(design, spec, int(day), out, drift)
     truth = SampleTruth(label, donor, LABELS, params, drift, signals)
     if anomalies is not None:
         sample, truth.anomalies = inject_anomalies(design, spec, int(day), sample, anomalies)
     return sample, truth
+
+
+def place_cells(design, spec, day, events, label, donor, plan, signals=None) -> int:
+    """`cytokit.simulate.timing.place` with the stream of (design seed, patient, day)."""
+    from cytokit.simulate.timing import TAG_TIMING, place
+
+    rng = stream(design.seed, TAG_TIMING, spec.id, day)
+    return place(events, label, donor, plan, rng, timestep=design.timestep, signals=signals)
 
 
 def inject_anomalies(design: StudyDesign, spec: PatientSpec, day: int, sample: Sample, plan):

@@ -48,6 +48,7 @@ from cytokit.simulate.events import (
     generate_events,
     inject_anomalies,
     make_sample,
+    place_cells,
     sample_file_stem,
     save_truth,
 )
@@ -180,6 +181,7 @@ def simulate_study(
     workers: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     anomalies: Callable | None = None,
+    timing: Callable | None = None,
 ) -> Path:
     """Write a simulated study folder with ground truth.
 
@@ -203,6 +205,10 @@ def simulate_study(
         Acquisition anomalies to inject into a file
         (`cytokit.simulate.anomalies`); their per-event truth goes into the
         file's ``.truth.npz``. The file's events are then held in memory.
+    timing : callable(PatientSpec, day) -> Enrichment or None, optional
+        Populations arriving preferentially in a time window of a file
+        (`cytokit.simulate.timing`), applied before the anomalies. The file's
+        events are then held in memory.
 
     Returns
     -------
@@ -246,6 +252,7 @@ def simulate_study(
             out / "fcs" / f"{stem}.truth.npz",
             workers=workers,
             anomalies=anomalies(spec, day) if anomalies is not None else None,
+            timing=timing(spec, day) if timing is not None else None,
         )
         rel = f"fcs/{stem}.fcs"
         p = truth.parameters
@@ -295,11 +302,14 @@ def _write_sample(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     anomalies=None,
+    timing=None,
 ) -> SampleTruth:
     """Generate one sample into RAM or a scratch file beside `fcs`, write it (and its truth)."""
     n = design.n_events
     if in_memory is None:
-        in_memory = n * N_COLUMNS * 4 <= _MEMORY_LIMIT or anomalies is not None
+        in_memory = (
+            n * N_COLUMNS * 4 <= _MEMORY_LIMIT or anomalies is not None or timing is not None
+        )
     scratch = None
     if in_memory:
         events = np.empty((n, N_COLUMNS), dtype=np.float32)
@@ -319,6 +329,8 @@ def _write_sample(
             workers=workers or default_workers(MAX_THREADS),
             progress=progress,
         )
+        if timing is not None:
+            place_cells(design, spec, day, events, label, donor, timing)
         sample = make_sample(design, spec, day, events, drift)
         truth = SampleTruth(label, donor, LABELS, params, drift)
         if anomalies is not None:

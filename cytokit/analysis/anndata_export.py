@@ -1,0 +1,445 @@
+"""A results folder's events as one AnnData object (``.h5ad``) for scanpy, pytometry and readfcs users.
+
+`results_anndata` rebuilds, from a results folder (``cytokit analyze --out``)
+and the study folder it names, the events each file's numbers were measured
+on: every file listed in ``samples.csv`` is checked against its SHA-256, read
+and gated again as ``analyze`` gates it (`cytokit.study.Study.gate`: the
+study's strategy, compensation, gating seed, acquisition QC and non-finite
+rule). `export_anndata` writes it atomically.
+
+Layout (the conventions of readfcs and pytometry: variables are channels,
+``var`` has ``channel`` and ``marker``, raw values in a layer):
+
+``X`` (float32 or float64, the files' dtype)
+    Compensated values (the study's ``[compensation]``) with the study's
+    transform (``[transform]`` or the marker's override) on every channel
+    ``[panel]`` names; other channels (scatter, time, detectors the panel
+    leaves out) are compensated scale values, untransformed.
+``layers["raw"]``
+    Scale values as read (`cytokit.read_fcs`): uncompensated, untransformed;
+    what FlowIO's preprocessed array (and readfcs) give for the same file.
+``layers["compensated"]``
+    Compensated scale values, untransformed.
+``var`` (index: ``$PnN``)
+    ``channel`` ($PnN), ``marker`` ($PnS, "" when none), ``panel_marker``
+    (the study's name for the channel, "" when ``[panel]`` has none),
+    ``compensated`` (bool: in the matrix used), ``transform`` (e.g.
+    ``logicle(T=262144, W=0.5, M=4.5, A=0)`` or ``none``).
+``obs`` (one row per event; index ``<file>:<event>``)
+    ``file``, ``patient``, ``day``, ``tube``, ``stratum``, ``sample_type``,
+    ``event`` (the event's position among the events gating saw: after
+    acquisition QC and the non-finite rule, as ``counts.csv`` counts them),
+    ``in_<population>`` (bool) for each study population, ``origin``
+    (``donor``/``recipient`` by the file's donor threshold on the threshold
+    parent, ``thresholds.csv``, snapped to its histogram's nearest edge as
+    chimerism counts; empty outside the parent, and for a file whose donor
+    marker failed or got no threshold), ``origin_<population>`` for each
+    study population (the origin chimerism gives its events: the
+    population's own donor cut, ``population_valley``, where the file has
+    one, else the parent's; empty outside the population), and
+    ``metacluster`` (with ``[clustering]``: the metacluster of every
+    threshold-parent event, -1 elsewhere; the SOM is trained again exactly
+    as ``analyze`` trained it, from the results store).
+``uns["cytokit"]``
+    cytokit version, study name, results folder, populations (name → gate
+    path), threshold parent, donor markers, strategy source and digest,
+    compensation, events per file (0 = all), seed, and ``study_toml`` (the
+    study's settings as JSON).
+
+With ``events=N`` each file contributes a random N of its events (all of a
+smaller file; a generator seeded with `seed` and the file name); without it,
+every event, so the ``in_<population>`` sums per file are ``counts.csv``'s
+counts and the donor events per population are ``chimerism.csv``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cytokit.errors import CytokitError, StudyError
+
+__all__ = ["export_anndata", "results_anndata"]
+
+_EXTRA = (
+    'AnnData export needs the anndata package: install the extra, pip install "cytokit[anndata]"'
+)
+
+
+def _anndata():
+    try:
+        import anndata
+    except ImportError:
+        raise CytokitError(_EXTRA) from None
+    return anndata
+
+
+def _describe(t) -> str:
+    if t is None:
+        return "none"
+    params = ", ".join(f"{k}={v:g}" for k, v in t.params().items())
+    return f"{t.kind}({params})"
+
+
+def _study_of(results, study) -> Any:
+    from cytokit.study import load_study
+
+    if study is not None and not isinstance(study, (str, os.PathLike)):
+        return study
+    root = Path(study) if study is not None else Path(str(results.study.get("root", "")))
+    if not (root / "study.toml").is_file():
+        raise StudyError(
+            f"{results.out}: the study folder {str(root)!r} that study.json names has no "
+            "study.toml (moved or on another machine?); give the study folder: --study DIR"
+        )
+    return load_study(root)
+
+
+def _check_same_strategy(results, study) -> None:
+    recorded = (results.study.get("strategy") or {}).get("digest", "")
+    now = study.gating.digest() if study.gating is not None else ""
+    if recorded and now and recorded != now:
+        raise StudyError(
+            f"{results.out}: the study's strategy changed since these results were made "
+            f"(digest {recorded[:12]}… then, {now[:12]}… now); run cytokit analyze again"
+        )
+
+
+def _edges(results, file: str) -> np.ndarray | None:
+    """The donor-marker histogram edges of `file` (chimerism snaps thresholds to them)."""
+    try:
+        return results.donor_histogram(file).edges
+    except (CytokitError, OSError, KeyError):
+        return None
+
+
+def _donor_flags(values: np.ndarray, threshold: float, side: str, edges) -> np.ndarray:
+    """Donor events by a threshold, snapped to the nearest histogram edge as chimerism does."""
+    t = float(threshold)
+    if edges is not None and len(edges):
+        t = float(edges[int(np.argmin(np.abs(np.asarray(edges) - t)))])
+    above = values >= t
+    return above if side == "positive" else ~above
+
+
+class _Layout:
+    """The channels every file must share, and the compensation and transform of each."""
+
+    def __init__(self, sample, study, task) -> None:
+        self.names = sample.channel_names
+        self.markers = sample.markers
+        panel = study.panel
+        self.panel_marker = [""] * len(self.names)
+        self.transforms: list[Any] = [None] * len(self.names)
+        for marker in panel:
+            try:
+                col = panel.column(sample, marker)
+            except CytokitError:
+                continue
+            self.panel_marker[col] = marker
+            self.transforms[col] = study.settings.transform_of(marker)
+
+    def check(self, sample, file: str) -> None:
+        if sample.channel_names != self.names:
+            raise CytokitError(
+                f"{file}: its channels ({', '.join(sample.channel_names)}) differ from the first "
+                f"file's ({', '.join(self.names)}); one AnnData holds files of one panel: export "
+                "a tube at a time"
+            )
+
+
+def _check_files(study, results) -> None:
+    """Every file of samples.csv is there with the content it was analysed with."""
+    from cytokit.engine.hashing import file_hash
+
+    for file, sha in zip(results.samples["file"], results.samples["sha256"], strict=True):
+        path = study.root / str(file)
+        if not path.is_file():
+            raise CytokitError(f"{path}: the file samples.csv lists is not there (moved?)")
+        if isinstance(sha, str) and sha and file_hash(path) != sha:
+            raise CytokitError(
+                f"{path}: its content changed since the analysis (its SHA-256 differs from "
+                "samples.csv); run cytokit analyze again"
+            )
+
+
+def _per_file(study, task, results, row, layout_box, events_n, seed, item, model):
+    """(raw, compensated, X, obs frame, spillover columns) of one file's chosen events."""
+    from cytokit import kernels as K
+    from cytokit.fcs import read_fcs
+
+    file = str(row["file"])
+    path = study.root / file
+    sample = read_fcs(path)
+    result = study.gate(sample)
+    kept = result.sample
+    if layout_box[0] is None:
+        layout_box[0] = _Layout(kept, study, task)
+    layout: _Layout = layout_box[0]
+    layout.check(kept, file)
+    n = kept.n_events
+    if events_n is not None and events_n < n:
+        rng = np.random.default_rng([seed, zlib.crc32(file.encode())])
+        idx = np.sort(rng.choice(n, events_n, replace=False))
+    else:
+        idx = np.arange(n)
+    raw = np.ascontiguousarray(kept.events[idx])
+    spill = result.compensation
+    comp_cols: tuple[int, ...] = ()
+    if spill is not None:
+        comp_cols = tuple(kept.channel_index(c) for c in spill.channels)
+        compensated = K.compensate(raw, spill.matrix, list(comp_cols))
+    else:
+        compensated = raw.copy()
+    x = compensated.copy()
+    for j, t in enumerate(layout.transforms):
+        if t is not None:
+            t.apply(compensated[:, j], out=x[:, j])
+    obs = {
+        "file": file,
+        "patient": str(row["patient"]),
+        "day": int(row["day"]),
+        "tube": item.get("tube", "default"),
+        "stratum": "" if pd.isna(row.get("stratum")) else str(row.get("stratum")),
+        "sample_type": "" if pd.isna(row.get("sample_type")) else str(row.get("sample_type")),
+    }
+    frame = pd.DataFrame({"event": idx.astype(np.int64)})
+    for k, v in obs.items():
+        frame[k] = v
+    for name, gate_path in task.populations:
+        frame[f"in_{name}"] = result.membership(gate_path)[idx]
+    _origins(frame, results, result, kept, task, file, idx, spill is not None)
+    if model is not None:
+        _metacluster(frame, model, result, kept, task, idx, spill is not None)
+    return raw, compensated, x, frame, comp_cols
+
+
+def _origins(frame, results, result, kept, task, file, idx, compensated) -> None:
+    """``origin`` and ``origin_<population>`` from thresholds.csv, as chimerism counts them."""
+    from cytokit.gating import FCS, UNCOMPENSATED, Dimension
+
+    empty = np.full(len(idx), "", dtype=object)
+    frame["origin"] = empty
+    for name, _ in task.populations:
+        frame[f"origin_{name}"] = empty
+    th = results.thresholds
+    rows = th[(th["file"] == file) & (th["purpose"] == "donor")] if not th.empty else th
+    samples = results.samples[results.samples["file"] == file]
+    failed = not samples.empty and samples.iloc[0].get("donor_marker_check") == "failed"
+    if rows.empty or failed:
+        return
+    marker = str(rows.iloc[0]["marker"])
+    channel = kept.channels[task.panel.column(kept, marker)].name
+    xf = dict(task.transforms).get(marker)
+    dim = Dimension(channel, compensation=FCS if compensated else UNCOMPENSATED, transform=xf)
+    values = result.strategy.values(kept, [dim], idx, compensation=result.compensation)[:, 0]
+    edges = _edges(results, file)
+    by_parent = {str(r.parent): r for r in rows.itertuples(index=False)}
+
+    def labels(r, inside) -> np.ndarray:
+        out = empty.copy()
+        if r is None or not isinstance(r.method, str) or r.method == "none":
+            return out
+        if not np.isfinite(r.threshold):
+            return out
+        donor = _donor_flags(values, r.threshold, str(r.donor_side), edges)
+        out[inside & donor] = "donor"
+        out[inside & ~donor] = "recipient"
+        return out
+
+    parent_cut = by_parent.get(task.parent)
+    frame["origin"] = labels(parent_cut, np.asarray(result.membership(task.parent))[idx])
+    for name, gate_path in task.populations:
+        inside = np.asarray(result.membership(gate_path))[idx]
+        frame[f"origin_{name}"] = labels(by_parent.get(gate_path, parent_cut), inside)
+
+
+def _model(study, task, results):
+    """The clustering model of ``analyze`` (None when it did not cluster)."""
+    info = results.study.get("clustering") or {}
+    if study.settings.clustering is None or not task.cluster_markers or not info:
+        return None
+    if "error" in info:
+        return None
+    from cytokit.analysis.cohort import cluster_model
+
+    return cluster_model(study, task, results)
+
+
+def _metacluster(frame, model, result, kept, task, idx, compensated) -> None:
+    """Each threshold-parent event's metacluster (-1 elsewhere), on the values ``analyze`` used."""
+    from cytokit.gating import FCS, UNCOMPENSATED, Dimension
+
+    labels = np.full(len(idx), -1, dtype=np.int32)
+    inside = np.asarray(result.membership(task.parent))[idx]
+    rows = idx[inside]
+    if rows.size:
+        dims = [
+            Dimension(
+                kept.channels[task.panel.column(kept, m)].name,
+                compensation=FCS if compensated else UNCOMPENSATED,
+                transform=dict(task.transforms).get(m),
+            )
+            for m in task.cluster_markers
+        ]
+        values = result.strategy.values(kept, dims, rows, compensation=result.compensation)
+        labels[inside] = model.predict(values.astype(np.float32))
+    frame["metacluster"] = labels
+
+
+def results_anndata(
+    results_dir: str | os.PathLike,
+    *,
+    events: int | None = None,
+    seed: int = 0,
+    study=None,
+) -> Any:
+    """The events behind a results folder as an ``anndata.AnnData`` (see the module).
+
+    Parameters
+    ----------
+    results_dir : path
+        A folder written by ``cytokit analyze`` (checked against its ``tables.json``).
+    events : int, optional
+        Events per file (a random subset); default every event.
+    seed : int
+        Seed of that subset (with each file's name).
+    study : path or Study, optional
+        The study folder; default the one ``study.json`` names.
+
+    Returns
+    -------
+    anndata.AnnData
+
+    Raises
+    ------
+    CytokitError
+        anndata is not installed (the message names the extra), the results
+        folder is incomplete or edited, the study folder is missing or its
+        strategy changed, a file changed since the analysis, or the files'
+        channels differ.
+    """
+    ad = _anndata()
+    from cytokit._version import __version__
+    from cytokit.analysis.results import load_results
+    from cytokit.analysis.run import make_task
+
+    if events is not None and (not isinstance(events, (int, np.integer)) or events < 1):
+        raise CytokitError(f"events={events!r}: give a number of events per file of at least 1")
+    results = load_results(results_dir)
+    study = _study_of(results, study)
+    _check_same_strategy(results, study)
+    task = make_task(study)
+    tubes = {study.relative(r.file): study.tube_of(r) for r in study.rows}
+    _check_files(study, results)
+    model = _model(study, task, results)
+    layout_box: list[Any] = [None]
+    raws, comps, xs, frames = [], [], [], []
+    comp_cols: set[int] = set()
+    for row in results.samples.to_dict("records"):
+        item = {"tube": tubes.get(str(row["file"]), "default")}
+        raw, comp, x, frame, cols = _per_file(
+            study, task, results, row, layout_box, events, seed, item, model
+        )
+        comp_cols.update(cols)
+        raws.append(raw)
+        comps.append(comp)
+        xs.append(x)
+        frames.append(frame)
+    if not frames:
+        raise CytokitError(f"{results.out}: samples.csv lists no analysed file; nothing to export")
+    layout: _Layout = layout_box[0]
+    obs = pd.concat(frames, ignore_index=True)
+    x_all = np.concatenate(xs)
+    del xs
+    obs.index = (obs["file"] + ":" + obs["event"].astype(str)).to_numpy()
+    for col in ("file", "patient", "tube", "stratum", "sample_type"):
+        obs[col] = obs[col].astype("category")
+    origin_cols = [c for c in obs.columns if c == "origin" or c.startswith("origin_")]
+    for col in origin_cols:
+        obs[col] = pd.Categorical(obs[col], categories=["", "donor", "recipient"])
+    var = pd.DataFrame(
+        {
+            "channel": list(layout.names),
+            "marker": list(layout.markers),
+            "panel_marker": layout.panel_marker,
+            "compensated": [j in comp_cols for j in range(len(layout.names))],
+            "transform": [_describe(t) for t in layout.transforms],
+        },
+        index=pd.Index(list(layout.names)),
+    )
+    adata = ad.AnnData(X=x_all, obs=obs, var=var)
+    adata.layers["raw"] = np.concatenate(raws)
+    del raws
+    adata.layers["compensated"] = np.concatenate(comps)
+    del comps
+    s = study.settings
+    adata.uns["cytokit"] = {
+        "version": __version__,
+        "study": study.name,
+        "results": str(Path(results_dir)),
+        "populations": {k: v for k, v in task.populations},
+        "threshold_parent": task.parent,
+        "donor_markers": list(task.donor_markers),
+        "strategy_source": str((results.study.get("strategy") or {}).get("source", "")),
+        "strategy_digest": str((results.study.get("strategy") or {}).get("digest", "")),
+        "compensation": s.compensation,
+        "events_per_file": int(events or 0),
+        "seed": int(seed),
+        "study_toml": json.dumps(study.config, default=str, sort_keys=True),
+    }
+    return adata
+
+
+def _target(out: Path) -> Path:
+    """`out` checked as a place for a new file (a regular file is replaced; nothing else)."""
+    if out.exists() and not out.is_file():
+        raise CytokitError(
+            f"{out}: exists and is not a regular file; give the path of a .h5ad file to write"
+        )
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise CytokitError(f"{out}: {parent} is not a folder; give a path inside a folder")
+    parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def export_anndata(
+    results_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    events: int | None = None,
+    seed: int = 0,
+    study=None,
+) -> Path:
+    """Write `results_anndata` to `out` (``.h5ad``) atomically; returns the path.
+
+    The file is written beside `out` under a temporary name, then renamed, so a
+    reader sees the old file or the whole new one. The arguments are those of
+    `results_anndata`; `out`'s folder is made when missing.
+    """
+    out = _target(Path(out))
+    adata = results_anndata(results_dir, events=events, seed=seed, study=study)
+    fd = -1
+    for _ in range(100):
+        tmp = out.parent / f".{out.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+    os.close(fd)
+    try:
+        adata.write_h5ad(tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out

@@ -1,0 +1,199 @@
+"""AnnData export of a results folder, checked against FlowIO and the folder's own tables.
+
+The bundled sample study is analysed once; its export must hold FlowIO's values
+(raw layer, channel order), counts.csv's gate counts, chimerism.csv's donor and
+recipient events, clusters.csv's metacluster counts, and an X that is cytokit's
+transform of the raw layer compensated with numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cytokit
+from cytokit.analysis import export_anndata, results_anndata
+from cytokit.cli.app import run
+from cytokit.errors import CytokitError, StudyError
+
+ad = pytest.importorskip("anndata")
+flowio = pytest.importorskip("flowio")
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    results = cytokit.analyze(SAMPLE_DATA, out, workers=1)
+    return results, out
+
+
+@pytest.fixture(scope="module")
+def adata(analysed):
+    return results_anndata(analysed[1])
+
+
+def test_raw_layer_is_what_flowio_reads(adata):
+    files = adata.obs["file"].cat.categories
+    assert len(files) == 15
+    for file in files:
+        fd = flowio.FlowData(str(SAMPLE_DATA / file))
+        assert list(adata.var["channel"]) == list(fd.pnn_labels)
+        want = fd.as_array(preprocess=True)
+        rows = (adata.obs["file"] == file).to_numpy()
+        raw = adata.layers["raw"][rows].astype(np.float64)
+        # the stored float32 values, exactly; the time channel is $TIMESTEP x stored value,
+        # which cytokit keeps in float32 (the file's type) and FlowIO computes in float64
+        t = fd.time_index
+        keep = [j for j in range(raw.shape[1]) if j != t]
+        np.testing.assert_array_equal(raw[:, keep], want[:, keep])
+        np.testing.assert_allclose(raw[:, t], want[:, t], rtol=1.2e-7, atol=0)
+        assert list(adata.var["marker"]) == [p or "" for p in fd.pns_labels]
+
+
+def test_gate_membership_sums_are_counts_csv(adata, analysed):
+    results, _ = analysed
+    pops = adata.uns["cytokit"]["populations"]
+    assert set(pops) == {"NK", "NK_bright", "NK_dim", "CIK", "T"}
+    for name, path in pops.items():
+        got = adata.obs.groupby("file", observed=True)[f"in_{name}"].sum()
+        want = results.counts[results.counts.gate_path == path].set_index("file")["count"]
+        assert {str(k): int(v) for k, v in got.items()} == {k: int(v) for k, v in want.items()}
+
+
+def test_origin_counts_are_chimerism_csv(adata, analysed):
+    results, _ = analysed
+    chim = results.chimerism
+    for name in adata.uns["cytokit"]["populations"]:
+        inside = adata.obs[f"in_{name}"].to_numpy()
+        origin = adata.obs[f"origin_{name}"]
+        rows = chim[chim.population == name].set_index("file")
+        for side in ("donor", "recipient"):
+            got = adata.obs[inside & (origin == side).to_numpy()].groupby("file", observed=True)
+            got = got.size().reindex(rows.index, fill_value=0)
+            want = rows[f"{side}_events"].fillna(0).astype(np.int64)
+            np.testing.assert_array_equal(got.to_numpy(), want.to_numpy(), err_msg=f"{name} {side}")
+    # an event outside the populations and the threshold parent has no origin
+    outside = ~adata.obs[[c for c in adata.obs if c.startswith("in_")]].any(axis=1)
+    parent_origin = adata.obs["origin"][outside]
+    assert set(parent_origin.unique()) <= {"", "donor", "recipient"}
+
+
+def test_x_is_cytokit_transform_of_numpy_compensated_raw(adata):
+    from cytokit.gating import LogicleTransform
+
+    logicle = LogicleTransform(T=262144, W=0.5, M=4.5, A=0.0)
+    file = adata.obs["file"].cat.categories[0]
+    rows = (adata.obs["file"] == file).to_numpy()
+    sample = cytokit.read_fcs(SAMPLE_DATA / file)
+    spill = sample.spillover
+    cols = [list(adata.var_names).index(c) for c in spill.channels]
+    raw = adata.layers["raw"][rows].astype(np.float64)
+    comp = raw.copy()
+    comp[:, cols] = np.linalg.solve(spill.matrix.T, raw[:, cols].T).T
+    np.testing.assert_allclose(adata.layers["compensated"][rows], comp, rtol=2e-6, atol=1e-3)
+    transformed = adata.var["transform"] != "none"
+    assert list(adata.var_names[transformed]) == [
+        "FITC-A", "PE-A", "PerCP-Cy5-5-A", "PE-Cy7-A", "APC-A", "APC-H7-A", "V500-C-A"
+    ]  # fmt: skip
+    assert set(adata.var["transform"][transformed]) == {"logicle(T=262144, W=0.5, M=4.5, A=0)"}
+    want = comp.copy()
+    want[:, transformed.to_numpy()] = logicle.apply(comp[:, transformed.to_numpy()])
+    np.testing.assert_allclose(adata.X[rows], want, rtol=1e-5, atol=1e-5)
+    assert adata.var["compensated"].to_numpy()[cols].all()
+    assert not adata.var.loc[["FSC-A", "SSC-A", "Time"], "compensated"].any()
+
+
+def test_metacluster_counts_are_clusters_csv(adata, analysed):
+    results, _ = analysed
+    want = results.clusters[results.clusters.origin == "all"]
+    want = want[want["count"] > 0]  # clusters.csv also lists empty metaclusters
+    want = {(f, int(m)): int(c) for f, m, c in want[["file", "metacluster", "count"]].to_numpy()}
+    obs = adata.obs[adata.obs["metacluster"] >= 0]
+    got = obs.groupby(["file", "metacluster"], observed=True).size()
+    assert {(str(f), int(m)): int(c) for (f, m), c in got.items()} == want
+    # every threshold-parent event has a metacluster, every other event -1
+    parent = results.counts[results.counts.gate_path == adata.uns["cytokit"]["threshold_parent"]]
+    per_file = obs.groupby("file", observed=True).size().sort_index()
+    np.testing.assert_array_equal(per_file.to_numpy(), parent.sort_values("file")["count"])
+    assert set(adata.obs["metacluster"].unique()) == {-1, *range(10)}
+
+
+def test_settings_in_uns(adata, analysed):
+    _, out = analysed
+    uns = adata.uns["cytokit"]
+    study = json.loads((out / "study.json").read_text())
+    assert json.loads(uns["study_toml"]) == json.loads(json.dumps(study["config"], default=str))
+    assert uns["strategy_digest"] == study["strategy"]["digest"]
+    assert uns["threshold_parent"] == "/Lymphocytes/Singlets/Live"
+    assert uns["events_per_file"] == 0
+
+
+def test_events_per_file_cli_and_python_agree(adata, analysed, tmp_path, capsys):
+    _, out = analysed
+    h5 = tmp_path / "sub.h5ad"
+    assert run(["export-anndata", str(out), str(h5), "--events", "500", "--seed", "3"]) == 0
+    sub = ad.read_h5ad(h5)
+    again = results_anndata(out, events=500, seed=3)
+    assert sub.n_obs == again.n_obs == 15 * 500
+    np.testing.assert_array_equal(sub.X, again.X)
+    np.testing.assert_array_equal(sub.layers["raw"], again.layers["raw"])
+    assert list(sub.obs_names) == list(again.obs_names)
+    # the subset is a subset of the full export: the same rows, the same values
+    full = adata[sub.obs_names]
+    np.testing.assert_array_equal(full.layers["raw"], sub.layers["raw"])
+    pd.testing.assert_frame_equal(
+        full.obs.reset_index(drop=True).astype(str), sub.obs.reset_index(drop=True).astype(str)
+    )
+    other = results_anndata(out, events=500, seed=4)
+    assert list(other.obs_names) != list(sub.obs_names)
+    written = export_anndata(out, tmp_path / "py.h5ad", events=500, seed=3)
+    assert ad.read_h5ad(written).n_obs == sub.n_obs
+
+
+def test_missing_anndata_names_the_extra(analysed, monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "anndata", None)
+    with pytest.raises(CytokitError, match=r'pip install "cytokit\[anndata\]"'):
+        results_anndata(analysed[1])
+    assert run(["export-anndata", str(analysed[1]), str(tmp_path / "x.h5ad")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cytokit: ") and "cytokit[anndata]" in err[-1]
+    assert not (tmp_path / "x.h5ad").exists()
+
+
+def test_moved_study_and_changed_file_are_refused(analysed, tmp_path):
+    _, out = analysed
+    with pytest.raises(StudyError, match=r"--study DIR"):
+        results_anndata(out, study=tmp_path / "nowhere")
+    copy = tmp_path / "study"
+    shutil.copytree(SAMPLE_DATA, copy)
+    # the study moved: --study names it, and the export is the same (model from the store)
+    moved, here = results_anndata(out, study=copy, events=50), results_anndata(out, events=50)
+    np.testing.assert_array_equal(moved.X, here.X)
+    pd.testing.assert_frame_equal(moved.obs, here.obs)
+    fcs = sorted((copy / "fcs").glob("*.fcs"))[0]
+    data = bytearray(fcs.read_bytes())
+    data[-40] ^= 1  # one bit of an event value
+    fcs.write_bytes(bytes(data))
+    with pytest.raises(CytokitError, match=r"content changed since the analysis"):
+        results_anndata(out, study=copy)
+    with pytest.raises(CytokitError, match=r"events=0"):
+        results_anndata(out, events=0)
+
+
+def test_output_that_is_not_a_file_is_refused(analysed, tmp_path, capsys):
+    _, out = analysed
+    for target in (tmp_path, Path(os.devnull)):
+        assert run(["export-anndata", str(out), str(target)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("cytokit: ") and "not a regular file" in err
+    assert Path(os.devnull).is_char_device()
+    assert run(["export-anndata", str(out), str(tmp_path / "x.h5ad"), "--events", "0"]) == 2

@@ -1,0 +1,52 @@
+"""Screening in place: the kept rows moved to the front of the file's own array, no copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cytokit.kernels.acquisition import compact_rows
+from cytokit.qc import AcquisitionQCSettings, screen
+from cytokit.simulate import anomalies as A
+from cytokit.simulate import preset_design, simulate_sample
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compact_rows_equals_boolean_indexing(dtype):
+    rng = np.random.default_rng(5)
+    ev = rng.normal(size=(5_000, 7)).astype(dtype)
+    reasons = (rng.random(5_000) < 0.3).astype(np.uint8) * rng.integers(1, 8, 5_000, dtype=np.uint8)
+    reasons[:10] = 0
+    reasons[2_000:2_600] = 1  # a removed time range, as rate and signal flags give
+    want = ev[reasons == 0].copy()
+    m = compact_rows(ev, reasons)
+    assert m == want.shape[0]
+    np.testing.assert_array_equal(ev[:m], want)
+
+
+def test_compact_rows_refuses_what_it_cannot_write():
+    ev = np.zeros((4, 3), dtype=np.float32)
+    ev.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable, C-contiguous"):
+        compact_rows(ev, np.zeros(4, np.uint8))
+    with pytest.raises(ValueError, match="reasons has 3 entries for 4 events"):
+        compact_rows(np.zeros((4, 3)), np.zeros(3, np.uint8))
+
+
+def test_screen_in_place_gives_the_same_events_and_verdict_as_a_copy():
+    design = preset_design("sample", seed=31, n_patients=2)
+    spec, day = design.samples()[0]
+    clean, _ = simulate_sample(design, spec.id, day, 30_000)
+    rng = np.random.default_rng(8)
+    plan = A.random_plan(rng, A.duration(clean), kinds=("clog", "margin"))
+    sample, _ = A.inject(clean, plan, rng)
+    settings = AcquisitionQCSettings(max_removed_pct=90)
+    kept, qc = screen(sample, settings)
+    assert 0 < qc.n_removed < sample.n_events
+    before = sample.events.copy()
+    own = type(sample)(before, sample.channels, keywords=sample.keywords, scaled=sample.scaled)
+    kept2, qc2 = screen(own, settings, in_place=True)
+    np.testing.assert_array_equal(kept2.events, kept.events)
+    np.testing.assert_array_equal(qc2.reasons, qc.reasons)
+    assert np.shares_memory(kept2.events, before)  # a view of the caller's array, not a copy
+    assert qc2.summary() == qc.summary()
