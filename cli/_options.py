@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 
@@ -21,8 +23,59 @@ def check_scheduler(value: str | None) -> str | None:
     )
 
 
+def check_table_format(value: str) -> str:
+    """``--format``: csv, parquet or both (`cytokit.parquet.FORMATS`).
+
+    Parquet without pyarrow is a `CytokitError` naming the extra (exit 1), raised when
+    the command line is read: before anything is read, written or logged.
+    """
+    from cytokit.parquet import FORMATS, require_pyarrow
+
+    if value in FORMATS:
+        if value != "csv":
+            require_pyarrow()
+        return value
+    raise typer.BadParameter(f"{value!r}: use one of {', '.join(FORMATS)}")
+
+
+#: Help of ``--format`` (analyze and gate).
+TABLE_FORMAT_HELP = (
+    "Tables as csv (default), parquet (typed columns as the results contract states; "
+    "needs the parquet extra: pip install 'cytokit-flow[parquet]') or both."
+)
+
+
 def check_sensitivity(value: str | None) -> str | None:
     """``--qc-sensitivity``: low, normal or high."""
     if value is not None and value not in ("low", "normal", "high"):
         raise typer.BadParameter(f"{value!r}: use low, normal or high")
     return value
+
+
+#: Suffixes of strategy files (`cytokit.gating.load_strategy`); anything else is an FCS argument.
+STRATEGY_SUFFIXES = (".xml", ".wsp", ".yaml", ".yml")
+
+
+def gate_arguments(
+    strategy: Path | str | None, files: list[str] | None, study: Path | None
+) -> tuple[Path | None, list[str]]:
+    """(strategy, files) from the positional arguments.
+
+    Without ``--study`` the first is the strategy and at least one file follows.
+    With it both may be left out: the first argument is the strategy only when
+    it has a strategy file's suffix.
+    """
+    given = [str(a) for a in ([strategy] if strategy is not None else []) + list(files or [])]
+    if study is None:
+        if len(given) < 2:
+            raise typer.BadParameter(
+                "give a STRATEGY file and the FCS FILES to gate, e.g. "
+                "cytokit gate strategy.xml runs/ --out gated/ (or --study DIR to gate with a "
+                "study's strategy and settings)",
+                param_hint="STRATEGY FILES...",
+            )
+        return Path(given[0]), given[1:]
+    if given and Path(given[0]).suffix.lower() in STRATEGY_SUFFIXES:
+        # a strategy named on the command line is relative to where the command runs
+        return Path(given[0]).absolute(), given[1:]
+    return None, given

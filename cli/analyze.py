@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cytokit.cli._options import check_scheduler
+from cytokit.cli._options import TABLE_FORMAT_HELP, check_scheduler, check_table_format
 from cytokit.cli._text import echo_warnings, printable
 
 
@@ -21,6 +21,7 @@ def run_analysis(
     strict: bool = False,
     command: str = "analyze",
     retry_failures: bool = False,
+    table_format: str = "csv",
 ) -> int:
     """Analyse `study` into `out` with progress on stderr; return the exit code.
 
@@ -29,19 +30,25 @@ def run_analysis(
 
     The study is checked first (every problem in one error, before any gating);
     then the plots and report.html are built from the results (`cytokit.report`).
+    `table_format` (csv, parquet, both) says how the tables are written.
     The run is recorded in ``out/runlog.jsonl`` as `command`.
     """
     from cytokit.cli._runlog import recorded
+    from cytokit.parquet import require_pyarrow, suffixes
 
-    options = {"report": report, "retry_failures": retry_failures}
+    if ".parquet" in suffixes(table_format):
+        require_pyarrow()  # a missing extra is said before anything is read or written
+    options = {"report": report, "retry_failures": retry_failures, "format": table_format}
     with recorded(out, command, store=Path(out) / "results.sqlite", options=options) as log:
         log.exit_code = _analyze(
-            study, out, log, workers, scheduler, report, strict, retry_failures
+            study, out, log, workers, scheduler, report, strict, retry_failures, table_format
         )
     return log.exit_code
 
 
-def _analyze(study, out, log, workers, scheduler, report, strict, retry_failures) -> int:
+def _analyze(
+    study, out, log, workers, scheduler, report, strict, retry_failures, table_format
+) -> int:
     from cytokit.analysis import analyze
     from cytokit.cli._progress import batch_progress
     from cytokit.study import load_study
@@ -65,6 +72,7 @@ def _analyze(study, out, log, workers, scheduler, report, strict, retry_failures
             scheduler=scheduler,
             progress=progress,
             retry_failures=retry_failures,
+            table_format=table_format,
         )
     chim = results.chimerism
     quantified = int((chim["status"] == "quantified").sum()) if "status" in chim else 0
@@ -153,6 +161,9 @@ def register(app: typer.Typer) -> None:
         retry_failures: bool = typer.Option(
             False, "--retry-failures", help="Try files that failed with a cytokit error again."
         ),
+        table_format: str = typer.Option(
+            "csv", "--format", callback=check_table_format, help=TABLE_FORMAT_HELP
+        ),
     ) -> None:
         """Run the whole job on a study folder: gate, chimerism, trends, clustering, report.
 
@@ -169,6 +180,7 @@ def register(app: typer.Typer) -> None:
             report=report,
             strict=strict,
             retry_failures=retry_failures,
+            table_format=table_format,
         )
         if code:
             raise typer.Exit(code)

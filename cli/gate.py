@@ -6,37 +6,15 @@ from pathlib import Path
 
 import typer
 
-from cytokit.cli._options import check_scheduler, check_sensitivity
+from cytokit.cli._options import (
+    TABLE_FORMAT_HELP,
+    check_scheduler,
+    check_sensitivity,
+    check_table_format,
+    gate_arguments,
+)
 from cytokit.cli._text import echo_warnings, printable
 from cytokit.errors import CytokitError
-
-#: Suffixes of strategy files (`cytokit.gating.load_strategy`); anything else is an FCS argument.
-STRATEGY_SUFFIXES = (".xml", ".wsp", ".yaml", ".yml")
-
-
-def _arguments(
-    strategy: Path | str | None, files: list[str] | None, study: Path | None
-) -> tuple[Path | None, list[str]]:
-    """(strategy, files) from the positional arguments.
-
-    Without ``--study`` the first is the strategy and at least one file follows.
-    With it both may be left out: the first argument is the strategy only when
-    it has a strategy file's suffix.
-    """
-    given = [str(a) for a in ([strategy] if strategy is not None else []) + list(files or [])]
-    if study is None:
-        if len(given) < 2:
-            raise typer.BadParameter(
-                "give a STRATEGY file and the FCS FILES to gate, e.g. "
-                "cytokit gate strategy.xml runs/ --out gated/ (or --study DIR to gate with a "
-                "study's strategy and settings)",
-                param_hint="STRATEGY FILES...",
-            )
-        return Path(given[0]), given[1:]
-    if given and Path(given[0]).suffix.lower() in STRATEGY_SUFFIXES:
-        # a strategy named on the command line is relative to where the command runs
-        return Path(given[0]).absolute(), given[1:]
-    return None, given
 
 
 def run_gate(
@@ -55,6 +33,7 @@ def run_gate(
     qc_sensitivity: str | None = None,
     qc_max_removed: float | None = None,
     log=None,
+    table_format: str = "csv",
 ) -> int:
     """Gate `files` into `out` with a progress bar on stderr; return the exit code.
 
@@ -62,7 +41,7 @@ def run_gate(
     read and applied with the study's panel, transform, compensation and gating
     seed, as ``cytokit analyze`` does; `files` default to the manifest's files.
     `compensation` (default ``file``) cannot be combined with `study`.
-    The QC options: `cytokit.engine.gate_files.gate_qc_settings`.
+    The QC options: `cytokit.engine.gate_files.gate_qc_settings`; `table_format`: `gate_files`.
 
     0 when the batch finished (files that failed are in ``failures.csv``), or
     3 with `strict` when any file failed. None gated at all is a `CytokitError`.
@@ -71,7 +50,7 @@ def run_gate(
     from cytokit.cli._progress import batch_progress
     from cytokit.engine.gate_files import GateTask, expand_files, gate_files, gate_qc_settings
 
-    strategy, files = _arguments(strategy, files, study)
+    strategy, files = gate_arguments(strategy, files, study)
     qc_options = {"sensitivity": qc_sensitivity, "max_removed_pct": qc_max_removed}
     # everything that can be wrong with the arguments is reported before the batch starts
     if study is not None:
@@ -109,6 +88,7 @@ def run_gate(
             scheduler=scheduler,
             retry_failures=retry_failures,
             progress=progress,
+            table_format=table_format,
         )
     report = run.report
     fresh = len(report.done) - report.n_cached
@@ -214,6 +194,9 @@ def register(app: typer.Typer) -> None:
             "the study's); turns QC on.",
             show_default=False,
         ),
+        table_format: str = typer.Option(
+            "csv", "--format", callback=check_table_format, help=TABLE_FORMAT_HELP
+        ),
     ) -> None:
         """Gate many FCS files with one strategy: per-file, per-gate counts and statistics.
 
@@ -245,6 +228,7 @@ def register(app: typer.Typer) -> None:
                 qc_sensitivity=qc_sensitivity,
                 qc_max_removed=qc_max_removed,
                 log=log,
+                table_format=table_format,
             )
         if log.exit_code:
             raise typer.Exit(log.exit_code)

@@ -42,6 +42,7 @@ BASE = (
     "cytokit._io",
     "cytokit._paths",
     "cytokit._outdir",
+    "cytokit.parquet",
     "cytokit.finite",
     "cytokit.fcs",
     "cytokit.stats",

@@ -27,6 +27,7 @@ import pandas as pd
 
 from cytokit._version import __version__
 from cytokit.analysis.invariants import check_results
+from cytokit.analysis.miflowcyt import miflowcyt_table
 from cytokit.analysis.outcomes import (
     clinical_inputs,
     outcome_tables,
@@ -137,6 +138,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
         failures=pd.DataFrame(failures, columns=list(TABLES["failures"])),
         qc=frames.get("qc", pd.DataFrame()),
         acquisition_qc=frames.get("acquisition_qc", pd.DataFrame()),
+        miflowcyt=miflowcyt_table(study),
         out=out,
     )
     for name, columns in TABLES.items():

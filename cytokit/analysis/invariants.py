@@ -133,6 +133,9 @@ def violations(results) -> list[str]:
     if not samples.empty or not ranges.empty:
         _acquisition_qc(found, samples, counts, ranges)
     _clinical(found, getattr(results, "clinical", None) or {})
+    mif = getattr(results, "miflowcyt", pd.DataFrame())
+    if not mif.empty:
+        _miflowcyt(found, mif, samples)
     failed = set(_text(results.failures, "file")) if not results.failures.empty else set()
     for name in ("samples", "counts", "chimerism", "acquisition_qc"):
         frame = getattr(results, name, pd.DataFrame())
@@ -413,6 +416,24 @@ def _trends(found: _Found, tr: pd.DataFrame, chim: pd.DataFrame) -> None:
         found.rows(
             "trends", tr, bad, f"{col} must be a day with status {' or '.join(sorted(allowed))}"
         )
+
+
+def _miflowcyt(found: _Found, m: pd.DataFrame, samples: pd.DataFrame) -> None:
+    """Each item present with a value and no note, or missing with a note and no value;
+    every analysed file has its items."""
+    status, value, note = _text(m, "status"), _text(m, "value"), _text(m, "note")
+    found.rows("miflowcyt", m, ~np.isin(status, ["present", "missing"]), "status is not "
+               "present or missing")  # fmt: skip
+    present = status == "present"
+    found.rows("miflowcyt", m, present & ((value == "") | (note != "")),
+               "a present item has a value and no note")  # fmt: skip
+    found.rows("miflowcyt", m, ~present & ((value != "") | (note == "")),
+               "a missing item has no value and says where to supply it")  # fmt: skip
+    if not samples.empty:
+        listed = set(_text(m, "file"))
+        files = _text(samples, "file")
+        found.rows("samples", samples, ~np.isin(files, list(listed)),
+                   "the file has no rows in miflowcyt.csv")  # fmt: skip
 
 
 def _clinical(found: _Found, tables: dict) -> None:

@@ -13,6 +13,16 @@ rebuilds a `Results` from it without the FCS files. Tables are tidy CSV (one
 row per item; empty cell = not available); `Results` holds each as a pandas
 DataFrame attribute of the same name.
 
+With ``table_format="parquet"`` (``cytokit analyze --format parquet``) each
+table is ``<name>.parquet`` instead, and ``"both"`` writes both. The type of
+every column is stated in `COLUMN_TYPES`: int64 (an integer always there),
+Int64 (an integer that may be missing), float64, string or bool, and the
+Parquet files are written with exactly those types (`cytokit.parquet`); a
+value not available is a null, never 0, in both formats. A column the
+contract does not type cannot be written as Parquet; the clustering tables'
+marker columns (median_<marker>, the summary's <marker>) are float64.
+`load_results` reads the text columns as text.
+
 ``samples.csv``
     One row per file analysed: patient, day, file (relative to the study
     folder), stratum, sample_type, events, channels, fcs_version, cytometer,
@@ -111,6 +121,16 @@ DataFrame attribute of the same name.
     columns, signal columns of the ≤ 4 channels that departed most) and
     ``acq:time_unit``. `Results.qc_points`, `Results.donor_histogram` and
     `Results.acquisition_bins` read them.
+``miflowcyt.csv``
+    One row per file and MIFlowCyt 1.0 item (and channel, for a channel's
+    item): patient, day, file, miflowcyt (the item's number, e.g. ``3.3``;
+    empty for a fact the standard does not ask for, such as the operator),
+    item, channel (``$PnN``), marker, value, source (the FCS keyword, e.g.
+    ``$P4V``, or the study file and key), status (``present`` or
+    ``missing``), note (for a missing item: where to supply it). Filled from
+    each file's FCS keywords, study.toml (``[[reagents]]``, compensation,
+    transform, strategy, acquisition QC) and the manifest
+    (`cytokit.analysis.miflowcyt`).
 ``study.json``
     name, created, cytokit_version, root (the study folder, absolute), populations
     (name → gate path), threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
@@ -197,8 +217,20 @@ import pandas as pd
 from cytokit._io import atomic_write_bytes, atomic_write_text, frame_csv, restore_frame
 from cytokit.analysis.tablesjson import check_index, invalidate_index, write_index
 from cytokit.errors import CytokitError
+from cytokit.parquet import frame_parquet, read_parquet, require_pyarrow, suffixes
+from cytokit.qc import RANGE_TYPES, SUMMARY_TYPES
 
-__all__ = ["CLINICAL_TABLES", "TABLES", "Results", "conform", "load_results", "write_results"]
+__all__ = [
+    "CLINICAL_TABLES",
+    "COLUMN_TYPES",
+    "TABLES",
+    "Results",
+    "column_types",
+    "conform",
+    "load_results",
+    "table_file",
+    "write_results",
+]
 
 #: Table name -> columns, in the contract's order (clusters: whatever clustering gives).
 TABLES: dict[str, tuple[str, ...]] = {
@@ -243,17 +275,175 @@ TABLES: dict[str, tuple[str, ...]] = {
         "patient", "day", "file", "start", "end", "time_unit", "first_event", "events", "reasons",
         "detail",
     ),
+    "miflowcyt": (),  # cytokit.analysis.miflowcyt.MIFLOWCYT_COLUMNS
 }  # fmt: skip
 
 
 def _fill_columns() -> None:
+    from cytokit.analysis.miflowcyt import MIFLOWCYT_COLUMNS
     from cytokit.analysis.trends import COHORT_COLUMNS, TREND_COLUMNS
 
     TABLES["trends"] = TREND_COLUMNS
     TABLES["cohort"] = COHORT_COLUMNS
+    TABLES["miflowcyt"] = MIFLOWCYT_COLUMNS
 
 
 _fill_columns()
+
+#: Column types of every table (`cytokit.parquet`: ``int64`` an integer always there,
+#: ``Int64`` an integer that may be missing, ``float64`` a real number, ``string`` text,
+#: ``bool`` true/false;
+#: a missing value is an empty CSV cell and a Parquet null, never 0). The Parquet files
+#: are written with exactly these types (`write_results` with ``table_format``).
+_S, _I, _N, _F = "string", "int64", "Int64", "float64"
+COLUMN_TYPES: dict[str, dict[str, str]] = {
+    "samples": {
+        "patient": _S, "day": _I, "file": _S, "stratum": _S, "sample_type": _S, "events": _I,
+        "channels": _I, "fcs_version": _S, "cytometer": _S, "spillover": _S,
+        "count_method": _S, "reference": _S, "reference_events": _N, "reference_per_ul": _F,
+        "sha256": _S, "warnings": _S, "nonfinite_events": _I, "nonfinite_values": _S,
+        "donor_marker_check": _S, "donor_marker_note": _S, **SUMMARY_TYPES,
+    },
+    "counts": {
+        "patient": _S, "day": _I, "file": _S, "population": _S, "gate_path": _S, "gate_id": _S,
+        "parent_path": _S, "depth": _I, "count": _I, "parent_count": _I, "pct_parent": _F,
+        "pct_total": _F, "per_ul": _F,
+    },
+    "chimerism": {
+        "patient": _S, "day": _I, "file": _S, "stratum": _S, "sample_type": _S,
+        "population": _S, "gate_path": _S, "events": _I, "donor_events": _N,
+        "recipient_events": _N, "donor_pct": _F, "ci_low": _F, "ci_high": _F, "per_ul": _F,
+        "donor_per_ul": _F, "recipient_per_ul": _F, "status": _S, "note": _S,
+    },
+    "thresholds": {
+        "patient": _S, "day": _I, "file": _S, "marker": _S, "purpose": _S, "parent": _S,
+        "threshold": _F, "threshold_scale": _F, "method": _S, "donor_side": _S,
+        "recipient_mode": _F, "donor_mode": _F, "recipient_width": _F, "k": _F,
+        "calibration_day": _N, "note": _S,
+    },
+    "phenotype": {
+        "patient": _S, "day": _I, "file": _S, "population": _S, "origin": _S, "marker": _S,
+        "events": _I, "median": _F, "pct_positive": _F, "threshold_scale": _F,
+    },
+    "trends": {
+        "patient": _S, "stratum": _S, "sample_type": _S, "population": _S, "measure": _S,
+        "n_days": _I, "first_day": _N, "last_day": _N, "peak_day": _N, "peak_value": _F,
+        "last_detectable_day": _N, "last_quantified_day": _N, "auc": _F, "auc_days": _N,
+        "half_life_days": _F, "half_life_ci_low": _F, "half_life_ci_high": _F,
+        "half_life_n": _I, "half_life_r2": _F, "half_life_from_day": _N, "half_life_note": _S,
+        "n_infusions": _I, "total_dose_per_kg": _F, "last_infusion_day": _N,
+        "dose_product": _S, "doses_per_kg": _S,
+    },
+    "cohort": {
+        "stratum": _S, "population": _S, "measure": _S, "n_patients": _I, "n_detected": _I,
+        "peak_median": _F, "peak_min": _F, "peak_max": _F, "auc_median": _F, "auc_min": _F,
+        "auc_max": _F, "half_life_n": _I, "half_life_median": _F, "half_life_min": _F,
+        "half_life_max": _F, "dose_median": _F, "dose_auc_spearman": _F,
+        "dose_peak_spearman": _F, "dose_product": _S,
+    },
+    "infusions": {"patient": _S, "day": _I, "product": _S, "dose_per_kg": _F, "stratum": _S},
+    # further columns: median_<marker> (float64)
+    "clusters": {
+        "patient": _S, "day": _I, "file": _S, "metacluster": _I, "origin": _S, "count": _I,
+        "total": _I, "fraction": _F,
+    },
+    # further columns: each clustering marker's median (float64)
+    "cluster_summary": {
+        "metacluster": _I, "events": _I, "fraction": _F, "donor_events": _N,
+        "donor_fraction": _F, "nodes": _I, "gate": _S, "f1": _F,
+    },
+    "cluster_matching": {
+        "gate": _S, "events": _I, "metaclusters": _S, "precision": _F, "recall": _F, "f1": _F,
+        "best_metacluster": _N, "best_f1": _F,
+    },
+    "failures": {
+        "file": _S, "patient": _S, "day": _N, "stage": _S, "kind": _S, "error": _S,
+        "reason": _S,
+    },
+    "qc": {
+        "patient": _S, "day": _I, "file": _S, "sample": _S, "gate_path": _S, "gate_id": _S,
+        "parent_path": _S, "kind": _S, "dims": _S, "geometry": _S, "count": _N,
+        "parent_count": _N, "n_points": _I,
+    },
+    "acquisition_qc": {"patient": _S, "day": _I, "file": _S, **RANGE_TYPES},
+    "miflowcyt": {
+        "patient": _S, "day": _I, "file": _S, "miflowcyt": _S, "item": _S, "channel": _S,
+        "marker": _S, "value": _S, "source": _S, "status": _S, "note": _S,
+    },
+    "treatments": {
+        "patient": _S, "day": _I, "product": _S, "kind": _S, "dose": _F, "unit": _S,
+        "dose_level": _N, "given": "bool", "end_day": _N,
+    },
+    "dose_response": {
+        "product": _S, "unit": _S, "population": _S, "measure": _S, "n_patients": _I,
+        "n_several_products": _I, "dose_median": _F, "dose_min": _F, "dose_max": _F,
+        "dose_auc_spearman": _F, "dose_peak_spearman": _F, "note": _S,
+    },
+    "product_qc": {
+        "patient": _S, "day": _I, "product": _S, "dose_level": _N, "events": _N,
+        "nk_purity_pct": _F, "nk_purity_ci_low": _F, "nk_purity_ci_high": _F,
+        "viability_pct": _F, "viability_ci_low": _F, "viability_ci_high": _F,
+        "nk_recovery_pct": _F, "nk_recovery_ci_low": _F, "nk_recovery_ci_high": _F,
+        "cd3_log_depletion": _F, "cd3_log_depletion_ci_low": _F,
+        "cd3_log_depletion_ci_high": _F, "nucleated_cells": _F, "nk_per_kg": _F,
+        "cd3_per_kg": _F, "cd3_per_kg_upper": _F, "cd3_pct": _F, "cd3_pct_upper": _F,
+        "cd3_pct_limit": _F, "cd3_per_kg_limit": _F, "release": _S, "release_note": _S,
+        "agvhd_max_grade": _N, "note": _S,
+    },
+    "outcomes_summary": {
+        "section": _S, "group_by": _S, "group": _S, "n": _I, "events": _N,
+        "median_days": _F, "median_ci_low": _F, "median_ci_high": _F, "horizon_day": _N,
+        "estimate": _F, "ci_low": _F, "ci_high": _F, "note": _S,
+    },
+    "survival": {
+        "analysis": _S, "group_by": _S, "group": _S, "time": _F, "n_at_risk": _I,
+        "n_events": _I, "n_censored": _I, "n_competing": _N, "estimate": _F, "se": _F,
+        "ci_low": _F, "ci_high": _F,
+    },
+    "landmark": {
+        "endpoint": _S, "landmark_day": _I, "group_by": _S, "threshold": _F,
+        "n_patients": _I, "n_eligible": _I, "n_excluded_event": _I, "n_excluded_followup": _I,
+        "n_excluded_no_sample": _I, "group_1": _S, "n_1": _N, "events_1": _N, "group_0": _S,
+        "n_0": _N, "events_0": _N, "hazard_ratio": _F, "hr_ci_low": _F, "hr_ci_high": _F,
+        "hr_p": _F, "logrank_chi2": _F, "logrank_p": _F, "stratified": "bool", "note": _S,
+    },
+    "dose_escalation": {
+        "product": _S, "dose_level": _N, "dose": _F, "unit": _S, "n_patients": _I,
+        "n_evaluable": _I, "n_dlt": _I, "dlt_rate": _F, "dlt_patients": _S, "decision": _S,
+        "mtd": _S, "note": _S,
+    },
+    "response": {
+        "group": _S, "n": _I, "n_detected": _N, "n_not_detected": _N, "peak_median": _F,
+        "peak_q1": _F, "peak_q3": _F, "auc_median": _F, "auc_q1": _F, "auc_q3": _F,
+        "last_detectable_day_median": _F, "last_detectable_day_q1": _F,
+        "last_detectable_day_q3": _F, "p_peak": _F, "p_auc": _F, "p_last_detectable_day": _F,
+        "p_detected": _F, "test": _S, "note": _S,
+    },
+    "doses": {
+        "patient": _S, "product": _S, "kind": _S, "unit": _S, "n_given": _I, "n_skipped": _I,
+        "total_dose": _F, "first_day": _N, "last_day": _N, "max_dose_level": _N, "note": _S,
+    },
+}  # fmt: skip
+#: Tables whose columns beyond `COLUMN_TYPES` (one per clustering marker) are float64.
+MARKER_COLUMN_TABLES = ("clusters", "cluster_summary")
+
+
+def column_types(name: str, columns) -> dict[str, str]:
+    """The type of each of `columns` of table `name` (`COLUMN_TYPES`; a clustering table's
+    marker columns are float64); a column the contract does not type is a ValueError."""
+    declared = COLUMN_TYPES[name]
+    out = {}
+    for column in columns:
+        if column in declared:
+            out[column] = declared[column]
+        elif name in MARKER_COLUMN_TABLES:
+            out[column] = "float64"
+        else:
+            raise ValueError(
+                f"{name}: column {column!r} has no type in cytokit.analysis.results.COLUMN_TYPES"
+            )
+    return out
+
 
 #: Tables written only when the study has a schedule (treatments) or outcomes.csv
 #: (the others; `cytokit.analysis.outcomes`).
@@ -272,7 +462,7 @@ class Results:
     study : dict
         ``study.json``: name, populations, patients, markers, strategy, config.
     samples, counts, chimerism, thresholds, phenotype, trends, cohort, infusions,
-    clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc : pandas.DataFrame
+    clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc, miflowcyt : pandas.DataFrame
     out : Path or None
         The folder the results were written to.
     clinical : dict of str to DataFrame
@@ -296,6 +486,7 @@ class Results:
     failures: pd.DataFrame = field(default_factory=pd.DataFrame)
     qc: pd.DataFrame = field(default_factory=pd.DataFrame)
     acquisition_qc: pd.DataFrame = field(default_factory=pd.DataFrame)
+    miflowcyt: pd.DataFrame = field(default_factory=pd.DataFrame)
     out: Path | None = None
     clinical: dict[str, pd.DataFrame] = field(default_factory=dict)
 
@@ -371,26 +562,47 @@ def _json_default(o):
     return str(o)
 
 
-def write_results(results: Results, out: str | Path) -> Path:
+def _table_bytes(name: str, frame: pd.DataFrame, columns, suffix: str) -> bytes:
+    """Table `name` as the bytes of its ``.csv`` or ``.parquet`` file."""
+    if suffix == ".csv":
+        return _csv_bytes(frame, columns)
+    frame = conform(frame, columns)
+    names = [str(c) for c in frame.columns]
+    return frame_parquet(frame, names, column_types(name, names), table=name)
+
+
+def write_results(results: Results, out: str | Path, *, table_format: str = "csv") -> Path:
     """Write every table of `results` and ``study.json`` into `out`, each atomically, and last
     their index ``tables.json`` (`cytokit.analysis.tablesjson`); the old index is removed first, so a
-    stop half-way leaves none. A clinical table this analysis has none of is removed, so
-    one an earlier run left (its study had outcomes.csv then) cannot pass for this one's."""
+    stop half-way leaves none.
+
+    `table_format` is ``csv`` (the default), ``parquet`` (each table as
+    ``<name>.parquet`` with the types of `COLUMN_TYPES`; needs pyarrow) or
+    ``both``. A table's file in the format not written (left by an earlier
+    run) is removed, and so is a clinical table this analysis has none of (its
+    study had outcomes.csv then, or it was another study's), so the folder
+    holds one run's tables only."""
+    written = suffixes(table_format)
+    if ".parquet" in written:
+        require_pyarrow()  # before anything in the folder changes
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     invalidate_index(out)
+    tables = [(name, getattr(results, name), columns) for name, columns in TABLES.items()]
+    tables += [(n, results.clinical[n], ()) for n in CLINICAL_TABLES if n in results.clinical]
     index: dict[str, int | None] = {}
-    for name, columns in TABLES.items():
-        frame = getattr(results, name)
-        atomic_write_bytes(out / f"{name}.csv", _csv_bytes(frame, columns))
-        index[f"{name}.csv"] = len(frame)
-    for name in CLINICAL_TABLES:
-        if name in results.clinical:
-            frame = results.clinical[name]
-            atomic_write_bytes(out / f"{name}.csv", _csv_bytes(frame, ()))
-            index[f"{name}.csv"] = len(frame)
-        else:  # left by an earlier run (outcomes.csv since removed, or another study's)
-            (out / f"{name}.csv").unlink(missing_ok=True)
+    stale = [n for n in CLINICAL_TABLES if n not in results.clinical]
+    for name, frame, columns in tables:
+        for suffix in (".csv", ".parquet"):
+            path = out / f"{name}{suffix}"
+            if suffix in written:
+                atomic_write_bytes(path, _table_bytes(name, frame, columns, suffix))
+                index[path.name] = len(frame)
+            else:
+                path.unlink(missing_ok=True)
+    for name in stale:  # left by an earlier run (outcomes.csv since removed, or another study's)
+        for suffix in (".csv", ".parquet"):
+            (out / f"{name}{suffix}").unlink(missing_ok=True)
     atomic_write_text(
         out / "study.json", json.dumps(results.study, indent=2, default=_json_default) + "\n"
     )
@@ -408,16 +620,36 @@ def _unreadable(path: Path, what: str, exc: Exception) -> CytokitError:
     )
 
 
-def _read_csv(path: Path, data: bytes) -> pd.DataFrame:
+def _read_csv(path: Path, data: bytes, name: str = "") -> pd.DataFrame:
+    # text columns stay text ("1.1", a stratum "2"), as in the Parquet file
+    text = {c: str for c, kind in COLUMN_TYPES.get(name, {}).items() if kind == "string"}
     try:
         frame = pd.read_csv(
-            io.BytesIO(data), keep_default_na=True, dtype={"file": str, "patient": str}
+            io.BytesIO(data), keep_default_na=True, dtype={"file": str, "patient": str, **text}
         )
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
     except (UnicodeDecodeError, ValueError, OSError) as exc:  # pandas' ParserError is a ValueError
         raise _unreadable(path, "a CSV table", exc) from exc
     return restore_frame(frame)
+
+
+def _read_table(path: Path, data: bytes) -> pd.DataFrame:
+    if path.suffix != ".parquet":
+        return _read_csv(path, data, path.stem)
+    require_pyarrow()
+    try:
+        return read_parquet(data)
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise _unreadable(path, "a Parquet table", exc) from exc
+
+
+def table_file(checked: dict[str, bytes], name: str) -> str | None:
+    """The file of table `name` among the files `checked` (its CSV, else its Parquet)."""
+    for suffix in (".csv", ".parquet"):
+        if f"{name}{suffix}" in checked:
+            return f"{name}{suffix}"
+    return None
 
 
 def _read_study(path: Path, data: bytes) -> dict:
@@ -434,7 +666,11 @@ def load_results(out: str | Path) -> Results:
     """Rebuild the `Results` of an analysis from its output folder.
 
     Text cells of the tables come back raw (the quote that neutralised a
-    formula-like cell is removed, `cytokit._io.restore_cell`).
+    formula-like cell is removed, `cytokit._io.restore_cell`), and a column
+    `COLUMN_TYPES` calls text is read as text (a stratum ``2`` stays ``"2"``). A table
+    written as Parquet only (``--format parquet``) is read from its
+    ``.parquet`` file (pyarrow needed), into the frame its CSV would give
+    (`cytokit.parquet.read_parquet`); with both, the CSV is read.
 
     Parameters
     ----------
@@ -444,14 +680,15 @@ def load_results(out: str | Path) -> Results:
     Raises
     ------
     CytokitError
-        The folder or its ``study.json`` / ``samples.csv`` is missing, or a
+        The folder or its ``study.json`` / ``samples.csv`` (or ``.parquet``) is missing, or a
         file differs from the folder's index ``tables.json`` (or there is no
         index): `cytokit.analysis.tablesjson.check_index`; or a file is not what
         `cytokit.analyze` writes (not UTF-8, not CSV, a table without its
         columns, not a JSON object). The message names the file.
     """
     out = Path(out)
-    if not (out / "study.json").is_file() or not (out / "samples.csv").is_file():
+    samples = any((out / f"samples{x}").is_file() for x in (".csv", ".parquet"))
+    if not (out / "study.json").is_file() or not samples:
         raise CytokitError(
             f"{out}: not an analysis output folder (no study.json or samples.csv); "
             "run `cytokit analyze STUDY --out` first"
@@ -463,9 +700,9 @@ def load_results(out: str | Path) -> Results:
         )
     kw: dict = {"study": _read_study(out / "study.json", checked["study.json"]), "out": out}
     for name, columns in TABLES.items():
-        path = out / f"{name}.csv"
-        data = checked.get(f"{name}.csv")
-        kw[name] = _read_csv(path, data) if data is not None else pd.DataFrame(columns=columns)
+        found = table_file(checked, name)
+        path = out / (found or f"{name}.csv")
+        kw[name] = _read_table(path, checked[found]) if found else pd.DataFrame(columns=columns)
         missing = [c for c in columns if c not in kw[name].columns]
         if missing:  # a damaged header would otherwise surface as a KeyError deep in the report
             shown = ", ".join(missing[:5]) + (
@@ -476,8 +713,8 @@ def load_results(out: str | Path) -> Results:
                 f"cytokit: run `cytokit analyze STUDY --out {out}` again to rewrite it"
             )
     kw["clinical"] = {
-        name: _read_csv(out / f"{name}.csv", checked[f"{name}.csv"])
+        name: _read_table(out / found, checked[found])
         for name in CLINICAL_TABLES
-        if checked.get(f"{name}.csv") is not None
+        if (found := table_file(checked, name)) is not None
     }
     return Results(**kw)

@@ -32,6 +32,7 @@ from cytokit.analysis.results import (
     write_results,
 )
 from cytokit.errors import CytokitError, StudyError
+from cytokit.parquet import require_pyarrow, suffixes
 from cytokit.study.folder import Study, check_same_content, load_study
 
 __all__ = ["Results", "analyze", "load_results", "threshold_parent"]
@@ -115,6 +116,7 @@ def analyze(
     scheduler=None,
     progress: Callable[[int, int, str, str], None] | None = None,
     retry_failures: bool = False,
+    table_format: str = "csv",
 ) -> Results:
     """Run the whole analysis of a study folder.
 
@@ -139,6 +141,10 @@ def analyze(
     retry_failures : bool
         Gate again the files whose cytokit error is in the store (by default a
         rerun reports them as they failed, without reading them again).
+    table_format : {"csv", "parquet", "both"}
+        How the tables are written into `out` (`write_results`): CSV (the
+        default), Parquet with the contract's column types (needs pyarrow,
+        the ``parquet`` extra; checked before any gating), or both.
 
     Returns
     -------
@@ -152,11 +158,16 @@ def analyze(
         with the same content (checked before any gating).
     CytokitError
         `out` is a file, or a name the results take in it is, or `out` is the
-        study folder itself (before any gating).
+        study folder itself (before any gating); Parquet is asked for and
+        pyarrow is not installed.
+    ValueError
+        `table_format` is not one of the three.
     """
     from cytokit.engine.runner import hash_files, run_batch
     from cytokit.engine.store import RunStore
 
+    if ".parquet" in suffixes(table_format) and out is not None:
+        require_pyarrow()
     if not isinstance(study, Study):
         study = load_study(study, strategy=strategy)
     elif study.gating is None or strategy is not None:
@@ -169,7 +180,11 @@ def analyze(
         else:  # checked before gating: a bad --out must not cost the whole batch
             _not_the_study(study, Path(out))
             tables = (*TABLES, *CLINICAL_TABLES)
-            names = (*(f"{name}.csv" for name in tables), "study.json", "results.sqlite")
+            names = (
+                *(f"{name}{x}" for name in tables for x in (".csv", ".parquet")),
+                "study.json",
+                "results.sqlite",
+            )
             folder = output_folder(out, files=names, folders=("qc",))
         with RunStore(folder / "results.sqlite") as store:
             files = [str(r.file) for r in study.rows]
@@ -204,7 +219,7 @@ def analyze(
             check_same_content(study, _hashes(study, gated))
             results = study_tables(study, task, store, report, folder if out is not None else None)
         if out is not None:
-            write_results(results, folder)
+            write_results(results, folder, table_format=table_format)
     return results
 
 

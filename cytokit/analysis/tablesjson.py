@@ -1,7 +1,7 @@
 """``tables.json``: the index of a results folder, so a table changed after it was written shows.
 
 `cytokit.analysis.results.write_results` ends by writing ``OUT/tables.json``: for
-every file it wrote (each table's CSV and ``study.json``) its name, its size
+every file it wrote (each table's CSV and/or Parquet file, and ``study.json``) its name, its size
 in bytes, its SHA-256 and, for a table, its number of rows::
 
     {"format": 1, "cytokit_version": "0.1.0",
@@ -81,8 +81,17 @@ def _rerun(out: Path) -> str:
     )
 
 
-def _rows(data: bytes) -> int | None:
-    """Records after the header of CSV `data` (None when it is not readable as CSV)."""
+def _rows(name: str, data: bytes) -> int | None:
+    """Records after the header of CSV `data`, or rows of a Parquet file (None when it is
+    not readable as such)."""
+    if name.endswith(".parquet"):
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+        except (ImportError, ValueError, OSError):  # pyarrow's ArrowInvalid is a ValueError
+            return None
     try:
         return max(0, sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8")))) - 1)
     except (UnicodeDecodeError, csv.Error):
@@ -94,7 +103,7 @@ def _difference(entry: Mapping, data: bytes) -> str:
     if "rows" not in entry:
         what, recorded = f"{len(data):,} bytes", f"{entry['bytes']:,} bytes"
     else:
-        rows = _rows(data)
+        rows = _rows(name, data)
         what = f"{'unreadable' if rows is None else rows} row(s) in {len(data):,} bytes"
         recorded = f"{entry['rows']} row(s) in {entry['bytes']:,} bytes"
     if what == recorded:

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit import kernels as K
-from cytokit._io import write_csv
+from cytokit._io import atomic_write_bytes, write_csv
 from cytokit._outdir import output_folder
 from cytokit.engine.runner import BatchReport, run_batch, stage
 from cytokit.engine.store import RunStore
@@ -69,7 +69,16 @@ from cytokit.gating import (
     load_strategy,
 )
 from cytokit.gating.compile import compile_plan_dims
-from cytokit.qc import RANGE_COLUMNS, SUMMARY_COLUMNS, AcquisitionQCSettings, file_record, screen
+from cytokit.parquet import frame_parquet, require_pyarrow, suffixes
+from cytokit.qc import (
+    RANGE_COLUMNS,
+    RANGE_TYPES,
+    SUMMARY_COLUMNS,
+    SUMMARY_TYPES,
+    AcquisitionQCSettings,
+    file_record,
+    screen,
+)
 from cytokit.sample import Sample, Spillover
 from cytokit.study.folder import screened_columns
 from cytokit.study.panel import Panel
@@ -78,6 +87,7 @@ __all__ = [
     "COUNT_TABLE",
     "FAILURE_TABLE",
     "STATISTICS_TABLE",
+    "TABLE_TYPES",
     "WARNING_TABLE",
     "GateRun",
     "GateTask",
@@ -106,6 +116,29 @@ STATISTICS_TABLE = (
 FAILURE_TABLE = ("file", "stage", "reason")
 #: Columns of ``warnings.csv``: what a finished file was read or gated around.
 WARNING_TABLE = ("file", "warning")
+#: Column types of every table (`cytokit.parquet`), as ``--format parquet`` writes them.
+TABLE_TYPES: dict[str, dict[str, str]] = {
+    "counts": {
+        "file": "string",
+        "gate_path": "string",
+        "gate_id": "string",
+        "count": "int64",
+        "parent_count": "int64",
+        "pct_parent": "float64",
+        "pct_total": "float64",
+        "events_before_qc": "Int64",
+        "events_after_qc": "Int64",
+    },
+    "statistics": {
+        **dict.fromkeys(("file", "gate_path", "gate_id", "channel", "marker"), "string"),
+        "count": "int64",
+        **dict.fromkeys(("mean", "median", "rcv"), "float64"),
+    },
+    "failures": dict.fromkeys(FAILURE_TABLE, "string"),
+    "warnings": dict.fromkeys(WARNING_TABLE, "string"),
+    "qc_samples": {"file": "string", **SUMMARY_TYPES},
+    "acquisition_qc": {"file": "string", **RANGE_TYPES},
+}
 RCV_LEVELS = (0.1587, 0.8413)
 STORE_NAME = "results.sqlite"
 # bump when GateTask's payload changes for the same inputs, so stored results are recomputed
@@ -589,6 +622,7 @@ def gate_files(
     progress: Callable[[int, int, str, str], None] | None = None,
     retry_failures: bool = False,
     acquisition_qc: AcquisitionQCSettings | None = None,
+    table_format: str = "csv",
 ) -> GateRun:
     """Gate many FCS files with one strategy into ``counts.csv``, ``statistics.csv``,
     ``failures.csv`` and ``warnings.csv`` in `out`, resuming from ``out/results.sqlite``.
@@ -607,6 +641,10 @@ def gate_files(
         As for `cytokit.engine.runner.run_batch`.
     acquisition_qc : AcquisitionQCSettings, optional
         As for `GateTask` (ignored when `strategy` is a `GateTask`).
+    table_format : {"csv", "parquet", "both"}
+        Each table as CSV (the default), as Parquet with the types of
+        `TABLE_TYPES` (pyarrow needed; checked before any file is gated), or
+        both. A table's file in the format not written is removed.
 
     Returns
     -------
@@ -623,9 +661,13 @@ def gate_files(
             acquisition_qc=acquisition_qc,
         )
     statistics = task.statistics
-    tables = ("counts.csv", "statistics.csv", "failures.csv", STORE_NAME)
+    written = suffixes(table_format)
+    if ".parquet" in written:
+        require_pyarrow()
+    names = ["counts", "statistics", "failures", "warnings"]
     if task.acquisition_qc is not None:
-        tables += ("qc_samples.csv", "acquisition_qc.csv")
+        names += ["qc_samples", "acquisition_qc"]
+    tables = (*(f"{n}{x}" for n in names for x in (".csv", ".parquet")), STORE_NAME)
     if (Path(out) / "study.json").is_file():
         raise CytokitError(
             f"{out}: holds the results of `cytokit analyze` (study.json); the counts.csv and "
@@ -658,20 +700,39 @@ def gate_files(
     failures = report.failures_frame()[list(FAILURE_TABLE)]
     count_columns = COUNT_TABLE
     if qc is not None:
-        count_columns = _write_qc_tables(out, report, qc, counts)
-    write_csv(out / "counts.csv", _rows(counts, count_columns), count_columns)
+        count_columns = _write_qc_tables(out, report, qc, counts, written)
+    _write_table(out, "counts", _rows(counts, count_columns), count_columns, written)
     if stats is not None:
-        write_csv(out / "statistics.csv", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE)
-    write_csv(out / "failures.csv", _rows(failures, FAILURE_TABLE), FAILURE_TABLE)
+        _write_table(out, "statistics", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE, written)
+    _write_table(out, "failures", _rows(failures, FAILURE_TABLE), FAILURE_TABLE, written)
     warned = [{"file": f, "warning": w} for f, found in notes.items() for w in found]
-    write_csv(out / "warnings.csv", warned, WARNING_TABLE)
+    _write_table(out, "warnings", warned, WARNING_TABLE, written)
     n_events = sum(int(events[f.hash]) for f in report.done)
     nonfinite = sum(int(dropped.get(f.hash, 0)) for f in report.done)
     return GateRun(report, counts, stats, failures, out, task, n_events, nonfinite, notes)
 
 
-def _write_qc_tables(out: Path, report: BatchReport, qc: dict, counts: pd.DataFrame):
-    """Write ``qc_samples.csv`` and ``acquisition_qc.csv``; add the before/after columns to
+def _write_table(
+    out: Path, name: str, rows: list[dict], columns: Sequence[str], written: Sequence[str]
+) -> None:
+    """Write table `name` (`rows`, mappings) with exactly `columns`, as each suffix in
+    `written` says (``.csv``, ``.parquet``), atomically; remove its file in the other."""
+    for suffix in (".csv", ".parquet"):
+        path = out / f"{name}{suffix}"
+        if suffix not in written:
+            path.unlink(missing_ok=True)
+        elif suffix == ".csv":
+            write_csv(path, rows, columns)
+        else:
+            frame = pd.DataFrame.from_records(rows, columns=list(columns))
+            types = TABLE_TYPES[name]
+            atomic_write_bytes(path, frame_parquet(frame, columns, types, table=name))
+
+
+def _write_qc_tables(
+    out: Path, report: BatchReport, qc: dict, counts: pd.DataFrame, written: Sequence[str]
+):
+    """Write ``qc_samples`` and ``acquisition_qc``; add the before/after columns to
     `counts` (in place) and return the counts table's columns."""
     samples, ranges = [], []
     for f in report.done:
@@ -680,8 +741,8 @@ def _write_qc_tables(out: Path, report: BatchReport, qc: dict, counts: pd.DataFr
             continue
         samples.append({"file": f.path, **record["summary"]})
         ranges += [{"file": f.path, **r} for r in record["ranges"]]
-    write_csv(out / "qc_samples.csv", samples, ("file", *SUMMARY_COLUMNS))
-    write_csv(out / "acquisition_qc.csv", ranges, ("file", *RANGE_COLUMNS))
+    _write_table(out, "qc_samples", samples, ("file", *SUMMARY_COLUMNS), written)
+    _write_table(out, "acquisition_qc", ranges, ("file", *RANGE_COLUMNS), written)
     by_file = {r["file"]: r for r in samples}
     for col in ("events_before_qc", "events_after_qc"):
         counts[col] = [by_file.get(f, {}).get(col) for f in counts["file"]]

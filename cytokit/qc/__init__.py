@@ -46,7 +46,14 @@ run and why, and the verdict is at least ``warn``.
 
 from __future__ import annotations
 
-from cytokit.qc.apply import RANGE_COLUMNS, SUMMARY_COLUMNS, file_record, screen
+from cytokit.qc.apply import (
+    RANGE_COLUMNS,
+    RANGE_TYPES,
+    SUMMARY_COLUMNS,
+    SUMMARY_TYPES,
+    file_record,
+    screen,
+)
 from cytokit.qc.bins import TimeGrid
 from cytokit.qc.channels import ChannelPlan, channel_plan, channel_role, time_column
 from cytokit.qc.result import (
@@ -74,11 +81,13 @@ __all__ = [
     "CHECKS",
     "MARGIN",
     "RANGE_COLUMNS",
+    "RANGE_TYPES",
     "RATE",
     "REASONS",
     "SENSITIVITIES",
     "SIGNAL",
     "SUMMARY_COLUMNS",
+    "SUMMARY_TYPES",
     "THRESHOLDS",
     "AcquisitionPass",
     "AcquisitionQC",

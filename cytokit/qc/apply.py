@@ -28,7 +28,9 @@ from cytokit.sample import Sample
 __all__ = [
     "MAX_PLOT_BINS",
     "RANGE_COLUMNS",
+    "RANGE_TYPES",
     "SUMMARY_COLUMNS",
+    "SUMMARY_TYPES",
     "coarsen_bins",
     "file_record",
     "plot_bins",
@@ -48,6 +50,27 @@ SUMMARY_COLUMNS = (
 )
 #: Columns of a flagged time range (acquisition_qc.csv, after the file's keys).
 RANGE_COLUMNS = ("start", "end", "time_unit", "first_event", "events", "reasons", "detail")
+#: Column types of `SUMMARY_COLUMNS` and `RANGE_COLUMNS` (`cytokit.parquet`): event counts
+#: may be missing (a table row of a file without QC), a percentage is real, the rest text.
+SUMMARY_TYPES = {
+    "events_before_qc": "Int64",
+    "events_after_qc": "Int64",
+    "qc_removed_rate": "Int64",
+    "qc_removed_signal": "Int64",
+    "qc_removed_margin": "Int64",
+    "qc_pct_removed": "float64",
+    "qc_verdict": "string",
+    "qc_reason": "string",
+}
+RANGE_TYPES = {
+    "start": "float64",
+    "end": "float64",
+    "time_unit": "string",
+    "first_event": "int64",
+    "events": "int64",
+    "reasons": "string",
+    "detail": "string",
+}
 #: Most time bins `plot_bins` stores per file (a 10-million-event file has about 50,000).
 MAX_PLOT_BINS = 2000
 #: Per-channel columns of the plot series that are the same in every bin.

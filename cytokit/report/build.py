@@ -32,12 +32,14 @@ from cytokit._outdir import output_folder
 from cytokit.analysis.outcomes import check_clinical_inputs
 from cytokit.analysis.results import Results, load_results
 from cytokit.errors import CytokitError
+from cytokit.parquet import require_pyarrow
 from cytokit.report.figures import write_plots
 from cytokit.report.page import report_html
 
 __all__ = ["REQUIRED_FILES", "build_report", "check_results_dir"]
 
-#: Files a results folder must have for a report (the rest may be missing or empty).
+#: Files a results folder must have for a report (the rest may be missing or empty); a
+#: table's ``.parquet`` (``cytokit analyze --format parquet``) stands for its ``.csv``.
 REQUIRED_FILES = ("study.json", "samples.csv", "chimerism.csv")
 
 
@@ -50,12 +52,19 @@ def check_results_dir(path: str | Path) -> Path:
         raise CytokitError(
             f"{path}: not a folder; give the --out folder of `cytokit analyze`, not a file in it"
         )
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    missing = [
+        name
+        for name in REQUIRED_FILES
+        if not (path / name).is_file()
+        and not (name.endswith(".csv") and (path / name).with_suffix(".parquet").is_file())
+    ]
     if missing:
         raise CytokitError(
             f"{path}: not a cytokit results folder (missing {', '.join(missing)}); "
             "run `cytokit analyze STUDY --out " + str(path) + "` first"
         )
+    if not (path / "samples.csv").is_file():  # Parquet tables only: pyarrow reads them
+        require_pyarrow()
     return path
 
 

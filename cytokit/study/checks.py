@@ -5,7 +5,7 @@
 fixed:
 
 * a marker the study uses (``[chimerism] marker``, ``[phenotype]``,
-  ``[clustering] markers``, the manifest's ``donor_marker``) but ``[panel]``
+  ``[clustering] markers``, ``[[reagents]]``, the manifest's ``donor_marker``) but ``[panel]``
   lacks is one problem listing every place that uses it; when an entry of
   ``[panel]`` that nothing uses is a near miss of it (``CD65`` for ``CD56``),
   the problem is reported at that entry, the likely typo;
@@ -88,6 +88,8 @@ def marker_problems(
     if settings.clustering is not None:
         for m in settings.clustering.markers:
             use(m, "[clustering] markers")
+    for reagent in getattr(settings, "reagents", ()):
+        use(reagent.marker, "[[reagents]]")
     lines: dict[str, list[int]] = {}
     for row in rows:
         if row.donor_marker:

@@ -49,7 +49,7 @@ else is a problem, and the file is not opened (`cytokit._paths`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -510,8 +510,17 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     # without study.toml (or its [panel]) the study's markers are unknown, not missing
     panel_ok = toml_read and isinstance(table, dict) and not found_panel
     if panel_ok:
+        # a reagent of a marker only a further tube's panel has is that tube's, not a typo
+        tube_panels = config.get("tubes") if isinstance(config.get("tubes"), dict) else {}
+        in_tubes = {
+            m for t in tube_panels.values() if isinstance(t, dict)
+            for m in (t.get("panel") if isinstance(t.get("panel"), dict) else {})
+        }  # fmt: skip
+        checked = replace(
+            settings, reagents=tuple(r for r in settings.reagents if r.marker not in in_tubes)
+        )
         problems += marker_problems(
-            toml, root / "manifest.csv", panel, settings, rows, strategy=gating
+            toml, root / "manifest.csv", panel, checked, rows, strategy=gating
         )
         if rows and settings.populations and not any(r.donor_marker for r in rows):
             if not settings.donor_marker:

@@ -56,6 +56,10 @@ table              key                          meaning (default)
                                                 clustering (20,000; all below it)
 =================  ===========================  ==========================================
 
+``[[reagents]]`` (``marker``, ``fluorochrome``, ``clone``, ``vendor``, ``catalog``,
+``lot``; `cytokit.study.reagents`): what stained each marker, for the MIFlowCyt
+table (``miflowcyt.csv``); optional.
+
 ``[acquisition_qc]`` (``enabled``, ``checks``, ``sensitivity``, ``max_removed_pct``,
 ``warn_removed_pct``, ``exclude_channels``; `cytokit.qc.settings`): acquisition QC
 before gating. Without the table there is no QC (a study's tables stay as they
@@ -70,6 +74,7 @@ from typing import Any
 
 from cytokit.errors import CytokitError, StudyError
 from cytokit.stats.intervals import METHODS as CI_METHODS
+from cytokit.study.reagents import Reagent, parse_reagents
 
 __all__ = ["ClusteringSettings", "StudySettings", "parse_settings"]
 
@@ -161,6 +166,8 @@ class StudySettings:
     clustering: ClusteringSettings | None = None
     #: ``[acquisition_qc]``: None without the table (no QC, as before the table existed)
     acquisition_qc: Any = None  # cytokit.qc.AcquisitionQCSettings or None
+    #: ``[[reagents]]``: what stained each marker (`cytokit.study.reagents`)
+    reagents: tuple[Reagent, ...] = ()
 
     @property
     def qc_settings(self):
@@ -252,6 +259,8 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
     cl = tables["clustering"]
     if cl:
         kw["clustering"] = _clustering(cl, at, problems)
+    kw["reagents"], found = parse_reagents(config, at)
+    problems += found
     if "acquisition_qc" in config:
         from cytokit.qc.settings import parse_acquisition_qc
 
