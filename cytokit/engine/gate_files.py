@@ -49,6 +49,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -80,8 +81,9 @@ from cytokit.qc import (
     screen,
 )
 from cytokit.sample import Sample, Spillover
-from cytokit.study.folder import screened_columns
-from cytokit.study.panel import Panel
+
+if TYPE_CHECKING:
+    from cytokit.study.panel import Panel
 
 __all__ = [
     "COUNT_TABLE",
@@ -461,6 +463,8 @@ class GateTask:
         the study's own (`cytokit.study.folder.screened_columns`, as analyze screens; the
         statistics of other channels skip such values); else the gates' and the statistics'."""
         if self.screen is not None:
+            from cytokit.study.folder import screened_columns  # only with a study
+
             panel, markers = self.screen
             return screened_columns(self.strategy, sample, panel, markers, self.compensation)
         return self.strategy.read_columns(
