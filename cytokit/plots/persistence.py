@@ -175,36 +175,31 @@ def measure_points(
     return out
 
 
+def _edge_marks(ax, days, *, marker: str, ms: float, mew: float, color) -> None:
+    """Marks on the plot's lower edge at `days` (a day with no value to draw)."""
+    if len(days):
+        ax.plot(
+            days,
+            np.zeros(len(days)),
+            ls="none",
+            marker=marker,
+            ms=ms,
+            mew=mew,
+            color=color,
+            transform=blended_transform_factory(ax.transData, ax.transAxes),
+            clip_on=False,
+            zorder=3,
+        )
+
+
 def _draw_series(ax, pts: pd.DataFrame, colour, label: str) -> None:
     pts = pts.sort_values("day")
     failed = pts[pts["status"] == MARKER_FAILED]
-    if len(failed):  # no value: a cross on the lower edge at its day, never a point
-        ax.plot(
-            failed["day"],
-            np.zeros(len(failed)),
-            ls="none",
-            marker="x",
-            ms=6,
-            mew=1.3,
-            color=colour,
-            transform=blended_transform_factory(ax.transData, ax.transAxes),
-            clip_on=False,
-            zorder=3,
-        )
+    # no value: a cross on the lower edge at its day, never a point
+    _edge_marks(ax, failed["day"], marker="x", ms=6, mew=1.3, color=colour)
     few = pts[pts["too_few"]] if "too_few" in pts.columns else pts.iloc[:0]
-    if len(few):  # too few cells to judge chimerism: a grey bar on the lower edge, no value
-        ax.plot(
-            few["day"],
-            np.zeros(len(few)),
-            ls="none",
-            marker="|",
-            ms=7,
-            mew=1.5,
-            color="0.55",
-            transform=blended_transform_factory(ax.transData, ax.transAxes),
-            clip_on=False,
-            zorder=3,
-        )
+    # too few cells to judge chimerism: a grey bar on the lower edge, no value
+    _edge_marks(ax, few["day"], marker="|", ms=7, mew=1.5, color="0.55")
     pts = pts[pts["status"] != MARKER_FAILED]
     detected = pts[pts["status"] != "not_detected"]
     ax.plot(detected["day"], detected["y"], color=colour, lw=1.3, label=plain(label), zorder=2)
