@@ -42,7 +42,7 @@ What FlowKit and cytokit model differently, and how it is mapped:
   gates) has no cytokit equivalent outside Boolean gates and is refused with
   the gate's path.
 
-FlowKit is an optional dependency (``pip install "cytokit[flowkit]"``); it is
+FlowKit is an optional dependency (``pip install "cytokit-flow[flowkit]"``); it is
 imported only when one of these functions is called.
 """
 
@@ -88,7 +88,7 @@ from cytokit.sample import Channel, Sample
 
 __all__ = ["flowkit_gate_path", "from_flowkit", "sample_from_flowkit", "to_flowkit"]
 
-_EXTRA = 'FlowKit is not installed; install the extra: pip install "cytokit[flowkit]"'
+_EXTRA = 'FlowKit is not installed; install the extra: pip install "cytokit-flow[flowkit]"'
 
 #: FCS 3.1/3.2 keywords that the standard spells with a leading ``$``. FlowIO (under
 #: FlowKit) keeps keywords lower case without the ``$``; these get it back.

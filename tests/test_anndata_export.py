@@ -161,11 +161,11 @@ def test_events_per_file_cli_and_python_agree(adata, analysed, tmp_path, capsys)
 
 def test_missing_anndata_names_the_extra(analysed, monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "anndata", None)
-    with pytest.raises(CytokitError, match=r'pip install "cytokit\[anndata\]"'):
+    with pytest.raises(CytokitError, match=r'pip install "cytokit-flow\[anndata\]"'):
         results_anndata(analysed[1])
     assert run(["export-anndata", str(analysed[1]), str(tmp_path / "x.h5ad")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("cytokit: ") and "cytokit[anndata]" in err[-1]
+    assert err[-1].startswith("cytokit: ") and "cytokit-flow[anndata]" in err[-1]
     assert not (tmp_path / "x.h5ad").exists()
 
 

@@ -406,5 +406,5 @@ def test_argument_errors(tmp_path, monkeypatch):
             run_batch(files, Local(), store, scheduler="processes", workers=2)
         assert run_batch(files, Local(), store, scheduler="serial").done
         monkeypatch.setitem(sys.modules, "distributed", None)
-        with pytest.raises(ImportError, match=r"cytokit\[dask\]"):
+        with pytest.raises(ImportError, match=r"cytokit-flow\[dask\]"):
             run_batch(files, bt.SummaryTask(scale=3.0), store, scheduler="tcp://127.0.0.1:1")

@@ -239,7 +239,7 @@ def test_missing_lifelines_is_one_line_naming_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "lifelines", None)
     with pytest.raises(ImportError) as err:
         outcome_tables(loaded, pd.DataFrame())
-    assert 'pip install "cytokit[clinical]"' in str(err.value)
+    assert 'pip install "cytokit-flow[clinical]"' in str(err.value)
     assert "\n" not in str(err.value)
 
 

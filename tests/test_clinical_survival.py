@@ -191,5 +191,5 @@ def test_missing_lifelines_names_the_extra(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "lifelines", None)  # import lifelines now fails
-    with pytest.raises(ImportError, match=r'pip install "cytokit\[clinical\]"'):
+    with pytest.raises(ImportError, match=r'pip install "cytokit-flow\[clinical\]"'):
         kaplan_meier([1.0, 2.0], [1, 0])

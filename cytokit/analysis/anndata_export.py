@@ -70,7 +70,7 @@ from cytokit.errors import CytokitError, StudyError
 __all__ = ["export_anndata", "results_anndata"]
 
 _EXTRA = (
-    'AnnData export needs the anndata package: install the extra, pip install "cytokit[anndata]"'
+    'AnnData export needs the anndata package: install the extra, pip install "cytokit-flow[anndata]"'
 )
 
 

@@ -152,7 +152,7 @@ def outcome_tables(study, chimerism: pd.DataFrame) -> dict[str, pd.DataFrame]:
     StudyError
         ``[outcomes] population`` is not a study population.
     ImportError
-        lifelines is missing (one line naming ``pip install "cytokit[clinical]"``).
+        lifelines is missing (one line naming ``pip install "cytokit-flow[clinical]"``).
     """
     clinical = study.clinical
     if clinical.outcomes is None:

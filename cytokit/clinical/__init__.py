@@ -16,7 +16,7 @@ infusions included; the older ``infusions.csv`` is still read) and
   (`response_vs_persistence`) and infusion product QC (`product_qc`);
 * `analyze_outcomes`, which builds every table (`OutcomeTables`).
 
-The survival statistics need lifelines (``pip install "cytokit[clinical]"``);
+The survival statistics need lifelines (``pip install "cytokit-flow[clinical]"``);
 it is imported when first used.
 
 Typical use::

@@ -22,7 +22,7 @@
   Research*, 3rd ed., p. 411, which lifelines also uses, with the same
   log(−log) interval.
 
-lifelines is an optional dependency: ``pip install "cytokit[clinical]"``.
+lifelines is an optional dependency: ``pip install "cytokit-flow[clinical]"``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _lifelines():
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "the outcome analyses need lifelines; install cytokit's clinical extra: "
-            'pip install "cytokit[clinical]"'
+            'pip install "cytokit-flow[clinical]"'
         ) from exc
     return module
 

@@ -369,7 +369,7 @@ class DaskBackend:
             import distributed
         except ImportError as exc:
             raise ImportError(
-                "running on a Dask cluster needs dask and distributed: pip install 'cytokit[dask]'"
+                "running on a Dask cluster needs dask and distributed: pip install 'cytokit-flow[dask]'"
             ) from exc
         self._d = distributed
         self.address = scheduler if isinstance(scheduler, str) else str(scheduler)
