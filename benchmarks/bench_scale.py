@@ -346,6 +346,37 @@ def per_file_split(study: Path, n: int) -> None:
         f"read_fcs {r:.1f} ms; the whole per-sample task (its own read included) {t:.1f} ms, "
         f"so measuring ~{t - r:.1f} ms; encoding the payload {e:.1f} ms"
     )
+    # where the task's time goes: cumulative time of its steps under cProfile (shares only:
+    # the profiler slows Python-level code more than the kernels)
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for f in files[1:]:
+        task(f)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = sum(tt for (_, _, _), (_, _, tt, _, _) in stats.items())
+    steps = [
+        ("read_fcs", "fcs/reader.py", "read_fcs"),
+        ("acquisition QC screen", "qc/apply.py", "screen"),
+        ("non-finite screen", "finite.py", "drop_nonfinite"),
+        ("strategy.apply", "gating/strategy.py", "apply"),
+        ("  adaptive gates fitted (in apply)", "gating/strategy.py", "_fit"),
+        ("  fused pass (evaluate_plan, all calls)", "kernels/fused.py", "evaluate_plan"),
+        ("marker values (strategy.values)", "gating/strategy.py", "values"),
+        ("gate points for QC plots", "analysis/qcdata.py", "gate_points"),
+        ("donor items", "analysis/per_sample.py", "_donor_items"),
+        ("phenotype items", "analysis/per_sample.py", "_phenotype_items"),
+        ("clustering subsample", "analysis/per_sample.py", "_cluster_items"),
+    ]
+    print(f"| step (cProfile, {len(files) - 1} files) | share of the task |")
+    print("| --- | --- |")
+    for label, where, name in steps:
+        ct = sum(v[3] for (fn, _, func), v in stats.items() if func == name and fn.endswith(where))
+        if ct:
+            print(f"| {label} | {100 * ct / total:.0f} % |")
 
 
 def compare_tables(a: Path, b: Path) -> bool:
@@ -374,6 +405,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="build the study here and keep it")
     ap.add_argument("--split-files", type=int, default=11, help="files for the per-file split")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
     if not 1 <= args.visits <= len(DAYS):
         sys.exit(f"--visits must be 1..{len(DAYS)}")
     tmp = tempfile.mkdtemp(prefix="cytokit-scale-", dir=args.keep.parent if args.keep else None)
