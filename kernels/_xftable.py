@@ -107,7 +107,9 @@ def build_table(kind: int, p: np.ndarray, top: float, x1: float, t0: float) -> n
     u = np.empty_like(nodes)
     du = np.empty_like(nodes)
     ddu = np.empty_like(nodes)
-    _fill_nodes(kind, p, x1, nodes, u, du, ddu)
+    # a writeable copy: a plan's frozen parameter vector would be another type signature
+    # (read-only arrays are), compiling the exact transforms a second time
+    _fill_nodes(kind, np.array(p, dtype=np.float64), x1, nodes, u, du, ddu)
     h = np.diff(nodes)
     # Quintic Hermite: match u, u', u'' at both ends of each bin.
     c0, c1, c2 = u[:-1], du[:-1], 0.5 * ddu[:-1]

@@ -85,7 +85,10 @@ def _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs
     dim_a, dim_b, dim_ratio, dim_xf, dim_params, lut_buf, lut_ptr = dims[:7]
     grp_ptr, grp_dims, grp_slots = dims[7], dims[8], dims[9]
     src, tile, scratch, packed = bufs
-    cnt = 0
+    # np.int64, not the literal 0: Numba types the calls below while it infers the loop's
+    # types, and a counter first seen as Literal[int](0) compiled every callee (the
+    # whole transform code) a second time for that literal signature
+    cnt = np.int64(0)
     for i in range(nb):  # branch-free compaction
         idx[cnt] = i
         cnt += member[i]
@@ -155,7 +158,7 @@ def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
     dbuf = np.empty(max_dims, dtype=np.float64)
     counts = counts_blk[blk]
     n_groups = grp_gate.shape[0]
-    grp = 0
+    grp = np.int64(0)  # not the literal 0: see `_scoped_values`
     for g in range(-1, gate_kind.shape[0]):
         if g >= 0:
             _gate(

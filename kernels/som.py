@@ -41,12 +41,17 @@ import numpy as np
 from numba import prange
 
 from ._config import jit, jit_parallel
+from ._threads import run_ranges
 
 __all__ = ["map_nodes", "node_histograms", "som_batch", "som_online"]
 
 _BLOCK = 2048  # events per parallel mapping task
 _PARALLEL_MIN = 8 * _BLOCK
 _CHUNKS = 64  # fixed number of partial sums per batch epoch (not the thread count)
+
+
+def _blocks(n: int) -> int:
+    return (n + _BLOCK - 1) // _BLOCK
 
 
 # --- shared inner loops -------------------------------------------------------------------------
@@ -332,20 +337,22 @@ def _map_block(data, ct, lookup, use_lookup, out, dist, want_dist, start, stop):
             dist[i] = math.sqrt(acc[b]) if b >= 0 else np.nan
 
 
-def _map_body(data, ct, lookup, use_lookup, out, dist, want_dist):
-    # the work is in a separately compiled serial function (numba#8085: loops
-    # inside a cached parallel region are optimised less well)
+@jit
+def _map_range(b0, b1, data, ct, lookup, use_lookup, out, dist, want_dist):
+    # blocks b0 .. b1 - 1, one thread's share (`_threads.run_ranges`): one serial kernel
+    # serves small and large inputs, where a serial and a `prange` twin each compiled the
+    # block code (and the parallel one per array layout)
     n = data.shape[0]
-    n_blocks = (n + _BLOCK - 1) // _BLOCK
-    for blk in prange(n_blocks):
+    for blk in range(b0, b1):
         start = blk * _BLOCK
         _map_block(
             data, ct, lookup, use_lookup, out, dist, want_dist, start, min(n, start + _BLOCK)
         )
 
 
-_map_serial = jit(_map_body)
-_map_parallel = jit_parallel(_map_body)
+#: Events per contiguous piece when the events are strided (a column selection of a larger
+#: array): copied into one reused buffer, so the mapping is compiled for contiguous events only
+_PIECE = 1 << 16
 
 
 def map_nodes(data, codes, *, lookup=None, out=None, distances=None):
@@ -414,8 +421,16 @@ def map_nodes(data, codes, *, lookup=None, out=None, distances=None):
     if n == 0:
         return out
     ct = np.ascontiguousarray(c.T)
-    kernel = _map_parallel if n >= _PARALLEL_MIN else _map_serial
-    kernel(ev, ct, lut, use_lookup, out, dist, want)
+    if ev.flags.c_contiguous:
+        run_ranges(_map_range, _blocks(n), ev, ct, lut, use_lookup, out, dist, want)
+        return out
+    buf = np.empty((min(n, _PIECE), ev.shape[1]), dtype=ev.dtype)
+    for a in range(0, n, _PIECE):
+        m = min(_PIECE, n - a)
+        buf[:m] = ev[a : a + m]
+        o = out[a : a + m]
+        dd = dist[a : a + m] if want else dist
+        run_ranges(_map_range, _blocks(m), buf[:m], ct, lut, use_lookup, o, dd, want)
     return out
 
 

@@ -231,19 +231,44 @@ def _flat_pair(x: np.ndarray, out: np.ndarray):
     return xf, of, None
 
 
+#: Values per contiguous piece when the input or the output is strided (e.g. a column of
+#: an events array): the pieces go through two reused buffers, so the block code is
+#: compiled for contiguous arrays only (a strided array is another type signature, which
+#: compiled every transform a second time on a first run).
+_PIECE = 1 << 16
+
+
 def _apply(kind: int, params: np.ndarray, inverse: bool, x, out) -> np.ndarray:
     xa = _as_input(x, "x")
     res = _as_output(out, xa.shape)
     xf, of, tmp = _flat_pair(xa, res)
-    nblk = _blocks(xf.shape[0])
-    if not inverse and kind in (XF_LOGICLE, XF_HYPERLOG) and xf.shape[0] >= _LUT_MIN:
+    n = xf.shape[0]
+    # the table or the exact root finder is chosen by the whole input's size, never a piece's
+    if not inverse and kind in (XF_LOGICLE, XF_HYPERLOG) and n >= _LUT_MIN:
         lut = transform_lut(kind, params)
-        run_ranges(table_map_range, nblk, kind, params, lut, xf, of)
-    elif kind == XF_BIEX and xf.shape[0] >= _LUT_MIN:
+
+        def run(xs, os_):
+            run_ranges(table_map_range, _blocks(xs.shape[0]), kind, params, lut, xs, os_)
+    elif kind == XF_BIEX and n >= _LUT_MIN:
         lut = transform_lut(kind, params)
-        run_ranges(biex_map_range, nblk, lut, inverse, xf, of)
+
+        def run(xs, os_):
+            run_ranges(biex_map_range, _blocks(xs.shape[0]), lut, inverse, xs, os_)
     else:
-        run_ranges(_map_range, nblk, kind, params, inverse, xf, of)
+
+        def run(xs, os_):
+            run_ranges(_map_range, _blocks(xs.shape[0]), kind, params, inverse, xs, os_)
+
+    if xf.flags.c_contiguous and of.flags.c_contiguous:
+        run(xf, of)
+    else:
+        xb = np.empty(min(n, _PIECE), dtype=xf.dtype)
+        ob = np.empty(min(n, _PIECE), dtype=of.dtype)
+        for a in range(0, n, _PIECE):
+            m = min(_PIECE, n - a)
+            xb[:m] = xf[a : a + m]
+            run(xb[:m], ob[:m])
+            of[a : a + m] = ob[:m]
     if tmp is not None:
         res[...] = of.reshape(res.shape)
     return res

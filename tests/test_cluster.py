@@ -546,3 +546,21 @@ def test_heatmap_of_empty_metacluster_is_drawn(study, tmp_path):
     medians.iloc[0] = math.nan
     path = plot_heatmap(medians, tmp_path / "h.png")
     assert path.stat().st_size > 1000
+
+
+def test_kernels_compiled_aside_are_those_a_study_clustering_calls(tmp_path):
+    """`analyze` compiles the clustering kernels in another process on a first run
+    (`cytokit.cluster.warm`): for the same signatures as the clustering itself, or the
+    clustering would compile them again after all."""
+    import cytokit
+    from cytokit.cluster import warm
+
+    warm.compile_kernels()
+    kernels = warm._kernels()
+    before = [set(k.signatures) for k in kernels]
+    assert all(before)
+    assert warm.kernels_cached() and warm.compile_aside() is None  # cached: nothing started
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    results = cytokit.analyze(root, tmp_path / "out", workers=1)  # clustering in this process
+    assert len(results.clusters) > 0
+    assert [set(k.signatures) for k in kernels] == before

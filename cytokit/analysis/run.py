@@ -199,7 +199,12 @@ def analyze(
                     progress(done, total, Path(path).name, status)
 
             many = workers is None or workers > 1
+            aside = None
             if len(files) > 1 and many and scheduler in (None, "processes", "local"):
+                if task.cluster_markers:  # on a first run: compiled meanwhile on another core
+                    from cytokit.cluster.warm import compile_aside
+
+                    aside = compile_aside()
                 # the first file in this process compiles the kernels once (or loads them from
                 # Numba's on-disk cache); worker processes then load them instead of each
                 # compiling the same kernels at the same time (minutes on a cold cache)
@@ -216,6 +221,8 @@ def analyze(
             # the files as gated, should one have been replaced by a copy of another since
             # hashing
             gated = {os.path.abspath(f.path): f.hash for f in report.done}
+            if aside is not None:
+                aside.join()
             check_same_content(study, _hashes(study, gated))
             results = study_tables(study, task, store, report, folder if out is not None else None)
         if out is not None:

@@ -59,6 +59,24 @@ METACLUSTERINGS = ("consensus", "hierarchical")
 _BLOCK = 1 << 20  # events per block of the label bookkeeping after mapping
 
 
+def _nearest(points: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """`map_nodes` of a few float64 points (unused nodes' codes), in numpy.
+
+    The same sums in the same order (``Σ_j (x_j − c_j)²``, j = 0 .. d-1) and the
+    same choice (the first smallest; -1 when none is finite), so the result is
+    the kernel's; a kernel call would compile the mapping once more for float64
+    events on a first run, for a (K, K) problem.
+    """
+    acc = np.zeros((points.shape[0], codes.shape[0]))
+    for j in range(points.shape[1]):
+        diff = points[:, j, None] - codes[None, :, j]
+        acc += diff * diff
+    acc[np.isnan(acc)] = np.inf
+    near = acc.argmin(axis=1)
+    near[~(acc[np.arange(acc.shape[0]), near] < np.inf)] = -1
+    return near
+
+
 class ClusteringError(CytokitError, ValueError):
     """A clustering parameter or input is invalid."""
 
@@ -429,7 +447,7 @@ class FlowSOM:
             return self._metacluster(codes, rng)
         labels = np.empty(codes.shape[0], dtype=np.int64)
         labels[used] = self._metacluster(codes[used], rng)
-        near = map_nodes(codes[~used], codes[used])
+        near = _nearest(codes[~used], codes[used])
         labels[~used] = labels[used][near]
         return labels
 
