@@ -23,7 +23,10 @@ signal, and the verdicts.
 11 float32 channels) is read in a fresh subprocess, which then times, in
 alternating order after a warm-up, the gating chain of ``bench_gating.py``
 (plan + one fused ``evaluate_plan`` pass: compensation, logicle, 10
-populations) and ``acquisition_qc`` on the same events; the ratio is printed.
+populations), ``acquisition_qc`` on the same events and its per-row scan alone
+(``AcquisitionPass.update`` over every row: the part that runs over the events
+a second time after the read, so what feeding it the reader's blocks would
+save); the ratios are printed.
 ``cytokit gate`` on the same file (the command: start-up, hashing, reading,
 gating, statistics, storing) is timed in the same run, and QC is put against
 it too; so is ``cytokit gate --acquisition-qc`` (QC fused into the command's
@@ -157,7 +160,7 @@ def child(path: Path, repeats: int) -> None:
 
     import cytokit.kernels as K
     from cytokit import read_fcs
-    from cytokit.qc import acquisition_qc
+    from cytokit.qc import AcquisitionPass, acquisition_qc
 
     t0 = time.perf_counter()
     sample = read_fcs(path)
@@ -177,15 +180,29 @@ def child(path: Path, repeats: int) -> None:
         acquisition_qc(sample)
         return time.perf_counter() - t
 
-    chain(), qc()  # warm-up (Numba cache load)
-    g, q = [], []
+    def scan() -> float:  # the per-row part alone: what feeding the reader's blocks would save
+        p = AcquisitionPass(sample)
+        t = time.perf_counter()
+        p.update(0, sample.n_events)
+        return time.perf_counter() - t
+
+    chain(), qc(), scan()  # warm-up (Numba cache load)
+    g, q, s = [], [], []
     for i in range(repeats):
-        for fn, out in ((chain, g), (qc, q)) if i % 2 == 0 else ((qc, q), (chain, g)):
+        runs = ((chain, g), (qc, q), (scan, s))
+        for fn, out in runs if i % 2 == 0 else runs[::-1]:
             out.append(fn())
     res = acquisition_qc(sample)
     print(
         json.dumps(
-            {"read": t_read, "gate": g, "qc": q, "removed": res.pct_removed, "verdict": res.verdict}
+            {
+                "read": t_read,
+                "gate": g,
+                "qc": q,
+                "scan": s,
+                "removed": res.pct_removed,
+                "verdict": res.verdict,
+            }
         )
     )
 
@@ -221,6 +238,10 @@ def cost(n: int, repeats: int, seed: int, keep: bool, repeats_gate: int = 2) -> 
         )
         print(f"acquisition_qc                             {q:7.3f} s  (median of {len(r['qc'])}); "
               f"removed {r['removed']:.2f}%, verdict {r['verdict']}")  # fmt: skip
+        sc = statistics.median(r["scan"])
+        print(f"  of which the row scan (AcquisitionPass.update over every row) {sc:7.3f} s "
+              f"(median of {len(r['scan'])}): {sc / q:.2f} of QC, {sc / r['read']:.2f} of the "
+              "read")  # fmt: skip
         print(f"  runs gate: {', '.join(f'{x:.3f}' for x in r['gate'])}")
         print(f"  runs qc:   {', '.join(f'{x:.3f}' for x in r['qc'])}")
         print(f"QC / gating pass: {q / g:.2f}; QC / (read + gating pass): {q / chain:.2f}")
