@@ -10,7 +10,7 @@ Where donor NK cells are denser in the clog's window (settling, carry-over:
 `cytokit.simulate.timing.Enrichment`), the kept events' share is off by the
 range's excess, and the range's well-measured events (the clog's events not
 measured off-centre) still hold the range's share: the limit the README's
-"What QC cannot fix" states and `benchmarks/bench_qc_chimerism.py` measures.
+"Clogs and the donor %" states and `benchmarks/bench_qc_chimerism.py` measures.
 
 Truth only (no gating), one 40,000-event file each: seconds.
 """
