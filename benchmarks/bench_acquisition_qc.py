@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_acquisition_qc.py --accuracy --seeds 1001 1060   # fresh seeds
+    python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift clean --seeds 1 20
     python benchmarks/bench_acquisition_qc.py --cost                         # 10M events
     python benchmarks/bench_acquisition_qc.py --cost --n 1000000 --repeats 3
     python benchmarks/bench_acquisition_qc.py --scan-blocks --n 2000000     # see scan_blocks
@@ -104,10 +105,10 @@ def laser_of(plan) -> str:
     return next(name for name, dets in LASERS.items() if dets == d)
 
 
-def accuracy(seeds: range) -> None:
+def accuracy(seeds: range, kinds=KINDS, clean: bool = True) -> None:
     print(f"accuracy: seeds {seeds.start}-{seeds.stop - 1}, {N_EVENTS:,} events per file")
     t0 = time.perf_counter()
-    for kind in KINDS:
+    for kind in kinds:
         rows = []
         for seed in seeds:
             qc, truth, plan = one_file(seed, kind)
@@ -134,13 +135,16 @@ def accuracy(seeds: range) -> None:
                         f"           {laser:6s} laser: {len(sub):2d} files, F1 pooled {f1(a, b, c):.3f}"
                     )
     pct, timed, verdicts = [], [], []
-    for seed in seeds:
+    for seed in seeds if clean else ():
         qc, _, _ = one_file(seed, "clean")
         from cytokit.qc import RATE, SIGNAL
 
         pct.append(qc.pct_removed)
         timed.append(100.0 * np.count_nonzero(qc.reasons & (RATE | SIGNAL)) / qc.n_events)
         verdicts.append(qc.verdict)
+    if not clean:
+        print(f"  ({time.perf_counter() - t0:.0f} s)")
+        return
     pct, timed = np.array(pct), np.array(timed)
     print(
         f"  clean   {len(pct)} files: removed median {np.median(pct):.3f}% (max {pct.max():.3f}%); "
@@ -329,6 +333,13 @@ def main() -> None:
     )
     ap.add_argument("--accuracy", action="store_true")
     ap.add_argument("--seeds", type=int, nargs=2, default=(1001, 1060), metavar=("FIRST", "LAST"))
+    ap.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=(*KINDS, "clean"),
+        default=(*KINDS, "clean"),
+        help="with --accuracy: the anomaly kinds (and clean files) to score (default: all)",
+    )
     ap.add_argument("--cost", action="store_true")
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=5)
@@ -349,7 +360,8 @@ def main() -> None:
     if not (args.accuracy or args.cost):
         ap.error("give --accuracy, --cost or --scan-blocks")
     if args.accuracy:
-        accuracy(range(args.seeds[0], args.seeds[1] + 1))
+        kinds = tuple(k for k in args.kinds if k != "clean")
+        accuracy(range(args.seeds[0], args.seeds[1] + 1), kinds, "clean" in args.kinds)
     if args.cost:
         cost(args.n, args.repeats, args.seed, args.keep, args.gate_repeats)
 
