@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_qc_chimerism.py --seeds 2001 2004 --patients 4 --events 50000
     python benchmarks/bench_qc_chimerism.py --even ...     # populations spread evenly in time
     python benchmarks/bench_qc_chimerism.py --no-corrupt ...  # clogs change rate, dim mildly
+    python benchmarks/bench_qc_chimerism.py --occlusion --even ...  # clogs that bias origin
 
 For each seed a simulated study (``cytokit.simulate.preset_design("sample")``
 with fresh seeds) is written in which every file has a time-structured
@@ -15,8 +16,11 @@ carry-over), and one clog (`cytokit.simulate.anomalies.Clog`, the random
 parameters of ``random_plan``: slow flow, a burst, dimmed and coincident
 events; with the plan's default ``corrupt_clogs`` 80 % of the clog's
 events are also measured off-centre, intensities × 0.3-0.7 with a
-per-channel spread, ``Clog.offcentre``; ``--no-corrupt`` leaves them out)
-starts within that window. With ``--even`` the populations stay spread
+per-channel spread, ``Clog.offcentre``; ``--no-corrupt`` leaves them out;
+``--occlusion`` dims their fluorescence only, × 0.3-0.6, keeping their
+scatter, `cytokit.simulate.anomalies.partial_occlusion`, so that cells stay
+in their gates and some donor cells fall below the HLA-A2 threshold) starts
+within that window. With ``--even`` the populations stay spread
 evenly and the clog falls anywhere. The study
 is analysed twice through `cytokit.analyze`: without ``[acquisition_qc]``
 and with it (defaults). Each NK and CIK row of ``chimerism.csv`` with status
@@ -50,6 +54,7 @@ def clogged_study(
     window: float,
     factor: float,
     corrupt: bool = True,
+    occlusion: bool = False,
 ) -> Path:
     """A simulated study with a clog in every file, near a donor-enriched window (see above)."""
     from cytokit import simulate
@@ -81,6 +86,8 @@ def clogged_study(
             a, b = where(spec, day)
             b = max(a, min(b, 0.97 * seconds - clog.drop - clog.burst))  # ends in the run
             clog = dataclasses.replace(clog, start=rng.uniform(a, b))
+        if occlusion:
+            clog = A.partial_occlusion(clog)
         return A.AnomalyPlan(clogs=(clog,), corrupt_clogs=corrupt)
 
     return simulate_study(folder, design, anomalies=plan, timing=timing)
@@ -195,6 +202,11 @@ def main() -> None:
     ap.add_argument(
         "--no-corrupt", action="store_true", help="clogs without off-centre (corrupted) events"
     )
+    ap.add_argument(
+        "--occlusion",
+        action="store_true",
+        help="off-centre events dimmed in fluorescence only (partial_occlusion)",
+    )
     ap.add_argument("--table", help="also write each run's rows to TABLE.qc.csv, TABLE.plain.csv")
     args = ap.parse_args()
     factor = 1.0 if args.even else args.factor
@@ -211,6 +223,7 @@ def main() -> None:
                 args.window,
                 factor,
                 corrupt=not args.no_corrupt,
+                occlusion=args.occlusion,
             )
             for qc in (False, True):
                 frame, n_failed = errors(study, tmp / f"o{seed}_{int(qc)}", qc)

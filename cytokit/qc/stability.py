@@ -15,7 +15,14 @@ other from bin to bin, and would be flagged for nothing.
 
 For each of these series:
 
-* the stable level is the middle of the densest half of the bin means (the
+* when the series drifts one way over the run (its last third's median off
+  the first third's by more than the shift and the noise), the stable level
+  is that of the end the run held, the start unless the drift is early and
+  settles (`drift_reference`): a drift is a departure from the level the run
+  started at and held longest, brighter or dimmer, and a run's flags grow
+  only through windows of 27 bins or more (on the shortest, noise carries a
+  run up the ramp to where the change is still below the shift);
+* otherwise the stable level is the middle of the densest half of the bin means (the
   shortest interval holding half of them, Rousseeuw's shorth): when a drift
   has moved a large part of the file, the median would lie partway along
   the drift, while the bins that did not move stay packed together. That
@@ -203,6 +210,9 @@ def _channel(mean, sd, count, th: Thresholds, reference=None, windows=WINDOWS, i
     noise = max(s, 1e-12) * np.sqrt(phi)
     wok = ok if inputs is None else ok & inputs
     level = drift_reference(mean, m, wok, noise, th)
+    # a slow drift's run grows only through windows of 27 bins or more: on the shortest
+    # the noise carries it up the ramp to where the change is still below the shift
+    grow_from = 81 if level is not None and len(windows) > 1 else 0
     if level is None:
         ref = ok if reference is None else ok & reference
         if reference is not None and ref.sum() >= max(4, ok.sum() // 4):
@@ -231,8 +241,9 @@ def _channel(mean, sd, count, th: Thresholds, reference=None, windows=WINDOWS, i
             strong_hi |= far & (zw > th.signal_z)
             strong_lo |= far & (zw < -th.signal_z)
             wz = np.where(np.abs(zw) > np.abs(wz), zw, wz)
-        weak_hi |= far & (zw > th.extend_z)
-        weak_lo |= far & (zw < -th.extend_z)
+        if w >= grow_from:
+            weak_hi |= far & (zw > th.extend_z)
+            weak_lo |= far & (zw < -th.extend_z)
     flags = grow(strong_hi, weak_hi | strong_hi) | grow(strong_lo, weak_lo | strong_lo)
     return flags, single, dev, np.where(np.abs(wz) > np.abs(z), wz, z) * ok, level
 
