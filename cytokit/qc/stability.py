@@ -20,8 +20,9 @@ For each of these series:
   is that of the end the run held, the start unless the drift is early and
   settles (`drift_reference`): a drift is a departure from the level the run
   started at and held longest, brighter or dimmer, and a run's flags grow
-  only through windows of 27 bins or more (on the shortest, noise carries a
-  run up the ramp to where the change is still below the shift);
+  only through the longest windows (81 bins; on shorter ones the noise of
+  the population mix carries a run up the ramp to where the change is
+  still below the shift);
 * otherwise the stable level is the middle of the densest half of the bin means (the
   shortest interval holding half of them, Rousseeuw's shorth): when a drift
   has moved a large part of the file, the median would lie partway along
@@ -210,8 +211,8 @@ def _channel(mean, sd, count, th: Thresholds, reference=None, windows=WINDOWS, i
     noise = max(s, 1e-12) * np.sqrt(phi)
     wok = ok if inputs is None else ok & inputs
     level = drift_reference(mean, m, wok, noise, th)
-    # a slow drift's run grows only through windows of 27 bins or more: on the shortest
-    # the noise carries it up the ramp to where the change is still below the shift
+    # a slow drift's run grows only through the 81-bin windows: on shorter ones the noise
+    # carries it up the ramp to where the change is still below the shift
     grow_from = 81 if level is not None and len(windows) > 1 else 0
     if level is None:
         ref = ok if reference is None else ok & reference
