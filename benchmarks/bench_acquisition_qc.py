@@ -3,8 +3,10 @@
 Usage::
 
     python benchmarks/bench_acquisition_qc.py --accuracy --seeds 1001 1060   # fresh seeds
+    python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift clean --seeds 1 20
     python benchmarks/bench_acquisition_qc.py --cost                         # 10M events
     python benchmarks/bench_acquisition_qc.py --cost --n 1000000 --repeats 3
+    python benchmarks/bench_acquisition_qc.py --scan-blocks --n 2000000     # see scan_blocks
 
 **Accuracy.** For every seed and every anomaly kind (clog, bubble, drift,
 margin) one simulated file (50,000 events, a patient and day drawn from the
@@ -23,7 +25,10 @@ signal, and the verdicts.
 11 float32 channels) is read in a fresh subprocess, which then times, in
 alternating order after a warm-up, the gating chain of ``bench_gating.py``
 (plan + one fused ``evaluate_plan`` pass: compensation, logicle, 10
-populations) and ``acquisition_qc`` on the same events; the ratio is printed.
+populations), ``acquisition_qc`` on the same events and its per-row scan alone
+(``AcquisitionPass.update`` over every row: the part that runs over the events
+a second time after the read, so what feeding it the reader's blocks would
+save); the ratios are printed.
 ``cytokit gate`` on the same file (the command: start-up, hashing, reading,
 gating, statistics, storing) is timed in the same run, and QC is put against
 it too; so is ``cytokit gate --acquisition-qc`` (QC fused into the command's
@@ -100,10 +105,10 @@ def laser_of(plan) -> str:
     return next(name for name, dets in LASERS.items() if dets == d)
 
 
-def accuracy(seeds: range) -> None:
+def accuracy(seeds: range, kinds=KINDS, clean: bool = True) -> None:
     print(f"accuracy: seeds {seeds.start}-{seeds.stop - 1}, {N_EVENTS:,} events per file")
     t0 = time.perf_counter()
-    for kind in KINDS:
+    for kind in kinds:
         rows = []
         for seed in seeds:
             qc, truth, plan = one_file(seed, kind)
@@ -130,13 +135,16 @@ def accuracy(seeds: range) -> None:
                         f"           {laser:6s} laser: {len(sub):2d} files, F1 pooled {f1(a, b, c):.3f}"
                     )
     pct, timed, verdicts = [], [], []
-    for seed in seeds:
+    for seed in seeds if clean else ():
         qc, _, _ = one_file(seed, "clean")
         from cytokit.qc import RATE, SIGNAL
 
         pct.append(qc.pct_removed)
         timed.append(100.0 * np.count_nonzero(qc.reasons & (RATE | SIGNAL)) / qc.n_events)
         verdicts.append(qc.verdict)
+    if not clean:
+        print(f"  ({time.perf_counter() - t0:.0f} s)")
+        return
     pct, timed = np.array(pct), np.array(timed)
     print(
         f"  clean   {len(pct)} files: removed median {np.median(pct):.3f}% (max {pct.max():.3f}%); "
@@ -157,7 +165,7 @@ def child(path: Path, repeats: int) -> None:
 
     import cytokit.kernels as K
     from cytokit import read_fcs
-    from cytokit.qc import acquisition_qc
+    from cytokit.qc import AcquisitionPass, acquisition_qc
 
     t0 = time.perf_counter()
     sample = read_fcs(path)
@@ -177,15 +185,29 @@ def child(path: Path, repeats: int) -> None:
         acquisition_qc(sample)
         return time.perf_counter() - t
 
-    chain(), qc()  # warm-up (Numba cache load)
-    g, q = [], []
+    def scan() -> float:  # the per-row part alone: what feeding the reader's blocks would save
+        p = AcquisitionPass(sample)
+        t = time.perf_counter()
+        p.update(0, sample.n_events)
+        return time.perf_counter() - t
+
+    chain(), qc(), scan()  # warm-up (Numba cache load)
+    g, q, s = [], [], []
     for i in range(repeats):
-        for fn, out in ((chain, g), (qc, q)) if i % 2 == 0 else ((qc, q), (chain, g)):
+        runs = ((chain, g), (qc, q), (scan, s))
+        for fn, out in runs if i % 2 == 0 else runs[::-1]:
             out.append(fn())
     res = acquisition_qc(sample)
     print(
         json.dumps(
-            {"read": t_read, "gate": g, "qc": q, "removed": res.pct_removed, "verdict": res.verdict}
+            {
+                "read": t_read,
+                "gate": g,
+                "qc": q,
+                "scan": s,
+                "removed": res.pct_removed,
+                "verdict": res.verdict,
+            }
         )
     )
 
@@ -221,6 +243,10 @@ def cost(n: int, repeats: int, seed: int, keep: bool, repeats_gate: int = 2) -> 
         )
         print(f"acquisition_qc                             {q:7.3f} s  (median of {len(r['qc'])}); "
               f"removed {r['removed']:.2f}%, verdict {r['verdict']}")  # fmt: skip
+        sc = statistics.median(r["scan"])
+        print(f"  of which the row scan (AcquisitionPass.update over every row) {sc:7.3f} s "
+              f"(median of {len(r['scan'])}): {sc / q:.2f} of QC, {sc / r['read']:.2f} of the "
+              "read")  # fmt: skip
         print(f"  runs gate: {', '.join(f'{x:.3f}' for x in r['gate'])}")
         print(f"  runs qc:   {', '.join(f'{x:.3f}' for x in r['qc'])}")
         print(f"QC / gating pass: {q / g:.2f}; QC / (read + gating pass): {q / chain:.2f}")
@@ -256,27 +282,86 @@ def cost(n: int, repeats: int, seed: int, keep: bool, repeats_gate: int = 2) -> 
             path.unlink(missing_ok=True)
 
 
+def scan_blocks(n: int, repeats: int) -> None:
+    """QC's row scan over the whole array against block by block with each block in cache.
+
+    Feeding `AcquisitionPass.update` from the reader's blocks would scan each
+    block while the reader has just written it (in cache); this times that
+    case (each block of 16,384 rows, ~700 KiB, summed first to bring it into
+    cache, untimed) against one scan of the whole array, alternated.
+    """
+    from cytokit import read_fcs
+    from cytokit.qc import AcquisitionPass
+    from cytokit.simulate import benchmark_file
+
+    rows = 1 << 14
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scan.fcs"
+        benchmark_file(path, n_events=n, seed=3)
+        sample = read_fcs(path)
+
+    def whole() -> float:
+        p = AcquisitionPass(sample)
+        t = time.perf_counter()
+        p.update(0, n)
+        return time.perf_counter() - t
+
+    def in_cache() -> float:
+        p, total = AcquisitionPass(sample), 0.0
+        for a in range(0, n, rows):
+            b = min(n, a + rows)
+            np.add.reduce(sample.events[a:b], axis=0)
+            t = time.perf_counter()
+            p.update(a, b)
+            total += time.perf_counter() - t
+        return total
+
+    whole(), in_cache()
+    w, c = [], []
+    for i in range(repeats):
+        runs = ((whole, w), (in_cache, c))
+        for fn, out in runs if i % 2 == 0 else runs[::-1]:
+            out.append(fn())
+    mw, mc = statistics.median(w), statistics.median(c)
+    print(f"row scan, {n:,} events: whole array {mw:.3f} s, block by block in cache {mc:.3f} s "
+          f"(medians of {repeats}); in cache / whole {mc / mw:.2f}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--accuracy", action="store_true")
     ap.add_argument("--seeds", type=int, nargs=2, default=(1001, 1060), metavar=("FIRST", "LAST"))
+    ap.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=(*KINDS, "clean"),
+        default=(*KINDS, "clean"),
+        help="with --accuracy: the anomaly kinds (and clean files) to score (default: all)",
+    )
     ap.add_argument("--cost", action="store_true")
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the simulated file")
     ap.add_argument("--gate-repeats", type=int, default=5, help="runs of each cytokit gate")
+    ap.add_argument(
+        "--scan-blocks", action="store_true", help="row scan: whole array vs cached blocks"
+    )
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child, args.repeats)
         return
+    if args.scan_blocks:
+        scan_blocks(args.n, args.repeats)
+        return
     if not (args.accuracy or args.cost):
-        ap.error("give --accuracy and/or --cost")
+        ap.error("give --accuracy, --cost or --scan-blocks")
     if args.accuracy:
-        accuracy(range(args.seeds[0], args.seeds[1] + 1))
+        kinds = tuple(k for k in args.kinds if k != "clean")
+        accuracy(range(args.seeds[0], args.seeds[1] + 1), kinds, "clean" in args.kinds)
     if args.cost:
         cost(args.n, args.repeats, args.seed, args.keep, args.gate_repeats)
 

@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_qc_chimerism.py --seeds 2001 2004 --patients 4 --events 50000
     python benchmarks/bench_qc_chimerism.py --even ...     # populations spread evenly in time
     python benchmarks/bench_qc_chimerism.py --no-corrupt ...  # clogs change rate, dim mildly
+    python benchmarks/bench_qc_chimerism.py --occlusion --even ...  # clogs that bias origin
 
 For each seed a simulated study (``cytokit.simulate.preset_design("sample")``
 with fresh seeds) is written in which every file has a time-structured
@@ -15,8 +16,11 @@ carry-over), and one clog (`cytokit.simulate.anomalies.Clog`, the random
 parameters of ``random_plan``: slow flow, a burst, dimmed and coincident
 events; with the plan's default ``corrupt_clogs`` 80 % of the clog's
 events are also measured off-centre, intensities × 0.3-0.7 with a
-per-channel spread, ``Clog.offcentre``; ``--no-corrupt`` leaves them out)
-starts within that window. With ``--even`` the populations stay spread
+per-channel spread, ``Clog.offcentre``; ``--no-corrupt`` leaves them out;
+``--occlusion`` dims their fluorescence only, × 0.3-0.6, keeping their
+scatter, `cytokit.simulate.anomalies.partial_occlusion`, so that cells stay
+in their gates and some donor cells fall below the HLA-A2 threshold) starts
+within that window. With ``--even`` the populations stay spread
 evenly and the clog falls anywhere. The study
 is analysed twice through `cytokit.analyze`: without ``[acquisition_qc]``
 and with it (defaults). Each NK and CIK row of ``chimerism.csv`` with status
@@ -50,6 +54,7 @@ def clogged_study(
     window: float,
     factor: float,
     corrupt: bool = True,
+    occlusion: bool = False,
 ) -> Path:
     """A simulated study with a clog in every file, near a donor-enriched window (see above)."""
     from cytokit import simulate
@@ -81,6 +86,8 @@ def clogged_study(
             a, b = where(spec, day)
             b = max(a, min(b, 0.97 * seconds - clog.drop - clog.burst))  # ends in the run
             clog = dataclasses.replace(clog, start=rng.uniform(a, b))
+        if occlusion:
+            clog = A.partial_occlusion(clog)
         return A.AnomalyPlan(clogs=(clog,), corrupt_clogs=corrupt)
 
     return simulate_study(folder, design, anomalies=plan, timing=timing)
@@ -96,19 +103,28 @@ def errors(study: Path, out: Path, qc: bool) -> tuple[pd.DataFrame, int]:
     res = cytokit.analyze(study, out, scheduler="serial")
     truth = pd.read_csv(study / "truth" / "populations.csv", dtype={"patient": str})
     truth = truth[truth["population"].isin(POPULATIONS)]
-    truth = truth.assign(true_pct=100 * truth["donor_events"] / truth["events"])
+    truth = truth.assign(
+        true_pct=100 * truth["donor_events"] / truth["events"], true_events=truth["events"]
+    )
     chim = res.chimerism[
         res.chimerism["population"].isin(POPULATIONS) & (res.chimerism["status"] == "quantified")
     ]
-    m = chim.merge(truth[["file", "population", "true_pct"]], on=["file", "population"])
+    m = chim.merge(
+        truth[["file", "population", "true_pct", "true_events"]], on=["file", "population"]
+    )
     m["error_pp"] = (m["donor_pct"].astype(float) - m["true_pct"]).abs()
+    m["true_events"] = m["true_events"].astype(int)
     pairs = zip(m["file"], m["population"], strict=True)
     m["kept_pct"] = [kept_truth(study, res, f, p) for f, p in pairs]
     m["removal_pp"] = (m["kept_pct"] - m["true_pct"]).abs()
     m["gating_pp"] = (m["donor_pct"].astype(float) - m["kept_pct"]).abs()
+    pairs = zip(m["file"], m["population"], strict=True)
+    limit = [witness_limit(study, res, f, p) for f, p in pairs]
+    m["floor_pp"] = [x[0] for x in limit]
+    m["witness_pp"] = [x[1] for x in limit]
     failed = int((res.failures["stage"] == "acquisition_qc").sum()) if len(res.failures) else 0
-    cols = ["file", "population", "events", "donor_pct", "true_pct", "error_pp"]
-    return m[[*cols, "removal_pp", "gating_pp"]], failed
+    cols = ["file", "population", "events", "true_events", "donor_pct", "true_pct", "error_pp"]
+    return m[[*cols, "removal_pp", "gating_pp", "floor_pp", "witness_pp"]], failed
 
 
 def kept_truth(study: Path, res, file: str, population: str) -> float:
@@ -127,6 +143,52 @@ def kept_truth(study: Path, res, file: str, population: str) -> float:
     return 100.0 * float(t.donor[pop].sum()) / max(int(pop.sum()), 1)
 
 
+def witness_limit(study: Path, res, file: str, population: str) -> tuple[float, float]:
+    """(sampling floor, error of the best estimate from well-measured cells), both in pp.
+
+    Inside QC's removed time ranges only the clog's events that were not
+    measured off-centre (truth bit `OFFCENTRE` clear) can tell the population's
+    donor share there; the off-centre ones leave the gates. The best any
+    method can do is count every cell outside the ranges and, inside them,
+    weight the well-measured cells of the population up to the range's true
+    size (a stratified estimate, with each cell's true origin). The floor is
+    that estimate's binomial SD: ``(N_r / N) * sqrt(p_r (1 - p_r) (1/m_r -
+    1/N_r))`` with ``N_r`` the population's cells in the ranges, ``m_r`` the
+    well-measured ones among them, ``p_r`` their true donor share and ``N``
+    the population's cells in the file. The second figure is that estimate's
+    actual error on this file against the whole file's truth.
+    """
+    from cytokit.simulate import AGGREGATES, LABELS
+    from cytokit.simulate.anomalies import OFFCENTRE
+    from cytokit.simulate.events import load_truth
+
+    t = load_truth(study / Path(file).with_suffix(".truth.npz"))
+    inside = np.zeros(t.label.shape[0], dtype=bool)
+    ranges = res.acquisition_qc
+    if ranges is not None and len(ranges):
+        for _, r in ranges[ranges["file"] == file].iterrows():
+            inside[int(r["first_event"]) : int(r["first_event"]) + int(r["events"])] = True
+    kind = t.arrays.get("anomaly_kind")
+    good = np.ones_like(inside) if kind is None else (kind & OFFCENTRE) == 0
+    labels = AGGREGATES.get(population, (population,))
+    pop = np.isin(t.label, [LABELS.index(x) for x in labels])
+    donor = t.donor.astype(bool)
+    n = int(pop.sum())
+    n_r = int((pop & inside).sum())
+    wit = pop & inside & good
+    m_r = int(wit.sum())
+    whole = float(donor[pop].sum()) / max(n, 1)
+    if n_r == 0:
+        return 0.0, 0.0
+    if m_r == 0:
+        return float("nan"), float("nan")
+    p_r = float(donor[wit].sum()) / m_r
+    out = float(donor[pop & ~inside].sum())
+    est = (out + n_r * p_r) / n
+    sd = (n_r / n) * np.sqrt(p_r * (1 - p_r) * max(1.0 / m_r - 1.0 / n_r, 0.0))
+    return 100.0 * float(sd), 100.0 * abs(est - whole)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -140,6 +202,12 @@ def main() -> None:
     ap.add_argument(
         "--no-corrupt", action="store_true", help="clogs without off-centre (corrupted) events"
     )
+    ap.add_argument(
+        "--occlusion",
+        action="store_true",
+        help="off-centre events dimmed in fluorescence only (partial_occlusion)",
+    )
+    ap.add_argument("--table", help="also write each run's rows to TABLE.qc.csv, TABLE.plain.csv")
     args = ap.parse_args()
     factor = 1.0 if args.even else args.factor
     rows = {False: [], True: []}
@@ -155,6 +223,7 @@ def main() -> None:
                 args.window,
                 factor,
                 corrupt=not args.no_corrupt,
+                occlusion=args.occlusion,
             )
             for qc in (False, True):
                 frame, n_failed = errors(study, tmp / f"o{seed}_{int(qc)}", qc)
@@ -178,6 +247,19 @@ def main() -> None:
                 f"{r.median():.2f} pp (max {r.max():.2f}); gating the kept events: median "
                 f"{g.median():.2f} pp (max {g.max():.2f})"
             )
+            fl, w = f["floor_pp"], f["witness_pp"]
+            print(
+                f"    best estimate from the well-measured cells (stratified, true origins): "
+                f"|error| median {w.median():.2f} pp, p95 {w.quantile(0.95):.2f}, max "
+                f"{w.max():.2f}; its sampling SD median {fl.median():.2f} pp, max {fl.max():.2f}"
+            )
+            within = (f["error_pp"] <= np.maximum(1.0, 1.96 * f["floor_pp"])).mean()
+            print(
+                f"    rows with QC's error <= max(1 pp, 1.96 x that SD): {100 * within:.0f} %; "
+                f"population events (true) median {int(f['true_events'].median())}"
+            )
+        if args.table:
+            f.to_csv(f"{args.table}.{'qc' if qc else 'plain'}.csv", index=False)
         for pop in POPULATIONS:
             sub = f[f["population"] == pop]["error_pp"]
             if len(sub):

@@ -15,7 +15,15 @@ other from bin to bin, and would be flagged for nothing.
 
 For each of these series:
 
-* the stable level is the middle of the densest half of the bin means (the
+* when the series drifts one way over the run (its last third's median off
+  the first third's by more than the shift and the noise), the stable level
+  is that of the end the run held, the start unless the drift is early and
+  settles (`drift_reference`): a drift is a departure from the level the run
+  started at and held longest, brighter or dimmer, and a run's flags grow
+  only through the longest windows (81 bins; on shorter ones the noise of
+  the population mix carries a run up the ramp to where the change is
+  still below the shift);
+* otherwise the stable level is the middle of the densest half of the bin means (the
   shortest interval holding half of them, Rousseeuw's shorth): when a drift
   has moved a large part of the file, the median would lie partway along
   the drift, while the bins that did not move stay packed together. That
@@ -67,6 +75,7 @@ __all__ = [
     "WINDOWS",
     "StabilityCheck",
     "check_stability",
+    "drift_reference",
     "shorth_level",
     "trend",
 ]
@@ -138,6 +147,51 @@ def shorth_level(y: np.ndarray) -> float:
     return float(np.median(v[i : i + h]))
 
 
+def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
+    """The level a monotone drift departs from, or None when the series has no such drift.
+
+    A lab reads a drift as a departure from the level the run started at and
+    held longest. The judged bins (`use`) are cut into thirds in time and the
+    median of each third's bin means taken (``a``, ``b``, ``c``). When the last
+    third departs from the first by more than ``signal_shift`` and by more than
+    ``extend_z`` noise SDs of the two medians, the series drifts one way over
+    the run, and the stable level is that of the start, unless the middle
+    third sits clearly with the last (``|b - a| > 2 |c - b|``: a drift early in
+    the run that settles, such as a laser warming up), when it is the end's.
+    The level is the median of the bins that held it: from that end inwards
+    to where a running median of 27 bins first leaves the end third's median
+    by half of ``signal_shift`` beyond that third (the drift's onset; a third's
+    median alone leans on the slow wander of the population mix in it).
+    Without this the densest half of a drifting series, or the median of all
+    its bins, can lie partway along the drift: the check then reads the
+    undisturbed start as the departure, or sees nothing.
+    """
+    idx = np.flatnonzero(use)
+    if idx.size < 30:
+        return None
+    third = idx.size // 3
+    parts = (idx[:third], idx[third : idx.size - third], idx[-third:])
+    a, b, c = (float(np.median(mean[p])) for p in parts)
+    sd_a, sd_c = (1.2533 * noise / np.sqrt(max(float(m[p].sum()), 1.0)) for p in parts[::2])
+    change = c - a
+    if abs(change) <= th.signal_shift or abs(change) <= th.extend_z * np.hypot(sd_a, sd_c):
+        return None
+    late = abs(b - a) <= 2 * abs(c - b)
+    start = a if late else c
+    run = running_median(np.where(use, mean, 0.0), use, 13)
+    off = use & np.isfinite(run) & (np.abs(run - start) > th.signal_shift / 2)
+    pos = np.arange(mean.shape[0])
+    if late:
+        off &= pos >= parts[1][0]
+        onset = int(np.flatnonzero(off)[0]) if off.any() else pos.size
+        held = use & (pos < onset)
+    else:
+        off &= pos <= parts[1][-1]
+        onset = int(np.flatnonzero(off)[-1]) if off.any() else -1
+        held = use & (pos > onset)
+    return float(np.median(mean[held])) if held.sum() >= third else start
+
+
 def _channel(mean, sd, count, th: Thresholds, reference=None, windows=WINDOWS, inputs=None):
     """(flags, single-bin flags, deviation, z, level) of one series of bin means."""
     b = mean.shape[0]
@@ -145,11 +199,6 @@ def _channel(mean, sd, count, th: Thresholds, reference=None, windows=WINDOWS, i
     if ok.sum() < 4:
         none = np.zeros(b, dtype=bool)
         return none, none, np.zeros(b), np.zeros(b), np.nan
-    ref = ok if reference is None else ok & reference
-    if reference is not None and ref.sum() >= max(4, ok.sum() // 4):
-        level = float(np.median(mean[ref]))
-    else:
-        level = shorth_level(mean[ok])
     s = float(np.median(sd[ok & np.isfinite(sd)])) if np.any(ok & np.isfinite(sd)) else 0.0
     m = np.where(ok, count, 0).astype(np.float64)
     y = np.where(ok, mean, 0.0)
@@ -160,6 +209,17 @@ def _channel(mean, sd, count, th: Thresholds, reference=None, windows=WINDOWS, i
     else:
         phi = 1.0  # every value equal in a typical bin: only the shift threshold can speak
     noise = max(s, 1e-12) * np.sqrt(phi)
+    wok = ok if inputs is None else ok & inputs
+    level = drift_reference(mean, m, wok, noise, th)
+    # a slow drift's run grows only through the 81-bin windows: on shorter ones the noise
+    # carries it up the ramp to where the change is still below the shift
+    grow_from = 81 if level is not None and len(windows) > 1 else 0
+    if level is None:
+        ref = ok if reference is None else ok & reference
+        if reference is not None and ref.sum() >= max(4, ok.sum() // 4):
+            level = float(np.median(mean[ref]))
+        else:
+            level = shorth_level(mean[ok])
     dev = np.where(ok, y - level, 0.0)
     z = dev * np.sqrt(np.maximum(m, 1.0)) / noise
     single = ok & (np.abs(z) > th.signal_z) & (np.abs(dev) > th.signal_shift)
@@ -168,9 +228,8 @@ def _channel(mean, sd, count, th: Thresholds, reference=None, windows=WINDOWS, i
     wz = np.zeros(b)
     weak_hi = np.zeros(b, dtype=bool)
     weak_lo = np.zeros(b, dtype=bool)
-    # windows read only the `inputs` bins: a clog's bins must not pull its neighbours'
-    # window medians
-    wok = ok if inputs is None else ok & inputs
+    # windows read only the `inputs` bins (`wok`): a clog's bins must not pull its
+    # neighbours' window medians
     for w in windows:
         if w > b:
             break
@@ -183,8 +242,9 @@ def _channel(mean, sd, count, th: Thresholds, reference=None, windows=WINDOWS, i
             strong_hi |= far & (zw > th.signal_z)
             strong_lo |= far & (zw < -th.signal_z)
             wz = np.where(np.abs(zw) > np.abs(wz), zw, wz)
-        weak_hi |= far & (zw > th.extend_z)
-        weak_lo |= far & (zw < -th.extend_z)
+        if w >= grow_from:
+            weak_hi |= far & (zw > th.extend_z)
+            weak_lo |= far & (zw < -th.extend_z)
     flags = grow(strong_hi, weak_hi | strong_hi) | grow(strong_lo, weak_lo | strong_lo)
     return flags, single, dev, np.where(np.abs(wz) > np.abs(z), wz, z) * ok, level
 

@@ -18,7 +18,9 @@ event what was injected:
   from ``offcentre_signal`` (0.3-0.7) with a per-channel lognormal spread
   ``offcentre_spread``, so dim events fall out of their gates and bright
   ones (the donor marker's) slide below a positivity threshold (truth bit
-  `OFFCENTRE`).
+  `OFFCENTRE`). `partial_occlusion` gives the variant that dims the
+  off-centre events' fluorescence only (× 0.3-0.6, scatter kept), in which
+  cells stay in their gates and some are counted with the wrong origin.
 * **Bubble** (`Bubble`): air in the flow cell: no events for ``gap``
   seconds, with ``flank`` seconds of slowed, disturbed flow on either side
   in which scatter scatters wildly and fluorescence is dimmed.
@@ -90,6 +92,7 @@ __all__ = [
     "LASERS",
     "MARGIN",
     "OFFCENTRE",
+    "PARTIAL_OCCLUSION",
     "TAG_ANOMALIES",
     "AnomalyPlan",
     "AnomalyTruth",
@@ -99,6 +102,7 @@ __all__ = [
     "MarginEvents",
     "duration",
     "inject",
+    "partial_occlusion",
     "random_plan",
 ]
 
@@ -149,6 +153,9 @@ class Clog:
         top of `signal`).
     offcentre_spread : float
         SD of their per-event, per-channel lognormal factor.
+    offcentre_scatter : bool
+        Whether the off-centre factor scales the scatter channels too (the
+        default); False: fluorescence only (`partial_occlusion`).
     """
 
     start: float
@@ -161,11 +168,42 @@ class Clog:
     offcentre: float = 0.8
     offcentre_signal: tuple[float, float] = (0.3, 0.7)
     offcentre_spread: float = 0.3
+    offcentre_scatter: bool = True
 
     @property
     def burst_rate(self) -> float:
         """Burst rate (× normal) that delivers the events held back during the drop."""
         return 1.0 + self.drop * (1.0 - self.drop_rate) / self.burst
+
+
+#: `Clog` fields of a partial occlusion (`partial_occlusion`).
+PARTIAL_OCCLUSION = {
+    "offcentre_signal": (0.3, 0.6),
+    "offcentre_spread": 0.1,
+    "offcentre_scatter": False,
+}
+
+
+def partial_occlusion(clog: Clog) -> Clog:
+    """The same clog with its off-centre events dimmed in fluorescence only.
+
+    A variant of the default off-centre measurement (`Clog`), for the case
+    where a clog biases the donor % rather than losing cells: the off-centre
+    cells' fluorescence is × 0.3-0.6 (one factor per event, a per-channel
+    spread of SD 0.1, so the markers keep their ratios) while their scatter is
+    left as the clog's mild dimming made it (`PARTIAL_OCCLUSION`). Forward
+    scatter is collected over a wide angle behind an obscuration bar and
+    changes little when a cell passes off the beam's centre, while
+    fluorescence is collected through the objective's pinhole, which an
+    off-focus cell misses in part; so the cells stay in the scatter gates,
+    lineage markers bright enough keep them in the NK and CIK gates, and the
+    donor marker (HLA-A2) of some falls below its threshold: donor cells of an
+    HLA-A2+ donor are counted as the recipient's (and recipient cells of an
+    HLA-A2+ recipient as the donor's). The factors are chosen to test a QC,
+    not measured values. Every other draw of the clog (and of the file) is
+    unchanged.
+    """
+    return replace(clog, **PARTIAL_OCCLUSION)
 
 
 @dataclass(frozen=True)
@@ -429,6 +467,8 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
             f = off_rng.uniform(lo, hi, idx.size)[:, None] * np.exp(
                 off_rng.normal(0.0, c.offcentre_spread, (idx.size, len(measured)))
             )
+            if not c.offcentre_scatter:  # fluorescence only (see `Clog`)
+                f[:, : len(scat)] = 1.0
             ev[np.ix_(idx, measured)] *= f.astype(np.float32)
             kind[idx] |= OFFCENTRE
     for b in plan.bubbles:
