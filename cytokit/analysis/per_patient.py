@@ -65,16 +65,27 @@ def _inverse(transform, x: float) -> float:
     return float(transform.inverse(np.array([x]))[0])
 
 
-def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
-    """Tables of one patient's samples.
+def patient_tables(
+    study, task, items, qc_dir: Path | None, *, tube: str = "default", chimerism: bool = True
+) -> PatientTables:
+    """Tables of one patient's samples of one tube.
 
     Parameters
     ----------
     study : Study
     task : MeasureTask
+        The tube's task.
     items : list of (ManifestRow, content hash, SampleResult)
+        The patient's files of the tube.
     qc_dir : Path or None
         Where to write ``<sample>.npz`` QC files (None: not written).
+    tube : str
+        The tube's name (every row's ``tube``).
+    chimerism : bool
+        Whether chimerism and absolute counts come from this tube
+        (``[chimerism] tube``). Another tube with origin still places its donor
+        thresholds (phenotype by origin) but writes no chimerism rows, and its
+        counts have no counting basis.
 
     Returns
     -------
@@ -85,6 +96,8 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
     items = sorted(items, key=lambda t: t[0].day)
     row0 = items[0][0]
     marker = study.donor_marker(row0)
+    if marker not in task.donor_markers:  # a tube without origin
+        marker = ""
     side = study.donor_side(row0)
     xf = dict(task.transforms)
     paths = dict(task.populations)
@@ -94,21 +107,21 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
         thresholds, failed = _thresholds(items, marker, side)
     for (row, digest, p), threshold, why in zip(items, thresholds, failed, strict=True):
         file = study.relative(row.file)
-        key = {"patient": row.patient, "day": row.day, "file": file}
+        key = {"patient": row.patient, "day": row.day, "file": file, "tube": tube}
         counts = p.counts
         by_path = dict(zip(counts["gate_path"], counts["count"].astype(int), strict=True))
         basis = count_basis(
             row,
-            by_path,
-            beads=s.beads,
-            lymphocytes=s.lymphocytes or task.parent,
-            leukocytes=s.leukocytes,
+            by_path if chimerism else {},
+            beads=s.beads if chimerism else "",
+            lymphocytes=(s.lymphocytes or task.parent) if chimerism else "",
+            leukocytes=s.leukocytes if chimerism else "",
         )
         out.rows["samples"].append(_sample_row(key, row, digest, p, basis, marker, why))
         _acquisition_qc_ranges(out, key, p)
         _count_rows(out, key, counts, basis, paths)
         cuts, qc_arrays = _chimerism_rows(
-            out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf
+            out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism
         )
         _phenotype(out, key, p, task, marker, side, cuts, xf)
         _qc(out, key, p, counts, qc_arrays, qc_dir, file)
@@ -160,12 +173,14 @@ def _count_rows(out: PatientTables, key: dict, counts, basis, paths: dict) -> No
 
 
 def _chimerism_rows(
-    out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf
+    out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism=True
 ) -> tuple[dict[str, Threshold], dict[str, np.ndarray]]:
     """Thresholds and chimerism rows of one sample; each population's cut and the QC histograms.
 
     A sample without a threshold (no donor marker) gets event counts only; one
-    whose marker failed its check gets ``marker_failed`` rows, never a 0.
+    whose marker failed its check gets ``marker_failed`` rows, never a 0. A
+    sample of a tube that is not the chimerism tube gets its thresholds and
+    cuts but no chimerism rows.
     """
     names = [n for n, _ in task.populations]
     paths = dict(task.populations)
@@ -200,7 +215,8 @@ def _chimerism_rows(
             chim.update(c)
             chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
             chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
-        out.rows["chimerism"].append(chim)
+        if chimerism:
+            out.rows["chimerism"].append(chim)
     return cuts, qc_arrays
 
 
