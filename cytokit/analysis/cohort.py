@@ -34,7 +34,7 @@ from cytokit.analysis.outcomes import (
     product_tables,
     schedule_tables,
 )
-from cytokit.analysis.per_patient import PatientTables, patient_tables
+from cytokit.analysis.per_patient import PatientTables, function_rows, patient_tables
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import TABLES, Results, conform
 from cytokit.analysis.sample_result import SampleResult
@@ -104,19 +104,26 @@ def study_tables(
         by_patient.setdefault(row.patient, []).append((row, f.hash))
     tables = PatientTables()
     qc_dir = None if out is None else out / "qc"
+    paired = any(t.pairs_with for t in study.tubes.values())
     for patient in sorted(by_patient):
+        cells = {}
         for tube, tube_task in tasks.items():
             items = [
                 (row, h, _stored(store, tube_task, row, h, study))
                 for row, h in by_patient[patient]
                 if study.tube_of(row) == tube
             ]
-            if items:
-                tables.extend(
-                    patient_tables(
-                        study, tube_task, items, qc_dir, tube=tube, chimerism=tube == chimerism_tube
-                    )
-                )
+            if not items:
+                continue
+            done = patient_tables(
+                study, tube_task, items, qc_dir, tube=tube, chimerism=tube == chimerism_tube
+            )
+            if paired:
+                for row, key, c in done.cells:
+                    cells[(tube, row.day, row.sample_type)] = (row, key, c)
+            tables.extend(done)
+        if cells:
+            tables.rows["function"].extend(function_rows(study, cells))
     frames = {name: pd.DataFrame(rows) for name, rows in tables.rows.items()}
     if report.recomputed and "samples" in frames:
         notes = {study.relative(Path(f.path)): f.note for f in report.recomputed}
@@ -171,6 +178,8 @@ def study_tables(
         acquisition_qc=frames.get("acquisition_qc", pd.DataFrame()),
         miflowcyt=miflowcyt_table(study),
         tubes=pd.DataFrame(tube_rows),
+        repertoire=frames.get("repertoire", pd.DataFrame()),
+        function=frames.get("function", pd.DataFrame()),
         out=out,
     )
     for name, columns in TABLES.items():

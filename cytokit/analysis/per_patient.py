@@ -45,7 +45,7 @@ from cytokit.analysis.sample_result import SampleResult
 from cytokit.finite import NonFinite
 from cytokit.stats.density import Histogram
 
-__all__ = ["PatientTables", "patient_tables"]
+__all__ = ["PatientTables", "SampleCells", "function_rows", "patient_tables"]
 
 
 class PatientTables:
@@ -53,6 +53,9 @@ class PatientTables:
 
     def __init__(self) -> None:
         self.rows: dict[str, list[dict]] = defaultdict(list)
+        #: per sample of the patient: (row, key, `SampleCells`), for the tables that pair
+        #: tubes (function.csv); not carried from patient to patient by `extend`
+        self.cells: list[tuple] = []
 
     def extend(self, other: PatientTables) -> None:
         for name, rows in other.rows.items():
@@ -123,7 +126,12 @@ def patient_tables(
         cuts, qc_arrays = _chimerism_rows(
             out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism
         )
-        _phenotype(out, key, p, task, marker, side, cuts, xf)
+        cells = _phenotype(out, key, p, task, marker, side, cuts, xf)
+        if cells is not None:
+            repertoire = study.tube(tube).repertoire if tube in study.tubes else {}
+            if repertoire:
+                _repertoire_rows(out, key, cells, repertoire, s.ci)
+            out.cells.append((row, key, cells))
         _qc(out, key, p, counts, qc_arrays, qc_dir, file)
     return out
 
@@ -266,11 +274,77 @@ def _threshold_row(key: dict, marker: str, parent: str, t: Threshold, xf: dict) 
     }
 
 
-def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) -> None:
-    """Phenotype rows of one sample; origins from each population's donor cut (`cuts`)."""
+class SampleCells:
+    """The phenotype events of one sample: per population its stored events' phenotype
+    values (compensated scale) and donor flags (None without origin), and per marker the
+    positivity threshold (scale value) and how it was placed."""
+
+    def __init__(self, markers, populations, thresholds, methods):
+        self.markers = markers
+        self.populations = populations  # name -> (values (n, k), donor or None)
+        self.thresholds = thresholds
+        self.methods = methods
+
+    def groups(self, name: str):
+        """(origin, values) of population `name`: all, then donor and recipient when known."""
+        values, donor = self.populations[name]
+        yield "all", values
+        if donor is not None:
+            yield "donor", values[donor]
+            yield "recipient", values[~donor]
+
+
+def _repertoire_rows(out, key, cells: SampleCells, settings: dict, ci: str) -> None:
+    """repertoire.csv rows of one sample: every combination of the tube's receptors per
+    population and origin (`cytokit.analysis.repertoire`)."""
+    from cytokit.analysis.repertoire import repertoire
+
+    receptors = list(settings["receptors"])
+    missing = [m for m in receptors if not np.isfinite(cells.thresholds.get(m, np.nan))]
+    method = "; ".join(f"{m} {cells.methods.get(m, 'none')}" for m in receptors)
+    for name in cells.populations:
+        for origin, values in cells.groups(name):
+            base = {**key, "population": name, "origin": origin, "threshold_method": method}
+            if missing:  # no positivity threshold: nothing is counted, never a 0
+                out.rows["repertoire"].append(
+                    {
+                        **base,
+                        "total": len(values),
+                        "note": f"no positivity threshold for {', '.join(missing)} in this sample",
+                    }
+                )
+                continue
+            positive = {
+                m: values[:, cells.markers.index(m)] >= cells.thresholds[m] for m in receptors
+            }
+            table = repertoire(
+                positive,
+                kirs=settings.get("kirs", ()),
+                inhibitory=settings.get("inhibitory", ()),
+                method="clopper-pearson" if ci == "clopper-pearson" else "wilson",
+            )
+            for r in table.itertuples(index=False):
+                out.rows["repertoire"].append(
+                    {
+                        **base,
+                        "combination": r.row,
+                        "kind": r.kind,
+                        "events": int(r.events),
+                        "total": int(r.total),
+                        "pct": float(r.pct),
+                        "ci_low": float(r.ci_low),
+                        "ci_high": float(r.ci_high),
+                        "ci_method": r.ci_method,
+                    }
+                )
+
+
+def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf):
+    """Phenotype rows of one sample; origins from each population's donor cut (`cuts`).
+    Returns the sample's `SampleCells` (None without phenotype markers)."""
     markers = list(task.phenotype_markers)
     if not markers:
-        return
+        return None
     th = p.pheno_thresholds or {}
     for m in markers:
         t = th.get(m, {})
@@ -287,6 +361,7 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
         )
     scale = {m: (th.get(m, {}).get("threshold_scale") or float("nan")) for m in markers}
     nd = len(task.donor_markers)
+    populations = {}
     for name, _ in task.populations:
         block = p.pheno.get(name)
         if block is None:
@@ -298,6 +373,9 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
             donor = v >= cut.value if side > 0 else v < cut.value
         for r in phenotype_rows(block[:, nd:], donor, markers, scale):
             out.rows["phenotype"].append({**key, "population": name, **r})
+        populations[name] = (np.asarray(block[:, nd:], dtype=np.float64), donor)
+    methods = {m: th.get(m, {}).get("method", "none") for m in markers}
+    return SampleCells(markers, populations, scale, methods)
 
 
 def _acquisition_qc_columns(p) -> dict:
@@ -349,3 +427,82 @@ def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(qc_dir / f"{stem}.npz", buf.getvalue())
+
+
+def function_rows(study, cells: dict, level: float = 0.95) -> list[dict]:
+    """function.csv rows of one patient: each stimulated tube's file (``[tubes.<name>]
+    pairs_with``) against the unstimulated tube's file of the same visit, per population,
+    origin and marker both tubes measure (`cytokit.analysis.function.background_subtracted`).
+
+    Parameters
+    ----------
+    study : Study
+    cells : dict of (tube, day, sample_type) to (ManifestRow, key, SampleCells)
+
+    The positivity threshold is the stimulated file's (where the positive cells are),
+    applied to both files so that the difference is of one cut; without one, the
+    unstimulated file's; without either the row has no numbers and says why.
+    """
+    from cytokit.analysis.function import background_subtracted
+
+    rows = []
+    for (tube, day, stype), (row, key, stim) in sorted(cells.items(), key=lambda kv: kv[0][1]):
+        pair = study.tubes[tube].pairs_with if tube in study.tubes else ""
+        if not pair:
+            continue
+        found = cells.get((pair, day, stype))
+        if found is None:
+            continue  # a visit without its unstimulated tube: nothing to subtract
+        _, ckey, unstim = found
+        markers = [m for m in stim.markers if m in unstim.markers]
+        for name in stim.populations:
+            if name not in unstim.populations:
+                continue
+            s_groups = dict(stim.groups(name))
+            u_groups = dict(unstim.groups(name))
+            for marker in markers:
+                t, method = stim.thresholds.get(marker, np.nan), stim.methods.get(marker, "none")
+                where = "stimulated"
+                if not np.isfinite(t):
+                    t, method = unstim.thresholds.get(marker, np.nan), unstim.methods.get(marker)
+                    where = "unstimulated"
+                for origin in ("all", "donor", "recipient"):
+                    if origin not in s_groups or origin not in u_groups:
+                        continue
+                    a = s_groups[origin][:, stim.markers.index(marker)]
+                    b = u_groups[origin][:, unstim.markers.index(marker)]
+                    base = {
+                        "patient": row.patient,
+                        "day": day,
+                        "tube": tube,
+                        "file": key["file"],
+                        "control_tube": pair,
+                        "control_file": ckey["file"],
+                        "population": name,
+                        "origin": origin,
+                        "marker": marker,
+                        "events_stim": int(a.size),
+                        "events_unstim": int(b.size),
+                    }
+                    if not np.isfinite(t):
+                        rows.append(
+                            {
+                                **base,
+                                "note": "no positivity threshold in either file; give "
+                                f"{marker} a fixed threshold or an FMO control",
+                            }
+                        )
+                        continue
+                    pos_a, pos_b = int((a >= t).sum()), int((b >= t).sum())
+                    r = background_subtracted(pos_a, int(a.size), pos_b, int(b.size), level=level)
+                    rows.append(
+                        {
+                            **base,
+                            "positive_stim": pos_a,
+                            "positive_unstim": pos_b,
+                            **r,
+                            "threshold_scale": float(t),
+                            "threshold_method": f"{method} ({where} file)",
+                        }
+                    )
+    return rows

@@ -146,6 +146,30 @@ strategy and panel; chimerism and absolute counts come from the tube
     donor_markers, chimerism (True for the tube chimerism and counts come
     from), populations, phenotype_markers (``; ``-joined), strategy, task
     (its store key), note (the statement in words).
+``repertoire.csv``
+    With a tube's ``repertoire = { receptors, kirs, inhibitory }``: one row per
+    file of that tube, population, origin (``all``, ``donor``, ``recipient``
+    when the tube has origin) and combination of its receptors (SPICE's
+    layout: the combination written ``KIR2DL1+ NKG2A-``, kind
+    ``combination``; then the summary rows ``single-KIR+``, ``no KIR``, ``no
+    inhibitory receptor``, kind ``summary``): patient, day, file, tube,
+    population, origin, combination, kind, events, total, pct (of total),
+    ci_low, ci_high (binomial interval, percent; `cytokit.analysis.repertoire`),
+    ci_method, threshold_method (how each receptor's positivity threshold was
+    placed in that file: ``fixed``, ``valley``), note (why a row has no
+    numbers: a receptor without a threshold). Events are of the stored
+    events of the population (all of them up to ``[phenotype] max_events``).
+``function.csv``
+    With a stimulated tube's ``pairs_with = "<unstimulated tube>"``: one row
+    per visit with both files, population, origin and marker both tubes
+    measure: patient, day, tube, file (stimulated), control_tube,
+    control_file, population, origin, marker, events_stim, positive_stim,
+    events_unstim, positive_unstim, pct_stim, pct_unstim, pct_net
+    (stimulated minus unstimulated, percentage points), ci_low, ci_high
+    (Newcombe's interval of the difference, `cytokit.analysis.function`),
+    ci_method, high_background (unstimulated above 5 % positive),
+    threshold_scale (one cut for both files: the stimulated file's, else the
+    unstimulated file's), threshold_method, note.
 ``study.json``
     name, created, cytokit_version, root (the study folder, absolute), populations
     (name → gate path), threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
@@ -295,6 +319,16 @@ TABLES: dict[str, tuple[str, ...]] = {
     "tubes": (
         "tube", "files", "origin", "donor_markers", "chimerism", "populations",
         "phenotype_markers", "strategy", "task", "note",
+    ),
+    "repertoire": (
+        "patient", "day", "file", "tube", "population", "origin", "combination", "kind",
+        "events", "total", "pct", "ci_low", "ci_high", "ci_method", "threshold_method", "note",
+    ),
+    "function": (
+        "patient", "day", "tube", "file", "control_tube", "control_file", "population",
+        "origin", "marker", "events_stim", "positive_stim", "events_unstim", "positive_unstim",
+        "pct_stim", "pct_unstim", "pct_net", "ci_low", "ci_high", "ci_method",
+        "high_background", "threshold_scale", "threshold_method", "note",
     ),
 }  # fmt: skip
 
@@ -447,6 +481,18 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "tube": _S, "files": _I, "origin": "bool", "donor_markers": _S, "chimerism": "bool",
         "populations": _S, "phenotype_markers": _S, "strategy": _S, "task": _S, "note": _S,
     },
+    "repertoire": {
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "population": _S, "origin": _S,
+        "combination": _S, "kind": _S, "events": _N, "total": _I, "pct": _F, "ci_low": _F,
+        "ci_high": _F, "ci_method": _S, "threshold_method": _S, "note": _S,
+    },
+    "function": {
+        "patient": _S, "day": _I, "tube": _S, "file": _S, "control_tube": _S,
+        "control_file": _S, "population": _S, "origin": _S, "marker": _S, "events_stim": _I,
+        "positive_stim": _N, "events_unstim": _I, "positive_unstim": _N, "pct_stim": _F,
+        "pct_unstim": _F, "pct_net": _F, "ci_low": _F, "ci_high": _F, "ci_method": _S,
+        "high_background": "bool", "threshold_scale": _F, "threshold_method": _S, "note": _S,
+    },
 }  # fmt: skip
 #: Tables whose columns beyond `COLUMN_TYPES` (one per clustering marker) are float64.
 MARKER_COLUMN_TABLES = ("clusters", "cluster_summary")
@@ -486,7 +532,7 @@ class Results:
     study : dict
         ``study.json``: name, populations, patients, markers, strategy, config.
     samples, counts, chimerism, thresholds, phenotype, trends, cohort, infusions,
-    clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc, miflowcyt, tubes : pandas.DataFrame
+    clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc, miflowcyt, tubes, repertoire, function : pandas.DataFrame
     out : Path or None
         The folder the results were written to.
     clinical : dict of str to DataFrame
@@ -512,6 +558,8 @@ class Results:
     acquisition_qc: pd.DataFrame = field(default_factory=pd.DataFrame)
     miflowcyt: pd.DataFrame = field(default_factory=pd.DataFrame)
     tubes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    repertoire: pd.DataFrame = field(default_factory=pd.DataFrame)
+    function: pd.DataFrame = field(default_factory=pd.DataFrame)
     out: Path | None = None
     clinical: dict[str, pd.DataFrame] = field(default_factory=dict)
 

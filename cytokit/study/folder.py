@@ -749,15 +749,7 @@ def _check_tubes(
             root, tube_settings, None, found, tube.panel, config
         )
         problems += [f"{where}: {p}" for p in found]
-        tubes[name] = Tube(
-            tube.name,
-            tube.panel,
-            tube.own,
-            tube.strategy,
-            tube_settings.populations,
-            tube.phenotype_markers,
-            tube.phenotype_thresholds,
-        )
+        tubes[name] = replace(tube, populations=tube_settings.populations)
         strategies[name] = strategy
         mine = by_tube.get(name, [])
         if not mine:
