@@ -41,7 +41,15 @@ import numpy as np
 
 from cytokit.errors import CytokitError
 
-__all__ = ["FUNCTION", "RECEPTORS", "REPERTOIRE", "THRESHOLD", "add_tubes"]
+__all__ = [
+    "FUNCTION",
+    "RECEPTORS",
+    "REPERTOIRE",
+    "THRESHOLD",
+    "add_tubes",
+    "function_truth",
+    "repertoire_truth",
+]
 
 RECEPTORS = ("KIR2DL1", "KIR2DL2/3", "KIR3DL1", "NKG2A")
 KIRS = RECEPTORS[:3]
@@ -237,3 +245,85 @@ def add_tubes(folder: str | Path, *, seed: int = 0, drift: float = 0.3) -> list[
     toml = folder / "study.toml"
     toml.write_text(toml.read_text() + TUBES_TOML.format(t=f"{THRESHOLD:g}"))
     return [str(t.relative_to(folder)) for _, t, _ in written]
+
+
+def _combination(signs) -> str:
+    return " ".join(f"{m}{'+' if v else '-'}" for m, v in zip(RECEPTORS, signs, strict=True))
+
+
+def _design_probability(origin: str, signs) -> float:
+    """The probability of a donor or recipient NK cell carrying receptor combination `signs`."""
+    rep = REPERTOIRE[origin]
+    p = 1.0
+    for m, v in zip(KIRS, signs[:3], strict=True):
+        p *= rep[m] if v else 1.0 - rep[m]
+    without, with_kir = rep["NKG2A"]
+    q = with_kir if any(signs[:3]) else without
+    return p * (q if signs[3] else 1.0 - q)
+
+
+def repertoire_truth(folder: str | Path) -> list[dict]:
+    """Per receptor-tube file, NK origin (donor, recipient) and combination: the true events
+    (``events``, ``total``: NK cells of that origin by per-event truth) and the repertoire's
+    probability (``probability``) the events were drawn with."""
+    import itertools
+
+    folder = Path(folder)
+    rows = []
+    for path in sorted((folder / "fcs").glob("*_receptors.truth.npz")):
+        with np.load(path, allow_pickle=False) as z:
+            names = [str(n) for n in z["label_names"]]
+            nk = np.isin(z["label"], [names.index(n) for n in _NK])
+            donor, positive = z["donor"].astype(bool), z["positive"]
+        file = f"fcs/{path.name[: -len('.truth.npz')]}.fcs"
+        for origin, sel in (("donor", nk & donor), ("recipient", nk & ~donor)):
+            code = positive[sel].astype(np.int64) @ (1 << np.arange(len(RECEPTORS))[::-1])
+            counts = np.bincount(code, minlength=2 ** len(RECEPTORS))
+            for c, signs in enumerate(itertools.product((False, True), repeat=len(RECEPTORS))):
+                rows.append(
+                    {
+                        "file": file,
+                        "origin": origin,
+                        "combination": _combination(signs),
+                        "events": int(counts[c]),
+                        "total": int(sel.sum()),
+                        "probability": _design_probability(origin, signs),
+                    }
+                )
+    return rows
+
+
+def function_truth(folder: str | Path) -> list[dict]:
+    """Per stimulated file, NK origin and function marker: the true % positive of the
+    stimulated and the unstimulated file's NK cells of that origin (per-event truth), and
+    the probabilities they were drawn with (``p_stim``, ``p_unstim``)."""
+    folder = Path(folder)
+    rows = []
+    for path in sorted((folder / "fcs").glob("*_stim.truth.npz")):
+        other = path.with_name(path.name.replace("_stim.", "_unstim."))
+        truth = []
+        for p in (path, other):
+            with np.load(p, allow_pickle=False) as z:
+                names = [str(n) for n in z["label_names"]]
+                nk = np.isin(z["label"], [names.index(n) for n in _NK])
+                truth.append((nk, z["donor"].astype(bool), z["positive"]))
+        file = f"fcs/{path.name[: -len('.truth.npz')]}.fcs"
+        for origin in ("donor", "recipient"):
+            for j, marker in enumerate(FUNCTION_MARKERS):
+                pct = []
+                for nk, donor, positive in truth:
+                    sel = nk & (donor if origin == "donor" else ~donor)
+                    pct.append(100.0 * positive[sel, j].mean() if sel.any() else float("nan"))
+                p_stim, p_unstim = FUNCTION[("NK", origin)][marker]
+                rows.append(
+                    {
+                        "file": file,
+                        "origin": origin,
+                        "marker": marker,
+                        "pct_stim": pct[0],
+                        "pct_unstim": pct[1],
+                        "pct_net": pct[0] - pct[1],
+                        "p_net": 100.0 * (p_stim - p_unstim),
+                    }
+                )
+    return rows
