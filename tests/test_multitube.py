@@ -16,7 +16,7 @@ import pytest
 
 import cytokit
 from cytokit.simulate import preset_design, simulate_study
-from cytokit.simulate.tubes import add_tubes, function_truth, repertoire_truth
+from cytokit.simulate.tubes import add_tubes, function_truth, positivity_truth, repertoire_truth
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_every_tube_measured_with_origin(analysed):
     tubes = res.tubes.set_index("tube")
     assert list(tubes.index) == ["default", "receptors", "stimulated", "unstimulated"]
     assert tubes["origin"].all() and tubes["chimerism"].tolist() == [True, False, False, False]
-    assert (tubes["files"] == 4).all()
+    assert tubes["files"].tolist() == [4, 8, 4, 4]  # the receptor tube has its FMO controls
     assert set(res.chimerism["tube"]) == {"default"}
     assert set(res.phenotype["tube"]) == set(tubes.index)
 
@@ -76,3 +76,24 @@ def test_background_subtracted_function_against_truth(analysed):
     # every row pairs the visit's stimulated file with its unstimulated one
     assert (fun["control_file"] == fun["file"].str.replace("_stim.", "_unstim.")).all()
     assert set(fun["threshold_method"]) == {"fixed (stimulated file)"}
+
+
+def test_fmo_positivity_against_truth(analysed):
+    # NKG2A is cut at its FMO control's 99.5th percentile (the fixed 1000 of study.toml
+    # gives way to the visit's control), and the % positive is the true one within 1 pp
+    folder, res = analysed
+    truth = pd.DataFrame(positivity_truth(folder, "NKG2A"))
+    ph = res.phenotype
+    ph = ph[(ph["population"] == "NK") & (ph["origin"] == "all") & (ph["marker"] == "NKG2A")]
+    both = truth.merge(ph, on=["file", "marker"], suffixes=("_truth", ""))
+    assert len(both) == len(truth) == 4
+    error = both["pct_positive"] - both["pct_positive_truth"]
+    assert np.abs(error).max() <= 1.0, error.abs().max()
+    th = res.thresholds
+    nk = th[(th["marker"] == "NKG2A") & (th["parent"].str.endswith("/CD3-CD56+"))]
+    assert len(nk) == 4 and set(nk["method"]) <= {"fmo", "fmo_pooled"}
+    assert (nk["threshold_scale"] < 1000).all()
+    # the controls are files of the study (counted, QC'd) without phenotype of their own
+    controls = res.samples[res.samples["file"].str.contains("_fmo_")]
+    assert len(controls) == 4 and set(controls["tube"]) == {"receptors"}
+    assert not res.phenotype["file"].str.contains("_fmo_").any()

@@ -95,8 +95,28 @@ def patient_tables(
     PatientTables
     """
     out = PatientTables()
+    # FMO controls (the manifest's control column) place thresholds for their visit's files
+    controls = sorted((t for t in items if t[0].control), key=lambda t: t[0].day)
+    fmo: dict[tuple, dict] = {}
+    for row, _, p in controls:
+        fmo.setdefault((row.day, row.sample_type), {})[row.control] = (study.relative(row.file), p)
+    items = sorted((t for t in items if not t[0].control), key=lambda t: t[0].day)
+    if items:
+        _stained(out, study, task, items, qc_dir, tube, chimerism, fmo)
+    for row, digest, p in controls:  # the file's facts, counts and QC; no phenotype of its own
+        file = study.relative(row.file)
+        key = {"patient": row.patient, "day": row.day, "file": file, "tube": tube}
+        basis = count_basis(row, {})
+        out.rows["samples"].append(_sample_row(key, row, digest, p, basis, "", ""))
+        _acquisition_qc_ranges(out, key, p)
+        _count_rows(out, key, p.counts, basis, dict(task.populations))
+        _qc(out, key, p, p.counts, {}, qc_dir, file)
+    return out
+
+
+def _stained(out, study, task, items, qc_dir, tube, chimerism, fmo) -> None:
+    """The rows of a patient's stained files of one tube (`patient_tables`)."""
     s = study.settings
-    items = sorted(items, key=lambda t: t[0].day)
     row0 = items[0][0]
     marker = study.donor_marker(row0)
     if marker not in task.donor_markers:  # a tube without origin
@@ -126,14 +146,14 @@ def patient_tables(
         cuts, qc_arrays = _chimerism_rows(
             out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism
         )
-        cells = _phenotype(out, key, p, task, marker, side, cuts, xf)
+        controls = fmo.get((row.day, row.sample_type), {})
+        cells = _phenotype(out, key, p, task, marker, side, cuts, xf, controls)
         if cells is not None:
             repertoire = study.tube(tube).repertoire if tube in study.tubes else {}
             if repertoire:
                 _repertoire_rows(out, key, cells, repertoire, s.ci)
             out.cells.append((row, key, cells))
         _qc(out, key, p, counts, qc_arrays, qc_dir, file)
-    return out
 
 
 def _sample_row(key: dict, row, digest: str, p: SampleResult, basis, marker, why: str) -> dict:
@@ -276,14 +296,14 @@ def _threshold_row(key: dict, marker: str, parent: str, t: Threshold, xf: dict) 
 
 class SampleCells:
     """The phenotype events of one sample: per population its stored events' phenotype
-    values (compensated scale) and donor flags (None without origin), and per marker the
-    positivity threshold (scale value) and how it was placed."""
+    values (compensated scale) and donor flags (None without origin), and per population
+    and marker the positivity threshold (scale value) and how it was placed."""
 
     def __init__(self, markers, populations, thresholds, methods):
         self.markers = markers
         self.populations = populations  # name -> (values (n, k), donor or None)
-        self.thresholds = thresholds
-        self.methods = methods
+        self.thresholds = thresholds  # name -> marker -> scale value
+        self.methods = methods  # name -> marker -> method
 
     def groups(self, name: str):
         """(origin, values) of population `name`: all, then donor and recipient when known."""
@@ -300,9 +320,10 @@ def _repertoire_rows(out, key, cells: SampleCells, settings: dict, ci: str) -> N
     from cytokit.analysis.repertoire import repertoire
 
     receptors = list(settings["receptors"])
-    missing = [m for m in receptors if not np.isfinite(cells.thresholds.get(m, np.nan))]
-    method = "; ".join(f"{m} {cells.methods.get(m, 'none')}" for m in receptors)
     for name in cells.populations:
+        cut, how = cells.thresholds[name], cells.methods[name]
+        missing = [m for m in receptors if not np.isfinite(cut.get(m, np.nan))]
+        method = "; ".join(f"{m} {how.get(m, 'none')}" for m in receptors)
         for origin, values in cells.groups(name):
             base = {**key, "population": name, "origin": origin, "threshold_method": method}
             if missing:  # no positivity threshold: nothing is counted, never a 0
@@ -314,9 +335,7 @@ def _repertoire_rows(out, key, cells: SampleCells, settings: dict, ci: str) -> N
                     }
                 )
                 continue
-            positive = {
-                m: values[:, cells.markers.index(m)] >= cells.thresholds[m] for m in receptors
-            }
+            positive = {m: values[:, cells.markers.index(m)] >= cut[m] for m in receptors}
             table = repertoire(
                 positive,
                 kirs=settings.get("kirs", ()),
@@ -339,9 +358,12 @@ def _repertoire_rows(out, key, cells: SampleCells, settings: dict, ci: str) -> N
                 )
 
 
-def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf):
+def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf, controls=None):
     """Phenotype rows of one sample; origins from each population's donor cut (`cuts`).
-    Returns the sample's `SampleCells` (None without phenotype markers)."""
+    A marker with an FMO control on the visit (`controls`: marker -> (control file, its
+    SampleResult)) is cut per population at the control's 99.5th percentile
+    (`cytokit.analysis.positivity`). Returns the sample's `SampleCells` (None without
+    phenotype markers)."""
     markers = list(task.phenotype_markers)
     if not markers:
         return None
@@ -360,8 +382,11 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf):
             }
         )
     scale = {m: (th.get(m, {}).get("threshold_scale") or float("nan")) for m in markers}
+    method = {m: th.get(m, {}).get("method", "none") for m in markers}
+    fmo = _fmo_thresholds(controls or {}, task, markers)
     nd = len(task.donor_markers)
-    populations = {}
+    populations, thresholds, methods = {}, {}, {}
+    paths = dict(task.populations)
     for name, _ in task.populations:
         block = p.pheno.get(name)
         if block is None:
@@ -371,11 +396,66 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf):
         if cut is not None and cut.method != "none":
             v = block[:, list(task.donor_markers).index(marker)].astype(np.float64)
             donor = v >= cut.value if side > 0 else v < cut.value
-        for r in phenotype_rows(block[:, nd:], donor, markers, scale):
+        here, how = dict(scale), dict(method)
+        for m, (value, kind, note) in fmo.get(name, {}).items():
+            here[m], how[m] = value, kind
+            out.rows["thresholds"].append(
+                {
+                    **key,
+                    "marker": m,
+                    "purpose": "phenotype",
+                    "parent": paths[name],
+                    "threshold": _forward(xf.get(m), value),
+                    "threshold_scale": value,
+                    "method": kind,
+                    "note": note,
+                }
+            )
+        for r in phenotype_rows(block[:, nd:], donor, markers, here):
             out.rows["phenotype"].append({**key, "population": name, **r})
         populations[name] = (np.asarray(block[:, nd:], dtype=np.float64), donor)
-    methods = {m: th.get(m, {}).get("method", "none") for m in markers}
-    return SampleCells(markers, populations, scale, methods)
+        thresholds[name], methods[name] = here, how
+    return SampleCells(markers, populations, thresholds, methods)
+
+
+def _forward(transform, x: float) -> float:
+    if transform is None or not math.isfinite(x):
+        return x
+    return float(transform.apply(np.array([x]))[0])
+
+
+def _fmo_thresholds(controls: dict, task, markers) -> dict[str, dict[str, tuple]]:
+    """Per population and marker with an FMO control: (threshold scale value, method, note).
+
+    The threshold is the 99.5th percentile of the control's events of the population
+    (`cytokit.analysis.positivity.fmo_threshold`); a population with fewer events than
+    that needs takes the control's events of every study population of the tube together
+    (method ``fmo_pooled``); with fewer still the marker keeps the sample's own threshold.
+    """
+    from cytokit.analysis.positivity import fmo_threshold, min_control_events
+
+    out: dict[str, dict[str, tuple]] = {}
+    need = min_control_events()
+    nd = len(task.donor_markers)
+    for m, (file, control) in controls.items():
+        if m not in markers:
+            continue
+        j = nd + list(markers).index(m)
+        blocks = {name: control.pheno.get(name) for name, _ in task.populations}
+        pooled = [b[:, j] for b in blocks.values() if b is not None]
+        pooled = np.concatenate(pooled).astype(np.float64) if pooled else np.empty(0)
+        for name, block in blocks.items():
+            values = np.empty(0) if block is None else block[:, j].astype(np.float64)
+            if np.isfinite(values).sum() >= need:
+                out.setdefault(name, {})[m] = (fmo_threshold(values), "fmo", f"control {file}")
+            elif np.isfinite(pooled).sum() >= need:
+                out.setdefault(name, {})[m] = (
+                    fmo_threshold(pooled),
+                    "fmo_pooled",
+                    f"control {file}: {values.size} events of the population, fewer than "
+                    f"{need}; the control's events of every population",
+                )
+    return out
 
 
 def _acquisition_qc_columns(p) -> dict:
@@ -461,11 +541,11 @@ def function_rows(study, cells: dict, level: float = 0.95) -> list[dict]:
             s_groups = dict(stim.groups(name))
             u_groups = dict(unstim.groups(name))
             for marker in markers:
-                t, method = stim.thresholds.get(marker, np.nan), stim.methods.get(marker, "none")
-                where = "stimulated"
+                t = stim.thresholds[name].get(marker, np.nan)
+                method, where = stim.methods[name].get(marker, "none"), "stimulated"
                 if not np.isfinite(t):
-                    t, method = unstim.thresholds.get(marker, np.nan), unstim.methods.get(marker)
-                    where = "unstimulated"
+                    t = unstim.thresholds[name].get(marker, np.nan)
+                    method, where = unstim.methods[name].get(marker), "unstimulated"
                 for origin in ("all", "donor", "recipient"):
                     if origin not in s_groups or origin not in u_groups:
                         continue

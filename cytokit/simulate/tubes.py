@@ -48,6 +48,7 @@ __all__ = [
     "THRESHOLD",
     "add_tubes",
     "function_truth",
+    "positivity_truth",
     "repertoire_truth",
 ]
 
@@ -144,7 +145,9 @@ def _write(sample, events: np.ndarray, markers, channels, path: Path) -> None:
     cytokit.write_fcs(path, out)
 
 
-def add_tubes(folder: str | Path, *, seed: int = 0, drift: float = 0.3) -> list[str]:
+def add_tubes(
+    folder: str | Path, *, seed: int = 0, drift: float = 0.3, fmo: tuple[str, ...] = ("NKG2A",)
+) -> list[str]:
     """Add a receptor tube and a stimulated/unstimulated function pair to a simulated study.
 
     Parameters
@@ -156,6 +159,10 @@ def add_tubes(folder: str | Path, *, seed: int = 0, drift: float = 0.3) -> list[
     drift : float
         Day-to-day gain drift of the further detectors: each visit's gain is
         uniform in [1 − drift, 1 + drift] (0: none).
+    fmo : tuple of str
+        Receptors that get an FMO control per visit: the receptor file's cells
+        with that receptor's detector unstained (negative spread only), listed
+        in the manifest with tube ``receptors`` and ``control`` the receptor.
 
     Returns
     -------
@@ -178,7 +185,11 @@ def add_tubes(folder: str | Path, *, seed: int = 0, drift: float = 0.3) -> list[
     if not 0 <= drift < 1:
         raise CytokitError(f"drift = {drift!r} must be in [0, 1), e.g. 0.3 for ±30 %")
     at = header.index("file")
-    out_lines = [lines[0] + ",tube"] + [line + "," for line in lines[1:]]
+    unknown = [m for m in fmo if m not in RECEPTORS]
+    if unknown:
+        raise CytokitError(f"fmo {unknown}: FMO controls are of receptors {list(RECEPTORS)}")
+    tail = ",tube,control" if fmo else ",tube"
+    out_lines = [lines[0] + tail] + [line + ("," * tail.count(",")) for line in lines[1:]]
     written = []
     for line in lines[1:]:
         cells = line.split(",")
@@ -216,6 +227,14 @@ def add_tubes(folder: str | Path, *, seed: int = 0, drift: float = 0.3) -> list[
             positive=positive, probability=p, gain=gains,
         )  # fmt: skip
         written.append((rel, target, "receptors"))
+        for m in fmo:  # the same cells, the receptor's detector without its antibody
+            j = RECEPTORS.index(m)
+            control = signal.copy()
+            control[:, j] = rng.normal(0.0, _NEGATIVE_SD, len(labels))
+            safe = "".join(c if c.isalnum() else "_" for c in m)
+            target = Path(f"{stem}_receptors_fmo_{safe}.fcs")
+            _write(sample, control, RECEPTORS, _RECEPTOR_CHANNELS, target)
+            written.append((rel, target, f"receptors,{m}"))
         # function: one gain per detector and visit, shared by the two tubes of the pair
         fgains = rng.uniform(1 - drift, 1 + drift, len(FUNCTION_MARKERS))
         for tube, k in (("stimulated", 0), ("unstimulated", 1)):
@@ -240,7 +259,7 @@ def add_tubes(folder: str | Path, *, seed: int = 0, drift: float = 0.3) -> list[
     for rel, target, tube in written:
         cells = next(line for line in lines[1:] if line.split(",")[at] == rel).split(",")
         cells[at] = str(target.relative_to(folder))
-        out_lines.append(",".join(cells) + f",{tube}")
+        out_lines.append(",".join(cells) + f",{tube}" + ("," if fmo and "," not in tube else ""))
     manifest.write_text("\n".join(out_lines) + "\n")
     toml = folder / "study.toml"
     toml.write_text(toml.read_text() + TUBES_TOML.format(t=f"{THRESHOLD:g}"))
@@ -326,4 +345,26 @@ def function_truth(folder: str | Path) -> list[dict]:
                         "p_net": 100.0 * (p_stim - p_unstim),
                     }
                 )
+    return rows
+
+
+def positivity_truth(folder: str | Path, marker: str = "NKG2A") -> list[dict]:
+    """Per receptor-tube file: the true % of NK cells (all origins) positive for `marker`."""
+    folder = Path(folder)
+    rows = []
+    j = RECEPTORS.index(marker)
+    for path in sorted((folder / "fcs").glob("*_receptors.truth.npz")):
+        with np.load(path, allow_pickle=False) as z:
+            names = [str(n) for n in z["label_names"]]
+            nk = np.isin(z["label"], [names.index(n) for n in _NK])
+            positive = z["positive"][:, j]
+        file = f"fcs/{path.name[: -len('.truth.npz')]}.fcs"
+        rows.append(
+            {
+                "file": file,
+                "marker": marker,
+                "events": int(nk.sum()),
+                "pct_positive": 100.0 * positive[nk].mean() if nk.any() else float("nan"),
+            }
+        )
     return rows

@@ -727,6 +727,16 @@ def _check_tubes(
             )
             continue
         by_tube.setdefault(name, []).append(row)
+        tube = tubes[name]
+        markers = tube.phenotype_markers if tube.phenotype_markers is not None else None
+        if row.control and (
+            row.control not in tube.panel or (markers is not None and row.control not in markers)
+        ):
+            problems.append(
+                f"{manifest}, line {row.line}: control {row.control!r} is not a phenotype "
+                f"marker of tube {name!r}; the control column names the marker the file is "
+                "the FMO (or isotype) control of, in its row's tube"
+            )
     strategies: dict[str, Any] = {}
     origin: dict[str, bool] = {}
     for name, tube in tubes.items():
