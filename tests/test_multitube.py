@@ -97,3 +97,25 @@ def test_fmo_positivity_against_truth(analysed):
     controls = res.samples[res.samples["file"].str.contains("_fmo_")]
     assert len(controls) == 4 and set(controls["tube"]) == {"receptors"}
     assert not res.phenotype["file"].str.contains("_fmo_").any()
+
+
+def test_report_sections(analysed):
+    # the sections read the tables: a figure and a summary table per patient, the net
+    # values with their intervals as function.csv holds them, and nothing without rows
+    from cytokit.report.page import OPTIONAL_SECTIONS
+    from cytokit.report.tubes import function_section, repertoire_section
+
+    _, res = analysed
+    assert OPTIONAL_SECTIONS["repertoire"][1] is repertoire_section
+    assert OPTIONAL_SECTIONS["function"][1] is function_section
+    html = repertoire_section(res)
+    patients = sorted(res.repertoire["patient"].unique())
+    assert html.startswith('<section id="repertoire">')
+    assert html.count("<figure>") == len(patients)
+    assert "single-KIR+" in html and "no inhibitory receptor" in html
+    fun = function_section(res)
+    assert fun.count("<figure>") == len(sorted(res.function["patient"].unique()))
+    r = res.function[res.function["pct_net"].notna()].iloc[0]
+    assert f"({r['ci_low']:.3g} to {r['ci_high']:.3g})" in fun
+    empty = cytokit.Results()
+    assert repertoire_section(empty) == "" and function_section(empty) == ""
