@@ -70,9 +70,13 @@ def measure(folder: Path, min_total: int) -> dict[str, pd.DataFrame]:
 
     ph = res.phenotype
     ph = ph[(ph["population"] == "NK") & (ph["origin"] == "all") & (ph["marker"] == "NKG2A")]
-    q = pd.DataFrame(positivity_truth(folder, "NKG2A")).merge(
-        ph, on=["file", "marker"], suffixes=("_truth", "")
-    )
+    qt = pd.DataFrame(positivity_truth(folder, "NKG2A"))
+    q = qt.merge(ph, on=["file", "marker"], suffixes=("_truth", ""))
+    for file in sorted(set(qt["file"]) - set(q["file"])):  # say why a file has no row
+        why = res.failures.loc[res.failures["file"] == file, "reason"]
+        print(
+            f"  {folder.name}: {file}: no NK NKG2A row; {'; '.join(why) or 'not in failures.csv'}"
+        )
     q["error"] = q["pct_positive"] - q["pct_positive_truth"]
     th = res.thresholds
     q["method"] = q["file"].map(

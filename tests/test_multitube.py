@@ -119,3 +119,22 @@ def test_report_sections(analysed):
     assert f"({r['ci_low']:.3g} to {r['ci_high']:.3g})" in fun
     empty = cytokit.Results()
     assert repertoire_section(empty) == "" and function_section(empty) == ""
+
+
+def test_invariants_catch_broken_repertoire_and_function(analysed):
+    import dataclasses
+
+    from cytokit.analysis.invariants import violations
+
+    _, res = analysed
+    assert violations(res) == []
+    rep = res.repertoire.copy()
+    i = rep.index[rep["events"].fillna(0) > 0][0]
+    rep.loc[i, "events"] += 1  # one event counted twice: pct and the combinations' sum break
+    fun = res.function.copy()
+    j = fun.index[fun["pct_net"].notna()][0]
+    fun.loc[j, "pct_net"] += 1.0
+    found = violations(dataclasses.replace(res, repertoire=rep, function=fun))
+    assert any("pct must be 100 * events / total" in v for v in found), found
+    assert any("add up to the total" in v for v in found), found
+    assert any("pct_net must be pct_stim - pct_unstim" in v for v in found), found

@@ -411,7 +411,7 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "best_metacluster": _N, "best_f1": _F,
     },
     "failures": {
-        "file": _S, "tube": _S, "patient": _S, "day": _N, "stage": _S, "kind": _S, "error": _S,
+        "file": _S, "patient": _S, "day": _N, "tube": _S, "stage": _S, "kind": _S, "error": _S,
         "reason": _S,
     },
     "qc": {
