@@ -11,7 +11,9 @@ cannot fail the test. The columns the clinical layer added and documented
 and the ``tube`` column of the per-file tables (multi-tube studies: every file
 of a one-tube study is of tube ``default``) are dropped before comparing,
 tables added later by other work (listed in ``new_tables``: miflowcyt.csv,
-tubes.csv) are not compared, and no clinical table may be written.
+and the multi-tube tables tubes.csv, repertoire.csv, function.csv and
+phenotype_normalised.csv, empty for a one-tube study) are not compared, and
+no clinical table may be written.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from cytokit.simulate.tubes import add_tubes, function_truth, positivity_truth, 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("multitube") / "s"
-    design = preset_design("sample", seed=7, n_patients=2, n_events=20_000, days=(7, 14))
+    design = preset_design("sample", seed=7, n_patients=2, n_events=24_000, days=(7, 14))
     simulate_study(folder, design, workers=1)
     add_tubes(folder, seed=7)
     return folder, cytokit.analyze(folder, folder / "results", workers=1)
@@ -34,7 +34,8 @@ def test_every_tube_measured_with_origin(analysed):
     tubes = res.tubes.set_index("tube")
     assert list(tubes.index) == ["default", "receptors", "stimulated", "unstimulated"]
     assert tubes["origin"].all() and tubes["chimerism"].tolist() == [True, False, False, False]
-    assert tubes["files"].tolist() == [4, 8, 4, 4]  # the receptor tube has its FMO controls
+    # the receptor tube has its FMO controls and the reference and control samples
+    assert tubes["files"].tolist() == [4, 12, 4, 4]
     assert set(res.chimerism["tube"]) == {"default"}
     assert set(res.phenotype["tube"]) == set(tubes.index)
 
@@ -102,6 +103,7 @@ def test_fmo_positivity_against_truth(analysed):
 def test_report_sections(analysed):
     # the sections read the tables: a figure and a summary table per patient, the net
     # values with their intervals as function.csv holds them, and nothing without rows
+    from cytokit.report._html import fmt
     from cytokit.report.page import OPTIONAL_SECTIONS
     from cytokit.report.tubes import function_section, repertoire_section
 
@@ -116,7 +118,7 @@ def test_report_sections(analysed):
     fun = function_section(res)
     assert fun.count("<figure>") == len(sorted(res.function["patient"].unique()))
     r = res.function[res.function["pct_net"].notna()].iloc[0]
-    assert f"({r['ci_low']:.3g} to {r['ci_high']:.3g})" in fun
+    assert f"({fmt(r['ci_low'])} to {fmt(r['ci_high'])})" in fun
     empty = cytokit.Results()
     assert repertoire_section(empty) == "" and function_section(empty) == ""
 
@@ -138,3 +140,26 @@ def test_invariants_catch_broken_repertoire_and_function(analysed):
     assert any("pct must be 100 * events / total" in v for v in found), found
     assert any("add up to the total" in v for v in found), found
     assert any("pct_net must be pct_stim - pct_unstim" in v for v in found), found
+
+
+def test_normalised_medians_follow_the_cells_not_the_gain(analysed):
+    # the healthy control's cells are the same on both days; the receptor detectors' gain
+    # is not: its raw NKG2A median moves with the true gain, its normalised one stays
+    folder, res = analysed
+    n = res.phenotype_normalised
+    hc = n[(n["patient"] == "HC") & (n["population"] == "NK") & (n["origin"] == "all")]
+    hc = hc[hc["marker"] == "NKG2A"].set_index("day")
+    assert hc["median_normalised"].notna().all(), hc["note"].tolist()
+    gains = {
+        day: np.load(folder / "fcs" / f"HC_day{day:03d}_receptors.truth.npz")["gain"][3]
+        for day in (7, 14)
+    }
+    raw = hc.loc[14, "median"] / hc.loc[7, "median"]
+    assert raw == pytest.approx(gains[14] / gains[7], rel=0.1)
+    assert hc.loc[14, "median_normalised"] / hc.loc[7, "median_normalised"] == pytest.approx(
+        1.0, abs=0.12
+    )
+    # the raw medians are phenotype.csv's, beside the normalised ones
+    ph = res.phenotype.set_index(["file", "population", "origin", "marker"])["median"]
+    keys = list(zip(n["file"], n["population"], n["origin"], n["marker"], strict=True))
+    assert np.allclose(ph.loc[keys].to_numpy(), n["median"].to_numpy(), equal_nan=True)

@@ -28,6 +28,7 @@ import pandas as pd
 from cytokit._version import __version__
 from cytokit.analysis.invariants import check_results
 from cytokit.analysis.miflowcyt import miflowcyt_table
+from cytokit.analysis.normalised import normalised_rows, reference_patient
 from cytokit.analysis.outcomes import (
     clinical_inputs,
     outcome_tables,
@@ -105,6 +106,8 @@ def study_tables(
     tables = PatientTables()
     qc_dir = None if out is None else out / "qc"
     paired = any(t.pairs_with for t in study.tubes.values())
+    reference = reference_patient(study)
+    references: dict[tuple, tuple] = {}  # (tube, day) -> (file, SampleCells)
     for patient in sorted(by_patient):
         cells = {}
         for tube, tube_task in tasks.items():
@@ -121,9 +124,14 @@ def study_tables(
             if paired:
                 for row, key, c in done.cells:
                     cells[(tube, row.day, row.sample_type)] = (row, key, c)
+            if patient == reference:
+                for row, key, c in done.cells:
+                    references[(tube, row.day)] = (key["file"], c)
             tables.extend(done)
         if cells:
             tables.rows["function"].extend(function_rows(study, cells))
+    tables.rows["phenotype_normalised"] = normalised_rows(tables.rows["phenotype"], references)
+    del references
     frames = {name: pd.DataFrame(rows) for name, rows in tables.rows.items()}
     if report.recomputed and "samples" in frames:
         notes = {study.relative(Path(f.path)): f.note for f in report.recomputed}
@@ -180,6 +188,7 @@ def study_tables(
         tubes=pd.DataFrame(tube_rows),
         repertoire=frames.get("repertoire", pd.DataFrame()),
         function=frames.get("function", pd.DataFrame()),
+        phenotype_normalised=frames.get("phenotype_normalised", pd.DataFrame()),
         out=out,
     )
     for name, columns in TABLES.items():

@@ -170,6 +170,15 @@ strategy and panel; chimerism and absolute counts come from the tube
     ci_method, high_background (unstimulated above 5 % positive),
     threshold_scale (one cut for both files: the stimulated file's, else the
     unstimulated file's), threshold_method, note.
+``phenotype_normalised.csv``
+    With ``[normalise] reference = "<patient>"`` (that patient's files are a
+    reference sample acquired on every day, with each tube's panel): one row
+    per phenotype.csv row of a tube the reference has files of: patient, day,
+    file, tube, population, origin, marker, events, median (raw, as in
+    phenotype.csv), median_normalised (mapped with the day's quantile map of
+    the reference's events of the population onto their mean over days;
+    `cytokit.analysis.normalised`), batch (``day <n>``: a day is a batch),
+    reference_file, note (why a row has no normalised value).
 ``study.json``
     name, created, cytokit_version, root (the study folder, absolute), populations
     (name → gate path), threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
@@ -329,6 +338,10 @@ TABLES: dict[str, tuple[str, ...]] = {
         "origin", "marker", "events_stim", "positive_stim", "events_unstim", "positive_unstim",
         "pct_stim", "pct_unstim", "pct_net", "ci_low", "ci_high", "ci_method",
         "high_background", "threshold_scale", "threshold_method", "note",
+    ),
+    "phenotype_normalised": (
+        "patient", "day", "file", "tube", "population", "origin", "marker", "events", "median",
+        "median_normalised", "batch", "reference_file", "note",
     ),
 }  # fmt: skip
 
@@ -493,6 +506,11 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "pct_unstim": _F, "pct_net": _F, "ci_low": _F, "ci_high": _F, "ci_method": _S,
         "high_background": "bool", "threshold_scale": _F, "threshold_method": _S, "note": _S,
     },
+    "phenotype_normalised": {
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "population": _S, "origin": _S,
+        "marker": _S, "events": _I, "median": _F, "median_normalised": _F, "batch": _S,
+        "reference_file": _S, "note": _S,
+    },
 }  # fmt: skip
 #: Tables whose columns beyond `COLUMN_TYPES` (one per clustering marker) are float64.
 MARKER_COLUMN_TABLES = ("clusters", "cluster_summary")
@@ -532,7 +550,7 @@ class Results:
     study : dict
         ``study.json``: name, populations, patients, markers, strategy, config.
     samples, counts, chimerism, thresholds, phenotype, trends, cohort, infusions,
-    clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc, miflowcyt, tubes, repertoire, function : pandas.DataFrame
+    clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc, miflowcyt, tubes, repertoire, function, phenotype_normalised : pandas.DataFrame
     out : Path or None
         The folder the results were written to.
     clinical : dict of str to DataFrame
@@ -560,6 +578,7 @@ class Results:
     tubes: pd.DataFrame = field(default_factory=pd.DataFrame)
     repertoire: pd.DataFrame = field(default_factory=pd.DataFrame)
     function: pd.DataFrame = field(default_factory=pd.DataFrame)
+    phenotype_normalised: pd.DataFrame = field(default_factory=pd.DataFrame)
     out: Path | None = None
     clinical: dict[str, pd.DataFrame] = field(default_factory=dict)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cytokit._outdir import output_folder
 from cytokit.analysis.cohort import study_tables
+from cytokit.analysis.normalised import reference_patient
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import (
     CLINICAL_TABLES,
@@ -199,6 +200,7 @@ def analyze(
     elif study.gating is None or strategy is not None:
         study = load_study(study.root, strategy=strategy)
     tasks = make_tasks(study)
+    reference_patient(study)  # a bad [normalise] table is refused before any gating
     with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp:
         if out is None:
             folder = Path(tmp)

@@ -64,6 +64,10 @@ _POSITIVE_SD_LOG = 0.35
 _NEGATIVE_SD = 120.0
 
 _NK = ("NK_bright", "NK_dim")
+#: The reference sample's patient id, and the healthy control's.
+REFERENCE, CONTROL = "REF", "HC"
+#: The repertoire of the reference and control samples' NK cells (every day the same).
+HEALTHY = {"KIR2DL1": 0.25, "KIR2DL2/3": 0.35, "KIR3DL1": 0.25, "NKG2A": (0.85, 0.65)}
 #: Per origin: P(KIR+) for each KIR, and P(NKG2A+) without any KIR / with one or more.
 REPERTOIRE = {
     "donor": {"KIR2DL1": 0.35, "KIR2DL2/3": 0.45, "KIR3DL1": 0.15, "NKG2A": (0.70, 0.30)},
@@ -145,8 +149,66 @@ def _write(sample, events: np.ndarray, markers, channels, path: Path) -> None:
     cytokit.write_fcs(path, out)
 
 
+def _day_gains(seed: int, day: int, drift: float) -> np.ndarray:
+    """The receptor detectors' gains on `day`: one per detector, shared by the day's files
+    (the instrument's state that day)."""
+    rng = np.random.default_rng([seed, 7, day + 100_000])
+    return rng.uniform(1 - drift, 1 + drift, len(RECEPTORS))
+
+
+def _reference_samples(folder: Path, lines, header, seed, drift, with_control) -> list[str]:
+    """Receptor-tube files of the reference sample (`REFERENCE`) and of a healthy control
+    (`CONTROL`) on every day of the study: the same cells every day (the first file's),
+    receptors drawn from `HEALTHY`, the day's gains. Returns their manifest lines."""
+    import cytokit
+
+    at = header.index("file")
+    first = lines[1].split(",")
+    days = sorted({int(line.split(",")[header.index("day")]) for line in lines[1:]})
+    path = folder / first[at]
+    sample = cytokit.read_fcs(path, scale=False)
+    with np.load(path.with_suffix(".truth.npz"), allow_pickle=False) as z:
+        labels, names = z["label"], z["label_names"]
+    kinds = np.array([_kind(str(names[code])) for code in labels])
+    nk = kinds == "NK"
+    out = []
+    for who in (REFERENCE, CONTROL):
+        for day in days:
+            rng = np.random.default_rng([seed, zlib.crc32(who.encode()), day + 100_000])
+            p = np.zeros((len(labels), len(RECEPTORS)))
+            for j, m in enumerate(KIRS):
+                p[nk, j] = HEALTHY[m]
+            positive = np.zeros_like(p, dtype=bool)
+            positive[:, :3] = rng.random((len(labels), 3)) < p[:, :3]
+            without, with_kir = HEALTHY["NKG2A"]
+            p[nk, 3] = np.where(positive[nk, :3].any(axis=1), with_kir, without)
+            positive[:, 3] = rng.random(len(labels)) < p[:, 3]
+            gains = _day_gains(seed, day, drift)
+            signal = np.column_stack(
+                [_signal(positive[:, j], gains[j], rng) for j in range(len(RECEPTORS))]
+            )
+            target = folder / "fcs" / f"{who}_day{day:03d}_receptors.fcs"
+            _write(sample, signal, RECEPTORS, _RECEPTOR_CHANNELS, target)
+            np.savez_compressed(
+                target.with_suffix(".truth.npz"),
+                label=labels, donor=np.zeros(len(labels), bool), label_names=names,
+                markers=np.array(RECEPTORS), positive=positive, probability=p, gain=gains,
+            )  # fmt: skip
+            row = dict(zip(header, first, strict=True))
+            row.update(file=str(target.relative_to(folder)), patient=who, day=str(day))
+            out.append(
+                ",".join(row[h] for h in header) + ",receptors" + ("," if with_control else "")
+            )
+    return out
+
+
 def add_tubes(
-    folder: str | Path, *, seed: int = 0, drift: float = 0.3, fmo: tuple[str, ...] = ("NKG2A",)
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    drift: float = 0.3,
+    fmo: tuple[str, ...] = ("NKG2A",),
+    references: bool = True,
 ) -> list[str]:
     """Add a receptor tube and a stimulated/unstimulated function pair to a simulated study.
 
@@ -163,6 +225,12 @@ def add_tubes(
         Receptors that get an FMO control per visit: the receptor file's cells
         with that receptor's detector unstained (negative spread only), listed
         in the manifest with tube ``receptors`` and ``control`` the receptor.
+    references : bool
+        Also write, for every day, a receptor-tube file of the reference
+        sample (patient `REFERENCE`, named by ``[normalise] reference``) and of
+        a healthy control (patient `CONTROL`, a stable population to measure
+        normalisation on): the same cells every day, acquired with the day's
+        gains.
 
     Returns
     -------
@@ -214,7 +282,8 @@ def add_tubes(
         p[kinds == "CIK", 3] = 0.30
         p[kinds == "T", 3] = 0.03
         positive[:, 3] = rng.random(len(labels)) < p[:, 3]
-        gains = rng.uniform(1 - drift, 1 + drift, len(RECEPTORS))
+        day = int(cells[header.index("day")])
+        gains = _day_gains(seed, day, drift)
         signal = np.column_stack(
             [_signal(positive[:, j], gains[j], rng) for j in range(len(RECEPTORS))]
         )
@@ -260,10 +329,22 @@ def add_tubes(
         cells = next(line for line in lines[1:] if line.split(",")[at] == rel).split(",")
         cells[at] = str(target.relative_to(folder))
         out_lines.append(",".join(cells) + f",{tube}" + ("," if fmo and "," not in tube else ""))
+    if references:
+        out_lines += _reference_samples(folder, lines, header, seed, drift, bool(fmo))
     manifest.write_text("\n".join(out_lines) + "\n")
     toml = folder / "study.toml"
-    toml.write_text(toml.read_text() + TUBES_TOML.format(t=f"{THRESHOLD:g}"))
+    toml.write_text(
+        toml.read_text()
+        + TUBES_TOML.format(t=f"{THRESHOLD:g}")
+        + (f'\n[normalise]\nreference = "{REFERENCE}"\n' if references else "")
+    )
     return [str(t.relative_to(folder)) for _, t, _ in written]
+
+
+def _patient_files(folder: Path, pattern: str) -> list[Path]:
+    """The truth files of `pattern` of the study's patients (not the reference or control)."""
+    skip = (f"{REFERENCE}_", f"{CONTROL}_")
+    return sorted(p for p in (folder / "fcs").glob(pattern) if not p.name.startswith(skip))
 
 
 def _combination(signs) -> str:
@@ -289,7 +370,7 @@ def repertoire_truth(folder: str | Path) -> list[dict]:
 
     folder = Path(folder)
     rows = []
-    for path in sorted((folder / "fcs").glob("*_receptors.truth.npz")):
+    for path in _patient_files(folder, "*_receptors.truth.npz"):
         with np.load(path, allow_pickle=False) as z:
             names = [str(n) for n in z["label_names"]]
             nk = np.isin(z["label"], [names.index(n) for n in _NK])
@@ -353,7 +434,7 @@ def positivity_truth(folder: str | Path, marker: str = "NKG2A") -> list[dict]:
     folder = Path(folder)
     rows = []
     j = RECEPTORS.index(marker)
-    for path in sorted((folder / "fcs").glob("*_receptors.truth.npz")):
+    for path in _patient_files(folder, "*_receptors.truth.npz"):
         with np.load(path, allow_pickle=False) as z:
             names = [str(n) for n in z["label_names"]]
             nk = np.isin(z["label"], [names.index(n) for n in _NK])
