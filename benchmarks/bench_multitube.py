@@ -19,9 +19,17 @@ truth (`cytokit.simulate.tubes`):
 * **FMO**: NKG2A % positive of NK cells (phenotype.csv, cut at the FMO
   control's 99.5th percentile) against the true % positive.
 
+* **gain drift** (``--drift-seed``): one study simulated twice from the same
+  seed, with the receptor detectors' gain drifting ±30 % from day to day and
+  without; the coefficient of variation over days of the healthy control's
+  NK NKG2A median (the same cells every day: a stable population), raw
+  (phenotype.csv) and normalised on the day's reference sample
+  (phenotype_normalised.csv).
+
 Usage::
 
     python benchmarks/bench_multitube.py --seeds 501 502 503 --patients 4 --events 60000
+    python benchmarks/bench_multitube.py --drift-seed 701 --events 60000 --days 7,14,21,28,35,42
 """
 
 from __future__ import annotations
@@ -87,6 +95,34 @@ def measure(folder: Path, min_total: int) -> dict[str, pd.DataFrame]:
     return {"repertoire": r, "function": f, "fmo": q}
 
 
+def drift_cv(seed: int, events: int, days: str, workers: int) -> None:
+    """CV over days of the healthy control's NK NKG2A median, with and without drift."""
+    from cytokit import load_results
+
+    def cv(x: pd.Series) -> float:
+        x = x.to_numpy(dtype=float)
+        return float(100.0 * x.std(ddof=1) / x.mean())
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-multitube-drift-") as tmp:
+        for name, extra in (("drift", []), ("no drift", ["--no-drift"])):
+            folder = Path(tmp) / name.replace(" ", "_")
+            _run(["simulate", str(folder), "--tubes", "--seed", str(seed), "--patients", "1",
+                  "--events", str(events), "--days", days, *extra])  # fmt: skip
+            _run(["analyze", str(folder), "--out", str(folder / "results"), "--workers",
+                  str(workers), "--no-report"])  # fmt: skip
+            n = load_results(folder / "results").phenotype_normalised
+            hc = n[(n["patient"] == "HC") & (n["population"] == "NK") & (n["origin"] == "all")]
+            hc = hc[hc["marker"] == "NKG2A"].sort_values("day")
+            out[name] = (cv(hc["median"]), cv(hc["median_normalised"]), len(hc))
+    (raw, norm, k), (raw0, norm0, _) = out["drift"], out["no drift"]
+    print(f"\ngain drift, seed {seed}, {events:,} events, days {days} ({k} days)")
+    print(f"  healthy control NK NKG2A median, CV over days with ±30 % drift: raw {raw:.1f} %, "
+          f"normalised {norm:.1f} %")  # fmt: skip
+    print(f"  without drift: raw {raw0:.1f} %, normalised {norm0:.1f} %")
+    print(f"  normalised with drift / raw without drift: {norm / raw0:.2f} (acceptance <= 1.5)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[501, 502, 503])
@@ -95,7 +131,11 @@ def main() -> None:
     ap.add_argument("--days", default="7,14,28")
     ap.add_argument("--min-total", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--drift-seed", type=int, default=None, help="measure gain drift only")
     a = ap.parse_args()
+    if a.drift_seed is not None:
+        drift_cv(a.drift_seed, a.events, a.days, a.workers)
+        return
     parts: dict[str, list[pd.DataFrame]] = {"repertoire": [], "function": [], "fmo": []}
     with tempfile.TemporaryDirectory(prefix="bench-multitube-") as tmp:
         for seed in a.seeds:
