@@ -15,9 +15,14 @@ into a multi-tube one: for every file of the chimerism tube it writes
 
 The tubes' events are the chimerism file's cells (scatter, lineage and donor
 marker as acquired): aliquots of one blood sample. Each further detector's
-positive events have a log-normal intensity scaled by the visit's gain
-(`gain`: uniform in 1 ± `drift`, one per patient-day and detector, the
-instrument's day-to-day drift); negative events are spread around 0. The
+positive events have a log-normal intensity scaled by a gain uniform in
+1 ± `drift` (the instrument's day-to-day drift): the receptor detectors'
+gain is the day's, shared by every file of the day; the function
+detectors' is the visit's, shared by its stimulated and unstimulated files.
+Negative events are spread around 0. With `references`, the receptor tube
+also has, every day, a reference sample (``REF``) and a healthy control
+(``HC``): the same cells each day, a fixed repertoire (`HEALTHY`), the
+day's gains. The
 receptor and function detectors are outside the file's spillover matrix.
 
 Ground truth, beside each file as ``<stem>_<tube>.truth.npz``: ``label``,
