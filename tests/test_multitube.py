@@ -22,7 +22,7 @@ from cytokit.simulate.tubes import add_tubes, function_truth, positivity_truth, 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("multitube") / "s"
-    design = preset_design("sample", seed=7, n_patients=2, n_events=24_000, days=(7, 14))
+    design = preset_design("sample", seed=7, n_patients=2, n_events=12_000, days=(7, 14))
     simulate_study(folder, design, workers=1)
     add_tubes(folder, seed=7)
     return folder, cytokit.analyze(folder, folder / "results", workers=1)

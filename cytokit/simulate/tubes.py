@@ -21,8 +21,8 @@ gain is the day's, shared by every file of the day; the function
 detectors' is the visit's, shared by its stimulated and unstimulated files.
 Negative events are spread around 0. With `references`, the receptor tube
 also has, every day, a reference sample (``REF``) and a healthy control
-(``HC``): the same cells each day, a fixed repertoire (`HEALTHY`), the
-day's gains. The
+(``HC``): the same cells each day (`REFERENCE_DEPTH` times a patient
+file's events), a fixed repertoire (`HEALTHY`), the day's gains. The
 receptor and function detectors are outside the file's spillover matrix.
 
 Ground truth, beside each file as ``<stem>_<tube>.truth.npz``: ``label``,
@@ -71,6 +71,8 @@ _NEGATIVE_SD = 120.0
 _NK = ("NK_bright", "NK_dim")
 #: The reference sample's patient id, and the healthy control's.
 REFERENCE, CONTROL = "REF", "HC"
+#: How many times a patient file's events the reference and control files hold.
+REFERENCE_DEPTH = 4
 #: The repertoire of the reference and control samples' NK cells (every day the same).
 HEALTHY = {"KIR2DL1": 0.25, "KIR2DL2/3": 0.35, "KIR3DL1": 0.25, "NKG2A": (0.85, 0.65)}
 #: Per origin: P(KIR+) for each KIR, and P(NKG2A+) without any KIR / with one or more.
@@ -174,6 +176,12 @@ def _reference_samples(folder: Path, lines, header, seed, drift, with_control) -
     sample = cytokit.read_fcs(path, scale=False)
     with np.load(path.with_suffix(".truth.npz"), allow_pickle=False) as z:
         labels, names = z["label"], z["label_names"]
+    # the reference and control are acquired deeper than a patient's sample (as anchor
+    # samples are): the first file's cells `REFERENCE_DEPTH` times over
+    sample = dataclasses.replace(
+        sample, events=np.ascontiguousarray(np.tile(sample.events, (REFERENCE_DEPTH, 1)))
+    )
+    labels = np.tile(labels, REFERENCE_DEPTH)
     kinds = np.array([_kind(str(names[code])) for code in labels])
     nk = kinds == "NK"
     out = []
