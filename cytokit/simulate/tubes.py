@@ -21,8 +21,9 @@ gain is the day's, shared by every file of the day; the function
 detectors' is the visit's, shared by its stimulated and unstimulated files.
 Negative events are spread around 0. With `references`, the receptor tube
 also has, every day, a reference sample (``REF``) and a healthy control
-(``HC``): the same cells each day (`REFERENCE_DEPTH` times a patient
-file's events), a fixed repertoire (`HEALTHY`), the day's gains. The
+(``HC``): the same cells each day (the reference `REFERENCE_DEPTH` times
+a patient file's events, the control as many as a patient's), a fixed
+repertoire (`HEALTHY`), the day's gains. The
 receptor and function detectors are outside the file's spillover matrix.
 
 Ground truth, beside each file as ``<stem>_<tube>.truth.npz``: ``label``,
@@ -71,7 +72,7 @@ _NEGATIVE_SD = 120.0
 _NK = ("NK_bright", "NK_dim")
 #: The reference sample's patient id, and the healthy control's.
 REFERENCE, CONTROL = "REF", "HC"
-#: How many times a patient file's events the reference and control files hold.
+#: How many times a patient file's events the reference files hold.
 REFERENCE_DEPTH = 4
 #: The repertoire of the reference and control samples' NK cells (every day the same).
 HEALTHY = {"KIR2DL1": 0.25, "KIR2DL2/3": 0.35, "KIR3DL1": 0.25, "NKG2A": (0.85, 0.65)}
@@ -176,35 +177,37 @@ def _reference_samples(folder: Path, lines, header, seed, drift, with_control) -
     sample = cytokit.read_fcs(path, scale=False)
     with np.load(path.with_suffix(".truth.npz"), allow_pickle=False) as z:
         labels, names = z["label"], z["label_names"]
-    # the reference and control are acquired deeper than a patient's sample (as anchor
-    # samples are): the first file's cells `REFERENCE_DEPTH` times over
-    sample = dataclasses.replace(
+    # the reference is acquired deeper than a patient's sample (as anchor samples are):
+    # the first file's cells `REFERENCE_DEPTH` times over; the control as a patient's
+    deep = dataclasses.replace(
         sample, events=np.ascontiguousarray(np.tile(sample.events, (REFERENCE_DEPTH, 1)))
     )
-    labels = np.tile(labels, REFERENCE_DEPTH)
-    kinds = np.array([_kind(str(names[code])) for code in labels])
-    nk = kinds == "NK"
     out = []
-    for who in (REFERENCE, CONTROL):
+    for who, base, cells in (
+        (REFERENCE, deep, np.tile(labels, REFERENCE_DEPTH)),
+        (CONTROL, sample, labels),
+    ):
+        kinds = np.array([_kind(str(names[code])) for code in cells])
+        nk = kinds == "NK"
         for day in days:
             rng = np.random.default_rng([seed, zlib.crc32(who.encode()), day + 100_000])
-            p = np.zeros((len(labels), len(RECEPTORS)))
+            p = np.zeros((len(cells), len(RECEPTORS)))
             for j, m in enumerate(KIRS):
                 p[nk, j] = HEALTHY[m]
             positive = np.zeros_like(p, dtype=bool)
-            positive[:, :3] = rng.random((len(labels), 3)) < p[:, :3]
+            positive[:, :3] = rng.random((len(cells), 3)) < p[:, :3]
             without, with_kir = HEALTHY["NKG2A"]
             p[nk, 3] = np.where(positive[nk, :3].any(axis=1), with_kir, without)
-            positive[:, 3] = rng.random(len(labels)) < p[:, 3]
+            positive[:, 3] = rng.random(len(cells)) < p[:, 3]
             gains = _day_gains(seed, day, drift)
             signal = np.column_stack(
                 [_signal(positive[:, j], gains[j], rng) for j in range(len(RECEPTORS))]
             )
             target = folder / "fcs" / f"{who}_day{day:03d}_receptors.fcs"
-            _write(sample, signal, RECEPTORS, _RECEPTOR_CHANNELS, target)
+            _write(base, signal, RECEPTORS, _RECEPTOR_CHANNELS, target)
             np.savez_compressed(
                 target.with_suffix(".truth.npz"),
-                label=labels, donor=np.zeros(len(labels), bool), label_names=names,
+                label=cells, donor=np.zeros(len(cells), bool), label_names=names,
                 markers=np.array(RECEPTORS), positive=positive, probability=p, gain=gains,
             )  # fmt: skip
             row = dict(zip(header, first, strict=True))
