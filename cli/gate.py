@@ -34,13 +34,17 @@ def run_gate(
     qc_max_removed: float | None = None,
     log=None,
     table_format: str = "csv",
+    tube: str | None = None,
 ) -> int:
     """Gate `files` into `out` with a progress bar on stderr; return the exit code.
 
     With `study`, the strategy (default: the study's ``[gating] strategy``) is
     read and applied with the study's panel, transform, compensation and gating
     seed, as ``cytokit analyze`` does; `files` default to the manifest's files.
-    `compensation` (default ``file``) cannot be combined with `study`.
+    `compensation` (default ``file``) cannot be combined with `study`. With a study of
+    several tubes `tube` names the tube gated (its strategy and panel; `files` default to
+    its files in the manifest); without files it is needed when the manifest lists
+    files of more than one tube.
     The QC options: `cytokit.engine.gate_files.gate_qc_settings`; `table_format`: `gate_files`.
 
     0 when the batch finished (files that failed are in ``failures.csv``), or
@@ -63,12 +67,29 @@ def run_gate(
                 param_hint="'--compensation'",
             )
         loaded = load_study(study, check_files=False)
+        used = loaded.tubes_used()
+        if tube is None and not files and len(used) > 1:
+            raise typer.BadParameter(
+                f"the manifest of {study} lists files of {len(used)} tubes "
+                f"({', '.join(used)}), each gated with its own strategy and panel; "
+                "give --tube NAME to gate one tube's files",
+                param_hint="'--tube'",
+            )
+        tube = tube or "default"
+        try:
+            loaded.tube(tube)
+        except CytokitError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--tube'") from None
         qc = gate_qc_settings(loaded.settings.acquisition_qc, acquisition_qc, **qc_options)
         task = GateTask.for_study(
-            loaded, strategy, statistics=statistics, acquisition_qc=qc or False
+            loaded, strategy, statistics=statistics, acquisition_qc=qc or False, tube=tube
         )
         if not files:
-            files = [str(r.file) for r in loaded.rows]
+            files = [str(r.file) for r in loaded.rows if loaded.tube_of(r) == tube]
+    elif tube is not None:
+        raise typer.BadParameter(
+            "--tube names a tube of a study; give --study DIR with it", param_hint="'--tube'"
+        )
     else:
         qc = gate_qc_settings(None, acquisition_qc, **qc_options)
         task = GateTask(
@@ -197,6 +218,13 @@ def register(app: typer.Typer) -> None:
         table_format: str = typer.Option(
             "csv", "--format", callback=check_table_format, help=TABLE_FORMAT_HELP
         ),
+        tube: str = typer.Option(
+            None,
+            "--tube",
+            help="With --study: the tube gated ([tubes.<name>] of study.toml, or default): "
+            "its strategy and panel, and its files in the manifest unless FILES are given.",
+            show_default=False,
+        ),
     ) -> None:
         """Gate many FCS files with one strategy: per-file, per-gate counts and statistics.
 
@@ -229,6 +257,7 @@ def register(app: typer.Typer) -> None:
                 qc_max_removed=qc_max_removed,
                 log=log,
                 table_format=table_format,
+                tube=tube,
             )
         if log.exit_code:
             raise typer.Exit(log.exit_code)

@@ -22,8 +22,13 @@ def run_simulation(
     workers: int | None = None,
     outcomes: bool = False,
     hazard_ratio: float = 0.5,
+    tubes: bool = False,
 ) -> Path:
-    """Simulate a study into `out` with a progress bar on stderr; returns the folder."""
+    """Simulate a study into `out` with a progress bar on stderr; returns the folder.
+
+    With `tubes`, every visit also gets a receptor tube and a stimulated/unstimulated
+    function pair (`cytokit.simulate.tubes.add_tubes`; their gains drift ±30 % from day
+    to day unless `drift` is off)."""
     from cytokit.errors import StudyError
     from cytokit.simulate import preset_design, simulate_study
 
@@ -57,8 +62,14 @@ def run_simulation(
             workers=workers,
             progress=lambda done, n, name: bar.update(1),
         )
+    extra = ""
+    if tubes:
+        from cytokit.simulate.tubes import add_tubes
+
+        written = add_tubes(out, seed=design.seed, drift=0.3 if drift else 0.0)
+        extra = f" and {len(written)} file(s) of the receptor and function tubes"
     typer.echo(
-        f"{total} FCS file(s) of {len(design.patients)} patient(s), "
+        f"{total} FCS file(s) of {len(design.patients)} patient(s){extra}, "
         f"{design.n_events:,} events each, written to {out} (ground truth in {out / 'truth'})",
         err=True,
     )
@@ -133,6 +144,12 @@ def register(app: typer.Typer) -> None:
             help="With --outcomes: HR of persisting donor cells.  [default: 0.5]",
             show_default=False,
         ),
+        tubes: bool = typer.Option(
+            False,
+            "--tubes",
+            help="Add a receptor tube (KIR2DL1, KIR2DL2/3, KIR3DL1, NKG2A) and a stimulated/"
+            "unstimulated function pair (CD107a, IFN-g) to every visit, with per-event truth.",
+        ),
     ) -> None:
         """Write a simulated NK/CIK monitoring study (FCS files, manifest, config, truth)."""
         # an option the chosen simulation does not use is refused, never silently dropped
@@ -141,6 +158,7 @@ def register(app: typer.Typer) -> None:
                 "--arm": arm is not None,
                 "--preset": preset != "sample",
                 "--no-drift": no_drift,
+                "--tubes": tubes,
             }
             for name in (n for n, given in ignored.items() if given):
                 raise typer.BadParameter(
@@ -165,4 +183,5 @@ def register(app: typer.Typer) -> None:
             workers=workers,
             outcomes=outcomes,
             hazard_ratio=0.5 if hazard_ratio is None else hazard_ratio,
+            tubes=tubes,
         )

@@ -28,13 +28,14 @@ import pandas as pd
 from cytokit._version import __version__
 from cytokit.analysis.invariants import check_results
 from cytokit.analysis.miflowcyt import miflowcyt_table
+from cytokit.analysis.normalised import normalised_rows, reference_patient
 from cytokit.analysis.outcomes import (
     clinical_inputs,
     outcome_tables,
     product_tables,
     schedule_tables,
 )
-from cytokit.analysis.per_patient import PatientTables, patient_tables
+from cytokit.analysis.per_patient import PatientTables, function_rows, patient_tables
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import TABLES, Results, conform
 from cytokit.analysis.sample_result import SampleResult
@@ -42,20 +43,28 @@ from cytokit.analysis.tablesjson import invalidate_index
 from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
 from cytokit.errors import CytokitError
 from cytokit.study.folder import Study
+from cytokit.study.tubes import DEFAULT_TUBE
 
 __all__ = ["cluster_model", "cluster_stored_events", "study_tables", "trend_tables"]
 
 MEASURES = ("donor_per_ul", "donor_pct")
 
 
-def study_tables(study: Study, task: MeasureTask, store, report, out: Path | None) -> Results:
+def study_tables(
+    study: Study, tasks: dict[str, MeasureTask] | MeasureTask, store, report, out: Path | None
+) -> Results:
     """Every table of the study from the per-sample payloads a batch stored.
+
+    Each tube's files are tabled with its own task, patient by patient; chimerism
+    (and trends, clustering) come from the chimerism tube (``[chimerism] tube``)
+    only, phenotype from every tube, and every per-file row says its tube.
 
     Parameters
     ----------
     study : Study
-    task : MeasureTask
-        The per-sample task the batch ran (its key finds the payloads).
+    tasks : dict of str to MeasureTask, or MeasureTask
+        The per-sample task the batch ran for each tube (their keys find the
+        payloads); one task: the default tube's.
     store : RunStore
     report : BatchReport
         What became of each file (failed files become failures.csv rows).
@@ -68,6 +77,10 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
         Every table conformed to its columns and checked
         (`cytokit.analysis.invariants`).
     """
+    if isinstance(tasks, MeasureTask):
+        tasks = {DEFAULT_TUBE: tasks}
+    chimerism_tube = study.chimerism_tube if study.chimerism_tube in tasks else next(iter(tasks))
+    task = tasks[chimerism_tube]
     if out is not None:
         invalidate_index(out)  # QC data is rewritten from here on
     outcome = {Path(f.path).resolve(): f for f in report.files}
@@ -81,6 +94,7 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
                     "file": study.relative(row.file),
                     "patient": row.patient,
                     "day": row.day,
+                    "tube": study.tube_of(row),
                     "stage": f.stage if f else "open",
                     "kind": f.kind if f else "",
                     "error": f.error if f else "",
@@ -91,9 +105,33 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
         by_patient.setdefault(row.patient, []).append((row, f.hash))
     tables = PatientTables()
     qc_dir = None if out is None else out / "qc"
+    paired = any(t.pairs_with for t in study.tubes.values())
+    reference = reference_patient(study)
+    references: dict[tuple, tuple] = {}  # (tube, day) -> (file, SampleCells)
     for patient in sorted(by_patient):
-        items = [(row, h, _stored(store, task, row, h, study)) for row, h in by_patient[patient]]
-        tables.extend(patient_tables(study, task, items, qc_dir))
+        cells = {}
+        for tube, tube_task in tasks.items():
+            items = [
+                (row, h, _stored(store, tube_task, row, h, study))
+                for row, h in by_patient[patient]
+                if study.tube_of(row) == tube
+            ]
+            if not items:
+                continue
+            done = patient_tables(
+                study, tube_task, items, qc_dir, tube=tube, chimerism=tube == chimerism_tube
+            )
+            if paired:
+                for row, key, c in done.cells:
+                    cells[(tube, row.day, row.sample_type)] = (row, key, c)
+            if patient == reference:
+                for row, key, c in done.cells:
+                    references[(tube, row.day)] = (key["file"], c)
+            tables.extend(done)
+        if cells:
+            tables.rows["function"].extend(function_rows(study, cells))
+    tables.rows["phenotype_normalised"] = normalised_rows(tables.rows["phenotype"], references)
+    del references
     frames = {name: pd.DataFrame(rows) for name, rows in tables.rows.items()}
     if report.recomputed and "samples" in frames:
         notes = {study.relative(Path(f.path)): f.note for f in report.recomputed}
@@ -116,11 +154,19 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
         columns=list(TABLES["infusions"]),
     )
     trends, cohort = trend_tables(frames.get("chimerism", pd.DataFrame()), study)
-    done = [item for patient in sorted(by_patient) for item in by_patient[patient]]
+    done = [
+        item
+        for patient in sorted(by_patient)
+        for item in by_patient[patient]
+        if study.tube_of(item[0]) == chimerism_tube
+    ]
     clusters, cluster_info = cluster_stored_events(
         study, task, store, done, frames.get("thresholds", pd.DataFrame())
     )
     meta = _study_meta(study, task)
+    tube_rows = tube_table(study, tasks, chimerism_tube)
+    if len(tasks) > 1 or chimerism_tube != DEFAULT_TUBE:  # a one-tube study.json as before
+        meta["tubes"] = {r["tube"]: {k: v for k, v in r.items() if k != "tube"} for r in tube_rows}
     meta["clustering"] = cluster_info
     results = Results(
         study=meta,
@@ -139,6 +185,10 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
         qc=frames.get("qc", pd.DataFrame()),
         acquisition_qc=frames.get("acquisition_qc", pd.DataFrame()),
         miflowcyt=miflowcyt_table(study),
+        tubes=pd.DataFrame(tube_rows),
+        repertoire=frames.get("repertoire", pd.DataFrame()),
+        function=frames.get("function", pd.DataFrame()),
+        phenotype_normalised=frames.get("phenotype_normalised", pd.DataFrame()),
         out=out,
     )
     for name, columns in TABLES.items():
@@ -150,6 +200,37 @@ def study_tables(study: Study, task: MeasureTask, store, report, out: Path | Non
     }
     check_results(results)  # a broken invariant is a bug: no table is written
     return results
+
+
+def tube_table(study: Study, tasks: dict[str, MeasureTask], chimerism_tube: str) -> list[dict]:
+    """tubes.csv: per tube the manifest lists files of, what was measured in it and
+    whether its cells have origin (donor or recipient)."""
+    rows = []
+    for tube, task in tasks.items():
+        files = sum(study.tube_of(r) == tube for r in study.rows)
+        origin = bool(task.donor_markers)
+        if origin:
+            note = "donor and recipient told apart by " + ", ".join(task.donor_markers)
+        else:
+            note = (
+                f"no donor marker ({study.settings.donor_marker or 'none in the study'}) in "
+                "its panel: phenotype of all cells, without origin"
+            )
+        rows.append(
+            {
+                "tube": tube,
+                "files": int(files),
+                "origin": origin,
+                "donor_markers": "; ".join(task.donor_markers),
+                "chimerism": tube == chimerism_tube,
+                "populations": "; ".join(n for n, _ in task.populations),
+                "phenotype_markers": "; ".join(task.phenotype_markers),
+                "strategy": study.tube(tube).strategy,
+                "task": task.key,
+                "note": note,
+            }
+        )
+    return rows
 
 
 def _stored(store, task, row, h: str, study) -> SampleResult:
@@ -363,6 +444,9 @@ def cluster_model(study, task, results):
     if not path.is_file():
         raise CytokitError(f"{path}: the results store is missing; run cytokit analyze again")
     done = set(results.samples["file"])
+    if "tube" in results.samples.columns:  # clustering is of the chimerism tube's files
+        chim = results.samples["tube"].fillna(DEFAULT_TUBE) == study.chimerism_tube
+        done = set(results.samples.loc[chim, "file"])
     by_patient: dict[str, list] = {}
     sha = dict(zip(results.samples["file"], results.samples["sha256"], strict=True))
     for row in study.rows:

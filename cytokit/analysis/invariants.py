@@ -46,6 +46,16 @@ Rules
     ``nonfinite_events``; a sample without a verdict has every QC column
     empty. Each flagged range belongs to a sample with a verdict, has start
     <= end, and its events lie within the file's.
+``repertoire``
+    0 <= ``events`` <= ``total``; ``pct`` = 100 · events / total, inside
+    [``ci_low``, ``ci_high``] within [0, 100]; the combinations of a file,
+    population and origin add up to its ``total``, and donor and recipient
+    totals to the ``all`` total; a row without numbers has a ``note``.
+``function``
+    0 <= ``positive_stim`` <= ``events_stim`` (likewise unstimulated);
+    ``pct_net`` = ``pct_stim`` − ``pct_unstim``, inside [``ci_low``,
+    ``ci_high``] within [−100, 100]; ``high_background`` exactly when
+    ``pct_unstim`` > 5; a row without numbers has a ``note``.
 ``failures``
     A failed file has no row in samples, counts, chimerism or acquisition_qc.
 """
@@ -136,6 +146,12 @@ def violations(results) -> list[str]:
     mif = getattr(results, "miflowcyt", pd.DataFrame())
     if not mif.empty:
         _miflowcyt(found, mif, samples)
+    rep = getattr(results, "repertoire", pd.DataFrame())
+    if not rep.empty:
+        _repertoire(found, rep)
+    fun = getattr(results, "function", pd.DataFrame())
+    if not fun.empty:
+        _function(found, fun)
     failed = set(_text(results.failures, "file")) if not results.failures.empty else set()
     for name in ("samples", "counts", "chimerism", "acquisition_qc"):
         frame = getattr(results, name, pd.DataFrame())
@@ -383,6 +399,78 @@ def _phenotype(found: _Found, ph: pd.DataFrame, chim: pd.DataFrame) -> None:
                     f"phenotype.csv ({', '.join(map(str, idx))}): donor + recipient events "
                     "must equal the events of origin all"
                 )
+
+
+def _repertoire(found: _Found, rep: pd.DataFrame) -> None:
+    events, total, pct = _num(rep, "events"), _num(rep, "total"), _num(rep, "pct")
+    lo, hi = _num(rep, "ci_low"), _num(rep, "ci_high")
+    counted = np.isfinite(events)
+    found.rows(
+        "repertoire", rep, counted & ~((events >= 0) & (events <= total)),
+        "0 <= events <= total",
+    )  # fmt: skip
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = 100.0 * events / total
+    has = counted & (total > 0)
+    found.rows("repertoire", rep, has & ~_close(pct, want), "pct must be 100 * events / total")
+    found.rows(
+        "repertoire", rep, has & ~((lo <= pct + 1e-9) & (pct <= hi + 1e-9) & (lo >= -1e-9)
+                                   & (hi <= 100 + 1e-9)),
+        "ci_low <= pct <= ci_high within [0, 100]",
+    )  # fmt: skip
+    found.rows(
+        "repertoire", rep, ~counted & (_text(rep, "note") == ""),
+        "a row without numbers must say why (note)",
+    )  # fmt: skip
+    combos = rep[(_text(rep, "kind") == "combination") & counted]
+    if not combos.empty:
+        keys = ["file", "population", "origin"]
+        sums = combos.groupby(keys)[["events", "total"]].agg({"events": "sum", "total": "first"})
+        for idx in sums.index[sums["events"] != sums["total"]]:
+            found.items.append(
+                f"repertoire.csv ({', '.join(map(str, idx))}): the combinations' events must "
+                "add up to the total"
+            )
+        totals = sums["total"].unstack("origin")
+        if {"all", "donor", "recipient"} <= set(totals.columns):
+            both = totals["donor"].notna() & totals["recipient"].notna()
+            for idx in totals.index[
+                both & (totals["donor"] + totals["recipient"] != totals["all"])
+            ]:
+                found.items.append(
+                    f"repertoire.csv ({', '.join(map(str, idx))}): donor + recipient totals "
+                    "must equal the total of origin all"
+                )
+
+
+def _function(found: _Found, fun: pd.DataFrame) -> None:
+    from cytokit.analysis.function import HIGH_BACKGROUND
+
+    counted = np.isfinite(_num(fun, "positive_stim"))
+    for side in ("stim", "unstim"):
+        pos, n = _num(fun, f"positive_{side}"), _num(fun, f"events_{side}")
+        found.rows(
+            "function", fun, counted & ~((pos >= 0) & (pos <= n)),
+            f"0 <= positive_{side} <= events_{side}",
+        )  # fmt: skip
+    a, b, d = _num(fun, "pct_stim"), _num(fun, "pct_unstim"), _num(fun, "pct_net")
+    lo, hi = _num(fun, "ci_low"), _num(fun, "ci_high")
+    has = counted & np.isfinite(d)
+    found.rows("function", fun, has & ~_close(d, a - b), "pct_net must be pct_stim - pct_unstim")
+    found.rows(
+        "function", fun, has & ~((lo <= d + 1e-9) & (d <= hi + 1e-9) & (lo >= -100 - 1e-9)
+                                 & (hi <= 100 + 1e-9)),
+        "ci_low <= pct_net <= ci_high within [-100, 100]",
+    )  # fmt: skip
+    flag = fun["high_background"].fillna(False).astype(bool).to_numpy()
+    found.rows(
+        "function", fun, has & (flag != (b > HIGH_BACKGROUND)),
+        f"high_background exactly when pct_unstim > {HIGH_BACKGROUND}",
+    )  # fmt: skip
+    found.rows(
+        "function", fun, ~counted & (_text(fun, "note") == ""),
+        "a row without numbers must say why (note)",
+    )  # fmt: skip
 
 
 def _trends(found: _Found, tr: pd.DataFrame, chim: pd.DataFrame) -> None:

@@ -45,7 +45,7 @@ from cytokit.analysis.sample_result import SampleResult
 from cytokit.finite import NonFinite
 from cytokit.stats.density import Histogram
 
-__all__ = ["PatientTables", "patient_tables"]
+__all__ = ["PatientTables", "SampleCells", "function_rows", "patient_tables"]
 
 
 class PatientTables:
@@ -53,6 +53,9 @@ class PatientTables:
 
     def __init__(self) -> None:
         self.rows: dict[str, list[dict]] = defaultdict(list)
+        #: per sample of the patient: (row, key, `SampleCells`), for the tables that pair
+        #: tubes (function.csv); not carried from patient to patient by `extend`
+        self.cells: list[tuple] = []
 
     def extend(self, other: PatientTables) -> None:
         for name, rows in other.rows.items():
@@ -65,26 +68,59 @@ def _inverse(transform, x: float) -> float:
     return float(transform.inverse(np.array([x]))[0])
 
 
-def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
-    """Tables of one patient's samples.
+def patient_tables(
+    study, task, items, qc_dir: Path | None, *, tube: str = "default", chimerism: bool = True
+) -> PatientTables:
+    """Tables of one patient's samples of one tube.
 
     Parameters
     ----------
     study : Study
     task : MeasureTask
+        The tube's task.
     items : list of (ManifestRow, content hash, SampleResult)
+        The patient's files of the tube.
     qc_dir : Path or None
         Where to write ``<sample>.npz`` QC files (None: not written).
+    tube : str
+        The tube's name (every row's ``tube``).
+    chimerism : bool
+        Whether chimerism and absolute counts come from this tube
+        (``[chimerism] tube``). Another tube with origin still places its donor
+        thresholds (phenotype by origin) but writes no chimerism rows, and its
+        counts have no counting basis.
 
     Returns
     -------
     PatientTables
     """
     out = PatientTables()
+    # FMO controls (the manifest's control column) place thresholds for their visit's files
+    controls = sorted((t for t in items if t[0].control), key=lambda t: t[0].day)
+    fmo: dict[tuple, dict] = {}
+    for row, _, p in controls:
+        fmo.setdefault((row.day, row.sample_type), {})[row.control] = (study.relative(row.file), p)
+    items = sorted((t for t in items if not t[0].control), key=lambda t: t[0].day)
+    if items:
+        _stained(out, study, task, items, qc_dir, tube, chimerism, fmo)
+    for row, digest, p in controls:  # the file's facts, counts and QC; no phenotype of its own
+        file = study.relative(row.file)
+        key = {"patient": row.patient, "day": row.day, "file": file, "tube": tube}
+        basis = count_basis(row, {})
+        out.rows["samples"].append(_sample_row(key, row, digest, p, basis, "", ""))
+        _acquisition_qc_ranges(out, key, p)
+        _count_rows(out, key, p.counts, basis, dict(task.populations))
+        _qc(out, key, p, p.counts, {}, qc_dir, file)
+    return out
+
+
+def _stained(out, study, task, items, qc_dir, tube, chimerism, fmo) -> None:
+    """The rows of a patient's stained files of one tube (`patient_tables`)."""
     s = study.settings
-    items = sorted(items, key=lambda t: t[0].day)
     row0 = items[0][0]
     marker = study.donor_marker(row0)
+    if marker not in task.donor_markers:  # a tube without origin
+        marker = ""
     side = study.donor_side(row0)
     xf = dict(task.transforms)
     paths = dict(task.populations)
@@ -94,25 +130,30 @@ def patient_tables(study, task, items, qc_dir: Path | None) -> PatientTables:
         thresholds, failed = _thresholds(items, marker, side)
     for (row, digest, p), threshold, why in zip(items, thresholds, failed, strict=True):
         file = study.relative(row.file)
-        key = {"patient": row.patient, "day": row.day, "file": file}
+        key = {"patient": row.patient, "day": row.day, "file": file, "tube": tube}
         counts = p.counts
         by_path = dict(zip(counts["gate_path"], counts["count"].astype(int), strict=True))
         basis = count_basis(
             row,
-            by_path,
-            beads=s.beads,
-            lymphocytes=s.lymphocytes or task.parent,
-            leukocytes=s.leukocytes,
+            by_path if chimerism else {},
+            beads=s.beads if chimerism else "",
+            lymphocytes=(s.lymphocytes or task.parent) if chimerism else "",
+            leukocytes=s.leukocytes if chimerism else "",
         )
         out.rows["samples"].append(_sample_row(key, row, digest, p, basis, marker, why))
         _acquisition_qc_ranges(out, key, p)
         _count_rows(out, key, counts, basis, paths)
         cuts, qc_arrays = _chimerism_rows(
-            out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf
+            out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism
         )
-        _phenotype(out, key, p, task, marker, side, cuts, xf)
+        controls = fmo.get((row.day, row.sample_type), {})
+        cells = _phenotype(out, key, p, task, marker, side, cuts, xf, controls)
+        if cells is not None:
+            repertoire = study.tube(tube).repertoire if tube in study.tubes else {}
+            if repertoire:
+                _repertoire_rows(out, key, cells, repertoire, s.ci)
+            out.cells.append((row, key, cells))
         _qc(out, key, p, counts, qc_arrays, qc_dir, file)
-    return out
 
 
 def _sample_row(key: dict, row, digest: str, p: SampleResult, basis, marker, why: str) -> dict:
@@ -160,12 +201,14 @@ def _count_rows(out: PatientTables, key: dict, counts, basis, paths: dict) -> No
 
 
 def _chimerism_rows(
-    out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf
+    out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism=True
 ) -> tuple[dict[str, Threshold], dict[str, np.ndarray]]:
     """Thresholds and chimerism rows of one sample; each population's cut and the QC histograms.
 
     A sample without a threshold (no donor marker) gets event counts only; one
-    whose marker failed its check gets ``marker_failed`` rows, never a 0.
+    whose marker failed its check gets ``marker_failed`` rows, never a 0. A
+    sample of a tube that is not the chimerism tube gets its thresholds and
+    cuts but no chimerism rows.
     """
     names = [n for n, _ in task.populations]
     paths = dict(task.populations)
@@ -200,7 +243,8 @@ def _chimerism_rows(
             chim.update(c)
             chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
             chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
-        out.rows["chimerism"].append(chim)
+        if chimerism:
+            out.rows["chimerism"].append(chim)
     return cuts, qc_arrays
 
 
@@ -250,11 +294,79 @@ def _threshold_row(key: dict, marker: str, parent: str, t: Threshold, xf: dict) 
     }
 
 
-def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) -> None:
-    """Phenotype rows of one sample; origins from each population's donor cut (`cuts`)."""
+class SampleCells:
+    """The phenotype events of one sample: per population its stored events' phenotype
+    values (compensated scale) and donor flags (None without origin), and per population
+    and marker the positivity threshold (scale value) and how it was placed."""
+
+    def __init__(self, markers, populations, thresholds, methods):
+        self.markers = markers
+        self.populations = populations  # name -> (values (n, k), donor or None)
+        self.thresholds = thresholds  # name -> marker -> scale value
+        self.methods = methods  # name -> marker -> method
+
+    def groups(self, name: str):
+        """(origin, values) of population `name`: all, then donor and recipient when known."""
+        values, donor = self.populations[name]
+        yield "all", values
+        if donor is not None:
+            yield "donor", values[donor]
+            yield "recipient", values[~donor]
+
+
+def _repertoire_rows(out, key, cells: SampleCells, settings: dict, ci: str) -> None:
+    """repertoire.csv rows of one sample: every combination of the tube's receptors per
+    population and origin (`cytokit.analysis.repertoire`)."""
+    from cytokit.analysis.repertoire import repertoire
+
+    receptors = list(settings["receptors"])
+    for name in cells.populations:
+        cut, how = cells.thresholds[name], cells.methods[name]
+        missing = [m for m in receptors if not np.isfinite(cut.get(m, np.nan))]
+        method = "; ".join(f"{m} {how.get(m, 'none')}" for m in receptors)
+        for origin, values in cells.groups(name):
+            base = {**key, "population": name, "origin": origin, "threshold_method": method}
+            if missing:  # no positivity threshold: nothing is counted, never a 0
+                out.rows["repertoire"].append(
+                    {
+                        **base,
+                        "total": len(values),
+                        "note": f"no positivity threshold for {', '.join(missing)} in this sample",
+                    }
+                )
+                continue
+            positive = {m: values[:, cells.markers.index(m)] >= cut[m] for m in receptors}
+            table = repertoire(
+                positive,
+                kirs=settings.get("kirs", ()),
+                inhibitory=settings.get("inhibitory", ()),
+                method="clopper-pearson" if ci == "clopper-pearson" else "wilson",
+            )
+            for r in table.itertuples(index=False):
+                out.rows["repertoire"].append(
+                    {
+                        **base,
+                        "combination": r.row,
+                        "kind": r.kind,
+                        "events": int(r.events),
+                        "total": int(r.total),
+                        "pct": float(r.pct),
+                        "ci_low": float(r.ci_low),
+                        "ci_high": float(r.ci_high),
+                        "ci_method": r.ci_method,
+                    }
+                )
+
+
+def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf, controls=None):
+    """Phenotype rows of one sample; origins from each population's donor cut (`cuts`).
+    A marker with an FMO control on the visit (`controls`: marker -> (control file, its
+    SampleResult)) is cut per population at the control's 99.5th percentile
+    (`cytokit.analysis.positivity`). Returns the sample's `SampleCells` (None without
+    phenotype markers)."""
     markers = list(task.phenotype_markers)
     if not markers:
-        return
+        return None
     th = p.pheno_thresholds or {}
     for m in markers:
         t = th.get(m, {})
@@ -270,7 +382,11 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
             }
         )
     scale = {m: (th.get(m, {}).get("threshold_scale") or float("nan")) for m in markers}
+    method = {m: th.get(m, {}).get("method", "none") for m in markers}
+    fmo = _fmo_thresholds(controls or {}, task, markers)
     nd = len(task.donor_markers)
+    populations, thresholds, methods = {}, {}, {}
+    paths = dict(task.populations)
     for name, _ in task.populations:
         block = p.pheno.get(name)
         if block is None:
@@ -280,8 +396,66 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf) 
         if cut is not None and cut.method != "none":
             v = block[:, list(task.donor_markers).index(marker)].astype(np.float64)
             donor = v >= cut.value if side > 0 else v < cut.value
-        for r in phenotype_rows(block[:, nd:], donor, markers, scale):
+        here, how = dict(scale), dict(method)
+        for m, (value, kind, note) in fmo.get(name, {}).items():
+            here[m], how[m] = value, kind
+            out.rows["thresholds"].append(
+                {
+                    **key,
+                    "marker": m,
+                    "purpose": "phenotype",
+                    "parent": paths[name],
+                    "threshold": _forward(xf.get(m), value),
+                    "threshold_scale": value,
+                    "method": kind,
+                    "note": note,
+                }
+            )
+        for r in phenotype_rows(block[:, nd:], donor, markers, here):
             out.rows["phenotype"].append({**key, "population": name, **r})
+        populations[name] = (np.asarray(block[:, nd:], dtype=np.float64), donor)
+        thresholds[name], methods[name] = here, how
+    return SampleCells(markers, populations, thresholds, methods)
+
+
+def _forward(transform, x: float) -> float:
+    if transform is None or not math.isfinite(x):
+        return x
+    return float(transform.apply(np.array([x]))[0])
+
+
+def _fmo_thresholds(controls: dict, task, markers) -> dict[str, dict[str, tuple]]:
+    """Per population and marker with an FMO control: (threshold scale value, method, note).
+
+    The threshold is the 99.5th percentile of the control's events of the population
+    (`cytokit.analysis.positivity.fmo_threshold`); a population with fewer events than
+    that needs takes the control's events of every study population of the tube together
+    (method ``fmo_pooled``); with fewer still the marker keeps the sample's own threshold.
+    """
+    from cytokit.analysis.positivity import fmo_threshold, min_control_events
+
+    out: dict[str, dict[str, tuple]] = {}
+    need = min_control_events()
+    nd = len(task.donor_markers)
+    for m, (file, control) in controls.items():
+        if m not in markers:
+            continue
+        j = nd + list(markers).index(m)
+        blocks = {name: control.pheno.get(name) for name, _ in task.populations}
+        pooled = [b[:, j] for b in blocks.values() if b is not None]
+        pooled = np.concatenate(pooled).astype(np.float64) if pooled else np.empty(0)
+        for name, block in blocks.items():
+            values = np.empty(0) if block is None else block[:, j].astype(np.float64)
+            if np.isfinite(values).sum() >= need:
+                out.setdefault(name, {})[m] = (fmo_threshold(values), "fmo", f"control {file}")
+            elif np.isfinite(pooled).sum() >= need:
+                out.setdefault(name, {})[m] = (
+                    fmo_threshold(pooled),
+                    "fmo_pooled",
+                    f"control {file}: {values.size} events of the population, fewer than "
+                    f"{need}; the control's events of every population",
+                )
+    return out
 
 
 def _acquisition_qc_columns(p) -> dict:
@@ -333,3 +507,82 @@ def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(qc_dir / f"{stem}.npz", buf.getvalue())
+
+
+def function_rows(study, cells: dict, level: float = 0.95) -> list[dict]:
+    """function.csv rows of one patient: each stimulated tube's file (``[tubes.<name>]
+    pairs_with``) against the unstimulated tube's file of the same visit, per population,
+    origin and marker both tubes measure (`cytokit.analysis.function.background_subtracted`).
+
+    Parameters
+    ----------
+    study : Study
+    cells : dict of (tube, day, sample_type) to (ManifestRow, key, SampleCells)
+
+    The positivity threshold is the stimulated file's (where the positive cells are),
+    applied to both files so that the difference is of one cut; without one, the
+    unstimulated file's; without either the row has no numbers and says why.
+    """
+    from cytokit.analysis.function import background_subtracted
+
+    rows = []
+    for (tube, day, stype), (row, key, stim) in sorted(cells.items(), key=lambda kv: kv[0][1]):
+        pair = study.tubes[tube].pairs_with if tube in study.tubes else ""
+        if not pair:
+            continue
+        found = cells.get((pair, day, stype))
+        if found is None:
+            continue  # a visit without its unstimulated tube: nothing to subtract
+        _, ckey, unstim = found
+        markers = [m for m in stim.markers if m in unstim.markers]
+        for name in stim.populations:
+            if name not in unstim.populations:
+                continue
+            s_groups = dict(stim.groups(name))
+            u_groups = dict(unstim.groups(name))
+            for marker in markers:
+                t = stim.thresholds[name].get(marker, np.nan)
+                method, where = stim.methods[name].get(marker, "none"), "stimulated"
+                if not np.isfinite(t):
+                    t = unstim.thresholds[name].get(marker, np.nan)
+                    method, where = unstim.methods[name].get(marker), "unstimulated"
+                for origin in ("all", "donor", "recipient"):
+                    if origin not in s_groups or origin not in u_groups:
+                        continue
+                    a = s_groups[origin][:, stim.markers.index(marker)]
+                    b = u_groups[origin][:, unstim.markers.index(marker)]
+                    base = {
+                        "patient": row.patient,
+                        "day": day,
+                        "tube": tube,
+                        "file": key["file"],
+                        "control_tube": pair,
+                        "control_file": ckey["file"],
+                        "population": name,
+                        "origin": origin,
+                        "marker": marker,
+                        "events_stim": int(a.size),
+                        "events_unstim": int(b.size),
+                    }
+                    if not np.isfinite(t):
+                        rows.append(
+                            {
+                                **base,
+                                "note": "no positivity threshold in either file; give "
+                                f"{marker} a fixed threshold or an FMO control",
+                            }
+                        )
+                        continue
+                    pos_a, pos_b = int((a >= t).sum()), int((b >= t).sum())
+                    r = background_subtracted(pos_a, int(a.size), pos_b, int(b.size), level=level)
+                    rows.append(
+                        {
+                            **base,
+                            "positive_stim": pos_a,
+                            "positive_unstim": pos_b,
+                            **r,
+                            "threshold_scale": float(t),
+                            "threshold_method": f"{method} ({where} file)",
+                        }
+                    )
+    return rows

@@ -23,9 +23,16 @@ contract does not type cannot be written as Parquet; the clustering tables'
 marker columns (median_<marker>, the summary's <marker>) are float64.
 `load_results` reads the text columns as text.
 
+Every per-file table (samples, counts, chimerism, thresholds, phenotype,
+qc, acquisition_qc, failures) has a ``tube`` column after ``file``: the tube
+the file was stained with (``default`` for the top-level tables of
+study.toml; `cytokit.study.tubes`). Each tube's files are gated with its own
+strategy and panel; chimerism and absolute counts come from the tube
+``[chimerism] tube`` names, phenotype from every tube.
+
 ``samples.csv``
     One row per file analysed: patient, day, file (relative to the study
-    folder), stratum, sample_type, events, channels, fcs_version, cytometer,
+    folder), tube, stratum, sample_type, events, channels, fcs_version, cytometer,
     spillover, count_method (``beads``, ``lymphocytes``, ``wbc`` or empty),
     reference (its gate path), reference_events, reference_per_ul, sha256 (of
     the file), warnings (raised while gating, e.g. an adaptive gate that fell
@@ -45,12 +52,13 @@ marker columns (median_<marker>, the summary's <marker>) are float64.
     in failures.csv, stage ``acquisition_qc``, and has no row here) and
     qc_reason (the % removed by reason, or why the verdict is ``warn``).
 ``counts.csv``
-    One row per file and gate: patient, day, file, population (the study's
+    One row per file and gate: patient, day, file, tube, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
     count, parent_count, pct_parent, pct_total, per_ul (cells/µL; empty
-    without absolute counting).
+    without absolute counting, and in a tube other than the chimerism tube).
 ``chimerism.csv``
-    One row per file and study population: patient, day, file, stratum,
+    One row per file of the chimerism tube and study population: patient, day, file,
+    tube, stratum,
     sample_type, population, gate_path, events, donor_events,
     recipient_events, donor_pct, ci_low, ci_high (95 % binomial interval,
     percent), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
@@ -59,7 +67,7 @@ marker columns (median_<marker>, the summary's <marker>) are float64.
     `cytokit.analysis.marker_check`, and every donor value is empty), note (why, for
     ``marker_failed``).
 ``thresholds.csv``
-    One row per file and marker threshold: patient, day, file, marker, purpose
+    One row per file and marker threshold: patient, day, file, tube, marker, purpose
     (``donor`` or ``phenotype``), parent (gate path the threshold was placed
     on: the threshold parent, or a study population that got its own donor
     cut, method ``population_valley``, `cytokit.analysis.chimerism.population_threshold`;
@@ -69,7 +77,7 @@ marker columns (median_<marker>, the summary's <marker>) are float64.
     donor_mode, recipient_width, k, calibration_day, note.
 ``phenotype.csv``
     One row per file, population, origin (``all``, ``donor``, ``recipient``)
-    and marker: patient, day, file, population, origin, marker, events,
+    and marker: patient, day, file, tube, population, origin, marker, events,
     median (compensated scale value), pct_positive, threshold_scale
     (`cytokit.analysis.phenotype`).
 ``trends.csv``
@@ -90,7 +98,7 @@ marker columns (median_<marker>, the summary's <marker>) are float64.
     values; per population: the metaclusters matching it and precision,
     recall, F1 (`cytokit.cluster.cluster_study`).
 ``failures.csv``
-    file, patient, day, stage (``read``, ``panel``, ``values``, ``gate``,
+    file, patient, day, tube, stage (``read``, ``panel``, ``values``, ``gate``,
     ``measure``...), kind, error, reason: every file that could not be
     processed. Stage ``values``: more than ``[qc] max_nonfinite`` (1 %) of its
     events hold a NaN or an infinity in a channel the analysis reads. Stage
@@ -99,14 +107,14 @@ marker columns (median_<marker>, the summary's <marker>) are float64.
     a file has no numbers in any table.
 ``acquisition_qc.csv``
     With ``[acquisition_qc]``: one row per time range acquisition QC removed:
-    patient, day, file, start, end (seconds from the first event's clock, or
+    patient, day, file, tube, start, end (seconds from the first event's clock, or
     the file's time units when it has no ``$TIMESTEP``; see time_unit),
     time_unit, first_event (index in the file), events, reasons (``rate``,
     ``signal`` or ``rate+signal``), detail (the rate against the expected
     rate, the channels whose signal departed). Margin events are removed one
     by one and are counted in samples.csv, not here. Empty without QC.
 ``qc.csv`` and ``qc/<sample>.npz``
-    One row per file and gate: patient, day, file, sample (the npz stem,
+    One row per file and gate: patient, day, file, tube, sample (the npz stem,
     `cytokit.analysis.results.sample_id`), gate_path, gate_id, parent_path, kind, dims
     (JSON list of dimension labels), geometry (JSON of the concrete, fitted
     gate; `cytokit.analysis.qcdata`), count, parent_count, n_points. The npz holds,
@@ -131,12 +139,53 @@ marker columns (median_<marker>, the summary's <marker>) are float64.
     each file's FCS keywords, study.toml (``[[reagents]]``, compensation,
     transform, strategy, acquisition QC) and the manifest
     (`cytokit.analysis.miflowcyt`).
+``tubes.csv``
+    One row per tube the manifest lists files of: tube, files, origin (True
+    when its panel carries the donor marker, so its cells are told donor
+    from recipient; False: its phenotype is of all cells, origin ``all``),
+    donor_markers, chimerism (True for the tube chimerism and counts come
+    from), populations, phenotype_markers (``; ``-joined), strategy, task
+    (its store key), note (the statement in words).
+``repertoire.csv``
+    With a tube's ``repertoire = { receptors, kirs, inhibitory }``: one row per
+    file of that tube, population, origin (``all``, ``donor``, ``recipient``
+    when the tube has origin) and combination of its receptors (SPICE's
+    layout: the combination written ``KIR2DL1+ NKG2A-``, kind
+    ``combination``; then the summary rows ``single-KIR+``, ``no KIR``, ``no
+    inhibitory receptor``, kind ``summary``): patient, day, file, tube,
+    population, origin, combination, kind, events, total, pct (of total),
+    ci_low, ci_high (binomial interval, percent; `cytokit.analysis.repertoire`),
+    ci_method, threshold_method (how each receptor's positivity threshold was
+    placed in that file: ``fixed``, ``valley``), note (why a row has no
+    numbers: a receptor without a threshold). Events are of the stored
+    events of the population (all of them up to ``[phenotype] max_events``).
+``function.csv``
+    With a stimulated tube's ``pairs_with = "<unstimulated tube>"``: one row
+    per visit with both files, population, origin and marker both tubes
+    measure: patient, day, tube, file (stimulated), control_tube,
+    control_file, population, origin, marker, events_stim, positive_stim,
+    events_unstim, positive_unstim, pct_stim, pct_unstim, pct_net
+    (stimulated minus unstimulated, percentage points), ci_low, ci_high
+    (Newcombe's interval of the difference, `cytokit.analysis.function`),
+    ci_method, high_background (unstimulated above 5 % positive),
+    threshold_scale (one cut for both files: the stimulated file's, else the
+    unstimulated file's), threshold_method, note.
+``phenotype_normalised.csv``
+    With ``[normalise] reference = "<patient>"`` (that patient's files are a
+    reference sample acquired on every day, with each tube's panel): one row
+    per phenotype.csv row of a tube the reference has files of: patient, day,
+    file, tube, population, origin, marker, events, median (raw, as in
+    phenotype.csv), median_normalised (mapped with the day's quantile map of
+    the reference's events of the population onto their mean over days;
+    `cytokit.analysis.normalised`), batch (``day <n>``: a day is a batch),
+    reference_file, note (why a row has no normalised value).
 ``study.json``
     name, created, cytokit_version, root (the study folder, absolute), populations
     (name → gate path), threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
     markers (donor, phenotype, clustering), counting (gate paths), qc
     (min_events, ci), strategy (source, digest), task (the store key),
     clustering (what was done, or an error), config (study.toml as read),
+    tubes (with more than the default tube: tubes.csv's rows by tube),
     clinical_inputs (``files``: SHA-256 of treatments.csv, infusions.csv and
     outcomes.csv as analyze read them, null when absent; ``outcomes``: the
     ``[outcomes]`` table; ``cytokit report`` refuses results whose study
@@ -235,7 +284,7 @@ __all__ = [
 #: Table name -> columns, in the contract's order (clusters: whatever clustering gives).
 TABLES: dict[str, tuple[str, ...]] = {
     "samples": (
-        "patient", "day", "file", "stratum", "sample_type", "events", "channels",
+        "patient", "day", "file", "tube", "stratum", "sample_type", "events", "channels",
         "fcs_version", "cytometer", "spillover", "count_method", "reference",
         "reference_events", "reference_per_ul", "sha256", "warnings", "nonfinite_events",
         "nonfinite_values", "donor_marker_check", "donor_marker_note", "events_before_qc",
@@ -243,21 +292,21 @@ TABLES: dict[str, tuple[str, ...]] = {
         "qc_pct_removed", "qc_verdict", "qc_reason",
     ),
     "counts": (
-        "patient", "day", "file", "population", "gate_path", "gate_id", "parent_path", "depth",
+        "patient", "day", "file", "tube", "population", "gate_path", "gate_id", "parent_path", "depth",
         "count", "parent_count", "pct_parent", "pct_total", "per_ul",
     ),
     "chimerism": (
-        "patient", "day", "file", "stratum", "sample_type", "population", "gate_path", "events",
+        "patient", "day", "file", "tube", "stratum", "sample_type", "population", "gate_path", "events",
         "donor_events", "recipient_events", "donor_pct", "ci_low", "ci_high", "per_ul",
         "donor_per_ul", "recipient_per_ul", "status", "note",
     ),
     "thresholds": (
-        "patient", "day", "file", "marker", "purpose", "parent", "threshold", "threshold_scale",
+        "patient", "day", "file", "tube", "marker", "purpose", "parent", "threshold", "threshold_scale",
         "method", "donor_side", "recipient_mode", "donor_mode", "recipient_width", "k",
         "calibration_day", "note",
     ),
     "phenotype": (
-        "patient", "day", "file", "population", "origin", "marker", "events", "median",
+        "patient", "day", "file", "tube", "population", "origin", "marker", "events", "median",
         "pct_positive", "threshold_scale",
     ),
     "trends": (),  # cytokit.analysis.trends.TREND_COLUMNS
@@ -266,16 +315,34 @@ TABLES: dict[str, tuple[str, ...]] = {
     "clusters": (),
     "cluster_summary": (),
     "cluster_matching": (),
-    "failures": ("file", "patient", "day", "stage", "kind", "error", "reason"),
+    "failures": ("file", "patient", "day", "tube", "stage", "kind", "error", "reason"),
     "qc": (
-        "patient", "day", "file", "sample", "gate_path", "gate_id", "parent_path", "kind",
+        "patient", "day", "file", "tube", "sample", "gate_path", "gate_id", "parent_path", "kind",
         "dims", "geometry", "count", "parent_count", "n_points",
     ),
     "acquisition_qc": (
-        "patient", "day", "file", "start", "end", "time_unit", "first_event", "events", "reasons",
+        "patient", "day", "file", "tube", "start", "end", "time_unit", "first_event", "events", "reasons",
         "detail",
     ),
     "miflowcyt": (),  # cytokit.analysis.miflowcyt.MIFLOWCYT_COLUMNS
+    "tubes": (
+        "tube", "files", "origin", "donor_markers", "chimerism", "populations",
+        "phenotype_markers", "strategy", "task", "note",
+    ),
+    "repertoire": (
+        "patient", "day", "file", "tube", "population", "origin", "combination", "kind",
+        "events", "total", "pct", "ci_low", "ci_high", "ci_method", "threshold_method", "note",
+    ),
+    "function": (
+        "patient", "day", "tube", "file", "control_tube", "control_file", "population",
+        "origin", "marker", "events_stim", "positive_stim", "events_unstim", "positive_unstim",
+        "pct_stim", "pct_unstim", "pct_net", "ci_low", "ci_high", "ci_method",
+        "high_background", "threshold_scale", "threshold_method", "note",
+    ),
+    "phenotype_normalised": (
+        "patient", "day", "file", "tube", "population", "origin", "marker", "events", "median",
+        "median_normalised", "batch", "reference_file", "note",
+    ),
 }  # fmt: skip
 
 
@@ -298,31 +365,31 @@ _fill_columns()
 _S, _I, _N, _F = "string", "int64", "Int64", "float64"
 COLUMN_TYPES: dict[str, dict[str, str]] = {
     "samples": {
-        "patient": _S, "day": _I, "file": _S, "stratum": _S, "sample_type": _S, "events": _I,
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "stratum": _S, "sample_type": _S, "events": _I,
         "channels": _I, "fcs_version": _S, "cytometer": _S, "spillover": _S,
         "count_method": _S, "reference": _S, "reference_events": _N, "reference_per_ul": _F,
         "sha256": _S, "warnings": _S, "nonfinite_events": _I, "nonfinite_values": _S,
         "donor_marker_check": _S, "donor_marker_note": _S, **SUMMARY_TYPES,
     },
     "counts": {
-        "patient": _S, "day": _I, "file": _S, "population": _S, "gate_path": _S, "gate_id": _S,
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "population": _S, "gate_path": _S, "gate_id": _S,
         "parent_path": _S, "depth": _I, "count": _I, "parent_count": _I, "pct_parent": _F,
         "pct_total": _F, "per_ul": _F,
     },
     "chimerism": {
-        "patient": _S, "day": _I, "file": _S, "stratum": _S, "sample_type": _S,
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "stratum": _S, "sample_type": _S,
         "population": _S, "gate_path": _S, "events": _I, "donor_events": _N,
         "recipient_events": _N, "donor_pct": _F, "ci_low": _F, "ci_high": _F, "per_ul": _F,
         "donor_per_ul": _F, "recipient_per_ul": _F, "status": _S, "note": _S,
     },
     "thresholds": {
-        "patient": _S, "day": _I, "file": _S, "marker": _S, "purpose": _S, "parent": _S,
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "marker": _S, "purpose": _S, "parent": _S,
         "threshold": _F, "threshold_scale": _F, "method": _S, "donor_side": _S,
         "recipient_mode": _F, "donor_mode": _F, "recipient_width": _F, "k": _F,
         "calibration_day": _N, "note": _S,
     },
     "phenotype": {
-        "patient": _S, "day": _I, "file": _S, "population": _S, "origin": _S, "marker": _S,
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "population": _S, "origin": _S, "marker": _S,
         "events": _I, "median": _F, "pct_positive": _F, "threshold_scale": _F,
     },
     "trends": {
@@ -357,15 +424,15 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "best_metacluster": _N, "best_f1": _F,
     },
     "failures": {
-        "file": _S, "patient": _S, "day": _N, "stage": _S, "kind": _S, "error": _S,
+        "file": _S, "patient": _S, "day": _N, "tube": _S, "stage": _S, "kind": _S, "error": _S,
         "reason": _S,
     },
     "qc": {
-        "patient": _S, "day": _I, "file": _S, "sample": _S, "gate_path": _S, "gate_id": _S,
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "sample": _S, "gate_path": _S, "gate_id": _S,
         "parent_path": _S, "kind": _S, "dims": _S, "geometry": _S, "count": _N,
         "parent_count": _N, "n_points": _I,
     },
-    "acquisition_qc": {"patient": _S, "day": _I, "file": _S, **RANGE_TYPES},
+    "acquisition_qc": {"patient": _S, "day": _I, "file": _S, "tube": _S, **RANGE_TYPES},
     "miflowcyt": {
         "patient": _S, "day": _I, "file": _S, "miflowcyt": _S, "item": _S, "channel": _S,
         "marker": _S, "value": _S, "source": _S, "status": _S, "note": _S,
@@ -423,6 +490,27 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "patient": _S, "product": _S, "kind": _S, "unit": _S, "n_given": _I, "n_skipped": _I,
         "total_dose": _F, "first_day": _N, "last_day": _N, "max_dose_level": _N, "note": _S,
     },
+    "tubes": {
+        "tube": _S, "files": _I, "origin": "bool", "donor_markers": _S, "chimerism": "bool",
+        "populations": _S, "phenotype_markers": _S, "strategy": _S, "task": _S, "note": _S,
+    },
+    "repertoire": {
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "population": _S, "origin": _S,
+        "combination": _S, "kind": _S, "events": _N, "total": _I, "pct": _F, "ci_low": _F,
+        "ci_high": _F, "ci_method": _S, "threshold_method": _S, "note": _S,
+    },
+    "function": {
+        "patient": _S, "day": _I, "tube": _S, "file": _S, "control_tube": _S,
+        "control_file": _S, "population": _S, "origin": _S, "marker": _S, "events_stim": _I,
+        "positive_stim": _N, "events_unstim": _I, "positive_unstim": _N, "pct_stim": _F,
+        "pct_unstim": _F, "pct_net": _F, "ci_low": _F, "ci_high": _F, "ci_method": _S,
+        "high_background": "bool", "threshold_scale": _F, "threshold_method": _S, "note": _S,
+    },
+    "phenotype_normalised": {
+        "patient": _S, "day": _I, "file": _S, "tube": _S, "population": _S, "origin": _S,
+        "marker": _S, "events": _I, "median": _F, "median_normalised": _F, "batch": _S,
+        "reference_file": _S, "note": _S,
+    },
 }  # fmt: skip
 #: Tables whose columns beyond `COLUMN_TYPES` (one per clustering marker) are float64.
 MARKER_COLUMN_TABLES = ("clusters", "cluster_summary")
@@ -462,7 +550,7 @@ class Results:
     study : dict
         ``study.json``: name, populations, patients, markers, strategy, config.
     samples, counts, chimerism, thresholds, phenotype, trends, cohort, infusions,
-    clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc, miflowcyt : pandas.DataFrame
+    clusters, cluster_summary, cluster_matching, failures, qc, acquisition_qc, miflowcyt, tubes, repertoire, function, phenotype_normalised : pandas.DataFrame
     out : Path or None
         The folder the results were written to.
     clinical : dict of str to DataFrame
@@ -487,6 +575,10 @@ class Results:
     qc: pd.DataFrame = field(default_factory=pd.DataFrame)
     acquisition_qc: pd.DataFrame = field(default_factory=pd.DataFrame)
     miflowcyt: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tubes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    repertoire: pd.DataFrame = field(default_factory=pd.DataFrame)
+    function: pd.DataFrame = field(default_factory=pd.DataFrame)
+    phenotype_normalised: pd.DataFrame = field(default_factory=pd.DataFrame)
     out: Path | None = None
     clinical: dict[str, pd.DataFrame] = field(default_factory=dict)
 
@@ -703,6 +795,9 @@ def load_results(out: str | Path) -> Results:
         found = table_file(checked, name)
         path = out / (found or f"{name}.csv")
         kw[name] = _read_table(path, checked[found]) if found else pd.DataFrame(columns=columns)
+        if found and "tube" in columns and "tube" not in kw[name].columns:
+            # written before studies had several tubes: every file is of the default tube
+            kw[name] = conform(kw[name].assign(tube="default"), columns)
         missing = [c for c in columns if c not in kw[name].columns]
         if missing:  # a damaged header would otherwise surface as a KeyError deep in the report
             shown = ", ".join(missing[:5]) + (

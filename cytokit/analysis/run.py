@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cytokit._outdir import output_folder
 from cytokit.analysis.cohort import study_tables
+from cytokit.analysis.normalised import reference_patient
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import (
     CLINICAL_TABLES,
@@ -34,8 +35,9 @@ from cytokit.analysis.results import (
 from cytokit.errors import CytokitError, StudyError
 from cytokit.parquet import require_pyarrow, suffixes
 from cytokit.study.folder import Study, check_same_content, load_study
+from cytokit.study.tubes import DEFAULT_TUBE
 
-__all__ = ["Results", "analyze", "load_results", "threshold_parent"]
+__all__ = ["Results", "analyze", "load_results", "make_task", "make_tasks", "threshold_parent"]
 
 
 def threshold_parent(strategy, paths) -> str:
@@ -79,32 +81,57 @@ def kernels_need_compiling() -> bool:
     return not _config.is_cached(fused._evaluate)
 
 
-def make_task(study: Study) -> MeasureTask:
-    """The per-sample batch task of `study` (see `cytokit.analysis.per_sample`)."""
+def make_task(study: Study, tube: str = DEFAULT_TUBE) -> MeasureTask:
+    """The per-sample batch task of `study`'s files of `tube` (see
+    `cytokit.analysis.per_sample`): the tube's strategy, panel, populations, phenotype
+    markers and fixed thresholds; its donor markers when it has origin; the clustering
+    markers in the chimerism tube only."""
     s = study.settings
-    parent = s.chimerism_parent or threshold_parent(study.gating, s.populations.values())
-    donors = tuple(study.donor_markers())
-    pheno = study.phenotype_markers()
-    clustering = tuple(s.clustering.markers) if s.clustering else ()
+    t = study.tube(tube)
+    strategy = study.tube_strategy(tube)
+    populations = s.populations if tube == DEFAULT_TUBE else t.populations
+    parent = _parent(study, strategy, populations)
+    donors = tuple(study.tube_donor_markers(tube))
+    pheno = study.tube_phenotype_markers(tube)
+    chimerism = tube == study.chimerism_tube
+    clustering = tuple(s.clustering.markers) if s.clustering and chimerism else ()
     markers = list(dict.fromkeys((*donors, *pheno, *clustering)))
+    fixed = s.phenotype_thresholds if tube == DEFAULT_TUBE else t.phenotype_thresholds
     return MeasureTask(
-        strategy=study.gating,
-        panel=study.panel,
-        populations=tuple(s.populations.items()),
+        strategy=strategy,
+        panel=study.tube_panel(tube),
+        populations=tuple(populations.items()),
         parent=parent,
         donor_markers=donors,
         phenotype_markers=pheno,
         transforms=tuple((m, s.transform_of(m)) for m in markers),
-        fixed_thresholds=tuple(sorted(s.phenotype_thresholds.items())),
+        fixed_thresholds=tuple(sorted(fixed.items())),
         compensation=study.compensation(),
-        beads=s.beads,
+        beads=s.beads if chimerism else "",
         max_events=s.phenotype_max_events,
-        cluster_markers=tuple(s.clustering.markers) if s.clustering else (),
+        cluster_markers=clustering,
         cluster_events=s.clustering.events if s.clustering else 0,
         seed=s.gating_seed,
         max_nonfinite=s.max_nonfinite,
         acquisition_qc=s.qc_settings,
     )
+
+
+def make_tasks(study: Study) -> dict[str, MeasureTask]:
+    """The per-sample task of every tube the manifest lists files of, in `Study.tubes` order."""
+    return {tube: make_task(study, tube) for tube in study.tubes_used()}
+
+
+def _parent(study: Study, strategy, populations) -> str:
+    """The threshold parent of a tube: ``[chimerism] parent`` when its strategy has that
+    gate, else the deepest gate shared by the tube's populations."""
+    given = study.settings.chimerism_parent
+    if given:
+        try:
+            return strategy.population(given).path
+        except CytokitError:
+            pass
+    return threshold_parent(strategy, populations.values())
 
 
 def analyze(
@@ -172,8 +199,8 @@ def analyze(
         study = load_study(study, strategy=strategy)
     elif study.gating is None or strategy is not None:
         study = load_study(study.root, strategy=strategy)
-    _one_tube(study)
-    task = make_task(study)
+    tasks = make_tasks(study)
+    reference_patient(study)  # a bad [normalise] table is refused before any gating
     with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp:
         if out is None:
             folder = Path(tmp)
@@ -194,37 +221,48 @@ def analyze(
             infos = hash_files(files, store, workers=workers)
             check_same_content(study, _hashes(study, {p: i.hash for p, i in infos.items()}))
 
+            offset = 0  # files of the tubes gated before this one
+
             def tick(done: int, total: int, path: str, status: str) -> None:
                 if progress is not None:
-                    progress(done, total, Path(path).name, status)
+                    progress(offset + done, len(files), Path(path).name, status)
 
             many = workers is None or workers > 1
             aside = None
-            if len(files) > 1 and many and scheduler in (None, "processes", "local"):
-                if task.cluster_markers:  # on a first run: compiled meanwhile on another core
-                    from cytokit.cluster.warm import compile_aside
+            first = True
+            reports = []
+            for tube, task in tasks.items():  # each tube's files with the tube's task
+                mine = [str(r.file) for r in study.rows if study.tube_of(r) == tube]
+                if first and len(files) > 1 and many and scheduler in (None, "processes", "local"):
+                    if task.cluster_markers:  # on a first run: compiled meanwhile on another core
+                        from cytokit.cluster.warm import compile_aside
 
-                    aside = compile_aside()
-                # the first file in this process compiles the kernels once (or loads them from
-                # Numba's on-disk cache); worker processes then load them instead of each
-                # compiling the same kernels at the same time (minutes on a cold cache)
-                run_batch(files[:1], task, store, workers=1)
-            report = run_batch(
-                files,
-                task,
-                store,
-                workers=workers,
-                scheduler=scheduler,
-                progress=tick,
-                retry_failures=retry_failures,
-            )
+                        aside = compile_aside()
+                    # the first file in this process compiles the kernels once (or loads them
+                    # from Numba's on-disk cache); worker processes then load them instead of
+                    # each compiling the same kernels at the same time (minutes on a cold cache)
+                    run_batch(mine[:1], task, store, workers=1)
+                first = False
+                reports.append(
+                    run_batch(
+                        mine,
+                        task,
+                        store,
+                        workers=workers,
+                        scheduler=scheduler,
+                        progress=tick,
+                        retry_failures=retry_failures,
+                    )
+                )
+                offset += len(mine)
+            report = _joined(reports)
             # the files as gated, should one have been replaced by a copy of another since
             # hashing
             gated = {os.path.abspath(f.path): f.hash for f in report.done}
             if aside is not None:
                 aside.join()
             check_same_content(study, _hashes(study, gated))
-            results = study_tables(study, task, store, report, folder if out is not None else None)
+            results = study_tables(study, tasks, store, report, folder if out is not None else None)
         if out is not None:
             write_results(results, folder, table_format=table_format)
     return results
@@ -242,19 +280,20 @@ def _not_the_study(study: Study, out: Path) -> None:
         )
 
 
-def _one_tube(study: Study) -> None:
-    """Refuse a study whose manifest lists files of further tubes: the tables would hold
-    the default tube's measurement only, and a tube's files are not the default's."""
-    extra = [t for t in study.tubes_used() if t != "default"]
-    if not extra and study.chimerism_tube == "default":
-        return
-    counts = {t: sum(study.tube_of(r) == t for r in study.rows) for t in extra}
-    listed = ", ".join(f"{t!r} ({n} file(s))" for t, n in counts.items())
-    raise StudyError(
-        f"{study.root}: analyze measures the default tube (the top-level tables of study.toml) "
-        f"only; the manifest lists files of tube(s) {listed or 'none'} and [chimerism] tube = "
-        f"{study.chimerism_tube!r}. Analyse each tube's files as a study of their own "
-        "(a manifest without the other tubes' rows)"
+def _joined(reports):
+    """The per-tube batch reports as one (files in run order)."""
+    from cytokit.engine.runner import BatchReport
+
+    if len(reports) == 1:
+        return reports[0]
+    first = reports[0]
+    return BatchReport(
+        task=first.task,
+        files=[f for r in reports for f in r.files],
+        elapsed=sum(r.elapsed for r in reports),
+        scheduler=first.scheduler,
+        workers=first.workers,
+        run=first.run,
     )
 
 

@@ -335,8 +335,9 @@ class GateTask:
         statistics: bool = True,
         channels: Sequence[str] | None = None,
         acquisition_qc: AcquisitionQCSettings | bool | None = None,
+        tube: str = "default",
     ) -> GateTask:
-        """The task that gates files as `cytokit.analyze` gates a study's.
+        """The task that gates files as `cytokit.analyze` gates a study's (of one tube).
 
         The study's strategy, read with its ``[panel]`` and ``[transform]``
         (`cytokit.study.Study.load_strategy`), its compensation, its
@@ -356,6 +357,9 @@ class GateTask:
             Default: the study's ``[acquisition_qc]`` (none without the table),
             as ``analyze`` does. True: the study's settings, or the defaults
             when it has none; False: no QC; settings: these.
+        tube : str
+            The tube whose files are gated: its strategy (unless `strategy` is
+            given) and panel (`cytokit.study.Study.tube_strategy`).
 
         Raises
         ------
@@ -368,10 +372,11 @@ class GateTask:
 
         if not isinstance(study, Study):
             study = load_study(study, check_files=False)
+        study.tube(tube)  # an unknown tube is refused, naming the study's tubes
         if isinstance(strategy, GatingStrategy):
             gating = strategy
-        elif strategy is None and study.gating is not None:
-            gating = study.gating
+        elif strategy is None:
+            gating = study.tube_strategy(tube)
         else:
             gating = study.load_strategy(strategy)
         return cls(
@@ -382,7 +387,7 @@ class GateTask:
             seed=study.settings.gating_seed,
             max_nonfinite=study.settings.max_nonfinite,
             acquisition_qc=_study_qc(study, acquisition_qc),
-            screen=(study.panel, study.measured_markers()),
+            screen=(study.tube_panel(tube), study.tube_measured_markers(tube)),
         )
 
     def _identity(self) -> dict:

@@ -52,6 +52,7 @@ from cytokit.report.tables import (
     thresholds_table,
     trends_table,
 )
+from cytokit.report.tubes import function_section, repertoire_section
 
 __all__ = ["report_html"]
 
@@ -62,6 +63,8 @@ __all__ = ["report_html"]
 OPTIONAL_SECTIONS = {
     "outcomes": ("Outcomes", outcomes_section),
     "acquisition-qc": ("Acquisition QC", acquisition_section),
+    "repertoire": ("Repertoire", repertoire_section),
+    "function": ("Function", function_section),
 }
 
 
@@ -446,6 +449,8 @@ def report_html(results: Results, plots: ReportPlots) -> str:
         optional["outcomes"],
         _cohort(results, plots, patients),
         *[_patient(results, plots, pid, i + 1, pops) for i, pid in enumerate(patients)],
+        optional["repertoire"],
+        optional["function"],
         _clusters(results, plots),
         optional["acquisition-qc"],
         _failures(results),

@@ -128,6 +128,9 @@ class Study:
     tube_origin: dict[str, bool] = field(default_factory=dict)
     clinical: ClinicalFiles = field(default_factory=ClinicalFiles)
     _phenotype: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _tube_phenotype: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def tube_of(self, row: ManifestRow) -> str:
         """The name of the tube a manifest row was stained with."""
@@ -164,21 +167,103 @@ class Study:
             self._phenotype = self._default_phenotype_markers()
         return self._phenotype
 
-    def _default_phenotype_markers(self) -> tuple[str, ...]:
+    def _default_phenotype_markers(self, tube: str = DEFAULT_TUBE) -> tuple[str, ...]:
         from cytokit.fcs import read_fcs
 
-        strategy = self.gating if self.gating is not None else self.load_strategy()
+        strategy = self.tube_strategy(tube)
+        panel = self.tube_panel(tube)
         donors = set(self.donor_markers())
         for row in self.rows:
-            if row.file in self.unreadable:
+            if row.file in self.unreadable or self.tube_of(row) != tube:
                 continue
             try:
                 sample = read_fcs(row.file, mmap=True, scale=False)
             except CytokitError:
                 continue
-            gated = gate_markers(strategy, self.panel, sample)
-            return tuple(m for m in self.panel if m not in gated and m not in donors)
+            gated = gate_markers(strategy, panel, sample)
+            return tuple(m for m in panel if m not in gated and m not in donors)
         return ()
+
+    # -- tubes ----------------------------------------------------------------------------
+    def tube(self, name: str = DEFAULT_TUBE) -> Tube:
+        """The `Tube` called `name` (``default``: the top-level tables)."""
+        if name == DEFAULT_TUBE and name not in self.tubes:
+            s = self.settings
+            return Tube(
+                DEFAULT_TUBE,
+                self.panel,
+                tuple(self.panel),
+                s.strategy,
+                dict(s.populations),
+                s.phenotype_markers,
+                dict(s.phenotype_thresholds),
+            )
+        if name not in self.tubes:
+            raise CytokitError(
+                f"{self.root}: no tube {name!r} in study.toml; its tubes are: "
+                f"{', '.join(self.tubes) or DEFAULT_TUBE}"
+            )
+        return self.tubes[name]
+
+    def tube_panel(self, name: str = DEFAULT_TUBE) -> Panel:
+        """The panel tube `name`'s files are read with."""
+        return self.panel if name == DEFAULT_TUBE else self.tube(name).panel
+
+    def tube_strategy(self, name: str = DEFAULT_TUBE):
+        """The gating strategy of tube `name` (loaded with its panel when not loaded yet)."""
+        if name == DEFAULT_TUBE:
+            return self.gating if self.gating is not None else self.load_strategy()
+        if name in self.tube_gating:
+            return self.tube_gating[name]
+        from cytokit.gating import load_strategy
+
+        tube = self.tube(name)
+        path = self.root / tube.strategy
+        strategy = load_strategy(path, **strategy_options(path, tube.panel, self.config))
+        self.tube_gating[name] = strategy
+        return strategy
+
+    def tube_has_origin(self, name: str = DEFAULT_TUBE) -> bool:
+        """Whether tube `name`'s cells are told donor from recipient: it carries the donor
+        marker of its rows (checked on its files by `load_study`; else read from its panel)."""
+        if name in self.tube_origin:
+            return self.tube_origin[name]
+        rows = [r for r in self.rows if self.tube_of(r) == name]
+        panel = self.tube_panel(name)
+        return bool(rows) and all((m := self.donor_marker(r)) and m in panel for r in rows)
+
+    def tube_donor_markers(self, name: str = DEFAULT_TUBE) -> list[str]:
+        """The donor markers tube `name` is measured with (none when it has no origin)."""
+        if name == DEFAULT_TUBE:
+            return self.donor_markers()
+        if not self.tube_has_origin(name):
+            return []
+        rows = [r for r in self.rows if self.tube_of(r) == name]
+        return list(dict.fromkeys(m for m in map(self.donor_marker, rows) if m))
+
+    def tube_phenotype_markers(self, name: str = DEFAULT_TUBE) -> tuple[str, ...]:
+        """The phenotype markers of tube `name` (`phenotype_markers` for the default tube):
+        its own ``phenotype`` markers, else the panel markers no gate of its strategy reads."""
+        if name == DEFAULT_TUBE:
+            return self.phenotype_markers()
+        tube = self.tube(name)
+        if tube.phenotype_markers is not None:
+            return tuple(tube.phenotype_markers)
+        cache = self._tube_phenotype
+        if name not in cache:
+            cache[name] = self._default_phenotype_markers(name)
+        return cache[name]
+
+    def tube_measured_markers(self, name: str = DEFAULT_TUBE) -> tuple[str, ...]:
+        """`measured_markers` of tube `name`: clustering markers only in the chimerism tube."""
+        if name == DEFAULT_TUBE and self.chimerism_tube == DEFAULT_TUBE:
+            return self.measured_markers()
+        s = self.settings
+        clustering = (
+            tuple(s.clustering.markers) if s.clustering and name == self.chimerism_tube else ()
+        )
+        markers = (*self.tube_donor_markers(name), *self.tube_phenotype_markers(name), *clustering)
+        return tuple(dict.fromkeys(markers))
 
     def measured_markers(self) -> tuple[str, ...]:
         """Every marker `cytokit.analyze` measures besides what the gates read: the
@@ -220,7 +305,7 @@ class Study:
         path = self.root / (self.settings.strategy if path is None else path)
         return load_strategy(path, **strategy_options(path, self.panel, self.config))
 
-    def gate(self, sample, *, membership: bool = True):
+    def gate(self, sample, *, membership: bool = True, tube: str = DEFAULT_TUBE):
         """Gate one sample exactly as `cytokit.analyze` does.
 
         The study's strategy (`gating`, else ``[gating] strategy``), its
@@ -238,6 +323,9 @@ class Study:
             Read with `cytokit.read_fcs` (scale values).
         membership : bool
             Keep memberships (see `GatingStrategy.apply`).
+        tube : str
+            The tube the sample was stained with (`tube_of` its manifest row):
+            gated with that tube's strategy and panel, as ``analyze`` gates its files.
 
         Returns
         -------
@@ -249,7 +337,7 @@ class Study:
             Acquisition QC failed the file, or more than ``[qc] max_nonfinite``
             of its events are not finite (the message says why).
         """
-        strategy = self.gating if self.gating is not None else self.load_strategy()
+        strategy = self.tube_strategy(tube)
         qc = self.settings.qc_settings
         if qc is not None:
             from cytokit.qc import screen
@@ -258,7 +346,9 @@ class Study:
         from cytokit.finite import drop_nonfinite
 
         compensation = self.compensation()
-        read = screened_columns(strategy, sample, self.panel, self.measured_markers(), compensation)
+        read = screened_columns(
+            strategy, sample, self.tube_panel(tube), self.tube_measured_markers(tube), compensation
+        )
         sample, _ = drop_nonfinite(
             sample,
             read,
@@ -637,6 +727,16 @@ def _check_tubes(
             )
             continue
         by_tube.setdefault(name, []).append(row)
+        tube = tubes[name]
+        markers = tube.phenotype_markers if tube.phenotype_markers is not None else None
+        if row.control and (
+            row.control not in tube.panel or (markers is not None and row.control not in markers)
+        ):
+            problems.append(
+                f"{manifest}, line {row.line}: control {row.control!r} is not a phenotype "
+                f"marker of tube {name!r}; the control column names the marker the file is "
+                "the FMO (or isotype) control of, in its row's tube"
+            )
     strategies: dict[str, Any] = {}
     origin: dict[str, bool] = {}
     for name, tube in tubes.items():
@@ -659,15 +759,7 @@ def _check_tubes(
             root, tube_settings, None, found, tube.panel, config
         )
         problems += [f"{where}: {p}" for p in found]
-        tubes[name] = Tube(
-            tube.name,
-            tube.panel,
-            tube.own,
-            tube.strategy,
-            tube_settings.populations,
-            tube.phenotype_markers,
-            tube.phenotype_thresholds,
-        )
+        tubes[name] = replace(tube, populations=tube_settings.populations)
         strategies[name] = strategy
         mine = by_tube.get(name, [])
         if not mine:

@@ -46,6 +46,7 @@ class ManifestRow:
     sample_volume_ul: float | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     tube: str = ""  # the manifest's tube column; empty: the default tube
+    control: str = ""  # the control column: the marker this file is an FMO control for
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
                 tube=""
                 if rec.get("tube", "").strip() == "default"
                 else rec.get("tube", "").strip(),
+                control=rec.get("control", "").strip(),
                 **numbers,
             )
         )
@@ -209,15 +211,17 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
 
 
 def _check_rows(path: Path, rows: list[ManifestRow], problems: list[str]) -> None:
-    seen: dict[tuple[str, int, str, str], int] = {}
+    seen: dict[tuple[str, int, str, str, str], int] = {}
     donor: dict[str, tuple[str, str, int]] = {}
     for r in rows:
-        key = (r.patient, r.day, r.sample_type, r.tube)  # a visit holds one file per tube
+        # a visit holds one file per tube, and one FMO control per tube and marker
+        key = (r.patient, r.day, r.sample_type, r.tube, r.control)
         if key in seen:
             problems.append(
                 f"{path}, line {r.line}: patient {r.patient} day {r.day}"
                 + (f" sample_type {r.sample_type!r}" if r.sample_type else "")
                 + (f" tube {r.tube!r}" if r.tube else "")
+                + (f" control {r.control!r}" if r.control else "")
                 + f" already has a file on line {seen[key]}; "
                 + (
                     "a visit has one file per tube"

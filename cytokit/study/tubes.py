@@ -41,7 +41,8 @@ __all__ = ["DEFAULT_TUBE", "Tube", "parse_tubes"]
 #: How the default tube (the top-level tables) is named in messages and outputs; the
 #: manifest leaves its ``tube`` cell empty or writes this name.
 DEFAULT_TUBE = "default"
-_KEYS = {"panel", "strategy", "populations", "phenotype"}
+_KEYS = {"panel", "strategy", "populations", "phenotype", "repertoire", "pairs_with"}
+_REPERTOIRE_KEYS = {"receptors", "kirs", "inhibitory"}
 _PHENOTYPE_KEYS = {"markers", "thresholds"}
 
 
@@ -63,6 +64,11 @@ class Tube:
     phenotype_markers : tuple of str or None
         None: the panel markers no gate reads (as for the default tube).
     phenotype_thresholds : dict of str to float
+    repertoire : dict
+        ``receptors`` (tuple of markers, each a phenotype marker of the tube),
+        ``kirs`` and ``inhibitory`` (subsets of them); empty: no repertoire.
+    pairs_with : str
+        The unstimulated tube a stimulated tube is paired with ('' none).
     """
 
     name: str
@@ -72,6 +78,8 @@ class Tube:
     populations: dict[str, str] = field(default_factory=dict)
     phenotype_markers: tuple[str, ...] | None = None
     phenotype_thresholds: dict[str, float] = field(default_factory=dict)
+    repertoire: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    pairs_with: str = ""
 
     @property
     def is_default(self) -> bool:
@@ -209,6 +217,11 @@ def parse_tubes(
                 )
             else:
                 thresholds = {str(k): float(v) for k, v in value.items()}
+        repertoire = _repertoire(spec.get("repertoire", {}), where, problems)
+        pairs = spec.get("pairs_with", "")
+        if not isinstance(pairs, str):
+            problems.append(f'{where} pairs_with = {pairs!r} must name a tube, e.g. "unstimulated"')
+            pairs = ""
         tube = Tube(
             str(name),
             tube_panel,
@@ -217,7 +230,16 @@ def parse_tubes(
             {str(k): v.strip() for k, v in pops.items()},
             markers,
             thresholds,
+            repertoire,
+            pairs.strip(),
         )
+        measured = set(markers or ()) | set(thresholds)
+        for m in repertoire.get("receptors", ()):
+            if markers is not None and m not in measured:
+                problems.append(
+                    f"{where}: repertoire receptor {m!r} is not among the tube's phenotype "
+                    f"markers; add it to phenotype markers"
+                )
         for m in (*(markers or ()), *thresholds):
             if m not in tube_panel:
                 problems.append(
@@ -225,6 +247,17 @@ def parse_tubes(
                     f'entries or [panel]); add {m} = "<channel>" to its panel'
                 )
         tubes[tube.name] = tube
+    for tube in tubes.values():
+        if tube.pairs_with and tube.pairs_with not in tubes:
+            problems.append(
+                f"{at}[tubes.{tube.name}] pairs_with = {tube.pairs_with!r} names no tube; "
+                f"tubes are: {', '.join(tubes)}"
+            )
+        elif tube.pairs_with == tube.name:
+            problems.append(
+                f"{at}[tubes.{tube.name}] pairs_with names the tube itself; name its "
+                "unstimulated tube"
+            )
     chim = config.get("chimerism", {})
     chosen = chim.get("tube", DEFAULT_TUBE) if isinstance(chim, dict) else DEFAULT_TUBE
     if chosen not in tubes:
@@ -233,3 +266,35 @@ def parse_tubes(
         )
         chosen = DEFAULT_TUBE
     return tubes, chosen, problems
+
+
+def _repertoire(value, where: str, problems: list[str]) -> dict[str, tuple[str, ...]]:
+    """A tube's ``repertoire = { receptors = [...], kirs = [...], inhibitory = [...] }``."""
+    example = '{ receptors = ["KIR2DL1", "KIR3DL1", "NKG2A"], kirs = ["KIR2DL1", "KIR3DL1"] }'
+    if not isinstance(value, dict):
+        problems.append(f"{where} repertoire = {value!r} must be a table, e.g. {example}")
+        return {}
+    if not value:
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for key, v in value.items():
+        if key not in _REPERTOIRE_KEYS:
+            problems.append(
+                f"{where}: unknown key {key!r} in repertoire; known keys: "
+                + ", ".join(sorted(_REPERTOIRE_KEYS))
+            )
+        elif not isinstance(v, list) or not all(isinstance(m, str) and m for m in v):
+            problems.append(f"{where} repertoire {key} = {v!r} must be a list of markers")
+        else:
+            out[key] = tuple(v)
+    receptors = out.get("receptors", ())
+    if not receptors or len(receptors) > 12:
+        problems.append(
+            f"{where} repertoire needs 1 to 12 receptors (2^k combinations), e.g. {example}"
+        )
+        return {}
+    for key in ("kirs", "inhibitory"):
+        extra = [m for m in out.get(key, ()) if m not in receptors]
+        if extra:
+            problems.append(f"{where} repertoire {key} {extra} are not among its receptors")
+    return out

@@ -1,0 +1,165 @@
+"""Multi-tube analysis against the simulator's truth: receptor repertoire and function assays.
+
+A small simulated study gets a receptor tube and a stimulated/unstimulated
+function pair (`cytokit.simulate.tubes.add_tubes`: per-event truth of every
+receptor and function marker, donor and recipient NK repertoires that
+differ, ±30 % gain drift of the further detectors). ``cytokit analyze``'s
+repertoire.csv and function.csv are compared with the true events and with
+the probabilities the events were drawn with (interval coverage).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cytokit
+from cytokit.simulate import preset_design, simulate_study
+from cytokit.simulate.tubes import add_tubes, function_truth, positivity_truth, repertoire_truth
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("multitube") / "s"
+    design = preset_design("sample", seed=7, n_patients=2, n_events=12_000, days=(7, 14))
+    simulate_study(folder, design, workers=1)
+    add_tubes(folder, seed=7)
+    return folder, cytokit.analyze(folder, folder / "results", workers=1)
+
+
+def test_every_tube_measured_with_origin(analysed):
+    _, res = analysed
+    assert res.failures.empty, res.failures.to_dict("records")
+    tubes = res.tubes.set_index("tube")
+    assert list(tubes.index) == ["default", "receptors", "stimulated", "unstimulated"]
+    assert tubes["origin"].all() and tubes["chimerism"].tolist() == [True, False, False, False]
+    # the receptor tube has its FMO controls and the reference and control samples
+    assert tubes["files"].tolist() == [4, 12, 4, 4]
+    assert set(res.chimerism["tube"]) == {"default"}
+    assert set(res.phenotype["tube"]) == set(tubes.index)
+
+
+def test_repertoire_of_nk_cells_against_truth(analysed):
+    folder, res = analysed
+    truth = pd.DataFrame(repertoire_truth(folder))
+    rep = res.repertoire[(res.repertoire["population"] == "NK")]
+    rep = rep[rep["kind"] == "combination"]
+    both = truth.merge(rep, on=["file", "origin", "combination"], suffixes=("_truth", ""))
+    assert len(both) == len(truth) == 4 * 2 * 16
+    sized = both[both["total_truth"] >= 100]
+    assert len(sized) >= 4 * 16  # donor and recipient NK of several files
+    error = sized["pct"] - 100.0 * sized["events_truth"] / sized["total_truth"]
+    assert np.abs(error).max() <= 2.0, error.abs().max()
+    counted = both[both["total"] > 0]
+    p = 100.0 * counted["probability"]
+    coverage = ((counted["ci_low"] <= p) & (p <= counted["ci_high"])).mean()
+    assert coverage >= 0.85, coverage
+    # the donor repertoire differs from the recipient's as drawn: KIR2DL1+ single-KIR
+    # cells are several times more frequent among donor NK cells
+    kir2dl1 = sized[sized["combination"].str.startswith("KIR2DL1+ KIR2DL2/3- KIR3DL1-")]
+    by = kir2dl1.groupby("origin")["pct"].mean()
+    assert by["donor"] > 2 * by["recipient"]
+
+
+def test_background_subtracted_function_against_truth(analysed):
+    folder, res = analysed
+    truth = pd.DataFrame(function_truth(folder))
+    fun = res.function[res.function["population"] == "NK"]
+    both = truth.merge(fun, on=["file", "origin", "marker"], suffixes=("_truth", ""))
+    assert len(both) == len(truth) == 4 * 2 * 2
+    counted = both[both["events_stim"] >= 100]
+    assert len(counted) >= 8
+    error = counted["pct_net"] - counted["pct_net_truth"]
+    assert np.abs(error).max() <= 2.0, error.abs().max()
+    covered = (counted["ci_low"] <= counted["p_net"]) & (counted["p_net"] <= counted["ci_high"])
+    assert covered.mean() >= 0.75, covered.mean()
+    # every row pairs the visit's stimulated file with its unstimulated one
+    assert (fun["control_file"] == fun["file"].str.replace("_stim.", "_unstim.")).all()
+    assert set(fun["threshold_method"]) == {"fixed (stimulated file)"}
+
+
+def test_fmo_positivity_against_truth(analysed):
+    # NKG2A is cut at its FMO control's 99.5th percentile (the fixed 1000 of study.toml
+    # gives way to the visit's control), and the % positive is the true one within 1 pp
+    folder, res = analysed
+    truth = pd.DataFrame(positivity_truth(folder, "NKG2A"))
+    ph = res.phenotype
+    ph = ph[(ph["population"] == "NK") & (ph["origin"] == "all") & (ph["marker"] == "NKG2A")]
+    both = truth.merge(ph, on=["file", "marker"], suffixes=("_truth", ""))
+    assert len(both) == len(truth) == 4
+    error = both["pct_positive"] - both["pct_positive_truth"]
+    assert np.abs(error).max() <= 1.0, error.abs().max()
+    th = res.thresholds
+    nk = th[(th["marker"] == "NKG2A") & (th["parent"].str.endswith("/CD3-CD56+"))]
+    assert len(nk) == 4 and set(nk["method"]) <= {"fmo", "fmo_pooled"}
+    assert (nk["threshold_scale"] < 1000).all()
+    # the controls are files of the study (counted, QC'd) without phenotype of their own
+    controls = res.samples[res.samples["file"].str.contains("_fmo_")]
+    assert len(controls) == 4 and set(controls["tube"]) == {"receptors"}
+    assert not res.phenotype["file"].str.contains("_fmo_").any()
+
+
+def test_report_sections(analysed):
+    # the sections read the tables: a figure and a summary table per patient, the net
+    # values with their intervals as function.csv holds them, and nothing without rows
+    from cytokit.report._html import fmt
+    from cytokit.report.page import OPTIONAL_SECTIONS
+    from cytokit.report.tubes import function_section, repertoire_section
+
+    _, res = analysed
+    assert OPTIONAL_SECTIONS["repertoire"][1] is repertoire_section
+    assert OPTIONAL_SECTIONS["function"][1] is function_section
+    html = repertoire_section(res)
+    patients = sorted(res.repertoire["patient"].unique())
+    assert html.startswith('<section id="repertoire">')
+    assert html.count("<figure>") == len(patients)
+    assert "single-KIR+" in html and "no inhibitory receptor" in html
+    fun = function_section(res)
+    assert fun.count("<figure>") == len(sorted(res.function["patient"].unique()))
+    r = res.function[res.function["pct_net"].notna()].iloc[0]
+    assert f"({fmt(r['ci_low'])} to {fmt(r['ci_high'])})" in fun
+    empty = cytokit.Results()
+    assert repertoire_section(empty) == "" and function_section(empty) == ""
+
+
+def test_invariants_catch_broken_repertoire_and_function(analysed):
+    import dataclasses
+
+    from cytokit.analysis.invariants import violations
+
+    _, res = analysed
+    assert violations(res) == []
+    rep = res.repertoire.copy()
+    i = rep.index[rep["events"].fillna(0) > 0][0]
+    rep.loc[i, "events"] += 1  # one event counted twice: pct and the combinations' sum break
+    fun = res.function.copy()
+    j = fun.index[fun["pct_net"].notna()][0]
+    fun.loc[j, "pct_net"] += 1.0
+    found = violations(dataclasses.replace(res, repertoire=rep, function=fun))
+    assert any("pct must be 100 * events / total" in v for v in found), found
+    assert any("add up to the total" in v for v in found), found
+    assert any("pct_net must be pct_stim - pct_unstim" in v for v in found), found
+
+
+def test_normalised_medians_follow_the_cells_not_the_gain(analysed):
+    # the healthy control's cells are the same on both days; the receptor detectors' gain
+    # is not: its raw NKG2A median moves with the true gain, its normalised one stays
+    folder, res = analysed
+    n = res.phenotype_normalised
+    hc = n[(n["patient"] == "HC") & (n["population"] == "NK") & (n["origin"] == "all")]
+    hc = hc[hc["marker"] == "NKG2A"].set_index("day")
+    assert hc["median_normalised"].notna().all(), hc["note"].tolist()
+    gains = {
+        day: np.load(folder / "fcs" / f"HC_day{day:03d}_receptors.truth.npz")["gain"][3]
+        for day in (7, 14)
+    }
+    raw = hc.loc[14, "median"] / hc.loc[7, "median"]
+    assert raw == pytest.approx(gains[14] / gains[7], rel=0.1)
+    assert hc.loc[14, "median_normalised"] / hc.loc[7, "median_normalised"] == pytest.approx(
+        1.0, abs=0.12
+    )
+    # the raw medians are phenotype.csv's, beside the normalised ones
+    ph = res.phenotype.set_index(["file", "population", "origin", "marker"])["median"]
+    keys = list(zip(n["file"], n["population"], n["origin"], n["marker"], strict=True))
+    assert np.allclose(ph.loc[keys].to_numpy(), n["median"].to_numpy(), equal_nan=True)
