@@ -38,13 +38,11 @@ def run_gate(
 ) -> int:
     """Gate `files` into `out` with a progress bar on stderr; return the exit code.
 
-    With `study`, the strategy (default: the study's ``[gating] strategy``) is
-    read and applied with the study's panel, transform, compensation and gating
-    seed, as ``cytokit analyze`` does; `files` default to the manifest's files.
-    `compensation` (default ``file``) cannot be combined with `study`. With a study of
-    several tubes `tube` names the tube gated (its strategy and panel; `files` default to
-    its files in the manifest); without files it is needed when the manifest lists
-    files of more than one tube.
+    With `study`, the strategy (default: the study's ``[gating] strategy``) is read and
+    applied with the study's panel, transform, compensation and seed, as ``analyze`` does.
+    `compensation` (default ``file``) cannot be combined with `study`. `tube`: the study's
+    tube gated (its strategy, panel and, without `files`, manifest files), needed without
+    `files` when the manifest lists files of several tubes (`cytokit.study.chosen_tube`).
     The QC options: `cytokit.engine.gate_files.gate_qc_settings`; `table_format`: `gate_files`.
 
     0 when the batch finished (files that failed are in ``failures.csv``), or
@@ -58,34 +56,23 @@ def run_gate(
     qc_options = {"sensitivity": qc_sensitivity, "max_removed_pct": qc_max_removed}
     # everything that can be wrong with the arguments is reported before the batch starts
     if study is not None:
-        from cytokit.study import load_study
+        from cytokit.study import chosen_tube, load_study
 
         if compensation is not None:
             raise typer.BadParameter(
-                "--compensation and --study both say how to compensate; with --study the "
-                "study's [compensation] source is used, so drop --compensation",
+                "--compensation and --study both say how to compensate: with --study the "
+                "study's [compensation] is used; drop --compensation",
                 param_hint="'--compensation'",
             )
         loaded = load_study(study, check_files=False)
-        used = loaded.tubes_used()
-        if tube is None and not files and len(used) > 1:
-            raise typer.BadParameter(
-                f"the manifest of {study} lists files of {len(used)} tubes "
-                f"({', '.join(used)}), each gated with its own strategy and panel; "
-                "give --tube NAME to gate one tube's files",
-                param_hint="'--tube'",
-            )
-        tube = tube or "default"
         try:
-            loaded.tube(tube)
+            tube, files = chosen_tube(loaded, tube, files)
         except CytokitError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--tube'") from None
         qc = gate_qc_settings(loaded.settings.acquisition_qc, acquisition_qc, **qc_options)
         task = GateTask.for_study(
             loaded, strategy, statistics=statistics, acquisition_qc=qc or False, tube=tube
         )
-        if not files:
-            files = [str(r.file) for r in loaded.rows if loaded.tube_of(r) == tube]
     elif tube is not None:
         raise typer.BadParameter(
             "--tube names a tube of a study; give --study DIR with it", param_hint="'--tube'"

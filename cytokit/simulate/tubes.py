@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from cytokit.errors import CytokitError
+from cytokit.fcs import read_fcs, write_fcs
 
 __all__ = [
     "FUNCTION",
@@ -142,7 +143,6 @@ def _signal(positive: np.ndarray, gain: float, rng) -> np.ndarray:
 
 
 def _write(sample, events: np.ndarray, markers, channels, path: Path) -> None:
-    import cytokit
     from cytokit.sample import Channel
 
     chans = list(sample.channels)
@@ -154,7 +154,7 @@ def _write(sample, events: np.ndarray, markers, channels, path: Path) -> None:
         channels=tuple(chans),
         keywords={},
     )
-    cytokit.write_fcs(path, out)
+    write_fcs(path, out)
 
 
 def _day_gains(seed: int, day: int, drift: float) -> np.ndarray:
@@ -168,13 +168,12 @@ def _reference_samples(folder: Path, lines, header, seed, drift, with_control) -
     """Receptor-tube files of the reference sample (`REFERENCE`) and of a healthy control
     (`CONTROL`) on every day of the study: the same cells every day (the first file's),
     receptors drawn from `HEALTHY`, the day's gains. Returns their manifest lines."""
-    import cytokit
 
     at = header.index("file")
     first = lines[1].split(",")
     days = sorted({int(line.split(",")[header.index("day")]) for line in lines[1:]})
     path = folder / first[at]
-    sample = cytokit.read_fcs(path, scale=False)
+    sample = read_fcs(path, scale=False)
     with np.load(path.with_suffix(".truth.npz"), allow_pickle=False) as z:
         labels, names = z["label"], z["label_names"]
     # the reference is acquired deeper than a patient's sample (as anchor samples are):
@@ -258,7 +257,6 @@ def add_tubes(
     CytokitError
         The folder is not a simulated one-tube study.
     """
-    import cytokit
 
     folder = Path(folder)
     manifest = folder / "manifest.csv"
@@ -282,7 +280,7 @@ def add_tubes(
         truth_path = path.with_suffix(".truth.npz")
         if not truth_path.is_file():
             raise CytokitError(f"{truth_path}: no per-event truth; is {folder} simulated?")
-        sample = cytokit.read_fcs(path, scale=False)
+        sample = read_fcs(path, scale=False)
         with np.load(truth_path, allow_pickle=False) as z:
             labels, donor, names = z["label"], z["donor"].astype(bool), z["label_names"]
         rng = np.random.default_rng([seed, zlib.crc32(rel.encode())])

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cytokit.study.manifest import Infusion, ManifestRow
     from cytokit.study.panel import Panel
     from cytokit.study.settings import ClusteringSettings, StudySettings
+    from cytokit.study.tubes import chosen_tube
 
 _LAZY = {
     "ClusteringSettings": ".settings",
@@ -41,6 +42,7 @@ _LAZY = {
     "Study": ".folder",
     "StudySettings": ".settings",
     "check_same_content": ".folder",
+    "chosen_tube": ".tubes",
     "load_study": ".folder",
     "strategy_options": ".folder",
 }
@@ -53,6 +55,7 @@ __all__ = [
     "Study",
     "StudySettings",
     "check_same_content",
+    "chosen_tube",
     "load_study",
     "strategy_options",
 ]

@@ -36,7 +36,7 @@ from typing import Any
 from cytokit.errors import CytokitError
 from cytokit.study.panel import Panel
 
-__all__ = ["DEFAULT_TUBE", "Tube", "parse_tubes"]
+__all__ = ["DEFAULT_TUBE", "Tube", "chosen_tube", "parse_tubes"]
 
 #: How the default tube (the top-level tables) is named in messages and outputs; the
 #: manifest leaves its ``tube`` cell empty or writes this name.
@@ -97,6 +97,31 @@ class Tube:
         if self.has_origin(donor_marker):
             need.append(donor_marker)
         return [m for m in dict.fromkeys(need) if m in self.panel]
+
+
+def chosen_tube(study, tube: str | None, files: list[str] | None) -> tuple[str, list[str]]:
+    """The tube a command gates and its files: `tube`, or the default one when the manifest
+    lists files of one tube only or `files` are given; `files`, or else the tube's files in
+    the manifest.
+
+    Raises
+    ------
+    CytokitError
+        No `tube` while the manifest lists files of several tubes and no file is given
+        (each tube has its own strategy and panel), or `tube` is not a tube of the study.
+    """
+    used = study.tubes_used()
+    if tube is None and not files and len(used) > 1:
+        raise CytokitError(
+            f"the manifest of {study.root} lists files of {len(used)} tubes "
+            f"({', '.join(used)}), each gated with its own strategy and panel; "
+            "give --tube NAME to gate one tube's files"
+        )
+    tube = tube or DEFAULT_TUBE
+    study.tube(tube)  # a CytokitError naming the study's tubes when it is none of them
+    return tube, list(files) if files else [
+        str(r.file) for r in study.rows if study.tube_of(r) == tube
+    ]
 
 
 def _merged_panel(base: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
