@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_reading import assert_chimerism_matches
+from report_reading import assert_chimerism_matches, report_text
 from study_helpers import make_study
 
 from cytokit.cli.app import run
@@ -53,7 +53,7 @@ def test_analyze_builds_the_report_of_its_tables(analysed, study):
     assert code == 0, err
     assert f"report: {out / 'report.html'}" in err
     chim = pd.read_csv(out / "chimerism.csv", dtype={"patient": str})
-    assert assert_chimerism_matches((out / "report.html").read_text(encoding="utf-8"), chim) == 30
+    assert assert_chimerism_matches(report_text(out / "report.html"), chim) == 30
     assert any((out / "plots").glob("*_persistence.png"))
     truth = pd.read_csv(study / "truth" / "populations.csv", dtype={"patient": str})
     merged = chim.merge(truth, on=["patient", "day", "population"], suffixes=("", "_true"))
@@ -74,7 +74,7 @@ def test_report_command_rebuilds_the_report(analysed, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.strip() == str(copy / "report.html")
     assert "rebuilding plots and report" in captured.err
-    html = (copy / "report.html").read_text(encoding="utf-8")
+    html = report_text(copy / "report.html")
     assert assert_chimerism_matches(html, pd.read_csv(copy / "chimerism.csv")) == 30
     assert any((copy / "plots").glob("*_persistence.png"))
     assert run(["report", str(tmp_path / "nowhere")]) == 1
@@ -133,7 +133,7 @@ def test_demo_runs_on_sample_data(tmp_path, capsys):
     assert "15 of 15 file(s) analysed, 0 failed" in err
     chim = pd.read_csv(out / "chimerism.csv", dtype={"patient": str})
     assert (chim.status == "quantified").any()
-    html = (out / "report.html").read_text(encoding="utf-8")
+    html = report_text(out / "report.html")
     assert assert_chimerism_matches(html, chim) == 15 * 5
     # the run is logged as the demo, with the sample study's files as inputs
     (record,) = read_runlog(out)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_reading import report_text
 
 import cytokit
 from cytokit.errors import StudyError
@@ -321,7 +322,7 @@ def test_the_report_names_the_drug_courses(analysed):
     from cytokit.report import build_report
 
     _, drugs = analysed
-    page = build_report(drugs.out, qc=False).read_text()
+    page = report_text(build_report(drugs.out, qc=False))
     assert "drugs: IL-2 day 1–9" in page
     assert "drugs: IL-2 day 2; IL-2 day 16" in page
     assert "shaded: drug courses" in page

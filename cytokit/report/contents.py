@@ -28,29 +28,34 @@ __all__ = [
 
 @dataclass
 class ReportPlots:
-    """The figures of a report as PNG bytes (embedded in the page) and the files written.
+    """The figures of a report as the paths of their PNG files, and the files written.
 
     Attributes
     ----------
-    cohort : dict of str to bytes
+    cohort : dict of str to Path
         Measure → PNG.
-    persistence, chimerism : dict of str to bytes
+    persistence, chimerism : dict of str to Path
         Patient → PNG.
-    qc : dict of str to bytes
+    qc : dict of str to Path
         QC sample id (qc.csv ``sample``) → PNG.
     qc_missing : dict of str to str
         Sample id → why its QC plot is missing.
     files : list of Path
+        Every figure file of the report (written now or kept from an earlier build).
+    rendered, skipped : int
+        Figures drawn by this build, and figures kept because nothing they show changed.
     """
 
-    cohort: dict[str, bytes] = field(default_factory=dict)
-    persistence: dict[str, bytes] = field(default_factory=dict)
+    cohort: dict[str, Path] = field(default_factory=dict)
+    persistence: dict[str, Path] = field(default_factory=dict)
     persistence_measure: dict[str, str] = field(default_factory=dict)
-    chimerism: dict[str, bytes] = field(default_factory=dict)
-    qc: dict[str, bytes] = field(default_factory=dict)
+    chimerism: dict[str, Path] = field(default_factory=dict)
+    qc: dict[str, Path] = field(default_factory=dict)
     qc_missing: dict[str, str] = field(default_factory=dict)
-    clusters: list[tuple[bytes, str]] = field(default_factory=list)
+    clusters: list[tuple[Path, str]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    rendered: int = 0
+    skipped: int = 0
 
 
 def patients_of(results: Results) -> list[str]:
