@@ -17,12 +17,16 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from report_reading import tables
 from results_fixture import make_results
 
 from cytokit.analysis.results import load_results
 from cytokit.cli.app import run
+from cytokit.errors import CytokitError
 from cytokit.report import build_report
+from cytokit.report.contents import cohort_populations
 from cytokit.report.figures import MANIFEST
+from cytokit.report.tables import cohort_table
 
 PATIENTS = ("P01", "P02")
 
@@ -179,3 +183,22 @@ def test_report_command_writes_what_build_report_writes(built, tmp_path, capsys)
     build_report(api, single_file=True)
     assert (cli / "report.html").read_bytes() == (api / "report.html").read_bytes()
     assert not list((cli / "patients").glob("*.html"))
+
+
+def test_cohort_populations_choose_the_rows_of_a_stratum(built):
+    """study.toml ``[report] cohort_populations``: the named stratum shows those populations
+    in that order (each as cohort.csv has it), the rest are named below the table."""
+    r = load_results(built)
+    r.study.setdefault("config", {})["report"] = {"cohort_populations": {"NK": ["NK_dim", "NK"]}}
+    html = cohort_table(r.cohort, cohort_populations(r))
+    (shown,) = tables(html, "Cohort summary")
+    assert [row[1] for row in shown.rows] == ["NK_dim", "NK_dim", "NK", "NK"]
+    nk = r.cohort[r.cohort["population"].isin(["NK", "NK_dim"])]
+    assert sorted(row[3] for row in shown.rows) == sorted(str(n) for n in nk["n_patients"])
+    assert "Not shown for the stratum (study.toml [report] cohort_populations): NK: " in html
+    assert "NK_bright" in html.split("Not shown")[1]
+    everything = cohort_table(r.cohort)
+    assert "Not shown" not in everything and len(tables(everything, "Cohort")[0].rows) > 4
+    r.study["config"]["report"] = {"cohort_populations": {"NK": ["NK", "NKT"]}}
+    with pytest.raises(CytokitError, match=r"cohort_populations: NK names 'NKT', not a population"):
+        cohort_populations(r)

@@ -18,6 +18,7 @@ from cytokit.analysis.results import Results
 __all__ = [
     "ReportPlots",
     "cluster_markers",
+    "cohort_populations",
     "drug_courses_of",
     "min_events_of",
     "patients_of",
@@ -72,6 +73,46 @@ def populations_of(results: Results) -> list[str]:
     if "population" in results.chimerism.columns:
         names += [str(p) for p in results.chimerism["population"].dropna()]
     return list(dict.fromkeys(names))
+
+
+def cohort_populations(results: Results) -> dict[str, list[str]] | None:
+    """Which populations the cohort summary shows per stratum: study.toml's ``[report]
+    cohort_populations`` (stratum → populations; strata not named show all theirs), or
+    None when the study does not say.
+
+    Raises
+    ------
+    CytokitError
+        The table is not stratum = [population, ...], or names a population the study
+        does not have (the message names the key, the value and the populations there are).
+    """
+    from cytokit.errors import CytokitError
+
+    table = ((results.study.get("config") or {}).get("report") or {}).get("cohort_populations")
+    if table is None:
+        return None
+    where = "study.toml [report] cohort_populations"
+    example = 'e.g. cohort_populations = { NK = ["NK", "NK_dim"], CIK = ["CIK"] }'
+    if not isinstance(table, dict):
+        raise CytokitError(
+            f"{where} = {table!r}: must be a table of stratum = [populations]; {example}"
+        )
+    known = populations_of(results)
+    out: dict[str, list[str]] = {}
+    for stratum, pops in table.items():
+        if not isinstance(pops, list) or not all(isinstance(x, str) for x in pops):
+            raise CytokitError(
+                f"{where}: {stratum} = {pops!r} must be a list of population names; {example}"
+            )
+        unknown = [x for x in pops if x not in known]
+        if unknown:
+            raise CytokitError(
+                f"{where}: {stratum} names {', '.join(map(repr, unknown))}, not a population of "
+                f"the study ({', '.join(known)}); fix the name in study.toml and run "
+                "`cytokit analyze` again"
+            )
+        out[str(stratum)] = list(pops)
+    return out
 
 
 def min_events_of(results: Results) -> int:

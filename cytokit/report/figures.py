@@ -404,6 +404,8 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
 
 def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
     """Per sample: the QC plot from its stored points (PNG only); missing points noted."""
+    panel = ((results.study.get("config") or {}).get("panel")) or {}
+    markers = {str(ch): str(m) for m, ch in panel.items() if isinstance(ch, str)}
     if not results.qc.empty and "sample" in results.qc.columns:
         for sample, rows in results.qc.groupby(results.qc["sample"].astype(str), sort=True):
             path, why = _qc_file(results.out, sample)
@@ -420,7 +422,7 @@ def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
             job(
                 "qc_figure",
                 (rows, points),
-                {"counts": counts, "title": title},
+                {"counts": counts, "title": title, "markers": markers},
                 folder / "qc" / file_stem(sample),
                 ("png",),
                 functools.partial(got.qc.__setitem__, sample),

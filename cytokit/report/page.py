@@ -41,6 +41,7 @@ from cytokit.report.acquisition import acquisition_section
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
+    cohort_populations,
     drug_courses_of,
     min_events_of,
     patients_of,
@@ -178,7 +179,7 @@ def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
                 numeric=[False, False, True, False, True],
             )
         )
-    parts.append(cohort_table(results.cohort))
+    parts.append(cohort_table(results.cohort, cohort_populations(results)))
     parts.append(persistence_summary(results.trends, patients))
     for measure, png in plots.cohort.items():
         parts.append(
@@ -381,7 +382,12 @@ def _qc_plots(results: Results, plots: ReportPlots, pid: str) -> str:
             why = plots.qc_missing.get(sample, "not drawn")
             items.append(f"<p>QC plot of {label}: {esc(why)}.</p>")
             continue
-        caption = f"Gates of {r.get('file')} over their parent events (n and % of parent)."
+        caption = (
+            f"Gates of {r.get('file')}, each over its parent's events (n and % of parent), "
+            "axes named by marker. Blue dots: events the gate keeps; grey: events it leaves "
+            "out; red outline: the gate. On a one-marker gate the kept range is shaded red "
+            "over the histogram of the parent's events."
+        )
         items.append(f"<details><summary>{label}</summary>{figure(png, caption)}</details>")
     return "<h3>QC: gates on each sample</h3>\n" + "\n".join(items)
 
