@@ -81,6 +81,21 @@ def test_report_command_rebuilds_the_report(analysed, tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
+def test_analyze_single_file_is_the_report_commands_single_file(analysed, study, tmp_path):
+    """``analyze --single-file`` (a rerun into a copy of the results: files from the store)
+    builds the page ``cytokit report --single-file`` builds from the same folder."""
+    code, err, out = analysed
+    assert code == 0, err
+    copy = shutil.copytree(out, tmp_path / "copy")
+    args = ["analyze", str(study), "--out", str(copy), "--workers", "1", "--single-file"]
+    assert run(args) == 0
+    assert not list((copy / "patients").glob("*.html"))  # the earlier pages are gone
+    again = shutil.copytree(copy, tmp_path / "again")
+    assert run(["report", str(again), "--single-file"]) == 0
+    assert (copy / "report.html").read_bytes() == (again / "report.html").read_bytes()
+    assert "data:image/png;base64," in (copy / "report.html").read_text()
+
+
 def test_analyze_without_report(study, tmp_path, capsys):
     out = tmp_path / "out"
     assert run(["analyze", str(study), "--out", str(out), "--workers", "1", "--no-report"]) == 0

@@ -48,7 +48,7 @@ from cytokit.parquet import require_pyarrow
 from cytokit.report._html import images_as_files
 from cytokit.report.contents import patients_of
 from cytokit.report.figures import file_stem, write_plots
-from cytokit.report.page import index_html, patient_html, report_html
+from cytokit.report.page import index_html, patient_flags, patient_html, report_html
 
 __all__ = ["REQUIRED_FILES", "build_report", "check_results_dir"]
 
@@ -144,12 +144,18 @@ def build_report(
         def link_from_patient(_i: int, pid: str) -> str:
             return names[pid]
 
+        flags = patient_flags(results)  # the index counts them, each page lists them
         with images_as_files(out, 0, used):
-            pages[out / "report.html"] = index_html(results, plots, link_from_index)
+            pages[out / "report.html"] = index_html(results, plots, link_from_index, flags)
         with images_as_files(out, 1, used):
             for pid, name in names.items():
                 pages[out / "patients" / name] = patient_html(
-                    results, plots, pid, index="../report.html", link=link_from_patient
+                    results,
+                    plots,
+                    pid,
+                    index="../report.html",
+                    link=link_from_patient,
+                    flags=flags.get(pid),
                 )
     for path, text in pages.items():
         _write_if_changed(path, text)

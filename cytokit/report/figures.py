@@ -12,6 +12,8 @@ arguments, a QC plot's ``qc/<sample>.npz`` file, cytokit's version), and
 ``plots/manifest.json`` keeps, per figure, the key and the SHA-256 of each file
 written. A job whose key and files match is skipped; a changed sample
 re-renders only its own QC plot and its patient's plots (and the cohort's).
+Figures are written as they are drawn and the manifest is saved every few
+seconds meanwhile, so a build cut short (Ctrl-C, a full disk) resumes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,12 +96,17 @@ class _QCPoints:
 def _feed(h, value) -> None:
     """Feed `value` to the hash `h` unambiguously (tables by content, not by object)."""
     if isinstance(value, pd.DataFrame):
-        h.update(b"F" + json.dumps([str(c) for c in value.columns]).encode())
-        h.update(json.dumps([str(t) for t in value.dtypes]).encode())
-        h.update(pd.util.hash_pandas_object(value, index=False).to_numpy().tobytes())
+        h.update(b"F%d" % len(value.columns))
+        for name in value.columns:
+            _feed(h, str(name))
+            _feed(h, value[name])
     elif isinstance(value, pd.Series):
-        h.update(b"S" + str(value.name).encode() + str(value.dtype).encode())
-        h.update(pd.util.hash_pandas_object(value, index=False).to_numpy().tobytes())
+        h.update(b"S" + str(value.dtype).encode() + b"%d|" % len(value))
+        data = value.to_numpy()
+        if data.dtype.kind in "biufcmM":
+            h.update(np.ascontiguousarray(data).tobytes())
+        else:  # text and mixed columns: each value's type and text, unambiguously
+            h.update(json.dumps([(type(v).__name__, str(v)) for v in data]).encode())
     elif isinstance(value, np.ndarray):
         h.update(b"A" + str(value.dtype).encode() + str(value.shape).encode())
         h.update(np.ascontiguousarray(value).tobytes())
@@ -161,8 +169,10 @@ def _render(job: _Job) -> list[bytes]:
     return [figure_bytes(fig, fmt) for fmt in ("png", *(f for f in job.formats if f != "png"))]
 
 
-def _render_all(jobs: list[_Job], workers: int | None) -> list[list[bytes]]:
-    """Render `jobs` in order, on worker processes when there are several cores and jobs.
+def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[list[bytes]]:
+    """Render `jobs`, yielding each one's bytes in order as soon as it is drawn (so that
+    they are written and forgotten one by one), on worker processes when there are
+    several cores and jobs.
 
     Figures are built inside the workers from the (small) tables and QC points
     the jobs carry; matplotlib's output does not depend on the process, so the
@@ -172,14 +182,15 @@ def _render_all(jobs: list[_Job], workers: int | None) -> list[list[bytes]]:
 
     n = min(default_workers() if workers is None else workers, len(jobs))
     if n <= 1 or len(jobs) < 4 or not _main_is_importable():
-        return [_render(j) for j in jobs]
+        yield from (_render(j) for j in jobs)
+        return
     import concurrent.futures as cf
     import multiprocessing as mp
 
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     payload = [dataclasses.replace(j, put=None) for j in jobs]  # callbacks stay here
     with cf.ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
-        return list(pool.map(_render, payload, chunksize=1))
+        yield from pool.map(_render, payload, chunksize=1)
 
 
 def write_plots(
@@ -227,6 +238,8 @@ def write_plots(
     todo = [
         i for i, (j, k) in enumerate(zip(jobs, keys, strict=True)) if not _kept(out, j, k, before)
     ]
+    done: dict[str, dict] = {}
+    saved = time.monotonic()
     for i, images in zip(todo, _render_all([jobs[i] for i in todo], workers), strict=True):
         j = jobs[i]
         png_first = ("png", *(f for f in j.formats if f != "png"))
@@ -235,26 +248,36 @@ def write_plots(
                 _write_if_changed(j.stem.with_name(f"{j.stem.name}.{fmt}"), data)
             elif fmt == "png":  # a figure shown but not kept as PNG (formats=("svg",))
                 _write_if_changed(_png_of(j), data)
+        done[_rel(out, j.stem)] = {
+            "key": keys[i],
+            "files": {_rel(out, f): _file_digest(f) for f in _outputs(j)},
+        }
+        if time.monotonic() - saved > _SAVE_SECONDS:  # a build cut short resumes from here
+            _write_manifest(out, {**before, **done})
+            saved = time.monotonic()
     rendered = set(todo)
     manifest = {}
     for i, (j, k) in enumerate(zip(jobs, keys, strict=True)):
         files = _outputs(j)
         got.files.extend(files)
         name = _rel(out, j.stem)
-        manifest[name] = {
-            "key": k,
-            "files": {_rel(out, f): _file_digest(f) for f in files}
-            if i in rendered
-            else before[name]["files"],
-        }
+        manifest[name] = done[name] if i in rendered else {"key": k, "files": before[name]["files"]}
         j.put(_png_of(j))
     got.rendered, got.skipped = len(rendered), len(jobs) - len(rendered)
     _remove_stale(out, before, manifest)
-    text = json.dumps({"version": 1, "figures": manifest}, indent=1, sort_keys=True) + "\n"
+    _write_manifest(out, manifest)
+    return got
+
+
+#: Seconds between saves of the manifest while figures are drawn.
+_SAVE_SECONDS = 10.0
+
+
+def _write_manifest(out: Path, figures: dict) -> None:
+    text = json.dumps({"version": 1, "figures": figures}, indent=1, sort_keys=True) + "\n"
     path = out / MANIFEST
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         atomic_write_text(path, text)
-    return got
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:

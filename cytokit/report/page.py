@@ -63,7 +63,14 @@ from cytokit.report.tables import (
     trends_table,
 )
 
-__all__ = ["OPTIONAL_SECTIONS", "PATIENT_SECTIONS", "index_html", "patient_html", "report_html"]
+__all__ = [
+    "OPTIONAL_SECTIONS",
+    "PATIENT_SECTIONS",
+    "index_html",
+    "patient_flags",
+    "patient_html",
+    "report_html",
+]
 
 
 #: Sections a report has only for some results, one line each: anchor → (its name in the
@@ -287,7 +294,14 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
     return items
 
 
-def _patient(results: Results, plots: ReportPlots, pid: str, index: int, pops: list[str]) -> str:
+def _patient(
+    results: Results,
+    plots: ReportPlots,
+    pid: str,
+    index: int,
+    pops: list[str],
+    flags: list[str] | None = None,
+) -> str:
     meta = next((p for p in results.study.get("patients", []) if str(p.get("id")) == pid), {})
     samples = patient_rows(results.samples, pid)
     stratum = meta.get("stratum")
@@ -337,7 +351,8 @@ def _patient(results: Results, plots: ReportPlots, pid: str, index: int, pops: l
         )
     if facts:
         parts.append(f'<p class="meta">{" · ".join(facts)}</p>')
-    flags = _flags(results, pid, me)
+    if flags is None:
+        flags = _flags(results, pid, me)
     if flags:
         parts.append("<h3>QC flags</h3>")
         parts.append('<ul class="flags">' + "".join(f"<li>{f}</li>" for f in flags) + "</ul>")
@@ -469,10 +484,17 @@ def _why(results: Results, pid: str | None = None) -> str:
     return glossary_html(trends["half_life_note"])
 
 
-def _patient_list(results: Results, patients: list[str], link: PatientLink) -> str:
+def patient_flags(results: Results) -> dict[str, list[str]]:
+    """Each patient's QC flags (the items of their section's "QC flags" list)."""
+    me = min_events_of(results)
+    return {pid: _flags(results, pid, me) for pid in patients_of(results)}
+
+
+def _patient_list(
+    results: Results, patients: list[str], link: PatientLink, flags: dict[str, list[str]]
+) -> str:
     """The index's list of patients: a row each, linked to the patient's page."""
     meta = {str(p.get("id")): p for p in results.study.get("patients", [])}
-    me = min_events_of(results)
     rows = []
     for i, pid in enumerate(patients):
         samples = patient_rows(results.samples, pid)
@@ -489,7 +511,7 @@ def _patient_list(results: Results, patients: list[str], link: PatientLink) -> s
                 stratum,
                 Markup(fmt(len(samples), integer=True)),
                 ", ".join(day_text(d) for d in days),
-                Markup(fmt(len(_flags(results, pid, me)), integer=True)),
+                Markup(fmt(len(flags[pid]), integer=True)),
                 Markup(fmt(failed, integer=True)),
             ]
         )
@@ -505,17 +527,24 @@ def _patient_list(results: Results, patients: list[str], link: PatientLink) -> s
     )
 
 
-def index_html(results: Results, plots: ReportPlots, link: PatientLink) -> str:
+def index_html(
+    results: Results,
+    plots: ReportPlots,
+    link: PatientLink,
+    flags: dict[str, list[str]] | None = None,
+) -> str:
     """The index page of the multi-page report: everything but the patients' sections, and
-    the list of patients, each linked by `link` to their page."""
+    the list of patients, each linked by `link` to their page (`flags`: `patient_flags`,
+    computed here when not given)."""
     patients = patients_of(results)
+    flags = patient_flags(results) if flags is None else flags
     n_fail = len(results.failures) if nonempty(results.failures) else 0
     optional = {anchor: render(results) for anchor, (_, render) in OPTIONAL_SECTIONS.items()}
     body = [
         _header(results, n_fail, patients, optional, link),
         optional["outcomes"],
         _cohort(results, plots, patients),
-        _patient_list(results, patients, link),
+        _patient_list(results, patients, link, flags),
         _clusters(results, plots),
         *[html for anchor, html in optional.items() if anchor != "outcomes"],
         _failures(results),
@@ -526,7 +555,13 @@ def index_html(results: Results, plots: ReportPlots, link: PatientLink) -> str:
 
 
 def patient_html(
-    results: Results, plots: ReportPlots, pid: str, *, index: str, link: PatientLink
+    results: Results,
+    plots: ReportPlots,
+    pid: str,
+    *,
+    index: str,
+    link: PatientLink,
+    flags: list[str] | None = None,
 ) -> str:
     """One patient's page of the multi-page report: a way back to the `index` page and to
     the patients before and after, the patient's section, the reasons it cites."""
@@ -540,7 +575,7 @@ def patient_html(
         nav.append(f'<a href="{esc(link(i + 2, patients[i + 1]))}">{esc(patients[i + 1])} →</a>')
     body = [
         f"<nav>{''.join(nav)}</nav>",
-        _patient(results, plots, pid, i + 1, populations_of(results)),
+        _patient(results, plots, pid, i + 1, populations_of(results), flags),
         _why(results, pid),
     ]
     return document(f"{pid} — {name} — cytokit report", "\n".join(b for b in body if b))
