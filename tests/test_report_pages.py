@@ -206,3 +206,22 @@ def test_cohort_populations_choose_the_rows_of_a_stratum(built):
     r.study["config"]["report"] = {"cohort_populations": {"NK": ["NK", "NKT"]}}
     with pytest.raises(CytokitError, match=r"cohort_populations: NK names 'NKT', not a population"):
         cohort_populations(r)
+
+
+def test_a_long_infusion_table_is_folded(built):
+    """A large study's schedule (here the fixture's, repeated) is folded under its count;
+    every row is still in the table."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from cytokit.report.contents import ReportPlots, patients_of
+    from cytokit.report.page import _cohort
+
+    r = load_results(built)
+    short = _cohort(r, ReportPlots(), patients_of(r))
+    assert "<summary>Infusions" not in short and tables(short, "Infusions")
+    many = replace(r, infusions=pd.concat([r.infusions] * 12, ignore_index=True))
+    html = _cohort(many, ReportPlots(), patients_of(many))
+    assert f"<details><summary>Infusions ({len(many.infusions)})</summary>" in html
+    assert len(tables(html, "Infusions")[0].rows) == len(many.infusions) > 20

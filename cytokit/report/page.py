@@ -93,6 +93,10 @@ def _anchor(index: int, pid: str) -> str:
     return f"#patient-{index}"
 
 
+#: Rows above which a cohort-wide table is folded (the Infusions of a 100-patient study).
+_LONG_TABLE = 20
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -178,14 +182,15 @@ def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
             ]
             for _, r in inf.iterrows()
         ]
-        parts.append(
-            table(
-                ["patient", "stratum", "day", "product", "dose"],
-                rows,
-                caption="Infusions",
-                numeric=[False, False, True, False, True],
-            )
+        html = table(
+            ["patient", "stratum", "day", "product", "dose"],
+            rows,
+            caption="Infusions",
+            numeric=[False, False, True, False, True],
         )
+        if len(rows) > _LONG_TABLE:  # a large study's schedule: folded, each patient lists theirs
+            html = f"<details><summary>Infusions ({len(rows)})</summary>{html}</details>"
+        parts.append(html)
     parts.append(cohort_table(results.cohort, cohort_populations(results)))
     parts.append(persistence_summary(results.trends, patients))
     for measure, png in plots.cohort.items():
