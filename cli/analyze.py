@@ -22,6 +22,7 @@ def run_analysis(
     command: str = "analyze",
     retry_failures: bool = False,
     table_format: str = "csv",
+    single_file: bool = False,
 ) -> int:
     """Analyse `study` into `out` with progress on stderr; return the exit code.
 
@@ -30,7 +31,8 @@ def run_analysis(
 
     The study is checked first (every problem in one error, before any gating);
     then the plots and report.html are built from the results (`cytokit.report`).
-    `table_format` (csv, parquet, both) says how the tables are written.
+    `table_format` (csv, parquet, both) says how the tables are written; `single_file`
+    builds the report as one self-contained page.
     The run is recorded in ``out/runlog.jsonl`` as `command`.
     """
     from cytokit.cli._runlog import recorded
@@ -39,15 +41,35 @@ def run_analysis(
     if ".parquet" in suffixes(table_format):
         require_pyarrow()  # a missing extra is said before anything is read or written
     options = {"report": report, "retry_failures": retry_failures, "format": table_format}
+    if single_file:  # logged only when asked for: earlier runs' settings keep their hash
+        options["single_file"] = True
     with recorded(out, command, store=Path(out) / "results.sqlite", options=options) as log:
         log.exit_code = _analyze(
-            study, out, log, workers, scheduler, report, strict, retry_failures, table_format
+            study,
+            out,
+            log,
+            workers,
+            scheduler,
+            report,
+            strict,
+            retry_failures,
+            table_format,
+            single_file,
         )
     return log.exit_code
 
 
 def _analyze(
-    study, out, log, workers, scheduler, report, strict, retry_failures, table_format
+    study,
+    out,
+    log,
+    workers,
+    scheduler,
+    report,
+    strict,
+    retry_failures,
+    table_format,
+    single_file=False,
 ) -> int:
     from cytokit.analysis import analyze
     from cytokit.cli._progress import batch_progress
@@ -109,7 +131,7 @@ def _analyze(
             err=True,
         )
     if report:
-        _report(out)
+        _report(out, single_file)
     return 3 if strict and len(results.failures) else 0
 
 
@@ -125,14 +147,14 @@ def _compile_notice() -> None:
         )
 
 
-def _report(out: Path) -> None:
+def _report(out: Path, single_file: bool = False) -> None:
     try:
         from cytokit.report import build_report
     except ImportError:  # the report is built by its own module, which may be absent
         typer.echo("no report: cytokit.report is not available in this installation", err=True)
         return
     t0 = time.perf_counter()
-    path = build_report(out)
+    path = build_report(out, single_file=single_file)
     typer.echo(f"report: {path} ({time.perf_counter() - t0:.1f} s)", err=True)
 
 
@@ -164,6 +186,12 @@ def register(app: typer.Typer) -> None:
         table_format: str = typer.Option(
             "csv", "--format", callback=check_table_format, help=TABLE_FORMAT_HELP
         ),
+        single_file: bool = typer.Option(
+            False,
+            "--single-file",
+            help="Build the report as one self-contained report.html (images embedded) "
+            "instead of an index and a page per patient.",
+        ),
     ) -> None:
         """Run the whole job on a study folder: gate, chimerism, trends, clustering, report.
 
@@ -181,6 +209,7 @@ def register(app: typer.Typer) -> None:
             strict=strict,
             retry_failures=retry_failures,
             table_format=table_format,
+            single_file=single_file,
         )
         if code:
             raise typer.Exit(code)

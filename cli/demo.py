@@ -35,10 +35,20 @@ def register(app: typer.Typer) -> None:
         report: bool = typer.Option(
             True, "--report/--no-report", help="Build the plots and report.html afterwards."
         ),
+        single_file: bool = typer.Option(
+            False, "--single-file", help="The report as one self-contained report.html."
+        ),
     ) -> None:
         """Run `analyze` on the bundled sample study (3 patients, 15 files) into ./cytokit-demo/."""
         from cytokit.cli.analyze import run_analysis
 
-        code = run_analysis(sample_data_dir(), out, workers=workers, report=report, command="demo")
+        code = run_analysis(
+            sample_data_dir(),
+            out,
+            workers=workers,
+            report=report,
+            command="demo",
+            single_file=single_file,
+        )
         if code:
             raise typer.Exit(code)

@@ -14,8 +14,10 @@ def _read_by_report(name: str) -> bool:
     return name.startswith("qc/") or ("/" not in name and name.endswith((".csv", ".json")))
 
 
-def run_report(results: Path, out: Path | None = None, *, qc: bool = True) -> Path:
-    """Rebuild plots and report.html of `results` into `out` (default: `results`).
+def run_report(
+    results: Path, out: Path | None = None, *, qc: bool = True, single_file: bool = False
+) -> Path:
+    """Rebuild plots and the report's pages of `results` into `out` (default: `results`).
 
     Progress and a summary go to stderr; the report's path is returned.
     """
@@ -26,14 +28,16 @@ def run_report(results: Path, out: Path | None = None, *, qc: bool = True) -> Pa
     t0 = time.perf_counter()
     check_results_dir(results)
     typer.echo(f"rebuilding plots and report from {results} ...", err=True)
-    with recorded(results if out is None else out, "report", options={"qc": qc}) as log:
+    options = {"qc": qc, "single_file": single_file}
+    with recorded(results if out is None else out, "report", options=options) as log:
         # what the report reads: the folder's tables, study.json, tables.json and qc/
         read = [p for p in snapshot(results) if _read_by_report(p)]
         log.add_inputs("results", (Path(results) / p for p in read))
-        path = build_report(results, out, qc=qc)
+        path = build_report(results, out, qc=qc, single_file=single_file)
     size = path.stat().st_size / 1e6
+    pages = "" if single_file else f", a page per patient in {path.parent / 'patients'}"
     typer.echo(
-        f"report: {path} ({size:.1f} MB), plots in {path.parent / 'plots'}; "
+        f"report: {path} ({size:.1f} MB){pages}, plots in {path.parent / 'plots'}; "
         f"{time.perf_counter() - t0:.1f} s",
         err=True,
     )
@@ -50,7 +54,15 @@ def register(app: typer.Typer) -> None:
         qc: bool = typer.Option(
             True, "--qc/--no-qc", help="Draw the QC plots of every gate on every sample."
         ),
+        single_file: bool = typer.Option(
+            False,
+            "--single-file",
+            help="One self-contained report.html (images embedded) instead of an index "
+            "and a page per patient.",
+        ),
     ) -> None:
-        """Rebuild plots (PNG, SVG) and the self-contained report.html from stored results."""
-        path = run_report(results, out, qc=qc)
+        """Rebuild plots (PNG, SVG), report.html and a page per patient from stored results.
+
+        Only figures whose inputs changed are drawn again (plots/manifest.json)."""
+        path = run_report(results, out, qc=qc, single_file=single_file)
         typer.echo(str(path))

@@ -29,8 +29,13 @@ FLAGS = (
     "--allow-file-access-from-files",
 )
 
-_IMAGES = """JSON.stringify(Array.from(document.images).map(
-    i => ({src: i.getAttribute('src').slice(0, 120), complete: i.complete, width: i.naturalWidth})))"""
+# lazy images (below the fold, in closed <details>) are asked for now, and each is decoded
+_IMAGES = """Promise.all(Array.from(document.images).map(i => {
+        i.loading = 'eager';
+        return i.decode().then(() => true, () => false);
+    })).then(decoded => JSON.stringify(Array.from(document.images).map((i, k) => ({
+        src: i.getAttribute('src').slice(0, 120), complete: i.complete && decoded[k],
+        width: i.naturalWidth}))))"""
 
 
 def find_chromium() -> str | None:
@@ -67,7 +72,9 @@ def visit(page: Path, *, browser: str, timeout: float = 60.0) -> PageVisit:
     """Load `page` (a local HTML file) and record console errors, requests and images."""
     from websockets.sync.client import connect
 
-    with tempfile.TemporaryDirectory(prefix="cytokit-chromium-") as profile:
+    with tempfile.TemporaryDirectory(
+        prefix="cytokit-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         proc = subprocess.Popen(
             [
                 browser,
@@ -137,7 +144,7 @@ def _drive(ws, page: Path, timeout: float) -> PageVisit:
     send("Page.navigate", url=page.resolve().as_uri())
     pump(lambda: "load" in pending)
     seen.load_seconds = time.monotonic() - start
-    n = send("Runtime.evaluate", expression=_IMAGES, returnByValue=True)
+    n = send("Runtime.evaluate", expression=_IMAGES, returnByValue=True, awaitPromise=True)
     pump(lambda: n in pending)
     seen.images = json.loads(pending[n]["result"]["result"]["value"])
     return seen

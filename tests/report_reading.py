@@ -12,10 +12,26 @@ import math
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Table", "assert_chimerism_matches", "assert_printed", "chimerism_cells", "tables"]
+__all__ = [
+    "Table",
+    "assert_chimerism_matches",
+    "assert_printed",
+    "chimerism_cells",
+    "report_text",
+    "tables",
+]
+
+
+def report_text(index) -> str:
+    """The whole report as one text: ``report.html`` and, in the default layout, every
+    patient's page of ``patients/`` beside it (the patients' sections live there)."""
+    index = Path(index)
+    pages = [index, *sorted((index.parent / "patients").glob("*.html"))]
+    return "\n".join(p.read_text(encoding="utf-8") for p in pages)
 
 
 @dataclass

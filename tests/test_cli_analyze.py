@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_reading import assert_chimerism_matches
+from report_reading import assert_chimerism_matches, report_text
 from study_helpers import make_study
 
 from cytokit.cli.app import run
@@ -53,7 +53,7 @@ def test_analyze_builds_the_report_of_its_tables(analysed, study):
     assert code == 0, err
     assert f"report: {out / 'report.html'}" in err
     chim = pd.read_csv(out / "chimerism.csv", dtype={"patient": str})
-    assert assert_chimerism_matches((out / "report.html").read_text(encoding="utf-8"), chim) == 30
+    assert assert_chimerism_matches(report_text(out / "report.html"), chim) == 30
     assert any((out / "plots").glob("*_persistence.png"))
     truth = pd.read_csv(study / "truth" / "populations.csv", dtype={"patient": str})
     merged = chim.merge(truth, on=["patient", "day", "population"], suffixes=("", "_true"))
@@ -74,11 +74,26 @@ def test_report_command_rebuilds_the_report(analysed, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.strip() == str(copy / "report.html")
     assert "rebuilding plots and report" in captured.err
-    html = (copy / "report.html").read_text(encoding="utf-8")
+    html = report_text(copy / "report.html")
     assert assert_chimerism_matches(html, pd.read_csv(copy / "chimerism.csv")) == 30
     assert any((copy / "plots").glob("*_persistence.png"))
     assert run(["report", str(tmp_path / "nowhere")]) == 1
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_analyze_single_file_is_the_report_commands_single_file(analysed, study, tmp_path):
+    """``analyze --single-file`` (a rerun into a copy of the results: files from the store)
+    builds the page ``cytokit report --single-file`` builds from the same folder."""
+    code, err, out = analysed
+    assert code == 0, err
+    copy = shutil.copytree(out, tmp_path / "copy")
+    args = ["analyze", str(study), "--out", str(copy), "--workers", "1", "--single-file"]
+    assert run(args) == 0
+    assert not list((copy / "patients").glob("*.html"))  # the earlier pages are gone
+    again = shutil.copytree(copy, tmp_path / "again")
+    assert run(["report", str(again), "--single-file"]) == 0
+    assert (copy / "report.html").read_bytes() == (again / "report.html").read_bytes()
+    assert "data:image/png;base64," in (copy / "report.html").read_text()
 
 
 def test_analyze_without_report(study, tmp_path, capsys):
@@ -133,7 +148,7 @@ def test_demo_runs_on_sample_data(tmp_path, capsys):
     assert "15 of 15 file(s) analysed, 0 failed" in err
     chim = pd.read_csv(out / "chimerism.csv", dtype={"patient": str})
     assert (chim.status == "quantified").any()
-    html = (out / "report.html").read_text(encoding="utf-8")
+    html = report_text(out / "report.html")
     assert assert_chimerism_matches(html, chim) == 15 * 5
     # the run is logged as the demo, with the sample study's files as inputs
     (record,) = read_runlog(out)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_reading import report_text
 
 import cytokit
 from cytokit.errors import StudyError
@@ -294,16 +295,20 @@ def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, mo
     figures.write_plots(cytokit.load_results(drugs.out), tmp_path / "d", qc=False)
     persistence = {j.args[1]: j for j in jobs if j.builder == "persistence_figure"}
     chimerism = {j.args[1]: j for j in jobs if j.builder == "chimerism_figure"}
-    courses = persistence["P01"].kwargs["courses"]
     # by hand: IL-2 on days 1, 3, 5, 7, 9 (2 days apart, within 3) is one course 1-9;
-    # P03's IL-2 on days 2 and 16 are two courses; P02 had no drug
-    got = sorted(courses[["patient", "product", "start_day", "end_day"]].itertuples(index=False))
-    assert [tuple(r) for r in got] == [
+    # P03's IL-2 on days 2 and 16 are two courses; P02 had no drug. Each patient's plots
+    # get (and are keyed by) that patient's courses only
+    got = []
+    for pid in ("P01", "P02", "P03"):
+        courses = persistence[pid].kwargs["courses"]
+        assert courses.equals(chimerism[pid].kwargs["courses"])
+        assert set(courses["patient"].astype(str)) <= {pid}
+        got += courses[["patient", "product", "start_day", "end_day"]].itertuples(index=False)
+    assert sorted(tuple(r) for r in got) == [
         ("P01", "IL-2", 1, 9),
         ("P03", "IL-2", 2, 2),
         ("P03", "IL-2", 16, 16),
     ]
-    assert chimerism["P01"].kwargs["courses"] is courses
     jobs.clear()
     figures.write_plots(cytokit.load_results(plain.out), tmp_path / "p", qc=False)
     assert all(j.kwargs.get("courses") is None for j in jobs if "courses" in j.kwargs)
@@ -321,7 +326,7 @@ def test_the_report_names_the_drug_courses(analysed):
     from cytokit.report import build_report
 
     _, drugs = analysed
-    page = build_report(drugs.out, qc=False).read_text()
+    page = report_text(build_report(drugs.out, qc=False))
     assert "drugs: IL-2 day 1–9" in page
     assert "drugs: IL-2 day 2; IL-2 day 16" in page
     assert "shaded: drug courses" in page

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from report_reading import report_text
 from study_helpers import make_study
 
 import cytokit
@@ -239,7 +240,7 @@ def test_a_dead_donor_marker_detector_is_marker_failed(study, clean, tmp_path, f
         )
         assert got.n_days == 5
     # the report says so in plain words, and the plot draws no point for it
-    html = build_report(out, formats=("png",), qc=False).read_text()  # as `cytokit report`
+    html = report_text(build_report(out, formats=("png",), qc=False))  # as `cytokit report`
     assert "donor marker failed" in html and "no chimerism for this sample" in html
     pts = measure_points(nk, "donor_pct")
     assert np.isnan(pts.loc[pts.day == day, "y"]).all()

@@ -15,11 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.patches import Ellipse, Polygon, Rectangle
-from results_fixture import MIN_EVENTS, make_results
+from results_fixture import MIN_EVENTS, SAMPLE_DATA, make_results
 
 from cytokit import plots
 from cytokit.analysis.results import load_results
-from cytokit.plots.qc import _axes_of, _gate_dims, _inside, _quadrant_boxes, gate_panels
+from cytokit.plots.qc import (
+    _axes_of,
+    _gate_dims,
+    _inside,
+    _quadrant_boxes,
+    axis_label,
+    gate_panels,
+)
+from cytokit.study._toml import load_toml
 
 #: The limit of detection: 20 donor events (DESIGN.md, [qc]).
 DETECTION_EVENTS = 20
@@ -293,14 +301,36 @@ def test_qc_figure_draws_every_gate_kind(results):
         live.get_title()
     )
     labels = {ax.get_xlabel() for ax in drawn} | {ax.get_ylabel() for ax in drawn}
-    for d in rows["dims"]:
-        assert set(json.loads(d)) <= labels | {"logicle(APC-A) [FCS]"}  # Beads' third dimension
+    for d in rows["dims"]:  # without a panel: the channel, not its transform or scale
+        channels = {
+            re.sub(r"^\w+\((.*)\)$", r"\1", x.removesuffix(" [FCS]")) for x in json.loads(d)
+        }
+        assert channels <= labels | {"APC-A"}  # Beads' third dimension
     qs = next(ax for ax in drawn if ax.get_title().startswith("QS"))
     quadrant_text = " ".join(t.get_text() for t in qs.texts)
     assert re.search(r"SCD3-CD56\+\n\d+\.\d%", quadrant_text)
     beads = next(ax for ax in drawn if ax.get_title().startswith("Beads"))
-    assert any("logicle(APC-A) [FCS] in [0.78" in t.get_text() for t in beads.texts)
+    assert any("APC-A in [0.78" in t.get_text() for t in beads.texts)
     plots.figure_bytes(fig, "png")
+
+
+def test_qc_axes_are_named_by_the_panels_markers(results):
+    """With the study's panel (study.toml: marker = channel) every fluorescence axis is a
+    marker; scatter axes keep their channel."""
+    panel = load_toml(SAMPLE_DATA / "study.toml")["panel"]
+    markers = {channel: marker for marker, channel in panel.items()}
+    sample = results.qc["sample"].iloc[0]
+    rows = results.qc[results.qc["sample"] == sample]
+    fig = plots.qc_figure(rows, _qc_points(results, sample), markers=markers)
+    drawn = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    labels = {ax.get_xlabel() for ax in drawn} | {ax.get_ylabel() for ax in drawn}
+    labels.discard("events")
+    assert {"CD3", "CD56", "Viability"} <= labels
+    assert labels <= set(panel) | {"FSC-A", "FSC-H", "SSC-A"}
+    beads = next(ax for ax in drawn if ax.get_title().startswith("Beads"))
+    assert any("CD3 in [0.78" in t.get_text() for t in beads.texts)
+    assert axis_label("ratio(APC-A,PE-A)", markers) == "ratio(CD3, CD56)"
+    assert axis_label("logicle(V450-A) [FCS]", markers) == "V450-A"  # not in the panel
 
 
 def test_qc_figure_without_data_says_so():

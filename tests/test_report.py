@@ -86,7 +86,7 @@ def folder(tmp_path_factory):
         keep=lambda p, d: d in DAYS[p],
     )
     _add_clusters(out)
-    build_report(out)
+    build_report(out, single_file=True)
     return out
 
 
@@ -297,7 +297,7 @@ def test_failures_are_announced_at_the_top_and_listed(page):
 
 def test_no_failures_says_every_file_was_processed(tmp_path):
     out = make_results(tmp_path / "r", keep=lambda p, d: p == "P02" and d in DAYS[p])
-    html = build_report(out).read_text()
+    html = build_report(out, single_file=True).read_text()
     assert "could not be processed" not in html
     assert "Every file was processed." in html
 
@@ -338,19 +338,19 @@ def test_values_from_files_are_escaped(html, page):
 
 def test_rebuild_gives_the_same_bytes(folder, tmp_path):
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.suffix in (".html", ".png", ".svg")}
-    again = build_report(folder)
+    again = build_report(folder, single_file=True)
     assert again == folder / "report.html"
     after = {p: p.read_bytes() for p in folder.rglob("*") if p.suffix in (".html", ".png", ".svg")}
     assert after.keys() == before.keys()
     changed = [p.name for p in before if before[p] != after[p]]
     assert changed == []
-    other = build_report(folder, tmp_path / "elsewhere")
+    other = build_report(folder, tmp_path / "elsewhere", single_file=True)
     assert other.read_bytes() == before[folder / "report.html"]
 
 
 def test_build_report_from_results_object_and_errors(folder, tmp_path):
     r = load_results(folder)
-    path = build_report(r, tmp_path / "copy", formats=("png",), qc=False)
+    path = build_report(r, tmp_path / "copy", formats=("png",), qc=False, single_file=True)
     html = path.read_text()
     assert "QC plot of day" in html and "not drawn" in html
     assert not list((tmp_path / "copy" / "plots").glob("*.svg"))
@@ -369,7 +369,7 @@ def test_missing_qc_data_is_reported(folder, tmp_path):
     shutil.copytree(folder, copy)
     victim = sorted((copy / "qc").glob("*.npz"))[0]
     victim.unlink()
-    html = build_report(copy).read_text()
+    html = build_report(copy, single_file=True).read_text()
     assert f"qc/{victim.name} is missing" in html
 
 
@@ -387,7 +387,7 @@ def test_analysis_of_a_study_with_a_corrupt_file(tmp_path):
     bad.write_bytes(bad.read_bytes()[:5000])
     out = tmp_path / "out"
     analyze(study, out, workers=1)
-    path = build_report(out)
+    path = build_report(out, single_file=True)
     page = Page(path.read_text())
     notice = next(t for t in page.text if "could not be processed —" in t)
     assert notice.startswith("1 file could not be processed")

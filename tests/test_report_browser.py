@@ -1,9 +1,11 @@
-"""The report opened in a real browser (headless Chromium): it loads with no console
-error, asks for nothing outside its results folder (no network at all), and every
-image decodes. Skipped where Chromium is not installed (Debian: apt-get install chromium)."""
+"""The report opened in a real browser (headless Chromium): its index, a patient's page
+and the single-file page load with no console error, ask for nothing outside the results
+folder (no network at all), and every image decodes (lazy ones are asked for). Skipped
+where Chromium is not installed (Debian: apt-get install chromium)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -36,14 +38,25 @@ def _inside(url: str, folder: Path) -> bool:
     return Path(unquote(parsed.path)).resolve().is_relative_to(folder.resolve())
 
 
-def test_report_loads_clean_in_chromium(report):
-    seen = visit(report, browser=BROWSER)
+@pytest.mark.parametrize("page", ["report.html", "patients/P02.html", "single-file"])
+def test_report_loads_clean_in_chromium(report, page, tmp_path):
+    if page == "single-file":
+        root = shutil.copytree(report.parent, tmp_path / "single")
+        path = build_report(root, single_file=True)
+    else:
+        root, path = report.parent, report.parent / page
+    seen = visit(path, browser=BROWSER)
     assert seen.console_errors == []
-    outside = [u for u in seen.requests if not _inside(u, report.parent)]
+    outside = [u for u in seen.requests if not _inside(u, root)]
     assert outside == [], f"requests outside the results folder: {outside[:5]}"
     assert seen.images, "the report shows no image"
     broken = [i["src"] for i in seen.images if not (i["complete"] and i["width"] > 0)]
     assert broken == []
+    files = [i["src"] for i in seen.images if not i["src"].startswith("data:")]
+    if page == "single-file":
+        assert files == []
+    else:  # images are files of the folder, and the browser asked for each of them
+        assert files and len([u for u in seen.requests if u.endswith(".png")]) == len(files)
 
 
 def test_browser_check_sees_a_broken_image_and_an_external_request(report, tmp_path):

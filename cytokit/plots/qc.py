@@ -20,7 +20,9 @@ the geometry JSON.
   quadrant dividers drawn.
 * Boolean gates have no geometry of their own and no panel.
 
-Axes span the 0.5-99.5 % quantiles of the points (so a few saturated events
+Axes are named by marker (``CD3``) where the study's panel names the channel a
+dimension reads (``logicle(APC-A) [FCS]`` → ``CD3``), else by the channel
+(``FSC-A``). Axes span the 0.5-99.5 % quantiles of the points (so a few saturated events
 do not squash the plot) widened to show the whole gate. Dots are rasterised
 and small; a figure renders in well under a second.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -257,8 +260,8 @@ def _draw_2d(ax, row, geometry, kind, pts, labels, counts) -> str:
                 )
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
-    ax.set_xlabel(plain(labels[axes[0]]), fontsize=7)
-    ax.set_ylabel(plain(labels[axes[1]]), fontsize=7)
+    ax.set_xlabel(plain(labels[axes[0]]), fontsize=8)
+    ax.set_ylabel(plain(labels[axes[1]]), fontsize=8)
     return note
 
 
@@ -300,9 +303,29 @@ def _draw_1d(ax, row, geometry, kind, pts, labels, counts) -> str:
                     bbox=_LABEL_BOX,
                 )
     ax.set_xlim(*lim)
-    ax.set_xlabel(plain(labels[0]), fontsize=7)
-    ax.set_ylabel("events", fontsize=7)
+    ax.set_xlabel(plain(labels[0]), fontsize=8)
+    ax.set_ylabel("events", fontsize=8)
     return ""
+
+
+_DIMENSION = re.compile(
+    r"^\s*(?:(?P<func>[A-Za-z]\w*)\((?P<inner>.+)\))?(?P<bare>[^()\[\]]*?)\s*(?:\[[^\]]*\])?\s*$"
+)
+
+
+def axis_label(dimension: str, markers: Mapping[str, str] | None) -> str:
+    """A dimension's axis label: its marker when `markers` (channel → marker) names the
+    channel it reads, else the channel, without its transform and scale (a dimension of
+    several channels, such as a ratio, keeps its function: ``ratio(CD3, CD56)``)."""
+    m = _DIMENSION.match(dimension)
+    if m is None:
+        return dimension
+    markers = markers or {}
+    if m.group("inner") and "," in m.group("inner"):
+        parts = [x.strip() for x in m.group("inner").split(",")]
+        return f"{m.group('func')}({', '.join(markers.get(x, x) for x in parts)})"
+    channel = (m.group("inner") or m.group("bare")).strip()
+    return markers.get(channel, channel) or dimension
 
 
 def gate_panels(qc_rows: pd.DataFrame, points: Mapping[str, np.ndarray]) -> list[tuple]:
@@ -375,6 +398,7 @@ def qc_figure(
     *,
     counts: pd.DataFrame | None = None,
     title: str = "",
+    markers: Mapping[str, str] | None = None,
 ) -> Figure:
     """Every gate of one sample over its parent's events (see the module docstring).
 
@@ -387,6 +411,8 @@ def qc_figure(
     counts : DataFrame, optional
         The sample's rows of counts.csv (quadrant percentages, parent counts).
     title : str
+    markers : mapping of str to str, optional
+        Channel → marker (the study's panel): axes are named by marker.
 
     Returns
     -------
@@ -404,6 +430,7 @@ def qc_figure(
     height = fig.get_figheight()
     for ax, (row, geometry, kind, pts, labels) in zip(axes, panels, strict=False):
         draw = _draw_2d if len(_axes_of(_gate_dims(geometry))) >= 2 else _draw_1d
+        labels = [axis_label(x, markers) for x in labels]
         note = draw(ax, row, geometry, kind, pts, labels, counts)
         ax.set_title(_title(row, geometry, counts), fontsize=7, pad=3, y=1.0)
         if note:
@@ -418,7 +445,7 @@ def qc_figure(
                 va="top",
                 bbox=_LABEL_BOX,
             )
-        ax.tick_params(labelsize=6, length=2, pad=1.5)
+        ax.tick_params(labelsize=7, length=2, pad=1.5)
         ax.locator_params(nbins=3)
     if not panels:
         axes[0].text(0.5, 0.5, "no gate QC data", ha="center", va="center", color="0.4")

@@ -11,15 +11,23 @@ could not load or run anything.
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
+import hashlib
 import html
 import math
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Markup", "document", "esc", "figure", "fmt", "img", "table"]
+__all__ = ["Markup", "document", "esc", "figure", "fmt", "images_as_files", "img", "table"]
 
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+#: No network and no script. A page of the multi-page report shows PNG files of its own
+#: folder ('self': the results folder opened from disk); the single file only data URIs.
+CSP = "default-src 'none'; img-src data: 'self'; style-src 'unsafe-inline'"
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
@@ -89,13 +97,60 @@ def fmt(value, *, digits: int = 3, integer: bool = False, missing: str = "–") 
     return f"{v:.{digits - 1}e}"
 
 
-def img(png: bytes, alt: str) -> str:
-    """An ``<img>`` with the PNG embedded as a data URI."""
+@dataclass
+class _Files:
+    """Where the page being written puts its images: PNG files under `out`, referenced from
+    a page `depth` folders below it. Images given as bytes are written once, named by their
+    SHA-256 (``plots/img/<hash>.png``), so that the same figure is the same file."""
+
+    out: Path
+    depth: int = 0
+    used: set[Path] = field(default_factory=set)
+
+    def src(self, image: bytes | Path) -> str:
+        if isinstance(image, (bytes, bytearray)):
+            from cytokit._io import atomic_write_bytes
+
+            path = self.out / "plots" / "img" / f"{hashlib.sha256(image).hexdigest()[:24]}.png"
+            if path not in self.used and not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, bytes(image))
+        else:
+            path = Path(image)
+        self.used.add(path)
+        rel = Path(os.path.relpath(path, self.out)).as_posix()
+        return "../" * self.depth + rel
+
+
+_FILES: contextvars.ContextVar[_Files | None] = contextvars.ContextVar("_FILES", default=None)
+
+
+@contextlib.contextmanager
+def images_as_files(out: Path, depth: int = 0, used: set[Path] | None = None) -> Iterator[_Files]:
+    """Within the block, `img` and `figure` reference PNG files under `out` from a page
+    `depth` folders below it instead of embedding them (the paths used are collected in
+    `used`); outside any such block every image is a data URI (the single-file report)."""
+    files = _Files(Path(out), depth, used if used is not None else set())
+    token = _FILES.set(files)
+    try:
+        yield files
+    finally:
+        _FILES.reset(token)
+
+
+def img(png: bytes | Path, alt: str) -> str:
+    """An ``<img>`` of a PNG (bytes, or the path of a PNG file): a relative link inside
+    `images_as_files`, else the PNG embedded as a data URI."""
+    files = _FILES.get()
+    if files is not None:
+        return f'<img src="{esc(files.src(png))}" alt="{esc(alt)}" loading="lazy">'
+    if not isinstance(png, (bytes, bytearray)):
+        png = Path(png).read_bytes()
     data = base64.b64encode(png).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
 
 
-def figure(png: bytes | None, caption: str) -> str:
+def figure(png: bytes | Path | None, caption: str) -> str:
     if png is None:
         return ""
     return f"<figure>{img(png, caption)}<figcaption>{esc(caption)}</figcaption></figure>"

@@ -12,15 +12,27 @@ no FCS file, no study folder needed) and writes into it:
 ``plots/qc/<sample>.png``
     Per sample: every gate over its parent's events (PNG only: the dots are
     bitmaps in any format, and SVG would double the time for no gain).
-``report.html``
-    One self-contained page (`cytokit.report.page`): images embedded as PNG
-    data URIs, CSS inline, no script, no external resource.
+``plots/img/<hash>.png``
+    The figures sections draw while the page is written (outcomes, acquisition QC),
+    named by their content.
+``plots/manifest.json``
+    What each figure was drawn from (`cytokit.report.figures`): a rebuild redraws
+    only the figures whose inputs changed.
+``report.html``, ``patients/<patient>.html``
+    The index (cohort summary, the list of patients, clusters, failures) and one
+    page per patient (`cytokit.report.page`). Images are the PNG files above,
+    referenced relatively, so the folder opens from disk as it is; CSS inline, no
+    script, no external resource.
+``report.html`` with ``single_file=True``
+    One self-contained page instead: every section, images embedded as PNG data URIs.
 
 A patient id becomes a file name as is when it is made of letters, digits,
 ``.``, ``_`` and ``-``; otherwise unsafe characters are replaced and a short
-hash of the id keeps names distinct. Every file is written atomically; the
-same results give the same bytes (figures are rendered deterministically and
-the page holds no time of its own: the analysis time shown is study.json's).
+hash of the id keeps names distinct. Every file is written atomically and only
+when its bytes change; the same results give the same bytes (figures are
+rendered deterministically and the page holds no time of its own: the analysis
+time shown is study.json's). Pages and images an earlier build wrote that this
+one does not (a patient no longer in the results, the other layout) are removed.
 """
 
 from __future__ import annotations
@@ -33,8 +45,10 @@ from cytokit.analysis.outcomes import check_clinical_inputs
 from cytokit.analysis.results import Results, load_results
 from cytokit.errors import CytokitError
 from cytokit.parquet import require_pyarrow
-from cytokit.report.figures import write_plots
-from cytokit.report.page import report_html
+from cytokit.report._html import images_as_files
+from cytokit.report.contents import patients_of
+from cytokit.report.figures import file_stem, write_plots
+from cytokit.report.page import index_html, patient_flags, patient_html, report_html
 
 __all__ = ["REQUIRED_FILES", "build_report", "check_results_dir"]
 
@@ -74,8 +88,9 @@ def build_report(
     *,
     formats: tuple[str, ...] = ("png", "svg"),
     qc: bool = True,
+    single_file: bool = False,
 ) -> Path:
-    """Write the plots and ``report.html`` of an analysis; return the report's path.
+    """Write the plots and the report's pages of an analysis; return ``report.html``'s path.
 
     Parameters
     ----------
@@ -88,11 +103,14 @@ def build_report(
         File formats of the cohort and patient plots.
     qc : bool
         Draw the QC plots of every sample.
+    single_file : bool
+        Write one self-contained ``report.html`` (images as data URIs) instead of the
+        index and a page per patient.
 
     Returns
     -------
     Path
-        ``out_dir/report.html``.
+        ``out_dir/report.html`` (the index, or the single page).
 
     Raises
     ------
@@ -111,7 +129,73 @@ def build_report(
             "these results were not written to a folder; give out_dir= to build_report"
         )
     check_clinical_inputs(results.study, results.out)
-    output_folder(out, files=("report.html",), folders=("plots", "plots/qc"))
+    output_folder(out, files=("report.html",), folders=("plots", "plots/qc", "patients"))
     plots = write_plots(results, out, formats=formats, qc=qc)
-    page = report_html(results, plots)
-    return atomic_write_text(out / "report.html", page)
+    pages: dict[Path, str] = {}
+    used: set[Path] = set()
+    if single_file:
+        pages[out / "report.html"] = report_html(results, plots)
+    else:
+        names = _page_names(patients_of(results))
+
+        def link_from_index(_i: int, pid: str) -> str:
+            return f"patients/{names[pid]}"
+
+        def link_from_patient(_i: int, pid: str) -> str:
+            return names[pid]
+
+        flags = patient_flags(results)  # the index counts them, each page lists them
+        with images_as_files(out, 0, used):
+            pages[out / "report.html"] = index_html(results, plots, link_from_index, flags)
+        with images_as_files(out, 1, used):
+            for pid, name in names.items():
+                pages[out / "patients" / name] = patient_html(
+                    results,
+                    plots,
+                    pid,
+                    index="../report.html",
+                    link=link_from_patient,
+                    flags=flags.get(pid),
+                )
+    for path, text in pages.items():
+        _write_if_changed(path, text)
+    _remove_unused(out, set(pages), used)
+    return out / "report.html"
+
+
+def _page_names(patients: list[str]) -> dict[str, str]:
+    """Patient → the file name of their page (distinct even where ids differ only in case,
+    which some file systems do not tell apart)."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for pid in patients:
+        stem = file_stem(pid)
+        if stem.lower() in taken:
+            import hashlib
+
+            stem = f"{stem}-{hashlib.sha1(pid.encode('utf-8')).hexdigest()[:8]}"
+        taken.add(stem.lower())
+        names[pid] = f"{stem}.html"
+    return names
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write `text` atomically unless the file already holds exactly it (a rebuild that
+    changed nothing leaves every file, and its time, as it was)."""
+    data = text.encode("utf-8")
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    atomic_write_text(path, text)
+
+
+def _remove_unused(out: Path, pages: set[Path], used: set[Path]) -> None:
+    """Remove the pages and section images an earlier build wrote that this one did not."""
+    for path in sorted((out / "patients").glob("*.html")):
+        if path not in pages:
+            path.unlink(missing_ok=True)
+    for path in sorted((out / "plots" / "img").glob("*.png")):
+        if path not in used:
+            path.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from cytokit.analysis.results import Results
 __all__ = [
     "ReportPlots",
     "cluster_markers",
+    "cohort_populations",
     "drug_courses_of",
     "min_events_of",
     "patients_of",
@@ -28,29 +29,34 @@ __all__ = [
 
 @dataclass
 class ReportPlots:
-    """The figures of a report as PNG bytes (embedded in the page) and the files written.
+    """The figures of a report as the paths of their PNG files, and the files written.
 
     Attributes
     ----------
-    cohort : dict of str to bytes
+    cohort : dict of str to Path
         Measure → PNG.
-    persistence, chimerism : dict of str to bytes
+    persistence, chimerism : dict of str to Path
         Patient → PNG.
-    qc : dict of str to bytes
+    qc : dict of str to Path
         QC sample id (qc.csv ``sample``) → PNG.
     qc_missing : dict of str to str
         Sample id → why its QC plot is missing.
     files : list of Path
+        Every figure file of the report (written now or kept from an earlier build).
+    rendered, skipped : int
+        Figures drawn by this build, and figures kept because nothing they show changed.
     """
 
-    cohort: dict[str, bytes] = field(default_factory=dict)
-    persistence: dict[str, bytes] = field(default_factory=dict)
+    cohort: dict[str, Path] = field(default_factory=dict)
+    persistence: dict[str, Path] = field(default_factory=dict)
     persistence_measure: dict[str, str] = field(default_factory=dict)
-    chimerism: dict[str, bytes] = field(default_factory=dict)
-    qc: dict[str, bytes] = field(default_factory=dict)
+    chimerism: dict[str, Path] = field(default_factory=dict)
+    qc: dict[str, Path] = field(default_factory=dict)
     qc_missing: dict[str, str] = field(default_factory=dict)
-    clusters: list[tuple[bytes, str]] = field(default_factory=list)
+    clusters: list[tuple[Path, str]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    rendered: int = 0
+    skipped: int = 0
 
 
 def patients_of(results: Results) -> list[str]:
@@ -67,6 +73,46 @@ def populations_of(results: Results) -> list[str]:
     if "population" in results.chimerism.columns:
         names += [str(p) for p in results.chimerism["population"].dropna()]
     return list(dict.fromkeys(names))
+
+
+def cohort_populations(results: Results) -> dict[str, list[str]] | None:
+    """Which populations the cohort summary shows per stratum: study.toml's ``[report]
+    cohort_populations`` (stratum → populations; strata not named show all theirs), or
+    None when the study does not say.
+
+    Raises
+    ------
+    CytokitError
+        The table is not stratum = [population, ...], or names a population the study
+        does not have (the message names the key, the value and the populations there are).
+    """
+    from cytokit.errors import CytokitError
+
+    table = ((results.study.get("config") or {}).get("report") or {}).get("cohort_populations")
+    if table is None:
+        return None
+    where = "study.toml [report] cohort_populations"
+    example = 'e.g. cohort_populations = { NK = ["NK", "NK_dim"], CIK = ["CIK"] }'
+    if not isinstance(table, dict):
+        raise CytokitError(
+            f"{where} = {table!r}: must be a table of stratum = [populations]; {example}"
+        )
+    known = populations_of(results)
+    out: dict[str, list[str]] = {}
+    for stratum, pops in table.items():
+        if not isinstance(pops, list) or not all(isinstance(x, str) for x in pops):
+            raise CytokitError(
+                f"{where}: {stratum} = {pops!r} must be a list of population names; {example}"
+            )
+        unknown = [x for x in pops if x not in known]
+        if unknown:
+            raise CytokitError(
+                f"{where}: {stratum} names {', '.join(map(repr, unknown))}, not a population of "
+                f"the study ({', '.join(known)}); fix the name in study.toml and run "
+                "`cytokit analyze` again"
+            )
+        out[str(stratum)] = list(pops)
+    return out
 
 
 def min_events_of(results: Results) -> int:

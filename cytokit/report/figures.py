@@ -5,6 +5,15 @@ cohort plots, each patient's persistence and chimerism, each sample's QC
 plot (PNG only) and the clustering's heatmap and abundance plots, and
 returns them as `ReportPlots` for the page. A patient id becomes a file name
 as is when safe (`file_stem`).
+
+A figure is rendered only when what it is drawn from changed: each job has a
+key, the SHA-256 of everything it is drawn from (its builder, its tables and
+arguments, a QC plot's ``qc/<sample>.npz`` file, cytokit's version), and
+``plots/manifest.json`` keeps, per figure, the key and the SHA-256 of each file
+written. A job whose key and files match is skipped; a changed sample
+re-renders only its own QC plot and its patient's plots (and the cohort's).
+Figures are written as they are drawn and the manifest is saved every few
+seconds meanwhile, so a build cut short (Ctrl-C, a full disk) resumes.
 """
 
 from __future__ import annotations
@@ -12,16 +21,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import math
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cytokit._io import atomic_write_bytes
+from cytokit._io import atomic_write_bytes, atomic_write_text
 from cytokit.analysis.results import Results
 from cytokit.report.contents import (
     ReportPlots,
@@ -33,7 +44,10 @@ from cytokit.report.contents import (
     read_cluster_tables,
 )
 
-__all__ = ["file_stem", "write_plots"]
+__all__ = ["MANIFEST", "file_stem", "write_plots"]
+
+#: The figures' keys and files, relative to the output folder.
+MANIFEST = "plots/manifest.json"
 
 
 def file_stem(text: str) -> str:
@@ -52,7 +66,7 @@ def _has_absolute(chimerism: pd.DataFrame, patient: str | None = None) -> bool:
     return bool(pd.to_numeric(rows["donor_per_ul"], errors="coerce").notna().any())
 
 
-def _qc_points(out: Path | None, sample: str) -> tuple[dict[str, np.ndarray] | None, str]:
+def _qc_file(out: Path | None, sample: str) -> tuple[Path | None, str]:
     if out is None:
         return None, "the results were not written to a folder"
     path = out / "qc" / f"{sample}.npz"
@@ -60,9 +74,63 @@ def _qc_points(out: Path | None, sample: str) -> tuple[dict[str, np.ndarray] | N
         return None, f"qc/{sample}.npz is missing"
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k[5:]: data[k] for k in data.files if k.startswith("gate:")}, ""
+            data.files  # noqa: B018 - a file that is not an npz archive is said here
     except (OSError, ValueError) as exc:
         return None, f"qc/{sample}.npz cannot be read ({exc})"
+    return path, ""
+
+
+@dataclass(frozen=True)
+class _QCPoints:
+    """The gate points of ``qc/<sample>.npz``, read when the figure is rendered (in the
+    worker): a QC plot whose key did not change never loads its points."""
+
+    path: Path
+    digest: str
+
+    def load(self) -> dict[str, np.ndarray]:
+        with np.load(self.path, allow_pickle=False) as data:
+            return {k[5:]: data[k] for k in data.files if k.startswith("gate:")}
+
+
+def _feed(h, value) -> None:
+    """Feed `value` to the hash `h` unambiguously (tables by content, not by object)."""
+    if isinstance(value, pd.DataFrame):
+        h.update(b"F%d" % len(value.columns))
+        for name in value.columns:
+            _feed(h, str(name))
+            _feed(h, value[name])
+    elif isinstance(value, pd.Series):
+        h.update(b"S" + str(value.dtype).encode() + b"%d|" % len(value))
+        data = value.to_numpy()
+        if data.dtype.kind in "biufcmM":
+            h.update(np.ascontiguousarray(data).tobytes())
+        else:  # text and mixed columns: each value's type and text, unambiguously
+            h.update(json.dumps([(type(v).__name__, str(v)) for v in data]).encode())
+    elif isinstance(value, np.ndarray):
+        h.update(b"A" + str(value.dtype).encode() + str(value.shape).encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, _QCPoints):
+        h.update(b"Q" + value.digest.encode())
+    elif isinstance(value, dict):
+        h.update(b"D%d" % len(value))
+        for k in sorted(value, key=str):
+            _feed(h, str(k))
+            _feed(h, value[k])
+    elif isinstance(value, (list, tuple)):
+        h.update(b"L%d" % len(value))
+        for v in value:
+            _feed(h, v)
+    else:
+        h.update(b"V" + repr((type(value).__name__, value)).encode())
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -77,6 +145,18 @@ class _Job:
     formats: tuple[str, ...]
     put: Callable[[bytes], None] = field(compare=False, repr=False)
 
+    def key(self) -> str:
+        """SHA-256 of everything the figure is drawn from (and the formats, and cytokit's
+        version: a new cytokit may draw differently)."""
+        from cytokit._version import __version__
+
+        h = hashlib.sha256(f"{__version__}|{self.module}.{self.builder}".encode())
+        _feed(h, [self.args, self.kwargs, list(self.formats)])
+        return h.hexdigest()
+
+    def files(self) -> list[Path]:
+        return [self.stem.with_name(f"{self.stem.name}.{f}") for f in self.formats]
+
 
 def _render(job: _Job) -> list[bytes]:
     """The job's figure as bytes: PNG first, then its other formats (runs in a worker)."""
@@ -84,12 +164,15 @@ def _render(job: _Job) -> list[bytes]:
 
     from cytokit.plots import figure_bytes
 
-    fig = getattr(importlib.import_module(job.module), job.builder)(*job.args, **job.kwargs)
+    args = tuple(a.load() if isinstance(a, _QCPoints) else a for a in job.args)
+    fig = getattr(importlib.import_module(job.module), job.builder)(*args, **job.kwargs)
     return [figure_bytes(fig, fmt) for fmt in ("png", *(f for f in job.formats if f != "png"))]
 
 
-def _render_all(jobs: list[_Job], workers: int | None) -> list[list[bytes]]:
-    """Render `jobs` in order, on worker processes when there are several cores and jobs.
+def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[list[bytes]]:
+    """Render `jobs`, yielding each one's bytes in order as soon as it is drawn (so that
+    they are written and forgotten one by one), on worker processes when there are
+    several cores and jobs.
 
     Figures are built inside the workers from the (small) tables and QC points
     the jobs carry; matplotlib's output does not depend on the process, so the
@@ -99,14 +182,15 @@ def _render_all(jobs: list[_Job], workers: int | None) -> list[list[bytes]]:
 
     n = min(default_workers() if workers is None else workers, len(jobs))
     if n <= 1 or len(jobs) < 4 or not _main_is_importable():
-        return [_render(j) for j in jobs]
+        yield from (_render(j) for j in jobs)
+        return
     import concurrent.futures as cf
     import multiprocessing as mp
 
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     payload = [dataclasses.replace(j, put=None) for j in jobs]  # callbacks stay here
     with cf.ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
-        return list(pool.map(_render, payload, chunksize=1))
+        yield from pool.map(_render, payload, chunksize=1)
 
 
 def write_plots(
@@ -135,7 +219,8 @@ def write_plots(
     -------
     ReportPlots
     """
-    folder = Path(out) / "plots"
+    out = Path(out)
+    folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     got = ReportPlots()
     jobs: list[_Job] = []
@@ -148,12 +233,112 @@ def write_plots(
     if qc:
         _qc_jobs(results, folder, got, job)
     _cluster_jobs(results, folder, formats, got, job)
-    for j, images in zip(jobs, _render_all(jobs, workers), strict=True):
-        for fmt, data in zip(("png", *(f for f in j.formats if f != "png")), images, strict=True):
+    before = _read_manifest(out)
+    keys = [j.key() for j in jobs]
+    todo = [
+        i for i, (j, k) in enumerate(zip(jobs, keys, strict=True)) if not _kept(out, j, k, before)
+    ]
+    done: dict[str, dict] = {}
+    saved = time.monotonic()
+    for i, images in zip(todo, _render_all([jobs[i] for i in todo], workers), strict=True):
+        j = jobs[i]
+        png_first = ("png", *(f for f in j.formats if f != "png"))
+        for fmt, data in zip(png_first, images, strict=True):
             if fmt in j.formats:
-                got.files.append(atomic_write_bytes(j.stem.with_name(f"{j.stem.name}.{fmt}"), data))
-        j.put(images[0])
+                _write_if_changed(j.stem.with_name(f"{j.stem.name}.{fmt}"), data)
+            elif fmt == "png":  # a figure shown but not kept as PNG (formats=("svg",))
+                _write_if_changed(_png_of(j), data)
+        done[_rel(out, j.stem)] = {
+            "key": keys[i],
+            "files": {_rel(out, f): _file_digest(f) for f in _outputs(j)},
+        }
+        if time.monotonic() - saved > _SAVE_SECONDS:  # a build cut short resumes from here
+            _write_manifest(out, {**before, **done})
+            saved = time.monotonic()
+    rendered = set(todo)
+    manifest = {}
+    for i, (j, k) in enumerate(zip(jobs, keys, strict=True)):
+        files = _outputs(j)
+        got.files.extend(files)
+        name = _rel(out, j.stem)
+        manifest[name] = done[name] if i in rendered else {"key": k, "files": before[name]["files"]}
+        j.put(_png_of(j))
+    got.rendered, got.skipped = len(rendered), len(jobs) - len(rendered)
+    _remove_stale(out, before, manifest)
+    _write_manifest(out, manifest)
     return got
+
+
+#: Seconds between saves of the manifest while figures are drawn.
+_SAVE_SECONDS = 10.0
+
+
+def _write_manifest(out: Path, figures: dict) -> None:
+    text = json.dumps({"version": 1, "figures": figures}, indent=1, sort_keys=True) + "\n"
+    path = out / MANIFEST
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        atomic_write_text(path, text)
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write `data` atomically unless the file holds exactly it already (a figure drawn
+    again the same, e.g. the SVG beside a PNG that was edited, keeps its file)."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
+
+
+def _png_of(job: _Job) -> Path:
+    return job.stem.with_name(f"{job.stem.name}.png")
+
+
+def _outputs(job: _Job) -> list[Path]:
+    """The files a job writes: its formats, and the PNG the page shows."""
+    files = job.files()
+    return files if "png" in job.formats else [*files, _png_of(job)]
+
+
+def _rel(out: Path, path: Path) -> str:
+    return path.relative_to(out).as_posix()
+
+
+def _read_manifest(out: Path) -> dict:
+    try:
+        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        figures = data.get("figures") if data.get("version") == 1 else None
+        return figures if isinstance(figures, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}  # none yet, or unreadable: every figure is rendered
+
+
+def _kept(out: Path, job: _Job, key: str, before: dict) -> bool:
+    """Whether the job's files are there as an earlier build wrote them for the same key."""
+    entry = before.get(_rel(out, job.stem))
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return False
+    files = entry.get("files")
+    if not isinstance(files, dict) or set(files) != {_rel(out, f) for f in _outputs(job)}:
+        return False
+    for name, digest in files.items():
+        path = out / name
+        if not path.is_file() or _file_digest(path) != digest:
+            return False  # removed or edited since: written again
+    return True
+
+
+def _remove_stale(out: Path, before: dict, now: dict) -> None:
+    """Delete the figure files an earlier build wrote and this one did not (a patient or
+    sample no longer in the results, a format no longer asked for)."""
+    keep = {name for entry in now.values() for name in entry["files"]}
+    for entry in before.values():
+        files = entry.get("files") if isinstance(entry, dict) else None
+        for name in files if isinstance(files, dict) else ():
+            path = out / name
+            if name not in keep and path.resolve().is_relative_to((out / "plots").resolve()):
+                path.unlink(missing_ok=True)
 
 
 def _cohort_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
@@ -183,6 +368,14 @@ def _cohort_jobs(results: Results, folder: Path, formats, got: ReportPlots, job)
             )
 
 
+def _mine(frame: pd.DataFrame | None, pid: str) -> pd.DataFrame | None:
+    """The patient's rows of `frame` (all of it without a patient column): a patient's
+    figures are drawn from, and keyed by, that patient's rows only."""
+    if frame is None or "patient" not in frame.columns:
+        return frame
+    return frame[frame["patient"].astype(str) == pid]
+
+
 def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
     """Per patient: persistence over time and chimerism per population, drug courses shaded."""
     courses = drug_courses_of(results)
@@ -202,10 +395,10 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
         measure = "donor_per_ul" if _has_absolute(chim, pid) else "donor_pct"
         kwargs = {
             "measure": measure,
-            "samples": samples,
-            "infusions": infusions,
-            "trends": trends,
-            "courses": courses,
+            "samples": _mine(samples, pid),
+            "infusions": _mine(infusions, pid),
+            "trends": _mine(trends, pid),
+            "courses": _mine(courses, pid),
             "min_events": me,
             "populations": pops,
         }
@@ -221,7 +414,11 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
         job(
             "chimerism_figure",
             (rows, pid),
-            {"infusions": infusions, "courses": courses, "populations": pops},
+            {
+                "infusions": _mine(infusions, pid),
+                "courses": _mine(courses, pid),
+                "populations": pops,
+            },
             folder / f"{stem}_chimerism",
             formats,
             functools.partial(got.chimerism.__setitem__, pid),
@@ -230,12 +427,15 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
 
 def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
     """Per sample: the QC plot from its stored points (PNG only); missing points noted."""
+    panel = ((results.study.get("config") or {}).get("panel")) or {}
+    markers = {str(ch): str(m) for m, ch in panel.items() if isinstance(ch, str)}
     if not results.qc.empty and "sample" in results.qc.columns:
         for sample, rows in results.qc.groupby(results.qc["sample"].astype(str), sort=True):
-            points, why = _qc_points(results.out, sample)
-            if points is None:
+            path, why = _qc_file(results.out, sample)
+            if path is None:
                 got.qc_missing[sample] = why
                 continue
+            points = _QCPoints(path, _file_digest(path))
             file = str(rows.iloc[0].get("file", sample))
             counts = results.counts
             if "file" in counts.columns:
@@ -245,7 +445,7 @@ def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
             job(
                 "qc_figure",
                 (rows, points),
-                {"counts": counts, "title": title},
+                {"counts": counts, "title": title, "markers": markers},
                 folder / "qc" / file_stem(sample),
                 ("png",),
                 functools.partial(got.qc.__setitem__, sample),

@@ -1,7 +1,15 @@
-"""The HTML of ``report.html``: cohort summary first, a section per patient, clusters, failures.
+"""The HTML of the report: cohort summary first, a section per patient, clusters, failures.
 
 `report_html` turns `Results` and the rendered plots (`cytokit.report.contents.ReportPlots`)
-into one self-contained page. Every value read from the results goes through
+into one self-contained page (``cytokit report --single-file``). `index_html` and
+`patient_html` are the pages of the default report: the index holds everything but the
+patients' sections and lists the patients with a link to each one's page
+(``patients/<id>.html``), which holds that patient's section; images are PNG files
+referenced relatively (`cytokit.report._html.images_as_files`).
+
+Sections: `OPTIONAL_SECTIONS` (the index, or the single page) and `PATIENT_SECTIONS`
+(each patient's section, after its tables) are registries that a new kind of result
+adds its renderer to. Every value read from the results goes through
 `cytokit.report._html.esc` (directly or through `cytokit.report._html.table`); only HTML
 built here from escaped parts is inserted as `Markup`. When files failed, a
 notice at the top says how many and links to the Failures section.
@@ -10,6 +18,7 @@ notice at the top says how many and links to the Failures section.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -32,6 +41,7 @@ from cytokit.report.acquisition import acquisition_section
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
+    cohort_populations,
     drug_courses_of,
     min_events_of,
     patients_of,
@@ -54,7 +64,14 @@ from cytokit.report.tables import (
 )
 from cytokit.report.tubes import function_section, repertoire_section
 
-__all__ = ["report_html"]
+__all__ = [
+    "OPTIONAL_SECTIONS",
+    "PATIENT_SECTIONS",
+    "index_html",
+    "patient_flags",
+    "patient_html",
+    "report_html",
+]
 
 
 #: Sections a report has only for some results, one line each: anchor → (its name in the
@@ -67,13 +84,32 @@ OPTIONAL_SECTIONS = {
     "function": ("Function", function_section),
 }
 
+#: Sections of each patient's part of the report (after its tables, before its QC plots):
+#: name → renderer(results, patient id), which returns "" when it has nothing to show.
+PATIENT_SECTIONS: dict[str, Callable[[Results, str], str]] = {}
+
+#: A patient's link: (1-based position, id) → href.
+PatientLink = Callable[[int, str], str]
+
+
+def _anchor(index: int, pid: str) -> str:
+    return f"#patient-{index}"
+
+
+#: Rows above which a cohort-wide table is folded (the Infusions of a 100-patient study).
+_LONG_TABLE = 20
+
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _header(
-    results: Results, n_failures: int, patients: list[str], optional: dict[str, str]
+    results: Results,
+    n_failures: int,
+    patients: list[str],
+    optional: dict[str, str],
+    link: PatientLink | None = None,
 ) -> str:
     s = results.study
     name = s.get("name") or "cytokit analysis"
@@ -91,7 +127,10 @@ def _header(
             'see <a href="#failures">Failures</a>.</p>'
         )
     links = ['<a href="#cohort">Cohort</a>']
-    links += [f'<a href="#patient-{i + 1}">{esc(p)}</a>' for i, p in enumerate(patients)]
+    if link is None:
+        links += [f'<a href="{_anchor(i + 1, p)}">{esc(p)}</a>' for i, p in enumerate(patients)]
+    else:
+        links.append(f'<a href="#patients">Patients ({len(patients)})</a>')
     if nonempty(results.clusters) or (results.study.get("clustering") or {}).get("error"):
         links.append('<a href="#clusters">Clusters</a>')
     for anchor, (title, _) in OPTIONAL_SECTIONS.items():
@@ -146,15 +185,16 @@ def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
             ]
             for _, r in inf.iterrows()
         ]
-        parts.append(
-            table(
-                ["patient", "stratum", "day", "product", "dose"],
-                rows,
-                caption="Infusions",
-                numeric=[False, False, True, False, True],
-            )
+        html = table(
+            ["patient", "stratum", "day", "product", "dose"],
+            rows,
+            caption="Infusions",
+            numeric=[False, False, True, False, True],
         )
-    parts.append(cohort_table(results.cohort))
+        if len(rows) > _LONG_TABLE:  # a large study's schedule: folded, each patient lists theirs
+            html = f"<details><summary>Infusions ({len(rows)})</summary>{html}</details>"
+        parts.append(html)
+    parts.append(cohort_table(results.cohort, cohort_populations(results)))
     parts.append(persistence_summary(results.trends, patients))
     for measure, png in plots.cohort.items():
         parts.append(
@@ -262,7 +302,14 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
     return items
 
 
-def _patient(results: Results, plots: ReportPlots, pid: str, index: int, pops: list[str]) -> str:
+def _patient(
+    results: Results,
+    plots: ReportPlots,
+    pid: str,
+    index: int,
+    pops: list[str],
+    flags: list[str] | None = None,
+) -> str:
     meta = next((p for p in results.study.get("patients", []) if str(p.get("id")) == pid), {})
     samples = patient_rows(results.samples, pid)
     stratum = meta.get("stratum")
@@ -312,7 +359,8 @@ def _patient(results: Results, plots: ReportPlots, pid: str, index: int, pops: l
         )
     if facts:
         parts.append(f'<p class="meta">{" · ".join(facts)}</p>')
-    flags = _flags(results, pid, me)
+    if flags is None:
+        flags = _flags(results, pid, me)
     if flags:
         parts.append("<h3>QC flags</h3>")
         parts.append('<ul class="flags">' + "".join(f"<li>{f}</li>" for f in flags) + "</ul>")
@@ -337,6 +385,7 @@ def _patient(results: Results, plots: ReportPlots, pid: str, index: int, pops: l
     th = thresholds_table(patient_rows(results.thresholds, pid))
     if th:
         parts.append(f"<details><summary>Donor-marker thresholds</summary>{th}</details>")
+    parts += [render(results, pid) for render in PATIENT_SECTIONS.values()]
     parts.append(_qc_plots(results, plots, pid))
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
@@ -356,7 +405,12 @@ def _qc_plots(results: Results, plots: ReportPlots, pid: str) -> str:
             why = plots.qc_missing.get(sample, "not drawn")
             items.append(f"<p>QC plot of {label}: {esc(why)}.</p>")
             continue
-        caption = f"Gates of {r.get('file')} over their parent events (n and % of parent)."
+        caption = (
+            f"Gates of {r.get('file')}, each over its parent's events (n and % of parent), "
+            "axes named by marker. Blue dots: events the gate keeps; grey: events it leaves "
+            "out; red outline: the gate. On a one-marker gate the kept range is shaded red "
+            "over the histogram of the parent's events."
+        )
         items.append(f"<details><summary>{label}</summary>{figure(png, caption)}</details>")
     return "<h3>QC: gates on each sample</h3>\n" + "\n".join(items)
 
@@ -431,11 +485,108 @@ def _failures(results: Results) -> str:
     return "\n".join(parts)
 
 
-def _why(results: Results) -> str:
-    trends = results.trends
+def _why(results: Results, pid: str | None = None) -> str:
+    trends = results.trends if pid is None else patient_rows(results.trends, pid)
     if not nonempty(trends) or "half_life_note" not in trends.columns:
         return ""
     return glossary_html(trends["half_life_note"])
+
+
+def patient_flags(results: Results) -> dict[str, list[str]]:
+    """Each patient's QC flags (the items of their section's "QC flags" list)."""
+    me = min_events_of(results)
+    return {pid: _flags(results, pid, me) for pid in patients_of(results)}
+
+
+def _patient_list(
+    results: Results, patients: list[str], link: PatientLink, flags: dict[str, list[str]]
+) -> str:
+    """The index's list of patients: a row each, linked to the patient's page."""
+    meta = {str(p.get("id")): p for p in results.study.get("patients", [])}
+    rows = []
+    for i, pid in enumerate(patients):
+        samples = patient_rows(results.samples, pid)
+        stratum = meta.get(pid, {}).get("stratum")
+        if stratum is None and "stratum" in samples.columns and len(samples):
+            stratum = samples["stratum"].iloc[0]
+        days = sorted(
+            {float(d) for d in pd.to_numeric(samples.get("day"), errors="coerce").dropna()}
+        )
+        failed = len(patient_rows(results.failures, pid))
+        rows.append(
+            [
+                Markup(f'<a href="{esc(link(i + 1, pid))}">{esc(pid)}</a>'),
+                stratum,
+                Markup(fmt(len(samples), integer=True)),
+                ", ".join(day_text(d) for d in days),
+                Markup(fmt(len(flags[pid]), integer=True)),
+                Markup(fmt(failed, integer=True)),
+            ]
+        )
+    return (
+        '<section id="patients"><h2>Patients</h2>'
+        + table(
+            ["patient", "stratum", "samples", "days", "QC flags", "failed files"],
+            rows,
+            caption="Each patient's page: plots, tables, QC flags and gates on each sample",
+            numeric=[False, False, True, False, True, True],
+        )
+        + "</section>"
+    )
+
+
+def index_html(
+    results: Results,
+    plots: ReportPlots,
+    link: PatientLink,
+    flags: dict[str, list[str]] | None = None,
+) -> str:
+    """The index page of the multi-page report: everything but the patients' sections, and
+    the list of patients, each linked by `link` to their page (`flags`: `patient_flags`,
+    computed here when not given)."""
+    patients = patients_of(results)
+    flags = patient_flags(results) if flags is None else flags
+    n_fail = len(results.failures) if nonempty(results.failures) else 0
+    optional = {anchor: render(results) for anchor, (_, render) in OPTIONAL_SECTIONS.items()}
+    body = [
+        _header(results, n_fail, patients, optional, link),
+        optional["outcomes"],
+        _cohort(results, plots, patients),
+        _patient_list(results, patients, link, flags),
+        _clusters(results, plots),
+        *[html for anchor, html in optional.items() if anchor != "outcomes"],
+        _failures(results),
+        _why(results),
+    ]
+    name = results.study.get("name") or "cytokit analysis"
+    return document(f"{name} — cytokit report", "\n".join(b for b in body if b))
+
+
+def patient_html(
+    results: Results,
+    plots: ReportPlots,
+    pid: str,
+    *,
+    index: str,
+    link: PatientLink,
+    flags: list[str] | None = None,
+) -> str:
+    """One patient's page of the multi-page report: a way back to the `index` page and to
+    the patients before and after, the patient's section, the reasons it cites."""
+    patients = patients_of(results)
+    i = patients.index(pid)
+    name = results.study.get("name") or "cytokit analysis"
+    nav = [f'<a href="{esc(index)}">{esc(name)}: cohort</a>']
+    if i > 0:
+        nav.append(f'<a href="{esc(link(i, patients[i - 1]))}">← {esc(patients[i - 1])}</a>')
+    if i + 1 < len(patients):
+        nav.append(f'<a href="{esc(link(i + 2, patients[i + 1]))}">{esc(patients[i + 1])} →</a>')
+    body = [
+        f"<nav>{''.join(nav)}</nav>",
+        _patient(results, plots, pid, i + 1, populations_of(results), flags),
+        _why(results, pid),
+    ]
+    return document(f"{pid} — {name} — cytokit report", "\n".join(b for b in body if b))
 
 
 def report_html(results: Results, plots: ReportPlots) -> str:
@@ -452,7 +603,7 @@ def report_html(results: Results, plots: ReportPlots) -> str:
         optional["repertoire"],
         optional["function"],
         _clusters(results, plots),
-        optional["acquisition-qc"],
+        *[html for anchor, html in optional.items() if anchor != "outcomes"],
         _failures(results),
         _why(results),
     ]

@@ -89,18 +89,44 @@ AUC_UNITS = {"donor_per_ul": "cells/µL × days", "donor_pct": "% × days"}
 PEAK_UNITS = {"donor_per_ul": "cells/µL", "donor_pct": "%"}
 
 
-def cohort_table(cohort: pd.DataFrame) -> str:
+def cohort_table(cohort: pd.DataFrame, shown: dict[str, list[str]] | None = None) -> str:
     """The cohort summary: one row per stratum, population and measure detected in it.
 
     A population detected in no patient of a stratum (an NK arm's CIK cells) has no
     peak, AUC or half-life to summarise: it is not a row but named once below the
     table, so nothing looks measured that was not. Every measure carries its unit.
+    `shown` (study.toml ``[report] cohort_populations``, stratum → populations) keeps
+    only those populations of the strata it names, in its order; the note below the
+    table says which it left out.
     """
     if not nonempty(cohort):
         return "<p>No cohort summary (no trends).</p>"
     rows = []
     never: dict[str, list[str]] = {}
-    for _, r in sorted_by(cohort, "stratum", "population", "measure").iterrows():
+    hidden: dict[str, list[str]] = {}
+    frame = sorted_by(cohort, "stratum", "population", "measure")
+    if shown:
+        order = {(s, p): i for s, pops in shown.items() for i, p in enumerate(pops)}
+        stratum = frame["stratum"].astype(str)
+        named = stratum.isin(list(shown))
+        keep = ~named | [
+            (s, str(p)) in order for s, p in zip(stratum, frame["population"], strict=True)
+        ]
+        for s, p in zip(stratum[~keep], frame["population"][~keep], strict=True):
+            names = hidden.setdefault(s, [])
+            if str(p) not in names:
+                names.append(str(p))
+        frame = frame[keep]
+        rank = [
+            order.get((s, str(p)), 0)
+            for s, p in zip(frame["stratum"].astype(str), frame["population"], strict=True)
+        ]
+        frame = (
+            frame.assign(_rank=rank)
+            .sort_values(["stratum", "_rank", "measure"], kind="stable")
+            .drop(columns="_rank")
+        )
+    for _, r in frame.iterrows():
         measure = str(r.get("measure"))
         detected = as_float(r.get("n_detected"))
         if math.isfinite(detected) and detected == 0:
@@ -147,6 +173,14 @@ def cohort_table(cohort: pd.DataFrame) -> str:
             f"{esc(stratum)}: {', '.join(esc(p) for p in pops)}" for stratum, pops in never.items()
         )
         html += f'<p class="meta">Detected in no patient of the stratum (not listed): {listed}.</p>'
+    if hidden:
+        listed = "; ".join(
+            f"{esc(stratum)}: {', '.join(esc(p) for p in pops)}" for stratum, pops in hidden.items()
+        )
+        html += (
+            '<p class="meta">Not shown for the stratum (study.toml [report] '
+            f"cohort_populations): {listed}.</p>"
+        )
     return html
 
 

@@ -1,0 +1,227 @@
+"""The default report: an index page and a page per patient, images as files, rebuilt
+incrementally; compared with the single self-contained page (``--single-file``) that
+shows the same sections with the same images embedded.
+
+Results come from `results_fixture` (the sample study gated for real): two patients,
+five samples, so that the whole module runs in seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from report_reading import tables
+from results_fixture import make_results
+
+from cytokit.analysis.results import load_results
+from cytokit.cli.app import run
+from cytokit.errors import CytokitError
+from cytokit.report import build_report
+from cytokit.report.contents import cohort_populations
+from cytokit.report.figures import MANIFEST
+from cytokit.report.tables import cohort_table
+
+PATIENTS = ("P01", "P02")
+
+
+def _keep(patient: str, day: int) -> bool:
+    return patient in PATIENTS and day <= 30
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return make_results(tmp_path_factory.mktemp("results"), keep=_keep)
+
+
+@pytest.fixture(scope="module")
+def built(results, tmp_path_factory):
+    """The results with the default report built in them (the only build from scratch: the
+    tests' builds reuse its figures, as a rebuild does)."""
+    copy = Path(shutil.copytree(results, tmp_path_factory.mktemp("built") / "r"))
+    build_report(copy)
+    return copy
+
+
+@pytest.fixture
+def folder(built, tmp_path):
+    """A copy of `built` for a test to change."""
+    return Path(shutil.copytree(built, tmp_path / "r"))
+
+
+def _section(html: str, anchor: str) -> str:
+    start = html.index(f'<section id="{anchor}">')
+    return html[start : html.index("</section>", start)]
+
+
+def _images_by_content(html: str, page: Path) -> str:
+    """`html` with each image's src replaced by the SHA-256 of the PNG it shows (a data URI
+    decoded, or the file the relative link names, read from beside `page`)."""
+
+    def digest(match: re.Match) -> str:
+        src = match.group(1)
+        if src.startswith("data:image/png;base64,"):
+            data = base64.b64decode(src.split(",", 1)[1])
+        else:
+            data = (page.parent / unquote(src)).read_bytes()
+        return f'src="{hashlib.sha256(data).hexdigest()}"'
+
+    text = re.sub(r'src="([^"]*)"', digest, html)
+    return text.replace(' loading="lazy"', "")
+
+
+def _stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.stat().st_ino)
+        for p in folder.rglob("*")
+        if p.is_file()
+        and (p.name == "report.html" or p.parts[-2] in ("plots", "qc", "patients"))
+        and p.suffix in (".html", ".png", ".svg", ".json")
+    }
+
+
+def test_pages_show_the_sections_of_the_single_page(folder, tmp_path):
+    shutil.copytree(folder, tmp_path / "single")
+    single = build_report(tmp_path / "single", single_file=True).read_text()
+    index = (folder / "report.html").read_text()
+    assert "data:image" not in index
+    for anchor in ("cohort", "clusters", "failures"):
+        if f'<section id="{anchor}">' in single:
+            assert _images_by_content(_section(index, anchor), folder / "report.html") == (
+                _images_by_content(_section(single, anchor), tmp_path / "single" / "report.html")
+            ), anchor
+    assert '<section id="patient-' not in index
+    for i, pid in enumerate(PATIENTS, start=1):
+        page = folder / "patients" / f"{pid}.html"
+        html = page.read_text()
+        assert "data:image" not in html
+        assert f'href="patients/{pid}.html"' in index
+        mine = _images_by_content(_section(html, f"patient-{i}"), page)
+        theirs = _images_by_content(_section(single, f"patient-{i}"), tmp_path / "single")
+        assert mine == theirs, pid
+        assert mine.count("<img") >= 3  # persistence, chimerism and QC plots
+    assert sorted(p.name for p in (folder / "patients").iterdir()) == ["P01.html", "P02.html"]
+
+
+def test_every_link_of_every_page_resolves_inside_the_folder(folder):
+    pages = [folder / "report.html", *sorted((folder / "patients").glob("*.html"))]
+    for page in pages:
+        html = page.read_text()
+        ids = set(re.findall(r'\bid="([^"]+)"', html))
+        for _attr, value in re.findall(r'\b(src|href)="([^"]*)"', html):
+            if value.startswith("#"):
+                assert value[1:] in ids, (page.name, value)
+                continue
+            assert not re.match(r"[a-z][a-z0-9+.-]*:|//", value, re.I), (page.name, value)
+            target = (page.parent / unquote(value.split("#")[0])).resolve()
+            assert target.is_file(), (page.name, value)
+            assert target.is_relative_to(folder.resolve()), (page.name, value)
+
+
+def test_a_rebuild_that_changed_nothing_writes_nothing(folder):
+    before = _stamps(folder)
+    assert any(k.startswith("plots/qc/") for k in before)
+    build_report(folder)
+    assert _stamps(folder) == before
+
+
+def test_a_changed_sample_redraws_only_its_figures(folder):
+    manifest = json.loads((folder / MANIFEST).read_text())["figures"]
+    before = _stamps(folder)
+    r = load_results(folder)
+    chim = r.chimerism
+    mine = (chim["patient"].astype(str) == "P01") & (chim["status"] == "quantified")
+    row = chim.index[mine][0]  # one population on one day of P01, drawn on both its plots
+    for column in ("donor_events", "donor_pct", "ci_low", "ci_high"):
+        chim.loc[row, column] = chim.loc[row, column] / 2
+    build_report(r, folder)
+    after = _stamps(folder)
+    changed = sorted(k for k in before if after[k] != before[k])
+    assert {"plots/P01_persistence.png", "plots/P01_chimerism.png"} <= set(changed)
+    assert "plots/P02_persistence.png" not in changed
+    assert not [k for k in changed if k.startswith("plots/qc/")]
+    assert "patients/P02.html" not in changed
+    drawn = {k for k in changed if k.endswith((".png", ".svg"))}
+    assert drawn <= {f for stem in manifest for f in manifest[stem]["files"]}
+    # a figure file removed or edited since is drawn again, the others are kept
+    victim = folder / "plots" / "P02_chimerism.png"
+    good = victim.read_bytes()
+    victim.write_bytes(b"not a png")
+    before = _stamps(folder)
+    build_report(r, folder)
+    assert victim.read_bytes() == good
+    after = _stamps(folder)
+    assert sorted(k for k in before if after[k] != before[k]) == ["plots/P02_chimerism.png"]
+
+
+def test_switching_layout_removes_the_other_layouts_pages(folder):
+    build_report(folder, single_file=True)
+    assert not list((folder / "patients").glob("*.html"))
+    assert '<section id="patient-1">' in (folder / "report.html").read_text()
+    build_report(folder)
+    assert sorted(p.name for p in (folder / "patients").glob("*.html")) == ["P01.html", "P02.html"]
+
+
+def test_report_command_writes_what_build_report_writes(built, tmp_path, capsys):
+    """`cytokit report` writes the bytes `build_report` wrote, and ``--single-file`` the
+    page of ``single_file=True``."""
+    cli, api = (Path(shutil.copytree(built, tmp_path / name)) for name in ("cli", "api"))
+    shutil.rmtree(cli / "patients")
+    (cli / "report.html").unlink()
+    assert run(["report", str(cli)]) == 0
+    assert "a page per patient" in capsys.readouterr().err
+    mine = {k: (cli / k).read_bytes() for k in _stamps(cli)}
+    assert mine == {k: (built / k).read_bytes() for k in _stamps(built)}
+    assert run(["report", str(cli), "--single-file"]) == 0
+    assert "a page per patient" not in capsys.readouterr().err
+    build_report(api, single_file=True)
+    assert (cli / "report.html").read_bytes() == (api / "report.html").read_bytes()
+    assert not list((cli / "patients").glob("*.html"))
+
+
+def test_cohort_populations_choose_the_rows_of_a_stratum(built):
+    """study.toml ``[report] cohort_populations``: the named stratum shows those populations
+    in that order (each as cohort.csv has it), the rest are named below the table."""
+    r = load_results(built)
+    r.study.setdefault("config", {})["report"] = {"cohort_populations": {"NK": ["NK_dim", "NK"]}}
+    html = cohort_table(r.cohort, cohort_populations(r))
+    (shown,) = tables(html, "Cohort summary")
+    nk = [row for row in shown.rows if row[0] == "NK"]
+    assert [row[1] for row in nk] == ["NK_dim", "NK_dim", "NK", "NK"]
+    want = r.cohort[(r.cohort["stratum"] == "NK") & r.cohort["population"].isin(["NK", "NK_dim"])]
+    assert sorted(row[3] for row in nk) == sorted(str(n) for n in want["n_patients"])
+    assert "Not shown for the stratum (study.toml [report] cohort_populations): NK: " in html
+    assert "NK_bright" in html.split("Not shown")[1]
+    everything = cohort_table(r.cohort)
+    (every,) = tables(everything, "Cohort summary")
+    assert "Not shown" not in everything and len([x for x in every.rows if x[0] == "NK"]) > 4
+    # a stratum the table does not name keeps all its rows
+    assert [x for x in shown.rows if x[0] != "NK"] == [x for x in every.rows if x[0] != "NK"]
+    r.study["config"]["report"] = {"cohort_populations": {"NK": ["NK", "NKT"]}}
+    with pytest.raises(CytokitError, match=r"cohort_populations: NK names 'NKT', not a population"):
+        cohort_populations(r)
+
+
+def test_a_long_infusion_table_is_folded(built):
+    """A large study's schedule (here the fixture's, repeated) is folded under its count;
+    every row is still in the table."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from cytokit.report.contents import ReportPlots, patients_of
+    from cytokit.report.page import _cohort
+
+    r = load_results(built)
+    short = _cohort(r, ReportPlots(), patients_of(r))
+    assert "<summary>Infusions" not in short and tables(short, "Infusions")
+    many = replace(r, infusions=pd.concat([r.infusions] * 12, ignore_index=True))
+    html = _cohort(many, ReportPlots(), patients_of(many))
+    assert f"<details><summary>Infusions ({len(many.infusions)})</summary>" in html
+    assert len(tables(html, "Infusions")[0].rows) == len(many.infusions) > 20
