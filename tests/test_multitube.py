@@ -101,26 +101,38 @@ def test_fmo_positivity_against_truth(analysed):
 
 
 def test_report_sections(analysed):
-    # the sections read the tables: a figure and a summary table per patient, the net
-    # values with their intervals as function.csv holds them, and nothing without rows
+    # the index sections say what the plots show; each patient's part has a figure and a
+    # summary table, the net values with their intervals as function.csv holds them, and
+    # nothing without rows
     from cytokit.report._html import fmt
-    from cytokit.report.page import OPTIONAL_SECTIONS
-    from cytokit.report.tubes import function_section, repertoire_section
+    from cytokit.report.page import OPTIONAL_SECTIONS, PATIENT_SECTIONS
+    from cytokit.report.tubes import (
+        function_patient,
+        function_section,
+        repertoire_patient,
+        repertoire_section,
+    )
 
     _, res = analysed
     assert OPTIONAL_SECTIONS["repertoire"][1] is repertoire_section
     assert OPTIONAL_SECTIONS["function"][1] is function_section
+    assert PATIENT_SECTIONS["repertoire"] is repertoire_patient
+    assert PATIENT_SECTIONS["function"] is function_patient
     html = repertoire_section(res)
-    patients = sorted(res.repertoire["patient"].unique())
-    assert html.startswith('<section id="repertoire">')
-    assert html.count("<figure>") == len(patients)
-    assert "single-KIR+" in html and "no inhibitory receptor" in html
-    fun = function_section(res)
-    assert fun.count("<figure>") == len(sorted(res.function["patient"].unique()))
+    patients = sorted(res.repertoire["patient"].astype(str).unique())
+    assert html.startswith('<section id="repertoire">') and "<figure>" not in html
+    parts = [repertoire_patient(res, p) for p in patients]
+    assert all(part.count("<figure>") == 1 for part in parts)
+    assert all("single-KIR+" in part and "no inhibitory receptor" in part for part in parts)
+    assert repertoire_patient(res, "no such patient") == ""
+    fun = "".join(function_patient(res, p) for p in patients)
+    assert fun.count("<figure>") == len(res.function["patient"].unique())
+    assert function_section(res).startswith('<section id="function">')
     r = res.function[res.function["pct_net"].notna()].iloc[0]
     assert f"({fmt(r['ci_low'])} to {fmt(r['ci_high'])})" in fun
     empty = cytokit.Results()
     assert repertoire_section(empty) == "" and function_section(empty) == ""
+    assert repertoire_patient(empty, "P01") == "" and function_patient(empty, "P01") == ""
 
 
 def test_invariants_catch_broken_repertoire_and_function(analysed):

@@ -62,7 +62,12 @@ from cytokit.report.tables import (
     thresholds_table,
     trends_table,
 )
-from cytokit.report.tubes import function_section, repertoire_section
+from cytokit.report.tubes import (
+    function_patient,
+    function_section,
+    repertoire_patient,
+    repertoire_section,
+)
 
 __all__ = [
     "OPTIONAL_SECTIONS",
@@ -86,7 +91,10 @@ OPTIONAL_SECTIONS = {
 
 #: Sections of each patient's part of the report (after its tables, before its QC plots):
 #: name → renderer(results, patient id), which returns "" when it has nothing to show.
-PATIENT_SECTIONS: dict[str, Callable[[Results, str], str]] = {}
+PATIENT_SECTIONS: dict[str, Callable[[Results, str], str]] = {
+    "repertoire": repertoire_patient,
+    "function": function_patient,
+}
 
 #: A patient's link: (1-based position, id) → href.
 PatientLink = Callable[[int, str], str]

@@ -24,7 +24,7 @@ from cytokit.analysis.results import Results
 from cytokit.plots._figure import new_figure
 from cytokit.report._html import Markup, day_text, esc, figure, fmt, table
 
-__all__ = ["function_section", "repertoire_section"]
+__all__ = ["function_patient", "function_section", "repertoire_patient", "repertoire_section"]
 
 _ORIGINS = ("donor", "recipient", "all")
 
@@ -96,53 +96,72 @@ def _repertoire_figure(rows: pd.DataFrame, patient: str, population: str, least:
     return fig
 
 
-def repertoire_section(results: Results) -> str:
-    """HTML of the receptor-repertoire section (``""`` without repertoire.csv rows)."""
+def _repertoire_rows(results: Results) -> pd.DataFrame | None:
     rep = getattr(results, "repertoire", None)
     if not _nonempty(rep):
-        return ""
+        return None
     rep = rep[rep["pct"].notna()]
-    if rep.empty:
+    return None if rep.empty else rep
+
+
+def repertoire_section(results: Results) -> str:
+    """HTML of the receptor-repertoire section of the index (``""`` without repertoire.csv
+    rows): what the per-patient plots show; each patient's are on the patient's part of the
+    report (`repertoire_patient`)."""
+    rep = _repertoire_rows(results)
+    if rep is None:
         return ""
     population = _population(rep)
-    parts = [
-        '<section id="repertoire">',
-        "<h2>Receptor repertoire</h2>",
-        f"<p>Combinations of {esc(', '.join(_receptors(rep)))} among {esc(population)} cells, "
-        "by day (the stacks add up to 100 %; n = the cells counted; fewer than "
-        f"{_min_cells(results)} cells are not drawn). Donor and recipient cells are split "
-        "where the tube carries the donor marker.</p>",
-    ]
-    for patient in sorted(rep["patient"].astype(str).unique()):
-        mine = rep[(rep["patient"].astype(str) == patient) & (rep["population"] == population)]
-        combos = mine[mine["kind"] == "combination"]
-        if combos.empty:
-            continue
-        parts.append(f"<h3>{esc(patient)}</h3>")
-        fig = _repertoire_figure(combos, patient, population, _min_cells(results))
-        parts.append(
-            figure(_png(fig), f"{patient}: {population} receptor combinations by day and origin")
-        )
-        summary = mine[mine["kind"] == "summary"].sort_values(["day", "origin", "combination"])
-        rows = [
-            [
-                Markup(day_text(r["day"])),
-                r["origin"],
-                r["combination"],
-                f"{fmt(r['pct'])} % ({fmt(r['ci_low'])}–{fmt(r['ci_high'])})",
-                int(r["total"]),
-            ]
-            for _, r in summary.iterrows()
+    patients = sorted(rep["patient"].astype(str).unique())
+    return "\n".join(
+        [
+            '<section id="repertoire">',
+            "<h2>Receptor repertoire</h2>",
+            f"<p>Combinations of {esc(', '.join(_receptors(rep)))} among {esc(population)} "
+            "cells, by day (the stacks add up to 100 %; n = the cells counted; fewer than "
+            f"{_min_cells(results)} cells are not drawn). Donor and recipient cells are split "
+            "where the tube carries the donor marker. Each patient's plot and table are in "
+            f"the patient's section ({len(patients)} patient(s): {esc(', '.join(patients))}).</p>",
+            "</section>",
         ]
-        if rows:
-            parts.append(
-                table(
-                    ["day", "origin", "", "% (95 % CI)", "cells"],
-                    rows,
-                    numeric=[False, False, False, True, True],
-                )
+    )
+
+
+def repertoire_patient(results: Results, patient: str) -> str:
+    """HTML of one patient's receptor repertoire: stacked bars by day and origin and the
+    summary rows with intervals (``""`` when the patient has none)."""
+    rep = _repertoire_rows(results)
+    if rep is None:
+        return ""
+    population = _population(rep)
+    mine = rep[(rep["patient"].astype(str) == str(patient)) & (rep["population"] == population)]
+    combos = mine[mine["kind"] == "combination"]
+    if combos.empty:
+        return ""
+    parts = [f"<h3>Receptor repertoire ({esc(population)})</h3>"]
+    fig = _repertoire_figure(combos, patient, population, _min_cells(results))
+    parts.append(
+        figure(_png(fig), f"{patient}: {population} receptor combinations by day and origin")
+    )
+    summary = mine[mine["kind"] == "summary"].sort_values(["day", "origin", "combination"])
+    rows = [
+        [
+            Markup(day_text(r["day"])),
+            r["origin"],
+            r["combination"],
+            f"{fmt(r['pct'])} % ({fmt(r['ci_low'])}–{fmt(r['ci_high'])})",
+            int(r["total"]),
+        ]
+        for _, r in summary.iterrows()
+    ]
+    if rows:
+        parts.append(
+            table(
+                ["day", "origin", "", "% (95 % CI)", "cells"],
+                rows,
+                numeric=[False, False, False, True, True],
             )
-    parts.append("</section>")
+        )
     return "\n".join(parts)
 
 
@@ -181,60 +200,75 @@ def _function_figure(rows: pd.DataFrame, patient: str, population: str, least: i
     return fig
 
 
-def function_section(results: Results) -> str:
-    """HTML of the function-assay section (``""`` without function.csv rows)."""
+def _function_rows(results: Results) -> tuple[pd.DataFrame, str] | None:
     fun = getattr(results, "function", None)
     if not _nonempty(fun):
-        return ""
+        return None
     fun = fun[fun["pct_net"].notna()]
     if fun.empty:
-        return ""
+        return None
     population = "NK" if "NK" in set(fun["population"]) else str(fun["population"].iloc[0])
-    parts = [
-        '<section id="function">',
-        "<h2>Function</h2>",
-        f"<p>{esc(population)} cells positive after stimulation minus the unstimulated tube "
-        "of the same visit (one threshold for both), with the 95 % interval of the "
-        "difference; ⚠ marks an unstimulated background above 5 %. Groups of fewer than "
-        f"{_min_cells(results)} cells are in the table only.</p>",
-    ]
-    for patient in sorted(fun["patient"].astype(str).unique()):
-        mine = fun[(fun["patient"].astype(str) == patient) & (fun["population"] == population)]
-        if mine.empty:
-            continue
-        parts.append(f"<h3>{esc(patient)}</h3>")
-        parts.append(
-            figure(
-                _png(_function_figure(mine, patient, population, _min_cells(results))),
-                f"{patient}: background-subtracted % positive by day",
-            )
-        )
-        rows = [
-            [
-                Markup(day_text(r["day"])),
-                r["origin"],
-                r["marker"],
-                f"{fmt(r['pct_stim'])} %",
-                f"{fmt(r['pct_unstim'])} %" + (" ⚠" if bool(r["high_background"]) else ""),
-                f"{fmt(r['pct_net'])} ({fmt(r['ci_low'])} to {fmt(r['ci_high'])})",
-                int(r["events_stim"]),
-            ]
-            for _, r in mine.sort_values(["day", "marker", "origin"]).iterrows()
+    return fun, population
+
+
+def function_section(results: Results) -> str:
+    """HTML of the function-assay section of the index (``""`` without function.csv rows):
+    how the values are made; each patient's plot and table are on the patient's part of
+    the report (`function_patient`)."""
+    got = _function_rows(results)
+    if got is None:
+        return ""
+    fun, population = got
+    patients = sorted(fun["patient"].astype(str).unique())
+    return "\n".join(
+        [
+            '<section id="function">',
+            "<h2>Function</h2>",
+            f"<p>{esc(population)} cells positive after stimulation minus the unstimulated "
+            "tube of the same visit (one threshold for both), with the 95 % interval of the "
+            "difference; ⚠ marks an unstimulated background above 5 %. Groups of fewer than "
+            f"{_min_cells(results)} cells are in the table only. Each patient's plot and "
+            f"table are in the patient's section ({len(patients)} patient(s): "
+            f"{esc(', '.join(patients))}).</p>",
+            "</section>",
         ]
-        parts.append(
-            table(
-                [
-                    "day",
-                    "origin",
-                    "marker",
-                    "stimulated",
-                    "unstimulated",
-                    "net pp (95 % CI)",
-                    "cells",
-                ],
-                rows,
-                numeric=[False, False, False, True, True, True, True],
-            )
+    )
+
+
+def function_patient(results: Results, patient: str) -> str:
+    """HTML of one patient's function assays: net % positive by day with intervals, and the
+    table with the high-background mark (``""`` when the patient has none)."""
+    got = _function_rows(results)
+    if got is None:
+        return ""
+    fun, population = got
+    mine = fun[(fun["patient"].astype(str) == str(patient)) & (fun["population"] == population)]
+    if mine.empty:
+        return ""
+    parts = [f"<h3>Function ({esc(population)})</h3>"]
+    parts.append(
+        figure(
+            _png(_function_figure(mine, patient, population, _min_cells(results))),
+            f"{patient}: background-subtracted % positive by day",
         )
-    parts.append("</section>")
+    )
+    rows = [
+        [
+            Markup(day_text(r["day"])),
+            r["origin"],
+            r["marker"],
+            f"{fmt(r['pct_stim'])} %",
+            f"{fmt(r['pct_unstim'])} %" + (" ⚠" if bool(r["high_background"]) else ""),
+            f"{fmt(r['pct_net'])} ({fmt(r['ci_low'])} to {fmt(r['ci_high'])})",
+            int(r["events_stim"]),
+        ]
+        for _, r in mine.sort_values(["day", "marker", "origin"]).iterrows()
+    ]
+    parts.append(
+        table(
+            ["day", "origin", "marker", "stimulated", "unstimulated", "net pp (95 % CI)", "cells"],
+            rows,
+            numeric=[False, False, False, True, True, True, True],
+        )
+    )
     return "\n".join(parts)
