@@ -41,8 +41,8 @@ Fitted decay (`persistence_figure` with ``trends``)
 ---------------------------------------------------
 Where trends.csv has an estimated half-life for the population, sample type
 and measure, the fitted line ``value · exp(slope · (day − start))`` of each
-decay phase (``half_life_phases``, ``half_life_slope``) is drawn dashed in
-the series' colour, only over the days it was fitted on, labelled in the
+decay phase (``half_life_phases``, ``half_life_slope``) is drawn as a broad
+pale line in the series' colour, only over the days it was fitted on, labelled in the
 panel's legend ``t½ = X d (95 % CI a–b)``. Nothing is drawn where the
 half-life is not estimable.
 """
@@ -300,9 +300,11 @@ def _draw_fit(ax, fit, colour) -> Line2D | None:
     if fit is None:
         return None
     label, segs = fit
+    # broad and pale under the points: seen beside the data line, and along it where they agree
+    style = {"color": colour, "lw": 4.0, "alpha": 0.3, "solid_capstyle": "butt"}
     for d, y in segs:
-        ax.plot(d, y, color=colour, lw=1.8, ls=(0, (4, 2)), alpha=0.75, zorder=2, label=label)
-    return Line2D([], [], color=colour, lw=1.8, ls=(0, (4, 2)), alpha=0.75, label=label)
+        ax.plot(d, y, zorder=1.5, label=label, **style)
+    return Line2D([], [], label=label, **style)
 
 
 def _half_life_text(trends: pd.DataFrame | None, patient, population, measure) -> str:
@@ -455,7 +457,7 @@ def persistence_figure(
                 fits.append(handle)
                 fit_values += [y for _d, y in fit[1]]
         if fits:
-            ax.legend(handles=fits, loc="best", fontsize=6, frameon=False, handlelength=2.2)
+            ax.legend(handles=fits, loc="best", fontsize=7, frameon=False, handlelength=2.2)
         _limits_line(ax, sel)
         mark_infusions(ax, inf)
         mark_drug_courses(ax, drugs)
