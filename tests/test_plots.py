@@ -9,6 +9,7 @@ events, the points drawn inside the gate are exactly the gate's count.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import numpy as np
@@ -138,6 +139,12 @@ def test_persistence_figure_for_nk_and_cik_patients(results, patient, n_infusion
         assert _markers(ax, "v") == n_nd
         assert _markers(ax, "o") == len(sel) - n_nd
         assert "t½" in ax.get_title()
+        # a fitted decay line per phase of each estimated half-life, none elsewhere
+        tr = results.trends
+        mine = tr[(tr["patient"] == patient) & (tr["population"] == pop)
+                  & (tr["measure"] == "donor_per_ul") & tr["half_life_days"].notna()]  # fmt: skip
+        phases = sum(len(str(p).split(";")) for p in mine["half_life_phases"])
+        assert len(_fit_lines(ax)) == phases
     png = plots.figure_bytes(fig, "png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -374,3 +381,65 @@ def test_status_legend_names_every_status(results):
     assert any(t.startswith("not detected") for t in texts)
     assert any(t.startswith("not quantifiable") for t in texts)
     assert "quantified" in texts
+
+
+# ---------------------------------------------------------------- fitted decay lines
+
+
+def _decay_study():
+    """One patient, two populations by % donor in 10,000 events: NK decays with a 6-day
+    half-life after a day-3 peak, CIK is never detected (nothing to fit)."""
+    from cytokit.analysis.trends import trend_row
+
+    days = np.array([-7, 0, 3, 7, 10, 14, 21, 28], dtype=float)
+    nk = np.where(days < 0, 0.0, 40.0 * 2.0 ** (-(days - 3) / 6.0))
+    nk[1] = 5.0  # day 0: the infusion day, before the cells expand
+    rows, trends = [], []
+    for pop, pct in (("NK", nk), ("CIK", np.zeros_like(days))):
+        k = np.round(pct * 100.0)
+        status = np.where(k >= 50, "quantified", np.where(k >= 20, "not_quantifiable",
+                                                          "not_detected"))  # fmt: skip
+        for d, p, ki, s in zip(days, k / 100.0, k, status, strict=True):
+            rows.append({"patient": "P1", "day": d, "file": f"P1_d{d:g}.fcs", "population": pop,
+                         "sample_type": "PB", "status": s, "donor_pct": p, "ci_low": p * 0.9,
+                         "ci_high": p * 1.1, "donor_events": ki, "events": 10000.0})  # fmt: skip
+        row = trend_row(days, k / 100.0, status, [0], [1e6], k)
+        trends.append({"patient": "P1", "sample_type": "PB", "population": pop,
+                       "measure": "donor_pct", **row})  # fmt: skip
+    return pd.DataFrame(rows), pd.DataFrame(trends)
+
+
+def _fit_lines(ax):
+    return [line for line in ax.get_lines() if line.get_label().startswith("t½ =")]
+
+
+def test_fitted_decay_line_only_where_the_half_life_is_estimated():
+    chim, trends = _decay_study()
+    nk, cik = (trends[trends["population"] == p].iloc[0] for p in ("NK", "CIK"))
+    assert nk["half_life_days"] == pytest.approx(6.0, rel=0.02)
+    assert math.isnan(cik["half_life_days"])
+    fig = plots.persistence_figure(chim, "P1", measure="donor_pct", trends=trends,
+                                   populations=["NK", "CIK"])  # fmt: skip
+    panels = {ax.get_title().split(" — ")[0]: ax for ax in fig.axes if ax.get_title()}
+    assert _fit_lines(panels["CIK"]) == []
+    (line,) = _fit_lines(panels["NK"])
+    series = [ln for ln in panels["NK"].get_lines() if ln.get_label() == "PB"]
+    assert line.get_color() == series[0].get_color()
+    lo, hi, hl = nk["half_life_ci_low"], nk["half_life_ci_high"], nk["half_life_days"]
+    assert line.get_label() == f"t½ = {hl:.1f} d (95 % CI {lo:.1f}–{hi:.1f})"
+    x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+    # only over the fitted phase (from the first point after the peak), on the points' fit
+    fitted = chim[(chim["population"] == "NK") & (chim["day"] >= 7)]
+    assert (x.min(), x.max()) == (7.0, fitted["day"].max())
+    slope, icept = np.polyfit(fitted["day"], np.log(fitted["donor_pct"]), 1)
+    np.testing.assert_allclose(y, np.exp(icept + slope * x), rtol=0.02)
+    legend = panels["NK"].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [line.get_label()]
+
+
+def test_no_fitted_line_without_half_life_columns():
+    chim, trends = _decay_study()
+    old = trends.drop(columns=["half_life_slope", "half_life_phases"])
+    for t in (None, old):
+        fig = plots.persistence_figure(chim, "P1", measure="donor_pct", trends=t)
+        assert not [ln for ax in fig.axes for ln in _fit_lines(ax)]

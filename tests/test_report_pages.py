@@ -25,7 +25,7 @@ from cytokit.cli.app import run
 from cytokit.errors import CytokitError
 from cytokit.report import build_report
 from cytokit.report.contents import cohort_populations
-from cytokit.report.figures import MANIFEST
+from cytokit.report.figures import MANIFEST, _Job
 from cytokit.report.tables import cohort_table
 
 PATIENTS = ("P01", "P02")
@@ -225,3 +225,30 @@ def test_a_long_infusion_table_is_folded(built):
     html = _cohort(many, ReportPlots(), patients_of(many))
     assert f"<details><summary>Infusions ({len(many.infusions)})</summary>" in html
     assert len(tables(html, "Infusions")[0].rows) == len(many.infusions) > 20
+
+
+def test_a_changed_decay_fit_redraws_the_patients_persistence_plot(built):
+    """The persistence figures' keys cover trends.csv's fitted line (half_life_slope,
+    half_life_phases): a changed fit redraws that patient's plot and no other."""
+    from cytokit.report.figures import ReportPlots, _patient_jobs
+
+    r = load_results(built)
+    assert {"half_life_slope", "half_life_phases"} <= set(r.trends.columns)
+
+    def keys():
+        jobs = {}
+
+        def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots"):
+            jobs[stem.name] = _Job(module, builder, args, kwargs, stem, tuple(fmts), put).key()
+
+        _patient_jobs(r, built / "plots", ("png",), ReportPlots(), job)
+        return jobs
+
+    r.trends["half_life_phases"] = r.trends["half_life_phases"].astype(object)
+    before = keys()
+    mine = r.trends.index[r.trends["patient"].astype(str) == "P01"][0]
+    for column, value in (("half_life_slope", -0.1), ("half_life_phases", "5-20:100")):
+        r.trends.loc[mine, column] = value
+        after = keys()
+        assert [k for k in before if after[k] != before[k]] == ["P01_persistence"], column
+        before = after

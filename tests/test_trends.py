@@ -199,3 +199,62 @@ def test_cohort_summary_relates_dose_to_persistence():
     nk = out[out.stratum == "NK"].iloc[0]
     assert nk.half_life_n == 0 and math.isnan(nk.dose_auc_spearman)
     assert cohort_summary(pd.DataFrame()).empty
+
+
+# ---------------------------------------------------------------- the fitted decay line
+
+
+def _line_at(h, day):
+    """The stored fit's value at `day` (on the phase that contains it)."""
+    from cytokit.analysis.trends import decay_phases
+
+    for start, end, value in decay_phases(h["half_life_phases"]):
+        if start <= day <= end:
+            return value * math.exp(h["half_life_slope"] * (day - start))
+    raise AssertionError(f"day {day} in no phase of {h['half_life_phases']!r}")
+
+
+def test_stored_line_is_the_least_squares_fit_of_the_decay_points():
+    rng = np.random.default_rng(3)
+    days = np.array([0, 3, 7, 10, 14, 21, 28, 35])
+    y = 200 * 2.0 ** (-days / 5.0) * np.exp(0.2 * rng.standard_normal(days.size))
+    y[0], y[1] = 1.0, 300.0  # before the infusion, and the peak
+    h = fit_half_life(days, y, [Q] * days.size, infusions=[0])
+    assert math.isfinite(h["half_life_days"])
+    decay = days >= 7  # the points after the peak
+    slope, icept = np.polyfit(days[decay], np.log(y[decay]), 1)
+    assert h["half_life_slope"] == pytest.approx(slope, rel=1e-9)
+    assert h["half_life_days"] == pytest.approx(math.log(2) / -slope, rel=1e-9)
+    assert h["half_life_phases"].startswith("7-35:")
+    for d in days[decay]:
+        assert _line_at(h, d) == pytest.approx(math.exp(icept + slope * d), rel=1e-6)
+
+
+def test_count_fit_line_of_each_phase_reproduces_the_phase():
+    """Decays after three infusions, counts exactly on the model: the quasi-Poisson
+    fit's line of each phase is that phase's own log-linear fit."""
+    k = Kinetics(half_life_days=8.0, expansion_fold=1.5, peak_delay_days=2.0, recovery=0.25)
+    doses = [(42, 1e6), (63, 2e6), (84, 3e6)]
+    days = np.array([-7, 43, 49, 56, 63, 64, 70, 77, 84, 85, 88, 91, 98, 112])
+    y = persistence_curve(days.astype(float), doses, k)
+    counts = y * (100.0 / y[y > 0].min())  # every point well above the 20-event limit
+    h = fit_half_life(days, y, [Q] * days.size, infusions=[0, 21, 42, 63, 84], counts=counts)
+    assert h["half_life_days"] == pytest.approx(8.0, rel=1e-6)
+    phases = [tuple(p.split(":")[0].split("-")) for p in h["half_life_phases"].split("; ")]
+    assert len(phases) == 3
+    for start, end in phases:
+        sel = (days >= float(start)) & (days <= float(end))
+        slope, icept = np.polyfit(days[sel], np.log(y[sel]), 1)
+        assert h["half_life_slope"] == pytest.approx(slope, rel=1e-6)
+        for d in days[sel]:
+            assert _line_at(h, d) == pytest.approx(math.exp(icept + slope * d), rel=1e-6)
+
+
+def test_no_line_where_the_half_life_is_not_estimable():
+    days = np.array([0, 3, 7, 14, 21])
+    for values in ([0, 10, 50, 40, 30], [1, 50, 40, 60, 45]):  # too few points; no decay
+        h = fit_half_life(days, values, [Q] * 5, infusions=[0])
+        assert not math.isfinite(h["half_life_days"])
+        assert math.isnan(h["half_life_slope"]) and h["half_life_phases"] == ""
+    row = trend_row(days, [1, 50, 40, 60, 45], [Q] * 5, [0], [1.0])
+    assert math.isnan(row["half_life_slope"]) and row["half_life_phases"] == ""

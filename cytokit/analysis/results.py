@@ -84,7 +84,9 @@ strategy and panel; chimerism and absolute counts come from the tube
     One row per patient, sample type, population and measure
     (``donor_per_ul``, ``donor_pct``): `cytokit.analysis.trends.TREND_COLUMNS` (peak,
     last detectable and quantified day, AUC, half-life with its 95 % CI, n,
-    R², first day of the fit and a note, infusions and total dose).
+    R², first day of the fit and a note, infusions and total dose, and the
+    fitted decay line: the slope of log(measure) per day and each decay
+    phase's days and fitted value at its start, empty where not estimable).
 ``cohort.csv``
     One row per stratum, population and measure: `cytokit.analysis.trends.COHORT_COLUMNS`
     (patients, medians and ranges of peak, AUC and half-life, dose, and
@@ -399,7 +401,7 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "half_life_days": _F, "half_life_ci_low": _F, "half_life_ci_high": _F,
         "half_life_n": _I, "half_life_r2": _F, "half_life_from_day": _N, "half_life_note": _S,
         "n_infusions": _I, "total_dose_per_kg": _F, "last_infusion_day": _N,
-        "dose_product": _S, "doses_per_kg": _S,
+        "dose_product": _S, "doses_per_kg": _S, "half_life_slope": _F, "half_life_phases": _S,
     },
     "cohort": {
         "stratum": _S, "population": _S, "measure": _S, "n_patients": _I, "n_detected": _I,

@@ -45,6 +45,14 @@ the chimerism table's points (day, value, status).
   a decay that is not significant (the slope's 95 % interval reaches 0; the
   note then gives the point estimate).
 
+  The fitted line, so that a plot can draw it: ``half_life_slope``, the
+  shared slope ``b`` of ``log(measure)`` per day, and ``half_life_phases``,
+  one ``start-end:value`` entry per decay phase joined by ``"; "`` (the
+  phase's first and last fitted day and the fitted value of the measure at
+  its first day, ``exp(a_s + b · start)``), e.g. ``5-28:80.1; 45-70:41``.
+  Between ``start`` and ``end`` the fit is ``value · exp(b · (day − start))``.
+  Both are empty wherever the half-life is not estimable (never a zero slope).
+
 The cohort summary (`cohort_summary`) gives, per stratum, population and
 measure, the number of patients, the median and range of peak, AUC and
 half-life, the median total dose per kg, and Spearman's rank correlation of
@@ -61,14 +69,21 @@ import pandas as pd
 
 from cytokit.stats.intervals import t_quantile
 
-__all__ = ["COHORT_COLUMNS", "TREND_COLUMNS", "cohort_summary", "fit_half_life", "trend_row"]
+__all__ = [
+    "COHORT_COLUMNS",
+    "TREND_COLUMNS",
+    "cohort_summary",
+    "decay_phases",
+    "fit_half_life",
+    "trend_row",
+]
 
 TREND_COLUMNS = (
     "patient", "stratum", "sample_type", "population", "measure", "n_days", "first_day",
     "last_day", "peak_day", "peak_value", "last_detectable_day", "last_quantified_day", "auc",
     "auc_days", "half_life_days", "half_life_ci_low", "half_life_ci_high", "half_life_n",
     "half_life_r2", "half_life_from_day", "half_life_note", "n_infusions", "total_dose_per_kg",
-    "last_infusion_day", "dose_product", "doses_per_kg",
+    "last_infusion_day", "dose_product", "doses_per_kg", "half_life_slope", "half_life_phases",
 )  # fmt: skip
 COHORT_COLUMNS = (
     "stratum", "population", "measure", "n_patients", "n_detected", "peak_median", "peak_min",
@@ -120,7 +135,8 @@ def fit_half_life(
     -------
     dict
         half_life_days, half_life_ci_low, half_life_ci_high, half_life_n,
-        half_life_r2, half_life_from_day, half_life_note.
+        half_life_r2, half_life_from_day, half_life_note, half_life_slope,
+        half_life_phases.
     """
     days = np.asarray(days, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
@@ -134,6 +150,8 @@ def fit_half_life(
         "half_life_r2": float("nan"),
         "half_life_from_day": float("nan"),
         "half_life_note": "",
+        "half_life_slope": float("nan"),
+        "half_life_phases": "",
     }
     order = np.argsort(days)
     days, values, status = days[order], values[order], status[order]
@@ -165,9 +183,9 @@ def fit_half_life(
         )
         return out
     if k is None:
-        slope, half_width, r2 = _log_fit(days, values, phases, dof)
+        slope, half_width, r2, icepts = _log_fit(days, values, phases, dof)
     else:
-        slope, half_width, r2 = _count_fit(days, values, k, phases, dof)
+        slope, half_width, r2, icepts = _count_fit(days, values, k, phases, dof)
     out["half_life_r2"] = r2
     out["half_life_from_day"] = float(min(days[p[0]] for p in phases))
     if not slope < 0:
@@ -187,13 +205,32 @@ def fit_half_life(
     out["half_life_ci_high"] = ln2 / -hi_slope
     if len(phases) > 1:
         out["half_life_note"] = f"shared slope over {len(phases)} decay phases"
+    out["half_life_slope"] = slope
+    out["half_life_phases"] = "; ".join(
+        f"{days[p[0]]:g}-{days[p[-1]]:g}:{math.exp(a + slope * days[p[0]]):.8g}"
+        for p, a in zip(phases, icepts, strict=True)
+    )
     return out
 
 
-def _log_fit(days, values, phases, dof) -> tuple[float, float, float]:
+def decay_phases(text) -> list[tuple[float, float, float]]:
+    """``(start, end, value at start)`` of each phase of a ``half_life_phases`` entry
+    (empty for an empty or missing one)."""
+    if not isinstance(text, str) or not text.strip():
+        return []
+    out = []
+    for part in text.split(";"):
+        span, value = part.strip().split(":")
+        start, end = span.split("-")
+        out.append((float(start), float(end), float(value)))
+    return out
+
+
+def _log_fit(days, values, phases, dof) -> tuple[float, float, float, list[float]]:
     """Shared slope of ``log(values)`` over the phases (own intercepts).
 
-    Returns the slope, the half-width of its 95 % interval and R².
+    Returns the slope, the half-width of its 95 % interval, R² and each
+    phase's intercept (``log(value)`` at day 0).
     """
     xc = np.concatenate([days[p] - days[p].mean() for p in phases])
     ys = [np.log(values[p]) for p in phases]
@@ -204,15 +241,18 @@ def _log_fit(days, values, phases, dof) -> tuple[float, float, float]:
     sse = float(resid @ resid)
     syy = float(yc @ yc)
     half_width = t_quantile(0.975, dof) * math.sqrt(sse / dof / sxx)
-    return slope, half_width, (1.0 - sse / syy if syy > 0 else float("nan"))
+    icepts = [
+        float(y.mean()) - slope * float(days[p].mean()) for p, y in zip(phases, ys, strict=True)
+    ]
+    return slope, half_width, (1.0 - sse / syy if syy > 0 else float("nan")), icepts
 
 
-def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float]:
+def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float, list[float]]:
     """Quasi-Poisson fit of the counts: ``counts ~ exposure · exp(a_s + b · day)``.
 
     Iteratively reweighted least squares from the log fit; exposure = counts
-    per value. Returns the slope, the half-width of its 95 % interval and the
-    weighted R² of the logs. The interval is the wider of two: counting
+    per value. Returns the slope, the half-width of its 95 % interval, the
+    weighted R² of the logs and each phase's intercept (``log(value)`` at day 0). The interval is the wider of two: counting
     noise alone (Poisson variance, normal quantile) and the scatter the
     points show (Pearson dispersion, Student's t on `dof`), so neither a few
     points that happen to lie on a line nor scatter beyond counting noise
@@ -225,7 +265,8 @@ def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float]:
     offset = np.log(k) - lv  # log exposure: events per unit of the measure
     x = np.zeros((idx.size, len(phases) + 1))
     x[np.arange(idx.size), phase] = 1.0
-    x[:, -1] = days[idx] - days[idx].mean()
+    centre = float(days[idx].mean())
+    x[:, -1] = days[idx] - centre
     beta = np.linalg.lstsq(x, lv, rcond=None)[0]
     for _ in range(100):
         mu = np.exp(x @ beta + offset)
@@ -247,7 +288,9 @@ def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float]:
     centred = lv - means[phase]
     sse = float(mu @ resid**2)
     syy = float(mu @ centred**2)
-    return float(beta[-1]), half_width, (1.0 - sse / syy if syy > 0 else float("nan"))
+    r2 = 1.0 - sse / syy if syy > 0 else float("nan")
+    b = float(beta[-1])
+    return b, half_width, r2, [float(a) - b * centre for a in beta[:-1]]
 
 
 def _auc(days: np.ndarray, values: np.ndarray) -> tuple[float, float]:

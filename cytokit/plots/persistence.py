@@ -36,6 +36,15 @@ Every chimerism row (one file, one population) gives a point at its ``day``.
   `cytokit.analysis.marker_check`) have no value: they are never drawn as a point, the
   line does not pass through them, and `persistence_figure` marks their day
   with a cross on the panel's lower edge (``donor marker failed``).
+
+Fitted decay (`persistence_figure` with ``trends``)
+---------------------------------------------------
+Where trends.csv has an estimated half-life for the population, sample type
+and measure, the fitted line ``value · exp(slope · (day − start))`` of each
+decay phase (``half_life_phases``, ``half_life_slope``) is drawn as a broad
+pale line in the series' colour, only over the days it was fitted on, labelled in the
+panel's legend ``t½ = X d (95 % CI a–b)``. Nothing is drawn where the
+half-life is not estimable.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from cytokit.analysis.chimerism import DETECTION_EVENTS, MARKER_FAILED
+from cytokit.analysis.trends import decay_phases
 from cytokit.plots._figure import (
     STATUS_STYLE,
     finish_grid,
@@ -65,6 +75,7 @@ from cytokit.plots.outcomes import COURSE_COLOUR, mark_drug_courses
 __all__ = [
     "MEASURES",
     "chimerism_figure",
+    "fit_lines",
     "measure_points",
     "persistence_figure",
     "poisson_interval",
@@ -245,6 +256,57 @@ def _limits_line(ax, pts: pd.DataFrame) -> None:
             ax.plot(loq.index, loq.to_numpy(), **style)
 
 
+def _days_text(x: float) -> str:
+    return f"{x:.1f}" if abs(x) < 10 else f"{x:.0f}"
+
+
+def fit_lines(trends: pd.DataFrame | None, patient, population, measure, sample_type=""):
+    """The fitted decay of one series: ``(label, [(days, values), ...])`` per phase, or
+    None where trends.csv has no estimated half-life for it."""
+    if trends is None or trends.empty or "half_life_phases" not in trends.columns:
+        return None
+    types = trends.get("sample_type", pd.Series("", index=trends.index)).fillna("").astype(str)
+    sel = trends[
+        (trends["patient"].astype(str) == str(patient))
+        & (trends["population"].astype(str) == str(population))
+        & (trends["measure"] == measure)
+        & (types == str(sample_type))
+    ]
+    if sel.empty:
+        return None
+    row = sel.iloc[0]
+    num = {
+        c: float(pd.to_numeric(row.get(c), errors="coerce"))
+        for c in ("half_life_days", "half_life_ci_low", "half_life_ci_high", "half_life_slope")
+    }
+    phases = decay_phases(row.get("half_life_phases"))
+    if not (math.isfinite(num["half_life_days"]) and math.isfinite(num["half_life_slope"])):
+        return None
+    if not phases:
+        return None
+    label = f"t½ = {_days_text(num['half_life_days'])} d"
+    lo, hi = num["half_life_ci_low"], num["half_life_ci_high"]
+    if math.isfinite(lo) and math.isfinite(hi):
+        label += f" (95 % CI {_days_text(lo)}–{_days_text(hi)})"
+    segs = []
+    for start, end, value in phases:
+        d = np.linspace(start, end, 2 if end > start else 1)
+        segs.append((d, value * np.exp(num["half_life_slope"] * (d - start))))
+    return label, segs
+
+
+def _draw_fit(ax, fit, colour) -> Line2D | None:
+    """Draw a `fit_lines` result; returns its legend handle."""
+    if fit is None:
+        return None
+    label, segs = fit
+    # broad and pale under the points: seen beside the data line, and along it where they agree
+    style = {"color": colour, "lw": 4.0, "alpha": 0.3, "solid_capstyle": "butt"}
+    for d, y in segs:
+        ax.plot(d, y, zorder=1.5, label=label, **style)
+    return Line2D([], [], label=label, **style)
+
+
 def _half_life_text(trends: pd.DataFrame | None, patient, population, measure) -> str:
     if trends is None or trends.empty or "half_life_days" not in trends.columns:
         return ""
@@ -386,13 +448,22 @@ def persistence_figure(
     colours = {t: f"C{i}" for i, t in enumerate(types)}
     for ax, name in zip(axes.ravel(), names, strict=False):
         sel = pts[pts["population"].astype(str) == name]
+        fits, fit_values = [], []
         for t in types:
             _draw_series(ax, sel[sel["sample_type"] == t], colours[t], t)
+            fit = fit_lines(trends, patient, name, measure, t) if sel["y"].notna().any() else None
+            handle = _draw_fit(ax, fit, colours[t])
+            if handle is not None:
+                fits.append(handle)
+                fit_values += [y for _d, y in fit[1]]
+        if fits:
+            ax.legend(handles=fits, loc="best", fontsize=7, frameon=False, handlelength=2.2)
         _limits_line(ax, sel)
         mark_infusions(ax, inf)
         mark_drug_courses(ax, drugs)
         if sel["y"].notna().any():
-            log_axis(ax, np.concatenate([finite(sel[c]) for c in ("y", "high", "low", "loq")]))
+            drawn = [finite(sel[c]) for c in ("y", "high", "low", "loq")] + fit_values
+            log_axis(ax, np.concatenate(drawn))
         else:
             ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
         hl = _half_life_text(trends, patient, name, measure)
