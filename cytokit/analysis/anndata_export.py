@@ -69,9 +69,7 @@ from cytokit.errors import CytokitError, StudyError
 
 __all__ = ["export_anndata", "results_anndata"]
 
-_EXTRA = (
-    'AnnData export needs the anndata package: install the extra, pip install "cytokit-flow[anndata]"'
-)
+_EXTRA = 'AnnData export needs the anndata package: install the extra, pip install "cytokit-flow[anndata]"'
 
 
 def _anndata():
