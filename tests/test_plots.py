@@ -227,6 +227,10 @@ def test_cohort_figure_tells_patients_apart_and_strata_by_line_style(results):
     assert "CIK (n=1)" in legend and "NK (n=2)" in legend
     carets = [ln for ln in ax.get_lines() if ln.get_marker() == "^"]
     assert len(carets) == len(results.infusions)
+    assert ax.get_yscale() == "log"  # cells/µL
+    pct = plots.cohort_figure(results.chimerism, measure="donor_pct", populations=["NK"])
+    ax = next(a for a in pct.axes if a.get_title() == "NK")
+    assert ax.get_yscale() == "linear" and ax.get_ylim() == (-2.0, 102.0)
 
 
 def test_text_from_files_never_starts_mathtext(results):

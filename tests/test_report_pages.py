@@ -252,3 +252,25 @@ def test_a_changed_decay_fit_redraws_the_patients_persistence_plot(built):
         after = keys()
         assert [k for k in before if after[k] != before[k]] == ["P01_persistence"], column
         before = after
+
+
+def test_a_folder_written_before_the_added_columns_still_reports(folder):
+    # a results folder of an earlier cytokit: trends.csv without the decay-fit columns and
+    # counts.csv without the tube column; loading fills what they stood for then (no fit
+    # stored, the default tube) and the report draws no fitted line, instead of refusing
+    import pandas as pd
+
+    from cytokit.analysis.results import ADDED_COLUMNS
+    from cytokit.analysis.tablesjson import write_index
+
+    index = json.loads((folder / "tables.json").read_text())
+    for name, drop in (("trends.csv", ["half_life_slope", "half_life_phases"]),
+                       ("counts.csv", ["tube"])):  # fmt: skip
+        path = folder / name
+        pd.read_csv(path).drop(columns=drop).to_csv(path, index=False)
+    write_index(folder, {e["name"]: e.get("rows") for e in index["files"]})
+    old = load_results(folder)
+    assert old.trends["half_life_slope"].isna().all()
+    assert (old.trends["half_life_phases"].fillna("") == "").all()
+    assert (old.counts["tube"] == ADDED_COLUMNS["tube"]).all()
+    assert build_report(folder) == folder / "report.html"

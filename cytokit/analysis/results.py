@@ -756,6 +756,16 @@ def _read_study(path: Path, data: bytes) -> dict:
     return study
 
 
+#: Columns added to tables after the first results folders were written, with the value
+#: they stand for in an older folder: every file of the default tube; no decay fit stored
+#: (the half-life columns themselves are there, so no fitted line is drawn).
+ADDED_COLUMNS: dict[str, object] = {
+    "tube": "default",
+    "half_life_slope": float("nan"),
+    "half_life_phases": "",
+}
+
+
 def load_results(out: str | Path) -> Results:
     """Rebuild the `Results` of an analysis from its output folder.
 
@@ -797,9 +807,11 @@ def load_results(out: str | Path) -> Results:
         found = table_file(checked, name)
         path = out / (found or f"{name}.csv")
         kw[name] = _read_table(path, checked[found]) if found else pd.DataFrame(columns=columns)
-        if found and "tube" in columns and "tube" not in kw[name].columns:
-            # written before studies had several tubes: every file is of the default tube
-            kw[name] = conform(kw[name].assign(tube="default"), columns)
+        later = {c: v for c, v in ADDED_COLUMNS.items() if c in columns}
+        if found and any(c not in kw[name].columns for c in later):
+            # written before these columns were: their value then (see ADDED_COLUMNS)
+            fill = {c: v for c, v in later.items() if c not in kw[name].columns}
+            kw[name] = conform(kw[name].assign(**fill), columns)
         missing = [c for c in columns if c not in kw[name].columns]
         if missing:  # a damaged header would otherwise surface as a KeyError deep in the report
             shown = ", ".join(missing[:5]) + (

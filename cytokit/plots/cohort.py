@@ -59,7 +59,11 @@ def cohort_figure(
     min_events: int = 50,
     title: str | None = None,
 ) -> Figure:
-    """Every patient's `measure` over time, a colour and end label per patient, one log panel per population.
+    """Every patient's `measure` over time, a colour and end label per patient, a panel per population.
+
+    Donor cells/µL on a log axis; % donor on a linear 0-100 % axis (the scale of each
+    patient's chimerism plot: a log % axis stretched a few false-positive events near 0 %
+    over decades).
 
     Parameters
     ----------
@@ -108,10 +112,10 @@ def cohort_figure(
         if inf is not None:
             _plot_infusions(ax, inf, pcolours)
         if sel["y"].notna().any():
-            log_axis(ax, sel["y"], headroom=1.6)
-            if measure == "donor_pct":  # no room above 100 % on a % axis
-                lo, hi = ax.get_ylim()
-                ax.set_ylim(lo, min(hi, 110.0))
+            if measure == "donor_pct":  # linear 0-100 %, as each patient's chimerism plot
+                ax.set_ylim(-2.0, 102.0)
+            else:
+                log_axis(ax, sel["y"], headroom=1.6)
         else:
             ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_title(plain(name), fontsize=9)
