@@ -31,6 +31,7 @@ __all__ = [
     "restore_cell",
     "restore_frame",
     "write_csv",
+    "write_if_changed",
 ]
 
 #: Leading characters that make a spreadsheet read a cell as a formula (OWASP).
@@ -80,6 +81,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_if_changed(path: str | Path, data: bytes) -> bool:
+    """`atomic_write_bytes` unless `path` holds exactly `data` already (a rebuild that changed
+    nothing leaves the file, and its time, as it was); True when it wrote."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
+    return True
 
 
 def neutralise_cell(value):

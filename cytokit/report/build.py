@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cytokit._io import atomic_write_text
+from cytokit._io import write_if_changed
 from cytokit._outdir import output_folder
 from cytokit.analysis.outcomes import check_clinical_inputs
 from cytokit.analysis.results import Results, load_results
@@ -158,7 +158,7 @@ def build_report(
                     flags=flags.get(pid),
                 )
     for path, text in pages.items():
-        _write_if_changed(path, text)
+        write_if_changed(path, text.encode("utf-8"))
     _remove_unused(out, set(pages), used)
     return out / "report.html"
 
@@ -177,18 +177,6 @@ def _page_names(patients: list[str]) -> dict[str, str]:
         taken.add(stem.lower())
         names[pid] = f"{stem}.html"
     return names
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    """Write `text` atomically unless the file already holds exactly it (a rebuild that
-    changed nothing leaves every file, and its time, as it was)."""
-    data = text.encode("utf-8")
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return
-    except OSError:
-        pass
-    atomic_write_text(path, text)
 
 
 def _remove_unused(out: Path, pages: set[Path], used: set[Path]) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytokit._io import atomic_write_bytes, atomic_write_text
+from cytokit._io import atomic_write_text, write_if_changed
 from cytokit.analysis.results import Results
 from cytokit.report.contents import (
     ReportPlots,
@@ -245,9 +245,9 @@ def write_plots(
         png_first = ("png", *(f for f in j.formats if f != "png"))
         for fmt, data in zip(png_first, images, strict=True):
             if fmt in j.formats:
-                _write_if_changed(j.stem.with_name(f"{j.stem.name}.{fmt}"), data)
+                write_if_changed(j.stem.with_name(f"{j.stem.name}.{fmt}"), data)
             elif fmt == "png":  # a figure shown but not kept as PNG (formats=("svg",))
-                _write_if_changed(_png_of(j), data)
+                write_if_changed(_png_of(j), data)
         done[_rel(out, j.stem)] = {
             "key": keys[i],
             "files": {_rel(out, f): _file_digest(f) for f in _outputs(j)},
@@ -278,17 +278,6 @@ def _write_manifest(out: Path, figures: dict) -> None:
     path = out / MANIFEST
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         atomic_write_text(path, text)
-
-
-def _write_if_changed(path: Path, data: bytes) -> None:
-    """Write `data` atomically unless the file holds exactly it already (a figure drawn
-    again the same, e.g. the SVG beside a PNG that was edited, keeps its file)."""
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return
-    except OSError:
-        pass
-    atomic_write_bytes(path, data)
 
 
 def _png_of(job: _Job) -> Path:
