@@ -132,6 +132,12 @@ def _analyze(
         )
     if report:
         _report(out, single_file)
+    elif (out / "report.html").is_file():
+        typer.echo(
+            f"report.html in {out} is from an earlier run and does not show these tables; "
+            f"rebuild it with: cytokit report {out}",
+            err=True,
+        )
     return 3 if strict and len(results.failures) else 0
 
 
@@ -141,7 +147,7 @@ def _compile_notice() -> None:
 
     if kernels_need_compiling():
         typer.echo(
-            "first run on this machine: compiling the kernels (about 20 s on 2 cores; "
+            "first run on this machine: compiling the kernels (about 15-20 s on 2 cores; "
             "later runs load them from the cache)",
             err=True,
         )

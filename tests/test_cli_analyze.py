@@ -103,6 +103,18 @@ def test_analyze_without_report(study, tmp_path, capsys):
     assert not (out / "report.html").exists() and "report:" not in capsys.readouterr().err
 
 
+def test_analyze_without_report_says_an_earlier_report_is_stale(analysed, study, tmp_path, capsys):
+    """A rerun with ``--no-report`` into a folder with a report says that page is out of date."""
+    code, err, out = analysed
+    assert code == 0, err
+    copy = shutil.copytree(out, tmp_path / "copy")
+    capsys.readouterr()
+    args = ["analyze", str(study), "--out", str(copy), "--workers", "1", "--no-report"]
+    assert run(args) == 0
+    said = capsys.readouterr().err
+    assert "report.html" in said and "earlier run" in said and f"cytokit report {copy}" in said
+
+
 def test_analyze_reports_a_bad_study_in_one_error(study, tmp_path, capsys):
     bad = shutil.copytree(study, tmp_path / "bad")
     (bad / "fcs" / "P01_day014.fcs").unlink()
