@@ -9,7 +9,13 @@ import typer
 
 
 def run_export(
-    results: Path, out: Path, *, events: int | None, seed: int, study: Path | None
+    results: Path,
+    out: Path,
+    *,
+    events: int | None,
+    seed: int,
+    study: Path | None,
+    tube: str | None = None,
 ) -> Path:
     """Write the AnnData file; progress and a summary go to stderr."""
     from cytokit.analysis.anndata_export import export_anndata
@@ -17,7 +23,7 @@ def run_export(
     t0 = time.perf_counter()
     which = "every event" if events is None else f"{events:,} events per file"
     typer.echo(f"reading and gating the files of {results} again ({which}) ...", err=True)
-    path = export_anndata(results, out, events=events, seed=seed, study=study)
+    path = export_anndata(results, out, events=events, seed=seed, study=study, tube=tube)
     size = path.stat().st_size / 1e6
     typer.echo(f"anndata: {path} ({size:.1f} MB); {time.perf_counter() - t0:.1f} s", err=True)
     return path
@@ -35,9 +41,14 @@ def register(app: typer.Typer) -> None:
         study: Path = typer.Option(
             None, "--study", help="The study folder (default: the one study.json names)."
         ),
+        tube: str = typer.Option(
+            None,
+            "--tube",
+            help="The tube whose files to export (needed when the study has several tubes).",
+        ),
     ) -> None:
         """Write the events behind a results folder as AnnData (.h5ad): X compensated and
         transformed, layers raw and compensated, obs with file, patient, day, gates, origin
         and metacluster (needs the anndata extra)."""
-        path = run_export(results, out, events=events, seed=seed, study=study)
+        path = run_export(results, out, events=events, seed=seed, study=study, tube=tube)
         typer.echo(str(path))

@@ -175,3 +175,72 @@ def test_normalised_medians_follow_the_cells_not_the_gain(analysed):
     ph = res.phenotype.set_index(["file", "population", "origin", "marker"])["median"]
     keys = list(zip(n["file"], n["population"], n["origin"], n["marker"], strict=True))
     assert np.allclose(ph.loc[keys].to_numpy(), n["median"].to_numpy(), equal_nan=True)
+
+
+def test_export_wsp_gates_each_file_with_its_tubes_strategy(tmp_path):
+    # a tube with its own strategy: the workspace holds each file with the gates its tube
+    # counted it with, so gating it again gives counts.csv's counts (no note)
+    from cytokit.analysis import export_wsp
+
+    folder = tmp_path / "s"
+    design = preset_design("sample", seed=5, n_patients=1, n_events=8_000, days=(7,))
+    simulate_study(folder, design, workers=1)
+    add_tubes(folder, seed=5)
+    text = (folder / "strategy.yaml").read_text()
+    assert "distance: 6" in text
+    (folder / "receptors.yaml").write_text(text.replace("distance: 6", "distance: 3.5", 1))
+    toml = (folder / "study.toml").read_text()
+    toml = toml.replace("[tubes.receptors]\n", '[tubes.receptors]\nstrategy = "receptors.yaml"\n')
+    (folder / "study.toml").write_text(toml)
+    res = cytokit.analyze(folder, tmp_path / "results", workers=1)
+    assert res.failures.empty, res.failures.to_dict("records")
+    lymph = res.counts[res.counts["gate_path"] == "/Lymphocytes"].set_index("file")["count"]
+    done = export_wsp(tmp_path / "results", out=tmp_path / "out.wsp")
+    assert not done.skipped and len(done.samples) == len(res.samples)
+    assert not [n for n in done.notes if "gated again" in n], done.notes
+    # the receptor tube's tighter ellipse is what counted its files
+    study = cytokit.load_study(folder)
+    for row in study.rows:
+        file = study.relative(row.file)
+        if study.tube_of(row) == "receptors":
+            default = study.gate(cytokit.read_fcs(row.file), membership=False)
+            other = default.counts.set_index("gate_path")["count"]["/Lymphocytes"]
+            assert lymph[file] < other, (file, lymph[file], other)
+
+
+def test_export_anndata_one_tube_at_a_time(analysed):
+    # one AnnData holds one panel: a study of several tubes is exported a tube at a time,
+    # each file gated with its tube's strategy, so the in_<population> sums are counts.csv's
+    pytest.importorskip("anndata")
+    from cytokit.analysis.anndata_export import results_anndata
+    from cytokit.errors import CytokitError
+
+    folder, res = analysed
+    with pytest.raises(CytokitError, match="--tube") as err:
+        results_anndata(folder / "results")
+    assert "receptors" in str(err.value)
+    adata = results_anndata(folder / "results", tube="receptors")
+    files = set(res.samples.loc[res.samples["tube"] == "receptors", "file"])
+    assert set(adata.obs["file"].astype(str)) == files
+    assert adata.uns["cytokit"]["tube"] == "receptors"
+    assert "KIR2DL1" in set(adata.var["panel_marker"])
+    counts = res.counts.set_index(["file", "gate_path"])["count"]
+    populations = dict(adata.uns["cytokit"]["populations"])
+    for file, rows in adata.obs.groupby("file", observed=True):
+        for name, path in populations.items():
+            assert int(rows[f"in_{name}"].sum()) == int(counts[(str(file), path)]), (file, name)
+
+
+def test_export_anndata_command_takes_the_tube(analysed, tmp_path, capsys):
+    anndata = pytest.importorskip("anndata")
+    from cytokit.cli.app import run
+
+    folder, res = analysed
+    assert run(["export-anndata", str(folder / "results"), str(tmp_path / "a.h5ad")]) == 1
+    assert "--tube" in capsys.readouterr().err
+    out = tmp_path / "b.h5ad"
+    args = ["export-anndata", str(folder / "results"), str(out), "--tube", "stimulated"]
+    assert run([*args, "--events", "50"]) == 0
+    adata = anndata.read_h5ad(out)
+    files = set(res.samples.loc[res.samples["tube"] == "stimulated", "file"])
+    assert set(adata.obs["file"].astype(str)) == files and adata.n_obs == 50 * len(files)

@@ -41,7 +41,7 @@ Layout (the conventions of readfcs and pytometry: variables are channels,
     threshold-parent event, -1 elsewhere; the SOM is trained again exactly
     as ``analyze`` trained it, from the results store).
 ``uns["cytokit"]``
-    cytokit version, study name, results folder, populations (name → gate
+    cytokit version, study name, results folder, tube, populations (name → gate
     path), threshold parent, donor markers, strategy source and digest,
     compensation, events per file (0 = all), seed, and ``study_toml`` (the
     study's settings as JSON).
@@ -66,6 +66,7 @@ import pandas as pd
 
 from cytokit._outdir import not_a_results_file
 from cytokit.errors import CytokitError, StudyError
+from cytokit.study.tubes import DEFAULT_TUBE, chosen_tube
 
 __all__ = ["export_anndata", "results_anndata"]
 
@@ -134,7 +135,7 @@ class _Layout:
     def __init__(self, sample, study, task) -> None:
         self.names = sample.channel_names
         self.markers = sample.markers
-        panel = study.panel
+        panel = task.panel
         self.panel_marker = [""] * len(self.names)
         self.transforms: list[Any] = [None] * len(self.names)
         for marker in panel:
@@ -154,11 +155,12 @@ class _Layout:
             )
 
 
-def _check_files(study, results) -> None:
-    """Every file of samples.csv is there with the content it was analysed with."""
+def _check_files(study, samples: pd.DataFrame) -> None:
+    """Every file of `samples` (rows of samples.csv) is there with the content it was
+    analysed with."""
     from cytokit.engine.hashing import file_hash
 
-    for file, sha in zip(results.samples["file"], results.samples["sha256"], strict=True):
+    for file, sha in zip(samples["file"], samples["sha256"], strict=True):
         path = study.root / str(file)
         if not path.is_file():
             raise CytokitError(f"{path}: the file samples.csv lists is not there (moved?)")
@@ -177,7 +179,7 @@ def _per_file(study, task, results, row, layout_box, events_n, seed, item, model
     file = str(row["file"])
     path = study.root / file
     sample = read_fcs(path)
-    result = study.gate(sample)
+    result = study.gate(sample, tube=item.get("tube", DEFAULT_TUBE))
     kept = result.sample
     if layout_box[0] is None:
         layout_box[0] = _Layout(kept, study, task)
@@ -299,6 +301,7 @@ def results_anndata(
     events: int | None = None,
     seed: int = 0,
     study=None,
+    tube: str | None = None,
 ) -> Any:
     """The events behind a results folder as an ``anndata.AnnData`` (see the module).
 
@@ -312,6 +315,9 @@ def results_anndata(
         Seed of that subset (with each file's name).
     study : path or Study, optional
         The study folder; default the one ``study.json`` names.
+    tube : str, optional
+        The tube whose files to export (one AnnData holds one panel). Needed when the
+        manifest lists files of several tubes; default the study's one tube.
 
     Returns
     -------
@@ -322,8 +328,8 @@ def results_anndata(
     CytokitError
         anndata is not installed (the message names the extra), the results
         folder is incomplete or edited, the study folder is missing or its
-        strategy changed, a file changed since the analysis, or the files'
-        channels differ.
+        strategy changed, a file changed since the analysis, the files'
+        channels differ, or no `tube` is given for a study of several tubes.
     """
     ad = _anndata()
     from cytokit._version import __version__
@@ -335,15 +341,18 @@ def results_anndata(
     results = load_results(results_dir)
     study = _study_of(results, study)
     _check_same_strategy(results, study)
-    task = make_task(study)
-    tubes = {study.relative(r.file): study.tube_of(r) for r in study.rows}
-    _check_files(study, results)
+    tube, _ = chosen_tube(study, tube, None)
+    task = make_task(study, tube)
+    samples = results.samples
+    if "tube" in samples:
+        samples = samples[samples["tube"].astype(str) == tube]
+    _check_files(study, samples)
     model = _model(study, task, results)
     layout_box: list[Any] = [None]
     raws, comps, xs, frames = [], [], [], []
     comp_cols: set[int] = set()
-    for row in results.samples.to_dict("records"):
-        item = {"tube": tubes.get(str(row["file"]), "default")}
+    for row in samples.to_dict("records"):
+        item = {"tube": tube}
         raw, comp, x, frame, cols = _per_file(
             study, task, results, row, layout_box, events, seed, item, model
         )
@@ -353,7 +362,9 @@ def results_anndata(
         xs.append(x)
         frames.append(frame)
     if not frames:
-        raise CytokitError(f"{results.out}: samples.csv lists no analysed file; nothing to export")
+        raise CytokitError(
+            f"{results.out}: samples.csv lists no analysed file of tube {tube!r}; nothing to export"
+        )
     layout: _Layout = layout_box[0]
     obs = pd.concat(frames, ignore_index=True)
     x_all = np.concatenate(xs)
@@ -384,6 +395,7 @@ def results_anndata(
         "version": __version__,
         "study": study.name,
         "results": str(Path(results_dir)),
+        "tube": tube,
         "populations": {k: v for k, v in task.populations},
         "threshold_parent": task.parent,
         "donor_markers": list(task.donor_markers),
@@ -417,6 +429,7 @@ def export_anndata(
     events: int | None = None,
     seed: int = 0,
     study=None,
+    tube: str | None = None,
 ) -> Path:
     """Write `results_anndata` to `out` (``.h5ad``) atomically; returns the path.
 
@@ -426,7 +439,7 @@ def export_anndata(
     """
     out = _target(Path(out))
     not_a_results_file(results_dir, out, ".h5ad")
-    adata = results_anndata(results_dir, events=events, seed=seed, study=study)
+    adata = results_anndata(results_dir, events=events, seed=seed, study=study, tube=tube)
     fd = -1
     for _ in range(100):
         tmp = out.parent / f".{out.name}.{secrets.token_hex(8)}.tmp"

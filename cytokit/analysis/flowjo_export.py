@@ -147,7 +147,7 @@ def export_wsp(
                 warnings.simplefilter("ignore")
                 sample = read_fcs(path)
                 n_file = sample.n_events
-                result = st.gate(sample, membership=False)
+                result = st.gate(sample, membership=False, tube=st.tube_of(row))
         except (CytokitError, OSError) as exc:
             done.skipped[file] = str(exc)
             continue
