@@ -27,10 +27,10 @@ def _scaled(dim: Dimension, x: np.ndarray) -> np.ndarray:
 
 
 def _mode(x: np.ndarray) -> float:
-    bw = 0.5 * bandwidth(x)
+    (lo, hi), bw = bandwidth(x, (0.001, 0.999))
+    bw = 0.5 * bw
     if not bw > 0:
         return float(np.median(x))
-    lo, hi = np.quantile(x, [0.001, 0.999])
     grid, dens = smoothed_density(x, lo - 3 * bw, hi + 3 * bw, bw, bins=256)
     return float(grid[int(np.argmax(dens))])
 
