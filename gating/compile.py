@@ -351,13 +351,18 @@ def dimension_values(
 
 
 def _gather(events: np.ndarray, rows, n: int, cols: np.ndarray) -> np.ndarray:
-    """``events[rows][:, cols]`` as float64 in the same (column-major) layout, without copying
-    the other columns of every row first.
+    """``np.asarray(events[rows][:, cols], dtype=np.float64)`` without copying the other
+    columns of every row first.
 
-    The layout is kept so that the product with the inverse spillover matrix is
-    the very same BLAS call as before, whose last bits adaptive gate fits depend on.
+    The result has that expression's memory layout too (column-major, or
+    row-major when a dimension has length 1), so that its product with the
+    inverse spillover matrix is the same BLAS call, whose last bits the
+    adaptive gates' fits depend on.
     """
+    if events.dtype == np.float64:  # no conversion: the expression itself, no copy to save
+        return events[rows][:, cols]
     picked = events[:, cols] if isinstance(rows, slice) else events[np.ix_(rows, cols)]
-    block = np.empty((cols.shape[0], n), dtype=np.float64).T
+    like = np.empty((cols.shape[0], n), dtype=events.dtype).T  # what events[rows][:, cols] is
+    block = np.empty_like(like, dtype=np.float64)
     block[...] = picked
     return block
