@@ -30,11 +30,16 @@ With ``--dask`` the same study is analysed again on a Dask ``LocalCluster``
 (2 worker processes × 1 thread; ``--scheduler tcp://...``) and every table
 is compared byte for byte with the local run's.
 
+With ``--study DIR`` an existing study folder is analysed instead (kept; the
+event count is the sum of ``samples.csv``'s ``events``): run the script with
+two installations' interpreters in turn to compare them on the same files.
+
 Usage::
 
     python benchmarks/bench_scale.py                               # 100 x 10 x 200,000, + Dask
     python benchmarks/bench_scale.py --patients 10 --visits 5 --events 50000 --sources 2
     python benchmarks/bench_scale.py --no-dask --keep /scratch/scale  # keep the study folder
+    python benchmarks/bench_scale.py --study S --no-dask            # an existing study
 
 The study folder is deleted at the end unless ``--keep`` names where to put it.
 """
@@ -317,6 +322,14 @@ def report(info: dict, n_events: int, n_files: int, label: str, workers: int) ->
     return rate
 
 
+def _cpu() -> float:
+    """CPU time of this process so far (user + system, all its threads), seconds."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def per_file_split(study: Path, n: int) -> None:
     """Pass 1's work per file, in this process: read, the rest of the task, encoding."""
     from cytokit import read_fcs
@@ -328,23 +341,26 @@ def per_file_split(study: Path, n: int) -> None:
     task = make_task(st)
     files = [r.file for r in st.rows][:n]
     task(files[0])  # warm: kernels loaded
-    t_read, t_task, t_enc = [], [], []
+    t_read, t_task, t_enc, c_task = [], [], [], []
     for f in files[1:]:
         t0 = time.perf_counter()
         read_fcs(f)
         t1 = time.perf_counter()
+        c1 = _cpu()
         payload = task(f)
+        c_task.append(_cpu() - c1)
         t2 = time.perf_counter()
         encode_payload(payload)
         t3 = time.perf_counter()
         t_read.append(t1 - t0)
         t_task.append(t2 - t1)
         t_enc.append(t3 - t2)
-    r, t, e = (float(np.median(x)) * 1e3 for x in (t_read, t_task, t_enc))
+    r, t, e, c = (float(np.median(x)) * 1e3 for x in (t_read, t_task, t_enc, c_task))
     print(
         f"\nper file, one process, median of {len(files) - 1} files (load {os.getloadavg()[0]:.1f}): "
-        f"read_fcs {r:.1f} ms; the whole per-sample task (its own read included) {t:.1f} ms, "
-        f"so measuring ~{t - r:.1f} ms; encoding the payload {e:.1f} ms"
+        f"read_fcs {r:.1f} ms; the whole per-sample task (its own read included) {t:.1f} ms "
+        f"({c:.1f} ms CPU, every thread of the process), so measuring ~{t - r:.1f} ms; "
+        f"encoding the payload {e:.1f} ms"
     )
     # where the task's time goes: cumulative time of its steps under cProfile (shares only:
     # the profiler slows Python-level code more than the kernels)
@@ -404,6 +420,7 @@ def main() -> None:
     ap.add_argument("--no-dask", dest="dask", action="store_false")
     ap.add_argument("--keep", type=Path, help="build the study here and keep it")
     ap.add_argument("--split-files", type=int, default=11, help="files for the per-file split")
+    ap.add_argument("--study", type=Path, help="analyse this existing study folder (kept)")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
     if not 1 <= args.visits <= len(DAYS):
@@ -411,9 +428,16 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="cytokit-scale-", dir=args.keep.parent if args.keep else None)
     where = Path(tmp)
     try:
-        print(f"load average at the start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores")
-        study, n_events = build_study(where, args)
-        n_files = args.patients * args.visits
+        import cytokit
+
+        print(f"load average at the start: {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores; "
+              f"cytokit from {Path(cytokit.__file__).parent}")  # fmt: skip
+        if args.study:
+            study, n_events = args.study.resolve(), 0
+            n_files = len(pd.read_csv(study / "manifest.csv"))
+        else:
+            study, n_events = build_study(where, args)
+            n_files = args.patients * args.visits
         # kernels into Numba's cache first: a small study of the same design, analysed
         from cytokit.analysis.run import analyze
 
@@ -433,8 +457,10 @@ def main() -> None:
                 t[t.patient == rows.patient.iloc[0]].to_csv(warm / name, index=False)
         analyze(warm, where / "warm-out", workers=1)
         local = run_analyze(study, where / "out-local", where, args, None)
+        n_events = n_events or int(pd.read_csv(where / "out-local" / "samples.csv").events.sum())
         report(local, n_events, n_files, "local processes", args.workers)
-        per_file_split(study, args.split_files)
+        if args.split_files > 1:
+            per_file_split(study, args.split_files)
         if args.dask:
             from distributed import LocalCluster
 

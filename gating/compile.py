@@ -320,6 +320,7 @@ def dimension_values(
             rows = np.flatnonzero(rows)
         n = rows.shape[0]
     out = np.empty((n, len(dims)), dtype=np.float64)
+    compensated: dict[int, np.ndarray] = {}
     cache: dict[tuple[int, int], np.ndarray] = {}
 
     def source(col: int, comp: int) -> np.ndarray:
@@ -330,11 +331,10 @@ def dimension_values(
             inv, cols, _ = resolver.matrices[comp]
             where = np.flatnonzero(cols == col)
             if where.size:
-                block = np.asarray(events[rows][:, cols], dtype=np.float64)
-                comp_vals = block @ inv
+                if comp not in compensated:
+                    compensated[comp] = _gather(events, rows, n, cols) @ inv
                 # contiguous columns: the transform kernels then compile one array layout
-                for j, c in enumerate(cols.tolist()):
-                    cache[(c, comp)] = np.ascontiguousarray(comp_vals[:, j])
+                cache[key] = np.ascontiguousarray(compensated[comp][:, where[0]])
                 return cache[key]
         cache[key] = np.ascontiguousarray(events[rows, col], dtype=np.float64)
         return cache[key]
@@ -348,3 +348,21 @@ def dimension_values(
         else:
             out[:, j] = d.transform.apply(x)
     return out
+
+
+def _gather(events: np.ndarray, rows, n: int, cols: np.ndarray) -> np.ndarray:
+    """``np.asarray(events[rows][:, cols], dtype=np.float64)`` without copying the other
+    columns of every row first.
+
+    The result has that expression's memory layout too (column-major, or
+    row-major when a dimension has length 1), so that its product with the
+    inverse spillover matrix is the same BLAS call, whose last bits the
+    adaptive gates' fits depend on.
+    """
+    if events.dtype == np.float64:  # no conversion: the expression itself, no copy to save
+        return events[rows][:, cols]
+    picked = events[:, cols] if isinstance(rows, slice) else events[np.ix_(rows, cols)]
+    like = np.empty((cols.shape[0], n), dtype=events.dtype).T  # what events[rows][:, cols] is
+    block = np.empty_like(like, dtype=np.float64)
+    block[...] = picked
+    return block

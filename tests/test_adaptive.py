@@ -284,6 +284,32 @@ def test_cluster_gate_linear_scale_is_an_ellipse():
     assert np.allclose(np.diag(out.covariance), 1, atol=0.15)  # trimming corrected
 
 
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_cluster_core_selection_is_the_einsum_one(k):
+    """The quick Mahalanobis test of the cluster fit picks exactly the events the
+    three-operand einsum picks, on random data and on events exactly at the cut."""
+    from cytokit.gating.adaptive.scatter import _within
+
+    rng = _rng(30 + k)
+    for scale in (1e-3, 1.0, 1e4):
+        diff = rng.normal(size=(20_000, k)) @ rng.normal(size=(k, k)) * scale
+        tilt = np.eye(k) + 0.1 * rng.normal(size=(k, k))  # not symmetric
+        inv = np.linalg.inv(np.cov(diff.T).reshape(k, k)) @ tilt
+        want = np.einsum("ij,jk,ik->i", diff, inv, diff) <= 6.25
+        assert 0 < want.sum() < want.size
+        np.testing.assert_array_equal(_within(diff, inv, 6.25), want)
+    # on the cut itself (d² == c in exact arithmetic): the einsum decides
+    on = np.vstack([np.eye(k) * 2.5, -np.eye(k) * 2.5, np.full((5, k), 0.1)])
+    eye = np.eye(k)
+    np.testing.assert_array_equal(
+        _within(on, eye, 6.25), np.einsum("ij,jk,ik->i", on, eye, on) <= 6.25
+    )
+    bad = np.full((k, k), np.inf)
+    np.testing.assert_array_equal(
+        _within(on, bad, 6.25), np.einsum("ij,jk,ik->i", on, bad, on) <= 6.25
+    )
+
+
 def test_cluster_gate_within_falls_back_or_raises():
     rng = _rng(14)
     v, _ = _clusters(rng)

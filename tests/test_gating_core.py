@@ -319,3 +319,26 @@ def test_spillover_channel_missing_is_reported(sample):
     )
     with pytest.raises(GatingError, match="detector 'NOPE-A'"):
         strategy.apply(sample, compensation=spill)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_dimension_values_gather_is_the_expression_it_replaces(dtype):
+    """The compensated block adaptive fits see is ``events[rows][:, cols]`` as float64,
+    values and memory layout alike, so its product with the inverse matrix is the same
+    BLAS call (the fitted gates' last bits depend on it)."""
+    from cytokit.gating.compile import _gather
+
+    rng = np.random.default_rng(5)
+    base = (np.abs(rng.normal(size=(60, 9))) * 1000).astype(dtype)
+    for events in (base, np.asfortranarray(base), base[:, ::-1]):
+        for n in (0, 1, 2, 17, 60):
+            rows = np.sort(rng.choice(60, n, replace=False))
+            for cols in ([4], [4, 1], [0, 2, 3, 5, 8]):
+                cols = np.array(cols)
+                inv = rng.normal(size=(cols.size, cols.size))
+                for r, m in ((rows, n), (slice(None), 60)):
+                    want = np.asarray(events[r][:, cols], dtype=np.float64)
+                    got = _gather(events, r, m, cols)
+                    assert got.dtype == np.float64 and got.strides == want.strides
+                    np.testing.assert_array_equal(got, want)
+                    assert (got @ inv).tobytes() == (want @ inv).tobytes()

@@ -59,6 +59,7 @@ import hashlib
 import json
 import warnings
 import zlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,25 @@ def _fresh(strategy):
     return GatingStrategy(
         strategy.gates, matrices=strategy.matrices, name=strategy.name, source=strategy.source
     )
+
+
+_BLAS: list = []
+
+
+def _one_blas_thread() -> AbstractContextManager:
+    """A context in which BLAS (numpy's matrix products) uses one thread.
+
+    The task's products are small (events x detectors times a detectors x
+    detectors matrix) and run where the engine already gives each file a
+    core: a multithreaded BLAS then waits for its own threads behind the
+    other workers', which cost a loaded machine more than the product itself.
+    The partition of a product between threads does not change its values.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -194,10 +214,13 @@ class MeasureTask:
 
     # -- the work ---------------------------------------------------------------------------
     def __call__(self, path: Path) -> dict:
+        with _one_blas_thread():
+            return self._measure(Path(path))
+
+    def _measure(self, path: Path) -> dict:
         from cytokit.fcs import read_fcs
         from cytokit.gating import FCS, UNCOMPENSATED, Dimension
 
-        path = Path(path)
         with stage("read"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sample = read_fcs(path)

@@ -47,10 +47,16 @@ def finite(x: np.ndarray) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
-def bandwidth(x: np.ndarray) -> float:
-    """Silverman's rule of thumb (robust spread) on the values `x`."""
-    q75, q25 = np.percentile(x, [75, 25])
-    return silverman_bandwidth(float(np.std(x)), q75 - q25, x.size)
+def bandwidth(x: np.ndarray, quantiles: tuple[float, ...] = ()):
+    """Silverman's rule of thumb (robust spread) on the values `x`.
+
+    With `quantiles`, returns ``(np.quantile(x, quantiles), bandwidth)``: one
+    partial sort of `x` gives both (the same numbers as separate calls, each
+    quantile being the same interpolation between the same order statistics).
+    """
+    q = np.quantile(x, [*quantiles, 0.75, 0.25])
+    bw = silverman_bandwidth(float(np.std(x)), q[-2] - q[-1], x.size)
+    return (q[:-2], bw) if quantiles else bw
 
 
 def smoothed_density(

@@ -157,8 +157,8 @@ def _valley(x: np.ndarray, v: Valley):
     if x.size < v.min_events:
         raise NoFit(f"{x.size} events, fewer than the {v.min_events} a threshold needs")
     lo_w, hi_w = v.between
-    q_lo, q_hi = np.quantile(x, [0.0005, 0.9995])
-    bw = bandwidth(x) * v.smooth
+    (q_lo, q_hi), bw = bandwidth(x, (0.0005, 0.9995))
+    bw = bw * v.smooth
     if not bw > 0:
         raise NoFit("every value is the same; there is no distribution to cut")
     lo = min(q_lo, lo_w if lo_w is not None else q_lo) - 3 * bw
@@ -168,6 +168,9 @@ def _valley(x: np.ndarray, v: Valley):
     peaks = density_peaks(dens, ends=False)
     peaks = peaks[dens[peaks] >= v.min_peak * top]
     best, best_score = None, -1.0
+    # the tallest density left of (and including) each bin, and right of it
+    left_top = np.maximum.accumulate(dens)
+    right_top = np.maximum.accumulate(dens[::-1])[::-1]
     # every pair of modes, not only neighbours: a noise bump inside a valley
     # must not hide it
     for a, b in itertools.combinations(peaks.tolist(), 2):
@@ -175,6 +178,11 @@ def _valley(x: np.ndarray, v: Valley):
         i = int(np.argmin(seg))
         low = seg[i]
         small = min(dens[a], dens[b])
+        if low > v.max_valley * small:
+            continue
+        score = min(left_top[a], right_top[b]) - low
+        if not score > best_score:
+            continue
         if low <= 0.02 * small:
             # the empty bottom of a wide gap: its middle, not its noisy lowest bin
             j0, j1 = _run(seg <= low + 0.02 * (small - low), i)
@@ -188,13 +196,7 @@ def _valley(x: np.ndarray, v: Valley):
             pos = float(grid[a + (k0 if dens[a] > dens[b] else k1)])
         if (lo_w is not None and pos < lo_w) or (hi_w is not None and pos > hi_w):
             continue
-        if low > v.max_valley * small:
-            continue
-        left = dens[: a + 1].max()
-        right = dens[b:].max()
-        score = min(left, right) - low
-        if score > best_score:
-            best, best_score = (pos, low / small if small > 0 else 1.0), score
+        best, best_score = (pos, low / small if small > 0 else 1.0), score
     return best, grid, dens
 
 
@@ -317,8 +319,9 @@ class ValleyGate(AdaptiveGate):
             else:
                 slopes = np.linspace(*self.slopes, self.n_slopes)
                 best = None
+                dx = x - x0
                 for s in sorted(slopes.tolist(), key=abs):
-                    found, _, _ = _valley(y - s * (x - x0), self.valley)
+                    found, _, _ = _valley(y - s * dx, self.valley)
                     if found is not None and (best is None or found[1] < best[1]):
                         best = (found[0], found[1], s)
                 if best is not None:
