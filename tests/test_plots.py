@@ -125,7 +125,8 @@ def test_persistence_figure_for_nk_and_cik_patients(results, patient, n_infusion
         populations=pops,
     )
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title().split(" — ")[0] for ax in panels] == pops
+    # the title names the population only; an estimated half-life is in the legend
+    assert [ax.get_title() for ax in panels] == pops
     inf = results.infusions[results.infusions["patient"] == patient]
     rows = results.chimerism[results.chimerism["patient"] == patient]
     for ax, pop in zip(panels, pops, strict=True):
@@ -138,13 +139,14 @@ def test_persistence_figure_for_nk_and_cik_patients(results, patient, n_infusion
         n_nd = int((sel["status"] == "not_detected").sum())
         assert _markers(ax, "v") == n_nd
         assert _markers(ax, "o") == len(sel) - n_nd
-        assert "t½" in ax.get_title()
-        # a fitted decay line per phase of each estimated half-life, none elsewhere
+        # a fitted decay line and its band per phase of each estimated half-life, none elsewhere
         tr = results.trends
         mine = tr[(tr["patient"] == patient) & (tr["population"] == pop)
                   & (tr["measure"] == "donor_per_ul") & tr["half_life_days"].notna()]  # fmt: skip
         phases = sum(len(str(p).split(";")) for p in mine["half_life_phases"])
-        assert len(_fit_lines(ax)) == phases
+        assert len(_fit_lines(ax)) == phases == len(_bands(ax))
+        legend = [t.get_text() for t in ax.get_legend().get_texts()] if phases else []
+        assert len(legend) == len(mine) and all(t.startswith("t½ = ") for t in legend)
     png = plots.figure_bytes(fig, "png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -417,6 +419,12 @@ def _fit_lines(ax):
     return [line for line in ax.get_lines() if line.get_label().startswith("t½ =")]
 
 
+def _bands(ax):
+    from matplotlib.collections import PolyCollection
+
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
 def test_fitted_decay_line_only_where_the_half_life_is_estimated():
     chim, trends = _decay_study()
     nk, cik = (trends[trends["population"] == p].iloc[0] for p in ("NK", "CIK"))
@@ -439,6 +447,25 @@ def test_fitted_decay_line_only_where_the_half_life_is_estimated():
     np.testing.assert_allclose(y, np.exp(icept + slope * x), rtol=0.02)
     legend = panels["NK"].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [line.get_label()]
+    # the 95 % band of the fitted line: over the same days, around it, from trends' covariance
+    assert _bands(panels["CIK"]) == []
+    (band,) = _bands(panels["NK"])
+    edge = band.get_paths()[0].vertices
+    assert (edge[:, 0].min(), edge[:, 0].max()) == (7.0, fitted["day"].max())
+    from cytokit.analysis.trends import decay_band, decay_covariances, decay_phases
+
+    ((start, _end, value),) = decay_phases(nk["half_life_phases"])
+    (cov,) = decay_covariances(nk["half_life_cov"])
+    fit, low, high = decay_band(x, start, value, nk["half_life_slope"], cov,
+                                nk["half_life_quantile"])  # fmt: skip
+    np.testing.assert_allclose(fit, y, rtol=1e-12)
+    assert np.all(low < y) and np.all(y < high)
+    for d, lo_, hi_ in zip(x, low, high, strict=True):  # the band's edge passes through both
+        at = edge[np.isclose(edge[:, 0], d), 1]
+        assert np.isclose(at, lo_, rtol=1e-9).any() and np.isclose(at, hi_, rtol=1e-9).any()
+    # widest at the ends of the fitted days, narrowest inside
+    width = np.log(high / low)
+    assert width.argmin() not in (0, width.size - 1)
 
 
 def test_no_fitted_line_without_half_life_columns():
@@ -447,3 +474,8 @@ def test_no_fitted_line_without_half_life_columns():
     for t in (None, old):
         fig = plots.persistence_figure(chim, "P1", measure="donor_pct", trends=t)
         assert not [ln for ax in fig.axes for ln in _fit_lines(ax)]
+    # a trends.csv from before the band's columns: the line, no band
+    line_only = trends.drop(columns=["half_life_cov", "half_life_quantile"])
+    fig = plots.persistence_figure(chim, "P1", measure="donor_pct", trends=line_only)
+    assert [len(_fit_lines(ax)) for ax in fig.axes if ax.get_title()] == [1, 0]
+    assert not [b for ax in fig.axes for b in _bands(ax)]
