@@ -479,3 +479,29 @@ def test_no_fitted_line_without_half_life_columns():
     fig = plots.persistence_figure(chim, "P1", measure="donor_pct", trends=line_only)
     assert [len(_fit_lines(ax)) for ax in fig.axes if ax.get_title()] == [1, 0]
     assert not [b for ax in fig.axes for b in _bands(ax)]
+
+
+def test_chimerism_populations_with_the_same_values_are_both_seen():
+    """NK and its subset NK_dim with identical % donor: two line styles, side by side by
+    a step of 0.4 % of the days, each point still within a day of its sample."""
+    days = np.array([-7.0, 7, 10, 14, 21])
+    pct = np.array([0.0, 47.0, 27.0, 13.0, 5.0])
+    rows = [
+        {"patient": "P1", "day": d, "file": f"d{d:g}.fcs", "population": pop, "sample_type": "PB",
+         "status": "quantified" if p > 0 else "not_detected", "donor_pct": p, "ci_low": p * 0.9,
+         "ci_high": p * 1.1, "donor_events": p * 10, "events": 1000.0}
+        for pop in ("NK", "NK_dim") for d, p in zip(days, pct, strict=True)
+    ]  # fmt: skip
+    fig = plots.chimerism_figure(pd.DataFrame(rows), "P1")
+    lines = {
+        ln.get_label(): ln for ln in fig.axes[0].get_lines() if ln.get_label() in ("NK", "NK_dim")
+    }
+    nk, dim = lines["NK"], lines["NK_dim"]
+    assert nk.get_linestyle() != dim.get_linestyle() and ":" not in (
+        nk.get_linestyle(),
+        dim.get_linestyle(),
+    )
+    x_nk, x_dim = np.asarray(nk.get_xdata(), float), np.asarray(dim.get_xdata(), float)
+    np.testing.assert_allclose(x_dim - x_nk, 0.004 * 28.0)
+    np.testing.assert_allclose(nk.get_ydata(), dim.get_ydata())
+    assert np.all(np.abs(x_nk - days[1:]) < 1.0) and np.all(np.abs(x_dim - days[1:]) < 1.0)

@@ -208,7 +208,14 @@ def _edge_marks(ax, days, *, marker: str, ms: float, mew: float, color) -> None:
         )
 
 
-def _draw_series(ax, pts: pd.DataFrame, colour, label: str) -> None:
+#: Line style of each population on the chimerism plot, in turn (with its colour); never
+#: dotted, the infusions' style.
+_STYLES = ("-", "--", "-.", (0, (6, 2, 1, 2, 1, 2)))
+#: Horizontal offset between populations on the chimerism plot, as a share of the days.
+_DODGE = 0.004
+
+
+def _draw_series(ax, pts: pd.DataFrame, colour, label: str, ls="-") -> None:
     pts = pts.sort_values("day")
     failed = pts[pts["status"] == MARKER_FAILED]
     # no value: a cross on the lower edge at its day, never a point
@@ -218,7 +225,8 @@ def _draw_series(ax, pts: pd.DataFrame, colour, label: str) -> None:
     _edge_marks(ax, few["day"], marker="|", ms=7, mew=1.5, color="0.55")
     pts = pts[pts["status"] != MARKER_FAILED]
     detected = pts[pts["status"] != "not_detected"]
-    ax.plot(detected["day"], detected["y"], color=colour, lw=1.3, label=plain(label), zorder=2)
+    ax.plot(detected["day"], detected["y"], color=colour, lw=1.3, ls=ls, label=plain(label),
+            zorder=2)  # fmt: skip
     for status, style in STATUS_STYLE.items():
         sel = pts[(pts["status"] == status) & pts["y"].notna()]
         if sel.empty:
@@ -505,6 +513,9 @@ def chimerism_figure(
     Intervals are the table's 95 % binomial intervals; statuses and the
     not-detected convention as in `persistence_figure` (on a linear axis a
     not-detected point sits at its LOD too, so it reads as "below this").
+    Each population has its own colour and line style and is drawn a small step
+    (0.4 % of the days shown) beside the next, so that a population and its
+    subset with the same values (NK and NK_dim) are both seen.
 
     Parameters
     ----------
@@ -525,12 +536,18 @@ def chimerism_figure(
     fig, axes = grid_figure(1, 1, (4.6, 2.6), margins=(0.7, 1.5, 1.05, 0.8))
     ax = axes[0, 0]
     names = _populations(rows, populations)
+    days = finite(pts["day"]) if len(pts) else np.array([])
+    span = float(np.nanmax(days) - np.nanmin(days)) if np.isfinite(days).any() else 0.0
     for i, name in enumerate(names):
         sel = pts[pts["population"].astype(str) == name]
+        # a population and its subset (NK, NK_dim) often share their values: each its own
+        # line style and a small sideways step, so one does not hide the other
+        sel = sel.assign(day=finite(sel["day"]) + (i - (len(names) - 1) / 2) * _DODGE * span)
         types = sorted(set(sel["sample_type"]))
         for t in types:
             label = name if len(types) == 1 else f"{name} ({t})"
-            _draw_series(ax, sel[sel["sample_type"] == t], f"C{i % 10}", label)
+            _draw_series(ax, sel[sel["sample_type"] == t], f"C{i % 10}", label,
+                         _STYLES[i % len(_STYLES)])  # fmt: skip
     mark_infusions(ax, _patient_rows(infusions, patient))
     mark_drug_courses(ax, _patient_rows(courses, patient))
     if log and pts["y"].notna().any():
