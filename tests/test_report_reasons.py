@@ -159,3 +159,15 @@ def test_cluster_table_gives_donor_shares_with_their_events_and_no_gate_for_no_m
     assert cells[1][3] == "66.7 (2 of 3)"
     assert cells[1][5] == "–" and cells[1][6] == "0.00"  # no population matches it
     assert cells[2][5] == "–" and "e-0" not in html
+
+
+def test_persistence_summary_names_never_detected_populations_once():
+    from cytokit.report.tables import persistence_summary
+
+    trends = _trends(3).assign(
+        measure="donor_per_ul", stratum="NK", last_detectable_day=[21.0, np.nan, np.nan]
+    )
+    html = persistence_summary(trends, ["P01"])
+    rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)[1:]
+    assert len(rows) == 1 and "pop0" in rows[0]
+    assert "Donor cells detected on no day (not listed): P01: pop1, pop2." in html

@@ -239,6 +239,9 @@ def cohort_table(
 
 
 def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
+    """Each patient's peak, last detection and half-life per population (donor cells/µL,
+    else % donor). A population whose donor cells were detected on no day of the
+    patient (an NK-arm patient's CIK cells) is no row, only named once below the table."""
     if not nonempty(trends):
         return ""
     sel = trends[trends["measure"] == "donor_per_ul"] if "measure" in trends.columns else trends
@@ -252,7 +255,13 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
         ["_o", "population"], kind="stable"
     )
     rows = []
+    never: dict[str, list[str]] = {}
     for _, r in sel.iterrows():
+        if not _detected(r):  # nothing to summarise: named once below the table
+            names = never.setdefault(str(r.get("patient")), [])
+            if str(r.get("population")) not in names:
+                names.append(str(r.get("population")))
+            continue
         rows.append(
             [
                 r.get("patient"),
@@ -270,20 +279,31 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
             ]
         )
     measure = MEASURES.get(str(sel.iloc[0].get("measure")), "")
-    return table(
-        [
-            "patient",
-            "stratum",
-            "population",
-            f"peak ({measure})",
-            "peak day",
-            "last detected day",
-            "half-life",
-            "total dose",
-        ],
-        rows,
-        caption=f"Persistence by patient ({measure}; trends.csv)",
-        numeric=[False, False, False, True, True, True, False, True],
+    note = ""
+    if never:
+        listed = "; ".join(
+            f"{esc(p)}: {', '.join(esc(x) for x in pops)}" for p, pops in never.items()
+        )
+        note = f'<p class="meta">Donor cells detected on no day (not listed): {listed}.</p>'
+    if not rows:
+        return note
+    return (
+        table(
+            [
+                "patient",
+                "stratum",
+                "population",
+                f"peak ({measure})",
+                "peak day",
+                "last detected day",
+                "half-life",
+                "total dose",
+            ],
+            rows,
+            caption=f"Persistence by patient ({measure}; trends.csv)",
+            numeric=[False, False, False, True, True, True, False, True],
+        )
+        + note
     )
 
 
