@@ -201,23 +201,6 @@ def test_cohort_summary_relates_dose_to_persistence():
     assert cohort_summary(pd.DataFrame()).empty
 
 
-def test_cohort_auc_summarises_patients_whose_cells_were_detected():
-    """A patient whose donor cells were never detected has an AUC under not-detected
-    values: left out of the AUC median and range, kept in the dose correlation."""
-    rows = [
-        {"patient": f"P{i}", "stratum": "NK", "population": "NK", "measure": "donor_per_ul",
-         "peak_value": peak, "auc": auc, "half_life_days": np.nan, "total_dose_per_kg": dose,
-         "last_detectable_day": last}
-        for i, (peak, auc, dose, last) in enumerate(
-            [(np.nan, 3.0, 1e6, np.nan), (50.0, 400.0, 2e6, 21.0), (80.0, 900.0, 4e6, 28.0)]
-        )
-    ]  # fmt: skip
-    (nk,) = (r for _, r in cohort_summary(pd.DataFrame(rows)).iterrows())
-    assert nk.n_patients == 3 and nk.n_detected == 2
-    assert (nk.auc_median, nk.auc_min, nk.auc_max) == (650.0, 400.0, 900.0)
-    assert nk.dose_auc_spearman == pytest.approx(1.0)  # all three: 3 < 400 < 900
-
-
 # ---------------------------------------------------------------- the fitted decay line
 
 

@@ -66,10 +66,9 @@ the chimerism table's points (day, value, status).
   empty where the half-life is not estimable.
 
 The cohort summary (`cohort_summary`) gives, per stratum, population and
-measure, the number of patients, the median and range of peak, AUC (of the
-patients whose donor cells were detected) and half-life, the median total
-dose per kg, and Spearman's rank correlation of total dose with AUC (of every
-patient: one whose cells never showed is a low AUC) and with peak (with at least three patients), so
+measure, the number of patients, the median and range of peak, AUC and
+half-life, the median total dose per kg, and Spearman's rank correlation of
+total dose with AUC and with peak (with at least three patients), so
 persistence can be related to dose.
 """
 
@@ -489,12 +488,7 @@ def cohort_summary(trends: pd.DataFrame) -> pd.DataFrame:
     keys = ["stratum", "population", "measure"]
     for (stratum, pop, measure), g in trends.groupby(keys, sort=True, dropna=False):
         peak = g["peak_value"].to_numpy(dtype=float)
-        detected = np.isfinite(g["last_detectable_day"].to_numpy(float))
-        # the AUC of a patient whose donor cells were never detected is an area under
-        # not-detected values: no persistence to summarise (and no AUC of "detected 0")
-        # (the dose correlation keeps it: a patient whose cells never showed is a low AUC)
-        auc_all = g["auc"].to_numpy(dtype=float)
-        auc = np.where(detected, auc_all, np.nan)
+        auc = g["auc"].to_numpy(dtype=float)
         hl = g["half_life_days"].to_numpy(dtype=float)
         dose = g["total_dose_per_kg"].to_numpy(dtype=float)
         # a correlation of dose with persistence reads one product's doses: when the
@@ -516,7 +510,7 @@ def cohort_summary(trends: pd.DataFrame) -> pd.DataFrame:
                 "population": pop,
                 "measure": measure,
                 "n_patients": int(g["patient"].nunique()),
-                "n_detected": int(detected.sum()),
+                "n_detected": int(np.isfinite(g["last_detectable_day"].to_numpy(float)).sum()),
                 "peak_median": stat(peak, np.median),
                 "peak_min": stat(peak, np.min),
                 "peak_max": stat(peak, np.max),
@@ -528,7 +522,7 @@ def cohort_summary(trends: pd.DataFrame) -> pd.DataFrame:
                 "half_life_min": stat(hl, np.min),
                 "half_life_max": stat(hl, np.max),
                 "dose_median": stat(dose, np.median),
-                "dose_auc_spearman": _spearman(dose, auc_all),
+                "dose_auc_spearman": _spearman(dose, auc),
                 "dose_peak_spearman": _spearman(dose, peak),
                 "dose_product": "; ".join(str(p) for p in dose_products),
             }
