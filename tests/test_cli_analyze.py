@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -162,6 +163,18 @@ def test_demo_runs_on_sample_data(tmp_path, capsys):
     assert (chim.status == "quantified").any()
     html = report_text(out / "report.html")
     assert assert_chimerism_matches(html, chim) == 15 * 5
+    # the demo shows a half-life (README, Start here): P01's NK cells/µL, near the
+    # simulator's truth and inside its 95 % interval, with its fitted line and band stored
+    trends = pd.read_csv(out / "trends.csv", dtype={"patient": str})
+    truth = pd.read_csv(SAMPLE_DATA / "truth" / "kinetics.csv", dtype={"patient": str})
+    nk = trends[(trends.patient == "P01") & (trends.population == "NK")
+                & (trends.measure == "donor_per_ul")].iloc[0]  # fmt: skip
+    true = truth[(truth.patient == "P01") & (truth.population == "NK")].half_life_days.iloc[0]
+    assert nk.half_life_ci_low < true < nk.half_life_ci_high
+    assert nk.half_life_days == pytest.approx(true, rel=0.1)
+    assert nk.half_life_n >= 4 and nk.half_life_phases and nk.half_life_cov
+    page = (out / "patients" / "P01.html").read_text(encoding="utf-8")
+    assert re.search(r"\d d \(95 % CI [\d.]+–[\d.]+\), n = \d", page)
     # the run is logged as the demo, with the sample study's files as inputs
     (record,) = read_runlog(out)
     assert record["command"] == "demo" and record["argv"][1] == "demo"

@@ -2,12 +2,15 @@
 
 Truth: the tables and QC files that ``cytokit analyze`` wrote for sample_data
 without its infusions.csv before the clinical layer reached ``analyze``
-(commit 55b19de). They were checked byte for byte against that commit's output
-when stored; they are kept here as values (``tests/data/preclinical/``: the
+(commit 55b19de). They were written by that commit's ``analyze`` again when
+sample_data was regenerated (P01 sampled twice a week; that commit reproduced
+its stored tables of the earlier sample study to the last bit of the gate
+vertices' text); they are kept here as values (``tests/data/preclinical/``: the
 tables gzipped, the QC arrays as shape, dtype, NaN count and sum) and compared
 as values, so that the last bits of a transcendental function on another CPU
 cannot fail the test. The columns the clinical layer added and documented
-(``trends.csv``: dose_product, doses_per_kg; ``cohort.csv``: dose_product)
+(``trends.csv``: dose_product, doses_per_kg and the fitted decay line's
+columns; ``cohort.csv``: dose_product)
 and the ``tube`` column of the per-file tables (multi-tube studies: every file
 of a one-tube study is of tube ``default``) are dropped before comparing,
 tables added later by other work (listed in ``new_tables``: miflowcyt.csv,

@@ -26,7 +26,7 @@ LIVE, EVENTS = "/Lymphocytes/Singlets/Live", "/Lymphocytes/Singlets"
 
 
 def _bag_study(tmp_path, *, weight: str = "70") -> Path:
-    """sample_data with P01's files of days -7 and 3 relabelled as the NK product before
+    """sample_data with P01's files of days -7 and 7 relabelled as the NK product before
     and after selection (day 0), with the bag's volume, count and the recipient's weight."""
     study = shutil.copytree(SAMPLE_DATA, tmp_path / "s", ignore=shutil.ignore_patterns("*.npz"))
     with (study / "manifest.csv").open(newline="") as fh:
@@ -36,7 +36,7 @@ def _bag_study(tmp_path, *, weight: str = "70") -> Path:
         r.update(extra)
         if r["file"] == "fcs/P01_day-07.fcs":
             r.update(day="0", sample_type="product_pre", nucleated_per_ml="1.2e8", volume_ml="300")
-        if r["file"] == "fcs/P01_day003.fcs":
+        if r["file"] == "fcs/P01_day007.fcs":
             r.update(day="0", sample_type="product_post", nucleated_per_ml="2e6", volume_ml="100")
             r["weight_kg"] = weight
     with (study / "manifest.csv").open("w", newline="") as fh:
@@ -68,7 +68,7 @@ def test_product_qc_from_analyze(tmp_path):
     samples = pd.DataFrame(
         [
             sample("fcs/P01_day-07.fcs", "pre", 1.2e8, 300.0, float("nan")),
-            sample("fcs/P01_day003.fcs", "post", 2e6, 100.0, 70.0),
+            sample("fcs/P01_day007.fcs", "post", 2e6, 100.0, 70.0),
         ]
     )
     post = samples.iloc[1]

@@ -180,11 +180,11 @@ def test_changed_file_is_left_out_and_changed_strategy_refused(sample_export, tm
     results = root / "results"
     with pytest.raises(CytokitError, match="has moved, give its folder"):
         export_wsp(results, tmp_path / "x.wsp", study=tmp_path / "nowhere")
-    changed = study / "fcs" / "P02_day022.fcs"
+    changed = study / "fcs" / "P02_day064.fcs"
     changed.write_bytes(changed.read_bytes() + b"\0")
     done = export_wsp(results, tmp_path / "x.wsp", study=study)
-    assert list(done.skipped) == ["fcs/P02_day022.fcs"]
-    assert "SHA-256 differs" in done.skipped["fcs/P02_day022.fcs"]
+    assert list(done.skipped) == ["fcs/P02_day064.fcs"]
+    assert "SHA-256 differs" in done.skipped["fcs/P02_day064.fcs"]
     assert len(done.samples) == 14
     strategy = study / "strategy.yaml"
     strategy.write_text(strategy.read_text().replace("fallback: 0.58", "fallback: 0.59"))
@@ -281,7 +281,7 @@ def test_ellipse_is_stored_as_foci_and_edges_on_the_display_grid(shapes_export):
 
 def test_fit_gives_the_static_strategy_of_a_sample(tmp_path):
     study = cytokit.load_study(SAMPLE_DATA)
-    sample = cytokit.read_fcs(SAMPLE_DATA / "fcs" / "P02_day022.fcs")
+    sample = cytokit.read_fcs(SAMPLE_DATA / "fcs" / "P02_day064.fcs")
     comp, seed = study.compensation(), study.settings.gating_seed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -30,7 +30,7 @@ from cytokit.gating.adaptive import AdaptiveGateWarning
 
 HERE = Path(__file__).resolve().parent
 SAMPLE_DATA = HERE.parent / "sample_data"
-FCS_FILE = SAMPLE_DATA / "fcs" / "P01_day003.fcs"
+FCS_FILE = SAMPLE_DATA / "fcs" / "P01_day010.fcs"
 CORPUS = HERE.parent.parent / "shared" / "corpus"
 #: Control characters a terminal acts on: ESC (ANSI/OSC), BEL, CR, backspace, bidi override.
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -199,7 +199,7 @@ def _fallback_strategy(tmp_path: Path) -> Path:
 
 
 def test_adaptive_fallback_is_a_cytokit_message_once_per_file(tmp_path):
-    files = [SAMPLE_DATA / "fcs" / n for n in ("P01_day003.fcs", "P01_day007.fcs")]
+    files = [SAMPLE_DATA / "fcs" / n for n in ("P01_day010.fcs", "P01_day007.fcs")]
     out = tmp_path / "out"
     # the console script, as a lab runs it: nothing reaches stderr behind cytokit's back
     done = subprocess.run(
@@ -249,7 +249,7 @@ def test_analyze_summarises_fallbacks_once_per_file(tmp_path):
 
 def test_adaptive_fallback_warning_names_the_sample(tmp_path):
     strategy = gating.load_strategy(_fallback_strategy(tmp_path))
-    for name in ("P01_day003.fcs", "P01_day007.fcs"):
+    for name in ("P01_day010.fcs", "P01_day007.fcs"):
         with pytest.warns(AdaptiveGateWarning) as caught:
             strategy.apply(cytokit.read_fcs(SAMPLE_DATA / "fcs" / name))
         messages = [str(w.message) for w in caught]

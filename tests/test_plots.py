@@ -125,7 +125,8 @@ def test_persistence_figure_for_nk_and_cik_patients(results, patient, n_infusion
         populations=pops,
     )
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title().split(" — ")[0] for ax in panels] == pops
+    # the title names the population only; an estimated half-life is in the legend
+    assert [ax.get_title() for ax in panels] == pops
     inf = results.infusions[results.infusions["patient"] == patient]
     rows = results.chimerism[results.chimerism["patient"] == patient]
     for ax, pop in zip(panels, pops, strict=True):
@@ -138,13 +139,14 @@ def test_persistence_figure_for_nk_and_cik_patients(results, patient, n_infusion
         n_nd = int((sel["status"] == "not_detected").sum())
         assert _markers(ax, "v") == n_nd
         assert _markers(ax, "o") == len(sel) - n_nd
-        assert "t½" in ax.get_title()
-        # a fitted decay line per phase of each estimated half-life, none elsewhere
+        # a fitted decay line and its band per phase of each estimated half-life, none elsewhere
         tr = results.trends
         mine = tr[(tr["patient"] == patient) & (tr["population"] == pop)
                   & (tr["measure"] == "donor_per_ul") & tr["half_life_days"].notna()]  # fmt: skip
         phases = sum(len(str(p).split(";")) for p in mine["half_life_phases"])
-        assert len(_fit_lines(ax)) == phases
+        assert len(_fit_lines(ax)) == phases == len(_bands(ax))
+        legend = [t.get_text() for t in ax.get_legend().get_texts()] if phases else []
+        assert len(legend) == len(mine) and all(t.startswith("t½ = ") for t in legend)
     png = plots.figure_bytes(fig, "png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -165,7 +167,7 @@ def test_all_not_detected_and_empty_series(results):
     fig = plots.persistence_figure(chim, "P01", samples=results.samples, min_events=MIN_EVENTS)
     for ax in (a for a in fig.axes if a.get_title()):
         assert _markers(ax, "o") == 0
-        assert _markers(ax, "v") == 5
+        assert _markers(ax, "v") == chim["day"].nunique()
         assert ax.get_yscale() == "log"
         solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
         assert all(len(ln.get_xdata()) == 0 for ln in solid)  # no curve through censored points
@@ -417,6 +419,12 @@ def _fit_lines(ax):
     return [line for line in ax.get_lines() if line.get_label().startswith("t½ =")]
 
 
+def _bands(ax):
+    from matplotlib.collections import PolyCollection
+
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
 def test_fitted_decay_line_only_where_the_half_life_is_estimated():
     chim, trends = _decay_study()
     nk, cik = (trends[trends["population"] == p].iloc[0] for p in ("NK", "CIK"))
@@ -439,6 +447,25 @@ def test_fitted_decay_line_only_where_the_half_life_is_estimated():
     np.testing.assert_allclose(y, np.exp(icept + slope * x), rtol=0.02)
     legend = panels["NK"].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [line.get_label()]
+    # the 95 % band of the fitted line: over the same days, around it, from trends' covariance
+    assert _bands(panels["CIK"]) == []
+    (band,) = _bands(panels["NK"])
+    edge = band.get_paths()[0].vertices
+    assert (edge[:, 0].min(), edge[:, 0].max()) == (7.0, fitted["day"].max())
+    from cytokit.analysis.trends import decay_band, decay_covariances, decay_phases
+
+    ((start, _end, value),) = decay_phases(nk["half_life_phases"])
+    (cov,) = decay_covariances(nk["half_life_cov"])
+    fit, low, high = decay_band(x, start, value, nk["half_life_slope"], cov,
+                                nk["half_life_quantile"])  # fmt: skip
+    np.testing.assert_allclose(fit, y, rtol=1e-12)
+    assert np.all(low < y) and np.all(y < high)
+    for d, lo_, hi_ in zip(x, low, high, strict=True):  # the band's edge passes through both
+        at = edge[np.isclose(edge[:, 0], d), 1]
+        assert np.isclose(at, lo_, rtol=1e-9).any() and np.isclose(at, hi_, rtol=1e-9).any()
+    # widest at the ends of the fitted days, narrowest inside
+    width = np.log(high / low)
+    assert width.argmin() not in (0, width.size - 1)
 
 
 def test_no_fitted_line_without_half_life_columns():
@@ -447,3 +474,34 @@ def test_no_fitted_line_without_half_life_columns():
     for t in (None, old):
         fig = plots.persistence_figure(chim, "P1", measure="donor_pct", trends=t)
         assert not [ln for ax in fig.axes for ln in _fit_lines(ax)]
+    # a trends.csv from before the band's columns: the line, no band
+    line_only = trends.drop(columns=["half_life_cov", "half_life_quantile"])
+    fig = plots.persistence_figure(chim, "P1", measure="donor_pct", trends=line_only)
+    assert [len(_fit_lines(ax)) for ax in fig.axes if ax.get_title()] == [1, 0]
+    assert not [b for ax in fig.axes for b in _bands(ax)]
+
+
+def test_chimerism_populations_with_the_same_values_are_both_seen():
+    """NK and its subset NK_dim with identical % donor: two line styles, side by side by
+    a step of 0.4 % of the days, each point still within a day of its sample."""
+    days = np.array([-7.0, 7, 10, 14, 21])
+    pct = np.array([0.0, 47.0, 27.0, 13.0, 5.0])
+    rows = [
+        {"patient": "P1", "day": d, "file": f"d{d:g}.fcs", "population": pop, "sample_type": "PB",
+         "status": "quantified" if p > 0 else "not_detected", "donor_pct": p, "ci_low": p * 0.9,
+         "ci_high": p * 1.1, "donor_events": p * 10, "events": 1000.0}
+        for pop in ("NK", "NK_dim") for d, p in zip(days, pct, strict=True)
+    ]  # fmt: skip
+    fig = plots.chimerism_figure(pd.DataFrame(rows), "P1")
+    lines = {
+        ln.get_label(): ln for ln in fig.axes[0].get_lines() if ln.get_label() in ("NK", "NK_dim")
+    }
+    nk, dim = lines["NK"], lines["NK_dim"]
+    assert nk.get_linestyle() != dim.get_linestyle() and ":" not in (
+        nk.get_linestyle(),
+        dim.get_linestyle(),
+    )
+    x_nk, x_dim = np.asarray(nk.get_xdata(), float), np.asarray(dim.get_xdata(), float)
+    np.testing.assert_allclose(x_dim - x_nk, 0.004 * 28.0)
+    np.testing.assert_allclose(nk.get_ydata(), dim.get_ydata())
+    assert np.all(np.abs(x_nk - days[1:]) < 1.0) and np.all(np.abs(x_dim - days[1:]) < 1.0)

@@ -31,7 +31,7 @@ HOSTILE_FILE = "fcs/a&b\"c'd <i>.fcs"
 CORRUPT = "fcs/P02_day043.fcs"
 #: Days kept per patient (10 files of the 15: fast enough for the suite, still several
 #: infusions and decay phases).
-DAYS = {"P01": (-7, 7, 28), "P02": (-7, 43, 64, 85), "P03": (-7, 7, 14)}
+DAYS = {"P01": (-7, 7, 21), "P02": (-7, 43, 64, 85), "P03": (-7, 7, 14)}
 N_SAMPLES = 9  # analysed: the 10 kept minus the corrupt one
 URL_ATTRIBUTES = {"src", "href", "xlink:href", "action", "formaction", "srcset", "poster", "data"}
 FORBIDDEN_TAGS = {"script", "link", "iframe", "object", "embed", "base", "form", "frame", "audio",
@@ -171,9 +171,13 @@ def test_patient_sections_hold_tables_plots_and_flags(page, folder):
         assert caption in p2, caption
     # the corrupt file is flagged in its patient's section too
     assert f"{CORRUPT} could not be processed (read)" in p2
-    # a half-life or the reason it is not estimable, for every trend row of the patient
-    n_trends = int((r.trends["patient"] == "P02").sum())
-    assert p2.count("not estimable") + len(re.findall(r"\d d \(95 % CI", p2)) >= n_trends
+    # a half-life or the reason it is not estimable (nothing detected to fit, or a code),
+    # for every trend row of the patient
+    mine = r.trends[r.trends["patient"] == "P02"]
+    n_nd = int(mine["last_detectable_day"].isna().sum())
+    assert p2.count("not detected") >= n_nd
+    shown = p2.count("not estimable") + len(re.findall(r"\d d \(95 % CI", p2))
+    assert shown >= len(mine) - n_nd
     # one QC plot per sample of the patient
     for i, n in ((1, 3), (2, 3), (3, 3)):
         sec = page.sections[f"patient-{i}"]
@@ -242,10 +246,19 @@ def test_trend_and_phenotype_cells_show_their_tables(html, folder):
             measure = "donor_pct" if "%" in row["measure"] else "donor_per_ul"
             r = mine[(mine.population == row["population"]) & (mine.measure == measure)].iloc[0]
             assert_printed(row["peak"], r.peak_value, f"{patient} {r.population} peak")
-            assert_printed(row["AUC"], r.auc, f"{patient} {r.population} auc")
-            assert_printed(row["R²"], r.half_life_r2, f"{patient} {r.population} r2")
-            if not np.isfinite(r.half_life_days):  # these short series: not estimable
-                assert "not estimable" in row["half-life"], row["half-life"]
+            detected = np.isfinite(r.last_detectable_day)
+            unit = {"donor_pct": " % × days", "donor_per_ul": " cells/µL × days"}[measure]
+            if detected:  # an AUC with its unit only where donor cells were detected
+                assert row["AUC"].endswith(unit), row["AUC"]
+                assert_printed(row["AUC"].removesuffix(unit), r.auc, f"{patient} {r.population}")
+            else:
+                assert row["AUC"] == "–", row["AUC"]
+            if np.isfinite(r.half_life_days):
+                assert_printed(row["R²"], r.half_life_r2, f"{patient} {r.population} r2")
+            else:  # these short series: not estimable, or nothing detected to fit
+                assert row["R²"] == "–"
+                want = "not estimable" if detected else "not detected"
+                assert want in row["half-life"], row["half-life"]
     found = tables(html, "Phenotype:")
     assert len(found) == 3
     for t, patient in zip(found, (HOSTILE_ID, "P02", "P03"), strict=True):
@@ -278,7 +291,7 @@ def test_half_life_cell_shows_the_fit():
     (t,) = tables(trends_table(pd.DataFrame([row]), ["NK"]))
     cells = dict(zip(t.header, t.rows[0], strict=True))
     assert cells["half-life"] == "6.43 d (95 % CI 4.99–9.88), n = 5"
-    assert (cells["peak"], cells["AUC"], cells["R²"]) == ("123", "2,346", "0.951")
+    assert (cells["peak"], cells["AUC"], cells["R²"]) == ("123", "2,346 cells/µL × days", "0.951")
 
 
 # ---------------------------------------------------------------- failures

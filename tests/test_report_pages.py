@@ -229,11 +229,13 @@ def test_a_long_infusion_table_is_folded(built):
 
 def test_a_changed_decay_fit_redraws_the_patients_persistence_plot(built):
     """The persistence figures' keys cover trends.csv's fitted line (half_life_slope,
-    half_life_phases): a changed fit redraws that patient's plot and no other."""
+    half_life_phases) and its band (half_life_cov, half_life_quantile): a changed fit
+    redraws that patient's plot and no other."""
     from cytokit.report.figures import ReportPlots, _patient_jobs
 
     r = load_results(built)
-    assert {"half_life_slope", "half_life_phases"} <= set(r.trends.columns)
+    fit = {"half_life_slope", "half_life_phases", "half_life_cov", "half_life_quantile"}
+    assert fit <= set(r.trends.columns)
 
     def keys():
         jobs = {}
@@ -244,10 +246,16 @@ def test_a_changed_decay_fit_redraws_the_patients_persistence_plot(built):
         _patient_jobs(r, built / "plots", ("png",), ReportPlots(), job)
         return jobs
 
-    r.trends["half_life_phases"] = r.trends["half_life_phases"].astype(object)
+    for text in ("half_life_phases", "half_life_cov"):
+        r.trends[text] = r.trends[text].astype(object)
     before = keys()
     mine = r.trends.index[r.trends["patient"].astype(str) == "P01"][0]
-    for column, value in (("half_life_slope", -0.1), ("half_life_phases", "5-20:100")):
+    for column, value in (
+        ("half_life_slope", -0.1),
+        ("half_life_phases", "5-20:100"),
+        ("half_life_cov", "0.01,-0.001,0.0001"),
+        ("half_life_quantile", 2.5),
+    ):
         r.trends.loc[mine, column] = value
         after = keys()
         assert [k for k in before if after[k] != before[k]] == ["P01_persistence"], column
@@ -264,13 +272,15 @@ def test_a_folder_written_before_the_added_columns_still_reports(folder):
     from cytokit.analysis.tablesjson import write_index
 
     index = json.loads((folder / "tables.json").read_text())
-    for name, drop in (("trends.csv", ["half_life_slope", "half_life_phases"]),
-                       ("counts.csv", ["tube"])):  # fmt: skip
+    fit = ["half_life_slope", "half_life_phases", "half_life_cov", "half_life_quantile"]
+    for name, drop in (("trends.csv", fit), ("counts.csv", ["tube"])):
         path = folder / name
         pd.read_csv(path).drop(columns=drop).to_csv(path, index=False)
     write_index(folder, {e["name"]: e.get("rows") for e in index["files"]})
     old = load_results(folder)
     assert old.trends["half_life_slope"].isna().all()
     assert (old.trends["half_life_phases"].fillna("") == "").all()
+    assert (old.trends["half_life_cov"].fillna("") == "").all()
+    assert old.trends["half_life_quantile"].isna().all()
     assert (old.counts["tube"] == ADDED_COLUMNS["tube"]).all()
     assert build_report(folder) == folder / "report.html"

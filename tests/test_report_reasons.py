@@ -81,6 +81,50 @@ def test_cohort_table_lists_only_detected_populations_with_units():
     assert "Detected in no patient of the stratum (not listed): NK: CIK." in html
 
 
+def test_cohort_half_lives_say_once_why_none_was_estimated():
+    """A stratum's half-life: median (range) of how many patients; where none was
+    estimated a "–", and one note below the table with the reasons' codes (not
+    "– [n = 0]" on every row)."""
+    from cytokit.report.tables import cohort_table
+
+    cohort = pd.DataFrame(
+        {
+            "stratum": ["CIK", "CIK", "NK", "NK"],
+            "population": ["CIK", "T", "NK", "NK_dim"],
+            "measure": "donor_per_ul",
+            "n_patients": [1, 1, 2, 2],
+            "n_detected": [1, 1, 2, 2],
+            "half_life_n": [0, 0, 1, 2],
+            "half_life_median": [np.nan, np.nan, 4.83, 5.1],
+            "half_life_min": [np.nan, np.nan, 4.83, 4.5],
+            "half_life_max": [np.nan, np.nan, 4.83, 5.5],
+        }
+    )
+    trends = pd.DataFrame(
+        {
+            "stratum": ["CIK", "CIK", "NK"],
+            "population": ["CIK", "T", "NK"],
+            "measure": "donor_per_ul",
+            "last_detectable_day": [85.0, 85.0, np.nan],
+            "half_life_note": [NOTE, "not estimable: counts do not decay (slope 0.01/day)",
+                               "not estimable: the decay is not significant (slope ...)"],
+        }
+    )  # fmt: skip
+    html = cohort_table(cohort, trends=trends)
+    rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)[1:]
+    cells = [_visible(re.findall(r"<td[^>]*>(.*?)</td>", r, flags=re.S)[7]).strip() for r in rows]
+    assert cells == ["–", "–", "4.83, 1 of 2 patients", "5.10 (4.50–5.50), 2 of 2 patients"]
+    assert "n = 0" not in html
+    note = _visible(html.split("</table>")[1])
+    # the codes of the rows without a half-life (H3 is of a row that has one, not cited)
+    assert (
+        re.sub(r"\s+", " ", note)
+        .strip()
+        .startswith("Half-life –: estimated in no patient of the stratum ( H1 , H2 ).")
+    ), note
+    assert html.count('href="#why-H1"') == 1 and 'href="#why-H3"' not in html
+
+
 def test_whole_numbers_read_as_integers():
     from cytokit.report._html import fmt
 
@@ -115,3 +159,15 @@ def test_cluster_table_gives_donor_shares_with_their_events_and_no_gate_for_no_m
     assert cells[1][3] == "66.7 (2 of 3)"
     assert cells[1][5] == "–" and cells[1][6] == "0.00"  # no population matches it
     assert cells[2][5] == "–" and "e-0" not in html
+
+
+def test_persistence_summary_names_never_detected_populations_once():
+    from cytokit.report.tables import persistence_summary
+
+    trends = _trends(3).assign(
+        measure="donor_per_ul", stratum="NK", last_detectable_day=[21.0, np.nan, np.nan]
+    )
+    html = persistence_summary(trends, ["P01"])
+    rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)[1:]
+    assert len(rows) == 1 and "pop0" in rows[0]
+    assert "Donor cells detected on no day (not listed): P01: pop1, pop2." in html

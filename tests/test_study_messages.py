@@ -50,7 +50,7 @@ def test_invalid_toml_is_the_only_problem(study):
 def test_invalid_toml_leaves_manifest_problems(study):
     """...but the manifest's own faults are still reported with it."""
     _edit(study / "study.toml", "[qc]", "[qc")
-    _edit(study / "manifest.csv", "P01,3,", "P01,three,")
+    _edit(study / "manifest.csv", "P01,7,", "P01,three,")
     problems = _problems(study)
     assert len(problems) == 2, problems
     assert "not valid TOML" in problems[0] and "'three' is not a whole number" in problems[1]
@@ -104,7 +104,7 @@ def test_detector_typo_is_said_once_for_all_files(study, capsys):
 
 def test_problem_of_some_files_names_them(study):
     """A file whose detector is named otherwise: the problem says which files."""
-    for name in ("P02_day022.fcs", "P02_day043.fcs"):
+    for name in ("P02_day064.fcs", "P02_day043.fcs"):
         path = study / "fcs" / name
         raw = path.read_bytes()  # the same length: TEXT offsets stay right
         assert raw.count(b"PE-Cy7-A") == 2  # $PnN and $SPILLOVER
@@ -112,8 +112,8 @@ def test_problem_of_some_files_names_them(study):
     problems = _problems(study)
     text = "\n".join(problems)
     assert f"in 2 of {N_FILES} files (" in text
-    assert "P02_day022.fcs" in text and "P02_day043.fcs" in text
-    assert "P01_day003.fcs" not in text
+    assert "P02_day064.fcs" in text and "P02_day043.fcs" in text
+    assert "P01_day007.fcs" not in text
 
 
 def test_gate_path_typo_suggests_the_path(study):
@@ -162,7 +162,7 @@ def test_header_only_manifest_is_an_error(study, capsys):
 
 @pytest.mark.parametrize("day", ["1e15", "20240108", str(MAX_DAYS + 1), str(-MAX_DAYS - 1)])
 def test_implausible_day_is_refused(study, day):
-    _edit(study / "manifest.csv", "P01,3,", f"P01,{day},")
+    _edit(study / "manifest.csv", "P01,7,", f"P01,{day},")
     problems = _problems(study)
     assert len(problems) == 1, problems
     assert f"day '{day}' is beyond ±36,500 days" in problems[0]
@@ -173,7 +173,7 @@ def test_plausible_days_load(study):
     from cytokit.study.manifest import MAX_DAYS as documented
 
     assert documented == MAX_DAYS
-    _edit(study / "manifest.csv", "P01,3,", f"P01,{MAX_DAYS},")
+    _edit(study / "manifest.csv", "P01,7,", f"P01,{MAX_DAYS},")
     _edit(study / "manifest.csv", "P01,-7,", f"P01,{-MAX_DAYS},")
     days = {r.day for r in load_study(study, check_files=False).rows}
     assert {MAX_DAYS, -MAX_DAYS} <= days

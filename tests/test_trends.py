@@ -258,3 +258,148 @@ def test_no_line_where_the_half_life_is_not_estimable():
         assert math.isnan(h["half_life_slope"]) and h["half_life_phases"] == ""
     row = trend_row(days, [1, 50, 40, 60, 45], [Q] * 5, [0], [1.0])
     assert math.isnan(row["half_life_slope"]) and row["half_life_phases"] == ""
+
+
+# ---------------------------------------------------------------- the fitted line's 95 % band
+
+
+def _phase_design(days, phases):
+    """Phase indicators and the day (not centred): ``log(y) = a_s + b · day``."""
+    idx = np.concatenate(phases)
+    x = np.zeros((idx.size, len(phases) + 1))
+    for s, p in enumerate(phases):
+        x[np.searchsorted(idx, p), s] = 1.0
+    x[:, -1] = days[idx]
+    return idx, x
+
+
+def _at_starts(cov, starts):
+    """``(var_a, cov_ab, var_b)`` of ``a_s + b · start_s`` and ``b`` from the covariance of
+    ``(a_1 … a_S, b)``."""
+    out = []
+    for s, start in enumerate(starts):
+        g = np.zeros(cov.shape[0])
+        g[s], g[-1] = 1.0, start
+        e = np.zeros(cov.shape[0])
+        e[-1] = 1.0
+        out.append((g @ cov @ g, g @ cov @ e, cov[-1, -1]))
+    return out
+
+
+def _stored(h):
+    from cytokit.analysis.trends import decay_covariances
+
+    return decay_covariances(h["half_life_cov"])
+
+
+def test_log_fit_covariance_is_that_of_ordinary_least_squares():
+    """Two decay phases sharing a slope: the stored covariance of each phase's
+    (log value at its first day, slope) is σ²(XᵀX)⁻¹ of the OLS fit, σ² = RSS / dof."""
+    from cytokit.stats.intervals import t_quantile
+
+    rng = np.random.default_rng(11)
+    days = np.array([0, 3, 7, 10, 14, 20, 21, 24, 28, 35, 42], dtype=float)
+    y = np.where(days <= 20, 300 * 2.0 ** (-days / 6.0), 500 * 2.0 ** (-(days - 20) / 6.0))
+    y = y * np.exp(0.2 * rng.standard_normal(days.size))
+    y[1], y[6] = 1e4, 1e4  # each segment's highest sample: its decay starts after it
+    h = fit_half_life(days, y, [Q] * days.size, infusions=[0, 20])
+    phases = [np.flatnonzero((days > 3) & (days <= 20)), np.flatnonzero(days > 21)]
+    idx, x = _phase_design(days, phases)
+    beta, rss, *_ = np.linalg.lstsq(x, np.log(y[idx]), rcond=None)
+    dof = idx.size - x.shape[1]
+    cov = float(rss[0]) / dof * np.linalg.inv(x.T @ x)
+    assert h["half_life_slope"] == pytest.approx(beta[-1], rel=1e-9)
+    want = _at_starts(cov, [days[p[0]] for p in phases])
+    got = _stored(h)
+    assert len(got) == 2
+    for g, w in zip(got, want, strict=True):
+        assert g == pytest.approx(w, rel=1e-9)
+    assert h["half_life_quantile"] == pytest.approx(t_quantile(0.975, dof), rel=1e-12)
+    # the slope's interval is the stored variance's: half-life CI = ln 2 / -(b ± q·se)
+    half = h["half_life_quantile"] * math.sqrt(got[0][2])
+    assert h["half_life_ci_high"] == pytest.approx(math.log(2) / -(beta[-1] + half), rel=1e-9)
+
+
+@pytest.mark.parametrize("extra_scatter", [False, True])
+def test_count_fit_covariance_is_that_of_the_poisson_regression(extra_scatter):
+    """The count fit's stored covariance: the inverse Fisher information of the Poisson
+    regression at its optimum (computed here by Newton's method on the uncentred
+    days), times the Pearson dispersion when that scatter sets the interval."""
+    from cytokit.stats.intervals import t_quantile
+
+    rng = np.random.default_rng(1)
+    days = np.array([0, 3, 7, 10, 14, 17, 21, 24, 28, 31, 35], dtype=float)
+    exposure = np.linspace(1.5, 0.6, days.size)  # events per unit of the measure
+    mean = 2000 * 2.0 ** (-days / 6.0) * (rng.lognormal(0, 0.3, days.size) if extra_scatter else 1)
+    k = rng.poisson(exposure * mean).astype(float)
+    k[1] = 1e5  # the peak
+    h = fit_half_life(days, k / exposure, [Q] * days.size, infusions=[0], counts=k)
+    phase = np.flatnonzero((days > 3) & (k >= 20))
+    idx, x = _phase_design(days, [phase])
+    offset = np.log(exposure[idx])
+    beta = np.array([np.log(k[idx].mean() / exposure[idx].mean()), 0.0])
+    for _ in range(200):
+        mu = np.exp(x @ beta + offset)
+        step = np.linalg.solve(x.T @ (x * mu[:, None]), x.T @ (k[idx] - mu))
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-14:
+            break
+    mu = np.exp(x @ beta + offset)
+    info = np.linalg.inv(x.T @ (x * mu[:, None]))
+    dof = idx.size - 2
+    dispersion = float(np.sum((k[idx] - mu) ** 2 / mu)) / dof
+    t = t_quantile(0.975, dof)
+    scatter = t * math.sqrt(dispersion) > 1.959963984540054
+    assert scatter == extra_scatter  # each branch of the interval is exercised
+    cov = info * dispersion if scatter else info
+    assert h["half_life_quantile"] == pytest.approx(t if scatter else 1.959963984540054)
+    assert h["half_life_slope"] == pytest.approx(beta[-1], rel=1e-9)
+    (got,) = _stored(h)
+    (want,) = _at_starts(cov, [days[phase[0]]])
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+def _band_coverage(kind: str, runs: int = 2000) -> np.ndarray:
+    """Share of simulated series whose fitted line's 95 % band covers the true decay
+    curve, at four days of the decay phase (first fitted day, inside, last)."""
+    from cytokit.analysis.trends import decay_band, decay_covariances, decay_phases
+
+    days = np.array([0, 3, 7, 10, 14, 21, 28], dtype=float)
+
+    def true(d):
+        return 400 * 2.0 ** (-(d - 3) / 5.0)
+
+    check = np.array([7, 12, 17.5, 28.0])
+    covered, n = np.zeros(check.size), 0
+    for seed in range(runs):
+        rng = np.random.default_rng(seed)
+        if kind == "log":
+            y = true(days) * np.exp(0.25 * rng.standard_normal(days.size))
+            counts = None
+        else:
+            counts = rng.poisson(0.8 * true(days)).astype(float)
+            y = counts / 0.8
+        y[0], y[1] = 1.0, 1e4  # before the infusion; the peak
+        h = fit_half_life(days, y, [Q] * days.size, infusions=[0], counts=counts)
+        if not math.isfinite(h["half_life_days"]):
+            continue
+        n += 1
+        ((start, _end, value),) = decay_phases(h["half_life_phases"])
+        (cov,) = decay_covariances(h["half_life_cov"])
+        _fit, low, high = decay_band(
+            check, start, value, h["half_life_slope"], cov, h["half_life_quantile"]
+        )
+        covered += (low <= true(check)) & (true(check) <= high)
+    assert n >= 0.9 * runs
+    return covered / n
+
+
+@pytest.mark.slow
+def test_band_covers_the_true_decay_95_percent_of_the_time():
+    """Log-normal scatter: the band is Student's exact interval, coverage 95 % (2,000
+    series: ± 2 % is four standard errors). Poisson counts: the interval is the wider
+    of counting noise and the points' scatter, so at least 95 % and not much more."""
+    log = _band_coverage("log")
+    assert np.all(np.abs(log - 0.95) < 0.02), log
+    counts = _band_coverage("counts")
+    assert np.all((counts > 0.94) & (counts < 0.995)), counts

@@ -86,7 +86,9 @@ strategy and panel; chimerism and absolute counts come from the tube
     last detectable and quantified day, AUC, half-life with its 95 % CI, n,
     R², first day of the fit and a note, infusions and total dose, and the
     fitted decay line: the slope of log(measure) per day and each decay
-    phase's days and fitted value at its start, empty where not estimable).
+    phase's days and fitted value at its start, and for its 95 % band each
+    phase's covariance of log(value at start) and slope and the quantile;
+    empty where not estimable).
 ``cohort.csv``
     One row per stratum, population and measure: `cytokit.analysis.trends.COHORT_COLUMNS`
     (patients, medians and ranges of peak, AUC and half-life, dose, and
@@ -402,6 +404,7 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "half_life_n": _I, "half_life_r2": _F, "half_life_from_day": _N, "half_life_note": _S,
         "n_infusions": _I, "total_dose_per_kg": _F, "last_infusion_day": _N,
         "dose_product": _S, "doses_per_kg": _S, "half_life_slope": _F, "half_life_phases": _S,
+        "half_life_cov": _S, "half_life_quantile": _F,
     },
     "cohort": {
         "stratum": _S, "population": _S, "measure": _S, "n_patients": _I, "n_detected": _I,
@@ -758,11 +761,13 @@ def _read_study(path: Path, data: bytes) -> dict:
 
 #: Columns added to tables after the first results folders were written, with the value
 #: they stand for in an older folder: every file of the default tube; no decay fit stored
-#: (the half-life columns themselves are there, so no fitted line is drawn).
+#: (the half-life columns themselves are there, so no fitted line, nor its band, is drawn).
 ADDED_COLUMNS: dict[str, object] = {
     "tube": "default",
     "half_life_slope": float("nan"),
     "half_life_phases": "",
+    "half_life_cov": "",
+    "half_life_quantile": float("nan"),
 }
 
 

@@ -53,6 +53,18 @@ the chimerism table's points (day, value, status).
   Between ``start`` and ``end`` the fit is ``value · exp(b · (day − start))``.
   Both are empty wherever the half-life is not estimable (never a zero slope).
 
+  The fitted line's uncertainty, so that a plot can draw its 95 % band:
+  ``half_life_cov``, one ``var_a,cov_ab,var_b`` entry per decay phase (in the
+  order of ``half_life_phases``, joined by ``"; "``): the covariance of ``a``,
+  the log of the fitted value at the phase's first day, and the slope ``b``;
+  ``half_life_quantile``, the critical value the slope's 95 % interval used
+  (Student's t on the residual degrees of freedom, or the normal 1.96 where
+  counting noise alone sets the interval; the covariance is that of the same
+  choice: residual scatter or Poisson variance). The pointwise 95 % interval
+  of the fitted line at ``day`` in a phase is ``exp(a + b·s ± q·sqrt(var_a +
+  2·s·cov_ab + s²·var_b))`` with ``s = day − start`` (`decay_band`). Both are
+  empty where the half-life is not estimable.
+
 The cohort summary (`cohort_summary`) gives, per stratum, population and
 measure, the number of patients, the median and range of peak, AUC and
 half-life, the median total dose per kg, and Spearman's rank correlation of
@@ -73,6 +85,8 @@ __all__ = [
     "COHORT_COLUMNS",
     "TREND_COLUMNS",
     "cohort_summary",
+    "decay_band",
+    "decay_covariances",
     "decay_phases",
     "fit_half_life",
     "trend_row",
@@ -84,6 +98,7 @@ TREND_COLUMNS = (
     "auc_days", "half_life_days", "half_life_ci_low", "half_life_ci_high", "half_life_n",
     "half_life_r2", "half_life_from_day", "half_life_note", "n_infusions", "total_dose_per_kg",
     "last_infusion_day", "dose_product", "doses_per_kg", "half_life_slope", "half_life_phases",
+    "half_life_cov", "half_life_quantile",
 )  # fmt: skip
 COHORT_COLUMNS = (
     "stratum", "population", "measure", "n_patients", "n_detected", "peak_median", "peak_min",
@@ -136,7 +151,7 @@ def fit_half_life(
     dict
         half_life_days, half_life_ci_low, half_life_ci_high, half_life_n,
         half_life_r2, half_life_from_day, half_life_note, half_life_slope,
-        half_life_phases.
+        half_life_phases, half_life_cov, half_life_quantile.
     """
     days = np.asarray(days, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
@@ -152,6 +167,8 @@ def fit_half_life(
         "half_life_note": "",
         "half_life_slope": float("nan"),
         "half_life_phases": "",
+        "half_life_cov": "",
+        "half_life_quantile": float("nan"),
     }
     order = np.argsort(days)
     days, values, status = days[order], values[order], status[order]
@@ -182,10 +199,12 @@ def fit_half_life(
             "and more points than decay phases + 1)"
         )
         return out
+    starts = np.array([days[p[0]] for p in phases])
     if k is None:
-        slope, half_width, r2, icepts = _log_fit(days, values, phases, dof)
+        fit = _log_fit(days, values, phases, dof, starts)
     else:
-        slope, half_width, r2, icepts = _count_fit(days, values, k, phases, dof)
+        fit = _count_fit(days, values, k, phases, dof, starts)
+    slope, half_width, r2, icepts, quantile, covs = fit
     out["half_life_r2"] = r2
     out["half_life_from_day"] = float(min(days[p[0]] for p in phases))
     if not slope < 0:
@@ -210,6 +229,8 @@ def fit_half_life(
         f"{days[p[0]]:g}-{days[p[-1]]:g}:{math.exp(a + slope * days[p[0]]):.8g}"
         for p, a in zip(phases, icepts, strict=True)
     )
+    out["half_life_cov"] = "; ".join(f"{va:.10g},{cab:.10g},{vb:.10g}" for va, cab, vb in covs)
+    out["half_life_quantile"] = quantile
     return out
 
 
@@ -226,11 +247,68 @@ def decay_phases(text) -> list[tuple[float, float, float]]:
     return out
 
 
-def _log_fit(days, values, phases, dof) -> tuple[float, float, float, list[float]]:
+def decay_covariances(text) -> list[tuple[float, float, float]]:
+    """``(var_a, cov_ab, var_b)`` of each phase of a ``half_life_cov`` entry (empty for
+    an empty or missing one)."""
+    if not isinstance(text, str) or not text.strip():
+        return []
+    out = []
+    for part in text.split(";"):
+        var_a, cov_ab, var_b = (float(v) for v in part.strip().split(","))
+        out.append((var_a, cov_ab, var_b))
+    return out
+
+
+def decay_band(
+    days, start: float, value: float, slope: float, cov, quantile: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fitted line of one decay phase at `days` and its pointwise 95 % interval.
+
+    Parameters
+    ----------
+    days : array_like
+    start, value : float
+        The phase's first day and the fitted value there (`decay_phases`).
+    slope : float
+        ``half_life_slope``.
+    cov : tuple of float
+        ``(var_a, cov_ab, var_b)`` of the phase (`decay_covariances`).
+    quantile : float
+        ``half_life_quantile``.
+
+    Returns
+    -------
+    fit, low, high : ndarray
+        ``exp(a + b·s)`` and ``exp(a + b·s ∓ q·se)`` with ``s = day − start`` and
+        ``se² = var_a + 2·s·cov_ab + s²·var_b`` (the interval of the fitted
+        mean on the log scale, back-transformed).
+    """
+    s = np.asarray(days, dtype=np.float64) - start
+    var_a, cov_ab, var_b = cov
+    se = np.sqrt(np.maximum(var_a + 2.0 * s * cov_ab + s * s * var_b, 0.0))
+    log_fit = math.log(value) + slope * s
+    return np.exp(log_fit), np.exp(log_fit - quantile * se), np.exp(log_fit + quantile * se)
+
+
+def _phase_covariances(cov: np.ndarray, starts: np.ndarray, centre: float) -> list:
+    """``(var_a, cov_ab, var_b)`` per phase from the covariance `cov` of the
+    parameters ``(a_1 … a_S, b)`` of ``log(y) = a_s + b · (day − centre)``, for ``a``
+    moved to each phase's first day: ``a_s + b · (start_s − centre)``."""
+    var_b = float(cov[-1, -1])
+    out = []
+    for s, start in enumerate(starts):
+        u = float(start) - centre
+        var_a = float(cov[s, s] + 2.0 * u * cov[s, -1] + u * u * var_b)
+        out.append((var_a, float(cov[s, -1] + u * var_b), var_b))
+    return out
+
+
+def _log_fit(days, values, phases, dof, starts) -> tuple:
     """Shared slope of ``log(values)`` over the phases (own intercepts).
 
-    Returns the slope, the half-width of its 95 % interval, R² and each
-    phase's intercept (``log(value)`` at day 0).
+    Returns the slope, the half-width of its 95 % interval, R², each
+    phase's intercept (``log(value)`` at day 0), the interval's quantile
+    (Student's t) and each phase's ``(var_a, cov_ab, var_b)`` at its first day.
     """
     xc = np.concatenate([days[p] - days[p].mean() for p in phases])
     ys = [np.log(values[p]) for p in phases]
@@ -240,14 +318,23 @@ def _log_fit(days, values, phases, dof) -> tuple[float, float, float, list[float
     resid = yc - slope * xc
     sse = float(resid @ resid)
     syy = float(yc @ yc)
-    half_width = t_quantile(0.975, dof) * math.sqrt(sse / dof / sxx)
+    sigma2 = sse / dof
+    q = t_quantile(0.975, dof)
+    half_width = q * math.sqrt(sigma2 / sxx)
     icepts = [
         float(y.mean()) - slope * float(days[p].mean()) for p, y in zip(phases, ys, strict=True)
     ]
-    return slope, half_width, (1.0 - sse / syy if syy > 0 else float("nan")), icepts
+    # each phase's mean log is independent of the slope (centred days): at the
+    # phase's first day, a = mean + b·(start − mean day)
+    covs = []
+    for p, start in zip(phases, starts, strict=True):
+        u = float(start) - float(days[p].mean())
+        covs.append((sigma2 / p.size + u * u * sigma2 / sxx, u * sigma2 / sxx, sigma2 / sxx))
+    r2 = 1.0 - sse / syy if syy > 0 else float("nan")
+    return slope, half_width, r2, icepts, q, covs
 
 
-def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float, list[float]]:
+def _count_fit(days, values, counts, phases, dof, starts) -> tuple:
     """Quasi-Poisson fit of the counts: ``counts ~ exposure · exp(a_s + b · day)``.
 
     Iteratively reweighted least squares from the log fit; exposure = counts
@@ -256,7 +343,9 @@ def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float, 
     noise alone (Poisson variance, normal quantile) and the scatter the
     points show (Pearson dispersion, Student's t on `dof`), so neither a few
     points that happen to lie on a line nor scatter beyond counting noise
-    make it too narrow.
+    make it too narrow. Then the interval's quantile and each phase's
+    ``(var_a, cov_ab, var_b)`` at its first day, from the information matrix
+    (Poisson) or it times the dispersion, whichever set the interval.
     """
     idx = np.concatenate(phases)
     phase = np.repeat(np.arange(len(phases)), [p.size for p in phases])
@@ -280,8 +369,12 @@ def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float, 
     mu = np.exp(x @ beta + offset)
     info = np.linalg.inv(x.T @ (x * mu[:, None]))
     dispersion = float(np.sum((k - mu) ** 2 / mu)) / dof
-    se = math.sqrt(info[-1, -1])
-    half_width = max(_Z95 * se, t_quantile(0.975, dof) * math.sqrt(dispersion) * se)
+    t = t_quantile(0.975, dof)
+    if t * math.sqrt(dispersion) > _Z95:  # scatter beyond counting noise sets the interval
+        q, cov = t, info * dispersion
+    else:
+        q, cov = _Z95, info
+    half_width = q * math.sqrt(cov[-1, -1])
     # weighted R² of log(values) within the phases (the fit's residuals are on that scale)
     resid = lv - x @ beta
     means = np.bincount(phase, mu * lv) / np.bincount(phase, mu)
@@ -290,7 +383,8 @@ def _count_fit(days, values, counts, phases, dof) -> tuple[float, float, float, 
     syy = float(mu @ centred**2)
     r2 = 1.0 - sse / syy if syy > 0 else float("nan")
     b = float(beta[-1])
-    return b, half_width, r2, [float(a) - b * centre for a in beta[:-1]]
+    covs = _phase_covariances(cov, starts, centre)
+    return b, half_width, r2, [float(a) - b * centre for a in beta[:-1]], q, covs
 
 
 def _auc(days: np.ndarray, values: np.ndarray) -> tuple[float, float]:

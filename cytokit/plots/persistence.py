@@ -43,8 +43,13 @@ Where trends.csv has an estimated half-life for the population, sample type
 and measure, the fitted line ``value · exp(slope · (day − start))`` of each
 decay phase (``half_life_phases``, ``half_life_slope``) is drawn as a broad
 pale line in the series' colour, only over the days it was fitted on, labelled in the
-panel's legend ``t½ = X d (95 % CI a–b)``. Nothing is drawn where the
-half-life is not estimable.
+panel's legend ``t½ = X d (95 % CI a–b)`` (the one place the half-life is
+given: the panel's title names the population only). Around it, paler, the
+pointwise 95 % interval of the fitted line (``half_life_cov``,
+``half_life_quantile``; `cytokit.analysis.trends.decay_band`) over the same
+days: where the decay curve itself may lie, narrowest in the middle of the
+fitted days. Nothing is drawn where the half-life is not estimable, and no
+band for a trends.csv written before the band's columns.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from cytokit.analysis.chimerism import DETECTION_EVENTS, MARKER_FAILED
-from cytokit.analysis.trends import decay_phases
+from cytokit.analysis.trends import decay_band, decay_covariances, decay_phases
 from cytokit.plots._figure import (
     STATUS_STYLE,
     finish_grid,
@@ -203,7 +208,14 @@ def _edge_marks(ax, days, *, marker: str, ms: float, mew: float, color) -> None:
         )
 
 
-def _draw_series(ax, pts: pd.DataFrame, colour, label: str) -> None:
+#: Line style of each population on the chimerism plot, in turn (with its colour); never
+#: dotted, the infusions' style.
+_STYLES = ("-", "--", "-.", (0, (6, 2, 1, 2, 1, 2)))
+#: Horizontal offset between populations on the chimerism plot, as a share of the days.
+_DODGE = 0.004
+
+
+def _draw_series(ax, pts: pd.DataFrame, colour, label: str, ls="-") -> None:
     pts = pts.sort_values("day")
     failed = pts[pts["status"] == MARKER_FAILED]
     # no value: a cross on the lower edge at its day, never a point
@@ -213,7 +225,8 @@ def _draw_series(ax, pts: pd.DataFrame, colour, label: str) -> None:
     _edge_marks(ax, few["day"], marker="|", ms=7, mew=1.5, color="0.55")
     pts = pts[pts["status"] != MARKER_FAILED]
     detected = pts[pts["status"] != "not_detected"]
-    ax.plot(detected["day"], detected["y"], color=colour, lw=1.3, label=plain(label), zorder=2)
+    ax.plot(detected["day"], detected["y"], color=colour, lw=1.3, ls=ls, label=plain(label),
+            zorder=2)  # fmt: skip
     for status, style in STATUS_STYLE.items():
         sel = pts[(pts["status"] == status) & pts["y"].notna()]
         if sel.empty:
@@ -260,9 +273,14 @@ def _days_text(x: float) -> str:
     return f"{x:.1f}" if abs(x) < 10 else f"{x:.0f}"
 
 
+#: Days drawn per fitted phase (the band is curved on a log axis).
+_FIT_POINTS = 25
+
+
 def fit_lines(trends: pd.DataFrame | None, patient, population, measure, sample_type=""):
-    """The fitted decay of one series: ``(label, [(days, values), ...])`` per phase, or
-    None where trends.csv has no estimated half-life for it."""
+    """The fitted decay of one series: ``(label, [(days, values, low, high), ...])`` per
+    phase (``low``, ``high``: the 95 % band, None without ``half_life_cov``), or None
+    where trends.csv has no estimated half-life for it."""
     if trends is None or trends.empty or "half_life_phases" not in trends.columns:
         return None
     types = trends.get("sample_type", pd.Series("", index=trends.index)).fillna("").astype(str)
@@ -277,8 +295,9 @@ def fit_lines(trends: pd.DataFrame | None, patient, population, measure, sample_
     row = sel.iloc[0]
     num = {
         c: float(pd.to_numeric(row.get(c), errors="coerce"))
-        for c in ("half_life_days", "half_life_ci_low", "half_life_ci_high", "half_life_slope")
-    }
+        for c in ("half_life_days", "half_life_ci_low", "half_life_ci_high", "half_life_slope",
+                  "half_life_quantile")
+    }  # fmt: skip
     phases = decay_phases(row.get("half_life_phases"))
     if not (math.isfinite(num["half_life_days"]) and math.isfinite(num["half_life_slope"])):
         return None
@@ -288,10 +307,18 @@ def fit_lines(trends: pd.DataFrame | None, patient, population, measure, sample_
     lo, hi = num["half_life_ci_low"], num["half_life_ci_high"]
     if math.isfinite(lo) and math.isfinite(hi):
         label += f" (95 % CI {_days_text(lo)}–{_days_text(hi)})"
+    covs = decay_covariances(row.get("half_life_cov"))
+    band = len(covs) == len(phases) and math.isfinite(num["half_life_quantile"])
     segs = []
-    for start, end, value in phases:
-        d = np.linspace(start, end, 2 if end > start else 1)
-        segs.append((d, value * np.exp(num["half_life_slope"] * (d - start))))
+    for i, (start, end, value) in enumerate(phases):
+        d = np.linspace(start, end, _FIT_POINTS if end > start else 1)
+        if band:
+            fit, low, high = decay_band(
+                d, start, value, num["half_life_slope"], covs[i], num["half_life_quantile"]
+            )
+            segs.append((d, fit, low, high))
+        else:
+            segs.append((d, value * np.exp(num["half_life_slope"] * (d - start)), None, None))
     return label, segs
 
 
@@ -302,29 +329,11 @@ def _draw_fit(ax, fit, colour) -> Line2D | None:
     label, segs = fit
     # broad and pale under the points: seen beside the data line, and along it where they agree
     style = {"color": colour, "lw": 4.0, "alpha": 0.3, "solid_capstyle": "butt"}
-    for d, y in segs:
+    for d, y, low, high in segs:
+        if low is not None:
+            ax.fill_between(d, low, high, color=colour, alpha=0.1, lw=0, zorder=1.2)
         ax.plot(d, y, zorder=1.5, label=label, **style)
     return Line2D([], [], label=label, **style)
-
-
-def _half_life_text(trends: pd.DataFrame | None, patient, population, measure) -> str:
-    if trends is None or trends.empty or "half_life_days" not in trends.columns:
-        return ""
-    sel = trends[
-        (trends["patient"].astype(str) == str(patient))
-        & (trends["population"].astype(str) == str(population))
-        & (trends["measure"] == measure)
-    ]
-    if sel.empty:
-        return ""
-    row = sel.iloc[0]
-    hl = float(pd.to_numeric(row.get("half_life_days"), errors="coerce"))
-    if math.isfinite(hl):
-        lo = float(pd.to_numeric(row.get("half_life_ci_low"), errors="coerce"))
-        hi = float(pd.to_numeric(row.get("half_life_ci_high"), errors="coerce"))
-        ci = f" ({lo:.2g}–{hi:.2g})" if math.isfinite(lo) and math.isfinite(hi) else ""
-        return f"t½ {hl:.2g} d{ci}"
-    return "t½ not estimable"
 
 
 def _course_handles(courses: pd.DataFrame | None) -> list:
@@ -455,7 +464,8 @@ def persistence_figure(
             handle = _draw_fit(ax, fit, colours[t])
             if handle is not None:
                 fits.append(handle)
-                fit_values += [y for _d, y in fit[1]]
+                # the band's ends may reach far: the axis keeps the line, not the band
+                fit_values += [y for _d, y, _lo, _hi in fit[1]]
         if fits:
             ax.legend(handles=fits, loc="best", fontsize=7, frameon=False, handlelength=2.2)
         _limits_line(ax, sel)
@@ -466,9 +476,9 @@ def persistence_figure(
             log_axis(ax, np.concatenate(drawn))
         else:
             ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
-        hl = _half_life_text(trends, patient, name, measure)
+        # the half-life is in the legend, with its interval: the title names the population
         ax.set_title(
-            plain(name) + (f" — {hl}" if hl else ""),
+            plain(name),
             fontsize=9,
             pad=24 if inf is not None and len(inf) else 6,
         )
@@ -503,6 +513,9 @@ def chimerism_figure(
     Intervals are the table's 95 % binomial intervals; statuses and the
     not-detected convention as in `persistence_figure` (on a linear axis a
     not-detected point sits at its LOD too, so it reads as "below this").
+    Each population has its own colour and line style and is drawn a small step
+    (0.4 % of the days shown) beside the next, so that a population and its
+    subset with the same values (NK and NK_dim) are both seen.
 
     Parameters
     ----------
@@ -523,12 +536,18 @@ def chimerism_figure(
     fig, axes = grid_figure(1, 1, (4.6, 2.6), margins=(0.7, 1.5, 1.05, 0.8))
     ax = axes[0, 0]
     names = _populations(rows, populations)
+    days = finite(pts["day"]) if len(pts) else np.array([])
+    span = float(np.nanmax(days) - np.nanmin(days)) if np.isfinite(days).any() else 0.0
     for i, name in enumerate(names):
         sel = pts[pts["population"].astype(str) == name]
+        # a population and its subset (NK, NK_dim) often share their values: each its own
+        # line style and a small sideways step, so one does not hide the other
+        sel = sel.assign(day=finite(sel["day"]) + (i - (len(names) - 1) / 2) * _DODGE * span)
         types = sorted(set(sel["sample_type"]))
         for t in types:
             label = name if len(types) == 1 else f"{name} ({t})"
-            _draw_series(ax, sel[sel["sample_type"] == t], f"C{i % 10}", label)
+            _draw_series(ax, sel[sel["sample_type"] == t], f"C{i % 10}", label,
+                         _STYLES[i % len(_STYLES)])  # fmt: skip
     mark_infusions(ax, _patient_rows(infusions, patient))
     mark_drug_courses(ax, _patient_rows(courses, patient))
     if log and pts["y"].notna().any():

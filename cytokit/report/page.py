@@ -202,7 +202,7 @@ def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
         if len(rows) > _LONG_TABLE:  # a large study's schedule: folded, each patient lists theirs
             html = f"<details><summary>Infusions ({len(rows)})</summary>{html}</details>"
         parts.append(html)
-    parts.append(cohort_table(results.cohort, cohort_populations(results)))
+    parts.append(cohort_table(results.cohort, cohort_populations(results), results.trends))
     parts.append(persistence_summary(results.trends, patients))
     for measure, png in plots.cohort.items():
         parts.append(

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from cytokit.report._html import esc
 
-__all__ = ["REASONS", "glossary_html", "reason_code", "reason_html"]
+__all__ = ["REASONS", "code_html", "glossary_html", "reason_code", "reason_html"]
 
 #: code → (pattern of the notes it covers, the plain sentence a reader sees).
 REASONS: dict[str, tuple[re.Pattern[str], str]] = {
@@ -48,13 +48,27 @@ def reason_code(note) -> str | None:
     return None
 
 
+def _text(note) -> str:
+    return "" if note is None or (isinstance(note, float) and note != note) else str(note)
+
+
 def reason_html(note, fallback: str = "not estimable") -> str:
     """A cell's text for a missing value: a linked code with the note as tooltip, else the note."""
-    text = "" if note is None or (isinstance(note, float) and note != note) else str(note)
+    text = _text(note)
     code = reason_code(text)
     if code is None:
         return esc(text) or esc(fallback)
     return f'<a class="why" href="#why-{code}" title="{esc(text)}">{esc(fallback)} ({code})</a>'
+
+
+def code_html(note) -> str:
+    """The code of `note` alone, linked to its sentence (the note as tooltip); empty when
+    no code covers it."""
+    text = _text(note)
+    code = reason_code(text)
+    if code is None:
+        return ""
+    return f'<a class="why" href="#why-{code}" title="{esc(text)}">{code}</a>'
 
 
 def glossary_html(notes: Iterable) -> str:

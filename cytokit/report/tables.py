@@ -15,7 +15,7 @@ import pandas as pd
 from cytokit.plots._figure import format_dose, gate_name
 from cytokit.plots.persistence import MEASURES
 from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
-from cytokit.report.reasons import reason_html
+from cytokit.report.reasons import code_html, reason_code, reason_html
 
 __all__ = [
     "chimerism_table",
@@ -60,8 +60,20 @@ def _interval(low, high) -> str:
     return ""
 
 
+def _detected(row) -> bool:
+    """Donor cells detected on some day of the row's series (a trends.csv row); a row
+    without the column counts as detected (nothing says otherwise)."""
+    if "last_detectable_day" not in row:
+        return True
+    return math.isfinite(as_float(row.get("last_detectable_day")))
+
+
 def half_life_cell(row) -> Markup:
+    """An estimated half-life with its CI and points; else why not: "not detected" where
+    donor cells never were (no decay to fit), the reason's code otherwise."""
     hl = as_float(row.get("half_life_days"))
+    if not math.isfinite(hl) and not _detected(row):
+        return Markup("not detected", ["not_detected"])
     if math.isfinite(hl):
         text = f"{fmt(hl)} d"
         ci = _interval(row.get("half_life_ci_low"), row.get("half_life_ci_high"))
@@ -76,11 +88,41 @@ def half_life_cell(row) -> Markup:
 
 
 def _range_text(row, prefix: str) -> Markup:
+    """Median (range); one value alone where the range is a single value (one patient)."""
     med = row.get(f"{prefix}_median")
     if not is_number(med):
         return Markup("–")
-    rng = _interval(row.get(f"{prefix}_min"), row.get(f"{prefix}_max"))
+    low, high = row.get(f"{prefix}_min"), row.get(f"{prefix}_max")
+    if is_number(low) and is_number(high) and fmt(low) == fmt(high):
+        return Markup(fmt(med))
+    rng = _interval(low, high)
     return Markup(fmt(med) + (f" ({rng})" if rng else ""))
+
+
+def _cohort_half_life(row) -> Markup:
+    """The stratum's half-lives: median (range) and of how many patients; "–" where none
+    was estimated (the table's note says why, once)."""
+    n = as_float(row.get("half_life_n"))
+    if not (math.isfinite(n) and n > 0):
+        return Markup("–")
+    of = as_float(row.get("n_patients"))
+    whom = f"{int(n)} of {int(of)}" if math.isfinite(of) else f"{int(n)}"
+    return Markup(f"{_range_text(row, 'half_life')}, {whom} patient{'s' if of != 1 else ''}")
+
+
+def _cohort_reasons(trends: pd.DataFrame | None, keys: set) -> str:
+    """The linked codes of why the half-lives of the (stratum, population, measure) `keys`
+    were not estimated, from trends.csv's notes (series never detected left out)."""
+    if not nonempty(trends) or "half_life_note" not in trends.columns:
+        return ""
+    codes: dict[str, str] = {}
+    for _, r in trends.iterrows():
+        key = (str(r.get("stratum")), str(r.get("population")), str(r.get("measure")))
+        if key in keys and _detected(r):
+            code = reason_code(r.get("half_life_note"))
+            if code is not None:
+                codes.setdefault(code, str(r.get("half_life_note")))
+    return ", ".join(code_html(codes[c]) for c in sorted(codes))
 
 
 #: Unit of each measure's AUC (the measure integrated over days).
@@ -89,7 +131,11 @@ AUC_UNITS = {"donor_per_ul": "cells/µL × days", "donor_pct": "% × days"}
 PEAK_UNITS = {"donor_per_ul": "cells/µL", "donor_pct": "%"}
 
 
-def cohort_table(cohort: pd.DataFrame, shown: dict[str, list[str]] | None = None) -> str:
+def cohort_table(
+    cohort: pd.DataFrame,
+    shown: dict[str, list[str]] | None = None,
+    trends: pd.DataFrame | None = None,
+) -> str:
     """The cohort summary: one row per stratum, population and measure detected in it.
 
     A population detected in no patient of a stratum (an NK arm's CIK cells) has no
@@ -97,11 +143,13 @@ def cohort_table(cohort: pd.DataFrame, shown: dict[str, list[str]] | None = None
     table, so nothing looks measured that was not. Every measure carries its unit.
     `shown` (study.toml ``[report] cohort_populations``, stratum → populations) keeps
     only those populations of the strata it names, in its order; the note below the
-    table says which it left out.
+    table says which it left out. A row with no half-life estimated shows "–", and one
+    note below the table says so with the reasons' codes (from `trends`, trends.csv).
     """
     if not nonempty(cohort):
         return "<p>No cohort summary (no trends).</p>"
     rows = []
+    no_half_life: set = set()
     never: dict[str, list[str]] = {}
     hidden: dict[str, list[str]] = {}
     frame = sorted_by(cohort, "stratum", "population", "measure")
@@ -134,6 +182,8 @@ def cohort_table(cohort: pd.DataFrame, shown: dict[str, list[str]] | None = None
             if str(r.get("population")) not in names:
                 names.append(str(r.get("population")))
             continue
+        if not as_float(r.get("half_life_n")) > 0:
+            no_half_life.add((str(r.get("stratum")), str(r.get("population")), measure))
         rows.append(
             [
                 r.get("stratum"),
@@ -143,10 +193,7 @@ def cohort_table(cohort: pd.DataFrame, shown: dict[str, list[str]] | None = None
                 Markup(fmt(r.get("n_detected"), integer=True)),
                 Markup(_range_text(r, "peak") + f" {esc(PEAK_UNITS.get(measure, ''))}"),
                 Markup(_range_text(r, "auc") + f" {esc(AUC_UNITS.get(measure, ''))}"),
-                Markup(
-                    _range_text(r, "half_life")
-                    + f" [n = {fmt(r.get('half_life_n'), integer=True)}]"
-                ),
+                _cohort_half_life(r),
                 format_dose(r.get("dose_median")),
                 Markup(fmt(r.get("dose_auc_spearman"))),
             ]
@@ -168,6 +215,13 @@ def cohort_table(cohort: pd.DataFrame, shown: dict[str, list[str]] | None = None
         caption="Cohort summary by stratum (cohort.csv)",
         numeric=[False, False, False, True, True, True, True, True, True, True],
     )
+    if no_half_life:
+        why = _cohort_reasons(trends, no_half_life)
+        html += (
+            '<p class="meta">Half-life –: estimated in no patient of the stratum'
+            + (f" ({why})" if why else "")
+            + ".</p>"
+        )
     if never:
         listed = "; ".join(
             f"{esc(stratum)}: {', '.join(esc(p) for p in pops)}" for stratum, pops in never.items()
@@ -185,6 +239,9 @@ def cohort_table(cohort: pd.DataFrame, shown: dict[str, list[str]] | None = None
 
 
 def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
+    """Each patient's peak, last detection and half-life per population (donor cells/µL,
+    else % donor). A population whose donor cells were detected on no day of the
+    patient (an NK-arm patient's CIK cells) is no row, only named once below the table."""
     if not nonempty(trends):
         return ""
     sel = trends[trends["measure"] == "donor_per_ul"] if "measure" in trends.columns else trends
@@ -198,7 +255,13 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
         ["_o", "population"], kind="stable"
     )
     rows = []
+    never: dict[str, list[str]] = {}
     for _, r in sel.iterrows():
+        if not _detected(r):  # nothing to summarise: named once below the table
+            names = never.setdefault(str(r.get("patient")), [])
+            if str(r.get("population")) not in names:
+                names.append(str(r.get("population")))
+            continue
         rows.append(
             [
                 r.get("patient"),
@@ -216,20 +279,31 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
             ]
         )
     measure = MEASURES.get(str(sel.iloc[0].get("measure")), "")
-    return table(
-        [
-            "patient",
-            "stratum",
-            "population",
-            f"peak ({measure})",
-            "peak day",
-            "last detected day",
-            "half-life",
-            "total dose",
-        ],
-        rows,
-        caption=f"Persistence by patient ({measure}; trends.csv)",
-        numeric=[False, False, False, True, True, True, False, True],
+    note = ""
+    if never:
+        listed = "; ".join(
+            f"{esc(p)}: {', '.join(esc(x) for x in pops)}" for p, pops in never.items()
+        )
+        note = f'<p class="meta">Donor cells detected on no day (not listed): {listed}.</p>'
+    if not rows:
+        return note
+    return (
+        table(
+            [
+                "patient",
+                "stratum",
+                "population",
+                f"peak ({measure})",
+                "peak day",
+                "last detected day",
+                "half-life",
+                "total dose",
+            ],
+            rows,
+            caption=f"Persistence by patient ({measure}; trends.csv)",
+            numeric=[False, False, False, True, True, True, False, True],
+        )
+        + note
     )
 
 
@@ -346,7 +420,13 @@ def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
                     if is_number(r.get("last_detectable_day"))
                     else "–"
                 ),
-                Markup(fmt(r.get("auc"))),
+                # an AUC only where donor cells were detected (else the area under
+                # not-detected values, which says nothing), with its measure's unit
+                Markup(
+                    f"{fmt(r.get('auc'))} {esc(AUC_UNITS.get(str(r.get('measure')), ''))}"
+                    if _detected(r) and is_number(r.get("auc"))
+                    else "–"
+                ),
                 half_life_cell(r),
                 # an R² only beside a half-life: a fit that gave none has nothing to qualify
                 Markup(

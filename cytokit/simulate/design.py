@@ -359,23 +359,26 @@ def make_patients(
 
 
 def sample_study_design() -> StudyDesign:
-    """The design of ``sample_data/``: 3 patients × 5 days × 10,000 events (~7 MB).
+    """The design of ``sample_data/``: 3 patients, 15 files of 10,000 events (~7 MB).
 
-    P01 (NK arm, HLA-A2+ donor), P02 (CIK arm, HLA-A2- donor), P03 (NK arm,
-    HLA-A2- donor, second NK infusion on day 14); NK patients sampled on days
-    -7, 3, 7, 14, 28, the CIK patient on days -7, 22, 43, 64, 85 (after the
-    second DLI and after each CIK infusion). Seed 20240108.
+    P01 (NK arm, HLA-A2+ donor) sampled at baseline and twice a week for three
+    weeks after its NK infusion (days -7, 7, 10, 14, 17, 21): four points in
+    the NK decay phase with at least 20 donor events, so the demo estimates a
+    half-life and draws its fitted line. P02 (CIK arm, HLA-A2- donor) on days
+    -7, 43, 64, 85 (after each CIK infusion). P03 (NK arm, HLA-A2- donor,
+    second NK infusion on day 14) on days -7, 3, 7, 14, 28. Seed 20240108.
     """
-    nk_days = (-7, 3, 7, 14, 28)
     patients = (
-        PatientSpec("P01", "NK", "positive", default_infusions("NK", scale=1.2), nk_days),
-        PatientSpec("P02", "CIK", "negative", default_infusions("CIK"), (-7, 22, 43, 64, 85)),
+        PatientSpec(
+            "P01", "NK", "positive", default_infusions("NK", scale=1.2), (-7, 7, 10, 14, 17, 21)
+        ),
+        PatientSpec("P02", "CIK", "negative", default_infusions("CIK"), (-7, 43, 64, 85)),
         PatientSpec(
             "P03",
             "NK",
             "negative",
             default_infusions("NK", second_nk_day=14, scale=0.8),
-            nk_days,
+            (-7, 3, 7, 14, 28),
         ),
     )
     return StudyDesign(
