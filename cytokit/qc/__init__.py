@@ -16,9 +16,10 @@ Method (in the spirit of PeacoQC, Emmaneel et al., Cytometry A
    aligned to the time channel's clock steps, about 200 events each);
 2. the rate check (`cytokit.qc.rate`) compares each bin's event count with a
    robust line through the bins' rates;
-3. the stability check (`cytokit.qc.stability`) compares quantiles of every
-   scatter and fluorescence channel per bin with the file's stable level,
-   bin by bin and over windows of bins;
+3. the stability check (`cytokit.qc.stability`) compares robust summaries of
+   every scatter and fluorescence channel per bin (the mean of its asinh
+   values, an upper-weighted mean and its brightest cells' level) with the
+   file's stable level, bin by bin and over windows of bins;
 4. margin events (`cytokit.qc.channels`) are found per event, from the
    channel's ``$PnR``, ``$PnE``, ``$PnG`` and data type;
 5. short good runs between flagged bins are flagged too, and each flagged

@@ -111,11 +111,15 @@ class BinTable:
         Their asinh cofactors.
     values : ndarray of int64, shape (B, k)
         Values each bin contributed per channel (at most `cytokit.qc.scan.MAX_PER_BIN`).
-    mean, sd : ndarray, shape (B, k, 2)
-        Mean and SD of ``asinh(x / cofactor)`` per bin and channel, of all values
-        (``[..., 0]``) and upper-weighted (``[..., 1]``, see `cytokit.qc.stability`).
-    level : ndarray, shape (k, 2)
-        Each channel's stable levels (asinh scale).
+    mean, sd : ndarray, shape (B, k, 3)
+        Per bin and channel on the ``asinh(x / cofactor)`` scale, the series of
+        `cytokit.qc.stability.SERIES`: the mean of all values (``[..., 0]``),
+        the upper-weighted mean (``[..., 1]``) and the bright cells' level
+        (``[..., 2]``, `cytokit.qc.stability.bright_moments`), with the SD of
+        one value.
+    level : ndarray, shape (k, 3)
+        Each channel's stable levels (asinh scale; NaN for a series that was
+        not judged, such as a bright series that leads no drift).
     z : ndarray, shape (B, k)
         Departure from the stable level in noise SDs (bin or window, the larger).
     """

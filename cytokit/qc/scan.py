@@ -34,7 +34,7 @@ from cytokit.qc.result import (
     reason_names,
 )
 from cytokit.qc.settings import AcquisitionQCSettings
-from cytokit.qc.stability import BAND, WINDOWS, check_stability, trend
+from cytokit.qc.stability import BAND, WINDOWS, bright_moments, check_stability, trend
 from cytokit.sample import Sample
 
 __all__ = ["MAX_PER_BIN", "AcquisitionPass", "acquisition_qc", "fill_short_runs"]
@@ -286,7 +286,15 @@ class AcquisitionPass:
         values, mean, sd = bin_moments(
             s.events, cols, cof, bounds[:-1], bounds[1:], band=BAND, max_per_bin=MAX_PER_BIN
         )
-        stab = check_stability(values, mean, sd, th, windows=WINDOWS[:1], inputs=~rate.flagged)
+        bright = bright_moments(
+            s.events, cols, cof, self.plan.top, bounds[:-1], bounds[1:], MAX_PER_BIN
+        )
+        # the upper-weighted mean's effective number of values: (Σw)² / Σw² of its rank
+        # weights, 3/8 of the values for a ramp over the upper half
+        count = np.stack((values, (values * 3) // 8, bright[0]), axis=2)
+        mean = np.concatenate((mean, bright[1][:, :, None]), axis=2)
+        sd = np.concatenate((sd, bright[2][:, :, None]), axis=2)
+        stab = check_stability(count, mean, sd, th, windows=WINDOWS[:1], inputs=~rate.flagged)
         # second round: each channel's level from the bins nothing flagged (see the module
         # docstring of cytokit.qc.stability)
         for _ in range(2):
@@ -294,7 +302,7 @@ class AcquisitionPass:
             if not good.any():
                 break
             short = ~(stab.spikes | rate.flagged)
-            again = check_stability(values, mean, sd, th, reference=good, inputs=short)
+            again = check_stability(count, mean, sd, th, reference=good, inputs=short)
             done = np.array_equal(again.flagged, stab.flagged)
             stab = again
             if done:
@@ -441,7 +449,7 @@ class AcquisitionPass:
         for c in np.flatnonzero(flagged):
             w = b.values[j:k, c].astype(float)
             best = None
-            for p, what in ((0, ""), (1, " (upper half)")):
+            for p, what in ((0, ""), (1, " (upper half)"), (2, " (brightest cells)")):
                 y = b.mean[j:k, c, p]
                 ok = np.isfinite(y) & (w > 0)
                 if ok.any():
