@@ -78,29 +78,37 @@ def test_agglomerate_precomputed_and_consensus():
     assert adjusted_rand_score(y, lab) == 1.0
 
 
+def _consensus_by_hand(n, m, n_clusters, resamples, seed, cluster):
+    """Consensus labels built slowly: resample h (drawn as `consensus` draws) clustered by
+    ``cluster(h, idx)``; then average linkage on 1 - consensus."""
+    draws = np.random.default_rng(seed)
+    together = np.zeros((n, n))
+    sampled = np.zeros((n, n))
+    for h in range(resamples):
+        idx = np.sort(draws.choice(n, m, replace=False))
+        lab = cluster(h, idx)
+        for a in range(m):
+            for b in range(m):
+                sampled[idx[a], idx[b]] += 1
+                together[idx[a], idx[b]] += lab[a] == lab[b]
+    distance = 1.0 - together / np.maximum(sampled, 1.0)
+    np.fill_diagonal(distance, 0.0)
+    return agglomerate(None, n_clusters, "average", distances=distance)
+
+
 def test_consensus_takes_the_linkages_in_turn():
-    # the consensus matrix built by hand, resample h clustered with linkage h % 3,
-    # from the same draws; then average linkage on 1 - consensus
+    # resample h clustered with linkage h % 3
     points = np.random.default_rng(7).normal(size=(30, 4))
     kinds = ("complete", "average", "ward")
     got = consensus(
         points, 4, np.random.default_rng(3), n_resamples=12, fraction=0.8, linkage=kinds
     )
-    rng = np.random.default_rng(3)
-    together = np.zeros((30, 30))
-    sampled = np.zeros((30, 30))
-    for h in range(12):
-        idx = np.sort(rng.choice(30, 24, replace=False))
-        lab = agglomerate(points[idx], 4, kinds[h % 3])
-        for a in range(24):
-            for b in range(24):
-                sampled[idx[a], idx[b]] += 1
-                together[idx[a], idx[b]] += lab[a] == lab[b]
-    distance = 1.0 - together / np.maximum(sampled, 1.0)
-    np.fill_diagonal(distance, 0.0)
-    assert np.array_equal(got, agglomerate(None, 4, "average", distances=distance))
+    want = _consensus_by_hand(
+        30, 24, 4, 12, 3, lambda h, idx: agglomerate(points[idx], 4, kinds[h % 3])
+    )
+    assert np.array_equal(got, want)
     with pytest.raises(ValueError, match=r"linkage=.*must be one of"):
-        consensus(points, 4, rng, linkage=("complete", "median"))
+        consensus(points, 4, np.random.default_rng(3), linkage=("complete", "median"))
 
 
 def test_consensus_of_dissimilarity_matrices_takes_each_matrix_and_linkage_in_turn():
@@ -115,20 +123,12 @@ def test_consensus_of_dissimilarity_matrices_takes_each_matrix_and_linkage_in_tu
         points, 3, np.random.default_rng(5), n_resamples=9, linkage=kinds, distances=mats
     )
     members = [(k, m) for m in mats for k in kinds]  # matrices first, then linkages
-    draws = np.random.default_rng(5)
-    together = np.zeros((25, 25))
-    sampled = np.zeros((25, 25))
-    for h in range(9):
-        idx = np.sort(draws.choice(25, 22, replace=False))
+
+    def member(h, idx):
         kind, m = members[h % 4]
-        lab = agglomerate(None, 3, kind, distances=m[np.ix_(idx, idx)])
-        for a in range(22):
-            for b in range(22):
-                sampled[idx[a], idx[b]] += 1
-                together[idx[a], idx[b]] += lab[a] == lab[b]
-    distance = 1.0 - together / np.maximum(sampled, 1.0)
-    np.fill_diagonal(distance, 0.0)
-    assert np.array_equal(got, agglomerate(None, 3, "average", distances=distance))
+        return agglomerate(None, 3, kind, distances=m[np.ix_(idx, idx)])
+
+    assert np.array_equal(got, _consensus_by_hand(25, 22, 3, 9, 5, member))
     with pytest.raises(ValueError, match="ward linkage needs points"):
         consensus(points, 3, rng, linkage="ward", distances=mats)
 
