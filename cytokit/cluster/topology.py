@@ -28,12 +28,12 @@ __all__ = ["DAMPING", "MAX_EVENTS", "RATIOS", "connectivity", "dissimilarities"]
 #: How strongly connectivity shrinks the distance between two nodes' codes:
 #: ``‖c_i − c_j‖ · exp(−DAMPING · strength_ij)``. On blood with debris,
 #: doublets and dead cells (`benchmarks/blood_mixture.py`, seeds 1-10 at
-#: 200,000 events) 2, 5, 10, 20 and 40 gave mean ARI 0.909-0.921; 10 is the
-#: middle of that plateau.
+#: 200,000 events, every event counted, before `RATIOS`) 2, 5, 10, 20 and 40
+#: gave mean ARI 0.909-0.921; 10 is the middle of that plateau.
 DAMPING = 10.0
-#: Events counted by default: on the same benchmark 10,000, 25,000, 50,000 and
-#: 100,000 events gave mean ARI 0.918-0.925 with the same lowest seed; 100,000
-#: cost 0.3 s of numpy, 25,000 a quarter of that.
+#: Events counted by default: on the same benchmark (also before `RATIOS`)
+#: 10,000, 25,000, 50,000 and 100,000 events gave mean ARI 0.918-0.925 with
+#: the same lowest seed; 100,000 cost 0.3 s of numpy, 25,000 a quarter of that.
 MAX_EVENTS = 25_000
 #: An event counts between its nearest node and its second nearest when its
 #: distance to the second is at most this many times its distance to the
