@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_cluster.py --sets blood        # only the independent generator's samples
     python benchmarks/bench_cluster.py --ten-million       # also cytokit at 10M events (slow)
     python benchmarks/bench_cluster.py --no-flowsom        # cytokit only
+    python benchmarks/bench_cluster.py --baseline consensus  # also cytokit with the old metaclustering
 
 Two data sets, each measured over the same seeds in the same run:
 
@@ -36,7 +37,8 @@ and 10 metaclusters:
 * cytokit: ``FlowSOM(grid=(10, 10), n_metaclusters=10, random_state=seed)
   .fit_predict(X)`` plus the median of every marker per metacluster
   (histogram kernel) — labels and the medians table, what `cluster_study`
-  reports;
+  reports; with ``--baseline M`` also with ``metaclustering=M`` (e.g.
+  ``consensus``, the default before ``connectivity``), its ARI per seed;
 * flowsom 0.2: ``flowsom.FlowSOM(AnnData(X), n_clusters=10, xdim=10,
   ydim=10, seed=seed)``, its end-to-end call (SOM on every event, 10
   passes; metaclustering; per-node and per-metacluster statistics; MST).
@@ -85,7 +87,7 @@ def status_kib(field: str) -> int:
 # --- workers (run in a fresh process) -----------------------------------------------------------
 
 
-def worker_cytokit(data: Path, seed: int, out: Path, repeats: int) -> dict:
+def worker_cytokit(data: Path, seed: int, out: Path, repeats: int, params: dict) -> dict:
     from cytokit.cluster import FlowSOM, histogram_medians
     from cytokit.kernels import node_histograms
 
@@ -94,7 +96,7 @@ def worker_cytokit(data: Path, seed: int, out: Path, repeats: int) -> dict:
 
     def run():
         t0 = time.perf_counter()
-        model = FlowSOM(grid=GRID, n_metaclusters=METACLUSTERS, random_state=seed)
+        model = FlowSOM(grid=GRID, n_metaclusters=METACLUSTERS, random_state=seed, **params)
         labels = model.fit_predict(X)
         t1 = time.perf_counter()
         lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
@@ -181,10 +183,13 @@ def prepare(n: int, folder: Path) -> tuple[Path, np.ndarray]:
     return path, np.asarray(truth.label)
 
 
-def run_worker(tool: str, data: Path, seed: int, folder: Path, repeats: int) -> dict:
-    out = folder / f"labels_{tool}_{seed}_{data.stem}.npy"
+def run_worker(
+    tool: str, data: Path, seed: int, folder: Path, repeats: int, params: dict | None = None
+) -> dict:
+    tag = "_".join(f"{k}-{v}" for k, v in (params or {}).items())
+    out = folder / f"labels_{tool}{tag}_{seed}_{data.stem}.npy"
     cmd = [sys.executable, __file__, "--worker", tool, "--data", str(data), "--seed", str(seed)]
-    cmd += ["--labels", str(out), "--repeats", str(repeats)]
+    cmd += ["--labels", str(out), "--repeats", str(repeats), "--params", json.dumps(params or {})]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{tool} worker failed:\n{proc.stderr[-3000:]}")
@@ -207,13 +212,20 @@ def main() -> None:
         "--sets", nargs="+", choices=["blood", "sim"], default=["blood", "sim"], help="data sets"
     )
     ap.add_argument("--ten-million", action="store_true", help="also cytokit at 10M events")
+    ap.add_argument(
+        "--baseline",
+        choices=["consensus", "hierarchical"],
+        help="also cytokit with this metaclustering (ARI per seed, same data)",
+    )
+    ap.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--worker", choices=["cytokit", "flowsom"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--labels", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "cytokit":
-        print(json.dumps(worker_cytokit(args.data, args.seed, args.labels, args.repeats)))
+        params = json.loads(args.params)
+        print(json.dumps(worker_cytokit(args.data, args.seed, args.labels, args.repeats, params)))
         return
     if args.worker == "flowsom":
         print(json.dumps(worker_flowsom(args.data, args.seed, args.labels)))
@@ -254,9 +266,12 @@ def main() -> None:
 
 def one_seed(args, data: Path, truth: np.ndarray, seed: int, folder: Path, ari) -> dict:
     row = {"seed": seed, "cytokit": run_worker("cytokit", data, seed, folder, args.repeats)}
+    if args.baseline:
+        params = {"metaclustering": args.baseline}
+        row["baseline"] = run_worker("cytokit", data, seed, folder, 1, params)
     if not args.no_flowsom:
         row["flowsom"] = run_worker("flowsom", data, seed, folder, 1)
-    for tool in ("cytokit", "flowsom"):
+    for tool in ("cytokit", "baseline", "flowsom"):
         if tool in row:
             row[tool]["ari"] = ari(truth, np.load(row[tool]["labels"]))
     c = row["cytokit"]
@@ -264,6 +279,9 @@ def one_seed(args, data: Path, truth: np.ndarray, seed: int, folder: Path, ari) 
         f"seed {seed}: cytokit {c['time_s']:.2f} s (fit_predict {c['fit_predict_s']:.2f} s, "
         f"first call {c['first_s']:.2f} s), ARI {c['ari']:.4f}, peak {mib(c['rss_peak_kib'])}"
     )
+    if "baseline" in row:
+        b = row["baseline"]
+        line += f" | {args.baseline} {b['time_s']:.2f} s, ARI {b['ari']:.4f}"
     if "flowsom" in row:
         f = row["flowsom"]
         line += (
@@ -287,6 +305,13 @@ def summary(rows: list[dict], size: int) -> None:
         f"| cytokit | {c_t:.2f} s | {mib(c_rss)} ({mib(c_base)}) | {np.mean(c_ari):.4f} | "
         f"{min(c_ari):.4f} | {max(c_ari):.4f} |"
     )
+    if "baseline" in rows[0]:
+        b_ari = [r["baseline"]["ari"] for r in rows]
+        b_t = statistics.median(r["baseline"]["time_s"] for r in rows)
+        print(
+            f"| cytokit, old metaclustering | {b_t:.2f} s | | {np.mean(b_ari):.4f} | "
+            f"{min(b_ari):.4f} | {max(b_ari):.4f} |"
+        )
     if "flowsom" in rows[0]:
         f_ari = [r["flowsom"]["ari"] for r in rows]
         f_t = statistics.median(r["flowsom"]["time_s"] for r in rows)

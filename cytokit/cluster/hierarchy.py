@@ -115,6 +115,7 @@ def consensus(
     n_resamples: int = 100,
     fraction: float = 0.9,
     linkage: str | Sequence[str] = "complete",
+    distances: Sequence[np.ndarray] = (),
 ) -> np.ndarray:
     """Consensus clustering (Monti et al., Mach Learn 2003;52:91-118).
 
@@ -137,6 +138,11 @@ def consensus(
         is used in turn, resample ``h`` with ``linkage[h % len(linkage)]``, so
         the consensus pools clusterings of different kinds (a cluster
         ensemble, Strehl & Ghosh, J Mach Learn Res 2002;3:583-617).
+    distances : sequence of ndarray, shape (n, n), optional
+        Dissimilarity matrices of the points to cluster instead of their
+        Euclidean distances (not with "ward"). With several matrices and
+        linkages, resample ``h`` takes member ``h % (len(distances) ·
+        len(linkage))`` of every (matrix, linkage) pair, matrices first.
 
     Returns
     -------
@@ -146,13 +152,21 @@ def consensus(
     kinds = (linkage,) if isinstance(linkage, str) else tuple(linkage)
     if not kinds or any(k not in LINKAGES for k in kinds):
         raise ValueError(f"linkage={linkage!r} must be one of {LINKAGES} or a sequence of them")
+    mats = [np.asarray(d, dtype=np.float64) for d in distances]
+    if mats and "ward" in kinds:
+        raise ValueError("ward linkage needs points, not precomputed dissimilarities")
+    members = [(k, d) for d in mats for k in kinds] if mats else [(k, None) for k in kinds]
     n = points.shape[0]
     m = min(n, max(n_clusters, round(fraction * n)))
     together = np.zeros((n, n))
     sampled = np.zeros((n, n))
     for h in range(n_resamples):
         idx = np.sort(rng.choice(n, m, replace=False))
-        lab = agglomerate(points[idx], n_clusters, kinds[h % len(kinds)])
+        kind, mat = members[h % len(members)]
+        if mat is None:
+            lab = agglomerate(points[idx], n_clusters, kind)
+        else:
+            lab = agglomerate(None, n_clusters, kind, distances=mat[np.ix_(idx, idx)])
         block = np.ix_(idx, idx)
         together[block] += lab[:, None] == lab[None, :]
         sampled[block] += 1.0
