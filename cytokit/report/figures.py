@@ -2,7 +2,8 @@
 
 `write_plots` writes into ``OUT/plots`` (see `cytokit.report.build`): the
 cohort plots, each patient's persistence and chimerism, each sample's QC
-plot (PNG only) and the clustering's heatmap and abundance plots, and
+plot (`cytokit.plots.qc_panels`: a PNG of 2-D histograms and the SVG drawn over
+it) and the clustering's heatmap and abundance plots, and
 returns them as `ReportPlots` for the page. A patient id becomes a file name
 as is when safe (`file_stem`).
 
@@ -135,7 +136,8 @@ def _file_digest(path: Path) -> str:
 
 @dataclass(frozen=True)
 class _Job:
-    """One figure to render: ``module.builder(*args, **kwargs)`` as PNG, then `formats`."""
+    """One figure to render: ``module.builder(*args, **kwargs)`` as PNG, then `formats`
+    (a matplotlib figure, or an object with ``to_bytes(format)`` such as a QC figure)."""
 
     module: str
     builder: str
@@ -144,6 +146,9 @@ class _Job:
     stem: Path
     formats: tuple[str, ...]
     put: Callable[[bytes], None] = field(compare=False, repr=False)
+    #: Drawn here rather than on a worker (figures of a few milliseconds, as QC plots are:
+    #: sending them to a process costs more than drawing them).
+    local: bool = False
 
     def key(self) -> str:
         """SHA-256 of everything the figure is drawn from (and the formats, and cytokit's
@@ -162,17 +167,20 @@ def _render(job: _Job) -> list[bytes]:
     """The job's figure as bytes: PNG first, then its other formats (runs in a worker)."""
     import importlib
 
-    from cytokit.plots import figure_bytes
-
     args = tuple(a.load() if isinstance(a, _QCPoints) else a for a in job.args)
     fig = getattr(importlib.import_module(job.module), job.builder)(*args, **job.kwargs)
-    return [figure_bytes(fig, fmt) for fmt in ("png", *(f for f in job.formats if f != "png"))]
+    fmts = ("png", *(f for f in job.formats if f != "png"))
+    if hasattr(fig, "to_bytes"):
+        return [fig.to_bytes(fmt) for fmt in fmts]
+    from cytokit.plots import figure_bytes
+
+    return [figure_bytes(fig, fmt) for fmt in fmts]
 
 
-def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[list[bytes]]:
-    """Render `jobs`, yielding each one's bytes in order as soon as it is drawn (so that
-    they are written and forgotten one by one), on worker processes when there are
-    several cores and jobs.
+def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[tuple[int, list[bytes]]]:
+    """Render `jobs`, yielding ``(index, bytes)`` of each as soon as it is drawn (so that
+    they are written and forgotten one by one): matplotlib figures on worker processes
+    when there are several cores and jobs, `_Job.local` ones here meanwhile.
 
     Figures are built inside the workers from the (small) tables and QC points
     the jobs carry; matplotlib's output does not depend on the process, so the
@@ -180,17 +188,21 @@ def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[list[bytes]]:
     """
     from cytokit.engine._workers import _main_is_importable, default_workers
 
-    n = min(default_workers() if workers is None else workers, len(jobs))
-    if n <= 1 or len(jobs) < 4 or not _main_is_importable():
-        yield from (_render(j) for j in jobs)
+    here = [i for i, j in enumerate(jobs) if j.local]
+    away = [i for i, j in enumerate(jobs) if not j.local]
+    n = min(default_workers() if workers is None else workers, len(away))
+    if n <= 1 or len(away) < 4 or not _main_is_importable():
+        yield from ((i, _render(jobs[i])) for i in here + away)
         return
     import concurrent.futures as cf
     import multiprocessing as mp
 
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    payload = [dataclasses.replace(j, put=None) for j in jobs]  # callbacks stay here
+    payload = [dataclasses.replace(jobs[i], put=None) for i in away]  # callbacks stay here
     with cf.ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
-        yield from pool.map(_render, payload, chunksize=1)
+        drawn = pool.map(_render, payload, chunksize=1)  # submitted now, drawn meanwhile
+        yield from ((i, _render(jobs[i])) for i in here)
+        yield from zip(away, drawn, strict=True)
 
 
 def write_plots(
@@ -209,7 +221,7 @@ def write_plots(
     out : path
         The folder to write ``plots/`` into.
     formats : tuple of {"png", "svg"}
-        Formats of the cohort and patient plots (QC plots are PNG only).
+        Formats of the cohort and patient plots (QC plots are always a PNG and an SVG).
     qc : bool
         Render the QC plots (the bulk of the time on large studies).
     workers : int, optional
@@ -225,8 +237,8 @@ def write_plots(
     got = ReportPlots()
     jobs: list[_Job] = []
 
-    def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots"):
-        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put))
+    def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots", local=False):
+        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put, local))
 
     _cohort_jobs(results, folder, formats, got, job)
     _patient_jobs(results, folder, formats, got, job)
@@ -240,7 +252,8 @@ def write_plots(
     ]
     done: dict[str, dict] = {}
     saved = time.monotonic()
-    for i, images in zip(todo, _render_all([jobs[i] for i in todo], workers), strict=True):
+    for k, images in _render_all([jobs[i] for i in todo], workers):
+        i = todo[k]
         j = jobs[i]
         png_first = ("png", *(f for f in j.formats if f != "png"))
         for fmt, data in zip(png_first, images, strict=True):
@@ -415,7 +428,8 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
 
 
 def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
-    """Per sample: the QC plot from its stored points (PNG only); missing points noted."""
+    """Per sample: the QC plot from its stored points (the histograms' PNG and the SVG over
+    them, drawn here: milliseconds each); missing points noted."""
     panel = ((results.study.get("config") or {}).get("panel")) or {}
     markers = {str(ch): str(m) for m, ch in panel.items() if isinstance(ch, str)}
     if not results.qc.empty and "sample" in results.qc.columns:
@@ -431,13 +445,16 @@ def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
                 counts = counts[counts["file"].astype(str) == file]
             day = rows.iloc[0].get("day")
             title = f"{rows.iloc[0].get('patient', '')}, day {_day(day)}: {file}"
+            stem = file_stem(sample)
             job(
-                "qc_figure",
+                "qc_panels",
                 (rows, points),
-                {"counts": counts, "title": title, "markers": markers},
-                folder / "qc" / file_stem(sample),
-                ("png",),
+                {"counts": counts, "title": title, "markers": markers, "image": f"{stem}.png"},
+                folder / "qc" / stem,
+                ("png", "svg"),
                 functools.partial(got.qc.__setitem__, sample),
+                module="cytokit.plots.qc",
+                local=True,
             )
 
 
