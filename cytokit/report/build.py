@@ -10,10 +10,14 @@ no FCS file, no study folder needed) and writes into it:
     Per patient: donor cells/µL by population (% donor when the study has no
     absolute counts) and donor chimerism (`cytokit.plots`).
 ``plots/qc/<sample>.png``
-    Per sample: every gate over its parent's events (PNG only: the dots are
-    bitmaps in any format, and SVG would double the time for no gain).
+    Per sample: every gate's parent events binned on the gate's axes (2-D histograms).
+``plots/qc/<sample>.svg``
+    The SVG drawn over it: axes, labels and gates (inlined in the page; on its own a
+    standalone figure with the PNG as background).
+``plots/acquisition/<sample>.png``
+    Per file that went through acquisition QC: its event rate and signals over time.
 ``plots/img/<hash>.png``
-    The figures sections draw while the page is written (outcomes, acquisition QC),
+    The figures sections draw while the page is written (outcomes),
     named by their content.
 ``plots/manifest.json``
     What each figure was drawn from (`cytokit.report.figures`): a rebuild redraws
@@ -46,6 +50,7 @@ from cytokit.analysis.results import Results, load_results
 from cytokit.errors import CytokitError
 from cytokit.parquet import require_pyarrow
 from cytokit.report._html import images_as_files
+from cytokit.report.acquisition import drawn_figures
 from cytokit.report.contents import patients_of
 from cytokit.report.figures import file_stem, write_plots
 from cytokit.report.page import index_html, patient_flags, patient_html, report_html
@@ -129,8 +134,20 @@ def build_report(
             "these results were not written to a folder; give out_dir= to build_report"
         )
     check_clinical_inputs(results.study, results.out)
-    output_folder(out, files=("report.html",), folders=("plots", "plots/qc", "patients"))
+    output_folder(out, files=("report.html",), folders=("plots", "plots/qc", "plots/acquisition", "patients"))
     plots = write_plots(results, out, formats=formats, qc=qc)
+    with drawn_figures(plots):
+        pages, used = _pages(results, plots, out, single_file)
+    for path, text in pages.items():
+        write_if_changed(path, text.encode("utf-8"))
+    _remove_unused(out, set(pages), used)
+    return out / "report.html"
+
+
+def _pages(
+    results: Results, plots, out: Path, single_file: bool
+) -> tuple[dict[Path, str], set[Path]]:
+    """Each page's path and HTML, and the section images the pages use."""
     pages: dict[Path, str] = {}
     used: set[Path] = set()
     if single_file:
@@ -157,10 +174,7 @@ def build_report(
                     link=link_from_patient,
                     flags=flags.get(pid),
                 )
-    for path, text in pages.items():
-        write_if_changed(path, text.encode("utf-8"))
-    _remove_unused(out, set(pages), used)
-    return out / "report.html"
+    return pages, used
 
 
 def _page_names(patients: list[str]) -> dict[str, str]:

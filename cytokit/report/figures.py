@@ -83,15 +83,21 @@ def _qc_file(out: Path | None, sample: str) -> tuple[Path | None, str]:
 
 @dataclass(frozen=True)
 class _QCPoints:
-    """The gate points of ``qc/<sample>.npz``, read when the figure is rendered (in the
-    worker): a QC plot whose key did not change never loads its points."""
+    """The gate points of ``qc/<sample>.npz`` (or, with `acquisition`, its acquisition-QC
+    time bins), read when the figure is rendered (in the worker): a figure whose key did
+    not change never loads its data."""
 
     path: Path
     digest: str
+    acquisition: bool = False
 
-    def load(self) -> dict[str, np.ndarray]:
+    def load(self) -> dict[str, np.ndarray] | pd.DataFrame:
         with np.load(self.path, allow_pickle=False) as data:
-            return {k[5:]: data[k] for k in data.files if k.startswith("gate:")}
+            if not self.acquisition:
+                return {k[5:]: data[k] for k in data.files if k.startswith("gate:")}
+            frame = pd.DataFrame(data["acq:bins"], columns=[str(c) for c in data["acq:columns"]])
+            frame["time_unit"] = str(data["acq:time_unit"])
+            return frame
 
 
 def _feed(h, value) -> None:
@@ -112,7 +118,7 @@ def _feed(h, value) -> None:
         h.update(b"A" + str(value.dtype).encode() + str(value.shape).encode())
         h.update(np.ascontiguousarray(value).tobytes())
     elif isinstance(value, _QCPoints):
-        h.update(b"Q" + value.digest.encode())
+        h.update(b"Q" + value.digest.encode() + (b"A" if value.acquisition else b"P"))
     elif isinstance(value, dict):
         h.update(b"D%d" % len(value))
         for k in sorted(value, key=str):
@@ -244,6 +250,7 @@ def write_plots(
     _patient_jobs(results, folder, formats, got, job)
     if qc:
         _qc_jobs(results, folder, got, job)
+    _acquisition_jobs(results, folder, got, job)
     _cluster_jobs(results, folder, formats, got, job)
     before = _read_manifest(out)
     keys = [j.key() for j in jobs]
@@ -506,3 +513,35 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
                 put(caption),
                 module="cytokit.cluster",
             )
+
+
+def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
+    """Per file that went through acquisition QC: its event rate and signals over time
+    (`cytokit.plots.acquisition_figure`), drawn from ``qc/<sample>.npz`` like a QC plot,
+    so an unchanged rebuild draws none of them."""
+    from cytokit.analysis.results import sample_id
+
+    s = results.samples
+    if s is None or s.empty or "qc_verdict" not in s or s["qc_verdict"].isna().all():
+        return
+    ranges = results.acquisition_qc
+    for _, r in s[s["qc_verdict"].notna()].iterrows():
+        file = str(r["file"])
+        path, why = _qc_file(results.out, sample_id(file))
+        if path is not None:
+            with np.load(path, allow_pickle=False) as data:
+                lacking = sorted({"acq:bins", "acq:columns", "acq:time_unit"} - set(data.files))
+            if lacking:
+                path, why = None, f"{path.name} has no {', '.join(lacking)}"
+        if path is None:
+            got.acquisition_missing[file] = why
+            continue
+        mine = ranges[ranges["file"] == file] if ranges is not None and len(ranges) else None
+        job(
+            "acquisition_figure",
+            (_QCPoints(path, _file_digest(path), acquisition=True), mine),
+            {"title": f"{file}: {r['qc_verdict']}"},
+            folder / "acquisition" / file_stem(sample_id(file)),
+            ("png",),
+            functools.partial(got.acquisition.__setitem__, file),
+        )
