@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -24,6 +25,7 @@ from cytokit.analysis.results import load_results
 from cytokit.cli.app import run
 from cytokit.errors import CytokitError
 from cytokit.report import build_report
+from cytokit.report.build import BUILD_STAMP
 from cytokit.report.contents import cohort_populations
 from cytokit.report.figures import MANIFEST, _Job
 from cytokit.report.tables import cohort_table
@@ -176,8 +178,9 @@ def test_report_command_writes_what_build_report_writes(built, tmp_path, capsys)
     (cli / "report.html").unlink()
     assert run(["report", str(cli)]) == 0
     assert "a page per patient" in capsys.readouterr().err
-    mine = {k: (cli / k).read_bytes() for k in _stamps(cli)}
-    assert mine == {k: (built / k).read_bytes() for k in _stamps(built)}
+    # every file but plots/build.json, which records the files' times
+    mine = {k: (cli / k).read_bytes() for k in _stamps(cli) if k != BUILD_STAMP}
+    assert mine == {k: (built / k).read_bytes() for k in _stamps(built) if k != BUILD_STAMP}
     assert run(["report", str(cli), "--single-file"]) == 0
     assert "a page per patient" not in capsys.readouterr().err
     build_report(api, single_file=True)
@@ -274,3 +277,31 @@ def test_a_folder_written_before_the_added_columns_still_reports(folder):
     assert (old.trends["half_life_phases"].fillna("") == "").all()
     assert (old.counts["tube"] == ADDED_COLUMNS["tube"]).all()
     assert build_report(folder) == folder / "report.html"
+
+
+def test_an_unchanged_rebuild_reads_no_table(folder, monkeypatch):
+    """plots/build.json: with every input and output as the last build left them, a rebuild
+    returns without loading the results; a touched input or a removed page takes the full
+    path again (which redraws nothing that did not change)."""
+    import cytokit.report.build as build
+
+    calls = []
+    real = build.load_results
+    monkeypatch.setattr(build, "load_results", lambda f: calls.append(f) or real(f))
+    before = _stamps(folder)
+    assert build_report(folder) == folder / "report.html"
+    assert calls == [] and _stamps(folder) == before
+    npz = sorted((folder / "qc").glob("*.npz"))[0]
+    st = npz.stat()
+    os.utime(npz, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes, a new time
+    build_report(folder)
+    assert len(calls) == 1
+    after = _stamps(folder)
+    assert sorted(k for k in before if after[k] != before[k]) == ["plots/build.json"]
+    (folder / "patients" / "P02.html").unlink()
+    build_report(folder)
+    assert len(calls) == 2 and (folder / "patients" / "P02.html").is_file()
+    build_report(folder)
+    assert len(calls) == 2
+    build_report(folder, single_file=True)  # other options: a full build
+    assert len(calls) == 3

@@ -30,17 +30,29 @@ no FCS file, no study folder needed) and writes into it:
 ``report.html`` with ``single_file=True``
     One self-contained page instead: every section, images embedded as PNG data URIs.
 
+``plots/build.json``
+    What the last build from a results folder read and wrote: each input's size and
+    modification time (the folder's tables, ``study.json``, ``tables.json``,
+    ``qc/*.npz``) and each file written. A rebuild whose inputs and outputs are all as
+    that build left them, with the same options and cytokit, returns at once: it reads
+    no table and writes nothing. Any difference (a file touched, edited, removed) takes
+    the full path, which itself redraws only what changed.
+
 A patient id becomes a file name as is when it is made of letters, digits,
 ``.``, ``_`` and ``-``; otherwise unsafe characters are replaced and a short
 hash of the id keeps names distinct. Every file is written atomically and only
 when its bytes change; the same results give the same bytes (figures are
 rendered deterministically and the page holds no time of its own: the analysis
-time shown is study.json's). Pages and images an earlier build wrote that this
+time shown is study.json's; ``plots/build.json`` alone records files' times).
+Pages and images an earlier build wrote that this
 one does not (a patient no longer in the results, the other layout) are removed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 from cytokit._io import write_if_changed
@@ -49,13 +61,11 @@ from cytokit.analysis.outcomes import check_clinical_inputs
 from cytokit.analysis.results import Results, load_results
 from cytokit.errors import CytokitError
 from cytokit.parquet import require_pyarrow
-from cytokit.report._html import images_as_files
-from cytokit.report.acquisition import drawn_figures
-from cytokit.report.contents import patients_of
-from cytokit.report.figures import file_stem, write_plots
-from cytokit.report.page import index_html, patient_flags, patient_html, report_html
 
-__all__ = ["REQUIRED_FILES", "build_report", "check_results_dir"]
+__all__ = ["BUILD_STAMP", "REQUIRED_FILES", "build_report", "check_results_dir"]
+
+#: What the last build from a results folder read and wrote (see the module docstring).
+BUILD_STAMP = "plots/build.json"
 
 #: Files a results folder must have for a report (the rest may be missing or empty); a
 #: table's ``.parquet`` (``cytokit analyze --format parquet``) stands for its ``.csv``.
@@ -124,30 +134,98 @@ def build_report(
         of it cannot be read, `out_dir` is a file or holds a folder named
         ``report.html``, or in-memory results were given without `out_dir`.
     """
+    from cytokit.report.acquisition import drawn_figures
+    from cytokit.report.figures import write_plots
+
+    key = None
     if isinstance(results_or_out_dir, Results):
         results = results_or_out_dir
     else:
-        results = load_results(check_results_dir(results_or_out_dir))
+        folder = check_results_dir(results_or_out_dir)
+        out = Path(out_dir) if out_dir is not None else folder
+        options = {"formats": list(formats), "qc": qc, "single_file": single_file}
+        key = _build_key(folder, options)
+        if _unchanged(out, key):
+            check_clinical_inputs(json.loads((folder / "study.json").read_text("utf-8")), folder)
+            return out / "report.html"
+        results = load_results(folder)
     out = Path(out_dir) if out_dir is not None else results.out
     if out is None:
         raise CytokitError(
             "these results were not written to a folder; give out_dir= to build_report"
         )
     check_clinical_inputs(results.study, results.out)
-    output_folder(out, files=("report.html",), folders=("plots", "plots/qc", "plots/acquisition", "patients"))
+    output_folder(
+        out,
+        files=("report.html",),
+        folders=("plots", "plots/qc", "plots/acquisition", "patients"),
+    )
     plots = write_plots(results, out, formats=formats, qc=qc)
     with drawn_figures(plots):
         pages, used = _pages(results, plots, out, single_file)
     for path, text in pages.items():
         write_if_changed(path, text.encode("utf-8"))
     _remove_unused(out, set(pages), used)
+    # in-memory results may differ from the files: no stamp then (an output they changed
+    # no longer matches the last stamp, so the next build from the folder is a full one)
+    if key is not None:
+        written = [*pages, *plots.files, *used, out / "plots" / "manifest.json"]
+        text = json.dumps({"key": key, "outputs": _stamps(out, written)}, sort_keys=True)
+        write_if_changed(out / BUILD_STAMP, (text + "\n").encode("utf-8"))
     return out / "report.html"
+
+
+def _build_key(folder: Path, options: dict) -> str:
+    """SHA-256 of what a build from `folder` reads (each input's size and modification
+    time), the options and cytokit's version (not the folder's place: a copy that kept
+    its files' times gives the same report)."""
+    from cytokit._version import __version__
+
+    inputs = {}
+    for sub, suffixes in (("", (".csv", ".parquet", ".json")), ("qc", (".npz",))):
+        try:
+            entries = sorted(os.scandir(folder / sub), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.endswith(suffixes) and e.is_file(follow_symlinks=False):
+                st = e.stat(follow_symlinks=False)
+                inputs[f"{sub}/{e.name}".lstrip("/")] = [st.st_size, st.st_mtime_ns]
+    text = json.dumps([1, __version__, options, inputs], sort_keys=True).encode("utf-8")
+    return hashlib.sha256(text).hexdigest()
+
+
+def _stamps(out: Path, paths) -> dict[str, list[int]]:
+    stamps = {}
+    for path in paths:
+        st = Path(path).stat()
+        stamps[Path(os.path.relpath(path, out)).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return stamps
+
+
+def _unchanged(out: Path, key: str) -> bool:
+    """Whether the last build into `out` had this key and its outputs are as it left them."""
+    try:
+        data = json.loads((out / BUILD_STAMP).read_text(encoding="utf-8"))
+        if data.get("key") != key or not data.get("outputs"):
+            return False
+        for name, stamp in data["outputs"].items():
+            st = (out / name).stat()
+            if [st.st_size, st.st_mtime_ns] != stamp:
+                return False
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+    return True
 
 
 def _pages(
     results: Results, plots, out: Path, single_file: bool
 ) -> tuple[dict[Path, str], set[Path]]:
     """Each page's path and HTML, and the section images the pages use."""
+    from cytokit.report._html import images_as_files
+    from cytokit.report.contents import patients_of
+    from cytokit.report.page import index_html, patient_flags, patient_html, report_html
+
     pages: dict[Path, str] = {}
     used: set[Path] = set()
     if single_file:
@@ -182,6 +260,8 @@ def _page_names(patients: list[str]) -> dict[str, str]:
     which some file systems do not tell apart)."""
     names: dict[str, str] = {}
     taken: set[str] = set()
+    from cytokit.report.figures import file_stem
+
     for pid in patients:
         stem = file_stem(pid)
         if stem.lower() in taken:
