@@ -54,13 +54,17 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cytokit._io import write_if_changed
 from cytokit._outdir import output_folder
-from cytokit.analysis.outcomes import check_clinical_inputs
-from cytokit.analysis.results import Results, load_results
 from cytokit.errors import CytokitError
-from cytokit.parquet import require_pyarrow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cytokit.analysis.results import Results
+
+# The results, the page and the figures are imported when a build needs them: a rebuild
+# that finds nothing changed reads and imports none of them.
 
 __all__ = ["BUILD_STAMP", "REQUIRED_FILES", "build_report", "check_results_dir"]
 
@@ -93,6 +97,8 @@ def check_results_dir(path: str | Path) -> Path:
             "run `cytokit analyze STUDY --out " + str(path) + "` first"
         )
     if not (path / "samples.csv").is_file():  # Parquet tables only: pyarrow reads them
+        from cytokit.parquet import require_pyarrow
+
         require_pyarrow()
     return path
 
@@ -134,11 +140,8 @@ def build_report(
         of it cannot be read, `out_dir` is a file or holds a folder named
         ``report.html``, or in-memory results were given without `out_dir`.
     """
-    from cytokit.report.acquisition import drawn_figures
-    from cytokit.report.figures import write_plots
-
     key = None
-    if isinstance(results_or_out_dir, Results):
+    if not isinstance(results_or_out_dir, (str, os.PathLike)):  # a Results object
         results = results_or_out_dir
     else:
         folder = check_results_dir(results_or_out_dir)
@@ -146,9 +149,12 @@ def build_report(
         options = {"formats": list(formats), "qc": qc, "single_file": single_file}
         key = _build_key(folder, options)
         if _unchanged(out, key):
-            check_clinical_inputs(json.loads((folder / "study.json").read_text("utf-8")), folder)
             return out / "report.html"
         results = load_results(folder)
+    from cytokit.analysis.outcomes import check_clinical_inputs
+    from cytokit.report.acquisition import drawn_figures
+    from cytokit.report.figures import write_plots
+
     out = Path(out_dir) if out_dir is not None else results.out
     if out is None:
         raise CytokitError(
@@ -175,13 +181,43 @@ def build_report(
     return out / "report.html"
 
 
+def load_results(folder: Path) -> Results:
+    """`cytokit.analysis.results.load_results` (imported on the first build that reads)."""
+    from cytokit.analysis.results import load_results as load
+
+    return load(folder)
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
 def _build_key(folder: Path, options: dict) -> str:
     """SHA-256 of what a build from `folder` reads (each input's size and modification
     time), the options and cytokit's version (not the folder's place: a copy that kept
-    its files' times gives the same report)."""
+    its files' times gives the same report).
+
+    The inputs include the study folder's study.toml and the clinical files the results
+    were computed from (study.json ``clinical_inputs``), whose change the report refuses
+    (`cytokit.analysis.outcomes.check_clinical_inputs`): unchanged since a build that
+    passed that check, they pass it again.
+    """
     from cytokit._version import __version__
 
-    inputs = {}
+    inputs: dict[str, list[int] | None] = {}
+    try:
+        study = json.loads((folder / "study.json").read_text(encoding="utf-8"))
+        root = Path(str(study["root"])) if study.get("root") else None
+        names = list((study.get("clinical_inputs") or {}).get("files") or {})
+    except (OSError, ValueError, AttributeError):
+        root, names = None, []
+    if root is not None:
+        for name in ["study.toml", *names]:
+            inputs[f"study:{name}"] = _stamp(root / name)
     for sub, suffixes in (("", (".csv", ".parquet", ".json")), ("qc", (".npz",))):
         try:
             entries = sorted(os.scandir(folder / sub), key=lambda e: e.name)
