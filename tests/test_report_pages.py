@@ -27,7 +27,7 @@ from cytokit.errors import CytokitError
 from cytokit.report import build_report
 from cytokit.report.build import BUILD_STAMP
 from cytokit.report.contents import cohort_populations
-from cytokit.report.figures import MANIFEST, _Job
+from cytokit.report.figures import DIGESTS, MANIFEST, _Job
 from cytokit.report.tables import cohort_table
 
 PATIENTS = ("P01", "P02")
@@ -159,7 +159,8 @@ def test_a_changed_sample_redraws_only_its_figures(folder):
     build_report(r, folder)
     assert victim.read_bytes() == good
     after = _stamps(folder)
-    assert sorted(k for k in before if after[k] != before[k]) == ["plots/P02_chimerism.png"]
+    changed = sorted(k for k in before if after[k] != before[k] and k != DIGESTS)
+    assert changed == ["plots/P02_chimerism.png"]  # and the digest kept for it
 
 
 def test_switching_layout_removes_the_other_layouts_pages(folder):
@@ -297,7 +298,8 @@ def test_an_unchanged_rebuild_reads_no_table(folder, monkeypatch):
     build_report(folder)
     assert len(calls) == 1
     after = _stamps(folder)
-    assert sorted(k for k in before if after[k] != before[k]) == ["plots/build.json"]
+    changed = sorted(k for k in before if after[k] != before[k])
+    assert changed == ["plots/build.json", "plots/digests.json"]  # the npz's new time
     (folder / "patients" / "P02.html").unlink()
     build_report(folder)
     assert len(calls) == 2 and (folder / "patients" / "P02.html").is_file()
@@ -305,3 +307,23 @@ def test_an_unchanged_rebuild_reads_no_table(folder, monkeypatch):
     assert len(calls) == 2
     build_report(folder, single_file=True)  # other options: a full build
     assert len(calls) == 3
+
+
+def test_a_changed_qc_file_redraws_its_qc_plot_only(folder):
+    """The digests of qc/*.npz are kept by size and time (plots/digests.json): a file
+    rewritten with other points is read again and its sample's QC plot redrawn."""
+    import numpy as np
+
+    npz = sorted((folder / "qc").glob("*.npz"))[0]
+    with np.load(npz) as data:
+        arrays = {k: (data[k][:-1] if k.startswith("gate:") else data[k]) for k in data.files}
+    before = _stamps(folder)
+    np.savez(npz, **arrays)
+    build_report(folder)
+    after = _stamps(folder)
+    changed = {k for k in before if after[k] != before[k]}
+    qc = {f"plots/qc/{npz.stem}.png", f"plots/qc/{npz.stem}.svg"}
+    assert qc <= changed
+    assert not {k for k in changed if k.startswith("plots/qc/")} - qc
+    digests = json.loads((folder / DIGESTS).read_text())["files"]
+    assert digests[f"qc/{npz.name}"][2] == hashlib.sha256(npz.read_bytes()).hexdigest()

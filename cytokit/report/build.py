@@ -30,6 +30,9 @@ no FCS file, no study folder needed) and writes into it:
 ``report.html`` with ``single_file=True``
     One self-contained page instead: every section, images embedded as PNG data URIs.
 
+``plots/digests.json``
+    The SHA-256 of each file the figures' keys and checks read, with its size and
+    modification time: a file unchanged since is not read again to be hashed.
 ``plots/build.json``
     What the last build from a results folder read and wrote: each input's size and
     modification time (the folder's tables, ``study.json``, ``tables.json``,
