@@ -248,6 +248,10 @@ def _render(job: _Job) -> list[bytes]:
     return [figure_bytes(fig, fmt) for fmt in fmts]
 
 
+#: Builders of figures drawn from the whole study rather than one patient or sample.
+_LONG = frozenset({"abundance_figure", "heatmap_figure", "cohort_figure"})
+
+
 def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[tuple[int, list[bytes]]]:
     """Render `jobs`, yielding ``(index, bytes)`` of each as soon as it is drawn (so that
     they are written and forgotten one by one): matplotlib figures on worker processes
@@ -260,7 +264,12 @@ def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[tuple[int, li
     from cytokit.engine._workers import _main_is_importable, default_workers
 
     here = [i for i, j in enumerate(jobs) if j.local]
-    away = [i for i, j in enumerate(jobs) if not j.local]
+    # the long figures first (a cohort's or the clustering's, ~10 s on a large study), so
+    # that no worker is left drawing one while the other is idle
+    away = sorted(
+        (i for i, j in enumerate(jobs) if not j.local),
+        key=lambda i: jobs[i].builder not in _LONG,
+    )
     n = min(default_workers() if workers is None else workers, len(away))
     if n <= 1 or len(away) < 4 or not _main_is_importable():
         yield from ((i, _render(jobs[i])) for i in here + away)
