@@ -287,9 +287,9 @@ def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, mo
     plain, drugs = analysed
     jobs = []
 
-    def capture(js, workers):
+    def capture(js, workers):  # (index, bytes of each format) of every job, drawn or not
         jobs.extend(js)
-        return [[b"png", b"svg"] for _ in js]
+        return [(i, [b"png", b"svg"]) for i in range(len(js))]
 
     monkeypatch.setattr(figures, "_render_all", capture)
     figures.write_plots(cytokit.load_results(drugs.out), tmp_path / "d", qc=False)
