@@ -253,3 +253,19 @@ def test_ticks_are_round_and_inside(lo, hi):
     steps = np.diff(ticks)
     np.testing.assert_allclose(steps, steps[0], rtol=1e-9)
     assert len({tick_label(t) for t in ticks}) == len(ticks)
+
+
+@pytest.mark.parametrize("case", ["no events", "NaN events", "one event"])
+def test_panels_of_degenerate_points_still_draw(results, case):
+    _sample, rows, pts, counts = next(_samples(results))
+    change = {
+        "no events": lambda v: v[:0],
+        "NaN events": lambda v: np.full_like(v, np.nan),
+        "one event": lambda v: v[:1],
+    }[case]
+    fig = qc_panels(rows, {k: change(v) for k, v in pts.items()}, counts=counts)
+    assert len(fig.panels) == len(qc_panels(rows, pts).panels)
+    expected = 1 if case == "one event" else 0
+    assert all(int(p.inside.sum() + p.outside.sum()) == expected for p in fig.panels)
+    assert all(np.isfinite(p.xlim).all() and p.xlim[1] > p.xlim[0] for p in fig.panels)
+    Image.open(io.BytesIO(fig.png)).verify()
