@@ -4,18 +4,22 @@ and how long Chromium takes to load the index.
 
 Usage::
 
-    python benchmarks/bench_report.py RESULTS [--analyze-seconds S] [--repeat N]
+    python benchmarks/bench_report.py RESULTS [--analyze-seconds S] [--repeat N] [--demo N]
 
 RESULTS is a folder written by ``cytokit analyze --no-report`` (its report is built here,
 in a copy). ``--analyze-seconds`` is the wall time of that analyze, to print the ratio.
 Each build runs ``cytokit report`` in a fresh process, as a user would; unchanged
-rebuilds are the median of `--repeat` runs. Run by hand, never as a test.
+rebuilds are the median of `--repeat` runs; the load average at the end says how busy
+the machine was. ``--demo N`` first times N warm ``cytokit demo`` runs into new folders (after
+one run that warms the Numba cache) and the report each ends with. Run by hand, never as
+a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -25,15 +29,39 @@ import time
 from pathlib import Path
 
 
-def _report(folder: Path, *extra: str) -> float:
+def _cytokit(*args: str) -> tuple[float, str]:
+    """Run ``cytokit ARGS``: (wall seconds, its stderr)."""
     t0 = time.perf_counter()
-    subprocess.run(
-        [shutil.which("cytokit") or "cytokit", "report", str(folder), *extra],
+    done = subprocess.run(
+        [shutil.which("cytokit") or "cytokit", *args],
         check=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, done.stderr
+
+
+def _report(folder: Path, *extra: str) -> float:
+    return _cytokit("report", str(folder), *extra)[0]
+
+
+def _demo(runs: int) -> list[tuple[str, str]]:
+    """A warm `cytokit demo` into a new folder, `runs` times after a warm-up: the whole
+    command and the report it ends with (its own line: ``report: ... (X s)``)."""
+    rows, whole, report = [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
+        for i in range(runs + 1):
+            wall, err = _cytokit("demo", "--out", str(Path(tmp) / f"d{i}"))
+            m = re.search(r"^report: .* \(([\d.]+) s\)$", err, re.M)
+            if i and m:
+                whole.append(wall)
+                report.append(float(m.group(1)))
+    if whole:
+        w = statistics.median(whole)
+        rows.append((f"warm demo into a new folder (median of {len(whole)})", f"{w:.2f} s"))
+        rows.append(("  its report", f"{statistics.median(report):.2f} s"))
+    return rows
 
 
 def _size(path: Path) -> int:
@@ -63,7 +91,9 @@ def main() -> None:
     ap.add_argument("results", type=Path)
     ap.add_argument("--analyze-seconds", type=float, default=None)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--demo", type=int, default=0, help="Also time N warm `cytokit demo` runs.")
     args = ap.parse_args()
+    demo = _demo(args.demo) if args.demo else []
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         folder = Path(shutil.copytree(args.results, Path(tmp) / "r"))
         for name in ("plots", "patients"):
@@ -83,6 +113,7 @@ def main() -> None:
         pages = sorted((folder / "patients").glob("*.html"))
         loads = _load_seconds(index, args.repeat)
         rows = [
+            *demo,
             ("report from scratch", f"{scratch:.2f} s"),
             (f"unchanged rebuild (median of {args.repeat})", f"{again:.2f} s"),
             ("rebuild after one sample's QC data changed", f"{one:.2f} s"),

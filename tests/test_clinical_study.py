@@ -289,9 +289,9 @@ def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, mo
     plain, drugs = analysed
     jobs = []
 
-    def capture(js, workers):
+    def capture(js, workers):  # (index, bytes of each format) of every job, drawn or not
         jobs.extend(js)
-        return [[b"png", b"svg"] for _ in js]
+        return [(i, [b"png", b"svg"]) for i in range(len(js))]
 
     monkeypatch.setattr(figures, "_render_all", capture)
     figures.write_plots(cytokit.load_results(drugs.out), tmp_path / "d", qc=False)
@@ -347,6 +347,7 @@ def test_report_refuses_outcome_tables_of_changed_clinical_files(with_outcomes, 
     meta = cytokit.load_results(out).study
     assert meta["clinical_inputs"]["files"]["infusions.csv"] is None
     check_clinical_inputs(meta, out)  # unchanged: nothing to say
+    build_report(out, qc=False)  # a build to compare with (plots/build.json)
     edits = [
         (study / "outcomes.csv", OUTCOMES.replace("P01,CR", "P01,PR"), "outcomes.csv: changed"),
         (study / "treatments.csv", TREATMENTS + "P03,30,IL-2,drug,1,MIU/m2,,yes\n", "changed"),
@@ -362,6 +363,8 @@ def test_report_refuses_outcome_tables_of_changed_clinical_files(with_outcomes, 
                 path.write_text(text)
             with pytest.raises(CytokitError, match=message):
                 check_clinical_inputs(meta, out)
+            with pytest.raises(CytokitError, match="stale"):  # not taken as an unchanged rebuild
+                build_report(out, qc=False)
             if path.name == "outcomes.csv":
                 with pytest.raises(CytokitError, match="stale"):
                     build_report(out, qc=False)

@@ -3,20 +3,18 @@
 The results come from `results_fixture` (the sample study gated for real with
 fixed gates, donor cells from the simulator's truth). QC plots are checked
 against the gating engine: where the stored points are all of a gate's parent
-events, the points drawn inside the gate are exactly the gate's count.
+events, the points drawn inside the gate are exactly the gate's count (the QC
+figures themselves in test_plots_qc.py).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.patches import Ellipse, Polygon, Rectangle
-from results_fixture import MIN_EVENTS, SAMPLE_DATA, make_results
+from results_fixture import MIN_EVENTS, make_results
 
 from cytokit import plots
 from cytokit.analysis.results import load_results
@@ -28,7 +26,6 @@ from cytokit.plots.qc import (
     axis_label,
     gate_panels,
 )
-from cytokit.study._toml import load_toml
 
 #: The limit of detection: 20 donor events (DESIGN.md, [qc]).
 DETECTION_EVENTS = 20
@@ -291,65 +288,12 @@ def test_quadrant_boxes_hold_each_quadrants_count(results):
     assert seen >= 8  # the plain and the split quadrant gate of at least one sample
 
 
-def test_qc_figure_draws_every_gate_kind(results):
-    sample = results.qc["sample"].iloc[0]
-    rows = results.qc[results.qc["sample"] == sample]
-    file = rows["file"].iloc[0]
-    fig = plots.qc_figure(
-        rows,
-        _qc_points(results, sample),
-        counts=results.counts[results.counts["file"] == file],
-        title=file,
-    )
-    drawn = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
-    expected = rows[(rows["kind"] != "boolean") & (rows["n_points"] > 0)]
-    assert len(drawn) == len(expected)
-    patches = [type(p) for ax in drawn for p in ax.patches]
-    assert Rectangle in patches and Polygon in patches and Ellipse in patches
-    titles = {ax.get_title().split("\n")[0] for ax in drawn}
-    assert {"Lymphocytes", "Singlets", "Large", "Q", "QS", "Beads"} <= titles
-    live = next(ax for ax in drawn if ax.get_title().startswith("Live"))
-    r = rows[rows["gate_id"] == "Live"].iloc[0]
-    assert f"n = {int(r['count']):,} ({100 * r['count'] / r['parent_count']:.1f}% of parent)" in (
-        live.get_title()
-    )
-    labels = {ax.get_xlabel() for ax in drawn} | {ax.get_ylabel() for ax in drawn}
-    for d in rows["dims"]:  # without a panel: the channel, not its transform or scale
-        channels = {
-            re.sub(r"^\w+\((.*)\)$", r"\1", x.removesuffix(" [FCS]")) for x in json.loads(d)
-        }
-        assert channels <= labels | {"APC-A"}  # Beads' third dimension
-    qs = next(ax for ax in drawn if ax.get_title().startswith("QS"))
-    quadrant_text = " ".join(t.get_text() for t in qs.texts)
-    assert re.search(r"SCD3-CD56\+\n\d+\.\d%", quadrant_text)
-    beads = next(ax for ax in drawn if ax.get_title().startswith("Beads"))
-    assert any("APC-A in [0.78" in t.get_text() for t in beads.texts)
-    plots.figure_bytes(fig, "png")
-
-
-def test_qc_axes_are_named_by_the_panels_markers(results):
-    """With the study's panel (study.toml: marker = channel) every fluorescence axis is a
-    marker; scatter axes keep their channel."""
-    panel = load_toml(SAMPLE_DATA / "study.toml")["panel"]
-    markers = {channel: marker for marker, channel in panel.items()}
-    sample = results.qc["sample"].iloc[0]
-    rows = results.qc[results.qc["sample"] == sample]
-    fig = plots.qc_figure(rows, _qc_points(results, sample), markers=markers)
-    drawn = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
-    labels = {ax.get_xlabel() for ax in drawn} | {ax.get_ylabel() for ax in drawn}
-    labels.discard("events")
-    assert {"CD3", "CD56", "Viability"} <= labels
-    assert labels <= set(panel) | {"FSC-A", "FSC-H", "SSC-A"}
-    beads = next(ax for ax in drawn if ax.get_title().startswith("Beads"))
-    assert any("CD3 in [0.78" in t.get_text() for t in beads.texts)
+def test_axis_labels_name_markers_and_keep_ratio_functions():
+    markers = {"APC-A": "CD3", "PE-A": "CD56"}
+    assert axis_label("logicle(APC-A) [FCS]", markers) == "CD3"
     assert axis_label("ratio(APC-A,PE-A)", markers) == "ratio(CD3, CD56)"
     assert axis_label("logicle(V450-A) [FCS]", markers) == "V450-A"  # not in the panel
-
-
-def test_qc_figure_without_data_says_so():
-    fig = plots.qc_figure(pd.DataFrame(columns=["gate_id", "kind", "geometry", "dims"]), {})
-    assert any("no gate QC data" in t.get_text() for ax in fig.axes for t in ax.texts)
-    plots.figure_bytes(fig, "png")
+    assert axis_label("FSC-A", markers) == "FSC-A"
 
 
 # ---------------------------------------------------------------- files

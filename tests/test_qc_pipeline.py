@@ -7,6 +7,9 @@ every count, and the removed range must cover the injected clog.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -262,3 +265,34 @@ def test_report_page_links_the_qc_section_only_when_qc_ran(qc_results, tmp_path)
     no_qc = qc_results.samples.drop(columns=["qc_verdict"])
     plain = report_html(replace(qc_results, samples=no_qc), ReportPlots())
     assert "acquisition-qc" not in plain
+
+
+def test_report_keeps_acquisition_plots_as_files_drawn_once(qc_results, tmp_path):
+    """The acquisition plots are figures of the report's manifest: files the index links,
+    the bytes `acquisition_figure` draws, and not drawn again by an unchanged rebuild."""
+    import shutil
+
+    from cytokit.analysis.results import sample_id
+    from cytokit.plots import acquisition_figure, figure_bytes
+    from cytokit.report import build_report
+
+    out = Path(shutil.copytree(qc_results.out, tmp_path / "r"))
+    build_report(out, formats=("png",), qc=False)
+    index = (out / "report.html").read_text()
+    manifest = json.loads((out / "plots" / "manifest.json").read_text())["figures"]
+    ranges = qc_results.acquisition_qc
+    for file in qc_results.samples["file"]:
+        png = out / "plots" / "acquisition" / f"{sample_id(file)}.png"
+        assert f'src="plots/acquisition/{png.name}"' in index
+        assert f"plots/acquisition/{png.stem}" in manifest
+        verdict = qc_results.samples.set_index("file").loc[file, "qc_verdict"]
+        fig = acquisition_figure(
+            qc_results.acquisition_bins(file),
+            ranges[ranges["file"] == file],
+            title=f"{file}: {verdict}",
+        )
+        assert png.read_bytes() == figure_bytes(fig, "png")
+    stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.rglob("*") if p.is_file()}
+    build_report(out, formats=("png",), qc=False)
+    after = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.rglob("*") if p.is_file()}
+    assert after == stamps

@@ -196,7 +196,9 @@ def test_images_are_embedded_pngs(page, folder):
     files = {p.relative_to(folder / "plots").as_posix() for p in (folder / "plots").rglob("*.*")}
     stem = file_stem(HOSTILE_ID)
     assert {f"{stem}_persistence.png", f"{stem}_persistence.svg", "cohort_donor_pct.svg"} <= files
-    assert len([f for f in files if f.startswith("qc/")]) == N_SAMPLES
+    # each sample's QC plot: its histograms (PNG) and the SVG drawn over them
+    qc = [f for f in files if f.startswith("qc/")]
+    assert len(qc) == 2 * N_SAMPLES and {f[-4:] for f in qc} == {".png", ".svg"}
     assert not any(p.name.endswith(".tmp") for p in folder.rglob("*"))
 
 

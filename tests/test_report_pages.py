@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -24,8 +25,9 @@ from cytokit.analysis.results import load_results
 from cytokit.cli.app import run
 from cytokit.errors import CytokitError
 from cytokit.report import build_report
+from cytokit.report.build import BUILD_STAMP
 from cytokit.report.contents import cohort_populations
-from cytokit.report.figures import MANIFEST, _Job
+from cytokit.report.figures import DIGESTS, MANIFEST, _Job
 from cytokit.report.tables import cohort_table
 
 PATIENTS = ("P01", "P02")
@@ -157,7 +159,8 @@ def test_a_changed_sample_redraws_only_its_figures(folder):
     build_report(r, folder)
     assert victim.read_bytes() == good
     after = _stamps(folder)
-    assert sorted(k for k in before if after[k] != before[k]) == ["plots/P02_chimerism.png"]
+    changed = sorted(k for k in before if after[k] != before[k] and k != DIGESTS)
+    assert changed == ["plots/P02_chimerism.png"]  # and the digest kept for it
 
 
 def test_switching_layout_removes_the_other_layouts_pages(folder):
@@ -176,8 +179,9 @@ def test_report_command_writes_what_build_report_writes(built, tmp_path, capsys)
     (cli / "report.html").unlink()
     assert run(["report", str(cli)]) == 0
     assert "a page per patient" in capsys.readouterr().err
-    mine = {k: (cli / k).read_bytes() for k in _stamps(cli)}
-    assert mine == {k: (built / k).read_bytes() for k in _stamps(built)}
+    # every file but plots/build.json, which records the files' times
+    mine = {k: (cli / k).read_bytes() for k in _stamps(cli) if k != BUILD_STAMP}
+    assert mine == {k: (built / k).read_bytes() for k in _stamps(built) if k != BUILD_STAMP}
     assert run(["report", str(cli), "--single-file"]) == 0
     assert "a page per patient" not in capsys.readouterr().err
     build_report(api, single_file=True)
@@ -284,3 +288,52 @@ def test_a_folder_written_before_the_added_columns_still_reports(folder):
     assert old.trends["half_life_quantile"].isna().all()
     assert (old.counts["tube"] == ADDED_COLUMNS["tube"]).all()
     assert build_report(folder) == folder / "report.html"
+
+
+def test_an_unchanged_rebuild_reads_no_table(folder, monkeypatch):
+    """plots/build.json: with every input and output as the last build left them, a rebuild
+    returns without loading the results; a touched input or a removed page takes the full
+    path again (which redraws nothing that did not change)."""
+    import cytokit.report.build as build
+
+    calls = []
+    real = build.load_results
+    monkeypatch.setattr(build, "load_results", lambda f: calls.append(f) or real(f))
+    before = _stamps(folder)
+    assert build_report(folder) == folder / "report.html"
+    assert calls == [] and _stamps(folder) == before
+    npz = sorted((folder / "qc").glob("*.npz"))[0]
+    st = npz.stat()
+    os.utime(npz, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes, a new time
+    build_report(folder)
+    assert len(calls) == 1
+    after = _stamps(folder)
+    changed = sorted(k for k in before if after[k] != before[k])
+    assert changed == ["plots/build.json", "plots/digests.json"]  # the npz's new time
+    (folder / "patients" / "P02.html").unlink()
+    build_report(folder)
+    assert len(calls) == 2 and (folder / "patients" / "P02.html").is_file()
+    build_report(folder)
+    assert len(calls) == 2
+    build_report(folder, single_file=True)  # other options: a full build
+    assert len(calls) == 3
+
+
+def test_a_changed_qc_file_redraws_its_qc_plot_only(folder):
+    """The digests of qc/*.npz are kept by size and time (plots/digests.json): a file
+    rewritten with other points is read again and its sample's QC plot redrawn."""
+    import numpy as np
+
+    npz = sorted((folder / "qc").glob("*.npz"))[0]
+    with np.load(npz) as data:
+        arrays = {k: (data[k][:-1] if k.startswith("gate:") else data[k]) for k in data.files}
+    before = _stamps(folder)
+    np.savez(npz, **arrays)
+    build_report(folder)
+    after = _stamps(folder)
+    changed = {k for k in before if after[k] != before[k]}
+    qc = {f"plots/qc/{npz.stem}.png", f"plots/qc/{npz.stem}.svg"}
+    assert qc <= changed
+    assert not {k for k in changed if k.startswith("plots/qc/")} - qc
+    digests = json.loads((folder / DIGESTS).read_text())["files"]
+    assert digests[f"qc/{npz.name}"][2] == hashlib.sha256(npz.read_bytes()).hexdigest()

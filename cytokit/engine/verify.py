@@ -53,6 +53,8 @@ _CHANGED = {"strategy": "strategy", "study": "settings", "spillover": "spillover
 #: ``created`` time of study.json it shows) left out when two runs are compared.
 TIMESTAMPED: dict[str, tuple[str, ...] | None] = {
     "results.sqlite": None,  # start and end of each batch, creation time of each stored row
+    "plots/build.json": None,  # the report's: size and modification time of each file
+    "plots/digests.json": None,  # read and written, kept to skip unchanged work
     "study.json": ("created",),
     "tables.json": ("study.json",),
     "report.html": ("study.json created",),
@@ -411,7 +413,7 @@ def compare_outputs(a: str | os.PathLike, b: str | os.PathLike, *, run_a=None, r
             continue
         parts = TIMESTAMPED[path]
         if parts is None:
-            how.append(f"{path}: left out (it holds the time of each batch)")
+            how.append(f"{path}: left out (it holds times of its run)")
             continue
         how.append(f"{path}: compared without {', '.join(parts)}")
         if wrote_a[path] == wrote_b[path]:

@@ -4,6 +4,8 @@ Every function takes the results tables (pandas DataFrames with the columns
 of the results contract, `cytokit.analysis.results`) and returns a
 `matplotlib.figure.Figure` on its own Agg canvas (no pyplot, no global
 state). `save_figure` writes PNG and SVG atomically and deterministically.
+The QC plots are drawn without matplotlib: `qc_panels` returns a `QCFigure`,
+2-D histograms as a PNG under an SVG of the axes and gates.
 
 Typical use::
 
@@ -28,22 +30,24 @@ from cytokit.plots.persistence import (
     persistence_figure,
     poisson_interval,
 )
-from cytokit.plots.qc import gate_panels, qc_figure
+from cytokit.plots.qc import QCFigure, gate_histograms, gate_panels, qc_panels
 
 __all__ = [
     "MEASURES",
+    "QCFigure",
     "acquisition_figure",
     "chimerism_figure",
     "cohort_figure",
     "figure_bytes",
     "format_dose",
+    "gate_histograms",
     "gate_panels",
     "mark_infusions",
     "measure_points",
     "new_figure",
     "persistence_figure",
     "poisson_interval",
-    "qc_figure",
+    "qc_panels",
     "save_figure",
     "stratum_colours",
 ]

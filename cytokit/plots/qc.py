@@ -7,47 +7,64 @@ gate's dimensions, transformed as the gate sees them, so points and geometry
 share axes). See `cytokit.analysis.results` for the contract and `cytokit.analysis.qcdata` for
 the geometry JSON.
 
-* Gates on two or more dimensions: a dot plot of the first two distinct
-  dimensions with the gate drawn: rectangle (open sides reach the plot
-  edge), polygon, ellipse (the ellipsoid's shadow on the plane: the 2 × 2
-  block of its covariance, radii ``sqrt(distance_square · eigenvalue)``), or
-  the boxes of a quadrant gate (dividers split by another dimension draw on
-  their side only), each quadrant labelled with its % of parent from
-  ``counts.csv``. Limits on further dimensions are written in the panel's
-  corner. Points inside a rectangle, polygon or ellipsoid gate (on all its
-  dimensions) are coloured, the others grey.
-* Gates on one dimension: a histogram with the gate's range shaded or the
+`qc_panels` draws no matplotlib figure: each gate is a panel of a grid, its events a
+2-D histogram (`gate_histograms`) in a PNG, and everything else SVG drawn over it
+(`QCFigure`): axes, ticks, titles and the gate in vector form, so text stays crisp and a
+sample's figure takes milliseconds.
+
+* Gates on two or more dimensions: a 2-D histogram of the first two distinct
+  dimensions (``BINS`` bins, two CSS pixels each) with the gate drawn: rectangle
+  (open sides reach the plot edge), polygon, ellipse (the ellipsoid's shadow on the
+  plane: the 2 × 2 block of its covariance, radii ``sqrt(distance_square ·
+  eigenvalue)``), or the boxes of a quadrant gate (dividers split by another
+  dimension draw on their side only), each quadrant labelled with its % of parent
+  from ``counts.csv``. Limits on further dimensions are written in the panel's
+  corner. Bins are blue for events inside a rectangle, polygon or ellipsoid gate (on
+  all its dimensions), grey for the others, mixed where a bin holds both; darker
+  where it holds more events (log scale).
+* Gates on one dimension: a histogram (SVG) with the gate's range shaded or the
   quadrant dividers drawn.
 * Boolean gates have no geometry of their own and no panel.
 
 Axes are named by marker (``CD3``) where the study's panel names the channel a
 dimension reads (``logicle(APC-A) [FCS]`` → ``CD3``), else by the channel
 (``FSC-A``). Axes span the 0.5-99.5 % quantiles of the points (so a few saturated events
-do not squash the plot) widened to show the whole gate. Dots are rasterised
-and small; a figure renders in well under a second.
+do not squash the plot) widened to show the whole gate; events beyond the view are
+counted in the edge bins, so every stored event is in the histogram.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.patches import Ellipse, Polygon, Rectangle
-from matplotlib.path import Path as MplPath
 
-from cytokit.plots._figure import gate_name, grid_figure, plain
+from cytokit.plots._svg import nice_ticks, png_bytes, svg_text, tick_label
 
-__all__ = ["gate_panels", "qc_figure"]
+__all__ = ["BINS", "Panel", "QCFigure", "gate_histograms", "gate_panels", "qc_panels"]
 
-_IN, _OUT, _GATE = "#1f5fa8", "#b4b4b4", "#d62728"
+_IN = np.array([31, 95, 168], dtype=np.float64)  # #1f5fa8
+_OUT = np.array([180, 180, 180], dtype=np.float64)  # #b4b4b4
+_IN_HEX = "#1f5fa8"
+_GATE = "#d62728"
 _NCOLS = 4
-_LABEL_BOX = {"fc": "white", "ec": "none", "alpha": 0.75, "pad": 0.6}
-_BINS = 64
+#: One panel's cell and its plot area, in CSS pixels (the figure's SVG units).
+CELL = (212, 196)
+PLOT = (44, 36, 160, 120)  # x, y, width, height of the plot area inside its cell
+#: Band above the grid holding the figure's title, CSS pixels.
+TITLE_BAND = 22
+#: CSS pixels per histogram bin: the PNG has one pixel per bin and is shown twice as large.
+SCALE = 2
+#: Bins of a 2-D panel's histogram (x, y).
+BINS = (PLOT[2] // SCALE, PLOT[3] // SCALE)
+#: Bins of a 1-D panel's histogram.
+BINS_1D = 64
 
 
 def _json(text, default):
@@ -145,22 +162,23 @@ def _finite_bounds(geometry: dict, kind: str, axes: list[int]) -> tuple[list[flo
 
 def _inside(geometry: dict, kind: str, pts: np.ndarray) -> np.ndarray | None:
     """Membership of the points (columns: the gate's dimensions) in a rectangle, polygon or
-    ellipsoid, on all its dimensions; None for other gates."""
+    ellipsoid, on all its dimensions, by the gating kernels' rules (`cytokit.kernels.gates`:
+    ``min <= v < max`` with open sides, even-odd polygons with the same crossing test,
+    ``(x − μ)ᵀ C⁻¹ (x − μ) <= d²``; NaN outside); None for other gates.
+
+    In numpy rather than the kernels themselves: for a few thousand points a parallel
+    kernel's start costs more than the test (tens of ms on a busy machine).
+    """
     if pts.shape[0] == 0:
         return None
     x = pts.astype(np.float64)
     if kind == "rectangle":
         lo = np.array([_number(v) for v in geometry["min"]])
         hi = np.array([_number(v) for v in geometry["max"]])
-        ok = np.ones(len(x), dtype=bool)
-        for j in range(x.shape[1]):
-            if math.isfinite(lo[j]):
-                ok &= x[:, j] >= lo[j]
-            if math.isfinite(hi[j]):
-                ok &= x[:, j] < hi[j]
-        return ok
+        lo[np.isnan(lo)], hi[np.isnan(hi)] = -math.inf, math.inf  # open sides
+        return ((x >= lo) & ((x < hi) | (hi == math.inf))).all(axis=1)
     if kind == "polygon" and x.shape[1] == 2:
-        return MplPath(np.asarray(geometry["vertices"], float)).contains_points(x)
+        return _in_polygon(x[:, 0], x[:, 1], np.asarray(geometry["vertices"], float))
     if kind == "ellipsoid":
         d = x - np.asarray(geometry["mean"], float)
         inv = np.linalg.inv(np.asarray(geometry["covariance"], float))
@@ -168,54 +186,178 @@ def _inside(geometry: dict, kind: str, pts: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def _quadrant_label(counts: pd.DataFrame | None, quadrant_id) -> str:
-    if counts is None or counts.empty or quadrant_id is None:
-        return ""
-    sel = counts[counts["gate_id"].astype(str) == str(quadrant_id)]
-    if sel.empty:
-        return ""
-    pct = _number(sel.iloc[0].get("pct_parent"))
-    return f"{pct:.1f}%" if math.isfinite(pct) else ""
+def _in_polygon(px: np.ndarray, py: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Even-odd rule with `cytokit.kernels.gates.polygon_block`'s crossing test (a point on
+    an edge bounding the polygon from the right or above is outside), over the points in
+    the closed bounding box, every edge at once."""
+    out = (px >= v[:, 0].min()) & (px <= v[:, 0].max())
+    out &= (py >= v[:, 1].min()) & (py <= v[:, 1].max())
+    x, y = px[out][None, :], py[out][None, :]
+    xj, yj = np.roll(v[:, 0], 1)[:, None], np.roll(v[:, 1], 1)[:, None]
+    xi, yi = v[:, 0][:, None], v[:, 1][:, None]
+    cross = (xi - xj) * (y - yj) - (x - xj) * (yi - yj)
+    flips = ((yi > y) != (yj > y)) & (cross * np.where(yi > yj, 1.0, -1.0) > 0.0) & (yi != yj)
+    out[out] = (flips.sum(axis=0) % 2).astype(bool)
+    return out
 
 
-def _draw_2d(ax, row, geometry, kind, pts, labels, counts) -> str:
-    dims = _gate_dims(geometry)
-    axes = _axes_of(dims)
-    x, y = pts[:, axes[0]], pts[:, axes[1]]
-    xs, ys = _finite_bounds(geometry, kind, axes)
-    if kind == "quadrant":
-        for d, dim in zip(geometry["dividers"], dims, strict=True):
-            k = json.dumps(dim, sort_keys=True)
-            target = xs if k == json.dumps(dims[axes[0]], sort_keys=True) else ys
-            target.extend(float(v) for v in d["values"])
-    xlim, ylim = _range(x, xs), _range(y, ys)
-    inside = _inside(geometry, kind, pts) if len(axes) == pts.shape[1] else None
-    if inside is None:
-        ax.plot(x, y, ls="none", marker=".", ms=1.6, mew=0, color=_IN, rasterized=True)
-    else:
-        ax.plot(
-            x[~inside],
-            y[~inside],
-            ls="none",
-            marker=".",
-            ms=1.6,
-            mew=0,
-            color=_OUT,
-            rasterized=True,
+def _quadrant_label(pct: Mapping[str, float], quadrant_id) -> str:
+    value = pct.get(str(quadrant_id), math.nan) if quadrant_id is not None else math.nan
+    return f"{value:.1f}%" if math.isfinite(value) else ""
+
+
+def _pct_parent(counts: pd.DataFrame | None) -> dict[str, float]:
+    """Gate id → % of parent in the sample's counts.csv rows (the first row of an id)."""
+    if counts is None or counts.empty or not {"gate_id", "pct_parent"} <= set(counts.columns):
+        return {}
+    pct = pd.to_numeric(counts["pct_parent"], errors="coerce")
+    table: dict[str, float] = {}
+    for gid, value in zip(counts["gate_id"].astype(str), pct, strict=True):
+        table.setdefault(gid, float(value))
+    return table
+
+
+def _bin(values: np.ndarray, lim: tuple[float, float], n: int) -> np.ndarray:
+    """Bin index of each value over `lim` cut in `n`; values beyond it go to the edge bins."""
+    k = np.floor((values.astype(np.float64) - lim[0]) * (n / (lim[1] - lim[0])))
+    return np.clip(k, 0, n - 1).astype(np.intp)
+
+
+def gate_histograms(
+    x: np.ndarray,
+    y: np.ndarray,
+    inside: np.ndarray | None,
+    xlim: tuple[float, float],
+    ylim: tuple[float, float],
+    bins: tuple[int, int] = BINS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Events inside and outside a gate, binned on the panel's two axes.
+
+    Parameters
+    ----------
+    x, y : ndarray, shape (n,)
+        The events on the panel's axes (points with a non-finite value are left out).
+    inside : ndarray of bool, shape (n,), or None
+        Membership in the gate (None: every event counts as inside).
+    xlim, ylim : (float, float)
+        The view; events beyond it are counted in the edge bins.
+    bins : (int, int)
+        Bins along x and y.
+
+    Returns
+    -------
+    (inside, outside) : ndarrays of int64, shape (bins[1], bins[0])
+        Row 0 is the top of the plot (the highest y), column 0 its left.
+    """
+    nx, ny = bins
+    ok = np.isfinite(x) & np.isfinite(y)
+    flat = (ny - 1 - _bin(y[ok], ylim, ny)) * nx + _bin(x[ok], xlim, nx)
+    keep = np.ones(flat.shape, dtype=bool) if inside is None else np.asarray(inside)[ok]
+    hin = np.bincount(flat[keep], minlength=nx * ny).reshape(ny, nx)
+    hout = np.bincount(flat[~keep], minlength=nx * ny).reshape(ny, nx)
+    return hin, hout
+
+
+def _colours(hin: np.ndarray, hout: np.ndarray) -> np.ndarray:
+    """RGB of each bin: blue inside, grey outside, mixed by share; white when empty, and
+    darker the more events (log scale) so that dense regions read as dense."""
+    total = hin + hout
+    share = (hin / np.maximum(total, 1))[..., None]
+    colour = share * _IN + (1 - share) * _OUT
+    top = max(int(total.max()), 1)
+    ink = np.where(total > 0, 0.55 + 0.45 * np.log1p(total) / math.log1p(top), 0.0)[..., None]
+    return np.rint(255.0 * (1 - ink) + colour * ink).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _View:
+    """Data coordinates → the plot area's pixels (y up), for a 2-D or 1-D panel."""
+
+    xlim: tuple[float, float]
+    ylim: tuple[float, float]
+
+    def px(self, v) -> np.ndarray:
+        return (np.asarray(v, float) - self.xlim[0]) * (PLOT[2] / (self.xlim[1] - self.xlim[0]))
+
+    def py(self, v) -> np.ndarray:
+        return PLOT[3] - (np.asarray(v, float) - self.ylim[0]) * (
+            PLOT[3] / (self.ylim[1] - self.ylim[0])
         )
-        ax.plot(
-            x[inside], y[inside], ls="none", marker=".", ms=1.6, mew=0, color=_IN, rasterized=True
+
+
+_STROKE = f'fill="none" stroke="{_GATE}" stroke-width="1.3"'
+_HALO = 'paint-order="stroke" stroke="#fff" stroke-width="3" stroke-linejoin="round"'
+
+
+def _label(
+    x: float,
+    y: float,
+    lines: list[str],
+    size: float = 8.5,
+    colour: str = _GATE,
+    anchor: str = "middle",
+) -> str:
+    """Text of one or more lines starting at `y`, with a white halo over the events."""
+    return "".join(
+        svg_text(
+            x,
+            y + i * (size + 1.5),
+            line,
+            size=size,
+            anchor=anchor,
+            extra=f'fill="{colour}" {_HALO}',
         )
-    note = ""
-    style = {"fill": False, "ec": _GATE, "lw": 1.3}
+        for i, line in enumerate(lines)
+        if line
+    )
+
+
+def _wrap(text: str, width: int = 34) -> list[str]:
+    lines: list[str] = []
+    for part in text.split("; "):
+        line = ""
+        for word in part.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+    return lines
+
+
+def _ellipse_svg(geometry: dict, axes: list[int], view: _View) -> str:
+    """The ellipsoid's shadow on the plotted plane, mapped to pixels (an affine map of an
+    ellipse is an ellipse: its covariance is carried through the axis scales)."""
+    mean = np.asarray(geometry["mean"], float)[axes[:2]]
+    cov = np.asarray(geometry["covariance"], float)[np.ix_(axes[:2], axes[:2])]
+    scale = np.diag([PLOT[2] / np.diff(view.xlim)[0], -PLOT[3] / np.diff(view.ylim)[0]])
+    vals, vecs = np.linalg.eigh(scale @ ((cov + cov.T) / 2) @ scale)
+    r = math.sqrt(float(geometry["distance_square"]))
+    angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
+    cx, cy = float(view.px(mean[0])), float(view.py(mean[1]))
+    rx, ry = r * math.sqrt(max(vals[1], 0.0)), r * math.sqrt(max(vals[0], 0.0))
+    return (
+        f'<ellipse cx="{cx:.2f}" cy="{cy:.2f}" rx="{rx:.2f}" ry="{ry:.2f}" '
+        f'transform="rotate({angle:.3f} {cx:.2f} {cy:.2f})" {_STROKE}/>'
+    )
+
+
+def _points(xs, ys) -> str:
+    return " ".join(f"{x:.2f},{y:.2f}" for x, y in zip(xs, ys, strict=True))
+
+
+def _gate_2d(geometry, kind, axes, dims, labels, view: _View, pct) -> tuple[str, str]:
+    """(SVG of the gate in the plot area's pixels, the note on further dimensions)."""
+    w, h = PLOT[2], PLOT[3]
     if kind == "rectangle":
         lo = [_number(geometry["min"][a]) for a in axes[:2]]
         hi = [_number(geometry["max"][a]) for a in axes[:2]]
-        x0 = lo[0] if math.isfinite(lo[0]) else xlim[0] - (xlim[1] - xlim[0])
-        x1 = hi[0] if math.isfinite(hi[0]) else xlim[1] + (xlim[1] - xlim[0])
-        y0 = lo[1] if math.isfinite(lo[1]) else ylim[0] - (ylim[1] - ylim[0])
-        y1 = hi[1] if math.isfinite(hi[1]) else ylim[1] + (ylim[1] - ylim[0])
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, **style))
+        # an open side lies beyond the plot area, which clips it
+        x0 = float(view.px(lo[0])) if math.isfinite(lo[0]) else -w
+        x1 = float(view.px(hi[0])) if math.isfinite(hi[0]) else 2 * w
+        y1 = float(view.py(lo[1])) if math.isfinite(lo[1]) else 2 * h
+        y0 = float(view.py(hi[1])) if math.isfinite(hi[1]) else -h
         extra = []
         for a in axes[2:]:
             lo_a, hi_a = _number(geometry["min"][a]), _number(geometry["max"][a])
@@ -223,89 +365,198 @@ def _draw_2d(ax, row, geometry, kind, pts, labels, counts) -> str:
                 f"and {labels[a]} in [{'-∞' if not math.isfinite(lo_a) else f'{lo_a:.3g}'}, "
                 f"{'∞' if not math.isfinite(hi_a) else f'{hi_a:.3g}'})"
             )
-        note = "; ".join(extra)
-    elif kind == "polygon":
-        ax.add_patch(Polygon(np.asarray(geometry["vertices"], float), closed=True, **style))
-    elif kind == "ellipsoid":
-        mean = np.asarray(geometry["mean"], float)[axes[:2]]
-        cov = np.asarray(geometry["covariance"], float)[np.ix_(axes[:2], axes[:2])]
-        vals, vecs = np.linalg.eigh(cov)
-        r = math.sqrt(float(geometry["distance_square"]))
-        angle = math.degrees(math.atan2(vecs[1, 1], vecs[0, 1]))
-        w, h = 2 * r * math.sqrt(max(vals[1], 0)), 2 * r * math.sqrt(max(vals[0], 0))
-        ax.add_patch(Ellipse(tuple(mean), w, h, angle=angle, **style))
-        if len(axes) > 2:
-            note = f"ellipsoid on {len(axes)} dimensions: its shadow on this plane"
-    elif kind == "quadrant":
-        for name, qid, ((bx0, bx1), (by0, by1)) in _quadrant_boxes(geometry, axes, dims):
-            cx0, cx1 = max(bx0, xlim[0]), min(bx1, xlim[1])
-            cy0, cy1 = max(by0, ylim[0]), min(by1, ylim[1])
-            for xv in (bx0, bx1):
-                if math.isfinite(xv):
-                    ax.plot([xv, xv], [cy0, cy1], color=_GATE, lw=1.2)
-            for yv in (by0, by1):
-                if math.isfinite(yv):
-                    ax.plot([cx0, cx1], [yv, yv], color=_GATE, lw=1.2)
-            if cx1 > cx0 and cy1 > cy0:
-                pct = _quadrant_label(counts, qid)
-                ax.text(
-                    (cx0 + cx1) / 2,
-                    cy1 - 0.04 * (ylim[1] - ylim[0]),
-                    plain(f"{name}\n{pct}".strip()),
-                    ha="center",
-                    va="top",
-                    fontsize=6,
-                    color=_GATE,
-                    bbox=_LABEL_BOX,
+        svg = (
+            f'<rect x="{x0:.2f}" y="{y0:.2f}" width="{x1 - x0:.2f}" height="{y1 - y0:.2f}" '
+            f"{_STROKE}/>"
+        )
+        return svg, "; ".join(extra)
+    if kind == "polygon":
+        v = np.asarray(geometry["vertices"], float)
+        return f'<polygon points="{_points(view.px(v[:, 0]), view.py(v[:, 1]))}" {_STROKE}/>', ""
+    if kind == "ellipsoid":
+        note = f"ellipsoid on {len(axes)} dimensions: its shadow on this plane"
+        return _ellipse_svg(geometry, axes, view), note if len(axes) > 2 else ""
+    if kind != "quadrant":
+        return "", ""
+    parts = []
+    xlim, ylim = view.xlim, view.ylim
+    for name, qid, ((bx0, bx1), (by0, by1)) in _quadrant_boxes(geometry, axes, dims):
+        cx0, cx1 = max(bx0, xlim[0]), min(bx1, xlim[1])
+        cy0, cy1 = max(by0, ylim[0]), min(by1, ylim[1])
+        for xv in (bx0, bx1):
+            if math.isfinite(xv):
+                x = float(view.px(xv))
+                parts.append(
+                    f'<line x1="{x:.2f}" x2="{x:.2f}" y1="{float(view.py(cy0)):.2f}" '
+                    f'y2="{float(view.py(cy1)):.2f}" {_STROKE}/>'
                 )
-    ax.set_xlim(*xlim)
-    ax.set_ylim(*ylim)
-    ax.set_xlabel(plain(labels[axes[0]]), fontsize=8)
-    ax.set_ylabel(plain(labels[axes[1]]), fontsize=8)
-    return note
+        for yv in (by0, by1):
+            if math.isfinite(yv):
+                y = float(view.py(yv))
+                parts.append(
+                    f'<line x1="{float(view.px(cx0)):.2f}" x2="{float(view.px(cx1)):.2f}" '
+                    f'y1="{y:.2f}" y2="{y:.2f}" {_STROKE}/>'
+                )
+        if cx1 > cx0 and cy1 > cy0:
+            x = float(view.px((cx0 + cx1) / 2))
+            y = float(view.py(cy1)) + 10
+            parts.append(_label(x, y, [str(name), _quadrant_label(pct, qid)]))
+    return "".join(parts), ""
 
 
-def _draw_1d(ax, row, geometry, kind, pts, labels, counts) -> str:
-    v = pts[:, 0].astype(np.float64)
-    edges: list[float] = []
-    if kind == "rectangle":
-        edges = [_number(geometry["min"][0]), _number(geometry["max"][0])]
-    elif kind == "quadrant":
-        edges = [float(x) for d in geometry["dividers"] for x in d["values"]]
-    elif kind == "ellipsoid":
-        s = math.sqrt(float(geometry["distance_square"]) * float(geometry["covariance"][0][0]))
-        edges = [float(geometry["mean"][0]) - s, float(geometry["mean"][0]) + s]
-    lim = _range(v, edges)
-    bins = np.linspace(lim[0], lim[1], _BINS + 1)
-    # one stairs artist, not a bar patch per bin (64 patches cost most of the figure's time)
-    ax.stairs(np.histogram(v[np.isfinite(v)], bins=bins)[0], bins, fill=True, color=_IN, lw=0)
+def _gate_1d(geometry, kind, view: _View, pct) -> str:
+    """The kept range shaded and its edges, or the quadrant dividers and their labels."""
+    edges = _edges_1d(geometry, kind)
+    parts = []
     if kind in ("rectangle", "ellipsoid"):
-        lo = edges[0] if math.isfinite(edges[0]) else lim[0]
-        hi = edges[1] if math.isfinite(edges[1]) else lim[1]
-        ax.axvspan(lo, hi, color=_GATE, alpha=0.12, lw=0)
+        lo = edges[0] if math.isfinite(edges[0]) else view.xlim[0]
+        hi = edges[1] if math.isfinite(edges[1]) else view.xlim[1]
+        x0, x1 = float(view.px(lo)), float(view.px(hi))
+        parts.append(
+            f'<rect x="{x0:.2f}" y="0" width="{max(x1 - x0, 0):.2f}" height="{PLOT[3]}" '
+            f'fill="{_GATE}" fill-opacity="0.12"/>'
+        )
     for e in edges:
         if math.isfinite(e):
-            ax.axvline(e, color=_GATE, lw=1.3)
+            x = float(view.px(e))
+            parts.append(f'<line x1="{x:.2f}" x2="{x:.2f}" y1="0" y2="{PLOT[3]}" {_STROKE}/>')
     if kind == "quadrant":
         for name, qid, ((bx0, bx1), _) in _quadrant_boxes(geometry, [0], _gate_dims(geometry)):
-            cx0, cx1 = max(bx0, lim[0]), min(bx1, lim[1])
+            cx0, cx1 = max(bx0, view.xlim[0]), min(bx1, view.xlim[1])
             if cx1 > cx0:
-                pct = _quadrant_label(counts, qid)
-                ax.text(
-                    (cx0 + cx1) / 2,
-                    0.97,
-                    plain(f"{name}\n{pct}".strip()),
-                    ha="center",
-                    va="top",
-                    fontsize=6,
-                    color=_GATE,
-                    transform=ax.get_xaxis_transform(),
-                    bbox=_LABEL_BOX,
-                )
-    ax.set_xlim(*lim)
-    ax.set_xlabel(plain(labels[0]), fontsize=8)
-    ax.set_ylabel("events", fontsize=8)
-    return ""
+                x = float(view.px((cx0 + cx1) / 2))
+                parts.append(_label(x, 10, [str(name), _quadrant_label(pct, qid)]))
+    return "".join(parts)
+
+
+def _edges_1d(geometry: dict, kind: str) -> list[float]:
+    if kind == "rectangle":
+        return [_number(geometry["min"][0]), _number(geometry["max"][0])]
+    if kind == "quadrant":
+        return [float(x) for d in geometry["dividers"] for x in d["values"]]
+    if kind == "ellipsoid":
+        s = math.sqrt(float(geometry["distance_square"]) * float(geometry["covariance"][0][0]))
+        return [float(geometry["mean"][0]) - s, float(geometry["mean"][0]) + s]
+    return []
+
+
+def _axes_svg(view: _View, xlabel: str, ylabel: str) -> str:
+    """Frame, ticks and their labels, axis labels (in the cell's pixels)."""
+    x0, y0, w, h = PLOT
+    parts = [
+        f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#555" '
+        'stroke-width="0.8"/>'
+    ]
+    for v in nice_ticks(*view.xlim):
+        x = x0 + float(view.px(v))
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0 + h}" y2="{y0 + h + 3}" stroke="#555"/>'
+        )
+        parts.append(svg_text(x, y0 + h + 13, tick_label(v), size=9, extra='fill="#333"'))
+    for v in nice_ticks(*view.ylim):
+        y = y0 + float(view.py(v))
+        parts.append(f'<line x1="{x0 - 3}" x2="{x0}" y1="{y:.1f}" y2="{y:.1f}" stroke="#555"/>')
+        parts.append(
+            svg_text(x0 - 5, y + 3, tick_label(v), size=9, anchor="end", extra='fill="#333"')
+        )
+    parts.append(svg_text(x0 + w / 2, y0 + h + 27, xlabel, size=10.5))
+    cy = y0 + h / 2
+    parts.append(svg_text(11, cy, ylabel, size=10.5, extra=f'transform="rotate(-90 11 {cy:.1f})"'))
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One gate's panel of a `QCFigure`.
+
+    Attributes
+    ----------
+    gate : str
+        The gate's id (qc.csv ``gate_id``).
+    kind : str
+        ``rectangle``, ``polygon``, ``ellipsoid`` or ``quadrant``.
+    axes : tuple of int
+        The gate's dimensions drawn: x (and y).
+    xlim, ylim : (float, float)
+        The view in the gate's coordinates (1-D: ylim is events, from 0).
+    inside, outside : ndarray of int64
+        2-D: the `gate_histograms` of the panel, shape (BINS[1], BINS[0]); 1-D: events per
+        bin of the histogram (`outside` empty).
+    origin : (int, int)
+        Top-left corner of the plot area in the figure, CSS pixels.
+    svg : str
+        The panel's SVG group (axes, labels, gate), in the figure's coordinates.
+    """
+
+    gate: str
+    kind: str
+    axes: tuple[int, ...]
+    xlim: tuple[float, float]
+    ylim: tuple[float, float]
+    inside: np.ndarray = field(repr=False)
+    outside: np.ndarray = field(repr=False)
+    origin: tuple[int, int]
+    svg: str = field(repr=False)
+
+
+def _panel(row, geometry, kind, pts, labels, counts, origin) -> tuple[Panel, np.ndarray | None]:
+    """The panel of one gate, and its RGB tile (None for a 1-D panel)."""
+    dims = _gate_dims(geometry)
+    axes = _axes_of(dims)
+    note = ""
+    if len(axes) >= 2:
+        x, y = pts[:, axes[0]], pts[:, axes[1]]
+        xs, ys = _finite_bounds(geometry, kind, axes)
+        if kind == "quadrant":
+            for d, dim in zip(geometry["dividers"], dims, strict=True):
+                k = json.dumps(dim, sort_keys=True)
+                target = xs if k == json.dumps(dims[axes[0]], sort_keys=True) else ys
+                target.extend(float(v) for v in d["values"])
+        view = _View(_range(x, xs), _range(y, ys))
+        inside = _inside(geometry, kind, pts) if len(axes) == pts.shape[1] else None
+        hin, hout = gate_histograms(x, y, inside, view.xlim, view.ylim)
+        inner, note = _gate_2d(geometry, kind, axes, dims, labels, view, _pct_parent(counts))
+        tile = _colours(hin, hout)
+        xlabel, ylabel = labels[axes[0]], labels[axes[1]]
+    else:
+        v = pts[:, 0].astype(np.float64)
+        v = v[np.isfinite(v)]
+        xlim = _range(v, _edges_1d(geometry, kind))
+        hin = np.bincount(_bin(v, xlim, BINS_1D), minlength=BINS_1D)
+        hout = np.zeros(0, dtype=np.int64)
+        top = max(int(hin.max()) if hin.size else 0, 1) * 1.08
+        view = _View(xlim, (0.0, top))
+        step = PLOT[2] / BINS_1D
+        ys = view.py(hin)
+        path = [f"M0,{PLOT[3]}"] + [f"V{ys[i]:.2f}H{(i + 1) * step:.2f}" for i in range(BINS_1D)]
+        bars = f'<path d="{"".join(path)}V{PLOT[3]}Z" fill="{_IN_HEX}"/>'
+        inner = bars + _gate_1d(geometry, kind, view, _pct_parent(counts))
+        tile = None
+        xlabel, ylabel = labels[0], "events"
+    if note:
+        inner += _label(4, 10, _wrap(note), size=8, colour="#333", anchor="start")
+    ox, oy = origin
+    title = _title(row, geometry, counts).split("\n")
+    head = svg_text(PLOT[0] + PLOT[2] / 2, 13, title[0], size=11, extra='font-weight="600"')
+    if len(title) > 1:
+        head += svg_text(PLOT[0] + PLOT[2] / 2, 27, title[1], size=9.5, extra='fill="#333"')
+    svg = (
+        f'<g transform="translate({ox - PLOT[0]},{oy - PLOT[1]})">{head}'
+        f'<svg x="{PLOT[0]}" y="{PLOT[1]}" width="{PLOT[2]}" height="{PLOT[3]}" '
+        f'overflow="hidden">{inner}</svg>{_axes_svg(view, xlabel, ylabel)}</g>'
+    )
+    panel = Panel(
+        str(row.get("gate_id")),
+        kind,
+        tuple(axes[:2]),
+        view.xlim,
+        view.ylim,
+        hin,
+        hout,
+        (ox, oy),
+        svg,
+    )
+    return panel, tile
 
 
 _DIMENSION = re.compile(
@@ -365,7 +616,9 @@ def _name(row, geometry: dict) -> str:
         for parent in parents:
             if text.startswith(f"{parent}/"):
                 return text[len(parent) + 1 :]
-        return gate_name(text) if text.startswith("/") and text.count("/") == 1 else text
+        if text.startswith("/") and text.count("/") == 1:  # a top-level gate: its name
+            return text[1:] or text
+        return text
     return _text(geometry.get("name"))
 
 
@@ -382,7 +635,7 @@ def _parent_count(row, geometry: dict, counts: pd.DataFrame | None) -> float:
 
 
 def _title(row, geometry: dict, counts: pd.DataFrame | None) -> str:
-    name = plain(_name(row, geometry))
+    name = _name(row, geometry)
     count, parent = _number(row.get("count")), _parent_count(row, geometry, counts)
     if math.isfinite(count):
         pct = f" ({100.0 * count / parent:.1f}% of parent)" if parent and parent > 0 else ""
@@ -392,14 +645,83 @@ def _title(row, geometry: dict, counts: pd.DataFrame | None) -> str:
     return name
 
 
-def qc_figure(
+#: The background image of a standalone QC figure, removed where the page shows its own.
+_BACKGROUND = re.compile(r'<image class="qc-background"[^>]*/>')
+
+
+@dataclass(frozen=True)
+class QCFigure:
+    """Every gate of one sample: a grid of panels, as a PNG of the histograms and an SVG of
+    the rest over it (the two share their size: one PNG pixel is `SCALE` SVG units).
+
+    Attributes
+    ----------
+    panels : list of Panel
+    width, height : int
+        The figure's size in CSS pixels (the PNG is half as wide and high).
+    png : bytes
+        The 2-D histograms, each at its panel's plot area, white elsewhere.
+    image : str
+        Where the standalone SVG finds the PNG (a path relative to the SVG file).
+    """
+
+    panels: list[Panel]
+    width: int
+    height: int
+    png: bytes = field(repr=False)
+    title: str = ""
+    image: str = ""
+    message: str = ""
+
+    def overlay(self) -> str:
+        """The SVG element drawn over the PNG (no background), for a page to inline."""
+        return _BACKGROUND.sub("", self.svg())
+
+    def svg(self) -> str:
+        """A standalone SVG document: the PNG (at `image`) under the panels."""
+        w, h = self.width, self.height
+        parts = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+            f'viewBox="0 0 {w} {h}" font-family="system-ui, -apple-system, Segoe UI, Roboto, '
+            'Arial, sans-serif" fill="#1d2228">'
+        ]
+        if self.image:
+            parts.append(
+                f'<image class="qc-background" href="{html.escape(self.image)}" x="0" y="0" '
+                f'width="{w}" height="{h}" preserveAspectRatio="none" '
+                'style="image-rendering:pixelated"/>'
+            )
+        if self.title:
+            parts.append(svg_text(8, 15, self.title, size=11.5, anchor="start"))
+        if self.message:
+            parts.append(svg_text(w / 2, h / 2, self.message, size=12, extra='fill="#666"'))
+        parts += [p.svg for p in self.panels]
+        parts.append("</svg>")
+        return "\n".join(parts) + "\n"
+
+    def to_bytes(self, fmt: str) -> bytes:
+        """``"png"``: the histograms; ``"svg"``: the standalone document."""
+        if fmt == "png":
+            return self.png
+        if fmt == "svg":
+            return self.svg().encode("utf-8")
+        raise ValueError(f"a QC figure is written as png or svg, not {fmt!r}")
+
+
+def overlay_of(svg: str) -> str:
+    """The SVG of a standalone QC figure file without its background image (see `QCFigure`)."""
+    return _BACKGROUND.sub("", svg)
+
+
+def qc_panels(
     qc_rows: pd.DataFrame,
     points: Mapping[str, np.ndarray],
     *,
     counts: pd.DataFrame | None = None,
     title: str = "",
     markers: Mapping[str, str] | None = None,
-) -> Figure:
+    image: str = "",
+) -> QCFigure:
     """Every gate of one sample over its parent's events (see the module docstring).
 
     Parameters
@@ -413,44 +735,27 @@ def qc_figure(
     title : str
     markers : mapping of str to str, optional
         Channel → marker (the study's panel): axes are named by marker.
+    image : str
+        Where the standalone SVG (`QCFigure.svg`) finds the PNG, relative to it.
 
     Returns
     -------
-    Figure
-        A grid of panels, or one panel saying that nothing can be drawn.
+    QCFigure
+        A grid of `_NCOLS` panels a row, or a figure saying that nothing can be drawn.
     """
-    panels = gate_panels(qc_rows, points)
-    n = max(1, len(panels))
-    ncols = min(_NCOLS, n)
-    nrows = -(-n // ncols)
-    fig, grid = grid_figure(
-        nrows, ncols, (1.95, 1.55), margins=(0.55, 0.15, 0.45, 0.6), gaps=(0.62, 0.85)
-    )
-    axes = grid.ravel()
-    height = fig.get_figheight()
-    for ax, (row, geometry, kind, pts, labels) in zip(axes, panels, strict=False):
-        draw = _draw_2d if len(_axes_of(_gate_dims(geometry))) >= 2 else _draw_1d
+    found = gate_panels(qc_rows, points)
+    ncols = max(1, min(_NCOLS, len(found)))
+    nrows = max(1, -(-len(found) // ncols))
+    width, height = ncols * CELL[0], TITLE_BAND + nrows * CELL[1]
+    rgb = np.full((height // SCALE, width // SCALE, 3), 255, dtype=np.uint8)
+    panels = []
+    for k, (row, geometry, kind, pts, labels) in enumerate(found):
+        origin = ((k % ncols) * CELL[0] + PLOT[0], TITLE_BAND + (k // ncols) * CELL[1] + PLOT[1])
         labels = [axis_label(x, markers) for x in labels]
-        note = draw(ax, row, geometry, kind, pts, labels, counts)
-        ax.set_title(_title(row, geometry, counts), fontsize=7, pad=3, y=1.0)
-        if note:
-            ax.text(
-                0.02,
-                0.97,
-                plain(note),
-                transform=ax.transAxes,
-                fontsize=5.5,
-                color="0.25",
-                ha="left",
-                va="top",
-                bbox=_LABEL_BOX,
-            )
-        ax.tick_params(labelsize=7, length=2, pad=1.5)
-        ax.locator_params(nbins=3)
-    if not panels:
-        axes[0].text(0.5, 0.5, "no gate QC data", ha="center", va="center", color="0.4")
-        axes[0].set_axis_off()
-    for ax in axes[len(panels) :] if panels else axes[1:]:
-        ax.set_visible(False)
-    fig.suptitle(plain(title), fontsize=9, y=1 - 0.12 / height, va="top")
-    return fig
+        panel, tile = _panel(row, geometry, kind, pts, labels, counts, origin)
+        panels.append(panel)
+        if tile is not None:
+            r, c = origin[1] // SCALE, origin[0] // SCALE
+            rgb[r : r + tile.shape[0], c : c + tile.shape[1]] = tile
+    message = "" if found else "no gate QC data"
+    return QCFigure(panels, width, height, png_bytes(rgb), title, image, message)

@@ -58,6 +58,9 @@ td.marker_failed { color: #a12622; background: #fbeaea; }
 figure { margin: .6em 0 1.2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e3e6ea; }
 figcaption { font-size: .85em; color: #5b6570; }
+.qcfig { position: relative; }
+.qcfig img { display: block; width: 100%; height: auto; border: 0; image-rendering: pixelated; }
+.qcfig > svg { position: absolute; left: 0; top: 0; width: 100%; height: 100%; }
 details { margin: .3em 0 .6em; }
 summary { cursor: pointer; font-weight: 600; }
 .badge { display: inline-block; font-size: .75em; padding: .05em .5em; border-radius: 3px;

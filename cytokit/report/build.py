@@ -10,10 +10,14 @@ no FCS file, no study folder needed) and writes into it:
     Per patient: donor cells/µL by population (% donor when the study has no
     absolute counts) and donor chimerism (`cytokit.plots`).
 ``plots/qc/<sample>.png``
-    Per sample: every gate over its parent's events (PNG only: the dots are
-    bitmaps in any format, and SVG would double the time for no gain).
+    Per sample: every gate's parent events binned on the gate's axes (2-D histograms).
+``plots/qc/<sample>.svg``
+    The SVG drawn over it: axes, labels and gates (inlined in the page; on its own a
+    standalone figure with the PNG as background).
+``plots/acquisition/<sample>.png``
+    Per file that went through acquisition QC: its event rate and signals over time.
 ``plots/img/<hash>.png``
-    The figures sections draw while the page is written (outcomes, acquisition QC),
+    The figures sections draw while the page is written (outcomes),
     named by their content.
 ``plots/manifest.json``
     What each figure was drawn from (`cytokit.report.figures`): a rebuild redraws
@@ -26,31 +30,49 @@ no FCS file, no study folder needed) and writes into it:
 ``report.html`` with ``single_file=True``
     One self-contained page instead: every section, images embedded as PNG data URIs.
 
+``plots/digests.json``
+    The SHA-256 of each file the figures' keys and checks read, with its size and
+    modification time: a file unchanged since is not read again to be hashed.
+``plots/build.json``
+    What the last build from a results folder read and wrote: each input's size and
+    modification time (the folder's tables, ``study.json``, ``tables.json``,
+    ``qc/*.npz``) and each file written. A rebuild whose inputs and outputs are all as
+    that build left them, with the same options and cytokit, returns at once: it reads
+    no table and writes nothing. Any difference (a file touched, edited, removed) takes
+    the full path, which itself redraws only what changed.
+
 A patient id becomes a file name as is when it is made of letters, digits,
 ``.``, ``_`` and ``-``; otherwise unsafe characters are replaced and a short
 hash of the id keeps names distinct. Every file is written atomically and only
 when its bytes change; the same results give the same bytes (figures are
 rendered deterministically and the page holds no time of its own: the analysis
-time shown is study.json's). Pages and images an earlier build wrote that this
+time shown is study.json's; ``plots/build.json`` alone records files' times).
+Pages and images an earlier build wrote that this
 one does not (a patient no longer in the results, the other layout) are removed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cytokit._io import write_if_changed
 from cytokit._outdir import output_folder
-from cytokit.analysis.outcomes import check_clinical_inputs
-from cytokit.analysis.results import Results, load_results
 from cytokit.errors import CytokitError
-from cytokit.parquet import require_pyarrow
-from cytokit.report._html import images_as_files
-from cytokit.report.contents import patients_of
-from cytokit.report.figures import file_stem, write_plots
-from cytokit.report.page import index_html, patient_flags, patient_html, report_html
 
-__all__ = ["REQUIRED_FILES", "build_report", "check_results_dir"]
+if TYPE_CHECKING:  # pragma: no cover
+    from cytokit.analysis.results import Results
+
+# The results, the page and the figures are imported when a build needs them: a rebuild
+# that finds nothing changed reads and imports none of them.
+
+__all__ = ["BUILD_STAMP", "REQUIRED_FILES", "build_report", "check_results_dir"]
+
+#: What the last build from a results folder read and wrote (see the module docstring).
+BUILD_STAMP = "plots/build.json"
 
 #: Files a results folder must have for a report (the rest may be missing or empty); a
 #: table's ``.parquet`` (``cytokit analyze --format parquet``) stands for its ``.csv``.
@@ -78,6 +100,8 @@ def check_results_dir(path: str | Path) -> Path:
             "run `cytokit analyze STUDY --out " + str(path) + "` first"
         )
     if not (path / "samples.csv").is_file():  # Parquet tables only: pyarrow reads them
+        from cytokit.parquet import require_pyarrow
+
         require_pyarrow()
     return path
 
@@ -119,18 +143,128 @@ def build_report(
         of it cannot be read, `out_dir` is a file or holds a folder named
         ``report.html``, or in-memory results were given without `out_dir`.
     """
-    if isinstance(results_or_out_dir, Results):
+    key = None
+    if not isinstance(results_or_out_dir, (str, os.PathLike)):  # a Results object
         results = results_or_out_dir
     else:
-        results = load_results(check_results_dir(results_or_out_dir))
+        folder = check_results_dir(results_or_out_dir)
+        out = Path(out_dir) if out_dir is not None else folder
+        options = {"formats": list(formats), "qc": qc, "single_file": single_file}
+        key = _build_key(folder, options)
+        if _unchanged(out, key):
+            return out / "report.html"
+        results = load_results(folder)
+    from cytokit.analysis.outcomes import check_clinical_inputs
+    from cytokit.report.acquisition import drawn_figures
+    from cytokit.report.figures import write_plots
+
     out = Path(out_dir) if out_dir is not None else results.out
     if out is None:
         raise CytokitError(
             "these results were not written to a folder; give out_dir= to build_report"
         )
     check_clinical_inputs(results.study, results.out)
-    output_folder(out, files=("report.html",), folders=("plots", "plots/qc", "patients"))
+    output_folder(
+        out,
+        files=("report.html",),
+        folders=("plots", "plots/qc", "plots/acquisition", "patients"),
+    )
     plots = write_plots(results, out, formats=formats, qc=qc)
+    with drawn_figures(plots):
+        pages, used = _pages(results, plots, out, single_file)
+    for path, text in pages.items():
+        write_if_changed(path, text.encode("utf-8"))
+    _remove_unused(out, set(pages), used)
+    # in-memory results may differ from the files: no stamp then (an output they changed
+    # no longer matches the last stamp, so the next build from the folder is a full one)
+    if key is not None:
+        written = [*pages, *plots.files, *used, out / "plots" / "manifest.json"]
+        text = json.dumps({"key": key, "outputs": _stamps(out, written)}, sort_keys=True)
+        write_if_changed(out / BUILD_STAMP, (text + "\n").encode("utf-8"))
+    return out / "report.html"
+
+
+def load_results(folder: Path) -> Results:
+    """`cytokit.analysis.results.load_results` (imported on the first build that reads)."""
+    from cytokit.analysis.results import load_results as load
+
+    return load(folder)
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _build_key(folder: Path, options: dict) -> str:
+    """SHA-256 of what a build from `folder` reads (each input's size and modification
+    time), the options and cytokit's version (not the folder's place: a copy that kept
+    its files' times gives the same report).
+
+    The inputs include the study folder's study.toml and the clinical files the results
+    were computed from (study.json ``clinical_inputs``), whose change the report refuses
+    (`cytokit.analysis.outcomes.check_clinical_inputs`): unchanged since a build that
+    passed that check, they pass it again.
+    """
+    from cytokit._version import __version__
+
+    inputs: dict[str, list[int] | None] = {}
+    try:
+        study = json.loads((folder / "study.json").read_text(encoding="utf-8"))
+        root = Path(str(study["root"])) if study.get("root") else None
+        names = list((study.get("clinical_inputs") or {}).get("files") or {})
+    except (OSError, ValueError, AttributeError):
+        root, names = None, []
+    if root is not None:
+        for name in ["study.toml", *names]:
+            inputs[f"study:{name}"] = _stamp(root / name)
+    for sub, suffixes in (("", (".csv", ".parquet", ".json")), ("qc", (".npz",))):
+        try:
+            entries = sorted(os.scandir(folder / sub), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.endswith(suffixes) and e.is_file(follow_symlinks=False):
+                st = e.stat(follow_symlinks=False)
+                inputs[f"{sub}/{e.name}".lstrip("/")] = [st.st_size, st.st_mtime_ns]
+    text = json.dumps([1, __version__, options, inputs], sort_keys=True).encode("utf-8")
+    return hashlib.sha256(text).hexdigest()
+
+
+def _stamps(out: Path, paths) -> dict[str, list[int]]:
+    stamps = {}
+    for path in paths:
+        st = Path(path).stat()
+        stamps[Path(os.path.relpath(path, out)).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return stamps
+
+
+def _unchanged(out: Path, key: str) -> bool:
+    """Whether the last build into `out` had this key and its outputs are as it left them."""
+    try:
+        data = json.loads((out / BUILD_STAMP).read_text(encoding="utf-8"))
+        if data.get("key") != key or not data.get("outputs"):
+            return False
+        for name, stamp in data["outputs"].items():
+            st = (out / name).stat()
+            if [st.st_size, st.st_mtime_ns] != stamp:
+                return False
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def _pages(
+    results: Results, plots, out: Path, single_file: bool
+) -> tuple[dict[Path, str], set[Path]]:
+    """Each page's path and HTML, and the section images the pages use."""
+    from cytokit.report._html import images_as_files
+    from cytokit.report.contents import patients_of
+    from cytokit.report.page import index_html, patient_flags, patient_html, report_html
+
     pages: dict[Path, str] = {}
     used: set[Path] = set()
     if single_file:
@@ -157,10 +291,7 @@ def build_report(
                     link=link_from_patient,
                     flags=flags.get(pid),
                 )
-    for path, text in pages.items():
-        write_if_changed(path, text.encode("utf-8"))
-    _remove_unused(out, set(pages), used)
-    return out / "report.html"
+    return pages, used
 
 
 def _page_names(patients: list[str]) -> dict[str, str]:
@@ -168,6 +299,8 @@ def _page_names(patients: list[str]) -> dict[str, str]:
     which some file systems do not tell apart)."""
     names: dict[str, str] = {}
     taken: set[str] = set()
+    from cytokit.report.figures import file_stem
+
     for pid in patients:
         stem = file_stem(pid)
         if stem.lower() in taken:

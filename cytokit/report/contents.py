@@ -41,6 +41,8 @@ class ReportPlots:
         QC sample id (qc.csv ``sample``) → PNG.
     qc_missing : dict of str to str
         Sample id → why its QC plot is missing.
+    acquisition, acquisition_missing : dict of str to Path, dict of str to str
+        File → its acquisition-QC plot (PNG), or why it is missing.
     files : list of Path
         Every figure file of the report (written now or kept from an earlier build).
     rendered, skipped : int
@@ -53,6 +55,8 @@ class ReportPlots:
     chimerism: dict[str, Path] = field(default_factory=dict)
     qc: dict[str, Path] = field(default_factory=dict)
     qc_missing: dict[str, str] = field(default_factory=dict)
+    acquisition: dict[str, Path] = field(default_factory=dict)
+    acquisition_missing: dict[str, str] = field(default_factory=dict)
     clusters: list[tuple[Path, str]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     rendered: int = 0

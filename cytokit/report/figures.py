@@ -2,7 +2,8 @@
 
 `write_plots` writes into ``OUT/plots`` (see `cytokit.report.build`): the
 cohort plots, each patient's persistence and chimerism, each sample's QC
-plot (PNG only) and the clustering's heatmap and abundance plots, and
+plot (`cytokit.plots.qc_panels`: a PNG of 2-D histograms and the SVG drawn over
+it) and the clustering's heatmap and abundance plots, and
 returns them as `ReportPlots` for the page. A patient id becomes a file name
 as is when safe (`file_stem`).
 
@@ -18,11 +19,14 @@ seconds meanwhile, so a build cut short (Ctrl-C, a full disk) resumes.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import hashlib
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +76,8 @@ def _qc_file(out: Path | None, sample: str) -> tuple[Path | None, str]:
     path = out / "qc" / f"{sample}.npz"
     if not path.is_file():
         return None, f"qc/{sample}.npz is missing"
+    if _cached_digest(path) is not None:
+        return path, ""  # read by an earlier build, and not changed since
     try:
         with np.load(path, allow_pickle=False) as data:
             data.files  # noqa: B018 - a file that is not an npz archive is said here
@@ -80,17 +86,76 @@ def _qc_file(out: Path | None, sample: str) -> tuple[Path | None, str]:
     return path, ""
 
 
+#: SHA-256 of the files read and written, by size and modification time, kept from build to
+#: build: an unchanged file is not read again to be hashed (the qc/*.npz of a 1,000-sample
+#: study are ~150 MB).
+DIGESTS = "plots/digests.json"
+_DIGEST_CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "_DIGEST_CACHE", default=None
+)
+
+
+def _cached_digest(path: Path) -> str | None:
+    cache = _DIGEST_CACHE.get()
+    if cache is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    where = os.path.abspath(path)
+    entry = cache["before"].get(where)
+    if entry is not None and entry[:2] == [st.st_size, st.st_mtime_ns]:
+        cache["now"][where] = entry
+        return entry[2]
+    return None
+
+
+@contextlib.contextmanager
+def _digest_cache(out: Path) -> Iterator[None]:
+    """Within the block `_file_digest` reuses the digests of ``plots/digests.json`` whose
+    file has the size and modification time recorded; the digests used are saved."""
+    base = os.path.abspath(out)
+    try:
+        data = json.loads((out / DIGESTS).read_text(encoding="utf-8"))
+        before = {
+            os.path.join(base, k): v  # an absolute k stays as it is
+            for k, v in data.get("files", {}).items()
+            if isinstance(v, list) and len(v) == 3
+        }
+    except (OSError, ValueError, AttributeError):
+        before = {}
+    cache = {"before": before, "now": {}}
+    token = _DIGEST_CACHE.set(cache)
+    try:
+        yield
+    finally:
+        _DIGEST_CACHE.reset(token)
+    files = {}
+    for where, entry in cache["now"].items():
+        p = Path(where)
+        files[p.relative_to(base).as_posix() if p.is_relative_to(base) else where] = entry
+    text = json.dumps({"version": 1, "files": files}, indent=0, sort_keys=True) + "\n"
+    write_if_changed(out / DIGESTS, text.encode("utf-8"))
+
+
 @dataclass(frozen=True)
 class _QCPoints:
-    """The gate points of ``qc/<sample>.npz``, read when the figure is rendered (in the
-    worker): a QC plot whose key did not change never loads its points."""
+    """The gate points of ``qc/<sample>.npz`` (or, with `acquisition`, its acquisition-QC
+    time bins), read when the figure is rendered (in the worker): a figure whose key did
+    not change never loads its data."""
 
     path: Path
     digest: str
+    acquisition: bool = False
 
-    def load(self) -> dict[str, np.ndarray]:
+    def load(self) -> dict[str, np.ndarray] | pd.DataFrame:
         with np.load(self.path, allow_pickle=False) as data:
-            return {k[5:]: data[k] for k in data.files if k.startswith("gate:")}
+            if not self.acquisition:
+                return {k[5:]: data[k] for k in data.files if k.startswith("gate:")}
+            frame = pd.DataFrame(data["acq:bins"], columns=[str(c) for c in data["acq:columns"]])
+            frame["time_unit"] = str(data["acq:time_unit"])
+            return frame
 
 
 def _feed(h, value) -> None:
@@ -111,7 +176,7 @@ def _feed(h, value) -> None:
         h.update(b"A" + str(value.dtype).encode() + str(value.shape).encode())
         h.update(np.ascontiguousarray(value).tobytes())
     elif isinstance(value, _QCPoints):
-        h.update(b"Q" + value.digest.encode())
+        h.update(b"Q" + value.digest.encode() + (b"A" if value.acquisition else b"P"))
     elif isinstance(value, dict):
         h.update(b"D%d" % len(value))
         for k in sorted(value, key=str):
@@ -126,16 +191,24 @@ def _feed(h, value) -> None:
 
 
 def _file_digest(path: Path) -> str:
+    cached = _cached_digest(path)
+    if cached is not None:
+        return cached
+    st = path.stat()
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
+    cache = _DIGEST_CACHE.get()
+    if cache is not None:
+        cache["now"][os.path.abspath(path)] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
     return h.hexdigest()
 
 
 @dataclass(frozen=True)
 class _Job:
-    """One figure to render: ``module.builder(*args, **kwargs)`` as PNG, then `formats`."""
+    """One figure to render: ``module.builder(*args, **kwargs)`` as PNG, then `formats`
+    (a matplotlib figure, or an object with ``to_bytes(format)`` such as a QC figure)."""
 
     module: str
     builder: str
@@ -144,6 +217,9 @@ class _Job:
     stem: Path
     formats: tuple[str, ...]
     put: Callable[[bytes], None] = field(compare=False, repr=False)
+    #: Drawn here rather than on a worker (figures of a few milliseconds, as QC plots are:
+    #: sending them to a process costs more than drawing them).
+    local: bool = False
 
     def key(self) -> str:
         """SHA-256 of everything the figure is drawn from (and the formats, and cytokit's
@@ -162,17 +238,24 @@ def _render(job: _Job) -> list[bytes]:
     """The job's figure as bytes: PNG first, then its other formats (runs in a worker)."""
     import importlib
 
-    from cytokit.plots import figure_bytes
-
     args = tuple(a.load() if isinstance(a, _QCPoints) else a for a in job.args)
     fig = getattr(importlib.import_module(job.module), job.builder)(*args, **job.kwargs)
-    return [figure_bytes(fig, fmt) for fmt in ("png", *(f for f in job.formats if f != "png"))]
+    fmts = ("png", *(f for f in job.formats if f != "png"))
+    if hasattr(fig, "to_bytes"):
+        return [fig.to_bytes(fmt) for fmt in fmts]
+    from cytokit.plots import figure_bytes
+
+    return [figure_bytes(fig, fmt) for fmt in fmts]
 
 
-def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[list[bytes]]:
-    """Render `jobs`, yielding each one's bytes in order as soon as it is drawn (so that
-    they are written and forgotten one by one), on worker processes when there are
-    several cores and jobs.
+#: Builders of figures drawn from the whole study rather than one patient or sample.
+_LONG = frozenset({"abundance_figure", "heatmap_figure", "cohort_figure"})
+
+
+def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[tuple[int, list[bytes]]]:
+    """Render `jobs`, yielding ``(index, bytes)`` of each as soon as it is drawn (so that
+    they are written and forgotten one by one): matplotlib figures on worker processes
+    when there are several cores and jobs, `_Job.local` ones here meanwhile.
 
     Figures are built inside the workers from the (small) tables and QC points
     the jobs carry; matplotlib's output does not depend on the process, so the
@@ -180,17 +263,26 @@ def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[list[bytes]]:
     """
     from cytokit.engine._workers import _main_is_importable, default_workers
 
-    n = min(default_workers() if workers is None else workers, len(jobs))
-    if n <= 1 or len(jobs) < 4 or not _main_is_importable():
-        yield from (_render(j) for j in jobs)
+    here = [i for i, j in enumerate(jobs) if j.local]
+    # the long figures first (a cohort's or the clustering's, ~10 s on a large study), so
+    # that no worker is left drawing one while the other is idle
+    away = sorted(
+        (i for i, j in enumerate(jobs) if not j.local),
+        key=lambda i: jobs[i].builder not in _LONG,
+    )
+    n = min(default_workers() if workers is None else workers, len(away))
+    if n <= 1 or len(away) < 4 or not _main_is_importable():
+        yield from ((i, _render(jobs[i])) for i in here + away)
         return
     import concurrent.futures as cf
     import multiprocessing as mp
 
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    payload = [dataclasses.replace(j, put=None) for j in jobs]  # callbacks stay here
+    payload = [dataclasses.replace(jobs[i], put=None) for i in away]  # callbacks stay here
     with cf.ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
-        yield from pool.map(_render, payload, chunksize=1)
+        drawn = pool.map(_render, payload, chunksize=1)  # submitted now, drawn meanwhile
+        yield from ((i, _render(jobs[i])) for i in here)
+        yield from zip(away, drawn, strict=True)
 
 
 def write_plots(
@@ -209,7 +301,7 @@ def write_plots(
     out : path
         The folder to write ``plots/`` into.
     formats : tuple of {"png", "svg"}
-        Formats of the cohort and patient plots (QC plots are PNG only).
+        Formats of the cohort and patient plots (QC plots are always a PNG and an SVG).
     qc : bool
         Render the QC plots (the bulk of the time on large studies).
     workers : int, optional
@@ -222,16 +314,22 @@ def write_plots(
     out = Path(out)
     folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
+    with _digest_cache(out):
+        return _write_plots(results, out, folder, formats, qc, workers)
+
+
+def _write_plots(results: Results, out: Path, folder: Path, formats, qc, workers) -> ReportPlots:
     got = ReportPlots()
     jobs: list[_Job] = []
 
-    def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots"):
-        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put))
+    def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots", local=False):
+        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put, local))
 
     _cohort_jobs(results, folder, formats, got, job)
     _patient_jobs(results, folder, formats, got, job)
     if qc:
         _qc_jobs(results, folder, got, job)
+    _acquisition_jobs(results, folder, got, job)
     _cluster_jobs(results, folder, formats, got, job)
     before = _read_manifest(out)
     keys = [j.key() for j in jobs]
@@ -240,7 +338,8 @@ def write_plots(
     ]
     done: dict[str, dict] = {}
     saved = time.monotonic()
-    for i, images in zip(todo, _render_all([jobs[i] for i in todo], workers), strict=True):
+    for k, images in _render_all([jobs[i] for i in todo], workers):
+        i = todo[k]
         j = jobs[i]
         png_first = ("png", *(f for f in j.formats if f != "png"))
         for fmt, data in zip(png_first, images, strict=True):
@@ -415,7 +514,8 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
 
 
 def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
-    """Per sample: the QC plot from its stored points (PNG only); missing points noted."""
+    """Per sample: the QC plot from its stored points (the histograms' PNG and the SVG over
+    them, drawn here: milliseconds each); missing points noted."""
     panel = ((results.study.get("config") or {}).get("panel")) or {}
     markers = {str(ch): str(m) for m, ch in panel.items() if isinstance(ch, str)}
     if not results.qc.empty and "sample" in results.qc.columns:
@@ -431,13 +531,16 @@ def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
                 counts = counts[counts["file"].astype(str) == file]
             day = rows.iloc[0].get("day")
             title = f"{rows.iloc[0].get('patient', '')}, day {_day(day)}: {file}"
+            stem = file_stem(sample)
             job(
-                "qc_figure",
+                "qc_panels",
                 (rows, points),
-                {"counts": counts, "title": title, "markers": markers},
-                folder / "qc" / file_stem(sample),
-                ("png",),
+                {"counts": counts, "title": title, "markers": markers, "image": f"{stem}.png"},
+                folder / "qc" / stem,
+                ("png", "svg"),
                 functools.partial(got.qc.__setitem__, sample),
+                module="cytokit.plots.qc",
+                local=True,
             )
 
 
@@ -489,3 +592,35 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
                 put(caption),
                 module="cytokit.cluster",
             )
+
+
+def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
+    """Per file that went through acquisition QC: its event rate and signals over time
+    (`cytokit.plots.acquisition_figure`), drawn from ``qc/<sample>.npz`` like a QC plot,
+    so an unchanged rebuild draws none of them."""
+    from cytokit.analysis.results import sample_id
+
+    s = results.samples
+    if s is None or s.empty or "qc_verdict" not in s or s["qc_verdict"].isna().all():
+        return
+    ranges = results.acquisition_qc
+    for _, r in s[s["qc_verdict"].notna()].iterrows():
+        file = str(r["file"])
+        path, why = _qc_file(results.out, sample_id(file))
+        if path is not None:
+            with np.load(path, allow_pickle=False) as data:
+                lacking = sorted({"acq:bins", "acq:columns", "acq:time_unit"} - set(data.files))
+            if lacking:
+                path, why = None, f"{path.name} has no {', '.join(lacking)}"
+        if path is None:
+            got.acquisition_missing[file] = why
+            continue
+        mine = ranges[ranges["file"] == file] if ranges is not None and len(ranges) else None
+        job(
+            "acquisition_figure",
+            (_QCPoints(path, _file_digest(path), acquisition=True), mine),
+            {"title": f"{file}: {r['qc_verdict']}"},
+            folder / "acquisition" / file_stem(sample_id(file)),
+            ("png",),
+            functools.partial(got.acquisition.__setitem__, file),
+        )

@@ -49,6 +49,7 @@ from cytokit.report.contents import (
     read_cluster_tables,
 )
 from cytokit.report.outcomes import outcomes_section
+from cytokit.report.qcplots import qc_figure_html
 from cytokit.report.reasons import glossary_html
 from cytokit.report.tables import (
     chimerism_table,
@@ -413,13 +414,8 @@ def _qc_plots(results: Results, plots: ReportPlots, pid: str) -> str:
             why = plots.qc_missing.get(sample, "not drawn")
             items.append(f"<p>QC plot of {label}: {esc(why)}.</p>")
             continue
-        caption = (
-            f"Gates of {r.get('file')}, each over its parent's events (n and % of parent), "
-            "axes named by marker. Blue dots: events the gate keeps; grey: events it leaves "
-            "out; red outline: the gate. On a one-marker gate the kept range is shaded red "
-            "over the histogram of the parent's events."
-        )
-        items.append(f"<details><summary>{label}</summary>{figure(png, caption)}</details>")
+        figure_html = qc_figure_html(png, str(r.get("file")))
+        items.append(f"<details><summary>{label}</summary>{figure_html}</details>")
     return "<h3>QC: gates on each sample</h3>\n" + "\n".join(items)
 
 

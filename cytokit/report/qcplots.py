@@ -1,0 +1,50 @@
+"""A sample's QC plot on a page: its PNG of 2-D histograms with its SVG inlined over it.
+
+`cytokit.report.figures` writes each sample's QC figure as ``plots/qc/<sample>.png``
+(the histograms) and ``plots/qc/<sample>.svg`` (a standalone SVG: the PNG as its
+background, then every panel's axes, labels and gate). The page shows the PNG as an
+``<img>`` (a relative, lazily loaded file; a data URI in the single-file report) and the
+SVG without its background inline over it, both scaled together, so text and outlines
+stay sharp at any zoom and the page loads no image it does not show.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cytokit.plots.qc import overlay_of
+from cytokit.report._html import esc, img
+
+__all__ = ["QC_CAPTION", "qc_figure_html"]
+
+#: What the colours of a QC plot mean (each plot's caption).
+QC_CAPTION = (
+    "each over its parent's events (n and % of parent), axes named by marker. Blue: "
+    "events the gate keeps; grey: events it leaves out (darker where more events fall, "
+    "mixed where a square holds both); red outline: the gate. On a one-marker gate the "
+    "kept range is shaded red over the histogram of the parent's events."
+)
+
+_WIDTH = re.compile(r'<svg [^>]*?width="(\d+)"')
+
+
+def qc_figure_html(png: Path, file: str) -> str:
+    """The QC figure of one sample (`png`: its ``plots/qc/<sample>.png``), with its caption.
+
+    Falls back to the PNG alone, saying so, when the SVG beside it cannot be read.
+    """
+    caption = f"Gates of {file}, {QC_CAPTION}"
+    try:
+        svg = overlay_of(Path(png).with_suffix(".svg").read_text(encoding="utf-8"))
+    except OSError as exc:
+        return (
+            f"<figure>{img(png, caption)}<figcaption>{esc(caption)} (The labels and gates "
+            f"could not be drawn: {esc(exc.strerror or exc)}.)</figcaption></figure>"
+        )
+    m = _WIDTH.match(svg)
+    width = f' style="max-width:{m.group(1)}px"' if m else ""
+    return (
+        f'<figure class="qc"><div class="qcfig"{width}>{img(png, f"Gates of {file}")}{svg}'
+        f"</div><figcaption>{esc(caption)}</figcaption></figure>"
+    )
