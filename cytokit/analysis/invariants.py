@@ -20,8 +20,10 @@ Rules
 
     * ``quantified``, ``not_quantifiable``, ``not_detected``: whole
       ``donor_events``, ``recipient_events`` >= 0 adding up to ``events``;
-      ``donor_pct`` = 100 · donor / events, in [0, 100] (empty when
-      ``events`` = 0); ``ci_low`` <= ``donor_pct`` <= ``ci_high`` within
+      ``imputed_events`` >= ``imputed_donor_events`` >= 0 (or both empty:
+      a removed range without kept neighbours); ``donor_pct`` = 100 ·
+      (donor + imputed donor) / (events + imputed events), with empty
+      imputed values counted as 0, in [0, 100] (empty when that is 0/0); ``ci_low`` <= ``donor_pct`` <= ``ci_high`` within
       [0, 100]; the status that the donor events give (fewer than 20:
       ``not_detected``, fewer than ``[qc] min_events``: ``not_quantifiable``);
       ``donor_per_ul`` and ``recipient_per_ul`` = ``per_ul`` × their share of
@@ -74,6 +76,8 @@ COUNTED = ("quantified", "not_quantifiable", "not_detected")
 _DONOR_VALUES = (
     "donor_events",
     "recipient_events",
+    "imputed_events",
+    "imputed_donor_events",
     "donor_pct",
     "ci_low",
     "ci_high",
@@ -308,14 +312,24 @@ def _chimerism(found, ch, counts, samples, method, min_events) -> None:
         counted & ~(whole & (donor + recip == events)),
         "donor_events + recipient_events must equal events (whole numbers >= 0)",
     )
+    imp_n, imp_d = _num(ch, "imputed_events"), _num(ch, "imputed_donor_events")
+    none = np.isnan(imp_n) & np.isnan(imp_d)
+    found.rows(
+        "chimerism",
+        ch,
+        counted & ~(none | ((imp_d >= 0) & (imp_n >= imp_d))),
+        "imputed_events >= imputed_donor_events >= 0 (or both empty) must hold",
+    )
+    size = events + np.where(none, 0.0, imp_n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(events > 0, 100.0 * donor / events, np.nan)
+        ratio = np.where(size > 0, 100.0 * (donor + np.where(none, 0.0, imp_d)) / size, np.nan)
     same = _close(pct, ratio) | (np.isnan(pct) & np.isnan(ratio))
     found.rows(
         "chimerism",
         ch,
         counted & ~(same & ~(pct < 0) & ~(pct > 100)),
-        "donor_pct must be 100 * donor_events / events, in [0, 100]",
+        "donor_pct must be 100 * (donor_events + imputed_donor_events) / (events + "
+        "imputed_events), in [0, 100]",
     )
     tol = 1e-9
     inside = (low >= -tol) & (high <= 100 + tol) & (low <= pct + tol) & (pct <= high + tol)
