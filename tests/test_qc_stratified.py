@@ -23,7 +23,7 @@ def test_imputed_cells_are_the_flanks_shares_times_the_ranges_events():
     assert out["imputed_donor_events"] == pytest.approx(50 * 0.125)
     assert out["donor_pct"] == pytest.approx(100 * (40 + 6.25) / (100 + 12.5))
     assert out["ci_low"] < out["donor_pct"] < out["ci_high"]
-    assert "note" not in out
+    assert "the kept events alone: 40 %" in out["note"]
 
 
 def test_a_range_without_neighbours_is_not_imputed_and_says_so():

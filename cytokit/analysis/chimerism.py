@@ -149,7 +149,7 @@ MIN_MODE_EVENTS = 10
 #: holds at least this share of its events.
 POPULATION_MINORITY = 0.05
 #: Kept events on each side of a removed time range whose composition is imputed to it.
-FLANK_EVENTS = 3000
+FLANK_EVENTS = 2000
 #: Share of one half of a Gaussian within one sd of the mode.
 _HALF_SD_SHARE = 0.6827
 
@@ -621,7 +621,9 @@ def stratified_row(
         ``imputed_events``, ``imputed_donor_events`` (the population's and its
         donor cells the ranges are estimated to hold; NaN when no range could
         be imputed), ``donor_pct``, ``ci_low``, ``ci_high`` (percent; see the
-        module docstring) and, when a range had no kept neighbour, ``note``.
+        module docstring) and ``note``: what was imputed and the kept events'
+        own donor %, and which ranges had no kept neighbour (then alone, with
+        no ``donor_pct``: the caller keeps the kept events' share).
     """
     n_k, d_k = float(events), float(donor_events)
     parts, lost = [], 0
@@ -633,11 +635,8 @@ def stratified_row(
             lost += 1
             continue
         parts.append((float(size), flanks))
-    note = (
-        {"note": f"{lost} removed time range(s) without kept neighbours, not imputed"}
-        if lost
-        else {}
-    )
+    missing = f"{lost} removed time range(s) without kept neighbours, not imputed" if lost else ""
+    note = {"note": missing} if lost else {}
     if not parts:
         nan = float("nan")
         return {"imputed_events": nan, "imputed_donor_events": nan, **note}
@@ -666,6 +665,12 @@ def stratified_row(
     var /= total * total
     n_eff = p * (1.0 - p) / var if var > 0 and 0.0 < p < 1.0 else total
     low, high = binomial_interval(p * n_eff, n_eff, level, ci)
+    kept = f"{100.0 * d_k / n_k:.4g} %" if n_k > 0 else "none"
+    said = (
+        f"donor_pct imputes {len(parts)} time range(s) removed by acquisition QC from the kept "
+        f"events beside them ({imp_n:.4g} cells); the kept events alone: {kept}"
+    )
+    note = {"note": "; ".join(x for x in (said, missing) if x)}
     return {
         "imputed_events": float(imp_n),
         "imputed_donor_events": float(imp_d),
