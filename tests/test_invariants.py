@@ -181,7 +181,7 @@ def _nonfinite_over_events(r):
     ("plant", "rule"),
     [
         (_quantified_plus_one, "chimerism.csv row .*donor_events \\+ recipient_events"),
-        (_pct_over_100, "donor_pct must be 100 \\* \\(donor_events \\+ imputed_donor_events\\)"),
+        (_pct_over_100, "donor_pct must be 100 \\* donor_events / events, in \\[0, 100\\]"),
         (_ci_below, "ci_low <= donor_pct <= ci_high"),
         (_status_wrong, "status must follow the donor events"),
         (_donor_per_ul_zero, "donor_per_ul must be per_ul times its share"),

@@ -74,34 +74,39 @@ Status counts **donor events** (the cells whose persistence is measured), with
 ``[qc] min_events`` = m: fewer than `DETECTION_EVENTS` (20) donor events is
 ``not_detected``, fewer than m ``not_quantifiable``, otherwise ``quantified``.
 A population with fewer than m events cannot reach m donor events, so it is
-never ``quantified``.
+never ``quantified``. A sample whose donor marker is unusable
+(`cytokit.analysis.marker_check`) gets ``marker_failed`` for every population instead,
+with the reason in ``note`` and no donor count, percentage or interval
+(`failed_row`): a failed measurement is never a 0 or a percentage.
 
 Time ranges that acquisition QC removed (`stratified_row`)
 ----------------------------------------------------------
 When QC removes a time range (a clog, a bubble, a drifting signal), the kept
-events are not a random sample of the tube: cells that arrived in that
-range (donor cells that settled or were carried over arrive in bursts) are
-missing, and the kept events' donor share is biased towards the rest of the
-run. The range's own events cannot say what it held (off-centre events leave
-the gates, occluded ones stay in them with a wrong origin), so its
-population and donor cells are imputed from its time neighbours: the
-population's share of all events and its donor share in the kept events
-just before and just after the range (``flanks``, `FLANK_EVENTS` kept events
-each, fewer at the file's ends), averaged over the two sides (a linear
-interpolation across the gap, integrated over the range's events, which
-arrive evenly on the sample's own timeline), times the range's event count.
-A clog holds cells back and then releases them, so its events are the
-tube's cells, and the range's event count (not the count at the normal
-rate) is its size. ``donor_pct`` is then 100 · (donor_events +
-imputed_donor_events) / (events + imputed_events); its interval is a Wilson
+events are a fair sample of the tube only if the populations are spread
+evenly over the run; where donor cells arrive in bursts (settling,
+carry-over) and the range falls among them, the kept events' donor share
+misses the range's excess. The range's own events cannot say what it held
+(off-centre events leave the gates, occluded ones stay in them with a wrong
+origin), so its population and donor cells are imputed from its time
+neighbours: the population's share of all events and its donor share in
+the kept events just before and just after the range (`FLANK_EVENTS` kept
+events each, fewer at the file's ends), averaged over the two sides (a
+linear interpolation across the gap, integrated over the range's events,
+which arrive evenly on the sample's own timeline), times the range's event
+count. A clog holds cells back and then releases them, so its events are
+the tube's cells, and the range's event count (not the count at the normal
+rate) is its size. ``imputed_donor_pct`` = 100 · (donor_events +
+imputed_donor_events) / (events + imputed_events), beside ``donor_pct``
+(the kept events' own share, the headline); its interval is a Wilson
 interval on the effective number of events of that estimate (the kept
 events' binomial variance plus the flanks' multinomial variance scaled to
-the ranges), so it widens with the imputed part. Without removed ranges the
-imputed columns are 0 and everything is as above; a range with no kept
-neighbour on either side is not imputed (the note says so). A sample whose donor marker is unusable
-(`cytokit.analysis.marker_check`) gets ``marker_failed`` for every population instead,
-with the reason in ``note`` and no donor count, percentage or interval
-(`failed_row`): a failed measurement is never a 0 or a percentage.
+the ranges), so it widens with the imputed part. It removes most of the
+bias where donor cells are enriched around the range, and adds the flanks'
+sampling noise where they are not (``benchmarks/README.md``), so it is
+reported beside the headline, not instead of it. Without removed ranges the
+imputed events are 0 and the imputed donor % is ``donor_pct``; a range with
+no kept neighbour on either side is not imputed (the imputed values are
+empty and ``note`` says why).
 """
 
 from __future__ import annotations
@@ -605,6 +610,9 @@ def stratified_row(
 ) -> dict:
     """The donor % of a population with QC's removed time ranges imputed from their neighbours.
 
+    Where QC removed nothing the caller reports ``imputed_donor_pct`` =
+    ``donor_pct`` and no imputed events; this is for the other files.
+
     Parameters
     ----------
     events, donor_events : int
@@ -619,11 +627,10 @@ def stratified_row(
     -------
     dict
         ``imputed_events``, ``imputed_donor_events`` (the population's and its
-        donor cells the ranges are estimated to hold; NaN when no range could
-        be imputed), ``donor_pct``, ``ci_low``, ``ci_high`` (percent; see the
-        module docstring) and ``note``: what was imputed and the kept events'
-        own donor %, and which ranges had no kept neighbour (then alone, with
-        no ``donor_pct``: the caller keeps the kept events' share).
+        donor cells the ranges are estimated to hold), ``imputed_donor_pct``,
+        ``imputed_ci_low``, ``imputed_ci_high`` (percent; see the module
+        docstring), all NaN when no range could be imputed, and ``note``:
+        what was imputed, and which ranges had no kept neighbour.
     """
     n_k, d_k = float(events), float(donor_events)
     parts, lost = [], 0
@@ -637,20 +644,26 @@ def stratified_row(
         parts.append((float(size), flanks))
     missing = f"{lost} removed time range(s) without kept neighbours, not imputed" if lost else ""
     note = {"note": missing} if lost else {}
+    nan = float("nan")
     if not parts:
-        nan = float("nan")
-        return {"imputed_events": nan, "imputed_donor_events": nan, **note}
+        return {
+            "imputed_events": nan,
+            "imputed_donor_events": nan,
+            "imputed_donor_pct": nan,
+            "imputed_ci_low": nan,
+            "imputed_ci_high": nan,
+            **note,
+        }
     imp_n = sum(size * np.mean([n / a for a, n, _ in fl]) for size, fl in parts)
     imp_d = sum(size * np.mean([d / a for a, _, d in fl]) for size, fl in parts)
     total = n_k + imp_n
     if total <= 0:
-        nan = float("nan")
         return {
             "imputed_events": float(imp_n),
             "imputed_donor_events": float(imp_d),
-            "donor_pct": nan,
-            "ci_low": nan,
-            "ci_high": nan,
+            "imputed_donor_pct": nan,
+            "imputed_ci_low": nan,
+            "imputed_ci_high": nan,
             **note,
         }
     p = (d_k + imp_d) / total
@@ -665,17 +678,16 @@ def stratified_row(
     var /= total * total
     n_eff = p * (1.0 - p) / var if var > 0 and 0.0 < p < 1.0 else total
     low, high = binomial_interval(p * n_eff, n_eff, level, ci)
-    kept = f"{100.0 * d_k / n_k:.4g} %" if n_k > 0 else "none"
     said = (
-        f"donor_pct imputes {len(parts)} time range(s) removed by acquisition QC from the kept "
-        f"events beside them ({imp_n:.4g} cells); the kept events alone: {kept}"
+        f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC, "
+        f"{imp_n:.4g} cells imputed from the kept events beside them"
     )
     note = {"note": "; ".join(x for x in (said, missing) if x)}
     return {
         "imputed_events": float(imp_n),
         "imputed_donor_events": float(imp_d),
-        "donor_pct": 100.0 * p,
-        "ci_low": 100.0 * float(low),
-        "ci_high": 100.0 * float(high),
+        "imputed_donor_pct": 100.0 * p,
+        "imputed_ci_low": 100.0 * float(low),
+        "imputed_ci_high": 100.0 * float(high),
         **note,
     }

@@ -242,6 +242,8 @@ def _chimerism_rows(
                 out.rows["thresholds"].append(_threshold_row(key, marker, paths[name], cut, xf))
             c = chimerism_row(n, cut.donor_events(h), min_events=s.min_events, ci=s.ci)
             c["imputed_events"] = c["imputed_donor_events"] = 0.0
+            c["imputed_donor_pct"] = c["donor_pct"]
+            c["imputed_ci_low"], c["imputed_ci_high"] = c["ci_low"], c["ci_high"]
             ranges = _removed_ranges(p, marker, i, len(names), cut)
             if ranges:  # acquisition QC removed time ranges: impute them (chimerism.py)
                 c.update(stratified_row(n, c["donor_events"], ranges, ci=s.ci))
