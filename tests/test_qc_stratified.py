@@ -70,3 +70,42 @@ def test_interval_matches_the_spread_of_the_estimate():
     sd = float(np.std(est))
     assert float(np.mean(est)) == pytest.approx(100 * donor, abs=3 * sd / np.sqrt(len(est)) + 0.05)
     assert float(np.median(half)) / 1.96 == pytest.approx(sd, rel=0.15)
+
+
+def test_flanks_are_the_kept_rows_next_to_each_range():
+    from types import SimpleNamespace
+
+    from cytokit.analysis import per_sample
+    from cytokit.analysis.chimerism import FLANK_EVENTS
+    from cytokit.qc.result import FlaggedRange
+
+    n = 4 * FLANK_EVENTS
+    keep = np.ones(n, dtype=bool)
+    a, b = FLANK_EVENTS + 100, FLANK_EVENTS + 600  # the removed range
+    keep[a:b] = False
+    keep[a - 10] = False  # a margin event just before it, removed on its own
+    near_end = n - 50  # a second range close to the file's end
+    keep[near_end:] = False
+    qc = SimpleNamespace(
+        ranges=(
+            FlaggedRange(0.0, 1.0, a, b, "rate", ""),
+            FlaggedRange(2.0, 3.0, near_end, n, "rate", ""),
+        ),
+        keep=keep,
+    )
+    f = per_sample._flanks(qc)
+    kept = np.flatnonzero(keep)
+    first, second = f["ranges"]
+    assert first["events"] == 500 and second["events"] == 50
+    lo, hi = f["slices"][first["flanks"][0]]
+    assert hi - lo == FLANK_EVENTS and kept[hi - 1] == a - 1 and a - 10 not in kept[lo:hi]
+    lo, hi = f["slices"][first["flanks"][1]]
+    assert hi - lo == FLANK_EVENTS and kept[lo] == b
+    assert len(second["flanks"]) == 1  # nothing kept after the file's last range
+    # rows dropped later (non-finite values): the slices follow the rows that are left
+    drop = np.ones(kept.size, dtype=bool)
+    drop[[0, 5, kept.size - 1]] = False
+    moved = per_sample._renumber(f, drop)
+    for (lo, hi), (lo2, hi2) in zip(f["slices"], moved["slices"], strict=True):
+        assert hi2 - lo2 == int(drop[lo:hi].sum())
+        assert lo2 == int(drop[:lo].sum())
