@@ -13,7 +13,9 @@ calibration), so only one patient's results (`SampleResult`) are in memory at a 
    bead intensity);
 3. each population's donor cut (the sample threshold, or the population's own
    valley: `cytokit.analysis.chimerism.population_threshold`) and its chimerism from
-   the exact histogram counts, with the binomial interval and status;
+   the exact histogram counts, with the binomial interval and status, and beside
+   it the donor % with the time ranges acquisition QC removed imputed from the
+   kept events next to them (`cytokit.analysis.chimerism.stratified_row`);
 4. phenotype per population and origin, origins from the same cuts
    (`cytokit.analysis.phenotype`);
 5. QC rows and the sample's ``qc/<sample>.npz``.
