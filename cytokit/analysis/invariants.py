@@ -22,7 +22,10 @@ Rules
       ``donor_events``, ``recipient_events`` >= 0 adding up to ``events``;
       ``donor_pct`` = 100 · donor / events, in [0, 100] (empty when
       ``events`` = 0); ``ci_low`` <= ``donor_pct`` <= ``ci_high`` within
-      [0, 100]; the status that the donor events give (fewer than 20:
+      [0, 100]; ``imputed_events`` >= ``imputed_donor_events`` >= 0 and
+      ``imputed_donor_pct`` = 100 · (donor + imputed donor) / (events +
+      imputed events) within ``imputed_ci_low`` .. ``imputed_ci_high``, or
+      all of them empty; the status that the donor events give (fewer than 20:
       ``not_detected``, fewer than ``[qc] min_events``: ``not_quantifiable``);
       ``donor_per_ul`` and ``recipient_per_ul`` = ``per_ul`` × their share of
       the events, present exactly when ``per_ul`` is;
@@ -77,6 +80,11 @@ _DONOR_VALUES = (
     "donor_pct",
     "ci_low",
     "ci_high",
+    "imputed_events",
+    "imputed_donor_events",
+    "imputed_donor_pct",
+    "imputed_ci_low",
+    "imputed_ci_high",
     "donor_per_ul",
     "recipient_per_ul",
 )
@@ -98,6 +106,35 @@ def _text(frame: pd.DataFrame, column: str) -> np.ndarray:
     if column not in frame.columns:
         return np.full(len(frame), "", dtype=object)
     return frame[column].fillna("").astype(str).to_numpy()
+
+
+def _imputed(found, ch, counted, events, donor) -> None:
+    """The donor % with QC's removed time ranges imputed: its counts, ratio and interval."""
+    names = ("imputed_events", "imputed_donor_events", "imputed_donor_pct")
+    imp_n, imp_d, pct = (_num(ch, c) for c in names)
+    low, high = _num(ch, "imputed_ci_low"), _num(ch, "imputed_ci_high")
+    empty = np.isnan(imp_n) & np.isnan(imp_d) & np.isnan(pct) & np.isnan(low) & np.isnan(high)
+    size = events + imp_n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(size > 0, 100.0 * (donor + imp_d) / size, np.nan)
+    tol = 1e-9
+    ok = (
+        (imp_d >= 0)
+        & (imp_n >= imp_d)
+        & (_close(pct, ratio) | (np.isnan(pct) & np.isnan(ratio)))
+        & ~(pct < 0)
+        & ~(pct > 100)
+        & ~(low > pct + tol)
+        & ~(pct > high + tol)
+    )
+    found.rows(
+        "chimerism",
+        ch,
+        counted & ~(empty | ok),
+        "imputed_events >= imputed_donor_events >= 0 and imputed_donor_pct = 100 * "
+        "(donor_events + imputed_donor_events) / (events + imputed_events) within "
+        "imputed_ci_low .. imputed_ci_high (or all empty) must hold",
+    )
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -317,6 +354,7 @@ def _chimerism(found, ch, counts, samples, method, min_events) -> None:
         counted & ~(same & ~(pct < 0) & ~(pct > 100)),
         "donor_pct must be 100 * donor_events / events, in [0, 100]",
     )
+    _imputed(found, ch, counted, events, donor)
     tol = 1e-9
     inside = (low >= -tol) & (high <= 100 + tol) & (low <= pct + tol) & (pct <= high + tol)
     found.rows(

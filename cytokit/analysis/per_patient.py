@@ -13,7 +13,9 @@ calibration), so only one patient's results (`SampleResult`) are in memory at a 
    bead intensity);
 3. each population's donor cut (the sample threshold, or the population's own
    valley: `cytokit.analysis.chimerism.population_threshold`) and its chimerism from
-   the exact histogram counts, with the binomial interval and status;
+   the exact histogram counts, with the binomial interval and status, and beside
+   it the donor % with the time ranges acquisition QC removed imputed from the
+   kept events next to them (`cytokit.analysis.chimerism.stratified_row`);
 4. phenotype per population and origin, origins from the same cuts
    (`cytokit.analysis.phenotype`);
 5. QC rows and the sample's ``qc/<sample>.npz``.
@@ -36,6 +38,7 @@ from cytokit.analysis.chimerism import (
     failed_row,
     patient_thresholds,
     population_threshold,
+    stratified_row,
 )
 from cytokit.analysis.counting import count_basis
 from cytokit.analysis.marker_check import check_donor_marker
@@ -240,12 +243,34 @@ def _chimerism_rows(
             if cut is not threshold:
                 out.rows["thresholds"].append(_threshold_row(key, marker, paths[name], cut, xf))
             c = chimerism_row(n, cut.donor_events(h), min_events=s.min_events, ci=s.ci)
+            c["imputed_events"] = c["imputed_donor_events"] = 0.0
+            c["imputed_donor_pct"] = c["donor_pct"]
+            c["imputed_ci_low"], c["imputed_ci_high"] = c["ci_low"], c["ci_high"]
+            ranges = _removed_ranges(p, marker, i, len(names), cut)
+            if ranges:  # acquisition QC removed time ranges: impute them (chimerism.py)
+                c.update(stratified_row(n, c["donor_events"], ranges, ci=s.ci))
             chim.update(c)
             chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
             chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
         if chimerism:
             out.rows["chimerism"].append(chim)
     return cuts, qc_arrays
+
+
+def _removed_ranges(p: SampleResult, marker: str, i: int, n_pop: int, cut: Threshold) -> list:
+    """Per time range QC removed: (its events, [(flank events, population, donor events)])."""
+    if p.strata is None or marker not in p.flanks:
+        return []
+    block, edges = p.flanks[marker], p.edges[marker]
+    size = p.strata["flank_events"]
+    out = []
+    for r in p.strata["ranges"]:
+        sides = []
+        for j in r["flanks"]:
+            h = Histogram(edges, block[j * n_pop + i - 1].astype(np.int64))
+            sides.append((int(size[j]), h.total, cut.donor_events(h)))
+        out.append((int(r["events"]), sides))
+    return out
 
 
 def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[str]]:

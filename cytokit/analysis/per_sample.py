@@ -37,6 +37,10 @@ payload item             what
                          columns, the flagged time ranges), ``bin_columns`` and ``time_unit``
 ``acq_bins``             float64 (n_rows, n_columns): the QC plot's series
                          (`cytokit.qc.apply.plot_bins`, at most 2,000 rows)
+``strata``               with removed time ranges: per range its events and flanks (indices
+                         into ``flank_events``), the kept events of each flank
+``flank:<marker>``       int64 (n_flanks * n_populations, n_bins): donor-marker histogram of
+                         each study population in each flank (flank-major), on ``edges``
 =======================  ==================================================================
 
 Stages reported on failure: ``read`` (the FCS file), ``acquisition_qc`` (the
@@ -51,6 +55,11 @@ before gating and counted (`cytokit.finite`).
 With acquisition QC on (``acquisition_qc`` settings), QC runs on the events
 already in memory right after the read; the events it removes are left out of
 everything after it, and a file whose verdict is ``fail`` fails (no numbers).
+When it removes time ranges, the kept events just before and after each
+range (`cytokit.analysis.chimerism.FLANK_EVENTS` on each side) are the
+range's flanks: their donor-marker histograms per population let the
+per-patient pass impute what the range held
+(`cytokit.analysis.chimerism.stratified_row`).
 """
 
 from __future__ import annotations
@@ -72,13 +81,14 @@ from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
 from cytokit.analysis.sample_result import SampleResult
 from cytokit.engine.runner import stage
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
+from cytokit.kernels import finite_rows
 from cytokit.stats.density import Histogram, histogram_edges
 from cytokit.study.folder import screened_columns
 
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 4
+MEASURE_VERSION = 5
 PARENT_ROW = "__parent__"
 
 
@@ -225,7 +235,7 @@ class MeasureTask:
             warnings.simplefilter("ignore")
             sample = read_fcs(path)
         n_file = sample.n_events
-        qc_record = None
+        qc_record = flanks = None
         if self.acquisition_qc is not None:
             from cytokit.qc.apply import file_record, plot_bins, screen
 
@@ -233,6 +243,7 @@ class MeasureTask:
                 sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
                 qc_record = file_record(qc)
                 qc_bins = plot_bins(qc)
+                flanks = _flanks(qc)
         with stage("panel"):
             markers = list(
                 dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
@@ -244,12 +255,15 @@ class MeasureTask:
         with stage("gate"):
             read = screened_columns(self.strategy, sample, self.panel, markers, self.compensation)
         with stage("values"):
+            before = sample
             sample, nonfinite = drop_nonfinite(
                 sample,
                 read,
                 max_fraction=self.max_nonfinite,
                 hint="allow more with [qc] max_nonfinite in study.toml",
             )
+            if flanks is not None and sample is not before:
+                flanks = _renumber(flanks, finite_rows(before.events, _mask(before, read)))
         with stage("gate"), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = self.strategy.apply(sample, compensation=self.compensation, seed=self.seed)
@@ -303,6 +317,8 @@ class MeasureTask:
                 transformed[:, j] = scale[:, j] if t is None else t.apply(scale[:, j])
             local = [mask[rows] for mask in masks]
             self._donor_items(res, result, sample, transformed, at, local, comp_kind, channel)
+            if flanks is not None and self.donor_markers:
+                _flank_items(res, flanks, rows, transformed, at, local[1:], self.donor_markers)
             parent_rows = rows[local[0]]
             res.pileup = {
                 m: value_pileup(sample.events[parent_rows, columns[m]]) for m in self.donor_markers
@@ -376,3 +392,59 @@ class MeasureTask:
                 block[:, j] = (transformed if j < nd else scale)[idx, c]
             res.pheno[name] = block
         res.pheno_events = n_events
+
+
+def _flanks(qc) -> dict | None:
+    """QC's removed time ranges and the kept rows beside each: ``{"ranges", "slices"}``.
+
+    Each flank is a run of `FLANK_EVENTS` kept events (fewer at the file's
+    ends) just before or just after a range, as a half-open slice of the kept
+    rows; ``ranges`` gives each range's events in the file and its flanks
+    (indices into ``slices``). None when QC removed no time range.
+    """
+    from cytokit.analysis.chimerism import FLANK_EVENTS
+
+    if not qc.ranges:
+        return None
+    kept = np.flatnonzero(qc.keep)  # file index of each kept row
+    slices, ranges = [], []
+    for r in qc.ranges:
+        at = int(np.searchsorted(kept, r.first_event))
+        after = int(np.searchsorted(kept, r.stop_event))
+        sides = []
+        for lo, hi in (
+            (max(at - FLANK_EVENTS, 0), at),
+            (after, min(after + FLANK_EVENTS, kept.size)),
+        ):
+            if hi > lo:
+                sides.append(len(slices))
+                slices.append((lo, hi))
+        ranges.append({"events": int(r.events), "flanks": sides})
+    return {"ranges": ranges, "slices": slices}
+
+
+def _mask(sample, read) -> np.ndarray:
+    mask = np.zeros(sample.n_channels, dtype=bool)
+    mask[sorted(set(read))] = True
+    return mask
+
+
+def _renumber(flanks: dict, keep: np.ndarray) -> dict:
+    """`flanks` on the rows left after dropping those where `keep` is False."""
+    before = np.concatenate([[0], np.cumsum(keep)])
+    slices = [(int(before[lo]), int(before[hi])) for lo, hi in flanks["slices"]]
+    return {**flanks, "slices": slices}
+
+
+def _flank_items(res: SampleResult, flanks: dict, rows, transformed, at, pops, markers) -> None:
+    """``strata`` and per donor marker ``flank:<marker>`` (see the module docstring)."""
+    inside = [(rows >= lo) & (rows < hi) for lo, hi in flanks["slices"]]
+    res.strata = {
+        "ranges": flanks["ranges"],
+        "flank_events": [hi - lo for lo, hi in flanks["slices"]],
+    }
+    for m in markers:
+        x, edges = transformed[:, at[m]], res.edges[m]
+        blocks = [Histogram.of(x[w & sel], edges).counts for w in inside for sel in pops]
+        shape = (0, edges.size - 1)
+        res.flanks[m] = (np.vstack(blocks) if blocks else np.zeros(shape)).astype(np.int64)

@@ -61,7 +61,13 @@ strategy and panel; chimerism and absolute counts come from the tube
     tube, stratum,
     sample_type, population, gate_path, events, donor_events,
     recipient_events, donor_pct, ci_low, ci_high (95 % binomial interval,
-    percent), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
+    percent), imputed_events and imputed_donor_events (the population's and
+    its donor cells estimated in the time ranges acquisition QC removed, from
+    the kept events beside them; 0 when none was removed), imputed_donor_pct
+    (100 · (donor_events + imputed_donor_events) / (events +
+    imputed_events)), imputed_ci_low, imputed_ci_high (its 95 % interval,
+    widened by the imputed part; the imputed values are empty when a range
+    had no kept neighbour, and in folders written before they existed), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
     ``not_quantifiable``, ``not_detected``; `cytokit.analysis.chimerism`; or
     ``marker_failed``: the sample's donor marker is unusable,
     `cytokit.analysis.marker_check`, and every donor value is empty), note (why, for
@@ -301,7 +307,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "chimerism": (
         "patient", "day", "file", "tube", "stratum", "sample_type", "population", "gate_path", "events",
-        "donor_events", "recipient_events", "donor_pct", "ci_low", "ci_high", "per_ul",
+        "donor_events", "recipient_events", "donor_pct", "ci_low", "ci_high", "imputed_events",
+        "imputed_donor_events", "imputed_donor_pct", "imputed_ci_low", "imputed_ci_high", "per_ul",
         "donor_per_ul", "recipient_per_ul", "status", "note",
     ),
     "thresholds": (
@@ -383,7 +390,9 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
     "chimerism": {
         "patient": _S, "day": _I, "file": _S, "tube": _S, "stratum": _S, "sample_type": _S,
         "population": _S, "gate_path": _S, "events": _I, "donor_events": _N,
-        "recipient_events": _N, "donor_pct": _F, "ci_low": _F, "ci_high": _F, "per_ul": _F,
+        "recipient_events": _N, "donor_pct": _F, "ci_low": _F, "ci_high": _F,
+        "imputed_events": _F, "imputed_donor_events": _F, "imputed_donor_pct": _F,
+        "imputed_ci_low": _F, "imputed_ci_high": _F, "per_ul": _F,
         "donor_per_ul": _F, "recipient_per_ul": _F, "status": _S, "note": _S,
     },
     "thresholds": {
@@ -768,6 +777,12 @@ ADDED_COLUMNS: dict[str, object] = {
     "half_life_phases": "",
     "half_life_cov": "",
     "half_life_quantile": float("nan"),
+    # chimerism.csv before acquisition QC's removed ranges were imputed: not computed
+    "imputed_events": float("nan"),
+    "imputed_donor_events": float("nan"),
+    "imputed_donor_pct": float("nan"),
+    "imputed_ci_low": float("nan"),
+    "imputed_ci_high": float("nan"),
 }
 
 

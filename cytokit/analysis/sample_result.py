@@ -15,6 +15,7 @@ The store's item names (the on-disk layout) are::
     pheno:<population>  pheno_thresholds  pheno_events   with phenotype markers
     cluster  cluster_gates                         with clustering markers
     acquisition_qc  acq_bins                       with acquisition QC
+    strata  flank:<marker>                         QC removed time ranges (donor markers)
 
 Which payload a store item belongs to is fixed by the task key, which holds
 `cytokit.analysis.per_sample.MEASURE_VERSION`: a change of this layout bumps
@@ -35,7 +36,13 @@ from cytokit.errors import CytokitError
 __all__ = ["SampleResult"]
 
 # name prefixes of the per-key items: store prefix -> attribute
-_KEYED = {"qc": "qc_points", "edges": "edges", "hist": "hists", "pheno": "pheno"}
+_KEYED = {
+    "qc": "qc_points",
+    "edges": "edges",
+    "hist": "hists",
+    "pheno": "pheno",
+    "flank": "flanks",
+}
 _PLAIN = (
     "info",
     "counts",
@@ -50,6 +57,7 @@ _PLAIN = (
     "cluster_gates",
     "acquisition_qc",
     "acq_bins",
+    "strata",
 )
 _REQUIRED = ("info", "counts", "nonfinite", "warnings", "gates")
 _TYPES = {
@@ -66,6 +74,7 @@ _TYPES = {
     "cluster_gates": np.ndarray,
     "acquisition_qc": dict,
     "acq_bins": np.ndarray,
+    "strata": dict,
 }
 
 
@@ -125,6 +134,15 @@ class SampleResult:
         flagged ranges) with ``bin_columns`` and ``time_unit``.
     acq_bins : ndarray or None
         float64 (n_bins, n_columns): the QC plot's series (`cytokit.qc.apply.plot_bins`).
+    strata : dict or None
+        When acquisition QC removed time ranges (and the tube has donor
+        markers): ``ranges``, per range ``events`` (in the file) and
+        ``flanks`` (indices of its kept neighbours, before then after), and
+        ``flank_events``, the kept events of each flank.
+    flanks : dict of str to ndarray
+        Donor marker → int64 (n_flanks * n_populations, n_bins): each study
+        population's donor-marker histogram in each flank (flank-major), on
+        `edges`.
     """
 
     info: dict
@@ -144,6 +162,8 @@ class SampleResult:
     cluster_gates: np.ndarray | None = None
     acquisition_qc: dict | None = None
     acq_bins: np.ndarray | None = None
+    strata: dict | None = None
+    flanks: dict = field(default_factory=dict)
 
     def encode(self) -> dict[str, object]:
         """The store's items: ``{name: DataFrame, array or JSON value}`` (module docstring).
@@ -174,6 +194,10 @@ class SampleResult:
         if self.acquisition_qc is not None:
             out["acquisition_qc"] = self.acquisition_qc
             out["acq_bins"] = self.acq_bins
+        if self.strata is not None:
+            out["strata"] = self.strata
+        for marker, block in self.flanks.items():
+            out[f"flank:{marker}"] = block
         return out
 
     @classmethod
@@ -223,6 +247,9 @@ class SampleResult:
                 f"edges:{m}" if m not in kw["edges"] else f"hist:{m}"
                 for m in set(kw["edges"]) ^ set(kw["hists"])
             )
+        missing += sorted(f"edges:{m}" for m in set(kw["flanks"]) - set(kw["edges"]))
+        if kw["flanks"] and "strata" not in kw:
+            missing.append("strata")
         if missing:
             raise CytokitError(
                 f"{where}: the stored per-sample result lacks {', '.join(missing)}; {fix}"

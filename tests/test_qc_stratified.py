@@ -1,0 +1,111 @@
+"""The donor % with acquisition QC's removed time ranges imputed from their neighbours.
+
+`cytokit.analysis.chimerism.stratified_row` on counts whose answer is known by
+hand, and its interval against the spread of the estimate over many draws
+of a known composition (kept events and flanks sampled from fixed shares).
+The end-to-end check against the simulator's truth is in
+``tests/test_qc_chimerism.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cytokit.analysis.chimerism import stratified_row
+from cytokit.stats.intervals import binomial_interval
+
+
+def test_imputed_cells_are_the_flanks_shares_times_the_ranges_events():
+    # one range of 50 events; flanks: 20 and 30 % population, 10 and 15 % donor population
+    out = stratified_row(100, 40, [(50, [(100, 20, 10), (100, 30, 15)])])
+    assert out["imputed_events"] == pytest.approx(50 * 0.25)
+    assert out["imputed_donor_events"] == pytest.approx(50 * 0.125)
+    assert out["imputed_donor_pct"] == pytest.approx(100 * (40 + 6.25) / (100 + 12.5))
+    assert out["imputed_ci_low"] < out["imputed_donor_pct"] < out["imputed_ci_high"]
+    assert "12.5 cells imputed" in out["note"]
+
+
+def test_a_range_without_neighbours_is_not_imputed_and_says_so():
+    out = stratified_row(100, 40, [(50, [])])
+    assert all(np.isnan(v) for k, v in out.items() if k.startswith("imputed_"))
+    assert "without kept neighbours" in out["note"]
+    # one imputable range of two: the other is named, the first counted
+    out = stratified_row(100, 40, [(50, []), (20, [(100, 10, 5)])])
+    assert out["imputed_events"] == pytest.approx(2.0)
+    assert "1 removed time range" in out["note"]
+
+
+def test_interval_widens_with_the_imputed_part():
+    # 400 imputed cells from 200 flank cells: wider than if all 1,400 had been counted
+    out = stratified_row(1000, 400, [(4000, [(1000, 100, 40), (1000, 100, 40)])])
+    assert out["imputed_events"] == pytest.approx(400.0)
+    assert out["imputed_donor_pct"] == pytest.approx(40.0)
+    low, high = binomial_interval(560, 1400)
+    assert out["imputed_ci_high"] - out["imputed_ci_low"] > 1.1 * 100 * (high - low)
+    # flanks a thousand times larger: the imputed share is known, only the kept cells vary
+    big = stratified_row(1000, 400, [(4000, [(10**6, 10**5, 4 * 10**4)] * 2)])
+    sd = np.sqrt(1000 * 0.4 * 0.6) / 1400
+    assert big["imputed_ci_high"] - big["imputed_ci_low"] == pytest.approx(
+        2 * 1.96 * 100 * sd, rel=0.02
+    )
+
+
+def test_interval_matches_the_spread_of_the_estimate():
+    """The interval's half width / 1.96 is the SD of the estimate over repeated draws."""
+    rng = np.random.default_rng(20261202)
+    pop, donor = 0.08, 0.45  # population share of the events, its donor share
+    kept_n, range_n, flank_n = 20_000, 4000, 3000
+    probs = [pop * donor, pop * (1 - donor), 1 - pop]
+    est, half = [], []
+    for _ in range(400):
+        k = rng.multinomial(kept_n, probs)
+        flanks = []
+        for _ in range(2):
+            f = rng.multinomial(flank_n, probs)
+            flanks.append((flank_n, int(f[0] + f[1]), int(f[0])))
+        out = stratified_row(int(k[0] + k[1]), int(k[0]), [(range_n, flanks)])
+        est.append(out["imputed_donor_pct"])
+        half.append((out["imputed_ci_high"] - out["imputed_ci_low"]) / 2)
+    sd = float(np.std(est))
+    assert float(np.mean(est)) == pytest.approx(100 * donor, abs=3 * sd / np.sqrt(len(est)) + 0.05)
+    assert float(np.median(half)) / 1.96 == pytest.approx(sd, rel=0.15)
+
+
+def test_flanks_are_the_kept_rows_next_to_each_range():
+    from types import SimpleNamespace
+
+    from cytokit.analysis import per_sample
+    from cytokit.analysis.chimerism import FLANK_EVENTS
+    from cytokit.qc.result import FlaggedRange
+
+    n = 4 * FLANK_EVENTS
+    keep = np.ones(n, dtype=bool)
+    a, b = FLANK_EVENTS + 100, FLANK_EVENTS + 600  # the removed range
+    keep[a:b] = False
+    keep[a - 10] = False  # a margin event just before it, removed on its own
+    near_end = n - 50  # a second range close to the file's end
+    keep[near_end:] = False
+    qc = SimpleNamespace(
+        ranges=(
+            FlaggedRange(0.0, 1.0, a, b, "rate", ""),
+            FlaggedRange(2.0, 3.0, near_end, n, "rate", ""),
+        ),
+        keep=keep,
+    )
+    f = per_sample._flanks(qc)
+    kept = np.flatnonzero(keep)
+    first, second = f["ranges"]
+    assert first["events"] == 500 and second["events"] == 50
+    lo, hi = f["slices"][first["flanks"][0]]
+    assert hi - lo == FLANK_EVENTS and kept[hi - 1] == a - 1 and a - 10 not in kept[lo:hi]
+    lo, hi = f["slices"][first["flanks"][1]]
+    assert hi - lo == FLANK_EVENTS and kept[lo] == b
+    assert len(second["flanks"]) == 1  # nothing kept after the file's last range
+    # rows dropped later (non-finite values): the slices follow the rows that are left
+    drop = np.ones(kept.size, dtype=bool)
+    drop[[0, 5, kept.size - 1]] = False
+    moved = per_sample._renumber(f, drop)
+    for (lo, hi), (lo2, hi2) in zip(f["slices"], moved["slices"], strict=True):
+        assert hi2 - lo2 == int(drop[lo:hi].sum())
+        assert lo2 == int(drop[:lo].sum())
