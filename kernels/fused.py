@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._blocksteps import _dimension, _gate, _sources_at
+from ._blocksteps import _dimension, _gate, _sources, _sources_at
 from ._config import jit
 from ._threads import run_ranges
 from .compensation import event_matrix
@@ -93,6 +93,32 @@ def _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs
         idx[cnt] = i
         cnt += member[i]
     if cnt == 0:
+        return
+    if cnt == nb:
+        # every event (always so before the first gate): the block's rows in place, no
+        # gather or scatter; `_sources` computes each value as `_sources_at` does
+        _sources(
+            events,
+            start,
+            nb,
+            slot_index,
+            n_cslots,
+            cslot_ptr,
+            comp_inv,
+            comp_inv_ptr,
+            comp_cols,
+            comp_ptr,
+            grp_slots[grp],
+            tile,
+            src,
+        )
+        for j in range(grp_ptr[grp], grp_ptr[grp + 1]):
+            d = grp_dims[j]
+            lut = lut_buf[lut_ptr[d] : lut_ptr[d + 1]]
+            params = dim_params[d].copy()  # private: cannot alias the outputs
+            _dimension(
+                dim_xf[d], params, lut, dim_a[d], dim_b[d], dim_ratio[d], src, scratch, vals[d], nb
+            )
         return
     _sources_at(
         events,
