@@ -246,8 +246,12 @@ def main() -> None:
             f"| {label} | {med:.3f} s | {best:.3f} s | {med / floor:.2f}x; "
             f"{best / floor_best:.2f}x | {mem} |"
         )
+    print()
+    for tool in ("cytokit", "stream"):
+        r = [t / f for t, f in zip(times[tool], times["fromfile"], strict=True)]
+        print(f"{tool} / np.fromfile, same round, median: {statistics.median(r):.2f}x")
     ratios = [s / c for s, c in zip(times["stream"], times["cytokit"], strict=True)]
-    print(f"\napply_file / read_fcs + apply, same round, median: {statistics.median(ratios):.2f}x")
+    print(f"apply_file / read_fcs + apply, same round, median: {statistics.median(ratios):.2f}x")
     print("apply_file counts identical to apply's:", counts["stream"] == counts["cytokit"])
     if "flowkit" in times:
         ratio = statistics.median(times["flowkit"]) / statistics.median(times["cytokit"])
