@@ -5,8 +5,9 @@ event into one array, then evaluates the tree in one fused pass: its time is
 the read plus the pass, and its memory the whole array. A static strategy
 (no adaptive gate, so nothing is fitted on the whole file) needs no event
 twice, so `apply_file` reads the DATA segment in slices of rows into two
-reused buffers and runs the fused pass (`cytokit.kernels.evaluate_plan`, whose
-kernels release the GIL) on slice k while a second thread reads slice k + 1:
+reused buffers and runs the fused pass (`cytokit.kernels.evaluate_plan`'s
+kernel, set up once by `cytokit.kernels.fused.CountPass`; it releases the
+GIL) on slice k while a second thread reads slice k + 1:
 the wall time approaches the longer of reading and gating instead of their
 sum, and memory is two slices whatever the file's size.
 
@@ -33,6 +34,7 @@ from cytokit import kernels as K
 from cytokit.errors import GatingError
 from cytokit.fcs.reader import open_events, read_fcs
 from cytokit.gating.gates import AdaptiveGate
+from cytokit.kernels.fused import CountPass
 from cytokit.sample import Sample, SpilloverWarning
 
 __all__ = ["BLOCK_EVENTS", "FileSample", "apply_file"]
@@ -165,10 +167,11 @@ def _stream_counts(reader, plan: K.GatingPlan, block_events: int) -> np.ndarray:
     step = reader.step if reader.route != "direct" else 1
     rows = min(n, max(step, block_events // step * step))
     slices = _slices(n, rows)
+    gate = CountPass(plan, reader.out_dtype)  # set up once, not per slice
     if len(slices) == 1:
         buf = np.empty((n, k), dtype=reader.out_dtype)
         reader.read(0, n, buf)
-        return K.evaluate_plan(buf, plan, membership=False)[0]
+        return gate(buf)
     free: queue.Queue = queue.Queue()
     full: queue.Queue = queue.Queue()
     for _ in range(2):
@@ -193,7 +196,7 @@ def _stream_counts(reader, plan: K.GatingPlan, block_events: int) -> np.ndarray:
             buf, m, exc = full.get()
             if exc is not None:
                 raise exc
-            counts += K.evaluate_plan(buf[:m], plan, membership=False)[0]
+            counts += gate(buf[:m])
             free.put(buf)
     finally:
         stop.set()

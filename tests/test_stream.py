@@ -338,3 +338,20 @@ def test_an_empty_file_gives_zero_counts(tmp_path):
     path = _write(tmp_path, np.zeros((0, 4), np.float32), "empty.fcs")
     got = BOX.apply_file(path)
     assert got.n_events == 0 and got.counts_array.tolist() == [0, 0]
+
+
+def test_count_pass_set_up_once_counts_like_evaluate_plan(tmp_path):
+    from cytokit import kernels as K
+    from cytokit.kernels.fused import CountPass
+
+    sample = cytokit.read_fcs(
+        _write(tmp_path, _ordered_events(9000, (4000, 4500), np.float32), "c.fcs")
+    )
+    plan, _ = BOX.compile(sample)
+    count = CountPass(plan, np.float32)
+    for a, b in ((0, 9000), (0, 1), (4100, 8999), (5, 5)):
+        want = K.evaluate_plan(sample.events[a:b], plan, membership=False)[0]
+        np.testing.assert_array_equal(count(sample.events[a:b]), want)
+    assert count(sample.events).tolist() == [500, 0]  # the run; none late (time < 65,000 s)
+    with pytest.raises(TypeError, match="float32"):
+        count(sample.events.astype(np.float64))
