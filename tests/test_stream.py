@@ -355,3 +355,25 @@ def test_count_pass_set_up_once_counts_like_evaluate_plan(tmp_path):
     assert count(sample.events).tolist() == [500, 0]  # the run; none late (time < 65,000 s)
     with pytest.raises(TypeError, match="float32"):
         count(sample.events.astype(np.float64))
+
+
+def test_a_read_error_in_the_reader_thread_reaches_the_caller(tmp_path, monkeypatch):
+    """The file changing under the reader (here: its third slice fails) raises in the caller,
+    after the reader thread has stopped, and leaves no thread behind."""
+    import threading
+
+    from cytokit.fcs.data import EventReader
+
+    # $TIMESTEP scales the time channel: slices are whole sub-blocks of 65,536 rows
+    path = _write(tmp_path, _ordered_events(300_000, (10, 20), np.float32), "t.fcs")
+    real = EventReader.read
+
+    def failing(self, a, b, dest):
+        if a >= 2 * 65_536:
+            raise cytokit.FCSError(f"{path}: the file ended at byte 123 while reading events")
+        return real(self, a, b, dest)
+
+    monkeypatch.setattr(EventReader, "read", failing)
+    with pytest.raises(cytokit.FCSError, match=r"t\.fcs: the file ended"):
+        BOX.apply_file(path, block_events=4096)
+    assert not [t for t in threading.enumerate() if t.name == "cytokit-read"]
