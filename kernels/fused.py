@@ -149,7 +149,7 @@ def _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs
 
 
 @jit
-def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
+def _block(blk, events, slots, comps, dims, gates, out, counts_blk, work):
     """Evaluate block ``blk``: sources → dimensions → gates → output; private buffers.
 
     Each scope group (``dims[7:11]``, `_scopes`) is computed by
@@ -157,7 +157,6 @@ def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
     the others right after their scope gate, for its members only. One call
     site for all of them, so the transform code is compiled into the pass once.
     """
-    slot_index, _, max_k = slots
     grp_gate = dims[10]
     (
         gate_kind,
@@ -169,19 +168,12 @@ def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
         op_ptr,
         operands,
         op_compl,
-        max_dims,
+        _max_dims,
     ) = gates
     row_of_gate, mode, mem_out, packed_out = out
     start = blk * BLOCK
     nb = min(BLOCK, events.shape[0] - start)
-    src = np.empty((slot_index.shape[0], BLOCK), dtype=np.float64)
-    tile = np.empty((max_k, BLOCK), dtype=np.float64)
-    vals = np.empty((dims[0].shape[0], BLOCK), dtype=np.float64)
-    bufs = (src, tile, np.empty(BLOCK, dtype=np.float64), np.empty(BLOCK, dtype=np.float64))
-    idx = np.empty(BLOCK, dtype=np.int64)
-    mem = np.empty((gate_kind.shape[0], BLOCK), dtype=np.bool_)
-    everyone = np.ones(BLOCK, dtype=np.bool_)
-    dbuf = np.empty(max_dims, dtype=np.float64)
+    bufs, vals, idx, mem, everyone, dbuf = work
     counts = counts_blk[blk]
     n_groups = grp_gate.shape[0]
     grp = np.int64(0)  # not the literal 0: see `_scoped_values`
@@ -213,9 +205,26 @@ def _block(blk, events, slots, comps, dims, gates, out, counts_blk):
 
 @jit
 def _evaluate(b0, b1, events, slots, comps, dims, gates, out, counts_blk):
-    """Blocks ``b0 .. b1 - 1``: one thread's share of `evaluate_plan` (`_threads.run_ranges`)."""
+    """Blocks ``b0 .. b1 - 1``: one thread's share of `evaluate_plan` (`_threads.run_ranges`).
+
+    The blocks' work buffers are allocated once here, not per block: no gate
+    reads a value or membership a block has not written first (see `_gate`).
+    """
+    slot_index, _, max_k = slots
+    src = np.empty((slot_index.shape[0], BLOCK), dtype=np.float64)
+    tile = np.empty((max_k, BLOCK), dtype=np.float64)
+    bufs = (src, tile, np.empty(BLOCK, dtype=np.float64), np.empty(BLOCK, dtype=np.float64))
+    vals = np.empty((dims[0].shape[0], BLOCK), dtype=np.float64)
+    work = (
+        bufs,
+        vals,
+        np.empty(BLOCK, dtype=np.int64),
+        np.empty((gates[0].shape[0], BLOCK), dtype=np.bool_),
+        np.ones(BLOCK, dtype=np.bool_),
+        np.empty(gates[-1], dtype=np.float64),
+    )
     for blk in range(b0, b1):
-        _block(blk, events, slots, comps, dims, gates, out, counts_blk)
+        _block(blk, events, slots, comps, dims, gates, out, counts_blk, work)
 
 
 def _plan_args(plan: GatingPlan) -> tuple:
