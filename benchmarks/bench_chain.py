@@ -11,6 +11,13 @@ What a pipeline author writes, timed from the file name to the counts::
     strategy = cytokit.gating.load_strategy("strategy.xml")    # Gating-ML 2.0
     result = strategy.apply(sample)                            # result.counts
 
+and the streaming door of a static strategy, which gates the file while it
+is read (slices of 262,144 events into two reused buffers, the fused pass on
+one while a thread reads the next; same counts)::
+
+    strategy = cytokit.gating.load_strategy("strategy.xml")
+    result = strategy.apply_file(path)                         # result.counts
+
 against the floor of any tool that must read the events: ``np.fromfile`` of
 the file's DATA segment (offset and count from its TEXT, float32), and
 against FlowKit (``Sample`` + the same tree → ``gate_sample``, built as in
@@ -25,7 +32,9 @@ their order rotated between rounds); each first reads the file through a
 1 MiB buffer, untimed, so every row reads from the page cache. The cytokit
 process has loaded its compiled kernels from Numba's cache before timing (a
 64-event file gated first), as a pipeline's second file would. The counts
-of cytokit and FlowKit are compared population by population.
+of cytokit (both doors) and FlowKit are compared population by population.
+Each child also reports the peak resident memory its timed work added
+(``ru_maxrss`` after it minus before it).
 """
 
 from __future__ import annotations
@@ -99,7 +108,36 @@ def preread(path: Path) -> None:
             pass
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux keeps that across ``exec``, so a child would
+    report its parent's peak (the simulator writing the file).
+    """
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child(tool: str, path: Path, xml: Path) -> dict:
+    if tool == "stream":
+        import cytokit
+        from cytokit import gating
+
+        warm = path.with_name("warm.fcs")
+        gating.load_strategy(xml).apply_file(warm)  # kernels from the cache
+        preread(path)
+        rss0 = peak_rss_mib()
+        t0 = time.perf_counter()
+        strategy = gating.load_strategy(xml)
+        result = strategy.apply_file(path)
+        counts = result.counts
+        dt = time.perf_counter() - t0
+        names = dict(zip(counts["gate_id"], counts["count"], strict=True))
+        by_pop = {p: int(names[p.replace(" ", "_")]) for p in BG.POPULATIONS}
+        return {"time": dt, "counts": by_pop, "rss": peak_rss_mib(), "rss0": rss0}
     if tool == "cytokit":
         import cytokit
         from cytokit import gating
@@ -107,6 +145,7 @@ def child(tool: str, path: Path, xml: Path) -> dict:
         warm = path.with_name("warm.fcs")
         gating.load_strategy(xml).apply(cytokit.read_fcs(warm))  # kernels from the cache
         preread(path)
+        rss0 = peak_rss_mib()
         t0 = time.perf_counter()
         sample = cytokit.read_fcs(path)
         strategy = gating.load_strategy(xml)
@@ -115,15 +154,16 @@ def child(tool: str, path: Path, xml: Path) -> dict:
         dt = time.perf_counter() - t0
         names = dict(zip(counts["gate_id"], counts["count"], strict=True))
         by_pop = {p: int(names[p.replace(" ", "_")]) for p in BG.POPULATIONS}
-        return {"time": dt, "counts": by_pop}
+        return {"time": dt, "counts": by_pop, "rss": peak_rss_mib(), "rss0": rss0}
     if tool == "fromfile":
         offset, count = data_segment(path)
         preread(path)
+        rss0 = peak_rss_mib()
         t0 = time.perf_counter()
         x = np.fromfile(path, dtype="<f4", count=count, offset=offset)
         dt = time.perf_counter() - t0
         assert x.shape[0] == count
-        return {"time": dt}
+        return {"time": dt, "rss": peak_rss_mib(), "rss0": rss0}
     import flowkit  # noqa: F401  (import cost is not part of the timing)
 
     preread(path)
@@ -145,7 +185,9 @@ def main() -> None:
     ap.add_argument("--no-flowkit", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the simulated file")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--child", choices=["cytokit", "fromfile", "flowkit"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--child", choices=["cytokit", "stream", "fromfile", "flowkit"], help=argparse.SUPPRESS
+    )
     ap.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--xml", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -164,13 +206,17 @@ def main() -> None:
     mib = args.n * BG.N_CHANNELS * 4 / 2**20
     print(f"{args.n:,} events x {BG.N_CHANNELS} float32 = {mib:.0f} MiB of event data")
 
-    times: dict[str, list[float]] = {"fromfile": [], "cytokit": []}
+    rows = ["fromfile", "cytokit", "stream"]
+    times: dict[str, list[float]] = {t: [] for t in rows}
+    rss: dict[str, list[float]] = {t: [] for t in rows}  # the process's peak
+    added: dict[str, list[float]] = {t: [] for t in rows}  # what the timed work added to it
     counts = {}
-    rows = ["fromfile", "cytokit"]
     for r in range(args.rounds):
-        for tool in rows[r % 2 :] + rows[: r % 2]:
+        for tool in rows[r % len(rows) :] + rows[: r % len(rows)]:
             out = run(tool, path, xml)
             times[tool].append(out["time"])
+            rss[tool].append(out["rss"])
+            added[tool].append(out["rss"] - out["rss0"])
             counts.setdefault(tool, out.get("counts"))
     if not args.no_flowkit:
         times["flowkit"] = []
@@ -182,19 +228,31 @@ def main() -> None:
     floor = statistics.median(times["fromfile"])
     floor_best = min(times["fromfile"])
     print()
-    print("| row | median | best | x np.fromfile (median; best) |")
-    print("| --- | --- | --- | --- |")
+    print("| row | median | best | x np.fromfile (median; best) | peak RSS (added) |")
+    print("| --- | --- | --- | --- | --- |")
     for tool, label in (
         ("fromfile", "`np.fromfile` of the DATA segment"),
         ("cytokit", "cytokit: `read_fcs` + `load_strategy(xml)` + `apply`"),
+        ("stream", "cytokit: `load_strategy(xml)` + `apply_file`"),
         ("flowkit", "FlowKit: `Sample` + `gate_sample`"),
     ):
         if tool not in times:
             continue
         med, best = statistics.median(times[tool]), min(times[tool])
+        mem = "-"
+        if rss.get(tool):
+            mem = f"{statistics.median(rss[tool]):.0f} MiB ({statistics.median(added[tool]):.0f})"
         print(
-            f"| {label} | {med:.3f} s | {best:.3f} s | {med / floor:.2f}x; {best / floor_best:.2f}x |"
+            f"| {label} | {med:.3f} s | {best:.3f} s | {med / floor:.2f}x; "
+            f"{best / floor_best:.2f}x | {mem} |"
         )
+    print()
+    for tool in ("cytokit", "stream"):
+        r = [t / f for t, f in zip(times[tool], times["fromfile"], strict=True)]
+        print(f"{tool} / np.fromfile, same round, median: {statistics.median(r):.2f}x")
+    ratios = [s / c for s, c in zip(times["stream"], times["cytokit"], strict=True)]
+    print(f"apply_file / read_fcs + apply, same round, median: {statistics.median(ratios):.2f}x")
+    print("apply_file counts identical to apply's:", counts["stream"] == counts["cytokit"])
     if "flowkit" in times:
         ratio = statistics.median(times["flowkit"]) / statistics.median(times["cytokit"])
         print(f"\nFlowKit / cytokit (medians): {ratio:.1f}x")
@@ -205,6 +263,7 @@ def main() -> None:
                 print(f"  {p}: cytokit {counts['cytokit'][p]}, FlowKit {counts['flowkit'][p]}")
     print("cytokit counts:", json.dumps(counts["cytokit"]))
     print("runs:", json.dumps(times))
+    print("peak RSS (MiB):", json.dumps({t: [round(x) for x in v] for t, v in rss.items()}))
     if not args.keep:
         path.unlink()
 

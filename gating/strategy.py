@@ -549,6 +549,65 @@ class GatingStrategy:
             compensation=_spillover(sample, compensation),
         )
 
+    def apply_file(
+        self,
+        path: str | Path,
+        *,
+        dataset: int = 0,
+        compensation="file",
+        block_events: int | None = None,
+    ):
+        """Gate one FCS file while reading it: the counts of ``apply(read_fcs(path))``.
+
+        The events are read in slices of `block_events` rows into two reused
+        buffers, and the fused pass gates slice k while slice k + 1 is read
+        (`cytokit.gating.stream`): no array of the whole file, and a wall
+        time near the longer of reading and gating rather than their sum.
+        The counts are those of ``self.apply(cytokit.read_fcs(path,
+        dataset=dataset), compensation=compensation, membership=False)``,
+        exactly: the same values (decoding, scaling, ``$TIMESTEP``), plan,
+        compensation and transforms, non-finite values kept as `apply`
+        keeps them.
+
+        Parameters
+        ----------
+        path : str or path-like
+            An FCS file (see `cytokit.read_fcs`).
+        dataset : int
+            Which data set of the file (0 = the first).
+        compensation : "file", None, "none" or Spillover
+            As for `apply`.
+        block_events : int, optional
+            Events per slice (default `cytokit.gating.stream.BLOCK_EVENTS`,
+            262,144; rounded to the reader's granularity).
+
+        Returns
+        -------
+        GatingResult
+            Counts only (``packed`` is None). Its ``sample`` holds the file's
+            channels, keywords and spillover; its events are read from the
+            file when first asked for (``result.sample.events``,
+            `GatingResult.nonfinite_events`, `GatingResult.values`).
+
+        Raises
+        ------
+        GatingError
+            The strategy has an adaptive gate (it is fitted on the whole
+            file; use `apply`, or `fit` once and stream with the result); the
+            file lacks a channel a gate reads.
+        FCSError
+            As `cytokit.read_fcs`.
+        """
+        from cytokit.gating.stream import BLOCK_EVENTS, apply_file
+
+        return apply_file(
+            self,
+            path,
+            dataset=dataset,
+            compensation=compensation,
+            block_events=BLOCK_EVENTS if block_events is None else block_events,
+        )
+
     def read_columns(
         self, sample: Sample, dims: Iterable[Dimension] = (), *, compensation="file"
     ) -> tuple[int, ...]:

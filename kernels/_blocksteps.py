@@ -285,6 +285,23 @@ def _gate(
         c = op_compl[o0]
         for i in range(nb):
             m[i] = m[i] & (src[i] == c)
+    elif nd == 2:  # rectangle or quadrant on two dimensions: one pass (the test below)
+        v = vals[gate_dims[d0]]
+        w = vals[gate_dims[d0 + 1]]
+        lo = geom[g0]
+        hi = geom[g0 + 1]
+        lo2 = geom[g0 + 2]
+        hi2 = geom[g0 + 3]
+        hi_open = hi == np.inf
+        hi2_open = hi2 == np.inf
+        for i in range(nb):
+            m[i] = (
+                m[i]
+                & (v[i] >= lo)
+                & ((v[i] < hi) | hi_open)
+                & (w[i] >= lo2)
+                & ((w[i] < hi2) | hi2_open)
+            )
     else:  # rectangle or quadrant: lo <= v < hi per dimension (see `in_range`)
         for j in range(nd):
             v = vals[gate_dims[d0 + j]]

@@ -106,6 +106,30 @@ def test_plain_sample_strategy_gates_like_the_study():
         assert 2 * np.sum(m & t) / (m.sum() + t.sum()) >= 0.95, gate_path
 
 
+def test_streamed_door_gates_like_the_others(tmp_path):
+    """`apply_file` (the file gated while it is read) against analyze's pass 1, Study.gate and
+    apply, on P01 day 7 with the sample strategy fitted on it, as Gating-ML too."""
+    study = load_study(SAMPLE_DATA)
+    path = SAMPLE_DATA / "fcs" / "P01_day007.fcs"
+    sample = cytokit.read_fcs(path)
+    strategy = load_strategy(SAMPLE_DATA / "strategy.yaml")
+    with pytest.raises(GatingError, match="adaptive gate"):
+        strategy.apply_file(path)
+    fitted = strategy.fit(sample)
+    xml = fitted.to_gatingml(tmp_path / "P01_day007.xml")
+    doors = {
+        "analyze pass 1": _by_gate(make_task(study)(path)["counts"].assign(file=str(path))),
+        "load_strategy(path).apply": _api([path], strategy.apply),
+        "fit(sample).apply_file": _by_gate(
+            fitted.apply_file(path, block_events=4096).counts.assign(file=str(path))
+        ),
+        "Gating-ML apply_file": _by_gate(
+            load_strategy(xml).apply_file(path, block_events=5000).counts.assign(file=str(path))
+        ),
+    }
+    _same(doors)
+
+
 @pytest.mark.slow
 def test_three_doors_on_sample_data(tmp_path, capsys):
     files = [r.file for r in load_study(SAMPLE_DATA).rows]

@@ -23,7 +23,7 @@ from cytokit.fcs.channels import ScalePlan
 from cytokit.fcs.layout import Column, DataSet, RowLayout
 from cytokit.fcs.problems import Notes
 
-__all__ = ["apply_plan", "read_events"]
+__all__ = ["EventReader", "apply_plan", "read_events"]
 
 _BLOCK_BYTES = 4 << 20
 # blocks that are swapped or scaled in place just after reading: small enough to stay in cache
@@ -166,6 +166,84 @@ class _Decoder:
         return vals
 
 
+class EventReader:
+    """Reads rows ``a .. b - 1`` of a data set's events into a given array, as scale values.
+
+    The one implementation of `read_events`: the whole array is one call of
+    `read`, and `cytokit.gating.stream` reads a file in slices of rows into
+    two reused buffers. The work is done in sub-blocks of `step` rows
+    counted from the first event, so a slice that starts and ends on
+    multiples of `step` (or at the end) gets every value by the same
+    operations on the same sub-block as `read_events` does: the same bits.
+
+    Parameters
+    ----------
+    fh : binary file opened without buffering (only this reader may move it)
+    ds : DataSet
+    notes : Notes
+    out_dtype : float32 or float64
+    plan : ScalePlan or None
+        Scaling to apply; None for stored values.
+    """
+
+    def __init__(
+        self, fh, ds: DataSet, notes: Notes, *, out_dtype: np.dtype, plan: ScalePlan | None
+    ) -> None:
+        self.fh, self.notes, self.plan = fh, notes, plan
+        self.layout = layout = ds.layout
+        self.n, self.k = ds.n_events, len(layout.columns)
+        self.begin = ds.data[0]
+        self.out_dtype = np.dtype(out_dtype)
+        self.scaling = plan is not None and plan.needed
+        file_dt = layout.uniform
+        self.file_dt = file_dt
+        itemsize = self.out_dtype.itemsize
+        if file_dt is not None and file_dt.kind == "f" and file_dt.newbyteorder("=") == out_dtype:
+            if file_dt.isnative and not self.scaling:
+                self.route = "direct"  # the bytes are the values: read them into place
+                self.step = max(1, self.n)
+            else:
+                # swap and scale each block right after reading it, while it is in cache
+                self.route = "in place"
+                self.step = max(1, _CACHE_BYTES // (self.k * itemsize))
+            return
+        self.route = "decode"
+        # a block's float64 rows (and so its raw bytes) stay within _BLOCK_BYTES
+        self.step = rows = max(1, min(self.n, _BLOCK_BYTES // (8 * self.k)))
+        self.raw = np.empty(rows * layout.row_bytes, dtype=np.uint8)
+        self.decoder = _Decoder(layout, rows)
+        self.work = None
+        if self.scaling and self.out_dtype != np.float64:
+            self.work = np.empty((rows, self.k), dtype=np.float64)  # scale in float64, round once
+
+    def read(self, a: int, b: int, dest: np.ndarray) -> None:
+        """Fill `dest` (shape ``(b - a, k)``, `out_dtype`, C-contiguous) with events ``a .. b-1``."""
+        row_bytes = self.layout.row_bytes
+        if self.route == "direct":
+            _readinto(self.fh, self.begin + a * row_bytes, dest, self.notes)
+            return
+        step = self.step
+        for s in range(a, b, step):
+            e = min(b, (s // step + 1) * step)
+            block = dest[s - a : e - a]
+            m = e - s
+            if self.route == "in place":
+                _readinto(self.fh, self.begin + s * row_bytes, block, self.notes)
+                if not self.file_dt.isnative:
+                    block.byteswap(inplace=True)
+                if self.scaling:
+                    apply_plan(block, self.plan)
+                continue
+            buf = self.raw[: m * row_bytes]
+            _readinto(self.fh, self.begin + s * row_bytes, buf, self.notes)
+            target = block if self.work is None else self.work[:m]
+            self.decoder.decode(buf, m, target)
+            if self.scaling:
+                apply_plan(target, self.plan)
+                if target is not block:
+                    np.copyto(block, target, casting="same_kind")
+
+
 def read_events(
     fh,
     path,
@@ -191,49 +269,13 @@ def read_events(
         Map native-order float data that need no scaling instead of reading them
         (a read-only `numpy.memmap`); otherwise ignored.
     """
-    layout = ds.layout
-    n, k = ds.n_events, len(layout.columns)
+    n, k = ds.n_events, len(ds.layout.columns)
     if n == 0:
         return np.empty((0, k), dtype=out_dtype)
-    begin = ds.data[0]
-    scaling = plan is not None and plan.needed
-    file_dt = layout.uniform
-    if file_dt is not None and file_dt.kind == "f" and file_dt.newbyteorder("=") == out_dtype:
-        if mmap and file_dt.isnative and not scaling:
-            # map the file already opened (and checked), not whatever the name leads to now
-            return np.memmap(fh, dtype=file_dt, mode="r", offset=begin, shape=(n, k))
-        events = np.empty((n, k), dtype=out_dtype)
-        if file_dt.isnative and not scaling:
-            _readinto(fh, begin, events, notes)
-            return events
-        # swap and scale each block right after reading it, while it is in cache
-        rows = max(1, _CACHE_BYTES // (k * events.itemsize))
-        for a, b in _row_blocks(n, rows):
-            block = events[a:b]
-            _readinto(fh, begin + a * k * events.itemsize, block, notes)
-            if not file_dt.isnative:
-                block.byteswap(inplace=True)
-            if scaling:
-                apply_plan(block, plan)
-        return events
-
+    reader = EventReader(fh, ds, notes, out_dtype=out_dtype, plan=plan)
+    if mmap and reader.route == "direct":
+        # map the file already opened (and checked), not whatever the name leads to now
+        return np.memmap(fh, dtype=reader.file_dt, mode="r", offset=reader.begin, shape=(n, k))
     events = np.empty((n, k), dtype=out_dtype)
-    # a block's float64 rows (and so its raw bytes) stay within _BLOCK_BYTES
-    rows = max(1, min(n, _BLOCK_BYTES // (8 * k)))
-    raw = np.empty(rows * layout.row_bytes, dtype=np.uint8)
-    decoder = _Decoder(layout, rows)
-    work = None
-    if scaling and out_dtype != np.float64:
-        work = np.empty((rows, k), dtype=np.float64)  # scale in float64, round once
-    for a, b in _row_blocks(n, rows):
-        m = b - a
-        buf = raw[: m * layout.row_bytes]
-        _readinto(fh, begin + a * layout.row_bytes, buf, notes)
-        dest = events[a:b]
-        target = dest if work is None else work[:m]
-        decoder.decode(buf, m, target)
-        if scaling:
-            apply_plan(target, plan)
-            if target is not dest:
-                np.copyto(dest, target, casting="same_kind")
+    reader.read(0, n, events)
     return events

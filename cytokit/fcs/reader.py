@@ -9,6 +9,8 @@ reads the spillover matrix and `cytokit.fcs.data` reads the events.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +18,14 @@ import numpy as np
 from cytokit._paths import NotRegularFileError, open_regular
 from cytokit.errors import FCSError
 from cytokit.fcs.channels import make_channels, scale_plan
-from cytokit.fcs.data import read_events
+from cytokit.fcs.data import EventReader, read_events
 from cytokit.fcs.layout import DataSet, read_datasets
 from cytokit.fcs.problems import Notes
 from cytokit.fcs.spillover import read_spillover
 from cytokit.fcs.text import Keywords
 from cytokit.sample import Sample
 
-__all__ = ["DataSet", "read_fcs", "read_fcs_datasets"]
+__all__ = ["DataSet", "open_events", "read_fcs", "read_fcs_datasets"]
 
 
 class _File:
@@ -160,6 +162,22 @@ def read_fcs(
         TEXT offsets that disagree where one fits the file, a duplicated keyword,
         an unreadable spillover matrix...).
     """
+    with _open_dataset(path, dataset, scale, dtype) as (fh, ds, notes, meta):
+        plan, out_dtype = meta.pop("plan"), meta.pop("out_dtype")
+        events = read_events(fh.fh, path, ds, notes, out_dtype=out_dtype, plan=plan, mmap=mmap)
+    notes.emit()
+    return Sample(events, **meta)
+
+
+@contextmanager
+def _open_dataset(path, dataset, scale: bool, dtype):
+    """Open `path` and describe data set `dataset` (no events read).
+
+    Yields ``(file, DataSet, Notes, meta)``: ``meta`` holds the `Sample`
+    fields other than the events (channels, keywords, spillover, path,
+    dataset, version, scaled) and the ``plan`` (`ScalePlan` or None) and
+    ``out_dtype`` the events are read with.
+    """
     path = Path(path)
     notes = Notes(str(path))
     if isinstance(dataset, bool) or not isinstance(dataset, (int, np.integer)) or dataset < 0:
@@ -176,18 +194,38 @@ def read_fcs(
         kw = Keywords(notes)
         kw.add(list(ds.keywords.items()))
         channels = make_channels(kw, ds, strict=scale)
-        plan = scale_plan(kw, ds, channels) if scale else None
-        spillover = read_spillover(kw, channels)
-        out_dtype = _out_dtype(dtype, ds)
-        events = read_events(fh.fh, path, ds, notes, out_dtype=out_dtype, plan=plan, mmap=mmap)
+        meta = {
+            "plan": scale_plan(kw, ds, channels) if scale else None,
+            "out_dtype": _out_dtype(dtype, ds),
+            "channels": channels,
+            "keywords": dict(ds.keywords),
+            "spillover": read_spillover(kw, channels),
+            "path": path,
+            "dataset": int(dataset),
+            "version": ds.version,
+            "scaled": bool(scale),
+        }
+        yield fh, ds, notes, meta
+
+
+@contextmanager
+def open_events(
+    path: str | os.PathLike[str], *, dataset: int = 0, scale: bool = True, dtype=None
+) -> Iterator[tuple[dict, EventReader]]:
+    """Open one data set of an FCS file for reading its events in slices of rows.
+
+    `read_fcs` without the events: yields ``(meta, reader)``, where ``meta``
+    holds the `Sample` fields other than the events (``channels``,
+    ``keywords``, ``spillover``, ``path``, ``dataset``, ``version``,
+    ``scaled``) and ``reader`` (`cytokit.fcs.data.EventReader`) fills any
+    array of rows with the values `read_fcs` gives them (same arguments,
+    same bits). Its `~EventReader.step` is the row granularity that keeps
+    them the same: slices should start on its multiples. The file stays
+    open (and the reader usable) inside the ``with`` block only; the
+    warnings `read_fcs` gives are given when it ends.
+    """
+    path = Path(path)
+    with _open_dataset(path, dataset, scale, dtype) as (fh, ds, notes, meta):
+        plan, out_dtype = meta.pop("plan"), meta.pop("out_dtype")
+        yield meta, EventReader(fh.fh, ds, notes, out_dtype=out_dtype, plan=plan)
     notes.emit()
-    return Sample(
-        events,
-        channels,
-        keywords=dict(ds.keywords),
-        spillover=spillover,
-        path=path,
-        dataset=int(dataset),
-        version=ds.version,
-        scaled=bool(scale),
-    )
