@@ -319,6 +319,32 @@ def test_an_unchanged_rebuild_reads_no_table(folder, monkeypatch):
     assert len(calls) == 3
 
 
+def test_changed_code_draws_every_figure_again(folder, monkeypatch):
+    """The figures' keys and the unchanged-rebuild shortcut cover cytokit's source, not
+    only its version number: code that draws differently under the same version (a working
+    copy, an unreleased commit) leaves no stale image behind."""
+    import json
+
+    import cytokit._source as source
+    import cytokit.report.build as build
+
+    def keys():
+        figures = json.loads((folder / "plots" / "manifest.json").read_text())["figures"]
+        return {name: entry["key"] for name, entry in figures.items()}
+
+    calls = []
+    real = build.load_results
+    monkeypatch.setattr(build, "load_results", lambda f: calls.append(f) or real(f))
+    before = keys()
+    assert len(before) >= 5
+    monkeypatch.setattr(source, "source_digest", lambda: "0" * 64)
+    build_report(folder)
+    assert len(calls) == 1  # not the shortcut: the code is not the one of the last build
+    after = keys()
+    assert after.keys() == before.keys()
+    assert all(after[name] != before[name] for name in before)  # every figure drawn again
+
+
 def test_a_changed_qc_file_redraws_its_qc_plot_only(folder):
     """The digests of qc/*.npz are kept by size and time (plots/digests.json): a file
     rewritten with other points is read again and its sample's QC plot redrawn."""

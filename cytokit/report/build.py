@@ -37,9 +37,10 @@ no FCS file, no study folder needed) and writes into it:
     What the last build from a results folder read and wrote: each input's size and
     modification time (the folder's tables, ``study.json``, ``tables.json``,
     ``qc/*.npz``) and each file written. A rebuild whose inputs and outputs are all as
-    that build left them, with the same options and cytokit, returns at once: it reads
-    no table and writes nothing. Any difference (a file touched, edited, removed) takes
-    the full path, which itself redraws only what changed.
+    that build left them, with the same options and the same cytokit (version and the
+    text of its source), returns at once: it reads no table and writes nothing. Any
+    difference (a file touched, edited, removed) takes the full path, which itself
+    redraws only what changed.
 
 A patient id becomes a file name as is when it is made of letters, digits,
 ``.``, ``_`` and ``-``; otherwise unsafe characters are replaced and a short
@@ -201,14 +202,15 @@ def _stamp(path: Path) -> list[int] | None:
 
 def _build_key(folder: Path, options: dict) -> str:
     """SHA-256 of what a build from `folder` reads (each input's size and modification
-    time), the options and cytokit's version (not the folder's place: a copy that kept
-    its files' times gives the same report).
+    time), the options and cytokit's version and source (not the folder's place: a copy
+    that kept its files' times gives the same report).
 
     The inputs include the study folder's study.toml and the clinical files the results
     were computed from (study.json ``clinical_inputs``), whose change the report refuses
     (`cytokit.analysis.outcomes.check_clinical_inputs`): unchanged since a build that
     passed that check, they pass it again.
     """
+    from cytokit._source import source_digest
     from cytokit._version import __version__
 
     inputs: dict[str, list[int] | None] = {}
@@ -230,7 +232,8 @@ def _build_key(folder: Path, options: dict) -> str:
             if e.name.endswith(suffixes) and e.is_file(follow_symlinks=False):
                 st = e.stat(follow_symlinks=False)
                 inputs[f"{sub}/{e.name}".lstrip("/")] = [st.st_size, st.st_mtime_ns]
-    text = json.dumps([1, __version__, options, inputs], sort_keys=True).encode("utf-8")
+    code = [__version__, source_digest()]
+    text = json.dumps([1, code, options, inputs], sort_keys=True).encode("utf-8")
     return hashlib.sha256(text).hexdigest()
 
 

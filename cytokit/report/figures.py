@@ -9,7 +9,8 @@ as is when safe (`file_stem`).
 
 A figure is rendered only when what it is drawn from changed: each job has a
 key, the SHA-256 of everything it is drawn from (its builder, its tables and
-arguments, a QC plot's ``qc/<sample>.npz`` file, cytokit's version), and
+arguments, a QC plot's ``qc/<sample>.npz`` file, cytokit's version and source
+(`cytokit._source.source_digest`), matplotlib's version), and
 ``plots/manifest.json`` keeps, per figure, the key and the SHA-256 of each file
 written. A job whose key and files match is skipped; a changed sample
 re-renders only its own QC plot and its patient's plots (and the cohort's).
@@ -205,6 +206,16 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def _matplotlib_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("matplotlib")
+    except PackageNotFoundError:  # pragma: no cover - matplotlib is a dependency
+        return "?"
+
+
 @dataclass(frozen=True)
 class _Job:
     """One figure to render: ``module.builder(*args, **kwargs)`` as PNG, then `formats`
@@ -222,11 +233,13 @@ class _Job:
     local: bool = False
 
     def key(self) -> str:
-        """SHA-256 of everything the figure is drawn from (and the formats, and cytokit's
-        version: a new cytokit may draw differently)."""
+        """SHA-256 of everything the figure is drawn from (and the formats, cytokit's
+        version and source, and matplotlib's version: other code may draw differently)."""
+        from cytokit._source import source_digest
         from cytokit._version import __version__
 
-        h = hashlib.sha256(f"{__version__}|{self.module}.{self.builder}".encode())
+        drawn_by = f"{__version__}|{source_digest()}|{_matplotlib_version()}"
+        h = hashlib.sha256(f"{drawn_by}|{self.module}.{self.builder}".encode())
         _feed(h, [self.args, self.kwargs, list(self.formats)])
         return h.hexdigest()
 
