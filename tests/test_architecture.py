@@ -37,6 +37,7 @@ BASE = (
     "cytokit._figures",
     "cytokit._lazy",
     "cytokit._version",
+    "cytokit._source",
     "cytokit.errors",
     "cytokit.sample",
     "cytokit._io",
