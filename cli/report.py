@@ -15,7 +15,12 @@ def _read_by_report(name: str) -> bool:
 
 
 def run_report(
-    results: Path, out: Path | None = None, *, qc: bool = True, single_file: bool = False
+    results: Path,
+    out: Path | None = None,
+    *,
+    qc: bool = True,
+    single_file: bool = False,
+    svg: bool = False,
 ) -> Path:
     """Rebuild plots and the report's pages of `results` into `out` (default: `results`).
 
@@ -29,11 +34,14 @@ def run_report(
     check_results_dir(results)
     typer.echo(f"rebuilding plots and report from {results} ...", err=True)
     options = {"qc": qc, "single_file": single_file}
+    if svg:  # logged only when asked for: earlier runs' settings keep their hash
+        options["svg"] = True
+    formats = ("png", "svg") if svg else ("png",)
     with recorded(results if out is None else out, "report", options=options) as log:
         # what the report reads: the folder's tables, study.json, tables.json and qc/
         read = [p for p in snapshot(results) if _read_by_report(p)]
         log.add_inputs("results", (Path(results) / p for p in read))
-        path = build_report(results, out, qc=qc, single_file=single_file)
+        path = build_report(results, out, formats=formats, qc=qc, single_file=single_file)
     size = path.stat().st_size / 1e6
     pages = "" if single_file else f", a page per patient in {path.parent / 'patients'}"
     typer.echo(
@@ -60,9 +68,15 @@ def register(app: typer.Typer) -> None:
             help="One self-contained report.html (images embedded) instead of an index "
             "and a page per patient.",
         ),
+        svg: bool = typer.Option(
+            False,
+            "--svg",
+            help="Also write an SVG of every cohort, patient and clustering plot (vector "
+            "copies for print; about doubles their drawing time).",
+        ),
     ) -> None:
-        """Rebuild plots (PNG, SVG), report.html and a page per patient from stored results.
+        """Rebuild plots, report.html and a page per patient from stored results.
 
         Only figures whose inputs changed are drawn again (plots/manifest.json)."""
-        path = run_report(results, out, qc=qc, single_file=single_file)
+        path = run_report(results, out, qc=qc, single_file=single_file, svg=svg)
         typer.echo(str(path))

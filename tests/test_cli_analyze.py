@@ -82,6 +82,29 @@ def test_report_command_rebuilds_the_report(analysed, tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
+def test_report_svg_writes_a_vector_copy_of_each_figure_and_nothing_else(analysed, tmp_path):
+    """``cytokit report --svg``: an SVG beside the PNG of every cohort, patient and
+    clustering plot, the pages unchanged; a later build without it removes them."""
+    import xml.etree.ElementTree as ET
+
+    code, err, out = analysed
+    assert code == 0, err
+    copy = shutil.copytree(out, tmp_path / "copy")
+    plots = copy / "plots"
+    pages = {p: p.read_bytes() for p in [copy / "report.html", *(copy / "patients").glob("*")]}
+    assert not list(plots.glob("*.svg"))  # the default: PNG only
+    assert run(["report", str(copy), "--svg"]) == 0
+    figures = sorted(p.stem for p in plots.glob("*.png"))
+    assert len(figures) >= 5
+    assert sorted(p.stem for p in plots.glob("*.svg")) == figures
+    for svg in plots.glob("*.svg"):
+        assert ET.parse(svg).getroot().tag.endswith("svg"), svg.name
+    assert {p: p.read_bytes() for p in pages} == pages
+    assert run(["report", str(copy)]) == 0
+    assert not list(plots.glob("*.svg"))
+    assert sorted(p.stem for p in plots.glob("*.png")) == figures
+
+
 def test_analyze_single_file_is_the_report_commands_single_file(analysed, study, tmp_path):
     """``analyze --single-file`` (a rerun into a copy of the results: files from the store)
     builds the page ``cytokit report --single-file`` builds from the same folder."""

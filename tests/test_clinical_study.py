@@ -289,9 +289,11 @@ def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, mo
     plain, drugs = analysed
     jobs = []
 
-    def capture(js, workers):  # (index, bytes of each format) of every job, drawn or not
+    def capture(js, workers, meanwhile=None):  # (index, bytes of each format) of every job
         jobs.extend(js)
-        return [(i, [b"png", b"svg"]) for i in range(len(js))]
+        if meanwhile is not None:
+            meanwhile()
+        return [(i, [b"png"] * len(j.formats)) for i, j in enumerate(js)]
 
     monkeypatch.setattr(figures, "_render_all", capture)
     figures.write_plots(cytokit.load_results(drugs.out), tmp_path / "d", qc=False)

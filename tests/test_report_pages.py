@@ -14,6 +14,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -363,3 +365,22 @@ def test_a_changed_qc_file_redraws_its_qc_plot_only(folder):
     assert not {k for k in changed if k.startswith("plots/qc/")} - qc
     digests = json.loads((folder / DIGESTS).read_text())["files"]
     assert digests[f"qc/{npz.name}"][2] == hashlib.sha256(npz.read_bytes()).hexdigest()
+
+
+def test_pages_and_qc_plots_are_built_without_matplotlib(folder):
+    """The report's own process writes the pages and draws the QC plots; matplotlib is
+    imported only by the workers drawing the other figures (its import is a third of a
+    second the small report's critical path does not pay twice)."""
+    qc_png = sorted((folder / "plots" / "qc").glob("*.png"))[0]
+    qc_png.unlink()  # one QC plot to draw again here; the other figures are kept
+    script = (
+        "import sys\n"
+        "from cytokit.report.build import build_report\n"
+        f"build_report({str(folder)!r})\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False", done.stderr
+    assert qc_png.is_file()

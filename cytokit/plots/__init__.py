@@ -20,17 +20,50 @@ Typical use::
 
 from __future__ import annotations
 
-from cytokit.plots._figure import figure_bytes, format_dose, mark_infusions, new_figure, save_figure
-from cytokit.plots.acquisition import acquisition_figure
-from cytokit.plots.cohort import cohort_figure, stratum_colours
-from cytokit.plots.persistence import (
-    MEASURES,
-    chimerism_figure,
-    measure_points,
-    persistence_figure,
-    poisson_interval,
-)
-from cytokit.plots.qc import QCFigure, gate_histograms, gate_panels, qc_panels
+from typing import TYPE_CHECKING
+
+from cytokit._lazy import lazy_exports
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cytokit.plots._figure import (
+        figure_bytes,
+        format_dose,
+        mark_infusions,
+        new_figure,
+        save_figure,
+    )
+    from cytokit.plots.acquisition import acquisition_figure
+    from cytokit.plots.cohort import cohort_figure, stratum_colours
+    from cytokit.plots.persistence import (
+        MEASURES,
+        chimerism_figure,
+        measure_points,
+        persistence_figure,
+        poisson_interval,
+    )
+    from cytokit.plots.qc import QCFigure, gate_histograms, gate_panels, qc_panels
+
+# Names load on first use: the QC plots (`qc_panels`) need neither matplotlib nor
+# anything of the other figures, so a process drawing only those does not import them.
+_LAZY = {
+    "figure_bytes": "._figure",
+    "format_dose": "._figure",
+    "mark_infusions": "._figure",
+    "new_figure": "._figure",
+    "save_figure": "._figure",
+    "acquisition_figure": ".acquisition",
+    "cohort_figure": ".cohort",
+    "stratum_colours": ".cohort",
+    "MEASURES": ".persistence",
+    "chimerism_figure": ".persistence",
+    "measure_points": ".persistence",
+    "persistence_figure": ".persistence",
+    "poisson_interval": ".persistence",
+    "QCFigure": ".qc",
+    "gate_histograms": ".qc",
+    "gate_panels": ".qc",
+    "qc_panels": ".qc",
+}
 
 __all__ = [
     "MEASURES",
@@ -51,3 +84,5 @@ __all__ = [
     "save_figure",
     "stratum_colours",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -19,11 +19,13 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from cytokit._figures import DPI, RC, figure_bytes, save_figure
+from cytokit.plots._words import format_dose, gate_name
 
 __all__ = [
     "DPI",
     "figure_bytes",
     "format_dose",
+    "gate_name",
     "grid_figure",
     "log_axis",
     "mark_infusions",
@@ -124,27 +126,6 @@ def finish_grid(fig: Figure, axes, n: int, xlabel: str, ylabel: str, handles, **
         flat[n].legend(handles=handles, loc="center", **style)
     else:
         fig.legend(handles=handles, **{**style, **legend})
-
-
-def gate_name(path) -> str:
-    """Last step of a gate path (empty for None/NaN; the whole text when it has no step)."""
-    text = "" if path is None or (isinstance(path, float) and math.isnan(path)) else str(path)
-    return text.rstrip("/").rsplit("/", 1)[-1] or text
-
-
-def format_dose(dose) -> str:
-    """``18000000`` → ``"1.8×10⁷/kg"``; empty for a missing dose."""
-    try:
-        value = float(dose)
-    except (TypeError, ValueError):
-        return ""
-    if not math.isfinite(value) or value <= 0:
-        return ""
-    exponent = math.floor(math.log10(value))
-    mantissa = value / 10**exponent
-    sup = str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
-    text = f"{mantissa:.2g}"
-    return (f"10{sup}" if text == "1" else f"{text}×10{sup}") + "/kg"
 
 
 def infusion_label(row) -> str:

@@ -75,6 +75,7 @@ from cytokit.plots._figure import (
     mark_infusions,
     plain,
 )
+from cytokit.plots._words import MEASURES
 from cytokit.plots.outcomes import COURSE_COLOUR, mark_drug_courses
 
 __all__ = [
@@ -86,8 +87,6 @@ __all__ = [
     "poisson_interval",
 ]
 
-#: Measure → axis label.
-MEASURES = {"donor_per_ul": "donor cells/µL", "donor_pct": "% donor"}
 #: Largest % donor detection limit drawn (population of at least 80 events): a
 #: not-detected point whose limit is higher is "too few cells" and drawn on no % axis.
 MAX_PCT_LOD = 25.0

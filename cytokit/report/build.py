@@ -111,7 +111,7 @@ def build_report(
     results_or_out_dir: Results | str | Path,
     out_dir: str | Path | None = None,
     *,
-    formats: tuple[str, ...] = ("png", "svg"),
+    formats: tuple[str, ...] = ("png",),
     qc: bool = True,
     single_file: bool = False,
 ) -> Path:
@@ -125,7 +125,8 @@ def build_report(
     out_dir : path, optional
         Where to write ``plots/`` and ``report.html`` (default: the results folder).
     formats : tuple of {"png", "svg"}
-        File formats of the cohort and patient plots.
+        File formats of the cohort, patient and clustering plots: PNG (shown by the
+        pages), and with ``"svg"`` a vector copy of each for print.
     qc : bool
         Draw the QC plots of every sample.
     single_file : bool
@@ -170,9 +171,19 @@ def build_report(
         files=("report.html",),
         folders=("plots", "plots/qc", "plots/acquisition", "patients"),
     )
-    plots = write_plots(results, out, formats=formats, qc=qc)
-    with drawn_figures(plots):
-        pages, used = _pages(results, plots, out, single_file)
+    built = []
+
+    def pages_meanwhile(plots) -> None:  # the pages link to the figures being drawn
+        with drawn_figures(plots):
+            built.append(_pages(results, plots, out, single_file))
+
+    # a single page embeds the figures' bytes: it is written once they are all drawn
+    plots = write_plots(
+        results, out, formats=formats, qc=qc, meanwhile=None if single_file else pages_meanwhile
+    )
+    if not built:
+        pages_meanwhile(plots)
+    ((pages, used),) = built
     for path, text in pages.items():
         write_if_changed(path, text.encode("utf-8"))
     _remove_unused(out, set(pages), used)

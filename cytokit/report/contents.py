@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from cytokit.analysis.results import Results
+if TYPE_CHECKING:  # pragma: no cover - the figures' workers need not import the results
+    from cytokit.analysis.results import Results
 
 __all__ = [
     "ReportPlots",

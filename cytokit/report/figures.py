@@ -33,12 +33,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from cytokit._io import atomic_write_text, write_if_changed
-from cytokit.analysis.results import Results
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
@@ -48,6 +48,9 @@ from cytokit.report.contents import (
     populations_of,
     read_cluster_tables,
 )
+
+if TYPE_CHECKING:  # pragma: no cover - the figures' workers need not import the results
+    from cytokit.analysis.results import Results
 
 __all__ = ["MANIFEST", "file_stem", "write_plots"]
 
@@ -265,13 +268,16 @@ def _render(job: _Job) -> list[bytes]:
 _LONG = frozenset({"abundance_figure", "heatmap_figure", "cohort_figure"})
 
 
-def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[tuple[int, list[bytes]]]:
+def _render_all(
+    jobs: list[_Job], workers: int | None, meanwhile: Callable[[], None] | None = None
+) -> Iterator[tuple[int, list[bytes]]]:
     """Render `jobs`, yielding ``(index, bytes)`` of each as soon as it is drawn (so that
     they are written and forgotten one by one): matplotlib figures on worker processes
     when there are several cores and jobs, `_Job.local` ones here meanwhile.
 
-    Figures are built inside the workers from the (small) tables and QC points
-    the jobs carry; matplotlib's output does not depend on the process, so the
+    `meanwhile` runs here once the local jobs are drawn, while the workers draw theirs
+    (at the end when every job is drawn here). Figures are built inside the workers from
+    the (small) tables and QC points the jobs carry; matplotlib's output does not depend on the process, so the
     bytes are those of a serial run.
     """
     from cytokit.engine._workers import _main_is_importable, default_workers
@@ -286,6 +292,8 @@ def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[tuple[int, li
     n = min(default_workers() if workers is None else workers, len(away))
     if n <= 1 or len(away) < 4 or not _main_is_importable():
         yield from ((i, _render(jobs[i])) for i in here + away)
+        if meanwhile is not None:
+            meanwhile()
         return
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -295,6 +303,8 @@ def _render_all(jobs: list[_Job], workers: int | None) -> Iterator[tuple[int, li
     with cf.ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
         drawn = pool.map(_render, payload, chunksize=1)  # submitted now, drawn meanwhile
         yield from ((i, _render(jobs[i])) for i in here)
+        if meanwhile is not None:
+            meanwhile()
         yield from zip(away, drawn, strict=True)
 
 
@@ -302,9 +312,10 @@ def write_plots(
     results: Results,
     out: str | Path,
     *,
-    formats: tuple[str, ...] = ("png", "svg"),
+    formats: tuple[str, ...] = ("png",),
     qc: bool = True,
     workers: int | None = None,
+    meanwhile: Callable[[ReportPlots], None] | None = None,
 ) -> ReportPlots:
     """Render every plot of the report and write them into ``out/plots``.
 
@@ -314,11 +325,17 @@ def write_plots(
     out : path
         The folder to write ``plots/`` into.
     formats : tuple of {"png", "svg"}
-        Formats of the cohort and patient plots (QC plots are always a PNG and an SVG).
+        Formats of the cohort, patient and clustering plots: the PNG the pages show, and
+        with ``"svg"`` a vector copy of each for print (it about doubles their drawing
+        time). QC plots are always a PNG and the SVG drawn over it.
     qc : bool
         Render the QC plots (the bulk of the time on large studies).
     workers : int, optional
         Processes rendering figures (default: the cores available; 1 renders here).
+    meanwhile : callable, optional
+        Called here with the `ReportPlots` (every figure's path known, the QC plots
+        written) while worker processes draw the other figures, such as writing the
+        pages that link to them; the figures are all written when this returns.
 
     Returns
     -------
@@ -328,10 +345,12 @@ def write_plots(
     folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     with _digest_cache(out):
-        return _write_plots(results, out, folder, formats, qc, workers)
+        return _write_plots(results, out, folder, formats, qc, workers, meanwhile)
 
 
-def _write_plots(results: Results, out: Path, folder: Path, formats, qc, workers) -> ReportPlots:
+def _write_plots(
+    results: Results, out: Path, folder: Path, formats, qc, workers, meanwhile=None
+) -> ReportPlots:
     got = ReportPlots()
     jobs: list[_Job] = []
 
@@ -349,9 +368,12 @@ def _write_plots(results: Results, out: Path, folder: Path, formats, qc, workers
     todo = [
         i for i, (j, k) in enumerate(zip(jobs, keys, strict=True)) if not _kept(out, j, k, before)
     ]
+    for j in jobs:  # every figure's path, known before it is drawn
+        j.put(_png_of(j))
     done: dict[str, dict] = {}
     saved = time.monotonic()
-    for k, images in _render_all([jobs[i] for i in todo], workers):
+    hook = None if meanwhile is None else functools.partial(meanwhile, got)
+    for k, images in _render_all([jobs[i] for i in todo], workers, hook):
         i = todo[k]
         j = jobs[i]
         png_first = ("png", *(f for f in j.formats if f != "png"))
@@ -374,7 +396,6 @@ def _write_plots(results: Results, out: Path, folder: Path, formats, qc, workers
         got.files.extend(files)
         name = _rel(out, j.stem)
         manifest[name] = done[name] if i in rendered else {"key": k, "files": before[name]["files"]}
-        j.put(_png_of(j))
     got.rendered, got.skipped = len(rendered), len(jobs) - len(rendered)
     _remove_stale(out, before, manifest)
     _write_manifest(out, manifest)

@@ -15,10 +15,9 @@ import math
 
 import pandas as pd
 
+from cytokit._figures import figure_bytes
 from cytokit.analysis.results import Results
 from cytokit.errors import CytokitError
-from cytokit.plots._figure import figure_bytes
-from cytokit.plots.outcomes import survival_figure
 from cytokit.report._html import esc, figure, fmt, nonempty, table
 
 __all__ = ["outcomes_section"]
@@ -27,6 +26,8 @@ _ENDPOINTS = {"pfs": "progression-free survival", "os": "overall survival"}
 
 
 def _curve(survival: pd.DataFrame, analysis: str, group_by: str, caption: str) -> str:
+    from cytokit.plots.outcomes import survival_figure  # matplotlib, only where there is a curve
+
     try:
         fig = survival_figure(survival, analysis, group_by)
     except CytokitError:

@@ -24,8 +24,7 @@ import pandas as pd
 
 from cytokit.analysis.chimerism import DETECTION_EVENTS
 from cytokit.analysis.results import Results
-from cytokit.plots._figure import format_dose
-from cytokit.plots.persistence import MEASURES
+from cytokit.plots._words import MEASURES, format_dose
 from cytokit.report._html import (
     Markup,
     day_text,

@@ -12,8 +12,7 @@ import math
 
 import pandas as pd
 
-from cytokit.plots._figure import format_dose, gate_name
-from cytokit.plots.persistence import MEASURES
+from cytokit.plots._words import MEASURES, format_dose, gate_name
 from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
 from cytokit.report.reasons import code_html, reason_code, reason_html
 

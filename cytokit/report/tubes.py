@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from cytokit.analysis.results import Results
-from cytokit.plots._figure import new_figure
 from cytokit.report._html import Markup, day_text, esc, figure, fmt, table
 
 __all__ = ["function_patient", "function_section", "repertoire_patient", "repertoire_section"]
@@ -60,6 +59,8 @@ def _repertoire_figure(rows: pd.DataFrame, patient: str, population: str, least:
     if origins != ["all"]:
         origins = [o for o in origins if o != "all"]  # donor and recipient say more than all
     days = sorted(rows["day"].unique())
+    from cytokit.plots._figure import new_figure
+
     fig = new_figure(3.2 * len(origins) + 2.6, 3.4)
     axes = fig.subplots(1, len(origins), sharey=True, squeeze=False)[0]
     import matplotlib
@@ -174,6 +175,8 @@ def _receptors(rep: pd.DataFrame) -> list[str]:
 
 def _function_figure(rows: pd.DataFrame, patient: str, population: str, least: int):
     markers = list(dict.fromkeys(rows["marker"]))
+    from cytokit.plots._figure import new_figure
+
     fig = new_figure(3.3 * len(markers), 3.0)
     axes = fig.subplots(1, len(markers), squeeze=False)[0]
     styles = {"donor": ("C0", "o"), "recipient": ("C3", "s"), "all": ("0.4", "^")}

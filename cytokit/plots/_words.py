@@ -1,0 +1,32 @@
+"""Names and numbers as the plots and the report's pages write them (no matplotlib here:
+the pages use them without importing a plotting library)."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["MEASURES", "format_dose", "gate_name"]
+
+#: The persistence measures a plot can show, and their axis labels.
+MEASURES = {"donor_per_ul": "donor cells/µL", "donor_pct": "% donor"}
+
+
+def gate_name(path) -> str:
+    """Last step of a gate path (empty for None/NaN; the whole text when it has no step)."""
+    text = "" if path is None or (isinstance(path, float) and math.isnan(path)) else str(path)
+    return text.rstrip("/").rsplit("/", 1)[-1] or text
+
+
+def format_dose(dose) -> str:
+    """``18000000`` → ``"1.8×10⁷/kg"``; empty for a missing dose."""
+    try:
+        value = float(dose)
+    except (TypeError, ValueError):
+        return ""
+    if not math.isfinite(value) or value <= 0:
+        return ""
+    exponent = math.floor(math.log10(value))
+    mantissa = value / 10**exponent
+    sup = str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    text = f"{mantissa:.2g}"
+    return (f"10{sup}" if text == "1" else f"{text}×10{sup}") + "/kg"
