@@ -147,7 +147,7 @@ def _compile_notice() -> None:
 
     if kernels_need_compiling():
         typer.echo(
-            "first run on this machine: compiling the kernels (about 15-20 s on 2 cores; "
+            "first run on this machine: compiling the kernels (about 6-10 s on 2 cores; "
             "later runs load them from the cache)",
             err=True,
         )

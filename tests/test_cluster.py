@@ -659,7 +659,10 @@ def test_kernels_compiled_aside_are_those_a_study_clustering_calls(tmp_path):
     kernels = warm._kernels()
     before = [set(k.signatures) for k in kernels]
     assert all(before)
-    assert warm.kernels_cached() and warm.compile_aside() is None  # cached: nothing started
+    from cytokit.engine.warm import compile_aside, compile_transforms
+
+    compile_transforms()
+    assert warm.kernels_cached() and compile_aside(clustering=True) is None  # nothing started
     root = Path(__file__).resolve().parents[1] / "sample_data"
     results = cytokit.analyze(root, tmp_path / "out", workers=1)  # clustering in this process
     assert len(results.clusters) > 0

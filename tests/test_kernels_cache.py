@@ -128,3 +128,38 @@ def test_cache_is_loaded_and_invalidated_by_any_kernel_change(tmp_path, kind):
     assert runs[1][:2] == ["1", "0"], runs  # a second process loads it
     assert runs[2][:2] == ["0", "1"], runs  # another kernel source: stale, compiled again
     assert runs[0][2] == runs[1][2] == runs[2][2]
+
+
+_ASIDE = textwrap.dedent(
+    """
+    import sys
+    from cytokit.engine import warm
+    import cytokit
+
+    warm.compile_transforms()
+    kernels = warm._transform_kernels()
+    before = [sorted(map(str, k.signatures)) for k in kernels]
+    results = cytokit.analyze(sys.argv[1], sys.argv[2], workers=1)
+    after = [sorted(map(str, k.signatures)) for k in kernels]
+    print(len(results.chimerism), all(before), before == after)
+    """
+)
+
+
+@pytest.mark.slow
+def test_transforms_compiled_aside_are_those_a_run_calls(tmp_path):
+    """`analyze` compiles the vectorised transforms' kernels in another process on a first
+    run (`cytokit.engine.warm`) while its first file compiles the fused pass: for the
+    signatures the run itself calls (in a fresh process, so that no earlier test's call
+    counts), or the run would compile them again after the fused pass."""
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    res = subprocess.run(
+        [sys.executable, "-c", _ASIDE, str(root), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    rows, compiled, same = res.stdout.split()[-3:]
+    assert int(rows) > 0 and compiled == "True"
+    assert same == "True", "the run called the transforms with types compile_transforms missed"

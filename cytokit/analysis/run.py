@@ -234,10 +234,11 @@ def analyze(
             for tube, task in tasks.items():  # each tube's files with the tube's task
                 mine = [str(r.file) for r in study.rows if study.tube_of(r) == tube]
                 if first and len(files) > 1 and many and scheduler in (None, "processes", "local"):
-                    if task.cluster_markers:  # on a first run: compiled meanwhile on another core
-                        from cytokit.cluster.warm import compile_aside
+                    # on a first run: the kernels needed after the first file's gating are
+                    # compiled meanwhile on another core
+                    from cytokit.engine.warm import compile_aside
 
-                        aside = compile_aside()
+                    aside = compile_aside(clustering=bool(task.cluster_markers))
                     # the first file in this process compiles the kernels once (or loads them
                     # from Numba's on-disk cache); worker processes then load them instead of
                     # each compiling the same kernels at the same time (minutes on a cold cache)

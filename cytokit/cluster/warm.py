@@ -2,10 +2,11 @@
 
 On a machine whose Numba cache does not hold them yet, a study's clustering
 compiles the SOM kernels (training, mapping, histograms: a few seconds of
-one core) after every file was gated. `cytokit.analyze` starts
-`compile_aside` while its first file compiles the gating kernels in the
-main process, so the two compilations share the cores instead of following
-each other; the clustering then loads them from the cache.
+one core) after every file was gated. `cytokit.analyze` compiles them in
+another process (`cytokit.engine.warm.compile_aside`) while its first file
+compiles the gating kernels in the main process, so the two compilations
+share the cores instead of following each other; the clustering then loads
+them from the cache.
 
 `compile_kernels` calls each kernel on a few events of the array types a
 study's clustering passes (float32 events, a column slice of the stored
@@ -16,11 +17,9 @@ checks that a study's clustering compiles nothing more).
 
 from __future__ import annotations
 
-import multiprocessing
-
 import numpy as np
 
-__all__ = ["compile_aside", "compile_kernels", "kernels_cached"]
+__all__ = ["compile_kernels", "kernels_cached"]
 
 
 def _kernels():
@@ -55,21 +54,3 @@ def compile_kernels() -> None:
     groups[: groups.shape[0] // 2] += k  # donor events are groups k .. 2k-1
     hist = np.zeros((2 * k, n_markers, 16), dtype=np.int64)
     node_histograms(events, groups, np.full(n_markers, -5.0), np.full(n_markers, 5.0), hist)
-
-
-def compile_aside() -> multiprocessing.process.BaseProcess | None:
-    """Start `compile_kernels` in a new process unless the cache has the kernels; the process.
-
-    The caller joins it before clustering. A spawned process (not a fork of a
-    process whose threads may hold locks) that compiles into Numba's on-disk
-    cache; were it to fail, the clustering compiles the kernels itself.
-    """
-    from cytokit.engine._workers import _main_is_importable
-
-    if kernels_cached() or not _main_is_importable():
-        return None
-    proc = multiprocessing.get_context("spawn").Process(
-        target=compile_kernels, name="cytokit-compile-clustering", daemon=True
-    )
-    proc.start()
-    return proc
