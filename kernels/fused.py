@@ -94,7 +94,8 @@ def _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs
         cnt += member[i]
     if cnt == 0:
         return
-    if cnt == nb:
+    in_place = cnt == nb
+    if in_place:
         # every event (always so before the first gate): the block's rows in place, no
         # gather or scatter; `_sources` computes each value as `_sources_at` does
         _sources(
@@ -112,40 +113,35 @@ def _scoped_values(events, start, nb, member, slots, comps, dims, grp, idx, bufs
             tile,
             src,
         )
-        for j in range(grp_ptr[grp], grp_ptr[grp + 1]):
-            d = grp_dims[j]
-            lut = lut_buf[lut_ptr[d] : lut_ptr[d + 1]]
-            params = dim_params[d].copy()  # private: cannot alias the outputs
-            _dimension(
-                dim_xf[d], params, lut, dim_a[d], dim_b[d], dim_ratio[d], src, scratch, vals[d], nb
-            )
-        return
-    _sources_at(
-        events,
-        start,
-        idx,
-        cnt,
-        slot_index,
-        n_cslots,
-        cslot_ptr,
-        comp_inv,
-        comp_inv_ptr,
-        comp_cols,
-        comp_ptr,
-        grp_slots[grp],
-        tile,
-        src,
-    )
+    else:
+        _sources_at(
+            events,
+            start,
+            idx,
+            cnt,
+            slot_index,
+            n_cslots,
+            cslot_ptr,
+            comp_inv,
+            comp_inv_ptr,
+            comp_cols,
+            comp_ptr,
+            grp_slots[grp],
+            tile,
+            src,
+        )
     for j in range(grp_ptr[grp], grp_ptr[grp + 1]):
         d = grp_dims[j]
         lut = lut_buf[lut_ptr[d] : lut_ptr[d + 1]]
         params = dim_params[d].copy()  # private: cannot alias the outputs
+        dest = vals[d] if in_place else packed  # in place: straight into the block's row
         _dimension(
-            dim_xf[d], params, lut, dim_a[d], dim_b[d], dim_ratio[d], src, scratch, packed, cnt
+            dim_xf[d], params, lut, dim_a[d], dim_b[d], dim_ratio[d], src, scratch, dest, cnt
         )
-        row = vals[d]
-        for k in range(cnt):
-            row[idx[k]] = packed[k]
+        if not in_place:
+            row = vals[d]
+            for k in range(cnt):
+                row[idx[k]] = packed[k]
 
 
 @jit
