@@ -112,6 +112,31 @@ def test_time_structured_file_removed_range_is_imputed_from_its_neighbours(analy
     assert float(row["imputed_ci_low"]) <= whole <= float(row["imputed_ci_high"])
 
 
+def test_the_patient_page_shows_the_imputed_donor_pct_where_qc_removed_cells(analysed):
+    """The report's chimerism table gives, under the kept events' own % donor, the
+    QC-imputed one of chimerism.csv where QC removed some of the population's events, and
+    nothing more where it removed none of them."""
+    import re
+
+    from cytokit.report import build_report
+    from cytokit.report._html import fmt
+
+    _, res = analysed
+    out = build_report(res.out, qc=False).parent
+    html = (out / "patients" / "C1.html").read_text()
+    shown = re.findall(
+        r"QC-imputed: ([0-9.,]+) %(?: \[[^\]<]*\])? \(~([0-9.,]+) cells imputed\)", html
+    )
+    c = res.chimerism
+    rows = c[(c["population"] == "NK") & (c["imputed_events"] > 0)]
+    assert len(rows) >= 1
+    for _, r in rows.iterrows():
+        want = (fmt(r["imputed_donor_pct"]), fmt(r["imputed_events"], integer=True))
+        assert want in shown, (want, shown)
+    imputed = c[c["imputed_events"] > 0]
+    assert len(shown) == len(imputed[imputed["status"].isin(["quantified", "not_quantifiable"])])
+
+
 # -- a clog that corrupts signals (off-centre events) on files spread evenly in time --------
 # A partial clog holding about 16 % of the events, 80 % of them measured off-centre
 # (`Clog.offcentre`: every intensity x 0.3-0.7, per-channel spread). The off-centre cells

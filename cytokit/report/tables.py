@@ -346,6 +346,7 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
             text += f"<br><small>{events}"
             tag = STATUS_TAG.get(status, esc(status))
             text += f" {tag}</small>" if tag else "</small>"
+            text += _imputed_text(r)
             row.append(Markup(text, [status if status in STATUS_TAG else ""]))
         rows.append(row)
     return table(
@@ -353,9 +354,22 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
         rows,
         caption="Donor chimerism: % donor [95 % CI], donor cells/µL, donor of population events "
         "(NQ: not quantifiable; not detected: fewer than 20 donor events, no share given; donor "
-        "marker failed: the sample's donor marker is unusable, no value)",
+        "marker failed: the sample's donor marker is unusable, no value; QC-imputed: the % donor "
+        "with the time ranges acquisition QC removed filled in from the kept events beside them, "
+        "where QC removed any of the population's events)",
         numeric=[True, False] + [True] * len(names),
     )
+
+
+def _imputed_text(r) -> str:
+    """The QC-imputed % donor under a cell, where acquisition QC removed some of the
+    population's events (``imputed_events`` > 0): "" otherwise, or when it is not a number."""
+    imputed = r.get("imputed_events")
+    if not is_number(imputed) or float(imputed) <= 0 or not is_number(r.get("imputed_donor_pct")):
+        return ""
+    ci = _interval(r.get("imputed_ci_low"), r.get("imputed_ci_high"))
+    pct = fmt(r.get("imputed_donor_pct")) + " %" + (f" [{ci}]" if ci else "")
+    return f"<br><small>QC-imputed: {pct} (~{fmt(imputed, integer=True)} cells imputed)</small>"
 
 
 def samples_table(samples: pd.DataFrame, counts: pd.DataFrame, pops: list[str]) -> str:
