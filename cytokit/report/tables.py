@@ -156,9 +156,8 @@ def cohort_table(
         order = {(s, p): i for s, pops in shown.items() for i, p in enumerate(pops)}
         stratum = frame["stratum"].astype(str)
         named = stratum.isin(list(shown))
-        keep = ~named | [
-            (s, str(p)) in order for s, p in zip(stratum, frame["population"], strict=True)
-        ]
+        listed = [(s, str(p)) in order for s, p in zip(stratum, frame["population"], strict=True)]
+        keep = ~named | pd.Series(listed, index=named.index, dtype=bool)
         for s, p in zip(stratum[~keep], frame["population"][~keep], strict=True):
             names = hidden.setdefault(s, [])
             if str(p) not in names:
