@@ -290,3 +290,18 @@ def test_every_package_is_in_pyproject():
     assert data <= set(PYPROJECT["tool"]["setuptools"]["package-data"]), data
     assert tree - listed == set(), f"missing from [tool.setuptools] packages: {tree - listed}"
     assert listed - tree - data == set(), f"listed but not in the tree: {listed - tree - data}"
+
+
+def test_source_digest_covers_every_module_of_every_package():
+    """`cytokit._source.source_digest` keys the report's figures on the code: it must read
+    every module of every package pyproject.toml maps, the folders beside ``cytokit/``
+    included, each once."""
+    from cytokit._source import source_files
+
+    names = [name for name, _ in source_files()]
+    assert len(names) == len(set(names))
+    paths = {path for _, path in source_files()}
+    assert len(paths) == len(names)
+    want = set(_sources().values())
+    assert {p.resolve() for p in want} <= paths
+    assert len(paths) == len(want)
