@@ -262,10 +262,8 @@ def _unchanged(out: Path, key: str) -> bool:
         data = json.loads((out / BUILD_STAMP).read_text(encoding="utf-8"))
         if data.get("key") != key or not data.get("outputs"):
             return False
-        for name, stamp in data["outputs"].items():
-            st = (out / name).stat()
-            if [st.st_size, st.st_mtime_ns] != stamp:
-                return False
+        if any(_stamp(out / name) != stamp for name, stamp in data["outputs"].items()):
+            return False
     except (OSError, ValueError, AttributeError, TypeError):
         return False
     return True
@@ -311,10 +309,10 @@ def _pages(
 def _page_names(patients: list[str]) -> dict[str, str]:
     """Patient → the file name of their page (distinct even where ids differ only in case,
     which some file systems do not tell apart)."""
-    names: dict[str, str] = {}
-    taken: set[str] = set()
     from cytokit.report.figures import file_stem
 
+    names: dict[str, str] = {}
+    taken: set[str] = set()
     for pid in patients:
         stem = file_stem(pid)
         if stem.lower() in taken:

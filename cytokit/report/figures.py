@@ -277,8 +277,8 @@ def _render_all(
 
     `meanwhile` runs here once the local jobs are drawn, while the workers draw theirs
     (at the end when every job is drawn here). Figures are built inside the workers from
-    the (small) tables and QC points the jobs carry; matplotlib's output does not depend on the process, so the
-    bytes are those of a serial run.
+    the (small) tables and QC points the jobs carry; matplotlib's output does not depend
+    on the process, so the bytes are those of a serial run.
     """
     from cytokit.engine._workers import _main_is_importable, default_workers
 
