@@ -43,7 +43,7 @@ def compile_transforms() -> None:
 
     x = np.linspace(-100.0, 1000.0, 16)
     transforms.logicle(x, 262144.0, 0.5, 4.5, 0.0, out=np.empty_like(x))
-    transform_lut(XF_LOGICLE, transform_params(XF_LOGICLE, T=262143.0, W=0.5, M=4.5, A=0.0))
+    transform_lut(XF_LOGICLE, transform_params(XF_LOGICLE, T=262144.0, W=0.5, M=4.5, A=0.0))
 
 
 def _compile(transforms: bool, clustering: bool) -> None:

@@ -25,17 +25,11 @@ from typing import TYPE_CHECKING
 from cytokit._lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cytokit.plots._figure import (
-        figure_bytes,
-        format_dose,
-        mark_infusions,
-        new_figure,
-        save_figure,
-    )
+    from cytokit.plots._figure import figure_bytes, mark_infusions, new_figure, save_figure
+    from cytokit.plots._words import MEASURES, format_dose
     from cytokit.plots.acquisition import acquisition_figure
     from cytokit.plots.cohort import cohort_figure, stratum_colours
     from cytokit.plots.persistence import (
-        MEASURES,
         chimerism_figure,
         measure_points,
         persistence_figure,
@@ -47,14 +41,14 @@ if TYPE_CHECKING:  # pragma: no cover
 # anything of the other figures, so a process drawing only those does not import them.
 _LAZY = {
     "figure_bytes": "._figure",
-    "format_dose": "._figure",
+    "format_dose": "._words",
     "mark_infusions": "._figure",
     "new_figure": "._figure",
     "save_figure": "._figure",
     "acquisition_figure": ".acquisition",
     "cohort_figure": ".cohort",
     "stratum_colours": ".cohort",
-    "MEASURES": ".persistence",
+    "MEASURES": "._words",
     "chimerism_figure": ".persistence",
     "measure_points": ".persistence",
     "persistence_figure": ".persistence",
