@@ -55,7 +55,7 @@ def test_analyze_builds_the_report_of_its_tables(analysed, study):
     assert f"report: {out / 'report.html'}" in err
     chim = pd.read_csv(out / "chimerism.csv", dtype={"patient": str})
     assert assert_chimerism_matches(report_text(out / "report.html"), chim) == 30
-    assert any((out / "plots").glob("*_persistence.png"))
+    assert any((out / "plots").glob("*_persistence.svg"))
     truth = pd.read_csv(study / "truth" / "populations.csv", dtype={"patient": str})
     merged = chim.merge(truth, on=["patient", "day", "population"], suffixes=("", "_true"))
     big = merged[merged.events >= 100]
@@ -77,14 +77,15 @@ def test_report_command_rebuilds_the_report(analysed, tmp_path, capsys):
     assert "rebuilding plots and report" in captured.err
     html = report_text(copy / "report.html")
     assert assert_chimerism_matches(html, pd.read_csv(copy / "chimerism.csv")) == 30
-    assert any((copy / "plots").glob("*_persistence.png"))
+    assert any((copy / "plots").glob("*_persistence.svg"))
     assert run(["report", str(tmp_path / "nowhere")]) == 1
     assert "nowhere" in capsys.readouterr().err
 
 
 def test_report_svg_writes_a_vector_copy_of_each_figure_and_nothing_else(analysed, tmp_path):
-    """``cytokit report --svg``: an SVG beside the PNG of every cohort, patient and
-    clustering plot, the pages unchanged; a later build without it removes them."""
+    """``cytokit report --svg``: an SVG beside the PNG of every cohort and clustering plot
+    (each patient's plots are SVG already), the pages unchanged; a later build without it
+    removes them."""
     import xml.etree.ElementTree as ET
 
     code, err, out = analysed
@@ -92,16 +93,18 @@ def test_report_svg_writes_a_vector_copy_of_each_figure_and_nothing_else(analyse
     copy = shutil.copytree(out, tmp_path / "copy")
     plots = copy / "plots"
     pages = {p: p.read_bytes() for p in [copy / "report.html", *(copy / "patients").glob("*")]}
-    assert not list(plots.glob("*.svg"))  # the default: PNG only
+    patients = sorted(p.stem for p in plots.glob("*.svg"))  # the default: these only
+    assert patients and all(s.endswith(("_persistence", "_chimerism")) for s in patients)
+    assert not [p for p in plots.glob("*.png") if p.stem in patients]
     assert run(["report", str(copy), "--svg"]) == 0
     figures = sorted(p.stem for p in plots.glob("*.png"))
-    assert len(figures) >= 5
-    assert sorted(p.stem for p in plots.glob("*.svg")) == figures
+    assert len(figures) >= 3
+    assert sorted(p.stem for p in plots.glob("*.svg")) == sorted(figures + patients)
     for svg in plots.glob("*.svg"):
         assert ET.parse(svg).getroot().tag.endswith("svg"), svg.name
     assert {p: p.read_bytes() for p in pages} == pages
     assert run(["report", str(copy)]) == 0
-    assert not list(plots.glob("*.svg"))
+    assert sorted(p.stem for p in plots.glob("*.svg")) == patients
     assert sorted(p.stem for p in plots.glob("*.png")) == figures
 
 

@@ -184,20 +184,31 @@ def test_patient_sections_hold_tables_plots_and_flags(page, folder):
         assert sum(re.fullmatch(r"day -?\d+: .*\.fcs", t) is not None for t in sec) == n
 
 
-def test_images_are_embedded_pngs(page, folder):
+def test_images_are_embedded(page, folder):
     images = [a for tag, a in page.tags if tag == "img"]
     # 2 cohort plots, 2 per patient, one QC plot per sample, 2 cluster plots
     assert len(images) == 2 + 2 * 3 + N_SAMPLES + 2
+    kinds = []
     for a in images:
         head, data = a["src"].split(",", 1)
-        assert head == "data:image/png;base64"
-        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+        raw = base64.b64decode(data)
+        if head == "data:image/svg+xml;base64":  # each patient's two plots, drawn as SVG
+            assert raw.startswith(b"<svg ") and raw.rstrip().endswith(b"</svg>")
+            kinds.append("svg")
+        else:
+            assert head == "data:image/png;base64"
+            assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+            kinds.append("png")
         assert a.get("alt")
+    assert kinds.count("svg") == 2 * 3
     files = {p.relative_to(folder / "plots").as_posix() for p in (folder / "plots").rglob("*.*")}
     stem = file_stem(HOSTILE_ID)
-    assert {f"{stem}_persistence.png", "cohort_donor_pct.png"} <= files
-    # vector copies only when asked for (build_report(formats=("png", "svg")), --svg)
-    assert not [f for f in files if f.endswith(".svg") and not f.startswith("qc/")]
+    assert {f"{stem}_persistence.svg", "cohort_donor_pct.png"} <= files
+    # vector copies only when asked for (build_report(formats=("png", "svg")), --svg); each
+    # patient's persistence and chimerism plots are drawn as SVG only
+    svg = [f for f in files if f.endswith(".svg") and not f.startswith("qc/")]
+    assert svg and all(f.endswith(("_persistence.svg", "_chimerism.svg")) for f in svg)
+    assert not [f for f in files if f.endswith(("_persistence.png", "_chimerism.png"))]
     # each sample's QC plot: its histograms (PNG) and the SVG drawn over them
     qc = [f for f in files if f.startswith("qc/")]
     assert len(qc) == 2 * N_SAMPLES and {f[-4:] for f in qc} == {".png", ".svg"}
@@ -370,7 +381,8 @@ def test_build_report_from_results_object_and_errors(folder, tmp_path):
     path = build_report(r, tmp_path / "copy", formats=("png",), qc=False, single_file=True)
     html = path.read_text()
     assert "QC plot of day" in html and "not drawn" in html
-    assert not list((tmp_path / "copy" / "plots").glob("*.svg"))
+    svg = [p.name for p in (tmp_path / "copy" / "plots").glob("*.svg")]
+    assert all(n.endswith(("_persistence.svg", "_chimerism.svg")) for n in svg)
     with pytest.raises(CytokitError, match="give out_dir"):
         build_report(Results(study=r.study, chimerism=r.chimerism, samples=r.samples))
     with pytest.raises(CytokitError, match="no such folder"):

@@ -66,11 +66,11 @@ def _section(html: str, anchor: str) -> str:
 
 def _images_by_content(html: str, page: Path) -> str:
     """`html` with each image's src replaced by the SHA-256 of the PNG it shows (a data URI
-    decoded, or the file the relative link names, read from beside `page`)."""
+    or SVG decoded, or the file the relative link names, read from beside `page`)."""
 
     def digest(match: re.Match) -> str:
         src = match.group(1)
-        if src.startswith("data:image/png;base64,"):
+        if src.startswith(("data:image/png;base64,", "data:image/svg+xml;base64,")):
             data = base64.b64decode(src.split(",", 1)[1])
         else:
             data = (page.parent / unquote(src)).read_bytes()
@@ -147,14 +147,14 @@ def test_a_changed_sample_redraws_only_its_figures(folder):
     build_report(r, folder)
     after = _stamps(folder)
     changed = sorted(k for k in before if after[k] != before[k])
-    assert {"plots/P01_persistence.png", "plots/P01_chimerism.png"} <= set(changed)
-    assert "plots/P02_persistence.png" not in changed
+    assert {"plots/P01_persistence.svg", "plots/P01_chimerism.svg"} <= set(changed)
+    assert "plots/P02_persistence.svg" not in changed
     assert not [k for k in changed if k.startswith("plots/qc/")]
     assert "patients/P02.html" not in changed
     drawn = {k for k in changed if k.endswith((".png", ".svg"))}
     assert drawn <= {f for stem in manifest for f in manifest[stem]["files"]}
     # a figure file removed or edited since is drawn again, the others are kept
-    victim = folder / "plots" / "P02_chimerism.png"
+    victim = folder / "plots" / "P02_chimerism.svg"
     good = victim.read_bytes()
     victim.write_bytes(b"not a png")
     before = _stamps(folder)
@@ -162,7 +162,7 @@ def test_a_changed_sample_redraws_only_its_figures(folder):
     assert victim.read_bytes() == good
     after = _stamps(folder)
     changed = sorted(k for k in before if after[k] != before[k] and k != DIGESTS)
-    assert changed == ["plots/P02_chimerism.png"]  # and the digest kept for it
+    assert changed == ["plots/P02_chimerism.svg"]  # and the digest kept for it
 
 
 def test_switching_layout_removes_the_other_layouts_pages(folder):
@@ -246,7 +246,7 @@ def test_a_changed_decay_fit_redraws_the_patients_persistence_plot(built):
     def keys():
         jobs = {}
 
-        def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots"):
+        def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots", **more):
             jobs[stem.name] = _Job(module, builder, args, kwargs, stem, tuple(fmts), put).key()
 
         _patient_jobs(r, built / "plots", ("png",), ReportPlots(), job)

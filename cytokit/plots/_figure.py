@@ -12,13 +12,18 @@ from __future__ import annotations
 import math
 
 import matplotlib
-import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from cytokit._figures import DPI, RC, figure_bytes, save_figure
+from cytokit.plots._points import (
+    TREATMENT_STYLE,
+    finite,
+    infusion_text,
+    treatment_kind,
+)
 from cytokit.plots._words import format_dose, gate_name
 
 __all__ = [
@@ -33,14 +38,6 @@ __all__ = [
     "plain",
     "save_figure",
 ]
-
-
-#: Marker styles of the chimerism statuses (see `cytokit.analysis.chimerism`).
-STATUS_STYLE = {
-    "quantified": {"marker": "o", "filled": True, "label": "quantified"},
-    "not_quantifiable": {"marker": "o", "filled": False, "label": "not quantifiable (< LOQ)"},
-    "not_detected": {"marker": "v", "filled": False, "label": "not detected (plotted at the LOD)"},
-}
 
 
 def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
@@ -129,22 +126,8 @@ def finish_grid(fig: Figure, axes, n: int, xlabel: str, ylabel: str, handles, **
 
 
 def infusion_label(row) -> str:
-    """``"CIK 3×10⁶/kg"`` from an infusions row (product, dose_per_kg)."""
-    product = "" if pd.isna(row.get("product")) else str(row.get("product"))
-    return plain(" ".join(s for s in (product, format_dose(row.get("dose_per_kg"))) if s))
-
-
-#: How a treatment row is drawn, by its ``kind`` (rows without one are cell products).
-TREATMENT_STYLE = {
-    "cell product": {"colour": "0.3", "ls": ":", "marker": "v"},
-    "drug": {"colour": "tab:purple", "ls": (0, (4, 3)), "marker": "D"},
-}
-
-
-def treatment_kind(row) -> str:
-    """``"drug"`` for a row whose ``kind`` says so (IL-2 and the like), else ``"cell product"``."""
-    kind = str(row.get("kind", "") or "").strip().lower()
-    return "drug" if kind == "drug" else "cell product"
+    """``"CIK 3×10⁶/kg"`` from an infusions row (product, dose_per_kg), for matplotlib."""
+    return plain(infusion_text(row))
 
 
 def mark_infusions(ax, infusions: pd.DataFrame | None, *, labels: bool = True, colour=None):
@@ -226,8 +209,3 @@ def log_axis(ax, values, *, headroom: float = 3.0) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
     # no minor ticks: each is a Tick object with its own texts, and they cost most of the draw
     ax.yaxis.set_minor_locator(NullLocator())
-
-
-def finite(values) -> np.ndarray:
-    """`values` as float64 with missing values as NaN."""
-    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)

@@ -22,7 +22,8 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from cytokit.analysis.chimerism import MARKER_FAILED
-from cytokit.plots._figure import STATUS_STYLE, finish_grid, grid_figure, log_axis, plain
+from cytokit.plots._figure import finish_grid, grid_figure, log_axis, plain
+from cytokit.plots._points import STATUS_STYLE
 from cytokit.plots.persistence import MEASURES, measure_points
 
 __all__ = ["cohort_figure", "stratum_colours"]

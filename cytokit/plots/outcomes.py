@@ -33,7 +33,8 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from cytokit.errors import CytokitError
-from cytokit.plots._figure import finite, log_axis, new_figure, plain
+from cytokit.plots._figure import log_axis, new_figure, plain
+from cytokit.plots._points import finite
 
 __all__ = [
     "COURSE_COLOUR",

@@ -142,15 +142,16 @@ def images_as_files(out: Path, depth: int = 0, used: set[Path] | None = None) ->
 
 
 def img(png: bytes | Path, alt: str) -> str:
-    """An ``<img>`` of a PNG (bytes, or the path of a PNG file): a relative link inside
-    `images_as_files`, else the PNG embedded as a data URI."""
+    """An ``<img>`` of a PNG or SVG (bytes, or the path of the file): a relative link inside
+    `images_as_files`, else the image embedded as a data URI."""
     files = _FILES.get()
     if files is not None:
         return f'<img src="{esc(files.src(png))}" alt="{esc(alt)}" loading="lazy">'
     if not isinstance(png, (bytes, bytearray)):
         png = Path(png).read_bytes()
+    mime = "image/png" if bytes(png[:8]) == b"\x89PNG\r\n\x1a\n" else "image/svg+xml"
     data = base64.b64encode(png).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+    return f'<img src="data:{mime};base64,{data}" alt="{esc(alt)}">'
 
 
 def figure(png: bytes | Path | None, caption: str) -> str:

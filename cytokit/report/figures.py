@@ -1,7 +1,8 @@
 """The plots of the report: one job per figure, rendered in worker processes, written atomically.
 
 `write_plots` writes into ``OUT/plots`` (see `cytokit.report.build`): the
-cohort plots, each patient's persistence and chimerism, each sample's QC
+cohort plots, each patient's persistence and chimerism (SVG drawn without matplotlib,
+`cytokit.plots.persistence_svg`), each sample's QC
 plot (`cytokit.plots.qc_panels`: a PNG of 2-D histograms and the SVG drawn over
 it) and the clustering's heatmap and abundance plots, and
 returns them as `ReportPlots` for the page. A patient id becomes a file name
@@ -234,6 +235,8 @@ class _Job:
     #: Drawn here rather than on a worker (figures of a few milliseconds, as QC plots are:
     #: sending them to a process costs more than drawing them).
     local: bool = False
+    #: The format the pages show, always written (PNG, or SVG for figures drawn as SVG).
+    shown: str = "png"
 
     def key(self) -> str:
         """SHA-256 of everything the figure is drawn from (and the formats, cytokit's
@@ -251,12 +254,13 @@ class _Job:
 
 
 def _render(job: _Job) -> list[bytes]:
-    """The job's figure as bytes: PNG first, then its other formats (runs in a worker)."""
+    """The job's figure as bytes: the shown format first, then its other formats (runs
+    in a worker)."""
     import importlib
 
     args = tuple(a.load() if isinstance(a, _QCPoints) else a for a in job.args)
     fig = getattr(importlib.import_module(job.module), job.builder)(*args, **job.kwargs)
-    fmts = ("png", *(f for f in job.formats if f != "png"))
+    fmts = _shown_first(job)
     if hasattr(fig, "to_bytes"):
         return [fig.to_bytes(fmt) for fmt in fmts]
     from cytokit.plots import figure_bytes
@@ -325,9 +329,11 @@ def write_plots(
     out : path
         The folder to write ``plots/`` into.
     formats : tuple of {"png", "svg"}
-        Formats of the cohort, patient and clustering plots: the PNG the pages show, and
-        with ``"svg"`` a vector copy of each for print (it about doubles their drawing
-        time). QC plots are always a PNG and the SVG drawn over it.
+        Formats of the cohort and clustering plots: the PNG the pages show, and with
+        ``"svg"`` a vector copy of each for print (it about doubles their drawing time).
+        Each patient's persistence and chimerism plots are SVG only (drawn as SVG,
+        `cytokit.plots.persistence_svg`); QC plots are always a PNG and the SVG drawn
+        over it.
     qc : bool
         Render the QC plots (the bulk of the time on large studies).
     workers : int, optional
@@ -354,8 +360,10 @@ def _write_plots(
     got = ReportPlots()
     jobs: list[_Job] = []
 
-    def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots", local=False):
-        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put, local))
+    def job(
+        builder, args, kwargs, stem, fmts, put, module="cytokit.plots", local=False, shown="png"
+    ):
+        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put, local, shown))
 
     _cohort_jobs(results, folder, formats, got, job)
     _patient_jobs(results, folder, formats, got, job)
@@ -369,19 +377,16 @@ def _write_plots(
         i for i, (j, k) in enumerate(zip(jobs, keys, strict=True)) if not _kept(out, j, k, before)
     ]
     for j in jobs:  # every figure's path, known before it is drawn
-        j.put(_png_of(j))
+        j.put(_shown_of(j))
     done: dict[str, dict] = {}
     saved = time.monotonic()
     hook = None if meanwhile is None else functools.partial(meanwhile, got)
     for k, images in _render_all([jobs[i] for i in todo], workers, hook):
         i = todo[k]
         j = jobs[i]
-        png_first = ("png", *(f for f in j.formats if f != "png"))
-        for fmt, data in zip(png_first, images, strict=True):
-            if fmt in j.formats:
-                write_if_changed(j.stem.with_name(f"{j.stem.name}.{fmt}"), data)
-            elif fmt == "png":  # a figure shown but not kept as PNG (formats=("svg",))
-                write_if_changed(_png_of(j), data)
+        for fmt, data in zip(_shown_first(j), images, strict=True):
+            # every format asked for, and the shown one even when not asked for
+            write_if_changed(j.stem.with_name(f"{j.stem.name}.{fmt}"), data)
         done[_rel(out, j.stem)] = {
             "key": keys[i],
             "files": {_rel(out, f): _file_digest(f) for f in _outputs(j)},
@@ -413,14 +418,18 @@ def _write_manifest(out: Path, figures: dict) -> None:
         atomic_write_text(path, text)
 
 
-def _png_of(job: _Job) -> Path:
-    return job.stem.with_name(f"{job.stem.name}.png")
+def _shown_first(job: _Job) -> tuple[str, ...]:
+    return (job.shown, *(f for f in job.formats if f != job.shown))
+
+
+def _shown_of(job: _Job) -> Path:
+    return job.stem.with_name(f"{job.stem.name}.{job.shown}")
 
 
 def _outputs(job: _Job) -> list[Path]:
-    """The files a job writes: its formats, and the PNG the page shows."""
+    """The files a job writes: its formats, and the one the page shows."""
     files = job.files()
-    return files if "png" in job.formats else [*files, _png_of(job)]
+    return files if job.shown in job.formats else [*files, _shown_of(job)]
 
 
 def _rel(out: Path, path: Path) -> str:
@@ -498,8 +507,14 @@ def _mine(frame: pd.DataFrame | None, pid: str) -> pd.DataFrame | None:
     return frame[frame["patient"].astype(str) == pid]
 
 
+#: The module drawing each patient's figures: SVG straight from the tables, milliseconds
+#: a figure (matplotlib's versions, `cytokit.plots.persistence`, take ~0.1-0.3 s).
+_PATIENT_FIGURES = "cytokit.plots.persistence_svg"
+
+
 def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
-    """Per patient: persistence over time and chimerism per population, drug courses shaded."""
+    """Per patient: persistence over time and chimerism per population, drug courses shaded,
+    as SVG whatever `formats` says (vector already, and a few kB)."""
     courses = drug_courses_of(results)
     me = min_events_of(results)
     pops = populations_of(results)
@@ -525,16 +540,18 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
             "populations": pops,
         }
         job(
-            "persistence_figure",
+            "persistence_svg",
             (rows, pid),
             kwargs,
             folder / f"{stem}_persistence",
-            formats,
+            ("svg",),
             functools.partial(got.persistence.__setitem__, pid),
+            module=_PATIENT_FIGURES,
+            shown="svg",
         )
         got.persistence_measure[pid] = measure
         job(
-            "chimerism_figure",
+            "chimerism_svg",
             (rows, pid),
             {
                 "infusions": _mine(infusions, pid),
@@ -542,8 +559,10 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
                 "populations": pops,
             },
             folder / f"{stem}_chimerism",
-            formats,
+            ("svg",),
             functools.partial(got.chimerism.__setitem__, pid),
+            module=_PATIENT_FIGURES,
+            shown="svg",
         )
 
 

@@ -1,0 +1,233 @@
+"""What the persistence and chimerism plots draw, apart from how: points, limits, fitted
+decays and treatment marks from the results tables, without a plotting library.
+
+Both renderers read these: `cytokit.plots.persistence` (matplotlib figures, for users
+who restyle them) and `cytokit.plots.persistence_svg` (the report's SVG, drawn in
+milliseconds). The conventions are described in `cytokit.plots.persistence`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cytokit.analysis.chimerism import DETECTION_EVENTS, MARKER_FAILED
+from cytokit.analysis.trends import decay_band, decay_covariances, decay_phases
+from cytokit.plots._words import MEASURES, format_dose
+
+__all__ = [
+    "MAX_PCT_LOD",
+    "STATUS_STYLE",
+    "TREATMENT_STYLE",
+    "finite",
+    "fit_lines",
+    "infusion_text",
+    "measure_points",
+    "patient_rows",
+    "poisson_interval",
+    "population_order",
+    "treatment_kind",
+]
+
+#: Marker styles of the chimerism statuses (see `cytokit.analysis.chimerism`).
+STATUS_STYLE = {
+    "quantified": {"marker": "o", "filled": True, "label": "quantified"},
+    "not_quantifiable": {"marker": "o", "filled": False, "label": "not quantifiable (< LOQ)"},
+    "not_detected": {"marker": "v", "filled": False, "label": "not detected (plotted at the LOD)"},
+}
+
+
+def infusion_text(row) -> str:
+    """``"CIK 3×10⁶/kg"`` from an infusions row (product, dose_per_kg)."""
+    product = "" if pd.isna(row.get("product")) else str(row.get("product"))
+    return " ".join(s for s in (product, format_dose(row.get("dose_per_kg"))) if s)
+
+
+#: How a treatment row is drawn, by its ``kind`` (rows without one are cell products).
+TREATMENT_STYLE = {
+    "cell product": {"colour": "0.3", "ls": ":", "marker": "v"},
+    "drug": {"colour": "tab:purple", "ls": (0, (4, 3)), "marker": "D"},
+}
+
+
+def treatment_kind(row) -> str:
+    """``"drug"`` for a row whose ``kind`` says so (IL-2 and the like), else ``"cell product"``."""
+    kind = str(row.get("kind", "") or "").strip().lower()
+    return "drug" if kind == "drug" else "cell product"
+
+
+def finite(values) -> np.ndarray:
+    """`values` as float64 with missing values as NaN."""
+    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+
+
+#: Largest % donor detection limit drawn (population of at least 80 events): a
+#: not-detected point whose limit is higher is "too few cells" and drawn on no % axis.
+MAX_PCT_LOD = 25.0
+_Z = 1.959963984540054
+
+
+def poisson_interval(k, z: float = _Z) -> tuple[np.ndarray, np.ndarray]:
+    """Score interval of a Poisson count `k` (array): ``k + z²/2 ± z·sqrt(k + z²/4)``."""
+    k = np.asarray(k, dtype=np.float64)
+    centre = k + z * z / 2.0
+    half = z * np.sqrt(np.maximum(k, 0.0) + z * z / 4.0)
+    return np.maximum(centre - half, 0.0), centre + half
+
+
+def _event_factor(rows: pd.DataFrame, samples: pd.DataFrame | None) -> np.ndarray:
+    """Cells/µL per event of each row's file (NaN without absolute counting)."""
+    events = finite(rows.get("events", np.nan))
+    per_ul = finite(rows.get("per_ul", np.nan))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(events > 0, per_ul / events, np.nan)
+    if (
+        samples is not None
+        and not samples.empty
+        and {"reference_per_ul", "reference_events"} <= (set(samples.columns))
+    ):
+        ref = samples.drop_duplicates("file").set_index("file")
+        ref_per_ul = finite(rows["file"].map(ref["reference_per_ul"]))
+        ref_events = finite(rows["file"].map(ref["reference_events"]))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g = np.where(ref_events > 0, ref_per_ul / ref_events, np.nan)
+        f = np.where(np.isfinite(f), f, g)
+    return f
+
+
+def measure_points(
+    chimerism: pd.DataFrame,
+    measure: str = "donor_per_ul",
+    *,
+    samples: pd.DataFrame | None = None,
+    min_events: int = 50,
+) -> pd.DataFrame:
+    """The points of `measure` to plot, with intervals, limits and plotted positions.
+
+    Parameters
+    ----------
+    chimerism : DataFrame
+        Rows of chimerism.csv.
+    measure : {"donor_per_ul", "donor_pct"}
+    samples : DataFrame, optional
+        samples.csv (reference counts of files whose population has no events).
+    min_events : int
+        ``[qc] min_events``: the LOQ in donor events.
+
+    Returns
+    -------
+    DataFrame
+        The input's ``patient, day, file, population, sample_type, status``
+        plus ``value, low, high, lod, loq`` (NaN where unknown) and ``y``, the
+        plotted position (`value`, or `lod` for not-detected points; NaN: not
+        drawn), in the input's order (see the module docstring).
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"measure={measure!r} must be one of {', '.join(MEASURES)}")
+    rows = chimerism.reset_index(drop=True)
+    keep = [
+        c
+        for c in ("patient", "day", "file", "population", "sample_type", "status")
+        if c in rows.columns
+    ]
+    out = rows[keep].copy()
+    if "sample_type" not in out.columns:
+        out["sample_type"] = ""
+    out["sample_type"] = out["sample_type"].fillna("").astype(str)
+    out["status"] = rows.get("status", pd.Series("", index=rows.index)).fillna("").astype(str)
+    value = finite(rows.get(measure, np.nan))
+    donor = finite(rows.get("donor_events", np.nan))
+    events = finite(rows.get("events", np.nan))
+    if measure == "donor_pct":
+        low, high = finite(rows.get("ci_low", np.nan)), finite(rows.get("ci_high", np.nan))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_event = np.where(events > 0, 100.0 / events, np.nan)
+    else:
+        per_event = _event_factor(rows, samples)
+        lo_k, hi_k = poisson_interval(np.where(np.isfinite(donor), donor, np.nan))
+        low, high = lo_k * per_event, hi_k * per_event
+    out["value"], out["low"], out["high"] = value, low, high
+    out["lod"] = DETECTION_EVENTS * per_event
+    out["loq"] = float(min_events) * per_event
+    nd = (out["status"] == "not_detected").to_numpy() | ~(value > 0)
+    out["y"] = np.where(nd, out["lod"], value)
+    out.loc[~(out["y"] > 0) | (out["status"] == MARKER_FAILED).to_numpy(), "y"] = np.nan
+    out["too_few"] = False
+    if measure == "donor_pct":
+        # a "not detected" bound above MAX_PCT_LOD says nothing a reader can use (and
+        # above 100 % nothing at all): the population was too small to judge chimerism
+        too_few = nd & ~(out["lod"] <= MAX_PCT_LOD) & (out["status"] != MARKER_FAILED).to_numpy()
+        out["too_few"] = too_few
+        out.loc[too_few, "y"] = np.nan
+        out["high"] = np.minimum(out["high"], 100.0)
+        out.loc[out["y"] > 100.0, "y"] = 100.0
+    return out
+
+
+def _days_text(x: float) -> str:
+    return f"{x:.1f}" if abs(x) < 10 else f"{x:.0f}"
+
+
+#: Days drawn per fitted phase (the band is curved on a log axis).
+_FIT_POINTS = 25
+
+
+def fit_lines(trends: pd.DataFrame | None, patient, population, measure, sample_type=""):
+    """The fitted decay of one series: ``(label, [(days, values, low, high), ...])`` per
+    phase (``low``, ``high``: the 95 % band, None without ``half_life_cov``), or None
+    where trends.csv has no estimated half-life for it."""
+    if trends is None or trends.empty or "half_life_phases" not in trends.columns:
+        return None
+    types = trends.get("sample_type", pd.Series("", index=trends.index)).fillna("").astype(str)
+    sel = trends[
+        (trends["patient"].astype(str) == str(patient))
+        & (trends["population"].astype(str) == str(population))
+        & (trends["measure"] == measure)
+        & (types == str(sample_type))
+    ]
+    if sel.empty:
+        return None
+    row = sel.iloc[0]
+    num = {
+        c: float(pd.to_numeric(row.get(c), errors="coerce"))
+        for c in ("half_life_days", "half_life_ci_low", "half_life_ci_high", "half_life_slope",
+                  "half_life_quantile")
+    }  # fmt: skip
+    phases = decay_phases(row.get("half_life_phases"))
+    if not (math.isfinite(num["half_life_days"]) and math.isfinite(num["half_life_slope"])):
+        return None
+    if not phases:
+        return None
+    label = f"t½ = {_days_text(num['half_life_days'])} d"
+    lo, hi = num["half_life_ci_low"], num["half_life_ci_high"]
+    if math.isfinite(lo) and math.isfinite(hi):
+        label += f" (95 % CI {_days_text(lo)}–{_days_text(hi)})"
+    covs = decay_covariances(row.get("half_life_cov"))
+    band = len(covs) == len(phases) and math.isfinite(num["half_life_quantile"])
+    segs = []
+    for i, (start, end, value) in enumerate(phases):
+        d = np.linspace(start, end, _FIT_POINTS if end > start else 1)
+        if band:
+            fit, low, high = decay_band(
+                d, start, value, num["half_life_slope"], covs[i], num["half_life_quantile"]
+            )
+            segs.append((d, fit, low, high))
+        else:
+            segs.append((d, value * np.exp(num["half_life_slope"] * (d - start)), None, None))
+    return label, segs
+
+
+def patient_rows(frame: pd.DataFrame | None, patient) -> pd.DataFrame | None:
+    if frame is None or frame.empty or "patient" not in frame.columns:
+        return None
+    return frame[frame["patient"].astype(str) == str(patient)]
+
+
+def population_order(rows: pd.DataFrame, populations: Sequence[str] | None) -> list[str]:
+    present = list(dict.fromkeys(rows["population"].astype(str)))
+    if populations is None:
+        return present
+    return [p for p in populations if p in present] + [p for p in present if p not in populations]

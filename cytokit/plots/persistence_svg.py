@@ -1,0 +1,346 @@
+"""The report's persistence and chimerism plots of one patient, drawn as SVG directly.
+
+The same figures as `cytokit.plots.persistence` (same points, intervals, limits, status
+marks, fitted decays, treatment marks and legends; see that module for every
+convention), drawn on `cytokit.plots._canvas` instead of matplotlib: a patient's two
+figures take milliseconds, not a third of a second, so a 100-patient report draws them
+in about a second. `persistence_figure` and `chimerism_figure` stay the figures to
+restyle or save as PNG/PDF from Python; these are what the report shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cytokit.analysis.chimerism import MARKER_FAILED
+from cytokit.plots._canvas import (
+    PT,
+    Axes,
+    Canvas,
+    LegendEntry,
+    colour_of,
+    legend_svg,
+    marker_svg,
+    text,
+)
+from cytokit.plots._points import (
+    STATUS_STYLE,
+    TREATMENT_STYLE,
+    finite,
+    fit_lines,
+    infusion_text,
+    measure_points,
+    patient_rows,
+    population_order,
+    treatment_kind,
+)
+from cytokit.plots._words import MEASURES
+
+__all__ = ["chimerism_svg", "persistence_svg"]
+
+#: Colour of shaded drug courses (as `cytokit.plots.outcomes.COURSE_COLOUR`).
+COURSE_COLOUR = "#e6a23c"
+#: Line style of each population on the chimerism plot, in turn (never dotted, the
+#: infusions' style), and the sideways step between populations, as a share of the days.
+_STYLES = ("-", "--", "-.", (0, (6, 2, 1, 2, 1, 2)))
+_DODGE = 0.004
+_GREY = {"loq": colour_of("0.45"), "few": colour_of("0.55"), "key": colour_of("0.2")}
+
+
+def _days_drawn(pts: pd.DataFrame, infusions, courses, fits) -> np.ndarray:
+    days = [finite(pts["day"])] if len(pts) else []
+    if infusions is not None and len(infusions):
+        days.append(finite(infusions["day"]))
+    if courses is not None and len(courses):
+        days += [finite(courses["start_day"]), finite(courses["end_day"]) + 1.0]
+    days += [seg[0] for fit in fits for seg in fit[1]]
+    out = np.concatenate(days) if days else np.array([])
+    return out[np.isfinite(out)]
+
+
+def _xlim(days: np.ndarray) -> tuple[float, float]:
+    """matplotlib's automatic limits: the days drawn and 5 % of their span each side."""
+    if not days.size:
+        return (-1.0, 1.0)
+    lo, hi = float(days.min()), float(days.max())
+    if hi == lo:
+        return (lo - 1.0, hi + 1.0)
+    pad = 0.05 * (hi - lo)
+    return (lo - pad, hi + pad)
+
+
+def _log_ylim(values) -> tuple[float, float] | None:
+    """The log axis of `cytokit.plots._figure.log_axis`: the positive values, the top
+    ×3 for the infusion labels, at least 1.5 decades."""
+    v = finite(values)
+    v = v[v > 0]
+    if not v.size:
+        return None
+    lo, hi = float(v.min()) / 1.6, float(v.max()) * 3.0
+    if hi / lo < 10**1.5:
+        mid = math.sqrt(lo * hi)
+        lo, hi = mid / 10**0.75, mid * 10**0.75
+    return lo, hi
+
+
+def _series(ax: Axes, pts: pd.DataFrame, colour: str, dash="-") -> None:
+    """One series' line, intervals and status marks (as `persistence._draw_series`)."""
+    pts = pts.sort_values("day")
+    failed = pts[pts["status"] == MARKER_FAILED]
+    ax.edge_marks(finite(failed["day"]), "x", colour, size=6, width=1.3)
+    few = pts[pts["too_few"]] if "too_few" in pts.columns else pts.iloc[:0]
+    ax.edge_marks(finite(few["day"]), "|", _GREY["few"], size=7, width=1.5)
+    pts = pts[pts["status"] != MARKER_FAILED]
+    detected = pts[pts["status"] != "not_detected"]
+    ax.line(finite(detected["day"]), finite(detected["y"]), colour, width=1.3, dash=dash)
+    for status, style in STATUS_STYLE.items():
+        sel = pts[(pts["status"] == status) & pts["y"].notna()]
+        if sel.empty:
+            continue
+        if status != "not_detected":
+            y, lo, hi = finite(sel["y"]), finite(sel["low"]), finite(sel["high"])
+            lo = np.where(np.isfinite(lo), np.minimum(lo, y), y)
+            hi = np.where(np.isfinite(hi), np.maximum(hi, y), y)
+            ax.errorbars(finite(sel["day"]), lo, hi, colour)
+        face = colour if style["filled"] else "white"
+        ax.markers(finite(sel["day"]), finite(sel["y"]), style["marker"], colour, face=face)
+
+
+def _limits_line(ax: Axes, pts: pd.DataFrame) -> None:
+    loq = pts.dropna(subset=["loq"]).groupby("day")["loq"].median().sort_index()
+    loq = loq[loq > 0]
+    if len(loq) == 1:
+        ax.hline(float(loq.iloc[0]), _GREY["loq"], width=1.0, dash="--")
+    elif len(loq):
+        ax.line(loq.index.to_numpy(float), loq.to_numpy(float), _GREY["loq"], width=1.0,
+                dash="--", under=True)  # fmt: skip
+
+
+def _treatments(ax: Axes, infusions: pd.DataFrame | None, courses: pd.DataFrame | None) -> None:
+    """Cell products and drugs as vertical lines with a caret and a label above the area
+    (on two alternating rows where neighbours are close); drug courses shaded."""
+    if courses is not None and len(courses):
+        for row in courses.sort_values("start_day").itertuples():
+            start, end = float(row.start_day), float(row.end_day) + 1.0
+            ax.vspan(start, end, COURSE_COLOUR, 0.18)
+            x = float(ax.x(start))
+            if ax.left <= x <= ax.left + ax.width:
+                ax.frame.append(text(x + 2, ax.bottom - 4, f"{row.product}", size=6.5,
+                                     anchor="start", colour=colour_of("0.3")))  # fmt: skip
+    if infusions is None or infusions.empty:
+        return
+    span = ax.xlim[1] - ax.xlim[0]
+    close = min(0.5, 0.95 / max(ax.width / 100.0, 0.5)) * span
+    previous, level = -math.inf, 0
+    for _, row in infusions.sort_values("day").iterrows():
+        day = float(pd.to_numeric(row["day"], errors="coerce"))
+        if not math.isfinite(day):
+            continue
+        style = TREATMENT_STYLE[treatment_kind(row)]
+        c = colour_of(style["colour"])
+        ax.vline(day, c, width=0.9, dash=style["ls"])
+        x = float(ax.x(day))
+        ax.frame.append(marker_svg(x, ax.top - 3.2, style["marker"], 4.5, c, c, 0))
+        level = 1 - level if day - previous < close else 0
+        previous = day
+        ax.frame.append(text(x, ax.top - (4 + 9 * level) * PT - 4, infusion_text(row), size=7,
+                             colour=c))  # fmt: skip
+
+
+def _status_entries(
+    with_loq: bool, extra: Sequence[LegendEntry] = (), *, failed=False, too_few=False
+) -> list[LegendEntry]:
+    key = _GREY["key"]
+    out = [
+        LegendEntry(s["label"], key, marker=s["marker"], face=key if s["filled"] else "white")
+        for s in STATUS_STYLE.values()
+    ]
+    if failed:
+        out.append(LegendEntry("donor marker failed", key, marker="x"))
+    if too_few:
+        out.append(LegendEntry("too few cells to judge (< 80)", _GREY["few"], marker="|"))
+    if with_loq:
+        out.append(LegendEntry("LOQ ([qc] min_events)", _GREY["loq"], line=True, dash="--",
+                               width=1.0))  # fmt: skip
+    out.append(LegendEntry("cell infusion", colour_of("0.3"), line=True, dash=":", width=1.0,
+                           marker="v", face=colour_of("0.3")))  # fmt: skip
+    out.extend(extra)
+    return out
+
+
+def _course_entries(courses: pd.DataFrame | None) -> list[LegendEntry]:
+    if courses is None or courses.empty:
+        return []
+    return [LegendEntry("drug course", COURSE_COLOUR, patch=True, opacity=0.18)]
+
+
+def _title(canvas: Canvas, words: str) -> None:
+    canvas.add(text(canvas.width / 2, 10 + 10 * PT, words, size=10))
+
+
+def persistence_svg(
+    chimerism: pd.DataFrame,
+    patient: str,
+    *,
+    measure: str = "donor_per_ul",
+    samples: pd.DataFrame | None = None,
+    infusions: pd.DataFrame | None = None,
+    trends: pd.DataFrame | None = None,
+    courses: pd.DataFrame | None = None,
+    min_events: int = 50,
+    populations: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Canvas:
+    """Persistence of one patient's donor cells, one log panel per population, as SVG.
+
+    Takes the arguments of `cytokit.plots.persistence_figure` and draws the same figure;
+    returns a `Canvas` (``to_bytes("svg")``).
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"measure={measure!r} must be one of {', '.join(MEASURES)}")
+    rows = patient_rows(chimerism, patient)
+    rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
+    pts = measure_points(rows, measure, samples=samples, min_events=min_events)
+    inf = patient_rows(infusions, patient)
+    drugs = patient_rows(courses, patient)
+    names = population_order(rows, populations) or [""]
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    spare = nrows * ncols > len(names)
+    pw, ph, gw, gh = 290.0, 200.0, 55.0, 80.0
+    left, right, bottom, top = 70.0, 15.0, 50.0 if spare else 105.0, 85.0
+    canvas = Canvas(left + right + ncols * pw + (ncols - 1) * gw,
+                    top + bottom + nrows * ph + (nrows - 1) * gh)  # fmt: skip
+    types = sorted(set(pts["sample_type"])) if len(pts) else [""]
+    colours = {t: colour_of(f"C{i % 10}") for i, t in enumerate(types)}
+    fits = {}
+    for name in names:
+        sel = pts[pts["population"].astype(str) == name]
+        for t in types:
+            fit = fit_lines(trends, patient, name, measure, t) if sel["y"].notna().any() else None
+            if fit is not None:
+                fits[name, t] = fit
+    xlim = _xlim(_days_drawn(pts, inf, drugs, list(fits.values())))
+    for k, name in enumerate(names):
+        r, c = divmod(k, ncols)
+        sel = pts[pts["population"].astype(str) == name]
+        drawn = [finite(sel[col]) for col in ("y", "high", "low", "loq")]
+        drawn += [seg[1] for (n, _t), fit in fits.items() if n == name for seg in fit[1]]
+        ylim = _log_ylim(np.concatenate(drawn)) if sel["y"].notna().any() else None
+        ax = canvas.axes(left + c * (pw + gw), top + r * (ph + gh), pw, ph, xlim,
+                         ylim or (1.0, 10.0), ylog=True)  # fmt: skip
+        handles = []
+        for t in types:
+            _series(ax, sel[sel["sample_type"] == t], colours[t])
+            fit = fits.get((name, t))
+            if fit is not None:
+                label, segs = fit
+                for d, y, lo, hi in segs:
+                    if lo is not None:
+                        ax.band(d, lo, hi, colours[t], 0.1)
+                    ax.line(d, y, colours[t], width=4.0, opacity=0.3, under=True)
+                handles.append(LegendEntry(label, colours[t], line=True, width=4.0, opacity=0.3))
+        _limits_line(ax, sel)
+        _treatments(ax, inf, drugs)
+        if ylim is None:
+            ax.text(0.5, 0.5, "nothing to plot", size=9, colour="#666")
+        if handles:
+            leg, w, _h = legend_svg(handles, 0, 0)
+            ax.frame.append(f'<g transform="translate({ax.left + ax.width - w - 6:.1f},'
+                            f'{ax.top + 4:.1f})">{leg}</g>')  # fmt: skip
+        ax.title_pad = 33.0 if inf is not None and len(inf) else 8.0
+        last_row = r == nrows - 1 or k + ncols >= len(names)
+        canvas.add(
+            ax.svg(
+                xlabel="day after first infusion" if last_row else "",
+                ylabel=MEASURES[measure] if c == 0 else "",
+                xticklabels=last_row,
+                title=str(name),
+            )
+        )
+    extra = []
+    if len(types) > 1:
+        extra = [LegendEntry(str(t), colours[t], line=True) for t in types]
+    extra += _course_entries(drugs)
+    entries = _status_entries(
+        bool(pts["loq"].notna().any()) if len(pts) else False,
+        extra,
+        failed=bool((pts["status"] == MARKER_FAILED).any()) if len(pts) else False,
+    )
+    if spare:  # the first empty slot holds the legend
+        k = len(names)
+        r, c = divmod(k, ncols)
+        x0, y0 = left + c * (pw + gw), top + r * (ph + gh)
+        leg, w, h = legend_svg(entries, 0, 0, ncols=1)
+        canvas.add(f'<g transform="translate({x0 + (pw - w) / 2:.1f},{y0 + (ph - h) / 2:.1f})">'
+                   f"{leg}</g>")  # fmt: skip
+    else:
+        leg, _w, h = legend_svg(entries, canvas.width / 2, 0, ncols=3, anchor="center")
+        canvas.add(f'<g transform="translate(0,{canvas.height - h - 6:.1f})">{leg}</g>')
+    _title(canvas, title or f"{patient}: {MEASURES[measure]} by population")
+    return canvas
+
+
+def chimerism_svg(
+    chimerism: pd.DataFrame,
+    patient: str,
+    *,
+    infusions: pd.DataFrame | None = None,
+    courses: pd.DataFrame | None = None,
+    populations: Sequence[str] | None = None,
+    log: bool = False,
+    title: str | None = None,
+) -> Canvas:
+    """Donor chimerism (% donor) of every population of one patient on one axes, as SVG.
+
+    Takes the arguments of `cytokit.plots.chimerism_figure` and draws the same figure
+    (a linear 0-100 % axis unless `log`); returns a `Canvas`.
+    """
+    rows = patient_rows(chimerism, patient)
+    rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
+    pts = measure_points(rows, "donor_pct")
+    inf, drugs = patient_rows(infusions, patient), patient_rows(courses, patient)
+    names = population_order(rows, populations)
+    left, top, w, h = 70.0, 80.0, 460.0, 260.0
+    canvas = Canvas(left + w + 150.0, top + h + 105.0)
+    days = finite(pts["day"]) if len(pts) else np.array([])
+    span = float(np.nanmax(days) - np.nanmin(days)) if np.isfinite(days).any() else 0.0
+    shifted = []
+    for i, name in enumerate(names):
+        sel = pts[pts["population"].astype(str) == name]
+        # a population and its subset (NK, NK_dim) often share their values: each its
+        # own line style and a small sideways step, so one does not hide the other
+        shifted.append(sel.assign(day=finite(sel["day"]) + (i - (len(names) - 1) / 2)
+                                  * _DODGE * span))  # fmt: skip
+    alldays = pd.concat(shifted) if shifted else pts
+    xlim = _xlim(_days_drawn(alldays, inf, drugs, []))
+    ylim = _log_ylim(np.concatenate([finite(pts[c]) for c in ("y", "high", "low")])) if (
+        log and pts["y"].notna().any()) else None  # fmt: skip
+    ax = canvas.axes(left, top, w, h, xlim, ylim or (-2.0, 102.0), ylog=ylim is not None)
+    entries = []
+    for i, (name, sel) in enumerate(zip(names, shifted, strict=True)):
+        types = sorted(set(sel["sample_type"]))
+        colour, dash = colour_of(f"C{i % 10}"), _STYLES[i % len(_STYLES)]
+        for t in types:
+            _series(ax, sel[sel["sample_type"] == t], colour, dash)
+            label = name if len(types) == 1 else f"{name} ({t})"
+            entries.append(LegendEntry(label, colour, line=True, dash=dash))
+    _treatments(ax, inf, drugs)
+    if not names:
+        ax.text(0.5, 0.5, "nothing to plot", size=9, colour="#666")
+    ax.title_pad = 8.0
+    canvas.add(ax.svg(xlabel="day after first infusion", ylabel="% donor (95 % CI)"))
+    if entries:
+        leg, _w, _h = legend_svg(entries, left + w + 8, top, title="population")
+        canvas.add(leg)
+    failed = bool((pts["status"] == MARKER_FAILED).any()) if len(pts) else False
+    few = bool(pts["too_few"].any()) if len(pts) else False
+    status = _status_entries(False, _course_entries(drugs), failed=failed, too_few=few)
+    leg, _w, lh = legend_svg(status, canvas.width / 2, 0, ncols=3, anchor="center")
+    canvas.add(f'<g transform="translate(0,{canvas.height - lh - 6:.1f})">{leg}</g>')
+    _title(canvas, title or f"{patient}: donor chimerism")
+    return canvas

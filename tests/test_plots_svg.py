@@ -1,0 +1,214 @@
+"""The report's SVG persistence and chimerism plots against the matplotlib figures drawn
+from the same tables: the same points per status, intervals, fitted lines and bands,
+infusion labels, titles and legends, nothing above 100 % donor, and text from files
+escaped.
+
+A panel of the SVG is the group clipped to its plot area (``clip-path="url(#aK)"``);
+markers, intervals and lines are read back from it and mapped to data values with the
+panel's scale, which the axes' tick labels give.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+from results_fixture import MIN_EVENTS, make_results
+from test_plots import _bands, _decay_study, _fit_lines, _markers
+
+from cytokit import plots
+from cytokit.analysis.results import load_results
+from cytokit.plots._canvas import log_ticks
+from cytokit.plots.persistence_svg import chimerism_svg, persistence_svg
+
+NS = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return load_results(make_results(tmp_path_factory.mktemp("results")))
+
+
+class Panel:
+    """One plot area of an SVG figure: its rectangle, the elements drawn in it, and the
+    texts of the whole figure."""
+
+    def __init__(self, root, clip_id: str):
+        rect = root.find(f".//{NS}clipPath[@id='{clip_id}']/{NS}rect")
+        self.x, self.y = float(rect.get("x")), float(rect.get("y"))
+        self.w, self.h = float(rect.get("width")), float(rect.get("height"))
+        self.group = root.find(f".//{NS}g[@clip-path='url(#{clip_id})']")
+
+    def circles(self, filled: bool | None = None) -> list[ET.Element]:
+        out = self.group.findall(f"{NS}circle")
+        if filled is None:
+            return out
+        return [c for c in out if (c.get("fill") != "white") == filled]
+
+    def triangles(self) -> list[ET.Element]:
+        return [p for p in self.group.findall(f"{NS}polygon") if p.get("fill") == "white"]
+
+    def fit_lines(self) -> list[ET.Element]:
+        return [p for p in self.group.findall(f"{NS}path") if p.get("stroke-opacity") == "0.3"]
+
+    def bands(self) -> list[ET.Element]:
+        return [p for p in self.group.findall(f"{NS}polygon") if p.get("fill-opacity") == "0.1"]
+
+
+def _svg(canvas):
+    data = canvas.to_bytes("svg")
+    root = ET.fromstring(data)  # well-formed XML: every text escaped
+    return root, data.decode()
+
+
+def _panels(root) -> list[Panel]:
+    ids = [c.get("id") for c in root.iter(f"{NS}clipPath")]
+    return [Panel(root, i) for i in ids]
+
+
+def _texts(root) -> list[str]:
+    return ["".join(t.itertext()) for t in root.iter(f"{NS}text")]
+
+
+@pytest.mark.parametrize("patient", ["P01", "P02", "P03"])
+def test_persistence_svg_draws_what_the_matplotlib_figure_draws(results, patient):
+    pops = list(results.study["populations"])
+    kw = dict(samples=results.samples, infusions=results.infusions, trends=results.trends,
+              min_events=MIN_EVENTS, populations=pops)  # fmt: skip
+    fig = plots.persistence_figure(results.chimerism, patient, **kw)
+    root, _ = _svg(persistence_svg(results.chimerism, patient, **kw))
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    panels = _panels(root)
+    assert len(panels) == len(axes) == len(pops)
+    texts = _texts(root)
+    for pop in pops:
+        assert pop in texts  # each panel's title
+    inf = results.infusions[results.infusions["patient"] == patient]
+    labels = [f"{r['product']} {plots.format_dose(r['dose_per_kg'])}" for _, r in inf.iterrows()]
+    for label in labels:  # a label per infusion and panel
+        assert texts.count(label) == labels.count(label) * len(pops)
+    for ax, panel in zip(axes, panels, strict=True):
+        drawn = sum(
+            len(ln.get_xdata()) for ln in ax.get_lines()
+            if ln.get_marker() == "o" and ln.get_linestyle() == "None"
+            and ln.get_markerfacecolor() != "white"
+        )  # fmt: skip
+        assert len(panel.circles(filled=True)) == drawn
+        assert len(panel.circles()) == _markers(ax, "o")
+        assert len(panel.triangles()) == _markers(ax, "v")
+        assert len(panel.fit_lines()) == len(_fit_lines(ax))
+        assert len(panel.bands()) == len(_bands(ax))
+    legend = [t for t in texts if t.startswith("t½ = ")]
+    assert legend == [
+        t.get_text() for ax in axes if ax.get_legend() for t in ax.get_legend().get_texts()
+    ]
+
+
+def _y_scale(panel: Panel, root, log: bool):
+    """Value → pixel of the panel's y axis, from its tick labels (value at pixel y)."""
+    ticks = []
+    for t in root.iter(f"{NS}text"):
+        x, y = float(t.get("x")), float(t.get("y"))
+        if t.get("text-anchor") == "end" and abs(x - (panel.x - 7)) < 0.2:
+            if panel.y - 1 <= y <= panel.y + panel.h + 1:
+                ticks.append((float(t.text.replace("\u2212", "-")), y))
+    (v0, y0), (v1, y1) = ticks[0], ticks[-1]
+    if log:
+        v0, v1 = math.log10(v0), math.log10(v1)
+    return lambda v: y0 + ((math.log10(v) if log else v) - v0) * (y1 - y0) / (v1 - v0)
+
+
+def test_fitted_line_and_band_are_the_trends_fit():
+    chim, trends = _decay_study()
+    root, _ = _svg(persistence_svg(chim, "P1", measure="donor_pct", trends=trends,
+                                   populations=["NK", "CIK"]))  # fmt: skip
+    nk, cik = _panels(root)
+    assert cik.fit_lines() == [] and cik.bands() == []
+    (line,) = nk.fit_lines()
+    (band,) = nk.bands()
+    row = trends[trends["population"] == "NK"].iloc[0]
+    label = (f"t½ = {row['half_life_days']:.1f} d (95 % CI {row['half_life_ci_low']:.1f}–"
+             f"{row['half_life_ci_high']:.1f})")  # fmt: skip
+    assert label in _texts(root)
+    # the line's points, mapped back through the axis, are the fitted decay
+    y_of = _y_scale(nk, root, log=True)
+    pts = np.array([[float(v) for v in p.split(",")]
+                    for p in re.findall(r"-?[\d.]+,-?[\d.]+", line.get("d"))])  # fmt: skip
+    from cytokit.analysis.trends import decay_phases
+
+    ((start, end, value),) = decay_phases(row["half_life_phases"])
+    expected = value * np.exp(row["half_life_slope"] * (np.linspace(start, end, 25) - start))
+    assert pts.shape == (25, 2)
+    np.testing.assert_allclose(pts[:, 1], [y_of(v) for v in expected], atol=0.11)
+    # the band lies around the line: above it on its way out, below on its way back
+    edge = np.array([[float(v) for v in p.split(",")] for p in band.get("points").split()])
+    assert edge.shape == (50, 2)
+    assert np.all(edge[:25, 1] <= pts[:, 1] + 0.1) and np.all(edge[25:, 1][::-1] >= pts[:, 1] - 0.1)
+
+
+def test_chimerism_svg_stays_within_0_100_and_marks_too_few_cells():
+    from test_plot_limits import _rows
+
+    # 0 donor of 49 and of 20 events (too few to judge), 990 of 1000 (99 %, interval to 100)
+    rows = _rows([49, 20, 1000], [0, 0, 990], ["not_detected", "not_detected", "quantified"])
+    root, text = _svg(chimerism_svg(rows, "P1"))
+    (panel,) = _panels(root)
+    y_of = _y_scale(panel, root, log=False)
+    top = y_of(100.0)
+    for c in panel.circles():
+        assert float(c.get("cy")) >= top - 0.05
+    for p in panel.group.findall(f"{NS}path"):
+        ys = [float(v.split(",")[1]) for v in re.findall(r"-?[\d.]+,-?[\d.]+", p.get("d"))]
+        ys += [float(v) for v in re.findall(r"V(-?[\d.]+)", p.get("d"))]
+        assert all(y >= top - 0.05 for y in ys), p.get("d")
+    assert len(panel.circles()) == 1 and panel.triangles() == []
+    assert "too few cells to judge (< 80)" in _texts(root)
+    assert text.count('stroke="#8c8c8c"') >= 2  # the two grey bars on the lower edge
+
+
+def test_chimerism_svg_matches_the_matplotlib_figure(results):
+    for patient in ("P01", "P02"):
+        kw = dict(infusions=results.infusions, populations=list(results.study["populations"]))
+        fig = plots.chimerism_figure(results.chimerism, patient, **kw)
+        root, _ = _svg(chimerism_svg(results.chimerism, patient, **kw))
+        (panel,) = _panels(root)
+        ax = fig.axes[0]
+        assert len(panel.circles()) == _markers(ax, "o")
+        assert len(panel.triangles()) == _markers(ax, "v")
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        texts = _texts(root)
+        assert "population" in texts and all(t in texts for t in legend)
+
+
+def test_text_from_files_is_escaped_and_the_bytes_are_the_same_each_time():
+    chim, trends = _decay_study()
+    hostile = '<script>alert("x")</script> & $\\frac{1}{2}$'
+    chim = chim.assign(patient=hostile, population=chim["population"].replace("NK", hostile))
+    trends = trends.assign(patient=hostile,
+                           population=trends["population"].replace("NK", hostile))  # fmt: skip
+    a = persistence_svg(chim, hostile, measure="donor_pct", trends=trends).to_bytes("svg")
+    b = persistence_svg(chim, hostile, measure="donor_pct", trends=trends).to_bytes("svg")
+    assert a == b
+    root = ET.fromstring(a)
+    assert hostile in _texts(root) and b"<script" not in a
+    assert chimerism_svg(chim, hostile).to_bytes("svg").count(b"<script") == 0
+    with pytest.raises(ValueError, match="SVG only"):
+        persistence_svg(chim, hostile, measure="donor_pct").to_bytes("png")
+
+
+def test_log_ticks():
+    assert log_ticks(0.7, 60) == [1.0, 2.0, 5.0, 10.0, 20.0, 50.0]
+    assert log_ticks(0.05, 2000) == [0.1, 1.0, 10.0, 100.0, 1000.0]
+    assert log_ticks(5, 4) == []
+
+
+def test_empty_patient_says_nothing_to_plot():
+    empty = pd.DataFrame(columns=["patient", "day", "population", "status"])
+    for canvas in (persistence_svg(empty, "P9", measure="donor_pct"), chimerism_svg(empty, "P9")):
+        root, _ = _svg(canvas)
+        texts = _texts(root)
+        assert "nothing to plot" in texts or "P9: donor chimerism" in texts
