@@ -84,8 +84,8 @@ def test_report_command_rebuilds_the_report(analysed, tmp_path, capsys):
 
 def test_report_svg_writes_a_vector_copy_of_each_figure_and_nothing_else(analysed, tmp_path):
     """``cytokit report --svg``: an SVG beside the PNG of every cohort and clustering plot
-    (each patient's plots are SVG already), the pages unchanged; a later build without it
-    removes them."""
+    (each patient's plots and the abundance plots are SVG already), the pages unchanged; a
+    later build without it removes them."""
     import xml.etree.ElementTree as ET
 
     code, err, out = analysed
@@ -94,7 +94,10 @@ def test_report_svg_writes_a_vector_copy_of_each_figure_and_nothing_else(analyse
     plots = copy / "plots"
     pages = {p: p.read_bytes() for p in [copy / "report.html", *(copy / "patients").glob("*")]}
     patients = sorted(p.stem for p in plots.glob("*.svg"))  # the default: these only
-    assert patients and all(s.endswith(("_persistence", "_chimerism")) for s in patients)
+    assert patients and all(
+        s.endswith(("_persistence", "_chimerism")) or s.startswith("clusters_abundance_")
+        for s in patients
+    )
     assert not [p for p in plots.glob("*.png") if p.stem in patients]
     assert run(["report", str(copy), "--svg"]) == 0
     figures = sorted(p.stem for p in plots.glob("*.png"))

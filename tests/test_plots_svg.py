@@ -212,3 +212,73 @@ def test_empty_patient_says_nothing_to_plot():
         root, _ = _svg(canvas)
         texts = _texts(root)
         assert "nothing to plot" in texts or "P9: donor chimerism" in texts
+
+
+# ---------------------------------------------------------------- metacluster abundance
+
+
+def _clusters_table(n_patients: int, seed: int = 0) -> pd.DataFrame:
+    """A clusters.csv of `n_patients` × 4 days × 3 metaclusters (day 7 sampled twice for
+    the first patient: two files pooled), all and donor events."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        for day, files in ((-7, 1), (7, 2 if p == 0 else 1), (14, 1), (28, 1)):
+            for f in range(files):
+                for origin, total in (("all", 5000), ("donor", 200)):
+                    counts = rng.multinomial(total, [0.6, 0.3, 0.1])
+                    for mc, k in enumerate(counts):
+                        rows.append({"file": f"P{p:03d}_d{day}_{f}.fcs", "patient": f"P{p:03d}",
+                                     "day": day, "origin": origin, "metacluster": mc,
+                                     "count": int(k), "total": total})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _path_points(d: str) -> np.ndarray:
+    return np.array([[float(v) for v in p.split(",")] for p in re.findall(r"-?[\d.]+,-?[\d.]+", d)])
+
+
+def test_abundance_svg_per_patient_draws_the_pooled_shares():
+    from cytokit.cluster.abundance_svg import abundance_points, abundance_svg
+
+    table = _clusters_table(3)
+    pts = abundance_points(table, "all")
+    # day 7 of the first patient pools its two files
+    first = table[(table["patient"] == "P000") & (table["day"] == 7) & (table["origin"] == "all")]
+    sel = pts[(pts["patient"] == "P000") & (pts["day"] == 7) & (pts["metacluster"] == 0)]
+    m0 = first[first["metacluster"] == 0]
+    assert sel["pct"].iloc[0] == pytest.approx(100 * m0["count"].sum() / m0["total"].sum())
+    root, _ = _svg(abundance_svg(table, origin="all"))
+    panels = _panels(root)
+    assert len(panels) == 3 and {"P000", "P001", "P002"} <= set(_texts(root))
+    for panel, pid in zip(panels, ["P000", "P001", "P002"], strict=True):
+        y_of = _y_scale(panel, root, log=False)
+        lines = [p for p in panel.group.findall(f"{NS}path")]
+        assert len(lines) == 3  # a line per metacluster
+        for mc, line in enumerate(lines):
+            want = pts[(pts["patient"] == pid) & (pts["metacluster"] == mc)].sort_values("day")
+            got = _path_points(line.get("d"))[:, 1]
+            np.testing.assert_allclose(got, [y_of(v) for v in want["pct"]], atol=0.11)
+        assert len(panel.circles()) == 3 * 4
+
+
+def test_abundance_svg_of_a_large_cohort_has_a_panel_per_metacluster_and_the_median():
+    from cytokit.cluster.abundance_svg import PER_PATIENT_MAX, abundance_points, abundance_svg
+
+    n = PER_PATIENT_MAX + 21
+    table = _clusters_table(n, seed=1)
+    root, _ = _svg(abundance_svg(table, origin="donor"))
+    panels = _panels(root)
+    texts = _texts(root)
+    assert len(panels) == 3 and {"MC 0", "MC 1", "MC 2", f"{n} patients"} <= set(texts)
+    assert "% of donor events" in texts
+    pts = abundance_points(table, "donor")
+    for mc, panel in enumerate(panels):
+        lines = panel.group.findall(f"{NS}path")
+        assert len(lines) == n + 1  # one per patient, then the median
+        y_of = _y_scale(panel, root, log=False)
+        median = pts[pts["metacluster"] == mc].groupby("day")["pct"].median().sort_index()
+        got = _path_points(lines[-1].get("d"))[:, 1]
+        np.testing.assert_allclose(got, [y_of(v) for v in median], atol=0.11)
+    with pytest.raises(Exception, match="no rows with origin 'recipient'"):
+        abundance_svg(table, origin="recipient")

@@ -184,6 +184,11 @@ def test_patient_sections_hold_tables_plots_and_flags(page, folder):
         assert sum(re.fullmatch(r"day -?\d+: .*\.fcs", t) is not None for t in sec) == n
 
 
+#: The figures drawn as SVG (not matplotlib), written as SVG only.
+SVG_DRAWN = ("_persistence.svg", "_chimerism.svg", "clusters_abundance_all.svg",
+             "clusters_abundance_donor.svg")  # fmt: skip
+
+
 def test_images_are_embedded(page, folder):
     images = [a for tag, a in page.tags if tag == "img"]
     # 2 cohort plots, 2 per patient, one QC plot per sample, 2 cluster plots
@@ -192,7 +197,7 @@ def test_images_are_embedded(page, folder):
     for a in images:
         head, data = a["src"].split(",", 1)
         raw = base64.b64decode(data)
-        if head == "data:image/svg+xml;base64":  # each patient's two plots, drawn as SVG
+        if head == "data:image/svg+xml;base64":  # patients' and abundance plots: SVG
             assert raw.startswith(b"<svg ") and raw.rstrip().endswith(b"</svg>")
             kinds.append("svg")
         else:
@@ -200,14 +205,14 @@ def test_images_are_embedded(page, folder):
             assert raw[:8] == b"\x89PNG\r\n\x1a\n"
             kinds.append("png")
         assert a.get("alt")
-    assert kinds.count("svg") == 2 * 3
+    assert kinds.count("svg") == 2 * 3 + len(list(folder.glob("plots/clusters_abundance_*.svg")))
     files = {p.relative_to(folder / "plots").as_posix() for p in (folder / "plots").rglob("*.*")}
     stem = file_stem(HOSTILE_ID)
     assert {f"{stem}_persistence.svg", "cohort_donor_pct.png"} <= files
     # vector copies only when asked for (build_report(formats=("png", "svg")), --svg); each
-    # patient's persistence and chimerism plots are drawn as SVG only
+    # patient's persistence and chimerism plots and the abundance plots are drawn as SVG only
     svg = [f for f in files if f.endswith(".svg") and not f.startswith("qc/")]
-    assert svg and all(f.endswith(("_persistence.svg", "_chimerism.svg")) for f in svg)
+    assert svg and all(f.endswith(SVG_DRAWN) for f in svg)
     assert not [f for f in files if f.endswith(("_persistence.png", "_chimerism.png"))]
     # each sample's QC plot: its histograms (PNG) and the SVG drawn over them
     qc = [f for f in files if f.startswith("qc/")]
@@ -382,7 +387,7 @@ def test_build_report_from_results_object_and_errors(folder, tmp_path):
     html = path.read_text()
     assert "QC plot of day" in html and "not drawn" in html
     svg = [p.name for p in (tmp_path / "copy" / "plots").glob("*.svg")]
-    assert all(n.endswith(("_persistence.svg", "_chimerism.svg")) for n in svg)
+    assert all(n.endswith(SVG_DRAWN) for n in svg)
     with pytest.raises(CytokitError, match="give out_dir"):
         build_report(Results(study=r.study, chimerism=r.chimerism, samples=r.samples))
     with pytest.raises(CytokitError, match="no such folder"):

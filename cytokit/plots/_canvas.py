@@ -67,7 +67,7 @@ def _dash(style) -> str:
 
 def text_width(text: str, size_pt: float) -> float:
     """Estimated width in pixels of `text` at `size_pt` in a sans-serif font."""
-    return 0.56 * size_pt * PT * len(str(text))
+    return 0.62 * size_pt * PT * len(str(text))
 
 
 def _f(v: float) -> str:

@@ -269,7 +269,7 @@ def _render(job: _Job) -> list[bytes]:
 
 
 #: Builders of figures drawn from the whole study rather than one patient or sample.
-_LONG = frozenset({"abundance_figure", "heatmap_figure", "cohort_figure"})
+_LONG = frozenset({"abundance_svg", "heatmap_figure", "cohort_figure"})
 
 
 def _render_all(
@@ -637,13 +637,14 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
     ):
         if (table["origin"] == origin).any():
             job(
-                "abundance_figure",
+                "abundance_svg",
                 (table,),
                 {"origin": origin},
                 folder / f"clusters_abundance_{origin}",
-                formats,
+                ("svg",),
                 put(caption),
-                module="cytokit.cluster",
+                module="cytokit.cluster.abundance_svg",
+                shown="svg",
             )
 
 
