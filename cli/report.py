@@ -71,8 +71,8 @@ def register(app: typer.Typer) -> None:
         svg: bool = typer.Option(
             False,
             "--svg",
-            help="Also write an SVG of every cohort, patient and clustering plot (vector "
-            "copies for print; about doubles their drawing time).",
+            help="Also write an SVG of the clustering's heatmap, the one report figure drawn "
+            "as PNG (the cohort, patient and abundance plots are SVG already).",
         ),
     ) -> None:
         """Rebuild plots, report.html and a page per patient from stored results.

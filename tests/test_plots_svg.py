@@ -282,3 +282,43 @@ def test_abundance_svg_of_a_large_cohort_has_a_panel_per_metacluster_and_the_med
         np.testing.assert_allclose(got, [y_of(v) for v in median], atol=0.11)
     with pytest.raises(Exception, match="no rows with origin 'recipient'"):
         abundance_svg(table, origin="recipient")
+
+
+# ---------------------------------------------------------------- cohort
+
+
+@pytest.mark.parametrize("measure", ["donor_per_ul", "donor_pct"])
+def test_cohort_svg_draws_what_the_matplotlib_figure_draws(results, measure):
+    from cytokit.plots.cohort_svg import cohort_svg
+
+    kw = dict(measure=measure, samples=results.samples, infusions=results.infusions,
+              patients=results.study.get("patients"), min_events=MIN_EVENTS,
+              populations=list(results.study["populations"]))  # fmt: skip
+    fig = plots.cohort_figure(results.chimerism, **kw)
+    root, _ = _svg(cohort_svg(results.chimerism, **kw))
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    panels = _panels(root)
+    assert len(panels) == len(axes)
+    texts = _texts(root)
+    for ax, panel in zip(axes, panels, strict=True):
+        assert ax.get_title() in texts
+        assert len(panel.circles()) == _markers(ax, "o")
+        assert len(panel.triangles()) == _markers(ax, "v")
+        lines = [ln for ln in ax.get_lines() if ln.get_linestyle() not in ("None", "none")]
+        assert len(panel.group.findall(f"{NS}path")) == sum(len(ln.get_xdata()) > 0 for ln in lines)
+    # each patient's id at the end of its line, in every panel where it is drawn
+    ids = set(results.chimerism["patient"].astype(str))
+    mpl_ends = [t.get_text() for ax in axes for t in ax.texts if t.get_text() in ids]
+    assert mpl_ends and sorted(mpl_ends) == sorted(t for t in texts if t in ids)
+    legend = (
+        [t.get_text() for t in fig.legends[0].get_texts()]
+        if fig.legends
+        else [
+            t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
+        ]
+    )
+    assert legend and all(t in texts for t in legend)
+    if measure == "donor_pct":
+        for panel in panels:
+            y_of = _y_scale(panel, root, log=False)
+            assert all(float(c.get("cy")) >= y_of(100.0) - 0.05 for c in panel.circles())

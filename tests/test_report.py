@@ -186,7 +186,8 @@ def test_patient_sections_hold_tables_plots_and_flags(page, folder):
 
 #: The figures drawn as SVG (not matplotlib), written as SVG only.
 SVG_DRAWN = ("_persistence.svg", "_chimerism.svg", "clusters_abundance_all.svg",
-             "clusters_abundance_donor.svg")  # fmt: skip
+             "clusters_abundance_donor.svg", "cohort_donor_per_ul.svg",
+             "cohort_donor_pct.svg")  # fmt: skip
 
 
 def test_images_are_embedded(page, folder):
@@ -197,7 +198,7 @@ def test_images_are_embedded(page, folder):
     for a in images:
         head, data = a["src"].split(",", 1)
         raw = base64.b64decode(data)
-        if head == "data:image/svg+xml;base64":  # patients' and abundance plots: SVG
+        if head == "data:image/svg+xml;base64":  # cohort, patient and abundance plots
             assert raw.startswith(b"<svg ") and raw.rstrip().endswith(b"</svg>")
             kinds.append("svg")
         else:
@@ -205,10 +206,12 @@ def test_images_are_embedded(page, folder):
             assert raw[:8] == b"\x89PNG\r\n\x1a\n"
             kinds.append("png")
         assert a.get("alt")
-    assert kinds.count("svg") == 2 * 3 + len(list(folder.glob("plots/clusters_abundance_*.svg")))
+    assert kinds.count("svg") == 2 + 2 * 3 + len(
+        list(folder.glob("plots/clusters_abundance_*.svg"))
+    )
     files = {p.relative_to(folder / "plots").as_posix() for p in (folder / "plots").rglob("*.*")}
     stem = file_stem(HOSTILE_ID)
-    assert {f"{stem}_persistence.svg", "cohort_donor_pct.png"} <= files
+    assert {f"{stem}_persistence.svg", "cohort_donor_pct.svg"} <= files
     # vector copies only when asked for (build_report(formats=("png", "svg")), --svg); each
     # patient's persistence and chimerism plots and the abundance plots are drawn as SVG only
     svg = [f for f in files if f.endswith(".svg") and not f.startswith("qc/")]

@@ -36,7 +36,11 @@ COLOURS = (
     "#bcbd22",
     "#17becf",
 )
-_NAMED = {"tab:purple": "#9467bd"}
+_NAMED = {
+    f"tab:{name}": hexa
+    for name, hexa in zip(("blue", "orange", "green", "red", "purple", "brown", "pink", "gray",
+                           "olive", "cyan"), COLOURS, strict=True)
+}  # fmt: skip
 #: Pixels per point.
 PT = 100.0 / 72.0
 #: Dash patterns of matplotlib's line styles, in points.
@@ -115,13 +119,17 @@ def _tick_text(v: float) -> str:
 
 
 def marker_svg(x: float, y: float, kind: str, size_pt: float, face: str, edge: str, width: float):
-    """One marker of matplotlib's kinds ``o``, ``v``, ``D``, ``x``, ``|`` centred at (x, y)."""
+    """One marker of matplotlib's kinds ``o``, ``v``, ``^``, ``D``, ``x``, ``|`` centred at
+    (x, y)."""
     r = size_pt * PT / 2.0
     stroke = f'stroke="{edge}" stroke-width="{width * PT:.1f}"'
     if kind == "o":
         return f'<circle cx="{_f(x)}" cy="{_f(y)}" r="{_f(r)}" fill="{face}" {stroke}/>'
     if kind == "v":
         pts = f"{_f(x - r)},{_f(y - r)} {_f(x + r)},{_f(y - r)} {_f(x)},{_f(y + r)}"
+        return f'<polygon points="{pts}" fill="{face}" {stroke}/>'
+    if kind == "^":
+        pts = f"{_f(x - r)},{_f(y + r)} {_f(x + r)},{_f(y + r)} {_f(x)},{_f(y - r)}"
         return f'<polygon points="{pts}" fill="{face}" {stroke}/>'
     if kind == "D":
         pts = f"{_f(x)},{_f(y - r)} {_f(x + r)},{_f(y)} {_f(x)},{_f(y + r)} {_f(x - r)},{_f(y)}"
@@ -133,7 +141,7 @@ def marker_svg(x: float, y: float, kind: str, size_pt: float, face: str, edge: s
         )
     if kind == "|":
         return f'<path d="M{_f(x)},{_f(y - r)}L{_f(x)},{_f(y + r)}" fill="none" {stroke}/>'
-    raise ValueError(f"marker {kind!r} is not one of o, v, D, x, |")
+    raise ValueError(f"marker {kind!r} is not one of o, v, ^, D, x, |")
 
 
 @dataclass

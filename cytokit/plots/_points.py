@@ -20,15 +20,19 @@ from cytokit.plots._words import MEASURES, format_dose
 
 __all__ = [
     "MAX_PCT_LOD",
+    "PATIENT_PALETTE",
     "STATUS_STYLE",
+    "STRATUM_STYLES",
     "TREATMENT_STYLE",
     "finite",
     "fit_lines",
     "infusion_text",
     "measure_points",
     "patient_rows",
+    "patient_strata",
     "poisson_interval",
     "population_order",
+    "stratum_colours",
     "treatment_kind",
 ]
 
@@ -231,3 +235,26 @@ def population_order(rows: pd.DataFrame, populations: Sequence[str] | None) -> l
     if populations is None:
         return present
     return [p for p in populations if p in present] + [p for p in present if p not in populations]
+
+
+#: A colour per patient in the cohort plots, in turn (matplotlib's tab10 names).
+PATIENT_PALETTE = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown",
+                                        "pink", "olive", "cyan", "gray")]  # fmt: skip
+#: Line style of each stratum in the cohort plots, in turn.
+STRATUM_STYLES = ["-", "--", ":", "-."]
+
+
+def stratum_colours(strata: Sequence[str]) -> dict[str, str]:
+    """A fixed colour per stratum, in sorted order (the same on every figure)."""
+    return {s: f"C{i % 10}" for i, s in enumerate(sorted({str(x) for x in strata}))}
+
+
+def patient_strata(chimerism: pd.DataFrame, patients_meta: Sequence[dict] | None) -> dict[str, str]:
+    """Each patient's stratum: study.json's ``patients`` first, else the table's column."""
+    out: dict[str, str] = {}
+    for p in patients_meta or ():
+        out[str(p.get("id"))] = "" if p.get("stratum") is None else str(p.get("stratum"))
+    if "stratum" in chimerism.columns:
+        for pid, s in zip(chimerism["patient"].astype(str), chimerism["stratum"], strict=True):
+            out.setdefault(pid, "" if pd.isna(s) else str(s))
+    return out

@@ -23,30 +23,12 @@ from matplotlib.transforms import blended_transform_factory
 
 from cytokit.analysis.chimerism import MARKER_FAILED
 from cytokit.plots._figure import finish_grid, grid_figure, log_axis, plain
-from cytokit.plots._points import STATUS_STYLE
+from cytokit.plots._points import PATIENT_PALETTE as _PALETTE
+from cytokit.plots._points import STATUS_STYLE, STRATUM_STYLES, stratum_colours
+from cytokit.plots._points import patient_strata as _strata
 from cytokit.plots.persistence import MEASURES, measure_points
 
 __all__ = ["cohort_figure", "stratum_colours"]
-
-
-_PALETTE = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown",
-                                 "pink", "olive", "cyan", "gray")]  # fmt: skip
-_LINESTYLES = ["-", "--", ":", "-."]
-
-
-def stratum_colours(strata: Sequence[str]) -> dict[str, str]:
-    """A fixed colour per stratum, in sorted order (the same on every figure)."""
-    return {s: f"C{i % 10}" for i, s in enumerate(sorted({str(x) for x in strata}))}
-
-
-def _strata(chimerism: pd.DataFrame, patients_meta: Sequence[dict] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for p in patients_meta or ():
-        out[str(p.get("id"))] = "" if p.get("stratum") is None else str(p.get("stratum"))
-    if "stratum" in chimerism.columns:
-        for pid, s in zip(chimerism["patient"].astype(str), chimerism["stratum"], strict=True):
-            out.setdefault(pid, "" if pd.isna(s) else str(s))
-    return out
 
 
 def cohort_figure(
@@ -88,7 +70,7 @@ def cohort_figure(
     pts = measure_points(chimerism, measure, samples=samples, min_events=min_events)
     strata = _strata(chimerism, patients)
     colours = stratum_colours(strata.values() or [""])
-    styles = {st: _LINESTYLES[i % len(_LINESTYLES)] for i, st in enumerate(colours)}
+    styles = {st: STRATUM_STYLES[i % len(STRATUM_STYLES)] for i, st in enumerate(colours)}
     ids = sorted({str(x) for x in pts["patient"]}) if len(pts) else []
     # one colour per patient (told apart by colour and a label at the line's end);
     # the stratum is the line style

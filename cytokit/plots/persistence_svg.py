@@ -73,14 +73,14 @@ def _xlim(days: np.ndarray) -> tuple[float, float]:
     return (lo - pad, hi + pad)
 
 
-def _log_ylim(values) -> tuple[float, float] | None:
+def _log_ylim(values, headroom: float = 3.0) -> tuple[float, float] | None:
     """The log axis of `cytokit.plots._figure.log_axis`: the positive values, the top
-    ×3 for the infusion labels, at least 1.5 decades."""
+    × `headroom` (room for the infusion labels), at least 1.5 decades."""
     v = finite(values)
     v = v[v > 0]
     if not v.size:
         return None
-    lo, hi = float(v.min()) / 1.6, float(v.max()) * 3.0
+    lo, hi = float(v.min()) / 1.6, float(v.max()) * headroom
     if hi / lo < 10**1.5:
         mid = math.sqrt(lo * hi)
         lo, hi = mid / 10**0.75, mid * 10**0.75

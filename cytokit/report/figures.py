@@ -1,8 +1,9 @@
 """The plots of the report: one job per figure, rendered in worker processes, written atomically.
 
 `write_plots` writes into ``OUT/plots`` (see `cytokit.report.build`): the
-cohort plots, each patient's persistence and chimerism (SVG drawn without matplotlib,
-`cytokit.plots.persistence_svg`), each sample's QC
+cohort plots and each patient's persistence and chimerism (SVG drawn without
+matplotlib, `cytokit.plots.cohort_svg` and `cytokit.plots.persistence_svg`), each
+sample's QC
 plot (`cytokit.plots.qc_panels`: a PNG of 2-D histograms and the SVG drawn over
 it) and the clustering's heatmap and abundance plots, and
 returns them as `ReportPlots` for the page. A patient id becomes a file name
@@ -269,7 +270,7 @@ def _render(job: _Job) -> list[bytes]:
 
 
 #: Builders of figures drawn from the whole study rather than one patient or sample.
-_LONG = frozenset({"abundance_svg", "heatmap_figure", "cohort_figure"})
+_LONG = frozenset({"abundance_svg", "heatmap_figure", "cohort_svg"})
 
 
 def _render_all(
@@ -329,11 +330,12 @@ def write_plots(
     out : path
         The folder to write ``plots/`` into.
     formats : tuple of {"png", "svg"}
-        Formats of the cohort and clustering plots: the PNG the pages show, and with
-        ``"svg"`` a vector copy of each for print (it about doubles their drawing time).
-        Each patient's persistence and chimerism plots are SVG only (drawn as SVG,
-        `cytokit.plots.persistence_svg`); QC plots are always a PNG and the SVG drawn
-        over it.
+        Formats of the clustering's heatmap (drawn with matplotlib): the PNG the pages
+        show, and with ``"svg"`` a vector copy for print. The acquisition-QC plots are a
+        PNG; the cohort, patient and abundance plots are drawn as SVG only
+        (`cytokit.plots.cohort_svg`, `cytokit.plots.persistence_svg`,
+        `cytokit.cluster.abundance_svg`); QC plots are always a PNG and the SVG drawn over
+        it.
     qc : bool
         Render the QC plots (the bulk of the time on large studies).
     workers : int, optional
@@ -490,12 +492,14 @@ def _cohort_jobs(results: Results, folder: Path, formats, got: ReportPlots, job)
                 "min_events": me,
             }
             job(
-                "cohort_figure",
+                "cohort_svg",
                 (chim,),
                 kwargs,
                 folder / f"cohort_{measure}",
-                formats,
+                ("svg",),
                 functools.partial(got.cohort.__setitem__, measure),
+                module="cytokit.plots.cohort_svg",
+                shown="svg",
             )
 
 
