@@ -58,11 +58,14 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
     raise FileExistsError(f"{folder}: cannot create a temporary file for {name}")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> Path:
     """Write `data` to `path` so readers see the old file or the whole new one, never a part.
 
     The file gets the mode a plain ``open(path, "w")`` would give it (0o666
-    less the umask).
+    less the umask). With `durable` (the default) the data reach the disk before the
+    file replaces the old one; without, a crash may lose them (for files checked and
+    written again on the next run, such as the report's figures, whose manifest holds
+    their SHA-256: an fsync each cost a 1,000-sample report seconds).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,8 +73,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -83,7 +87,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_if_changed(path: str | Path, data: bytes) -> bool:
+def write_if_changed(path: str | Path, data: bytes, *, durable: bool = True) -> bool:
     """`atomic_write_bytes` unless `path` holds exactly `data` already (a rebuild that changed
     nothing leaves the file, and its time, as it was); True when it wrote."""
     path = Path(path)
@@ -92,7 +96,7 @@ def write_if_changed(path: str | Path, data: bytes) -> bool:
             return False
     except OSError:
         pass
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data, durable=durable)
     return True
 
 

@@ -384,3 +384,27 @@ def test_pages_and_qc_plots_are_built_without_matplotlib(folder):
     )
     assert done.stdout.strip() == "False", done.stderr
     assert qc_png.is_file()
+
+
+def test_a_build_on_worker_processes_writes_what_a_serial_build_writes(
+    built, tmp_path, monkeypatch
+):
+    """A large study's figures are drawn by worker processes; the pages, which inline each
+    QC plot's SVG, are written once those are drawn, and every page and figure is the
+    serial build's, byte for byte."""
+    import cytokit.report.figures as figures
+
+    copy = Path(shutil.copytree(built, tmp_path / "r"))
+    shutil.rmtree(copy / "plots")
+    monkeypatch.setattr(figures, "_POOL_MIN_JOBS", 1)  # workers for this small study too
+    monkeypatch.setattr("cytokit.engine._workers.default_workers", lambda: 2)
+    build_report(copy)
+    for page in [built / "report.html", *(built / "patients").glob("*.html")]:
+        text = (copy / page.relative_to(built)).read_text(encoding="utf-8")
+        assert text == page.read_text(encoding="utf-8"), page.name
+    pages = "".join(p.read_text(encoding="utf-8") for p in (copy / "patients").glob("*.html"))
+    assert pages.count('<figure class="qc">') == len(list((copy / "plots" / "qc").glob("*.svg")))
+    assert "could not be drawn" not in pages
+    for fig in (built / "plots").rglob("*.*"):
+        if fig.suffix in (".png", ".svg"):
+            assert (copy / fig.relative_to(built)).read_bytes() == fig.read_bytes(), fig.name

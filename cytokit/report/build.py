@@ -276,11 +276,13 @@ def _pages(
     from cytokit.report._html import images_as_files
     from cytokit.report.contents import patients_of
     from cytokit.report.page import index_html, patient_flags, patient_html, report_html
+    from cytokit.report.tables import split_by_patient
 
     pages: dict[Path, str] = {}
     used: set[Path] = set()
     if single_file:
-        pages[out / "report.html"] = report_html(results, plots)
+        with split_by_patient():
+            pages[out / "report.html"] = report_html(results, plots)
     else:
         names = _page_names(patients_of(results))
 
@@ -290,19 +292,20 @@ def _pages(
         def link_from_patient(_i: int, pid: str) -> str:
             return names[pid]
 
-        flags = patient_flags(results)  # the index counts them, each page lists them
-        with images_as_files(out, 0, used):
-            pages[out / "report.html"] = index_html(results, plots, link_from_index, flags)
-        with images_as_files(out, 1, used):
-            for pid, name in names.items():
-                pages[out / "patients" / name] = patient_html(
-                    results,
-                    plots,
-                    pid,
-                    index="../report.html",
-                    link=link_from_patient,
-                    flags=flags.get(pid),
-                )
+        with split_by_patient():
+            flags = patient_flags(results)  # the index counts them, each page lists them
+            with images_as_files(out, 0, used):
+                pages[out / "report.html"] = index_html(results, plots, link_from_index, flags)
+            with images_as_files(out, 1, used):
+                for pid, name in names.items():
+                    pages[out / "patients" / name] = patient_html(
+                        results,
+                        plots,
+                        pid,
+                        index="../report.html",
+                        link=link_from_patient,
+                        flags=flags.get(pid),
+                    )
     return pages, used
 
 

@@ -233,9 +233,8 @@ class _Job:
     stem: Path
     formats: tuple[str, ...]
     put: Callable[[bytes], None] = field(compare=False, repr=False)
-    #: Drawn here rather than on a worker (figures of a few milliseconds, as QC plots are:
-    #: sending them to a process costs more than drawing them).
-    local: bool = False
+    #: Drawn before the pages are written: they read it (a QC plot's SVG is inlined).
+    early: bool = False
     #: The format the pages show, always written (PNG, or SVG for figures drawn as SVG).
     shown: str = "png"
 
@@ -269,6 +268,10 @@ def _render(job: _Job) -> list[bytes]:
     return [figure_bytes(fig, fmt) for fmt in fmts]
 
 
+#: Fewest figures worth starting worker processes for (~1 s to start and import; a
+#: figure takes ~5-15 ms, the clustering's heatmap ~0.15 s): fewer are drawn here.
+_POOL_MIN_JOBS = 100
+
 #: Builders of figures drawn from the whole study rather than one patient or sample.
 _LONG = frozenset({"abundance_svg", "heatmap_figure", "cohort_svg"})
 
@@ -277,40 +280,45 @@ def _render_all(
     jobs: list[_Job], workers: int | None, meanwhile: Callable[[], None] | None = None
 ) -> Iterator[tuple[int, list[bytes]]]:
     """Render `jobs`, yielding ``(index, bytes)`` of each as soon as it is drawn (so that
-    they are written and forgotten one by one): matplotlib figures on worker processes
-    when there are several cores and jobs, `_Job.local` ones here meanwhile.
+    they are written and forgotten one by one), on worker processes when there are
+    several cores and enough jobs to repay starting them.
 
-    `meanwhile` runs here once the local jobs are drawn, while the workers draw theirs
-    (at the end when every job is drawn here). Figures are built inside the workers from
-    the (small) tables and QC points the jobs carry; matplotlib's output does not depend
-    on the process, so the bytes are those of a serial run.
+    `meanwhile` runs here once the `_Job.early` jobs are yielded (written), while the
+    workers draw the others (at the end when every job is drawn here). Figures are built
+    inside the workers from the (small) tables and QC points the jobs carry; their
+    output does not depend on the process, so the bytes are those of a serial run.
     """
     from cytokit.engine._workers import _main_is_importable, default_workers
 
-    here = [i for i, j in enumerate(jobs) if j.local]
-    # the long figures first (a cohort's or the clustering's, ~10 s on a large study), so
-    # that no worker is left drawing one while the other is idle
-    away = sorted(
-        (i for i, j in enumerate(jobs) if not j.local),
+    early = [i for i, j in enumerate(jobs) if j.early]
+    # then the long figures (the clustering's heatmap, drawn by matplotlib), so that no
+    # worker is left drawing one at the end while the other is idle
+    late = sorted(
+        (i for i, j in enumerate(jobs) if not j.early),
         key=lambda i: jobs[i].builder not in _LONG,
     )
-    n = min(default_workers() if workers is None else workers, len(away))
-    if n <= 1 or len(away) < 4 or not _main_is_importable():
-        yield from ((i, _render(jobs[i])) for i in here + away)
+    order = early + late
+    n = min(default_workers() if workers is None else workers, len(order))
+    if n <= 1 or len(order) < _POOL_MIN_JOBS or not _main_is_importable():
+        yield from ((i, _render(jobs[i])) for i in early)
         if meanwhile is not None:
             meanwhile()
+        yield from ((i, _render(jobs[i])) for i in late)
         return
     import concurrent.futures as cf
     import multiprocessing as mp
 
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    payload = [dataclasses.replace(jobs[i], put=None) for i in away]  # callbacks stay here
+    payload = [dataclasses.replace(jobs[i], put=None) for i in order]  # callbacks stay here
     with cf.ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
-        drawn = pool.map(_render, payload, chunksize=1)  # submitted now, drawn meanwhile
-        yield from ((i, _render(jobs[i])) for i in here)
+        # in chunks: most figures take milliseconds, about what sending one costs
+        chunk = max(1, min(32, len(payload) // (8 * n)))
+        drawn = zip(order, pool.map(_render, payload, chunksize=chunk), strict=True)
+        for _ in early:
+            yield next(drawn)
         if meanwhile is not None:
             meanwhile()
-        yield from zip(away, drawn, strict=True)
+        yield from drawn
 
 
 def write_plots(
@@ -363,9 +371,9 @@ def _write_plots(
     jobs: list[_Job] = []
 
     def job(
-        builder, args, kwargs, stem, fmts, put, module="cytokit.plots", local=False, shown="png"
+        builder, args, kwargs, stem, fmts, put, module="cytokit.plots", early=False, shown="png"
     ):
-        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put, local, shown))
+        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put, early, shown))
 
     _cohort_jobs(results, folder, formats, got, job)
     _patient_jobs(results, folder, formats, got, job)
@@ -387,8 +395,9 @@ def _write_plots(
         i = todo[k]
         j = jobs[i]
         for fmt, data in zip(_shown_first(j), images, strict=True):
-            # every format asked for, and the shown one even when not asked for
-            write_if_changed(j.stem.with_name(f"{j.stem.name}.{fmt}"), data)
+            # every format asked for, and the shown one even when not asked for; no fsync:
+            # the manifest holds each file's SHA-256, and a lost file is drawn again
+            write_if_changed(j.stem.with_name(f"{j.stem.name}.{fmt}"), data, durable=False)
         done[_rel(out, j.stem)] = {
             "key": keys[i],
             "files": {_rel(out, f): _file_digest(f) for f in _outputs(j)},
@@ -572,10 +581,19 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
 
 def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
     """Per sample: the QC plot from its stored points (the histograms' PNG and the SVG over
-    them, drawn here: milliseconds each); missing points noted."""
+    them, milliseconds each), drawn before the pages, which inline the SVG; missing points
+    noted."""
     panel = ((results.study.get("config") or {}).get("panel")) or {}
     markers = {str(ch): str(m) for m, ch in panel.items() if isinstance(ch, str)}
     if not results.qc.empty and "sample" in results.qc.columns:
+        counts = results.counts
+        # each file's counts, split once (selecting them file by file took a second on a
+        # 1,000-sample study)
+        by_file = (
+            dict(tuple(counts.groupby(counts["file"].astype(str), sort=False)))
+            if "file" in counts.columns
+            else None
+        )
         for sample, rows in results.qc.groupby(results.qc["sample"].astype(str), sort=True):
             path, why = _qc_file(results.out, sample)
             if path is None:
@@ -583,21 +601,19 @@ def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
                 continue
             points = _QCPoints(path, _file_digest(path))
             file = str(rows.iloc[0].get("file", sample))
-            counts = results.counts
-            if "file" in counts.columns:
-                counts = counts[counts["file"].astype(str) == file]
+            mine = counts if by_file is None else by_file.get(file, counts.iloc[0:0])
             day = rows.iloc[0].get("day")
             title = f"{rows.iloc[0].get('patient', '')}, day {_day(day)}: {file}"
             stem = file_stem(sample)
             job(
                 "qc_panels",
                 (rows, points),
-                {"counts": counts, "title": title, "markers": markers, "image": f"{stem}.png"},
+                {"counts": mine, "title": title, "markers": markers, "image": f"{stem}.png"},
                 folder / "qc" / stem,
                 ("png", "svg"),
                 functools.partial(got.qc.__setitem__, sample),
                 module="cytokit.plots.qc",
-                local=True,
+                early=True,  # the page inlines its SVG
             )
 
 
