@@ -377,3 +377,23 @@ def test_a_read_error_in_the_reader_thread_reaches_the_caller(tmp_path, monkeypa
     with pytest.raises(cytokit.FCSError, match=r"t\.fcs: the file ended"):
         BOX.apply_file(path, block_events=4096)
     assert not [t for t in threading.enumerate() if t.name == "cytokit-read"]
+
+
+def test_a_forked_reader_scales_only_the_columns_asked_for(tmp_path):
+    """`EventReader.fork(columns)`: the listed columns keep read_fcs's bits; the others stay as
+    stored (no $PnG, no $TIMESTEP), and a native float file is then read straight in."""
+    ev = _ordered_events(100_000, (10, 20), np.float32)
+    path = _write(tmp_path, ev, "gain.fcs", gain2=2.5)
+    sample = quiet_read(path)
+    assert not np.array_equal(sample.events[:, 2:], ev[:, 2:])  # both are scaled by read_fcs
+    with open_events(path) as (_, reader):
+        assert reader.route == "in place"
+        for cols, route in (([0, 1], "direct"), ([0, 3], "in place"), (None, "in place")):
+            part = reader.fork(cols)
+            assert part.route == route
+            got = np.empty_like(sample.events)
+            for a in range(0, 100_000, 65_536):  # the reader's sub-blocks
+                part.read(a, min(100_000, a + 65_536), got[a : a + 65_536])
+            for j in range(4):
+                want = sample.events[:, j] if cols is None or j in cols else ev[:, j]
+                np.testing.assert_array_equal(got[:, j], want)
