@@ -352,6 +352,7 @@ def test_count_pass_set_up_once_counts_like_evaluate_plan(tmp_path):
     for a, b in ((0, 9000), (0, 1), (4100, 8999), (5, 5)):
         want = K.evaluate_plan(sample.events[a:b], plan, membership=False)[0]
         np.testing.assert_array_equal(count(sample.events[a:b]), want)
+        np.testing.assert_array_equal(count(sample.events[a:b], serial=True), want)
     assert count(sample.events).tolist() == [500, 0]  # the run; none late (time < 65,000 s)
     with pytest.raises(TypeError, match="float32"):
         count(sample.events.astype(np.float64))
