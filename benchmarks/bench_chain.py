@@ -12,8 +12,8 @@ What a pipeline author writes, timed from the file name to the counts::
     result = strategy.apply(sample)                            # result.counts
 
 and the streaming door of a static strategy, which gates the file while it
-is read (slices of 262,144 events into two reused buffers, the fused pass on
-one while a thread reads the next; same counts)::
+is read (slices of 262,144 events, each read into a reused buffer and gated
+there by one of two threads; same counts)::
 
     strategy = cytokit.gating.load_strategy("strategy.xml")
     result = strategy.apply_file(path)                         # result.counts

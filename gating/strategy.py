@@ -559,10 +559,10 @@ class GatingStrategy:
     ):
         """Gate one FCS file while reading it: the counts of ``apply(read_fcs(path))``.
 
-        The events are read in slices of `block_events` rows into two reused
-        buffers, and the fused pass gates slice k while slice k + 1 is read
-        (`cytokit.gating.stream`): no array of the whole file, and a wall
-        time near the longer of reading and gating rather than their sum.
+        The events are read in slices of `block_events` rows, each gated by
+        the fused pass as soon as it is read, on several threads at once
+        (`cytokit.gating.stream`): no array of the whole file, and reading
+        overlaps gating.
         The counts are those of ``self.apply(cytokit.read_fcs(path,
         dataset=dataset), compensation=compensation, membership=False)``,
         exactly: the same values (decoding, scaling, ``$TIMESTEP``), plan,

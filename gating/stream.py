@@ -4,30 +4,39 @@
 event into one array, then evaluates the tree in one fused pass: its time is
 the read plus the pass, and its memory the whole array. A static strategy
 (no adaptive gate, so nothing is fitted on the whole file) needs no event
-twice, so `apply_file` reads the DATA segment in slices of rows into two
-reused buffers and runs the fused pass (`cytokit.kernels.evaluate_plan`'s
-kernel, set up once by `cytokit.kernels.fused.CountPass`; it releases the
-GIL) on slice k while a second thread reads slice k + 1:
-the wall time approaches the longer of reading and gating instead of their
-sum, and memory is two slices whatever the file's size.
+twice, so `apply_file` reads the DATA segment in slices of rows and gates
+each slice as soon as it is read, on several threads at once: each thread
+takes the next slice, reads it into its own reused buffer (a positional
+read, so the threads share the file) and runs the fused pass on it
+(`cytokit.kernels.evaluate_plan`'s kernel, set up once by
+`cytokit.kernels.fused.CountPass`, on that thread alone; it releases the
+GIL). While one thread waits for the system's copy of its slice, the
+others gate theirs, and a slice is gated by the core that has just copied
+it, while it is still in that core's cache. The wall time approaches the
+sum of reading and gating divided by the cores, and memory is one slice
+per thread (at most `MAX_WORKERS`) whatever the file's size. Columns no gate reads are not scaled
+(``$TIMESTEP`` on the time channel, say, when no gate reads time): a
+native float file whose gated channels need no scaling is then read
+straight into the slices.
 
 What each event goes through is what `apply` does to it: the values are
-those `read_fcs` gives (the same decoding, byte swapping, ``$PnE``/``$PnG``
-scaling and ``$TIMESTEP``, by `cytokit.fcs.data.EventReader` on the same
-sub-blocks, so the same bits); the plan is `GatingStrategy.compile`'s for
-the file's channels and compensation; non-finite values are kept with the
-kernels' IEEE semantics as `apply` keeps them. Each event's memberships
-depend on its own values alone, so the counts are `apply`'s, exactly.
+those `read_fcs` gives in every column a gate reads (the same decoding,
+byte swapping, ``$PnE``/``$PnG`` scaling and ``$TIMESTEP``, by
+`cytokit.fcs.data.EventReader` on the same sub-blocks, so the same
+bits); the plan is `GatingStrategy.compile`'s for the file's channels and
+compensation; non-finite values are kept with the kernels' IEEE semantics
+as `apply` keeps them. Each event's memberships depend on its own values
+alone, so the counts are `apply`'s, exactly.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import warnings
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from cytokit import kernels as K
@@ -157,49 +166,81 @@ def _slices(n: int, rows: int) -> list[tuple[int, int]]:
     return [(a, min(n, a + rows)) for a in range(0, n, rows)]
 
 
+def _columns_read(plan: K.GatingPlan) -> np.ndarray:
+    """The event columns the fused pass may read for ``plan`` (raw sources and compensated ones)."""
+    a = plan._arrays
+    return np.union1d(a.slot_index[a.n_cslots :], a.comp_cols).astype(np.int64)
+
+
+#: Most threads reading and gating one file: each holds a slice, so this bounds the memory.
+MAX_WORKERS = 8
+
+
+def _workers(n_slices: int) -> int:
+    """Threads that read and gate: Numba's thread count, at least two so reading overlaps."""
+    return max(1, min(n_slices, MAX_WORKERS, max(2, numba.get_num_threads())))
+
+
 def _stream_counts(reader, plan: K.GatingPlan, block_events: int) -> np.ndarray:
-    """Counts of every plan gate over the reader's events, reading and gating in a pipeline."""
+    """Counts of every plan gate over the reader's events, reading and gating on several threads.
+
+    Each thread takes the next slice, reads it into its own buffer and gates
+    it there (`CountPass` on that thread alone): while one thread reads,
+    the others gate, and a slice is gated by the core that has just read
+    it. Counts are integers, summed in any order.
+    """
     n, k = reader.n, reader.k
     counts = np.zeros(plan.n_gates, dtype=np.int64)
     if n == 0:
         return counts
+    # columns no gate reads are not scaled (a native float file is then read straight in)
+    head = reader.fork(_columns_read(plan))
     # slices start on multiples of the reader's sub-block, so the values are read_fcs's bits
-    step = reader.step if reader.route != "direct" else 1
+    step = head.step if head.route != "direct" else 1
     rows = min(n, max(step, block_events // step * step))
     slices = _slices(n, rows)
-    gate = CountPass(plan, reader.out_dtype)  # set up once, not per slice
-    if len(slices) == 1:
-        buf = np.empty((n, k), dtype=reader.out_dtype)
-        reader.read(0, n, buf)
+    gate = CountPass(plan, head.out_dtype)  # set up once, not per slice
+    n_workers = _workers(len(slices))
+    if n_workers == 1:
+        buf = np.empty((n, k), dtype=head.out_dtype)
+        head.read(0, n, buf)
         return gate(buf)
-    free: queue.Queue = queue.Queue()
-    full: queue.Queue = queue.Queue()
-    for _ in range(2):
-        free.put(np.empty((rows, k), dtype=reader.out_dtype))
+    todo = iter(slices)  # taken in turn: `next` holds the GIL, so each slice is read once
     stop = threading.Event()
+    errors: list[BaseException] = []
+    totals: list[np.ndarray] = []
 
-    def read_all() -> None:
+    def work(rd) -> None:
         try:
-            for a, b in slices:
-                buf = free.get()
-                if stop.is_set() or buf is None:
+            buf = np.empty((rows, k), dtype=rd.out_dtype)
+            total = np.zeros(plan.n_gates, dtype=np.int64)
+            for a, b in todo:
+                if stop.is_set():
                     return
-                reader.read(a, b, buf[: b - a])
-                full.put((buf, b - a, None))
-        except BaseException as exc:  # handed to the gating thread, which raises it
-            full.put((None, 0, exc))
+                rd.read(a, b, buf[: b - a])
+                total += gate(buf[: b - a], serial=True)
+            totals.append(total)
+        except BaseException as exc:  # raised by the calling thread once all have stopped
+            errors.append(exc)
+            stop.set()
 
-    thread = threading.Thread(target=read_all, name="cytokit-read", daemon=True)
-    thread.start()
+    threads = [
+        threading.Thread(target=work, args=(head.fork(),), name="cytokit-read", daemon=True)
+        for _ in range(n_workers - 1)
+    ]
+    for t in threads:
+        t.start()
+    done = False
     try:
-        for _ in slices:
-            buf, m, exc = full.get()
-            if exc is not None:
-                raise exc
-            counts += gate(buf[:m])
-            free.put(buf)
+        work(head)
+        done = True
     finally:
-        stop.set()
-        free.put(None)  # wakes the reader if it waits for a buffer
-        thread.join()  # before the file is closed
+        if not done:  # interrupted: the others stop at their next slice
+            stop.set()
+        for t in threads:
+            t.join()  # before the file is closed
+    if errors:
+        raise errors[0]
+    for total in totals:
+        counts += total
     return counts

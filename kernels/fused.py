@@ -385,15 +385,23 @@ class CountPass:
             counts = np.zeros((1, ng), dtype=np.int64)
             self._entry = strided_entry(_evaluate, 0, 0, like, *self._tables, counts, strided=(2,))
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        """Counts of every gate of the plan (int64, ``(n_gates,)``) in ``events``."""
+    def __call__(self, events: np.ndarray, *, serial: bool = False) -> np.ndarray:
+        """Counts of every gate of the plan (int64, ``(n_gates,)``) in ``events``.
+
+        ``serial``: on the calling thread alone (the kernel releases the GIL,
+        so callers on several threads run at the same time), instead of
+        sharing the blocks with `cytokit.kernels._threads`' pool.
+        """
         ev = _check_events(events, self.plan)
         if ev.dtype != self.dtype:
             raise TypeError(f"events are {ev.dtype}; this pass was set up for {self.dtype}")
         nblocks = (ev.shape[0] + BLOCK - 1) // BLOCK
         counts_blk = np.zeros((nblocks, self.plan.n_gates), dtype=np.int64)
         if self._entry is not None:
-            run_ranges(self._entry, nblocks, ev, *self._tables, counts_blk)
+            if serial:
+                self._entry(0, nblocks, ev, *self._tables, counts_blk)
+            else:
+                run_ranges(self._entry, nblocks, ev, *self._tables, counts_blk)
         return counts_blk.sum(axis=0)
 
 

@@ -352,14 +352,15 @@ def test_count_pass_set_up_once_counts_like_evaluate_plan(tmp_path):
     for a, b in ((0, 9000), (0, 1), (4100, 8999), (5, 5)):
         want = K.evaluate_plan(sample.events[a:b], plan, membership=False)[0]
         np.testing.assert_array_equal(count(sample.events[a:b]), want)
+        np.testing.assert_array_equal(count(sample.events[a:b], serial=True), want)
     assert count(sample.events).tolist() == [500, 0]  # the run; none late (time < 65,000 s)
     with pytest.raises(TypeError, match="float32"):
         count(sample.events.astype(np.float64))
 
 
-def test_a_read_error_in_the_reader_thread_reaches_the_caller(tmp_path, monkeypatch):
-    """The file changing under the reader (here: its third slice fails) raises in the caller,
-    after the reader thread has stopped, and leaves no thread behind."""
+def test_a_read_error_in_a_reading_thread_reaches_the_caller(tmp_path, monkeypatch):
+    """The file changing under the readers (here: from its third slice on, reads fail) raises in
+    the caller, after every reading thread has stopped, and leaves no thread behind."""
     import threading
 
     from cytokit.fcs.data import EventReader
@@ -377,3 +378,62 @@ def test_a_read_error_in_the_reader_thread_reaches_the_caller(tmp_path, monkeypa
     with pytest.raises(cytokit.FCSError, match=r"t\.fcs: the file ended"):
         BOX.apply_file(path, block_events=4096)
     assert not [t for t in threading.enumerate() if t.name == "cytokit-read"]
+
+
+BOX_ONLY = G.GatingStrategy([BOX.gates[0]])  # reads C0 and C1 only, not the scaled time
+
+
+def test_a_forked_reader_scales_only_the_columns_asked_for(tmp_path):
+    """`EventReader.fork(columns)`: the listed columns keep read_fcs's bits; the others stay as
+    stored (no $PnG, no $TIMESTEP), and a native float file is then read straight in."""
+    ev = _ordered_events(100_000, (10, 20), np.float32)
+    path = _write(tmp_path, ev, "gain.fcs", gain2=2.5)
+    sample = quiet_read(path)
+    assert not np.array_equal(sample.events[:, 2:], ev[:, 2:])  # both are scaled by read_fcs
+    with open_events(path) as (_, reader):
+        assert reader.route == "in place"
+        for cols, route in (([0, 1], "direct"), ([0, 3], "in place"), (None, "in place")):
+            part = reader.fork(cols)
+            assert part.route == route
+            got = np.empty_like(sample.events)
+            for a in range(0, 100_000, 65_536):  # the reader's sub-blocks
+                part.read(a, min(100_000, a + 65_536), got[a : a + 65_536])
+            for j in range(4):
+                want = sample.events[:, j] if cols is None or j in cols else ev[:, j]
+                np.testing.assert_array_equal(got[:, j], want)
+
+
+def test_streaming_a_tree_that_reads_no_scaled_column_counts_like_apply(tmp_path):
+    """Time scaled by $TIMESTEP and a gain on C2, neither read by the gate: apply_file reads the
+    file straight into its slices, with apply's counts."""
+    n, run = 300_000, (150_000, 170_000)
+    path = _write(tmp_path, _ordered_events(n, run, np.float32), "t.fcs", gain2=2.5)
+    for block in (4096, 65_536, 10**6):
+        counts = assert_same_counts(BOX_ONLY, path, block_events=block)
+        assert counts.tolist() == [run[1] - run[0]]
+
+
+def test_streaming_without_positional_reads_counts_like_apply(tmp_path, monkeypatch):
+    """Where the system has no os.preadv (Windows), the reading threads take turns to seek and
+    read the shared file: the same counts."""
+    import cytokit.fcs.data as data
+
+    monkeypatch.setattr(data, "_PREADV", None)
+    n, run = 400_000, (250_000, 270_000)
+    for name, kw in (("little.fcs", {}), ("big.fcs", {"byteorder": "big", "gain2": 2.5})):
+        path = _write(tmp_path, _ordered_events(n, run, np.float32), name, **kw)
+        counts = assert_same_counts(BOX, path, block_events=4096)
+        assert counts.tolist() == [run[1] - run[0], run[1] - 260_000]
+
+
+def test_every_worker_count_gives_the_same_counts(tmp_path, monkeypatch):
+    """One thread (a file of one slice), two, or more than the slices: the same counts."""
+    from cytokit.gating import stream
+
+    n, run = 200_000, (50_000, 150_000)
+    path = _write(tmp_path, _ordered_events(n, run, np.float32), "w.fcs")
+    want = [run[1] - run[0], run[1] - 260_000 if run[1] > 260_000 else 0]
+    for workers in (1, 2, 3, 8):
+        monkeypatch.setattr(stream, "_workers", lambda n_slices, w=workers: min(w, n_slices))
+        counts = assert_same_counts(BOX, path, block_events=8192)
+        assert counts.tolist() == want

@@ -17,6 +17,9 @@ Two routes, both without a per-event Python loop:
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 
 from cytokit.fcs.channels import ScalePlan
@@ -28,15 +31,26 @@ __all__ = ["EventReader", "apply_plan", "read_events"]
 _BLOCK_BYTES = 4 << 20
 # blocks that are swapped or scaled in place just after reading: small enough to stay in cache
 _CACHE_BYTES = 1 << 20
+_PREADV = getattr(os, "preadv", None)  # not on Windows
 
 
-def _readinto(fh, offset: int, buf: np.ndarray, notes: Notes) -> None:
-    """Fill `buf` with the file's bytes from `offset` (it must not run out)."""
+def _readinto(fh, offset: int, buf: np.ndarray, notes: Notes, lock: threading.Lock) -> None:
+    """Fill `buf` with the file's bytes from `offset` (it must not run out).
+
+    A positional read where the system has one (``os.preadv``): the file's
+    position is neither used nor moved, so threads may read one file at the
+    same time (`EventReader.fork`). Elsewhere ``seek`` + ``readinto`` under
+    `lock`, which every reader of the file shares.
+    """
     view = memoryview(buf.reshape(-1).view(np.uint8))
-    fh.seek(offset)
     got = 0
     while got < view.nbytes:
-        n = fh.readinto(view[got:])
+        if _PREADV is not None:
+            n = _PREADV(fh.fileno(), [view[got:]], offset + got)
+        else:
+            with lock:
+                fh.seek(offset + got)
+                n = fh.readinto(view[got:])
         if not n:
             raise notes.error(
                 f"the file ended at byte {offset + got} while reading events up to byte "
@@ -171,25 +185,36 @@ class EventReader:
 
     The one implementation of `read_events`: the whole array is one call of
     `read`, and `cytokit.gating.stream` reads a file in slices of rows into
-    two reused buffers. The work is done in sub-blocks of `step` rows
+    reused buffers, from several threads (`fork`). The work is done in sub-blocks of `step` rows
     counted from the first event, so a slice that starts and ends on
     multiples of `step` (or at the end) gets every value by the same
     operations on the same sub-block as `read_events` does: the same bits.
 
     Parameters
     ----------
-    fh : binary file opened without buffering (only this reader may move it)
+    fh : binary file opened without buffering (readers move it only under `lock`)
     ds : DataSet
     notes : Notes
     out_dtype : float32 or float64
     plan : ScalePlan or None
         Scaling to apply; None for stored values.
+    lock : threading.Lock, optional
+        Shared by the readers of one file (`fork` passes it on); a new one if not given.
     """
 
     def __init__(
-        self, fh, ds: DataSet, notes: Notes, *, out_dtype: np.dtype, plan: ScalePlan | None
+        self,
+        fh,
+        ds: DataSet,
+        notes: Notes,
+        *,
+        out_dtype: np.dtype,
+        plan: ScalePlan | None,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.fh, self.notes, self.plan = fh, notes, plan
+        self.ds = ds
+        self.lock = lock if lock is not None else threading.Lock()
         self.layout = layout = ds.layout
         self.n, self.k = ds.n_events, len(layout.columns)
         self.begin = ds.data[0]
@@ -216,11 +241,36 @@ class EventReader:
         if self.scaling and self.out_dtype != np.float64:
             self.work = np.empty((rows, self.k), dtype=np.float64)  # scale in float64, round once
 
+    def fork(self, columns=None) -> EventReader:
+        """Another reader of the same events, with its own scratch buffers, for another thread.
+
+        Readers forked from one reader may `read` at the same time (each
+        read names its offset; see `_readinto`). With `columns` (indices)
+        and float data read in place, only those columns are given as scale
+        values: the others are left as stored (in native byte order), which
+        saves scaling what a caller never reads. The listed ones keep every
+        bit: each is scaled or not as before, by the same operations. Its
+        `step` and `route` may then differ from this reader's (``direct``
+        when no listed column is scaled). Decoded data keep the whole plan
+        (they are converted through float64 when it scales).
+        """
+        plan = self.plan
+        if plan is not None and columns is not None and self.route != "decode":
+            keep = {int(c) for c in columns}
+            plan = ScalePlan(
+                divide=tuple(d for d in plan.divide if d[0] in keep),
+                log=tuple(g for g in plan.log if g[0] in keep),
+                time=plan.time if plan.time is not None and plan.time[0] in keep else None,
+            )
+        return EventReader(
+            self.fh, self.ds, self.notes, out_dtype=self.out_dtype, plan=plan, lock=self.lock
+        )
+
     def read(self, a: int, b: int, dest: np.ndarray) -> None:
         """Fill `dest` (shape ``(b - a, k)``, `out_dtype`, C-contiguous) with events ``a .. b-1``."""
         row_bytes = self.layout.row_bytes
         if self.route == "direct":
-            _readinto(self.fh, self.begin + a * row_bytes, dest, self.notes)
+            _readinto(self.fh, self.begin + a * row_bytes, dest, self.notes, self.lock)
             return
         step = self.step
         for s in range(a, b, step):
@@ -228,14 +278,14 @@ class EventReader:
             block = dest[s - a : e - a]
             m = e - s
             if self.route == "in place":
-                _readinto(self.fh, self.begin + s * row_bytes, block, self.notes)
+                _readinto(self.fh, self.begin + s * row_bytes, block, self.notes, self.lock)
                 if not self.file_dt.isnative:
                     block.byteswap(inplace=True)
                 if self.scaling:
                     apply_plan(block, self.plan)
                 continue
             buf = self.raw[: m * row_bytes]
-            _readinto(self.fh, self.begin + s * row_bytes, buf, self.notes)
+            _readinto(self.fh, self.begin + s * row_bytes, buf, self.notes, self.lock)
             target = block if self.work is None else self.work[:m]
             self.decoder.decode(buf, m, target)
             if self.scaling:
