@@ -19,13 +19,15 @@ import numpy as np
 __all__ = ["nice_ticks", "png_bytes", "svg_text", "tick_label"]
 
 
-def png_bytes(rgb: np.ndarray) -> bytes:
+def png_bytes(rgb: np.ndarray, *, level: int = 6) -> bytes:
     """A PNG of an 8-bit RGB image.
 
     Parameters
     ----------
     rgb : ndarray of uint8, shape (height, width, 3)
         Row 0 is the top of the image.
+    level : int
+        zlib compression level (1 fastest, 9 smallest).
 
     Returns
     -------
@@ -53,7 +55,7 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
         + chunk(b"IEND", b"")
     )
 

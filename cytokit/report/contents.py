@@ -158,7 +158,16 @@ def drug_courses_of(results: Results) -> pd.DataFrame | None:
     frame = results.clinical.get("treatments")
     if frame is None or frame.empty:
         return None
+    if _COURSES and _COURSES[0] is frame:  # each patient's page asks: joined once
+        return _COURSES[1]
     from cytokit.clinical.treatments import drug_courses, treatments_from_frame
 
     courses = drug_courses(treatments_from_frame(frame))
-    return courses if len(courses) else None
+    courses = courses if len(courses) else None
+    _COURSES[:] = [frame, courses]
+    return courses
+
+
+#: The last treatments table `drug_courses_of` joined, and its courses (the table is
+#: kept, so that its identity stands for its contents while it lives).
+_COURSES: list = []

@@ -85,9 +85,21 @@ def sorted_by(frame: pd.DataFrame, *keys: str) -> pd.DataFrame:
     keys = [k for k in keys if k in frame.columns]
     if not keys or len(frame) < 2:
         return frame
-    if keys == ["day"]:  # the common case, without building a sorted copy in pandas
-        day = pd.to_numeric(frame["day"], errors="coerce").to_numpy(dtype=np.float64)
-        return frame.iloc[np.argsort(day, kind="stable")]
+    columns = []  # lexsort's keys, the last one first; None where numpy cannot sort one
+    for k in reversed(keys):
+        if k == "day":
+            columns.append(pd.to_numeric(frame["day"], errors="coerce").to_numpy(np.float64))
+            continue
+        col = frame[k]
+        if col.dtype.kind in "biuf" and not col.isna().any():
+            columns.append(col.to_numpy())
+        elif col.dtype == object and all(isinstance(v, str) for v in col):
+            columns.append(col.to_numpy())
+        else:
+            columns = None
+            break
+    if columns is not None:  # numpy's stable sort: NaN days last, as pandas puts them
+        return frame.iloc[np.lexsort(columns)]
     order = frame.assign(_day=pd.to_numeric(frame.get("day"), errors="coerce"))
     keys = ["_day" if k == "day" else k for k in keys]
     return order.sort_values(keys, kind="stable").drop(columns="_day")
@@ -350,11 +362,15 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
         return "<p>No chimerism results.</p>"
     names = [p for p in pops if p in set(chim["population"].astype(str))]
     keys = ["day", "file"] + (["sample_type"] if "sample_type" in chim.columns else [])
+    # a row per sample (day, file, type), in order; records, not a DataFrame per sample
+    samples: dict[tuple, list[dict]] = {}
+    for r in sorted_by(chim, "day", "file").to_dict("records"):
+        samples.setdefault(tuple(_key(r.get(k)) for k in keys), []).append(r)
     rows = []
-    for _, g in sorted_by(chim, "day", "file").groupby(keys, sort=False, dropna=False):
-        first = g.iloc[0]
+    for g in samples.values():
+        first = g[0]
         row: list = [Markup(day_text(first.get("day"))), first.get("file")]
-        by_pop = {str(r["population"]): r for _, r in g.iterrows()}
+        by_pop = {str(r["population"]): r for r in g}
         for name in names:
             r = by_pop.get(name)
             if r is None:
@@ -398,6 +414,11 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
         "where QC removed any of the population's events)",
         numeric=[True, False] + [True] * len(names),
     )
+
+
+def _key(value):
+    """`value` as a grouping key: every missing value the same (NaN is not equal to itself)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def _imputed_text(r) -> str:
@@ -512,23 +533,28 @@ def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
 def phenotype_table(pheno: pd.DataFrame) -> str:
     if pheno.empty:
         return ""
-    days = sorted({float(d) for d in pd.to_numeric(pheno["day"], errors="coerce").dropna()})
+    day = pd.to_numeric(pheno["day"], errors="coerce").to_numpy(dtype=np.float64)
+    days = sorted({float(d) for d in day[np.isfinite(day)]})
+    # columns as arrays, cells by position: selecting a row per cell costs more than the page
+    none = np.full(len(pheno), None, dtype=object)
+    median, pct, events = (
+        pheno[c].to_numpy() if c in pheno.columns else none
+        for c in ("median", "pct_positive", "events")
+    )
     rows = []
     keys = ["population", "origin", "marker"]
-    for (pop, origin, marker), g in pheno.groupby(keys, sort=True, dropna=False):
-        by_day = {
-            float(d): r for d, r in zip(pd.to_numeric(g["day"]), g.to_dict("records"), strict=True)
-        }
+    for (pop, origin, marker), at in pheno.groupby(keys, sort=True, dropna=False).indices.items():
+        by_day = {float(day[i]): i for i in at}
         row: list = [pop, origin, marker]
         for d in days:
-            r = by_day.get(d)
-            if r is None:
+            i = by_day.get(d)
+            if i is None:
                 row.append("")
                 continue
-            text = fmt(r.get("median"))
-            if is_number(r.get("pct_positive")):
-                text += f" · {fmt(r.get('pct_positive'))} %+"
-            text += f"<br><small>{fmt(r.get('events'), integer=True)} ev</small>"
+            text = fmt(median[i])
+            if is_number(pct[i]):
+                text += f" · {fmt(pct[i])} %+"
+            text += f"<br><small>{fmt(events[i], integer=True)} ev</small>"
             row.append(Markup(text))
         rows.append(row)
     return table(
