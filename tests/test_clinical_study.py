@@ -9,6 +9,7 @@ compare with: P01 one NK infusion of 1.8e7/kg; P02 two DLIs of 1e6/kg (days 0,
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -297,8 +298,8 @@ def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, mo
 
     monkeypatch.setattr(figures, "_render_all", capture)
     figures.write_plots(cytokit.load_results(drugs.out), tmp_path / "d", qc=False)
-    persistence = {j.args[1]: j for j in jobs if j.builder == "persistence_figure"}
-    chimerism = {j.args[1]: j for j in jobs if j.builder == "chimerism_figure"}
+    persistence = {j.args[1]: j for j in jobs if j.builder == "persistence_svg"}
+    chimerism = {j.args[1]: j for j in jobs if j.builder == "chimerism_svg"}
     # by hand: IL-2 on days 1, 3, 5, 7, 9 (2 days apart, within 3) is one course 1-9;
     # P03's IL-2 on days 2 and 16 are two courses; P02 had no drug. Each patient's plots
     # get (and are keyed by) that patient's courses only
@@ -324,6 +325,21 @@ def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, mo
             continue
         spans = [p.get_x() for p in ax.patches] + [p.get_x() + p.get_width() for p in ax.patches]
         assert sorted(spans) == [1.0, 10.0], spans
+    # and in the report's SVG: one band per panel over the same days, labelled
+    from cytokit.plots.persistence_svg import COURSE_COLOUR, persistence_svg
+
+    canvas = persistence_svg(*job.args, **job.kwargs)
+    svg = canvas.to_bytes("svg").decode()
+    bands = re.findall(
+        rf'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="200.0" '
+        rf'fill="{COURSE_COLOUR}"',
+        svg,
+    )  # fmt: skip (the panels' height)
+    assert len(bands) == len(canvas.panels)
+    for (x, w), ax in zip(bands, canvas.panels, strict=True):
+        assert abs(float(x) - float(ax.x(1.0))) <= 0.05
+        assert abs(float(x) + float(w) - float(ax.x(10.0))) <= 0.1
+    assert svg.count(">IL-2</text>") == len(canvas.panels)
 
 
 def test_the_report_names_the_drug_courses(analysed):

@@ -410,6 +410,8 @@ class Canvas:
     height: float
     parts: list[str] = field(default_factory=list)
     clips: list[str] = field(default_factory=list)
+    #: The plot areas, in the order they were made (their scales map data to pixels).
+    panels: list[Axes] = field(default_factory=list)
 
     def axes(self, left, top, width, height, xlim, ylim, *, ylog=False) -> Axes:
         cid = f"a{len(self.clips)}"
@@ -417,7 +419,8 @@ class Canvas:
             f'<clipPath id="{cid}"><rect x="{_f(left)}" y="{_f(top)}" width="{_f(width)}" '
             f'height="{_f(height)}"/></clipPath>'
         )
-        return Axes(left, top, width, height, xlim, ylim, ylog, clip=cid)
+        self.panels.append(Axes(left, top, width, height, xlim, ylim, ylog, clip=cid))
+        return self.panels[-1]
 
     def add(self, svg: str) -> None:
         self.parts.append(svg)
