@@ -290,7 +290,7 @@ def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, mo
     plain, drugs = analysed
     jobs = []
 
-    def capture(js, workers, meanwhile=None):  # (index, bytes of each format) of every job
+    def capture(js, workers, meanwhile=None, pool=None):  # (index, bytes of each format)
         jobs.extend(js)
         if meanwhile is not None:
             meanwhile()

@@ -164,31 +164,44 @@ class _QCPoints:
             return frame
 
 
+#: Values whose repr is their whole content, distinct between types (1, "1", 1.0, True).
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _feed(h, value) -> None:
-    """Feed `value` to the hash `h` unambiguously (tables by content, not by object)."""
+    """Feed `value` to the hash `h` unambiguously (tables by content, not by object).
+
+    A table is fed as its column names and types and the repr of its values (float reprs
+    round-trip, so they are the values exactly); containers of plain values as one repr.
+    """
     if isinstance(value, pd.DataFrame):
-        h.update(b"F%d" % len(value.columns))
-        for name in value.columns:
-            _feed(h, str(name))
-            _feed(h, value[name])
+        head = (len(value), [str(c) for c in value.columns], [str(t) for t in value.dtypes])
+        h.update(b"F" + repr(head).encode())
+        h.update(repr(value.to_numpy(dtype=object).tolist()).encode())
     elif isinstance(value, pd.Series):
         h.update(b"S" + str(value.dtype).encode() + b"%d|" % len(value))
         data = value.to_numpy()
         if data.dtype.kind in "biufcmM":
             h.update(np.ascontiguousarray(data).tobytes())
-        else:  # text and mixed columns: each value's type and text, unambiguously
-            h.update(json.dumps([(type(v).__name__, str(v)) for v in data]).encode())
+        else:  # text and mixed columns: each value's repr, which tells 1 from "1" and 1.0
+            h.update(repr(data.tolist()).encode())
     elif isinstance(value, np.ndarray):
         h.update(b"A" + str(value.dtype).encode() + str(value.shape).encode())
         h.update(np.ascontiguousarray(value).tobytes())
     elif isinstance(value, _QCPoints):
         h.update(b"Q" + value.digest.encode() + (b"A" if value.acquisition else b"P"))
     elif isinstance(value, dict):
+        if all(isinstance(k, str) and isinstance(v, _PLAIN) for k, v in value.items()):
+            h.update(b"d" + repr(sorted(value.items())).encode())
+            return
         h.update(b"D%d" % len(value))
         for k in sorted(value, key=str):
             _feed(h, str(k))
             _feed(h, value[k])
     elif isinstance(value, (list, tuple)):
+        if all(isinstance(v, _PLAIN) for v in value):
+            h.update(b"l" + repr(list(value)).encode())
+            return
         h.update(b"L%d" % len(value))
         for v in value:
             _feed(h, v)
@@ -209,6 +222,16 @@ def _file_digest(path: Path) -> str:
     if cache is not None:
         cache["now"][os.path.abspath(path)] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
     return h.hexdigest()
+
+
+def _bytes_digest(path: Path, data: bytes) -> str:
+    """SHA-256 of `data`, just written to `path`: `_file_digest` without reading it back."""
+    digest = hashlib.sha256(data).hexdigest()
+    cache = _DIGEST_CACHE.get()
+    if cache is not None:
+        st = path.stat()
+        cache["now"][os.path.abspath(path)] = [st.st_size, st.st_mtime_ns, digest]
+    return digest
 
 
 @functools.cache
@@ -276,20 +299,52 @@ _POOL_MIN_JOBS = 100
 _LONG = frozenset({"abundance_svg", "heatmap_figure", "cohort_svg"})
 
 
+def _warm() -> None:
+    """A worker's first task: import what the figures are drawn with (while the report's
+    process computes the figures' keys)."""
+    import importlib
+
+    for module in ("cytokit.plots.qc", "cytokit.plots.persistence_svg"):
+        importlib.import_module(module)
+
+
+def _pool_size(workers: int | None, jobs: int) -> int:
+    """Worker processes for `jobs` figures: 0 to draw them here (one core, few figures, or
+    a main module the workers cannot import)."""
+    from cytokit.engine._workers import _main_is_importable, default_workers
+
+    n = min(default_workers() if workers is None else workers, jobs)
+    return n if n > 1 and jobs >= _POOL_MIN_JOBS and _main_is_importable() else 0
+
+
+@contextlib.contextmanager
+def _worker_pool(n: int) -> Iterator:
+    """`n` worker processes, started at once (each importing the plotting modules)."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    with cf.ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
+        for _ in range(n):
+            pool.submit(_warm)
+        yield pool
+
+
 def _render_all(
-    jobs: list[_Job], workers: int | None, meanwhile: Callable[[], None] | None = None
+    jobs: list[_Job],
+    workers: int | None,
+    meanwhile: Callable[[], None] | None = None,
+    pool=None,
 ) -> Iterator[tuple[int, list[bytes]]]:
     """Render `jobs`, yielding ``(index, bytes)`` of each as soon as it is drawn (so that
-    they are written and forgotten one by one), on worker processes when there are
-    several cores and enough jobs to repay starting them.
+    they are written and forgotten one by one), on worker processes (`pool`, or started
+    here) when there are several cores and enough jobs to repay starting them.
 
     `meanwhile` runs here once the `_Job.early` jobs are yielded (written), while the
     workers draw the others (at the end when every job is drawn here). Figures are built
     inside the workers from the (small) tables and QC points the jobs carry; their
     output does not depend on the process, so the bytes are those of a serial run.
     """
-    from cytokit.engine._workers import _main_is_importable, default_workers
-
     early = [i for i, j in enumerate(jobs) if j.early]
     # then the long figures (the clustering's heatmap, drawn by matplotlib), so that no
     # worker is left drawing one at the end while the other is idle
@@ -298,19 +353,17 @@ def _render_all(
         key=lambda i: jobs[i].builder not in _LONG,
     )
     order = early + late
-    n = min(default_workers() if workers is None else workers, len(order))
-    if n <= 1 or len(order) < _POOL_MIN_JOBS or not _main_is_importable():
+    n = pool._max_workers if pool is not None else _pool_size(workers, len(order))
+    if not n or len(order) < _POOL_MIN_JOBS:
         yield from ((i, _render(jobs[i])) for i in early)
         if meanwhile is not None:
             meanwhile()
         yield from ((i, _render(jobs[i])) for i in late)
         return
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     payload = [dataclasses.replace(jobs[i], put=None) for i in order]  # callbacks stay here
-    with cf.ProcessPoolExecutor(n, mp_context=mp.get_context(method)) as pool:
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(_worker_pool(n))
         # in chunks: most figures take milliseconds, about what sending one costs
         chunk = max(1, min(32, len(payload) // (8 * n)))
         drawn = zip(order, pool.map(_render, payload, chunksize=chunk), strict=True)
@@ -382,6 +435,16 @@ def _write_plots(
     _acquisition_jobs(results, folder, got, job)
     _cluster_jobs(results, folder, formats, got, job)
     before = _read_manifest(out)
+    with contextlib.ExitStack() as stack:
+        # a first build draws every figure: its workers start now, and import what they
+        # draw with while the keys are computed here
+        n = 0 if before else _pool_size(workers, len(jobs))
+        pool = stack.enter_context(_worker_pool(n)) if n else None
+        return _draw(out, jobs, before, workers, got, meanwhile, pool)
+
+
+def _draw(out: Path, jobs: list[_Job], before: dict, workers, got, meanwhile, pool):
+    """Draw the `jobs` whose figures are not kept, write them and the manifest."""
     keys = [j.key() for j in jobs]
     todo = [
         i for i, (j, k) in enumerate(zip(jobs, keys, strict=True)) if not _kept(out, j, k, before)
@@ -391,16 +454,19 @@ def _write_plots(
     done: dict[str, dict] = {}
     saved = time.monotonic()
     hook = None if meanwhile is None else functools.partial(meanwhile, got)
-    for k, images in _render_all([jobs[i] for i in todo], workers, hook):
+    for k, images in _render_all([jobs[i] for i in todo], workers, hook, pool):
         i = todo[k]
         j = jobs[i]
+        files = {}
         for fmt, data in zip(_shown_first(j), images, strict=True):
             # every format asked for, and the shown one even when not asked for; no fsync:
             # the manifest holds each file's SHA-256, and a lost file is drawn again
-            write_if_changed(j.stem.with_name(f"{j.stem.name}.{fmt}"), data, durable=False)
+            path = j.stem.with_name(f"{j.stem.name}.{fmt}")
+            write_if_changed(path, data, durable=False)
+            files[_rel(out, path)] = _bytes_digest(path, data)
         done[_rel(out, j.stem)] = {
             "key": keys[i],
-            "files": {_rel(out, f): _file_digest(f) for f in _outputs(j)},
+            "files": files,
         }
         if time.monotonic() - saved > _SAVE_SECONDS:  # a build cut short resumes from here
             _write_manifest(out, {**before, **done})
