@@ -133,10 +133,16 @@ def _text_columns(frame) -> list[int]:
     ]
 
 
-def _map_frame(frame, cell):
-    out = frame.copy()
+def _map_frame(frame, cell, touches=None):
+    """`frame` with `cell` applied to its text cells, column names and index; `touches`, if
+    given, tells whether a text value may change (columns with none are kept as they are:
+    a restored table is mostly text that never began with a quote)."""
+    out = frame.copy(deep=touches is None)
     for i in _text_columns(out):
-        out.isetitem(i, out.iloc[:, i].map(cell, na_action="ignore"))
+        column = out.iloc[:, i]
+        if touches is not None and not any(map(touches, column.to_numpy())):
+            continue
+        out.isetitem(i, column.map(cell, na_action="ignore"))
     out.columns = out.columns.map(cell)
     if out.index.dtype.kind == "O":
         out.index = out.index.map(cell)
@@ -153,7 +159,12 @@ def neutralise_frame(frame):
 
 def restore_frame(frame):
     """The inverse of `neutralise_frame` on a frame read from a cytokit CSV (`restore_cell`)."""
-    return _map_frame(frame, restore_cell)
+    return _map_frame(frame, restore_cell, _quoted)
+
+
+def _quoted(value) -> bool:
+    """Whether `restore_cell` may change `value`: a string that starts with a quote."""
+    return isinstance(value, str) and value[:1] == "'"
 
 
 def _lf_rows(text: str) -> str:

@@ -202,3 +202,20 @@ def test_json_keeps_raw_values_and_load_results_gives_them_back(hostile):
     assert set(results.samples["stratum"]) == {"NK", QUOTED}
     assert set(results.samples["sample_type"]) == {"@PB"}
     assert set(results.infusions["patient"]) == {EVIL, NEGATIVE}
+
+
+def test_restore_frame_leaves_the_input_and_untouched_columns_alone():
+    """Columns with no quoted cell are kept as they are (not mapped cell by cell); the
+    frame restored is a new one and the one read is unchanged."""
+    import pandas as pd
+
+    from cytokit._io import neutralise_frame, restore_frame
+
+    raw = pd.DataFrame({"file": ["a.fcs", None, "b.fcs"], "note": ["=1+1", "-x", "ok"],
+                        "n": [1, 2, 3]})  # fmt: skip
+    written = neutralise_frame(raw)
+    assert written["note"].tolist() == ["'=1+1", "'-x", "ok"]
+    before = written.copy()
+    back = restore_frame(written)
+    pd.testing.assert_frame_equal(back, raw)
+    pd.testing.assert_frame_equal(written, before)
