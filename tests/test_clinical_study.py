@@ -290,10 +290,11 @@ def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, mo
     plain, drugs = analysed
     jobs = []
 
-    def capture(js, workers, meanwhile=None, pool=None):  # (index, bytes of each format)
+    def capture(js, workers, meanwhile=None, pool=None, submitted=None):  # nothing drawn
         jobs.extend(js)
-        if meanwhile is not None:
-            meanwhile()
+        for then in (submitted, meanwhile):
+            if then is not None:
+                then()
         return [(i, [b"png"] * len(j.formats)) for i, j in enumerate(js)]
 
     monkeypatch.setattr(figures, "_render_all", capture)

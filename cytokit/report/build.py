@@ -155,7 +155,17 @@ def build_report(
         key = _build_key(folder, options)
         if _unchanged(out, key):
             return out / "report.html"
-        results = load_results(folder)
+        from cytokit.report.figures import workers_started
+
+        # a first build of a large study: the figures' workers start while the tables load
+        figures = len(os.listdir(folder / "qc")) if qc and (folder / "qc").is_dir() else 0
+        with workers_started(out, figures):
+            return _build(load_results(folder), out_dir, formats, qc, single_file, key)
+    return _build(results, out_dir, formats, qc, single_file, key)
+
+
+def _build(results: Results, out_dir, formats, qc, single_file, key) -> Path:
+    """`build_report` from loaded results (`key`: the build's, None for a Results object)."""
     from cytokit.analysis.outcomes import check_clinical_inputs
     from cytokit.report.acquisition import drawn_figures
     from cytokit.report.figures import write_plots

@@ -54,7 +54,7 @@ from cytokit.report.contents import (
 if TYPE_CHECKING:  # pragma: no cover - the figures' workers need not import the results
     from cytokit.analysis.results import Results
 
-__all__ = ["MANIFEST", "file_stem", "write_plots"]
+__all__ = ["MANIFEST", "file_stem", "workers_started", "write_plots"]
 
 #: The figures' keys and files, relative to the output folder.
 MANIFEST = "plots/manifest.json"
@@ -330,17 +330,39 @@ def _worker_pool(n: int) -> Iterator:
         yield pool
 
 
+_EARLY_POOL: contextvars.ContextVar = contextvars.ContextVar("_EARLY_POOL", default=None)
+
+
+@contextlib.contextmanager
+def workers_started(out: str | Path, figures: int) -> Iterator[None]:
+    """Within the block, `write_plots` into `out` draws on worker processes started now,
+    when this is a first build (no manifest in `out`) of at least `_POOL_MIN_JOBS`
+    `figures` on several cores: they start and import while the results are loaded."""
+    n = 0 if _read_manifest(Path(out)) else _pool_size(None, figures)
+    if not n:
+        yield
+        return
+    with _worker_pool(n) as pool:
+        token = _EARLY_POOL.set(pool)
+        try:
+            yield
+        finally:
+            _EARLY_POOL.reset(token)
+
+
 def _render_all(
     jobs: list[_Job],
     workers: int | None,
     meanwhile: Callable[[], None] | None = None,
     pool=None,
+    submitted: Callable[[], None] | None = None,
 ) -> Iterator[tuple[int, list[bytes]]]:
     """Render `jobs`, yielding ``(index, bytes)`` of each as soon as it is drawn (so that
     they are written and forgotten one by one), on worker processes (`pool`, or started
     here) when there are several cores and enough jobs to repay starting them.
 
-    `meanwhile` runs here once the `_Job.early` jobs are yielded (written), while the
+    `submitted` runs here once the jobs are handed to the workers (before any is drawn
+    here), `meanwhile` once the `_Job.early` jobs are yielded (written), while the
     workers draw the others (at the end when every job is drawn here). Figures are built
     inside the workers from the (small) tables and QC points the jobs carry; their
     output does not depend on the process, so the bytes are those of a serial run.
@@ -355,6 +377,8 @@ def _render_all(
     order = early + late
     n = pool._max_workers if pool is not None else _pool_size(workers, len(order))
     if not n or len(order) < _POOL_MIN_JOBS:
+        if submitted is not None:
+            submitted()
         yield from ((i, _render(jobs[i])) for i in early)
         if meanwhile is not None:
             meanwhile()
@@ -367,6 +391,8 @@ def _render_all(
         # in chunks: most figures take milliseconds, about what sending one costs
         chunk = max(1, min(32, len(payload) // (8 * n)))
         drawn = zip(order, pool.map(_render, payload, chunksize=chunk), strict=True)
+        if submitted is not None:
+            submitted()
         for _ in early:
             yield next(drawn)
         if meanwhile is not None:
@@ -436,25 +462,38 @@ def _write_plots(
     _cluster_jobs(results, folder, formats, got, job)
     before = _read_manifest(out)
     with contextlib.ExitStack() as stack:
-        # a first build draws every figure: its workers start now, and import what they
-        # draw with while the keys are computed here
-        n = 0 if before else _pool_size(workers, len(jobs))
-        pool = stack.enter_context(_worker_pool(n)) if n else None
+        # a first build draws every figure: its workers start now (or were started by
+        # `workers_started`), and import what they draw with while the keys are computed
+        pool = _EARLY_POOL.get() if workers is None and not before else None
+        n = 0 if before or pool is not None else _pool_size(workers, len(jobs))
+        pool = stack.enter_context(_worker_pool(n)) if n else pool
         return _draw(out, jobs, before, workers, got, meanwhile, pool)
 
 
 def _draw(out: Path, jobs: list[_Job], before: dict, workers, got, meanwhile, pool):
     """Draw the `jobs` whose figures are not kept, write them and the manifest."""
-    keys = [j.key() for j in jobs]
-    todo = [
-        i for i, (j, k) in enumerate(zip(jobs, keys, strict=True)) if not _kept(out, j, k, before)
-    ]
+    keys: list[str] = []
+    if before:  # the keys say which figures are kept
+        keys += [j.key() for j in jobs]
+        todo = [
+            i
+            for i, (j, k) in enumerate(zip(jobs, keys, strict=True))
+            if not _kept(out, j, k, before)
+        ]
+    else:  # a first build draws them all: their keys are computed while they are drawn
+        todo = list(range(len(jobs)))
     for j in jobs:  # every figure's path, known before it is drawn
         j.put(_shown_of(j))
     done: dict[str, dict] = {}
     saved = time.monotonic()
     hook = None if meanwhile is None else functools.partial(meanwhile, got)
-    for k, images in _render_all([jobs[i] for i in todo], workers, hook, pool):
+
+    def keys_meanwhile() -> None:
+        if not keys:
+            keys.extend(j.key() for j in jobs)
+
+    drawing = _render_all([jobs[i] for i in todo], workers, hook, pool, keys_meanwhile)
+    for k, images in drawing:
         i = todo[k]
         j = jobs[i]
         files = {}
