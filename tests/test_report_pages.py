@@ -437,3 +437,26 @@ def test_sorted_by_and_patient_rows_match_pandas():
             want = frame[frame["patient"].astype(str) == pid]
             assert patient_rows(frame, pid).index.tolist() == want.index.tolist()
             assert patient_rows(frame, pid).columns.tolist() == frame.columns.tolist()
+
+
+def test_a_qc_figure_whose_svg_is_gone_is_shown_as_its_png_and_said_so(built, tmp_path):
+    """The pages are written while the figures are drawn, with a mark where each QC
+    figure goes; the marks are resolved once the figures are there, the same text as
+    when the page reads the figure directly (here: its SVG unreadable, the PNG shown)."""
+    from cytokit.report.qcplots import qc_figure_html, qc_figures_later, resolve_qc_figures
+
+    qc = built / "plots" / "qc"
+    png = sorted(qc.glob("*.png"))[0]
+    direct = qc_figure_html(png, "a.fcs")
+    assert direct.startswith('<figure class="qc">')
+    with qc_figures_later() as later:
+        marked = f"<p>{qc_figure_html(png, 'a.fcs')}</p>"
+    assert "\x00" in marked and "<svg" not in marked
+    assert resolve_qc_figures(marked, later) == f"<p>{direct}</p>"
+    copy = tmp_path / png.name
+    shutil.copy(png, copy)  # no SVG beside it
+    with qc_figures_later() as later:
+        marked = qc_figure_html(copy, "a.fcs")
+    shown = resolve_qc_figures(marked, later)
+    assert shown == qc_figure_html(copy, "a.fcs")
+    assert "could not be drawn" in shown and "<img" in shown

@@ -169,6 +169,7 @@ def _build(results: Results, out_dir, formats, qc, single_file, key) -> Path:
     from cytokit.analysis.outcomes import check_clinical_inputs
     from cytokit.report.acquisition import drawn_figures
     from cytokit.report.figures import write_plots
+    from cytokit.report.qcplots import qc_figures_later, resolve_qc_figures
 
     out = Path(out_dir) if out_dir is not None else results.out
     if out is None:
@@ -184,8 +185,9 @@ def _build(results: Results, out_dir, formats, qc, single_file, key) -> Path:
     built = []
 
     def pages_meanwhile(plots) -> None:  # the pages link to the figures being drawn
-        with drawn_figures(plots):
-            built.append(_pages(results, plots, out, single_file))
+        # (a mark for each QC figure, whose SVG the page inlines once it is drawn)
+        with drawn_figures(plots), qc_figures_later() as later:
+            built.append((*_pages(results, plots, out, single_file), later))
 
     # a single page embeds the figures' bytes: it is written once they are all drawn
     plots = write_plots(
@@ -193,7 +195,8 @@ def _build(results: Results, out_dir, formats, qc, single_file, key) -> Path:
     )
     if not built:
         pages_meanwhile(plots)
-    ((pages, used),) = built
+    ((pages, used, later),) = built
+    pages = {path: resolve_qc_figures(text, later) for path, text in pages.items()}
     for path, text in pages.items():
         write_if_changed(path, text.encode("utf-8"))
     _remove_unused(out, set(pages), used)

@@ -256,7 +256,7 @@ class _Job:
     stem: Path
     formats: tuple[str, ...]
     put: Callable[[bytes], None] = field(compare=False, repr=False)
-    #: Drawn before the pages are written: they read it (a QC plot's SVG is inlined).
+    #: Drawn first (a QC plot: the pages inline its SVG, put in once it is drawn).
     early: bool = False
     #: The format the pages show, always written (PNG, or SVG for figures drawn as SVG).
     shown: str = "png"
@@ -361,9 +361,9 @@ def _render_all(
     they are written and forgotten one by one), on worker processes (`pool`, or started
     here) when there are several cores and enough jobs to repay starting them.
 
-    `submitted` runs here once the jobs are handed to the workers (before any is drawn
-    here), `meanwhile` once the `_Job.early` jobs are yielded (written), while the
-    workers draw the others (at the end when every job is drawn here). Figures are built
+    `submitted` runs here once the jobs are handed to the workers, then `meanwhile`,
+    while they draw (before any is drawn when they are all drawn here); the `_Job.early`
+    ones are drawn first. Figures are built
     inside the workers from the (small) tables and QC points the jobs carry; their
     output does not depend on the process, so the bytes are those of a serial run.
     """
@@ -377,12 +377,10 @@ def _render_all(
     order = early + late
     n = pool._max_workers if pool is not None else _pool_size(workers, len(order))
     if not n or len(order) < _POOL_MIN_JOBS:
-        if submitted is not None:
-            submitted()
-        yield from ((i, _render(jobs[i])) for i in early)
-        if meanwhile is not None:
-            meanwhile()
-        yield from ((i, _render(jobs[i])) for i in late)
+        for then in (submitted, meanwhile):
+            if then is not None:
+                then()
+        yield from ((i, _render(jobs[i])) for i in order)
         return
     payload = [dataclasses.replace(jobs[i], put=None) for i in order]  # callbacks stay here
     with contextlib.ExitStack() as stack:
@@ -391,12 +389,9 @@ def _render_all(
         # in chunks: most figures take milliseconds, about what sending one costs
         chunk = max(1, min(32, len(payload) // (8 * n)))
         drawn = zip(order, pool.map(_render, payload, chunksize=chunk), strict=True)
-        if submitted is not None:
-            submitted()
-        for _ in early:
-            yield next(drawn)
-        if meanwhile is not None:
-            meanwhile()
+        for then in (submitted, meanwhile):
+            if then is not None:
+                then()
         yield from drawn
 
 
@@ -428,9 +423,9 @@ def write_plots(
     workers : int, optional
         Processes rendering figures (default: the cores available; 1 renders here).
     meanwhile : callable, optional
-        Called here with the `ReportPlots` (every figure's path known, the QC plots
-        written) while worker processes draw the other figures, such as writing the
-        pages that link to them; the figures are all written when this returns.
+        Called here with the `ReportPlots` (every figure's path known, none necessarily
+        drawn yet) while worker processes draw them, such as writing the pages that
+        link to them; the figures are all written when `write_plots` returns.
 
     Returns
     -------
