@@ -36,7 +36,12 @@ def run_report(
     options = {"qc": qc, "single_file": single_file}
     if svg:  # logged only when asked for: earlier runs' settings keep their hash
         options["svg"] = True
-    formats = ("png", "svg") if svg else ("png",)
+        typer.echo(
+            "note: --svg is no longer needed: every figure of the report is an SVG file "
+            "already (a QC plot: its PNG of histograms and the SVG drawn over it)",
+            err=True,
+        )
+    formats = ("png",)
     with recorded(results if out is None else out, "report", options=options) as log:
         # what the report reads: the folder's tables, study.json, tables.json and qc/
         read = [p for p in snapshot(results) if _read_by_report(p)]
@@ -71,8 +76,8 @@ def register(app: typer.Typer) -> None:
         svg: bool = typer.Option(
             False,
             "--svg",
-            help="Also write an SVG of the clustering's heatmap, the one report figure drawn "
-            "as PNG (the cohort, patient and abundance plots are SVG already).",
+            hidden=True,
+            help="No longer needed: every figure of the report is an SVG file already.",
         ),
     ) -> None:
         """Rebuild plots, report.html and a page per patient from stored results.

@@ -82,34 +82,30 @@ def test_report_command_rebuilds_the_report(analysed, tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def test_report_svg_writes_a_vector_copy_of_the_heatmap_and_nothing_else(analysed, tmp_path):
-    """``cytokit report --svg``: an SVG beside the PNG of the clustering's heatmap (the
-    cohort, patient and abundance plots are SVG already), the pages unchanged; a later
-    build without it removes it."""
+def test_every_report_figure_is_svg_and_svg_changes_nothing(analysed, tmp_path):
+    """Every figure of the report is an SVG file (drawn without matplotlib); a QC plot is
+    its PNG of histograms and the SVG over it. ``cytokit report --svg`` (which used to add
+    SVG copies of PNG figures) is still accepted: it says it is not needed and changes no
+    file."""
     import xml.etree.ElementTree as ET
 
     code, err, out = analysed
     assert code == 0, err
     copy = shutil.copytree(out, tmp_path / "copy")
     plots = copy / "plots"
-    pages = {p: p.read_bytes() for p in [copy / "report.html", *(copy / "patients").glob("*")]}
-    patients = sorted(p.stem for p in plots.glob("*.svg"))  # the default: these only
-    assert patients and all(
-        s.endswith(("_persistence", "_chimerism"))
-        or s.startswith(("clusters_abundance_", "cohort_"))
-        for s in patients
-    )
-    assert not [p for p in plots.glob("*.png") if p.stem in patients]
-    assert run(["report", str(copy), "--svg"]) == 0
-    figures = sorted(p.stem for p in plots.glob("*.png"))
-    assert figures == ["clusters_heatmap"]
-    assert sorted(p.stem for p in plots.glob("*.svg")) == sorted(figures + patients)
+    figures = sorted(p.name for p in plots.glob("*.*") if p.suffix in (".png", ".svg"))
+    assert figures and all(f.endswith(".svg") for f in figures)
+    assert {"clusters_heatmap.svg", "cohort_donor_pct.svg"} <= set(figures)
     for svg in plots.glob("*.svg"):
         assert ET.parse(svg).getroot().tag.endswith("svg"), svg.name
-    assert {p: p.read_bytes() for p in pages} == pages
-    assert run(["report", str(copy)]) == 0
-    assert sorted(p.stem for p in plots.glob("*.svg")) == patients
-    assert sorted(p.stem for p in plots.glob("*.png")) == figures
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and "plots" in p.parts}
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert run(["report", str(copy), "--svg"]) == 0
+    assert "--svg is no longer needed" in stderr.getvalue()
+    after = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file() and "plots" in p.parts}
+    changed = {p.name for p in before if after.get(p) != before[p]} - {"build.json"}
+    assert not changed and set(after) == set(before)
 
 
 def test_analyze_single_file_is_the_report_commands_single_file(analysed, study, tmp_path):

@@ -322,3 +322,33 @@ def test_cohort_svg_draws_what_the_matplotlib_figure_draws(results, measure):
         for panel in panels:
             y_of = _y_scale(panel, root, log=False)
             assert all(float(c.get("cy")) >= y_of(100.0) - 0.05 for c in panel.circles())
+
+
+# ---------------------------------------------------------------- clustering heatmap
+
+
+def test_heatmap_svg_colours_each_median_and_writes_it():
+    from matplotlib import colormaps
+
+    from cytokit.cluster.heatmap_svg import heatmap_svg, viridis
+
+    medians = pd.DataFrame(
+        [[0.1, 2.5, np.nan], [1.0, 0.4, 3.0]], index=[0, 1], columns=["CD3", "CD56", "<b>"]
+    )
+    summary = pd.DataFrame({"metacluster": [0, 1], "fraction": [0.25, 0.75],
+                            "gate": ["/NK", "/T"], "f1": [0.8, 0.2]})  # fmt: skip
+    root, _ = _svg(heatmap_svg(medians, summary))
+    cells = [r for r in root.iter(f"{NS}rect") if r.get("width") == "62.0"]
+    assert len(cells) == 5  # the missing median has no cell
+    texts = _texts(root)
+    for v in (0.1, 2.5, 1.0, 0.4, 3.0):
+        assert f"{v:.2f}" in texts
+    assert {"MC 0 (25.0%) ~ /NK", "MC 1 (75.0%)", "CD3", "<b>"} <= set(texts)
+    fills = [c.get("fill") for c in cells]
+    assert fills[0] == "#440154" and fills[-1] == "#fde725"  # the lowest and highest median
+    # viridis from its stops, within a few units of matplotlib's own table
+    cmap = colormaps["viridis"]
+    for t in np.linspace(0, 1, 41):
+        want = np.array(cmap(t)[:3]) * 255
+        got = np.array([int(viridis(t)[i : i + 2], 16) for i in (1, 3, 5)])
+        assert np.abs(got - want).max() <= 4, t

@@ -187,7 +187,7 @@ def test_patient_sections_hold_tables_plots_and_flags(page, folder):
 #: The figures drawn as SVG (not matplotlib), written as SVG only.
 SVG_DRAWN = ("_persistence.svg", "_chimerism.svg", "clusters_abundance_all.svg",
              "clusters_abundance_donor.svg", "cohort_donor_per_ul.svg",
-             "cohort_donor_pct.svg")  # fmt: skip
+             "cohort_donor_pct.svg", "clusters_heatmap.svg")  # fmt: skip
 
 
 def test_images_are_embedded(page, folder):
@@ -206,17 +206,15 @@ def test_images_are_embedded(page, folder):
             assert raw[:8] == b"\x89PNG\r\n\x1a\n"
             kinds.append("png")
         assert a.get("alt")
-    assert kinds.count("svg") == 2 + 2 * 3 + len(
-        list(folder.glob("plots/clusters_abundance_*.svg"))
-    )
+    clusters = len(list(folder.glob("plots/clusters_*.svg")))  # the heatmap and abundance
+    assert kinds.count("svg") == 2 + 2 * 3 + clusters
     files = {p.relative_to(folder / "plots").as_posix() for p in (folder / "plots").rglob("*.*")}
     stem = file_stem(HOSTILE_ID)
     assert {f"{stem}_persistence.svg", "cohort_donor_pct.svg"} <= files
-    # vector copies only when asked for (build_report(formats=("png", "svg")), --svg); each
-    # patient's persistence and chimerism plots and the abundance plots are drawn as SVG only
+    # every figure but the QC plots is drawn as SVG, and written as SVG only
     svg = [f for f in files if f.endswith(".svg") and not f.startswith("qc/")]
     assert svg and all(f.endswith(SVG_DRAWN) for f in svg)
-    assert not [f for f in files if f.endswith(("_persistence.png", "_chimerism.png"))]
+    assert not [f for f in files if f.endswith(".png") and not f.startswith("qc/")]
     # each sample's QC plot: its histograms (PNG) and the SVG drawn over them
     qc = [f for f in files if f.startswith("qc/")]
     assert len(qc) == 2 * N_SAMPLES and {f[-4:] for f in qc} == {".png", ".svg"}

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from cytokit._figures import FORMATS, figure_bytes
 from cytokit._io import atomic_write_bytes
 from cytokit.cluster.flowsom import ClusteringError
+from cytokit.cluster.heatmap_svg import row_labels as _row_labels
 
 __all__ = [
     "abundance_figure",
@@ -48,21 +49,6 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
             f"{path}: cannot tell the image format from the suffix; use .png, .svg or .pdf"
         )
     return atomic_write_bytes(path, figure_bytes(fig, fmt, dpi=DPI))
-
-
-def _row_labels(medians: pd.DataFrame, summary: pd.DataFrame | None) -> list[str]:
-    labels = []
-    for m in medians.index:
-        text = f"MC {m}"
-        if summary is not None:
-            row = summary.loc[summary["metacluster"] == m]
-            if len(row):
-                r = row.iloc[0]
-                text += f" ({100 * r['fraction']:.1f}%)"
-                if "gate" in row.columns and r.get("f1", 0) >= 0.5:
-                    text += f" ~ {r['gate']}"
-        labels.append(text)
-    return labels
 
 
 def heatmap_figure(

@@ -3,12 +3,16 @@
 ``build_report(OUT)`` reads the results folder (`cytokit.analysis.results.load_results`;
 no FCS file, no study folder needed) and writes into it:
 
-``plots/cohort_donor_per_ul.{png,svg}``, ``plots/cohort_donor_pct.{png,svg}``
+``plots/cohort_donor_per_ul.svg``, ``plots/cohort_donor_pct.svg``
     Every patient's persistence, a colour and end label per patient, line style by
-    stratum (`cytokit.plots.cohort_figure`).
-``plots/<patient>_persistence.{png,svg}``, ``plots/<patient>_chimerism.{png,svg}``
+    stratum (`cytokit.plots.cohort_svg`).
+``plots/<patient>_persistence.svg``, ``plots/<patient>_chimerism.svg``
     Per patient: donor cells/µL by population (% donor when the study has no
-    absolute counts) and donor chimerism (`cytokit.plots`).
+    absolute counts) and donor chimerism (`cytokit.plots.persistence_svg`).
+``plots/clusters_heatmap.svg``, ``plots/clusters_abundance_{all,donor}.svg``
+    The clustering's medians and abundance over time (`cytokit.cluster.heatmap_svg`,
+    `cytokit.cluster.abundance_svg`). Every figure above is drawn as SVG straight
+    from the tables, without matplotlib (milliseconds a figure).
 ``plots/qc/<sample>.png``
     Per sample: every gate's parent events binned on the gate's axes (2-D histograms).
 ``plots/qc/<sample>.svg``
@@ -24,11 +28,11 @@ no FCS file, no study folder needed) and writes into it:
     only the figures whose inputs changed.
 ``report.html``, ``patients/<patient>.html``
     The index (cohort summary, the list of patients, clusters, failures) and one
-    page per patient (`cytokit.report.page`). Images are the PNG files above,
-    referenced relatively, so the folder opens from disk as it is; CSS inline, no
-    script, no external resource.
+    page per patient (`cytokit.report.page`). Images are the files above, referenced
+    relatively, so the folder opens from disk as it is; CSS inline, no script, no
+    external resource.
 ``report.html`` with ``single_file=True``
-    One self-contained page instead: every section, images embedded as PNG data URIs.
+    One self-contained page instead: every section, images embedded as data URIs.
 
 ``plots/digests.json``
     The SHA-256 of each file the figures' keys and checks read, with its size and
@@ -125,8 +129,8 @@ def build_report(
     out_dir : path, optional
         Where to write ``plots/`` and ``report.html`` (default: the results folder).
     formats : tuple of {"png", "svg"}
-        File formats of the cohort, patient and clustering plots: PNG (shown by the
-        pages), and with ``"svg"`` a vector copy of each for print.
+        Kept for callers of earlier versions (PNG figures, SVG copies on request): every
+        figure is drawn as SVG now, and this changes nothing drawn.
     qc : bool
         Draw the QC plots of every sample.
     single_file : bool

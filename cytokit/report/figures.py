@@ -296,7 +296,7 @@ def _render(job: _Job) -> list[bytes]:
 _POOL_MIN_JOBS = 100
 
 #: Builders of figures drawn from the whole study rather than one patient or sample.
-_LONG = frozenset({"abundance_svg", "heatmap_figure", "cohort_svg"})
+_LONG = frozenset({"abundance_svg", "heatmap_svg", "cohort_svg"})
 
 
 def _warm() -> None:
@@ -412,12 +412,11 @@ def write_plots(
     out : path
         The folder to write ``plots/`` into.
     formats : tuple of {"png", "svg"}
-        Formats of the clustering's heatmap (drawn with matplotlib): the PNG the pages
-        show, and with ``"svg"`` a vector copy for print. The acquisition-QC plots are a
-        PNG; the cohort, patient and abundance plots are drawn as SVG only
-        (`cytokit.plots.cohort_svg`, `cytokit.plots.persistence_svg`,
-        `cytokit.cluster.abundance_svg`); QC plots are always a PNG and the SVG drawn over
-        it.
+        Kept for callers of earlier versions, whose figures were PNG with SVG copies on
+        request: every figure is now drawn as SVG (`cytokit.plots.cohort_svg`,
+        `cytokit.plots.persistence_svg`, `cytokit.cluster.abundance_svg`,
+        `cytokit.cluster.heatmap_svg`), a QC plot as a PNG of histograms and the SVG drawn
+        over it, an acquisition-QC plot as a PNG.
     qc : bool
         Render the QC plots (the bulk of the time on large studies).
     workers : int, optional
@@ -743,13 +742,14 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
         medians = summary.set_index("metacluster")[markers]
         caption = "Median marker values per metacluster (all events clustered)."
         job(
-            "heatmap_figure",
+            "heatmap_svg",
             (medians, summary),
             {},
             folder / "clusters_heatmap",
-            formats,
+            ("svg",),
             put(caption),
-            module="cytokit.cluster",
+            module="cytokit.cluster.heatmap_svg",
+            shown="svg",
         )
     for origin, caption in (
         ("all", "Share of each sample's events in each metacluster."),
