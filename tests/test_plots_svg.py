@@ -239,7 +239,7 @@ def _path_points(d: str) -> np.ndarray:
 
 
 def test_abundance_svg_per_patient_draws_the_pooled_shares():
-    from cytokit.cluster.abundance_svg import abundance_points, abundance_svg
+    from cytokit.plots.clusters_svg import abundance_points, abundance_svg
 
     table = _clusters_table(3)
     pts = abundance_points(table, "all")
@@ -263,7 +263,7 @@ def test_abundance_svg_per_patient_draws_the_pooled_shares():
 
 
 def test_abundance_svg_of_a_large_cohort_has_a_panel_per_metacluster_and_the_median():
-    from cytokit.cluster.abundance_svg import PER_PATIENT_MAX, abundance_points, abundance_svg
+    from cytokit.plots.clusters_svg import PER_PATIENT_MAX, abundance_points, abundance_svg
 
     n = PER_PATIENT_MAX + 21
     table = _clusters_table(n, seed=1)
@@ -330,7 +330,7 @@ def test_cohort_svg_draws_what_the_matplotlib_figure_draws(results, measure):
 def test_heatmap_svg_colours_each_median_and_writes_it():
     from matplotlib import colormaps
 
-    from cytokit.cluster.heatmap_svg import heatmap_svg, viridis
+    from cytokit.plots.clusters_svg import heatmap_svg, viridis
 
     medians = pd.DataFrame(
         [[0.1, 2.5, np.nan], [1.0, 0.4, 3.0]], index=[0, 1], columns=["CD3", "CD56", "<b>"]

@@ -56,7 +56,8 @@ def test_report_loads_clean_in_chromium(report, page, tmp_path):
     if page == "single-file":
         assert files == []
     else:  # images are files of the folder, and the browser asked for each of them
-        assert files and len([u for u in seen.requests if u.endswith(".png")]) == len(files)
+        asked = [u for u in seen.requests if u.endswith((".png", ".svg"))]
+        assert files and len(asked) == len(files)
 
 
 def test_browser_check_sees_a_broken_image_and_an_external_request(report, tmp_path):

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from cytokit._figures import FORMATS, figure_bytes
 from cytokit._io import atomic_write_bytes
 from cytokit.cluster.flowsom import ClusteringError
-from cytokit.cluster.heatmap_svg import row_labels as _row_labels
+from cytokit.cluster.labels import row_labels as _row_labels
 
 __all__ = [
     "abundance_figure",

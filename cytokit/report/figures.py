@@ -414,8 +414,8 @@ def write_plots(
     formats : tuple of {"png", "svg"}
         Kept for callers of earlier versions, whose figures were PNG with SVG copies on
         request: every figure is now drawn as SVG (`cytokit.plots.cohort_svg`,
-        `cytokit.plots.persistence_svg`, `cytokit.cluster.abundance_svg`,
-        `cytokit.cluster.heatmap_svg`), a QC plot as a PNG of histograms and the SVG drawn
+        `cytokit.plots.persistence_svg`, `cytokit.plots.clusters_svg`,
+        `cytokit.plots.clusters_svg`), a QC plot as a PNG of histograms and the SVG drawn
         over it, an acquisition-QC plot as a PNG.
     qc : bool
         Render the QC plots (the bulk of the time on large studies).
@@ -725,7 +725,7 @@ def _day(value) -> str:
 
 
 def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
-    """The clustering's heatmap and abundance plots, drawn by `cytokit.cluster` itself."""
+    """The clustering's heatmap and abundance plots (`cytokit.plots.clusters_svg`)."""
     table, summary, _ = read_cluster_tables(results)
     if table.empty or not {"origin", "metacluster"} <= set(table.columns):
         return
@@ -748,7 +748,7 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
             folder / "clusters_heatmap",
             ("svg",),
             put(caption),
-            module="cytokit.cluster.heatmap_svg",
+            module="cytokit.plots.clusters_svg",
             shown="svg",
         )
     for origin, caption in (
@@ -763,7 +763,7 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
                 folder / f"clusters_abundance_{origin}",
                 ("svg",),
                 put(caption),
-                module="cytokit.cluster.abundance_svg",
+                module="cytokit.plots.clusters_svg",
                 shown="svg",
             )
 
