@@ -285,7 +285,7 @@ def persistence_svg(
             leg, w, _h = legend_svg(handles, 0, 0)
             ax.frame.append(f'<g transform="translate({ax.left + ax.width - w - 6:.1f},'
                             f'{ax.top + 4:.1f})">{leg}</g>')  # fmt: skip
-        ax.title_pad = 33.0 if inf is not None and len(inf) else 8.0
+        ax.title_pad = 38.0 if inf is not None and len(inf) else 8.0
         last_row = r == nrows - 1 or k + ncols >= len(names)
         canvas.add(
             ax.svg(
