@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def qc_figure_html(png: Path, file: str) -> str:
     later = _LATER.get()
     if later is not None:  # the image links now (they depend on the page's folder)
         later.append((Path(png), caption, img(png, f"Gates of {file}"), img(png, caption)))
-        return f"\x00qc{len(later) - 1}\x00"
+        return f"\x00qc{later.nonce}:{len(later) - 1}\x00"
     return _figure(png, caption, lambda: img(png, f"Gates of {file}"), lambda: img(png, caption))
 
 
@@ -63,8 +64,16 @@ def _figure(png: Path, caption: str, shown, fallback) -> str:
     )
 
 
-_LATER: contextvars.ContextVar[list | None] = contextvars.ContextVar("_LATER", default=None)
-_MARK = re.compile("\x00qc(\\d+)\x00")
+class _Later(list):
+    """The QC figures marked in pages, in order; `nonce` makes this build's marks its own
+    (no text from a file can name one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nonce = secrets.token_hex(8)
+
+
+_LATER: contextvars.ContextVar[_Later | None] = contextvars.ContextVar("_LATER", default=None)
 
 
 @contextlib.contextmanager
@@ -72,7 +81,7 @@ def qc_figures_later() -> Iterator[list]:
     """Within the block, pages get a mark for each QC figure instead of its SVG, so that
     they can be written while the figures are drawn; `resolve_qc_figures` with the list
     yielded puts the figures in."""
-    later: list = []
+    later = _Later()
     token = _LATER.set(later)
     try:
         yield later
@@ -87,4 +96,6 @@ def resolve_qc_figures(text: str, later: list) -> str:
         png, caption, shown, fallback = later[int(m.group(1))]
         return _figure(png, caption, lambda: shown, lambda: fallback)
 
-    return _MARK.sub(figure, text)
+    if not later:
+        return text
+    return re.sub(f"\x00qc{later.nonce}:(\\d+)\x00", figure, text)
