@@ -751,9 +751,18 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
             module="cytokit.plots.clusters_svg",
             shown="svg",
         )
+    from cytokit.plots.clusters_svg import PER_PATIENT_MAX
+
+    many = table["patient"].nunique() > PER_PATIENT_MAX if "patient" in table else False
+    how = (
+        " A panel per metacluster: a thin line per patient, the median of the patients "
+        "sampled that day in black."
+        if many
+        else " A panel per patient, a line per metacluster."
+    )
     for origin, caption in (
-        ("all", "Share of each sample's events in each metacluster."),
-        ("donor", "Share of each sample's donor events in each metacluster."),
+        ("all", "Share of each sample's events in each metacluster." + how),
+        ("donor", "Share of each sample's donor events in each metacluster." + how),
     ):
         if (table["origin"] == origin).any():
             job(
