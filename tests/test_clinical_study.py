@@ -327,7 +327,8 @@ def test_drug_courses_are_shaded_on_the_persistence_plots(analysed, tmp_path, mo
         spans = [p.get_x() for p in ax.patches] + [p.get_x() + p.get_width() for p in ax.patches]
         assert sorted(spans) == [1.0, 10.0], spans
     # and in the report's SVG: one band per panel over the same days, labelled
-    from cytokit.plots.persistence_svg import COURSE_COLOUR, persistence_svg
+    from cytokit.plots._points import COURSE_COLOUR
+    from cytokit.plots.persistence_svg import persistence_svg
 
     canvas = persistence_svg(*job.args, **job.kwargs)
     svg = canvas.to_bytes("svg").decode()

@@ -20,8 +20,8 @@ from matplotlib.transforms import blended_transform_factory
 from cytokit._figures import DPI, RC, figure_bytes, save_figure
 from cytokit.plots._points import (
     TREATMENT_STYLE,
-    finite,
     infusion_text,
+    log_limits,
     treatment_kind,
 )
 from cytokit.plots._words import format_dose, gate_name
@@ -194,14 +194,10 @@ def log_axis(ax, values, *, headroom: float = 3.0) -> None:
     """
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-    v = finite(values)
-    v = v[v > 0]
-    if not v.size:
+    limits = log_limits(values, headroom)
+    if limits is None:
         return
-    lo, hi = float(v.min()) / 1.6, float(v.max()) * headroom
-    if hi / lo < 10**1.5:
-        mid = math.sqrt(lo * hi)
-        lo, hi = mid / 10**0.75, mid * 10**0.75
+    lo, hi = limits
     ax.set_yscale("log")
     ax.set_ylim(lo, hi)
     decades = math.log10(hi / lo)

@@ -19,14 +19,20 @@ from cytokit.analysis.trends import decay_band, decay_covariances, decay_phases
 from cytokit.plots._words import MEASURES, format_dose
 
 __all__ = [
+    "COURSE_COLOUR",
+    "DODGE",
+    "LEGEND_MARKS",
     "MAX_PCT_LOD",
     "PATIENT_PALETTE",
+    "POPULATION_STYLES",
     "STATUS_STYLE",
     "STRATUM_STYLES",
     "TREATMENT_STYLE",
     "finite",
     "fit_lines",
     "infusion_text",
+    "legend_marks",
+    "log_limits",
     "measure_points",
     "patient_rows",
     "patient_strata",
@@ -258,3 +264,44 @@ def patient_strata(chimerism: pd.DataFrame, patients_meta: Sequence[dict] | None
         for pid, s in zip(chimerism["patient"].astype(str), chimerism["stratum"], strict=True):
             out.setdefault(pid, "" if pd.isna(s) else str(s))
     return out
+
+
+#: Colour of shaded drug courses.
+COURSE_COLOUR = "#e6a23c"
+#: Line style of each population on the chimerism plot, in turn (with its colour); never
+#: dotted, the infusions' style.
+POPULATION_STYLES = ("-", "--", "-.", (0, (6, 2, 1, 2, 1, 2)))
+#: Horizontal offset between populations on the chimerism plot, as a share of the days.
+DODGE = 0.004
+
+
+def log_limits(values, headroom: float = 3.0) -> tuple[float, float] | None:
+    """A log axis over the positive `values`: from the lowest / 1.6 to the highest ×
+    `headroom` (room for the infusion labels), at least 1.5 decades; None without one."""
+    v = finite(values)
+    v = v[v > 0]
+    if not v.size:
+        return None
+    lo, hi = float(v.min()) / 1.6, float(v.max()) * headroom
+    if hi / lo < 10**1.5:
+        mid = math.sqrt(lo * hi)
+        lo, hi = mid / 10**0.75, mid * 10**0.75
+    return lo, hi
+
+
+#: The entries of the persistence and chimerism legends after the statuses: label,
+#: colour (a grey level), marker ("" for none), line style (None for none), filled marker.
+LEGEND_MARKS = {
+    "failed": {"label": "donor marker failed", "colour": "0.2", "marker": "x", "ls": None},
+    "too_few": {"label": "too few cells to judge (< 80)", "colour": "0.55", "marker": "|",
+                "ls": None},
+    "loq": {"label": "LOQ ([qc] min_events)", "colour": "0.45", "marker": "", "ls": "--"},
+    "infusion": {"label": "cell infusion", "colour": "0.3", "marker": "v", "ls": ":",
+                 "filled": True},
+}  # fmt: skip
+
+
+def legend_marks(with_loq: bool, *, failed: bool = False, too_few: bool = False) -> list[str]:
+    """The `LEGEND_MARKS` a legend shows, in order (the cell infusion always)."""
+    shown = {"failed": failed, "too_few": too_few, "loq": with_loq, "infusion": True}
+    return [k for k in LEGEND_MARKS if shown[k]]

@@ -21,12 +21,13 @@ from cytokit.plots._points import (
     STATUS_STYLE,
     STRATUM_STYLES,
     finite,
+    log_limits,
     measure_points,
     patient_strata,
     stratum_colours,
 )
 from cytokit.plots._words import MEASURES
-from cytokit.plots.persistence_svg import _log_ylim, _title, _xlim
+from cytokit.plots.persistence_svg import _title, _xlim
 
 __all__ = ["cohort_svg"]
 
@@ -109,7 +110,7 @@ def cohort_svg(
         elif measure == "donor_pct":  # linear 0-100 %, as each patient's chimerism plot
             ylim, ylog = (-2.0, 102.0), False
         else:
-            ylim, ylog = _log_ylim(y_all[mask], headroom=1.6), True
+            ylim, ylog = log_limits(y_all[mask], headroom=1.6), True
         ax = canvas.axes(left + c * (pw + gw), top + r * (ph + gh), pw, ph, xlim, ylim,
                          ylog=ylog)  # fmt: skip
         _patients(ax, pts, mask, pcolours, pstyles)

@@ -34,7 +34,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from cytokit.errors import CytokitError
 from cytokit.plots._figure import log_axis, new_figure, plain
-from cytokit.plots._points import finite
+from cytokit.plots._points import COURSE_COLOUR, finite
 
 __all__ = [
     "COURSE_COLOUR",
@@ -260,7 +260,6 @@ def _spread(n: int) -> np.ndarray:
 
 
 #: Colour of the shaded drug courses (`mark_drug_courses`).
-COURSE_COLOUR = "#e6a23c"
 
 
 def mark_drug_courses(ax, courses: pd.DataFrame, *, colour: str = COURSE_COLOUR) -> None:

@@ -66,10 +66,14 @@ from matplotlib.transforms import blended_transform_factory
 from cytokit.analysis.chimerism import MARKER_FAILED
 from cytokit.plots._figure import finish_grid, grid_figure, log_axis, mark_infusions, plain
 from cytokit.plots._points import (
+    DODGE,
+    LEGEND_MARKS,
     MAX_PCT_LOD,
+    POPULATION_STYLES,
     STATUS_STYLE,
     finite,
     fit_lines,
+    legend_marks,
     measure_points,
     poisson_interval,
 )
@@ -104,13 +108,6 @@ def _edge_marks(ax, days, *, marker: str, ms: float, mew: float, color) -> None:
             clip_on=False,
             zorder=3,
         )
-
-
-#: Line style of each population on the chimerism plot, in turn (with its colour); never
-#: dotted, the infusions' style.
-_STYLES = ("-", "--", "-.", (0, (6, 2, 1, 2, 1, 2)))
-#: Horizontal offset between populations on the chimerism plot, as a share of the days.
-_DODGE = 0.004
 
 
 def _draw_series(ax, pts: pd.DataFrame, colour, label: str, ls="-") -> None:
@@ -204,20 +201,18 @@ def _status_handles(
         )
         for s in STATUS_STYLE.values()
     ]
-    if failed:
+    for key in legend_marks(with_loq, failed=failed, too_few=too_few):
+        m = LEGEND_MARKS[key]
         handles.append(
-            Line2D([], [], ls="none", marker="x", mew=1.3, color="0.2", label="donor marker failed")
-        )
-    if too_few:
-        handles.append(
-            Line2D([], [], ls="none", marker="|", mew=1.5, color="0.55",
-                   label="too few cells to judge (< 80)")
+            Line2D([], [], ls=m["ls"] or "none", marker=m["marker"] or "None", color=m["colour"],
+                   label=m["label"], **_MARK_SIZES.get(key, {}))
         )  # fmt: skip
-    if with_loq:
-        handles.append(Line2D([], [], color="0.45", ls="--", label="LOQ ([qc] min_events)"))
-    handles.append(Line2D([], [], color="0.3", ls=":", marker="v", ms=4, label="cell infusion"))
     handles.extend(extra)
     return handles
+
+
+#: Sizes of the legend's marks on matplotlib's figures.
+_MARK_SIZES = {"failed": {"mew": 1.3}, "too_few": {"mew": 1.5}, "infusion": {"ms": 4}}
 
 
 _BELOW = {"loc": "lower center", "bbox_to_anchor": (0.5, 0.0), "ncols": 3}
@@ -374,12 +369,12 @@ def chimerism_figure(
         sel = pts[pts["population"].astype(str) == name]
         # a population and its subset (NK, NK_dim) often share their values: each its own
         # line style and a small sideways step, so one does not hide the other
-        sel = sel.assign(day=finite(sel["day"]) + (i - (len(names) - 1) / 2) * _DODGE * span)
+        sel = sel.assign(day=finite(sel["day"]) + (i - (len(names) - 1) / 2) * DODGE * span)
         types = sorted(set(sel["sample_type"]))
         for t in types:
             label = name if len(types) == 1 else f"{name} ({t})"
             _draw_series(ax, sel[sel["sample_type"] == t], f"C{i % 10}", label,
-                         _STYLES[i % len(_STYLES)])  # fmt: skip
+                         POPULATION_STYLES[i % len(POPULATION_STYLES)])  # fmt: skip
     mark_infusions(ax, _patient_rows(infusions, patient))
     mark_drug_courses(ax, _patient_rows(courses, patient))
     if log and pts["y"].notna().any():

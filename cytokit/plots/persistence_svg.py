@@ -28,11 +28,17 @@ from cytokit.plots._canvas import (
     text,
 )
 from cytokit.plots._points import (
+    COURSE_COLOUR,
+    DODGE,
+    LEGEND_MARKS,
+    POPULATION_STYLES,
     STATUS_STYLE,
     TREATMENT_STYLE,
     finite,
     fit_lines,
     infusion_text,
+    legend_marks,
+    log_limits,
     measure_points,
     patient_rows,
     population_order,
@@ -42,12 +48,6 @@ from cytokit.plots._words import MEASURES
 
 __all__ = ["chimerism_svg", "persistence_svg"]
 
-#: Colour of shaded drug courses (as `cytokit.plots.outcomes.COURSE_COLOUR`).
-COURSE_COLOUR = "#e6a23c"
-#: Line style of each population on the chimerism plot, in turn (never dotted, the
-#: infusions' style), and the sideways step between populations, as a share of the days.
-_STYLES = ("-", "--", "-.", (0, (6, 2, 1, 2, 1, 2)))
-_DODGE = 0.004
 _GREY = {"loq": colour_of("0.45"), "few": colour_of("0.55"), "key": colour_of("0.2")}
 
 
@@ -71,20 +71,6 @@ def _xlim(days: np.ndarray) -> tuple[float, float]:
         return (lo - 1.0, hi + 1.0)
     pad = 0.05 * (hi - lo)
     return (lo - pad, hi + pad)
-
-
-def _log_ylim(values, headroom: float = 3.0) -> tuple[float, float] | None:
-    """The log axis of `cytokit.plots._figure.log_axis`: the positive values, the top
-    × `headroom` (room for the infusion labels), at least 1.5 decades."""
-    v = finite(values)
-    v = v[v > 0]
-    if not v.size:
-        return None
-    lo, hi = float(v.min()) / 1.6, float(v.max()) * headroom
-    if hi / lo < 10**1.5:
-        mid = math.sqrt(lo * hi)
-        lo, hi = mid / 10**0.75, mid * 10**0.75
-    return lo, hi
 
 
 class _Points:
@@ -187,15 +173,12 @@ def _status_entries(
         LegendEntry(s["label"], key, marker=s["marker"], face=key if s["filled"] else "white")
         for s in STATUS_STYLE.values()
     ]
-    if failed:
-        out.append(LegendEntry("donor marker failed", key, marker="x"))
-    if too_few:
-        out.append(LegendEntry("too few cells to judge (< 80)", _GREY["few"], marker="|"))
-    if with_loq:
-        out.append(LegendEntry("LOQ ([qc] min_events)", _GREY["loq"], line=True, dash="--",
-                               width=1.0))  # fmt: skip
-    out.append(LegendEntry("cell infusion", colour_of("0.3"), line=True, dash=":", width=1.0,
-                           marker="v", face=colour_of("0.3")))  # fmt: skip
+    for k in legend_marks(with_loq, failed=failed, too_few=too_few):
+        m = LEGEND_MARKS[k]
+        colour = colour_of(m["colour"])
+        out.append(LegendEntry(m["label"], colour, line=m["ls"] is not None, dash=m["ls"] or "-",
+                               width=1.0, marker=m["marker"],
+                               face=colour if m.get("filled") else ""))  # fmt: skip
     out.extend(extra)
     return out
 
@@ -263,7 +246,7 @@ def persistence_svg(
         mask = p.of(name)
         drawn = [a[mask] for a in (p.y, p.high, p.low, p.loq)]
         drawn += [seg[1] for (n, _t), fit in fits.items() if n == name for seg in fit[1]]
-        ylim = _log_ylim(np.concatenate(drawn)) if np.isfinite(p.y[mask]).any() else None
+        ylim = log_limits(np.concatenate(drawn)) if np.isfinite(p.y[mask]).any() else None
         ax = canvas.axes(left + c * (pw + gw), top + r * (ph + gh), pw, ph, xlim,
                          ylim or (1.0, 10.0), ylog=True)  # fmt: skip
         handles = []
@@ -344,19 +327,19 @@ def chimerism_svg(
     span = float(np.nanmax(p.day) - np.nanmin(p.day)) if np.isfinite(p.day).any() else 0.0
     # a population and its subset (NK, NK_dim) often share their values: each its own
     # line style and a small sideways step, so one does not hide the other
-    shifts = [(i - (len(names) - 1) / 2) * _DODGE * span for i in range(len(names))]
+    shifts = [(i - (len(names) - 1) / 2) * DODGE * span for i in range(len(names))]
     shifted = np.concatenate([p.day[p.of(n)] + d for n, d in zip(names, shifts, strict=True)]
                              or [np.zeros(0)])  # fmt: skip
     xlim = _xlim(_days_drawn(pd.DataFrame({"day": shifted}), inf, drugs, []))
     ylim = None
     if log and np.isfinite(p.y).any():
-        ylim = _log_ylim(np.concatenate([p.y, p.high, p.low]))
+        ylim = log_limits(np.concatenate([p.y, p.high, p.low]))
     ax = canvas.axes(left, top, w, h, xlim, ylim or (-2.0, 102.0), ylog=ylim is not None)
     entries = []
     for i, (name, shift) in enumerate(zip(names, shifts, strict=True)):
         mask = p.of(name)
         types = sorted(set(p.type[mask]))
-        colour, dash = colour_of(f"C{i % 10}"), _STYLES[i % len(_STYLES)]
+        colour, dash = colour_of(f"C{i % 10}"), POPULATION_STYLES[i % len(POPULATION_STYLES)]
         for t in types:
             _series(ax, p, mask & (p.type == t), colour, dash, shift)
             label = name if len(types) == 1 else f"{name} ({t})"
