@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,8 @@ __all__ = [
     "STATUS_STYLE",
     "STRATUM_STYLES",
     "TREATMENT_STYLE",
+    "CohortPlan",
+    "cohort_plan",
     "finite",
     "fit_lines",
     "infusion_text",
@@ -305,3 +308,52 @@ def legend_marks(with_loq: bool, *, failed: bool = False, too_few: bool = False)
     """The `LEGEND_MARKS` a legend shows, in order (the cell infusion always)."""
     shown = {"failed": failed, "too_few": too_few, "loq": with_loq, "infusion": True}
     return [k for k in LEGEND_MARKS if shown[k]]
+
+
+@dataclass(frozen=True)
+class CohortPlan:
+    """What a cohort plot draws, whoever draws it (`cohort_plan`)."""
+
+    #: `measure_points` of every patient.
+    points: pd.DataFrame
+    #: Patient → stratum ("" without one).
+    strata: dict[str, str]
+    #: Stratum → line style, in `stratum_colours`' order.
+    styles: dict[str, object]
+    #: Patient → colour (a `PATIENT_PALETTE` name), in turn over the sorted ids.
+    colours: dict[str, str]
+    #: The panels' populations, in order ([""] when there is none).
+    panels: list[str]
+
+    def patient_styles(self) -> dict[str, object]:
+        """Patient → the line style of their stratum."""
+        return {p: self.styles.get(s, "-") for p, s in self.strata.items()}
+
+    def stratum_labels(self) -> list[tuple[str, object]]:
+        """(legend label with the stratum's number of patients, line style) per stratum."""
+        counts = pd.Series(list(self.strata.values()), dtype=object).value_counts()
+        return [(f"{s or '(no stratum)'} (n={int(counts.get(s, 0))})", ls)
+                for s, ls in self.styles.items()]  # fmt: skip
+
+
+def cohort_plan(
+    chimerism: pd.DataFrame,
+    measure: str,
+    *,
+    samples: pd.DataFrame | None = None,
+    patients: Sequence[dict] | None = None,
+    populations: Sequence[str] | None = None,
+    min_events: int = 50,
+) -> CohortPlan:
+    """The points, strata, line styles, patient colours and panels of a cohort plot: one
+    colour per patient (told apart by colour and a label at the line's end), the stratum
+    as the line style, a panel per population present (`populations`' order first)."""
+    pts = measure_points(chimerism, measure, samples=samples, min_events=min_events)
+    strata = patient_strata(chimerism, patients)
+    order = stratum_colours(strata.values() or [""])
+    styles = {st: STRATUM_STYLES[i % len(STRATUM_STYLES)] for i, st in enumerate(order)}
+    ids = sorted({str(x) for x in pts["patient"]}) if len(pts) else []
+    colours = {pid: PATIENT_PALETTE[i % len(PATIENT_PALETTE)] for i, pid in enumerate(ids)}
+    present = list(dict.fromkeys(pts["population"].astype(str))) if len(pts) else []
+    panels = [p for p in (populations or present) if p in present] or [""]
+    return CohortPlan(pts, strata, styles, colours, panels)

@@ -23,10 +23,8 @@ from matplotlib.transforms import blended_transform_factory
 
 from cytokit.analysis.chimerism import MARKER_FAILED
 from cytokit.plots._figure import finish_grid, grid_figure, log_axis, plain
-from cytokit.plots._points import PATIENT_PALETTE as _PALETTE
-from cytokit.plots._points import STATUS_STYLE, STRATUM_STYLES, stratum_colours
-from cytokit.plots._points import patient_strata as _strata
-from cytokit.plots.persistence import MEASURES, measure_points
+from cytokit.plots._points import STATUS_STYLE, CohortPlan, cohort_plan, stratum_colours
+from cytokit.plots.persistence import MEASURES
 
 __all__ = ["cohort_figure", "stratum_colours"]
 
@@ -67,16 +65,9 @@ def cohort_figure(
     -------
     Figure
     """
-    pts = measure_points(chimerism, measure, samples=samples, min_events=min_events)
-    strata = _strata(chimerism, patients)
-    colours = stratum_colours(strata.values() or [""])
-    styles = {st: STRATUM_STYLES[i % len(STRATUM_STYLES)] for i, st in enumerate(colours)}
-    ids = sorted({str(x) for x in pts["patient"]}) if len(pts) else []
-    # one colour per patient (told apart by colour and a label at the line's end);
-    # the stratum is the line style
-    pcolours = {pid: _PALETTE[i % len(_PALETTE)] for i, pid in enumerate(ids)}
-    present = list(dict.fromkeys(pts["population"].astype(str))) if len(pts) else []
-    names = [p for p in (populations or present) if p in present] or [""]
+    plan = cohort_plan(chimerism, measure, samples=samples, patients=patients,
+                       populations=populations, min_events=min_events)  # fmt: skip
+    pts, names = plan.points, plan.panels
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
     spare = nrows * ncols > len(names)
@@ -91,9 +82,9 @@ def cohort_figure(
     inf = infusions if infusions is not None and not infusions.empty else None
     for ax, name in zip(axes.ravel(), names, strict=False):
         sel = pts[pts["population"].astype(str) == name]
-        _plot_patients(ax, sel, pcolours, {p: styles.get(s, "-") for p, s in strata.items()})
+        _plot_patients(ax, sel, plan.colours, plan.patient_styles())
         if inf is not None:
-            _plot_infusions(ax, inf, pcolours)
+            _plot_infusions(ax, inf, plan.colours)
         if sel["y"].notna().any():
             if measure == "donor_pct":  # linear 0-100 %, as each patient's chimerism plot
                 ax.set_ylim(-2.0, 102.0)
@@ -103,7 +94,7 @@ def cohort_figure(
             ax.text(0.5, 0.5, "nothing to plot", transform=ax.transAxes, ha="center", color="0.4")
         ax.set_title(plain(name), fontsize=9)
         ax.grid(alpha=0.25)
-    handles = _legend_handles(strata, styles)
+    handles = _legend_handles(plan)
     finish_grid(
         fig,
         axes,
@@ -174,19 +165,11 @@ def _plot_infusions(ax, inf: pd.DataFrame, colours: dict) -> None:
         )
 
 
-def _legend_handles(strata: dict, styles: dict) -> list:
+def _legend_handles(plan: CohortPlan) -> list:
     """Strata as line styles (with patient counts), point statuses and the infusion marker."""
-    counts = pd.Series(list(strata.values()), dtype=object).value_counts()
     handles = [
-        Line2D(
-            [],
-            [],
-            color="0.3",
-            ls=ls,
-            lw=1.2,
-            label=plain(f"{s or '(no stratum)'} (n={int(counts.get(s, 0))})"),
-        )
-        for s, ls in styles.items()
+        Line2D([], [], color="0.3", ls=ls, lw=1.2, label=plain(label))
+        for label, ls in plan.stratum_labels()
     ]
     handles += [
         Line2D(

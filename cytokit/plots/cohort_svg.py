@@ -16,16 +16,7 @@ import pandas as pd
 
 from cytokit.analysis.chimerism import MARKER_FAILED
 from cytokit.plots._canvas import Axes, Canvas, LegendEntry, colour_of, legend_svg, text
-from cytokit.plots._points import (
-    PATIENT_PALETTE,
-    STATUS_STYLE,
-    STRATUM_STYLES,
-    finite,
-    log_limits,
-    measure_points,
-    patient_strata,
-    stratum_colours,
-)
+from cytokit.plots._points import STATUS_STYLE, CohortPlan, cohort_plan, finite, log_limits
 from cytokit.plots._words import MEASURES
 from cytokit.plots.persistence_svg import _title, _xlim
 
@@ -76,19 +67,12 @@ def cohort_svg(
     Takes the arguments of `cytokit.plots.cohort_figure` and draws the same figure;
     returns a `Canvas` (``to_bytes("svg")``).
     """
-    pts = measure_points(chimerism, measure, samples=samples, min_events=min_events)
-    strata = patient_strata(chimerism, patients)
-    order = stratum_colours(strata.values() or [""])
-    styles = {st: STRATUM_STYLES[i % len(STRATUM_STYLES)] for i, st in enumerate(order)}
-    pid_of = pts["patient"].astype(str).to_numpy() if len(pts) else np.zeros(0, dtype=object)
-    ids = sorted(set(pid_of))
-    pcolours = {
-        pid: colour_of(PATIENT_PALETTE[i % len(PATIENT_PALETTE)]) for i, pid in enumerate(ids)
-    }
-    pstyles = {p: styles.get(s, "-") for p, s in strata.items()}
-    pops = pts["population"].astype(str).to_numpy() if len(pts) else pid_of
-    present = list(dict.fromkeys(pops))
-    names = [p for p in (populations or present) if p in present] or [""]
+    plan = cohort_plan(chimerism, measure, samples=samples, patients=patients,
+                       populations=populations, min_events=min_events)  # fmt: skip
+    pts, names = plan.points, plan.panels
+    pcolours = {pid: colour_of(c) for pid, c in plan.colours.items()}
+    pstyles = plan.patient_styles()
+    pops = pts["population"].astype(str).to_numpy() if len(pts) else np.zeros(0, dtype=object)
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
     spare = nrows * ncols > len(names)
@@ -125,7 +109,7 @@ def cohort_svg(
         canvas.add(ax.svg(xlabel="day after first infusion" if last_row else "",
                           ylabel=MEASURES[measure] if c == 0 else "", xticklabels=last_row,
                           title=str(name)))  # fmt: skip
-    entries = _legend(strata, styles)
+    entries = _legend(plan)
     if spare:
         k = len(names)
         r, c = divmod(k, ncols)
@@ -148,19 +132,12 @@ def _caret(x: float, y: float, colour: str) -> str:
     return marker_svg(x, y, "^", 5.0, colour, colour, 0)
 
 
-def _legend(strata: dict, styles: dict) -> list[LegendEntry]:
+def _legend(plan: CohortPlan) -> list[LegendEntry]:
     """Strata as line styles (with patient counts), point statuses and the infusion mark."""
-    counts = pd.Series(list(strata.values()), dtype=object).value_counts()
     grey, key = colour_of("0.3"), colour_of("0.2")
     out = [
-        LegendEntry(
-            f"{s or '(no stratum)'} (n={int(counts.get(s, 0))})",
-            grey,
-            line=True,
-            dash=ls,
-            width=1.2,
-        )
-        for s, ls in styles.items()
+        LegendEntry(label, grey, line=True, dash=ls, width=1.2)
+        for label, ls in plan.stratum_labels()
     ]
     out += [
         LegendEntry(st["label"], key, marker=st["marker"], face=key if st["filled"] else "white")
