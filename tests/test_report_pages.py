@@ -249,7 +249,7 @@ def test_a_changed_decay_fit_redraws_the_patients_persistence_plot(built):
         def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots", **more):
             jobs[stem.name] = _Job(module, builder, args, kwargs, stem, tuple(fmts), put).key()
 
-        _patient_jobs(r, built / "plots", ("png",), ReportPlots(), job)
+        _patient_jobs(r, built / "plots", ReportPlots(), job)
         return jobs
 
     for text in ("half_life_phases", "half_life_cov"):

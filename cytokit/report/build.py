@@ -10,9 +10,9 @@ no FCS file, no study folder needed) and writes into it:
     Per patient: donor cells/µL by population (% donor when the study has no
     absolute counts) and donor chimerism (`cytokit.plots.persistence_svg`).
 ``plots/clusters_heatmap.svg``, ``plots/clusters_abundance_{all,donor}.svg``
-    The clustering's medians and abundance over time (`cytokit.plots.clusters_svg`,
-    `cytokit.plots.clusters_svg`). Every figure above is drawn as SVG straight
-    from the tables, without matplotlib (milliseconds a figure).
+    The clustering's medians and abundance over time (`cytokit.plots.clusters_svg`).
+    Every figure above is drawn as SVG straight from the tables, without matplotlib
+    (milliseconds a figure).
 ``plots/qc/<sample>.png``
     Per sample: every gate's parent events binned on the gate's axes (2-D histograms).
 ``plots/qc/<sample>.svg``

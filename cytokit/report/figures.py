@@ -246,8 +246,9 @@ def _matplotlib_version() -> str:
 
 @dataclass(frozen=True)
 class _Job:
-    """One figure to render: ``module.builder(*args, **kwargs)`` as PNG, then `formats`
-    (a matplotlib figure, or an object with ``to_bytes(format)`` such as a QC figure)."""
+    """One figure to render: ``module.builder(*args, **kwargs)`` (a matplotlib figure, or an
+    object with ``to_bytes(format)`` such as a QC figure) in each of `formats`, the first
+    the one the pages show."""
 
     module: str
     builder: str
@@ -258,8 +259,6 @@ class _Job:
     put: Callable[[bytes], None] = field(compare=False, repr=False)
     #: Drawn first (a QC plot: the pages inline its SVG, put in once it is drawn).
     early: bool = False
-    #: The format the pages show, always written (PNG, or SVG for figures drawn as SVG).
-    shown: str = "png"
 
     def key(self) -> str:
         """SHA-256 of everything the figure is drawn from (and the formats, cytokit's
@@ -277,13 +276,12 @@ class _Job:
 
 
 def _render(job: _Job) -> list[bytes]:
-    """The job's figure as bytes: the shown format first, then its other formats (runs
-    in a worker)."""
+    """The job's figure as bytes, in each of its formats (runs in a worker)."""
     import importlib
 
     args = tuple(a.load() if isinstance(a, _QCPoints) else a for a in job.args)
     fig = getattr(importlib.import_module(job.module), job.builder)(*args, **job.kwargs)
-    fmts = _shown_first(job)
+    fmts = job.formats
     if hasattr(fig, "to_bytes"):
         return [fig.to_bytes(fmt) for fmt in fmts]
     from cytokit.plots import figure_bytes
@@ -363,13 +361,13 @@ def _render_all(
 
     `submitted` runs here once the jobs are handed to the workers, then `meanwhile`,
     while they draw (before any is drawn when they are all drawn here); the `_Job.early`
-    ones are drawn first. Figures are built
-    inside the workers from the (small) tables and QC points the jobs carry; their
-    output does not depend on the process, so the bytes are those of a serial run.
+    ones are drawn first. Figures are built inside the workers from the (small) tables
+    and QC points the jobs carry; their output does not depend on the process, so the
+    bytes are those of a serial run.
     """
     early = [i for i, j in enumerate(jobs) if j.early]
-    # then the long figures (the clustering's heatmap, drawn by matplotlib), so that no
-    # worker is left drawing one at the end while the other is idle
+    # then the figures of the whole study (tenths of a second on a large one), so that
+    # no worker is left drawing one at the end while the other is idle
     late = sorted(
         (i for i, j in enumerate(jobs) if not j.early),
         key=lambda i: jobs[i].builder not in _LONG,
@@ -413,10 +411,9 @@ def write_plots(
         The folder to write ``plots/`` into.
     formats : tuple of {"png", "svg"}
         Kept for callers of earlier versions, whose figures were PNG with SVG copies on
-        request: every figure is now drawn as SVG (`cytokit.plots.cohort_svg`,
-        `cytokit.plots.persistence_svg`, `cytokit.plots.clusters_svg`,
-        `cytokit.plots.clusters_svg`), a QC plot as a PNG of histograms and the SVG drawn
-        over it, an acquisition-QC plot as a PNG.
+        request; unused: every figure is now drawn as SVG (`cytokit.plots.cohort_svg`,
+        `cytokit.plots.persistence_svg`, `cytokit.plots.clusters_svg`), a QC plot as a
+        PNG of histograms and the SVG drawn over it, an acquisition-QC plot as a PNG.
     qc : bool
         Render the QC plots (the bulk of the time on large studies).
     workers : int, optional
@@ -434,26 +431,24 @@ def write_plots(
     folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     with _digest_cache(out):
-        return _write_plots(results, out, folder, formats, qc, workers, meanwhile)
+        return _write_plots(results, out, folder, qc, workers, meanwhile)
 
 
 def _write_plots(
-    results: Results, out: Path, folder: Path, formats, qc, workers, meanwhile=None
+    results: Results, out: Path, folder: Path, qc, workers, meanwhile=None
 ) -> ReportPlots:
     got = ReportPlots()
     jobs: list[_Job] = []
 
-    def job(
-        builder, args, kwargs, stem, fmts, put, module="cytokit.plots", early=False, shown="png"
-    ):
-        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put, early, shown))
+    def job(builder, args, kwargs, stem, fmts, put, module="cytokit.plots", early=False):
+        jobs.append(_Job(module, builder, args, kwargs, stem, tuple(fmts), put, early))
 
-    _cohort_jobs(results, folder, formats, got, job)
-    _patient_jobs(results, folder, formats, got, job)
+    _cohort_jobs(results, folder, got, job)
+    _patient_jobs(results, folder, got, job)
     if qc:
         _qc_jobs(results, folder, got, job)
     _acquisition_jobs(results, folder, got, job)
-    _cluster_jobs(results, folder, formats, got, job)
+    _cluster_jobs(results, folder, got, job)
     before = _read_manifest(out)
     with contextlib.ExitStack() as stack:
         # a first build draws every figure: its workers start now (or were started by
@@ -491,9 +486,8 @@ def _draw(out: Path, jobs: list[_Job], before: dict, workers, got, meanwhile, po
         i = todo[k]
         j = jobs[i]
         files = {}
-        for fmt, data in zip(_shown_first(j), images, strict=True):
-            # every format asked for, and the shown one even when not asked for; no fsync:
-            # the manifest holds each file's SHA-256, and a lost file is drawn again
+        for fmt, data in zip(j.formats, images, strict=True):
+            # no fsync: the manifest holds each file's SHA-256, and a lost file is drawn again
             path = j.stem.with_name(f"{j.stem.name}.{fmt}")
             write_if_changed(path, data, durable=False)
             files[_rel(out, path)] = _bytes_digest(path, data)
@@ -507,7 +501,7 @@ def _draw(out: Path, jobs: list[_Job], before: dict, workers, got, meanwhile, po
     rendered = set(todo)
     manifest = {}
     for i, (j, k) in enumerate(zip(jobs, keys, strict=True)):
-        files = _outputs(j)
+        files = j.files()
         got.files.extend(files)
         name = _rel(out, j.stem)
         manifest[name] = done[name] if i in rendered else {"key": k, "files": before[name]["files"]}
@@ -528,18 +522,9 @@ def _write_manifest(out: Path, figures: dict) -> None:
         atomic_write_text(path, text)
 
 
-def _shown_first(job: _Job) -> tuple[str, ...]:
-    return (job.shown, *(f for f in job.formats if f != job.shown))
-
-
 def _shown_of(job: _Job) -> Path:
-    return job.stem.with_name(f"{job.stem.name}.{job.shown}")
-
-
-def _outputs(job: _Job) -> list[Path]:
-    """The files a job writes: its formats, and the one the page shows."""
-    files = job.files()
-    return files if job.shown in job.formats else [*files, _shown_of(job)]
+    """The file the pages show: the job's first format."""
+    return job.files()[0]
 
 
 def _rel(out: Path, path: Path) -> str:
@@ -561,7 +546,7 @@ def _kept(out: Path, job: _Job, key: str, before: dict) -> bool:
     if not isinstance(entry, dict) or entry.get("key") != key:
         return False
     files = entry.get("files")
-    if not isinstance(files, dict) or set(files) != {_rel(out, f) for f in _outputs(job)}:
+    if not isinstance(files, dict) or set(files) != {_rel(out, f) for f in job.files()}:
         return False
     for name, digest in files.items():
         path = out / name
@@ -582,7 +567,7 @@ def _remove_stale(out: Path, before: dict, now: dict) -> None:
                 path.unlink(missing_ok=True)
 
 
-def _cohort_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
+def _cohort_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
     """The cohort plots: every patient's donor cells/µL (when counted) and donor %."""
     me = min_events_of(results)
     pops = populations_of(results)
@@ -607,7 +592,6 @@ def _cohort_jobs(results: Results, folder: Path, formats, got: ReportPlots, job)
                 ("svg",),
                 functools.partial(got.cohort.__setitem__, measure),
                 module="cytokit.plots.cohort_svg",
-                shown="svg",
             )
 
 
@@ -624,9 +608,9 @@ def _mine(frame: pd.DataFrame | None, pid: str) -> pd.DataFrame | None:
 _PATIENT_FIGURES = "cytokit.plots.persistence_svg"
 
 
-def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
+def _patient_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
     """Per patient: persistence over time and chimerism per population, drug courses shaded,
-    as SVG whatever `formats` says (vector already, and a few kB)."""
+    as SVG (vector, and a few kB)."""
     courses = drug_courses_of(results)
     me = min_events_of(results)
     pops = populations_of(results)
@@ -659,7 +643,6 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
             ("svg",),
             functools.partial(got.persistence.__setitem__, pid),
             module=_PATIENT_FIGURES,
-            shown="svg",
         )
         got.persistence_measure[pid] = measure
         job(
@@ -674,7 +657,6 @@ def _patient_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
             ("svg",),
             functools.partial(got.chimerism.__setitem__, pid),
             module=_PATIENT_FIGURES,
-            shown="svg",
         )
 
 
@@ -724,7 +706,7 @@ def _day(value) -> str:
     return str(int(v)) if math.isfinite(v) and v == int(v) else f"{v:g}"
 
 
-def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job) -> None:
+def _cluster_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
     """The clustering's heatmap and abundance plots (`cytokit.plots.clusters_svg`)."""
     table, summary, _ = read_cluster_tables(results)
     if table.empty or not {"origin", "metacluster"} <= set(table.columns):
@@ -749,7 +731,6 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
             ("svg",),
             put(caption),
             module="cytokit.plots.clusters_svg",
-            shown="svg",
         )
     from cytokit.plots.clusters_svg import PER_PATIENT_MAX
 
@@ -773,7 +754,6 @@ def _cluster_jobs(results: Results, folder: Path, formats, got: ReportPlots, job
                 ("svg",),
                 put(caption),
                 module="cytokit.plots.clusters_svg",
-                shown="svg",
             )
 
 
