@@ -58,6 +58,7 @@ one does not (a patient no longer in the results, the other layout) are removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -189,8 +190,10 @@ def _build(results: Results, out_dir, formats, qc, single_file, key) -> Path:
     built = []
 
     def pages_meanwhile(plots) -> None:  # the pages link to the figures being drawn
-        # (a mark for each QC figure, whose SVG the page inlines once it is drawn)
-        with drawn_figures(plots), qc_figures_later() as later:
+        # (a mark for each QC figure, whose SVG the page inlines once it is drawn; a
+        # single page is written after every figure, and embeds them at once)
+        later_marks = contextlib.nullcontext([]) if single_file else qc_figures_later()
+        with drawn_figures(plots), later_marks as later:
             built.append((*_pages(results, plots, out, single_file), later))
 
     # a single page embeds the figures' bytes: it is written once they are all drawn
@@ -297,10 +300,10 @@ def _pages(
 
     pages: dict[Path, str] = {}
     used: set[Path] = set()
-    if single_file:
-        with split_by_patient():
+    with split_by_patient():
+        if single_file:
             pages[out / "report.html"] = report_html(results, plots)
-    else:
+            return pages, used
         names = _page_names(patients_of(results))
 
         def link_from_index(_i: int, pid: str) -> str:
@@ -309,20 +312,19 @@ def _pages(
         def link_from_patient(_i: int, pid: str) -> str:
             return names[pid]
 
-        with split_by_patient():
-            flags = patient_flags(results)  # the index counts them, each page lists them
-            with images_as_files(out, 0, used):
-                pages[out / "report.html"] = index_html(results, plots, link_from_index, flags)
-            with images_as_files(out, 1, used):
-                for pid, name in names.items():
-                    pages[out / "patients" / name] = patient_html(
-                        results,
-                        plots,
-                        pid,
-                        index="../report.html",
-                        link=link_from_patient,
-                        flags=flags.get(pid),
-                    )
+        flags = patient_flags(results)  # the index counts them, each page lists them
+        with images_as_files(out, 0, used):
+            pages[out / "report.html"] = index_html(results, plots, link_from_index, flags)
+        with images_as_files(out, 1, used):
+            for pid, name in names.items():
+                pages[out / "patients" / name] = patient_html(
+                    results,
+                    plots,
+                    pid,
+                    index="../report.html",
+                    link=link_from_patient,
+                    flags=flags.get(pid),
+                )
     return pages, used
 
 

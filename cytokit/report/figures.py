@@ -218,18 +218,18 @@ def _file_digest(path: Path) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    cache = _DIGEST_CACHE.get()
-    if cache is not None:
-        cache["now"][os.path.abspath(path)] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
-    return h.hexdigest()
+    return _remember(path, st, h.hexdigest())
 
 
 def _bytes_digest(path: Path, data: bytes) -> str:
     """SHA-256 of `data`, just written to `path`: `_file_digest` without reading it back."""
-    digest = hashlib.sha256(data).hexdigest()
+    return _remember(path, path.stat(), hashlib.sha256(data).hexdigest())
+
+
+def _remember(path: Path, st: os.stat_result, digest: str) -> str:
+    """`digest` of `path` as it stands (`st`), kept in `_digest_cache`'s record."""
     cache = _DIGEST_CACHE.get()
     if cache is not None:
-        st = path.stat()
         cache["now"][os.path.abspath(path)] = [st.st_size, st.st_mtime_ns, digest]
     return digest
 
