@@ -155,19 +155,21 @@ def drug_courses_of(results: Results) -> pd.DataFrame | None:
     Courses as `cytokit.clinical.drug_courses` joins them (IL-2 every other day
     is one course), shaded on each patient's persistence and chimerism plots.
     """
+    global _LAST_COURSES
     frame = results.clinical.get("treatments")
     if frame is None or frame.empty:
         return None
-    if _COURSES and _COURSES[0] is frame:  # each patient's page asks: joined once
-        return _COURSES[1]
+    last = _LAST_COURSES  # one read: a pair another thread replaces whole, never half
+    if last is not None and last[0] is frame:  # each patient's page asks: joined once
+        return last[1]
     from cytokit.clinical.treatments import drug_courses, treatments_from_frame
 
     courses = drug_courses(treatments_from_frame(frame))
     courses = courses if len(courses) else None
-    _COURSES[:] = [frame, courses]
+    _LAST_COURSES = (frame, courses)
     return courses
 
 
 #: The last treatments table `drug_courses_of` joined, and its courses (the table is
 #: kept, so that its identity stands for its contents while it lives).
-_COURSES: list = []
+_LAST_COURSES: tuple | None = None
