@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_qc_chimerism.py --even ...     # populations spread evenly in time
     python benchmarks/bench_qc_chimerism.py --no-corrupt ...  # clogs change rate, dim mildly
     python benchmarks/bench_qc_chimerism.py --occlusion --even ...  # clogs that bias origin
+    python benchmarks/bench_qc_chimerism.py --near ...     # the clog beside the window, not in it
 
 For each seed a simulated study (``cytokit.simulate.preset_design("sample")``
 with fresh seeds) is written in which every file has a time-structured
@@ -20,7 +21,8 @@ per-channel spread, ``Clog.offcentre``; ``--no-corrupt`` leaves them out;
 ``--occlusion`` dims their fluorescence only, × 0.3-0.6, keeping their
 scatter, `cytokit.simulate.anomalies.partial_occlusion`, so that cells stay
 in their gates and some donor cells fall below the HLA-A2 threshold) starts
-within that window. With ``--even`` the populations stay spread
+within that window (with ``--near`` it ends 0-1 s before the window or
+starts 0-1 s after it, whichever fits in the run). With ``--even`` the populations stay spread
 evenly and the clog falls anywhere. The study
 is analysed twice through `cytokit.analyze`: without ``[acquisition_qc]``
 and with it (defaults). Each NK and CIK row of ``chimerism.csv`` with status
@@ -57,6 +59,7 @@ def clogged_study(
     factor: float,
     corrupt: bool = True,
     occlusion: bool = False,
+    near: bool = False,
 ) -> Path:
     """A simulated study with a clog in every file, near a donor-enriched window (see above)."""
     from cytokit import simulate
@@ -84,7 +87,14 @@ def clogged_study(
     def plan(spec, day):
         rng = rng_of(spec, day)
         clog = A.random_plan(rng, seconds, kinds=("clog",)).clogs[0]
-        if factor > 1:  # the clog starts within the enriched window
+        if factor > 1 and near:  # the clog ends before the window or starts after it
+            a, b = where(spec, day)
+            length, gap = clog.drop + clog.burst, rng.uniform(0.0, 1.0)
+            before, after = a - gap - length, b + gap
+            fits = [x for x in (before, after) if 0.03 * seconds <= x <= 0.97 * seconds - length]
+            start = fits[int(rng.integers(len(fits)))] if fits else after
+            clog = dataclasses.replace(clog, start=start)
+        elif factor > 1:  # the clog starts within the enriched window
             a, b = where(spec, day)
             b = max(a, min(b, 0.97 * seconds - clog.drop - clog.burst))  # ends in the run
             clog = dataclasses.replace(clog, start=rng.uniform(a, b))
@@ -214,6 +224,11 @@ def main() -> None:
         action="store_true",
         help="off-centre events dimmed in fluorescence only (partial_occlusion)",
     )
+    ap.add_argument(
+        "--near",
+        action="store_true",
+        help="the clog ends 0-1 s before the enriched window or starts 0-1 s after it",
+    )
     ap.add_argument("--table", help="also write each run's rows to TABLE.qc.csv, TABLE.plain.csv")
     args = ap.parse_args()
     factor = 1.0 if args.even else args.factor
@@ -231,6 +246,7 @@ def main() -> None:
                 factor,
                 corrupt=not args.no_corrupt,
                 occlusion=args.occlusion,
+                near=args.near,
             )
             for qc in (False, True):
                 frame, n_failed = errors(study, tmp / f"o{seed}_{int(qc)}", qc)
