@@ -23,7 +23,7 @@ import pytest
 from cytokit import simulate
 from cytokit.kernels.acquisition import sample_rows
 from cytokit.qc import RATE, SIGNAL, acquisition_qc
-from cytokit.qc.stability import bright_moments
+from cytokit.qc.stability import bright_moments, drift_onset
 from cytokit.simulate import anomalies as A
 
 N_EVENTS = 30_000
@@ -141,3 +141,56 @@ def test_bright_moments_match_a_naive_reference_and_follow_a_gain_exactly():
     scaled = bright_moments(ev * np.float32(1.2), cols, cof, tops * 1.2, starts, stops, 256)
     shift = (scaled[1] - got[1])[[0, 2, 3, 4]]
     np.testing.assert_allclose(shift, np.log(1.2), atol=2e-4)
+
+
+# --- a signal that creeps over the whole run -----------------------------------------------------
+
+
+def crept(seed: int, change: float, start: float):
+    """A 30,000-event file whose red-laser gain moves linearly from `start` (share of the run)."""
+    design = simulate.preset_design("sample", seed=seed, n_patients=2)
+    spec, day = design.samples()[0]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, N_EVENTS)
+    seconds = A.duration(sample)
+    plan = A.AnomalyPlan(drifts=(A.Drift(start * seconds, change, A.LASERS["red"]),))
+    return A.inject(sample, plan, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize(("seed", "change"), [(8801, 0.40), (8802, -0.35)])
+def test_a_creep_over_the_whole_run_is_reported_not_removed(seed, change):
+    # no part of the run holds a level to tell a departure from: removing the part that
+    # left the first bins' level would throw most of the file away for a gentle slope
+    sample, truth = crept(seed, change, 0.0)
+    assert truth.mask("drift").mean() > 0.6  # most events are > 10 % off the start's gain
+    qc = acquisition_qc(sample)
+    assert np.mean((qc.reasons & SIGNAL) != 0) < 0.01
+    assert qc.verdict == "warn"
+    said = [t for t in qc.trends if "creeps" in t]
+    assert said and all(t.split(":")[0] in A.LASERS["red"] for t in said), qc.trends
+    sign = "+" if change > 0 else "-"
+    assert all(f"creeps {sign}" in t for t in said), said
+
+
+@pytest.mark.parametrize("start", [0.25, 0.3])
+def test_a_drift_after_a_held_start_is_still_removed(start):
+    # the boundary: a quarter of the run at the start's level is a level to depart from
+    sample, truth = crept(8803, -0.4, start)
+    qc = acquisition_qc(sample)
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    drift = truth.mask("drift")
+    assert removed[drift].mean() > 0.9, removed[drift].mean()
+    assert not any("creeps" in t for t in qc.trends)
+
+
+def test_drift_onset_finds_where_the_level_stops_holding():
+    rng = np.random.default_rng(5)
+    x = np.linspace(0.0, 1.0, 300)
+    m = np.full(300, 200.0)
+    use = np.ones(300, dtype=bool)
+    noise = rng.normal(0.0, 0.01, 300)
+    late = np.where(x < 0.4, 2.0, 2.0 + 0.5 * (x - 0.4)) + noise
+    assert drift_onset(late, m, use) == pytest.approx(0.4, abs=0.03)
+    creep = 2.0 + 0.3 * x + noise
+    assert drift_onset(creep, m, use) < 0.05
+    settles = np.where(x < 0.3, 2.0 - (0.3 - x), 2.0) + noise  # warms up, then holds
+    assert drift_onset(settles, m, use, late=False) == pytest.approx(0.7, abs=0.03)

@@ -19,7 +19,9 @@ Method (in the spirit of PeacoQC, Emmaneel et al., Cytometry A
 3. the stability check (`cytokit.qc.stability`) compares robust summaries of
    every scatter and fluorescence channel per bin (the mean of its asinh
    values, an upper-weighted mean and its brightest cells' level) with the
-   file's stable level, bin by bin and over windows of bins;
+   file's stable level, bin by bin and over windows of bins (a channel
+   that creeps over the whole run, with no stable level, is reported as a
+   trend and judged against its own course instead);
 4. margin events (`cytokit.qc.channels`) are found per event, from the
    channel's ``$PnR``, ``$PnE``, ``$PnG`` and data type;
 5. short good runs between flagged bins are flagged too, and each flagged

@@ -313,7 +313,13 @@ class AcquisitionPass:
             chan_flags = stab.channel_flagged
             for j, name in enumerate(self.plan.names):
                 d = trend(mean[:, j, 0], values[:, j], ~rate.flagged)
-                if abs(d) > 2 * th.signal_shift:
+                if np.isfinite(stab.creep[j]):
+                    self._trends.append(
+                        f"{name}: the signal creeps {math.expm1(stab.creep[j]):+.0%} from the "
+                        "first to the last third of the acquisition with no steady part, so "
+                        "none of it is removed (a steady trend; check the instrument)"
+                    )
+                elif abs(d) > 2 * th.signal_shift:
                     self._trends.append(
                         f"{name}: the signal moves {math.expm1(d):+.0%} from the first to the "
                         "last third of the acquisition (a steady trend; check the instrument)"
