@@ -60,6 +60,7 @@ def clogged_study(
     corrupt: bool = True,
     occlusion: bool = False,
     near: bool = False,
+    same_length: bool = False,
 ) -> Path:
     """A simulated study with a clog in every file, near a donor-enriched window (see above)."""
     from cytokit import simulate
@@ -70,6 +71,8 @@ def clogged_study(
     design = simulate.preset_design(
         "sample", seed=seed, n_patients=patients, n_events=events, days=(7, 14, 28)
     )
+    if same_length:  # the run lasts as long as 50,000 events at the preset's rate
+        design = dataclasses.replace(design, event_rate=design.event_rate * events / 50_000)
     seconds = events / design.event_rate
 
     def rng_of(spec, day):
@@ -229,6 +232,12 @@ def main() -> None:
         action="store_true",
         help="the clog ends 0-1 s before the enriched window or starts 0-1 s after it",
     )
+    ap.add_argument(
+        "--same-length",
+        action="store_true",
+        help="raise the event rate so that the run lasts as long as 50,000 events would "
+        "(clogs and windows then hold the same share of a larger file)",
+    )
     ap.add_argument("--table", help="also write each run's rows to TABLE.qc.csv, TABLE.plain.csv")
     args = ap.parse_args()
     factor = 1.0 if args.even else args.factor
@@ -247,6 +256,7 @@ def main() -> None:
                 corrupt=not args.no_corrupt,
                 occlusion=args.occlusion,
                 near=args.near,
+                same_length=args.same_length,
             )
             for qc in (False, True):
                 frame, n_failed = errors(study, tmp / f"o{seed}_{int(qc)}", qc)
