@@ -229,5 +229,7 @@ def test_a_corpus_file_whose_signal_creeps_is_warned_not_cut():
         qc = acquisition_qc(cytokit.read_fcs(path))
     assert qc.removed_by["signal"] == 0
     assert qc.verdict == "warn"
+    # PE-A climbs +37 % (10 noise SDs); PE-Texas Red-A and PE-Cy5-A creep too (+17 %, +16 %),
+    # but by 3.4 SDs only: kept and not named
     crept = {t.split(":")[0] for t in qc.trends if "creeps +" in t}
-    assert {"PE-A", "PE-Texas Red-A"} <= crept, qc.trends
+    assert crept == {"PE-A"}, qc.trends

@@ -69,6 +69,13 @@ For each series:
   clearest part and then followed out to where the signal is back within
   the shift of its level.
 
+A run that the channel's bright series does not follow (in the same
+direction, by at least half as much; `_not_gain`) is dropped: a change of
+gain moves the brightest cells' level with every other summary, while a
+change in how many cells are bright (T cells settling, or a chance wander of
+their share) moves the upper-half and overall means and leaves that level
+where it was. It is the sample's composition, not the detector.
+
 A channel that drifts is judged on one series: of its series that drift,
 the one with the least noise per bin (the bright one where a marker's
 bright cells are few, the upper one on scatter). Its run is found and grown
@@ -158,8 +165,10 @@ class StabilityCheck:
     creep : ndarray of float64, shape (k,)
         Per channel, the change (asinh scale, last third's median minus the
         first's) of a signal that creeps one way over the whole run, with no
-        held level to depart from (`CREEP_ONSET`); NaN for the others. Such a
-        channel flags only steps and spikes off its own course.
+        held level to depart from (`CREEP_ONSET`), by more than ``signal_z``
+        noise SDs of the two thirds' medians (a clear trend); NaN for the
+        others. Every channel that creeps, clear or not, flags only steps
+        and spikes off its own course.
     """
 
     level: np.ndarray
@@ -257,24 +266,25 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     return _drift_shape(mean, m, use, noise, th)[0]
 
 
-def _drift_shape(mean, m, use, noise: float, th: Thresholds) -> tuple[float | None, float]:
-    """(`drift_reference`, the lead's change over the run if it creeps over the whole run, else
-    NaN): a one-way drift with no held level (`drift_onset` below `CREEP_ONSET`) has no
-    reference; its change, last third's median minus the first's, is returned instead."""
+def _drift_shape(mean, m, use, noise: float, th: Thresholds) -> tuple[float | None, float, float]:
+    """(`drift_reference`, change, z): a one-way drift with no held level (`drift_onset`
+    below `CREEP_ONSET`) has no reference (None); its change over the run, the last
+    third's median minus the first's, and that change in noise SDs of the two medians
+    are returned instead (NaN for the others)."""
     nan = float("nan")
     idx = np.flatnonzero(use)
     if idx.size < 30:
-        return None, nan
+        return None, nan, nan
     third = idx.size // 3
     parts = (idx[:third], idx[third : idx.size - third], idx[-third:])
     a, b, c = (float(np.median(mean[p])) for p in parts)
     sd_a, sd_c = (1.2533 * noise / np.sqrt(max(float(m[p].sum()), 1.0)) for p in parts[::2])
     change = c - a
     if abs(change) <= th.signal_shift or abs(change) <= th.extend_z * np.hypot(sd_a, sd_c):
-        return None, nan
+        return None, nan, nan
     late = abs(b - a) <= 2 * abs(c - b)
     if drift_onset(mean, m, use, late) < CREEP_ONSET:
-        return None, float(change)
+        return None, float(change), float(abs(change) / np.hypot(sd_a, sd_c))
     start = a if late else c
     run = running_median(np.where(use, mean, 0.0), use, 13)
     off = use & np.isfinite(run) & (np.abs(run - start) > th.signal_shift / 2)
@@ -287,7 +297,7 @@ def _drift_shape(mean, m, use, noise: float, th: Thresholds) -> tuple[float | No
         off &= pos <= parts[1][-1]
         onset = int(np.flatnonzero(off)[-1]) if off.any() else -1
         held = use & (pos > onset)
-    return (float(np.median(mean[held])) if held.sum() >= third else start), nan
+    return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan
 
 
 def bright_moments(events, columns, cofactors, tops, starts, stops, max_per_bin: int):
@@ -364,6 +374,7 @@ class _Series:
     wok: np.ndarray  # bins the windows read
     drift: float | None  # the level a monotone drift departs from (`drift_reference`)
     creep: float = float("nan")  # change over the run of a drift with no held level
+    creep_z: float = float("nan")  # that change in noise SDs
 
     @property
     def bin_noise(self) -> float:
@@ -452,6 +463,40 @@ def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=Tr
     return flags, single, runs, dev, np.where(np.abs(wz) > np.abs(z), wz, z) * ok, level
 
 
+def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, reference) -> np.ndarray:
+    """Bins of the runs in `run` that the channel's bright series does not follow.
+
+    A change of gain multiplies every value, so the brightest cells' level
+    (`bright_moments`) moves by as much as the mean of the upper half or of
+    all values, or more; a change in the share of bright cells moves those
+    means and leaves the bright level where it was. A run (a contiguous
+    stretch of `run`) of a series whose deviation `dev` the bright series
+    does not follow there, in the same direction and by at least half as
+    much (median deviations over the run, the bright series' from its own
+    stable level), is such a composition change. A run over which the bright
+    series is measured in fewer than half of the bins is left alone.
+    """
+    out = np.zeros(run.shape[0], dtype=bool)
+    if bright is None:
+        return out
+    ok = bright.ok
+    ref = ok if reference is None else ok & reference
+    if ref.sum() >= max(4, ok.sum() // 4):
+        level = float(np.median(bright.mean[ref]))
+    else:
+        level = shorth_level(bright.mean[ok])
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
+    for a, e in zip(edges[::2], edges[1::2], strict=True):
+        seen = ok[a:e]
+        if seen.sum() < max(3, (e - a + 1) // 2):
+            continue
+        d_run = float(np.median(dev[a:e]))
+        d_bright = float(np.median(bright.mean[a:e][seen])) - level
+        if d_bright * d_run <= 0 or abs(d_bright) < 0.5 * abs(d_run):
+            out[a:e] = True
+    return out
+
+
 def check_stability(
     count, mean, sd, th: Thresholds, reference=None, windows=WINDOWS, inputs=None
 ) -> StabilityCheck:
@@ -505,7 +550,7 @@ def check_stability(
             if s is not None and (s.drift is not None or np.isfinite(s.creep))
         ]
         lead = min(drifting, key=lambda p: ser[p].bin_noise) if drifting else None
-        if lead is not None and np.isfinite(ser[lead].creep):
+        if lead is not None and ser[lead].creep_z > th.signal_z:
             creep[j] = ser[lead].creep
         singles = np.zeros(b, dtype=bool)
         runs = np.zeros(b, dtype=bool)
@@ -520,6 +565,12 @@ def check_stability(
                 use_windows=lead is None or p == lead,
                 use_bins=p != BRIGHT,  # a bin of few bright cells dips, a window does not
             )
+            if p != BRIGHT and run.any():
+                # a run the brightest cells' level does not follow is a change in how many
+                # cells are bright, not in the detector's gain (`_not_gain`)
+                moved = run & ~_not_gain(run, deviation[:, j, p], ser[BRIGHT], reference)
+                f &= moved | one
+                run = moved
             chan[:, j] |= f
             singles |= one
             runs |= run
