@@ -261,7 +261,9 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     median alone leans on the slow wander of the population mix in it).
     Without this the densest half of a drifting series, or the median of all
     its bins, can lie partway along the drift: the check then reads the
-    undisturbed start as the departure, or sees nothing.
+    undisturbed start as the departure, or sees nothing. A series that held
+    no level (`drift_onset` below `CREEP_ONSET`: it creeps over the whole
+    run) has none to depart from, and gets None too.
     """
     return _drift_shape(mean, m, use, noise, th)[0]
 
