@@ -169,6 +169,7 @@ def test_a_creep_over_the_whole_run_is_reported_not_removed(seed, change):
     assert said and all(t.split(":")[0] in A.LASERS["red"] for t in said), qc.trends
     sign = "+" if change > 0 else "-"
     assert all(f"creeps {sign}" in t for t in said), said
+    assert all("check the instrument" in t for t in said), said  # the gain moved
 
 
 @pytest.mark.parametrize("start", [0.25, 0.3])
@@ -229,6 +230,8 @@ def test_t_cells_arriving_unevenly_are_not_a_signal_change(seed):
     qc = acquisition_qc(sample)
     assert np.mean((qc.reasons & SIGNAL) != 0) < 0.01, qc.verdict_reason
     assert qc.verdict != "fail"
+    # a trend it names is put down to the cells, not to the instrument
+    assert all("not the detector's gain" in t for t in qc.trends), qc.trends
     # the same file with the gain of the red laser down 30 % in its second half still is
     plan = A.AnomalyPlan(drifts=(A.Drift(0.5 * seconds, -0.3, A.LASERS["red"], 0.55 * seconds),))
     dimmed, truth = A.inject(sample, plan, np.random.default_rng(seed))

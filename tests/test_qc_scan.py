@@ -233,3 +233,5 @@ def test_a_corpus_file_whose_signal_creeps_is_warned_not_cut():
     # but by 3.4 SDs only: kept and not named
     crept = {t.split(":")[0] for t in qc.trends if "creeps +" in t}
     assert crept == {"PE-A"}, qc.trends
+    # its bright cells stay put (the 90th percentile is flat): the cells, not the gain
+    assert "not the detector's gain" in qc.trends[0]

@@ -34,7 +34,7 @@ from cytokit.qc.result import (
     reason_names,
 )
 from cytokit.qc.settings import AcquisitionQCSettings
-from cytokit.qc.stability import BAND, WINDOWS, bright_moments, check_stability, trend
+from cytokit.qc.stability import BAND, BRIGHT, WINDOWS, bright_moments, check_stability, trend
 from cytokit.sample import Sample
 
 __all__ = ["MAX_PER_BIN", "AcquisitionPass", "acquisition_qc", "fill_short_runs"]
@@ -314,16 +314,26 @@ class AcquisitionPass:
             for j, name in enumerate(self.plan.names):
                 d = trend(mean[:, j, 0], values[:, j], ~rate.flagged)
                 if np.isfinite(stab.creep[j]):
-                    self._trends.append(
-                        f"{name}: the signal creeps {math.expm1(stab.creep[j]):+.0%} from the "
-                        "first to the last third of the acquisition with no steady part, so "
-                        "none of it is removed (a steady trend; check the instrument)"
-                    )
+                    d, how = stab.creep[j], "creeps"
                 elif abs(d) > 2 * th.signal_shift:
-                    self._trends.append(
-                        f"{name}: the signal moves {math.expm1(d):+.0%} from the first to the "
-                        "last third of the acquisition (a steady trend; check the instrument)"
-                    )
+                    how = "moves"
+                else:
+                    continue
+                # a gain change moves the brightest cells' level as well; a change in the
+                # share of bright cells does not (cytokit.qc.stability._not_gain)
+                bright = trend(mean[:, j, BRIGHT], count[:, j, BRIGHT], ~rate.flagged)
+                gain = bright * d > 0 and abs(bright) >= 0.5 * abs(d)
+                kept = ", with no steady part, so none of it is removed" if how == "creeps" else ""
+                cause = (
+                    "a steady trend; check the instrument"
+                    if gain
+                    else "its brightest cells do not move with it: not the detector's gain but "
+                    "the cells, e.g. settling in the tube or a stain still developing"
+                )
+                self._trends.append(
+                    f"{name}: the signal {how} {math.expm1(d):+.0%} from the first to the last "
+                    f"third of the acquisition{kept} ({cause})"
+                )
         bits = fill_short_runs(bits, th.fill_bins)
         runs = self._runs(bits, bounds, edges, rate.expected / np.maximum(exposure, 1e-300))
         for a, b, first, stop, _, _ in runs:
