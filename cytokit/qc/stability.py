@@ -476,7 +476,10 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
     does not follow there, in the same direction and by at least half as
     much (median deviations over the run, the bright series' from its own
     stable level), is such a composition change. A run over which the bright
-    series is measured in fewer than half of the bins is left alone.
+    series is measured in fewer than half of the bins is left alone. The
+    caller passes the runs restricted to the bins its windows read, so the
+    bins of a clog or a bubble (left out of the windows) are judged by the
+    rate and their own spikes, and do not carry the stretch beside them.
     """
     out = np.zeros(run.shape[0], dtype=bool)
     if bright is None:
@@ -567,12 +570,16 @@ def check_stability(
                 use_windows=lead is None or p == lead,
                 use_bins=p != BRIGHT,  # a bin of few bright cells dips, a window does not
             )
-            if p != BRIGHT and run.any():
-                # a run the brightest cells' level does not follow is a change in how many
-                # cells are bright, not in the detector's gain (`_not_gain`)
-                moved = run & ~_not_gain(run, deviation[:, j, p], ser[BRIGHT], reference)
-                f &= moved | one
-                run = moved
+            if p != BRIGHT and (f & ~one).any():
+                # a stretch flagged through windows (found by them, or grown into from a
+                # departing bin) that the brightest cells' level does not follow is a change
+                # in how many cells are bright, not in the detector's gain (`_not_gain`);
+                # judged on the bins the windows read: a clog's own bins (dimmed in every
+                # channel, bright cells too) must not vouch for the stretch beside them
+                stretch = f & ~one & s.wok
+                kept = ~_not_gain(stretch, deviation[:, j, p], ser[BRIGHT], reference)
+                f &= kept
+                run &= kept
             chan[:, j] |= f
             singles |= one
             runs |= run
