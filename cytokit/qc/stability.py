@@ -69,8 +69,10 @@ For each series:
   clearest part and then followed out to where the signal is back within
   the shift of its level.
 
-A run that the channel's bright series does not follow (in the same
-direction, by at least half as much; `_not_gain`) is dropped: a change of
+A stretch flagged through windows (found by them, or grown into from a
+departing bin) that the channel's bright series does not follow there (in
+the same direction, by at least half as much, over the bins the windows
+read; `_not_gain`) is dropped: a change of
 gain moves the brightest cells' level with every other summary, while a
 change in how many cells are bright (T cells settling, or a chance wander of
 their share) moves the upper-half and overall means and leaves that level
