@@ -322,7 +322,7 @@ class AcquisitionPass:
                 # a gain change moves the brightest cells' level as well; a change in the
                 # share of bright cells does not (cytokit.qc.stability._not_gain)
                 bright = trend(mean[:, j, BRIGHT], count[:, j, BRIGHT], ~rate.flagged)
-                gain = bright * d > 0 and abs(bright) >= 0.5 * abs(d)
+                gain = not np.isfinite(bright) or (bright * d > 0 and abs(bright) >= 0.5 * abs(d))
                 kept = ", with no steady part, so none of it is removed" if how == "creeps" else ""
                 cause = (
                     "a steady trend; check the instrument"
