@@ -227,7 +227,7 @@ def test_a_corpus_file_whose_signal_creeps_is_warned_not_cut():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qc = acquisition_qc(cytokit.read_fcs(path))
-    assert qc.removed_by["signal"] == 0
+    assert qc.removed_by["signal"] < 0.01 * qc.n_events  # a spike off its course at most
     assert qc.verdict == "warn"
     # PE-A climbs +37 % (10 noise SDs); PE-Texas Red-A and PE-Cy5-A creep too (+17 %, +16 %),
     # but by 3.4 SDs only: kept and not named
