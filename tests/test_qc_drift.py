@@ -29,12 +29,13 @@ from cytokit.simulate import anomalies as A
 N_EVENTS = 30_000
 
 
-def drifted(seed: int, change: float):
+def drifted(seed: int, change: float, start: float = 0.4):
+    """A 30,000-event file whose red-laser gain moves linearly from `start` (share of the run)."""
     design = simulate.preset_design("sample", seed=seed, n_patients=2)
     spec, day = design.samples()[0]
     sample, _ = simulate.simulate_sample(design, spec.id, day, N_EVENTS)
     seconds = A.duration(sample)
-    plan = A.AnomalyPlan(drifts=(A.Drift(0.4 * seconds, change, A.LASERS["red"]),))
+    plan = A.AnomalyPlan(drifts=(A.Drift(start * seconds, change, A.LASERS["red"]),))
     return A.inject(sample, plan, np.random.default_rng(seed))
 
 
@@ -65,14 +66,17 @@ def test_late_drift_is_flagged_and_the_early_level_kept(seed, change):
 # --- a red-laser drift judged on the bright cells ------------------------------------------------
 
 
-def bench_file(seed: int):
-    """A drift file of `benchmarks/bench_acquisition_qc.py` (50,000 events, its recipe)."""
+def bench_file(seed: int, kind: str = "drift"):
+    """(sample, truth) of a file of `benchmarks/bench_acquisition_qc.py` (50,000 events, its
+    recipe): one anomaly of `kind`, or nothing injected for ``"clean"`` (truth None)."""
     design = simulate.preset_design("sample", seed=seed, n_patients=4)
-    rng = np.random.default_rng([seed, zlib.crc32(b"drift")])
+    rng = np.random.default_rng([seed, zlib.crc32(kind.encode())])
     samples = design.samples()
     spec, day = samples[int(rng.integers(len(samples)))]
     sample, _ = simulate.simulate_sample(design, spec.id, day, 50_000)
-    plan = A.random_plan(rng, A.duration(sample), kinds=("drift",))
+    if kind == "clean":
+        return sample, None
+    plan = A.random_plan(rng, A.duration(sample), kinds=(kind,))
     return A.inject(sample, plan, rng)
 
 
@@ -146,21 +150,11 @@ def test_bright_moments_match_a_naive_reference_and_follow_a_gain_exactly():
 # --- a signal that creeps over the whole run -----------------------------------------------------
 
 
-def crept(seed: int, change: float, start: float):
-    """A 30,000-event file whose red-laser gain moves linearly from `start` (share of the run)."""
-    design = simulate.preset_design("sample", seed=seed, n_patients=2)
-    spec, day = design.samples()[0]
-    sample, _ = simulate.simulate_sample(design, spec.id, day, N_EVENTS)
-    seconds = A.duration(sample)
-    plan = A.AnomalyPlan(drifts=(A.Drift(start * seconds, change, A.LASERS["red"]),))
-    return A.inject(sample, plan, np.random.default_rng(seed))
-
-
 @pytest.mark.parametrize(("seed", "change"), [(8801, 0.40), (8802, -0.35)])
 def test_a_creep_over_the_whole_run_is_reported_not_removed(seed, change):
     # no part of the run holds a level to tell a departure from: removing the part that
     # left the first bins' level would throw most of the file away for a gentle slope
-    sample, truth = crept(seed, change, 0.0)
+    sample, truth = drifted(seed, change, 0.0)
     assert truth.mask("drift").mean() > 0.6  # most events are > 10 % off the start's gain
     qc = acquisition_qc(sample)
     assert np.mean((qc.reasons & SIGNAL) != 0) < 0.01
@@ -175,7 +169,7 @@ def test_a_creep_over_the_whole_run_is_reported_not_removed(seed, change):
 @pytest.mark.parametrize("start", [0.25, 0.3])
 def test_a_drift_after_a_held_start_is_still_removed(start):
     # the boundary: a quarter of the run at the start's level is a level to depart from
-    sample, truth = crept(8803, -0.4, start)
+    sample, truth = drifted(8803, -0.4, start)
     qc = acquisition_qc(sample)
     removed = (qc.reasons & (RATE | SIGNAL)) != 0
     drift = truth.mask("drift")
@@ -205,11 +199,7 @@ def test_a_clean_file_whose_bright_share_wanders_passes():
     # first 20,000 events and 10.4 % of the rest by chance (iid labels); the upper-half means
     # of APC-A, PE-A, FITC-A and APC-H7-A followed the share (-9 to -18 %), the brightest
     # cells' level did not move, and the first half (49 % of the file) was removed as a drift
-    design = simulate.preset_design("sample", seed=16077, n_patients=4)
-    rng = np.random.default_rng([16077, zlib.crc32(b"clean")])
-    samples = design.samples()
-    spec, day = samples[int(rng.integers(len(samples)))]
-    sample, _ = simulate.simulate_sample(design, spec.id, day, 50_000)
+    sample, _ = bench_file(16077, "clean")
     qc = acquisition_qc(sample)
     assert np.count_nonzero(qc.reasons & SIGNAL) < 500  # was 24,417
     assert qc.verdict == "pass", qc.verdict_reason
@@ -245,13 +235,7 @@ def test_a_clog_does_not_carry_the_stretch_after_it():
     # upper-half means ran a little low for 3 s while the brightest cells stayed put; the
     # clog's dimmed bins, which do move the bright level, vouched for that stretch, and
     # 8,654 events beyond the clog were removed (the file failed)
-    design = simulate.preset_design("sample", seed=18009, n_patients=4)
-    rng = np.random.default_rng([18009, zlib.crc32(b"clog")])
-    samples = design.samples()
-    spec, day = samples[int(rng.integers(len(samples)))]
-    sample, _ = simulate.simulate_sample(design, spec.id, day, 50_000)
-    plan = A.random_plan(rng, A.duration(sample), kinds=("clog",))
-    sample, truth = A.inject(sample, plan, rng)
+    sample, truth = bench_file(18009, "clog")
     qc = acquisition_qc(sample)
     removed = (qc.reasons & (RATE | SIGNAL)) != 0
     clog = truth.mask("clog")
