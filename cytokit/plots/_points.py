@@ -30,13 +30,17 @@ __all__ = [
     "STRATUM_STYLES",
     "TREATMENT_STYLE",
     "CohortPlan",
+    "PatientPlan",
     "cohort_plan",
+    "dodge_steps",
     "finite",
     "fit_lines",
     "infusion_text",
     "legend_marks",
     "log_limits",
     "measure_points",
+    "panel_grid",
+    "patient_plan",
     "patient_rows",
     "patient_strata",
     "poisson_interval",
@@ -244,6 +248,55 @@ def population_order(rows: pd.DataFrame, populations: Sequence[str] | None) -> l
     if populations is None:
         return present
     return [p for p in populations if p in present] + [p for p in present if p not in populations]
+
+
+@dataclass(frozen=True)
+class PatientPlan:
+    """What a patient's persistence or chimerism figure draws, whichever renderer
+    (`patient_plan`): the points of the measure (`measure_points`), the patient's
+    infusions and drug courses (None without), and the populations in panel order."""
+
+    points: pd.DataFrame
+    infusions: pd.DataFrame | None
+    courses: pd.DataFrame | None
+    names: list[str]
+
+
+def patient_plan(
+    chimerism: pd.DataFrame,
+    patient,
+    measure: str,
+    *,
+    samples: pd.DataFrame | None = None,
+    infusions: pd.DataFrame | None = None,
+    courses: pd.DataFrame | None = None,
+    min_events: int = 50,
+    populations: Sequence[str] | None = None,
+) -> PatientPlan:
+    """One patient's `PatientPlan` from the tables (arguments as `measure_points`,
+    `population_order`)."""
+    rows = patient_rows(chimerism, patient)
+    rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
+    return PatientPlan(
+        measure_points(rows, measure, samples=samples, min_events=min_events),
+        patient_rows(infusions, patient),
+        patient_rows(courses, patient),
+        population_order(rows, populations),
+    )
+
+
+def panel_grid(n: int) -> tuple[int, int, bool]:
+    """(columns, rows, whether a slot is left over) of a grid of `n` panels, 3 a row at most."""
+    ncols = min(3, n)
+    nrows = -(-n // ncols)
+    return ncols, nrows, nrows * ncols > n
+
+
+def dodge_steps(n: int, span: float) -> list[float]:
+    """Sideways step (days) of each of `n` populations drawn on one axis over `span` days:
+    `DODGE` of the span apart, centred, so a population and its subset with the same values
+    (NK and NK_dim) are both seen."""
+    return [(i - (n - 1) / 2) * DODGE * span for i in range(n)]
 
 
 #: A colour per patient in the cohort plots, in turn (matplotlib's tab10 names).

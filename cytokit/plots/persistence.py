@@ -66,19 +66,19 @@ from matplotlib.transforms import blended_transform_factory
 from cytokit.analysis.chimerism import MARKER_FAILED
 from cytokit.plots._figure import finish_grid, grid_figure, log_axis, mark_infusions, plain
 from cytokit.plots._points import (
-    DODGE,
     LEGEND_MARKS,
     MAX_PCT_LOD,
     POPULATION_STYLES,
     STATUS_STYLE,
+    dodge_steps,
     finite,
     fit_lines,
     legend_marks,
     measure_points,
+    panel_grid,
+    patient_plan,
     poisson_interval,
 )
-from cytokit.plots._points import patient_rows as _patient_rows
-from cytokit.plots._points import population_order as _populations
 from cytokit.plots._words import MEASURES
 from cytokit.plots.outcomes import COURSE_COLOUR, mark_drug_courses
 
@@ -263,15 +263,10 @@ def persistence_figure(
     -------
     Figure
     """
-    rows = _patient_rows(chimerism, patient)
-    rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
-    pts = measure_points(rows, measure, samples=samples, min_events=min_events)
-    inf = _patient_rows(infusions, patient)
-    drugs = _patient_rows(courses, patient)
-    names = _populations(rows, populations) or [""]
-    ncols = min(3, len(names))
-    nrows = -(-len(names) // ncols)
-    spare = nrows * ncols > len(names)
+    plan = patient_plan(chimerism, patient, measure, samples=samples, infusions=infusions,
+                        courses=courses, min_events=min_events, populations=populations)  # fmt: skip
+    pts, inf, drugs, names = plan.points, plan.infusions, plan.courses, plan.names or [""]
+    ncols, nrows, spare = panel_grid(len(names))
     fig, axes = grid_figure(
         nrows,
         ncols,
@@ -357,26 +352,25 @@ def chimerism_figure(
         Logarithmic % axis (default linear, 0-100).
     title : str, optional
     """
-    rows = _patient_rows(chimerism, patient)
-    rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
-    pts = measure_points(rows, "donor_pct")
+    plan = patient_plan(chimerism, patient, "donor_pct", infusions=infusions, courses=courses,
+                        populations=populations)  # fmt: skip
+    pts, names = plan.points, plan.names
     fig, axes = grid_figure(1, 1, (4.6, 2.6), margins=(0.7, 1.5, 1.05, 0.8))
     ax = axes[0, 0]
-    names = _populations(rows, populations)
     days = finite(pts["day"]) if len(pts) else np.array([])
     span = float(np.nanmax(days) - np.nanmin(days)) if np.isfinite(days).any() else 0.0
-    for i, name in enumerate(names):
+    # a population and its subset (NK, NK_dim) often share their values: each its own
+    # line style and a small sideways step, so one does not hide the other
+    for i, (name, step) in enumerate(zip(names, dodge_steps(len(names), span), strict=True)):
         sel = pts[pts["population"].astype(str) == name]
-        # a population and its subset (NK, NK_dim) often share their values: each its own
-        # line style and a small sideways step, so one does not hide the other
-        sel = sel.assign(day=finite(sel["day"]) + (i - (len(names) - 1) / 2) * DODGE * span)
+        sel = sel.assign(day=finite(sel["day"]) + step)
         types = sorted(set(sel["sample_type"]))
         for t in types:
             label = name if len(types) == 1 else f"{name} ({t})"
             _draw_series(ax, sel[sel["sample_type"] == t], f"C{i % 10}", label,
                          POPULATION_STYLES[i % len(POPULATION_STYLES)])  # fmt: skip
-    mark_infusions(ax, _patient_rows(infusions, patient))
-    mark_drug_courses(ax, _patient_rows(courses, patient))
+    mark_infusions(ax, plan.infusions)
+    mark_drug_courses(ax, plan.courses)
     if log and pts["y"].notna().any():
         log_axis(ax, np.concatenate([finite(pts[c]) for c in ("y", "high", "low")]))
     else:
@@ -397,7 +391,7 @@ def chimerism_figure(
         )
     failed = bool((pts["status"] == MARKER_FAILED).any()) if len(pts) else False
     few = bool(pts["too_few"].any()) if len(pts) else False
-    extra = _course_handles(_patient_rows(courses, patient))
+    extra = _course_handles(plan.courses)
     fig.legend(handles=_status_handles(False, extra, failed=failed, too_few=few), fontsize=7,
                frameon=False, **_BELOW)  # fmt: skip
     _suptitle(fig, plain(title or f"{patient}: donor chimerism"))

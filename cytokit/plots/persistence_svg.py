@@ -29,19 +29,18 @@ from cytokit.plots._canvas import (
 )
 from cytokit.plots._points import (
     COURSE_COLOUR,
-    DODGE,
     LEGEND_MARKS,
     POPULATION_STYLES,
     STATUS_STYLE,
     TREATMENT_STYLE,
+    dodge_steps,
     finite,
     fit_lines,
     infusion_text,
     legend_marks,
     log_limits,
-    measure_points,
-    patient_rows,
-    population_order,
+    panel_grid,
+    patient_plan,
     treatment_kind,
 )
 from cytokit.plots._words import MEASURES
@@ -213,15 +212,10 @@ def persistence_svg(
     """
     if measure not in MEASURES:
         raise ValueError(f"measure={measure!r} must be one of {', '.join(MEASURES)}")
-    rows = patient_rows(chimerism, patient)
-    rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
-    pts = measure_points(rows, measure, samples=samples, min_events=min_events)
-    inf = patient_rows(infusions, patient)
-    drugs = patient_rows(courses, patient)
-    names = population_order(rows, populations) or [""]
-    ncols = min(3, len(names))
-    nrows = -(-len(names) // ncols)
-    spare = nrows * ncols > len(names)
+    plan = patient_plan(chimerism, patient, measure, samples=samples, infusions=infusions,
+                        courses=courses, min_events=min_events, populations=populations)  # fmt: skip
+    pts, inf, drugs, names = plan.points, plan.infusions, plan.courses, plan.names or [""]
+    ncols, nrows, spare = panel_grid(len(names))
     pw, ph, gw, gh = 290.0, 200.0, 55.0, 80.0
     left, right, bottom, top = 70.0, 15.0, 50.0 if spare else 105.0, 85.0
     canvas = Canvas(left + right + ncols * pw + (ncols - 1) * gw,
@@ -316,18 +310,16 @@ def chimerism_svg(
     Takes the arguments of `cytokit.plots.chimerism_figure` and draws the same figure
     (a linear 0-100 % axis unless `log`); returns a `Canvas`.
     """
-    rows = patient_rows(chimerism, patient)
-    rows = rows if rows is not None else pd.DataFrame(columns=["population", "day"])
-    pts = measure_points(rows, "donor_pct")
-    inf, drugs = patient_rows(infusions, patient), patient_rows(courses, patient)
-    names = population_order(rows, populations)
+    plan = patient_plan(chimerism, patient, "donor_pct", infusions=infusions, courses=courses,
+                        populations=populations)  # fmt: skip
+    pts, inf, drugs, names = plan.points, plan.infusions, plan.courses, plan.names
     left, top, w, h = 70.0, 80.0, 460.0, 260.0
     canvas = Canvas(left + w + 150.0, top + h + 105.0)
     p = _Points(pts)
     span = float(np.nanmax(p.day) - np.nanmin(p.day)) if np.isfinite(p.day).any() else 0.0
     # a population and its subset (NK, NK_dim) often share their values: each its own
     # line style and a small sideways step, so one does not hide the other
-    shifts = [(i - (len(names) - 1) / 2) * DODGE * span for i in range(len(names))]
+    shifts = dodge_steps(len(names), span)
     shifted = np.concatenate([p.day[p.of(n)] + d for n, d in zip(names, shifts, strict=True)]
                              or [np.zeros(0)])  # fmt: skip
     xlim = _xlim(_days_drawn(pd.DataFrame({"day": shifted}), inf, drugs, []))
