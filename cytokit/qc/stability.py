@@ -413,17 +413,15 @@ def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=Tr
     """
     ok, m, y, noise, wok = ser.ok, ser.m, ser.y, ser.noise, ser.wok
     b = y.shape[0]
-    level = ser.drift
+    level, course = ser.drift, None
     if np.isfinite(ser.creep):
         # a creep over the whole run: each bin is judged against the run's own course
-        # there (the running median of the longest window), so only a step or a spike
-        # off that course is flagged, never the course itself
+        # there (the running median of the longest window), and no window, so only a step
+        # or a spike off that course is flagged, never the course itself
+        level = float(np.median(ser.mean[ok]))
         course = running_median(y, wok, WINDOWS[-1] // 2)
-        local = np.where(np.isfinite(course), course, float(np.median(ser.mean[ok])))
-        dev = np.where(ok, y - local, 0.0)
-        z = dev * np.sqrt(np.maximum(m, 1.0)) / noise
-        single = ok & (np.abs(z) > th.signal_z) & (np.abs(dev) > th.signal_shift) & use_bins
-        return single, single, np.zeros(b, dtype=bool), dev, z * ok, float(np.median(ser.mean[ok]))
+        course = np.where(np.isfinite(course), course, level)
+        use_windows = False
     if level is not None and use_windows:
         # a slow drift is judged on the longest window alone: on shorter ones the noise
         # carries its run up the ramp to where the change is still below the shift (the
@@ -436,7 +434,7 @@ def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=Tr
             level = float(np.median(ser.mean[ref]))
         else:
             level = shorth_level(ser.mean[ok])
-    dev = np.where(ok, y - level, 0.0)
+    dev = np.where(ok, y - (level if course is None else course), 0.0)
     z = dev * np.sqrt(np.maximum(m, 1.0)) / noise
     single = ok & (np.abs(z) > th.signal_z) & (np.abs(dev) > th.signal_shift) & use_bins
     strong_hi = np.zeros(b, dtype=bool)
