@@ -26,7 +26,10 @@ Values in channels nothing reads (e.g. Time when no gate uses it) are counted
 and reported but drop no event. The count is one pass over the events
 (`cytokit.kernels.nonfinite_counts`): 15-40 ms per million events of 11
 float32 channels on the shared 2-core machine, against 130-190 ms to read
-such a file and ~300 ms to gate it. The copy of the finite events
+such a file and ~300 ms to gate it. After acquisition QC it reads only the
+channels QC's margin check did not (`cytokit.qc.AcquisitionQC.finite_columns`:
+QC removed every event with a non-finite value there, so those channels count
+0 either way), e.g. Time alone. The copy of the finite events
 (`cytokit.kernels.finite_rows`) is made only when there is something to drop.
 """
 
@@ -99,7 +102,9 @@ class NonFinite:
         return cls(int(d["total"]), int(d["events"]), chans)
 
 
-def scan_nonfinite(sample: Sample, read: Iterable[int]) -> NonFinite:
+def scan_nonfinite(
+    sample: Sample, read: Iterable[int], known_finite: Iterable[int] = ()
+) -> NonFinite:
     """Count `sample`'s non-finite values per channel, and the events with one in `read`.
 
     Parameters
@@ -107,10 +112,16 @@ def scan_nonfinite(sample: Sample, read: Iterable[int]) -> NonFinite:
     sample : Sample
     read : iterable of int
         Columns the analysis reads.
+    known_finite : iterable of int
+        Columns known to hold no non-finite value (acquisition QC's margin
+        check removed every event with one: `cytokit.qc.AcquisitionQC.finite_columns`);
+        they are not read again and count 0.
     """
     mask = np.zeros(sample.n_channels, dtype=bool)
     mask[list(read)] = True
-    counts, events = nonfinite_counts(sample.events, mask)
+    skip = set(known_finite)
+    look = [j for j in range(sample.n_channels) if j not in skip]
+    counts, events = nonfinite_counts(sample.events, mask, look)
     chans = tuple(
         (c.name, int(counts[0, j]), int(counts[1, j]), int(counts[2, j]), bool(mask[j]))
         for j, c in enumerate(sample.channels)
@@ -125,6 +136,7 @@ def drop_nonfinite(
     *,
     max_fraction: float = MAX_NONFINITE,
     hint: str = "",
+    known_finite: Iterable[int] = (),
 ) -> tuple[Sample, NonFinite]:
     """Apply the module's rule to one sample.
 
@@ -137,6 +149,8 @@ def drop_nonfinite(
         Largest fraction of events that may be dropped.
     hint : str
         How to allow more (appended to the error).
+    known_finite : iterable of int
+        Columns known to be finite in every event (see `scan_nonfinite`).
 
     Returns
     -------
@@ -150,7 +164,7 @@ def drop_nonfinite(
         More than `max_fraction` of the events would be dropped.
     """
     read = sorted(set(read))
-    found = scan_nonfinite(sample, read)
+    found = scan_nonfinite(sample, read, known_finite)
     if found.events == 0:
         return sample, found
     if found.fraction > max_fraction:

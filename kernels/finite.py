@@ -16,18 +16,20 @@ __all__ = ["finite_rows", "nonfinite_counts"]
 
 
 @jit
-def _scan(events, read, counts):
-    n, k = events.shape
+def _scan(events, cols, read, counts):
+    n = events.shape[0]
+    k = cols.shape[0]
     bad = 0
     for i in range(n):
         # x * 0 is 0 for a finite x and NaN for NaN and ±inf: one test per event row
         acc = 0.0
-        for j in range(k):
-            acc += events[i, j] * 0.0
+        for c in range(k):
+            acc += events[i, cols[c]] * 0.0
         if acc == 0.0:
             continue
         row_bad = False
-        for j in range(k):
+        for c in range(k):
+            j = cols[c]
             x = events[i, j]
             if np.isnan(x):
                 counts[0, j] += 1
@@ -82,7 +84,7 @@ def finite_rows(events, read) -> np.ndarray:
     return keep
 
 
-def nonfinite_counts(events, read=None) -> tuple[np.ndarray, int]:
+def nonfinite_counts(events, read=None, columns=None) -> tuple[np.ndarray, int]:
     """Non-finite values of every channel, and the events holding one in a `read` channel.
 
     Parameters
@@ -92,6 +94,11 @@ def nonfinite_counts(events, read=None) -> tuple[np.ndarray, int]:
         are returned without a pass).
     read : array_like of bool, shape (n_channels,), optional
         The channels whose non-finite values make an event count (default: all).
+    columns : sequence of int, optional
+        The channels to look at (default: all). The others are not read and
+        count 0: for channels the caller already knows to be finite (acquisition
+        QC's margin check removed their non-finite values), so that one pass
+        over the events does not become two. No channel is read when it is empty.
 
     Returns
     -------
@@ -107,9 +114,13 @@ def nonfinite_counts(events, read=None) -> tuple[np.ndarray, int]:
     mask = np.ones(k, dtype=np.bool_) if read is None else np.asarray(read, dtype=np.bool_)
     if mask.shape != (k,):
         raise ValueError(f"read has shape {mask.shape}; expected ({k},), one flag per channel")
+    cols = np.arange(k, dtype=np.int64) if columns is None else np.asarray(columns, np.int64)
+    cols = np.unique(cols.reshape(-1))
+    if cols.size and (cols[0] < 0 or cols[-1] >= k):
+        raise ValueError(f"columns {cols.tolist()} must lie in 0..{k - 1}")
     counts = np.zeros((3, k), dtype=np.int64)
-    if ev.dtype.kind in "biu" or ev.shape[0] == 0:
+    if ev.dtype.kind in "biu" or ev.shape[0] == 0 or cols.size == 0:
         return counts, 0
     if ev.dtype not in (np.float32, np.float64):
         raise TypeError(f"events has dtype {ev.dtype}; expected float32 or float64")
-    return counts, int(_scan(ev, mask, counts))
+    return counts, int(_scan(ev, cols, mask, counts))

@@ -71,6 +71,23 @@ def test_kernel_edge_cases():
         nonfinite_counts(ev, [True, True, True])
 
 
+def test_kernel_reads_only_the_columns_it_is_given():
+    """``columns`` limits the pass: counts of the others are 0, and only their events count."""
+    rng = np.random.default_rng(5)
+    ev = _planted(rng, 4_000, 6, np.float32, share=0.02)
+    read = np.array([True, False, True, True, False, True])
+    look = [4, 0, 2]
+    counts, events = nonfinite_counts(ev, read, look)
+    full, _ = nonfinite_counts(ev, read)
+    assert np.array_equal(counts[:, look], full[:, look])
+    assert not counts[:, [1, 3, 5]].any()
+    assert events == int((~np.isfinite(ev[:, [0, 2]])).any(axis=1).sum())  # read and looked at
+    assert nonfinite_counts(ev, read, []) == (pytest.approx(np.zeros((3, 6))), 0)
+    assert nonfinite_counts(ev, read, range(6))[1] == nonfinite_counts(ev, read)[1]
+    with pytest.raises(ValueError, match=r"columns \[0, 6\] must lie in 0\.\.5"):
+        nonfinite_counts(ev, read, [6, 0])
+
+
 @pytest.fixture(scope="module")
 def simulated():
     design = StudyDesign(patients=(PatientSpec("N1", "NK", "positive"),), seed=11, n_events=8_000)
@@ -334,3 +351,44 @@ def test_every_door_screens_the_studys_measured_markers(study, tmp_path):
     for name, got in doors.items():
         assert got["count"].to_dict() == want["count"].to_dict(), name
         assert got["parent_count"].to_dict() == want["parent_count"].to_dict(), name
+
+
+def test_after_acquisition_qc_the_screen_skips_the_channels_qc_made_finite(simulated, tmp_path):
+    """QC's margin check removes every event with a non-finite value in its channels
+    (`AcquisitionQC.finite_columns`), so the non-finite screen after it reads only the
+    others (Time here): what it finds, drops and reports is what a full pass finds, and
+    ``cytokit gate --acquisition-qc`` counts the file as `Study`-free gating of QC's kept
+    events with a full screen does."""
+    from cytokit.qc import AcquisitionQCSettings, screen
+
+    ev = simulated.events.copy()
+    col = {c.name: c.index for c in simulated.channels}
+    n = ev.shape[0]
+    ev[np.arange(0, n, 211), col["FSC-A"]] = np.inf
+    ev[np.arange(3, n, 307), col["APC-A"]] = np.nan
+    ev[np.arange(5, n, 401), col["PE-A"]] = -np.inf
+    ev[-1, col["Time"]] = np.inf  # not a time: QC names it, and the screen drops it
+    sample = cytokit.Sample(ev, simulated.channels, simulated.keywords, simulated.spillover)
+    settings = AcquisitionQCSettings()
+    kept, qc = screen(sample, settings)
+    finite = qc.finite_columns
+    assert {col["FSC-A"], col["APC-A"], col["PE-A"]} <= set(finite)
+    assert col["Time"] not in finite
+    assert np.isfinite(kept.events[:, list(finite)]).all()
+    assert qc.removed_by["margin"] >= len(range(0, n, 211))
+    read = simulated_strategy().read_columns(kept, [G.Dimension("Time")])
+    fast, found_fast = drop_nonfinite(kept, read, known_finite=finite)
+    full, found_full = drop_nonfinite(kept, read)
+    assert found_fast == found_full and found_full.events == 1  # the +inf time, read here
+    assert "Time 1 +inf" in found_full.summary()
+    assert np.array_equal(fast.events, full.events)
+    # the command: QC fused with the screen, against QC's kept events gated after a full one
+    path = _write(tmp_path, sample, "planted.fcs")
+    strategy = simulated_strategy()
+    run = gate_files(
+        GateTask(strategy, acquisition_qc=settings), [path], tmp_path / "out", workers=1
+    )
+    want = strategy.apply(drop_nonfinite(kept, strategy.read_columns(kept))[0]).counts
+    got = run.counts.set_index("gate_path")["count"]
+    assert got.to_dict() == want.set_index("gate_path")["count"].to_dict()
+    assert got.sum() > 0 and run.nonfinite_events == 0

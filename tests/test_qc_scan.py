@@ -101,6 +101,26 @@ def test_time_out_of_order_is_named_with_the_event():
 
 
 @pytest.mark.parametrize(
+    ("row", "value", "words"),
+    [
+        (-1, np.inf, "time channel's last value (event 19999) is inf, not a time"),
+        (0, -np.inf, "time channel's first value (event 0) is -inf, not a time"),
+        (0, np.nan, "decreases 1 time(s), first at event 0"),
+        (7000, np.inf, "decreases 1 time(s), first at event 7001"),
+        (7000, np.nan, "decreases 1 time(s), first at event 7000"),
+    ],
+)
+def test_a_non_finite_time_is_named_not_a_crash(row, value, words):
+    """A NaN or infinite Time value anywhere (the ends too: +inf last used to raise an
+    OverflowError) stops the time checks with a sentence; the margin check still runs."""
+    s = synthetic()
+    s.events[row, 3] = value
+    qc = acquisition_qc(s)
+    assert qc.checks_run == ("margins",) and qc.bins is None
+    assert words in qc.notes[0], qc.notes
+
+
+@pytest.mark.parametrize(
     ("n", "seconds", "tick", "words"),
     [(300, 10.0, 0.01, "300 events are too few"), (20_000, 0.08, 0.01, "only 8 steps of 0.01")],
 )

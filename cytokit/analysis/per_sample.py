@@ -236,12 +236,13 @@ class MeasureTask:
             sample = read_fcs(path)
         n_file = sample.n_events
         qc_record = flanks = None
+        finite: tuple[int, ...] = ()
         if self.acquisition_qc is not None:
             from cytokit.qc.apply import file_record, plot_bins, screen
 
             with stage("acquisition_qc"):
                 sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
-                qc_record = file_record(qc)
+                qc_record, finite = file_record(qc), qc.finite_columns
                 qc_bins = plot_bins(qc)
                 flanks = _flanks(qc)
         with stage("panel"):
@@ -261,6 +262,7 @@ class MeasureTask:
                 read,
                 max_fraction=self.max_nonfinite,
                 hint="allow more with [qc] max_nonfinite in study.toml",
+                known_finite=finite,
             )
             if flanks is not None and sample is not before:
                 flanks = _renumber(flanks, finite_rows(before.events, _mask(before, read)))

@@ -433,15 +433,17 @@ class GateTask:
             with stage("read"):
                 sample = read_fcs(path)
             n_file = sample.n_events
-            qc_record = None
+            qc_record, finite = None, ()
             if self.acquisition_qc is not None:
                 with stage("acquisition_qc"):
                     sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
-                    qc_record = file_record(qc)
+                    qc_record, finite = file_record(qc), qc.finite_columns
             with stage("gate"):
                 read = self._screened(sample)
             with stage("values"):
-                sample, nonfinite = drop_nonfinite(sample, read, max_fraction=self.max_nonfinite)
+                sample, nonfinite = drop_nonfinite(
+                    sample, read, max_fraction=self.max_nonfinite, known_finite=finite
+                )
             with stage("gate"):
                 result = self.strategy.apply(
                     sample,

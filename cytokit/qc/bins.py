@@ -113,6 +113,10 @@ def plan_grid(
             f"(they need at least {MIN_BINS * MIN_EVENTS_PER_BIN})"
         )
     t0, t1 = float(events[0, tcol]), float(events[n - 1, tcol])
+    for which, i, t in (("first", 0, t0), ("last", n - 1, t1)):
+        # a non-finite time elsewhere breaks the order (the caller's check); at an end not
+        if not math.isfinite(t):
+            return f"the time channel's {which} value (event {i}) is {t:g}, not a time"
     q = time_quantum(events[: min(n, _PROBE), tcol])
     if q > 0 and n > _PROBE:
         q = min(q, time_quantum(events[n - min(n, _PROBE) :, tcol]) or q)

@@ -193,6 +193,10 @@ class AcquisitionQC:
         Channels whose signal moved steadily over the acquisition (by more
         than twice the signal shift from its first to its last third), one
         sentence each.
+    finite_columns : tuple of int
+        Columns of the sample whose every non-finite value the margin check
+        marked, so the events QC keeps are finite there (empty when the check
+        did not run); `cytokit.finite` does not scan them again.
     """
 
     file: str
@@ -205,6 +209,7 @@ class AcquisitionQC:
     ranges: tuple[FlaggedRange, ...] = ()
     margins: MarginTable | None = None
     trends: tuple[str, ...] = ()
+    finite_columns: tuple[int, ...] = ()
     removed_by: dict[str, int] = field(init=False)
     n_removed: int = field(init=False)
 

@@ -264,6 +264,7 @@ class AcquisitionPass:
             ranges=ranges,
             margins=margins,
             trends=tuple(self._trends),
+            finite_columns=tuple(int(c) for c in self._cols) if "margins" in run else (),
         )
 
     def _decide(self, grid: TimeGrid, timed: list[str]):

@@ -339,10 +339,12 @@ class Study:
         """
         strategy = self.tube_strategy(tube)
         qc = self.settings.qc_settings
+        finite: tuple[int, ...] = ()
         if qc is not None:
             from cytokit.qc import screen
 
-            sample, _ = screen(sample, qc)
+            sample, found = screen(sample, qc)
+            finite = found.finite_columns
         from cytokit.finite import drop_nonfinite
 
         compensation = self.compensation()
@@ -354,6 +356,7 @@ class Study:
             read,
             max_fraction=self.settings.max_nonfinite,
             hint="allow more with [qc] max_nonfinite in study.toml",
+            known_finite=finite,
         )
         return strategy.apply(
             sample,
