@@ -120,6 +120,24 @@ def test_a_non_finite_time_is_named_not_a_crash(row, value, words):
     assert words in qc.notes[0], qc.notes
 
 
+@pytest.mark.parametrize(("pause", "filled"), [(1000.0, 10), (200.0, 33)])
+def test_a_paused_clock_is_named_not_judged_on_a_few_bins(pause, filled):
+    """A pause of the clock (here after event 10,000 of a 100 s run) leaves most bins empty:
+    the rate line and the signal levels would rest on the few that hold events, and the
+    file would pass as checked. The checks say why they did not run instead."""
+    s = synthetic()
+    s.events[10_000:, 3] += pause
+    qc = acquisition_qc(s)
+    assert qc.checks_run == ("margins",) and qc.bins is None
+    assert f"the events fill only {filled} of the" in qc.notes[0], qc.notes
+    assert f"jumps by {pause:g} s at event 10000" in qc.notes[0]
+    assert qc.verdict == "warn"
+    # a short gap (a bubble's) leaves the checks running
+    s = synthetic()
+    s.events[10_000:, 3] += 2.0
+    assert acquisition_qc(s).checks_run == ("rate", "signal", "margins")
+
+
 @pytest.mark.parametrize(
     ("n", "seconds", "tick", "words"),
     [(300, 10.0, 0.01, "300 events are too few"), (20_000, 0.08, 0.01, "only 8 steps of 0.01")],

@@ -10,7 +10,11 @@ that jumps by ±20 % from bin to bin with nothing wrong in the file.
 The number of bins aims at `EVENTS_PER_BIN` events per bin on average,
 within `MIN_BINS` .. `MAX_BINS`; files too short (fewer than `MIN_BINS` steps
 of their clock, or too few events) get no time bins, and the rate and
-stability checks say why instead of running.
+stability checks say why instead of running. So do files whose events leave
+more than `MAX_EMPTY` of the bins empty: a clock that jumps (a paused
+acquisition, or times that are not the acquisition's) leaves the rate check's
+line (robust to 29 % of odd bins) and the stability check's levels with too
+few bins that hold events, and a file judged on them would read as checked.
 """
 
 from __future__ import annotations
@@ -20,7 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EVENTS_PER_BIN", "MAX_BINS", "MIN_BINS", "MIN_EVENTS_PER_BIN", "TimeGrid", "plan_grid"]
+from cytokit.kernels.acquisition import bin_bounds
+
+__all__ = [
+    "EVENTS_PER_BIN",
+    "MAX_BINS",
+    "MAX_EMPTY",
+    "MIN_BINS",
+    "MIN_EVENTS_PER_BIN",
+    "TimeGrid",
+    "plan_grid",
+]
 
 #: Events per bin aimed at (a clog or a bubble then spans many bins of a typical file).
 EVENTS_PER_BIN = 200
@@ -30,6 +44,8 @@ MIN_BINS = 16
 MAX_BINS = 1000
 #: Fewest events per bin on average.
 MIN_EVENTS_PER_BIN = 20
+#: Largest share of empty bins the checks run with (a bubble's gap empties a few).
+MAX_EMPTY = 0.25
 _PROBE = 100_000  # consecutive events read to find the time quantum
 
 
@@ -145,4 +161,16 @@ def plan_grid(
         width = span / MIN_BINS if q == 0 else max(1, math.floor(span / q / MIN_BINS)) * q
         n_bins = max(1, math.floor(span / width + 1e-9))
     origin = t0 - q / 2
-    return TimeGrid(origin, width, n_bins, q, t1 + q / 2, seconds)
+    grid = TimeGrid(origin, width, n_bins, q, t1 + q / 2, seconds)
+    bounds = bin_bounds(events, tcol, grid.edges())
+    filled = int(np.count_nonzero(np.diff(bounds)[: n_bins - 1])) + 1  # the last holds t1
+    if filled < (1 - MAX_EMPTY) * n_bins:
+        gaps = np.diff(np.asarray(events[:, tcol], dtype=np.float64))
+        i = int(np.argmax(gaps))
+        jump = grid.to_seconds(float(gaps[i]))
+        return (
+            f"the events fill only {filled} of the {n_bins} time bins: the time channel "
+            f"jumps by {jump:.4g} {grid.unit} at event {i + 1} (a paused acquisition, or "
+            "times that are not the acquisition's), and the checks need events over the run"
+        )
+    return grid
