@@ -61,7 +61,7 @@ N_EVENTS = 50_000
 # --- accuracy -------------------------------------------------------------------------------------
 
 
-def one_file(seed: int, kind: str):
+def one_file(seed: int, kind: str, events: int = N_EVENTS):
     """(qc, truth-or-None, plan) of one simulated file with one anomaly of `kind` (or clean)."""
     import warnings
 
@@ -73,7 +73,7 @@ def one_file(seed: int, kind: str):
     rng = np.random.default_rng([seed, zlib.crc32(kind.encode())])
     samples = design.samples()
     spec, day = samples[int(rng.integers(len(samples)))]
-    sample, _ = simulate.simulate_sample(design, spec.id, day, N_EVENTS)
+    sample, _ = simulate.simulate_sample(design, spec.id, day, events)
     truth = plan = None
     if kind != "clean":
         plan = A.random_plan(rng, A.duration(sample), kinds=(kind,))
@@ -105,13 +105,13 @@ def laser_of(plan) -> str:
     return next(name for name, dets in LASERS.items() if dets == d)
 
 
-def accuracy(seeds: range, kinds=KINDS, clean: bool = True) -> None:
-    print(f"accuracy: seeds {seeds.start}-{seeds.stop - 1}, {N_EVENTS:,} events per file")
+def accuracy(seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVENTS) -> None:
+    print(f"accuracy: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
     t0 = time.perf_counter()
     for kind in kinds:
         rows = []
         for seed in seeds:
-            qc, truth, plan = one_file(seed, kind)
+            qc, truth, plan = one_file(seed, kind, events)
             tp, fp, fn = counts(qc, truth, kind)
             rows.append((seed, tp, fp, fn, f1(tp, fp, fn), qc.verdict, plan))
         tp, fp, fn = (sum(r[i] for r in rows) for i in (1, 2, 3))
@@ -136,7 +136,7 @@ def accuracy(seeds: range, kinds=KINDS, clean: bool = True) -> None:
                     )
     pct, timed, verdicts = [], [], []
     for seed in seeds if clean else ():
-        qc, _, _ = one_file(seed, "clean")
+        qc, _, _ = one_file(seed, "clean", events)
         from cytokit.qc import RATE, SIGNAL
 
         pct.append(qc.pct_removed)
@@ -340,6 +340,12 @@ def main() -> None:
         default=(*KINDS, "clean"),
         help="with --accuracy: the anomaly kinds (and clean files) to score (default: all)",
     )
+    ap.add_argument(
+        "--events",
+        type=int,
+        default=N_EVENTS,
+        help="with --accuracy: events per simulated file (the run lasts events / rate)",
+    )
     ap.add_argument("--cost", action="store_true")
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=5)
@@ -361,7 +367,8 @@ def main() -> None:
         ap.error("give --accuracy, --cost or --scan-blocks")
     if args.accuracy:
         kinds = tuple(k for k in args.kinds if k != "clean")
-        accuracy(range(args.seeds[0], args.seeds[1] + 1), kinds, "clean" in args.kinds)
+        seeds = range(args.seeds[0], args.seeds[1] + 1)
+        accuracy(seeds, kinds, "clean" in args.kinds, args.events)
     if args.cost:
         cost(args.n, args.repeats, args.seed, args.keep, args.gate_repeats)
 

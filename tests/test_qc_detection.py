@@ -78,3 +78,51 @@ def test_a_clog_is_reported_where_it_happened():
     removed = (qc.reasons & (RATE | SIGNAL)) != 0
     inside = truth.anomalies.mask("clog")
     assert removed[inside].mean() > 0.97 and removed[~inside].mean() < 0.005
+
+
+@pytest.mark.parametrize(
+    ("start", "drop", "rate", "burst"), [(1.0, 1.0, 0.2, 0.6), (1.2, 1.0, 0.25, 0.7)]
+)
+def test_a_clog_over_half_a_short_run_is_removed_and_nothing_else(start, drop, rate, burst):
+    """A clog lasts seconds whatever the file's size: in a 10,000-event file (3.3 s) it
+    covers 40-50 % of the time bins, more than the rate line's Theil-Sen fit withstands.
+    The line and its spread come from the bins near the run's usual rate, so the clog is
+    what is removed (the file then fails, more than 20 % gone), not the rest of the run
+    (before: 62-100 % of the events, by the signal check against a level the clog's
+    dimmed events had set; F1 0.67-0.87)."""
+    design = simulate.preset_design("sample", seed=17)
+    plan = A.AnomalyPlan(clogs=(A.Clog(start=start, drop=drop, drop_rate=rate, burst=burst),))
+    sample, truth = simulate.simulate_sample(design, "P01", 7, 10_000, anomalies=plan)
+    qc = acquisition_qc(sample)
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    inside = truth.anomalies.mask("clog")
+    assert inside.mean() > 0.3
+    tp, fp, fn = f1(removed, inside)
+    assert 2 * tp / (2 * tp + fp + fn) >= 0.95, (tp, fp, fn)
+    assert qc.verdict == "fail" and "rate" in qc.verdict_reason
+
+
+@pytest.mark.parametrize("share", [0.2, 0.35, 0.45])
+def test_the_rate_line_holds_when_a_clog_fills_much_of_the_run(share):
+    """`check_rate` on Poisson counts: a drop to half the rate, then a burst at 1.5x, over
+    `share` of 100 bins. The usual rate's bins are none of them flagged and the clog's all
+    are, at every share up to just under half. Before, the spread was taken from every
+    bin, the clog's too: 3.8x and 5.1x Poisson at 35 % and 45 %, and none of the clog's
+    bins was flagged."""
+    from cytokit.qc.rate import check_rate
+    from cytokit.qc.settings import THRESHOLDS
+
+    rng = np.random.default_rng(int(share * 100))
+    b = 100
+    level = np.full(b, 200.0)
+    k = int(share * b)
+    start = 30
+    drop, burst = start + (2 * k) // 3, start + k
+    level[start:drop] *= 0.5
+    level[drop:burst] *= 1.5
+    counts = rng.poisson(level)
+    res = check_rate(counts, np.ones(b), np.arange(b) + 0.5, THRESHOLDS["normal"])
+    clog = np.zeros(b, dtype=bool)
+    clog[start:burst] = True
+    assert res.flagged[clog].all() and not res.flagged[~clog].any(), np.flatnonzero(res.flagged)
+    assert abs(res.slope) < 0.05 and res.dispersion < 1.8

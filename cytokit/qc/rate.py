@@ -7,7 +7,12 @@ drifts slowly as it empties or settles; Theil–Sen, because it ignores up to
 29 % of anomalous bins (Sen, J Am Stat Assoc 1968;63:1379-89). The spread
 around it is Poisson, widened by the file's own overdispersion (the robust
 SD of the Poisson-standardised residuals, at least 1), so a noisy but
-steady instrument is not flagged for its noise.
+steady instrument is not flagged for its noise. A clog lasts seconds
+whatever the file's size, so in a short run it can hold half of the bins;
+the line is therefore fitted on the bins near the run's usual rate (the
+shorth's level of the log rates), and where a tenth or more of the bins lie
+farther than ``rate_change`` from that line, the line and the spread are
+those of the other bins.
 
 A bin is flagged when its count departs from the expected count both by more
 than ``rate_z`` such SDs and by more than ``rate_change`` of the expected
@@ -31,7 +36,7 @@ import numpy as np
 
 from cytokit.qc.settings import Thresholds
 
-__all__ = ["RateCheck", "change_point", "check_rate", "grow", "theil_sen"]
+__all__ = ["RateCheck", "change_point", "check_rate", "grow", "shorth_level", "theil_sen"]
 
 _MAD = 1.4826  # MAD -> SD of a normal distribution
 _MAX_PAIRS = 200_000
@@ -80,6 +85,15 @@ def theil_sen(x: np.ndarray, y: np.ndarray, rng: np.random.Generator | None = No
     return slope, float(np.median(y - slope * x))
 
 
+def shorth_level(y: np.ndarray) -> float:
+    """Median of the values in the shortest interval holding half of `y` (finite values)."""
+    v = np.sort(y)
+    n = v.shape[0]
+    h = (n + 1) // 2
+    i = int(np.argmin(v[h - 1 :] - v[: n - h + 1]))
+    return float(np.median(v[i : i + h]))
+
+
 def grow(flagged: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     """`flagged` extended through adjacent runs of `candidate` bins (both bool arrays)."""
     out = flagged.copy()
@@ -119,16 +133,37 @@ def check_rate(counts, exposure, centers, th: Thresholds) -> RateCheck:
     t = np.asarray(centers, dtype=np.float64)
     use = w > 0.25 * np.max(w, initial=0.0)  # a sliver of a last bin says little about the rate
     rate = np.where(w > 0, c / np.where(w > 0, w, 1.0), 0.0)
-    slope, icpt = theil_sen(t[use], rate[use])
+    # the line and the spread are fitted on the bins near the run's usual rate, so that a
+    # clog or bubble covering more of the run than Theil-Sen withstands (29 % of the bins)
+    # cannot tilt the line or widen the spread: the line through the bins within twice
+    # `rate_change` of the shorth's level of the log rates (the relatively densest half
+    # of the bins, which a clog's slow flow, sparse and noisy, is not); when a tenth or
+    # more of the bins are farther than `rate_change` (and 4 Poisson SDs) from that line,
+    # the line and the spread of the others (the MAD bears half of the bins odd, with a
+    # bias that grows with their share); with fewer than a third of the bins left, all
+    fit, line_fit = use.copy(), None
+    if use.sum() >= 4:
+        top = float(rate[use].max())
+        mode = float(np.exp(shorth_level(np.log(np.maximum(rate[use], 1e-9 * top + 1e-300)))))
+        near = use & (np.abs(rate - mode) <= 2 * th.rate_change * mode)
+        if 3 * near.sum() >= use.sum():
+            line_fit = theil_sen(t[near], rate[near])
+            line = np.maximum(line_fit[1] + line_fit[0] * t, 1e-300)
+            # farther than `rate_change`, and than 4 Poisson SDs of the bin's count
+            tol = np.maximum(th.rate_change, 4.0 / np.sqrt(np.maximum(line * w, 1.0)))
+            closer = use & (np.abs(rate - line) <= tol * line)
+            if 3 * closer.sum() >= use.sum() and 10 * closer.sum() <= 9 * use.sum():
+                fit, line_fit = closer, None
+    slope, icpt = line_fit if line_fit is not None else theil_sen(t[fit], rate[fit])
     base = np.maximum(icpt + slope * t, 0.0)
-    level = float(np.median(rate[use])) if use.any() else 0.0
+    level = float(np.median(rate[fit])) if fit.any() else 0.0
     # the line must not fall to nothing: a fitted rate below a tenth of the typical one
     # is not a baseline to measure clogs against
     base = np.maximum(base, 0.1 * level)
     expected = base * w
     safe = np.maximum(expected, 1.0)
     r = (c - expected) / np.sqrt(safe)
-    resid = r[use]
+    resid = r[fit]
     if resid.size:
         mad = _MAD * float(np.median(np.abs(resid - np.median(resid))))
     else:

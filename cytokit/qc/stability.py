@@ -104,7 +104,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cytokit.kernels.acquisition import running_median
-from cytokit.qc.rate import grow
+from cytokit.qc.rate import grow, shorth_level
 from cytokit.qc.settings import Thresholds
 
 __all__ = [
@@ -199,15 +199,6 @@ def _window_median(y, m, ok, half: int) -> tuple[np.ndarray, np.ndarray]:
     med = running_median(y, ok, half)
     _, tot = _window(np.zeros(y.shape[0]), np.where(ok, m, 0.0), half)
     return np.where(np.isfinite(med), med, 0.0), np.where(np.isfinite(med), tot, 0.0)
-
-
-def shorth_level(y: np.ndarray) -> float:
-    """Median of the values in the shortest interval holding half of `y` (finite values)."""
-    v = np.sort(y)
-    n = v.shape[0]
-    h = (n + 1) // 2
-    i = int(np.argmin(v[h - 1 :] - v[: n - h + 1]))
-    return float(np.median(v[i : i + h]))
 
 
 def drift_onset(mean, m, use, late: bool = True) -> float:
@@ -432,6 +423,10 @@ def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=Tr
         ref = ok if reference is None else ok & reference
         if reference is not None and ref.sum() >= max(4, ok.sum() // 4):
             level = float(np.median(ser.mean[ref]))
+        elif wok.sum() >= max(4, ok.sum() // 4):
+            # the densest half of the bins the windows read: a clog's dimmed bins (the
+            # rate check's) must not be the level when they are half of the run
+            level = shorth_level(ser.mean[wok])
         else:
             level = shorth_level(ser.mean[ok])
     dev = np.where(ok, y - (level if course is None else course), 0.0)
