@@ -132,6 +132,7 @@ def test_a_paused_clock_is_named_not_judged_on_a_few_bins(pause, filled):
     assert f"the events fill only {filled} of the" in qc.notes[0], qc.notes
     assert f"jumps by {pause:g} s at event 10000" in qc.notes[0]
     assert qc.verdict == "warn"
+    assert "checks did not run: the events fill only" in qc.verdict_reason  # said once
     # a short gap (a bubble's) leaves the checks running
     s = synthetic()
     s.events[10_000:, 3] += 2.0

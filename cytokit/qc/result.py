@@ -264,7 +264,8 @@ class AcquisitionQC:
             return "warn", f"{what}, more than {s.warn_removed_pct:g}%"
         if self.not_run:
             missing = " and ".join(self.not_run)
-            why = "; ".join(self.notes) if self.notes else "see notes"
+            # a note reads "rate and signal not checked: <why>"; the sentence names the checks
+            why = "; ".join(n.split(" not checked: ", 1)[-1] for n in self.notes) or "see notes"
             plural = "s" if len(self.not_run) > 1 else ""
             return "warn", f"{what}; the {missing} check{plural} did not run: {why}"
         if self.trends:
