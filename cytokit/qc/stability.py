@@ -40,7 +40,9 @@ For each series:
   (68 % of FlowSOM's 68983.fcs, whose dim PE populations brighten steadily
   over the whole run);
 * otherwise the stable level is the middle of the densest half of the bin
-  means (the shortest interval holding half of them, Rousseeuw's shorth):
+  means (the shortest interval holding half of them, Rousseeuw's shorth;
+  of the bins the rate check left, so that a clog filling half of a short
+  run cannot set it):
   when a drift has moved a large part of the file, the median would lie
   partway along the drift, while the bins that did not move stay packed
   together. That first round uses the shortest window only; the check then
@@ -515,7 +517,8 @@ def check_stability(
     reference : ndarray of bool, shape (B,), optional
         Bins known to be good: the stable level is their median (when they are
         at least a quarter of the judged bins). Default: the densest half of
-        all bins (`shorth_level`).
+        the bins the windows read (`inputs`; of all bins when those are fewer
+        than a quarter), `shorth_level`.
     windows : sequence of int
         Window lengths (bins) of the slow-drift test.
     inputs : ndarray of bool, shape (B,), optional
