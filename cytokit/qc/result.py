@@ -191,7 +191,8 @@ class AcquisitionQC:
         None when the margin check did not run.
     trends : tuple of str
         Channels whose signal moved steadily over the acquisition (by more
-        than twice the signal shift from its first to its last third), one
+        than twice the signal shift from its first to its last third, and by
+        more than ``signal_z`` noise SDs: `cytokit.qc.stability.trend_z`), one
         sentence each.
     finite_columns : tuple of int
         Columns of the sample whose every non-finite value the margin check

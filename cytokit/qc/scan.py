@@ -34,7 +34,15 @@ from cytokit.qc.result import (
     reason_names,
 )
 from cytokit.qc.settings import AcquisitionQCSettings
-from cytokit.qc.stability import BAND, BRIGHT, WINDOWS, bright_moments, check_stability, trend
+from cytokit.qc.stability import (
+    BAND,
+    BRIGHT,
+    WINDOWS,
+    bright_moments,
+    check_stability,
+    trend,
+    trend_z,
+)
 from cytokit.sample import Sample
 
 __all__ = ["MAX_PER_BIN", "AcquisitionPass", "acquisition_qc", "fill_short_runs"]
@@ -316,7 +324,11 @@ class AcquisitionPass:
                 d = trend(mean[:, j, 0], values[:, j], ~rate.flagged)
                 if np.isfinite(stab.creep[j]):
                     d, how = stab.creep[j], "creeps"
-                elif abs(d) > 2 * th.signal_shift:
+                elif (
+                    abs(d) > 2 * th.signal_shift
+                    and trend_z(mean[:, j, 0], sd[:, j, 0], values[:, j], ~rate.flagged, th)
+                    > th.signal_z
+                ):  # beyond the chance wander of the cells' mix too
                     how = "moves"
                 else:
                     continue
