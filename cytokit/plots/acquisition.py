@@ -101,8 +101,9 @@ def acquisition_figure(
         fig, axes = grid_figure(1, 1, (_PANEL[0], 0.8), margins=(0.3, 0.3, 0.2, 0.5))
         ax = axes[0, 0]
         ax.set_axis_off()
-        ax.text(0.5, 0.5, "no time axis: the rate and stability checks did not run",
-                ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        ax.text(0.5, 0.5, "no usable time axis: the rate and stability checks did not run "
+                "(why: the file's QC reason)", ha="center", va="center",
+                transform=ax.transAxes)  # fmt: skip
         if title:
             fig.suptitle(plain(title), fontsize=9)
         return fig
