@@ -105,7 +105,9 @@ def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
 def _text(frame: pd.DataFrame, column: str) -> np.ndarray:
     if column not in frame.columns:
         return np.full(len(frame), "", dtype=object)
-    return frame[column].fillna("").astype(str).to_numpy()
+    col = frame[column]
+    # where() rather than fillna(""): no silent downcast of an object column (pandas 3)
+    return col.astype(object).where(col.notna(), "").astype(str).to_numpy()
 
 
 def _imputed(found, ch, counted, events, donor) -> None:
