@@ -132,6 +132,7 @@ def errors(study: Path, out: Path, qc: bool) -> tuple[pd.DataFrame, int]:
     m["imputed_error_pp"] = (m["imputed_donor_pct"].astype(float) - m["true_pct"]).abs()
     low, high = m["imputed_ci_low"], m["imputed_ci_high"]
     m["ci_covers"] = (low <= m["true_pct"]) & (m["true_pct"] <= high)
+    m["ci_half"] = (high.astype(float) - low.astype(float)) / 2
     m["true_events"] = m["true_events"].astype(int)
     pairs = zip(m["file"], m["population"], strict=True)
     m["kept_pct"] = [kept_truth(study, res, f, p) for f, p in pairs]
@@ -143,7 +144,15 @@ def errors(study: Path, out: Path, qc: bool) -> tuple[pd.DataFrame, int]:
     m["witness_pp"] = [x[1] for x in limit]
     failed = int((res.failures["stage"] == "acquisition_qc").sum()) if len(res.failures) else 0
     cols = ["file", "population", "events", "true_events", "donor_pct", "true_pct", "error_pp"]
-    more = ["imputed_error_pp", "ci_covers", "removal_pp", "gating_pp", "floor_pp", "witness_pp"]
+    more = [
+        "imputed_error_pp",
+        "ci_covers",
+        "ci_half",
+        "removal_pp",
+        "gating_pp",
+        "floor_pp",
+        "witness_pp",
+    ]
     return m[[*cols, *more]], failed
 
 
@@ -278,7 +287,8 @@ def main() -> None:
             print(
                 f"    imputed_donor_pct (removed ranges filled in from their neighbours): median "
                 f"{k.median():.2f} pp, p95 {k.quantile(0.95):.2f} pp, max {k.max():.2f} pp; its "
-                f"95 % interval covers the truth in {100 * f['ci_covers'].mean():.0f} % of rows"
+                f"95 % interval covers the truth in {100 * f['ci_covers'].mean():.0f} % of rows "
+                f"(half width median {f['ci_half'].median():.2f} pp, max {f['ci_half'].max():.2f})"
             )
             r, g = f["removal_pp"], f["gating_pp"]
             print(

@@ -72,6 +72,30 @@ def test_interval_matches_the_spread_of_the_estimate():
     assert float(np.median(half)) / 1.96 == pytest.approx(sd, rel=0.15)
 
 
+def test_sides_that_disagree_widen_the_interval_to_what_the_range_may_hold():
+    """A range between a donor-poor side (10 % of its population) and a donor-rich one
+    (40 %) held anything from one to the other: the interval holds the donor % with the
+    range at either side's composition. Sides that agree leave the interval as it was."""
+    kept_n, kept_d, size = 2_000, 500, 2_000  # 25 % donor among the kept population
+    flanks = [(2_000, 400, 40), (2_000, 400, 160)]  # 20 % population on both sides
+    out = stratified_row(kept_n, kept_d, [(size, flanks)])
+    for q in (0.10, 0.40):  # the range at one side's composition
+        truth = 100 * (kept_d + size * 0.2 * q) / (kept_n + size * 0.2)
+        assert out["imputed_ci_low"] < truth < out["imputed_ci_high"], (truth, out)
+    same = [(2_000, 400, 100), (2_000, 400, 100)]
+    agree = stratified_row(kept_n, kept_d, [(size, same)])
+    # as the delta method alone gives it: the kept part and each side's multinomial part
+    p = (kept_d + size * 0.05) / (kept_n + size * 0.2)
+    var = kept_d * (1 - p) ** 2 + (kept_n - kept_d) * p * p - (kept_d - p * kept_n) ** 2 / kept_n
+    q, s = 0.05, 0.2
+    var += 2 * (size / 2) ** 2 * (q * (1 - p) ** 2 + (s - q) * p * p - (q - p * s) ** 2) / 2_000
+    var /= (kept_n + size * 0.2) ** 2
+    n_eff = p * (1 - p) / var
+    low, high = binomial_interval(p * n_eff, n_eff)
+    assert agree["imputed_ci_low"] == pytest.approx(100 * low)
+    assert agree["imputed_ci_high"] == pytest.approx(100 * high)
+
+
 def test_flanks_are_the_kept_rows_next_to_each_range():
     from types import SimpleNamespace
 

@@ -100,7 +100,9 @@ imputed_donor_events) / (events + imputed_events), beside ``donor_pct``
 (the kept events' own share, the headline); its interval is a Wilson
 interval on the effective number of events of that estimate (the kept
 events' binomial variance plus the flanks' multinomial variance scaled to
-the ranges), so it widens with the imputed part. It removes most of the
+the ranges), so it widens with the imputed part; where the two sides of a
+range disagree beyond 2 SDs of their noise, the composition changes across
+it, and the interval also holds half their difference over the range. It removes most of the
 bias where donor cells are enriched around the range, and adds the flanks'
 sampling noise where they are not (``benchmarks/README.md``), so it is
 reported beside the headline, not instead of it. Without removed ranges the
@@ -671,10 +673,19 @@ def stratified_row(
     # (donor - p * population); the flanks' part is scaled by the range's size
     var = d_k * (1.0 - p) ** 2 + (n_k - d_k) * p * p - (d_k - p * n_k) ** 2 / max(n_k, 1.0)
     for size, fl in parts:
+        side = []
         for a, n, d in fl:
             q, s = d / a, n / a
             v = q * (1.0 - p) ** 2 + (s - q) * p * p - (q - p * s) ** 2
             var += (size / len(fl)) ** 2 * max(v, 0.0) / a
+            side.append((q - p * s, max(v, 0.0) / a))
+        if len(side) == 2:
+            # two sides that disagree beyond their noise (2 SDs) say the composition
+            # changes across the range; what it held is then unknown to about half their
+            # difference, which the interval holds as well
+            gap = side[0][0] - side[1][0]
+            if gap * gap > 4.0 * (side[0][1] + side[1][1]):
+                var += size * size * gap * gap / 4.0
     var /= total * total
     n_eff = p * (1.0 - p) / var if var > 0 and 0.0 < p < 1.0 else total
     low, high = binomial_interval(p * n_eff, n_eff, level, ci)
