@@ -210,6 +210,18 @@ def _window_median(y, m, ok, half: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(np.isfinite(med), med, 0.0), np.where(np.isfinite(med), tot, 0.0)
 
 
+def _thirds(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first, middle and last third of the judged bins `idx` (the thirds hold
+    ``len(idx) // 3`` bins each, the middle the rest)."""
+    third = idx.size // 3
+    return idx[:third], idx[third : idx.size - third], idx[-third:]
+
+
+def _median_sd(noise: float, m: np.ndarray, part: np.ndarray) -> float:
+    """SD of the median of the bin means of `part`: ``1.2533 noise / sqrt(values)``."""
+    return 1.2533 * noise / np.sqrt(max(float(m[part].sum()), 1.0))
+
+
 def drift_onset(mean, m, use, late: bool = True) -> float:
     """Where a one-way drift starts, as a share of the judged bins (`use`) from the start.
 
@@ -262,15 +274,11 @@ def _drift_start(
     longer reaches the flat part, and its median has no lean to correct). ``linear``:
     the line is fitted to ``sinh`` of the means (the bright series, whose ``sinh``
     scales with the gain), and the shift is read as a ratio to ``sinh(level)``."""
-    use = ser.wok
+    use, late = ser.wok, ser.late
     idx = np.flatnonzero(use)
     b = ser.mean.shape[0]
     if idx.size < 30:
         return 0, b - 1
-    third = idx.size // 3
-    parts = (idx[:third], idx[third : idx.size - third], idx[-third:])
-    a, mid, c = (float(np.median(ser.mean[p])) for p in parts)
-    late = abs(mid - a) <= 2 * abs(c - mid)
     if linear:
         tau, line = _broken_line(np.sinh(ser.mean), ser.m, use, late)
         ratio = line / np.sinh(level) if np.sinh(level) > 0 else np.ones_like(line)
@@ -312,25 +320,29 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     return _drift_shape(mean, m, use, noise, th)[0]
 
 
-def _drift_shape(mean, m, use, noise: float, th: Thresholds) -> tuple[float | None, float, float]:
-    """(`drift_reference`, change, z): a one-way drift with no held level (`drift_onset`
-    below `CREEP_ONSET`) has no reference (None); its change over the run, the last
-    third's median minus the first's, and that change in noise SDs of the two medians
-    are returned instead (NaN for the others)."""
+def _drift_shape(
+    mean, m, use, noise: float, th: Thresholds
+) -> tuple[float | None, float, float, bool]:
+    """(`drift_reference`, change, z, late): a one-way drift with no held level
+    (`drift_onset` below `CREEP_ONSET`) has no reference (None); its change over the
+    run, the last third's median minus the first's, and that change in noise SDs of the
+    two medians are returned instead (NaN for the others). ``late``: the drift leaves the
+    run's start (else it is early and settles, `drift_reference`); True where there is
+    no drift."""
     nan = float("nan")
     idx = np.flatnonzero(use)
     if idx.size < 30:
-        return None, nan, nan
-    third = idx.size // 3
-    parts = (idx[:third], idx[third : idx.size - third], idx[-third:])
+        return None, nan, nan, True
+    parts = _thirds(idx)
+    third = parts[0].size
     a, b, c = (float(np.median(mean[p])) for p in parts)
-    sd_a, sd_c = (1.2533 * noise / np.sqrt(max(float(m[p].sum()), 1.0)) for p in parts[::2])
+    sd_a, sd_c = (_median_sd(noise, m, p) for p in parts[::2])
     change = c - a
     if abs(change) <= th.signal_shift or abs(change) <= th.extend_z * np.hypot(sd_a, sd_c):
-        return None, nan, nan
+        return None, nan, nan, True
     late = abs(b - a) <= 2 * abs(c - b)
     if drift_onset(mean, m, use, late) < CREEP_ONSET:
-        return None, float(change), float(abs(change) / np.hypot(sd_a, sd_c))
+        return None, float(change), float(abs(change) / np.hypot(sd_a, sd_c)), late
     start = a if late else c
     run = running_median(np.where(use, mean, 0.0), use, 13)
     off = use & np.isfinite(run) & (np.abs(run - start) > th.signal_shift / 2)
@@ -343,7 +355,7 @@ def _drift_shape(mean, m, use, noise: float, th: Thresholds) -> tuple[float | No
         off &= pos <= parts[1][-1]
         onset = int(np.flatnonzero(off)[-1]) if off.any() else -1
         held = use & (pos > onset)
-    return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan
+    return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan, late
 
 
 def bright_moments(events, columns, cofactors, tops, starts, stops, max_per_bin: int):
@@ -421,6 +433,7 @@ class _Series:
     drift: float | None  # the level a monotone drift departs from (`drift_reference`)
     creep: float = float("nan")  # change over the run of a drift with no held level
     creep_z: float = float("nan")  # that change in noise SDs
+    late: bool = True  # a drift leaves the run's start (False: early, and settles)
 
     @property
     def bin_noise(self) -> float:
@@ -428,20 +441,30 @@ class _Series:
         return self.noise / np.sqrt(max(float(np.median(self.m[self.ok])), 1.0))
 
 
-def _prepare(mean, sd, count, th: Thresholds, inputs) -> _Series | None:
+def _noise(mean, sd, count) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(bins judged, values behind each, SD of a mean of one value) of a series, or None
+    with fewer than 4 bins to judge: the median SD of one value, widened by the bins'
+    overdispersion (the robust SD of successive bins' standardised differences)."""
     ok = np.isfinite(mean) & (count >= MIN_VALUES)
     if ok.sum() < 4:
         return None
     s = float(np.median(sd[ok & np.isfinite(sd)])) if np.any(ok & np.isfinite(sd)) else 0.0
     m = np.where(ok, count, 0).astype(np.float64)
-    y = np.where(ok, mean, 0.0)
     yi, mi = mean[ok], m[ok]
     if s > 0:
         d = np.diff(yi) / (s * np.sqrt(1.0 / mi[1:] + 1.0 / mi[:-1]))
         phi = max(1.0, (_MAD * float(np.median(np.abs(d - np.median(d))))) ** 2)
     else:
         phi = 1.0  # every value equal in a typical bin: only the shift threshold can speak
-    noise = max(s, 1e-12) * np.sqrt(phi)
+    return ok, m, max(s, 1e-12) * np.sqrt(phi)
+
+
+def _prepare(mean, sd, count, th: Thresholds, inputs) -> _Series | None:
+    got = _noise(mean, sd, count)
+    if got is None:
+        return None
+    ok, m, noise = got
+    y = np.where(ok, mean, 0.0)
     wok = ok if inputs is None else ok & inputs
     return _Series(ok, m, y, mean, noise, wok, *_drift_shape(mean, m, wok, noise, th))
 
@@ -658,31 +681,25 @@ def trend(mean: np.ndarray, count: np.ndarray, use: np.ndarray) -> float:
     ok = np.flatnonzero(use & np.isfinite(mean) & (count >= MIN_VALUES))
     if ok.size < 6:
         return float("nan")
-    third = ok.size // 3
-    return float(np.median(mean[ok[-third:]]) - np.median(mean[ok[:third]]))
+    first, _, last = _thirds(ok)
+    return float(np.median(mean[last]) - np.median(mean[first]))
 
 
 def trend_z(mean, sd, count, use, th: Thresholds) -> float:
     """`trend` of a series in noise SDs of the two thirds' medians (NaN when not measurable).
 
-    The noise is the series' own (`_prepare`: the median SD of one value, widened by the
+    The noise is the series' own (`_noise`: the median SD of one value, widened by the
     bins' overdispersion, which holds the chance wander of the mix of cells from bin to
-    bin), and a third's median of bin means has ``1.2533 noise / sqrt(values)`` as SD,
-    as in `drift_reference`. A file of 10,000 events has thirds of ~3,300; the share of
-    a population in them wanders by chance, and a change of 2 ``signal_shift`` can be
-    3 such SDs and nothing else.
+    bin), and a third's median of bin means has ``1.2533 noise / sqrt(values)`` as SD
+    (`_median_sd`, as in `drift_reference`). A file of 10,000 events has thirds of
+    ~3,300; the share of a population in them wanders by chance, and a change of 2
+    ``signal_shift`` can be 3 such SDs and nothing else.
     """
     use = np.asarray(use, dtype=bool)
-    ser = _prepare(np.asarray(mean, float), np.asarray(sd, float), np.asarray(count), th, use)
+    got = _noise(np.asarray(mean, float), np.asarray(sd, float), np.asarray(count))
     d = trend(mean, count, use)
-    if ser is None or not np.isfinite(d):
+    if got is None or not np.isfinite(d):
         return float("nan")
-    idx = np.flatnonzero(use & ser.ok)
-    third = idx.size // 3
-    if third < 2:
-        return float("nan")
-    sa, sc = (
-        1.2533 * ser.noise / np.sqrt(max(float(ser.m[p].sum()), 1.0))
-        for p in (idx[:third], idx[-third:])
-    )
-    return float(abs(d) / np.hypot(sa, sc))
+    ok, m, noise = got
+    first, _, last = _thirds(np.flatnonzero(use & ok))
+    return float(abs(d) / np.hypot(_median_sd(noise, m, first), _median_sd(noise, m, last)))
