@@ -125,6 +125,22 @@ def test_margin_events_sit_at_the_limits(clean):
     np.testing.assert_array_equal(at.clipped, at_limit)
 
 
+def test_values_pushed_past_the_top_saturate_there(clean):
+    # a rising gain and a burst's coincident events push bright values past the
+    # detector's range; the instrument stores them at its top, as a real one does
+    sample, _ = clean
+    plan = A.AnomalyPlan(
+        clogs=(A.Clog(start=3.0, drop=1.0, drop_rate=0.2, burst=0.5, coincidence=0.9),),
+        drifts=(A.Drift(start=6.0, change=0.5, detectors=A.LASERS["blue"]),),
+    )
+    bad, at = A.inject(sample, plan, np.random.default_rng(6))
+    measured = bad.events[:, :-1]
+    assert measured.max() == MAX_VALUE
+    at_top = (measured == MAX_VALUE).any(axis=1)
+    assert at_top.sum() > (sample.events[:, :-1] == MAX_VALUE).any(axis=1).sum()
+    np.testing.assert_array_equal(at.clipped, at_top | (measured[:, :3] <= 0).any(axis=1))
+
+
 def test_random_plans_have_the_kinds_asked_for():
     rng = np.random.default_rng(5)
     plan = A.random_plan(rng, 16.0, kinds=("clog", "bubble", "drift", "margin"))

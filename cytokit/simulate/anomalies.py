@@ -503,7 +503,8 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
             ev[np.ix_(idx, _columns(m.floor))] = 0.0
         kind[idx] |= MARGIN
     # the instrument's own limits (as instrument.detect and instrument.scatter apply them)
-    np.minimum(ev[:, measured], ins.MAX_VALUE, out=ev[:, measured])
+    # (a list of columns indexes a copy: assign, an out= would write into the copy)
+    ev[:, measured] = np.minimum(ev[:, measured], ins.MAX_VALUE)
     ev[:, scat] = np.maximum(ev[:, scat], 0.0)
     ev[:, -1] = np.floor(t).astype(np.float32)
     clipped = (ev[:, measured] >= ins.MAX_VALUE).any(axis=1) | (ev[:, scat] <= 0).any(axis=1)
