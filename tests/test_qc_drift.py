@@ -102,6 +102,49 @@ def test_a_red_laser_drift_starts_where_the_gain_is_ten_percent_off(seed, change
     assert f1 > 0.9, f1
 
 
+# Late red-laser drifts in 20,000-event files (95 bins): the longest window (81 bins)
+# centred near the end holds mostly the flat part, so its median stayed within the shift
+# and the run began where the gain was 1.2-1.25: 29 % and 52 % of the drift's events kept
+# (F1 0.45 and 0.64). The broken line through the bright series says where the gain is
+# 10 % off, and the drift's run starts there (83 % and 96 % of them removed now).
+@pytest.mark.parametrize("seed", [30251, 30239])
+def test_a_late_drift_in_a_short_file_is_removed_from_where_the_gain_is_off(seed):
+    sample, truth = bench_file(seed, events=20_000)
+    (d,) = truth.plan.drifts
+    assert d.detectors == A.LASERS["red"] and d.change > 0.25
+    qc = acquisition_qc(sample)
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    drift = truth.mask("drift")
+    assert removed[drift].mean() > 0.8, removed[drift].mean()
+    assert np.sum(removed & ~drift) < 1_000  # a few bins of ~210 events at the onset
+
+
+# A gain that starts to move while a clog lasts: the windows skip the clog's bins, so
+# a window just after the clog held the ramp's far side only, its median leaned up the
+# ramp, and the run began right after the clog, 81-100 % of the events between the
+# clog's end and the point where the gain is 10 % off removed (17-33 % now, where the
+# gain is 1.07-1.1 off).
+@pytest.mark.parametrize("seed", [8901, 8902])
+def test_a_drift_that_starts_during_a_clog_is_removed_from_where_the_gain_is_off(seed):
+    design = simulate.preset_design("sample", seed=seed, n_patients=2)
+    spec, day = design.samples()[0]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, 50_000)
+    s = A.duration(sample)
+    plan = A.AnomalyPlan(
+        clogs=(A.Clog(0.3 * s, 2.0, 0.3, 0.4),),
+        drifts=(A.Drift(0.3 * s + 0.3, -0.28, A.LASERS["blue"]),),
+    )
+    bad, truth = A.inject(sample, plan, np.random.default_rng(seed))
+    qc = acquisition_qc(bad)
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    clog, drift = truth.mask("clog"), truth.mask("drift")
+    between = np.zeros_like(clog)
+    between[np.flatnonzero(clog)[-1] + 1 : np.flatnonzero(drift)[0]] = True
+    assert between.sum() > 5_000  # the gain is 1-10 % off there: not a drift event yet
+    assert removed[between].mean() < 0.5, removed[between].mean()
+    assert removed[drift].mean() > 0.99 and removed[clog].mean() > 0.99
+
+
 def naive_bright(events, columns, cofactors, tops, starts, stops, cap):
     """`bright_moments` spelled out bin by bin with `sample_rows`."""
     b, k = len(starts), len(columns)

@@ -223,11 +223,14 @@ def _median_sd(noise: float, m: np.ndarray, part: np.ndarray) -> float:
 
 
 def drift_onset(mean, m, use, late: bool = True) -> float:
-    """Where a one-way drift starts, as a share of the judged bins (`use`) from the start.
+    """Where a one-way drift starts, as a share of the run from the first judged bin
+    (`use`) to the last.
 
     The best broken line through the bin means (weighted by their values
-    ``m``): flat up to a point, then straight, the point tried at every
-    hundredth of the run up to 0.9 (least squares). For a drift early in the
+    ``m``) against the bins' places in time: flat up to a point, then
+    straight, the point tried at every hundredth of the run up to 0.9 (least
+    squares). Bins left out (a clog's) leave a gap in time, not a step: a
+    gain that moved while the clog lasted is on the line. For a drift early in the
     run that settles (``late=False``) the line is straight first and flat
     after, and the share returned is of the run after the drift ends. A
     drift that holds a level for part of the run gives that part; a series
@@ -244,7 +247,7 @@ def _broken_line(mean, m, use, late: bool = True) -> tuple[float, np.ndarray]:
         return 0.0, np.asarray(mean, dtype=np.float64)[idx]
     y = np.asarray(mean, dtype=np.float64)[idx]
     w = np.asarray(m, dtype=np.float64)[idx]
-    x = np.arange(n) / (n - 1)
+    x = (idx - idx[0]) / max(int(idx[-1] - idx[0]), 1)
     if not late:
         x = 1.0 - x
     sw, sy = w.sum(), (w * y).sum()
@@ -266,19 +269,22 @@ def _broken_line(mean, m, use, late: bool = True) -> tuple[float, np.ndarray]:
 
 def _drift_start(
     ser: _Series, level: float, th: Thresholds, linear: bool = False, near: int = 0
-) -> tuple[int, int]:
+) -> tuple[int, int] | None:
     """Bins of a drifting series before which (late drift) or after which (early drift)
     its broken line stays within ``signal_shift`` of `level`: ``(first, last)`` bins
-    where the line is off, the whole run when it never is, or when that bin is `near`
-    bins or more from the line's bend (there a centred window of ``2 near`` bins no
-    longer reaches the flat part, and its median has no lean to correct). ``linear``:
+    where the line is off; None when it never is, or when that bin is `near` bins or
+    more from the line's bend, from any bin the windows leave out and from the run's
+    ends (there a centred window of ``2 near`` bins reaches neither the flat part, nor
+    a gap, nor an end, so its median has no lean to correct; beside a gap such as a
+    clog's it holds the ramp's far side only, and where an end cuts it, the flat
+    side only, and its median leans that way). ``linear``:
     the line is fitted to ``sinh`` of the means (the bright series, whose ``sinh``
     scales with the gain), and the shift is read as a ratio to ``sinh(level)``."""
     use, late = ser.wok, ser.late
     idx = np.flatnonzero(use)
     b = ser.mean.shape[0]
     if idx.size < 30:
-        return 0, b - 1
+        return None
     if linear:
         tau, line = _broken_line(np.sinh(ser.mean), ser.m, use, late)
         ratio = line / np.sinh(level) if np.sinh(level) > 0 else np.ones_like(line)
@@ -287,13 +293,16 @@ def _drift_start(
         tau, line = _broken_line(ser.mean, ser.m, use, late)
         off = np.flatnonzero(np.abs(line - level) > th.signal_shift)
     if not off.size:
-        return 0, b - 1
-    n = idx.size
-    bend = round(tau * (n - 1)) if late else n - 1 - round(tau * (n - 1))
-    k = off[0] if late else off[-1]
-    if abs(k - bend) >= near:
-        return 0, b - 1
-    return (int(idx[k]), b - 1) if late else (0, int(idx[k]))
+        return None
+    span = int(idx[-1] - idx[0])
+    bend = idx[0] + tau * span if late else idx[-1] - tau * span
+    k = int(idx[off[0]] if late else idx[off[-1]])
+    left_out = ser.ok & ~use
+    gap = left_out[max(k - near, 0) : k + near + 1].any()
+    end = k - near < 0 or k + near > b - 1
+    if abs(k - bend) >= near and not gap and not end:
+        return None
+    return (k, b - 1) if late else (0, k)
 
 
 def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
@@ -641,16 +650,21 @@ def check_stability(
                 use_bins=p != BRIGHT,  # a bin of few bright cells dips, a window does not
             )
             if p == lead and s.drift is not None and (f & ~one).any():
-                # the windows' median leans to the flat side's noise where the drift
-                # bends away from its level, so a run starts before the gain is off by
-                # the shift; the broken line through the series says where it is
+                # a centred window's median leans to the flat side where the window holds
+                # more of it than of the ramp: beside the bend (the flat part's noise), at
+                # a gap the windows skip (the ramp's far side only) and at the run's end
+                # (the flat side only); there the broken line through the series says
+                # where the gain is off by the shift, and the drift's run is that stretch
                 w = [x for x in windows if x <= b][-1:] or [0]
-                first, last = _drift_start(s, level[j, p], th, p == BRIGHT, w[0] // 2)
-                early = np.zeros(b, dtype=bool)
-                early[:first] = True
-                early[last + 1 :] = True
-                f &= ~(early & ~one)
-                run &= ~early
+                got = _drift_start(s, level[j, p], th, p == BRIGHT, w[0] // 2)
+                if got is not None:
+                    off = np.zeros(b, dtype=bool)
+                    off[got[0] : got[1] + 1] = True
+                    f &= off | one
+                    run &= off
+                    if run.any():  # the windows found part of it: the line gives the rest
+                        f |= off & s.ok
+                        run |= off & s.ok
             if p != BRIGHT and (f & ~one).any():
                 # a stretch flagged through windows (found by them, or grown into from a
                 # departing bin) that the brightest cells' level does not follow is a change
