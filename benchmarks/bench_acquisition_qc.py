@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_acquisition_qc.py --accuracy --seeds 1001 1060   # fresh seeds
     python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift clean --seeds 1 20
+    python benchmarks/bench_acquisition_qc.py --mixed --seeds 1001 1040      # every kind at once
     python benchmarks/bench_acquisition_qc.py --cost                         # 10M events
     python benchmarks/bench_acquisition_qc.py --cost --n 1000000 --repeats 3
     python benchmarks/bench_acquisition_qc.py --scan-blocks --n 2000000     # see scan_blocks
@@ -20,6 +21,15 @@ event the instrument clipped); F1 is given pooled over the files (from the
 summed counts) and as the median and minimum per file. The same seeds give
 clean files (nothing injected): % of events removed, in total and by rate or
 signal, and the verdicts.
+
+**Mixed.** With ``--mixed`` every file gets one anomaly of each kind at once
+(``random_plan`` with all four kinds: a clog and a bubble in separate slots,
+a drift from 30-60 % of the run to its end, which may start during the clog
+or cover the bubble, and margin events). An event removed for rate or signal
+that no anomaly touched is charged to the kind of the nearest injected event
+(clog, bubble or drift), so each kind answers for the events it made QC
+remove beside it; an event of two kinds (a clog's within the drift) counts
+for both. F1 per kind, and for all timed kinds pooled.
 
 **Cost.** A simulated FCS file of ``--n`` events (`cytokit.simulate.benchmark_file`,
 11 float32 channels) is read in a fresh subprocess, which then times, in
@@ -151,6 +161,84 @@ def accuracy(seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVEN
         f"by rate or signal median {np.median(timed):.3f}% (max {timed.max():.3f}%, "
         f"{np.count_nonzero(timed)} files with any); verdicts "
         + ", ".join(f"{v} {verdicts.count(v)}" for v in ("pass", "warn", "fail"))
+    )
+    print(f"  ({time.perf_counter() - t0:.0f} s)")
+
+
+def mixed_file(seed: int, events: int = N_EVENTS):
+    """(qc, truth) of one simulated file holding one anomaly of every kind."""
+    import warnings
+
+    from cytokit import simulate
+    from cytokit.qc import acquisition_qc
+    from cytokit.simulate import anomalies as A
+
+    design = simulate.preset_design("sample", seed=seed, n_patients=4)
+    rng = np.random.default_rng([seed, zlib.crc32(b"mixed")])
+    samples = design.samples()
+    spec, day = samples[int(rng.integers(len(samples)))]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, events)
+    plan = A.random_plan(rng, A.duration(sample), kinds=KINDS)
+    sample, truth = A.inject(sample, plan, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qc = acquisition_qc(sample)
+    return qc, truth
+
+
+def mixed_counts(qc, truth) -> dict[str, tuple[int, int, int]]:
+    """(tp, fp, fn) per kind of a file holding every kind (see **Mixed**)."""
+    from cytokit.qc import MARGIN, RATE, SIGNAL
+
+    timed = ("clog", "bubble", "drift")
+    pred = (qc.reasons & (RATE | SIGNAL)) != 0
+    want = {k: truth.mask(k) for k in timed}
+    extra = np.flatnonzero(pred & ~np.logical_or.reduce(list(want.values())))
+    dist = []
+    for k in timed:  # distance of each extra event to the nearest event of kind k
+        at = np.flatnonzero(want[k])
+        if not at.size:
+            dist.append(np.full(extra.size, np.inf))
+            continue
+        i = np.clip(np.searchsorted(at, extra), 1, at.size) - 1
+        j = np.clip(i + 1, 0, at.size - 1)
+        dist.append(np.minimum(np.abs(extra - at[i]), np.abs(extra - at[j])))
+    owner = np.argmin(np.vstack(dist), axis=0) if extra.size else np.zeros(0, int)
+    out = {}
+    for n, k in enumerate(timed):
+        tp = int(np.sum(pred & want[k]))
+        out[k] = (tp, int(np.sum(owner == n)), int(np.sum(~pred & want[k])))
+    m_pred, m_want = (qc.reasons & MARGIN) != 0, truth.mask("margin") | truth.clipped
+    out["margin"] = (
+        int(np.sum(m_pred & m_want)),
+        int(np.sum(m_pred & ~m_want)),
+        int(np.sum(~m_pred & m_want)),
+    )
+    return out
+
+
+def mixed(seeds: range, events: int = N_EVENTS) -> None:
+    print(f"mixed: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file, every kind")
+    t0 = time.perf_counter()
+    rows, verdicts, pct = [], [], []
+    for seed in seeds:
+        qc, truth = mixed_file(seed, events)
+        rows.append((seed, mixed_counts(qc, truth)))
+        verdicts.append(qc.verdict)
+        pct.append(qc.pct_removed)
+    for kind in KINDS:
+        tp, fp, fn = (sum(r[1][kind][i] for r in rows) for i in range(3))
+        per = np.array([f1(*r[1][kind]) for r in rows])
+        low = int(np.nanargmin(per))
+        print(
+            f"  {kind:7s} F1 pooled {f1(tp, fp, fn):.3f}  median {np.nanmedian(per):.3f}  "
+            f"min {per[low]:.3f} (seed {rows[low][0]})  (truth events {tp + fn:,}, "
+            f"missed {fn:,}, extra {fp:,})"
+        )
+    tp, fp, fn = (sum(r[1][k][i] for r in rows for k in KINDS[:3]) for i in range(3))
+    print(
+        f"  timed kinds pooled F1 {f1(tp, fp, fn):.3f}; removed median {np.median(pct):.1f}%; "
+        "verdicts " + ", ".join(f"{v} {verdicts.count(v)}" for v in ("pass", "warn", "fail"))
     )
     print(f"  ({time.perf_counter() - t0:.0f} s)")
 
@@ -346,6 +434,7 @@ def main() -> None:
         default=N_EVENTS,
         help="with --accuracy: events per simulated file (the run lasts events / rate)",
     )
+    ap.add_argument("--mixed", action="store_true", help="files holding every kind at once")
     ap.add_argument("--cost", action="store_true")
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=5)
@@ -363,8 +452,10 @@ def main() -> None:
     if args.scan_blocks:
         scan_blocks(args.n, args.repeats)
         return
-    if not (args.accuracy or args.cost):
-        ap.error("give --accuracy, --cost or --scan-blocks")
+    if not (args.accuracy or args.cost or args.mixed):
+        ap.error("give --accuracy, --mixed, --cost or --scan-blocks")
+    if args.mixed:
+        mixed(range(args.seeds[0], args.seeds[1] + 1), args.events)
     if args.accuracy:
         kinds = tuple(k for k in args.kinds if k != "clean")
         seeds = range(args.seeds[0], args.seeds[1] + 1)

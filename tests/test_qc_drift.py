@@ -145,6 +145,25 @@ def test_a_drift_that_starts_during_a_clog_is_removed_from_where_the_gain_is_off
     assert removed[drift].mean() > 0.99 and removed[clog].mean() > 0.99
 
 
+# 5,000-event files (1.7 s, 25 bins). A drift was read only over 30 bins or more, so a
+# red-laser gain 35-40 % up over the last half passed with nothing removed; a bubble's
+# 0.8-0.9 s gap emptied 7 of 25 bins, more than the 25 % of a paused clock, and the rate
+# and signal checks did not run. Now drifts are read over 15 bins or more (`DRIFT_BINS`)
+# and a clock pauses when it empties more than 40 % of the bins (`MAX_EMPTY`).
+@pytest.mark.parametrize(
+    ("seed", "kind", "recall"),
+    [(30504, "drift", 0.8), (30505, "drift", 0.9), (30502, "bubble", 0.95), (30516, "bubble", 0.9)],
+)
+def test_a_drift_or_a_long_bubble_in_a_5000_event_file_is_removed(seed, kind, recall):
+    sample, truth = bench_file(seed, kind, events=5_000)
+    qc = acquisition_qc(sample)
+    assert qc.checks_run == ("rate", "signal", "margins"), qc.notes
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    want = truth.mask(kind)
+    assert removed[want].mean() > recall, removed[want].mean()
+    assert np.sum(removed & ~want) < 100
+
+
 def naive_bright(events, columns, cofactors, tops, starts, stops, cap):
     """`bright_moments` spelled out bin by bin with `sample_rows`."""
     b, k = len(starts), len(columns)

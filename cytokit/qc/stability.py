@@ -119,6 +119,7 @@ __all__ = [
     "BAND",
     "BRIGHT",
     "CREEP_ONSET",
+    "DRIFT_BINS",
     "MIN_VALUES",
     "SERIES",
     "WINDOWS",
@@ -150,6 +151,8 @@ WINDOWS = (9, 27, 81)
 CREEP_ONSET = 0.15
 #: Fewest values a bin needs for its signal to be judged.
 MIN_VALUES = 10
+#: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
+DRIFT_BINS = 15
 _MAD = 1.4826
 
 
@@ -283,7 +286,7 @@ def _drift_start(
     use, late = ser.wok, ser.late
     idx = np.flatnonzero(use)
     b = ser.mean.shape[0]
-    if idx.size < 30:
+    if idx.size < DRIFT_BINS:
         return None
     if linear:
         tau, line = _broken_line(np.sinh(ser.mean), ser.m, use, late)
@@ -340,7 +343,7 @@ def _drift_shape(
     no drift."""
     nan = float("nan")
     idx = np.flatnonzero(use)
-    if idx.size < 30:
+    if idx.size < DRIFT_BINS:
         return None, nan, nan, True
     parts = _thirds(idx)
     third = parts[0].size
