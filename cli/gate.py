@@ -32,6 +32,7 @@ def run_gate(
     acquisition_qc: bool | None = None,
     qc_sensitivity: str | None = None,
     qc_max_removed: float | None = None,
+    qc_exclude: list[str] | None = None,
     log=None,
     table_format: str = "csv",
     tube: str | None = None,
@@ -53,7 +54,11 @@ def run_gate(
     from cytokit.engine.gate_files import GateTask, expand_files, gate_files, gate_qc_settings
 
     strategy, files = gate_arguments(strategy, files, study)
-    qc_options = {"sensitivity": qc_sensitivity, "max_removed_pct": qc_max_removed}
+    qc_options = {
+        "sensitivity": qc_sensitivity,
+        "max_removed_pct": qc_max_removed,
+        "exclude_channels": qc_exclude,
+    }
     # everything that can be wrong with the arguments is reported before the batch starts
     if study is not None:
         from cytokit.study import chosen_tube, load_study
@@ -202,6 +207,14 @@ def register(app: typer.Typer) -> None:
             "the study's); turns QC on.",
             show_default=False,
         ),
+        qc_exclude: list[str] = typer.Option(
+            None,
+            "--qc-exclude",
+            help="A channel ($PnN) acquisition QC leaves out, such as a dead detector the "
+            "strategy does not read (repeat for more; added to the study's "
+            "exclude_channels); turns QC on.",
+            show_default=False,
+        ),
         table_format: str = typer.Option(
             "csv", "--format", callback=check_table_format, help=TABLE_FORMAT_HELP
         ),
@@ -242,6 +255,7 @@ def register(app: typer.Typer) -> None:
                 acquisition_qc=acquisition_qc,
                 qc_sensitivity=qc_sensitivity,
                 qc_max_removed=qc_max_removed,
+                qc_exclude=qc_exclude,
                 log=log,
                 table_format=table_format,
                 tube=tube,

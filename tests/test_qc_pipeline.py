@@ -97,9 +97,13 @@ def test_gate_options_choose_the_settings():
     assert gate_qc_settings(None, True) == AcquisitionQCSettings()
     s = gate_qc_settings(None, sensitivity="low", max_removed_pct=1.5)
     assert (s.sensitivity, s.max_removed_pct, s.warn_removed_pct) == ("low", 1.5, 1.5)
-    own = AcquisitionQCSettings(sensitivity="high")
+    own = AcquisitionQCSettings(sensitivity="high", exclude_channels=("APC-A",))
     assert gate_qc_settings(own) == own
     assert gate_qc_settings(own, False) is None
+    # --qc-exclude adds to the study's channels and turns QC on by itself
+    s = gate_qc_settings(own, exclude_channels=["PE-A", "APC-A"])
+    assert s.exclude_channels == ("APC-A", "PE-A") and s.sensitivity == "high"
+    assert gate_qc_settings(None, exclude_channels=["PE-A"]).exclude_channels == ("PE-A",)
 
 
 # -- one file, one answer, whichever door -------------------------------------------------------
@@ -196,6 +200,46 @@ def test_cli_gate_acquisition_qc(qc_study, tmp_path):
     )  # fmt: skip
     failures = pd.read_csv(tmp_path / "strict" / "failures.csv")
     assert list(failures["stage"]) == ["acquisition_qc"], strict.output
+
+
+def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
+    """A channel that recorded nothing (every value NaN) makes every event a margin event:
+    the failure names the channel and the way out, and ``--qc-exclude`` leaves it out, so a
+    strategy that does not read it gets the counts it gets without QC."""
+    from test_qc_scan import synthetic
+
+    s = synthetic()
+    s.events[:, 2] = np.nan  # FL1-A
+    path = tmp_path / "dead.fcs"
+    cytokit.write_fcs(path, s)
+    strategy = tmp_path / "s.yaml"
+    strategy.write_text(
+        "transform: none\ncompensation: uncompensated\n"
+        "gates:\n  - name: cells\n    range: {FSC-A: [40000, null]}\n"
+    )
+    runner = CliRunner()
+
+    def gate(name, *options):
+        res = runner.invoke(
+            app, ["gate", str(strategy), str(path), "--no-stats", "-o", str(tmp_path / name),
+                  "-j", "1", *options],
+        )  # fmt: skip
+        return res, tmp_path / name
+
+    res, out = gate("qc", "--acquisition-qc")
+    assert res.exit_code == 1
+    reason = pd.read_csv(out / "failures.csv")["reason"].iloc[0]
+    assert "margin 100.00%: FL1-A 20000 not finite" in reason, reason
+    assert "--qc-exclude CHANNEL" in reason and "exclude_channels" in reason
+    res, out = gate("excluded", "--qc-exclude", "FL1-A")
+    assert res.exit_code == 0, res.output
+    with_qc = pd.read_csv(out / "counts.csv")
+    res, out = gate("plain")
+    assert res.exit_code == 0, res.output
+    plain = pd.read_csv(out / "counts.csv")
+    assert with_qc["events_before_qc"].iloc[0] == 20_000
+    assert with_qc["count"].iloc[0] == plain["count"].iloc[0] > 0
+    assert with_qc["count"].iloc[0] <= with_qc["events_after_qc"].iloc[0]
 
 
 # -- invariants and the report ---------------------------------------------------------------

@@ -509,6 +509,7 @@ def gate_qc_settings(
     *,
     sensitivity: str | None = None,
     max_removed_pct: float | None = None,
+    exclude_channels: Sequence[str] | None = None,
 ) -> AcquisitionQCSettings | None:
     """The acquisition-QC settings of ``cytokit gate`` from its options.
 
@@ -523,6 +524,8 @@ def gate_qc_settings(
         ``--qc-sensitivity`` and ``--qc-max-removed``: replace the study's (or
         the default) values; a warning level above the new maximum is lowered
         to it.
+    exclude_channels : sequence of str, optional
+        ``--qc-exclude``: channels left out of QC, besides the study's.
 
     Returns
     -------
@@ -536,7 +539,8 @@ def gate_qc_settings(
     """
     if enabled is None:
         on = study_qc is not None and study_qc.enabled
-        enabled = on or sensitivity is not None or max_removed_pct is not None
+        given = (sensitivity, max_removed_pct, exclude_channels or None)
+        enabled = on or any(x is not None for x in given)
     if not enabled:
         return None
     base = study_qc if study_qc is not None else AcquisitionQCSettings()
@@ -546,6 +550,9 @@ def gate_qc_settings(
     if max_removed_pct is not None:
         changes["max_removed_pct"] = max_removed_pct
         changes["warn_removed_pct"] = min(base.warn_removed_pct, max_removed_pct)
+    if exclude_channels:
+        extra = [c for c in exclude_channels if c not in base.exclude_channels]
+        changes["exclude_channels"] = (*base.exclude_channels, *extra)
     return replace(base, **changes)
 
 

@@ -254,10 +254,19 @@ def screen(
     qc = acquisition_qc(sample, settings)
     if qc.verdict == "fail":
         name = where or (str(sample.path) if sample.path is not None else sample.name)
+        if 2 * qc.removed_by["margin"] >= qc.n_removed:
+            # most of it is margin events: a detector at its limit, or values not measured
+            how = (
+                "Most are margin events (at a detector's limit, or values not measured) in "
+                "the channels named; a channel the analysis does not need can be left out "
+                "of QC with [acquisition_qc] exclude_channels in study.toml (cytokit gate: "
+                "--qc-exclude CHANNEL)"
+            )
+        else:
+            how = "Look at the file's acquisition (clogs, bubbles, a drifting signal)"
         raise FCSError(
-            f"{name}: acquisition QC failed: {qc.verdict_reason}. Look at the file's "
-            "acquisition (clogs, bubbles, a drifting signal); if the removed events are fine "
-            "to lose, raise [acquisition_qc] max_removed_pct in study.toml "
+            f"{name}: acquisition QC failed: {qc.verdict_reason}. {how}; if the removed "
+            "events are fine to lose, raise [acquisition_qc] max_removed_pct in study.toml "
             "(cytokit gate: --qc-max-removed)"
         )
     if qc.n_removed == 0:

@@ -249,16 +249,43 @@ class AcquisitionQC:
     def verdict_reason(self) -> str:
         return self._verdict()[1]
 
-    def _breakdown(self) -> str:
+    def _breakdown(self, channels: bool = False) -> str:
         parts = [f"{name} {self.pct(name):.2f}%" for name in REASONS if self.removed_by[name]]
+        if channels and self.removed_by["margin"] and self.margin_channels():
+            parts[-1] += f": {self.margin_channels()}"
         return f" ({', '.join(parts)})" if parts else ""
+
+    def margin_channels(self, most: int = 3) -> str:
+        """The channels behind the margin events, most first (at most `most`):
+        ``"FL1-A 20000 not finite; FSC-A 812 at the top, 30 at the floor"`` ("" when none)."""
+        m = self.margins
+        if m is None:
+            return ""
+        total = m.top + m.floor + m.not_finite
+        out = []
+        for j in np.argsort(-total, kind="stable")[:most]:
+            if total[j] == 0:
+                break
+            what = [
+                f"{int(n)} {label}"
+                for n, label in (
+                    (m.not_finite[j], "not finite"),
+                    (m.top[j], "at the top"),
+                    (m.floor[j], "at the floor"),
+                )
+                if n
+            ]
+            out.append(f"{m.names[j]} {', '.join(what)}")
+        return "; ".join(out)
 
     def _verdict(self) -> tuple[str, str]:
         s = self.settings
         if self.n_events == 0:
             return "fail", "the file has no events"
         pct = self.pct_removed
-        what = f"{pct:.2f}% of {self.n_events} events removed{self._breakdown()}"
+        # a file QC warns about or fails names the channels behind its margin events
+        loud = pct > s.warn_removed_pct
+        what = f"{pct:.2f}% of {self.n_events} events removed{self._breakdown(loud)}"
         if pct > s.max_removed_pct:
             return "fail", f"{what}, more than the {s.max_removed_pct:g}% allowed"
         if pct > s.warn_removed_pct:
