@@ -556,7 +556,8 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
     stretch of `run`) of a series whose deviation `dev` the bright series
     does not follow there, in the same direction and by at least half as
     much (median deviations over the run, the bright series' from its own
-    stable level), is such a composition change. A run over which the bright
+    stable level: where it drifts too, the level its drift started from), is
+    such a composition change. A run over which the bright
     series is measured in fewer than half of the bins is left alone. The
     caller passes the runs restricted to the bins its windows read, so the
     bins of a clog or a bubble (left out of the windows) are judged by the
@@ -567,7 +568,12 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
         return out
     ok = bright.ok
     ref = ok if reference is None else ok & reference
-    if ref.sum() >= max(4, ok.sum() // 4):
+    if bright.drift is not None:
+        # the bright cells drift too: their level is where the drift started, as the
+        # run's series is judged; the median of the bins not yet flagged would lie
+        # partway along the drift, and a stretch of it would not seem to follow
+        level = bright.drift
+    elif ref.sum() >= max(4, ok.sum() // 4):
         level = float(np.median(bright.mean[ref]))
     else:
         level = shorth_level(bright.mean[ok])
