@@ -1,4 +1,5 @@
-"""Checks of option values shared by several commands: a bad value is a usage error (exit 2)."""
+"""Checks of option values shared by several commands (a bad value is a usage error, exit 2),
+and the declarations of ``cytokit gate``'s acquisition-QC options."""
 
 from __future__ import annotations
 
@@ -51,6 +52,43 @@ def check_sensitivity(value: str | None) -> str | None:
         raise typer.BadParameter(f"{value!r}: use low, normal or high")
     return value
 
+
+#: ``--acquisition-qc/--no-acquisition-qc`` of ``cytokit gate``.
+ACQUISITION_QC = typer.Option(
+    None,
+    "--acquisition-qc/--no-acquisition-qc",
+    help="Acquisition QC before gating (flow rate, signal stability, margin events): "
+    "removed events are not gated, a file above --qc-max-removed fails. Default: "
+    "the study's [acquisition_qc] with --study, else off.",
+    show_default=False,
+)
+#: ``--qc-sensitivity``.
+QC_SENSITIVITY = typer.Option(
+    None,
+    "--qc-sensitivity",
+    callback=check_sensitivity,
+    help="Acquisition QC sensitivity (default normal, or the study's); turns QC on.",
+    show_default=False,
+)
+#: ``--qc-max-removed``.
+QC_MAX_REMOVED = typer.Option(
+    None,
+    "--qc-max-removed",
+    min=0,
+    max=100,
+    help="% of a file's events QC may remove before the file fails (default 20, or "
+    "the study's); turns QC on.",
+    show_default=False,
+)
+#: ``--qc-exclude`` (repeatable).
+QC_EXCLUDE = typer.Option(
+    None,
+    "--qc-exclude",
+    help="A channel ($PnN) acquisition QC leaves out, such as a dead detector the "
+    "strategy does not read (repeat for more; added to the study's "
+    "exclude_channels); turns QC on.",
+    show_default=False,
+)
 
 #: Suffixes of strategy files (`cytokit.gating.load_strategy`); anything else is an FCS argument.
 STRATEGY_SUFFIXES = (".xml", ".wsp", ".yaml", ".yml")

@@ -7,9 +7,12 @@ from pathlib import Path
 import typer
 
 from cytokit.cli._options import (
+    ACQUISITION_QC,
+    QC_EXCLUDE,
+    QC_MAX_REMOVED,
+    QC_SENSITIVITY,
     TABLE_FORMAT_HELP,
     check_scheduler,
-    check_sensitivity,
     check_table_format,
     gate_arguments,
 )
@@ -183,38 +186,10 @@ def register(app: typer.Typer) -> None:
         strict: bool = typer.Option(
             False, "--strict", help="Exit with status 3 when any file failed (default: 0)."
         ),
-        acquisition_qc: bool = typer.Option(
-            None,
-            "--acquisition-qc/--no-acquisition-qc",
-            help="Acquisition QC before gating (flow rate, signal stability, margin events): "
-            "removed events are not gated, a file above --qc-max-removed fails. Default: "
-            "the study's [acquisition_qc] with --study, else off.",
-            show_default=False,
-        ),
-        qc_sensitivity: str = typer.Option(
-            None,
-            "--qc-sensitivity",
-            callback=check_sensitivity,
-            help="Acquisition QC sensitivity (default normal, or the study's); turns QC on.",
-            show_default=False,
-        ),
-        qc_max_removed: float = typer.Option(
-            None,
-            "--qc-max-removed",
-            min=0,
-            max=100,
-            help="% of a file's events QC may remove before the file fails (default 20, or "
-            "the study's); turns QC on.",
-            show_default=False,
-        ),
-        qc_exclude: list[str] = typer.Option(
-            None,
-            "--qc-exclude",
-            help="A channel ($PnN) acquisition QC leaves out, such as a dead detector the "
-            "strategy does not read (repeat for more; added to the study's "
-            "exclude_channels); turns QC on.",
-            show_default=False,
-        ),
+        acquisition_qc: bool = ACQUISITION_QC,
+        qc_sensitivity: str = QC_SENSITIVITY,
+        qc_max_removed: float = QC_MAX_REMOVED,
+        qc_exclude: list[str] = QC_EXCLUDE,
         table_format: str = typer.Option(
             "csv", "--format", callback=check_table_format, help=TABLE_FORMAT_HELP
         ),
