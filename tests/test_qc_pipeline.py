@@ -202,6 +202,37 @@ def test_cli_gate_acquisition_qc(qc_study, tmp_path):
     assert list(failures["stage"]) == ["acquisition_qc"], strict.output
 
 
+def test_qc_exclude_and_the_study_table_leave_out_the_same_channels(qc_study, tmp_path):
+    """``--qc-exclude`` and ``exclude_channels`` in the study's table are two doors to the same
+    settings: the same QC columns file by file, and other than with nothing left out."""
+    import shutil
+
+    excl = tmp_path / "excl"
+    shutil.copytree(qc_study, excl)
+    toml = excl / "study.toml"
+    toml.write_text(toml.read_text() + 'exclude_channels = ["PE-A", "FSC-A"]\n')
+    runner = CliRunner()
+
+    def qc_rows(study, name, *options):
+        out = tmp_path / name
+        res = runner.invoke(
+            app, ["gate", "--study", str(study), "--no-stats", "-o", str(out), "-j", "1", *options]
+        )
+        assert res.exit_code == 0, res.output
+        rows = pd.read_csv(out / "qc_samples.csv")
+        rows["file"] = [Path(f).name for f in rows["file"]]
+        return rows.sort_values("file", ignore_index=True)
+
+    by_table = qc_rows(excl, "table")
+    by_option = qc_rows(qc_study, "option", "--qc-exclude", "PE-A", "--qc-exclude", "FSC-A")
+    pd.testing.assert_frame_equal(by_table, by_option)
+    # and the option adds to the table's list: naming a listed channel again changes nothing
+    again = qc_rows(excl, "again", "--qc-exclude", "FSC-A")
+    pd.testing.assert_frame_equal(by_table, again)
+    everything = qc_rows(qc_study, "all")
+    assert not everything["qc_removed_margin"].equals(by_table["qc_removed_margin"])
+
+
 def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
     """A channel that recorded nothing (every value NaN) makes every event a margin event:
     the failure names the channel and the way out, and ``--qc-exclude`` leaves it out, so a
