@@ -659,11 +659,12 @@ def check_stability(
                 use_bins=p != BRIGHT,  # a bin of few bright cells dips, a window does not
             )
             if p == lead and s.drift is not None and (f & ~one).any():
-                # a centred window's median leans to the flat side where the window holds
-                # more of it than of the ramp: beside the bend (the flat part's noise), at
-                # a gap the windows skip (the ramp's far side only) and at the run's end
-                # (the flat side only); there the broken line through the series says
-                # where the gain is off by the shift, and the drift's run is that stretch
+                # a centred window's median leans where the window holds more of one side
+                # than of the other: beside the bend (to the flat part's noise), beside a
+                # gap the windows skip (to the ramp's far side) and where the run's end
+                # cuts it (to the flat side); there the broken line through the series
+                # says where the gain is off by the shift, and the drift's run is that
+                # stretch
                 w = [x for x in windows if x <= b][-1:] or [0]
                 got = _drift_start(s, level[j, p], th, p == BRIGHT, w[0] // 2)
                 if got is not None:
