@@ -194,6 +194,24 @@ def test_a_drift_of_the_bright_cells_vouches_for_the_run_it_follows():
     assert _not_gain(run, dev, flat, np.ones(b, dtype=bool))[run].all()
 
 
+def test_the_broken_line_speaks_only_where_its_flat_part_holds_the_level():
+    # The drift's run follows the broken line only where the line is off the level on its
+    # sloped part; a line whose flat part is off the level too (a level read from few
+    # bins, as in a short file with a clog set aside) would make the whole run a drift.
+    from cytokit.qc.settings import THRESHOLDS
+    from cytokit.qc.stability import _drift_start, _prepare
+
+    th = THRESHOLDS["normal"]
+    b = 60
+    bins = np.arange(b)
+    mean = 6.0 - 0.4 * np.clip((bins - 30) / 29, 0, 1)  # flat, then 0.4 down
+    ser = _prepare(mean, np.full(b, 0.05), np.full(b, 200), th, None)
+    first, last = _drift_start(ser, 6.0, th, near=b)
+    # off by the shift (0.10) a quarter of the way down the ramp, at bin 37-38
+    assert 36 <= first <= 39 and last == b - 1
+    assert _drift_start(ser, 6.15, th, near=b) is None  # the flat part is 0.15 off
+
+
 def naive_bright(events, columns, cofactors, tops, starts, stops, cap):
     """`bright_moments` spelled out bin by bin with `sample_rows`."""
     b, k = len(starts), len(columns)

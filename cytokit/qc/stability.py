@@ -275,7 +275,8 @@ def _drift_start(
 ) -> tuple[int, int] | None:
     """Bins of a drifting series before which (late drift) or after which (early drift)
     its broken line stays within ``signal_shift`` of `level`: ``(first, last)`` bins
-    where the line is off; None when it never is, or when that bin is `near` bins or
+    where the line is off; None when it never is, or is off on its flat part too (it and
+    `level` disagree), or when that bin is `near` bins or
     more from the line's bend, from any bin the windows leave out and from the run's
     ends (there a centred window of ``2 near`` bins reaches neither the flat part, nor
     a gap, nor an end, so its median has no lean to correct; beside a gap such as a
@@ -295,7 +296,10 @@ def _drift_start(
     else:
         tau, line = _broken_line(ser.mean, ser.m, use, late)
         off = np.flatnonzero(np.abs(line - level) > th.signal_shift)
-    if not off.size:
+    flat = 0 if late else idx.size - 1  # a bin on the line's flat part
+    if not off.size or off[0] == flat or off[-1] == flat:
+        # never off, or off on its flat part too: the line and the level disagree (a
+        # level read from few bins), and the line cannot say where the drift left it
         return None
     span = int(idx[-1] - idx[0])
     bend = idx[0] + tau * span if late else idx[-1] - tau * span
