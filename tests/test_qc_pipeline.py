@@ -273,6 +273,61 @@ def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
     assert with_qc["count"].iloc[0] <= with_qc["events_after_qc"].iloc[0]
 
 
+#: samples.csv / qc_samples.csv column -> key of `AcquisitionQC.summary()`.
+BATCH_TO_API = {
+    "events_before_qc": "qc_events_before",
+    "events_after_qc": "qc_events_after",
+    "qc_removed_rate": "qc_removed_rate",
+    "qc_removed_signal": "qc_removed_signal",
+    "qc_removed_margin": "qc_removed_margin",
+}
+
+
+@pytest.mark.corpus
+def test_corpus_files_get_the_same_qc_through_the_batch_and_the_api(tmp_path):
+    """The batch (QC fed the reader's blocks, the door of ``cytokit gate`` and ``analyze``)
+    and `acquisition_qc` on the whole file keep the same events of every corpus file with a
+    Time channel, and say the same."""
+    import warnings
+
+    from cytokit.qc import acquisition_qc
+    from cytokit.qc.channels import time_column
+
+    corpus = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+    if not corpus.exists():
+        pytest.skip(f"corpus not found at {corpus}")
+    settings = AcquisitionQCSettings(max_removed_pct=100.0)  # every file gives its numbers
+    seen = 0
+    for i, path in enumerate(sorted(corpus.rglob("*.fcs"))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                sample = cytokit.read_fcs(path)
+            except cytokit.FCSError:
+                continue
+            tcol = time_column(sample)
+            if tcol is None:
+                continue
+            qc = acquisition_qc(sample, settings).summary()
+        first = next(c.name for c in sample.channels if c.index != tcol)
+        strategy = tmp_path / f"s{i}.yaml"
+        strategy.write_text(
+            "transform: none\ncompensation: uncompensated\n"
+            f"gates:\n  - name: all\n    range: {{'{first}': [-1.0e30, null]}}\n"
+        )
+        out = tmp_path / f"o{i}"
+        gate_files(strategy, [path], out, statistics=False, scheduler="serial",
+                   acquisition_qc=settings)  # fmt: skip
+        rows = pd.read_csv(out / "qc_samples.csv", keep_default_na=False)
+        assert len(rows) == 1, (path, pd.read_csv(out / "failures.csv"))
+        row = rows.iloc[0]
+        for key, api in BATCH_TO_API.items():
+            assert int(row[key]) == qc[api], (path, key)
+        assert (row["qc_verdict"], row["qc_reason"]) == (qc["qc_verdict"], qc["qc_reason"]), path
+        seen += 1
+    assert seen >= 12
+
+
 # -- invariants and the report ---------------------------------------------------------------
 
 
