@@ -211,7 +211,9 @@ def test_blocks_must_come_in_order():
 
 def test_fill_short_runs():
     bits = np.array([0, 1, 0, 0, 2, 0, 0, 0, 1, 0], dtype=np.uint8)
-    np.testing.assert_array_equal(fill_short_runs(bits, 3), [1, 1, 3, 3, 2, 0, 0, 0, 1, 1])
+    # between two flagged runs only: the runs at the ends (one bin each) stay
+    np.testing.assert_array_equal(fill_short_runs(bits, 3), [0, 1, 3, 3, 2, 0, 0, 0, 1, 0])
+    np.testing.assert_array_equal(fill_short_runs(bits, 2), [0, 1, 0, 0, 2, 0, 0, 0, 1, 0])
 
 
 def test_tables():

@@ -79,8 +79,9 @@ class Thresholds:
         same direction by more than this many standard deviations (and, for
         the rate, half of ``rate_change``; for the signal, ``signal_shift``).
     fill_bins : int
-        Good runs shorter than this between (or before or after) flagged bins
-        are flagged too.
+        Good runs shorter than this between two flagged runs are flagged too
+        (not at the acquisition's start or end: a run there is judged on its
+        own bins, as in PeacoQC's ``consecutive_bins``).
     """
 
     rate_z: float
