@@ -290,24 +290,19 @@ def test_corpus_files_get_the_same_qc_through_the_batch_and_the_api(tmp_path):
     Time channel, and say the same."""
     import warnings
 
+    from test_qc_scan import corpus_samples
+
     from cytokit.qc import acquisition_qc
     from cytokit.qc.channels import time_column
 
-    corpus = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-    if not corpus.exists():
-        pytest.skip(f"corpus not found at {corpus}")
     settings = AcquisitionQCSettings(max_removed_pct=100.0)  # every file gives its numbers
     seen = 0
-    for i, path in enumerate(sorted(corpus.rglob("*.fcs"))):
+    for i, (path, sample) in enumerate(corpus_samples()):
+        tcol = time_column(sample)
+        if tcol is None:
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                sample = cytokit.read_fcs(path)
-            except cytokit.FCSError:
-                continue
-            tcol = time_column(sample)
-            if tcol is None:
-                continue
             qc = acquisition_qc(sample, settings).summary()
         first = next(c.name for c in sample.channels if c.index != tcol)
         strategy = tmp_path / f"s{i}.yaml"

@@ -230,11 +230,11 @@ def test_tables():
     assert {"FSC-A mean", "FSC-A low", "FSC-A high", "FSC-A level", "FSC-A z"} <= set(bins)
 
 
-@pytest.mark.corpus
-def test_every_corpus_file_with_a_time_channel_runs():
+def corpus_samples():
+    """(path, sample) of every corpus FCS file cytokit reads (its warnings silenced), in
+    path order; the calling test skips when the corpus is absent."""
     if not CORPUS.exists():
         pytest.skip(f"corpus not found at {CORPUS}")
-    seen = 0
     for path in sorted(CORPUS.rglob("*.fcs")):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -242,6 +242,13 @@ def test_every_corpus_file_with_a_time_channel_runs():
                 sample = cytokit.read_fcs(path)
             except cytokit.FCSError:
                 continue
+        yield path, sample
+
+
+@pytest.mark.corpus
+def test_every_corpus_file_with_a_time_channel_runs():
+    seen = 0
+    for _, sample in corpus_samples():
         qc = acquisition_qc(sample)
         assert qc.verdict in ("pass", "warn", "fail")
         assert qc.reasons.shape == (sample.n_events,)
