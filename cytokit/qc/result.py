@@ -251,8 +251,9 @@ class AcquisitionQC:
 
     def _breakdown(self, channels: bool = False) -> str:
         parts = [f"{name} {self.pct(name):.2f}%" for name in REASONS if self.removed_by[name]]
-        if channels and self.removed_by["margin"] and self.margin_channels():
-            parts[-1] += f": {self.margin_channels()}"
+        named = self.margin_channels() if channels and self.removed_by["margin"] else ""
+        if named:  # margin is the last reason, so the last part
+            parts[-1] += f": {named}"
         return f" ({', '.join(parts)})" if parts else ""
 
     def margin_channels(self, most: int = 3) -> str:
