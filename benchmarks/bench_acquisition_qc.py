@@ -71,8 +71,11 @@ N_EVENTS = 50_000
 # --- accuracy -------------------------------------------------------------------------------------
 
 
-def one_file(seed: int, kind: str, events: int = N_EVENTS):
-    """(qc, truth-or-None, plan) of one simulated file with one anomaly of `kind` (or clean)."""
+def one_file(seed: int, kind: str, events: int = N_EVENTS, kinds=None):
+    """(qc, truth-or-None, plan) of one simulated file with one anomaly of `kind` (or clean).
+
+    `kinds`: the anomaly kinds injected instead (one of each), `kind` then only naming
+    the file's random stream (``"mixed"``: `mixed_file`)."""
     import warnings
 
     from cytokit import simulate
@@ -85,8 +88,10 @@ def one_file(seed: int, kind: str, events: int = N_EVENTS):
     spec, day = samples[int(rng.integers(len(samples)))]
     sample, _ = simulate.simulate_sample(design, spec.id, day, events)
     truth = plan = None
-    if kind != "clean":
-        plan = A.random_plan(rng, A.duration(sample), kinds=(kind,))
+    if kinds is None and kind != "clean":
+        kinds = (kind,)
+    if kinds:
+        plan = A.random_plan(rng, A.duration(sample), kinds=kinds)
         sample, truth = A.inject(sample, plan, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -167,22 +172,7 @@ def accuracy(seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVEN
 
 def mixed_file(seed: int, events: int = N_EVENTS):
     """(qc, truth) of one simulated file holding one anomaly of every kind."""
-    import warnings
-
-    from cytokit import simulate
-    from cytokit.qc import acquisition_qc
-    from cytokit.simulate import anomalies as A
-
-    design = simulate.preset_design("sample", seed=seed, n_patients=4)
-    rng = np.random.default_rng([seed, zlib.crc32(b"mixed")])
-    samples = design.samples()
-    spec, day = samples[int(rng.integers(len(samples)))]
-    sample, _ = simulate.simulate_sample(design, spec.id, day, events)
-    plan = A.random_plan(rng, A.duration(sample), kinds=KINDS)
-    sample, truth = A.inject(sample, plan, rng)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        qc = acquisition_qc(sample)
+    qc, truth, _ = one_file(seed, "mixed", events, kinds=KINDS)
     return qc, truth
 
 
