@@ -90,6 +90,29 @@ QC_EXCLUDE = typer.Option(
     show_default=False,
 )
 
+
+def check_qc_exclusions(qc, given: list[str] | None, study: Path | None, paths) -> None:
+    """Refuse excluded QC channels that none of the gated files has (a typo'd name).
+
+    `given`: ``--qc-exclude``'s names; the rest of ``qc.exclude_channels`` came
+    from `study`'s ``study.toml``.
+    """
+    from cytokit.engine.gate_files import qc_exclusion_problems
+    from cytokit.errors import StudyError
+
+    if qc is None or not qc.exclude_channels:
+        return
+    given = list(given or [])
+    mine = [c for c in qc.exclude_channels if c not in given]
+    toml = f"{Path(study) / 'study.toml'}: [acquisition_qc] exclude_channels" if study else ""
+    found = qc_exclusion_problems({"--qc-exclude": given, toml: mine}, paths)
+    flag = [p.removeprefix("--qc-exclude names ") for p in found if p.startswith("--qc-")]
+    if flag:
+        raise typer.BadParameter("; ".join(flag), param_hint="'--qc-exclude'")
+    if found:
+        raise StudyError("\n".join(found))
+
+
 #: Suffixes of strategy files (`cytokit.gating.load_strategy`); anything else is an FCS argument.
 STRATEGY_SUFFIXES = (".xml", ".wsp", ".yaml", ".yml")
 

@@ -12,6 +12,7 @@ from cytokit.cli._options import (
     QC_MAX_REMOVED,
     QC_SENSITIVITY,
     TABLE_FORMAT_HELP,
+    check_qc_exclusions,
     check_scheduler,
     check_table_format,
     gate_arguments,
@@ -91,6 +92,7 @@ def run_gate(
             strategy, compensation=compensation or "file", statistics=statistics, acquisition_qc=qc
         )
     paths = expand_files(files)
+    check_qc_exclusions(qc, qc_exclude, study, paths)
     if log is not None:
         log.add_gate_inputs(paths, strategy, compensation, loaded if study is not None else None)
     if not paths:

@@ -233,6 +233,42 @@ def test_qc_exclude_and_the_study_table_leave_out_the_same_channels(qc_study, tm
     assert not everything["qc_removed_margin"].equals(by_table["qc_removed_margin"])
 
 
+def test_an_excluded_channel_no_file_has_is_refused_before_anything_runs(qc_study, tmp_path):
+    """A misspelt name would leave the meant channel in QC: each door refuses it, names it,
+    says the fix (the case, or the channel of a marker) and writes nothing."""
+    import shutil
+
+    runner = CliRunner()
+
+    def gate(study, name, *options):
+        out = tmp_path / name
+        args = ["gate", "--study", str(study), "--no-stats", "-o", str(out), "-j", "1", *options]
+        return runner.invoke(app, args), out
+
+    res, out = gate(qc_study, "typo", "--qc-exclude", "PE-A", "--qc-exclude", "pe-a ")
+    assert res.exit_code == 2 and "'pe-a '" in res.output and "the channels are" in res.output
+    assert not (out / "counts.csv").exists()
+    res, _ = gate(qc_study, "case", "--qc-exclude", "fsc-a")
+    assert res.exit_code == 2 and "did you mean 'FSC-A'" in res.output
+    res, _ = gate(qc_study, "marker", "--qc-exclude", "CD56")
+    assert res.exit_code == 2 and "'CD56' is the marker of PE-A" in " ".join(res.output.split())
+    # the study's table: analyze (the API) and gate --study both refuse it
+    bad = tmp_path / "bad"
+    shutil.copytree(qc_study, bad)
+    toml = bad / "study.toml"
+    toml.write_text(toml.read_text() + 'exclude_channels = ["FSC-W"]\n')
+    with pytest.raises(StudyError, match="exclude_channels names 'FSC-W'"):
+        cytokit.analyze(bad, tmp_path / "api")
+    assert not (tmp_path / "api" / "samples.csv").exists()
+    res, _ = gate(bad, "table")
+    assert isinstance(res.exception, StudyError) and "names 'FSC-W'" in str(res.exception)
+    # without a study, against the files given
+    files = sorted(str(f) for f in (qc_study / "fcs").glob("*.fcs"))
+    args = ["gate", str(qc_study / "strategy.yaml"), *files, "-o", str(tmp_path / "plain")]
+    res = runner.invoke(app, [*args, "--no-stats", "--qc-exclude", "FL9-H"])
+    assert res.exit_code == 2 and "'FL9-H'" in res.output
+
+
 def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
     """A channel that recorded nothing (every value NaN) makes every event a margin event:
     the failure names the channel and the way out, and ``--qc-exclude`` leaves it out, so a

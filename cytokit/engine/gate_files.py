@@ -98,6 +98,7 @@ __all__ = [
     "gate_files",
     "gate_qc_settings",
     "population_statistics",
+    "qc_exclusion_problems",
 ]
 
 #: Columns of ``counts.csv``.
@@ -554,6 +555,39 @@ def gate_qc_settings(
         extra = [c for c in exclude_channels if c not in base.exclude_channels]
         changes["exclude_channels"] = (*base.exclude_channels, *extra)
     return replace(base, **changes)
+
+
+def qc_exclusion_problems(names: dict[str, Sequence[str]], paths: Sequence[str]) -> list[str]:
+    """Excluded QC channels that none of `paths` has (`cytokit.qc.settings.unknown_exclusions`).
+
+    `names` maps the setting that gave names (``"--qc-exclude"``, a study.toml's
+    ``exclude_channels``) to them. Headers are read until every name is found, so a batch whose
+    first file has them all costs one header; unreadable files are skipped
+    (the batch reports them).
+    """
+    from cytokit.fcs import read_fcs
+    from cytokit.qc.settings import unknown_exclusions
+
+    wanted = {n for group in names.values() for n in group}
+    if not wanted:
+        return []
+    seen: set[tuple[str, str]] = set()
+    n_read = 0
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sample = read_fcs(path, mmap=True, scale=False)
+        except (CytokitError, OSError):
+            continue
+        n_read += 1
+        seen.update((c.name, c.marker) for c in sample.channels)
+        if wanted <= {n for n, _ in seen}:
+            return []
+    out = []
+    for source, group in names.items():
+        out += unknown_exclusions(group, seen, source, n_read)
+    return out
 
 
 def _about_file(messages: list[str], path: Path) -> list[str]:

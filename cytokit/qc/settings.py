@@ -40,6 +40,7 @@ __all__ = [
     "AcquisitionQCSettings",
     "Thresholds",
     "parse_acquisition_qc",
+    "unknown_exclusions",
 ]
 
 #: The checks, in report order.
@@ -246,3 +247,43 @@ def parse_acquisition_qc(
     if problems:
         return d, problems
     return AcquisitionQCSettings(**raw), []
+
+
+def unknown_exclusions(names, channels, source: str, n_files: int) -> list[str]:
+    """The excluded channel names that no file has, each a sentence that says the fix.
+
+    A study (or a batch) lists the channels of all its files, so a name one
+    file lacks is expected; a name none of them has is a typo, and QC would
+    check the channel the user meant to leave out.
+
+    Parameters
+    ----------
+    names : iterable of str
+        The excluded ``$PnN`` names.
+    channels : iterable of (str, str)
+        ``($PnN, $PnS)`` of every channel of every file read (repeats are fine).
+    source : str
+        The setting that gave the names, as the message names it
+        (``"study.toml: [acquisition_qc] exclude_channels"``, ``"--qc-exclude"``).
+    n_files : int
+        How many files `channels` came from; no files, no problems.
+    """
+    pairs = set(channels)
+    if not n_files or not pairs:
+        return []
+    known = {n for n, _ in pairs}
+    out = []
+    for name in dict.fromkeys(names):
+        if name in known:
+            continue
+        folded = sorted(n for n in known if n.casefold() == name.casefold())
+        marked = sorted(n for n, m in pairs if m and m.casefold() == name.casefold())
+        if folded:
+            hint = f"did you mean {folded[0]!r}? (names are case-sensitive)"
+        elif marked:
+            hint = f"{name!r} is the marker of {', '.join(marked)}; name the channel ($PnN)"
+        else:
+            hint = f"the channels are {', '.join(sorted(known))}"
+        files = "the file" if n_files == 1 else f"any of the {n_files} files"
+        out.append(f"{source} names {name!r}, which is not a channel of {files}; {hint}")
+    return out

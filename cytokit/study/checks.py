@@ -179,6 +179,7 @@ def file_problems(
     unreadable: dict[Path, str],
     *,
     donor: bool = True,
+    seen: list | None = None,
 ) -> list[str]:
     """Open every file's header: markers resolve, gate channels exist.
 
@@ -199,6 +200,9 @@ def file_problems(
         Filled with ``{path: reason}``.
     donor : bool
         Also require each row's donor marker (False for a tube without origin).
+    seen : list, optional
+        Given, each readable file's channels are appended to it as a tuple of
+        ``($PnN, $PnS)`` pairs.
     """
     from cytokit.fcs import read_fcs
 
@@ -222,7 +226,10 @@ def file_problems(
         if panel is not None:  # a marker [panel] lacks is `marker_problems`' to report
             mine = [row.donor_marker] if donor else []
             need = [m for m in dict.fromkeys([*markers, *mine]) if m in panel]
-        layout = (tuple((c.name, c.marker) for c in sample.channels), tuple(need))
+        pairs = tuple((c.name, c.marker) for c in sample.channels)
+        if seen is not None:
+            seen.append(pairs)
+        layout = (pairs, tuple(need))
         if layout not in cache:
             cache[layout] = _layout_problems(sample.channels, panel or Panel({}), need, strategy)
         for text in cache[layout]:

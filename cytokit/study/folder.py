@@ -622,17 +622,27 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
                     "or the manifest's donor_marker column"
                 )
     unreadable: dict[Path, str] = {}
+    seen: list = []  # every readable file's channels, for [acquisition_qc] exclude_channels
     if check_files and toml_read:
         panel_used = panel if panel_ok else None
         default_rows = [r for r in rows if not r.tube]  # other tubes: `_check_tubes`
-        problems += file_problems(default_rows, panel_used, markers, gating, unreadable)
+        problems += file_problems(default_rows, panel_used, markers, gating, unreadable, seen=seen)
     tubes, chimerism_tube, found = (
         parse_tubes(config, str(toml), panel, settings) if panel_ok else ({}, DEFAULT_TUBE, [])
     )
     problems += found
     tube_gating, tube_origin = _check_tubes(
-        root, rows, tubes, settings, config, roots, problems, unreadable, check_files, gating
+        root, rows, tubes, settings, config, roots, problems, unreadable, check_files, gating, seen
     )
+    if settings.acquisition_qc is not None:
+        from cytokit.qc.settings import unknown_exclusions
+
+        problems += unknown_exclusions(
+            settings.acquisition_qc.exclude_channels,
+            (pair for pairs in seen for pair in pairs),
+            f"{toml}: [acquisition_qc] exclude_channels",
+            len(seen),
+        )
     if problems:
         raise StudyError(
             f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
@@ -708,6 +718,7 @@ def _check_tubes(
     unreadable: dict[Path, str],
     check_files: bool,
     gating,
+    seen: list | None = None,
 ) -> tuple[dict[str, Any], dict[str, bool]]:
     """Check the manifest's tubes: each named in study.toml, each tube's strategy and files.
 
@@ -770,7 +781,7 @@ def _check_tubes(
         has = _has_origin(mine, tube.panel, settings, unreadable)
         origin[name] = has
         need = tube.required_markers(settings.donor_marker if has else "")
-        found = file_problems(mine, tube.panel, need, strategy, unreadable, donor=has)
+        found = file_problems(mine, tube.panel, need, strategy, unreadable, donor=has, seen=seen)
         problems += [f"tube {name!r}: {p}" for p in found]
     return strategies, origin
 
