@@ -163,6 +163,44 @@ def test_a_failed_verdict_is_a_failure_with_no_numbers(tmp_path):
     assert list(res.samples["file"]) == ["fcs/A1_day014.fcs"]
 
 
+def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
+    """The failed file's plot and removed ranges are kept with its failure: the report shows
+    them first, open, with what to do; they are the API's, cover the clog, and a resumed run
+    and a rebuilt report give the same."""
+    from cytokit.analysis.results import load_results
+    from cytokit.fcs import read_fcs
+    from cytokit.qc import acquisition_qc
+    from cytokit.report.acquisition import acquisition_section
+
+    study = _study(tmp_path, "max_removed_pct = 2\nwarn_removed_pct = 1\n")
+    res = cytokit.analyze(study, tmp_path / "o", scheduler="serial")
+    file = "fcs/A1_day007.fcs"
+    assert res.qc_failed_files() == [file]
+    sample = read_fcs(study / file)
+    api = acquisition_qc(sample, AcquisitionQCSettings(max_removed_pct=2, warn_removed_pct=1))
+    assert api.verdict == "fail"
+    mine = res.acquisition_ranges(file)
+    want = api.ranges_frame()[["start", "end", "reasons"]]
+    pd.testing.assert_frame_equal(mine, want, check_dtype=False)
+    start, drop, burst = 3.0, 1.0, 0.4  # CLOG_PLAN
+    assert mine["start"].min() <= start + 0.1 and mine["end"].max() >= start + drop + burst - 0.1
+    bins = res.acquisition_bins(file)
+    assert bins["events"].sum() == sample.n_events
+    html = acquisition_section(res)
+    assert html.count("<figure>") == 2
+    first = html.index("<details open><summary>fcs/A1_day007.fcs: <b>fail</b>: ")
+    assert first < html.index("fcs/A1_day014.fcs: <b>pass</b>")
+    assert "more than the 2% allowed</summary>" in html and "max_removed_pct" in html
+    # resumed from the store (the failure is not run again) and rebuilt from the folder
+    npz = tmp_path / "o" / "qc" / "fcs__A1_day007.npz"
+    before = npz.read_bytes()
+    npz.unlink()
+    again = cytokit.analyze(study, tmp_path / "o", scheduler="serial")
+    assert npz.read_bytes() == before
+    assert acquisition_section(again) == html
+    assert acquisition_section(load_results(tmp_path / "o")) == html
+
+
 def test_without_the_table_nothing_is_removed(tmp_path):
     out = _study(tmp_path, None)
     res = cytokit.analyze(out, tmp_path / "o", scheduler="serial")

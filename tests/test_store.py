@@ -126,6 +126,26 @@ def test_results_failures_and_frames(tmp_path):
             store.put_file(info())
 
 
+def test_a_failure_keeps_what_the_task_measured_before_it(tmp_path):
+    """Items stored with a failure are found by `items` and leave the file failed; a later
+    result replaces them, and a later failure without items drops them."""
+    with RunStore(tmp_path / "results.sqlite") as store:
+        saw = encode_payload({"acquisition_qc": {"verdict": "fail"}, "acq_bins": np.arange(6.0)})
+        store.put_failure(
+            info("c", "h3"), "t", stage="acquisition_qc", kind="error", error="FCSError",
+            reason="acquisition QC failed", items=saw,
+        )  # fmt: skip
+        assert store.lookup("h3", "t") == ("error", "")
+        assert store.payload("h3", "t") is None and store.count("t")["results"] == 0
+        assert store.items("t", "acquisition_qc", ["h3"]) == {"h3": {"verdict": "fail"}}
+        np.testing.assert_array_equal(store.items("t", "acq_bins", ["h3"])["h3"], np.arange(6.0))
+        assert store.items("other", "acq_bins", ["h3"]) == {}
+        store.put_result(info("c", "h3"), "t", encode_payload({"n": 1}))
+        assert store.items("t", "acq_bins", ["h3"]) == {} and store.status("h3", "t") == "done"
+        store.put_failure(info("c", "h3"), "t", stage="read", kind="error", error="E", reason="r")
+        assert store.items("t", "n", ["h3"]) == {}
+
+
 def hashed_long_after(path) -> FileInfo:
     """`path`'s info as if hashed well after its last change (not a racy entry)."""
     st = os.stat(path)

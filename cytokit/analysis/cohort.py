@@ -101,6 +101,8 @@ def study_tables(
                     "reason": f.reason if f else "not processed",
                 }
             )
+            if f is not None and f.stage == "acquisition_qc" and f.hash and out is not None:
+                _failed_qc_data(store, tasks.get(study.tube_of(row)), f.hash, row, study, out)
             continue
         by_patient.setdefault(row.patient, []).append((row, f.hash))
     tables = PatientTables()
@@ -292,6 +294,37 @@ def _study_meta(study: Study, task: MeasureTask) -> dict:
         "config": study.config,
         "clinical_inputs": clinical_inputs(study.root, study.config),
     }
+
+
+def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> None:
+    """``qc/<sample>.npz`` of a file acquisition QC failed: its plot series and removed
+    ranges (``acq:ranges`` start and end, ``acq:range_reasons``), from what the task stored
+    with the failure, so the report can show why. Nothing when the store holds none (a
+    failure stored by an older cytokit)."""
+    import io
+
+    from cytokit._io import atomic_write_bytes
+    from cytokit.analysis.results import sample_id
+
+    if task is None:
+        return
+    record = store.items(task.key, "acquisition_qc", [h]).get(h)
+    bins = store.items(task.key, "acq_bins", [h]).get(h)
+    if not isinstance(record, dict) or not isinstance(bins, np.ndarray):
+        return
+    ranges = record.get("ranges", [])
+    arrays = {
+        "acq:bins": bins,
+        "acq:columns": np.array(record.get("bin_columns", []), dtype=str),
+        "acq:time_unit": np.array(record.get("time_unit", ""), dtype=str),
+        "acq:ranges": np.array([[r["start"], r["end"]] for r in ranges], float).reshape(-1, 2),
+        "acq:range_reasons": np.array([str(r["reasons"]) for r in ranges], dtype=str),
+    }
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    qc_dir = out / "qc"
+    qc_dir.mkdir(exist_ok=True)
+    atomic_write_bytes(qc_dir / f"{sample_id(study.relative(row.file))}.npz", buf.getvalue())
 
 
 def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataFrame]:

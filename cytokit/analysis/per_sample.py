@@ -43,6 +43,10 @@ payload item             what
                          each study population in each flank (flank-major), on ``edges``
 =======================  ==================================================================
 
+A file acquisition QC fails gives no payload, only a failure; the error
+carries ``acquisition_qc`` and ``acq_bins`` as above (``payload``), which the
+store keeps with the failure, so the report can show why the file failed.
+
 Stages reported on failure: ``read`` (the FCS file), ``acquisition_qc`` (the
 file failed acquisition QC, `cytokit.qc.screen`), ``panel`` (a marker's
 channel), ``values`` (more non-finite values than ``[qc] max_nonfinite`` allows,
@@ -80,6 +84,7 @@ from cytokit.analysis.phenotype import positivity_threshold
 from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
 from cytokit.analysis.sample_result import SampleResult
 from cytokit.engine.runner import stage
+from cytokit.errors import CytokitError
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.kernels import finite_rows
 from cytokit.stats.density import Histogram, histogram_edges
@@ -88,7 +93,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 5
+MEASURE_VERSION = 6  # 6: a file QC failed keeps its acquisition-QC result with the failure
 PARENT_ROW = "__parent__"
 
 
@@ -241,7 +246,13 @@ class MeasureTask:
             from cytokit.qc.apply import file_record, plot_bins, screen
 
             with stage("acquisition_qc"):
-                sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
+                try:
+                    sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
+                except CytokitError as exc:
+                    failed = getattr(exc, "qc", None)
+                    if failed is not None:  # the file failed QC: what QC saw goes with it
+                        exc.payload = _qc_items(file_record(failed), plot_bins(failed))
+                    raise
                 qc_record, finite = file_record(qc), qc.finite_columns
                 qc_bins = plot_bins(qc)
                 flanks = _flanks(qc)
@@ -287,9 +298,8 @@ class MeasureTask:
             )
             gates = res.gates
             if qc_record is not None:
-                bins, bin_columns, unit = qc_bins
-                qc_record["bin_columns"], qc_record["time_unit"] = bin_columns.tolist(), unit
-                res.acquisition_qc, res.acq_bins = qc_record, bins
+                items = _qc_items(qc_record, qc_bins)
+                res.acquisition_qc, res.acq_bins = items["acquisition_qc"], items["acq_bins"]
             for g in result.strategy.gates:
                 pts = gate_points(result, g, rng, compensation=result.compensation)
                 gates.append(
@@ -394,6 +404,13 @@ class MeasureTask:
                 block[:, j] = (transformed if j < nd else scale)[idx, c]
             res.pheno[name] = block
         res.pheno_events = n_events
+
+
+def _qc_items(record: dict, plot: tuple) -> dict:
+    """The ``acquisition_qc`` and ``acq_bins`` items from `file_record` and `plot_bins`."""
+    bins, bin_columns, unit = plot
+    record = {**record, "bin_columns": bin_columns.tolist(), "time_unit": unit}
+    return {"acquisition_qc": record, "acq_bins": bins}
 
 
 def _flanks(qc) -> dict | None:

@@ -137,8 +137,11 @@ strategy and panel; chimerism and absolute counts come from the tube
     per time bin; at most `cytokit.qc.apply.MAX_PLOT_BINS` = 2,000 rows, runs of
     bins merged by `cytokit.qc.apply.coarsen_bins` beyond that), ``acq:columns`` (their names: `cytokit.qc.AcquisitionQC.bins_frame`
     columns, signal columns of the ≤ 4 channels that departed most) and
-    ``acq:time_unit``. `Results.qc_points`, `Results.donor_histogram` and
-    `Results.acquisition_bins` read them.
+    ``acq:time_unit``. A file acquisition QC failed (no row in the tables
+    above) has an npz of its own with these three and its removed ranges,
+    ``acq:ranges`` (float64 (n, 2): start, end) and ``acq:range_reasons``.
+    `Results.qc_points`, `Results.donor_histogram`, `Results.acquisition_bins`
+    and `Results.acquisition_ranges` read them.
 ``miflowcyt.csv``
     One row per file and MIFlowCyt 1.0 item (and channel, for a channel's
     item): patient, day, file, miflowcyt (the item's number, e.g. ``3.3``;
@@ -607,18 +610,43 @@ class Results:
         return Histogram.from_array(self._qc_item(file, f"hist:{name}"))
 
     def acquisition_bins(self, file: str) -> pd.DataFrame:
-        """The acquisition-QC time bins of `file` (``bins_frame`` columns; see ``qc/*.npz``)."""
+        """The acquisition-QC time bins of `file` (``bins_frame`` columns; see ``qc/*.npz``),
+        a sample's or a file QC failed."""
         values = self._qc_item(file, "acq:bins")
         columns = [str(c) for c in self._qc_item(file, "acq:columns")]
         frame = pd.DataFrame(values, columns=columns)
         frame["time_unit"] = str(self._qc_item(file, "acq:time_unit"))
         return frame
 
+    def acquisition_ranges(self, file: str) -> pd.DataFrame:
+        """The time ranges acquisition QC removed in `file`: ``start, end, reasons``.
+
+        A sample's are its rows of ``acquisition_qc.csv``; a file QC failed
+        (`qc_failed_files`) has no rows there, and its ranges are read from
+        its ``qc/<sample>.npz``.
+        """
+        cols = ["start", "end", "reasons"]
+        if file in self.qc_failed_files():
+            se = self._qc_item(file, "acq:ranges")
+            reasons = [str(x) for x in self._qc_item(file, "acq:range_reasons")]
+            return pd.DataFrame({"start": se[:, 0], "end": se[:, 1], "reasons": reasons})
+        r = self.acquisition_qc
+        if r is None or r.empty:
+            return pd.DataFrame(columns=cols)
+        return r[r["file"] == file][cols].reset_index(drop=True)
+
+    def qc_failed_files(self) -> list[str]:
+        """Files acquisition QC failed (``failures.csv`` stage ``acquisition_qc``), in order."""
+        f = self.failures
+        if f is None or f.empty or "stage" not in f:
+            return []
+        return [str(x) for x in f.loc[f["stage"] == "acquisition_qc", "file"]]
+
     def _qc_item(self, file: str, key: str) -> np.ndarray:
         if self.out is None:
             raise CytokitError("these results were not written to a folder; QC data is kept there")
         rows = self.samples[self.samples["file"] == file] if not self.samples.empty else None
-        if rows is None or rows.empty:
+        if (rows is None or rows.empty) and file not in self.qc_failed_files():
             raise CytokitError(f"no sample {file!r} in the results at {self.out}")
         path = self.out / "qc" / f"{sample_id(file)}.npz"
         with np.load(path, allow_pickle=False) as data:

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +76,7 @@ class Reply:
     path: str
     stamp: tuple[int, int, int, int] | None = None  # `file_stamp` when hashed or run
     hash: str | None = None
-    items: dict[str, tuple[str, bytes]] | None = None
+    items: dict[str, tuple[str, bytes]] | None = None  # with a failure: what it measured before
     seconds: float = 0.0
     failure: tuple[str, str, str, str, str] | None = None  # stage, kind, error, reason, detail
 
@@ -185,8 +185,28 @@ def run_job(
                 reason = reason[len(prefix) :]
                 break
         failure = (where, kind, type(exc).__name__, reason, detail)
-        return Reply(path, stamp, digest, seconds=time.perf_counter() - t0, failure=failure)
+        return Reply(
+            path,
+            stamp,
+            digest,
+            _partial(exc),
+            seconds=time.perf_counter() - t0,
+            failure=failure,
+        )
     return Reply(path, stamp, digest, items, time.perf_counter() - t0)
+
+
+def _partial(exc: Exception) -> dict[str, tuple[str, bytes]] | None:
+    """The encoded ``payload`` a failing task attached to its exception: what it measured
+    before it failed (acquisition QC's result of a file QC failed), stored with the failure.
+    None without one, or when it cannot be encoded (the failure is stored all the same)."""
+    payload = getattr(exc, "payload", None)
+    if not isinstance(payload, Mapping):
+        return None
+    try:
+        return encode_payload(payload)
+    except Exception:
+        return None
 
 
 def _watch_parent(pid: int) -> None:

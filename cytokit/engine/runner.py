@@ -267,6 +267,7 @@ class _State:
                     error=error,
                     reason=reason,
                     detail=detail,
+                    items=reply.items,
                 )
             self.finish(
                 FileOutcome(

@@ -529,11 +529,21 @@ class RunStore:
         error: str,
         reason: str,
         detail: str = "",
+        items: Mapping[str, tuple[str, bytes]] | None = None,
     ) -> None:
         """Store why a file failed (`kind` ``'error'``: a cytokit error, final for that
-        content and task; ``'exception'``: anything else, retried by the next run)."""
+        content and task; ``'exception'``: anything else, retried by the next run).
+
+        `items`: what the task measured before it failed (encoded as for
+        `put_result`), such as acquisition QC's result of a file QC failed;
+        `items` finds them, and the file stays failed (no result row).
+        """
         fields = (info.path, stage, kind, error, reason, detail)
         checksum = row_checksum(info.hash, task, *fields)
+        rows = [
+            (info.hash, task, n, k, sqlite3.Binary(b), _item_checksum(info.hash, task, n, k, b))
+            for n, (k, b) in (items or {}).items()
+        ]
         with self._transaction() as db:
             self._upsert_file(db, info)
             db.execute("DELETE FROM results WHERE hash = ? AND task = ?", (info.hash, task))
@@ -542,6 +552,7 @@ class RunStore:
                 "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (info.hash, task, *fields, time.time(), checksum),
             )
+            db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def payload(self, hash: str, task: str) -> dict[str, object] | None:
         """The decoded payload of one file, or None when not stored.

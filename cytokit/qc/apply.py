@@ -249,7 +249,8 @@ def screen(
     ------
     FCSError
         The verdict is ``fail``: the message names the file, the % removed by
-        reason and the limit, and how to proceed. A failed file gives no numbers.
+        reason and the limit, and how to proceed. A failed file gives no numbers;
+        the error's ``qc`` attribute is its `AcquisitionQC` (to show why).
     """
     qc = acquisition_qc(sample, settings)
     if qc.verdict == "fail":
@@ -264,11 +265,13 @@ def screen(
             )
         else:
             how = "Look at the file's acquisition (clogs, bubbles, a drifting signal)"
-        raise FCSError(
+        error = FCSError(
             f"{name}: acquisition QC failed: {qc.verdict_reason}. {how}; if the removed "
             "events are fine to lose, raise [acquisition_qc] max_removed_pct in study.toml "
             "(cytokit gate: --qc-max-removed)"
         )
+        error.qc = qc  # the result behind the verdict, for the caller's tables and plots
+        raise error
     if qc.n_removed == 0:
         return sample, qc
     ev = sample.events

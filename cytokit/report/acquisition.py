@@ -5,7 +5,10 @@ columns, acquisition_qc.csv and the ``acq:*`` arrays of ``qc/<sample>.npz``):
 one line per file with its verdict, % removed and reason, and the figure of
 `cytokit.plots.acquisition.acquisition_figure` (event rate and each
 channel's signal over time, removed ranges shaded), open when the file was
-flagged (``warn``) and collapsed when it passed. Empty without acquisition QC.
+flagged (``warn``) and collapsed when it passed. Files QC failed
+(``failures.csv``, stage ``acquisition_qc``) come first, open, with what to
+do and the plot of why (their ``qc/<sample>.npz``). Empty without
+acquisition QC.
 
 Within `drawn_figures` (the report's build) the figures are those
 `cytokit.report.figures.write_plots` drew and keeps from build to build
@@ -40,41 +43,66 @@ def drawn_figures(plots: ReportPlots) -> Iterator[None]:
         _PLOTS.reset(token)
 
 
-def _drawn_here(results: Results, file: str, mine, title: str):
+def _drawn_here(results: Results, file: str, title: str):
     from cytokit.plots._figure import figure_bytes
     from cytokit.plots.acquisition import acquisition_figure
 
     bins = results.acquisition_bins(file)
+    mine = results.acquisition_ranges(file)
     return figure_bytes(acquisition_figure(bins, mine, title=title), "png")
 
 
-def acquisition_section(results: Results) -> str:
-    """HTML of the acquisition-QC section (``""`` when no file went through QC)."""
+def _reasons(results: Results) -> dict[str, tuple[str, str]]:
+    """Each QC'd file's ``(verdict reason, advice)``: a sample's ``qc_reason`` and no
+    advice; a failed file's failure reason split after "…% allowed" (`cytokit.qc.screen`
+    writes the verdict's reason, then what to do)."""
+    out = {}
+    f = results.failures
+    if nonempty(f) and "stage" in f:
+        for _, r in f[f["stage"] == "acquisition_qc"].iterrows():
+            text = str(r["reason"]).removeprefix("acquisition QC failed: ")
+            said, sep, advice = text.partition(" allowed. ")
+            out[str(r["file"])] = (said + " allowed", advice) if sep else (text, "")
     s = results.samples
-    if s is None or s.empty or "qc_verdict" not in s or s["qc_verdict"].isna().all():
+    if nonempty(s) and "qc_reason" in s:
+        for file, reason in zip(s["file"], s["qc_reason"], strict=True):
+            out.setdefault(str(file), (str(reason), ""))
+    return out
+
+
+def acquisition_section(results: Results) -> str:
+    """HTML of the acquisition-QC section (``""`` when no file went through QC).
+
+    Files QC failed come first, open, with the plot that shows why; flagged
+    (``warn``) files are open too, passed ones collapsed.
+    """
+    from cytokit.report.figures import acquisition_files
+
+    files = acquisition_files(results)
+    if not files:
         return ""
     plots = _PLOTS.get()
-    ranges = results.acquisition_qc
+    reasons = _reasons(results)
     parts = ['<section id="acquisition-qc">', "<h2>Acquisition QC</h2>"]
-    for _, r in s[s["qc_verdict"].notna()].iterrows():
-        file = str(r["file"])
-        verdict = str(r["qc_verdict"])
-        head = f"{esc(file)}: <b>{esc(verdict)}</b>: {esc(r['qc_reason'])}"
+    for file, verdict in files:
+        said, advice = reasons.get(file, ("", ""))
+        head = f"{esc(file)}: <b>{esc(verdict)}</b>: {esc(said)}"
+        advice = f'<p class="meta">{esc(advice)}</p>' if advice else ""
         if plots is not None and file in plots.acquisition_missing:
             parts.append(f"<p>{head}; no plot: {esc(plots.acquisition_missing[file])}</p>")
             continue
         if plots is not None and file in plots.acquisition:
             png = plots.acquisition[file]
         else:
-            mine = ranges[ranges["file"] == file] if nonempty(ranges) else None
             try:
-                png = _drawn_here(results, file, mine, f"{file}: {verdict}")
+                png = _drawn_here(results, file, f"{file}: {verdict}")
             except (CytokitError, OSError, KeyError) as exc:
                 parts.append(f"<p>{head}; no plot: {esc(exc)}</p>")
                 continue
         caption = f"Event rate and signal of {file} over the acquisition; removed ranges shaded."
         state = "" if verdict == "pass" else " open"
-        parts.append(f"<details{state}><summary>{head}</summary>{figure(png, caption)}</details>")
+        body = advice + figure(png, caption)
+        parts.append(f"<details{state}><summary>{head}</summary>{body}</details>")
     parts.append("</section>")
     return "\n".join(parts)
 

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit._io import atomic_write_text, write_if_changed
+from cytokit.errors import CytokitError
 from cytokit.report.contents import (
     ReportPlots,
     cluster_markers,
@@ -757,18 +758,24 @@ def _cluster_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None
             )
 
 
+def acquisition_files(results: Results) -> list[tuple[str, str]]:
+    """``(file, verdict)`` of every file acquisition QC ran on: those it failed first
+    (``failures.csv``; their plot says why), then the samples with a verdict."""
+    out = [(f, "fail") for f in results.qc_failed_files()]
+    s = results.samples
+    if s is not None and not s.empty and "qc_verdict" in s:
+        mine = s[s["qc_verdict"].notna()]
+        out += [(str(f), str(v)) for f, v in zip(mine["file"], mine["qc_verdict"], strict=True)]
+    return out
+
+
 def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
     """Per file that went through acquisition QC: its event rate and signals over time
     (`cytokit.plots.acquisition_figure`), drawn from ``qc/<sample>.npz`` like a QC plot,
     so an unchanged rebuild draws none of them."""
     from cytokit.analysis.results import sample_id
 
-    s = results.samples
-    if s is None or s.empty or "qc_verdict" not in s or s["qc_verdict"].isna().all():
-        return
-    ranges = results.acquisition_qc
-    for _, r in s[s["qc_verdict"].notna()].iterrows():
-        file = str(r["file"])
+    for file, verdict in acquisition_files(results):
         path, why = _qc_file(results.out, sample_id(file))
         if path is not None:
             with np.load(path, allow_pickle=False) as data:
@@ -778,11 +785,15 @@ def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> 
         if path is None:
             got.acquisition_missing[file] = why
             continue
-        mine = ranges[ranges["file"] == file] if ranges is not None and len(ranges) else None
+        try:
+            mine = results.acquisition_ranges(file)
+        except (CytokitError, KeyError) as exc:
+            got.acquisition_missing[file] = str(exc)
+            continue
         job(
             "acquisition_figure",
             (_QCPoints(path, _file_digest(path), acquisition=True), mine),
-            {"title": f"{file}: {r['qc_verdict']}"},
+            {"title": f"{file}: {verdict}"},
             folder / "acquisition" / file_stem(sample_id(file)),
             ("png",),
             functools.partial(got.acquisition.__setitem__, file),
