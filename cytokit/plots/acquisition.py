@@ -159,8 +159,9 @@ def acquisition_figure(
         for r in REASON_COLOURS
         if r in present
     ]
-    if handles:
-        axes[0, 0].legend(handles=handles, fontsize=7, frameon=False, loc="upper right",
+    if handles:  # above the rate panel, where no burst runs under it
+        axes[0, 0].legend(handles=handles, fontsize=7, frameon=False, loc="lower right",
+                          bbox_to_anchor=(1.0, 1.0), borderaxespad=0.1,
                           ncols=len(handles))  # fmt: skip
     if title:
         fig.suptitle(plain(title), fontsize=9)
