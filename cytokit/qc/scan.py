@@ -322,21 +322,22 @@ class AcquisitionPass:
         if "signal" in timed and cols:
             bits[stab.flagged] |= SIGNAL
             chan_flags = stab.channel_flagged
+            # a trend is told of the bins kept: a drift removed is not a trend as well
+            left = ~(rate.flagged | stab.flagged)
             for j, name in enumerate(self.plan.names):
-                d = trend(mean[:, j, 0], values[:, j], ~rate.flagged)
+                d = trend(mean[:, j, 0], values[:, j], left)
                 if np.isfinite(stab.creep[j]):
                     d, how = stab.creep[j], "creeps"
                 elif (
                     abs(d) > 2 * th.signal_shift
-                    and trend_z(mean[:, j, 0], sd[:, j, 0], values[:, j], ~rate.flagged, th)
-                    > th.signal_z
+                    and trend_z(mean[:, j, 0], sd[:, j, 0], values[:, j], left, th) > th.signal_z
                 ):  # beyond the chance wander of the cells' mix too
                     how = "moves"
                 else:
                     continue
                 # a gain change moves the brightest cells' level as well; a change in the
                 # share of bright cells does not (cytokit.qc.stability._not_gain)
-                bright = trend(mean[:, j, BRIGHT], count[:, j, BRIGHT], ~rate.flagged)
+                bright = trend(mean[:, j, BRIGHT], count[:, j, BRIGHT], left)
                 gain = not np.isfinite(bright) or (bright * d > 0 and abs(bright) >= 0.5 * abs(d))
                 kept = ", with no steady part, so none of it is removed" if how == "creeps" else ""
                 cause = (
