@@ -56,3 +56,26 @@ def test_settings_without_signal_still_plot(qc):
     sample, _ = simulate.simulate_sample(design, "P01", 7, 10_000)
     q = acquisition_qc(sample, AcquisitionQCSettings(checks=("rate",)))
     acquisition_figure(q.bins_frame(), q.ranges_frame())
+
+
+def test_channel_axes_hold_the_series_and_readable_ticks(qc):
+    """Each channel panel spans its drawn series on the asinh scale (matplotlib's own
+    margins, taken on the values, reached to -1,000 and squeezed positive scatter into the
+    top of the panel), and shows at least two ticks, none crowding the next."""
+    bins = qc.bins_frame()
+    fig = acquisition_figure(bins, qc.ranges_frame())
+    fig.canvas.draw()
+    for ax in fig.get_axes()[1:]:
+        name = ax.get_ylabel()
+        c = float(bins[f"{name} cofactor"].iloc[0])
+        shown = np.concatenate(
+            [bins[f"{name} {k}"].to_numpy(float) for k in ("low", "high", "mean", "upper")]
+        )
+        lo, hi = np.arcsinh(np.nanmin(shown) / c), np.arcsinh(np.nanmax(shown) / c)
+        bottom, top = np.arcsinh(np.asarray(ax.get_ylim()) / c)
+        span = hi - lo
+        assert lo - 0.06 * span <= bottom <= lo and hi <= top <= hi + 0.06 * span, name
+        ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+        assert len(ticks) >= 2, (name, ticks)
+        gaps = np.diff(np.arcsinh(np.asarray(ticks) / c))
+        assert (gaps >= 0.15 * (top - bottom) - 1e-9).all(), (name, ticks)

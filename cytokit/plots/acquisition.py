@@ -41,6 +41,43 @@ _PLAIN = FuncFormatter(lambda v, _pos: f"{v:.3g}")
 _NONE = FuncFormatter(lambda _v, _pos: "")
 
 
+class _SpacedAsinhLocator(AsinhLocator):
+    """`AsinhLocator` without ticks whose labels would touch: going down from the top, a
+    tick closer than `MIN_GAP` of the axis (on its asinh scale) to the last one kept is
+    left out (0 and -100 on a scatter channel whose band dips below 0). An axis that
+    would show fewer than two ticks (less than a decade) gets three, evenly spaced on its
+    scale and rounded to two digits."""
+
+    MIN_GAP = 0.15
+
+    def tick_values(self, vmin, vmax):
+        ticks = np.asarray(super().tick_values(vmin, vmax), dtype=float)
+        c = self.linear_width
+        lo, hi = sorted((np.arcsinh(vmin / c), np.arcsinh(vmax / c)))
+        gap = self.MIN_GAP * (hi - lo)
+        kept: list[float] = []
+        for t in sorted(ticks, reverse=True):
+            if not kept or np.arcsinh(kept[-1] / c) - np.arcsinh(t / c) >= gap:
+                kept.append(float(t))
+        low, high = sorted((vmin, vmax))
+        if sum(low <= t <= high for t in kept) < 2:  # within a decade: three even steps
+            u = lo + (hi - lo) * np.array([0.15, 0.5, 0.85])
+            return np.array([float(f"{x:.2g}") for x in c * np.sinh(u)])
+        return np.array(sorted(kept))
+
+
+def _fit_asinh(ax, c: float, *series: np.ndarray) -> None:
+    """Y limits around `series` with 5 % of their span as margin on the asinh scale
+    (matplotlib's margins are taken on the values, which reach far below 0 there)."""
+    y = np.concatenate([np.arcsinh(np.asarray(v, float) / c) for v in series])
+    y = y[np.isfinite(y)]
+    if y.size == 0:
+        return
+    lo, hi = float(y.min()), float(y.max())
+    pad = 0.05 * (hi - lo) if hi > lo else 0.5
+    ax.set_ylim(c * math.sinh(lo - pad), c * math.sinh(hi + pad))
+
+
 def _channels(bins: pd.DataFrame) -> list[str]:
     return [m.group("name") for c in bins.columns if (m := _SUFFIX.match(str(c)))]
 
@@ -135,20 +172,26 @@ def acquisition_figure(
         _, hi = _steps(bins, bins[f"{name} high"].to_numpy(float))
         ax.fill_between(xs, lo, hi, color=_BAND, lw=0, alpha=0.8)
         ax.plot(xs, ym, color=_LINE, lw=0.9)
+        levels = [float(bins[f"{name} level"].iloc[0])]
+        shown = [lo, hi, ym]
         if f"{name} upper" in bins:
             _, yt = _steps(bins, bins[f"{name} upper"].to_numpy(float))
             ax.plot(xs, yt, color=_TOP, lw=0.6)
-            ax.axhline(float(bins[f"{name} upper level"].iloc[0]), color=_LEVEL, lw=0.7, ls=":")
-        ax.axhline(float(bins[f"{name} level"].iloc[0]), color=_LEVEL, lw=0.7, ls=":")
+            levels.append(float(bins[f"{name} upper level"].iloc[0]))
+            shown.append(yt)
+        for level in levels:
+            ax.axhline(level, color=_LEVEL, lw=0.7, ls=":")
         c = float(bins[f"{name} cofactor"].iloc[0]) if f"{name} cofactor" in bins else 1.0
         c = c if math.isfinite(c) and c > 0 else 1.0
         ax.set_yscale("asinh", linear_width=c)
+        _fit_asinh(ax, c, *shown, np.array(levels))
         # few ticks, plain numbers: a narrow range on this scale otherwise gets a dozen
         # labels like 7.44869 × 10⁴
-        ax.yaxis.set_major_locator(AsinhLocator(c, numticks=4))
+        ax.yaxis.set_major_locator(_SpacedAsinhLocator(c, numticks=4))
         ax.yaxis.set_major_formatter(_PLAIN)
         ax.yaxis.set_minor_formatter(_NONE)
         ax.set_ylabel(plain(name), fontsize=7, rotation=0, ha="right", va="center")
+        ax.yaxis.set_label_coords(-0.065, 0.5)  # clear of tick labels such as 3.9e+03
         ax.tick_params(labelsize=6)
         _shade(ax, ranges)
     axes[-1, 0].set_xlabel(f"acquisition time ({unit})", fontsize=8)
