@@ -23,12 +23,14 @@ def run_simulation(
     outcomes: bool = False,
     hazard_ratio: float = 0.5,
     tubes: bool = False,
+    anomalies: str | None = None,
 ) -> Path:
     """Simulate a study into `out` with a progress bar on stderr; returns the folder.
 
     With `tubes`, every visit also gets a receptor tube and a stimulated/unstimulated
     function pair (`cytokit.simulate.tubes.add_tubes`; their gains drift ±30 % from day
-    to day unless `drift` is off)."""
+    to day unless `drift` is off). `anomalies`: kinds (``clog,bubble,drift,margin`` or
+    ``all``) injected into every file (`cytokit.simulate.anomalies.random_anomalies`)."""
     from cytokit.errors import StudyError
     from cytokit.simulate import preset_design, simulate_study
 
@@ -52,6 +54,13 @@ def run_simulation(
         drift=None if drift else False,
     )
     total = len(design.samples())
+    inject, said = None, ""
+    if anomalies is not None:
+        from cytokit.simulate.anomalies import random_anomalies
+
+        kinds = anomaly_kinds(anomalies)
+        inject = random_anomalies(design, kinds)
+        said = f", each with a random {', '.join(kinds)} (truth/anomalies.csv)"
     with typer.progressbar(
         length=total, label="simulating files", file=sys.stderr, show_pos=True
     ) as bar:
@@ -61,6 +70,7 @@ def run_simulation(
             overwrite=force,
             workers=workers,
             progress=lambda done, n, name: bar.update(1),
+            anomalies=inject,
         )
     extra = ""
     if tubes:
@@ -70,10 +80,27 @@ def run_simulation(
         extra = f" and {len(written)} file(s) of the receptor and function tubes"
     typer.echo(
         f"{total} FCS file(s) of {len(design.patients)} patient(s){extra}, "
-        f"{design.n_events:,} events each, written to {out} (ground truth in {out / 'truth'})",
+        f"{design.n_events:,} events each{said}, written to {out} (ground truth in "
+        f"{out / 'truth'})",
         err=True,
     )
     return out
+
+
+def anomaly_kinds(text: str) -> list[str]:
+    """The kinds ``--anomalies`` names (``all``: every kind); a usage error names the
+    unknown ones."""
+    from cytokit.simulate.anomalies import KINDS
+
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    kinds = list(KINDS) if kinds == ["all"] else kinds
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise typer.BadParameter(
+            f"{text!r}: name one or more of {', '.join(KINDS)} (comma-separated), or all",
+            param_hint="'--anomalies'",
+        )
+    return kinds
 
 
 def _simulate_trial(out, seed, patients, events, days, hazard_ratio, force, workers) -> Path:
@@ -150,6 +177,14 @@ def register(app: typer.Typer) -> None:
             help="Add a receptor tube (KIR2DL1, KIR2DL2/3, KIR3DL1, NKG2A) and a stimulated/"
             "unstimulated function pair (CD107a, IFN-g) to every visit, with per-event truth.",
         ),
+        anomalies: str | None = typer.Option(
+            None,
+            "--anomalies",
+            help="Acquisition anomalies with random parameters in every file: clog, bubble, "
+            "drift, margin (comma-separated) or all; per-event truth in fcs/*.truth.npz, "
+            "a list in truth/anomalies.csv.",
+            show_default=False,
+        ),
     ) -> None:
         """Write a simulated NK/CIK monitoring study (FCS files, manifest, config, truth)."""
         # an option the chosen simulation does not use is refused, never silently dropped
@@ -159,6 +194,7 @@ def register(app: typer.Typer) -> None:
                 "--preset": preset != "sample",
                 "--no-drift": no_drift,
                 "--tubes": tubes,
+                "--anomalies": anomalies is not None,
             }
             for name in (n for n, given in ignored.items() if given):
                 raise typer.BadParameter(
@@ -170,6 +206,8 @@ def register(app: typer.Typer) -> None:
                 "only a trial with --outcomes has a hazard ratio; add --outcomes",
                 param_hint="'--hazard-ratio'",
             )
+        if anomalies is not None:
+            anomaly_kinds(anomalies)  # refused before any file is written
         run_simulation(
             out,
             preset=preset,
@@ -184,4 +222,5 @@ def register(app: typer.Typer) -> None:
             outcomes=outcomes,
             hazard_ratio=0.5 if hazard_ratio is None else hazard_ratio,
             tubes=tubes,
+            anomalies=anomalies,
         )

@@ -169,3 +169,19 @@ def test_simulate_sample_hook_is_reproducible_and_optional(clean):
     plain, tp = simulate.simulate_sample(DESIGN, "P01", 7, N)
     np.testing.assert_array_equal(plain.events, sample.events)
     assert tp.anomalies is None
+
+
+def test_random_anomalies_are_drawn_per_file_from_the_seed():
+    """`random_anomalies` (``cytokit simulate --anomalies``): the same seed, patient and day
+    give the same plan, another day another; every kind asked for is there once; the
+    parameters fit the design's run; an unknown kind is refused."""
+    design = simulate.preset_design(seed=36201, n_patients=2, n_events=50_000)
+    spec = design.patients[0]
+    plan = A.random_anomalies(design, ["clog", "bubble", "drift", "margin"])
+    assert plan(spec, 7) == plan(spec, 7) != plan(spec, 14)
+    one = plan(spec, 7)
+    assert one.kinds == ("clog", "bubble", "drift", "margin")
+    seconds = design.n_events / design.event_rate
+    assert 0 < one.clogs[0].start < one.bubbles[0].at < seconds and one.drifts[0].start < seconds
+    with pytest.raises(StudyError, match="name one or more of clog, bubble, drift, margin"):
+        A.random_anomalies(design, ["clot"])

@@ -94,15 +94,18 @@ __all__ = [
     "OFFCENTRE",
     "PARTIAL_OCCLUSION",
     "TAG_ANOMALIES",
+    "TAG_RANDOM_PLAN",
     "AnomalyPlan",
     "AnomalyTruth",
     "Bubble",
     "Clog",
     "Drift",
     "MarginEvents",
+    "anomaly_rows",
     "duration",
     "inject",
     "partial_occlusion",
+    "random_anomalies",
     "random_plan",
 ]
 
@@ -635,3 +638,90 @@ def random_plan(
             else:
                 margins.append(MarginEvents(rng.uniform(0.005, 0.03), floor=("FSC-A", "SSC-A")))
     return AnomalyPlan(tuple(clogs), tuple(bubbles), tuple(drifts), tuple(margins))
+
+
+#: Random-stream tag of the plans `random_anomalies` draws (per patient and day).
+TAG_RANDOM_PLAN = 13
+
+
+def random_anomalies(design, kinds: Sequence[str]):
+    """A study's anomalies: every file gets one of each kind in `kinds` (`random_plan`).
+
+    Returns a callable ``(PatientSpec, day) -> AnomalyPlan`` for
+    `cytokit.simulate.study.simulate_study` (``cytokit simulate --anomalies``).
+    Each file's plan is drawn from its own stream (the design's seed, the
+    patient and the day), over the file's clean length at the design's rate,
+    so the same seed gives the same anomalies.
+
+    Raises
+    ------
+    StudyError
+        An unknown kind, or none.
+    """
+    from cytokit.simulate.model import stream
+
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise StudyError(f"anomaly kinds {list(kinds)!r}: name one or more of {', '.join(KINDS)}")
+    seconds = design.n_events / design.event_rate
+
+    def plan(spec, day: int) -> AnomalyPlan:
+        return random_plan(stream(design.seed, TAG_RANDOM_PLAN, spec.id, day), seconds, kinds)
+
+    return plan
+
+
+def _about(item, plan: AnomalyPlan) -> str:
+    """One line of what an injected anomaly was (truth/anomalies.csv ``detail``)."""
+    if isinstance(item, Clog):
+        off = f"; {item.offcentre:.0%} of its events off-centre" if plan.corrupt_clogs else ""
+        return (
+            f"{item.drop:.2f} s at {item.drop_rate:.0%} of the rate, then a {item.burst:.2f} s "
+            f"burst{off}"
+        )
+    if isinstance(item, Bubble):
+        return (
+            f"{item.gap:.2f} s without events, {item.flank:.2f} s flanks at "
+            f"{item.flank_rate:.0%} of the rate"
+        )
+    if isinstance(item, Drift):
+        until = "the end" if item.end is None else f"{item.end:.2f} s"
+        return f"gain {item.change:+.0%} on {', '.join(item.detectors)} by {until}"
+    where = [f"saturating {', '.join(item.top)}"] if item.top else []
+    where += [f"at the floor of {', '.join(item.floor)}"] if item.floor else []
+    return f"{item.fraction:.1%} of the events {' and '.join(where)}"
+
+
+def anomaly_rows(truth: AnomalyTruth) -> list[dict]:
+    """One row per anomaly kind injected into a file: what truth/anomalies.csv holds.
+
+    Keys: ``kind``; ``start`` and ``end`` (acquisition seconds: the first
+    window's start and the last one's end; empty for margin events, which
+    fall anywhere); ``events`` (the events with that truth bit: for a drift,
+    those whose gain is off by at least `DRIFT_TOLERANCE`); ``offcentre``
+    (a clog's events measured off-centre); ``detail`` (the parameters, in
+    words).
+    """
+    items = {
+        "clog": truth.plan.clogs,
+        "bubble": truth.plan.bubbles,
+        "drift": truth.plan.drifts,
+        "margin": truth.plan.margins,
+    }
+    rows = []
+    for kind, made in items.items():
+        if not made:
+            continue
+        spans = [(a, b) for k, a, b in truth.windows if k == kind]
+        rows.append(
+            {
+                "kind": kind,
+                "start": min(a for a, _ in spans) if spans else None,
+                "end": max(b for _, b in spans) if spans else None,
+                "events": int(truth.mask(kind).sum()),
+                "offcentre": int(truth.mask("offcentre").sum()) if kind == "clog" else None,
+                "detail": "; ".join(_about(x, truth.plan) for x in made),
+            }
+        )
+    return rows

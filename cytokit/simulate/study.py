@@ -15,6 +15,8 @@
       truth/patients.csv         per patient: baseline counts, HLA-A2 levels
       truth/infusions.csv        the schedule with the cells of each population infused
       truth/labels.csv           label codes
+      truth/anomalies.csv        with acquisition anomalies: per file and kind injected,
+                                 start and end (s), events, off-centre events, detail
       truth/design.json          the StudyDesign
 
       strategy.yaml              the adaptive gating strategy ``[gating] strategy``
@@ -39,6 +41,7 @@ from cytokit._outdir import output_folder
 from cytokit.errors import StudyError
 from cytokit.fcs import write_fcs
 from cytokit.simulate import instrument as ins
+from cytokit.simulate.anomalies import anomaly_rows
 from cytokit.simulate.design import PatientSpec, StudyDesign
 from cytokit.simulate.events import (
     MAX_THREADS,
@@ -87,6 +90,18 @@ MANIFEST_COLUMNS = (
     "file", "patient", "day", "stratum", "sample_type", "donor_marker", "donor_is",
     "wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample_volume_ul", "product",
 )  # fmt: skip
+#: Columns of truth/anomalies.csv (`cytokit.simulate.anomalies.anomaly_rows`).
+ANOMALY_COLUMNS = (
+    "file",
+    "patient",
+    "day",
+    "kind",
+    "start",
+    "end",
+    "events",
+    "offcentre",
+    "detail",
+)
 LABEL_NOTES = {
     "debris": "low FSC/SSC particles",
     "doublet": "two leukocytes together (FSC-A off the singlet FSC-A/FSC-H diagonal)",
@@ -240,7 +255,7 @@ def simulate_study(
 
     models = {p.id: patient_model(design, p) for p in design.patients}
     samples = design.samples()
-    manifest, populations, sample_rows = [], [], []
+    manifest, populations, sample_rows, injected = [], [], [], []
     for i, (spec, day) in enumerate(samples):
         stem = sample_file_stem(spec.id, day)
         fcs = out / "fcs" / f"{stem}.fcs"
@@ -274,6 +289,9 @@ def simulate_study(
         )
         populations += _population_rows(rel, truth)
         sample_rows.append(_sample_row(rel, truth, design.n_events))
+        if truth.anomalies is not None:
+            where = {"file": rel, "patient": spec.id, "day": day}
+            injected += [{**where, **r} for r in anomaly_rows(truth.anomalies)]
         if progress is not None:
             progress(i + 1, len(samples), fcs.name)
 
@@ -288,6 +306,12 @@ def simulate_study(
     if not (out / "strategy.yaml").exists():
         atomic_write_text(out / "strategy.yaml", DEFAULT_STRATEGY.read_text(encoding="utf-8"))
     _write_truth_tables(out / "truth", design, models, populations, sample_rows)
+    if injected:
+        for r in injected:
+            r["start"], r["end"] = (
+                None if x is None else round(x, 4) for x in (r["start"], r["end"])
+            )
+        write_csv(out / "truth" / "anomalies.csv", injected, ANOMALY_COLUMNS)
     return out
 
 
