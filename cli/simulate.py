@@ -79,9 +79,9 @@ def run_simulation(
         written = add_tubes(out, seed=design.seed, drift=0.3 if drift else 0.0)
         extra = f" and {len(written)} file(s) of the receptor and function tubes"
     typer.echo(
-        f"{total} FCS file(s) of {len(design.patients)} patient(s){extra}, "
-        f"{design.n_events:,} events each{said}, written to {out} (ground truth in "
-        f"{out / 'truth'})",
+        f"{total} FCS file(s) of {len(design.patients)} patient(s){said}"
+        f"{',' if said and extra else ''}{extra}, {design.n_events:,} events each, written to "
+        f"{out} (ground truth in {out / 'truth'})",
         err=True,
     )
     return out
