@@ -7,6 +7,10 @@ from pathlib import Path
 
 import typer
 
+#: Events per file with ``--anomalies`` unless ``--events``: ~17 s at the simulated 3,000
+#: events/s, the run `cytokit.simulate.anomalies.random_plan`'s seconds were chosen for.
+ANOMALY_EVENTS = 50_000
+
 
 def run_simulation(
     out: Path,
@@ -44,6 +48,8 @@ def run_simulation(
             ) from None
     if outcomes:
         return _simulate_trial(out, seed, patients, events, day_list, hazard_ratio, force, workers)
+    if anomalies is not None and events is None:
+        events = ANOMALY_EVENTS  # the run the anomalies' parameters fit (see the option's help)
     design = preset_design(
         preset,
         seed=seed,
@@ -182,7 +188,7 @@ def register(app: typer.Typer) -> None:
             "--anomalies",
             help="Acquisition anomalies with random parameters in every file: clog, bubble, "
             "drift, margin (comma-separated) or all; per-event truth in fcs/*.truth.npz, "
-            "a list in truth/anomalies.csv.",
+            "a list in truth/anomalies.csv. Files then have 50,000 events unless --events.",
             show_default=False,
         ),
     ) -> None:

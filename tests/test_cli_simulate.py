@@ -82,6 +82,10 @@ def test_simulate_anomalies_matches_the_library_and_its_truth_table(tmp_path, ca
         gone = (qc.reasons & (RATE | SIGNAL)) != 0
         window = (t >= row["start"]) & (t < row["end"])
         assert gone[window].mean() > 0.9 and gone[~window].mean() < 0.02, file
+    # without --events, files as long as the anomalies' parameters were chosen for
+    assert run(["simulate", str(tmp_path / "d"), "--days", "7", "--patients", "1",
+                "--anomalies", "all"]) == 0  # fmt: skip
+    assert "50,000 events each" in capsys.readouterr().err
     assert run(["simulate", str(tmp_path / "x"), "--anomalies", "clot"]) == 2
     assert "'clot': name one or more of clog, bubble, drift, margin" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
