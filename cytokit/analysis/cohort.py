@@ -35,7 +35,13 @@ from cytokit.analysis.outcomes import (
     product_tables,
     schedule_tables,
 )
-from cytokit.analysis.per_patient import PatientTables, function_rows, patient_tables
+from cytokit.analysis.per_patient import (
+    PatientTables,
+    acquisition_arrays,
+    function_rows,
+    patient_tables,
+    write_qc_file,
+)
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import TABLES, Results, conform
 from cytokit.analysis.sample_result import SampleResult
@@ -301,9 +307,6 @@ def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> None:
     ranges (``acq:ranges`` start and end, ``acq:range_reasons``), from what the task stored
     with the failure, so the report can show why. Nothing when the store holds none (a
     failure stored by an older cytokit)."""
-    import io
-
-    from cytokit._io import atomic_write_bytes
     from cytokit.analysis.results import sample_id
 
     if task is None:
@@ -314,17 +317,11 @@ def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> None:
         return
     ranges = record.get("ranges", [])
     arrays = {
-        "acq:bins": bins,
-        "acq:columns": np.array(record.get("bin_columns", []), dtype=str),
-        "acq:time_unit": np.array(record.get("time_unit", ""), dtype=str),
+        **acquisition_arrays(record, bins),
         "acq:ranges": np.array([[r["start"], r["end"]] for r in ranges], float).reshape(-1, 2),
         "acq:range_reasons": np.array([str(r["reasons"]) for r in ranges], dtype=str),
     }
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    qc_dir = out / "qc"
-    qc_dir.mkdir(exist_ok=True)
-    atomic_write_bytes(qc_dir / f"{sample_id(study.relative(row.file))}.npz", buf.getvalue())
+    write_qc_file(out / "qc", sample_id(study.relative(row.file)), arrays)
 
 
 def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataFrame]:

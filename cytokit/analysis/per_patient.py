@@ -48,7 +48,14 @@ from cytokit.analysis.sample_result import SampleResult
 from cytokit.finite import NonFinite
 from cytokit.stats.density import Histogram
 
-__all__ = ["PatientTables", "SampleCells", "function_rows", "patient_tables"]
+__all__ = [
+    "PatientTables",
+    "SampleCells",
+    "acquisition_arrays",
+    "function_rows",
+    "patient_tables",
+    "write_qc_file",
+]
 
 
 class PatientTables:
@@ -504,9 +511,7 @@ def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
     stem = sample_id(file)
     record = p.acquisition_qc
     if record is not None and p.acq_bins is not None:
-        arrays["acq:bins"] = p.acq_bins
-        arrays["acq:columns"] = np.array(record.get("bin_columns", []), dtype=str)
-        arrays["acq:time_unit"] = np.array(record.get("time_unit", ""), dtype=str)
+        arrays.update(acquisition_arrays(record, p.acq_bins))
     by_id = {r.gate_id: r for r in counts.itertuples(index=False)}
     for g in p.gates:
         pts = p.qc_points.get(g["gate_id"])
@@ -529,9 +534,25 @@ def _qc(out, key, p, counts, arrays, qc_dir, file) -> None:
             }
         )
     if qc_dir is not None:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(qc_dir / f"{stem}.npz", buf.getvalue())
+        write_qc_file(qc_dir, stem, arrays)
+
+
+def acquisition_arrays(record: dict, bins: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``acq:bins``, ``acq:columns`` and ``acq:time_unit`` arrays of ``qc/<sample>.npz``
+    from a stored ``acquisition_qc`` record and its ``acq_bins``."""
+    return {
+        "acq:bins": bins,
+        "acq:columns": np.array(record.get("bin_columns", []), dtype=str),
+        "acq:time_unit": np.array(record.get("time_unit", ""), dtype=str),
+    }
+
+
+def write_qc_file(qc_dir: Path, stem: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``<qc_dir>/<stem>.npz`` (compressed) atomically."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    qc_dir.mkdir(exist_ok=True)
+    atomic_write_bytes(qc_dir / f"{stem}.npz", buf.getvalue())
 
 
 def function_rows(study, cells: dict, level: float = 0.95) -> list[dict]:
