@@ -97,18 +97,20 @@ def check_qc_exclusions(qc, given: list[str] | None, study: Path | None, paths) 
     `given`: ``--qc-exclude``'s names; the rest of ``qc.exclude_channels`` came
     from `study`'s ``study.toml``.
     """
-    from cytokit.engine.gate_files import qc_exclusion_problems
+    from cytokit.engine.gate_files import file_channels
     from cytokit.errors import StudyError
+    from cytokit.qc.settings import unknown_exclusions
 
     if qc is None or not qc.exclude_channels:
         return
     given = list(given or [])
     mine = [c for c in qc.exclude_channels if c not in given]
-    toml = f"{Path(study) / 'study.toml'}: [acquisition_qc] exclude_channels" if study else ""
-    found = qc_exclusion_problems({"--qc-exclude": given, toml: mine}, paths)
-    flag = [p.removeprefix("--qc-exclude names ") for p in found if p.startswith("--qc-")]
+    channels, n_files = file_channels(paths, qc.exclude_channels)
+    flag = unknown_exclusions(given, channels, "", n_files)
     if flag:
         raise typer.BadParameter("; ".join(flag), param_hint="'--qc-exclude'")
+    toml = f"{Path(study) / 'study.toml'}: [acquisition_qc] exclude_channels" if study else ""
+    found = unknown_exclusions(mine, channels, toml, n_files)
     if found:
         raise StudyError("\n".join(found))
 

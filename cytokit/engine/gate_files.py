@@ -94,11 +94,11 @@ __all__ = [
     "GateRun",
     "GateTask",
     "expand_files",
+    "file_channels",
     "fluorescence_channels",
     "gate_files",
     "gate_qc_settings",
     "population_statistics",
-    "qc_exclusion_problems",
 ]
 
 #: Columns of ``counts.csv``.
@@ -557,20 +557,17 @@ def gate_qc_settings(
     return replace(base, **changes)
 
 
-def qc_exclusion_problems(names: dict[str, Sequence[str]], paths: Sequence[str]) -> list[str]:
-    """Excluded QC channels that none of `paths` has (`cytokit.qc.settings.unknown_exclusions`).
+def file_channels(paths: Sequence[str], wanted: Iterable[str]) -> tuple[set[tuple[str, str]], int]:
+    """``($PnN, $PnS)`` of the channels of `paths` and how many files were read, for
+    `cytokit.qc.settings.unknown_exclusions`.
 
-    `names` maps the setting that gave names (``"--qc-exclude"``, a study.toml's
-    ``exclude_channels``) to them. Headers are read until every name is found, so a batch whose
-    first file has them all costs one header; unreadable files are skipped
-    (the batch reports them).
+    Headers are read until every name of `wanted` is among them, so a batch whose
+    first file has them all costs one header; unreadable files are skipped (the batch
+    reports them).
     """
     from cytokit.fcs import read_fcs
-    from cytokit.qc.settings import unknown_exclusions
 
-    wanted = {n for group in names.values() for n in group}
-    if not wanted:
-        return []
+    wanted = set(wanted)
     seen: set[tuple[str, str]] = set()
     n_read = 0
     for path in paths:
@@ -583,11 +580,8 @@ def qc_exclusion_problems(names: dict[str, Sequence[str]], paths: Sequence[str])
         n_read += 1
         seen.update((c.name, c.marker) for c in sample.channels)
         if wanted <= {n for n, _ in seen}:
-            return []
-    out = []
-    for source, group in names.items():
-        out += unknown_exclusions(group, seen, source, n_read)
-    return out
+            break
+    return seen, n_read
 
 
 def _about_file(messages: list[str], path: Path) -> list[str]:

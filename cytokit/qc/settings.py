@@ -264,7 +264,8 @@ def unknown_exclusions(names, channels, source: str, n_files: int) -> list[str]:
         ``($PnN, $PnS)`` of every channel of every file read (repeats are fine).
     source : str
         The setting that gave the names, as the message names it
-        (``"study.toml: [acquisition_qc] exclude_channels"``, ``"--qc-exclude"``).
+        (``"study.toml: [acquisition_qc] exclude_channels"``); ``""``: the message
+        starts with the name (a command-line option's usage error names the option).
     n_files : int
         How many files `channels` came from; no files, no problems.
     """
@@ -285,5 +286,6 @@ def unknown_exclusions(names, channels, source: str, n_files: int) -> list[str]:
         else:
             hint = f"the channels are {', '.join(sorted(known))}"
         files = "the file" if n_files == 1 else f"any of the {n_files} files"
-        out.append(f"{source} names {name!r}, which is not a channel of {files}; {hint}")
+        said = f"{source} names {name!r}" if source else repr(name)
+        out.append(f"{said}, which is not a channel of {files}; {hint}")
     return out
