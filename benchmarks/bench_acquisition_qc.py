@@ -26,9 +26,11 @@ signal, and the verdicts.
 (``random_plan`` with all four kinds: a clog and a bubble in separate slots,
 a drift from 30-60 % of the run to its end, which may start during the clog
 or cover the bubble, and margin events). An event removed for rate or signal
-that no anomaly touched is charged to the kind of the nearest injected event
-(clog, bubble or drift), so each kind answers for the events it made QC
-remove beside it; an event of two kinds (a clog's within the drift) counts
+that no anomaly touched is charged to the kind whose injected time window
+holds it if only one does (a drift's window starts where its gain starts to
+move, its events where the gain is 10 % off), else to the kind of the nearest
+injected event (clog, bubble or drift), so each kind answers for the events
+it made QC remove beside it; an event of two kinds (a clog's within the drift) counts
 for both. F1 per kind, and for all timed kinds pooled.
 
 **Cost.** A simulated FCS file of ``--n`` events (`cytokit.simulate.benchmark_file`,
@@ -72,7 +74,7 @@ N_EVENTS = 50_000
 
 
 def one_file(seed: int, kind: str, events: int = N_EVENTS, kinds=None):
-    """(qc, truth-or-None, plan) of one simulated file with one anomaly of `kind` (or clean).
+    """(qc, truth-or-None, plan, sample) of one simulated file with one anomaly of `kind` (or clean).
 
     `kinds`: the anomaly kinds injected instead (one of each), `kind` then only naming
     the file's random stream (``"mixed"``: `mixed_file`)."""
@@ -96,7 +98,7 @@ def one_file(seed: int, kind: str, events: int = N_EVENTS, kinds=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qc = acquisition_qc(sample)
-    return qc, truth, plan
+    return qc, truth, plan, sample
 
 
 def counts(qc, truth, kind: str) -> tuple[int, int, int]:
@@ -126,7 +128,7 @@ def accuracy(seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVEN
     for kind in kinds:
         rows = []
         for seed in seeds:
-            qc, truth, plan = one_file(seed, kind, events)
+            qc, truth, plan, _ = one_file(seed, kind, events)
             tp, fp, fn = counts(qc, truth, kind)
             rows.append((seed, tp, fp, fn, f1(tp, fp, fn), qc.verdict, plan))
         tp, fp, fn = (sum(r[i] for r in rows) for i in (1, 2, 3))
@@ -151,7 +153,7 @@ def accuracy(seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVEN
                     )
     pct, timed, verdicts = [], [], []
     for seed in seeds if clean else ():
-        qc, _, _ = one_file(seed, "clean", events)
+        qc, _, _, _ = one_file(seed, "clean", events)
         from cytokit.qc import RATE, SIGNAL
 
         pct.append(qc.pct_removed)
@@ -171,12 +173,17 @@ def accuracy(seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVEN
 
 
 def mixed_file(seed: int, events: int = N_EVENTS):
-    """(qc, truth) of one simulated file holding one anomaly of every kind."""
-    qc, truth, _ = one_file(seed, "mixed", events, kinds=KINDS)
-    return qc, truth
+    """(qc, truth, seconds) of one simulated file holding one anomaly of every kind."""
+    qc, truth, _, sample = one_file(seed, "mixed", events, kinds=KINDS)
+    return qc, truth, seconds_of(sample)
 
 
-def mixed_counts(qc, truth) -> dict[str, tuple[int, int, int]]:
+def seconds_of(sample) -> np.ndarray:
+    """Each event's acquisition time in seconds (a simulated sample's Time × $TIMESTEP)."""
+    return sample.events[:, -1].astype(np.float64) * float(sample.keyword("$TIMESTEP"))
+
+
+def mixed_counts(qc, truth, seconds) -> dict[str, tuple[int, int, int]]:
     """(tp, fp, fn) per kind of a file holding every kind (see **Mixed**)."""
     from cytokit.qc import MARGIN, RATE, SIGNAL
 
@@ -184,16 +191,24 @@ def mixed_counts(qc, truth) -> dict[str, tuple[int, int, int]]:
     pred = (qc.reasons & (RATE | SIGNAL)) != 0
     want = {k: truth.mask(k) for k in timed}
     extra = np.flatnonzero(pred & ~np.logical_or.reduce(list(want.values())))
-    dist = []
+    dist, inside = [], []
     for k in timed:  # distance of each extra event to the nearest event of kind k
         at = np.flatnonzero(want[k])
+        spans = [(a, b) for kk, a, b in truth.windows if kk == k]
+        t = seconds[extra]
+        inside.append(np.logical_or.reduce([(t >= a) & (t <= b) for a, b in spans] or [t < -1]))
         if not at.size:
             dist.append(np.full(extra.size, np.inf))
             continue
         i = np.clip(np.searchsorted(at, extra), 1, at.size) - 1
         j = np.clip(i + 1, 0, at.size - 1)
         dist.append(np.minimum(np.abs(extra - at[i]), np.abs(extra - at[j])))
-    owner = np.argmin(np.vstack(dist), axis=0) if extra.size else np.zeros(0, int)
+    dist, inside = np.vstack(dist), np.vstack(inside)
+    # within the time window of exactly one kind (e.g. a drift's ramp before its gain is
+    # 10 % off) the event is that kind's doing; elsewhere the nearest kind's
+    owner = np.argmin(dist, axis=0) if extra.size else np.zeros(0, int)
+    alone = inside.sum(axis=0) == 1
+    owner[alone] = np.argmax(inside[:, alone], axis=0)
     out = {}
     for n, k in enumerate(timed):
         tp = int(np.sum(pred & want[k]))
@@ -212,8 +227,8 @@ def mixed(seeds: range, events: int = N_EVENTS) -> None:
     t0 = time.perf_counter()
     rows, verdicts, pct = [], [], []
     for seed in seeds:
-        qc, truth = mixed_file(seed, events)
-        rows.append((seed, mixed_counts(qc, truth)))
+        qc, truth, seconds = mixed_file(seed, events)
+        rows.append((seed, mixed_counts(qc, truth, seconds)))
         verdicts.append(qc.verdict)
         pct.append(qc.pct_removed)
     for kind in KINDS:
