@@ -105,9 +105,9 @@ def test_time_out_of_order_is_named_with_the_event():
     [
         (-1, np.inf, "time channel's last value (event 19999) is inf, not a time"),
         (0, -np.inf, "time channel's first value (event 0) is -inf, not a time"),
-        (0, np.nan, "decreases 1 time(s), first at event 0"),
-        (7000, np.inf, "decreases 1 time(s), first at event 7001"),
-        (7000, np.nan, "decreases 1 time(s), first at event 7000"),
+        (0, np.nan, "Time channel's value at event 0 is nan, not a time"),
+        (7000, np.inf, "Time channel's value at event 7000 is inf, not a time"),
+        (7000, np.nan, "Time channel's value at event 7000 is nan, not a time"),
     ],
 )
 def test_a_non_finite_time_is_named_not_a_crash(row, value, words):
@@ -118,6 +118,31 @@ def test_a_non_finite_time_is_named_not_a_crash(row, value, words):
     qc = acquisition_qc(s)
     assert qc.checks_run == ("margins",) and qc.bins is None
     assert words in qc.notes[0], qc.notes
+
+
+@pytest.mark.parametrize(("saturated", "verdict"), [(0, "warn"), (600, "warn"), (5000, "fail")])
+def test_a_check_that_did_not_run_has_no_count_and_is_named_at_every_verdict(saturated, verdict):
+    """Rate and signal cannot run on a file whose Time holds a NaN: their counts are
+    missing (not 0 events removed), and the verdict's reason says so whether or not the
+    margin events alone put the file over the warn or fail limit."""
+    s = synthetic()
+    s.events[7000, 3] = np.nan
+    s.events[:saturated, 0] = 262_143.0  # FSC-A at its top: margin events
+    qc = acquisition_qc(s)
+    row = qc.summary()
+    assert qc.checks_run == ("margins",)
+    assert row["qc_removed_rate"] is None and row["qc_removed_signal"] is None
+    assert row["qc_removed_margin"] == saturated == qc.n_removed
+    assert qc.verdict == verdict
+    assert "the rate and signal checks did not run: the Time channel's value at event " \
+        "7000 is nan" in qc.verdict_reason  # fmt: skip
+    if verdict == "fail":
+        # the limit still ends the sentence (the report splits the advice after it)
+        assert qc.verdict_reason.endswith("more than the 20% allowed")
+    # a check left out by the settings has no count either
+    only = acquisition_qc(synthetic(), AcquisitionQCSettings(checks=("rate", "margins")))
+    assert only.summary()["qc_removed_signal"] is None
+    assert only.summary()["qc_removed_rate"] == 0 and only.verdict == "pass"
 
 
 @pytest.mark.parametrize(("pause", "filled"), [(1000.0, 10), (200.0, 33)])

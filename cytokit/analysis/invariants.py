@@ -263,8 +263,9 @@ def _acquisition_qc(found: _Found, s: pd.DataFrame, counts: pd.DataFrame, ranges
                "events_after_qc must be in [0, events_before_qc]")  # fmt: skip
     for reason in ("rate", "signal", "margin"):
         n = _num(s, f"qc_removed_{reason}")
-        found.rows("samples", s, on & ~((n >= 0) & (n <= before)),
-                   f"qc_removed_{reason} must be in [0, events_before_qc]")  # fmt: skip
+        # empty where the check did not run (no count, not a zero)
+        found.rows("samples", s, on & ~np.isnan(n) & ~((n >= 0) & (n <= before)),
+                   f"qc_removed_{reason} must be empty or in [0, events_before_qc]")  # fmt: skip
     pct = 100 * (before - after) / np.where(before > 0, before, np.nan)
     bad_pct = on & (before > 0) & ~(np.abs(_num(s, "qc_pct_removed") - pct) <= 1e-4)
     found.rows("samples", s, bad_pct,

@@ -83,7 +83,7 @@ def file_record(qc: AcquisitionQC) -> dict:
     """The plain values of a result: ``{"summary": {column: value}, "ranges": [row, ...]}``.
 
     ``summary`` holds `SUMMARY_COLUMNS` (events before and after QC, events
-    removed per reason, the % removed, the verdict and its reason); ``ranges``
+    removed per reason (None for a check that did not run), the % removed, the verdict and its reason); ``ranges``
     one dict per flagged time range with `RANGE_COLUMNS` (start and end in
     seconds when the file has ``$TIMESTEP``, else in its time units).
     """
@@ -91,9 +91,10 @@ def file_record(qc: AcquisitionQC) -> dict:
     summary = {
         "events_before_qc": int(s["qc_events_before"]),
         "events_after_qc": int(s["qc_events_after"]),
-        "qc_removed_rate": int(s["qc_removed_rate"]),
-        "qc_removed_signal": int(s["qc_removed_signal"]),
-        "qc_removed_margin": int(s["qc_removed_margin"]),
+        **{
+            f"qc_removed_{r}": None if s[f"qc_removed_{r}"] is None else int(s[f"qc_removed_{r}"])
+            for r in ("rate", "signal", "margin")
+        },
         "qc_pct_removed": float(s["qc_pct_removed"]),
         "qc_verdict": s["qc_verdict"],
         "qc_reason": s["qc_reason"],

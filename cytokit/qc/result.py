@@ -42,6 +42,8 @@ SIGNAL = 2  #: Reason bit: removed by the signal-stability check.
 MARGIN = 4  #: Reason bit: a margin event (at a detector's limit).
 #: Reason name → bit, in report order.
 REASONS = {"rate": RATE, "signal": SIGNAL, "margin": MARGIN}
+#: The check (`cytokit.qc.settings.CHECKS`) behind each reason.
+CHECK_OF = {"rate": "rate", "signal": "signal", "margin": "margins"}
 VERDICTS = ("pass", "warn", "fail")
 
 
@@ -287,18 +289,24 @@ class AcquisitionQC:
         # a file QC warns about or fails names the channels behind its margin events
         loud = pct > s.warn_removed_pct
         what = f"{pct:.2f}% of {self.n_events} events removed{self._breakdown(loud)}"
-        if pct > s.max_removed_pct:
-            return "fail", f"{what}, more than the {s.max_removed_pct:g}% allowed"
-        if pct > s.warn_removed_pct:
-            return "warn", f"{what}, more than {s.warn_removed_pct:g}%"
+        # what a reader must know whatever the % removed: a check asked for that did not
+        # run (its count is not a zero) and a trend QC named but kept
+        also = []
         if self.not_run:
             missing = " and ".join(self.not_run)
             # a note reads "rate and signal not checked: <why>"; the sentence names the checks
             why = "; ".join(n.split(" not checked: ", 1)[-1] for n in self.notes) or "see notes"
             plural = "s" if len(self.not_run) > 1 else ""
-            return "warn", f"{what}; the {missing} check{plural} did not run: {why}"
-        if self.trends:
-            return "warn", f"{what}; {'; '.join(self.trends)}"
+            also.append(f"the {missing} check{plural} did not run: {why}")
+        also.extend(self.trends)
+        if pct > s.max_removed_pct:
+            # the limit ends the sentence: `screen` adds what to do after it
+            lead = "".join(f"; {a}" for a in also)
+            return "fail", f"{what}{lead}; more than the {s.max_removed_pct:g}% allowed"
+        if pct > s.warn_removed_pct:
+            return "warn", "; ".join([f"{what}, more than {s.warn_removed_pct:g}%", *also])
+        if also:
+            return "warn", "; ".join([what, *also])
         return "pass", what
 
     def summary(self) -> dict:
@@ -306,7 +314,8 @@ class AcquisitionQC:
 
         Keys: ``qc_events_before``, ``qc_events_after``, ``qc_removed_rate``,
         ``qc_removed_signal``, ``qc_removed_margin`` (an event removed for two
-        reasons counts in both), ``qc_removed`` (each event once),
+        reasons counts in both; None where that check did not run: not asked
+        for, or no usable Time channel), ``qc_removed`` (each event once),
         ``qc_pct_removed``, ``qc_verdict``, ``qc_reason``, ``qc_checks`` (the
         checks that ran, ``+``-joined), ``qc_notes``.
         """
@@ -315,7 +324,9 @@ class AcquisitionQC:
             "qc_events_after": self.n_events - self.n_removed,
         }
         for name in REASONS:
-            out[f"qc_removed_{name}"] = self.removed_by[name]
+            # a check that did not run measured nothing: no count, not a zero
+            ran = CHECK_OF[name] in self.checks_run
+            out[f"qc_removed_{name}"] = self.removed_by[name] if ran else None
         verdict, reason = self._verdict()
         out.update(
             qc_removed=self.n_removed,

@@ -205,9 +205,16 @@ class AcquisitionPass:
             i = self._first_decrease
             ev = s.events
             was = float(ev[i - 1, self.tcol]) if i > 0 else math.nan
+            now = float(ev[i, self.tcol])
+            if not math.isfinite(now) or (i > 0 and not math.isfinite(was)):
+                at = i if not math.isfinite(now) else i - 1
+                return (
+                    f"the Time channel's value at event {at} is {float(ev[at, self.tcol]):g}, "
+                    "not a time, so the events' acquisition order is unknown"
+                )
             return (
                 f"the Time channel decreases {self._decreases} time(s), first at event {i} "
-                f"({was:g} -> {float(ev[i, self.tcol]):g}), so the events are not in "
+                f"({was:g} -> {now:g}), so the events are not in "
                 "acquisition order"
             )
         return None
