@@ -392,7 +392,7 @@ def test_corpus_files_get_the_same_qc_through_the_batch_and_the_api(tmp_path):
         row = rows.iloc[0]
         for key, api in BATCH_TO_API.items():
             # a check that did not run (no usable Time) has no count in either: not a 0
-            assert (row[key] == "" if qc[api] is None else int(row[key]) == qc[api]), (path, key)
+            assert row[key] == "" if qc[api] is None else int(row[key]) == qc[api], (path, key)
         assert (row["qc_verdict"], row["qc_reason"]) == (qc["qc_verdict"], qc["qc_reason"]), path
         seen += 1
     assert seen >= 12
