@@ -115,6 +115,19 @@ def check_qc_exclusions(qc, given: list[str] | None, study: Path | None, paths) 
         raise StudyError("\n".join(found))
 
 
+def check_qc_flags(enabled: bool | None, options: dict) -> None:
+    """Refuse ``--no-acquisition-qc`` beside a ``--qc-*`` option, which turns QC on: the
+    command says two things, and running without QC would drop the option silently."""
+    given = [k for k, v in options.items() if v not in (None, [], ())]
+    if enabled is False and given:
+        flags = {"sensitivity": "--qc-sensitivity", "max_removed_pct": "--qc-max-removed"}
+        named = ", ".join(flags.get(k, "--qc-exclude") for k in given)
+        raise typer.BadParameter(
+            f"{named} set acquisition QC, which --no-acquisition-qc turns off; drop one",
+            param_hint="'--no-acquisition-qc'",
+        )
+
+
 #: Suffixes of strategy files (`cytokit.gating.load_strategy`); anything else is an FCS argument.
 STRATEGY_SUFFIXES = (".xml", ".wsp", ".yaml", ".yml")
 

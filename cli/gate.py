@@ -13,6 +13,7 @@ from cytokit.cli._options import (
     QC_SENSITIVITY,
     TABLE_FORMAT_HELP,
     check_qc_exclusions,
+    check_qc_flags,
     check_scheduler,
     check_table_format,
     gate_arguments,
@@ -64,6 +65,7 @@ def run_gate(
         "exclude_channels": qc_exclude,
     }
     # everything that can be wrong with the arguments is reported before the batch starts
+    check_qc_flags(acquisition_qc, qc_options)
     if study is not None:
         from cytokit.study import chosen_tube, load_study
 

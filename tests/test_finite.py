@@ -190,6 +190,13 @@ def test_gate_command_drops_counts_and_refuses(simulated, tmp_path):
     assert fail["stage"] == "values" and "SSC-A 400 -inf" in fail["reason"]
     on_disk = pd.read_csv(tmp_path / "out" / "failures.csv")
     assert list(on_disk.file) == [str(files[2])]
+    # the tables account for the dropped events, not only the terminal
+    said = pd.read_csv(tmp_path / "out" / "warnings.csv").set_index("file")["warning"]
+    assert said[str(files[0])] == (
+        f"{bad.size} event(s) with NaN or infinite values in a channel the gates read were "
+        f"dropped before gating (PE-A {bad.size} NaN)"
+    )
+    assert str(files[1]) not in said.index
     # the same file passes when the limit allows it
     lax = gate_files(GateTask(strategy, max_nonfinite=0.1), files[2:], tmp_path / "lax", workers=1)
     assert lax.failures.empty and lax.nonfinite_events == 400

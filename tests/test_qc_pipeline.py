@@ -240,6 +240,29 @@ def test_cli_gate_acquisition_qc(qc_study, tmp_path):
     assert list(failures["stage"]) == ["acquisition_qc"], strict.output
 
 
+def test_gate_without_qc_leaves_no_qc_table_of_an_earlier_run(qc_study, tmp_path):
+    """A folder gated with QC and then again without it (or without statistics) must not
+    keep tables that describe other counts; ``--no-acquisition-qc`` beside a ``--qc-*``
+    option, which turns QC on, is a usage error rather than a silently dropped option."""
+    files = [str(qc_study / "fcs" / "A1_day007.fcs")]
+    out = tmp_path / "g"
+    runner = CliRunner()
+    args = ["gate", "--study", str(qc_study), *files, "-o", str(out), "-j", "1"]
+    first = runner.invoke(app, [*args, "--format", "both"])
+    assert first.exit_code == 0, first.output
+    for name in ("qc_samples", "acquisition_qc", "statistics"):
+        assert (out / f"{name}.csv").is_file() and (out / f"{name}.parquet").is_file()
+    again = runner.invoke(app, [*args, "--no-acquisition-qc", "--no-stats"])
+    assert again.exit_code == 0, again.output
+    left = sorted(p.name for p in out.iterdir() if p.suffix in (".csv", ".parquet"))
+    assert left == ["counts.csv", "failures.csv", "warnings.csv"]
+    counts = pd.read_csv(out / "counts.csv")
+    assert "events_after_qc" not in counts and counts["parent_count"].iloc[0] == N_EVENTS
+    both = runner.invoke(app, [*args, "--no-acquisition-qc", "--qc-sensitivity", "high"])
+    said = " ".join(both.output.replace("│", " ").split())
+    assert both.exit_code == 2 and "--qc-sensitivity set acquisition QC, which" in said
+
+
 def test_qc_exclude_and_the_study_table_leave_out_the_same_channels(qc_study, tmp_path):
     """``--qc-exclude`` and ``exclude_channels`` in the study's table are two doors to the same
     settings: the same QC columns file by file, and other than with nothing left out."""

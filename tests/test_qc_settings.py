@@ -81,3 +81,24 @@ def test_parse_collects_problems_and_falls_back_to_defaults():
 def test_construction_refuses_bad_values(kw, match):
     with pytest.raises(StudyError, match=match):
         AcquisitionQCSettings(**kw)
+
+
+def test_no_check_is_refused_and_a_low_maximum_lowers_the_unset_warning_level():
+    """``checks = []`` would pass every file having measured nothing; a maximum below the
+    default warning level (2 %) is the user's one setting, so the unset warning level
+    follows it, the same through the API, the study table and ``--qc-max-removed``."""
+    with pytest.raises(StudyError, match=r"checks = \[\] names no check.*enabled = false"):
+        AcquisitionQCSettings(checks=())
+    _, problems = parse_acquisition_qc({"checks": []}, "x/study.toml")
+    assert problems and problems[0].startswith("x/study.toml: [acquisition_qc] checks = []")
+    assert AcquisitionQCSettings(max_removed_pct=1).warn_removed_pct == 1.0
+    assert AcquisitionQCSettings(max_removed_pct=0).warn_removed_pct == 0.0
+    assert AcquisitionQCSettings(max_removed_pct=50).warn_removed_pct == 2.0
+    table = AcquisitionQCSettings.from_mapping({"max_removed_pct": 1})
+    assert table == AcquisitionQCSettings(max_removed_pct=1, warn_removed_pct=1)
+    from cytokit.engine.gate_files import gate_qc_settings
+
+    assert gate_qc_settings(None, max_removed_pct=1) == table
+    # both given, and contradicting each other: still refused, naming both
+    with pytest.raises(StudyError, match="warn_removed_pct = 5 is above max_removed_pct = 1"):
+        AcquisitionQCSettings.from_mapping({"max_removed_pct": 1, "warn_removed_pct": 5})

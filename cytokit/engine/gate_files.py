@@ -459,6 +459,13 @@ class GateTask:
             "nonfinite": nonfinite.as_dict(),
             "warnings": _about_file([str(w.message) for w in caught], path),
         }
+        if nonfinite.events:
+            # the tables' own account of why the root's parent_count is below the events
+            # read (or events_after_qc): warnings.csv says it, not only the terminal
+            payload["warnings"].append(
+                f"{nonfinite.events} event(s) with NaN or infinite values in a channel the "
+                f"gates read were dropped before gating ({nonfinite.summary()})"
+            )
         if qc_record is not None:
             payload["acquisition_qc"] = qc_record
         if self.statistics:
@@ -710,9 +717,9 @@ def gate_files(
     written = suffixes(table_format)
     if ".parquet" in written:
         require_pyarrow()
-    names = ["counts", "statistics", "failures", "warnings"]
-    if task.acquisition_qc is not None:
-        names += ["qc_samples", "acquisition_qc"]
+    # the QC tables are written, or (QC off) those of an earlier run removed: a folder
+    # never holds QC tables beside counts they do not describe
+    names = ["counts", "statistics", "failures", "warnings", "qc_samples", "acquisition_qc"]
     tables = (*(f"{n}{x}" for n in names for x in (".csv", ".parquet")), STORE_NAME)
     if (Path(out) / "study.json").is_file():
         raise CytokitError(
@@ -747,9 +754,14 @@ def gate_files(
     count_columns = COUNT_TABLE
     if qc is not None:
         count_columns = _write_qc_tables(out, report, qc, counts, written)
+    else:
+        for name in ("qc_samples", "acquisition_qc"):
+            _write_table(out, name, [], (), ())  # removes both files
     _write_table(out, "counts", _rows(counts, count_columns), count_columns, written)
     if stats is not None:
         _write_table(out, "statistics", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE, written)
+    else:
+        _write_table(out, "statistics", [], (), ())  # an earlier run's would not match
     _write_table(out, "failures", _rows(failures, FAILURE_TABLE), FAILURE_TABLE, written)
     warned = [{"file": f, "warning": w} for f, found in notes.items() for w in found]
     _write_table(out, "warnings", warned, WARNING_TABLE, written)

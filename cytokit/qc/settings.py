@@ -14,8 +14,8 @@ key                         meaning                              default
                             ``"high"`` (see `THRESHOLDS`)
 ``max_removed_pct``         above this % of events removed the   20
                             file fails QC
-``warn_removed_pct``        above this % (up to the maximum)     2
-                            the verdict is ``warn``
+``warn_removed_pct``        above this % (up to the maximum)     2, or the maximum when
+                            the verdict is ``warn``              that is lower
 ``exclude_channels``        channels (``$PnN``) left out of the  ``[]``
                             signal and margin checks
 ==========================  ===================================  ==============================
@@ -43,6 +43,8 @@ __all__ = [
     "unknown_exclusions",
 ]
 
+#: ``warn_removed_pct`` when the settings do not give it (and ``max_removed_pct`` is higher).
+DEFAULT_WARN_PCT = 2.0
 #: The checks, in report order.
 CHECKS = ("rate", "signal", "margins")
 SENSITIVITIES = ("low", "normal", "high")
@@ -116,10 +118,14 @@ class AcquisitionQCSettings:
     checks: tuple[str, ...] = CHECKS
     sensitivity: str = "normal"
     max_removed_pct: float = 20.0
-    warn_removed_pct: float = 2.0
+    warn_removed_pct: float | None = None  # None: 2, or max_removed_pct when that is lower
     exclude_channels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.warn_removed_pct is None:
+            m = self.max_removed_pct
+            warn = min(DEFAULT_WARN_PCT, m) if _is_number(m) else DEFAULT_WARN_PCT
+            object.__setattr__(self, "warn_removed_pct", warn)
         problems = _problems(self, "AcquisitionQCSettings: ")
         if problems:
             raise StudyError("; ".join(problems))
@@ -182,7 +188,13 @@ def _problems(s, at: str) -> list[str]:
         out.append(f'{at}checks = {checks!r} must be a list such as ["rate", "signal", "margins"]')
     else:
         bad = [c for c in checks if c not in CHECKS]
-        if bad:
+        if not checks:
+            out.append(
+                f"{at}checks = [] names no check, and a QC that checks nothing would pass "
+                f"every file; name at least one of {', '.join(map(repr, CHECKS))}, or set "
+                "enabled = false to leave acquisition QC out"
+            )
+        elif bad:
             out.append(
                 f"{at}checks = {list(checks)!r}: unknown check(s) {', '.join(map(repr, bad))}; "
                 f"the checks are {', '.join(map(repr, CHECKS))}"
@@ -195,10 +207,12 @@ def _problems(s, at: str) -> list[str]:
     pct_ok = True
     for name in ("max_removed_pct", "warn_removed_pct"):
         v = getattr(s, name)
+        if v is None and name == "warn_removed_pct":
+            continue  # not given: follows max_removed_pct
         if not _is_number(v) or not 0 <= v <= 100:
             out.append(f"{at}{name} = {v!r} must be a number from 0 to 100 (a % of the events)")
             pct_ok = False
-    if pct_ok and s.warn_removed_pct > s.max_removed_pct:
+    if pct_ok and s.warn_removed_pct is not None and s.warn_removed_pct > s.max_removed_pct:
         out.append(
             f"{at}warn_removed_pct = {s.warn_removed_pct!r} is above max_removed_pct = "
             f"{s.max_removed_pct!r}; the warning level must not exceed the failing level"
@@ -237,6 +251,8 @@ def parse_acquisition_qc(
         f"{at}unknown key {k!r}; known keys: {', '.join(_KEYS)}" for k in mapping if k not in _KEYS
     ]
     raw = {k: mapping.get(k, getattr(d, k)) for k in _KEYS}
+    if "warn_removed_pct" not in mapping:
+        raw["warn_removed_pct"] = None  # follows max_removed_pct (`AcquisitionQCSettings`)
     for key, example in (("checks", '["rate", "margins"]'), ("exclude_channels", '["FSC-W"]')):
         if isinstance(raw[key], (list, tuple)):
             raw[key] = tuple(raw[key])
