@@ -8,6 +8,7 @@ and, where there is one, the fix. Library code raises; only the CLI prints.
 from __future__ import annotations
 
 __all__ = [
+    "AcquisitionQCError",
     "CytokitError",
     "FCSError",
     "GatingError",
@@ -24,6 +25,11 @@ class CytokitError(Exception):
 
 class FCSError(CytokitError, ValueError):
     """An FCS file is malformed, truncated, unsupported or not an FCS file."""
+
+
+class AcquisitionQCError(FCSError):
+    """A file's acquisition failed QC (`cytokit.qc.screen`): too many events were measured
+    badly to trust its counts. Its ``qc`` attribute is the `cytokit.qc.AcquisitionQC`."""
 
 
 class PanelError(CytokitError, KeyError):

@@ -156,6 +156,7 @@ def test_a_failed_verdict_is_a_failure_with_no_numbers(tmp_path):
     fail = res.failures.set_index("file")
     assert "fcs/A1_day007.fcs" in fail.index
     assert fail.loc["fcs/A1_day007.fcs", "stage"] == "acquisition_qc"
+    assert fail.loc["fcs/A1_day007.fcs", "error"] == "AcquisitionQCError"  # not a bad file
     reason = fail.loc["fcs/A1_day007.fcs", "reason"]
     assert "acquisition QC failed" in reason and "max_removed_pct" in reason
     for table in (res.samples, res.counts, res.chimerism):

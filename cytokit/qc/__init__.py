@@ -57,6 +57,7 @@ from cytokit.qc.apply import (
     file_record,
     screen,
 )
+from cytokit.errors import AcquisitionQCError
 from cytokit.qc.bins import TimeGrid
 from cytokit.qc.channels import ChannelPlan, channel_plan, channel_role, time_column
 from cytokit.qc.result import (
@@ -94,6 +95,7 @@ __all__ = [
     "THRESHOLDS",
     "AcquisitionPass",
     "AcquisitionQC",
+    "AcquisitionQCError",
     "AcquisitionQCSettings",
     "BinTable",
     "ChannelPlan",

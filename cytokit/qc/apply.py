@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from cytokit.errors import FCSError
+from cytokit.errors import AcquisitionQCError
 from cytokit.kernels.acquisition import compact_rows
 from cytokit.qc.result import AcquisitionQC
 from cytokit.qc.scan import acquisition_qc
@@ -248,7 +248,7 @@ def screen(
 
     Raises
     ------
-    FCSError
+    AcquisitionQCError
         The verdict is ``fail``: the message names the file, the % removed by
         reason and the limit, and how to proceed. A failed file gives no numbers;
         the error's ``qc`` attribute is its `AcquisitionQC` (to show why).
@@ -266,7 +266,7 @@ def screen(
             )
         else:
             how = "Look at the file's acquisition (clogs, bubbles, a drifting signal)"
-        error = FCSError(
+        error = AcquisitionQCError(
             f"{name}: acquisition QC failed: {qc.verdict_reason}. {how}; if the removed "
             "events are fine to lose, raise [acquisition_qc] max_removed_pct in study.toml "
             "(cytokit gate: --qc-max-removed)"
