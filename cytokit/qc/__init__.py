@@ -49,6 +49,7 @@ run and why, and the verdict is at least ``warn``.
 
 from __future__ import annotations
 
+from cytokit.errors import AcquisitionQCError
 from cytokit.qc.apply import (
     RANGE_COLUMNS,
     RANGE_TYPES,
@@ -57,7 +58,6 @@ from cytokit.qc.apply import (
     file_record,
     screen,
 )
-from cytokit.errors import AcquisitionQCError
 from cytokit.qc.bins import TimeGrid
 from cytokit.qc.channels import ChannelPlan, channel_plan, channel_role, time_column
 from cytokit.qc.result import (
