@@ -55,6 +55,12 @@ class ResolvedDimension:
     params: np.ndarray
 
 
+def _who(gate: str) -> str:
+    """Who reads a dimension, for messages: a gate, or (``""``) the statistics' or a
+    measured marker's channel read beside the gates."""
+    return f"gate {gate!r}" if gate else "a channel read beside the gates (statistics, markers)"
+
+
 class Resolver:
     """Channel and compensation look-ups for one sample.
 
@@ -103,11 +109,11 @@ class Resolver:
         have = ", ".join(c.label for c in self.channels)
         if len(hits) > 1:
             raise GatingError(
-                f"gate {gate!r}: marker {name!r} names several channels of {self.sample_name}; "
+                f"{_who(gate)}: marker {name!r} names several channels of {self.sample_name}; "
                 f"use the channel ($PnN) name. Channels: {have}"
             )
         raise GatingError(
-            f"gate {gate!r} reads channel {name!r}, which {self.sample_name} does not have "
+            f"{_who(gate)} reads channel {name!r}, which {self.sample_name} does not have "
             f"as $PnN or $PnS{did_you_mean(name, self._names())}; its channels are: {have}. "
             f"If {name!r} is a marker, give the "
             "panel that maps it to its channel: cytokit gate --study DIR, or panel= (or a "
@@ -132,7 +138,7 @@ class Resolver:
                 self._matrix_index[ref] = None
                 return -1
             names = spill.channels
-            cols = [self._spill_column(n, gate) for n in names]
+            cols = [self._spill_column(n, gate, spill.source) for n in names]
             positions = {n: j for j, n in enumerate(names)}
             matrix = spill.matrix
             what = f"the spillover matrix ({spill.source or 'given'}) of {self.sample_name}"
@@ -146,7 +152,7 @@ class Resolver:
         else:
             known = ", ".join([UNCOMPENSATED, FCS, *self.named]) or "none"
             raise GatingError(
-                f"gate {gate!r} uses compensation {ref!r}, which the strategy does not define; "
+                f"{_who(gate)} uses compensation {ref!r}, which the strategy does not define; "
                 f"known: {known}"
             )
         if len(set(cols)) != len(cols):
@@ -159,16 +165,27 @@ class Resolver:
         self._matrix_index[ref] = len(self.matrices) - 1
         return len(self.matrices) - 1
 
-    def _spill_column(self, name: str, gate: str) -> int:
+    def _spill_column(self, name: str, gate: str, file_source: str | None = None) -> int:
+        """Column of detector `name` of a matrix; `file_source`: the keyword the file's own
+        matrix came from (``$SPILLOVER``…), None for a matrix of the strategy."""
         if name in self._by_name:
             return self._by_name[name]
         hits = self._by_marker.get(name, [])
         if len(hits) == 1:
             return hits[0]
+        if file_source is None:
+            matrix, fix = "the compensation matrix", ""
+        else:
+            # the file contradicts itself: say which keyword, and how to gate it anyway
+            matrix = f"the file's own spillover matrix ({file_source or 'its keywords'})"
+            fix = (
+                "; gate it uncompensated (cytokit gate --compensation none) or "
+                "with a matrix that names its channels (--compensation MATRIX.csv)"
+            )
         raise GatingError(
-            f"gate {gate!r}: the compensation matrix names detector {name!r}, which "
+            f"{_who(gate)}: {matrix} names detector {name!r}, which "
             f"{self.sample_name} does not have{did_you_mean(name, self._names())}; its "
-            "channels are: " + ", ".join(c.label for c in self.channels)
+            "channels are: " + ", ".join(c.label for c in self.channels) + fix
         )
 
     # -- dimensions -------------------------------------------------------------------

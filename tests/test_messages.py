@@ -309,6 +309,29 @@ def test_ill_conditioned_spillover_in_the_file(tmp_path, capsys):
         simulated_strategy().apply(cytokit.read_fcs(bad))
 
 
+def test_a_spillover_naming_a_missing_detector_says_whose_matrix_and_the_fix(tmp_path, capsys):
+    """A file whose own $SPILLOVER names a detector it does not have (anonymised files in
+    the corpus do): the failure names the file's keyword and how to gate it anyway, and a
+    statistics channel that reads it is not called gate ''."""
+    import dataclasses
+
+    sample = cytokit.read_fcs(FCS_FILE)
+    spill = sample.spillover
+    wrong = ("NOPE-A", *spill.channels[1:])
+    bad = tmp_path / "bad_names.fcs"
+    cytokit.write_fcs(
+        bad, dataclasses.replace(sample, spillover=cytokit.Spillover(wrong, spill.matrix))
+    )
+    out = tmp_path / "o"
+    code = run(["gate", str(SAMPLE_DATA / "strategy.yaml"), str(bad), "--out", str(out)])
+    reason = pd.read_csv(out / "failures.csv")["reason"].iloc[0]
+    assert code == 1, capsys.readouterr().err
+    assert "gate ''" not in reason
+    assert "the file's own spillover matrix ($SPILLOVER) names detector 'NOPE-A'" in reason
+    assert reason.endswith("gate it uncompensated (cytokit gate --compensation none) or with "
+                           "a matrix that names its channels (--compensation MATRIX.csv)")  # fmt: skip
+
+
 def test_well_conditioned_spillover_does_not_warn():
     from cytokit.sample import SpilloverWarning
 
