@@ -109,6 +109,24 @@ def test_manifest_consistency(study):
     assert "patient 'P99' (day 0) is not in manifest.csv" in text
 
 
+def test_no_beads_or_no_volume_is_refused_not_zero_cells(study):
+    """beads_per_test or sample_volume_ul of 0 would make every count of the file 0
+    cells/µL (quantified) or silently count on another basis; a cell count of 0 is fine."""
+    header, *rows = (study / "manifest.csv").read_text().splitlines()
+    names = header.split(",")
+    beads, volume, lympho = (names.index(c) for c in
+                             ("beads_per_test", "sample_volume_ul", "lymphocytes_per_ul"))  # fmt: skip
+    cells = [r.split(",") for r in rows]
+    cells[0][beads], cells[1][volume], cells[2][lympho] = "0", "0", "0"
+    (study / "manifest.csv").write_text("\n".join([header, *(",".join(c) for c in cells)]) + "\n")
+    with pytest.raises(StudyError) as err:
+        load_study(study)
+    text = str(err.value)
+    assert "line 2: beads_per_test is 0; a bead count needs a positive beads_per_test" in text
+    assert "line 3: sample_volume_ul is 0" in text
+    assert "lymphocytes_per_ul" not in text
+
+
 def test_one_file_under_another_spelling_or_as_a_copy(study):
     lines = (study / "manifest.csv").read_text().splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("fcs/P01_day007.fcs,"))

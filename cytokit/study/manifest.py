@@ -3,9 +3,10 @@
 `read_manifest` returns the well-formed rows and appends
 every problem found to the caller's list (see `cytokit.study.load_study`):
 the required columns, whole-number days within ±`MAX_DAYS` of the first
-infusion, non-negative counts, ``donor_is``, every file present, inside the
-study's roots and listed once, one (patient, day, sample_type) per file and one
-donor marker and side per patient.
+infusion, non-negative counts (``beads_per_test`` and ``sample_volume_ul``
+above 0), ``donor_is``, every file present, inside the study's roots and
+listed once, one (patient, day, sample_type) per file and one donor marker
+and side per patient.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ __all__ = ["MAX_DAYS", "Infusion", "ManifestRow", "read_manifest"]
 
 REQUIRED_COLUMNS = ("file", "patient", "day")
 NUMERIC_COLUMNS = ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample_volume_ul")
+#: Of those, the ones a count divides or multiplies by, never 0 (a cell count may be 0).
+POSITIVE_COLUMNS = ("beads_per_test", "sample_volume_ul")
 DONOR_SIDES = ("positive", "negative")
 #: Days (from the first infusion) a manifest or infusions.csv may give: 100 years either
 #: side. A value beyond it is a typo or a date (20240108) written as a day.
@@ -155,6 +158,15 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
                 except ValueError:
                     problems.append(
                         f"{where}: {col} {rec[col]!r} is not a non-negative number "
+                        "(leave it empty when unknown)"
+                    )
+                    bad = True
+                    continue
+                if numbers[col] == 0 and col in POSITIVE_COLUMNS:
+                    # no beads, or no volume, is no bead count at all: 0 would make every
+                    # count 0 cells/µL (or silently count on another basis)
+                    problems.append(
+                        f"{where}: {col} is 0; a bead count needs a positive {col} "
                         "(leave it empty when unknown)"
                     )
                     bad = True
