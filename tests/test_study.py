@@ -79,6 +79,22 @@ def test_settings_and_strategy_problems(study):
     assert "unknown transform type 'logicl'" in text
 
 
+def test_a_misspelt_table_is_a_problem_and_another_tools_table_is_not(study):
+    """``[qcc]`` would be dropped without a word and [qc]'s defaults used; ``[normalize]``
+    is cytokit's ``[normalise]``; a table of another tool is left alone."""
+    _edit(study / "study.toml", "[qc]", "[qcc]")
+    text = (study / "study.toml").read_text()
+    (study / "study.toml").write_text(
+        text + '\n[normalize]\nreference = "P01"\n\n[mytool]\nx = 1\n'
+    )
+    with pytest.raises(StudyError) as err:
+        load_study(study)
+    text = str(err.value)
+    assert "unknown table [qcc] (did you mean 'qc'?); cytokit would not read it" in text
+    assert "unknown table [normalize] (did you mean 'normalise'?)" in text
+    assert "mytool" not in text
+
+
 def test_missing_and_broken_strategy(study):
     (study / "strategy.xml").unlink()
     with pytest.raises(StudyError, match="strategy file not found"):

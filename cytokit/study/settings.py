@@ -4,8 +4,10 @@
 settings together with a list of problems (each naming the table, the key,
 the bad value and what is allowed), so `cytokit.study.load_study` can report
 them with the manifest's problems in one error. Tables other than those below
-are left alone (other tools may keep their own settings there); unknown keys
-inside these tables are problems, since they are usually typos.
+are left alone (other tools may keep their own settings there) unless the
+name is a near miss of one cytokit reads (`STUDY_TABLES`: ``[qcc]``,
+``[Chimerism]``), which is a problem; unknown keys inside these tables are
+problems, since they are usually typos.
 
 =================  ===========================  ==========================================
 table              key                          meaning (default)
@@ -246,6 +248,7 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
     """
     problems: list[str] = []
     at = f"{source}: "
+    _misspelt_tables(config, at, problems)
     tables = _tables(config, at, problems)
     kw: dict[str, Any] = {}
     # one table at a time; this order is the order of the problems reported
@@ -268,6 +271,32 @@ def parse_settings(config: Mapping[str, Any], source: str = "study.toml"):
         problems += found
         kw["acquisition_qc"] = None if found else acq
     return StudySettings(**kw), problems
+
+
+#: Every top-level table cytokit reads from ``study.toml`` (here and elsewhere: the panel,
+#: tubes, reagents, normalisation, outcomes and report options).
+STUDY_TABLES = (
+    "study", "panel", "compensation", "transform", "gating", "populations", "counting",
+    "chimerism", "qc", "phenotype", "clustering", "acquisition_qc", "reagents", "normalise",
+    "tubes", "outcomes", "report",
+)  # fmt: skip
+
+
+def _misspelt_tables(config: Mapping[str, Any], at: str, problems: list[str]) -> None:
+    """A table whose name is a near miss of one cytokit reads (``[qcc]``, ``[Chimerism]``) is
+    a problem: its settings would be dropped without a word and the defaults used.
+    Tables with other names are left to the tools that keep them."""
+    from cytokit.errors import did_you_mean
+
+    for name in config:
+        if name in STUDY_TABLES:
+            continue
+        hint = did_you_mean(name, STUDY_TABLES)
+        if hint:
+            problems.append(
+                f"{at}unknown table [{name}]{hint}; cytokit would not read it, and would use "
+                "its defaults instead"
+            )
 
 
 def _tables(config: Mapping[str, Any], at: str, problems: list[str]) -> dict[str, dict]:
