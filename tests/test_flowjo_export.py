@@ -115,6 +115,23 @@ def test_sample_study_round_trip_through_flowkit(sample_export):
     _compare(_truth(counts), _flowkit_counts(done.path), "FlowKit")
 
 
+def test_cytokit_gate_reads_the_exported_workspace_sample_by_sample(sample_export, capsys):
+    """``cytokit gate OUT.wsp FILES``: the export's samples carry their own gates (no
+    ``All Samples`` template), so each file is gated with its own sample's tree, as FlowJo
+    does; the counts are analyze's. A file that is no sample of it fails on its own."""
+    root, counts, done, files = sample_export
+    stray = root / "stray.fcs"
+    sample = cytokit.read_fcs(files["P01_day007.fcs"])
+    cytokit.write_fcs(stray, sample.__class__(sample.events[:500], sample.channels, {}))
+    out = root / "gated"
+    code = cli(["gate", str(done.path), *map(str, files.values()), str(stray), "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    gated = pd.read_csv(out / "counts.csv")
+    _compare(_truth(counts), _truth(gated[gated["file"] != str(stray)]), "cytokit gate")
+    failed = pd.read_csv(out / "failures.csv")
+    assert list(failed["file"]) == [str(stray)] and "stray.fcs" in failed["reason"].iloc[0]
+
+
 def test_workspace_carries_counts_groups_and_relative_links(sample_export):
     _, counts, done, files = sample_export
     ws = G.load_workspace(done.path)

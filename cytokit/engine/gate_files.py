@@ -4,7 +4,8 @@
 gating strategy and returns the file's counts and per-population statistics.
 `GateTask.for_study` gates with a study's settings (its panel and transform
 for a YAML strategy, its compensation and gating seed), giving each file the
-counts `cytokit.analyze` gives it.
+counts `cytokit.analyze` gives it. A FlowJo workspace whose samples carry their
+own gates (`per_sample_workspace`) gates each file with its own sample's tree.
 `gate_files` runs it over many files with `cytokit.engine.runner.run_batch`, keeping
 every finished file in ``OUT/results.sqlite`` (a rerun resumes), and writes
 ``counts.csv``, ``statistics.csv``, ``failures.csv`` and ``warnings.csv``
@@ -311,9 +312,15 @@ class GateTask:
         acquisition_qc: AcquisitionQCSettings | None = None,
         screen: tuple[Panel, Sequence[str]] | None = None,
     ) -> None:
+        self.workspace, self._trees, self._source = None, {}, ""
         if isinstance(strategy, (str, os.PathLike)):
-            strategy = load_strategy(strategy)
-        if not isinstance(strategy, GatingStrategy):
+            self.workspace = per_sample_workspace(strategy)
+            if self.workspace is not None:  # each file gets its own sample's tree
+                self._source = hashlib.sha256(Path(strategy).read_bytes()).hexdigest()
+                strategy = None
+            else:
+                strategy = load_strategy(strategy)
+        if self.workspace is None and not isinstance(strategy, GatingStrategy):
             raise TypeError(f"strategy must be a GatingStrategy or a path, got {strategy!r}")
         self.strategy = strategy
         self.compensation = _compensation(compensation)
@@ -403,7 +410,11 @@ class GateTask:
                 "task": "gate",
                 "version": _TASK_VERSION,
                 "cytokit": __version__,
-                "strategy": self.strategy.digest(),
+                "strategy": (
+                    self.strategy.digest()
+                    if self.workspace is None
+                    else f"workspace per sample {self._source}"
+                ),
                 "compensation": comp,
                 "statistics": self.statistics,
                 "channels": None if self.channels is None else list(self.channels),
@@ -421,7 +432,9 @@ class GateTask:
     def describe(self) -> dict:
         """What the key stands for, and where the strategy and matrix came from (for people)."""
         out = self._identity()
-        out["strategy_source"] = self.strategy.source
+        out["strategy_source"] = (
+            self.strategy.source if self.workspace is None else str(self.workspace.path)
+        )
         out["compensation"] = _compensation_id(self.compensation)
         return out
 
@@ -440,13 +453,14 @@ class GateTask:
                     sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
                     qc_record, finite = file_record(qc), qc.finite_columns
             with stage("gate"):
-                read = self._screened(sample)
+                strategy = self.strategy_for(sample)
+                read = self._screened(sample, strategy)
             with stage("values"):
                 sample, nonfinite = drop_nonfinite(
                     sample, read, max_fraction=self.max_nonfinite, known_finite=finite
                 )
             with stage("gate"):
-                result = self.strategy.apply(
+                result = strategy.apply(
                     sample,
                     compensation=self.compensation,
                     membership=self.statistics,
@@ -473,7 +487,19 @@ class GateTask:
                 payload["statistics"] = population_statistics(result, self.channels)
         return payload
 
-    def _screened(self, sample: Sample) -> list[int]:
+    def strategy_for(self, sample: Sample) -> GatingStrategy:
+        """The strategy that gates `sample`: the task's, or with a workspace whose samples
+        carry their own gates (`per_sample_workspace`) the tree of the workspace sample
+        the file is (matched by file name, ``$FIL`` and event count; none is an error)."""
+        if self.workspace is None:
+            return self.strategy
+        found = self.workspace.find(sample)
+        tree = self._trees.get(found.id)
+        if tree is None:
+            tree = self._trees[found.id] = self.workspace.strategy(sample=found.id)
+        return tree
+
+    def _screened(self, sample: Sample, strategy: GatingStrategy) -> list[int]:
         """Columns whose NaN or infinite values drop an event: with a study (``--study``),
         the study's own (`cytokit.study.folder.screened_columns`, as analyze screens; the
         statistics of other channels skip such values); else the gates' and the statistics'."""
@@ -481,22 +507,39 @@ class GateTask:
             from cytokit.study.folder import screened_columns  # only with a study
 
             panel, markers = self.screen
-            return screened_columns(self.strategy, sample, panel, markers, self.compensation)
-        return self.strategy.read_columns(
-            sample, self._statistics_dims(sample), compensation=self.compensation
+            return screened_columns(strategy, sample, panel, markers, self.compensation)
+        return strategy.read_columns(
+            sample, self._statistics_dims(sample, strategy), compensation=self.compensation
         )
 
-    def _statistics_dims(self, sample: Sample) -> list[Dimension]:
+    def _statistics_dims(self, sample: Sample, strategy: GatingStrategy) -> list[Dimension]:
         """The statistics channels as dimensions (compensated where the matrix covers them)."""
         if not self.statistics:
             return []
-        spill = self.strategy.resolver(sample, self.compensation).spillover
+        spill = strategy.resolver(sample, self.compensation).spillover
         names = fluorescence_channels(sample, spill) if self.channels is None else self.channels
         comp = UNCOMPENSATED if spill is None else FCS
         return [Dimension(n, compensation=comp) for n in names]
 
     def __repr__(self) -> str:
-        return f"<GateTask {self.key[:12]} {self.strategy!r}>"
+        what = self.strategy if self.workspace is None else f"per sample of {self.workspace.path}"
+        return f"<GateTask {self.key[:12]} {what!r}>"
+
+
+def per_sample_workspace(path: str | os.PathLike):
+    """The FlowJo workspace at `path` when its samples carry their own gates and no tree
+    serves them all (several samples, no gates in ``All Samples``: as FlowJo keeps
+    sample-specific gates, and as ``cytokit export-wsp`` writes); else None (not a
+    workspace, or one whose single tree `cytokit.gating.load_strategy` reads)."""
+    from cytokit.gating.flowjo import load_workspace
+    from cytokit.gating.flowjo.workspace import ALL_SAMPLES
+
+    p = Path(path)
+    if p.suffix.lower() != ".wsp" or not p.is_file():
+        return None
+    ws = load_workspace(p)
+    shared = any(g.name == ALL_SAMPLES and g.has_gates for g in ws.groups)
+    return ws if len(ws.samples) > 1 and not shared else None
 
 
 def _study_qc(study, choice) -> AcquisitionQCSettings | None:

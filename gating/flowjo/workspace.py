@@ -328,7 +328,8 @@ class Workspace:
                 raise GatingError(
                     f"{self.path.name} has {len(self.samples)} samples and no gates in the "
                     f"{ALL_SAMPLES!r} group, so which tree to use is not clear; pass sample= "
-                    f"or group= ({self._listing()})"
+                    f"or group= ({self._listing()}); `cytokit gate` gates each file with its "
+                    "own sample's tree"
                 )
         strategy, issues = self._build(sample, group, skip_unsupported)
         if issues and skip_unsupported:
