@@ -72,7 +72,8 @@ def output_folder(
 
 def not_a_results_file(results: str | os.PathLike, out: str | os.PathLike, suffix: str) -> None:
     """Refuse to write an export `out` over a file of the folder `results` (a table, the
-    store, the report): only a file with the export's own `suffix` there may be replaced.
+    store, the report): only a file with the export's own `suffix` there may be replaced;
+    and refuse an `out` that is a folder or lies under a file.
 
     Raises
     ------
@@ -80,6 +81,16 @@ def not_a_results_file(results: str | os.PathLike, out: str | os.PathLike, suffi
         Naming `out`, the file of the results folder it is, and a name to give instead.
     """
     out, results = Path(out), Path(results)
+    # a place the export cannot be written is said before the files are gated again
+    if out.is_dir():
+        raise CytokitError(
+            f"{out}: is a folder; give the export's file name, e.g. {out / ('export' + suffix)}"
+        )
+    existing = next((p for p in out.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise CytokitError(
+            f"{existing}: is a file, not a folder (it would hold {out}); give another path"
+        )
     if not out.is_file() or out.suffix.lower() == suffix:
         return
     where, inside = out.resolve(), results.resolve()

@@ -132,6 +132,17 @@ def test_cytokit_gate_reads_the_exported_workspace_sample_by_sample(sample_expor
     assert list(failed["file"]) == [str(stray)] and "stray.fcs" in failed["reason"].iloc[0]
 
 
+def test_an_export_path_that_cannot_be_written_is_refused_before_gating(sample_export):
+    """A folder, or a path under a file: said at once, not after every file is gated."""
+    root = sample_export[0]
+    (root / "afile").write_text("x")
+    with pytest.raises(CytokitError, match=r"afile: is a file, not a folder \(it would hold"):
+        export_wsp(root / "results", root / "afile" / "x.wsp")
+    (root / "adir.wsp").mkdir()
+    with pytest.raises(CytokitError, match=r"adir\.wsp: is a folder; give the export's file"):
+        export_wsp(root / "results", root / "adir.wsp")
+
+
 def test_workspace_carries_counts_groups_and_relative_links(sample_export):
     _, counts, done, files = sample_export
     ws = G.load_workspace(done.path)
