@@ -406,20 +406,42 @@ class AcquisitionPass:
             first, stop = int(bounds[a]), int(bounds[b])
             start_t, end_t = float(edges[a]), float(edges[b])
             if a > 0 and bits[a] & RATE:
-                first, start_t = self._refine(bounds, edges, a - 1, a, base_rate[a - 1], True)
+                deep = self._depth(bounds, edges, a, b, base_rate[a - 1], True)
+                first, start_t = self._refine(
+                    bounds, edges, a - 1, a + deep - 1, base_rate[a - 1], True
+                )
             if b < nb and bits[b - 1] & RATE:
-                stop, end_t = self._refine(bounds, edges, b - 1, b, base_rate[b], False)
+                deep = self._depth(bounds, edges, a, b, base_rate[b], False)
+                stop, end_t = self._refine(bounds, edges, b - deep, b, base_rate[b], False)
             out.append((a, b, first, stop, start_t, end_t))
         return out
 
-    def _refine(self, bounds, edges, good_or_bad, other, base, starting):
-        """(event, time) of the rate change between bins `good_or_bad` and `other`."""
-        i0, i1 = int(bounds[good_or_bad]), int(bounds[other + 1])
-        lo, hi = float(edges[good_or_bad]), float(edges[other + 1])
+    @staticmethod
+    def _depth(bounds, edges, a, b, base, starting) -> int:
+        """How many flagged bins the edge's change point reads: 1, or 2 when the run has a
+        second bin off the usual rate in the same direction. The first flagged bin may be
+        mostly normal (flagged because it dips a little where the anomaly starts near its
+        end): read alone, its rate is close to the usual one and the split is left to
+        noise; with the next bin the anomaly's own rate places it."""
+        if b - a < 2:
+            return 1
+        edge, next_ = (a, a + 1) if starting else (b - 1, b - 2)
+        rates = [
+            (bounds[j + 1] - bounds[j]) / max(float(edges[j + 1] - edges[j]), 1e-300)
+            for j in (edge, next_)
+        ]
+        same = (rates[0] - base) * (rates[1] - base) > 0
+        return 2 if same else 1
+
+    def _refine(self, bounds, edges, first_bin, last_bin, base, starting):
+        """(event, time) of the rate change within bins `first_bin` .. `last_bin`: the good
+        bin at the start (`starting`) or the end of them, the rest flagged."""
+        i0, i1 = int(bounds[first_bin]), int(bounds[last_bin + 1])
+        lo, hi = float(edges[first_bin]), float(edges[last_bin + 1])
         t = np.asarray(self.sample.events[i0:i1, self.tcol], dtype=np.float64)
-        inside = other if starting else good_or_bad  # the flagged bin
-        w = float(edges[inside + 1] - edges[inside])
-        n_in = int(bounds[inside + 1] - bounds[inside])
+        f0, f1 = (first_bin + 1, last_bin + 1) if starting else (first_bin, last_bin)
+        w = float(edges[f1] - edges[f0])
+        n_in = int(bounds[f1] - bounds[f0])
         rate_in = n_in / w if w > 0 else 0.0
         k = 0
         for _ in range(3):  # the flagged bin's rate, re-estimated on its side of the split
