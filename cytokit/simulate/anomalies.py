@@ -572,11 +572,13 @@ def random_plan(
     Ranges (uniform): clog drop 0.5-3 s at 5-40 % of the rate, burst 0.2-0.8 s,
     intensities × 0.7-0.9 (spread 0.1-0.2), 10-40 % coincident events in the
     burst, and the `Clog` defaults for off-centre events (80 % of the clog's,
-    × 0.3-0.7, spread 0.3; applied when the plan's ``corrupt_clogs`` is on); bubble gap 0.1-1 s, flanks 0.1-0.4 s at 20-60 % of the rate, scatter
+    × 0.3-0.7, spread 0.3; applied when the plan's ``corrupt_clogs`` is on);
+    bubble gap 0.1-1 s, flanks 0.1-0.4 s at 20-60 % of the rate, scatter
     factor SD 0.3-0.6, fluorescence × 0.5-0.8; drift from 30-60 % of the
     acquisition to its end, 25-50 % (dimmer in 7 of 10), on one laser's
-    detectors; margin events 0.5-3 % of events, half saturating one or two
-    fluorescence detectors, half at the floor of FSC-A and SSC-A.
+    detectors; margin events: each event with probability 0.5-3 %, half
+    saturating one or two fluorescence detectors, half at the floor of FSC-A
+    and SSC-A.
     """
     bad = [k for k in kinds if k not in KINDS]
     if bad:

@@ -56,7 +56,11 @@ class Enrichment:
         Labels (`cytokit.simulate.LABELS`) or aggregates (``"NK"`` = NK_bright +
         NK_dim, ``"T"``, ``"Lymphocytes"``, ``"Leukocytes"``).
     window : (float, float)
-        Acquisition seconds ``start <= t < end``.
+        Seconds ``start <= t < end`` on the clean timeline: cells are placed
+        before any anomaly is injected, so the window is on the timeline a
+        `cytokit.simulate.anomalies.Clog`'s ``start`` and a ``Bubble``'s
+        ``at`` use (a clog injected afterwards slows and then speeds up the
+        acquisition around itself, moving later events' times).
     factor : float
         Density of those cells among the window's events over their density
         among the other events (>= 1; 1 changes nothing). As many as the
