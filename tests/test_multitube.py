@@ -100,6 +100,35 @@ def test_fmo_positivity_against_truth(analysed):
     assert not res.phenotype["file"].str.contains("_fmo_").any()
 
 
+def test_a_pooled_fmo_threshold_counts_each_control_cell_once(analysed):
+    """With fewer than 1,000 control events in a population, the threshold comes from the
+    control's events of every population: NK_dim and NK_bright lie within NK, so pooling
+    them all would count those cells twice (and pass the 1,000-event floor on fewer cells).
+    The pooled threshold is the 99.5th percentile of the distinct cells."""
+    from cytokit.analysis.per_patient import _outermost
+    from cytokit.analysis.positivity import fmo_threshold
+    from cytokit.kernels import compensate
+
+    assert _outermost([("NK", "/L/NK"), ("NK_dim", "/L/NK/dim"), ("T", "/L/T"),
+                       ("CIK", "/L/T/CIK"), ("NKish", "/L/NKish")]) == {"NK", "T", "NKish"}  # fmt: skip
+    folder, res = analysed
+    study = cytokit.load_study(folder)
+    paths = list(dict.fromkeys(study.settings.populations.values()))
+    th = res.thresholds
+    pooled = th[(th["method"] == "fmo_pooled") & (th["marker"] == "NKG2A")]
+    assert len(pooled), "the fixture has no pooled threshold to check"
+    for note, got in pooled.groupby("note")["threshold_scale"].first().items():
+        control = folder / note.removeprefix("control ").split(":")[0]
+        sample = cytokit.read_fcs(control)
+        gated = study.gate(sample, tube="receptors")
+        cells = np.logical_or.reduce([gated.membership(p) for p in paths])
+        sp = sample.spillover
+        comp = compensate(sample.events, sp.matrix, [sample.channel_index(c) for c in sp.channels])
+        x = comp[:, study.tube_panel("receptors").column(sample, "NKG2A")].astype(np.float64)
+        assert cells.sum() >= 1000
+        assert got == pytest.approx(fmo_threshold(x[cells]), rel=1e-6), control
+
+
 def test_report_sections(analysed):
     # the index sections say what the plots show; each patient's part has a figure and a
     # summary table, the net values with their intervals as function.csv holds them, and

@@ -456,13 +456,26 @@ def _forward(transform, x: float) -> float:
     return float(transform.apply(np.array([x]))[0])
 
 
+def _outermost(populations) -> set[str]:
+    """Names of the `populations` ((name, gate path)) whose path lies under no other's:
+    a gate's events are within its parent's, so these hold every cell of them all, each
+    cell once where the outer populations do not overlap (sibling gates)."""
+    paths = {name: path.rstrip("/") for name, path in populations}
+    return {
+        name
+        for name, path in paths.items()
+        if not any(other != path and path.startswith(other + "/") for other in paths.values())
+    }
+
+
 def _fmo_thresholds(controls: dict, task, markers) -> dict[str, dict[str, tuple]]:
     """Per population and marker with an FMO control: (threshold scale value, method, note).
 
     The threshold is the 99.5th percentile of the control's events of the population
     (`cytokit.analysis.positivity.fmo_threshold`); a population with fewer events than
-    that needs takes the control's events of every study population of the tube together
-    (method ``fmo_pooled``); with fewer still the marker keeps the sample's own threshold.
+    that needs takes the control's events of every study population of the tube together,
+    each cell once (the outermost populations, `_outermost`; method ``fmo_pooled``); with
+    fewer still the marker keeps the sample's own threshold.
     """
     from cytokit.analysis.positivity import fmo_threshold, min_control_events
 
@@ -474,7 +487,10 @@ def _fmo_thresholds(controls: dict, task, markers) -> dict[str, dict[str, tuple]
             continue
         j = nd + list(markers).index(m)
         blocks = {name: control.pheno.get(name) for name, _ in task.populations}
-        pooled = [b[:, j] for b in blocks.values() if b is not None]
+        # each cell once: a population gated inside another's path (NK_dim within NK, CIK
+        # within T) holds cells the outer one holds already
+        outer = _outermost(task.populations)
+        pooled = [b[:, j] for name, b in blocks.items() if b is not None and name in outer]
         pooled = np.concatenate(pooled).astype(np.float64) if pooled else np.empty(0)
         for name, block in blocks.items():
             values = np.empty(0) if block is None else block[:, j].astype(np.float64)
@@ -485,7 +501,7 @@ def _fmo_thresholds(controls: dict, task, markers) -> dict[str, dict[str, tuple]
                     fmo_threshold(pooled),
                     "fmo_pooled",
                     f"control {file}: {values.size} events of the population, fewer than "
-                    f"{need}; the control's events of every population",
+                    f"{need}; the control's events of every population, each cell once",
                 )
     return out
 
