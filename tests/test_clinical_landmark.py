@@ -108,6 +108,53 @@ def test_landmark_excludes_patients_with_an_event_or_no_follow_up_and_counts_the
     )
 
 
+def test_a_failed_sample_is_not_a_sample_without_donor_cells():
+    """A patient whose only sample by the landmark failed, or whose other samples showed no
+    donor cells, may have had them: left out of the detection comparison and counted,
+    never grouped as "not detected". Donor cells seen in another sample settle it. By
+    AUC or peak a failed day leaves the patient's series incomplete: left out too."""
+    ends = _endpoints([(f"P{i}", "A", 100 + i, 1) for i in range(8)])
+    rows = [(f"P{i}", 14, 3.0, Q) for i in range(3)] + [(f"P{i}", 14, 0.0, ND) for i in (3, 4, 5)]
+    rows += [("P0", 7, math.nan, "failed"), ("P3", 7, math.nan, "failed")]
+    rows += [("P6", 7, math.nan, "failed"), ("P7", 60, 1.0, Q)]
+    result = landmark_analysis(ends, _points(rows), landmark_day=28)
+    row, cohort = result.row, result.cohort.set_index("patient")
+    assert (row["n_eligible"], row["n_excluded_failed"], row["n_excluded_no_sample"]) == (5, 2, 1)
+    assert cohort.loc["P0", "label"] == "detected"  # detected on day 14 all the same
+    for p in ("P3", "P6"):
+        assert cohort.loc[p, "status"] == "a sample failed by landmark" and pd.isna(
+            cohort.loc[p, "group"]
+        )
+    assert (row["n_1"], row["n_0"]) == (3, 2)
+    table = persistence_table(_points(rows), until=28).set_index("patient")
+    assert table.loc["P0", "n_failed"] == 1 and table.loc["P0", "detected"]
+    assert math.isnan(table.loc["P0", "auc"]) and math.isnan(table.loc["P0", "peak_value"])
+    assert table.loc["P6", "n_samples"] == 0 and not table.loc["P6", "detected"]
+    by_auc = landmark_analysis(ends, _points(rows), landmark_day=28, by="auc").row
+    assert (by_auc["n_eligible"], by_auc["n_excluded_failed"]) == (4, 3)
+
+
+def test_failed_files_become_points_without_a_value_where_a_day_has_none():
+    from cytokit.analysis.outcomes import persistence_points
+
+    chim = pd.DataFrame(
+        {
+            "patient": ["P1", "P1"],
+            "day": [14, 14],
+            "population": ["NK", "T"],
+            "sample_type": ["PB", "PB"],
+            "donor_per_ul": [2.5, 9.0],
+            "status": [Q, Q],
+        }
+    )
+    pts = persistence_points(chim, "NK", "donor_per_ul", failed=[("P1", 7), ("P1", 14)])
+    assert pts[["patient", "day", "status"]].values.tolist() == [
+        ["P1", 7, "failed"],
+        ["P1", 14, Q],
+    ]
+    assert math.isnan(pts["value"].iloc[0]) and pts["value"].iloc[1] == 2.5
+
+
 def test_landmark_by_auc_splits_at_the_cohort_median():
     ends = _endpoints([(f"P{i}", "A", 100 + i, 1) for i in range(6)])
     points = _points([(f"P{i}", 14, float(i), Q) for i in range(6)])

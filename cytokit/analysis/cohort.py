@@ -203,7 +203,7 @@ def study_tables(
         setattr(results, name, conform(getattr(results, name), columns))
     results.clinical = {
         **schedule_tables(study, results.trends),
-        **outcome_tables(study, results.chimerism),
+        **outcome_tables(study, results.chimerism, results.failures),
         **product_tables(study, results.counts),
     }
     check_results(results)  # a broken invariant is a bug: no table is written

@@ -590,7 +590,7 @@ def _clinical(found: _Found, tables: dict) -> None:
                 "n_excluded_followup",
                 "n_excluded_no_sample",
             )
-        )
+        ) + np.nan_to_num(_num(landmark, "n_excluded_failed"))  # older tables lack it
         found.rows(
             "landmark",
             landmark,

@@ -73,7 +73,9 @@ PRODUCT_STAGES = {"product_pre": "pre", "product_post": "post", "product": "post
 OUTCOME_TABLES = ("outcomes_summary", "survival", "landmark", "dose_escalation", "response")
 
 
-def persistence_points(chimerism: pd.DataFrame, population: str, measure: str) -> pd.DataFrame:
+def persistence_points(
+    chimerism: pd.DataFrame, population: str, measure: str, failed=()
+) -> pd.DataFrame:
     """One persistence point per patient and day: patient, day, value, status.
 
     Parameters
@@ -84,6 +86,10 @@ def persistence_points(chimerism: pd.DataFrame, population: str, measure: str) -
         A study population.
     measure : str
         ``donor_per_ul`` or ``donor_pct``.
+    failed : iterable of (patient, day)
+        Samples that gave no numbers (failed files of the chimerism tube): a
+        day without a point of its own gets one with status ``failed`` and no
+        value, so that a failed sample is not taken for a day without donor cells.
 
     Returns
     -------
@@ -91,16 +97,26 @@ def persistence_points(chimerism: pd.DataFrame, population: str, measure: str) -
         `cytokit.clinical.landmark.POINT_COLUMNS`; a day with samples of several
         types reads its peripheral-blood (``PB``) sample when there is one.
     """
+    from cytokit.clinical.landmark import FAILED
+
     columns = ["patient", "day", "value", "status"]
-    if chimerism.empty or measure not in chimerism.columns:
-        return pd.DataFrame(columns=columns)
-    rows = chimerism[chimerism["population"] == population]
-    if "sample_type" in rows.columns and (rows["sample_type"] == "PB").any():
-        rows = rows[rows["sample_type"] == "PB"]
-    rows = rows.sort_values(["patient", "day"], kind="stable").drop_duplicates(
-        ["patient", "day"], keep="first"
-    )
-    out = rows[["patient", "day", measure, "status"]].rename(columns={measure: "value"})
+    out = pd.DataFrame(columns=columns)
+    if not chimerism.empty and measure in chimerism.columns:
+        rows = chimerism[chimerism["population"] == population]
+        if "sample_type" in rows.columns and (rows["sample_type"] == "PB").any():
+            rows = rows[rows["sample_type"] == "PB"]
+        rows = rows.sort_values(["patient", "day"], kind="stable").drop_duplicates(
+            ["patient", "day"], keep="first"
+        )
+        out = rows[["patient", "day", measure, "status"]].rename(columns={measure: "value"})
+    have = set(zip(out["patient"].astype(str), out["day"].astype(int), strict=True))
+    extra = sorted({(str(p), int(d)) for p, d in failed} - have)
+    if extra:
+        lost = pd.DataFrame(
+            [{"patient": p, "day": d, "value": float("nan"), "status": FAILED} for p, d in extra]
+        )
+        out = pd.concat([out.astype(lost.dtypes.to_dict()) if len(out) else out, lost])
+        out = out.sort_values(["patient", "day"], kind="stable")
     return out.reset_index(drop=True)
 
 
@@ -132,7 +148,26 @@ def schedule_tables(study, trends: pd.DataFrame | None = None) -> dict[str, pd.D
     return out
 
 
-def outcome_tables(study, chimerism: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def failed_samples(study, failures: pd.DataFrame | None) -> list[tuple[str, int]]:
+    """(patient, day) of the failed files that would have been persistence points: of the
+    chimerism tube, not product samples."""
+    if failures is None or failures.empty:
+        return []
+    rows = {study.relative(r.file): r for r in study.rows}
+    out = []
+    for file in failures["file"].astype(str):
+        row = rows.get(file)
+        if row is None or row.sample_type in PRODUCT_STAGES:
+            continue
+        if study.tube_of(row) != study.chimerism_tube:
+            continue
+        out.append((str(row.patient), int(row.day)))
+    return out
+
+
+def outcome_tables(
+    study, chimerism: pd.DataFrame, failures: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
     """The clinical tables of `study` (none without outcomes.csv).
 
     Parameters
@@ -141,6 +176,9 @@ def outcome_tables(study, chimerism: pd.DataFrame) -> dict[str, pd.DataFrame]:
         Loaded with `cytokit.study.load_study` (its ``clinical`` files).
     chimerism : DataFrame
         The study's chimerism table.
+    failures : DataFrame, optional
+        The study's failures (``failures.csv``): their samples are persistence
+        points without a value (`persistence_points`).
 
     Returns
     -------
@@ -175,7 +213,9 @@ def outcome_tables(study, chimerism: pd.DataFrame) -> dict[str, pd.DataFrame]:
     tables = analyze_outcomes(
         clinical.treatments,
         clinical.outcomes,
-        persistence_points(chimerism, population, settings.measure),
+        persistence_points(
+            chimerism, population, settings.measure, failed_samples(study, failures)
+        ),
         settings=settings,
         strata=strata,
     )

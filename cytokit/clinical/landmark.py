@@ -21,8 +21,16 @@ patient     patient identifier
 day         sampling day (manifest axis)
 value       the measure (donor cells/µL or donor %)
 status      ``quantified``, ``not_quantifiable`` or ``not_detected``
-            (`cytokit.analysis.chimerism`); detected = one of the first two
+            (`cytokit.analysis.chimerism`); detected = one of the first two;
+            ``failed``: the day's sample gave no numbers (value empty)
 ==========  ===============================================================
+
+A failed sample is not a sample without donor cells: a patient with one in
+the window and none detected is left out of a detection comparison (status
+``a sample failed by landmark``, counted in ``n_excluded_failed``), and of
+a peak or AUC comparison whatever the others showed (their peak, AUC and
+last detectable day are empty in `persistence_table`, ``n_failed`` says
+why).
 
 `persistence_table` summarises them per patient over a window (from day 0
 up to a day, or a per-patient day): peak, area under the curve and last
@@ -55,15 +63,18 @@ __all__ = [
 POINT_COLUMNS = ("patient", "day", "value", "status")
 PERSISTENCE_COLUMNS = (
     "patient", "until_day", "n_samples", "detected", "first_detectable_day",
-    "last_detectable_day", "peak_day", "peak_value", "auc", "auc_days",
+    "last_detectable_day", "peak_day", "peak_value", "auc", "auc_days", "n_failed",
 )  # fmt: skip
 LANDMARK_COLUMNS = (
     "endpoint", "landmark_day", "group_by", "threshold", "n_patients", "n_eligible",
-    "n_excluded_event", "n_excluded_followup", "n_excluded_no_sample", "group_1", "n_1",
+    "n_excluded_event", "n_excluded_followup", "n_excluded_no_sample", "n_excluded_failed",
+    "group_1", "n_1",
     "events_1", "group_0", "n_0", "events_0", "hazard_ratio", "hr_ci_low", "hr_ci_high", "hr_p",
     "logrank_chi2", "logrank_p", "stratified", "note",
 )  # fmt: skip
 DETECTED = ("quantified", "not_quantifiable")
+#: The status of a point whose sample failed (no measure: the file gave no numbers).
+FAILED = "failed"
 _LABELS = {
     "detection": ("detected", "not detected"),
     "auc": ("AUC above median", "AUC at or below median"),
@@ -129,14 +140,18 @@ def persistence_table(
             limit = math.inf if until is None else float(until)
         part = slice(bounds[k], bounds[k + 1])
         days = all_days[part]
-        keep = (days >= 0) & (days <= limit)
-        if not keep.any():
+        window = (days >= 0) & (days <= limit)
+        failed = window & (all_status[part] == FAILED)
+        keep = window & ~failed
+        if not window.any():
             continue
         days, status = days[keep], all_status[part][keep]
         detected = np.isin(status, DETECTED)
-        if summaries:
+        if summaries and keep.any() and not failed.any():
             trend = trend_row(days, all_values[part][keep], status)
         else:
+            # a failed sample's day is unknown: the peak, AUC and last detectable day
+            # without it would be numbers of another series
             trend = dict.fromkeys(PERSISTENCE_COLUMNS[5:], math.nan)
         rows.append(
             {
@@ -150,6 +165,7 @@ def persistence_table(
                 "peak_value": trend["peak_value"],
                 "auc": trend["auc"],
                 "auc_days": trend["auc_days"],
+                "n_failed": int(failed.sum()),
             }
         )
     return pd.DataFrame(rows, columns=list(PERSISTENCE_COLUMNS))
@@ -229,13 +245,22 @@ def landmark_analysis(
     event_before = (event == 1) & (days <= landmark_day)
     followup_before = (event == 0) & (days < landmark_day)
     sampled = cohort["patient"].isin(persistence.index).to_numpy()
+    n_failed = cohort["patient"].map(persistence["n_failed"]).fillna(0).to_numpy()
+    detected = cohort["patient"].map(persistence["detected"]).fillna(False).to_numpy(dtype=bool)
+    # a sample that failed might have shown donor cells: the group is unknown unless
+    # another sample did (detection); a peak or AUC without its day is not the patient's
+    unknown = sampled & (n_failed > 0) & ~((by == "detection") & detected)
     status = np.where(
         event_before,
         "event before landmark",
         np.where(
             followup_before,
             "follow-up ended before landmark",
-            np.where(sampled, "eligible", "no sample by landmark"),
+            np.where(
+                unknown,
+                "a sample failed by landmark",
+                np.where(sampled, "eligible", "no sample by landmark"),
+            ),
         ),
     )
     cohort["status"] = status
@@ -266,6 +291,7 @@ def landmark_analysis(
         n_excluded_event=int((status == "event before landmark").sum()),
         n_excluded_followup=int((status == "follow-up ended before landmark").sum()),
         n_excluded_no_sample=int((status == "no sample by landmark").sum()),
+        n_excluded_failed=int((status == "a sample failed by landmark").sum()),
     )
     return LandmarkResult({c: row.get(c, math.nan) for c in LANDMARK_COLUMNS}, cohort)
 

@@ -73,14 +73,25 @@ def response_vs_persistence(
         and the note saying why when a group is too small).
     """
     table = persistence_by_response(outcomes, points, responders=responders)
-    unsampled = sum(o.response is not None for o in outcomes) - len(table)
+    # a failed sample might have shown donor cells: without a detection elsewhere the
+    # patient's persistence is unknown, not absent
+    unknown = (table["n_failed"] > 0) & ~table["detected"].astype(bool)
+    table = table[~unknown]
+    unsampled = sum(o.response is not None for o in outcomes) - len(table) - int(unknown.sum())
     groups = [(c, table["response"] == c) for c in categories]
     groups += [("responders", table["responder"]), ("non-responders", ~table["responder"])]
     rows = [_describe(name, table[sel]) for name, sel in groups]
     rows.append(_compare(table[table["responder"]], table[~table["responder"]], min_group))
+    notes = []
     if unsampled:
-        note = f"{unsampled} assessed patient(s) without a sample by their response day"
-        rows[-1]["note"] = "; ".join(n for n in (rows[-1]["note"], note) if n)
+        notes.append(f"{unsampled} assessed patient(s) without a sample by their response day")
+    if unknown.any():
+        notes.append(
+            f"{int(unknown.sum())} assessed patient(s) left out: a sample failed by their "
+            "response day and none showed donor cells"
+        )
+    if notes:
+        rows[-1]["note"] = "; ".join(n for n in (rows[-1]["note"], *notes) if n)
     return pd.DataFrame(rows, columns=list(RESPONSE_COLUMNS))
 
 

@@ -63,15 +63,18 @@ def landmark_sentence(row) -> str:
     """One plain sentence of a ``landmark.csv`` row."""
     endpoint = _ENDPOINTS.get(str(row["endpoint"]), str(row["endpoint"]))
     day = int(_number(row["landmark_day"]))
-    excluded = sum(
-        int(_number(row[c]))
-        for c in ("n_excluded_event", "n_excluded_followup", "n_excluded_no_sample")
-        if math.isfinite(_number(row[c]))
+    kinds = ("n_excluded_event", "n_excluded_followup", "n_excluded_no_sample", "n_excluded_failed")
+    excluded = sum(int(_number(row.get(c))) for c in kinds if math.isfinite(_number(row.get(c))))
+    failed = _number(row.get("n_excluded_failed"))
+    why = (
+        f", {int(failed)} of them because a sample failed and none showed donor cells"
+        if math.isfinite(failed) and failed > 0
+        else ""
     )
     head = (
         f"Landmark at day {day} ({endpoint}): {int(_number(row['n_eligible']))} of "
-        f"{int(_number(row['n_patients']))} patients were alive and event-free then "
-        f"({excluded} excluded)"
+        f"{int(_number(row['n_patients']))} patients were alive and event-free then, "
+        f"with a usable sample ({excluded} excluded{why})"
     )
     hr = _number(row["hazard_ratio"])
     if not math.isfinite(hr):
