@@ -474,6 +474,21 @@ def test_report_has_a_qc_plot_per_file_open_when_flagged(qc_results):
     assert "<details><summary>fcs/A1_day014.fcs: <b>pass</b>" in html
 
 
+def test_patient_samples_table_says_qc_verdict_and_kept_events(qc_results):
+    """The patient page's counts come from the events QC kept: its samples table shows
+    those of the file's, and the verdict with the % removed, as samples.csv holds them."""
+    from cytokit.report.tables import samples_table
+
+    s = qc_results.samples
+    html = samples_table(s, qc_results.counts, ["NK"])
+    assert "<th>acquisition QC</th>" in html
+    for r in s.itertuples():
+        assert f"{r.events_after_qc:,}<br>of {r.events_before_qc:,}" in html
+        assert f"{r.qc_verdict}, " in html
+    plain = s.assign(qc_verdict="", events_after_qc=pd.NA)
+    assert "acquisition QC" not in samples_table(plain, qc_results.counts, ["NK"])
+
+
 def test_report_page_links_the_qc_section_only_when_qc_ran(qc_results, tmp_path):
     from dataclasses import replace
 

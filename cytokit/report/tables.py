@@ -448,16 +448,26 @@ def samples_table(samples: pd.DataFrame, counts: pd.DataFrame, pops: list[str]) 
     if len(counts) and names:
         for r in counts.to_dict("records"):
             first.setdefault((str(r.get("file")), str(r.get("population"))), r)
+    # with acquisition QC the counts come from the events it kept: say so beside the file
+    qc = "qc_verdict" in samples.columns and samples["qc_verdict"].fillna("").astype(bool).any()
     rows = []
     for s in sorted_by(samples, "day", "file").to_dict("records"):
+        events = fmt(s.get("events"), integer=True)
+        if qc and is_number(s.get("events_after_qc")):
+            events = f"{fmt(s.get('events_after_qc'), integer=True)}<br>of {events}"
         row: list = [
             Markup(day_text(s.get("day"))),
             s.get("file"),
             s.get("sample_type"),
-            Markup(fmt(s.get("events"), integer=True)),
+            Markup(events),
             s.get("count_method"),
             Markup(fmt(s.get("reference_events"), integer=True)),
         ]
+        if qc:
+            verdict = s.get("qc_verdict") if isinstance(s.get("qc_verdict"), str) else ""
+            pct = s.get("qc_pct_removed")
+            text = f"{verdict}, {fmt(pct)} % removed" if verdict and is_number(pct) else verdict
+            row.insert(4, text)
         for name in names:
             r = first.get((str(s.get("file")), name))
             if r is None:
@@ -468,12 +478,16 @@ def samples_table(samples: pd.DataFrame, counts: pd.DataFrame, pops: list[str]) 
                 text += f"<br>{fmt(r.get('per_ul'))} /µL"
             row.append(Markup(text))
         rows.append(row)
-    return table(
-        ["day", "file", "type", "events", "counting", "reference events", *names],
-        rows,
-        caption="Samples and absolute counts: events in each population and cells/µL",
-        numeric=[True, False, False, True, False, True] + [True] * len(names),
-    )
+    head = ["day", "file", "type", "events", "counting", "reference events", *names]
+    numeric = [True, False, False, True, False, True] + [True] * len(names)
+    caption = "Samples and absolute counts: events in each population and cells/µL"
+    if qc:
+        head.insert(4, "acquisition QC")
+        numeric.insert(4, False)
+        caption += (
+            "; events: those acquisition QC kept, of the file's (the counts are of the kept events)"
+        )
+    return table(head, rows, caption=caption, numeric=numeric)
 
 
 def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
