@@ -262,6 +262,23 @@ def test_abundance_svg_per_patient_draws_the_pooled_shares():
         assert len(panel.circles()) == 3 * 4
 
 
+def test_abundance_svg_leaves_out_days_of_too_few_events():
+    """1 donor event in one metacluster is not "100 %": a day with fewer than `min_total`
+    of the origin's events is not drawn, and the others are as before."""
+    from cytokit.plots.clusters_svg import abundance_svg
+
+    table = _clusters_table(2)
+    few = (table["patient"] == "P000") & (table["day"] == -7) & (table["origin"] == "donor")
+    table.loc[few, "count"] = [1, 0, 0]
+    table.loc[few, "total"] = 1
+    root, _ = _svg(abundance_svg(table, origin="donor", min_total=50))
+    first = _panels(root)[0]
+    assert len(first.circles()) == 3 * 3  # day -7 left out of P000's panel
+    assert len(_panels(root)[1].circles()) == 3 * 4
+    root, _ = _svg(abundance_svg(table, origin="donor"))
+    assert len(_panels(root)[0].circles()) == 3 * 4
+
+
 def test_abundance_svg_of_a_large_cohort_has_a_panel_per_metacluster_and_the_median():
     from cytokit.plots.clusters_svg import PER_PATIENT_MAX, abundance_points, abundance_svg
 

@@ -69,11 +69,16 @@ def _ylim(values: np.ndarray) -> tuple[float, float]:
     return (-0.05 * top, 1.05 * top)
 
 
-def abundance_svg(table: pd.DataFrame, *, origin: str = "all", title: str | None = None) -> Canvas:
+def abundance_svg(
+    table: pd.DataFrame, *, origin: str = "all", title: str | None = None, min_total: int = 0
+) -> Canvas:
     """Metacluster abundance over time (`origin` events: ``"all"``, ``"donor"`` or
     ``"recipient"``) as SVG: a panel per patient up to `PER_PATIENT_MAX` patients, else a
-    panel per metacluster with a line per patient and the median per day."""
+    panel per metacluster with a line per patient and the median per day. A day with
+    fewer than `min_total` of the `origin` events is not drawn (1 donor event in one
+    metacluster would read as 100 %)."""
     pts = abundance_points(table, origin)
+    pts = pts[pts["total"].to_numpy(float) >= min_total]
     patients = list(dict.fromkeys(pts["patient"].astype(str)))
     mcs = sorted(pts["metacluster"].unique())
     colours = dict(zip(mcs, _colours(len(mcs)), strict=True))

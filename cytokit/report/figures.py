@@ -742,15 +742,22 @@ def _cluster_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None
         if many
         else " A panel per patient, a line per metacluster."
     )
+    least = int((results.study.get("qc") or {}).get("min_events", 50) or 50)
     for origin, caption in (
         ("all", "Share of each sample's events in each metacluster." + how),
-        ("donor", "Share of each sample's donor events in each metacluster." + how),
+        (
+            "donor",
+            "Share of each sample's donor events in each metacluster."
+            + how
+            + f" A sample with fewer than {least} donor events is not drawn.",
+        ),
     ):
-        if (table["origin"] == origin).any():
+        mine = table[table["origin"] == origin]
+        if len(mine) and (origin == "all" or (mine["total"] >= least).any()):
             job(
                 "abundance_svg",
                 (table,),
-                {"origin": origin},
+                {"origin": origin, "min_total": least if origin != "all" else 0},
                 folder / f"clusters_abundance_{origin}",
                 ("svg",),
                 put(caption),
