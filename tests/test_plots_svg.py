@@ -91,6 +91,21 @@ def test_persistence_svg_draws_what_the_matplotlib_figure_draws(results, patient
     labels = [f"{r['product']} {plots.format_dose(r['dose_per_kg'])}" for _, r in inf.iterrows()]
     for label in labels:  # a label per infusion and panel
         assert texts.count(label) == labels.count(label) * len(pops)
+    # each label lies within the figure: one on the last day sampled is not cut at its edge
+    from cytokit.plots._canvas import text_width
+
+    last = results.chimerism.loc[results.chimerism["patient"] == patient, "day"].max()
+    extra = inf.iloc[[0]].assign(day=last, product="CIK", dose_per_kg=4.7e6)
+    kw["infusions"] = pd.concat([results.infusions, extra], ignore_index=True)
+    labels.append("CIK 4.7×10⁶/kg")
+    root, _ = _svg(persistence_svg(results.chimerism, patient, **kw))
+    width = float(root.get("width"))
+    for t in root.iter(f"{NS}text"):
+        words = "".join(t.itertext())
+        if words in labels:
+            x, w = float(t.get("x")), text_width(words, 7)
+            lo = {"start": x, "middle": x - w / 2, "end": x - w}[t.get("text-anchor")]
+            assert 0 <= lo and lo + w <= width, (words, x, t.get("text-anchor"), width)
     for ax, panel in zip(axes, panels, strict=True):
         drawn = sum(
             len(ln.get_xdata()) for ln in ax.get_lines()

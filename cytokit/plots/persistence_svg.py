@@ -26,6 +26,7 @@ from cytokit.plots._canvas import (
     legend_svg,
     marker_svg,
     text,
+    text_width,
 )
 from cytokit.plots._points import (
     COURSE_COLOUR,
@@ -160,8 +161,16 @@ def _treatments(ax: Axes, infusions: pd.DataFrame | None, courses: pd.DataFrame 
         ax.frame.append(marker_svg(x, ax.top - 3.2, style["marker"], 4.5, c, c, 0))
         level = 1 - level if day - previous < close else 0
         previous = day
-        ax.frame.append(text(x, ax.top - (4 + 9 * level) * PT - 4, infusion_text(row), size=7,
-                             colour=c))  # fmt: skip
+        label = infusion_text(row)
+        # centred on its line, but kept within the panel's width: a label on the last
+        # day would run off the figure's edge
+        half, anchor = text_width(label, 7) / 2, "middle"
+        if x + half > ax.left + ax.width:
+            x, anchor = ax.left + ax.width, "end"
+        elif x - half < ax.left:
+            x, anchor = ax.left, "start"
+        ax.frame.append(text(x, ax.top - (4 + 9 * level) * PT - 4, label, size=7,
+                             colour=c, anchor=anchor))  # fmt: skip
 
 
 def _status_entries(
