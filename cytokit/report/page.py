@@ -167,7 +167,7 @@ def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
         f"analysed, {_plural(len(results.failures), 'file')} failed.</li>",
         "<li>Strata: "
         + "; ".join(
-            f"<b>{esc(k or '(none)')}</b> ({len(v)}: {esc(', '.join(v))})"
+            f"<b>{esc(k or 'no stratum')}</b> ({len(v)}: {esc(', '.join(v))})"
             for k, v in sorted(strata.items())
         )
         + ".</li>",

@@ -211,6 +211,8 @@ def _reference_samples(folder: Path, lines, header, seed, drift, with_control) -
             )  # fmt: skip
             row = dict(zip(header, first, strict=True))
             row.update(file=str(target.relative_to(folder)), patient=who, day=str(day))
+            # not a patient of the trial: no stratum (arm) and no cell product
+            row.update({k: "" for k in ("stratum", "product") if k in row})
             out.append(
                 ",".join(row[h] for h in header) + ",receptors" + ("," if with_control else "")
             )
