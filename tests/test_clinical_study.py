@@ -257,6 +257,19 @@ def test_report_has_the_outcomes_section_first(with_outcomes):
     assert "Landmark at day 28 (overall survival): 2 of 3 patients" in section
     assert "(1 excluded)" in section
     assert "Dose escalation" in section
+    # the medians, the estimates at the horizon and the response rates of
+    # outcomes_summary.csv are in the section, in words
+    res, _ = with_outcomes
+    summary = res.clinical["outcomes_summary"]
+    assert "Survival, follow-up and response (outcomes_summary.csv)" in section
+    os_all = summary[(summary["section"] == "os") & (summary["group_by"] == "all")].iloc[0]
+    from cytokit.report._html import fmt
+
+    if pd.notna(os_all["estimate"]):
+        assert f"{fmt(100 * os_all['estimate'])} % at day " in section
+    n_rows = summary["section"].isin(["pfs", "os", "followup", "response"]).sum()
+    table_html = section[section.index("outcomes_summary.csv") :].split("</table>")[0]
+    assert table_html.count("<tr>") == n_rows + 1  # the header and a row each
 
 
 def test_results_carry_the_whole_schedule(analysed):

@@ -48,6 +48,7 @@ a { color: #1f5fa8; }
          border-radius: 4px; }
 .flags li { margin: .2em 0; }
 table { border-collapse: collapse; margin: .4em 0 1em; font-size: .86em; }
+.wide { max-width: 100%; overflow-x: auto; }
 caption { text-align: left; font-weight: 600; padding: .2em 0; }
 th, td { border: 1px solid #d8dde3; padding: .22em .5em; vertical-align: top; }
 th { background: #eef1f4; text-align: left; }

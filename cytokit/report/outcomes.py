@@ -6,7 +6,8 @@ study without them gets no section. The figures are embedded in the page
 (Kaplan-Meier PFS and OS with 95 % intervals and the numbers at risk under
 each plot; the cumulative incidence of acute GVHD), the landmark result is one
 plain sentence per endpoint, and dose escalation and response against
-persistence are tables.
+persistence are tables, after a table of the survival medians, the estimates at
+the horizon, the follow-up and the response rates (``outcomes_summary.csv``).
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def outcomes_section(results: Results) -> str:
         parts.append(
             _curve(survival, "agvhd", "all", "Cumulative incidence of acute GVHD (death competing)")
         )
+    summary = tables.get("outcomes_summary", pd.DataFrame())
+    if nonempty(summary):
+        parts.append(_summary_table(summary))
     landmark = tables.get("landmark", pd.DataFrame())
     if nonempty(landmark):
         items = "".join(f"<li>{esc(landmark_sentence(r))}</li>" for _, r in landmark.iterrows())
@@ -119,7 +123,78 @@ def outcomes_section(results: Results) -> str:
         cols = ["group", "n", "n_detected", "n_not_detected", "peak_median", "auc_median"]
         cols += ["last_detectable_day_median", "p_peak", "p_auc", "p_last_detectable_day"]
         cols += ["p_detected", "test", "note"]
+        unit, auc = _units(results)
+        heads = ["group", "patients", "donor cells detected", "not detected",
+                 f"peak, median ({unit})", f"AUC, median ({auc})", "last detectable day, median",
+                 "p (peak)", "p (AUC)", "p (last day)", "p (detected)", "test", "note"]  # fmt: skip
         parts.append("<h3>Response against persistence</h3>")
-        parts.append(table(cols, _cells(response, cols)))
+        parts.append(
+            '<div class="wide">'
+            + table(heads, _cells(response, cols), caption=_RESPONSE_CAPTION)
+            + "</div>"
+        )
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
+
+
+_RESPONSE_CAPTION = (
+    "Persistence up to the response day by response (medians of the patients with a value)"
+)
+
+
+def _units(results: Results) -> tuple[str, str]:
+    """The persistence measure's unit and its AUC's (``[outcomes] measure``)."""
+    measure = ((results.study.get("config") or {}).get("outcomes") or {}).get("measure")
+    if measure == "donor_pct":
+        return "% donor", "% × days"
+    return "donor cells/µL", "cells/µL × days"
+
+
+_SECTIONS = {
+    "pfs": "progression-free survival",
+    "os": "overall survival",
+    "followup": "follow-up (reverse Kaplan–Meier)",
+}
+
+
+def _summary_table(summary: pd.DataFrame) -> str:
+    """Medians with their 95 % intervals, the estimate at the horizon, follow-up and
+    response rates: the numbers ``outcomes_summary.csv`` holds, in words."""
+    rows = []
+    for r in summary.to_dict("records"):
+        section = str(r.get("section"))
+        if section not in (*_SECTIONS, "response"):
+            continue
+        group = "all" if r.get("group_by") == "all" else f"{r.get('group_by')} {r.get('group')}"
+        if section == "response":
+            what, group = f"response {r.get('group')}", "all assessed"
+            median = ""
+            n, k = _number(r.get("n")), _number(r.get("events"))
+            at = f"{fmt(k, integer=True)} of {fmt(n, integer=True)} patients"
+        else:
+            what = _SECTIONS[section]
+            m, lo, hi = (
+                _number(r.get(c)) for c in ("median_days", "median_ci_low", "median_ci_high")
+            )
+            median = "not reached" if not math.isfinite(m) else (
+                f"{fmt(m)} d ({fmt(lo) if math.isfinite(lo) else '–'}–"
+                f"{fmt(hi) if math.isfinite(hi) else 'not reached'})"
+            )  # fmt: skip
+            at = ""
+        est, lo, hi = (_number(r.get(c)) for c in ("estimate", "ci_low", "ci_high"))
+        horizon = _number(r.get("horizon_day"))
+        if math.isfinite(est):
+            where = f" at day {fmt(horizon, integer=True)}" if math.isfinite(horizon) else ""
+            at = (at + "; " if at else "") + (
+                f"{fmt(100 * est)} %{where} ({fmt(100 * lo)}–{fmt(100 * hi)} %)"
+            )
+        events = "" if section == "response" else fmt(_number(r.get("events")), integer=True)
+        rows.append([what, group, fmt(_number(r.get("n")), integer=True), events, median, at,
+                     r.get("note") if isinstance(r.get("note"), str) else ""])  # fmt: skip
+    if not rows:
+        return ""
+    heads = ["", "group", "patients", "events", "median (95 % CI)", "estimate (95 % CI)", "note"]
+    return '<div class="wide">' + table(
+        heads, rows, caption="Survival, follow-up and response (outcomes_summary.csv)",
+        numeric=[False, False, True, True, True, True, False],
+    ) + "</div>"  # fmt: skip
