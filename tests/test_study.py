@@ -25,6 +25,13 @@ def study(pristine, tmp_path):
     return shutil.copytree(pristine, tmp_path / "s")
 
 
+def _refusal(study) -> str:
+    """The StudyError load_study raises on `study`, as text."""
+    with pytest.raises(StudyError) as err:
+        load_study(study)
+    return str(err.value)
+
+
 def _edit(path, old, new):
     text = path.read_text()
     assert old in text, (old, path)
@@ -87,9 +94,7 @@ def test_a_misspelt_table_is_a_problem_and_another_tools_table_is_not(study):
     (study / "study.toml").write_text(
         text + '\n[normalize]\nreference = "P01"\n\n[mytool]\nx = 1\n'
     )
-    with pytest.raises(StudyError) as err:
-        load_study(study)
-    text = str(err.value)
+    text = _refusal(study)
     assert "unknown table [qcc] (did you mean 'qc'?); cytokit would not read it" in text
     assert "unknown table [normalize] (did you mean 'normalise'?)" in text
     assert "mytool" not in text
@@ -135,9 +140,7 @@ def test_no_beads_or_no_volume_is_refused_not_zero_cells(study):
     cells = [r.split(",") for r in rows]
     cells[0][beads], cells[1][volume], cells[2][lympho] = "0", "0", "0"
     (study / "manifest.csv").write_text("\n".join([header, *(",".join(c) for c in cells)]) + "\n")
-    with pytest.raises(StudyError) as err:
-        load_study(study)
-    text = str(err.value)
+    text = _refusal(study)
     assert "line 2: beads_per_test is 0; a bead count needs a positive beads_per_test" in text
     assert "line 3: sample_volume_ul is 0" in text
     assert "lymphocytes_per_ul" not in text
