@@ -382,7 +382,10 @@ def test_fitted_decay_line_only_where_the_half_life_is_estimated():
     series = [ln for ln in panels["NK"].get_lines() if ln.get_label() == "PB"]
     assert line.get_color() == series[0].get_color()
     lo, hi, hl = nk["half_life_ci_low"], nk["half_life_ci_high"], nk["half_life_days"]
-    assert line.get_label() == f"t½ = {hl:.1f} d (95 % CI {lo:.1f}–{hi:.1f})"
+    # as the report's tables give it (3 significant digits)
+    from cytokit.report._html import fmt
+
+    assert line.get_label() == f"t½ = {fmt(hl)} d (95 % CI {fmt(lo)}–{fmt(hi)})"
     x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
     # only over the fitted phase (from the first point after the peak), on the points' fit
     fitted = chim[(chim["population"] == "NK") & (chim["day"] >= 7)]

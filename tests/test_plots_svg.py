@@ -146,8 +146,10 @@ def test_fitted_line_and_band_are_the_trends_fit():
     (line,) = nk.fit_lines()
     (band,) = nk.bands()
     row = trends[trends["population"] == "NK"].iloc[0]
-    label = (f"t½ = {row['half_life_days']:.1f} d (95 % CI {row['half_life_ci_low']:.1f}–"
-             f"{row['half_life_ci_high']:.1f})")  # fmt: skip
+    from cytokit.report._html import fmt  # the tables' 3 significant digits
+
+    label = (f"t½ = {fmt(row['half_life_days'])} d (95 % CI {fmt(row['half_life_ci_low'])}–"
+             f"{fmt(row['half_life_ci_high'])})")  # fmt: skip
     assert label in _texts(root)
     # the line's points, mapped back through the axis, are the fitted decay
     y_of = _y_scale(nk, root, log=True)

@@ -185,7 +185,11 @@ def measure_points(
 
 
 def _days_text(x: float) -> str:
-    return f"{x:.1f}" if abs(x) < 10 else f"{x:.0f}"
+    """Three significant digits, as the report's tables give the same half-life."""
+    a = abs(x)
+    if a == 0 or not math.isfinite(a):
+        return f"{x:g}"
+    return f"{x:,.{max(0, 2 - math.floor(math.log10(a)))}f}"
 
 
 #: Days drawn per fitted phase (the band is curved on a log axis).
