@@ -246,7 +246,7 @@ def landmark_analysis(
     followup_before = (event == 0) & (days < landmark_day)
     sampled = cohort["patient"].isin(persistence.index).to_numpy()
     n_failed = cohort["patient"].map(persistence["n_failed"]).fillna(0).to_numpy()
-    detected = cohort["patient"].map(persistence["detected"]).fillna(False).to_numpy(dtype=bool)
+    detected = cohort["patient"].map(persistence["detected"]).eq(True).to_numpy(dtype=bool)
     # a sample that failed might have shown donor cells: the group is unknown unless
     # another sample did (detection); a peak or AUC without its day is not the patient's
     unknown = sampled & (n_failed > 0) & ~((by == "detection") & detected)
