@@ -140,6 +140,27 @@ class _PathIndex(Mapping):
         return len(self._at)
 
 
+def _refuse_stored_values(sample: Sample, columns) -> None:
+    """Gates are on scale values: refuse a sample of stored values (``scaled=False``)
+    whose read channels scaling would change, naming them and the fix."""
+    try:
+        step = float(sample.keyword("$TIMESTEP", "nan"))
+    except ValueError:
+        step = float("nan")
+    changed = []
+    for j in columns:
+        c = sample.channels[j]
+        timed = c.name.casefold() == "time" and np.isfinite(step) and step > 0 and step != 1
+        if c.is_log or (c.gain not in (0.0, 1.0)) or timed:
+            changed.append(c.name)
+    if changed:
+        raise GatingError(
+            f"{sample.name}: holds stored values (read with scale=False), but gates are on "
+            f"scale values, and scaling changes {', '.join(changed)} ($PnE, $PnG or "
+            "$TIMESTEP); read the file with read_fcs(path) (scale=True, the default)"
+        )
+
+
 class GatingStrategy:
     """An immutable gating tree.
 
@@ -506,7 +527,9 @@ class GatingStrategy:
         Parameters
         ----------
         sample : Sample
-            Scale values (``read_fcs(..., scale=True)``, the default).
+            Scale values (``read_fcs(..., scale=True)``, the default). Stored values
+            (``scale=False``) are refused where a channel the gates read would differ
+            ($PnE log amplification, $PnG gain, the Time channel's $TIMESTEP).
         compensation : "file", None, "none" or Spillover
             What `FCS` dimensions use: the sample's own spillover keyword
             ("file", default), no compensation (None/"none"), or a given matrix.
@@ -533,6 +556,8 @@ class GatingStrategy:
 
         if not isinstance(sample, Sample):
             raise GatingError(f"apply needs a cytokit Sample, got {type(sample).__name__}")
+        if not sample.scaled:
+            _refuse_stored_values(sample, self.read_columns(sample, compensation=compensation))
         concrete = self.fit(sample, compensation=compensation, seed=seed)
         plan, rows = concrete.compile(sample, compensation)
         for message in concrete._conditioning(sample, compensation):

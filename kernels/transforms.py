@@ -238,9 +238,21 @@ def _flat_pair(x: np.ndarray, out: np.ndarray):
 _PIECE = 1 << 16
 
 
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether `a` and `b` are the same elements in the same order (in place)."""
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+    )
+
+
 def _apply(kind: int, params: np.ndarray, inverse: bool, x, out) -> np.ndarray:
     xa = _as_input(x, "x")
     res = _as_output(out, xa.shape)
+    if res is not xa and np.shares_memory(res, xa) and not _same_view(res, xa):
+        # blocks write ahead of what they read: a shifted view would read written values
+        raise ValueError("out overlaps x without being x; pass x itself or a new array")
     xf, of, tmp = _flat_pair(xa, res)
     n = xf.shape[0]
     # the table or the exact root finder is chosen by the whole input's size, never a piece's

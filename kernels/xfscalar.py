@@ -230,7 +230,9 @@ def _asinh_inverse_scalar(p, y):
 def transform_scalar(kind, params, x):
     """Transform one data value: ``kind`` is an ``XF_*`` code, ``params`` its `transform_params`.
 
-    Returns float64. ``XF_NONE`` returns ``x`` unchanged; an unknown code returns NaN.
+    Returns float64. ``XF_NONE`` returns ``x`` unchanged; an unknown code, or ``params``
+    that is not a `transform_params` vector (its length), returns NaN: never a read past
+    the vector's end.
 
     Calling it in a loop that writes float64 arrays: LLVM cannot prove that
     ``params`` does not alias the output, so it reloads the parameters every
@@ -238,6 +240,8 @@ def transform_scalar(kind, params, x):
     the kernel (a fresh allocation is known not to alias) to avoid that.
     For logicle, hyperlog and biex prefer `transform_scalar_lut`.
     """
+    if params.shape[0] != XF_NPARAMS:
+        return math.nan
     if kind == XF_LOGICLE:
         return logicle_scalar(params, x)
     if kind == XF_ASINH:
@@ -257,7 +261,10 @@ def transform_scalar(kind, params, x):
 
 @jit
 def transform_inverse_scalar(kind, params, y):
-    """Inverse of `transform_scalar`: the data value of scale value ``y``."""
+    """Inverse of `transform_scalar`: the data value of scale value ``y`` (NaN for an
+    unknown code or ``params`` of the wrong length)."""
+    if params.shape[0] != XF_NPARAMS:
+        return math.nan
     if kind == XF_LOGICLE:
         return logicle_inverse_scalar(params, y)
     if kind == XF_ASINH:
@@ -323,8 +330,11 @@ def transform_scalar_lut(kind, params, lut, x):
     For logicle and hyperlog this replaces two to four Halley iterations (each
     two ``exp``) with one table read and a degree-5 polynomial; results agree
     with `transform_scalar` to ~1e-14. For biex it replaces a Newton solve
-    with a short table walk (same result). Other kinds ignore ``lut``.
+    with a short table walk (same result). Other kinds ignore ``lut``. ``params`` of the
+    wrong length gives NaN, as in `transform_scalar`.
     """
+    if params.shape[0] != XF_NPARAMS:
+        return math.nan
     if kind == XF_LOGICLE or kind == XF_HYPERLOG:
         return table_scalar(kind, params, lut, x)
     if kind == XF_BIEX:

@@ -282,6 +282,26 @@ def test_unknown_channel_lists_the_sample_channels(sample):
         strategy.apply(sample)
 
 
+def test_stored_values_are_refused_where_scaling_changes_a_gated_channel():
+    """Gates are on scale values: a sample read with scale=False whose gated channel has
+    log amplification ($PnE) gave other counts without a word; a linear channel at gain 1
+    stores its scale values, and is gated."""
+    rng = np.random.default_rng(1)
+    events = rng.uniform(0, 1023, size=(400, 2)).astype(np.float32)
+    log = Channel(0, "FL1-H", "CD3", range=1024, log_decades=4.0, log_offset=1.0)
+    lin = Channel(1, "FSC-H", range=1024)
+    stored = Sample(events, (log, lin), scaled=False)
+    on_log = G.GatingStrategy(
+        [G.RectangleGate(id="a", dims=(G.Dimension("FL1-H"),), min=(10,), max=(None,))]
+    )
+    with pytest.raises(GatingError, match=r"holds stored values .* scaling changes FL1-H"):
+        on_log.apply(stored)
+    on_lin = G.GatingStrategy(
+        [G.RectangleGate(id="b", dims=(G.Dimension("FSC-H"),), min=(500,), max=(None,))]
+    )
+    assert on_lin.apply(stored).count("b") == int((events[:, 1] >= 500).sum())
+
+
 def test_marker_names_resolve_through_pns():
     rng = np.random.default_rng(0)
     events = rng.normal(100, 30, size=(500, 2)).astype(np.float32)

@@ -281,6 +281,29 @@ def test_in_place_and_out_views(case):
     np.testing.assert_array_equal(out, expected[:20_000].reshape(100, 200))
 
 
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_an_out_that_overlaps_x_without_being_x_is_refused(case):
+    """Blocks write ahead of what they read: a shifted view would read values already
+    written (every logicle value came out equal). The same elements in place are fine."""
+    buf = _data(case, 101, seed=7)
+    with pytest.raises(ValueError, match="out overlaps x without being x"):
+        case.fwd(buf[:100], **case.params, out=buf[1:])
+    twin = buf[:100].view()  # another view of the same elements: in place
+    expected = case.fwd(buf[:100].copy(), **case.params)
+    np.testing.assert_array_equal(case.fwd(buf[:100], **case.params, out=twin), expected)
+
+
+def test_scalar_transforms_read_no_parameter_past_the_vector():
+    p = k.transform_params(k.XF_LOGICLE, T=262144, W=0.5, M=4.5, A=0)
+    assert 0.47 < k.transform_scalar(k.XF_LOGICLE, p, 1234.5) < 0.48
+    lut = k.transform_lut(k.XF_LOGICLE, p)
+    for short in (p[:2].copy(), np.empty(0)):
+        assert math.isnan(k.transform_scalar(k.XF_LOGICLE, short, 1234.5))
+        assert math.isnan(k.transform_inverse_scalar(k.XF_LOGICLE, short, 0.5))
+        assert math.isnan(k.transform_scalar_lut(k.XF_LOGICLE, short, lut, 1234.5))
+    assert math.isnan(k.transform_scalar(99, p, 1.0))  # an unknown code, as documented
+
+
 def test_bad_out_and_input():
     x = np.ones(5)
     with pytest.raises(ValueError, match="shape"):
