@@ -169,6 +169,23 @@ def test_analyze_refuses_one_file_listed_twice(study, tmp_path, capsys, spelling
     assert not (out / "counts.csv").exists()
 
 
+def test_two_empty_files_are_two_failures_not_one_file_listed_twice(study, tmp_path, capsys):
+    """Two failed transfers leave two empty files with the same (no) bytes: each is a
+    failure of its own and the batch goes on, as `gate --study` does."""
+    root = shutil.copytree(study, tmp_path / "study")
+    lines = (root / "manifest.csv").read_text().splitlines()[1:]
+    empty = [line.split(",")[0] for line in lines[:2]]
+    for name in empty:
+        (root / name).write_bytes(b"")
+    out = tmp_path / "out"
+    code, err = analyze(root, out, capsys)
+    assert code == 0, err
+    failed = pd.read_csv(out / "failures.csv")
+    assert sorted(failed["file"]) == sorted(empty)
+    assert set(failed["reason"]) == {"not an FCS file: it is empty"}
+    assert len(pd.read_csv(out / "samples.csv")) == len(lines) - 2
+
+
 # -- 8: tables changed after they were written --------------------------------------------------
 
 

@@ -671,6 +671,10 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     )
 
 
+#: SHA-256 of zero bytes (an empty file).
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
 def check_same_content(study: Study, hashes: dict[Path, str]) -> None:
     """Refuse manifest lines whose files hold the same bytes (a copy listed as another sample).
 
@@ -679,7 +683,8 @@ def check_same_content(study: Study, hashes: dict[Path, str]) -> None:
     study : Study
     hashes : dict of Path to str
         Content hash of each row's file (``ManifestRow.file``); rows missing
-        from it (files that cannot be read) are not compared.
+        from it, empty files and files the study check could not read are not
+        compared (each fails on its own).
 
     Raises
     ------
@@ -691,7 +696,9 @@ def check_same_content(study: Study, hashes: dict[Path, str]) -> None:
     problems = []
     for row in study.rows:
         digest = hashes.get(row.file)
-        if digest is None:
+        # files that cannot be read (two empty files after a failed transfer) are each a
+        # failure of their own, not a copy of each other
+        if digest is None or digest == EMPTY_SHA256 or row.file in study.unreadable:
             continue
         other = first.setdefault(digest, row)
         if other is not row:
