@@ -186,6 +186,55 @@ def test_two_empty_files_are_two_failures_not_one_file_listed_twice(study, tmp_p
     assert len(pd.read_csv(out / "samples.csv")) == len(lines) - 2
 
 
+def test_a_rerun_resumes_however_the_study_path_is_spelled(study, tmp_path, capsys):
+    """The store's key names the strategy by its digest, not by the path it was read from:
+    the same study given relative, absolute or through a link resumes every file, and
+    the tables are the same bytes."""
+    import os
+
+    root = shutil.copytree(study, tmp_path / "study")
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    out = tmp_path / "out"
+    assert analyze(root, out, capsys)[0] == 0
+    tables = {p.name: p.read_bytes() for p in out.glob("*.csv")}
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        for spelling in (Path("study"), link):
+            code, err = analyze(spelling, out, capsys)
+            assert code == 0, err
+            # one stored result per file: nothing measured again under another task key
+            with sqlite3.connect(out / "results.sqlite") as db:
+                (stored,) = db.execute("SELECT COUNT(*) FROM results").fetchone()
+                (tasks,) = db.execute("SELECT COUNT(*) FROM tasks").fetchone()
+            assert stored == len(pd.read_csv(out / "samples.csv")) and tasks == 1, spelling
+            assert {p.name: p.read_bytes() for p in out.glob("*.csv")} == tables
+    finally:
+        os.chdir(here)
+
+
+def test_what_reading_a_file_warned_is_in_its_samples_row(study, tmp_path, capsys):
+    """A file whose $BEGINDATA disagrees with its HEADER is read (the HEADER trusted) with a
+    warning: analyze lists it in samples.csv, as gate lists it in warnings.csv, without
+    the machine's path."""
+    root = shutil.copytree(study, tmp_path / "study")
+    data = bytearray((root / FILE).read_bytes())
+    start = int(data[10:18])  # the HEADER's TEXT offset; TEXT opens with its delimiter
+    delim = data[start : start + 1]
+    at = data.index(b"$BEGINDATA" + delim, start) + len(b"$BEGINDATA") + 1
+    end = data.index(delim, at)
+    value = data[at:end]
+    data[at:end] = str(int(value) + 8).rjust(len(value)).encode()  # same length: TEXT stays
+    (root / FILE).write_bytes(bytes(data))
+    out = tmp_path / "out"
+    code, err = analyze(root, out, capsys)
+    assert code == 0, err
+    s = pd.read_csv(out / "samples.csv", keep_default_na=False).set_index("file")
+    said = s.loc[FILE, "warnings"]
+    assert "the HEADER was trusted" in said and str(tmp_path) not in said
+
+
 # -- 8: tables changed after they were written --------------------------------------------------
 
 

@@ -83,6 +83,7 @@ from cytokit.analysis.marker_check import value_pileup
 from cytokit.analysis.phenotype import positivity_threshold
 from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
 from cytokit.analysis.sample_result import SampleResult
+from cytokit.engine.gate_files import about_file
 from cytokit.engine.runner import stage
 from cytokit.errors import CytokitError
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
@@ -93,7 +94,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 6  # 6: a file QC failed keeps its acquisition-QC result with the failure
+MEASURE_VERSION = 7  # 7: what reading the file warned is among the file's warnings
 PARENT_ROW = "__parent__"
 
 
@@ -220,7 +221,10 @@ class MeasureTask:
         } | ({"acquisition_qc": self.acquisition_qc.as_dict()} if self.acquisition_qc else {})
 
     def _make_key(self) -> str:
-        text = json.dumps(self.describe(), sort_keys=True, default=str)
+        # the strategy's digest names it; where its file was read from (the study path as
+        # typed, through a link, after a move) must not make a stored file stale
+        identity = {k: v for k, v in self.describe().items() if k != "strategy_source"}
+        text = json.dumps(identity, sort_keys=True, default=str)
         return "analyze-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @property
@@ -236,8 +240,8 @@ class MeasureTask:
         from cytokit.fcs import read_fcs
         from cytokit.gating import FCS, UNCOMPENSATED, Dimension
 
-        with stage("read"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with stage("read"), warnings.catch_warnings(record=True) as read_caught:
+            warnings.simplefilter("always")  # kept: samples.csv says what reading the file said
             sample = read_fcs(path)
         n_file = sample.n_events
         qc_record = flanks = None
@@ -293,7 +297,9 @@ class MeasureTask:
                 },
                 counts=result.counts,
                 nonfinite=nonfinite.as_dict(),
-                warnings=list(dict.fromkeys(str(w.message) for w in caught)),
+                # each once, without the file's path (the table names the file; a path of
+                # this machine would make the table depend on where the study lies)
+                warnings=about_file([str(w.message) for w in (*read_caught, *caught)], path),
                 gates=[],
             )
             gates = res.gates

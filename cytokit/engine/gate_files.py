@@ -471,7 +471,7 @@ class GateTask:
             "n_events": n_file,
             "nonfinite_events": nonfinite.events,
             "nonfinite": nonfinite.as_dict(),
-            "warnings": _about_file([str(w.message) for w in caught], path),
+            "warnings": about_file([str(w.message) for w in caught], path),
         }
         if nonfinite.events:
             # the tables' own account of why the root's parent_count is below the events
@@ -634,7 +634,7 @@ def file_channels(paths: Sequence[str], wanted: Iterable[str]) -> tuple[set[tupl
     return seen, n_read
 
 
-def _about_file(messages: list[str], path: Path) -> list[str]:
+def about_file(messages: list[str], path: Path) -> list[str]:
     """Each message once, without the leading file name (the caller names the file)."""
     out = []
     for text in messages:
