@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+
+
+def _quiet_pool_race(previous):
+    """A thread excepthook that drops the one error a process pool's manager thread raises
+    when Ctrl-C cancels its jobs while it marks them broken (an ``InvalidStateError`` on a
+    cancelled future, from the standard library): the interruption is said in one line."""
+    from concurrent.futures import InvalidStateError
+
+    def hook(args) -> None:
+        if isinstance(args.exc_value, InvalidStateError):
+            return
+        previous(args)
+
+    return hook
 
 
 @contextmanager
@@ -26,16 +41,20 @@ def batch_progress(n_files: int, out: Path) -> Iterator[Callable[..., None]]:
             recomputed.append(path)
         bar.update(1)
 
+    previous = threading.excepthook
+    threading.excepthook = _quiet_pool_race(previous)
     with typer.progressbar(length=n_files, label="gating", file=sys.stderr, show_pos=True) as bar:
         try:
             yield lambda *args: tick(bar, *args)
         except KeyboardInterrupt:
+            # the hook stays: a process pool's manager thread may still be winding down
             typer.echo(
                 f"\nfiles finished so far are kept in {out / 'results.sqlite'}; run the same "
                 "command again to resume",
                 err=True,
             )
             raise
+    threading.excepthook = previous
     if recomputed:
         more = f" and {len(recomputed) - 1} more" if len(recomputed) > 1 else ""
         typer.echo(

@@ -322,6 +322,34 @@ def test_ctrl_c_keeps_what_finished(tmp_path):
         assert sorted(calls(log)) == sorted(p.name for p in files)
 
 
+def test_ctrl_c_tracebacks_of_the_pool_are_not_printed():
+    """Ctrl-C reaches the fork server and the pool's manager thread too: the server imports
+    its modules with SIGINT ignored (and puts the handler back for its workers), and the
+    manager thread's InvalidStateError on a cancelled job is dropped, so the command's own
+    one line is what the user reads; any other thread error still shows."""
+    import concurrent.futures as cf
+    import threading
+
+    from cytokit.cli._progress import _quiet_pool_race
+
+    seen = []
+    hook = _quiet_pool_race(seen.append)
+
+    def args(exc):
+        return threading.ExceptHookArgs((type(exc), exc, None, None))
+
+    hook(args(cf.InvalidStateError("CANCELLED: <Future state=cancelled>")))
+    other = RuntimeError("a real bug")
+    hook(args(other))
+    assert [a.exc_value for a in seen] == [other]
+    code = (
+        "import signal, cytokit.engine._forkserver_preload; "
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
 def _session_pids(sid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "-s", str(sid)], capture_output=True, text=True)
     return [int(x) for x in out.stdout.split()]

@@ -329,7 +329,7 @@ class PoolBackend:
                 # a fork); a fork server with cytokit imported starts workers in milliseconds
                 if "forkserver" in mp.get_all_start_methods():
                     context = mp.get_context("forkserver")
-                    context.set_forkserver_preload(["cytokit.gating", "cytokit.engine.runner"])
+                    context.set_forkserver_preload(["cytokit.engine._forkserver_preload"])
                 else:  # pragma: no cover - not Linux
                     context = mp.get_context("spawn")
                 threads = max(1, default_workers() // self.slots)
