@@ -51,7 +51,7 @@ def output_folder(
         )
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:  # a file appeared meanwhile
+    except OSError as exc:  # a file appeared meanwhile; a place no folder can be made
         raise CytokitError(
             f"{path}: cannot be created as a folder ({exc.strerror}); give another output folder"
         ) from None

@@ -27,6 +27,13 @@ class FCSError(CytokitError, ValueError):
     """An FCS file is malformed, truncated, unsupported or not an FCS file."""
 
 
+#: Why a file without events fails a batch (it is read, but nothing was acquired).
+NO_EVENTS = (
+    "the file holds no events ($TOT = 0): nothing was acquired to gate; acquire the sample "
+    "again, or leave the file out"
+)
+
+
 class AcquisitionQCError(FCSError):
     """A file's acquisition failed QC (`cytokit.qc.screen`): too many events were measured
     badly to trust its counts. Its ``qc`` attribute is the `cytokit.qc.AcquisitionQC`."""

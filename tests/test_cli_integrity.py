@@ -31,6 +31,7 @@ import cytokit.analysis.results
 import cytokit.engine.hashing
 from cytokit.cli.app import run
 from cytokit.engine.store import file_hash
+from cytokit.errors import NO_EVENTS
 from cytokit.simulate import preset_design
 
 FILE = "fcs/P01_day007.fcs"
@@ -233,6 +234,25 @@ def test_what_reading_a_file_warned_is_in_its_samples_row(study, tmp_path, capsy
     s = pd.read_csv(out / "samples.csv", keep_default_na=False).set_index("file")
     said = s.loc[FILE, "warnings"]
     assert "the HEADER was trusted" in said and str(tmp_path) not in said
+
+
+def test_a_file_without_events_fails_the_same_way_through_analyze_and_gate(study, tmp_path, capsys):
+    """Nothing was acquired: the file fails at reading, saying so, not as an adaptive gate
+    that cannot be placed (whose advice, to loosen the gate, would be wrong)."""
+    root = shutil.copytree(study, tmp_path / "study")
+    s = cytokit.read_fcs(root / FILE)
+    empty = cytokit.Sample(s.events[:0], s.channels, s.keywords, s.spillover)
+    cytokit.write_fcs(root / FILE, empty)
+    code, err = analyze(root, tmp_path / "a", capsys)
+    assert code == 0, err
+    failed = pd.read_csv(tmp_path / "a" / "failures.csv").set_index("file").loc[FILE]
+    assert (failed["stage"], failed["reason"]) == ("read", NO_EVENTS)
+    assert run(["gate", "--study", str(root), "--out", str(tmp_path / "g"), "-j", "1"]) == 0
+    gated = pd.read_csv(tmp_path / "g" / "failures.csv")
+    assert gated[["stage", "reason"]].values.tolist() == [["read", NO_EVENTS]]
+    # and analyze does not write over gate's tables (as gate refuses analyze's)
+    code, err = analyze(root, tmp_path / "g", capsys)
+    assert code == 1 and "holds the results of `cytokit gate`" in err, err
 
 
 # -- 8: tables changed after they were written --------------------------------------------------

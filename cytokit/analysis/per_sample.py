@@ -85,7 +85,7 @@ from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
 from cytokit.analysis.sample_result import SampleResult
 from cytokit.engine.gate_files import about_file
 from cytokit.engine.runner import stage
-from cytokit.errors import CytokitError
+from cytokit.errors import NO_EVENTS, CytokitError, FCSError
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.kernels import finite_rows
 from cytokit.stats.density import Histogram, histogram_edges
@@ -243,6 +243,8 @@ class MeasureTask:
         with stage("read"), warnings.catch_warnings(record=True) as read_caught:
             warnings.simplefilter("always")  # kept: samples.csv says what reading the file said
             sample = read_fcs(path)
+            if sample.n_events == 0:
+                raise FCSError(NO_EVENTS)
         n_file = sample.n_events
         qc_record = flanks = None
         finite: tuple[int, ...] = ()

@@ -206,6 +206,7 @@ def analyze(
             folder = Path(tmp)
         else:  # checked before gating: a bad --out must not cost the whole batch
             _not_the_study(study, Path(out))
+            _not_a_gate_folder(Path(out))
             tables = (*TABLES, *CLINICAL_TABLES)
             names = (
                 *(f"{name}{x}" for name in tables for x in (".csv", ".parquet")),
@@ -267,6 +268,21 @@ def analyze(
         if out is not None:
             write_results(results, folder, table_format=table_format)
     return results
+
+
+def _not_a_gate_folder(out: Path) -> None:
+    """Refuse an --out that holds `cytokit gate`'s tables (its warnings.csv, which analyze
+    never writes, and no study.json): analyze would replace its counts.csv and
+    failures.csv and leave its other tables beside results they do not describe, as
+    gate refuses an analyze folder."""
+    if (out / "study.json").is_file():
+        return
+    if any((out / f"warnings{x}").is_file() for x in (".csv", ".parquet")):
+        raise CytokitError(
+            f"{out}: holds the results of `cytokit gate` (warnings.csv, no study.json); the "
+            "tables of `cytokit analyze` would replace its counts.csv and failures.csv: give "
+            "another --out"
+        )
 
 
 def _not_the_study(study: Study, out: Path) -> None:

@@ -60,7 +60,7 @@ from cytokit._io import atomic_write_bytes, write_csv
 from cytokit._outdir import output_folder
 from cytokit.engine.runner import BatchReport, run_batch, stage
 from cytokit.engine.store import RunStore
-from cytokit.errors import CytokitError
+from cytokit.errors import NO_EVENTS, CytokitError, FCSError
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.gating import (
     FCS,
@@ -446,6 +446,8 @@ class GateTask:
             warnings.simplefilter("always")
             with stage("read"):
                 sample = read_fcs(path)
+                if sample.n_events == 0:
+                    raise FCSError(NO_EVENTS)
             n_file = sample.n_events
             qc_record, finite = None, ()
             if self.acquisition_qc is not None:
