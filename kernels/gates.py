@@ -490,6 +490,14 @@ def boolean_membership(op: str, operands, complement=None, *, out=None) -> np.nd
     """
     if op not in _OPS:
         raise ValueError(f"boolean op={op!r} is not one of {sorted(_OPS)}")
+    if not isinstance(operands, np.ndarray):
+        operands = list(operands)
+        lengths = {np.shape(o) for o in operands}
+        if len(lengths) > 1:
+            raise ValueError(
+                f"boolean {op!r}: the operands have different shapes {sorted(lengths)}; each "
+                "must be one membership per event of the same sample"
+            )
     ops = np.asarray(operands)
     if ops.ndim == 1:
         ops = ops.reshape(1, -1)

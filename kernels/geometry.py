@@ -143,7 +143,14 @@ def quadrant_interval(values, location: float) -> int:
     of a divider by such a location.
     """
     v = _vector(values, "quadrant divider", "values")
-    return int(np.searchsorted(v, float(location), side="right"))
+    if v.size == 0 or (v.size > 1 and not np.all(np.diff(v) > 0)):
+        raise ValueError(
+            f"quadrant divider: values={v.tolist()} must be non-empty and strictly increasing"
+        )
+    x = float(location)
+    if not np.isfinite(x):
+        raise ValueError(f"quadrant divider: location={x} must be finite (a point on its side)")
+    return int(np.searchsorted(v, x, side="right"))
 
 
 def quadrant_bounds(

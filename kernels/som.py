@@ -198,6 +198,12 @@ def som_online(data, codes, grid_dist, order, *, alpha=(0.05, 0.01), radius=(1.0
         )
     a0, a1 = (float(v) for v in alpha)
     r0, r1 = (float(v) for v in radius)
+    for name, pair in (("alpha", (a0, a1)), ("radius", (r0, r1))):
+        # a NaN rate or radius would turn every code into NaN without a word
+        if not all(np.isfinite(v) and v >= 0 for v in pair):
+            raise ValueError(
+                f"{name}={pair} must be two finite numbers >= 0 (at the first and last visit)"
+            )
     if idx.size == 0:
         return codes
     ct = np.ascontiguousarray(codes.T)

@@ -263,6 +263,20 @@ def test_boolean_not_and_errors():
     with pytest.raises(ValueError, match="must be bool"):
         boolean_membership("and", np.ones((2, 3)))
     assert boolean_membership("and", np.zeros((2, 0), dtype=bool)).shape == (0,)
+    # masks of two samples: named as such, not numpy's "inhomogeneous shape"
+    with pytest.raises(ValueError, match=r"different shapes \[\(2,\), \(3,\)\]"):
+        boolean_membership("and", [a, a[:2]])
+    np.testing.assert_array_equal(boolean_membership("and", (m for m in (a, a))), a)
+
+
+def test_quadrant_interval_refuses_what_has_no_side():
+    from cytokit.kernels import quadrant_interval
+
+    assert quadrant_interval([0.0, 1.0], 0.5) == 1 and quadrant_interval([0.0, 1.0], 1.0) == 2
+    with pytest.raises(ValueError, match="location=nan must be finite"):
+        quadrant_interval([0.0, 1.0], np.nan)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        quadrant_interval([1.0, 0.0], 0.5)
 
 
 # --- FlowKit as an oracle on random data ---------------------------------------------------------

@@ -226,6 +226,11 @@ def test_som_online_rejects_bad_input():
     ro.setflags(write=False)
     with pytest.raises(ValueError, match="codes is read-only"):
         k.som_online(data, ro, _grid(2, 2), [0])
+    # a NaN rate would turn every code into NaN without a word
+    with pytest.raises(ValueError, match=r"alpha=\(nan, 0.1\) must be two finite numbers"):
+        k.som_online(data, codes, _grid(2, 2), [0], alpha=(np.nan, 0.1))
+    with pytest.raises(ValueError, match=r"radius=\(-1.0, 0.0\)"):
+        k.som_online(data, codes, _grid(2, 2), [0], radius=(-1.0, 0.0))
 
 
 # --- batch training -----------------------------------------------------------------------------
