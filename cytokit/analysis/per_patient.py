@@ -481,15 +481,15 @@ def _fmo_thresholds(controls: dict, task, markers) -> dict[str, dict[str, tuple]
 
     out: dict[str, dict[str, tuple]] = {}
     need = min_control_events()
+    # each cell once: a population gated inside another's path (NK_dim within NK, CIK
+    # within T) holds cells the outer one holds already
+    outer = _outermost(task.populations)
     nd = len(task.donor_markers)
     for m, (file, control) in controls.items():
         if m not in markers:
             continue
         j = nd + list(markers).index(m)
         blocks = {name: control.pheno.get(name) for name, _ in task.populations}
-        # each cell once: a population gated inside another's path (NK_dim within NK, CIK
-        # within T) holds cells the outer one holds already
-        outer = _outermost(task.populations)
         pooled = [b[:, j] for name, b in blocks.items() if b is not None and name in outer]
         pooled = np.concatenate(pooled).astype(np.float64) if pooled else np.empty(0)
         for name, block in blocks.items():

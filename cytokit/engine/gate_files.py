@@ -5,7 +5,7 @@ gating strategy and returns the file's counts and per-population statistics.
 `GateTask.for_study` gates with a study's settings (its panel and transform
 for a YAML strategy, its compensation and gating seed), giving each file the
 counts `cytokit.analyze` gives it. A FlowJo workspace whose samples carry their
-own gates (`per_sample_workspace`) gates each file with its own sample's tree.
+own gates (`per_sample`) gates each file with its own sample's tree.
 `gate_files` runs it over many files with `cytokit.engine.runner.run_batch`, keeping
 every finished file in ``OUT/results.sqlite`` (a rerun resumes), and writes
 ``counts.csv``, ``statistics.csv``, ``failures.csv`` and ``warnings.csv``
@@ -314,12 +314,13 @@ class GateTask:
     ) -> None:
         self.workspace, self._trees, self._source = None, {}, ""
         if isinstance(strategy, (str, os.PathLike)):
-            self.workspace = per_sample_workspace(strategy)
-            if self.workspace is not None:  # each file gets its own sample's tree
+            ws = _workspace_file(strategy)  # read once: its own tree, or one per sample
+            if ws is not None and per_sample(ws):  # each file gets its own sample's tree
+                self.workspace = ws
                 self._source = hashlib.sha256(Path(strategy).read_bytes()).hexdigest()
                 strategy = None
             else:
-                strategy = load_strategy(strategy)
+                strategy = ws.strategy() if ws is not None else load_strategy(strategy)
         if self.workspace is None and not isinstance(strategy, GatingStrategy):
             raise TypeError(f"strategy must be a GatingStrategy or a path, got {strategy!r}")
         self.strategy = strategy
@@ -491,7 +492,7 @@ class GateTask:
 
     def strategy_for(self, sample: Sample) -> GatingStrategy:
         """The strategy that gates `sample`: the task's, or with a workspace whose samples
-        carry their own gates (`per_sample_workspace`) the tree of the workspace sample
+        carry their own gates (`per_sample`) the tree of the workspace sample
         the file is (matched by file name, ``$FIL`` and event count; none is an error)."""
         if self.workspace is None:
             return self.strategy
@@ -528,20 +529,23 @@ class GateTask:
         return f"<GateTask {self.key[:12]} {what!r}>"
 
 
-def per_sample_workspace(path: str | os.PathLike):
-    """The FlowJo workspace at `path` when its samples carry their own gates and no tree
-    serves them all (several samples, no gates in ``All Samples``: as FlowJo keeps
-    sample-specific gates, and as ``cytokit export-wsp`` writes); else None (not a
-    workspace, or one whose single tree `cytokit.gating.load_strategy` reads)."""
+def _workspace_file(path: str | os.PathLike):
+    """The FlowJo workspace of a ``.wsp`` file, else None (`load_strategy` reads it)."""
     from cytokit.gating.flowjo import load_workspace
-    from cytokit.gating.flowjo.workspace import ALL_SAMPLES
 
     p = Path(path)
-    if p.suffix.lower() != ".wsp" or not p.is_file():
-        return None
-    ws = load_workspace(p)
-    shared = any(g.name == ALL_SAMPLES and g.has_gates for g in ws.groups)
-    return ws if len(ws.samples) > 1 and not shared else None
+    return load_workspace(p) if p.suffix.lower() == ".wsp" and p.is_file() else None
+
+
+def per_sample(workspace) -> bool:
+    """Whether the samples of a FlowJo `workspace` carry their own gates and no tree serves
+    them all (several samples, no gates in ``All Samples``: as FlowJo keeps
+    sample-specific gates, and as ``cytokit export-wsp`` writes); else its one tree is
+    the strategy (`Workspace.strategy`, as `cytokit.gating.load_strategy` reads it)."""
+    from cytokit.gating.flowjo.workspace import ALL_SAMPLES
+
+    shared = any(g.name == ALL_SAMPLES and g.has_gates for g in workspace.groups)
+    return len(workspace.samples) > 1 and not shared
 
 
 def _study_qc(study, choice) -> AcquisitionQCSettings | None:

@@ -742,7 +742,7 @@ def _cluster_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None
         if many
         else " A panel per patient, a line per metacluster."
     )
-    least = int((results.study.get("qc") or {}).get("min_events", 50) or 50)
+    least = min_events_of(results)
     for origin, caption in (
         ("all", "Share of each sample's events in each metacluster." + how),
         (

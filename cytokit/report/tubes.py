@@ -22,6 +22,7 @@ import pandas as pd
 
 from cytokit.analysis.results import Results
 from cytokit.report._html import Markup, day_text, esc, figure, fmt, table
+from cytokit.report.contents import min_events_of
 
 __all__ = ["function_patient", "function_section", "repertoire_patient", "repertoire_section"]
 
@@ -50,7 +51,7 @@ def _png(fig) -> bytes:
 def _min_cells(results: Results) -> int:
     """Cells below which a group is not drawn (``[qc] min_events``, 50 by default): a
     stack of 3 cells would read as a repertoire."""
-    return int((results.study.get("qc") or {}).get("min_events", 50) or 50)
+    return min_events_of(results)
 
 
 def _repertoire_figure(rows: pd.DataFrame, patient: str, population: str, least: int):
