@@ -69,7 +69,10 @@ For each series:
 * flagged runs grow into neighbouring bins whose window is still off in the
   same direction by ``extend_z`` SDs and by the shift: a run is found by its
   clearest part and then followed out to where the signal is back within
-  the shift of its level.
+  the shift of its level; except beside a step (a stretch off the level
+  with no drift), where the windows hold part of the step and lean its way:
+  the bins at a run's edges that, taken together, sit at the level are
+  dropped again (`_trim_step_edges`), once the run was judged whole.
 
 A stretch flagged through windows (found by them, or grown into from a
 departing bin) that the channel's bright series does not follow there (in
@@ -486,7 +489,10 @@ def _prepare(mean, sd, count, th: Thresholds, inputs) -> _Series | None:
 
 
 def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=True, use_bins=True):
-    """(flags, single-bin flags, window runs, deviation, z, level) of one prepared series.
+    """(flags, single-bin flags, window runs, deviation, z, level, beside) of one prepared series.
+
+    ``beside``: bins of the runs that sit at the level beside a step
+    (`_trim_step_edges`), which the caller drops once the runs are judged whole.
 
     ``use_windows=False``: the series flags single bins only (its channel's
     drift is judged on a steadier series of the same channel);
@@ -546,8 +552,47 @@ def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=Tr
     runs = grow(strong_hi, weak_hi | strong_hi) | grow(strong_lo, weak_lo | strong_lo)
     strong_hi |= single & (dev > 0)
     strong_lo |= single & (dev < 0)
-    flags = grow(strong_hi, weak_hi | strong_hi) | grow(strong_lo, weak_lo | strong_lo)
-    return flags, single, runs, dev, np.where(np.abs(wz) > np.abs(z), wz, z) * ok, level
+    hi = grow(strong_hi, weak_hi | strong_hi)
+    lo = grow(strong_lo, weak_lo | strong_lo)
+    beside = np.zeros(b, dtype=bool)
+    if course is None and ser.drift is None:
+        # a step (a clog's dimmed stretch with no change of rate): the windows beside it
+        # hold some of its bins, so their medians lean its way and the run grows past it
+        beside = (hi & ~_trim_step_edges(hi, dev, m, noise, th, 1.0)) | (
+            lo & ~_trim_step_edges(lo, dev, m, noise, th, -1.0)
+        )
+    zz = np.where(np.abs(wz) > np.abs(z), wz, z) * ok
+    return hi | lo, single, runs, dev, zz, level, beside & ~single
+
+
+def _trim_step_edges(run, dev, m, noise, th: Thresholds, sign: float) -> np.ndarray:
+    """`run` without the bins at its edges that the windows added and that sit at the level.
+
+    A window's median leans towards a step (a clog's dimmed stretch with no
+    change of rate) it holds part of, so the windows beside a step are off
+    while their bins are where they were, and the run grows past the step by
+    up to half the longest window. From each end of each contiguous stretch of
+    `run`, the longest run of bins that, taken together, are off the level
+    in the direction `sign` by less than half ``signal_shift`` and by less
+    than ``extend_z`` noise SDs is dropped, but for the bin next to the rest
+    (the step may fall within it). A ramp's edge (a slow change, its bins
+    each a little off) is off taken together, and stays.
+    """
+    out = run.copy()
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
+    for a, e in zip(edges[::2], edges[1::2], strict=True):
+        if e - a < 3:
+            continue
+        for forward in (True, False):
+            idx = np.arange(a, e) if forward else np.arange(e - 1, a - 1, -1)
+            w = m[idx]
+            tot = np.cumsum(w)
+            d = sign * np.cumsum(dev[idx] * w) / np.where(tot > 0, tot, 1.0)
+            level = (d < th.signal_shift / 2) & (d * np.sqrt(tot) / noise < th.extend_z)
+            at = np.flatnonzero(level[: e - a - 1])  # never the whole stretch
+            if at.size and at[-1] >= 1:
+                out[idx[: at[-1]]] = False  # the last of them stays, as a guard
+    return out
 
 
 def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, reference) -> np.ndarray:
@@ -654,7 +699,7 @@ def check_stability(
         for p, s in enumerate(ser):
             if s is None or (p == BRIGHT and p != lead):
                 continue  # the bright series speaks only for a drift it leads
-            f, one, run, deviation[:, j, p], zp, level[j, p] = _channel(
+            f, one, run, deviation[:, j, p], zp, level[j, p], beside = _channel(
                 s,
                 th,
                 reference,
@@ -689,6 +734,10 @@ def check_stability(
                 kept = ~_not_gain(stretch, deviation[:, j, p], ser[BRIGHT], reference)
                 f &= kept
                 run &= kept
+            # then the bins beside a step that the windows alone carried into its run
+            # (judged with the run, whole, above)
+            f &= ~beside
+            run &= ~beside
             chan[:, j] |= f
             singles |= one
             runs |= run
