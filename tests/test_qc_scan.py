@@ -83,6 +83,36 @@ def test_signal_step_is_flagged_and_only_there():
     assert shift and -33 <= int(shift.group(1)) <= -27, r.detail
 
 
+def with_column(s: Sample, name: str, values) -> Sample:
+    """`s` with one more channel (18-bit range) holding `values`."""
+    ev = np.column_stack([s.events, np.asarray(values, dtype=s.events.dtype)])
+    ch = (*s.channels, Channel(len(s.channels), name, range=262_144))
+    return Sample(ev, ch, keywords=s.keywords, scaled=s.scaled)
+
+
+@pytest.mark.parametrize("direction", [1, -1])
+def test_a_second_clock_is_not_checked_as_a_measurement(direction):
+    """A clock or counter QC does not know by name (a ``HDR-T`` beside ``Time``) rises
+    over the run: read as a fluorescence signal it was a drift of the whole file (82 % of a
+    clogged file removed, the file failed). It is left out, with a note, and the result is
+    that of the file without it; a clock that runs into its top loses no event either."""
+    s = synthetic()
+    t = s.events[:, 3].astype(np.float64)
+    s.events[(t >= 60) & (t < 75), 0] *= 0.7
+    base = acquisition_qc(s)
+    clock = np.minimum(t * 3_000.0, 262_143.0)  # at its top for the last 13 s
+    qc = acquisition_qc(with_column(s, "HDR-T", clock[::direction]))
+    np.testing.assert_array_equal(qc.reasons, base.reasons)
+    assert qc.verdict == base.verdict and qc.verdict_reason == base.verdict_reason
+    assert "HDR-T moves one way with the events (a clock or an event counter" in qc.notes[0]
+    assert "HDR-T" not in qc.margins.names and "HDR-T" not in qc.bins.channels
+    assert qc.finite_columns == base.finite_columns
+    # a measurement is never one: the same values shuffled are checked (top margin)
+    rng = np.random.default_rng(1)
+    mixed = acquisition_qc(with_column(s, "HDR-T", rng.permutation(clock)))
+    assert "HDR-T" in mixed.margins.names and not mixed.notes
+
+
 def test_no_time_channel_runs_margins_only_and_says_so():
     s = synthetic()
     s = Sample(s.events[:, :3], s.channels[:3], keywords=s.keywords)
@@ -98,6 +128,41 @@ def test_time_out_of_order_is_named_with_the_event():
     qc = acquisition_qc(s)
     assert qc.checks_run == ("margins",)
     assert "decreases 1 time(s), first at event 5000" in qc.notes[0]
+    assert "the clock starts again: a counter that wrapped around" in qc.notes[0]
+    # two events out of order are no restart
+    s = synthetic()
+    s.events[[5000, 5001], 3] = s.events[[5001, 5000], 3] + np.float32([0.0, 0.02])
+    qc = acquisition_qc(s)
+    assert "decreases 1 time(s)" in qc.notes[0] and "starts again" not in qc.notes[0]
+
+
+def test_the_time_channel_read_is_named_when_not_plain_time():
+    s = synthetic()
+    s.channels = (*s.channels[:3], Channel(3, "TIME", range=262_144))
+    s.events[:, 3] = 5.0
+    qc = acquisition_qc(s)
+    words = "does not advance (every event at time 5) (the time channel read: TIME)"
+    assert words in qc.notes[0]
+
+
+def test_a_run_of_days_is_noted_as_a_likely_timestep_error():
+    s = synthetic()
+    s.events[:, 3] *= 10_000.0  # 100 s read as 1e6 s
+    qc = acquisition_qc(s)
+    assert qc.checks_run == ("rate", "signal", "margins")
+    assert any("lasts 1e+06 s (11.6 days)" in n and "check $TIMESTEP" in n for n in qc.notes)
+    assert not any("check $TIMESTEP" in n for n in acquisition_qc(synthetic()).notes)
+
+
+def test_the_reason_a_check_did_not_run_holds_only_its_own_notes():
+    s = synthetic()
+    s = Sample(s.events[:, :3].copy(), s.channels[:3], keywords=s.keywords)
+    s.events[5, 2] = 300_000.0  # FL1-A above its $PnR: a note of the margin check
+    qc = acquisition_qc(s)
+    assert len(qc.notes) == 2
+    why = qc.verdict_reason.split("did not run: ", 1)[1]
+    assert why == "the file has no Time channel ($PnN 'Time' or $PnTYPE 'Time')"
+    assert qc.summary()["qc_notes"] == "; ".join(qc.notes)
 
 
 @pytest.mark.parametrize(
@@ -196,6 +261,24 @@ def test_verdicts_follow_the_settings():
     summary = qc.summary()
     assert summary["qc_removed_margin"] == summary["qc_removed"] == 300
     assert summary["qc_events_after"] == 20_000 - 300
+
+
+def test_a_file_with_every_event_removed_fails_whatever_the_limit():
+    """With max_removed_pct = 100 a file QC emptied passed on to the gates, which failed it
+    for 0 events without a word of QC; it is a QC failure, and raising the limit is not
+    offered as the way out."""
+    s = synthetic()
+    s.events[:, 2] = np.nan  # FL1-A not measured: every event is a margin event
+    settings = AcquisitionQCSettings(max_removed_pct=100)
+    qc = acquisition_qc(s, settings)
+    assert qc.verdict == "fail" and qc.n_removed == s.n_events
+    assert qc.verdict_reason.endswith("every event was removed, none is left to analyse")
+    from cytokit.errors import AcquisitionQCError
+    from cytokit.qc import screen
+
+    with pytest.raises(AcquisitionQCError, match="FL1-A 20000 not finite") as err:
+        screen(s, settings, where="x.fcs")
+    assert "--qc-exclude CHANNEL" in str(err.value) and "max_removed_pct" not in str(err.value)
 
 
 def test_checks_can_be_left_out():

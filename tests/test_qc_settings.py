@@ -99,6 +99,15 @@ def test_no_check_is_refused_and_a_low_maximum_lowers_the_unset_warning_level():
     from cytokit.engine.gate_files import gate_qc_settings
 
     assert gate_qc_settings(None, max_removed_pct=1) == table
+    # and back up: a study's low maximum with no warning level of its own, raised by
+    # --qc-max-removed, warns at the default again (it kept warning above 1 %)
+    raised = gate_qc_settings(table, max_removed_pct=30)
+    assert raised == AcquisitionQCSettings(max_removed_pct=30)
+    assert raised.warn_removed_pct == 2.0
+    # a warning level the study set stays, lowered to a maximum below it
+    own = AcquisitionQCSettings.from_mapping({"max_removed_pct": 10, "warn_removed_pct": 5})
+    assert gate_qc_settings(own, max_removed_pct=30).warn_removed_pct == 5.0
+    assert gate_qc_settings(own, max_removed_pct=3).warn_removed_pct == 3.0
     # both given, and contradicting each other: still refused, naming both
     with pytest.raises(StudyError, match="warn_removed_pct = 5 is above max_removed_pct = 1"):
         AcquisitionQCSettings.from_mapping({"max_removed_pct": 1, "warn_removed_pct": 5})

@@ -606,7 +606,12 @@ def gate_qc_settings(
         changes["sensitivity"] = sensitivity
     if max_removed_pct is not None:
         changes["max_removed_pct"] = max_removed_pct
-        changes["warn_removed_pct"] = min(base.warn_removed_pct, max_removed_pct)
+        # a warning level the study did not set follows the new maximum (2, or it when
+        # lower), as in study.toml; one it set is lowered to the maximum where above it
+        follows = base.warn_follows_max
+        changes["warn_removed_pct"] = (
+            None if follows else min(base.warn_removed_pct, max_removed_pct)
+        )
     if exclude_channels:
         extra = [c for c in exclude_channels if c not in base.exclude_channels]
         changes["exclude_channels"] = (*base.exclude_channels, *extra)

@@ -266,10 +266,14 @@ def screen(
             )
         else:
             how = "Look at the file's acquisition (clogs, bubbles, a drifting signal)"
+        raise_max = (
+            "; if the removed events are fine to lose, raise [acquisition_qc] "
+            "max_removed_pct in study.toml (cytokit gate: --qc-max-removed)"
+            if qc.n_removed < qc.n_events
+            else ""
+        )
         error = AcquisitionQCError(
-            f"{name}: acquisition QC failed: {qc.verdict_reason}. {how}; if the removed "
-            "events are fine to lose, raise [acquisition_qc] max_removed_pct in study.toml "
-            "(cytokit gate: --qc-max-removed)"
+            f"{name}: acquisition QC failed: {qc.verdict_reason}. {how}{raise_max}"
         )
         error.qc = qc  # the result behind the verdict, for the caller's tables and plots
         raise error

@@ -6,7 +6,8 @@ Channel roles (from ``$PnN``, case-insensitive):
   it); never checked for margins or stability, it is the axis;
 * **other**: names of counters and instrument bookkeeping (containing
   ``TIME`` or ``EVENT``, or ``SORT``, ``INDEX``, ``ORIGINAL_ID``): not
-  measurements, left out;
+  measurements, left out (a clock or a counter of another name is found by its
+  values once the events are read: `cytokit.qc.scan.AcquisitionPass`);
 * **width**: pulse widths (``...-W``, ``FSCW``/``SSCW``, names containing
   ``WIDTH``);
 * **scatter**: ``FSC*``, ``SSC*`` (``FS``/``SS`` followed by a space or ``-``)

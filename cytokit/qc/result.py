@@ -295,10 +295,18 @@ class AcquisitionQC:
         if self.not_run:
             missing = " and ".join(self.not_run)
             # a note reads "rate and signal not checked: <why>"; the sentence names the checks
-            why = "; ".join(n.split(" not checked: ", 1)[-1] for n in self.notes) or "see notes"
+            why = "; ".join(
+                n.split(" not checked: ", 1)[1] for n in self.notes if " not checked: " in n
+            )
+            why = why or "see notes"
             plural = "s" if len(self.not_run) > 1 else ""
             also.append(f"the {missing} check{plural} did not run: {why}")
         also.extend(self.trends)
+        if self.n_removed >= self.n_events:
+            # nothing left to count, whatever the limit allows: a failure, not populations
+            # of 0 events (with max_removed_pct = 100 the file would pass on to the gates)
+            lead = "".join(f"; {a}" for a in also)
+            return "fail", f"{what}{lead}; every event was removed, none is left to analyse"
         if pct > s.max_removed_pct:
             # the limit ends the sentence: `screen` adds what to do after it
             lead = "".join(f"; {a}" for a in also)
@@ -334,7 +342,7 @@ class AcquisitionQC:
             qc_verdict=verdict,
             qc_reason=reason,
             qc_checks="+".join(self.checks_run),
-            qc_notes=" ".join((*self.notes, *self.trends)),
+            qc_notes="; ".join((*self.notes, *self.trends)),
         )
         return out
 
@@ -344,8 +352,9 @@ class AcquisitionQC:
         rows = [
             {
                 "file": self.file,
-                "start": r.start,
-                "end": r.end,
+                # to the microsecond: a float32 clock's 6.675 is 6.674999952316284 in float64
+                "start": round(r.start, 6),
+                "end": round(r.end, 6),
                 "time_unit": unit,
                 "first_event": r.first_event,
                 "events": r.events,

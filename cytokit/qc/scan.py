@@ -14,6 +14,7 @@ events is made.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -49,6 +50,10 @@ __all__ = ["MAX_PER_BIN", "AcquisitionPass", "acquisition_qc", "fill_short_runs"
 
 #: Rows per time bin read for the signal quantiles (all rows of a smaller bin).
 MAX_PER_BIN = 256
+#: Rows read to tell a clock or a counter from a measurement (`AcquisitionPass._clocks`).
+CLOCK_ROWS = 4096
+#: A run longer than this (one day) is noted: its time axis ($TIMESTEP) is likely wrong.
+MAX_RUN_SECONDS = 86_400.0
 
 
 def fill_short_runs(bits: np.ndarray, fill: int) -> np.ndarray:
@@ -160,6 +165,80 @@ class AcquisitionPass:
             self._first_decrease = start + res["first_decrease"]
         self._next = stop
 
+    def _clocks(self) -> list[int]:
+        """Planned channels whose values rise (or fall) with the events: clocks, counters.
+
+        Read on an evenly spaced subsample of at most `CLOCK_ROWS` rows (and the
+        last row): never falling (or never rising), and taking at least 16 values. A measurement
+        cannot do that over thousands of cells; a second clock (a ``HDR-T`` beside
+        ``Time``) or an event counter whose name QC does not know does, and as a
+        signal its rise would read as a drift of the whole file.
+        """
+        ev = self.sample.events
+        n = ev.shape[0]
+        if n < 64:
+            return []
+        rows = np.unique(
+            np.append(np.linspace(0, n - 1, min(n, CLOCK_ROWS)).astype(np.int64), n - 1)
+        )
+        out = []
+        for j, col in enumerate(self.plan.columns):
+            v = ev[rows, col].astype(np.float64)
+            step = np.diff(v)
+            if (np.all(step >= 0) or np.all(step <= 0)) and np.count_nonzero(step) >= 15:
+                out.append(j)
+        return out
+
+    def _drop_clocks(self) -> list[str]:
+        """Leave the `_clocks` out of every check (their margin marks made again without
+        them, a second read of the rows, only when they had any); a note names them."""
+        drop = self._clocks()
+        if not drop:
+            return []
+        keep = [j for j in range(len(self.plan.columns)) if j not in drop]
+        names = [self.plan.names[j] for j in drop]
+        p = self.plan
+        self.plan = dataclasses.replace(
+            p,
+            **{
+                f.name: tuple(getattr(p, f.name)[j] for j in keep)
+                for f in dataclasses.fields(p)
+                if f.name != "excluded"
+            },
+            excluded=p.excluded + tuple(f"{n} (moves one way with the events)" for n in names),
+        )
+        marked = bool(
+            self._n_top[drop].any() or self._n_floor[drop].any() or self._n_bad[drop].any()
+        )
+        kept = (
+            "_cols",
+            "_top",
+            "_floor",
+            "_n_top",
+            "_n_floor",
+            "_n_bad",
+            "_max",
+            "_min",
+            "_at_min",
+        )
+        for a in kept:
+            arr = getattr(self, a)
+            if arr.shape[0]:  # empty when the margin check is off
+                setattr(self, a, arr[keep])
+        if marked and self._cols.shape[0]:
+            self.reasons &= np.uint8(~MARGIN & 0xFF)
+            res = margin_scan(
+                self.sample.events, self._cols, self._top, self._floor, self.reasons, bit=MARGIN
+            )
+            self._n_top, self._n_floor, self._n_bad = res["top"], res["floor"], res["not_finite"]
+            self._max, self._min, self._at_min = res["max"], res["min"], res["at_min"]
+        which = ", ".join(names)
+        verb = "moves" if len(names) == 1 else "move"
+        return [
+            f"{which} {verb} one way with the events (a clock or an event counter, not a "
+            "measurement), so QC does not check it"
+        ]
+
     def _drop_unbounded_tops(self) -> list[str]:
         """Notes on channels whose values exceed their $PnR; their tops are dropped and the
         margin marks made again without them (a second read of the rows, only then)."""
@@ -212,12 +291,34 @@ class AcquisitionPass:
                     f"the Time channel's value at event {at} is {float(ev[at, self.tcol]):g}, "
                     "not a time, so the events' acquisition order is unknown"
                 )
+            # a counter that wraps at its range (or a file of acquisitions joined) starts
+            # again near 0: say so, it is the likely cause
+            wrap = (
+                " (the clock starts again: a counter that wrapped around at its range, or "
+                "acquisitions joined in one file)"
+                if now < 0.5 * was
+                else ""
+            )
             return (
                 f"the Time channel decreases {self._decreases} time(s), first at event {i} "
                 f"({was:g} -> {now:g}), so the events are not in "
-                "acquisition order"
+                f"acquisition order{wrap}"
             )
         return None
+
+    def _implausible_span(self, grid: TimeGrid) -> list[str]:
+        """A note when the run seems to last over a day: its $TIMESTEP is likely wrong."""
+        if grid.seconds is None:
+            return []
+        span = float(grid.to_seconds(grid.end - grid.origin))
+        if not span > MAX_RUN_SECONDS:
+            return []
+        step = self.sample.keyword("$TIMESTEP") or self.sample.keyword("CYTOKIT_TIMESTEP")
+        return [
+            f"the acquisition lasts {span:.3g} s ({span / 86400:.3g} days) by $TIMESTEP = "
+            f"{step}, longer than any tube runs: check $TIMESTEP (the removed ranges' times "
+            "are in those seconds)"
+        ]
 
     def finish(self) -> AcquisitionQC:
         """Decide and return the result (after every row was fed to `update`)."""
@@ -233,6 +334,7 @@ class AcquisitionPass:
         run: list[str] = []
         notes: list[str] = []
         margins = None
+        notes += self._drop_clocks()
         if "margins" in checks:
             run.append("margins")
             notes += self._drop_unbounded_tops()
@@ -262,11 +364,15 @@ class AcquisitionPass:
                 if isinstance(grid, str):
                     problem = grid
             if problem is not None:
+                name = s.channels[self.tcol].name if self.tcol is not None else "Time"
+                if name != "Time":  # which channel was read as the time, when not plain "Time"
+                    problem += f" (the time channel read: {name})"
                 what = " and ".join(timed)
                 notes.append(f"{what} not checked: {problem}")
             else:
                 bins, ranges = self._decide(grid, timed)
                 run += timed
+                notes += self._implausible_span(grid)
         if n == 0:
             notes.append("the file has no events")
         order = [c for c in ("rate", "signal", "margins") if c in run]

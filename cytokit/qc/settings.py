@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cytokit.errors import StudyError
@@ -121,7 +121,12 @@ class AcquisitionQCSettings:
     warn_removed_pct: float | None = None  # None: 2, or max_removed_pct when that is lower
     exclude_channels: tuple[str, ...] = ()
 
+    #: True when ``warn_removed_pct`` was not given (it follows ``max_removed_pct``), so
+    #: that a maximum changed later (``cytokit gate --qc-max-removed``) moves it too
+    warn_follows_max: bool = field(default=False, init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "warn_follows_max", self.warn_removed_pct is None)
         if self.warn_removed_pct is None:
             m = self.max_removed_pct
             warn = min(DEFAULT_WARN_PCT, m) if _is_number(m) else DEFAULT_WARN_PCT
