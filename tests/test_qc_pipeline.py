@@ -202,6 +202,31 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     assert acquisition_section(load_results(tmp_path / "o")) == html
 
 
+def test_a_rerun_leaves_no_qc_file_of_a_sample_it_no_longer_has(tmp_path):
+    """qc/<sample>.npz of a file an earlier run analysed (here, one QC failed, whose plot
+    was kept) stayed when the file left the manifest (or, with QC turned off, failed at the
+    gates): the folder no longer matched a fresh run, and the old series was still there
+    to read. A rerun removes it, and `cytokit verify` finds the folder as its run left it."""
+
+    study = _study(tmp_path, "max_removed_pct = 2\nwarn_removed_pct = 1\n")
+    out = tmp_path / "o"
+    runner = CliRunner()
+    analyze = ["analyze", str(study), "--out", str(out), "--scheduler", "serial"]
+    assert runner.invoke(app, analyze).exit_code == 0
+    stale = out / "qc" / "fcs__A1_day007.npz"
+    assert stale.exists()
+    manifest = study / "manifest.csv"
+    lines = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text("".join(x for x in lines if "A1_day007" not in x))
+    assert runner.invoke(app, analyze).exit_code == 0
+    assert sorted(p.name for p in (out / "qc").glob("*.npz")) == ["fcs__A1_day014.npz"]
+    fresh = tmp_path / "fresh"
+    cytokit.analyze(study, fresh, scheduler="serial")
+    assert sorted(p.name for p in (fresh / "qc").glob("*.npz")) == ["fcs__A1_day014.npz"]
+    got = runner.invoke(app, ["verify", str(out)])
+    assert got.exit_code == 0 and "unchanged since run 2" in got.output, got.output
+
+
 def test_without_the_table_nothing_is_removed(tmp_path):
     out = _study(tmp_path, None)
     res = cytokit.analyze(out, tmp_path / "o", scheduler="serial")

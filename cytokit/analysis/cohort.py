@@ -43,7 +43,7 @@ from cytokit.analysis.per_patient import (
     write_qc_file,
 )
 from cytokit.analysis.per_sample import MeasureTask
-from cytokit.analysis.results import TABLES, Results, conform
+from cytokit.analysis.results import TABLES, Results, conform, sample_id
 from cytokit.analysis.sample_result import SampleResult
 from cytokit.analysis.tablesjson import invalidate_index
 from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
@@ -92,6 +92,7 @@ def study_tables(
     outcome = {Path(f.path).resolve(): f for f in report.files}
     failures = []
     by_patient: dict[str, list] = {}
+    written: set[str] = set()  # the qc/<sample>.npz files of this run
     for row in study.rows:
         f = outcome.get(row.file.resolve())
         if f is None or f.status != "done":
@@ -108,11 +109,19 @@ def study_tables(
                 }
             )
             if f is not None and f.stage == "acquisition_qc" and f.hash and out is not None:
-                _failed_qc_data(store, tasks.get(study.tube_of(row)), f.hash, row, study, out)
+                if _failed_qc_data(store, tasks.get(study.tube_of(row)), f.hash, row, study, out):
+                    written.add(sample_id(study.relative(row.file)))
             continue
         by_patient.setdefault(row.patient, []).append((row, f.hash))
     tables = PatientTables()
     qc_dir = None if out is None else out / "qc"
+    if qc_dir is not None:
+        # every file analysed writes its qc/<sample>.npz below; one an earlier run left
+        # (a file now failing, or gone from the manifest) would show its old data
+        written |= {
+            sample_id(study.relative(row.file)) for rows in by_patient.values() for row, _ in rows
+        }
+        _drop_stale_qc_files(qc_dir, written)
     paired = any(t.pairs_with for t in study.tubes.values())
     reference = reference_patient(study)
     references: dict[tuple, tuple] = {}  # (tube, day) -> (file, SampleCells)
@@ -302,19 +311,27 @@ def _study_meta(study: Study, task: MeasureTask) -> dict:
     }
 
 
-def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> None:
+def _drop_stale_qc_files(qc_dir: Path, keep: set[str]) -> None:
+    """Remove ``qc_dir/*.npz`` files whose sample is not in `keep` (this run's)."""
+    if not qc_dir.is_dir():
+        return
+    for path in qc_dir.glob("*.npz"):
+        if path.stem not in keep:
+            path.unlink(missing_ok=True)
+
+
+def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> bool:
     """``qc/<sample>.npz`` of a file acquisition QC failed: its plot series and removed
     ranges (``acq:ranges`` start and end, ``acq:range_reasons``), from what the task stored
     with the failure, so the report can show why. Nothing when the store holds none (a
     failure stored by an older cytokit)."""
-    from cytokit.analysis.results import sample_id
 
     if task is None:
-        return
+        return False
     record = store.items(task.key, "acquisition_qc", [h]).get(h)
     bins = store.items(task.key, "acq_bins", [h]).get(h)
     if not isinstance(record, dict) or not isinstance(bins, np.ndarray):
-        return
+        return False
     ranges = record.get("ranges", [])
     arrays = {
         **acquisition_arrays(record, bins),
@@ -322,6 +339,7 @@ def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> None:
         "acq:range_reasons": np.array([str(r["reasons"]) for r in ranges], dtype=str),
     }
     write_qc_file(out / "qc", sample_id(study.relative(row.file)), arrays)
+    return True
 
 
 def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataFrame]:
