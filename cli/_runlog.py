@@ -1,6 +1,9 @@
 """The run log of a command: one line in its output folder's ``runlog.jsonl``
 (`cytokit.engine.runlog`) for every ``analyze``, ``gate``, ``report`` and ``demo`` that
-finishes. A command that ends in an error (exit 1) adds no line."""
+finishes, and for one that ends in an error or is interrupted after it wrote into the
+folder (exit 1 or 130; its outputs are what it wrote before it stopped), so that every
+file in the folder is one a logged run wrote. A command that stops before writing
+anything adds no line."""
 
 from __future__ import annotations
 
@@ -20,12 +23,32 @@ def set_argv(args: list[str]) -> None:
 def recorded(
     folder: Path, command: str, *, store: Path | None = None, options: dict | None = None
 ) -> Iterator:
-    """A `RunRecorder` for the body; its line is appended when the body ends without an
-    error, with the exit code the body set on it (``recorder.exit_code``, default 0)."""
+    """A `RunRecorder` for the body; its line is appended when the body ends, with the exit
+    code the body set on it (``recorder.exit_code``, default 0); when the body raises, only
+    if it wrote into the folder, with exit code 130 (interrupted) or 1, and the exception
+    goes on."""
     from cytokit.engine.runlog import RunRecorder
 
     argv = list(ARGV)
     ARGV[:] = ["cytokit"]  # used once: a later call from Python is not this command line
     recorder = RunRecorder(folder, command, argv, options=dict(options or {}), store=store)
-    yield recorder
+    try:
+        yield recorder
+    except BaseException as exc:
+        code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(exc, "exit_code", 1)
+        _log_stopped(recorder, code if isinstance(code, int) else 1)
+        raise
     recorder.finish()
+
+
+def _log_stopped(recorder, code: int) -> None:
+    """The line of a run that stopped, when it wrote or removed files in its folder (an
+    interrupted run's plots, a batch that wrote its tables and then failed): without it
+    those files would be ones no logged run wrote. Never in the way of the error itself."""
+    from cytokit.engine.runlog import snapshot
+
+    try:
+        if snapshot(recorder.folder) != recorder.before:
+            recorder.finish(exit_code=code)
+    except (Exception, KeyboardInterrupt):
+        pass

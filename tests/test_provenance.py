@@ -243,6 +243,50 @@ def test_a_failed_command_adds_no_line(tmp_path):
     assert not (out / RUNLOG_NAME).exists()
 
 
+def test_a_batch_that_fails_after_writing_its_tables_is_logged(study, tmp_path):
+    """A gate batch whose every file fails exits 1 but has written its tables: with no
+    line for it, `verify` called cytokit's own writes edits of the run before."""
+    files = sorted((study / "fcs").glob("*.fcs"))[:2]
+    out = tmp_path / "gated"
+    assert cli(["gate", study / "strategy.xml", *files, "--out", out, "-j", "1"])[0] == 0
+    broken = [tmp_path / f.name for f in files]  # files that fail to read
+    for f in broken:
+        f.write_bytes(b"FCS3.1 but not really")
+    code, _, err = cli(["gate", study / "strategy.xml", *broken, "--out", out, "-j", "1"])
+    assert code == 1 and "none of the 2 file(s) could be gated" in err
+    _, second = read_runlog(out)
+    assert second["exit_code"] == 1 and "failures.csv" in {o["path"] for o in second["outputs"]}
+    code, text, _ = cli(["verify", out])
+    assert code == 0 and "unchanged since run 2" in text, text
+
+
+@pytest.mark.parametrize("wrote", [True, False])
+def test_an_interrupted_run_logs_what_it_wrote(tmp_path, wrote):
+    """Ctrl-C after a run drew some plots: the resumed run keeps them (same bytes) without
+    writing them again, so they were files no logged run wrote (`verify`: output added).
+    The interrupted run logs them, exit 130; one that wrote nothing adds no line."""
+    from cytokit.cli._runlog import recorded
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt), recorded(out, "analyze") as log:
+        assert log.exit_code == 0
+        if wrote:
+            (out / "plots").mkdir()
+            (out / "plots" / "a.svg").write_text("<svg/>")
+        raise KeyboardInterrupt
+    if not wrote:
+        assert not (out / RUNLOG_NAME).exists()
+        return
+    (record,) = read_runlog(out)
+    assert record["exit_code"] == 130
+    assert [o["path"] for o in record["outputs"]] == ["plots/a.svg"]
+    with recorded(out, "analyze"):
+        pass  # the resumed run: keeps the plot as it is
+    code, text, _ = cli(["verify", out])
+    assert code == 0 and "output added" not in text, text
+
+
 def test_verify_usage_errors_exit_2(analysed, tmp_path):
     out, _ = analysed
     code, _, err = cli(["verify", tmp_path])

@@ -1,8 +1,9 @@
 """``runlog.jsonl``: one line per command run into a results folder, so a table can be traced.
 
 Every run of ``cytokit analyze``, ``gate``, ``report`` and ``demo`` that
-finishes (exit 0 or 3) appends one JSON object, on one line, to
-``runlog.jsonl`` in the folder it wrote into (`RUNLOG_NAME`). The line says who
+finishes (exit 0 or 3), or that stops on an error or an interrupt after it
+wrote into its folder (exit 1 or 130), appends one JSON object, on one line,
+to ``runlog.jsonl`` in the folder it wrote into (`RUNLOG_NAME`). The line says who
 ran what, when, with which software, on which inputs, and what it wrote:
 
 ``runlog``
