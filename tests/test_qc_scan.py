@@ -111,6 +111,10 @@ def test_a_second_clock_is_not_checked_as_a_measurement(direction):
     rng = np.random.default_rng(1)
     mixed = acquisition_qc(with_column(s, "HDR-T", rng.permutation(clock)))
     assert "HDR-T" in mixed.margins.names and not mixed.notes
+    # nor a ramp in a few hundred events (a test file's sorted channel)
+    small = synthetic(n=600, seconds=3.0)
+    ramp = acquisition_qc(with_column(small, "channel_A", np.arange(600.0)))
+    assert "channel_A" in ramp.margins.names and not any("one way" in n for n in ramp.notes)
 
 
 def test_no_time_channel_runs_margins_only_and_says_so():

@@ -52,6 +52,8 @@ __all__ = ["MAX_PER_BIN", "AcquisitionPass", "acquisition_qc", "fill_short_runs"
 MAX_PER_BIN = 256
 #: Rows read to tell a clock or a counter from a measurement (`AcquisitionPass._clocks`).
 CLOCK_ROWS = 4096
+#: Fewest events in which a channel moving one way is taken for a clock, not a measurement.
+CLOCK_MIN_EVENTS = 1000
 #: A run longer than this (one day) is noted: its time axis ($TIMESTEP) is likely wrong.
 MAX_RUN_SECONDS = 86_400.0
 
@@ -169,14 +171,15 @@ class AcquisitionPass:
         """Planned channels whose values rise (or fall) with the events: clocks, counters.
 
         Read on an evenly spaced subsample of at most `CLOCK_ROWS` rows (and the
-        last row): never falling (or never rising), and taking at least 16 values. A measurement
-        cannot do that over thousands of cells; a second clock (a ``HDR-T`` beside
+        last row) of a file of at least `CLOCK_MIN_EVENTS` events: never falling (or
+        never rising), and taking at least 16 values. A measurement cannot do that over
+        thousands of cells; a second clock (a ``HDR-T`` beside
         ``Time``) or an event counter whose name QC does not know does, and as a
         signal its rise would read as a drift of the whole file.
         """
         ev = self.sample.events
         n = ev.shape[0]
-        if n < 64:
+        if n < CLOCK_MIN_EVENTS:  # a few events can be in any order (a test file's ramp)
             return []
         rows = np.unique(
             np.append(np.linspace(0, n - 1, min(n, CLOCK_ROWS)).astype(np.int64), n - 1)
