@@ -44,11 +44,14 @@ def recorded(
 def _log_stopped(recorder, code: int) -> None:
     """The line of a run that stopped, when it wrote or removed files in its folder (an
     interrupted run's plots, a batch that wrote its tables and then failed): without it
-    those files would be ones no logged run wrote. Never in the way of the error itself."""
+    those files would be ones no logged run wrote. Only a run that got as far as its
+    inputs (told to the recorder once they are checked, before anything is written): the
+    folder of one that stopped before may have changed under another run writing there.
+    Never in the way of the error itself."""
     from cytokit.engine.runlog import snapshot
 
     try:
-        if snapshot(recorder.folder) != recorder.before:
+        if recorder.inputs and snapshot(recorder.folder) != recorder.before:
             recorder.finish(exit_code=code)
     except (Exception, KeyboardInterrupt):
         pass

@@ -260,6 +260,21 @@ def test_a_batch_that_fails_after_writing_its_tables_is_logged(study, tmp_path):
     assert code == 0 and "unchanged since run 2" in text, text
 
 
+def test_a_run_stopped_before_its_inputs_adds_no_line_whatever_changed(tmp_path):
+    """A run that fails its study check while another run writes into the same folder:
+    the folder changed, but not by it, so it adds no line (it logged the other run's
+    files as its own, with 0 inputs)."""
+    from cytokit.cli._runlog import recorded
+    from cytokit.errors import StudyError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(StudyError), recorded(out, "analyze"):
+        (out / "counts.csv").write_text("written by another run\n")
+        raise StudyError("manifest row 2: no such file")
+    assert not (out / RUNLOG_NAME).exists()
+
+
 @pytest.mark.parametrize("wrote", [True, False])
 def test_an_interrupted_run_logs_what_it_wrote(tmp_path, wrote):
     """Ctrl-C after a run drew some plots: the resumed run keeps them (same bytes) without
@@ -269,8 +284,10 @@ def test_an_interrupted_run_logs_what_it_wrote(tmp_path, wrote):
 
     out = tmp_path / "out"
     out.mkdir()
+    (tmp_path / "study.toml").write_text("")
     with pytest.raises(KeyboardInterrupt), recorded(out, "analyze") as log:
         assert log.exit_code == 0
+        log.add_inputs("study", [tmp_path / "study.toml"])  # its inputs checked
         if wrote:
             (out / "plots").mkdir()
             (out / "plots" / "a.svg").write_text("<svg/>")

@@ -210,7 +210,9 @@ class AcquisitionPass:
             },
             excluded=p.excluded + tuple(f"{n} (moves one way with the events)" for n in names),
         )
-        marked = bool(
+        # margin counts exist only when the margin check runs (else the arrays are empty)
+        counted = self._n_top.shape[0] > 0
+        marked = counted and bool(
             self._n_top[drop].any() or self._n_floor[drop].any() or self._n_bad[drop].any()
         )
         kept = (
@@ -228,8 +230,9 @@ class AcquisitionPass:
             arr = getattr(self, a)
             if arr.shape[0]:  # empty when the margin check is off
                 setattr(self, a, arr[keep])
-        if marked and self._cols.shape[0]:
+        if marked:
             self.reasons &= np.uint8(~MARGIN & 0xFF)
+        if marked and self._cols.shape[0]:
             res = margin_scan(
                 self.sample.events, self._cols, self._top, self._floor, self.reasons, bit=MARGIN
             )

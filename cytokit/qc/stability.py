@@ -571,27 +571,40 @@ def _trim_step_edges(run, dev, m, noise, th: Thresholds, sign: float) -> np.ndar
     A window's median leans towards a step (a clog's dimmed stretch with no
     change of rate) it holds part of, so the windows beside a step are off
     while their bins are where they were, and the run grows past the step by
-    up to half the longest window. From each end of each contiguous stretch of
-    `run`, the longest run of bins that, taken together, are off the level
-    in the direction `sign` by less than half ``signal_shift`` and by less
-    than ``extend_z`` noise SDs is dropped, but for the bin next to the rest
-    (the step may fall within it). A ramp's edge (a slow change, its bins
-    each a little off) is off taken together, and stays.
+    up to half the longest window. At each end of each contiguous stretch of
+    `run` the step is placed where a split of the stretch into bins at the
+    level (deviation 0) and bins at the stretch's own level (the median
+    deviation of its bins) fits the bin means best (least squares, each bin
+    weighed by its values); the bins outside the step are dropped, but for
+    the one next to it (the step may fall within it), when, taken together,
+    they are off the level by less than half ``signal_shift``. A stretch off
+    by less than that is left as it is; a ramp's edge, whose bins are each
+    a little off, fits a step poorly and mostly stays.
     """
     out = run.copy()
     edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
     for a, e in zip(edges[::2], edges[1::2], strict=True):
         if e - a < 3:
             continue
+        own = sign * dev[a:e]
+        w = m[a:e]
+        if not (w > 0).any():
+            continue
+        mu = float(np.median(own[w > 0]))
+        if mu <= th.signal_shift / 2:
+            continue
         for forward in (True, False):
-            idx = np.arange(a, e) if forward else np.arange(e - 1, a - 1, -1)
-            w = m[idx]
-            tot = np.cumsum(w)
-            d = sign * np.cumsum(dev[idx] * w) / np.where(tot > 0, tot, 1.0)
-            level = (d < th.signal_shift / 2) & (d * np.sqrt(tot) / noise < th.extend_z)
-            at = np.flatnonzero(level[: e - a - 1])  # never the whole stretch
-            if at.size and at[-1] >= 1:
-                out[idx[: at[-1]]] = False  # the last of them stays, as a guard
+            x, v = (own, w) if forward else (own[::-1], w[::-1])
+            at_level = np.concatenate(([0.0], np.cumsum(v * x * x)))[:-1]  # bins before k
+            at_mu = np.cumsum((v * (x - mu) ** 2)[::-1])[::-1]  # bins from k on
+            k = int(np.argmin(at_level + at_mu))
+            if k < 2:
+                continue
+            tot = float(v[:k].sum())
+            if tot > 0 and float(np.sum(v[:k] * x[:k])) / tot >= th.signal_shift / 2:
+                continue
+            drop = np.arange(a, a + k - 1) if forward else np.arange(e - k + 1, e)
+            out[drop] = False
     return out
 
 
