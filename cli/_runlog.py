@@ -3,7 +3,7 @@
 finishes, and for one that ends in an error or is interrupted after it wrote into the
 folder (exit 1 or 130; its outputs are what it wrote before it stopped), so that every
 file in the folder is one a logged run wrote. A command that stops before writing
-anything adds no line."""
+anything, or before its inputs were checked, adds no line."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def recorded(
 ) -> Iterator:
     """A `RunRecorder` for the body; its line is appended when the body ends, with the exit
     code the body set on it (``recorder.exit_code``, default 0); when the body raises, only
-    if it wrote into the folder, with exit code 130 (interrupted) or 1, and the exception
-    goes on."""
+    if it got as far as its inputs and wrote into the folder, with exit code 130
+    (interrupted) or 1, and the exception goes on."""
     from cytokit.engine.runlog import RunRecorder
 
     argv = list(ARGV)

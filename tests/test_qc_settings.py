@@ -108,6 +108,19 @@ def test_no_check_is_refused_and_a_low_maximum_lowers_the_unset_warning_level():
     own = AcquisitionQCSettings.from_mapping({"max_removed_pct": 10, "warn_removed_pct": 5})
     assert gate_qc_settings(own, max_removed_pct=30).warn_removed_pct == 5.0
     assert gate_qc_settings(own, max_removed_pct=3).warn_removed_pct == 3.0
+    # turned on for a study whose table says enabled = false: still unset
+    from cytokit.engine.gate_files import _study_qc
+
+    class _Settings:
+        acquisition_qc = AcquisitionQCSettings.from_mapping(
+            {"enabled": False, "max_removed_pct": 1}
+        )
+
+    class _Study:
+        settings = _Settings()
+
+    on = _study_qc(_Study(), True)
+    assert on.enabled and on.warn_follows_max and on.warn_removed_pct == 1.0
     # both given, and contradicting each other: still refused, naming both
     with pytest.raises(StudyError, match="warn_removed_pct = 5 is above max_removed_pct = 1"):
         AcquisitionQCSettings.from_mapping({"max_removed_pct": 1, "warn_removed_pct": 5})

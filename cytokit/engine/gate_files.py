@@ -557,7 +557,12 @@ def _study_qc(study, choice) -> AcquisitionQCSettings | None:
     if not choice:
         return None
     own = study.settings.acquisition_qc
-    return replace(own, enabled=True) if own is not None else AcquisitionQCSettings()
+    if own is None:
+        return AcquisitionQCSettings()
+    # an unset warning level stays unset (it follows the maximum)
+    return replace(
+        own, enabled=True, warn_removed_pct=None if own.warn_follows_max else own.warn_removed_pct
+    )
 
 
 def gate_qc_settings(
