@@ -181,8 +181,12 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     api = acquisition_qc(sample, AcquisitionQCSettings(max_removed_pct=2, warn_removed_pct=1))
     assert api.verdict == "fail"
     mine = res.acquisition_ranges(file)
-    want = api.ranges_frame()[["start", "end", "reasons"]]
+    # every column of acquisition_qc.csv, the events a range held too
+    want = api.ranges_frame().drop(columns="file")
     pd.testing.assert_frame_equal(mine, want, check_dtype=False)
+    assert (mine["events"] > 0).all()
+    kept = "fcs/A1_day014.fcs"  # an analysed file: its rows of the table, the same columns
+    assert list(res.acquisition_ranges(kept).columns) == list(mine.columns)
     start, drop, burst = 3.0, 1.0, 0.4  # CLOG_PLAN
     assert mine["start"].min() <= start + 0.1 and mine["end"].max() >= start + drop + burst - 0.1
     bins = res.acquisition_bins(file)

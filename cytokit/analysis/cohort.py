@@ -322,7 +322,8 @@ def _drop_stale_qc_files(qc_dir: Path, keep: set[str]) -> None:
 
 def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> bool:
     """``qc/<sample>.npz`` of a file acquisition QC failed: its plot series and removed
-    ranges (``acq:ranges`` start and end, ``acq:range_reasons``), from what the task stored
+    ranges (``acq:ranges`` start and end, ``acq:range_reasons``, ``acq:range_events`` first
+    event and events, ``acq:range_detail``), from what the task stored
     with the failure, so the report can show why. Nothing when the store holds none (a
     failure stored by an older cytokit)."""
 
@@ -337,6 +338,10 @@ def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> bool:
         **acquisition_arrays(record, bins),
         "acq:ranges": np.array([[r["start"], r["end"]] for r in ranges], float).reshape(-1, 2),
         "acq:range_reasons": np.array([str(r["reasons"]) for r in ranges], dtype=str),
+        "acq:range_events": np.array(
+            [[r["first_event"], r["events"]] for r in ranges], np.int64
+        ).reshape(-1, 2),
+        "acq:range_detail": np.array([str(r["detail"]) for r in ranges], dtype=str),
     }
     write_qc_file(out / "qc", sample_id(study.relative(row.file)), arrays)
     return True

@@ -139,7 +139,8 @@ strategy and panel; chimerism and absolute counts come from the tube
     columns, signal columns of the ≤ 4 channels that departed most) and
     ``acq:time_unit``. A file acquisition QC failed (no row in the tables
     above) has an npz of its own with these three and its removed ranges,
-    ``acq:ranges`` (float64 (n, 2): start, end) and ``acq:range_reasons``.
+    ``acq:ranges`` (float64 (n, 2): start, end), ``acq:range_events`` (int64
+    (n, 2): first event, events), ``acq:range_reasons`` and ``acq:range_detail``.
     `Results.qc_points`, `Results.donor_histogram`, `Results.acquisition_bins`
     and `Results.acquisition_ranges` read them.
 ``miflowcyt.csv``
@@ -619,17 +620,43 @@ class Results:
         return frame
 
     def acquisition_ranges(self, file: str) -> pd.DataFrame:
-        """The time ranges acquisition QC removed in `file`: ``start, end, reasons``.
+        """The time ranges acquisition QC removed in `file`, with the columns of
+        ``acquisition_qc.csv`` after ``file``: ``start, end, time_unit, first_event,
+        events, reasons, detail``.
 
         A sample's are its rows of ``acquisition_qc.csv``; a file QC failed
         (`qc_failed_files`) has no rows there, and its ranges are read from
-        its ``qc/<sample>.npz``.
+        its ``qc/<sample>.npz`` (one written by an older cytokit holds start,
+        end and reasons only: the other columns are then empty).
         """
-        cols = ["start", "end", "reasons"]
+        from cytokit.qc.apply import RANGE_COLUMNS
+
+        cols = list(RANGE_COLUMNS)
         if file in self.qc_failed_files():
             se = self._qc_item(file, "acq:ranges")
+            n = se.shape[0]
             reasons = [str(x) for x in self._qc_item(file, "acq:range_reasons")]
-            return pd.DataFrame({"start": se[:, 0], "end": se[:, 1], "reasons": reasons})
+            try:
+                ev = self._qc_item(file, "acq:range_events")
+                detail = [str(x) for x in self._qc_item(file, "acq:range_detail")]
+            except CytokitError:  # an npz of an older cytokit
+                ev = np.full((n, 2), -1, dtype=np.int64)
+                detail = [""] * n
+            events = pd.array([None if x < 0 else int(x) for x in ev[:, 1]], dtype="Int64")
+            first = pd.array([None if x < 0 else int(x) for x in ev[:, 0]], dtype="Int64")
+            unit = str(self._qc_item(file, "acq:time_unit"))
+            return pd.DataFrame(
+                {
+                    "start": se[:, 0],
+                    "end": se[:, 1],
+                    "time_unit": [unit] * n,
+                    "first_event": first,
+                    "events": events,
+                    "reasons": reasons,
+                    "detail": detail,
+                },
+                columns=cols,
+            )
         r = self.acquisition_qc
         if r is None or r.empty:
             return pd.DataFrame(columns=cols)

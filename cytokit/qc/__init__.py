@@ -13,7 +13,8 @@ Method (in the spirit of PeacoQC, Emmaneel et al., Cytometry A
 2022;101:325-38, and flowAI, Monaco et al., Bioinformatics 2016;32:2473-80):
 
 1. events are binned over acquisition time (`cytokit.qc.bins`: equal bins
-   aligned to the time channel's clock steps, about 200 events each);
+   aligned to the time channel's clock steps, about 200 events each, at most
+   `cytokit.qc.bins.MAX_BINS` = 1,000 of them);
 2. the rate check (`cytokit.qc.rate`) compares each bin's event count with a
    robust line through the bins' rates;
 3. the stability check (`cytokit.qc.stability`) compares robust summaries of

@@ -261,14 +261,14 @@ def screen(
             how = (
                 "Most are margin events (at a detector's limit, or values not measured) in "
                 "the channels named; a channel the analysis does not need can be left out "
-                "of QC with [acquisition_qc] exclude_channels in study.toml (cytokit gate: "
-                "--qc-exclude CHANNEL)"
+                "of QC (cytokit gate: --qc-exclude CHANNEL; a study: [acquisition_qc] "
+                "exclude_channels in study.toml)"
             )
         else:
             how = "Look at the file's acquisition (clogs, bubbles, a drifting signal)"
         raise_max = (
-            "; if the removed events are fine to lose, raise [acquisition_qc] "
-            "max_removed_pct in study.toml (cytokit gate: --qc-max-removed)"
+            "; if the removed events are fine to lose, raise the limit (cytokit gate: "
+            "--qc-max-removed; a study: [acquisition_qc] max_removed_pct in study.toml)"
             if qc.n_removed < qc.n_events
             else ""
         )
