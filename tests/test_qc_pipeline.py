@@ -196,6 +196,12 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     first = html.index("<details open><summary>fcs/A1_day007.fcs: <b>fail</b>: ")
     assert first < html.index("fcs/A1_day014.fcs: <b>pass</b>")
     assert "more than the 2% allowed</summary>" in html and "max_removed_pct" in html
+    # the patient's samples table has the failed file at its day, not only the flags
+    from cytokit.report.tables import samples_table
+
+    table = samples_table(res.samples, res.counts, ["NK"], res.failures)
+    assert table.index(file) < table.index("fcs/A1_day014.fcs")
+    assert "failed (acquisition_qc): no counts" in table and "<td>fail</td>" in table
     # resumed from the store (the failure is not run again) and rebuilt from the folder
     npz = tmp_path / "o" / "qc" / "fcs__A1_day007.npz"
     before = npz.read_bytes()

@@ -386,7 +386,8 @@ def _patient(
     )
     parts.append(figure(plots.chimerism.get(pid), f"{pid}: donor chimerism with 95 % intervals."))
     parts.append(chimerism_table(patient_rows(results.chimerism, pid), pops))
-    parts.append(samples_table(samples, patient_rows(results.counts, pid), pops))
+    failed = patient_rows(results.failures, pid)
+    parts.append(samples_table(samples, patient_rows(results.counts, pid), pops, failed))
     pheno = phenotype_table(patient_rows(results.phenotype, pid))
     if pheno:
         parts.append(f"<details><summary>Phenotype</summary>{pheno}</details>")

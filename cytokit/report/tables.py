@@ -432,8 +432,18 @@ def _imputed_text(r) -> str:
     return f"<br><small>QC-imputed: {pct} (~{fmt(imputed, integer=True)} cells imputed)</small>"
 
 
-def samples_table(samples: pd.DataFrame, counts: pd.DataFrame, pops: list[str]) -> str:
-    if samples.empty:
+def samples_table(
+    samples: pd.DataFrame,
+    counts: pd.DataFrame,
+    pops: list[str],
+    failed: pd.DataFrame | None = None,
+) -> str:
+    """The patient page's samples: events (those acquisition QC kept, of the file's),
+    QC verdict, counting and each population's count and cells/µL; `failed` (the
+    patient's rows of ``failures.csv``) adds a row per file that gave no numbers, at its
+    day, saying at which stage it failed (its reason is among the page's QC flags)."""
+    failed = failed if failed is not None else pd.DataFrame()
+    if samples.empty and failed.empty:
         return ""
     counts = (
         counts[counts["population"].notna() & (counts["population"].astype(str) != "")]
@@ -450,8 +460,25 @@ def samples_table(samples: pd.DataFrame, counts: pd.DataFrame, pops: list[str]) 
             first.setdefault((str(r.get("file")), str(r.get("population"))), r)
     # with acquisition QC the counts come from the events it kept: say so beside the file
     qc = "qc_verdict" in samples.columns and samples["qc_verdict"].fillna("").astype(bool).any()
+    stages = failed.get("stage", pd.Series(dtype=str)).astype(str)
+    qc = qc or bool((stages == "acquisition_qc").any())
+    lost = [
+        {**r, "_failed": True}
+        for r in failed.to_dict("records")
+        if "file" in r and str(r.get("file")) not in set(samples.get("file", pd.Series(dtype=str)))
+    ]
+    both = pd.concat([samples, pd.DataFrame(lost)], ignore_index=True) if lost else samples
     rows = []
-    for s in sorted_by(samples, "day", "file").to_dict("records"):
+    for s in sorted_by(both, "day", "file").to_dict("records"):
+        if s.get("_failed") is True:
+            # a file that gave no numbers: its day and name, and where it stopped
+            stage = str(s.get("stage") or "")
+            row = [Markup(day_text(s.get("day"))), s.get("file"), "", "–"]
+            row += [f"failed ({stage}): no counts", ""]
+            if qc:
+                row.insert(4, "fail" if stage == "acquisition_qc" else "")
+            rows.append(row + [""] * len(names))
+            continue
         events = fmt(s.get("events"), integer=True)
         if qc and is_number(s.get("events_after_qc")):
             events = f"{fmt(s.get('events_after_qc'), integer=True)}<br>of {events}"
