@@ -34,6 +34,19 @@ def test_figure_has_rate_and_channel_panels_with_shaded_ranges(qc):
     assert all(len(ax.patches) >= len(ranges) for ax in axes)
     png = figure_bytes(fig)
     assert png == figure_bytes(acquisition_figure(bins, ranges, title="P01 day 7", max_channels=4))
+    # one legend says what each line is and what each shade removed, clear of the title
+    labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert labels[:5] == [
+        "per bin: rate, channel mean",
+        "upper-half mean",
+        "mean ± SD",
+        "expected rate",
+        "stable level",
+    ]
+    assert {"removed: rate+signal", "removed: signal"} <= set(labels[5:])
+    fig.canvas.draw()
+    box = axes[0].get_legend().get_window_extent()
+    assert box.y1 < fig._suptitle.get_window_extent().y0
 
 
 def test_channels_that_departed_most_are_kept(qc):

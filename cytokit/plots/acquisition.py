@@ -23,6 +23,7 @@ import re
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.scale import AsinhLocator
 from matplotlib.ticker import FuncFormatter
@@ -151,7 +152,7 @@ def acquisition_figure(
     unit = str(bins["time_unit"].iloc[0]) if "time_unit" in bins else "s"
     rows = 1 + len(names)
     fig, axes = grid_figure(
-        rows, 1, _PANEL, margins=(1.45, 0.25, 0.5, 0.55), gaps=(0.3, 0.12), sharex=True
+        rows, 1, _PANEL, margins=(1.45, 0.25, 0.5, 0.85), gaps=(0.3, 0.12), sharex=True
     )
     width = (bins["end"] - bins["start"]).to_numpy(float)
     safe = np.where(width > 0, width, np.nan)
@@ -192,7 +193,7 @@ def acquisition_figure(
         ax.yaxis.set_minor_formatter(_NONE)
         ax.set_ylabel(plain(name), fontsize=7, rotation=0, ha="right", va="center")
         ax.yaxis.set_label_coords(-0.065, 0.5)  # clear of tick labels such as 3.9e+03
-        ax.tick_params(labelsize=6)
+        ax.tick_params(labelsize=7)
         _shade(ax, ranges)
     axes[-1, 0].set_xlabel(f"acquisition time ({unit})", fontsize=8)
     axes[0, 0].set_xlim(float(bins["start"].iloc[0]), float(bins["end"].iloc[-1]))
@@ -202,10 +203,18 @@ def acquisition_figure(
         for r in REASON_COLOURS
         if r in present
     ]
-    if handles:  # above the rate panel, where no burst runs under it
-        axes[0, 0].legend(handles=handles, fontsize=7, frameon=False, loc="lower right",
-                          bbox_to_anchor=(1.0, 1.0), borderaxespad=0.1,
-                          ncols=len(handles))  # fmt: skip
+    # what the lines are, and the removed ranges, above the rate panel (no burst under it)
+    series = [
+        Line2D([], [], color=_LINE, lw=0.9, label="per bin: rate, channel mean"),
+        Line2D([], [], color=_TOP, lw=0.6, label="upper-half mean"),
+        Patch(color=_BAND, alpha=0.8, label="mean ± SD"),
+        Line2D([], [], color=_LEVEL, lw=0.8, ls="--", label="expected rate"),
+        Line2D([], [], color=_LEVEL, lw=0.7, ls=":", label="stable level"),
+    ]
+    both = series + handles
+    axes[0, 0].legend(handles=both, fontsize=7, frameon=False, loc="lower center",
+                      bbox_to_anchor=(0.5, 1.0), borderaxespad=0.2,
+                      ncols=min(len(both), 4))  # fmt: skip
     if title:
         fig.suptitle(plain(title), fontsize=9)
     return fig
