@@ -80,9 +80,22 @@ def run_simulation(
         )
     extra = ""
     if tubes:
+        import shutil
+        import tempfile
+
         from cytokit.simulate.tubes import add_tubes
 
-        written = add_tubes(out, seed=design.seed, drift=0.3 if drift else 0.0)
+        # the other tubes are acquired on their own: their cells come from the study
+        # simulated without the chimerism files' anomalies
+        clean = Path(tempfile.mkdtemp(prefix=".clean-", dir=out.parent)) if inject else None
+        try:
+            if clean is not None:
+                simulate_study(clean / "s", design, workers=workers)
+            source = clean / "s" if clean is not None else None
+            written = add_tubes(out, seed=design.seed, drift=0.3 if drift else 0.0, source=source)
+        finally:
+            if clean is not None:
+                shutil.rmtree(clean, ignore_errors=True)
         extra = f" and {len(written)} file(s) of the receptor and function tubes"
     typer.echo(
         f"{total} FCS file(s) of {len(design.patients)} patient(s){said}"

@@ -164,15 +164,16 @@ def _day_gains(seed: int, day: int, drift: float) -> np.ndarray:
     return rng.uniform(1 - drift, 1 + drift, len(RECEPTORS))
 
 
-def _reference_samples(folder: Path, lines, header, seed, drift, with_control) -> list[str]:
+def _reference_samples(folder: Path, lines, header, seed, drift, with_control, src) -> list[str]:
     """Receptor-tube files of the reference sample (`REFERENCE`) and of a healthy control
-    (`CONTROL`) on every day of the study: the same cells every day (the first file's),
-    receptors drawn from `HEALTHY`, the day's gains. Returns their manifest lines."""
+    (`CONTROL`) on every day of the study: the same cells every day (the first file's, read
+    from `src`), receptors drawn from `HEALTHY`, the day's gains. Returns their manifest
+    lines."""
 
     at = header.index("file")
     first = lines[1].split(",")
     days = sorted({int(line.split(",")[header.index("day")]) for line in lines[1:]})
-    path = folder / first[at]
+    path = src / first[at]
     sample = read_fcs(path, scale=False)
     with np.load(path.with_suffix(".truth.npz"), allow_pickle=False) as z:
         labels, names = z["label"], z["label_names"]
@@ -226,6 +227,7 @@ def add_tubes(
     drift: float = 0.3,
     fmo: tuple[str, ...] = ("NKG2A",),
     references: bool = True,
+    source: str | Path | None = None,
 ) -> list[str]:
     """Add a receptor tube and a stimulated/unstimulated function pair to a simulated study.
 
@@ -248,6 +250,12 @@ def add_tubes(
         a healthy control (patient `CONTROL`, a stable population to measure
         normalisation on): the same cells every day, acquired with the day's
         gains.
+    source : path, optional
+        A folder holding the same study simulated without acquisition
+        anomalies: the tubes' cells are read from its chimerism files, so that
+        a clog, bubble or drift injected into a chimerism file (its per-event
+        truth is that file's) does not reach the other tubes, each acquired on
+        its own. Default: `folder` itself.
 
     Returns
     -------
@@ -261,6 +269,7 @@ def add_tubes(
     """
 
     folder = Path(folder)
+    src = Path(source) if source is not None else folder
     manifest = folder / "manifest.csv"
     lines = manifest.read_text().splitlines()
     header = lines[0].split(",")
@@ -279,10 +288,10 @@ def add_tubes(
         cells = line.split(",")
         rel = cells[at]
         path = folder / rel
-        truth_path = path.with_suffix(".truth.npz")
+        truth_path = (src / rel).with_suffix(".truth.npz")
         if not truth_path.is_file():
-            raise CytokitError(f"{truth_path}: no per-event truth; is {folder} simulated?")
-        sample = read_fcs(path, scale=False)
+            raise CytokitError(f"{truth_path}: no per-event truth; is {src} simulated?")
+        sample = read_fcs(src / rel, scale=False)
         with np.load(truth_path, allow_pickle=False) as z:
             labels, donor, names = z["label"], z["donor"].astype(bool), z["label_names"]
         rng = np.random.default_rng([seed, zlib.crc32(rel.encode())])
@@ -346,7 +355,7 @@ def add_tubes(
         cells[at] = str(target.relative_to(folder))
         out_lines.append(",".join(cells) + f",{tube}" + ("," if fmo and "," not in tube else ""))
     if references:
-        out_lines += _reference_samples(folder, lines, header, seed, drift, bool(fmo))
+        out_lines += _reference_samples(folder, lines, header, seed, drift, bool(fmo), src)
     manifest.write_text("\n".join(out_lines) + "\n")
     toml = folder / "study.toml"
     toml.write_text(
