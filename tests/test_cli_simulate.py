@@ -109,3 +109,22 @@ def test_anomalies_reach_only_the_chimerism_files_not_the_other_tubes(tmp_path, 
     for name in names:
         a, c = read_fcs(tmp_path / "a" / "fcs" / name), read_fcs(tmp_path / "c" / "fcs" / name)
         assert np.array_equal(a.events, c.events) == (name != "P01_day007.fcs"), name
+
+
+def test_the_reference_sample_is_one_acquisition(tmp_path, capsys):
+    """The reference sample holds the first file's cells several times over; their times
+    were repeated too, so its clock restarted at each copy and QC could not check it."""
+    import numpy as np
+
+    from cytokit.fcs import read_fcs
+    from cytokit.qc import acquisition_qc
+
+    out = tmp_path / "s"
+    args = ["--patients", "1", "--events", "5000", "--days", "7", "--seed", "3", "--tubes"]
+    assert run(["simulate", str(out), *args]) == 0
+    capsys.readouterr()
+    ref = read_fcs(out / "fcs" / "REF_day007_receptors.fcs")
+    t = ref.events[:, [c.name for c in ref.channels].index("Time")]
+    assert ref.n_events == 4 * 5000 and bool(np.all(np.diff(t) > -1e-6))
+    qc = acquisition_qc(ref)
+    assert qc.checks_run == ("rate", "signal", "margins") and qc.verdict == "pass"

@@ -179,9 +179,15 @@ def _reference_samples(folder: Path, lines, header, seed, drift, with_control, s
         labels, names = z["label"], z["label_names"]
     # the reference is acquired deeper than a patient's sample (as anchor samples are):
     # the first file's cells `REFERENCE_DEPTH` times over; the control as a patient's
-    deep = dataclasses.replace(
-        sample, events=np.ascontiguousarray(np.tile(sample.events, (REFERENCE_DEPTH, 1)))
-    )
+    events = np.ascontiguousarray(np.tile(sample.events, (REFERENCE_DEPTH, 1)))
+    names_ = [c.name for c in sample.channels]
+    if "Time" in names_ and sample.n_events:  # one acquisition: each copy after the last
+        t = names_.index("Time")
+        t0, t1 = float(sample.events[0, t]), float(sample.events[-1, t])
+        step = (t1 - t0) / max(sample.n_events - 1, 1)
+        shift = np.repeat(np.arange(REFERENCE_DEPTH) * (t1 - t0 + step), sample.n_events)
+        events[:, t] += shift.astype(events.dtype)
+    deep = dataclasses.replace(sample, events=events)
     out = []
     for who, base, cells in (
         (REFERENCE, deep, np.tile(labels, REFERENCE_DEPTH)),
