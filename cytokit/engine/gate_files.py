@@ -48,7 +48,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -557,12 +557,7 @@ def _study_qc(study, choice) -> AcquisitionQCSettings | None:
     if not choice:
         return None
     own = study.settings.acquisition_qc
-    if own is None:
-        return AcquisitionQCSettings()
-    # an unset warning level stays unset (it follows the maximum)
-    return replace(
-        own, enabled=True, warn_removed_pct=None if own.warn_follows_max else own.warn_removed_pct
-    )
+    return own.changed(enabled=True) if own is not None else AcquisitionQCSettings()
 
 
 def gate_qc_settings(
@@ -611,16 +606,14 @@ def gate_qc_settings(
         changes["sensitivity"] = sensitivity
     if max_removed_pct is not None:
         changes["max_removed_pct"] = max_removed_pct
-        # a warning level the study did not set follows the new maximum (2, or it when
-        # lower), as in study.toml; one it set is lowered to the maximum where above it
-        follows = base.warn_follows_max
-        changes["warn_removed_pct"] = (
-            None if follows else min(base.warn_removed_pct, max_removed_pct)
-        )
+        # a warning level the study set is lowered to the maximum where above it; one it
+        # did not set follows the new maximum (`AcquisitionQCSettings.changed`)
+        if not base.warn_follows_max:
+            changes["warn_removed_pct"] = min(base.warn_removed_pct, max_removed_pct)
     if exclude_channels:
         extra = [c for c in exclude_channels if c not in base.exclude_channels]
         changes["exclude_channels"] = (*base.exclude_channels, *extra)
-    return replace(base, **changes)
+    return base.changed(**changes)
 
 
 def file_channels(paths: Sequence[str], wanted: Iterable[str]) -> tuple[set[tuple[str, str]], int]:

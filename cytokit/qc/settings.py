@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cytokit.errors import StudyError
@@ -138,6 +138,13 @@ class AcquisitionQCSettings:
         object.__setattr__(self, "exclude_channels", tuple(self.exclude_channels))
         object.__setattr__(self, "max_removed_pct", float(self.max_removed_pct))
         object.__setattr__(self, "warn_removed_pct", float(self.warn_removed_pct))
+
+    def changed(self, **changes: Any) -> AcquisitionQCSettings:
+        """A copy with `changes` (`dataclasses.replace`), in which a warning level that was
+        not given stays not given: it follows the maximum, a changed one too."""
+        if self.warn_follows_max:
+            changes.setdefault("warn_removed_pct", None)
+        return replace(self, **changes)
 
     @property
     def thresholds(self) -> Thresholds:
