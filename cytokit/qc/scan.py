@@ -173,9 +173,9 @@ class AcquisitionPass:
         Read on an evenly spaced subsample of at most `CLOCK_ROWS` rows (and the
         last row) of a file of at least `CLOCK_MIN_EVENTS` events: never falling (or
         never rising), and taking at least 16 values. A measurement cannot do that over
-        thousands of cells; a second clock (a ``HDR-T`` beside
-        ``Time``) or an event counter whose name QC does not know does, and as a
-        signal its rise would read as a drift of the whole file.
+        thousands of cells; a second clock (a ``HDR-T`` beside ``Time``) or an event
+        counter whose name QC does not know does, and as a signal its rise would read as
+        a drift of the whole file.
         """
         ev = self.sample.events
         n = ev.shape[0]
@@ -231,13 +231,7 @@ class AcquisitionPass:
             if arr.shape[0]:  # empty when the margin check is off
                 setattr(self, a, arr[keep])
         if marked:
-            self.reasons &= np.uint8(~MARGIN & 0xFF)
-        if marked and self._cols.shape[0]:
-            res = margin_scan(
-                self.sample.events, self._cols, self._top, self._floor, self.reasons, bit=MARGIN
-            )
-            self._n_top, self._n_floor, self._n_bad = res["top"], res["floor"], res["not_finite"]
-            self._max, self._min, self._at_min = res["max"], res["min"], res["at_min"]
+            self._mark_margins_again()
         which = ", ".join(names)
         verb = "moves" if len(names) == 1 else "move"
         return [
@@ -260,12 +254,20 @@ class AcquisitionPass:
                 "$PnR is not this channel's top and its top margin was not checked"
             )
         self._top[over] = np.inf
+        self._mark_margins_again()
+        return notes
+
+    def _mark_margins_again(self) -> None:
+        """Clear every margin mark and make them again over all rows with the channels and
+        limits as they are now (a second read of the rows: only when they changed)."""
         self.reasons &= np.uint8(~MARGIN & 0xFF)
+        if not self._cols.shape[0]:
+            return
         res = margin_scan(
             self.sample.events, self._cols, self._top, self._floor, self.reasons, bit=MARGIN
         )
         self._n_top, self._n_floor, self._n_bad = res["top"], res["floor"], res["not_finite"]
-        return notes
+        self._max, self._min, self._at_min = res["max"], res["min"], res["at_min"]
 
     def _pile_floors(self) -> tuple[tuple[float, ...], tuple[str, ...]]:
         """Floors of linear float scatter channels clipped at their smallest value (0 or
