@@ -462,10 +462,11 @@ def samples_table(
     qc = "qc_verdict" in samples.columns and samples["qc_verdict"].fillna("").astype(bool).any()
     stages = failed.get("stage", pd.Series(dtype=str)).astype(str)
     qc = qc or bool((stages == "acquisition_qc").any())
+    analysed = set(samples.get("file", pd.Series(dtype=str)).astype(str))
     lost = [
         {**r, "_failed": True}
         for r in failed.to_dict("records")
-        if "file" in r and str(r.get("file")) not in set(samples.get("file", pd.Series(dtype=str)))
+        if "file" in r and str(r.get("file")) not in analysed
     ]
     both = pd.concat([samples, pd.DataFrame(lost)], ignore_index=True) if lost else samples
     rows = []
