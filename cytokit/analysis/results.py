@@ -488,8 +488,9 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
     "landmark": {
         "endpoint": _S, "landmark_day": _I, "group_by": _S, "threshold": _F,
         "n_patients": _I, "n_eligible": _I, "n_excluded_event": _I, "n_excluded_followup": _I,
-        "n_excluded_no_sample": _I, "n_excluded_failed": _I, "group_1": _S, "n_1": _N, "events_1": _N, "group_0": _S,
-        "n_0": _N, "events_0": _N, "hazard_ratio": _F, "hr_ci_low": _F, "hr_ci_high": _F,
+        "n_excluded_no_sample": _I, "n_excluded_failed": _I, "group_1": _S, "n_1": _N,
+        "events_1": _N, "group_0": _S, "n_0": _N, "events_0": _N, "hazard_ratio": _F,
+        "hr_ci_low": _F, "hr_ci_high": _F,
         "hr_p": _F, "logrank_chi2": _F, "logrank_p": _F, "stratified": "bool", "note": _S,
     },
     "dose_escalation": {

@@ -150,7 +150,7 @@ def persistence_table(
         if summaries and keep.any() and not failed.any():
             trend = trend_row(days, all_values[part][keep], status)
         else:
-            # a failed sample's day is unknown: the peak, AUC and last detectable day
+            # a failed sample's value is unknown: the peak, AUC and last detectable day
             # without it would be numbers of another series
             trend = dict.fromkeys(PERSISTENCE_COLUMNS[5:], math.nan)
         rows.append(
