@@ -634,18 +634,21 @@ class Results:
 
         cols = list(RANGE_COLUMNS)
         if file in self.qc_failed_files():
-            se = self._qc_item(file, "acq:ranges")
+            got = self._qc_items(
+                file,
+                ("acq:ranges", "acq:range_reasons", "acq:time_unit"),
+                optional=("acq:range_events", "acq:range_detail"),
+            )
+            se = got["acq:ranges"]
             n = se.shape[0]
-            reasons = [str(x) for x in self._qc_item(file, "acq:range_reasons")]
-            try:
-                ev = self._qc_item(file, "acq:range_events")
-                detail = [str(x) for x in self._qc_item(file, "acq:range_detail")]
-            except CytokitError:  # an npz of an older cytokit
-                ev = np.full((n, 2), -1, dtype=np.int64)
+            reasons = [str(x) for x in got["acq:range_reasons"]]
+            if "acq:range_events" in got:
+                first, events = got["acq:range_events"][:, 0], got["acq:range_events"][:, 1]
+                detail = [str(x) for x in got.get("acq:range_detail", [""] * n)]
+            else:  # an npz of an older cytokit: not known
+                first = events = pd.array([None] * n, dtype="Int64")
                 detail = [""] * n
-            events = pd.array([None if x < 0 else int(x) for x in ev[:, 1]], dtype="Int64")
-            first = pd.array([None if x < 0 else int(x) for x in ev[:, 0]], dtype="Int64")
-            unit = str(self._qc_item(file, "acq:time_unit"))
+            unit = str(got["acq:time_unit"])
             return pd.DataFrame(
                 {
                     "start": se[:, 0],
@@ -671,6 +674,11 @@ class Results:
         return [str(x) for x in f.loc[f["stage"] == "acquisition_qc", "file"]]
 
     def _qc_item(self, file: str, key: str) -> np.ndarray:
+        return self._qc_items(file, (key,))[key]
+
+    def _qc_items(self, file: str, keys, optional=()) -> dict[str, np.ndarray]:
+        """Items `keys` (each required) and `optional` (left out when absent) of `file`'s
+        ``qc/<sample>.npz``, read in one opening of it."""
         if self.out is None:
             raise CytokitError("these results were not written to a folder; QC data is kept there")
         rows = self.samples[self.samples["file"] == file] if not self.samples.empty else None
@@ -678,11 +686,12 @@ class Results:
             raise CytokitError(f"no sample {file!r} in the results at {self.out}")
         path = self.out / "qc" / f"{sample_id(file)}.npz"
         with np.load(path, allow_pickle=False) as data:
-            if key not in data:
+            missing = [k for k in keys if k not in data]
+            if missing:
                 raise CytokitError(
-                    f"{path}: no item {key!r}; it has {', '.join(sorted(data.files))}"
+                    f"{path}: no item {missing[0]!r}; it has {', '.join(sorted(data.files))}"
                 )
-            return data[key]
+            return {k: data[k] for k in (*keys, *optional) if k in data}
 
     def __repr__(self) -> str:
         name = self.study.get("name", "")
