@@ -614,10 +614,9 @@ class Results:
     def acquisition_bins(self, file: str) -> pd.DataFrame:
         """The acquisition-QC time bins of `file` (``bins_frame`` columns; see ``qc/*.npz``),
         a sample's or a file QC failed."""
-        values = self._qc_item(file, "acq:bins")
-        columns = [str(c) for c in self._qc_item(file, "acq:columns")]
-        frame = pd.DataFrame(values, columns=columns)
-        frame["time_unit"] = str(self._qc_item(file, "acq:time_unit"))
+        got = self._qc_items(file, ("acq:bins", "acq:columns", "acq:time_unit"))
+        frame = pd.DataFrame(got["acq:bins"], columns=[str(c) for c in got["acq:columns"]])
+        frame["time_unit"] = str(got["acq:time_unit"])
         return frame
 
     def acquisition_ranges(self, file: str) -> pd.DataFrame:
