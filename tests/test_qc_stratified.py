@@ -2,7 +2,8 @@
 
 `cytokit.analysis.chimerism.stratified_row` on counts whose answer is known by
 hand, and its interval against the spread of the estimate over many draws
-of a known composition (kept events and flanks sampled from fixed shares).
+of a known composition (kept events sampled from fixed shares, the flanks
+among them).
 The end-to-end check against the simulator's truth is in
 ``tests/test_qc_chimerism.py``.
 """
@@ -43,28 +44,51 @@ def test_interval_widens_with_the_imputed_part():
     assert out["imputed_donor_pct"] == pytest.approx(40.0)
     low, high = binomial_interval(560, 1400)
     assert out["imputed_ci_high"] - out["imputed_ci_low"] > 1.1 * 100 * (high - low)
-    # flanks a thousand times larger: the imputed share is known, only the kept cells vary
-    big = stratified_row(1000, 400, [(4000, [(10**6, 10**5, 4 * 10**4)] * 2)])
-    sd = np.sqrt(1000 * 0.4 * 0.6) / 1400
-    assert big["imputed_ci_high"] - big["imputed_ci_low"] == pytest.approx(
-        2 * 1.96 * 100 * sd, rel=0.02
-    )
+    # and wider than the kept events' own interval: the flank cells count twice
+    low, high = binomial_interval(400, 1000)
+    assert out["imputed_ci_high"] - out["imputed_ci_low"] > 100 * (high - low)
+
+
+@pytest.mark.parametrize(
+    ("kept", "donors", "flanks"),
+    [
+        (437, 0, [(2000, 20, 0), (2000, 18, 0)]),  # no donor cell anywhere
+        (557, 1, [(2000, 25, 0), (2000, 22, 1)]),
+        (900, 900, [(2000, 40, 40), (2000, 35, 35)]),  # every cell donor
+        (1000, 400, [(2000, 200, 80), (2000, 200, 80)]),  # flanks hold 40 % of the cells
+    ],
+)
+def test_imputed_interval_is_never_narrower_than_the_kept_events_own(kept, donors, flanks):
+    """The imputed cells are read off kept events already counted: they add no
+    information, so the interval never claims more certainty than the kept
+    events' own binomial interval at the same % (at 0 donors, its upper bound
+    is at least the kept events' own)."""
+    out = stratified_row(kept, donors, [(5000, flanks)])
+    p = out["imputed_donor_pct"] / 100
+    low, high = binomial_interval(p * kept, kept)
+    assert out["imputed_ci_low"] <= 100 * low + 1e-9
+    assert out["imputed_ci_high"] >= 100 * high - 1e-9
+    if donors == 0:
+        assert out["imputed_ci_high"] >= 100 * binomial_interval(0, kept)[1] - 1e-9
 
 
 def test_interval_matches_the_spread_of_the_estimate():
-    """The interval's half width / 1.96 is the SD of the estimate over repeated draws."""
-    rng = np.random.default_rng(20261202)
+    """The interval's half width / 1.96 is the SD of the estimate over repeated
+    draws of a file whose flanks are kept events, as in the pipeline."""
+    rng = np.random.default_rng(20261203)
     pop, donor = 0.08, 0.45  # population share of the events, its donor share
     kept_n, range_n, flank_n = 20_000, 4000, 3000
     probs = [pop * donor, pop * (1 - donor), 1 - pop]
     est, half = [], []
     for _ in range(400):
-        k = rng.multinomial(kept_n, probs)
         flanks = []
         for _ in range(2):
             f = rng.multinomial(flank_n, probs)
             flanks.append((flank_n, int(f[0] + f[1]), int(f[0])))
-        out = stratified_row(int(k[0] + k[1]), int(k[0]), [(range_n, flanks)])
+        rest = rng.multinomial(kept_n - 2 * flank_n, probs)
+        n = int(rest[0] + rest[1]) + sum(f[1] for f in flanks)
+        d = int(rest[0]) + sum(f[2] for f in flanks)
+        out = stratified_row(n, d, [(range_n, flanks)])
         est.append(out["imputed_donor_pct"])
         half.append((out["imputed_ci_high"] - out["imputed_ci_low"]) / 2)
     sd = float(np.std(est))
@@ -84,11 +108,12 @@ def test_sides_that_disagree_widen_the_interval_to_what_the_range_may_hold():
         assert out["imputed_ci_low"] < truth < out["imputed_ci_high"], (truth, out)
     same = [(2_000, 400, 100), (2_000, 400, 100)]
     agree = stratified_row(kept_n, kept_d, [(size, same)])
-    # as the delta method alone gives it: the kept part and each side's multinomial part
+    # the weighted count alone: kept cells outside the flanks count once, flank cells
+    # 1 + size / (2 x 2,000) = 1.5 times
     p = (kept_d + size * 0.05) / (kept_n + size * 0.2)
-    var = kept_d * (1 - p) ** 2 + (kept_n - kept_d) * p * p - (kept_d - p * kept_n) ** 2 / kept_n
-    q, s = 0.05, 0.2
-    var += 2 * (size / 2) ** 2 * (q * (1 - p) ** 2 + (s - q) * p * p - (q - p * s) ** 2) / 2_000
+    var = 0.0
+    for w, a, n, d in ((1.5, 2_000, 400, 100), (1.5, 2_000, 400, 100), (1.0, None, 1_200, 300)):
+        var += w * w * (d * (1 - p) ** 2 + (n - d) * p * p - (d - p * n) ** 2 / (a or n))
     var /= (kept_n + size * 0.2) ** 2
     n_eff = p * (1 - p) / var
     low, high = binomial_interval(p * n_eff, n_eff)

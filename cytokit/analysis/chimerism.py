@@ -98,10 +98,13 @@ the tube's cells, and the range's event count (not the count at the normal
 rate) is its size. ``imputed_donor_pct`` = 100 · (donor_events +
 imputed_donor_events) / (events + imputed_events), beside ``donor_pct``
 (the kept events' own share, the headline); its interval is a Wilson
-interval on the effective number of events of that estimate (the kept
-events' binomial variance plus the flanks' multinomial variance scaled to
-the ranges), so it widens with the imputed part; where the two sides of a
-range disagree beyond 2 SDs of their noise, the composition changes across
+interval on the effective number of events of that estimate. The flanks
+are kept events, so the estimate is a weighted count of the kept events
+(each flank event counts once more per range it stands for), and its
+variance is that of the weighted count (delta method); the effective number
+is never more than the kept events themselves, so the interval widens with
+the imputed part and is never narrower than a binomial interval on the kept
+events at the same %. Where the two sides of a range disagree beyond 2 SDs of their noise, the composition changes across
 it, and the interval also holds half their difference over the range. It removes most of the
 bias where donor cells are enriched around the range, and adds the flanks'
 sampling noise where they are not (``benchmarks/README.md``), so it is
@@ -669,25 +672,40 @@ def stratified_row(
             **note,
         }
     p = (d_k + imp_d) / total
-    # delta method: each kept population event and each flank event contributes
-    # (donor - p * population); the flanks' part is scaled by the range's size
-    var = d_k * (1.0 - p) ** 2 + (n_k - d_k) * p * p - (d_k - p * n_k) ** 2 / max(n_k, 1.0)
+    # delta method for a weighted count: the flanks are kept events, so the estimate
+    # counts each kept event once and each flank event once more per range it stands
+    # for (weight 1 + size / (sides x flank events)); an event adds w (donor - p) if
+    # it is of the population, 0 if not
+    groups = []  # (weight, events or None, population events, donor events)
+    n_rest, d_rest = n_k, d_k
     for size, fl in parts:
-        side = []
         for a, n, d in fl:
-            q, s = d / a, n / a
-            v = q * (1.0 - p) ** 2 + (s - q) * p * p - (q - p * s) ** 2
-            var += (size / len(fl)) ** 2 * max(v, 0.0) / a
-            side.append((q - p * s, max(v, 0.0) / a))
-        if len(side) == 2:
+            groups.append((1.0 + size / (len(fl) * a), float(a), float(n), float(d)))
+            n_rest, d_rest = n_rest - n, d_rest - d
+    groups.append((1.0, None, max(n_rest, 0.0), min(max(d_rest, 0.0), max(n_rest, 0.0))))
+    var = 0.0
+    for w, a, n, d in groups:
+        sq = d * (1.0 - p) ** 2 + (n - d) * p * p
+        mean = (d - p * n) ** 2 / (a if a else max(n, 1.0))
+        var += w * w * max(sq - mean, 0.0)
+    for size, fl in parts:
+        if len(fl) == 2:
             # two sides that disagree beyond their noise (2 SDs) say the composition
             # changes across the range; what it held is then unknown to about half their
             # difference, which the interval holds as well
+            side = []
+            for a, n, d in fl:
+                q, s = d / a, n / a
+                v = max(q * (1.0 - p) ** 2 + (s - q) * p * p - (q - p * s) ** 2, 0.0)
+                side.append((q - p * s, v / a))
             gap = side[0][0] - side[1][0]
             if gap * gap > 4.0 * (side[0][1] + side[1][1]):
                 var += size * size * gap * gap / 4.0
     var /= total * total
-    n_eff = p * (1.0 - p) / var if var > 0 and 0.0 < p < 1.0 else total
+    # never more events than were counted: the imputed ones are read off kept events
+    # already in the count (at p = 0 or 1 the variance vanishes, and the kept events'
+    # own count is what the interval rests on)
+    n_eff = min(p * (1.0 - p) / var, n_k) if var > 0 and 0.0 < p < 1.0 else n_k
     low, high = binomial_interval(p * n_eff, n_eff, level, ci)
     said = (
         f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC, "
