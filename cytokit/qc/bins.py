@@ -104,7 +104,12 @@ def time_quantum(times: np.ndarray) -> float:
 
 
 def plan_grid(
-    events: np.ndarray, tcol: int, seconds: float | None, *, events_per_bin: int = EVENTS_PER_BIN
+    events: np.ndarray,
+    tcol: int,
+    seconds: float | None,
+    *,
+    events_per_bin: int = EVENTS_PER_BIN,
+    step: float | None = None,
 ) -> TimeGrid | str:
     """The time grid of a file in acquisition order, or the reason there can be none.
 
@@ -118,6 +123,18 @@ def plan_grid(
         Seconds per time unit.
     events_per_bin : int
         Events per bin aimed at.
+    step : float, optional
+        The clock's step in the time column's units, as the file states it
+        (``$TIMESTEP`` for scale values). Times stored as float32 far from 0
+        are rounded to float32's spacing there, so the smallest difference of
+        two values is the step give or take that spacing. Where the spacing
+        is 1/64 of the step or more (from about 2,000 s of a 0.01 s clock on)
+        and the smallest difference is within half a step of the step, the
+        step itself (not the rounded values) sets the grid, with edges
+        halfway between the ticks (each value is within half the spacing of
+        its tick). When the spacing is the step or up to 8 times it and the
+        values sit on neighbouring float32 values, ticks are merged unevenly
+        and the file cannot be binned by time (the reason says so).
 
     Returns
     -------
@@ -136,9 +153,26 @@ def plan_grid(
         if not math.isfinite(t):
             return f"the time channel's {which} value (event {i}) is {t:g}, not a time"
     q = time_quantum(events[: min(n, _PROBE), tcol])
+    stated = None
     if q > 0 and n > _PROBE:
         q = min(q, time_quantum(events[n - min(n, _PROBE) :, tcol]) or q)
-    if q > 0 and t1 > t0:
+    if step is not None and step > 0 and q > 0:
+        far = max(abs(t0), abs(t1))
+        spacing = float(np.spacing(np.asarray(far, dtype=events.dtype)))
+        if step <= spacing <= 8 * step and q < 1.5 * spacing:
+            unit = "s" if seconds is not None else "time units"
+            return (
+                f"the time channel's values near {far:.7g} {unit} are stored as "
+                f"{events.dtype} {spacing:.3g} apart, about the clock's step of {step:g}: "
+                "its ticks are merged unevenly, so the rate per time bin is not known "
+                "(times far from 0 need float64; with the API, read the file with "
+                "dtype=numpy.float64)"
+            )
+        if spacing >= step / 64 and q < 1.5 * step:
+            # one tick, give or take a rounding that pinning the step to the span
+            # (below) would multiply by the run's ticks: the clock's own step
+            q = stated = step
+    if q > 0 and t1 > t0 and q != stated:
         # a difference of two float32 times is off by up to an ulp of the times; the
         # whole span holds a whole number of steps, which pins the step down
         q = (t1 - t0) / max(1, round((t1 - t0) / q))

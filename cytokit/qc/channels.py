@@ -67,7 +67,14 @@ from dataclasses import dataclass
 
 from cytokit.sample import Channel, Sample
 
-__all__ = ["ChannelPlan", "channel_plan", "channel_role", "time_axis", "time_column"]
+__all__ = [
+    "ChannelPlan",
+    "channel_plan",
+    "channel_role",
+    "clock_step",
+    "time_axis",
+    "time_column",
+]
 
 _OTHER = re.compile(r"TIME|EVENT|SORT|INDEX|ORIGINAL_ID")
 _WIDTH = re.compile(r"(-W$|^(FSC|SSC|FS|SS)W$|WIDTH)")
@@ -108,6 +115,18 @@ def time_axis(sample: Sample) -> float | None:
             return 1.0
         return None
     return step
+
+
+def clock_step(sample: Sample) -> float | None:
+    """The clock's step in the sample's time column units, or None when not known.
+
+    Scale values hold seconds, and the step is ``$TIMESTEP`` (``CYTOKIT_TIMESTEP``);
+    stored values count the clock's ticks, whatever the data type, so no step is
+    assumed for them.
+    """
+    if not sample.scaled:
+        return None
+    return _positive(sample.keyword("$TIMESTEP")) or _positive(sample.keyword("CYTOKIT_TIMESTEP"))
 
 
 def channel_role(name: str) -> str:

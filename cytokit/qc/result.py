@@ -16,6 +16,7 @@ when a channel's signal moved steadily over the whole acquisition (`trends`);
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,6 +170,18 @@ class FlaggedRange:
     @property
     def events(self) -> int:
         return self.stop_event - self.first_event
+
+
+def time_digits(grid: TimeGrid) -> int:
+    """Decimals that give a time of `grid` (in its seconds, or units) to its clock's
+    resolution: one more than the clock's step needs, as range edges may fall
+    halfway between ticks; for a clock without steps, float32's 7 significant
+    digits at the run's end."""
+    q = float(grid.to_seconds(grid.quantum))
+    if q > 0:
+        return min(15, max(0, math.ceil(-math.log10(q) - 1e-9) + 1))
+    far = abs(float(grid.to_seconds(grid.end))) or 1.0
+    return min(15, max(0, 6 - math.floor(math.log10(far))))
 
 
 @dataclass(eq=False)
@@ -349,12 +362,13 @@ class AcquisitionQC:
     def ranges_frame(self) -> pd.DataFrame:
         """Flagged time ranges: ``file, start, end, time_unit, first_event, events, reasons, detail``."""
         unit = self.bins.grid.unit if self.bins is not None else ""
+        # to the clock's resolution: a float32 clock's 6.675 is 6.674999952316284 in float64
+        digits = time_digits(self.bins.grid) if self.bins is not None else 6
         rows = [
             {
                 "file": self.file,
-                # to the microsecond: a float32 clock's 6.675 is 6.674999952316284 in float64
-                "start": round(r.start, 6),
-                "end": round(r.end, 6),
+                "start": round(r.start, digits),
+                "end": round(r.end, digits),
                 "time_unit": unit,
                 "first_event": r.first_event,
                 "events": r.events,

@@ -22,7 +22,7 @@ import numpy as np
 from cytokit.errors import CytokitError
 from cytokit.kernels.acquisition import bin_bounds, bin_moments, margin_scan
 from cytokit.qc.bins import TimeGrid, plan_grid
-from cytokit.qc.channels import channel_plan, time_axis, time_column
+from cytokit.qc.channels import channel_plan, clock_step, time_axis, time_column
 from cytokit.qc.rate import change_point, check_rate
 from cytokit.qc.result import (
     MARGIN,
@@ -56,6 +56,8 @@ CLOCK_ROWS = 4096
 CLOCK_MIN_EVENTS = 1000
 #: A run longer than this (one day) is noted: its time axis ($TIMESTEP) is likely wrong.
 MAX_RUN_SECONDS = 86_400.0
+#: A run shorter than this (1 ms; the rate check needs 320 events or more) is noted too.
+MIN_RUN_SECONDS = 0.001
 
 
 def fill_short_runs(bits: np.ndarray, fill: int) -> np.ndarray:
@@ -315,17 +317,21 @@ class AcquisitionPass:
         return None
 
     def _implausible_span(self, grid: TimeGrid) -> list[str]:
-        """A note when the run seems to last over a day: its $TIMESTEP is likely wrong."""
+        """A note when the run seems to last over a day, or under 1 ms: its $TIMESTEP
+        is likely wrong."""
         if grid.seconds is None:
             return []
         span = float(grid.to_seconds(grid.end - grid.origin))
-        if not span > MAX_RUN_SECONDS:
-            return []
         step = self.sample.keyword("$TIMESTEP") or self.sample.keyword("CYTOKIT_TIMESTEP")
+        if span > MAX_RUN_SECONDS:
+            how = f"{span:.3g} s ({span / 86400:.3g} days) by $TIMESTEP = {step}, longer"
+        elif span < MIN_RUN_SECONDS:
+            how = f"{span:.3g} s by $TIMESTEP = {step}, shorter"
+        else:
+            return []
         return [
-            f"the acquisition lasts {span:.3g} s ({span / 86400:.3g} days) by $TIMESTEP = "
-            f"{step}, longer than any tube runs: check $TIMESTEP (the removed ranges' times "
-            "are in those seconds)"
+            f"the acquisition lasts {how} than any tube runs: check $TIMESTEP (the removed "
+            "ranges' times are in those seconds)"
         ]
 
     def finish(self) -> AcquisitionQC:
@@ -368,7 +374,7 @@ class AcquisitionPass:
             problem = self._time_problem()
             grid: TimeGrid | str | None = None
             if problem is None:
-                grid = plan_grid(s.events, self.tcol, time_axis(s))
+                grid = plan_grid(s.events, self.tcol, time_axis(s), step=clock_step(s))
                 if isinstance(grid, str):
                     problem = grid
             if problem is not None:
@@ -527,6 +533,10 @@ class AcquisitionPass:
             if b < nb and bits[b - 1] & RATE:
                 deep = self._depth(bounds, edges, a, b, base_rate[b], False)
                 stop, end_t = self._refine(bounds, edges, b - deep, b, base_rate[b], False)
+            if stop < first or end_t < start_t:
+                # a short run's two change points crossed: it is its bins, as found
+                first, stop = int(bounds[a]), int(bounds[b])
+                start_t, end_t = float(edges[a]), float(edges[b])
             out.append((a, b, first, stop, start_t, end_t))
         return out
 
