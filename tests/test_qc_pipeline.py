@@ -30,7 +30,7 @@ N_EVENTS = 30_000
 #: The per-file QC columns of samples.csv and qc_samples.csv (the results contract).
 SUMMARY_COLUMNS = (
     "events_before_qc", "events_after_qc", "qc_removed_rate", "qc_removed_signal",
-    "qc_removed_margin", "qc_pct_removed", "qc_verdict", "qc_reason",
+    "qc_removed_margin", "qc_pct_removed", "qc_verdict", "qc_reason", "qc_notes",
 )  # fmt: skip
 #: A clog a third of the way in: 1 s at 10 % of the rate, then a 0.4 s burst (the clean file
 #: lasts about 10 s).
@@ -453,6 +453,7 @@ def test_corpus_files_get_the_same_qc_through_the_batch_and_the_api(tmp_path):
             # a check that did not run (no usable Time) has no count in either: not a 0
             assert row[key] == "" if qc[api] is None else int(row[key]) == qc[api], (path, key)
         assert (row["qc_verdict"], row["qc_reason"]) == (qc["qc_verdict"], qc["qc_reason"]), path
+        assert row["qc_notes"] == qc["qc_notes"], path  # what was not checked reaches the table
         seen += 1
     assert seen >= 12
 

@@ -43,7 +43,7 @@ from cytokit.analysis.per_patient import (
     write_qc_file,
 )
 from cytokit.analysis.per_sample import MeasureTask
-from cytokit.analysis.results import TABLES, Results, conform, sample_id
+from cytokit.analysis.results import TABLES, Results, as_read, conform, sample_id
 from cytokit.analysis.sample_result import SampleResult
 from cytokit.analysis.tablesjson import invalidate_index
 from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
@@ -209,7 +209,7 @@ def study_tables(
         out=out,
     )
     for name, columns in TABLES.items():
-        setattr(results, name, conform(getattr(results, name), columns))
+        setattr(results, name, as_read(name, conform(getattr(results, name), columns)))
     results.clinical = {
         **schedule_tables(study, results.trends),
         **outcome_tables(study, results.chimerism, results.failures),

@@ -513,7 +513,8 @@ def _acquisition_qc_columns(p) -> dict:
     record = p.acquisition_qc
     if record is None:
         return dict.fromkeys(SUMMARY_COLUMNS)
-    return {c: record["summary"][c] for c in SUMMARY_COLUMNS}
+    # .get: a stored result of an older version has no qc_notes
+    return {c: record["summary"].get(c) for c in SUMMARY_COLUMNS}
 
 
 def _acquisition_qc_ranges(out, key, p) -> None:

@@ -50,7 +50,9 @@ strategy and panel; chimerism and absolute counts come from the tube
     qc_removed_margin (events removed for each reason; an event may count for
     two), qc_pct_removed, qc_verdict (``pass`` or ``warn``: a ``fail`` file is
     in failures.csv, stage ``acquisition_qc``, and has no row here) and
-    qc_reason (the % removed by reason, or why the verdict is ``warn``).
+    qc_reason (the % removed by reason, or why the verdict is ``warn``) and
+    qc_notes (what QC did not check and why, channels it left out, trends it
+    saw, a likely wrong ``$TIMESTEP``; "; "-joined, empty when none).
 ``counts.csv``
     One row per file and gate: patient, day, file, tube, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
@@ -303,7 +305,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "reference_events", "reference_per_ul", "sha256", "warnings", "nonfinite_events",
         "nonfinite_values", "donor_marker_check", "donor_marker_note", "events_before_qc",
         "events_after_qc", "qc_removed_rate", "qc_removed_signal", "qc_removed_margin",
-        "qc_pct_removed", "qc_verdict", "qc_reason",
+        "qc_pct_removed", "qc_verdict", "qc_reason", "qc_notes",
     ),
     "counts": (
         "patient", "day", "file", "tube", "population", "gate_path", "gate_id", "parent_path", "depth",
@@ -718,6 +720,21 @@ def conform(frame: pd.DataFrame, columns) -> pd.DataFrame:
     return frame[list(columns) + [c for c in frame.columns if c not in columns]]
 
 
+def as_read(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with the numbers a table's CSV is read back with: a column `COLUMN_TYPES`
+    types as a number that holds Python objects (None for a value not measured) becomes
+    numeric, NaN where missing, as `load_results` gives it (one door, one dtype)."""
+    numbers = {}
+    for column, kind in COLUMN_TYPES.get(name, {}).items():
+        if kind in ("int64", "Int64", "float64") and column in frame:
+            if frame[column].dtype == object:
+                try:
+                    numbers[column] = pd.to_numeric(frame[column])
+                except (TypeError, ValueError):  # not numbers: left as they are
+                    pass
+    return frame.assign(**numbers) if numbers else frame
+
+
 def _csv_bytes(frame: pd.DataFrame, columns) -> bytes:
     return frame_csv(conform(frame, columns), float_format="%.10g").encode()
 
@@ -847,6 +864,8 @@ ADDED_COLUMNS: dict[str, object] = {
     "imputed_donor_pct": float("nan"),
     "imputed_ci_low": float("nan"),
     "imputed_ci_high": float("nan"),
+    # samples.csv before acquisition QC's notes were a column: not recorded
+    "qc_notes": float("nan"),
 }
 
 

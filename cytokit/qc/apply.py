@@ -47,6 +47,7 @@ SUMMARY_COLUMNS = (
     "qc_pct_removed",
     "qc_verdict",
     "qc_reason",
+    "qc_notes",
 )
 #: Columns of a flagged time range (acquisition_qc.csv, after the file's keys).
 RANGE_COLUMNS = ("start", "end", "time_unit", "first_event", "events", "reasons", "detail")
@@ -61,6 +62,7 @@ SUMMARY_TYPES = {
     "qc_pct_removed": "float64",
     "qc_verdict": "string",
     "qc_reason": "string",
+    "qc_notes": "string",
 }
 RANGE_TYPES = {
     "start": "float64",
@@ -83,7 +85,8 @@ def file_record(qc: AcquisitionQC) -> dict:
     """The plain values of a result: ``{"summary": {column: value}, "ranges": [row, ...]}``.
 
     ``summary`` holds `SUMMARY_COLUMNS` (events before and after QC, events
-    removed per reason (None for a check that did not run), the % removed, the verdict and its reason); ``ranges``
+    removed per reason (None for a check that did not run), the % removed, the verdict and its
+    reason, and the notes: what was not checked and why, channels left out, trends); ``ranges``
     one dict per flagged time range with `RANGE_COLUMNS` (start and end in
     seconds when the file has ``$TIMESTEP``, else in its time units).
     """
@@ -98,6 +101,7 @@ def file_record(qc: AcquisitionQC) -> dict:
         "qc_pct_removed": float(s["qc_pct_removed"]),
         "qc_verdict": s["qc_verdict"],
         "qc_reason": s["qc_reason"],
+        "qc_notes": s["qc_notes"],
     }
     frame = qc.ranges_frame()
     ranges = [{k: r[k] for k in RANGE_COLUMNS} for r in frame.to_dict("records")]
