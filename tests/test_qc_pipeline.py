@@ -62,6 +62,20 @@ def qc_results(qc_study, tmp_path_factory):
 # -- settings --------------------------------------------------------------------------------
 
 
+def test_the_qc_columns_have_one_type_through_analyze_and_load_results(tmp_path):
+    """A count a check did not measure is missing through either door, as the same
+    dtype: not None in one and NaN in the other."""
+    from cytokit.analysis.results import load_results
+
+    study = _study(tmp_path, 'enabled = true\nchecks = ["margins", "rate"]\n')
+    res = cytokit.analyze(study, tmp_path / "o", scheduler="serial")
+    back = load_results(tmp_path / "o")
+    for column in SUMMARY_COLUMNS:
+        assert res.samples[column].dtype == back.samples[column].dtype, column
+    assert res.samples["qc_removed_signal"].isna().all()
+    assert (res.samples["qc_removed_rate"] >= 0).all()
+
+
 def test_study_toml_table_is_parsed_and_absent_means_no_qc():
     base = {"gating": {"strategy": "s.yaml"}, "populations": {"NK": "/NK"}}
     settings, problems = parse_settings(base)
