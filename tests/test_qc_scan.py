@@ -16,8 +16,10 @@ from cytokit.qc import (
     RATE,
     SIGNAL,
     AcquisitionPass,
+    AcquisitionQCError,
     AcquisitionQCSettings,
     acquisition_qc,
+    screen,
 )
 from cytokit.qc.scan import fill_short_runs
 from cytokit.sample import Channel, Sample
@@ -152,6 +154,17 @@ def test_time_out_of_order_is_named_with_the_event():
     s.events[[5000, 5001], 3] = s.events[[5001, 5000], 3] + np.float32([0.0, 0.02])
     qc = acquisition_qc(s)
     assert "decreases 1 time(s)" in qc.notes[0] and "starts again" not in qc.notes[0]
+    # rows shuffled: reordered, not a clock that restarts
+    s = synthetic()
+    s.events[:] = s.events[np.random.default_rng(5).permutation(s.n_events)]
+    qc = acquisition_qc(s)
+    assert "the events were reordered" in qc.notes[0] and "starts again" not in qc.notes[0]
+    # a clock running below 0 that falls once is not a restart either
+    s = synthetic()
+    s.events[:, 3] -= 1000.0
+    s.events[5000:, 3] -= 1.0
+    qc = acquisition_qc(s)
+    assert "decreases 1 time(s)" in qc.notes[0] and "starts again" not in qc.notes[0]
 
 
 def test_the_time_channel_read_is_named_when_not_plain_time():
@@ -261,6 +274,9 @@ def test_no_events_fails():
     qc = acquisition_qc(Sample(s.events[:0], s.channels, keywords=s.keywords))
     assert qc.verdict == "fail" and qc.verdict_reason == "the file has no events"
     assert qc.summary()["qc_events_before"] == 0
+    with pytest.raises(AcquisitionQCError, match="no events, so there is nothing to analyse") as e:
+        screen(Sample(s.events[:0], s.channels, keywords=s.keywords), AcquisitionQCSettings())
+    assert "margin" not in str(e.value) and "--qc-exclude" not in str(e.value)
 
 
 def test_verdicts_follow_the_settings():
@@ -418,3 +434,14 @@ def test_a_corpus_file_whose_signal_creeps_is_warned_not_cut():
     assert crept == {"PE-A"}, qc.trends
     # its bright cells stay put (the 90th percentile is flat): the cells, not the gain
     assert "not the detector's gain" in qc.trends[0]
+
+
+def test_an_all_infinite_channel_raises_no_numpy_warning():
+    import warnings
+
+    s = synthetic()
+    s.events[:, 2] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        qc = acquisition_qc(s)
+    assert qc.verdict == "fail" and "FL1-A" in qc.verdict_reason

@@ -260,6 +260,13 @@ def screen(
     qc = acquisition_qc(sample, settings)
     if qc.verdict == "fail":
         name = where or (str(sample.path) if sample.path is not None else sample.name)
+        if qc.n_events == 0:
+            raise_error = AcquisitionQCError(
+                f"{name}: acquisition QC failed: the file has no events, so there is nothing "
+                "to analyse. Export the acquisition again, or leave the file out"
+            )
+            raise_error.qc = qc
+            raise raise_error
         if 2 * qc.removed_by["margin"] >= qc.n_removed:
             # most of it is margin events: a detector at its limit, or values not measured
             how = (

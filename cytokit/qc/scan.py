@@ -189,6 +189,8 @@ class AcquisitionPass:
         out = []
         for j, col in enumerate(self.plan.columns):
             v = ev[rows, col].astype(np.float64)
+            if not np.isfinite(v).all():  # a clock is finite; inf - inf would warn
+                continue
             step = np.diff(v)
             if (np.all(step >= 0) or np.all(step <= 0)) and np.count_nonzero(step) >= 15:
                 out.append(j)
@@ -303,12 +305,16 @@ class AcquisitionPass:
                 )
             # a counter that wraps at its range (or a file of acquisitions joined) starts
             # again near 0: say so, it is the likely cause
-            wrap = (
-                " (the clock starts again: a counter that wrapped around at its range, or "
-                "acquisitions joined in one file)"
-                if now < 0.5 * was
-                else ""
-            )
+            if self._decreases > max(3, ev.shape[0] // 1000):
+                # not a restart or two: the rows themselves were put in another order
+                wrap = " (the events were reordered, as a program that sorts or merges them does)"
+            elif was > 0 and now < 0.5 * was:
+                wrap = (
+                    " (the clock starts again: a counter that wrapped around at its range, "
+                    "or acquisitions joined in one file)"
+                )
+            else:
+                wrap = ""
             return (
                 f"the Time channel decreases {self._decreases} time(s), first at event {i} "
                 f"({was:g} -> {now:g}), so the events are not in "
