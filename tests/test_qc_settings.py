@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from cytokit.errors import StudyError
@@ -60,9 +61,15 @@ def test_parse_collects_problems_and_falls_back_to_defaults():
     settings, problems = parse_acquisition_qc({"warn_removed_pct": 50}, "s.toml")
     assert settings == AcquisitionQCSettings()
     assert problems == [
-        "s.toml: [acquisition_qc] warn_removed_pct = 50 is above max_removed_pct = 20.0; "
-        "the warning level must not exceed the failing level"
+        "s.toml: [acquisition_qc] warn_removed_pct = 50 is above max_removed_pct = 20 "
+        "(the default); the warning level must not exceed the failing level"
     ]
+    # values shown as written in the table, numpy numbers taken as numbers
+    assert parse_acquisition_qc({"exclude_channels": [""]}, "s.toml")[1] == [
+        's.toml: [acquisition_qc] exclude_channels = [""] must be a list of channel names, '
+        'e.g. ["FSC-W"]'
+    ]
+    assert AcquisitionQCSettings(max_removed_pct=np.int64(30)).max_removed_pct == 30.0
     assert parse_acquisition_qc([1], "s.toml")[1] == [
         "s.toml: [acquisition_qc] must be a table, got [1]"
     ]

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from cytokit.errors import StudyError
 
 __all__ = [
@@ -187,7 +189,9 @@ class AcquisitionQCSettings:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    # numpy's numbers too (a value taken from a pandas table), never a bool
+    ok = isinstance(v, (int, float, np.integer, np.floating))
+    return ok and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
 
 
 def _problems(s, at: str) -> list[str]:
@@ -225,14 +229,32 @@ def _problems(s, at: str) -> list[str]:
             out.append(f"{at}{name} = {v!r} must be a number from 0 to 100 (a % of the events)")
             pct_ok = False
     if pct_ok and s.warn_removed_pct is not None and s.warn_removed_pct > s.max_removed_pct:
+        given = getattr(s, "max_given", True)
         out.append(
-            f"{at}warn_removed_pct = {s.warn_removed_pct!r} is above max_removed_pct = "
-            f"{s.max_removed_pct!r}; the warning level must not exceed the failing level"
+            f"{at}warn_removed_pct = {_shown(s.warn_removed_pct)} is above max_removed_pct = "
+            f"{_shown(s.max_removed_pct)}{'' if given else ' (the default)'}; the warning "
+            "level must not exceed the failing level"
         )
     ex = s.exclude_channels
     if isinstance(ex, str) or not all(isinstance(c, str) and c for c in ex):
-        out.append(f'{at}exclude_channels = {ex!r} must be a list of channel names, e.g. ["FSC-W"]')
+        shown = list(ex) if isinstance(ex, (list, tuple)) else ex
+        out.append(
+            f"{at}exclude_channels = {_shown(shown)} must be a list of channel names, "
+            'e.g. ["FSC-W"]'
+        )
     return out
+
+
+def _shown(v) -> str:
+    """`v` as written in TOML where it is a plain value (a list in brackets, "text" in
+    double quotes, a number as itself), else its repr."""
+    if isinstance(v, list):
+        return "[" + ", ".join(_shown(x) for x in v) + "]"
+    if isinstance(v, str):
+        return '"' + v.replace('"', '\\"') + '"'
+    if _is_number(v):
+        return f"{float(v):g}" if isinstance(v, (float, np.floating)) else str(int(v))
+    return repr(v)
 
 
 class _Fields:
@@ -271,7 +293,7 @@ def parse_acquisition_qc(
         else:
             problems.append(f"{at}{key} = {raw[key]!r} must be a list, e.g. {example}")
             raw[key] = getattr(d, key)
-    problems += _problems(_Fields(**raw), at)
+    problems += _problems(_Fields(**raw, max_given="max_removed_pct" in mapping), at)
     if problems:
         return d, problems
     return AcquisitionQCSettings(**raw), []
