@@ -76,6 +76,24 @@ def test_the_qc_columns_have_one_type_through_analyze_and_load_results(tmp_path)
     assert (res.samples["qc_removed_rate"] >= 0).all()
 
 
+def test_a_file_without_a_usable_time_axis_has_no_bins_with_the_usual_columns(tmp_path):
+    import dataclasses
+
+    study = _study(tmp_path, "enabled = true\nmax_removed_pct = 60\n")
+    path = study / "fcs" / "A1_day014.fcs"
+    sample = cytokit.read_fcs(path, scale=False)
+    t = [c.name for c in sample.channels].index("Time")
+    ev = sample.events.copy()
+    ev[:, t] = ev[::-1, t]  # the clock runs backwards: no acquisition order to bin
+    cytokit.write_fcs(path, dataclasses.replace(sample, events=ev))
+    res = cytokit.analyze(study, tmp_path / "o", scheduler="serial")
+    row = res.samples.set_index("file").loc["fcs/A1_day014.fcs"]
+    assert pd.isna(row["qc_removed_rate"]) and "not in acquisition order" in row["qc_notes"]
+    bins = res.acquisition_bins("fcs/A1_day014.fcs")
+    assert bins.empty and list(bins.columns) == ["bin", "start", "end", "time_unit", "events"]
+    assert int(bins["events"].sum()) == 0
+
+
 def test_study_toml_table_is_parsed_and_absent_means_no_qc():
     base = {"gating": {"strategy": "s.yaml"}, "populations": {"NK": "/NK"}}
     settings, problems = parse_settings(base)

@@ -617,7 +617,10 @@ class Results:
         """The acquisition-QC time bins of `file` (``bins_frame`` columns; see ``qc/*.npz``),
         a sample's or a file QC failed."""
         got = self._qc_items(file, ("acq:bins", "acq:columns", "acq:time_unit"))
-        frame = pd.DataFrame(got["acq:bins"], columns=[str(c) for c in got["acq:columns"]])
+        columns = [str(c) for c in got["acq:columns"]]
+        if not columns:  # no usable time axis: no bins, the columns of `bins_frame`'s then
+            return pd.DataFrame(columns=["bin", "start", "end", "time_unit", "events"])
+        frame = pd.DataFrame(got["acq:bins"], columns=columns)
         frame["time_unit"] = str(got["acq:time_unit"])
         return frame
 
