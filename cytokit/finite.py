@@ -137,6 +137,7 @@ def drop_nonfinite(
     max_fraction: float = MAX_NONFINITE,
     hint: str = "",
     known_finite: Iterable[int] = (),
+    optional: tuple[Iterable[int], str] | None = None,
 ) -> tuple[Sample, NonFinite]:
     """Apply the module's rule to one sample.
 
@@ -151,6 +152,11 @@ def drop_nonfinite(
         How to allow more (appended to the error).
     known_finite : iterable of int
         Columns known to be finite in every event (see `scan_nonfinite`).
+    optional : (columns, advice), optional
+        Read columns the caller can do without (a batch's statistics channels)
+        and how: when every read channel holding such values is one of them,
+        the error gives that advice (the values are then no reason to export
+        the file again).
 
     Returns
     -------
@@ -169,12 +175,19 @@ def drop_nonfinite(
         return sample, found
     if found.fraction > max_fraction:
         where = sample.path if sample.path is not None else sample.name
+        bad = {name for name, *_, was_read in found.channels if was_read}
+        spare = {sample.channels[j].name for j in optional[0]} if optional is not None else set()
+        if optional is not None and bad and bad <= spare:
+            how = f"{', '.join(sorted(bad))}: {optional[1]}"
+        else:
+            how = "export the file again from the acquisition software" + (
+                f", or {hint}" if hint else ""
+            )
         raise FCSError(
             f"{where}: {found.events} of {found.total} events ({100 * found.fraction:.3g} %) "
             f"have a NaN or infinite value in channels the analysis reads ({found.summary()}); "
             f"at most {100 * max_fraction:.3g} % may be dropped. These values were not "
-            "measured: export the file again from the acquisition software"
-            + (f", or {hint}" if hint else "")
+            f"measured: {how}"
         )
     mask = np.zeros(sample.n_channels, dtype=bool)
     mask[read] = True

@@ -436,6 +436,15 @@ def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
     assert with_qc["events_before_qc"].iloc[0] == 20_000
     assert with_qc["count"].iloc[0] == plain["count"].iloc[0] > 0
     assert with_qc["count"].iloc[0] <= with_qc["events_after_qc"].iloc[0]
+    # with the statistics on, they read FL1-A: the failure says so and how to gate
+    res = runner.invoke(
+        app, ["gate", str(strategy), str(path), "-o", str(tmp_path / "stats"), "-j", "1",
+              "--qc-exclude", "FL1-A"],
+    )  # fmt: skip
+    assert res.exit_code == 1
+    reason = pd.read_csv(tmp_path / "stats" / "failures.csv")["reason"].iloc[0]
+    assert "FL1-A: only the per-population statistics read it" in reason, reason
+    assert "--no-stats" in reason and "export the file again" not in reason
 
 
 #: samples.csv / qc_samples.csv column -> key of `AcquisitionQC.summary()`.

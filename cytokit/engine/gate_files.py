@@ -460,7 +460,11 @@ class GateTask:
                 read = self._screened(sample, strategy)
             with stage("values"):
                 sample, nonfinite = drop_nonfinite(
-                    sample, read, max_fraction=self.max_nonfinite, known_finite=finite
+                    sample,
+                    read,
+                    max_fraction=self.max_nonfinite,
+                    known_finite=finite,
+                    optional=self._statistics_only(sample, strategy, read),
                 )
             with stage("gate"):
                 result = strategy.apply(
@@ -514,6 +518,18 @@ class GateTask:
         return strategy.read_columns(
             sample, self._statistics_dims(sample, strategy), compensation=self.compensation
         )
+
+    def _statistics_only(self, sample, strategy, read) -> tuple[list[int], str] | None:
+        """The screened columns only the statistics read, and how to do without them."""
+        if self.screen is not None or not self.statistics:
+            return None
+        gates = set(strategy.read_columns(sample, [], compensation=self.compensation))
+        only = [j for j in read if j not in gates]
+        advice = (
+            "only the per-population statistics read it (the gates do not): gate with "
+            "--no-stats to leave the statistics out"
+        )
+        return (only, advice) if only else None
 
     def _statistics_dims(self, sample: Sample, strategy: GatingStrategy) -> list[Dimension]:
         """The statistics channels as dimensions (compensated where the matrix covers them)."""
