@@ -271,3 +271,20 @@ def test_flowkit_gates_every_construct_alike(tmp_path, fk, synthetic):
         got = np.asarray(theirs.get_gate_membership(ids.get(p.id, p.id)), dtype=bool)
         np.testing.assert_array_equal(got, ours.membership(p.id), err_msg=p.id)
         assert ours.count(p.id) > 0, p.id
+
+
+def test_a_rectangle_dimension_open_on_both_sides_round_trips(tmp_path, synthetic):
+    """A dimension with no bound is no condition (a FlowJo time gate's y axis): Gating-ML
+    2.0 cannot write it, so it is left out, and the document reads back to the same
+    memberships."""
+    names = [c.name for c in synthetic.channels]
+    a, b = G.Dimension(names[0]), G.Dimension(names[1])
+    lo = float(np.median(synthetic.events[:, 0]))
+    gate = G.RectangleGate(id="Cells", dims=(a, b), min=(lo, None), max=(None, None))
+    original = G.GatingStrategy([gate], name="open")
+    again = read_gatingml(original.to_gatingml(tmp_path / "open.xml"))
+    assert again.gate("Cells").dims == (a,)
+    np.testing.assert_array_equal(
+        original.apply(synthetic).membership("Cells"), again.apply(synthetic).membership("Cells")
+    )
+    assert 0 < original.apply(synthetic).membership("Cells").sum() < synthetic.n_events

@@ -292,6 +292,10 @@ class _Writer:
             self.custom(doc, *info)
         if isinstance(g, RectangleGate):
             for d, lo, hi in zip(g.dims, g.min, g.max, strict=True):
+                if lo is None and hi is None:
+                    # open on both sides: no condition, and Gating-ML 2.0 has no way to
+                    # write one (a dimension needs gating:min, gating:max or both)
+                    continue
                 doc.open(
                     "gating:dimension",
                     *self.dim_attrs(d),
