@@ -11,8 +11,9 @@ as values, so that the last bits of a transcendental function on another CPU
 cannot fail the test. The columns the clinical layer added and documented
 (``trends.csv``: dose_product, doses_per_kg and the fitted decay line's
 columns; ``cohort.csv``: dose_product)
-and the ``tube`` column of the per-file tables (multi-tube studies: every file
-of a one-tube study is of tube ``default``) are dropped before comparing,
+the ``tube`` column of the per-file tables (multi-tube studies: every file
+of a one-tube study is of tube ``default``) and the ``qc_notes`` column of
+samples.csv (acquisition QC's notes, empty without QC) are dropped before comparing,
 tables added later by other work (listed in ``new_tables``: miflowcyt.csv,
 and the multi-tube tables tubes.csv, repertoire.csv, function.csv and
 phenotype_normalised.csv, empty for a one-tube study) are not compared, and

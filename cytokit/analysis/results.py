@@ -49,10 +49,11 @@ strategy and panel; chimerism and absolute counts come from the tube
     any nonfinite_events), qc_removed_rate, qc_removed_signal,
     qc_removed_margin (events removed for each reason; an event may count for
     two), qc_pct_removed, qc_verdict (``pass`` or ``warn``: a ``fail`` file is
-    in failures.csv, stage ``acquisition_qc``, and has no row here) and
+    in failures.csv, stage ``acquisition_qc``, and has no row here),
     qc_reason (the % removed by reason, or why the verdict is ``warn``) and
-    qc_notes (what QC did not check and why, channels it left out, trends it
-    saw, a likely wrong ``$TIMESTEP``; "; "-joined, empty when none).
+    qc_notes (what QC did not check and why, channels it found were not
+    measurements such as a second clock, trends it saw, a likely wrong
+    ``$TIMESTEP``; "; "-joined, empty when none).
 ``counts.csv``
     One row per file and gate: patient, day, file, tube, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
