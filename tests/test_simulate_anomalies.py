@@ -185,3 +185,93 @@ def test_random_anomalies_are_drawn_per_file_from_the_seed():
     assert 0 < one.clogs[0].start < one.bubbles[0].at < seconds and one.drifts[0].start < seconds
     with pytest.raises(StudyError, match="name one or more of clog, bubble, drift, margin"):
         A.random_anomalies(design, ["clot"])
+
+
+@pytest.mark.parametrize("seed", range(100801, 100841))
+def test_random_plans_fit_a_short_run(seed):
+    """A 2,000-event run lasts under a second: a clog and a bubble still fit their slots,
+    within the run, and inject without error."""
+    design = simulate.preset_design("sample", seed=seed)
+    sample, _ = simulate.simulate_sample(design, "P01", 7, 2000)
+    rng = np.random.default_rng(seed)
+    plan = A.random_plan(rng, A.duration(sample), kinds=("clog", "bubble"))
+    out, truth = A.inject(sample, plan, rng)
+    assert truth.mask("clog").any() and truth.mask("bubble").any()
+    assert np.all(np.diff(out.events[:, -1]) >= 0)
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: A.Clog(start=1, drop=-1, drop_rate=0.2, burst=0.4), "drop = -1 must be"),
+        (lambda: A.Clog(start=1, drop=1, drop_rate=0, burst=0.4), "drop_rate = 0 must be"),
+        (lambda: A.Clog(start=1, drop=1, drop_rate=1.5, burst=0.4), "drop_rate = 1.5 must be"),
+        (lambda: A.Clog(start=1, drop=1, drop_rate=0.2, burst=0), "burst = 0 must be"),
+        (lambda: A.Clog(1, 1, 0.2, 0.4, coincidence=2), "coincidence = 2 must be"),
+        (lambda: A.Clog(1, 1, 0.2, 0.4, signal=-1), "signal = -1 must be"),
+        (lambda: A.Bubble(at=1, gap=-0.1, flank=0.2), "gap = -0.1 must be"),
+        (lambda: A.Bubble(at=1, gap=0.1, flank=0.2, flank_rate=0), "flank_rate = 0 must be"),
+        (lambda: A.Drift(start=-5, change=-0.3, detectors=("PE-A",)), "start = -5 must be"),
+        (lambda: A.Drift(start=1, change=-0.3, detectors=("PE-A",), end=0.5), "end = 0.5"),
+        (lambda: A.Drift(start=1, change=-0.3, detectors=()), "detectors = () must name"),
+        (lambda: A.MarginEvents(0.01), "name the detectors saturated (top)"),
+        (lambda: A.MarginEvents(1.5, top=("PE-A",)), "fraction = 1.5 must be"),
+        (lambda: A.MarginEvents(0.1, top=("PE-A",), window=(5, 2)), "window end = 2"),
+        (lambda: A.MarginEvents(0.1, floor=("PE-A",)), "must be scatter"),
+    ],
+)
+def test_bad_anomaly_parameters_are_refused_by_name(make, words):
+    with pytest.raises(StudyError) as e:
+        make()
+    assert words in str(e.value), str(e.value)
+
+
+def test_anomalies_outside_the_run_or_overlapping_are_refused_in_seconds(clean):
+    sample, _ = clean
+    rng = np.random.default_rng(0)
+    run = float(seconds(sample)[-1])
+    for plan, words in [
+        (A.AnomalyPlan(clogs=(A.Clog(run + 5, 1.0, 0.2, 0.4),)), "of the clean run, which lasts"),
+        (A.AnomalyPlan(bubbles=(A.Bubble(run + 5, 0.2, 0.2),)), "place it within the run"),
+        (A.AnomalyPlan(drifts=(A.Drift(run + 5, -0.3, ("PE-A",)),)), "before the drift starts"),
+        (
+            A.AnomalyPlan(margins=(A.MarginEvents(0.1, top=("PE-A",), window=(run + 5, run + 9)),)),
+            "holds no event",
+        ),
+        (
+            A.AnomalyPlan(clogs=(A.Clog(3.0, 1.0, 0.2, 0.4), A.Clog(3.3, 1.0, 0.2, 0.4))),
+            "the clog at 3 s (3-4.4 s of the clean run) and the clog at 3.3 s",
+        ),
+    ]:
+        with pytest.raises(StudyError) as e:
+            A.inject(sample, plan, rng)
+        assert words in str(e.value), str(e.value)
+
+
+def test_windows_hold_every_event_of_their_anomaly_on_the_stored_clock(clean):
+    plan = A.AnomalyPlan(
+        clogs=(A.Clog(2.0, 1.0, 0.2, 0.4),), bubbles=(A.Bubble(at=5.0, gap=0.3, flank=0.2),)
+    )
+    out, truth = A.inject(clean[0], plan, np.random.default_rng(3))
+    t = seconds(out)
+    for kind, start, end in truth.windows:
+        if kind in ("clog", "bubble"):
+            inside = t[truth.mask(kind)]
+            assert inside.min() >= start - 1e-9 and inside.max() < end - 1e-9, kind
+            assert round(start / STEP, 6).is_integer() and round(end / STEP, 6).is_integer()
+    # $ETIM follows the last event, which the bubble's gap moved
+    import datetime as dt
+
+    b, e = (dt.datetime.strptime(out.keyword(k), "%H:%M:%S") for k in ("$BTIM", "$ETIM"))
+    assert (e - b).total_seconds() >= t[-1]
+
+
+def test_an_enrichment_window_outside_the_run_is_refused():
+    from cytokit.simulate.timing import Enrichment
+
+    design = simulate.preset_design("sample", seed=100842)
+    plan = Enrichment(("NK",), window=(500.0, 600.0), factor=2.0)
+    with pytest.raises(StudyError, match="holds no event; the acquisition lasts"):
+        simulate.simulate_sample(design, "P01", 7, 5000, timing=plan)
+    with pytest.raises(StudyError, match="factor = '2' must be a number"):
+        Enrichment(("NK",), window=(1.0, 2.0), factor="2")

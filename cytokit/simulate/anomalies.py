@@ -128,6 +128,26 @@ _SCATTER = ins.SCATTER_NAMES
 _MEASURED = (*ins.SCATTER_NAMES, *ins.FLUOR_NAMES)
 
 
+def _number(v) -> bool:
+    return (
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, (bool, np.bool_))
+        and math.isfinite(v)
+    )
+
+
+def _require(what: str, rules) -> None:
+    """StudyError naming each field of `what` whose value breaks its rule: `rules` is
+    ``(name, value, ok, wanted)`` with ``ok`` a predicate of a number."""
+    bad = [
+        f"{name} = {value!r} must be {wanted}"
+        for name, value, ok, wanted in rules
+        if not (_number(value) and ok(value))
+    ]
+    if bad:
+        raise StudyError(f"{what}: " + "; ".join(bad))
+
+
 @dataclass(frozen=True)
 class Clog:
     """A partial clog: slow flow, then a burst as it clears (times in seconds).
@@ -172,6 +192,25 @@ class Clog:
     offcentre_signal: tuple[float, float] = (0.3, 0.7)
     offcentre_spread: float = 0.3
     offcentre_scatter: bool = True
+
+    def __post_init__(self) -> None:
+        lo, hi = (*tuple(self.offcentre_signal), None, None)[:2]
+        _require(
+            f"Clog at {self.start!r} s",
+            [
+                ("start", self.start, lambda v: v >= 0, "0 or more seconds"),
+                ("drop", self.drop, lambda v: v > 0, "a positive number of seconds"),
+                ("drop_rate", self.drop_rate, lambda v: 0 < v < 1, "between 0 and 1 (× normal)"),
+                ("burst", self.burst, lambda v: v > 0, "a positive number of seconds"),
+                ("signal", self.signal, lambda v: v > 0, "a positive factor"),
+                ("spread", self.spread, lambda v: v >= 0, "0 or more"),
+                ("coincidence", self.coincidence, lambda v: 0 <= v <= 1, "from 0 to 1"),
+                ("offcentre", self.offcentre, lambda v: 0 <= v <= 1, "from 0 to 1"),
+                ("offcentre_signal low", lo, lambda v: v > 0, "a positive factor"),
+                ("offcentre_signal high", hi, lambda v: lo is None or v >= lo, "at least low"),
+                ("offcentre_spread", self.offcentre_spread, lambda v: v >= 0, "0 or more"),
+            ],
+        )
 
     @property
     def burst_rate(self) -> float:
@@ -236,6 +275,19 @@ class Bubble:
     scatter_sd: float = 0.5
     signal: float = 0.6
 
+    def __post_init__(self) -> None:
+        _require(
+            f"Bubble at {self.at!r} s",
+            [
+                ("at", self.at, lambda v: v >= 0, "0 or more seconds"),
+                ("gap", self.gap, lambda v: v > 0, "a positive number of seconds"),
+                ("flank", self.flank, lambda v: v >= 0, "0 or more seconds"),
+                ("flank_rate", self.flank_rate, lambda v: 0 < v <= 1, "above 0, at most 1"),
+                ("scatter_sd", self.scatter_sd, lambda v: v >= 0, "0 or more"),
+                ("signal", self.signal, lambda v: v > 0, "a positive factor"),
+            ],
+        )
+
 
 @dataclass(frozen=True)
 class Drift:
@@ -258,6 +310,21 @@ class Drift:
     detectors: tuple[str, ...]
     end: float | None = None
 
+    def __post_init__(self) -> None:
+        rules = [
+            ("start", self.start, lambda v: v >= 0, "0 or more seconds"),
+            ("change", self.change, lambda v: v > -1, "above -1 (-0.35: 35 % dimmer)"),
+        ]
+        if self.end is not None:
+            rules.append(("end", self.end, lambda v: v > self.start, "after start"))
+        _require(f"Drift from {self.start!r} s", rules)
+        if isinstance(self.detectors, str) or not self.detectors:
+            raise StudyError(
+                f"Drift from {self.start!r} s: detectors = {self.detectors!r} must name one or "
+                f"more of {', '.join(_MEASURED)}"
+            )
+        _columns(self.detectors)
+
 
 @dataclass(frozen=True)
 class MarginEvents:
@@ -279,6 +346,32 @@ class MarginEvents:
     top: tuple[str, ...] = ()
     floor: tuple[str, ...] = ()
     window: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            "MarginEvents",
+            [("fraction", self.fraction, lambda v: 0 < v <= 1, "above 0, at most 1")],
+        )
+        if isinstance(self.top, str) or isinstance(self.floor, str):
+            raise StudyError("MarginEvents: top and floor are lists of channel names")
+        if not self.top and not self.floor:
+            raise StudyError(
+                "MarginEvents: name the detectors saturated (top) or the scatter channels at 0 "
+                "(floor); with neither no event is at a limit"
+            )
+        _columns(self.top)
+        bad = [f for f in self.floor if f not in _SCATTER]
+        if bad:
+            raise StudyError(f"MarginEvents: floor {bad} must be scatter ({', '.join(_SCATTER)})")
+        if self.window is not None:
+            a, b = (*tuple(self.window), None, None)[:2]
+            _require(
+                "MarginEvents",
+                [
+                    ("window start", a, lambda v: v >= 0, "0 or more seconds"),
+                    ("window end", b, lambda v: a is not None and v > a, "after its start"),
+                ],
+            )
 
 
 @dataclass(frozen=True)
@@ -367,19 +460,21 @@ class _Flow:
 
     def __init__(self) -> None:
         self.segments: list[tuple[float, float, float, float]] = []  # (u0, du, speed, jump)
+        self.spans: list[tuple[float, float, str]] = []  # (u0, u1, what) per anomaly
 
     def add(self, u0: float, du: float, speed: float, jump: float = 0.0) -> None:
         self.segments.append((u0, du, speed, jump))
 
-    def check(self) -> None:
-        seg = sorted(self.segments)
-        for a, b in itertools.pairwise(seg):
-            if a[0] + a[1] > b[0] + 1e-12:
+    def check(self, step: float) -> None:
+        """Refuse anomalies that overlap on the clean timeline (`step`: seconds per unit)."""
+        for a, b in itertools.pairwise(sorted(self.spans)):
+            if a[1] > b[0] + 1e-9:
                 raise StudyError(
-                    f"anomalies overlap on the timeline ({a[0]:g}+{a[1]:g} and {b[0]:g}); "
-                    "space clogs and bubbles apart"
+                    f"{a[2]} ({a[0] * step:.4g}-{a[1] * step:.4g} s of the clean run) and "
+                    f"{b[2]} ({b[0] * step:.4g}-{b[1] * step:.4g} s) overlap; space clogs and "
+                    "bubbles apart"
                 )
-        self.segments = seg
+        self.segments = sorted(self.segments)
 
     def __call__(self, u: np.ndarray) -> np.ndarray:
         t = u.astype(np.float64, copy=True)
@@ -434,16 +529,25 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
     tick = 1.0 / step  # ticks per second
     # each event's place on the clean timeline, spread within its clock tick
     u = np.sort(ev[:, -1].astype(np.float64) + rng.random(n))
+    run = float(u[-1]) * step  # the clean run's seconds
     flow = _Flow()
     for c in plan.clogs:
         u0 = c.start * tick
         flow.add(u0, c.drop * c.drop_rate * tick, c.drop_rate)
         flow.add(u0 + c.drop * c.drop_rate * tick, c.burst * c.burst_rate * tick, c.burst_rate)
+        flow.spans.append((u0, u0 + (c.drop + c.burst) * tick, f"the clog at {c.start:g} s"))
     for b in plan.bubbles:
         fl = b.flank * b.flank_rate * tick
         flow.add(b.at * tick - fl, fl, b.flank_rate)
         flow.add(b.at * tick, fl, b.flank_rate, jump=b.gap * tick)
-    flow.check()
+        flow.spans.append((b.at * tick - fl, b.at * tick + fl, f"the bubble at {b.at:g} s"))
+    for u0, u1, what in flow.spans:
+        if u0 < 0 or u1 * step > run:
+            raise StudyError(
+                f"{what} spans {u0 * step:.4g}-{u1 * step:.4g} s of the clean run, which lasts "
+                f"{run:.4g} s: place it within the run"
+            )
+    flow.check(step)
     t = flow(u)
     # off-centre draws come from a child stream: the parent's draws (and so
     # everything else in the file) stay what they are with corruption off
@@ -454,7 +558,7 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
         u2 = u1 + c.burst * c.burst_rate * tick
         inside = (u >= u0) & (u < u2)
         kind[inside] |= CLOG
-        windows.append(("clog", *(float(x) * step for x in flow(np.array([u0, u2])))))
+        windows.append(("clog", *_ticks(flow(np.array([u0, u2])), step)))
         _dim(ev, inside, measured, c.signal, c.spread, rng)
         burst = np.flatnonzero((u >= u1) & (u < u2))
         _coincide(ev, burst[rng.random(burst.size) < c.coincidence], rng)
@@ -479,15 +583,18 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
         u0, u1 = b.at * tick - fl, b.at * tick + fl
         inside = (u >= u0) & (u < u1)
         kind[inside] |= BUBBLE
-        windows.append(("bubble", *(float(x) * step for x in flow(np.array([u0, u1])))))
+        windows.append(("bubble", *_ticks(flow(np.array([u0, u1])), step)))
         idx = np.flatnonzero(inside)
         ev[np.ix_(idx, scat)] *= np.exp(rng.normal(0.0, b.scatter_sd, (idx.size, len(scat))))
         _dim(ev, inside, fluor, b.signal, 0.2, rng)
     seconds = t * step
     for d in plan.drifts:
         end = d.end if d.end is not None else float(seconds[-1])
-        if not (d.change > -1 and end > d.start):
-            raise StudyError(f"drift {d}: needs change > -1 and end > start")
+        if not d.start < float(seconds[-1]):
+            raise StudyError(
+                f"Drift from {d.start:g} s: the acquisition ends at {float(seconds[-1]):.4g} s, "
+                "before the drift starts; start it within the run"
+            )
         frac = np.clip((seconds - d.start) / (end - d.start), 0.0, 1.0)
         g = (1.0 + d.change * frac).astype(np.float32)
         ev[:, _columns(d.detectors)] *= g[:, None]
@@ -496,13 +603,17 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
     kind[np.abs(gain - 1.0) >= DRIFT_TOLERANCE - 1e-7] |= DRIFT
     for m in plan.margins:
         lo, hi = m.window if m.window is not None else (-math.inf, math.inf)
-        pick = (seconds >= lo) & (seconds < hi) & (rng.random(n) < m.fraction)
+        within = (seconds >= lo) & (seconds < hi)
+        if not within.any():
+            raise StudyError(
+                f"MarginEvents: window {m.window} s holds no event; the acquisition lasts "
+                f"{float(seconds[-1]):.4g} s"
+            )
+        pick = within & (rng.random(n) < m.fraction)
         idx = np.flatnonzero(pick)
         if m.top:
             ev[np.ix_(idx, _columns(m.top))] = ins.MAX_VALUE
         if m.floor:
-            if any(f not in _SCATTER for f in m.floor):
-                raise StudyError(f"floor channels must be scatter ({', '.join(_SCATTER)})")
             ev[np.ix_(idx, _columns(m.floor))] = 0.0
         kind[idx] |= MARGIN
     # the instrument's own limits (as instrument.detect and instrument.scatter apply them)
@@ -521,7 +632,7 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
     out = Sample(
         ev,
         channels,
-        keywords=dict(sample.keywords),
+        keywords=_end_time(dict(sample.keywords), last * step),
         spillover=sample.spillover,
         path=sample.path,
         dataset=sample.dataset,
@@ -529,6 +640,27 @@ def inject(sample: Sample, plan: AnomalyPlan, rng: np.random.Generator):
         scaled=False,
     )
     return out, AnomalyTruth(kind, gain, clipped, windows, plan)
+
+
+def _ticks(t: np.ndarray, step: float) -> tuple[float, float]:
+    """An anomaly's acquisition window on the stored clock, in seconds: from the tick its
+    first event is stored at to the end of its last event's tick (times are floored to
+    ticks), so that every event of it has its stored time within."""
+    first, stop = float(np.floor(t[0])), float(np.floor(np.nextafter(t[1], -np.inf))) + 1.0
+    return round(first * step, 9), round(max(stop, first + 1.0) * step, 9)
+
+
+def _end_time(keywords: dict, seconds: float) -> dict:
+    """`keywords` with ``$ETIM`` moved to ``$BTIM`` + `seconds` (a bubble or clog moves the
+    last event), where both are there as HH:MM:SS."""
+    import datetime as _dt
+
+    try:
+        start = _dt.datetime.strptime(keywords["$BTIM"], "%H:%M:%S")
+    except (KeyError, ValueError):
+        return keywords
+    end = start + _dt.timedelta(seconds=math.ceil(seconds))
+    return {**keywords, "$ETIM": end.strftime("%H:%M:%S")}
 
 
 def _dim(ev, rows, cols, factor: float, spread: float, rng) -> None:
@@ -583,8 +715,8 @@ def random_plan(
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise StudyError(f"unknown anomaly kind(s) {bad}; kinds are {', '.join(KINDS)}")
-    if seconds <= 0:
-        raise StudyError(f"seconds={seconds!r} must be positive")
+    if not (_number(seconds) and seconds > 0):
+        raise StudyError(f"seconds={seconds!r} must be a positive number")
     clogs, bubbles, drifts, margins = [], [], [], []
     timed = [k for k in kinds if k in ("clog", "bubble")]
     # one slot per timed anomaly, each anomaly inside its slot, away from the ends
@@ -610,6 +742,8 @@ def random_plan(
         else:
             flank = rng.uniform(0.1, 0.4)
             frate = rng.uniform(0.2, 0.6)
+            # a short run's slot holds both flanks (they take flank x rate of the clean run)
+            flank = min(flank, 0.4 * (b - a) / frate)
             bubbles.append(
                 Bubble(
                     at=rng.uniform(a + flank * frate, b - flank * frate),

@@ -85,17 +85,22 @@ class Enrichment:
             else:
                 known = ", ".join((*CODE, *AGGREGATES))
                 raise StudyError(f"Enrichment: unknown population {name!r}; use one of {known}")
-        a, b = self.window
-        if not (math.isfinite(a) and math.isfinite(b) and 0 <= a < b):
+        a, b = (*tuple(self.window), None, None)[:2]
+        if not (_number(a) and _number(b) and 0 <= a < b and len(self.window) == 2):
             raise StudyError(f"Enrichment: window {self.window} must be 0 <= start < end seconds")
-        if not (math.isfinite(self.factor) and self.factor >= 1):
-            raise StudyError(f"Enrichment: factor = {self.factor} must be a number >= 1")
+        if not (_number(self.factor) and self.factor >= 1):
+            raise StudyError(f"Enrichment: factor = {self.factor!r} must be a number >= 1")
         object.__setattr__(self, "_codes", tuple(sorted({CODE[x] for x in labels})))
 
     @property
     def codes(self) -> tuple[int, ...]:
         """Label codes of the enriched populations."""
         return self._codes  # type: ignore[attr-defined]
+
+
+def _number(v) -> bool:
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    return ok and math.isfinite(v)
 
 
 def selected(plan: Enrichment, label: np.ndarray, donor: np.ndarray) -> np.ndarray:
@@ -145,6 +150,11 @@ def place(
     inside = (t >= plan.window[0]) & (t < plan.window[1])
     sel = selected(plan, label, donor)
     s, w = int(sel.sum()), int(inside.sum())
+    if n and w == 0:
+        raise StudyError(
+            f"Enrichment: window {plan.window} s holds no event; the acquisition lasts "
+            f"{float(t[-1]):.4g} s"
+        )
     if plan.factor == 1 or n == 0 or s == 0 or w == 0 or w == n:
         return 0
     f = plan.factor
