@@ -70,6 +70,9 @@ def test_parse_collects_problems_and_falls_back_to_defaults():
         'e.g. ["FSC-W"]'
     ]
     assert AcquisitionQCSettings(max_removed_pct=np.int64(30)).max_removed_pct == 30.0
+    # two values that differ are never shown alike
+    (text,) = parse_acquisition_qc({"warn_removed_pct": 20.0000001}, "s.toml")[1]
+    assert "warn_removed_pct = 20.0000001 is above max_removed_pct = 20 (the default)" in text
     assert parse_acquisition_qc([1], "s.toml")[1] == [
         "s.toml: [acquisition_qc] must be a table, got [1]"
     ]

@@ -158,3 +158,33 @@ def test_flanks_are_the_kept_rows_next_to_each_range():
     for (lo, hi), (lo2, hi2) in zip(f["slices"], moved["slices"], strict=True):
         assert hi2 - lo2 == int(drop[lo:hi].sum())
         assert lo2 == int(drop[:lo].sum())
+
+
+def test_flanks_of_two_close_ranges_share_the_rows_between_them_halfway():
+    from types import SimpleNamespace
+
+    from cytokit.analysis import per_sample
+    from cytokit.analysis.chimerism import FLANK_EVENTS
+    from cytokit.qc.result import FlaggedRange
+
+    n = 6 * FLANK_EVENTS
+    keep = np.ones(n, dtype=bool)
+    first = (2 * FLANK_EVENTS, 2 * FLANK_EVENTS + 300)
+    second = (first[1] + 1000, first[1] + 1400)  # 1,000 kept rows between the two
+    for a, b in (first, second):
+        keep[a:b] = False
+    qc = SimpleNamespace(
+        ranges=tuple(FlaggedRange(0.0, 1.0, a, b, "rate", "") for a, b in (first, second)),
+        keep=keep,
+    )
+    f = per_sample._flanks(qc)
+    one, two = f["ranges"]
+    after_first = f["slices"][one["flanks"][1]]
+    before_second = f["slices"][two["flanks"][0]]
+    assert after_first[1] == before_second[0]  # adjacent, not overlapping
+    assert after_first[1] - after_first[0] == before_second[1] - before_second[0] == 500
+    # the outer flanks are whole
+    assert all(
+        hi - lo == FLANK_EVENTS
+        for lo, hi in (f["slices"][one["flanks"][0]], f["slices"][two["flanks"][1]])
+    )

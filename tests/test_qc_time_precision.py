@@ -30,12 +30,14 @@ def clogged():
     return sample, truth.anomalies.mask("clog")
 
 
-def _at(sample, ticks: float, path):
-    """The sample written with its Time channel shifted by `ticks` and read back."""
+def _at(sample, ticks: float, path, timestep: str | None = None):
+    """The sample written with its Time channel shifted by `ticks` (and its $TIMESTEP
+    set to `timestep`) and read back."""
     ev = sample.events.copy()
     t = [c.name for c in sample.channels].index("Time")
     ev[:, t] = (ev[:, t].astype(np.float64) + ticks).astype(np.float32)
-    write_fcs(path, dataclasses.replace(sample, events=ev))
+    keywords = sample.keywords if timestep is None else {**sample.keywords, "$TIMESTEP": timestep}
+    write_fcs(path, dataclasses.replace(sample, events=ev, keywords=keywords))
     return read_fcs(path)
 
 
@@ -61,6 +63,9 @@ def test_a_clock_float32_cannot_resolve_is_not_binned_and_says_why(clogged, tmp_
     assert "rate" not in qc.checks_run and not qc.ranges
     (note,) = [n for n in qc.notes if "not checked" in n]
     assert "float32" in note and "dtype=numpy.float64" in note
+    # a fine clock (0.1 ms) at 8 h: float32 holds 2 ms steps, 20 ticks a value
+    fine = acquisition_qc(_at(sample, 8 * 36_000_000, tmp_path / "fine.fcs", "0.0001"))
+    assert "rate" not in fine.checks_run and not fine.ranges and fine.verdict != "fail"
     # read as float64 the same file is checked, and the clog found
     wide = acquisition_qc(read_fcs(tmp_path / "far.fcs", dtype=np.float64))
     assert "rate" in wide.checks_run and wide.ranges
@@ -84,3 +89,15 @@ def test_a_tiny_timestep_is_noted_and_its_ranges_keep_their_times(clogged, tmp_p
     assert any("shorter than any tube runs: check $TIMESTEP" in n for n in qc.notes), qc.notes
     frame = qc.ranges_frame()
     assert len(frame) and (frame.end > frame.start).all() and (frame.start > 0).all()
+
+
+def test_a_failed_file_says_what_qc_noted(clogged, tmp_path):
+    """A wrong $TIMESTEP may be what fails a file: the failure gives QC's notes."""
+    from cytokit.qc import AcquisitionQCError, AcquisitionQCSettings, screen
+
+    sample, _ = clogged
+    keywords = {**sample.keywords, "$TIMESTEP": "1e-12"}
+    write_fcs(tmp_path / "tiny.fcs", dataclasses.replace(sample, keywords=keywords))
+    with pytest.raises(AcquisitionQCError) as e:
+        screen(read_fcs(tmp_path / "tiny.fcs"), AcquisitionQCSettings(max_removed_pct=1.0))
+    assert "QC notes: the acquisition lasts" in str(e.value) and "check $TIMESTEP" in str(e.value)

@@ -94,7 +94,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 7  # 7: what reading the file warned is among the file's warnings
+MEASURE_VERSION = 8  # 8: qc_notes in the QC record; close ranges split the rows between them
 PARENT_ROW = "__parent__"
 
 
@@ -425,7 +425,8 @@ def _flanks(qc) -> dict | None:
     """QC's removed time ranges and the kept rows beside each: ``{"ranges", "slices"}``.
 
     Each flank is a run of `FLANK_EVENTS` kept events (fewer at the file's
-    ends) just before or just after a range, as a half-open slice of the kept
+    ends, and between two ranges closer than two flanks, which share the kept
+    events between them halfway) just before or just after a range, as a half-open slice of the kept
     rows; ``ranges`` gives each range's events in the file and its flanks
     (indices into ``slices``). None when QC removed no time range.
     """
@@ -434,14 +435,20 @@ def _flanks(qc) -> dict | None:
     if not qc.ranges:
         return None
     kept = np.flatnonzero(qc.keep)  # file index of each kept row
+    bounds = [
+        (int(np.searchsorted(kept, r.first_event)), int(np.searchsorted(kept, r.stop_event)))
+        for r in qc.ranges
+    ]
     slices, ranges = [], []
-    for r in qc.ranges:
-        at = int(np.searchsorted(kept, r.first_event))
-        after = int(np.searchsorted(kept, r.stop_event))
+    for i, (r, (at, after)) in enumerate(zip(qc.ranges, bounds, strict=True)):
+        # two ranges closer than two flanks share the kept rows between them halfway, so
+        # that no row stands for both (the interval counts each flank row once more)
+        floor = (bounds[i - 1][1] + at) // 2 if i > 0 else 0
+        ceil = (after + bounds[i + 1][0]) // 2 if i + 1 < len(bounds) else kept.size
         sides = []
         for lo, hi in (
-            (max(at - FLANK_EVENTS, 0), at),
-            (after, min(after + FLANK_EVENTS, kept.size)),
+            (max(at - FLANK_EVENTS, floor, 0), at),
+            (after, min(after + FLANK_EVENTS, ceil, kept.size)),
         ):
             if hi > lo:
                 sides.append(len(slices))

@@ -283,8 +283,12 @@ def screen(
             if qc.n_removed < qc.n_events
             else ""
         )
+        # what else QC noted (a likely wrong $TIMESTEP, a channel taken for a clock) may be
+        # what explains the failure: the failure says it, as samples.csv's qc_notes would
+        notes = [n for n in (*qc.notes, *qc.trends) if n not in qc.verdict_reason]
+        noted = f". QC notes: {'; '.join(notes)}" if notes else ""
         error = AcquisitionQCError(
-            f"{name}: acquisition QC failed: {qc.verdict_reason}. {how}{raise_max}"
+            f"{name}: acquisition QC failed: {qc.verdict_reason}. {how}{raise_max}{noted}"
         )
         error.qc = qc  # the result behind the verdict, for the caller's tables and plots
         raise error

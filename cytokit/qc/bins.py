@@ -132,9 +132,10 @@ def plan_grid(
         and the smallest difference is within half a step of the step, the
         step itself (not the rounded values) sets the grid, with edges
         halfway between the ticks (each value is within half the spacing of
-        its tick). When the spacing is the step or up to 8 times it and the
-        values sit on neighbouring float32 values, ticks are merged unevenly
-        and the file cannot be binned by time (the reason says so).
+        its tick). When the spacing is the step or more and the values sit on
+        neighbouring float32 values, ticks are merged unevenly (a value holds
+        19 ticks, the next 20) and the file cannot be binned by time (the
+        reason says so); values further apart than that are the clock's own.
 
     Returns
     -------
@@ -159,11 +160,12 @@ def plan_grid(
     if step is not None and step > 0 and q > 0:
         far = max(abs(t0), abs(t1))
         spacing = float(np.spacing(np.asarray(far, dtype=events.dtype)))
-        if step <= spacing <= 8 * step and q < 1.5 * spacing:
+        if spacing >= step and q < 1.5 * spacing:
             unit = "s" if seconds is not None else "time units"
             return (
                 f"the time channel's values near {far:.7g} {unit} are stored as "
-                f"{events.dtype} {spacing:.3g} apart, about the clock's step of {step:g}: "
+                f"{events.dtype} {spacing:.3g} apart, not finer than the clock's step of "
+                f"{step:g}: "
                 "its ticks are merged unevenly, so the rate per time bin is not known "
                 "(times far from 0 need float64; with the API, read the file with "
                 "dtype=numpy.float64)"

@@ -226,7 +226,9 @@ def _problems(s, at: str) -> list[str]:
         if v is None and name == "warn_removed_pct":
             continue  # not given: follows max_removed_pct
         if not _is_number(v) or not 0 <= v <= 100:
-            out.append(f"{at}{name} = {v!r} must be a number from 0 to 100 (a % of the events)")
+            out.append(
+                f"{at}{name} = {_shown(v)} must be a number from 0 to 100 (a % of the events)"
+            )
             pct_ok = False
     if pct_ok and s.warn_removed_pct is not None and s.warn_removed_pct > s.max_removed_pct:
         given = getattr(s, "max_given", True)
@@ -252,8 +254,13 @@ def _shown(v) -> str:
         return "[" + ", ".join(_shown(x) for x in v) + "]"
     if isinstance(v, str):
         return '"' + v.replace('"', '\\"') + '"'
+    if isinstance(v, (bool, np.bool_)):
+        return repr(bool(v))
     if _is_number(v):
-        return f"{float(v):g}" if isinstance(v, (float, np.floating)) else str(int(v))
+        if not isinstance(v, (float, np.floating)):
+            return str(int(v))
+        short = f"{float(v):g}"  # as short as tells the value apart, else every digit
+        return short if float(short) == float(v) else repr(float(v))
     return repr(v)
 
 
