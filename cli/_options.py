@@ -3,6 +3,7 @@ and the declarations of ``cytokit gate``'s acquisition-QC options."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -70,12 +71,20 @@ QC_SENSITIVITY = typer.Option(
     help="Acquisition QC sensitivity (default normal, or the study's); turns QC on.",
     show_default=False,
 )
+
+
+def _percent(value: float | None) -> float | None:
+    """A % of the events: a number from 0 to 100 (nan, inf and the rest are refused)."""
+    if value is not None and not (math.isfinite(value) and 0 <= value <= 100):
+        raise typer.BadParameter(f"{value:g} is not a number from 0 to 100 (a % of the events)")
+    return value
+
+
 #: ``--qc-max-removed``.
 QC_MAX_REMOVED = typer.Option(
     None,
     "--qc-max-removed",
-    min=0,
-    max=100,
+    callback=_percent,
     help="% of a file's events QC may remove before the file fails (default 20, or "
     "the study's); turns QC on.",
     show_default=False,
