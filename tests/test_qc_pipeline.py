@@ -92,6 +92,19 @@ def test_a_file_without_a_usable_time_axis_has_no_bins_with_the_usual_columns(tm
     bins = res.acquisition_bins("fcs/A1_day014.fcs")
     assert bins.empty and list(bins.columns) == ["bin", "start", "end", "time_unit", "events"]
     assert int(bins["events"].sum()) == 0
+    # the report gives a note once: the check that did not run is in the verdict's reason
+    from dataclasses import replace
+
+    from cytokit.report.acquisition import acquisition_section
+
+    html = acquisition_section(res)
+    assert "not in acquisition order" in html and "QC notes:" not in html
+    # what QC noted besides the reason is shown under the file's verdict
+    samples = res.samples.copy()
+    at = samples.index[samples["file"] == "fcs/A1_day014.fcs"][0]
+    samples.loc[at, "qc_notes"] += "; FITC-A: values above its $PnR, top not checked"
+    html = acquisition_section(replace(res, samples=samples))
+    assert '<p class="meta">QC notes: FITC-A: values above its $PnR, top not checked</p>' in html
 
 
 def test_study_toml_table_is_parsed_and_absent_means_no_qc():

@@ -53,9 +53,9 @@ def _drawn_here(results: Results, file: str, title: str):
 
 
 def _reasons(results: Results) -> dict[str, tuple[str, str]]:
-    """Each QC'd file's ``(verdict reason, advice)``: a sample's ``qc_reason`` and no
-    advice; a failed file's failure reason split after "…% allowed" (`cytokit.qc.screen`
-    writes the verdict's reason, then what to do)."""
+    """Each QC'd file's ``(verdict reason, advice)``: a sample's ``qc_reason`` and its
+    ``qc_notes``; a failed file's failure reason split after "…% allowed" (`cytokit.qc.screen`
+    writes the verdict's reason, then what to do and QC's notes)."""
     out = {}
     f = results.failures
     if nonempty(f) and "stage" in f:
@@ -65,8 +65,16 @@ def _reasons(results: Results) -> dict[str, tuple[str, str]]:
             out[str(r["file"])] = (said + " allowed", advice) if sep else (text, "")
     s = results.samples
     if nonempty(s) and "qc_reason" in s:
-        for file, reason in zip(s["file"], s["qc_reason"], strict=True):
-            out.setdefault(str(file), (str(reason), ""))
+        notes = s["qc_notes"] if "qc_notes" in s else [None] * len(s)
+        for file, reason, note in zip(s["file"], s["qc_reason"], notes, strict=True):
+            # what QC noted besides its verdict (a likely wrong $TIMESTEP, a second clock);
+            # a check that did not run is in the reason already
+            parts = str(note).split("; ") if isinstance(note, str) else []
+            parts = [
+                p for p in parts if p.strip() and p.split(" not checked: ", 1)[-1] not in reason
+            ]
+            said = f"QC notes: {'; '.join(parts)}" if parts else ""
+            out.setdefault(str(file), (str(reason), said))
     return out
 
 
