@@ -75,9 +75,12 @@ QC_SENSITIVITY = typer.Option(
 
 def _percent(value: float | None) -> float | None:
     """A % of the events: a number from 0 to 100 (nan, inf and the rest are refused)."""
-    if value is not None and not (math.isfinite(value) and 0 <= value <= 100):
-        raise typer.BadParameter(f"{value:g} is not a number from 0 to 100 (a % of the events)")
-    return value
+    if value is None:
+        return None
+    if not (math.isfinite(value) and 0 <= value <= 100):
+        shown = f"{value:g}" if float(f"{value:g}") == value else repr(value)
+        raise typer.BadParameter(f"{shown} is not a number from 0 to 100 (a % of the events)")
+    return value + 0.0  # -0 is 0
 
 
 #: ``--qc-max-removed``.

@@ -62,13 +62,30 @@ def test_a_clock_float32_cannot_resolve_is_not_binned_and_says_why(clogged, tmp_
     qc = acquisition_qc(_at(sample, 2**25, tmp_path / "far.fcs"))  # 93 h: 0.03 s apart
     assert "rate" not in qc.checks_run and not qc.ranges
     (note,) = [n for n in qc.notes if "not checked" in n]
-    assert "float32" in note and "dtype=numpy.float64" in note
+    assert "float32" in note and "merged unevenly" in note
+    # the file stores float32 ticks (4 apart there): read as float64 they are as merged
+    wide = acquisition_qc(read_fcs(tmp_path / "far.fcs", dtype=np.float64))
+    assert "rate" not in wide.checks_run and not wide.ranges
+    assert any("the file stores its time values as float32" in n for n in wide.notes)
     # a fine clock (0.1 ms) at 8 h: float32 holds 2 ms steps, 20 ticks a value
     fine = acquisition_qc(_at(sample, 8 * 36_000_000, tmp_path / "fine.fcs", "0.0001"))
     assert "rate" not in fine.checks_run and not fine.ranges and fine.verdict != "fail"
-    # read as float64 the same file is checked, and the clog found
-    wide = acquisition_qc(read_fcs(tmp_path / "far.fcs", dtype=np.float64))
-    assert "rate" in wide.checks_run and wide.ranges
+    assert any("the file stores its time values as float32" in n for n in fine.notes)
+
+
+def test_a_file_storing_float64_times_is_checked_when_read_as_float64(clogged, tmp_path):
+    sample, clog = clogged
+    ev = sample.events.astype(np.float64)
+    ev[:, -1] += 2**25
+    path = tmp_path / "d.fcs"
+    write_fcs(path, dataclasses.replace(sample, events=ev), datatype="D")
+    # read as float32 the times are 0.03 s apart: not binned, and the note says how to read it
+    held = acquisition_qc(read_fcs(path, dtype=np.float32))
+    assert "rate" not in held.checks_run
+    assert any("read the file with dtype=numpy.float64" in n for n in held.notes)
+    qc = acquisition_qc(read_fcs(path, dtype=np.float64))
+    removed = _removed(qc)
+    assert "rate" in qc.checks_run and removed[clog].mean() > 0.95 and removed[~clog].mean() < 0.01
 
 
 def test_range_times_are_given_to_the_clocks_resolution(clogged, tmp_path):
@@ -101,3 +118,24 @@ def test_a_failed_file_says_what_qc_noted(clogged, tmp_path):
     with pytest.raises(AcquisitionQCError) as e:
         screen(read_fcs(tmp_path / "tiny.fcs"), AcquisitionQCSettings(max_removed_pct=1.0))
     assert "QC notes: the acquisition lasts" in str(e.value) and "check $TIMESTEP" in str(e.value)
+
+
+def test_no_range_without_events():
+    """A coarse clock (0.1 s, 5,000 events): a flagged last bin whose change point falls
+    after its last event is no range (it removed nothing, and listed 0 events)."""
+    design = dataclasses.replace(simulate.preset_design("sample", seed=102001), timestep=0.1)
+    sample, _ = simulate.simulate_sample(design, "P01", 7, 5000)
+    qc = acquisition_qc(sample)
+    assert all(r.events > 0 and r.end > r.start for r in qc.ranges), qc.ranges_frame()
+
+
+def test_a_failed_files_notes_are_not_said_twice(clogged, tmp_path):
+    from cytokit.qc import AcquisitionQCError, AcquisitionQCSettings, screen
+
+    sample, _ = clogged
+    path = tmp_path / "far.fcs"
+    _at(sample, 2**25, path)
+    with pytest.raises(AcquisitionQCError) as e:
+        screen(read_fcs(path), AcquisitionQCSettings(max_removed_pct=0.0))
+    text = str(e.value)
+    assert text.count("merged unevenly") == 1, text

@@ -285,7 +285,11 @@ def screen(
         )
         # what else QC noted (a likely wrong $TIMESTEP, a channel taken for a clock) may be
         # what explains the failure: the failure says it, as samples.csv's qc_notes would
-        notes = [n for n in (*qc.notes, *qc.trends) if n not in qc.verdict_reason]
+        notes = [
+            n
+            for n in (*qc.notes, *qc.trends)
+            if n.split(" not checked: ", 1)[-1] not in qc.verdict_reason
+        ]
         noted = f". QC notes: {'; '.join(notes)}" if notes else ""
         error = AcquisitionQCError(
             f"{name}: acquisition QC failed: {qc.verdict_reason}. {how}{raise_max}{noted}"

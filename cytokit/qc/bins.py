@@ -110,6 +110,7 @@ def plan_grid(
     *,
     events_per_bin: int = EVENTS_PER_BIN,
     step: float | None = None,
+    stored_spacing: float = 0.0,
 ) -> TimeGrid | str:
     """The time grid of a file in acquisition order, or the reason there can be none.
 
@@ -132,10 +133,16 @@ def plan_grid(
         and the smallest difference is within half a step of the step, the
         step itself (not the rounded values) sets the grid, with edges
         halfway between the ticks (each value is within half the spacing of
-        its tick). When the spacing is the step or more and the values sit on
+        its tick). So it does too where the run has too many ticks for the
+        smallest difference to pin the step down and a bin holds fewer than
+        50 of them. When the spacing is more than the step and the values sit on
         neighbouring float32 values, ticks are merged unevenly (a value holds
         19 ticks, the next 20) and the file cannot be binned by time (the
         reason says so); values further apart than that are the clock's own.
+    stored_spacing : float
+        The same for the file's own values: the spacing (time column units) of
+        a clock the file stores as float32 ticks, near its last tick (0 when
+        stored exactly); a float64 read does not make such ticks apart again.
 
     Returns
     -------
@@ -159,25 +166,42 @@ def plan_grid(
         q = min(q, time_quantum(events[n - min(n, _PROBE) :, tcol]) or q)
     if step is not None and step > 0 and q > 0:
         far = max(abs(t0), abs(t1))
-        spacing = float(np.spacing(np.asarray(far, dtype=events.dtype)))
-        if spacing >= step and q < 1.5 * spacing:
+        held = float(np.spacing(np.asarray(far, dtype=events.dtype)))
+        # a file that stores its clock as float32 ticks merged them itself, however read
+        spacing = max(held, stored_spacing)
+        if spacing > step * (1 + 1e-9) and q < 1.5 * spacing:
             unit = "s" if seconds is not None else "time units"
+            if stored_spacing >= held:
+                where = (
+                    f"the file stores its time values as float32 ticks, {spacing:.3g} {unit} "
+                    f"apart near {far:.7g} {unit}"
+                )
+                fix = "the file's own values cannot tell the ticks apart"
+            else:
+                where = (
+                    f"the time channel's values near {far:.7g} {unit} are held as "
+                    f"{events.dtype} {spacing:.3g} apart"
+                )
+                fix = "times far from 0 need float64; with the API, read the file with "
+                fix += "dtype=numpy.float64"
             return (
-                f"the time channel's values near {far:.7g} {unit} are stored as "
-                f"{events.dtype} {spacing:.3g} apart, not finer than the clock's step of "
-                f"{step:g}: "
-                "its ticks are merged unevenly, so the rate per time bin is not known "
-                "(times far from 0 need float64; with the API, read the file with "
-                "dtype=numpy.float64)"
+                f"{where}, coarser than the clock's step of {step:g}: its ticks are merged "
+                f"unevenly, so the rate per time bin is not known ({fix})"
             )
-        if spacing >= step / 64 and q < 1.5 * step:
-            # one tick, give or take a rounding that pinning the step to the span
-            # (below) would multiply by the run's ticks: the clock's own step
+        ticks_per_bin = (t1 - t0) / min(MAX_BINS, max(MIN_BINS, round(n / events_per_bin))) / step
+        unpinned = (t1 - t0) * spacing >= step * step / 4  # pinning below can miss a tick
+        if q < 1.5 * step and (spacing >= step / 64 or (unpinned and ticks_per_bin < 50)):
+            # one tick, give or take a rounding that pinning the step to the span (below)
+            # cannot undo over this many ticks, where a bin holds few of them (a tick
+            # more or less is a change of rate): the clock's own step, and the span in
+            # whole steps
             q = stated = step
     if q > 0 and t1 > t0 and q != stated:
         # a difference of two float32 times is off by up to an ulp of the times; the
         # whole span holds a whole number of steps, which pins the step down
         q = (t1 - t0) / max(1, round((t1 - t0) / q))
+    if stated is not None:
+        t1 = t0 + round((t1 - t0) / q) * q
     span = t1 - t0 + q
     if not (math.isfinite(span) and span > 0):
         return f"the time channel does not advance (every event at time {t0:g})"

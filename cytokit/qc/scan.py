@@ -108,6 +108,7 @@ class AcquisitionPass:
     def __init__(self, sample: Sample, settings: AcquisitionQCSettings | None = None) -> None:
         self.sample = sample
         self.settings = settings or AcquisitionQCSettings()
+        self._ticks: tuple[float, float] | None = None  # (first tick, step): see _decide
         ev = sample.events
         if ev.dtype not in (np.float32, np.float64):
             raise CytokitError(
@@ -322,6 +323,18 @@ class AcquisitionPass:
             )
         return None
 
+    def _stored_spacing(self, step: float | None) -> float:
+        """How far apart the file's own float32 time values are at its last tick (seconds;
+        0 when it stores them otherwise, or the step is not known)."""
+        s = self.sample
+        if step is None or str(s.keyword("$DATATYPE", "")).upper() != "F" or not s.n_events:
+            return 0.0
+        ends = s.events[[0, -1], self.tcol].astype(np.float64)
+        if not np.isfinite(ends).all():
+            return 0.0
+        ticks = float(np.abs(ends).max()) / step
+        return float(np.spacing(np.float32(min(ticks, 3e38)))) * step
+
     def _implausible_span(self, grid: TimeGrid) -> list[str]:
         """A note when the run seems to last over a day, or under 1 ms: its $TIMESTEP
         is likely wrong."""
@@ -380,7 +393,14 @@ class AcquisitionPass:
             problem = self._time_problem()
             grid: TimeGrid | str | None = None
             if problem is None:
-                grid = plan_grid(s.events, self.tcol, time_axis(s), step=clock_step(s))
+                step = clock_step(s)
+                grid = plan_grid(
+                    s.events,
+                    self.tcol,
+                    time_axis(s),
+                    step=step,
+                    stored_spacing=self._stored_spacing(step),
+                )
                 if isinstance(grid, str):
                     problem = grid
             if problem is not None:
@@ -415,6 +435,11 @@ class AcquisitionPass:
         n = s.n_events
         th = self.settings.thresholds
         edges = grid.edges()
+        # the clock's own step set the grid (`plan_grid`): event times are read on its
+        # ticks, not as float32 rounded them, where a change point is placed
+        self._ticks = (grid.origin + grid.quantum / 2, grid.quantum)
+        if not (grid.quantum > 0 and grid.quantum == clock_step(s)):
+            self._ticks = None
         bounds = bin_bounds(s.events, self.tcol, edges)
         bounds[0], bounds[-1] = 0, n  # every event in a bin, whatever float rounding does
         np.maximum.accumulate(bounds, out=bounds)
@@ -543,7 +568,8 @@ class AcquisitionPass:
                 # a short run's two change points crossed: it is its bins, as found
                 first, stop = int(bounds[a]), int(bounds[b])
                 start_t, end_t = float(edges[a]), float(edges[b])
-            out.append((a, b, first, stop, start_t, end_t))
+            if stop > first:  # a run the change points leave no event of removes nothing
+                out.append((a, b, first, stop, start_t, end_t))
         return out
 
     @staticmethod
@@ -569,6 +595,9 @@ class AcquisitionPass:
         i0, i1 = int(bounds[first_bin]), int(bounds[last_bin + 1])
         lo, hi = float(edges[first_bin]), float(edges[last_bin + 1])
         t = np.asarray(self.sample.events[i0:i1, self.tcol], dtype=np.float64)
+        if self._ticks is not None:
+            first, q = self._ticks
+            t = first + np.round((t - first) / q) * q
         f0, f1 = (first_bin + 1, last_bin + 1) if starting else (first_bin, last_bin)
         w = float(edges[f1] - edges[f0])
         n_in = int(bounds[f1] - bounds[f0])
