@@ -275,3 +275,22 @@ def test_an_enrichment_window_outside_the_run_is_refused():
         simulate.simulate_sample(design, "P01", 7, 5000, timing=plan)
     with pytest.raises(StudyError, match="factor = '2' must be a number"):
         Enrichment(("NK",), window=(1.0, 2.0), factor="2")
+
+
+def test_a_study_that_stops_part_way_leaves_no_files(tmp_path):
+    from cytokit.simulate.study import simulate_study
+
+    design = simulate.preset_design("sample", seed=100843, n_patients=1, n_events=3000)
+    calls = []
+
+    def plan(spec, day):
+        calls.append(day)
+        if len(calls) == 2:
+            return A.AnomalyPlan(clogs=(A.Clog(start=500.0, drop=1.0, drop_rate=0.2, burst=0.4),))
+        return None
+
+    with pytest.raises(StudyError, match="place it within the run"):
+        simulate_study(tmp_path / "s", design, anomalies=plan)
+    assert len(calls) == 2
+    assert not list((tmp_path / "s").rglob("*.fcs")) and not list((tmp_path / "s").rglob("*.npz"))
+    assert not (tmp_path / "s" / "manifest.csv").exists()

@@ -256,19 +256,27 @@ def simulate_study(
     models = {p.id: patient_model(design, p) for p in design.patients}
     samples = design.samples()
     manifest, populations, sample_rows, injected = [], [], [], []
+    written: list[Path] = []
     for i, (spec, day) in enumerate(samples):
         stem = sample_file_stem(spec.id, day)
         fcs = out / "fcs" / f"{stem}.fcs"
-        truth = _write_sample(
-            design,
-            spec,
-            day,
-            fcs,
-            out / "fcs" / f"{stem}.truth.npz",
-            workers=workers,
-            anomalies=anomalies(spec, day) if anomalies is not None else None,
-            timing=timing(spec, day) if timing is not None else None,
-        )
+        written += [fcs, out / "fcs" / f"{stem}.truth.npz"]
+        try:
+            truth = _write_sample(
+                design,
+                spec,
+                day,
+                fcs,
+                out / "fcs" / f"{stem}.truth.npz",
+                workers=workers,
+                anomalies=anomalies(spec, day) if anomalies is not None else None,
+                timing=timing(spec, day) if timing is not None else None,
+            )
+        except BaseException:
+            # no half study: the files of this run go (a bad anomaly plan, Ctrl-C)
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
         rel = f"fcs/{stem}.fcs"
         p = truth.parameters
         manifest.append(
