@@ -43,6 +43,7 @@ BASE = (
     "cytokit._io",
     "cytokit._paths",
     "cytokit._outdir",
+    "cytokit._numbers",
     "cytokit.parquet",
     "cytokit.finite",
     "cytokit.fcs",

@@ -20,7 +20,7 @@ import pandas as pd
 
 from cytokit.errors import AcquisitionQCError
 from cytokit.kernels.acquisition import compact_rows
-from cytokit.qc.result import AcquisitionQC
+from cytokit.qc.result import AcquisitionQC, notes_besides
 from cytokit.qc.scan import acquisition_qc
 from cytokit.qc.settings import AcquisitionQCSettings
 from cytokit.sample import Sample
@@ -260,40 +260,7 @@ def screen(
     qc = acquisition_qc(sample, settings)
     if qc.verdict == "fail":
         name = where or (str(sample.path) if sample.path is not None else sample.name)
-        if qc.n_events == 0:
-            raise_error = AcquisitionQCError(
-                f"{name}: acquisition QC failed: the file has no events, so there is nothing "
-                "to analyse. Export the acquisition again, or leave the file out"
-            )
-            raise_error.qc = qc
-            raise raise_error
-        if 2 * qc.removed_by["margin"] >= qc.n_removed:
-            # most of it is margin events: a detector at its limit, or values not measured
-            how = (
-                "Most are margin events (at a detector's limit, or values not measured) in "
-                "the channels named; a channel the analysis does not need can be left out "
-                "of QC (cytokit gate: --qc-exclude CHANNEL; a study: [acquisition_qc] "
-                "exclude_channels in study.toml)"
-            )
-        else:
-            how = "Look at the file's acquisition (clogs, bubbles, a drifting signal)"
-        raise_max = (
-            "; if the removed events are fine to lose, raise the limit (cytokit gate: "
-            "--qc-max-removed; a study: [acquisition_qc] max_removed_pct in study.toml)"
-            if qc.n_removed < qc.n_events
-            else ""
-        )
-        # what else QC noted (a likely wrong $TIMESTEP, a channel taken for a clock) may be
-        # what explains the failure: the failure says it, as samples.csv's qc_notes would
-        notes = [
-            n
-            for n in (*qc.notes, *qc.trends)
-            if n.split(" not checked: ", 1)[-1] not in qc.verdict_reason
-        ]
-        noted = f". QC notes: {'; '.join(notes)}" if notes else ""
-        error = AcquisitionQCError(
-            f"{name}: acquisition QC failed: {qc.verdict_reason}. {how}{raise_max}{noted}"
-        )
+        error = AcquisitionQCError(f"{name}: acquisition QC failed: {_failure(qc)}")
         error.qc = qc  # the result behind the verdict, for the caller's tables and plots
         raise error
     if qc.n_removed == 0:
@@ -304,3 +271,33 @@ def screen(
     else:
         kept = np.compress(qc.keep, ev, axis=0)
     return dataclasses.replace(sample, events=kept), qc
+
+
+def _failure(qc: AcquisitionQC) -> str:
+    """Why a file failed and what to do: the verdict's reason, the way out, QC's notes."""
+    if qc.n_events == 0:
+        return (
+            "the file has no events, so there is nothing to analyse. Export the acquisition "
+            "again, or leave the file out"
+        )
+    if 2 * qc.removed_by["margin"] >= qc.n_removed:
+        # most of it is margin events: a detector at its limit, or values not measured
+        how = (
+            "Most are margin events (at a detector's limit, or values not measured) in "
+            "the channels named; a channel the analysis does not need can be left out "
+            "of QC (cytokit gate: --qc-exclude CHANNEL; a study: [acquisition_qc] "
+            "exclude_channels in study.toml)"
+        )
+    else:
+        how = "Look at the file's acquisition (clogs, bubbles, a drifting signal)"
+    raise_max = (
+        "; if the removed events are fine to lose, raise the limit (cytokit gate: "
+        "--qc-max-removed; a study: [acquisition_qc] max_removed_pct in study.toml)"
+        if qc.n_removed < qc.n_events
+        else ""
+    )
+    # what else QC noted (a likely wrong $TIMESTEP, a channel taken for a clock) may be
+    # what explains the failure: the failure says it, as samples.csv's qc_notes would
+    notes = notes_besides((*qc.notes, *qc.trends), qc.verdict_reason)
+    noted = f". QC notes: {'; '.join(notes)}" if notes else ""
+    return f"{qc.verdict_reason}. {how}{raise_max}{noted}"

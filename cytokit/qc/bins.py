@@ -160,6 +160,7 @@ def plan_grid(
         # a non-finite time elsewhere breaks the order (the caller's check); at an end not
         if not math.isfinite(t):
             return f"the time channel's {which} value (event {i}) is {t:g}, not a time"
+    target = min(MAX_BINS, max(MIN_BINS, round(n / events_per_bin)))  # bins aimed at
     q = time_quantum(events[: min(n, _PROBE), tcol])
     stated = None
     if q > 0 and n > _PROBE:
@@ -188,7 +189,7 @@ def plan_grid(
                 f"{where}, coarser than the clock's step of {step:g}: its ticks are merged "
                 f"unevenly, so the rate per time bin is not known ({fix})"
             )
-        ticks_per_bin = (t1 - t0) / min(MAX_BINS, max(MIN_BINS, round(n / events_per_bin))) / step
+        ticks_per_bin = (t1 - t0) / target / step
         unpinned = (t1 - t0) * spacing >= step * step / 4  # pinning below can miss a tick
         if q < 1.5 * step and (spacing >= step / 64 or (unpinned and ticks_per_bin < 50)):
             # one tick, give or take a rounding that pinning the step to the span (below)
@@ -211,7 +212,6 @@ def plan_grid(
             f"the time channel has only {steps} steps of {q:g} over the acquisition, "
             f"too coarse for the rate and stability checks (they need at least {MIN_BINS})"
         )
-    target = min(MAX_BINS, max(MIN_BINS, round(n / events_per_bin)))
     width = span / target
     if q > 0:
         width = max(1, round(width / q)) * q

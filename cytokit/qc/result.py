@@ -172,6 +172,12 @@ class FlaggedRange:
         return self.stop_event - self.first_event
 
 
+def notes_besides(notes, reason: str) -> list[str]:
+    """The `notes` a reader does not find in `reason` already: a check that did not run
+    is named there with why (a note's part after "not checked: ")."""
+    return [n for n in notes if n.strip() and n.split(" not checked: ", 1)[-1] not in reason]
+
+
 def time_digits(grid: TimeGrid) -> int:
     """Decimals that give a time of `grid` (in its seconds, or units) to its clock's
     resolution: one more than the clock's step needs, as range edges may fall

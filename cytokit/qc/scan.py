@@ -437,9 +437,8 @@ class AcquisitionPass:
         edges = grid.edges()
         # the clock's own step set the grid (`plan_grid`): event times are read on its
         # ticks, not as float32 rounded them, where a change point is placed
-        self._ticks = (grid.origin + grid.quantum / 2, grid.quantum)
-        if not (grid.quantum > 0 and grid.quantum == clock_step(s)):
-            self._ticks = None
+        stated = grid.quantum > 0 and grid.quantum == clock_step(s)
+        self._ticks = (grid.origin + grid.quantum / 2, grid.quantum) if stated else None
         bounds = bin_bounds(s.events, self.tcol, edges)
         bounds[0], bounds[-1] = 0, n  # every event in a bin, whatever float rounding does
         np.maximum.accumulate(bounds, out=bounds)

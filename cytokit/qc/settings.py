@@ -26,13 +26,11 @@ caller (`StudySettings`), not to this module.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
+from cytokit._numbers import is_finite_number, shown
 from cytokit.errors import StudyError
 
 __all__ = [
@@ -131,7 +129,7 @@ class AcquisitionQCSettings:
         object.__setattr__(self, "warn_follows_max", self.warn_removed_pct is None)
         if self.warn_removed_pct is None:
             m = self.max_removed_pct
-            warn = min(DEFAULT_WARN_PCT, m) if _is_number(m) else DEFAULT_WARN_PCT
+            warn = min(DEFAULT_WARN_PCT, m) if is_finite_number(m) else DEFAULT_WARN_PCT
             object.__setattr__(self, "warn_removed_pct", warn)
         problems = _problems(self, "AcquisitionQCSettings: ")
         if problems:
@@ -188,12 +186,6 @@ class AcquisitionQCSettings:
         }
 
 
-def _is_number(v) -> bool:
-    # numpy's numbers too (a value taken from a pandas table), never a bool
-    ok = isinstance(v, (int, float, np.integer, np.floating))
-    return ok and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
-
-
 def _problems(s, at: str) -> list[str]:
     """Everything wrong with the fields of `s` (an object with the settings' attributes)."""
     out = []
@@ -225,43 +217,26 @@ def _problems(s, at: str) -> list[str]:
         v = getattr(s, name)
         if v is None and name == "warn_removed_pct":
             continue  # not given: follows max_removed_pct
-        if not _is_number(v) or not 0 <= v <= 100:
+        if not is_finite_number(v) or not 0 <= v <= 100:
             out.append(
-                f"{at}{name} = {_shown(v)} must be a number from 0 to 100 (a % of the events)"
+                f"{at}{name} = {shown(v)} must be a number from 0 to 100 (a % of the events)"
             )
             pct_ok = False
     if pct_ok and s.warn_removed_pct is not None and s.warn_removed_pct > s.max_removed_pct:
         given = getattr(s, "max_given", True)
         out.append(
-            f"{at}warn_removed_pct = {_shown(s.warn_removed_pct)} is above max_removed_pct = "
-            f"{_shown(s.max_removed_pct)}{'' if given else ' (the default)'}; the warning "
+            f"{at}warn_removed_pct = {shown(s.warn_removed_pct)} is above max_removed_pct = "
+            f"{shown(s.max_removed_pct)}{'' if given else ' (the default)'}; the warning "
             "level must not exceed the failing level"
         )
     ex = s.exclude_channels
     if isinstance(ex, str) or not all(isinstance(c, str) and c for c in ex):
-        shown = list(ex) if isinstance(ex, (list, tuple)) else ex
+        listed = list(ex) if isinstance(ex, (list, tuple)) else ex
         out.append(
-            f"{at}exclude_channels = {_shown(shown)} must be a list of channel names, "
+            f"{at}exclude_channels = {shown(listed)} must be a list of channel names, "
             'e.g. ["FSC-W"]'
         )
     return out
-
-
-def _shown(v) -> str:
-    """`v` as written in TOML where it is a plain value (a list in brackets, "text" in
-    double quotes, a number as itself), else its repr."""
-    if isinstance(v, list):
-        return "[" + ", ".join(_shown(x) for x in v) + "]"
-    if isinstance(v, str):
-        return '"' + v.replace('"', '\\"') + '"'
-    if isinstance(v, (bool, np.bool_)):
-        return repr(bool(v))
-    if _is_number(v):
-        if not isinstance(v, (float, np.floating)):
-            return str(int(v))
-        short = f"{float(v):g}"  # as short as tells the value apart, else every digit
-        return short if float(short) == float(v) else repr(float(v))
-    return repr(v)
 
 
 class _Fields:

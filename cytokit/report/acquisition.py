@@ -25,6 +25,7 @@ import pandas as pd
 
 from cytokit.analysis.results import Results
 from cytokit.errors import CytokitError
+from cytokit.qc.result import notes_besides
 from cytokit.report._html import esc, figure
 from cytokit.report.contents import ReportPlots
 
@@ -69,10 +70,7 @@ def _reasons(results: Results) -> dict[str, tuple[str, str]]:
         for file, reason, note in zip(s["file"], s["qc_reason"], notes, strict=True):
             # what QC noted besides its verdict (a likely wrong $TIMESTEP, a second clock);
             # a check that did not run is in the reason already
-            parts = str(note).split("; ") if isinstance(note, str) else []
-            parts = [
-                p for p in parts if p.strip() and p.split(" not checked: ", 1)[-1] not in reason
-            ]
+            parts = notes_besides(note.split("; ") if isinstance(note, str) else [], reason)
             said = f"QC notes: {'; '.join(parts)}" if parts else ""
             out.setdefault(str(file), (str(reason), said))
     return out

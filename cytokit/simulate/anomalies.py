@@ -79,6 +79,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from cytokit._numbers import is_finite_number
 from cytokit.errors import StudyError
 from cytokit.sample import Channel, Sample
 from cytokit.simulate import instrument as ins
@@ -128,21 +129,13 @@ _SCATTER = ins.SCATTER_NAMES
 _MEASURED = (*ins.SCATTER_NAMES, *ins.FLUOR_NAMES)
 
 
-def _number(v) -> bool:
-    return (
-        isinstance(v, (int, float, np.integer, np.floating))
-        and not isinstance(v, (bool, np.bool_))
-        and math.isfinite(v)
-    )
-
-
 def _require(what: str, rules) -> None:
     """StudyError naming each field of `what` whose value breaks its rule: `rules` is
     ``(name, value, ok, wanted)`` with ``ok`` a predicate of a number."""
     bad = [
         f"{name} = {value!r} must be {wanted}"
         for name, value, ok, wanted in rules
-        if not (_number(value) and ok(value))
+        if not (is_finite_number(value) and ok(value))
     ]
     if bad:
         raise StudyError(f"{what}: " + "; ".join(bad))
@@ -715,7 +708,7 @@ def random_plan(
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise StudyError(f"unknown anomaly kind(s) {bad}; kinds are {', '.join(KINDS)}")
-    if not (_number(seconds) and seconds > 0):
+    if not (is_finite_number(seconds) and seconds > 0):
         raise StudyError(f"seconds={seconds!r} must be a positive number")
     clogs, bubbles, drifts, margins = [], [], [], []
     timed = [k for k in kinds if k in ("clog", "bubble")]

@@ -32,11 +32,11 @@ Typical use::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from cytokit._numbers import is_finite_number
 from cytokit.errors import StudyError
 from cytokit.simulate.model import AGGREGATES, CODE
 
@@ -86,9 +86,11 @@ class Enrichment:
                 known = ", ".join((*CODE, *AGGREGATES))
                 raise StudyError(f"Enrichment: unknown population {name!r}; use one of {known}")
         a, b = (*tuple(self.window), None, None)[:2]
-        if not (_number(a) and _number(b) and 0 <= a < b and len(self.window) == 2):
+        if not (
+            is_finite_number(a) and is_finite_number(b) and 0 <= a < b and len(self.window) == 2
+        ):
             raise StudyError(f"Enrichment: window {self.window} must be 0 <= start < end seconds")
-        if not (_number(self.factor) and self.factor >= 1):
+        if not (is_finite_number(self.factor) and self.factor >= 1):
             raise StudyError(f"Enrichment: factor = {self.factor!r} must be a number >= 1")
         object.__setattr__(self, "_codes", tuple(sorted({CODE[x] for x in labels})))
 
@@ -96,11 +98,6 @@ class Enrichment:
     def codes(self) -> tuple[int, ...]:
         """Label codes of the enriched populations."""
         return self._codes  # type: ignore[attr-defined]
-
-
-def _number(v) -> bool:
-    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-    return ok and math.isfinite(v)
 
 
 def selected(plan: Enrichment, label: np.ndarray, donor: np.ndarray) -> np.ndarray:

@@ -1,0 +1,34 @@
+"""Checks and text of plain numbers in settings and parameters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["is_finite_number", "shown"]
+
+
+def is_finite_number(v) -> bool:
+    """A finite real number: Python's or numpy's (a value taken from a pandas table),
+    never a bool."""
+    ok = isinstance(v, (int, float, np.integer, np.floating))
+    return ok and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def shown(v) -> str:
+    """`v` as written in TOML where it is a plain value (a list in brackets, "text" in
+    double quotes, a number as itself: as short as tells it apart, else every digit),
+    else its repr."""
+    if isinstance(v, list):
+        return "[" + ", ".join(shown(x) for x in v) + "]"
+    if isinstance(v, str):
+        return '"' + v.replace('"', '\\"') + '"'
+    if isinstance(v, (bool, np.bool_)):
+        return repr(bool(v))
+    if is_finite_number(v):
+        if not isinstance(v, (float, np.floating)):
+            return str(int(v))
+        short = f"{float(v):g}"
+        return short if float(short) == float(v) else repr(float(v))
+    return repr(v)
