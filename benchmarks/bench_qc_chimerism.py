@@ -31,7 +31,7 @@ and with it (defaults). Each NK and CIK row of ``chimerism.csv`` with status
 the file's events); the absolute error in percentage points is summarised
 (median, 95th percentile, maximum) for both runs, and with QC also for
 ``imputed_donor_pct`` (the removed ranges imputed from the kept events beside
-them, `cytokit.analysis.chimerism.stratified_row`) and how often its interval
+them where those hold another mix than the rest, `cytokit.analysis.chimerism.stratified_row`) and how often its interval
 covers the truth. Files that QC failed are counted, not compared.
 """
 
@@ -144,7 +144,11 @@ def errors(study: Path, out: Path, qc: bool) -> tuple[pd.DataFrame, int]:
     m["witness_pp"] = [x[1] for x in limit]
     failed = int((res.failures["stage"] == "acquisition_qc").sum()) if len(res.failures) else 0
     cols = ["file", "population", "events", "true_events", "donor_pct", "true_pct", "error_pp"]
+    m["imputed_pct"] = m["imputed_donor_pct"].astype(float)
+    m["imputed_events"] = m["imputed_events"].astype(float)
     more = [
+        "imputed_pct",
+        "imputed_events",
         "imputed_error_pp",
         "ci_covers",
         "ci_half",
@@ -288,7 +292,9 @@ def main() -> None:
                 f"    imputed_donor_pct (removed ranges filled in from their neighbours): median "
                 f"{k.median():.2f} pp, p95 {k.quantile(0.95):.2f} pp, max {k.max():.2f} pp; its "
                 f"95 % interval covers the truth in {100 * f['ci_covers'].mean():.0f} % of rows "
-                f"(half width median {f['ci_half'].median():.2f} pp, max {f['ci_half'].max():.2f})"
+                f"(half width median {f['ci_half'].median():.2f} pp, max {f['ci_half'].max():.2f}); "
+                f"ranges imputed in {int((f['imputed_events'] > 0).sum())} of {len(f)} rows (the "
+                f"others' flanks hold the kept events' mix: imputed_donor_pct = donor_pct)"
             )
             r, g = f["removal_pp"], f["gating_pp"]
             print(

@@ -114,8 +114,8 @@ def test_time_structured_file_removed_range_is_imputed_from_its_neighbours(analy
 
 def test_the_patient_page_shows_the_imputed_donor_pct_where_qc_removed_cells(analysed):
     """The report's chimerism table gives, under the kept events' own % donor, the
-    QC-imputed one of chimerism.csv where QC removed some of the population's events, and
-    nothing more where it removed none of them."""
+    QC-imputed one of chimerism.csv where cells were imputed into QC's removed ranges, and
+    nothing more where none were."""
     import re
 
     from cytokit.report import build_report
@@ -176,11 +176,14 @@ def test_signal_corrupting_clog_donor_pct_with_and_without_qc(corrupted, file):
     assert float(row["imputed_events"]) == 0.0 == float(row["imputed_donor_events"])
     assert float(row["imputed_donor_pct"]) == float(row["donor_pct"])
     assert float(row["donor_pct"]) == 100.0 * int(row["donor_events"]) / int(row["events"])
-    # with QC: the clog's range removed, the donor % is the whole file's truth, and so is
-    # the imputed one (the range filled in from its neighbours, on an even file)
+    # with QC: the clog's range removed, the donor % is the whole file's truth; on an
+    # even file the kept events beside the range hold the rest's mix, so nothing is
+    # imputed and the imputed donor % is donor_pct with its interval
     q = nk_row(qc, file)
     assert float(q["donor_pct"]) == pytest.approx(truth, abs=1.0)
-    assert float(q["imputed_events"]) > 0
-    assert float(q["imputed_donor_pct"]) == pytest.approx(truth, abs=1.0)
+    assert float(q["imputed_events"]) == 0.0 == float(q["imputed_donor_events"])
+    assert float(q["imputed_donor_pct"]) == float(q["donor_pct"])
+    assert (q["imputed_ci_low"], q["imputed_ci_high"]) == (q["ci_low"], q["ci_high"])
+    assert "nothing imputed" in q["note"]
     removed = res_removed(qc, file, off.size)
     assert removed[off].mean() > 0.95  # QC removed the off-centre events

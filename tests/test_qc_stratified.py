@@ -19,7 +19,7 @@ from cytokit.stats.intervals import binomial_interval
 
 def test_imputed_cells_are_the_flanks_shares_times_the_ranges_events():
     # one range of 50 events; flanks: 20 and 30 % population, 10 and 15 % donor population
-    out = stratified_row(100, 40, [(50, [(100, 20, 10), (100, 30, 15)])])
+    out = stratified_row(100, 40, [(50, [(100, 20, 10), (100, 30, 15)])], shift_z=0)
     assert out["imputed_events"] == pytest.approx(50 * 0.25)
     assert out["imputed_donor_events"] == pytest.approx(50 * 0.125)
     assert out["imputed_donor_pct"] == pytest.approx(100 * (40 + 6.25) / (100 + 12.5))
@@ -32,14 +32,14 @@ def test_a_range_without_neighbours_is_not_imputed_and_says_so():
     assert all(np.isnan(v) for k, v in out.items() if k.startswith("imputed_"))
     assert "without kept neighbours" in out["note"]
     # one imputable range of two: the other is named, the first counted
-    out = stratified_row(100, 40, [(50, []), (20, [(100, 10, 5)])])
+    out = stratified_row(100, 40, [(50, []), (20, [(100, 10, 5)])], shift_z=0)
     assert out["imputed_events"] == pytest.approx(2.0)
     assert "1 removed time range" in out["note"]
 
 
 def test_interval_widens_with_the_imputed_part():
     # 400 imputed cells from 200 flank cells: wider than if all 1,400 had been counted
-    out = stratified_row(1000, 400, [(4000, [(1000, 100, 40), (1000, 100, 40)])])
+    out = stratified_row(1000, 400, [(4000, [(1000, 100, 40), (1000, 100, 40)])], shift_z=0)
     assert out["imputed_events"] == pytest.approx(400.0)
     assert out["imputed_donor_pct"] == pytest.approx(40.0)
     low, high = binomial_interval(560, 1400)
@@ -63,7 +63,7 @@ def test_imputed_interval_is_never_narrower_than_the_kept_events_own(kept, donor
     information, so the interval never claims more certainty than the kept
     events' own binomial interval at the same % (at 0 donors, its upper bound
     is at least the kept events' own)."""
-    out = stratified_row(kept, donors, [(5000, flanks)])
+    out = stratified_row(kept, donors, [(5000, flanks)], shift_z=0)
     p = out["imputed_donor_pct"] / 100
     low, high = binomial_interval(p * kept, kept)
     assert out["imputed_ci_low"] <= 100 * low + 1e-9
@@ -88,12 +88,60 @@ def test_interval_matches_the_spread_of_the_estimate():
         rest = rng.multinomial(kept_n - 2 * flank_n, probs)
         n = int(rest[0] + rest[1]) + sum(f[1] for f in flanks)
         d = int(rest[0]) + sum(f[2] for f in flanks)
-        out = stratified_row(n, d, [(range_n, flanks)])
+        out = stratified_row(n, d, [(range_n, flanks)], shift_z=0)
         est.append(out["imputed_donor_pct"])
         half.append((out["imputed_ci_high"] - out["imputed_ci_low"]) / 2)
     sd = float(np.std(est))
     assert float(np.mean(est)) == pytest.approx(100 * donor, abs=3 * sd / np.sqrt(len(est)) + 0.05)
     assert float(np.median(half)) / 1.96 == pytest.approx(sd, rel=0.15)
+
+
+def _draws(rng, times, flank_donor, kept_n=20_000, range_n=4000, flank_n=2000):
+    """`times` files: kept events at 8 % population, 45 % donor among it; the two
+    flanks' population at donor share `flank_donor`. Yields stratified_row's output."""
+    pop, donor = 0.08, 0.45
+    rest_p = [pop * donor, pop * (1 - donor), 1 - pop]
+    side_p = [pop * flank_donor, pop * (1 - flank_donor), 1 - pop]
+    for _ in range(times):
+        flanks = []
+        for _ in range(2):
+            f = rng.multinomial(flank_n, side_p)
+            flanks.append((flank_n, int(f[0] + f[1]), int(f[0])))
+        rest = rng.multinomial(kept_n - 2 * flank_n, rest_p)
+        n = int(rest[0] + rest[1]) + sum(f[1] for f in flanks)
+        d = int(rest[0]) + sum(f[2] for f in flanks)
+        yield n, d, stratified_row(n, d, [(range_n, flanks)])
+
+
+def test_an_even_file_is_imputed_about_as_often_as_the_test_level_says():
+    """Where the flanks hold the rest's mix, the imputed % stands more than
+    SHIFT_Z = 2 SE from the kept events' own in ~4.6 % of files (a two-sided normal
+    test): the rest keep donor_pct, its interval and 0 imputed cells."""
+    rng = np.random.default_rng(20261204)
+    imputed = 0
+    for n, d, out in _draws(rng, 1000, 0.45):
+        if out["imputed_events"] > 0:
+            imputed += 1
+            assert "mix differs" in out["note"]
+        else:
+            assert out["imputed_donor_pct"] == 100.0 * d / n
+            low, high = binomial_interval(d, n)
+            assert (out["imputed_ci_low"], out["imputed_ci_high"]) == (100 * low, 100 * high)
+            assert "nothing imputed" in out["note"]
+    # binomial(1000, 0.0455): SD 6.6, so 25-70 holds the level with room for the
+    # normal approximation of a ratio of counts
+    assert 20 <= imputed <= 75, imputed
+
+
+def test_flanks_of_another_mix_are_imputed():
+    """Flanks at 65 % donor beside kept events at 45 % (the donor cells crowd around
+    the range): the ranges are imputed in nearly every file, and the imputed % moves
+    towards the flanks' mix."""
+    rng = np.random.default_rng(20261205)
+    outs = [(100.0 * d / n, out) for n, d, out in _draws(rng, 200, 0.65)]
+    imputed = [(k, o) for k, o in outs if o["imputed_events"] > 0]
+    assert len(imputed) >= 0.9 * len(outs)
+    assert all(o["imputed_donor_pct"] > k for k, o in imputed)
 
 
 def test_sides_that_disagree_widen_the_interval_to_what_the_range_may_hold():
@@ -102,12 +150,12 @@ def test_sides_that_disagree_widen_the_interval_to_what_the_range_may_hold():
     range at either side's composition. Sides that agree leave the interval as it was."""
     kept_n, kept_d, size = 2_000, 500, 2_000  # 25 % donor among the kept population
     flanks = [(2_000, 400, 40), (2_000, 400, 160)]  # 20 % population on both sides
-    out = stratified_row(kept_n, kept_d, [(size, flanks)])
+    out = stratified_row(kept_n, kept_d, [(size, flanks)], shift_z=0)
     for q in (0.10, 0.40):  # the range at one side's composition
         truth = 100 * (kept_d + size * 0.2 * q) / (kept_n + size * 0.2)
         assert out["imputed_ci_low"] < truth < out["imputed_ci_high"], (truth, out)
     same = [(2_000, 400, 100), (2_000, 400, 100)]
-    agree = stratified_row(kept_n, kept_d, [(size, same)])
+    agree = stratified_row(kept_n, kept_d, [(size, same)], shift_z=0)
     # the weighted count alone: kept cells outside the flanks count once, flank cells
     # 1 + size / (2 x 2,000) = 1.5 times
     p = (kept_d + size * 0.05) / (kept_n + size * 0.2)

@@ -107,8 +107,13 @@ the imputed part and is never narrower than a binomial interval on the kept
 events at the same %. Where the two sides of a range disagree beyond 2 SDs of their noise, the composition changes across
 it, and the interval also holds half their difference over the range. It removes most of the
 bias where donor cells are enriched around the range, and adds the flanks'
-sampling noise where they are not (``benchmarks/README.md``), so it is
-reported beside the headline, not instead of it. Without removed ranges the
+sampling noise where they are not (``benchmarks/README.md``); so the ranges
+are imputed only where the flanks say the composition changed: where the
+imputed % stands more than `SHIFT_Z` (2) standard errors from the kept
+events' own, the SE being what the flanks' sampling gives when the mix is
+the same all along (a two-sided test at ~5 %). Otherwise ``imputed_donor_pct``
+is ``donor_pct`` with its interval and 0 imputed, and ``note`` says so. It
+is reported beside the headline, not instead of it. Without removed ranges the
 imputed events are 0 and the imputed donor % is ``donor_pct``; a range with
 no kept neighbour on either side is not imputed (the imputed values are
 empty and ``note`` says why).
@@ -130,6 +135,7 @@ __all__ = [
     "FLANK_EVENTS",
     "MARKER_FAILED",
     "POPULATION_MINORITY",
+    "SHIFT_Z",
     "Calibration",
     "Histogram",
     "Threshold",
@@ -160,6 +166,9 @@ MIN_MODE_EVENTS = 10
 POPULATION_MINORITY = 0.05
 #: Kept events on each side of a removed time range whose composition is imputed to it.
 FLANK_EVENTS = 2000
+#: The removed ranges are imputed only where the imputed donor % stands this many
+#: standard errors from the kept events' own (the composition changed around them).
+SHIFT_Z = 2.0
 #: Share of one half of a Gaussian within one sd of the mode.
 _HALF_SD_SHARE = 0.6827
 
@@ -612,6 +621,7 @@ def stratified_row(
     *,
     ci: str = "wilson",
     level: float = 0.95,
+    shift_z: float = SHIFT_Z,
 ) -> dict:
     """The donor % of a population with QC's removed time ranges imputed from their neighbours.
 
@@ -627,6 +637,12 @@ def stratified_row(
         beside it, ``(flank events, population events, donor events)``.
     ci, level
         As `chimerism_row`.
+    shift_z
+        The ranges are imputed only where the imputed % stands more than this
+        many standard errors from the kept events' own, the SE being the one the
+        flanks' sampling gives where the composition is the same all along
+        (`SHIFT_Z`; 0 always imputes). Otherwise the kept
+        events' own share and interval are returned, with 0 imputed and a note.
 
     Returns
     -------
@@ -702,6 +718,29 @@ def stratified_row(
             if gap * gap > 4.0 * (side[0][1] + side[1][1]):
                 var += size * size * gap * gap / 4.0
     var /= total * total
+    if n_k > 0:
+        # is the imputed % further from the kept events' own than the flanks' noise
+        # takes it where the composition is the same all along? The difference is
+        # sum_g (w_g / total - 1 / n_k)(donor - p0 * population) over the groups
+        p0 = d_k / n_k
+        noise = sum((w / total - 1.0 / n_k) ** 2 * n for w, _, n, _ in groups)
+        noise *= p0 * (1.0 - p0)
+        shift = abs(p - p0) / np.sqrt(noise) if noise > 0 else (np.inf if p != p0 else 0.0)
+        if 0 < shift_z and shift <= shift_z:
+            low, high = binomial_interval(donor_events, events, level, ci)
+            said = (
+                f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC; "
+                f"the kept events beside them hold the rest's mix (the imputed % would "
+                f"stand {shift:.2g} SE from donor_pct, within {shift_z:g}): nothing imputed"
+            )
+            return {
+                "imputed_events": 0.0,
+                "imputed_donor_events": 0.0,
+                "imputed_donor_pct": 100.0 * d_k / n_k,
+                "imputed_ci_low": 100.0 * float(low),
+                "imputed_ci_high": 100.0 * float(high),
+                "note": "; ".join(x for x in (said, missing) if x),
+            }
     # never more events than were counted: the imputed ones are read off kept events
     # already in the count (at p = 0 or 1 the variance vanishes, and the kept events'
     # own count is what the interval rests on)
@@ -710,6 +749,7 @@ def stratified_row(
     said = (
         f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC, "
         f"{imp_n:.4g} cells imputed from the kept events beside them"
+        + (f" (their mix differs from the rest's: {shift:.2g} SE)" if n_k > 0 else "")
     )
     note = {"note": "; ".join(x for x in (said, missing) if x)}
     return {
