@@ -107,6 +107,41 @@ def test_a_file_without_a_usable_time_axis_has_no_bins_with_the_usual_columns(tm
     assert '<p class="meta">QC notes: FITC-A: values above its $PnR, top not checked</p>' in html
 
 
+def test_a_file_no_check_could_run_on_has_no_pct_removed_through_every_door(tmp_path):
+    """Only the rate check asked for, on a file whose clock runs backwards: nothing was
+    measured, so no door shows "0.00% removed" (a failed measurement is never a 0): the
+    % is missing, the verdict warns that the events go on unchecked, and all are kept."""
+    import dataclasses
+
+    from cytokit.analysis.results import load_results
+    from cytokit.qc import acquisition_qc
+
+    study = _study(tmp_path, 'enabled = true\nchecks = ["rate"]\n')
+    path = study / "fcs" / "A1_day014.fcs"
+    sample = cytokit.read_fcs(path, scale=False)
+    t = [c.name for c in sample.channels].index("Time")
+    ev = sample.events.copy()
+    ev[:, t] = ev[::-1, t]
+    cytokit.write_fcs(path, dataclasses.replace(sample, events=ev))
+    api = acquisition_qc(cytokit.read_fcs(path), AcquisitionQCSettings(checks=("rate",)))
+    assert api.checks_run == () and np.isnan(api.pct_removed)
+    row = api.summary()
+    assert row["qc_pct_removed"] is None and row["qc_removed"] == 0
+    assert api.verdict == "warn" and "no check ran" in api.verdict_reason
+    assert "removed" not in api.verdict_reason.split(";")[0]
+    res = cytokit.analyze(study, tmp_path / "o", scheduler="serial")  # invariants checked
+    for got in (res, load_results(tmp_path / "o")):
+        s = got.samples.set_index("file")
+        bad, good = s.loc["fcs/A1_day014.fcs"], s.loc["fcs/A1_day007.fcs"]
+        assert pd.isna(bad["qc_pct_removed"]) and bad["qc_reason"] == api.verdict_reason
+        assert bad["events_after_qc"] == bad["events_before_qc"]
+        assert good["qc_pct_removed"] > 0  # the clog's file was measured
+    gate_files(study / "strategy.yaml", [path], tmp_path / "g", statistics=False,
+               scheduler="serial", acquisition_qc=AcquisitionQCSettings(checks=("rate",)))  # fmt: skip
+    g = pd.read_csv(tmp_path / "g" / "qc_samples.csv", keep_default_na=False).iloc[0]
+    assert g["qc_pct_removed"] == "" and g["qc_reason"] == api.verdict_reason
+
+
 def test_study_toml_table_is_parsed_and_absent_means_no_qc():
     base = {"gating": {"strategy": "s.yaml"}, "populations": {"NK": "/NK"}}
     settings, problems = parse_settings(base)

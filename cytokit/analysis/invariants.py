@@ -44,7 +44,8 @@ Rules
     A sample with a ``qc_verdict`` has ``pass`` or ``warn`` (a failed file is
     in failures.csv), ``events_before_qc`` = ``events``, 0 <=
     ``events_after_qc`` <= ``events_before_qc``, each ``qc_removed_<reason>``
-    in [0, before], ``qc_pct_removed`` = 100 · (before − after) / before, and
+    in [0, before], ``qc_pct_removed`` = 100 · (before − after) / before (empty
+    only where no check ran: every ``qc_removed_<reason>`` empty, nothing removed), and
     its root gates' ``parent_count`` = ``events_after_qc`` −
     ``nonfinite_events``; a sample without a verdict has every QC column
     empty. Each flagged range belongs to a sample with a verdict, has start
@@ -267,9 +268,17 @@ def _acquisition_qc(found: _Found, s: pd.DataFrame, counts: pd.DataFrame, ranges
         found.rows("samples", s, on & ~np.isnan(n) & ~((n >= 0) & (n <= before)),
                    f"qc_removed_{reason} must be empty or in [0, events_before_qc]")  # fmt: skip
     pct = 100 * (before - after) / np.where(before > 0, before, np.nan)
-    bad_pct = on & (before > 0) & ~(np.abs(_num(s, "qc_pct_removed") - pct) <= 1e-4)
+    got_pct = _num(s, "qc_pct_removed")
+    # empty only where no check ran: every reason's count empty and every event kept
+    unchecked = np.column_stack(
+        [np.isnan(_num(s, f"qc_removed_{r}")) for r in ("rate", "signal", "margin")]
+    ).all(axis=1) & (after == before)
+    bad_pct = (
+        on & (before > 0) & ~(np.abs(got_pct - pct) <= 1e-4) & ~(np.isnan(got_pct) & unchecked)
+    )
     found.rows("samples", s, bad_pct,
-               "qc_pct_removed must be 100 * (before - after) / before")  # fmt: skip
+               "qc_pct_removed must be 100 * (before - after) / before (empty only where "
+               "no check ran)")  # fmt: skip
     if not counts.empty and on.any():
         roots = counts[_text(counts, "parent_path") == ""]
         first = roots.drop_duplicates("file").set_index("file")["parent_count"]

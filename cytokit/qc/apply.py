@@ -98,7 +98,7 @@ def file_record(qc: AcquisitionQC) -> dict:
             f"qc_removed_{r}": None if s[f"qc_removed_{r}"] is None else int(s[f"qc_removed_{r}"])
             for r in ("rate", "signal", "margin")
         },
-        "qc_pct_removed": float(s["qc_pct_removed"]),
+        "qc_pct_removed": None if s["qc_pct_removed"] is None else float(s["qc_pct_removed"]),
         "qc_verdict": s["qc_verdict"],
         "qc_reason": s["qc_reason"],
         "qc_notes": s["qc_notes"],

@@ -251,7 +251,10 @@ class AcquisitionQC:
     # -- per file --------------------------------------------------------------------
     @property
     def pct_removed(self) -> float:
-        return 100.0 * self.n_removed / self.n_events if self.n_events else 0.0
+        """% of the events removed; NaN where nothing was measured (no event, no check ran)."""
+        if not self.n_events or not self.checks_run:
+            return float("nan")
+        return 100.0 * self.n_removed / self.n_events
 
     def pct(self, reason: str) -> float:
         """% of events removed for `reason` (an event may count for several reasons)."""
@@ -321,6 +324,11 @@ class AcquisitionQC:
             plural = "s" if len(self.not_run) > 1 else ""
             also.append(f"the {missing} check{plural} did not run: {why}")
         also.extend(self.trends)
+        if not self.checks_run:
+            # nothing was measured: no "0.00% removed", the events go on unchecked
+            return "warn", (
+                f"no check ran, so the {self.n_events} events go on unchecked; " + "; ".join(also)
+            )
         if self.n_removed >= self.n_events:
             # nothing left to count, whatever the limit allows: a failure, not populations
             # of 0 events (with max_removed_pct = 100 the file would pass on to the gates)
@@ -343,8 +351,9 @@ class AcquisitionQC:
         ``qc_removed_signal``, ``qc_removed_margin`` (an event removed for two
         reasons counts in both; None where that check did not run: not asked
         for, or no usable Time channel), ``qc_removed`` (each event once),
-        ``qc_pct_removed``, ``qc_verdict``, ``qc_reason``, ``qc_checks`` (the
-        checks that ran, ``+``-joined), ``qc_notes``.
+        ``qc_pct_removed`` (None when no check ran), ``qc_verdict``,
+        ``qc_reason``, ``qc_checks`` (the checks that ran, ``+``-joined),
+        ``qc_notes``.
         """
         out = {
             "qc_events_before": self.n_events,
@@ -357,7 +366,8 @@ class AcquisitionQC:
         verdict, reason = self._verdict()
         out.update(
             qc_removed=self.n_removed,
-            qc_pct_removed=round(self.pct_removed, 4),
+            # no check ran: nothing measured, no % (never a 0)
+            qc_pct_removed=round(self.pct_removed, 4) if self.checks_run else None,
             qc_verdict=verdict,
             qc_reason=reason,
             qc_checks="+".join(self.checks_run),
