@@ -8,6 +8,7 @@ every count, and the removed range must cover the injected clog.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 import cytokit
 from cytokit.cli.app import app
 from cytokit.engine.gate_files import GateTask, gate_files
-from cytokit.errors import StudyError
+from cytokit.errors import CytokitError, StudyError
 from cytokit.qc import AcquisitionQCSettings
 from cytokit.simulate import PatientSpec, StudyDesign
 from cytokit.simulate.anomalies import CLOG, AnomalyPlan, Clog
@@ -276,6 +277,15 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     assert (mine["events"] > 0).all()
     kept = "fcs/A1_day014.fcs"  # an analysed file: its rows of the table, the same columns
     assert list(res.acquisition_ranges(kept).columns) == list(mine.columns)
+    # a file not in the results, or failed at a later stage, has no rows to read as
+    # "nothing removed": it is named instead
+    with pytest.raises(CytokitError, match=re.escape("no sample 'fcs/nope.fcs'")):
+        res.acquisition_ranges("fcs/nope.fcs")
+    from dataclasses import replace
+
+    later = res.failures.assign(stage="gate", file="fcs/A1_day021.fcs")
+    with pytest.raises(CytokitError, match=r"failed at stage 'gate'.*not kept"):
+        replace(res, failures=later).acquisition_ranges("fcs/A1_day021.fcs")
     start, drop, burst = 3.0, 1.0, 0.4  # CLOG_PLAN
     assert mine["start"].min() <= start + 0.1 and mine["end"].max() >= start + drop + burst - 0.1
     bins = res.acquisition_bins(file)

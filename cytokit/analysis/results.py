@@ -633,7 +633,9 @@ class Results:
         A sample's are its rows of ``acquisition_qc.csv``; a file QC failed
         (`qc_failed_files`) has no rows there, and its ranges are read from
         its ``qc/<sample>.npz`` (one written by an older cytokit holds start,
-        end and reasons only: the other columns are then empty).
+        end and reasons only: the other columns are then empty). A file that
+        failed at a later stage (gating, say) or is not in the results raises
+        `CytokitError`: no rows would read as "nothing removed".
         """
         from cytokit.qc.apply import RANGE_COLUMNS
 
@@ -666,6 +668,22 @@ class Results:
                 },
                 columns=cols,
             )
+        analysed = not self.samples.empty and (self.samples["file"] == file).any()
+        if not analysed:
+            # no rows would read as "QC removed nothing": say what happened instead
+            f = self.failures
+            stage = (
+                f.loc[f["file"] == file, "stage"]
+                if f is not None and not f.empty and "stage" in f
+                else []
+            )
+            if len(stage):
+                raise CytokitError(
+                    f"{file} failed at stage {stage.iloc[0]!r} (failures.csv), after "
+                    f"acquisition QC: what QC removed there is not kept; rerun it alone "
+                    f"with cytokit.qc.acquisition_qc(cytokit.read_fcs(path))"
+                )
+            raise CytokitError(f"no sample {file!r} in the results at {self.out}")
         r = self.acquisition_qc
         if r is None or r.empty:
             return pd.DataFrame(columns=cols)
