@@ -92,3 +92,31 @@ def test_channel_axes_hold_the_series_and_readable_ticks(qc):
         assert len(ticks) >= 2, (name, ticks)
         gaps = np.diff(np.arcsinh(np.asarray(ticks) / c))
         assert (gaps >= 0.15 * (top - bottom) - 1e-9).all(), (name, ticks)
+
+
+def test_channel_names_stay_clear_of_the_tick_labels_and_inside_the_figure():
+    """On a small file a scatter channel's range is narrow and its ticks read 7.4e+04:
+    the channel's name sits left of them, not over them, and a long name wraps rather
+    than running off the figure's left edge."""
+    design = simulate.preset_design("sample", seed=5)
+    sample, _ = simulate.simulate_sample(design, "P01", 7, 10_000)
+    bins = acquisition_qc(sample).bins_frame()
+    long = "FSC-A"
+    bins = bins.rename(columns={c: c.replace(long, "Comp-BV421-A CD56 bright") for c in bins})
+    fig = acquisition_figure(bins, None, title="small file")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    edge = fig.get_window_extent()
+    checked = 0
+    for ax in fig.get_axes()[1:]:
+        label = ax.yaxis.label.get_window_extent(renderer)
+        assert label.x0 >= edge.x0 - 0.5, ax.get_ylabel()
+        for tick in ax.get_yticklabels():
+            if tick.get_visible() and tick.get_text():
+                assert label.x1 <= tick.get_window_extent(renderer).x0 + 0.5, (
+                    ax.get_ylabel(),
+                    tick.get_text(),
+                )
+                checked += 1
+    assert checked >= 6
+    assert "Comp-BV421-A\nCD56 bright" in [ax.get_ylabel() for ax in fig.get_axes()]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -191,8 +192,11 @@ def acquisition_figure(
         ax.yaxis.set_major_locator(_SpacedAsinhLocator(c, numticks=4))
         ax.yaxis.set_major_formatter(_PLAIN)
         ax.yaxis.set_minor_formatter(_NONE)
-        ax.set_ylabel(plain(name), fontsize=7, rotation=0, ha="right", va="center")
-        ax.yaxis.set_label_coords(-0.065, 0.5)  # clear of tick labels such as 3.9e+03
+        # placed by matplotlib left of the widest tick label (7.4e+04 on a narrow
+        # range), then aligned across the panels below
+        # a long name on lines of 16 characters: the left margin holds it beside the ticks
+        label = "\n".join(textwrap.wrap(plain(name), 16, break_on_hyphens=False)) or name
+        ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
         ax.tick_params(labelsize=7)
         _shade(ax, ranges)
     axes[-1, 0].set_xlabel(f"acquisition time ({unit})", fontsize=8)
@@ -215,6 +219,7 @@ def acquisition_figure(
     axes[0, 0].legend(handles=both, fontsize=7, frameon=False, loc="lower center",
                       bbox_to_anchor=(0.5, 1.0), borderaxespad=0.2,
                       ncols=min(len(both), 4))  # fmt: skip
+    fig.align_ylabels(axes[1:, 0])
     if title:
         fig.suptitle(plain(title), fontsize=9)
     return fig
