@@ -92,10 +92,21 @@ QC_MAX_REMOVED = typer.Option(
     "the study's); turns QC on.",
     show_default=False,
 )
+def _channel_names(value: list[str] | None) -> list[str] | None:
+    """Channel names ($PnN): an empty or blank one names no channel."""
+    for name in value or []:
+        if not name.strip():
+            raise typer.BadParameter(
+                f"{name!r} names no channel; give a $PnN as the file spells it, such as FSC-W"
+            )
+    return value
+
+
 #: ``--qc-exclude`` (repeatable).
 QC_EXCLUDE = typer.Option(
     None,
     "--qc-exclude",
+    callback=_channel_names,
     help="A channel ($PnN) acquisition QC leaves out, such as a dead detector the "
     "strategy does not read (repeat for more; added to the study's "
     "exclude_channels); turns QC on.",

@@ -16,16 +16,17 @@ def is_finite_number(v) -> bool:
     return ok and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
 
 
-def shown(v) -> str:
+def shown(v, *, toml: bool = True) -> str:
     """`v` as written in TOML where it is a plain value (a list in brackets, "text" in
-    double quotes, a number as itself: as short as tells it apart, else every digit),
-    else its repr."""
-    if isinstance(v, list):
-        return "[" + ", ".join(shown(x) for x in v) + "]"
+    double quotes, true or false, a number as itself: as short as tells it apart, else
+    every digit), else its repr. With ``toml=False`` as Python writes it (a message
+    about a Python argument): a bool True or False, a tuple in parentheses."""
+    if isinstance(v, list) or (toml and isinstance(v, tuple)):
+        return "[" + ", ".join(shown(x, toml=toml) for x in v) + "]"
     if isinstance(v, str):
-        return '"' + v.replace('"', '\\"') + '"'
+        return '"' + v.replace('"', '\\"') + '"' if toml else repr(v)
     if isinstance(v, (bool, np.bool_)):
-        return repr(bool(v))
+        return ("true" if v else "false") if toml else repr(bool(v))
     if is_finite_number(v):
         if not isinstance(v, (float, np.floating)):
             return str(int(v))

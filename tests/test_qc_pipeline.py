@@ -167,7 +167,7 @@ def test_bad_acquisition_qc_keys_are_study_problems_naming_key_and_fix():
 
 def test_load_study_reports_a_bad_table(tmp_path):
     out = _study(tmp_path, 'sensitivity = "extreme"\n')
-    with pytest.raises(StudyError, match=r"\[acquisition_qc\] sensitivity = 'extreme'"):
+    with pytest.raises(StudyError, match=r'\[acquisition_qc\] sensitivity = "extreme"'):
         load_study(out, check_files=False)
 
 
@@ -194,6 +194,14 @@ def test_qc_max_removed_must_be_a_percent(value, tmp_path):
     )
     said = " ".join(res.output.replace("│", " ").split())
     assert res.exit_code == 2 and "is not a number from 0 to 100 (a % of the events)" in said
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_qc_exclude_must_name_a_channel(value, tmp_path):
+    args = ["gate", "s.yaml", "f.fcs", "-o", str(tmp_path / "o"), f"--qc-exclude={value}"]
+    res = CliRunner().invoke(app, args)
+    said = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 2 and "--qc-exclude" in said and "names no channel" in said, said
 
 
 # -- one file, one answer, whichever door -------------------------------------------------------

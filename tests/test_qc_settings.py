@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -48,13 +50,34 @@ def test_from_mapping_names_every_problem_with_the_file():
     text = str(info.value)
     for part in (
         "/data/study/study.toml: [acquisition_qc] unknown key 'threshold'",
-        "enabled = 'yes' must be true or false",
-        "unknown check(s) 'clogs'",
-        "sensitivity = 'extreme' must be one of 'low', 'normal', 'high'",
+        'enabled = "yes" must be true or false',
+        'unknown check(s) "clogs"',
+        'sensitivity = "extreme" must be one of "low", "normal", "high"',
         "max_removed_pct = 120 must be a number from 0 to 100",
-        "exclude_channels = 'FSC-W' must be a list",
+        'exclude_channels = "FSC-W" must be a list',
     ):
         assert part in text
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ({"max_removed_pct": True}, "max_removed_pct = true must be a number"),
+        ({"warn_removed_pct": False}, "warn_removed_pct = false must be a number"),
+        ({"checks": [1]}, "checks = [1] must be a list such as"),
+        ({"checks": ["rate", "clog"]}, 'checks = ["rate", "clog"]: unknown check(s) "clog"'),
+    ],
+)
+def test_a_study_table_value_is_quoted_as_toml_writes_it(table, said):
+    """The message quotes the value as the user wrote it in study.toml (true, "text",
+    [1]), not as Python prints it (True, 'text', (1,))."""
+    _, problems = parse_acquisition_qc(table, "study.toml")
+    assert len(problems) == 1 and said in problems[0], problems
+
+
+def test_a_python_argument_is_quoted_as_python_writes_it():
+    with pytest.raises(StudyError, match=re.escape("enabled = 'yes' must be True or False")):
+        AcquisitionQCSettings(enabled="yes")
 
 
 def test_parse_collects_problems_and_falls_back_to_defaults():

@@ -131,7 +131,7 @@ class AcquisitionQCSettings:
             m = self.max_removed_pct
             warn = min(DEFAULT_WARN_PCT, m) if is_finite_number(m) else DEFAULT_WARN_PCT
             object.__setattr__(self, "warn_removed_pct", warn)
-        problems = _problems(self, "AcquisitionQCSettings: ")
+        problems = _problems(self, "AcquisitionQCSettings: ", toml=False)
         if problems:
             raise StudyError("; ".join(problems))
         object.__setattr__(self, "checks", tuple(c for c in CHECKS if c in self.checks))
@@ -186,31 +186,38 @@ class AcquisitionQCSettings:
         }
 
 
-def _problems(s, at: str) -> list[str]:
-    """Everything wrong with the fields of `s` (an object with the settings' attributes)."""
+def _problems(s, at: str, toml: bool = True) -> list[str]:
+    """Everything wrong with the fields of `s` (an object with the settings' attributes),
+    each value as TOML writes it (`toml`, a study.toml table) or as Python does."""
+
+    def show(v) -> str:
+        return shown(v, toml=toml)
+
+    def names(values) -> str:
+        return ", ".join(map(show, values))
+
     out = []
     if not isinstance(s.enabled, bool):
-        out.append(f"{at}enabled = {s.enabled!r} must be true or false")
+        out.append(f"{at}enabled = {show(s.enabled)} must be {show(True)} or {show(False)}")
     checks = s.checks
     if isinstance(checks, str) or not all(isinstance(c, str) for c in checks):
-        out.append(f'{at}checks = {checks!r} must be a list such as ["rate", "signal", "margins"]')
+        out.append(f"{at}checks = {show(checks)} must be a list such as {show(list(CHECKS))}")
     else:
         bad = [c for c in checks if c not in CHECKS]
         if not checks:
             out.append(
                 f"{at}checks = [] names no check, and a QC that checks nothing would pass "
-                f"every file; name at least one of {', '.join(map(repr, CHECKS))}, or set "
+                f"every file; name at least one of {names(CHECKS)}, or set "
                 "enabled = false to leave acquisition QC out"
             )
         elif bad:
             out.append(
-                f"{at}checks = {list(checks)!r}: unknown check(s) {', '.join(map(repr, bad))}; "
-                f"the checks are {', '.join(map(repr, CHECKS))}"
+                f"{at}checks = {show(list(checks))}: unknown check(s) {names(bad)}; "
+                f"the checks are {names(CHECKS)}"
             )
     if s.sensitivity not in SENSITIVITIES:
         out.append(
-            f"{at}sensitivity = {s.sensitivity!r} must be one of "
-            + ", ".join(map(repr, SENSITIVITIES))
+            f"{at}sensitivity = {show(s.sensitivity)} must be one of {names(SENSITIVITIES)}"
         )
     pct_ok = True
     for name in ("max_removed_pct", "warn_removed_pct"):
@@ -219,22 +226,22 @@ def _problems(s, at: str) -> list[str]:
             continue  # not given: follows max_removed_pct
         if not is_finite_number(v) or not 0 <= v <= 100:
             out.append(
-                f"{at}{name} = {shown(v)} must be a number from 0 to 100 (a % of the events)"
+                f"{at}{name} = {show(v)} must be a number from 0 to 100 (a % of the events)"
             )
             pct_ok = False
     if pct_ok and s.warn_removed_pct is not None and s.warn_removed_pct > s.max_removed_pct:
         given = getattr(s, "max_given", True)
         out.append(
-            f"{at}warn_removed_pct = {shown(s.warn_removed_pct)} is above max_removed_pct = "
-            f"{shown(s.max_removed_pct)}{'' if given else ' (the default)'}; the warning "
+            f"{at}warn_removed_pct = {show(s.warn_removed_pct)} is above max_removed_pct = "
+            f"{show(s.max_removed_pct)}{'' if given else ' (the default)'}; the warning "
             "level must not exceed the failing level"
         )
     ex = s.exclude_channels
     if isinstance(ex, str) or not all(isinstance(c, str) and c for c in ex):
         listed = list(ex) if isinstance(ex, (list, tuple)) else ex
         out.append(
-            f"{at}exclude_channels = {shown(listed)} must be a list of channel names, "
-            'e.g. ["FSC-W"]'
+            f"{at}exclude_channels = {show(listed)} must be a list of channel names, "
+            f"e.g. {show(['FSC-W'])}"
         )
     return out
 
@@ -262,7 +269,7 @@ def parse_acquisition_qc(
     at = f"{source}: [acquisition_qc] "
     d = AcquisitionQCSettings()
     if not isinstance(mapping, Mapping):
-        return d, [f"{source}: [acquisition_qc] must be a table, got {mapping!r}"]
+        return d, [f"{source}: [acquisition_qc] must be a table, got {shown(mapping)}"]
     problems = [
         f"{at}unknown key {k!r}; known keys: {', '.join(_KEYS)}" for k in mapping if k not in _KEYS
     ]
@@ -273,7 +280,7 @@ def parse_acquisition_qc(
         if isinstance(raw[key], (list, tuple)):
             raw[key] = tuple(raw[key])
         else:
-            problems.append(f"{at}{key} = {raw[key]!r} must be a list, e.g. {example}")
+            problems.append(f"{at}{key} = {shown(raw[key])} must be a list, e.g. {example}")
             raw[key] = getattr(d, key)
     problems += _problems(_Fields(**raw, max_given="max_removed_pct" in mapping), at)
     if problems:
