@@ -100,6 +100,9 @@ def test_a_file_without_a_usable_time_axis_has_no_bins_with_the_usual_columns(tm
 
     html = acquisition_section(res)
     assert "not in acquisition order" in html and "QC notes:" not in html
+    # its figure's caption does not promise a rate and shaded ranges it cannot show
+    assert "fcs/A1_day014.fcs has no time bins to plot" in html
+    assert "Event rate and signal of fcs/A1_day014.fcs" not in html
     # what QC noted besides the reason is shown under the file's verdict
     samples = res.samples.copy()
     at = samples.index[samples["file"] == "fcs/A1_day014.fcs"][0]
@@ -309,6 +312,11 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     table = samples_table(res.samples, res.counts, ["NK"], res.failures)
     assert table.index(file) < table.index("fcs/A1_day014.fcs")
     assert "failed (acquisition_qc): no counts" in table and "<td>fail</td>" in table
+    # the Failures section does not say the QC plot above is missing
+    from cytokit.report.page import _failures
+
+    said = _failures(res)
+    assert "no counts or donor values" in said and "keeps its QC plot" in said
     # resumed from the store (the failure is not run again) and rebuilt from the folder
     npz = tmp_path / "o" / "qc" / "fcs__A1_day007.npz"
     before = npz.read_bytes()

@@ -216,18 +216,14 @@ def _problems(s, at: str, toml: bool = True) -> list[str]:
                 f"the checks are {names(CHECKS)}"
             )
     if s.sensitivity not in SENSITIVITIES:
-        out.append(
-            f"{at}sensitivity = {show(s.sensitivity)} must be one of {names(SENSITIVITIES)}"
-        )
+        out.append(f"{at}sensitivity = {show(s.sensitivity)} must be one of {names(SENSITIVITIES)}")
     pct_ok = True
     for name in ("max_removed_pct", "warn_removed_pct"):
         v = getattr(s, name)
         if v is None and name == "warn_removed_pct":
             continue  # not given: follows max_removed_pct
         if not is_finite_number(v) or not 0 <= v <= 100:
-            out.append(
-                f"{at}{name} = {show(v)} must be a number from 0 to 100 (a % of the events)"
-            )
+            out.append(f"{at}{name} = {show(v)} must be a number from 0 to 100 (a % of the events)")
             pct_ok = False
     if pct_ok and s.warn_removed_pct is not None and s.warn_removed_pct > s.max_removed_pct:
         given = getattr(s, "max_given", True)

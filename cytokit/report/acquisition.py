@@ -106,11 +106,20 @@ def acquisition_section(results: Results) -> str:
                 parts.append(f"<p>{head}; no plot: {esc(exc)}</p>")
                 continue
         caption = f"Event rate and signal of {file} over the acquisition; removed ranges shaded."
+        if _without_time_bins(results, file):
+            caption = f"{file} has no time bins to plot: the rate and signal checks did not run."
         state = "" if verdict == "pass" else " open"
         body = advice + figure(png, caption)
         parts.append(f"<details{state}><summary>{head}</summary>{body}</details>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _without_time_bins(results: Results, file: str) -> bool:
+    try:
+        return results.acquisition_bins(file).empty
+    except (CytokitError, OSError, KeyError):
+        return False
 
 
 def nonempty(frame: pd.DataFrame | None) -> bool:

@@ -470,9 +470,15 @@ def _failures(results: Results) -> str:
     if not nonempty(f):
         parts.append('<p class="ok">Every file was processed.</p>')
     else:
+        qc = "stage" in f and (f["stage"] == "acquisition_qc").any()
+        also = (
+            " (a file acquisition QC failed keeps its QC plot, under Acquisition QC, to show why)"
+            if qc
+            else ""
+        )
         parts.append(
-            f'<p class="alert">{_plural(len(f), "file")} could not be processed; their results are '
-            "missing from every table and plot above.</p>"
+            f'<p class="alert">{_plural(len(f), "file")} could not be processed; they have no '
+            f"counts or donor values in the tables and plots above{also}.</p>"
         )
         rows = [
             [
