@@ -142,17 +142,24 @@ def _signal(positive: np.ndarray, gain: float, rng) -> np.ndarray:
     return np.where(positive, pos, neg)
 
 
+#: Keywords of the first tube's file that a further tube's file of the same visit keeps.
+_KEPT_KEYWORDS = ("$TIMESTEP", "$BTIM", "$ETIM", "$DATE", "$CYT")
+
+
 def _write(sample, events: np.ndarray, markers, channels, path: Path) -> None:
     from cytokit.sample import Channel
 
     chans = list(sample.channels)
     for m, c in zip(markers, channels, strict=True):
         chans.append(Channel(len(chans), c, m, range=262_144, bits=32))
+    # the acquisition's clock and date stay (QC reads times in seconds through $TIMESTEP);
+    # the rest named the first tube's file, panel and compensation
+    kept = {k: v for k, v in sample.keywords.items() if k.upper() in _KEPT_KEYWORDS}
     out = dataclasses.replace(
         sample,
         events=np.ascontiguousarray(np.hstack([sample.events, events.astype(sample.events.dtype)])),
         channels=tuple(chans),
-        keywords={},
+        keywords=kept,
     )
     write_fcs(path, out)
 
