@@ -459,7 +459,12 @@ class AcquisitionPass:
         )
         # the upper-weighted mean's effective number of values: (Σw)² / Σw² of its rank
         # weights, 3/8 of the values for a ramp over the upper half
-        count = np.stack((values, (values * 3) // 8, bright[0]), axis=2)
+        upper = (values * 3) // 8
+        # a channel whose bright cells are a few a bin (bright_moments judges none of its
+        # bins) weighs them in its upper half's mean too, which then jumps with their
+        # number: only the mean of all values is judged there
+        upper[:, ~(bright[0] > 0).any(axis=0)] = 0
+        count = np.stack((values, upper, bright[0]), axis=2)
         mean = np.concatenate((mean, bright[1][:, :, None]), axis=2)
         sd = np.concatenate((sd, bright[2][:, :, None]), axis=2)
         stab = check_stability(count, mean, sd, th, windows=WINDOWS[:1], inputs=~rate.flagged)

@@ -16,6 +16,13 @@ the ``asinh(x / cofactor)`` scale, where a change of gain is a shift:
   means straddle the dim and the bright cells and carry the bin-to-bin
   noise of their mix (SD 0.15-0.3 per bin of 200 events); this one stays
   on the bright cells (SD 0.02-0.05). It judges drifts only (below).
+  Where a marker is positive on a few cells a bin only (1-3 of 200:
+  CD107a, IFN-g, a KIR), its level is theirs, and jumps with their number
+  from bin to bin: a channel where more than `BRIGHT_FEW` of the bins of
+  the usual flow rest on fewer than `BRIGHT_VALUES` values (the effective
+  number of the weights) has no bright series, and its upper-weighted mean,
+  which weighs the same few cells, is not judged either: only the mean of
+  all its values is.
 
 Means with smooth weights, not medians, quantiles or density peaks, because
 they move smoothly when the mix of populations in a bin moves a little: a
@@ -121,6 +128,8 @@ from cytokit.qc.settings import Thresholds
 __all__ = [
     "BAND",
     "BRIGHT",
+    "BRIGHT_FEW",
+    "BRIGHT_VALUES",
     "CREEP_ONSET",
     "DRIFT_BINS",
     "MIN_VALUES",
@@ -154,6 +163,13 @@ WINDOWS = (9, 27, 81)
 CREEP_ONSET = 0.15
 #: Fewest values a bin needs for its signal to be judged.
 MIN_VALUES = 10
+#: Fewest values a bin's bright level should rest on, as the effective number of its
+#: weights, ``(Σx)² / Σx²`` (`bright_moments`): fewer, and the level is that of one to
+#: three bright cells, which come and go from bin to bin.
+BRIGHT_VALUES = 10
+#: Share of a channel's bins of the usual flow that may rest on fewer than
+#: `BRIGHT_VALUES` before its bright series is not judged at all.
+BRIGHT_FEW = 0.1
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
 _MAD = 1.4826
@@ -390,7 +406,11 @@ def bright_moments(events, columns, cofactors, tops, starts, stops, max_per_bin:
     Returns
     -------
     count : ndarray of int64, shape (B, k)
-        Values used.
+        Values used; 0 in every bin of a channel whose level rests on fewer
+        than `BRIGHT_VALUES` values, by the effective number of its weights
+        ``(Σx)² / Σx²`` (a few bright cells among dim ones), in more than
+        `BRIGHT_FEW` of the bins holding at least half the median bin's values
+        (so that the channel's bright level is not judged).
     mean : ndarray of float64, shape (B, k)
         ``asinh(C / cofactor)`` (NaN where the bin has no positive value).
     sd : ndarray of float64, shape (B, k)
@@ -429,11 +449,18 @@ def bright_moments(events, columns, cofactors, tops, starts, stops, max_per_bin:
         s1[have] = np.add.reduceat(x, first)
         s2[have] = np.add.reduceat(x2, first)
         good = s1 > 0
+        # a level resting on a few cells (a marker positive on 1-3 cells a bin: CD107a,
+        # IFN-g, a KIR) jumps with their number from bin to bin; where that is common in
+        # the bins of the usual flow (a slow clog's bins hold few values of any kind), the
+        # channel has no steady bright level, and none of its bins is judged
+        few = s1 * s1 < BRIGHT_VALUES * s2
+        usual = have & (c >= 0.5 * np.median(c[have]))
+        rare = np.count_nonzero(few & usual) > BRIGHT_FEW * np.count_nonzero(usual)
         cm = np.where(good, s2 / np.where(good, s1, 1.0), np.nan)
         spread[have] = np.add.reduceat(x2 * (x - cm[g]) ** 2, first)
         with np.errstate(invalid="ignore", divide="ignore"):
             sd_c = np.sqrt(spread / c) / (s1 / c)
-            count[:, j] = c.astype(np.int64)
+            count[:, j] = 0 if rare else c.astype(np.int64)
             mean[:, j] = np.where(good, np.arcsinh(cm / cofactors[j]), np.nan)
             sd[:, j] = np.where(good, sd_c / np.hypot(cm, cofactors[j]), np.nan)
     return count, mean, sd
