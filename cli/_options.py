@@ -92,6 +92,8 @@ QC_MAX_REMOVED = typer.Option(
     "the study's); turns QC on.",
     show_default=False,
 )
+
+
 def _channel_names(value: list[str] | None) -> list[str] | None:
     """Channel names ($PnN): an empty or blank one names no channel."""
     for name in value or []:
