@@ -177,9 +177,27 @@ def _nonfinite_over_events(r):
     r.samples.loc[r.samples.index[0], "nonfinite_events"] = r.samples.events.iloc[0] + 1
 
 
+def _imputed_interval_out_of_range(r):
+    i = _first(r.chimerism, "status == 'quantified'")
+    r.chimerism.loc[i, "imputed_ci_high"] = 140.0
+
+
+def _imputed_interval_missing(r):
+    i = _first(r.chimerism, "status == 'quantified'")
+    r.chimerism.loc[i, ["imputed_ci_low", "imputed_ci_high"]] = np.nan
+
+
+def _nothing_imputed_other_interval(r):
+    i = _first(r.chimerism, "status == 'quantified' and imputed_events == 0")
+    r.chimerism.loc[i, "imputed_ci_low"] = r.chimerism.loc[i, "ci_low"] + 0.01
+
+
 @pytest.mark.parametrize(
     ("plant", "rule"),
     [
+        (_imputed_interval_out_of_range, "imputed_ci_high, inside \\[0, 100\\]"),
+        (_imputed_interval_missing, "imputed_ci_high, inside \\[0, 100\\]"),
+        (_nothing_imputed_other_interval, "with imputed_events = 0, imputed_donor_pct and its"),
         (_quantified_plus_one, "chimerism.csv row .*donor_events \\+ recipient_events"),
         (_pct_over_100, "donor_pct must be 100 \\* donor_events / events, in \\[0, 100\\]"),
         (_ci_below, "ci_low <= donor_pct <= ci_high"),

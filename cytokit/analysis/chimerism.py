@@ -112,8 +112,12 @@ are imputed only where the flanks say the composition changed: where the
 imputed % stands more than `SHIFT_Z` (2) standard errors from the kept
 events' own, the SE being what the flanks' sampling gives when the mix is
 the same all along (a two-sided test at ~5 %). Otherwise ``imputed_donor_pct``
-is ``donor_pct`` with its interval and 0 imputed, and ``note`` says so. It
-is reported beside the headline, not instead of it. Without removed ranges the
+is ``donor_pct`` with its interval and 0 imputed, and ``note`` says so. The
+test is per population: a population and its parts may differ in whether
+they were imputed. A flank of fewer than `MIN_FLANK_EVENTS` kept events is
+not read, and each flank's variance is at least what as many events drawn
+from the kept mix would give (a flank of events all alike has no spread of
+its own to read). It is reported beside the headline, not instead of it. Without removed ranges the
 imputed events are 0 and the imputed donor % is ``donor_pct``; a range with
 no kept neighbour on either side is not imputed (the imputed values are
 empty and ``note`` says why).
@@ -134,6 +138,7 @@ __all__ = [
     "FALSE_POSITIVE_RATE",
     "FLANK_EVENTS",
     "MARKER_FAILED",
+    "MIN_FLANK_EVENTS",
     "POPULATION_MINORITY",
     "SHIFT_Z",
     "Calibration",
@@ -166,6 +171,9 @@ MIN_MODE_EVENTS = 10
 POPULATION_MINORITY = 0.05
 #: Kept events on each side of a removed time range whose composition is imputed to it.
 FLANK_EVENTS = 2000
+#: Fewest kept events a flank needs to stand for a removed range (fewer, at a file's
+#: end or between close ranges: that side is not read).
+MIN_FLANK_EVENTS = 100
 #: The removed ranges are imputed only where the imputed donor % stands this many
 #: standard errors from the kept events' own (the composition changed around them).
 SHIFT_Z = 2.0
@@ -653,17 +661,25 @@ def stratified_row(
         docstring), all NaN when no range could be imputed, and ``note``:
         what was imputed, and which ranges had no kept neighbour.
     """
+    if not (np.isfinite(shift_z) and shift_z >= 0):
+        raise ValueError(f"shift_z = {shift_z!r} must be a number >= 0 (standard errors)")
     n_k, d_k = float(events), float(donor_events)
     parts, lost = [], 0
     for size, flanks in ranges:
-        flanks = [(a, n, d) for a, n, d in flanks if a > 0]
+        # a few kept events cannot say what thousands of removed ones held
+        flanks = [(a, n, d) for a, n, d in flanks if a >= MIN_FLANK_EVENTS]
         if size <= 0:
             continue
         if not flanks:
             lost += 1
             continue
         parts.append((float(size), flanks))
-    missing = f"{lost} removed time range(s) without kept neighbours, not imputed" if lost else ""
+    missing = (
+        f"{lost} removed time range(s) without {MIN_FLANK_EVENTS} kept events beside them, "
+        "not imputed"
+        if lost
+        else ""
+    )
     note = {"note": missing} if lost else {}
     nan = float("nan")
     if not parts:
@@ -679,13 +695,14 @@ def stratified_row(
     imp_d = sum(size * np.mean([d / a for a, _, d in fl]) for size, fl in parts)
     total = n_k + imp_n
     if total <= 0:
+        none = "imputed_donor_pct: no cell of the population kept, nor beside the removed ranges"
         return {
             "imputed_events": float(imp_n),
             "imputed_donor_events": float(imp_d),
             "imputed_donor_pct": nan,
             "imputed_ci_low": nan,
             "imputed_ci_high": nan,
-            **note,
+            "note": "; ".join(x for x in (none, missing) if x),
         }
     p = (d_k + imp_d) / total
     # delta method for a weighted count: the flanks are kept events, so the estimate
@@ -699,11 +716,21 @@ def stratified_row(
             groups.append((1.0 + size / (len(fl) * a), float(a), float(n), float(d)))
             n_rest, d_rest = n_rest - n, d_rest - d
     groups.append((1.0, None, max(n_rest, 0.0), min(max(d_rest, 0.0), max(n_rest, 0.0))))
+    # a flank's spread is read off its own events, which say nothing when they are few or
+    # all alike (one event, 50 donor cells): it is at least what events drawn from the
+    # whole kept mix would give (the population's share over all flanks, the kept cells'
+    # donor share), so a short flank at a file's end cannot make the interval narrow
+    share = sum(n for _, fl in parts for _, n, _ in fl) / sum(
+        a for _, fl in parts for a, _, _ in fl
+    )
+    q = d_k / n_k if n_k > 0 else p
+    per_event = share * (q * (1.0 - p) ** 2 + (1.0 - q) * p * p) - (share * (q - p)) ** 2
     var = 0.0
     for w, a, n, d in groups:
         sq = d * (1.0 - p) ** 2 + (n - d) * p * p
         mean = (d - p * n) ** 2 / (a if a else max(n, 1.0))
-        var += w * w * max(sq - mean, 0.0)
+        floor = a * max(per_event, 0.0) if a else 0.0
+        var += w * w * max(sq - mean, floor)
     for size, fl in parts:
         if len(fl) == 2:
             # two sides that disagree beyond their noise (2 SDs) say the composition

@@ -24,8 +24,9 @@ Rules
       ``events`` = 0); ``ci_low`` <= ``donor_pct`` <= ``ci_high`` within
       [0, 100]; ``imputed_events`` >= ``imputed_donor_events`` >= 0 and
       ``imputed_donor_pct`` = 100 · (donor + imputed donor) / (events +
-      imputed events) within ``imputed_ci_low`` .. ``imputed_ci_high``, or
-      all of them empty; the status that the donor events give (fewer than 20:
+      imputed events) within ``imputed_ci_low`` .. ``imputed_ci_high``, inside
+      [0, 100], or all of them empty, and with 0 imputed events the same
+      figure and interval as ``donor_pct``; the status that the donor events give (fewer than 20:
       ``not_detected``, fewer than ``[qc] min_events``: ``not_quantifiable``);
       ``donor_per_ul`` and ``recipient_per_ul`` = ``per_ul`` × their share of
       the events, present exactly when ``per_ul`` is;
@@ -121,6 +122,10 @@ def _imputed(found, ch, counted, events, donor) -> None:
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(size > 0, 100.0 * (donor + imp_d) / size, np.nan)
     tol = 1e-9
+    # a percentage has its interval, inside [0, 100]
+    bounded = np.isnan(pct) | (
+        ~np.isnan(low) & ~np.isnan(high) & (low >= -tol) & (high <= 100 + tol)
+    )
     ok = (
         (imp_d >= 0)
         & (imp_n >= imp_d)
@@ -129,6 +134,7 @@ def _imputed(found, ch, counted, events, donor) -> None:
         & ~(pct > 100)
         & ~(low > pct + tol)
         & ~(pct > high + tol)
+        & bounded
     )
     found.rows(
         "chimerism",
@@ -136,7 +142,20 @@ def _imputed(found, ch, counted, events, donor) -> None:
         counted & ~(empty | ok),
         "imputed_events >= imputed_donor_events >= 0 and imputed_donor_pct = 100 * "
         "(donor_events + imputed_donor_events) / (events + imputed_events) within "
-        "imputed_ci_low .. imputed_ci_high (or all empty) must hold",
+        "imputed_ci_low .. imputed_ci_high, inside [0, 100] (or all empty) must hold",
+    )
+    # nothing imputed: the kept events' own figure and interval, exactly
+    same = (
+        _close(pct, _num(ch, "donor_pct"))
+        & _close(low, _num(ch, "ci_low"))
+        & _close(high, _num(ch, "ci_high"))
+    )
+    found.rows(
+        "chimerism",
+        ch,
+        counted & (imp_n == 0) & ~np.isnan(pct) & ~same,
+        "with imputed_events = 0, imputed_donor_pct and its interval must be donor_pct and "
+        "ci_low .. ci_high",
     )
 
 
