@@ -59,13 +59,7 @@ def test_a_short_flank_keeps_the_interval_honest():
     covered = 0
     draws = 400
     for _ in range(draws):
-        flanks = []
-        for _ in range(2):
-            f = rng.multinomial(150, probs)
-            flanks.append((150, int(f[0] + f[1]), int(f[0])))
-        rest = rng.multinomial(20_000 - 300, probs)
-        n = int(rest[0] + rest[1]) + sum(f[1] for f in flanks)
-        d = int(rest[0]) + sum(f[2] for f in flanks)
+        n, d, flanks = _file(rng, 20_000, 150, probs, probs)
         out = stratified_row(n, d, [(3000, flanks)], shift_z=0)
         covered += out["imputed_ci_low"] <= 100 * donor <= out["imputed_ci_high"]
     assert covered >= 0.92 * draws, covered
@@ -119,19 +113,27 @@ def test_interval_matches_the_spread_of_the_estimate():
     probs = [pop * donor, pop * (1 - donor), 1 - pop]
     est, half = [], []
     for _ in range(400):
-        flanks = []
-        for _ in range(2):
-            f = rng.multinomial(flank_n, probs)
-            flanks.append((flank_n, int(f[0] + f[1]), int(f[0])))
-        rest = rng.multinomial(kept_n - 2 * flank_n, probs)
-        n = int(rest[0] + rest[1]) + sum(f[1] for f in flanks)
-        d = int(rest[0]) + sum(f[2] for f in flanks)
+        n, d, flanks = _file(rng, kept_n, flank_n, probs, probs)
         out = stratified_row(n, d, [(range_n, flanks)], shift_z=0)
         est.append(out["imputed_donor_pct"])
         half.append((out["imputed_ci_high"] - out["imputed_ci_low"]) / 2)
     sd = float(np.std(est))
     assert float(np.mean(est)) == pytest.approx(100 * donor, abs=3 * sd / np.sqrt(len(est)) + 0.05)
     assert float(np.median(half)) / 1.96 == pytest.approx(sd, rel=0.15)
+
+
+def _file(rng, kept_n, flank_n, rest_p, side_p):
+    """One file's kept population and donor events and its two flanks, drawn from the
+    shares (donor cells, recipient cells, other events) `rest_p` outside the flanks and
+    `side_p` in them: (population events, donor events, flanks)."""
+    flanks = []
+    for _ in range(2):
+        f = rng.multinomial(flank_n, side_p)
+        flanks.append((flank_n, int(f[0] + f[1]), int(f[0])))
+    rest = rng.multinomial(kept_n - 2 * flank_n, rest_p)
+    n = int(rest[0] + rest[1]) + sum(f[1] for f in flanks)
+    d = int(rest[0]) + sum(f[2] for f in flanks)
+    return n, d, flanks
 
 
 def _draws(rng, times, flank_donor, kept_n=20_000, range_n=4000, flank_n=2000):
@@ -141,13 +143,7 @@ def _draws(rng, times, flank_donor, kept_n=20_000, range_n=4000, flank_n=2000):
     rest_p = [pop * donor, pop * (1 - donor), 1 - pop]
     side_p = [pop * flank_donor, pop * (1 - flank_donor), 1 - pop]
     for _ in range(times):
-        flanks = []
-        for _ in range(2):
-            f = rng.multinomial(flank_n, side_p)
-            flanks.append((flank_n, int(f[0] + f[1]), int(f[0])))
-        rest = rng.multinomial(kept_n - 2 * flank_n, rest_p)
-        n = int(rest[0] + rest[1]) + sum(f[1] for f in flanks)
-        d = int(rest[0]) + sum(f[2] for f in flanks)
+        n, d, flanks = _file(rng, kept_n, flank_n, rest_p, side_p)
         yield n, d, stratified_row(n, d, [(range_n, flanks)])
 
 
