@@ -668,22 +668,9 @@ class Results:
                 },
                 columns=cols,
             )
-        analysed = not self.samples.empty and (self.samples["file"] == file).any()
-        if not analysed:
+        if not self._analysed(file):
             # no rows would read as "QC removed nothing": say what happened instead
-            f = self.failures
-            stage = (
-                f.loc[f["file"] == file, "stage"]
-                if f is not None and not f.empty and "stage" in f
-                else []
-            )
-            if len(stage):
-                raise CytokitError(
-                    f"{file} failed at stage {stage.iloc[0]!r} (failures.csv), after "
-                    f"acquisition QC: what QC removed there is not kept; rerun it alone "
-                    f"with cytokit.qc.acquisition_qc(cytokit.read_fcs(path))"
-                )
-            raise CytokitError(f"no sample {file!r} in the results at {self.out}")
+            raise self._no_qc_record(file)
         r = self.acquisition_qc
         if r is None or r.empty:
             return pd.DataFrame(columns=cols)
@@ -696,6 +683,22 @@ class Results:
             return []
         return [str(x) for x in f.loc[f["stage"] == "acquisition_qc", "file"]]
 
+    def _analysed(self, file: str) -> bool:
+        return not self.samples.empty and bool((self.samples["file"] == file).any())
+
+    def _no_qc_record(self, file: str) -> CytokitError:
+        """Why `file`, not analysed nor failed by QC, has no QC record here."""
+        f = self.failures
+        known = f is not None and not f.empty and "stage" in f
+        stage = f.loc[f["file"] == file, "stage"] if known else []
+        if len(stage):
+            return CytokitError(
+                f"{file} failed at stage {stage.iloc[0]!r} (failures.csv), after "
+                f"acquisition QC: what QC removed there is not kept; rerun it alone "
+                f"with cytokit.qc.acquisition_qc(cytokit.read_fcs(path))"
+            )
+        return CytokitError(f"no sample {file!r} in the results at {self.out}")
+
     def _qc_item(self, file: str, key: str) -> np.ndarray:
         return self._qc_items(file, (key,))[key]
 
@@ -704,9 +707,8 @@ class Results:
         ``qc/<sample>.npz``, read in one opening of it."""
         if self.out is None:
             raise CytokitError("these results were not written to a folder; QC data is kept there")
-        rows = self.samples[self.samples["file"] == file] if not self.samples.empty else None
-        if (rows is None or rows.empty) and file not in self.qc_failed_files():
-            raise CytokitError(f"no sample {file!r} in the results at {self.out}")
+        if not self._analysed(file) and file not in self.qc_failed_files():
+            raise self._no_qc_record(file)
         path = self.out / "qc" / f"{sample_id(file)}.npz"
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in keys if k not in data]
