@@ -716,6 +716,29 @@ def stratified_row(
             groups.append((1.0 + size / (len(fl) * a), float(a), float(n), float(d)))
             n_rest, d_rest = n_rest - n, d_rest - d
     groups.append((1.0, None, max(n_rest, 0.0), min(max(d_rest, 0.0), max(n_rest, 0.0))))
+    if n_k > 0:
+        # is the imputed % further from the kept events' own than the flanks' noise
+        # takes it where the composition is the same all along? The difference is
+        # sum_g (w_g / total - 1 / n_k)(donor - p0 * population) over the groups
+        p0 = d_k / n_k
+        noise = sum((w / total - 1.0 / n_k) ** 2 * n for w, _, n, _ in groups)
+        noise *= p0 * (1.0 - p0)
+        shift = abs(p - p0) / np.sqrt(noise) if noise > 0 else (np.inf if p != p0 else 0.0)
+        if 0 < shift_z and shift <= shift_z:
+            low, high = binomial_interval(donor_events, events, level, ci)
+            said = (
+                f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC; "
+                f"the kept events beside them hold the rest's mix (the imputed % would "
+                f"stand {shift:.2g} SE from donor_pct, within {shift_z:g}): nothing imputed"
+            )
+            return {
+                "imputed_events": 0.0,
+                "imputed_donor_events": 0.0,
+                "imputed_donor_pct": 100.0 * d_k / n_k,
+                "imputed_ci_low": 100.0 * float(low),
+                "imputed_ci_high": 100.0 * float(high),
+                "note": "; ".join(x for x in (said, missing) if x),
+            }
     # a flank's spread is read off its own events, which say nothing when they are few or
     # all alike (one event, 50 donor cells): it is at least what events drawn from the
     # whole kept mix would give (the population's share over all flanks, the kept cells'
@@ -745,29 +768,6 @@ def stratified_row(
             if gap * gap > 4.0 * (side[0][1] + side[1][1]):
                 var += size * size * gap * gap / 4.0
     var /= total * total
-    if n_k > 0:
-        # is the imputed % further from the kept events' own than the flanks' noise
-        # takes it where the composition is the same all along? The difference is
-        # sum_g (w_g / total - 1 / n_k)(donor - p0 * population) over the groups
-        p0 = d_k / n_k
-        noise = sum((w / total - 1.0 / n_k) ** 2 * n for w, _, n, _ in groups)
-        noise *= p0 * (1.0 - p0)
-        shift = abs(p - p0) / np.sqrt(noise) if noise > 0 else (np.inf if p != p0 else 0.0)
-        if 0 < shift_z and shift <= shift_z:
-            low, high = binomial_interval(donor_events, events, level, ci)
-            said = (
-                f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC; "
-                f"the kept events beside them hold the rest's mix (the imputed % would "
-                f"stand {shift:.2g} SE from donor_pct, within {shift_z:g}): nothing imputed"
-            )
-            return {
-                "imputed_events": 0.0,
-                "imputed_donor_events": 0.0,
-                "imputed_donor_pct": 100.0 * d_k / n_k,
-                "imputed_ci_low": 100.0 * float(low),
-                "imputed_ci_high": 100.0 * float(high),
-                "note": "; ".join(x for x in (said, missing) if x),
-            }
     # never more events than were counted: the imputed ones are read off kept events
     # already in the count (at p = 0 or 1 the variance vanishes, and the kept events'
     # own count is what the interval rests on)

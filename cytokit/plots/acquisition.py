@@ -192,9 +192,9 @@ def acquisition_figure(
         ax.yaxis.set_major_locator(_SpacedAsinhLocator(c, numticks=4))
         ax.yaxis.set_major_formatter(_PLAIN)
         ax.yaxis.set_minor_formatter(_NONE)
-        # placed by matplotlib left of the widest tick label (7.4e+04 on a narrow
-        # range), then aligned across the panels below
-        # a long name on lines of 16 characters: the left margin holds it beside the ticks
+        # placed by matplotlib left of the widest tick label (7.4e+04 on a narrow range)
+        # and aligned across the panels below; a long name wraps at 16 characters, which
+        # the left margin holds beside the ticks
         label = "\n".join(textwrap.wrap(plain(name), 16, break_on_hyphens=False)) or name
         ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
         ax.tick_params(labelsize=7)
