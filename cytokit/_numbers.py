@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["is_finite_number", "shown"]
+__all__ = ["is_finite_number", "pct_text", "shown"]
 
 
 def is_finite_number(v) -> bool:
@@ -33,3 +33,15 @@ def shown(v, *, toml: bool = True) -> str:
         short = f"{float(v):g}"
         return short if float(short) == float(v) else repr(float(v))
     return repr(v)
+
+
+def pct_text(v: float, digits: int = 3) -> str:
+    """A percentage as every table and page of cytokit shows it: `digits` significant
+    digits, no trailing zeros, never in exponent form (``0.035``, ``3.21``, ``100``, ``0``;
+    ``1.2e-05`` reads ``0.000012``)."""
+    v = float(v)
+    if v == 0 or not math.isfinite(v):
+        return "0" if v == 0 else str(v)
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
+    text = f"{v:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

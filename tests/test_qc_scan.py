@@ -285,11 +285,11 @@ def test_verdicts_follow_the_settings():
     assert acquisition_qc(s).verdict == "pass"
     qc = acquisition_qc(s, AcquisitionQCSettings(warn_removed_pct=1.0))
     # a file QC warns about names the channels behind its margin events
-    reason = "1.50% of 20000 events removed (margin 1.50%: FL1-A 300 at the top)"
+    reason = "1.5% of 20,000 events removed (margin 1.5%: FL1-A 300 at the top)"
     assert qc.verdict == "warn" and reason in qc.verdict_reason
     assert qc.margin_channels() == "FL1-A 300 at the top"
     # a file that passes keeps the short form
-    assert acquisition_qc(s).verdict_reason == "1.50% of 20000 events removed (margin 1.50%)"
+    assert acquisition_qc(s).verdict_reason == "1.5% of 20,000 events removed (margin 1.5%)"
     qc = acquisition_qc(s, AcquisitionQCSettings(max_removed_pct=1.0, warn_removed_pct=0.5))
     assert qc.verdict == "fail" and "more than the 1% allowed" in qc.verdict_reason
     summary = qc.summary()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cytokit._numbers import pct_text
 from cytokit.qc.bins import TimeGrid
 from cytokit.qc.settings import AcquisitionQCSettings
 
@@ -273,8 +274,22 @@ class AcquisitionQC:
     def verdict_reason(self) -> str:
         return self._verdict()[1]
 
+    def _pct(self, v: float) -> str:
+        """`v` % as the tables show it (`pct_text`, on the stored value rounded to 4
+        decimals), with more digits where 3 would read as a limit it is not (20 for 20.004
+        against 20 % allowed, 100 for 99.96)."""
+        v = round(v, 4)
+        s = self.settings
+        limits = {100.0, float(s.max_removed_pct), float(s.warn_removed_pct)}
+        digits = 3
+        while digits < 8 and float(pct_text(v, digits)) in limits - {v}:
+            digits += 1
+        return pct_text(v, digits)
+
     def _breakdown(self, channels: bool = False) -> str:
-        parts = [f"{name} {self.pct(name):.2f}%" for name in REASONS if self.removed_by[name]]
+        parts = [
+            f"{name} {self._pct(self.pct(name))}%" for name in REASONS if self.removed_by[name]
+        ]
         named = self.margin_channels() if channels and self.removed_by["margin"] else ""
         if named:  # margin is the last reason, so the last part
             parts[-1] += f": {named}"
@@ -310,7 +325,7 @@ class AcquisitionQC:
         pct = self.pct_removed
         # a file QC warns about or fails names the channels behind its margin events
         loud = pct > s.warn_removed_pct
-        what = f"{pct:.2f}% of {self.n_events} events removed{self._breakdown(loud)}"
+        what = f"{self._pct(pct)}% of {self.n_events:,} events removed{self._breakdown(loud)}"
         # what a reader must know whatever the % removed: a check asked for that did not
         # run (its count is not a zero) and a trend QC named but kept
         also = []
@@ -327,7 +342,7 @@ class AcquisitionQC:
         if not self.checks_run:
             # nothing was measured: no "0.00% removed", the events go on unchecked
             return "warn", (
-                f"no check ran, so the {self.n_events} events go on unchecked; " + "; ".join(also)
+                f"no check ran, so the {self.n_events:,} events go on unchecked; " + "; ".join(also)
             )
         if self.n_removed >= self.n_events:
             # nothing left to count, whatever the limit allows: a failure, not populations
