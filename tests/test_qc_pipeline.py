@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cytokit
+from cytokit._numbers import pct_text
 from cytokit.cli.app import app
 from cytokit.engine.gate_files import GateTask, gate_files
 from cytokit.errors import CytokitError, StudyError
@@ -288,6 +289,19 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     assert (mine["events"] > 0).all()
     kept = "fcs/A1_day014.fcs"  # an analysed file: its rows of the table, the same columns
     assert list(res.acquisition_ranges(kept).columns) == list(mine.columns)
+    # its figures, which samples.csv has no row for, are the API's; a sample's are its row's
+    s = api.summary()
+    assert res.acquisition_summary(file) == {
+        "events_before_qc": s["qc_events_before"],
+        "events_after_qc": s["qc_events_after"],
+        **{f"qc_removed_{r}": s[f"qc_removed_{r}"] for r in ("rate", "signal", "margin")},
+        "qc_pct_removed": pytest.approx(s["qc_pct_removed"]),
+    }
+    row = res.samples[res.samples["file"] == kept].iloc[0]
+    got = res.acquisition_summary(kept)
+    assert got["events_after_qc"] == row["events_after_qc"] and got["qc_removed_rate"] == 0
+    with pytest.raises(CytokitError, match=re.escape("no sample 'fcs/nope.fcs'")):
+        res.acquisition_summary("fcs/nope.fcs")
     # a file not in the results, or failed at a later stage, has no rows to read as
     # "nothing removed": it is named instead
     with pytest.raises(CytokitError, match=re.escape("no sample 'fcs/nope.fcs'")):
@@ -303,7 +317,11 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     assert bins["events"].sum() == sample.n_events
     html = acquisition_section(res)
     assert html.count("<figure>") == 2
-    first = html.index("<details open><summary>fcs/A1_day007.fcs: <b>fail</b>: ")
+    table = html[html.index("<table>") : html.index("</table>")]
+    assert f"{s['qc_events_after']:,} of {s['qc_events_before']:,}" in table  # the failed one's
+    first = html.index(
+        '<details id="qc-fcs__A1_day007" open><summary>fcs/A1_day007.fcs: <b>fail</b>: '
+    )
     assert first < html.index("fcs/A1_day014.fcs: <b>pass</b>")
     assert "more than the 2% allowed</summary>" in html and "max_removed_pct" in html
     # the patient's samples table has the failed file at its day, not only the flags
@@ -311,7 +329,8 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
 
     table = samples_table(res.samples, res.counts, ["NK"], res.failures)
     assert table.index(file) < table.index("fcs/A1_day014.fcs")
-    assert "failed (acquisition_qc): no counts" in table and "<td>fail</td>" in table
+    assert "failed (acquisition_qc): no counts" in table
+    assert '<td><a href="#qc-fcs__A1_day007">fail</a></td>' in table  # its QC entry
     # the Failures section does not say the QC plot above is missing
     from cytokit.report.page import _failures
 
@@ -508,7 +527,7 @@ def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
     res, out = gate("qc", "--acquisition-qc")
     assert res.exit_code == 1
     reason = pd.read_csv(out / "failures.csv")["reason"].iloc[0]
-    assert "margin 100.00%: FL1-A 20000 not finite" in reason, reason
+    assert "margin 100%: FL1-A 20000 not finite" in reason, reason
     assert "--qc-exclude CHANNEL" in reason and "exclude_channels" in reason
     res, out = gate("excluded", "--qc-exclude", "FL1-A")
     assert res.exit_code == 0, res.output
@@ -630,8 +649,59 @@ def test_report_has_a_qc_plot_per_file_open_when_flagged(qc_results):
 
     html = acquisition_section(qc_results)
     assert html.count("<figure>") == 2
-    assert "<details open><summary>fcs/A1_day007.fcs: <b>warn</b>" in html
-    assert "<details><summary>fcs/A1_day014.fcs: <b>pass</b>" in html
+    warned = '<details id="qc-fcs__A1_day007" open><summary>fcs/A1_day007.fcs: <b>warn</b>'
+    assert warned in html
+    assert '<details id="qc-fcs__A1_day014"><summary>fcs/A1_day014.fcs: <b>pass</b>' in html
+    # a table of every file first, each linked to its entry, with the samples.csv figures
+    table = html[html.index("<table>") : html.index("</table>")]
+    assert html.index("</table>") < html.index(warned)
+    for r in qc_results.samples.itertuples():
+        assert f'<a href="#qc-{r.file[:-4].replace("/", "__")}">{r.file}</a>' in table
+        assert f"{r.events_after_qc:,} of {r.events_before_qc:,}" in table
+        assert f"{pct_text(r.qc_pct_removed)} %" in table
+
+
+def test_the_pct_removed_reads_alike_in_every_table_and_page(qc_results):
+    """The verdict's reason (samples.csv, the QC section's lines), the QC table and the
+    patient page show the % removed with the same digits: from the stored value."""
+    from cytokit.report.acquisition import acquisition_section
+    from cytokit.report.tables import samples_table
+
+    html = acquisition_section(qc_results)
+    page = samples_table(qc_results.samples, qc_results.counts, ["NK"])
+    for r in qc_results.samples.itertuples():
+        text = pct_text(r.qc_pct_removed)
+        assert r.qc_reason.startswith(f"{text}% of {r.events_before_qc:,} events removed")
+        assert f"{r.qc_verdict}, {text} % removed" in page
+        assert f"<td>{r.qc_verdict}</td>" in html
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0, "0"),
+        (0.035, "0.035"),
+        (3.2149, "3.21"),
+        (100, "100"),
+        (12.5, "12.5"),
+        (1.2e-5, "0.000012"),
+    ],
+)
+def test_pct_text(value, text):
+    assert pct_text(value) == text
+
+
+def test_a_pct_is_never_shown_as_the_limit_it_passed():
+    """20.004 % removed against 20 % allowed does not read "20% ...; more than the 20%
+    allowed", nor 99.96 % as 100 %."""
+    from cytokit.qc.result import AcquisitionQC
+
+    qc = AcquisitionQC.__new__(AcquisitionQC)
+    object.__setattr__(qc, "settings", AcquisitionQCSettings())
+    assert qc._pct(20.004) == "20.004"
+    assert qc._pct(99.96) == "99.96"
+    assert qc._pct(20.0) == "20"
+    assert qc._pct(3.2149) == "3.21"
 
 
 def test_patient_samples_table_says_qc_verdict_and_kept_events(qc_results):

@@ -43,7 +43,7 @@ from cytokit.analysis.per_patient import (
     write_qc_file,
 )
 from cytokit.analysis.per_sample import MeasureTask
-from cytokit.analysis.results import TABLES, Results, as_read, conform, sample_id
+from cytokit.analysis.results import SUMMARY_NUMBERS, TABLES, Results, as_read, conform, sample_id
 from cytokit.analysis.sample_result import SampleResult
 from cytokit.analysis.tablesjson import invalidate_index
 from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
@@ -323,7 +323,9 @@ def _drop_stale_qc_files(qc_dir: Path, keep: set[str]) -> None:
 def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> bool:
     """``qc/<sample>.npz`` of a file acquisition QC failed: its plot series and removed
     ranges (``acq:ranges`` start and end, ``acq:range_reasons``, ``acq:range_events`` first
-    event and events, ``acq:range_detail``), from what the task stored
+    event and events, ``acq:range_detail``) and its summary's numbers
+    (``acq:summary_keys``, ``acq:summary``: `SUMMARY_NUMBERS`, NaN for a check that did
+    not run), from what the task stored
     with the failure, so the report can show why. Nothing when the store holds none (a
     failure stored by an older cytokit)."""
 
@@ -343,6 +345,13 @@ def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> bool:
         ).reshape(-1, 2),
         "acq:range_detail": np.array([str(r["detail"]) for r in ranges], dtype=str),
     }
+    summary = record.get("summary")
+    if isinstance(summary, dict):  # its samples.csv QC figures, which it has no row for
+        keys = [k for k in SUMMARY_NUMBERS if k in summary]
+        arrays["acq:summary_keys"] = np.array(keys, dtype=str)
+        arrays["acq:summary"] = np.array(
+            [np.nan if summary[k] is None else float(summary[k]) for k in keys], float
+        )
     write_qc_file(out / "qc", sample_id(study.relative(row.file)), arrays)
     return True
 

@@ -676,6 +676,31 @@ class Results:
             return pd.DataFrame(columns=cols)
         return r[r["file"] == file][cols].reset_index(drop=True)
 
+    def acquisition_summary(self, file: str) -> dict:
+        """`file`'s acquisition-QC figures under their ``samples.csv`` names:
+        ``events_before_qc``, ``events_after_qc``, ``qc_removed_rate``,
+        ``qc_removed_signal``, ``qc_removed_margin`` (None where that check did not run)
+        and ``qc_pct_removed`` (None where no check ran). A sample's come from
+        ``samples.csv``; a file QC failed has no row there, and its come from its
+        ``qc/<sample>.npz`` (empty ``{}`` where an older cytokit wrote that). Raises
+        `CytokitError` as `acquisition_ranges` does."""
+        if file in self.qc_failed_files():
+            got = self._qc_items(file, (), optional=("acq:summary_keys", "acq:summary"))
+            if "acq:summary" not in got:
+                return {}
+            pairs = zip(got["acq:summary_keys"], got["acq:summary"], strict=True)
+            values = {str(k): float(v) for k, v in pairs}
+        elif self._analysed(file):
+            row = self.samples[self.samples["file"] == file].iloc[0]
+            values = {k: row[k] for k in SUMMARY_NUMBERS if k in row.index}
+        else:
+            raise self._no_qc_record(file)
+        out = {}
+        for k, v in values.items():
+            ok = v is not None and not pd.isna(v)
+            out[k] = (float(v) if k == "qc_pct_removed" else int(v)) if ok else None
+        return out
+
     def qc_failed_files(self) -> list[str]:
         """Files acquisition QC failed (``failures.csv`` stage ``acquisition_qc``), in order."""
         f = self.failures
@@ -724,6 +749,17 @@ class Results:
             f"<Results {name!r}: {len(self.samples)} samples, {len(self.chimerism)} chimerism "
             f"rows, {len(self.failures)} failures>"
         )
+
+
+#: The numbers of a QC summary (`cytokit.qc.apply`) kept for a file QC failed.
+SUMMARY_NUMBERS = (
+    "events_before_qc",
+    "events_after_qc",
+    "qc_removed_rate",
+    "qc_removed_signal",
+    "qc_removed_margin",
+    "qc_pct_removed",
+)
 
 
 def sample_id(file: str) -> str:

@@ -115,6 +115,7 @@ def acquisition_figure(
     title: str = "",
     channels: list[str] | None = None,
     max_channels: int = _MAX_CHANNELS,
+    why: str = "",
 ) -> Figure:
     """The acquisition QC figure of one file.
 
@@ -129,6 +130,9 @@ def acquisition_figure(
     channels : list of str, optional
         Channels to draw (default: every channel of `bins`, at most
         `max_channels`, keeping those that departed most from their level).
+    why : str
+        Why the file has no time bins, shown where it has none (the QC
+        result's note or verdict reason).
 
     Returns
     -------
@@ -137,11 +141,14 @@ def acquisition_figure(
         figure saying so.
     """
     if bins is None or bins.empty or "events" not in bins:
-        fig, axes = grid_figure(1, 1, (_PANEL[0], 0.8), margins=(0.3, 0.3, 0.2, 0.5))
+        text = "no usable time axis: the rate and stability checks did not run"
+        lines = textwrap.wrap(f"{text}: {plain(why)}" if why else text, 110)
+        text = "\n".join(lines)
+        height = 0.5 + 0.16 * len(lines)
+        fig, axes = grid_figure(1, 1, (_PANEL[0], height), margins=(0.3, 0.3, 0.2, 0.5))
         ax = axes[0, 0]
         ax.set_axis_off()
-        ax.text(0.5, 0.5, "no usable time axis: the rate and stability checks did not run "
-                "(why: the file's QC reason)", ha="center", va="center",
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8,
                 transform=ax.transAxes)  # fmt: skip
         if title:
             fig.suptitle(plain(title), fontsize=9)

@@ -111,8 +111,12 @@ def file_record(qc: AcquisitionQC) -> dict:
     return {"summary": summary, "ranges": ranges}
 
 
+#: Channels whose per-bin signal is kept for the plot (those that departed most).
+PLOT_CHANNELS = 4
+
+
 def plot_bins(
-    qc: AcquisitionQC, max_channels: int = 4, max_bins: int = MAX_PLOT_BINS
+    qc: AcquisitionQC, max_channels: int = PLOT_CHANNELS, max_bins: int = MAX_PLOT_BINS
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """The per-bin series a plot of `qc` needs, small enough to store with the results.
 

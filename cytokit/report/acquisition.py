@@ -23,11 +23,14 @@ from collections.abc import Iterator
 
 import pandas as pd
 
+from cytokit._numbers import pct_text
 from cytokit.analysis.results import Results
 from cytokit.errors import CytokitError
+from cytokit.qc.apply import PLOT_CHANNELS
 from cytokit.qc.result import notes_besides
-from cytokit.report._html import esc, figure
+from cytokit.report._html import Markup, esc, figure, fmt, is_number, table
 from cytokit.report.contents import ReportPlots
+from cytokit.report.tables import qc_anchor
 
 __all__ = ["acquisition_section", "drawn_figures"]
 
@@ -47,10 +50,12 @@ def drawn_figures(plots: ReportPlots) -> Iterator[None]:
 def _drawn_here(results: Results, file: str, title: str):
     from cytokit.plots._figure import figure_bytes
     from cytokit.plots.acquisition import acquisition_figure
+    from cytokit.report.figures import _qc_reason
 
     bins = results.acquisition_bins(file)
     mine = results.acquisition_ranges(file)
-    return figure_bytes(acquisition_figure(bins, mine, title=title), "png")
+    why = _qc_reason(results, file) if bins.empty else ""
+    return figure_bytes(acquisition_figure(bins, mine, title=title, why=why), "png")
 
 
 def _reasons(results: Results) -> dict[str, tuple[str, str]]:
@@ -76,26 +81,64 @@ def _reasons(results: Results) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _summary_table(results: Results, files: list[tuple[str, str]]) -> str:
+    """One row per file: verdict (linked to its entry below), events kept of the file's,
+    removed by reason and in all (`Results.acquisition_summary`)."""
+    rows = []
+    for file, verdict in files:
+        try:
+            r = results.acquisition_summary(file)
+        except (CytokitError, OSError, KeyError):
+            r = {}
+        link = Markup(f'<a href="#{qc_anchor(file)}">{esc(file)}</a>')
+        kept = fmt(r.get("events_after_qc"), integer=True)
+        if is_number(r.get("events_before_qc")):
+            kept += f" of {fmt(r.get('events_before_qc'), integer=True)}"
+        pct = r.get("qc_pct_removed")
+        by = [fmt(r.get(f"qc_removed_{k}"), integer=True) for k in ("rate", "signal", "margin")]
+        pct_cell = f"{pct_text(pct)} %" if is_number(pct) else "–"
+        if not r and verdict == "fail":
+            kept, pct_cell = "–", "see below"
+        rows.append([link, verdict, kept, *by, pct_cell])
+    return table(
+        ["file", "verdict", "events kept", "rate", "signal", "margin", "removed"],
+        rows,
+        caption=(
+            "Each file's verdict and events removed by reason (an event may count for "
+            "more than one reason; – where a check did not run); failed files first, "
+            "then those QC warned about"
+        ),
+        numeric=[False, False, True, True, True, True, True],
+    )
+
+
 def acquisition_section(results: Results) -> str:
     """HTML of the acquisition-QC section (``""`` when no file went through QC).
 
-    Files QC failed come first, open, with the plot that shows why; flagged
-    (``warn``) files are open too, passed ones collapsed.
+    A table of every file's verdict and removals first; then per file its entry (id
+    `qc_anchor`): files QC failed first, open, with the plot that shows why; flagged
+    (``warn``) files next, open too; passed ones last, collapsed.
     """
     from cytokit.report.figures import acquisition_files
 
     files = acquisition_files(results)
     if not files:
         return ""
+    order = {"fail": 0, "warn": 1}
+    files = sorted(files, key=lambda fv: order.get(fv[1], 2))  # stable: file order within
     plots = _PLOTS.get()
     reasons = _reasons(results)
+    margins = _margin_counts(results)
     parts = ['<section id="acquisition-qc">', "<h2>Acquisition QC</h2>"]
+    parts.append(_summary_table(results, files))
     for file, verdict in files:
         said, advice = reasons.get(file, ("", ""))
+        anchor = qc_anchor(file)
         head = f"{esc(file)}: <b>{esc(verdict)}</b>: {esc(said)}"
         advice = f'<p class="meta">{esc(advice)}</p>' if advice else ""
         if plots is not None and file in plots.acquisition_missing:
-            parts.append(f"<p>{head}; no plot: {esc(plots.acquisition_missing[file])}</p>")
+            missing = esc(plots.acquisition_missing[file])
+            parts.append(f'<p id="{anchor}">{head}; no plot: {missing}</p>')
             continue
         if plots is not None and file in plots.acquisition:
             png = plots.acquisition[file]
@@ -103,16 +146,50 @@ def acquisition_section(results: Results) -> str:
             try:
                 png = _drawn_here(results, file, f"{file}: {verdict}")
             except (CytokitError, OSError, KeyError) as exc:
-                parts.append(f"<p>{head}; no plot: {esc(exc)}</p>")
+                parts.append(f'<p id="{anchor}">{head}; no plot: {esc(exc)}</p>')
                 continue
-        caption = f"Event rate and signal of {file} over the acquisition; removed ranges shaded."
-        if _without_time_bins(results, file):
-            caption = f"{file} has no time bins to plot: the rate and signal checks did not run."
+        caption = _caption(results, file, margins.get(file))
         state = "" if verdict == "pass" else " open"
         body = advice + figure(png, caption)
-        parts.append(f"<details{state}><summary>{head}</summary>{body}</details>")
+        parts.append(f'<details id="{anchor}"{state}><summary>{head}</summary>{body}</details>')
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _margin_counts(results: Results) -> dict[str, int]:
+    s = results.samples
+    if not nonempty(s) or "qc_removed_margin" not in s:
+        return {}
+    return {
+        str(f): int(n)
+        for f, n in zip(s["file"], s["qc_removed_margin"], strict=True)
+        if is_number(n)
+    }
+
+
+def _caption(results: Results, file: str, margin: int | None) -> str:
+    """What the figure of `file` shows, and what it cannot: margin events are single
+    events, not time ranges; only the channels that departed most are kept with the
+    results (`cytokit.qc.apply.plot_bins`)."""
+    try:
+        bins = results.acquisition_bins(file)
+    except (CytokitError, OSError, KeyError):
+        bins = None
+    if bins is not None and bins.empty:
+        return f"{file} has no time bins to plot: the rate and signal checks did not run."
+    text = f"Event rate and signal of {file} over the acquisition; removed ranges shaded"
+    if bins is not None:
+        shown = sum(str(c).endswith(" mean") for c in bins.columns)
+        text += (
+            f"; the {shown} channel{'s' if shown != 1 else ''} whose signal departed most "
+            f"from its stable level (at most {PLOT_CHANNELS} are kept)"
+        )
+    if margin:
+        text += (
+            f"; {fmt(margin, integer=True)} margin events removed, each on its own (at the "
+            "top or the floor of a channel), so not shaded"
+        )
+    return text + "."
 
 
 def _without_time_bins(results: Results, file: str) -> bool:

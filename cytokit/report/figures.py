@@ -776,6 +776,21 @@ def acquisition_files(results: Results) -> list[tuple[str, str]]:
     return out
 
 
+def _qc_reason(results: Results, file: str) -> str:
+    """The verdict reason of `file`: its ``qc_reason``, or its failure's reason."""
+    s = results.samples
+    if s is not None and not s.empty and "qc_reason" in s:
+        got = s.loc[s["file"] == file, "qc_reason"]
+        if len(got) and isinstance(got.iloc[0], str):
+            return got.iloc[0]
+    f = results.failures
+    if f is not None and not f.empty and "reason" in f:
+        got = f.loc[f["file"] == file, "reason"]
+        if len(got):
+            return str(got.iloc[0]).removeprefix("acquisition QC failed: ")
+    return ""
+
+
 def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
     """Per file that went through acquisition QC: its event rate and signals over time
     (`cytokit.plots.acquisition_figure`), drawn from ``qc/<sample>.npz`` like a QC plot,
@@ -787,6 +802,7 @@ def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> 
         if path is not None:
             with np.load(path, allow_pickle=False) as data:
                 lacking = sorted({"acq:bins", "acq:columns", "acq:time_unit"} - set(data.files))
+                binned = not lacking and data["acq:columns"].size > 0
             if lacking:
                 path, why = None, f"{path.name} has no {', '.join(lacking)}"
         if path is None:
@@ -800,7 +816,8 @@ def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> 
         job(
             "acquisition_figure",
             (_QCPoints(path, _file_digest(path), acquisition=True), mine),
-            {"title": f"{file}: {verdict}"},
+            # a file without time bins: its plot says why on its own
+            {"title": f"{file}: {verdict}", "why": "" if binned else _qc_reason(results, file)},
             folder / "acquisition" / file_stem(sample_id(file)),
             ("png",),
             functools.partial(got.acquisition.__setitem__, file),

@@ -280,6 +280,13 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
                 items.append(
                     f"day {day_text(r.get('day'))} ({esc(r.get('file'))}): {esc(text.strip())}"
                 )
+    if "qc_verdict" in samples.columns:
+        warned = samples[samples["qc_verdict"].astype(str) == "warn"]
+        for _, r in sorted_by(warned, "day").iterrows():
+            items.append(
+                f"day {day_text(r.get('day'))} ({esc(r.get('file'))}): acquisition QC warns: "
+                f"{esc(r.get('qc_reason'))}"
+            )
     failed_files = set()
     if "donor_marker_check" in samples.columns:
         failed = samples[samples["donor_marker_check"].astype(str) == "failed"]
@@ -317,7 +324,10 @@ def _patient(
     index: int,
     pops: list[str],
     flags: list[str] | None = None,
+    cohort: str = "",
 ) -> str:
+    """One patient's section; `cohort`: the page holding the acquisition-QC section
+    (``""``: this one)."""
     meta = next((p for p in results.study.get("patients", []) if str(p.get("id")) == pid), {})
     samples = patient_rows(results.samples, pid)
     stratum = meta.get("stratum")
@@ -387,7 +397,9 @@ def _patient(
     parts.append(figure(plots.chimerism.get(pid), f"{pid}: donor chimerism with 95 % intervals."))
     parts.append(chimerism_table(patient_rows(results.chimerism, pid), pops))
     failed = patient_rows(results.failures, pid)
-    parts.append(samples_table(samples, patient_rows(results.counts, pid), pops, failed))
+    parts.append(
+        samples_table(samples, patient_rows(results.counts, pid), pops, failed, qc_link=cohort)
+    )
     pheno = phenotype_table(patient_rows(results.phenotype, pid))
     if pheno:
         parts.append(f"<details><summary>Phenotype</summary>{pheno}</details>")
@@ -593,7 +605,7 @@ def patient_html(
         nav.append(f'<a href="{esc(link(i + 2, patients[i + 1]))}">{esc(patients[i + 1])} →</a>')
     body = [
         f"<nav>{''.join(nav)}</nav>",
-        _patient(results, plots, pid, i + 1, populations_of(results), flags),
+        _patient(results, plots, pid, i + 1, populations_of(results), flags, cohort=index),
         _why(results, pid),
     ]
     return document(f"{pid} — {name} — cytokit report", "\n".join(b for b in body if b))

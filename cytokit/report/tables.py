@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from cytokit._numbers import pct_text
 from cytokit.plots._words import MEASURES, format_dose, gate_name
 from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
 from cytokit.report.reasons import code_html, reason_code, reason_html
@@ -59,6 +60,13 @@ def split_by_patient() -> Iterator[None]:
         yield
     finally:
         _SPLITS.reset(token)
+
+
+def qc_anchor(file: str) -> str:
+    """The id of `file`'s entry in the report's acquisition-QC section."""
+    from cytokit.analysis.results import sample_id
+
+    return f"qc-{sample_id(file)}"
 
 
 def patient_rows(frame: pd.DataFrame | None, patient: str) -> pd.DataFrame:
@@ -437,11 +445,15 @@ def samples_table(
     counts: pd.DataFrame,
     pops: list[str],
     failed: pd.DataFrame | None = None,
+    *,
+    qc_link: str = "",
 ) -> str:
     """The patient page's samples: events (those acquisition QC kept, of the file's),
     QC verdict, counting and each population's count and cells/µL; `failed` (the
     patient's rows of ``failures.csv``) adds a row per file that gave no numbers, at its
-    day, saying at which stage it failed (its reason is among the page's QC flags)."""
+    day, saying at which stage it failed (its reason is among the page's QC flags). A QC
+    verdict other than pass links to the file's entry in the acquisition-QC section of the
+    page `qc_link` (``""``: this page)."""
     failed = failed if failed is not None else pd.DataFrame()
     if samples.empty and failed.empty:
         return ""
@@ -477,7 +489,8 @@ def samples_table(
             row = [Markup(day_text(s.get("day"))), s.get("file"), "", "–"]
             row += [f"failed ({stage}): no counts", ""]
             if qc:
-                row.insert(4, "fail" if stage == "acquisition_qc" else "")
+                link = f'<a href="{esc(qc_link)}#{qc_anchor(str(s.get("file")))}">fail</a>'
+                row.insert(4, Markup(link) if stage == "acquisition_qc" else "")
             rows.append(row + [""] * len(names))
             continue
         events = fmt(s.get("events"), integer=True)
@@ -494,7 +507,12 @@ def samples_table(
         if qc:
             verdict = s.get("qc_verdict") if isinstance(s.get("qc_verdict"), str) else ""
             pct = s.get("qc_pct_removed")
-            text = f"{verdict}, {fmt(pct)} % removed" if verdict and is_number(pct) else verdict
+            text = (
+                f"{verdict}, {pct_text(pct)} % removed" if verdict and is_number(pct) else verdict
+            )
+            if verdict and verdict != "pass":  # why, in the QC section of the cohort page
+                href = f"{esc(qc_link)}#{qc_anchor(str(s.get('file')))}"
+                text = Markup(f'<a href="{href}">{esc(text)}</a>')
             row.insert(4, text)
         for name in names:
             r = first.get((str(s.get("file")), name))
