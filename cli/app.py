@@ -14,6 +14,7 @@ import sys
 
 import typer
 
+from cytokit.cli._help import HelpGroup
 from cytokit.cli._runlog import set_argv
 from cytokit.cli._text import printable
 from cytokit.errors import CytokitError
@@ -29,6 +30,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help: Rich's reads "[acquisition_qc]" as a style tag and drops it, and its
+    # table cuts option names ("--acquisition-…") at 80 columns
+    rich_markup_mode=None,
+    cls=HelpGroup,
 )
 
 _state = {"debug": False}
