@@ -216,6 +216,34 @@ def _one_patient(study, folder, patient="P02"):
     return copy
 
 
+def test_a_renamed_file_resumed_gives_what_a_fresh_run_gives(study, tmp_path):
+    """The store keys a file's result by its content, so a renamed file is not gated again;
+    its random draws (events clustered, gate points kept for the plots) follow its
+    content too, so the resumed run's tables and QC files are a fresh run's."""
+    copy = _one_patient(study, tmp_path / "s")
+    toml = copy / "study.toml"
+    toml.write_text(toml.read_text().replace("[clustering]", "[clustering]\nevents = 1000", 1))
+    assert "events = 1000" in toml.read_text()
+    cytokit.analyze(copy, tmp_path / "out", workers=1)
+    old = "fcs/P02_day014.fcs"
+    (copy / old).rename(copy / "fcs" / "P02_d14.fcs")
+    manifest = copy / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace(old, "fcs/P02_d14.fcs"))
+    resumed = cytokit.analyze(copy, tmp_path / "out", workers=1)
+    with RunStore(tmp_path / "out" / "results.sqlite") as store:
+        assert int(store.runs().iloc[-1]["done"]) == 0  # nothing gated again
+    fresh = cytokit.analyze(copy, tmp_path / "fresh", workers=1)
+    for name in ("clusters", "cluster_summary", "cluster_matching", "counts", "chimerism"):
+        pd.testing.assert_frame_equal(getattr(resumed, name), getattr(fresh, name), obj=name)
+    with (
+        np.load(tmp_path / "out" / "qc" / "fcs__P02_d14.npz") as a,
+        np.load(tmp_path / "fresh" / "qc" / "fcs__P02_d14.npz") as b,
+    ):
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_corrupt_file_is_a_failure_not_a_stop(study, tmp_path):
     broken = _one_patient(study, tmp_path / "broken")
     bad = broken / "fcs" / "P02_day007.fcs"

@@ -8,7 +8,10 @@ its stored tables of the earlier sample study to the last bit of the gate
 vertices' text); they are kept here as values (``tests/data/preclinical/``: the
 tables gzipped, the QC arrays as shape, dtype, NaN count and sum) and compared
 as values, so that the last bits of a transcendental function on another CPU
-cannot fail the test. The columns the clinical layer added and documented
+cannot fail the test. The sums of the QC files' stored gate points (``gate:*``, 2,000
+events drawn per gate) are those of the draws seeded by the file's content (its
+SHA-256, as the results store keys it) rather than its name, so that a renamed
+file resumed gives what a fresh run gives; every table is as before. The columns the clinical layer added and documented
 (``trends.csv``: dose_product, doses_per_kg and the fitted decay line's
 columns; ``cohort.csv``: dose_product)
 the ``tube`` column of the per-file tables (multi-tube studies: every file

@@ -71,7 +71,6 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-import zlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +83,7 @@ from cytokit.analysis.phenotype import positivity_threshold
 from cytokit.analysis.qcdata import QC_POINTS, gate_points, gate_to_json
 from cytokit.analysis.sample_result import SampleResult
 from cytokit.engine.gate_files import about_file
-from cytokit.engine.runner import stage
+from cytokit.engine.runner import known_file_hash, stage
 from cytokit.errors import NO_EVENTS, CytokitError, FCSError
 from cytokit.finite import MAX_NONFINITE, drop_nonfinite
 from cytokit.kernels import finite_rows
@@ -269,7 +268,9 @@ class MeasureTask:
             columns = self.panel.columns(sample, markers)
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)
-        seed = [self.seed, zlib.crc32(path.name.encode())]
+        # the file's draws (clustered, phenotyped and stored events) follow its content,
+        # as the store's key does: a renamed file resumed gives what a fresh run gives
+        seed = [self.seed, int(known_file_hash(path)[:16], 16)]
         with stage("gate"):
             read = screened_columns(self.strategy, sample, self.panel, markers, self.compensation)
         with stage("values"):

@@ -10,6 +10,7 @@ jobs refer to it by key; a Dask cluster gets it once by broadcast.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import os
 import pickle
 import signal
@@ -38,6 +39,7 @@ __all__ = [
     "WorkerLost",
     "default_workers",
     "hash_job",
+    "known_file_hash",
     "make_backend",
     "run_job",
     "stage",
@@ -64,6 +66,19 @@ def stage(name: str) -> Iterator[None]:
             except AttributeError:  # exceptions with __slots__
                 pass
         raise
+
+
+#: The SHA-256 of the file the task in this thread is running on (`run_job` sets it).
+_FILE_HASH: contextvars.ContextVar[str | None] = contextvars.ContextVar("_FILE_HASH", default=None)
+
+
+def known_file_hash(path: str | os.PathLike) -> str:
+    """The SHA-256 of `path`'s bytes: the one the batch hashed it under when a task of
+    `run_job` asks (no second read), else read now. A task that draws at random per
+    file seeds from it, so its stored result is the same whatever the file is named
+    (the store keys results by content: a renamed file is not run again)."""
+    known = _FILE_HASH.get()
+    return known if known is not None else file_hash(path)
 
 
 # -- what workers run ------------------------------------------------------------------------
@@ -169,7 +184,11 @@ def run_job(
     try:
         if file_stamp(os.stat(path)) != tuple(stamp):
             return _changed(path)
-        payload = task(Path(path))
+        token = _FILE_HASH.set(digest)
+        try:
+            payload = task(Path(path))
+        finally:
+            _FILE_HASH.reset(token)
         with stage("store"):
             items = encode_payload(payload)
     except Exception as exc:

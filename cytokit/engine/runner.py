@@ -57,6 +57,7 @@ from cytokit.engine._workers import (
     WorkerLost,
     default_workers,
     hash_job,
+    known_file_hash,
     make_backend,
     run_job,
     stage,
@@ -73,6 +74,7 @@ __all__ = [
     "Task",
     "default_workers",
     "hash_files",
+    "known_file_hash",
     "run_batch",
     "stage",
 ]
