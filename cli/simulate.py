@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -35,16 +36,16 @@ def run_simulation(
     function pair (`cytokit.simulate.tubes.add_tubes`; their gains drift ±30 % from day
     to day unless `drift` is off). `anomalies`: kinds (``clog,bubble,drift,margin`` or
     ``all``) injected into every file (`cytokit.simulate.anomalies.random_anomalies`)."""
-    from cytokit.errors import StudyError
     from cytokit.simulate import preset_design, simulate_study
 
     day_list = None
     if days:
         try:
-            day_list = [int(d) for d in days.replace(" ", "").split(",") if d]
+            day_list = [int(d) for d in days.replace(" ", "").split(",")]
         except ValueError:
-            raise StudyError(
-                f"--days {days!r}: give whole days separated by commas, e.g. -7,3,7,14,28"
+            raise typer.BadParameter(
+                f"{days!r}: give whole days separated by commas, e.g. -7,3,7,14,28",
+                param_hint="'--days'",
             ) from None
     if outcomes:
         return _simulate_trial(out, seed, patients, events, day_list, hazard_ratio, force, workers)
@@ -156,7 +157,7 @@ def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_command(
         out: Path = typer.Argument(..., help="Folder to write the study into."),
-        preset: str = typer.Option(
+        preset: Literal["sample", "benchmark"] = typer.Option(
             "sample", "--preset", help="Starting design: 'sample' (small) or 'benchmark'."
         ),
         seed: int | None = typer.Option(
@@ -169,7 +170,9 @@ def register(app: typer.Typer) -> None:
         days: str | None = typer.Option(
             None, "--days", help="Sampling days for every patient, e.g. -7,3,7,14,28."
         ),
-        arm: str | None = typer.Option(None, "--arm", help="Put every patient in arm NK or CIK."),
+        arm: Literal["NK", "CIK"] | None = typer.Option(
+            None, "--arm", help="Put every patient in arm NK or CIK."
+        ),
         no_drift: bool = typer.Option(False, "--no-drift", help="No day-to-day instrument drift."),
         force: bool = typer.Option(
             False, "--force", help="Replace a simulated study already in OUT_DIR."

@@ -207,6 +207,14 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "analyze --scheduler --out": (args("analyze", "s", "--scheduler", "--out"), 2, "--scheduler"),
     "report unknown option": (args("report", "r", "--bogus"), 2, "--bogus"),
     "simulate --patients 0": (args("simulate", "x", "--patients", "0"), 2, "--patients"),
+    "simulate --arm NKK": (args("simulate", "x", "--arm", "NKK"), 2, "'--arm'"),
+    "simulate --preset bench": (args("simulate", "x", "--preset", "bench"), 2, "'--preset'"),
+    "simulate --days 7,,14": (args("simulate", "x", "--days", "7,,14"), 2, "'--days': '7,,14'"),
+    "report on a study folder": (
+        lambda tmp, study, results: ["report", str(study)],
+        1,
+        "a study folder (it holds study.toml), not the results of one",
+    ),
     "inspect --dataset text": (args("inspect", "a.fcs", "--dataset", "two"), 2, "--dataset"),
     "export-wsp: not a results folder": (
         args("export-wsp", "nowhere", "o.wsp"),
