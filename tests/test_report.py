@@ -397,6 +397,11 @@ def test_build_report_from_results_object_and_errors(folder, tmp_path):
     (tmp_path / "half" / "samples.csv").write_text("patient\n")
     with pytest.raises(CytokitError, match=r"missing study\.json, chimerism\.csv"):
         check_results_dir(tmp_path / "half")
+    # a study folder given for its results: not told to write the results into it
+    study = Path(__file__).resolve().parents[1] / "sample_data"
+    with pytest.raises(CytokitError, match="a study folder") as err:
+        check_results_dir(study)
+    assert "--out RESULTS" in str(err.value) and f"--out {study}" not in str(err.value)
 
 
 def test_missing_qc_data_is_reported(folder, tmp_path):

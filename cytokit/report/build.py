@@ -100,6 +100,12 @@ def check_results_dir(path: str | Path) -> Path:
         if not (path / name).is_file()
         and not (name.endswith(".csv") and (path / name).with_suffix(".parquet").is_file())
     ]
+    if missing and (path / "study.toml").is_file():  # a study: its results go elsewhere
+        raise CytokitError(
+            f"{path}: a study folder (it holds study.toml), not the results of one; analyse "
+            f"it into a folder of its own, `cytokit analyze {path} --out RESULTS`, then "
+            "`cytokit report RESULTS`"
+        )
     if missing:
         raise CytokitError(
             f"{path}: not a cytokit results folder (missing {', '.join(missing)}); "

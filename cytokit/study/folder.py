@@ -585,7 +585,15 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     roots, found = study_roots(root, settings.data_roots, f"{toml}: [study] data_roots")
     problems += found
     _check_compensation(root, toml, settings.compensation, roots, problems)
-    rows = read_manifest(root / "manifest.csv", problems, roots)
+    if not (root / "manifest.csv").exists():  # before read_manifest's "file not found"
+        problems.append(
+            f"{root / 'manifest.csv'}: file not found; a study folder lists its FCS files in "
+            "manifest.csv, a row per file with columns file, patient, day (see the README's "
+            "'A study folder'; `cytokit simulate DIR` writes an example study)"
+        )
+        rows = []
+    else:
+        rows = read_manifest(root / "manifest.csv", problems, roots)
     patients = {r.patient for r in rows}
     clinical = read_clinical_files(root, config, toml, patients or None, roots, problems)
     infusions = clinical.infusions()
