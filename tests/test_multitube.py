@@ -28,6 +28,25 @@ def analysed(tmp_path_factory):
     return folder, cytokit.analyze(folder, folder / "results", workers=1)
 
 
+def test_add_tubes_lists_every_file_it_wrote_each_with_its_truth(tmp_path):
+    """What add_tubes returns is what it added to the manifest (the reference and control
+    samples too), and every file it wrote has its per-event truth; an FMO control's says
+    that no cell carries the receptor left out."""
+    folder = tmp_path / "s"
+    design = preset_design("sample", seed=3, n_patients=1, n_events=2_000, days=(7,))
+    simulate_study(folder, design, workers=1)
+    before = set(pd.read_csv(folder / "manifest.csv")["file"])
+    written = add_tubes(folder, seed=3)
+    after = set(pd.read_csv(folder / "manifest.csv")["file"])
+    assert sorted(written) == sorted(after - before) and len(written) == 6
+    for rel in written:
+        with np.load((folder / rel).with_suffix(".truth.npz")) as z:
+            markers = [str(m) for m in z["markers"]]
+            if "_fmo_" in rel:
+                assert not z["positive"][:, markers.index("NKG2A")].any()
+                assert z["positive"].any()  # the other receptors as stained
+
+
 def test_every_tube_measured_with_origin(analysed):
     _, res = analysed
     assert res.failures.empty, res.failures.to_dict("records")

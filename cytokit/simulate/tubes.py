@@ -341,6 +341,13 @@ def add_tubes(
             safe = "".join(c if c.isalnum() else "_" for c in m)
             target = Path(f"{stem}_receptors_fmo_{safe}.fcs")
             _write(sample, control, RECEPTORS, _RECEPTOR_CHANNELS, target)
+            unstained = positive.copy()
+            unstained[:, j] = False  # no antibody: no cell carries its label
+            np.savez_compressed(
+                target.with_suffix(".truth.npz"),
+                label=labels, donor=donor, label_names=names, markers=np.array(RECEPTORS),
+                positive=unstained, probability=p, gain=gains,
+            )  # fmt: skip
             written.append((rel, target, f"receptors,{m}"))
         # function: one gain per detector and visit, shared by the two tubes of the pair
         fgains = rng.uniform(1 - drift, 1 + drift, len(FUNCTION_MARKERS))
@@ -367,8 +374,11 @@ def add_tubes(
         cells = next(line for line in lines[1:] if line.split(",")[at] == rel).split(",")
         cells[at] = str(target.relative_to(folder))
         out_lines.append(",".join(cells) + f",{tube}" + ("," if fmo and "," not in tube else ""))
+    extra: list[str] = []
     if references:
-        out_lines += _reference_samples(folder, lines, header, seed, drift, bool(fmo), src)
+        more = _reference_samples(folder, lines, header, seed, drift, bool(fmo), src)
+        out_lines += more
+        extra = [line.split(",")[at] for line in more]
     manifest.write_text("\n".join(out_lines) + "\n")
     toml = folder / "study.toml"
     toml.write_text(
@@ -376,7 +386,7 @@ def add_tubes(
         + TUBES_TOML.format(t=f"{THRESHOLD:g}")
         + (f'\n[normalise]\nreference = "{REFERENCE}"\n' if references else "")
     )
-    return [str(t.relative_to(folder)) for _, t, _ in written]
+    return [str(t.relative_to(folder)) for _, t, _ in written] + extra
 
 
 def _patient_files(folder: Path, pattern: str) -> list[Path]:
