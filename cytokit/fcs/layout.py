@@ -340,7 +340,7 @@ def _fits(cand, *, expected, base, text, size):
     if base + first + expected > size:
         return (
             f"the events need bytes {base + first}-{_amount(base + first + expected - 1)} but "
-            f"the file has {size} bytes (it is truncated)"
+            f"the file has {size} bytes (it is truncated: copy it again, or export it again from the acquisition software)"
         )
     return None
 
@@ -467,7 +467,7 @@ def describe(
         )
     if base + t1 >= size:
         raise notes.error(
-            f"TEXT is bytes {base + t0}-{base + t1} but the file has {size} bytes (it is truncated)"
+            f"TEXT is bytes {base + t0}-{base + t1} but the file has {size} bytes (it is truncated: copy it again, or export it again from the acquisition software)"
         )
     _check_text_size(notes, budget, header.text)
     kw = Keywords(notes)

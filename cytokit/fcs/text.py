@@ -284,7 +284,10 @@ class Keywords:
         """A required whole-number keyword."""
         value = self.get(key)
         if value is None:
-            raise self.notes.error(f"keyword {key} is missing; expected {expected}")
+            raise self.notes.error(
+                f"keyword {key} is missing; expected {expected} (a required keyword: the "
+                "file's TEXT is damaged or was not written whole; export it again)"
+            )
         return self.parse_int(key, value, expected=expected, minimum=minimum)
 
     def parse_int(self, key: str, value: str, *, expected: str, minimum: int = 0) -> int:
