@@ -292,8 +292,8 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     # its figures, which samples.csv has no row for, are the API's; a sample's are its row's
     s = api.summary()
     assert res.acquisition_summary(file) == {
-        "events_before_qc": s["qc_events_before"],
-        "events_after_qc": s["qc_events_after"],
+        "events_before_qc": s["events_before_qc"],
+        "events_after_qc": s["events_after_qc"],
         **{f"qc_removed_{r}": s[f"qc_removed_{r}"] for r in ("rate", "signal", "margin")},
         "qc_pct_removed": pytest.approx(s["qc_pct_removed"]),
     }
@@ -318,7 +318,7 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     html = acquisition_section(res)
     assert html.count("<figure>") == 2
     table = html[html.index("<table>") : html.index("</table>")]
-    assert f"{s['qc_events_after']:,} of {s['qc_events_before']:,}" in table  # the failed one's
+    assert f"{s['events_after_qc']:,} of {s['events_before_qc']:,}" in table  # the failed one's
     first = html.index(
         '<details id="qc-fcs__A1_day007" open><summary>fcs/A1_day007.fcs: <b>fail</b>: '
     )
@@ -551,8 +551,8 @@ def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
 
 #: samples.csv / qc_samples.csv column -> key of `AcquisitionQC.summary()`.
 BATCH_TO_API = {
-    "events_before_qc": "qc_events_before",
-    "events_after_qc": "qc_events_after",
+    "events_before_qc": "events_before_qc",
+    "events_after_qc": "events_after_qc",
     "qc_removed_rate": "qc_removed_rate",
     "qc_removed_signal": "qc_removed_signal",
     "qc_removed_margin": "qc_removed_margin",

@@ -273,7 +273,7 @@ def test_no_events_fails():
     s = synthetic()
     qc = acquisition_qc(Sample(s.events[:0], s.channels, keywords=s.keywords))
     assert qc.verdict == "fail" and qc.verdict_reason == "the file has no events"
-    assert qc.summary()["qc_events_before"] == 0
+    assert qc.summary()["events_before_qc"] == 0
     with pytest.raises(AcquisitionQCError, match="no events, so there is nothing to analyse") as e:
         screen(Sample(s.events[:0], s.channels, keywords=s.keywords), AcquisitionQCSettings())
     assert "margin" not in str(e.value) and "--qc-exclude" not in str(e.value)
@@ -294,7 +294,7 @@ def test_verdicts_follow_the_settings():
     assert qc.verdict == "fail" and "more than the 1% allowed" in qc.verdict_reason
     summary = qc.summary()
     assert summary["qc_removed_margin"] == summary["qc_removed"] == 300
-    assert summary["qc_events_after"] == 20_000 - 300
+    assert summary["events_after_qc"] == 20_000 - 300
 
 
 def test_a_file_with_every_event_removed_fails_whatever_the_limit():

@@ -92,8 +92,8 @@ def file_record(qc: AcquisitionQC) -> dict:
     """
     s = qc.summary()
     summary = {
-        "events_before_qc": int(s["qc_events_before"]),
-        "events_after_qc": int(s["qc_events_after"]),
+        "events_before_qc": int(s["events_before_qc"]),
+        "events_after_qc": int(s["events_after_qc"]),
         **{
             f"qc_removed_{r}": None if s[f"qc_removed_{r}"] is None else int(s[f"qc_removed_{r}"])
             for r in ("rate", "signal", "margin")

@@ -362,7 +362,7 @@ class AcquisitionQC:
     def summary(self) -> dict:
         """The file's row of a samples table.
 
-        Keys: ``qc_events_before``, ``qc_events_after``, ``qc_removed_rate``,
+        Keys: ``events_before_qc``, ``events_after_qc``, ``qc_removed_rate``,
         ``qc_removed_signal``, ``qc_removed_margin`` (an event removed for two
         reasons counts in both; None where that check did not run: not asked
         for, or no usable Time channel), ``qc_removed`` (each event once),
@@ -371,8 +371,8 @@ class AcquisitionQC:
         ``qc_notes``.
         """
         out = {
-            "qc_events_before": self.n_events,
-            "qc_events_after": self.n_events - self.n_removed,
+            "events_before_qc": self.n_events,
+            "events_after_qc": self.n_events - self.n_removed,
         }
         for name in REASONS:
             # a check that did not run measured nothing: no count, not a zero
