@@ -600,6 +600,10 @@ class _Reader:
             )
         if not operands:
             raise self.fail(op_el, f"gating:{op} needs gateReference operands")
+        # X and X is X: a repeated operand is read once (the schema wants two or more
+        # operands of and/or, so a one-operand gate is written with its operand twice)
+        pairs = list(dict.fromkeys(zip(operands, complement, strict=True)))
+        operands, complement = [p[0] for p in pairs], [p[1] for p in pairs]
         return BooleanGate(**common, op=op, operands=tuple(operands), complement=tuple(complement))
 
 

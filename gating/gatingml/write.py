@@ -344,7 +344,10 @@ class _Writer:
                 doc.close("gating:Quadrant")
         else:
             doc.open(f"gating:{g.op}")
-            for ref, comp in zip(g.operands, g.complement, strict=True):
+            pairs = list(zip(g.operands, g.complement, strict=True))
+            if g.op != "not" and len(pairs) == 1:
+                pairs *= 2  # the schema wants 2+ operands of and/or; X and X is X
+            for ref, comp in pairs:
                 doc.leaf(
                     "gating:gateReference",
                     ("gating:ref", self.ids[ref]),
