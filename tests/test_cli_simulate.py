@@ -35,10 +35,11 @@ def test_simulate_refuses_to_overwrite_without_force(tmp_path, capsys):
 
 
 def test_simulate_bad_options(tmp_path, capsys):
-    assert run(["simulate", str(tmp_path / "a"), "--days", "x"]) == 1
-    assert "--days 'x'" in capsys.readouterr().err
-    assert run(["simulate", str(tmp_path / "b"), "--preset", "huge"]) == 1
-    assert "preset 'huge'" in capsys.readouterr().err
+    # usage errors, naming the option and the value
+    assert run(["simulate", str(tmp_path / "a"), "--days", "x"]) == 2
+    assert "'--days': 'x'" in capsys.readouterr().err
+    assert run(["simulate", str(tmp_path / "b"), "--preset", "huge"]) == 2
+    assert "'--preset'" in (err := capsys.readouterr().err) and "'huge'" in err
     assert run(["simulate", str(tmp_path / "c"), "--patients", "0"]) == 2
 
 
