@@ -11,7 +11,11 @@ as values, so that the last bits of a transcendental function on another CPU
 cannot fail the test. The sums of the QC files' stored gate points (``gate:*``, 2,000
 events drawn per gate) are those of the draws seeded by the file's content (its
 SHA-256, as the results store keys it) rather than its name, so that a renamed
-file resumed gives what a fresh run gives; every table is as before. The columns the clinical layer added and documented
+file resumed gives what a fresh run gives. trends.csv and cohort.csv were written
+again when a donor_pct trend came to read a % of a population too small to judge
+chimerism (fewer than 80 events) as missing: only the AUC, peak and their cohort
+summaries of five donor_pct rows (CIK and NK_bright) changed. cluster_summary.csv's
+``origin_events`` (the events behind its donor share) is dropped before comparing. The columns the clinical layer added and documented
 (``trends.csv``: dose_product, doses_per_kg and the fitted decay line's
 columns; ``cohort.csv``: dose_product)
 the ``tube`` column of the per-file tables (multi-tube studies: every file

@@ -403,3 +403,41 @@ def test_band_covers_the_true_decay_95_percent_of_the_time():
     assert np.all(np.abs(log - 0.95) < 0.02), log
     counts = _band_coverage("counts")
     assert np.all((counts > 0.94) & (counts < 0.995)), counts
+
+
+def test_a_pct_of_too_few_events_is_no_point_of_the_pct_trend():
+    """Day 21's NK gate kept 3 events, all donor: 100 % (95 % CI 44-100) cannot judge
+    chimerism. The donor_pct trend reads it as missing (not its peak, not in its AUC),
+    as the plot draws it ("too few cells"); the cells/µL trend keeps its small count."""
+    from types import SimpleNamespace
+
+    from cytokit.analysis.cohort import trend_tables
+    from cytokit.analysis.trends import judged_values
+
+    days = np.array([3, 7, 14, 21, 28, 35, 42])
+    events = np.array([2000, 2000, 2000, 3, 2000, 2000, 2000])
+    pct = np.array([60.0, 55.0, 40.0, 100.0, 20.0, 10.0, 5.0])
+    donor = np.round(pct * events / 100).astype(int)
+    chim = pd.DataFrame(
+        {
+            "patient": "P1", "stratum": "A", "sample_type": "PB", "population": "NK",
+            "day": days, "events": events, "donor_events": donor, "donor_pct": pct,
+            "donor_per_ul": donor * 0.1,
+            "status": np.where(donor < 20, "not_detected",
+                               np.where(donor < 50, "not_quantifiable", "quantified")),
+        }
+    )  # fmt: skip
+    trends, _ = trend_tables(chim, SimpleNamespace(infusions=[]))
+    row = trends.set_index("measure").loc["donor_pct"]
+    kept = chim[chim["day"] != 21]
+    alone, _ = trend_tables(kept, SimpleNamespace(infusions=[]))
+    want = alone.set_index("measure").loc["donor_pct"]
+    for col in ("peak_value", "peak_day", "auc", "half_life_days", "half_life_n"):
+        assert row[col] == pytest.approx(want[col]), col
+    assert row["peak_value"] == 60.0 and np.isfinite(row["half_life_days"])
+    cells = trends.set_index("measure").loc["donor_per_ul"]
+    assert cells["auc"] != pytest.approx(alone.set_index("measure").loc["donor_per_ul"]["auc"])
+    # the limit: 20 donor events of at least 80 in the population
+    got = judged_values("donor_pct", [50.0, 50.0, 50.0], [79, 80, 5000])
+    assert np.isnan(got[0]) and got[1] == 50.0 and got[2] == 50.0
+    assert judged_values("donor_per_ul", [1.0], [3])[0] == 1.0

@@ -46,7 +46,7 @@ from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import SUMMARY_NUMBERS, TABLES, Results, as_read, conform, sample_id
 from cytokit.analysis.sample_result import SampleResult
 from cytokit.analysis.tablesjson import invalidate_index
-from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, trend_row
+from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, judged_values, trend_row
 from cytokit.errors import CytokitError
 from cytokit.study.folder import Study
 from cytokit.study.tubes import DEFAULT_TUBE
@@ -371,9 +371,10 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
         doses = [np.nan if i.dose_per_kg is None else i.dose_per_kg for i in inf]
         products = [i.product for i in inf]
         for measure in MEASURES:
-            values = g[measure].to_numpy(dtype=np.float64)
-            if not np.isfinite(values).any():
-                continue
+            if not np.isfinite(g[measure].to_numpy(dtype=np.float64)).any():
+                continue  # no value at all (a donor marker that failed every day)
+            # a population too small to judge every day: a row of its own, no values
+            values = judged_values(measure, g[measure], g["events"])
             row = {
                 "patient": patient,
                 "stratum": g["stratum"].iloc[0],

@@ -97,6 +97,7 @@ def persistence_points(
         `cytokit.clinical.landmark.POINT_COLUMNS`; a day with samples of several
         types reads its peripheral-blood (``PB``) sample when there is one.
     """
+    from cytokit.analysis.trends import judged_values
     from cytokit.clinical.landmark import FAILED
 
     columns = ["patient", "day", "value", "status"]
@@ -109,6 +110,9 @@ def persistence_points(
             ["patient", "day"], keep="first"
         )
         out = rows[["patient", "day", measure, "status"]].rename(columns={measure: "value"})
+        # as the trends read it: a % of too few events to judge is no value
+        if "events" in rows.columns:
+            out["value"] = judged_values(measure, out["value"], rows["events"])
     have = set(zip(out["patient"].astype(str), out["day"].astype(int), strict=True))
     extra = sorted({(str(p), int(d)) for p, d in failed} - have)
     if extra:

@@ -13,7 +13,10 @@ the chimerism table's points (day, value, status).
   0 (the first infusion) to the last sampled day; donor cells are absent
   before the first infusion, so a point (0, 0) starts the curve when there is
   no day-0 sample. Every sampled value counts (not-detected values are small
-  and measured). Units: cells/µL × days, or % × days. ``auc_days`` is the span.
+  and measured), but for ``donor_pct`` a point whose population had too few
+  events to judge chimerism (`judged_values`: fewer than 80) is missing, for
+  the peak and the half-life too. Units: cells/µL × days, or % × days.
+  ``auc_days`` is the span.
 * **half-life** (`fit_half_life`): an exponential fit of the decay phases.
   The days are cut into segments at the infusion days (a sample on an
   infusion day precedes that infusion); in each segment the decay phase is
@@ -79,6 +82,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from cytokit.analysis.chimerism import DETECTION_EVENTS
 from cytokit.stats.intervals import t_quantile
 
 __all__ = [
@@ -112,6 +116,24 @@ MIN_POINTS = 3
 MIN_FIT_EVENTS = 20
 #: Two-sided 95 % quantile of the standard normal distribution.
 _Z95 = 1.959963984540054
+#: Largest detection limit of a donor % a trend reads: 20 donor events (the detection
+#: limit) in a population of at least 80. A smaller population's % (3 of 3 events:
+#: 100 %, 95 % CI 44-100) cannot judge chimerism; the plot draws it as "too few cells"
+#: and a donor_pct trend counts it as missing (not as its peak, nor in its AUC).
+MAX_PCT_LOD = 25.0
+
+
+def judged_values(measure: str, values, events) -> np.ndarray:
+    """`values` of `measure` as a trend reads them: a ``donor_pct`` whose population had
+    too few events to judge (a detection limit above `MAX_PCT_LOD`) is NaN; cells/µL
+    (a count, however small) as they are."""
+    values = np.asarray(values, dtype=np.float64)
+    if measure != "donor_pct":
+        return values
+    events = np.asarray(events, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lod = 100.0 * DETECTION_EVENTS / events
+    return np.where(lod <= MAX_PCT_LOD, values, np.nan)
 
 
 def _segments(days: np.ndarray, infusions: list[int]) -> np.ndarray:

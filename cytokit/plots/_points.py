@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit.analysis.chimerism import DETECTION_EVENTS, MARKER_FAILED
+from cytokit.analysis.trends import MAX_PCT_LOD as TRENDS_MAX_PCT_LOD
 from cytokit.analysis.trends import decay_band, decay_covariances, decay_phases
 from cytokit.plots._words import MEASURES, format_dose
 
@@ -82,8 +83,9 @@ def finite(values) -> np.ndarray:
 
 
 #: Largest % donor detection limit drawn (population of at least 80 events): a
-#: not-detected point whose limit is higher is "too few cells" and drawn on no % axis.
-MAX_PCT_LOD = 25.0
+#: not-detected point whose limit is higher is "too few cells" and drawn on no % axis
+#: (the trends read it as missing: `cytokit.analysis.trends.judged_values`).
+MAX_PCT_LOD = TRENDS_MAX_PCT_LOD
 _Z = 1.959963984540054
 
 
