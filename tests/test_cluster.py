@@ -524,6 +524,28 @@ def test_study_without_donor_or_gates():
     assert "donor_fraction" not in result.summary.columns
 
 
+def test_donor_share_reads_only_samples_with_an_origin():
+    """A sample whose donor marker failed (no donor flags) adds its events to a
+    metacluster's ``events`` but not to its donor share: its cells are neither donor nor
+    recipient (before, they counted as recipient and lowered the share)."""
+    design = simulate.preset_design("sample", n_patients=1, n_events=4000, days=[7, 14])
+    sim = SimulatedStudy(design)
+
+    def load(item):
+        got = sim(item)
+        return got if item["day"] == 7 else ClusterInput(got.events, None, got.gates)
+
+    both = cluster_study(sim, sim.items, MARKERS, n_metaclusters=5, seed=3)
+    mixed = cluster_study(load, sim.items, MARKERS, n_metaclusters=5, seed=3)
+    s, m = both.summary, mixed.summary
+    assert (m["events"] == s["events"]).all()  # the same clustering, every event counted
+    day7 = both.table[(both.table["day"] == 7) & (both.table["origin"] == "donor")]
+    assert (m["donor_events"].to_numpy() == day7["count"].to_numpy()).all()
+    assert (m["origin_events"] < m["events"]).all() and (s["origin_events"] == s["events"]).all()
+    share = m["donor_events"] / m["origin_events"]
+    np.testing.assert_allclose(m["donor_fraction"], share.where(m["origin_events"] > 0))
+
+
 def test_study_errors_name_the_sample():
     items = [{"patient": "P01", "day": 3, "file": "fcs/a.fcs"}]
     with pytest.raises(StudyError, match=r"fcs/a.fcs: load\(\) gave events of shape \(5, 3\)"):

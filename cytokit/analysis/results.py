@@ -438,7 +438,7 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
     # further columns: each clustering marker's median (float64)
     "cluster_summary": {
         "metacluster": _I, "events": _I, "fraction": _F, "donor_events": _N,
-        "donor_fraction": _F, "nodes": _I, "gate": _S, "f1": _F,
+        "origin_events": _N, "donor_fraction": _F, "nodes": _I, "gate": _S, "f1": _F,
     },
     "cluster_matching": {
         "gate": _S, "events": _I, "metaclusters": _S, "precision": _F, "recall": _F, "f1": _F,

@@ -87,8 +87,10 @@ class ClusterResult:
     medians : DataFrame
         Metacluster × marker medians over every event of the study.
     summary : DataFrame
-        Per metacluster: ``events, fraction, donor_events, donor_fraction,
-        nodes, gate`` (best-matching gate) and ``f1``.
+        Per metacluster: ``events, fraction, donor_events, origin_events``
+        (its events in samples whose donor flags were given: a sample
+        without them adds to ``events`` only), ``donor_fraction`` (donor
+        events of origin events), ``nodes, gate`` (best-matching gate) and ``f1``.
     matching : DataFrame
         Per gate: ``gate, events, metaclusters`` (the matched set, ";"-joined),
         ``precision, recall, f1`` of their union, ``best_metacluster, best_f1``.
@@ -342,6 +344,7 @@ class _MapTotals:
     gate_events: np.ndarray  # (g,) int64: events in each gate
     donor_counts: np.ndarray  # (k,) int64
     sizes: np.ndarray  # (k,) int64: events per metacluster
+    origin_sizes: np.ndarray  # (k,) int64: events per metacluster of samples with an origin
     has_donor: bool = False
     n_events: int = 0
 
@@ -354,6 +357,7 @@ class _MapTotals:
             gate_events=np.zeros(n_gates, dtype=np.int64),
             donor_counts=np.zeros(k, dtype=np.int64),
             sizes=np.zeros(k, dtype=np.int64),
+            origin_sizes=np.zeros(k, dtype=np.int64),
         )
 
 
@@ -393,7 +397,10 @@ def _map_events(load, items, descs, model, markers, gates, lo, hi, acc, progress
         counts = {"donor": by_group[k:], "recipient": by_group[:k]}
         counts["all"] = by_group[:k] + by_group[k:]
         acc.sizes += counts["all"]
-        acc.donor_counts += counts["donor"]
+        if inp.donor is not None:  # a sample without a usable donor marker has no origin:
+            # its events are neither donor nor recipient in the donor share
+            acc.origin_sizes += counts["all"]
+            acc.donor_counts += counts["donor"]
         for origin in ORIGINS if inp.donor is not None else ("all",):
             c = counts[origin]
             total = int(c.sum())
@@ -421,21 +428,22 @@ def _map_events(load, items, descs, model, markers, gates, lo, hi, acc, progress
 def _summary(model, gates, acc: _MapTotals, f1: pd.DataFrame) -> pd.DataFrame:
     """One row per metacluster: size, donor share, SOM nodes, best-matching gate."""
     k = acc.sizes.shape[0]
-    sizes, donor_counts = acc.sizes, acc.donor_counts
+    sizes, donor_counts, origin = acc.sizes, acc.donor_counts, acc.origin_sizes
     summary = pd.DataFrame(
         {
             "metacluster": np.arange(k),
             "events": sizes,
             "fraction": sizes / max(1, acc.n_events),
             "donor_events": donor_counts if acc.has_donor else np.full(k, -1),
-            "donor_fraction": np.where(sizes > 0, donor_counts / np.maximum(sizes, 1), np.nan)
+            "origin_events": origin if acc.has_donor else np.full(k, -1),
+            "donor_fraction": np.where(origin > 0, donor_counts / np.maximum(origin, 1), np.nan)
             if acc.has_donor
             else np.full(k, np.nan),
             "nodes": np.bincount(model.node_labels_, minlength=k),
         }
     )
     if not acc.has_donor:
-        summary = summary.drop(columns=["donor_events", "donor_fraction"])
+        summary = summary.drop(columns=["donor_events", "origin_events", "donor_fraction"])
     if len(gates):
         best = f1.to_numpy().argmax(axis=0)
         summary["gate"] = [gates[g] for g in best]

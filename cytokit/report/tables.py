@@ -673,7 +673,9 @@ def cluster_summary_table(summary: pd.DataFrame) -> str:
             if c == "fraction" and is_number(v):
                 row.append(Markup(fmt(100.0 * float(v))))
             elif c == "donor_fraction":
-                row.append(Markup(_donor_share(v, r.get("donor_events"), r.get("events"))))
+                # of the events whose origin is known (an older table: of all its events)
+                base = r.get("origin_events", r.get("events"))
+                row.append(Markup(_donor_share(v, r.get("donor_events"), base)))
             elif c == "f1":
                 row.append(Markup(f"{f1:.2f}" if f1 is not None and math.isfinite(f1) else "–"))
             elif c == "gate":
