@@ -206,6 +206,7 @@ def test_a_dead_donor_marker_detector_is_marker_failed(study, clean, tmp_path, f
     donor_cols = ["donor_events", "recipient_events", "donor_pct", "ci_low", "ci_high"]
     assert chim[[*donor_cols, "donor_per_ul", "recipient_per_ul"]].isna().all().all()
     assert chim.note.str.contains(f"all .* parent events read {value:g}").all()
+    assert chim.note.str.contains("donor marker HLA-A2: check its detector").all()  # the fix
     assert chim.per_ul.notna().all()  # the gating stands (a constant FITC may empty CD56+)
     sample_row = results.samples.set_index("file").loc[file]
     assert sample_row.donor_marker_check == "failed"

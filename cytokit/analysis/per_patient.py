@@ -257,11 +257,25 @@ def _chimerism_rows(
             if ranges:  # acquisition QC removed time ranges: impute them (chimerism.py)
                 c.update(stratified_row(n, c["donor_events"], ranges, ci=s.ci))
             chim.update(c)
+            if _before_infusion(row.day) and c["status"] in ("quantified", "not_quantifiable"):
+                # donor cells cannot be there yet: a table reader sees what the report flags
+                said = (
+                    f"donor cells before the first infusion ({c['donor_events']} donor "
+                    "events): check the donor-marker threshold"
+                )
+                chim["note"] = "; ".join(x for x in (str(chim.get("note") or ""), said) if x)
             chim["donor_per_ul"] = basis.per_ul(c["donor_events"])
             chim["recipient_per_ul"] = basis.per_ul(c["recipient_events"])
         if chimerism:
             out.rows["chimerism"].append(chim)
     return cuts, qc_arrays
+
+
+def _before_infusion(day) -> bool:
+    try:
+        return float(day) < 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _removed_ranges(p: SampleResult, marker: str, i: int, n_pop: int, cut: Threshold) -> list:
@@ -291,6 +305,14 @@ def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[st
     anchors = [(p.anchors or {}).get(marker) for _, _, p in items]
     pileups = [(p.pileup or {}).get(marker) for _, _, p in items]
     failed = check_donor_marker(hists, days, side, anchors, pileups)
+    # the table's reader has no page around the note: name the marker and what to do
+    failed = [
+        f"{why} (donor marker {marker}: check its detector, stain and [panel] channel; the "
+        "sample gives no donor value until acquired again)"
+        if why
+        else why
+        for why in failed
+    ]
     usable = [
         Histogram(h.edges, np.zeros_like(h.counts)) if why else h
         for h, why in zip(hists, failed, strict=True)
