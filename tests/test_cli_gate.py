@@ -273,6 +273,28 @@ def test_schedulers_give_identical_tables(batch, tmp_path):
     assert runs["serial"].n_events == N_FILES * N_EVENTS
 
 
+def test_a_cold_cache_gates_the_first_file_here_with_the_same_tables(batch, tmp_path, monkeypatch):
+    """On a cold Numba cache the first file is gated in this process before the workers
+    start (so that they load the kernels instead of each compiling them): the tables are
+    those of a plain run, and the file counts as gated by this run, not from the store."""
+    import cytokit.engine.gate_files as gf
+
+    files = expand_files([batch / "fcs"])
+    strategy = batch / "strategy.xml"
+    plain = gate_files(strategy, files, tmp_path / "plain", workers=2)
+    seen = []
+    monkeypatch.setattr(gf, "_compile_first", lambda *a: seen.append(a) or True)
+    cold = gate_files(strategy, files, tmp_path / "cold", workers=2)
+    assert seen and csv_tables(tmp_path / "cold") == csv_tables(tmp_path / "plain")
+    assert cold.report.n_cached == 0 and len(cold.report.done) == len(plain.report.done)
+    first = next(f for f in cold.report.files if f.path == files[0])
+    assert not first.cached and first.seconds > 0
+    monkeypatch.undo()
+    # warm (as here, after the runs above), or one worker: no first run of its own
+    assert not gf._compile_first(files, 2, None, True)
+    assert not gf._compile_first(files, 1, None, True)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups and SIGKILL")
 def test_killed_command_resumes_to_the_same_tables(batch, tmp_path, capsys):

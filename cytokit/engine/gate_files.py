@@ -48,7 +48,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -671,6 +671,32 @@ def about_file(messages: list[str], path: Path) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _compile_first(files: list[str], workers, scheduler, statistics: bool) -> bool:
+    """Whether to gate the first file alone in this process: several local worker
+    processes would start, and the gating (and statistics) kernels are not in Numba's
+    on-disk cache yet."""
+    from cytokit.kernels import _statpass, fused
+    from cytokit.kernels._config import is_cached
+
+    many = workers is None or workers > 1
+    local = scheduler in (None, "processes", "local")
+    if len(files) < 2 or not many or not local:
+        return False
+    kernels = [fused._evaluate, *([_statpass._pass] if statistics else [])]
+    return not all(is_cached(k) for k in kernels)
+
+
+def _first_run_here(first: BatchReport, report: BatchReport) -> BatchReport:
+    """`report` with the file `first` ran counted as gated by this run, not taken from
+    the store, and the time `first` took added."""
+    ran = {f.path: f for f in first.files if not f.cached}
+    files = [
+        replace(f, cached=False, seconds=ran[f.path].seconds) if f.path in ran and f.cached else f
+        for f in report.files
+    ]
+    return replace(report, files=files, elapsed=report.elapsed + first.elapsed)
+
+
 def expand_files(items: Iterable[str | os.PathLike]) -> list[str]:
     """FCS files named by `items`: files as given, folders (every ``*.fcs`` inside,
     recursively, sorted) and glob patterns (sorted). A file named again, however
@@ -795,7 +821,14 @@ def gate_files(
             "failures.csv of `cytokit gate` would replace its tables: give another --out"
         )
     out = output_folder(out, files=tables)  # before the batch, not after it
+    files = [os.fspath(f) for f in files]
     with RunStore(out / STORE_NAME) as store:
+        first = None
+        if _compile_first(files, workers, scheduler, task.statistics):
+            # a cold Numba cache: the first file compiles the kernels here, once, and the
+            # workers then load them, instead of each compiling the same kernels at the
+            # same time (sample_data on 2 cores: 79 s against 31 s on one)
+            first = run_batch(files[:1], task, store, workers=1)
         report = run_batch(
             files,
             task,
@@ -805,6 +838,8 @@ def gate_files(
             progress=progress,
             retry_failures=retry_failures,
         )
+        if first is not None:
+            report = _first_run_here(first, report)
         counts = report.frame(store, "counts")
         counts = counts.reindex(columns=list(COUNT_TABLE))
         stats = None
