@@ -51,7 +51,7 @@ def run_rerun(results: Path, out: Path, *, run: int | None = None, as_json: bool
     differ, how = compare_outputs(results, out, run_a=run)
     if as_json:
         report = {"identical": not differ and not inputs, "inputs_changed": inputs}
-        typer.echo(json.dumps(report | {"differ": differ, "timestamps": how}, indent=2))
+        typer.echo(json.dumps(report | {"differ": differ, "notes": how}, indent=2))
     else:
         for line in [*(f"input changed since the run: {i}" for i in inputs), *differ, *how]:
             typer.echo(printable(line))

@@ -337,6 +337,49 @@ def test_rerun_from_the_log_writes_identical_tables(analysed, tmp_path):
     assert second["settings"] == first["settings"]
 
 
+def test_rerun_compares_with_what_the_folder_held_after_the_run(study, tmp_path):
+    """A resumed run rewrites only what changed, and a report run writes no table: the
+    rerun is compared with what the folder held after the run, not with what that run
+    itself wrote. analyze, analyze again (resumed), report: each run's rerun is identical,
+    and --json prints one JSON object (report's own stdout goes to stderr)."""
+    out = tmp_path / "out"
+    args = ["analyze", study, "--out", out, "--workers", "1"]
+    assert cli(args)[0] == 0
+    assert cli(args)[0] == 0  # resumed: rewrites report.html, study.json, tables.json
+    assert cli(["report", out])[0] == 0  # unchanged: writes nothing
+    runs = read_runlog(out)
+    assert [r["command"] for r in runs] == ["analyze", "analyze", "report"]
+    assert len(runs[2]["outputs"]) == 0 and len(runs[1]["outputs"]) < len(runs[0]["outputs"])
+    for k, run_k in enumerate(("3", "2", "1"), start=1):
+        again = tmp_path / f"again{k}"
+        code, text, err = cli(["verify", out, "--run", run_k, "--rerun", again, "--json"])
+        got = json.loads(text)
+        assert code == 0 and got["identical"], (run_k, got, err)
+        if run_k == "3":  # the tables are analyze's, not report's
+            assert any("not an output of report" in n for n in got["notes"])
+        if run_k == "1":  # run 2 rewrote study.json with the same settings and inputs
+            assert any("compared with run 2's rewrite" in n for n in got["notes"])
+    # a table edited after the run is a difference
+    table = out / "chimerism.csv"
+    table.write_text(table.read_text().replace("quantified", "quantifyed", 1))
+    code, text, _ = cli(["verify", out, "--run", "1", "--rerun", tmp_path / "again4"])
+    assert code == 1 and "differ" in text
+
+
+def test_a_stopped_run_is_said_so(study, tmp_path):
+    """A run logged with exit code 130 (interrupted) is said to have stopped, in the text
+    and the JSON, though its outputs are unchanged since."""
+    out = tmp_path / "out"
+    assert cli(["analyze", study, "--out", out, "--workers", "1", "--no-report"])[0] == 0
+    log = out / "runlog.jsonl"
+    record = json.loads(log.read_text())
+    log.write_text(json.dumps(record | {"exit_code": 130}) + "\n")
+    code, text, _ = cli(["verify", out])
+    assert code == 0 and "run 1 stopped before its end (exit code 130)" in text
+    code, text, _ = cli(["verify", out, "--json"])
+    assert json.loads(text)["runs"][0]["exit_code"] == 130
+
+
 def test_rerun_argv_replaces_every_spelling_of_out():
     rec = {"argv": ["cytokit", "gate", "s.xml", "a.fcs", "-o", "x", "--out=y", "-oz"]}
     assert rerun_argv(rec, "N") == ["gate", "s.xml", "a.fcs", "-o", "N", "--out=N", "-oN"]

@@ -150,6 +150,12 @@ class Verification:
                 f"{run.get('user', '?')}@{run.get('host', '?')}); {len(run['inputs'])} input(s), "
                 f"{len(run['outputs'])} output(s)"
             )
+            code = run.get("exit_code", 0)
+            if code not in (0, 3):  # 3: finished, some files failed
+                out.append(
+                    f"  run {n} stopped before its end (exit code {code}): it wrote part of "
+                    "its outputs; a rerun into the same folder resumes it"
+                )
             out.extend(f"  {f.text()}" for f in found)
             changes = sum(f.is_change for f in found)
             out.append(
@@ -169,6 +175,7 @@ class Verification:
                     "run_id": r.get("run_id"),
                     "argv": r["argv"],
                     "started": r["started"],
+                    "exit_code": r.get("exit_code", 0),
                     "changed": any(f.is_change for f in self.findings if f.run == r["line"]),
                 }
                 for r in self.runs
@@ -346,7 +353,12 @@ def rerun(folder: str | os.PathLike, out: str | os.PathLike, *, run: int | None 
             f"by hand: {' '.join(record['argv'])}"
         )
     argv = [sys.executable, "-m", "cytokit.cli.app", *rerun_argv(record, out)]
-    return subprocess.run(argv, cwd=cwd, check=False).returncode
+    # what the command prints on stdout (report's path) goes to stderr with its progress:
+    # stdout is the comparison's (one JSON object with --json)
+    done = subprocess.run(argv, cwd=cwd, check=False, stdout=subprocess.PIPE)
+    if done.stdout:
+        sys.stderr.write(done.stdout.decode("utf-8", "replace"))
+    return done.returncode
 
 
 def _created(folder: Path) -> str | None:
@@ -378,12 +390,53 @@ def _comparable(folder: Path, name: str, record: dict | None = None):
     return data
 
 
-def compare_outputs(a: str | os.PathLike, b: str | os.PathLike, *, run_a=None, run_b=None):
-    """The outputs of two logged runs that differ, timestamps aside (`TIMESTAMPED`).
+def _as_of(records: list[dict], n: int) -> dict[str, tuple[int, str]]:
+    """The outputs the folder held after run `n`: path -> (the run that last wrote it,
+    the SHA-256 it wrote), runs up to `n` read in order (a file a run deleted is gone)."""
+    held: dict[str, tuple[int, str]] = {}
+    for rec in records:
+        if rec["line"] > n:
+            break
+        for path in rec.get("removed", []):
+            held.pop(path, None)
+        for o in rec["outputs"]:
+            held[o["path"]] = (rec["line"], o["sha256"])
+    return held
 
-    Outputs are compared by the SHA-256 each run recorded; a file in
-    `TIMESTAMPED` is read from both folders and compared without its
-    timestamps (refused when it changed since its run: see `verify`).
+
+def _command(record: dict) -> str:
+    return str(record.get("command") or (record["argv"][1:2] or ["?"])[0])
+
+
+def _rewritten(records: list[dict], n: int, path: str, digest: str | None) -> bool:
+    """Whether a run after `n` wrote `path` with the bytes `digest`."""
+    return any(
+        o["path"] == path and o["sha256"] == digest
+        for r in records
+        if r["line"] > n
+        for o in r["outputs"]
+    )
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    """Whether two logged runs had the same resolved settings and input files."""
+    key = ("role", "path", "sha256")
+    inputs = [sorted(tuple(i[k] for k in key) for i in r["inputs"]) for r in (a, b)]
+    return a.get("settings") == b.get("settings") and inputs[0] == inputs[1]
+
+
+def compare_outputs(a: str | os.PathLike, b: str | os.PathLike, *, run_a=None, run_b=None):
+    """The outputs of a logged run that differ from a rerun's, timestamps aside.
+
+    The reference is what folder `a` held after its run N: every output a run up to
+    N wrote last (a resumed run rewrites only what changed, and a ``report`` run
+    none of the tables), by the SHA-256 logged. `b` is a fresh folder, so its run
+    wrote all of its outputs. A file of `a` that a run of another command wrote
+    (the tables under a ``report`` run) and `b` lacks is a note, not a
+    difference. A file in `TIMESTAMPED` is read from both folders and compared
+    without its timestamps (`TIMESTAMPED` says which parts, or that it is left
+    out); one a later run of `a` rewrote with the same settings and inputs is
+    compared with that rewrite.
 
     Parameters
     ----------
@@ -395,36 +448,72 @@ def compare_outputs(a: str | os.PathLike, b: str | os.PathLike, *, run_a=None, r
     Returns
     -------
     (list of str, list of str)
-        What differs (path and how), and how each timestamped file was
-        compared (or that it was left out).
+        What differs (path and how), and notes: how each timestamped file was
+        compared or left out, files of other commands, and a run of `a` that
+        stopped before its end.
     """
     a, b = Path(a), Path(b)
-    ra = select_runs(read_runlog(a), run_a)[0]
+    records = read_runlog(a)
+    ra = select_runs(records, run_a)[0]
     rb = select_runs(read_runlog(b), run_b)[0]
-    wrote_a = {o["path"]: o["sha256"] for o in ra["outputs"]}
+    n = ra["line"]
+    held = _as_of(records, n)
+    by_line = {r["line"]: r for r in records}
+    wrote_a = {p: sha for p, (_, sha) in held.items()}
     wrote_b = {o["path"]: o["sha256"] for o in rb["outputs"]}
-    differ = [f"{p}: written by one run only" for p in sorted(set(wrote_a) ^ set(wrote_b))]
-    how = []
+    differ, how = [], []
+    stopped = ra.get("exit_code", 0) not in (0, 3)
+    if stopped:
+        how.append(
+            f"run {n} stopped before its end (exit code {ra['exit_code']}): its outputs are partial"
+        )
+    for path in sorted(set(wrote_b) - set(wrote_a)):
+        differ.append(f"{path}: written by the run again only")
+    for path in sorted(set(wrote_a) - set(wrote_b)):
+        writer = by_line[held[path][0]]
+        if writer["line"] == n or _command(writer) == _command(ra):
+            differ.append(f"{path}: in {a} only")
+        else:
+            how.append(
+                f"{path}: from run {writer['line']} ({_command(writer)}), not an output of "
+                f"{_command(ra)}"
+            )
     memo, buffer = {}, bytearray(1 << 20)
     for path in sorted(set(wrote_a) & set(wrote_b)):
         if path not in TIMESTAMPED:
             if wrote_a[path] != wrote_b[path]:
                 differ.append(f"{path}: differs")
+            elif _hash(a / path, buffer, memo) != wrote_a[path] and not _rewritten(
+                records, n, path, _hash(a / path, buffer, memo)
+            ):
+                # the logged bytes agree, but the folder's file is no logged run's
+                differ.append(f"{path}: edited in {a} since its run (see cytokit verify)")
             continue
         parts = TIMESTAMPED[path]
         if parts is None:
             how.append(f"{path}: left out (it holds times of its run)")
             continue
-        how.append(f"{path}: compared without {', '.join(parts)}")
         if wrote_a[path] == wrote_b[path]:
+            how.append(f"{path}: compared without {', '.join(parts)}")
             continue  # the same bytes: no timestamp to leave out
-        for folder, wrote in ((a, wrote_a), (b, wrote_b)):
-            if _hash(folder / path, buffer, memo) != wrote[path]:
-                differ.append(f"{path}: changed in {folder} since its run; cannot compare")
-                break
-        else:
-            if _comparable(a, path, ra) != _comparable(b, path, rb):
-                differ.append(f"{path}: differs (timestamps aside)")
+        now_a = _hash(a / path, buffer, memo)
+        if now_a != wrote_a[path]:
+            later = [
+                r for r in records if r["line"] > n and any(
+                    o["path"] == path and o["sha256"] == now_a for o in r["outputs"]
+                )
+            ]  # fmt: skip
+            if not later or not _same_run(later[-1], ra):
+                why = f"rewritten by run {later[-1]['line']}" if later else "edited since"
+                differ.append(f"{path}: {why} in {a}; cannot compare")
+                continue
+            how.append(f"{path}: compared with run {later[-1]['line']}'s rewrite (same settings)")
+        if _hash(b / path, buffer, memo) != wrote_b[path]:
+            differ.append(f"{path}: changed in {b} since its run; cannot compare")
+            continue
+        how.append(f"{path}: compared without {', '.join(parts)}")
+        if _comparable(a, path, ra) != _comparable(b, path, rb):
+            differ.append(f"{path}: differs (timestamps aside)")
     return differ, how
 
 
