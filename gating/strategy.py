@@ -290,8 +290,8 @@ class GatingStrategy:
         """Every population `key` may name, each with how (``path``, ``id`` or ``name``).
 
         A full path (``/A/B``) is exact: no id may equal another population's
-        path. Any other key is matched as an id, as a path without its
-        leading ``/`` and as a population name; see `population`.
+        path. Any other key is matched as an id, as a path or a path-like id
+        without its leading ``/`` and as a population name; see `population`.
         """
         hit = self._by_path.get(key)
         if hit is not None:
@@ -301,6 +301,9 @@ class GatingStrategy:
             found[self._by_id[key].id] = (self._by_id[key], "id")
         if not key.startswith("/") and "/" + key in self._by_path:
             found.setdefault(self._by_path["/" + key].id, (self._by_path["/" + key], "path"))
+        if not key.startswith("/") and "/" + key in self._by_id:
+            # an id that is itself path-like (FlowKit's: "/Quadrant1/Q1"): its "/" optional too
+            found.setdefault(self._by_id["/" + key].id, (self._by_id["/" + key], "id"))
         for p in self._by_name.get(key, ()):
             found.setdefault(p.id, (p, "name"))
         return tuple(found.values())

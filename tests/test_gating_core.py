@@ -137,6 +137,11 @@ def test_paths_counts_and_lookups(sample):
     assert counts.set_index("gate_id").loc["notE"].parent_count == sample.n_events
     with pytest.raises(GatingError, match="no population 'nope'"):
         result.membership("nope")
+    # an id that is itself path-like (FlowKit's quadrant ids) names it without its "/" too
+    tree = [replace(g, id="/Q/" + g.id) if g.id == "Lymphocytes" else g for g in donor_tree()]
+    tree = [replace(g, parent="/Q/Lymphocytes") if g.parent == "Lymphocytes" else g for g in tree]
+    odd = G.GatingStrategy(tree)
+    assert odd.population("Q/Lymphocytes").id == odd.population("/Q/Lymphocytes").id
 
 
 def test_compensation_choices(sample):
