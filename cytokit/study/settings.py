@@ -219,7 +219,9 @@ def _path(value, where: str, problems: list[str]) -> str:
     if not isinstance(value, str) or not value.strip():
         problems.append(f'{where} = {value!r} must be a gate path such as "/Lymphocytes"')
         return ""
-    return value.strip()
+    # as written: a gate's name may begin or end with a space, as the strategy's
+    # readers and the Python API keep it (a stray space is refused, with a "did you mean")
+    return value
 
 
 def _markers(value, where: str, problems: list[str]) -> tuple[str, ...] | None:

@@ -252,7 +252,7 @@ def parse_tubes(
             tube_panel,
             tuple(own),
             strategy.strip(),
-            {str(k): v.strip() for k, v in pops.items()},
+            {str(k): v for k, v in pops.items()},
             markers,
             thresholds,
             repertoire,
