@@ -153,6 +153,12 @@ def test_failed_files_become_points_without_a_value_where_a_day_has_none():
         ["P1", 14, Q],
     ]
     assert math.isnan(pts["value"].iloc[0]) and pts["value"].iloc[1] == 2.5
+    # a sample whose donor marker failed measured nothing: a failed point, not a 0
+    dead = chim.assign(status=["marker_failed", Q], donor_per_ul=[float("nan"), 9.0])
+    pts = persistence_points(dead, "NK", "donor_per_ul")
+    assert pts["status"].tolist() == ["failed"] and math.isnan(pts["value"].iloc[0])
+    table = persistence_table(pts, until=28)
+    assert table["n_failed"].tolist() == [1]
 
 
 def test_landmark_by_auc_splits_at_the_cohort_median():

@@ -90,6 +90,8 @@ def persistence_points(
         Samples that gave no numbers (failed files of the chimerism tube): a
         day without a point of its own gets one with status ``failed`` and no
         value, so that a failed sample is not taken for a day without donor cells.
+        A sample whose donor marker failed (status ``marker_failed``) is such a
+        failed point too.
 
     Returns
     -------
@@ -97,6 +99,7 @@ def persistence_points(
         `cytokit.clinical.landmark.POINT_COLUMNS`; a day with samples of several
         types reads its peripheral-blood (``PB``) sample when there is one.
     """
+    from cytokit.analysis.chimerism import MARKER_FAILED
     from cytokit.analysis.trends import judged_values
     from cytokit.clinical.landmark import FAILED
 
@@ -113,6 +116,11 @@ def persistence_points(
         # as the trends read it: a % of too few events to judge is no value
         if "events" in rows.columns:
             out["value"] = judged_values(measure, out["value"], rows["events"])
+        # a sample whose donor marker failed measured nothing: a failed point, never a
+        # day without donor cells (it would put a persisting patient in the other group)
+        lost = out["status"].astype(str) == MARKER_FAILED
+        out.loc[lost, "status"] = FAILED
+        out.loc[lost, "value"] = float("nan")
     have = set(zip(out["patient"].astype(str), out["day"].astype(int), strict=True))
     extra = sorted({(str(p), int(d)) for p, d in failed} - have)
     if extra:
