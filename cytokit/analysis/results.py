@@ -883,12 +883,34 @@ def _read_csv(path: Path, data: bytes, name: str = "") -> pd.DataFrame:
 
 def _read_table(path: Path, data: bytes) -> pd.DataFrame:
     if path.suffix != ".parquet":
-        return _read_csv(path, data, path.stem)
+        return _as_contract(_read_csv(path, data, path.stem), path.stem)
     require_pyarrow()
     try:
-        return read_parquet(data)
+        return _as_contract(read_parquet(data), path.stem)
     except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise _unreadable(path, "a Parquet table", exc) from exc
+
+
+def _as_contract(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """`frame` with the contract's types, whichever format it was read from: text as
+    text (NaN where missing; a column with no value too, not float NaN), real numbers
+    as float64 (a column of whole numbers read from CSV too). Integer columns are left
+    as read: int64, or float64 with NaN where a value is missing (an empty table's:
+    int64)."""
+    kinds = COLUMN_TYPES.get(name, {})
+    for column, kind in kinds.items():
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        if frame.empty:  # no row to tell: an empty CSV column reads as text
+            frame[column] = values.astype(
+                object if kind == _S else np.float64 if kind == _F else np.int64
+            )
+        elif kind == _S and values.dtype != object:
+            frame[column] = values.astype(object).where(values.notna(), np.nan)
+        elif kind == _F and values.dtype != np.float64 and pd.api.types.is_numeric_dtype(values):
+            frame[column] = values.astype(np.float64)
+    return frame
 
 
 def table_file(checked: dict[str, bytes], name: str) -> str | None:

@@ -265,7 +265,7 @@ def parse_tubes(
                     f"{where}: repertoire receptor {m!r} is not among the tube's phenotype "
                     f"markers; add it to phenotype markers"
                 )
-        for m in (*(markers or ()), *thresholds):
+        for m in dict.fromkeys((*(markers or ()), *thresholds)):  # each marker said once
             if m not in tube_panel:
                 problems.append(
                     f"{where}: phenotype marker {m!r} is not in the tube's panel (its own "
