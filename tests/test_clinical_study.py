@@ -411,3 +411,31 @@ def test_report_refuses_outcome_tables_of_changed_clinical_files(with_outcomes, 
     check_clinical_inputs(meta, out)
     # a results folder whose study is not reachable (moved, archived) is reported as written
     check_clinical_inputs({**meta, "root": str(out / "no-such-study")}, out)
+
+
+def test_landmark_sentence_keeps_the_log_rank_test_where_the_hazard_ratio_fails():
+    """A group without events has no hazard ratio, but its log-rank test stands: the
+    sentence gives the groups, their events and p, as landmark.csv does, and says when
+    the comparison was stratified."""
+    from cytokit.report.outcomes import landmark_sentence
+
+    row = {
+        "endpoint": "pfs", "landmark_day": 28, "n_patients": 10, "n_eligible": 8,
+        "n_excluded_event": 1, "n_excluded_followup": 0, "n_excluded_no_sample": 1,
+        "n_excluded_failed": 0, "group_1": "donor cells detected", "n_1": 4, "events_1": 0,
+        "group_0": "not detected", "n_0": 4, "events_0": 3, "hazard_ratio": float("nan"),
+        "hr_ci_low": float("nan"), "hr_ci_high": float("nan"), "logrank_p": 0.00616,
+        "note": "not estimable: no events in group 1",
+    }  # fmt: skip
+    text = landmark_sentence(row)
+    assert "donor cells detected (4 patients, 0 events) against not detected (4, 3)" in text
+    assert "hazard ratio not estimable (not estimable: no events in group 1)" in text
+    assert "log-rank p = 0.00616" in text
+    both = row | {
+        "hazard_ratio": 0.32, "hr_ci_low": 0.1, "hr_ci_high": 0.99, "events_1": 2,
+        "note": "log-rank test and Cox model stratified by stratum",
+    }  # fmt: skip
+    text = landmark_sentence(both)
+    assert "hazard ratio 0.320 (95 % CI 0.100–0.990), log-rank p = 0.00616 (stratified by" in text
+    alone = row | {"n_0": 0, "logrank_p": float("nan"), "note": "too few patients to compare"}
+    assert landmark_sentence(alone).endswith("no comparison: too few patients to compare.")

@@ -78,16 +78,23 @@ def landmark_sentence(row) -> str:
         f"with a usable sample ({excluded} excluded{why})"
     )
     hr = _number(row["hazard_ratio"])
-    if not math.isfinite(hr):
-        note = str(row["note"]) if isinstance(row["note"], str) and row["note"] else ""
+    p = _number(row.get("logrank_p"))
+    note = str(row["note"]) if isinstance(row.get("note"), str) and row["note"] else ""
+    n1, n0 = _number(row.get("n_1")), _number(row.get("n_0"))
+    if not (math.isfinite(hr) or math.isfinite(p)) or not (n1 > 0 and n0 > 0):
         return f"{head}; no comparison" + (f": {note}." if note else ".")
-    return (
-        f"{head}; {row['group_1']} ({int(_number(row['n_1']))} patients, "
-        f"{int(_number(row['events_1']))} events) against {row['group_0']} "
-        f"({int(_number(row['n_0']))}, {int(_number(row['events_0']))}): hazard ratio "
-        f"{fmt(hr)} (95 % CI {fmt(_number(row['hr_ci_low']))}–{fmt(_number(row['hr_ci_high']))}), "
-        f"log-rank p = {fmt(_number(row['logrank_p']))}."
+    groups = (
+        f"{row['group_1']} ({int(n1)} patients, {int(_number(row['events_1']))} events) "
+        f"against {row['group_0']} ({int(n0)}, {int(_number(row['events_0']))})"
     )
+    stratified = " (stratified by stratum)" if "stratified" in note else ""
+    if math.isfinite(hr):
+        low, high = fmt(_number(row["hr_ci_low"])), fmt(_number(row["hr_ci_high"]))
+        said = f"hazard ratio {fmt(hr)} (95 % CI {low}–{high})"
+    else:  # the log-rank test stands where the Cox model has no estimate
+        said = "hazard ratio not estimable" + (f" ({note})" if note else "")
+    tail = f", log-rank p = {fmt(p)}" if math.isfinite(p) else ""
+    return f"{head}; {groups}: {said}{tail}{stratified}."
 
 
 def outcomes_section(results: Results) -> str:
