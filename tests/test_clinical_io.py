@@ -243,3 +243,18 @@ def test_endpoints_from_outcomes(tmp_path):
     low = endpoints(read_outcomes(path), gvhd_grade=1).set_index("patient")
     assert low.loc["P03", "gvhd_status"] == 1 and low.loc["P03", "gvhd_days"] == 10
     assert not np.isnan(low["pfs_days"]).any() and not math.isnan(low.loc["P04", "os_days"])
+
+
+def test_a_trial_patient_without_an_outcome_row_is_a_problem(tmp_path):
+    """A patient the trial treated with no row in outcomes.csv would leave every outcome
+    analysis without a word; a manifest patient who is none of the trial's (a healthy
+    control) needs no row."""
+    from cytokit.clinical.outcomes import parse_outcomes
+
+    path = _write(tmp_path, "outcomes.csv", OUTCOME_HEADER + "P01,CR,100,0,,no,,,365,,\n")
+    problems: list[str] = []
+    parse_outcomes(path, problems, patients={"P01", "P02", "HC"}, required={"P01", "P02"})
+    assert len(problems) == 1 and "no row for patient(s) P02 of manifest.csv" in problems[0]
+    problems.clear()
+    parse_outcomes(path, problems, patients={"P01", "HC"}, required={"P01"})
+    assert problems == []

@@ -140,8 +140,10 @@ def parse_outcomes(
     *,
     categories: Sequence[str] = ("CR", "PR", "SD", "PD"),
     patients: Iterable[str] | None = None,
+    required: Iterable[str] | None = None,
 ) -> list[Outcome]:
-    """`read_outcomes` that appends its problems to `problems` (for a study's one error)."""
+    """`read_outcomes` that appends its problems to `problems` (for a study's one error).
+    `required`: the trial's patients, each of whom needs a row (None: not checked)."""
     from cytokit.study.tables import read_table
 
     path = Path(path)
@@ -171,6 +173,16 @@ def parse_outcomes(
         row = _row(f"{path}, line {line}", line, rec, lookup, known, problems)
         if row is not None:
             out.append(row)
+    wanted = None if required is None else set(required)
+    absent = sorted(wanted - set(seen)) if wanted is not None else []
+    if absent:  # every outcome analysis would leave them out without a word
+        shown = ", ".join(absent[:10]) + (
+            f" and {len(absent) - 10} more" if len(absent) > 10 else ""
+        )
+        problems.append(
+            f"{path}: no row for patient(s) {shown} of manifest.csv; every outcome analysis "
+            "counts the study's patients: add a row for each (at least last_followup_day)"
+        )
     return out
 
 

@@ -126,7 +126,14 @@ def read_clinical_files(
         if why:
             problems.append(f"{path}: {why}")
         else:
+            # the trial's patients (those treated, where a schedule says so; a healthy
+            # control or reference sample of the manifest is none) each need a row
+            treated = {t.patient for t in found.treatments}
             found.outcomes = parse_outcomes(
-                path, problems, categories=settings.response_categories, patients=patients
+                path,
+                problems,
+                categories=settings.response_categories,
+                patients=patients,
+                required=treated or patients,
             )
     return found
