@@ -162,8 +162,15 @@ def analyze_outcomes(
         reverse = kaplan_meier(ends["os_days"], 1 - ends["os_event"])
         stats = summarise_curve(reverse, ends["os_days"], horizon=settings.horizon_day)
         row = _summary_row("followup", "all", "all", stats)
-        row.update(events=int(ends["os_event"].sum()), horizon_day=math.nan, estimate=math.nan)
-        row.update(ci_low=math.nan, ci_high=math.nan, note="reverse Kaplan-Meier (deaths censor)")
+        # the reverse curve's events are the patients last seen alive; deaths censor it
+        alive, deaths = int((1 - ends["os_event"]).sum()), int(ends["os_event"].sum())
+        row.update(events=alive, horizon_day=math.nan, estimate=math.nan)
+        row.update(
+            ci_low=math.nan,
+            ci_high=math.nan,
+            note=f"reverse Kaplan-Meier: its events are the {alive} patient(s) last seen "
+            f"alive; the {deaths} death(s) censor it",
+        )
         summary.append(row)
     summary += _gvhd(ends, treatments, settings, curves)
     summary += _responses(outcomes, settings)
