@@ -292,3 +292,26 @@ def test_export_anndata_command_takes_the_tube(analysed, tmp_path, capsys):
     adata = anndata.read_h5ad(out)
     files = set(res.samples.loc[res.samples["tube"] == "stimulated", "file"])
     assert set(adata.obs["file"].astype(str)) == files and adata.n_obs == 50 * len(files)
+
+
+def test_a_stimulated_file_without_its_unstimulated_one_is_said_not_dropped(tmp_path):
+    """A visit whose unstimulated file is not in the manifest has nothing to subtract: its
+    stimulated file's function.csv rows say so (no numbers), rather than no row at all."""
+    from cytokit.analysis.invariants import violations
+
+    folder = tmp_path / "s"
+    design = preset_design("sample", seed=4, n_patients=1, n_events=4_000, days=(7, 14))
+    simulate_study(folder, design, workers=1)
+    add_tubes(folder, seed=4)
+    manifest = folder / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    gone = next(line for line in lines if "day014_unstim" in line)
+    manifest.write_text("\n".join(line for line in lines if line != gone) + "\n")
+    res = cytokit.analyze(folder, folder / "results", workers=1)
+    fun = res.function
+    lone = fun[fun["file"].str.contains("day014_stim")]
+    assert len(lone) and lone["pct_net"].isna().all()
+    assert lone["note"].str.contains("no unstimulated file of this visit").all()
+    paired = fun[fun["file"].str.contains("day007_stim")]
+    assert paired["pct_net"].notna().any()
+    assert violations(res) == []

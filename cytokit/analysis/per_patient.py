@@ -616,8 +616,26 @@ def function_rows(study, cells: dict, level: float = 0.95) -> list[dict]:
         if not pair:
             continue
         found = cells.get((pair, day, stype))
-        if found is None:
-            continue  # a visit without its unstimulated tube: nothing to subtract
+        if found is None:  # nothing to subtract from: a row per marker that says so
+            for name in stim.populations:
+                for marker in stim.markers:
+                    rows.append(
+                        {
+                            "patient": row.patient,
+                            "day": day,
+                            "tube": tube,
+                            "file": key["file"],
+                            "control_tube": pair,
+                            "control_file": "",
+                            "population": name,
+                            "origin": "all",
+                            "marker": marker,
+                            "events_stim": len(stim.populations[name][0]),
+                            "note": f"no {pair} file of this visit (day {day}) in the "
+                            "manifest: nothing to subtract; add it to the manifest",
+                        }
+                    )
+            continue
         _, ckey, unstim = found
         markers = [m for m in stim.markers if m in unstim.markers]
         for name in stim.populations:
