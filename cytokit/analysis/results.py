@@ -285,6 +285,7 @@ from cytokit.analysis.tablesjson import check_index, invalidate_index, write_ind
 from cytokit.errors import CytokitError
 from cytokit.parquet import frame_parquet, read_parquet, require_pyarrow, suffixes
 from cytokit.qc import RANGE_TYPES, SUMMARY_TYPES
+from cytokit.qc.apply import SUMMARY_COLUMNS
 
 __all__ = [
     "CLINICAL_TABLES",
@@ -752,14 +753,7 @@ class Results:
 
 
 #: The numbers of a QC summary (`cytokit.qc.apply`) kept for a file QC failed.
-SUMMARY_NUMBERS = (
-    "events_before_qc",
-    "events_after_qc",
-    "qc_removed_rate",
-    "qc_removed_signal",
-    "qc_removed_margin",
-    "qc_pct_removed",
-)
+SUMMARY_NUMBERS = SUMMARY_COLUMNS[:6]
 
 
 def sample_id(file: str) -> str:
