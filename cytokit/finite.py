@@ -3,7 +3,8 @@
 An FCS file stores what the instrument measured; a NaN or an infinity in it
 (a float file written by other software, a log decode that overflowed) is a
 value that was not measured. The gate kernels keep IEEE semantics, so such an
-event falls in no gate that reads the channel, and a NaN in one detector
+event falls in no shape gate that reads the channel (and so in a Boolean
+``not`` of one), and a NaN in one detector
 spreads through compensation into every detector it is compensated against:
 left alone, a file with a NaN column reports every population as 0 events.
 The rule, applied to every file by `cytokit.analyze` and ``cytokit gate``:

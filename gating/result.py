@@ -74,9 +74,10 @@ class GatingResult:
     def nonfinite_events(self) -> int:
         """Events with a NaN or an infinite value in a channel the gates read.
 
-        The kernels keep IEEE semantics, so such an event is in no gate that
-        reads the channel (nor, when compensated, in any gate on a detector the
-        value spreads into), but it is in the total (`n_events`, the root gates'
+        The kernels keep IEEE semantics, so such an event is in no shape gate
+        that reads the channel (nor, when compensated, in any gate on a detector
+        the value spreads into), and so in a Boolean ``not`` of one (the
+        complement), and it is in the total (`n_events`, the root gates'
         parent count). `cytokit gate` and `cytokit.analyze` drop such events
         before gating and report how many (`cytokit.finite`); here they are kept
         so that memberships line up with the sample's events.

@@ -2,7 +2,8 @@
 
 A NaN or an infinity in an FCS file is a value the instrument did not measure
 (a float file written by software, a log decode overflowing). The gate kernels
-keep IEEE semantics, so such an event is in no gate that reads the channel;
+keep IEEE semantics, so such an event is in no shape gate that reads the
+channel (and so in a Boolean ``not`` of one);
 callers decide what to do with it (`cytokit.finite` drops and counts it).
 """
 

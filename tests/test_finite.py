@@ -154,6 +154,13 @@ def test_gating_result_says_how_many_events_are_non_finite(simulated):
     assert result.n_events == sample.n_events
     q = [result.membership(f"CD3{a}CD56{b}")[:25] for a in "+-" for b in "+-"]
     assert not np.logical_or.reduce(q).any()
+    # ... and so in a Boolean not of a gate on that channel: its complement
+    fl = G.Dimension("APC-A", compensation=G.UNCOMPENSATED)
+    on = G.RectangleGate(id="pos", dims=(fl,), min=(1000.0,), max=(None,))
+    off = G.BooleanGate(id="notpos", op="not", operands=("pos",))
+    got = G.GatingStrategy([on, off]).apply(sample)
+    assert not got.membership("pos")[:25].any() and got.membership("notpos")[:25].all()
+    assert got.count("pos") + got.count("notpos") == sample.n_events
 
 
 def _write(folder, sample, name):
