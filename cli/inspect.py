@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,11 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FCSWarning)
         datasets = read_fcs_datasets(path)
+        if dataset >= len(datasets):  # numbered from 1 for people, as --dataset is
+            raise typer.BadParameter(
+                f"{dataset + 1}: {path} has {len(datasets)} data set(s); give 1 to {len(datasets)}",
+                param_hint="'--dataset'",
+            )
         sample = read_fcs(path, dataset=dataset, scale=True, mmap=True)
     notes = [str(w.message) for w in caught if issubclass(w.category, FCSWarning)]
     for w in caught:  # anything else goes on as usual
@@ -28,7 +34,7 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
     info: dict = {
         "file": str(path),
         "version": sample.version,
-        "dataset": dataset,
+        "dataset": dataset + 1,  # 1 = the first, as --dataset
         "datasets": len(datasets),
         "events": sample.n_events,
         "channels": [],
@@ -49,10 +55,12 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
         if stats and sample.n_events:
             col = np.asarray(sample.events[:, c.index], dtype=np.float64)
             finite = col[np.isfinite(col)]
+            # of the finite values, and how many are not (None where none is: JSON null)
             row.update(
-                min=float(finite.min()) if finite.size else float("nan"),
-                median=float(np.median(finite)) if finite.size else float("nan"),
-                max=float(finite.max()) if finite.size else float("nan"),
+                min=float(finite.min()) if finite.size else None,
+                median=float(np.median(finite)) if finite.size else None,
+                max=float(finite.max()) if finite.size else None,
+                nonfinite=int(col.size - finite.size),
             )
         info["channels"].append(row)
     if sample.spillover is not None:
@@ -69,13 +77,25 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
     return info
 
 
+def _strict(value):
+    """`value` as strict JSON holds it: a NaN or infinite number (a $PnG the file left
+    odd) becomes null."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _print(info: dict, show_keywords: bool) -> None:
     def echo(line: str) -> None:  # names and keywords come from the file: keep them inert
         typer.echo(printable(line))
 
     echo(f"{info['file']}")
     echo(
-        f"  {info['version']}, data set {info['dataset'] + 1} of {info['datasets']}, "
+        f"  {info['version']}, data set {info['dataset']} of {info['datasets']}, "
         f"{info['events']:,} events × {len(info['channels'])} channels"
     )
     kw = {k.upper(): v for k, v in info["keywords"].items()}
@@ -93,7 +113,12 @@ def _print(info: dict, show_keywords: bool) -> None:
             f"{c['bits']:>4} {c['log']:>8} {c['gain']:>6g}"
         )
         if has_stats:
-            line += f" {c['min']:>11.4g} {c['median']:>11.4g} {c['max']:>11.4g}"
+            line += "".join(
+                f" {'–':>11}" if c[k] is None else f" {c[k]:>11.4g}"
+                for k in ("min", "median", "max")
+            )
+            if c["nonfinite"]:
+                line += f"  ({c['nonfinite']:,} not finite)"
         echo(line)
     spill = info["spillover"]
     if spill is None:
@@ -129,6 +154,6 @@ def register(app: typer.Typer) -> None:
         for note in info["warnings"]:  # the file was read around these deviations
             typer.echo(f"cytokit: warning: {printable(note)}", err=True)
         if as_json:
-            typer.echo(json.dumps(info, indent=2, default=str))
+            typer.echo(json.dumps(_strict(info), indent=2, default=str, allow_nan=False))
         else:
             _print(info, keywords)

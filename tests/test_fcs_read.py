@@ -828,6 +828,41 @@ def test_inspect_command(rel, capsys):
     assert [c["name"] for c in info["channels"]] == list(s.channel_names)
 
 
+@pytest.mark.corpus
+def test_inspect_numbers_data_sets_from_1_everywhere(capsys):
+    """--dataset counts from 1; so do its error (a usage error) and the JSON."""
+    from cytokit.cli.app import run
+
+    path = corpus_file("flowkit/data/multi_dataset_fcs/coulter.lmd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FCSWarning)
+        assert run(["inspect", str(path), "-d", "3"]) == 2
+        assert "3: " in (err := capsys.readouterr().err) and "give 1 to 2" in err
+        assert run(["inspect", str(path), "-d", "2", "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert (info["dataset"], info["datasets"]) == (2, 2)
+        assert run(["inspect", str(path), "-d", "2"]) == 0
+        assert "data set 2 of 2" in capsys.readouterr().out
+
+
+def test_inspect_stats_of_a_channel_without_a_finite_value_are_null_json(tmp_path, capsys):
+    """--stats --json is strict JSON: a channel of NaN has null statistics, and every
+    channel says how many values are not finite (the text shows it beside the channel)."""
+    from cytokit.cli.app import run
+
+    values = np.array([[1.0, np.nan], [2.0, np.nan], [np.inf, np.nan]], dtype="<f4")
+    path = write(tmp_path, dataset(float_keywords(2, 3), values.tobytes()), "nan.fcs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert run(["inspect", str(path), "--stats", "--json"]) == 0
+        info = json.loads(capsys.readouterr().out, parse_constant=lambda c: 1 / 0)
+        a, b = info["channels"]
+        assert (a["max"], a["nonfinite"]) == (2.0, 1)
+        assert (b["min"], b["median"], b["max"], b["nonfinite"]) == (None, None, None, 3)
+        assert run(["inspect", str(path), "--stats"]) == 0
+        assert "(3 not finite)" in capsys.readouterr().out
+
+
 def test_inspect_rejects_a_corrupt_file_with_one_line(tmp_path, capsys):
     from cytokit.cli.app import run
 
