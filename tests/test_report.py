@@ -397,6 +397,17 @@ def test_build_report_from_results_object_and_errors(folder, tmp_path):
     (tmp_path / "half" / "samples.csv").write_text("patient\n")
     with pytest.raises(CytokitError, match=r"missing study\.json, chimerism\.csv"):
         check_results_dir(tmp_path / "half")
+    # a folder of `cytokit gate`: not told to run analyze into it (which it refuses)
+    (tmp_path / "gated").mkdir()
+    (tmp_path / "gated" / "counts.csv").write_text("file\n")
+    with pytest.raises(CytokitError, match="the tables of `cytokit gate`") as err:
+        check_results_dir(tmp_path / "gated")
+    assert "--out RESULTS" in str(err.value)
+    # an analysis with a table gone: run it again, naming the study it analysed
+    (tmp_path / "half" / "study.json").write_text('{"root": "/data/my study"}')
+    with pytest.raises(CytokitError, match=r"lacks chimerism\.csv") as err:
+        check_results_dir(tmp_path / "half")
+    assert "cytokit analyze /data/my study --out" in str(err.value)
     # a study folder given for its results: not told to write the results into it
     study = Path(__file__).resolve().parents[1] / "sample_data"
     with pytest.raises(CytokitError, match="a study folder") as err:

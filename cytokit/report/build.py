@@ -85,6 +85,15 @@ BUILD_STAMP = "plots/build.json"
 REQUIRED_FILES = ("study.json", "samples.csv", "chimerism.csv")
 
 
+def _study_root(study_json: Path) -> str | None:
+    """The study folder an analysis's study.json names (None when it cannot say)."""
+    try:
+        root = json.loads(study_json.read_text(encoding="utf-8")).get("root")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return root if isinstance(root, str) and root else None
+
+
 def check_results_dir(path: str | Path) -> Path:
     """`path` if it is a results folder, else a `CytokitError` naming what is missing."""
     path = Path(path)
@@ -105,6 +114,18 @@ def check_results_dir(path: str | Path) -> Path:
             f"{path}: a study folder (it holds study.toml), not the results of one; analyse "
             f"it into a folder of its own, `cytokit analyze {path} --out RESULTS`, then "
             "`cytokit report RESULTS`"
+        )
+    if missing and "study.json" not in missing:  # an analysis with tables gone
+        root = _study_root(path / "study.json") or "STUDY"
+        raise CytokitError(
+            f"{path}: the analysis there lacks {', '.join(missing)} (deleted, or the run "
+            f"stopped before writing it); run `cytokit analyze {root} --out {path}` again"
+        )
+    if missing and (path / "counts.csv").is_file():  # what `cytokit gate` writes
+        raise CytokitError(
+            f"{path}: the tables of `cytokit gate` (counts.csv, no study.json); a report is "
+            "of a study's analysis: run `cytokit analyze STUDY --out RESULTS` into a folder "
+            "of its own, then `cytokit report RESULTS`"
         )
     if missing:
         raise CytokitError(
