@@ -421,7 +421,7 @@ def test_missing_qc_data_is_reported(folder, tmp_path):
     victim = sorted((copy / "qc").glob("*.npz"))[0]
     victim.unlink()
     html = build_report(copy, single_file=True).read_text()
-    assert f"qc/{victim.name} is missing" in html
+    assert f"qc/{victim.name} is missing (run cytokit analyze again to write it)" in html
 
 
 # ---------------------------------------------------------------- end to end

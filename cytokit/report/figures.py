@@ -82,7 +82,7 @@ def _qc_file(out: Path | None, sample: str) -> tuple[Path | None, str]:
         return None, "the results were not written to a folder"
     path = out / "qc" / f"{sample}.npz"
     if not path.is_file():
-        return None, f"qc/{sample}.npz is missing"
+        return None, f"qc/{sample}.npz is missing (run cytokit analyze again to write it)"
     if _cached_digest(path) is not None:
         return path, ""  # read by an earlier build, and not changed since
     try:
