@@ -35,9 +35,11 @@ def run_analysis(
     builds the report as one self-contained page.
     The run is recorded in ``out/runlog.jsonl`` as `command`.
     """
+    from cytokit.analysis.run import check_output
     from cytokit.cli._runlog import recorded
     from cytokit.parquet import require_pyarrow, suffixes
 
+    check_output(out)  # a file given as --out is said before the study is read
     if ".parquet" in suffixes(table_format):
         require_pyarrow()  # a missing extra is said before anything is read or written
     options = {"report": report, "retry_failures": retry_failures, "format": table_format}

@@ -16,6 +16,19 @@ from cytokit.errors import CytokitError
 __all__ = ["output_folder"]
 
 
+def not_under_a_file(path: str | os.PathLike) -> None:
+    """Refuse `path` as an output folder when it, or the nearest of its parents that
+    exists, is a file (`CytokitError` naming it and the fix); nothing is created."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        inside = "" if existing == path else f" (it would hold the output folder {path})"
+        raise CytokitError(
+            f"{existing}: is a file, not a folder{inside}; give as output folder a new folder or "
+            "one cytokit wrote"
+        )
+
+
 def output_folder(
     path: str | os.PathLike, *, files: Iterable[str] = (), folders: Iterable[str] = ()
 ) -> Path:
@@ -42,13 +55,7 @@ def output_folder(
         one of `folders` is a file; the message names it and the fix.
     """
     path = Path(path)
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        inside = "" if existing == path else f" (it would hold the output folder {path})"
-        raise CytokitError(
-            f"{existing}: is a file, not a folder{inside}; give as output folder a new folder or "
-            "one cytokit wrote"
-        )
+    not_under_a_file(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file appeared meanwhile; a place no folder can be made

@@ -243,6 +243,19 @@ def test_bad_input_gives_one_error_line(case, study, results, tmp_path, capsys):
         assert "--help" in line  # says where the usage is
 
 
+def test_a_file_as_out_is_refused_before_the_study_is_read(study, tmp_path, capsys):
+    """analyze and demo say a bad --out at once: no study checked or loaded first."""
+    (tmp_path / "taken").write_text("x")
+    for argv in (
+        ["analyze", study, "--out", tmp_path / "taken"],
+        ["demo", "--out", tmp_path / "taken"],
+    ):
+        capsys.readouterr()
+        assert run([str(a) for a in argv]) == 1
+        err = capsys.readouterr().err
+        assert "is a file, not a folder" in err and "checking" not in err, err
+
+
 # -- --strict ---------------------------------------------------------------------------------
 
 

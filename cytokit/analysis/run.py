@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from cytokit._outdir import output_folder
+from cytokit._outdir import not_under_a_file, output_folder
 from cytokit.analysis.cohort import study_tables
 from cytokit.analysis.normalised import reference_patient
 from cytokit.analysis.per_sample import MeasureTask
@@ -37,7 +37,15 @@ from cytokit.parquet import require_pyarrow, suffixes
 from cytokit.study.folder import Study, check_same_content, load_study
 from cytokit.study.tubes import DEFAULT_TUBE
 
-__all__ = ["Results", "analyze", "load_results", "make_task", "make_tasks", "threshold_parent"]
+__all__ = [
+    "Results",
+    "analyze",
+    "check_output",
+    "load_results",
+    "make_task",
+    "make_tasks",
+    "threshold_parent",
+]
 
 
 def threshold_parent(strategy, paths) -> str:
@@ -132,6 +140,12 @@ def _parent(study: Study, strategy, populations) -> str:
         except CytokitError:
             pass
     return threshold_parent(strategy, populations.values())
+
+
+def check_output(out: str | os.PathLike) -> None:
+    """Refuse an output folder that is a file (or under one) before a study is read:
+    `analyze` checks it again, with the study, before gating."""
+    not_under_a_file(out)
 
 
 def analyze(
