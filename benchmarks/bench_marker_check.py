@@ -90,6 +90,7 @@ def run_study(tmp: Path, seed: int, patients: int, events: int) -> list[dict]:
 
     from cytokit.analysis import make_task
     from cytokit.analysis.per_patient import _hist
+    from cytokit.analysis.sample_result import SampleResult
     from cytokit.fcs import read_fcs, write_fcs
     from cytokit.simulate import load_truth
     from cytokit.study import load_study
@@ -103,8 +104,10 @@ def run_study(tmp: Path, seed: int, patients: int, events: int) -> list[dict]:
         mine = sorted((r for r in study.rows if r.patient == patient), key=lambda r: r.day)
         marker = study.donor_marker(mine[0])
 
-        def inputs(p, marker=marker):
-            return _hist(p, marker, 0), p["anchors"].get(marker), p["pileup"].get(marker)
+        def inputs(items, marker=marker):
+            p = SampleResult.decode(items)  # what the task stores, as the analysis reads it
+            anchors, pileup = p.anchors or {}, p.pileup or {}
+            return _hist(p, marker, 0), anchors.get(marker), pileup.get(marker)
 
         clean = [inputs(task(r.file)) for r in mine]
         after = [i for i, r in enumerate(mine) if r.day > 0]

@@ -99,8 +99,12 @@ def clogged_study(
             clog = dataclasses.replace(clog, start=start)
         elif factor > 1:  # the clog starts within the enriched window
             a, b = where(spec, day)
-            b = max(a, min(b, 0.97 * seconds - clog.drop - clog.burst))  # ends in the run
-            clog = dataclasses.replace(clog, start=rng.uniform(a, b))
+            last = 0.97 * seconds - clog.drop - clog.burst  # the latest start that ends in the run
+            if last < a:  # too long to start in the window and end in the run: shortened
+                scale = max(0.97 * seconds - a, 0.1) / (clog.drop + clog.burst)
+                clog = dataclasses.replace(clog, drop=clog.drop * scale, burst=clog.burst * scale)
+                last = a
+            clog = dataclasses.replace(clog, start=rng.uniform(a, min(b, last)))
         if occlusion:
             clog = A.partial_occlusion(clog)
         return A.AnomalyPlan(clogs=(clog,), corrupt_clogs=corrupt)
@@ -281,6 +285,9 @@ def main() -> None:
         f = pd.concat(rows[qc], ignore_index=True)
         e = f["error_pp"]
         label = "with QC   " if qc else "without QC"
+        if f.empty:  # every file failed QC, or no row was quantified
+            print(f"{label}: no quantified NK/CIK row; files failed by QC: {failed[qc]}")
+            continue
         print(
             f"{label}: {len(f)} NK/CIK rows, |donor % - truth| median {e.median():.2f} pp, "
             f"p95 {e.quantile(0.95):.2f} pp, max {e.max():.2f} pp; files failed by QC: "
