@@ -81,15 +81,20 @@ def _reasons(results: Results) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _summary_table(results: Results, files: list[tuple[str, str]]) -> str:
+def _summary(results: Results, file: str) -> dict:
+    """`Results.acquisition_summary` of `file`, ``{}`` where it has none."""
+    try:
+        return results.acquisition_summary(file)
+    except (CytokitError, OSError, KeyError):
+        return {}
+
+
+def _summary_table(files: list[tuple[str, str]], summaries: dict[str, dict]) -> str:
     """One row per file: verdict (linked to its entry below), events kept of the file's,
     removed by reason and in all (`Results.acquisition_summary`)."""
     rows = []
     for file, verdict in files:
-        try:
-            r = results.acquisition_summary(file)
-        except (CytokitError, OSError, KeyError):
-            r = {}
+        r = summaries[file]
         link = Markup(f'<a href="#{qc_anchor(file)}">{esc(file)}</a>')
         kept = fmt(r.get("events_after_qc"), integer=True)
         if is_number(r.get("events_before_qc")):
@@ -128,9 +133,9 @@ def acquisition_section(results: Results) -> str:
     files = sorted(files, key=lambda fv: order.get(fv[1], 2))  # stable: file order within
     plots = _PLOTS.get()
     reasons = _reasons(results)
-    margins = _margin_counts(results)
+    summaries = {file: _summary(results, file) for file, _ in files}
     parts = ['<section id="acquisition-qc">', "<h2>Acquisition QC</h2>"]
-    parts.append(_summary_table(results, files))
+    parts.append(_summary_table(files, summaries))
     for file, verdict in files:
         said, advice = reasons.get(file, ("", ""))
         anchor = qc_anchor(file)
@@ -148,23 +153,12 @@ def acquisition_section(results: Results) -> str:
             except (CytokitError, OSError, KeyError) as exc:
                 parts.append(f'<p id="{anchor}">{head}; no plot: {esc(exc)}</p>')
                 continue
-        caption = _caption(results, file, margins.get(file))
+        caption = _caption(results, file, summaries[file].get("qc_removed_margin"))
         state = "" if verdict == "pass" else " open"
         body = advice + figure(png, caption)
         parts.append(f'<details id="{anchor}"{state}><summary>{head}</summary>{body}</details>')
     parts.append("</section>")
     return "\n".join(parts)
-
-
-def _margin_counts(results: Results) -> dict[str, int]:
-    s = results.samples
-    if not nonempty(s) or "qc_removed_margin" not in s:
-        return {}
-    return {
-        str(f): int(n)
-        for f, n in zip(s["file"], s["qc_removed_margin"], strict=True)
-        if is_number(n)
-    }
 
 
 def _caption(results: Results, file: str, margin: int | None) -> str:
@@ -190,13 +184,6 @@ def _caption(results: Results, file: str, margin: int | None) -> str:
             "top or the floor of a channel), so not shaded"
         )
     return text + "."
-
-
-def _without_time_bins(results: Results, file: str) -> bool:
-    try:
-        return results.acquisition_bins(file).empty
-    except (CytokitError, OSError, KeyError):
-        return False
 
 
 def nonempty(frame: pd.DataFrame | None) -> bool:
