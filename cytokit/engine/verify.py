@@ -408,14 +408,13 @@ def _command(record: dict) -> str:
     return str(record.get("command") or (record["argv"][1:2] or ["?"])[0])
 
 
-def _rewritten(records: list[dict], n: int, path: str, digest: str | None) -> bool:
-    """Whether a run after `n` wrote `path` with the bytes `digest`."""
-    return any(
-        o["path"] == path and o["sha256"] == digest
+def _rewrites(records: list[dict], n: int, path: str, digest: str | None) -> list[dict]:
+    """The runs after `n` that wrote `path` with the bytes `digest`, in order."""
+    return [
+        r
         for r in records
-        if r["line"] > n
-        for o in r["outputs"]
-    )
+        if r["line"] > n and any(o["path"] == path and o["sha256"] == digest for o in r["outputs"])
+    ]
 
 
 def _same_run(a: dict, b: dict) -> bool:
@@ -483,8 +482,8 @@ def compare_outputs(a: str | os.PathLike, b: str | os.PathLike, *, run_a=None, r
         if path not in TIMESTAMPED:
             if wrote_a[path] != wrote_b[path]:
                 differ.append(f"{path}: differs")
-            elif _hash(a / path, buffer, memo) != wrote_a[path] and not _rewritten(
-                records, n, path, _hash(a / path, buffer, memo)
+            elif (now := _hash(a / path, buffer, memo)) != wrote_a[path] and not _rewrites(
+                records, n, path, now
             ):
                 # the logged bytes agree, but the folder's file is no logged run's
                 differ.append(f"{path}: edited in {a} since its run (see cytokit verify)")
@@ -498,11 +497,7 @@ def compare_outputs(a: str | os.PathLike, b: str | os.PathLike, *, run_a=None, r
             continue  # the same bytes: no timestamp to leave out
         now_a = _hash(a / path, buffer, memo)
         if now_a != wrote_a[path]:
-            later = [
-                r for r in records if r["line"] > n and any(
-                    o["path"] == path and o["sha256"] == now_a for o in r["outputs"]
-                )
-            ]  # fmt: skip
+            later = _rewrites(records, n, path, now_a)
             if not later or not _same_run(later[-1], ra):
                 why = f"rewritten by run {later[-1]['line']}" if later else "edited since"
                 differ.append(f"{path}: {why} in {a}; cannot compare")
