@@ -45,6 +45,7 @@ from cytokit.analysis.marker_check import check_donor_marker
 from cytokit.analysis.phenotype import phenotype_rows
 from cytokit.analysis.results import sample_id
 from cytokit.analysis.sample_result import SampleResult
+from cytokit.analysis.trends import DETECTED
 from cytokit.finite import NonFinite
 from cytokit.stats.density import Histogram
 
@@ -257,7 +258,7 @@ def _chimerism_rows(
             if ranges:  # acquisition QC removed time ranges: impute them (chimerism.py)
                 c.update(stratified_row(n, c["donor_events"], ranges, ci=s.ci))
             chim.update(c)
-            if _before_infusion(row.day) and c["status"] in ("quantified", "not_quantifiable"):
+            if _before_infusion(row.day) and c["status"] in DETECTED:
                 # donor cells cannot be there yet: a table reader sees what the report flags
                 said = (
                     f"donor cells before the first infusion ({c['donor_events']} donor "
