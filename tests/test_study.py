@@ -49,8 +49,10 @@ def test_good_study_loads(study):
 
 
 def test_every_problem_in_one_error(study):
-    """A missing file, an unknown marker and a malformed row: one error, all three named."""
-    (study / "fcs" / "P01_day007.fcs").unlink()
+    """A file listed twice, an unknown marker and malformed rows: one error, all named."""
+    lines = (study / "manifest.csv").read_text().splitlines()
+    lines.append(lines[1])
+    (study / "manifest.csv").write_text("\n".join(lines) + "\n")
     _edit(study / "study.toml", 'marker = "HLA-A2"', 'marker = "HLA-B7"')
     lines = (study / "manifest.csv").read_text().splitlines()
     lines[3] = lines[3].replace(",14,", ",fourteen,", 1)
@@ -59,7 +61,7 @@ def test_every_problem_in_one_error(study):
     with pytest.raises(StudyError) as err:
         load_study(study)
     text = str(err.value)
-    assert "P01_day007.fcs" in text and "not found" in text
+    assert "P01_day-07.fcs' is listed again (first on line 2)" in text
     assert "'HLA-B7' is not in [panel]" in text
     assert "'fourteen' is not a whole number of days" in text
     assert "2 fields but the header has 12" in text
@@ -69,6 +71,33 @@ def test_every_problem_in_one_error(study):
     with pytest.raises(StudyError, match="HLA-B7"):
         cytokit.analyze(study, out)
     assert not (out / "results.sqlite").exists()
+
+
+def test_a_missing_file_fails_alone(study, tmp_path):
+    """A file the manifest lists but that is not there is not a study problem: the
+    other files are gated and it is a failures.csv row naming its manifest line; once
+    copied in, a rerun gates it and nothing else."""
+    gone = study / "fcs" / "P01_day007.fcs"
+    kept = tmp_path / "kept.fcs"
+    shutil.move(gone, kept)
+    s = load_study(study)
+    assert gone in s.unreadable and len(s.rows) == 6
+    line = next(r.line for r in s.rows if r.file == gone)
+    out = tmp_path / "out"
+    first = cytokit.analyze(study, out, workers=1)
+    fail = first.failures
+    assert list(fail["file"]) == ["fcs/P01_day007.fcs"] and list(fail["error"]) == [
+        "FileNotFoundError"
+    ]
+    assert fail["reason"][0].startswith(
+        f"not found: manifest.csv line {line} lists 'fcs/P01_day007.fcs'; correct the name"
+    )
+    assert len(first.samples) == 5 and "fcs/P01_day007.fcs" not in set(first.counts["file"])
+    shutil.move(kept, gone)
+    again = cytokit.analyze(study, out, workers=1)
+    assert again.failures.empty and len(again.samples) == 6
+    counts = again.counts[again.counts["file"] != "fcs/P01_day007.fcs"].reset_index(drop=True)
+    assert counts.equals(first.counts.reset_index(drop=True))
 
 
 def test_settings_and_strategy_problems(study):

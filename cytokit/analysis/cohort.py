@@ -105,7 +105,7 @@ def study_tables(
                     "stage": f.stage if f else "open",
                     "kind": f.kind if f else "",
                     "error": f.error if f else "",
-                    "reason": f.reason if f else "not processed",
+                    "reason": _reason(study, row, f),
                 }
             )
             if f is not None and f.stage == "acquisition_qc" and f.hash and out is not None:
@@ -309,6 +309,20 @@ def _study_meta(study: Study, task: MeasureTask) -> dict:
         "config": study.config,
         "clinical_inputs": clinical_inputs(study.root, study.config),
     }
+
+
+def _reason(study: Study, row, f) -> str:
+    """A failed file's reason; a file the manifest lists but that is not there says
+    which line lists it and what to do (the other files were gated meanwhile)."""
+    if f is None:
+        return "not processed"
+    if f.error == "FileNotFoundError":
+        return (
+            f"not found: manifest.csv line {row.line} lists {study.relative(row.file)!r}; "
+            "correct the name there or copy the file in, then run again (the files "
+            "finished already are not gated again)"
+        )
+    return f.reason
 
 
 def _drop_stale_qc_files(qc_dir: Path, keep: set[str]) -> None:

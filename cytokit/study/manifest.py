@@ -181,9 +181,6 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
         if why:
             problems.append(f"{where}: FCS file {file_value!r} {why}")
             bad = True
-        elif file_value and not file_path.is_file():
-            problems.append(f"{where}: FCS file {file_value!r} not found (looked for {file_path})")
-            bad = True
         # one file under two spellings ("fcs/../fcs/a.fcs", a link) would count twice
         same = file_path.resolve()
         if file_value and not why and same in seen:
