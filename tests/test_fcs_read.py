@@ -722,6 +722,11 @@ def _replace(kw, key, value):
         (lambda kw: [kv for kv in kw if kv[0] != "$PAR"], r"\$PAR is missing"),
         (lambda kw: _replace(kw, "$TOT", "-3"), r"\$TOT='-3' is not valid"),
         (lambda kw: _replace(kw, "$TOT", "3"), r"does not hold \$TOT=3 events"),
+        # $TOT = 0 over a DATA segment that holds events: not an empty sample
+        (
+            lambda kw: _replace(kw, "$TOT", "0"),
+            r"\$TOT is 0 but the DATA segment .* holds 2 events",
+        ),
         (lambda kw: _replace(kw, "$TOT", "10" * 9), r"does not hold \$TOT=1010101010"),
         (lambda kw: _replace(kw, "$P2B", "12"), r"\$P2B='12'.*whole bytes"),
         (lambda kw: _replace(kw, "$P2B", "128"), r"\$P2B='128'"),

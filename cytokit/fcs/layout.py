@@ -351,6 +351,24 @@ def _amount(n: int) -> str:
     return text if len(text) <= 15 else f"{text[0]}.{text[1]}e{len(text) - 1}"
 
 
+def _nothing_in_data(kw, header, base, size, row_bytes, from_text, from_header) -> None:
+    """Refuse $TOT = 0 where a DATA segment inside the file, clear of HEADER and TEXT,
+    holds whole events: reading it as an empty sample would drop them without a word
+    (a file written with no events has an empty segment, or none)."""
+    for cand, src in ((from_text, "$BEGINDATA/$ENDDATA"), (from_header, "the HEADER")):
+        if cand is None:
+            continue
+        n = (cand[1] - cand[0] + 1) // row_bytes
+        inside = cand[0] >= HEADER_BYTES and base + cand[1] < size
+        clear = cand[0] > header.text[1] or cand[1] < header.text[0]
+        if n > 0 and inside and clear:
+            raise kw.notes.error(
+                f"$TOT is 0 but the DATA segment from {src} (bytes {cand[0]}-{cand[1]}) "
+                f"holds {n:,} events of {row_bytes} bytes: the file contradicts itself; "
+                "export it again from the acquisition software"
+            )
+
+
 def _data_offsets(
     kw: Keywords, header: Header, base: int, size: int, row_bytes: int
 ) -> tuple[int, int]:
@@ -378,6 +396,7 @@ def _data_offsets(
     else:
         tot = kw.parse_int("$TOT", tot_text, expected="the number of events (a whole number)")
     if tot == 0:
+        _nothing_in_data(kw, header, base, size, row_bytes, from_text, from_header)
         return 0, 0
     expected = tot * row_bytes
     # a $TOT of hundreds of digits ('1e300') is quoted as written, not printed out
