@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numba
+import numpy as np
 from numba.core import caching
 
 __all__ = [
@@ -156,3 +157,13 @@ def jit_parallel(func=None, **extra):
     if func is None:
         return lambda f: refresh_parallel_cache(numba.njit(**opts)(f))
     return refresh_parallel_cache(numba.njit(**opts)(func))
+
+
+def native(x) -> np.ndarray:
+    """`x` as an array in the machine's byte order: the kernels are compiled for it, and
+    a big-endian array (``np.frombuffer(raw, ">f4")`` of an FCS file's DATA) is the same
+    values, so it is converted (a copy) rather than refused as another dtype."""
+    arr = np.asarray(x)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr

@@ -158,6 +158,18 @@ def _poly(tab, k, v):
 
 
 @jit
+def table_fits(kind, tab):
+    """Whether `tab` is a table of `kind` of its own stated length (so a read of any bin
+    stays inside it); a table for other parameters of the same kind is not detected."""
+    if tab.shape[0] < _HEADER:
+        return False
+    nb = tab[_H_NBINS]
+    if not (nb >= 0.0 and nb < 1e9):  # NaN fails too
+        return False
+    return tab[_H_KIND] == kind and tab.shape[0] == _HEADER + _W * (np.int64(nb) + 1)
+
+
+@jit
 def table_scalar(kind, p, tab, x):
     """Transform one value with the table (the exact scalar function beyond the table)."""
     v = abs(np.float64(x))

@@ -27,7 +27,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._config import jit, jit_parallel
+from ._config import jit, jit_parallel, native
 
 __all__ = [
     "bin_bounds",
@@ -167,7 +167,7 @@ def margin_scan(events, columns, top, floor, flags, *, bit=1, time_column=-1, pr
         whose time is NaN or below the previous row's; ``first_decrease``: the
         first such row, or -1.
     """
-    ev = np.asarray(events)
+    ev = native(events)
     if ev.dtype not in (np.float32, np.float64) or ev.ndim != 2:
         raise TypeError(f"events must be a 2-D float32 or float64 array, got {ev.dtype} {ev.shape}")
     n, m = ev.shape
@@ -248,7 +248,7 @@ def bin_bounds(events, time_column: int, edges) -> np.ndarray:
     numpy.ndarray of int64, length B + 1
         Bin ``j`` holds rows ``out[j] .. out[j + 1] - 1``.
     """
-    ev = np.asarray(events)
+    ev = native(events)
     edges = np.ascontiguousarray(edges, dtype=np.float64).reshape(-1)
     out = np.empty(edges.shape[0], dtype=np.int64)
     _bounds(ev, int(time_column), edges, out)
@@ -362,7 +362,7 @@ def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.5, 1.0), m
         (SD with ``ddof=1``), ``[..., 1]`` weighted by `band`. NaN where there are
         no values (mean) or fewer than 2 (SD).
     """
-    ev = np.asarray(events)
+    ev = native(events)
     if ev.dtype not in (np.float32, np.float64) or ev.ndim != 2:
         raise TypeError(f"events must be a 2-D float32 or float64 array, got {ev.dtype} {ev.shape}")
     cols = np.asarray(columns, dtype=np.int64).reshape(-1)

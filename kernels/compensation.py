@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._config import jit, jit_parallel
+from ._config import jit, jit_parallel, native
 
 __all__ = ["compensate", "compensation_matrix"]
 
@@ -24,7 +24,7 @@ def event_matrix(events) -> np.ndarray:
 
     No copy of float input. Raises TypeError for other dtypes, ValueError when not 2-D.
     """
-    ev = np.asarray(events)
+    ev = native(events)
     if ev.dtype.kind in "biu":
         ev = ev.astype(np.float64)
     elif ev.dtype not in (np.float32, np.float64):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._config import jit
+from ._config import jit, native
 
 __all__ = ["finite_rows", "nonfinite_counts"]
 
@@ -71,7 +71,7 @@ def finite_rows(events, read) -> np.ndarray:
         float32 or float64.
     read : array_like of bool, shape (n_channels,)
     """
-    ev = np.asarray(events)
+    ev = native(events)
     mask = np.asarray(read, dtype=np.bool_)
     if ev.ndim != 2 or mask.shape != (ev.shape[1],):
         raise ValueError(
@@ -108,7 +108,7 @@ def nonfinite_counts(events, read=None, columns=None) -> tuple[np.ndarray, int]:
     events : int
         Events with at least one non-finite value in a `read` channel.
     """
-    ev = np.asarray(events)
+    ev = native(events)
     if ev.ndim != 2:
         raise ValueError(f"events must be 2-D (n_events, n_channels), got shape {ev.shape}")
     k = ev.shape[1]

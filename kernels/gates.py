@@ -62,7 +62,7 @@ import numba
 import numpy as np
 from numba import prange, types
 
-from ._config import jit, jit_parallel
+from ._config import jit, jit_parallel, native
 from .geometry import (
     ellipsoid_geometry,
     polygon_geometry,
@@ -343,7 +343,7 @@ def strided_entry(kernel, *args, strided=(0,)):
 
 
 def _as_events(x, n_dims: int | None, what: str) -> np.ndarray:
-    arr = np.asarray(x)
+    arr = native(x)
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2:

@@ -40,7 +40,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._config import jit, jit_parallel
+from ._config import jit, jit_parallel, native
 from ._threads import run_ranges
 
 __all__ = ["map_nodes", "node_histograms", "som_batch", "som_online"]
@@ -129,7 +129,7 @@ def _check_codes(codes, data, name="codes"):
 
 
 def _as_events(data):
-    ev = np.asarray(data)
+    ev = native(data)
     if ev.dtype not in (np.float32, np.float64):
         raise TypeError(f"events have dtype {ev.dtype}; expected float32 or float64")
     if ev.ndim != 2:

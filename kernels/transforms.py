@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from ._config import jit
+from ._config import jit, native
 from ._threads import run_ranges
 from ._xftable import table_map_range
 from .biex import biex_map_range
@@ -197,7 +197,7 @@ _LUT_MIN = 8192
 
 
 def _as_input(x, name: str) -> np.ndarray:
-    arr = np.asarray(x)
+    arr = native(x)
     if arr.dtype in (np.float32, np.float64):
         return arr
     if arr.dtype.kind in "biu":
@@ -418,6 +418,10 @@ def _ratio(x, y, A, B, C, inverse, out):
     if xa.shape != ya.shape:
         raise ValueError(f"x has shape {xa.shape} but y has {ya.shape}; they must match")
     res = _as_output(out, xa.shape)
+    for name, arr in (("x", xa), ("y", ya)):
+        if res is not arr and np.shares_memory(res, arr) and not _same_view(res, arr):
+            # as in `_apply`: a shifted view would read values the blocks wrote already
+            raise ValueError(f"out overlaps {name} without being {name}; pass a new array")
     xf, of, tmp = _flat_pair(xa, res)
     yf = ya.reshape(-1)
     run_ranges(

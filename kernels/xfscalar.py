@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from ._config import jit
-from ._xftable import table_for, table_scalar
+from ._xftable import table_fits, table_for, table_scalar
 from .biex import (
     biex_build_lut,
     biex_fill_params,
@@ -151,6 +151,9 @@ def transform_params(kind: int, **params: float) -> np.ndarray:
         _check(v["T"] > 0, kind, "T", v["T"], "T > 0")
     if "M" in v:
         _check(v["M"] > 0, kind, "M", v["M"], "M > 0")
+    for n in ("M", "positive"):  # decades: 10**M beyond ~308 is no float64
+        if n in v:
+            _check(v[n] <= 300, kind, n, v[n], f"{n} <= 300 decades")
     if kind == XF_LINEAR:
         T, A = v["T"], v["A"]
         _check(0 <= A <= T, kind, "A", A, f"0 <= A <= T={T:g}")
@@ -231,8 +234,8 @@ def transform_scalar(kind, params, x):
     """Transform one data value: ``kind`` is an ``XF_*`` code, ``params`` its `transform_params`.
 
     Returns float64. ``XF_NONE`` returns ``x`` unchanged; an unknown code, or ``params``
-    that is not a `transform_params` vector (its length), returns NaN: never a read past
-    the vector's end.
+    that is not a `transform_params` vector of that code (its length, its slot 0),
+    returns NaN: never a read past the vector's end, nor another transform's value.
 
     Calling it in a loop that writes float64 arrays: LLVM cannot prove that
     ``params`` does not alias the output, so it reloads the parameters every
@@ -240,7 +243,7 @@ def transform_scalar(kind, params, x):
     the kernel (a fresh allocation is known not to alias) to avoid that.
     For logicle, hyperlog and biex prefer `transform_scalar_lut`.
     """
-    if params.shape[0] != XF_NPARAMS:
+    if params.shape[0] != XF_NPARAMS or params[0] != kind:
         return math.nan
     if kind == XF_LOGICLE:
         return logicle_scalar(params, x)
@@ -262,8 +265,8 @@ def transform_scalar(kind, params, x):
 @jit
 def transform_inverse_scalar(kind, params, y):
     """Inverse of `transform_scalar`: the data value of scale value ``y`` (NaN for an
-    unknown code or ``params`` of the wrong length)."""
-    if params.shape[0] != XF_NPARAMS:
+    unknown code or ``params`` of the wrong length or of another code)."""
+    if params.shape[0] != XF_NPARAMS or params[0] != kind:
         return math.nan
     if kind == XF_LOGICLE:
         return logicle_inverse_scalar(params, y)
@@ -331,11 +334,16 @@ def transform_scalar_lut(kind, params, lut, x):
     two ``exp``) with one table read and a degree-5 polynomial; results agree
     with `transform_scalar` to ~1e-14. For biex it replaces a Newton solve
     with a short table walk (same result). Other kinds ignore ``lut``. ``params`` of the
-    wrong length gives NaN, as in `transform_scalar`.
+    wrong length or of another code gives NaN, as in `transform_scalar`, and so does a
+    logicle or hyperlog ``lut`` that is not a table of that code (its header, its
+    length); ``lut`` must be ``transform_lut(kind, params)``: a table made for other
+    parameters of the same code is not detected.
     """
-    if params.shape[0] != XF_NPARAMS:
+    if params.shape[0] != XF_NPARAMS or params[0] != kind:
         return math.nan
     if kind == XF_LOGICLE or kind == XF_HYPERLOG:
+        if not table_fits(kind, lut):
+            return math.nan
         return table_scalar(kind, params, lut, x)
     if kind == XF_BIEX:
         return biex_lut_scalar(lut, x)

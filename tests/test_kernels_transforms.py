@@ -304,6 +304,51 @@ def test_scalar_transforms_read_no_parameter_past_the_vector():
     assert math.isnan(k.transform_scalar(99, p, 1.0))  # an unknown code, as documented
 
 
+def test_scalar_transforms_refuse_another_codes_parameters_and_tables():
+    """A parameter vector or table of another code gives NaN, not that code's formula
+    read on foreign parameters (hyperlog on logicle's vector gave 9004.5)."""
+    p = k.transform_params(k.XF_LOGICLE, T=262144, W=0.5, M=4.5, A=0)
+    h = k.transform_params(k.XF_HYPERLOG, T=262144, W=0.5, M=4.5, A=0)
+    assert math.isnan(k.transform_scalar(k.XF_HYPERLOG, p, 1000.0))
+    assert math.isnan(k.transform_inverse_scalar(k.XF_HYPERLOG, p, 0.5))
+    lut, hlut = k.transform_lut(k.XF_LOGICLE, p), k.transform_lut(k.XF_HYPERLOG, h)
+    assert k.transform_scalar_lut(k.XF_LOGICLE, p, lut, 1000.0) == pytest.approx(
+        k.transform_scalar(k.XF_LOGICLE, p, 1000.0), rel=1e-12
+    )
+    for bad in (hlut, lut[:-1].copy(), np.array([0.0, 1e18]), np.empty(0)):
+        assert math.isnan(k.transform_scalar_lut(k.XF_LOGICLE, p, bad, 1e300))
+
+
+def test_big_endian_input_is_the_same_values():
+    """FCS DATA decoded with ``np.frombuffer(raw, ">f4")`` is float32 in another byte
+    order: every entry converts it rather than refusing it as another dtype."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(1000, 2000, (500, 3))
+    big = x.astype(">f8")
+    params = dict(T=262144, W=0.5, M=4.5, A=0)
+    np.testing.assert_array_equal(k.logicle(big, **params), k.logicle(x, **params))
+    np.testing.assert_array_equal(
+        k.ratio(big[:, 0], big[:, 1], 1.0, 0.0, 0.0), k.ratio(x[:, 0], x[:, 1], 1.0, 0.0, 0.0)
+    )
+    s = np.array([[1.0, 0.1, 0.0], [0.05, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(k.compensate(big, s, [0, 1, 2]), k.compensate(x, s, [0, 1, 2]))
+    rect = k.rectangle_membership(big[:, :2], [0.0, 0.0], [2000.0, 2000.0])
+    np.testing.assert_array_equal(
+        rect, k.rectangle_membership(x[:, :2], [0.0, 0.0], [2000.0, 2000.0])
+    )
+
+
+def test_ratio_out_overlapping_an_input_is_refused():
+    buf = np.arange(1.0, 20002.0)
+    x, y = buf[:-1], np.full(20000, 2.0)
+    with pytest.raises(ValueError, match="out overlaps x without being x"):
+        k.ratio(x, y, 1.0, 0.0, 0.0, out=buf[1:])
+    yb = np.full(20001, 2.0)
+    with pytest.raises(ValueError, match="out overlaps y without being y"):
+        k.ratio(np.ones(20000), yb[:-1], 1.0, 0.0, 0.0, out=yb[1:])
+    np.testing.assert_array_equal(k.ratio(x, y, 1.0, 0.0, 0.0, out=x), np.arange(1.0, 20001.0) / 2)
+
+
 def test_bad_out_and_input():
     x = np.ones(5)
     with pytest.raises(ValueError, match="shape"):
@@ -422,6 +467,8 @@ def test_transform_none_and_unknown():
         (k.XF_LOGICLE, dict(T=1, W=0, M=1), r"missing \['A'\]"),
         (k.XF_LINEAR, dict(T=1, A=0, M=2), r"unexpected \['M'\]"),
         (42, {}, r"unknown transform code 42"),
+        (k.XF_LOGICLE, dict(T=262144, W=0.5, M=400, A=0), r"M=400 must satisfy M <= 300"),
+        (k.XF_BIEX, dict(negative=0, width=-10, positive=400, max_value=1), r"positive <= 300"),
     ],
 )
 def test_params_validation(kind, params, match):
