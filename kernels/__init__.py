@@ -3,6 +3,15 @@
 Imports only numpy, numba and math. Nothing compiles at import time.
 """
 
+if __name__ != "cytokit.kernels":  # e.g. `import kernels` run in a clone's root folder
+    # compiled under another module name, the kernels would be written into the shared
+    # Numba cache, where the installed package then fails to load them
+    raise ImportError(
+        f"this folder is the package cytokit.kernels, imported here as {__name__!r}: "
+        "import cytokit.kernels (from cytokit import kernels)"
+    )
+
+
 from .compensation import compensate, compensation_matrix
 from .finite import finite_rows, nonfinite_counts
 from .fused import evaluate_plan, unpack_membership

@@ -206,3 +206,28 @@ def test_landmark_hazard_ratio_covers_the_simulated_one_and_the_naive_one_is_bia
     assert abs(bias) < 0.08
     assert naive_bias < -0.15
     assert ((naive[:, 1] <= truth) & (truth <= naive[:, 2])).mean() < covered.mean()
+
+
+def test_response_table_does_not_call_a_failed_series_never_detected():
+    """A responder detected on one day whose other sample failed has blank measures (a
+    failed day may hold the peak): the note says so, and does not count the patient
+    among the never detected."""
+    from cytokit.clinical.outcomes import Outcome
+    from cytokit.clinical.response import response_vs_persistence
+
+    outcomes = [Outcome(f"P{i}", 200, response="PR", response_day=60) for i in range(4)]
+    rows = [(f"P{i}", 14, 2.0 + i, Q) for i in range(3)]
+    rows += [("P3", 14, math.nan, "failed"), ("P3", 28, 1.5, Q)]
+    table = response_vs_persistence(outcomes, _points(rows)).set_index("group")
+    pr = table.loc["PR"]
+    assert (pr["n"], pr["n_detected"], pr["n_not_detected"]) == (4, 4, 0)
+    assert "never detected" not in pr["note"]
+    assert pr["note"] == (
+        "peak, AUC and last detectable day of 1 detected patient(s) left out: a sample "
+        "failed by the response day"
+    )
+    assert pr["peak_median"] == 3.0  # of the three complete series
+    outcomes.append(Outcome("P4", 200, response="PR", response_day=60))
+    rows.append(("P4", 14, 0.0, ND))
+    pr = response_vs_persistence(outcomes, _points(rows)).set_index("group").loc["PR"]
+    assert pr["note"].startswith("last detectable day of the 1 never detected left out; peak")

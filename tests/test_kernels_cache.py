@@ -163,3 +163,15 @@ def test_transforms_compiled_aside_are_those_a_run_calls(tmp_path):
     rows, compiled, same = res.stdout.split()[-3:]
     assert int(rows) > 0 and compiled == "True"
     assert same == "True", "the run called the transforms with types compile_transforms missed"
+
+
+def test_the_kernels_folder_imported_under_another_name_is_refused():
+    """`import kernels` in a clone's root folder would compile the kernels under the
+    module name 'kernels' into the shared Numba cache, where `cytokit.kernels` then
+    failed to load them ("No module named 'kernels'") for every file of a batch."""
+    root = Path(cytokit.kernels.__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", "import kernels"], cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "import cytokit.kernels (from cytokit import kernels)" in done.stderr

@@ -130,9 +130,21 @@ def _describe(name: str, group: pd.DataFrame) -> dict:
             q1, median, q3 = (float(x) for x in np.percentile(v, [25, 50, 75]))
             prefix = PREFIX[measure]
             row.update({f"{prefix}_median": median, f"{prefix}_q1": q1, f"{prefix}_q3": q3})
-    never = len(group) - _values("last_detectable_day", group).size
+    detected = group["detected"].astype(bool).to_numpy()
+    measured = np.isfinite(group["last_detectable_day"].to_numpy(dtype=np.float64))
+    never = int((~detected).sum())
+    # a detected patient whose measures are blank had a failed sample by the response day
+    # (`persistence_table`): those are unknown, not "never detected"
+    failed = int((detected & ~measured).sum())
+    notes = []
     if never:
-        row["note"] = f"last detectable day of the {never} never detected left out"
+        notes.append(f"last detectable day of the {never} never detected left out")
+    if failed:
+        notes.append(
+            f"peak, AUC and last detectable day of {failed} detected patient(s) left out: "
+            "a sample failed by the response day"
+        )
+    row["note"] = "; ".join(notes)
     return row
 
 
