@@ -140,6 +140,9 @@ def _analyze(
             f"rebuild it with: cytokit report {out}",
             err=True,
         )
+    if len(results.failures) and results.samples.empty:  # nothing measured: not a success
+        typer.echo(f"no file could be analysed; see {out / 'failures.csv'}", err=True)
+        return 1
     return 3 if strict and len(results.failures) else 0
 
 

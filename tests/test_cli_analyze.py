@@ -170,6 +170,21 @@ def test_analyze_lists_a_corrupt_file(study, tmp_path, capsys):
     assert list(failures.file) == ["fcs/P02_day007.fcs"]
 
 
+def test_analyze_where_every_file_failed_exits_1(study, tmp_path, capsys):
+    """Nothing measured is not a success a pipeline could take for one: exit 1 without
+    --strict, with failures.csv and the report written."""
+    broken = shutil.copytree(study, tmp_path / "broken")
+    for f in (broken / "fcs").glob("*.fcs"):
+        f.write_bytes(b"FCS3.1" + bytes(64))
+    out = tmp_path / "out"
+    code = run(["analyze", str(broken), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "0 of 6 file(s) analysed, 6 failed" in err
+    assert err.rstrip().endswith(f"no file could be analysed; see {out / 'failures.csv'}")
+    assert len(pd.read_csv(out / "failures.csv")) == 6 and (out / "report.html").is_file()
+
+
 def test_usage_errors(capsys):
     assert run(["analyze"]) == 2
     assert run(["analyze", "nowhere", "--out", "x"]) == 1
