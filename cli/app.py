@@ -102,6 +102,16 @@ def run(argv: list[str] | None = None) -> int:
     def debug() -> bool:
         return _state["debug"] or "--debug" in args
 
+    empty = next(
+        (a for a in args if not a.strip() or (a.startswith("--") and a.endswith("="))), None
+    )
+    if empty is not None:  # a path given as "" would be read as the current folder
+        where = args[args.index(empty) - 1] if not empty.strip() and args.index(empty) else empty
+        return _error(
+            f"usage error: an empty value after {where.rstrip('=')!r} (an unset variable in a "
+            "script?); give the file or folder (see `cytokit --help`)",
+            2,
+        )
     try:
         code = app(args=args, prog_name="cytokit", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:  # no command: the help, then why

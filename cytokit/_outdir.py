@@ -29,8 +29,17 @@ def not_under_a_file(path: str | os.PathLike) -> None:
         )
 
 
+#: Files by which a folder shows it holds cytokit's results (the store, the run log, the
+#: tables' index): one of them lets a rerun replace the tables in it.
+RESULTS_MARKS = ("results.sqlite", "runlog.jsonl", "tables.json")
+
+
 def output_folder(
-    path: str | os.PathLike, *, files: Iterable[str] = (), folders: Iterable[str] = ()
+    path: str | os.PathLike,
+    *,
+    files: Iterable[str] = (),
+    folders: Iterable[str] = (),
+    results: bool = True,
 ) -> Path:
     """Create `path` (with its parents) as an output folder and check the names to be written.
 
@@ -42,6 +51,11 @@ def output_folder(
         Names of files that will be written into it: none may be a folder.
     folders : iterable of str
         Names of folders that will be written into it: none may be a file.
+    results : bool
+        `path` is a results folder: one of `files` that exists already may be
+        replaced only where the folder holds cytokit's results (`RESULTS_MARKS`),
+        so that ``--out`` naming a folder of the user's own files (its own
+        ``counts.csv``) is refused rather than written over.
 
     Returns
     -------
@@ -51,9 +65,17 @@ def output_folder(
     Raises
     ------
     CytokitError
-        `path` or one of its parents is a file, one of `files` is a folder or
-        one of `folders` is a file; the message names it and the fix.
+        `path` is empty (an unset variable in a script would write into the
+        current folder), `path` or one of its parents is a file, one of `files`
+        is a folder or one of `folders` is a file, or (`results`) one of
+        `files` exists in a folder that holds no cytokit results; the message
+        names it and the fix.
     """
+    if not os.fspath(path).strip():
+        raise CytokitError(
+            "the output folder is an empty name (an unset variable?); give a folder, "
+            "e.g. --out results"
+        )
     path = Path(path)
     not_under_a_file(path)
     try:
@@ -67,6 +89,14 @@ def output_folder(
             raise CytokitError(
                 f"{path / name}: is a folder, where cytokit writes its file {name}; move or "
                 "delete that folder, or give another output folder"
+            )
+    if results and not any((path / mark).is_file() for mark in RESULTS_MARKS):
+        theirs = [name for name in files if (path / name).is_file()]
+        if theirs:
+            raise CytokitError(
+                f"{path / theirs[0]}: exists, and {path} holds no cytokit results (no "
+                f"{RESULTS_MARKS[0]} or {RESULTS_MARKS[1]}), so it would be replaced; give "
+                "another output folder (a new or empty one)"
             )
     for name in folders:
         if (path / name).exists() and not (path / name).is_dir():

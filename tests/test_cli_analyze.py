@@ -13,8 +13,10 @@ import pytest
 from report_reading import assert_chimerism_matches, report_text
 from study_helpers import make_study
 
+import cytokit
 from cytokit.cli.app import run
 from cytokit.engine.runlog import read_runlog
+from cytokit.errors import CytokitError
 from cytokit.simulate import preset_design
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -144,10 +146,11 @@ def test_analyze_without_report_says_an_earlier_report_is_stale(analysed, study,
 
 def test_analyze_reports_a_bad_study_in_one_error(study, tmp_path, capsys):
     bad = shutil.copytree(study, tmp_path / "bad")
-    (bad / "fcs" / "P01_day014.fcs").unlink()
     toml = (bad / "study.toml").read_text()
     (bad / "study.toml").write_text(toml.replace('marker = "HLA-A2"', 'marker = "HLA-X"'))
     lines = (bad / "manifest.csv").read_text().splitlines()
+    assert "P01_day014.fcs" in lines[3]
+    lines.append(lines[3])  # listed twice
     lines[2] = lines[2].replace(",7,", ",7.5,", 1)
     (bad / "manifest.csv").write_text("\n".join(lines) + "\n")
     code = run(["analyze", str(bad), "--out", str(tmp_path / "out"), "--workers", "1"])
@@ -183,6 +186,29 @@ def test_analyze_where_every_file_failed_exits_1(study, tmp_path, capsys):
     assert "0 of 6 file(s) analysed, 6 failed" in err
     assert err.rstrip().endswith(f"no file could be analysed; see {out / 'failures.csv'}")
     assert len(pd.read_csv(out / "failures.csv")) == 6 and (out / "report.html").is_file()
+
+
+def test_an_out_of_the_users_own_files_or_an_empty_name_is_refused(study, tmp_path, capsys):
+    """--out naming a folder of the user's own files (a counts.csv of theirs) is refused
+    before any gating, by analyze and gate alike; so is an empty name, which wrote every
+    table into the current folder (an unset $OUT in a script)."""
+    mine = tmp_path / "mywork"
+    mine.mkdir()
+    (mine / "counts.csv").write_text("my,own\n1,2\n")
+    for args in (["analyze", str(study)], ["gate", "--study", str(study)]):
+        code = run([*args, "--out", str(mine), "--workers", "1"])
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert f"{mine / 'counts.csv'}: exists, and {mine} holds no cytokit results" in err
+        assert (mine / "counts.csv").read_text() == "my,own\n1,2\n"
+        assert sorted(p.name for p in mine.iterdir()) == ["counts.csv"]
+        for empty in (["--out", ""], ["--out="], ["-o", " "]):
+            code = run([*args, *empty, "--workers", "1"])
+            err = capsys.readouterr().err
+            assert code == 2 and "usage error: an empty value after " in err, err
+    assert not any(Path.cwd().glob("counts.csv"))
+    with pytest.raises(CytokitError, match="the output folder is an empty name"):
+        cytokit.analyze(study, "")
 
 
 def test_usage_errors(capsys):

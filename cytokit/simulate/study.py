@@ -245,8 +245,11 @@ def simulate_study(
             "use overwrite=True (cytokit simulate --force) to replace it"
         )
     # a folder where a table goes is found now, not after every file is simulated
-    output_folder(
-        out, files=("study.toml", "manifest.csv", "infusions.csv"), folders=("fcs", "truth")
+    output_folder(  # a study, not results: its own files are `old`, checked above
+        out,
+        files=("study.toml", "manifest.csv", "infusions.csv"),
+        folders=("fcs", "truth"),
+        results=False,
     )
     for p in old:
         p.unlink()
