@@ -100,6 +100,35 @@ def test_a_missing_file_fails_alone(study, tmp_path):
     assert counts.equals(first.counts.reset_index(drop=True))
 
 
+def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
+    """A misspelt column of cytokit's was kept as metadata and its values dropped for a
+    default (beads_per_tube: counted on lymphocytes, donor cells/µL 212 -> 123); a
+    semicolon-separated file, a header in other case and UTF-16 text each say the fix."""
+    manifest = study / "manifest.csv"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("beads_per_test", "beads_per_tube", 1))
+    assert _refusal(study).splitlines()[1].strip() == (
+        f"{manifest}: column 'beads_per_tube' is not one cytokit reads (did you mean "
+        "'beads_per_test'?); rename it (a column of the lab's own is kept as metadata where "
+        "its name is no near miss of one cytokit reads)"
+    )
+    manifest.write_text(text.replace(",", ";"))
+    assert "the header is one column separated by ';'; cytokit reads comma-separated CSV" in (
+        _refusal(study)
+    )
+    manifest.write_text(text.replace("file,patient", "File,Patient", 1))
+    assert (
+        "missing column(s) file (did you mean 'File'?), patient (did you mean 'Patient'?); "
+        in _refusal(study)
+    )
+    manifest.write_bytes(text.encode("utf-16"))
+    assert "is not UTF-8 text (byte 0xff); save it as 'CSV UTF-8 (comma delimited)'" in (
+        _refusal(study)
+    )
+    manifest.write_text(text.replace("product", "my_notes", 1))  # a column of the lab's own
+    assert load_study(study).rows[0].metadata["my_notes"] == "NK"
+
+
 def test_settings_and_strategy_problems(study):
     _edit(study / "study.toml", "min_events = 50", "min_events = 0\nmin_event = 5")
     _edit(study / "study.toml", 'beads = "/Beads"', 'beads = "/Beadz"')

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytokit._paths import refusal
+from cytokit.errors import did_you_mean
 from cytokit.study.tables import read_table
 
 __all__ = ["MAX_DAYS", "Infusion", "ManifestRow", "read_manifest"]
@@ -109,10 +110,19 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
     header, records = read_table(path, problems)
     if not header:
         return []
+    if len(header) == 1:
+        sep = next((s for s in (";", "\t", "|") if s in header[0]), None)
+        if sep is not None:
+            problems.append(
+                f"{path}: the header is one column separated by {sep!r}; cytokit reads "
+                "comma-separated CSV: save it as 'CSV (comma delimited)'"
+            )
+            return []
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
+        named = ", ".join(c + did_you_mean(c, header) for c in missing)
         problems.append(
-            f"{path}: missing column(s) {', '.join(missing)}; the header must include "
+            f"{path}: missing column(s) {named}; the header must include "
             f"{', '.join(REQUIRED_COLUMNS)} (it has {', '.join(header)})"
         )
         return []
@@ -133,6 +143,17 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
             "donor_is",
         }
     )
+    # a misspelt column of cytokit's would be kept as metadata, and its values dropped
+    # for a default without a word (beads_per_tube: counted on lymphocytes instead)
+    reads = sorted(known | {"tube", "control"})
+    for col in header:
+        hint = "" if col in reads else did_you_mean(col, reads)
+        if hint:
+            problems.append(
+                f"{path}: column {col!r} is not one cytokit reads{hint}; rename it (a "
+                "column of the lab's own is kept as metadata where its name is no near miss "
+                "of one cytokit reads)"
+            )
     rows: list[ManifestRow] = []
     seen: dict[Path, tuple[int, str]] = {}  # resolved path -> first line and its spelling
     for line, rec in records:

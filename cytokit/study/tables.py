@@ -56,7 +56,14 @@ def read_table(
     except OSError as exc:
         problems.append(f"{path}: cannot read: {exc.strerror or exc}")
         return [], []
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        problems.append(
+            f"{path}: is not UTF-8 text (byte 0x{bad}); save it as 'CSV UTF-8 (comma "
+            "delimited)' from the spreadsheet, or convert it to UTF-8"
+        )
+        return [], []
+    except csv.Error as exc:
         problems.append(f"{path}: cannot read: {exc}")
         return [], []
     if not rows:
