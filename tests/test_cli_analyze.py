@@ -171,6 +171,18 @@ def test_analyze_lists_a_corrupt_file(study, tmp_path, capsys):
     assert "FAILED: 1 file(s)" in err and "P02_day007.fcs" in err
     failures = pd.read_csv(tmp_path / "out" / "failures.csv")
     assert list(failures.file) == ["fcs/P02_day007.fcs"]
+    # the day not measured may have held the peak: P02's peak and AUC are not given (the
+    # AUC ran straight across day 7), and the trend says which day failed
+    trends = pd.read_csv(tmp_path / "out" / "trends.csv", dtype={"failed_days": str})
+    p02, p01 = trends[trends.patient == "P02"], trends[trends.patient == "P01"]
+    assert len(p02) and (p02.failed_days == "7").all()
+    assert p02[["peak_value", "peak_day", "auc"]].isna().all().all()
+    assert p01.failed_days.isna().all() and p01.peak_value.notna().any()
+    text = report_text(tmp_path / "out" / "report.html")
+    assert (
+        "Peak and AUC not given where a sample failed (see Failures) and might have held them: P02 (day 7)."
+        in text
+    )
 
 
 def test_analyze_where_every_file_failed_exits_1(study, tmp_path, capsys):

@@ -170,7 +170,9 @@ def study_tables(
         ],
         columns=list(TABLES["infusions"]),
     )
-    trends, cohort = trend_tables(frames.get("chimerism", pd.DataFrame()), study)
+    trends, cohort = trend_tables(
+        frames.get("chimerism", pd.DataFrame()), study, failed_days(study, failures)
+    )
     done = [
         item
         for patient in sorted(by_patient)
@@ -370,8 +372,29 @@ def _failed_qc_data(store, task, h: str, row, study: Study, out: Path) -> bool:
     return True
 
 
-def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """trends.csv and cohort.csv from the chimerism table (see `cytokit.analysis.trends`)."""
+def failed_days(study, failures: list[dict]) -> dict[tuple[str, str], list[int]]:
+    """The days of each patient and sample type whose file of the chimerism tube failed."""
+    kind = {(r.patient, r.day, study.tube_of(r)): r.sample_type for r in study.rows}
+    out: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for f in failures:
+        if f["tube"] == study.chimerism_tube:
+            key = (f["patient"], kind.get((f["patient"], f["day"], f["tube"]), ""))
+            out[key].append(int(f["day"]))
+    return {k: sorted(set(v)) for k, v in out.items()}
+
+
+def trend_tables(
+    chimerism: pd.DataFrame, study, failed: dict[tuple[str, str], list[int]] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """trends.csv and cohort.csv from the chimerism table (see `cytokit.analysis.trends`).
+
+    `failed` gives the days of each (patient, sample type) whose file failed
+    (`failed_days`); with the days whose donor marker failed (``marker_failed``) they
+    are the row's ``failed_days``. Where one is on or after day 0, the peak and the AUC
+    are not given: the day not measured may have held the peak, and the AUC would run
+    straight across it (as `cytokit.clinical.landmark.persistence_table` does).
+    """
+    failed = failed or {}
     rows = []
     if chimerism.empty or "donor_pct" not in chimerism.columns:
         return pd.DataFrame(columns=list(TREND_COLUMNS)), cohort_summary(pd.DataFrame())
@@ -384,6 +407,8 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
         days = [i.day for i in inf]
         doses = [np.nan if i.dose_per_kg is None else i.dose_per_kg for i in inf]
         products = [i.product for i in inf]
+        dead = g.loc[g["status"] == "marker_failed", "day"].astype(int).tolist()
+        lost = sorted({*failed.get((patient, sample_type), []), *dead})
         for measure in MEASURES:
             if not np.isfinite(g[measure].to_numpy(dtype=np.float64)).any():
                 continue  # no value at all (a donor marker that failed every day)
@@ -408,6 +433,9 @@ def trend_tables(chimerism: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataF
                     products=products,
                 )
             )
+            row["failed_days"] = "; ".join(str(d) for d in lost)
+            if any(d >= 0 for d in lost):
+                row.update(peak_value=np.nan, peak_day=np.nan, auc=np.nan, auc_days=np.nan)
             rows.append(row)
     trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))
     return trends, cohort_summary(trends)

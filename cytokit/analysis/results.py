@@ -421,7 +421,7 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "half_life_n": _I, "half_life_r2": _F, "half_life_from_day": _N, "half_life_note": _S,
         "n_infusions": _I, "total_dose_per_kg": _F, "last_infusion_day": _N,
         "dose_product": _S, "doses_per_kg": _S, "half_life_slope": _F, "half_life_phases": _S,
-        "half_life_cov": _S, "half_life_quantile": _F,
+        "half_life_cov": _S, "half_life_quantile": _F, "failed_days": _S,
     },
     "cohort": {
         "stratum": _S, "population": _S, "measure": _S, "n_patients": _I, "n_detected": _I,

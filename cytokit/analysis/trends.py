@@ -102,7 +102,7 @@ TREND_COLUMNS = (
     "auc_days", "half_life_days", "half_life_ci_low", "half_life_ci_high", "half_life_n",
     "half_life_r2", "half_life_from_day", "half_life_note", "n_infusions", "total_dose_per_kg",
     "last_infusion_day", "dose_product", "doses_per_kg", "half_life_slope", "half_life_phases",
-    "half_life_cov", "half_life_quantile",
+    "half_life_cov", "half_life_quantile", "failed_days",
 )  # fmt: skip
 COHORT_COLUMNS = (
     "stratum", "population", "measure", "n_patients", "n_detected", "peak_median", "peak_min",

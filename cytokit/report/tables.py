@@ -296,6 +296,25 @@ def cohort_table(
     return html
 
 
+def failed_days_note(trends: pd.DataFrame) -> str:
+    """One line naming the series whose peak and AUC are not given because a sample
+    failed (trends.csv ``failed_days``), with the days; empty where none did."""
+    if "failed_days" not in trends.columns:
+        return ""
+    said: dict[str, str] = {}
+    for patient, days in zip(trends["patient"], trends["failed_days"], strict=True):
+        text = "" if pd.isna(days) else str(days).strip()
+        if text and any(float(d) >= 0 for d in text.split(";")):
+            said.setdefault(str(patient), text.replace(";", ","))
+    if not said:
+        return ""
+    listed = "; ".join(f"{esc(p)} (day {esc(d)})" for p, d in said.items())
+    return (
+        '<p class="meta">Peak and AUC not given where a sample failed (see Failures) and '
+        f"might have held them: {listed}.</p>"
+    )
+
+
 def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
     """Each patient's peak, last detection and half-life per population (donor cells/µL,
     else % donor). A population whose donor cells were detected on no day of the
@@ -362,6 +381,7 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
             numeric=[False, False, False, True, True, True, False, True],
         )
         + note
+        + failed_days_note(sel)
     )
 
 
@@ -587,7 +607,7 @@ def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
         rows,
         caption="Trends: peak, last detection, area under the curve (from day 0), half-life",
         numeric=[False, False, True, True, True, True, True, False, True],
-    )
+    ) + failed_days_note(trends)
 
 
 def phenotype_table(pheno: pd.DataFrame) -> str:
