@@ -328,3 +328,20 @@ def test_row_checksum_is_unambiguous():
     expected = hashlib.sha256(b"s" + (2).to_bytes(8, "little") + b"ab").hexdigest()
     assert row_checksum("ab") == expected
     assert json.dumps(row_checksum(b"\x00", 0))  # any bytes, any int
+
+
+def test_a_full_disk_is_the_machines_refusal_not_a_bug(tmp_path):
+    """SQLite's "database or disk is full" became an internal error ("this is a bug in
+    cytokit"); it is an OSError ENOSPC naming the store, which the CLI reports as the
+    machine's refusal with the fix. SQLite's page limit stands in for the full disk."""
+    import errno
+
+    from cytokit.engine.store import RunStore
+
+    with RunStore(tmp_path / "results.sqlite") as store:
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(OSError) as err:
+            store.put_task("k", "kind", {"text": "x" * 200_000})
+        assert err.value.errno == errno.ENOSPC
+        assert err.value.filename == str(tmp_path / "results.sqlite")

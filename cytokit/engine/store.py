@@ -52,6 +52,7 @@ and its items appear together or not at all.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -318,13 +319,19 @@ class RunStore:
         if self.readonly:
             raise CytokitError(f"{self.path}: the results store was opened read-only")
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:  # SQLite rolls back itself on some errors (a full disk)
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):  # "database or disk is full": the machine's, not a bug
+                raise OSError(errno.ENOSPC, "the disk is full", str(self.path)) from exc
             raise
-        db.execute("COMMIT")
 
     # -- life cycle ------------------------------------------------------------------------------
     def close(self) -> None:
