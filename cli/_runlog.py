@@ -35,7 +35,7 @@ def recorded(
     try:
         yield recorder
     except BaseException as exc:
-        code = 130 if isinstance(exc, KeyboardInterrupt) else getattr(exc, "exit_code", 1)
+        code = getattr(exc, "exit_code", 130 if isinstance(exc, KeyboardInterrupt) else 1)
         _log_stopped(recorder, code if isinstance(code, int) else 1)
         raise
     recorder.finish()

@@ -10,7 +10,9 @@ internal error, exit 1, and ``--debug`` shows its traceback.
 from __future__ import annotations
 
 import errno
+import signal
 import sys
+import threading
 
 import typer
 
@@ -36,7 +38,21 @@ app = typer.Typer(
     cls=HelpGroup,
 )
 
-_state = {"debug": False}
+_state = {"debug": False, "terminated": False}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a batch scheduler's or a container's stop): the run
+    stops as on Ctrl-C (the pool shut down, the stopped run logged, the resume hint),
+    with exit code 143 (128 + SIGTERM)."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _terminate(signum, frame) -> None:
+    _state["terminated"] = True  # typer turns the exception into exit code 130
+    raise Terminated()
+
 
 #: OSErrors that are the machine's answer, not cytokit's mistake: no check made
 #: beforehand can rule them out, so they are reported like a cytokit error.
@@ -112,6 +128,20 @@ def run(argv: list[str] | None = None) -> int:
             "script?); give the file or folder (see `cytokit --help`)",
             2,
         )
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    _state["terminated"] = False
+    try:
+        code = _dispatch(args, debug)
+        if _state["terminated"] and code == 130:
+            return _error("terminated (SIGTERM)", Terminated.exit_code)
+        return code
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args: list[str], debug) -> int:
     try:
         code = app(args=args, prog_name="cytokit", standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:  # no command: the help, then why

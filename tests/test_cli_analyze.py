@@ -223,6 +223,40 @@ def test_an_out_of_the_users_own_files_or_an_empty_name_is_refused(study, tmp_pa
         cytokit.analyze(study, "")
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does(study, tmp_path, capsys, monkeypatch):
+    """`kill`, `timeout` or a scheduler's stop (SIGTERM) ended the process at once (exit
+    143, no resume hint, leaked semaphores); it now stops the run as Ctrl-C does, with
+    the files finished so far kept, and exit 143. The handler is put back afterwards."""
+    import os
+    import signal
+    import time
+
+    import cytokit.engine.runner as runner
+
+    real = runner.run_batch
+    calls = []
+
+    def stopped(files, task, store, **kw):
+        calls.append(1)
+        if len(calls) == 2:  # the second batch: the first file is in the store
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        return real(files, task, store, **kw)
+
+    monkeypatch.setattr(runner, "run_batch", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "out"
+    code = run(["analyze", str(study), "--out", str(out), "--workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 143, err
+    assert err.rstrip().endswith("cytokit: terminated (SIGTERM)")
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert [r["exit_code"] for r in read_runlog(out)] == [143]  # the stopped run is logged
+    monkeypatch.setattr(runner, "run_batch", real)
+    assert run(["analyze", str(study), "--out", str(out), "--workers", "1"]) == 0
+    assert "6 of 6 file(s) analysed" in capsys.readouterr().err
+
+
 def test_usage_errors(capsys):
     assert run(["analyze"]) == 2
     assert run(["analyze", "nowhere", "--out", "x"]) == 1
