@@ -581,7 +581,7 @@ class GatingStrategy:
         self,
         path: str | Path,
         *,
-        dataset: int = 0,
+        dataset: int | None = None,
         compensation="file",
         block_events: int | None = None,
     ):

@@ -125,7 +125,7 @@ def apply_file(
     strategy,
     path: str | os.PathLike[str],
     *,
-    dataset: int = 0,
+    dataset: int | None = None,
     compensation="file",
     block_events: int = BLOCK_EVENTS,
 ):

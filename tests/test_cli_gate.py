@@ -335,3 +335,32 @@ def test_killed_command_resumes_to_the_same_tables(batch, tmp_path, capsys):
     assert gate([strategy, files, "--out", clean, "--scheduler", "serial"], capsys)[0] == 0
     assert csv_tables(killed) == csv_tables(clean)
     assert pd.read_csv(killed / "failures.csv")["file"].str.endswith("truncated.fcs").all()
+
+
+def test_a_file_of_several_data_sets_says_only_its_first_was_gated(tmp_path, capsys):
+    """coulter.lmd holds two data sets; gate read the first and said nothing (a Guava
+    file's first data set can be a 108-event calibration run)."""
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+    lmd = corpus / "flowkit" / "data" / "multi_dataset_fcs" / "coulter.lmd"
+    if not lmd.is_file():
+        pytest.skip(f"corpus file not found: {lmd}")
+    (tmp_path / "s.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<gating:Gating-ML '
+        'xmlns:gating="http://www.isac-net.org/std/Gating-ML/v2.0/gating" '
+        'xmlns:data-type="http://www.isac-net.org/std/Gating-ML/v2.0/datatypes">'
+        '<gating:RectangleGate gating:id="FL1pos"><gating:dimension '
+        'gating:compensation-ref="uncompensated" gating:min="10"><data-type:fcs-dimension '
+        'data-type:name="FL1 Log" /></gating:dimension></gating:RectangleGate></gating:Gating-ML>'
+    )
+    code, err = gate([tmp_path / "s.xml", lmd, "--out", tmp_path / "out", "-j", "1"], capsys)
+    assert code == 0, err
+    warned = pd.read_csv(tmp_path / "out" / "warnings.csv")
+    assert (
+        warned["warning"]
+        .str.startswith("the file holds more than one data set and only the first was read")
+        .any()
+    )
+    first = cytokit.read_fcs(lmd, dataset=0)
+    counts = pd.read_csv(tmp_path / "out" / "counts.csv")
+    expected = int((first.events[:, first.channel_index("FL1 Log")] >= 10).sum())
+    assert counts.loc[counts["gate_id"] == "FL1pos", "count"].tolist() == [expected]

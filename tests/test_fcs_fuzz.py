@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cytokit import Channel, FCSError, Sample, Spillover
-from cytokit.fcs import read_fcs, read_fcs_datasets, write_fcs
+from cytokit.fcs import FCSWarning, read_fcs, read_fcs_datasets, write_fcs
 
 # a hang or a runaway allocation, not a performance check
 MAX_SECONDS = 10.0
@@ -274,6 +274,8 @@ def test_seed_files_are_valid(tmp_path, seeds):
         path.write_bytes(raw)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            s = read_fcs(path)
+            s = read_fcs(path, dataset=0)  # s3 holds two: read as its first, it says so
         assert s.n_events > 0
     assert len(read_fcs_datasets(tmp_path / "s3.fcs")) == 2
+    with pytest.warns(FCSWarning, match="holds more than one data set and only the first"):
+        read_fcs(tmp_path / "s3.fcs")

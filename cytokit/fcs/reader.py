@@ -112,7 +112,7 @@ def read_fcs_datasets(path: str | os.PathLike[str]) -> list[DataSet]:
 def read_fcs(
     path: str | os.PathLike[str],
     *,
-    dataset: int = 0,
+    dataset: int | None = None,
     scale: bool = True,
     dtype=None,
     mmap: bool = False,
@@ -123,8 +123,10 @@ def read_fcs(
     ----------
     path : str or path-like
         An FCS 2.0, 3.0, 3.1 or 3.2 file (list mode; ``$DATATYPE`` I, F or D).
-    dataset : int
-        Which data set (0 = the first); see `read_fcs_datasets`.
+    dataset : int, optional
+        Which data set (0 = the first); see `read_fcs_datasets`. Left out: the
+        first, with an `FCSWarning` where the file holds more (a Guava file's
+        first data set may be a 108-event calibration, the sample the next).
     scale : bool
         True (default): *scale* values: ``$PnE`` log decoding
         (``10 ** (f1 * x / $PnR) * f2``, ``f2 = 0`` read as 1) for integer data,
@@ -180,10 +182,27 @@ def _open_dataset(path, dataset, scale: bool, dtype):
     """
     path = Path(path)
     notes = Notes(str(path))
+    chosen = dataset is not None
+    dataset = 0 if dataset is None else dataset
     if isinstance(dataset, bool) or not isinstance(dataset, (int, np.integer)) or dataset < 0:
         raise FCSError(f"{path}: dataset={dataset!r}; expected a data set number >= 0")
     with _File(path, notes) as fh:
-        sets = read_datasets(fh.read, fh.size, notes, upto=int(dataset))
+        # without a data set asked for, the next one is looked at too: a file of several
+        # read as its first says so
+        try:
+            sets = read_datasets(fh.read, fh.size, notes, upto=int(dataset) + (not chosen))
+        except FCSError as exc:
+            if chosen:
+                raise
+            # the first data set does not depend on a broken link to the next
+            sets = read_datasets(fh.read, fh.size, notes, upto=0)
+            notes.note(f"the link to a second data set is broken ({exc}); the first was read")
+        if not chosen and len(sets) > 1:
+            notes.note(
+                "the file holds more than one data set and only the first was read; "
+                "`cytokit inspect FILE --dataset 2` shows the next (read_fcs(FILE, dataset=1) "
+                "reads it)"
+            )
         if dataset >= len(sets):
             raise notes.error(
                 f"data set {dataset} was asked for but the file has {len(sets)} (numbered from 0)"
@@ -210,7 +229,7 @@ def _open_dataset(path, dataset, scale: bool, dtype):
 
 @contextmanager
 def open_events(
-    path: str | os.PathLike[str], *, dataset: int = 0, scale: bool = True, dtype=None
+    path: str | os.PathLike[str], *, dataset: int | None = None, scale: bool = True, dtype=None
 ) -> Iterator[tuple[dict, EventReader]]:
     """Open one data set of an FCS file for reading its events in slices of rows.
 
