@@ -317,9 +317,35 @@ class ClusterGate(AdaptiveGate):
         span = np.where(hi > lo, hi - lo, 1.0)
         near = self._to_fit(np.asarray(self.near)[None, :])[0]
         start = _peak_2d(u, lo, hi, near) if u.shape[1] == 2 else near
-        mean, cov = _trimmed_ellipse(
-            u, start, np.diag((span / 20.0) ** 2), self.core, self.min_events
-        )
+        cov0 = np.diag((span / 20.0) ** 2)
+        try:
+            mean, cov = _trimmed_ellipse(u, start, cov0, self.core, self.min_events)
+        except NoFit:
+            if u.shape[1] != 2:
+                raise
+            mean = cov = None
+        if u.shape[1] == 2 and (mean is None or not _holds(mean, cov, start)):
+            # The iteration left the density peak it started on: the cluster is small
+            # beside a larger population, and each widened window took in more of
+            # that. Fit again on the events of the peak's own basin of the density
+            # (up to the valleys around it) if the peak is a distinct one.
+            start, members, prominence = _peak_2d(u, lo, hi, near, basin=True)
+            if prominence < _PROMINENCE:
+                raise NoFit(
+                    f"the density peak nearest {list(self.near)} is no distinct cluster "
+                    f"(the fit left it; it rises {prominence:.3g} times above the valley "
+                    f"around it, less than {_PROMINENCE:g})"
+                )
+            mean, cov = _trimmed_ellipse(u[members], start, cov0, self.core, self.min_events)
+            diff = near - mean
+            far = math.sqrt(float(diff @ np.linalg.solve(cov, diff)))
+            if not far <= _NEAR:
+                raise NoFit(
+                    f"the distinct cluster nearest {list(self.near)}, centred at "
+                    f"{[float(f'{v:.4g}') for v in self._from_fit(mean)]}, is {far:.3g} "
+                    f"of its standard deviations from it (more than {_NEAR:g}): "
+                    "no cluster at the expected place"
+                )
         centre = self._from_fit(mean)
         for j, (a, b) in enumerate(self.within):
             if (a is not None and centre[j] < a) or (b is not None and centre[j] > b):
@@ -335,8 +361,23 @@ def _smooth_axis(a: np.ndarray, sigma: float, axis: int) -> np.ndarray:
     return np.apply_along_axis(gaussian_smooth, axis, a, sigma, 3.0)
 
 
-def _peak_2d(u: np.ndarray, lo: np.ndarray, hi: np.ndarray, near: np.ndarray) -> np.ndarray:
-    """The density peak (smoothed 128 × 128 histogram) nearest `near`, in range-scaled units."""
+#: How many times a cluster's density peak must rise above the highest valley that
+#: parts it from its neighbours for a fit confined to its basin (see `ClusterGate.locate`).
+_PROMINENCE = 2.0
+#: ... and how far (Mahalanobis, on the fit scale) the expected place may lie from its centre.
+_NEAR = 4.0
+
+
+def _peak_2d(
+    u: np.ndarray, lo: np.ndarray, hi: np.ndarray, near: np.ndarray, *, basin: bool = False
+):
+    """The density peak (smoothed 128 × 128 histogram) nearest `near`, in range-scaled units.
+
+    With `basin`, returns ``(peak, members, prominence)``: which events lie in
+    the peak's basin (the bins from which the steepest ascent on the smoothed
+    histogram climbs to it), and the peak's height over the highest bin of the
+    basin that borders another basin.
+    """
     bins = 128
     h, ex, ey = np.histogram2d(u[:, 0], u[:, 1], bins=bins, range=[[lo[0], hi[0]], [lo[1], hi[1]]])
     d = _smooth_axis(_smooth_axis(h, 2.0, 0), 2.0, 1)
@@ -348,7 +389,51 @@ def _peak_2d(u: np.ndarray, lo: np.ndarray, hi: np.ndarray, near: np.ndarray) ->
     ii, jj = np.nonzero(peak)
     pts = np.stack([0.5 * (ex[ii] + ex[ii + 1]), 0.5 * (ey[jj] + ey[jj + 1])], axis=1)
     dist = (((pts - near) / (hi - lo)) ** 2).sum(axis=1)
-    return pts[int(np.argmin(dist))]
+    best = int(np.argmin(dist))
+    if not basin:
+        return pts[best]
+    label = _basins(d)
+    mine = label == ii[best] * bins + jj[best]
+    lpad = np.pad(label, 1, constant_values=-1)
+    edge = np.zeros_like(mine)
+    for dx, dy in itertools.product((-1, 0, 1), repeat=2):
+        if dx or dy:
+            other = lpad[1 + dx : 1 + dx + bins, 1 + dy : 1 + dy + bins]
+            edge |= mine & (other >= 0) & (other != label)
+    top = d[ii[best], jj[best]]
+    saddle = float(d[edge].max()) if edge.any() else 0.0
+    prominence = top / saddle if saddle > 0 else math.inf
+    bx = np.clip(np.searchsorted(ex, u[:, 0], side="right") - 1, 0, bins - 1)
+    by = np.clip(np.searchsorted(ey, u[:, 1], side="right") - 1, 0, bins - 1)
+    inside = (u[:, 0] >= lo[0]) & (u[:, 0] <= hi[0]) & (u[:, 1] >= lo[1]) & (u[:, 1] <= hi[1])
+    return pts[best], inside & mine[bx, by], prominence
+
+
+def _basins(d: np.ndarray) -> np.ndarray:
+    """Per bin, the flat index of the local maximum its steepest ascent reaches."""
+    n0, n1 = d.shape
+    pad = np.pad(d, 1, constant_values=-np.inf)
+    best = d.copy()
+    step = np.zeros(d.shape, dtype=np.int64)
+    index = np.arange(n0 * n1).reshape(n0, n1)
+    for dx, dy in itertools.product((-1, 0, 1), repeat=2):
+        if dx or dy:
+            nb = pad[1 + dx : 1 + dx + n0, 1 + dy : 1 + dy + n1]
+            up = nb > best
+            best = np.where(up, nb, best)
+            step = np.where(up, dx * n1 + dy, step)
+    nxt = (index + step).ravel()
+    while True:
+        jump = nxt[nxt]
+        if np.array_equal(jump, nxt):
+            return nxt.reshape(n0, n1)
+        nxt = jump
+
+
+def _holds(mean: np.ndarray, cov: np.ndarray, start: np.ndarray) -> bool:
+    """Whether the fitted cluster still holds the peak its fit started on (Mahalanobis <= 1.5)."""
+    diff = start - mean
+    return float(diff @ np.linalg.solve(cov, diff)) <= 1.5**2
 
 
 def _trimmed_ellipse(u, mean, cov, core: float, min_events: int):
