@@ -129,6 +129,31 @@ def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
     assert load_study(study).rows[0].metadata["my_notes"] == "NK"
 
 
+def test_near_misses_of_keys_in_open_tables_are_problems(study):
+    """[study] and [report] keep the lab's own keys, so a misspelt one of cytokit's was
+    dropped for the default without a word (data_root: the data roots refused on every
+    manifest line); so was a misspelt [compensation] source, looked for as a CSV file."""
+    toml = study / "study.toml"
+    text = toml.read_text()
+    toml.write_text(
+        text.replace("[study]\n", '[study]\ndata_root = ["../x"]\nsponsor = "lab"\n', 1).replace(
+            'source = "file"', 'source = "Flie"', 1
+        )
+        + '\n[report]\ncohort_population = { NK = ["NK"] }\n'
+    )
+    lines = [line.strip() for line in _refusal(study).splitlines()[1:]]
+    assert lines == [
+        f"{toml}: unknown key 'data_root' in [study] (did you mean 'data_roots'?); cytokit "
+        "would not read it, and would use the default instead",
+        f"{toml}: unknown key 'cohort_population' in [report] (did you mean "
+        "'cohort_populations'?); cytokit would not read it, and would use the default instead",
+        f"{toml}: [compensation] source = 'Flie' (did you mean 'file'?): use \"file\", "
+        '"none" or the path of a CSV file',
+    ]
+    toml.write_text(text.replace('source = "file"', 'source = "File"', 1))
+    assert load_study(study).settings.compensation == "file"
+
+
 def test_settings_and_strategy_problems(study):
     _edit(study / "study.toml", "min_events = 50", "min_events = 0\nmin_event = 5")
     _edit(study / "study.toml", 'beads = "/Beads"', 'beads = "/Beadz"')

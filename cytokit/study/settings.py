@@ -74,7 +74,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cytokit.errors import CytokitError, StudyError
+from cytokit.errors import CytokitError, StudyError, did_you_mean
 from cytokit.stats.intervals import METHODS as CI_METHODS
 from cytokit.study.reagents import Reagent, parse_reagents
 
@@ -320,8 +320,28 @@ def _tables(config: Mapping[str, Any], at: str, problems: list[str]) -> dict[str
     return tables
 
 
+#: Keys cytokit reads from tables whose other keys are the lab's own (a study's
+#: description, a sponsor): a near miss of one of these is a problem, other keys are kept.
+_OPEN_TABLES = {"study": ("name", "seed", "data_roots"), "report": ("cohort_populations",)}
+
+
+def _misspelt_keys(config: Mapping[str, Any], at: str, problems: list[str]) -> None:
+    """A key of ``[study]`` or ``[report]`` that is a near miss of one cytokit reads
+    (``data_root``): its setting would be dropped for the default without a word."""
+    for name, known in _OPEN_TABLES.items():
+        table = config.get(name)
+        for key in table if isinstance(table, dict) else ():
+            hint = "" if key in known else did_you_mean(key, known)
+            if hint:
+                problems.append(
+                    f"{at}unknown key {key!r} in [{name}]{hint}; cytokit would not read it, "
+                    "and would use the default instead"
+                )
+
+
 def _study_keys(config: Mapping[str, Any], at: str, problems: list[str], kw: dict) -> None:
     """``[study] data_roots``."""
+    _misspelt_keys(config, at, problems)
     study = config.get("study")  # its other keys (name, the simulator's seed) are not checked
     if isinstance(study, dict) and "data_roots" in study:
         roots = study["data_roots"]
@@ -355,6 +375,14 @@ def _scales(tables: dict, source: str, at: str, problems: list[str], kw: dict) -
     comp = tables["compensation"].get("source", "file")
     if not isinstance(comp, str) or not comp.strip():
         problems.append(f'{at}[compensation] source = {comp!r}: use "file", "none" or a CSV path')
+    elif comp.strip().lower() in ("file", "none"):
+        kw["compensation"] = comp.strip().lower()
+    elif not any(c in comp for c in "./\\") and did_you_mean(comp.strip(), ("file", "none")):
+        # "Flie" would be looked for as a CSV file of that name
+        problems.append(
+            f"{at}[compensation] source = {comp!r}{did_you_mean(comp.strip(), ('file', 'none'))}: "
+            'use "file", "none" or the path of a CSV file'
+        )
     else:
         kw["compensation"] = comp.strip()
 
