@@ -8,12 +8,13 @@ file is gated, not at the last step as an ``IsADirectoryError``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cytokit.errors import CytokitError
 
-__all__ = ["output_folder"]
+__all__ = ["output_folder", "writing_into"]
 
 
 def not_under_a_file(path: str | os.PathLike) -> None:
@@ -136,3 +137,38 @@ def not_a_results_file(results: str | os.PathLike, out: str | os.PathLike, suffi
             f"{out}: is a file of the results folder {results} ({where.relative_to(inside)}); "
             f"the export would replace it: give a {suffix} name, e.g. {out.with_suffix(suffix)}"
         )
+
+
+@contextmanager
+def writing_into(folder: Path, name: str = "results.sqlite") -> Iterator[None]:
+    """Hold `folder` for one run writing into it: a second run (another terminal's
+    `analyze`, a `gate` into the same folder) is refused at once instead of gating
+    every file again beside it and leaving a folder of two runs' tables.
+
+    The lock is an advisory ``flock`` on the folder's results store (`name`,
+    created empty when missing: an empty file is an empty SQLite database),
+    separate from SQLite's own locks; it goes with the process, however it ends.
+    Where ``fcntl`` is missing (Windows) nothing is held.
+
+    Raises
+    ------
+    CytokitError
+        Another process holds the folder.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(Path(folder) / name, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CytokitError(
+                f"{folder}: another cytokit run is writing into this folder (its {name} is "
+                "held); wait for it to finish, or give another output folder"
+            ) from None
+        yield
+    finally:
+        os.close(fd)

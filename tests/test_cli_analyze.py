@@ -257,6 +257,24 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(study, tmp_path, capsys, monkeypatch
     assert "6 of 6 file(s) analysed" in capsys.readouterr().err
 
 
+def test_a_second_run_into_a_folder_being_written_is_refused(study, tmp_path, capsys):
+    """analyze and gate into one folder at the same time left analyze's study.json beside
+    gate's counts.csv (and two analyze runs gated every file twice): the folder is held
+    by the run writing into it, and a second is refused at once, naming it."""
+    from cytokit._outdir import writing_into
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with writing_into(out):  # as another process's run would hold it
+        for args in (["analyze", str(study)], ["gate", "--study", str(study)]):
+            code = run([*args, "--out", str(out), "--workers", "1"])
+            err = capsys.readouterr().err
+            assert code == 1, err
+            assert f"{out}: another cytokit run is writing into this folder" in err
+    assert sorted(p.name for p in out.iterdir()) == ["results.sqlite"]
+    assert run(["analyze", str(study), "--out", str(out), "--workers", "1"]) == 0
+
+
 def test_usage_errors(capsys):
     assert run(["analyze"]) == 2
     assert run(["analyze", "nowhere", "--out", "x"]) == 1

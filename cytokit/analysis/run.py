@@ -16,12 +16,13 @@ bug and raises instead of writing a wrong table) and writes them into ``OUT``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from cytokit._outdir import not_under_a_file, output_folder
+from cytokit._outdir import not_under_a_file, output_folder, writing_into
 from cytokit.analysis.cohort import study_tables
 from cytokit.analysis.normalised import reference_patient
 from cytokit.analysis.per_sample import MeasureTask
@@ -215,7 +216,7 @@ def analyze(
         study = load_study(study.root, strategy=strategy)
     tasks = make_tasks(study)
     reference_patient(study)  # a bad [normalise] table is refused before any gating
-    with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp, contextlib.ExitStack() as hold:
         if out is None:
             folder = Path(tmp)
         else:  # checked before gating: a bad --out must not cost the whole batch
@@ -228,6 +229,8 @@ def analyze(
                 "results.sqlite",
             )
             folder = output_folder(out, files=names, folders=("qc",))
+            hold.enter_context(writing_into(folder))  # until its tables are written
+            _not_a_gate_folder(folder)  # a `gate` that held it until a moment ago
         with RunStore(folder / "results.sqlite") as store:
             files = [str(r.file) for r in study.rows]
             # a copy of a file listed as another sample would count one measurement twice;

@@ -57,7 +57,7 @@ import pandas as pd
 
 from cytokit import kernels as K
 from cytokit._io import atomic_write_bytes, write_csv
-from cytokit._outdir import output_folder
+from cytokit._outdir import output_folder, writing_into
 from cytokit.engine.runner import BatchReport, run_batch, stage
 from cytokit.engine.store import RunStore
 from cytokit.errors import NO_EVENTS, CytokitError, FCSError
@@ -823,56 +823,59 @@ def gate_files(
             "failures.csv of `cytokit gate` would replace its tables: give another --out"
         )
     out = output_folder(out, files=tables)  # before the batch, not after it
-    files = [os.fspath(f) for f in files]
-    with RunStore(out / STORE_NAME) as store:
-        first = None
-        if _compile_first(files, workers, scheduler, task.statistics):
-            # a cold Numba cache: the first file compiles the kernels here, once, and the
-            # workers then load them, instead of each compiling the same kernels at the
-            # same time (sample_data on 2 cores: 79 s against 31 s on one)
-            first = run_batch(files[:1], task, store, workers=1)
-        report = run_batch(
-            files,
-            task,
-            store,
-            workers=workers,
-            scheduler=scheduler,
-            progress=progress,
-            retry_failures=retry_failures,
-        )
-        if first is not None:
-            report = _first_run_here(first, report)
-        counts = report.frame(store, "counts")
-        counts = counts.reindex(columns=list(COUNT_TABLE))
-        stats = None
-        if statistics:
-            stats = report.frame(store, "statistics").reindex(columns=list(STATISTICS_TABLE))
-        events = store.items(task.key, "n_events", (f.hash for f in report.done))
-        dropped = store.items(task.key, "nonfinite_events", (f.hash for f in report.done))
-        said = store.items(task.key, "warnings", (f.hash for f in report.done))
-        qc = None
-        if task.acquisition_qc is not None:
-            qc = store.items(task.key, "acquisition_qc", (f.hash for f in report.done))
-    notes = {f.path: list(said.get(f.hash) or []) for f in report.done}
-    notes = {path: found for path, found in notes.items() if found}
-    failures = report.failures_frame()[list(FAILURE_TABLE)]
-    count_columns = COUNT_TABLE
-    if qc is not None:
-        count_columns = _write_qc_tables(out, report, qc, counts, written)
-    else:
-        for name in ("qc_samples", "acquisition_qc"):
-            _write_table(out, name, [], (), ())  # removes both files
-    _write_table(out, "counts", _rows(counts, count_columns), count_columns, written)
-    if stats is not None:
-        _write_table(out, "statistics", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE, written)
-    else:
-        _write_table(out, "statistics", [], (), ())  # an earlier run's would not match
-    _write_table(out, "failures", _rows(failures, FAILURE_TABLE), FAILURE_TABLE, written)
-    warned = [{"file": f, "warning": w} for f, found in notes.items() for w in found]
-    _write_table(out, "warnings", warned, WARNING_TABLE, written)
-    n_events = sum(int(events[f.hash]) for f in report.done)
-    nonfinite = sum(int(dropped.get(f.hash, 0)) for f in report.done)
-    return GateRun(report, counts, stats, failures, out, task, n_events, nonfinite, notes)
+    with writing_into(out):  # one run at a time writes into a folder
+        files = [os.fspath(f) for f in files]
+        with RunStore(out / STORE_NAME) as store:
+            first = None
+            if _compile_first(files, workers, scheduler, task.statistics):
+                # a cold Numba cache: the first file compiles the kernels here, once, and the
+                # workers then load them, instead of each compiling the same kernels at the
+                # same time (sample_data on 2 cores: 79 s against 31 s on one)
+                first = run_batch(files[:1], task, store, workers=1)
+            report = run_batch(
+                files,
+                task,
+                store,
+                workers=workers,
+                scheduler=scheduler,
+                progress=progress,
+                retry_failures=retry_failures,
+            )
+            if first is not None:
+                report = _first_run_here(first, report)
+            counts = report.frame(store, "counts")
+            counts = counts.reindex(columns=list(COUNT_TABLE))
+            stats = None
+            if statistics:
+                stats = report.frame(store, "statistics").reindex(columns=list(STATISTICS_TABLE))
+            events = store.items(task.key, "n_events", (f.hash for f in report.done))
+            dropped = store.items(task.key, "nonfinite_events", (f.hash for f in report.done))
+            said = store.items(task.key, "warnings", (f.hash for f in report.done))
+            qc = None
+            if task.acquisition_qc is not None:
+                qc = store.items(task.key, "acquisition_qc", (f.hash for f in report.done))
+        notes = {f.path: list(said.get(f.hash) or []) for f in report.done}
+        notes = {path: found for path, found in notes.items() if found}
+        failures = report.failures_frame()[list(FAILURE_TABLE)]
+        count_columns = COUNT_TABLE
+        if qc is not None:
+            count_columns = _write_qc_tables(out, report, qc, counts, written)
+        else:
+            for name in ("qc_samples", "acquisition_qc"):
+                _write_table(out, name, [], (), ())  # removes both files
+        _write_table(out, "counts", _rows(counts, count_columns), count_columns, written)
+        if stats is not None:
+            _write_table(
+                out, "statistics", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE, written
+            )
+        else:
+            _write_table(out, "statistics", [], (), ())  # an earlier run's would not match
+        _write_table(out, "failures", _rows(failures, FAILURE_TABLE), FAILURE_TABLE, written)
+        warned = [{"file": f, "warning": w} for f, found in notes.items() for w in found]
+        _write_table(out, "warnings", warned, WARNING_TABLE, written)
+        n_events = sum(int(events[f.hash]) for f in report.done)
+        nonfinite = sum(int(dropped.get(f.hash, 0)) for f in report.done)
+        return GateRun(report, counts, stats, failures, out, task, n_events, nonfinite, notes)
 
 
 def _write_table(
