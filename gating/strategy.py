@@ -501,12 +501,14 @@ class GatingStrategy:
                 masks = dict(zip(parents, mem, strict=True))
             fitted = []
             for g in ready:
-                if g.parent is None:
-                    idx = np.arange(sample.n_events)
+                if g.parent is None:  # the draw of choice(arange(n)), without the arange
+                    n = sample.n_events
+                    idx = rng.choice(n, FIT_EVENTS, replace=False) if n > FIT_EVENTS else None
+                    idx = np.arange(n) if idx is None else np.sort(idx)
                 else:
                     idx = np.flatnonzero(masks[g.parent])
-                if idx.size > FIT_EVENTS:
-                    idx = np.sort(rng.choice(idx, FIT_EVENTS, replace=False))
+                    if idx.size > FIT_EVENTS:
+                        idx = np.sort(rng.choice(idx, FIT_EVENTS, replace=False))
                 values = dimension_values(sample.events, resolver, g.dims, idx, g.id)
                 concrete = g.fit(values, rng)
                 if isinstance(concrete, AdaptiveGate) or concrete.id != g.id:
