@@ -275,6 +275,29 @@ def test_a_second_run_into_a_folder_being_written_is_refused(study, tmp_path, ca
     assert run(["analyze", str(study), "--out", str(out), "--workers", "1"]) == 0
 
 
+def test_a_workspace_of_per_sample_gates_as_a_studys_strategy_says_the_fix(
+    analysed, study, tmp_path, capsys
+):
+    """A workspace `export-wsp` wrote holds each sample's fitted gates: as a study's
+    strategy it was refused with "pass sample= or group=", which study.toml cannot say;
+    analyze and gate --study now say what to do instead."""
+    _, _, out = analysed
+    copy = shutil.copytree(study, tmp_path / "s")
+    assert run(["export-wsp", str(out), str(copy / "strategy.wsp")]) == 0
+    toml = copy / "study.toml"
+    toml.write_text(re.sub(r"(?m)^strategy = .*$", 'strategy = "strategy.wsp"', toml.read_text()))
+    capsys.readouterr()
+    fix = (
+        "strategy.wsp: its gates are each sample's own, and a study gates every file with one "
+        "strategy: in FlowJo put the gates on a group (such as 'All Samples') and save the "
+        "workspace again"
+    )
+    for args in (["analyze", str(copy)], ["gate", "--study", str(copy)]):
+        code = run([*args, "--out", str(tmp_path / "out"), "--workers", "1"])
+        err = capsys.readouterr().err
+        assert code == 1 and fix in err and "pass sample= or group=" not in err, err
+
+
 def test_usage_errors(capsys):
     assert run(["analyze"]) == 2
     assert run(["analyze", "nowhere", "--out", "x"]) == 1

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from cytokit._paths import refusal, study_roots
-from cytokit.errors import CytokitError, StudyError
+from cytokit.errors import CytokitError, GatingError, StudyError
 from cytokit.study._toml import load_toml
 from cytokit.study.checks import file_problems, marker_problems
 from cytokit.study.clinical_files import ClinicalFiles, read_clinical_files
@@ -301,9 +301,13 @@ class Study:
             study's ``[panel]`` or ``[transform]``.
         """
         from cytokit.gating import load_strategy
+        from cytokit.gating.flowjo.workspace import PerSampleGatesError
 
         path = self.root / (self.settings.strategy if path is None else path)
-        return load_strategy(path, **strategy_options(path, self.panel, self.config))
+        try:
+            return load_strategy(path, **strategy_options(path, self.panel, self.config))
+        except PerSampleGatesError:
+            raise GatingError(f"{path}: {_per_sample_gates(path)}") from None
 
     def gate(self, sample, *, membership: bool = True, tube: str = DEFAULT_TUBE):
         """Gate one sample exactly as `cytokit.analyze` does.
@@ -468,12 +472,23 @@ def _canonical(settings: StudySettings, strategy, where, problems: list[str]) ->
     return settings.with_gate_paths(paths)
 
 
+def _per_sample_gates(path: Path) -> str:
+    """Why a workspace of per-sample gates is no study's strategy, and what to do."""
+    return (
+        "its gates are each sample's own, and a study gates every file with one strategy: "
+        "in FlowJo put the gates on a group (such as 'All Samples') and save the workspace "
+        f"again, or give a Gating-ML or YAML strategy; `cytokit gate {path.name} FILES --out "
+        "DIR` (without --study) gates each file with its own sample's gates"
+    )
+
+
 def _load_strategy(
     root: Path, settings: StudySettings, given, problems: list[str], panel: Panel, config: dict
 ):
     """The strategy (given, or read from [gating] strategy), its path, and the settings with
     canonical gate paths."""
     from cytokit.gating import GatingStrategy, load_strategy
+    from cytokit.gating.flowjo.workspace import PerSampleGatesError
 
     path = None
     strategy = None
@@ -494,6 +509,8 @@ def _load_strategy(
             strategy = load_strategy(path, **strategy_options(path, panel, config))
         except ImportError as exc:
             problems.append(f"{path}: cannot read this strategy format: {exc}")
+        except PerSampleGatesError:  # e.g. one `cytokit export-wsp` wrote: fitted per file
+            problems.append(f"{path}: {_per_sample_gates(path)}")
         except CytokitError as exc:
             problems.append(f"{path}: {exc}")
     if strategy is not None:

@@ -52,6 +52,7 @@ from cytokit.sample import Sample
 __all__ = [
     "FileMatches",
     "Issue",
+    "PerSampleGatesError",
     "Workspace",
     "WorkspaceGroup",
     "WorkspacePopulation",
@@ -60,6 +61,11 @@ __all__ = [
 
 #: FlowJo's group of every sample; its template is the default strategy.
 ALL_SAMPLES = "All Samples"
+
+
+class PerSampleGatesError(GatingError):
+    """A workspace whose gates are its samples' own (no group's), asked for one strategy
+    without saying which sample's or group's tree."""
 
 
 @dataclass(eq=False)
@@ -325,7 +331,7 @@ class Workspace:
             elif any(g.name == ALL_SAMPLES and g.has_gates for g in self.groups):
                 group = ALL_SAMPLES
             else:
-                raise GatingError(
+                raise PerSampleGatesError(
                     f"{self.path.name} has {len(self.samples)} samples and no gates in the "
                     f"{ALL_SAMPLES!r} group, so which tree to use is not clear; pass sample= "
                     f"or group= ({self._listing()}); `cytokit gate` gates each file with its "
