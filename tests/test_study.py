@@ -98,6 +98,11 @@ def test_a_missing_file_fails_alone(study, tmp_path):
     assert again.failures.empty and len(again.samples) == 6
     counts = again.counts[again.counts["file"] != "fcs/P01_day007.fcs"].reset_index(drop=True)
     assert counts.equals(first.counts.reset_index(drop=True))
+    # a Windows path in the manifest names no file here: the reason says how to write it
+    manifest = study / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("fcs/P01_day007.fcs", "fcs\\P01_day007.fcs"))
+    fail = cytokit.analyze(study, tmp_path / "win", workers=1).failures
+    assert "correct the name there (with / between folders, not \\)" in fail["reason"][0]
 
 
 def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
@@ -127,6 +132,8 @@ def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
     )
     manifest.write_text(text.replace("product", "my_notes", 1))  # a column of the lab's own
     assert load_study(study).rows[0].metadata["my_notes"] == "NK"
+    manifest.write_text(text.replace(",7,", ",1e1,", 1))  # read as day 10 before
+    assert "day '1e1' is not a whole number of days" in _refusal(study)
 
 
 def test_near_misses_of_keys_in_open_tables_are_problems(study):

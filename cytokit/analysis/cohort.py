@@ -319,10 +319,12 @@ def _reason(study: Study, row, f) -> str:
     if f is None:
         return "not processed"
     if f.error == "FileNotFoundError":
+        listed = study.relative(row.file)
+        slash = " (with / between folders, not \\)" if "\\" in listed else ""
         return (
-            f"not found: manifest.csv line {row.line} lists {study.relative(row.file)!r}; "
-            "correct the name there or copy the file in, then run again (the files "
-            "finished already are not gated again)"
+            f"not found: manifest.csv line {row.line} lists {listed!r}; correct the name "
+            f"there{slash} or copy the file in, then run again (the files finished already "
+            "are not gated again)"
         )
     return f.reason
 

@@ -12,6 +12,7 @@ and side per patient.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,8 @@ class Infusion:
 
 def _parse_int(value: str) -> int:
     value = value.strip()
+    if not re.fullmatch(r"[+-]?\d+(\.0*)?", value):  # "1e1", "0x7", "7_0", "inf" are no day
+        raise ValueError(value)
     number = float(value)  # accepts "7", "7.0", "-7"
     if not math.isfinite(number) or number != int(number):
         raise ValueError(value)
