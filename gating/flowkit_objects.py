@@ -597,24 +597,13 @@ class _ToFlowKit:
 
     def quadrant_rectangles(self, g: QuadrantGate) -> list:
         """One FlowKit rectangle per quadrant (for dividers that share a dimension)."""
-        out = []
-        for q, row in zip(g.quadrants, g.intervals(), strict=True):
-            bounds: dict[Dimension, list] = {}
-            for d, k in zip(g.dividers, row, strict=True):
-                if k < 0:
-                    continue
-                vals = (None, *d.values, None)
-                lo, hi = bounds.setdefault(d.dimension, [None, None])
-                if vals[k] is not None:
-                    lo = vals[k] if lo is None else max(lo, vals[k])
-                if vals[k + 1] is not None:
-                    hi = vals[k + 1] if hi is None else min(hi, vals[k + 1])
-                bounds[d.dimension] = [lo, hi]
-            if not bounds:
-                raise GatingError(f"quadrant {q.id!r} of gate {g.id!r} names no divider")
-            dims = [self.dimension(d, lo, hi) for d, (lo, hi) in bounds.items()]
-            out.append(self.fk.gates.RectangleGate(_fk_name(q.name, q.id), dims))
-        return out
+        return [
+            self.fk.gates.RectangleGate(
+                _fk_name(q.name, q.id),
+                [self.dimension(d, lo, hi) for d, (lo, hi) in bounds.items()],
+            )
+            for q, bounds in zip(g.quadrants, g.bounds(), strict=True)
+        ]
 
     def _quadrants(self, g: QuadrantGate):
         divs = []
@@ -653,13 +642,6 @@ def _fk_name(name: str, gid: str) -> str:
     return name
 
 
-def _as_rectangles(g: QuadrantGate) -> bool:
-    """FlowKit's QuadrantGate tests each divider on a column named by its dimension, so
-    dividers sharing one (a divider split by another's side) become one rectangle per
-    quadrant, at the quadrant gate's parent."""
-    return len({d.dimension for d in g.dividers}) < len(g.dividers)
-
-
 def _quadrant_gate_name(g: QuadrantGate) -> str:
     """A FlowKit name for a quadrant gate (its name is in no cytokit path, so it may hold '/')."""
     name = g.name.rstrip("/").rsplit("/", 1)[-1]
@@ -675,13 +657,13 @@ def flowkit_gate_path(strategy: GatingStrategy, key: str) -> tuple[str, tuple[st
     """
     pop = strategy.population(key)
     steps: list[str] = []
-    if isinstance(pop.gate, QuadrantGate) and not _as_rectangles(pop.gate):
+    if isinstance(pop.gate, QuadrantGate) and not pop.gate.shares_a_dimension:
         steps.append(_quadrant_gate_name(pop.gate))
     p = pop
     while p.parent is not None:
         p = strategy.by_id(p.parent)
         steps.append(p.name)
-        if isinstance(p.gate, QuadrantGate) and not _as_rectangles(p.gate):
+        if isinstance(p.gate, QuadrantGate) and not p.gate.shares_a_dimension:
             steps.append(_quadrant_gate_name(p.gate))
     return pop.name, ("root", *reversed(steps))
 
@@ -721,7 +703,9 @@ def to_flowkit(strategy: GatingStrategy) -> Any:
         )
     conv = _ToFlowKit(fk, strategy)
     for g in strategy.gates:  # parents and operands first
-        if isinstance(g, QuadrantGate) and _as_rectangles(g):
+        if isinstance(g, QuadrantGate) and g.shares_a_dimension:
+            # FlowKit tests each divider on a column named by its dimension: one rectangle
+            # per quadrant, at the quadrant gate's parent
             for rect in conv.quadrant_rectangles(g):
                 conv.gs.add_gate(rect, conv.path(g.parent))
         else:

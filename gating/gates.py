@@ -397,6 +397,34 @@ class QuadrantGate(Gate):
     def population_ids(self) -> tuple[str, ...]:
         return tuple(q.id for q in self.quadrants)
 
+    @property
+    def shares_a_dimension(self) -> bool:
+        """Two dividers on one dimension (a ``split_by`` quadrant: CD56 cut once below the
+        CD3 divider and once above), which FlowKit cannot gate as one quadrant gate."""
+        return len({d.dimension for d in self.dividers}) < len(self.dividers)
+
+    def bounds(self) -> list[dict[Dimension, tuple[float | None, float | None]]]:
+        """Per quadrant (in order), its ``[lo, hi)`` on each dimension its dividers cut
+        (None: open), two dividers on one dimension intersected: the quadrant as the
+        rectangle a reader without such quadrants can gate (the same events)."""
+        out = []
+        for q, row in zip(self.quadrants, self.intervals(), strict=True):
+            bounds: dict[Dimension, tuple[float | None, float | None]] = {}
+            for d, k in zip(self.dividers, row, strict=True):
+                if k < 0:
+                    continue
+                vals = (None, *d.values, None)
+                lo, hi = bounds.get(d.dimension, (None, None))
+                if vals[k] is not None:
+                    lo = vals[k] if lo is None else max(lo, vals[k])
+                if vals[k + 1] is not None:
+                    hi = vals[k + 1] if hi is None else min(hi, vals[k + 1])
+                bounds[d.dimension] = (lo, hi)
+            if not bounds:
+                raise GatingError(f"quadrant {q.id!r} of gate {self.id!r} names no divider")
+            out.append(bounds)
+        return out
+
     def intervals(self) -> np.ndarray:
         """Interval index of each quadrant on each divider (-1: not named), shape (nq, nd)."""
         ids = [d.id for d in self.dividers]

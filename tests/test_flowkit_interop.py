@@ -333,3 +333,39 @@ def test_other_objects_are_refused():
         from_flowkit("strategy.xml")
     with pytest.raises(TypeError, match=r"cytokit GatingStrategy"):
         to_flowkit(fk.GatingStrategy())
+
+
+def test_a_split_by_quadrant_written_as_gatingml_is_gated_by_flowkit(tmp_path):
+    """A fitted `split_by: CD3` quadrant (CD56 cut once below the CD3 divider, once above)
+    was written as one quadrant gate with two dividers on PE-A, which FlowKit could not
+    gate (a broadcast error). It is written as a rectangle per quadrant: FlowKit's counts
+    are cytokit's, and cytokit reads back the same events of every population."""
+    import warnings
+
+    from cytokit.cli.app import run
+    from cytokit.study import load_study
+
+    args = ["--seed", "31", "--patients", "1", "--events", "4000", "--days", "14"]
+    assert run(["simulate", str(tmp_path / "s"), *args]) == 0
+    study = load_study(tmp_path / "s")  # the simulator's strategy.yaml: split_by: CD3
+    path = study.rows[0].file
+    sample = cytokit.read_fcs(path)
+    result = study.gate(sample)
+    placed = result.strategy
+    assert any(
+        isinstance(g, G.QuadrantGate) and len({d.dimension for d in g.dividers}) < len(g.dividers)
+        for g in placed.gates
+    )
+    xml = placed.to_gatingml(tmp_path / "placed.xml")
+    back = G.load_strategy(xml).apply(sample)
+    for pop in result.counts["gate_path"]:
+        np.testing.assert_array_equal(back.membership(pop), result.membership(pop), err_msg=pop)
+    session = fk.Session(gating_strategy=str(xml))
+    session.add_samples(fk.Sample(str(path)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        session.analyze_samples(sample_id=path.name)
+    report = session.get_gating_results(path.name).report
+    # FlowKit names a Gating-ML population by its document id ('_Lymphocytes_Singlets')
+    theirs = sorted(int(c) for c in report["count"])
+    assert len(theirs) == 18 and theirs == sorted(int(c) for c in result.counts["count"])

@@ -18,6 +18,11 @@ Gating-ML cannot hold goes into ``data-type:custom_info`` under cytokit's own
 namespace, where other readers ignore it: the original ids, population names
 that differ from ids, and the strategy's name.
 
+A quadrant gate with two dividers on one dimension (a ``split_by`` quadrant)
+is written as one rectangle gate per quadrant, with the quadrant's id, name
+and parent: the same events, in a form FlowKit can gate; it reads back as
+those rectangles.
+
 Not exportable (raise `GatingError`): adaptive gates (fit them first:
 ``strategy.fit(sample)`` is the strategy with each placed on that sample) and FlowJo's ``biex`` transform, which Gating-ML 2.0
 does not define.
@@ -368,7 +373,45 @@ def gatingml_bytes(strategy: GatingStrategy) -> bytes:
     """The Gating-ML 2.0 document of `strategy`, UTF-8 encoded (see `write_gatingml`)."""
     if not isinstance(strategy, GatingStrategy):
         raise GatingError(f"expected a GatingStrategy, got {type(strategy).__name__}")
-    return _Writer(strategy).write().encode("utf-8")
+    return _Writer(_split_quadrants(strategy)).write().encode("utf-8")
+
+
+def _split_quadrants(strategy: GatingStrategy) -> GatingStrategy:
+    """`strategy` with each quadrant gate that has two dividers on one dimension (a
+    ``split_by`` quadrant: CD56 cut once below the CD3 divider and once above) written as
+    one rectangle gate per quadrant, of the quadrant's id, name and parent: the same
+    events (a quadrant's side of a divider is the interval ``[lo, hi)`` a rectangle
+    takes), where FlowKit cannot gate such a quadrant gate. Other strategies unchanged."""
+    gates, changed = [], False
+    for g in strategy.gates:
+        rects = _as_rectangles(g) if isinstance(g, QuadrantGate) else None
+        if rects is None:
+            gates.append(g)
+        else:
+            gates += rects
+            changed = True
+    if not changed:
+        return strategy
+    return GatingStrategy(
+        gates, matrices=strategy.matrices, name=strategy.name, source=strategy.source
+    )
+
+
+def _as_rectangles(g: QuadrantGate) -> list[RectangleGate] | None:
+    """One rectangle per quadrant of `g` where two of its dividers share a dimension."""
+    if not g.shares_a_dimension:
+        return None
+    return [
+        RectangleGate(
+            id=q.id,
+            parent=g.parent,
+            name=q.name,
+            dims=tuple(bounds),
+            min=tuple(lo for lo, _ in bounds.values()),
+            max=tuple(hi for _, hi in bounds.values()),
+        )
+        for q, bounds in zip(g.quadrants, g.bounds(), strict=True)
+    ]
 
 
 _SHAPES = (RectangleGate, PolygonGate, EllipsoidGate, QuadrantGate, BooleanGate)
