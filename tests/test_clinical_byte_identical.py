@@ -14,10 +14,13 @@ SHA-256, as the results store keys it) rather than its name, so that a renamed
 file resumed gives what a fresh run gives. trends.csv and cohort.csv were written
 again when a donor_pct trend came to read a % of a population too small to judge
 chimerism (fewer than 80 events) as missing: only the AUC, peak and their cohort
-summaries of five donor_pct rows (CIK and NK_bright) changed. cluster_summary.csv's
+summaries of five donor_pct rows (CIK and NK_bright) changed. The medians of
+clusters.csv and cluster_summary.csv were written again when a histogram median
+came to place each middle event by its rank (a group of few events had read the
+end of the lower middle event's bin: up to 0.14 off). cluster_summary.csv's
 ``origin_events`` (the events behind its donor share) is dropped before comparing. The columns the clinical layer added and documented
-(``trends.csv``: dose_product, doses_per_kg and the fitted decay line's
-columns; ``cohort.csv``: dose_product)
+(``trends.csv``: dose_product, doses_per_kg, the fitted decay line's
+columns and failed_days; ``cohort.csv``: dose_product)
 the ``tube`` column of the per-file tables (multi-tube studies: every file
 of a one-tube study is of tube ``default``) and the ``qc_notes`` column of
 samples.csv (acquisition QC's notes, empty without QC) are dropped before comparing,

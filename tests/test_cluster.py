@@ -689,3 +689,22 @@ def test_kernels_compiled_aside_are_those_a_study_clustering_calls(tmp_path):
     results = cytokit.analyze(root, tmp_path / "out", workers=1)  # clustering in this process
     assert len(results.clusters) > 0
     assert [set(k.signatures) for k in kernels] == before
+
+
+def test_histogram_medians_are_within_a_bin_of_numpy_for_any_count():
+    """Two events at 0.2 and 0.8 gave 0.2002 (the end of the lower one's bin): a group of
+    few events, in bins far apart, has its median between its middle events."""
+    from cytokit.cluster.medians import histogram_medians
+
+    lo, hi, bins = np.array([0.0]), np.array([1.0]), 1024
+    rng = np.random.default_rng(20261204)
+    for n in (1, 2, 3, 4, 7, 16, 50, 999, 5000):
+        for _ in range(20):
+            x = np.concatenate([rng.normal(0.25, 0.02, n // 2), rng.normal(0.7, 0.05, n - n // 2)])
+            x = x.clip(0, 0.999)
+            h = np.histogram(x, bins=bins, range=(0, 1))[0][None, None, :]
+            got = histogram_medians(h, lo, hi)[0, 0]
+            assert abs(got - np.median(x)) <= 1 / bins, (n, got, np.median(x))
+    two = np.histogram([0.2, 0.8], bins=bins, range=(0, 1))[0][None, None, :]
+    assert abs(histogram_medians(two, lo, hi)[0, 0] - 0.5) <= 1 / bins
+    assert np.isnan(histogram_medians(np.zeros((1, 1, bins), dtype=np.int64), lo, hi)[0, 0])
