@@ -708,3 +708,21 @@ def test_histogram_medians_are_within_a_bin_of_numpy_for_any_count():
     two = np.histogram([0.2, 0.8], bins=bins, range=(0, 1))[0][None, None, :]
     assert abs(histogram_medians(two, lo, hi)[0, 0] - 0.5) <= 1 / bins
     assert np.isnan(histogram_medians(np.zeros((1, 1, bins), dtype=np.int64), lo, hi)[0, 0])
+
+
+def test_a_metacluster_matching_no_gate_is_named_by_none():
+    """argmax of an all-zero F1 column named the first gate (metacluster 9: gate NK, f1
+    0): below MIN_MATCH_F1 the gate is left empty and f1 still says how close it came."""
+    from types import SimpleNamespace
+
+    from cytokit.cluster.study import MIN_MATCH_F1, _summary
+
+    f1 = pd.DataFrame([[0.0, 0.9, 0.0004], [0.0, 0.05, 0.0]], index=["NK", "NK_dim"])
+    sizes = np.array([10, 20, 30])
+    acc = SimpleNamespace(
+        sizes=sizes, donor_counts=None, origin_sizes=sizes, n_events=60, has_donor=False
+    )
+    model = SimpleNamespace(node_labels_=np.array([0, 1, 2]))
+    summary = _summary(model, ["NK", "NK_dim"], acc, f1)
+    assert list(summary["gate"]) == ["", "NK", ""]
+    assert list(summary["f1"]) == [0.0, 0.9, 0.0004] and MIN_MATCH_F1 == 0.1

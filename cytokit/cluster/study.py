@@ -425,6 +425,11 @@ def _map_events(load, items, descs, model, markers, gates, lo, hi, acc, progress
     return rows
 
 
+#: Below this F1 with its best gate a metacluster is named by no gate in
+#: cluster_summary.csv (its ``f1`` still says how close the best one came).
+MIN_MATCH_F1 = 0.1
+
+
 def _summary(model, gates, acc: _MapTotals, f1: pd.DataFrame) -> pd.DataFrame:
     """One row per metacluster: size, donor share, SOM nodes, best-matching gate."""
     k = acc.sizes.shape[0]
@@ -446,8 +451,13 @@ def _summary(model, gates, acc: _MapTotals, f1: pd.DataFrame) -> pd.DataFrame:
         summary = summary.drop(columns=["donor_events", "origin_events", "donor_fraction"])
     if len(gates):
         best = f1.to_numpy().argmax(axis=0)
-        summary["gate"] = [gates[g] for g in best]
-        summary["f1"] = f1.to_numpy().max(axis=0)
+        top = f1.to_numpy().max(axis=0)
+        # a metacluster that matches no gate (B cells and monocytes: F1 0.0004 with NK_dim,
+        # or 0 with every gate) is named by none, not by the first of them
+        summary["gate"] = [
+            gates[g] if s >= MIN_MATCH_F1 else "" for g, s in zip(best, top, strict=True)
+        ]
+        summary["f1"] = top
     return summary
 
 
