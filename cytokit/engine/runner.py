@@ -559,7 +559,8 @@ def _loop(backend, queue: deque[_Job], state: _State, inflight: dict, window: in
         if broken > _MAX_BROKEN:
             raise CytokitError(
                 "worker processes keep dying before finishing any file; run with --workers 1 "
-                "(or scheduler='serial') to see the error"
+                "(or scheduler='serial') to see the error. From a script: the workers import "
+                'it again, so call cytokit.analyze under `if __name__ == "__main__":`'
             )
         backend.restart()
         for job, message in reversed(lost):
