@@ -315,3 +315,30 @@ def test_a_stimulated_file_without_its_unstimulated_one_is_said_not_dropped(tmp_
     paired = fun[fun["file"].str.contains("day007_stim")]
     assert paired["pct_net"].notna().any()
     assert violations(res) == []
+
+
+def test_a_stimulated_file_whose_unstimulated_one_failed_names_that_file(tmp_path):
+    """A failed unstimulated file is in the manifest: its visit's function.csv rows said
+    "not in the manifest: add it to the manifest"; they name the failed file."""
+    import warnings
+
+    from cytokit.analysis.invariants import violations
+
+    folder = tmp_path / "s"
+    design = preset_design("sample", seed=5, n_patients=1, n_events=4_000, days=(7, 14))
+    simulate_study(folder, design, workers=1)
+    add_tubes(folder, seed=5)
+    broken = next((folder / "fcs").glob("*day014_unstim.fcs"))
+    broken.write_bytes(broken.read_bytes()[:3000])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # pandas' fillna downcasting
+        res = cytokit.analyze(folder, folder / "results", workers=1)
+    assert list(res.failures["file"]) == [f"fcs/{broken.name}"]
+    lone = res.function[res.function["file"].str.contains("day014_stim")]
+    assert len(lone) and lone["pct_net"].isna().all()
+    assert (
+        lone["note"]
+        == f"the unstimulated file of this visit (fcs/{broken.name}) failed (see failures.csv): "
+        "nothing to subtract"
+    ).all()
+    assert violations(res) == []

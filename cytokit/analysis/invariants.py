@@ -531,7 +531,7 @@ def _function(found: _Found, fun: pd.DataFrame) -> None:
                                  & (hi <= 100 + 1e-9)),
         "ci_low <= pct_net <= ci_high within [-100, 100]",
     )  # fmt: skip
-    flag = fun["high_background"].fillna(False).astype(bool).to_numpy()
+    flag = fun["high_background"].eq(True).to_numpy()  # empty (no numbers): not flagged
     found.rows(
         "function", fun, has & (flag != (b > HIGH_BACKGROUND)),
         f"high_background exactly when pct_unstim > {HIGH_BACKGROUND}",

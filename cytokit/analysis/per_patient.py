@@ -618,6 +618,23 @@ def function_rows(study, cells: dict, level: float = 0.95) -> list[dict]:
             continue
         found = cells.get((pair, day, stype))
         if found is None:  # nothing to subtract from: a row per marker that says so
+            listed = next(
+                (
+                    r
+                    for r in study.rows
+                    if (r.patient, r.day, r.sample_type) == (row.patient, day, stype)
+                    and study.tube_of(r) == pair
+                    and not r.control
+                ),
+                None,
+            )
+            why = (
+                f"the {pair} file of this visit ({study.relative(listed.file)}) failed (see "
+                "failures.csv): nothing to subtract"
+                if listed is not None
+                else f"no {pair} file of this visit (day {day}) in the manifest: nothing to "
+                "subtract; add it to the manifest"
+            )
             for name in stim.populations:
                 for marker in stim.markers:
                     rows.append(
@@ -632,8 +649,7 @@ def function_rows(study, cells: dict, level: float = 0.95) -> list[dict]:
                             "origin": "all",
                             "marker": marker,
                             "events_stim": len(stim.populations[name][0]),
-                            "note": f"no {pair} file of this visit (day {day}) in the "
-                            "manifest: nothing to subtract; add it to the manifest",
+                            "note": why,
                         }
                     )
             continue
