@@ -1,5 +1,5 @@
 """The run log of a command: one line in its output folder's ``runlog.jsonl``
-(`cytokit.engine.runlog`) for every ``analyze``, ``gate``, ``report`` and ``demo`` that
+(`cytokit.engine.runlog`) for every ``analyze``, ``gate``, ``report`` and ``demo`` (and an export written into the folder) that
 finishes, and for one that ends in an error or is interrupted after it wrote into the
 folder (exit 1 or 130; its outputs are what it wrote before it stopped), so that every
 file in the folder is one a logged run wrote. A command that stops before writing
@@ -55,3 +55,18 @@ def _log_stopped(recorder, code: int) -> None:
             recorder.finish(exit_code=code)
     except (Exception, KeyboardInterrupt):
         pass
+
+
+@contextmanager
+def recorded_if_inside(results: Path, out: Path, command: str, options: dict) -> Iterator:
+    """`recorded` in `results` for an export whose `out` lies inside that folder, so that
+    the file it writes there is one a logged run wrote (`cytokit verify` stays clean);
+    nothing is logged for an export written elsewhere."""
+    folder = Path(results).resolve()
+    if folder not in Path(out).resolve().parents:
+        yield None
+        return
+    with recorded(results, command, options=options) as log:
+        index = Path(results) / "tables.json"
+        log.add_inputs("results", [index] if index.is_file() else [])
+        yield log

@@ -298,6 +298,22 @@ def test_a_workspace_of_per_sample_gates_as_a_studys_strategy_says_the_fix(
         assert code == 1 and fix in err and "pass sample= or group=" not in err, err
 
 
+def test_an_export_into_the_results_folder_is_logged(analysed, tmp_path, capsys):
+    """export-wsp (and export-anndata) may write into the results folder; its file was one
+    no logged run wrote, so `cytokit verify` failed ("output added"). An export written
+    there is logged; one written elsewhere adds no line."""
+    _, _, out = analysed
+    res = shutil.copytree(out, tmp_path / "res")
+    before = len(read_runlog(res))
+    assert run(["export-wsp", str(res), str(tmp_path / "elsewhere.wsp")]) == 0
+    assert len(read_runlog(res)) == before
+    assert run(["export-wsp", str(res), str(res / "review.wsp")]) == 0
+    last = read_runlog(res)[-1]
+    assert last["command"] == "export-wsp" and "review.wsp" in {o["path"] for o in last["outputs"]}
+    capsys.readouterr()
+    assert run(["verify", str(res)]) == 0, capsys.readouterr()
+
+
 def test_usage_errors(capsys):
     assert run(["analyze"]) == 2
     assert run(["analyze", "nowhere", "--out", "x"]) == 1
