@@ -63,3 +63,16 @@ def batch_progress(n_files: int, out: Path) -> Iterator[Callable[..., None]]:
             f"disk) and were computed again: {recomputed[0]}{more}",
             err=True,
         )
+
+
+def compile_notice() -> None:
+    """Say so when this run will compile the Numba kernels (the first run on a machine):
+    `analyze`, `demo` and `gate` are otherwise silent for that while."""
+    from cytokit.analysis.run import kernels_need_compiling
+
+    if kernels_need_compiling():
+        typer.echo(
+            "first run on this machine: compiling the kernels (about 6-10 s on 2 cores; "
+            "later runs load them from the cache)",
+            err=True,
+        )

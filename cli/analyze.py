@@ -74,7 +74,7 @@ def _analyze(
     single_file=False,
 ) -> int:
     from cytokit.analysis import analyze
-    from cytokit.cli._progress import batch_progress
+    from cytokit.cli._progress import batch_progress, compile_notice
     from cytokit.study import load_study
 
     t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def _analyze(
         f"{len(loaded.settings.populations)} population(s)",
         err=True,
     )
-    _compile_notice()
+    compile_notice()
     with batch_progress(n, out) as progress:
         results = analyze(
             loaded,
@@ -144,18 +144,6 @@ def _analyze(
         typer.echo(f"no file could be analysed; see {out / 'failures.csv'}", err=True)
         return 1
     return 3 if strict and len(results.failures) else 0
-
-
-def _compile_notice() -> None:
-    """Say so when this run will compile the Numba kernels (the first run on a machine)."""
-    from cytokit.analysis.run import kernels_need_compiling
-
-    if kernels_need_compiling():
-        typer.echo(
-            "first run on this machine: compiling the kernels (about 6-10 s on 2 cores; "
-            "later runs load them from the cache)",
-            err=True,
-        )
 
 
 def _report(out: Path, single_file: bool = False) -> None:

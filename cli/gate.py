@@ -55,7 +55,7 @@ def run_gate(
     3 with `strict` when any file failed. None gated at all is a `CytokitError`.
     `log` (`cytokit.engine.runlog.RunRecorder`, for ``runlog.jsonl``) is told the inputs.
     """
-    from cytokit.cli._progress import batch_progress
+    from cytokit.cli._progress import batch_progress, compile_notice
     from cytokit.engine.gate_files import GateTask, expand_files, gate_files, gate_qc_settings
 
     strategy, files = gate_arguments(strategy, files, study)
@@ -99,6 +99,7 @@ def run_gate(
         log.add_gate_inputs(paths, strategy, compensation, loaded if study is not None else None)
     if not paths:
         raise CytokitError("no FCS files given; name files, folders or patterns after STRATEGY")
+    compile_notice()
     with batch_progress(len(paths), out) as progress:
         run = gate_files(
             task,

@@ -364,3 +364,15 @@ def test_a_file_of_several_data_sets_says_only_its_first_was_gated(tmp_path, cap
     counts = pd.read_csv(tmp_path / "out" / "counts.csv")
     expected = int((first.events[:, first.channel_index("FL1 Log")] >= 10).sum())
     assert counts.loc[counts["gate_id"] == "FL1pos", "count"].tolist() == [expected]
+
+
+def test_gate_says_when_it_compiles_the_kernels(batch, tmp_path, capsys, monkeypatch):
+    """A first `cytokit gate` on a machine spent half a minute compiling without a word,
+    where analyze and demo said so; it says so too (a cold cache simulated here)."""
+    import cytokit.analysis.run as analysis_run
+
+    monkeypatch.setattr(analysis_run, "kernels_need_compiling", lambda: True)
+    files = sorted((batch / "fcs").glob("S01*.fcs"))
+    code, err = gate([batch / "strategy.xml", *files, "--out", tmp_path / "out", "-j", "1"], capsys)
+    assert code == 0, err
+    assert err.startswith("first run on this machine: compiling the kernels")
