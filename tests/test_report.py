@@ -380,6 +380,11 @@ def test_rebuild_gives_the_same_bytes(folder, tmp_path):
     assert changed == []
     other = build_report(folder, tmp_path / "elsewhere", single_file=True)
     assert other.read_bytes() == before[folder / "report.html"]
+    # pages first, then one file: the patients' pages go, and no empty folder stays
+    paged = build_report(folder, tmp_path / "paged")
+    assert any((paged.parent / "patients").glob("*.html"))
+    build_report(folder, tmp_path / "paged", single_file=True)
+    assert not (paged.parent / "patients").exists()
 
 
 def test_build_report_from_results_object_and_errors(folder, tmp_path):

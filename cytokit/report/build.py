@@ -381,3 +381,6 @@ def _remove_unused(out: Path, pages: set[Path], used: set[Path]) -> None:
     for path in sorted((out / "plots" / "img").glob("*.png")):
         if path not in used:
             path.unlink(missing_ok=True)
+    for folder in (out / "patients", out / "plots" / "img"):
+        with contextlib.suppress(OSError):  # kept where it holds anything else
+            folder.rmdir()  # a single-file report: no page folder left empty
