@@ -31,8 +31,9 @@ def not_under_a_file(path: str | os.PathLike) -> None:
 
 
 #: Files by which a folder shows it holds cytokit's results (the store, the run log, the
-#: tables' index): one of them lets a rerun replace the tables in it.
-RESULTS_MARKS = ("results.sqlite", "runlog.jsonl", "tables.json")
+#: tables' index, a report's build stamp): one of them lets a rerun replace the tables or
+#: the report in it.
+RESULTS_MARKS = ("results.sqlite", "runlog.jsonl", "tables.json", "plots/build.json")
 
 
 def output_folder(
