@@ -74,6 +74,7 @@ def _analyze(
     single_file=False,
 ) -> int:
     from cytokit.analysis import analyze
+    from cytokit.analysis.run import check_output_for
     from cytokit.cli._progress import batch_progress, compile_notice
     from cytokit.study import load_study
 
@@ -87,6 +88,7 @@ def _analyze(
         f"{len(loaded.settings.populations)} population(s)",
         err=True,
     )
+    check_output_for(loaded, out)  # before the progress bar: a refusal is not a run
     compile_notice()
     with batch_progress(n, out) as progress:
         results = analyze(

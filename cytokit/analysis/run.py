@@ -149,6 +149,21 @@ def check_output(out: str | os.PathLike) -> None:
     not_under_a_file(out)
 
 
+def check_output_for(study: Study, out: str | os.PathLike) -> Path:
+    """The output folder `analyze` writes `study`'s results into, checked and created as
+    analyze does before gating (not the study folder, not a `cytokit gate` folder, no
+    folder or user's file where a table goes); a caller that shows progress checks it
+    first. Returns the folder."""
+    _not_the_study(study, Path(out))
+    _not_a_gate_folder(Path(out))
+    names = (
+        *(f"{name}{x}" for name in (*TABLES, *CLINICAL_TABLES) for x in (".csv", ".parquet")),
+        "study.json",
+        "results.sqlite",
+    )
+    return output_folder(out, files=names, folders=("qc",))
+
+
 def analyze(
     study: str | Path | Study,
     out: str | Path | None = None,
@@ -220,15 +235,7 @@ def analyze(
         if out is None:
             folder = Path(tmp)
         else:  # checked before gating: a bad --out must not cost the whole batch
-            _not_the_study(study, Path(out))
-            _not_a_gate_folder(Path(out))
-            tables = (*TABLES, *CLINICAL_TABLES)
-            names = (
-                *(f"{name}{x}" for name in tables for x in (".csv", ".parquet")),
-                "study.json",
-                "results.sqlite",
-            )
-            folder = output_folder(out, files=names, folders=("qc",))
+            folder = check_output_for(study, out)
             hold.enter_context(writing_into(folder))  # until its tables are written
             _not_a_gate_folder(folder)  # a `gate` that held it until a moment ago
         with RunStore(folder / "results.sqlite") as store:
