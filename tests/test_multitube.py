@@ -333,6 +333,7 @@ def test_a_stimulated_file_whose_unstimulated_one_failed_names_that_file(tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # pandas' fillna downcasting
         res = cytokit.analyze(folder, folder / "results", workers=1)
+    receptors = next((folder / "fcs").glob("*day007_receptors.fcs"))
     assert list(res.failures["file"]) == [f"fcs/{broken.name}"]
     lone = res.function[res.function["file"].str.contains("day014_stim")]
     assert len(lone) and lone["pct_net"].isna().all()
@@ -342,3 +343,13 @@ def test_a_stimulated_file_whose_unstimulated_one_failed_names_that_file(tmp_pat
         "nothing to subtract"
     ).all()
     assert violations(res) == []
+    # the report's tables of those tubes say which visits' files failed
+    from cytokit.report import build_report
+
+    receptors.write_bytes(receptors.read_bytes()[:3000])
+    res = cytokit.analyze(folder, folder / "results", workers=1)
+    page = build_report(folder / "results", qc=False).parent / "patients"
+    text = " ".join(p.read_text() for p in page.glob("*.html"))
+    for name in (broken.name, receptors.name):
+        assert f"fcs/{name}" in text
+    assert text.count("Not measured (the file failed; see Failures): ") == 2

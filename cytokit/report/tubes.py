@@ -164,7 +164,23 @@ def repertoire_patient(results: Results, patient: str) -> str:
                 numeric=[False, False, False, True, True],
             )
         )
+    parts.append(_not_measured(results, patient, set(rep["tube"].astype(str))))
     return "\n".join(parts)
+
+
+def _not_measured(results: Results, patient: str, tubes: set[str]) -> str:
+    """One line naming the patient's files of `tubes` that failed (their visits are
+    missing from the plot and the table above), or ``""``."""
+    fail = getattr(results, "failures", None)
+    if not _nonempty(fail) or "tube" not in fail.columns:
+        return ""
+    mine = fail[(fail["patient"].astype(str) == str(patient)) & fail["tube"].isin(tubes)]
+    if mine.empty:
+        return ""
+    listed = "; ".join(
+        f"day {day_text(r['day'])}: {esc(r['file'])}" for _, r in mine.sort_values("day").iterrows()
+    )
+    return f'<p class="meta">Not measured (the file failed; see Failures): {listed}.</p>'
 
 
 def _receptors(rep: pd.DataFrame) -> list[str]:
@@ -275,4 +291,6 @@ def function_patient(results: Results, patient: str) -> str:
             numeric=[False, False, False, True, True, True, True],
         )
     )
+    tubes = set(fun["tube"].astype(str)) | set(fun["control_tube"].astype(str))
+    parts.append(_not_measured(results, patient, tubes))
     return "\n".join(parts)
