@@ -715,7 +715,8 @@ def test_a_metacluster_matching_no_gate_is_named_by_none():
     0): below MIN_MATCH_F1 the gate is left empty and f1 still says how close it came."""
     from types import SimpleNamespace
 
-    from cytokit.cluster.study import MIN_MATCH_F1, _summary
+    from cytokit.cluster.labels import MIN_MATCH_F1
+    from cytokit.cluster.study import _summary
 
     f1 = pd.DataFrame([[0.0, 0.9, 0.0004], [0.0, 0.05, 0.0]], index=["NK", "NK_dim"])
     sizes = np.array([10, 20, 30])

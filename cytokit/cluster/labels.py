@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["row_labels"]
+__all__ = ["MIN_MATCH_F1", "row_labels"]
+
+#: Below this F1 with its best gate a metacluster is named by no gate (cluster_summary.csv,
+#: the report's table): argmax of near-zero F1s would name the first gate.
+MIN_MATCH_F1 = 0.1
 
 
 def row_labels(medians: pd.DataFrame, summary: pd.DataFrame | None) -> list[str]:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit.cluster.flowsom import FlowSOM
+from cytokit.cluster.labels import MIN_MATCH_F1
 from cytokit.cluster.medians import histogram_medians
 from cytokit.errors import StudyError
 from cytokit.kernels.som import node_histograms
@@ -423,11 +424,6 @@ def _map_events(load, items, descs, model, markers, gates, lo, hi, acc, progress
         if progress is not None:
             progress(i + 1, len(items), "map")
     return rows
-
-
-#: Below this F1 with its best gate a metacluster is named by no gate in
-#: cluster_summary.csv (its ``f1`` still says how close the best one came).
-MIN_MATCH_F1 = 0.1
 
 
 def _summary(model, gates, acc: _MapTotals, f1: pd.DataFrame) -> pd.DataFrame:

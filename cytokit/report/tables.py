@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit._numbers import pct_text
+from cytokit.cluster.labels import MIN_MATCH_F1
 from cytokit.plots._words import MEASURES, format_dose, gate_name
 from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
 from cytokit.report.reasons import code_html, reason_code, reason_html
@@ -669,17 +670,13 @@ def thresholds_table(th: pd.DataFrame) -> str:
     )
 
 
-#: A metacluster whose best F1 against every study population is below this has no
-#: "best gate" in the report: an F1 that prints as 0.00 names no population.
-MIN_MATCH_F1 = 0.005
-
-
 def cluster_summary_table(summary: pd.DataFrame) -> str:
     """The metaclusters table of the report (``cluster_summary.csv``).
 
     Shares of events as %, the donor share with the events it comes from ("1.3 %
     (152 of 11,738)": a share of 0-2 events reads as what it is), F1 with two
-    decimals, and the best-matching gate only where that F1 is above `MIN_MATCH_F1`.
+    decimals, and the best-matching gate only where that F1 is at least `MIN_MATCH_F1`
+    (cluster_summary.csv names none below it; an older table did).
     """
     cols = [c for c in ("metacluster", "events", "fraction", "donor_fraction", "nodes", "gate",
                         "f1") if c in summary.columns]  # fmt: skip
