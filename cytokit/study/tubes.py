@@ -115,7 +115,7 @@ def chosen_tube(study, tube: str | None, files: list[str] | None) -> tuple[str, 
         raise CytokitError(
             f"the manifest of {study.root} lists files of {len(used)} tubes "
             f"({', '.join(used)}), each gated with its own strategy and panel; "
-            "give --tube NAME to gate one tube's files"
+            "give --tube NAME for one tube's files"
         )
     tube = tube or DEFAULT_TUBE
     study.tube(tube)  # a CytokitError naming the study's tubes when it is none of them
