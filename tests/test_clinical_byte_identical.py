@@ -17,7 +17,8 @@ chimerism (fewer than 80 events) as missing: only the AUC, peak and their cohort
 summaries of five donor_pct rows (CIK and NK_bright) changed. The medians of
 clusters.csv and cluster_summary.csv were written again when a histogram median
 came to place each middle event by its rank (a group of few events had read the
-end of the lower middle event's bin: up to 0.14 off). cluster_summary.csv's
+end of the lower middle event's bin: up to 0.14 off), and its ``gate`` left empty
+where the best F1 is below 0.1 (it named the first gate). cluster_summary.csv's
 ``origin_events`` (the events behind its donor share) is dropped before comparing. The columns the clinical layer added and documented
 (``trends.csv``: dose_product, doses_per_kg, the fitted decay line's
 columns and failed_days; ``cohort.csv``: dose_product)

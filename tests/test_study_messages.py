@@ -160,13 +160,19 @@ def test_header_only_manifest_is_an_error(study, capsys):
     assert "nothing to analyse" in err and "0 of 0" not in err
 
 
-@pytest.mark.parametrize("day", ["1e15", "20240108", str(MAX_DAYS + 1), str(-MAX_DAYS - 1)])
+@pytest.mark.parametrize("day", ["20240108", str(MAX_DAYS + 1), str(-MAX_DAYS - 1)])
 def test_implausible_day_is_refused(study, day):
     _edit(study / "manifest.csv", "P01,7,", f"P01,{day},")
     problems = _problems(study)
     assert len(problems) == 1, problems
     assert f"day '{day}' is beyond ±36,500 days" in problems[0]
     assert "manifest.csv, line 3" in problems[0]
+
+
+def test_a_day_in_exponent_notation_is_no_whole_number_of_days(study):
+    _edit(study / "manifest.csv", "P01,7,", "P01,1e15,")
+    (problem,) = _problems(study)
+    assert "day '1e15' is not a whole number of days" in problem
 
 
 def test_plausible_days_load(study):
