@@ -18,10 +18,13 @@ summaries of five donor_pct rows (CIK and NK_bright) changed. The medians of
 clusters.csv and cluster_summary.csv were written again when a histogram median
 came to place each middle event by its rank (a group of few events had read the
 end of the lower middle event's bin: up to 0.14 off), and its ``gate`` left empty
-where the best F1 is below 0.1 (it named the first gate). cluster_summary.csv's
+where the best F1 is below 0.1 (it named the first gate). cohort.csv's AUC
+summaries were written again when they came to be of the patients whose donor
+cells were detected (as each patient's page shows the AUC), recomputed from the
+reference trends.csv. cluster_summary.csv's
 ``origin_events`` (the events behind its donor share) is dropped before comparing. The columns the clinical layer added and documented
 (``trends.csv``: dose_product, doses_per_kg, the fitted decay line's
-columns and failed_days; ``cohort.csv``: dose_product)
+columns and failed_days; ``cohort.csv``: dose_product, peak_n and auc_n)
 the ``tube`` column of the per-file tables (multi-tube studies: every file
 of a one-tube study is of tube ``default``) and the ``qc_notes`` column of
 samples.csv (acquisition QC's notes, empty without QC) are dropped before comparing,

@@ -428,7 +428,7 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "peak_median": _F, "peak_min": _F, "peak_max": _F, "auc_median": _F, "auc_min": _F,
         "auc_max": _F, "half_life_n": _I, "half_life_median": _F, "half_life_min": _F,
         "half_life_max": _F, "dose_median": _F, "dose_auc_spearman": _F,
-        "dose_peak_spearman": _F, "dose_product": _S,
+        "dose_peak_spearman": _F, "dose_product": _S, "peak_n": _I, "auc_n": _I,
     },
     "infusions": {"patient": _S, "day": _I, "product": _S, "dose_per_kg": _F, "stratum": _S},
     # further columns: median_<marker> (float64)

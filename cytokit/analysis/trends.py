@@ -108,7 +108,7 @@ COHORT_COLUMNS = (
     "stratum", "population", "measure", "n_patients", "n_detected", "peak_median", "peak_min",
     "peak_max", "auc_median", "auc_min", "auc_max", "half_life_n", "half_life_median",
     "half_life_min", "half_life_max", "dose_median", "dose_auc_spearman", "dose_peak_spearman",
-    "dose_product",
+    "dose_product", "peak_n", "auc_n",
 )  # fmt: skip
 DETECTED = ("quantified", "not_quantifiable")
 MIN_POINTS = 3
@@ -511,6 +511,11 @@ def cohort_summary(trends: pd.DataFrame) -> pd.DataFrame:
     for (stratum, pop, measure), g in trends.groupby(keys, sort=True, dropna=False):
         peak = g["peak_value"].to_numpy(dtype=float)
         auc = g["auc"].to_numpy(dtype=float)
+        # the AUC summarised is that of the patients whose donor cells were detected, as
+        # each patient's page shows it (the area under not-detected values says nothing);
+        # the dose correlation reads every patient's, a not-detected one's 0 included
+        detected = np.isfinite(g["last_detectable_day"].to_numpy(float))
+        auc_shown = np.where(detected, auc, np.nan)
         hl = g["half_life_days"].to_numpy(dtype=float)
         dose = g["total_dose_per_kg"].to_numpy(dtype=float)
         # a correlation of dose with persistence reads one product's doses: when the
@@ -536,9 +541,9 @@ def cohort_summary(trends: pd.DataFrame) -> pd.DataFrame:
                 "peak_median": stat(peak, np.median),
                 "peak_min": stat(peak, np.min),
                 "peak_max": stat(peak, np.max),
-                "auc_median": stat(auc, np.median),
-                "auc_min": stat(auc, np.min),
-                "auc_max": stat(auc, np.max),
+                "auc_median": stat(auc_shown, np.median),
+                "auc_min": stat(auc_shown, np.min),
+                "auc_max": stat(auc_shown, np.max),
                 "half_life_n": int(hl_ok.size),
                 "half_life_median": stat(hl, np.median),
                 "half_life_min": stat(hl, np.min),
@@ -547,6 +552,9 @@ def cohort_summary(trends: pd.DataFrame) -> pd.DataFrame:
                 "dose_auc_spearman": _spearman(dose, auc),
                 "dose_peak_spearman": _spearman(dose, peak),
                 "dose_product": "; ".join(str(p) for p in dose_products),
+                # how many patients the medians are of (a failed day leaves a peak out)
+                "peak_n": int(np.isfinite(peak).sum()),
+                "auc_n": int(np.isfinite(auc_shown).sum()),
             }
         )
     return pd.DataFrame(rows, columns=list(COHORT_COLUMNS))

@@ -159,6 +159,19 @@ def _range_text(row, prefix: str) -> Markup:
     return Markup(fmt(med) + (f" ({rng})" if rng else ""))
 
 
+def _cohort_value(row, prefix: str, unit: str) -> Markup:
+    """A stratum's peak or AUC: median (range) with its unit and, where it is of fewer
+    patients than were detected (a failed day left a peak out), of how many; "–" bare."""
+    text = _range_text(row, prefix)
+    if str(text) == "–":
+        return text
+    n, detected = as_float(row.get(f"{prefix}_n")), as_float(row.get("n_detected"))
+    of = ""
+    if math.isfinite(n) and math.isfinite(detected) and n < detected:
+        of = f", {int(n)} of {int(detected)} detected"
+    return Markup(f"{text} {esc(unit)}{of}")
+
+
 def _cohort_half_life(row) -> Markup:
     """The stratum's half-lives: median (range) and of how many patients; "–" where none
     was estimated (the table's note says why, once)."""
@@ -250,8 +263,8 @@ def cohort_table(
                 MEASURES.get(measure, measure),
                 Markup(fmt(r.get("n_patients"), integer=True)),
                 Markup(fmt(r.get("n_detected"), integer=True)),
-                Markup(_range_text(r, "peak") + f" {esc(PEAK_UNITS.get(measure, ''))}"),
-                Markup(_range_text(r, "auc") + f" {esc(AUC_UNITS.get(measure, ''))}"),
+                _cohort_value(r, "peak", PEAK_UNITS.get(measure, "")),
+                _cohort_value(r, "auc", AUC_UNITS.get(measure, "")),
                 _cohort_half_life(r),
                 format_dose(r.get("dose_median")),
                 Markup(fmt(r.get("dose_auc_spearman"))),
