@@ -171,3 +171,15 @@ def test_persistence_summary_names_never_detected_populations_once():
     rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)[1:]
     assert len(rows) == 1 and "pop0" in rows[0]
     assert "Donor cells detected on no day (not listed): P01: pop1, pop2." in html
+    # a day that failed may have held them: said beside the population, and in its row
+    failed = trends.assign(failed_days=["", "3; 14", ""])
+    html = persistence_summary(failed, ["P01"])
+    assert (
+        "Donor cells detected on no day (not listed): P01: pop1 (day 3, 14 failed), pop2." in html
+    )
+    from cytokit.report.tables import half_life_cell, last_detected_text
+
+    row = failed.iloc[1]
+    assert str(half_life_cell(row)) == "not detected on the days measured (day 3, 14 failed)"
+    later = trends.iloc[0].to_dict() | {"last_detectable_day": 7.0, "failed_days": "-7; 3; 14"}
+    assert last_detected_text(later) == "7 (day 14 failed)"

@@ -128,11 +128,39 @@ def _detected(row) -> bool:
     return math.isfinite(as_float(row.get("last_detectable_day")))
 
 
+def _failed_after(row, day) -> list[str]:
+    """The row's failed days (trends.csv ``failed_days``) after `day`, or on or after day
+    0 when `day` is not a number: days that may have held donor cells the row lacks."""
+    text = row.get("failed_days")
+    if not isinstance(text, str) or not text.strip():
+        return []
+    after = as_float(day)
+    start = after if math.isfinite(after) else -0.5
+    return [d.strip() for d in text.split(";") if d.strip() and float(d) > start]
+
+
+def last_detected_text(row) -> str:
+    """The last day donor cells were detected, and the failed days after it that might have
+    shown them later ("14 (day 28 failed)"); "–" where none was."""
+    last = row.get("last_detectable_day")
+    if not is_number(last):
+        return "–"
+    later = _failed_after(row, last)
+    return day_text(last) + (f" (day {', '.join(later)} failed)" if later else "")
+
+
 def half_life_cell(row) -> Markup:
     """An estimated half-life with its CI and points; else why not: "not detected" where
-    donor cells never were (no decay to fit), the reason's code otherwise."""
+    donor cells never were (no decay to fit; "on the days measured" where a day on or
+    after day 0 failed), the reason's code otherwise."""
     hl = as_float(row.get("half_life_days"))
     if not math.isfinite(hl) and not _detected(row):
+        failed = _failed_after(row, None)
+        if failed:
+            return Markup(
+                f"not detected on the days measured (day {', '.join(failed)} failed)",
+                ["not_detected"],
+            )
         return Markup("not detected", ["not_detected"])
     if math.isfinite(hl):
         text = f"{fmt(hl)} d"
@@ -350,8 +378,12 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
     for _, r in sel.iterrows():
         if not _detected(r):  # nothing to summarise: named once below the table
             names = never.setdefault(str(r.get("patient")), [])
-            if str(r.get("population")) not in names:
-                names.append(str(r.get("population")))
+            failed = _failed_after(r, None)
+            name = str(r.get("population")) + (
+                f" (day {', '.join(failed)} failed)" if failed else ""
+            )
+            if name not in names:
+                names.append(name)
             continue
         rows.append(
             [
@@ -360,11 +392,7 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
                 r.get("population"),
                 Markup(fmt(r.get("peak_value"))),
                 Markup(day_text(r.get("peak_day")) if is_number(r.get("peak_day")) else "–"),
-                Markup(
-                    day_text(r.get("last_detectable_day"))
-                    if is_number(r.get("last_detectable_day"))
-                    else "–"
-                ),
+                Markup(last_detected_text(r)),
                 half_life_cell(r),
                 format_dose(r.get("total_dose_per_kg")),
             ]
@@ -585,11 +613,7 @@ def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
                 Markup(fmt(r.get("n_days"), integer=True)),
                 Markup(fmt(r.get("peak_value"))),
                 Markup(day_text(r.get("peak_day")) if is_number(r.get("peak_day")) else "–"),
-                Markup(
-                    day_text(r.get("last_detectable_day"))
-                    if is_number(r.get("last_detectable_day"))
-                    else "–"
-                ),
+                Markup(last_detected_text(r)),
                 # an AUC only where donor cells were detected (else the area under
                 # not-detected values, which says nothing), with its measure's unit
                 Markup(
