@@ -91,7 +91,7 @@ def tables(html: str, caption: str = "") -> list[Table]:
 
 _NUMBER = r"[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?"
 _CELL = re.compile(
-    rf"^(?:(?P<nd>not detected)|(?P<pct>{_NUMBER}|–) %"
+    rf"^(?:(?P<nd>not detected|too few cells to judge)|(?P<pct>{_NUMBER}|–) %"
     rf"(?: \[(?P<low>{_NUMBER})–(?P<high>{_NUMBER})\])?(?:\n(?P<per_ul>{_NUMBER}) /µL)?)"
     rf"\n(?P<donor_events>{_NUMBER}) of (?P<events>{_NUMBER}) events(?: (?P<tag>\S+))?$"
 )
@@ -105,7 +105,7 @@ def chimerism_cells(html: str) -> pd.DataFrame:
         assert t.header[:2] == ["day", "file"], t.header
         for cells in t.rows:
             for population, text in zip(t.header[2:], cells[2:], strict=True):
-                if not text:
+                if not text or text.startswith("file failed ("):  # failures.csv's rows
                     continue
                 m = _CELL.match(text)
                 assert m is not None, f"unreadable chimerism cell {text!r}"
@@ -142,6 +142,8 @@ def assert_chimerism_matches(html: str, chimerism: pd.DataFrame) -> int:
         where = f"{c.file} {c.population}"
         if c.nd is not None:  # below the detection limit: the events, never a share
             assert r["status"] == "not_detected", (where, r["status"])
+            # "too few cells" exactly where the population is too small to judge (< 80)
+            assert (c.nd == "too few cells to judge") == (r["events"] < 80), (where, c.nd)
             assert c.pct is None and c.low is None and c.per_ul is None, where
         else:
             assert r["status"] != "not_detected", where

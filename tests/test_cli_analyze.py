@@ -183,6 +183,8 @@ def test_analyze_lists_a_corrupt_file(study, tmp_path, capsys):
         "Peak and AUC not given where a sample failed (see Failures) and might have held them: P02 (day 7)."
         in text
     )
+    page = (tmp_path / "out" / "patients" / "P02.html").read_text()
+    assert page.count("file failed (read): no chimerism") == 5  # its day, every population
 
 
 def test_analyze_where_every_file_failed_exits_1(study, tmp_path, capsys):

@@ -395,8 +395,8 @@ def _patient(
         )
     )
     parts.append(figure(plots.chimerism.get(pid), f"{pid}: donor chimerism with 95 % intervals."))
-    parts.append(chimerism_table(patient_rows(results.chimerism, pid), pops))
     failed = patient_rows(results.failures, pid)
+    parts.append(chimerism_table(patient_rows(results.chimerism, pid), pops, failed))
     parts.append(
         samples_table(samples, patient_rows(results.counts, pid), pops, failed, qc_link=cohort)
     )

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from cytokit._numbers import pct_text
+from cytokit.analysis.chimerism import DETECTION_EVENTS
+from cytokit.analysis.trends import MAX_PCT_LOD
 from cytokit.cluster.labels import MIN_MATCH_F1
 from cytokit.plots._words import MEASURES, format_dose, gate_name
 from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
@@ -427,7 +429,9 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
     )
 
 
-def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
+def chimerism_table(chim: pd.DataFrame, pops: list[str], failed: pd.DataFrame | None = None) -> str:
+    """A patient's chimerism by sample; a file of the chimerism tube that failed (rows of
+    `failed`, failures.csv) is a row of its own, so its day is not silently missing."""
     if chim.empty:
         return "<p>No chimerism results.</p>"
     names = [p for p in pops if p in set(chim["population"].astype(str))]
@@ -461,7 +465,10 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
                 f"{fmt(r.get('events'), integer=True)} events"
             )
             if status == "not_detected":  # fewer than 20 donor events: no share is printed
-                row.append(Markup(f"not detected<br><small>{events}</small>", [status]))
+                # in a population too small to judge (10 of 17 events donor), not "absent"
+                small = as_float(r.get("events")) * MAX_PCT_LOD < 100.0 * DETECTION_EVENTS
+                word = "too few cells to judge" if small else "not detected"
+                row.append(Markup(f"{word}<br><small>{events}</small>", [status]))
                 continue
             pct = fmt(r.get("donor_pct"))
             ci = _interval(r.get("ci_low"), r.get("ci_high"))
@@ -473,12 +480,26 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str]) -> str:
             text += f" {tag}</small>" if tag else "</small>"
             text += _imputed_text(r)
             row.append(Markup(text, [status if status in STATUS_TAG else ""]))
-        rows.append(row)
+        rows.append((as_float(first.get("day")), row))
+    tube = chim["tube"].dropna().astype(str) if "tube" in chim.columns else pd.Series([], dtype=str)
+    if nonempty(failed):
+        for _, f in failed.iterrows():
+            if len(tube) and "tube" in failed.columns and str(f.get("tube")) not in set(tube):
+                continue  # another tube's file: its own section says so
+            cell = Markup(f"file failed ({esc(f.get('stage'))}): no chimerism", ["marker_failed"])
+            rows.append(
+                (
+                    as_float(f.get("day")),
+                    [Markup(day_text(f.get("day"))), f.get("file"), *[cell] * len(names)],
+                )
+            )
+    rows = [row for _, row in sorted(rows, key=lambda x: x[0] if math.isfinite(x[0]) else math.inf)]
     return table(
         ["day", "file", *names],
         rows,
         caption="Donor chimerism: % donor [95 % CI], donor cells/µL, donor of population events "
-        "(NQ: not quantifiable; not detected: fewer than 20 donor events, no share given; donor "
+        "(NQ: not quantifiable; not detected: fewer than 20 donor events, no share given; too "
+        "few cells to judge: the same in a population of fewer than 80 events; donor "
         "marker failed: the sample's donor marker is unusable, no value; QC-imputed: the % donor "
         "with the time ranges acquisition QC removed filled in from the kept events beside them, "
         "where QC removed any of the population's events)",
