@@ -183,7 +183,7 @@ def test_chimerism_svg_stays_within_0_100_and_marks_too_few_cells():
         ys += [float(v) for v in re.findall(r"V(-?[\d.]+)", p.get("d"))]
         assert all(y >= top - 0.05 for y in ys), p.get("d")
     assert len(panel.circles()) == 1 and panel.triangles() == []
-    assert "too few cells to judge (< 80)" in _texts(root)
+    assert "too few cells to judge (< 80 events)" in _texts(root)
     assert text.count('stroke="#8c8c8c"') >= 2  # the two grey bars on the lower edge
 
 
