@@ -276,4 +276,4 @@ def test_marker_failed_rows_are_shown_and_drawn_as_missing():
     assert "nan" not in html.lower()
     fig = persistence_figure(rows, "P", measure="donor_pct")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "donor marker failed" in labels
+    assert "failed (donor marker or file): no value" in labels

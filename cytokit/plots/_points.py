@@ -354,7 +354,8 @@ def log_limits(values, headroom: float = 3.0) -> tuple[float, float] | None:
 #: The entries of the persistence and chimerism legends after the statuses: label,
 #: colour (a grey level), marker ("" for none), line style (None for none), filled marker.
 LEGEND_MARKS = {
-    "failed": {"label": "donor marker failed", "colour": "0.2", "marker": "x", "ls": None},
+    "failed": {"label": "failed (donor marker or file): no value", "colour": "0.2", "marker": "x",
+               "ls": None},
     "too_few": {"label": "too few cells to judge (< 80 events)", "colour": "0.55", "marker": "|",
                 "ls": None},
     "loq": {"label": "LOQ ([qc] min_events)", "colour": "0.45", "marker": "", "ls": "--"},

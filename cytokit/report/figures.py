@@ -625,6 +625,7 @@ def _patient_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None
         rows = chim[chim["patient"].astype(str) == pid] if "patient" in chim.columns else chim
         if rows.empty:
             continue
+        rows = _with_failed_files(rows, _mine(results.failures, pid))
         stem = file_stem(pid)
         measure = "donor_per_ul" if _has_absolute(chim, pid) else "donor_pct"
         kwargs = {
@@ -659,6 +660,35 @@ def _patient_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None
             functools.partial(got.chimerism.__setitem__, pid),
             module=_PATIENT_FIGURES,
         )
+
+
+def _with_failed_files(rows: pd.DataFrame, failed: pd.DataFrame | None) -> pd.DataFrame:
+    """A patient's chimerism rows and, for each file of their tube that failed, a row per
+    population with no value (status ``marker_failed``): the plots mark its day as failed
+    and break the line there, rather than joining the days around it."""
+    from cytokit.analysis.chimerism import MARKER_FAILED
+
+    if failed is None or failed.empty or "day" not in failed.columns:
+        return rows
+    tubes = set(rows["tube"].astype(str)) if "tube" in rows.columns else None
+    if tubes is not None and "tube" in failed.columns:
+        failed = failed[failed["tube"].astype(str).isin(tubes)]
+    first = rows.iloc[0]
+    extra = [
+        {
+            "patient": first["patient"],
+            "day": day,
+            "file": file,
+            "population": pop,
+            "sample_type": first.get("sample_type", ""),
+            "status": MARKER_FAILED,
+        }
+        for day, file in zip(failed["day"], failed["file"], strict=True)
+        for pop in dict.fromkeys(rows["population"].astype(str))
+    ]
+    if not extra:
+        return rows
+    return pd.concat([rows, pd.DataFrame(extra)], ignore_index=True)
 
 
 def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
