@@ -35,7 +35,8 @@ Every chimerism row (one file, one population) gives a point at its ``day``.
 * ``marker_failed`` points (the sample's donor marker is unusable,
   `cytokit.analysis.marker_check`) have no value: they are never drawn as a point, the
   line does not pass through them, and `persistence_figure` marks their day
-  with a cross on the panel's lower edge (``donor marker failed``).
+  with a cross on the panel's lower edge (``failed (donor marker or file): no value``;
+  the report adds such a row for each file of the patient that failed).
 
 Fitted decay (`persistence_figure` with ``trends``)
 ---------------------------------------------------
