@@ -267,9 +267,12 @@ def test_report_has_the_outcomes_section_first(with_outcomes):
 
     if pd.notna(os_all["estimate"]):
         assert f"{fmt(100 * os_all['estimate'])} % at day " in section
-    n_rows = summary["section"].isin(["pfs", "os", "followup", "response"]).sum()
+    n_rows = summary["section"].isin(["pfs", "os", "followup", "response", "agvhd"]).sum()
     table_html = section[section.index("outcomes_summary.csv") :].split("</table>")[0]
     assert table_html.count("<tr>") == n_rows + 1  # the header and a row each
+    # acute GVHD's rows too (they were left out, the curve shown alone)
+    assert summary["section"].eq("agvhd").any()
+    assert "acute GVHD, cumulative incidence (death competing)" in table_html
 
 
 def test_results_carry_the_whole_schedule(analysed):

@@ -161,6 +161,7 @@ _SECTIONS = {
     "pfs": "progression-free survival",
     "os": "overall survival",
     "followup": "follow-up (reverse Kaplan–Meier)",
+    "agvhd": "acute GVHD, cumulative incidence (death competing)",
 }
 
 
@@ -178,6 +179,8 @@ def _summary_table(summary: pd.DataFrame) -> str:
             median = ""
             n, k = _number(r.get("n")), _number(r.get("events"))
             at = f"{fmt(k, integer=True)} of {fmt(n, integer=True)} patients"
+        elif section == "agvhd":  # an incidence at the horizon: no median time
+            what, median, at = _SECTIONS[section], "", ""
         else:
             what = _SECTIONS[section]
             m, lo, hi = (
