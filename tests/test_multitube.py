@@ -353,3 +353,6 @@ def test_a_stimulated_file_whose_unstimulated_one_failed_names_that_file(tmp_pat
     for name in (broken.name, receptors.name):
         assert f"fcs/{name}" in text
     assert text.count("Not measured (the file failed; see Failures): ") == 2
+    # receptor and function tubes carry no beads by design: no "no absolute counts" flag,
+    # which listed each of their files' days once per file
+    assert "no absolute counts" not in text

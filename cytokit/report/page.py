@@ -268,10 +268,17 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
                 text += ("; " if nd else " ") + f"not quantifiable on day {', '.join(nq)}"
             items.append(text)
     samples = patient_rows(results.samples, pid)
-    if "count_method" in samples.columns:
-        none = samples[samples["count_method"].isna() | (samples["count_method"].astype(str) == "")]
-        if len(none) and len(none) < len(samples):
-            days = ", ".join(day_text(d) for d in sorted_by(none, "day")["day"])
+    counted = samples
+    chim = results.chimerism
+    if "tube" in samples.columns and "tube" in chim.columns and len(chim):
+        # absolute counts come from the chimerism tube: a receptor or function tube has no
+        # beads by design, and each of its files would repeat its day
+        counted = samples[samples["tube"].isin(set(chim["tube"].dropna()))]
+    if "count_method" in counted.columns:
+        method = counted["count_method"]
+        none = counted[method.isna() | (method.astype(str) == "")]
+        if len(none) and len(none) < len(counted):
+            days = ", ".join(dict.fromkeys(day_text(d) for d in sorted_by(none, "day")["day"]))
             items.append(f"no absolute counts on day {days} (no counting reference)")
     if "warnings" in samples.columns:
         for _, r in sorted_by(samples, "day").iterrows():
