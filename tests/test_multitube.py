@@ -176,8 +176,17 @@ def test_report_sections(analysed):
     fun = "".join(function_patient(res, p) for p in patients)
     assert fun.count("<figure>") == len(res.function["patient"].unique())
     assert function_section(res).startswith('<section id="function">')
-    r = res.function[res.function["pct_net"].notna()].iloc[0]
+    from cytokit.report.contents import min_events_of
+
+    least = min_events_of(res)
+    r = res.function[res.function["pct_net"].notna() & (res.function["events_stim"] >= least)]
+    r = r.iloc[0]
     assert f"({fmt(r['ci_low'])} to {fmt(r['ci_high'])})" in fun
+    # a group of a few cells gives its count, not "0 % (-79.3 to 79.3)"
+    fun_rows = res.function[res.function["pct_net"].notna()]
+    shown = fun_rows[fun_rows["population"] == "NK"]  # the rows the table has
+    few = shown[shown["events_stim"] < least]
+    assert len(few) and fun.count(">too few cells</td>") == len(few)
     empty = cytokit.Results()
     assert repertoire_section(empty) == "" and function_section(empty) == ""
     assert repertoire_patient(empty, "P01") == "" and function_patient(empty, "P01") == ""

@@ -247,7 +247,8 @@ def function_section(results: Results) -> str:
             f"<p>{esc(population)} cells positive after stimulation minus the unstimulated "
             "tube of the same visit (one threshold for both), with the 95 % interval of the "
             "difference; ⚠ marks an unstimulated background above 5 %. Groups of fewer than "
-            f"{_min_cells(results)} cells are in the table only. Each patient's plot and "
+            f"{_min_cells(results)} cells are not drawn, and the table gives their count only "
+            "(function.csv keeps their numbers). Each patient's plot and "
             f"table are in the patient's section ({len(patients)} patient(s): "
             f"{esc(', '.join(patients))}).</p>",
             "</section>",
@@ -272,18 +273,19 @@ def function_patient(results: Results, patient: str) -> str:
             f"{patient}: background-subtracted % positive by day",
         )
     )
-    rows = [
-        [
-            Markup(day_text(r["day"])),
-            r["origin"],
-            r["marker"],
-            f"{fmt(r['pct_stim'])} %",
-            f"{fmt(r['pct_unstim'])} %" + (" ⚠" if bool(r["high_background"]) else ""),
-            f"{fmt(r['pct_net'])} ({fmt(r['ci_low'])} to {fmt(r['ci_high'])})",
-            int(r["events_stim"]),
-        ]
-        for _, r in mine.sort_values(["day", "marker", "origin"]).iterrows()
-    ]
+    least = _min_cells(results)
+    rows = []
+    for _, r in mine.sort_values(["day", "marker", "origin"]).iterrows():
+        cells = [Markup(day_text(r["day"])), r["origin"], r["marker"]]
+        if r["events_stim"] < least:  # a % of a few cells (0 % of 1) is no measurement
+            cells += ["too few cells", "", "–"]
+        else:
+            cells += [
+                f"{fmt(r['pct_stim'])} %",
+                f"{fmt(r['pct_unstim'])} %" + (" ⚠" if bool(r["high_background"]) else ""),
+                f"{fmt(r['pct_net'])} ({fmt(r['ci_low'])} to {fmt(r['ci_high'])})",
+            ]
+        rows.append([*cells, int(r["events_stim"])])
     parts.append(
         table(
             ["day", "origin", "marker", "stimulated", "unstimulated", "net pp (95 % CI)", "cells"],
