@@ -174,6 +174,12 @@ def test_analyze_lists_a_corrupt_file(study, tmp_path, capsys):
     # the day not measured may have held the peak: P02's peak and AUC are not given (the
     # AUC ran straight across day 7), and the trend says which day failed
     trends = pd.read_csv(tmp_path / "out" / "trends.csv", dtype={"failed_days": str})
+    # the API and load_results give the same empty cells: NaN, not '' in one of them
+    from cytokit import load_results
+
+    api = cytokit.analyze(broken, tmp_path / "out", workers=1).trends
+    for got in (api, load_results(tmp_path / "out").trends):
+        assert got["failed_days"].notna().sum() == trends["failed_days"].notna().sum()
     p02, p01 = trends[trends.patient == "P02"], trends[trends.patient == "P01"]
     assert len(p02) and (p02.failed_days == "7").all()
     assert p02[["peak_value", "peak_day", "auc"]].isna().all().all()

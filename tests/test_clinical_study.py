@@ -172,7 +172,7 @@ def test_dli_and_cik_never_summed(analysed):
         assert (p02["n_infusions"] == 5).all()
         cohort = results.cohort
         # the dose statistics read the NK patients' doses only: median of 1.8e7 and 2.4e7
-        assert (cohort["dose_product"].isin(["NK", ""])).all()
+        assert (cohort["dose_product"].fillna("").isin(["NK", ""])).all()
         nk = cohort[cohort["dose_product"] == "NK"]
         assert len(nk) and all(math.isclose(v, 2.1e7) for v in nk["dose_median"])
 

@@ -775,17 +775,25 @@ def conform(frame: pd.DataFrame, columns) -> pd.DataFrame:
 
 
 def as_read(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with the numbers a table's CSV is read back with: a column `COLUMN_TYPES`
+    """`frame` with the values a table's CSV is read back with: a column `COLUMN_TYPES`
     types as a number that holds Python objects (None for a value not measured) becomes
-    numeric, NaN where missing, as `load_results` gives it (one door, one dtype)."""
+    numeric, NaN where missing, and an empty text (no note, no failed day) is NaN, as
+    `load_results` gives them (one door, one dtype: ``failed_days.notna()`` selects the
+    same rows of either)."""
     numbers = {}
     for column, kind in COLUMN_TYPES.get(name, {}).items():
-        if kind in ("int64", "Int64", "float64") and column in frame:
-            if frame[column].dtype == object:
-                try:
-                    numbers[column] = pd.to_numeric(frame[column])
-                except (TypeError, ValueError):  # not numbers: left as they are
-                    pass
+        if column not in frame or frame[column].dtype != object:
+            continue
+        if kind in ("int64", "Int64", "float64"):
+            try:
+                numbers[column] = pd.to_numeric(frame[column])
+            except (TypeError, ValueError):  # not numbers: left as they are
+                pass
+        elif kind == _S:
+            values = frame[column]
+            empty = values.map(lambda v: isinstance(v, str) and v == "").to_numpy(dtype=bool)
+            if empty.any():
+                numbers[column] = values.where(~empty, np.nan)
     return frame.assign(**numbers) if numbers else frame
 
 
