@@ -13,7 +13,7 @@ copy of the data is ever made. Per block, in order:
 2. **dimensions** the gates read (a plan may carry more, e.g. for
    `cytokit.kernels.population_stats`; those are skipped): ratio (if any), then the transform, with the transform
    kernels' own block loops (the same numerics as `transform_scalar_lut`:
-   table-driven logicle/hyperlog/biex, exact to ~1e-14; NaN stays NaN);
+   table-driven logicle/hyperlog/biex, exact to ~1e-13; NaN stays NaN);
 3. **gates** in plan order: each gate's test (``in_range``,
    ``polygon_block``, ``in_ellipsoid`` of `cytokit.kernels.gates`, so
    memberships equal the standalone kernels') ANDed with its parent's

@@ -347,7 +347,8 @@ def logicle(x, T, W, M, A, *, out=None):
     ``B`` (see `cytokit.kernels.logicle`): data 0 maps to ``x1 = (W + A)/(M + A)``,
     ``T`` to 1, and the most negative on-scale value ``-B(2·x1)`` to 0. Defined
     for all real ``x``; ``±inf`` → ``±inf``. Agrees with the published algorithm to
-    ~1e-13 relative. Other conventions as `linear`.
+    ~1e-12 relative (3.5e-12 measured against flowutils where ``|y| > 1e-3``). Other
+    conventions as `linear`.
 
     Parameters
     ----------

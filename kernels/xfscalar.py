@@ -312,7 +312,7 @@ def transform_lut(kind: int, params: np.ndarray) -> np.ndarray:
     numpy.ndarray
         Read-only float64 1-D array, cached per parameter set. Logicle and
         hyperlog: a piecewise-quintic table of the exact transform (~17,000
-        values, ~140 kB), accurate to ~1e-14 in the scale value. Biex:
+        values, ~140 kB), accurate to ~1e-13 in the scale value. Biex:
         FlowJo's 4097-entry table plus a search index (~5,400 values), giving
         the same result as the exact evaluation. Other kinds need no table
         and get a 1-element placeholder.
@@ -332,7 +332,7 @@ def transform_scalar_lut(kind, params, lut, x):
 
     For logicle and hyperlog this replaces two to four Halley iterations (each
     two ``exp``) with one table read and a degree-5 polynomial; results agree
-    with `transform_scalar` to ~1e-14. For biex it replaces a Newton solve
+    with `transform_scalar` to ~1e-13. For biex it replaces a Newton solve
     with a short table walk (same result). Other kinds ignore ``lut``. ``params`` of the
     wrong length or of another code gives NaN, as in `transform_scalar`, and so does a
     logicle or hyperlog ``lut`` that is not a table of that code (its header, its
