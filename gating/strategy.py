@@ -345,6 +345,12 @@ class GatingStrategy:
         if "/" in key:
             key = "/" + key.lstrip("/")
             options = [p.path for p in self.populations]
+            # the end of a path ('mDC/IFNa+' for '/Live/APC/mDC/IFNa+'): the paths it ends
+            ends = [p for p in options if p.endswith(key) and p != key]
+            if ends:
+                names = [repr(p) for p in ends[:3]]
+                listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+                return f" (did you mean {listed}?)"
         else:
             options = [p.id for p in self.populations] + [p.name for p in self.populations]
         return did_you_mean(key, options)

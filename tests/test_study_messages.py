@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cytokit.cli.app import run
-from cytokit.errors import StudyError
+from cytokit.errors import GatingError, StudyError
 from cytokit.study import load_study
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -199,3 +199,16 @@ def test_same_file_spelt_twice_in_the_manifest(study):
     (study / "manifest.csv").write_text("\n".join(lines) + "\n")
     problems = _problems(study, check_files=False)
     assert len(problems) == 1 and "is listed again (first on line 2 as " in problems[0]
+
+
+def test_the_end_of_a_path_is_answered_with_the_whole_path():
+    """'Singlets/Live' (the end of a path) got no hint while a near miss of the whole path
+    did; the paths it ends are offered."""
+    from cytokit.gating import load_strategy
+
+    strategy = load_strategy(Path(__file__).resolve().parents[1] / "sample_data" / "strategy.yaml")
+    assert strategy.did_you_mean("Singlets/Live") == (
+        " (did you mean '/Lymphocytes/Singlets/Live'?)"
+    )
+    with pytest.raises(GatingError, match=r"did you mean '/Lymphocytes/Singlets/Live/CD3-CD56\+'"):
+        strategy.population("Live/CD3-CD56+")
