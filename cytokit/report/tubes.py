@@ -62,7 +62,9 @@ def _repertoire_figure(rows: pd.DataFrame, patient: str, population: str, least:
     days = sorted(rows["day"].unique())
     from cytokit.plots._figure import new_figure
 
-    fig = new_figure(3.2 * len(origins) + 2.6, 3.4)
+    # a panel wide enough for its days (17 days in 3.2 inches ran their labels together)
+    per_panel = max(3.2, 0.42 * len(days) + 0.6)
+    fig = new_figure(per_panel * len(origins) + 2.6, 3.4)
     axes = fig.subplots(1, len(origins), sharey=True, squeeze=False)[0]
     import matplotlib
 
@@ -84,11 +86,11 @@ def _repertoire_figure(rows: pd.DataFrame, patient: str, population: str, least:
             ax.bar(x, pct, bottom=bottom, color=cmap(k % 20), width=0.7, label=combo)
             bottom += pct
         for i, n in enumerate(totals):
-            ax.text(x[i], 101, f"n={int(n) if np.isfinite(n) else 0}", ha="center", fontsize=7)
-            if not enough[i]:
-                note = f"too few\ncells\n(< {least})"
-                ax.text(x[i], 50, note, ha="center", fontsize=7, color="0.4")
-        ax.set_xticks(x, [f"day {d}" for d in days], fontsize=8)
+            ax.text(x[i], 101, f"{int(n) if np.isfinite(n) else 0}", ha="center", fontsize=6.5)
+            if not enough[i]:  # a grey mark; the caption says what it means
+                ax.text(x[i], 50, "–", ha="center", fontsize=9, color="0.4")
+        ax.set_xticks(x, [str(d) for d in days], fontsize=7, rotation=90 if len(days) > 8 else 0)
+        ax.set_xlabel("day", fontsize=8)
         ax.set_ylim(0, 108)
         ax.set_title(f"{population}, {origin}", fontsize=9)
     axes[0].set_ylabel(f"% of {population} cells")
@@ -143,7 +145,11 @@ def repertoire_patient(results: Results, patient: str) -> str:
     parts = [f"<h3>Receptor repertoire ({esc(population)})</h3>"]
     fig = _repertoire_figure(combos, patient, population, _min_cells(results))
     parts.append(
-        figure(_png(fig), f"{patient}: {population} receptor combinations by day and origin")
+        figure(
+            _png(fig),
+            f"{patient}: {population} receptor combinations by day and origin (above each "
+            f"bar: the cells counted; –: fewer than {_min_cells(results)}, not drawn)",
+        )
     )
     summary = mine[mine["kind"] == "summary"].sort_values(["day", "origin", "combination"])
     rows = [
