@@ -191,6 +191,7 @@ def test_analyze_lists_a_corrupt_file(study, tmp_path, capsys):
     )
     page = (tmp_path / "out" / "patients" / "P02.html").read_text()
     assert page.count("file failed (read): no chimerism") == 5  # its day, every population
+    assert 'see <a href="../report.html#failures">Failures</a>)' in page  # a link, not text
     # the plots mark the failed day (a cross, the line broken) instead of joining 0 and 14
     for kind in ("persistence", "chimerism"):
         svg = (tmp_path / "out" / "plots" / f"P02_{kind}.svg").read_text()

@@ -361,7 +361,7 @@ def test_a_stimulated_file_whose_unstimulated_one_failed_names_that_file(tmp_pat
     text = " ".join(p.read_text() for p in page.glob("*.html"))
     for name in (broken.name, receptors.name):
         assert f"fcs/{name}" in text
-    assert text.count("Not measured (the file failed; see Failures): ") == 2
+    assert text.count('Not measured (the file failed; see <a href="../report.html#failures">') == 2
     # receptor and function tubes carry no beads by design: no "no absolute counts" flag,
     # which listed each of their files' days once per file
     assert "no absolute counts" not in text

@@ -416,7 +416,9 @@ def _patient(
     parts += [render(results, pid) for render in PATIENT_SECTIONS.values()]
     parts.append(_qc_plots(results, plots, pid))
     parts.append("</section>")
-    return "\n".join(p for p in parts if p)
+    html = "\n".join(p for p in parts if p)
+    # the notes of failed files and days point at the Failures section of the cohort page
+    return html.replace("see Failures)", f'see <a href="{esc(cohort)}#failures">Failures</a>)')
 
 
 def _qc_plots(results: Results, plots: ReportPlots, pid: str) -> str:
