@@ -115,7 +115,7 @@ def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
     assert _refusal(study).splitlines()[1].strip() == (
         f"{manifest}: column 'beads_per_tube' is not one cytokit reads (did you mean "
         "'beads_per_test'?); rename it (a column of the lab's own is kept as metadata where "
-        "its name is no near miss of one cytokit reads)"
+        "its name and values are no near miss of one cytokit reads)"
     )
     manifest.write_text(text.replace(",", ";"))
     assert "the header is one column separated by ';'; cytokit reads comma-separated CSV" in (
@@ -132,6 +132,14 @@ def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
     )
     manifest.write_text(text.replace("product", "my_notes", 1))  # a column of the lab's own
     assert load_study(study).rows[0].metadata["my_notes"] == "NK"
+    # the lab's own columns whose names are close to cytokit's, with their own values
+    lines = text.splitlines()
+    extra = {"patient_id": "P-17", "sample_date": "2026-01-05", "donor_id": "D2",
+             "donor_sex": "F", "donor_marker_note": "bright", "sample_time": "10:30"}  # fmt: skip
+    lines[0] += "," + ",".join(extra)
+    lines[1:] = [line + "," + ",".join(extra.values()) for line in lines[1:]]
+    manifest.write_text("\n".join(lines) + "\n")
+    assert load_study(study).rows[0].metadata["donor_id"] == "D2"
     manifest.write_text(text.replace(",7,", ",1e1,", 1))  # read as day 10 before
     assert "day '1e1' is not a whole number of days" in _refusal(study)
 

@@ -27,6 +27,17 @@ NUMERIC_COLUMNS = ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample
 #: Of those, the ones a count divides or multiplies by, never 0 (a cell count may be 0).
 POSITIVE_COLUMNS = ("beads_per_test", "sample_volume_ul")
 DONOR_SIDES = ("positive", "negative")
+#: The optional text columns cytokit reads (a column of the same name in other case is
+#: taken for a misspelling of one).
+OPTIONAL_TEXT = (
+    "stratum",
+    "sample_type",
+    "timepoint",
+    "donor_marker",
+    "donor_is",
+    "tube",
+    "control",
+)
 #: Days (from the first infusion) a manifest or infusions.csv may give: 100 years either
 #: side. A value beyond it is a typo or a date (20240108) written as a day.
 MAX_DAYS = 36_500
@@ -105,6 +116,28 @@ def _parse_float(value: str) -> float | None:
     return number
 
 
+def _near_column(col: str, values: list[str]) -> str:
+    """`` (did you mean 'X'?)`` where column `col`, with its `values`, looks like one of
+    cytokit's misspelt; ``""`` where it is the lab's own."""
+    ours = (*REQUIRED_COLUMNS, *NUMERIC_COLUMNS, *OPTIONAL_TEXT)
+    same = [c for c in ours if c.casefold() == col.casefold()]
+    if same:
+        return f" (did you mean {same[0]!r}?)"
+    filled = [v for v in values if v]
+    if not filled:
+        return ""
+    try:
+        for v in filled:
+            _parse_float(v)
+    except ValueError:
+        pass
+    else:  # every value a number: a near miss of a number column loses them
+        return did_you_mean(col, NUMERIC_COLUMNS)
+    if all(v.lower() in DONOR_SIDES for v in filled):
+        return did_you_mean(col, ("donor_is",))
+    return ""
+
+
 def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[ManifestRow]:
     why = refusal(path, roots)
     if why:
@@ -146,16 +179,20 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
             "donor_is",
         }
     )
-    # a misspelt column of cytokit's would be kept as metadata, and its values dropped
-    # for a default without a word (beads_per_tube: counted on lymphocytes instead)
-    reads = sorted(known | {"tube", "control"})
+    # a misspelt column of cytokit's would be kept as metadata, and its values dropped for
+    # a default without a word (beads_per_tube: counted on lymphocytes instead). Judged by
+    # name and values together, so that the lab's own columns (patient_id, sample_date,
+    # donor_id) are kept: a near miss of a number column holding numbers, of donor_is
+    # holding its sides, or one of cytokit's columns in other case
     for col in header:
-        hint = "" if col in reads else did_you_mean(col, reads)
+        if col in known or col in ("tube", "control"):
+            continue
+        hint = _near_column(col, [rec.get(col, "").strip() for _, rec in records])
         if hint:
             problems.append(
                 f"{path}: column {col!r} is not one cytokit reads{hint}; rename it (a "
-                "column of the lab's own is kept as metadata where its name is no near miss "
-                "of one cytokit reads)"
+                "column of the lab's own is kept as metadata where its name and values are "
+                "no near miss of one cytokit reads)"
             )
     rows: list[ManifestRow] = []
     seen: dict[Path, tuple[int, str]] = {}  # resolved path -> first line and its spelling
