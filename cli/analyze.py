@@ -74,7 +74,7 @@ def _analyze(
     single_file=False,
 ) -> int:
     from cytokit.analysis import analyze
-    from cytokit.analysis.run import check_output_for
+    from cytokit.analysis.run import check_output_for, hold_output
     from cytokit.cli._progress import batch_progress, compile_notice
     from cytokit.study import load_study
 
@@ -88,64 +88,65 @@ def _analyze(
         f"{len(loaded.settings.populations)} population(s)",
         err=True,
     )
-    check_output_for(loaded, out)  # before the progress bar: a refusal is not a run
-    compile_notice()
-    with batch_progress(n, out) as progress:
-        results = analyze(
-            loaded,
-            out,
-            workers=workers,
-            scheduler=scheduler,
-            progress=progress,
-            retry_failures=retry_failures,
-            table_format=table_format,
-        )
-    chim = results.chimerism
-    quantified = int((chim["status"] == "quantified").sum()) if "status" in chim else 0
-    typer.echo(
-        f"{len(results.samples)} of {n} file(s) analysed, {len(results.failures)} failed; "
-        f"{quantified} of {len(chim)} population(s) × sample(s) quantified; "
-        f"{time.perf_counter() - t0:.1f} s. Tables in {out}",
-        err=True,
-    )
-    samples = results.samples
-    if "donor_marker_check" in samples and (samples["donor_marker_check"] == "failed").any():
-        bad = samples[samples["donor_marker_check"] == "failed"]
-        first = bad.iloc[0]
+    folder = check_output_for(loaded, out)  # before the progress bar: a refusal is no run
+    with hold_output(folder):  # the tables and the report: one run's at a time
+        compile_notice()
+        with batch_progress(n, out) as progress:
+            results = analyze(
+                loaded,
+                out,
+                workers=workers,
+                scheduler=scheduler,
+                progress=progress,
+                retry_failures=retry_failures,
+                table_format=table_format,
+            )
+        chim = results.chimerism
+        quantified = int((chim["status"] == "quantified").sum()) if "status" in chim else 0
         typer.echo(
-            f"DONOR MARKER UNUSABLE in {len(bad)} file(s): no chimerism for them "
-            f"(samples.csv donor_marker_note); first: {first['file']}: "
-            f"{first['donor_marker_note']}",
+            f"{len(results.samples)} of {n} file(s) analysed, {len(results.failures)} failed; "
+            f"{quantified} of {len(chim)} population(s) × sample(s) quantified; "
+            f"{time.perf_counter() - t0:.1f} s. Tables in {out}",
             err=True,
         )
-    if "warnings" in samples and "file" in samples:
-        said = samples[samples["warnings"].fillna("").astype(str) != ""]
-        notes = {
-            str(f): [w.removeprefix(f"{Path(str(f)).name}: ") for w in str(text).split("; ")]
-            for f, text in zip(said["file"], said["warnings"], strict=True)
-        }
-        echo_warnings(notes, out / "samples.csv", n)
-    if len(results.failures):
-        first = results.failures.iloc[0]
-        typer.echo(
-            printable(
-                f"FAILED: {len(results.failures)} file(s), listed in {out / 'failures.csv'}; "
-                f"first: {first['file']} ({first['stage']}): {first['reason']}"
-            ),
-            err=True,
-        )
-    if report:
-        _report(out, single_file)
-    elif (out / "report.html").is_file():
-        typer.echo(
-            f"report.html in {out} is from an earlier run and does not show these tables; "
-            f"rebuild it with: cytokit report {out}",
-            err=True,
-        )
-    if len(results.failures) and results.samples.empty:  # nothing measured: not a success
-        typer.echo(f"no file could be analysed; see {out / 'failures.csv'}", err=True)
-        return 1
-    return 3 if strict and len(results.failures) else 0
+        samples = results.samples
+        if "donor_marker_check" in samples and (samples["donor_marker_check"] == "failed").any():
+            bad = samples[samples["donor_marker_check"] == "failed"]
+            first = bad.iloc[0]
+            typer.echo(
+                f"DONOR MARKER UNUSABLE in {len(bad)} file(s): no chimerism for them "
+                f"(samples.csv donor_marker_note); first: {first['file']}: "
+                f"{first['donor_marker_note']}",
+                err=True,
+            )
+        if "warnings" in samples and "file" in samples:
+            said = samples[samples["warnings"].fillna("").astype(str) != ""]
+            notes = {
+                str(f): [w.removeprefix(f"{Path(str(f)).name}: ") for w in str(text).split("; ")]
+                for f, text in zip(said["file"], said["warnings"], strict=True)
+            }
+            echo_warnings(notes, out / "samples.csv", n)
+        if len(results.failures):
+            first = results.failures.iloc[0]
+            typer.echo(
+                printable(
+                    f"FAILED: {len(results.failures)} file(s), listed in {out / 'failures.csv'}; "
+                    f"first: {first['file']} ({first['stage']}): {first['reason']}"
+                ),
+                err=True,
+            )
+        if report:
+            _report(out, single_file)
+        elif (out / "report.html").is_file():
+            typer.echo(
+                f"report.html in {out} is from an earlier run and does not show these tables; "
+                f"rebuild it with: cytokit report {out}",
+                err=True,
+            )
+        if len(results.failures) and results.samples.empty:  # nothing measured: not a success
+            typer.echo(f"no file could be analysed; see {out / 'failures.csv'}", err=True)
+            return 1
+        return 3 if strict and len(results.failures) else 0
 
 
 def _report(out: Path, single_file: bool = False) -> None:

@@ -119,7 +119,7 @@ def run(argv: list[str] | None = None) -> int:
         return _state["debug"] or "--debug" in args
 
     empty = next(
-        (a for a in args if not a.strip() or (a.startswith("--") and a.endswith("="))), None
+        (a for a in args if not a.strip() or (a.startswith("-") and a.endswith("="))), None
     )
     if empty is not None:  # a path given as "" would be read as the current folder
         where = args[args.index(empty) - 1] if not empty.strip() and args.index(empty) else empty

@@ -26,6 +26,13 @@ def run_report(
 
     Progress and a summary go to stderr; the report's path is returned.
     """
+    from cytokit.analysis.run import hold_output
+
+    with hold_output(results):  # an analyze writing its tables there is said as such
+        return _rebuild(results, out, qc=qc, single_file=single_file, svg=svg)
+
+
+def _rebuild(results: Path, out: Path | None, *, qc: bool, single_file: bool, svg: bool) -> Path:
     from cytokit.cli._runlog import recorded
     from cytokit.engine.runlog import snapshot
     from cytokit.report import build_report, check_results_dir

@@ -8,6 +8,7 @@ file is gated, not at the last step as an ``IsADirectoryError``.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,22 +141,37 @@ def not_a_results_file(results: str | os.PathLike, out: str | os.PathLike, suffi
         )
 
 
+#: The folders each thread holds (`writing_into`): a command holding its folder for its
+#: whole run (tables, then the report) calls code that holds it again.
+_HELD = threading.local()
+
+
 @contextmanager
 def writing_into(folder: Path, name: str = "results.sqlite") -> Iterator[None]:
     """Hold `folder` for one run writing into it: a second run (another terminal's
-    `analyze`, a `gate` into the same folder) is refused at once instead of gating
-    every file again beside it and leaving a folder of two runs' tables.
+    `analyze`, a `gate` or `report` into the same folder) is refused at once instead of
+    writing beside it and leaving a folder of two runs' files.
 
     The lock is an advisory ``flock`` on the folder's results store (`name`,
     created empty when missing: an empty file is an empty SQLite database),
     separate from SQLite's own locks; it goes with the process, however it ends.
-    Where ``fcntl`` is missing (Windows) nothing is held.
+    Held again by the same thread it is taken once. Where ``fcntl`` is missing
+    (Windows), the store cannot be created (a read-only folder: the store's own
+    opening says so) or the file system has no such locks (NFS without lockd),
+    nothing is held.
 
     Raises
     ------
     CytokitError
-        Another process holds the folder.
+        Another process, or another thread, holds the folder.
     """
+    key = os.path.realpath(folder)
+    held = getattr(_HELD, "folders", None)
+    if held is None:
+        held = _HELD.folders = set()
+    if key in held:
+        yield
+        return
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -163,7 +179,7 @@ def writing_into(folder: Path, name: str = "results.sqlite") -> Iterator[None]:
         return
     try:
         fd = os.open(Path(folder) / name, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:  # a read-only folder: the store's own opening says so, with the fix
+    except OSError:
         yield
         return
     try:
@@ -174,6 +190,12 @@ def writing_into(folder: Path, name: str = "results.sqlite") -> Iterator[None]:
                 f"{folder}: another cytokit run is writing into this folder (its {name} is "
                 "held); wait for it to finish, or give another output folder"
             ) from None
-        yield
+        except OSError:  # no locks on this file system: run as before there were any
+            pass
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
     finally:
         os.close(fd)

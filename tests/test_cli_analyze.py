@@ -227,7 +227,7 @@ def test_an_out_of_the_users_own_files_or_an_empty_name_is_refused(study, tmp_pa
         assert f"{mine / 'counts.csv'}: exists, and {mine} holds no cytokit results" in err
         assert (mine / "counts.csv").read_text() == "my,own\n1,2\n"
         assert sorted(p.name for p in mine.iterdir()) == ["counts.csv"]
-        for empty in (["--out", ""], ["--out="], ["-o", " "]):
+        for empty in (["--out", ""], ["--out="], ["-o", " "], ["-o="]):
             code = run([*args, *empty, "--workers", "1"])
             err = capsys.readouterr().err
             assert code == 2 and "usage error: an empty value after " in err, err
@@ -274,16 +274,32 @@ def test_a_second_run_into_a_folder_being_written_is_refused(study, tmp_path, ca
     """analyze and gate into one folder at the same time left analyze's study.json beside
     gate's counts.csv (and two analyze runs gated every file twice): the folder is held
     by the run writing into it, and a second is refused at once, naming it."""
+    import threading
+
     from cytokit._outdir import writing_into
 
     out = tmp_path / "out"
     out.mkdir()
-    with writing_into(out):  # as another process's run would hold it
-        for args in (["analyze", str(study)], ["gate", "--study", str(study)]):
-            code = run([*args, "--out", str(out), "--workers", "1"])
+    held, done = threading.Event(), threading.Event()
+
+    def other_run():  # another thread holds it, as another process's run would
+        with writing_into(out):
+            held.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=other_run)
+    holder.start()
+    try:
+        assert held.wait(60)
+        for args in (["analyze", str(study)], ["gate", "--study", str(study)], ["report"]):
+            code = run([*args, "--out", str(out), "--workers", "1"] if args != ["report"]
+                       else ["report", str(out)])  # fmt: skip
             err = capsys.readouterr().err
             assert code == 1, err
             assert f"{out}: another cytokit run is writing into this folder" in err
+    finally:
+        done.set()
+        holder.join()
     assert sorted(p.name for p in out.iterdir()) == ["results.sqlite"]
     assert run(["analyze", str(study), "--out", str(out), "--workers", "1"]) == 0
 

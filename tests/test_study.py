@@ -126,6 +126,11 @@ def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
         "missing column(s) file (did you mean 'File'?), patient (did you mean 'Patient'?); "
         in _refusal(study)
     )
+    # decimal commas in a semicolon file: the one problem, not one per line
+    manifest.write_text(text.replace(",", ";").replace(";50000;", ";50000,5;"))
+    assert _refusal(study).count("\n  ") == 1
+    manifest.write_bytes(text.encode("utf-16-le"))  # no BOM: NUL bytes between the letters
+    assert "is UTF-16 text (NUL bytes between the characters)" in _refusal(study)
     manifest.write_bytes(text.encode("utf-16"))
     assert "is not UTF-8 text (byte 0xff); save it as 'CSV UTF-8 (comma delimited)'" in (
         _refusal(study)

@@ -164,6 +164,13 @@ def check_output_for(study: Study, out: str | os.PathLike) -> Path:
     return output_folder(out, files=names, folders=("qc",))
 
 
+def hold_output(folder: str | os.PathLike):
+    """A context holding the output `folder` for this run (`cytokit._outdir.writing_into`):
+    a command that writes its tables and then its report into it holds it for both, so
+    that no other run writes there meanwhile."""
+    return writing_into(Path(folder))
+
+
 def analyze(
     study: str | Path | Study,
     out: str | Path | None = None,

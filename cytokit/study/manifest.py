@@ -146,14 +146,6 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
     header, records = read_table(path, problems)
     if not header:
         return []
-    if len(header) == 1:
-        sep = next((s for s in (";", "\t", "|") if s in header[0]), None)
-        if sep is not None:
-            problems.append(
-                f"{path}: the header is one column separated by {sep!r}; cytokit reads "
-                "comma-separated CSV: save it as 'CSV (comma delimited)'"
-            )
-            return []
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         named = ", ".join(c + did_you_mean(c, header) for c in missing)

@@ -69,9 +69,22 @@ def read_table(
     if not rows:
         problems.append(f"{path}: empty; it needs a header line")
         return [], []
+    if any("\x00" in v for values in rows[:2] for v in values):  # UTF-16 without its BOM
+        problems.append(
+            f"{path}: is UTF-16 text (NUL bytes between the characters), not UTF-8; save it "
+            "as 'CSV UTF-8 (comma delimited)' from the spreadsheet, or convert it to UTF-8"
+        )
+        return [], []
     # a cell cytokit wrote with a quote against spreadsheet formulas is read as its raw value
     rows = [[restore_cell(v) for v in values] for values in rows]
     header = [h.strip() for h in rows[0]]
+    sep = next((s for s in (";", "\t", "|") if s in header[0]), None) if len(header) == 1 else None
+    if sep is not None:  # one problem, not one per line whose decimal commas split it
+        problems.append(
+            f"{path}: the header is one column separated by {sep!r}; cytokit reads "
+            "comma-separated CSV: save it as 'CSV (comma delimited)'"
+        )
+        return [], []
     out = []
     for number, values in enumerate(rows[1:], start=2):
         if not any(v.strip() for v in values):
