@@ -345,3 +345,20 @@ def test_a_full_disk_is_the_machines_refusal_not_a_bug(tmp_path):
             store.put_task("k", "kind", {"text": "x" * 200_000})
         assert err.value.errno == errno.ENOSPC
         assert err.value.filename == str(tmp_path / "results.sqlite")
+
+
+def test_a_file_system_without_locks_runs_without_the_folder_lock(tmp_path, monkeypatch):
+    """NFS without lockd answers flock with ENOLCK: that was an internal error for every
+    analyze and gate; the run goes on unlocked, as before the lock existed."""
+    import errno
+    import fcntl
+
+    from cytokit._outdir import writing_into
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with writing_into(tmp_path):
+        (tmp_path / "written").write_text("x")
+    assert (tmp_path / "written").is_file()
