@@ -183,3 +183,19 @@ def test_persistence_summary_names_never_detected_populations_once():
     assert str(half_life_cell(row)) == "not detected on the days measured (day 3, 14 failed)"
     later = trends.iloc[0].to_dict() | {"last_detectable_day": 7.0, "failed_days": "-7; 3; 14"}
     assert last_detected_text(later) == "7 (day 14 failed)"
+
+
+def test_a_peak_of_not_quantifiable_values_only_is_marked_nq():
+    """A series with no quantifiable point takes its peak from not-quantifiable ones (16.2
+    cells/µL from 41 donor events): the tables said 16.2 like any other peak."""
+    from cytokit.report.tables import persistence_summary, trends_table
+
+    trends = _trends(2).assign(
+        measure="donor_per_ul",
+        stratum="NK",
+        last_detectable_day=[21.0, 14.0],
+        peak_value=[16.2, 80.5],
+        last_quantified_day=[np.nan, 14.0],
+    )
+    for html in (persistence_summary(trends, ["P01"]), trends_table(trends, ["pop0", "pop1"])):
+        assert ">16.2 NQ<" in html and ">80.5<" in html

@@ -141,6 +141,14 @@ def _failed_after(row, day) -> list[str]:
     return [d.strip() for d in text.split(";") if d.strip() and float(d) > start]
 
 
+def peak_text(row) -> str:
+    """The peak, marked NQ where no point of the series was quantifiable (the peak is then
+    the highest not-quantifiable value, as trends.csv takes it; the plot draws it open)."""
+    text = fmt(row.get("peak_value"))
+    nq = is_number(row.get("peak_value")) and not is_number(row.get("last_quantified_day"))
+    return text + (" NQ" if nq and "last_quantified_day" in row else "")
+
+
 def last_detected_text(row) -> str:
     """The last day donor cells were detected, and the failed days after it that might have
     shown them later ("14 (day 28 failed)"); "–" where none was."""
@@ -392,7 +400,7 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
                 r.get("patient"),
                 r.get("stratum"),
                 r.get("population"),
-                Markup(fmt(r.get("peak_value"))),
+                Markup(peak_text(r)),
                 Markup(day_text(r.get("peak_day")) if is_number(r.get("peak_day")) else "–"),
                 Markup(last_detected_text(r)),
                 half_life_cell(r),
@@ -421,7 +429,8 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
                 "total dose",
             ],
             rows,
-            caption=f"Persistence by patient ({measure}; trends.csv)",
+            caption=f"Persistence by patient ({measure}; trends.csv; a peak marked NQ is of "
+            "not-quantifiable values only)",
             numeric=[False, False, False, True, True, True, False, True],
         )
         + note
@@ -632,7 +641,7 @@ def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
                 r.get("population"),
                 MEASURES.get(str(r.get("measure")), r.get("measure")),
                 Markup(fmt(r.get("n_days"), integer=True)),
-                Markup(fmt(r.get("peak_value"))),
+                Markup(peak_text(r)),
                 Markup(day_text(r.get("peak_day")) if is_number(r.get("peak_day")) else "–"),
                 Markup(last_detected_text(r)),
                 # an AUC only where donor cells were detected (else the area under
@@ -664,7 +673,8 @@ def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
             "R²",
         ],
         rows,
-        caption="Trends: peak, last detection, area under the curve (from day 0), half-life",
+        caption="Trends: peak (NQ: of not-quantifiable values only), last detection, area "
+        "under the curve (from day 0), half-life",
         numeric=[False, False, True, True, True, True, True, False, True],
     ) + failed_days_note(trends)
 
