@@ -337,8 +337,7 @@ class ClusterGate(AdaptiveGate):
                     f"around it, less than {_PROMINENCE:g})"
                 )
             mean, cov = _trimmed_ellipse(u[members], start, cov0, self.core, self.min_events)
-            diff = near - mean
-            far = math.sqrt(float(diff @ np.linalg.solve(cov, diff)))
+            far = _distance(near, mean, cov)
             if not far <= _NEAR:
                 raise NoFit(
                     f"the distinct cluster nearest {list(self.near)}, centred at "
@@ -430,10 +429,15 @@ def _basins(d: np.ndarray) -> np.ndarray:
         nxt = jump
 
 
+def _distance(point: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> float:
+    """The Mahalanobis distance of `point` from a cluster of `mean` and `cov`."""
+    diff = point - mean
+    return math.sqrt(float(diff @ np.linalg.solve(cov, diff)))
+
+
 def _holds(mean: np.ndarray, cov: np.ndarray, start: np.ndarray) -> bool:
     """Whether the fitted cluster still holds the peak its fit started on (Mahalanobis <= 1.5)."""
-    diff = start - mean
-    return float(diff @ np.linalg.solve(cov, diff)) <= 1.5**2
+    return _distance(start, mean, cov) <= 1.5
 
 
 def _trimmed_ellipse(u, mean, cov, core: float, min_events: int):
