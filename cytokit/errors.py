@@ -16,6 +16,7 @@ __all__ = [
     "StudyError",
     "did_you_mean",
     "near_misses",
+    "offer",
 ]
 
 
@@ -114,9 +115,13 @@ def near_misses(word: str, options) -> list[str]:
 
 def did_you_mean(word: str, options) -> str:
     """`` (did you mean 'X'?)`` naming `near_misses` of `word` in `options`, or ``""``."""
-    close = near_misses(word, options)
-    if not close:
+    return offer(near_misses(word, options))
+
+
+def offer(candidates) -> str:
+    """`` (did you mean 'X', 'Y' or 'Z'?)`` naming `candidates`, or ``""`` for none."""
+    names = [repr(c) for c in candidates]
+    if not names:
         return ""
-    names = [repr(c) for c in close]
     listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
     return f" (did you mean {listed}?)"

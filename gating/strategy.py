@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cytokit import kernels as K
-from cytokit.errors import GatingError, did_you_mean
+from cytokit.errors import GatingError, did_you_mean, offer
 from cytokit.gating.adaptive.base import AdaptiveGateWarning, collect_fallbacks
 from cytokit.gating.compile import Resolver, compile_plan, dimension_columns, dimension_values
 from cytokit.gating.gates import (
@@ -348,9 +348,7 @@ class GatingStrategy:
             # the end of a path ('mDC/IFNa+' for '/Live/APC/mDC/IFNa+'): the paths it ends
             ends = [p for p in options if p.endswith(key) and p != key]
             if ends:
-                names = [repr(p) for p in ends[:3]]
-                listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
-                return f" (did you mean {listed}?)"
+                return offer(ends[:3])
         else:
             options = [p.id for p in self.populations] + [p.name for p in self.populations]
         return did_you_mean(key, options)
