@@ -377,10 +377,12 @@ def _scales(tables: dict, source: str, at: str, problems: list[str], kw: dict) -
         problems.append(f'{at}[compensation] source = {comp!r}: use "file", "none" or a CSV path')
     elif comp.strip().lower() in ("file", "none"):
         kw["compensation"] = comp.strip().lower()
-    elif not any(c in comp for c in "./\\") and did_you_mean(comp.strip(), ("file", "none")):
+    elif not any(c in comp for c in "./\\") and (
+        hint := did_you_mean(comp.strip(), ("file", "none"))
+    ):
         # "Flie" would be looked for as a CSV file of that name
         problems.append(
-            f"{at}[compensation] source = {comp!r}{did_you_mean(comp.strip(), ('file', 'none'))}: "
+            f"{at}[compensation] source = {comp!r}{hint}: "
             'use "file", "none" or the path of a CSV file'
         )
     else:
