@@ -160,24 +160,15 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
             f"FCS file ({', '.join(REQUIRED_COLUMNS)}, ...)"
         )
         return []
-    known = (
-        set(REQUIRED_COLUMNS)
-        | set(NUMERIC_COLUMNS)
-        | {
-            "stratum",
-            "sample_type",
-            "timepoint",
-            "donor_marker",
-            "donor_is",
-        }
-    )
+    # the columns kept out of a row's metadata (tube and control are read, and kept too)
+    known = {*REQUIRED_COLUMNS, *NUMERIC_COLUMNS, *OPTIONAL_TEXT} - {"tube", "control"}
     # a misspelt column of cytokit's would be kept as metadata, and its values dropped for
     # a default without a word (beads_per_tube: counted on lymphocytes instead). Judged by
     # name and values together, so that the lab's own columns (patient_id, sample_date,
     # donor_id) are kept: a near miss of a number column holding numbers, of donor_is
     # holding its sides, or one of cytokit's columns in other case
     for col in header:
-        if col in known or col in ("tube", "control"):
+        if col in known or col in OPTIONAL_TEXT:
             continue
         hint = _near_column(col, [rec.get(col, "").strip() for _, rec in records])
         if hint:
