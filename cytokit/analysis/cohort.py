@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit._version import __version__
+from cytokit.analysis.chimerism import MARKER_FAILED
 from cytokit.analysis.invariants import check_results
 from cytokit.analysis.miflowcyt import miflowcyt_table
 from cytokit.analysis.normalised import normalised_rows, reference_patient
@@ -409,7 +410,7 @@ def trend_tables(
         days = [i.day for i in inf]
         doses = [np.nan if i.dose_per_kg is None else i.dose_per_kg for i in inf]
         products = [i.product for i in inf]
-        dead = g.loc[g["status"] == "marker_failed", "day"].astype(int).tolist()
+        dead = g.loc[g["status"] == MARKER_FAILED, "day"].astype(int).tolist()
         lost = sorted({*failed.get((patient, sample_type), []), *dead})
         for measure in MEASURES:
             if not np.isfinite(g[measure].to_numpy(dtype=np.float64)).any():

@@ -258,7 +258,7 @@ def _chimerism_rows(
             if ranges:  # acquisition QC removed time ranges: impute them (chimerism.py)
                 c.update(stratified_row(n, c["donor_events"], ranges, ci=s.ci))
             chim.update(c)
-            if _before_infusion(row.day) and c["status"] in DETECTED:
+            if row.day < 0 and c["status"] in DETECTED:
                 # donor cells cannot be there yet: a table reader sees what the report flags
                 said = (
                     f"donor cells before the first infusion ({c['donor_events']} donor "
@@ -270,13 +270,6 @@ def _chimerism_rows(
         if chimerism:
             out.rows["chimerism"].append(chim)
     return cuts, qc_arrays
-
-
-def _before_infusion(day) -> bool:
-    try:
-        return float(day) < 0
-    except (TypeError, ValueError):
-        return False
 
 
 def _removed_ranges(p: SampleResult, marker: str, i: int, n_pop: int, cut: Threshold) -> list:

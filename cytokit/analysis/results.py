@@ -790,10 +790,9 @@ def as_read(name: str, frame: pd.DataFrame) -> pd.DataFrame:
             except (TypeError, ValueError):  # not numbers: left as they are
                 pass
         elif kind == _S:
-            values = frame[column]
-            empty = values.map(lambda v: isinstance(v, str) and v == "").to_numpy(dtype=bool)
+            empty = frame[column].eq("")
             if empty.any():
-                numbers[column] = values.where(~empty, np.nan)
+                numbers[column] = frame[column].mask(empty, np.nan)
     return frame.assign(**numbers) if numbers else frame
 
 

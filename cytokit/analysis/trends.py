@@ -123,17 +123,24 @@ _Z95 = 1.959963984540054
 MAX_PCT_LOD = 25.0
 
 
-def judged_values(measure: str, values, events) -> np.ndarray:
-    """`values` of `measure` as a trend reads them: a ``donor_pct`` whose population had
-    too few events to judge (a detection limit above `MAX_PCT_LOD`) is NaN; cells/µL
-    (a count, however small) as they are."""
-    values = np.asarray(values, dtype=np.float64)
-    if measure != "donor_pct":
-        return values
+def too_few_to_judge(events) -> np.ndarray:
+    """Whether a population of `events` is too small to judge chimerism: its donor %
+    detection limit (`DETECTION_EVENTS` of its events) is above `MAX_PCT_LOD` (fewer
+    than 80 events; none, or a missing count, too)."""
     events = np.asarray(events, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         lod = 100.0 * DETECTION_EVENTS / events
-    return np.where(lod <= MAX_PCT_LOD, values, np.nan)
+    return ~(lod <= MAX_PCT_LOD)
+
+
+def judged_values(measure: str, values, events) -> np.ndarray:
+    """`values` of `measure` as a trend reads them: a ``donor_pct`` whose population had
+    too few events to judge (`too_few_to_judge`) is NaN; cells/µL (a count, however
+    small) as they are."""
+    values = np.asarray(values, dtype=np.float64)
+    if measure != "donor_pct":
+        return values
+    return np.where(too_few_to_judge(events), np.nan, values)
 
 
 def _segments(days: np.ndarray, infusions: list[int]) -> np.ndarray:

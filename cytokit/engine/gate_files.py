@@ -146,9 +146,8 @@ TABLE_TYPES: dict[str, dict[str, str]] = {
 RCV_LEVELS = (0.1587, 0.8413)
 STORE_NAME = "results.sqlite"
 # bump when GateTask's payload changes for the same inputs, so stored results are recomputed
-_TASK_VERSION = (
-    3  # 2: gating's warnings kept with the reader's; 3: a file of several data sets says so
-)
+# 2: gating's warnings kept with the reader's; 3: a file of several data sets says so
+_TASK_VERSION = 3
 
 
 def _compensation(value) -> str | Spillover | None:

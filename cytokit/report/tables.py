@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit._numbers import pct_text
-from cytokit.analysis.chimerism import DETECTION_EVENTS
-from cytokit.analysis.trends import MAX_PCT_LOD
+from cytokit.analysis.trends import too_few_to_judge
 from cytokit.cluster.labels import MIN_MATCH_F1
 from cytokit.plots._words import MEASURES, format_dose, gate_name
 from cytokit.report._html import Markup, as_float, day_text, esc, fmt, is_number, nonempty, table
@@ -355,9 +354,8 @@ def failed_days_note(trends: pd.DataFrame) -> str:
         return ""
     said: dict[str, str] = {}
     for patient, days in zip(trends["patient"], trends["failed_days"], strict=True):
-        text = "" if pd.isna(days) else str(days).strip()
-        if text and any(float(d) >= 0 for d in text.split(";")):
-            said.setdefault(str(patient), text.replace(";", ","))
+        if _failed_after({"failed_days": days}, None):  # a day on or after day 0
+            said.setdefault(str(patient), str(days).strip().replace(";", ","))
     if not said:
         return ""
     listed = "; ".join(f"{esc(p)} (day {esc(d)})" for p, d in said.items())
@@ -475,7 +473,7 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str], failed: pd.DataFrame | 
             )
             if status == "not_detected":  # fewer than 20 donor events: no share is printed
                 # in a population too small to judge (10 of 17 events donor), not "absent"
-                small = as_float(r.get("events")) * MAX_PCT_LOD < 100.0 * DETECTION_EVENTS
+                small = bool(too_few_to_judge(as_float(r.get("events"))))
                 word = "too few cells to judge" if small else "not detected"
                 row.append(Markup(f"{word}<br><small>{events}</small>", [status]))
                 continue
