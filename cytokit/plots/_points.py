@@ -17,7 +17,7 @@ import pandas as pd
 
 from cytokit.analysis.chimerism import DETECTION_EVENTS, MARKER_FAILED
 from cytokit.analysis.trends import MAX_PCT_LOD as TRENDS_MAX_PCT_LOD
-from cytokit.analysis.trends import decay_band, decay_covariances, decay_phases
+from cytokit.analysis.trends import decay_band, decay_covariances, decay_phases, too_few_to_judge
 from cytokit.plots._words import MEASURES, format_dose
 
 __all__ = [
@@ -178,7 +178,7 @@ def measure_points(
     if measure == "donor_pct":
         # a "not detected" bound above MAX_PCT_LOD says nothing a reader can use (and
         # above 100 % nothing at all): the population was too small to judge chimerism
-        too_few = nd & ~(out["lod"] <= MAX_PCT_LOD) & (out["status"] != MARKER_FAILED).to_numpy()
+        too_few = nd & too_few_to_judge(events) & (out["status"] != MARKER_FAILED).to_numpy()
         out["too_few"] = too_few
         out.loc[too_few, "y"] = np.nan
         out["high"] = np.minimum(out["high"], 100.0)
