@@ -15,7 +15,9 @@ the chimerism table's points (day, value, status).
   no day-0 sample. Every sampled value counts (not-detected values are small
   and measured), but for ``donor_pct`` a point whose population had too few
   events to judge chimerism (`judged_values`: fewer than 80) is missing, for
-  the peak and the half-life too. Units: cells/µL × days, or % × days.
+  the peak and the half-life too. A series never detected has AUC 0 (its
+  values are all below the detection limit); one detected only on days too
+  small to judge has no peak and no AUC. Units: cells/µL × days, or % × days.
   ``auc_days`` is the span.
 * **half-life** (`fit_half_life`): an exponential fit of the decay phases.
   The days are cut into segments at the infusion days (a sample on an
@@ -481,6 +483,14 @@ def trend_row(days, values, status, infusions=(), doses=(), counts=None, *, prod
     row["last_detectable_day"] = float(days[det[-1]]) if det.size else float("nan")
     row["last_quantified_day"] = float(days[quant[-1]]) if quant.size else float("nan")
     row["auc"], row["auc_days"] = _auc(days, values)
+    if not det.size and np.isfinite(row["auc"]):
+        # below the detection limit on every day: not detected, so its area is 0 (what the
+        # report shows and the dose correlation reads), not the sum of sub-limit values
+        row["auc"] = 0.0
+    elif det.size and not np.isfinite(peak):
+        # detected only on days with too few events to judge: the curve is not known there,
+        # and an area over the other days would read as a measured one
+        row["auc"] = float("nan")
     row.update(fit_half_life(days, values, status, infusions, counts=row_counts))
     doses = np.asarray(doses, dtype=np.float64)
     row["n_infusions"] = len(infusions)
