@@ -21,7 +21,9 @@ end of the lower middle event's bin: up to 0.14 off), and its ``gate`` left empt
 where the best F1 is below 0.1 (it named the first gate). cohort.csv's AUC
 summaries were written again when they came to be of the patients whose donor
 cells were detected (as each patient's page shows the AUC), recomputed from the
-reference trends.csv. cluster_summary.csv's
+reference trends.csv. trends.csv's AUC of the eight rows whose donor cells were never
+detected was written again as 0 (the report's "not detected"; it had been the area under
+their sub-limit values, up to 22.6 % x days). cluster_summary.csv's
 ``origin_events`` (the events behind its donor share) is dropped before comparing. The columns the clinical layer added and documented
 (``trends.csv``: dose_product, doses_per_kg, the fitted decay line's
 columns and failed_days; ``cohort.csv``: dose_product, peak_n and auc_n)

@@ -173,6 +173,40 @@ def test_trend_row_peak_auc_and_detection():
     assert math.isnan(nothing["peak_day"]) and math.isnan(nothing["last_detectable_day"])
 
 
+def test_a_series_never_detected_has_auc_zero_and_one_never_judged_none():
+    # 15 and 12 donor events a day: below the detection limit, so "not detected" in the
+    # report; its area is 0, not the sum of the sub-limit values (here 600 cells/µL x days)
+    never = trend_row([3, 28], [10.0, 20.0], ["not_detected"] * 2, counts=[15, 12])
+    assert math.isnan(never["last_detectable_day"]) and never["auc"] == 0.0
+    assert never["auc_days"] == 28
+    # detected on day 3, but that day's % is of too few events to judge (NaN): no peak, and
+    # no area over the rest (day 120's 0 % would make it 0 % x days, a measured-looking value)
+    judged = trend_row([3, 120], [np.nan, 0.0], ["not_quantifiable", "not_detected"])
+    assert judged["last_detectable_day"] == 3 and math.isnan(judged["peak_value"])
+    assert math.isnan(judged["auc"])
+    # with nothing judged at all the area stays empty, as before
+    assert math.isnan(trend_row([3], [np.nan], ["not_detected"])["auc"])
+
+
+def test_dose_correlation_reads_a_never_detected_patient_as_zero():
+    # two strata rows of one population where no patient's donor cells were detected: the
+    # AUCs are 0, so no correlation (a constant), never one read off sub-limit noise
+    rows = [
+        {
+            **trend_row([7, 28], [v, v / 2], ["not_detected"] * 2, doses=[d], infusions=[0]),
+            "patient": f"P{i}",
+            "stratum": "NK",
+            "population": "CIK",
+            "measure": "donor_per_ul",
+            "half_life_days": np.nan,
+        }
+        for i, (v, d) in enumerate([(0.3, 1e6), (0.1, 2e6), (0.5, 4e6), (0.2, 8e6)])
+    ]
+    out = cohort_summary(pd.DataFrame(rows)).iloc[0]
+    assert out.n_detected == 0 and out.auc_n == 0
+    assert math.isnan(out.dose_auc_spearman)
+
+
 def test_cohort_summary_relates_dose_to_persistence():
     rows = []
     for i, dose in enumerate([1e6, 2e6, 4e6, 8e6]):
