@@ -193,3 +193,42 @@ def test_missing_lifelines_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "lifelines", None)  # import lifelines now fails
     with pytest.raises(ImportError, match=r'pip install "cytokit-flow\[clinical\]"'):
         kaplan_meier([1.0, 2.0], [1, 0])
+
+
+def test_no_event_by_the_horizon_has_the_exact_bound_not_zero_width():
+    # 0 grade >= II GVHD among 24 patients: the incidence is 0 and its 95 % upper bound
+    # the Clopper-Pearson one for 0 of 24 (beta quantile), not 0
+    from scipy.stats import beta
+
+    days = np.arange(100, 124, dtype=float)
+    steps = cumulative_incidence(days, np.zeros(24, dtype=int))
+    got = summarise_curve(steps, days, horizon=100, cumulative=True)
+    assert got["at_horizon"] == 0.0 and got["at_horizon_ci_low"] == 0.0
+    assert got["at_horizon_ci_high"] == pytest.approx(beta.ppf(0.975, 1, 24), rel=1e-9)
+    # two died without GVHD before day 100: they are followed (out by the competing event)
+    status = np.r_[np.full(22, 0), [2, 2]]
+    days2 = np.r_[np.full(22, 150.0), [20.0, 40.0]]
+    got = summarise_curve(cumulative_incidence(days2, status), days2, horizon=100, cumulative=True)
+    assert got["at_horizon_ci_high"] == pytest.approx(beta.ppf(0.975, 1, 24), rel=1e-9)
+    # no death by the horizon: survival 1, lower bound for 0 deaths among those followed
+    km = summarise_curve(kaplan_meier(days, np.zeros(24, dtype=int)), days, horizon=110)
+    assert km["at_horizon"] == 1.0 and km["at_horizon_ci_high"] == 1.0
+    assert km["at_horizon_ci_low"] == pytest.approx(1 - beta.ppf(0.975, 1, 14), rel=1e-9)
+
+
+def test_every_patient_had_the_event_before_the_horizon_gives_zero_not_blank():
+    # 13 of 13 patients progressed, the last on day 195: S(365) is 0 (lifelines agrees),
+    # not "follow-up ends before day 365"
+    import lifelines
+
+    days = np.array([12, 30, 33, 45, 60, 61, 80, 99, 110, 120, 150, 170, 195], dtype=float)
+    events = np.ones(13, dtype=int)
+    got = summarise_curve(kaplan_meier(days, events), days, horizon=365)
+    fit = lifelines.KaplanMeierFitter().fit(days, events)
+    assert got["at_horizon"] == float(fit.predict(365.0)) == 0.0
+    assert got["at_horizon_ci_low"] == 0.0 and 0.0 < got["at_horizon_ci_high"] < 1.0
+    assert "follow-up ends" not in got["note"] and "last value holds" in got["note"]
+    # the last one censored: nothing is known beyond day 195
+    events[-1] = 0
+    got = summarise_curve(kaplan_meier(days, events), days, horizon=365)
+    assert math.isnan(got["at_horizon"]) and "follow-up ends at day 195" in got["note"]

@@ -128,6 +128,16 @@ def kaplan_meier(durations, events, *, level: float = 0.95) -> pd.DataFrame:
     return out[list(STEP_COLUMNS)]
 
 
+def _no_event_bound(n, level: float):
+    """Exact (Clopper-Pearson) upper bound on a risk of which `n` patients followed showed
+    no event: ``1 - ((1 - level) / 2) ** (1 / n)`` (1 where nobody was followed). A curve
+    at its start value (S = 1, F = 0), or at S = 0, has no Greenwood variance, and a
+    zero-width interval there would claim the risk is known exactly."""
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(n > 0, 1.0 - ((1.0 - level) / 2.0) ** (1.0 / np.maximum(n, 1.0)), 1.0)
+
+
 def numbers_at_risk(durations, times) -> np.ndarray:
     """Patients still followed (duration >= t) at each of `times`."""
     t = np.sort(np.asarray(durations, dtype=np.float64))
@@ -141,7 +151,12 @@ def _step_value(steps: pd.DataFrame, day: float, column: str) -> float:
 
 
 def summarise_curve(
-    steps: pd.DataFrame, durations, *, horizon: float, cumulative: bool = False
+    steps: pd.DataFrame,
+    durations,
+    *,
+    horizon: float,
+    cumulative: bool = False,
+    level: float = 0.95,
 ) -> dict:
     """The median (survival, or the incidence's 50 % point) and the estimate at `horizon`.
 
@@ -162,7 +177,12 @@ def summarise_curve(
         n, events, median, median_ci_low, median_ci_high (NaN when not
         reached; the note says so), horizon, at_horizon, at_horizon_ci_low,
         at_horizon_ci_high, note. The estimate at `horizon` is NaN when
-        follow-up ends before it: the curve says nothing beyond its last time.
+        follow-up ends before it: the curve says nothing beyond its last time,
+        unless every patient left it by an event (none censored at the last
+        time): the curve is then final and its last value holds. Where the
+        curve is still at its start (S = 1, F = 0) at `horizon`, the bound
+        away from it is the exact one for no event among the patients followed
+        to `horizon` (`level`).
     """
     t = np.asarray(durations, dtype=np.float64)
     out = {
@@ -196,10 +216,41 @@ def summarise_curve(
         notes.append("median not reached")
     elif not math.isfinite(out["median_ci_high"]):
         notes.append("upper limit of the median not reached")
-    if t.size and t.max() >= horizon:
+    last = steps.iloc[-1]
+    # nobody left to follow, and the last ones left by an event: the curve is final
+    final = int(last["n_censored"]) == 0 and int(last["n_events"]) + int(
+        last["n_competing"]
+    ) == int(last["n_at_risk"])
+    if t.size and (t.max() >= horizon or final):
         out["at_horizon"] = _step_value(steps, horizon, "estimate")
         out["at_horizon_ci_low"] = _step_value(steps, horizon, "ci_low")
         out["at_horizon_ci_high"] = _step_value(steps, horizon, "ci_high")
+        at_start = out["at_horizon"] <= 0.0 if cumulative else out["at_horizon"] >= 1.0
+        if at_start and horizon > 0:
+            # no event among the patients followed to the horizon (or out of it by the
+            # competing event before it): the exact bound, not Greenwood's zero width
+            before = steps["time"].to_numpy() < horizon
+            n = float(numbers_at_risk(t, [horizon])[0]) + float(
+                steps["n_competing"].to_numpy()[before].sum()
+            )
+            bound = float(_no_event_bound(n, level))
+            if cumulative:
+                out["at_horizon_ci_low"], out["at_horizon_ci_high"] = 0.0, bound
+            else:
+                out["at_horizon_ci_low"], out["at_horizon_ci_high"] = 1.0 - bound, 1.0
+        elif not cumulative and out["at_horizon"] <= 0.0:
+            # S reached 0: the last patients at risk all had the event; its upper bound is
+            # the step before's times the exact bound for no survivor among them
+            zero = int(np.argmax(steps["estimate"].to_numpy() <= 0.0))
+            prior = float(steps["ci_high"].iloc[zero - 1]) if zero > 0 else 1.0
+            n = float(steps["n_at_risk"].iloc[zero])
+            out["at_horizon_ci_low"] = 0.0
+            out["at_horizon_ci_high"] = prior * float(_no_event_bound(n, level))
+        if t.max() < horizon:
+            notes.append(
+                f"no patient followed after day {t.max():g}, the last leaving by an event: "
+                f"the curve's last value holds at day {horizon:g}"
+            )
     else:
         notes.append(
             f"follow-up ends at day {t.max():g}, before day {horizon:g}: no estimate there"
