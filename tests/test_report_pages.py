@@ -55,8 +55,11 @@ def built(results, tmp_path_factory):
 
 @pytest.fixture
 def folder(built, tmp_path):
-    """A copy of `built` for a test to change."""
-    return Path(shutil.copytree(built, tmp_path / "r"))
+    """A copy of `built` for a test to change, rebuilt once: a copy's files have new change
+    times and inodes, so its first build takes the full path (drawing nothing)."""
+    copy = Path(shutil.copytree(built, tmp_path / "r"))
+    build_report(copy)
+    return copy
 
 
 def _section(html: str, anchor: str) -> str:
@@ -181,9 +184,10 @@ def test_report_command_writes_what_build_report_writes(built, tmp_path, capsys)
     (cli / "report.html").unlink()
     assert run(["report", str(cli)]) == 0
     assert "a page per patient" in capsys.readouterr().err
-    # every file but plots/build.json, which records the files' times
-    mine = {k: (cli / k).read_bytes() for k in _stamps(cli) if k != BUILD_STAMP}
-    assert mine == {k: (built / k).read_bytes() for k in _stamps(built) if k != BUILD_STAMP}
+    # every file but plots/build.json and plots/digests.json, which record the files' times
+    timed = {BUILD_STAMP, DIGESTS}
+    mine = {k: (cli / k).read_bytes() for k in _stamps(cli) if k not in timed}
+    assert mine == {k: (built / k).read_bytes() for k in _stamps(built) if k not in timed}
     assert run(["report", str(cli), "--single-file"]) == 0
     assert "a page per patient" not in capsys.readouterr().err
     build_report(api, single_file=True)
@@ -321,6 +325,24 @@ def test_an_unchanged_rebuild_reads_no_table(folder, monkeypatch):
     assert len(calls) == 3
 
 
+def test_an_edit_with_its_time_put_back_is_not_an_unchanged_rebuild(folder, tmp_path):
+    """A table edited in place to the same size with its modification time put back
+    (``touch -r``) is still a change: the rebuild checks the tables against tables.json
+    and refuses, instead of taking the shortcut and logging the edited table as read."""
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    build_report(copy)  # a build of this copy to take the shortcut from
+    table = copy / "counts.csv"
+    st = table.stat()
+    text = table.read_text()
+    digits = [i for i, c in enumerate(text) if c in "123456789"]
+    i = digits[len(digits) // 2]
+    table.write_text(text[:i] + str(int(text[i]) % 9 + 1) + text[i + 1 :])
+    os.utime(table, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert table.stat().st_size == st.st_size and table.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(CytokitError, match=r"counts\.csv"):
+        build_report(copy)
+
+
 def test_changed_code_draws_every_figure_again(folder, monkeypatch):
     """The figures' keys and the unchanged-rebuild shortcut cover cytokit's source, not
     only its version number: code that draws differently under the same version (a working
@@ -364,7 +386,7 @@ def test_a_changed_qc_file_redraws_its_qc_plot_only(folder):
     assert qc <= changed
     assert not {k for k in changed if k.startswith("plots/qc/")} - qc
     digests = json.loads((folder / DIGESTS).read_text())["files"]
-    assert digests[f"qc/{npz.name}"][2] == hashlib.sha256(npz.read_bytes()).hexdigest()
+    assert digests[f"qc/{npz.name}"][-1] == hashlib.sha256(npz.read_bytes()).hexdigest()
 
 
 def test_pages_and_qc_plots_are_built_without_matplotlib(folder):

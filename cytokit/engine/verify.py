@@ -53,7 +53,7 @@ _CHANGED = {"strategy": "strategy", "study": "settings", "spillover": "spillover
 #: ``created`` time of study.json it shows) left out when two runs are compared.
 TIMESTAMPED: dict[str, tuple[str, ...] | None] = {
     "results.sqlite": None,  # start and end of each batch, creation time of each stored row
-    "plots/build.json": None,  # the report's: size and modification time of each file
+    "plots/build.json": None,  # the report's: size, times and inode of each file
     "plots/digests.json": None,  # read and written, kept to skip unchanged work
     "study.json": ("created",),
     "tables.json": ("study.json",),

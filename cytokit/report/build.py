@@ -35,11 +35,11 @@ no FCS file, no study folder needed) and writes into it:
     One self-contained page instead: every section, images embedded as data URIs.
 
 ``plots/digests.json``
-    The SHA-256 of each file the figures' keys and checks read, with its size and
-    modification time: a file unchanged since is not read again to be hashed.
+    The SHA-256 of each file the figures' keys and checks read, with its size, times
+    and inode: a file unchanged since is not read again to be hashed.
 ``plots/build.json``
-    What the last build from a results folder read and wrote: each input's size and
-    modification time (the folder's tables, ``study.json``, ``tables.json``,
+    What the last build from a results folder read and wrote: each input's size,
+    modification and change times and inode (the folder's tables, ``study.json``, ``tables.json``,
     ``qc/*.npz``) and each file written. A rebuild whose inputs and outputs are all as
     that build left them, with the same options and the same cytokit (version and the
     text of its source), returns at once: it reads no table and writes nothing. Any
@@ -250,18 +250,24 @@ def load_results(folder: Path) -> Results:
     return load(folder)
 
 
+def _of(st: os.stat_result) -> list[int]:
+    """A file's size, modification and change times and inode: an edit whose modification
+    time was put back (``touch -r``) still changes the change time."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
 def _stamp(path: Path) -> list[int] | None:
     try:
         st = path.stat()
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns]
+    return _of(st)
 
 
 def _build_key(folder: Path, options: dict) -> str:
-    """SHA-256 of what a build from `folder` reads (each input's size and modification
-    time), the options and cytokit's version and source (not the folder's place: a copy
-    that kept its files' times gives the same report).
+    """SHA-256 of what a build from `folder` reads (each input's size, times and inode),
+    the options and cytokit's version and source (not the folder's place; a copy of the
+    folder takes the full path once, which rewrites only what changed).
 
     The inputs include the study folder's study.toml and the clinical files the results
     were computed from (study.json ``clinical_inputs``), whose change the report refuses
@@ -289,7 +295,7 @@ def _build_key(folder: Path, options: dict) -> str:
         for e in entries:
             if e.name.endswith(suffixes) and e.is_file(follow_symlinks=False):
                 st = e.stat(follow_symlinks=False)
-                inputs[f"{sub}/{e.name}".lstrip("/")] = [st.st_size, st.st_mtime_ns]
+                inputs[f"{sub}/{e.name}".lstrip("/")] = _of(st)
     code = [__version__, source_digest()]
     text = json.dumps([1, code, options, inputs], sort_keys=True).encode("utf-8")
     return hashlib.sha256(text).hexdigest()
@@ -299,7 +305,7 @@ def _stamps(out: Path, paths) -> dict[str, list[int]]:
     stamps = {}
     for path in paths:
         st = Path(path).stat()
-        stamps[Path(os.path.relpath(path, out)).as_posix()] = [st.st_size, st.st_mtime_ns]
+        stamps[Path(os.path.relpath(path, out)).as_posix()] = _of(st)
     return stamps
 
 

@@ -93,13 +93,19 @@ def _qc_file(out: Path | None, sample: str) -> tuple[Path | None, str]:
     return path, ""
 
 
-#: SHA-256 of the files read and written, by size and modification time, kept from build to
+#: SHA-256 of the files read and written, by size, times and inode, kept from build to
 #: build: an unchanged file is not read again to be hashed (the qc/*.npz of a 1,000-sample
 #: study are ~150 MB).
 DIGESTS = "plots/digests.json"
 _DIGEST_CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
     "_DIGEST_CACHE", default=None
 )
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    """What says a file is unchanged since it was hashed: size, modification and change
+    times, inode (a rewrite that puts the modification time back changes the change time)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def _cached_digest(path: Path) -> str | None:
@@ -112,23 +118,23 @@ def _cached_digest(path: Path) -> str | None:
         return None
     where = os.path.abspath(path)
     entry = cache["before"].get(where)
-    if entry is not None and entry[:2] == [st.st_size, st.st_mtime_ns]:
+    if entry is not None and entry[:4] == _stat_key(st):
         cache["now"][where] = entry
-        return entry[2]
+        return entry[4]
     return None
 
 
 @contextlib.contextmanager
 def _digest_cache(out: Path) -> Iterator[None]:
     """Within the block `_file_digest` reuses the digests of ``plots/digests.json`` whose
-    file has the size and modification time recorded; the digests used are saved."""
+    file has the size, times and inode recorded; the digests used are saved."""
     base = os.path.abspath(out)
     try:
         data = json.loads((out / DIGESTS).read_text(encoding="utf-8"))
         before = {
             os.path.join(base, k): v  # an absolute k stays as it is
             for k, v in data.get("files", {}).items()
-            if isinstance(v, list) and len(v) == 3
+            if isinstance(v, list) and len(v) == 5
         }
     except (OSError, ValueError, AttributeError):
         before = {}
@@ -231,7 +237,7 @@ def _remember(path: Path, st: os.stat_result, digest: str) -> str:
     """`digest` of `path` as it stands (`st`), kept in `_digest_cache`'s record."""
     cache = _DIGEST_CACHE.get()
     if cache is not None:
-        cache["now"][os.path.abspath(path)] = [st.st_size, st.st_mtime_ns, digest]
+        cache["now"][os.path.abspath(path)] = [*_stat_key(st), digest]
     return digest
 
 
