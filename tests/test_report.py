@@ -403,8 +403,18 @@ def test_build_report_from_results_object_and_errors(folder, tmp_path):
         build_report(tmp_path / "missing")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "samples.csv").write_text("patient\n")
-    with pytest.raises(CytokitError, match=r"missing study\.json, chimerism\.csv"):
+    # an analysis stopped while writing its tables (samples.csv, no study.json yet): told
+    # to run it again into the same folder, not that it is `cytokit gate`'s
+    (tmp_path / "half" / "counts.csv").write_text("file\n")
+    with pytest.raises(CytokitError, match="stopped before its end") as err:
         check_results_dir(tmp_path / "half")
+    assert f"--out {tmp_path / 'half'}" in str(err.value)
+    with pytest.raises(CytokitError, match="stopped before its end"):
+        load_results(tmp_path / "half")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x\n")
+    with pytest.raises(CytokitError, match=r"missing study\.json, samples\.csv"):
+        check_results_dir(tmp_path / "other")
     # a folder of `cytokit gate`: not told to run analyze into it (which it refuses)
     (tmp_path / "gated").mkdir()
     (tmp_path / "gated" / "counts.csv").write_text("file\n")

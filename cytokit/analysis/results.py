@@ -978,6 +978,12 @@ def load_results(out: str | Path) -> Results:
     """
     out = Path(out)
     samples = any((out / f"samples{x}").is_file() for x in (".csv", ".parquet"))
+    if not (out / "study.json").is_file() and samples:
+        raise CytokitError(
+            f"{out}: an analysis that stopped before its end (samples.csv but no study.json "
+            f"yet); run `cytokit analyze STUDY --out {out}` again: it resumes from the files "
+            "done"
+        )
     if not (out / "study.json").is_file() or not samples:
         raise CytokitError(
             f"{out}: not an analysis output folder (no study.json or samples.csv); "

@@ -77,6 +77,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["BUILD_STAMP", "REQUIRED_FILES", "build_report", "check_results_dir"]
 
+_FORMATS = (".csv", ".parquet")
+
 #: What the last build from a results folder read and wrote (see the module docstring).
 BUILD_STAMP = "plots/build.json"
 
@@ -120,6 +122,12 @@ def check_results_dir(path: str | Path) -> Path:
         raise CytokitError(
             f"{path}: the analysis there lacks {', '.join(missing)} (deleted, or the run "
             f"stopped before writing it); run `cytokit analyze {root} --out {path}` again"
+        )
+    analysis_only = ("samples", "chimerism", "trends")  # tables `cytokit gate` never writes
+    if missing and any((path / f"{t}{x}").is_file() for t in analysis_only for x in _FORMATS):
+        raise CytokitError(
+            f"{path}: an analysis that stopped before its end (no study.json yet); run "
+            f"`cytokit analyze STUDY --out {path}` again: it resumes from the files done"
         )
     if missing and (path / "counts.csv").is_file():  # what `cytokit gate` writes
         raise CytokitError(
