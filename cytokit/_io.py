@@ -14,11 +14,13 @@ gets one more quote. JSON and the results store keep raw values.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -56,6 +58,35 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
         except FileExistsError:  # pragma: no cover - 64 random bits
             continue
     raise FileExistsError(f"{folder}: cannot create a temporary file for {name}")
+
+
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
+
+
+#: A temporary file not written to for this long is a killed writer's (one being written
+#: has a fresh modification time, and is renamed as soon as it is whole).
+STALE_SECONDS = 10.0
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files `atomic_write_bytes` left in `folder` and below it when
+    its process was killed before the rename (``kill -9``, a power cut); return them.
+
+    Call it only while holding the folder (`cytokit._outdir.writing_into`); a temporary
+    written to in the last `STALE_SECONDS` is kept (an export writing into the folder
+    does not hold it).
+    """
+    gone = []
+    now = time.time()
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            if _TEMPORARY.fullmatch(name):
+                path = Path(root, name)
+                with contextlib.suppress(OSError):
+                    if now - path.stat().st_mtime > STALE_SECONDS:
+                        path.unlink()
+                        gone.append(path)
+    return gone
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> Path:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cytokit._io import remove_temporaries
 from cytokit.errors import CytokitError
 
 __all__ = ["output_folder", "writing_into"]
@@ -192,6 +193,9 @@ def writing_into(folder: Path, name: str = "results.sqlite") -> Iterator[None]:
             ) from None
         except OSError:  # no locks on this file system: run as before there were any
             pass
+        else:
+            # held: no other run writes here, so temporaries are a killed run's leftovers
+            remove_temporaries(folder)
         held.add(key)
         try:
             yield

@@ -362,3 +362,31 @@ def test_a_file_system_without_locks_runs_without_the_folder_lock(tmp_path, monk
     with writing_into(tmp_path):
         (tmp_path / "written").write_text("x")
     assert (tmp_path / "written").is_file()
+
+
+def test_a_killed_runs_temporaries_are_removed_when_the_folder_is_held_again(tmp_path):
+    """`kill -9` between a table's temporary file and its rename leaves ``.name.<hex>.tmp``;
+    the next run holding the folder removes it (a resumed run ends with the files of a fresh
+    one), but not a temporary written to just now, nor a user's own dot-file."""
+    import os
+    import time
+
+    from cytokit._io import STALE_SECONDS
+    from cytokit._outdir import writing_into
+
+    old = time.time() - STALE_SECONDS - 60
+    (tmp_path / "plots").mkdir()
+    stale = [
+        tmp_path / ".counts.csv.0123456789abcdef.tmp",
+        tmp_path / "plots" / ".a.png.fedcba9876543210.tmp",
+    ]
+    fresh = tmp_path / ".phenotype.csv.00000000000000aa.tmp"
+    mine = tmp_path / ".notes.tmp"
+    for path in [*stale, fresh, mine]:
+        path.write_text("part")
+    for path in [*stale, mine]:
+        os.utime(path, (old, old))
+    with writing_into(tmp_path):
+        pass
+    assert not any(p.exists() for p in stale)
+    assert fresh.is_file() and mine.is_file()
