@@ -291,15 +291,21 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     assert list(res.acquisition_ranges(kept).columns) == list(mine.columns)
     # its figures, which samples.csv has no row for, are the API's; a sample's are its row's
     s = api.summary()
+    failed = res.failures[res.failures["file"] == file].iloc[0]
     assert res.acquisition_summary(file) == {
         "events_before_qc": s["events_before_qc"],
         "events_after_qc": s["events_after_qc"],
         **{f"qc_removed_{r}": s[f"qc_removed_{r}"] for r in ("rate", "signal", "margin")},
         "qc_pct_removed": pytest.approx(s["qc_pct_removed"]),
+        # the verdict too: an API user tells a failed file from a warned one
+        "qc_verdict": "fail",
+        "qc_reason": failed["reason"],
+        "qc_notes": None,
     }
     row = res.samples[res.samples["file"] == kept].iloc[0]
     got = res.acquisition_summary(kept)
     assert got["events_after_qc"] == row["events_after_qc"] and got["qc_removed_rate"] == 0
+    assert got["qc_verdict"] == row["qc_verdict"] in ("pass", "warn")
     with pytest.raises(CytokitError, match=re.escape("no sample 'fcs/nope.fcs'")):
         res.acquisition_summary("fcs/nope.fcs")
     # a file not in the results, or failed at a later stage, has no rows to read as

@@ -445,3 +445,14 @@ def test_an_all_infinite_channel_raises_no_numpy_warning():
         warnings.simplefilter("error")
         qc = acquisition_qc(s)
     assert qc.verdict == "fail" and "FL1-A" in qc.verdict_reason
+
+
+def test_screen_refuses_settings_that_turn_qc_off():
+    """A study table with ``enabled = false`` read into settings: screening with them would
+    fail files the study does not check at all."""
+    sample = synthetic(2000, 20.0)
+    off = AcquisitionQCSettings.from_mapping({"enabled": False})
+    with pytest.raises(ValueError, match="enabled = False"):
+        screen(sample, off)
+    _kept, qc = screen(sample, AcquisitionQCSettings())
+    assert qc.n_events == sample.n_events

@@ -681,26 +681,33 @@ class Results:
         """`file`'s acquisition-QC figures under their ``samples.csv`` names:
         ``events_before_qc``, ``events_after_qc``, ``qc_removed_rate``,
         ``qc_removed_signal``, ``qc_removed_margin`` (None where that check did not run)
-        and ``qc_pct_removed`` (None where no check ran). A sample's come from
-        ``samples.csv``; a file QC failed has no row there, and its come from its
-        ``qc/<sample>.npz`` (empty ``{}`` where an older cytokit wrote that). Raises
+        and ``qc_pct_removed`` (None where no check ran), and its ``qc_verdict``
+        (``pass``, ``warn`` or ``fail``), ``qc_reason`` and ``qc_notes`` (None where
+        empty). A sample's come from ``samples.csv``; a file QC failed has no row
+        there: its numbers come from its ``qc/<sample>.npz`` (none where an older
+        cytokit wrote that) and its reason from ``failures.csv``. Raises
         `CytokitError` as `acquisition_ranges` does."""
+        text: dict = {}
         if file in self.qc_failed_files():
             got = self._qc_items(file, (), optional=("acq:summary_keys", "acq:summary"))
-            if "acq:summary" not in got:
-                return {}
-            pairs = zip(got["acq:summary_keys"], got["acq:summary"], strict=True)
+            pairs = zip(got.get("acq:summary_keys", ()), got.get("acq:summary", ()), strict=True)
             values = {str(k): float(v) for k, v in pairs}
+            f = self.failures
+            reason = f.loc[(f["file"] == file) & (f["stage"] == "acquisition_qc"), "reason"]
+            text = {"qc_verdict": "fail", "qc_reason": str(reason.iloc[0]), "qc_notes": None}
         elif self._analysed(file):
             row = self.samples[self.samples["file"] == file].iloc[0]
             values = {k: row[k] for k in SUMMARY_NUMBERS if k in row.index}
+            for k in ("qc_verdict", "qc_reason", "qc_notes"):
+                v = row[k] if k in row.index else None
+                text[k] = None if v is None or pd.isna(v) or str(v) == "" else str(v)
         else:
             raise self._no_qc_record(file)
-        out = {}
+        out: dict = {}
         for k, v in values.items():
             ok = v is not None and not pd.isna(v)
             out[k] = (float(v) if k == "qc_pct_removed" else int(v)) if ok else None
-        return out
+        return {**out, **text}
 
     def qc_failed_files(self) -> list[str]:
         """Files acquisition QC failed (``failures.csv`` stage ``acquisition_qc``), in order."""

@@ -256,11 +256,20 @@ def screen(
 
     Raises
     ------
+    ValueError
+        ``settings.enabled`` is False (QC is off: nothing to screen).
     AcquisitionQCError
         The verdict is ``fail``: the message names the file, the % removed by
         reason and the limit, and how to proceed. A failed file gives no numbers;
         the error's ``qc`` attribute is its `AcquisitionQC` (to show why).
     """
+    if not settings.enabled:
+        # settings read from a study's table that turns QC off: screening would fail files
+        # the study does not check at all
+        raise ValueError(
+            "screen: these settings have enabled = False (acquisition QC off); skip the "
+            "screen, or pass settings with enabled=True to check the file"
+        )
     qc = acquisition_qc(sample, settings)
     if qc.verdict == "fail":
         name = where or (str(sample.path) if sample.path is not None else sample.name)

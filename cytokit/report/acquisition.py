@@ -102,7 +102,7 @@ def _summary_table(files: list[tuple[str, str]], summaries: dict[str, dict]) -> 
         pct = r.get("qc_pct_removed")
         by = [fmt(r.get(f"qc_removed_{k}"), integer=True) for k in ("rate", "signal", "margin")]
         pct_cell = f"{pct_text(pct)} %" if is_number(pct) else "–"
-        if not r and verdict == "fail":
+        if verdict == "fail" and r.get("events_before_qc") is None:  # no figures kept
             kept, pct_cell = "–", "see below"
         rows.append([link, verdict, kept, *by, pct_cell])
     return table(
