@@ -315,6 +315,9 @@ def test_save_figure_is_atomic_and_deterministic(results, tmp_path):
 
 def test_format_dose():
     assert plots.format_dose(18_000_000) == "1.8×10⁷/kg"
+    # 3 significant digits: a dose halfway between two 2-digit roundings keeps its digit
+    assert plots.format_dose(16_500_000) == "1.65×10⁷/kg"
+    assert plots.format_dose(9_996_000) == "10⁷/kg"
     assert plots.format_dose(1e6) == "10⁶/kg"
     assert plots.format_dose(2.5e-3) == "2.5×10⁻³/kg"
     assert plots.format_dose(None) == "" and plots.format_dose(float("nan")) == ""

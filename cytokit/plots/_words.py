@@ -18,7 +18,8 @@ def gate_name(path) -> str:
 
 
 def format_dose(dose) -> str:
-    """``18000000`` → ``"1.8×10⁷/kg"``; empty for a missing dose."""
+    """``18000000`` → ``"1.8×10⁷/kg"`` (up to 3 significant digits: ``16500000`` →
+    ``"1.65×10⁷/kg"``, never a tie rounded to the even digit); empty for a missing dose."""
     try:
         value = float(dose)
     except (TypeError, ValueError):
@@ -26,7 +27,9 @@ def format_dose(dose) -> str:
     if not math.isfinite(value) or value <= 0:
         return ""
     exponent = math.floor(math.log10(value))
-    mantissa = value / 10**exponent
+    text = f"{value / 10**exponent:.3g}"
+    if float(text) >= 10:  # 9.996e6 rounds up to the next power of ten
+        exponent += 1
+        text = f"{value / 10**exponent:.3g}"
     sup = str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
-    text = f"{mantissa:.2g}"
     return (f"10{sup}" if text == "1" else f"{text}×10{sup}") + "/kg"
