@@ -313,3 +313,52 @@ def test_compensation_matrix_from_csv(study):
     (study / "comp.csv").write_text("FITC-A,PE-A\n1,x\n")
     with pytest.raises(StudyError, match=r"comp\.csv"):
         load_study(study)
+
+
+def test_two_markers_on_one_channel_are_a_problem(study):
+    """CD8 mapped to CD3's detector would read CD3's values without a word."""
+    toml = study / "study.toml"
+    text = toml.read_text()
+    _edit(toml, '"CD8" = "APC-H7-A"', '"CD8" = "APC-A"')
+    assert (
+        f"{toml} [panel]: CD3 = 'APC-A' and CD8 = 'APC-A' name the same channel, so CD8 "
+        "would read CD3's values; give each marker its own channel"
+    ) in _refusal(study)
+    # the same channel by its $PnS label: said for the files it resolves in
+    toml.write_text(text.replace('"CD8" = "APC-H7-A"', '"CD8" = "CD3"'))
+    assert (
+        "in all 6 files: panel entries CD3 = 'APC-A' and CD8 = 'CD3' "
+        f"({toml}) resolve to the same channel APC-A (CD3), so CD8 would read CD3's values"
+    ) in _refusal(study)
+
+
+def test_a_panel_entry_on_another_markers_label_is_a_warning_of_the_file(study):
+    """CD3 and CD56 swapped in [panel]: each file's samples.csv warnings say so (labs
+    relabel, so it is no study problem); labels are compared leniently."""
+    from cytokit.analysis.run import make_tasks
+    from cytokit.study.panel import Panel
+
+    toml = study / "study.toml"
+    _edit(toml, '"CD56" = "PE-A"', '"CD56" = "APC-X"')
+    _edit(toml, '"CD3" = "APC-A"', '"CD3" = "PE-A"')
+    _edit(toml, '"CD56" = "APC-X"', '"CD56" = "APC-A"')
+    s = load_study(study)
+    row = s.rows[0]
+    said = make_tasks(s)["default"](row.file)["warnings"]
+    assert (
+        "[panel] CD3 = 'PE-A' reads channel PE-A, whose $PnS label in this file is 'CD56' "
+        "(CD56 in [panel]); if the channel is not CD3's, fix [panel] in study.toml "
+        "(a relabelled file needs no change)"
+    ) in said
+    assert not any(str(row.file) in w for w in said)  # samples.csv names the file
+
+    channels = [cytokit.Channel(0, "APC-A", "cd3  apc"), cytokit.Channel(1, "PE-A", "CD38 PE")]
+    panel = Panel({"CD3": "APC-A", "CD38": "PE-A", "CD56": "FITC-A"})
+    assert panel.label_conflicts(channels) == []
+    panel = Panel({"CD3": "PE-A", "CD38": "APC-A"})
+    assert panel.label_conflicts(channels) == [
+        ("CD3", "PE-A", "CD38 PE", "CD38"),
+        ("CD38", "APC-A", "cd3  apc", "CD3"),
+    ]
+    # a label naming no marker of the panel (a fluorochrome) is no conflict
+    assert Panel({"CD4": "APC-A"}).label_conflicts(channels) == []

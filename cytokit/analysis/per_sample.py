@@ -32,7 +32,9 @@ payload item             what
                          then donor markers of ≤ ``cluster_events`` random threshold-parent
                          events (only with clustering markers)
 ``cluster_gates``        uint8 (n, n_populations): each of those events in each population
-``warnings``             warnings raised while gating (adaptive gates that fell back...)
+``warnings``             warnings raised while reading and gating (adaptive gates that fell
+                         back...), and a panel marker read from a channel whose ``$PnS``
+                         names another marker of the panel
 ``acquisition_qc``       with acquisition QC on: `cytokit.qc.file_record` (the samples-table
                          columns, the flagged time ranges), ``bin_columns`` and ``time_unit``
 ``acq_bins``             float64 (n_rows, n_columns): the QC plot's series
@@ -93,7 +95,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 8  # 8: qc_notes in the QC record; close ranges split the rows between them
+MEASURE_VERSION = 9  # 9: a warning for a panel marker read from another marker's $PnS channel
 PARENT_ROW = "__parent__"
 
 
@@ -266,6 +268,12 @@ class MeasureTask:
                 dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
             )
             columns = self.panel.columns(sample, markers)
+            relabelled = [
+                f"[panel] {m} = {self.panel.markers[m]!r} reads channel {name}, whose $PnS "
+                f"label in this file is {label!r} ({other} in [panel]); if the channel is "
+                f"not {m}'s, fix [panel] in study.toml (a relabelled file needs no change)"
+                for m, name, label, other in self.panel.label_conflicts(sample.channels)
+            ]
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)
         # the file's draws (clustered, phenotyped and stored events) follow its content,
@@ -302,7 +310,9 @@ class MeasureTask:
                 nonfinite=nonfinite.as_dict(),
                 # each once, without the file's path (the table names the file; a path of
                 # this machine would make the table depend on where the study lies)
-                warnings=about_file([str(w.message) for w in (*read_caught, *caught)], path),
+                warnings=about_file(
+                    [*(str(w.message) for w in (*read_caught, *caught)), *relabelled], path
+                ),
                 gates=[],
             )
             gates = res.gates

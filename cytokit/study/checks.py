@@ -9,6 +9,9 @@ fixed:
   lacks is one problem listing every place that uses it; when an entry of
   ``[panel]`` that nothing uses is a near miss of it (``CD65`` for ``CD56``),
   the problem is reported at that entry, the likely typo;
+* two ``[panel]`` markers on one detector (the same value, or values that
+  resolve to the same channel of a file): the second would read the first's
+  values (`panel_problems`, and per file layout);
 * a problem every file shares (a panel entry naming a detector no file has,
   a channel the strategy reads) is one line saying which files: "in all 15
   files", "in 2 of 15 files (…)".
@@ -26,7 +29,7 @@ from pathlib import Path
 from cytokit.errors import CytokitError, FCSError, did_you_mean, near_misses
 from cytokit.study.panel import Panel
 
-__all__ = ["file_problems", "marker_problems", "which_files"]
+__all__ = ["file_problems", "marker_problems", "panel_problems", "which_files"]
 
 #: Files named in a problem shared by several of them; the rest are counted.
 NAMED_FILES = 3
@@ -125,6 +128,25 @@ def marker_problems(
     return problems
 
 
+def _shared(panel: Panel, markers: Iterable[str]) -> str:
+    return _join([f"{m} = {panel.markers[m]!r}" for m in markers])
+
+
+def panel_problems(toml: Path, panel: Panel) -> list[str]:
+    """One problem per channel value ``[panel]`` gives more than one marker: the markers
+    would read the same column, and every marker after the first the values of another."""
+    by_value: dict[str, list[str]] = {}
+    for marker, value in panel.markers.items():
+        by_value.setdefault(value, []).append(marker)
+    return [
+        f"{toml} [panel]: {_shared(panel, ms)} name the same channel, so {_join(ms[1:])} "
+        f"would read {ms[0]}'s values; give each marker its own channel (the files' $PnS "
+        "labels say which marker each detector carries)"
+        for value, ms in by_value.items()
+        if len(ms) > 1
+    ]
+
+
 def which_files(files: Sequence[Path], n_read: int) -> str:
     """Where a problem shared by `files` (of the `n_read` files read) holds, for its prefix."""
     if len(files) == 1:
@@ -145,12 +167,24 @@ def _layout_problems(channels, panel: Panel, need: Iterable[str], strategy) -> l
 
     out = []
     failing: set[str] = set()  # channel names of panel entries that match no channel
+    by_channel: dict[int, list[str]] = {}
     for marker in need:
         found = panel.find(channels, marker)
         if isinstance(found, str):
             out.append(found)
             if marker in panel:
                 failing.add(panel.markers[marker])
+        else:
+            by_channel.setdefault(found, []).append(marker)
+    for index, ms in by_channel.items():
+        # the same value twice is `panel_problems`' to report, once for the study
+        if len({panel.markers[m] for m in ms}) > 1:
+            ch = next(c for c in channels if c.index == index)
+            out.append(
+                f"panel entries {_shared(panel, ms)}{f' ({panel.source})' if panel.source else ''} "
+                f"resolve to the same channel {ch.label}, so {_join(ms[1:])} would read "
+                f"{ms[0]}'s values; give each marker its own channel"
+            )
     if strategy is None:
         return out
     resolver = Resolver(channels, None, strategy.matrices, "the file")

@@ -13,6 +13,10 @@ match the whole name. Resolution order for one marker:
 
 Anything else is a `PanelError` that lists the channels the sample has and
 suggests a near miss (``did you mean 'PE-Cy7-A'?``).
+
+`Panel.label_conflicts` finds a marker read from a channel whose ``$PnS`` names
+another marker of the panel (``CD3`` mapped to the channel labelled ``CD56``),
+for a per-file warning: labs relabel, so it is not an error.
 """
 
 from __future__ import annotations
@@ -144,6 +148,30 @@ class Panel:
             f"{did_you_mean(spec, names)}; channels are: " + ", ".join(c.label for c in channels)
         )
 
+    def label_conflicts(self, channels) -> list[tuple[str, str, str, str]]:
+        """Markers read from a channel whose ``$PnS`` names another marker of the panel.
+
+        The label is compared leniently (case, spaces, hyphens; ``"CD3 APC"`` carries
+        ``CD3``, ``"CD38"`` does not): a label naming no marker of the panel (empty, a
+        fluorochrome) or naming the marker itself is no conflict.
+
+        Returns
+        -------
+        list of (marker, channel $PnN, channel $PnS, the marker the label names)
+        """
+        out = []
+        for marker in self.markers:
+            found = self.find(channels, marker)
+            if isinstance(found, str):
+                continue  # the file checks report a marker without a channel
+            channel = next(c for c in channels if c.index == found)
+            if not channel.marker or _names(channel.marker, marker):
+                continue
+            others = [m for m in self.markers if m != marker and _names(channel.marker, m)]
+            if others:
+                out.append((marker, channel.name, channel.marker, others[0]))
+        return out
+
     def columns(self, sample: Sample, markers: Iterable[str] | None = None) -> dict[str, int]:
         """Columns of every marker (or of `markers`), checking all before failing.
 
@@ -164,3 +192,14 @@ class Panel:
     def channel_names(self, sample: Sample) -> dict[str, str]:
         """``{marker: $PnN}`` for every marker of the panel in `sample`."""
         return {m: sample.channels[i].name for m, i in self.columns(sample).items()}
+
+
+def _squeezed(text: str) -> str:
+    return re.sub(r"[\s_-]+", "", text).lower()
+
+
+def _names(label: str, marker: str) -> bool:
+    """Whether a ``$PnS`` label names `marker`: it holds the marker's name, case, spaces
+    and hyphens aside, not followed by a digit (``"CD3 APC"`` names CD3, ``"CD38"`` not)."""
+    want = _squeezed(marker)
+    return bool(want) and re.search(re.escape(want) + r"(?![0-9])", _squeezed(label)) is not None
