@@ -362,3 +362,14 @@ def test_a_panel_entry_on_another_markers_label_is_a_warning_of_the_file(study):
     ]
     # a label naming no marker of the panel (a fluorochrome) is no conflict
     assert Panel({"CD4": "APC-A"}).label_conflicts(channels) == []
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_threshold_that_is_not_finite_is_a_problem(study, value):
+    """``CD8 = nan`` would leave every CD8 phenotype row without pct_positive."""
+    toml = study / "study.toml"
+    _edit(toml, "[clustering]", f"[phenotype]\nthresholds = {{ CD8 = {value} }}\n\n[clustering]")
+    assert (
+        f"{toml}: [phenotype] thresholds = {{'CD8': {float(value)!r}}} must be a table of "
+        "marker = finite number (compensated scale value), e.g. { CD16 = 1000 }"
+    ) in _refusal(study)

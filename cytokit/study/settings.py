@@ -70,6 +70,7 @@ were); with it QC runs unless ``enabled = false``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -468,21 +469,30 @@ def _phenotype(tables: dict, at: str, problems: list[str], kw: dict) -> None:
     if "markers" in ph:
         kw["phenotype_markers"] = _markers(ph["markers"], f"{at}[phenotype] markers", problems)
     if "thresholds" in ph:
-        th = ph["thresholds"]
-        ok = isinstance(th, dict) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in th.values()
-        )
-        if not ok:
-            problems.append(
-                f"{at}[phenotype] thresholds = {th!r} must be a table of marker = number "
-                "(compensated scale value), e.g. thresholds = {{ CD16 = 1000 }}"
-            )
-        else:
-            kw["phenotype_thresholds"] = {str(k): float(v) for k, v in th.items()}
+        th = thresholds(ph["thresholds"], f"{at}[phenotype] thresholds", "CD16", problems)
+        if th is not None:
+            kw["phenotype_thresholds"] = th
     if "max_events" in ph:
         value = _int(ph["max_events"], f"{at}[phenotype] max_events", problems, minimum=100)
         if value is not None:
             kw["phenotype_max_events"] = value
+
+
+def thresholds(value, where: str, example: str, problems: list[str]) -> dict[str, float] | None:
+    """A phenotype ``thresholds`` table (``[phenotype]``, a tube's ``phenotype``): marker =
+    finite number, else None and a problem (NaN or inf would leave every row of the
+    marker without a percentage)."""
+    ok = isinstance(value, dict) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in value.values()
+    )
+    if not ok:
+        problems.append(
+            f"{where} = {value!r} must be a table of marker = finite number (compensated "
+            f"scale value), e.g. {{ {example} = 1000 }}"
+        )
+        return None
+    return {str(k): float(v) for k, v in value.items()}
 
 
 def _clustering(cl: dict, at: str, problems: list[str]) -> ClusteringSettings | None:

@@ -35,6 +35,7 @@ from typing import Any
 
 from cytokit.errors import CytokitError
 from cytokit.study.panel import Panel
+from cytokit.study.settings import thresholds as check_thresholds
 
 __all__ = ["DEFAULT_TUBE", "Tube", "chosen_tube", "parse_tubes"]
 
@@ -232,16 +233,10 @@ def parse_tubes(
             else:
                 markers = tuple(value)
         if "thresholds" in ph:
-            value = ph["thresholds"]
-            if not isinstance(value, dict) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
-            ):
-                problems.append(
-                    f"{where} phenotype thresholds = {value!r} must be a table of marker = "
-                    "number (compensated scale value), e.g. { NKG2A = 1000 }"
-                )
-            else:
-                thresholds = {str(k): float(v) for k, v in value.items()}
+            found = check_thresholds(
+                ph["thresholds"], f"{where} phenotype thresholds", "NKG2A", problems
+            )
+            thresholds = thresholds if found is None else found
         repertoire = _repertoire(spec.get("repertoire", {}), where, problems)
         pairs = spec.get("pairs_with", "")
         if not isinstance(pairs, str):
