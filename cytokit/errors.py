@@ -17,6 +17,7 @@ __all__ = [
     "did_you_mean",
     "near_misses",
     "offer",
+    "prefixed",
 ]
 
 
@@ -125,3 +126,10 @@ def offer(candidates) -> str:
         return ""
     listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
     return f" (did you mean {listed}?)"
+
+
+def prefixed(where, message) -> str:
+    """`message` starting with `where` (a file): prefixed unless it already names it first
+    (``"strategy.yaml, line 3: …"``), so a file is not named twice in a row."""
+    text, place = str(message), str(where)
+    return text if text.startswith(place) else f"{place}: {text}"

@@ -212,3 +212,18 @@ def test_the_end_of_a_path_is_answered_with_the_whole_path():
     )
     with pytest.raises(GatingError, match=r"did you mean '/Lymphocytes/Singlets/Live/CD3-CD56\+'"):
         strategy.population("Live/CD3-CD56+")
+
+
+def test_a_bad_transform_is_one_problem_at_study_toml(study):
+    """The YAML strategy reads [transform] too: its mistake is said once, at study.toml."""
+    _edit(study / "study.toml", 'type = "logicle"', 'type = "logicel"')
+    assert _problems(study) == [
+        f"{study / 'study.toml'} [transform]: unknown transform type 'logicel'; use one of "
+        "none, linear, log, asinh, logicle, hyperlog, biex"
+    ]
+
+
+def test_a_strategy_problem_names_the_file_once(study):
+    _edit(study / "strategy.yaml", "    distance: 5", "    distanse: 5")
+    (problem,) = _problems(study)
+    assert problem.startswith(f"{study / 'strategy.yaml'}, line 19: cluster gate: unknown key ")

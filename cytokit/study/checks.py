@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from cytokit.errors import CytokitError, FCSError, did_you_mean, near_misses
+from cytokit.errors import CytokitError, FCSError, did_you_mean, near_misses, prefixed
 from cytokit.study.panel import Panel
 
 __all__ = ["file_problems", "marker_problems", "panel_problems", "which_files"]
@@ -253,7 +253,7 @@ def file_problems(
             unreadable[row.file] = str(exc)
             continue
         except (CytokitError, OSError) as exc:
-            problems.append(f"{row.file}: {exc}")
+            problems.append(prefixed(row.file, exc))
             continue
         n_read += 1
         need: list[str] = []

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from cytokit._paths import refusal, study_roots
-from cytokit.errors import CytokitError, GatingError, StudyError
+from cytokit.errors import CytokitError, GatingError, StudyError, prefixed
 from cytokit.study._toml import load_toml
 from cytokit.study.checks import file_problems, marker_problems, panel_problems
 from cytokit.study.clinical_files import ClinicalFiles, read_clinical_files
@@ -420,10 +420,7 @@ def read_spillover_csv(path: Path):
     try:
         return read(path)
     except CytokitError as exc:
-        message = str(exc)
-        if str(path) not in message:
-            message = f"{path}: {message}"
-        raise StudyError(f"{message} ([compensation] source in study.toml)") from None
+        raise StudyError(f"{prefixed(path, exc)} ([compensation] source in study.toml)") from None
 
 
 def strategy_options(path: str | Path, panel: Panel, config: dict) -> dict:
@@ -514,7 +511,7 @@ def _load_strategy(
         except PerSampleGatesError:  # e.g. one `cytokit export-wsp` wrote: fitted per file
             problems.append(f"{path}: {_per_sample_gates(path)}")
         except CytokitError as exc:
-            problems.append(f"{path}: {exc}")
+            problems.append(prefixed(path, exc))
     if strategy is not None:
         where = path or strategy.source or "the strategy"
         settings = _canonical(settings, strategy, where, problems)
@@ -599,8 +596,14 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     table = config.get("panel")
     panel, found_panel = _read_panel(table, toml, toml_read)
     problems += found_panel
-    settings, found = parse_settings(config, str(toml)) if config else (StudySettings(), [])
-    problems += found
+    settings, found_settings = (
+        parse_settings(config, str(toml)) if config else (StudySettings(), [])
+    )
+    problems += found_settings
+    # a [transform] study.toml got wrong is said once, at study.toml: the strategies are
+    # read without it rather than refused for it again
+    bad_transform = any(p.startswith(f"{toml} [transform") for p in found_settings)
+    read_with = {k: v for k, v in config.items() if k != "transform" or not bad_transform}
     roots, found = study_roots(root, settings.data_roots, f"{toml}: [study] data_roots")
     problems += found
     _check_compensation(root, toml, settings.compensation, roots, problems)
@@ -622,7 +625,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         problems.append(f"{toml}: [gating] strategy = {settings.strategy!r} {why}")
     elif check_files or strategy is not None:
         gating, strategy_path, settings = _load_strategy(
-            root, settings, strategy, problems, panel, config
+            root, settings, strategy, problems, panel, read_with
         )
     elif settings.strategy:
         strategy_path = root / settings.strategy
@@ -660,7 +663,17 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     )
     problems += found
     tube_gating, tube_origin = _check_tubes(
-        root, rows, tubes, settings, config, roots, problems, unreadable, check_files, gating, seen
+        root,
+        rows,
+        tubes,
+        settings,
+        read_with,
+        roots,
+        problems,
+        unreadable,
+        check_files,
+        gating,
+        seen,
     )
     if settings.acquisition_qc is not None:
         from cytokit.qc.settings import unknown_exclusions
