@@ -254,12 +254,15 @@ def transform_from_config(table: Mapping[str, Any], where: str = "") -> Transfor
             f"{at}{kind} transform has no parameter(s) {', '.join(map(str, unknown))}; "
             f"it takes {', '.join(names)}"
         )
-    try:
-        values = {k: float(v) for k, v in params.items()}
-    except (TypeError, ValueError):
+    # a quoted "0.5" is refused as every other numeric setting is, not read as a number
+    text = [k for k, v in params.items() if isinstance(v, bool) or not isinstance(v, int | float)]
+    if text:
         raise GatingError(
-            f"{at}{kind} transform parameters must be numbers, got {params}"
-        ) from None
+            f"{at}{kind} transform parameters must be numbers, got "
+            + ", ".join(f"{k} = {params[k]!r}" for k in text)
+            + f"; write them unquoted, e.g. {text[0]} = 0.5"
+        )
+    values = {k: float(v) for k, v in params.items()}
     try:
         return cls(**values)
     except GatingError as exc:

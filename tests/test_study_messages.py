@@ -227,3 +227,16 @@ def test_a_strategy_problem_names_the_file_once(study):
     _edit(study / "strategy.yaml", "    distance: 5", "    distanse: 5")
     (problem,) = _problems(study)
     assert problem.startswith(f"{study / 'strategy.yaml'}, line 19: cluster gate: unknown key ")
+
+
+def test_a_quoted_number_or_name_is_refused(study):
+    """``W = "0.5"`` is refused as ``[qc] min_events = "50"`` is; a study's name is text."""
+    toml = study / "study.toml"
+    _edit(toml, "W = 0.5", 'W = "0.5"')
+    _edit(toml, 'name = "cytokit sample study (simulated)"', "name = 5")
+    assert _problems(study) == [
+        f"{toml}: [study] name = 5 must be text naming the study, e.g. "
+        'name = "NK trial 2024" (default: the folder name)',
+        f"{toml} [transform]: logicle transform parameters must be numbers, got W = '0.5'; "
+        "write them unquoted, e.g. W = 0.5",
+    ]

@@ -341,9 +341,16 @@ def _misspelt_keys(config: Mapping[str, Any], at: str, problems: list[str]) -> N
 
 
 def _study_keys(config: Mapping[str, Any], at: str, problems: list[str], kw: dict) -> None:
-    """``[study] data_roots``."""
+    """``[study] name`` and ``data_roots``."""
     _misspelt_keys(config, at, problems)
-    study = config.get("study")  # its other keys (name, the simulator's seed) are not checked
+    study = config.get("study")  # its other keys (the simulator's seed) are not checked
+    if isinstance(study, dict) and "name" in study:
+        name = study["name"]
+        if not isinstance(name, str) or not name.strip():
+            problems.append(
+                f"{at}[study] name = {name!r} must be text naming the study, e.g. "
+                'name = "NK trial 2024" (default: the folder name)'
+            )
     if isinstance(study, dict) and "data_roots" in study:
         roots = study["data_roots"]
         if not isinstance(roots, list) or not all(isinstance(r, str) and r.strip() for r in roots):
