@@ -240,3 +240,14 @@ def test_a_quoted_number_or_name_is_refused(study):
         f"{toml} [transform]: logicle transform parameters must be numbers, got W = '0.5'; "
         "write them unquoted, e.g. W = 0.5",
     ]
+
+
+def test_a_transform_table_of_a_marker_not_in_the_panel_is_a_problem(study):
+    """``[transform.CD99]`` (a typo of CD8?) would be used for no marker, without a word."""
+    toml = study / "study.toml"
+    _edit(toml, "[gating]", '[transform.CD5]\ntype = "logicle"\nW = 1.0\n\n[gating]')
+    assert _problems(study) == [
+        f"{toml}: [transform.CD5] is for marker 'CD5', which is not in [panel] (did you mean "
+        "'CD56' or 'CD45'?), so no marker would use it; rename the table to a marker of "
+        "[panel] (HLA-A2, CD56, Viability, CD16, CD3, CD8, CD45)"
+    ]

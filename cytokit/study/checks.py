@@ -9,6 +9,8 @@ fixed:
   lacks is one problem listing every place that uses it; when an entry of
   ``[panel]`` that nothing uses is a near miss of it (``CD65`` for ``CD56``),
   the problem is reported at that entry, the likely typo;
+* a ``[transform.<marker>]`` table for a marker no panel has (``[transform.CD99]``):
+  its transform would apply to nothing (`transform_problems`);
 * two ``[panel]`` markers on one detector (the same value, or values that
   resolve to the same channel of a file): the second would read the first's
   values (`panel_problems`, and per file layout);
@@ -29,7 +31,13 @@ from pathlib import Path
 from cytokit.errors import CytokitError, FCSError, did_you_mean, near_misses, prefixed
 from cytokit.study.panel import Panel
 
-__all__ = ["file_problems", "marker_problems", "panel_problems", "which_files"]
+__all__ = [
+    "file_problems",
+    "marker_problems",
+    "panel_problems",
+    "transform_problems",
+    "which_files",
+]
 
 #: Files named in a problem shared by several of them; the rest are counted.
 NAMED_FILES = 3
@@ -144,6 +152,20 @@ def panel_problems(toml: Path, panel: Panel) -> list[str]:
         "labels say which marker each detector carries)"
         for value, ms in by_value.items()
         if len(ms) > 1
+    ]
+
+
+def transform_problems(toml: Path, config: dict, markers: Sequence[str]) -> list[str]:
+    """One problem per ``[transform.<marker>]`` table whose marker is not among `markers`
+    (those of ``[panel]`` and of the tubes' panels): its transform would be used for nothing."""
+    table = config.get("transform")
+    names = [k for k, v in table.items() if isinstance(v, dict)] if isinstance(table, dict) else []
+    return [
+        f"{toml}: [transform.{name}] is for marker {name!r}, which is not in [panel]"
+        f"{did_you_mean(name, markers)}, so no marker would use it; rename the table "
+        f"to a marker of [panel] ({', '.join(markers) or 'none'})"
+        for name in names
+        if name not in markers
     ]
 
 

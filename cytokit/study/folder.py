@@ -20,7 +20,8 @@ rather than once per error:
   patients of the manifest;
 * ``[panel]``: no two markers on one channel (`cytokit.study.checks.panel_problems`;
   per file, entries that resolve to one channel);
-* markers: the donor, phenotype and clustering markers are in ``[panel]``
+* markers: the donor, phenotype and clustering markers and each
+  ``[transform.<marker>]`` are in ``[panel]``
   (`cytokit.study.checks.marker_problems`: one problem per missing marker,
   at the ``[panel]`` entry when that is the likely typo);
 * the gating strategy: the file exists, parses (a YAML strategy with the
@@ -58,7 +59,12 @@ from typing import Any
 from cytokit._paths import refusal, study_roots
 from cytokit.errors import CytokitError, GatingError, StudyError, prefixed
 from cytokit.study._toml import load_toml
-from cytokit.study.checks import file_problems, marker_problems, panel_problems
+from cytokit.study.checks import (
+    file_problems,
+    marker_problems,
+    panel_problems,
+    transform_problems,
+)
 from cytokit.study.clinical_files import ClinicalFiles, read_clinical_files
 from cytokit.study.manifest import (
     Infusion,
@@ -646,6 +652,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             toml, root / "manifest.csv", panel, checked, rows, strategy=gating
         )
         problems += panel_problems(toml, panel)
+        problems += transform_problems(toml, config, [*panel, *sorted(in_tubes - set(panel))])
         if rows and settings.populations and not any(r.donor_marker for r in rows):
             if not settings.donor_marker:
                 problems.append(
