@@ -251,3 +251,23 @@ def test_a_transform_table_of_a_marker_not_in_the_panel_is_a_problem(study):
         "'CD56' or 'CD45'?), so no marker would use it; rename the table to a marker of "
         "[panel] (HLA-A2, CD56, Viability, CD16, CD3, CD8, CD45)"
     ]
+
+
+def test_a_threshold_of_a_marker_not_described_is_a_problem(study):
+    """CD16 is read by a gate, so not a default phenotype marker: its threshold would be
+    dropped without a word."""
+    toml = study / "study.toml"
+    _edit(
+        toml, "[clustering]", "[phenotype]\nthresholds = { CD16 = 1000, CD8 = 500 }\n\n[clustering]"
+    )
+    assert _problems(study) == [
+        f"{toml}: [phenotype] thresholds has CD16 = 1000, but CD16 is not a described "
+        "phenotype marker (they are: CD8, CD45), so the threshold would be unused; add CD16 "
+        "to [phenotype] markers, or remove its threshold"
+    ]
+    _edit(toml, "thresholds =", 'markers = ["CD8", "CD16"]\nthresholds =')
+    assert load_study(study).settings.phenotype_thresholds == {"CD16": 1000.0, "CD8": 500.0}
+    _edit(toml, '"CD8", "CD16"', '"CD8", "CD45"')
+    _edit(toml, "CD16 = 1000", "CD4 = 1000")  # not in [panel]: said once, as such
+    (problem,) = _problems(study)
+    assert "marker 'CD4' is not in [panel]" in problem

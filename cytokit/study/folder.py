@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from cytokit._paths import refusal, study_roots
-from cytokit.errors import CytokitError, GatingError, StudyError, prefixed
+from cytokit.errors import CytokitError, GatingError, StudyError, did_you_mean, prefixed
 from cytokit.study._toml import load_toml
 from cytokit.study.checks import (
     file_problems,
@@ -691,16 +691,12 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             f"{toml}: [acquisition_qc] exclude_channels",
             len(seen),
         )
-    if problems:
-        raise StudyError(
-            f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
-        )
     name = (
         str(config.get("study", {}).get("name", root.name))
         if isinstance(config.get("study"), dict)
         else root.name
     )
-    return Study(
+    study = Study(
         root,
         name,
         config,
@@ -717,6 +713,33 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         tube_origin,
         clinical=clinical,
     )
+    # the default phenotype markers are read from a file: only once the files are known good
+    readable = gating and not problems and DEFAULT_TUBE in study.tubes_used()
+    if panel_ok and (settings.phenotype_markers is not None or readable):
+        problems += _threshold_problems(study, toml)
+    if problems:
+        raise StudyError(
+            f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
+        )
+    return study
+
+
+def _threshold_problems(study: Study, toml: Path) -> list[str]:
+    """A ``[phenotype] thresholds`` entry for a panel marker that is not described (one a
+    gate reads, a donor marker, one left out of ``[phenotype] markers``) would be dropped."""
+    described = study.phenotype_markers()
+    out = []
+    for marker in study.settings.phenotype_thresholds:
+        if marker in described or marker not in study.panel:  # not in [panel]: said already
+            continue
+        out.append(
+            f"{toml}: [phenotype] thresholds has {marker} = "
+            f"{study.settings.phenotype_thresholds[marker]:g}, but {marker} is not a described "
+            f"phenotype marker{did_you_mean(marker, described)} (they are: "
+            f"{', '.join(described) or 'none'}), so the threshold would be unused; add "
+            f"{marker} to [phenotype] markers, or remove its threshold"
+        )
+    return out
 
 
 #: SHA-256 of zero bytes (an empty file).
