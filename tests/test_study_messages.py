@@ -271,3 +271,31 @@ def test_a_threshold_of_a_marker_not_described_is_a_problem(study):
     _edit(toml, "CD16 = 1000", "CD4 = 1000")  # not in [panel]: said once, as such
     (problem,) = _problems(study)
     assert "marker 'CD4' is not in [panel]" in problem
+
+
+def test_normalise_and_report_tables_are_checked_with_the_study(study):
+    """``[normalise]`` and ``[report] cohort_populations`` were refused only later (before
+    the gating, or by the report after it): now with every other problem."""
+    toml = study / "study.toml"
+    text = toml.read_text()
+    toml.write_text(
+        text + '\n[normalise]\nrefrence = "P01"\n\n[report]\n'
+        'cohort_populations = { NK = ["NK", "NKT"], CIK = "CIK" }\n'
+    )
+    where = f"{toml} [report] cohort_populations"
+    assert _problems(study) == [
+        f'{toml} [normalise]: give only reference = "<patient id of the reference sample>", '
+        "got {'refrence': 'P01'} (did you mean 'reference'?)",
+        f"{where}: NK names 'NKT', not a population of the study (NK, NK_bright, NK_dim, "
+        "CIK, T); fix the name in study.toml",
+        f"{where}: CIK = 'CIK' must be a list of population names; e.g. cohort_populations "
+        '= { NK = ["NK", "NK_dim"], CIK = ["CIK"] }',
+    ]
+    for ref, shown in (('"NOPE"', "'NOPE'"), ('""', "''"), ("5", "5")):
+        toml.write_text(text + f"\n[normalise]\nreference = {ref}\n")
+        assert _problems(study) == [
+            f"{toml} [normalise]: reference = {shown} is not a patient of manifest.csv; name "
+            "the patient id the reference sample's files are listed under"
+        ]
+    toml.write_text(text + '\n[normalise]\nreference = "P01"\n')
+    assert load_study(study)

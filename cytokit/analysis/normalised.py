@@ -35,20 +35,12 @@ def reference_patient(study) -> str:
     StudyError
         The table is malformed or names no patient of the manifest.
     """
-    table = study.config.get("normalise")
-    if table is None:
-        return ""
+    from cytokit.study.settings import normalise_reference
+
     where = f"{study.root / 'study.toml'} [normalise]"
-    if not isinstance(table, dict) or set(table) - {"reference"}:
-        raise StudyError(
-            f'{where}: give only reference = "<patient id of the reference sample>", got {table!r}'
-        )
-    ref = table.get("reference")
-    if not isinstance(ref, str) or ref not in study.patients:
-        raise StudyError(
-            f"{where}: reference = {ref!r} is not a patient of manifest.csv; name the patient "
-            "id the reference sample's files are listed under"
-        )
+    ref, problems = normalise_reference(study.config.get("normalise"), where, study.patients)
+    if problems:
+        raise StudyError(problems[0])
     return ref
 
 

@@ -93,32 +93,14 @@ def cohort_populations(results: Results) -> dict[str, list[str]] | None:
         does not have (the message names the key, the value and the populations there are).
     """
     from cytokit.errors import CytokitError
+    from cytokit.study.settings import cohort_populations as check
 
     table = ((results.study.get("config") or {}).get("report") or {}).get("cohort_populations")
-    if table is None:
-        return None
     where = "study.toml [report] cohort_populations"
-    example = 'e.g. cohort_populations = { NK = ["NK", "NK_dim"], CIK = ["CIK"] }'
-    if not isinstance(table, dict):
-        raise CytokitError(
-            f"{where} = {table!r}: must be a table of stratum = [populations]; {example}"
-        )
-    known = populations_of(results)
-    out: dict[str, list[str]] = {}
-    for stratum, pops in table.items():
-        if not isinstance(pops, list) or not all(isinstance(x, str) for x in pops):
-            raise CytokitError(
-                f"{where}: {stratum} = {pops!r} must be a list of population names; {example}"
-            )
-        unknown = [x for x in pops if x not in known]
-        if unknown:
-            raise CytokitError(
-                f"{where}: {stratum} names {', '.join(map(repr, unknown))}, not a population of "
-                f"the study ({', '.join(known)}); fix the name in study.toml and run "
-                "`cytokit analyze` again"
-            )
-        out[str(stratum)] = list(pops)
-    return out
+    shown, problems = check(table, where, populations_of(results))
+    if problems:  # `load_study` refuses these: a study analysed before it did
+        raise CytokitError(f"{problems[0]} and run `cytokit analyze` again")
+    return shown
 
 
 def min_events_of(results: Results) -> int:

@@ -713,6 +713,7 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         tube_origin,
         clinical=clinical,
     )
+    problems += _report_problems(config, toml, settings, tubes, patients)
     # the default phenotype markers are read from a file: only once the files are known good
     readable = gating and not problems and DEFAULT_TUBE in study.tubes_used()
     if panel_ok and (settings.phenotype_markers is not None or readable):
@@ -722,6 +723,25 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             f"{root}: {len(problems)} problem(s) in the study:\n  " + "\n  ".join(problems)
         )
     return study
+
+
+def _report_problems(config: dict, toml: Path, settings, tubes, patients) -> list[str]:
+    """``[normalise]`` and ``[report] cohort_populations``, checked with the other settings
+    rather than after the gating (the rules are those the analysis and the report apply)."""
+    from cytokit.study.settings import cohort_populations, normalise_reference
+
+    _, problems = normalise_reference(
+        config.get("normalise"), f"{toml} [normalise]", patients or None
+    )
+    report = config.get("report")
+    if isinstance(report, dict):
+        known = dict.fromkeys(
+            [*settings.populations, *(p for t in tubes.values() for p in t.populations)]
+        )
+        problems += cohort_populations(
+            report.get("cohort_populations"), f"{toml} [report] cohort_populations", known
+        )[1]
+    return problems
 
 
 def _threshold_problems(study: Study, toml: Path) -> list[str]:

@@ -79,7 +79,13 @@ from cytokit.errors import CytokitError, StudyError, did_you_mean
 from cytokit.stats.intervals import METHODS as CI_METHODS
 from cytokit.study.reagents import Reagent, parse_reagents
 
-__all__ = ["ClusteringSettings", "StudySettings", "parse_settings"]
+__all__ = [
+    "ClusteringSettings",
+    "StudySettings",
+    "cohort_populations",
+    "normalise_reference",
+    "parse_settings",
+]
 
 DONOR_SIDES = ("positive", "negative")
 _KNOWN = {
@@ -532,3 +538,58 @@ def _clustering(cl: dict, at: str, problems: list[str]) -> ClusteringSettings | 
     if markers is None or meta is None or seed is None or events is None:
         return None
     return ClusteringSettings(markers, (int(grid[0]), int(grid[1])), meta, seed, events)
+
+
+def normalise_reference(table, where: str, patients) -> tuple[str, list[str]]:
+    """``[normalise] reference`` (a patient id; '' without the table) and its problems.
+
+    `where` names the table (``study.toml [normalise]``); `patients` are the manifest's
+    (None: not known, the id is not looked up).
+    """
+    if table is None:
+        return "", []
+    if not isinstance(table, dict) or set(table) - {"reference"}:
+        hint = (
+            "".join(did_you_mean(str(k), ("reference",)) for k in table if k != "reference")
+            if isinstance(table, dict)
+            else ""
+        )
+        return "", [
+            f'{where}: give only reference = "<patient id of the reference sample>", got '
+            f"{table!r}{hint}"
+        ]
+    ref = table.get("reference")
+    if not isinstance(ref, str) or not ref or (patients is not None and ref not in patients):
+        return "", [
+            f"{where}: reference = {ref!r} is not a patient of manifest.csv; name the patient "
+            "id the reference sample's files are listed under"
+        ]
+    return ref, []
+
+
+def cohort_populations(table, where: str, known) -> tuple[dict[str, list[str]] | None, list[str]]:
+    """``[report] cohort_populations`` (stratum → populations; None without it) and its
+    problems; `known` are the study's population names."""
+    if table is None:
+        return None, []
+    example = 'e.g. cohort_populations = { NK = ["NK", "NK_dim"], CIK = ["CIK"] }'
+    if not isinstance(table, dict):
+        return None, [f"{where} = {table!r}: must be a table of stratum = [populations]; {example}"]
+    known = list(known)
+    out: dict[str, list[str]] = {}
+    problems = []
+    for stratum, pops in table.items():
+        if not isinstance(pops, list) or not all(isinstance(x, str) for x in pops):
+            problems.append(
+                f"{where}: {stratum} = {pops!r} must be a list of population names; {example}"
+            )
+            continue
+        unknown = [x for x in pops if x not in known]
+        if unknown:
+            problems.append(
+                f"{where}: {stratum} names {', '.join(map(repr, unknown))}, not a population of "
+                f"the study ({', '.join(known)}); fix the name in study.toml"
+            )
+            continue
+        out[str(stratum)] = list(pops)
+    return (out if not problems else None), problems
