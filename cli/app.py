@@ -125,7 +125,7 @@ def run(argv: list[str] | None = None) -> int:
         where = args[args.index(empty) - 1] if not empty.strip() and args.index(empty) else empty
         return _error(
             f"usage error: an empty value after {where.rstrip('=')!r} (an unset variable in a "
-            "script?); give the file or folder (see `cytokit --help`)",
+            "script?); give its value (see `cytokit COMMAND --help`)",
             2,
         )
     main_thread = threading.current_thread() is threading.main_thread()

@@ -36,17 +36,16 @@ def run_simulation(
     function pair (`cytokit.simulate.tubes.add_tubes`; their gains drift ±30 % from day
     to day unless `drift` is off). `anomalies`: kinds (``clog,bubble,drift,margin`` or
     ``all``) injected into every file (`cytokit.simulate.anomalies.random_anomalies`)."""
+    from cytokit.errors import StudyError
     from cytokit.simulate import preset_design, simulate_study
+    from cytokit.simulate.design import days_from_text
 
-    day_list = None
-    if days:
-        try:
-            day_list = [int(d) for d in days.replace(" ", "").split(",")]
-        except ValueError:
-            raise typer.BadParameter(
-                f"{days!r}: give whole days separated by commas, e.g. -7,3,7,14,28",
-                param_hint="'--days'",
-            ) from None
+    if seed is not None and seed < 0:
+        raise typer.BadParameter(f"{seed}: give a seed of 0 or more", param_hint="'--seed'")
+    try:
+        day_list = list(days_from_text(days)) if days else None
+    except StudyError as exc:  # as the study's manifest would refuse them
+        raise typer.BadParameter(str(exc), param_hint="'--days'") from None
     if outcomes:
         return _simulate_trial(out, seed, patients, events, day_list, hazard_ratio, force, workers)
     if anomalies is not None and events is None:
@@ -161,7 +160,10 @@ def register(app: typer.Typer) -> None:
             "sample", "--preset", help="Starting design: 'sample' (small) or 'benchmark'."
         ),
         seed: int | None = typer.Option(
-            None, "--seed", help="Random seed (same seed, same files)."
+            None,
+            "--seed",
+            help="Random seed, 0 or more (same seed, same files; without it the preset's "
+            "fixed seed).",
         ),
         patients: int | None = typer.Option(
             None, "--patients", min=1, help="Number of patients (alternating NK and CIK arms)."

@@ -6,7 +6,12 @@ import math
 
 import numpy as np
 
-__all__ = ["is_finite_number", "pct_text", "shown"]
+__all__ = ["MAX_DAYS", "is_finite_number", "pct_text", "shown"]
+
+#: Days (from the first infusion) a manifest, infusions.csv or a simulated design may
+#: give: 100 years either side. A value beyond it is a typo or a date (20240108) written
+#: as a day.
+MAX_DAYS = 36_500
 
 
 def is_finite_number(v) -> bool:

@@ -41,6 +41,15 @@ def test_simulate_bad_options(tmp_path, capsys):
     assert run(["simulate", str(tmp_path / "b"), "--preset", "huge"]) == 2
     assert "'--preset'" in (err := capsys.readouterr().err) and "'huge'" in err
     assert run(["simulate", str(tmp_path / "c"), "--patients", "0"]) == 2
+    # a negative seed was an internal error; a repeated day exited 1, and a day the study's
+    # manifest refuses (beyond 100 years) was written as a study analyze could not read
+    assert run(["simulate", str(tmp_path / "e"), "--seed", "-1"]) == 2
+    assert "'--seed'" in capsys.readouterr().err
+    assert run(["simulate", str(tmp_path / "f"), "--days", "7,7"]) == 2
+    assert "repeat a day" in capsys.readouterr().err
+    assert run(["simulate", str(tmp_path / "g"), "--days", "7,100000"]) == 2
+    assert "beyond ±36,500 days" in capsys.readouterr().err
+    assert not any((tmp_path / x).exists() for x in "efg")
 
 
 def test_simulate_anomalies_matches_the_library_and_its_truth_table(tmp_path, capsys):

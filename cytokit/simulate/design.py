@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from cytokit._numbers import MAX_DAYS
 from cytokit.errors import StudyError
 
 __all__ = [
@@ -468,4 +469,22 @@ def _days(days, what: str) -> tuple[int, ...]:
     days = tuple(_as_int(d, what) for d in days)
     if len(set(days)) != len(days):
         raise StudyError(f"{what} {days} repeat a day; each sampling day must be unique")
+    far = [d for d in days if abs(d) > MAX_DAYS]
+    if far:  # the study's own manifest would refuse it
+        raise StudyError(
+            f"{what}: day {far[0]} is beyond ±{MAX_DAYS:,} days of the first infusion, which "
+            "a study's manifest refuses"
+        )
     return tuple(sorted(days))
+
+
+def days_from_text(text: str, what: str = "days") -> tuple[int, ...]:
+    """Sampling days written as ``"-7,3,7,14,28"`` (`cytokit simulate --days`): whole
+    numbers, each once, within ±`MAX_DAYS`; a `StudyError` says which is not."""
+    try:
+        days = [int(d) for d in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise StudyError(
+            f"{text!r}: give whole days separated by commas, e.g. -7,3,7,14,28"
+        ) from None
+    return _days(days, what)

@@ -242,7 +242,7 @@ def simulate_study(
     if old and not overwrite:
         raise StudyError(
             f"{out}: already holds a study ({old[0].relative_to(out)} ...); "
-            "use overwrite=True (cytokit simulate --force) to replace it"
+            "replace it with --force (`cytokit simulate`) or overwrite=True (Python)"
         )
     # a folder where a table goes is found now, not after every file is simulated
     output_folder(  # a study, not results: its own files are `old`, checked above

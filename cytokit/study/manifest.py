@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cytokit._numbers import MAX_DAYS
 from cytokit._paths import refusal
 from cytokit.errors import did_you_mean
 from cytokit.study.tables import read_table
@@ -38,9 +39,6 @@ OPTIONAL_TEXT = (
     "tube",
     "control",
 )
-#: Days (from the first infusion) a manifest or infusions.csv may give: 100 years either
-#: side. A value beyond it is a typo or a date (20240108) written as a day.
-MAX_DAYS = 36_500
 
 
 @dataclass(frozen=True)
