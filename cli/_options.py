@@ -17,7 +17,12 @@ def check_scheduler(value: str | None) -> str | None:
     """
     from cytokit.engine.runner import SCHEDULERS
 
-    if value is None or value in (*SCHEDULERS, "local") or "://" in value:
+    if value is not None and "://" in value:
+        from cytokit.engine.runner import require_distributed
+
+        require_distributed()  # a CytokitError naming the extra, before anything is written
+        return value
+    if value is None or value in (*SCHEDULERS, "local"):
         return value
     raise typer.BadParameter(
         f"{value!r}: use one of {', '.join(SCHEDULERS)}, local, or a Dask scheduler address "

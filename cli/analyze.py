@@ -74,13 +74,14 @@ def _analyze(
     single_file=False,
 ) -> int:
     from cytokit.analysis import analyze
-    from cytokit.analysis.run import check_output_for, hold_output
+    from cytokit.analysis.run import check_extras, check_output_for, hold_output
     from cytokit.cli._progress import batch_progress, compile_notice
     from cytokit.study import load_study
 
     t0 = time.perf_counter()
     typer.echo(f"checking {study} ...", err=True)
     loaded = load_study(study)
+    check_extras(loaded)  # with the study's check: nothing written, nothing gated
     log.add_study(loaded)
     n = len(loaded.rows)
     typer.echo(

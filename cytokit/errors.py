@@ -12,6 +12,7 @@ __all__ = [
     "CytokitError",
     "FCSError",
     "GatingError",
+    "MissingExtraError",
     "PanelError",
     "StudyError",
     "did_you_mean",
@@ -39,6 +40,11 @@ NO_EVENTS = (
 class AcquisitionQCError(FCSError):
     """A file's acquisition failed QC (`cytokit.qc.screen`): too many events were measured
     badly to trust its counts. Its ``qc`` attribute is the `cytokit.qc.AcquisitionQC`."""
+
+
+class MissingExtraError(CytokitError, ImportError):
+    """An optional dependency a feature needs is not installed; the message names the
+    extra and the pip command that installs it."""
 
 
 class PanelError(CytokitError, KeyError):

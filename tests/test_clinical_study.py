@@ -442,3 +442,32 @@ def test_landmark_sentence_keeps_the_log_rank_test_where_the_hazard_ratio_fails(
     assert "hazard ratio 0.320 (95 % CI 0.100–0.990), log-rank p = 0.00616 (stratified by" in text
     alone = row | {"n_0": 0, "logrank_p": float("nan"), "note": "too few patients to compare"}
     assert landmark_sentence(alone).endswith("no comparison: too few patients to compare.")
+
+
+def test_outcomes_without_lifelines_are_refused_before_anything_is_written(
+    study, tmp_path, monkeypatch, capsys
+):
+    """outcomes.csv needs lifelines: without it `analyze` gated every file, then stopped with
+    an "internal error" and a folder of no tables. Now it is said with the study's check,
+    in one line naming the extra, and no output folder is made."""
+    import sys
+
+    from cytokit.cli.app import run
+
+    (study / "outcomes.csv").write_text("patient,last_followup_day\nP01,400\nP02,300\nP03,200\n")
+    monkeypatch.setitem(sys.modules, "lifelines", None)  # import lifelines: ImportError
+    out = tmp_path / "out"
+    assert run(["analyze", str(study), "--out", str(out), "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "cytokit-flow[clinical]" in err and "internal error" not in err
+    assert not out.exists()
+    with pytest.raises(ImportError, match="lifelines"):
+        cytokit.analyze(study, out, workers=1)
+    assert not out.exists()
+    # a Dask address without distributed installed: the same, when the options are read
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    args = ["analyze", str(study), "--out", str(out), "--scheduler", "tcp://127.0.0.1:1"]
+    assert run(args) == 1
+    err = capsys.readouterr().err
+    assert "cytokit-flow[dask]" in err and "internal error" not in err
+    assert not out.exists()

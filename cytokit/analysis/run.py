@@ -164,6 +164,15 @@ def check_output_for(study: Study, out: str | os.PathLike) -> Path:
     return output_folder(out, files=names, folders=("qc",))
 
 
+def check_extras(study: Study) -> None:
+    """A `MissingExtraError` when the study needs an optional package that is not installed
+    (``outcomes.csv``: lifelines), raised with the study's check, before any gating."""
+    if study.clinical is not None and study.clinical.outcomes is not None:
+        from cytokit.clinical.survival import _lifelines
+
+        _lifelines()
+
+
 def hold_output(folder: str | os.PathLike):
     """A context holding the output `folder` for this run (`cytokit._outdir.writing_into`):
     a command that writes its tables and then its report into it holds it for both, so
@@ -238,6 +247,7 @@ def analyze(
         study = load_study(study.root, strategy=strategy)
     tasks = make_tasks(study)
     reference_patient(study)  # a bad [normalise] table is refused before any gating
+    check_extras(study)
     with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp, contextlib.ExitStack() as hold:
         if out is None:
             folder = Path(tmp)

@@ -52,11 +52,14 @@ _Z95 = 1.959963984540054
 
 
 def _lifelines():
-    """The lifelines package, or an ImportError saying which extra installs it."""
+    """The lifelines package, or a `MissingExtraError` (an ImportError) saying which extra
+    installs it."""
+    from cytokit.errors import MissingExtraError
+
     try:
         import lifelines as module
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
+        raise MissingExtraError(
             "the outcome analyses need lifelines; install cytokit's clinical extra: "
             'pip install "cytokit-flow[clinical]"'
         ) from exc

@@ -397,6 +397,21 @@ class PoolBackend:
                     proc.terminate()
 
 
+def require_distributed():
+    """The ``distributed`` module, or a `MissingExtraError` naming the extra that installs it
+    (checked when a command line names a scheduler address, before anything is written)."""
+    from cytokit.errors import MissingExtraError
+
+    try:
+        import distributed
+    except ImportError as exc:
+        raise MissingExtraError(
+            "running on a Dask cluster needs dask and distributed, which are not installed: "
+            "pip install 'cytokit-flow[dask]', or leave out --scheduler to run here"
+        ) from exc
+    return distributed
+
+
 class DaskBackend:
     """A Dask distributed cluster: the task is scattered to every worker once."""
 
@@ -404,12 +419,7 @@ class DaskBackend:
     numba_threads = 1  # parallel over files: one core per worker thread
 
     def __init__(self, scheduler, task) -> None:
-        try:
-            import distributed
-        except ImportError as exc:
-            raise ImportError(
-                "running on a Dask cluster needs dask and distributed: pip install 'cytokit-flow[dask]'"
-            ) from exc
+        distributed = require_distributed()
         self._d = distributed
         self.address = scheduler if isinstance(scheduler, str) else str(scheduler)
         if isinstance(scheduler, str):

@@ -59,6 +59,7 @@ from cytokit.engine._workers import (
     hash_job,
     known_file_hash,
     make_backend,
+    require_distributed,
     run_job,
     stage,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "default_workers",
     "hash_files",
     "known_file_hash",
+    "require_distributed",
     "run_batch",
     "stage",
 ]
