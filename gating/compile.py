@@ -74,6 +74,8 @@ class Resolver:
         The strategy's named matrices.
     sample_name : str
         For messages.
+    source : str
+        The strategy's file, for messages.
     """
 
     def __init__(
@@ -82,8 +84,10 @@ class Resolver:
         spillover: Spillover | None,
         matrices: Mapping[str, SpectrumMatrix],
         sample_name: str = "sample",
+        source: str = "",
     ) -> None:
         self.channels = tuple(channels)
+        self.source = source
         self.spillover = spillover
         self.named = dict(matrices)
         self.sample_name = sample_name
@@ -205,11 +209,34 @@ class Resolver:
         else:
             col = self._channel_column(d.channel, comp, gate)
             col2, abc = -1, (0.0, 0.0, 0.0)
+            self._check_aliases(d, col, gate)
         if d.transform is None:
             kind, params = K.XF_NONE, K.transform_params(K.XF_NONE)
         else:
             kind, params = d.transform.code, d.transform.vector
         return ResolvedDimension(col, col2, abc, comp, kind, params)
+
+    def _check_aliases(self, d: Dimension, col: int, gate: str) -> None:
+        """Refuse a transform override the file gave this channel under another name, which
+        this sample's channels reveal (see `Dimension.aliased_transforms`)."""
+        for key, xf in d.aliased_transforms:
+            hits = [self._by_name[key]] if key in self._by_name else self._by_marker.get(key, [])
+            if hits != [col] or xf == d.transform:
+                continue
+            c = self.channels[col]
+            link = f"panel: {{{c.marker}: {c.name}}}" if c.marker else "a panel entry"
+            raise GatingError(
+                f"{self.source or 'strategy'}: {_who(gate)} reads {d.channel!r} as {_show(d.transform)}, but {d.channel!r} "
+                f"and {key!r} are one channel of {self.sample_name} ({c.label}), which the "
+                f"strategy's transform overrides under {key!r} as {_show(xf)}; an override "
+                f"follows the channel whichever name a gate uses: add {link} to the strategy "
+                "(or the study's [panel]) so it is read as one channel, or give the two names "
+                "one transform"
+            )
+
+
+def _show(transform) -> str:
+    return "no transform" if transform is None else repr(transform)
 
 
 def dimension_columns(resolver: Resolver, d: Dimension, gate: str = "") -> set[int]:

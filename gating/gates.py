@@ -136,12 +136,23 @@ class Dimension:
         Applied after compensation (and after the ratio).
     ratio : RatioTransform or None
         Makes this the ratio of two channels (both compensated first).
+    aliased_transforms : tuple of (str, Transform or None)
+        Transforms a strategy file gives the channel under other names (a YAML
+        ``transform:`` sub-table keyed by a marker, when the gate names the
+        detector, or the reverse) that could not be tied to this channel when
+        the file was read, having no panel entry linking the two names. Each
+        sample's channels settle it: where such a name is this channel and its
+        transform differs from `transform`, the strategy is refused
+        (`cytokit.gating.compile.Resolver.dimension`). Not part of equality.
     """
 
     channel: str
     compensation: str = UNCOMPENSATED
     transform: Transform | None = None
     ratio: RatioTransform | None = None
+    aliased_transforms: tuple[tuple[str, Transform | None], ...] = field(
+        default=(), compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.channel, str) or not self.channel:

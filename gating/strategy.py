@@ -427,7 +427,11 @@ class GatingStrategy:
     def resolver(self, sample: Sample, compensation="file") -> Resolver:
         """Channel/compensation look-ups for `sample` (see `apply` for `compensation`)."""
         return Resolver(
-            sample.channels, _spillover(sample, compensation), self.matrices, sample.name
+            sample.channels,
+            _spillover(sample, compensation),
+            self.matrices,
+            sample.name,
+            self.source or "",
         )
 
     def compile(self, sample: Sample, compensation="file") -> tuple[K.GatingPlan, dict[str, int]]:
@@ -443,7 +447,9 @@ class GatingStrategy:
         )
         hit = self._plans.get(key)
         if hit is None:
-            resolver = Resolver(sample.channels, spill, self.matrices, sample.name)
+            resolver = Resolver(
+                sample.channels, spill, self.matrices, sample.name, self.source or ""
+            )
             hit = compile_plan(self.gates, resolver)
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.pop(next(iter(self._plans)))

@@ -193,6 +193,62 @@ def test_transform_option_per_marker_and_the_file_must_agree(tmp_path):
     assert s3.gate("/A").dims[0].transform.W == 1.0
 
 
+TWO_NAMES = """
+    transform:
+      type: logicle
+      CD3: {type: logicle, W: 1.5}
+    gates:
+      - {name: ByMarker, range: {CD3: [0.25, 0.35]}}
+      - {name: ByChannel, range: {APC-A: [0.25, 0.35]}}
+    """
+
+
+def _cd3_sample(on: str = "APC-A") -> cytokit.Sample:
+    """`_sample` with CD3 as the $PnS of channel `on`, so a file can name it either way."""
+    s = _sample()
+    channels = [cytokit.Channel(c.index, c.name, "CD3" if c.name == on else "") for c in s.channels]
+    return cytokit.Sample(s.events, channels)
+
+
+@pytest.mark.parametrize("where", ["file", "option"])
+def test_a_transform_override_follows_the_channel_whichever_name_a_gate_uses(tmp_path, where):
+    sample = _sample()
+    apc = sample.events[:, 6].astype(np.float64)
+    y = LogicleTransform(W=1.5).apply(apc)
+    want = int(np.count_nonzero((y >= 0.25) & (y < 0.35)))
+    if where == "file":  # the file's transform: and panel:
+        text = "panel: {CD3: APC-A}\n" + textwrap.dedent(TWO_NAMES)
+        s = read_yaml_strategy(_write(tmp_path, text))
+    else:  # a study's [transform.CD3] and [panel]
+        text = textwrap.dedent(TWO_NAMES).split("gates:", 1)[1]
+        option = {"type": "logicle", "CD3": {"type": "logicle", "W": 1.5}}
+        s = read_yaml_strategy(_write(tmp_path, "gates:" + text), panel=PANEL, transform=option)
+    assert s.gate("/ByChannel").dims[0].transform == LogicleTransform(W=1.5)
+    counts = dict(zip(*(s.apply(sample).counts[k] for k in ("gate_path", "count")), strict=True))
+    assert counts == {"/ByMarker": want, "/ByChannel": want}
+
+
+def test_two_overrides_of_one_channel_must_agree(tmp_path):
+    text = textwrap.dedent(TWO_NAMES).replace("  CD3:", "  APC-A: {type: logicle, W: 0.2}\n  CD3:")
+    linked = _write(tmp_path, "panel: {CD3: APC-A}\n" + text)
+    with pytest.raises(GatingError, match=r"line 8: transform: overrides CD3 .*W=1.5.* and APC-A "
+                       r".*W=0.2.*two names of one channel \(APC-A\); .*keep one"):  # fmt: skip
+        read_yaml_strategy(linked)
+    # without a panel the names meet in the sample ($PnS CD3 on APC-A): refused there
+    s = read_yaml_strategy(_write(tmp_path, text, "unlinked.yaml"))
+    with pytest.raises(GatingError, match=r"unlinked.yaml: gate '/ByMarker' reads 'CD3' as .*W=1.5"
+                       r".*'CD3' and 'APC-A' are one channel .* under 'APC-A' as .*W=0.2.*add "
+                       r"panel: \{CD3: APC-A\}"):  # fmt: skip
+        s.apply(_cd3_sample())
+    # the default on one name, an override on the other: refused, not gated two ways
+    s = read_yaml_strategy(_write(tmp_path, TWO_NAMES, "default.yaml"))
+    with pytest.raises(GatingError, match=r"gate '/ByChannel' reads 'APC-A' as .*W=0.5.* under "
+                       r"'CD3' as .*W=1.5"):  # fmt: skip
+        s.apply(_cd3_sample())
+    # a sample where the two names are different channels gates as before
+    assert len(s.apply(_cd3_sample("PE-A")).counts) == 2
+
+
 def test_named_matrix_and_ratio_dimension(tmp_path):
     text = """
         transform: none

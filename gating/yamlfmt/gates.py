@@ -28,6 +28,7 @@ from cytokit.gating.yamlfmt.shapes import (
 PANEL_PATTERN = re.compile(r"[*?\[\](){}|^$\\]")
 _SCATTER = re.compile(r"^(fsc|ssc|fs|ss|bssc|vssc)\b|^(time|hdr-t)$", re.IGNORECASE)
 _ABSENT = object()
+_GIVEN = "the transform given (transform=, the study's [transform] for a study)"
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,34 @@ class TransformTable:
     named: dict
     stated: bool
 
-    def pick(self, name: str, channel: str, scatter: bool):
-        """The transform this table gives dimension `name` (channel `channel`), or `_ABSENT`."""
-        if name in self.named or channel in self.named:
-            return self.named.get(name, self.named.get(channel))
+    def pick(self, names: tuple[str, ...], scatter: bool, label: str = "transform:"):
+        """The transform this table gives a dimension, or `_ABSENT`.
+
+        `names` are every name the file knows the dimension's channel by: the
+        name the gate uses, the channel the panel maps it to and the panel's
+        other markers of that channel. An override keyed by any of them applies,
+        so it follows the channel whichever name a gate uses; two keys of one
+        channel with different transforms are refused.
+        """
+        hits = [(n, self.named[n]) for n in dict.fromkeys(names) if n in self.named]
+        for key, xf in hits[1:]:
+            if xf != hits[0][1]:
+                first, first_xf = hits[0]
+                raise GatingError(
+                    f"{label} overrides {first} ({_show(first_xf)}) and {key} ({_show(xf)}), "
+                    f"two names of one channel ({names[1]}); gate positions are in the units "
+                    "of one transform, keep one of the two overrides"
+                )
+        if hits:
+            return hits[0][1]
         if scatter or not self.stated:
             return _ABSENT
         return self.default
+
+    def unlinked(self, names: tuple[str, ...], linked) -> tuple[tuple[str, Any], ...]:
+        """Overrides keyed by a name that is not among `names` and that the panel does not
+        tie to a channel (not in `linked`): each sample may still make it this channel."""
+        return tuple((k, t) for k, t in self.named.items() if k not in names and k not in linked)
 
 
 def transform_table(table, where: str) -> TransformTable:
@@ -440,6 +462,7 @@ class Reader(Shapes):
                 "under matrices",
             )
         where = f"{self.path}, line {line}"
+        aliases = ()
         if own_t is not _ABSENT:
             xf = _transform(own_t, where)
         else:
@@ -447,22 +470,33 @@ class Reader(Shapes):
             if gate_t is not _ABSENT:
                 xf = _transform(gate_t, where)
             else:
-                xf = self._level_transform(name, channel, scatter, node, line)
+                xf, aliases = self._level_transform(name, channel, scatter, node, line)
+        if ratio is not None:
+            aliases = ()
         try:
-            return name, Dimension(channel, comp, xf, ratio)
+            return name, Dimension(channel, comp, xf, ratio, aliases)
         except GatingError as exc:
             raise self.err(line, str(exc)) from None
 
     def _level_transform(self, name: str, channel: str, scatter: bool, node, line: int):
-        """The transform of a dimension the gate does not set: the file's, else the option's.
+        """The transform of a dimension the gate does not set: the file's, else the option's,
+        with the overrides each sample's channels must check (see `Dimension`).
 
         Both may give one only if they agree: the gate positions were written for
         one scale, and picking either silently would move them.
         """
-        mine = self.file_transform.pick(name, channel, scatter) if self.file_transform else _ABSENT
-        given = (
-            self.option_transform.pick(name, channel, scatter) if self.option_transform else _ABSENT
-        )
+        names = (name, channel, *(m for m, c in self.panel.items() if c == channel))
+        tables = [t for t in (self.file_transform, self.option_transform) if t is not None]
+        try:
+            mine = self.file_transform.pick(names, scatter) if self.file_transform else _ABSENT
+            given = (
+                self.option_transform.pick(names, scatter, _GIVEN)
+                if self.option_transform
+                else _ABSENT
+            )
+        except GatingError as exc:
+            raise self.err(line, str(exc)) from None
+        aliases = tuple(dict.fromkeys(a for t in tables for a in t.unlinked(names, self.panel)))
         gate = f"gate {node.get('name') or 'quadrants'!r}"
         if mine is not _ABSENT and given is not _ABSENT and mine != given:
             raise self.err(
@@ -473,11 +507,11 @@ class Reader(Shapes):
                 "two the same, or remove transform: from the file to use the one given",
             )
         if mine is not _ABSENT:
-            return mine
+            return mine, aliases
         if given is not _ABSENT:
-            return given
+            return given, aliases
         if scatter:
-            return None
+            return None, aliases
         raise self.err(
             line,
             f"{gate} reads {name}, a fluorescence dimension, but no transform is stated for "

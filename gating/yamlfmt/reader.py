@@ -47,7 +47,9 @@ Top-level keys
 table (``{type: logicle, T: 262144, W: 0.5, M: 4.5, A: 0}``, the form of
 study.toml's ``[transform]``); a sub-table named after a marker or channel
 overrides it for that one (``CD56: {type: logicle, W: 1}``), the only way to
-transform scatter. ``panel``: marker → channel (exact ``$PnN`` or ``$PnS``),
+transform scatter. An override follows the channel: a gate naming it by its
+other name (the detector the panel maps the marker to) gets it too, and two
+overrides of one channel must agree. ``panel``: marker → channel (exact ``$PnN`` or ``$PnS``),
 for markers the FCS files do not name in ``$PnS``. ``compensation``: of
 fluorescence dimensions, ``FCS`` (default: the file's spillover),
 ``uncompensated`` or the id of a matrix in ``matrices`` (``{id:
