@@ -397,6 +397,48 @@ def test_nested_parent_and_ambiguous_names(tmp_path):
         read_yaml_strategy(_write(tmp_path, top))
 
 
+ID_AND_NAME = """
+    transform: none
+    gates:
+      - {name: Big, id: Small, range: {FSC-A: [30000, null]}}
+      - {name: Small, range: {FSC-A: [30000, 40000]}}
+    """
+
+
+@pytest.mark.parametrize(
+    ("gate", "line"),
+    [
+        ("{name: Combo, and: [Small]}", 6),
+        ("{name: Combo, or: [Big, {not: Small}]}", 6),
+        ("{name: Kid, parent: Small, range: {SSC-A: [null, 50000]}}", 6),
+    ],
+)
+def test_a_reference_that_is_one_gates_id_and_anothers_name_is_ambiguous(tmp_path, gate, line):
+    p = _write(tmp_path, textwrap.dedent(ID_AND_NAME) + f"  - {gate}\n")
+    with pytest.raises(GatingError, match=rf"s.yaml, line {line}: 'Small' names 2 populations of "
+                       r"this file: /Big \(by its id\); /Small \(by its path\); give the full "
+                       r"path of the one you mean$"):  # fmt: skip
+        read_yaml_strategy(p)
+    # the full path is exact
+    ok = textwrap.dedent(ID_AND_NAME) + f"  - {gate.replace('Small', '/Small')}\n"
+    fixed = read_yaml_strategy(_write(tmp_path, ok, "ok.yaml"))
+    assert "/Small" in fixed.gates[-1].references
+
+
+def test_a_parent_placed_before_a_later_name_makes_it_ambiguous_is_refused(tmp_path):
+    text = """
+        transform: none
+        gates:
+          - {name: Kid, parent: Small, range: {SSC-A: [null, 50000]}}
+          - {name: Big, id: Small, range: {FSC-A: [30000, null]}}
+          - {name: Other, parent: Big, range: {FSC-A: [30000, 40000]}, id: o}
+          - {name: Small, parent: Other, range: {FSC-A: [30000, 40000]}}
+        """
+    with pytest.raises(GatingError, match=r"line 4: 'Small' names 2 populations .*/Big \(by its "
+                       r"id\); /Big/Other/Small \(by its name\)"):  # fmt: skip
+        read_yaml_strategy(_write(tmp_path, text))
+
+
 def test_yaml_is_read_safely(tmp_path):
     p = _write(tmp_path, "gates: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(GatingError, match="not valid YAML"):

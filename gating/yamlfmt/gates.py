@@ -158,14 +158,16 @@ class Reader(Shapes):
                 pending.append((node, line_of(gates, i)))
             else:
                 self._register(node, line_of(gates, i), "", None)
+        placed = []
         while pending:
             left = []
             for node, line in pending:
-                pid = self._lookup(str(node["parent"]), "")
+                pid = self._lookup(str(node["parent"]), "", line_of(node, "parent"))
                 if pid is None:
                     left.append((node, line))
                 else:
                     self._register(node, line, self.id_path[pid], pid)
+                    placed.append(node)
             if len(left) == len(pending):
                 node, line = left[0]
                 self._parent_cycle(left)
@@ -175,6 +177,8 @@ class Reader(Shapes):
                     f"{suggest(node['parent'], self.pops)}; give its path (/A/B) or its name",
                 )
             pending = left
+        for node in placed:  # a population registered later may have made a reference ambiguous
+            self._lookup(str(node["parent"]), "", line_of(node, "parent"))
         return [self._build(item) for item in self.items], matrices, name
 
     def _file_panel(self, node, line) -> dict[str, str]:
@@ -367,27 +371,48 @@ class Reader(Shapes):
                 )
             self._register(child, line_of(lst, i), path, pid)
 
-    def _lookup(self, ref: str, base: str) -> str | None:
-        """Id of the population `ref` names (id, path, relative path or unique name)."""
-        if ref in self.id_path:
-            return ref
+    def _lookup(self, ref: str, base: str, line: int = 0) -> str | None:
+        """Id of the population `ref` names (id, path, relative path or unique name).
+
+        A reference that is one population's id and another's path or name is
+        refused as ambiguous, in the words the study's checks use.
+        """
+        other, how = self._by_path_or_name(ref, base)
+        if ref not in self.id_path:
+            return other
+        found = {ref: "id"}
+        if other is not None:
+            found.setdefault(other, how)
+        for path in self.by_name.get(ref, []):
+            found.setdefault(self.pops[path], "name")
+        if len(found) > 1:
+            raise self.err(
+                line,
+                f"{ref!r} names {len(found)} populations of this file: "
+                + "; ".join(f"{self.id_path[p]} (by its {how})" for p, how in found.items())
+                + "; give the full path of the one you mean",
+            )
+        return ref
+
+    def _by_path_or_name(self, ref: str, base: str) -> tuple[str | None, str]:
+        """(id, ``path`` or ``name``) of the population `ref` names other than by id."""
         if ref.startswith("/"):
-            return self.pops.get(ref)
+            return self.pops.get(ref), "path"
         b = base
         while True:
             hit = self.pops.get(f"{b}/{ref}")
             if hit is not None:
-                return hit
+                return hit, "path"
             if not b:
                 break
             b = b.rsplit("/", 1)[0]
         paths = self.by_name.get(ref, [])
-        return self.pops[paths[0]] if len(paths) == 1 else None
+        return (self.pops[paths[0]] if len(paths) == 1 else None), "name"
 
     def _ref(self, ref, base: str, line: int) -> str:
         if not isinstance(ref, str) or not ref:
             raise self.err(line, f"a reference is a population name or path, got {ref!r}")
-        pid = self._lookup(ref, base)
+        pid = self._lookup(ref, base, line)
         if pid is None:
             many = self.by_name.get(ref, [])
             hint = (
