@@ -231,6 +231,15 @@ MALFORMED = {
         ELLIPSE.format(dims=POLY_DIMS, c="1"),
         r"line 3, <gating:EllipsoidGate id=\"E\">: .*singular",
     ),
+    "ellipse covariance with a negative variance": (
+        ELLIPSE.format(dims=POLY_DIMS, c="0.5").replace(
+            '<gating:entry data-type:value="1" /></gating:row>\n</gating:covarianceMatrix>',
+            '<gating:entry data-type:value="-1" /></gating:row>\n</gating:covarianceMatrix>',
+        ),
+        r"line 3, <gating:EllipsoidGate id=\"E\">: gate 'E': covariance matrix \[\[1.0, 0.5\], "
+        r"\[0.5, -1.0\]\] has variance -1.0 on row 1; the diagonal of a covariance matrix holds "
+        r"variances, each > 0",
+    ),
     "ellipse without distanceSquare": (
         ELLIPSE.format(dims=POLY_DIMS, c="0.5").replace(
             '<gating:distanceSquare data-type:value="1" />', ""

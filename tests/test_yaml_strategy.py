@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -367,6 +368,53 @@ def test_errors_name_the_file_and_line(tmp_path, text, line, match):
     assert msg.startswith(str(p))
     if line:
         assert f"line {line}:" in msg
+
+
+def _one_gate(gate: str) -> str:
+    """A strategy of one gate, written on line 3."""
+    return f"transform: none\ngates:\n  - {gate}\n"
+
+
+SHAPE_ERRORS = {
+    "negative variance": (
+        "{name: E, ellipse: [FSC-A, SSC-A], mean: [6e4, 2e4], covariance: [[1e8, 0], [0, -1e8]]}",
+        r"gate '/E': covariance matrix \[\[100000000.0, 0.0\], \[0.0, -100000000.0\]\] has "
+        r"variance -100000000.0 on row 1; the diagonal of a covariance matrix holds variances",
+    ),
+    "indefinite covariance": (
+        "{name: E, ellipse: [FSC-A, SSC-A], mean: [6e4, 2e4], covariance: [[1e8, 2e8], [2e8, 1e8]]}",
+        r"gate '/E': covariance matrix \[\[100000000.0, 200000000.0\], .* is not positive definite "
+        r"\(eigenvalues \[-100000000.0, 300000000.0\]\)",
+    ),
+    "asymmetric covariance": (
+        "{name: E, ellipse: [FSC-A, SSC-A], mean: [6e4, 2e4], covariance: [[1e8, 5e7], [-5e7, 1e8]]}",
+        r"gate '/E': covariance matrix .* is not symmetric: row 0 column 1 is 50000000.0 but row 1 "
+        r"column 0 is -50000000.0",
+    ),
+    "negative half-axis": (
+        "{name: E, ellipse: [FSC-A, SSC-A], center: [6e4, 2e4], axes: [-10000, 5000], angle: 0}",
+        r"axes: \[-10000.0, 5000.0\] are the ellipse's half-axes, each finite and > 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SHAPE_ERRORS))
+def test_shapes_that_gate_nothing_or_nonsense_are_refused(tmp_path, case):
+    gate, match = SHAPE_ERRORS[case]
+    p = _write(tmp_path, _one_gate(gate))
+    with pytest.raises(GatingError, match=rf"^{re.escape(str(p))}, line 3: {match}"):
+        read_yaml_strategy(p)
+
+
+def test_a_covariance_symmetric_to_rounding_is_taken(tmp_path):
+    cov = [[1e8, 5e7], [5e7 * (1 + 1e-12), 1e8]]
+    p = _write(tmp_path, _one_gate(f"{{name: E, ellipse: [FSC-A, SSC-A], mean: [6e4, 2e4], "
+                                     f"covariance: {cov}}}"))  # fmt: skip
+    sample = _sample()
+    ev = sample.events.astype(np.float64)
+    d = ev[:, [0, 2]] - [6e4, 2e4]
+    inside = np.einsum("ij,jk,ik->i", d, np.linalg.inv(np.array(cov)), d) <= 1
+    np.testing.assert_array_equal(read_yaml_strategy(p).apply(sample).membership("/E"), inside)
 
 
 def test_nested_parent_and_ambiguous_names(tmp_path):

@@ -28,6 +28,7 @@ from cytokit.gating.gates import (
     PolygonGate,
     RectangleGate,
 )
+from cytokit.kernels import geometry
 
 TOP_KEYS = ("name", "gates", "transform", "panel", "compensation", "matrices")
 COMMON_KEYS = ("name", "id", "gates", "parent", "transform", "compensation")
@@ -95,7 +96,9 @@ class Shapes:
 
     def _g_ellipse(self, node, common, item):
         dims = tuple(d for _, d in self._dims(node["ellipse"], node, "ellipse"))
-        return EllipsoidGate(**common, dims=dims, **self._ellipse(node, len(dims), item.line))
+        return _strict(
+            EllipsoidGate(**common, dims=dims, **self._ellipse(node, len(dims), item.line))
+        )
 
     def _ellipse(self, node, n: int, line: int) -> dict:
         if "center" in node:
@@ -104,6 +107,12 @@ class Shapes:
                     line, "a center/axes/angle ellipse has two dimensions, axes and angle"
                 )
             a, b = (float(x) for x in node["axes"])
+            if not (a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)):
+                raise self.err(
+                    line_of(node, "axes") or line,
+                    f"axes: [{a!r}, {b!r}] are the ellipse's half-axes, each finite and > 0 "
+                    "(to turn the ellipse, use angle)",
+                )
             t = math.radians(float(node["angle"]))
             r = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
             cov = r @ np.diag([a * a, b * b]) @ r.T
@@ -251,7 +260,7 @@ class Shapes:
             if kind in ("range", "rectangle") and is_seq(v) and len(v) == len(dims):
                 return RectangleGate(**base, min=tuple(p[0] for p in v), max=tuple(p[1] for p in v))
             if kind == "ellipse" and is_map(v):
-                return EllipsoidGate(**base, **self._ellipse(v, len(dims), line))
+                return _strict(EllipsoidGate(**base, **self._ellipse(v, len(dims), line)))
         raise self.err(
             line,
             "fallback is one fixed shape on the same dimensions: {polygon: [[x, y], ...]}, "
@@ -280,6 +289,19 @@ class Shapes:
 
     def _g_not(self, node, common, item):
         return self._bool(node, common, item, "not")
+
+
+def _strict(gate: EllipsoidGate) -> EllipsoidGate:
+    """`gate`, whose covariance this format requires to be one: symmetric, positive definite.
+
+    (Gating-ML's compliance suite gates with a matrix that is neither, so the
+    gate itself takes any invertible one.)
+    """
+    try:
+        geometry.check_covariance(gate.covariance, f"gate {gate.id!r}")
+    except ValueError as exc:
+        raise GatingError(str(exc)) from None
+    return gate
 
 
 def _num(v, error: GatingError) -> float | None:
