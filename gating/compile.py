@@ -311,15 +311,18 @@ def compile_plan_dims(
                 dims = [dim(d, g.id) for d in g.dims]
                 rows[g.id] = b.rectangle(dims, g.min, g.max, parent=parent, name=g.id)
             elif isinstance(g, PolygonGate):
-                dims = [dim(d, g.id) for d in g.dims]
+                dims = _distinct([dim(d, g.id) for d in g.dims], g.dims, g.id, resolver)
                 rows[g.id] = b.polygon(dims, g.vertices, parent=parent, name=g.id)
             elif isinstance(g, EllipsoidGate):
-                dims = [dim(d, g.id) for d in g.dims]
+                dims = _distinct([dim(d, g.id) for d in g.dims], g.dims, g.id, resolver)
                 rows[g.id] = b.ellipsoid(
                     dims, g.mean, g.covariance, g.distance_square, parent=parent, name=g.id
                 )
             elif isinstance(g, QuadrantGate):
                 dims = [dim(dv.dimension, g.id) for dv in g.dividers]
+                # a split_by gate cuts one dimension twice on purpose: the same Dimension
+                own = list(dict.fromkeys(g.dimensions))
+                _distinct([dims[g.dimensions.index(d)] for d in own], own, g.id, resolver)
                 values = [dv.values for dv in g.dividers]
                 ids = [q.id for q in g.quadrants]
                 made = b.quadrants(dims, values, g.intervals(), parent=parent, names=ids)
@@ -342,6 +345,23 @@ def compile_plan_dims(
             raise GatingError(f"gate {g.id!r}: {exc}") from None
     extra = [dim(d, "statistics") for d in extra_dims]
     return b.build(), rows, extra
+
+
+def _distinct(
+    indices: list[int], dims: Sequence[Dimension], gate: str, resolver: Resolver
+) -> list[int]:
+    """`indices` (plan dimensions of `dims`), refused if two different names of `dims` are
+    one channel of this sample: a gate would cut or draw in one dimension twice."""
+    seen: dict[int, Dimension] = {}
+    for i, d in zip(indices, dims, strict=True):
+        first = seen.setdefault(i, d)
+        if first is not d:
+            raise GatingError(
+                f"{resolver.source or 'strategy'}: gate {gate!r} reads {first.label} and "
+                f"{d.label}, which are one channel of {resolver.sample_name}, as two of its "
+                "dimensions; name two different channels"
+            )
+    return indices
 
 
 def dimension_values(

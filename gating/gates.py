@@ -230,7 +230,9 @@ class Gate:
         return () if self.parent is None else (self.parent,)
 
 
-def _dims(dimensions, gate: str, n: int | None = None) -> tuple[Dimension, ...]:
+def _dims(
+    dimensions, gate: str, n: int | None = None, distinct: bool = False
+) -> tuple[Dimension, ...]:
     dims = tuple(dimensions)
     for d in dims:
         if not isinstance(d, Dimension):
@@ -240,6 +242,12 @@ def _dims(dimensions, gate: str, n: int | None = None) -> tuple[Dimension, ...]:
     if not dims or (n is not None and len(dims) != n):
         want = f"exactly {n}" if n is not None else "at least one"
         raise GatingError(f"gate {gate!r} needs {want} dimension(s), got {len(dims)}")
+    if distinct and len(set(dims)) < len(dims):
+        twice = next(d for d in dims if dims.count(d) > 1)
+        raise GatingError(
+            f"gate {gate!r} reads {twice.label} on two of its axes, so its shape lies on a "
+            "line; give each axis a different dimension (a range on one is a rectangle gate)"
+        )
     return dims
 
 
@@ -265,7 +273,7 @@ class RectangleGate(Gate):
         if all(a is None and b is None for a, b in zip(lo, hi, strict=True)):
             raise GatingError(f"gate {self.id!r}: every side is open; give at least one bound")
         try:
-            geometry.range_bounds(lo, hi, f"gate {self.id!r}")
+            geometry.range_bounds(lo, hi, f"gate {self.id!r}", [d.label for d in dims])
         except ValueError as exc:
             raise GatingError(str(exc)) from None
         object.__setattr__(self, "dims", dims)
@@ -287,7 +295,7 @@ class PolygonGate(Gate):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        dims = _dims(self.dims, self.id, 2)
+        dims = _dims(self.dims, self.id, 2, distinct=True)
         try:
             v = np.asarray(self.vertices, dtype=np.float64)
             geometry.polygon_geometry(v, f"gate {self.id!r}")
@@ -313,7 +321,7 @@ class EllipsoidGate(Gate):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        dims = _dims(self.dims, self.id)
+        dims = _dims(self.dims, self.id, distinct=True)
         try:
             geometry.ellipsoid_geometry(
                 self.mean, self.covariance, self.distance_square, f"gate {self.id!r}"

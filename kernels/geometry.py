@@ -41,7 +41,7 @@ def _vector(v, what: str, name: str) -> np.ndarray:
     return a
 
 
-def range_bounds(lo, hi, what: str = "rectangle") -> tuple[np.ndarray, np.ndarray]:
+def range_bounds(lo, hi, what: str = "rectangle", names=None) -> tuple[np.ndarray, np.ndarray]:
     """Validate and normalise rectangle bounds: open sides become ``-inf`` / ``+inf``.
 
     Parameters
@@ -50,6 +50,8 @@ def range_bounds(lo, hi, what: str = "rectangle") -> tuple[np.ndarray, np.ndarra
         Minimum (inclusive) and maximum (exclusive) per dimension; NaN, ``-inf``
         (for ``lo``) or ``+inf`` (for ``hi``) mean no bound. ``None`` entries
         are read as NaN.
+    names : sequence of str, optional
+        The dimensions' names, for messages (default: their positions).
 
     Returns
     -------
@@ -58,7 +60,9 @@ def range_bounds(lo, hi, what: str = "rectangle") -> tuple[np.ndarray, np.ndarra
     Raises
     ------
     ValueError
-        Different lengths, ``lo = +inf`` or ``hi = -inf``, or ``lo > hi``.
+        Different lengths, ``lo = +inf`` or ``hi = -inf``, or ``lo > hi``. (``lo
+        == hi`` is empty but taken: Gating-ML's clamped bounds fold to it; a
+        format a person writes refuses it.)
     """
     # numpy reads None as NaN for a float dtype.
     lo = np.array(lo, dtype=np.float64, ndmin=1)
@@ -76,8 +80,9 @@ def range_bounds(lo, hi, what: str = "rectangle") -> tuple[np.ndarray, np.ndarra
     hi = np.where(np.isnan(hi), np.inf, hi)
     if np.any(lo > hi):
         j = int(np.argmax(lo > hi))
+        dim = names[j] if names is not None else f"dimension {j}"
         raise ValueError(
-            f"{what}: dimension {j} has min={float(lo[j])!r} > max={float(hi[j])!r}; swap them (min <= max)"
+            f"{what}: {dim} has min={float(lo[j])!r} > max={float(hi[j])!r}; swap them (min < max)"
         )
     return lo, hi
 
@@ -88,8 +93,8 @@ def polygon_geometry(vertices, what: str = "polygon") -> np.ndarray:
     Parameters
     ----------
     vertices : array_like of float, shape (n_vertices, 2)
-        At least 3 finite vertices, in order (either orientation); the last
-        connects back to the first (do not repeat the first).
+        At least 3 finite vertices, in order (either orientation), not all on
+        one line; the last connects back to the first (do not repeat the first).
 
     Returns
     -------
@@ -100,6 +105,15 @@ def polygon_geometry(vertices, what: str = "polygon") -> np.ndarray:
         raise ValueError(f"{what}: vertices must have shape (n >= 3, 2), got {v.shape}")
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{what}: vertices must be finite, got {v.tolist()}")
+    # scaled to at most 1 first, so that coordinates near the float range do not overflow
+    top = float(np.max(np.abs(v)))
+    u = v / top if top > 0 else v
+    spread = np.linalg.svd(u - u.mean(axis=0), compute_uv=False)
+    if not spread[0] > 0 or spread[1] <= 1e-12 * spread[0]:
+        raise ValueError(
+            f"{what}: vertices {v.tolist()} lie on one line (or repeat), so the polygon "
+            "encloses nothing; give at least three vertices not on one line"
+        )
     box = [v[:, 0].min(), v[:, 0].max(), v[:, 1].min(), v[:, 1].max()]
     return np.concatenate([np.asarray(box, dtype=np.float64), v.reshape(-1)])
 

@@ -240,6 +240,21 @@ MALFORMED = {
         r"\[0.5, -1.0\]\] has variance -1.0 on row 1; the diagonal of a covariance matrix holds "
         r"variances, each > 0",
     ),
+    "polygon on one line": (
+        f'<gating:PolygonGate gating:id="P">\n{POLY_DIMS}\n'
+        + "".join(VERTEX.replace('value="1"', f'value="{v}"').format(v) for v in (1, 2, 3))
+        + "\n</gating:PolygonGate>",
+        r"line 3, <gating:PolygonGate id=\"P\">: gate 'P': vertices \[\[1.0, 1.0\], \[2.0, 2.0\], "
+        r"\[3.0, 3.0\]\] lie on one line",
+    ),
+    "polygon on one dimension twice": (
+        f'<gating:PolygonGate gating:id="P">\n{POLY_DIMS.replace("FL3-H", "FL2-H")}\n'
+        + "".join(VERTEX.format(v) for v in (1, 2, 3)).replace(
+            VERTEX.format(3), VERTEX.format(3).replace('value="1"', 'value="5"')
+        )
+        + "\n</gating:PolygonGate>",
+        r"line 3, <gating:PolygonGate id=\"P\">: gate 'P' reads FL2-H \[FCS\] on two of its axes",
+    ),
     "ellipse without distanceSquare": (
         ELLIPSE.format(dims=POLY_DIMS, c="0.5").replace(
             '<gating:distanceSquare data-type:value="1" />', ""

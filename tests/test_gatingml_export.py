@@ -20,7 +20,7 @@ from gatingml_cases import (
     need_corpus,
     synthetic_sample,
 )
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import cytokit
@@ -92,18 +92,19 @@ finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 @settings(max_examples=60, deadline=None)
 @given(
     bounds=st.lists(st.tuples(finite, finite), min_size=1, max_size=3),
-    vertices=st.lists(st.tuples(finite, finite), min_size=3, max_size=6),
+    vertices=st.lists(st.tuples(finite, finite), min_size=0, max_size=3),
 )
 def test_floats_round_trip_exactly(bounds, vertices):
     dims = tuple(G.Dimension(f"ch{j}") for j in range(len(bounds)))
     lo = tuple(min(a, b) for a, b in bounds)
     hi = tuple(max(a, b) for a, b in bounds)
-    s = G.GatingStrategy(
-        [
-            G.RectangleGate(id="R", dims=dims, min=lo, max=hi),
-            G.PolygonGate(id="P", dims=dims[:1] * 2, vertices=tuple(vertices)),
-        ]
-    )
+    # a triangle first: a polygon whose vertices lie on one line is refused, not written
+    vertices = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), *vertices]
+    try:  # still on one line at the scale of a drawn vertex near the float range
+        poly = G.PolygonGate(id="P", dims=(dims[0], G.Dimension("y")), vertices=tuple(vertices))
+    except GatingError:
+        assume(False)
+    s = G.GatingStrategy([G.RectangleGate(id="R", dims=dims, min=lo, max=hi), poly])
     with tempfile.TemporaryDirectory() as d:
         again = read_gatingml(write_gatingml(s, Path(d) / "s.xml"))
     assert_same_strategy(s, again)

@@ -395,6 +395,39 @@ SHAPE_ERRORS = {
         "{name: E, ellipse: [FSC-A, SSC-A], center: [6e4, 2e4], axes: [-10000, 5000], angle: 0}",
         r"axes: \[-10000.0, 5000.0\] are the ellipse's half-axes, each finite and > 0",
     ),
+    "empty range": (
+        "{name: R, range: {FSC-A: [50000, 50000]}}",
+        r"gate 'R': FSC-A: \[50000, 50000\] has min = max, which no value lies in .*leave a "
+        r"side open with null",
+    ),
+    "collinear polygon": (
+        "{name: P, polygon: [FSC-A, SSC-A], vertices: [[0, 0], [5e4, 5e4], [1e5, 1e5]]}",
+        r"gate '/P': vertices .* lie on one line \(or repeat\), so the polygon encloses nothing",
+    ),
+    "repeated vertex": (
+        "{name: P, polygon: [FSC-A, SSC-A], vertices: [[0, 0], [0, 0], [1e5, 1e5]]}",
+        r"gate '/P': vertices .* lie on one line \(or repeat\)",
+    ),
+    "one dimension twice": (
+        "{name: P, polygon: [FSC-A, FSC-A], vertices: [[0, 0], [2e5, 0], [2e5, 2e5]]}",
+        r"gate '/P' reads FSC-A on two of its axes, so its shape lies on a line",
+    ),
+    "one channel under two names": (
+        "{quadrants: {CD3: 1000, APC-A: 2000}}\npanel: {CD3: APC-A}",
+        r"quadrants: CD3 and APC-A are one channel \(APC-A\); divide two different channels",
+    ),
+    "min above max": (
+        "{name: R, range: {FSC-A: [120000, 30000]}}",
+        r"gate '/R': FSC-A has min=120000.0 > max=30000.0; swap them",
+    ),
+    "infinite bound": (
+        "{name: R, range: {FSC-A: [-.inf, 30000]}}",
+        r"FSC-A: min -inf is not a number; a bound is a finite number, or null to leave the side open",
+    ),
+    "vertex not a number": (
+        '{name: P, polygon: [FSC-A, SSC-A], vertices: [[0, 0], [1, "x"], [5, 5]]}',
+        r"gate 'P': vertex 2 \[1, 'x'\] is not \[x, y\] with two finite numbers",
+    ),
 }
 
 
@@ -404,6 +437,17 @@ def test_shapes_that_gate_nothing_or_nonsense_are_refused(tmp_path, case):
     p = _write(tmp_path, _one_gate(gate))
     with pytest.raises(GatingError, match=rf"^{re.escape(str(p))}, line 3: {match}"):
         read_yaml_strategy(p)
+
+
+@pytest.mark.parametrize("gate", ["{quadrants: {CD3: 0.3, APC-A: 0.5}}",
+                                  "{name: P, polygon: [CD3, APC-A], vertices: [[0, 0], [1, 0], [1, 1]]}"])  # fmt: skip
+def test_one_channel_under_two_names_the_sample_reveals_is_refused(tmp_path, gate):
+    p = _write(tmp_path, "transform: logicle\ngates:\n  - " + gate + "\n")
+    s = read_yaml_strategy(p)
+    with pytest.raises(GatingError, match=rf"^{re.escape(str(p))}: gate .* reads logicle\(CD3\) "
+                       r"\[FCS\] and logicle\(APC-A\) \[FCS\], which are one channel of sample"):  # fmt: skip
+        s.apply(_cd3_sample())
+    assert s.apply(_cd3_sample("PE-A")).counts["count"].sum() > 0
 
 
 def test_a_covariance_symmetric_to_rounding_is_taken(tmp_path):

@@ -83,8 +83,14 @@ class Shapes:
             if not (is_seq(bounds) and len(bounds) == 2):
                 raise self.err(ln, f"{dname}: bounds are [min, max] with null for open")
             dims.append(self._dim(dname, node, ln)[1])
-            lo.append(_num(bounds[0], self.err(ln, f"{dname}: min {bounds[0]!r} is not a number")))
-            hi.append(_num(bounds[1], self.err(ln, f"{dname}: max {bounds[1]!r} is not a number")))
+            lo.append(_num(bounds[0], self.err(ln, f"{dname}: min {bounds[0]!r} {_NOT_A_BOUND}")))
+            hi.append(_num(bounds[1], self.err(ln, f"{dname}: max {bounds[1]!r} {_NOT_A_BOUND}")))
+            if lo[-1] is not None and lo[-1] == hi[-1]:
+                raise self.err(
+                    ln,
+                    f"gate {common['name']!r}: {dname}: [{bounds[0]}, {bounds[1]}] has min = max, which no value lies in "
+                    "(min inclusive, max exclusive); widen it, or leave a side open with null",
+                )
         return RectangleGate(**common, dims=tuple(dims), min=tuple(lo), max=tuple(hi))
 
     def _g_polygon(self, node, common, item):
@@ -92,6 +98,14 @@ class Shapes:
         v = node.get("vertices")
         if not is_seq(v):
             raise self.err(item.line, "a polygon needs vertices: [[x, y], [x, y], ...]")
+        for i, p in enumerate(v):
+            ok = is_seq(p) and len(p) == 2
+            if not ok or any(_num(x, None) is None for x in p):
+                raise self.err(
+                    line_of(v, i) or line_of(node, "vertices"),
+                    f"gate {common['name']!r}: vertex {i + 1} {p!r} is not [x, y] with two finite "
+                    "numbers; give vertices as [[x, y], [x, y], ...]",
+                )
         return PolygonGate(**common, dims=tuple(dims), vertices=tuple(map(tuple, v)))
 
     def _g_ellipse(self, node, common, item):
@@ -154,6 +168,14 @@ class Shapes:
             else:
                 raise self.err(
                     ln, f"{dname}: a divider is a number, auto, {{at: ...}} or a table of settings"
+                )
+        for j, d in enumerate(dims):
+            if d in dims[:j]:
+                k = dims.index(d)
+                raise self.err(
+                    line_of(node, "quadrants"),
+                    f"quadrants: {names['dims'][k]} and {names['dims'][j]} are one channel "
+                    f"({d.channel}); divide two different channels (split_by cuts one twice)",
                 )
         ids = tuple(item.ids[q] for q in names["names"])
         common = {**common, "id": item.gate_id, "name": item.gate_id}
@@ -291,6 +313,9 @@ class Shapes:
         return self._bool(node, common, item, "not")
 
 
+_NOT_A_BOUND = "is not a number; a bound is a finite number, or null to leave the side open"
+
+
 def _strict(gate: EllipsoidGate) -> EllipsoidGate:
     """`gate`, whose covariance this format requires to be one: symmetric, positive definite.
 
@@ -304,16 +329,21 @@ def _strict(gate: EllipsoidGate) -> EllipsoidGate:
     return gate
 
 
-def _num(v, error: GatingError) -> float | None:
-    """A bound: null, or a finite number (YAML 1.1 reads ``2e4`` as text; it is taken too)."""
+def _num(v, error: GatingError | None) -> float | None:
+    """A bound: null, or a finite number (YAML 1.1 reads ``2e4`` as text; it is taken too).
+
+    Anything else raises `error`, or (`error` None) gives None.
+    """
     if v is None:
         return None
-    if isinstance(v, bool):
-        raise error
     try:
+        if isinstance(v, bool):
+            raise ValueError
         x = float(v)
+        if not math.isfinite(x):
+            raise ValueError
     except (TypeError, ValueError):
+        if error is None:
+            return None
         raise error from None
-    if not math.isfinite(x):
-        raise error
     return x
