@@ -59,7 +59,9 @@ def output_folder(
         `path` is a results folder: one of `files` that exists already may be
         replaced only where the folder holds cytokit's results (`RESULTS_MARKS`),
         so that ``--out`` naming a folder of the user's own files (its own
-        ``counts.csv``) is refused rather than written over.
+        ``counts.csv``) is refused rather than written over; and a folder
+        without them must hold nothing but hidden files (the results are not
+        mixed with other files, which `cytokit verify` would call added).
 
     Returns
     -------
@@ -101,6 +103,15 @@ def output_folder(
                 f"{path / theirs[0]}: exists, and {path} holds no cytokit results (no "
                 f"{RESULTS_MARKS[0]} or {RESULTS_MARKS[1]}), so it would be replaced; give "
                 "another output folder (a new or empty one)"
+            )
+        # a folder of other things: the results would be mixed with them, and `cytokit
+        # verify` could not tell the run's files from the rest (hidden files aside)
+        other = sorted(e.name for e in os.scandir(path) if not e.name.startswith("."))
+        if other:
+            shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+            raise CytokitError(
+                f"{path}: holds {shown} and no cytokit results; give a new or empty output "
+                "folder (or one cytokit wrote), so that the results are not mixed with other files"
             )
     for name in folders:
         if (path / name).exists() and not (path / name).is_dir():

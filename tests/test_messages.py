@@ -377,3 +377,25 @@ def test_no_real_spillover_matrix_is_called_ill_conditioned():
     worst = max(np.linalg.cond(m) for _, m, _ in found)
     assert worst < MAX_SPILLOVER_CONDITION / 100  # 8.3 in this corpus
     assert [str(p) for p, m, names in found if spillover_conditioning(m, names)] == []
+
+
+def test_an_output_folder_of_other_files_is_refused(tmp_path, capsys):
+    """`--out` naming a folder of the user's other files (no cytokit results in it) mixed the
+    tables with them, and `cytokit verify` then said "output added: notes.txt". It is refused
+    before anything is written; a new folder, one with hidden files only, or one cytokit
+    wrote is taken."""
+    from cytokit._outdir import output_folder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep\n")
+    code = run(["analyze", str(SAMPLE_DATA), "--out", str(mine), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "notes.txt" in err and "new or empty output folder" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / ".DS_Store").write_bytes(b"")
+    assert output_folder(hidden, files=("counts.csv",)) == hidden
+    (mine / "runlog.jsonl").write_text("")  # a folder cytokit wrote: its own files may be there
+    assert output_folder(mine, files=("counts.csv",)) == mine
