@@ -7,6 +7,8 @@ anything, or before its inputs were checked, adds no line."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,10 +60,14 @@ def _log_stopped(recorder, code: int) -> None:
 
 
 @contextmanager
-def recorded_if_inside(results: Path, out: Path, command: str, options: dict) -> Iterator:
+def recorded_if_inside(
+    results: Path, out: Path, command: str, options: dict, study: Path | None = None
+) -> Iterator:
     """`recorded` in `results` for an export whose `out` lies inside that folder, so that
     the file it writes there is one a logged run wrote (`cytokit verify` stays clean);
-    nothing is logged for an export written elsewhere."""
+    nothing is logged for an export written elsewhere. Its inputs are the results' index
+    and the study the export gates again (`study`, else the one ``study.json`` names):
+    its FCS files, strategy and settings, so that `cytokit verify` sees them change."""
     folder = Path(results).resolve()
     if folder not in Path(out).resolve().parents:
         yield None
@@ -69,4 +75,9 @@ def recorded_if_inside(results: Path, out: Path, command: str, options: dict) ->
     with recorded(results, command, options=options) as log:
         index = Path(results) / "tables.json"
         log.add_inputs("results", [index] if index.is_file() else [])
+        with contextlib.suppress(Exception):  # an unreadable study is the export's to say
+            from cytokit.study import load_study
+
+            root = study or json.loads((Path(results) / "study.json").read_text())["root"]
+            log.add_study(load_study(root, check_files=False))
         yield log

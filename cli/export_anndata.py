@@ -25,7 +25,7 @@ def run_export(
     which = "every event" if events is None else f"{events:,} events per file"
     typer.echo(f"reading and gating the files of {results} again ({which}) ...", err=True)
     options = {"events": events, "seed": seed, "tube": tube}
-    with recorded_if_inside(results, out, "export-anndata", options):
+    with recorded_if_inside(results, out, "export-anndata", options, study):
         path = export_anndata(results, out, events=events, seed=seed, study=study, tube=tube)
     size = path.stat().st_size / 1e6
     typer.echo(f"anndata: {path} ({size:.1f} MB); {time.perf_counter() - t0:.1f} s", err=True)

@@ -22,7 +22,7 @@ def run_export_wsp(
 
     t0 = time.perf_counter()
     typer.echo(f"gating the files of {results} again for their FlowJo gates ...", err=True)
-    with recorded_if_inside(results, out, "export-wsp", {"group_by": group_by}):
+    with recorded_if_inside(results, out, "export-wsp", {"group_by": group_by}, study):
         done = export_wsp(results, out, group_by=group_by, study=study)
     for file, why in done.skipped.items():
         typer.echo(printable(f"left out {file}: {why}"), err=True)

@@ -143,6 +143,24 @@ def test_verify_sees_a_changed_fcs_file(analysed, study):
     assert cli(["verify", out])[0] == 0
 
 
+def test_an_export_into_the_results_logs_the_study_it_gated(analysed, study, tmp_path):
+    """export-wsp gates every file again: its log line lists the FCS files, strategy and
+    settings (it listed tables.json alone, so `verify --run` could not see them change)."""
+    out = Path(shutil.copytree(analysed[0], tmp_path / "out"))
+    code, _, err = cli(["export-wsp", out, out / "flowjo.wsp"])
+    assert code == 0, err
+    line = read_runlog(out)[-1]
+    assert line["command"] == "export-wsp"
+    roles = {i["role"] for i in line["inputs"]}
+    assert {"results", "fcs", "strategy"} <= roles, roles
+    path = sorted((study / "fcs").glob("*.fcs"))[1]
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    with changed(path, bytes(data)):
+        code, text, _ = cli(["verify", out, "--run", str(len(read_runlog(out)))])
+        assert code == 1 and f"input (fcs) changed: {path}" in text, text
+
+
 def test_verify_sees_a_changed_strategy_and_settings(analysed, study):
     out, _ = analysed
     strategy, toml = study / "strategy.xml", study / "study.toml"
