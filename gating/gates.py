@@ -143,7 +143,8 @@ class Dimension:
         the file was read, having no panel entry linking the two names. Each
         sample's channels settle it: where such a name is this channel and its
         transform differs from `transform`, the strategy is refused
-        (`cytokit.gating.compile.Resolver.dimension`). Not part of equality.
+        (`cytokit.gating.compile.Resolver.dimension`). Not part of equality, nor of
+        the gate's written form (a check of the file it was read from).
     """
 
     channel: str
@@ -151,7 +152,7 @@ class Dimension:
     transform: Transform | None = None
     ratio: RatioTransform | None = None
     aliased_transforms: tuple[tuple[str, Transform | None], ...] = field(
-        default=(), compare=False, repr=False
+        default=(), compare=False, repr=False, metadata={"derived": True}
     )
 
     def __post_init__(self) -> None:

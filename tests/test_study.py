@@ -332,6 +332,23 @@ def test_two_markers_on_one_channel_are_a_problem(study):
     ) in _refusal(study)
 
 
+def test_typing_stains_may_share_the_donor_markers_detector(study):
+    """HLA-A2 and HLA-A3 on FITC-A: a lab types each patient with one stain, and a file
+    reads one donor marker, so that is no problem; HLA-A3 is not described by default
+    (its "phenotype" would be HLA-A2's signal), and it is a problem where a setting reads
+    it by name."""
+    toml = study / "study.toml"
+    _edit(toml, '"HLA-A2" = "FITC-A"', '"HLA-A2" = "FITC-A"\n"HLA-A3" = "FITC-A"')
+    s = load_study(study)
+    assert "HLA-A3" not in s.phenotype_markers() and "CD8" in s.phenotype_markers()
+    with toml.open("a") as fh:
+        fh.write('\n[phenotype]\nmarkers = ["CD8", "HLA-A3"]\n')
+    assert (
+        f"{toml} [panel]: HLA-A2 = 'FITC-A' and HLA-A3 = 'FITC-A' name the same channel, so "
+        "HLA-A3 would read HLA-A2's values"
+    ) in _refusal(study)
+
+
 def test_a_panel_entry_on_another_markers_label_is_a_warning_of_the_file(study):
     """CD3 and CD56 swapped in [panel]: each file's samples.csv warnings say so (labs
     relabel, so it is no study problem); labels are compared leniently."""

@@ -272,7 +272,9 @@ class MeasureTask:
                 f"[panel] {m} = {self.panel.markers[m]!r} reads channel {name}, whose $PnS "
                 f"label in this file is {label!r} ({other} in [panel]); if the channel is "
                 f"not {m}'s, fix [panel] in study.toml (a relabelled file needs no change)"
-                for m, name, label, other in self.panel.label_conflicts(sample.channels)
+                for m, name, label, other in self.panel.label_conflicts(
+                    sample.channels, markers, alternatives=self.donor_markers
+                )
             ]
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)

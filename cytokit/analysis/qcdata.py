@@ -33,7 +33,9 @@ def _plain(obj):
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {"type": type(obj).__name__}
         for f in dataclasses.fields(obj):
-            if not f.name.startswith("_"):  # private caches (a transform's parameter vector)
+            # private caches (a transform's parameter vector), and what a reader derived
+            # to check the file (not the gate's own geometry)
+            if not f.name.startswith("_") and not f.metadata.get("derived"):
                 out[f.name] = _plain(getattr(obj, f.name))
         return out
     if isinstance(obj, np.ndarray):

@@ -140,19 +140,37 @@ def _shared(panel: Panel, markers: Iterable[str]) -> str:
     return _join([f"{m} = {panel.markers[m]!r}" for m in markers])
 
 
-def panel_problems(toml: Path, panel: Panel) -> list[str]:
-    """One problem per channel value ``[panel]`` gives more than one marker: the markers
-    would read the same column, and every marker after the first the values of another."""
+def panel_problems(
+    toml: Path, panel: Panel, donors: Iterable[str] = (), read: Iterable[str] = ()
+) -> list[str]:
+    """One problem per channel value ``[panel]`` gives more than one marker read from it:
+    the markers would read the same column, every one after the first another's values.
+
+    `donors` are the study's donor markers (the manifest's ``donor_marker`` column, else
+    ``[chimerism] marker``): a file reads one, so typing stains on one detector (HLA-A2,
+    HLA-B7 and HLA-A3 on FITC-A) are no conflict, and a marker that shares their
+    detector is not described by default (`Study.phenotype_markers`); it is a conflict
+    only where something reads it by name (`read`: ``[phenotype] markers``,
+    ``[clustering] markers``, the gates)."""
+    donors, read = set(donors), set(read)
     by_value: dict[str, list[str]] = {}
     for marker, value in panel.markers.items():
         by_value.setdefault(value, []).append(marker)
-    return [
-        f"{toml} [panel]: {_shared(panel, ms)} name the same channel, so {_join(ms[1:])} "
-        f"would read {ms[0]}'s values; give each marker its own channel (the files' $PnS "
-        "labels say which marker each detector carries)"
-        for value, ms in by_value.items()
-        if len(ms) > 1
-    ]
+    out = []
+    for ms in by_value.values():
+        if len(ms) < 2:
+            continue
+        if donors.intersection(ms):
+            others = [m for m in ms if m not in donors and m in read]
+            if not others:
+                continue
+            ms = [next(m for m in ms if m in donors), *others]
+        out.append(
+            f"{toml} [panel]: {_shared(panel, ms)} name the same channel, so {_join(ms[1:])} "
+            f"would read {ms[0]}'s values; give each marker its own channel (the files' $PnS "
+            "labels say which marker each detector carries)"
+        )
+    return out
 
 
 def transform_problems(toml: Path, config: dict, markers: Sequence[str]) -> list[str]:

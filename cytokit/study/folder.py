@@ -167,7 +167,8 @@ class Study:
 
     def phenotype_markers(self) -> tuple[str, ...]:
         """``[phenotype] markers``, or by default every panel marker that no gate reads
-        and that is not a donor marker (decided on the first readable file)."""
+        and that is not a donor marker nor on a donor marker's detector (another typing
+        stain: HLA-A3 beside HLA-A2 on FITC-A), decided on the first readable file."""
         s = self.settings
         if s.phenotype_markers is not None:
             return tuple(s.phenotype_markers)
@@ -189,7 +190,13 @@ class Study:
             except CytokitError:
                 continue
             gated = gate_markers(strategy, panel, sample)
-            return tuple(m for m in panel if m not in gated and m not in donors)
+            # a stain on a donor marker's detector is another typing stain, not a phenotype
+            typing = {panel.markers[m] for m in donors if m in panel.markers}
+            return tuple(
+                m
+                for m in panel
+                if m not in gated and m not in donors and panel.markers.get(m) not in typing
+            )
         return ()
 
     # -- tubes ----------------------------------------------------------------------------
@@ -651,7 +658,14 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
         problems += marker_problems(
             toml, root / "manifest.csv", panel, checked, rows, strategy=gating
         )
-        problems += panel_problems(toml, panel)
+        donor_markers = {settings.donor_marker, *(r.donor_marker for r in rows)} - {None, ""}
+        named = [
+            *(settings.phenotype_markers or ()),
+            *(settings.clustering.markers if settings.clustering else ()),
+            *(d for g in (gating.gates if gating is not None else ()) for d in g.dimensions),
+        ]
+        read = {getattr(d, "channel", d) for d in named}
+        problems += panel_problems(toml, panel, donor_markers, read)
         problems += transform_problems(toml, config, [*panel, *sorted(in_tubes - set(panel))])
         if rows and settings.populations and not any(r.donor_marker for r in rows):
             if not settings.donor_marker:

@@ -148,26 +148,40 @@ class Panel:
             f"{did_you_mean(spec, names)}; channels are: " + ", ".join(c.label for c in channels)
         )
 
-    def label_conflicts(self, channels) -> list[tuple[str, str, str, str]]:
+    def label_conflicts(
+        self, channels, markers=None, alternatives=()
+    ) -> list[tuple[str, str, str, str]]:
         """Markers read from a channel whose ``$PnS`` names another marker of the panel.
 
         The label is compared leniently (case, spaces, hyphens; ``"CD3 APC"`` carries
         ``CD3``, ``"CD38"`` does not): a label naming no marker of the panel (empty, a
-        fluorochrome) or naming the marker itself is no conflict.
+        fluorochrome) or naming the marker itself is no conflict. `markers`: those the
+        file reads (default every marker of the panel). `alternatives`: markers of which
+        a file reads one (the study's donor-typing stains, HLA-A2 or HLA-B7 on one
+        detector): a label naming another of them is no conflict.
 
         Returns
         -------
         list of (marker, channel $PnN, channel $PnS, the marker the label names)
         """
+        either = set(alternatives)
         out = []
-        for marker in self.markers:
+        for marker in self.markers if markers is None else markers:
+            if marker not in self.markers:
+                continue
             found = self.find(channels, marker)
             if isinstance(found, str):
                 continue  # the file checks report a marker without a channel
             channel = next(c for c in channels if c.index == found)
             if not channel.marker or _names(channel.marker, marker):
                 continue
-            others = [m for m in self.markers if m != marker and _names(channel.marker, m)]
+            others = [
+                m
+                for m in self.markers
+                if m != marker
+                and _names(channel.marker, m)
+                and not (marker in either and m in either)
+            ]
             if others:
                 out.append((marker, channel.name, channel.marker, others[0]))
         return out

@@ -46,7 +46,8 @@ table              key                          meaning (default)
                                                 parent`` default: live single lymphocytes)
                    ``leukocytes``               gate counted against ``wbc_per_ul`` (none)
 ``[phenotype]``    ``markers``                  markers to describe (panel markers that no
-                                                gate reads and that are not donor markers)
+                                                gate reads and that are not donor markers
+                                                nor on a donor marker's detector)
                    ``thresholds``               ``{marker = value}``: fixed positivity
                                                 thresholds (compensated scale values);
                                                 other markers: adaptive (valley)
