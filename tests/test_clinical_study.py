@@ -13,6 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from report_reading import report_text
@@ -471,3 +472,21 @@ def test_outcomes_without_lifelines_are_refused_before_anything_is_written(
     err = capsys.readouterr().err
     assert "cytokit-flow[dask]" in err and "internal error" not in err
     assert not out.exists()
+
+
+def test_a_median_not_reached_shows_its_known_lower_limit():
+    """The follow-up median not reached with a lower 95 % limit of 481 days read "not
+    reached" alone; the limit outcomes_summary.csv holds is shown beside it."""
+    from cytokit.report.outcomes import _summary_table
+
+    rows = pd.DataFrame(
+        [
+            {"section": "followup", "group_by": "all", "group": "all", "median_days": np.nan,
+             "median_ci_low": 481.0, "median_ci_high": np.nan},
+            {"section": "os", "group_by": "all", "group": "all", "median_days": np.nan,
+             "median_ci_low": np.nan, "median_ci_high": np.nan},
+        ]
+    )  # fmt: skip
+    html = _summary_table(rows)
+    assert "not reached (95 % CI from 481 d)" in html
+    assert html.count("not reached") == 2

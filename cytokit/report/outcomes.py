@@ -186,10 +186,15 @@ def _summary_table(summary: pd.DataFrame) -> str:
             m, lo, hi = (
                 _number(r.get(c)) for c in ("median_days", "median_ci_low", "median_ci_high")
             )
-            median = "not reached" if not math.isfinite(m) else (
-                f"{fmt(m)} d ({fmt(lo) if math.isfinite(lo) else '–'}–"
-                f"{fmt(hi) if math.isfinite(hi) else 'not reached'})"
-            )  # fmt: skip
+            if not math.isfinite(m):  # its interval's lower end may be known all the same
+                median = "not reached" + (
+                    f" (95 % CI from {fmt(lo)} d)" if math.isfinite(lo) else ""
+                )
+            else:
+                median = (
+                    f"{fmt(m)} d ({fmt(lo) if math.isfinite(lo) else '–'}–"
+                    f"{fmt(hi) if math.isfinite(hi) else 'not reached'})"
+                )
             at = ""
         est, lo, hi = (_number(r.get(c)) for c in ("estimate", "ci_low", "ci_high"))
         horizon = _number(r.get("horizon_day"))
