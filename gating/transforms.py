@@ -16,6 +16,7 @@ channels rather than rescaling one, so it is not a `Transform` but the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -24,6 +25,9 @@ import numpy as np
 
 from cytokit import kernels as K
 from cytokit.errors import GatingError
+
+#: A number in exponent form, which a YAML 1.1 reader leaves as text (``2.62144e5``).
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 __all__ = [
     "AsinhTransform",
@@ -254,7 +258,13 @@ def transform_from_config(table: Mapping[str, Any], where: str = "") -> Transfor
             f"{at}{kind} transform has no parameter(s) {', '.join(map(str, unknown))}; "
             f"it takes {', '.join(names)}"
         )
-    # a quoted "0.5" is refused as every other numeric setting is, not read as a number
+    # a quoted "0.5" is refused as every other numeric setting is, not read as a number;
+    # a YAML 1.1 reader gives an unquoted 2.62144e5 as text (its floats need a dot and a
+    # signed exponent), which is taken, as gate bounds take it
+    params = {
+        k: float(v) if isinstance(v, str) and _EXPONENT.fullmatch(v.strip()) else v
+        for k, v in params.items()
+    }
     text = [k for k, v in params.items() if isinstance(v, bool) or not isinstance(v, int | float)]
     if text:
         raise GatingError(

@@ -28,8 +28,9 @@ __all__ = [
 
 
 #: Largest ``|C[i, j] - C[j, i]|``, relative to the largest ``|C|``, of a covariance taken
-#: as symmetric: room for rounding in a file's decimal digits, none for a real asymmetry.
-SYMMETRY_TOLERANCE = 1e-9
+#: as symmetric: room for a matrix printed to 7 significant digits (single precision), none
+#: for a real asymmetry.
+SYMMETRY_TOLERANCE = 1e-6
 
 
 def _vector(v, what: str, name: str) -> np.ndarray:

@@ -220,13 +220,20 @@ def test_every_patient_had_the_event_before_the_horizon_gives_zero_not_blank():
     # 13 of 13 patients progressed, the last on day 195: S(365) is 0 (lifelines agrees),
     # not "follow-up ends before day 365"
     import lifelines
+    from scipy.stats import beta
 
     days = np.array([12, 30, 33, 45, 60, 61, 80, 99, 110, 120, 150, 170, 195], dtype=float)
     events = np.ones(13, dtype=int)
     got = summarise_curve(kaplan_meier(days, events), days, horizon=365)
     fit = lifelines.KaplanMeierFitter().fit(days, events)
     assert got["at_horizon"] == float(fit.predict(365.0)) == 0.0
-    assert got["at_horizon_ci_low"] == 0.0 and 0.0 < got["at_horizon_ci_high"] < 1.0
+    assert got["at_horizon_ci_low"] == 0.0
+    # nobody censored: no survivor of 13, the exact bound however the days are spaced
+    assert got["at_horizon_ci_high"] == pytest.approx(beta.ppf(0.975, 1, 13), rel=1e-9)
+    same_day = summarise_curve(
+        kaplan_meier(np.full(13, 50.0), events), np.full(13, 50.0), horizon=365
+    )
+    assert same_day["at_horizon_ci_high"] == pytest.approx(got["at_horizon_ci_high"], rel=1e-12)
     assert "follow-up ends" not in got["note"] and "last value holds" in got["note"]
     # the last one censored: nothing is known beyond day 195
     events[-1] = 0

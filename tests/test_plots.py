@@ -318,6 +318,11 @@ def test_format_dose():
     # 3 significant digits: a dose halfway between two 2-digit roundings keeps its digit
     assert plots.format_dose(16_500_000) == "1.65×10⁷/kg"
     assert plots.format_dose(9_996_000) == "10⁷/kg"
+    # a half rounds up as on paper, whatever the binary float does with it
+    assert plots.format_dose(16_250_000) == "1.63×10⁷/kg"
+    assert plots.format_dose(2_675_000) == "2.68×10⁶/kg"
+    assert plots.format_dose(9_995_000) == "10⁷/kg"
+    assert plots.format_dose(1_005_000) == "1.01×10⁶/kg"
     assert plots.format_dose(1e6) == "10⁶/kg"
     assert plots.format_dose(2.5e-3) == "2.5×10⁻³/kg"
     assert plots.format_dose(None) == "" and plots.format_dose(float("nan")) == ""

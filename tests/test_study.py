@@ -341,12 +341,25 @@ def test_typing_stains_may_share_the_donor_markers_detector(study):
     _edit(toml, '"HLA-A2" = "FITC-A"', '"HLA-A2" = "FITC-A"\n"HLA-A3" = "FITC-A"')
     s = load_study(study)
     assert "HLA-A3" not in s.phenotype_markers() and "CD8" in s.phenotype_markers()
+    text = toml.read_text()
     with toml.open("a") as fh:
         fh.write('\n[phenotype]\nmarkers = ["CD8", "HLA-A3"]\n')
     assert (
         f"{toml} [panel]: HLA-A2 = 'FITC-A' and HLA-A3 = 'FITC-A' name the same channel, so "
         "HLA-A3 would read HLA-A2's values"
     ) in _refusal(study)
+    # a gate reading a marker on the donor marker's detector: its events would be cut on
+    # HLA-A2's values
+    toml.write_text(
+        text.replace('"HLA-A3" = "FITC-A"', '"CD57" = "FITC-A"').replace(
+            '"strategy.xml"', '"strategy.yaml"'
+        )
+    )
+    strategy = study / "strategy.yaml"
+    gates = strategy.read_text()
+    assert "\ngates:\n" in gates
+    strategy.write_text(gates.rstrip() + "\n  - name: CD57+\n    rectangle: {CD57: [0.5, null]}\n")
+    assert "CD57 would read HLA-A2's values" in _refusal(study)
 
 
 def test_a_panel_entry_on_another_markers_label_is_a_warning_of_the_file(study):
@@ -379,6 +392,15 @@ def test_a_panel_entry_on_another_markers_label_is_a_warning_of_the_file(study):
     ]
     # a label naming no marker of the panel (a fluorochrome) is no conflict
     assert Panel({"CD4": "APC-A"}).label_conflicts(channels) == []
+    # a cocktail names each of its parts ("CD16/56": CD16 and CD56), and the height channel
+    # of a detector carries the area channel's label (BD DiVa): neither is a conflict
+    channels = [
+        cytokit.Channel(0, "PE-A", "CD16/56"),
+        cytokit.Channel(1, "V500-C-A", "CD45 V500"),
+        cytokit.Channel(2, "V500-C-H", "CD45 V500"),
+    ]
+    panel = Panel({"CD16": "FITC-A", "CD56": "PE-A", "CD45": "V500-C-A", "CD45-H": "V500-C-H"})
+    assert panel.label_conflicts(channels) == []
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])

@@ -450,8 +450,9 @@ def test_one_channel_under_two_names_the_sample_reveals_is_refused(tmp_path, gat
     assert s.apply(_cd3_sample("PE-A")).counts["count"].sum() > 0
 
 
-def test_a_covariance_symmetric_to_rounding_is_taken(tmp_path):
-    cov = [[1e8, 5e7], [5e7 * (1 + 1e-12), 1e8]]
+@pytest.mark.parametrize("off", [1e-12, 8e-8])  # 8e-8: a matrix printed to 7 digits
+def test_a_covariance_symmetric_to_rounding_is_taken(tmp_path, off):
+    cov = [[1e8, 5e7], [5e7 * (1 + off), 1e8]]
     p = _write(tmp_path, _one_gate(f"{{name: E, ellipse: [FSC-A, SSC-A], mean: [6e4, 2e4], "
                                      f"covariance: {cov}}}"))  # fmt: skip
     sample = _sample()
@@ -637,3 +638,17 @@ def test_every_sample_study_file():
     for f, pop, n, f1 in rows:
         # a population of a few dozen events moves by 1/n per misplaced event
         assert f1 >= (0.97 if n >= 50 else 0.9), (f, pop, n, f1)
+
+
+def test_a_transform_parameter_in_exponent_form_is_a_number(tmp_path):
+    """A YAML 1.1 reader gives an unquoted ``2.62144e5`` as text; it was refused as a
+    quoted string ("write them unquoted"). A quoted "0.5" still is."""
+    gate = "{name: R, range: {APC-A: [0.2, null]}}"
+    p = _write(tmp_path, f"transform: {{type: logicle, T: 2.62144e5, W: 0.5, M: 4.5, A: 0}}\n"
+                         f"gates:\n  - {gate}\n")  # fmt: skip
+    (g,) = read_yaml_strategy(p).gates
+    assert g.dims[0].transform.T == 262144.0
+    q = _write(tmp_path, f"transform: {{type: logicle, T: 262144, W: '0.5', M: 4.5, A: 0}}\n"
+                         f"gates:\n  - {gate}\n")  # fmt: skip
+    with pytest.raises(GatingError, match="must be numbers"):
+        read_yaml_strategy(q)

@@ -242,13 +242,17 @@ def summarise_curve(
             else:
                 out["at_horizon_ci_low"], out["at_horizon_ci_high"] = 1.0 - bound, 1.0
         elif not cumulative and out["at_horizon"] <= 0.0:
-            # S reached 0: the last patients at risk all had the event; its upper bound is
-            # the step before's times the exact bound for no survivor among them
+            # S reached 0: the last patients at risk all had the event. Nobody censored
+            # before: no survivor of n, the exact bound; else the step before's upper bound
+            # times the exact bound for no survivor among the last ones at risk
             zero = int(np.argmax(steps["estimate"].to_numpy() <= 0.0))
-            prior = float(steps["ci_high"].iloc[zero - 1]) if zero > 0 else 1.0
-            n = float(steps["n_at_risk"].iloc[zero])
             out["at_horizon_ci_low"] = 0.0
-            out["at_horizon_ci_high"] = prior * float(_no_event_bound(n, level))
+            if int(steps["n_censored"].iloc[: zero + 1].sum()) == 0:
+                out["at_horizon_ci_high"] = float(_no_event_bound(t.size, level))
+            else:
+                prior = float(steps["ci_high"].iloc[zero - 1]) if zero > 0 else 1.0
+                n = float(steps["n_at_risk"].iloc[zero])
+                out["at_horizon_ci_high"] = prior * float(_no_event_bound(n, level))
         if t.max() < horizon:
             notes.append(
                 f"no patient followed after day {t.max():g}, the last leaving by an event: "

@@ -659,12 +659,18 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
             toml, root / "manifest.csv", panel, checked, rows, strategy=gating
         )
         donor_markers = {settings.donor_marker, *(r.donor_marker for r in rows)} - {None, ""}
-        named = [
+        # what reads a marker by name: the settings, and the gates, whose dimensions hold
+        # the detector the panel resolved a marker to (a gate on a donor marker's detector
+        # may mean any marker [panel] puts there)
+        gated = {
+            d.channel for g in (gating.gates if gating is not None else ()) for d in g.dimensions
+        }
+        read = {
             *(settings.phenotype_markers or ()),
             *(settings.clustering.markers if settings.clustering else ()),
-            *(d for g in (gating.gates if gating is not None else ()) for d in g.dimensions),
-        ]
-        read = {getattr(d, "channel", d) for d in named}
+            *gated,
+            *(m for m, value in panel.markers.items() if value in gated),
+        }
         problems += panel_problems(toml, panel, donor_markers, read)
         problems += transform_problems(toml, config, [*panel, *sorted(in_tubes - set(panel))])
         if rows and settings.populations and not any(r.donor_marker for r in rows):

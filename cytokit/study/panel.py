@@ -181,6 +181,7 @@ class Panel:
                 if m != marker
                 and _names(channel.marker, m)
                 and not (marker in either and m in either)
+                and not _variant(marker, m)
             ]
             if others:
                 out.append((marker, channel.name, channel.marker, others[0]))
@@ -214,6 +215,25 @@ def _squeezed(text: str) -> str:
 
 def _names(label: str, marker: str) -> bool:
     """Whether a ``$PnS`` label names `marker`: it holds the marker's name, case, spaces
-    and hyphens aside, not followed by a digit (``"CD3 APC"`` names CD3, ``"CD38"`` not)."""
+    and hyphens aside, not followed by a digit (``"CD3 APC"`` names CD3, ``"CD38"`` not);
+    a cocktail's parts each count, a bare number taking the prefix before it (``"CD16/56"``
+    names CD16 and CD56)."""
     want = _squeezed(marker)
-    return bool(want) and re.search(re.escape(want) + r"(?![0-9])", _squeezed(label)) is not None
+    if not want:
+        return False
+    parts, prefix = [], ""
+    for part in re.split(r"[/+,&]", label):
+        part = _squeezed(part)
+        if part.isdigit() and prefix:
+            part = prefix + part
+        else:
+            prefix = re.match(r"[a-z]*", part).group(0)
+        parts.append(part)
+    return any(re.search(re.escape(want) + r"(?![0-9])", p) for p in [_squeezed(label), *parts])
+
+
+def _variant(marker: str, of: str) -> bool:
+    """`marker` is a reading of `of` on another parameter of its detector (``CD45-H``, the
+    height channel of ``CD45``): one label names both."""
+    a, b = _squeezed(marker), _squeezed(of)
+    return a != b and a.startswith(b) and not a[len(b)].isdigit()
