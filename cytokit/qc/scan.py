@@ -561,12 +561,20 @@ class AcquisitionPass:
             first, stop = int(bounds[a]), int(bounds[b])
             start_t, end_t = float(edges[a]), float(edges[b])
             if a > 0 and bits[a] & RATE:
-                deep = self._depth(bounds, edges, a, b, base_rate[a - 1], True)
+                deep = (
+                    1
+                    if bits[a] & SIGNAL
+                    else self._depth(bounds, edges, a, b, base_rate[a - 1], True)
+                )
                 first, start_t = self._refine(
                     bounds, edges, a - 1, a + deep - 1, base_rate[a - 1], True
                 )
             if b < nb and bits[b - 1] & RATE:
-                deep = self._depth(bounds, edges, a, b, base_rate[b], False)
+                deep = (
+                    1
+                    if bits[b - 1] & SIGNAL
+                    else self._depth(bounds, edges, a, b, base_rate[b], False)
+                )
                 stop, end_t = self._refine(bounds, edges, b - deep, b, base_rate[b], False)
             if stop < first or end_t < start_t:
                 # a short run's two change points crossed: it is its bins, as found
