@@ -156,7 +156,11 @@ def register(app: typer.Typer) -> None:
             show_default=False,
         ),
         out: Path = typer.Option(
-            ..., "--out", "-o", help="Folder for counts.csv, statistics.csv and failures.csv."
+            ...,
+            "--out",
+            "-o",
+            help="Folder for counts.csv, statistics.csv, failures.csv and warnings.csv "
+            "(and the store, results.sqlite).",
         ),
         study: Path = typer.Option(
             None,

@@ -177,7 +177,7 @@ def register(app: typer.Typer) -> None:
         ),
         no_drift: bool = typer.Option(False, "--no-drift", help="No day-to-day instrument drift."),
         force: bool = typer.Option(
-            False, "--force", help="Replace a simulated study already in OUT_DIR."
+            False, "--force", help="Replace a simulated study already in OUT."
         ),
         workers: int | None = typer.Option(
             None, "--workers", min=1, help="Threads per file (files are the same for any number)."

@@ -20,15 +20,16 @@ Int64 (an integer that may be missing), float64, string or bool, and the
 Parquet files are written with exactly those types (`cytokit.parquet`); a
 value not available is a null, never 0, in both formats. A column the
 contract does not type cannot be written as Parquet; the clustering tables'
-marker columns (median_<marker>, the summary's <marker>) are float64.
+marker columns (``median_CD3``... of clusters.csv, ``CD3``... of
+cluster_summary.csv: one per clustering marker) are float64.
 `load_results` reads the text columns as text.
 
 Every per-file table (samples, counts, chimerism, thresholds, phenotype,
 qc, acquisition_qc, failures) has a ``tube`` column after ``file``: the tube
 the file was stained with (``default`` for the top-level tables of
 study.toml; `cytokit.study.tubes`). Each tube's files are gated with its own
-strategy and panel; chimerism and absolute counts come from the tube
-``[chimerism] tube`` names, phenotype from every tube.
+strategy and panel; chimerism and absolute counts come from the tube that
+study.toml's ``[chimerism]`` key ``tube`` names, phenotype from every tube.
 
 ``samples.csv``
     One row per file analysed: patient, day, file (relative to the study
@@ -106,7 +107,7 @@ strategy and panel; chimerism and absolute counts come from the tube
     patient, day, product, dose_per_kg, stratum (the study's infusions.csv).
 ``clusters.csv``, ``cluster_summary.csv``, ``cluster_matching.csv``
     With ``[clustering]``: per file, metacluster and origin: count, total,
-    fraction and median_<marker>; per metacluster: events, fraction, donor
+    fraction and ``median_CD3``... (one per marker); per metacluster: events, fraction, donor
     share, nodes, best-matching population and F1, and its median marker
     values; per population: the metaclusters matching it and precision,
     recall, F1 (`cytokit.cluster.cluster_study`).
