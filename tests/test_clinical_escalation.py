@@ -93,3 +93,21 @@ def test_no_dose_levels_gives_an_empty_table_and_other_rules_are_refused():
     assert dose_escalation(treatments, [Outcome("P1", 10, dlt=False)]).empty
     with pytest.raises(ValueError, match="'BOIN' is not supported"):
         dose_escalation(treatments, [], rule="BOIN")
+
+
+def test_a_dlt_after_a_drug_is_charged_to_the_last_escalated_dose():
+    """IL-2 every other day after the NK infusion: a DLT on day 3 was charged to the IL-2
+    (no dose level), so level 1 read 0 of 6 DLTs and "escalate"; it is 2 of 6, above the
+    MTD."""
+    treatments, outcomes = [], []
+    for i in range(6):
+        pid = f"P{i}"
+        treatments += [
+            Treatment(pid, 0, "NK", "cells", 1e7, "cells/kg", 1),
+            Treatment(pid, 1, "IL-2", "drug", 1.0, "MIU/m2"),
+        ]
+        toxic = i < 2
+        outcomes.append(Outcome(pid, 100, dlt=toxic, dlt_day=3 if toxic else None))
+    row = dose_escalation(treatments, outcomes).iloc[0]
+    assert (row["n_evaluable"], row["n_dlt"]) == (6, 2)
+    assert row["mtd"] == "below the lowest dose level"

@@ -5,8 +5,9 @@ Who counts where
 A product's dose levels come from the ``dose_level`` of its treatment rows.
 A patient is evaluated at every level of the product given to them (``given
 = yes``) up to their DLT (``outcomes.csv`` ``dlt``, ``dlt_day``); a DLT is
-attributed to the last given infusion on or before its day: its product and
-level. This serves a cohort design (one level per patient) and intra-patient
+attributed to the last given dose of an escalated product (a row with a
+``dose_level``; a drug given meanwhile, IL-2 say, is not one) on or before
+its day: its product and level. This serves a cohort design (one level per patient) and intra-patient
 escalation (levels 1, 2, 3 in turn, as with escalating CIK infusions) alike.
 Patients whose DLT status is empty are not evaluable and are counted apart.
 Skipped infusions (``given = no``, e.g. after grade II acute GVHD) are not
@@ -87,14 +88,23 @@ def dose_escalation(
         raise ValueError(f"dose-escalation rule {rule!r} is not supported; use '3+3'")
     by_patient = {o.patient: o for o in outcomes}
     given = sorted((t for t in treatments if t.given), key=lambda t: (t.patient, t.day))
-    # the level of each patient's DLT: the last given infusion on or before its day
+    # the level of each patient's DLT: the last given dose of an escalated product (a row
+    # with a dose level) on or before its day, not a drug given meanwhile (IL-2 between
+    # infusions took every DLT after day 0 away from the levels)
     dlt_at: dict[str, tuple[str, int | None, int]] = {}
     for patient, o in by_patient.items():
         if o.dlt and o.dlt_day is not None:
-            before = [t for t in given if t.patient == patient and t.day <= o.dlt_day]
-            if before:
-                last = before[-1]
-                dlt_at[patient] = (last.product, last.dose_level, o.dlt_day)
+            before = [
+                t
+                for t in given
+                if t.patient == patient and t.day <= o.dlt_day and t.dose_level is not None
+            ]
+            # none: the DLT came before any escalated dose; the levels given after it are
+            # still no evaluations
+            last = before[-1] if before else None
+            dlt_at[patient] = (
+                (last.product, last.dose_level, o.dlt_day) if last else ("", None, o.dlt_day)
+            )
     cells: dict[tuple[str, int], dict] = {}
     for t in given:
         if t.dose_level is None:
