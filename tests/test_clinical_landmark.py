@@ -161,6 +161,25 @@ def test_failed_files_become_points_without_a_value_where_a_day_has_none():
     assert table["n_failed"].tolist() == [1]
 
 
+def test_a_product_bag_is_never_a_persistence_point():
+    """Blood rows with a blank sample type: the day-0 bag (product_post) was read as a
+    blood sample, so a patient never detected in blood became "detected"."""
+    from cytokit.analysis.outcomes import persistence_points
+
+    chim = pd.DataFrame(
+        {
+            "patient": ["P2", "P2", "P2"],
+            "day": [0, 7, 14],
+            "population": ["NK"] * 3,
+            "sample_type": ["product_post", "", ""],
+            "donor_per_ul": [900.0, 0.0, 0.0],
+            "status": [Q, "not_detected", "not_detected"],
+        }
+    )
+    pts = persistence_points(chim, "NK", "donor_per_ul")
+    assert pts["day"].tolist() == [7, 14] and set(pts["status"]) == {"not_detected"}
+
+
 def test_landmark_by_auc_splits_at_the_cohort_median():
     ends = _endpoints([(f"P{i}", "A", 100 + i, 1) for i in range(6)])
     points = _points([(f"P{i}", 14, float(i), Q) for i in range(6)])

@@ -475,3 +475,31 @@ def test_a_pct_of_too_few_events_is_no_point_of_the_pct_trend():
     got = judged_values("donor_pct", [50.0, 50.0, 50.0], [79, 80, 5000])
     assert np.isnan(got[0]) and got[1] == 50.0 and got[2] == 50.0
     assert judged_values("donor_per_ul", [1.0], [3])[0] == 1.0
+
+
+def test_the_cohort_summary_reads_each_patients_blood_series_once():
+    """trends.csv holds a series per sample type; the cohort summary pooled a patient's
+    product bags (their % donor is the product's) with the blood series, counting the
+    patient twice and taking a bag's 61.9 % as a peak."""
+    from cytokit.analysis.cohort import blood_series
+
+    def series(patient, sample_type, peak):
+        return {
+            "patient": patient, "stratum": "A", "sample_type": sample_type,
+            "population": "NK", "measure": "donor_pct", "peak_value": peak, "auc": 10 * peak,
+            "half_life_days": np.nan, "total_dose_per_kg": 1e7, "last_detectable_day": 28.0,
+        }  # fmt: skip
+
+    trends = pd.DataFrame(
+        [
+            series("P1", "PB", 33.9),
+            series("P1", "product_post", 61.9),
+            series("P2", "product_pre", 50.0),
+            series("P2", "PB", 20.0),
+            series("P2", "BM", 45.0),  # beside the patient's PB: not a second series
+            series("P3", "BM", 12.0),  # the patient's only blood-side series
+        ]
+    )
+    row = cohort_summary(blood_series(trends)).iloc[0]
+    assert row.n_patients == 3 and row.n_detected == 3 and row.peak_n == 3
+    assert row.peak_max == 33.9 and row.peak_median == 20.0

@@ -31,6 +31,7 @@ from cytokit.analysis.invariants import check_results
 from cytokit.analysis.miflowcyt import miflowcyt_table
 from cytokit.analysis.normalised import normalised_rows, reference_patient
 from cytokit.analysis.outcomes import (
+    PRODUCT_STAGES,
     clinical_inputs,
     outcome_tables,
     product_tables,
@@ -441,7 +442,21 @@ def trend_tables(
                 row.update(peak_value=np.nan, peak_day=np.nan, auc=np.nan, auc_days=np.nan)
             rows.append(row)
     trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))
-    return trends, cohort_summary(trends)
+    return trends, cohort_summary(blood_series(trends))
+
+
+def blood_series(trends: pd.DataFrame) -> pd.DataFrame:
+    """The trends rows a cohort summary reads: one series per patient, population and
+    measure, never a product bag's (`PRODUCT_STAGES`: its % donor is the product's, and
+    it would count the patient twice), and the patient's peripheral-blood (``PB``) series
+    where it has one beside others, as the outcome analyses read it."""
+    if trends.empty or "sample_type" not in trends.columns:
+        return trends
+    kind = trends["sample_type"].astype(str)
+    rows = trends[~kind.isin(list(PRODUCT_STAGES))]
+    has_pb = set(rows.loc[rows["sample_type"].astype(str) == "PB", "patient"].astype(str))
+    other = rows["patient"].astype(str).isin(has_pb) & (rows["sample_type"].astype(str) != "PB")
+    return rows[~other]
 
 
 def cluster_stored_events(study, task, store, items, thresholds: pd.DataFrame) -> tuple[dict, dict]:

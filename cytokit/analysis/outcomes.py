@@ -96,8 +96,9 @@ def persistence_points(
     Returns
     -------
     DataFrame
-        `cytokit.clinical.landmark.POINT_COLUMNS`; a day with samples of several
-        types reads its peripheral-blood (``PB``) sample when there is one.
+        `cytokit.clinical.landmark.POINT_COLUMNS`; product samples (`PRODUCT_STAGES`)
+        are never points, and a day with samples of several types reads its
+        peripheral-blood (``PB``) sample when there is one.
     """
     from cytokit.analysis.chimerism import MARKER_FAILED
     from cytokit.analysis.trends import judged_values
@@ -107,8 +108,11 @@ def persistence_points(
     out = pd.DataFrame(columns=columns)
     if not chimerism.empty and measure in chimerism.columns:
         rows = chimerism[chimerism["population"] == population]
-        if "sample_type" in rows.columns and (rows["sample_type"] == "PB").any():
-            rows = rows[rows["sample_type"] == "PB"]
+        if "sample_type" in rows.columns:
+            # a product bag is no persistence point, whether or not blood rows say PB
+            rows = rows[~rows["sample_type"].astype(str).isin(list(PRODUCT_STAGES))]
+            if (rows["sample_type"] == "PB").any():
+                rows = rows[rows["sample_type"] == "PB"]
         rows = rows.sort_values(["patient", "day"], kind="stable").drop_duplicates(
             ["patient", "day"], keep="first"
         )
