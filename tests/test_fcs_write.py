@@ -203,6 +203,31 @@ def test_delimiter_avoids_content_and_doubles_only_when_it_must(tmp_path):
     assert b"/ALL/a//" in text and b"/END/x/////" not in text and b"/END/x///" in text
 
 
+def test_a_value_using_every_symbol_never_makes_a_digit_the_delimiter(tmp_path):
+    """A NOTE holding ASCII 1-47 and the preferred delimiters left '5' free: it was chosen,
+    and the offsets written after the choice ($BEGINDATA 5375) broke the TEXT."""
+    s = make_sample(np.random.default_rng(4), n=3)
+    note = "".join(map(chr, range(1, 48))) + "|~!#%&@;="
+    path = write_fcs(tmp_path / "d.fcs", replace(s, keywords={"NOTE": note}))
+    delim = path.read_bytes()[58:59].decode()
+    assert not delim.isalnum() and delim != "$"
+    back = cytokit.read_fcs(path)
+    np.testing.assert_array_equal(back.events, s.events)
+    assert back.keywords["NOTE"] == note
+    assert flowio_read(path)[0].event_count == 3
+
+
+def test_64_bit_integer_events_have_an_integer_range(tmp_path):
+    """numpy's default integer: $PnR 2**64 was written 1.8446744073709552e+19, which FlowIO
+    and FlowKit parse with int() and refuse."""
+    ev = np.random.default_rng(5).integers(0, 2**40, (30, 3))
+    s = Sample(ev, [Channel(i, f"C{i}") for i in range(3)], scaled=False)
+    path = write_fcs(tmp_path / "i.fcs", s)
+    fd = flowio.FlowData(str(path), only_text=True)  # its data reader has no 64-bit ints
+    assert fd.text["p1r"] == str(2**64)
+    np.testing.assert_array_equal(cytokit.read_fcs(path, scale=False).events, ev)
+
+
 def test_large_data_offsets_go_to_text_only():
     # FCS 3.1: a segment beyond byte 99,999,999 has 0,0 in the HEADER
     kws = [("$PAR", "1"), ("$TOT", "1")]

@@ -87,9 +87,13 @@ _HEADER_MAX_OFFSET = 99_999_999
 _BLOCK_BYTES = 4 << 20
 _PREFERRED_DELIMITERS = ("/", "|", "\x0c", "\x1e", "~", "!", "#", "%", "&", "@", ";", "=")
 # Then any other character FCS allows as a delimiter (ASCII 1-126), so that the
-# doubling fallback is needed only when a TEXT segment uses every one of them.
+# doubling fallback is needed only when a TEXT segment uses every one of them; never a
+# letter, digit or '$': the keys and the offsets written after the choice ($BEGINDATA's
+# digits) are made of them, and a delimiter among them makes the file unreadable.
 _DELIMITERS = _PREFERRED_DELIMITERS + tuple(
-    c for c in map(chr, range(1, 127)) if c not in _PREFERRED_DELIMITERS
+    c
+    for c in map(chr, range(1, 127))
+    if c not in _PREFERRED_DELIMITERS and not c.isalnum() and c != "$"
 )
 _PARAM_KEY = re.compile(r"^\$P(\d+)([A-Z].*)$", re.DOTALL)
 
@@ -342,7 +346,9 @@ def _sample_name(sample: Sample) -> str:
 def _fmt(x: float) -> str:
     """A number as FCS text: integral values without a decimal point."""
     x = float(x)
-    if math.isfinite(x) and x.is_integer() and abs(x) < 1e17:
+    # every integer up to 2**64 (a 64-bit channel's $PnR) in digits: readers parse $PnR
+    # with int(), which refuses 1.8446744073709552e+19
+    if math.isfinite(x) and x.is_integer() and abs(x) <= 2.0**64:
         return str(int(x))
     return repr(x)
 
