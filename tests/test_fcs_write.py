@@ -208,6 +208,8 @@ def test_a_value_using_every_symbol_never_makes_a_digit_the_delimiter(tmp_path):
     and the offsets written after the choice ($BEGINDATA 5375) broke the TEXT."""
     s = make_sample(np.random.default_rng(4), n=3)
     note = "".join(map(chr, range(1, 48))) + "|~!#%&@;="
+    delim, _ = fcs_writer._pick_delimiter([("NOTE", note)])
+    assert not delim.isalnum() and delim != "$"  # a digit was chosen first
     path = write_fcs(tmp_path / "d.fcs", replace(s, keywords={"NOTE": note}))
     delim = path.read_bytes()[58:59].decode()
     assert not delim.isalnum() and delim != "$"
