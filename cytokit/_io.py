@@ -27,9 +27,12 @@ from pathlib import Path
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
+    "create_temporary",
     "frame_csv",
     "neutralise_cell",
     "neutralise_frame",
+    "remove_temporaries",
+    "replaced",
     "restore_cell",
     "restore_frame",
     "write_csv",
@@ -43,7 +46,7 @@ _NEUTRALISED = re.compile(f"'+[{re.escape(FORMULA_CHARS)}]")  # a cell a quote w
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
-def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
+def create_temporary(folder: Path, name: str) -> tuple[int, str]:
     """A new, empty file in `folder` for writing, mode 0o666 less the umask (as `open` makes).
 
     ``tempfile.mkstemp`` would make it 0o600 whatever the umask, and the rename
@@ -52,7 +55,10 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.tmp")
+        # the name cut so that the temporary's stays within 255 bytes (a 244-byte name
+        # was refused as "File name too long", blaming the user's name)
+        short = name.encode("utf-8")[:200].decode("utf-8", "ignore")
+        tmp = os.path.join(folder, f".{short}.{secrets.token_hex(8)}.tmp")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:  # pragma: no cover - 64 random bits
@@ -89,24 +95,40 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
     return gone
 
 
+def replaced(path: str | Path) -> tuple[Path, int | None]:
+    """Where a file written in place of `path` goes, and the permissions it keeps: a
+    symbolic link's target (the link stays one), and the mode of the file there (None:
+    none yet, the umask's)."""
+    path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    try:
+        return path, path.stat().st_mode & 0o7777
+    except OSError:
+        return path, None
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> Path:
     """Write `data` to `path` so readers see the old file or the whole new one, never a part.
 
-    The file gets the mode a plain ``open(path, "w")`` would give it (0o666
-    less the umask). With `durable` (the default) the data reach the disk before the
+    A new file gets the mode a plain ``open(path, "w")`` would give it (0o666
+    less the umask); a file replaced keeps its own (a 0o600 file of patient data
+    stays private), and a symbolic link stays one, its target rewritten. With `durable` (the default) the data reach the disk before the
     file replaces the old one; without, a crash may lose them (for files checked and
     written again on the next run, such as the report's figures, whose manifest holds
     their SHA-256: an fsync each cost a 1,000-sample report seconds).
     """
-    path = Path(path)
+    path, mode = replaced(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temporary(path.parent, path.name)
+    fd, tmp = create_temporary(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

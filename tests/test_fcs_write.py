@@ -810,3 +810,24 @@ def test_corpus_roundtrip(tmp_path, rel):
     if fd.text["datatype"] != "I" or fd.text["p1b"] != "64":  # flowio reads up to 32 bits
         _, raw = flowio_read(path)
         np.testing.assert_array_equal(raw, orig.events.astype(np.float64))
+
+
+def test_a_file_written_over_keeps_its_permissions_and_a_link_stays_a_link(tmp_path):
+    """A 0o600 file of patient data came back 0o644; a symbolic link was replaced by a
+    file, its target left as it was; a 244-byte name failed as "File name too long"."""
+    s = make_sample(np.random.default_rng(6), n=4)
+    private = tmp_path / "p.fcs"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    write_fcs(private, s)
+    assert private.stat().st_mode & 0o777 == 0o600
+    (tmp_path / "store").mkdir()
+    target = tmp_path / "store" / "t.fcs"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.fcs"
+    link.symlink_to(target)
+    write_fcs(link, s)
+    assert link.is_symlink()
+    np.testing.assert_array_equal(cytokit.read_fcs(target).events, s.events)
+    long = tmp_path / ("x" * 240 + ".fcs")
+    np.testing.assert_array_equal(cytokit.read_fcs(write_fcs(long, s)).events, s.events)

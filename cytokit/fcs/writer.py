@@ -54,12 +54,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from cytokit._io import create_temporary, replaced
 from cytokit.errors import FCSError
 from cytokit.sample import Sample
 
@@ -573,6 +573,7 @@ def _write_atomically(
 ) -> None:
     if path.is_dir():
         raise FCSError(f"cannot write FCS file {path}: it is a directory; give a file name")
+    path, mode = replaced(path)  # a link's target; the replaced file's permissions kept
     tmp, fd = _open_temporary(path)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -581,6 +582,8 @@ def _write_atomically(
             _write_events(fh, events, out_dtype)
             fh.flush()
             os.fsync(fh.fileno())  # the rename must never expose unwritten blocks
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:
         try:
@@ -593,13 +596,13 @@ def _write_atomically(
 
 
 def _open_temporary(path: Path) -> tuple[str, int]:
-    """Create a fresh file next to `path` (mode 0o666 less the umask, like `open`)."""
-    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    """Create a fresh file next to `path` (`cytokit._io`'s temporary, as every atomic write
+    makes it: mode 0o666 less the umask, a name within 255 bytes)."""
     try:
-        return tmp, os.open(tmp, flags, 0o666)
+        fd, tmp = create_temporary(path.parent, path.name)
     except OSError as exc:
         raise _os_error(path, exc) from exc
+    return tmp, fd
 
 
 def _os_error(path: Path, exc: OSError) -> FCSError:
