@@ -220,6 +220,8 @@ def product_qc(
         row["dose_level"] = pd.NA if t is None or t.dose_level is None else t.dose_level
         row["agvhd_max_grade"] = pd.NA if grades.get(r.patient) is None else grades[r.patient]
         row["release"], row["release_note"] = _judge(row, limits)
+        if math.isinf(row["cd3_log_depletion"]):  # judged as unbounded; no number to show
+            row["cd3_log_depletion"] = math.nan
         row["note"] = "; ".join(notes)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(PRODUCT_QC_COLUMNS))
@@ -301,7 +303,11 @@ def _bag(r, before, level: float) -> dict:
             _depletion_lower=log_ratio(_one_sided(cd3_pre, m, one)[0], _one_sided(cd3, n, one)[1]),
         )
         if cd3 == 0:
-            row["note"] = "no CD3+ event in the bag: the depletion has no upper limit"
+            low = row["cd3_log_depletion_ci_low"]
+            row["note"] = (
+                f"no CD3+ event in the bag: the depletion is at least {low:.3g} log10 (95 % "
+                "lower limit), with no point estimate or upper limit"
+            )
     return row
 
 
