@@ -93,6 +93,19 @@ def test_product_qc_from_analyze(tmp_path):
     assert "product_qc.csv" in (results.out / "tables.json").read_text()
 
 
+def test_a_bag_whose_file_failed_keeps_its_row_without_numbers(tmp_path):
+    """A truncated bag file vanished from product_qc.csv (named only in failures.csv)."""
+    study = _bag_study(tmp_path)
+    bag = study / "fcs" / "P01_day007.fcs"
+    bag.write_bytes(bag.read_bytes()[:3000])
+    results = cytokit.analyze(study, tmp_path / "out", workers=1)
+    assert "fcs/P01_day007.fcs" in set(results.failures["file"])
+    (row,) = results.clinical["product_qc"].to_dict("records")
+    assert (row["patient"], row["day"], row["release"]) == ("P01", 0, "not shown")
+    assert "fcs/P01_day007.fcs failed" in row["note"]
+    assert all(pd.isna(row[c]) for c in ("nk_purity_pct", "viability_pct", "cd3_per_kg"))
+
+
 def test_a_bag_without_the_weight_is_one_clear_error(tmp_path):
     study = _bag_study(tmp_path, weight="")
     with pytest.raises(StudyError, match=r"manifest.csv, line 3: product sample .*weight_kg"):

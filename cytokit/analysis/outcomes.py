@@ -353,18 +353,45 @@ def product_tables(study, counts: pd.DataFrame) -> dict[str, pd.DataFrame]:
     See the module docstring for where each number comes from.
     """
     samples = product_samples(study, counts)
-    if samples.empty:
+    # a bag whose file failed keeps its row, without numbers (it vanished from the table)
+    gated = set(counts["file"].astype(str)) if "file" in counts else set()
+    lost = [
+        r
+        for r in study.rows
+        if PRODUCT_STAGES.get(r.sample_type) == "post" and str(study.relative(r.file)) not in gated
+    ]
+    if samples.empty and not lost:
         return {}
     from cytokit.clinical.product import PRODUCT_QC_COLUMNS, product_qc
 
     clinical = study.clinical
-    qc = product_qc(
-        samples,
-        clinical.settings.release,
-        treatments=clinical.treatments,
-        outcomes=clinical.outcomes or (),
-        source=str(study.root / "manifest.csv"),
+    qc = (
+        product_qc(
+            samples,
+            clinical.settings.release,
+            treatments=clinical.treatments,
+            outcomes=clinical.outcomes or (),
+            source=str(study.root / "manifest.csv"),
+        )
+        if not samples.empty
+        else pd.DataFrame(columns=list(PRODUCT_QC_COLUMNS))
     )
+    failed = pd.DataFrame(
+        [
+            {
+                "patient": r.patient,
+                "day": r.day,
+                "product": r.metadata.get("product", "").strip(),
+                "release": "not shown",
+                "note": f"the bag's file {study.relative(r.file)} failed (see failures.csv): "
+                "nothing measured",
+            }
+            for r in lost
+        ],
+        columns=list(PRODUCT_QC_COLUMNS),
+    )
+    qc = pd.concat([x for x in (qc, failed) if len(x)], ignore_index=True) if lost else qc
+    qc = qc.sort_values(["patient", "day"], kind="stable", ignore_index=True)
     return {"product_qc": qc.reindex(columns=list(PRODUCT_QC_COLUMNS))}
 
 
