@@ -249,4 +249,7 @@ def test_response_table_does_not_call_a_failed_series_never_detected():
     outcomes.append(Outcome("P4", 200, response="PR", response_day=60))
     rows.append(("P4", 14, 0.0, ND))
     pr = response_vs_persistence(outcomes, _points(rows)).set_index("group").loc["PR"]
-    assert pr["note"].startswith("last detectable day of the 1 never detected left out; peak")
+    assert pr["note"].startswith(
+        "peak and last detectable day of the 1 never detected left out (their AUC counts as "
+        "0); peak"
+    )

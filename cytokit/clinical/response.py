@@ -138,7 +138,10 @@ def _describe(name: str, group: pd.DataFrame) -> dict:
     failed = int((detected & ~measured).sum())
     notes = []
     if never:
-        notes.append(f"last detectable day of the {never} never detected left out")
+        notes.append(
+            f"peak and last detectable day of the {never} never detected left out (their "
+            "AUC counts as 0)"
+        )
     if failed:
         notes.append(
             f"peak, AUC and last detectable day of {failed} detected patient(s) left out: "
