@@ -65,9 +65,20 @@ _SYSTEM_REFUSALS = {
 }
 
 
+def _version(value: bool) -> None:
+    if value:
+        import cytokit
+
+        typer.echo(f"cytokit {cytokit.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     _state["debug"] = debug
 

@@ -44,3 +44,12 @@ def test_help_of_gate_says_what_the_readme_tells_users_to_type():
     assert "pip install 'cytokit-flow[parquet]'" in flat
     assert "([tubes.<name>] of study.toml, or default)" in flat
     assert "--no-acquisition-qc" in flat and "--qc-max-removed" in flat
+
+
+def test_version_prints_the_installed_version(capsys):
+    """`cytokit --version` was a usage error (exit 2)."""
+    import cytokit
+    from cytokit.cli.app import run
+
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"cytokit {cytokit.__version__}"
