@@ -24,7 +24,6 @@ from pathlib import Path
 
 from cytokit._outdir import not_under_a_file, output_folder, writing_into
 from cytokit.analysis.cohort import study_tables
-from cytokit.analysis.normalised import reference_patient
 from cytokit.analysis.per_sample import MeasureTask
 from cytokit.analysis.results import (
     CLINICAL_TABLES,
@@ -246,7 +245,6 @@ def analyze(
     elif study.gating is None or strategy is not None:
         study = load_study(study.root, strategy=strategy)
     tasks = make_tasks(study)
-    reference_patient(study)  # a bad [normalise] table is refused before any gating
     check_extras(study)
     with tempfile.TemporaryDirectory(prefix="cytokit-") as tmp, contextlib.ExitStack() as hold:
         if out is None:
