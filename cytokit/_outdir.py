@@ -35,7 +35,18 @@ def not_under_a_file(path: str | os.PathLike) -> None:
 #: Files by which a folder shows it holds cytokit's results (the store, the run log, the
 #: tables' index, a report's build stamp): one of them lets a rerun replace the tables or
 #: the report in it.
-RESULTS_MARKS = ("results.sqlite", "runlog.jsonl", "tables.json", "plots/build.json")
+RESULTS_MARKS = (
+    "results.sqlite",
+    "runlog.jsonl",
+    "tables.json",
+    "plots/build.json",
+    "plots/manifest.json",  # a report an older cytokit wrote into a folder of its own
+    "plots/digests.json",
+)
+
+#: Entries a system puts in a folder (a drive's root, a share Windows Explorer opened), which
+#: do not make it a folder of the user's files.
+SYSTEM_ENTRIES = ("lost+found", "Thumbs.db", "desktop.ini", "Icon\r")
 
 
 def output_folder(
@@ -106,11 +117,22 @@ def output_folder(
             )
         # a folder of other things: the results would be mixed with them, and `cytokit
         # verify` could not tell the run's files from the rest (hidden files aside)
-        other = sorted(e.name for e in os.scandir(path) if not e.name.startswith("."))
+        other = sorted(
+            e.name
+            for e in os.scandir(path)
+            if not e.name.startswith(".")
+            and e.name not in SYSTEM_ENTRIES
+            and not (e.is_dir(follow_symlinks=False) and not any(os.scandir(e.path)))
+        )
         if other:
-            shown = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+            if len(other) > 3:
+                shown = f"{', '.join(other[:2])} and {len(other) - 2} more"
+            else:
+                shown = " and ".join(
+                    [", ".join(other[:-1]), other[-1]] if len(other) > 1 else other
+                )
             raise CytokitError(
-                f"{path}: holds {shown} and no cytokit results; give a new or empty output "
+                f"{path}: holds {shown}, but no cytokit results; give a new or empty output "
                 "folder (or one cytokit wrote), so that the results are not mixed with other files"
             )
     for name in folders:

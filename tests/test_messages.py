@@ -399,3 +399,15 @@ def test_an_output_folder_of_other_files_is_refused(tmp_path, capsys):
     assert output_folder(hidden, files=("counts.csv",)) == hidden
     (mine / "runlog.jsonl").write_text("")  # a folder cytokit wrote: its own files may be there
     assert output_folder(mine, files=("counts.csv",)) == mine
+    # what a system puts there (a drive's root, a share Explorer opened) is not the user's
+    system = tmp_path / "drive"
+    (system / "lost+found").mkdir(parents=True)
+    (system / "Thumbs.db").write_bytes(b"")
+    (system / "empty").mkdir()
+    assert output_folder(system, files=("counts.csv",)) == system
+    # a report folder an older cytokit wrote (report.html and plots/, no run log)
+    web = tmp_path / "web"
+    (web / "plots").mkdir(parents=True)
+    (web / "report.html").write_text("<html></html>")
+    (web / "plots" / "manifest.json").write_text("{}")
+    assert output_folder(web, files=("report.html",), folders=("plots",)) == web
