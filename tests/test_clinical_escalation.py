@@ -111,3 +111,13 @@ def test_a_dlt_after_a_drug_is_charged_to_the_last_escalated_dose():
     row = dose_escalation(treatments, outcomes).iloc[0]
     assert (row["n_evaluable"], row["n_dlt"]) == (6, 2)
     assert row["mtd"] == "below the lowest dose level"
+
+
+def test_a_dlt_without_its_day_is_not_read_as_no_dlt():
+    """From Python, Outcome(dlt=True, dlt_day=None) counted the patient as evaluable without
+    a DLT; its level is unknown, so the patient is not evaluable (outcomes.csv refuses the
+    row)."""
+    treatments, outcomes = _cohort({1: (3, 0)})
+    outcomes[0] = Outcome(outcomes[0].patient, 100, dlt=True, dlt_day=None)
+    row = dose_escalation(treatments, outcomes).iloc[0]
+    assert (row["n_patients"], row["n_evaluable"], row["n_dlt"]) == (3, 2, 0)

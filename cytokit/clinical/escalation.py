@@ -117,8 +117,8 @@ def dose_escalation(
         if t.dose is not None:
             cell["doses"].append(t.dose)
         o = by_patient.get(t.patient)
-        if o is None or o.dlt is None:
-            continue
+        if o is None or o.dlt is None or (o.dlt and o.dlt_day is None):
+            continue  # DLT status unknown, or a DLT whose day (and so level) is unknown
         hit = dlt_at.get(t.patient)
         if hit is not None and t.day > hit[2]:
             continue  # given after the DLT: not an evaluation of this level
