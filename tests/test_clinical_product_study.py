@@ -106,6 +106,16 @@ def test_a_bag_whose_file_failed_keeps_its_row_without_numbers(tmp_path):
     assert all(pd.isna(row[c]) for c in ("nk_purity_pct", "viability_pct", "cd3_per_kg"))
 
 
+def test_a_failed_pre_selection_file_is_said_on_its_bags_row(tmp_path):
+    study = _bag_study(tmp_path)
+    pre = study / "fcs" / "P01_day-07.fcs"
+    pre.write_bytes(pre.read_bytes()[:3000])
+    results = cytokit.analyze(study, tmp_path / "out", workers=1)
+    (row,) = results.clinical["product_qc"].to_dict("records")
+    assert "its pre-selection file fcs/P01_day-07.fcs failed" in row["note"]
+    assert pd.isna(row["nk_recovery_pct"]) and pd.notna(row["nk_purity_pct"])
+
+
 def test_a_bag_without_the_weight_is_one_clear_error(tmp_path):
     study = _bag_study(tmp_path, weight="")
     with pytest.raises(StudyError, match=r"manifest.csv, line 3: product sample .*weight_kg"):

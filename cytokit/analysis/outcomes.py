@@ -361,7 +361,7 @@ def product_tables(study, counts: pd.DataFrame) -> dict[str, pd.DataFrame]:
         if PRODUCT_STAGES.get(r.sample_type) == "post" and str(study.relative(r.file)) not in gated
     ]
     if samples.empty and not lost:
-        return {}
+        return {}  # (no bag measured nor failed: a failed pre-selection file alone has no row)
     from cytokit.clinical.product import PRODUCT_QC_COLUMNS, product_qc
 
     clinical = study.clinical
@@ -392,6 +392,17 @@ def product_tables(study, counts: pd.DataFrame) -> dict[str, pd.DataFrame]:
     )
     qc = pd.concat([x for x in (qc, failed) if len(x)], ignore_index=True) if lost else qc
     qc = qc.sort_values(["patient", "day"], kind="stable", ignore_index=True)
+    # a pre-selection file that failed is said on its bag's row (which reads "no
+    # pre-selection sample" without it)
+    for r in study.rows:
+        if PRODUCT_STAGES.get(r.sample_type) != "pre" or str(study.relative(r.file)) in gated:
+            continue
+        mine = (qc["patient"] == r.patient) & (qc["day"] == r.day)
+        said = f"its pre-selection file {study.relative(r.file)} failed (see failures.csv)"
+        qc.loc[mine, "note"] = [
+            "; ".join(x for x in (str(n) if pd.notna(n) else "", said) if x)
+            for n in qc.loc[mine, "note"]
+        ]
     return {"product_qc": qc.reindex(columns=list(PRODUCT_QC_COLUMNS))}
 
 
