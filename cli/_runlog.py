@@ -38,9 +38,33 @@ def recorded(
         yield recorder
     except BaseException as exc:
         code = getattr(exc, "exit_code", 130 if isinstance(exc, KeyboardInterrupt) else 1)
-        _log_stopped(recorder, code if isinstance(code, int) else 1)
+        if not getattr(exc, "wrote_nothing", False):  # refused: another run holds the folder
+            _log_stopped(recorder, code if isinstance(code, int) else 1)
         raise
-    recorder.finish()
+    with _signals_held():  # the run is done: its line is written whole, whatever arrives
+        recorder.finish()
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM noted and dropped for the body: they came after the run's work was
+    done (an interrupt while the line was hashed left the folder's tables without it).
+    Where handlers cannot be set (not the main thread) the body runs as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in saved:
+        signal.signal(s, lambda signum, _frame: came.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
 def _log_stopped(recorder, code: int) -> None:

@@ -200,8 +200,12 @@ def _internal(exc: BaseException) -> int:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(run())
+    """Console-script entry point. Once the command has returned (its tables and run-log
+    line written), a Ctrl-C or SIGTERM no longer changes its exit code."""
+    code = run()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -220,10 +220,12 @@ def writing_into(folder: Path, name: str = "results.sqlite") -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CytokitError(
+            busy = CytokitError(
                 f"{folder}: another cytokit run is writing into this folder (its {name} is "
                 "held); wait for it to finish, or give another output folder"
-            ) from None
+            )
+            busy.wrote_nothing = True  # what changed in the folder is the other run's
+            raise busy from None
         except OSError:  # no locks on this file system: run as before there were any
             pass
         else:

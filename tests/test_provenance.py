@@ -442,3 +442,59 @@ def test_a_torn_last_line_does_not_swallow_the_next(tmp_path):
     assert first == b'{"runlog": 1, "comm' and json.loads(second)["command"] == "x"
     with pytest.raises(RunlogError, match="line 1 is not a run record"):
         read_runlog(tmp_path)
+
+
+def test_an_interrupt_while_the_line_is_written_is_dropped(tmp_path):
+    """Ctrl-C in the last moments of a run, while its line was hashed: the folder kept its
+    tables and lost the line (verify: "no runlog.jsonl"), or the line said 0 and the exit
+    was 130. The run's work is done: the line is written whole and the signal dropped.
+    (In a process of its own: the signal goes to its main thread.)"""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, signal, sys, time
+from pathlib import Path
+from cytokit.cli import _runlog
+from cytokit.engine import runlog
+real = runlog.RunRecorder.finish
+def finish(self, exit_code=None):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)  # delivered here, were it not held
+    return real(self) if exit_code is None else real(self, exit_code)
+runlog.RunRecorder.finish = finish
+out = Path({str(tmp_path)!r})
+with _runlog.recorded(out, "gate"):
+    (out / "counts.csv").write_text("file\\n")
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+print("done")
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == "done", res.stderr
+    (line,) = read_runlog(tmp_path)
+    assert line["exit_code"] == 0 and line["command"] == "gate"
+
+
+def test_a_run_refused_because_another_holds_the_folder_adds_no_line(tmp_path):
+    """The other run's tables appeared while the refused one stopped: its line claimed
+    them ("stopped before its end ... wrote part of its outputs")."""
+    from cytokit._outdir import writing_into
+    from cytokit.cli import _runlog
+    from cytokit.errors import CytokitError
+
+    with writing_into(tmp_path):
+        import threading
+
+        def refused():
+            with pytest.raises(CytokitError, match="another cytokit run"):
+                with _runlog.recorded(tmp_path, "gate") as log:
+                    log.add_inputs("fcs", [])
+                    log.inputs.append(("fcs", tmp_path / "counts.csv"))
+                    (tmp_path / "counts.csv").write_text("file\n")  # the holder's table
+                    with writing_into(tmp_path):
+                        pass
+
+        t = threading.Thread(target=refused)  # another thread: the lock is not re-entered
+        t.start()
+        t.join()
+    assert not (tmp_path / RUNLOG_NAME).exists()
