@@ -93,7 +93,9 @@ def run_gate(
         task = GateTask(
             strategy, compensation=compensation or "file", statistics=statistics, acquisition_qc=qc
         )
-    paths = expand_files(files)
+    paths = expand_files(files, left_out=(empty := []))
+    for said in empty:  # the batch goes on with the files the others name
+        typer.echo(printable(f"left out {said}"), err=True)
     check_qc_exclusions(qc, qc_exclude, study, paths)
     if log is not None:
         log.add_gate_inputs(paths, strategy, compensation, loaded if study is not None else None)

@@ -194,6 +194,14 @@ def test_expand_files(batch, tmp_path):
         expand_files([tmp_path])
     with pytest.raises(cytokit.CytokitError, match="no files match"):
         expand_files([str(tmp_path / "*.fcs")])
+    # a weekly batch whose drop folder is empty this week: said, and the rest is gated
+    left: list[str] = []
+    got = expand_files([tmp_path, str(tmp_path / "*.fcs"), fcs / "S01.fcs"], left_out=left)
+    assert got == [str(fcs / "S01.fcs")]
+    assert left == [f"{tmp_path}: no .fcs files in this folder",
+                    f"{tmp_path / '*.fcs'}: no files match this pattern"]  # fmt: skip
+    with pytest.raises(cytokit.CytokitError, match="no files match"):
+        expand_files([str(tmp_path / "*.fcs")], left_out=[])  # nothing at all: no batch
 
 
 def test_cli_gate_tables_failures_and_rerun(batch, tmp_path, capsys):
@@ -235,6 +243,10 @@ def test_cli_gate_errors(batch, tmp_path, capsys):
     empty.mkdir()
     code, err = gate([batch / "strategy.xml", empty, "--out", tmp_path / "o"], capsys)
     assert code == 1 and "no .fcs files" in err
+    one = batch / "fcs" / "S01.fcs"
+    code, err = gate([batch / "strategy.xml", empty, one, "--out", tmp_path / "o1"], capsys)
+    assert code == 0 and f"left out {empty}: no .fcs files in this folder" in err
+    assert pd.read_csv(tmp_path / "o1" / "counts.csv")["file"].unique().tolist() == [str(one)]
     code, err = gate(
         [batch / "strategy.xml", batch / "fcs" / "S03b_truncated.fcs", "--out", tmp_path / "o"],
         capsys,

@@ -698,18 +698,26 @@ def _first_run_here(first: BatchReport, report: BatchReport) -> BatchReport:
     return replace(report, files=files, elapsed=report.elapsed + first.elapsed)
 
 
-def expand_files(items: Iterable[str | os.PathLike]) -> list[str]:
+def expand_files(
+    items: Iterable[str | os.PathLike], left_out: list[str] | None = None
+) -> list[str]:
     """FCS files named by `items`: files as given, folders (every ``*.fcs`` inside,
     recursively, sorted) and glob patterns (sorted). A file named again, however
     it is spelt (relative or absolute, through a link), is kept once, as first
     given.
 
+    With `left_out` (a list), a folder without FCS files or a pattern that matches
+    nothing is said there and the others are gated (a weekly batch whose drop folder
+    is empty this week); the error stands when nothing at all is found.
+
     Raises
     ------
     CytokitError
-        A folder without FCS files, or a pattern that matches nothing.
+        A folder without FCS files, or a pattern that matches nothing (without
+        `left_out`, or when no item names a file).
     """
     out: dict[str, str] = {}  # the resolved path: the file as first given
+    empty: list[str] = []
     for item in items:
         text = os.fspath(item)
         path = Path(text)
@@ -718,15 +726,19 @@ def expand_files(items: Iterable[str | os.PathLike]) -> list[str]:
                 str(p) for p in path.rglob("*") if p.suffix.lower() == ".fcs" and p.is_file()
             )
             if not found:
-                raise CytokitError(f"{path}: no .fcs files in this folder")
+                empty.append(f"{path}: no .fcs files in this folder")
         elif not path.exists() and glob.has_magic(text):
             found = sorted(glob.glob(text, recursive=True))
             if not found:
-                raise CytokitError(f"{text}: no files match this pattern")
+                empty.append(f"{text}: no files match this pattern")
         else:
             found = [text]  # a missing file is reported as that file's failure
         for f in found:
             out.setdefault(os.path.realpath(f), f)
+    if empty and (left_out is None or not out):
+        raise CytokitError("; ".join(empty))
+    if left_out is not None:
+        left_out.extend(empty)
     return list(out.values())
 
 
