@@ -388,3 +388,19 @@ def test_gate_says_when_it_compiles_the_kernels(batch, tmp_path, capsys, monkeyp
     code, err = gate([batch / "strategy.xml", *files, "--out", tmp_path / "out", "-j", "1"], capsys)
     assert code == 0, err
     assert err.startswith("first run on this machine: compiling the kernels")
+
+
+def test_a_copy_of_a_file_under_another_name_is_warned_about(batch, tmp_path, capsys):
+    """Two names of the same bytes were both counted without a word (analyze refuses it)."""
+    import shutil
+
+    one = batch / "fcs" / "S01.fcs"
+    copy = tmp_path / "S01_copy.fcs"
+    shutil.copyfile(one, copy)
+    code, err = gate([batch / "strategy.xml", one, copy, "--out", tmp_path / "out"], capsys)
+    assert code == 0, err
+    warned = pd.read_csv(tmp_path / "out" / "warnings.csv")
+    said = warned.loc[warned["file"] == str(copy), "warning"].tolist()
+    assert said == [f"holds the same bytes as {one}: both are counted; leave one out if they "
+                    "are one sample"]  # fmt: skip
+    assert pd.read_csv(tmp_path / "out" / "counts.csv")["file"].nunique() == 2

@@ -866,6 +866,15 @@ def gate_files(
             if task.acquisition_qc is not None:
                 qc = store.items(task.key, "acquisition_qc", (f.hash for f in report.done))
         notes = {f.path: list(said.get(f.hash) or []) for f in report.done}
+        # a copy under another name is counted twice (analyze refuses it; a batch says it)
+        first: dict[str, str] = {}
+        for f in report.done:
+            seen = first.setdefault(f.hash, f.path)
+            if seen != f.path:
+                notes[f.path].append(
+                    f"holds the same bytes as {seen}: both are counted; leave one out if "
+                    "they are one sample"
+                )
         notes = {path: found for path, found in notes.items() if found}
         failures = report.failures_frame()[list(FAILURE_TABLE)]
         count_columns = COUNT_TABLE
