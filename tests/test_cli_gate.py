@@ -247,6 +247,13 @@ def test_cli_gate_errors(batch, tmp_path, capsys):
     code, err = gate([batch / "strategy.xml", empty, one, "--out", tmp_path / "o1"], capsys)
     assert code == 0 and f"left out {empty}: no .fcs files in this folder" in err
     assert pd.read_csv(tmp_path / "o1" / "counts.csv")["file"].unique().tolist() == [str(one)]
+    # a file named that is not there: its failure says the fix too
+    code, err = gate(
+        [batch / "strategy.xml", one, tmp_path / "nope.fcs", "--out", tmp_path / "o2"], capsys
+    )
+    reason = pd.read_csv(tmp_path / "o2" / "failures.csv")["reason"].tolist()
+    assert reason == ["cannot open the file: No such file or directory; check the path (or "
+                      "copy the file in) and run again"]  # fmt: skip
     code, err = gate(
         [batch / "strategy.xml", batch / "fcs" / "S03b_truncated.fcs", "--out", tmp_path / "o"],
         capsys,

@@ -183,7 +183,10 @@ def test_two_empty_files_are_two_failures_not_one_file_listed_twice(study, tmp_p
     assert code == 0, err
     failed = pd.read_csv(out / "failures.csv")
     assert sorted(failed["file"]) == sorted(empty)
-    assert set(failed["reason"]) == {"not an FCS file: it is empty"}
+    assert set(failed["reason"]) == {
+        "not an FCS file: it is empty (0 bytes: a copy or export that did not finish); "
+        "export or copy it again"
+    }
     assert len(pd.read_csv(out / "samples.csv")) == len(lines) - 2
 
 

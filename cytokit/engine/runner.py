@@ -453,7 +453,8 @@ def run_batch(
         except OSError as exc:
             state.finish(
                 FileOutcome(given, "failed", False, None, "open", "exception", type(exc).__name__,
-                            f"cannot open the file: {exc.strerror or exc}")
+                            f"cannot open the file: {exc.strerror or exc}; check the path "
+                            "(or copy the file in) and run again")
             )  # fmt: skip
             continue
         kind = special_kind(st.st_mode)

@@ -68,7 +68,12 @@ def parse_header(raw: bytes, notes: Notes, base: int = 0) -> Header:
             )
         # the file may be anything on the machine: say what it looks like, never its bytes
         if not raw:
-            empty = f"nothing at byte {base} (the file ends there)" if base else "it is empty"
+            empty = (
+                f"nothing at byte {base} (the file ends there)"
+                if base
+                else "it is empty (0 bytes: a copy or export that did not finish); export or "
+                "copy it again"
+            )
             raise notes.error(f"not an FCS file: {empty}")
         what = f"the data set at byte {base}" if base else "it"
         raise notes.error(
