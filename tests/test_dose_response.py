@@ -65,3 +65,13 @@ def test_one_dose_for_all_says_why_there_is_no_correlation():
     trends = TRENDS.assign(population="NK").iloc[:3]
     row = dose_response(same, trends).iloc[0]
     assert math.isnan(row["dose_auc_spearman"]) and "same dose" in row["note"]
+
+
+def test_each_correlation_says_how_many_patients_it_read():
+    """A failed day (no AUC) or a never-detected peak left patients out of each rho without a
+    word: n_patients said 3 where the peak's rho read 2."""
+    trends = TRENDS.assign(auc=[10.0, 5.0, 20.0, 999.0], peak_value=[3.0, float("nan"), 1.0, 999.0])
+    cik = dose_response(TREATMENTS, trends).set_index("product").loc["CIK"]
+    assert cik["n_patients"] == 3
+    assert (cik["n_auc_spearman"], cik["n_peak_spearman"]) == (3, 2)
+    assert math.isclose(cik["dose_auc_spearman"], 1.0) and math.isnan(cik["dose_peak_spearman"])

@@ -23,7 +23,8 @@ __all__ = ["DOSE_RESPONSE_COLUMNS", "dose_response"]
 
 DOSE_RESPONSE_COLUMNS = (
     "product", "unit", "population", "measure", "n_patients", "n_several_products",
-    "dose_median", "dose_min", "dose_max", "dose_auc_spearman", "dose_peak_spearman", "note",
+    "dose_median", "dose_min", "dose_max", "dose_auc_spearman", "dose_peak_spearman",
+    "n_auc_spearman", "n_peak_spearman", "note",
 )  # fmt: skip
 
 
@@ -98,6 +99,10 @@ def dose_response(treatments, trends: pd.DataFrame) -> pd.DataFrame:
                     "dose_max": float(known.max()) if known.size else np.nan,
                     "dose_auc_spearman": _spearman(dose, auc),
                     "dose_peak_spearman": _spearman(dose, peak),
+                    # the patients each correlation read: a dose and a value (a failed day
+                    # or a never-detected peak leaves a patient out)
+                    "n_auc_spearman": int((np.isfinite(dose) & np.isfinite(auc)).sum()),
+                    "n_peak_spearman": int((np.isfinite(dose) & np.isfinite(peak)).sum()),
                     "note": "; ".join(notes),
                 }
             )

@@ -224,7 +224,8 @@ study.toml's ``[chimerism]`` key ``tube`` names, phenotype from every tube.
     (of them, also given another cell product), dose_median, dose_min,
     dose_max (that product's total per patient, in its unit),
     dose_auc_spearman, dose_peak_spearman (Spearman's rank correlation of that
-    dose with AUC and peak, PB series; empty below 3 patients), note.
+    dose with AUC and peak, PB series; empty below 3 patients), n_auc_spearman,
+    n_peak_spearman (the patients each read: a dose and a value), note.
 ``outcomes_summary.csv``, ``survival.csv``, ``landmark.csv``, ``dose_escalation.csv``, ``response.csv``, ``doses.csv``
     Only when the study has ``outcomes.csv`` (`cytokit.analysis.outcomes`):
     Kaplan-Meier PFS/OS and GVHD cumulative incidence summaries and their
@@ -467,7 +468,8 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
     "dose_response": {
         "product": _S, "unit": _S, "population": _S, "measure": _S, "n_patients": _I,
         "n_several_products": _I, "dose_median": _F, "dose_min": _F, "dose_max": _F,
-        "dose_auc_spearman": _F, "dose_peak_spearman": _F, "note": _S,
+        "dose_auc_spearman": _F, "dose_peak_spearman": _F, "n_auc_spearman": _N,
+        "n_peak_spearman": _N, "note": _S,
     },
     "product_qc": {
         "patient": _S, "day": _I, "product": _S, "dose_level": _N, "events": _N,
@@ -957,6 +959,9 @@ ADDED_COLUMNS: dict[str, object] = {
     "imputed_ci_high": float("nan"),
     # samples.csv before acquisition QC's notes were a column: not recorded
     "qc_notes": float("nan"),
+    # dose_response.csv before it said how many patients each correlation read
+    "n_auc_spearman": float("nan"),
+    "n_peak_spearman": float("nan"),
 }
 
 
