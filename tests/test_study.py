@@ -381,6 +381,13 @@ def test_a_panel_entry_on_another_markers_label_is_a_warning_of_the_file(study):
         "(a relabelled file needs no change)"
     ) in said
     assert not any(str(row.file) in w for w in said)  # samples.csv names the file
+    # `cytokit gate --study` says the same of the file (it said nothing)
+    from cytokit.engine.gate_files import GateTask
+
+    gated = GateTask.for_study(s)(row.file)["warnings"]
+    assert [w for w in gated if w.startswith("[panel]")] == [
+        w for w in said if w.startswith("[panel]")
+    ]
 
     channels = [cytokit.Channel(0, "APC-A", "cd3  apc"), cytokit.Channel(1, "PE-A", "CD38 PE")]
     panel = Panel({"CD3": "APC-A", "CD38": "PE-A", "CD56": "FITC-A"})

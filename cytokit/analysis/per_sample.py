@@ -268,14 +268,7 @@ class MeasureTask:
                 dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
             )
             columns = self.panel.columns(sample, markers)
-            relabelled = [
-                f"[panel] {m} = {self.panel.markers[m]!r} reads channel {name}, whose $PnS "
-                f"label in this file is {label!r} ({other} in [panel]); if the channel is "
-                f"not {m}'s, fix [panel] in study.toml (a relabelled file needs no change)"
-                for m, name, label, other in self.panel.label_conflicts(
-                    sample.channels, markers, alternatives=self.donor_markers
-                )
-            ]
+            relabelled = self.panel.relabelled(sample.channels, markers, self.donor_markers)
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
         xf = dict(self.transforms)
         # the file's draws (clustered, phenotyped and stored events) follow its content,

@@ -146,8 +146,9 @@ TABLE_TYPES: dict[str, dict[str, str]] = {
 RCV_LEVELS = (0.1587, 0.8413)
 STORE_NAME = "results.sqlite"
 # bump when GateTask's payload changes for the same inputs, so stored results are recomputed
-# 2: gating's warnings kept with the reader's; 3: a file of several data sets says so
-_TASK_VERSION = 3
+# 2: gating's warnings kept with the reader's; 3: a file of several data sets says so;
+# 4: with a study, a [panel] marker read from another marker's $PnS channel says so
+_TASK_VERSION = 4
 
 
 def _compensation(value) -> str | Spillover | None:
@@ -311,7 +312,7 @@ class GateTask:
         seed: int = 0,
         max_nonfinite: float = MAX_NONFINITE,
         acquisition_qc: AcquisitionQCSettings | None = None,
-        screen: tuple[Panel, Sequence[str]] | None = None,
+        screen: tuple[Panel, Sequence[str], Sequence[str]] | None = None,
     ) -> None:
         self.workspace, self._trees, self._source = None, {}, ""
         if isinstance(strategy, (str, os.PathLike)):
@@ -333,7 +334,8 @@ class GateTask:
         if acquisition_qc is not None and not acquisition_qc.enabled:
             acquisition_qc = None
         self.acquisition_qc = acquisition_qc
-        self.screen = None if screen is None else (screen[0], tuple(screen[1]))
+        # (panel, measured markers, donor markers: a file reads one of them)
+        self.screen = None if screen is None else (screen[0], tuple(screen[1]), tuple(screen[2]))
         self.key = hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
 
     @classmethod
@@ -397,7 +399,11 @@ class GateTask:
             seed=study.settings.gating_seed,
             max_nonfinite=study.settings.max_nonfinite,
             acquisition_qc=_study_qc(study, acquisition_qc),
-            screen=(study.tube_panel(tube), study.tube_measured_markers(tube)),
+            screen=(
+                study.tube_panel(tube),
+                study.tube_measured_markers(tube),
+                study.tube_donor_markers(tube),
+            ),
         )
 
     def _identity(self) -> dict:
@@ -425,7 +431,13 @@ class GateTask:
             }
             | ({"acquisition_qc": self.acquisition_qc.as_dict()} if self.acquisition_qc else {})
             | (
-                {"screen": [dict(self.screen[0].markers), list(self.screen[1])]}
+                {
+                    "screen": [
+                        dict(self.screen[0].markers),
+                        list(self.screen[1]),
+                        list(self.screen[2]),
+                    ]
+                }
                 if self.screen
                 else {}
             )
@@ -514,7 +526,9 @@ class GateTask:
         if self.screen is not None:
             from cytokit.study.folder import screened_columns  # only with a study
 
-            panel, markers = self.screen
+            panel, markers, donors = self.screen
+            for said in panel.relabelled(sample.channels, markers, donors):
+                warnings.warn(said, stacklevel=2)  # the file's warnings, as analyze gives them
             return screened_columns(strategy, sample, panel, markers, self.compensation)
         return strategy.read_columns(
             sample, self._statistics_dims(sample, strategy), compensation=self.compensation

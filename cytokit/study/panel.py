@@ -187,6 +187,16 @@ class Panel:
                 out.append((marker, channel.name, channel.marker, others[0]))
         return out
 
+    def relabelled(self, channels, markers=None, alternatives=()) -> list[str]:
+        """`label_conflicts` as the per-file warnings `cytokit analyze` and `cytokit gate
+        --study` give (one sentence each, without the file: the table names it)."""
+        return [
+            f"[panel] {m} = {self.markers[m]!r} reads channel {name}, whose $PnS label in "
+            f"this file is {label!r} ({other} in [panel]); if the channel is not {m}'s, fix "
+            "[panel] in study.toml (a relabelled file needs no change)"
+            for m, name, label, other in self.label_conflicts(channels, markers, alternatives)
+        ]
+
     def columns(self, sample: Sample, markers: Iterable[str] | None = None) -> dict[str, int]:
         """Columns of every marker (or of `markers`), checking all before failing.
 
