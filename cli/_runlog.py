@@ -47,19 +47,18 @@ def recorded(
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM noted and dropped for the body: they came after the run's work was
-    done (an interrupt while the line was hashed left the folder's tables without it).
-    Where handlers cannot be set (not the main thread) the body runs as it is."""
+    """Ctrl-C and SIGTERM dropped for the body: they came after the run's work was done (an
+    interrupt while the line was hashed left the folder's tables without it). Where
+    handlers cannot be set (not the main thread) the body runs as it is."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    came: list[int] = []
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in saved:
-        signal.signal(s, lambda signum, _frame: came.append(signum))
+        signal.signal(s, signal.SIG_IGN)
     try:
         yield
     finally:
