@@ -35,6 +35,7 @@ __all__ = [
     "replaced",
     "restore_cell",
     "restore_frame",
+    "stat_key",
     "write_csv",
     "write_if_changed",
 ]
@@ -93,6 +94,13 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
                         path.unlink()
                         gone.append(path)
     return gone
+
+
+def stat_key(st: os.stat_result) -> list[int]:
+    """What says a file is unchanged since it was last read: its size, modification and
+    change times and inode (a rewrite that puts the modification time back, ``touch -r``,
+    still changes the change time)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def replaced(path: str | Path) -> tuple[Path, int | None]:

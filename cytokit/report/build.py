@@ -65,7 +65,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cytokit._io import write_if_changed
+from cytokit._io import stat_key, write_if_changed
 from cytokit._outdir import output_folder
 from cytokit.errors import CytokitError
 
@@ -258,18 +258,12 @@ def load_results(folder: Path) -> Results:
     return load(folder)
 
 
-def _of(st: os.stat_result) -> list[int]:
-    """A file's size, modification and change times and inode: an edit whose modification
-    time was put back (``touch -r``) still changes the change time."""
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-
 def _stamp(path: Path) -> list[int] | None:
     try:
         st = path.stat()
     except OSError:
         return None
-    return _of(st)
+    return stat_key(st)
 
 
 def _build_key(folder: Path, options: dict) -> str:
@@ -303,7 +297,7 @@ def _build_key(folder: Path, options: dict) -> str:
         for e in entries:
             if e.name.endswith(suffixes) and e.is_file(follow_symlinks=False):
                 st = e.stat(follow_symlinks=False)
-                inputs[f"{sub}/{e.name}".lstrip("/")] = _of(st)
+                inputs[f"{sub}/{e.name}".lstrip("/")] = stat_key(st)
     code = [__version__, source_digest()]
     text = json.dumps([1, code, options, inputs], sort_keys=True).encode("utf-8")
     return hashlib.sha256(text).hexdigest()
@@ -313,7 +307,7 @@ def _stamps(out: Path, paths) -> dict[str, list[int]]:
     stamps = {}
     for path in paths:
         st = Path(path).stat()
-        stamps[Path(os.path.relpath(path, out)).as_posix()] = _of(st)
+        stamps[Path(os.path.relpath(path, out)).as_posix()] = stat_key(st)
     return stamps
 
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from cytokit._io import atomic_write_text, write_if_changed
+from cytokit._io import atomic_write_text, stat_key, write_if_changed
 from cytokit.errors import CytokitError
 from cytokit.report.contents import (
     ReportPlots,
@@ -102,12 +102,6 @@ _DIGEST_CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
 )
 
 
-def _stat_key(st: os.stat_result) -> list[int]:
-    """What says a file is unchanged since it was hashed: size, modification and change
-    times, inode (a rewrite that puts the modification time back changes the change time)."""
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-
 def _cached_digest(path: Path) -> str | None:
     cache = _DIGEST_CACHE.get()
     if cache is None:
@@ -118,7 +112,7 @@ def _cached_digest(path: Path) -> str | None:
         return None
     where = os.path.abspath(path)
     entry = cache["before"].get(where)
-    if entry is not None and entry[:4] == _stat_key(st):
+    if entry is not None and entry[:4] == stat_key(st):
         cache["now"][where] = entry
         return entry[4]
     return None
@@ -237,7 +231,7 @@ def _remember(path: Path, st: os.stat_result, digest: str) -> str:
     """`digest` of `path` as it stands (`st`), kept in `_digest_cache`'s record."""
     cache = _DIGEST_CACHE.get()
     if cache is not None:
-        cache["now"][os.path.abspath(path)] = [*_stat_key(st), digest]
+        cache["now"][os.path.abspath(path)] = [*stat_key(st), digest]
     return digest
 
 
