@@ -31,11 +31,11 @@ from cytokit.analysis.invariants import check_results
 from cytokit.analysis.miflowcyt import miflowcyt_table
 from cytokit.analysis.normalised import normalised_rows, reference_patient
 from cytokit.analysis.outcomes import (
-    PRODUCT_STAGES,
     clinical_inputs,
     outcome_tables,
     product_tables,
     schedule_tables,
+    without_products,
 )
 from cytokit.analysis.per_patient import (
     PatientTables,
@@ -447,13 +447,12 @@ def trend_tables(
 
 def blood_series(trends: pd.DataFrame) -> pd.DataFrame:
     """The trends rows a cohort summary reads: one series per patient, population and
-    measure, never a product bag's (`PRODUCT_STAGES`: its % donor is the product's, and
+    measure, never a product bag's (`without_products`: its % donor is the product's, and
     it would count the patient twice), and the patient's peripheral-blood (``PB``) series
     where it has one beside others, as the outcome analyses read it."""
     if trends.empty or "sample_type" not in trends.columns:
         return trends
-    kind = trends["sample_type"].astype(str)
-    rows = trends[~kind.isin(list(PRODUCT_STAGES))]
+    rows = without_products(trends)
     has_pb = set(rows.loc[rows["sample_type"].astype(str) == "PB", "patient"].astype(str))
     other = rows["patient"].astype(str).isin(has_pb) & (rows["sample_type"].astype(str) != "PB")
     return rows[~other]

@@ -64,6 +64,7 @@ __all__ = [
     "product_samples",
     "product_tables",
     "schedule_tables",
+    "without_products",
 ]
 
 #: Manifest ``sample_type`` of product samples -> product QC stage.
@@ -109,8 +110,7 @@ def persistence_points(
     if not chimerism.empty and measure in chimerism.columns:
         rows = chimerism[chimerism["population"] == population]
         if "sample_type" in rows.columns:
-            # a product bag is no persistence point, whether or not blood rows say PB
-            rows = rows[~rows["sample_type"].astype(str).isin(list(PRODUCT_STAGES))]
+            rows = without_products(rows)  # whether or not blood rows say PB
             if (rows["sample_type"] == "PB").any():
                 rows = rows[rows["sample_type"] == "PB"]
         rows = rows.sort_values(["patient", "day"], kind="stable").drop_duplicates(
@@ -162,6 +162,12 @@ def schedule_tables(study, trends: pd.DataFrame | None = None) -> dict[str, pd.D
         frame = dose_response(study.clinical.treatments, trends)
         out["dose_response"] = frame.reindex(columns=list(DOSE_RESPONSE_COLUMNS))
     return out
+
+
+def without_products(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame`'s rows that are no product bag's (``sample_type`` not in `PRODUCT_STAGES`):
+    a bag's donor cells are the product's, never a point of the patient's persistence."""
+    return frame[~frame["sample_type"].astype(str).isin(list(PRODUCT_STAGES))]
 
 
 def failed_samples(study, failures: pd.DataFrame | None) -> list[tuple[str, int]]:
