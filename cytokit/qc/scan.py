@@ -561,20 +561,12 @@ class AcquisitionPass:
             first, stop = int(bounds[a]), int(bounds[b])
             start_t, end_t = float(edges[a]), float(edges[b])
             if a > 0 and bits[a] & RATE:
-                deep = (
-                    1
-                    if bits[a] & SIGNAL
-                    else self._depth(bounds, edges, a, b, base_rate[a - 1], True)
-                )
+                deep = self._depth(bits, bounds, edges, a, b, base_rate[a - 1], True)
                 first, start_t = self._refine(
                     bounds, edges, a - 1, a + deep - 1, base_rate[a - 1], True
                 )
             if b < nb and bits[b - 1] & RATE:
-                deep = (
-                    1
-                    if bits[b - 1] & SIGNAL
-                    else self._depth(bounds, edges, a, b, base_rate[b], False)
-                )
+                deep = self._depth(bits, bounds, edges, a, b, base_rate[b], False)
                 stop, end_t = self._refine(bounds, edges, b - deep, b, base_rate[b], False)
             if stop < first or end_t < start_t:
                 # a short run's two change points crossed: it is its bins, as found
@@ -585,15 +577,17 @@ class AcquisitionPass:
         return out
 
     @staticmethod
-    def _depth(bounds, edges, a, b, base, starting) -> int:
+    def _depth(bits, bounds, edges, a, b, base, starting) -> int:
         """How many flagged bins the edge's change point reads: 1, or 2 when the run has a
         second bin off the usual rate in the same direction. The first flagged bin may be
         mostly normal (flagged because it dips a little where the anomaly starts near its
         end): read alone, its rate is close to the usual one and the split is left to
-        noise; with the next bin the anomaly's own rate places it."""
-        if b - a < 2:
-            return 1
+        noise; with the next bin the anomaly's own rate places it. An edge bin whose
+        signal departs too holds disturbed events on both sides of the rate change (a
+        bubble's slow, dimmed flank before its gap): it is read alone."""
         edge, next_ = (a, a + 1) if starting else (b - 1, b - 2)
+        if b - a < 2 or bits[edge] & SIGNAL:
+            return 1
         rates = [
             (bounds[j + 1] - bounds[j]) / max(float(edges[j + 1] - edges[j]), 1e-300)
             for j in (edge, next_)
