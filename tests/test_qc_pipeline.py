@@ -504,6 +504,13 @@ def test_an_excluded_channel_no_file_has_is_refused_before_anything_runs(qc_stud
     args = ["gate", str(qc_study / "strategy.yaml"), *files, "-o", str(tmp_path / "plain")]
     res = runner.invoke(app, [*args, "--no-stats", "--qc-exclude", "FL9-H"])
     assert res.exit_code == 2 and "'FL9-H'" in res.output
+    # and the API's batch door, which the CLI calls
+    from cytokit.engine.gate_files import gate_files
+
+    qc = AcquisitionQCSettings(exclude_channels=("PE-A", "FL9-H"))
+    with pytest.raises(ValueError, match=r"exclude_channels names 'FL9-H'.*the channels are"):
+        gate_files(qc_study / "strategy.yaml", files, tmp_path / "gf", acquisition_qc=qc)
+    assert not (tmp_path / "gf").exists()
 
 
 def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):

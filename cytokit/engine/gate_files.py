@@ -674,6 +674,21 @@ def file_channels(paths: Sequence[str], wanted: Iterable[str]) -> tuple[set[tupl
     return seen, n_read
 
 
+def _check_exclusions(qc: AcquisitionQCSettings | None, files: list[str]) -> None:
+    """Refuse excluded QC channels that none of `files` has: a typo'd name would leave
+    checked the channel it meant to leave out (the CLI says the same before this)."""
+    from cytokit.qc.settings import unknown_exclusions
+
+    if qc is None or not qc.exclude_channels:
+        return
+    channels, n_read = file_channels(files, qc.exclude_channels)
+    found = unknown_exclusions(
+        qc.exclude_channels, channels, "acquisition_qc.exclude_channels", n_read
+    )
+    if found:
+        raise ValueError("\n".join(found))
+
+
 def about_file(messages: list[str], path: Path) -> list[str]:
     """Each message once, without the leading file name (the caller names the file)."""
     out = []
@@ -824,6 +839,12 @@ def gate_files(
     -------
     GateRun
         Tables in file order; a file that failed is only in ``failures``.
+
+    Raises
+    ------
+    ValueError
+        The QC settings' ``exclude_channels`` names a channel none of `files` has
+        (before any file is gated).
     """
     if isinstance(strategy, GateTask):
         task = strategy
@@ -847,9 +868,10 @@ def gate_files(
             f"{out}: holds the results of `cytokit analyze` (study.json); the counts.csv and "
             "failures.csv of `cytokit gate` would replace its tables: give another --out"
         )
+    files = [os.fspath(f) for f in files]
+    _check_exclusions(task.acquisition_qc, files)
     out = output_folder(out, files=tables)  # before the batch, not after it
     with writing_into(out):  # one run at a time writes into a folder
-        files = [os.fspath(f) for f in files]
         with RunStore(out / STORE_NAME) as store:
             first = None
             if _compile_first(files, workers, scheduler, task.statistics):
