@@ -76,3 +76,17 @@ def compile_notice() -> None:
             "later runs load them from the cache)",
             err=True,
         )
+
+
+def again_progress(heading: str) -> Callable[[int, int, str], None]:
+    """The ``progress`` callback of an export that gates a results folder's files again:
+    `heading` once, when the first file starts (a refused folder prints nothing of it),
+    then one line per file on stderr."""
+    from cytokit.cli._text import printable
+
+    def tick(done: int, total: int, file: str) -> None:
+        if done == 0:
+            typer.echo(printable(heading), err=True)
+        typer.echo(printable(f"  [{done + 1}/{total}] {file}"), err=True)
+
+    return tick

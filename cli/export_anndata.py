@@ -19,14 +19,17 @@ def run_export(
 ) -> Path:
     """Write the AnnData file; progress and a summary go to stderr."""
     from cytokit.analysis.anndata_export import export_anndata
+    from cytokit.cli._progress import again_progress
     from cytokit.cli._runlog import recorded_if_inside
 
     t0 = time.perf_counter()
     which = "every event" if events is None else f"{events:,} events per file"
-    typer.echo(f"reading and gating the files of {results} again ({which}) ...", err=True)
+    tick = again_progress(f"reading and gating the files of {results} again ({which}) ...")
     options = {"events": events, "seed": seed, "tube": tube}
     with recorded_if_inside(results, out, "export-anndata", options, study):
-        path = export_anndata(results, out, events=events, seed=seed, study=study, tube=tube)
+        path = export_anndata(
+            results, out, events=events, seed=seed, study=study, tube=tube, progress=tick
+        )
     size = path.stat().st_size / 1e6
     typer.echo(f"anndata: {path} ({size:.1f} MB); {time.perf_counter() - t0:.1f} s", err=True)
     return path

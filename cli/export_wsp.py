@@ -18,12 +18,13 @@ def run_export_wsp(
     Returns the `cytokit.analysis.flowjo_export.WorkspaceExport`.
     """
     from cytokit.analysis import export_wsp
+    from cytokit.cli._progress import again_progress
     from cytokit.cli._runlog import recorded_if_inside
 
     t0 = time.perf_counter()
-    typer.echo(f"gating the files of {results} again for their FlowJo gates ...", err=True)
+    tick = again_progress(f"gating the files of {results} again for their FlowJo gates ...")
     with recorded_if_inside(results, out, "export-wsp", {"group_by": group_by}, study):
-        done = export_wsp(results, out, group_by=group_by, study=study)
+        done = export_wsp(results, out, group_by=group_by, study=study, progress=tick)
     for file, why in done.skipped.items():
         typer.echo(printable(f"left out {file}: {why}"), err=True)
     for note in done.notes:

@@ -347,6 +347,21 @@ def test_an_export_into_the_results_folder_is_logged(analysed, tmp_path, capsys)
     assert run(["verify", str(res)]) == 0, capsys.readouterr()
 
 
+def test_an_export_says_it_gates_again_only_when_it_does(analysed, tmp_path, capsys):
+    """An export refused before it reads a file (here: its output would replace a table)
+    printed "gating the files ... again" first; it now says so, with each file as it goes,
+    only once the folder and the study have been checked."""
+    _, _, out = analysed
+    capsys.readouterr()
+    assert run(["export-wsp", str(out), str(out / "counts.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "again" not in err and "counts.csv" in err, err
+    assert run(["export-wsp", str(out), str(tmp_path / "w.wsp")]) == 0
+    err = capsys.readouterr().err
+    n = len(pd.read_csv(out / "samples.csv"))
+    assert err.index("gating the files of") < err.index(f"[1/{n}] ") < err.index(f"[{n}/{n}] ")
+
+
 def test_usage_errors(capsys):
     assert run(["analyze"]) == 2
     assert run(["analyze", "nowhere", "--out", "x"]) == 1

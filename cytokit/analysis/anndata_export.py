@@ -58,6 +58,7 @@ import json
 import os
 import secrets
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +303,7 @@ def results_anndata(
     seed: int = 0,
     study=None,
     tube: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Any:
     """The events behind a results folder as an ``anndata.AnnData`` (see the module).
 
@@ -318,6 +320,9 @@ def results_anndata(
     tube : str, optional
         The tube whose files to export (one AnnData holds one panel). Needed when the
         manifest lists files of several tubes; default the study's one tube.
+    progress : callable, optional
+        Called as ``progress(done, total, file)`` before each file is read and gated
+        again, once the results folder and the study have been checked.
 
     Returns
     -------
@@ -351,7 +356,9 @@ def results_anndata(
     layout_box: list[Any] = [None]
     raws, comps, xs, frames = [], [], [], []
     comp_cols: set[int] = set()
-    for row in samples.to_dict("records"):
+    for i, row in enumerate(samples.to_dict("records")):
+        if progress is not None:
+            progress(i, len(samples), str(row["file"]))
         item = {"tube": tube}
         raw, comp, x, frame, cols = _per_file(
             study, task, results, row, layout_box, events, seed, item, model
@@ -430,6 +437,7 @@ def export_anndata(
     seed: int = 0,
     study=None,
     tube: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> Path:
     """Write `results_anndata` to `out` (``.h5ad``) atomically; returns the path.
 
@@ -439,7 +447,9 @@ def export_anndata(
     """
     out = _target(Path(out))
     not_a_results_file(results_dir, out, ".h5ad")
-    adata = results_anndata(results_dir, events=events, seed=seed, study=study, tube=tube)
+    adata = results_anndata(
+        results_dir, events=events, seed=seed, study=study, tube=tube, progress=progress
+    )
     fd = -1
     for _ in range(100):
         tmp = out.parent / f".{out.name}.{secrets.token_hex(8)}.tmp"

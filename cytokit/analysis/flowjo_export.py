@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -73,6 +74,7 @@ def export_wsp(
     *,
     group_by: str = "patient",
     study: str | Path | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> WorkspaceExport:
     """Write the FlowJo 10 workspace of an analysis.
 
@@ -88,6 +90,9 @@ def export_wsp(
     study : path, optional
         The study folder, when it has moved since the analysis (default: the
         ``root`` recorded in ``study.json``).
+    progress : callable, optional
+        Called as ``progress(done, total, file)`` before each file is read and gated
+        again, once the results folder and the study have been checked.
 
     Returns
     -------
@@ -132,8 +137,10 @@ def export_wsp(
     names = _sample_names([str(f) for f in res.samples["file"]])
     notes = WorkspaceWriteNotes()
     hashes = dict(zip(res.samples["file"], res.samples["sha256"], strict=True))
-    for file in res.samples["file"]:
+    for i, file in enumerate(res.samples["file"]):
         file = str(file)
+        if progress is not None:
+            progress(i, len(res.samples), file)
         row = rows.get(file)
         try:
             if row is None:
