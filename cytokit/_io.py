@@ -126,8 +126,14 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
     written again on the next run, such as the report's figures, whose manifest holds
     their SHA-256: an fsync each cost a 1,000-sample report seconds).
     """
-    path, mode = replaced(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    named = Path(path)
+    path, mode = replaced(named)
+    named.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # a dangling link's target: write no folders there
+        raise FileNotFoundError(
+            f"{named}: is a symbolic link to {path}, whose folder does not exist; make the "
+            "folder or remove the link"
+        )
     fd, tmp = create_temporary(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -88,3 +88,21 @@ def test_every_output_of_the_commands_follows_the_umask(tmp_path, mask, capsys):
     assert sum(p.name == "results.sqlite" for p in outputs) == 2
     assert any(p.suffix == ".fcs" for p in outputs) and any(p.suffix == ".png" for p in outputs)
     assert wrong_modes([*outputs, tmp_path / "written.fcs"], mask) == {}
+
+
+def test_a_table_written_through_a_dangling_link_makes_no_folders_at_its_target(tmp_path):
+    """A table whose name is a symbolic link into a folder that is gone made that folder
+    (and its parents) to write through the link; it is now an error naming the link, and
+    once the folder is there the table is written through the link, which stays one."""
+    link = tmp_path / "out" / "counts.csv"
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "gone" / "deeper" / "counts.csv")
+    with pytest.raises(FileNotFoundError, match=r"counts\.csv: is a symbolic link to .*make"):
+        atomic_write_bytes(link, b"a\n1\n")
+    assert not (tmp_path / "gone").exists()
+    (tmp_path / "gone" / "deeper").mkdir(parents=True)
+    atomic_write_bytes(link, b"a\n1\n")
+    assert link.is_symlink() and link.read_bytes() == b"a\n1\n"
+    # a plain file's own missing folders are still made, as before
+    atomic_write_bytes(tmp_path / "new" / "t.csv", b"x\n")
+    assert (tmp_path / "new" / "t.csv").read_bytes() == b"x\n"
