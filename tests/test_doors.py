@@ -205,6 +205,22 @@ def test_gate_usage_errors(capsys):
     assert "drop --compensation" in capsys.readouterr().err
 
 
+def test_a_file_the_manifest_lists_but_that_is_gone_is_named_by_its_line_in_both_doors(
+    tmp_path, capsys
+):
+    """analyze's failure of a missing file named its manifest line; gate --study said only
+    "check the path", leaving the user to find which line of the manifest to correct."""
+    study = _study_copy(tmp_path)
+    (study / "fcs" / "P01_day007.fcs").unlink()
+    said = "not found: manifest.csv line 3 lists 'fcs/P01_day007.fcs'; correct the name there"
+    for args in (["analyze", str(study), "--no-report"], ["gate", "--study", str(study)]):
+        out = tmp_path / args[0]
+        assert run([*args, "--out", str(out), "--workers", "1"]) == 0  # the others are done
+        assert said in capsys.readouterr().err
+        failed = pd.read_csv(out / "failures.csv")
+        assert len(failed) == 1 and failed["reason"].iloc[0].startswith(said)
+
+
 SAMPLE_TRANSFORM = "transform: {type: logicle, T: 262144, W: 0.5, M: 4.5, A: 0}\n"
 
 

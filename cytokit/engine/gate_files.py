@@ -337,6 +337,9 @@ class GateTask:
         # (panel, measured markers, donor markers: a file reads one of them)
         self.screen = None if screen is None else (screen[0], tuple(screen[1]), tuple(screen[2]))
         self.key = hashlib.sha256(json.dumps(self._identity(), sort_keys=True).encode()).hexdigest()
+        #: absolute path -> where a list names the file (`for_study`: its manifest line), for
+        #: the failure of a file that is not there (`cytokit.engine.runner.run_batch`)
+        self.listed: dict[str, str] = {}
 
     @classmethod
     def for_study(
@@ -385,13 +388,19 @@ class GateTask:
         if not isinstance(study, Study):
             study = load_study(study, check_files=False)
         study.tube(tube)  # an unknown tube is refused, naming the study's tubes
+        listed = {
+            os.path.abspath(row.file): (
+                f"manifest.csv line {row.line} lists {study.relative(row.file)!r}"
+            )
+            for row in study.rows
+        }
         if isinstance(strategy, GatingStrategy):
             gating = strategy
         elif strategy is None:
             gating = study.tube_strategy(tube)
         else:
             gating = study.load_strategy(strategy)
-        return cls(
+        task = cls(
             gating,
             compensation=study.compensation(),
             statistics=statistics,
@@ -405,6 +414,8 @@ class GateTask:
                 study.tube_donor_markers(tube),
             ),
         )
+        task.listed = listed
+        return task
 
     def _identity(self) -> dict:
         """Everything the output depends on; the key is its digest."""

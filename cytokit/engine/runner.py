@@ -6,8 +6,10 @@ A *task* is a picklable, top-level object with
   gating: the strategy's digest, the options and the cytokit version);
 * ``__call__(path) -> payload``: read the file and return a dict of
   DataFrames, numpy arrays and JSON values (see `cytokit.engine.store.encode_payload`);
-* optionally ``kind`` (a short name such as ``"gate"``) and ``describe()``
-  (a JSON-able dict kept in the store beside the key).
+* optionally ``kind`` (a short name such as ``"gate"``), ``describe()``
+  (a JSON-able dict kept in the store beside the key) and ``listed`` (absolute
+  path -> where a list names the file, such as its manifest line: a file that
+  is not there fails saying so).
 
 `run_batch` hashes each file's content (on the workers, in parallel; a file
 whose stat is as it was when last hashed is not re-read, see
@@ -451,10 +453,13 @@ def run_batch(
         try:
             st = os.stat(abspath)
         except OSError as exc:
+            why = f"cannot open the file: {exc.strerror or exc}; check the path"
+            listed = getattr(task, "listed", None) or {}
+            if isinstance(exc, FileNotFoundError) and abspath in listed:
+                why = f"not found: {listed[abspath]}; correct the name there"
             state.finish(
                 FileOutcome(given, "failed", False, None, "open", "exception", type(exc).__name__,
-                            f"cannot open the file: {exc.strerror or exc}; check the path "
-                            "(or copy the file in) and run again")
+                            f"{why} (or copy the file in) and run again")
             )  # fmt: skip
             continue
         kind = special_kind(st.st_mode)
