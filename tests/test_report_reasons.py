@@ -199,3 +199,25 @@ def test_a_peak_of_not_quantifiable_values_only_is_marked_nq():
     )
     for html in (persistence_summary(trends, ["P01"]), trends_table(trends, ["pop0", "pop1"])):
         assert ">16.2 NQ<" in html and ">80.5<" in html
+
+
+def test_a_pct_series_too_small_on_every_day_is_not_called_not_detected():
+    """A % donor series whose every day after infusion was of a population too small to
+    judge (fewer than 80 events: read as missing) has no AUC, as nothing could have shown
+    donor cells there; the report called it "not detected", as if they were absent. A
+    series not detected in populations large enough still reads "not detected", AUC 0."""
+    from cytokit.analysis.trends import trend_row
+    from cytokit.report.tables import half_life_cell
+
+    days, status = [-7, 7, 14, 28], ["not_detected"] * 4
+    small = trend_row(days, [np.nan] * 4, status, infusions=[0])  # every % masked
+    assert not np.isfinite(small["auc"])
+    row = {"measure": "donor_pct", "last_detectable_day": np.nan, "failed_days": "", **small}
+    assert str(half_life_cell(row)) == "too few cells to judge on every day"
+    large = trend_row(days, [0.0, 0.0, 0.1, 0.0], status, infusions=[0])
+    assert large["auc"] == 0.0
+    row = {"measure": "donor_pct", "last_detectable_day": np.nan, "failed_days": "", **large}
+    assert str(half_life_cell(row)) == "not detected"
+    # the cells/µL series keep a small population's count: never "too few" there
+    row = {"measure": "donor_per_ul", "last_detectable_day": np.nan, "failed_days": "", **small}
+    assert str(half_life_cell(row)) == "not detected"

@@ -129,6 +129,17 @@ def _detected(row) -> bool:
     return math.isfinite(as_float(row.get("last_detectable_day")))
 
 
+def _too_few_every_day(row) -> bool:
+    """A % donor series measured after day 0 whose every value there was of a population
+    too small to judge (trends.csv reads those as missing, so it has no AUC): "not
+    detected" would claim the donor cells absent where no day could have shown them."""
+    return (
+        str(row.get("measure")) == "donor_pct"
+        and not is_number(row.get("auc"))
+        and as_float(row.get("last_day")) >= 0
+    )
+
+
 def _failed_after(row, day) -> list[str]:
     """The row's failed days (trends.csv ``failed_days``) after `day`, or on or after day
     0 when `day` is not a number: days that may have held donor cells the row lacks."""
@@ -170,6 +181,8 @@ def half_life_cell(row) -> Markup:
                 f"not detected on the days measured (day {', '.join(failed)} failed)",
                 ["not_detected"],
             )
+        if _too_few_every_day(row):
+            return Markup("too few cells to judge on every day", ["not_detected"])
         return Markup("not detected", ["not_detected"])
     if math.isfinite(hl):
         text = f"{fmt(hl)} d"
