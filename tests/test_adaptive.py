@@ -434,3 +434,20 @@ def test_a_small_lymphocyte_cluster_among_granulocytes_is_found(tmp_path, seed, 
         ]  # fmt: skip
         gated = study.gate(cytokit.read_fcs(row.file)).membership("/Lymphocytes")
         assert (gated & lymph).sum() >= 0.99 * lymph.sum(), row.file.name
+
+
+def test_a_gate_that_cannot_be_placed_says_so_in_sentences():
+    """The failure read "... is near right?. Give it ..." and "1 events, fewer than ...";
+    each part of the message now ends once, and one event is one event."""
+    from cytokit.gating.adaptive.base import use_fallback
+
+    gate = ValleyGate(id="L", dims=(X,))
+    for why in ("only 9 events near the expected place; is its `near` right?", "no valley"):
+        with pytest.raises(GatingError) as err:
+            use_fallback(gate, why, None)
+        said = str(err.value)
+        assert f"{why}{'' if why.endswith('?') else '.'} Give it fixed" in said, said
+    one = ValleyGate(id="Live", dims=(X,), valley=Valley(min_events=50))
+    with pytest.raises(GatingError, match=r"1 event, fewer than the 50") as err:
+        one.fit(np.full((1, 1), 0.3), _rng(0))
+    assert "events, fewer" not in str(err.value)

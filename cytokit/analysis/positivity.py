@@ -67,7 +67,7 @@ def fmo_threshold(
     need = min_control_events(percentile)
     if len(values) < need:
         raise CytokitError(
-            f"{where}: {len(values)} events, fewer than the {need} an FMO threshold at the "
+            f"{where}: {len(values)} event{'' if len(values) == 1 else 's'}, fewer than the {need} an FMO threshold at the "
             f"{percentile} th percentile needs; acquire more events of the control, or give "
             "the marker a fixed threshold"
         )

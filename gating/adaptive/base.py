@@ -97,8 +97,9 @@ def collect_fallbacks() -> Iterator[list[str]]:
 def use_fallback(gate: Gate, why: str, fallback):
     """Use `fallback` with a warning (or a note for `collect_fallbacks`), or raise the failure."""
     if fallback is None:
+        stop = "" if why.endswith((".", "?", "!")) else "."
         raise GatingError(
-            f"adaptive gate {gate.id!r} cannot be placed: {why}. Give it fixed fallback "
+            f"adaptive gate {gate.id!r} cannot be placed: {why}{stop} Give it fixed fallback "
             "bounds, or loosen its limits"
         )
     message = f"adaptive gate {gate.id!r} used its fixed fallback: {why}"

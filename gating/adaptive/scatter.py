@@ -310,7 +310,9 @@ class ClusterGate(AdaptiveGate):
         if not ok.all():
             u = u[ok]
         if u.shape[0] < self.min_events:
-            raise NoFit(f"{u.shape[0]} events, fewer than the {self.min_events} it needs")
+            raise NoFit(
+                f"{u.shape[0]} event{'' if u.shape[0] == 1 else 's'}, fewer than the {self.min_events} it needs"
+            )
         if u.shape[0] > self.fit_events:
             u = u[rng.choice(u.shape[0], int(self.fit_events), replace=False)]
         lo, hi = np.quantile(u, [0.001, 0.999], axis=0)
@@ -459,7 +461,11 @@ def _trimmed_ellipse(u, mean, cov, core: float, min_events: int):
         sel = _within(diff, inv, c)
         inside = u[sel]
         if inside.shape[0] < max(min_events, k + 2):
-            raise NoFit(f"only {inside.shape[0]} events near the expected place; is near right?")
+            n = inside.shape[0]
+            raise NoFit(
+                f"only {n} event{'' if n == 1 else 's'} near the expected place; is its "
+                "`near` right?"
+            )
         new_mean = inside.mean(axis=0)
         new_cov = np.atleast_2d(np.cov(inside.T)) / shrink
         done = np.allclose(

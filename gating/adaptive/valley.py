@@ -155,7 +155,9 @@ def _place(x: np.ndarray, v: Valley) -> tuple[float, str]:
 def _valley(x: np.ndarray, v: Valley):
     """((position, depth) or None, grid, density) for finite `x`; depth = valley / smaller mode."""
     if x.size < v.min_events:
-        raise NoFit(f"{x.size} events, fewer than the {v.min_events} a threshold needs")
+        raise NoFit(
+            f"{x.size} event{'' if x.size == 1 else 's'}, fewer than the {v.min_events} a threshold needs"
+        )
     lo_w, hi_w = v.between
     (q_lo, q_hi), bw = bandwidth(x, (0.0005, 0.9995))
     bw = bw * v.smooth
