@@ -186,6 +186,24 @@ def test_simulated_stains_are_usable(clean):
     assert "marker_failed" not in set(clean.chimerism.status)
 
 
+def test_only_a_failed_detector_is_said_to_reach_the_counts(clean):
+    """A marker failed for where its cells read (a stain left out, another channel) was
+    measured by a working detector, which compensation reads rightly: no word on counts."""
+    from cytokit.analysis.marker_check import BEADS_MOVED, detector_failed
+    from cytokit.analysis.per_patient import _counts_too
+
+    spills = {"spills_into": [["PE-A (CD56)", 0.21]]}
+    piled = {"n": 5000, "share": 1.0, "value": 0.0, "at": "constant", **spills}
+    placed = {"n": 5000, "share": 0.001, "value": 3.0, "at": "", **spills}
+    assert detector_failed("the donor-marker channel is constant", piled)
+    assert detector_failed(f"{BEADS_MOVED} 2.1 on the donor marker", placed)
+    assert not detector_failed("its main mode lies far from the recipient", placed)
+    assert "PE-A (CD56) by 21 % of it" in _counts_too("constant", piled)
+    assert _counts_too("its main mode lies far from the recipient", placed) == ""
+    assert _counts_too("constant", {**piled, "spills_into": []}) == ""  # nothing compensated
+    assert clean.samples.donor_marker_note.isna().all()
+
+
 @pytest.mark.parametrize(
     ("file", "value"),
     [("fcs/P1_day007.fcs", 0.0), ("fcs/P2_day007.fcs", 1000.0), ("fcs/P2_day014.fcs", 262_143.0)],
@@ -211,6 +229,15 @@ def test_a_dead_donor_marker_detector_is_marker_failed(study, clean, tmp_path, f
     sample_row = results.samples.set_index("file").loc[file]
     assert sample_row.donor_marker_check == "failed"
     assert "constant" in sample_row.donor_marker_note
+    # ... but its counts were said nothing of: CD56 is compensated against the detector (a
+    # saturated one took NK from 1,372 to 14 without a word beside the count)
+    inverse = np.linalg.inv(sample.spillover.matrix)
+    names = list(sample.spillover.channels)
+    share = abs(inverse[names.index("FITC-A"), names.index("PE-A")])
+    said = "its counts may be off too: compensation corrects the gated channels with what"
+    assert said in sample_row.donor_marker_note
+    assert f"PE-A (CD56) by {100 * share:.2g} % of it" in sample_row.donor_marker_note
+    assert chim.note.str.contains(said).all()
     others = results.samples[results.samples.file != file]
     assert (others.donor_marker_check == "usable").all()  # no collateral damage
     th = results.thresholds[(results.thresholds.file == file)]

@@ -122,6 +122,21 @@ def value_pileup(values: np.ndarray) -> dict:
     return {"n": n, "share": share, "value": float(mid), "at": at}
 
 
+#: How the beads rule's reason starts (`detector_failed` tells it from the mode rule's).
+BEADS_MOVED = "its counting beads read"
+
+
+def detector_failed(reason: str, pileup: dict | None) -> bool:
+    """Whether a sample's marker failed for its detector (its values piled at one, or its
+    beads moved: dead, saturated, gain changed), not for where its cells read (a stain
+    left out, another channel): a failed detector is compensated out of the other
+    channels by what it read, not by what the cells gave."""
+    if not reason:
+        return False
+    piled = bool(pileup) and pileup["n"] >= MIN_PILEUP_EVENTS and pileup["share"] >= PILEUP_SHARE
+    return piled or reason.startswith(BEADS_MOVED)
+
+
 def _pileup_reason(p: dict) -> str:
     value = f"{p['value']:.6g}"
     if p["at"] == "constant":
@@ -146,7 +161,7 @@ def _check_beads(reasons: list[str], judged: list[int], anchors: list, widths: l
     for i in have:
         if abs(anchors[i] - home) > limit:
             reasons[i] = (
-                f"its counting beads read {anchors[i]:.3g} on the donor marker, the patient's "
+                f"{BEADS_MOVED} {anchors[i]:.3g} on the donor marker, the patient's "
                 f"other samples {home:.3g} (± {limit:.2g}): the detector's response changed "
                 "(dead, saturated or another channel)"
             )

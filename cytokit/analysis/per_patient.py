@@ -41,7 +41,7 @@ from cytokit.analysis.chimerism import (
     stratified_row,
 )
 from cytokit.analysis.counting import count_basis
-from cytokit.analysis.marker_check import check_donor_marker
+from cytokit.analysis.marker_check import check_donor_marker, detector_failed
 from cytokit.analysis.phenotype import phenotype_rows
 from cytokit.analysis.results import sample_id
 from cytokit.analysis.sample_result import SampleResult
@@ -302,10 +302,10 @@ def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[st
     # the table's reader has no page around the note: name the marker and what to do
     failed = [
         f"{why} (donor marker {marker}: check its detector, stain and [panel] channel; the "
-        "sample gives no donor value until acquired again)"
+        "sample gives no donor value until acquired again)" + _counts_too(why, pile)
         if why
         else why
-        for why in failed
+        for why, pile in zip(failed, pileups, strict=True)
     ]
     usable = [
         Histogram(h.edges, np.zeros_like(h.counts)) if why else h
@@ -317,6 +317,19 @@ def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[st
         for t, why in zip(placed, failed, strict=True)
     ]
     return out, failed
+
+
+def _counts_too(why: str, pileup: dict | None) -> str:
+    """What a failed donor-marker detector did to the sample's counts: the gated channels
+    compensated against it took its false values (`per_sample.spilled_into`)."""
+    spills = (pileup or {}).get("spills_into") or []
+    if not spills or not detector_failed(why, pileup):
+        return ""
+    named = ", ".join(f"{label} by {100 * share:.2g} % of it" for label, share in spills)
+    return (
+        "; its counts may be off too: compensation corrects the gated channels with what "
+        f"this detector recorded, not what the cells gave ({named})"
+    )
 
 
 def _hist(p: SampleResult, marker: str, row: int) -> Histogram:

@@ -95,7 +95,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 9  # 9: a warning for a panel marker read from another marker's $PnS channel
+MEASURE_VERSION = 10  # 10: the gated channels compensated against each donor-marker detector
 PARENT_ROW = "__parent__"
 
 
@@ -125,6 +125,45 @@ def _one_blas_thread() -> AbstractContextManager:
     if not _BLAS:
         _BLAS.append(ThreadpoolController())
     return _BLAS[0].limit(limits=1, user_api="blas")
+
+
+#: Smallest share of a detector's value that compensation takes from a gated channel for
+#: a failure of that detector to be said to reach the channel's counts (0.1 %).
+SPILL_SAID = 1e-3
+
+
+def spilled_into(result, sample, channel: str) -> list[list]:
+    """The gated channels whose compensated values take a share of `channel`'s, as
+    ``[label, share]`` (the inverse spillover matrix's coefficient), largest first.
+
+    A failed detector (dead, saturated) is compensated out of these channels by what it
+    read, not by what the cells gave: the gates on them may count wrongly too.
+    """
+    from cytokit.gating import UNCOMPENSATED
+
+    comp = result.compensation
+    if comp is None or channel not in comp.channels:
+        return []
+    try:
+        inverse = np.linalg.inv(np.asarray(comp.matrix, dtype=np.float64))
+    except np.linalg.LinAlgError:
+        return []
+    row = inverse[list(comp.channels).index(channel)]
+    found: dict[str, float] = {}
+    for gate in result.strategy.gates:
+        for d in gate.dimensions:
+            if d.compensation == UNCOMPENSATED or d.ratio is not None:
+                continue
+            try:
+                c = sample.channels[sample.channel_index(d.channel)]
+            except CytokitError:
+                continue
+            if c.name == channel or c.name not in comp.channels:
+                continue
+            share = abs(float(row[list(comp.channels).index(c.name)]))
+            if share >= SPILL_SAID:
+                found[c.label] = share
+    return [[k, v] for k, v in sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 @dataclass(frozen=True)
@@ -347,7 +386,11 @@ class MeasureTask:
                 _flank_items(res, flanks, rows, transformed, at, local[1:], self.donor_markers)
             parent_rows = rows[local[0]]
             res.pileup = {
-                m: value_pileup(sample.events[parent_rows, columns[m]]) for m in self.donor_markers
+                m: {
+                    **value_pileup(sample.events[parent_rows, columns[m]]),
+                    "spills_into": spilled_into(result, sample, channel[m]),
+                }
+                for m in self.donor_markers
             }
             self._phenotype_items(res, scale, transformed, at, local, rng)
             if self.cluster_markers:
