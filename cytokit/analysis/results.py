@@ -273,6 +273,7 @@ study.toml's ``[chimerism]`` key ``tube`` names, phenotype from every tube.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -745,7 +746,7 @@ class Results:
             raise CytokitError("these results were not written to a folder; QC data is kept there")
         if not self._analysed(file) and file not in self.qc_failed_files():
             raise self._no_qc_record(file)
-        path = self.out / "qc" / f"{sample_id(file)}.npz"
+        path = qc_npz(self.out, file)
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in keys if k not in data]
             if missing:
@@ -767,11 +768,44 @@ SUMMARY_NUMBERS = SUMMARY_COLUMNS[:6]
 
 
 def sample_id(file: str) -> str:
-    """The QC file stem of a sample: its manifest path with separators replaced."""
+    """The QC file stem of a sample: its manifest path with each ``/`` written ``__``.
+
+    That is one-to-one only for ``.fcs`` paths of letters, digits, ``-``, ``_``, ``.``
+    and ``/`` with no ``_`` beside a ``/`` or another ``_``; any other path (a space, a
+    ``&``, ``a__b`` beside ``a/b``, ``x.FCS`` beside ``x.fcs``) gets every other character written ``__`` too and
+    a short hash of the whole path, so two samples never share a QC file.
+    """
+    file = str(file)
+    stem = file.removesuffix(".fcs")
+    plain = _legacy_sample_id(file)
+    if (
+        stem != file  # `x` and `x.FCS` beside `x.fcs` take a hash
+        and all(c.isalnum() or c in "-_./" for c in stem)
+        and not any(pair in stem for pair in ("__", "_/", "/_"))
+    ):
+        return plain
+    return f"{plain}-{hashlib.sha1(file.encode('utf-8')).hexdigest()[:8]}"
+
+
+def _legacy_sample_id(file: str) -> str:
+    """`sample_id` as cytokit wrote it before it was one-to-one (every character but
+    letters, digits, ``-``, ``_`` and ``.`` written ``__``): the QC files of an older
+    results folder are found under it."""
     stem = str(file)
     if stem.lower().endswith(".fcs"):
         stem = stem[:-4]
     return "".join(c if c.isalnum() or c in "-_." else "__" for c in stem)
+
+
+def qc_npz(out: Path, file: str) -> Path:
+    """``out/qc/<sample_id>.npz`` of `file`, or the name an older cytokit gave it where
+    only that one is there."""
+    path = Path(out) / "qc" / f"{sample_id(file)}.npz"
+    if not path.exists():
+        legacy = path.with_name(f"{_legacy_sample_id(file)}.npz")
+        if legacy.exists():
+            return legacy
+    return path
 
 
 def conform(frame: pd.DataFrame, columns) -> pd.DataFrame:
