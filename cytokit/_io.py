@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
+    "about_target",
     "atomic_write_bytes",
     "atomic_write_text",
     "create_temporary",
@@ -134,7 +135,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
             f"{named}: is a symbolic link to {path}, whose folder does not exist; make the "
             "folder or remove the link"
         )
-    fd, tmp = create_temporary(path.parent, path.name)
+    try:
+        fd, tmp = create_temporary(path.parent, path.name)
+    except OSError as exc:
+        raise about_target(exc, named) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -144,10 +148,23 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise about_target(exc, named) from None
         raise
     return path
+
+
+def about_target(exc: OSError, target: str | Path) -> OSError:
+    """`exc` naming `target`, the file being written, instead of the hidden temporary file
+    it is written through or no file at all (a full disk's error names none): the user
+    knows the one, not the other."""
+    if exc.errno is None:
+        return exc
+    out = type(exc)(exc.errno, exc.strerror, str(target))
+    out.__cause__ = exc.__cause__
+    return out
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -106,3 +106,32 @@ def test_a_table_written_through_a_dangling_link_makes_no_folders_at_its_target(
     # a plain file's own missing folders are still made, as before
     atomic_write_bytes(tmp_path / "new" / "t.csv", b"x\n")
     assert (tmp_path / "new" / "t.csv").read_bytes() == b"x\n"
+
+
+def test_a_failed_write_names_the_file_being_written(tmp_path, monkeypatch):
+    """A full disk's error named no file ("No space left on device; free some space"), and
+    a folder that cannot be written named the hidden temporary file
+    (".manifest.json.deb9….tmp: Permission denied"): both now name the file written."""
+    import errno
+
+    import cytokit._io as io
+
+    target = tmp_path / "counts.csv"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(OSError) as err:
+        atomic_write_bytes(target, b"a\n")
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    assert not list(tmp_path.iterdir())  # the temporary file is gone
+    monkeypatch.undo()
+
+    def refused(folder, name):
+        raise PermissionError(errno.EACCES, "Permission denied", f"{folder}/.{name}.ab.tmp")
+
+    monkeypatch.setattr(io, "create_temporary", refused)
+    with pytest.raises(PermissionError) as err:
+        atomic_write_bytes(target, b"a\n")
+    assert err.value.filename == str(target)
