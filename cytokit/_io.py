@@ -29,10 +29,12 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "create_temporary",
+    "csv_bytes",
     "frame_csv",
     "neutralise_cell",
     "neutralise_frame",
     "remove_temporaries",
+    "replace_together",
     "replaced",
     "restore_cell",
     "restore_frame",
@@ -154,6 +156,48 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
             raise about_target(exc, named) from None
         raise
     return path
+
+
+def replace_together(files: Mapping[Path, bytes | None]) -> None:
+    """Write each of `files` (None: remove it) so that a stop part-way leaves them all as
+    they were: tables that describe one another (counts and failures) are never a mix
+    of two runs.
+
+    Every file is first written whole to a temporary file beside it (and to disk);
+    only once all are there are they renamed into place, one after the other, and the
+    removals made. A full disk or a kill while writing leaves the old files; only a
+    kill within the renames, microseconds, can split them.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for named, data in files.items():
+            if data is None:
+                continue
+            path, mode = replaced(named)
+            Path(named).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd, tmp = create_temporary(path.parent, path.name)
+            except OSError as exc:
+                raise about_target(exc, named) from None
+            staged.append((tmp, path))
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                if mode is not None:
+                    os.chmod(tmp, mode)
+            except OSError as exc:
+                raise about_target(exc, named) from None
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    for named, data in files.items():
+        if data is None:
+            Path(named).unlink(missing_ok=True)
 
 
 def about_target(exc: OSError, target: str | Path) -> OSError:
@@ -280,6 +324,11 @@ def write_csv(
 
     Text cells and column names are neutralised (`neutralise_cell`); None is an empty cell.
     """
+    return atomic_write_bytes(path, csv_bytes(rows, columns))
+
+
+def csv_bytes(rows: Iterable[Mapping[str, object]], columns: Sequence[str]) -> bytes:
+    """The bytes `write_csv` writes."""
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\r\n").writerow([neutralise_cell(c) for c in columns])
     writer = csv.DictWriter(
@@ -287,4 +336,4 @@ def write_csv(
     )
     for row in rows:
         writer.writerow({k: ("" if v is None else neutralise_cell(v)) for k, v in row.items()})
-    return atomic_write_text(path, _lf_rows(buf.getvalue()))
+    return _lf_rows(buf.getvalue()).encode("utf-8")

@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from cytokit import kernels as K
-from cytokit._io import atomic_write_bytes, write_csv
+from cytokit._io import csv_bytes, replace_together
 from cytokit._outdir import output_folder, writing_into
 from cytokit.engine.runner import BatchReport, run_batch, stage
 from cytokit.engine.store import RunStore
@@ -924,49 +924,62 @@ def gate_files(
                 )
         notes = {path: found for path, found in notes.items() if found}
         failures = report.failures_frame()[list(FAILURE_TABLE)]
+        # the tables describe one another (a file is counted or failed): they replace an
+        # earlier run's all together, so a kill or a full disk never leaves a mix
+        files: dict[Path, bytes | None] = {}
         count_columns = COUNT_TABLE
         if qc is not None:
-            count_columns = _write_qc_tables(out, report, qc, counts, written)
+            count_columns = _qc_tables(files, out, report, qc, counts, written)
         else:
             for name in ("qc_samples", "acquisition_qc"):
-                _write_table(out, name, [], (), ())  # removes both files
-        _write_table(out, "counts", _rows(counts, count_columns), count_columns, written)
+                _table(files, out, name, [], (), ())  # removes both files
+        _table(files, out, "counts", _rows(counts, count_columns), count_columns, written)
         if stats is not None:
-            _write_table(
-                out, "statistics", _rows(stats, STATISTICS_TABLE), STATISTICS_TABLE, written
-            )
+            rows = _rows(stats, STATISTICS_TABLE)
+            _table(files, out, "statistics", rows, STATISTICS_TABLE, written)
         else:
-            _write_table(out, "statistics", [], (), ())  # an earlier run's would not match
-        _write_table(out, "failures", _rows(failures, FAILURE_TABLE), FAILURE_TABLE, written)
+            _table(files, out, "statistics", [], (), ())  # an earlier run's would not match
+        _table(files, out, "failures", _rows(failures, FAILURE_TABLE), FAILURE_TABLE, written)
         warned = [{"file": f, "warning": w} for f, found in notes.items() for w in found]
-        _write_table(out, "warnings", warned, WARNING_TABLE, written)
+        _table(files, out, "warnings", warned, WARNING_TABLE, written)
+        replace_together(files)
         n_events = sum(int(events[f.hash]) for f in report.done)
         nonfinite = sum(int(dropped.get(f.hash, 0)) for f in report.done)
         return GateRun(report, counts, stats, failures, out, task, n_events, nonfinite, notes)
 
 
-def _write_table(
-    out: Path, name: str, rows: list[dict], columns: Sequence[str], written: Sequence[str]
+def _table(
+    files: dict,
+    out: Path,
+    name: str,
+    rows: list[dict],
+    columns: Sequence[str],
+    written: Sequence[str],
 ) -> None:
-    """Write table `name` (`rows`, mappings) with exactly `columns`, as each suffix in
-    `written` says (``.csv``, ``.parquet``), atomically; remove its file in the other."""
+    """Add table `name` (`rows`, mappings, with exactly `columns`) to `files` (path ->
+    bytes, or None to remove it) in each format of `written` (``.csv``, ``.parquet``), and
+    its file in the other format as one to remove."""
     for suffix in (".csv", ".parquet"):
         path = out / f"{name}{suffix}"
         if suffix not in written:
-            path.unlink(missing_ok=True)
+            files[path] = None
         elif suffix == ".csv":
-            write_csv(path, rows, columns)
+            files[path] = csv_bytes(rows, columns)
         else:
             frame = pd.DataFrame.from_records(rows, columns=list(columns))
-            types = TABLE_TYPES[name]
-            atomic_write_bytes(path, frame_parquet(frame, columns, types, table=name))
+            files[path] = frame_parquet(frame, columns, TABLE_TYPES[name], table=name)
 
 
-def _write_qc_tables(
-    out: Path, report: BatchReport, qc: dict, counts: pd.DataFrame, written: Sequence[str]
+def _qc_tables(
+    files: dict,
+    out: Path,
+    report: BatchReport,
+    qc: dict,
+    counts: pd.DataFrame,
+    written: Sequence[str],
 ):
-    """Write ``qc_samples`` and ``acquisition_qc``; add the before/after columns to
-    `counts` (in place) and return the counts table's columns."""
+    """Add ``qc_samples`` and ``acquisition_qc`` to `files` (`_table`); add the
+    before/after columns to `counts` (in place) and return the counts table's columns."""
     samples, ranges = [], []
     for f in report.done:
         record = qc.get(f.hash)
@@ -974,8 +987,8 @@ def _write_qc_tables(
             continue
         samples.append({"file": f.path, **record["summary"]})
         ranges += [{"file": f.path, **r} for r in record["ranges"]]
-    _write_table(out, "qc_samples", samples, ("file", *SUMMARY_COLUMNS), written)
-    _write_table(out, "acquisition_qc", ranges, ("file", *RANGE_COLUMNS), written)
+    _table(files, out, "qc_samples", samples, ("file", *SUMMARY_COLUMNS), written)
+    _table(files, out, "acquisition_qc", ranges, ("file", *RANGE_COLUMNS), written)
     by_file = {r["file"]: r for r in samples}
     for col in ("events_before_qc", "events_after_qc"):
         counts[col] = [by_file.get(f, {}).get(col) for f in counts["file"]]
