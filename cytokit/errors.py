@@ -16,6 +16,7 @@ __all__ = [
     "PanelError",
     "StudyError",
     "did_you_mean",
+    "encoded_otherwise",
     "near_misses",
     "offer",
     "prefixed",
@@ -121,8 +122,46 @@ def near_misses(word: str, options) -> list[str]:
 
 
 def did_you_mean(word: str, options) -> str:
-    """`` (did you mean 'X'?)`` naming `near_misses` of `word` in `options`, or ``""``."""
+    """`` (did you mean 'X'?)`` naming `near_misses` of `word` in `options`, or ``""``.
+
+    An option that is `word` written with other Unicode code points for the same
+    letters (``é`` as one, or as ``e`` and an accent: what macOS names files with) is
+    said as such, as the two print alike.
+    """
+    import unicodedata
+
+    options = list(options)
+    folded = unicodedata.normalize("NFC", str(word))
+    same = [o for o in options if o != word and unicodedata.normalize("NFC", str(o)) == folded]
+    if same:
+        return (
+            f" ({same[0]!r} looks the same but its accented letters are encoded otherwise "
+            "(Unicode NFC against NFD): type the name again in one of the two files)"
+        )
     return offer(near_misses(word, options))
+
+
+def encoded_otherwise(path) -> str:
+    """For a file that is not found: `` ('X' is there, ...)`` naming a file beside it whose
+    name prints alike but encodes its accented letters otherwise (Unicode NFC against
+    NFD, as macOS writes them), or ``""``."""
+    import os
+    import unicodedata
+
+    folder, name = os.path.split(os.fspath(path))
+    folded = unicodedata.normalize("NFC", name)
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        return ""
+    for entry in sorted(entries):
+        if entry != name and unicodedata.normalize("NFC", entry) == folded:
+            return (
+                f" ({entry!r} is there: it looks the same but its accented letters are "
+                "encoded otherwise (Unicode NFC against NFD); type the name again, or rename "
+                "the file)"
+            )
+    return ""
 
 
 def offer(candidates) -> str:

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytokit.errors import StudyError
+from cytokit.errors import StudyError, did_you_mean
 
 __all__ = [
     "ENDPOINT_COLUMNS",
@@ -192,7 +192,9 @@ def _row(where, line, rec, lookup, known, problems) -> Outcome | None:
     if not patient:
         problems.append(f"{where}: empty 'patient'")
     elif known is not None and patient not in known:
-        problems.append(f"{where}: patient {patient!r} is not in manifest.csv")
+        problems.append(
+            f"{where}: patient {patient!r} is not in manifest.csv{did_you_mean(patient, known)}"
+        )
     days = {c: _day(rec.get(c, ""), f"{where}: {c}", problems) for c in _DAYS}
     response = rec.get("response", "").strip() or None
     if response is not None:

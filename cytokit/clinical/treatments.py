@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytokit.errors import StudyError
+from cytokit.errors import StudyError, did_you_mean
 from cytokit.study.manifest import MAX_DAYS
 
 __all__ = [
@@ -164,6 +164,7 @@ def _row(path, line, rec, legacy, known_patients, problems) -> Treatment | None:
     elif known_patients is not None and patient not in known_patients:
         problems.append(
             f"{where}: patient {patient!r} (day {rec['day'].strip()}) is not in manifest.csv"
+            + did_you_mean(patient, known_patients)
         )
     if not product:
         problems.append(f"{where}: empty 'product'; name it (e.g. NK, DLI, CIK, IL-2)")

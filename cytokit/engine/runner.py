@@ -67,7 +67,7 @@ from cytokit.engine._workers import (
 )
 from cytokit.engine.hashing import file_hash, file_stamp
 from cytokit.engine.store import FileInfo, RunStore
-from cytokit.errors import CytokitError
+from cytokit.errors import CytokitError, encoded_otherwise
 
 __all__ = [
     "IN_FLIGHT_PER_WORKER",
@@ -456,7 +456,10 @@ def run_batch(
             why = f"cannot open the file: {exc.strerror or exc}; check the path"
             listed = getattr(task, "listed", None) or {}
             if isinstance(exc, FileNotFoundError) and abspath in listed:
-                why = f"not found: {listed[abspath]}; correct the name there"
+                why = (
+                    f"not found: {listed[abspath]}{encoded_otherwise(abspath)}; correct the "
+                    "name there"
+                )
             state.finish(
                 FileOutcome(given, "failed", False, None, "open", "exception", type(exc).__name__,
                             f"{why} (or copy the file in) and run again")
