@@ -132,6 +132,17 @@ def _describe(item) -> tuple[str, object, str]:
     )
 
 
+def _sample_key(item, desc: tuple[str, object, str]) -> str:
+    """What keys a sample's training draw and its place in the pool: its content digest
+    (``hash``) where the item gives one, so renaming a patient or a file (pseudonymising
+    a study) changes nothing, else its patient, day and file."""
+    digest = item.get("hash") if isinstance(item, Mapping) else getattr(item, "hash", None)
+    if isinstance(digest, str) and digest:
+        return digest
+    patient, day, file = desc
+    return f"{patient}|{day}|{file}"
+
+
 def _as_input(value, n_markers: int, where: str) -> ClusterInput:
     if isinstance(value, ClusterInput):
         inp = value
@@ -198,7 +209,11 @@ def cluster_study(
         ``(events, donor)`` / ``events``. Called twice per item (train, map).
     items : iterable
         Sample descriptors with ``patient``, ``day`` and ``file`` (mappings,
-        objects with those attributes, or tuples).
+        objects with those attributes, or tuples), and optionally ``hash`` (the
+        file's content digest). Each sample's training draw and its place in the
+        pool are keyed on its ``hash`` where given (renaming a patient or a file
+        changes nothing), else on its patient, day and file; never on the order
+        of `items`.
     markers : sequence of str
         Names of the events' columns.
     grid, n_metaclusters, seed
@@ -292,19 +307,20 @@ def _training_pool(load, items, descs, n_m, per_sample, seed, progress):
         where = file or f"{patient} day {day}"
         inp = _as_input(load(item), n_m, where)
         n = inp.events.shape[0]
+        key = _sample_key(item, (patient, day, file))
         if n > per_sample:
-            idx = np.sort(
-                _subsample_rng(seed, f"{patient}|{day}|{file}").choice(n, per_sample, replace=False)
-            )
-            parts.append(np.asarray(inp.events[idx], dtype=np.float32))
+            idx = np.sort(_subsample_rng(seed, key).choice(n, per_sample, replace=False))
+            parts.append((key, np.asarray(inp.events[idx], dtype=np.float32)))
         else:
-            parts.append(np.asarray(inp.events, dtype=np.float32))
+            parts.append((key, np.asarray(inp.events, dtype=np.float32)))
         if i == 0:
             first_gates = list(inp.gates)
         del inp
         if progress is not None:
             progress(i + 1, len(items), "train")
-    pool = np.concatenate(parts) if parts else np.empty((0, n_m), np.float32)
+    # in the keys' order, not the items': the model does not depend on how they are listed
+    parts.sort(key=lambda kv: kv[0])
+    pool = np.concatenate([p for _, p in parts]) if parts else np.empty((0, n_m), np.float32)
     del parts
     if pool.shape[0] == 0:
         raise StudyError("cluster_study: the samples have no events to cluster")
