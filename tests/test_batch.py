@@ -102,6 +102,28 @@ def test_serial_results_failures_and_rerun(tmp_path):
         assert store.runs()["status"].tolist() == ["finished"] * 3
 
 
+def test_a_file_that_cannot_be_read_fails_with_the_fix(tmp_path, monkeypatch):
+    """An unreadable file (chmod 000 to this user) failed with "cannot read the file:
+    Permission denied" and no word of what to do; the reason now says it."""
+    files = make_files(tmp_path / "in", 2)
+    real = cytokit.engine._workers.file_hash
+
+    def refuse(path, *args):
+        if Path(path).name == files[0].name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args)
+
+    monkeypatch.setattr(cytokit.engine._workers, "file_hash", refuse)
+    with RunStore(tmp_path / "r.sqlite") as store:
+        report = run_batch(files, bt.SummaryTask(), store, scheduler="serial")
+    failed = report.failures_frame()
+    assert list(failed["reason"]) == [
+        "cannot read the file: Permission denied; check its permissions (this user must be "
+        "able to read it), then run again"
+    ]
+    assert len(report.done) == 1
+
+
 def test_unchanged_content_is_not_recomputed(tmp_path):
     files = make_files(tmp_path / "in", 3)
     log = tmp_path / "calls.log"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextvars
+import errno
 import os
 import pickle
 import signal
@@ -125,6 +126,17 @@ def _changed(path: str) -> Reply:
     return Reply(path, failure=CHANGED)
 
 
+def read_failure(exc: OSError) -> str:
+    """Why a file could not be read, and what to do (it is tried again on the next run)."""
+    fix = {
+        errno.EACCES: "check its permissions (this user must be able to read it)",
+        errno.EPERM: "check its permissions (this user must be able to read it)",
+        errno.EIO: "the disk or network share failed to read it; check the drive and copy "
+        "the file again",
+    }.get(exc.errno or 0, "check the file and the drive it is on")
+    return f"cannot read the file: {exc.strerror or exc}; {fix}, then run again"
+
+
 def unexpected_reason(exc: BaseException) -> str:
     """A failure that is not a `CytokitError`, said in words rather than as a Python type.
 
@@ -134,7 +146,7 @@ def unexpected_reason(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "ran out of memory on this file; run with fewer workers (--workers) or more memory"
     if isinstance(exc, OSError):
-        return f"cannot read the file: {exc.strerror or exc}"
+        return read_failure(exc)
     message = " ".join(str(exc).split()) or "no message"
     return (
         f"unexpected failure ({message}); cytokit does not know this input, or has a bug: "
@@ -157,7 +169,7 @@ def hash_job(path: str) -> Reply:
         digest = file_hash(path, _HASH_BUFFER[0])
         after = file_stamp(os.stat(path))
     except OSError as exc:
-        reason = f"cannot read the file: {exc.strerror or exc}"
+        reason = read_failure(exc)
         return Reply(path, failure=("open", "exception", type(exc).__name__, reason, ""))
     if before != after:
         return _changed(path)
