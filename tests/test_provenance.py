@@ -143,6 +143,28 @@ def test_verify_sees_a_changed_fcs_file(analysed, study):
     assert cli(["verify", out])[0] == 0
 
 
+def test_verify_says_an_input_it_cannot_read_is_unreadable_not_missing(
+    analysed, study, monkeypatch
+):
+    """An FCS input made unreadable (chmod 000) was reported "input (fcs) missing"."""
+    import cytokit.engine.verify as V
+
+    out, _ = analysed
+    path = sorted((study / "fcs").glob("*.fcs"))[1]
+    real = V.file_hash
+
+    def refuse(p, *args):
+        if Path(p) == path:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p, *args)
+
+    monkeypatch.setattr(V, "file_hash", refuse)
+    code, text, _ = cli(["verify", out])
+    assert code == 1 and f"input (fcs) unreadable: {path} (Permission denied)" in text, text
+    (finding,) = verify(out).as_dict()["findings"]
+    assert finding["kind"] == "input_unreadable" and finding["why"] == "Permission denied"
+
+
 def test_an_export_into_the_results_logs_the_study_it_gated(analysed, study, tmp_path):
     """export-wsp gates every file again: its log line lists the FCS files, strategy and
     settings (it listed tables.json alone, so `verify --run` could not see them change)."""

@@ -70,8 +70,9 @@ class Finding:
     run : int
         The run's number (its line in ``runlog.jsonl``).
     kind : str
-        ``input_changed``, ``input_missing``, ``output_edited``,
-        ``output_missing``, ``output_added``, or ``output_rewritten`` (not a
+        ``input_changed``, ``input_missing``, ``input_unreadable`` (there, but
+        it cannot be read: `why`), ``output_edited``, ``output_missing``,
+        ``output_unreadable``, ``output_added``, or ``output_rewritten`` (not a
         change: a later run `by` wrote the file again).
     path : str
         As recorded (outputs relative to the folder).
@@ -81,6 +82,8 @@ class Finding:
         SHA-256 recorded and found (None: absent).
     by : int or None
         For ``output_rewritten``: the later run.
+    why : str or None
+        For ``*_unreadable``: the system's reason (``Permission denied``).
     """
 
     run: int
@@ -90,6 +93,7 @@ class Finding:
     was: str | None = None
     now: str | None = None
     by: int | None = None
+    why: str | None = None
 
     @property
     def is_change(self) -> bool:
@@ -105,7 +109,11 @@ class Finding:
             what = f"{_CHANGED[self.role]} " if self.role in _CHANGED else f"input ({self.role}) "
             if self.kind == "input_missing":
                 return f"{what}missing: {self.path}"
+            if self.kind == "input_unreadable":
+                return f"{what}unreadable: {self.path} ({self.why})"
             return f"{what}changed: {self.path} (sha256 {_short(self.was)} now {_short(self.now)})"
+        if self.kind == "output_unreadable":
+            return f"output unreadable: {self.path} ({self.why})"
         verb = "missing" if self.kind == "output_missing" else "edited"
         tail = "" if self.now is None else f" (sha256 {_short(self.was)} now {_short(self.now)})"
         return f"output {verb}: {self.path}{tail}"
@@ -189,6 +197,7 @@ class Verification:
                     "was": f.was,
                     "now": f.now,
                     "by": f.by,
+                    "why": f.why,
                     "change": f.is_change,
                 }
                 for f in self.findings
@@ -226,13 +235,21 @@ def _where(folder: Path, path: str) -> Path:
 
 
 def _hash(path: Path, buffer: bytearray, memo: dict) -> str | None:
+    """The SHA-256 of `path`; None where it is absent or cannot be read (`_unreadable`
+    says which)."""
     key = os.path.abspath(path)
     if key not in memo:
         try:
             memo[key] = file_hash(path, buffer) if path.is_file() else None
-        except OSError:
+        except OSError as exc:
             memo[key] = None
+            memo[("why", key)] = exc.strerror or str(exc)
     return memo[key]
+
+
+def _unreadable(path: Path, memo: dict) -> str | None:
+    """Why `_hash` could not read `path`, or None (absent, or read)."""
+    return memo.get(("why", os.path.abspath(path)))
 
 
 def verify(folder: str | os.PathLike, *, run: int | None = None, all_runs: bool = False):
@@ -273,9 +290,10 @@ def verify(folder: str | os.PathLike, *, run: int | None = None, all_runs: bool 
             if item["sha256"] is None and now is None:
                 continue  # missing then, missing now
             if now != item["sha256"]:
-                kind = "input_missing" if now is None else "input_changed"
+                why = _unreadable(_where(folder, item["path"]), memo) if now is None else None
+                kind = "input_changed" if now else "input_unreadable" if why else "input_missing"
                 result.findings.append(
-                    Finding(n, kind, item["path"], item["role"], item["sha256"], now)
+                    Finding(n, kind, item["path"], item["role"], item["sha256"], now, why=why)
                 )
         for out in rec["outputs"]:
             now = _hash(folder / out["path"], buffer, memo)
@@ -287,8 +305,11 @@ def verify(folder: str | os.PathLike, *, run: int | None = None, all_runs: bool 
                     Finding(n, "output_rewritten", out["path"], "output", out["sha256"], now, later)
                 )
                 continue
-            kind = "output_missing" if now is None else "output_edited"
-            result.findings.append(Finding(n, kind, out["path"], "output", out["sha256"], now))
+            why = _unreadable(folder / out["path"], memo) if now is None else None
+            kind = "output_edited" if now else "output_unreadable" if why else "output_missing"
+            result.findings.append(
+                Finding(n, kind, out["path"], "output", out["sha256"], now, why=why)
+            )
     added = sorted(set(snapshot(folder)) - set(last_writer))
     last = chosen[-1]["line"]
     result.findings.extend(Finding(last, "output_added", p, "output", None, None) for p in added)
