@@ -10,6 +10,7 @@ compensated independently of the gating core.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sqlite3
@@ -202,6 +203,116 @@ def test_expand_files(batch, tmp_path):
                     f"{tmp_path / '*.fcs'}: no files match this pattern"]  # fmt: skip
     with pytest.raises(cytokit.CytokitError, match="no files match"):
         expand_files([str(tmp_path / "*.fcs")], left_out=[])  # nothing at all: no batch
+
+
+def _unlistable(monkeypatch, name: str) -> None:
+    """Folders named `name` cannot be listed (as without read permission; chmod cannot
+    keep root out, so the listing is refused here instead)."""
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.path.basename(os.path.normpath(os.fspath(path))) == name:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+
+
+@pytest.fixture
+def odd_folder(batch, tmp_path) -> Path:
+    """A folder of one FCS file beside entries named ``*.fcs`` that are no regular file:
+    a dangling link, a link loop, a FIFO, an empty folder ``x.fcs``; a folder ``y.fcs``
+    holding a file, and a folder ``locked`` holding another."""
+    folder = tmp_path / "drop"
+    (folder / "x.fcs").mkdir(parents=True)
+    (folder / "y.fcs").mkdir()
+    (folder / "locked").mkdir()
+    for target in ("S01.fcs", "y.fcs/S02.fcs", "locked/S04.fcs"):
+        (folder / target).write_bytes((batch / "fcs" / Path(target).name).read_bytes())
+    (folder / "dangling.fcs").symlink_to("nowhere.fcs")
+    (folder / "loop_a.fcs").symlink_to("loop_b.fcs")
+    (folder / "loop_b.fcs").symlink_to("loop_a.fcs")
+    os.mkfifo(folder / "pipe.fcs")
+    return folder
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_folder_leaves_out_nothing_without_a_word(odd_folder, monkeypatch):
+    """Every entry named *.fcs is kept for the batch to fail with its reason, and a folder
+    that cannot be listed is said: none is skipped in silence."""
+    _unlistable(monkeypatch, "locked")
+    left: list[str] = []
+    got = expand_files([odd_folder], left_out=left)
+    names = ["S01.fcs", "dangling.fcs", "loop_a.fcs", "loop_b.fcs", "pipe.fcs", "x.fcs"]
+    assert got == sorted([*(str(odd_folder / n) for n in names), str(odd_folder / "y.fcs/S02.fcs")])
+    said = (
+        f"{odd_folder / 'locked'}: Permission denied; it cannot be listed, so no FCS file in it "
+        "is gated: check its permissions"
+    )
+    assert left == [said]
+    with pytest.raises(cytokit.CytokitError, match="locked: Permission denied"):
+        expand_files([odd_folder])  # without left_out, what would be left out is an error
+    # a pattern into the folder: left out alike, the rest gated, an error only when alone
+    left = []
+    got = expand_files([str(odd_folder / "locked" / "*.fcs"), odd_folder / "S01.fcs"], left)
+    assert got == [str(odd_folder / "S01.fcs")] and left == [said]
+    left = []
+    assert expand_files([str(odd_folder / "**" / "S0*.fcs")], left) == [
+        str(odd_folder / "S01.fcs"),
+        str(odd_folder / "y.fcs/S02.fcs"),
+    ]
+    assert left == [said]
+    with pytest.raises(cytokit.CytokitError, match="locked: Permission denied"):
+        expand_files([str(odd_folder / "locked" / "*.fcs")], left_out=[])
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads a folder without r"
+)
+def test_a_folder_without_read_permission_is_said(batch, tmp_path):
+    locked = tmp_path / "drop" / "locked"
+    locked.mkdir(parents=True)
+    (locked / "S02.fcs").write_bytes((batch / "fcs" / "S02.fcs").read_bytes())
+    locked.chmod(0)
+    try:
+        left: list[str] = []
+        assert expand_files([tmp_path / "drop", batch / "fcs" / "S01.fcs"], left) == [
+            str(batch / "fcs" / "S01.fcs")
+        ]
+        assert left == [
+            f"{locked}: Permission denied; it cannot be listed, so no FCS file in it is "
+            "gated: check its permissions"
+        ]
+    finally:
+        locked.chmod(0o755)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_cli_gate_reports_every_fcs_entry_of_a_folder(
+    batch, odd_folder, tmp_path, capsys, monkeypatch
+):
+    _unlistable(monkeypatch, "locked")
+    out = tmp_path / "out"
+    code, err = gate([batch / "strategy.xml", odd_folder, "--out", out, "-j", "1"], capsys)
+    assert code == 0, err
+    assert f"left out {odd_folder / 'locked'}: Permission denied;" in err
+    assert "2 of 7 file(s) gated (0 from the store), 5 failed" in err
+    failures = pd.read_csv(out / "failures.csv").set_index("file")["reason"]
+    assert failures[str(odd_folder / "pipe.fcs")].startswith("it is a FIFO (named pipe)")
+    assert failures[str(odd_folder / "x.fcs")].startswith("it is a directory")
+    assert failures[str(odd_folder / "dangling.fcs")].startswith(
+        "cannot open the file: No such file"
+    )
+    for loop in ("loop_a.fcs", "loop_b.fcs"):
+        assert failures[str(odd_folder / loop)].startswith("cannot open the file: Too many")
+    # a pattern into the folder that cannot be listed no longer stops the batch
+    code, err = gate(
+        [batch / "strategy.xml", str(odd_folder / "locked" / "*.fcs"), batch / "fcs" / "S01.fcs",
+         "--out", tmp_path / "o2", "-j", "1"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and f"left out {odd_folder / 'locked'}: Permission denied;" in err
+    assert "1 of 1 file(s) gated" in err
 
 
 def test_cli_gate_tables_failures_and_rerun(batch, tmp_path, capsys):

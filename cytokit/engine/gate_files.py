@@ -41,6 +41,7 @@ are what they were.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -738,6 +739,69 @@ def _first_run_here(first: BatchReport, report: BatchReport) -> BatchReport:
     return replace(report, files=files, elapsed=report.elapsed + first.elapsed)
 
 
+def _unlisted(folder: str, error: OSError) -> str:
+    """What to say of a folder that could not be listed: its FCS files are not gated."""
+    reason = error.strerror or str(error)
+    return (
+        f"{folder}: {reason}; it cannot be listed, so no FCS file in it is gated: check its "
+        "permissions"
+    )
+
+
+def _walk_folder(folder: Path, unlisted: list[str]) -> list[str]:
+    """Every entry named ``*.fcs`` below `folder`, sorted; folders that cannot be listed
+    are said in `unlisted`.
+
+    Not only regular files: a FIFO, a dangling or looping link, or a link to a folder
+    named like an FCS file is kept, so that the batch reports it as that file's failure
+    instead of leaving it out without a word. A folder named ``x.fcs`` is walked like any
+    other and kept itself only when nothing below it is (its files are what is meant).
+    Links to folders are not followed (a link loop would never end).
+    """
+    found: list[str] = []
+    walked: list[str] = []  # folders named *.fcs that were walked
+    for top, dirs, files in os.walk(
+        folder, onerror=lambda e: unlisted.append(_unlisted(str(Path(e.filename)), e))
+    ):
+        for name in [*files, *dirs]:
+            if Path(name).suffix.lower() != ".fcs":
+                continue
+            entry = str(Path(top) / name)  # spelt as the folder was given ("x.fcs", not "./x.fcs")
+            if name in dirs and not os.path.islink(entry):
+                walked.append(entry)
+            else:
+                found.append(entry)
+    for entry in reversed(walked):  # the deepest first: "a.fcs/b.fcs" empty names b.fcs only
+        if not any(f.startswith(entry + os.sep) for f in found):
+            found.append(entry)  # reported as "a directory, not a regular file"
+    return sorted(found)
+
+
+def _unreadable_folders(pattern: str) -> list[str]:
+    """The folders `glob.glob` would have to list for `pattern` but cannot (glob leaves
+    them out without a word), each said as `_unlisted` says it."""
+    parent = os.path.dirname(pattern)
+    if not parent or parent == pattern:
+        return []
+    said = []
+    if glob.has_magic(parent):
+        said = _unreadable_folders(parent)
+        folders = glob.glob(parent, recursive=True)
+    else:
+        folders = [parent]
+    for folder in folders:
+        if os.path.lexists(folder) and not os.path.isdir(folder):
+            continue  # a file, a FIFO, a dangling link: no folder, nothing glob would list
+        try:
+            with os.scandir(folder):
+                pass
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                continue  # no folder there: the pattern matches nothing, and says so
+            said.append(_unlisted(folder, exc))
+    return said
+
+
 def expand_files(
     items: Iterable[str | os.PathLike], left_out: list[str] | None = None
 ) -> list[str]:
@@ -746,35 +810,46 @@ def expand_files(
     it is spelt (relative or absolute, through a link), is kept once, as first
     given.
 
-    With `left_out` (a list), a folder without FCS files or a pattern that matches
-    nothing is said there and the others are gated (a weekly batch whose drop folder
-    is empty this week); the error stands when nothing at all is found.
+    Inside a folder, every entry named ``*.fcs`` is kept, not only regular files:
+    a FIFO, a dangling or looping link or a folder named ``x.fcs`` holding no FCS
+    file then fails in the batch with its reason (``failures.csv``), as it does
+    when a pattern or its own name gives it.
+
+    With `left_out` (a list), a folder without FCS files, a pattern that matches
+    nothing, and a folder (or a pattern's folder) that cannot be listed, such as
+    one without read permission, is said there and the others are gated (a
+    weekly batch whose drop folder is empty this week); the error stands when
+    nothing at all is found.
 
     Raises
     ------
     CytokitError
-        A folder without FCS files, or a pattern that matches nothing (without
-        `left_out`, or when no item names a file).
+        A folder without FCS files, a pattern that matches nothing, or a folder
+        that cannot be listed (without `left_out`, or when no item names a file).
     """
     out: dict[str, str] = {}  # the resolved path: the file as first given
     empty: list[str] = []
     for item in items:
         text = os.fspath(item)
-        path = Path(text)
-        if path.is_dir():
-            found = sorted(
-                str(p) for p in path.rglob("*") if p.suffix.lower() == ".fcs" and p.is_file()
-            )
-            if not found:
-                empty.append(f"{path}: no .fcs files in this folder")
-        elif not path.exists() and glob.has_magic(text):
+        # os.path answers False where Path raises (a name inside a folder without search
+        # permission): such an item is a pattern to glob, or a file the batch fails to open
+        if os.path.isdir(text):
+            unlisted: list[str] = []
+            found = _walk_folder(Path(text), unlisted)
+            empty += unlisted
+            if not found and not unlisted:
+                empty.append(f"{text}: no .fcs files in this folder")
+        elif not os.path.exists(text) and glob.has_magic(text):
             found = sorted(glob.glob(text, recursive=True))
-            if not found:
+            unlisted = _unreadable_folders(text)
+            empty += unlisted
+            if not found and not unlisted:
                 empty.append(f"{text}: no files match this pattern")
         else:
             found = [text]  # a missing file is reported as that file's failure
         for f in found:
             out.setdefault(os.path.realpath(f), f)
+    empty = list(dict.fromkeys(empty))  # a folder reached by two items is said once
     if empty and (left_out is None or not out):
         raise CytokitError("; ".join(empty))
     if left_out is not None:
