@@ -32,6 +32,7 @@ __all__ = [
     "ROOTS_RULE",
     "NotRegularFileError",
     "describe_start",
+    "loops",
     "open_regular",
     "outside",
     "refusal",
@@ -137,10 +138,26 @@ def outside(path: str | os.PathLike, roots: Sequence[Path]) -> Path | None:
     Path or None
         The resolved path when it lies outside all of `roots`.
     """
-    real = Path(path).resolve()
+    real = _real(path)
     if any(real.is_relative_to(root) for root in roots):
         return None
     return real
+
+
+def _real(path: str | os.PathLike) -> Path:
+    """`Path.resolve` that never raises: a loop of symbolic links is left as far as it
+    resolves (``Path.resolve`` raises RuntimeError there before Python 3.13)."""
+    return Path(os.path.realpath(path))
+
+
+def loops(path: str | os.PathLike) -> bool:
+    """Whether following `path`'s symbolic links goes round in a loop (never reaching a
+    file): ``a.fcs -> b.fcs -> a.fcs``, or a loop among its folders."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def study_roots(
@@ -163,10 +180,10 @@ def study_roots(
     problems : list of str
         One per entry that is not an existing folder (it is left out).
     """
-    roots = [folder.resolve()]
+    roots = [_real(folder)]
     problems = []
     for entry in entries:
-        real = (folder / Path(entry).expanduser()).resolve()
+        real = _real(folder / Path(entry).expanduser())
         if real.is_dir():
             roots.append(real)
         else:
@@ -178,9 +195,15 @@ def refusal(path: Path, roots: Sequence[Path]) -> str | None:
     """Why a study may not read `path` (a phrase to follow the path), None when it may.
 
     A path that leads outside `roots` (`study_roots`) is refused whether or not
-    it exists, and one that is not a regular file (a FIFO, a device...) too. A
+    it exists, and one that is not a regular file (a FIFO, a device...) or a loop of
+    symbolic links too. A
     missing file inside is left to the caller, which knows what it is for.
     """
+    if loops(path):  # checked first: where a loop "resolves to" means nothing
+        return (
+            "is a loop of symbolic links (following them never reaches a file); name the "
+            "file itself"
+        )
     real = outside(path, roots)
     if real is not None:
         where = "the study folder" + (" and its data_roots" if len(roots) > 1 else "")

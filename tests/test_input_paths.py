@@ -146,6 +146,40 @@ def test_data_roots_admit_shared_folders(study, shared):
     )
 
 
+def test_symbolic_link_loops_are_study_problems(study, tmp_path, capsys):
+    """A loop of links (a.fcs -> b.fcs -> a.fcs) never reaches a file: each path a study
+    names through one is a problem naming its row or key, not an internal error."""
+    (study / "fcs" / "P02_day007.fcs").unlink()
+    (study / "fcs" / "P02_day007.fcs").symlink_to("b.fcs")
+    (study / "fcs" / "b.fcs").symlink_to("P02_day007.fcs")
+    (study / "loop").symlink_to("loop")
+    (study / "strategy.xml").rename(study / "real.xml")
+    (study / "strategy.xml").symlink_to("strategy.xml")
+    set_key(study, "study", "data_roots", '["loop"]')
+    manifest = study / "manifest.csv"
+    line = 1 + next(
+        i for i, row in enumerate(manifest.read_text().splitlines()) if "P02_day007" in row
+    )
+    loop = "is a loop of symbolic links (following them never reaches a file); name the file itself"
+    assert problems(study) == [
+        f"{study / 'study.toml'}: [study] data_roots entry 'loop' is not a folder (looked for "
+        f"{study / 'loop'})",
+        f"{manifest}, line {line}: FCS file 'fcs/P02_day007.fcs' {loop}",
+        f"{study / 'study.toml'}: [gating] strategy = 'strategy.xml' {loop}",
+    ]
+    # the commands say so as the study problem it is
+    for args in (
+        ["analyze", study, "--out", tmp_path / "o1"],
+        ["gate", "--study", study, "--out", tmp_path / "o2"],
+    ):
+        assert run([str(a) for a in args]) == 1
+        err = capsys.readouterr().err
+        assert (
+            "internal error" not in err
+            and f"line {line}: FCS file 'fcs/P02_day007.fcs' {loop}" in err
+        )
+
+
 def _run(code: str, *args: str) -> subprocess.CompletedProcess:
     """Run Python code in a fresh interpreter; a hang fails the test after five minutes."""
     return subprocess.run(

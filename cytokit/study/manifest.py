@@ -12,6 +12,7 @@ and side per patient.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,7 +225,7 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
             problems.append(f"{where}: FCS file {file_value!r} {why}")
             bad = True
         # one file under two spellings ("fcs/../fcs/a.fcs", a link) would count twice
-        same = file_path.resolve()
+        same = Path(os.path.realpath(file_path))  # Path.resolve raises on a link loop
         if file_value and not why and same in seen:
             first, spelled = seen[same]
             also = "" if spelled == file_value else f" as {spelled!r}: the same file"
