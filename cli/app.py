@@ -62,6 +62,9 @@ _SYSTEM_REFUSALS = {
     errno.EROFS: "choose a folder on a writable file system",
     errno.ENOSPC: "free some space, or choose a folder on another disk",
     errno.EDQUOT: "free some space, or choose a folder on another disk",
+    errno.EFBIG: "raise the file-size limit (ulimit -f), or choose a folder on a file system "
+    "that takes larger files",
+    errno.EIO: "check the disk (is it full, or failing?), or choose a folder on another disk",
 }
 
 

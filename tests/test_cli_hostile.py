@@ -285,6 +285,42 @@ def test_strict_with_no_failures_exits_0(results, study, capsys):
     assert check_output(code, capsys.readouterr().err, allowed=(0,)) is None
 
 
+@pytest.mark.skipif(os.name != "posix", reason="no ulimit -f")
+def test_a_file_size_limit_is_one_line_and_a_rerun_resumes(study, results, tmp_path, capsys):
+    """Past ``ulimit -f`` SQLite says only "disk I/O error": once an internal error, it is
+    one line naming the store and the limit; the files stored before it are kept."""
+    import subprocess
+    import sys
+
+    # half the finished store: the write-ahead log passes it part-way through the batch
+    limit = (results / "results.sqlite").stat().st_size // 2
+    out = tmp_path / "out"
+    args = ["analyze", str(study), "--out", str(out), "--workers", "1", "--no-report"]
+    code = (
+        "import resource, sys\n"
+        "hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), hard))\n"
+        "from cytokit.cli.app import run\n"
+        "sys.exit(run(sys.argv[2:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(limit), *args], capture_output=True, text=True
+    )
+    line = check_output(done.returncode, done.stderr, allowed=(1,))
+    assert line == (
+        f"cytokit: error: {out / 'results.sqlite'}: SQLite could not write it (disk I/O "
+        f"error): this process may write files of at most {limit:,} bytes; raise the "
+        "file-size limit (ulimit -f), or choose a folder on a file system that takes larger "
+        "files"
+    )
+    assert check_output(run(args), capsys.readouterr().err, allowed=(0,)) is None
+    runs = sqlite3.connect(out / "results.sqlite").execute(
+        "SELECT status, done, cached FROM runs ORDER BY id"
+    )
+    (first, kept, _), (second, _, cached) = runs.fetchall()
+    assert (first, second) == ("failed", "finished") and cached == kept >= 1
+
+
 # -- what is not a cytokit error --------------------------------------------------------------
 
 
@@ -306,7 +342,13 @@ def test_unexpected_exception_is_an_internal_error_in_one_line(monkeypatch, tmp_
 
 @pytest.mark.parametrize(
     ("number", "fix"),
-    [(errno.ENOSPC, "free some space"), (errno.EACCES, "permissions"), (errno.EROFS, "writable")],
+    [
+        (errno.ENOSPC, "free some space"),
+        (errno.EACCES, "permissions"),
+        (errno.EROFS, "writable"),
+        (errno.EFBIG, "raise the file-size limit (ulimit -f)"),
+        (errno.EIO, "check the disk"),
+    ],
 )
 def test_system_refusals_are_one_line_errors(number, fix, monkeypatch, tmp_path, capsys):
     import cytokit.cli.inspect as inspect_cli

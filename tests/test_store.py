@@ -347,6 +347,45 @@ def test_a_full_disk_is_the_machines_refusal_not_a_bug(tmp_path):
         assert err.value.filename == str(tmp_path / "results.sqlite")
 
 
+@pytest.mark.parametrize(("limit", "number"), [(1_024_000, "EFBIG"), (None, "EIO")])
+def test_a_disk_io_error_is_the_machines_refusal_not_a_bug(tmp_path, monkeypatch, limit, number):
+    """SQLite's "disk I/O error" (a write past ``ulimit -f``, a failing disk) was an
+    internal error; it is an OSError naming the store, the file-size limit where one is
+    set, and nothing committed before it is lost."""
+    import errno
+
+    import cytokit.engine.store as store_module
+    from cytokit.engine.store import RunStore
+
+    class Refusing:  # the connection, failing the commit as SQLite does on EFBIG or EIO
+        def __init__(self, db):
+            self.db = db
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+        def execute(self, sql, *args):
+            if sql == "COMMIT":  # SQLite rolls the transaction back on an I/O error
+                self.db.execute("ROLLBACK")
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.db.execute(sql, *args)
+
+    monkeypatch.setattr(store_module, "_file_size_limit", lambda: limit)
+    path = tmp_path / "results.sqlite"
+    with RunStore(path) as store:
+        store.put_task("kept", "kind", {})
+        db, store._db = store._db, Refusing(store._db)
+        with pytest.raises(OSError) as err:
+            store.put_task("lost", "kind", {})
+        store._db = db
+        assert err.value.errno == getattr(errno, number) and err.value.filename == str(path)
+        said = "SQLite could not write it (disk I/O error)"
+        if limit is not None:
+            said += ": this process may write files of at most 1,024,000 bytes"
+        assert err.value.strerror == said
+        assert store.task_description("kept") == {} and store.task_description("lost") is None
+
+
 def test_a_file_system_without_locks_runs_without_the_folder_lock(tmp_path, monkeypatch):
     """NFS without lockd answers flock with ENOLCK: that was an internal error for every
     analyze and gate; the run goes on unlocked, as before the lock existed."""

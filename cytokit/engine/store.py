@@ -203,6 +203,37 @@ def _cannot_open(path: Path, exc: sqlite3.OperationalError) -> str:
     return f"{path}: cannot use the results store ({text}); check the folder and disk"
 
 
+def _file_size_limit() -> int | None:
+    """The largest file this process may write, in bytes (``ulimit -f``); None: no limit."""
+    try:
+        import resource
+    except ImportError:  # Windows has no such limit
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _write_refused(path: Path) -> OSError:
+    """The OSError for SQLite's "disk I/O error" on a write to `path`.
+
+    SQLite does not say which error the system gave. Past a file-size limit
+    (``ulimit -f``: the write fails with EFBIG, Python ignoring SIGXFSZ) it is
+    that limit, said with its size; else the disk (failing, or full where the
+    file system says so this way). Either is the machine's refusal, not a bug:
+    the CLI says it in one line with the fix, and the files finished before it
+    stay in the store for the rerun.
+    """
+    limit = _file_size_limit()
+    if limit is not None:
+        return OSError(
+            errno.EFBIG,
+            f"SQLite could not write it (disk I/O error): this process may write files of at "
+            f"most {limit:,} bytes",
+            str(path),
+        )
+    return OSError(errno.EIO, "SQLite could not write it (disk I/O error)", str(path))
+
+
 # -- the store --------------------------------------------------------------------------------------
 
 
@@ -331,6 +362,8 @@ class RunStore:
         except sqlite3.OperationalError as exc:
             if "full" in str(exc):  # "database or disk is full": the machine's, not a bug
                 raise OSError(errno.ENOSPC, "the disk is full", str(self.path)) from exc
+            if "disk i/o error" in str(exc).lower():  # a write the system refused, as above
+                raise _write_refused(self.path) from exc
             raise
 
     # -- life cycle ------------------------------------------------------------------------------
