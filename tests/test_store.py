@@ -386,6 +386,23 @@ def test_a_disk_io_error_is_the_machines_refusal_not_a_bug(tmp_path, monkeypatch
         assert store.task_description("kept") == {} and store.task_description("lost") is None
 
 
+def test_a_store_opens_read_only_in_a_folder_of_any_name(tmp_path, monkeypatch):
+    """The read-only open goes through a URI: a folder named "r#1" was "not a cytokit
+    results store" and one named "r%41" opened the store of its sibling "rA"."""
+    from cytokit.engine.store import RunStore
+
+    names = ["rA", "r#1", "r%41", "r?mode=rw", "r 1", "résultats", "r%2541"]
+    for name in names:
+        with RunStore(tmp_path / name / "results.sqlite") as store:
+            store.put_task(name, "kind", {"folder": name})
+    for name in names:
+        with RunStore(tmp_path / name / "results.sqlite", readonly=True) as store:
+            assert store.task_description(name) == {"folder": name}, name
+    monkeypatch.chdir(tmp_path)  # a relative path too
+    with RunStore("r#1/results.sqlite", readonly=True) as store:
+        assert store.task_description("r#1") == {"folder": "r#1"}
+
+
 def test_a_file_system_without_locks_runs_without_the_folder_lock(tmp_path, monkeypatch):
     """NFS without lockd answers flock with ENOLCK: that was an internal error for every
     analyze and gate; the run goes on unlocked, as before the lock existed."""

@@ -272,7 +272,9 @@ class RunStore:
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _create_empty(self.path)
-        uri = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+        # a URI, so that SQLite opens it read-only: as_uri escapes what a URI would read as
+        # syntax ("r#1" lost its name at '#', "r%41" opened the store of a folder "rA")
+        uri = f"{self.path.resolve().as_uri()}?mode=ro" if readonly else str(self.path)
         try:
             self._db = sqlite3.connect(uri, uri=readonly, isolation_level=None, timeout=30.0)
             self._open()
