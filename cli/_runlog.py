@@ -29,10 +29,11 @@ def recorded(
     code the body set on it (``recorder.exit_code``, default 0); when the body raises, only
     if it got as far as its inputs and wrote into the folder, with exit code 130
     (interrupted) or 1, and the exception goes on."""
-    from cytokit.engine.runlog import RunRecorder
+    from cytokit.engine.runlog import RunRecorder, check_appendable
 
     argv = list(ARGV)
     ARGV[:] = ["cytokit"]  # used once: a later call from Python is not this command line
+    check_appendable(folder)  # before any work: the line is the last thing written
     recorder = RunRecorder(folder, command, argv, options=dict(options or {}), store=store)
     try:
         yield recorder

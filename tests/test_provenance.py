@@ -277,6 +277,76 @@ def test_gate_doors_log_their_inputs(study, tmp_path):
     assert cli(["verify", with_study])[0] == 0
 
 
+def _refuse_appending(monkeypatch) -> None:
+    """Opening a run log to append is refused, as without write permission (which root
+    would not feel)."""
+    import errno
+    import os
+
+    real = os.open
+
+    def refusing(path, flags, *args, **kwargs):
+        if Path(path).name == RUNLOG_NAME and flags & os.O_APPEND:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+
+
+def test_a_run_log_that_cannot_be_appended_to_stops_the_run_before_it_starts(
+    analysed, study, tmp_path, monkeypatch
+):
+    """A runlog.jsonl without write permission failed analyze after every table and the
+    report were written, leaving a run no line logs (`verify`: outputs edited). It is
+    said before anything is read or written, naming the file and the fix."""
+    out, _ = analysed
+    copy = shutil.copytree(out, tmp_path / "copy")
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in copy.iterdir() if p.is_file()}
+    _refuse_appending(monkeypatch)
+    said = (
+        f"cytokit: error: {copy / RUNLOG_NAME}: the run log cannot be appended to (Permission "
+        "denied); every run adds its line there after writing its results, so nothing was "
+        f"started: make it a writable file (e.g. chmod u+w {copy / RUNLOG_NAME}), or give "
+        "another output folder\n"
+    )
+    for args in (
+        ["analyze", study, "--out", copy, "--workers", "1"],
+        ["gate", "--study", study, "--out", copy, "-j", "1"],
+        ["report", copy],
+    ):
+        code, _, err = cli(args)
+        assert code == 1 and err.endswith(said) and err.count("\n") <= 2, err
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in copy.iterdir() if p.is_file()}
+    assert after == before
+    monkeypatch.undo()
+    code, text, _ = cli(["verify", copy])
+    assert code == 0 and "unchanged since run 1" in text, text
+
+
+def test_a_run_log_in_place_of_a_file_is_refused_without_waiting(tmp_path):
+    import os
+
+    from cytokit.engine.runlog import check_appendable
+    from cytokit.errors import CytokitError
+
+    check_appendable(tmp_path / "none")  # no folder yet, and no run log: the run makes them
+    check_appendable(tmp_path)
+    if hasattr(os, "geteuid") and os.geteuid() != 0:  # root writes a read-only file
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro" / RUNLOG_NAME).write_text("")
+        (tmp_path / "ro" / RUNLOG_NAME).chmod(0o444)
+        with pytest.raises(CytokitError, match=r"appended to \(Permission denied\)"):
+            check_appendable(tmp_path / "ro")
+    (tmp_path / RUNLOG_NAME).mkdir()
+    with pytest.raises(CytokitError, match=r"appended to \(Is a directory\)"):
+        check_appendable(tmp_path)
+    if hasattr(os, "mkfifo"):  # opened without blocking: no reader is waited for
+        (tmp_path / "fifo").mkdir()
+        os.mkfifo(tmp_path / "fifo" / RUNLOG_NAME)
+        with pytest.raises(CytokitError, match=r"appended to \(a FIFO \(named pipe\)\)"):
+            check_appendable(tmp_path / "fifo")
+
+
 def test_a_failed_command_adds_no_line(tmp_path):
     out = tmp_path / "out"
     assert cli(["analyze", tmp_path / "nowhere", "--out", out])[0] == 1

@@ -63,6 +63,7 @@ is not read again; every other file is read once.
 
 from __future__ import annotations
 
+import errno
 import getpass
 import hashlib
 import json
@@ -77,6 +78,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cytokit._paths import special_kind
 from cytokit.engine.hashing import file_hash, file_stamp
 from cytokit.errors import CytokitError
 
@@ -86,6 +88,7 @@ __all__ = [
     "RunRecorder",
     "RunlogError",
     "append_record",
+    "check_appendable",
     "read_runlog",
     "snapshot",
     "study_inputs",
@@ -374,6 +377,47 @@ def _task(db) -> dict:
     runs = db.runs()
     key = str(runs["task"].iloc[-1]) if len(runs) else None
     return {"key": key, "description": db.task_description(key) if key else None}
+
+
+def check_appendable(folder: str | os.PathLike) -> None:
+    """Refuse a folder whose ``runlog.jsonl`` exists but cannot be appended to.
+
+    Called before a run writes anything: the line is appended last, so a run
+    log without write permission (or a folder, or a FIFO, in its place) would
+    otherwise fail the run after every table was written, leaving outputs no
+    logged run wrote (`cytokit verify` calls them edited). A missing file is
+    fine (the run creates it, in a folder it writes into anyway). Nothing is
+    written, and a FIFO is not waited on (opened without blocking).
+
+    Raises
+    ------
+    CytokitError
+        Naming the file, why and the fix.
+    """
+    path = Path(folder) / RUNLOG_NAME
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # no run log yet, or no folder: the output folder's own check says so
+    except OSError as exc:
+        # ENXIO: a FIFO without a reader (opened without blocking)
+        why = "a FIFO (named pipe)" if exc.errno == errno.ENXIO else exc.strerror or str(exc)
+        raise _not_appendable(path, why) from None
+    try:
+        kind = special_kind(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    if kind is not None:
+        raise _not_appendable(path, f"{kind}, not a regular file")
+
+
+def _not_appendable(path: Path, why: str) -> CytokitError:
+    return CytokitError(
+        f"{path}: the run log cannot be appended to ({why}); every run adds its line there "
+        "after writing its results, so nothing was started: make it a writable file (e.g. "
+        f"chmod u+w {path}), or give another output folder"
+    )
 
 
 def append_record(folder: str | os.PathLike, record: Mapping) -> Path:
