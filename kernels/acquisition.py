@@ -265,11 +265,12 @@ def _asinh(x):
 
 
 @jit
-def _moments_of_bin(events, cols, cofactor, a, b, cap, band, count, mean, sd):
+def _moments_of_bin(events, cols, cofactor, a, b, cap, band, skip, bits, count, mean, sd):
     """Count, and mean and SD of asinh(x / cofactor): of all values, and rank-weighted by `band`."""
     n = b - a
     m = n if n <= cap else cap
     buf = np.empty(max(m, 1), dtype=np.float64)
+    skipping = skip.shape[0] > 0
     for j in range(cols.shape[0]):
         c = cols[j]
         inv = 1.0 / cofactor[j]
@@ -277,6 +278,8 @@ def _moments_of_bin(events, cols, cofactor, a, b, cap, band, count, mean, sd):
         for s in range(m):
             # row of sample s: the middle of its 1/m share of the bin (all rows when n <= cap)
             i = a + s if n <= cap else a + ((2 * s + 1) * n) // (2 * m)
+            if skipping and (skip[i] & bits) != 0:
+                continue
             x = events[i, c]
             if math.isfinite(x):
                 buf[cnt] = _asinh(x * inv)
@@ -312,10 +315,11 @@ def _moments_of_bin(events, cols, cofactor, a, b, cap, band, count, mean, sd):
         sd[j, 1] = math.sqrt(s2 / w1) if w1 > 0 and cnt > 1 else np.nan
 
 
-def _moments_body(events, cols, cofactor, starts, stops, cap, band, count, mean, sd):
+def _moments_body(events, cols, cofactor, starts, stops, cap, band, skip, bits, count, mean, sd):
     for g in prange(starts.shape[0]):
+        a, b = starts[g], stops[g]
         _moments_of_bin(
-            events, cols, cofactor, starts[g], stops[g], cap, band, count[g], mean[g], sd[g]
+            events, cols, cofactor, a, b, cap, band, skip, bits, count[g], mean[g], sd[g]
         )
 
 
@@ -332,7 +336,18 @@ def sample_rows(start: int, stop: int, max_per_bin: int) -> np.ndarray:
     return start + ((2 * s + 1) * n) // (2 * max_per_bin)
 
 
-def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.5, 1.0), max_per_bin=256):
+def bin_moments(
+    events,
+    columns,
+    cofactors,
+    starts,
+    stops,
+    *,
+    band=(0.5, 1.0),
+    max_per_bin=256,
+    skip=None,
+    skip_bits=0xFF,
+):
     """Signal summaries of columns within each bin of rows, on the ``asinh(x / cofactor)`` scale.
 
     Parameters
@@ -352,6 +367,12 @@ def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.5, 1.0), m
         A bin with more rows is subsampled evenly: row
         ``start + ((2 s + 1) n) // (2 max_per_bin)`` for ``s = 0 .. max_per_bin - 1``
         (see `sample_rows`); non-finite values are skipped.
+    skip : array_like of bool or uint8, shape (n_events,), optional
+        Rows to leave out (nonzero), in every column: those already judged not to be
+        measurements, such as margin events. The rows read are the same
+        (`sample_rows`); a skipped one adds nothing.
+    skip_bits : int
+        With uint8 `skip` (a reason bitmask per event), the bits that leave a row out.
 
     Returns
     -------
@@ -383,6 +404,17 @@ def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.5, 1.0), m
     band = np.asarray(band, dtype=np.float64).reshape(-1)
     if band.shape != (2,) or not 0 <= band[0] < band[1] <= 1:
         raise ValueError(f"band={band.tolist()} must be two fractions 0 <= lo < hi <= 1")
+    if skip is None:
+        skip = np.empty(0, dtype=np.uint8)
+    else:
+        skip = np.asarray(skip).reshape(-1)
+        # a bool mask is read as its bytes, uint8 codes as they are: no copy of a large file
+        skip = np.ascontiguousarray(skip.view(np.uint8) if skip.dtype == np.bool_ else skip)
+        if skip.dtype != np.uint8 or skip.shape[0] != ev.shape[0]:
+            raise ValueError(
+                f"skip must be one bool or uint8 per event ({ev.shape[0]}), got {skip.dtype} "
+                f"{skip.shape}"
+            )
     b, k = starts.shape[0], cols.shape[0]
     count = np.zeros((b, k), dtype=np.int64)
     mean = np.full((b, k, 2), np.nan)
@@ -390,7 +422,7 @@ def bin_moments(events, columns, cofactors, starts, stops, *, band=(0.5, 1.0), m
     if b and k:
         rows = int(np.minimum(stops - starts, cap).sum())
         fn = _moments_parallel if rows * k >= 1 << 16 else _moments_serial
-        fn(ev, cols, cof, starts, stops, cap, band, count, mean, sd)
+        fn(ev, cols, cof, starts, stops, cap, band, skip, np.uint8(skip_bits), count, mean, sd)
     return count, mean, sd
 
 

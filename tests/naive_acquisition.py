@@ -34,8 +34,9 @@ def margin_scan(events, columns, top, floor, *, time_column=-1, prev_time=np.nan
     return flags, out
 
 
-def bin_moments(events, columns, cofactors, starts, stops, band, max_per_bin):
-    """count, mean and SD per bin and column: every definition spelled out with numpy."""
+def bin_moments(events, columns, cofactors, starts, stops, band, max_per_bin, skip=None):
+    """count, mean and SD per bin and column: every definition spelled out with numpy
+    (rows where `skip` is true left out)."""
     ev = np.asarray(events, dtype=np.float64)
     b, k = len(starts), len(columns)
     count = np.zeros((b, k), dtype=np.int64)
@@ -48,6 +49,8 @@ def bin_moments(events, columns, cofactors, starts, stops, band, max_per_bin):
         else:
             s = np.arange(max_per_bin)
             rows = a + ((2 * s + 1) * n) // (2 * max_per_bin)
+        if skip is not None:
+            rows = rows[~np.asarray(skip, dtype=bool)[rows]]
         for j, c in enumerate(columns):
             x = ev[rows, c]
             v = np.sort(np.arcsinh(x[np.isfinite(x)] / cofactors[j]))

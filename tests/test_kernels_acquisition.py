@@ -136,6 +136,27 @@ def test_bin_moments_matches_reference(dtype, cap):
     np.testing.assert_allclose(sd, w_sd, rtol=1e-9, atol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("cap", [37, 10_000])
+def test_bin_moments_leaves_out_the_rows_skip_names(cap):
+    """Margin events are not measurements: rows whose reason code has a bit of `skip_bits`
+    add nothing to a bin's summaries, in any column; other bits are read as usual."""
+    ev = events_with_edges(5, 30_000, np.float32)
+    starts, stops = np.array([0, 5000, 29_000]), np.array([5000, 29_000, 30_000])
+    cols, cof = [0, 1, 2], np.array([150.0, 1.0, 20.0])
+    codes = np.random.default_rng(4).choice(np.array([0, 1, 4, 5], np.uint8), 30_000)
+    got = bin_moments(ev, cols, cof, starts, stops, max_per_bin=cap, skip=codes, skip_bits=4)
+    want = naive.bin_moments(ev, cols, cof, starts, stops, (0.5, 1.0), cap, skip=codes & 4)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-9, atol=1e-12, equal_nan=True)
+    mask = (codes & 4) > 0  # a bool mask says the same
+    same = bin_moments(ev, cols, cof, starts, stops, max_per_bin=cap, skip=mask)
+    np.testing.assert_array_equal(same[0], got[0])
+    assert (got[0] < bin_moments(ev, cols, cof, starts, stops, max_per_bin=cap)[0]).all()
+    with pytest.raises(ValueError, match="one bool or uint8 per event"):
+        bin_moments(ev, cols, cof, starts, stops, skip=mask[:-1])
+
+
 def test_sample_rows_spread_evenly_and_inside_the_bin():
     rows = sample_rows(100, 1100, 256)
     assert rows.size == 256 and rows.min() >= 100 and rows.max() < 1100

@@ -451,11 +451,15 @@ class AcquisitionPass:
             bits[rate.flagged] |= RATE
         cols = self.plan.columns
         cof = np.asarray(self.plan.cofactor, dtype=np.float64)
+        # margin events are not measurements: a bin's level is read without them (floor
+        # events bunched in time read as a drop of scatter, and the good events beside them
+        # were removed as signal)
+        skip = dict(skip=self.reasons, skip_bits=MARGIN)
         values, mean, sd = bin_moments(
-            s.events, cols, cof, bounds[:-1], bounds[1:], band=BAND, max_per_bin=MAX_PER_BIN
+            s.events, cols, cof, bounds[:-1], bounds[1:], band=BAND, max_per_bin=MAX_PER_BIN, **skip
         )
         bright = bright_moments(
-            s.events, cols, cof, self.plan.top, bounds[:-1], bounds[1:], MAX_PER_BIN
+            s.events, cols, cof, self.plan.top, bounds[:-1], bounds[1:], MAX_PER_BIN, **skip
         )
         # the upper-weighted mean's effective number of values: (Σw)² / Σw² of its rank
         # weights, 3/8 of the values for a ramp over the upper half
