@@ -16,7 +16,7 @@ import shutil
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from cytokit import gating as G
 from cytokit.analysis import export_wsp
 from cytokit.cli.app import run as cli
 from cytokit.errors import CytokitError, GatingError
+from cytokit.gating.flowjo.match import linked_file
 from cytokit.gating.flowjo.write import (
     WorkspaceEntry,
     WorkspaceWriteNotes,
@@ -199,6 +200,64 @@ def test_simulated_study_with_drift_round_trip(tmp_path):
     assert len(cuts) == 6
     _compare(truth, _cytokit_counts(done.path, files), "cytokit's FlowJo reader")
     _compare(truth, _flowkit_counts(done.path), "FlowKit")
+
+
+@pytest.mark.slow
+def test_files_sharing_a_name_are_gated_back_by_their_links(tmp_path, capsys):
+    """Two visits filed as ``fcs/day 7/x.fcs`` and ``fcs/day 14/x.fcs`` (same event count): the
+    export names the samples by their paths and links each to its file; ``cytokit gate``
+    finds each file's sample through its link, or through the name when the workspace has
+    moved away from the files, and counts what ``counts.csv`` has."""
+    study = tmp_path / "sim"
+    assert cli(["simulate", str(study), "--seed", "158701", "--patients", "1", "--events",
+                "20000", "--days=7,14"]) == 0  # fmt: skip
+    manifest = pd.read_csv(study / "manifest.csv")
+    for i, day in enumerate(manifest["day"]):
+        new = f"fcs/day {day}/x.fcs"
+        (study / new).parent.mkdir()
+        (study / manifest.at[i, "file"]).rename(study / new)
+        manifest.at[i, "file"] = new
+    manifest.to_csv(study / "manifest.csv", index=False)
+    counts = _analyze(study, tmp_path / "results")
+    wsp = tmp_path / "flowjo" / "I.wsp"
+    assert cli(["export-wsp", str(tmp_path / "results"), str(wsp)]) == 0
+    ws = G.load_workspace(wsp)
+    files = [study / "fcs" / "day 7" / "x.fcs", study / "fcs" / "day 14" / "x.fcs"]
+    assert sorted(s.name for s in ws.samples) == ["fcs/day 14/x.fcs", "fcs/day 7/x.fcs"]
+    assert sorted(s.uri for s in ws.samples) == [f"../sim/fcs/day%20{d}/x.fcs" for d in (14, 7)]
+
+    def truth(table: pd.DataFrame) -> dict[tuple[str, str], int]:
+        keys = [Path(f).resolve().relative_to(study.resolve()).as_posix() for f in table["file"]]
+        return {
+            (k, p): int(c) for k, p, c in zip(keys, table["gate_path"], table["count"], strict=True)
+        }
+
+    want = truth(counts.assign(file=[str(study / f) for f in counts["file"]]))
+    moved = tmp_path / "copy" / "deeper" / "I.wsp"  # its links lead nowhere: names decide
+    moved.parent.mkdir(parents=True)
+    shutil.copy(wsp, moved)
+    for w in (wsp, moved):
+        out = tmp_path / f"gated-{w.parent.name}"
+        assert cli(["gate", str(w), str(study / "fcs"), "-o", str(out)]) == 0, capsys.readouterr()
+        assert not (out / "failures.csv").exists() or pd.read_csv(out / "failures.csv").empty
+        _compare(want, truth(pd.read_csv(out / "counts.csv")), f"cytokit gate {w.name}")
+    matches = ws.match_files(files)
+    assert matches.complete and set(matches.how.values()) == {"DataSet uri"}
+    assert set(G.load_workspace(moved).match_files(files).how.values()) == {"sample name"}
+
+
+def test_a_samples_link_is_read_as_flowjo_writes_it(tmp_path):
+    """Relative links from the workspace's folder, ``file:`` URLs, percent-encoding; a
+    Windows path or another host names no file here."""
+    here = tmp_path / "a b.fcs"
+    assert linked_file("a%20b.fcs", tmp_path) == here
+    assert linked_file("../x/a.fcs", tmp_path / "w") == tmp_path / "w" / ".." / "x" / "a.fcs"
+    assert linked_file(f"file://{quote(str(here))}", None) == here
+    assert linked_file(f"file:{quote(str(here))}", None) == here
+    assert linked_file("a.fcs", None) is None
+    for elsewhere in ("file:/V:/flowkit/a.fcs", "C:\\data\\a.fcs", "file://server/a.fcs"):
+        assert linked_file(elsewhere, tmp_path) is None or os.name == "nt"
+    assert linked_file("http://example.org/a.fcs", tmp_path) is None
 
 
 def test_changed_file_is_left_out_and_changed_strategy_refused(sample_export, tmp_path):

@@ -223,14 +223,14 @@ class Workspace:
         raise GatingError(f"{self.path.name}: no sample {key!r}; {self._listing()}")
 
     def find(self, fcs: Sample) -> WorkspaceSample:
-        """The workspace sample that the read FCS file `fcs` is (by file name, $FIL, $TOT).
+        """The workspace sample that the read FCS file `fcs` is (by its link, name, $FIL, $TOT).
 
         Raises
         ------
         GatingError
             None or several samples fit.
         """
-        return find_sample(self.samples, fcs, where=self.path.name)
+        return find_sample(self.samples, fcs, where=self.path.name, folder=self.path.parent)
 
     def group(self, name: str) -> WorkspaceGroup:
         """The group called `name`."""
@@ -399,11 +399,12 @@ class Workspace:
 
     # -- files and counts -------------------------------------------------------------
     def match_files(self, paths: Iterable[str | os.PathLike[str]]) -> FileMatches:
-        """Which FCS file is which sample: by file name, then ``$FIL``, ``$TOT`` breaking ties.
+        """Which FCS file is which sample: by link, then file name, then ``$FIL``, ``$TOT``
+        breaking ties.
 
         See `cytokit.gating.flowjo.match.match_files`.
         """
-        return match_files(self.samples, paths, where=self.path.name)
+        return match_files(self.samples, paths, where=self.path.name, folder=self.path.parent)
 
     def flowjo_counts(self) -> pd.DataFrame:
         """FlowJo's own counts: one row per sample and population.
