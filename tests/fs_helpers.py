@@ -1,11 +1,17 @@
-"""File-system helpers of the tests: file-time ticks, a clean copy of the checkout."""
+"""File-system helpers of the tests: file-time ticks, a clean copy of the checkout, files
+this process may not read (even as root)."""
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,3 +64,35 @@ def copy_tracked(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     return dest
+
+
+@contextmanager
+def unreadable(path: Path) -> Iterator[None]:
+    """`path` made unreadable to this process, as ``chmod 000`` makes it for a user.
+
+    Root reads any file whatever its mode (and no attribute stops it), so as root
+    opening `path` in this process raises the `PermissionError` the system would give.
+    """
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    target = os.path.realpath(path)
+
+    def refusing(real):
+        def opener(file, *args, **kwargs):
+            if isinstance(file, (str, bytes, os.PathLike)) and os.path.realpath(file) == target:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(file))
+            return real(file, *args, **kwargs)
+
+        return opener
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(builtins, "open", refusing(builtins.open))
+        mp.setattr(io, "open", refusing(io.open))
+        mp.setattr(os, "open", refusing(os.open))
+        yield

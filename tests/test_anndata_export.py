@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fs_helpers import unreadable
 
 import cytokit
 from cytokit.analysis import export_anndata, results_anndata
@@ -197,3 +198,20 @@ def test_output_that_is_not_a_file_is_refused(analysed, tmp_path, capsys):
         assert err.startswith("cytokit: ") and "not a regular file" in err
     assert Path(os.devnull).is_char_device()
     assert run(["export-anndata", str(out), str(tmp_path / "x.h5ad"), "--events", "0"]) == 2
+
+
+def test_an_unreadable_file_is_refused_saying_to_check_its_permissions(analysed, tmp_path, capsys):
+    """One AnnData holds every analysed file, so an unreadable one stops the export (as a
+    changed one does) before any file is gated; the fix is the file's permissions, not
+    another folder."""
+    _, out = analysed
+    fcs = SAMPLE_DATA / "fcs" / "P01_day007.fcs"
+    with unreadable(fcs):
+        assert run(["export-anndata", str(out), str(tmp_path / "x.h5ad")]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"cytokit: error: {fcs}: cannot read the file: Permission denied; check its "
+        "permissions (this user must be able to read it), then run again (the AnnData is "
+        "written with every analysed file or not at all)"
+    )
+    assert "[1/15]" not in err and not (tmp_path / "x.h5ad").exists()

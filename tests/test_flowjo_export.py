@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 import pandas as pd
 import pytest
+from fs_helpers import unreadable
 
 import cytokit
 from cytokit import gating as G
@@ -202,13 +203,13 @@ def test_simulated_study_with_drift_round_trip(tmp_path):
     _compare(truth, _flowkit_counts(done.path), "FlowKit")
 
 
-@pytest.mark.slow
-def test_files_sharing_a_name_are_gated_back_by_their_links(tmp_path, capsys):
-    """Two visits filed as ``fcs/day 7/x.fcs`` and ``fcs/day 14/x.fcs`` (same event count): the
-    export names the samples by their paths and links each to its file; ``cytokit gate``
-    finds each file's sample through its link, or through the name when the workspace has
-    moved away from the files, and counts what ``counts.csv`` has."""
-    study = tmp_path / "sim"
+@pytest.fixture(scope="module")
+def shared_names(tmp_path_factory):
+    """A simulated study whose two visits are filed as ``fcs/day 7/x.fcs`` and
+    ``fcs/day 14/x.fcs`` (one base name, the same event count), analysed: (study, results
+    folder, counts.csv)."""
+    root = tmp_path_factory.mktemp("shared-names")
+    study = root / "sim"
     assert cli(["simulate", str(study), "--seed", "158701", "--patients", "1", "--events",
                 "20000", "--days=7,14"]) == 0  # fmt: skip
     manifest = pd.read_csv(study / "manifest.csv")
@@ -218,9 +219,17 @@ def test_files_sharing_a_name_are_gated_back_by_their_links(tmp_path, capsys):
         (study / manifest.at[i, "file"]).rename(study / new)
         manifest.at[i, "file"] = new
     manifest.to_csv(study / "manifest.csv", index=False)
-    counts = _analyze(study, tmp_path / "results")
-    wsp = tmp_path / "flowjo" / "I.wsp"
-    assert cli(["export-wsp", str(tmp_path / "results"), str(wsp)]) == 0
+    return study, root / "results", _analyze(study, root / "results")
+
+
+@pytest.mark.slow
+def test_files_sharing_a_name_are_gated_back_by_their_links(shared_names, tmp_path, capsys):
+    """The export names the samples by their paths and links each to its file; ``cytokit
+    gate`` finds each file's sample through its link, or through the name when the
+    workspace has moved away from the files, and counts what ``counts.csv`` has."""
+    study, results, counts = shared_names
+    wsp = study.parent / "flowjo" / "I.wsp"
+    assert cli(["export-wsp", str(results), str(wsp)]) == 0
     ws = G.load_workspace(wsp)
     files = [study / "fcs" / "day 7" / "x.fcs", study / "fcs" / "day 14" / "x.fcs"]
     assert sorted(s.name for s in ws.samples) == ["fcs/day 14/x.fcs", "fcs/day 7/x.fcs"]
@@ -244,6 +253,23 @@ def test_files_sharing_a_name_are_gated_back_by_their_links(tmp_path, capsys):
     matches = ws.match_files(files)
     assert matches.complete and set(matches.how.values()) == {"DataSet uri"}
     assert set(G.load_workspace(moved).match_files(files).how.values()) == {"sample name"}
+
+
+def test_an_unreadable_file_is_left_out_saying_to_check_its_permissions(
+    shared_names, tmp_path, capsys
+):
+    """Like a changed file, an unreadable one is left out and the others exported; the line
+    says why and the fix in words (no ``[Errno 13]``), as export-anndata's refusal does."""
+    study, results, _ = shared_names
+    with unreadable(study / "fcs" / "day 7" / "x.fcs"):
+        assert cli(["export-wsp", str(results), str(tmp_path / "I.wsp")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        "left out fcs/day 7/x.fcs: cannot read the file: Permission denied; check its "
+        "permissions (this user must be able to read it), then run again"
+    ) in err
+    assert not any("Errno" in line for line in err)
+    assert [s.name for s in G.load_workspace(tmp_path / "I.wsp").samples] == ["fcs/day 14/x.fcs"]
 
 
 def test_a_samples_link_is_read_as_flowjo_writes_it(tmp_path):

@@ -159,13 +159,22 @@ class _Layout:
 def _check_files(study, samples: pd.DataFrame) -> None:
     """Every file of `samples` (rows of samples.csv) is there with the content it was
     analysed with."""
+    from cytokit.engine._workers import read_failure
     from cytokit.engine.hashing import file_hash
 
     for file, sha in zip(samples["file"], samples["sha256"], strict=True):
         path = study.root / str(file)
         if not path.is_file():
             raise CytokitError(f"{path}: the file samples.csv lists is not there (moved?)")
-        if isinstance(sha, str) and sha and file_hash(path) != sha:
+        try:
+            digest = file_hash(path)
+        except OSError as exc:
+            # one AnnData holds every analysed file: none is left out, as a changed one is not
+            raise CytokitError(
+                f"{path}: {read_failure(exc)} (the AnnData is written with every analysed file "
+                "or not at all)"
+            ) from None
+        if isinstance(sha, str) and sha and digest != sha:
             raise CytokitError(
                 f"{path}: its content changed since the analysis (its SHA-256 differs from "
                 "samples.csv); run cytokit analyze again"

@@ -15,7 +15,7 @@ Before anything is written the export checks that it shows what produced the
 numbers: the strategy must have the digest recorded in ``study.json``, and
 each file the SHA-256 of ``samples.csv``; a changed file is left out (listed
 in `WorkspaceExport.skipped`) and the others go on, as does a file that can no
-longer be read. After it is written, each file's counts gated again are
+longer be read (its reason names the fix, e.g. checking its permissions). After it is written, each file's counts gated again are
 compared with ``counts.csv`` and the workspace is read back with cytokit's
 FlowJo reader: any difference is a note (`WorkspaceExport.notes`).
 """
@@ -106,6 +106,7 @@ def export_wsp(
         a gate FlowJo cannot hold (the message names it).
     """
     from cytokit.analysis.results import load_results
+    from cytokit.engine._workers import read_failure
     from cytokit.engine.hashing import file_hash
     from cytokit.fcs import read_fcs
     from cytokit.gating.flowjo.write import WorkspaceEntry, WorkspaceWriteNotes, write_workspace
@@ -155,8 +156,11 @@ def export_wsp(
                 sample = read_fcs(path)
                 n_file = sample.n_events
                 result = st.gate(sample, membership=False, tube=st.tube_of(row))
-        except (CytokitError, OSError) as exc:
+        except CytokitError as exc:
             done.skipped[file] = str(exc)
+            continue
+        except OSError as exc:  # the workspace shows the other files; this one is said
+            done.skipped[file] = read_failure(exc)
             continue
         if result.sample.n_events != n_file:
             notes.notes.append(
