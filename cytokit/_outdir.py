@@ -7,6 +7,7 @@ file is gated, not at the last step as an ``IsADirectoryError``.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 from cytokit._io import remove_temporaries
 from cytokit.errors import CytokitError
 
-__all__ = ["output_folder", "writing_into"]
+__all__ = ["output_folder", "write_refusal", "writing_into"]
 
 
 def not_under_a_file(path: str | os.PathLike) -> None:
@@ -147,12 +148,15 @@ def output_folder(
 def not_a_results_file(results: str | os.PathLike, out: str | os.PathLike, suffix: str) -> None:
     """Refuse to write an export `out` over a file of the folder `results` (a table, the
     store, the report): only a file with the export's own `suffix` there may be replaced;
-    and refuse an `out` that is a folder or lies under a file.
+    and refuse an `out` that is a folder, lies under a file, or would be written into a
+    folder this process may not write (the export's own write would fail after the
+    files were gated again).
 
     Raises
     ------
     CytokitError
-        Naming `out`, the file of the results folder it is, and a name to give instead.
+        Naming `out`, the file of the results folder it is or the folder that cannot
+        hold it, and the fix.
     """
     out, results = Path(out), Path(results)
     # a place the export cannot be written is said before the files are gated again
@@ -165,6 +169,13 @@ def not_a_results_file(results: str | os.PathLike, out: str | os.PathLike, suffi
         raise CytokitError(
             f"{existing}: is a file, not a folder (it would hold {out}); give another path"
         )
+    # a link is written through (`cytokit._io.replaced`): its target's folder must be writable
+    target = Path(os.path.realpath(out)) if out.is_symlink() else out
+    folder = next((p for p in target.parents if p.exists()), None)
+    if folder is not None and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise CytokitError(
+            f"{out}: cannot be written ({folder} is not writable); {_writable_fix(folder)}"
+        )
     if not out.is_file() or out.suffix.lower() == suffix:
         return
     where, inside = out.resolve(), results.resolve()
@@ -173,6 +184,38 @@ def not_a_results_file(results: str | os.PathLike, out: str | os.PathLike, suffi
             f"{out}: is a file of the results folder {results} ({where.relative_to(inside)}); "
             f"the export would replace it: give a {suffix} name, e.g. {out.with_suffix(suffix)}"
         )
+
+
+def _writable_fix(folder: Path) -> str:
+    return f"choose a writable folder, or change the permissions of {folder}"
+
+
+#: What to do when the system refuses to write a file, by errno (others: another path).
+_WRITE_FIXES = {
+    errno.EROFS: "choose a folder on a writable file system",
+    errno.ENOSPC: "free some space, or choose a folder on another disk",
+    errno.EDQUOT: "free some space, or choose a folder on another disk",
+}
+
+
+def write_refusal(out: str | os.PathLike, exc: OSError, what: str) -> str:
+    """`exc`, raised writing `what` (e.g. "the workspace") to `out`, as one sentence naming
+    `out` and the fix.
+
+    An atomic write goes through a hidden temporary file beside `out`, which the
+    system names when it refuses; the user gave `out`, so `out` is named.
+    """
+    out = Path(out)
+    text = " ".join(str(exc).split())
+    if exc.errno is None and text.startswith(str(out)):
+        return text  # cytokit's own message, which names the path and the fix
+    why = exc.strerror or text
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        # the folder refused is the nearest that exists (a missing one could not be made)
+        fix = _writable_fix(next((p for p in out.parents if p.is_dir()), out.parent))
+    else:
+        fix = _WRITE_FIXES.get(exc.errno, "give another path")
+    return f"{out}: cannot write {what} ({why}); {fix}"
 
 
 #: The folders each thread holds (`writing_into`): a command holding its folder for its

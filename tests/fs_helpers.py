@@ -1,5 +1,5 @@
 """File-system helpers of the tests: file-time ticks, a clean copy of the checkout, files
-this process may not read (even as root)."""
+and folders this process may not read or write (even as root)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,31 @@ def copy_tracked(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     return dest
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """`folder` and its files made read-only for this process, even as root."""
+    paths = [folder, *folder.iterdir()]
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in paths}
+        for p in paths:
+            p.chmod(modes[p] & ~0o222)
+        try:
+            yield
+        finally:
+            for p in paths:
+                p.chmod(modes[p])
+        return
+    # root ignores permission bits; the immutable attribute binds it too
+    done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True, check=False)
+    if done.returncode != 0:
+        subprocess.run(["chattr", "-i", *map(str, paths)], capture_output=True, check=False)
+        pytest.skip(f"cannot make a folder read-only as root here: {done.stderr.decode()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
 
 
 @contextmanager

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fs_helpers import unreadable
+from fs_helpers import read_only, unreadable
 
 import cytokit
-from cytokit.analysis import export_anndata, results_anndata
+from cytokit.analysis import anndata_export, export_anndata, results_anndata
 from cytokit.cli.app import run
 from cytokit.errors import CytokitError, StudyError
 
@@ -215,3 +215,28 @@ def test_an_unreadable_file_is_refused_saying_to_check_its_permissions(analysed,
         "written with every analysed file or not at all)"
     )
     assert "[1/15]" not in err and not (tmp_path / "x.h5ad").exists()
+
+
+def test_a_folder_that_cannot_be_written_is_named_with_the_fix(
+    analysed, adata, tmp_path, capsys, monkeypatch
+):
+    """Refused before any file is read; and where the system refuses only at the write, the
+    message names the .h5ad (not the hidden temporary beside it) and the fix."""
+    _, out = analysed
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    target = ro / "x.h5ad"
+    fix = f"choose a writable folder, or change the permissions of {ro}"
+    monkeypatch.setattr(anndata_export, "results_anndata", lambda *a, **k: adata)
+    with read_only(ro):
+        assert run(["export-anndata", str(out), str(target)]) == 1
+        err = capsys.readouterr().err.splitlines()[-1]
+        assert err == f"cytokit: error: {target}: cannot be written ({ro} is not writable); {fix}"
+        with monkeypatch.context() as m:
+            m.setattr(os, "access", lambda *a, **k: True)  # a check the system passes
+            for where in (target, ro / "new" / "x.h5ad"):
+                assert run(["export-anndata", str(out), str(where)]) == 1
+                last = capsys.readouterr().err.splitlines()[-1]
+                assert last.startswith(f"cytokit: error: {where}: cannot write the AnnData file (")
+                assert last.endswith(f"); {fix}") and ".tmp" not in last
+    assert list(ro.iterdir()) == []

@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 import pandas as pd
 import pytest
-from fs_helpers import unreadable
+from fs_helpers import read_only, unreadable
 
 import cytokit
 from cytokit import gating as G
@@ -270,6 +270,32 @@ def test_an_unreadable_file_is_left_out_saying_to_check_its_permissions(
     ) in err
     assert not any("Errno" in line for line in err)
     assert [s.name for s in G.load_workspace(tmp_path / "I.wsp").samples] == ["fcs/day 14/x.fcs"]
+
+
+def test_a_folder_that_cannot_be_written_is_named_with_the_fix(
+    shared_names, tmp_path, capsys, monkeypatch
+):
+    """Refused before the files are gated again; and where the system refuses only at the
+    write, the message names the workspace (not its temporary file) and the fix."""
+    _, results, _ = shared_names
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    target = ro / "x.wsp"
+    fix = f"choose a writable folder, or change the permissions of {ro}"
+    with read_only(ro):
+        assert cli(["export-wsp", str(results), str(target)]) == 1
+        err = capsys.readouterr().err
+        assert err.splitlines()[-1] == (
+            f"cytokit: error: {target}: cannot be written ({ro} is not writable); {fix}"
+        )
+        assert "[1/2]" not in err  # said before any file was gated again
+        monkeypatch.setattr(os, "access", lambda *a, **k: True)  # a check the system passes
+        assert cli(["export-wsp", str(results), str(target)]) == 1
+        monkeypatch.undo()
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"cytokit: error: {target}: cannot write the workspace (")
+    assert last.endswith(f"); {fix}") and ".tmp" not in last
+    assert list(ro.iterdir()) == []
 
 
 def test_a_samples_link_is_read_as_flowjo_writes_it(tmp_path):

@@ -7,18 +7,17 @@ files built byte by byte or taken from ``sample_data/`` and the corpus.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from fcs_synth import dataset, float_keywords
+from fs_helpers import read_only
 from study_helpers import simulated_strategy
 
 import cytokit
@@ -146,38 +145,13 @@ def test_unexpected_failure_reason_has_no_python_type(tmp_path):
     assert re.match(r"unexpected failure \(boom\)", failure.reason), failure.reason
 
 
-@contextmanager
-def _read_only(folder: Path):
-    """`folder` and its files made read-only for this process, even as root."""
-    paths = [folder, *folder.iterdir()]
-    if os.geteuid() != 0:
-        modes = {p: p.stat().st_mode for p in paths}
-        for p in paths:
-            p.chmod(modes[p] & ~0o222)
-        try:
-            yield
-        finally:
-            for p in paths:
-                p.chmod(modes[p])
-        return
-    # root ignores permission bits; the immutable attribute binds it too
-    done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True, check=False)
-    if done.returncode != 0:
-        subprocess.run(["chattr", "-i", *map(str, paths)], capture_output=True, check=False)
-        pytest.skip(f"cannot make a folder read-only as root here: {done.stderr.decode()}")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
-
-
 def test_read_only_output_folder_is_said_so(tmp_path, capsys):
     strategy = simulated_strategy().to_gatingml(tmp_path / "s.xml")
     out = tmp_path / "out"
     args = ["gate", str(strategy), str(FCS_FILE), "--out", str(out), "-j", "1"]
     assert run(args) == 0
     capsys.readouterr()
-    with _read_only(out):
+    with read_only(out):
         assert run(args) == 1
     err = capsys.readouterr().err
     assert "not a cytokit results store" not in err and "delete the file" not in err

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +64,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cytokit._outdir import not_a_results_file
+from cytokit._io import create_temporary
+from cytokit._outdir import not_a_results_file, write_refusal
 from cytokit.errors import CytokitError, StudyError
 from cytokit.study.tubes import DEFAULT_TUBE, chosen_tube
 
@@ -434,7 +434,10 @@ def _target(out: Path) -> Path:
     parent = out.parent
     if parent.exists() and not parent.is_dir():
         raise CytokitError(f"{out}: {parent} is not a folder; give a path inside a folder")
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CytokitError(write_refusal(out, exc, "the AnnData file")) from None
     return out
 
 
@@ -452,26 +455,26 @@ def export_anndata(
 
     The file is written beside `out` under a temporary name, then renamed, so a
     reader sees the old file or the whole new one. The arguments are those of
-    `results_anndata`; `out`'s folder is made when missing.
+    `results_anndata`; `out`'s folder is made when missing. A folder that
+    cannot be written is refused before any file is read; a write the system
+    refuses later is a `CytokitError` naming `out` (not the temporary) and the fix.
     """
     out = _target(Path(out))
     not_a_results_file(results_dir, out, ".h5ad")
     adata = results_anndata(
         results_dir, events=events, seed=seed, study=study, tube=tube, progress=progress
     )
-    fd = -1
-    for _ in range(100):
-        tmp = out.parent / f".{out.name}.{secrets.token_hex(8)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:  # pragma: no cover - 64 random bits
-            continue
+    try:
+        fd, tmp = create_temporary(out.parent, out.name)
+    except OSError as exc:
+        raise CytokitError(write_refusal(out, exc, "the AnnData file")) from None
     os.close(fd)
     try:
         adata.write_h5ad(tmp)
         os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CytokitError(write_refusal(out, exc, "the AnnData file")) from None
         raise
     return out

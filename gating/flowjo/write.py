@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from cytokit._io import atomic_write_bytes
+from cytokit._outdir import write_refusal
 from cytokit.errors import GatingError
 from cytokit.gating.compile import Resolver
 from cytokit.gating.flowjo.axes import ACQUISITION_DEFINED, BIEX_CHANNELS, DEFAULT_LENGTH
@@ -162,7 +163,7 @@ def write_workspace(
     try:
         return atomic_write_bytes(path, data)
     except OSError as exc:
-        raise GatingError(f"{path}: cannot write the workspace ({exc.strerror})") from None
+        raise GatingError(write_refusal(path, exc, "the workspace")) from None
 
 
 def workspace_bytes(
