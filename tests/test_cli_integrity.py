@@ -314,6 +314,45 @@ def test_report_refuses_a_changed_folder(analysed, tmp_path, capsys, change):
     assert not (out / "report.html").exists()
 
 
+def test_the_advice_names_the_study_of_the_run_that_stopped(
+    study, analysed, tmp_path, capsys, monkeypatch
+):
+    """A folder holding one study's results, into which an analysis of another study was
+    interrupted after gating (its tables.json gone): report and both exports refuse it,
+    naming the interrupted run's study (its runlog.jsonl line), not study.json's; when that
+    run could not log (kill -9) no study is named; with no later run, study.json's is."""
+    out = shutil.copytree(analysed, tmp_path / "out")
+    (out / "tables.json").unlink()  # by hand: study.json's run was the last to gate here
+    code, err = report(out, capsys)
+    assert code == 1 and f"run `cytokit analyze {study} --out {out}` again" in err, err
+    other = shutil.copytree(study, tmp_path / "other study")
+    shutil.copy(analysed / "tables.json", out / "tables.json")
+
+    def interrupted(path, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cytokit.analysis.results, "atomic_write_bytes", interrupted)
+    assert run(["analyze", str(other), "--out", str(out), "--workers", "1", "--no-report"]) == 130
+    monkeypatch.undo()
+    assert not (out / "tables.json").exists()
+    assert json.loads((out / "study.json").read_text())["root"] == str(study)
+    log = (out / "runlog.jsonl").read_text().splitlines(keepends=True)
+    assert json.loads(log[-1])["exit_code"] == 130
+    commands = (["report", str(out), "--no-qc"], ["export-wsp", str(out), str(tmp_path / "x.wsp")],
+                ["export-anndata", str(out), str(tmp_path / "x.h5ad")])  # fmt: skip
+    for args in commands:
+        assert run(args) == 1
+        err = capsys.readouterr().err
+        assert f"run `cytokit analyze {other} --out {out}` again" in err, err
+    (out / "runlog.jsonl").write_text("".join(log[:-1]))  # killed with no time to log
+    for args in commands:
+        assert run(args) == 1
+        err = capsys.readouterr().err
+        assert "stopped with no record of its study" in err, err
+        assert f"`cytokit analyze STUDY --out {out}`" in err and str(study) not in err
+    assert not list(out.glob("results.sqlite-*"))  # the store was read, the folder left as is
+
+
 def test_a_folder_whose_writing_stopped_half_way_is_refused(
     study, analysed, tmp_path, capsys, monkeypatch
 ):

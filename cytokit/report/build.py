@@ -87,15 +87,6 @@ BUILD_STAMP = "plots/build.json"
 REQUIRED_FILES = ("study.json", "samples.csv", "chimerism.csv")
 
 
-def _study_root(study_json: Path) -> str | None:
-    """The study folder an analysis's study.json names (None when it cannot say)."""
-    try:
-        root = json.loads(study_json.read_text(encoding="utf-8")).get("root")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return root if isinstance(root, str) and root else None
-
-
 def check_results_dir(path: str | Path) -> Path:
     """`path` if it is a results folder, else a `CytokitError` naming what is missing."""
     path = Path(path)
@@ -118,10 +109,11 @@ def check_results_dir(path: str | Path) -> Path:
             "`cytokit report RESULTS`"
         )
     if missing and "study.json" not in missing:  # an analysis with tables gone
-        root = _study_root(path / "study.json") or "STUDY"
+        from cytokit.analysis.tablesjson import rerun_advice
+
         raise CytokitError(
             f"{path}: the analysis there lacks {', '.join(missing)} (deleted, or the run "
-            f"stopped before writing it); run `cytokit analyze {root} --out {path}` again"
+            f"stopped before writing it); {rerun_advice(path)}"
         )
     analysis_only = ("samples", "chimerism", "trends")  # tables `cytokit gate` never writes
     if missing and any((path / f"{t}{x}").is_file() for t in analysis_only for x in _FORMATS):
