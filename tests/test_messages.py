@@ -154,6 +154,12 @@ def test_read_only_output_folder_is_said_so(tmp_path, capsys):
     with read_only(out):
         assert run(args) == 1
     err = capsys.readouterr().err
+    # refused before anything runs, at the run log (the last thing a run writes)
+    assert f"{out / 'runlog.jsonl'}: the run log cannot be appended to" in err, err
+    (out / "runlog.jsonl").unlink()
+    with read_only(out):
+        assert run(args) == 1
+    err = capsys.readouterr().err
     assert "not a cytokit results store" not in err and "delete the file" not in err
     assert "read-only" in err and str(out / "results.sqlite") in err
     assert run(args) == 0  # the store was fine all along
