@@ -130,13 +130,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
     their SHA-256: an fsync each cost a 1,000-sample report seconds).
     """
     named = Path(path)
-    path, mode = replaced(named)
-    named.parent.mkdir(parents=True, exist_ok=True)
-    if not path.parent.is_dir():  # a dangling link's target: write no folders there
-        raise FileNotFoundError(
-            f"{named}: is a symbolic link to {path}, whose folder does not exist; make the "
-            "folder or remove the link"
-        )
+    path, mode = _destination(named)
     try:
         fd, tmp = create_temporary(path.parent, path.name)
     except OSError as exc:
@@ -158,6 +152,20 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
     return path
 
 
+def _destination(named: Path) -> tuple[Path, int | None]:
+    """Where a file written in place of `named` goes and the mode it keeps (`replaced`),
+    with `named`'s folder made; a dangling link into a folder that does not exist is an
+    error naming the link (no folders are made at its target)."""
+    path, mode = replaced(named)
+    named.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"{named}: is a symbolic link to {path}, whose folder does not exist; make the "
+            "folder or remove the link"
+        )
+    return path, mode
+
+
 def replace_together(files: Mapping[Path, bytes | None]) -> None:
     """Write each of `files` (None: remove it) so that a stop part-way leaves them all as
     they were: tables that describe one another (counts and failures) are never a mix
@@ -168,18 +176,17 @@ def replace_together(files: Mapping[Path, bytes | None]) -> None:
     removals made. A full disk or a kill while writing leaves the old files; only a
     kill within the renames, microseconds, can split them.
     """
-    staged: list[tuple[str, Path]] = []
+    staged: list[tuple[str, Path, Path]] = []
     try:
         for named, data in files.items():
             if data is None:
                 continue
-            path, mode = replaced(named)
-            Path(named).parent.mkdir(parents=True, exist_ok=True)
+            path, mode = _destination(Path(named))
             try:
                 fd, tmp = create_temporary(path.parent, path.name)
             except OSError as exc:
                 raise about_target(exc, named) from None
-            staged.append((tmp, path))
+            staged.append((tmp, path, Path(named)))
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -190,11 +197,16 @@ def replace_together(files: Mapping[Path, bytes | None]) -> None:
             except OSError as exc:
                 raise about_target(exc, named) from None
     except BaseException:
-        for tmp, _ in staged:
+        for tmp, _, _ in staged:
             Path(tmp).unlink(missing_ok=True)
         raise
-    for tmp, path in staged:
-        os.replace(tmp, path)
+    for i, (tmp, path, named) in enumerate(staged):
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            for left, _, _ in staged[i:]:
+                Path(left).unlink(missing_ok=True)
+            raise about_target(exc, named) from None
     for named, data in files.items():
         if data is None:
             Path(named).unlink(missing_ok=True)

@@ -168,6 +168,27 @@ def test_tables_replaced_together_are_never_a_mix_of_two_runs(tmp_path, monkeypa
     io.replace_together({**new, tmp_path / "x.csv": None})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counts.csv", "failures.csv"]
     assert all(p.read_bytes() == b"new\n" for p in new)
+    # a dangling link into a folder that is gone: the same error as a single write gives
+    link = tmp_path / "warnings.csv"
+    link.symlink_to(tmp_path / "gone" / "warnings.csv")
+    with pytest.raises(FileNotFoundError, match=r"warnings\.csv: is a symbolic link to"):
+        io.replace_together({tmp_path / "counts.csv": b"newer\n", link: b"w\n"})
+    assert not (tmp_path / "gone").exists() and (tmp_path / "counts.csv").read_bytes() == b"new\n"
+    # a rename refused part-way names the table and leaves no temporary file
+    real_replace, seen = io.os.replace, []
+
+    def refuse_second(a, b):
+        seen.append(b)
+        if len(seen) == 2:
+            raise PermissionError(13, "Permission denied", a)
+        real_replace(a, b)
+
+    monkeypatch.setattr(io.os, "replace", refuse_second)
+    link.unlink()
+    with pytest.raises(PermissionError) as err:
+        io.replace_together({tmp_path / "counts.csv": b"3\n", tmp_path / "failures.csv": b"3\n"})
+    assert err.value.filename == str(tmp_path / "failures.csv")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_gate_run_stopped_while_writing_its_tables_leaves_the_old_ones(tmp_path, monkeypatch):
