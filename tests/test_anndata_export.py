@@ -128,6 +128,28 @@ def test_metacluster_counts_are_clusters_csv(adata, analysed):
     assert set(adata.obs["metacluster"].unique()) == {-1, *range(10)}
 
 
+def test_a_folder_clustered_before_content_keys_still_exports(tmp_path, monkeypatch):
+    """The clustering's training draw came to be keyed on each file's content, not its
+    names: a folder an older cytokit wrote (its clusters.csv trained the old way) was
+    refused as "edited, or from another cytokit" by every export until analysed again,
+    which rewrote its clusters. Its model is trained again the way it was made."""
+    from cytokit.analysis import cohort
+
+    real = cohort._cluster
+    monkeypatch.setattr(cohort, "_cluster", lambda *a, **k: real(*a, **{**k, "legacy": True}))
+    out = tmp_path / "older"
+    older = cytokit.analyze(SAMPLE_DATA, out, workers=1)
+    monkeypatch.undo()
+    adata = results_anndata(out, events=300)
+    obs = adata.obs[adata.obs["metacluster"] >= 0]
+    assert len(obs) and obs["metacluster"].max() < 10
+    # and it is the old way that reproduces the folder: the new one gives other counts
+    fresh = cytokit.analyze(SAMPLE_DATA, tmp_path / "fresh", workers=1)
+    a = older.clusters.sort_values(["file", "metacluster", "origin"])["count"].to_numpy()
+    b = fresh.clusters.sort_values(["file", "metacluster", "origin"])["count"].to_numpy()
+    assert not np.array_equal(a, b)
+
+
 def test_settings_in_uns(adata, analysed):
     _, out = analysed
     uns = adata.uns["cytokit"]

@@ -505,9 +505,12 @@ def cluster_stored_events(study, task, store, items, thresholds: pd.DataFrame) -
     )
 
 
-def _cluster(study, task, store, items, thresholds: pd.DataFrame, key: str | None = None):
+def _cluster(
+    study, task, store, items, thresholds: pd.DataFrame, key: str | None = None, legacy=False
+):
     """The `cytokit.cluster.ClusterResult` of the stored threshold-parent events of `items`
-    (stored under `key`, default the task's)."""
+    (stored under `key`, default the task's); `legacy`: trained as cytokit did before each
+    file's draw was keyed on its content (names, in the items' order)."""
     from cytokit.cluster import cluster_study
 
     key = key or task.key
@@ -521,14 +524,21 @@ def _cluster(study, task, store, items, thresholds: pd.DataFrame, key: str | Non
                 donor[r.file] = (r.marker, float(r.threshold), r.donor_side == "positive")
     names = [n for n, _ in task.populations]
     nc = len(task.cluster_markers)
+    # "hash" keys the file's training draw (`cluster_study`); "sha" finds its stored events
     descs = [
-        {"patient": row.patient, "day": row.day, "file": study.relative(row.file), "hash": h}
+        {
+            "patient": row.patient,
+            "day": row.day,
+            "file": study.relative(row.file),
+            "hash": None if legacy else h,
+            "sha": h,
+        }
         for row, h in items
     ]
 
     def load(item):
-        values = store.items(key, "cluster", [item["hash"]])[item["hash"]]
-        member = store.items(key, "cluster_gates", [item["hash"]])[item["hash"]]
+        values = store.items(key, "cluster", [item["sha"]])[item["sha"]]
+        member = store.items(key, "cluster_gates", [item["sha"]])[item["sha"]]
         flags = None
         if item["file"] in donor:
             marker, t, positive = donor[item["file"]]
@@ -545,6 +555,7 @@ def _cluster(study, task, store, items, thresholds: pd.DataFrame, key: str | Non
         n_metaclusters=settings.metaclusters,
         seed=settings.seed,
         gates=names,
+        pool_order="items" if legacy else "key",
     )
 
 
@@ -577,23 +588,29 @@ def cluster_model(study, task, results):
             by_patient.setdefault(row.patient, []).append((row, sha[rel]))
     items = [item for patient in sorted(by_patient) for item in by_patient[patient]]
     key = str(results.study.get("task") or task.key)  # the folder may have moved since
-    with RunStore(path, readonly=True) as store:
-        try:
-            result = _cluster(study, task, store, items, results.thresholds, key)
-        except KeyError:
-            raise CytokitError(
-                f"{path}: the store lacks the clustering events of these results (another "
-                "run's store?); run cytokit analyze again"
-            ) from None
     want = results.clusters
-    if not want.empty:
-        got = result.table[["file", "metacluster", "origin", "count"]]
-        a = got.sort_values(["file", "metacluster", "origin"]).to_numpy().tolist()
-        b = want[["file", "metacluster", "origin", "count"]]
-        b = b.sort_values(["file", "metacluster", "origin"]).to_numpy().tolist()
-        if [tuple(map(str, r)) for r in a] != [tuple(map(str, r)) for r in b]:
-            raise CytokitError(
-                f"{results.out}: clustering the stored events again does not give clusters.csv "
-                "(edited, or from another cytokit); run cytokit analyze again"
-            )
-    return result.model
+    # a folder cytokit wrote before each file's draw was keyed on its content is trained as
+    # it was then (its clusters.csv is the model's, and stays so until analysed again)
+    for legacy in (False, True):
+        with RunStore(path, readonly=True) as store:
+            try:
+                result = _cluster(study, task, store, items, results.thresholds, key, legacy)
+            except KeyError:
+                raise CytokitError(
+                    f"{path}: the store lacks the clustering events of these results (another "
+                    "run's store?); run cytokit analyze again"
+                ) from None
+        if want.empty or _same_counts(result.table, want):
+            return result.model
+    raise CytokitError(
+        f"{results.out}: clustering the stored events again does not give clusters.csv "
+        "(edited, or from another cytokit); run cytokit analyze again"
+    )
+
+
+def _same_counts(got: pd.DataFrame, want: pd.DataFrame) -> bool:
+    """Whether a model's per-file counts are ``clusters.csv``'s."""
+    cols = ["file", "metacluster", "origin", "count"]
+    a = got[cols].sort_values(cols[:3]).to_numpy().tolist()
+    b = want[cols].sort_values(cols[:3]).to_numpy().tolist()
+    return [tuple(map(str, r)) for r in a] == [tuple(map(str, r)) for r in b]

@@ -198,6 +198,7 @@ def cluster_study(
     train_events: int = 100_000,
     median_bins: int = 1024,
     progress: Callable[[int, int, str], None] | None = None,
+    pool_order: str = "key",
     **flowsom_params,
 ) -> ClusterResult:
     """FlowSOM on a study's gated events: balanced training pool, every event mapped.
@@ -230,6 +231,10 @@ def cluster_study(
         Histogram bins per marker for the medians.
     progress : callable, optional
         ``progress(done, total, stage)`` after each sample; stage "train" or "map".
+    pool_order : {"key", "items"}
+        The training pool in the order of the samples' keys (the default), or of
+        `items` (as cytokit built it before: the model of an older results folder
+        is trained again that way).
     **flowsom_params
         Other `FlowSOM` parameters (``linkage``, ``algorithm``, ``rlen``...).
 
@@ -258,7 +263,11 @@ def cluster_study(
         raise StudyError(f"cluster_study: median_bins={median_bins!r} must be an integer >= 2")
     n_m = len(markers)
 
-    pool, first_gates = _training_pool(load, items, descs, n_m, per_sample, seed, progress)
+    if pool_order not in ("key", "items"):
+        raise StudyError(f"cluster_study: pool_order={pool_order!r} must be 'key' or 'items'")
+    pool, first_gates = _training_pool(
+        load, items, descs, n_m, per_sample, seed, progress, by_key=pool_order == "key"
+    )
     if gates is None:
         gates = first_gates
     model, lo, hi = _fit(pool, grid, n_metaclusters, seed, flowsom_params)
@@ -299,7 +308,7 @@ def cluster_study(
     )
 
 
-def _training_pool(load, items, descs, n_m, per_sample, seed, progress):
+def _training_pool(load, items, descs, n_m, per_sample, seed, progress, by_key=True):
     """Pass 1: a balanced pool (``per_sample`` events of each sample) and the first sample's gates."""
     parts = []
     first_gates = None
@@ -318,8 +327,8 @@ def _training_pool(load, items, descs, n_m, per_sample, seed, progress):
         del inp
         if progress is not None:
             progress(i + 1, len(items), "train")
-    # in the keys' order, not the items': the model does not depend on how they are listed
-    parts.sort(key=lambda kv: kv[0])
+    if by_key:  # in the keys' order, not the items': the model does not depend on the listing
+        parts.sort(key=lambda kv: kv[0])
     pool = np.concatenate([p for _, p in parts]) if parts else np.empty((0, n_m), np.float32)
     del parts
     if pool.shape[0] == 0:
