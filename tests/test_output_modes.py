@@ -137,20 +137,13 @@ def test_a_failed_write_names_the_file_being_written(tmp_path, monkeypatch):
     assert err.value.filename == str(target)
 
 
-def test_tables_replaced_together_are_never_a_mix_of_two_runs(tmp_path, monkeypatch):
-    """`cytokit gate` wrote its tables one by one: a kill or a full disk between two left
-    counts.csv of the new run beside failures.csv of the old one. They are now all
-    written first and renamed together: a failure while writing leaves every old file."""
+def _disk_full_at_second_fsync(monkeypatch) -> None:
+    """The disk fills up when the second file written is flushed to it."""
     import errno
 
     import cytokit._io as io
 
-    old = {tmp_path / n: f"old {n}\n".encode() for n in ("counts.csv", "failures.csv", "x.csv")}
-    for path, data in old.items():
-        path.write_bytes(data)
-    new = {tmp_path / "counts.csv": b"new\n", tmp_path / "failures.csv": b"new\n"}
-    calls = []
-    real = io.os.fsync
+    real, calls = io.os.fsync, []
 
     def fill_on_second(fd):
         calls.append(fd)
@@ -159,6 +152,19 @@ def test_tables_replaced_together_are_never_a_mix_of_two_runs(tmp_path, monkeypa
         real(fd)
 
     monkeypatch.setattr(io.os, "fsync", fill_on_second)
+
+
+def test_tables_replaced_together_are_never_a_mix_of_two_runs(tmp_path, monkeypatch):
+    """`cytokit gate` wrote its tables one by one: a kill or a full disk between two left
+    counts.csv of the new run beside failures.csv of the old one. They are now all
+    written first and renamed together: a failure while writing leaves every old file."""
+    import cytokit._io as io
+
+    old = {tmp_path / n: f"old {n}\n".encode() for n in ("counts.csv", "failures.csv", "x.csv")}
+    for path, data in old.items():
+        path.write_bytes(data)
+    new = {tmp_path / "counts.csv": b"new\n", tmp_path / "failures.csv": b"new\n"}
+    _disk_full_at_second_fsync(monkeypatch)
     with pytest.raises(OSError) as err:
         io.replace_together({**new, tmp_path / "x.csv": None})
     assert err.value.filename == str(tmp_path / "failures.csv")
@@ -194,10 +200,8 @@ def test_tables_replaced_together_are_never_a_mix_of_two_runs(tmp_path, monkeypa
 def test_a_gate_run_stopped_while_writing_its_tables_leaves_the_old_ones(tmp_path, monkeypatch):
     """A full disk while `gate_files` writes its tables leaves the earlier run's tables
     whole, not counts.csv of one run beside failures.csv of another."""
-    import errno
     from pathlib import Path
 
-    import cytokit._io as io
     from cytokit.engine.gate_files import gate_files
 
     data = Path(__file__).resolve().parents[1] / "sample_data"
@@ -206,15 +210,7 @@ def test_a_gate_run_stopped_while_writing_its_tables_leaves_the_old_ones(tmp_pat
     gate_files(data / "strategy.yaml", files[:2], out, workers=1)
     before = {p.name: p.read_bytes() for p in out.glob("*.csv")}
     assert {"counts.csv", "statistics.csv", "failures.csv"} <= set(before)
-    real, calls = io.os.fsync, []
-
-    def fill_on_second(fd):
-        calls.append(fd)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd)
-
-    monkeypatch.setattr(io.os, "fsync", fill_on_second)
+    _disk_full_at_second_fsync(monkeypatch)
     with pytest.raises(OSError, match="No space"):
         gate_files(data / "strategy.yaml", files, out, workers=1, statistics=False)
     assert {p.name: p.read_bytes() for p in out.glob("*.csv")} == before
