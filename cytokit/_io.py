@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
-    "about_target",
     "atomic_write_bytes",
     "atomic_write_text",
     "create_temporary",
@@ -134,7 +133,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
     try:
         fd, tmp = create_temporary(path.parent, path.name)
     except OSError as exc:
-        raise about_target(exc, named) from None
+        raise _about_target(exc, named) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -147,7 +146,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise about_target(exc, named) from None
+            raise _about_target(exc, named) from None
         raise
     return path
 
@@ -185,7 +184,7 @@ def replace_together(files: Mapping[Path, bytes | None]) -> None:
             try:
                 fd, tmp = create_temporary(path.parent, path.name)
             except OSError as exc:
-                raise about_target(exc, named) from None
+                raise _about_target(exc, named) from None
             staged.append((tmp, path, Path(named)))
             try:
                 with os.fdopen(fd, "wb") as fh:
@@ -195,7 +194,7 @@ def replace_together(files: Mapping[Path, bytes | None]) -> None:
                 if mode is not None:
                     os.chmod(tmp, mode)
             except OSError as exc:
-                raise about_target(exc, named) from None
+                raise _about_target(exc, named) from None
     except BaseException:
         for tmp, _, _ in staged:
             Path(tmp).unlink(missing_ok=True)
@@ -206,13 +205,13 @@ def replace_together(files: Mapping[Path, bytes | None]) -> None:
         except OSError as exc:
             for left, _, _ in staged[i:]:
                 Path(left).unlink(missing_ok=True)
-            raise about_target(exc, named) from None
+            raise _about_target(exc, named) from None
     for named, data in files.items():
         if data is None:
             Path(named).unlink(missing_ok=True)
 
 
-def about_target(exc: OSError, target: str | Path) -> OSError:
+def _about_target(exc: OSError, target: str | Path) -> OSError:
     """`exc` naming `target`, the file being written, instead of the hidden temporary file
     it is written through or no file at all (a full disk's error names none): the user
     knows the one, not the other."""
