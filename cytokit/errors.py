@@ -18,6 +18,7 @@ __all__ = [
     "did_you_mean",
     "encoded_otherwise",
     "near_misses",
+    "not_found",
     "offer",
     "prefixed",
 ]
@@ -139,6 +140,16 @@ def did_you_mean(word: str, options) -> str:
             "(Unicode NFC against NFD): type the name again in one of the two files)"
         )
     return offer(near_misses(word, options))
+
+
+def not_found(where: str, path) -> str:
+    """Why a file a list names (`where`: ``manifest.csv line 3 lists 'fcs/x.fcs'``) is not
+    at `path`, with a file beside it whose name is encoded otherwise, and the fix."""
+    slash = " (with / between folders, not \\)" if "\\" in where else ""
+    return (
+        f"not found: {where}{encoded_otherwise(path)}; correct the name there{slash} or copy "
+        "the file in, then run again (the files finished already are not gated again)"
+    )
 
 
 def encoded_otherwise(path) -> str:

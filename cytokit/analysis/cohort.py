@@ -49,7 +49,7 @@ from cytokit.analysis.results import SUMMARY_NUMBERS, TABLES, Results, as_read, 
 from cytokit.analysis.sample_result import SampleResult
 from cytokit.analysis.tablesjson import invalidate_index
 from cytokit.analysis.trends import TREND_COLUMNS, cohort_summary, judged_values, trend_row
-from cytokit.errors import CytokitError, encoded_otherwise
+from cytokit.errors import CytokitError, not_found
 from cytokit.study.folder import Study
 from cytokit.study.tubes import DEFAULT_TUBE
 
@@ -321,13 +321,7 @@ def _reason(study: Study, row, f) -> str:
     if f is None:
         return "not processed"
     if f.error == "FileNotFoundError":
-        listed = study.relative(row.file)
-        slash = " (with / between folders, not \\)" if "\\" in listed else ""
-        return (
-            f"not found: manifest.csv line {row.line} lists {listed!r}"
-            f"{encoded_otherwise(row.file)}; correct the name there{slash} or copy the file "
-            "in, then run again (the files finished already are not gated again)"
-        )
+        return not_found(study.listing(row), row.file)
     return f.reason
 
 

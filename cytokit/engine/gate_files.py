@@ -389,12 +389,7 @@ class GateTask:
         if not isinstance(study, Study):
             study = load_study(study, check_files=False)
         study.tube(tube)  # an unknown tube is refused, naming the study's tubes
-        listed = {
-            os.path.abspath(row.file): (
-                f"manifest.csv line {row.line} lists {study.relative(row.file)!r}"
-            )
-            for row in study.rows
-        }
+        listed = {os.path.abspath(row.file): study.listing(row) for row in study.rows}
         if isinstance(strategy, GatingStrategy):
             gating = strategy
         elif strategy is None:

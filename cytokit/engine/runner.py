@@ -67,7 +67,7 @@ from cytokit.engine._workers import (
 )
 from cytokit.engine.hashing import file_hash, file_stamp
 from cytokit.engine.store import FileInfo, RunStore
-from cytokit.errors import CytokitError, encoded_otherwise
+from cytokit.errors import CytokitError, not_found
 
 __all__ = [
     "IN_FLIGHT_PER_WORKER",
@@ -453,16 +453,16 @@ def run_batch(
         try:
             st = os.stat(abspath)
         except OSError as exc:
-            why = f"cannot open the file: {exc.strerror or exc}; check the path"
+            why = (
+                f"cannot open the file: {exc.strerror or exc}; check the path (or copy the "
+                "file in) and run again"
+            )
             listed = getattr(task, "listed", None) or {}
             if isinstance(exc, FileNotFoundError) and abspath in listed:
-                why = (
-                    f"not found: {listed[abspath]}{encoded_otherwise(abspath)}; correct the "
-                    "name there"
-                )
+                why = not_found(listed[abspath], abspath)
             state.finish(
                 FileOutcome(given, "failed", False, None, "open", "exception", type(exc).__name__,
-                            f"{why} (or copy the file in) and run again")
+                            why)
             )  # fmt: skip
             continue
         kind = special_kind(st.st_mode)

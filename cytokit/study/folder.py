@@ -388,6 +388,10 @@ class Study:
         """`path` relative to the study folder when inside it (as the manifest names files)."""
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
+    def listing(self, row: ManifestRow) -> str:
+        """Where the manifest names `row`'s file: ``manifest.csv line 3 lists 'fcs/x.fcs'``."""
+        return f"manifest.csv line {row.line} lists {self.relative(row.file)!r}"
+
 
 def gate_markers(strategy, panel: Panel, sample) -> set[str]:
     """Markers of `panel` whose channel some gate of `strategy` reads."""
