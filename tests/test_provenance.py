@@ -227,6 +227,23 @@ def test_verify_sees_edited_missing_and_added_outputs(analysed, tmp_path):
     }
 
 
+def test_verify_after_a_report_also_checks_the_run_that_made_the_tables(analysed, study, tmp_path):
+    """After `cytokit report` the last run read only the tables, so an FCS file changed
+    since the analysis went unsaid ("unchanged since run 2"); the analysis is checked too."""
+    out, _ = analysed
+    copy = shutil.copytree(out, tmp_path / "copy")
+    assert cli(["report", copy, "--no-qc"])[0] == 0
+    assert cli(["verify", copy])[0] == 0
+    path = sorted((study / "fcs").glob("*.fcs"))[1]
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    with changed(path, bytes(data)):
+        code, text, _ = cli(["verify", copy])
+        assert code == 1 and f"input (fcs) changed: {path}" in text, text
+        assert "run 1:" in text and "run 2:" in text
+        assert [r["run"] for r in verify(copy).as_dict()["runs"]] == [1, 2]
+
+
 def test_report_door_logs_and_later_runs_rewrite_without_a_change(analysed, tmp_path):
     out, _ = analysed
     copy = shutil.copytree(out, tmp_path / "copy")

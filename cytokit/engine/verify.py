@@ -208,7 +208,9 @@ class Verification:
 
 def select_runs(records: list[dict], run: int | None = None, all_runs: bool = False) -> list[dict]:
     """The records to check: all, run `run` (its line number; negative counts back from the
-    last run), or the last.
+    last run), or the last. A last run that read only the folder's own tables (``cytokit
+    report``) comes with the run before it that read inputs (the ``analyze`` that made the
+    tables): an FCS file changed since is what a user asks about.
 
     Raises
     ------
@@ -218,7 +220,11 @@ def select_runs(records: list[dict], run: int | None = None, all_runs: bool = Fa
     if all_runs:
         return records
     if run is None:
-        return records[-1:]
+        last = records[-1]
+        if last["inputs"] and all(i["role"] == "results" for i in last["inputs"]):
+            made = [r for r in records[:-1] if any(i["role"] != "results" for i in r["inputs"])]
+            return [*made[-1:], last]
+        return [last]
     found = [r for r in records if r["line"] == run] if run > 0 else records[run:][:1]
     if run == 0 or not found or (run < 0 and -run > len(records)):
         raise RunlogError(
