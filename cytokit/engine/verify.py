@@ -208,9 +208,7 @@ class Verification:
 
 def select_runs(records: list[dict], run: int | None = None, all_runs: bool = False) -> list[dict]:
     """The records to check: all, run `run` (its line number; negative counts back from the
-    last run), or the last. A last run that read only the folder's own tables (``cytokit
-    report``) comes with the run before it that read inputs (the ``analyze`` that made the
-    tables): an FCS file changed since is what a user asks about.
+    last run), or the last.
 
     Raises
     ------
@@ -220,11 +218,7 @@ def select_runs(records: list[dict], run: int | None = None, all_runs: bool = Fa
     if all_runs:
         return records
     if run is None:
-        last = records[-1]
-        if last["inputs"] and all(i["role"] == "results" for i in last["inputs"]):
-            made = [r for r in records[:-1] if any(i["role"] != "results" for i in r["inputs"])]
-            return [*made[-1:], last]
-        return [last]
+        return records[-1:]
     found = [r for r in records if r["line"] == run] if run > 0 else records[run:][:1]
     if run == 0 or not found or (run < 0 and -run > len(records)):
         raise RunlogError(
@@ -233,6 +227,17 @@ def select_runs(records: list[dict], run: int | None = None, all_runs: bool = Fa
             "(or -1 for the last)"
         )
     return found
+
+
+def _with_maker(records: list[dict], last: dict) -> list[dict]:
+    """`last`, and before it the run that made the tables where `last` read only them
+    (``cytokit report``): an FCS file changed since the analysis is what a user asks
+    about."""
+    if not last["inputs"] or any(i["role"] != "results" for i in last["inputs"]):
+        return [last]
+    made = [r for r in records if r["line"] < last["line"]]
+    made = [r for r in made if any(i["role"] != "results" for i in r["inputs"])]
+    return [*made[-1:], last]
 
 
 def _where(folder: Path, path: str) -> Path:
@@ -266,7 +271,9 @@ def verify(folder: str | os.PathLike, *, run: int | None = None, all_runs: bool 
     folder : path
         A folder holding ``runlog.jsonl``.
     run : int, optional
-        Which run (its line number, 1 the oldest; -1 the last). Default: the last.
+        Which run (its line number, 1 the oldest; -1 the last). Default: the last, and
+        where it read only the tables (``cytokit report``) the run before it that made
+        them.
     all_runs : bool
         Check every run.
 
@@ -282,6 +289,8 @@ def verify(folder: str | os.PathLike, *, run: int | None = None, all_runs: bool 
     folder = Path(folder)
     records = read_runlog(folder)
     chosen = select_runs(records, run, all_runs)
+    if run is None and not all_runs:
+        chosen = _with_maker(records, chosen[0])
     result = Verification(folder, chosen)
     buffer, memo = bytearray(1 << 20), {}
     # the last record of each output path: who wrote it last and with what bytes
