@@ -179,6 +179,8 @@ class Sample:
         ``scale=False`` they are the values as stored (integers masked to
         ``$PnR``).
     channels : tuple of Channel
+        One per column of `events`, in column order: ``channels[i].index == i``
+        (a `ValueError` otherwise; lookups by name read a channel's index).
     keywords : dict of str to str
         Every TEXT keyword (primary and supplemental) as written, in file
         order, with keys as the file spells them. Use `keyword` for a
@@ -210,6 +212,16 @@ class Sample:
             raise ValueError(
                 f"events have shape {self.events.shape} but there are "
                 f"{len(self.channels)} channels; expected (n_events, {len(self.channels)})"
+            )
+        # lookups read a channel's `index`: one that is not its place would read another
+        # column without a word (channels taken from another sample, reordered or a subset)
+        moved = [(i, c) for i, c in enumerate(self.channels) if c.index != i]
+        if moved:
+            i, c = moved[0]
+            raise ValueError(
+                f"channel {c.name!r} has index {c.index} but is column {i} of the events: "
+                "each channel describes the column at its place; give channels in column "
+                "order with index = place (dataclasses.replace(c, index=i))"
             )
         self._upper = {k.upper(): k for k in self.keywords}
 

@@ -896,3 +896,25 @@ def test_inspect_reports_work_arounds_as_warnings(capsys):
     info = json.loads(out.out)
     assert any("TEXT was trusted" in w for w in info["warnings"])
     assert "cytokit: warning: " in out.err and "TEXT was trusted" in out.err
+
+
+def test_a_sample_whose_channels_are_not_in_column_order_is_refused():
+    """Lookups read each channel's `index`: channels reversed or taken as a subset from
+    another sample read another column without a word (CD3 read as HLA-A2) or crashed."""
+    import dataclasses
+
+    from cytokit.sample import Sample
+
+    s = read_fcs(Path(__file__).resolve().parents[1] / "sample_data" / "fcs" / "P01_day007.fcs")
+    with pytest.raises(ValueError, match=r"has index \d+ but is column 0 .*index = place"):
+        Sample(s.events[:, ::-1].copy(), channels=s.channels[::-1], keywords=s.keywords)
+    pick = [s.channel_index("CD3"), s.channel_index("CD56")]
+    with pytest.raises(ValueError, match="has index"):
+        Sample(s.events[:, pick].copy(), channels=[s.channels[i] for i in pick])
+    # renumbered, as the message says: each name reads its own column
+    sub = Sample(
+        s.events[:, pick].copy(),
+        channels=[dataclasses.replace(s.channels[j], index=i) for i, j in enumerate(pick)],
+    )
+    np.testing.assert_array_equal(sub.column("CD3"), s.column("CD3"))
+    np.testing.assert_array_equal(sub.column("CD56"), s.column("CD56"))
