@@ -106,10 +106,15 @@ class AcquisitionPass:
     """
 
     def __init__(self, sample: Sample, settings: AcquisitionQCSettings | None = None) -> None:
+        ev = sample.events
+        if not ev.dtype.isnative and ev.dtype.kind == "f":
+            # the same values in the other byte order (a hand-built Sample of an FCS file's
+            # DATA): read in the machine's, as every kernel does (a copy)
+            sample = dataclasses.replace(sample, events=ev.astype(ev.dtype.newbyteorder("=")))
+            ev = sample.events
         self.sample = sample
         self.settings = settings or AcquisitionQCSettings()
         self._ticks: tuple[float, float] | None = None  # (first tick, step): see _decide
-        ev = sample.events
         if ev.dtype not in (np.float32, np.float64):
             raise CytokitError(
                 f"{sample.name}: events have dtype {ev.dtype}; acquisition QC reads float32 or "
