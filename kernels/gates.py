@@ -499,6 +499,8 @@ def boolean_membership(op: str, operands, complement=None, *, out=None) -> np.nd
                 "must be one membership per event of the same sample"
             )
     ops = np.asarray(operands)
+    if ops.size == 0 and ops.ndim <= 1:  # [] (no operands) is read as float64 (1, 0)
+        raise ValueError(f"boolean {op!r} got no operands; 'not' takes 1, 'and'/'or' at least 1")
     if ops.ndim == 1:
         ops = ops.reshape(1, -1)
     if ops.ndim != 2 or ops.dtype != np.bool_:

@@ -263,6 +263,9 @@ def test_boolean_not_and_errors():
     with pytest.raises(ValueError, match="must be bool"):
         boolean_membership("and", np.ones((2, 3)))
     assert boolean_membership("and", np.zeros((2, 0), dtype=bool)).shape == (0,)
+    # no operands at all: said so, not "got float64 (1, 0)"
+    with pytest.raises(ValueError, match="'and' got no operands"):
+        boolean_membership("and", [])
     # masks of two samples: named as such, not numpy's "inhomogeneous shape"
     with pytest.raises(ValueError, match=r"different shapes \[\(2,\), \(3,\)\]"):
         boolean_membership("and", [a, a[:2]])

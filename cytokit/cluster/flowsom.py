@@ -209,7 +209,8 @@ class FlowSOM:
     grid : (int, int)
         SOM grid size ``(xdim, ydim)``; ``xdim·ydim`` nodes.
     n_metaclusters : int
-        Metaclusters (1 ... number of nodes).
+        Metaclusters the nodes are grouped into (1 ... number of nodes); the labels
+        hold fewer where a metacluster's nodes got no events.
     algorithm : {"online", "batch"}
         SOM training rule (`cytokit.kernels.som_online`, serial, FlowSOM's; or
         `cytokit.kernels.som_batch`, parallel over events).
