@@ -9,6 +9,7 @@ compare everything downstream with what the other days alone give.
 
 from __future__ import annotations
 
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -271,6 +272,10 @@ def test_a_dead_donor_marker_detector_is_marker_failed(study, clean, tmp_path, f
     # the report says so in plain words, and the plot draws no point for it
     html = report_text(build_report(out, formats=("png",), qc=False))  # as `cytokit report`
     assert "donor marker failed" in html and "no chimerism for this sample" in html
+    # the reason is said once, in the flags: in every cell it made the table screens wide
+    cells = re.findall(r'<td class="[^"]*marker_failed[^"]*">(.*?)</td>', html, flags=re.S)
+    seen = [re.sub(r"<[^>]*>", "", c) for c in cells]
+    assert cells and all(len(t) < 60 for t in seen), seen
     pts = measure_points(nk, "donor_pct")
     assert np.isnan(pts.loc[pts.day == day, "y"]).all()
 

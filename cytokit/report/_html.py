@@ -55,7 +55,8 @@ th { background: #eef1f4; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.not_detected { color: #7a828a; font-style: italic; }
 td.not_quantifiable { color: #7a5a00; }
-td.marker_failed { color: #a12622; background: #fbeaea; }
+td.marker_failed { color: #a12622; background: #fbeaea; white-space: normal; }
+@media print { .wide { overflow: visible; } main { max-width: none; } }
 figure { margin: .6em 0 1.2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e3e6ea; }
 figcaption { font-size: .85em; color: #5b6570; }
@@ -195,7 +196,11 @@ def table(
             cells.append(f"<td{cls}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    # in a box that scrolls sideways: a table wider than the page moves only itself
+    return (
+        f'<div class="wide"><table>{cap}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 class Markup(str):

@@ -472,10 +472,12 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str], failed: pd.DataFrame | 
                 continue
             status = str(r.get("status", ""))
             if status == "marker_failed":  # no donor value at all: say so, never a number
+                # the reason is a paragraph, said once in the flags above (and on hover): in
+                # every cell of the row it made the table many screens wide
                 row.append(
                     Markup(
-                        "donor marker failed<br><small>"
-                        f"{fmt(r.get('events'), integer=True)} ev; {esc(r.get('note'))}</small>",
+                        f'<span title="{esc(r.get("note"))}">donor marker failed</span><br>'
+                        f"<small>{fmt(r.get('events'), integer=True)} ev; see the flags</small>",
                         [status],
                     )
                 )
