@@ -239,3 +239,31 @@ def test_every_patient_had_the_event_before_the_horizon_gives_zero_not_blank():
     events[-1] = 0
     got = summarise_curve(kaplan_meier(days, events), days, horizon=365)
     assert math.isnan(got["at_horizon"]) and "follow-up ends at day 195" in got["note"]
+
+
+def test_an_incidence_every_patient_reached_has_its_interval():
+    """A cumulative incidence of 100 % (one patient given DLI, who had GVHD on day 20; or
+    13 of 13) had no interval ("100 % at day 42 (––– %)"), where the survival curve at 0
+    has the exact one: the incidence's is its mirror."""
+    from scipy.stats import beta
+
+    one = summarise_curve(cumulative_incidence([20.0], [1]), [20.0], horizon=42, cumulative=True)
+    assert one["at_horizon"] == pytest.approx(1.0)
+    assert one["at_horizon_ci_high"] == 1.0
+    assert one["at_horizon_ci_low"] == pytest.approx(1 - beta.ppf(0.975, 1, 1), rel=1e-9)
+    days = np.array([12, 30, 33, 45, 60, 61, 80, 99, 110, 120, 150, 170, 195], dtype=float)
+    status = np.ones(13, dtype=int)
+    ci = summarise_curve(cumulative_incidence(days, status), days, horizon=365, cumulative=True)
+    km = summarise_curve(kaplan_meier(days, status), days, horizon=365)
+    assert ci["at_horizon"] == pytest.approx(1 - km["at_horizon"])
+    assert ci["at_horizon_ci_low"] == pytest.approx(1 - km["at_horizon_ci_high"], rel=1e-9)
+    assert ci["at_horizon_ci_high"] == 1.0
+    # one censored before the last events: the bound before the last step times the exact one
+    status[3] = 0
+    ci = summarise_curve(cumulative_incidence(days, status), days, horizon=365, cumulative=True)
+    steps = cumulative_incidence(days, status)
+    assert ci["at_horizon"] == pytest.approx(1.0) and ci["at_horizon_ci_high"] == 1.0
+    # below the step before's own lower bound, by the exact factor for the last at risk
+    n_last = float(steps["n_at_risk"].iloc[-1])
+    prior = 1.0 - float(steps["ci_low"].iloc[-2])
+    assert ci["at_horizon_ci_low"] == pytest.approx(1 - prior * beta.ppf(0.975, 1, n_last))

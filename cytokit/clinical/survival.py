@@ -241,18 +241,23 @@ def summarise_curve(
                 out["at_horizon_ci_low"], out["at_horizon_ci_high"] = 0.0, bound
             else:
                 out["at_horizon_ci_low"], out["at_horizon_ci_high"] = 1.0 - bound, 1.0
-        elif not cumulative and out["at_horizon"] <= 0.0:
-            # S reached 0: the last patients at risk all had the event. Nobody censored
-            # before: no survivor of n, the exact bound; else the step before's upper bound
-            # times the exact bound for no survivor among the last ones at risk
-            zero = int(np.argmax(steps["estimate"].to_numpy() <= 0.0))
-            out["at_horizon_ci_low"] = 0.0
+        elif out["at_horizon"] >= 1.0 - 1e-12 if cumulative else out["at_horizon"] <= 0.0:
+            # S reached 0 (the incidence 1): the last patients at risk all had the event.
+            # Nobody censored before: no survivor of n, the exact bound; else the step
+            # before's bound times the exact bound for no survivor among the last at risk
+            values = steps["estimate"].to_numpy()
+            zero = int(np.argmax(values >= 1.0 - 1e-12 if cumulative else values <= 0.0))
             if int(steps["n_censored"].iloc[: zero + 1].sum()) == 0:
-                out["at_horizon_ci_high"] = float(_no_event_bound(t.size, level))
+                bound = float(_no_event_bound(t.size, level))
             else:
-                prior = float(steps["ci_high"].iloc[zero - 1]) if zero > 0 else 1.0
-                n = float(steps["n_at_risk"].iloc[zero])
-                out["at_horizon_ci_high"] = prior * float(_no_event_bound(n, level))
+                # the survival's upper bound before the last step (the incidence's lower)
+                prior = steps[slow].iloc[zero - 1] if zero > 0 else (0.0 if cumulative else 1.0)
+                prior = 1.0 - float(prior) if cumulative else float(prior)
+                bound = prior * float(_no_event_bound(float(steps["n_at_risk"].iloc[zero]), level))
+            if cumulative:
+                out["at_horizon_ci_low"], out["at_horizon_ci_high"] = 1.0 - bound, 1.0
+            else:
+                out["at_horizon_ci_low"], out["at_horizon_ci_high"] = 0.0, bound
         if t.max() < horizon:
             notes.append(
                 f"no patient followed after day {t.max():g}, the last leaving by an event: "
