@@ -213,11 +213,28 @@ def test_a_pct_series_too_small_on_every_day_is_not_called_not_detected():
     small = trend_row(days, [np.nan] * 4, status, infusions=[0])  # every % masked
     assert not np.isfinite(small["auc"])
     row = {"measure": "donor_pct", "last_detectable_day": np.nan, "failed_days": "", **small}
-    assert str(half_life_cell(row)) == "too few cells to judge on every day"
+    assert str(half_life_cell(row, too_small=True)) == "too few cells to judge on every day"
+    # beside a failed day, the days measured are what was too small
+    failed = {**row, "failed_days": "14"}
+    assert str(half_life_cell(failed, too_small=True)) == (
+        "too few cells to judge on the days measured (day 14 failed)"
+    )
     large = trend_row(days, [0.0, 0.0, 0.1, 0.0], status, infusions=[0])
     assert large["auc"] == 0.0
     row = {"measure": "donor_pct", "last_detectable_day": np.nan, "failed_days": "", **large}
     assert str(half_life_cell(row)) == "not detected"
+    # the page says which populations were too small, from the chimerism rows
+    from cytokit.report.page import _too_small
+
+    chim = pd.DataFrame(
+        {
+            "population": ["CIK"] * 3 + ["NK"] * 3,
+            "day": [-7, 7, 28] * 2,
+            "events": [500, 34, 55, 900, 40, 600],
+            "status": ["quantified", "not_detected", "not_detected"] * 2,
+        }
+    )
+    assert _too_small(chim) == {"CIK"}
     # the cells/µL series keep a small population's count: never "too few" there
     row = {"measure": "donor_per_ul", "last_detectable_day": np.nan, "failed_days": "", **small}
     assert str(half_life_cell(row)) == "not detected"

@@ -24,6 +24,7 @@ import pandas as pd
 
 from cytokit.analysis.chimerism import DETECTION_EVENTS
 from cytokit.analysis.results import Results
+from cytokit.analysis.trends import too_few_to_judge
 from cytokit.plots._words import MEASURES, format_dose
 from cytokit.report._html import (
     Markup,
@@ -251,22 +252,16 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
         after = chim[(day >= 0) & status.isin(["not_detected", "not_quantifiable"])]
         for pop, g in after.groupby(after["population"].astype(str), sort=True):
             g = sorted_by(g, "day")
-            nd = [
-                day_text(d)
-                for d, s in zip(g["day"], g["status"], strict=True)
-                if s == "not_detected"
-            ]
-            nq = [
-                day_text(d)
-                for d, s in zip(g["day"], g["status"], strict=True)
-                if s != "not_detected"
-            ]
-            text = f"donor {esc(pop)}:"
-            if nd:
-                text += f" not detected on day {', '.join(nd)}"
-            if nq:
-                text += ("; " if nd else " ") + f"not quantifiable on day {', '.join(nq)}"
-            items.append(text)
+            # not detected in a population too small to judge says nothing of absence
+            small = too_few_to_judge(pd.to_numeric(g["events"], errors="coerce"))
+            said = {"not detected": [], "too few cells to judge": [], "not quantifiable": []}
+            for d, s, tiny in zip(g["day"], g["status"], small, strict=True):
+                word = "not quantifiable"
+                if s == "not_detected":
+                    word = "too few cells to judge" if tiny else "not detected"
+                said[word].append(day_text(d))
+            parts = [f"{w} on day {', '.join(days)}" for w, days in said.items() if days]
+            items.append(f"donor {esc(pop)}: " + "; ".join(parts))
     samples = patient_rows(results.samples, pid)
     counted = samples
     chim = results.chimerism
@@ -322,6 +317,21 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
                 f"day {day_text(r.get('day'))}, gate {esc(r.get('gate_id'))}: {esc(r.get('note'))}"
             )
     return items
+
+
+def _too_small(chim: pd.DataFrame) -> set[str]:
+    """The populations whose every measured day on or after day 0 was too small to judge
+    chimerism (a day whose file or marker failed is not measured)."""
+    if chim.empty or not {"population", "day", "events"} <= set(chim.columns):
+        return set()
+    day = pd.to_numeric(chim["day"], errors="coerce")
+    status = chim.get("status", pd.Series("", index=chim.index)).astype(str)
+    rows = chim[(day >= 0) & (status != "marker_failed")]
+    out = set()
+    for pop, g in rows.groupby(rows["population"].astype(str)):
+        if too_few_to_judge(pd.to_numeric(g["events"], errors="coerce")).all():
+            out.add(pop)
+    return out
 
 
 def _patient(
@@ -389,7 +399,8 @@ def _patient(
     if flags:
         parts.append("<h3>QC flags</h3>")
         parts.append('<ul class="flags">' + "".join(f"<li>{f}</li>" for f in flags) + "</ul>")
-    parts.append(trends_table(patient_rows(results.trends, pid), pops))
+    small = _too_small(patient_rows(results.chimerism, pid))
+    parts.append(trends_table(patient_rows(results.trends, pid), pops, small=small))
     measure = plots.persistence_measure.get(pid, "donor_per_ul")
     parts.append(
         figure(

@@ -129,17 +129,6 @@ def _detected(row) -> bool:
     return math.isfinite(as_float(row.get("last_detectable_day")))
 
 
-def _too_few_every_day(row) -> bool:
-    """A % donor series measured after day 0 whose every value there was of a population
-    too small to judge (trends.csv reads those as missing, so it has no AUC): "not
-    detected" would claim the donor cells absent where no day could have shown them."""
-    return (
-        str(row.get("measure")) == "donor_pct"
-        and not is_number(row.get("auc"))
-        and as_float(row.get("last_day")) >= 0
-    )
-
-
 def _failed_after(row, day) -> list[str]:
     """The row's failed days (trends.csv ``failed_days``) after `day`, or on or after day
     0 when `day` is not a number: days that may have held donor cells the row lacks."""
@@ -169,21 +158,26 @@ def last_detected_text(row) -> str:
     return day_text(last) + (f" (day {', '.join(later)} failed)" if later else "")
 
 
-def half_life_cell(row) -> Markup:
+def half_life_cell(row, too_small: bool = False) -> Markup:
     """An estimated half-life with its CI and points; else why not: "not detected" where
     donor cells never were (no decay to fit; "on the days measured" where a day on or
-    after day 0 failed), the reason's code otherwise."""
+    after day 0 failed), or, for a % donor series (`too_small`: every day measured after
+    day 0 was of a population too small to judge), "too few cells to judge"; the
+    reason's code otherwise."""
     hl = as_float(row.get("half_life_days"))
     if not math.isfinite(hl) and not _detected(row):
+        word = "not detected"
+        if too_small and str(row.get("measure")) == "donor_pct":
+            word = "too few cells to judge"
         failed = _failed_after(row, None)
         if failed:
             return Markup(
-                f"not detected on the days measured (day {', '.join(failed)} failed)",
+                f"{word} on the days measured (day {', '.join(failed)} failed)",
                 ["not_detected"],
             )
-        if _too_few_every_day(row):
-            return Markup("too few cells to judge on every day", ["not_detected"])
-        return Markup("not detected", ["not_detected"])
+        if word != "not detected":
+            word += " on every day"
+        return Markup(word, ["not_detected"])
     if math.isfinite(hl):
         text = f"{fmt(hl)} d"
         ci = _interval(row.get("half_life_ci_low"), row.get("half_life_ci_high"))
@@ -641,7 +635,9 @@ def samples_table(
     return table(head, rows, caption=caption, numeric=numeric)
 
 
-def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
+def trends_table(trends: pd.DataFrame, pops: list[str], small: set[str] = frozenset()) -> str:
+    """A patient's trends; `small`: populations whose every day measured after day 0 was
+    too small to judge (`half_life_cell`)."""
     if trends.empty:
         return ""
     order = {p: i for i, p in enumerate(pops)}
@@ -664,7 +660,7 @@ def trends_table(trends: pd.DataFrame, pops: list[str]) -> str:
                     if _detected(r) and is_number(r.get("auc"))
                     else "–"
                 ),
-                half_life_cell(r),
+                half_life_cell(r, str(r.get("population")) in small),
                 # an R² only beside a half-life: a fit that gave none has nothing to qualify
                 Markup(
                     fmt(r.get("half_life_r2"))
