@@ -87,6 +87,16 @@ def test_a_total_with_an_unknown_given_dose_is_left_empty(tmp_path):
     assert math.isnan(nk["total_dose"]) and nk["note"] == "dose unknown for 1 given row(s)"
 
 
+def test_a_course_given_as_one_row_lasts_to_its_end_day_in_the_totals(tmp_path):
+    """doses.csv gave an IL-2 row of day 1 with end_day 9 as first_day 1, last_day 1,
+    where the patient's page said "IL-2 day 1-9"."""
+    rows = _treatments(tmp_path, NK_ROW + "P01,1,IL-2,drug,1,MIU/m2,,yes,9\n")
+    il2 = dose_totals(rows).set_index("product").loc["IL-2"]
+    assert (il2["first_day"], il2["last_day"]) == (1, 9)
+    course = drug_courses(rows).set_index("product").loc["IL-2"]
+    assert (course["start_day"], course["end_day"]) == (1, 9)
+
+
 def test_drug_courses_join_every_other_day_doses(tmp_path):
     rows = _treatments(
         tmp_path,

@@ -382,6 +382,8 @@ def dose_totals(treatments: Sequence[Treatment]) -> pd.DataFrame:
         total = math.nan if unknown or not given else float(sum(t.dose for t in given))
         levels = [t.dose_level for t in given if t.dose_level is not None]
         days = [t.day for t in given]
+        # a drug course given as one row lasts to its end_day
+        ends = [t.end_day if t.end_day is not None else t.day for t in given]
         note = f"dose unknown for {unknown} given row(s)" if unknown else ""
         rows.append(
             {
@@ -393,7 +395,7 @@ def dose_totals(treatments: Sequence[Treatment]) -> pd.DataFrame:
                 "n_skipped": len(items) - len(given),
                 "total_dose": total,
                 "first_day": min(days) if days else pd.NA,
-                "last_day": max(days) if days else pd.NA,
+                "last_day": max(ends) if ends else pd.NA,
                 "max_dose_level": max(levels) if levels else pd.NA,
                 "note": note,
             }
