@@ -238,3 +238,16 @@ def test_a_pct_series_too_small_on_every_day_is_not_called_not_detected():
     # the cells/µL series keep a small population's count: never "too few" there
     row = {"measure": "donor_per_ul", "last_detectable_day": np.nan, "failed_days": "", **small}
     assert str(half_life_cell(row)) == "not detected"
+
+
+def test_a_patients_product_bag_series_are_named_beside_the_blood():
+    """trends.csv has a series per sample type; the page showed three "NK % donor" rows
+    (blood, the bag before and after selection) with nothing to tell them apart."""
+    from cytokit.report.tables import trends_table
+
+    trends = _trends(3).assign(population="NK", sample_type=["PB", "product_pre", "product_post"])
+    html = trends_table(trends, ["NK"])
+    for kind in ("PB", "product_pre", "product_post"):
+        assert f"% donor ({kind})" in html
+    # one kind only (blood): no label
+    assert "(PB)" not in trends_table(trends.assign(sample_type="PB"), ["NK"])

@@ -643,12 +643,18 @@ def trends_table(trends: pd.DataFrame, pops: list[str], small: set[str] = frozen
     order = {p: i for i, p in enumerate(pops)}
     t = trends.assign(_o=trends["population"].astype(str).map(order).fillna(len(order)))
     t = t.sort_values(["_o", "measure"], kind="stable")
+    # a patient's product bags are series of their own beside the blood: say which is which
+    kinds = t["sample_type"].dropna().astype(str) if "sample_type" in t.columns else ()
+    typed = len(set(kinds)) > 1
     rows = []
     for _, r in t.iterrows():
+        measure = MEASURES.get(str(r.get("measure")), r.get("measure"))
+        if typed and esc(r.get("sample_type")):
+            measure = f"{measure} ({r.get('sample_type')})"
         rows.append(
             [
                 r.get("population"),
-                MEASURES.get(str(r.get("measure")), r.get("measure")),
+                measure,
                 Markup(fmt(r.get("n_days"), integer=True)),
                 Markup(peak_text(r)),
                 Markup(day_text(r.get("peak_day")) if is_number(r.get("peak_day")) else "–"),
