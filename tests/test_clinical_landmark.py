@@ -253,3 +253,12 @@ def test_response_table_does_not_call_a_failed_series_never_detected():
         "peak and last detectable day of the 1 never detected left out (their AUC counts as "
         "0); peak"
     )
+    # a patient left out (a failed sample, no donor cells seen): its group's row says so,
+    # not only the comparison row (PR read n = 0 with no word)
+    outcomes.append(Outcome("P5", 200, response="SD", response_day=60))
+    rows += [("P5", 14, math.nan, "failed"), ("P5", 28, 0.0, ND)]
+    table = response_vs_persistence(outcomes, _points(rows)).set_index("group")
+    said = "1 assessed patient(s) left out: a sample failed by their response day"
+    for group in ("SD", "non-responders"):
+        assert table.loc[group, "n"] == 0 and said in table.loc[group, "note"]
+    assert said not in table.loc["PR", "note"] and said in table.iloc[-1]["note"]

@@ -76,11 +76,23 @@ def response_vs_persistence(
     # a failed sample might have shown donor cells: without a detection elsewhere the
     # patient's persistence is unknown, not absent
     unknown = (table["n_failed"] > 0) & ~table["detected"].astype(bool)
+    left_out = table[unknown]
     table = table[~unknown]
     unsampled = sum(o.response is not None for o in outcomes) - len(table) - int(unknown.sum())
-    groups = [(c, table["response"] == c) for c in categories]
-    groups += [("responders", table["responder"]), ("non-responders", ~table["responder"])]
-    rows = [_describe(name, table[sel]) for name, sel in groups]
+
+    def groups_of(frame: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+        split = [("responders", frame["responder"]), ("non-responders", ~frame["responder"])]
+        return [*((c, frame["response"] == c) for c in categories), *split]
+
+    rows = [_describe(name, table[sel]) for name, sel in groups_of(table)]
+    # each group's row says whom it left out, as the comparison row says of them all
+    for row, (_, sel) in zip(rows, groups_of(left_out), strict=True):
+        if int(sel.sum()):
+            said = (
+                f"{int(sel.sum())} assessed patient(s) left out: a sample failed by their "
+                "response day and none showed donor cells"
+            )
+            row["note"] = "; ".join(n for n in (row["note"], said) if n)
     rows.append(_compare(table[table["responder"]], table[~table["responder"]], min_group))
     notes = []
     if unsampled:
