@@ -589,3 +589,18 @@ def test_flowjo_workspaces_of_the_corpus_written_again(wsp, fcs, exact, tmp_path
         flowjo = {(name, p): c for p, c in ws.sample(ws.find(sample).id).counts.items()}
         _compare(flowjo, truth, "cytokit on FlowJo's gates")
     _compare(truth, _flowkit_counts(path), "FlowKit")
+
+
+def test_samples_gated_after_qc_removed_events_are_said_in_one_note(tmp_path):
+    """With acquisition QC every file loses a few events (margin events), and the export
+    printed a note per file that FlowJo's counts will differ (69 lines for 69 files,
+    burying any other note); it is one note naming how many and the most removed."""
+    study = shutil.copytree(SAMPLE_DATA, tmp_path / "s", ignore=shutil.ignore_patterns("truth"))
+    with (study / "study.toml").open("a") as fh:
+        fh.write("\n[acquisition_qc]\nenabled = true\n")
+    res = cytokit.analyze(study, tmp_path / "out", workers=1)
+    cut = res.samples[res.samples["events_after_qc"] < res.samples["events_before_qc"]]
+    assert len(cut) > 1
+    done = export_wsp(tmp_path / "out", tmp_path / "w.wsp")
+    said = [n for n in done.notes if "FlowJo gates every event" in n]
+    assert len(said) == 1 and said[0].startswith(f"{len(cut)} sample(s): cytokit gated fewer")

@@ -138,6 +138,7 @@ def export_wsp(
     names = _sample_names([str(f) for f in res.samples["file"]])
     notes = WorkspaceWriteNotes()
     hashes = dict(zip(res.samples["file"], res.samples["sha256"], strict=True))
+    fewer: list[tuple[int, int, str]] = []  # (events removed, events, sample) before gating
     for i, file in enumerate(res.samples["file"]):
         file = str(file)
         if progress is not None:
@@ -163,11 +164,7 @@ def export_wsp(
             done.skipped[file] = read_failure(exc)
             continue
         if result.sample.n_events != n_file:
-            notes.notes.append(
-                f"{names[file]}: cytokit gated {result.sample.n_events:,} of the file's "
-                f"{n_file:,} events (acquisition QC or non-finite values removed the others "
-                "first); FlowJo gates every event, so its counts will differ"
-            )
+            fewer.append((n_file - result.sample.n_events, n_file, names[file]))
         if group_by == "patient":
             groups = (row.patient,)
         elif group_by == "tube":
@@ -178,6 +175,14 @@ def export_wsp(
         _check_counts(names[file], result, res.counts[res.counts["file"] == file], notes.notes)
         entries.append(WorkspaceEntry(result, names[file], uri, groups))
         done.samples.append(file)
+    if fewer:  # one note for them all: a note per file buried any other
+        most = max(fewer)
+        notes.notes.append(
+            f"{len(fewer)} sample(s): cytokit gated fewer events than the file holds "
+            "(acquisition QC or non-finite values removed the others first; most: "
+            f"{most[2]}, {most[0]:,} of {most[1]:,}); FlowJo gates every event, so its "
+            "counts of these will differ"
+        )
     if not entries:
         raise CytokitError(
             f"{results}: no file could be exported: "
