@@ -69,7 +69,8 @@ def register(app: typer.Typer) -> None:
         run: int = typer.Option(
             None,
             "--run",
-            help="Which run: its line in runlog.jsonl, 1 the oldest, -1 the last (default).",
+            help="Which run: its line in runlog.jsonl, 1 the oldest, -1 the last (default: the "
+            "last, with the inputs of the run that wrote the tables a report read).",
             show_default=False,
         ),
         all_runs: bool = typer.Option(False, "--all", help="Check every logged run."),

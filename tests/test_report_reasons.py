@@ -234,7 +234,15 @@ def test_a_pct_series_too_small_on_every_day_is_not_called_not_detected():
             "status": ["quantified", "not_detected", "not_detected"] * 2,
         }
     )
-    assert _too_small(chim) == {"CIK"}
+    assert _too_small(chim) == {("", "CIK")}
+    # a product bag is a series of its own: a bag of many CIK leaves the blood's too small
+    typed = pd.concat(
+        [
+            chim.assign(sample_type="PB"),
+            chim.iloc[[4]].assign(population="CIK", events=900, sample_type="product_post"),
+        ]
+    )
+    assert _too_small(typed) == {("PB", "CIK")}
     # the cells/µL series keep a small population's count: never "too few" there
     row = {"measure": "donor_per_ul", "last_detectable_day": np.nan, "failed_days": "", **small}
     assert str(half_life_cell(row)) == "not detected"

@@ -180,7 +180,7 @@ def export_wsp(
         notes.notes.append(
             f"{len(fewer)} sample(s): cytokit gated fewer events than the file holds "
             "(acquisition QC or non-finite values removed the others first; most: "
-            f"{most[2]}, {most[0]:,} of {most[1]:,}); FlowJo gates every event, so its "
+            f"{most[2]}, {most[0]:,} of {most[1]:,} removed); FlowJo gates every event, so its "
             "counts of these will differ"
         )
     if not entries:

@@ -229,15 +229,17 @@ def select_runs(records: list[dict], run: int | None = None, all_runs: bool = Fa
     return found
 
 
-def _with_maker(records: list[dict], last: dict) -> list[dict]:
-    """`last`, and before it the run that made the tables where `last` read only them
-    (``cytokit report``): an FCS file changed since the analysis is what a user asks
-    about."""
+def _maker(records: list[dict], last: dict) -> dict | None:
+    """Where `last` read only the folder's tables (``cytokit report``): the run that wrote
+    the tables it read (the latest earlier writer of one of them), whose inputs (the FCS
+    files, the study) are what a user asks about; else None."""
     if not last["inputs"] or any(i["role"] != "results" for i in last["inputs"]):
-        return [last]
-    made = [r for r in records if r["line"] < last["line"]]
-    made = [r for r in made if any(i["role"] != "results" for i in r["inputs"])]
-    return [*made[-1:], last]
+        return None
+    read = {i["path"] for i in last["inputs"]}
+    for rec in reversed([r for r in records if r["line"] < last["line"]]):
+        if any(o["path"] in read for o in rec["outputs"]):
+            return rec
+    return None
 
 
 def _where(folder: Path, path: str) -> Path:
@@ -272,8 +274,8 @@ def verify(folder: str | os.PathLike, *, run: int | None = None, all_runs: bool 
         A folder holding ``runlog.jsonl``.
     run : int, optional
         Which run (its line number, 1 the oldest; -1 the last). Default: the last, and
-        where it read only the tables (``cytokit report``) the run before it that made
-        them.
+        where it read only the tables (``cytokit report``) the inputs of the run that
+        wrote them.
     all_runs : bool
         Check every run.
 
@@ -289,8 +291,11 @@ def verify(folder: str | os.PathLike, *, run: int | None = None, all_runs: bool 
     folder = Path(folder)
     records = read_runlog(folder)
     chosen = select_runs(records, run, all_runs)
-    if run is None and not all_runs:
-        chosen = _with_maker(records, chosen[0])
+    # after a report, the inputs of the run that made its tables are checked too (only
+    # those: its outputs are the tables the report read, and those it removed since)
+    maker = _maker(records, chosen[0]) if run is None and not all_runs else None
+    if maker is not None:
+        chosen = [maker, *chosen]
     result = Verification(folder, chosen)
     buffer, memo = bytearray(1 << 20), {}
     # the last record of each output path: who wrote it last and with what bytes
@@ -310,7 +315,7 @@ def verify(folder: str | os.PathLike, *, run: int | None = None, all_runs: bool 
                 result.findings.append(
                     Finding(n, kind, item["path"], item["role"], item["sha256"], now, why=why)
                 )
-        for out in rec["outputs"]:
+        for out in rec["outputs"] if rec is not maker else ():
             now = _hash(folder / out["path"], buffer, memo)
             if now == out["sha256"]:
                 continue

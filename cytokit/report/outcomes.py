@@ -135,11 +135,7 @@ def outcomes_section(results: Results) -> str:
                  f"peak, median ({unit})", f"AUC, median ({auc})", "last detectable day, median",
                  "p (peak)", "p (AUC)", "p (last day)", "p (detected)", "test", "note"]  # fmt: skip
         parts.append("<h3>Response against persistence</h3>")
-        parts.append(
-            '<div class="wide">'
-            + table(heads, _cells(response, cols), caption=_RESPONSE_CAPTION)
-            + "</div>"
-        )
+        parts.append(table(heads, _cells(response, cols), caption=_RESPONSE_CAPTION))
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
 
@@ -209,7 +205,7 @@ def _summary_table(summary: pd.DataFrame) -> str:
     if not rows:
         return ""
     heads = ["", "group", "patients", "events", "median (95 % CI)", "estimate (95 % CI)", "note"]
-    return '<div class="wide">' + table(
+    return table(
         heads, rows, caption="Survival, follow-up and response (outcomes_summary.csv)",
         numeric=[False, False, True, True, True, True, False],
-    ) + "</div>"  # fmt: skip
+    )  # fmt: skip

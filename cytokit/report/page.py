@@ -319,18 +319,22 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
     return items
 
 
-def _too_small(chim: pd.DataFrame) -> set[str]:
-    """The populations whose every measured day on or after day 0 was too small to judge
-    chimerism (a day whose file or marker failed is not measured)."""
+def _too_small(chim: pd.DataFrame) -> set[tuple[str, str]]:
+    """(sample type, population) of the series whose every measured day on or after day 0
+    was too small to judge chimerism (a day whose file or marker failed is not measured);
+    each sample type is a series of its own, as in trends.csv."""
     if chim.empty or not {"population", "day", "events"} <= set(chim.columns):
         return set()
     day = pd.to_numeric(chim["day"], errors="coerce")
     status = chim.get("status", pd.Series("", index=chim.index)).astype(str)
-    rows = chim[(day >= 0) & (status != "marker_failed")]
+    kind = chim.get("sample_type", pd.Series("", index=chim.index)).fillna("").astype(str)
+    measured = ((day >= 0) & (status != "marker_failed")).to_numpy()
+    rows = chim[measured]
+    keys = [kind.to_numpy()[measured], rows["population"].astype(str).to_numpy()]
     out = set()
-    for pop, g in rows.groupby(rows["population"].astype(str)):
+    for key, g in rows.groupby(keys):
         if too_few_to_judge(pd.to_numeric(g["events"], errors="coerce")).all():
-            out.add(pop)
+            out.add((str(key[0]), str(key[1])))
     return out
 
 

@@ -635,9 +635,16 @@ def samples_table(
     return table(head, rows, caption=caption, numeric=numeric)
 
 
-def trends_table(trends: pd.DataFrame, pops: list[str], small: set[str] = frozenset()) -> str:
-    """A patient's trends; `small`: populations whose every day measured after day 0 was
-    too small to judge (`half_life_cell`)."""
+def _text(value) -> str:
+    """A table cell as text, "" for a missing one (NaN)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def trends_table(
+    trends: pd.DataFrame, pops: list[str], small: set[tuple[str, str]] = frozenset()
+) -> str:
+    """A patient's trends; `small`: (sample type, population) of the series whose every
+    day measured after day 0 was too small to judge (`half_life_cell`)."""
     if trends.empty:
         return ""
     order = {p: i for i, p in enumerate(pops)}
@@ -666,7 +673,7 @@ def trends_table(trends: pd.DataFrame, pops: list[str], small: set[str] = frozen
                     if _detected(r) and is_number(r.get("auc"))
                     else "–"
                 ),
-                half_life_cell(r, str(r.get("population")) in small),
+                half_life_cell(r, (_text(r.get("sample_type")), str(r.get("population"))) in small),
                 # an R² only beside a half-life: a fit that gave none has nothing to qualify
                 Markup(
                     fmt(r.get("half_life_r2"))
