@@ -271,6 +271,13 @@ def _moments_of_bin(events, cols, cofactor, a, b, cap, band, skip, bits, count, 
     m = n if n <= cap else cap
     buf = np.empty(max(m, 1), dtype=np.float64)
     skipping = skip.shape[0] > 0
+    if skipping:  # a bin whose every row is to be skipped is read whole (it has nothing else)
+        kept = 0
+        for s in range(m):
+            i = a + s if n <= cap else a + ((2 * s + 1) * n) // (2 * m)
+            if (skip[i] & bits) == 0:
+                kept += 1
+        skipping = kept > 0
     for j in range(cols.shape[0]):
         c = cols[j]
         inv = 1.0 / cofactor[j]
@@ -370,7 +377,9 @@ def bin_moments(
     skip : array_like of bool or uint8, shape (n_events,), optional
         Rows to leave out (nonzero), in every column: those already judged not to be
         measurements, such as margin events. The rows read are the same
-        (`sample_rows`); a skipped one adds nothing.
+        (`sample_rows`); a skipped one adds nothing, unless every row a bin reads
+        is to be skipped: that bin is read whole (its summaries are then those of
+        what it holds, as a plot of it shows).
     skip_bits : int
         With uint8 `skip` (a reason bitmask per event), the bits that leave a row out.
 

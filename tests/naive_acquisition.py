@@ -50,7 +50,8 @@ def bin_moments(events, columns, cofactors, starts, stops, band, max_per_bin, sk
             s = np.arange(max_per_bin)
             rows = a + ((2 * s + 1) * n) // (2 * max_per_bin)
         if skip is not None:
-            rows = rows[~np.asarray(skip, dtype=bool)[rows]]
+            kept = rows[~np.asarray(skip, dtype=bool)[rows]]
+            rows = kept if kept.size else rows  # a bin of skipped rows only: read whole
         for j, c in enumerate(columns):
             x = ev[rows, c]
             v = np.sort(np.arcsinh(x[np.isfinite(x)] / cofactors[j]))

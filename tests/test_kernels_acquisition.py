@@ -155,6 +155,16 @@ def test_bin_moments_leaves_out_the_rows_skip_names(cap):
     assert (got[0] < bin_moments(ev, cols, cof, starts, stops, max_per_bin=cap)[0]).all()
     with pytest.raises(ValueError, match="one bool or uint8 per event"):
         bin_moments(ev, cols, cof, starts, stops, skip=mask[:-1])
+    # a bin whose every row is skipped (a detector stuck at its top) is read whole, so its
+    # plot shows what it holds; the other bins still leave theirs out
+    codes[:5000] = 4
+    got = bin_moments(ev, cols, cof, starts, stops, max_per_bin=cap, skip=codes, skip_bits=4)
+    whole = bin_moments(ev, cols, cof, starts, stops, max_per_bin=cap)
+    want = naive.bin_moments(ev, cols, cof, starts, stops, (0.5, 1.0), cap, skip=codes & 4)
+    np.testing.assert_array_equal(got[0][0], whole[0][0])
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-12, equal_nan=True)
+    assert (got[0][1:] < whole[0][1:]).all()
 
 
 def test_sample_rows_spread_evenly_and_inside_the_bin():

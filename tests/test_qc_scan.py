@@ -490,3 +490,17 @@ def test_big_endian_events_give_what_native_ones_give():
     a, b = acquisition_qc(s), acquisition_qc(big)
     np.testing.assert_array_equal(a.reasons, b.reasons)
     assert a.summary() == b.summary()
+
+
+def test_a_dead_detector_leaves_the_other_channels_signal_bins():
+    """A bin's level is read without its margin events; a file whose every event is one
+    (FL1 dead: every value NaN) left every channel's bins empty, and its plot showed no
+    signal at all. A bin of margin events only is read whole."""
+    s = synthetic()
+    s.events[:, s.channel_index("FL1-A")] = np.nan
+    qc = acquisition_qc(s, AcquisitionQCSettings(max_removed_pct=100))
+    assert (qc.reasons & MARGIN).all()
+    bins = qc.bins_frame()
+    for name in ("FSC-A", "SSC-A"):
+        level = bins[next(c for c in bins.columns if c.startswith(name) and " z" not in c)]
+        assert np.isfinite(level.to_numpy(float)).all(), name

@@ -402,7 +402,7 @@ def bright_moments(
     `max_per_bin` per bin, evenly spaced), with negative values counted as 0 and
     values at or above the channel's top (`tops`, saturated) and non-finite
     ones left out, as are the rows whose `skip` code has a bit of `skip_bits`
-    (as `bin_moments` leaves them out). Each value weighs by its own size, so the summary is the
+    (as `bin_moments` leaves them out, reading a bin of such rows only whole). Each value weighs by its own size, so the summary is the
     level of the brightest cells the bin holds, whatever their share, and a
     change of gain ``g`` multiplies it by exactly ``g``.
 
@@ -442,7 +442,13 @@ def bright_moments(
     # one gather of whole rows (a row's values share a cache line), then a channel at a time:
     # half the time of a gather per channel on a 10-million-event file
     block = np.asarray(events)[rows][:, np.asarray(columns, dtype=np.int64)].T
-    kept = None if skip is None else (np.asarray(skip)[rows] & np.uint8(skip_bits)) == 0
+    kept = None
+    if skip is not None:
+        kept = (np.asarray(skip)[rows] & np.uint8(skip_bits)) == 0
+        # a bin whose every row is to be skipped is read whole, as `bin_moments` reads it
+        none = np.zeros(b, dtype=np.int64)
+        none[have] = np.add.reduceat(kept.astype(np.int64), first)
+        kept |= (none == 0)[g]
     for j in range(k):
         v = block[j].astype(np.float64)
         use = np.isfinite(v) & (v < tops[j])
