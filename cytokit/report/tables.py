@@ -635,11 +635,6 @@ def samples_table(
     return table(head, rows, caption=caption, numeric=numeric)
 
 
-def _text(value) -> str:
-    """A table cell as text, "" for a missing one (NaN)."""
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-
-
 def trends_table(
     trends: pd.DataFrame, pops: list[str], small: set[tuple[str, str]] = frozenset()
 ) -> str:
@@ -673,7 +668,9 @@ def trends_table(
                     if _detected(r) and is_number(r.get("auc"))
                     else "–"
                 ),
-                half_life_cell(r, (_text(r.get("sample_type")), str(r.get("population"))) in small),
+                half_life_cell(
+                    r, (_key(r.get("sample_type")) or "", str(r.get("population"))) in small
+                ),
                 # an R² only beside a half-life: a fit that gave none has nothing to qualify
                 Markup(
                     fmt(r.get("half_life_r2"))
