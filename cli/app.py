@@ -19,7 +19,7 @@ import typer
 from cytokit.cli._help import HelpGroup
 from cytokit.cli._runlog import set_argv
 from cytokit.cli._text import printable
-from cytokit.errors import CytokitError
+from cytokit.errors import DISK_FIXES, CytokitError
 
 try:  # typer 0.2x runs on its own copy of click
     from typer._click import exceptions as click_errors
@@ -59,9 +59,7 @@ def _terminate(signum, frame) -> None:
 _SYSTEM_REFUSALS = {
     errno.EACCES: "check its permissions, or choose another folder",
     errno.EPERM: "check its permissions, or choose another folder",
-    errno.EROFS: "choose a folder on a writable file system",
-    errno.ENOSPC: "free some space, or choose a folder on another disk",
-    errno.EDQUOT: "free some space, or choose a folder on another disk",
+    **DISK_FIXES,
     errno.EFBIG: "raise the file-size limit (ulimit -f), or choose a folder on a file system "
     "that takes larger files",
     errno.EIO: "check the disk (is it full, or failing?), or choose a folder on another disk",

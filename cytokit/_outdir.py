@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cytokit._io import remove_temporaries
-from cytokit.errors import CytokitError
+from cytokit.errors import DISK_FIXES, CytokitError
 
 __all__ = ["output_folder", "write_refusal", "writing_into"]
 
@@ -190,14 +190,6 @@ def _writable_fix(folder: Path) -> str:
     return f"choose a writable folder, or change the permissions of {folder}"
 
 
-#: What to do when the system refuses to write a file, by errno (others: another path).
-_WRITE_FIXES = {
-    errno.EROFS: "choose a folder on a writable file system",
-    errno.ENOSPC: "free some space, or choose a folder on another disk",
-    errno.EDQUOT: "free some space, or choose a folder on another disk",
-}
-
-
 def write_refusal(out: str | os.PathLike, exc: OSError, what: str) -> str:
     """`exc`, raised writing `what` (e.g. "the workspace") to `out`, as one sentence naming
     `out` and the fix.
@@ -214,7 +206,7 @@ def write_refusal(out: str | os.PathLike, exc: OSError, what: str) -> str:
         # the folder refused is the nearest that exists (a missing one could not be made)
         fix = _writable_fix(next((p for p in out.parents if p.is_dir()), out.parent))
     else:
-        fix = _WRITE_FIXES.get(exc.errno, "give another path")
+        fix = DISK_FIXES.get(exc.errno, "give another path")
     return f"{out}: cannot write {what} ({why}); {fix}"
 
 

@@ -7,7 +7,10 @@ and, where there is one, the fix. Library code raises; only the CLI prints.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
+    "DISK_FIXES",
     "AcquisitionQCError",
     "CytokitError",
     "FCSError",
@@ -22,6 +25,15 @@ __all__ = [
     "offer",
     "prefixed",
 ]
+
+
+#: What to do when a disk refuses a write, by errno: the machine's answer, the same from
+#: every writer (a command's last line, an export's message).
+DISK_FIXES = {
+    errno.EROFS: "choose a folder on a writable file system",
+    errno.ENOSPC: "free some space, or choose a folder on another disk",
+    errno.EDQUOT: "free some space, or choose a folder on another disk",
+}
 
 
 class CytokitError(Exception):
@@ -129,17 +141,26 @@ def did_you_mean(word: str, options) -> str:
     letters (``é`` as one, or as ``e`` and an accent: what macOS names files with) is
     said as such, as the two print alike.
     """
-    import unicodedata
-
     options = list(options)
-    folded = unicodedata.normalize("NFC", str(word))
-    same = [o for o in options if o != word and unicodedata.normalize("NFC", str(o)) == folded]
-    if same:
+    same = _encoded_alike(str(word), options)
+    if same is not None:
         return (
-            f" ({same[0]!r} looks the same but its accented letters are encoded otherwise "
+            f" ({same!r} looks the same but its accented letters are encoded otherwise "
             "(Unicode NFC against NFD): type the name again in one of the two files)"
         )
     return offer(near_misses(word, options))
+
+
+def _encoded_alike(name: str, options) -> str | None:
+    """The first of `options` that is `name` with its letters encoded otherwise (the same
+    text in Unicode normal form NFC, other code points), or None."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFC", name)
+    return next(
+        (o for o in options if o != name and unicodedata.normalize("NFC", str(o)) == folded),
+        None,
+    )
 
 
 def not_found(where: str, path) -> str:
@@ -157,22 +178,19 @@ def encoded_otherwise(path) -> str:
     name prints alike but encodes its accented letters otherwise (Unicode NFC against
     NFD, as macOS writes them), or ``""``."""
     import os
-    import unicodedata
 
     folder, name = os.path.split(os.fspath(path))
-    folded = unicodedata.normalize("NFC", name)
     try:
-        entries = os.listdir(folder or ".")
+        entries = sorted(os.listdir(folder or "."))
     except OSError:
         return ""
-    for entry in sorted(entries):
-        if entry != name and unicodedata.normalize("NFC", entry) == folded:
-            return (
-                f" ({entry!r} is there: it looks the same but its accented letters are "
-                "encoded otherwise (Unicode NFC against NFD); type the name again, or rename "
-                "the file)"
-            )
-    return ""
+    entry = _encoded_alike(name, entries)
+    if entry is None:
+        return ""
+    return (
+        f" ({entry!r} is there: it looks the same but its accented letters are encoded "
+        "otherwise (Unicode NFC against NFD); type the name again, or rename the file)"
+    )
 
 
 def offer(candidates) -> str:
