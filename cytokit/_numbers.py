@@ -6,12 +6,17 @@ import math
 
 import numpy as np
 
-__all__ = ["MAX_DAYS", "is_finite_number", "pct_text", "shown"]
+__all__ = ["MAX_DAYS", "counted", "is_finite_number", "pct_text", "shown"]
 
 #: Days (from the first infusion) a manifest, infusions.csv or a simulated design may
 #: give: 100 years either side. A value beyond it is a typo or a date (20240108) written
 #: as a day.
 MAX_DAYS = 36_500
+
+
+def counted(n: int, word: str) -> str:
+    """``"1 event"``, ``"3 events"``: `n` and `word`, plural unless `n` is 1."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def is_finite_number(v) -> bool:

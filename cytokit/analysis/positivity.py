@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cytokit._numbers import counted
 from cytokit.errors import CytokitError
 
 __all__ = ["FMO_PERCENTILE", "fmo_threshold", "min_control_events"]
@@ -67,8 +68,8 @@ def fmo_threshold(
     need = min_control_events(percentile)
     if len(values) < need:
         raise CytokitError(
-            f"{where}: {len(values)} event{'' if len(values) == 1 else 's'}, fewer than the {need} an FMO threshold at the "
-            f"{percentile} th percentile needs; acquire more events of the control, or give "
+            f"{where}: {counted(len(values), 'event')}, fewer than the {need} an FMO threshold "
+            f"at the {percentile} th percentile needs; acquire more events of the control, or give "
             "the marker a fixed threshold"
         )
     return float(np.percentile(values, percentile))

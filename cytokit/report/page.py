@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from cytokit._numbers import counted
 from cytokit.analysis.chimerism import DETECTION_EVENTS
 from cytokit.analysis.results import Results
 from cytokit.analysis.trends import too_few_to_judge
@@ -109,10 +110,6 @@ def _anchor(index: int, pid: str) -> str:
 _LONG_TABLE = 20
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _header(
     results: Results,
     n_failures: int,
@@ -132,7 +129,7 @@ def _header(
     parts = [f"<h1>{esc(name)}</h1>", f'<p class="meta">{" · ".join(meta)}</p>']
     if n_failures:
         parts.append(
-            f'<p class="alert">{_plural(n_failures, "file")} could not be processed — '
+            f'<p class="alert">{counted(n_failures, "file")} could not be processed — '
             'see <a href="#failures">Failures</a>.</p>'
         )
     links = ['<a href="#cohort">Cohort</a>']
@@ -164,8 +161,8 @@ def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
     ci = (s.get("qc") or {}).get("ci", "")
     markers = s.get("markers") or {}
     facts = [
-        f"<li>{_plural(len(patients), 'patient')}, {_plural(len(results.samples), 'sample')} "
-        f"analysed, {_plural(len(results.failures), 'file')} failed.</li>",
+        f"<li>{counted(len(patients), 'patient')}, {counted(len(results.samples), 'sample')} "
+        f"analysed, {counted(len(results.failures), 'file')} failed.</li>",
         "<li>Strata: "
         + "; ".join(
             f"<b>{esc(k or 'no stratum')}</b> ({len(v)}: {esc(', '.join(v))})"
@@ -513,7 +510,7 @@ def _failures(results: Results) -> str:
             else ""
         )
         parts.append(
-            f'<p class="alert">{_plural(len(f), "file")} could not be processed; they have no '
+            f'<p class="alert">{counted(len(f), "file")} could not be processed; they have no '
             f"counts or donor values in the tables and plots above{also}.</p>"
         )
         rows = [

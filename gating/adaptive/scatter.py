@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from cytokit._numbers import counted
 from cytokit.errors import GatingError
 from cytokit.gating.adaptive.base import NoFit, bandwidth, number, smoothed_density, use_fallback
 from cytokit.gating.gates import AdaptiveGate, Dimension, EllipsoidGate, Gate, PolygonGate
@@ -311,7 +312,7 @@ class ClusterGate(AdaptiveGate):
             u = u[ok]
         if u.shape[0] < self.min_events:
             raise NoFit(
-                f"{u.shape[0]} event{'' if u.shape[0] == 1 else 's'}, fewer than the {self.min_events} it needs"
+                f"{counted(u.shape[0], 'event')}, fewer than the {self.min_events} it needs"
             )
         if u.shape[0] > self.fit_events:
             u = u[rng.choice(u.shape[0], int(self.fit_events), replace=False)]
@@ -461,9 +462,8 @@ def _trimmed_ellipse(u, mean, cov, core: float, min_events: int):
         sel = _within(diff, inv, c)
         inside = u[sel]
         if inside.shape[0] < max(min_events, k + 2):
-            n = inside.shape[0]
             raise NoFit(
-                f"only {n} event{'' if n == 1 else 's'} near the expected place; is its "
+                f"only {counted(inside.shape[0], 'event')} near the expected place; is its "
                 "`near` right?"
             )
         new_mean = inside.mean(axis=0)

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from cytokit._numbers import counted
 from cytokit.errors import GatingError
 from cytokit.gating.adaptive.base import (
     NoFit,
@@ -155,9 +156,7 @@ def _place(x: np.ndarray, v: Valley) -> tuple[float, str]:
 def _valley(x: np.ndarray, v: Valley):
     """((position, depth) or None, grid, density) for finite `x`; depth = valley / smaller mode."""
     if x.size < v.min_events:
-        raise NoFit(
-            f"{x.size} event{'' if x.size == 1 else 's'}, fewer than the {v.min_events} a threshold needs"
-        )
+        raise NoFit(f"{counted(x.size, 'event')}, fewer than the {v.min_events} a threshold needs")
     lo_w, hi_w = v.between
     (q_lo, q_hi), bw = bandwidth(x, (0.0005, 0.9995))
     bw = bw * v.smooth
