@@ -123,7 +123,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
 
     A new file gets the mode a plain ``open(path, "w")`` would give it (0o666
     less the umask); a file replaced keeps its own (a 0o600 file of patient data
-    stays private), and a symbolic link stays one, its target rewritten. With `durable` (the default) the data reach the disk before the
+    stays private), and a symbolic link stays one, its target rewritten. With
+    `durable` (the default) the data reach the disk before the
     file replaces the old one; without, a crash may lose them (for files checked and
     written again on the next run, such as the report's figures, whose manifest holds
     their SHA-256: an fsync each cost a 1,000-sample report seconds).

@@ -226,7 +226,8 @@ class Resolver:
             c = self.channels[col]
             link = f"panel: {{{c.marker}: {c.name}}}" if c.marker else "a panel entry"
             raise GatingError(
-                f"{self.source or 'strategy'}: {_who(gate)} reads {d.channel!r} as {_show(d.transform)}, but {d.channel!r} "
+                f"{self.source or 'strategy'}: {_who(gate)} reads {d.channel!r} as "
+                f"{_show(d.transform)}, but {d.channel!r} "
                 f"and {key!r} are one channel of {self.sample_name} ({c.label}), which the "
                 f"strategy's transform overrides under {key!r} as {_show(xf)}; an override "
                 f"follows the channel whichever name a gate uses: add {link} to the strategy "

@@ -15,7 +15,8 @@ Before anything is written the export checks that it shows what produced the
 numbers: the strategy must have the digest recorded in ``study.json``, and
 each file the SHA-256 of ``samples.csv``; a changed file is left out (listed
 in `WorkspaceExport.skipped`) and the others go on, as does a file that can no
-longer be read (its reason names the fix, e.g. checking its permissions). After it is written, each file's counts gated again are
+longer be read (its reason names the fix, e.g. checking its permissions). After it
+is written, each file's counts gated again are
 compared with ``counts.csv`` and the workspace is read back with cytokit's
 FlowJo reader: any difference is a note (`WorkspaceExport.notes`).
 """

@@ -772,8 +772,9 @@ def sample_id(file: str) -> str:
 
     That is one-to-one only for ``.fcs`` paths of letters, digits, ``-``, ``_``, ``.``
     and ``/`` with no ``_`` beside a ``/`` or another ``_``; any other path (a space, a
-    ``&``, ``a__b`` beside ``a/b``, ``x.FCS`` beside ``x.fcs``) gets every other character written ``__`` too and
-    a short hash of the whole path, so two samples never share a QC file.
+    ``&``, ``a__b`` beside ``a/b``, ``x.FCS`` beside ``x.fcs``) gets every other
+    character written ``__`` too and a short hash of the whole path, so two samples
+    never share a QC file.
     """
     file = str(file)
     stem = file.removesuffix(".fcs")

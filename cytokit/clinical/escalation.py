@@ -7,8 +7,9 @@ A patient is evaluated at every level of the product given to them (``given
 = yes``) up to their DLT (``outcomes.csv`` ``dlt``, ``dlt_day``); a DLT is
 attributed to the last given dose of an escalated product (a row with a
 ``dose_level``; a drug given meanwhile, IL-2 say, is not one) on or before
-its day: its product and level. This serves a cohort design (one level per patient) and intra-patient
-escalation (levels 1, 2, 3 in turn, as with escalating CIK infusions) alike.
+its day: its product and level. This serves a cohort design (one level per
+patient) and intra-patient escalation (levels 1, 2, 3 in turn, as with
+escalating CIK infusions) alike.
 Patients whose DLT status is empty are not evaluable and are counted apart.
 Skipped infusions (``given = no``, e.g. after grade II acute GVHD) are not
 evaluations.

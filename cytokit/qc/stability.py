@@ -402,9 +402,10 @@ def bright_moments(
     `max_per_bin` per bin, evenly spaced), with negative values counted as 0 and
     values at or above the channel's top (`tops`, saturated) and non-finite
     ones left out, as are the rows whose `skip` code has a bit of `skip_bits`
-    (as `bin_moments` leaves them out, reading a bin of such rows only whole). Each value weighs by its own size, so the summary is the
-    level of the brightest cells the bin holds, whatever their share, and a
-    change of gain ``g`` multiplies it by exactly ``g``.
+    (as `bin_moments` leaves them out, reading a bin of such rows only whole).
+    Each value weighs by its own size, so the summary is the level of the brightest
+    cells the bin holds, whatever their share, and a change of gain ``g`` multiplies
+    it by exactly ``g``.
 
     Returns
     -------

@@ -88,8 +88,9 @@ class Shapes:
             if lo[-1] is not None and lo[-1] == hi[-1]:
                 raise self.err(
                     ln,
-                    f"gate {common['name']!r}: {dname}: [{bounds[0]}, {bounds[1]}] has min = max, which no value lies in "
-                    "(min inclusive, max exclusive); widen it, or leave a side open with null",
+                    f"gate {common['name']!r}: {dname}: [{bounds[0]}, {bounds[1]}] has min = "
+                    "max, which no value lies in (min inclusive, max exclusive); widen it, or "
+                    "leave a side open with null",
                 )
         return RectangleGate(**common, dims=tuple(dims), min=tuple(lo), max=tuple(hi))
 
