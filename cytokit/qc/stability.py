@@ -447,9 +447,9 @@ def bright_moments(
     if skip is not None:
         kept = (np.asarray(skip)[rows] & np.uint8(skip_bits)) == 0
         # a bin whose every row is to be skipped is read whole, as `bin_moments` reads it
-        none = np.zeros(b, dtype=np.int64)
-        none[have] = np.add.reduceat(kept.astype(np.int64), first)
-        kept |= (none == 0)[g]
+        kept_in_bin = np.zeros(b, dtype=np.int64)
+        kept_in_bin[have] = np.add.reduceat(kept.astype(np.int64), first)
+        kept |= (kept_in_bin == 0)[g]
     for j in range(k):
         v = block[j].astype(np.float64)
         use = np.isfinite(v) & (v < tops[j])
