@@ -137,6 +137,60 @@ def _y_scale(panel: Panel, root, log: bool):
     return lambda v: y0 + ((math.log10(v) if log else v) - v0) * (y1 - y0) / (v1 - v0)
 
 
+def test_label_rows_never_overlap_and_leave_out_only_what_has_no_room():
+    from cytokit.plots._points import label_rows
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(1, 9))
+        centres = np.sort(rng.uniform(0, 300, n)).tolist()
+        widths = rng.uniform(20, 90, n).tolist()
+        places = label_rows(centres, widths, 0.0, 300.0)
+        spans: dict[int, list[tuple[float, float]]] = {0: [], 1: []}
+        for c, w, place in zip(centres, widths, places, strict=True):
+            if place is None:  # both rows hold a label that reaches past this one's start
+                start = min(max(c - w / 2, 0.0), 300.0 - w)
+                assert all(s and s[-1][1] + 2.0 > start for s in spans.values())
+                continue
+            row, x, anchor = place
+            start = {"middle": x - w / 2, "start": x, "end": x - w}[anchor]
+            assert 0.0 <= start and start + w <= 300.0 + 1e-9
+            assert all(start >= b + 2.0 for _, b in spans[row])
+            spans[row].append((start, start + w))
+    # labels a full width apart all get the first row, centred on their lines
+    assert label_rows([50.0, 150.0, 250.0], [60.0] * 3, 0.0, 300.0) == [
+        (0, 50.0, "middle"), (0, 150.0, "middle"), (0, 250.0, "middle")
+    ]  # fmt: skip
+
+
+def test_close_infusions_are_labelled_without_printing_over_each_other(results):
+    """Weekly doses on a few weeks' axis: every label drawn clears the others on its row,
+    and an infusion left without a label says it on its caret's hover."""
+    from cytokit.plots._canvas import text_width
+
+    inf = results.infusions[results.infusions["patient"] == "P01"].iloc[[0]]
+    doses = [(0, "NK", 1e7), (2, "CIK", 3e6), (4, "NK", 2.5e7), (6, "CIK", 4e6), (8, "NK", 1e6)]
+    close = pd.concat([inf.assign(day=d, product=p, dose_per_kg=v) for d, p, v in doses])
+    labels = {f"{p} {plots.format_dose(v)}" for _, p, v in doses}
+    kw = dict(samples=results.samples, infusions=close)
+    root, _ = _svg(persistence_svg(results.chimerism, "P01", **kw))
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for t in root.iter(f"{NS}text"):
+        words = "".join(t.itertext())
+        if words in labels:
+            x, w = float(t.get("x")), text_width(words, 7)
+            lo = {"start": x, "middle": x - w / 2, "end": x - w}[t.get("text-anchor")]
+            rows.setdefault(t.get("y"), []).append((lo, lo + w))
+    for spans in rows.values():  # panels side by side share a row's height
+        spans.sort()
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+    drawn = sum(len(v) for v in rows.values())
+    hovers = [h for h in ("".join(t.itertext()) for t in root.iter(f"{NS}title")) if h in labels]
+    panels = len(_panels(root))
+    assert hovers and drawn + len(hovers) == len(doses) * panels
+    assert drawn >= 2 * panels  # both rows are used before a label is left out
+
+
 def test_fitted_line_and_band_are_the_trends_fit():
     chim, trends = _decay_study()
     root, _ = _svg(persistence_svg(chim, "P1", measure="donor_pct", trends=trends,

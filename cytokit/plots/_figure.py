@@ -21,6 +21,7 @@ from cytokit._figures import DPI, RC, figure_bytes, save_figure
 from cytokit.plots._points import (
     TREATMENT_STYLE,
     infusion_text,
+    label_rows,
     log_limits,
     treatment_kind,
 )
@@ -159,26 +160,28 @@ def mark_infusions(ax, infusions: pd.DataFrame | None, *, labels: bool = True, c
     if not finite_days:
         return
     lo, hi = ax.dataLim.intervalx if ax.dataLim.width > 0 else (0.0, 0.0)
-    span = max(max(finite_days), hi) - min(min(finite_days), lo) or 1.0
-    # a label is about 0.9 inch wide: closer neighbours alternate between two rows
-    width_in = ax.get_position().width * ax.figure.get_figwidth()
-    close = min(0.5, 0.95 / max(width_in, 0.5)) * span
-    previous, level = -math.inf, 0
-    for row, day in zip(rows, days, strict=True):
-        if not math.isfinite(day):
-            continue
+    first = min(min(finite_days), lo)
+    span = max(max(finite_days), hi) - first or 1.0
+    # label places in points along the axes (7-pt text), as the SVG figures place them
+    width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72.0
+    drawn = [(r, d) for r, d in zip(rows, days, strict=True) if math.isfinite(d)]
+    centres = [(d - first) / span * width_pt for _, d in drawn]
+    widths = [0.62 * 7 * len(infusion_label(r)) for r, _ in drawn]
+    places = label_rows(centres, widths, 0.0, width_pt)
+    for (row, day), centre, place in zip(drawn, centres, places, strict=True):
         style = TREATMENT_STYLE[treatment_kind(row)]
         c = colour if colour is not None else style["colour"]
         ax.axvline(day, color=c, lw=0.9, ls=style["ls"], zorder=0.5)
         # a scatter, not a line: the caret is a mark of the axes frame, not a data point
         ax.scatter([day], [1.0], s=20, marker=style["marker"], color=c, transform=top,
                    clip_on=False, zorder=4, linewidths=0)  # fmt: skip
-        if labels:
-            level = 1 - level if day - previous < close else 0
-            previous = day
-            ax.annotate(infusion_label(row), (day, 1.0), xycoords=top, xytext=(0, 4 + 9 * level),
-                        textcoords="offset points", ha="center", va="bottom", fontsize=7,
-                        color=c, annotation_clip=False)  # fmt: skip
+        if labels and place is not None:
+            level, x, anchor = place
+            ha = {"middle": "center", "start": "left", "end": "right"}[anchor]
+            ax.annotate(infusion_label(row), (day, 1.0), xycoords=top,
+                        xytext=(x - centre, 4 + 9 * level), textcoords="offset points",
+                        ha=ha, va="bottom", fontsize=7, color=c,
+                        annotation_clip=False)  # fmt: skip
 
 
 def plain(text) -> str:

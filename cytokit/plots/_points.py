@@ -37,6 +37,7 @@ __all__ = [
     "finite",
     "fit_lines",
     "infusion_text",
+    "label_rows",
     "legend_marks",
     "log_limits",
     "measure_points",
@@ -62,6 +63,37 @@ def infusion_text(row) -> str:
     """``"CIK 3×10⁶/kg"`` from an infusions row (product, dose_per_kg)."""
     product = "" if pd.isna(row.get("product")) else str(row.get("product"))
     return " ".join(s for s in (product, format_dose(row.get("dose_per_kg"))) if s)
+
+
+def label_rows(
+    centres: Sequence[float], widths: Sequence[float], left: float, right: float, rows: int = 2
+) -> list[tuple[int, float, str] | None]:
+    """Where each treatment label goes above its panel: ``(row, x, anchor)`` or ``None``.
+
+    `centres` are the labels' lines in drawing units, in the order drawn, and
+    `widths` their widths; a label is centred on its line but kept within
+    ``left``–``right`` (its ``x`` is then that edge, anchored ``start`` or
+    ``end``). Each takes the first of `rows` rows where it clears the labels
+    already there by 2 units; one that fits in no row is ``None``: its line
+    and caret are drawn without it (the patient's page lists every
+    infusion). Close infusions (weekly doses on a few weeks' axis) thus
+    never print over each other.
+    """
+    ends = [-math.inf] * rows
+    out: list[tuple[int, float, str] | None] = []
+    for centre, width in zip(centres, widths, strict=True):
+        start, x, anchor = centre - width / 2, centre, "middle"
+        if start + width > right:
+            start, x, anchor = right - width, right, "end"
+        if start < left:
+            start, x, anchor = left, left, "start"
+        row = next((i for i, end in enumerate(ends) if start >= end), None)
+        if row is None:
+            out.append(None)
+            continue
+        ends[row] = start + width + 2.0
+        out.append((row, x, anchor))
+    return out
 
 
 #: How a treatment row is drawn, by its ``kind`` (rows without one are cell products).

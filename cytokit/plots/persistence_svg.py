@@ -10,6 +10,7 @@ restyle or save as PNG/PDF from Python; these are what the report shows.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 
@@ -38,6 +39,7 @@ from cytokit.plots._points import (
     finite,
     fit_lines,
     infusion_text,
+    label_rows,
     legend_marks,
     log_limits,
     panel_grid,
@@ -147,30 +149,26 @@ def _treatments(ax: Axes, infusions: pd.DataFrame | None, courses: pd.DataFrame 
                                      anchor="start", colour=colour_of("0.3")))  # fmt: skip
     if infusions is None or infusions.empty:
         return
-    span = ax.xlim[1] - ax.xlim[0]
-    close = min(0.5, 0.95 / max(ax.width / 100.0, 0.5)) * span
-    previous, level = -math.inf, 0
+    drawn = []
     for _, row in infusions.sort_values("day").iterrows():
         day = float(pd.to_numeric(row["day"], errors="coerce"))
-        if not math.isfinite(day):
-            continue
+        if math.isfinite(day):
+            drawn.append((row, day, infusion_text(row)))
+    places = label_rows([float(ax.x(day)) for _, day, _ in drawn],
+                        [text_width(label, 7) for _, _, label in drawn],
+                        ax.left, ax.left + ax.width)  # fmt: skip
+    for (row, day, label), place in zip(drawn, places, strict=True):
         style = TREATMENT_STYLE[treatment_kind(row)]
         c = colour_of(style["colour"])
         ax.vline(day, c, width=0.9, dash=style["ls"])
-        x = float(ax.x(day))
-        ax.frame.append(marker_svg(x, ax.top - 3.2, style["marker"], 4.5, c, c, 0))
-        level = 1 - level if day - previous < close else 0
-        previous = day
-        label = infusion_text(row)
-        # centred on its line, but kept within the panel's width: a label on the last
-        # day would run off the figure's edge
-        half, anchor = text_width(label, 7) / 2, "middle"
-        if x + half > ax.left + ax.width:
-            x, anchor = ax.left + ax.width, "end"
-        elif x - half < ax.left:
-            x, anchor = ax.left, "start"
-        ax.frame.append(text(x, ax.top - (4 + 9 * level) * PT - 4, label, size=7,
-                             colour=c, anchor=anchor))  # fmt: skip
+        caret = marker_svg(float(ax.x(day)), ax.top - 3.2, style["marker"], 4.5, c, c, 0)
+        if place is None:  # no room above: the caret says it on hover
+            caret = f"<g><title>{html.escape(label)}</title>{caret}</g>"
+        ax.frame.append(caret)
+        if place is not None:
+            level, x, anchor = place
+            ax.frame.append(text(x, ax.top - (4 + 9 * level) * PT - 4, label, size=7,
+                                 colour=c, anchor=anchor))  # fmt: skip
 
 
 def _status_entries(
