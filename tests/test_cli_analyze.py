@@ -165,6 +165,37 @@ def test_analyze_reports_a_bad_study_in_one_error(study, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_day_without_cells_per_ul_blanks_that_series_peak_and_auc(study, tmp_path):
+    """A file whose manifest line gives no counting reference has counts but no cells/µL:
+    samples.csv says why, and the cells/µL series' peak and AUC are not given (the AUC ran
+    straight from day 0 to day 14), while its % donor series keeps them."""
+    bare = shutil.copytree(study, tmp_path / "bare")
+    manifest = pd.read_csv(bare / "manifest.csv", dtype=str, keep_default_na=False)
+    day7 = manifest["file"] == "fcs/P01_day007.fcs"
+    for column in ("wbc_per_ul", "lymphocytes_per_ul", "beads_per_test", "sample_volume_ul"):
+        manifest.loc[day7, column] = ""
+    manifest.to_csv(bare / "manifest.csv", index=False)
+    out = cytokit.analyze(bare, tmp_path / "out", workers=1)
+    full = cytokit.analyze(study, tmp_path / "full", workers=1)
+    samples = out.samples.set_index("file")
+    assert "no cells/µL: no beads_per_test/sample_volume_ul" in samples.at["fcs/P01_day007.fcs", "warnings"]
+    assert pd.isna(samples.at["fcs/P01_day007.fcs", "count_method"])
+    key = ["patient", "sample_type", "population", "measure"]
+    got, ref = out.trends.set_index(key), full.trends.set_index(key)
+    for (patient, *_, measure), row in got.iterrows():
+        if patient == "P01" and measure == "donor_per_ul":
+            assert pd.isna(row["peak_value"]) and pd.isna(row["auc"]), row.name
+            assert pd.isna(row["failed_days"])  # a measured day, not a failed one
+        else:
+            assert row["auc"] == pytest.approx(ref.at[row.name, "auc"], nan_ok=True), row.name
+    # the outcome analyses read such a day as a failed point of the cells/µL measure
+    from cytokit.analysis.outcomes import persistence_points
+
+    for measure, lost in (("donor_per_ul", 1), ("donor_pct", 0)):
+        points = persistence_points(out.chimerism, "NK", measure)
+        assert (points["status"] == "failed").sum() == lost
+
+
 def test_analyze_lists_a_corrupt_file(study, tmp_path, capsys):
     broken = shutil.copytree(study, tmp_path / "broken")
     (broken / "fcs" / "P02_day007.fcs").write_bytes(b"FCS3.1" + bytes(64))

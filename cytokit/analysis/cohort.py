@@ -390,7 +390,10 @@ def trend_tables(
     (`failed_days`); with the days whose donor marker failed (``marker_failed``) they
     are the row's ``failed_days``. Where one is on or after day 0, the peak and the AUC
     are not given: the day not measured may have held the peak, and the AUC would run
-    straight across it (as `cytokit.clinical.landmark.persistence_table` does).
+    straight across it (as `cytokit.clinical.landmark.persistence_table` does). So too
+    for a cells/µL series with a day on or after day 0 whose file had no counting
+    reference (samples.csv says why): it has counts, so it is no failed day, but no
+    cells/µL.
     """
     failed = failed or {}
     rows = []
@@ -432,7 +435,12 @@ def trend_tables(
                 )
             )
             row["failed_days"] = "; ".join(str(d) for d in lost)
-            if any(d >= 0 for d in lost):
+            # a day measured without cells/µL (no counting reference for its file) is as
+            # unknown to that series as a failed one
+            raw = g[measure].to_numpy(dtype=np.float64)
+            blank = (g["status"] != MARKER_FAILED).to_numpy() & ~np.isfinite(raw)
+            unmeasured = measure == "donor_per_ul" and bool((blank & (g["day"] >= 0)).any())
+            if unmeasured or any(d >= 0 for d in lost):
                 row.update(peak_value=np.nan, peak_day=np.nan, auc=np.nan, auc_days=np.nan)
             rows.append(row)
     trends = pd.DataFrame(rows, columns=list(TREND_COLUMNS))

@@ -96,7 +96,9 @@ def count_basis(
         if have and n > 0 and row.sample_volume_ul > 0:
             return CountBasis("beads", beads, n, row.beads_per_test / row.sample_volume_ul)
         if not have:
-            notes.append("no beads_per_test/sample_volume_ul in the manifest")
+            notes.append(
+                "no beads_per_test/sample_volume_ul in the manifest (give both on its line)"
+            )
         else:
             notes.append(f"no events in the bead gate {beads}")
     if lymphocytes and row.lymphocytes_per_ul is not None:

@@ -92,7 +92,8 @@ def persistence_points(
         day without a point of its own gets one with status ``failed`` and no
         value, so that a failed sample is not taken for a day without donor cells.
         A sample whose donor marker failed (status ``marker_failed``) is such a
-        failed point too.
+        failed point too, and so, for ``donor_per_ul`` in a study that gives
+        cells/µL, is a sample without them (no counting reference for its file).
 
     Returns
     -------
@@ -123,6 +124,9 @@ def persistence_points(
         # a sample whose donor marker failed measured nothing: a failed point, never a
         # day without donor cells (it would put a persisting patient in the other group)
         lost = out["status"].astype(str) == MARKER_FAILED
+        blank = pd.to_numeric(out["value"], errors="coerce").isna()
+        if measure == "donor_per_ul" and not blank.all():
+            lost |= blank  # a study that counts cells, a file without a counting reference
         out.loc[lost, "status"] = FAILED
         out.loc[lost, "value"] = float("nan")
     have = set(zip(out["patient"].astype(str), out["day"].astype(int), strict=True))

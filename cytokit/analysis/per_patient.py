@@ -170,6 +170,8 @@ def _stained(out, study, task, items, qc_dir, tube, chimerism, fmo) -> None:
 def _sample_row(key: dict, row, digest: str, p: SampleResult, basis, marker, why: str) -> dict:
     """The sample's samples.csv row: file facts, counting basis, donor-marker check."""
     info = p.info
+    # a bead-counted study's file without its bead numbers: why its cells/µL are empty
+    no_counts = [f"no cells/µL: {basis.note}"] if basis.note and not basis.method else []
     return {
         **key,
         "stratum": row.stratum,
@@ -181,7 +183,7 @@ def _sample_row(key: dict, row, digest: str, p: SampleResult, basis, marker, why
         "reference_events": basis.reference_events if basis.method else None,
         "reference_per_ul": basis.reference_per_ul if basis.method else None,
         "sha256": digest,
-        "warnings": "; ".join(p.warnings),
+        "warnings": "; ".join([*p.warnings, *no_counts]),
         "nonfinite_events": info.get("nonfinite_events", 0),
         "nonfinite_values": NonFinite.from_dict(p.nonfinite).summary() or None,
         "donor_marker_check": ("failed" if why else "usable") if marker else None,
