@@ -31,8 +31,10 @@ these files went from 0.74 to 0.95, T's stayed 0.69). The columns the clinical l
 (``trends.csv``: dose_product, doses_per_kg, the fitted decay line's
 columns and failed_days; ``cohort.csv``: dose_product, peak_n and auc_n)
 the ``tube`` column of the per-file tables (multi-tube studies: every file
-of a one-tube study is of tube ``default``) and the ``qc_notes`` column of
-samples.csv (acquisition QC's notes, empty without QC) are dropped before comparing,
+of a one-tube study is of tube ``default``), the ``qc_notes`` column of
+samples.csv (acquisition QC's notes, empty without QC) and the ``note`` column of
+counts.csv (why a gate is not counted, empty where every donor marker works) are
+dropped before comparing,
 tables added later by other work (listed in ``new_tables``: miflowcyt.csv,
 and the multi-tube tables tubes.csv, repertoire.csv, function.csv and
 phenotype_normalised.csv, empty for a one-tube study) are not compared, and

@@ -334,8 +334,15 @@ def test_invariants_hold_on_random_studies(o, tmp_path_factory):
     sample = results.samples.set_index("file")
     if o["broken"] in ("nan_some", "inf_fsc"):
         assert sample.loc[file, "nonfinite_events"] == (8 if o["broken"] == "nan_some" else 6)
-    per_ul = results.chimerism.per_ul
+    # a population not counted (its gates read the failed detector, or a channel compensated
+    # against it) has neither events nor cells/µL
+    chim = results.chimerism
+    counted = chim.events.notna()
+    per_ul = chim.per_ul[counted]
     assert per_ul.notna().all() if o["counting"] != "none" else per_ul.isna().all()
+    assert chim.per_ul[~counted].isna().all()
+    assert (~counted).sum() == 0 or (o["broken"] in ("zero", "top") and not counted.all())
+    assert set(chim.file[~counted]) <= {file}
     used = {MARKERS[i % o["markers"]] for i in range(o["patients"])}
     assert set(results.study["markers"]["donor"]) == used
 

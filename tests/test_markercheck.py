@@ -30,6 +30,7 @@ from cytokit.report import build_report
 from cytokit.report.tables import chimerism_table
 from cytokit.simulate import PatientSpec, StudyDesign
 from cytokit.stats.density import Histogram, histogram_edges
+from cytokit.study import load_study
 
 REC, DON, SD = 0.40, 0.66, 0.035  # logicle-like positions of recipient and donor peaks
 
@@ -226,19 +227,43 @@ def test_a_dead_donor_marker_detector_is_marker_failed(study, clean, tmp_path, f
     assert chim[[*donor_cols, "donor_per_ul", "recipient_per_ul"]].isna().all().all()
     assert chim.note.str.contains(f"all .* parent events read {value:g}").all()
     assert chim.note.str.contains("donor marker HLA-A2: check its detector").all()  # the fix
-    assert chim.per_ul.notna().all()  # the gating stands (a constant FITC may empty CD56+)
     sample_row = results.samples.set_index("file").loc[file]
     assert sample_row.donor_marker_check == "failed"
     assert "constant" in sample_row.donor_marker_note
-    # ... but its counts were said nothing of: CD56 is compensated against the detector (a
-    # saturated one took NK from 1,372 to 14 without a word beside the count)
+    # ... and its counts are not given where the detector reached them: CD56 is compensated
+    # against it (a saturated one took NK from 1,372 to 14; a dead one T cells to 0 /µL,
+    # shown as counts beside a note that they may be off)
     inverse = np.linalg.inv(sample.spillover.matrix)
     names = list(sample.spillover.channels)
     share = abs(inverse[names.index("FITC-A"), names.index("PE-A")])
-    said = "its counts may be off too: compensation corrects the gated channels with what"
+    said = "the gates reading a channel compensated against it are not counted either"
     assert said in sample_row.donor_marker_note
     assert f"PE-A (CD56) by {100 * share:.2g} % of it" in sample_row.donor_marker_note
     assert chim.note.str.contains(said).all()
+    counts = results.counts[results.counts.file == file].set_index("gate_path")
+    ref = clean.counts[clean.counts.file == file].set_index("gate_path")
+    strategy = load_study(copy).load_strategy()
+    row_of = inverse[names.index("FITC-A")]
+    spilled = {"FITC-A"} | {n for n, v in zip(names, row_of, strict=True) if abs(v) >= 1e-3}
+    for path, row in counts.iterrows():
+        gate_of = {g.id: g for g in strategy.gates} | {p.id: p.gate for p in strategy.populations}
+        gate_reads = {
+            d.channel for i in (row.gate_id, *strategy.ancestors(row.gate_id))
+            for d in gate_of[i].dimensions
+        }  # fmt: skip
+        if gate_reads & spilled:  # the marker's channel, or one compensated against it
+            assert pd.isna(row["count"]) and np.isnan(row.per_ul) and np.isnan(row.pct_parent)
+            assert row.note.startswith("not counted: "), path
+        else:  # scatter, viability: counted on the cells' own values, as in the clean file
+            assert row["count"] == ref.at[path, "count"] and pd.isna(row.note), path
+    assert counts["count"].isna().any() and counts["count"].notna().any()
+    # the populations under those gates have no events or cells/µL, nor phenotype
+    lost = set(counts.index[counts["count"].isna()])
+    gone = chim.gate_path.isin(lost)
+    assert gone.any() and chim.loc[gone, ["events", "per_ul"]].isna().all().all()
+    assert (chim.loc[~gone, "events"] == ref.loc[chim.gate_path[~gone], "count"].values).all()
+    ph_pops = set(results.phenotype.loc[results.phenotype.file == file, "population"])
+    assert not ph_pops & set(chim.population[gone])
     others = results.samples[results.samples.file != file]
     assert (others.donor_marker_check == "usable").all()  # no collateral damage
     th = results.thresholds[(results.thresholds.file == file)]
@@ -246,7 +271,7 @@ def test_a_dead_donor_marker_detector_is_marker_failed(study, clean, tmp_path, f
     assert list(th.method) == ["none"] and th.threshold.isna().all()
     assert th.note.iloc[0].startswith("donor marker unusable")
     ph = results.phenotype[results.phenotype.file == file]
-    assert len(ph) and set(ph.origin) == {"all"}
+    assert set(ph.origin) <= {"all"}
     # written as such: empty cells, the status and the reason
     disk = pd.read_csv(out / "chimerism.csv")
     disk = disk[disk.file == file]

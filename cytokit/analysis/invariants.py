@@ -13,9 +13,12 @@ Rules
     ``donor_marker_note`` exactly when ``failed``.
 ``counts``
     0 <= ``count`` <= ``parent_count``; ``per_ul`` >= 0, present exactly when
-    the sample has a counting basis (``count_method`` in samples.csv).
+    the sample has a counting basis (``count_method`` in samples.csv). A
+    gate of a sample whose donor marker failed may be not counted: no count,
+    percentages or cells/µL, a ``note`` starting ``not counted: ``.
 ``chimerism``
-    ``events`` >= 0 and equal to the population's gate count in counts.csv;
+    ``events`` >= 0 and equal to the population's gate count in counts.csv
+    (both empty for a population not counted, ``marker_failed`` only);
     ``per_ul`` as in counts. By ``status``:
 
     * ``quantified``, ``not_quantifiable``, ``not_detected``: whole
@@ -188,9 +191,12 @@ def violations(results) -> list[str]:
     if not samples.empty:
         method = dict(zip(_text(samples, "file"), _text(samples, "count_method"), strict=True))
         _samples(found, samples)
+    failed = set()
+    if not samples.empty and "donor_marker_check" in samples.columns:
+        failed = set(_text(samples, "file")[_text(samples, "donor_marker_check") == "failed"])
     counts = results.counts
     if not counts.empty:
-        _counts(found, counts, method)
+        _counts(found, counts, method, failed)
     chim = results.chimerism
     if not chim.empty:
         _chimerism(found, chim, counts, samples, method, min_events)
@@ -319,9 +325,15 @@ def _acquisition_qc(found: _Found, s: pd.DataFrame, counts: pd.DataFrame, ranges
                "the range's events must lie within the file's")  # fmt: skip
 
 
-def _per_ul(found: _Found, table: str, frame: pd.DataFrame, method: dict) -> None:
+def _per_ul(
+    found: _Found, table: str, frame: pd.DataFrame, method: dict, lost: np.ndarray | None = None
+) -> None:
+    """``per_ul`` present exactly where the sample has a counting basis, but for the `lost`
+    rows (not counted: no count, so no cells/µL)."""
     per_ul = _num(frame, "per_ul")
     counted = np.array([bool(method.get(f, "")) for f in _text(frame, "file")], dtype=bool)
+    if lost is not None:
+        counted &= ~lost
     found.rows(
         table,
         frame,
@@ -333,12 +345,27 @@ def _per_ul(found: _Found, table: str, frame: pd.DataFrame, method: dict) -> Non
     )
 
 
-def _counts(found: _Found, c: pd.DataFrame, method: dict) -> None:
+def _counts(found: _Found, c: pd.DataFrame, method: dict, failed: set[str]) -> None:
     count, parent = _num(c, "count"), _num(c, "parent_count")
+    lost = np.isnan(count)
     found.rows(
-        "counts", c, ~((count >= 0) & (count <= parent)), "count must be in [0, parent_count]"
+        "counts",
+        c,
+        ~lost & ~((count >= 0) & (count <= parent)),
+        "count must be in [0, parent_count]",
     )
-    _per_ul(found, "counts", c, method)
+    said = np.array([t.startswith("not counted: ") for t in _text(c, "note")], dtype=bool)
+    of_failed = np.isin(_text(c, "file"), list(failed))
+    found.rows(
+        "counts",
+        c,
+        lost != (said & of_failed),
+        "count must be empty exactly where its note says 'not counted: ' (a gate reading "
+        "a failed donor marker)",
+    )
+    gone = np.isnan(_num(c, "pct_parent")) & np.isnan(_num(c, "pct_total"))
+    found.rows("counts", c, lost & ~gone, "a count not given has no percentages")
+    _per_ul(found, "counts", c, method, lost)
 
 
 def _chimerism(found, ch, counts, samples, method, min_events) -> None:
@@ -350,7 +377,11 @@ def _chimerism(found, ch, counts, samples, method, min_events) -> None:
         ~np.isin(status, [*COUNTED, MARKER_FAILED, ""]),
         "status must be one of " + ", ".join([*COUNTED, MARKER_FAILED]),
     )
-    found.rows("chimerism", ch, ~(events >= 0), "events must be >= 0")
+    lost = np.isnan(events)  # a population not counted (a failed donor-marker detector)
+    found.rows(
+        "chimerism", ch, ~(events >= 0) & ~(lost & (status == MARKER_FAILED)),
+        "events must be >= 0 (empty only where the donor marker failed)",
+    )  # fmt: skip
     if not counts.empty:
         gate = dict(
             zip(
@@ -362,9 +393,12 @@ def _chimerism(found, ch, counts, samples, method, min_events) -> None:
         keys = zip(_text(ch, "file"), _text(ch, "gate_path"), strict=True)
         want = np.array([gate.get(k, np.nan) for k in keys], dtype=np.float64)
         found.rows(
-            "chimerism", ch, ~(events == want), "events must equal the gate's count in counts.csv"
+            "chimerism",
+            ch,
+            ~((events == want) | (lost & np.isnan(want))),
+            "events must equal the gate's count in counts.csv",
         )
-    _per_ul(found, "chimerism", ch, method)
+    _per_ul(found, "chimerism", ch, method, lost)
     donor, recip = _num(ch, "donor_events"), _num(ch, "recipient_events")
     pct, low, high = _num(ch, "donor_pct"), _num(ch, "ci_low"), _num(ch, "ci_high")
     per_ul = _num(ch, "per_ul")

@@ -144,21 +144,23 @@ def _stained(out, study, task, items, qc_dir, tube, chimerism, fmo) -> None:
         key = {"patient": row.patient, "day": row.day, "file": file, "tube": tube}
         counts = p.counts
         by_path = dict(zip(counts["gate_path"], counts["count"].astype(int), strict=True))
+        lost = _uncounted(counts, p, marker, why)
         basis = count_basis(
             row,
-            by_path if chimerism else {},
+            {k: v for k, v in by_path.items() if k not in lost} if chimerism else {},
             beads=s.beads if chimerism else "",
             lymphocytes=(s.lymphocytes or task.parent) if chimerism else "",
             leukocytes=s.leukocytes if chimerism else "",
         )
         out.rows["samples"].append(_sample_row(key, row, digest, p, basis, marker, why))
         _acquisition_qc_ranges(out, key, p)
-        _count_rows(out, key, counts, basis, paths)
+        _count_rows(out, key, counts, basis, paths, lost)
         cuts, qc_arrays = _chimerism_rows(
-            out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism
-        )
+            out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism,
+            lost=lost,
+        )  # fmt: skip
         controls = fmo.get((row.day, row.sample_type), {})
-        cells = _phenotype(out, key, p, task, marker, side, cuts, xf, controls)
+        cells = _phenotype(out, key, p, task, marker, side, cuts, xf, controls, lost)
         if cells is not None:
             repertoire = study.tube(tube).repertoire if tube in study.tubes else {}
             if repertoire:
@@ -192,34 +194,71 @@ def _sample_row(key: dict, row, digest: str, p: SampleResult, basis, marker, why
     }
 
 
-def _count_rows(out: PatientTables, key: dict, counts, basis, paths: dict) -> None:
-    """One counts.csv row per gate of the sample, with its concentration."""
+def _count_rows(
+    out: PatientTables, key: dict, counts, basis, paths: dict, lost: dict | None = None
+) -> None:
+    """One counts.csv row per gate of the sample, with its concentration; a gate in `lost`
+    (`_uncounted`) has no count, %, or cells/µL, and its note says why."""
     pop_of = {v: k for k, v in paths.items()}
+    lost = lost or {}
+    nan = float("nan")
     for r in counts.itertuples(index=False):
-        out.rows["counts"].append(
-            {
-                **key,
-                "population": pop_of.get(r.gate_path, ""),
-                "gate_path": r.gate_path,
-                "gate_id": r.gate_id,
-                "parent_path": r.parent_path,
-                "depth": r.depth,
-                "count": r.count,
-                "parent_count": r.parent_count,
-                "pct_parent": r.pct_parent,
-                "pct_total": r.pct_total,
-                "per_ul": basis.per_ul(r.count),
-            }
-        )
+        row = {
+            **key,
+            "population": pop_of.get(r.gate_path, ""),
+            "gate_path": r.gate_path,
+            "gate_id": r.gate_id,
+            "parent_path": r.parent_path,
+            "depth": r.depth,
+            "count": r.count,
+            "parent_count": r.parent_count,
+            "pct_parent": r.pct_parent,
+            "pct_total": r.pct_total,
+            "per_ul": basis.per_ul(r.count),
+            "note": lost.get(r.gate_path),
+        }
+        if r.gate_path in lost:
+            row.update(count=None, pct_parent=nan, pct_total=nan, per_ul=nan)
+            if r.parent_path in lost:
+                row["parent_count"] = None
+        out.rows["counts"].append(row)
+
+
+def _uncounted(counts, p: SampleResult, marker: str, why: str) -> dict[str, str]:
+    """Gate path -> why it has no count, for a sample whose donor marker failed (`why`):
+    the gates that read the marker's channel (directly or through a gate they depend on),
+    and, where the marker failed for its detector, those reading a channel compensated
+    against that detector (`per_sample.reading`). Their events were counted on values
+    that are not the cells': a count there would be a failed measurement read as one."""
+    pile = (p.pileup or {}).get(marker) if why else None
+    if not pile:
+        return {}
+    own = f"not counted: it depends on the donor marker {marker}, which failed for this sample"
+    spill = (
+        f"not counted: it reads a channel compensated against the failed donor-marker "
+        f"detector ({marker}), so its events moved with that detector's false values"
+    )
+    ids = {i: own for i in pile.get("reads", [])}
+    if detector_failed(why, pile):
+        for i in pile.get("spill_reads", []):
+            ids.setdefault(i, spill)
+    if not ids:
+        return {}
+    return {
+        path: ids[gid] for gid, path in zip(counts["gate_id"], counts["gate_path"], strict=True)
+        if gid in ids
+    }  # fmt: skip
 
 
 def _chimerism_rows(
-    out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism=True
-) -> tuple[dict[str, Threshold], dict[str, np.ndarray]]:
+    out, key, row, p, by_path, basis, s, task, marker, threshold, why, xf, chimerism=True,
+    lost=None,
+) -> tuple[dict[str, Threshold], dict[str, np.ndarray]]:  # fmt: skip
     """Thresholds and chimerism rows of one sample; each population's cut and the QC histograms.
 
     A sample without a threshold (no donor marker) gets event counts only; one
-    whose marker failed its check gets ``marker_failed`` rows, never a 0. A
+    whose marker failed its check gets ``marker_failed`` rows, never a 0, and no
+    events where its gate is in `lost` (`_uncounted`). A
     sample of a tube that is not the chimerism tube gets its thresholds and
     cuts but no chimerism rows.
     """
@@ -246,6 +285,8 @@ def _chimerism_rows(
             qc_arrays[f"hist:{name}"] = _hist(p, marker, i).to_array()
             chim.update(failed_row(n, why))
             chim["donor_per_ul"] = chim["recipient_per_ul"] = float("nan")
+            if paths[name] in (lost or {}):
+                chim["events"], chim["per_ul"] = None, float("nan")
         else:
             h = _hist(p, marker, i)
             qc_arrays[f"hist:{name}"] = h.to_array()
@@ -329,8 +370,9 @@ def _counts_too(why: str, pileup: dict | None) -> str:
         return ""
     named = ", ".join(f"{label} by {100 * share:.2g} % of it" for label, share in spills)
     return (
-        "; its counts may be off too: compensation corrects the gated channels with what "
-        f"this detector recorded, not what the cells gave ({named})"
+        "; the gates reading a channel compensated against it are not counted either "
+        "(counts.csv says which): compensation corrected those channels with what this "
+        f"detector recorded, not what the cells gave ({named})"
     )
 
 
@@ -421,12 +463,15 @@ def _repertoire_rows(out, key, cells: SampleCells, settings: dict, ci: str) -> N
                 )
 
 
-def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf, controls=None):
+def _phenotype(
+    out, key, p, task, marker, side, cuts: dict[str, Threshold], xf, controls=None, lost=None
+):
     """Phenotype rows of one sample; origins from each population's donor cut (`cuts`).
     A marker with an FMO control on the visit (`controls`: marker -> (control file, its
     SampleResult)) is cut per population at the control's 99.5th percentile
-    (`cytokit.analysis.positivity`). Returns the sample's `SampleCells` (None without
-    phenotype markers)."""
+    (`cytokit.analysis.positivity`). A population whose gate is in `lost` (`_uncounted`)
+    has no rows: its events are not the cells'. Returns the sample's `SampleCells` (None
+    without phenotype markers)."""
     markers = list(task.phenotype_markers)
     if not markers:
         return None
@@ -452,7 +497,7 @@ def _phenotype(out, key, p, task, marker, side, cuts: dict[str, Threshold], xf, 
     paths = dict(task.populations)
     for name, _ in task.populations:
         block = p.pheno.get(name)
-        if block is None:
+        if block is None or paths[name] in (lost or {}):
             continue
         donor = None
         cut = cuts.get(name)

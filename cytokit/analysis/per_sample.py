@@ -95,7 +95,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 10  # 10: the gated channels compensated against each donor-marker detector
+MEASURE_VERSION = 11  # 11: the populations reading each donor marker, directly or through spill
 PARENT_ROW = "__parent__"
 
 
@@ -164,6 +164,45 @@ def spilled_into(result, sample, channel: str) -> list[list]:
             if share >= SPILL_SAID:
                 found[c.label] = share
     return [[k, v] for k, v in sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def reading(result, sample, names: set[str]) -> list[str]:
+    """Ids of the populations whose membership reads a channel named in `names` (``$PnN``):
+    through their own gate's dimensions or those of a gate they depend on (parents and
+    Boolean operands, `GatingStrategy.ancestors`); a ratio reads both its channels."""
+    strategy = result.strategy
+    memo: dict[str, bool] = {}
+
+    def reads(gate) -> bool:
+        if gate.id not in memo:
+            found = False
+            for d in gate.dimensions:
+                wanted = (
+                    [d.channel] if d.ratio is None else [d.ratio.numerator, d.ratio.denominator]
+                )
+                for channel in wanted:
+                    try:
+                        found |= sample.channels[sample.channel_index(channel)].name in names
+                    except CytokitError:
+                        continue
+            memo[gate.id] = found
+        return memo[gate.id]
+
+    if not names:
+        return []
+    # a quadrant's parent is its QuadrantGate, whose id names no population
+    gate_of = {g.id: g for g in strategy.gates} | {p.id: p.gate for p in strategy.populations}
+    return sorted(
+        p.id
+        for p in strategy.populations
+        if any(reads(gate_of[i]) for i in (p.id, *strategy.ancestors(p.id)))
+    )
+
+
+def _spilled_names(result, sample, channel: str) -> set[str]:
+    """``$PnN`` of the gated channels `spilled_into` names for `channel`."""
+    labels = {label for label, _ in spilled_into(result, sample, channel)}
+    return {c.name for c in sample.channels if c.label in labels}
 
 
 @dataclass(frozen=True)
@@ -389,6 +428,11 @@ class MeasureTask:
                 m: {
                     **value_pileup(sample.events[parent_rows, columns[m]]),
                     "spills_into": spilled_into(result, sample, channel[m]),
+                    # the populations a failure of this marker leaves uncounted (per_patient)
+                    "reads": reading(result, sample, {channel[m]}),
+                    "spill_reads": reading(
+                        result, sample, _spilled_names(result, sample, channel[m])
+                    ),
                 }
                 for m in self.donor_markers
             }

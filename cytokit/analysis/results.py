@@ -395,12 +395,12 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
     },
     "counts": {
         "patient": _S, "day": _I, "file": _S, "tube": _S, "population": _S, "gate_path": _S, "gate_id": _S,
-        "parent_path": _S, "depth": _I, "count": _I, "parent_count": _I, "pct_parent": _F,
-        "pct_total": _F, "per_ul": _F,
+        "parent_path": _S, "depth": _I, "count": _N, "parent_count": _N, "pct_parent": _F,
+        "pct_total": _F, "per_ul": _F, "note": _S,
     },
     "chimerism": {
         "patient": _S, "day": _I, "file": _S, "tube": _S, "stratum": _S, "sample_type": _S,
-        "population": _S, "gate_path": _S, "events": _I, "donor_events": _N,
+        "population": _S, "gate_path": _S, "events": _N, "donor_events": _N,
         "recipient_events": _N, "donor_pct": _F, "ci_low": _F, "ci_high": _F,
         "imputed_events": _F, "imputed_donor_events": _F, "imputed_donor_pct": _F,
         "imputed_ci_low": _F, "imputed_ci_high": _F, "per_ul": _F,
@@ -994,6 +994,8 @@ ADDED_COLUMNS: dict[str, object] = {
     "imputed_ci_high": float("nan"),
     # samples.csv before acquisition QC's notes were a column: not recorded
     "qc_notes": float("nan"),
+    # counts.csv before a gate could be left uncounted (a failed donor-marker detector)
+    "note": float("nan"),
     # dose_response.csv before it said how many patients each correlation read
     "n_auc_spearman": float("nan"),
     "n_peak_spearman": float("nan"),
