@@ -10,6 +10,7 @@ panel's scale, which the axes' tick labels give.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -183,7 +184,7 @@ def test_close_infusions_are_labelled_without_printing_over_each_other(results):
             rows.setdefault(t.get("y"), []).append((lo, lo + w))
     for spans in rows.values():  # panels side by side share a row's height
         spans.sort()
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
     drawn = sum(len(v) for v in rows.values())
     hovers = [h for h in ("".join(t.itertext()) for t in root.iter(f"{NS}title")) if h in labels]
     panels = len(_panels(root))
