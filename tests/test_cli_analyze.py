@@ -178,7 +178,10 @@ def test_a_day_without_cells_per_ul_blanks_that_series_peak_and_auc(study, tmp_p
     out = cytokit.analyze(bare, tmp_path / "out", workers=1)
     full = cytokit.analyze(study, tmp_path / "full", workers=1)
     samples = out.samples.set_index("file")
-    assert "no cells/µL: no beads_per_test/sample_volume_ul" in samples.at["fcs/P01_day007.fcs", "warnings"]
+    assert (
+        "no cells/µL: no beads_per_test/sample_volume_ul"
+        in samples.at["fcs/P01_day007.fcs", "warnings"]
+    )
     assert pd.isna(samples.at["fcs/P01_day007.fcs", "count_method"])
     key = ["patient", "sample_type", "population", "measure"]
     got, ref = out.trends.set_index(key), full.trends.set_index(key)
