@@ -192,6 +192,49 @@ def test_report_sections(analysed):
     assert repertoire_patient(empty, "P01") == "" and function_patient(empty, "P01") == ""
 
 
+def test_phenotype_table_shows_every_tubes_row_once(analysed, tmp_path):
+    """Two tubes measure the same marker (CD107a and IFN-g in the stimulated and the
+    unstimulated tube): the patient's page keeps them apart by a tube column and shows
+    every phenotype.csv row's median, % positive and events exactly once."""
+    import re
+
+    from report_reading import assert_printed, tables
+
+    from cytokit.report import build_report
+
+    _, res = analysed
+    ph = res.phenotype
+    shared = ph.groupby(["patient", "day", "population", "origin", "marker"])["tube"].nunique()
+    assert (shared > 1).any(), "the fixture has no marker measured in two tubes"
+    pages = build_report(res, tmp_path / "report", qc=False).parent / "patients"
+    for patient, mine in ph.groupby("patient"):
+        html = (pages / f"{patient}.html").read_text(encoding="utf-8")
+        (t,) = tables(html, "Phenotype:")
+        several = mine["tube"].nunique() > 1
+        labels = ["population", "origin", "marker"] + (["tube"] if several else [])
+        assert t.header[: len(labels)] == labels, t.header
+        days = [int(h.removeprefix("day ")) for h in t.header[len(labels) :]]
+        shown = 0
+        for cells in t.rows:
+            key = dict(zip(labels, cells, strict=False))
+            for day, text in zip(days, cells[len(labels) :], strict=True):
+                r = mine[(mine["day"] == day)]
+                for k, v in key.items():
+                    r = r[r[k].astype(str) == v]
+                if not text:
+                    assert r.empty, (patient, key, day)
+                    continue
+                assert len(r) == 1, (patient, key, day, r["file"].tolist())
+                m = re.match(r"(\S+)(?: · (\S+) %\+)?\n(\S+) ev$", text)
+                assert m is not None, text
+                r = r.iloc[0]
+                assert_printed(m.group(1), r["median"], f"{patient} {key} median")
+                assert_printed(m.group(2), r["pct_positive"], f"{patient} {key} %+")
+                assert int(m.group(3).replace(",", "")) == r["events"]
+                shown += 1
+        assert shown == len(mine), (patient, shown, len(mine))
+
+
 def test_invariants_catch_broken_repertoire_and_function(analysed):
     import dataclasses
 

@@ -699,6 +699,10 @@ def trends_table(
 
 
 def phenotype_table(pheno: pd.DataFrame) -> str:
+    """A patient's phenotype.csv rows: a row per population, origin and marker, a column
+    per day. Where the rows come from more than one tube, a tube column keeps each tube's
+    row apart (two tubes may measure the same marker, e.g. a stimulated and an
+    unstimulated one); a one-tube table has none."""
     if pheno.empty:
         return ""
     day = pd.to_numeric(pheno["day"], errors="coerce").to_numpy(dtype=np.float64)
@@ -711,9 +715,11 @@ def phenotype_table(pheno: pd.DataFrame) -> str:
     )
     rows = []
     keys = ["population", "origin", "marker"]
-    for (pop, origin, marker), at in pheno.groupby(keys, sort=True, dropna=False).indices.items():
-        by_day = {float(day[i]): i for i in at}
-        row: list = [pop, origin, marker]
+    if "tube" in pheno.columns and pheno["tube"].nunique(dropna=False) > 1:
+        keys.append("tube")
+    for key, at in pheno.groupby(keys, sort=True, dropna=False).indices.items():
+        by_day = {float(day[i]): i for i in at}  # a visit has one file per tube
+        row: list = list(key)
         for d in days:
             i = by_day.get(d)
             if i is None:
@@ -726,10 +732,11 @@ def phenotype_table(pheno: pd.DataFrame) -> str:
             row.append(Markup(text))
         rows.append(row)
     return table(
-        ["population", "origin", "marker", *[f"day {day_text(d)}" for d in days]],
+        [*keys, *[f"day {day_text(d)}" for d in days]],
         rows,
-        caption="Phenotype: median (compensated scale) · % positive, by origin",
-        numeric=[False, False, False] + [True] * len(days),
+        caption="Phenotype: median (compensated scale) · % positive, by origin"
+        + (" and tube" if "tube" in keys else ""),
+        numeric=[False] * len(keys) + [True] * len(days),
     )
 
 
