@@ -273,3 +273,37 @@ def test_a_reagent_of_a_further_tubes_marker_is_no_problem(tmp_path):
     study = load_study(folder)
     assert [r.marker for r in study.settings.reagents] == ["KIR2DL1"]
     assert "KIR2DL1" not in set(miflowcyt_table(study)["marker"])
+
+
+def test_each_files_reagents_come_from_its_tubes_panel(tmp_path):
+    """A receptor tube adds KIR2DL1 on BV421-A with its [[reagents]] entry: its files list
+    every marker of their own tube's panel that they carry (the FCS file's $PnS names it),
+    KIR2DL1 with the entry's clone; the default tube's files list theirs, no KIR2DL1."""
+    from cytokit.simulate import preset_design, simulate_study
+    from cytokit.simulate.tubes import add_tubes
+
+    folder = tmp_path / "s"
+    design = preset_design("sample", seed=3, n_patients=1, n_events=2_000, days=(7,))
+    simulate_study(folder, design, workers=1)
+    add_tubes(folder, seed=3)
+    with (folder / "study.toml").open("a") as fh:
+        fh.write('\n[[reagents]]\nmarker = "KIR2DL1"\nfluorochrome = "BV421"\nclone = "HP-MA4"\n')
+    study = load_study(folder)
+    table = miflowcyt_table(study)
+    tubes = {study.relative(r.file): study.tube_of(r) for r in study.rows}
+    assert {"default", "receptors", "stimulated"} <= set(tubes.values())
+    for file, rows in table.groupby("file"):
+        panel = study.tube_panel(tubes[file])
+        stained = {c.name: c.marker for c in read_fcs(study.root / file, mmap=True).channels}
+        want = {(ch, m) for ch, m in stained.items() if m in panel.markers}
+        analytes = rows[rows["item"] == "analyte"]
+        assert set(zip(analytes["channel"], analytes["value"], strict=True)) == want, file
+        assert len(rows[rows["miflowcyt"] == "2.4"]) == len(want) * (1 + len(REAGENT_ITEMS))
+        kir = rows[(rows["marker"] == "KIR2DL1")].set_index("item")
+        if tubes[file] == "receptors":
+            assert ("BV421-A", "KIR2DL1") in want
+            assert kir.loc["clone", "value"] == "HP-MA4", file
+            assert kir.loc["reporter (fluorochrome)", "value"] == "BV421"
+            assert (kir["channel"] == "BV421-A").all()
+        else:
+            assert kir.empty, file

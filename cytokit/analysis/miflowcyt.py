@@ -12,8 +12,8 @@ a study, every item cytokit can fill from
   ``$BTIM``, ``$ETIM``, ``$OP``, ``$SRC``, ``$CELLS``, ``$CYT``, ``$CYTSN``,
   ``CYTOMETER CONFIG NAME``, ``CREATOR``, ``$SYS``; per channel but time
   `CHANNEL_ITEMS`: ``$PnV``, ``$PnG``, ``$PnF``, ``$PnL``, ``$PnT``),
-* ``study.toml``: ``[[reagents]]`` (`cytokit.study.reagents`) for each panel
-  marker the file carries, ``[compensation]``, ``[transform]``, ``[gating]
+* ``study.toml``: ``[[reagents]]`` (`cytokit.study.reagents`) for each marker
+  of the file's tube's panel that the file carries, ``[compensation]``, ``[transform]``, ``[gating]
   strategy`` and ``[acquisition_qc]``,
 * the manifest: the file, patient, day, sample type and stratum,
 
@@ -219,12 +219,14 @@ def _study_rows(study, sample: Sample | None) -> list[dict]:
     return rows
 
 
-def _reagent_rows(study, sample: Sample) -> list[dict]:
-    """2.4 for each panel marker `sample` carries: the analyte and its reagent's items."""
+def _reagent_rows(study, sample: Sample, tube: str) -> list[dict]:
+    """2.4 for each marker of `tube`'s panel (the file's tube) that `sample` carries: the
+    analyte and its reagent's items."""
     reagents = {r.marker: r for r in study.settings.reagents}
+    panel = study.tube_panel(tube)
     rows = []
-    for marker in study.panel:
-        found = study.panel.find(sample.channels, marker)
+    for marker in panel:
+        found = panel.find(sample.channels, marker)
         if isinstance(found, str):
             continue
         channel = sample.channels[found].name
@@ -304,7 +306,7 @@ def miflowcyt_table(study, files: Iterable[str | Path] | None = None) -> pd.Data
         rows = [_row("4.1", "list-mode data file", rel, "manifest.csv file")]
         rows += _manifest_rows(row)
         rows += keyword_rows(sample)
-        rows += _reagent_rows(study, sample)
+        rows += _reagent_rows(study, sample, study.tube_of(row))
         rows += _study_rows(study, sample)
         rows.sort(key=lambda r: (r["miflowcyt"] == "", r["miflowcyt"]))  # stable: in item order
         out += [{**keys, **r} for r in rows]
