@@ -192,7 +192,36 @@ def test_report_sections(analysed):
     assert repertoire_patient(empty, "P01") == "" and function_patient(empty, "P01") == ""
 
 
-def test_phenotype_table_shows_every_tubes_row_once(analysed, tmp_path):
+@pytest.fixture(scope="module")
+def report(analysed, tmp_path_factory):
+    """The report of `analysed`: its index's path (the patients' pages beside it)."""
+    from cytokit.report import build_report
+
+    _, res = analysed
+    return build_report(res, tmp_path_factory.mktemp("multitube_report"), qc=False)
+
+
+def test_index_names_each_tubes_phenotype_markers(analysed, report):
+    """The cohort facts name the phenotype markers of every tube (tubes.csv), not only the
+    default tube's; tubes with the same markers share one entry."""
+    import re
+
+    _, res = analysed
+    html = report.read_text(encoding="utf-8")
+    (line,) = re.findall(r"<li>Donor marker\(s\):[^<]*</li>", html)
+    text = line.removeprefix("<li>").removesuffix("</li>").replace("&#x27;", "'")
+    by_markers: dict[str, list[str]] = {}
+    for r in res.tubes.itertuples():
+        by_markers.setdefault(r.phenotype_markers.replace("; ", ", "), []).append(r.tube)
+    assert len(by_markers) == 3  # default; receptors; stimulated and unstimulated
+    entries = [
+        f"{markers} (tube{'s' if len(tubes) > 1 else ''} {', '.join(tubes)})"
+        for markers, tubes in by_markers.items()
+    ]
+    assert text == "Donor marker(s): HLA-A2; phenotype markers: " + "; ".join(entries) + ".", text
+
+
+def test_phenotype_table_shows_every_tubes_row_once(analysed, report):
     """Two tubes measure the same marker (CD107a and IFN-g in the stimulated and the
     unstimulated tube): the patient's page keeps them apart by a tube column and shows
     every phenotype.csv row's median, % positive and events exactly once."""
@@ -200,13 +229,11 @@ def test_phenotype_table_shows_every_tubes_row_once(analysed, tmp_path):
 
     from report_reading import assert_printed, tables
 
-    from cytokit.report import build_report
-
     _, res = analysed
     ph = res.phenotype
     shared = ph.groupby(["patient", "day", "population", "origin", "marker"])["tube"].nunique()
     assert (shared > 1).any(), "the fixture has no marker measured in two tubes"
-    pages = build_report(res, tmp_path / "report", qc=False).parent / "patients"
+    pages = report.parent / "patients"
     for patient, mine in ph.groupby("patient"):
         html = (pages / f"{patient}.html").read_text(encoding="utf-8")
         (t,) = tables(html, "Phenotype:")

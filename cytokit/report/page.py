@@ -147,6 +147,23 @@ def _header(
     return "\n".join(parts)
 
 
+def _phenotype_markers(study: dict) -> str:
+    """The study's phenotype markers; with several tubes, each tube's ("CD8, CD45 (tube
+    default); CD107a, IFN-g (tubes stimulated, unstimulated)": tubes with the same markers
+    share one entry)."""
+    tubes = study.get("tubes") or {}
+    if len(tubes) < 2:
+        return ", ".join((study.get("markers") or {}).get("phenotype", [])) or "–"
+    by_markers: dict[str, list[str]] = {}
+    for name, tube in tubes.items():
+        markers = str(tube.get("phenotype_markers") or "").replace("; ", ", ") or "none"
+        by_markers.setdefault(markers, []).append(str(name))
+    return "; ".join(
+        f"{markers} (tube{'s' if len(names) > 1 else ''} {', '.join(names)})"
+        for markers, names in by_markers.items()
+    )
+
+
 def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
     s = results.study
     meta = {str(p.get("id")): p for p in s.get("patients", [])}
@@ -170,7 +187,7 @@ def _cohort(results: Results, plots: ReportPlots, patients: list[str]) -> str:
         )
         + ".</li>",
         f"<li>Donor marker(s): {esc(', '.join(markers.get('donor', [])) or '–')}; phenotype "
-        f"markers: {esc(', '.join(markers.get('phenotype', [])) or '–')}.</li>",
+        f"markers: {esc(_phenotype_markers(s))}.</li>",
         f"<li>Limits: not detected below {DETECTION_EVENTS} donor events, not quantifiable "
         f"(NQ) below [qc] min_events = {me}; chimerism intervals: 95 % {esc(ci or 'binomial')}."
         "</li>",
