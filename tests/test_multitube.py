@@ -304,6 +304,61 @@ def test_normalised_medians_follow_the_cells_not_the_gain(analysed):
     assert np.allclose(ph.loc[keys].to_numpy(), n["median"].to_numpy(), equal_nan=True)
 
 
+def test_every_row_without_a_normalised_median_says_why(analysed):
+    """phenotype_normalised.csv's note explains every empty median_normalised: a population
+    with no events of the origin has no median to normalise (the row says so), and a note
+    names the reference file once, without a stray count of references."""
+    _, res = analysed
+    n = res.phenotype_normalised
+    empty = n[n["median_normalised"].isna()]
+    assert (n["events"] == 0).any() and len(empty)
+    assert empty["note"].fillna("").str.len().gt(0).all(), empty[empty["note"].isna()].head()
+    none = n[n["events"] == 0]
+    who = none["population"].where(
+        none["origin"] == "all", none["origin"] + " " + none["population"]
+    )
+    assert (none["note"] == "no " + who + " events in the file: no median to normalise").all()
+    for note, ref in zip(
+        n["note"].dropna(), n.loc[n["note"].notna(), "reference_file"], strict=True
+    ):
+        assert "#1" not in note and (pd.isna(ref) or note.count(ref) <= 1), note
+
+
+def test_a_reference_with_too_few_events_gives_one_plain_note():
+    from cytokit.analysis.normalise import MIN_REFERENCE_EVENTS
+    from cytokit.analysis.normalised import normalised_rows
+    from cytokit.analysis.per_patient import SampleCells
+
+    rng = np.random.default_rng(1)
+
+    def cells(n):
+        return SampleCells(["KIR2DL1"], {"NK_bright": (rng.normal(100, 30, (n, 1)), None)}, {}, {})
+
+    references = {("receptors", 7): ("fcs/REF_day007_receptors.fcs", cells(268)),
+                  ("receptors", 14): ("fcs/REF_day014_receptors.fcs", cells(900))}  # fmt: skip
+    row = {"patient": "P01", "tube": "receptors", "population": "NK_bright", "origin": "all",
+           "marker": "KIR2DL1", "events": 66, "median": 95.0}  # fmt: skip
+    rows = normalised_rows(
+        [{**row, "day": d, "file": f"fcs/P01_day{d:03d}_receptors.fcs"} for d in (7, 14)],
+        references,
+    )
+    assert rows[0]["note"] == (
+        "the reference fcs/REF_day007_receptors.fcs has 268 NK_bright events, fewer than the "
+        f"{MIN_REFERENCE_EVENTS} quantile normalisation needs"
+    )
+    assert "median_normalised" not in rows[0]
+    assert np.isfinite(rows[1]["median_normalised"]) and not rows[1].get("note")
+    # a dead channel of the reference: its file named once, no count of references
+    dead = SampleCells(["KIR2DL1"], {"NK_bright": (np.zeros((900, 1)), None)}, {}, {})
+    references[("receptors", 21)] = ("fcs/REF_day021_receptors.fcs", dead)
+    (row,) = normalised_rows([{**row, "day": 21, "file": "fcs/P01_day021.fcs"}], references)
+    assert row["note"] == (
+        "reference fcs/REF_day021_receptors.fcs NK_bright KIR2DL1: half the reference's "
+        "quantiles are the same value (a dead, stuck or saturated channel); this batch cannot "
+        "be normalised on it"
+    )
+
+
 def test_export_wsp_gates_each_file_with_its_tubes_strategy(tmp_path):
     # a tube with its own strategy: the workspace holds each file with the gates its tube
     # counted it with, so gating it again gives counts.csv's counts (no note)

@@ -13,9 +13,10 @@ the order of the events, so the median of the mapped events is the mapped
 median, up to the interpolation between the two middle events of an even
 count). The raw medians stay in phenotype.csv; this table holds both.
 
-A row whose batch has no reference file, or whose reference has too few
+A row whose batch has no reference file, whose reference has too few
 events of the population (`cytokit.analysis.normalise.MIN_REFERENCE_EVENTS`),
-keeps an empty ``median_normalised`` and says why in ``note``.
+or whose file has no events of the population and origin (no median) keeps an
+empty ``median_normalised`` and says why in ``note``, in one sentence.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def normalised_rows(phenotype: list[dict], references: dict) -> list[dict]:
     references : dict of (tube, day) to (file, `cytokit.analysis.per_patient.SampleCells`)
         The reference sample's files.
     """
-    from cytokit.analysis.normalise import goal_quantiles, quantile_map
+    from cytokit.analysis.normalise import MIN_REFERENCE_EVENTS, goal_quantiles, quantile_map
 
     if not references:
         return []
@@ -73,18 +74,23 @@ def normalised_rows(phenotype: list[dict], references: dict) -> list[dict]:
             values[day] = (file, v[np.isfinite(v)])
         usable = {}
         for day, (file, v) in values.items():
-            try:
-                goal_quantiles([v], f"{file} {population} {marker}")
+            if len(v) < MIN_REFERENCE_EVENTS:
+                out[day] = (
+                    f"the reference {file} has {len(v)} {population} events, fewer than the "
+                    f"{MIN_REFERENCE_EVENTS} quantile normalisation needs"
+                )
+            else:
                 usable[day] = (file, v)
-            except CytokitError as exc:
-                out[day] = f"reference {file}: {exc}"
         if usable:
             goal = goal_quantiles([v for _, v in usable.values()])
             for day, (file, v) in usable.items():
                 try:
-                    out[day] = (file, quantile_map(v, goal, f"{file} {population} {marker}"))
+                    out[day] = (
+                        file,
+                        quantile_map(v, goal, f"reference {file} {population} {marker}"),
+                    )
                 except CytokitError as exc:
-                    out[day] = f"reference {file}: {exc}"
+                    out[day] = str(exc)
         maps[key] = out
         return out
 
@@ -100,15 +106,23 @@ def normalised_rows(phenotype: list[dict], references: dict) -> list[dict]:
         }
         row["median"] = r.get("median")
         row["batch"] = f"day {r['day']}"
-        if found is None:
+        median = r.get("median")
+        has_median = median is not None and bool(np.isfinite(median))
+        if not has_median and not r.get("events"):  # whatever the reference: nothing to map
+            who = (
+                r["population"] if r.get("origin") == "all" else f"{r['origin']} {r['population']}"
+            )
+            row["note"] = f"no {who} events in the file: no median to normalise"
+        elif found is None:
             row["note"] = f"no reference file of tube {r['tube']} on day {r['day']}"
         elif isinstance(found, str):
             row["note"] = found
-        else:
+        elif not has_median:
+            row["note"] = "phenotype.csv has no median of this row: nothing to normalise"
+        if not isinstance(found, (str, type(None))):
             file, qmap = found
             row["reference_file"] = file
-            median = r.get("median")
-            if median is not None and np.isfinite(median):
+            if has_median:
                 row["median_normalised"] = float(qmap(np.array([median], dtype=np.float64))[0])
         rows.append(row)
     return rows
