@@ -262,6 +262,43 @@ def test_phenotype_table_shows_every_tubes_row_once(analysed, report):
         assert shown == len(mine), (patient, shown, len(mine))
 
 
+def test_repertoire_table_says_too_few_cells_as_the_function_table_does(analysed):
+    """A summary group of fewer than [qc] min_events cells reads "too few cells" with its
+    count (repertoire.csv keeps its % and interval), as in the function table; every other
+    group shows repertoire.csv's % and interval."""
+    from report_reading import assert_printed, tables
+
+    from cytokit.report.contents import min_events_of
+    from cytokit.report.tubes import repertoire_patient, repertoire_section
+
+    _, res = analysed
+    least = min_events_of(res)
+    rep = res.repertoire
+    summary = rep[(rep["kind"] == "summary") & (rep["population"] == "NK") & rep["pct"].notna()]
+    assert (summary["total"] < least).any() and (summary["total"] >= least).any()
+    seen = 0
+    for patient, mine in summary.groupby("patient"):
+        (t,) = tables(repertoire_patient(res, str(patient)))
+        assert t.header == ["day", "origin", "", "% (95 % CI)", "cells"]
+        for day, origin, combination, text, cells in t.rows:
+            (r,) = mine[(mine["day"] == int(day)) & (mine["origin"] == origin)
+                        & (mine["combination"] == combination)].itertuples()  # fmt: skip
+            assert int(cells.replace(",", "")) == r.total
+            if r.total < least:
+                assert text == "too few cells", (patient, day, origin, combination, text)
+            else:
+                pct, _, ci = text.partition(" % (")
+                low, _, high = ci.removesuffix(")").partition("–")
+                assert_printed(pct, r.pct, "pct")
+                assert_printed(low, r.ci_low, "ci_low")
+                assert_printed(high, r.ci_high, "ci_high")
+            seen += 1
+    assert seen == len(summary)
+    assert f"fewer than {least} cells are not drawn, and the table gives their count only" in (
+        repertoire_section(res)
+    )
+
+
 def test_invariants_catch_broken_repertoire_and_function(analysed):
     import dataclasses
 

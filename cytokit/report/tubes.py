@@ -122,8 +122,9 @@ def repertoire_section(results: Results) -> str:
             '<section id="repertoire">',
             "<h2>Receptor repertoire</h2>",
             f"<p>Combinations of {esc(', '.join(_receptors(rep)))} among {esc(population)} "
-            "cells, by day (the stacks add up to 100 %; n = the cells counted; fewer than "
-            f"{_min_cells(results)} cells are not drawn). Donor and recipient cells are split "
+            "cells, by day (the stacks add up to 100 %; n = the cells counted). Groups of "
+            f"fewer than {_min_cells(results)} cells are not drawn, and the table gives their "
+            "count only (repertoire.csv keeps their numbers). Donor and recipient cells are split "
             "where the tube carries the donor marker. Each patient's plot and table are in "
             f"the patient's section ({len(patients)} patient(s): {esc(', '.join(patients))}).</p>",
             "</section>",
@@ -152,12 +153,16 @@ def repertoire_patient(results: Results, patient: str) -> str:
         )
     )
     summary = mine[mine["kind"] == "summary"].sort_values(["day", "origin", "combination"])
+    least = _min_cells(results)
     rows = [
         [
             Markup(day_text(r["day"])),
             r["origin"],
             r["combination"],
-            f"{fmt(r['pct'])} % ({fmt(r['ci_low'])}–{fmt(r['ci_high'])})",
+            # a % of a few cells (25 % of 4, 4.6–70) is no measurement: as the function table
+            "too few cells"
+            if r["total"] < least
+            else f"{fmt(r['pct'])} % ({fmt(r['ci_low'])}–{fmt(r['ci_high'])})",
             int(r["total"]),
         ]
         for _, r in summary.iterrows()
