@@ -106,6 +106,31 @@ def test_a_bag_whose_file_failed_keeps_its_row_without_numbers(tmp_path):
     assert all(pd.isna(row[c]) for c in ("nk_purity_pct", "viability_pct", "cd3_per_kg"))
 
 
+def test_a_failed_bags_row_keeps_the_facts_that_are_not_from_its_file(tmp_path):
+    """The failed bag's row lost its nucleated count (manifest), the patient's acute GVHD
+    grade (outcomes.csv) and its product when the manifest's product cell was empty."""
+    study = _bag_study(tmp_path)
+    manifest = pd.read_csv(study / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.loc[manifest["file"] == "fcs/P01_day007.fcs", "product"] = ""
+    manifest.to_csv(study / "manifest.csv", index=False)
+    (study / "outcomes.csv").write_text(
+        "patient,response,response_day,agvhd_max_grade,agvhd_onset_day,last_followup_day\n"
+        "P01,CR,28,3,20,200\nP02,PR,28,0,,300\nP03,SD,28,1,30,300\n"
+    )
+    bag = study / "fcs" / "P01_day007.fcs"
+    bag.write_bytes(bag.read_bytes()[:3000])
+    results = cytokit.analyze(study, tmp_path / "out", workers=1)
+    (row,) = results.clinical["product_qc"].to_dict("records")
+    # the manifest's 2e6 nucleated cells/mL x 100 mL; outcomes.csv's grade 3; infusions.csv's NK
+    assert row["nucleated_cells"] == pytest.approx(2e6 * 100)
+    assert row["agvhd_max_grade"] == 3
+    assert row["product"] == "NK"
+    assert "fcs/P01_day007.fcs failed" in row["note"] and row["release"] == "not shown"
+    assert all(pd.isna(row[c]) for c in ("events", "viability_pct", "cd3_per_kg", "nk_per_kg"))
+    again = pd.read_csv(results.out / "product_qc.csv").iloc[0]
+    assert again["agvhd_max_grade"] == 3 and again["nucleated_cells"] == pytest.approx(2e8)
+
+
 def test_a_failed_pre_selection_file_is_said_on_its_bags_row(tmp_path):
     study = _bag_study(tmp_path)
     pre = study / "fcs" / "P01_day-07.fcs"

@@ -308,20 +308,13 @@ def product_samples(study, counts: pd.DataFrame) -> pd.DataFrame:
         f: dict(zip(g["gate_path"], g["count"], strict=True))
         for f, g in counts.groupby(counts["file"].astype(str), sort=False)
     }
-    given = {}
-    for t in study.clinical.treatments:
-        if t.is_cells and t.given:
-            given.setdefault((t.patient, t.day), []).append(t.product)
     out, problems = [], []
     for r in rows:
         rel = study.relative(r.file)
         gates = by_file.get(str(rel))
         if gates is None:  # failed: in failures.csv
             continue
-        product = r.metadata.get("product", "").strip()
-        if not product:
-            products = given.get((r.patient, r.day), [])
-            product = products[0] if len(products) == 1 else ""
+        product = _product_of(study, r)
         stage = PRODUCT_STAGES[r.sample_type]
         values = {k: _number(r.metadata.get(k)) for k in ("nucleated_per_ml", "volume_ml")}
         values["weight_kg"] = _number(r.metadata.get("weight_kg"))
@@ -357,6 +350,20 @@ def product_samples(study, counts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=list(SAMPLE_COLUMNS))
 
 
+def _product_of(study, row) -> str:
+    """A product sample's product: its manifest ``product`` cell, else the patient's one
+    given cell infusion that day ("" when there is none or several)."""
+    product = row.metadata.get("product", "").strip()
+    if product:
+        return product
+    products = [
+        t.product
+        for t in study.clinical.treatments
+        if t.is_cells and t.given and (t.patient, t.day) == (row.patient, row.day)
+    ]
+    return products[0] if len(products) == 1 else ""
+
+
 def product_tables(study, counts: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """``{"product_qc": …}`` when the manifest lists product samples (else nothing).
 
@@ -375,32 +382,28 @@ def product_tables(study, counts: pd.DataFrame) -> dict[str, pd.DataFrame]:
     from cytokit.clinical.product import PRODUCT_QC_COLUMNS, product_qc
 
     clinical = study.clinical
-    qc = (
-        product_qc(
-            samples,
-            clinical.settings.release,
-            treatments=clinical.treatments,
-            outcomes=clinical.outcomes or (),
-            source=str(study.root / "manifest.csv"),
-        )
-        if not samples.empty
-        else pd.DataFrame(columns=list(PRODUCT_QC_COLUMNS))
+    # a failed bag keeps what does not come from its file: the manifest's nucleated count,
+    # the infusion's dose level and the patient's acute GVHD grade
+    failed = [
+        {
+            "patient": r.patient,
+            "day": r.day,
+            "product": _product_of(study, r),
+            "nucleated_per_ml": _number(r.metadata.get("nucleated_per_ml")),
+            "volume_ml": _number(r.metadata.get("volume_ml")),
+            "note": f"the bag's file {study.relative(r.file)} failed (see failures.csv): "
+            "nothing measured",
+        }
+        for r in lost
+    ]
+    qc = product_qc(
+        samples,
+        clinical.settings.release,
+        treatments=clinical.treatments,
+        outcomes=clinical.outcomes or (),
+        failed=failed,
+        source=str(study.root / "manifest.csv"),
     )
-    failed = pd.DataFrame(
-        [
-            {
-                "patient": r.patient,
-                "day": r.day,
-                "product": r.metadata.get("product", "").strip(),
-                "release": "not shown",
-                "note": f"the bag's file {study.relative(r.file)} failed (see failures.csv): "
-                "nothing measured",
-            }
-            for r in lost
-        ],
-        columns=list(PRODUCT_QC_COLUMNS),
-    )
-    qc = pd.concat([x for x in (qc, failed) if len(x)], ignore_index=True) if lost else qc
     qc = qc.sort_values(["patient", "day"], kind="stable", ignore_index=True)
     # a pre-selection file that failed is said on its bag's row (which reads "no
     # pre-selection sample" without it)

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -176,6 +177,7 @@ def product_qc(
     *,
     treatments: Sequence[Treatment] = (),
     outcomes: Sequence[Outcome] = (),
+    failed: Sequence[dict] = (),
     source: str = "product samples",
 ) -> pd.DataFrame:
     """QC of every infused product (see the module docstring).
@@ -190,6 +192,12 @@ def product_qc(
     treatments, outcomes : sequence, optional
         To link each product to its treatment row (dose level) and the
         patient's acute GVHD grade.
+    failed : sequence of dict, optional
+        Bags whose file gave no counts: ``patient``, ``day``, ``product``,
+        ``note`` and, when known, ``nucleated_per_ml`` and ``volume_ml``. Each
+        keeps its row, ``release`` "not shown" and no measured number, but with
+        what does not come from its file: the nucleated cells, the dose level
+        and the acute GVHD grade.
     source : str
         Named in errors.
 
@@ -209,19 +217,30 @@ def product_qc(
     by_treatment = {(t.patient, t.day, t.product): t for t in treatments}
     grades = {o.patient: o.agvhd_max_grade for o in outcomes}
     pre = {(r.patient, r.day, r.product): r for r in frame[frame["stage"] == "pre"].itertuples()}
+    bags = [
+        (r, _bag(r, pre.get((r.patient, r.day, r.product)), level))
+        for r in frame[frame["stage"] == "post"].itertuples()
+    ]
+    for f in failed:  # nothing measured: only the facts that do not come from the file
+        r = SimpleNamespace(patient=f["patient"], day=f["day"], product=f["product"])
+        per_ml, volume = f.get("nucleated_per_ml"), f.get("volume_ml")
+        cells = float(per_ml) * float(volume) if _positive(per_ml) and _positive(volume) else None
+        row = {"patient": r.patient, "day": r.day, "product": r.product, "note": f.get("note")}
+        bags.append((r, {**row, "nucleated_cells": math.nan if cells is None else cells}))
     rows = []
-    for r in frame[frame["stage"] == "post"].itertuples():
-        key = (r.patient, r.day, r.product)
-        row = _bag(r, pre.get(key), level)
-        t = by_treatment.get(key)
+    for r, row in bags:
+        t = by_treatment.get((r.patient, r.day, r.product))
         notes = [row.pop("note")] if row.get("note") else []
         if treatments and t is None:
             notes.append(f"no treatment row for {r.product} on day {r.day}")
         row["dose_level"] = pd.NA if t is None or t.dose_level is None else t.dose_level
         row["agvhd_max_grade"] = pd.NA if grades.get(r.patient) is None else grades[r.patient]
-        row["release"], row["release_note"] = _judge(row, limits)
-        if math.isinf(row["cd3_log_depletion"]):  # judged as unbounded; no number to show
-            row["cd3_log_depletion"] = math.nan
+        if "events" in row:
+            row["release"], row["release_note"] = _judge(row, limits)
+            if math.isinf(row["cd3_log_depletion"]):  # judged as unbounded; no number to show
+                row["cd3_log_depletion"] = math.nan
+        else:
+            row["release"] = "not shown"
         row["note"] = "; ".join(notes)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=list(PRODUCT_QC_COLUMNS))
