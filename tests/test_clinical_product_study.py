@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +47,14 @@ def _bag_study(tmp_path, *, weight: str = "70") -> Path:
     with (study / "study.toml").open("a") as fh:
         fh.write("\n[outcomes.release]\nmin_viability_pct = 70\n")
     return study
+
+
+def _write_outcomes(study: Path) -> None:
+    """outcomes.csv with an acute GVHD grade for each patient (P01's is 3)."""
+    (study / "outcomes.csv").write_text(
+        "patient,response,response_day,agvhd_max_grade,agvhd_onset_day,last_followup_day\n"
+        "P01,CR,28,3,20,200\nP02,PR,28,0,,300\nP03,SD,28,1,30,300\n"
+    )
 
 
 def test_product_qc_from_analyze(tmp_path):
@@ -113,10 +122,7 @@ def test_a_failed_bags_row_keeps_the_facts_that_are_not_from_its_file(tmp_path):
     manifest = pd.read_csv(study / "manifest.csv", dtype=str, keep_default_na=False)
     manifest.loc[manifest["file"] == "fcs/P01_day007.fcs", "product"] = ""
     manifest.to_csv(study / "manifest.csv", index=False)
-    (study / "outcomes.csv").write_text(
-        "patient,response,response_day,agvhd_max_grade,agvhd_onset_day,last_followup_day\n"
-        "P01,CR,28,3,20,200\nP02,PR,28,0,,300\nP03,SD,28,1,30,300\n"
-    )
+    _write_outcomes(study)
     bag = study / "fcs" / "P01_day007.fcs"
     bag.write_bytes(bag.read_bytes()[:3000])
     results = cytokit.analyze(study, tmp_path / "out", workers=1)
@@ -129,6 +135,28 @@ def test_a_failed_bags_row_keeps_the_facts_that_are_not_from_its_file(tmp_path):
     assert all(pd.isna(row[c]) for c in ("events", "viability_pct", "cd3_per_kg", "nk_per_kg"))
     again = pd.read_csv(results.out / "product_qc.csv").iloc[0]
     assert again["agvhd_max_grade"] == 3 and again["nucleated_cells"] == pytest.approx(2e8)
+
+
+def test_a_measured_and_a_failed_bag_together_raise_no_pandas_warning(tmp_path):
+    """Joining the failed bag's row (all-NA columns) to the measured ones printed pandas'
+    FutureWarning on concatenation with all-NA entries on the user's stderr."""
+    study = _bag_study(tmp_path)
+    manifest = pd.read_csv(study / "manifest.csv", dtype=str, keep_default_na=False)
+    mine = manifest["file"] == "fcs/P03_day-07.fcs"
+    manifest.loc[mine, ["day", "sample_type", "nucleated_per_ml", "volume_ml"]] = [
+        "0", "product_post", "2e6", "100"
+    ]  # fmt: skip
+    manifest.loc[mine, "weight_kg"] = "60"
+    manifest.to_csv(study / "manifest.csv", index=False)
+    _write_outcomes(study)  # the measured bag's grade is a number, the failed one's none
+    bag = study / "fcs" / "P03_day-07.fcs"
+    bag.write_bytes(bag.read_bytes()[:3000])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        results = cytokit.analyze(study, tmp_path / "out", workers=1)
+    table = results.clinical["product_qc"]
+    assert list(table["patient"]) == ["P01", "P03"]
+    assert pd.notna(table.iloc[0]["viability_pct"]) and pd.isna(table.iloc[1]["viability_pct"])
 
 
 def test_a_failed_pre_selection_file_is_said_on_its_bags_row(tmp_path):
