@@ -259,3 +259,64 @@ def test_a_patients_product_bag_series_are_named_beside_the_blood():
         assert f"% donor ({kind})" in html
     # one kind only (blood): no label
     assert "(PB)" not in trends_table(trends.assign(sample_type="PB"), ["NK"])
+
+
+def test_series_of_several_sample_types_are_named_with_their_sample_type():
+    """A patient with a blood and a bag series of a population: the never-detected note
+    read "CIK (day 14, 28 failed), CIK", and the summary rows "CIK" twice."""
+    from cytokit.report.tables import persistence_summary
+
+    trends = pd.concat(
+        [
+            _trends(2).assign(sample_type="PB", failed_days=["", "14; 28"]),
+            _trends(2).assign(sample_type="product_post", failed_days=""),
+        ],
+        ignore_index=True,
+    ).assign(measure="donor_per_ul", stratum="NK", last_detectable_day=[21.0, np.nan, 7.0, np.nan])
+    html = persistence_summary(trends, ["P01"])
+    assert (
+        "Donor cells detected on no day (not listed): "
+        "P01: pop1 (PB; day 14, 28 failed), pop1 (product_post)." in html
+    )
+    rows = re.findall(r"<tr>(.*?)</tr>", html, flags=re.S)[1:]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r, flags=re.S)[2] for r in rows]
+    assert cells == ["pop0 (PB)", "pop0 (product_post)"]
+    # one sample type: the population alone, as before
+    html = persistence_summary(trends[trends["sample_type"] == "PB"], ["P01"])
+    assert "P01: pop1 (day 14, 28 failed)." in html
+
+
+def test_qc_flags_are_per_sample_type_where_a_patient_has_several():
+    """A PB and a BM series grouped by population alone read "donor CIK: too few cells
+    to judge on day 3, 3, 14, 14" (each day twice, the two series mixed)."""
+    from types import SimpleNamespace
+
+    from cytokit.report.page import patient_flags
+
+    empty = pd.DataFrame()
+    chim = pd.DataFrame(
+        {
+            "patient": "P01",
+            "day": [3, 3, 14, 14, 28, 28],
+            "file": ["a", "a_BM", "b", "b_BM", "c", "c_BM"],
+            "sample_type": ["PB", "BM"] * 3,
+            "population": "CIK",
+            "events": [28, 10, 500, 15, 40, 12],
+            "donor_events": 0,
+            "status": "not_detected",
+        }
+    )
+    results = SimpleNamespace(
+        failures=empty, chimerism=chim, samples=empty, thresholds=empty, qc=empty,
+        study={"patients": [{"id": "P01"}], "settings": {"qc": {"min_events": 50}}},
+    )  # fmt: skip
+    flags = patient_flags(results)["P01"]
+    assert "donor CIK (BM): too few cells to judge on day 3, 14, 28" in flags
+    assert "donor CIK (PB): not detected on day 14; too few cells to judge on day 3, 28" in flags
+    small = [f for f in flags if "fewer than" in f]
+    assert small == [
+        "CIK (BM): fewer than 50 events in the population on day 3 (10), day 14 (15), day 28 "
+        "(12): chimerism not quantifiable there",
+        "CIK (PB): fewer than 50 events in the population on day 3 (28), day 28 (40): "
+        "chimerism not quantifiable there",
+    ]

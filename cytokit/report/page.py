@@ -60,6 +60,8 @@ from cytokit.report.tables import (
     persistence_summary,
     phenotype_table,
     samples_table,
+    series_name,
+    several_types,
     sorted_by,
     thresholds_table,
     trends_table,
@@ -244,28 +246,29 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
     if not chim.empty:
         day = pd.to_numeric(chim["day"], errors="coerce")
         status = chim.get("status", pd.Series("", index=chim.index)).astype(str)
+        # each sample type is a series of its own (as in trends.csv): named where several
+        typed = several_types(chim)
         pre = chim[(day < 0) & status.isin(["quantified", "not_quantifiable"])]
         for _, r in sorted_by(pre, "day", "population").iterrows():
+            name = series_name(r.get("population"), r.get("sample_type"), typed)
             items.append(
-                f"donor {esc(r.get('population'))} cells detected before the first infusion "
+                f"donor {esc(name)} cells detected before the first infusion "
                 f"(day {day_text(r.get('day'))}: {fmt(r.get('donor_events'), integer=True)} donor "
                 "events): check the donor-marker threshold"
             )
         events = pd.to_numeric(chim.get("events"), errors="coerce")
         small = chim[events < me]
-        for pop, g in small.groupby(small["population"].astype(str), sort=True):
-            g = sorted_by(g, "day")
+        for name, g in _by_series(small, typed):
             detail = ", ".join(
                 f"day {day_text(d)} ({fmt(n, integer=True)})"
                 for d, n in zip(g["day"], g["events"], strict=True)
             )
             items.append(
-                f"{esc(pop)}: fewer than {me} events in the population on {detail}: chimerism "
+                f"{esc(name)}: fewer than {me} events in the population on {detail}: chimerism "
                 "not quantifiable there"
             )
         after = chim[(day >= 0) & status.isin(["not_detected", "not_quantifiable"])]
-        for pop, g in after.groupby(after["population"].astype(str), sort=True):
-            g = sorted_by(g, "day")
+        for name, g in _by_series(after, typed):
             # not detected in a population too small to judge says nothing of absence
             small = too_few_to_judge(pd.to_numeric(g["events"], errors="coerce"))
             said = {"not detected": [], "too few cells to judge": [], "not quantifiable": []}
@@ -275,7 +278,7 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
                     word = "too few cells to judge" if tiny else "not detected"
                 said[word].append(day_text(d))
             parts = [f"{w} on day {', '.join(days)}" for w, days in said.items() if days]
-            items.append(f"donor {esc(pop)}: " + "; ".join(parts))
+            items.append(f"donor {esc(name)}: " + "; ".join(parts))
     samples = patient_rows(results.samples, pid)
     counted = samples
     chim = results.chimerism
@@ -331,6 +334,19 @@ def _flags(results: Results, pid: str, me: int) -> list[str]:
                 f"day {day_text(r.get('day'))}, gate {esc(r.get('gate_id'))}: {esc(r.get('note'))}"
             )
     return items
+
+
+def _by_series(chim: pd.DataFrame, typed: bool) -> list[tuple[str, pd.DataFrame]]:
+    """A patient's chimerism rows per series, by population, then sample type where the
+    patient has several (`typed`): each series' name and its rows by day."""
+    if chim.empty:
+        return []
+    kind = chim.get("sample_type", pd.Series("", index=chim.index)).fillna("").astype(str)
+    keys = [chim["population"].astype(str), kind if typed else pd.Series("", index=chim.index)]
+    return [
+        (series_name(pop, t, typed), sorted_by(g, "day"))
+        for (pop, t), g in chim.groupby(keys, sort=True)
+    ]
 
 
 def _too_small(chim: pd.DataFrame) -> set[tuple[str, str]]:

@@ -372,6 +372,27 @@ def failed_days_note(trends: pd.DataFrame) -> str:
     )
 
 
+def several_types(frame: pd.DataFrame) -> bool:
+    """Whether `frame` (a patient's rows of trends.csv or chimerism.csv) holds more than one
+    sample type: each is a series of its own, to be named beside its population."""
+    if "sample_type" not in frame.columns:
+        return False
+    types = frame["sample_type"].dropna().astype(str)
+    return len(set(types[types != ""])) > 1
+
+
+def series_name(population, sample_type, typed: bool) -> str:
+    """A series' name (plain text): its population, then its sample type in brackets
+    where the patient has several (`several_types`), as "CIK (PB)"."""
+    kind = _type_text(sample_type)
+    return f"{population} ({kind})" if typed and kind else str(population)
+
+
+def _type_text(value) -> str:
+    """A sample type as text ("" when missing)."""
+    return value.strip() if isinstance(value, str) else ""
+
+
 def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
     """Each patient's peak, last detection and half-life per population (donor cells/µL,
     else % donor). A population whose donor cells were detected on no day of the
@@ -388,15 +409,22 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
     sel = sel.assign(_o=sel["patient"].astype(str).map(order)).sort_values(
         ["_o", "population"], kind="stable"
     )
+    # a patient's series of several sample types (blood, marrow, the bag) are named by both
+    typed = {
+        p for p, g in trends.groupby(trends["patient"].astype(str), sort=False) if several_types(g)
+    }
     rows = []
     never: dict[str, list[str]] = {}
     for _, r in sel.iterrows():
+        patient = str(r.get("patient"))
+        kind = _type_text(r.get("sample_type")) if patient in typed else ""
         if not _detected(r):  # nothing to summarise: named once below the table
-            names = never.setdefault(str(r.get("patient")), [])
+            names = never.setdefault(patient, [])
             failed = _failed_after(r, None)
-            name = str(r.get("population")) + (
-                f" (day {', '.join(failed)} failed)" if failed else ""
+            said = ([kind] if kind else []) + (
+                [f"day {', '.join(failed)} failed"] if failed else []
             )
+            name = str(r.get("population")) + (f" ({'; '.join(said)})" if said else "")
             if name not in names:
                 names.append(name)
             continue
@@ -404,7 +432,7 @@ def persistence_summary(trends: pd.DataFrame, patients: list[str]) -> str:
             [
                 r.get("patient"),
                 r.get("stratum"),
-                r.get("population"),
+                series_name(r.get("population"), kind, patient in typed),
                 Markup(peak_text(r)),
                 Markup(day_text(r.get("peak_day")) if is_number(r.get("peak_day")) else "–"),
                 Markup(last_detected_text(r)),
@@ -646,8 +674,7 @@ def trends_table(
     t = trends.assign(_o=trends["population"].astype(str).map(order).fillna(len(order)))
     t = t.sort_values(["_o", "measure"], kind="stable")
     # a patient's product bags are series of their own beside the blood: say which is which
-    kinds = t["sample_type"].dropna().astype(str) if "sample_type" in t.columns else ()
-    typed = len(set(kinds)) > 1
+    typed = several_types(t)
     rows = []
     for _, r in t.iterrows():
         measure = MEASURES.get(str(r.get("measure")), r.get("measure"))
