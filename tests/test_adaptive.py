@@ -451,3 +451,40 @@ def test_a_gate_that_cannot_be_placed_says_so_in_sentences():
     with pytest.raises(GatingError, match=r"1 event, fewer than the 50") as err:
         one.fit(np.full((1, 1), 0.3), _rng(0))
     assert "events, fewer" not in str(err.value)
+
+
+def test_a_gate_that_fails_on_a_nearly_empty_file_says_so_first(tmp_path):
+    """A file cut to 200 events failed at '/Lymphocytes' with "only 42 events near the
+    expected place; is its `near` right?": advice on the gate's parameters, when the cause is
+    a file that holds almost nothing. The message now names the events it had first."""
+    import dataclasses
+
+    from cytokit.gating.adaptive.base import use_fallback
+    from cytokit.study import load_study
+
+    study = load_study(Path(__file__).resolve().parents[1] / "sample_data")
+    whole = cytokit.read_fcs(study.root / "fcs" / "P01_day007.fcs", scale=False)
+    cut = tmp_path / "cut.fcs"
+    cytokit.write_fcs(cut, dataclasses.replace(whole, events=whole.events[:200]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AdaptiveGateWarning)
+        with pytest.raises(GatingError) as err:
+            study.gate(cytokit.read_fcs(cut))
+    said = str(err.value)
+    assert said.startswith(
+        "adaptive gate '/Lymphocytes' cannot be placed: the file holds only 200 events to fit "
+        "it on: it may be cut short or nearly empty"
+    ), said
+    assert said.index("200 events") < said.index("is its `near` right?")
+    # below a parent: the parent's events, named
+    child = ValleyGate(id="Live", parent="Singlets", dims=(X,))
+    with pytest.raises(GatingError) as err:
+        use_fallback(child, "no valley", None, events=120)
+    assert "its parent 'Singlets' holds only 120 events to fit it on" in str(err.value)
+    # a file of ordinary size: the parameter advice alone, as before
+    with pytest.raises(GatingError) as err:
+        use_fallback(child, "no valley", None, events=20_000)
+    assert str(err.value) == (
+        "adaptive gate 'Live' cannot be placed: no valley. Give it fixed fallback bounds, or "
+        "loosen its limits"
+    )

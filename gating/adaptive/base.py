@@ -10,6 +10,7 @@ from contextvars import ContextVar
 
 import numpy as np
 
+from cytokit._numbers import counted
 from cytokit.errors import GatingError
 from cytokit.gating.gates import Gate
 from cytokit.stats.density import gaussian_smooth, silverman_bandwidth
@@ -94,13 +95,42 @@ def collect_fallbacks() -> Iterator[list[str]]:
         _FALLBACKS.reset(token)
 
 
-def use_fallback(gate: Gate, why: str, fallback):
-    """Use `fallback` with a warning (or a note for `collect_fallbacks`), or raise the failure."""
+#: A gate that cannot be placed on fewer events than this (all a file's, or its parent's)
+#: says so before any advice on its parameters: the likely cause is a file cut short or
+#: nearly empty, not the gate (a sample's file holds tens of thousands of events or more).
+FEW_EVENTS = 1_000
+
+
+def _few_events(gate: Gate, events: int | None) -> str:
+    """The sentence that leads the failure of a gate fitted on very few events ("" if not)."""
+    if events is None or events >= FEW_EVENTS:
+        return ""
+    had = counted(int(events), "event")
+    if gate.parent is None:
+        return (
+            f"the file holds only {had} to fit it on: it may be cut short or nearly empty "
+            "(copy or export it again, or acquire the sample again). "
+        )
+    return (
+        f"its parent {gate.parent!r} holds only {had} to fit it on: the file may be cut "
+        "short or nearly empty, or hold few of these cells. "
+    )
+
+
+def use_fallback(gate: Gate, why: str, fallback, *, events: int | None = None):
+    """Use `fallback` with a warning (or a note for `collect_fallbacks`), or raise the failure.
+
+    `events`: how many events the gate was given to fit on (all the file's for a top-level
+    gate, else its parent's); a failure on fewer than `FEW_EVENTS` says so first.
+    """
     if fallback is None:
         stop = "" if why.endswith((".", "?", "!")) else "."
+        few = _few_events(gate, events)
+        if few:
+            why = f"The fit: {why}"
         raise GatingError(
-            f"adaptive gate {gate.id!r} cannot be placed: {why}{stop} Give it fixed fallback "
-            "bounds, or loosen its limits"
+            f"adaptive gate {gate.id!r} cannot be placed: {few}{why}{stop} Give it fixed "
+            "fallback bounds, or loosen its limits"
         )
     message = f"adaptive gate {gate.id!r} used its fixed fallback: {why}"
     found = _FALLBACKS.get()

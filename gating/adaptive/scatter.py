@@ -108,7 +108,7 @@ class SingletGate(AdaptiveGate):
             span = np.quantile(la, [0.0005, 0.9995])
             lo_a, hi_a = span[0] - math.log(2.0), span[1] + math.log(2.0)
         except NoFit as exc:
-            fb = use_fallback(self, str(exc), self.fallback)
+            fb = use_fallback(self, str(exc), self.fallback, events=values.shape[0])
             low = lambda x: np.full_like(x, math.log(fb[0]))  # noqa: E731
             high = lambda x: np.full_like(x, math.log(fb[1]))  # noqa: E731
             lo_a, hi_a = math.log(1.0), math.log(self._top())
@@ -277,7 +277,7 @@ class ClusterGate(AdaptiveGate):
         try:
             mean, cov = self.locate(values, rng)
         except NoFit as exc:
-            fb = use_fallback(self, str(exc), self.fallback)
+            fb = use_fallback(self, str(exc), self.fallback, events=values.shape[0])
             return replace(fb, id=self.id, parent=self.parent, name=self.name)
         d2 = self.distance**2
         if "log" not in self.scale:

@@ -303,7 +303,7 @@ class ValleyGate(AdaptiveGate):
         try:
             t, _ = _place(values[:, 0], self.valley)
         except NoFit as exc:
-            t = use_fallback(self, str(exc), self.valley.fallback)
+            t = use_fallback(self, str(exc), self.valley.fallback, events=values.shape[0])
         lo, hi = (t, None) if self.keep == "above" else (None, t)
         return RectangleGate(
             id=self.id, parent=self.parent, name=self.name, dims=self.dims, min=(lo,), max=(hi,)
@@ -330,7 +330,7 @@ class ValleyGate(AdaptiveGate):
                 else:
                     t, _ = _place(y, self.valley)
         except NoFit as exc:
-            t = use_fallback(self, str(exc), self.valley.fallback)
+            t = use_fallback(self, str(exc), self.valley.fallback, events=values.shape[0])
         # the half-plane as a polygon over a box far beyond the data
         span = max(float(np.ptp(x)) if x.size else 1.0, float(np.ptp(y)) if y.size else 1.0, 1.0)
         xa, xb = (x.min() if x.size else x0) - 10 * span, (x.max() if x.size else x0) + 10 * span
@@ -430,18 +430,19 @@ class ValleyQuadrantGate(AdaptiveGate, QuadrantGate):
 
     def fit(self, values: np.ndarray, rng: np.random.Generator) -> Gate:
         cuts: list = [None] * len(self.dims)
+        n = values.shape[0]  # the gate's events (each cut's failure says so if very few)
         order = [j for j, k in enumerate(self.split_by) if k is None]
         order += [j for j, k in enumerate(self.split_by) if k is not None]
         for j in order:
             k = self.split_by[j]
             if k is None:
-                cuts[j] = (self._cut(values[:, j], j, ""),)
+                cuts[j] = (self._cut(values[:, j], j, "", n),)
                 continue
             upper = values[:, k] >= cuts[k][0]
             name = self.dims[k].channel
             cuts[j] = (
-                self._cut(values[~upper, j], j, f" among {name}- events"),
-                self._cut(values[upper, j], j, f" among {name}+ events"),
+                self._cut(values[~upper, j], j, f" among {name}- events", n),
+                self._cut(values[upper, j], j, f" among {name}+ events", n),
             )
         dividers, quadrants = quadrant_layout(
             self.id, self.dims, self.split_by, cuts, self.quadrant_ids, self.quadrant_names
@@ -450,12 +451,15 @@ class ValleyQuadrantGate(AdaptiveGate, QuadrantGate):
             id=self.id, parent=self.parent, name=self.name, dividers=dividers, quadrants=quadrants
         )
 
-    def _cut(self, x: np.ndarray, j: int, where: str) -> float:
+    def _cut(self, x: np.ndarray, j: int, where: str, events: int) -> float:
         try:
             return _place(x, self.valleys[j])[0]
         except NoFit as exc:
             return use_fallback(
-                self, f"{self.dims[j].channel}{where}: {exc}", self.valleys[j].fallback
+                self,
+                f"{self.dims[j].channel}{where}: {exc}",
+                self.valleys[j].fallback,
+                events=events,
             )
 
 
