@@ -267,3 +267,49 @@ def test_an_incidence_every_patient_reached_has_its_interval():
     n_last = float(steps["n_at_risk"].iloc[-1])
     prior = 1.0 - float(steps["ci_low"].iloc[-2])
     assert ci["at_horizon_ci_low"] == pytest.approx(1 - prior * beta.ppf(0.975, 1, n_last))
+
+
+@pytest.mark.parametrize(
+    "days",
+    [
+        np.zeros(8),  # every patient had the event on day 0: the curve is at its end at once
+        np.array([10, 20, 30, 40, 50, 60, 70, 80], dtype=float),
+        np.full(8, 50.0),
+    ],
+)
+def test_the_step_where_every_patient_left_by_the_event_has_the_exact_interval(days):
+    """Where S reaches 0 (the incidence 1) the step table gave 0-0 (Kaplan-Meier: zero width,
+    as if S were known exactly) or no interval (the incidence), while outcomes_summary gave the
+    exact bound for no survivor of 8: 0 % (0-36.9 %), 100 % (63.1-100 %). The table's row is
+    now that interval (Clopper-Pearson for 0 of 8; scipy's beta quantile)."""
+    from scipy.stats import beta
+
+    bound = beta.ppf(0.975, 1, 8)
+    events = np.ones(8, dtype=int)
+    km, ci = kaplan_meier(days, events), cumulative_incidence(days, events)
+    for steps, cumulative, want in ((km, False, (0.0, bound)), (ci, True, (1 - bound, 1.0))):
+        last = steps.iloc[-1]
+        assert last["estimate"] == (1.0 if cumulative else 0.0)
+        assert (last["ci_low"], last["ci_high"]) == pytest.approx(want, rel=1e-9)
+        summary = summarise_curve(steps, days, horizon=365, cumulative=cumulative)
+        got = (summary["at_horizon_ci_low"], summary["at_horizon_ci_high"])
+        assert got == pytest.approx((last["ci_low"], last["ci_high"]), rel=1e-12)
+        # the row before any event (S = 1, F = 0 at day 0, nobody yet out) is exact: 1-1, 0-0
+        if days.min() > 0:
+            first = steps.iloc[0]
+            assert (first["time"], first["ci_low"], first["ci_high"]) == (0.0,) + (
+                (0.0, 0.0) if cumulative else (1.0, 1.0)
+            )
+
+
+def test_the_end_step_after_a_censored_patient_agrees_with_the_summary():
+    days = np.array([12, 30, 33, 45, 60, 61, 80, 99, 110, 120, 150, 170, 195], dtype=float)
+    status = np.ones(13, dtype=int)
+    status[3] = 0
+    for fit, cumulative in ((kaplan_meier, False), (cumulative_incidence, True)):
+        steps = fit(days, status)
+        summary = summarise_curve(steps, days, horizon=365, cumulative=cumulative)
+        last = steps.iloc[-1]
+        assert np.isfinite([last["ci_low"], last["ci_high"]]).all()
+        got = (summary["at_horizon_ci_low"], summary["at_horizon_ci_high"])
+        assert got == pytest.approx((last["ci_low"], last["ci_high"]), rel=1e-12)

@@ -4,7 +4,8 @@
   as a step table with the Greenwood standard error of S(t) (Greenwood 1926;
   the ``std.err`` R's ``summary(survfit())`` prints) and lifelines' 95 %
   interval, log(−log) transformed ("exponential Greenwood"), which stays
-  inside [0, 1]; `summarise_curve` gives the median with its interval and
+  inside [0, 1] (where S reaches 0 it has none: the step has the exact
+  binomial bound instead); `summarise_curve` gives the median with its interval and
   the estimate at a horizon day.
 * `logrank`: the log-rank test, stratified when strata are given (per-stratum
   observed minus expected and hypergeometric variance summed; Peto & Peto
@@ -94,7 +95,8 @@ def kaplan_meier(durations, events, *, level: float = 0.95) -> pd.DataFrame:
         `STEP_COLUMNS`, one row per distinct time (time 0 first, with every
         patient at risk): ``estimate`` S(t), ``se`` its Greenwood standard
         error (NaN once S reaches 0), ``ci_low``/``ci_high`` the log(−log)
-        interval; ``n_competing`` is 0.
+        interval (1–1 while S = 1; where S reaches 0, 0 to the exact bound of
+        `_end_bound`, which `summarise_curve` gives too); ``n_competing`` is 0.
     """
     t, e = _arrays(durations, events)
     if t.size == 0:
@@ -128,6 +130,9 @@ def kaplan_meier(durations, events, *, level: float = 0.95) -> pd.DataFrame:
         start.update(estimate=1.0, se=0.0, ci_low=1.0, ci_high=1.0)
         out = pd.concat([pd.DataFrame([start]), out], ignore_index=True)
     out.loc[out["estimate"] >= 1.0, ["ci_low", "ci_high", "se"]] = [1.0, 1.0, 0.0]
+    end = _end_bound(out, t.size, level, cumulative=False)
+    if end is not None:  # S reached 0: the exact bound, not log(-log)'s zero width
+        out.loc[end[0], ["ci_low", "ci_high"]] = [0.0, end[1]]
     return out[list(STEP_COLUMNS)]
 
 
@@ -139,6 +144,29 @@ def _no_event_bound(n, level: float):
     n = np.asarray(n, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return np.where(n > 0, 1.0 - ((1.0 - level) / 2.0) ** (1.0 / np.maximum(n, 1.0)), 1.0)
+
+
+def _end_bound(steps: pd.DataFrame, n: int, level: float, cumulative: bool):
+    """``(row, bound)`` where the curve reaches its end, S = 0 (the incidence 1: every
+    patient still at risk had the event), else None. There S has no Greenwood variance and
+    no log(−log) interval; `bound` is the exact upper bound of S: for no survivor of the `n`
+    patients when nobody was censored before (`_no_event_bound`), else the upper bound of
+    the step before times the exact one for no survivor among the last at risk. The
+    incidence's lower bound is 1 − `bound`."""
+    if not len(steps):
+        return None
+    values = steps["estimate"].to_numpy(dtype=np.float64)
+    end = values >= 1.0 - 1e-12 if cumulative else values <= 0.0
+    if not end.any():
+        return None
+    zero = int(np.argmax(end))
+    if int(steps["n_censored"].iloc[: zero + 1].sum()) == 0:
+        return zero, float(_no_event_bound(n, level))
+    # the survival's upper bound before the last step (the incidence's lower)
+    slow = "ci_low" if cumulative else "ci_high"
+    prior = float(steps[slow].iloc[zero - 1]) if zero > 0 else (0.0 if cumulative else 1.0)
+    prior = 1.0 - prior if cumulative else prior
+    return zero, prior * float(_no_event_bound(float(steps["n_at_risk"].iloc[zero]), level))
 
 
 def numbers_at_risk(durations, times) -> np.ndarray:
@@ -242,18 +270,9 @@ def summarise_curve(
             else:
                 out["at_horizon_ci_low"], out["at_horizon_ci_high"] = 1.0 - bound, 1.0
         elif out["at_horizon"] >= 1.0 - 1e-12 if cumulative else out["at_horizon"] <= 0.0:
-            # S reached 0 (the incidence 1): the last patients at risk all had the event.
-            # Nobody censored before: no survivor of n, the exact bound; else the step
-            # before's bound times the exact bound for no survivor among the last at risk
-            values = steps["estimate"].to_numpy()
-            zero = int(np.argmax(values >= 1.0 - 1e-12 if cumulative else values <= 0.0))
-            if int(steps["n_censored"].iloc[: zero + 1].sum()) == 0:
-                bound = float(_no_event_bound(t.size, level))
-            else:
-                # the survival's upper bound before the last step (the incidence's lower)
-                prior = steps[slow].iloc[zero - 1] if zero > 0 else (0.0 if cumulative else 1.0)
-                prior = 1.0 - float(prior) if cumulative else float(prior)
-                bound = prior * float(_no_event_bound(float(steps["n_at_risk"].iloc[zero]), level))
+            # S reached 0 (the incidence 1): the last patients at risk all had the event;
+            # the exact bound, as the step table's row has it
+            _, bound = _end_bound(steps, t.size, level, cumulative)
             if cumulative:
                 out["at_horizon_ci_low"], out["at_horizon_ci_high"] = 1.0 - bound, 1.0
             else:
@@ -389,7 +408,9 @@ def cumulative_incidence(durations, status, *, level: float = 0.95) -> pd.DataFr
         `STEP_COLUMNS`, one row per distinct time (time 0 first):
         ``n_events`` events of interest, ``n_competing`` competing events,
         ``estimate`` the cumulative incidence F(t), ``se`` its delta-method
-        standard error, ``ci_low``/``ci_high`` the log(−log) interval.
+        standard error, ``ci_low``/``ci_high`` the log(−log) interval (where
+        F reaches 1, 1 − the exact bound of `_end_bound` to 1, as
+        `summarise_curve` gives).
 
     Notes
     -----
@@ -435,7 +456,7 @@ def cumulative_incidence(durations, status, *, level: float = 0.95) -> pd.DataFr
     # once every patient has had an event the variance is undefined, as Greenwood's is
     gone = survival <= 0
     se, lo, hi = (np.where(gone, np.nan, x) for x in (se, lo, hi))
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "time": times,
             "n_at_risk": at_risk.astype(np.int64),
@@ -448,3 +469,7 @@ def cumulative_incidence(durations, status, *, level: float = 0.95) -> pd.DataFr
             "ci_high": hi,
         }
     )[list(STEP_COLUMNS)]
+    end = _end_bound(out, t.size, level, cumulative=True)
+    if end is not None:  # F reached 1: the mirror of the survival's exact bound at 0
+        out.loc[end[0], ["ci_low", "ci_high"]] = [1.0 - end[1], 1.0]
+    return out
