@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from cytokit.errors import OutputError
+
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
@@ -159,7 +161,7 @@ def _destination(named: Path) -> tuple[Path, int | None]:
     path, mode = replaced(named)
     named.parent.mkdir(parents=True, exist_ok=True)
     if not path.parent.is_dir():
-        raise FileNotFoundError(
+        raise OutputError(
             f"{named}: is a symbolic link to {path}, whose folder does not exist; make the "
             "folder or remove the link"
         )

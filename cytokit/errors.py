@@ -16,6 +16,7 @@ __all__ = [
     "FCSError",
     "GatingError",
     "MissingExtraError",
+    "OutputError",
     "PanelError",
     "StudyError",
     "did_you_mean",
@@ -74,6 +75,12 @@ class GatingError(CytokitError, ValueError):
 
 class StudyError(CytokitError, ValueError):
     """A study folder, manifest or configuration is invalid."""
+
+
+class OutputError(CytokitError, OSError):
+    """An output cannot go where it is to be written (a symbolic link there into a folder
+    that does not exist...); the message names the path and the fix. An OSError too, as a
+    refused write always was."""
 
 
 #: How alike (`difflib.SequenceMatcher.ratio`, case ignored) a name must be to a known one

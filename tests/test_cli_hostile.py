@@ -145,6 +145,22 @@ def report_out_is_a_file(tmp, study, results):
     return ["report", results, "--out", tmp / "taken", "--no-qc"]
 
 
+def gate_table_is_a_dangling_link(tmp, study, results):
+    strategy, fcs = study / "strategy.xml", next((study / "fcs").glob("*.fcs"))
+    argv = ["gate", str(strategy), str(fcs), "--out", str(tmp / "out"), "--scheduler", "serial"]
+    assert run(argv) == 0
+    (tmp / "out" / "warnings.csv").unlink()
+    (tmp / "out" / "warnings.csv").symlink_to(tmp / "gone" / "w.csv")
+    return argv
+
+
+def report_is_a_dangling_link(tmp, study, results):
+    out = _copy(results, tmp / "results")
+    (out / "report.html").unlink(missing_ok=True)
+    (out / "report.html").symlink_to(tmp / "gone" / "report.html")
+    return ["report", out, "--no-qc"]
+
+
 def simulate_table_is_a_folder(tmp, study, results):
     (tmp / "sim" / "manifest.csv").mkdir(parents=True)
     return ["simulate", tmp / "sim", "--patients", "1", "--events", "200", "--days", "0"]
@@ -190,6 +206,17 @@ CASES: dict[str, tuple[Callable, int, str]] = {
     "report: chimerism.csv binary": (chimerism_binary, 1, "chimerism.csv: not a CSV table"),
     "report: a damaged header": (chimerism_header_damaged, 1, "chimerism.csv: no column patient"),
     "report --out is a file": (report_out_is_a_file, 1, "taken: is a file, not a folder"),
+    # a symbolic link into a folder that is gone, where an output goes: refused, not a bug
+    "gate: warnings.csv a dangling link": (
+        gate_table_is_a_dangling_link,
+        1,
+        "warnings.csv: is a symbolic link to",
+    ),
+    "report: report.html a dangling link": (
+        report_is_a_dangling_link,
+        1,
+        "report.html: is a symbolic link to",
+    ),
     "simulate: manifest.csv is a folder": (simulate_table_is_a_folder, 1, "manifest.csv: is a"),
     "simulate OUT is a file": (simulate_out_is_a_file, 1, "is not a folder"),
     "inspect garbage": (inspect_garbage, 1, "x.fcs"),

@@ -19,6 +19,7 @@ from cytokit import Channel, Sample, write_fcs
 from cytokit._io import atomic_write_bytes, write_csv
 from cytokit.cli.app import run
 from cytokit.engine.store import RunStore
+from cytokit.errors import OutputError
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 
@@ -97,7 +98,7 @@ def test_a_table_written_through_a_dangling_link_makes_no_folders_at_its_target(
     link = tmp_path / "out" / "counts.csv"
     link.parent.mkdir()
     link.symlink_to(tmp_path / "gone" / "deeper" / "counts.csv")
-    with pytest.raises(FileNotFoundError, match=r"counts\.csv: is a symbolic link to .*make"):
+    with pytest.raises(OutputError, match=r"counts\.csv: is a symbolic link to .*make"):
         atomic_write_bytes(link, b"a\n1\n")
     assert not (tmp_path / "gone").exists()
     (tmp_path / "gone" / "deeper").mkdir(parents=True)
@@ -177,7 +178,7 @@ def test_tables_replaced_together_are_never_a_mix_of_two_runs(tmp_path, monkeypa
     # a dangling link into a folder that is gone: the same error as a single write gives
     link = tmp_path / "warnings.csv"
     link.symlink_to(tmp_path / "gone" / "warnings.csv")
-    with pytest.raises(FileNotFoundError, match=r"warnings\.csv: is a symbolic link to"):
+    with pytest.raises(OutputError, match=r"warnings\.csv: is a symbolic link to"):
         io.replace_together({tmp_path / "counts.csv": b"newer\n", link: b"w\n"})
     assert not (tmp_path / "gone").exists() and (tmp_path / "counts.csv").read_bytes() == b"new\n"
     # a rename refused part-way names the table and leaves no temporary file
