@@ -39,17 +39,19 @@ def _rebuild(results: Path, out: Path | None, *, qc: bool, single_file: bool, sv
 
     t0 = time.perf_counter()
     check_results_dir(results)
-    typer.echo(f"rebuilding plots and report from {results} ...", err=True)
     options = {"qc": qc, "single_file": single_file}
     if svg:  # logged only when asked for: earlier runs' settings keep their hash
         options["svg"] = True
-        typer.echo(
-            "note: --svg is no longer needed: every figure of the report is an SVG file "
-            "already (a QC plot: its PNG of histograms and the SVG drawn over it)",
-            err=True,
-        )
     formats = ("png",)
+    # the run log is checked first: a refusal comes before any word of work
     with recorded(results if out is None else out, "report", options=options) as log:
+        typer.echo(f"rebuilding plots and report from {results} ...", err=True)
+        if svg:
+            typer.echo(
+                "note: --svg is no longer needed: every figure of the report is an SVG file "
+                "already (a QC plot: its PNG of histograms and the SVG drawn over it)",
+                err=True,
+            )
         # what the report reads: the folder's tables, study.json, tables.json and qc/
         read = [p for p in snapshot(results) if _read_by_report(p)]
         log.add_inputs("results", (Path(results) / p for p in read))

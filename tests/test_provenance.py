@@ -359,14 +359,33 @@ def test_a_run_log_in_place_of_a_file_is_refused_without_waiting(tmp_path):
         (tmp_path / "ro" / RUNLOG_NAME).chmod(0o444)
         with pytest.raises(CytokitError, match=r"appended to \(Permission denied\)"):
             check_appendable(tmp_path / "ro")
+    # a folder or a FIFO in the way: no permission to change, it is to be moved away
     (tmp_path / RUNLOG_NAME).mkdir()
-    with pytest.raises(CytokitError, match=r"appended to \(Is a directory\)"):
+    with pytest.raises(CytokitError, match=r"is a folder, not the run log file") as err:
         check_appendable(tmp_path)
+    assert "move or remove it" in str(err.value) and "chmod" not in str(err.value)
     if hasattr(os, "mkfifo"):  # opened without blocking: no reader is waited for
         (tmp_path / "fifo").mkdir()
         os.mkfifo(tmp_path / "fifo" / RUNLOG_NAME)
-        with pytest.raises(CytokitError, match=r"appended to \(a FIFO \(named pipe\)\)"):
+        with pytest.raises(CytokitError, match=r"is a FIFO \(named pipe\), not the run log"):
             check_appendable(tmp_path / "fifo")
+
+
+def test_a_folder_in_place_of_the_run_log_is_said_before_any_work(analysed, tmp_path):
+    """A folder runlog.jsonl: `report` said "rebuilding plots..." before refusing, with
+    the fix "chmod u+w" (no permission is at fault), and `verify` said "no runlog.jsonl
+    in it". Both now name the folder in the way, before anything is done."""
+    out, _ = analysed
+    copy = shutil.copytree(out, tmp_path / "copy")
+    (copy / RUNLOG_NAME).unlink()
+    (copy / RUNLOG_NAME).mkdir()
+    code, _, err = cli(["report", copy, "--no-qc"])
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"cytokit: error: {copy / RUNLOG_NAME}: is a folder, not the run log")
+    assert "move or remove it" in err and "chmod" not in err
+    code, _, err = cli(["verify", copy])
+    assert code == 2 and f"{copy / RUNLOG_NAME}: the run log is a folder, not a file" in err, err
+    assert "no runlog.jsonl" not in err
 
 
 def test_a_failed_command_adds_no_line(tmp_path):

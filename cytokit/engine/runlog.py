@@ -63,7 +63,6 @@ is not read again; every other file is read once.
 
 from __future__ import annotations
 
-import errno
 import getpass
 import hashlib
 import json
@@ -401,15 +400,38 @@ def check_appendable(folder: str | os.PathLike) -> None:
     except (FileNotFoundError, NotADirectoryError):
         return  # no run log yet, or no folder: the output folder's own check says so
     except OSError as exc:
-        # ENXIO: a FIFO without a reader (opened without blocking)
-        why = "a FIFO (named pipe)" if exc.errno == errno.ENXIO else exc.strerror or str(exc)
-        raise _not_appendable(path, why) from None
+        kind = _in_the_way(path)
+        if kind is not None:
+            raise _in_place_of_runlog(path, kind) from None
+        raise _not_appendable(path, exc.strerror or str(exc)) from None
     try:
         kind = special_kind(os.fstat(fd).st_mode)
     finally:
         os.close(fd)
     if kind is not None:
-        raise _not_appendable(path, f"{kind}, not a regular file")
+        raise _in_place_of_runlog(path, _named(kind))
+
+
+def _in_the_way(path: Path) -> str | None:
+    """What stands at `path` in place of a run log file ("a folder", "a FIFO (named
+    pipe)"...), None for a file or nothing."""
+    try:
+        kind = special_kind(path.stat().st_mode)
+    except OSError:
+        return None
+    return None if kind is None else _named(kind)
+
+
+def _named(kind: str) -> str:
+    return "a folder" if kind == "a directory" else kind
+
+
+def _in_place_of_runlog(path: Path, kind: str) -> CytokitError:
+    return CytokitError(
+        f"{path}: is {kind}, not the run log file every run adds its line to, so nothing was "
+        "started: move or remove it (a run then starts a new run log), or give another "
+        "output folder"
+    )
 
 
 def _not_appendable(path: Path, why: str) -> CytokitError:
@@ -475,6 +497,12 @@ def read_runlog(folder: str | os.PathLike) -> list[dict]:
         record (the message names the line number and the fix).
     """
     path = Path(folder) / RUNLOG_NAME
+    kind = _in_the_way(path)
+    if kind is not None:
+        raise RunlogError(
+            f"{path}: the run log is {kind}, not a file, so no run can be verified: move or "
+            f"remove it (a cytokit command run into {folder} then starts a new run log)"
+        )
     if not path.is_file():
         where = f"no {RUNLOG_NAME} in it" if Path(folder).is_dir() else "not a folder"
         raise RunlogError(
