@@ -165,6 +165,25 @@ def test_verify_says_an_input_it_cannot_read_is_unreadable_not_missing(
     assert finding["kind"] == "input_unreadable" and finding["why"] == "Permission denied"
 
 
+def test_verify_says_an_input_now_a_folder_is_unreadable_not_missing(analysed, study, tmp_path):
+    """An FCS input replaced by a folder of its name was reported "input (fcs) missing",
+    though something is there: it is unreadable, a folder, not a file."""
+    out, _ = analysed
+    path = sorted((study / "fcs").glob("*.fcs"))[1]
+    aside = tmp_path / path.name
+    shutil.move(path, aside)
+    try:
+        path.mkdir()
+        code, text, _ = cli(["verify", out])
+        (finding,) = verify(out).as_dict()["findings"]
+    finally:
+        path.rmdir()
+        shutil.move(aside, path)
+    assert code == 1 and f"input (fcs) unreadable: {path} (a folder, not a file)" in text, text
+    assert finding["kind"] == "input_unreadable" and finding["why"] == "a folder, not a file"
+    assert cli(["verify", out])[0] == 0
+
+
 def test_an_export_into_the_results_logs_the_study_it_gated(analysed, study, tmp_path):
     """export-wsp gates every file again: its log line lists the FCS files, strategy and
     settings (it listed tables.json alone, so `verify --run` could not see them change)."""

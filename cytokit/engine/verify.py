@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cytokit._paths import special_kind
 from cytokit.engine.hashing import file_hash
 from cytokit.engine.runlog import RUNLOG_NAME, RunlogError, read_runlog, snapshot, versions
 
@@ -249,13 +251,20 @@ def _where(folder: Path, path: str) -> Path:
 
 def _hash(path: Path, buffer: bytearray, memo: dict) -> str | None:
     """The SHA-256 of `path`; None where it is absent or cannot be read (`_unreadable`
-    says which)."""
+    says which: a folder or a FIFO in its place is there, but not a file to read)."""
     key = os.path.abspath(path)
     if key not in memo:
+        memo[key] = None
         try:
-            memo[key] = file_hash(path, buffer) if path.is_file() else None
+            mode = path.stat().st_mode
+            kind = "a folder" if stat.S_ISDIR(mode) else special_kind(mode)
+            if kind is None:
+                memo[key] = file_hash(path, buffer)
+            else:
+                memo[("why", key)] = f"{kind}, not a file"
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # absent: missing
         except OSError as exc:
-            memo[key] = None
             memo[("why", key)] = exc.strerror or str(exc)
     return memo[key]
 
