@@ -14,9 +14,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import cytokit
 from cytokit.analysis.results import _legacy_sample_id, qc_npz, sample_id
+from cytokit.errors import CytokitError
+from cytokit.report import build_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,15 +41,24 @@ def test_common_names_keep_their_id_and_awkward_ones_never_collide():
         assert sample_id(a) != sample_id(b)
 
 
-def test_three_names_that_shared_a_qc_file_get_one_each(tmp_path):
+RENAMED = {
+    "fcs/P01_day007.fcs": "fcs/d7 x.fcs",
+    "fcs/P02_day043.fcs": "fcs/d7&x.fcs",
+    "fcs/P03_day028.fcs": "fcs/d7/x.fcs",
+}
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """The sample study with three files named so that an older cytokit gave them one QC
+    file, analysed: (results folder, Results)."""
+    tmp_path = tmp_path_factory.mktemp("ids")
     study = tmp_path / "study"
     shutil.copytree(REPO / "sample_data", study, ignore=shutil.ignore_patterns("truth"))
+    with (study / "study.toml").open("a") as fh:
+        fh.write("\n[acquisition_qc]\nenabled = true\n")  # its plots read qc/ too
     rows = list(csv.DictReader((study / "manifest.csv").open()))
-    renamed = {
-        "fcs/P01_day007.fcs": "fcs/d7 x.fcs",
-        "fcs/P02_day043.fcs": "fcs/d7&x.fcs",
-        "fcs/P03_day028.fcs": "fcs/d7/x.fcs",
-    }
+    renamed = RENAMED
     (study / "fcs" / "d7").mkdir()
     for old, new in renamed.items():
         (study / old).rename(study / new)
@@ -57,8 +69,12 @@ def test_three_names_that_shared_a_qc_file_get_one_each(tmp_path):
         w.writeheader()
         w.writerows(rows)
     out = tmp_path / "out"
-    res = cytokit.analyze(study, out, workers=1)
-    files = list(renamed.values())
+    return out, cytokit.analyze(study, out, workers=1)
+
+
+def test_three_names_that_shared_a_qc_file_get_one_each(analysed):
+    out, res = analysed
+    files = list(RENAMED.values())
     paths = {qc_npz(out, f) for f in files}
     assert len(paths) == 3 and all(p.is_file() for p in paths)
     # each file's stored histogram is its own: its events are its NK count
@@ -79,3 +95,34 @@ def test_an_older_folders_qc_file_is_still_found(tmp_path):
     new = out / "qc" / f"{sample_id(file)}.npz"
     np.savez(new, a=np.arange(3))
     assert qc_npz(out, file) == new
+
+
+def _first_gate(res, file: str) -> str:
+    return str(res.qc.loc[res.qc["file"] == file, "gate_id"].iloc[0])
+
+
+def _acquisition_line(report: str, file: str) -> str:
+    """The report's Acquisition QC entry of `file` (its paragraph or its details)."""
+    section = report.split('<section id="acquisition-qc">', 1)[1].split("</section>", 1)[0]
+    (entry,) = [e for e in section.split("\n") if f">{file}: <b>" in e.replace("&amp;", "&")]
+    return entry
+
+
+def test_a_missing_qc_file_is_missing_not_another_samples(analysed, tmp_path):
+    """With ``qc/fcs__d7__x-05f771d4.npz`` (of ``fcs/d7 x.fcs``) gone, the API fell back to
+    the name an older cytokit gave it, ``fcs__d7__x.npz``: the QC file of ``fcs/d7/x.fcs``,
+    whose points it returned as the missing sample's; the acquisition plot too. Both now
+    say the file is missing, as the report's QC plot does."""
+    out, res = analysed
+    copy = Path(shutil.copytree(out, tmp_path / "out"))
+    gone, owner = "fcs/d7 x.fcs", "fcs/d7/x.fcs"
+    (copy / "qc" / f"{sample_id(gone)}.npz").unlink()
+    assert (copy / "qc" / f"{_legacy_sample_id(gone)}.npz").is_file()  # owner's, by new naming
+    again = cytokit.load_results(copy)
+    with pytest.raises(CytokitError, match=r"fcs__d7__x-05f771d4\.npz.*is missing.*analyze"):
+        again.qc_points(gone, _first_gate(res, gone))
+    points = again.qc_points(owner, _first_gate(res, owner))
+    assert np.array_equal(points, res.qc_points(owner, _first_gate(res, owner)))
+    report = build_report(again).read_text(encoding="utf-8")
+    assert "missing" in _acquisition_line(report, gone)
+    assert "<details" in _acquisition_line(report, owner)

@@ -277,6 +277,7 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -736,6 +737,47 @@ class Results:
             )
         return CytokitError(f"no sample {file!r} in the results at {self.out}")
 
+    def qc_file(self, file: str) -> Path:
+        """`file`'s ``qc/<sample>.npz`` (it may be missing): the name qc.csv records for
+        it, else the one `qc_npz` finds among the folder's files. Every reader of QC data
+        (the API, the report's QC and acquisition plots) finds it here.
+
+        Raises
+        ------
+        CytokitError
+            The results were not written to a folder.
+        """
+        if self.out is None:
+            raise CytokitError("these results were not written to a folder; QC data is kept there")
+        file = str(file)
+        recorded = self._qc_names().get(file)
+        if recorded is not None:
+            sample, _ = recorded
+            if sample in (sample_id(file), _legacy_sample_id(file)):
+                return Path(self.out) / "qc" / f"{sample}.npz"
+        folder = [*self._qc_names(), *self.qc_failed_files()]
+        if not self.samples.empty and "file" in self.samples:
+            folder += [str(f) for f in self.samples["file"]]
+        return qc_npz(self.out, file, folder)
+
+    def _qc_names(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """Each file of qc.csv: the QC name (``sample``) it records for it, and every file
+        it records under that name. Kept while `qc` is the same table (a report asks once
+        per sample)."""
+        q = self.qc
+        kept = self.__dict__.get("_qc_names_of")
+        if kept is not None and kept[0] is q:
+            return kept[1]
+        names: dict[str, tuple[str, tuple[str, ...]]] = {}
+        if q is not None and not q.empty and {"file", "sample"} <= set(q.columns):
+            pairs = q[["file", "sample"]].astype(str).drop_duplicates()
+            by_name = pairs.groupby("sample", sort=False)["file"].agg(tuple)
+            names = {
+                f: (n, by_name[n]) for f, n in zip(pairs["file"], pairs["sample"], strict=True)
+            }
+        self.__dict__["_qc_names_of"] = (q, names)
+        return names
+
     def _qc_item(self, file: str, key: str) -> np.ndarray:
         return self._qc_items(file, (key,))[key]
 
@@ -746,7 +788,12 @@ class Results:
             raise CytokitError("these results were not written to a folder; QC data is kept there")
         if not self._analysed(file) and file not in self.qc_failed_files():
             raise self._no_qc_record(file)
-        path = qc_npz(self.out, file)
+        path = self.qc_file(file)
+        if not path.is_file():
+            raise CytokitError(
+                f"{path}: the QC file of {file!r} is missing; run `cytokit analyze STUDY --out "
+                f"{self.out}` again to write it"
+            )
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in keys if k not in data]
             if missing:
@@ -798,15 +845,20 @@ def _legacy_sample_id(file: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "__" for c in stem)
 
 
-def qc_npz(out: Path, file: str) -> Path:
+def qc_npz(out: Path, file: str, files: Iterable[str] = ()) -> Path:
     """``out/qc/<sample_id>.npz`` of `file`, or the name an older cytokit gave it where
-    only that one is there."""
+    only that one is there and no other of `files` (the folder's) has that name now: a
+    missing QC file is then missing, not another sample's."""
+    file = str(file)
     path = Path(out) / "qc" / f"{sample_id(file)}.npz"
-    if not path.exists():
-        legacy = path.with_name(f"{_legacy_sample_id(file)}.npz")
-        if legacy.exists():
-            return legacy
-    return path
+    old = _legacy_sample_id(file)
+    legacy = path.with_name(f"{old}.npz")
+    if path.exists() or old == path.stem or not legacy.exists():
+        return path
+    others = {str(f) for f in files} - {file}
+    if any(sample_id(f) == old for f in others):
+        return path  # that name is another sample's
+    return legacy
 
 
 def conform(frame: pd.DataFrame, columns) -> pd.DataFrame:

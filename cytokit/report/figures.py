@@ -825,10 +825,10 @@ def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> 
     """Per file that went through acquisition QC: its event rate and signals over time
     (`cytokit.plots.acquisition_figure`), drawn from ``qc/<sample>.npz`` like a QC plot,
     so an unchanged rebuild draws none of them."""
-    from cytokit.analysis.results import qc_npz, sample_id
+    from cytokit.analysis.results import sample_id
 
     for file, verdict in acquisition_files(results):
-        stem = qc_npz(results.out, file).stem if results.out is not None else sample_id(file)
+        stem = results.qc_file(file).stem if results.out is not None else sample_id(file)
         path, why = _qc_file(results.out, stem)
         if path is not None:
             with np.load(path, allow_pickle=False) as data:
