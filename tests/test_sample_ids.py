@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import cytokit
 from cytokit.analysis.results import _legacy_sample_id, qc_npz, sample_id
+from cytokit.analysis.tablesjson import write_index
 from cytokit.errors import CytokitError
 from cytokit.report import build_report
 
@@ -97,6 +100,22 @@ def test_an_older_folders_qc_file_is_still_found(tmp_path):
     assert qc_npz(out, file) == new
 
 
+def test_an_older_name_is_not_taken_where_other_files_had_it_too(tmp_path):
+    """The older name of a file without its own QC file: another sample's where a file of
+    the folder has that name now (the file is then missing), and refused where the older
+    cytokit gave it to other files too (it holds one of them only)."""
+    out = tmp_path / "out"
+    (out / "qc").mkdir(parents=True)
+    file = "fcs/d7 x.fcs"
+    legacy = out / "qc" / f"{_legacy_sample_id(file)}.npz"
+    np.savez(legacy, a=np.arange(3))
+    new = out / "qc" / f"{sample_id(file)}.npz"
+    assert qc_npz(out, file, [file, "fcs/P01.fcs"]) == legacy
+    assert qc_npz(out, file, [file, "fcs/d7/x.fcs"]) == new  # fcs__d7__x is that one's
+    with pytest.raises(CytokitError, match=r"older cytokit under one name for 2 files"):
+        qc_npz(out, file, [file, "fcs/d7&x.fcs"])
+
+
 def _first_gate(res, file: str) -> str:
     return str(res.qc.loc[res.qc["file"] == file, "gate_id"].iloc[0])
 
@@ -126,3 +145,47 @@ def test_a_missing_qc_file_is_missing_not_another_samples(analysed, tmp_path):
     report = build_report(again).read_text(encoding="utf-8")
     assert "missing" in _acquisition_line(report, gone)
     assert "<details" in _acquisition_line(report, owner)
+
+
+def _as_an_older_cytokit_wrote(out: Path, files) -> None:
+    """`out` as a cytokit that named QC files by `_legacy_sample_id` left it: each
+    ``qc/*.npz`` under that name (of files sharing one, the last written stays), qc.csv's
+    ``sample`` column so, the index written again."""
+    for file in files:
+        (out / "qc" / f"{sample_id(file)}.npz").replace(
+            out / "qc" / f"{_legacy_sample_id(file)}.npz"
+        )
+    qc = pd.read_csv(out / "qc.csv", dtype=str, keep_default_na=False)
+    qc["sample"] = [_legacy_sample_id(f) for f in qc["file"]]
+    qc.to_csv(out / "qc.csv", index=False)
+    entries = json.loads((out / "tables.json").read_text())["files"]
+    write_index(out, {e["name"]: e.get("rows") for e in entries})
+
+
+def test_an_older_folders_shared_qc_file_is_shown_for_none_of_its_files(analysed, tmp_path):
+    """An older cytokit wrote ``fcs/d7 x.fcs``, ``fcs/d7&x.fcs`` and ``fcs/d7/x.fcs`` to one
+    ``qc/fcs__d7__x.npz`` (the last one's data): the report showed that QC plot on all
+    three pages, and the API returned its points for each. Neither now shows it for any of
+    them; both say why, and to analyse again."""
+    out, res = analysed
+    old = Path(shutil.copytree(out, tmp_path / "old"))
+    files = [str(f) for f in res.samples["file"]]
+    _as_an_older_cytokit_wrote(old, files)
+    assert not (old / "qc" / f"{sample_id('fcs/d7 x.fcs')}.npz").exists()
+    again = cytokit.load_results(old)
+    said = r"older cytokit under one name for 3 files.*cytokit analyze STUDY --out"
+    for file in RENAMED.values():
+        with pytest.raises(CytokitError, match=said):
+            again.qc_points(file, _first_gate(res, file))
+    other = next(f for f in files if f not in RENAMED.values())
+    assert np.array_equal(
+        again.qc_points(other, _first_gate(res, other)),
+        res.qc_points(other, _first_gate(res, other)),
+    )
+    report = build_report(again)
+    pages = "".join(p.read_text(encoding="utf-8") for p in (old / "patients").glob("*.html"))
+    assert "fcs__d7__x.png" not in pages and "fcs__d7__x.svg" not in pages
+    assert pages.count("written by an older cytokit under one name for 3 files") == 3
+    html = report.read_text(encoding="utf-8")
+    for file in RENAMED.values():
+        assert "older cytokit" in _acquisition_line(html, file)

@@ -745,14 +745,18 @@ class Results:
         Raises
         ------
         CytokitError
-            The results were not written to a folder.
+            The results were not written to a folder; or qc.csv records one QC file for
+            `file` and other files (an older cytokit named them alike: it holds one
+            file's data, not known which).
         """
         if self.out is None:
             raise CytokitError("these results were not written to a folder; QC data is kept there")
         file = str(file)
         recorded = self._qc_names().get(file)
         if recorded is not None:
-            sample, _ = recorded
+            sample, files = recorded
+            if len(files) > 1:
+                raise CytokitError(shared_qc_file(self.out, sample, files))
             if sample in (sample_id(file), _legacy_sample_id(file)):
                 return Path(self.out) / "qc" / f"{sample}.npz"
         folder = [*self._qc_names(), *self.qc_failed_files()]
@@ -848,7 +852,14 @@ def _legacy_sample_id(file: str) -> str:
 def qc_npz(out: Path, file: str, files: Iterable[str] = ()) -> Path:
     """``out/qc/<sample_id>.npz`` of `file`, or the name an older cytokit gave it where
     only that one is there and no other of `files` (the folder's) has that name now: a
-    missing QC file is then missing, not another sample's."""
+    missing QC file is then missing, not another sample's.
+
+    Raises
+    ------
+    CytokitError
+        The older name is that of other `files` too: an older cytokit wrote their QC data
+        to one file, which holds one of them only.
+    """
     file = str(file)
     path = Path(out) / "qc" / f"{sample_id(file)}.npz"
     old = _legacy_sample_id(file)
@@ -858,7 +869,20 @@ def qc_npz(out: Path, file: str, files: Iterable[str] = ()) -> Path:
     others = {str(f) for f in files} - {file}
     if any(sample_id(f) == old for f in others):
         return path  # that name is another sample's
+    sharing = sorted(f for f in others if _legacy_sample_id(f) == old)
+    if sharing:
+        raise CytokitError(shared_qc_file(out, old, [file, *sharing]))
     return legacy
+
+
+def shared_qc_file(out: Path, sample: str, files) -> str:
+    """Why the QC file `sample` of `files` is shown for none of them (`Results.qc_file`)."""
+    listed = ", ".join(repr(f) for f in sorted(files))
+    return (
+        f"qc/{sample}.npz was written by an older cytokit under one name for {len(files)} "
+        f"files ({listed}) and holds the QC data of one of them only: run `cytokit analyze "
+        f"STUDY --out {out}` again to write one QC file per sample"
+    )
 
 
 def conform(frame: pd.DataFrame, columns) -> pd.DataFrame:

@@ -707,12 +707,17 @@ def _qc_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
             else None
         )
         for sample, rows in results.qc.groupby(results.qc["sample"].astype(str), sort=True):
-            path, why = _qc_file(results.out, sample)
+            file = str(rows.iloc[0].get("file", sample))
+            try:  # the name qc.csv records; none where it records one for several files
+                stem = results.qc_file(file).stem if results.out is not None else sample
+            except CytokitError as exc:
+                got.qc_missing[sample] = str(exc)
+                continue
+            path, why = _qc_file(results.out, stem)
             if path is None:
                 got.qc_missing[sample] = why
                 continue
             points = _QCPoints(path, _file_digest(path))
-            file = str(rows.iloc[0].get("file", sample))
             mine = counts if by_file is None else by_file.get(file, counts.iloc[0:0])
             day = rows.iloc[0].get("day")
             title = f"{rows.iloc[0].get('patient', '')}, day {_day(day)}: {file}"
@@ -828,7 +833,11 @@ def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> 
     from cytokit.analysis.results import sample_id
 
     for file, verdict in acquisition_files(results):
-        stem = results.qc_file(file).stem if results.out is not None else sample_id(file)
+        try:
+            stem = results.qc_file(file).stem if results.out is not None else sample_id(file)
+        except CytokitError as exc:  # a QC file an older cytokit wrote for several files
+            got.acquisition_missing[file] = str(exc)
+            continue
         path, why = _qc_file(results.out, stem)
         if path is not None:
             with np.load(path, allow_pickle=False) as data:
