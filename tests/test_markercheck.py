@@ -334,3 +334,41 @@ def test_marker_failed_rows_are_shown_and_drawn_as_missing():
     fig = persistence_figure(rows, "P", measure="donor_pct")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "failed (donor marker or file): no value" in labels
+
+
+def test_exports_of_a_sample_whose_detector_failed_say_what_was_not_counted(study, tmp_path):
+    """export-wsp stopped on counts.csv's empty counts (an internal error), and the AnnData
+    flags of populations analyze left uncounted read as counts with nothing to say so."""
+    from cytokit.analysis.flowjo_export import export_wsp
+
+    copy = shutil.copytree(study, tmp_path / "study")
+    file = "fcs/P1_day014.fcs"
+    sample = read_fcs(copy / file, scale=False)
+    ev = sample.events.copy()
+    ev[:, sample.channel_index("FITC-A")] = 0.0
+    sample.events = ev
+    write_fcs(copy / file, sample)
+    out = tmp_path / "out"
+    results = cytokit.analyze(copy, out, workers=1)
+    lost = results.chimerism[(results.chimerism.file == file) & results.chimerism.events.isna()]
+    assert len(lost)
+    done = export_wsp(out, tmp_path / "study.wsp", study=copy)
+    assert any("not counted in counts.csv" in n for n in done.notes), done.notes
+    assert not any("gated again" in n for n in done.notes)  # every counted gate agrees
+    pytest.importorskip("anndata")
+    import anndata
+
+    from cytokit.analysis.anndata_export import export_anndata
+
+    adata = anndata.read_h5ad(export_anndata(out, tmp_path / "x.h5ad", study=copy))
+    pairs = adata.uns["cytokit"]["not_counted"]
+    said = {file: sorted(lost.population)}
+    assert list(pairs["file"]) == [file] * len(lost)
+    assert list(pairs["population"]) == said[file]
+    obs = adata.obs
+    for f, rows in results.chimerism.groupby("file"):
+        mine = obs[obs.file == f]
+        for r in rows.itertuples():
+            if f == file and r.population in said[file]:
+                continue
+            assert int(mine[f"in_{r.population}"].sum()) == r.events, (f, r.population)

@@ -43,13 +43,16 @@ Layout (the conventions of readfcs and pytometry: variables are channels,
 ``uns["cytokit"]``
     cytokit version, study name, results folder, tube, populations (name → gate
     path), threshold parent, donor markers, strategy source and digest,
-    compensation, events per file (0 = all), seed, and ``study_toml`` (the
-    study's settings as JSON).
+    compensation, events per file (0 = all), seed, ``study_toml`` (the
+    study's settings as JSON), and ``not_counted``: the populations
+    ``counts.csv`` leaves uncounted, as lists ``file`` and ``population`` (a
+    failed donor marker: their ``in_<population>`` flags are the gates as drawn).
 
 With ``events=N`` each file contributes a random N of its events (all of a
 smaller file; a generator seeded with `seed` and the file name); without it,
 every event, so the ``in_<population>`` sums per file are ``counts.csv``'s
-counts and the donor events per population are ``chimerism.csv``'s.
+counts (but for the populations ``uns["cytokit"]["not_counted"]`` lists) and
+the donor events per population are ``chimerism.csv``'s.
 """
 
 from __future__ import annotations
@@ -421,8 +424,23 @@ def results_anndata(
         "events_per_file": int(events or 0),
         "seed": int(seed),
         "study_toml": json.dumps(study.config, default=str, sort_keys=True),
+        "not_counted": _not_counted(results, set(obs["file"].astype(str))),
     }
     return adata
+
+
+def _not_counted(results, files: set[str]) -> dict[str, list[str]]:
+    """``{"file": [...], "population": [...]}``, a pair per population chimerism.csv gives
+    no events (its gates read a failed donor marker, or a channel compensated against its
+    failed detector): its ``in_<population>`` flags are the gates as drawn, not counts
+    cytokit stands by. (Two lists, not a mapping by file: HDF5 reads a ``/`` in a key as
+    a group.)"""
+    ch = results.chimerism
+    if ch.empty or "events" not in ch.columns:
+        return {"file": [], "population": []}
+    lost = ch[ch["events"].isna() & ch["file"].astype(str).isin(files)]
+    pairs = sorted(set(zip(lost["file"].astype(str), lost["population"].astype(str), strict=True)))
+    return {"file": [f for f, _ in pairs], "population": [p for _, p in pairs]}
 
 
 def _target(out: Path) -> Path:

@@ -197,10 +197,19 @@ def export_wsp(
 
 
 def _check_counts(name: str, result, rows, notes: list[str]) -> None:
-    """Note each gate whose count, gated again, differs from counts.csv."""
+    """Note each gate whose count, gated again, differs from counts.csv, and the gates
+    counts.csv leaves uncounted (a failed donor marker), which FlowJo counts as drawn."""
+    import pandas as pd
+
     want = dict(zip(rows["gate_path"], rows["count"], strict=True))
+    uncounted = [p for p, c in want.items() if pd.isna(c)]
+    if uncounted:
+        notes.append(
+            f"{name}: {len(uncounted)} gate(s) not counted in counts.csv (the sample's donor "
+            "marker failed: see its note there); FlowJo counts them as drawn"
+        )
     for path, count in zip(result.counts["gate_path"], result.counts["count"], strict=True):
-        if path in want and int(want[path]) != int(count):
+        if path in want and not pd.isna(want[path]) and int(want[path]) != int(count):
             notes.append(
                 f"{name}: gated again, {path} has {int(count):,} events where counts.csv has "
                 f"{int(want[path]):,}"
