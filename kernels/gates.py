@@ -40,9 +40,10 @@ Edge semantics (checked against the ISAC Gating-ML 2.0 compliance truth)
   edges bounding it from the right or above are outside. ±inf coordinates
   are outside.
 * **Ellipsoid** (n-D): inside iff ``(x − μ)ᵀ C⁻¹ (x − μ) <= d²``
-  (Gating-ML 2.0 ``distanceSquare``; boundary inclusive). ``C`` is used as
-  given (not symmetrised: FlowKit's ``Ellipsoid3D`` test case has a
-  non-symmetric matrix and its truth follows the full quadratic form).
+  (Gating-ML 2.0 ``distanceSquare``; boundary inclusive). ``C`` must be a
+  covariance matrix: symmetric to rounding and positive definite (otherwise
+  the region is unbounded; `check_covariance` refuses it, and so FlowKit's
+  ``Ellipsoid3D`` test document, whose matrix is neither); it is used as given.
 * **Quadrant**: each divider has sorted values ``v_0 < … < v_{m-1}`` that cut
   its dimension into ``m + 1`` intervals ``[v_{k-1}, v_k)`` (``v_{-1} = -inf``,
   ``v_m = +inf``): a value equal to a divider value belongs to the interval

@@ -28,9 +28,9 @@ __all__ = [
 
 
 #: Largest ``|C[i, j] - C[j, i]|``, relative to the largest ``|C|``, of a covariance taken
-#: as symmetric: room for a matrix printed to 7 significant digits (single precision), none
-#: for a real asymmetry.
-SYMMETRY_TOLERANCE = 1e-6
+#: as symmetric: room for a fitted matrix printed to 4 significant digits (its two halves
+#: rounded apart by one unit of the last digit), none for a real asymmetry.
+SYMMETRY_TOLERANCE = 1e-3
 
 
 def _vector(v, what: str, name: str) -> np.ndarray:
@@ -126,12 +126,17 @@ def ellipsoid_geometry(mean, covariance, distance_square, what: str = "ellipsoid
     ----------
     mean : array_like of float, shape (n_dims,)
     covariance : array_like of float, shape (n_dims, n_dims)
-        Invertible, with a positive diagonal; used as given (not symmetrised,
-        nor required to be positive definite: the Gating-ML compliance suite's
-        3-D ellipsoid is neither, and defines the test by the formula). See
-        `check_covariance` for the stricter test of a format that can require it.
+        A covariance matrix (`check_covariance`): symmetric to rounding, positive
+        definite, invertible; used as given (not symmetrised).
     distance_square : float
         ``d² > 0``.
+
+    Raises
+    ------
+    ValueError
+        Naming `what` and the matrix: wrong shape, not finite, a variance <= 0,
+        singular, not symmetric or not positive definite (its "ellipsoid" would be
+        unbounded and take in events however far from the mean).
 
     Returns
     -------
@@ -159,6 +164,7 @@ def ellipsoid_geometry(mean, covariance, distance_square, what: str = "ellipsoid
             f"{what}: covariance matrix {c.tolist()} is singular (condition number {cond:.3g}); "
             "an ellipsoid needs an invertible covariance"
         )
+    check_covariance(c, what)
     d2 = float(distance_square)
     if not (math.isfinite(d2) and d2 > 0):
         raise ValueError(f"{what}: distance_square={distance_square!r} must be finite and > 0")
@@ -167,7 +173,9 @@ def ellipsoid_geometry(mean, covariance, distance_square, what: str = "ellipsoid
 
 def check_covariance(covariance, what: str = "ellipsoid") -> None:
     """Raise unless `covariance` is symmetric (to a relative `SYMMETRY_TOLERANCE`, room for
-    decimal rounding) and positive definite: an ellipse, not a hyperbola.
+    decimal rounding) and positive definite: an ellipsoid, not a hyperboloid.
+
+    `ellipsoid_geometry` calls it, so every ellipsoid (kernel, plan, gate, file) passes it.
 
     Parameters
     ----------
@@ -188,8 +196,9 @@ def check_covariance(covariance, what: str = "ellipsoid") -> None:
     if np.any(eig <= 0):
         raise ValueError(
             f"{what}: covariance matrix {c.tolist()} is not positive definite (eigenvalues "
-            f"{eig.tolist()}); an ellipse needs positive variances on the diagonal and "
-            "|covariance| < the product of the standard deviations"
+            f"{eig.tolist()}), so it bounds no ellipsoid and would take in events however far "
+            "from the mean; give a covariance matrix with every eigenvalue > 0 (in 2-D: each "
+            "|covariance| < the product of the two standard deviations)"
         )
 
 

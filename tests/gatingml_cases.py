@@ -41,7 +41,13 @@ def _cases() -> list[tuple[str, str, str, bool]]:
 
 CASES = _cases()
 DOCUMENTS = sorted(p.name for p in GML.glob("gml_*.xml")) if GML.exists() else []
-VALID_DOCUMENTS = [d for d in DOCUMENTS if d != "gml_range_gate_attr_testing.xml"]
+#: FlowKit's Ellipsoid3D addition: its matrix [[2.5, 7.5, 17.5], [7.5, 7, 13.5], [15.5, 13.5,
+#: 4.3]] is neither symmetric nor positive definite (eigenvalues about 29.8, -14.1, -1.9), so
+#: its "ellipsoid" is unbounded; cytokit refuses it (its truth file is FlowKit's own output).
+NO_COVARIANCE = "gml_ellipsoid3d_gate.xml"
+VALID_DOCUMENTS = [
+    d for d in DOCUMENTS if d not in ("gml_range_gate_attr_testing.xml", NO_COVARIANCE)
+]
 
 
 def need_corpus(path: Path) -> Path:

@@ -1,8 +1,9 @@
 """Gating-ML 2.0 import: the ISAC compliance suite and real producers' documents.
 
 * Every truth file (exact per-event membership) from its single-gate document
-  and from ``gml_all_gates.xml`` (plus FlowKit's Ellipsoid3D and ParQuadRect
-  documents), on data1.fcs read by `read_fcs` and on FlowIO's truth array.
+  and from ``gml_all_gates.xml`` (plus FlowKit's ParQuadRect document; its
+  Ellipsoid3D one is refused: its matrix is no covariance), on data1.fcs read by
+  `read_fcs` and on FlowIO's truth array.
 * FlowKit's extra documents without truth, transformation bounds, matrices
   given inverted.
 * FlowJo's own Gating-ML export (no compensation-ref, ``Comp-`` channels) loads
@@ -26,6 +27,7 @@ from gatingml_cases import (
     CORPUS,
     FLOWSOM,
     GML,
+    NO_COVARIANCE,
     NS,
     need_corpus,
 )
@@ -42,17 +44,33 @@ def data1(request):
     return gatingml_cases.data1(request.param)
 
 
+GATED = [c for c in CASES if c[2] != NO_COVARIANCE]
+
+
 # --- the ISAC compliance suite ------------------------------------------------------------------
 
 
 @pytest.mark.corpus
-@pytest.mark.parametrize(("truth", "gid", "doc", "in_all"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("truth", "gid", "doc", "in_all"), GATED, ids=[c[0] for c in GATED])
 def test_compliance_single_gate_document(data1, truth, gid, doc, in_all):
     strategy = read_gatingml(need_corpus(GML / doc))
     result = strategy.apply(data1)
     want = naive.truth(truth)
     np.testing.assert_array_equal(result.membership(gid), want)
     assert result.count(gid) == want.sum()
+
+
+@pytest.mark.corpus
+def test_a_document_whose_ellipsoid_has_no_covariance_is_refused():
+    """FlowKit's Ellipsoid3D: a gate on that matrix is unbounded (FlowKit counts 4191 events)."""
+    path = need_corpus(GML / NO_COVARIANCE)
+    with pytest.raises(
+        GatingError,
+        match=rf"^{re.escape(str(path))}, line \d+, <gating:EllipsoidGate id=\"Ellipsoid3D\">: "
+        r"gate 'Ellipsoid3D': covariance matrix \[\[2.5, 7.5, 17.5\], .* is not symmetric: row 0 "
+        r"column 2 is 17.5 but row 2 column 0 is 15.5; a covariance matrix is symmetric",
+    ):
+        read_gatingml(path)
 
 
 @pytest.fixture(scope="module")

@@ -240,6 +240,19 @@ MALFORMED = {
         r"\[0.5, -1.0\]\] has variance -1.0 on row 1; the diagonal of a covariance matrix holds "
         r"variances, each > 0",
     ),
+    "ellipse indefinite covariance": (
+        ELLIPSE.format(dims=POLY_DIMS, c="2"),
+        r"line 3, <gating:EllipsoidGate id=\"E\">: gate 'E': covariance matrix \[\[1.0, 2.0\], "
+        r"\[2.0, 1.0\]\] is not positive definite \(eigenvalues \[-1.0, 3.0\]\)",
+    ),
+    "ellipse asymmetric covariance": (
+        ELLIPSE.format(dims=POLY_DIMS, c="0.5").replace(
+            '<gating:row><gating:entry data-type:value="0.5" />',
+            '<gating:row><gating:entry data-type:value="0" />',
+        ),
+        r"line 3, <gating:EllipsoidGate id=\"E\">: gate 'E': covariance matrix \[\[1.0, 0.5\], "
+        r"\[0.0, 1.0\]\] is not symmetric: row 0 column 1 is 0.5 but row 1 column 0 is 0.0",
+    ),
     "polygon on one line": (
         f'<gating:PolygonGate gating:id="P">\n{POLY_DIMS}\n'
         + "".join(VERTEX.replace('value="1"', f'value="{v}"').format(v) for v in (1, 2, 3))

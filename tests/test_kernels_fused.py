@@ -30,9 +30,11 @@ def compliance():
     return ids, counts, mem
 
 
-TRUTH_IDS = sorted(
+ALL_TRUTH_IDS = sorted(
     p.name[len("Results_") : -len(".txt")] for p in (naive.GATE_REF / "truth").glob("Results_*.txt")
-) or ["corpus-missing"]
+)
+# Ellipsoid3D's matrix is no covariance: the plan refuses it (test_kernels_gates)
+TRUTH_IDS = [t for t in ALL_TRUTH_IDS if t != "Ellipsoid3D"] or ["corpus-missing"]
 
 
 @pytest.mark.corpus
@@ -47,7 +49,7 @@ def test_compliance_truth(compliance, gid):
 @pytest.mark.corpus
 def test_compliance_covers_every_truth_file(compliance):
     ids, _, _ = compliance
-    assert len(TRUTH_IDS) == 51
+    assert len(ALL_TRUTH_IDS) == 51 and len(TRUTH_IDS) == 50
     assert set(TRUTH_IDS) <= set(ids)
 
 

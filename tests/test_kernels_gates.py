@@ -200,6 +200,37 @@ def test_ellipsoid_errors():
         ellipsoid_membership(np.zeros((2, 2)), [0, 0], np.eye(3), 1)
 
 
+# Far from the mean of a matrix that is no covariance: an indefinite matrix takes in (1e6, -1e6),
+# as an ellipse of radius 1 cannot; a lopsided one is read as its symmetric part by no rule.
+NO_COVARIANCE = {
+    "indefinite": ([[1, 2], [2, 1]], r"is not positive definite \(eigenvalues \[-1.0, 3.0\]\)"),
+    "lopsided": ([[1, 0.5], [0, 1]], r"is not symmetric: row 0 column 1 is 0.5 but row 1 column 0"),
+    "indefinite 3-D": (
+        [[2.5, 7.5, 17.5], [7.5, 7, 13.5], [15.5, 13.5, 4.3]],  # FlowKit's Ellipsoid3D document
+        r"is not symmetric: row 0 column 2 is 17.5 but row 2 column 0 is 15.5",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NO_COVARIANCE))
+def test_ellipsoid_refuses_a_matrix_that_is_no_covariance(case):
+    cov, match = NO_COVARIANCE[case]
+    nd = len(cov)
+    x = np.array([[0, 0], [100, 100], [1000, -1000], [1e6, -1e6], [50, 0]], float)
+    x = np.column_stack([x] + [x[:, :1]] * (nd - 2))
+    with pytest.raises(ValueError, match=r"^ellipsoid: covariance matrix \[\[.*" + match):
+        ellipsoid_membership(x, [0] * nd, cov, 1.0)
+
+
+def test_ellipsoid_takes_a_covariance_printed_to_four_digits():
+    """A fitted [[62.5, 37.505], [37.495, 62.5]] printed to 4 digits: 37.51 and 37.49."""
+    cov = [[62.5, 37.51], [37.49, 62.5]]
+    x = np.random.default_rng(4).normal(scale=10, size=(2000, 2))
+    np.testing.assert_array_equal(
+        ellipsoid_membership(x, [0, 0], cov, 1.0), naive.ellipsoid(x, [0, 0], cov, 1.0)
+    )
+
+
 # --- quadrants ---------------------------------------------------------------------------------
 
 
@@ -419,9 +450,7 @@ def test_compliance_ellipsoids(data1):
         cols(data1, "FL3-H", "FL4-H"), [12.99701, 16.22941], [[62.5, 37.5], [37.5, 62.5]], 1
     )
     np.testing.assert_array_equal(e1, naive.truth("Ellipse1"))
-    cov3 = [[2.5, 7.5, 17.5], [7.5, 7, 13.5], [15.5, 13.5, 4.3]]  # as given: not symmetric
-    e3 = ellipsoid_membership(cols(data1, "FL3-H", "FL4-H", "FL1-H"), [40.3, 30.6, 20.8], cov3, 1)
-    np.testing.assert_array_equal(e3, naive.truth("Ellipsoid3D"))
+    # FlowKit's Ellipsoid3D matrix is no covariance: see NO_COVARIANCE
 
 
 @pytest.mark.corpus

@@ -18,7 +18,7 @@ from pathlib import Path
 import naive_gates as naive
 import numpy as np
 import pytest
-from gatingml_cases import CASES, GML, need_corpus
+from gatingml_cases import CASES, GML, NO_COVARIANCE, need_corpus
 
 import cytokit
 from cytokit import Channel, Sample, write_fcs
@@ -67,7 +67,8 @@ def assert_same_counts(strategy: G.GatingStrategy, path: Path, block_events: int
 @pytest.mark.corpus
 def test_compliance_gates_streamed_equal_apply_and_the_truth():
     data1 = need_corpus(naive.GATE_REF / "data1.fcs")
-    docs = [*sorted({doc for _, _, doc, _ in CASES}), "gml_all_gates.xml"]
+    # every document but FlowKit's Ellipsoid3D, whose matrix is no covariance (refused)
+    docs = [*sorted({doc for _, _, doc, _ in CASES} - {NO_COVARIANCE}), "gml_all_gates.xml"]
     checked = 0
     for doc in docs:
         strategy = read_gatingml(need_corpus(GML / doc))
@@ -77,7 +78,7 @@ def test_compliance_gates_streamed_equal_apply_and_the_truth():
             if d == doc or (doc == "gml_all_gates.xml" and in_all):
                 assert got[gid] == naive.truth(truth).sum(), (doc, gid)
                 checked += 1
-    assert checked == 51 + 49
+    assert checked == 50 + 49
 
 
 # -- FlowJo workspaces of the corpus with their FCS files -------------------------------------

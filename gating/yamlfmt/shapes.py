@@ -28,7 +28,6 @@ from cytokit.gating.gates import (
     PolygonGate,
     RectangleGate,
 )
-from cytokit.kernels import geometry
 
 TOP_KEYS = ("name", "gates", "transform", "panel", "compensation", "matrices")
 COMMON_KEYS = ("name", "id", "gates", "parent", "transform", "compensation")
@@ -111,9 +110,7 @@ class Shapes:
 
     def _g_ellipse(self, node, common, item):
         dims = tuple(d for _, d in self._dims(node["ellipse"], node, "ellipse"))
-        return _strict(
-            EllipsoidGate(**common, dims=dims, **self._ellipse(node, len(dims), item.line))
-        )
+        return EllipsoidGate(**common, dims=dims, **self._ellipse(node, len(dims), item.line))
 
     def _ellipse(self, node, n: int, line: int) -> dict:
         if "center" in node:
@@ -283,7 +280,7 @@ class Shapes:
             if kind in ("range", "rectangle") and is_seq(v) and len(v) == len(dims):
                 return RectangleGate(**base, min=tuple(p[0] for p in v), max=tuple(p[1] for p in v))
             if kind == "ellipse" and is_map(v):
-                return _strict(EllipsoidGate(**base, **self._ellipse(v, len(dims), line)))
+                return EllipsoidGate(**base, **self._ellipse(v, len(dims), line))
         raise self.err(
             line,
             "fallback is one fixed shape on the same dimensions: {polygon: [[x, y], ...]}, "
@@ -315,19 +312,6 @@ class Shapes:
 
 
 _NOT_A_BOUND = "is not a number; a bound is a finite number, or null to leave the side open"
-
-
-def _strict(gate: EllipsoidGate) -> EllipsoidGate:
-    """`gate`, whose covariance this format requires to be one: symmetric, positive definite.
-
-    (Gating-ML's compliance suite gates with a matrix that is neither, so the
-    gate itself takes any invertible one.)
-    """
-    try:
-        geometry.check_covariance(gate.covariance, f"gate {gate.id!r}")
-    except ValueError as exc:
-        raise GatingError(str(exc)) from None
-    return gate
 
 
 def _num(v, error: GatingError | None) -> float | None:
