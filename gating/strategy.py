@@ -173,13 +173,19 @@ class GatingStrategy:
     name : str
     source : str
         Where it was read from (for messages).
+    aliases : mapping of str to str, optional
+        Other ids that name populations, ``{alias: population id}``: a Gating-ML
+        file's ids where cytokit's own differ (an id that is no ``xs:ID``, such as
+        ``/Lymphocytes/Singlets``, is written as ``_Lymphocytes_Singlets``). An
+        alias names its population as its id does (`matches`).
 
     Raises
     ------
     GatingError
         Repeated ids or paths, a parent or operand that does not exist, a cycle,
         a dimension naming an unknown matrix, a tree beyond the bounds of
-        `cytokit.gating.limits` (depth, populations, path length).
+        `cytokit.gating.limits` (depth, populations, path length), an alias of no
+        population.
     """
 
     def __init__(
@@ -189,6 +195,7 @@ class GatingStrategy:
         matrices: Mapping[str, SpectrumMatrix] | None = None,
         name: str = "",
         source: str = "",
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -240,6 +247,13 @@ class GatingStrategy:
                 raise GatingError(
                     f"strategy{where}: the id {p.id!r} of population {p.path!r} is the path of "
                     "another population; rename the id"
+                )
+        self.aliases = {a: pid for a, pid in (aliases or {}).items() if a != pid}
+        for a, pid in self.aliases.items():
+            if pid not in self._by_id:
+                raise GatingError(
+                    f"strategy{where}: alias {a!r} names {pid!r}, which is not a population id "
+                    "of the strategy"
                 )
         self._plans: dict[tuple, tuple] = {}
 
@@ -299,6 +313,9 @@ class GatingStrategy:
         found: dict[str, tuple[Population, str]] = {}
         if key in self._by_id:
             found[self._by_id[key].id] = (self._by_id[key], "id")
+        if key in self.aliases:
+            p = self._by_id[self.aliases[key]]
+            found.setdefault(p.id, (p, "id"))
         if not key.startswith("/") and "/" + key in self._by_path:
             found.setdefault(self._by_path["/" + key].id, (self._by_path["/" + key], "path"))
         if not key.startswith("/") and "/" + key in self._by_id:
@@ -312,7 +329,8 @@ class GatingStrategy:
         """The one population `key` names.
 
         `key` is a path (``/Lymphocytes/Singlets``; the leading ``/`` may be
-        left out), a gate or quadrant id, or a population name that no other
+        left out), a gate or quadrant id (or its id in the Gating-ML file the
+        strategy was read from, `aliases`), or a population name that no other
         population has (`matches`).
 
         Raises
@@ -351,6 +369,7 @@ class GatingStrategy:
                 return offer(ends[:3])
         else:
             options = [p.id for p in self.populations] + [p.name for p in self.populations]
+            options += list(self.aliases)
         return did_you_mean(key, options)
 
     def by_id(self, population_id: str) -> Population:
@@ -387,6 +406,7 @@ class GatingStrategy:
             matrices=self.matrices,
             name=self.name,
             source=self.source,
+            aliases=self.aliases,
         )
 
     def ancestors(self, gate_id: str) -> set[str]:

@@ -315,3 +315,25 @@ def test_the_sample_study_strategy_exports_valid_gatingml(tmp_path, gatingml_sch
     theirs = {g[0] for g in fk.parse_gating_xml(str(out)).get_gate_ids()}
     ids = _document_ids(out)
     assert {ids.get(g.id, g.id) for g in single} <= theirs
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log10:RuntimeWarning")
+def test_a_strategy_read_back_answers_to_the_ids_in_its_file(tmp_path):
+    """An id that is no xs:ID ('/Lymphocytes/Singlets/Live') is written respelled
+    ('_Lymphocytes_Singlets_Live'), the id FlowKit and a reader of the file know: read back,
+    every population answers to its id in the file, with the count of before."""
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    sample = cytokit.read_fcs(root / "fcs" / "P01_day007.fcs")
+    fitted = G.load_strategy(root / "strategy.yaml").fit(sample)
+    out = fitted.to_gatingml(tmp_path / "fitted.xml")
+    ours = fitted.apply(sample)
+    back = G.load_strategy(out)
+    again = back.apply(sample)
+    ids = _document_ids(out)
+    assert ids["/Lymphocytes/Singlets/Live"] == "_Lymphocytes_Singlets_Live"
+    for p in fitted.populations:
+        doc_id = ids.get(p.id, p.id)
+        assert back.population(doc_id).path == p.path, doc_id
+        assert again.count(doc_id) == ours.count(p.id), doc_id
+    # cytokit's own ids still name them
+    assert again.count("/Lymphocytes/Singlets/Live") == ours.count("/Lymphocytes/Singlets/Live")

@@ -104,7 +104,11 @@ def _fresh(strategy):
     from cytokit.gating import GatingStrategy
 
     return GatingStrategy(
-        strategy.gates, matrices=strategy.matrices, name=strategy.name, source=strategy.source
+        strategy.gates,
+        matrices=strategy.matrices,
+        name=strategy.name,
+        source=strategy.source,
+        aliases=strategy.aliases,
     )
 
 

@@ -219,7 +219,12 @@ class _Reader:
         meta = cytokit_info(root, "strategy")
         title = name if name is not None else meta.get("name", "")
         try:
-            return GatingStrategy(gates, matrices=self.matrices, name=title, source=str(self.path))
+            # the document's own ids name its populations too (FlowKit knows them by those)
+            pops = {pid for g in gates for pid in g.population_ids}
+            aliases = {a: pid for a, pid in self.original.items() if pid in pops}
+            return GatingStrategy(
+                gates, matrices=self.matrices, name=title, source=str(self.path), aliases=aliases
+            )
         except GatingError as exc:
             msg = str(exc).replace(f"strategy in {self.path}: ", "")
             raise GatingError(f"{self.path}: {msg}") from None
