@@ -39,6 +39,7 @@ from numba.core import caching
 __all__ = [
     "JIT",
     "JIT_PARALLEL",
+    "check_out",
     "is_cached",
     "jit",
     "jit_parallel",
@@ -167,3 +168,55 @@ def native(x) -> np.ndarray:
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
+
+
+def check_out(
+    out, shape: tuple[int, ...], dtypes, what: str = "", name: str = "out", contiguous=False
+) -> np.ndarray:
+    """`out`, checked as the array a kernel writes its result into: every kernel's ``out=``
+    (and ``distances=``) goes through here, so all say the same.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtypes : sequence of numpy dtypes
+        The ones the kernel writes, in the machine's byte order.
+    what : str
+        The kernel, for messages (``"ellipsoid"``), or ``""``.
+    name : str
+        The argument's name.
+    contiguous : bool
+        Whether it must be C-contiguous.
+
+    Raises
+    ------
+    TypeError
+        Not a numpy array, another dtype, or one of `dtypes` in the other byte order (the
+        kernels are compiled for the machine's; unlike an input, an output cannot be
+        converted, as the caller reads the array it passed).
+    ValueError
+        Another shape, read-only, or (`contiguous`) not C-contiguous.
+    """
+    lead = f"{what}: " if what else ""
+    kinds = " or ".join(np.dtype(d).name for d in dtypes)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{lead}{name} must be a numpy array of {kinds}, got {type(out).__name__}")
+    dt = out.dtype
+    if not dt.isnative and dt.newbyteorder("=") in dtypes:
+        here = dt.newbyteorder("=")
+        raise TypeError(
+            f"{lead}{name} has dtype {dt.str} ({here.name} in the other byte order); {name} "
+            f"must be in native byte order: np.empty({shape}, np.{here.name}) or "
+            f"{name}.astype('={dt.str[1:]}')"
+        )
+    if dt not in dtypes:
+        raise TypeError(f"{lead}{name} must be a numpy array of {kinds}, got dtype {dt}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{lead}{name} has shape {out.shape}; expected {tuple(shape)}")
+    if not out.flags.writeable:
+        raise ValueError(f"{lead}{name} is read-only; pass a writeable array")
+    if contiguous and not out.flags.c_contiguous:
+        raise ValueError(
+            f"{lead}{name} is not C-contiguous; pass np.empty({tuple(shape)}, np.{dt.name})"
+        )
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._config import jit, jit_parallel, native
+from ._config import check_out, jit, jit_parallel, native
 
 __all__ = ["compensate", "compensation_matrix"]
 
@@ -161,12 +161,7 @@ def compensate(events, spillover, columns, *, out=None) -> np.ndarray:
     if out is None:
         res = np.empty(ev.shape, dtype=ev.dtype)
     else:
-        if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
-            raise TypeError("out must be a float32 or float64 numpy array")
-        if out.shape != ev.shape:
-            raise ValueError(f"out has shape {out.shape}; expected {ev.shape}")
-        if not out.flags.writeable:
-            raise ValueError("out is read-only; pass a writeable array")
+        check_out(out, ev.shape, (np.float32, np.float64))
         if not in_place and np.shares_memory(out, ev):
             raise ValueError(
                 "out overlaps events without being events; pass events itself or a new array"

@@ -63,7 +63,7 @@ import numba
 import numpy as np
 from numba import prange, types
 
-from ._config import jit, jit_parallel, native
+from ._config import check_out, jit, jit_parallel, native
 from .geometry import (
     ellipsoid_geometry,
     polygon_geometry,
@@ -364,13 +364,7 @@ def _as_events(x, n_dims: int | None, what: str) -> np.ndarray:
 def _as_out(out, shape: tuple[int, ...], what: str) -> np.ndarray:
     if out is None:
         return np.empty(shape, dtype=np.bool_)
-    if not isinstance(out, np.ndarray) or out.dtype != np.bool_:
-        raise TypeError(f"{what}: out must be a numpy bool array")
-    if out.shape != shape:
-        raise ValueError(f"{what}: out has shape {out.shape}; expected {shape}")
-    if not out.flags.writeable:
-        raise ValueError(f"{what}: out is read-only; pass a writeable array")
-    return out
+    return check_out(out, shape, (np.bool_,), what)
 
 
 # --- public wrappers -----------------------------------------------------------------------------

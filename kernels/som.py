@@ -40,7 +40,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._config import jit, jit_parallel, native
+from ._config import check_out, jit, jit_parallel, native
 from ._threads import run_ranges
 
 __all__ = ["map_nodes", "node_histograms", "som_batch", "som_online"]
@@ -394,13 +394,8 @@ def map_nodes(data, codes, *, lookup=None, out=None, distances=None):
     n = ev.shape[0]
     if out is None:
         out = np.empty(n, dtype=np.int32)
-    elif (
-        not isinstance(out, np.ndarray)
-        or out.dtype not in (np.int32, np.int64)
-        or out.shape != (n,)
-        or not out.flags.writeable
-    ):
-        raise ValueError(f"out must be a writeable int32 or int64 array of shape ({n},)")
+    else:
+        check_out(out, (n,), (np.int32, np.int64))
     if lookup is None:
         lut = np.zeros(1, dtype=np.int64)
         use_lookup = False
@@ -415,14 +410,7 @@ def map_nodes(data, codes, *, lookup=None, out=None, distances=None):
         dist = np.zeros(1)
         want = False
     else:
-        if (
-            not isinstance(distances, np.ndarray)
-            or distances.dtype not in (np.float32, np.float64)
-            or distances.shape != (n,)
-            or not distances.flags.writeable
-        ):
-            raise ValueError(f"distances must be a writeable float array of shape ({n},)")
-        dist = distances
+        dist = check_out(distances, (n,), (np.float32, np.float64), name="distances")
         want = True
     if n == 0:
         return out

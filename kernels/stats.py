@@ -84,6 +84,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._config import check_out
 from ._statpass import (
     _MEM_BOOL,
     _MEM_COMPUTE,
@@ -439,14 +440,8 @@ def dimension_values(events, plan: GatingPlan, dims, *, out=None) -> np.ndarray:
     shape = (dims.shape[0], ev.shape[0])
     if out is None:
         out = np.empty(shape, dtype=np.float64)
-    elif (
-        not isinstance(out, np.ndarray)
-        or out.dtype != np.float64
-        or out.shape != shape
-        or not out.flags.c_contiguous
-        or not out.flags.writeable
-    ):
-        raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}")
+    else:
+        check_out(out, shape, (np.float64,), contiguous=True)
     if shape[0] and shape[1]:
         dims_t = (*_dims_args(plan), dims, _slots_for(plan, dims))
         call_strided(_values, ev, *_plan_args(plan), dims_t, out)

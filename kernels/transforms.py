@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from ._config import jit, native
+from ._config import check_out, jit, native
 from ._threads import run_ranges
 from ._xftable import table_map_range
 from .biex import biex_map_range
@@ -208,16 +208,7 @@ def _as_input(x, name: str) -> np.ndarray:
 def _as_output(out, shape: tuple[int, ...]) -> np.ndarray:
     if out is None:
         return np.empty(shape, dtype=np.float64)
-    if not isinstance(out, np.ndarray) or out.dtype not in (np.float32, np.float64):
-        raise TypeError(
-            f"out must be a float32 or float64 numpy array, got {type(out).__name__}"
-            + (f" of dtype {out.dtype}" if isinstance(out, np.ndarray) else "")
-        )
-    if out.shape != shape:
-        raise ValueError(f"out has shape {out.shape}; expected {shape} (the input's shape)")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only; pass a writeable array")
-    return out
+    return check_out(out, shape, (np.float32, np.float64))
 
 
 def _flat_pair(x: np.ndarray, out: np.ndarray):

@@ -153,7 +153,7 @@ def test_map_nodes_rejects_bad_input():
     data = np.zeros((3, 2))
     with pytest.raises(ValueError, match=r"codes has shape \(4, 3\); expected \(n_nodes >= 1, 2\)"):
         k.map_nodes(data, np.zeros((4, 3)))
-    with pytest.raises(ValueError, match="out must be a writeable int32 or int64 array"):
+    with pytest.raises(TypeError, match="out must be a numpy array of int32 or int64"):
         k.map_nodes(data, np.zeros((4, 2)), out=np.zeros(3, dtype=np.float64))
     with pytest.raises(ValueError, match=r"lookup has shape \(2,\); expected \(4,\)"):
         k.map_nodes(data, np.zeros((4, 2)), lookup=[0, 1])

@@ -302,7 +302,7 @@ def test_errors():
         K.population_stats(x, plan, None, [0], [0], quantiles=[50])
     with pytest.raises(ValueError, match="events have 3 columns"):
         K.population_stats(x[:, :3], plan, None, [0], [0])
-    with pytest.raises(ValueError, match="out must be"):
+    with pytest.raises(TypeError, match="out must be a numpy array of float64, got dtype float32"):
         K.dimension_values(x, plan, [0], out=np.empty((1, 100), dtype=np.float32))
 
 

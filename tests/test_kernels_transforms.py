@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -347,6 +348,47 @@ def test_ratio_out_overlapping_an_input_is_refused():
     with pytest.raises(ValueError, match="out overlaps y without being y"):
         k.ratio(np.ones(20000), yb[:-1], 1.0, 0.0, 0.0, out=yb[1:])
     np.testing.assert_array_equal(k.ratio(x, y, 1.0, 0.0, 0.0, out=x), np.arange(1.0, 20001.0) / 2)
+
+
+# Every kernel's out=, given the right dtype in the other byte order (an array read straight from
+# a big-endian FCS file's layout): the same message, naming byte order and how to get native.
+_X = np.ones((6, 2))
+_PLAN = k.PlanBuilder()
+_PLAN.rectangle([_PLAN.dimension(0)], [0], [2])
+_PLAN = _PLAN.build()
+SWAPPED_OUT = {
+    "logicle": (lambda o: k.logicle(_X, T=262144, W=0.5, M=4.5, A=0, out=o), "f8", (6, 2)),
+    "linear f4": (lambda o: k.linear(_X.astype(np.float32), 10, 0, out=o), "f4", (6, 2)),
+    "compensate": (lambda o: k.compensate(_X, np.eye(2), [0, 1], out=o), "f8", (6, 2)),
+    "rectangle": (lambda o: k.rectangle_membership(_X, [0, 0], [2, 2], out=o), "b1", (6,)),
+    "map_nodes": (lambda o: k.map_nodes(_X, np.zeros((3, 2)), out=o), "i4", (6,)),
+    "map_nodes distances": (
+        lambda o: k.map_nodes(_X, np.zeros((3, 2)), distances=o),
+        "f8",
+        (6,),
+    ),
+    "dimension_values": (lambda o: k.dimension_values(_X, _PLAN, [0], out=o), "f8", (1, 6)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SWAPPED_OUT))
+def test_out_in_the_other_byte_order_is_named_as_such(case):
+    call, code, shape = SWAPPED_OUT[case]
+    swapped = np.empty(shape, np.dtype(code).newbyteorder("S"))
+    native = np.dtype(code)
+    if native.itemsize == 1:  # a byte has no byte order: bool out is always native
+        call(swapped)
+        return
+    name = "distances" if "distances" in case else "out"
+    with pytest.raises(
+        TypeError,
+        match=rf"{name} has dtype {re.escape(swapped.dtype.str)} \({native.name} in the other "
+        rf"byte order\); {name} must be in native byte order: "
+        rf"np\.empty\({re.escape(str(shape))}, np\.{native.name}\) or "
+        rf"{name}\.astype\('={code}'\)",
+    ):
+        call(swapped)
+    call(np.empty(shape, native))  # the native one is taken
 
 
 def test_bad_out_and_input():
