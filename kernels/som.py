@@ -382,7 +382,8 @@ def map_nodes(data, codes, *, lookup=None, out=None, distances=None):
     -------
     numpy.ndarray
         `out`: BMU index (``0 <= bmu < n_nodes``), or its `lookup` value; -1 for
-        events with NaN (their distance is NaN).
+        events with NaN or ±inf in any dimension (no node is nearest; their
+        distance is NaN).
     """
     ev = _as_events(data)
     c = np.asarray(codes, dtype=np.float64)

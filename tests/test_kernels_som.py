@@ -122,6 +122,18 @@ def test_map_nodes_lookup_out_and_distances():
     np.testing.assert_allclose(dist, want_dist, rtol=1e-6)
 
 
+def test_map_nodes_gives_infinite_events_minus_one_as_it_says():
+    """An event with ±inf has no nearest node either: -1 (even with a lookup), distance NaN;
+    the docstring says so, not only of NaN."""
+    codes = np.array([[0.0, 0.0], [1.0, 1.0]])
+    data = np.array([[0.0, 0.0], [np.inf, 0.0], [0.0, -np.inf], [np.nan, 1.0], [1.0, 1.0]])
+    dist = np.empty(5)
+    got = k.map_nodes(data, codes, lookup=[5, 6], distances=dist)
+    np.testing.assert_array_equal(got, [5, -1, -1, -1, 6])
+    assert np.isnan(dist[1:4]).all() and (dist[[0, 4]] == 0).all()
+    assert "-1 for events with NaN or ±inf" in " ".join(k.map_nodes.__doc__.split())
+
+
 def test_map_nodes_ties_go_to_the_lowest_node_and_nan_to_minus_one():
     codes = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 1.0]])
     data = np.array([[0.1, 0.0], [0.9, 1.0], [0.5, 0.5], [np.nan, 0.0]])
