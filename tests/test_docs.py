@@ -65,6 +65,31 @@ def test_every_docs_block_is_tagged():
     assert sum(tag == "python" for p in PAGES for _, tag, _ in fenced_blocks(p.read_text())) >= 10
 
 
+def test_the_guides_call_analyze_under_a_main_guard():
+    """analyze's worker processes import the calling script again: an example pasted into
+    a script stops ("worker processes keep dying") unless the call sits under
+    ``if __name__ == "__main__":``, so the examples show the guard themselves."""
+    calls = 0
+    for page in PAGES:
+        for start, tag, code in fenced_blocks(page.read_text(encoding="utf-8")):
+            if tag != "python":
+                continue
+            guard = None  # the guard's indentation while inside it
+            for k, text in enumerate(code.splitlines()):
+                indent = len(text) - len(text.lstrip())
+                if text.strip().startswith('if __name__ == "__main__":'):
+                    guard = indent
+                elif text.strip() and guard is not None and indent <= guard:
+                    guard = None
+                if re.search(r"\banalyze\(", text.split("#")[0]):
+                    calls += 1
+                    assert guard is not None, (
+                        f"docs/{page.name} line {start + k + 1}: analyze is called outside "
+                        '`if __name__ == "__main__":`; put the call under the guard'
+                    )
+    assert calls >= 1
+
+
 def test_the_contract_page_covers_every_table():
     pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e .[docs])")
     spec = importlib.util.spec_from_file_location("cytokit_docs_hooks", DOCS / "hooks.py")
