@@ -176,10 +176,14 @@ def test_schemas_are_the_contracts(sample_both, simulated_both):
     }
     for name in CLINICAL_TABLES:
         assert tuple(COLUMN_TYPES[name]) == tuple(clinical[name]), name
-    # counts are integers, a failed measurement a null: chimerism's donor values
+    # counts are integers, a failed measurement a null: chimerism's donor values, and the
+    # events of a population whose gates read a failed donor-marker detector
     chim = pq.read_schema(sample_both / "chimerism.parquet")
-    assert chim.field("events").type == pa.int64() and not chim.field("events").nullable
+    assert chim.field("events").type == pa.int64() and chim.field("events").nullable
     assert chim.field("donor_events").nullable and chim.field("donor_pct").type == pa.float64()
+    counts = pq.read_schema(sample_both / "counts.parquet")
+    assert counts.field("count").type == pa.int64() and counts.field("count").nullable
+    assert counts.field("depth").type == pa.int64() and not counts.field("depth").nullable
 
 
 @pytest.mark.slow
