@@ -59,7 +59,10 @@ study.toml's ``[chimerism]`` key ``tube`` names, phenotype from every tube.
     One row per file and gate: patient, day, file, tube, population (the study's
     name for the gate, else empty), gate_path, gate_id, parent_path, depth,
     count, parent_count, pct_parent, pct_total, per_ul (cells/µL; empty
-    without absolute counting, and in a tube other than the chimerism tube).
+    without absolute counting, and in a tube other than the chimerism tube),
+    note (why a gate is not counted: it reads a donor marker that failed for
+    the sample, or a channel compensated against its failed detector; count,
+    percentages and cells/µL are then empty, never 0).
 ``chimerism.csv``
     One row per file of the chimerism tube and study population: patient, day, file,
     tube, stratum,
@@ -74,8 +77,9 @@ study.toml's ``[chimerism]`` key ``tube`` names, phenotype from every tube.
     had no kept neighbour, and in folders written before they existed), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
     ``not_quantifiable``, ``not_detected``; `cytokit.analysis.chimerism`; or
     ``marker_failed``: the sample's donor marker is unusable,
-    `cytokit.analysis.marker_check`, and every donor value is empty), note (why, for
-    ``marker_failed``).
+    `cytokit.analysis.marker_check`, and every donor value is empty, and so are
+    events, per_ul where counts.csv leaves the population's gate not counted),
+    note (why, for ``marker_failed``).
 ``thresholds.csv``
     One row per file and marker threshold: patient, day, file, tube, marker, purpose
     (``donor`` or ``phenotype``), parent (gate path the threshold was placed
@@ -315,7 +319,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "counts": (
         "patient", "day", "file", "tube", "population", "gate_path", "gate_id", "parent_path", "depth",
-        "count", "parent_count", "pct_parent", "pct_total", "per_ul",
+        "count", "parent_count", "pct_parent", "pct_total", "per_ul", "note",
     ),
     "chimerism": (
         "patient", "day", "file", "tube", "stratum", "sample_type", "population", "gate_path", "events",
