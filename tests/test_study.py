@@ -114,7 +114,7 @@ def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
     manifest.write_text(text.replace("beads_per_test", "beads_per_tube", 1))
     assert _refusal(study).splitlines()[1].strip() == (
         f"{manifest}: column 'beads_per_tube' is not one cytokit reads (did you mean "
-        "'beads_per_test'?); rename it (a column of the lab's own is kept as metadata where "
+        "'beads_per_test'?); rename it 'beads_per_test' (a column of the lab's own is kept as metadata where "
         "its name and values are no near miss of one cytokit reads)"
     )
     manifest.write_text(text.replace(",", ";"))
@@ -122,10 +122,11 @@ def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
         _refusal(study)
     )
     manifest.write_text(text.replace("file,patient", "File,Patient", 1))
-    assert (
-        "missing column(s) file (did you mean 'File'?), patient (did you mean 'Patient'?); "
-        in _refusal(study)
+    assert "column 'Patient' is not one cytokit reads (did you mean 'patient'?); rename it " in (
+        _refusal(study)
     )
+    manifest.write_text(text.replace("file,patient", "path,patient", 1))
+    assert "missing column(s) file; the header must include file, patient, day" in (_refusal(study))
     # decimal commas in a semicolon file: the one problem, not one per line
     manifest.write_text(text.replace(",", ";").replace(";50000;", ";50000,5;"))
     assert _refusal(study).count("\n  ") == 1
@@ -147,6 +148,22 @@ def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
     assert load_study(study).rows[0].metadata["donor_id"] == "D2"
     manifest.write_text(text.replace(",7,", ",1e1,", 1))  # read as day 10 before
     assert "day '1e1' is not a whole number of days" in _refusal(study)
+
+
+def test_a_manifest_column_named_otherwise_than_documented_is_refused(study):
+    """'Sample Type' (a spreadsheet's title) was kept as metadata: every sample type
+    empty, product samples and the peripheral-blood series read as unnamed."""
+    manifest = study / "manifest.csv"
+    manifest.write_text(
+        manifest.read_text().replace("sample_type", "Sample Type", 1).replace("product", "Product")
+    )
+    fix = "(header names are read as written: lower case, '_' between words)"
+    assert [line.strip() for line in _refusal(study).splitlines()[1:]] == [
+        f"{manifest}: column 'Sample Type' is not one cytokit reads (did you mean "
+        f"'sample_type'?); rename it 'sample_type' {fix}",
+        f"{manifest}: column 'Product' is not one cytokit reads (did you mean 'product'?); "
+        f"rename it 'product' {fix}",
+    ]
 
 
 def test_near_misses_of_keys_in_open_tables_are_problems(study):

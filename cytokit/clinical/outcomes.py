@@ -1,7 +1,8 @@
 """``outcomes.csv``: one row per patient, the clinical outcomes, and the endpoints drawn from them.
 
 Columns (header names exact; only ``patient`` and ``last_followup_day`` are
-required in the header; unknown columns are kept as metadata). Days are on the
+required in the header; other columns are kept as metadata, except one that is a
+column below in other case, with spaces or hyphens, or misspelt, which is a problem). Days are on the
 manifest's axis (day 0 = the first infusion); an empty cell means what the
 table says, never zero:
 
@@ -144,18 +145,32 @@ def parse_outcomes(
 ) -> list[Outcome]:
     """`read_outcomes` that appends its problems to `problems` (for a study's one error).
     `required`: the trial's patients, each of whom needs a row (None: not checked)."""
-    from cytokit.study.tables import read_table
+    from cytokit.study.tables import misnamed_columns, read_table
 
     path = Path(path)
     header, records = read_table(path, problems)
     if not header:
         return []
+    upper = {c.upper() for c in categories}
+    read = {
+        **dict.fromkeys(_KNOWN, None),
+        **dict.fromkeys(_DAYS, lambda v: _day(v, "", []) is not None),
+        "response": lambda v: v.upper() in upper,
+        "agvhd_max_grade": lambda v: v.upper() in _ROMAN,
+        "dlt": lambda v: v.lower() in _YES,
+    }
+    # a column of ours named otherwise (Response, Progression_Day) would be kept as
+    # metadata and its events dropped without a word
+    misnamed = misnamed_columns(path, header, records, read, problems)
     missing = [c for c in ("patient", "last_followup_day") if c not in header]
     if missing:
-        problems.append(
-            f"{path}: missing column(s) {', '.join(missing)}; the header must include patient "
-            "and last_followup_day and may have " + ", ".join(c for c in _KNOWN if c not in missing)
-        )
+        unsaid = [c for c in missing if c not in misnamed.values()]
+        if unsaid:
+            problems.append(
+                f"{path}: missing column(s) {', '.join(unsaid)}; the header must include "
+                "patient and last_followup_day and may have "
+                + ", ".join(c for c in _KNOWN if c not in missing)
+            )
         return []
     lookup = {c.upper(): c for c in categories}
     known = None if patients is None else set(patients)

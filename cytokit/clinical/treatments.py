@@ -1,6 +1,7 @@
 """``treatments.csv``: what each patient was given, cells and drugs, and what was skipped.
 
-Columns (header names exact; unknown columns are kept as metadata):
+Columns (header names exact; other columns are kept as metadata, except one that is
+a column below in other case, with spaces or hyphens, or misspelt, which is a problem):
 
 ==============  ========  ====================================================
 column          required  meaning
@@ -65,6 +66,30 @@ KINDS = ("cells", "drug")
 COURSE_GAP = 3
 _YES = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False, "false": False, "0": False}  # fmt: skip
 _KNOWN = ("patient", "day", "product", "kind", "dose", "unit", "dose_level", "given", "end_day")
+
+
+def _is_whole(text: str) -> bool:
+    return _whole(text, "", []) is not None
+
+
+def _is_dose(text: str) -> bool:
+    return _dose(text, "", "", []) is not None
+
+
+#: Every column read -> whether a value fits it (None: any text), for
+#: `cytokit.study.tables.misnamed_columns`.
+_READ = {
+    "patient": None,
+    "day": _is_whole,
+    "product": None,
+    "kind": lambda v: v.lower() in KINDS,
+    "dose": _is_dose,
+    "dose_per_kg": _is_dose,
+    "unit": None,
+    "dose_level": _is_whole,
+    "given": lambda v: v.lower() in _YES,
+    "end_day": _is_whole,
+}
 DOSE_TOTAL_COLUMNS = (
     "patient", "product", "kind", "unit", "n_given", "n_skipped", "total_dose", "first_day",
     "last_day", "max_dose_level", "note",
@@ -125,12 +150,14 @@ def parse_treatments(
 
     Returns the well-formed rows (rows with a problem are left out).
     """
-    from cytokit.study.tables import read_table
+    from cytokit.study.tables import misnamed_columns, read_table
 
     path = Path(path)
     header, records = read_table(path, problems)
     if not header:
         return []
+    # a column of ours named otherwise (Given, Dose) would be kept as metadata, unread
+    misnamed = misnamed_columns(path, header, records, _READ, problems)
     # the older infusions.csv: every row a cell infusion in cells/kg (dose_per_kg optional)
     legacy = "dose" not in header and (
         "dose_per_kg" in header or (path.name == "infusions.csv" and "kind" not in header)
@@ -138,11 +165,13 @@ def parse_treatments(
     need = ["patient", "day", "product"] + ([] if legacy else ["kind"])
     missing = [c for c in need if c not in header]
     if missing:
-        problems.append(
-            f"{path}: missing column(s) {', '.join(missing)}; the header must include "
-            "patient, day, product, kind (cells or drug) and may have dose, unit, dose_level, "
-            f"given, end_day (it has {', '.join(header)})"
-        )
+        unsaid = [c for c in missing if c not in misnamed.values()]
+        if unsaid:
+            problems.append(
+                f"{path}: missing column(s) {', '.join(unsaid)}; the header must include "
+                "patient, day, product, kind (cells or drug) and may have dose, unit, "
+                f"dose_level, given, end_day (it has {', '.join(header)})"
+            )
         return []
     known_patients = None if patients is None else set(patients)
     out: list[Treatment] = []

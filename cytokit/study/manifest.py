@@ -20,7 +20,7 @@ from pathlib import Path
 from cytokit._numbers import MAX_DAYS
 from cytokit._paths import refusal
 from cytokit.errors import did_you_mean
-from cytokit.study.tables import read_table
+from cytokit.study.tables import misnamed_columns, read_table
 
 __all__ = ["MAX_DAYS", "Infusion", "ManifestRow", "read_manifest"]
 
@@ -115,26 +115,35 @@ def _parse_float(value: str) -> float | None:
     return number
 
 
-def _near_column(col: str, values: list[str]) -> str:
-    """`` (did you mean 'X'?)`` where column `col`, with its `values`, looks like one of
-    cytokit's misspelt; ``""`` where it is the lab's own."""
-    ours = (*REQUIRED_COLUMNS, *NUMERIC_COLUMNS, *OPTIONAL_TEXT)
-    same = [c for c in ours if c.casefold() == col.casefold()]
-    if same:
-        return f" (did you mean {same[0]!r}?)"
-    filled = [v for v in values if v]
-    if not filled:
-        return ""
+def _is_number(value: str) -> bool:
     try:
-        for v in filled:
-            _parse_float(v)
+        _parse_float(value)
     except ValueError:
-        pass
-    else:  # every value a number: a near miss of a number column loses them
-        return did_you_mean(col, NUMERIC_COLUMNS)
-    if all(v.lower() in DONOR_SIDES for v in filled):
-        return did_you_mean(col, ("donor_is",))
-    return ""
+        return False
+    return True
+
+
+def _is_day(value: str) -> bool:
+    try:
+        _parse_int(value)
+    except ValueError:
+        return False
+    return True
+
+
+#: Every column cytokit reads from the manifest -> whether a value fits it (None: any
+#: text), for `cytokit.study.tables.misnamed_columns`; the product-sample columns are
+#: read from a row's metadata (`cytokit.analysis.outcomes`).
+READ_COLUMNS = {
+    "file": None,
+    "patient": None,
+    "day": _is_day,
+    **dict.fromkeys(NUMERIC_COLUMNS, _is_number),
+    **dict.fromkeys(OPTIONAL_TEXT, None),
+    "donor_is": lambda v: v.lower() in DONOR_SIDES,
+    "product": None,
+    **dict.fromkeys(("nucleated_per_ml", "volume_ml", "weight_kg"), _is_number),
+}
 
 
 def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> list[ManifestRow]:
@@ -145,13 +154,18 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
     header, records = read_table(path, problems)
     if not header:
         return []
+    # a column of cytokit's named otherwise would be kept as metadata, and its values
+    # dropped for a default without a word (beads_per_tube: counted on lymphocytes)
+    misnamed = misnamed_columns(path, header, records, READ_COLUMNS, problems)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        named = ", ".join(c + did_you_mean(c, header) for c in missing)
-        problems.append(
-            f"{path}: missing column(s) {named}; the header must include "
-            f"{', '.join(REQUIRED_COLUMNS)} (it has {', '.join(header)})"
-        )
+        unsaid = [c for c in missing if c not in misnamed.values()]
+        if unsaid:
+            named = ", ".join(c + did_you_mean(c, header) for c in unsaid)
+            problems.append(
+                f"{path}: missing column(s) {named}; the header must include "
+                f"{', '.join(REQUIRED_COLUMNS)} (it has {', '.join(header)})"
+            )
         return []
     if not records:
         problems.append(
@@ -161,21 +175,6 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
         return []
     # the columns kept out of a row's metadata (tube and control are read, and kept too)
     known = {*REQUIRED_COLUMNS, *NUMERIC_COLUMNS, *OPTIONAL_TEXT} - {"tube", "control"}
-    # a misspelt column of cytokit's would be kept as metadata, and its values dropped for
-    # a default without a word (beads_per_tube: counted on lymphocytes instead). Judged by
-    # name and values together, so that the lab's own columns (patient_id, sample_date,
-    # donor_id) are kept: a near miss of a number column holding numbers, of donor_is
-    # holding its sides, or one of cytokit's columns in other case
-    for col in header:
-        if col in known or col in OPTIONAL_TEXT:
-            continue
-        hint = _near_column(col, [rec.get(col, "").strip() for _, rec in records])
-        if hint:
-            problems.append(
-                f"{path}: column {col!r} is not one cytokit reads{hint}; rename it (a "
-                "column of the lab's own is kept as metadata where its name and values are "
-                "no near miss of one cytokit reads)"
-            )
     rows: list[ManifestRow] = []
     seen: dict[Path, tuple[int, str]] = {}  # resolved path -> first line and its spelling
     for line, rec in records:

@@ -5,17 +5,24 @@ problem (a file too large, unreadable, empty, a line with the wrong number of
 fields) as one line in the caller's list instead of raising, so that a study
 lists all its problems at once. A cell cytokit wrote with a quote against
 spreadsheet formulas (`cytokit._io.neutralise_cell`) is read as its raw value.
+
+`misnamed_columns` is every reader's header check: a column that is one of the
+reader's under another spelling (other case, spaces or hyphens for
+underscores, a close misspelling holding that column's kind of values) would
+be kept as the lab's own metadata and its values lost, so it is a problem.
 """
 
 from __future__ import annotations
 
 import csv
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from cytokit._io import restore_cell
 from cytokit._paths import open_regular
 
-__all__ = ["MAX_CSV_BYTES", "read_table"]
+__all__ = ["MAX_CSV_BYTES", "misnamed_columns", "read_table"]
 
 #: Largest manifest.csv or infusions.csv read (a manifest of 100,000 files is ~10 MB).
 MAX_CSV_BYTES = 64 * 2**20
@@ -97,3 +104,86 @@ def read_table(
             continue
         out.append((number, dict(zip(header, values, strict=True))))
     return header, out
+
+
+#: A close misspelling of a column read as free text (no values to judge by) is at least
+#: this alike (`difflib` ratio); the lab's ``patient_id`` (0.82) stays its own column.
+TEXT_NEAR_MISS = 0.9
+
+
+def _folded(name: str) -> str:
+    """`name` in lower case with spaces, hyphens, dots and underscores as one ``_``."""
+    return re.sub(r"[\s_.\-]+", "_", name.casefold()).strip("_")
+
+
+def misnamed_columns(
+    path: Path,
+    header: Sequence[str],
+    records: Sequence[tuple[int, Mapping[str, str]]],
+    columns: Mapping[str, Callable[[str], bool] | None],
+    problems: list[str],
+) -> dict[str, str]:
+    """Header names that are one of `columns` named otherwise, each a problem in `problems`.
+
+    A header is taken for column ``c`` when it is ``c`` up to case, spaces,
+    hyphens and underscores (``Given``, ``dose per kg``, ``Progression-Day``),
+    or, when ``c`` is not in the header itself, a close misspelling of it
+    (`cytokit.errors.near_misses`) whose filled values all pass ``columns[c]``
+    (a whole number for a day, yes/no for a flag...); for a text column
+    (``None``) the name alone must be at least `TEXT_NEAR_MISS` alike. Any
+    other column is the lab's own (``notes``, ``patient_id``, ``death_date``).
+
+    Parameters
+    ----------
+    path : Path
+        Named in each problem.
+    header : sequence of str
+    records : sequence of (int, mapping)
+        The rows (`read_table`), whose values judge a close misspelling.
+    columns : mapping of str to callable or None
+        The columns the reader reads -> whether one filled value fits it.
+    problems : list of str
+        One line per misnamed column, naming it, the column it resembles and the fix.
+
+    Returns
+    -------
+    dict of str to str
+        Misnamed header name -> the column it was taken for.
+    """
+    import difflib
+
+    from cytokit.errors import near_misses
+
+    out: dict[str, str] = {}
+    for col in header:
+        if not col or col in columns:
+            continue
+        same = [c for c in columns if _folded(c) == _folded(col)]
+        target = same[0] if same else None
+        if target is None:
+            absent = [c for c in columns if c not in header]
+            values = [v.strip() for _, rec in records if (v := rec.get(col, "")).strip()]
+            for c in near_misses(col, absent):
+                fits = columns[c]
+                if fits is None:  # by name alone: two letters swapped, or very close
+                    ratio = difflib.SequenceMatcher(None, col.casefold(), c).ratio()
+                    if ratio < TEXT_NEAR_MISS and sorted(col.casefold()) != sorted(c):
+                        continue
+                elif not values or not all(fits(v) for v in values):
+                    continue
+                target = c
+                break
+        if target is None:
+            continue
+        out[col] = target
+        why = (
+            "header names are read as written: lower case, '_' between words"
+            if same
+            else "a column of the lab's own is kept as metadata where its name and values "
+            "are no near miss of one cytokit reads"
+        )
+        problems.append(
+            f"{path}: column {col!r} is not one cytokit reads (did you mean {target!r}?); "
+            f"rename it {target!r} ({why})"
+        )
+    return out

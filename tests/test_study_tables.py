@@ -1,0 +1,127 @@
+"""The study's CSV tables as spreadsheets and editors save them: read, or refused with the fix.
+
+manifest.csv, treatments.csv (infusions.csv) and outcomes.csv all go through
+`cytokit.study.tables`; a table that would be read otherwise than it says is a
+problem naming the file, the line or header, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cytokit import StudyError
+from cytokit.clinical import read_outcomes, read_treatments
+
+TREATMENTS = (
+    "patient,day,product,kind,dose,unit,given\n"
+    "P01,0,NK,cells,1.5e7,cells/kg,yes\n"
+    "P01,14,NK,cells,1.5e7,cells/kg,no\n"
+)
+OUTCOMES = (
+    "patient,response,response_day,progression_day,last_followup_day,death_day\n"
+    "P01,PR,28,120,300,\n"
+    "P02,CR,28,,365,\n"
+)
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _refusal(read, path) -> list[str]:
+    with pytest.raises(StudyError) as err:
+        read(path)
+    return [line.strip() for line in str(err.value).splitlines()[1:]]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "old", "new"),
+    [
+        # a skipped infusion counted as given: its dose doubled
+        ("treatments.csv", TREATMENTS, "given", "Given"),
+        ("treatments.csv", TREATMENTS, "given", " GIVEN "),
+        # every dose empty
+        ("treatments.csv", TREATMENTS, "dose", "Dose"),
+        ("infusions.csv", "patient,day,product,dose_per_kg\nP01,0,NK,1e7\n", "dose_per_kg",
+         "Dose_per_kg"),
+        ("infusions.csv", "patient,day,product,dose_per_kg\nP01,0,NK,1e7\n", "dose_per_kg",
+         "dose per kg"),
+        # progression dropped: the median PFS longer
+        ("outcomes.csv", OUTCOMES, "progression_day", "Progression_Day"),
+        ("outcomes.csv", OUTCOMES, "progression_day", "progression-day"),
+        ("outcomes.csv", OUTCOMES, "progression_day", "progresion_day"),
+        # every response dropped
+        ("outcomes.csv", OUTCOMES, "response,", "Response,"),
+    ],
+)  # fmt: skip
+def test_a_misnamed_column_is_refused_not_dropped(tmp_path, name, text, old, new):
+    """Header names were matched exactly and any other kept as metadata, so a column of
+    cytokit's in other case, with spaces or hyphens, or misspelt was dropped without a
+    word: a skipped infusion given, doses empty, progression or responses gone."""
+    path = _write(tmp_path, name, text.replace(old, new, 1))
+    read = read_outcomes if name == "outcomes.csv" else read_treatments
+    column, new = old.rstrip(","), new.strip(" ,")
+    why = (
+        "a column of the lab's own is kept as metadata where its name and values are no near "
+        "miss of one cytokit reads"
+        if new == "progresion_day"
+        else "header names are read as written: lower case, '_' between words"
+    )
+    assert _refusal(read, path) == [
+        f"{path}: column {new!r} is not one cytokit reads (did you mean {column!r}?); "
+        f"rename it {column!r} ({why})"
+    ]
+
+
+def test_every_problem_of_a_table_is_reported_with_its_misnamed_columns(tmp_path):
+    path = _write(
+        tmp_path,
+        "treatments.csv",
+        TREATMENTS.replace("given\n", "Given,End Day\n")
+        .replace("yes\n", "yes,\n")
+        .replace("no\n", "no,\n")
+        .replace(",0,NK", ",x,NK"),
+    )
+    lines = _refusal(read_treatments, path)
+    assert len(lines) == 3
+    assert "column 'Given' is not one cytokit reads (did you mean 'given'?)" in lines[0]
+    assert "column 'End Day' is not one cytokit reads (did you mean 'end_day'?)" in lines[1]
+    assert lines[2] == f"{path}, line 2: day 'x' is not a whole number"
+
+
+def test_a_misnamed_required_column_is_said_once(tmp_path):
+    path = _write(tmp_path, "treatments.csv", TREATMENTS.replace("patient", "Patient"))
+    assert _refusal(read_treatments, path) == [
+        f"{path}: column 'Patient' is not one cytokit reads (did you mean 'patient'?); rename "
+        "it 'patient' (header names are read as written: lower case, '_' between words)"
+    ]
+
+
+def test_the_labs_own_columns_are_kept(tmp_path):
+    """Extra columns, even with names near cytokit's, are kept when their values are not
+    those of the column they resemble, or when that column is there too."""
+    path = _write(
+        tmp_path,
+        "treatments.csv",
+        TREATMENTS.replace("given\n", "given,notes,comment,bag_id,days_note\n")
+        .replace("yes\n", "yes,first,ok,B1,x\n")
+        .replace("no\n", "no,,,B2,\n"),
+    )
+    rows = read_treatments(path)
+    assert rows[0].metadata == {"notes": "first", "comment": "ok", "bag_id": "B1", "days_note": "x"}
+    assert not rows[1].given
+    path = _write(
+        tmp_path,
+        "outcomes.csv",
+        OUTCOMES.replace("death_day\n", "death_day,death_date,patient_id,cgvhd_onset_day\n")
+        .replace("300,\n", "300,,,P-1,90\n")
+        .replace("365,\n", "365,,,P-2,\n")
+        .replace("patient,", "patient,agvhd_max_grade,agvhd_onset_day,", 1)
+        .replace("P01,", "P01,0,,", 1)
+        .replace("P02,", "P02,0,,", 1),
+    )
+    rows = read_outcomes(path)
+    assert rows[0].metadata == {"death_date": "", "patient_id": "P-1", "cgvhd_onset_day": "90"}
+    assert rows[0].progression_day == 120 and rows[1].response == "CR"
