@@ -166,6 +166,21 @@ def test_a_manifest_column_named_otherwise_than_documented_is_refused(study):
     ]
 
 
+def test_a_manifest_with_two_day_columns_is_refused(study):
+    """A `day ` column beside `day` replaced it: every day shifted, and exit 0."""
+    manifest = study / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    at = lines[0].split(",").index("day")
+    lines = [lines[0] + ",day "] + [
+        f"{line},{int(line.split(',')[at]) + 1}" for line in lines[1:] if line
+    ]
+    manifest.write_text("\n".join(lines) + "\n")
+    assert [line.strip() for line in _refusal(study).splitlines()[1:]] == [
+        f"{manifest}: column {at + 1} 'day' and column {len(lines[0].split(','))} 'day ' have "
+        "one name; rename or remove one (cytokit would read only the last)"
+    ]
+
+
 def test_near_misses_of_keys_in_open_tables_are_problems(study):
     """[study] and [report] keep the lab's own keys, so a misspelt one of cytokit's was
     dropped for the default without a word (data_root: the data roots refused on every

@@ -125,3 +125,18 @@ def test_the_labs_own_columns_are_kept(tmp_path):
     rows = read_outcomes(path)
     assert rows[0].metadata == {"death_date": "", "patient_id": "P-1", "cgvhd_onset_day": "90"}
     assert rows[0].progression_day == 120 and rows[1].response == "CR"
+
+
+def test_two_columns_of_one_name_are_refused(tmp_path):
+    """`day` and `day ` (or `day` twice) collapsed into one column, the last winning: every
+    day of the manifest shifted by one, without a word."""
+    path = _write(tmp_path, "treatments.csv", "patient,day,product,kind,day \nP01,0,NK,cells,1\n")
+    assert _refusal(read_treatments, path) == [
+        f"{path}: column 2 'day' and column 5 'day ' have one name; rename or remove one "
+        "(cytokit would read only the last)"
+    ]
+    path = _write(tmp_path, "outcomes.csv", OUTCOMES.replace("death_day", "response_day"))
+    assert _refusal(read_outcomes, path) == [
+        f"{path}: column 3 'response_day' and column 6 'response_day' have one name; rename "
+        "or remove one (cytokit would read only the last)"
+    ]

@@ -43,7 +43,8 @@ def read_table(
     Returns
     -------
     header : list of str
-        Stripped column names; empty when the file cannot be read.
+        Stripped column names; empty when the file cannot be read, or two columns
+        have one name (``day`` and ``day ``: a row would keep only the last one's value).
     rows : list of (int, dict of str to str)
         Line number and ``{column: value}`` of each well-formed, non-blank line.
     """
@@ -91,6 +92,18 @@ def read_table(
             f"{path}: the header is one column separated by {sep!r}; cytokit reads "
             "comma-separated CSV: save it as 'CSV (comma delimited)'"
         )
+        return [], []
+    first: dict[str, int] = {}
+    found = len(problems)
+    for at, name in enumerate(header):
+        if name and name in first:  # a row's dict would keep the last one's values only
+            problems.append(
+                f"{path}: column {first[name] + 1} {rows[0][first[name]]!r} and column "
+                f"{at + 1} {rows[0][at]!r} have one name; rename or remove one (cytokit "
+                "would read only the last)"
+            )
+        first.setdefault(name, at)
+    if len(problems) > found:
         return [], []
     out = []
     for number, values in enumerate(rows[1:], start=2):
