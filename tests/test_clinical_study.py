@@ -389,13 +389,15 @@ def test_report_refuses_outcome_tables_of_changed_clinical_files(with_outcomes, 
         (study / "outcomes.csv", OUTCOMES.replace("P01,CR", "P01,PR"), "outcomes.csv: changed"),
         (study / "treatments.csv", TREATMENTS + "P03,30,IL-2,drug,1,MIU/m2,,yes\n", "changed"),
         (study / "study.toml", None, r"\[outcomes\] changed"),
+        (study / "study.toml", "BOM", r"\[outcomes\] changed"),  # an editor's BOM: read
         (study / "infusions.csv", "patient,day,product,dose_per_kg\n", "infusions.csv: was added"),
     ]
     for path, text, message in edits:
         before = path.read_bytes() if path.exists() else None
         try:
-            if text is None:
-                path.write_bytes(before + b"\n[outcomes]\nlandmark_day = 21\n")
+            if text is None or text == "BOM":
+                bom = b"\xef\xbb\xbf" if text == "BOM" else b""
+                path.write_bytes(bom + before + b"\n[outcomes]\nlandmark_day = 21\n")
             else:
                 path.write_text(text)
             with pytest.raises(CytokitError, match=message):

@@ -181,6 +181,23 @@ def test_a_manifest_with_two_day_columns_is_refused(study):
     ]
 
 
+def test_a_study_toml_an_editor_saved_with_a_bom_or_old_mac_line_ends_is_read(study):
+    """A UTF-8 BOM (Notepad, "UTF-8 with BOM") failed as "Invalid statement (at line 1,
+    column 1)" and CR-only line ends as "invalid character '\\r'"; TOML allows neither,
+    so reading them as the editor meant changes no valid file."""
+    toml = study / "study.toml"
+    text = toml.read_text()
+    want = load_study(study).settings
+    for edited in (
+        "\ufeff" + text,
+        "\ufeff" + text.replace("\n", "\r\n"),
+        text.replace("\n", "\r"),
+        text.replace("\n", "\r", 3),
+    ):
+        toml.write_bytes(edited.encode("utf-8"))
+        assert load_study(study).settings == want
+
+
 def test_near_misses_of_keys_in_open_tables_are_problems(study):
     """[study] and [report] keep the lab's own keys, so a misspelt one of cytokit's was
     dropped for the default without a word (data_root: the data roots refused on every

@@ -458,8 +458,11 @@ def check_clinical_inputs(study_meta: dict, out: Path | None = None) -> None:
     else:  # pragma: no cover - Python 3.10 only
         import tomli as tomllib
 
+    from cytokit.study._toml import readable_toml
+
     try:
-        config = tomllib.loads((root / "study.toml").read_text(encoding="utf-8"))
+        text = readable_toml((root / "study.toml").read_text(encoding="utf-8"))
+        config = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return  # not a study folder any more: nothing to compare with
     now = clinical_inputs(root, config)

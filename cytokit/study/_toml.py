@@ -4,7 +4,8 @@ A study's TOML (``study.toml``, a panel file) is refused with one `StudyError`
 line, naming the file, the limit and the value, beyond these bounds, each far
 above any real configuration: at most `MAX_TOML_BYTES`, values nested at most
 `MAX_TOML_NESTING` levels (tables, arrays and inline tables each add one), and
-integers within 64 bits (`MAX_INTEGER` in magnitude).
+integers within 64 bits (`MAX_INTEGER` in magnitude). A leading UTF-8 BOM and
+old-Mac line ends (a carriage return alone) are read as their editor meant them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["MAX_INTEGER", "MAX_TOML_BYTES", "MAX_TOML_NESTING", "load_toml"]
+__all__ = ["MAX_INTEGER", "MAX_TOML_BYTES", "MAX_TOML_NESTING", "load_toml", "readable_toml"]
 
 MAX_TOML_BYTES = 2**20
 MAX_TOML_NESTING = 32
@@ -62,6 +63,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
             "save the file as UTF-8"
         ) from None
+    text = readable_toml(text)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -85,6 +87,16 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         ) from None
     _check_values(data, path)
     return data
+
+
+def readable_toml(text: str) -> str:
+    """`text` as its editor meant it: a leading UTF-8 BOM (Notepad, "UTF-8 with BOM")
+    dropped and a carriage return alone (old-Mac line ends) read as a line end.
+
+    TOML allows neither (``tomllib`` refuses a lone CR even inside a string), so no
+    valid file changes meaning.
+    """
+    return re.sub(r"\r(?!\n)", "\n", text.removeprefix("\ufeff"))
 
 
 def _check_values(data: dict[str, Any], path: Path) -> None:
