@@ -133,7 +133,7 @@ def test_manifests_a_spreadsheet_writes_are_read_or_refused_with_the_fix(study):
     manifest.write_bytes(text.encode("utf-16-le"))  # no BOM: NUL bytes between the letters
     assert "is UTF-16 text (NUL bytes between the characters)" in _refusal(study)
     manifest.write_bytes(text.encode("utf-16"))
-    assert "is not UTF-8 text (byte 0xff); save it as 'CSV UTF-8 (comma delimited)'" in (
+    assert "is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; save it as " in (
         _refusal(study)
     )
     manifest.write_text(text.replace("product", "my_notes", 1))  # a column of the lab's own

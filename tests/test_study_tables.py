@@ -140,3 +140,86 @@ def test_two_columns_of_one_name_are_refused(tmp_path):
         f"{path}: column 3 'response_day' and column 6 'response_day' have one name; rename "
         "or remove one (cytokit would read only the last)"
     ]
+
+
+def test_a_table_in_another_encoding_names_the_line_and_value(tmp_path):
+    """'is not UTF-8 text (byte 0xe9)' named neither the line nor the value, and said the
+    same of UTF-16 with its byte-order mark."""
+    fix = "save it as 'CSV UTF-8 (comma delimited)' from the spreadsheet, or convert it to UTF-8"
+    path = tmp_path / "treatments.csv"
+    path.write_bytes(TREATMENTS.replace("cells/kg,no", "MIU/m²,no").encode("cp1252"))
+    assert _refusal(read_treatments, path) == [
+        f"{path}, line 3: is not UTF-8 text (byte 0xb2 in 'MIU/m\\xb2'); {fix}"
+    ]
+    path = tmp_path / "outcomes.csv"  # MacRoman with old-Mac line ends (CR alone)
+    path.write_bytes(
+        (OUTCOMES + "P03,SD,28,,90,80\n")
+        .replace("death_day", "death_day,death_cause")
+        .replace(",\n", ",,\n")
+        .replace("80\n", "80,sévère\n")
+        .replace("\n", "\r")
+        .encode("mac_roman")
+    )
+    assert _refusal(read_outcomes, path) == [
+        f"{path}, line 4: is not UTF-8 text (byte 0x8e in 's\\x8ev\\x8fre'); {fix}"
+    ]
+    path.write_bytes(OUTCOMES.encode("utf-16"))
+    assert _refusal(read_outcomes, path) == [
+        f"{path}: is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; {fix}"
+    ]
+
+
+def test_a_semicolon_table_is_told_how_to_get_commas(tmp_path):
+    """'CSV (comma delimited)' in an Excel of a decimal-comma region writes ';' again."""
+    path = _write(tmp_path, "treatments.csv", TREATMENTS.replace(",", ";"))
+    assert _refusal(read_treatments, path) == [
+        f"{path}: the header is one column separated by ';'; cytokit reads comma-separated "
+        "CSV: save it as 'CSV UTF-8 (comma delimited)' with ',' as the list separator (Excel "
+        "writes the system's list separator, ';' where decimals have a comma: set it in the "
+        "region settings) or, in LibreOffice, as Text CSV with the field delimiter ','"
+    ]
+
+
+def test_a_wrong_header_alone_is_not_said_to_leave_no_rows(tmp_path):
+    """A header with trailing ',,,' over rows without them: every line is reported, and
+    'no files listed, only the header' was added, which is untrue."""
+    from cytokit.clinical.outcomes import parse_outcomes
+    from cytokit.study.manifest import read_manifest
+
+    path = _write(tmp_path, "manifest.csv", "file,patient,day,,,\na.fcs,P01,0\nb.fcs,P01,7\n")
+    problems: list[str] = []
+    assert read_manifest(path, problems, (tmp_path,)) == []
+    assert problems == [
+        f"{path}, line {n}: 3 fields but the header has 6 (file, patient, day, , , )"
+        for n in (2, 3)
+    ]
+    path = _write(tmp_path, "outcomes.csv", OUTCOMES.replace("\n", ",,\n", 1))
+    problems = []
+    assert parse_outcomes(path, problems, required={"P01", "P02"}) == []
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        "6 fields but the header has 8 (patient, response, response_day, progression_day, "
+        "last_followup_day, death_day, , )"
+    ] * 2
+
+
+def test_a_number_split_by_its_thousands_separators_is_named(tmp_path):
+    path = _write(
+        tmp_path,
+        "treatments.csv",
+        TREATMENTS.replace("1.5e7,cells/kg,no", "15,000,000,cells/kg,no"),
+    )
+    assert _refusal(read_treatments, path) == [
+        f"{path}, line 3: 9 fields but the header has 7 (patient, day, product, kind, dose, "
+        "unit, given); '15,000,000' looks like one number split at its thousands separators: "
+        "write it without them (15000000)"
+    ]
+
+
+def test_zero_width_characters_around_a_cell_are_dropped(tmp_path):
+    """'P01' with an invisible zero-width space or a BOM inside the text was another
+    patient: one patient split in two without a word."""
+    text = TREATMENTS.replace("P01,0", "P01\u200b,0").replace("P01,14", "\ufeff P01 \u2060,14")
+    rows = read_treatments(_write(tmp_path, "treatments.csv", text), patients={"P01"})
+    assert [r.patient for r in rows] == ["P01", "P01"]
+    header = TREATMENTS.replace("given", "given\u200c", 1)
+    assert not read_treatments(_write(tmp_path, "treatments.csv", header))[1].given

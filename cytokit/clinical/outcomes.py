@@ -148,9 +148,11 @@ def parse_outcomes(
     from cytokit.study.tables import misnamed_columns, read_table
 
     path = Path(path)
+    before = len(problems)
     header, records = read_table(path, problems)
     if not header:
         return []
+    malformed = len(problems) > before  # lines read_table refused: their patients unknown
     upper = {c.upper() for c in categories}
     read = {
         **dict.fromkeys(_KNOWN, None),
@@ -189,7 +191,7 @@ def parse_outcomes(
         if row is not None:
             out.append(row)
     wanted = None if required is None else set(required)
-    absent = sorted(wanted - set(seen)) if wanted is not None else []
+    absent = sorted(wanted - set(seen)) if wanted is not None and not malformed else []
     if absent:  # every outcome analysis would leave them out without a word
         shown = ", ".join(absent[:10]) + (
             f" and {len(absent) - 10} more" if len(absent) > 10 else ""

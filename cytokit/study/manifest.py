@@ -151,9 +151,11 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
     if why:
         problems.append(f"{path}: {why}")
         return []
+    before = len(problems)
     header, records = read_table(path, problems)
     if not header:
         return []
+    malformed = len(problems) > before  # lines read_table refused: not "only the header"
     # a column of cytokit's named otherwise would be kept as metadata, and its values
     # dropped for a default without a word (beads_per_tube: counted on lymphocytes)
     misnamed = misnamed_columns(path, header, records, READ_COLUMNS, problems)
@@ -168,6 +170,8 @@ def read_manifest(path: Path, problems: list[str], roots: tuple[Path, ...]) -> l
             )
         return []
     if not records:
+        if malformed:
+            return []
         problems.append(
             f"{path}: no files listed, only the header; nothing to analyse. Add one row per "
             f"FCS file ({', '.join(REQUIRED_COLUMNS)}, ...)"

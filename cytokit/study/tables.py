@@ -15,6 +15,7 @@ be kept as the lab's own metadata and its values lost, so it is a problem.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,54 @@ __all__ = ["MAX_CSV_BYTES", "misnamed_columns", "read_table"]
 
 #: Largest manifest.csv or infusions.csv read (a manifest of 100,000 files is ~10 MB).
 MAX_CSV_BYTES = 64 * 2**20
+
+
+_SAVE_UTF8 = "save it as 'CSV UTF-8 (comma delimited)' from the spreadsheet, or convert it to UTF-8"
+
+
+def _not_utf8(path: Path, raw: bytes, at: int) -> str:
+    """Where byte `at` of `raw`, no UTF-8, is: its line and its cell, the byte escaped."""
+    line = len(re.findall(rb"\r\n|\r|\n", raw[:at])) + 1
+    start = max(raw.rfind(b, 0, at) for b in (b"\n", b"\r", b",")) + 1
+    ends = [e for b in (b"\n", b"\r", b",") if (e := raw.find(b, at)) >= 0]
+    cell = raw[start : min(ends, default=len(raw))].decode("utf-8", "backslashreplace")
+    cell = cell.strip().strip('"')
+    shown = cell if len(cell) <= 40 else cell[:37] + "..."
+    return (
+        f"{path}, line {line}: is not UTF-8 text (byte 0x{raw[at]:02x} in '{shown}'); {_SAVE_UTF8}"
+    )
+
+
+#: Invisible characters a cell may carry around its text (zero-width space, non-joiner,
+#: joiner, word joiner, a byte-order mark pasted inside the file), dropped as spaces are.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+_EDGES = re.compile(f"^[\\s{_INVISIBLE}]+|[\\s{_INVISIBLE}]+$")
+
+
+def _trimmed(cell: str) -> str:
+    """`cell` without the invisible characters (`_INVISIBLE`) and spaces around its text;
+    a cell without them is returned as it is (its spaces are the reader's to strip)."""
+    if not any(c in cell for c in _INVISIBLE):
+        return cell
+    return _EDGES.sub("", cell)
+
+
+def _split_number(values: Sequence[str]) -> str | None:
+    """The first run of fields that reads as one number written with thousands separators
+    (``15``, ``000``, ``000``: a comma-separated file split ``15,000,000``), or None."""
+    for i, value in enumerate(values):
+        if not re.fullmatch(r"[+-]?\d{1,3}", value.strip()):
+            continue
+        run = [value.strip()]
+        for nxt in values[i + 1 :]:
+            if not re.fullmatch(r"\d{3}(\.\d*)?", nxt):
+                break
+            run.append(nxt)
+            if "." in nxt:
+                break
+        if len(run) > 1:
+            return ",".join(run)
+    return None
 
 
 def read_table(
@@ -55,21 +104,25 @@ def read_table(
                 f"of at most {MAX_CSV_BYTES:,} bytes (64 MiB): check that it is the right file"
             )
             return [], []
-        with open_regular(path, "r", newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            rows = list(reader)
+        with open_regular(path, "rb") as fh:
+            raw = fh.read(MAX_CSV_BYTES + 1)
     except FileNotFoundError:
         problems.append(f"{path}: file not found")
         return [], []
     except OSError as exc:
         problems.append(f"{path}: cannot read: {exc.strerror or exc}")
         return [], []
-    except UnicodeDecodeError as exc:
-        bad = exc.object[exc.start : exc.start + 1].hex()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         problems.append(
-            f"{path}: is not UTF-8 text (byte 0x{bad}); save it as 'CSV UTF-8 (comma "
-            "delimited)' from the spreadsheet, or convert it to UTF-8"
+            f"{path}: is UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8; "
+            f"{_SAVE_UTF8}"
         )
+        return [], []
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    try:
+        rows = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
+    except UnicodeDecodeError as exc:
+        problems.append(_not_utf8(path, raw, exc.start))
         return [], []
     except csv.Error as exc:
         problems.append(f"{path}: cannot read: {exc}")
@@ -79,18 +132,20 @@ def read_table(
         return [], []
     if any("\x00" in v for values in rows[:2] for v in values):  # UTF-16 without its BOM
         problems.append(
-            f"{path}: is UTF-16 text (NUL bytes between the characters), not UTF-8; save it "
-            "as 'CSV UTF-8 (comma delimited)' from the spreadsheet, or convert it to UTF-8"
+            f"{path}: is UTF-16 text (NUL bytes between the characters), not UTF-8; {_SAVE_UTF8}"
         )
         return [], []
     # a cell cytokit wrote with a quote against spreadsheet formulas is read as its raw value
     rows = [[restore_cell(v) for v in values] for values in rows]
-    header = [h.strip() for h in rows[0]]
+    header = [_trimmed(h).strip() for h in rows[0]]
     sep = next((s for s in (";", "\t", "|") if s in header[0]), None) if len(header) == 1 else None
     if sep is not None:  # one problem, not one per line whose decimal commas split it
         problems.append(
             f"{path}: the header is one column separated by {sep!r}; cytokit reads "
-            "comma-separated CSV: save it as 'CSV (comma delimited)'"
+            "comma-separated CSV: save it as 'CSV UTF-8 (comma delimited)' with ',' as the "
+            "list separator (Excel writes the system's list separator, ';' where decimals "
+            "have a comma: set it in the region settings) or, in LibreOffice, as Text CSV "
+            "with the field delimiter ','"
         )
         return [], []
     first: dict[str, int] = {}
@@ -110,11 +165,19 @@ def read_table(
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
+            split = _split_number(values) if len(values) > len(header) else None
             problems.append(
                 f"{path}, line {number}: {len(values)} fields but the header has "
                 f"{len(header)} ({', '.join(header)})"
+                + (
+                    f"; {split!r} looks like one number split at its thousands separators: "
+                    f"write it without them ({split.replace(',', '')})"
+                    if split
+                    else ""
+                )
             )
             continue
+        values = [_trimmed(v) for v in values]
         out.append((number, dict(zip(header, values, strict=True))))
     return header, out
 
