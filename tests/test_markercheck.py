@@ -201,6 +201,13 @@ def test_only_a_failed_detector_is_said_to_reach_the_counts(clean):
     assert detector_failed(f"{BEADS_MOVED} 2.1 on the donor marker", placed)
     assert not detector_failed("its main mode lies far from the recipient", placed)
     assert "PE-A (CD56) by 21 % of it" in _counts_too("constant", piled)
+    assert "are not counted either" in _counts_too("constant", piled)
+    # beads read elsewhere (a gain changed, or a few bead events misread): counts kept, said
+    beads = _counts_too(f"{BEADS_MOVED} 2.1 on the donor marker", placed)
+    assert "its counts may be off too" in beads and "not counted" not in beads
+    from cytokit.analysis.per_patient import _piled
+
+    assert _piled("constant", piled) and not _piled(f"{BEADS_MOVED} 2.1", placed)
     assert _counts_too("its main mode lies far from the recipient", placed) == ""
     assert _counts_too("constant", {**piled, "spills_into": []}) == ""  # nothing compensated
     assert clean.samples.donor_marker_note.isna().all()

@@ -41,7 +41,7 @@ from cytokit.analysis.chimerism import (
     stratified_row,
 )
 from cytokit.analysis.counting import count_basis
-from cytokit.analysis.marker_check import check_donor_marker, detector_failed
+from cytokit.analysis.marker_check import BEADS_MOVED, check_donor_marker, detector_failed
 from cytokit.analysis.phenotype import phenotype_rows
 from cytokit.analysis.results import sample_id
 from cytokit.analysis.sample_result import SampleResult
@@ -227,9 +227,12 @@ def _count_rows(
 def _uncounted(counts, p: SampleResult, marker: str, why: str) -> dict[str, str]:
     """Gate path -> why it has no count, for a sample whose donor marker failed (`why`):
     the gates that read the marker's channel (directly or through a gate they depend on),
-    and, where the marker failed for its detector, those reading a channel compensated
-    against that detector (`per_sample.reading`). Their events were counted on values
-    that are not the cells': a count there would be a failed measurement read as one."""
+    and, where its detector's values piled at one (dead, stuck, saturated: `_piled`), those
+    reading a channel compensated against that detector (`per_sample.reading`). Their
+    events were counted on values that are not the cells': a count there would be a
+    failed measurement read as one. Beads read elsewhere than on the other days (a gain
+    changed; judged on a few bead events it may be a false alarm) leave those counts,
+    said to be possibly off."""
     pile = (p.pileup or {}).get(marker) if why else None
     if not pile:
         return {}
@@ -239,7 +242,7 @@ def _uncounted(counts, p: SampleResult, marker: str, why: str) -> dict[str, str]
         f"detector ({marker}), so its events moved with that detector's false values"
     )
     ids = {i: own for i in pile.get("reads", [])}
-    if detector_failed(why, pile):
+    if _piled(why, pile):
         for i in pile.get("spill_reads", []):
             ids.setdefault(i, spill)
     if not ids:
@@ -362,6 +365,12 @@ def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[st
     return out, failed
 
 
+def _piled(why: str, pileup: dict | None) -> bool:
+    """Whether the marker failed for its detector's values piled at one (`detector_failed`
+    for a pile-up, not for beads read elsewhere)."""
+    return detector_failed(why, pileup) and not why.startswith(BEADS_MOVED)
+
+
 def _counts_too(why: str, pileup: dict | None) -> str:
     """What a failed donor-marker detector did to the sample's counts: the gated channels
     compensated against it took its false values (`per_sample.spilled_into`)."""
@@ -369,6 +378,11 @@ def _counts_too(why: str, pileup: dict | None) -> str:
     if not spills or not detector_failed(why, pileup):
         return ""
     named = ", ".join(f"{label} by {100 * share:.2g} % of it" for label, share in spills)
+    if not _piled(why, pileup):  # beads moved: a gain changed, or a few beads misread
+        return (
+            "; its counts may be off too: compensation corrects the gated channels with what "
+            f"this detector recorded, not what the cells gave ({named})"
+        )
     return (
         "; the gates reading a channel compensated against it are not counted either "
         "(counts.csv says which): compensation corrected those channels with what this "
