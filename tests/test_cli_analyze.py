@@ -191,6 +191,12 @@ def test_a_day_without_cells_per_ul_blanks_that_series_peak_and_auc(study, tmp_p
             assert pd.isna(row["failed_days"])  # a measured day, not a failed one
         else:
             assert row["auc"] == pytest.approx(ref.at[row.name, "auc"], nan_ok=True), row.name
+    # the report says why those peaks are missing
+    from cytokit.report.tables import failed_days_note
+
+    note = failed_days_note(out.trends)
+    assert "Cells/µL peak and AUC not given where a day after infusion had no counting" in note
+    assert "P01 (" in note and "P02" not in note
     # the outcome analyses read such a day as a failed point of the cells/µL measure
     from cytokit.analysis.outcomes import persistence_points
 

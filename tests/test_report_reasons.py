@@ -320,3 +320,14 @@ def test_qc_flags_are_per_sample_type_where_a_patient_has_several():
         "CIK (PB): fewer than 50 events in the population on day 3 (28), day 28 (40): "
         "chimerism not quantifiable there",
     ]
+
+
+def test_the_failed_days_note_names_every_series_failed_days():
+    """A patient's blood failed on day 14 and marrow on day 7: the note named day 7 only."""
+    import pandas as pd
+
+    from cytokit.report.tables import failed_days_note
+
+    trends = pd.DataFrame({"patient": ["P01", "P01", "P02"], "failed_days": ["14", "7", None]})
+    note = failed_days_note(trends)
+    assert "P01 (day 7, 14)" in note and "P02" not in note

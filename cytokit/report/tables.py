@@ -359,16 +359,47 @@ def failed_days_note(trends: pd.DataFrame) -> str:
     failed (trends.csv ``failed_days``), with the days; empty where none did."""
     if "failed_days" not in trends.columns:
         return ""
-    said: dict[str, str] = {}
+    said: dict[str, set[str]] = {}
     for patient, days in zip(trends["patient"], trends["failed_days"], strict=True):
         if _failed_after({"failed_days": days}, None):  # a day on or after day 0
-            said.setdefault(str(patient), str(days).strip().replace(";", ","))
-    if not said:
+            # every series' failed days (a patient's blood and marrow fail apart)
+            said.setdefault(str(patient), set()).update(
+                d.strip() for d in str(days).split(";") if d.strip()
+            )
+    out = ""
+    if said:
+        listed = "; ".join(
+            f"{esc(p)} (day {esc(', '.join(sorted(d, key=float)))})" for p, d in said.items()
+        )
+        out = (
+            '<p class="meta">Peak and AUC not given where a sample failed (see Failures) and '
+            f"might have held them: {listed}.</p>"
+        )
+    return out + _uncounted_days_note(trends)
+
+
+def _uncounted_days_note(trends: pd.DataFrame) -> str:
+    """The cells/µL series detected but without a peak though no day failed: a day on or
+    after day 0 had no counting reference (`cytokit.analysis.cohort`), which samples.csv's
+    warnings name."""
+    need = {"measure", "peak_value", "last_detectable_day", "population"}
+    if not need <= set(trends.columns):
         return ""
-    listed = "; ".join(f"{esc(p)} (day {esc(d)})" for p, d in said.items())
+    rows = trends[trends["measure"].astype(str) == "donor_per_ul"]
+    blank = pd.to_numeric(rows["peak_value"], errors="coerce").isna()
+    seen = pd.to_numeric(rows["last_detectable_day"], errors="coerce").notna()
+    failed = rows["failed_days"] if "failed_days" in rows.columns else pd.Series("", rows.index)
+    none_failed = failed.isna() | (failed.astype(str).str.strip() == "")
+    rows = rows[blank & seen & none_failed]
+    if rows.empty:
+        return ""
+    by: dict[str, list[str]] = {}
+    for patient, pop in zip(rows["patient"], rows["population"], strict=True):
+        by.setdefault(str(patient), []).append(str(pop))
+    listed = "; ".join(f"{esc(p)} ({esc(', '.join(v))})" for p, v in by.items())
     return (
-        '<p class="meta">Peak and AUC not given where a sample failed (see Failures) and '
-        f"might have held them: {listed}.</p>"
+        '<p class="meta">Cells/µL peak and AUC not given where a day after infusion had no '
+        f"counting reference (samples.csv's warnings say which): {listed}.</p>"
     )
 
 
