@@ -222,6 +222,23 @@ def test_output_that_is_not_a_file_is_refused(analysed, tmp_path, capsys):
     assert run(["export-anndata", str(out), str(tmp_path / "x.h5ad"), "--events", "0"]) == 2
 
 
+def test_a_symbolic_link_at_the_output_is_written_through_or_refused(analysed, tmp_path, capsys):
+    """The link was replaced by a plain file, even one into a folder that does not exist,
+    where every other writer keeps a link and refuses a dangling one."""
+    _, out = analysed
+    dangling = tmp_path / "a.h5ad"
+    dangling.symlink_to(tmp_path / "nowhere" / "a.h5ad")
+    assert run(["export-anndata", str(out), str(dangling), "--events", "50"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "is a symbolic link to" in err and "make the folder or remove the link" in err
+    assert dangling.is_symlink() and not (tmp_path / "nowhere").exists()
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "b.h5ad"
+    link.symlink_to(tmp_path / "real" / "b.h5ad")
+    assert run(["export-anndata", str(out), str(link), "--events", "50"]) == 0
+    assert link.is_symlink() and (tmp_path / "real" / "b.h5ad").is_file()
+
+
 def test_an_unreadable_file_is_refused_saying_to_check_its_permissions(analysed, tmp_path, capsys):
     """One AnnData holds every analysed file, so an unreadable one stops the export (as a
     changed one does) before any file is gated; the fix is the file's permissions, not

@@ -443,8 +443,19 @@ def _not_counted(results, files: set[str]) -> dict[str, list[str]]:
     return {"file": [f for f, _ in pairs], "population": [p for _, p in pairs]}
 
 
-def _target(out: Path) -> Path:
-    """`out` checked as a place for a new file (a regular file is replaced; nothing else)."""
+def _target(named: Path) -> Path:
+    """`named` checked as a place for a new file (a regular file is replaced; nothing else),
+    as the file to write: a symbolic link's target (the link stays one, as every writer
+    of cytokit keeps it), refused where that target's folder does not exist."""
+    from cytokit._io import replaced
+    from cytokit.errors import OutputError
+
+    out, _ = replaced(named)
+    if out != named and not out.parent.is_dir():
+        raise OutputError(
+            f"{named}: is a symbolic link to {out}, whose folder does not exist; make the "
+            "folder or remove the link"
+        )
     if out.exists() and not out.is_file():
         raise CytokitError(
             f"{out}: exists and is not a regular file; give the path of a .h5ad file to write"
