@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write_text",
     "create_temporary",
     "csv_bytes",
+    "destination",
     "frame_csv",
     "neutralise_cell",
     "neutralise_frame",
@@ -132,7 +133,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
     their SHA-256: an fsync each cost a 1,000-sample report seconds).
     """
     named = Path(path)
-    path, mode = _destination(named)
+    path, mode = destination(named)
     try:
         fd, tmp = create_temporary(path.parent, path.name)
     except OSError as exc:
@@ -154,7 +155,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -
     return path
 
 
-def _destination(named: Path) -> tuple[Path, int | None]:
+def destination(named: Path) -> tuple[Path, int | None]:
     """Where a file written in place of `named` goes and the mode it keeps (`replaced`),
     with `named`'s folder made; a dangling link into a folder that does not exist is an
     error naming the link (no folders are made at its target)."""
@@ -183,7 +184,7 @@ def replace_together(files: Mapping[Path, bytes | None]) -> None:
         for named, data in files.items():
             if data is None:
                 continue
-            path, mode = _destination(Path(named))
+            path, mode = destination(Path(named))
             try:
                 fd, tmp = create_temporary(path.parent, path.name)
             except OSError as exc:

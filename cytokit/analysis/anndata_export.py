@@ -445,28 +445,24 @@ def _not_counted(results, files: set[str]) -> dict[str, list[str]]:
 
 def _target(named: Path) -> Path:
     """`named` checked as a place for a new file (a regular file is replaced; nothing else),
-    as the file to write: a symbolic link's target (the link stays one, as every writer
-    of cytokit keeps it), refused where that target's folder does not exist."""
-    from cytokit._io import replaced
+    as the file to write: a symbolic link's target (the link stays one), refused where that
+    target's folder does not exist, as every writer of cytokit does (`_io.destination`)."""
+    from cytokit._io import destination
     from cytokit.errors import OutputError
 
-    out, _ = replaced(named)
-    if out != named and not out.parent.is_dir():
-        raise OutputError(
-            f"{named}: is a symbolic link to {out}, whose folder does not exist; make the "
-            "folder or remove the link"
-        )
+    parent = named.parent
+    if parent.exists() and not parent.is_dir():
+        raise CytokitError(f"{named}: {parent} is not a folder; give a path inside a folder")
+    try:
+        out, _ = destination(named)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise CytokitError(write_refusal(named, exc, "the AnnData file")) from None
     if out.exists() and not out.is_file():
         raise CytokitError(
             f"{out}: exists and is not a regular file; give the path of a .h5ad file to write"
         )
-    parent = out.parent
-    if parent.exists() and not parent.is_dir():
-        raise CytokitError(f"{out}: {parent} is not a folder; give a path inside a folder")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CytokitError(write_refusal(out, exc, "the AnnData file")) from None
     return out
 
 
