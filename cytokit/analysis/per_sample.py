@@ -136,9 +136,9 @@ def _one_blas_thread() -> AbstractContextManager:
 SPILL_SAID = 1e-3
 
 
-def spilled_into(result, sample, channel: str) -> list[list]:
-    """The gated channels whose compensated values take a share of `channel`'s, as
-    ``[label, share]`` (the inverse spillover matrix's coefficient), largest first.
+def spilled_into(result, sample, channel: str) -> dict[str, tuple[str, float]]:
+    """The gated channels whose compensated values take a share of `channel`'s: ``$PnN``
+    -> (label, share: the inverse spillover matrix's coefficient), largest share first.
 
     A failed detector (dead, saturated) is compensated out of these channels by what it
     read, not by what the cells gave: the gates on them may count wrongly too.
@@ -147,13 +147,13 @@ def spilled_into(result, sample, channel: str) -> list[list]:
 
     comp = result.compensation
     if comp is None or channel not in comp.channels:
-        return []
+        return {}
     try:
         inverse = np.linalg.inv(np.asarray(comp.matrix, dtype=np.float64))
     except np.linalg.LinAlgError:
-        return []
+        return {}
     row = inverse[list(comp.channels).index(channel)]
-    found: dict[str, float] = {}
+    found: dict[str, tuple[str, float]] = {}
     for gate in result.strategy.gates:
         for d in gate.dimensions:
             if d.compensation == UNCOMPENSATED or d.ratio is not None:
@@ -166,8 +166,8 @@ def spilled_into(result, sample, channel: str) -> list[list]:
                 continue
             share = abs(float(row[list(comp.channels).index(c.name)]))
             if share >= SPILL_SAID:
-                found[c.label] = share
-    return [[k, v] for k, v in sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))]
+                found[c.name] = (c.label, share)
+    return dict(sorted(found.items(), key=lambda kv: (-kv[1][1], kv[1][0])))
 
 
 def reading(result, sample, names: set[str]) -> list[str]:
@@ -201,12 +201,6 @@ def reading(result, sample, names: set[str]) -> list[str]:
         for p in strategy.populations
         if any(reads(gate_of[i]) for i in (p.id, *strategy.ancestors(p.id)))
     )
-
-
-def _spilled_names(result, sample, channel: str) -> set[str]:
-    """``$PnN`` of the gated channels `spilled_into` names for `channel`."""
-    labels = {label for label, _ in spilled_into(result, sample, channel)}
-    return {c.name for c in sample.channels if c.label in labels}
 
 
 @dataclass(frozen=True)
@@ -428,18 +422,16 @@ class MeasureTask:
             if flanks is not None and self.donor_markers:
                 _flank_items(res, flanks, rows, transformed, at, local[1:], self.donor_markers)
             parent_rows = rows[local[0]]
-            res.pileup = {
-                m: {
+            res.pileup = {}
+            for m in self.donor_markers:
+                spills = spilled_into(result, sample, channel[m])
+                res.pileup[m] = {
                     **value_pileup(sample.events[parent_rows, columns[m]]),
-                    "spills_into": spilled_into(result, sample, channel[m]),
+                    "spills_into": [[label, share] for label, share in spills.values()],
                     # the populations a failure of this marker leaves uncounted (per_patient)
                     "reads": reading(result, sample, {channel[m]}),
-                    "spill_reads": reading(
-                        result, sample, _spilled_names(result, sample, channel[m])
-                    ),
+                    "spill_reads": reading(result, sample, set(spills)),
                 }
-                for m in self.donor_markers
-            }
             self._phenotype_items(res, scale, transformed, at, local, rng)
             if self.cluster_markers:
                 self._cluster_items(res, transformed, at, local, rng)
