@@ -78,6 +78,8 @@ __all__ = [
     "TOLERANCE",
     "WIDTHS",
     "check_donor_marker",
+    "detector_failed",
+    "piled_up",
     "value_pileup",
 ]
 
@@ -133,8 +135,14 @@ def detector_failed(reason: str, pileup: dict | None) -> bool:
     channels by what it read, not by what the cells gave."""
     if not reason:
         return False
-    piled = bool(pileup) and pileup["n"] >= MIN_PILEUP_EVENTS and pileup["share"] >= PILEUP_SHARE
-    return piled or reason.startswith(BEADS_MOVED)
+    return piled_up(pileup) or reason.startswith(BEADS_MOVED)
+
+
+def piled_up(pileup: dict | None) -> bool:
+    """Whether a sample's donor-marker values piled at one (`value_pileup`: at least
+    `PILEUP_SHARE` of at least `MIN_PILEUP_EVENTS` events): a dead, stuck or saturated
+    detector, whose false values compensation carries into other channels."""
+    return bool(pileup) and pileup["n"] >= MIN_PILEUP_EVENTS and pileup["share"] >= PILEUP_SHARE
 
 
 def _pileup_reason(p: dict) -> str:
@@ -199,7 +207,7 @@ def check_donor_marker(
     pileups = list(pileups) if pileups is not None else [None] * n
     reasons = [""] * n
     for i, p in enumerate(pileups):
-        if p and p["n"] >= MIN_PILEUP_EVENTS and p["share"] >= PILEUP_SHARE:
+        if piled_up(p):
             reasons[i] = _pileup_reason(p)
     judged = [i for i in range(n) if not reasons[i] and hists[i].total >= MIN_EVENTS]
     modes = {i: sample_modes(hists[i], side) for i in judged}

@@ -41,7 +41,7 @@ from cytokit.analysis.chimerism import (
     stratified_row,
 )
 from cytokit.analysis.counting import count_basis
-from cytokit.analysis.marker_check import BEADS_MOVED, check_donor_marker, detector_failed
+from cytokit.analysis.marker_check import check_donor_marker, detector_failed, piled_up
 from cytokit.analysis.phenotype import phenotype_rows
 from cytokit.analysis.results import sample_id
 from cytokit.analysis.sample_result import SampleResult
@@ -366,9 +366,9 @@ def _thresholds(items, marker: str, side: int) -> tuple[list[Threshold], list[st
 
 
 def _piled(why: str, pileup: dict | None) -> bool:
-    """Whether the marker failed for its detector's values piled at one (`detector_failed`
-    for a pile-up, not for beads read elsewhere)."""
-    return detector_failed(why, pileup) and not why.startswith(BEADS_MOVED)
+    """Whether the marker failed (`why`) with its detector's values piled at one
+    (`marker_check.piled_up`), not for beads read elsewhere."""
+    return bool(why) and piled_up(pileup)
 
 
 def _counts_too(why: str, pileup: dict | None) -> str:
