@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from cytokit._figures import DPI, RC, figure_bytes, save_figure
+from cytokit.plots._canvas import PT, text_width
 from cytokit.plots._points import (
     TREATMENT_STYLE,
     infusion_text,
@@ -166,7 +167,7 @@ def mark_infusions(ax, infusions: pd.DataFrame | None, *, labels: bool = True, c
     width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72.0
     drawn = [(r, d) for r, d in zip(rows, days, strict=True) if math.isfinite(d)]
     centres = [(d - first) / span * width_pt for _, d in drawn]
-    widths = [0.62 * 7 * len(infusion_label(r)) for r, _ in drawn]
+    widths = [text_width(infusion_label(r), 7) / PT for r, _ in drawn]  # px to points
     places = label_rows(centres, widths, 0.0, width_pt)
     for (row, day), centre, place in zip(drawn, centres, places, strict=True):
         style = TREATMENT_STYLE[treatment_kind(row)]
