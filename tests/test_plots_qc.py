@@ -223,6 +223,30 @@ def test_panels_say_what_the_figure_said(results):
     assert fig.svg().startswith("<svg ") and sample in svg
 
 
+def test_a_gate_counts_csv_leaves_uncounted_shows_no_count(results):
+    """A gate counts.csv leaves uncounted (a failed donor marker: count empty, the note
+    says why) is titled so, not with the n of the gate as drawn that qc.csv keeps; a
+    quadrant left uncounted shows no % of parent; the other gates keep theirs."""
+    sample, rows, pts, counts = next(_samples(results))
+    counts = counts.copy()
+    lost = counts["gate_path"].astype(str).str.contains("/CD3-CD56+", regex=False)
+    assert set(counts.loc[lost, "gate_id"]) == {"CD3-CD56+", "CD56bright", "CD56dim"}
+    pct = counts.set_index("gate_id")["pct_parent"]
+    counts["count"] = counts["count"].astype("Int64").mask(lost)
+    counts.loc[lost, "pct_parent"] = float("nan")
+    counts["note"] = np.where(lost, "not counted: it depends on the donor marker HLA-A2", None)
+    fig = qc_panels(rows, pts, counts=counts, title=sample)
+
+    def texts(gate):
+        return re.findall(r">([^<>]+)</text>", next(p for p in fig.panels if p.gate == gate).svg)
+
+    for gate in ("CD56bright", "CD56dim"):
+        assert texts(gate)[:2] == [gate, "not counted (donor marker failed)"], texts(gate)
+    q = texts("Q")
+    assert f"{pct['CD3-CD56+']:.1f}%" not in q and f"{pct['CD3+CD56-']:.1f}%" in q
+    assert texts("Live")[1].startswith("n = ")
+
+
 def test_overlay_drops_only_the_background(figures):
     _sample, _rows, fig, _ = figures[0]
     svg, overlay = fig.svg(), fig.overlay()

@@ -135,7 +135,9 @@ study.toml's ``[chimerism]`` key ``tube`` names, phenotype from every tube.
     One row per file and gate: patient, day, file, tube, sample (the npz stem,
     `cytokit.analysis.results.sample_id`), gate_path, gate_id, parent_path, kind, dims
     (JSON list of dimension labels), geometry (JSON of the concrete, fitted
-    gate; `cytokit.analysis.qcdata`), count, parent_count, n_points. The npz holds,
+    gate; `cytokit.analysis.qcdata`), count, parent_count (of the gate as drawn: where
+    counts.csv leaves a gate uncounted, for a failed donor marker, these still count
+    its events and the QC plot titles it "not counted"), n_points. The npz holds,
     per gate id, ``gate:<id>``: a random subsample (≤ 2,000) of the gate's
     parent events in the gate's dimensions (float32, transformed as the gate
     sees them), and, for the threshold parent (``hist:__parent__``) and each

@@ -26,6 +26,10 @@ sample's figure takes milliseconds.
   quadrant dividers drawn.
 * Boolean gates have no geometry of their own and no panel.
 
+Each panel's title gives the gate's n and % of parent, or "not counted" where
+``counts.csv`` leaves the gate uncounted (a failed donor marker; qc.csv keeps the
+count of the gate as drawn).
+
 Axes are named by marker (``CD3``) where the study's panel names the channel a
 dimension reads (``logicle(APC-A) [FCS]`` → ``CD3``), else by the channel
 (``FSC-A``). Axes span the 0.5-99.5 % quantiles of the points (so a few saturated events
@@ -651,9 +655,23 @@ def _parent_count(row, geometry: dict, counts: pd.DataFrame | None) -> float:
     return parent
 
 
+def _uncounted(row, counts: pd.DataFrame | None) -> bool:
+    """Whether counts.csv leaves this gate uncounted (its count empty, its note saying
+    why: a failed donor marker), though qc.csv keeps the count of the gate as drawn."""
+    if counts is None or counts.empty or not {"gate_path", "count"} <= set(counts.columns):
+        return False
+    sel = counts[counts["gate_path"].astype(str) == _text(row.get("gate_path"))]
+    if not len(sel):
+        return False
+    note = _text(sel.iloc[0].get("note")) if "note" in sel.columns else ""
+    return pd.isna(sel.iloc[0]["count"]) and note.startswith("not counted")
+
+
 def _title(row, geometry: dict, counts: pd.DataFrame | None) -> str:
     name = _name(row, geometry)
     count, parent = _number(row.get("count")), _parent_count(row, geometry, counts)
+    if _uncounted(row, counts):
+        return f"{name}\nnot counted (donor marker failed)"
     if math.isfinite(count):
         pct = f" ({100.0 * count / parent:.1f}% of parent)" if parent and parent > 0 else ""
         return f"{name}\nn = {int(count):,}{pct}"
