@@ -408,8 +408,6 @@ def blocked(seed: int, channel: str, gain: float, n: int = 20_000):
 
 
 # each was kept whole before the bright cells' level judged a channel that does not drift
-# (172503 APC-A x0.7 was read as a one-way drift with no held level, since the stretch
-# fills part of the last third, and was not judged at all)
 @pytest.mark.parametrize(
     ("seed", "channel", "gain"),
     [(172501, "PE-A", 1.35), (172502, "FITC-A", 1.35), (172502, "APC-A", 0.7),

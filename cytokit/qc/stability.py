@@ -16,12 +16,13 @@ the ``asinh(x / cofactor)`` scale, where a change of gain is a shift:
   means straddle the dim and the bright cells and carry the bin-to-bin
   noise of their mix (SD 0.15-0.3 per bin of 200 events); this one stays
   on the bright cells (SD 0.02-0.05). It judges drifts (below) and, in a
-  channel that does not drift, stretches off the level and back (a gain
-  changed for a while, then restored) through the shortest window alone,
-  where the upper half's mean follows it (`_unfollowed`): in files of 20,000
-  events a gain 1.35 or 0.7 times its own for 30 % of the run moved the other
-  two series of a marker bright on a third of the cells by too little for
-  their noise, and such files passed with every event kept.
+  channel that does not drift and a file of at least `BRIGHT_BINS` bins,
+  stretches off the level (a gain changed for a while, then restored)
+  through the shortest window alone, where the upper half's mean follows it
+  (`_unfollowed`): in files of 20,000 events a gain 1.35 or 0.7 times its
+  own for 30 % of the run moved the other two series of a marker bright on
+  a third of the cells by too little for their noise, and such files passed
+  with every event kept.
   Where a marker is positive on a few cells a bin only (1-3 of 200:
   CD107a, IFN-g, a KIR), its level is theirs, and jumps with their number
   from bin to bin: a channel where more than `BRIGHT_FEW` of the bins of
@@ -39,9 +40,7 @@ flagged for nothing.
 For each series:
 
 * when the series drifts one way over the run (its last third's median off
-  the first third's by more than the shift and the noise, and the sixth at
-  the end it reaches at least half as far: a stretch that came back to the
-  level is no drift), the stable level
+  the first third's by more than the shift and the noise), the stable level
   is that of the end the run held, the start unless the drift is early and
   settles (`drift_reference`): a drift is a departure from the level the run
   started at and held longest, brighter or dimmer;
@@ -136,6 +135,7 @@ from cytokit.qc.settings import Thresholds
 __all__ = [
     "BAND",
     "BRIGHT",
+    "BRIGHT_BINS",
     "BRIGHT_FEW",
     "BRIGHT_VALUES",
     "CREEP_ONSET",
@@ -178,6 +178,10 @@ BRIGHT_VALUES = 10
 #: Share of a channel's bins of the usual flow that may rest on fewer than
 #: `BRIGHT_VALUES` before its bright series is not judged at all.
 BRIGHT_FEW = 0.1
+#: Fewest bins a file needs before the bright series of a channel that does not drift is
+#: judged (over 9-bin windows, `check_stability`): in a shorter file such a window is a
+#: large part of the run, and a few bursts of bright clumps read as a gain.
+BRIGHT_BINS = 50
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
 _MAD = 1.4826
@@ -384,12 +388,6 @@ def _drift_shape(
     if abs(change) <= th.signal_shift or abs(change) <= th.extend_z * np.hypot(sd_a, sd_c):
         return None, nan, nan, True
     late = abs(b - a) <= 2 * abs(c - b)
-    # a one-way drift holds to the end it reaches: a stretch off the level that came back
-    # (a gain changed for a while, then restored) fills the middle and part of a third,
-    # and is judged as a departure from the level, not as a drift
-    edge = idx[-max(third // 2, 3) :] if late else idx[: max(third // 2, 3)]
-    if abs(float(np.median(mean[edge])) - (a if late else c)) < 0.5 * abs(change):
-        return None, nan, nan, True
     if drift_onset(mean, m, use, late) < CREEP_ONSET:
         return None, float(change), float(abs(change) / np.hypot(sd_a, sd_c)), late
     start = a if late else c
@@ -785,8 +783,10 @@ def check_stability(
         singles = np.zeros(b, dtype=bool)
         runs = np.zeros(b, dtype=bool)
         for p, s in enumerate(ser):
-            if s is None or (p == BRIGHT and lead is not None and p != lead):
-                continue  # the bright series speaks only for a drift it leads
+            if s is None or (
+                p == BRIGHT and p != lead and (lead is not None or b < BRIGHT_BINS)
+            ):  # in a drifting channel the bright series speaks only for a drift it leads
+                continue
             f, one, run, deviation[:, j, p], zp, level[j, p], beside = _channel(
                 s,
                 th,
