@@ -476,7 +476,12 @@ class AcquisitionPass:
         count = np.stack((values, upper, bright[0]), axis=2)
         mean = np.concatenate((mean, bright[1][:, :, None]), axis=2)
         sd = np.concatenate((sd, bright[2][:, :, None]), axis=2)
-        stab = check_stability(count, mean, sd, th, windows=WINDOWS[:1], inputs=~rate.flagged)
+        # the bright level judges a stretch off it (a gain changed for a while) on
+        # fluorescence only: on scatter it moves with the share of granulocytes or monocytes
+        fluo = np.asarray([r == "fluorescence" for r in self.plan.roles], dtype=bool)
+        stab = check_stability(
+            count, mean, sd, th, windows=WINDOWS[:1], inputs=~rate.flagged, stretches=fluo
+        )
         # second round: each channel's level from the bins nothing flagged (see the module
         # docstring of cytokit.qc.stability)
         for _ in range(2):
@@ -484,7 +489,9 @@ class AcquisitionPass:
             if not good.any():
                 break
             short = ~(stab.spikes | rate.flagged)
-            again = check_stability(count, mean, sd, th, reference=good, inputs=short)
+            again = check_stability(
+                count, mean, sd, th, reference=good, inputs=short, stretches=fluo
+            )
             done = np.array_equal(again.flagged, stab.flagged)
             stab = again
             if done:

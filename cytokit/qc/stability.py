@@ -16,7 +16,8 @@ the ``asinh(x / cofactor)`` scale, where a change of gain is a shift:
   means straddle the dim and the bright cells and carry the bin-to-bin
   noise of their mix (SD 0.15-0.3 per bin of 200 events); this one stays
   on the bright cells (SD 0.02-0.05). It judges drifts (below) and, in a
-  channel that does not drift and a file of at least `BRIGHT_BINS` bins,
+  channel that does not drift (fluorescence, in acquisition QC:
+  ``stretches``) and a file of at least `BRIGHT_BINS` bins,
   stretches off the level (a gain changed for a while, then restored)
   through the shortest window alone, where the upper half's mean follows it
   (`_unfollowed`): in files of 20,000 events a gain 1.35 or 0.7 times its
@@ -725,7 +726,7 @@ def _unfollowed(run, dev, upper: _Series | None, upper_dev) -> np.ndarray:
 
 
 def check_stability(
-    count, mean, sd, th: Thresholds, reference=None, windows=WINDOWS, inputs=None
+    count, mean, sd, th: Thresholds, reference=None, windows=WINDOWS, inputs=None, stretches=None
 ) -> StabilityCheck:
     """Flag bins whose signal departs from the file's stable level.
 
@@ -750,6 +751,11 @@ def check_stability(
         Bins whose means the windows read (default: all judged bins); bins
         known to hold short anomalies are left out so that they do not pull
         their neighbours' windows.
+    stretches : ndarray of bool, shape (k,), optional
+        Channels whose bright series judges a stretch off its level where the
+        channel does not drift (default: every channel); acquisition QC passes
+        the fluorescence channels: on scatter the brightest cells' level moves
+        with the share of granulocytes or monocytes, and the upper half with it.
 
     Returns
     -------
@@ -784,7 +790,9 @@ def check_stability(
         runs = np.zeros(b, dtype=bool)
         for p, s in enumerate(ser):
             if s is None or (
-                p == BRIGHT and p != lead and (lead is not None or b < BRIGHT_BINS)
+                p == BRIGHT
+                and p != lead
+                and (lead is not None or b < BRIGHT_BINS or not (stretches is None or stretches[j]))
             ):  # in a drifting channel the bright series speaks only for a drift it leads
                 continue
             f, one, run, deviation[:, j, p], zp, level[j, p], beside = _channel(
