@@ -306,3 +306,28 @@ def test_source_digest_covers_every_module_of_every_package():
     want = set(_sources().values())
     assert {p.resolve() for p in want} <= paths
     assert len(paths) == len(want)
+
+
+#: What the repository's root holds: the fixed layout (docs/architecture.md) and its
+#: documentation, benchmarks, CI and configuration; a scratch file (a log, a traceback)
+#: committed there by mistake is not part of the project.
+ROOT_ENTRIES = {
+    ".ci", ".gitignore", "README.md", "benchmarks", "cli", "cytokit", "docs", "gating",
+    "kernels", "mkdocs.yml", "pyproject.toml", "sample_data", "tests",
+}  # fmt: skip
+
+
+def test_the_root_holds_only_the_project_layout():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: the tracked files cannot be listed")
+    listed = subprocess.run(
+        [git, "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode("utf-8", "surrogateescape")
+    top = {name.split("/", 1)[0] for name in listed.split("\0") if name}
+    assert top - ROOT_ENTRIES == set(), f"unexpected at the repository root: {top - ROOT_ENTRIES}"
