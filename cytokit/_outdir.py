@@ -96,6 +96,12 @@ def output_folder(
         )
     path = Path(path)
     not_under_a_file(path)
+    if path.is_symlink() and not path.exists():
+        # mkdir would say "File exists" of a link whose target is missing
+        raise CytokitError(
+            f"{path}: is a symbolic link to {os.readlink(path)}, which does not exist; "
+            "create that folder, remove the link, or give another output folder"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file appeared meanwhile; a place no folder can be made

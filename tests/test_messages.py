@@ -359,6 +359,33 @@ def test_no_real_spillover_matrix_is_called_ill_conditioned():
     assert [str(p) for p, m, names in found if spillover_conditioning(m, names)] == []
 
 
+def test_an_output_folder_that_is_a_dangling_link_is_named_so(tmp_path, capsys):
+    """`--out` naming a symbolic link whose target does not exist said "cannot be created as
+    a folder (File exists)", which hides the link; the message names it, its target and the
+    fix, for every command that writes a folder. A link to a folder is written through."""
+    link = tmp_path / "res"
+    link.symlink_to(tmp_path / "nowhere" / "out")
+    for args in (
+        ["analyze", str(SAMPLE_DATA), "--out", str(link), "--workers", "1"],
+        ["gate", str(SAMPLE_DATA / "strategy.yaml"), str(SAMPLE_DATA / "fcs"), "--out", str(link)],
+    ):
+        code = run(args)
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert (
+            f"{link}: is a symbolic link to {tmp_path / 'nowhere' / 'out'}, which does not exist"
+            in err
+        )
+        assert "File exists" not in err and "create that folder" in err
+        assert not (tmp_path / "nowhere").exists()
+    from cytokit._outdir import output_folder
+
+    (tmp_path / "real").mkdir()
+    there = tmp_path / "there"
+    there.symlink_to(tmp_path / "real")
+    assert output_folder(there, files=("counts.csv",)) == there
+
+
 def test_an_output_folder_of_other_files_is_refused(tmp_path, capsys):
     """`--out` naming a folder of the user's other files (no cytokit results in it) mixed the
     tables with them, and `cytokit verify` then said "output added: notes.txt". It is refused
