@@ -223,3 +223,16 @@ def test_zero_width_characters_around_a_cell_are_dropped(tmp_path):
     assert [r.patient for r in rows] == ["P01", "P01"]
     header = TREATMENTS.replace("given", "given\u200c", 1)
     assert not read_treatments(_write(tmp_path, "treatments.csv", header))[1].given
+
+
+def test_excel_text_formulas_are_read_as_their_text(tmp_path):
+    """A cell written ="P01" (exports that keep "007" from becoming 7 write text so) was
+    the patient '="P01"', another than P01, and a day ="14" no whole day."""
+    text = TREATMENTS.replace("P01,0", '="P01",="0"').replace("P01,14", ' ="P01" ,14')
+    rows = read_treatments(_write(tmp_path, "treatments.csv", text), patients={"P01"})
+    assert [(r.patient, r.day) for r in rows] == [("P01", 0), ("P01", 14)]
+    # a quote inside is doubled in the formula; the header may be written so too
+    header = TREATMENTS.replace("product", '="product"', 1).replace(
+        "NK,cells,1.5e7", '="N""K",cells,1.5e7', 1
+    )
+    assert read_treatments(_write(tmp_path, "treatments.csv", header))[0].product == 'N"K'

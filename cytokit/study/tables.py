@@ -53,10 +53,18 @@ _EDGES = re.compile(f"^[\\s{_INVISIBLE}]+|[\\s{_INVISIBLE}]+$")
 
 def _trimmed(cell: str) -> str:
     """`cell` without the invisible characters (`_INVISIBLE`) and spaces around its text;
-    a cell without them is returned as it is (its spaces are the reader's to strip)."""
-    if not any(c in cell for c in _INVISIBLE):
-        return cell
-    return _EDGES.sub("", cell)
+    a cell without them is returned as it is (its spaces are the reader's to strip).
+    A cell written as Excel's text formula, ``="P01"`` (how some exports keep ``007`` from
+    becoming 7), is its text."""
+    if any(c in cell for c in _INVISIBLE):
+        cell = _EDGES.sub("", cell)
+    if (m := _TEXT_FORMULA.fullmatch(cell.strip())) is not None:
+        return m.group(1).replace('""', '"')
+    return cell
+
+
+#: Excel's formula of a text constant: ``="..."`` (a quote inside doubled).
+_TEXT_FORMULA = re.compile(r'="((?:[^"]|"")*)"', re.DOTALL)
 
 
 def _split_number(values: Sequence[str]) -> str | None:
