@@ -618,6 +618,17 @@ def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=Tr
     return hi | lo, single, runs, dev, zz, level, beside & ~single
 
 
+def _stretches(run: np.ndarray):
+    """``(start, end)`` of each contiguous stretch of `run` (end exclusive)."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
+    return zip(edges[::2], edges[1::2], strict=True)
+
+
+def _follows(lead: float, other: float, divisor: float) -> bool:
+    """Whether a change `other` goes the way of `lead`, by at least ``1 / divisor`` of it."""
+    return other * lead > 0 and abs(other) >= abs(lead) / divisor
+
+
 def _trim_step_edges(run, dev, m, noise, th: Thresholds, sign: float) -> np.ndarray:
     """`run` without the bins at its edges that the windows added and that sit at the level.
 
@@ -635,8 +646,7 @@ def _trim_step_edges(run, dev, m, noise, th: Thresholds, sign: float) -> np.ndar
     a little off, fits a step poorly and mostly stays.
     """
     out = run.copy()
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
-    for a, e in zip(edges[::2], edges[1::2], strict=True):
+    for a, e in _stretches(run):
         if e - a < 3:
             continue
         own = sign * dev[a:e]
@@ -692,14 +702,13 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
         level = float(np.median(bright.mean[ref]))
     else:
         level = shorth_level(bright.mean[ok])
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
-    for a, e in zip(edges[::2], edges[1::2], strict=True):
+    for a, e in _stretches(run):
         seen = ok[a:e]
         if seen.sum() < max(3, (e - a + 1) // 2):
             continue
         d_run = float(np.median(dev[a:e]))
         d_bright = float(np.median(bright.mean[a:e][seen])) - level
-        if d_bright * d_run <= 0 or abs(d_bright) < 0.5 * abs(d_run):
+        if not _follows(d_run, d_bright, 2):
             out[a:e] = True
     return out
 
@@ -712,15 +721,14 @@ def _unfollowed(run, dev, upper: _Series | None, upper_dev) -> np.ndarray:
     cells); a change in the share of the brightest of several bright populations moves the
     bright level alone (corpus files: a tenth to a fifth as much)."""
     out = np.zeros(run.shape[0], dtype=bool)
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
-    for a, e in zip(edges[::2], edges[1::2], strict=True):
+    for a, e in _stretches(run):
         seen = upper.ok[a:e] if upper is not None else np.zeros(e - a, dtype=bool)
         if seen.sum() < max(3, (e - a + 1) // 2):
             out[a:e] = True
             continue
         d = float(np.median(dev[a:e]))
         d_upper = float(np.median(upper_dev[a:e][seen]))
-        if d_upper * d <= 0 or abs(d_upper) < abs(d) / 3:
+        if not _follows(d, d_upper, 3):
             out[a:e] = True
     return out
 
@@ -788,18 +796,17 @@ def check_stability(
             creep[j] = ser[lead].creep
         singles = np.zeros(b, dtype=bool)
         runs = np.zeros(b, dtype=bool)
+        # the bright series judges a stretch off its level (not a drift it leads) in a
+        # channel with no drift, in a file long enough, where the caller allows it
+        bright_judges = lead is None and b >= BRIGHT_BINS and (stretches is None or stretches[j])
         for p, s in enumerate(ser):
-            if s is None or (
-                p == BRIGHT
-                and p != lead
-                and (lead is not None or b < BRIGHT_BINS or not (stretches is None or stretches[j]))
-            ):  # in a drifting channel the bright series speaks only for a drift it leads
-                continue
+            if s is None or (p == BRIGHT and p != lead and not bright_judges):
+                continue  # in a drifting channel the bright series speaks only for its drift
             f, one, run, deviation[:, j, p], zp, level[j, p], beside = _channel(
                 s,
                 th,
                 reference,
-                windows if p != BRIGHT or p == lead else windows[:1],
+                windows[:1] if p == BRIGHT and bright_judges else windows,
                 use_windows=lead is None or p == lead,
                 use_bins=p != BRIGHT,  # a bin of few bright cells dips, a window does not
             )
@@ -820,7 +827,7 @@ def check_stability(
                     if run.any():  # the windows found part of it: the line gives the rest
                         f |= off & s.ok
                         run |= off & s.ok
-            if p == BRIGHT and p != lead and f.any():
+            if p == BRIGHT and bright_judges and f.any():
                 # the bright series of a channel that does not drift judges a stretch off
                 # the level and back (a gain changed for a while) through its windows; its
                 # level also moves where the mix of bright populations does, so a stretch
