@@ -643,28 +643,31 @@ def _name(row, geometry: dict) -> str:
     return _text(geometry.get("name"))
 
 
+def _counts_row(counts: pd.DataFrame | None, column: str, key):
+    """The first row of the sample's counts.csv rows whose `column` is `key`, or None."""
+    if counts is None or counts.empty or not _text(key) or column not in counts.columns:
+        return None
+    sel = counts[counts[column].astype(str) == _text(key)]
+    return sel.iloc[0] if len(sel) else None
+
+
 def _parent_count(row, geometry: dict, counts: pd.DataFrame | None) -> float:
     parent = _number(row.get("parent_count"))
-    if math.isfinite(parent) or counts is None or counts.empty:
+    if math.isfinite(parent):
         return parent
     for column, key in (("gate_path", row.get("parent_path")), ("gate_id", geometry.get("parent"))):
-        if _text(key) and column in counts.columns:
-            sel = counts[counts[column].astype(str) == _text(key)]
-            if len(sel):
-                return _number(sel.iloc[0].get("count"))
+        if (found := _counts_row(counts, column, key)) is not None:
+            return _number(found.get("count"))
     return parent
 
 
 def _uncounted(row, counts: pd.DataFrame | None) -> bool:
     """Whether counts.csv leaves this gate uncounted (its count empty, its note saying
     why: a failed donor marker), though qc.csv keeps the count of the gate as drawn."""
-    if counts is None or counts.empty or not {"gate_path", "count"} <= set(counts.columns):
+    found = _counts_row(counts, "gate_path", row.get("gate_path"))
+    if found is None or "count" not in found.index:
         return False
-    sel = counts[counts["gate_path"].astype(str) == _text(row.get("gate_path"))]
-    if not len(sel):
-        return False
-    note = _text(sel.iloc[0].get("note")) if "note" in sel.columns else ""
-    return pd.isna(sel.iloc[0]["count"]) and note.startswith("not counted")
+    return pd.isna(found["count"]) and _text(found.get("note")).startswith("not counted")
 
 
 def _title(row, geometry: dict, counts: pd.DataFrame | None) -> str:
