@@ -18,8 +18,12 @@ Imports inside ``if TYPE_CHECKING:`` never run and are left out.
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -318,11 +322,6 @@ ROOT_ENTRIES = {
 
 
 def test_the_root_holds_only_the_project_layout():
-    import shutil
-    import subprocess
-
-    import pytest
-
     git = shutil.which("git")
     if git is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout: the tracked files cannot be listed")
