@@ -157,3 +157,23 @@ def test_no_check_is_refused_and_a_low_maximum_lowers_the_unset_warning_level():
     # both given, and contradicting each other: still refused, naming both
     with pytest.raises(StudyError, match="warn_removed_pct = 5 is above max_removed_pct = 1"):
         AcquisitionQCSettings.from_mapping({"max_removed_pct": 1, "warn_removed_pct": 5})
+
+
+@pytest.mark.parametrize("value", [-1, -0.5, 150])
+def test_a_bad_maximum_is_one_problem_not_one_more_about_the_warning_level_it_sets(value):
+    """With ``warn_removed_pct`` not given, the warning level follows the maximum: a bad
+    maximum is the caller's one mistake, so the error names it alone, never a
+    ``warn_removed_pct`` nobody set, the same as the study table says it."""
+    with pytest.raises(StudyError) as info:
+        AcquisitionQCSettings(max_removed_pct=value)
+    problems = str(info.value).split("; ")
+    assert problems == [
+        f"AcquisitionQCSettings: max_removed_pct = {value} must be a number from 0 to 100 "
+        "(a % of the events)"
+    ]
+    _, table = parse_acquisition_qc({"max_removed_pct": value}, "s.toml")
+    assert len(table) == 1 and "max_removed_pct" in table[0] and "warn" not in table[0]
+    # a warning level given is still checked with it: two values, two problems
+    with pytest.raises(StudyError) as info:
+        AcquisitionQCSettings(max_removed_pct=value, warn_removed_pct=-2)
+    assert "warn_removed_pct = -2" in str(info.value) and "max_removed_pct" in str(info.value)

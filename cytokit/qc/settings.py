@@ -127,13 +127,14 @@ class AcquisitionQCSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "warn_follows_max", self.warn_removed_pct is None)
-        if self.warn_removed_pct is None:
-            m = self.max_removed_pct
-            warn = min(DEFAULT_WARN_PCT, m) if is_finite_number(m) else DEFAULT_WARN_PCT
-            object.__setattr__(self, "warn_removed_pct", warn)
+        # the values given are checked before a warning level is derived from the maximum:
+        # a bad maximum is one problem, not a second one about a level nobody set
         problems = _problems(self, "AcquisitionQCSettings: ", toml=False)
         if problems:
             raise StudyError("; ".join(problems))
+        if self.warn_removed_pct is None:
+            warn = min(DEFAULT_WARN_PCT, float(self.max_removed_pct))
+            object.__setattr__(self, "warn_removed_pct", warn)
         object.__setattr__(self, "checks", tuple(c for c in CHECKS if c in self.checks))
         object.__setattr__(self, "exclude_channels", tuple(self.exclude_channels))
         object.__setattr__(self, "max_removed_pct", float(self.max_removed_pct))
