@@ -147,6 +147,81 @@ def test_a_file_no_check_could_run_on_has_no_pct_removed_through_every_door(tmp_
     assert g["qc_pct_removed"] == "" and g["qc_reason"] == api.verdict_reason
 
 
+def test_checks_left_no_channel_by_exclude_channels_did_not_run_as_without_a_time_channel(
+    tmp_path,
+):
+    """A check with no channel to read (every measured channel in exclude_channels) did
+    not run, as the rate and signal checks of a file without a Time channel do not: its
+    count is empty in samples.csv (never a 0), it is not among the checks run, a note
+    names exclude_channels and the fix, and a file no check ran on warns that its events
+    go on unchecked. It passed with "0% of N events removed" and a signal count of 0."""
+    import dataclasses
+
+    from cytokit.qc import acquisition_qc
+
+    design = StudyDesign(
+        patients=(PatientSpec("A1", "NK", "positive", days=(7, 14)),), seed=179011, n_events=3000
+    )
+    study = simulate_study(tmp_path / "s", design)
+    # day 14 without its Time channel: the case QC already handled
+    path = study / "fcs" / "A1_day014.fcs"
+    raw = cytokit.read_fcs(path, scale=False)
+    keep = [c.index for c in raw.channels if c.name != "Time"]
+    channels = tuple(dataclasses.replace(raw.channels[i], index=j) for j, i in enumerate(keep))
+    cytokit.write_fcs(
+        path, dataclasses.replace(raw, events=raw.events[:, keep].copy(), channels=channels)
+    )
+    measured = [c.name for c in channels]
+    toml = study / "study.toml"
+    base = toml.read_text()
+    every = "exclude_channels = [" + ", ".join(f'"{n}"' for n in measured) + "]\n"
+
+    def samples(table: str, out: str) -> pd.DataFrame:
+        toml.write_text(base + "\n[acquisition_qc]\n" + table)
+        cytokit.analyze(study, tmp_path / out, scheduler="serial")
+        return pd.read_csv(tmp_path / out / "samples.csv").set_index("file")
+
+    no_time = samples('checks = ["signal"]\n', "o1").loc["fcs/A1_day014.fcs"]
+    no_channel = samples('checks = ["signal"]\n' + every, "o2").loc["fcs/A1_day007.fcs"]
+    empty = [c for c in SUMMARY_COLUMNS if pd.isna(no_time[c])]
+    assert empty == ["qc_removed_rate", "qc_removed_signal", "qc_removed_margin", "qc_pct_removed"]
+    assert [c for c in SUMMARY_COLUMNS if pd.isna(no_channel[c])] == empty
+    lead = "no check ran, so the 3,000 events go on unchecked; the signal check did not run: "
+    for row in (no_time, no_channel):
+        assert row["qc_verdict"] == "warn" and row["qc_reason"].startswith(lead)
+        assert row["events_after_qc"] == row["events_before_qc"] == 3000
+    why = no_channel["qc_reason"].removeprefix(lead)
+    assert why.startswith("exclude_channels leaves out all 10 measured channels of the file; ")
+    assert "leave out of exclude_channels" in why and "--qc-exclude" in why
+    assert no_channel["qc_notes"] == f"signal not checked: {why}"
+    # the API says the same and lists no check as run
+    settings = AcquisitionQCSettings(checks=("signal",), exclude_channels=tuple(measured))
+    api = acquisition_qc(cytokit.read_fcs(study / "fcs" / "A1_day007.fcs"), settings)
+    assert api.checks_run == () and api.summary()["qc_checks"] == ""
+    assert api.verdict_reason == no_channel["qc_reason"]
+
+    # all three checks: the rate runs and counts, signal and margins are empty and noted
+    three = samples(every, "o3")
+    row = three.loc["fcs/A1_day007.fcs"]
+    assert row["qc_removed_rate"] >= 0 and row["qc_pct_removed"] >= 0
+    assert pd.isna(row["qc_removed_signal"]) and pd.isna(row["qc_removed_margin"])
+    assert row["qc_verdict"] == "warn"
+    assert f"the signal and margins checks did not run: {why}" in row["qc_reason"]
+    assert row["qc_notes"].startswith(f"signal and margins not checked: {why}")
+    api = acquisition_qc(
+        cytokit.read_fcs(study / "fcs" / "A1_day007.fcs"),
+        AcquisitionQCSettings(exclude_channels=tuple(measured)),
+    )
+    assert api.summary()["qc_checks"] == "rate" and api.margins is None
+    # no Time channel and no channel either: nothing ran, both reasons are given
+    both = three.loc["fcs/A1_day014.fcs"]
+    assert [c for c in SUMMARY_COLUMNS if pd.isna(both[c])] == empty
+    assert both["qc_reason"].startswith(
+        "no check ran, so the 3,000 events go on unchecked; the rate, signal and margins "
+        f"checks did not run: {why}; the file has no Time channel"
+    )
+
+
 def test_study_toml_table_is_parsed_and_absent_means_no_qc():
     base = {"gating": {"strategy": "s.yaml"}, "populations": {"NK": "/NK"}}
     settings, problems = parse_settings(base)

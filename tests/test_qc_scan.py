@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from pathlib import Path
@@ -140,6 +141,67 @@ def test_no_time_channel_runs_margins_only_and_says_so():
     assert qc.checks_run == ("margins",) and qc.bins is None
     assert qc.verdict == "warn"
     assert "no Time channel" in qc.verdict_reason and "rate and signal" in qc.verdict_reason
+
+
+@pytest.mark.parametrize("checks", [("signal",), ("margins",), ("signal", "margins")])
+def test_no_channel_to_read_is_a_check_not_run_as_no_time_channel_is(checks):
+    """Every measured channel in exclude_channels: the signal and margin checks read
+    nothing, so they did not run, as the rate and signal checks of a file without a Time
+    channel do not (no count, not among the checks run, a note on why, warn when nothing
+    ran). They passed the file with "0% of 20,000 events removed"."""
+    s = synthetic()
+    every = AcquisitionQCSettings(checks=checks, exclude_channels=("FSC-A", "SSC-A", "FL1-A"))
+    qc = acquisition_qc(s, every)
+    untimed = Sample(s.events[:, :3], s.channels[:3], keywords=s.keywords)
+    no_time = acquisition_qc(untimed, AcquisitionQCSettings(checks=("rate", "signal")))
+    for got in (qc, no_time):
+        row = got.summary()
+        assert got.checks_run == () and np.isnan(got.pct_removed) and got.keep.all()
+        assert [row[f"qc_removed_{r}"] for r in ("rate", "signal", "margin")] == [None] * 3
+        assert row["qc_pct_removed"] is None and row["qc_checks"] == ""
+        assert got.verdict == "warn"
+        assert got.verdict_reason.startswith("no check ran, so the 20,000 events go on unchecked")
+    what = " and ".join(checks)
+    why = (
+        "exclude_channels leaves out all 3 measured channels of the file; leave out of "
+        "exclude_channels (and cytokit gate's --qc-exclude) the channels to check"
+    )
+    assert qc.notes == (f"{what} not checked: {why}",)
+    assert qc.verdict_reason.endswith(f"did not run: {why}") and qc.margins is None
+    # a channel left to read is checked, whatever the others
+    some = acquisition_qc(s, AcquisitionQCSettings(checks=checks, exclude_channels=("FSC-A",)))
+    assert some.checks_run == checks and not some.notes
+
+
+def test_with_the_rate_check_the_checks_with_no_channel_are_named_at_every_verdict():
+    s = synthetic()
+    s.events[s.events[:, 3] >= 40.0, 3] += 5.0  # a gap: the rate check removes events
+    qc = acquisition_qc(s, AcquisitionQCSettings(exclude_channels=("FSC-A", "SSC-A", "FL1-A")))
+    row = qc.summary()
+    assert qc.checks_run == ("rate",) and row["qc_removed_rate"] > 0
+    assert row["qc_removed_signal"] is None and row["qc_removed_margin"] is None
+    assert qc.verdict == "warn" and qc.finite_columns == ()
+    assert "the signal and margins checks did not run: exclude_channels leaves out all 3 " \
+        "measured channels" in qc.verdict_reason  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        (None, "the file has no channel but its Time channel"),
+        ("HDR-T", "the file has no measured channel (HDR-T (moves one way with the events))"),
+        ("Event", "the file has no measured channel (Event (not a measurement))"),
+    ],
+)
+def test_a_file_with_no_measured_channel_says_so(extra, why):
+    s = synthetic()
+    only = Sample(s.events[:, 3:].copy(), (dataclasses.replace(s.channels[3], index=0),),
+                  keywords=s.keywords)  # fmt: skip
+    if extra:
+        only = with_column(only, extra, np.arange(s.n_events, dtype=np.float64))
+    qc = acquisition_qc(only, AcquisitionQCSettings(checks=("signal", "margins")))
+    assert qc.checks_run == () and qc.verdict == "warn"
+    assert qc.verdict_reason.endswith(f"the signal and margins checks did not run: {why}")
 
 
 def test_time_out_of_order_is_named_with_the_event():

@@ -9,7 +9,8 @@ row per range) and `bins_frame` the per-bin series behind the plot.
 Verdict: ``fail`` when more than ``max_removed_pct`` % of the events are
 removed (or the file has no events); ``warn`` when more than
 ``warn_removed_pct`` % are, when a requested check could not run (no Time
-channel, time not in acquisition order, too few events or clock steps), or
+channel, time not in acquisition order, too few events or clock steps; no
+channel for the signal and margin checks to read), or
 when a channel's signal moved steadily over the whole acquisition (`trends`);
 ``pass`` otherwise. The reason is one sentence naming the figures.
 """
@@ -330,7 +331,8 @@ class AcquisitionQC:
         # run (its count is not a zero) and a trend QC named but kept
         also = []
         if self.not_run:
-            missing = " and ".join(self.not_run)
+            *most, last = self.not_run
+            missing = f"{', '.join(most)} and {last}" if most else last
             # a note reads "rate and signal not checked: <why>"; the sentence names the checks
             why = "; ".join(
                 n.split(" not checked: ", 1)[1] for n in self.notes if " not checked: " in n
@@ -365,7 +367,8 @@ class AcquisitionQC:
         Keys: ``events_before_qc``, ``events_after_qc``, ``qc_removed_rate``,
         ``qc_removed_signal``, ``qc_removed_margin`` (an event removed for two
         reasons counts in both; None where that check did not run: not asked
-        for, or no usable Time channel), ``qc_removed`` (each event once),
+        for, no usable Time channel, or no channel left to read),
+        ``qc_removed`` (each event once),
         ``qc_pct_removed`` (None when no check ran), ``qc_verdict``,
         ``qc_reason``, ``qc_checks`` (the checks that ran, ``+``-joined),
         ``qc_notes``.

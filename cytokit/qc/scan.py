@@ -358,6 +358,36 @@ class AcquisitionPass:
             "ranges' times are in those seconds)"
         ]
 
+    def _with_channels(self, checks: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+        """`checks` without the signal and margin checks when no channel is left for them to
+        read (every measured channel excluded by the settings, or none is a measurement),
+        and a note that says why: they did not run, as the rate and signal checks of a file
+        without a Time channel did not, and their counts are not zeros."""
+        read = [c for c in ("signal", "margins") if c in checks]
+        if self.plan.columns or not read:
+            return checks, []
+        mark = " (excluded by the settings)"
+        by_settings = [e for e in self.plan.excluded if e.endswith(mark)]
+        others = [e for e in self.plan.excluded if not e.endswith(mark)]
+        if by_settings:
+            n = len(by_settings)
+            why = (
+                f"exclude_channels leaves out {'the' if n == 1 else f'all {n}'} measured "
+                f"channel{'' if n == 1 else 's'} of the file"
+            )
+            if others:
+                why += f" (the rest are not measurements: {', '.join(others)})"
+            why += (
+                "; leave out of exclude_channels (and cytokit gate's --qc-exclude) the "
+                "channels to check"
+            )
+        elif others:
+            why = f"the file has no measured channel ({', '.join(others)})"
+        else:
+            why = "the file has no channel but its Time channel"
+        what = " and ".join(read)
+        return tuple(c for c in checks if c not in read), [f"{what} not checked: {why}"]
+
     def finish(self) -> AcquisitionQC:
         """Decide and return the result (after every row was fed to `update`)."""
         s = self.sample
@@ -368,11 +398,12 @@ class AcquisitionPass:
                 "to update() before finish()"
             )
         st = self.settings
-        checks = st.checks
         run: list[str] = []
         notes: list[str] = []
         margins = None
         notes += self._drop_clocks()
+        checks, unread = self._with_channels(st.checks)
+        notes += unread
         if "margins" in checks:
             run.append("margins")
             notes += self._drop_unbounded_tops()
