@@ -746,7 +746,9 @@ def acquisition_qc(sample: Sample, settings: AcquisitionQCSettings | None = None
         As `cytokit.read_fcs` gives it (scale values), or stored values.
     settings : AcquisitionQCSettings, optional
         Which checks, how sensitive, when a file fails (default: all checks,
-        normal sensitivity, fail above 20 % removed, warn above 2 %).
+        normal sensitivity, fail above 20 % removed, warn above 2 %). QC runs
+        whatever ``settings.enabled`` says: that switch is for callers such as
+        `cytokit.analyze` (`screen` refuses settings that turn QC off).
 
     Returns
     -------
