@@ -95,7 +95,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 12  # 12: acquisition QC judges a gain changed for a while and restored
+MEASURE_VERSION = 13  # 13: acquisition QC keeps a stretch whose cells, not gain, changed
 PARENT_ROW = "__parent__"
 
 

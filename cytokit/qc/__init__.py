@@ -22,7 +22,11 @@ Method (in the spirit of PeacoQC, Emmaneel et al., Cytometry A
    values, an upper-weighted mean and its brightest cells' level) with the
    file's stable level, bin by bin and over windows of bins (a channel
    that creeps over the whole run, with no stable level, is reported as a
-   trend and judged against its own course instead);
+   trend and judged against its own course instead); a stretch it flags
+   is read again from its values (`cytokit.qc.shape`), and kept where they
+   sit where the rest of the file's do, at other shares: a burst of cells
+   (settling, carry-over) moves the summaries as a gain would, but moves no
+   population;
 4. margin events (`cytokit.qc.channels`) are found per event, from the
    channel's ``$PnR``, ``$PnE``, ``$PnG`` and data type;
 5. short good runs between flagged bins are flagged too, and each flagged

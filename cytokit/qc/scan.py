@@ -35,10 +35,12 @@ from cytokit.qc.result import (
     reason_names,
 )
 from cytokit.qc.settings import AcquisitionQCSettings
+from cytokit.qc.shape import follows, rows_of
 from cytokit.qc.stability import (
     BAND,
     BRIGHT,
     WINDOWS,
+    _stretches,
     bright_moments,
     check_stability,
     trend,
@@ -527,6 +529,8 @@ class AcquisitionPass:
             stab = again
             if done:
                 break
+        if "signal" in timed and cols:
+            stab = self._keep_composition(stab, bounds, rate.flagged, cof)
         chan_flags = np.zeros_like(stab.channel_flagged)
         if "signal" in timed and cols:
             bits[stab.flagged] |= SIGNAL
@@ -586,6 +590,43 @@ class AcquisitionPass:
             stab.z,
         )
         return table, self._ranges(table, chan_flags, runs)
+
+    def _keep_composition(self, stab, bounds, rate_flagged, cof):
+        """The stability check without the stretches a change in the mix of cells flagged.
+
+        Per channel, each stretch it flags (of at least 3 bins beside the
+        rate's and its single-bin spikes) is read whole, against the bins
+        nothing flagged: where its values lie where the rest's do
+        (`cytokit.qc.shape.follows` is False), the channel's flags over it
+        go, but for its spikes. Single bins are left as they are: a bubble's
+        disturbed flank holds a few events measured badly among good ones,
+        whose values lie where the rest's do too.
+        """
+        chan = stab.channel_flagged.copy()
+        good = ~(stab.flagged | rate_flagged)
+        ev = self.sample.events
+        ref = rows_of(bounds, np.flatnonzero(good))
+        ref = ref[(self.reasons[ref] & MARGIN) == 0]
+        solid = ~(stab.spikes | rate_flagged)
+        least = self.settings.thresholds.signal_shift
+        judged = np.isfinite(stab.level)  # (k, P): the series each channel is judged on
+        top = self.plan.top
+        for j, col in enumerate(self.plan.columns):
+            if not judged[j].any():
+                continue
+            dev = stab.deviation[:, j, judged[j]]
+            for a, e in _stretches(chan[:, j]):
+                bins = np.flatnonzero(solid[a:e]) + a
+                if bins.size < 3:
+                    continue
+                d = np.median(dev[bins], axis=0)
+                rows = rows_of(bounds, bins)
+                rows = rows[(self.reasons[rows] & MARGIN) == 0]
+                lead = float(d[np.argmax(np.abs(d))])  # the series that moved most
+                moved = follows(ev[rows, col], ev[ref, col], cof[j], top[j], lead, least)
+                if moved is False:
+                    chan[a:e, j] = stab.spikes[a:e]
+        return dataclasses.replace(stab, channel_flagged=chan, flagged=chan.any(axis=1))
 
     def _runs(self, bits, bounds, edges, base_rate):
         """Runs of flagged bins: (a, b, first_event, stop_event, start_time, end_time).
