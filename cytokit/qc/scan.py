@@ -35,7 +35,7 @@ from cytokit.qc.result import (
     reason_names,
 )
 from cytokit.qc.settings import AcquisitionQCSettings
-from cytokit.qc.shape import follows, rows_of
+from cytokit.qc.shape import PIECE, follows, rows_of
 from cytokit.qc.stability import (
     BAND,
     BRIGHT,
@@ -594,11 +594,15 @@ class AcquisitionPass:
     def _keep_composition(self, stab, bounds, rate_flagged, cof):
         """The stability check without the stretches a change in the mix of cells flagged.
 
-        Per channel, each stretch it flags (of at least 3 bins beside the
-        rate's and its single-bin spikes) is read whole, against the bins
-        nothing flagged: where its values lie where the rest's do
-        (`cytokit.qc.shape.follows` is False), the channel's flags over it
-        go, but for its spikes. Single bins are left as they are: a bubble's
+        Each stretch a channel flags (of at least 3 bins beside the rate's and
+        its single-bin spikes) is read again from its values, against the
+        bins nothing flagged, the way its summaries moved
+        (`cytokit.qc.shape.follows`). Where they did not move, the stretch is
+        read again in pieces of `cytokit.qc.shape.PIECE` such bins (a shorter
+        last piece joins the one before), each either way: the channel's
+        flags go over every piece whose values did not move either, but for
+        its spikes, and stay over a piece that moved (a gain changed within
+        a longer change of mix). Single bins are left as they are: a bubble's
         disturbed flank holds a few events measured badly among good ones,
         whose values lie where the rest's do too.
         """
@@ -609,23 +613,34 @@ class AcquisitionPass:
         ref = ref[(self.reasons[ref] & MARGIN) == 0]
         solid = ~(stab.spikes | rate_flagged)
         least = self.settings.thresholds.signal_shift
-        judged = np.isfinite(stab.level)  # (k, P): the series each channel is judged on
         top = self.plan.top
+
+        def values(bins, col):
+            rows = rows_of(bounds, bins)
+            return ev[rows[(self.reasons[rows] & MARGIN) == 0], col]
+
         for j, col in enumerate(self.plan.columns):
-            if not judged[j].any():
-                continue
-            dev = stab.deviation[:, j, judged[j]]
+            judged = np.isfinite(stab.level[j])
+            if not judged.any():
+                continue  # no series of the channel is judged: it flags nothing
+            rest = ev[ref, col]
             for a, e in _stretches(chan[:, j]):
                 bins = np.flatnonzero(solid[a:e]) + a
                 if bins.size < 3:
                     continue
-                d = np.median(dev[bins], axis=0)
-                rows = rows_of(bounds, bins)
-                rows = rows[(self.reasons[rows] & MARGIN) == 0]
+                d = np.median(stab.deviation[bins, j][:, judged], axis=0)
                 lead = float(d[np.argmax(np.abs(d))])  # the series that moved most
-                moved = follows(ev[rows, col], ev[ref, col], cof[j], top[j], lead, least)
-                if moved is False:
-                    chan[a:e, j] = stab.spikes[a:e]
+                if follows(values(bins, col), rest, cof[j], top[j], least, lead) is not False:
+                    continue
+                cuts = list(range(0, bins.size, PIECE))
+                if len(cuts) > 1 and bins.size - cuts[-1] < 3:
+                    cuts.pop()
+                ends = [a] + [int(bins[c]) for c in cuts[1:]] + [e]
+                for i, c in enumerate(cuts):
+                    piece = bins[c : cuts[i + 1]] if i + 1 < len(cuts) else bins[c:]
+                    if follows(values(piece, col), rest, cof[j], top[j], least) is not True:
+                        lo, hi = ends[i], ends[i + 1]
+                        chan[lo:hi, j] = stab.spikes[lo:hi]
         return dataclasses.replace(stab, channel_flagged=chan, flagged=chan.any(axis=1))
 
     def _runs(self, bits, bounds, edges, base_rate):

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LOW", "MIN_VALUES", "STEP", "follows", "rows_of"]
+from cytokit.stats.density import gaussian_smooth
+
+__all__ = ["CLEARER", "LOW", "MIN_VALUES", "PIECE", "REACH", "STEP", "follows", "rows_of"]
 
 #: Values below this (asinh scale, 3.6 cofactors) are not compared: the negative cells'
 #: spread, which a gain widens rather than moves, and the dim edge, where a gain moves a
@@ -41,13 +43,21 @@ __all__ = ["LOW", "MIN_VALUES", "STEP", "follows", "rows_of"]
 LOW = 2.0
 #: Histogram step (asinh units) of the pooled densities.
 STEP = 0.02
+#: The largest move looked for (asinh units: a gain of 0.37 to 2.7).
+REACH = 1.0
+#: A stretch read as a change of mix is read again in pieces of this many bins (the
+#: stability check's shortest window): a gain changed within it is a piece of its own.
+PIECE = 9
+#: A piece's move, looked for either way, is read where the slopes lie at least this
+#: much closer moved than unmoved: a change of mix left 0.77-1.8 of the unmoved distance
+#: moved (9-bin pieces of bursts), a gain of 1.35 or 0.75 0.02-0.55.
+CLEARER = 0.7
 #: Fewest positive values (at or above `LOW`) on each side for a shift to be read.
 MIN_VALUES = 200
 _SMOOTH = 4.0  # Gaussian kernel SD in steps
 _FLOOR = 0.01  # of the density's top, added before its log (no data: a flat slope)
 _EDGE = 0.3  # asinh units read beyond the compared range (the smoothing's edge)
 _CAP = 100.0  # (per asinh unit)^2: a slope difference counts at most this
-_LARGEST = 1.0  # asinh units: the largest move of the summaries read as such
 _MOST = 40_000  # reference values read at most (evenly spaced rows)
 
 
@@ -71,10 +81,7 @@ def rows_of(bounds: np.ndarray, bins: np.ndarray, most: int = _MOST) -> np.ndarr
 def _density(t: np.ndarray, lo: float, n: int) -> np.ndarray:
     """Histogram of `t` on ``n`` steps from `lo`, smoothed (a Gaussian of `_SMOOTH` steps)."""
     i = np.floor((t - lo) / STEP).astype(np.int64)
-    h = np.bincount(i[(i >= 0) & (i < n)], minlength=n).astype(np.float64)
-    k = np.arange(-4 * int(_SMOOTH), 4 * int(_SMOOTH) + 1)
-    kernel = np.exp(-0.5 * (k / _SMOOTH) ** 2)
-    return np.convolve(h, kernel / kernel.sum(), mode="same")
+    return gaussian_smooth(np.bincount(i[(i >= 0) & (i < n)], minlength=n), _SMOOTH)
 
 
 def _costs(stretch, rest, cofactor: float, top: float, most: float) -> np.ndarray | None:
@@ -122,8 +129,10 @@ def _costs(stretch, rest, cofactor: float, top: float, most: float) -> np.ndarra
     return cost
 
 
-def follows(stretch, rest, cofactor: float, top: float, dev: float, least: float) -> bool | None:
-    """Whether a stretch's values moved the way its summaries did.
+def follows(
+    stretch, rest, cofactor: float, top: float, least: float, towards: float | None = None
+) -> bool | None:
+    """Whether a stretch's values moved along the asinh scale, as a gain moves them.
 
     Parameters
     ----------
@@ -133,34 +142,43 @@ def follows(stretch, rest, cofactor: float, top: float, dev: float, least: float
         (saturated) are left out.
     cofactor, top : float
         The channel's asinh cofactor and the top of its range.
-    dev : float
-        How far the stretch's summaries moved (asinh units; its sign says
-        which way).
     least : float
         The smallest move read as one (the sensitivity's ``signal_shift``).
+    towards : float, optional
+        How far the stretch's summaries moved (asinh units): the move is then
+        looked for their way only, by `least` to twice `towards` (or
+        `towards` and 0.3 more; `towards` read as at most 1, e-fold), and
+        counts where it lies closer than unmoved. Without it, either way up
+        to `REACH`, and it counts where it lies closer by a factor `CLEARER`
+        (a piece of a stretch, whose own move may go against its
+        summaries').
 
     Returns
     -------
     bool or None
         True where the slope of the stretch's log density lies closer to the
-        rest's moved `dev`'s way (by `least` to twice `dev`, or `dev` and 0.3
-        more) than unmoved: a gain. False where it lies closer unmoved: a
-        change in the mix of cells. None where `dev` is 0 or either side
-        holds fewer than `MIN_VALUES` values at or above `LOW`.
+        rest's moved than unmoved (as above): a gain. False otherwise: a
+        change in the mix of cells. None where either side holds fewer than
+        `MIN_VALUES` values at or above `LOW`, or `towards` is 0.
     """
-    if not (np.isfinite(dev) and dev != 0):
+    if towards is None:
+        reach, factor = REACH, CLEARER
+    elif np.isfinite(towards) and towards != 0:
+        # a summary that moved further than a gain would (the brightest cells' level of
+        # a channel whose few bright cells a burst of others dilutes, -98 %) is read as
+        # a gain of e-fold: the shifts looked for stay where a detector's could be
+        towards = float(np.clip(towards, -1.0, 1.0))
+        reach, factor = max(2.0 * abs(towards), abs(towards) + 0.3), 1.0
+    else:
         return None
-    # a summary that moved further than a gain would (the brightest cells' level of a
-    # channel whose few bright cells a burst of others dilutes, -98 %) is read as a gain
-    # of e-fold: the shifts looked for stay where a detector's could be
-    dev = float(np.clip(dev, -_LARGEST, _LARGEST))
-    reach = max(2.0 * abs(dev), abs(dev) + 0.3)
     cost = _costs(stretch, rest, cofactor, top, reach)
     if cost is None:
         return None
     k = (cost.size - 1) // 2
     d = (np.arange(cost.size) - k) * STEP
-    moved = (d * dev > 0) & (np.abs(d) >= least)
+    moved = np.abs(d) >= least
+    if towards is not None:
+        moved &= d * towards > 0
     if not np.isfinite(cost[k]) or not np.isfinite(cost[moved]).any():
         return None
-    return bool(np.nanmin(np.where(moved, cost, np.nan)) < cost[k])
+    return bool(np.nanmin(np.where(moved, cost, np.nan)) < factor * cost[k])
