@@ -95,7 +95,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 13  # 13: acquisition QC keeps a stretch whose cells, not gain, changed
+MEASURE_VERSION = 14  # 14: acquisition QC reads a flagged stretch again from its values
 PARENT_ROW = "__parent__"
 
 
