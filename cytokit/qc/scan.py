@@ -529,10 +529,9 @@ class AcquisitionPass:
             stab = again
             if done:
                 break
-        if "signal" in timed and cols:
-            stab = self._keep_composition(stab, bounds, rate.flagged, cof)
         chan_flags = np.zeros_like(stab.channel_flagged)
         if "signal" in timed and cols:
+            stab = self._keep_composition(stab, bounds, rate.flagged, cof)
             bits[stab.flagged] |= SIGNAL
             chan_flags = stab.channel_flagged
             # a trend is told of the bins kept: a drift removed is not a trend as well
@@ -607,18 +606,19 @@ class AcquisitionPass:
         whose values lie where the rest's do too.
         """
         chan = stab.channel_flagged.copy()
-        good = ~(stab.flagged | rate_flagged)
         ev = self.sample.events
-        ref = rows_of(bounds, np.flatnonzero(good))
-        ref = ref[(self.reasons[ref] & MARGIN) == 0]
         solid = ~(stab.spikes | rate_flagged)
         least = self.settings.thresholds.signal_shift
         top = self.plan.top
 
-        def values(bins, col):
-            rows = rows_of(bounds, bins)
-            return ev[rows[(self.reasons[rows] & MARGIN) == 0], col]
+        def rows(bins):  # the rows read of `bins`, without margin events
+            r = rows_of(bounds, bins)
+            return r[(self.reasons[r] & MARGIN) == 0]
 
+        def values(bins, col):
+            return ev[rows(bins), col]
+
+        ref = rows(np.flatnonzero(~(stab.flagged | rate_flagged)))
         for j, col in enumerate(self.plan.columns):
             judged = np.isfinite(stab.level[j])
             if not judged.any():
