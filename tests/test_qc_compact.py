@@ -50,3 +50,28 @@ def test_screen_in_place_gives_the_same_events_and_verdict_as_a_copy():
     np.testing.assert_array_equal(qc2.reasons, qc.reasons)
     assert np.shares_memory(kept2.events, before)  # a view of the caller's array, not a copy
     assert qc2.summary() == qc.summary()
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_the_removed_rows_are_kept_in_file_order_for_the_caller_that_asks(in_place):
+    """With keep_removed the rows screen removes follow the kept ones; `removed_events`
+    gives them whether the array was compacted in place or copied."""
+    from cytokit.qc.apply import removed_events
+
+    design = preset_design("sample", seed=33, n_patients=2)
+    spec, day = design.samples()[0]
+    clean, _ = simulate_sample(design, spec.id, day, 30_000)
+    rng = np.random.default_rng(9)
+    plan = A.random_plan(rng, A.duration(clean), kinds=("clog", "margin"))
+    sample, _ = A.inject(clean, plan, rng)
+    settings = AcquisitionQCSettings(max_removed_pct=90)
+    original = sample.events.copy()
+    own = type(sample)(
+        original.copy(), sample.channels, keywords=sample.keywords, scaled=sample.scaled
+    )
+    array = own.events
+    kept, qc = screen(own, settings, in_place=in_place, keep_removed=True)
+    assert 0 < qc.n_removed < sample.n_events
+    np.testing.assert_array_equal(kept.events, original[qc.keep])
+    np.testing.assert_array_equal(removed_events(array, kept, qc), original[~qc.keep])
+    assert np.shares_memory(kept.events, array) == in_place

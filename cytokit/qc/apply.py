@@ -34,6 +34,7 @@ __all__ = [
     "coarsen_bins",
     "file_record",
     "plot_bins",
+    "removed_events",
     "screen",
 ]
 
@@ -228,6 +229,7 @@ def screen(
     where: str | None = None,
     *,
     in_place: bool = False,
+    keep_removed: bool = False,
 ) -> tuple[Sample, AcquisitionQC]:
     """Acquisition QC of `sample` and the sample without the events it removes.
 
@@ -246,6 +248,11 @@ def screen(
         are a view of them, so no second copy of a large file is made.
         ``sample`` itself must not be used afterwards. An array that cannot be
         written (a memory map) is copied as without it.
+    keep_removed : bool
+        With `in_place`: the removed rows are not lost but follow the kept
+        ones, in file order (``sample.events[kept.n_events:]``), for a caller
+        that reads what a removed time range held (`removed_events`). It costs
+        a copy of the removed rows only.
 
     Returns
     -------
@@ -280,10 +287,34 @@ def screen(
         return sample, qc
     ev = sample.events
     if in_place and ev.flags.writeable and ev.flags.c_contiguous:
-        kept = ev[: compact_rows(ev, qc.reasons)]
+        gone = np.compress(~qc.keep, ev, axis=0) if keep_removed else None
+        m = compact_rows(ev, qc.reasons)
+        if gone is not None:
+            ev[m:] = gone
+        kept = ev[:m]
     else:
         kept = np.compress(qc.keep, ev, axis=0)
     return dataclasses.replace(sample, events=kept), qc
+
+
+def removed_events(events: np.ndarray, kept: Sample, qc: AcquisitionQC) -> np.ndarray:
+    """The rows `screen` removed, in file order (a view or a copy; none where it removed
+    nothing).
+
+    `events` is the array the screened sample held (``sample.events`` before
+    the call) and `kept`, `qc` what `screen` returned; with ``in_place`` the
+    call must have had ``keep_removed`` (without it the rows after the kept
+    ones are not the removed ones). Read them before the kept events are
+    changed in place again.
+    """
+    if qc.n_removed == 0:
+        return events[:0]
+    m = kept.n_events
+    if np.shares_memory(kept.events, events):  # compacted in place: they follow the kept rows
+        if m + qc.n_removed != events.shape[0]:
+            raise ValueError("removed_events: the kept and removed rows do not fill the array")
+        return events[m:]
+    return np.compress(~qc.keep, events, axis=0)
 
 
 def _failure(qc: AcquisitionQC) -> str:
