@@ -85,11 +85,11 @@ When QC removes a time range (a clog, a bubble, a drifting signal), the kept
 events are a fair sample of the tube only if the populations are spread
 evenly over the run; where donor cells arrive in bursts (settling,
 carry-over) and the range falls among them, the kept events' donor share
-misses the range's excess. The range's own events cannot say what it held
+misses the range's excess. The range's own events cannot say all it held
 (off-centre events leave the gates, occluded ones stay in them with a wrong
 origin), so its population and donor cells are imputed from its time
-neighbours: the population's share of all events and its donor share in
-the kept events just before and just after the range (`FLANK_EVENTS` kept
+neighbours, and from the cells of its own that can be trusted (below): the
+population's share of all events and its donor share in the kept events just before and just after the range (`FLANK_EVENTS` kept
 events each, fewer at the file's ends), averaged over the two sides (a
 linear interpolation across the gap, integrated over the range's events,
 which arrive evenly on the sample's own timeline), times the range's event
@@ -117,7 +117,23 @@ test is per population: a population and its parts may differ in whether
 they were imputed. A flank of fewer than `MIN_FLANK_EVENTS` kept events is
 not read, and each flank's variance is at least what as many events drawn
 from the kept mix would give (a flank of events all alike has no spread of
-its own to read). It is reported beside the headline, not instead of it. Without removed ranges the
+its own to read). A range QC removed for its event rate (a clog, a bubble) also has its own
+gated cells: the events of the range gated by the strategy as fitted on
+the kept events (most of a clog's events are measured off-centre and leave
+the gates; those left were measured well). Where at least `MIN_OWN_PARENT`
+of them fall in the threshold parent and they read the donor marker as
+the flanks do (`own_cells_agree`: not more than a fifth of them beyond
+what the flanks' shapes put in the valley around the cut), the range's
+population is its events
+times the parent's share of all events in its flanks times the
+population's share of the parent in its own cells, and its donor cells
+the same with the donor share of its own cells. Where that donor share
+stands more than `SHIFT_Z` SEs from the flanks' (the range held another
+mix than its neighbours, as where it covers a window of donor cells
+whole), its own cells alone stand for it; else the two estimates are
+averaged by their cells. The own cells are events of their own, not kept
+ones, so they count once, with the weight of the range's events each
+stands for. It is reported beside the headline, not instead of it. Without removed ranges the
 imputed events are 0 and the imputed donor % is ``donor_pct``; a range with
 no kept neighbour on either side is not imputed (the imputed values are
 empty and ``note`` says why).
@@ -125,6 +141,7 @@ empty and ``note`` says why).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -139,6 +156,9 @@ __all__ = [
     "FLANK_EVENTS",
     "MARKER_FAILED",
     "MIN_FLANK_EVENTS",
+    "MIN_OWN_PARENT",
+    "OWN_VALLEY_EXCESS",
+    "OWN_VALLEY_P",
     "POPULATION_MINORITY",
     "SHIFT_Z",
     "Calibration",
@@ -149,11 +169,13 @@ __all__ = [
     "chimerism_status",
     "failed_row",
     "histogram_edges",
+    "own_cells_agree",
     "patient_thresholds",
     "place_threshold",
     "population_threshold",
     "sample_modes",
     "stratified_row",
+    "valley_crowding",
 ]
 
 #: Fewer donor events than this: not detected.
@@ -174,6 +196,14 @@ FLANK_EVENTS = 2000
 #: Fewest kept events a flank needs to stand for a removed range (fewer, at a file's
 #: end or between close ranges: that side is not read).
 MIN_FLANK_EVENTS = 100
+#: Fewest threshold-parent cells of a rate-flagged range's own gated events that are
+#: read for what the range held (fewer: its flanks stand for it).
+MIN_OWN_PARENT = 50
+#: A range's own cells crowd the valley around the cut more than its flanks' shapes say
+#: where so many would come by chance less often than this (`own_cells_agree`) ...
+OWN_VALLEY_P = 0.01
+#: ... and they are set aside where that excess is more than this share of them.
+OWN_VALLEY_EXCESS = 0.2
 #: The removed ranges are imputed only where the imputed donor % stands this many
 #: standard errors from the kept events' own (the composition changed around them).
 SHIFT_Z = 2.0
@@ -622,16 +652,120 @@ def failed_row(events: int, reason: str) -> dict:
     }
 
 
+def own_cells_agree(own: Histogram, flanks: list[Histogram], cut: Threshold) -> bool:
+    """Whether a removed range's own gated cells are counted on the right side of the cut.
+
+    A clog's cells that stay in the gates may be measured dimmer than the
+    rest (off-centre, or a partly occluded beam), and donor cells dimmed
+    enough cross the cut: their donor share then reads low. Dimmed cells
+    first fill the valley around the cut, so the own cells' share there is
+    compared with what the flanks' two shapes give at the own cells' donor
+    share (`valley_crowding`). The valley is the band from halfway between
+    the flanks' recipient-side median and the cut to halfway between the cut
+    and their donor-side median. The own cells are set aside where it holds
+    more of them than chance gives (a binomial chance under `OWN_VALLEY_P`,
+    the flanks' share raised by one SE of their own sampling) and the excess
+    is more than `OWN_VALLEY_EXCESS` of the own cells. A smaller excess
+    moves their donor share by at most its size, less than the flanks miss
+    where the range held another mix than its neighbours. Without a
+    threshold, flanks, own cells or either side's cells in the flanks,
+    nothing is judged and they pass.
+    """
+    chance, excess = valley_crowding(own, flanks, cut)
+    return not (chance < OWN_VALLEY_P and excess > OWN_VALLEY_EXCESS)
+
+
+def valley_crowding(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple:
+    """(the chance of at least as many own cells in the valley around the cut as
+    `own_cells_agree` counts, were they read as the flanks' cells are; their excess
+    over the flanks' share, as a share of the own cells): (1.0, 0.0) where nothing
+    is judged."""
+    seen, n, e = _valley(own, flanks, cut)
+    if n == 0:
+        return 1.0, 0.0
+    return _upper_tail(seen, n, e), (seen - n * e) / n
+
+
+def _valley(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple[int, int, float]:
+    """(own cells in the valley, own cells, the share the flanks give there): n = 0
+    where nothing is judged (see `own_cells_agree`)."""
+    if cut.method == "none" or not np.isfinite(cut.value) or not flanks or own.total == 0:
+        return 0, 0, 0.0
+    edges = own.edges
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    i = int(np.argmin(np.abs(edges - cut.value)))  # as Histogram.above snaps the cut
+    donor = np.zeros(centres.size, dtype=bool)
+    donor[i:] = True
+    if cut.donor_side < 0:
+        donor = ~donor
+    pooled = np.sum([f.counts for f in flanks], axis=0).astype(np.float64)
+    d_cells, r_cells = pooled * donor, pooled * ~donor
+    if d_cells.sum() == 0 or r_cells.sum() == 0:
+        return 0, 0, 0.0
+
+    def median(w):
+        c = np.cumsum(w)
+        return centres[int(np.searchsorted(c, 0.5 * c[-1]))]
+
+    at = edges[i]
+    ends = ((median(r_cells) + at) / 2, (at + median(d_cells)) / 2)
+    band = (centres >= min(ends)) & (centres <= max(ends))
+    n = float(own.total)
+    alpha = float(own.counts[donor].sum()) / n
+    e = alpha * d_cells[band].sum() / d_cells.sum()
+    e += (1.0 - alpha) * r_cells[band].sum() / r_cells.sum()
+    # the flanks' share is itself a sample: one SE of it is allowed for
+    e += np.sqrt(e * (1.0 - e) / pooled.sum())
+    e = min(max(e, 0.5 / pooled.sum()), 1.0 - 0.5 / pooled.sum())
+    return int(own.counts[band].sum()), int(n), e
+
+
+def _upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ binomial(n, p): summed exactly where n p is small (the
+    normal approximation is poor in a skewed tail), else with it."""
+    if k <= 0:
+        return 1.0
+    if n * p * (1.0 - p) >= 25.0:
+        z = (k - 0.5 - n * p) / np.sqrt(n * p * (1.0 - p))
+        return 0.5 * math.erfc(z / math.sqrt(2.0))
+    logp, logq = math.log(p), math.log1p(-p)
+    base = math.lgamma(n + 1)
+    return min(
+        1.0,
+        sum(
+            math.exp(base - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * logp + (n - j) * logq)
+            for j in range(k, n + 1)
+        ),
+    )
+
+
+def _own_weight(flanks, own) -> float:
+    """The share of a range's imputation that rests on its own cells, the rest on its
+    flanks: all of it where the two donor shares differ by more than `SHIFT_Z` SEs (the
+    range held another mix than its neighbours), else each by its number of cells."""
+    n_o, d_o = float(own[2]), float(own[3])
+    n_f, d_f = float(sum(n for _, n, _ in flanks)), float(sum(d for _, _, d in flanks))
+    if n_o <= 0:
+        return 0.0  # no cell of the population of its own: no donor share to read
+    if n_f <= 0:
+        return 1.0
+    r = (d_o + d_f) / (n_o + n_f)
+    se = np.sqrt(r * (1.0 - r) * (1.0 / n_o + 1.0 / n_f))
+    if se > 0 and abs(d_o / n_o - d_f / n_f) > SHIFT_Z * se:
+        return 1.0
+    return n_o / (n_o + n_f)
+
+
 def stratified_row(
     events: int,
     donor_events: int,
-    ranges: list[tuple[int, list[tuple[int, int, int]]]],
+    ranges: list[tuple],
     *,
     ci: str = "wilson",
     level: float = 0.95,
     shift_z: float = SHIFT_Z,
 ) -> dict:
-    """The donor % of a population with QC's removed time ranges imputed from their neighbours.
+    """The donor % of a population with QC's removed time ranges imputed.
 
     Where QC removed nothing the caller reports ``imputed_donor_pct`` =
     ``donor_pct`` and no imputed events; this is for the other files.
@@ -640,16 +774,22 @@ def stratified_row(
     ----------
     events, donor_events : int
         The population's kept (gated) events and donor events among them.
-    ranges : list of (range_events, flanks)
-        Per removed time range: its events in the file and, per kept flank
-        beside it, ``(flank events, population events, donor events)``.
+    ranges : list of (range_events, flanks) or (range_events, flanks, own)
+        Per removed time range: its events in the file; per kept flank beside
+        it, ``(flank events, population events, donor events)``; and, for a
+        range removed for its event rate, its own gated cells ``(parent share,
+        parent events, population events, donor events)`` (the threshold
+        parent's share of all events in the flanks, then the range's own
+        cells in the parent, the population and its donor side), or None. A
+        range whose own cells hold at least `MIN_OWN_PARENT` parent events is
+        imputed from them, the others from their flanks (module docstring).
     ci, level
         As `chimerism_row`.
     shift_z
         The ranges are imputed only where the imputed % stands more than this
-        many standard errors from the kept events' own, the SE being the one the
-        flanks' sampling gives where the composition is the same all along
-        (`SHIFT_Z`; 0 always imputes). Otherwise the kept
+        many standard errors from the kept events' own, the SE being the one
+        the imputation's sampling gives where the composition is the same all
+        along (`SHIFT_Z`; 0 always imputes). Otherwise the kept
         events' own share and interval are returned, with 0 imputed and a note.
 
     Returns
@@ -665,15 +805,18 @@ def stratified_row(
         raise ValueError(f"shift_z = {shift_z!r} must be a number >= 0 (standard errors)")
     n_k, d_k = float(events), float(donor_events)
     parts, lost = [], 0
-    for size, flanks in ranges:
+    for size, flanks, *rest in ranges:
         # a few kept events cannot say what thousands of removed ones held
         flanks = [(a, n, d) for a, n, d in flanks if a >= MIN_FLANK_EVENTS]
+        own = rest[0] if rest else None
+        if own is not None and not (own[1] >= MIN_OWN_PARENT and own[0] > 0):
+            own = None  # too few of its own cells to read: its flanks stand for it
         if size <= 0:
             continue
-        if not flanks:
+        if not flanks:  # the parent's share of the range comes from its flanks too
             lost += 1
             continue
-        parts.append((float(size), flanks))
+        parts.append((float(size), flanks, own))
     missing = (
         f"{lost} removed time range(s) without {MIN_FLANK_EVENTS} kept events beside them, "
         "not imputed"
@@ -691,11 +834,36 @@ def stratified_row(
             "imputed_ci_high": nan,
             **note,
         }
-    imp_n = sum(size * np.mean([n / a for a, n, _ in fl]) for size, fl in parts)
-    imp_d = sum(size * np.mean([d / a for a, _, d in fl]) for size, fl in parts)
+    # (weight, events or None, population events, donor events, kept): the estimate
+    # is a weighted count; kept events count once in the kept total and flank events
+    # once more per range they stand for (weight 1 + size / (sides x flank events)); a
+    # range's own cells are not kept events: each of its parent events stands for
+    # size x parent share / own parent events of the range's events
+    groups = []
+    n_rest, d_rest = n_k, d_k
+    imp_n = imp_d = own_n = 0.0
+    for size, fl, own in parts:
+        lam = 0.0 if own is None else _own_weight(fl, own)
+        if lam > 0:
+            share, a, n, d = own
+            w = lam * size * share / a
+            groups.append((w, float(a), float(n), float(d), False))
+            imp_n, imp_d, own_n = imp_n + w * n, imp_d + w * d, own_n + w * n
+        if lam == 1:
+            continue
+        imp_n += (1.0 - lam) * size * np.mean([n / a for a, n, _ in fl])
+        imp_d += (1.0 - lam) * size * np.mean([d / a for a, _, d in fl])
+        for a, n, d in fl:
+            groups.append(
+                (1.0 + (1.0 - lam) * size / (len(fl) * a), float(a), float(n), float(d), True)
+            )
+            n_rest, d_rest = n_rest - n, d_rest - d
+    groups.append((1.0, None, max(n_rest, 0.0), min(max(d_rest, 0.0), max(n_rest, 0.0)), True))
     total = n_k + imp_n
     if total <= 0:
-        none = "imputed_donor_pct: no cell of the population kept, nor beside the removed ranges"
+        none = (
+            "imputed_donor_pct: no cell of the population kept, nor in or beside the removed ranges"
+        )
         return {
             "imputed_events": float(imp_n),
             "imputed_donor_events": float(imp_d),
@@ -705,30 +873,22 @@ def stratified_row(
             "note": "; ".join(x for x in (none, missing) if x),
         }
     p = (d_k + imp_d) / total
-    # delta method for a weighted count: the flanks are kept events, so the estimate
-    # counts each kept event once and each flank event once more per range it stands
-    # for (weight 1 + size / (sides x flank events)); an event adds w (donor - p) if
-    # it is of the population, 0 if not
-    groups = []  # (weight, events or None, population events, donor events)
-    n_rest, d_rest = n_k, d_k
-    for size, fl in parts:
-        for a, n, d in fl:
-            groups.append((1.0 + size / (len(fl) * a), float(a), float(n), float(d)))
-            n_rest, d_rest = n_rest - n, d_rest - d
-    groups.append((1.0, None, max(n_rest, 0.0), min(max(d_rest, 0.0), max(n_rest, 0.0))))
     if n_k > 0:
-        # is the imputed % further from the kept events' own than the flanks' noise
-        # takes it where the composition is the same all along? The difference is
-        # sum_g (w_g / total - 1 / n_k)(donor - p0 * population) over the groups
+        # is the imputed % further from the kept events' own than the imputation's
+        # noise takes it where the composition is the same all along? The difference
+        # is sum_g c_g (donor - p0 * population) over the groups, c_g = w_g / total,
+        # less 1 / n_k for kept events
         p0 = d_k / n_k
-        noise = sum((w / total - 1.0 / n_k) ** 2 * n for w, _, n, _ in groups)
+        noise = sum(
+            (w / total - (1.0 / n_k if kept else 0.0)) ** 2 * n for w, _, n, _, kept in groups
+        )
         noise *= p0 * (1.0 - p0)
         shift = abs(p - p0) / np.sqrt(noise) if noise > 0 else (np.inf if p != p0 else 0.0)
         if 0 < shift_z and shift <= shift_z:
             low, high = binomial_interval(donor_events, events, level, ci)
             said = (
                 f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC; "
-                f"the kept events beside them hold the rest's mix (the imputed % would "
+                f"what they held matches the kept events' mix (the imputed % would "
                 f"stand {shift:.2g} SE from donor_pct, within {shift_z:g}): nothing imputed"
             )
             return {
@@ -739,23 +899,27 @@ def stratified_row(
                 "imputed_ci_high": 100.0 * float(high),
                 "note": "; ".join(x for x in (said, missing) if x),
             }
-    # a flank's spread is read off its own events, which say nothing when they are few or
-    # all alike (one event, 50 donor cells): it is at least what events drawn from the
-    # whole kept mix would give (the population's share over all flanks, the kept cells'
-    # donor share), so a short flank at a file's end cannot make the interval narrow
-    share = sum(n for _, fl in parts for _, n, _ in fl) / sum(
-        a for _, fl in parts for a, _, _ in fl
-    )
+    # a group's spread is read off its own events, which say nothing when they are few
+    # or all alike (one event, 50 donor cells): it is at least what events drawn from
+    # the kept mix would give (the population's share over the group's kind of events,
+    # the kept cells' donor share), so a short flank at a file's end cannot make the
+    # interval narrow
+    flank_a = sum(a for _, fl, _ in parts for a, _, _ in fl)
+    flank_share = sum(n for _, fl, _ in parts for _, n, _ in fl) / flank_a
     q = d_k / n_k if n_k > 0 else p
-    per_event = share * (q * (1.0 - p) ** 2 + (1.0 - q) * p * p) - (share * (q - p)) ** 2
+
+    def per_event(share):
+        return share * (q * (1.0 - p) ** 2 + (1.0 - q) * p * p) - (share * (q - p)) ** 2
+
     var = 0.0
-    for w, a, n, d in groups:
+    for w, a, n, d, kept in groups:
         sq = d * (1.0 - p) ** 2 + (n - d) * p * p
         mean = (d - p * n) ** 2 / (a if a else max(n, 1.0))
-        floor = a * max(per_event, 0.0) if a else 0.0
+        floor = a * max(per_event(flank_share if kept else n / a), 0.0) if a else 0.0
         var += w * w * max(sq - mean, floor)
-    for size, fl in parts:
-        if len(fl) == 2:
+    for size, fl, own in parts:
+        lam = 0.0 if own is None else _own_weight(fl, own)
+        if lam < 1 and len(fl) == 2:
             # two sides that disagree beyond their noise (2 SDs) say the composition
             # changes across the range; what it held is then unknown to about half their
             # difference, which the interval holds as well
@@ -766,17 +930,22 @@ def stratified_row(
                 side.append((q - p * s, v / a))
             gap = side[0][0] - side[1][0]
             if gap * gap > 4.0 * (side[0][1] + side[1][1]):
-                var += size * size * gap * gap / 4.0
+                var += ((1.0 - lam) * size * gap) ** 2 / 4.0
     var /= total * total
-    # never more events than were counted: the imputed ones are read off kept events
-    # already in the count (at p = 0 or 1 the variance vanishes, and the kept events'
-    # own count is what the interval rests on)
+    # never more events than were counted: the imputed ones are read off events already
+    # counted once (at p = 0 or 1 the variance vanishes, and the kept events' own count
+    # is what the interval rests on)
     n_eff = min(p * (1.0 - p) / var, n_k) if var > 0 and 0.0 < p < 1.0 else n_k
     low, high = binomial_interval(p * n_eff, n_eff, level, ci)
+    whence = []
+    if own_n > 0:
+        whence.append(f"{own_n:.4g} from the ranges' own gated cells")
+    if imp_n - own_n > 0 or not whence:
+        whence.append(f"{imp_n - own_n:.4g} from the kept events beside them")
     said = (
         f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC, "
-        f"{imp_n:.4g} cells imputed from the kept events beside them"
-        + (f" (their mix differs from the rest's: {shift:.2g} SE)" if n_k > 0 else "")
+        f"{imp_n:.4g} cells imputed ({', '.join(whence)})"
+        + (f"; their mix differs from the rest's: {shift:.2g} SE" if n_k > 0 else "")
     )
     note = {"note": "; ".join(x for x in (said, missing) if x)}
     return {

@@ -33,9 +33,11 @@ import numpy as np
 
 from cytokit._io import atomic_write_bytes
 from cytokit.analysis.chimerism import (
+    MIN_FLANK_EVENTS,
     Threshold,
     chimerism_row,
     failed_row,
+    own_cells_agree,
     patient_thresholds,
     population_threshold,
     stratified_row,
@@ -319,18 +321,36 @@ def _chimerism_rows(
 
 
 def _removed_ranges(p: SampleResult, marker: str, i: int, n_pop: int, cut: Threshold) -> list:
-    """Per time range QC removed: (its events, [(flank events, population, donor events)])."""
+    """Per time range QC removed: (its events, [(flank events, population, donor events)],
+    its own gated cells or None), as `stratified_row` takes them.
+
+    A range QC removed for its event rate (a clog, a bubble) has its own gated
+    cells: ``(parent share, parent events, population events, donor events)``,
+    the threshold parent's share of all events in its flanks (the kept events
+    beside it, those `stratified_row` reads) and the range's own cells in the
+    parent, the population and its donor side.
+    """
     if p.strata is None or marker not in p.flanks:
         return []
     block, edges = p.flanks[marker], p.edges[marker]
-    size = p.strata["flank_events"]
+    size, parent = p.strata["flank_events"], p.strata["parent"]
+
+    def hist(j):
+        return Histogram(edges, block[j * n_pop + i - 1].astype(np.int64))
+
+    def cells(j):
+        h = hist(j)
+        return h.total, cut.donor_events(h)
+
     out = []
     for r in p.strata["ranges"]:
-        sides = []
-        for j in r["flanks"]:
-            h = Histogram(edges, block[j * n_pop + i - 1].astype(np.int64))
-            sides.append((int(size[j]), h.total, cut.donor_events(h)))
-        out.append((int(r["events"]), sides))
+        sides = [(int(size[j]), *cells(j)) for j in r["flanks"]]
+        own = None
+        read = [j for j in r["flanks"] if size[j] >= MIN_FLANK_EVENTS]
+        if "own" in r and read and own_cells_agree(hist(r["own"]), [hist(j) for j in read], cut):
+            share = sum(parent[j] for j in read) / sum(size[j] for j in read)
+            own = (share, int(parent[r["own"]]), *cells(r["own"]))
+        out.append((int(r["events"]), sides, own))
     return out
 
 

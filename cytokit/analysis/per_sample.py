@@ -39,10 +39,13 @@ payload item             what
                          columns, the flagged time ranges), ``bin_columns`` and ``time_unit``
 ``acq_bins``             float64 (n_rows, n_columns): the QC plot's series
                          (`cytokit.qc.apply.plot_bins`, at most 2,000 rows)
-``strata``               with removed time ranges: per range its events and flanks (indices
-                         into ``flank_events``), the kept events of each flank
-``flank:<marker>``       int64 (n_flanks * n_populations, n_bins): donor-marker histogram of
-                         each study population in each flank (flank-major), on ``edges``
+``strata``               with removed time ranges: per range its events, flanks (indices
+                         into ``flank_events``) and, for a range removed for its rate,
+                         ``own`` (the index of its own events' stratum); per stratum
+                         (flanks, then own events) ``flank_events``, its events, and
+                         ``parent``, those in the threshold parent
+``flank:<marker>``       int64 (n_strata * n_populations, n_bins): donor-marker histogram of
+                         each study population in each stratum (stratum-major), on ``edges``
 =======================  ==================================================================
 
 A file acquisition QC fails gives no payload, only a failure; the error
@@ -65,7 +68,11 @@ When it removes time ranges, the kept events just before and after each
 range (`cytokit.analysis.chimerism.FLANK_EVENTS` on each side) are the
 range's flanks: their donor-marker histograms per population let the
 per-patient pass impute what the range held
-(`cytokit.analysis.chimerism.stratified_row`).
+(`cytokit.analysis.chimerism.stratified_row`). The events of a range removed
+for its event rate (a clog, a bubble) are kept aside too
+(`cytokit.qc.screen` with ``keep_removed``) and gated by the strategy as
+fitted on the kept events: their histograms are the range's own stratum.
+They count nowhere else.
 """
 
 from __future__ import annotations
@@ -74,7 +81,7 @@ import hashlib
 import json
 import warnings
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 14  # 14: acquisition QC reads a flagged stretch again from its values
+MEASURE_VERSION = 15  # 15: a clog's own gated cells are kept for the imputed donor %
 PARENT_ROW = "__parent__"
 
 
@@ -323,14 +330,21 @@ class MeasureTask:
             if sample.n_events == 0:
                 raise FCSError(NO_EVENTS)
         n_file = sample.n_events
-        qc_record = flanks = None
+        qc_record = flanks = held = None
         finite: tuple[int, ...] = ()
         if self.acquisition_qc is not None:
             from cytokit.qc.apply import file_record, plot_bins, screen
 
             with stage("acquisition_qc"):
+                full = sample.events
                 try:
-                    sample, qc = screen(sample, self.acquisition_qc, where=str(path), in_place=True)
+                    sample, qc = screen(
+                        sample,
+                        self.acquisition_qc,
+                        where=str(path),
+                        in_place=True,
+                        keep_removed=bool(self.donor_markers),
+                    )
                 except CytokitError as exc:
                     failed = getattr(exc, "qc", None)
                     if failed is not None:  # the file failed QC: what QC saw goes with it
@@ -339,6 +353,9 @@ class MeasureTask:
                 qc_record, finite = file_record(qc), qc.finite_columns
                 qc_bins = plot_bins(qc)
                 flanks = _flanks(qc)
+                if flanks is not None and self.donor_markers:
+                    held = _held(full, sample, qc)
+                del full
         with stage("panel"):
             markers = list(
                 dict.fromkeys((*self.donor_markers, *self.phenotype_markers, *self.cluster_markers))
@@ -420,7 +437,10 @@ class MeasureTask:
             local = [mask[rows] for mask in masks]
             self._donor_items(res, result, sample, transformed, at, local, comp_kind, channel)
             if flanks is not None and self.donor_markers:
-                _flank_items(res, flanks, rows, transformed, at, local[1:], self.donor_markers)
+                own = None
+                if held is not None:
+                    own = self._range_cells(held, sample, result, read, channel, comp_kind)
+                _flank_items(res, flanks, rows, transformed, at, local, self.donor_markers, own)
             parent_rows = rows[local[0]]
             res.pileup = {}
             for m in self.donor_markers:
@@ -436,6 +456,37 @@ class MeasureTask:
             if self.cluster_markers:
                 self._cluster_items(res, transformed, at, local, rng)
         return res.encode()
+
+    def _range_cells(self, held, sample, result, read, channel, comp_kind):
+        """The gated cells of the events of QC's rate-flagged time ranges (`_held`).
+
+        They are gated by the strategy as fitted on the kept events (an
+        adaptive gate is not placed again on them). Returns (range index per
+        event, the threshold parent's and each population's membership, the
+        donor markers' transformed values), over the events that fall in the
+        parent or a population, and the range index of every finite event.
+        """
+        from cytokit.gating import Dimension
+
+        events, which = held
+        cols = sorted(set(read))
+        ok = np.isfinite(events[:, cols]).all(axis=1) if cols else np.ones(len(which), bool)
+        part = replace(sample, events=events[ok] if not ok.all() else events)
+        which = which[ok]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the kept events' gating said what there is to say
+            got = result.strategy.apply(part, compensation=self.compensation, seed=self.seed)
+        masks = [got.membership(self.parent)] + [got.membership(p) for _, p in self.populations]
+        rows = np.flatnonzero(np.logical_or.reduce(masks))
+        raw = [Dimension(channel[m], compensation=comp_kind) for m in self.donor_markers]
+        values = self.strategy.values(part, raw, rows, compensation=got.compensation)
+        xf = dict(self.transforms)
+        for j, m in enumerate(self.donor_markers):
+            t = xf.get(m)
+            if t is not None:
+                values[:, j] = t.apply(values[:, j])
+        at = {m: j for j, m in enumerate(self.donor_markers)}
+        return which[rows], [mask[rows] for mask in masks], values, at, which
 
     def _cluster_items(self, res: SampleResult, transformed, at, local, rng):
         idx = np.flatnonzero(local[0])
@@ -559,15 +610,53 @@ def _renumber(flanks: dict, keep: np.ndarray) -> dict:
     return {**flanks, "slices": slices}
 
 
-def _flank_items(res: SampleResult, flanks: dict, rows, transformed, at, pops, markers) -> None:
-    """``strata`` and per donor marker ``flank:<marker>`` (see the module docstring)."""
+def _held(events: np.ndarray, kept, qc) -> tuple[np.ndarray, np.ndarray] | None:
+    """The events of QC's removed time ranges with a rate anomaly (a clog, a bubble),
+    copied, and the index of the range (in ``qc.ranges``) of each; None without such
+    a range. A range removed for a signal change alone is not held: its values moved."""
+    from cytokit.qc.apply import removed_events
+
+    spans = [(i, r) for i, r in enumerate(qc.ranges) if "rate" in r.reasons]
+    if not spans:
+        return None
+    gone = removed_events(events, kept, qc)
+    at = np.flatnonzero(~qc.keep)  # file index of each removed row
+    parts, which = [], []
+    for i, r in spans:
+        lo, hi = np.searchsorted(at, r.first_event), np.searchsorted(at, r.stop_event)
+        parts.append(gone[lo:hi])
+        which.append(np.full(hi - lo, i, dtype=np.int64))
+    return np.concatenate(parts), np.concatenate(which)
+
+
+def _flank_items(
+    res: SampleResult, flanks: dict, rows, transformed, at, local, markers, own=None
+) -> None:
+    """``strata`` and per donor marker ``flank:<marker>`` (see the module docstring).
+
+    `local` holds the threshold parent's membership, then each population's;
+    `own` is `MeasureTask._range_cells` of the rate-flagged ranges, or None.
+    """
     inside = [(rows >= lo) & (rows < hi) for lo, hi in flanks["slices"]]
-    res.strata = {
-        "ranges": flanks["ranges"],
-        "flank_events": [hi - lo for lo, hi in flanks["slices"]],
-    }
+    ranges = [dict(r) for r in flanks["ranges"]]
+    sizes = [hi - lo for lo, hi in flanks["slices"]]
+    parent = [int((w & local[0]).sum()) for w in inside]
+    if own is not None:
+        where, own_local, own_values, own_at, which = own
+        held = sorted({int(i) for i in which})
+        own_inside = [where == i for i in held]
+        for i, w in zip(held, own_inside, strict=True):
+            ranges[i]["own"] = len(sizes)
+            sizes.append(int((which == i).sum()))
+            parent.append(int((w & own_local[0]).sum()))
+    res.strata = {"ranges": ranges, "flank_events": sizes, "parent": parent}
     for m in markers:
         x, edges = transformed[:, at[m]], res.edges[m]
-        blocks = [Histogram.of(x[w & sel], edges).counts for w in inside for sel in pops]
+        blocks = [Histogram.of(x[w & sel], edges).counts for w in inside for sel in local[1:]]
+        if own is not None:
+            y = own_values[:, own_at[m]]
+            blocks += [
+                Histogram.of(y[w & sel], edges).counts for w in own_inside for sel in own_local[1:]
+            ]
         shape = (0, edges.size - 1)
         res.flanks[m] = (np.vstack(blocks) if blocks else np.zeros(shape)).astype(np.int64)

@@ -70,7 +70,8 @@ study.toml's ``[chimerism]`` key ``tube`` names, phenotype from every tube.
     recipient_events, donor_pct, ci_low, ci_high (95 % binomial interval,
     percent), imputed_events and imputed_donor_events (the population's and
     its donor cells estimated in the time ranges acquisition QC removed, from
-    the kept events beside them; 0 when none was removed), imputed_donor_pct
+    the kept events beside them and a clog's own gated cells; 0 when none was
+    removed), imputed_donor_pct
     (100 · (donor_events + imputed_donor_events) / (events +
     imputed_events)), imputed_ci_low, imputed_ci_high (its 95 % interval,
     widened by the imputed part; the imputed values are empty when a range

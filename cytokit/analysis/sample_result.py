@@ -136,13 +136,16 @@ class SampleResult:
         float64 (n_bins, n_columns): the QC plot's series (`cytokit.qc.apply.plot_bins`).
     strata : dict or None
         When acquisition QC removed time ranges (and the tube has donor
-        markers): ``ranges``, per range ``events`` (in the file) and
-        ``flanks`` (indices of its kept neighbours, before then after), and
-        ``flank_events``, the kept events of each flank.
+        markers): ``ranges``, per range ``events`` (in the file), ``flanks``
+        (indices of its kept neighbours, before then after) and, for a range
+        removed for its event rate, ``own`` (the index of its own gated
+        events); per stratum (the flanks, then the ranges' own events)
+        ``flank_events``, its events, and ``parent``, those in the threshold
+        parent.
     flanks : dict of str to ndarray
-        Donor marker → int64 (n_flanks * n_populations, n_bins): each study
-        population's donor-marker histogram in each flank (flank-major), on
-        `edges`.
+        Donor marker → int64 (n_strata * n_populations, n_bins): each study
+        population's donor-marker histogram in each stratum (stratum-major),
+        on `edges`.
     """
 
     info: dict
