@@ -420,3 +420,50 @@ def test_own_cells_are_judged_by_whether_the_cut_still_reads_them():
     mirror = Histogram.of(-_cells(rng, 60, 0.6, 0.07), -edges[::-1])
     flanks = [Histogram.of(-_cells(rng, 300, 0.3), -edges[::-1]) for _ in range(2)]
     assert not own_cells_agree(mirror, flanks, low)
+
+
+def test_only_the_ranges_removed_for_their_rate_are_held_and_in_file_order():
+    """A range removed for a signal change alone is not held (its values moved, its
+    cells would be read wrong); a clog's range is, with its events in file order."""
+    from types import SimpleNamespace
+
+    from cytokit.analysis import per_sample
+    from cytokit.qc.result import FlaggedRange
+
+    n = 1000
+    events = np.arange(n * 2, dtype=np.float64).reshape(n, 2)
+    keep = np.ones(n, dtype=bool)
+    keep[100:150] = keep[400:420] = keep[700] = False  # two ranges and a margin event
+    ranges = (
+        FlaggedRange(0.0, 1.0, 100, 150, "signal", ""),
+        FlaggedRange(2.0, 3.0, 400, 420, "rate+signal", ""),
+    )
+    qc = SimpleNamespace(ranges=ranges, keep=keep, n_removed=int((~keep).sum()))
+    kept = SimpleNamespace(events=events[keep].copy(), n_events=int(keep.sum()))
+    rows, which = per_sample._held(events, kept, qc)
+    np.testing.assert_array_equal(rows, events[400:420])
+    assert (which == 1).all()
+    only_signal = SimpleNamespace(ranges=ranges[:1], keep=keep, n_removed=qc.n_removed)
+    assert per_sample._held(events, kept, only_signal) is None
+
+
+def test_a_population_held_only_by_a_clogs_own_cells_has_an_interval():
+    """Every cell of the population in a range QC removed (none kept): its own cells
+    give the % and the interval rests on them."""
+    out = stratified_row(0, 0, [(1000, [(2000, 0, 0), (2000, 0, 0)], (0.3, 60, 5, 5))])
+    assert out["imputed_donor_pct"] == pytest.approx(100.0)
+    assert out["imputed_ci_low"] <= out["imputed_donor_pct"] <= out["imputed_ci_high"]
+    assert 0 < out["imputed_ci_low"] < 100
+
+
+def test_no_kept_donor_cell_and_one_among_a_ranges_own_is_not_infinitely_far():
+    """0 of 1,806 kept cells donor and 1 of a range's 37 own cells: the test reads the
+    spread half a cell off 0 %, so the shift is a number, not infinite (Fisher's exact
+    test puts 0 of 1,806 against 1 of 37 at p = 0.02: the range is imputed, by the 1.5
+    donor cells that one stands for)."""
+    out = stratified_row(1806, 0, [(1500, [(2000, 120, 0), (2000, 110, 0)], (0.4, 400, 37, 1))])
+    assert "inf" not in out["note"]
+    shift = float(out["note"].rsplit(": ", 1)[1].split(" SE")[0])
+    assert 2 < shift < 20
+    assert out["imputed_donor_events"] == pytest.approx(1.5)
+    assert out["imputed_ci_low"] <= out["imputed_donor_pct"] < 0.1 < out["imputed_ci_high"]

@@ -882,14 +882,18 @@ def stratified_row(
         noise = sum(
             (w / total - (1.0 / n_k if kept else 0.0)) ** 2 * n for w, _, n, _, kept in groups
         )
-        noise *= p0 * (1.0 - p0)
+        # at 0 or 100 % kept donor cells p0 (1 - p0) is 0 and one donor cell among a
+        # range's own would stand infinitely far: the spread is read at half a cell off
+        # the edge instead (flank cells, kept ones, cannot differ there)
+        q0 = min(max(p0, 0.5 / (n_k + 1.0)), 1.0 - 0.5 / (n_k + 1.0))
+        noise *= q0 * (1.0 - q0)
         shift = abs(p - p0) / np.sqrt(noise) if noise > 0 else (np.inf if p != p0 else 0.0)
         if 0 < shift_z and shift <= shift_z:
             low, high = binomial_interval(donor_events, events, level, ci)
             said = (
                 f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC; "
                 f"what they held matches the kept events' mix (the imputed % would "
-                f"stand {shift:.2g} SE from donor_pct, within {shift_z:g}): nothing imputed"
+                f"stand {shift:.3g} SE from donor_pct, within {shift_z:g}): nothing imputed"
             )
             return {
                 "imputed_events": 0.0,
@@ -933,9 +937,10 @@ def stratified_row(
                 var += ((1.0 - lam) * size * gap) ** 2 / 4.0
     var /= total * total
     # never more events than were counted: the imputed ones are read off events already
-    # counted once (at p = 0 or 1 the variance vanishes, and the kept events' own count
-    # is what the interval rests on)
-    n_eff = min(p * (1.0 - p) / var, n_k) if var > 0 and 0.0 < p < 1.0 else n_k
+    # counted once, kept ones or a range's own cells (at p = 0 or 1 the variance
+    # vanishes, and the count of those events is what the interval rests on)
+    counted = n_k + sum(float(own[2]) for _, _, own in parts if own is not None)
+    n_eff = min(p * (1.0 - p) / var, counted) if var > 0 and 0.0 < p < 1.0 else counted
     low, high = binomial_interval(p * n_eff, n_eff, level, ci)
     whence = []
     if own_n > 0:
@@ -945,7 +950,7 @@ def stratified_row(
     said = (
         f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC, "
         f"{imp_n:.4g} cells imputed ({', '.join(whence)})"
-        + (f"; their mix differs from the rest's: {shift:.2g} SE" if n_k > 0 else "")
+        + (f"; their mix differs from the rest's: {shift:.3g} SE" if n_k > 0 else "")
     )
     note = {"note": "; ".join(x for x in (said, missing) if x)}
     return {
