@@ -33,13 +33,18 @@ def test_compact_rows_refuses_what_it_cannot_write():
         compact_rows(np.zeros((4, 3)), np.zeros(3, np.uint8))
 
 
-def test_screen_in_place_gives_the_same_events_and_verdict_as_a_copy():
-    design = preset_design("sample", seed=31, n_patients=2)
+def _clogged(seed: int, draw: int):
+    """A simulated 30,000-event file with a clog and margin events."""
+    design = preset_design("sample", seed=seed, n_patients=2)
     spec, day = design.samples()[0]
     clean, _ = simulate_sample(design, spec.id, day, 30_000)
-    rng = np.random.default_rng(8)
+    rng = np.random.default_rng(draw)
     plan = A.random_plan(rng, A.duration(clean), kinds=("clog", "margin"))
-    sample, _ = A.inject(clean, plan, rng)
+    return A.inject(clean, plan, rng)[0]
+
+
+def test_screen_in_place_gives_the_same_events_and_verdict_as_a_copy():
+    sample = _clogged(31, 8)
     settings = AcquisitionQCSettings(max_removed_pct=90)
     kept, qc = screen(sample, settings)
     assert 0 < qc.n_removed < sample.n_events
@@ -58,12 +63,7 @@ def test_the_removed_rows_are_kept_in_file_order_for_the_caller_that_asks(in_pla
     gives them whether the array was compacted in place or copied."""
     from cytokit.qc.apply import removed_events
 
-    design = preset_design("sample", seed=33, n_patients=2)
-    spec, day = design.samples()[0]
-    clean, _ = simulate_sample(design, spec.id, day, 30_000)
-    rng = np.random.default_rng(9)
-    plan = A.random_plan(rng, A.duration(clean), kinds=("clog", "margin"))
-    sample, _ = A.inject(clean, plan, rng)
+    sample = _clogged(33, 9)
     settings = AcquisitionQCSettings(max_removed_pct=90)
     original = sample.events.copy()
     own = type(sample)(
