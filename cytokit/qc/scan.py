@@ -40,9 +40,9 @@ from cytokit.qc.stability import (
     BAND,
     BRIGHT,
     WINDOWS,
-    _stretches,
     bright_moments,
     check_stability,
+    contiguous_runs,
     trend,
     trend_z,
 )
@@ -624,7 +624,7 @@ class AcquisitionPass:
             if not judged.any():
                 continue  # no series of the channel is judged: it flags nothing
             rest = ev[ref, col]
-            for a, e in _stretches(chan[:, j]):
+            for a, e in contiguous_runs(chan[:, j]):
                 bins = np.flatnonzero(solid[a:e]) + a
                 if bins.size < 3:
                     continue

@@ -147,6 +147,7 @@ __all__ = [
     "StabilityCheck",
     "bright_moments",
     "check_stability",
+    "contiguous_runs",
     "drift_onset",
     "drift_reference",
     "shorth_level",
@@ -618,7 +619,7 @@ def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=Tr
     return hi | lo, single, runs, dev, zz, level, beside & ~single
 
 
-def _stretches(run: np.ndarray):
+def contiguous_runs(run: np.ndarray):
     """``(start, end)`` of each contiguous stretch of `run` (end exclusive)."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
     return zip(edges[::2], edges[1::2], strict=True)
@@ -646,7 +647,7 @@ def _trim_step_edges(run, dev, m, noise, th: Thresholds, sign: float) -> np.ndar
     a little off, fits a step poorly and mostly stays.
     """
     out = run.copy()
-    for a, e in _stretches(run):
+    for a, e in contiguous_runs(run):
         if e - a < 3:
             continue
         own = sign * dev[a:e]
@@ -702,7 +703,7 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
         level = float(np.median(bright.mean[ref]))
     else:
         level = shorth_level(bright.mean[ok])
-    for a, e in _stretches(run):
+    for a, e in contiguous_runs(run):
         seen = ok[a:e]
         if seen.sum() < max(3, (e - a + 1) // 2):
             continue
@@ -721,7 +722,7 @@ def _unfollowed(run, dev, upper: _Series | None, upper_dev) -> np.ndarray:
     cells); a change in the share of the brightest of several bright populations moves the
     bright level alone (corpus files: a tenth to a fifth as much)."""
     out = np.zeros(run.shape[0], dtype=bool)
-    for a, e in _stretches(run):
+    for a, e in contiguous_runs(run):
         seen = upper.ok[a:e] if upper is not None else np.zeros(e - a, dtype=bool)
         if seen.sum() < max(3, (e - a + 1) // 2):
             out[a:e] = True
