@@ -270,10 +270,16 @@ class Threshold:
 
     def donor_events(self, hist: Histogram) -> int:
         """Events of `hist` on the donor side."""
+        return int(hist.counts[self.donor_bins(hist)].sum())
+
+    def donor_bins(self, hist: Histogram) -> np.ndarray:
+        """Bins of `hist` on the donor side (the threshold snapped to the nearest edge, as
+        `Histogram.above` does); none without a threshold."""
+        side = np.zeros(hist.counts.size, dtype=bool)
         if self.method == "none" or not np.isfinite(self.value):
-            return 0
-        above = hist.above(self.value)
-        return above if self.donor_side > 0 else hist.total - above
+            return side
+        side[hist.edge_index(self.value) :] = True
+        return side if self.donor_side > 0 else ~side
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -691,13 +697,8 @@ def _valley(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple[in
     where nothing is judged (see `own_cells_agree`)."""
     if cut.method == "none" or not np.isfinite(cut.value) or not flanks or own.total == 0:
         return 0, 0, 0.0
-    edges = own.edges
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    i = int(np.argmin(np.abs(edges - cut.value)))  # as Histogram.above snaps the cut
-    donor = np.zeros(centres.size, dtype=bool)
-    donor[i:] = True
-    if cut.donor_side < 0:
-        donor = ~donor
+    centres = own.centres
+    donor = cut.donor_bins(own)
     pooled = np.sum([f.counts for f in flanks], axis=0).astype(np.float64)
     d_cells, r_cells = pooled * donor, pooled * ~donor
     if d_cells.sum() == 0 or r_cells.sum() == 0:
@@ -707,7 +708,7 @@ def _valley(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple[in
         c = np.cumsum(w)
         return centres[int(np.searchsorted(c, 0.5 * c[-1]))]
 
-    at = edges[i]
+    at = own.edges[own.edge_index(cut.value)]
     ends = ((median(r_cells) + at) / 2, (at + median(d_cells)) / 2)
     band = (centres >= min(ends)) & (centres <= max(ends))
     n = float(own.total)
@@ -816,7 +817,9 @@ def stratified_row(
         if not flanks:  # the parent's share of the range comes from its flanks too
             lost += 1
             continue
-        parts.append((float(size), flanks, own))
+        # the share of the range's imputation that rests on its own cells (`_own_weight`)
+        lam = 0.0 if own is None else _own_weight(flanks, own)
+        parts.append((float(size), flanks, own, lam))
     missing = (
         f"{lost} removed time range(s) without {MIN_FLANK_EVENTS} kept events beside them, "
         "not imputed"
@@ -842,8 +845,7 @@ def stratified_row(
     groups = []
     n_rest, d_rest = n_k, d_k
     imp_n = imp_d = own_n = 0.0
-    for size, fl, own in parts:
-        lam = 0.0 if own is None else _own_weight(fl, own)
+    for size, fl, own, lam in parts:
         if lam > 0:
             share, a, n, d = own
             w = lam * size * share / a
@@ -908,8 +910,8 @@ def stratified_row(
     # the kept mix would give (the population's share over the group's kind of events,
     # the kept cells' donor share), so a short flank at a file's end cannot make the
     # interval narrow
-    flank_a = sum(a for _, fl, _ in parts for a, _, _ in fl)
-    flank_share = sum(n for _, fl, _ in parts for _, n, _ in fl) / flank_a
+    flank_a = sum(a for _, fl, _, _ in parts for a, _, _ in fl)
+    flank_share = sum(n for _, fl, _, _ in parts for _, n, _ in fl) / flank_a
     q = d_k / n_k if n_k > 0 else p
 
     def per_event(share):
@@ -921,8 +923,7 @@ def stratified_row(
         mean = (d - p * n) ** 2 / (a if a else max(n, 1.0))
         floor = a * max(per_event(flank_share if kept else n / a), 0.0) if a else 0.0
         var += w * w * max(sq - mean, floor)
-    for size, fl, own in parts:
-        lam = 0.0 if own is None else _own_weight(fl, own)
+    for size, fl, _, lam in parts:
         if lam < 1 and len(fl) == 2:
             # two sides that disagree beyond their noise (2 SDs) say the composition
             # changes across the range; what it held is then unknown to about half their
@@ -939,7 +940,7 @@ def stratified_row(
     # never more events than were counted: the imputed ones are read off events already
     # counted once, kept ones or a range's own cells (at p = 0 or 1 the variance
     # vanishes, and the count of those events is what the interval rests on)
-    counted = n_k + sum(float(own[2]) for _, _, own in parts if own is not None)
+    counted = n_k + sum(float(own[2]) for _, _, own, _ in parts if own is not None)
     n_eff = min(p * (1.0 - p) / var, counted) if var > 0 and 0.0 < p < 1.0 else counted
     low, high = binomial_interval(p * n_eff, n_eff, level, ci)
     whence = []

@@ -335,19 +335,18 @@ def _removed_ranges(p: SampleResult, marker: str, i: int, n_pop: int, cut: Thres
     block, edges = p.flanks[marker], p.edges[marker]
     size, parent = p.strata["flank_events"], p.strata["parent"]
 
-    def hist(j):
-        return Histogram(edges, block[j * n_pop + i - 1].astype(np.int64))
+    # the population's histogram in each stratum (flanks, then the ranges' own events)
+    hists = [Histogram(edges, block[j * n_pop + i - 1].astype(np.int64)) for j in range(len(size))]
 
     def cells(j):
-        h = hist(j)
-        return h.total, cut.donor_events(h)
+        return hists[j].total, cut.donor_events(hists[j])
 
     out = []
     for r in p.strata["ranges"]:
         sides = [(int(size[j]), *cells(j)) for j in r["flanks"]]
         own = None
         read = [j for j in r["flanks"] if size[j] >= MIN_FLANK_EVENTS]
-        if "own" in r and read and own_cells_agree(hist(r["own"]), [hist(j) for j in read], cut):
+        if "own" in r and read and own_cells_agree(hists[r["own"]], [hists[j] for j in read], cut):
             share = sum(parent[j] for j in read) / sum(size[j] for j in read)
             own = (share, int(parent[r["own"]]), *cells(r["own"]))
         out.append((int(r["events"]), sides, own))

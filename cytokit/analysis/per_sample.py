@@ -363,7 +363,6 @@ class MeasureTask:
             columns = self.panel.columns(sample, markers)
             relabelled = self.panel.relabelled(sample.channels, markers, self.donor_markers)
         comp_kind = UNCOMPENSATED if self.compensation is None else FCS
-        xf = dict(self.transforms)
         # the file's draws (clustered, phenotyped and stored events) follow its content,
         # as the store's key does: a renamed file resumed gives what a fresh run gives
         seed = [self.seed, int(known_file_hash(path)[:16], 16)]
@@ -430,10 +429,7 @@ class MeasureTask:
             raw = [Dimension(channel[m], compensation=comp_kind) for m in markers]
             scale = self.strategy.values(sample, raw, rows, compensation=result.compensation)
             at = {m: j for j, m in enumerate(markers)}
-            transformed = np.empty_like(scale)
-            for m, j in at.items():
-                t = xf.get(m)
-                transformed[:, j] = scale[:, j] if t is None else t.apply(scale[:, j])
+            transformed = self._transformed(scale, markers)
             local = [mask[rows] for mask in masks]
             self._donor_items(res, result, sample, transformed, at, local, comp_kind, channel)
             if flanks is not None and self.donor_markers:
@@ -479,14 +475,20 @@ class MeasureTask:
         masks = [got.membership(self.parent)] + [got.membership(p) for _, p in self.populations]
         rows = np.flatnonzero(np.logical_or.reduce(masks))
         raw = [Dimension(channel[m], compensation=comp_kind) for m in self.donor_markers]
-        values = self.strategy.values(part, raw, rows, compensation=got.compensation)
-        xf = dict(self.transforms)
-        for j, m in enumerate(self.donor_markers):
-            t = xf.get(m)
-            if t is not None:
-                values[:, j] = t.apply(values[:, j])
+        scale = self.strategy.values(part, raw, rows, compensation=got.compensation)
+        values = self._transformed(scale, self.donor_markers)
         at = {m: j for j, m in enumerate(self.donor_markers)}
         return which[rows], [mask[rows] for mask in masks], values, at, which
+
+    def _transformed(self, scale: np.ndarray, markers) -> np.ndarray:
+        """`scale` (a column per marker, in `markers`' order) on each marker's transform
+        of the study (as it is where the marker has none)."""
+        xf = dict(self.transforms)
+        out = np.empty_like(scale)
+        for j, m in enumerate(markers):
+            t = xf.get(m)
+            out[:, j] = scale[:, j] if t is None else t.apply(scale[:, j])
+        return out
 
     def _cluster_items(self, res: SampleResult, transformed, at, local, rng):
         idx = np.flatnonzero(local[0])

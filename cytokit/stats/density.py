@@ -75,10 +75,13 @@ class Histogram:
     def centres(self) -> np.ndarray:
         return 0.5 * (self.edges[:-1] + self.edges[1:])
 
+    def edge_index(self, threshold: float) -> int:
+        """Index of the edge nearest `threshold`: bins from it on are at or above it."""
+        return int(np.argmin(np.abs(self.edges - threshold)))
+
     def above(self, threshold: float) -> int:
         """Events in bins at or above `threshold` (snapped to the nearest edge)."""
-        i = int(np.argmin(np.abs(self.edges - threshold)))
-        return int(self.counts[i:].sum())
+        return int(self.counts[self.edge_index(threshold) :].sum())
 
     def to_array(self) -> np.ndarray:
         """float64 (2, n + 1): edges; counts followed by a 0 (the QC file layout)."""
