@@ -121,11 +121,14 @@ QC_EXCLUDE = typer.Option(
 )
 
 
-def check_qc_exclusions(qc, given: list[str] | None, study: Path | None, paths) -> None:
+def check_qc_exclusions(
+    qc, given: list[str] | None, study: Path | None, paths, study_files=()
+) -> None:
     """Refuse excluded QC channels that none of the gated files has (a typo'd name).
 
     `given`: ``--qc-exclude``'s names; the rest of ``qc.exclude_channels`` came
-    from `study`'s ``study.toml``.
+    from `study`'s ``study.toml`` and are looked for in `study_files` (every file
+    of the study, of every tube) too: a channel of another tube's files is no typo.
     """
     from cytokit.engine.gate_files import file_channels
     from cytokit.errors import StudyError
@@ -140,6 +143,8 @@ def check_qc_exclusions(qc, given: list[str] | None, study: Path | None, paths) 
     if flag:
         raise typer.BadParameter("; ".join(flag), param_hint="'--qc-exclude'")
     toml = f"{Path(study) / 'study.toml'}: [acquisition_qc] exclude_channels" if study else ""
+    if mine and study_files:
+        channels, n_files = file_channels([*paths, *study_files], mine)
     found = unknown_exclusions(mine, channels, toml, n_files)
     if found:
         raise StudyError("\n".join(found))

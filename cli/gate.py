@@ -96,7 +96,7 @@ def run_gate(
     paths = expand_files(files, left_out=(empty := []))
     for said in empty:  # the batch goes on with the files the others name
         typer.echo(printable(f"left out {said}"), err=True)
-    check_qc_exclusions(qc, qc_exclude, study, paths)
+    check_qc_exclusions(qc, qc_exclude, study, paths, list(task.listed))
     if log is not None:
         log.add_gate_inputs(paths, strategy, compensation, loaded if study is not None else None)
     if not paths:

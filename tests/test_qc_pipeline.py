@@ -853,3 +853,46 @@ def test_report_keeps_acquisition_plots_as_files_drawn_once(qc_results, tmp_path
     build_report(out, formats=("png",), qc=False)
     after = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.rglob("*") if p.is_file()}
     assert after == stamps
+
+
+def test_a_study_may_leave_out_a_channel_only_another_tubes_files_have(tmp_path):
+    """``exclude_channels`` names the receptor tube's BV786-A: ``analyze`` takes the study,
+    and so does ``gate --study`` of each tube (the name is checked against the study's
+    files, not only the tube's), while a misspelt name is still refused."""
+    runner = CliRunner()
+    study = tmp_path / "st"
+    args = ["simulate", str(study), "--seed", "5", "--patients", "1", "--days", "7"]
+    res = runner.invoke(app, [*args, "--events", "5000", "--tubes"])
+    assert res.exit_code == 0, res.output
+    loaded = load_study(study, check_files=False)
+    fcs = cytokit.read_fcs
+    default = [r.file for r in loaded.rows if not r.tube]
+    other = [r.file for r in loaded.rows if r.tube == "receptors"]
+    only = "BV786-A"
+    assert only not in fcs(default[0]).channel_names and only in fcs(other[0]).channel_names
+    toml = study / "study.toml"
+    toml.write_text(toml.read_text() + f'\n[acquisition_qc]\nexclude_channels = ["{only}"]\n')
+    for tube in ("default", "receptors"):
+        out = tmp_path / f"g_{tube}"
+        res = runner.invoke(
+            app, ["gate", "--study", str(study), "--tube", tube, "--no-stats", "-o", str(out)]
+        )
+        assert res.exit_code == 0, (tube, res.output)
+        assert len(pd.read_csv(out / "qc_samples.csv")) == len(
+            default if tube == "default" else other
+        )
+    toml.write_text(toml.read_text().replace(only, "BV768-A"))
+    res = runner.invoke(
+        app,
+        [
+            "gate",
+            "--study",
+            str(study),
+            "--tube",
+            "default",
+            "--no-stats",
+            "-o",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert isinstance(res.exception, StudyError) and "names 'BV768-A'" in str(res.exception)

@@ -683,7 +683,9 @@ def file_channels(paths: Sequence[str], wanted: Iterable[str]) -> tuple[set[tupl
 
 def _check_exclusions(qc: AcquisitionQCSettings | None, files: list[str]) -> None:
     """Refuse excluded QC channels that none of `files` has: a typo'd name would leave
-    checked the channel it meant to leave out (the CLI says the same before this)."""
+    checked the channel it meant to leave out (the CLI says the same before this). A
+    study's task passes every file of the study, of every tube: its ``[acquisition_qc]``
+    may name a channel only another tube's files have."""
     from cytokit.qc.settings import unknown_exclusions
 
     if qc is None or not qc.exclude_channels:
@@ -950,7 +952,7 @@ def gate_files(
             "failures.csv of `cytokit gate` would replace its tables: give another --out"
         )
     files = [os.fspath(f) for f in files]
-    _check_exclusions(task.acquisition_qc, files)
+    _check_exclusions(task.acquisition_qc, list(dict.fromkeys([*files, *task.listed])))
     out = output_folder(out, files=tables)  # before the batch, not after it
     with writing_into(out):  # one run at a time writes into a folder
         with RunStore(out / STORE_NAME) as store:
