@@ -192,9 +192,15 @@ def _nothing_imputed_other_interval(r):
     r.chimerism.loc[i, "imputed_ci_low"] = r.chimerism.loc[i, "ci_low"] + 0.01
 
 
+def _imputed_without_donor_pct(r):
+    i = _first(r.chimerism, "status == 'quantified'")
+    r.chimerism.loc[i, "donor_pct"] = np.nan
+
+
 @pytest.mark.parametrize(
     ("plant", "rule"),
     [
+        (_imputed_without_donor_pct, "where donor_pct is empty, imputed_donor_pct must be empty"),
         (_imputed_interval_out_of_range, "imputed_ci_high, inside \\[0, 100\\]"),
         (_imputed_interval_missing, "imputed_ci_high, inside \\[0, 100\\]"),
         (_nothing_imputed_other_interval, "with imputed_events = 0, imputed_donor_pct and its"),

@@ -447,23 +447,65 @@ def test_only_the_ranges_removed_for_their_rate_are_held_and_in_file_order():
     assert per_sample._held(events, kept, only_signal) is None
 
 
-def test_a_population_held_only_by_a_clogs_own_cells_has_an_interval():
-    """Every cell of the population in a range QC removed (none kept): its own cells
-    give the % and the interval rests on them."""
+def test_a_population_with_no_kept_cell_has_no_imputed_pct():
+    """Every cell of the population in a range QC removed (none kept): donor_pct is
+    empty, and so is the imputed %, however many own cells the range held; the note
+    says why."""
     out = stratified_row(0, 0, [(1000, [(2000, 0, 0), (2000, 0, 0)], (0.3, 60, 5, 5))])
-    assert out["imputed_donor_pct"] == pytest.approx(100.0)
-    assert out["imputed_ci_low"] <= out["imputed_donor_pct"] <= out["imputed_ci_high"]
-    assert 0 < out["imputed_ci_low"] < 100
+    for key in ("imputed_events", "imputed_donor_events", "imputed_donor_pct"):
+        assert np.isnan(out[key]), key
+    assert np.isnan(out["imputed_ci_low"]) and np.isnan(out["imputed_ci_high"])
+    assert "no kept event of the population" in out["note"]
 
 
 def test_no_kept_donor_cell_and_one_among_a_ranges_own_is_not_infinitely_far():
     """0 of 1,806 kept cells donor and 1 of a range's 37 own cells: the test reads the
-    spread half a cell off 0 %, so the shift is a number, not infinite (Fisher's exact
-    test puts 0 of 1,806 against 1 of 37 at p = 0.02: the range is imputed, by the 1.5
-    donor cells that one stands for)."""
+    spread half a cell off 0 %, so the shift is a number, not infinite. Beside 0 of
+    230 flank cells, 1 of 37 is within chance (Fisher's exact test, p = 0.14), so the
+    own cells are weighed by their number (37 of 267) and stand for 0.21 of the 1.5
+    donor cells they would alone."""
     out = stratified_row(1806, 0, [(1500, [(2000, 120, 0), (2000, 110, 0)], (0.4, 400, 37, 1))])
     assert "inf" not in out["note"]
     shift = float(out["note"].rsplit(": ", 1)[1].split(" SE")[0])
     assert 2 < shift < 20
-    assert out["imputed_donor_events"] == pytest.approx(1.5)
+    assert out["imputed_donor_events"] == pytest.approx(1.5 * 37 / 267)
     assert out["imputed_ci_low"] <= out["imputed_donor_pct"] < 0.1 < out["imputed_ci_high"]
+
+
+def test_a_few_own_cells_stand_alone_only_beyond_chance():
+    """One donor cell among 2 own cells of a small population, beside 0 of 10 in the
+    flanks: a normal approximation puts the two shares 2.3 SE apart, Fisher's exact
+    test at p = 0.17, so the two own cells are weighed by their number (2 of 12) and
+    the imputed % stays near the kept 0 of 61. 30 donor cells of 40 beside 10 of 100
+    differ beyond chance: the own cells alone stand for their range."""
+    from cytokit.analysis.chimerism import _own_weight
+
+    assert _own_weight([(2000, 5, 0), (2000, 5, 0)], (0.4, 300, 2, 1)) == pytest.approx(2 / 12)
+    assert _own_weight([(2000, 50, 5), (2000, 50, 5)], (0.4, 300, 40, 30)) == 1.0
+    out = stratified_row(61, 0, [(1500, [(2000, 5, 0), (2000, 5, 0)], (0.4, 300, 2, 1))])
+    assert out["imputed_donor_pct"] < 1.0  # not 6.4 %, as one own donor cell alone made it
+
+
+def test_own_cells_beside_flanks_of_one_origin_are_judged_too():
+    """A population at 100 % donor cells in its flanks (or 0 %): there is no recipient
+    side in the flanks to shape the valley, so its median is mirrored across the cut.
+    Own cells dimmed into the valley (40 of 100 just below the cut) are set aside;
+    own cells of the other origin where it sits, far from the cut, are read."""
+    from cytokit.analysis.chimerism import Threshold, own_cells_agree
+    from cytokit.stats.density import Histogram
+
+    rng = np.random.default_rng(20261206)
+    edges = np.linspace(0.0, 4.5, 451)
+    cut = Threshold(2.0, "valley", +1)
+    donor_flanks = [Histogram.of(rng.normal(3.0, 0.15, 80), edges) for _ in range(2)]
+    dimmed = Histogram.of(np.r_[rng.normal(3.0, 0.15, 60), rng.normal(1.8, 0.1, 40)], edges)
+    assert not own_cells_agree(dimmed, donor_flanks, cut)
+    recipient_flanks = [Histogram.of(rng.normal(1.0, 0.15, 80), edges) for _ in range(2)]
+    arrived = Histogram.of(np.r_[rng.normal(1.0, 0.15, 70), rng.normal(3.0, 0.15, 30)], edges)
+    assert own_cells_agree(arrived, recipient_flanks, cut)
+    crossed = Histogram.of(np.r_[rng.normal(1.0, 0.15, 70), rng.normal(2.2, 0.1, 30)], edges)
+    assert not own_cells_agree(crossed, recipient_flanks, cut)
+    # the cut's mode on the empty side, where placing the threshold found it, is used
+    moded = Threshold(2.0, "valley", +1, recipient_mode=1.0, donor_mode=3.0)
+    assert not own_cells_agree(crossed, recipient_flanks, moded)
+    assert own_cells_agree(arrived, recipient_flanks, moded)

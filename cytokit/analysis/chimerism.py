@@ -671,14 +671,28 @@ def own_cells_agree(own: Histogram, flanks: list[Histogram], cut: Threshold) -> 
     and their donor-side median. The own cells are set aside where it holds
     more of them than chance gives (a binomial chance under `OWN_VALLEY_P`,
     the flanks' share raised by one SE of their own sampling) and the excess
-    is more than `OWN_VALLEY_EXCESS` of the own cells. A smaller excess
-    moves their donor share by at most its size, less than the flanks miss
-    where the range held another mix than its neighbours. Without a
-    threshold, flanks, own cells or either side's cells in the flanks,
-    nothing is judged and they pass.
+    is more than `OWN_VALLEY_EXCESS` of the own cells, or at least their
+    share's shift to the cut's dim side (the side dimmed cells cross to)
+    from the flanks', which it may then account for whole (a population
+    near 0 % of cells on that side). A smaller excess moves their donor
+    share by at most its size, less than the flanks miss where the range
+    held another mix than its neighbours. Flanks with fewer than
+    `MIN_MODE_EVENTS` cells on one side of the cut (a population near 0 or
+    100 % donor cells) give that side the cut's mode there, or the other
+    side's median mirrored across the cut. Without a threshold, flanks, own
+    cells or cells on either side in the flanks, nothing is judged and they
+    pass.
     """
     chance, excess = valley_crowding(own, flanks, cut)
-    return not (chance < OWN_VALLEY_P and excess > OWN_VALLEY_EXCESS)
+    if not chance < OWN_VALLEY_P:
+        return True
+    # dimmed cells cross to the cut's dim side: where the own cells hold more of their
+    # share there than the flanks by no more than the valley's excess, that excess
+    # alone may account for the whole shift (a population near 0 % dim-side cells)
+    dim = cut.donor_bins(own) if cut.donor_side < 0 else ~cut.donor_bins(own)
+    pooled = np.sum([f.counts for f in flanks], axis=0)
+    shift = own.counts[dim].sum() / own.total - pooled[dim].sum() / pooled.sum()
+    return not (excess > OWN_VALLEY_EXCESS or 0 < shift <= excess)
 
 
 def valley_crowding(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple:
@@ -701,7 +715,7 @@ def _valley(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple[in
     donor = cut.donor_bins(own)
     pooled = np.sum([f.counts for f in flanks], axis=0).astype(np.float64)
     d_cells, r_cells = pooled * donor, pooled * ~donor
-    if d_cells.sum() == 0 or r_cells.sum() == 0:
+    if pooled.sum() == 0:
         return 0, 0, 0.0
 
     def median(w):
@@ -709,12 +723,28 @@ def _valley(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple[in
         return centres[int(np.searchsorted(c, 0.5 * c[-1]))]
 
     at = own.edges[own.edge_index(cut.value)]
-    ends = ((median(r_cells) + at) / 2, (at + median(d_cells)) / 2)
+    # flanks with (almost) no cells on one side (a population near 0 or 100 % donor
+    # cells) have no shape there: that side's median is the cut's mode on it, else the
+    # other side's mirrored across the cut, and its share in the valley the other's
+    cells = (r_cells, d_cells)  # recipient side, donor side
+    shaped = [c.sum() >= MIN_MODE_EVENTS for c in cells]
+    if not any(shaped):
+        return 0, 0, 0.0
+    medians = [median(c) if ok else np.nan for c, ok in zip(cells, shaped, strict=True)]
+    for i, mode in enumerate((cut.recipient_mode, cut.donor_mode)):
+        if not shaped[i]:
+            medians[i] = mode if np.isfinite(mode) else 2.0 * at - medians[1 - i]
+    ends = ((medians[0] + at) / 2, (at + medians[1]) / 2)
     band = (centres >= min(ends)) & (centres <= max(ends))
+    shares = [
+        c[band].sum() / c.sum() if ok else np.nan for c, ok in zip(cells, shaped, strict=True)
+    ]
+    shares = [
+        x if ok else shares[1 - i] for i, (x, ok) in enumerate(zip(shares, shaped, strict=True))
+    ]
     n = float(own.total)
     alpha = float(own.counts[donor].sum()) / n
-    e = alpha * d_cells[band].sum() / d_cells.sum()
-    e += (1.0 - alpha) * r_cells[band].sum() / r_cells.sum()
+    e = alpha * shares[1] + (1.0 - alpha) * shares[0]
     # the flanks' share is itself a sample: one SE of it is allowed for
     e += np.sqrt(e * (1.0 - e) / pooled.sum())
     e = min(max(e, 0.5 / pooled.sum()), 1.0 - 0.5 / pooled.sum())
@@ -742,17 +772,23 @@ def _upper_tail(k: int, n: int, p: float) -> float:
 
 def _own_weight(flanks, own) -> float:
     """The share of a range's imputation that rests on its own cells, the rest on its
-    flanks: all of it where the two donor shares differ by more than `SHIFT_Z` SEs (the
-    range held another mix than its neighbours), else each by its number of cells."""
-    n_o, d_o = float(own[2]), float(own[3])
-    n_f, d_f = float(sum(n for _, n, _ in flanks)), float(sum(d for _, _, d in flanks))
+    flanks: all of it where the two donor shares differ beyond chance (the range held
+    another mix than its neighbours), else each by its number of cells.
+
+    Beyond chance is Fisher's exact test of the two shares, two-sided, at the level of
+    `SHIFT_Z` normal SEs (4.6 %): exact, so that one or two own cells of a small
+    population (1 donor cell of 2 beside 0 of 10) do not stand for the range alone, as
+    a normal approximation would have them."""
+    n_o, d_o = int(own[2]), int(own[3])
+    n_f, d_f = int(sum(n for _, n, _ in flanks)), int(sum(d for _, _, d in flanks))
     if n_o <= 0:
         return 0.0  # no cell of the population of its own: no donor share to read
     if n_f <= 0:
         return 1.0
-    r = (d_o + d_f) / (n_o + n_f)
-    se = np.sqrt(r * (1.0 - r) * (1.0 / n_o + 1.0 / n_f))
-    if se > 0 and abs(d_o / n_o - d_f / n_f) > SHIFT_Z * se:
+    from scipy.stats import fisher_exact  # scipy comes with scikit-learn
+
+    _, p = fisher_exact([[d_o, n_o - d_o], [d_f, n_f - d_f]])
+    if p < math.erfc(SHIFT_Z / math.sqrt(2.0)):
         return 1.0
     return n_o / (n_o + n_f)
 
@@ -805,6 +841,19 @@ def stratified_row(
     if not (np.isfinite(shift_z) and shift_z >= 0):
         raise ValueError(f"shift_z = {shift_z!r} must be a number >= 0 (standard errors)")
     n_k, d_k = float(events), float(donor_events)
+    nan = float("nan")
+    empty = dict.fromkeys(
+        ("imputed_events", "imputed_donor_events", "imputed_donor_pct", "imputed_ci_low",
+         "imputed_ci_high"),
+        nan,
+    )  # fmt: skip
+    if n_k <= 0:
+        # no kept cell, so no donor_pct: a % of a clog's few own cells alone is not the
+        # sample's either
+        return {
+            **empty,
+            "note": "imputed_donor_pct: no kept event of the population, so none imputed",
+        }
     parts, lost = [], 0
     for size, flanks, *rest in ranges:
         # a few kept events cannot say what thousands of removed ones held
@@ -826,17 +875,8 @@ def stratified_row(
         if lost
         else ""
     )
-    note = {"note": missing} if lost else {}
-    nan = float("nan")
     if not parts:
-        return {
-            "imputed_events": nan,
-            "imputed_donor_events": nan,
-            "imputed_donor_pct": nan,
-            "imputed_ci_low": nan,
-            "imputed_ci_high": nan,
-            **note,
-        }
+        return {**empty, "note": missing} if lost else empty
     # (weight, events or None, population events, donor events, kept): the estimate
     # is a weighted count; kept events count once in the kept total and flank events
     # once more per range they stand for (weight 1 + size / (sides x flank events)); a
@@ -862,49 +902,34 @@ def stratified_row(
             n_rest, d_rest = n_rest - n, d_rest - d
     groups.append((1.0, None, max(n_rest, 0.0), min(max(d_rest, 0.0), max(n_rest, 0.0)), True))
     total = n_k + imp_n
-    if total <= 0:
-        none = (
-            "imputed_donor_pct: no cell of the population kept, nor in or beside the removed ranges"
+    p = (d_k + imp_d) / total
+    # is the imputed % further from the kept events' own than the imputation's
+    # noise takes it where the composition is the same all along? The difference
+    # is sum_g c_g (donor - p0 * population) over the groups, c_g = w_g / total,
+    # less 1 / n_k for kept events
+    p0 = d_k / n_k
+    noise = sum((w / total - (1.0 / n_k if kept else 0.0)) ** 2 * n for w, _, n, _, kept in groups)
+    # at 0 or 100 % kept donor cells p0 (1 - p0) is 0 and one donor cell among a
+    # range's own would stand infinitely far: the spread is read at half a cell off
+    # the edge instead (flank cells, kept ones, cannot differ there)
+    q0 = min(max(p0, 0.5 / (n_k + 1.0)), 1.0 - 0.5 / (n_k + 1.0))
+    noise *= q0 * (1.0 - q0)
+    shift = abs(p - p0) / np.sqrt(noise) if noise > 0 else (np.inf if p != p0 else 0.0)
+    if 0 < shift_z and shift <= shift_z:
+        low, high = binomial_interval(donor_events, events, level, ci)
+        said = (
+            f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC; "
+            f"what they held matches the kept events' mix (the imputed % would "
+            f"stand {shift:.3g} SE from donor_pct, within {shift_z:g}): nothing imputed"
         )
         return {
-            "imputed_events": float(imp_n),
-            "imputed_donor_events": float(imp_d),
-            "imputed_donor_pct": nan,
-            "imputed_ci_low": nan,
-            "imputed_ci_high": nan,
-            "note": "; ".join(x for x in (none, missing) if x),
+            "imputed_events": 0.0,
+            "imputed_donor_events": 0.0,
+            "imputed_donor_pct": 100.0 * d_k / n_k,
+            "imputed_ci_low": 100.0 * float(low),
+            "imputed_ci_high": 100.0 * float(high),
+            "note": "; ".join(x for x in (said, missing) if x),
         }
-    p = (d_k + imp_d) / total
-    if n_k > 0:
-        # is the imputed % further from the kept events' own than the imputation's
-        # noise takes it where the composition is the same all along? The difference
-        # is sum_g c_g (donor - p0 * population) over the groups, c_g = w_g / total,
-        # less 1 / n_k for kept events
-        p0 = d_k / n_k
-        noise = sum(
-            (w / total - (1.0 / n_k if kept else 0.0)) ** 2 * n for w, _, n, _, kept in groups
-        )
-        # at 0 or 100 % kept donor cells p0 (1 - p0) is 0 and one donor cell among a
-        # range's own would stand infinitely far: the spread is read at half a cell off
-        # the edge instead (flank cells, kept ones, cannot differ there)
-        q0 = min(max(p0, 0.5 / (n_k + 1.0)), 1.0 - 0.5 / (n_k + 1.0))
-        noise *= q0 * (1.0 - q0)
-        shift = abs(p - p0) / np.sqrt(noise) if noise > 0 else (np.inf if p != p0 else 0.0)
-        if 0 < shift_z and shift <= shift_z:
-            low, high = binomial_interval(donor_events, events, level, ci)
-            said = (
-                f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC; "
-                f"what they held matches the kept events' mix (the imputed % would "
-                f"stand {shift:.3g} SE from donor_pct, within {shift_z:g}): nothing imputed"
-            )
-            return {
-                "imputed_events": 0.0,
-                "imputed_donor_events": 0.0,
-                "imputed_donor_pct": 100.0 * d_k / n_k,
-                "imputed_ci_low": 100.0 * float(low),
-                "imputed_ci_high": 100.0 * float(high),
-                "note": "; ".join(x for x in (said, missing) if x),
-            }
     # a group's spread is read off its own events, which say nothing when they are few
     # or all alike (one event, 50 donor cells): it is at least what events drawn from
     # the kept mix would give (the population's share over the group's kind of events,
@@ -912,7 +937,7 @@ def stratified_row(
     # interval narrow
     flank_a = sum(a for _, fl, _, _ in parts for a, _, _ in fl)
     flank_share = sum(n for _, fl, _, _ in parts for _, n, _ in fl) / flank_a
-    q = d_k / n_k if n_k > 0 else p
+    q = d_k / n_k
 
     def per_event(share):
         return share * (q * (1.0 - p) ** 2 + (1.0 - q) * p * p) - (share * (q - p)) ** 2
@@ -951,7 +976,7 @@ def stratified_row(
     said = (
         f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC, "
         f"{imp_n:.4g} cells imputed ({', '.join(whence)})"
-        + (f"; their mix differs from the rest's: {shift:.3g} SE" if n_k > 0 else "")
+        + f"; their mix differs from the rest's: {shift:.3g} SE"
     )
     note = {"note": "; ".join(x for x in (said, missing) if x)}
     return {

@@ -28,8 +28,8 @@ Rules
       [0, 100]; ``imputed_events`` >= ``imputed_donor_events`` >= 0 and
       ``imputed_donor_pct`` = 100 · (donor + imputed donor) / (events +
       imputed events) within ``imputed_ci_low`` .. ``imputed_ci_high``, inside
-      [0, 100], or all of them empty, and with 0 imputed events the same
-      figure and interval as ``donor_pct``; the status that the donor events give (fewer than 20:
+      [0, 100], or all of them empty (always where ``donor_pct`` is), and with
+      0 imputed events the same figure and interval as ``donor_pct``; the status that the donor events give (fewer than 20:
       ``not_detected``, fewer than ``[qc] min_events``: ``not_quantifiable``);
       ``donor_per_ul`` and ``recipient_per_ul`` = ``per_ul`` × their share of
       the events, present exactly when ``per_ul`` is;
@@ -146,6 +146,13 @@ def _imputed(found, ch, counted, events, donor) -> None:
         "imputed_events >= imputed_donor_events >= 0 and imputed_donor_pct = 100 * "
         "(donor_events + imputed_donor_events) / (events + imputed_events) within "
         "imputed_ci_low .. imputed_ci_high, inside [0, 100] (or all empty) must hold",
+    )
+    # no donor_pct (no kept event of the population, or a failed marker): no imputed one
+    found.rows(
+        "chimerism",
+        ch,
+        counted & np.isnan(_num(ch, "donor_pct")) & ~np.isnan(pct),
+        "where donor_pct is empty, imputed_donor_pct must be empty too",
     )
     # nothing imputed: the kept events' own figure and interval, exactly
     same = (

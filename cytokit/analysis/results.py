@@ -75,12 +75,15 @@ study.toml's ``[chimerism]`` key ``tube`` names, phenotype from every tube.
     (100 · (donor_events + imputed_donor_events) / (events +
     imputed_events)), imputed_ci_low, imputed_ci_high (its 95 % interval,
     widened by the imputed part; the imputed values are empty when a range
-    had no kept neighbour, and in folders written before they existed), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
+    had no kept neighbour, where donor_pct is (no kept event of the
+    population), and in folders written before they existed), per_ul, donor_per_ul, recipient_per_ul, status (``quantified``,
     ``not_quantifiable``, ``not_detected``; `cytokit.analysis.chimerism`; or
     ``marker_failed``: the sample's donor marker is unusable,
     `cytokit.analysis.marker_check`, and every donor value is empty, and so are
     events, per_ul where counts.csv leaves the population's gate not counted),
-    note (why, for ``marker_failed``).
+    note (why, for ``marker_failed``; what was imputed, or why nothing was,
+    where acquisition QC removed time ranges; donor cells before the first
+    infusion).
 ``thresholds.csv``
     One row per file and marker threshold: patient, day, file, tube, marker, purpose
     (``donor`` or ``phenotype``), parent (gate path the threshold was placed
