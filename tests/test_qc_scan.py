@@ -418,6 +418,13 @@ def test_fill_short_runs():
     # between two flagged runs only: the runs at the ends (one bin each) stay
     np.testing.assert_array_equal(fill_short_runs(bits, 3), [0, 1, 3, 3, 2, 0, 0, 0, 1, 0])
     np.testing.assert_array_equal(fill_short_runs(bits, 2), [0, 1, 0, 0, 2, 0, 0, 0, 1, 0])
+    # each reason on its own too: a bin of another reason in a short gap of a reason's bins
+    # takes it as well, as an unflagged bin there would; the bins flagged stay the same
+    rate, signal = 1, 2
+    bits = np.array([0, rate, signal, 0, rate, 0, signal, 0, 0, 0, rate], dtype=np.uint8)
+    out = fill_short_runs(bits, 3)
+    np.testing.assert_array_equal(out, [0, 1, 3, 3, 1, 3, 2, 0, 0, 0, 1])
+    np.testing.assert_array_equal(out != 0, fill_short_runs(np.where(bits, 4, 0), 3) != 0)
 
 
 def test_tables():

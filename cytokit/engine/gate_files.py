@@ -148,8 +148,9 @@ RCV_LEVELS = (0.1587, 0.8413)
 STORE_NAME = "results.sqlite"
 # bump when GateTask's payload changes for the same inputs, so stored results are recomputed
 # 2: gating's warnings kept with the reader's; 3: a file of several data sets says so;
-# 4: with a study, a [panel] marker read from another marker's $PnS channel says so
-_TASK_VERSION = 4
+# 4: with a study, a [panel] marker read from another marker's $PnS channel says so;
+# 5: acquisition QC counts an event for each reason whatever other checks ran
+_TASK_VERSION = 5
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -69,23 +69,29 @@ def fill_short_runs(bits: np.ndarray, fill: int) -> np.ndarray:
     start or end of the acquisition stays as it is: its own bins passed, and
     filling it made one flagged bin at an end cost its neighbours too (in a
     5,000-event file of 25 bins, the first two bins before an early bubble,
-    600 events).
+    600 events). Each reason is filled so on its own as well: a bin flagged
+    for another reason within a short gap of a reason's bins takes that
+    reason too, as it would were the other check not run (a signal-flagged
+    bin inside a clog's run of rate bins is counted for the rate as well),
+    so what the rate counts does not hang on which other checks ran; the
+    bins removed are the same either way.
     """
     out = bits.copy()
-    b = bits.shape[0]
-    j = 0
-    while j < b:
-        if bits[j]:
-            j += 1
-            continue
-        k = j
-        while k < b and not bits[k]:
-            k += 1
-        left = bits[j - 1] if j > 0 else 0
-        right = bits[k] if k < b else 0
-        if k - j < fill and left and right:
-            out[j:k] = left | right
-        j = k
+    present = int(np.bitwise_or.reduce(bits)) if bits.size else 0
+    for mask in (None, *(1 << i for i in range(8) if present >> i & 1)):
+        on = bits != 0 if mask is None else (bits & mask) != 0
+        b = bits.shape[0]
+        j = 0
+        while j < b:
+            if on[j]:
+                j += 1
+                continue
+            k = j
+            while k < b and not on[k]:
+                k += 1
+            if k - j < fill and j > 0 and k < b:
+                out[j:k] |= bits[j - 1] | bits[k] if mask is None else mask
+            j = k
     return out
 
 
