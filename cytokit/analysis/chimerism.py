@@ -123,20 +123,22 @@ the kept events (most of a clog's events are measured off-centre and leave
 the gates; those left were measured well). Where at least `MIN_OWN_PARENT`
 of them fall in the threshold parent and they read the donor marker as
 the flanks do (`own_cells_agree`: not more than a fifth of them beyond
-what the flanks' shapes put in the valley around the cut), the range's
+what the flanks' shapes put in the valley around the cut, nor as many as
+their share moved to the cut's dim side), the range's
 population is its events
 times the parent's share of all events in its flanks times the
 population's share of the parent in its own cells, and its donor cells
 the same with the donor share of its own cells. Where that donor share
-stands more than `SHIFT_Z` SEs from the flanks' (the range held another
-mix than its neighbours, as where it covers a window of donor cells
-whole), its own cells alone stand for it; else the two estimates are
-averaged by their cells. The own cells are events of their own, not kept
+differs from the flanks' beyond chance (Fisher's exact test at the level of
+`SHIFT_Z` SEs; the range held another mix than its neighbours, as where it
+covers a window of donor cells whole), its own cells alone stand for it;
+else the two estimates are averaged by their cells. The own cells are events of their own, not kept
 ones, so they count once, with the weight of the range's events each
 stands for. It is reported beside the headline, not instead of it. Without removed ranges the
 imputed events are 0 and the imputed donor % is ``donor_pct``; a range with
 no kept neighbour on either side is not imputed (the imputed values are
-empty and ``note`` says why).
+empty and ``note`` says why), nor is a population with no kept cell (its
+``donor_pct`` is empty too).
 """
 
 from __future__ import annotations
