@@ -694,7 +694,8 @@ def own_cells_agree(own: Histogram, flanks: list[Histogram], cut: Threshold) -> 
     dim = cut.donor_bins(own) if cut.donor_side < 0 else ~cut.donor_bins(own)
     pooled = np.sum([f.counts for f in flanks], axis=0)
     shift = own.counts[dim].sum() / own.total - pooled[dim].sum() / pooled.sum()
-    return not (excess > OWN_VALLEY_EXCESS or 0 < shift <= excess)
+    seen, n, e = _valley(own, flanks, cut, within=dim)  # the valley's dim side: crossed
+    return not (excess > OWN_VALLEY_EXCESS or 0 < shift <= (seen - n * e) / n)
 
 
 def valley_crowding(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple:
@@ -708,9 +709,12 @@ def valley_crowding(own: Histogram, flanks: list[Histogram], cut: Threshold) -> 
     return _upper_tail(seen, n, e), (seen - n * e) / n
 
 
-def _valley(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple[int, int, float]:
+def _valley(
+    own: Histogram, flanks: list[Histogram], cut: Threshold, within: np.ndarray | None = None
+) -> tuple[int, int, float]:
     """(own cells in the valley, own cells, the share the flanks give there): n = 0
-    where nothing is judged (see `own_cells_agree`)."""
+    where nothing is judged (see `own_cells_agree`); with `within`, a mask of bins, the
+    part of the valley in those bins."""
     if cut.method == "none" or not np.isfinite(cut.value) or not flanks or own.total == 0:
         return 0, 0, 0.0
     centres = own.centres
@@ -738,6 +742,8 @@ def _valley(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple[in
             medians[i] = mode if np.isfinite(mode) else 2.0 * at - medians[1 - i]
     ends = ((medians[0] + at) / 2, (at + medians[1]) / 2)
     band = (centres >= min(ends)) & (centres <= max(ends))
+    if within is not None:
+        band &= within
     shares = [
         c[band].sum() / c.sum() if ok else np.nan for c, ok in zip(cells, shaped, strict=True)
     ]
