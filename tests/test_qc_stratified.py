@@ -509,3 +509,26 @@ def test_own_cells_beside_flanks_of_one_origin_are_judged_too():
     moded = Threshold(2.0, "valley", +1, recipient_mode=1.0, donor_mode=3.0)
     assert not own_cells_agree(crossed, recipient_flanks, moded)
     assert own_cells_agree(arrived, recipient_flanks, moded)
+
+
+def test_dimmed_cells_that_did_not_cross_the_cut_do_not_set_own_cells_aside():
+    """Donor cells below the cut (HLA-A2-negative donor), flanks at 33 % donor cells. Own
+    cells at 40 %, 10 of 100 recipient cells dimmed into the valley but still above the
+    cut: what moved their share is not the dimmed cells, and they are read. The same 10
+    dimmed across the cut, with their share at 40 % too: those crossed cells may be the
+    whole of the shift, and the own cells are set aside."""
+    from cytokit.analysis.chimerism import Threshold, own_cells_agree
+    from cytokit.stats.density import Histogram
+
+    rng = np.random.default_rng(20261207)
+    edges = np.linspace(0.0, 4.5, 451)
+    cut = Threshold(2.0, "valley", -1)
+
+    def cells(*groups):
+        return Histogram.of(np.concatenate([rng.normal(m, 0.1, n) for m, n in groups]), edges)
+
+    flanks = [cells((1.0, 100), (3.0, 200)) for _ in range(2)]
+    above = cells((1.0, 40), (3.0, 50), (2.4, 10))
+    assert own_cells_agree(above, flanks, cut)
+    across = cells((1.0, 30), (3.0, 60), (1.7, 10))
+    assert not own_cells_agree(across, flanks, cut)
