@@ -482,6 +482,11 @@ def test_a_few_own_cells_stand_alone_only_beyond_chance():
 
     assert _own_weight([(2000, 5, 0), (2000, 5, 0)], (0.4, 300, 2, 1)) == pytest.approx(2 / 12)
     assert _own_weight([(2000, 50, 5), (2000, 50, 5)], (0.4, 300, 40, 30)) == 1.0
+    # beyond chance, but fewer than MIN_OWN_ALONE (20) cannot show whether they were dimmed
+    # across the cut: weighed by their number
+    flanks = [(2000, 50, 5), (2000, 50, 5)]
+    assert _own_weight(flanks, (0.4, 300, 12, 9)) == pytest.approx(12 / 112)
+    assert _own_weight(flanks, (0.4, 300, 20, 15)) == 1.0
     out = stratified_row(61, 0, [(1500, [(2000, 5, 0), (2000, 5, 0)], (0.4, 300, 2, 1))])
     assert out["imputed_donor_pct"] < 1.0  # not 6.4 %, as one own donor cell alone made it
 

@@ -158,6 +158,7 @@ __all__ = [
     "FLANK_EVENTS",
     "MARKER_FAILED",
     "MIN_FLANK_EVENTS",
+    "MIN_OWN_ALONE",
     "MIN_OWN_PARENT",
     "OWN_VALLEY_EXCESS",
     "OWN_VALLEY_P",
@@ -201,6 +202,10 @@ MIN_FLANK_EVENTS = 100
 #: Fewest threshold-parent cells of a rate-flagged range's own gated events that are
 #: read for what the range held (fewer: its flanks stand for it).
 MIN_OWN_PARENT = 50
+#: Fewest own cells of the population that stand for their range alone where their donor
+#: share differs from the flanks' (`_own_weight`); fewer are weighed by their number:
+#: a dozen cells cannot show whether the clog dimmed them across the cut.
+MIN_OWN_ALONE = 20
 #: A range's own cells crowd the valley around the cut more than its flanks' shapes say
 #: where so many would come by chance less often than this (`own_cells_agree`) ...
 OWN_VALLEY_P = 0.01
@@ -786,7 +791,9 @@ def _own_weight(flanks, own) -> float:
     Beyond chance is Fisher's exact test of the two shares, two-sided, at the level of
     `SHIFT_Z` normal SEs (4.6 %): exact, so that one or two own cells of a small
     population (1 donor cell of 2 beside 0 of 10) do not stand for the range alone, as
-    a normal approximation would have them."""
+    a normal approximation would have them; nor do fewer than `MIN_OWN_ALONE` own cells,
+    too few to show whether the clog dimmed them across the cut (`own_cells_agree`
+    judges the many)."""
     n_o, d_o = int(own[2]), int(own[3])
     n_f, d_f = int(sum(n for _, n, _ in flanks)), int(sum(d for _, _, d in flanks))
     if n_o <= 0:
@@ -796,7 +803,7 @@ def _own_weight(flanks, own) -> float:
     from scipy.stats import fisher_exact  # scipy comes with scikit-learn
 
     _, p = fisher_exact([[d_o, n_o - d_o], [d_f, n_f - d_f]])
-    if p < math.erfc(SHIFT_Z / math.sqrt(2.0)):
+    if p < math.erfc(SHIFT_Z / math.sqrt(2.0)) and n_o >= MIN_OWN_ALONE:
         return 1.0
     return n_o / (n_o + n_f)
 
