@@ -353,7 +353,7 @@ def test_own_cells_take_away_the_bias_the_flanks_leave_and_the_interval_holds():
 
 def test_an_even_file_with_own_cells_is_imputed_in_few_files():
     """Range, flanks and rest of one mix: the own cells' noise is in the test's SE, so
-    the ranges are imputed in few files: about 7.6 % (measured over 3,000 draws). That
+    the ranges are imputed in few files: about 7.4 % (measured over 3,000 draws). That
     is the test's 5 % and some of the files whose own cells stood more than 2 SE from
     their flanks by chance, where the own cells alone then stand for the range."""
     rng = np.random.default_rng(20261207)
@@ -370,7 +370,7 @@ def test_an_even_file_with_own_cells_is_imputed_in_few_files():
             int(seen[0]),
         )
         imputed += stratified_row(n, d, [(4000, flanks, own)])["imputed_events"] > 0
-    # binomial(1000, 0.076): SD 8.4; 45-110 holds it with room, and fails at 12 % or more
+    # binomial(1000, 0.074): SD 8.3; 45-110 holds it with room, and fails at 12 % or more
     assert 45 <= imputed <= 110, imputed
 
 
