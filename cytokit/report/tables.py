@@ -576,8 +576,9 @@ def chimerism_table(chim: pd.DataFrame, pops: list[str], failed: pd.DataFrame | 
         "(NQ: not quantifiable; not detected: fewer than 20 donor events, no share given; too "
         "few cells to judge: the same in a population of fewer than 80 events; donor "
         "marker failed: the sample's donor marker is unusable, no value; QC-imputed: the % donor "
-        "with the time ranges acquisition QC removed filled in from the kept events beside them, "
-        "where QC removed any of the population's events)",
+        "with the time ranges acquisition QC removed filled in from the kept events beside them "
+        "and the ranges' own well-measured cells, where what the ranges held differs from the "
+        "kept events' mix)",
         numeric=[True, False] + [True] * len(names),
     )
 
