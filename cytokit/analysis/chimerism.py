@@ -124,7 +124,8 @@ the gates; those left were measured well). Where at least `MIN_OWN_PARENT`
 of them fall in the threshold parent and they read the donor marker as
 the flanks do (`own_cells_agree`: not more than a fifth of them beyond
 what the flanks' shapes put in the valley around the cut, nor as many as
-their share moved to the cut's dim side), the range's
+their share moved to the cut's dim side, nor dimmed through the valley),
+and at least `MIN_OWN_ALONE` of them are of the population, the range's
 population is its events
 times the parent's share of all events in its flanks times the
 population's share of the parent in its own cells, and its donor cells
@@ -160,6 +161,7 @@ __all__ = [
     "MIN_FLANK_EVENTS",
     "MIN_OWN_ALONE",
     "MIN_OWN_PARENT",
+    "OWN_DIMMED",
     "OWN_VALLEY_EXCESS",
     "OWN_VALLEY_P",
     "POPULATION_MINORITY",
@@ -202,15 +204,19 @@ MIN_FLANK_EVENTS = 100
 #: Fewest threshold-parent cells of a rate-flagged range's own gated events that are
 #: read for what the range held (fewer: its flanks stand for it).
 MIN_OWN_PARENT = 50
-#: Fewest own cells of the population that stand for their range alone where their donor
-#: share differs from the flanks' (`_own_weight`); fewer are weighed by their number:
-#: a dozen cells cannot show whether the clog dimmed them across the cut.
+#: Fewest own cells of the population that are read for their range (`_own_weight`);
+#: fewer are not: a dozen cells cannot show whether the clog dimmed them across the cut,
+#: and a few badly measured cells of a larger population gated into a small one (spread
+#: T cells among CIK cells) are most of them.
 MIN_OWN_ALONE = 20
 #: A range's own cells crowd the valley around the cut more than its flanks' shapes say
 #: where so many would come by chance less often than this (`own_cells_agree`) ...
 OWN_VALLEY_P = 0.01
-#: ... and they are set aside where that excess is more than this share of them.
+#: ... and they are set aside where that excess is more than this share of them, or
+#: where they read more cells on the cut's dim side than the flanks and sit lower than
+#: the flanks' cells by more than this share of the gap between the flanks' two sides.
 OWN_VALLEY_EXCESS = 0.2
+OWN_DIMMED = 0.25
 #: The removed ranges are imputed only where the imputed donor % stands this many
 #: standard errors from the kept events' own (the composition changed around them).
 SHIFT_Z = 2.0
@@ -681,7 +687,10 @@ def own_cells_agree(own: Histogram, flanks: list[Histogram], cut: Threshold) -> 
     is more than `OWN_VALLEY_EXCESS` of the own cells, or at least their
     share's shift to the cut's dim side (the side dimmed cells cross to)
     from the flanks', which it may then account for whole (a population
-    near 0 % of cells on that side). A smaller excess moves their donor
+    near 0 % of cells on that side), or where, with such a shift, the own
+    cells on a side sit lower than the flanks' by more than `OWN_DIMMED` of
+    the gap between the flanks' two sides (cells dimmed through the valley
+    to where the other origin sits: the valley holds only those passing). A smaller excess moves their donor
     share by at most its size, less than the flanks miss where the range
     held another mix than its neighbours. Flanks with fewer than
     `MIN_MODE_EVENTS` cells on one side of the cut (a population near 0 or
@@ -700,7 +709,32 @@ def own_cells_agree(own: Histogram, flanks: list[Histogram], cut: Threshold) -> 
     pooled = np.sum([f.counts for f in flanks], axis=0)
     shift = own.counts[dim].sum() / own.total - pooled[dim].sum() / pooled.sum()
     seen, n, e = _valley(own, flanks, cut, within=dim)  # the valley's dim side: crossed
-    return not (excess > OWN_VALLEY_EXCESS or 0 < shift <= (seen - n * e) / n)
+    if excess > OWN_VALLEY_EXCESS or 0 < shift <= (seen - n * e) / n:
+        return False
+    # cells dimmed far enough pass through the valley to the other origin's place: where
+    # the own cells read more of their share on the dim side, the cells that stayed on a
+    # side sit lower than the flanks' by more than OWN_DIMMED of the gap between the
+    # flanks' two sides
+    return not (shift > 0 and _dimming(own, pooled, cut) > OWN_DIMMED)
+
+
+def _dimming(own: Histogram, pooled: np.ndarray, cut: Threshold) -> float:
+    """How far below the flanks' cells (`pooled` counts) the own cells sit on each side of
+    the cut, as a share of the gap between the flanks' two sides' medians: the larger of
+    the two sides (0 where neither side has `MIN_MODE_EVENTS` cells in both)."""
+    centres = own.centres
+    donor = cut.donor_bins(own)
+
+    def median(w):
+        c = np.cumsum(w)
+        return centres[int(np.searchsorted(c, 0.5 * c[-1]))]
+
+    sides = [(own.counts * m, pooled * m) for m in (donor, ~donor)]
+    if any(f.sum() < MIN_MODE_EVENTS for _, f in sides):
+        return 0.0
+    gap = abs(median(sides[0][1]) - median(sides[1][1]))
+    drops = [median(f) - median(o) for o, f in sides if o.sum() >= MIN_MODE_EVENTS and gap > 0]
+    return max(drops, default=0.0) / gap if gap > 0 else 0.0
 
 
 def valley_crowding(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple:
@@ -791,19 +825,20 @@ def _own_weight(flanks, own) -> float:
     Beyond chance is Fisher's exact test of the two shares, two-sided, at the level of
     `SHIFT_Z` normal SEs (4.6 %): exact, so that one or two own cells of a small
     population (1 donor cell of 2 beside 0 of 10) do not stand for the range alone, as
-    a normal approximation would have them; nor do fewer than `MIN_OWN_ALONE` own cells,
-    too few to show whether the clog dimmed them across the cut (`own_cells_agree`
-    judges the many)."""
+    a normal approximation would have them. Fewer than `MIN_OWN_ALONE` own cells are not
+    read at all (0): too few to show whether the clog dimmed them across the cut
+    (`own_cells_agree` judges the many), and where the population is small, badly
+    measured cells of a larger one gated into it may be most of them."""
     n_o, d_o = int(own[2]), int(own[3])
     n_f, d_f = int(sum(n for _, n, _ in flanks)), int(sum(d for _, _, d in flanks))
-    if n_o <= 0:
-        return 0.0  # no cell of the population of its own: no donor share to read
+    if n_o < MIN_OWN_ALONE:
+        return 0.0  # too few cells of the population of its own to read
     if n_f <= 0:
         return 1.0
     from scipy.stats import fisher_exact  # scipy comes with scikit-learn
 
     _, p = fisher_exact([[d_o, n_o - d_o], [d_f, n_f - d_f]])
-    if p < math.erfc(SHIFT_Z / math.sqrt(2.0)) and n_o >= MIN_OWN_ALONE:
+    if p < math.erfc(SHIFT_Z / math.sqrt(2.0)):
         return 1.0
     return n_o / (n_o + n_f)
 
@@ -980,7 +1015,7 @@ def stratified_row(
     # never more events than were counted: the imputed ones are read off events already
     # counted once, kept ones or a range's own cells (at p = 0 or 1 the variance
     # vanishes, and the count of those events is what the interval rests on)
-    counted = n_k + sum(float(own[2]) for _, _, own, _ in parts if own is not None)
+    counted = n_k + sum(float(own[2]) for _, _, own, lam in parts if lam > 0)
     n_eff = min(p * (1.0 - p) / var, counted) if var > 0 and 0.0 < p < 1.0 else counted
     low, high = binomial_interval(p * n_eff, n_eff, level, ci)
     whence = []
