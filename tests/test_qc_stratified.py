@@ -32,9 +32,23 @@ def test_a_range_without_neighbours_is_not_imputed_and_says_so():
     assert all(np.isnan(v) for k, v in out.items() if k.startswith("imputed_"))
     assert "without 100 kept events beside them" in out["note"]
     # one imputable range of two: the other is named, the first counted
-    out = stratified_row(100, 40, [(50, []), (20, [(100, 10, 5)])], shift_z=0)
-    assert out["imputed_events"] == pytest.approx(2.0)
+    out = stratified_row(100, 40, [(50, []), (20, [(100, 20, 10)])], shift_z=0)
+    assert out["imputed_events"] == pytest.approx(4.0)
     assert "1 removed time range" in out["note"]
+
+
+def test_a_range_with_a_handful_of_cells_beside_it_is_not_imputed():
+    """8 cells of a small population beside a range, 6 of them donor, against 34 kept at
+    47 %: that handful cannot say what the range held (the 2-SE test would take it for a
+    change of mix), so the range is not imputed; the kept share stands, with a note. With
+    20 cells beside it, it is read."""
+    few = stratified_row(34, 16, [(3000, [(2000, 4, 3), (2000, 4, 3)])])
+    assert few["imputed_events"] == 0 and few["imputed_donor_pct"] == pytest.approx(100 * 16 / 34)
+    low, high = binomial_interval(16, 34, 0.95, "wilson")
+    assert few["imputed_ci_low"] == pytest.approx(100 * low)
+    assert "fewer than 20 cells of the population beside them" in few["note"]
+    read = stratified_row(34, 16, [(3000, [(2000, 10, 9), (2000, 10, 9)])], shift_z=0)
+    assert read["imputed_events"] > 0
 
 
 def test_a_flank_of_a_few_events_is_not_read():

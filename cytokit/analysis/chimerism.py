@@ -158,6 +158,7 @@ __all__ = [
     "FALSE_POSITIVE_RATE",
     "FLANK_EVENTS",
     "MARKER_FAILED",
+    "MIN_FLANK_CELLS",
     "MIN_FLANK_EVENTS",
     "MIN_OWN_ALONE",
     "MIN_OWN_PARENT",
@@ -209,6 +210,11 @@ MIN_OWN_PARENT = 50
 #: and a few badly measured cells of a larger population gated into a small one (spread
 #: T cells among CIK cells) are most of them.
 MIN_OWN_ALONE = 20
+#: Fewest cells of the population in a removed range's flanks (together) that say what
+#: the range held where its own cells are not read; fewer: it is not imputed (a handful
+#: of cells moves the share by tens of percent, which the 2-SE test, a normal
+#: approximation, takes for a change of mix).
+MIN_FLANK_CELLS = 20
 #: A range's own cells crowd the valley around the cut more than its flanks' shapes say
 #: where so many would come by chance less often than this (`own_cells_agree`) ...
 OWN_VALLEY_P = 0.01
@@ -904,7 +910,7 @@ def stratified_row(
             **empty,
             "note": "imputed_donor_pct: no kept event of the population, so none imputed",
         }
-    parts, lost = [], 0
+    parts, lost, few = [], 0, 0
     for size, flanks, *rest in ranges:
         # a few kept events cannot say what thousands of removed ones held
         flanks = [(a, n, d) for a, n, d in flanks if a >= MIN_FLANK_EVENTS]
@@ -918,13 +924,34 @@ def stratified_row(
             continue
         # the share of the range's imputation that rests on its own cells (`_own_weight`)
         lam = 0.0 if own is None else _own_weight(flanks, own)
+        if lam == 0 and sum(n for _, n, _ in flanks) < MIN_FLANK_CELLS:
+            few += 1  # a handful of cells beside it cannot say what it held
+            continue
         parts.append((float(size), flanks, own, lam))
-    missing = (
-        f"{lost} removed time range(s) without {MIN_FLANK_EVENTS} kept events beside them, "
-        "not imputed"
-        if lost
-        else ""
+    missing = "; ".join(
+        x
+        for x in (
+            f"{lost} removed time range(s) without {MIN_FLANK_EVENTS} kept events beside "
+            "them, not imputed"
+            if lost
+            else "",
+            f"{few} removed time range(s) with fewer than {MIN_FLANK_CELLS} cells of the "
+            "population beside them (nor as many of their own), not imputed"
+            if few
+            else "",
+        )
+        if x
     )
+    if not parts and few and not lost:  # what they held is taken to be the kept mix
+        low, high = binomial_interval(donor_events, events, level, ci)
+        return {
+            "imputed_events": 0.0,
+            "imputed_donor_events": 0.0,
+            "imputed_donor_pct": 100.0 * d_k / n_k,
+            "imputed_ci_low": 100.0 * float(low),
+            "imputed_ci_high": 100.0 * float(high),
+            "note": f"imputed_donor_pct: {missing}",
+        }
     if not parts:
         return {**empty, "note": missing} if lost else empty
     # (weight, events or None, population events, donor events, kept): the estimate
