@@ -139,7 +139,9 @@ stands for. It is reported beside the headline, not instead of it. Without remov
 imputed events are 0 and the imputed donor % is ``donor_pct``; a range with
 no kept neighbour on either side is not imputed (the imputed values are
 empty and ``note`` says why), nor is a population with no kept cell (its
-``donor_pct`` is empty too).
+``donor_pct`` is empty too), nor a range with fewer than `MIN_FLANK_CELLS`
+cells of the population beside it and none of its own read (it is taken to
+hold the kept mix).
 """
 
 from __future__ import annotations
