@@ -46,6 +46,7 @@ def test_a_range_with_a_handful_of_cells_beside_it_is_not_imputed():
     assert few["imputed_events"] == 0 and few["imputed_donor_pct"] == pytest.approx(100 * 16 / 34)
     low, high = binomial_interval(16, 34, 0.95, "wilson")
     assert few["imputed_ci_low"] == pytest.approx(100 * low)
+    assert few["imputed_ci_high"] == pytest.approx(100 * high)
     assert "fewer than 20 cells of the population beside them" in few["note"]
     read = stratified_row(34, 16, [(3000, [(2000, 10, 9), (2000, 10, 9)])], shift_z=0)
     assert read["imputed_events"] > 0
