@@ -573,3 +573,20 @@ def test_a_dead_detector_leaves_the_other_channels_signal_bins():
     for name in ("FSC-A", "SSC-A"):
         level = bins[next(c for c in bins.columns if c.startswith(name) and " z" not in c)]
         assert np.isfinite(level.to_numpy(float)).all(), name
+
+
+def test_rows_of_gives_every_row_or_evenly_spaced_ones_without_listing_them_all():
+    """The event rows of some bins, at most `most` of them evenly spaced: the same as
+    listing every row of the bins in order and taking every (total / most)-th."""
+    from cytokit.qc.shape import rows_of
+
+    rng = np.random.default_rng(7)
+    bounds = np.concatenate(([0], np.cumsum(rng.integers(0, 50, 400))))
+    for bins, most in (
+        (np.arange(400), 40_000),
+        (np.sort(rng.choice(400, 90, replace=False)), 500),
+    ):
+        every = np.concatenate([np.arange(bounds[b], bounds[b + 1]) for b in bins])
+        want = every if every.size <= most else every[(np.arange(most) * every.size) // most]
+        np.testing.assert_array_equal(rows_of(bounds, bins, most), want)
+    assert rows_of(bounds, np.array([], dtype=np.int64)).size == 0
