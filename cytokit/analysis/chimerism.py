@@ -732,17 +732,22 @@ def _dimming(own: Histogram, pooled: np.ndarray, cut: Threshold) -> float:
     the two sides (0 where neither side has `MIN_MODE_EVENTS` cells in both)."""
     centres = own.centres
     donor = cut.donor_bins(own)
-
-    def median(w):
-        c = np.cumsum(w)
-        return centres[int(np.searchsorted(c, 0.5 * c[-1]))]
-
     sides = [(own.counts * m, pooled * m) for m in (donor, ~donor)]
     if any(f.sum() < MIN_MODE_EVENTS for _, f in sides):
         return 0.0
-    gap = abs(median(sides[0][1]) - median(sides[1][1]))
-    drops = [median(f) - median(o) for o, f in sides if o.sum() >= MIN_MODE_EVENTS and gap > 0]
-    return max(drops, default=0.0) / gap if gap > 0 else 0.0
+    gap = abs(_median(centres, sides[0][1]) - _median(centres, sides[1][1]))
+    if gap <= 0:
+        return 0.0
+    drops = [
+        _median(centres, f) - _median(centres, o) for o, f in sides if o.sum() >= MIN_MODE_EVENTS
+    ]
+    return max(drops, default=0.0) / gap
+
+
+def _median(centres: np.ndarray, counts: np.ndarray) -> float:
+    """The bin centre holding the median of `counts` (of a histogram with those centres)."""
+    c = np.cumsum(counts)
+    return centres[int(np.searchsorted(c, 0.5 * c[-1]))]
 
 
 def valley_crowding(own: Histogram, flanks: list[Histogram], cut: Threshold) -> tuple:
@@ -770,11 +775,6 @@ def _valley(
     d_cells, r_cells = pooled * donor, pooled * ~donor
     if pooled.sum() == 0:
         return 0, 0, 0.0
-
-    def median(w):
-        c = np.cumsum(w)
-        return centres[int(np.searchsorted(c, 0.5 * c[-1]))]
-
     at = own.edges[own.edge_index(cut.value)]
     # flanks with (almost) no cells on one side (a population near 0 or 100 % donor
     # cells) have no shape there: that side's median is the cut's mode on it, else the
@@ -783,7 +783,7 @@ def _valley(
     shaped = [c.sum() >= MIN_MODE_EVENTS for c in cells]
     if not any(shaped):
         return 0, 0, 0.0
-    medians = [median(c) if ok else np.nan for c, ok in zip(cells, shaped, strict=True)]
+    medians = [_median(centres, c) if ok else np.nan for c, ok in zip(cells, shaped, strict=True)]
     for i, mode in enumerate((cut.recipient_mode, cut.donor_mode)):
         if not shaped[i]:
             medians[i] = mode if np.isfinite(mode) else 2.0 * at - medians[1 - i]
@@ -944,7 +944,9 @@ def stratified_row(
         )
         if x
     )
-    if not parts and few and not lost:  # what they held is taken to be the kept mix
+
+    def kept_only(note: str) -> dict:
+        """Nothing imputed: the kept events' own share and interval, and why."""
         low, high = binomial_interval(donor_events, events, level, ci)
         return {
             "imputed_events": 0.0,
@@ -952,8 +954,11 @@ def stratified_row(
             "imputed_donor_pct": 100.0 * d_k / n_k,
             "imputed_ci_low": 100.0 * float(low),
             "imputed_ci_high": 100.0 * float(high),
-            "note": f"imputed_donor_pct: {missing}",
+            "note": note,
         }
+
+    if not parts and few and not lost:  # what they held is taken to be the kept mix
+        return kept_only(f"imputed_donor_pct: {missing}")
     if not parts:
         return {**empty, "note": missing} if lost else empty
     # (weight, events or None, population events, donor events, kept): the estimate
@@ -995,20 +1000,12 @@ def stratified_row(
     noise *= q0 * (1.0 - q0)
     shift = abs(p - p0) / np.sqrt(noise) if noise > 0 else (np.inf if p != p0 else 0.0)
     if 0 < shift_z and shift <= shift_z:
-        low, high = binomial_interval(donor_events, events, level, ci)
         said = (
             f"imputed_donor_pct: {len(parts)} time range(s) removed by acquisition QC; "
             f"what they held matches the kept events' mix (the imputed % would "
             f"stand {shift:.3g} SE from donor_pct, within {shift_z:g}): nothing imputed"
         )
-        return {
-            "imputed_events": 0.0,
-            "imputed_donor_events": 0.0,
-            "imputed_donor_pct": 100.0 * d_k / n_k,
-            "imputed_ci_low": 100.0 * float(low),
-            "imputed_ci_high": 100.0 * float(high),
-            "note": "; ".join(x for x in (said, missing) if x),
-        }
+        return kept_only("; ".join(x for x in (said, missing) if x))
     # a group's spread is read off its own events, which say nothing when they are few
     # or all alike (one event, 50 donor cells): it is at least what events drawn from
     # the kept mix would give (the population's share over the group's kind of events,
