@@ -138,16 +138,17 @@ def check_qc_exclusions(
         return
     given = list(given or [])
     mine = [c for c in qc.exclude_channels if c not in given]
-    channels, n_files = file_channels(paths, qc.exclude_channels)
-    flag = unknown_exclusions(given, channels, "", n_files)
-    if flag:
-        raise typer.BadParameter("; ".join(flag), param_hint="'--qc-exclude'")
-    toml = f"{Path(study) / 'study.toml'}: [acquisition_qc] exclude_channels" if study else ""
-    if mine and study_files:
+    if given:  # the option's names: in the files gated
+        channels, n_files = file_channels(paths, given)
+        flag = unknown_exclusions(given, channels, "", n_files)
+        if flag:
+            raise typer.BadParameter("; ".join(flag), param_hint="'--qc-exclude'")
+    if mine:  # the study's names: in any of its files
+        toml = f"{Path(study) / 'study.toml'}: [acquisition_qc] exclude_channels" if study else ""
         channels, n_files = file_channels([*paths, *study_files], mine)
-    found = unknown_exclusions(mine, channels, toml, n_files)
-    if found:
-        raise StudyError("\n".join(found))
+        found = unknown_exclusions(mine, channels, toml, n_files)
+        if found:
+            raise StudyError("\n".join(found))
 
 
 def check_qc_flags(enabled: bool | None, options: dict) -> None:
