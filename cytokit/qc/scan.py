@@ -77,10 +77,10 @@ def fill_short_runs(bits: np.ndarray, fill: int) -> np.ndarray:
     bins removed are the same either way.
     """
     out = bits.copy()
-    present = int(np.bitwise_or.reduce(bits)) if bits.size else 0
+    b = bits.shape[0]
+    present = int(np.bitwise_or.reduce(bits)) if b else 0
     for mask in (None, *(1 << i for i in range(8) if present >> i & 1)):
         on = bits != 0 if mask is None else (bits & mask) != 0
-        b = bits.shape[0]
         j = 0
         while j < b:
             if on[j]:
