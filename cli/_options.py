@@ -145,7 +145,8 @@ def check_qc_exclusions(
             raise typer.BadParameter("; ".join(flag), param_hint="'--qc-exclude'")
     if mine:  # the study's names: in any of its files
         toml = f"{Path(study) / 'study.toml'}: [acquisition_qc] exclude_channels" if study else ""
-        channels, n_files = file_channels([*paths, *study_files], mine)
+        every = list(dict.fromkeys(Path(p).resolve() for p in [*paths, *study_files]))
+        channels, n_files = file_channels(every, mine)
         found = unknown_exclusions(mine, channels, toml, n_files)
         if found:
             raise StudyError("\n".join(found))

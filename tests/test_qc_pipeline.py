@@ -390,8 +390,10 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     from dataclasses import replace
 
     later = res.failures.assign(stage="gate", file="fcs/A1_day021.fcs")
-    with pytest.raises(CytokitError, match=r"failed at stage 'gate'.*not kept"):
+    with pytest.raises(CytokitError, match=r"failed at stage 'gate'.*not kept") as err:
         replace(res, failures=later).acquisition_ranges("fcs/A1_day021.fcs")
+    # the way to see it again keeps the study's settings (its exclude_channels, say)
+    assert "AcquisitionQCSettings.from_mapping" in str(err.value)
     start, drop, burst = 3.0, 1.0, 0.4  # CLOG_PLAN
     assert mine["start"].min() <= start + 0.1 and mine["end"].max() >= start + drop + burst - 0.1
     bins = res.acquisition_bins(file)
@@ -635,6 +637,50 @@ def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
     reason = pd.read_csv(tmp_path / "stats" / "failures.csv")["reason"].iloc[0]
     assert "FL1-A: only the per-population statistics read it" in reason, reason
     assert "--no-stats" in reason and "export the file again" not in reason
+
+
+def test_a_dead_detector_the_compensation_reads_is_named_with_the_way_out(tmp_path):
+    """A dead detector the strategy never names, left out of QC, but in the file's spillover
+    matrix: compensating the channel the gates read mixes its NaN in. The failure says the
+    compensation reads it, not "export the file again", and its advice gates the file."""
+    import dataclasses
+
+    from test_qc_scan import synthetic
+
+    s = synthetic()
+    fl2 = s.events[:, 2:3] * 0.5
+    ev = np.hstack([s.events[:, :3], fl2, s.events[:, 3:]]).astype(np.float32)
+    ev[:, 3] = np.nan  # FL2-A recorded nothing
+    ch = (*s.channels[:3], cytokit.Channel(3, "FL2-A", "CD56", range=262_144))
+    ch = (*ch, dataclasses.replace(s.channels[3], index=4))
+    spill = cytokit.Spillover(("FL1-A", "FL2-A"), np.array([[1.0, 0.1], [0.05, 1.0]]))
+    path = tmp_path / "dead.fcs"
+    cytokit.write_fcs(path, cytokit.Sample(ev, ch, keywords=dict(s.keywords), spillover=spill))
+    strategy = tmp_path / "s.yaml"
+    strategy.write_text(
+        "transform: none\ngates:\n  - name: cells\n    range: {FSC-A: [40000, null]}\n"
+        "  - name: cd3\n    parent: cells\n    range: {FL1-A: [1000, null]}\n"
+    )
+    runner = CliRunner()
+
+    def gate(name, *options):
+        return runner.invoke(
+            app, ["gate", str(strategy), str(path), "-o", str(tmp_path / name), "-j", "1",
+                  "--qc-exclude", "FL2-A", *options],
+        )  # fmt: skip
+
+    res = gate("comp", "--no-stats")
+    assert res.exit_code == 1
+    reason = pd.read_csv(tmp_path / "comp" / "failures.csv")["reason"].iloc[0]
+    assert "FL2-A: the gates do not read it, but the compensation mixes it in" in reason, reason
+    assert "--compensation none" in reason and "export the file again" not in reason
+    res = gate("stats")  # the statistics would read it too: the advice says --no-stats
+    reason = pd.read_csv(tmp_path / "stats" / "failures.csv")["reason"].iloc[0]
+    assert "--compensation none" in reason and "--no-stats" in reason, reason
+    res = gate("none", "--compensation", "none", "--no-stats")
+    assert res.exit_code == 0, res.output
+    counts = pd.read_csv(tmp_path / "none" / "counts.csv")
+    assert (counts["count"] > 0).all() and counts["events_before_qc"].iloc[0] == 20_000
 
 
 #: samples.csv / qc_samples.csv column -> key of `AcquisitionQC.summary()`.
@@ -896,3 +942,6 @@ def test_a_study_may_leave_out_a_channel_only_another_tubes_files_have(tmp_path)
         ],
     )
     assert isinstance(res.exception, StudyError) and "names 'BV768-A'" in str(res.exception)
+    # every file of the study once: the gated tube's files are among them, not counted twice
+    files = len({r.file for r in loaded.rows})
+    assert f"any of the {files} files" in str(res.exception), str(res.exception)

@@ -742,8 +742,11 @@ class Results:
         if len(stage):
             return CytokitError(
                 f"{file} failed at stage {stage.iloc[0]!r} (failures.csv), after "
-                f"acquisition QC: what QC removed there is not kept; rerun it alone "
-                f"with cytokit.qc.acquisition_qc(cytokit.read_fcs(path))"
+                f"acquisition QC: what QC removed there is not kept; rerun it alone, with "
+                f"the study's settings (the defaults leave no channel out), as "
+                f"cytokit.qc.acquisition_qc(cytokit.read_fcs(path), "
+                f"cytokit.qc.AcquisitionQCSettings.from_mapping(TABLE)), TABLE being "
+                f"study.toml's [acquisition_qc] table as a dict"
             )
         return CytokitError(f"no sample {file!r} in the results at {self.out}")
 

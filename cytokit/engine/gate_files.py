@@ -543,16 +543,35 @@ class GateTask:
         )
 
     def _statistics_only(self, sample, strategy, read) -> tuple[list[int], str] | None:
-        """The screened columns only the statistics read, and how to do without them."""
-        if self.screen is not None or not self.statistics:
+        """The screened columns the gates do not read themselves, and how to do without
+        them: those only the statistics read, or (without a study) those only the
+        compensation mixes into the channels the gates read (a dead detector the
+        strategy never names spreads its NaN through the file's spillover matrix)."""
+        if self.screen is not None:
             return None
         gates = set(strategy.read_columns(sample, [], compensation=self.compensation))
-        only = [j for j in read if j not in gates]
+        only = [j for j in read if j not in gates] if self.statistics else []
+        mixed = []
+        c = self.compensation
+        if not (c is None or (isinstance(c, str) and c.lower() == "none")):
+            own = set(strategy.read_columns(sample, [], compensation="none"))
+            mixed = [j for j in read if j in gates and j not in own]
+        if not only and not mixed:
+            return None
+        stats = "--no-stats to leave the statistics out"
+        if not mixed:
+            return (
+                only,
+                f"only the per-population statistics read it (the gates do not): gate with {stats}",
+            )
         advice = (
-            "only the per-population statistics read it (the gates do not): gate with "
-            "--no-stats to leave the statistics out"
+            "the gates do not read it, but the compensation mixes it into the channels they "
+            "read (the spillover matrix covers it), so its NaN spread into them: gate with "
+            "--compensation none, or with a spillover matrix CSV that leaves it out"
         )
-        return (only, advice) if only else None
+        if self.statistics:
+            advice += f", and with {stats} (without compensation they read it too)"
+        return [*only, *mixed], advice
 
     def _statistics_dims(self, sample: Sample, strategy: GatingStrategy) -> list[Dimension]:
         """The statistics channels as dimensions (compensated where the matrix covers them)."""
