@@ -33,13 +33,13 @@ def test_compact_rows_refuses_what_it_cannot_write():
         compact_rows(np.zeros((4, 3)), np.zeros(3, np.uint8))
 
 
-def _clogged(seed: int, draw: int):
-    """A simulated 30,000-event file with a clog and margin events."""
+def _clogged(seed: int, draw: int, kinds=("clog", "margin")):
+    """A simulated 30,000-event file with a clog and margin events (or `kinds`)."""
     design = preset_design("sample", seed=seed, n_patients=2)
     spec, day = design.samples()[0]
     clean, _ = simulate_sample(design, spec.id, day, 30_000)
     rng = np.random.default_rng(draw)
-    plan = A.random_plan(rng, A.duration(clean), kinds=("clog", "margin"))
+    plan = A.random_plan(rng, A.duration(clean), kinds=kinds)
     return A.inject(clean, plan, rng)[0]
 
 
@@ -77,15 +77,25 @@ def test_the_removed_rows_are_kept_in_file_order_for_the_caller_that_asks(in_pla
     assert np.shares_memory(kept.events, array) == in_place
 
 
-@pytest.mark.parametrize(("seed", "draw"), [(35, 135), (31, 8)])
-def test_the_rate_counts_the_same_events_whichever_other_checks_ran(seed, draw):
+@pytest.mark.parametrize(
+    ("seed", "draw", "kinds"),
+    [
+        (35, 135, ("clog", "margin")),
+        (31, 8, ("clog", "margin")),
+        *((41, d, ("clog", "bubble", "drift", "margin")) for d in (1, 2, 3, 4)),
+    ],
+)
+def test_the_rate_counts_the_same_events_whichever_other_checks_ran(seed, draw, kinds):
     """A bin the signal check flags inside a clog's run of rate-flagged bins counts for
     the rate too, as it would were the signal check not run: ``qc_removed_rate`` does not
     hang on ``checks`` (on the first file 243 of 6,746 rate events were counted for the
-    signal alone when both checks ran)."""
+    signal alone when both checks ran). Nor where a drift's longer run of signal-flagged
+    bins holds the clog or the bubble: their edge bins were inner bins of that run, whose
+    events all counted for the rate (or, in the bin beside one, for the signal alone),
+    not split where the rate changes as the rate alone splits them."""
     from cytokit.qc import RATE, acquisition_qc
 
-    sample = _clogged(seed, draw)
+    sample = _clogged(seed, draw, kinds)
 
     def rate_events(*checks):
         qc = acquisition_qc(sample, AcquisitionQCSettings(checks=checks, max_removed_pct=100))

@@ -100,6 +100,31 @@ def test_a_clog_is_reported_where_it_happened():
     assert removed[inside].mean() > 0.97 and removed[~inside].mean() < 0.005
 
 
+@pytest.mark.parametrize(("at", "gap"), [(4.0, 0.5), (7.31, 0.25), (10.0, 1.2)])
+def test_a_gap_in_steady_flow_is_reported_and_the_events_beside_it_go(at, gap):
+    """A bubble's gap with no slow flank: its flagged bins hold no event, so before the
+    guard nothing was removed and no range told of it (a silent pass). Now the range
+    holds the events within `GAP_GUARD_EVENTS` events' time on either side of it."""
+    from cytokit.qc.scan import GAP_GUARD_EVENTS
+
+    design = simulate.preset_design("sample", seed=11)
+    plan = A.AnomalyPlan(bubbles=(A.Bubble(at=at, gap=gap, flank=0.0),))
+    sample, _ = simulate.simulate_sample(design, "P01", 14, 40_000, anomalies=plan)
+    qc = acquisition_qc(sample)
+    t = sample.events[:, -1].astype(np.float64) * float(sample.keyword("$TIMESTEP"))
+    k = int(np.argmax(np.diff(t)))  # the gap lies between events k and k + 1
+    assert t[k + 1] - t[k] == pytest.approx(gap, abs=0.05)
+    (r,) = qc.ranges
+    assert "gap" in r.detail and r.reasons == "rate"
+    assert r.start < t[k] < t[k + 1] < r.end
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    before, after = int(removed[: k + 1].sum()), int(removed[k + 1 :].sum())
+    assert 0.5 * GAP_GUARD_EVENTS <= before <= 2 * GAP_GUARD_EVENTS, before
+    assert 0.5 * GAP_GUARD_EVENTS <= after <= 2 * GAP_GUARD_EVENTS, after
+    assert np.all(removed[r.first_event : r.first_event + r.events])
+    assert int(removed.sum()) == r.events  # nothing else
+
+
 @pytest.mark.parametrize(
     ("start", "drop", "rate", "burst"), [(1.0, 1.0, 0.2, 0.6), (1.2, 1.0, 0.25, 0.7)]
 )

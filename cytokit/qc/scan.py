@@ -48,7 +48,14 @@ from cytokit.qc.stability import (
 )
 from cytokit.sample import Sample
 
-__all__ = ["MAX_PER_BIN", "AcquisitionPass", "acquisition_qc", "fill_short_runs"]
+__all__ = [
+    "GAP_EVENTS",
+    "GAP_GUARD_EVENTS",
+    "MAX_PER_BIN",
+    "AcquisitionPass",
+    "acquisition_qc",
+    "fill_short_runs",
+]
 
 #: Rows per time bin read for the signal quantiles (all rows of a smaller bin).
 MAX_PER_BIN = 256
@@ -60,6 +67,26 @@ CLOCK_MIN_EVENTS = 1000
 MAX_RUN_SECONDS = 86_400.0
 #: A run shorter than this (1 ms; the rate check needs 320 events or more) is noted too.
 MIN_RUN_SECONDS = 0.001
+#: A pause between two events longer than this many events at the usual rate is a gap
+#: (a bubble, a paused acquisition): at the usual rate it happens with chance e^-50.
+GAP_EVENTS = 50
+#: A flagged run that starts or ends at a gap also takes the events within this many
+#: events' time at the usual rate beside the gap (`AcquisitionPass._guard`).
+GAP_GUARD_EVENTS = 200
+
+
+def _cover(runs: list, inner: list) -> list:
+    """`runs` (`AcquisitionPass._runs`), each widened to hold the events and times of the
+    `inner` runs whose bins lie in its own (the rate's alone may reach a few events
+    further than the run holding it, whose edge bin the signal flagged too)."""
+    out = []
+    for a, b, first, stop, t0, t1, guard in runs:
+        for ia, ib, f, e, s0, s1, g in inner:
+            if ia < b and ib > a:
+                first, stop, t0, t1 = min(first, f), max(stop, e), min(t0, s0), max(t1, s1)
+                guard = max(guard, g)
+        out.append((a, b, first, stop, t0, t1, guard))
+    return out
 
 
 def fill_short_runs(bits: np.ndarray, fill: int) -> np.ndarray:
@@ -568,17 +595,25 @@ class AcquisitionPass:
                     f"{name}: the signal {how} {math.expm1(d):+.0%} from the first to the last "
                     f"third of the acquisition{kept} ({cause})"
                 )
+        # the rate's events are those it removes alone (`checks = ["rate"]`): within a
+        # longer run of signal-flagged bins (a drift around a clog) a clog's edge bins
+        # are inner bins, whose events would all count for the rate, and the change
+        # points that place its edges on their own would not be read; and a short gap
+        # between a rate-flagged and a signal-flagged bin, filled for both, is removed
+        # for the signal's run only
+        alone = fill_short_runs(bits & RATE, th.fill_bins)
         bits = fill_short_runs(bits, th.fill_bins)
-        runs = self._runs(bits, bounds, edges, rate.expected / np.maximum(exposure, 1e-300))
-        for a, b, first, stop, _, _ in runs:
-            for j in range(a, b):
-                lo, hi = max(bounds[j], first), min(bounds[j + 1], stop)
-                if hi > lo:
-                    self.reasons[lo:hi] |= bits[j]
-            if first < bounds[a]:  # the run starts in the bin before its first flagged bin
-                self.reasons[first : bounds[a]] |= bits[a]
-            if stop > bounds[b]:
-                self.reasons[bounds[b] : stop] |= bits[b - 1]
+        base = rate.expected / np.maximum(exposure, 1e-300)
+        runs = self._runs(bits, bounds, edges, base)
+        rate_runs = runs if np.array_equal(alone, bits) else self._runs(alone, bounds, edges, base)
+        self._mark(rate_runs, alone, bounds)
+        self._mark(runs, bits & SIGNAL, bounds)
+        runs = _cover(runs, rate_runs)
+        for _, _, first, stop, *_ in runs:
+            # removed only because a run of signal-flagged bins joins the rate's stretch
+            # (its change point or a filled gap): they count for the signal
+            part = self.reasons[first:stop]
+            part[(part & (RATE | SIGNAL)) == 0] |= SIGNAL
         table = BinTable(
             grid,
             bounds,
@@ -649,6 +684,19 @@ class AcquisitionPass:
                         chan[lo:hi, j] = stab.spikes[lo:hi]
         return dataclasses.replace(stab, channel_flagged=chan, flagged=chan.any(axis=1))
 
+    def _mark(self, runs, bits, bounds) -> None:
+        """Set each run's events' reasons: the bits of the flagged bin each lies in (or,
+        before the run's first bin or after its last, of that bin)."""
+        for a, b, first, stop, *_ in runs:
+            for j in range(a, b):
+                lo, hi = max(bounds[j], first), min(bounds[j + 1], stop)
+                if hi > lo:
+                    self.reasons[lo:hi] |= bits[j]
+            if first < bounds[a]:  # the run starts in the bin before its first flagged bin
+                self.reasons[first : bounds[a]] |= bits[a]
+            if stop > bounds[b]:
+                self.reasons[bounds[b] : stop] |= bits[b - 1]
+
     def _runs(self, bits, bounds, edges, base_rate):
         """Runs of flagged bins: (a, b, first_event, stop_event, start_time, end_time).
 
@@ -681,9 +729,64 @@ class AcquisitionPass:
                 # a short run's two change points crossed: it is its bins, as found
                 first, stop = int(bounds[a]), int(bounds[b])
                 start_t, end_t = float(edges[a]), float(edges[b])
+            # a run that starts or ends with an empty bin (among its first or last two):
+            # at a gap (a bubble, a pause), not a slow flow, whose long pauses are chance
+            guard = [0.0, 0.0]
+            empty = [bounds[j] == bounds[j + 1] for j in range(a, b)]
+            if a > 0 and bits[a] & RATE and any(empty[:2]):
+                first, start_t, guard[0] = self._guard(first, start_t, base_rate[a - 1], True)
+            if b < nb and bits[b - 1] & RATE and any(empty[-2:]):
+                stop, end_t, guard[1] = self._guard(stop, end_t, base_rate[b], False)
+            if out and first < out[-1][3]:  # a guard reaching into the run before it
+                first, start_t = out[-1][3], out[-1][5]
             if stop > first:  # a run the change points leave no event of removes nothing
-                out.append((a, b, first, stop, start_t, end_t))
+                out.append((a, b, first, stop, start_t, end_t, max(guard)))
         return out
+
+    def _guard(self, at: int, when: float, base: float, starting: bool):
+        """(event, time, guard) of a run's edge widened where it lies at a gap.
+
+        A bubble or a pause leaves a stretch without events, which the rate check flags;
+        but its flagged bins hold no event, and the change points put the run's edges at
+        the gap's (or a few events off it), so a gap beside steady flow removed nothing
+        and no range told of it. The events just beside a gap are the disturbed ones
+        (air in the flow cell upsets the stream as it comes and goes). The caller asks
+        where the run's edge bins hold an empty one; the longest pause between events
+        within `GAP_GUARD_EVENTS` events of the run's edge event `at` (inside the run,
+        or its neighbour outside) is the gap if it lasts more than `GAP_EVENTS` events
+        at the usual rate `base`, and the edge then moves out to `GAP_GUARD_EVENTS`
+        events' time at that rate beyond it (``guard``, in the time column's unit; 0
+        where the edge is not at a gap).
+        """
+        n = self.sample.events.shape[0]
+        if not (base > 0 and 0 < at < n):
+            return at, when, 0.0
+        width = GAP_GUARD_EVENTS / base
+        span = 8 * GAP_GUARD_EVENTS  # events read beside the edge: a guard holds ~200
+        if starting:
+            lo, hi = max(at - span, 0), min(at + GAP_GUARD_EVENTS + 1, n)
+        else:
+            lo, hi = max(at - GAP_GUARD_EVENTS - 1, 0), min(at + span, n)
+        t = np.asarray(self.sample.events[lo:hi, self.tcol], dtype=np.float64)
+        if self._ticks is not None:
+            first, q = self._ticks
+            t = first + np.round((t - first) / q) * q
+        # intervals between events j and j + 1 (relative) that straddle or touch the edge
+        near = np.arange(at - 1 - lo, hi - lo - 1) if starting else np.arange(0, at - lo)
+        if not near.size:
+            return at, when, 0.0
+        j = int(near[np.argmax(np.diff(t)[near])])  # the longest pause: the gap
+        if not (t[j + 1] - t[j]) * base > GAP_EVENTS:
+            return at, when, 0.0
+        if starting:
+            k = lo + int(np.searchsorted(t, t[j] - width, side="left"))
+            if k >= at:  # the run already holds the events before the gap
+                return at, when, 0.0
+            return k, min(when, float(t[j] - width)), width
+        k = lo + int(np.searchsorted(t, t[j + 1] + width, side="right"))
+        if k <= at:
+            return at, when, 0.0
+        return k, max(when, float(t[j + 1] + width)), width
 
     @staticmethod
     def _depth(bits, bounds, edges, a, b, base, starting) -> int:
@@ -738,11 +841,14 @@ class AcquisitionPass:
 
     def _ranges(self, b: BinTable, chan_flags, runs) -> tuple[FlaggedRange, ...]:
         out = []
-        for a, e, first, stop, t0, t1 in runs:
+        for a, e, first, stop, t0, t1, guard in runs:
             union = int(np.bitwise_or.reduce(b.bits[a:e]))
             parts = []
             if union & RATE:
                 parts.append(self._rate_detail(b, a, e))
+            if guard > 0:
+                g = float(b.grid.to_seconds(t0 + guard) - b.grid.to_seconds(t0))
+                parts.append(f"with the events within {g:.3g} {b.grid.unit} beside the gap")
             if union & SIGNAL:
                 parts.append(self._signal_detail(b, chan_flags, a, e))
             out.append(
