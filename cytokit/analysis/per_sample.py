@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 16  # 16: acquisition QC's reasons no longer hang on which checks ran
+MEASURE_VERSION = 17  # 17: a gap's neighbours removed; the rate's events are its own runs'
 PARENT_ROW = "__parent__"
 
 

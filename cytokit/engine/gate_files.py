@@ -149,8 +149,9 @@ STORE_NAME = "results.sqlite"
 # bump when GateTask's payload changes for the same inputs, so stored results are recomputed
 # 2: gating's warnings kept with the reader's; 3: a file of several data sets says so;
 # 4: with a study, a [panel] marker read from another marker's $PnS channel says so;
-# 5: acquisition QC counts an event for each reason whatever other checks ran
-_TASK_VERSION = 5
+# 5: acquisition QC counts an event for each reason whatever other checks ran;
+# 6: acquisition QC removes the events beside a gap, and the rate's own runs' events
+_TASK_VERSION = 6
 
 
 def _compensation(value) -> str | Spillover | None:
