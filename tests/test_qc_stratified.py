@@ -10,6 +10,8 @@ The end-to-end check against the simulator's truth is in
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -304,6 +306,21 @@ def test_a_range_of_another_mix_than_its_flanks_is_imputed_from_its_own_cells():
     assert "200 from the ranges' own gated cells" in out["note"]
 
 
+def test_a_note_says_where_the_own_cells_alone_moved_the_value():
+    """Own cells at 75 % donor beside flanks at the kept events' 40 %: imputed from the own
+    cells, and the note says the kept events beside the range show no change of mix, so
+    that the reader weighs it against donor_pct (a clog's cells left in a gate may be
+    another population's). Flanks that moved as well say nothing of the kind."""
+    own = (0.5, 100, 20, 15)
+    even = stratified_row(1000, 400, [(2000, [(2000, 200, 80), (2000, 200, 80)], own)])
+    assert even["imputed_events"] > 0
+    assert "the change rests on the ranges' own cells alone" in even["note"], even["note"]
+    moved = stratified_row(1000, 400, [(2000, [(2000, 200, 140), (2000, 200, 140)], own)])
+    assert moved["imputed_events"] > 0
+    assert "own cells alone" not in moved["note"], moved["note"]
+    assert even["imputed_donor_pct"] == pytest.approx(100 * (400 + 150) / (1000 + 200))
+
+
 def test_own_cells_that_agree_with_the_flanks_are_weighed_by_their_number():
     flanks = [(2000, 200, 80), (2000, 200, 80)]  # 40 % donor
     own = (0.5, 100, 20, 8)  # 40 % donor too
@@ -481,7 +498,7 @@ def test_no_kept_donor_cell_and_one_among_a_ranges_own_is_not_infinitely_far():
     donor cells they would alone."""
     out = stratified_row(1806, 0, [(1500, [(2000, 120, 0), (2000, 110, 0)], (0.4, 400, 37, 1))])
     assert "inf" not in out["note"]
-    shift = float(out["note"].rsplit(": ", 1)[1].split(" SE")[0])
+    shift = float(re.search(r"differs from the rest's: ([0-9.e+-]+) SE", out["note"]).group(1))
     assert 2 < shift < 20
     assert out["imputed_donor_events"] == pytest.approx(1.5 * 37 / 267)
     assert out["imputed_ci_low"] <= out["imputed_donor_pct"] < 0.1 < out["imputed_ci_high"]
