@@ -10,6 +10,7 @@ were affected. The acceptance figures over many fresh files are in
 
 from __future__ import annotations
 
+import re
 import warnings
 import zlib
 
@@ -123,6 +124,58 @@ def test_a_gap_in_steady_flow_is_reported_and_the_events_beside_it_go(at, gap):
     assert 0.5 * GAP_GUARD_EVENTS <= after <= 2 * GAP_GUARD_EVENTS, after
     assert np.all(removed[r.first_event : r.first_event + r.events])
     assert int(removed.sum()) == r.events  # nothing else
+
+
+def _paused(n, seconds, tick, pauses, seed=0):
+    """A steady synthetic file (`test_qc_scan.synthetic`) with a pause of `length` s
+    before each event `at` of `pauses`: (sample, acquisition seconds of its events)."""
+    from test_qc_scan import synthetic
+
+    s = synthetic(n=n, seconds=seconds, tick=tick, seed=seed)
+    t = s.events[:, 3].astype(np.float64)
+    for at, length in pauses:
+        t[at:] += length
+    s.events[:, 3] = t.astype(np.float32)
+    return s, s.events[:, 3].astype(np.float64)
+
+
+def _beside(qc, at, side=200):
+    """Events removed among the `side` before event `at` and the `side` from it."""
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    return int(removed[at - side : at].sum()), int(removed[at : at + side].sum())
+
+
+def test_a_gap_shorter_than_a_bin_is_guarded_too():
+    """1 s without events at 100 events a second (bins of 2 s): no bin is empty, yet it is
+    a gap, and the events beside it go (before, one event was removed)."""
+    s, _ = _paused(20_000, 200.0, 0.001, [(10_000, 1.0)])
+    qc = acquisition_qc(s)
+    before, after = _beside(qc, 10_000)
+    assert before >= 150 and after >= 150, (before, after)
+    (r,) = qc.ranges
+    assert re.search(r"no events at all for 1\.0\d* s \(a gap\)", r.detail), r.detail
+
+
+def test_two_gaps_close_together_are_guarded_on_both_outer_sides():
+    """Two pauses 60 events apart: the guard goes before the first and after the second
+    (the pause nearest each edge is read, not the longer one), and the detail gives both."""
+    s, _ = _paused(40_000, 20.0, 0.0001, [(24_000, 0.3), (24_060, 0.4)])
+    qc = acquisition_qc(s)
+    assert _beside(qc, 24_000)[0] >= 150 and _beside(qc, 24_060)[1] >= 150
+    (r,) = qc.ranges
+    assert re.search(r"no events at all for 0\.30?\d* and 0\.40?\d* s \(gaps\)", r.detail), r.detail
+
+
+def test_a_clock_of_coarse_ticks_guards_one_tick_and_reads_the_gap_whole():
+    """20,000 events a second on a 0.01 s clock: 200 events a tick, so the guard is a tick
+    or two, not the three or more it took; the step between two ticks is no gap, and the
+    detail gives the pause itself (it read 0.01 s)."""
+    s, _ = _paused(200_000, 10.0, 0.01, [(100_000, 0.3)])
+    qc = acquisition_qc(s)
+    before, after = _beside(qc, 100_000, 1000)
+    assert 0 < before <= 450 and 0 < after <= 450, (before, after)
+    (r,) = qc.ranges
+    assert re.search(r"no events at all for 0\.3\d* s \(a gap\)", r.detail), r.detail
 
 
 @pytest.mark.parametrize(

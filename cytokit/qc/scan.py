@@ -51,6 +51,7 @@ from cytokit.sample import Sample
 __all__ = [
     "GAP_EVENTS",
     "GAP_GUARD_EVENTS",
+    "GAP_RATIO",
     "MAX_PER_BIN",
     "AcquisitionPass",
     "acquisition_qc",
@@ -73,6 +74,9 @@ GAP_EVENTS = 50
 #: A flagged run that starts or ends at a gap also takes the events within this many
 #: events' time at the usual rate beside the gap (`AcquisitionPass._guard`).
 GAP_GUARD_EVENTS = 200
+#: ... and a pause this many times longer than the mean pause between the events on its
+#: far side (the run's): a clog's slow flow, whose long pauses are chance, is no gap.
+GAP_RATIO = 10
 
 
 def _cover(runs: list, inner: list) -> list:
@@ -80,12 +84,12 @@ def _cover(runs: list, inner: list) -> list:
     `inner` runs whose bins lie in its own (the rate's alone may reach a few events
     further than the run holding it, whose edge bin the signal flagged too)."""
     out = []
-    for a, b, first, stop, t0, t1, guard in runs:
-        for ia, ib, f, e, s0, s1, g in inner:
+    for a, b, first, stop, t0, t1, guard, gaps in runs:
+        for ia, ib, f, e, s0, s1, g, p in inner:
             if ia < b and ib > a:
                 first, stop, t0, t1 = min(first, f), max(stop, e), min(t0, s0), max(t1, s1)
-                guard = max(guard, g)
-        out.append((a, b, first, stop, t0, t1, guard))
+                guard, gaps = max(guard, g), tuple(sorted({*gaps, *p}))
+        out.append((a, b, first, stop, t0, t1, guard, gaps))
     return out
 
 
@@ -729,64 +733,80 @@ class AcquisitionPass:
                 # a short run's two change points crossed: it is its bins, as found
                 first, stop = int(bounds[a]), int(bounds[b])
                 start_t, end_t = float(edges[a]), float(edges[b])
-            # a run that starts or ends with an empty bin (among its first or last two):
-            # at a gap (a bubble, a pause), not a slow flow, whose long pauses are chance
-            guard = [0.0, 0.0]
-            empty = [bounds[j] == bounds[j + 1] for j in range(a, b)]
-            if a > 0 and bits[a] & RATE and any(empty[:2]):
-                first, start_t, guard[0] = self._guard(first, start_t, base_rate[a - 1], True)
-            if b < nb and bits[b - 1] & RATE and any(empty[-2:]):
-                stop, end_t, guard[1] = self._guard(stop, end_t, base_rate[b], False)
+            # a run's edge at a gap (a bubble, a pause) takes the events beside it too
+            guard, pauses = [0.0, 0.0], []
+            if a > 0 and bits[a] & RATE:
+                first, start_t, guard[0], pause = self._guard(
+                    first, start_t, base_rate[a - 1], True
+                )
+                pauses.append(pause)
+            if b < nb and bits[b - 1] & RATE:
+                stop, end_t, guard[1], pause = self._guard(stop, end_t, base_rate[b], False)
+                pauses.append(pause)
             if out and first < out[-1][3]:  # a guard reaching into the run before it
                 first, start_t = out[-1][3], out[-1][5]
             if stop > first:  # a run the change points leave no event of removes nothing
-                out.append((a, b, first, stop, start_t, end_t, max(guard)))
+                gaps = tuple(sorted({x for x in pauses if x is not None}))
+                out.append((a, b, first, stop, start_t, end_t, max(guard), gaps))
         return out
 
     def _guard(self, at: int, when: float, base: float, starting: bool):
-        """(event, time, guard) of a run's edge widened where it lies at a gap.
+        """(event, time, guard, pause) of a run's edge widened where it lies at a gap.
 
         A bubble or a pause leaves a stretch without events, which the rate check flags;
         but its flagged bins hold no event, and the change points put the run's edges at
         the gap's (or a few events off it), so a gap beside steady flow removed nothing
         and no range told of it. The events just beside a gap are the disturbed ones
-        (air in the flow cell upsets the stream as it comes and goes). The caller asks
-        where the run's edge bins hold an empty one; the longest pause between events
-        within `GAP_GUARD_EVENTS` events of the run's edge event `at` (inside the run,
-        or its neighbour outside) is the gap if it lasts more than `GAP_EVENTS` events
-        at the usual rate `base`, and the edge then moves out to `GAP_GUARD_EVENTS`
-        events' time at that rate beyond it (``guard``, in the time column's unit; 0
-        where the edge is not at a gap).
+        (air in the flow cell upsets the stream as it comes and goes). A gap is a pause
+        between two events within `GAP_GUARD_EVENTS` events of the run's edge event `at`
+        (either side of it) longer than `GAP_EVENTS` events at the usual rate `base` and
+        `GAP_RATIO` times the mean pause between the 20 events on its far side (a slow
+        flow's long pauses are chance; a mean, as a clock's ticks make most pauses 0), and longer than the clock's step (the smallest
+        pause read); of several, the one nearest the run's outside.
+        The edge then moves out to `GAP_GUARD_EVENTS` events' time at that rate beyond
+        it (``guard``, in the time column's unit; ``pause``: the gap's start and length
+        in that unit; 0 and None where the edge is not at a gap).
         """
         n = self.sample.events.shape[0]
         if not (base > 0 and 0 < at < n):
-            return at, when, 0.0
+            return at, when, 0.0, None
         width = GAP_GUARD_EVENTS / base
         span = 8 * GAP_GUARD_EVENTS  # events read beside the edge: a guard holds ~200
+        reach = GAP_GUARD_EVENTS + 20  # the pauses looked at, and the far side's 20
         if starting:
-            lo, hi = max(at - span, 0), min(at + GAP_GUARD_EVENTS + 1, n)
+            lo, hi = max(at - span, 0), min(at + reach + 1, n)
         else:
-            lo, hi = max(at - GAP_GUARD_EVENTS - 1, 0), min(at + span, n)
+            lo, hi = max(at - reach - 1, 0), min(at + span, n)
         t = np.asarray(self.sample.events[lo:hi, self.tcol], dtype=np.float64)
         if self._ticks is not None:
             first, q = self._ticks
             t = first + np.round((t - first) / q) * q
-        # intervals between events j and j + 1 (relative) that straddle or touch the edge
-        near = np.arange(at - 1 - lo, hi - lo - 1) if starting else np.arange(0, at - lo)
-        if not near.size:
-            return at, when, 0.0
-        j = int(near[np.argmax(np.diff(t)[near])])  # the longest pause: the gap
-        if not (t[j + 1] - t[j]) * base > GAP_EVENTS:
-            return at, when, 0.0
-        if starting:
-            k = lo + int(np.searchsorted(t, t[j] - width, side="left"))
-            if k >= at:  # the run already holds the events before the gap
-                return at, when, 0.0
-            return k, min(when, float(t[j] - width)), width
-        k = lo + int(np.searchsorted(t, t[j + 1] + width, side="right"))
-        if k <= at:
-            return at, when, 0.0
-        return k, max(when, float(t[j + 1] + width)), width
+        d = np.diff(t)
+        # pauses between events i and i + 1 (relative) within GAP_GUARD_EVENTS of the edge
+        near = np.arange(
+            max(at - 1 - GAP_GUARD_EVENTS - lo, 0), min(at - 1 + GAP_GUARD_EVENTS - lo + 1, d.size)
+        )
+        # on a clock of coarse ticks (many events a tick) the step between two ticks is
+        # no pause: a gap leaves at least one tick empty
+        step = float(d[d > 0].min()) if np.any(d > 0) else 0.0
+        long = near[(d[near] * base > GAP_EVENTS) & (d[near] > 1.5 * step)]
+        # nearest the run's outside first: the first going into the run from its start,
+        # the last from its end
+        for j in long if starting else long[::-1]:
+            j = int(j)
+            far = d[j + 1 : j + 21] if starting else d[max(j - 20, 0) : j]
+            if far.size and not d[j] > GAP_RATIO * float(np.mean(far)):
+                continue
+            if starting:  # the events after t[j] - width: a whole tick at most
+                k = lo + int(np.searchsorted(t, t[j] - width, side="right"))
+                if k >= at:  # the run already holds the events before the gap
+                    return at, when, 0.0, None
+                return k, min(when, float(t[j] - width)), width, (float(t[j]), float(d[j]))
+            k = lo + int(np.searchsorted(t, t[j + 1] + width, side="left"))
+            if k <= at:
+                return at, when, 0.0, None
+            return k, max(when, float(t[j + 1] + width)), width, (float(t[j]), float(d[j]))
+        return at, when, 0.0, None
 
     @staticmethod
     def _depth(bits, bounds, edges, a, b, base, starting) -> int:
@@ -841,14 +861,20 @@ class AcquisitionPass:
 
     def _ranges(self, b: BinTable, chan_flags, runs) -> tuple[FlaggedRange, ...]:
         out = []
-        for a, e, first, stop, t0, t1, guard in runs:
+        for a, e, first, stop, t0, t1, guard, gaps in runs:
             union = int(np.bitwise_or.reduce(b.bits[a:e]))
             parts = []
+
+            def seconds(x, t0=t0):
+                return float(b.grid.to_seconds(t0 + x) - b.grid.to_seconds(t0))
+
             if union & RATE:
-                parts.append(self._rate_detail(b, a, e))
+                parts.append(self._rate_detail(b, a, e, [seconds(x) for _, x in gaps]))
             if guard > 0:
-                g = float(b.grid.to_seconds(t0 + guard) - b.grid.to_seconds(t0))
-                parts.append(f"with the events within {g:.3g} {b.grid.unit} beside the gap")
+                parts.append(
+                    f"with the events within {seconds(guard):.3g} {b.grid.unit} beside the gap"
+                    + ("s" if len(gaps) > 1 else "")
+                )
             if union & SIGNAL:
                 parts.append(self._signal_detail(b, chan_flags, a, e))
             out.append(
@@ -864,7 +890,7 @@ class AcquisitionPass:
         return tuple(out)
 
     @staticmethod
-    def _rate_detail(b: BinTable, j: int, k: int) -> str:
+    def _rate_detail(b: BinTable, j: int, k: int, gaps=()) -> str:
         sel = (b.bits[j:k] & RATE) != 0
         c = b.counts[j:k][sel].astype(float)
         e = np.maximum(b.expected[j:k][sel], 1e-12)
@@ -877,7 +903,11 @@ class AcquisitionPass:
         )
         text += " the expected"
         empty = np.flatnonzero((b.counts[j:k] == 0) & sel)
-        if empty.size:
+        if gaps:  # the pauses themselves (`_guard`), not the empty bins within them
+            said = " and ".join(f"{g:.3g}" for g in gaps)
+            text += f", no events at all for {said} {b.grid.unit} ("
+            text += "a gap)" if len(gaps) == 1 else "gaps)"
+        elif empty.size:
             edges = b.grid.to_seconds(b.grid.edges())
             span = float(np.sum(edges[j + empty + 1] - edges[j + empty]))
             text += f", no events at all for {span:.3g} {b.grid.unit} (a gap)"
