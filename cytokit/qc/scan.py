@@ -761,11 +761,11 @@ class AcquisitionPass:
         between two events within `GAP_GUARD_EVENTS` events of the run's edge event `at`
         (either side of it) longer than `GAP_EVENTS` events at the usual rate `base` and
         `GAP_RATIO` times the mean pause between the 20 events on its far side (a slow
-        flow's long pauses are chance; a mean, as a clock's ticks make most pauses 0), and longer than the clock's step (the smallest
-        pause read); of several, the one nearest the run's outside.
-        The edge then moves out to `GAP_GUARD_EVENTS` events' time at that rate beyond
-        it (``guard``, in the time column's unit; ``pause``: the gap's start and length
-        in that unit; 0 and None where the edge is not at a gap).
+        flow's long pauses are chance; a mean, as a clock's ticks make most pauses 0),
+        and longer than the clock's step (the smallest pause read); of several, the one
+        nearest the run's outside. The edge then moves out to `GAP_GUARD_EVENTS` events'
+        time at that rate beyond it (``guard``, in the time column's unit; ``pause``: the
+        gap's start and length in that unit; 0 and None where the edge is not at a gap).
         """
         n = self.sample.events.shape[0]
         if not (base > 0 and 0 < at < n):
@@ -777,10 +777,7 @@ class AcquisitionPass:
             lo, hi = max(at - span, 0), min(at + reach + 1, n)
         else:
             lo, hi = max(at - reach - 1, 0), min(at + span, n)
-        t = np.asarray(self.sample.events[lo:hi, self.tcol], dtype=np.float64)
-        if self._ticks is not None:
-            first, q = self._ticks
-            t = first + np.round((t - first) / q) * q
+        t = self._times(lo, hi)
         d = np.diff(t)
         # pauses between events i and i + 1 (relative) within GAP_GUARD_EVENTS of the edge
         near = np.arange(
@@ -827,15 +824,21 @@ class AcquisitionPass:
         same = (rates[0] - base) * (rates[1] - base) > 0
         return 2 if same else 1
 
+    def _times(self, i0: int, i1: int) -> np.ndarray:
+        """The time column of events `i0` .. `i1` - 1 (float64), on the clock's ticks where
+        the file states them (float32 times read back between ticks)."""
+        t = np.asarray(self.sample.events[i0:i1, self.tcol], dtype=np.float64)
+        if self._ticks is not None:
+            first, q = self._ticks
+            t = first + np.round((t - first) / q) * q
+        return t
+
     def _refine(self, bounds, edges, first_bin, last_bin, base, starting):
         """(event, time) of the rate change within bins `first_bin` .. `last_bin`: the good
         bin at the start (`starting`) or the end of them, the rest flagged."""
         i0, i1 = int(bounds[first_bin]), int(bounds[last_bin + 1])
         lo, hi = float(edges[first_bin]), float(edges[last_bin + 1])
-        t = np.asarray(self.sample.events[i0:i1, self.tcol], dtype=np.float64)
-        if self._ticks is not None:
-            first, q = self._ticks
-            t = first + np.round((t - first) / q) * q
+        t = self._times(i0, i1)
         f0, f1 = (first_bin + 1, last_bin + 1) if starting else (first_bin, last_bin)
         w = float(edges[f1] - edges[f0])
         n_in = int(bounds[f1] - bounds[f0])
