@@ -590,6 +590,14 @@ def test_an_excluded_channel_no_file_has_is_refused_before_anything_runs(qc_stud
     assert not (tmp_path / "gf").exists()
 
 
+def _gate_one(strategy: Path, path: Path, out: Path, *options: str):
+    """``cytokit gate STRATEGY PATH -o OUT -j 1 OPTIONS``: (its result, OUT)."""
+    res = CliRunner().invoke(
+        app, ["gate", str(strategy), str(path), "-o", str(out), "-j", "1", *options]
+    )
+    return res, out
+
+
 def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
     """A channel that recorded nothing (every value NaN) makes every event a margin event:
     the failure names the channel and the way out, and ``--qc-exclude`` leaves it out, so a
@@ -605,14 +613,9 @@ def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
         "transform: none\ncompensation: uncompensated\n"
         "gates:\n  - name: cells\n    range: {FSC-A: [40000, null]}\n"
     )
-    runner = CliRunner()
 
     def gate(name, *options):
-        res = runner.invoke(
-            app, ["gate", str(strategy), str(path), "--no-stats", "-o", str(tmp_path / name),
-                  "-j", "1", *options],
-        )  # fmt: skip
-        return res, tmp_path / name
+        return _gate_one(strategy, path, tmp_path / name, "--no-stats", *options)
 
     res, out = gate("qc", "--acquisition-qc")
     assert res.exit_code == 1
@@ -629,12 +632,9 @@ def test_a_dead_detector_is_named_and_can_be_left_out_of_qc(tmp_path):
     assert with_qc["count"].iloc[0] == plain["count"].iloc[0] > 0
     assert with_qc["count"].iloc[0] <= with_qc["events_after_qc"].iloc[0]
     # with the statistics on, they read FL1-A: the failure says so and how to gate
-    res = runner.invoke(
-        app, ["gate", str(strategy), str(path), "-o", str(tmp_path / "stats"), "-j", "1",
-              "--qc-exclude", "FL1-A"],
-    )  # fmt: skip
+    res, out = _gate_one(strategy, path, tmp_path / "stats", "--qc-exclude", "FL1-A")
     assert res.exit_code == 1
-    reason = pd.read_csv(tmp_path / "stats" / "failures.csv")["reason"].iloc[0]
+    reason = pd.read_csv(out / "failures.csv")["reason"].iloc[0]
     assert "FL1-A: only the per-population statistics read it" in reason, reason
     assert "--no-stats" in reason and "export the file again" not in reason
 
@@ -661,25 +661,21 @@ def test_a_dead_detector_the_compensation_reads_is_named_with_the_way_out(tmp_pa
         "transform: none\ngates:\n  - name: cells\n    range: {FSC-A: [40000, null]}\n"
         "  - name: cd3\n    parent: cells\n    range: {FL1-A: [1000, null]}\n"
     )
-    runner = CliRunner()
 
     def gate(name, *options):
-        return runner.invoke(
-            app, ["gate", str(strategy), str(path), "-o", str(tmp_path / name), "-j", "1",
-                  "--qc-exclude", "FL2-A", *options],
-        )  # fmt: skip
+        return _gate_one(strategy, path, tmp_path / name, "--qc-exclude", "FL2-A", *options)
 
-    res = gate("comp", "--no-stats")
+    res, out = gate("comp", "--no-stats")
     assert res.exit_code == 1
-    reason = pd.read_csv(tmp_path / "comp" / "failures.csv")["reason"].iloc[0]
+    reason = pd.read_csv(out / "failures.csv")["reason"].iloc[0]
     assert "FL2-A: the gates do not read it, but the compensation mixes it in" in reason, reason
     assert "--compensation none" in reason and "export the file again" not in reason
-    res = gate("stats")  # the statistics would read it too: the advice says --no-stats
-    reason = pd.read_csv(tmp_path / "stats" / "failures.csv")["reason"].iloc[0]
+    res, out = gate("stats")  # the statistics would read it too: the advice says --no-stats
+    reason = pd.read_csv(out / "failures.csv")["reason"].iloc[0]
     assert "--compensation none" in reason and "--no-stats" in reason, reason
-    res = gate("none", "--compensation", "none", "--no-stats")
+    res, out = gate("none", "--compensation", "none", "--no-stats")
     assert res.exit_code == 0, res.output
-    counts = pd.read_csv(tmp_path / "none" / "counts.csv")
+    counts = pd.read_csv(out / "counts.csv")
     assert (counts["count"] > 0).all() and counts["events_before_qc"].iloc[0] == 20_000
 
 
