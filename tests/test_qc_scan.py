@@ -99,7 +99,7 @@ def with_column(s: Sample, name: str, values) -> Sample:
 
 @pytest.mark.parametrize("direction", [1, -1])
 def test_a_second_clock_is_not_checked_as_a_measurement(direction):
-    """A clock or counter QC does not know by name (a ``HDR-T`` beside ``Time``) rises
+    """A clock or counter QC does not know by name (a second clock beside ``Time``) rises
     over the run: read as a fluorescence signal it was a drift of the whole file (82 % of a
     clogged file removed, the file failed). It is left out, with a note, and the result is
     that of the file without it; a clock that runs into its top loses no event either."""
@@ -108,20 +108,104 @@ def test_a_second_clock_is_not_checked_as_a_measurement(direction):
     s.events[(t >= 60) & (t < 75), 0] *= 0.7
     base = acquisition_qc(s)
     clock = np.minimum(t * 3_000.0, 262_143.0)  # at its top for the last 13 s
-    qc = acquisition_qc(with_column(s, "HDR-T", clock[::direction]))
+    qc = acquisition_qc(with_column(s, "Ticks", clock[::direction]))
     np.testing.assert_array_equal(qc.reasons, base.reasons)
     assert qc.verdict == base.verdict and qc.verdict_reason == base.verdict_reason
-    assert "HDR-T moves one way with the events (a clock or an event counter" in qc.notes[0]
-    assert "HDR-T" not in qc.margins.names and "HDR-T" not in qc.bins.channels
+    assert "Ticks moves one way with the events (a clock or an event counter" in qc.notes[0]
+    assert "Ticks" not in qc.margins.names and "Ticks" not in qc.bins.channels
     assert qc.finite_columns == base.finite_columns
     # a measurement is never one: the same values shuffled are checked (top margin)
     rng = np.random.default_rng(1)
-    mixed = acquisition_qc(with_column(s, "HDR-T", rng.permutation(clock)))
-    assert "HDR-T" in mixed.margins.names and not mixed.notes
+    mixed = acquisition_qc(with_column(s, "Ticks", rng.permutation(clock)))
+    assert "Ticks" in mixed.margins.names and not mixed.notes
     # nor a ramp in a few hundred events (a test file's sorted channel)
     small = synthetic(n=600, seconds=3.0)
     ramp = acquisition_qc(with_column(small, "channel_A", np.arange(600.0)))
     assert "channel_A" in ramp.margins.names and not any("one way" in n for n in ramp.notes)
+
+
+def test_hdr_t_is_a_clock_by_name_in_a_file_too_small_to_tell_by_its_values():
+    """Below `CLOCK_MIN_EVENTS` QC does not tell a clock by its values; a ``HDR-T`` beside
+    Time in an 800-event file was read as a signal that drifts over the whole run (most
+    events removed, the file failed). It is a clock by its name: the result is that of the
+    file without it."""
+    s = synthetic(n=800, seconds=4.0)
+    base = acquisition_qc(s)
+    qc = acquisition_qc(with_column(s, "HDR-T", s.events[:, 3] * 3_000.0))
+    np.testing.assert_array_equal(qc.reasons, base.reasons)
+    assert qc.verdict == base.verdict == "pass" and "HDR-T" not in qc.margins.names
+
+
+def test_a_file_sorted_by_a_marker_keeps_that_marker_checked():
+    """A program sorted the rows by FL1-A: the Time channel says they are out of order, so
+    FL1-A's rise is the sort, not a clock. Its saturated events are removed as in
+    acquisition order (they were kept when FL1-A was taken for a clock), and the time
+    problem names the channel the rows follow."""
+    s = synthetic()
+    rng = np.random.default_rng(3)
+    top = rng.random(s.n_events) < 0.03
+    s.events[top, 2] = 262_143.0
+    base = acquisition_qc(s)
+    s.events[:] = s.events[np.argsort(s.events[:, 2], kind="stable")]
+    qc = acquisition_qc(s)
+    assert base.removed_by["margin"] == qc.removed_by["margin"] == int(top.sum())
+    assert "FL1-A" in qc.margins.names and qc.checks_run == ("margins",)
+    assert "they are in the order of FL1-A's values" in qc.verdict_reason
+    assert not any("one way" in n for n in qc.notes)
+
+
+@pytest.mark.parametrize(("step", "offset"), [(0.5, 0.0), (0.5, 0.25), (0.75, 0.37)])
+def test_a_coarse_clock_keeps_the_ticks_the_acquisition_started_and_stopped_in(step, offset):
+    """On a clock of 0.5-0.75 s ticks (hundreds of events a tick, a bin a tick) the
+    acquisition starts and stops within a tick: those ticks hold fewer events with nothing
+    wrong, and were removed as rate anomalies (166-1,152 events, a warn). A real drop of
+    the rate in the run's middle is still found."""
+    rng = np.random.default_rng(int(step * 100 + offset * 100))
+    s = synthetic(n=50_000, seconds=16.6, tick=0.0, seed=int(offset * 100))
+    s.keywords = {**s.keywords, "$TIMESTEP": repr(step)}
+    ticks = np.floor((s.events[:, 3].astype(np.float64) + offset) / step) * step
+    s.events[:, 3] = ticks
+    qc = acquisition_qc(s)
+    assert qc.n_removed == 0 and qc.verdict == "pass", qc.verdict_reason
+    # four ticks in the middle at a third of the rate
+    mid = (ticks >= 6.0) & (ticks < 6.0 + 4 * step)
+    drop = mid & (rng.random(s.n_events) < 2 / 3)
+    s2 = Sample(s.events[~drop], s.channels, keywords=s.keywords, scaled=s.scaled)
+    qc2 = acquisition_qc(s2)
+    kept_mid = mid[~drop]
+    assert qc2.removed_by["rate"] >= int(kept_mid.sum())
+
+
+def test_an_empty_sample_measures_nothing():
+    """No event: no check counted anything, so no count and no % (not a 0 of 0)."""
+    s = synthetic()
+    empty = Sample(s.events[:0], s.channels, keywords=s.keywords, scaled=s.scaled)
+    row = acquisition_qc(empty).summary()
+    assert row["qc_verdict"] == "fail" and row["qc_reason"] == "the file has no events"
+    assert row["qc_pct_removed"] is None and row["qc_checks"] == ""
+    assert all(row[f"qc_removed_{k}"] is None for k in ("rate", "signal", "margin"))
+
+
+def test_a_dead_detector_is_named_and_the_file_is_not_a_bare_pass():
+    """A channel reading 0 in every event measured nothing: its signal cannot be checked,
+    so the verdict says so (it was a pass with no word); left out of QC, it passes."""
+    s = synthetic()
+    s.events[:, 2] = 0.0
+    qc = acquisition_qc(s)
+    assert qc.verdict == "warn" and qc.n_removed == 0
+    assert "FL1-A reads 0 in every event" in qc.verdict_reason
+    assert "--qc-exclude FL1-A" in qc.summary()["qc_notes"]
+    assert acquisition_qc(s, AcquisitionQCSettings(exclude_channels=("FL1-A",))).verdict == "pass"
+
+
+def test_a_channel_without_a_range_says_its_top_was_not_checked():
+    s = synthetic()
+    s.channels = (Channel(0, "FSC-A", range=0), *s.channels[1:])
+    s.events[:100, 0] = 262_143.0  # saturated, but the file gives no top
+    qc = acquisition_qc(s)
+    assert qc.removed_by["margin"] == 0
+    assert "FSC-A: the file gives it no range ($PnR missing, 0 or 1), so its top margin " \
+        "was not checked" in qc.notes  # fmt: skip
 
 
 @pytest.mark.parametrize(("factor", "seed"), [(0.7, 1), (0.7, 2), (0.7, 3), (0.8, 3)])
@@ -193,7 +277,8 @@ def test_with_the_rate_check_the_checks_with_no_channel_are_named_at_every_verdi
     ("extra", "why"),
     [
         (None, "the file has no channel but its Time channel"),
-        ("HDR-T", "the file has no measured channel (HDR-T (moves one way with the events))"),
+        ("Ticks", "the file has no measured channel (Ticks (moves one way with the events))"),
+        ("HDR-T", "the file has no measured channel (HDR-T (not a measurement))"),
         ("Event", "the file has no measured channel (Event (not a measurement))"),
     ],
 )
@@ -231,6 +316,13 @@ def test_time_out_of_order_is_named_with_the_event():
     s.events[5000:, 3] -= 1.0
     qc = acquisition_qc(s)
     assert "decreases 1 time(s)" in qc.notes[0] and "starts again" not in qc.notes[0]
+    # three events whose times were misread half a second ahead: a glitch, not a restart
+    s = synthetic()
+    s.events[[4000, 9000, 15000], 3] += 0.5
+    qc = acquisition_qc(s)
+    assert "decreases 3 time(s), first at event 4001" in qc.notes[0]
+    assert "3 events stand out of line with the times of the events beside them" in qc.notes[0]
+    assert "starts again" not in qc.notes[0] and "reordered" not in qc.notes[0]
 
 
 def test_the_time_channel_read_is_named_when_not_plain_time():

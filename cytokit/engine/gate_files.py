@@ -150,8 +150,9 @@ STORE_NAME = "results.sqlite"
 # 2: gating's warnings kept with the reader's; 3: a file of several data sets says so;
 # 4: with a study, a [panel] marker read from another marker's $PnS channel says so;
 # 5: acquisition QC counts an event for each reason whatever other checks ran;
-# 6: acquisition QC removes the events beside a gap, and the rate's own runs' events
-_TASK_VERSION = 6
+# 6: acquisition QC removes the events beside a gap, and the rate's own runs' events;
+# 7: acquisition QC keeps a clock's first and last ticks, names dead detectors and sort keys
+_TASK_VERSION = 7
 
 
 def _compensation(value) -> str | Spillover | None:

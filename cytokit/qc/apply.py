@@ -342,6 +342,6 @@ def _failure(qc: AcquisitionQC) -> str:
     )
     # what else QC noted (a likely wrong $TIMESTEP, a channel taken for a clock) may be
     # what explains the failure: the failure says it, as samples.csv's qc_notes would
-    notes = notes_besides((*qc.notes, *qc.trends), qc.verdict_reason)
+    notes = notes_besides((*qc.notes, *qc.flat, *qc.trends), qc.verdict_reason)
     noted = f". QC notes: {'; '.join(notes)}" if notes else ""
     return f"{qc.verdict_reason}. {how}{raise_max}{noted}"

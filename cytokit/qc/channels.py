@@ -5,7 +5,8 @@ Channel roles (from ``$PnN``, case-insensitive):
 * **time**: ``$PnN`` "Time" or ``$PnTYPE`` "Time" (as `cytokit.read_fcs` finds
   it); never checked for margins or stability, it is the axis;
 * **other**: names of counters and instrument bookkeeping (containing
-  ``TIME`` or ``EVENT``, or ``SORT``, ``INDEX``, ``ORIGINAL_ID``): not
+  ``TIME`` or ``EVENT``, or ``SORT``, ``INDEX``, ``ORIGINAL_ID``; ``HDR-T``,
+  a second clock beside Time): not
   measurements, left out (a clock or a counter of another name is found by its
   values once the events are read: `cytokit.qc.scan.AcquisitionPass`);
 * **width**: pulse widths (``...-W``, ``FSCW``/``SSCW``, names containing
@@ -76,7 +77,7 @@ __all__ = [
     "time_column",
 ]
 
-_OTHER = re.compile(r"TIME|EVENT|SORT|INDEX|ORIGINAL_ID")
+_OTHER = re.compile(r"TIME|EVENT|SORT|INDEX|ORIGINAL_ID|^HDR-T$")
 _WIDTH = re.compile(r"(-W$|^(FSC|SSC|FS|SS)W$|WIDTH)")
 _SCATTER = re.compile(r"^(FSC|SSC|FS[ -]|SS[ -])")
 # relative distance below a float channel's top that still counts as the top

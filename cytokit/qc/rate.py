@@ -111,7 +111,7 @@ def grow(flagged: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_rate(counts, exposure, centers, th: Thresholds) -> RateCheck:
+def check_rate(counts, exposure, centers, th: Thresholds, slack=None) -> RateCheck:
     """Flag bins of anomalous event rate.
 
     Parameters
@@ -123,6 +123,12 @@ def check_rate(counts, exposure, centers, th: Thresholds) -> RateCheck:
     centers : array of float, shape (B,)
         Bin centres (same unit).
     th : Thresholds
+    slack : array of float, shape (B,), optional
+        Acquisition time a bin may lack of its `exposure` with nothing wrong: the
+        first and last tick of a clock (the acquisition started and stopped
+        within them, at a moment the clock cannot tell). A bin is low only when
+        its count is low for its exposure less its slack too, and a bin whose
+        slack is over a quarter of its exposure is left out of the line's fit.
 
     Returns
     -------
@@ -131,7 +137,9 @@ def check_rate(counts, exposure, centers, th: Thresholds) -> RateCheck:
     c = np.asarray(counts, dtype=np.float64)
     w = np.asarray(exposure, dtype=np.float64)
     t = np.asarray(centers, dtype=np.float64)
-    use = w > 0.25 * np.max(w, initial=0.0)  # a sliver of a last bin says little about the rate
+    lack = np.zeros_like(w) if slack is None else np.asarray(slack, dtype=np.float64)
+    # a sliver of a last bin says little about the rate, nor does a bin of unknown exposure
+    use = (w > 0.25 * np.max(w, initial=0.0)) & (lack <= 0.25 * w)
     rate = np.where(w > 0, c / np.where(w > 0, w, 1.0), 0.0)
     # the line and the spread are fitted on the bins near the run's usual rate, so that a
     # clog or bubble covering more of the run than Theil-Sen withstands (29 % of the bins)
@@ -171,6 +179,14 @@ def check_rate(counts, exposure, centers, th: Thresholds) -> RateCheck:
     dispersion = max(1.0, mad * mad)
     z = r / np.sqrt(dispersion)
     change = (c - expected) / safe
+    if lack.any():
+        # below its expected count, a bin that may lack some exposure is judged against the
+        # count of the exposure it surely had: no departure down to there
+        least = base * np.maximum(w - lack, 0.0)
+        short = (c < expected) & (lack > 0)
+        low = np.minimum(c - least, 0.0)
+        z = np.where(short, low / np.sqrt(np.maximum(least, 1.0) * dispersion), z)
+        change = np.where(short, low / np.maximum(least, 1.0), change)
     strong = (np.abs(z) > th.rate_z) & (np.abs(change) > th.rate_change) & (expected >= 1.0)
     weak_low = (z < -th.extend_z) & (change < -th.rate_change / 2)
     weak_high = (z > th.extend_z) & (change > th.rate_change / 2)

@@ -217,6 +217,10 @@ class AcquisitionQC:
         than twice the signal shift from its first to its last third, and by
         more than ``signal_z`` noise SDs: `cytokit.qc.stability.trend_z`), one
         sentence each.
+    flat : tuple of str
+        Channels that read one value for every event (a detector that measured
+        nothing: switched off, or not connected), one sentence each: their signal
+        cannot be checked, so the verdict is at least ``warn``.
     finite_columns : tuple of int
         Columns of the sample whose every non-finite value the margin check
         marked, so the events QC keeps are finite there (empty when the check
@@ -234,6 +238,7 @@ class AcquisitionQC:
     margins: MarginTable | None = None
     trends: tuple[str, ...] = ()
     finite_columns: tuple[int, ...] = ()
+    flat: tuple[str, ...] = ()
     removed_by: dict[str, int] = field(init=False)
     n_removed: int = field(init=False)
 
@@ -340,6 +345,7 @@ class AcquisitionQC:
             why = why or "see notes"
             plural = "s" if len(self.not_run) > 1 else ""
             also.append(f"the {missing} check{plural} did not run: {why}")
+        also.extend(self.flat)
         also.extend(self.trends)
         if not self.checks_run:
             # nothing was measured: no "0.00% removed", the events go on unchecked
@@ -389,7 +395,7 @@ class AcquisitionQC:
             qc_verdict=verdict,
             qc_reason=reason,
             qc_checks="+".join(self.checks_run),
-            qc_notes="; ".join((*self.notes, *self.trends)),
+            qc_notes="; ".join((*self.notes, *self.flat, *self.trends)),
         )
         return out
 

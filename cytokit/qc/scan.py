@@ -21,7 +21,7 @@ import numpy as np
 
 from cytokit.errors import CytokitError
 from cytokit.kernels.acquisition import bin_bounds, bin_moments, margin_scan
-from cytokit.qc.bins import TimeGrid, plan_grid
+from cytokit.qc.bins import MIN_BINS, MIN_EVENTS_PER_BIN, TimeGrid, plan_grid
 from cytokit.qc.channels import channel_plan, clock_step, time_axis, time_column
 from cytokit.qc.rate import change_point, check_rate
 from cytokit.qc.result import (
@@ -60,10 +60,13 @@ __all__ = [
 
 #: Rows per time bin read for the signal quantiles (all rows of a smaller bin).
 MAX_PER_BIN = 256
-#: Rows read to tell a clock or a counter from a measurement (`AcquisitionPass._clocks`).
+#: Rows read to tell a clock or a counter from a measurement (`AcquisitionPass._monotone`).
 CLOCK_ROWS = 4096
 #: Fewest events in which a channel moving one way is taken for a clock, not a measurement.
 CLOCK_MIN_EVENTS = 1000
+#: Fewest events in which a channel reading one value in every event is called a dead
+#: detector (`AcquisitionPass._flat`): the fewest the rate and signal checks read.
+FLAT_MIN_EVENTS = MIN_BINS * MIN_EVENTS_PER_BIN
 #: A run longer than this (one day) is noted: its time axis ($TIMESTEP) is likely wrong.
 MAX_RUN_SECONDS = 86_400.0
 #: A run shorter than this (1 ms; the rate check needs 320 events or more) is noted too.
@@ -177,6 +180,7 @@ class AcquisitionPass:
         self._decreases = 0
         self._first_decrease = -1
         self._trends: list[str] = []
+        self._sort_keys: list[str] = []
         self._next = 0
 
     def update(self, start: int, stop: int) -> None:
@@ -214,15 +218,20 @@ class AcquisitionPass:
             self._first_decrease = start + res["first_decrease"]
         self._next = stop
 
-    def _clocks(self) -> list[int]:
-        """Planned channels whose values rise (or fall) with the events: clocks, counters.
+    def _reordered(self) -> bool:
+        """The Time channel falls more often than a restart or two explain: the rows were
+        put in another order (sorted or merged by a program)."""
+        return self._decreases > max(3, self.sample.n_events // 1000)
+
+    def _monotone(self) -> list[int]:
+        """Planned channels whose values never fall (or never rise) from row to row.
 
         Read on an evenly spaced subsample of at most `CLOCK_ROWS` rows (and the
         last row) of a file of at least `CLOCK_MIN_EVENTS` events: never falling (or
         never rising), and taking at least 16 values. A measurement cannot do that over
-        thousands of cells; a second clock (a ``HDR-T`` beside ``Time``) or an event
-        counter whose name QC does not know does, and as a signal its rise would read as
-        a drift of the whole file.
+        thousands of cells in acquisition order; a second clock (a ``HDR-T`` beside
+        ``Time``) or an event counter whose name QC does not know does, and so does the
+        channel a program sorted the rows by.
         """
         ev = self.sample.events
         n = ev.shape[0]
@@ -242,9 +251,19 @@ class AcquisitionPass:
         return out
 
     def _drop_clocks(self) -> list[str]:
-        """Leave the `_clocks` out of every check (their margin marks made again without
-        them, a second read of the rows, only when they had any); a note names them."""
-        drop = self._clocks()
+        """Leave the clocks and counters (`_monotone` channels) out of every check (their
+        margin marks made again without them, a second read of the rows, only when they
+        had any); a note names them.
+
+        Where the Time channel says the rows were reordered (`_reordered`), a channel
+        that rises with the rows is what they were sorted by, a measurement: it stays
+        checked (its margin events are as real as in acquisition order), and the time
+        problem names it.
+        """
+        drop = self._monotone()
+        if drop and self.tcol is not None and self._reordered():
+            self._sort_keys = [self.plan.names[j] for j in drop]
+            return []
         if not drop:
             return []
         keep = [j for j in range(len(self.plan.columns)) if j not in drop]
@@ -306,6 +325,39 @@ class AcquisitionPass:
         self._mark_margins_again()
         return notes
 
+    def _no_tops(self) -> list[str]:
+        """A note naming the checked channels that have no top to check: no ``$PnR``
+        (missing, 0, or 1 on a log-amplified channel), so their saturated events, if any,
+        cannot be told."""
+        names = [n for n, t in zip(self.plan.names, self.plan.top, strict=True) if t == math.inf]
+        if not names:
+            return []
+        which = ", ".join(names)
+        one = len(names) == 1
+        return [
+            f"{which}: the file gives {'it' if one else 'them'} no range ($PnR missing, 0 "
+            f"or 1), so {'its' if one else 'their'} top margin was not checked"
+        ]
+
+    def _flat(self) -> list[str]:
+        """Sentences on checked channels holding one finite value in every event of a file
+        of at least `FLAT_MIN_EVENTS` (a detector that measured nothing), where no margin
+        event explains it (a channel stuck at its top is removed as margin events)."""
+        if self.sample.n_events < FLAT_MIN_EVENTS:
+            return []
+        out = []
+        for j, name in enumerate(self.plan.names):
+            lo, hi = float(self._min[j]), float(self._max[j])
+            marked = self._n_top[j] or self._n_floor[j] or self._n_bad[j]
+            if lo == hi and math.isfinite(lo) and not marked:
+                out.append(
+                    f"{name} reads {lo:g} in every event (a detector that measured nothing: "
+                    "switched off, or not connected), so its signal could not be checked; "
+                    "if the panel does not use it, leave it out of QC (cytokit gate: "
+                    f"--qc-exclude {name}; a study: [acquisition_qc] exclude_channels)"
+                )
+        return out
+
     def _mark_margins_again(self) -> None:
         """Clear every margin mark and make them again over all rows with the channels and
         limits as they are now (a second read of the rows: only when they changed)."""
@@ -350,9 +402,22 @@ class AcquisitionPass:
                 )
             # a counter that wraps at its range (or a file of acquisitions joined) starts
             # again near 0: say so, it is the likely cause
-            if self._decreases > max(3, ev.shape[0] // 1000):
+            if self._reordered():
                 # not a restart or two: the rows themselves were put in another order
-                wrap = " (the events were reordered, as a program that sorts or merges them does)"
+                wrap = " (the events were reordered, as a program that sorts or merges them does"
+                if self._sort_keys:
+                    keys = ", ".join(self._sort_keys)
+                    wrap += f": they are in the order of {keys}'s values"
+                wrap += ")"
+            elif self._glitches():
+                n = self._decreases
+                return (
+                    f"the Time channel decreases {n} time(s), first at event {i} ({was:g} -> "
+                    f"{now:g}): {'one event stands' if n == 1 else f'{n} events stand'} out "
+                    "of line with the times of the events beside "
+                    f"{'it' if n == 1 else 'them'} (a clock that misread, not a restart), and "
+                    "these checks need every event's time in order"
+                )
             elif was > 0 and now < 0.5 * was:
                 wrap = (
                     " (the clock starts again: a counter that wrapped around at its range, "
@@ -366,6 +431,23 @@ class AcquisitionPass:
                 f"acquisition order{wrap}"
             )
         return None
+
+    def _glitches(self) -> bool:
+        """Every fall of the Time channel is one event out of line with its neighbours:
+        later than both (the event before the fall) or earlier than both (the event after
+        it), a misread time, not a restart or a reordering."""
+        t = self.sample.events[:, self.tcol]
+        n = t.shape[0]
+        i = np.flatnonzero(t[1:] < t[:-1]) + 1  # the event after each fall
+        if not i.size:
+            return False
+        ahead = np.zeros(i.shape[0], dtype=bool)
+        behind = np.zeros(i.shape[0], dtype=bool)
+        a = i >= 2
+        ahead[a] = t[i[a] - 2] <= t[i[a]]
+        b = i + 1 < n
+        behind[b] = t[i[b] + 1] >= t[i[b] - 1]
+        return bool(np.all(ahead | behind))
 
     def _stored_spacing(self, step: float | None) -> float:
         """How far apart the file's own float32 time values are at its last tick (seconds;
@@ -443,9 +525,12 @@ class AcquisitionPass:
         notes += self._drop_clocks()
         checks, unread = self._with_channels(st.checks)
         notes += unread
+        flat: list[str] = []
         if "margins" in checks:
             run.append("margins")
+            notes += self._no_tops()
             notes += self._drop_unbounded_tops()
+            flat = self._flat()
             floor, floor_rule = self._pile_floors()
             p = self.plan  # every planned channel is checked for margins
             margins = MarginTable(
@@ -489,7 +574,9 @@ class AcquisitionPass:
                 run += timed
                 notes += self._implausible_span(grid)
         if n == 0:
+            # nothing was measured: no check counts a 0 of 0 events
             notes.append("the file has no events")
+            run, margins = [], None
         order = [c for c in ("rate", "signal", "margins") if c in run]
         return AcquisitionQC(
             file=s.name,
@@ -503,6 +590,7 @@ class AcquisitionPass:
             margins=margins,
             trends=tuple(self._trends),
             finite_columns=tuple(int(c) for c in self._cols) if "margins" in run else (),
+            flat=tuple(flat),
         )
 
     def _decide(self, grid: TimeGrid, timed: list[str]):
@@ -521,7 +609,14 @@ class AcquisitionPass:
         exposure = grid.exposure()
         centers = edges[:-1] + exposure / 2
         bits = np.zeros(grid.n_bins, dtype=np.uint8)
-        rate = check_rate(counts, exposure, centers, th)
+        # the acquisition started and stopped within the clock's first and last ticks, at
+        # moments the clock cannot tell: those bins may lack up to a tick of exposure (on a
+        # coarse clock, where a tick is a bin, the whole bin), with nothing wrong in the flow
+        slack = np.zeros(grid.n_bins)
+        if grid.quantum > 0:
+            slack[0] += grid.quantum
+            slack[-1] += grid.quantum
+        rate = check_rate(counts, exposure, centers, th, slack=slack)
         if "rate" in timed:
             bits[rate.flagged] |= RATE
         cols = self.plan.columns
