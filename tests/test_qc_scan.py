@@ -184,6 +184,9 @@ def test_an_empty_sample_measures_nothing():
     assert row["qc_verdict"] == "fail" and row["qc_reason"] == "the file has no events"
     assert row["qc_pct_removed"] is None and row["qc_checks"] == ""
     assert all(row[f"qc_removed_{k}"] is None for k in ("rate", "signal", "margin"))
+    one = Sample(s.events[:1], s.channels, keywords=s.keywords, scaled=s.scaled)
+    reason = acquisition_qc(one).verdict_reason
+    assert reason.startswith("0% of 1 event removed") and "1 event is too few" in reason
 
 
 def test_a_dead_detector_is_named_and_the_file_is_not_a_bare_pass():

@@ -152,7 +152,7 @@ def plan_grid(
     n = events.shape[0]
     if n < MIN_BINS * MIN_EVENTS_PER_BIN:
         return (
-            f"{n} events are too few for the rate and stability checks "
+            f"{n} {'event is' if n == 1 else 'events are'} too few for the rate and stability checks "
             f"(they need at least {MIN_BINS * MIN_EVENTS_PER_BIN})"
         )
     t0, t1 = float(events[0, tcol]), float(events[n - 1, tcol])

@@ -331,7 +331,8 @@ class AcquisitionQC:
         pct = self.pct_removed
         # a file QC warns about or fails names the channels behind its margin events
         loud = pct > s.warn_removed_pct
-        what = f"{self._pct(pct)}% of {self.n_events:,} events removed{self._breakdown(loud)}"
+        events = f"{self.n_events:,} event{'' if self.n_events == 1 else 's'}"
+        what = f"{self._pct(pct)}% of {events} removed{self._breakdown(loud)}"
         # what a reader must know whatever the % removed: a check asked for that did not
         # run (its count is not a zero) and a trend QC named but kept
         also = []
@@ -349,9 +350,7 @@ class AcquisitionQC:
         also.extend(self.trends)
         if not self.checks_run:
             # nothing was measured: no "0.00% removed", the events go on unchecked
-            return "warn", (
-                f"no check ran, so the {self.n_events:,} events go on unchecked; " + "; ".join(also)
-            )
+            return "warn", (f"no check ran, so the {events} go on unchecked; " + "; ".join(also))
         if self.n_removed >= self.n_events:
             # nothing left to count, whatever the limit allows: a failure, not populations
             # of 0 events (with max_removed_pct = 100 the file would pass on to the gates)
