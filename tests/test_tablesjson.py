@@ -69,3 +69,37 @@ def test_invalidated_index_is_gone(folder):
     invalidate_index(folder)  # twice is fine
     with pytest.raises(CytokitError, match=r"no tables\.json"):
         check_index(folder)
+
+
+def test_write_results_stopped_while_writing_leaves_the_earlier_runs_tables(tmp_path, monkeypatch):
+    """`analyze` wrote its tables one by one: killed part-way, a folder held a run's new
+    samples.csv beside the earlier run's failures.csv and acquisition_qc.csv. Now each is
+    written whole first and they are put in place together."""
+    import pandas as pd
+
+    from cytokit.analysis import results as R
+
+    first = R.Results(
+        samples=pd.DataFrame({"file": ["a.fcs"], "patient": ["P01"]}),
+        failures=pd.DataFrame({"file": ["b.fcs"], "stage": ["read"], "reason": ["bad"]}),
+        study={"name": "one"},
+    )
+    R.write_results(first, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != INDEX_NAME}
+    second = R.Results(
+        samples=pd.DataFrame({"file": ["a.fcs", "b.fcs"], "patient": ["P01", "P02"]}),
+        study={"name": "two"},
+    )
+    real = R._table_bytes
+
+    def stop_at_failures(name, *args, **kwargs):
+        if name == "failures":
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(R, "_table_bytes", stop_at_failures)
+    with pytest.raises(KeyboardInterrupt):
+        R.write_results(second, tmp_path)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert INDEX_NAME not in after  # the index is gone: readers refuse the folder
+    assert after == before

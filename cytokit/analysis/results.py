@@ -294,7 +294,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytokit._io import atomic_write_bytes, atomic_write_text, frame_csv, restore_frame
+from cytokit._io import (
+    frame_csv,
+    replace_together,
+    restore_frame,
+)
 from cytokit.analysis.tablesjson import check_index, invalidate_index, write_index
 from cytokit.errors import CytokitError
 from cytokit.parquet import frame_parquet, read_parquet, require_pyarrow, suffixes
@@ -954,9 +958,11 @@ def _table_bytes(name: str, frame: pd.DataFrame, columns, suffix: str) -> bytes:
 
 
 def write_results(results: Results, out: str | Path, *, table_format: str = "csv") -> Path:
-    """Write every table of `results` and ``study.json`` into `out`, each atomically, and last
+    """Write every table of `results` and ``study.json`` into `out`, together, and last
     their index ``tables.json`` (`cytokit.analysis.tablesjson`); the old index is removed first, so a
-    stop half-way leaves none.
+    stop half-way leaves none. The tables are written whole first and then put in place
+    together (`cytokit._io.replace_together`), so a stop while writing them leaves the
+    earlier run's tables, never a run's samples beside another's failures.
 
     `table_format` is ``csv`` (the default), ``parquet`` (each table as
     ``<name>.parquet`` with the types of `COLUMN_TYPES`; needs pyarrow) or
@@ -973,21 +979,22 @@ def write_results(results: Results, out: str | Path, *, table_format: str = "csv
     tables = [(name, getattr(results, name), columns) for name, columns in TABLES.items()]
     tables += [(n, results.clinical[n], ()) for n in CLINICAL_TABLES if n in results.clinical]
     index: dict[str, int | None] = {}
+    files: dict[Path, bytes | None] = {}
     stale = [n for n in CLINICAL_TABLES if n not in results.clinical]
     for name, frame, columns in tables:
         for suffix in (".csv", ".parquet"):
             path = out / f"{name}{suffix}"
             if suffix in written:
-                atomic_write_bytes(path, _table_bytes(name, frame, columns, suffix))
+                files[path] = _table_bytes(name, frame, columns, suffix)
                 index[path.name] = len(frame)
             else:
-                path.unlink(missing_ok=True)
+                files[path] = None
     for name in stale:  # left by an earlier run (outcomes.csv since removed, or another study's)
         for suffix in (".csv", ".parquet"):
-            (out / f"{name}{suffix}").unlink(missing_ok=True)
-    atomic_write_text(
-        out / "study.json", json.dumps(results.study, indent=2, default=_json_default) + "\n"
-    )
+            files[out / f"{name}{suffix}"] = None
+    study = json.dumps(results.study, indent=2, default=_json_default) + "\n"
+    files[out / "study.json"] = study.encode("utf-8")
+    replace_together(files)
     index["study.json"] = None
     write_index(out, index)
     results.out = out
