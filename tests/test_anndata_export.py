@@ -279,3 +279,33 @@ def test_a_folder_that_cannot_be_written_is_named_with_the_fix(
                 assert last.startswith(f"cytokit: error: {where}: cannot write the AnnData file (")
                 assert last.endswith(f"); {fix}") and ".tmp" not in last
     assert list(ro.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda t: t + '\n[acquisition_qc]\nsensitivity = "high"\n', r"\[acquisition_qc\]"),
+        (lambda t: t.replace("[qc]\n", "[qc]\nmax_nonfinite = 0.5\n", 1), r"\[qc\] max_nonfinite"),
+    ],
+)
+def test_settings_changed_since_the_analysis_are_refused_by_both_exports(
+    analysed, tmp_path, edit, named
+):
+    """The exports gate the files again with the study as it is now: with [acquisition_qc]
+    turned on or changed since the analysis, export-anndata held other events than
+    samples.csv kept (5,338 against 7,180) and export-wsp wrote other gates, both with
+    exit 0. A change of what gating reads is refused, naming it."""
+    from cytokit.analysis import export_wsp
+
+    _, out = analysed
+    copy = tmp_path / "study"
+    shutil.copytree(SAMPLE_DATA, copy)
+    toml = copy / "study.toml"
+    text = toml.read_text()
+    toml.write_text(edit(text))
+    assert toml.read_text() != text
+    with pytest.raises(StudyError, match=rf"study.toml's {named} changed since these results"):
+        results_anndata(out, study=copy, events=50)
+    with pytest.raises(CytokitError, match=rf"study.toml's {named} changed since the results"):
+        export_wsp(out, tmp_path / "x.wsp", study=copy)
+    assert not (tmp_path / "x.wsp").exists()

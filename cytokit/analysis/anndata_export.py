@@ -114,6 +114,14 @@ def _check_same_strategy(results, study) -> None:
             f"{results.out}: the study's strategy changed since these results were made "
             f"(digest {recorded[:12]}… then, {now[:12]}… now); run cytokit analyze again"
         )
+    changed = study.gating_changes(results.study.get("config"))
+    if changed:
+        raise StudyError(
+            f"{results.out}: study.toml's {', '.join(changed)} changed since these results "
+            "were made, so the files gated again would not hold the events and counts of "
+            f"the results; run `cytokit analyze {study.root} --out {results.out}` again, or "
+            "set study.toml back"
+        )
 
 
 def _edges(results, file: str) -> np.ndarray | None:

@@ -133,6 +133,13 @@ def export_wsp(
             "with (its digest differs from study.json's): a workspace of it would not show the "
             f"gates that counted; run `cytokit analyze {root} --out {results}` again"
         )
+    changed = st.gating_changes(res.study.get("config"))
+    if changed:
+        raise CytokitError(
+            f"{root}: study.toml's {', '.join(changed)} changed since the results in {results} "
+            "were made, so the files gated again would not give the gates and counts of the "
+            f"results; run `cytokit analyze {root} --out {results}` again, or set study.toml back"
+        )
     rows = {st.relative(r.file): r for r in st.rows}
     done = WorkspaceExport(path=out)
     entries = []

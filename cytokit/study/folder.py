@@ -52,6 +52,7 @@ else is a problem, and the file is not opened (`cytokit._paths`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,11 @@ __all__ = [
     "load_study",
     "strategy_options",
 ]
+
+#: study.toml tables whose every value can change what gating counts (`Study.gating_changes`).
+GATING_TABLES = ("panel", "tubes", "compensation", "transform", "acquisition_qc")
+#: Single settings of other tables that do too.
+GATING_KEYS = (("gating", "seed"), ("qc", "max_nonfinite"))
 
 
 @dataclass
@@ -383,6 +389,31 @@ class Study:
             membership=membership,
             seed=self.settings.gating_seed,
         )
+
+    def gating_changes(self, recorded) -> list[str]:
+        """The settings gating reads that differ from `recorded` (the ``config`` a results
+        folder's ``study.json`` holds: study.toml as it was analysed), named as study.toml
+        names them: ``[acquisition_qc]``, ``[gating] seed``; empty where they all agree or
+        nothing was recorded. The strategy itself is compared by its digest."""
+        if not isinstance(recorded, dict):
+            return []
+
+        def plain(value):  # as study.json holds it
+            return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+        out = [
+            f"[{name}]"
+            for name in GATING_TABLES
+            if plain(recorded.get(name)) != plain(self.config.get(name))
+        ]
+        for name, key in GATING_KEYS:
+            then, now = (
+                plain(t[name].get(key)) if isinstance(t.get(name), dict) else None
+                for t in (recorded, self.config)
+            )
+            if then != now:
+                out.append(f"[{name}] {key}")
+        return out
 
     def relative(self, path: Path) -> str:
         """`path` relative to the study folder when inside it (as the manifest names files)."""
