@@ -328,10 +328,10 @@ def test_the_advice_names_the_study_of_the_run_that_stopped(
     other = shutil.copytree(study, tmp_path / "other study")
     shutil.copy(analysed / "tables.json", out / "tables.json")
 
-    def interrupted(path, data):
+    def interrupted(files):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cytokit.analysis.results, "atomic_write_bytes", interrupted)
+    monkeypatch.setattr(cytokit.analysis.results, "replace_together", interrupted)
     assert run(["analyze", str(other), "--out", str(out), "--workers", "1", "--no-report"]) == 130
     monkeypatch.undo()
     assert not (out / "tables.json").exists()
@@ -357,22 +357,30 @@ def test_a_folder_whose_writing_stopped_half_way_is_refused(
     study, analysed, tmp_path, capsys, monkeypatch
 ):
     out = shutil.copytree(analysed, tmp_path / "out")
-    write = cytokit.analysis.results.atomic_write_bytes
+    together = cytokit.analysis.results.replace_together
+    create = cytokit._io.create_temporary
     written = []
 
-    def disk_full_at_the_third_table(path, data):
-        written.append(Path(path).name)
-        if len(written) == 3:
-            raise OSError(28, "No space left on device")
-        return write(path, data)
+    def disk_full_at_the_third_table(files):
+        def temporary(folder, name):
+            written.append(name)
+            if len(written) == 3:
+                raise OSError(28, "No space left on device")
+            return create(folder, name)
 
-    monkeypatch.setattr(
-        cytokit.analysis.results, "atomic_write_bytes", disk_full_at_the_third_table
-    )
+        with monkeypatch.context() as m:
+            m.setattr(cytokit._io, "create_temporary", temporary)
+            return together(files)
+
+    monkeypatch.setattr(cytokit.analysis.results, "replace_together", disk_full_at_the_third_table)
+    before = {p.name: p.read_bytes() for p in out.glob("*.csv")}
     with pytest.raises(OSError, match="No space left"):
         cytokit.analyze(study, out, workers=1)
     monkeypatch.undo()
     assert written == ["samples.csv", "counts.csv", "chimerism.csv"]
+    # the tables are the earlier run's, whole, and no temporary is left
+    assert {p.name: p.read_bytes() for p in out.glob("*.csv")} == before
+    assert not list(out.glob(".*.tmp"))
     code, err = report(out, capsys)
     assert code == 1, err
     assert "no tables.json" in err and "the run writing them stopped before the end" in err
