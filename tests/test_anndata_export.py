@@ -309,3 +309,32 @@ def test_settings_changed_since_the_analysis_are_refused_by_both_exports(
     with pytest.raises(CytokitError, match=rf"study.toml's {named} changed since the results"):
         export_wsp(out, tmp_path / "x.wsp", study=copy)
     assert not (tmp_path / "x.wsp").exists()
+
+
+def test_gating_changes_reads_the_settings_as_the_analysis_does():
+    """study.toml compared as the analysis reads it: a default spelt out, QC off by
+    `enabled = false` rather than by no table, an integer for a float, or a setting
+    gating does not read is no change; what gating reads is, by name."""
+    import copy
+
+    from cytokit.study import load_study
+
+    study = load_study(SAMPLE_DATA)
+    same = copy.deepcopy(study.config)
+
+    def changes(edit):
+        recorded = copy.deepcopy(same)
+        edit(recorded)
+        return study.gating_changes(json.loads(json.dumps(recorded)))
+
+    assert study.gating_changes(None) == [] and changes(lambda c: None) == []
+    assert changes(lambda c: c["gating"].update(seed=0)) == []
+    assert changes(lambda c: c["qc"].update(max_nonfinite=0.01)) == []
+    assert changes(lambda c: c.update(acquisition_qc={"enabled": False})) == []
+    assert changes(lambda c: c["transform"].update(T=int(c["transform"]["T"]))) == []
+    assert changes(lambda c: c["populations"].update(NK2="/Lymphocytes")) == []
+    assert changes(lambda c: c.update(acquisition_qc={})) == ["[acquisition_qc]"]
+    assert changes(lambda c: c["gating"].update(seed=7)) == ["[gating] seed"]
+    assert changes(lambda c: c["qc"].update(max_nonfinite=0.5)) == ["[qc] max_nonfinite"]
+    assert changes(lambda c: c["panel"].update(CD3="PE-A")) == ["[panel]"]
+    assert changes(lambda c: c["compensation"].update(source="none")) == ["[compensation]"]

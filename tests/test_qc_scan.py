@@ -199,6 +199,10 @@ def test_a_dead_detector_is_named_and_the_file_is_not_a_bare_pass():
     assert "FL1-A reads 0 in every event" in qc.verdict_reason
     assert "--qc-exclude FL1-A" in qc.summary()["qc_notes"]
     assert acquisition_qc(s, AcquisitionQCSettings(exclude_channels=("FL1-A",))).verdict == "pass"
+    # one value that is not finite (removed as a margin event) does not make it measure
+    s.events[100, 2] = np.nan
+    qc = acquisition_qc(s)
+    assert qc.verdict == "warn" and "FL1-A reads 0 in every event" in qc.verdict_reason
 
 
 def test_a_channel_without_a_range_says_its_top_was_not_checked():
@@ -326,6 +330,10 @@ def test_time_out_of_order_is_named_with_the_event():
     assert "decreases 3 time(s), first at event 4001" in qc.notes[0]
     assert "3 events stand out of line with the times of the events beside them" in qc.notes[0]
     assert "starts again" not in qc.notes[0] and "reordered" not in qc.notes[0]
+    # a time that is not a number after such a glitch is named, wherever it lies
+    s.events[12000, 3] = np.nan
+    qc = acquisition_qc(s)
+    assert "the Time channel's value at event 12000 is nan, not a time" in qc.notes[0]
 
 
 def test_the_time_channel_read_is_named_when_not_plain_time():

@@ -341,14 +341,15 @@ class AcquisitionPass:
 
     def _flat(self) -> list[str]:
         """Sentences on checked channels holding one finite value in every event of a file
-        of at least `FLAT_MIN_EVENTS` (a detector that measured nothing), where no margin
-        event explains it (a channel stuck at its top is removed as margin events)."""
+        of at least `FLAT_MIN_EVENTS` (a detector that measured nothing; a few values that
+        are not finite beside it do not make it measure), where no event at a limit explains
+        it (a channel stuck at its top is removed as margin events)."""
         if self.sample.n_events < FLAT_MIN_EVENTS:
             return []
         out = []
         for j, name in enumerate(self.plan.names):
             lo, hi = float(self._min[j]), float(self._max[j])
-            marked = self._n_top[j] or self._n_floor[j] or self._n_bad[j]
+            marked = self._n_top[j] or self._n_floor[j]
             if lo == hi and math.isfinite(lo) and not marked:
                 out.append(
                     f"{name} reads {lo:g} in every event (a detector that measured nothing: "
@@ -394,8 +395,13 @@ class AcquisitionPass:
             ev = s.events
             was = float(ev[i - 1, self.tcol]) if i > 0 else math.nan
             now = float(ev[i, self.tcol])
+            at = -1
             if not math.isfinite(now) or (i > 0 and not math.isfinite(was)):
                 at = i if not math.isfinite(now) else i - 1
+            elif not self._reordered():  # a NaN or an infinity after a fall of the clock
+                finite = np.isfinite(ev[:, self.tcol])
+                at = -1 if finite.all() else int(np.argmin(finite))
+            if at >= 0:
                 return (
                     f"the Time channel's value at event {at} is {float(ev[at, self.tcol]):g}, "
                     "not a time, so the events' acquisition order is unknown"

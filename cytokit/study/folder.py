@@ -52,7 +52,6 @@ else is a problem, and the file is not opened (`cytokit._paths`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -82,11 +81,6 @@ __all__ = [
     "load_study",
     "strategy_options",
 ]
-
-#: study.toml tables whose every value can change what gating counts (`Study.gating_changes`).
-GATING_TABLES = ("panel", "tubes", "compensation", "transform", "acquisition_qc")
-#: Single settings of other tables that do too.
-GATING_KEYS = (("gating", "seed"), ("qc", "max_nonfinite"))
 
 
 @dataclass
@@ -393,26 +387,41 @@ class Study:
     def gating_changes(self, recorded) -> list[str]:
         """The settings gating reads that differ from `recorded` (the ``config`` a results
         folder's ``study.json`` holds: study.toml as it was analysed), named as study.toml
-        names them: ``[acquisition_qc]``, ``[gating] seed``; empty where they all agree or
-        nothing was recorded. The strategy itself is compared by its digest."""
+        names them (``[acquisition_qc]``, ``[gating] seed``, ``[tubes.receptors] panel``);
+        empty where they all agree or nothing was recorded. Both are read as the analysis
+        reads them, so a default spelt out, or QC switched off by ``enabled = false``
+        rather than by no table, is no change. The strategy is compared by its digest."""
         if not isinstance(recorded, dict):
             return []
-
-        def plain(value):  # as study.json holds it
-            return json.loads(json.dumps(value, default=str, sort_keys=True))
-
+        then, _ = parse_settings(recorded, "study.json")
+        now = self.settings
         out = [
-            f"[{name}]"
-            for name in GATING_TABLES
-            if plain(recorded.get(name)) != plain(self.config.get(name))
-        ]
-        for name, key in GATING_KEYS:
-            then, now = (
-                plain(t[name].get(key)) if isinstance(t.get(name), dict) else None
-                for t in (recorded, self.config)
+            name
+            for name, differs in (
+                ("[panel]", _markers(recorded.get("panel")) != self.panel.markers),
+                ("[compensation]", then.compensation != now.compensation),
+                (
+                    "[transform]",
+                    (then.transform, then.marker_transforms)
+                    != (now.transform, now.marker_transforms),
+                ),
+                ("[acquisition_qc]", then.qc_settings != now.qc_settings),
+                ("[gating] seed", then.gating_seed != now.gating_seed),
+                ("[qc] max_nonfinite", then.max_nonfinite != now.max_nonfinite),
             )
-            if then != now:
-                out.append(f"[{name}] {key}")
+            if differs
+        ]
+        if "[panel]" not in out:
+            # a tube's own panel and strategy (a tube added since gated none of these files)
+            tubes, _, _ = parse_tubes(recorded, "study.json", self.panel, then)
+            for name, was in tubes.items():
+                tube = self.tubes.get(name)
+                if tube is None or name == DEFAULT_TUBE:
+                    continue
+                if was.panel.markers != tube.panel.markers:
+                    out.append(f"[tubes.{name}] panel")
+                if was.strategy != tube.strategy:
+                    out.append(f"[tubes.{name}] strategy")
         return out
 
     def relative(self, path: Path) -> str:
@@ -577,6 +586,16 @@ def _read_toml(root: Path, toml: Path, problems: list[str]) -> tuple[dict[str, A
     except StudyError as exc:
         problems.append(str(exc))
         return {}, False
+
+
+def _markers(table) -> dict[str, str] | None:
+    """The markers of a ``[panel]`` table as `Panel` reads them (None: not a panel)."""
+    if table is None:
+        return {}
+    try:
+        return Panel(table).markers if isinstance(table, dict) else None
+    except CytokitError:
+        return None
 
 
 def _read_panel(table, toml: Path, toml_read: bool) -> tuple[Panel, list[str]]:
