@@ -151,7 +151,8 @@ STORE_NAME = "results.sqlite"
 # 4: with a study, a [panel] marker read from another marker's $PnS channel says so;
 # 5: acquisition QC counts an event for each reason whatever other checks ran;
 # 6: acquisition QC removes the events beside a gap, and the rate's own runs' events;
-# 7: acquisition QC keeps a clock's first and last ticks, names dead detectors and sort keys
+# 7: acquisition QC keeps a clock's end ticks and the good events of an edge bin, names dead
+# detectors and sort keys
 _TASK_VERSION = 7
 
 

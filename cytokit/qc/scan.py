@@ -96,6 +96,41 @@ def _cover(runs: list, inner: list) -> list:
     return out
 
 
+def _trim(runs: list, rate_runs: list, bits: np.ndarray, bounds: np.ndarray) -> list:
+    """`runs` (`AcquisitionPass._runs`) with each edge moved in to the edge of the rate's
+    own run (`rate_runs`, of the rate's bins alone) where that lies within the run's
+    outermost bin and the run's own edge does not.
+
+    An outermost bin the signal alone flagged, beside a rate-flagged bin inward, is
+    not refined (its edge is the bin's), yet the rate run reads it as the good bin
+    outside its own and places the change of rate in it: the stream was disturbed
+    from there (the slow flank of a bubble, a clog coming on) and the bin's level
+    moved with the events after it. An outermost bin flagged for both, read alone
+    (`_depth`), may put the change outside it, in the bin whose rate and signal
+    passed, where the rate run, read deeper, keeps it within the bin. Either way the
+    run's edge moves in to the rate run's, within that bin; the events before it
+    came at the usual rate."""
+    out = []
+    for a, b, first, stop, t0, t1, guard, gaps in runs:
+        for ia, ib, f, e, s0, s1, _, _ in rate_runs:
+            if b - a < 2 or not (ia < b and ib > a):
+                continue
+            if bits[a] & RATE:
+                ok = ia == a and bits[a] & SIGNAL and first < bounds[a]
+            else:
+                ok = ia == a + 1 and first == bounds[a]
+            if ok and bounds[a] <= f < bounds[a + 1] and f > first:
+                first, t0 = f, s0
+            if bits[b - 1] & RATE:
+                ok = ib == b and bits[b - 1] & SIGNAL and stop > bounds[b]
+            else:
+                ok = ib == b - 1 and stop == bounds[b]
+            if ok and bounds[b - 1] < e <= bounds[b] and e < stop:
+                stop, t1 = e, s1
+        out.append((a, b, first, stop, t0, t1, guard, gaps))
+    return out
+
+
 def fill_short_runs(bits: np.ndarray, fill: int) -> np.ndarray:
     """Give runs of fewer than `fill` unflagged bins between flagged ones their neighbours' bits.
 
@@ -711,6 +746,7 @@ class AcquisitionPass:
         base = rate.expected / np.maximum(exposure, 1e-300)
         runs = self._runs(bits, bounds, edges, base)
         rate_runs = runs if np.array_equal(alone, bits) else self._runs(alone, bounds, edges, base)
+        runs = _trim(runs, rate_runs, bits, bounds)
         self._mark(rate_runs, alone, bounds)
         self._mark(runs, bits & SIGNAL, bounds)
         runs = _cover(runs, rate_runs)
