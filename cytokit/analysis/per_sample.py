@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 18  # 18: a clock's end ticks, a signal-flagged edge bin, dead detectors, sort keys
+MEASURE_VERSION = 18  # 18: a clock's end ticks, a signal-flagged edge bin, dead detectors
 PARENT_ROW = "__parent__"
 
 
