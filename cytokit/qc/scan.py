@@ -724,7 +724,11 @@ class AcquisitionPass:
                 # share of bright cells does not (cytokit.qc.stability._not_gain)
                 bright = trend(mean[:, j, BRIGHT], count[:, j, BRIGHT], left)
                 gain = not np.isfinite(bright) or (bright * d > 0 and abs(bright) >= 0.5 * abs(d))
-                kept = ", with no steady part, so none of it is removed" if how == "creeps" else ""
+                kept = (
+                    ", with no steady part to measure it from, so the creep removes no event"
+                    if how == "creeps"
+                    else ""
+                )
                 cause = (
                     "a steady trend; check the instrument"
                     if gain
