@@ -72,7 +72,7 @@ def compile_notice() -> None:
 
     if kernels_need_compiling():
         typer.echo(
-            "first run on this machine: compiling the kernels (about 6-10 s on 2 cores; "
+            "first run of this installation: compiling the kernels (about 6-10 s on 2 cores; "
             "later runs load them from the cache)",
             err=True,
         )

@@ -1,7 +1,7 @@
 """The one place that sets how cytokit's kernels are compiled and cached.
 
 Every kernel is compiled with ``cache=True`` (the compiled machine code is kept
-on disk, so compile cost is paid once per machine and Python version) and
+on disk beside the installed code, so compile cost is paid once per installation) and
 ``nogil=True`` (callers may run kernels on threads). ``fastmath`` is never
 enabled: gates must keep IEEE semantics for NaN and inf. ``parallel=True`` is
 used only where a call does O(n_events) work (`JIT_PARALLEL`).

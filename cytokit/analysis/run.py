@@ -79,10 +79,10 @@ def threshold_parent(strategy, paths) -> str:
 
 
 def kernels_need_compiling() -> bool:
-    """Whether the first file of a run will compile the gating kernels on this machine.
+    """Whether the first file of a run will compile the gating kernels in this installation.
 
     False once Numba's on-disk cache holds the fused gating kernel for this
-    machine (every later run loads it in well under a second).
+    installation (every later run loads it in well under a second).
     """
     from cytokit.kernels import _config, fused
 
