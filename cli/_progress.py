@@ -65,12 +65,13 @@ def batch_progress(n_files: int, out: Path) -> Iterator[Callable[..., None]]:
         )
 
 
-def compile_notice() -> None:
-    """Say so when this run will compile the Numba kernels (the first run on a machine):
-    `analyze`, `demo` and `gate` are otherwise silent for that while."""
+def compile_notice(*, statistics: bool = False, acquisition_qc: bool = False) -> None:
+    """Say so when this run will compile Numba kernels (the first run of an installation,
+    or the first to need the statistics pass or acquisition QC): `analyze`, `demo` and
+    `gate` are otherwise silent for that while."""
     from cytokit.analysis.run import kernels_need_compiling
 
-    if kernels_need_compiling():
+    if kernels_need_compiling(statistics=statistics, acquisition_qc=acquisition_qc):
         typer.echo(
             "first run of this installation: compiling the kernels (about 6-10 s on 2 cores; "
             "later runs load them from the cache)",

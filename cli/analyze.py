@@ -91,7 +91,7 @@ def _analyze(
     )
     folder = check_output_for(loaded, out)  # before the progress bar: a refusal is no run
     with hold_output(folder):  # the tables and the report: one run's at a time
-        compile_notice()
+        compile_notice(acquisition_qc=loaded.settings.qc_settings is not None)
         with batch_progress(n, out) as progress:
             results = analyze(
                 loaded,

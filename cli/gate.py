@@ -101,7 +101,7 @@ def run_gate(
         log.add_gate_inputs(paths, strategy, compensation, loaded if study is not None else None)
     if not paths:
         raise CytokitError("no FCS files given; name files, folders or patterns after STRATEGY")
-    compile_notice()
+    compile_notice(statistics=statistics, acquisition_qc=qc is not None)
     with batch_progress(len(paths), out) as progress:
         run = gate_files(
             task,

@@ -501,11 +501,29 @@ def test_gate_says_when_it_compiles_the_kernels(batch, tmp_path, capsys, monkeyp
     where analyze and demo said so; it says so too (a cold cache simulated here)."""
     import cytokit.analysis.run as analysis_run
 
-    monkeypatch.setattr(analysis_run, "kernels_need_compiling", lambda: True)
+    monkeypatch.setattr(analysis_run, "kernels_need_compiling", lambda **_: True)
     files = sorted((batch / "fcs").glob("S01*.fcs"))
     code, err = gate([batch / "strategy.xml", *files, "--out", tmp_path / "out", "-j", "1"], capsys)
     assert code == 0, err
     assert err.startswith("first run of this installation: compiling the kernels")
+
+
+@pytest.mark.parametrize("stats", [True, False])
+def test_gate_says_so_when_only_its_statistics_pass_is_not_compiled(
+    batch, tmp_path, capsys, monkeypatch, stats
+):
+    """After a first `analyze` (or demo) compiled the gating kernels, a first `cytokit gate`
+    still spent some 20 s compiling the statistics pass without a word."""
+    from cytokit.kernels import _config, _statpass
+
+    cached = _config.is_cached
+    monkeypatch.setattr(_config, "is_cached", lambda d: d is not _statpass._pass and cached(d))
+    files = sorted((batch / "fcs").glob("S01*.fcs"))
+    more = [] if stats else ["--no-stats"]
+    args = [batch / "strategy.xml", *files, "--out", tmp_path / "out", "-j", "1", *more]
+    code, err = gate(args, capsys)
+    assert code == 0, err
+    assert err.startswith("first run of this installation: compiling") == stats, err
 
 
 def test_a_copy_of_a_file_under_another_name_is_warned_about(batch, tmp_path, capsys):

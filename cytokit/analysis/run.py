@@ -78,15 +78,22 @@ def threshold_parent(strategy, paths) -> str:
     return strategy.by_id(common[-1]).path
 
 
-def kernels_need_compiling() -> bool:
-    """Whether the first file of a run will compile the gating kernels in this installation.
+def kernels_need_compiling(*, statistics: bool = False, acquisition_qc: bool = False) -> bool:
+    """Whether the first file of a run will compile kernels in this installation.
 
-    False once Numba's on-disk cache holds the fused gating kernel for this
-    installation (every later run loads it in well under a second).
+    False once Numba's on-disk cache holds the fused gating kernel (every later
+    run loads it in well under a second) and, for a run that needs them, the
+    statistics pass (`cytokit gate`'s ``statistics.csv``) and acquisition QC's
+    row scan: a run that first needs one of those compiles it for some seconds.
     """
-    from cytokit.kernels import _config, fused
+    from cytokit.kernels import _config, _statpass, acquisition, fused
 
-    return not _config.is_cached(fused._evaluate)
+    needed = [fused._evaluate]
+    if statistics:
+        needed.append(_statpass._pass)
+    if acquisition_qc:
+        needed.append(acquisition._scan_serial)
+    return not all(_config.is_cached(d) for d in needed)
 
 
 def make_task(study: Study, tube: str = DEFAULT_TUBE) -> MeasureTask:
