@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -311,6 +312,20 @@ def test_settings_changed_since_the_analysis_are_refused_by_both_exports(
     assert not (tmp_path / "x.wsp").exists()
 
 
+def test_a_population_added_since_the_analysis_is_named_not_a_crash(analysed, tmp_path):
+    """A population added to study.toml since the analysis crashed export-anndata
+    (IndexError in the clustering's training pool); the export names it."""
+    _, out = analysed
+    copy = tmp_path / "study"
+    shutil.copytree(SAMPLE_DATA, copy)
+    toml = copy / "study.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace("[populations]\n", '[populations]\nAll = "/Lymphocytes"\n', 1))
+    assert toml.read_text() != text
+    with pytest.raises(StudyError, match=r"study.toml's \[populations\] changed since"):
+        results_anndata(out, study=copy, events=50)
+
+
 def test_gating_changes_reads_the_settings_as_the_analysis_does():
     """study.toml compared as the analysis reads it: a default spelt out, QC off by
     `enabled = false` rather than by no table, an integer for a float, or a setting
@@ -338,3 +353,116 @@ def test_gating_changes_reads_the_settings_as_the_analysis_does():
     assert changes(lambda c: c["qc"].update(max_nonfinite=0.5)) == ["[qc] max_nonfinite"]
     assert changes(lambda c: c["panel"].update(CD3="PE-A")) == ["[panel]"]
     assert changes(lambda c: c["compensation"].update(source="none")) == ["[compensation]"]
+    # a marker's own transform equal to the study's is none; another is a change
+    study_transform = {k: v for k, v in same["transform"].items() if not isinstance(v, dict)}
+    assert changes(lambda c: c["transform"].update(CD56=dict(study_transform))) == []
+    other = {**study_transform, "W": 1.0}
+    assert changes(lambda c: c["transform"].update(CD56=other)) == ["[transform]"]
+    # QC's warning level moves no event
+    qc = {"enabled": True}
+    no_qc = replace(study, settings=replace(study.settings, acquisition_qc=None))
+    assert no_qc.gating_changes({**same, "acquisition_qc": qc}) == ["[acquisition_qc]"]
+    on = load_study_text(study, same, acquisition_qc=qc)
+    assert on.gating_changes({**same, "acquisition_qc": {**qc, "warn_removed_pct": 5}}) == []
+    assert on.gating_changes({**same, "acquisition_qc": {**qc, "max_removed_pct": 5}}) == [
+        "[acquisition_qc]"
+    ]
+
+
+def load_study_text(study, config: dict, **tables):
+    """`study` as load_study reads its folder with `tables` set in study.toml."""
+    from cytokit.study.settings import parse_settings
+
+    settings, problems = parse_settings({**config, **tables}, "study.toml")
+    assert not problems
+    return replace(study, settings=settings, config={**config, **tables})
+
+
+@pytest.fixture(scope="module")
+def files_study(tmp_path_factory):
+    """A simulated study with tubes, a tube strategy of its own file and a compensation
+    matrix from a CSV, analysed."""
+    from cytokit.fcs import read_fcs
+
+    root = tmp_path_factory.mktemp("files") / "study"
+    args = ["--patients", "1", "--events", "5000", "--days", "7", "--seed", "5", "--tubes"]
+    assert run(["simulate", str(root), *args]) == 0
+    spill = read_fcs(next((root / "fcs").glob("P01_day007*.fcs"))).spillover
+    lines = [",".join(spill.channels)]
+    lines += [",".join(f"{x:.6f}" for x in row) for row in spill.matrix]
+    (root / "comp.csv").write_text("\n".join(lines) + "\n")
+    shutil.copy(root / "strategy.yaml", root / "strategy_r.yaml")
+    toml = root / "study.toml"
+    text = toml.read_text().replace('source = "file"', 'source = "comp.csv"')
+    head, tube, rest = text.partition("[tubes.receptors]\n")
+    assert tube and 'source = "comp.csv"' in text
+    toml.write_text(head + tube + 'strategy = "strategy_r.yaml"\n' + rest)
+    out = root.parent / "results"
+    cytokit.analyze(root, out, workers=1)
+    return root, out
+
+
+def _edited(src: Path, dst: Path, edit) -> Path:
+    shutil.copytree(src, dst)
+    edit(dst)
+    return dst
+
+
+def test_the_files_gating_reads_are_compared_by_content_not_by_path(files_study, tmp_path):
+    """A compensation CSV or a tube's strategy edited under the same name was gated with
+    its new content by both exports (exit 0, 657 T cells where counts.csv has 658); the
+    same files named ./comp.csv or by their absolute path were refused as changed."""
+    from cytokit.analysis import export_wsp
+    from cytokit.study import load_study
+
+    root, out = files_study
+    meta = json.loads((out / "study.json").read_text())
+    assert set(meta["gating_files"]) == {"tubes", "compensation"}
+
+    def changes(study: Path) -> tuple[list[str], list[str]]:
+        st = load_study(study)
+        return st.gating_changes(meta["config"]), st.gating_file_changes(meta["gating_files"])
+
+    def toml(old: str, new: str):
+        def edit(d: Path) -> None:
+            p = d / "study.toml"
+            assert old in p.read_text()
+            p.write_text(p.read_text().replace(old, new))
+
+        return edit
+
+    assert changes(root) == ([], [])
+    for i, (old, new) in enumerate(
+        [
+            ('source = "comp.csv"', 'source = "./comp.csv"'),
+            ('strategy = "strategy_r.yaml"', 'strategy = "./strategy_r.yaml"'),
+            ('strategy = "strategy.yaml"', 'strategy = "./strategy.yaml"'),
+        ]
+    ):
+        assert changes(_edited(root, tmp_path / f"same{i}", toml(old, new))) == ([], []), new
+
+    def matrix(d: Path) -> None:
+        lines = (d / "comp.csv").read_text().splitlines()
+        cells = lines[1].split(",")
+        cells[1] = f"{float(cells[1]) + 0.05:.6f}"
+        lines[1] = ",".join(cells)
+        (d / "comp.csv").write_text("\n".join(lines) + "\n")
+
+    def receptors(d: Path) -> None:
+        p = d / "strategy_r.yaml"
+        text = p.read_text()
+        p.write_text(text.replace("fallback: 0.", "fallback: 0.0", 1))
+        assert p.read_text() != text
+
+    comp = _edited(root, tmp_path / "comp", matrix)
+    assert changes(comp) == ([], ["comp.csv ([compensation] source)"])
+    tube = _edited(root, tmp_path / "tube", receptors)
+    assert changes(tube) == ([], ["strategy_r.yaml ([tubes.receptors] strategy)"])
+    named = r"comp.csv \(\[compensation\] source\) changed since"
+    with pytest.raises(StudyError, match=named):
+        results_anndata(out, study=comp, events=20)
+    with pytest.raises(CytokitError, match=named):
+        export_wsp(out, tmp_path / "x.wsp", study=comp)
+    assert not (tmp_path / "x.wsp").exists()
+    with pytest.raises(CytokitError, match=r"strategy_r.yaml \(\[tubes.receptors\] strategy\)"):
+        export_wsp(out, tmp_path / "x.wsp", study=tube)

@@ -107,20 +107,43 @@ def _study_of(results, study) -> Any:
 
 
 def _check_same_strategy(results, study) -> None:
-    recorded = (results.study.get("strategy") or {}).get("digest", "")
-    now = study.gating.digest() if study.gating is not None else ""
-    if recorded and now and recorded != now:
-        raise StudyError(
-            f"{results.out}: the study's strategy changed since these results were made "
-            f"(digest {recorded[:12]}… then, {now[:12]}… now); run cytokit analyze again"
-        )
-    changed = study.gating_changes(results.study.get("config"))
+    """Refuse a study whose gating (or populations, or clustering: the AnnData holds the
+    results' populations and clusters) changed since `results` were made."""
+    from cytokit.study.settings import parse_settings
+
+    meta = results.study
+    again = f"run `cytokit analyze {study.root} --out {results.out}` again"
+    changed = study.gating_changes(meta.get("config"))
+    config = meta.get("config")
+    if isinstance(config, dict):
+        then, _ = parse_settings(config, "study.json")
+        now = study.settings
+        changed += [
+            name
+            for name, differs in (
+                ("[populations]", dict(then.populations) != dict(now.populations)),
+                ("[clustering]", then.clustering != now.clustering),
+            )
+            if differs
+        ]
     if changed:
         raise StudyError(
             f"{results.out}: study.toml's {', '.join(changed)} changed since these results "
-            "were made, so the files gated again would not hold the events and counts of "
-            f"the results; run `cytokit analyze {study.root} --out {results.out}` again, or "
-            "set study.toml back"
+            "were made, so the AnnData would not hold the events, counts and populations of "
+            f"the results; {again}, or set study.toml back"
+        )
+    recorded = (meta.get("strategy") or {}).get("digest", "")
+    now_digest = study.gating.digest() if study.gating is not None else ""
+    if recorded and now_digest and recorded != now_digest:
+        raise StudyError(
+            f"{results.out}: the study's strategy changed since these results were made "
+            f"(digest {recorded[:12]}… then, {now_digest[:12]}… now); {again}"
+        )
+    files = study.gating_file_changes(meta.get("gating_files"))
+    if files:
+        raise StudyError(
+            f"{results.out}: {', '.join(files)} changed since these results were made (what "
+            f"it holds, under the same name); {again}, or put the file back"
         )
 
 

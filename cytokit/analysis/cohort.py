@@ -309,6 +309,8 @@ def _study_meta(study: Study, task: MeasureTask) -> dict:
             "source": str(study.strategy or study.gating.source or ""),
             "digest": study.gating.digest(),
         },
+        # the other files gating reads: the exports refuse them changed since
+        "gating_files": study.gating_digests(),
         "task": task.key,
         "config": study.config,
         "clinical_inputs": clinical_inputs(study.root, study.config),

@@ -126,6 +126,13 @@ def export_wsp(
             "has moved, give its folder (--study DIR)"
         )
     st = load_study(root)
+    changed = st.gating_changes(res.study.get("config"))
+    if changed:
+        raise CytokitError(
+            f"{root}: study.toml's {', '.join(changed)} changed since the results in {results} "
+            "were made, so the files gated again would not give the gates and counts of the "
+            f"results; run `cytokit analyze {root} --out {results}` again, or set study.toml back"
+        )
     digest = (res.study.get("strategy") or {}).get("digest")
     if digest and st.gating.digest() != digest:
         raise CytokitError(
@@ -133,12 +140,13 @@ def export_wsp(
             "with (its digest differs from study.json's): a workspace of it would not show the "
             f"gates that counted; run `cytokit analyze {root} --out {results}` again"
         )
-    changed = st.gating_changes(res.study.get("config"))
-    if changed:
+    files = st.gating_file_changes(res.study.get("gating_files"))
+    if files:
         raise CytokitError(
-            f"{root}: study.toml's {', '.join(changed)} changed since the results in {results} "
-            "were made, so the files gated again would not give the gates and counts of the "
-            f"results; run `cytokit analyze {root} --out {results}` again, or set study.toml back"
+            f"{root}: {', '.join(files)} changed since the results in {results} were made "
+            "(what it holds, under the same name), so the files gated again would not give "
+            f"the counts of the results; run `cytokit analyze {root} --out {results}` again, "
+            "or put the file back"
         )
     rows = {st.relative(r.file): r for r in st.rows}
     done = WorkspaceExport(path=out)

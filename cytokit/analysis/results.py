@@ -211,7 +211,10 @@ study.toml's ``[chimerism]`` key ``tube`` names, phenotype from every tube.
     name, created, cytokit_version, root (the study folder, absolute), populations
     (name → gate path), threshold_parent, patients (id, stratum, donor_marker, donor_is, days),
     markers (donor, phenotype, clustering), counting (gate paths), qc
-    (min_events, ci), strategy (source, digest), task (the store key),
+    (min_events, ci), strategy (source, digest), gating_files (``tubes``: each
+    used tube's strategy digest; ``compensation``: a CSV matrix's digest; the
+    exports refuse their change, `cytokit.study.Study.gating_file_changes`),
+    task (the store key),
     clustering (what was done, or an error), config (study.toml as read),
     tubes (with more than the default tube: tubes.csv's rows by tube),
     clinical_inputs (``files``: SHA-256 of treatments.csv, infusions.csv and

@@ -389,23 +389,28 @@ class Study:
         folder's ``study.json`` holds: study.toml as it was analysed), named as study.toml
         names them (``[acquisition_qc]``, ``[gating] seed``, ``[tubes.receptors] panel``);
         empty where they all agree or nothing was recorded. Both are read as the analysis
-        reads them, so a default spelt out, or QC switched off by ``enabled = false``
-        rather than by no table, is no change. The strategy is compared by its digest."""
+        reads them, so a default spelt out (a marker's own transform equal to the study's,
+        QC switched off by ``enabled = false`` rather than by no table), a file named by
+        another path to the same file, or a warning level of QC (it moves no event) is no
+        change. What the files named hold is `gating_file_changes`'s to compare."""
         if not isinstance(recorded, dict):
             return []
         then, _ = parse_settings(recorded, "study.json")
         now = self.settings
+        old_panel = _markers(recorded.get("panel"))
         out = [
             name
             for name, differs in (
-                ("[panel]", _markers(recorded.get("panel")) != self.panel.markers),
-                ("[compensation]", then.compensation != now.compensation),
+                ("[panel]", old_panel != self.panel.markers),
+                (
+                    "[compensation]",
+                    self._source(then.compensation) != self._source(now.compensation),
+                ),
                 (
                     "[transform]",
-                    (then.transform, then.marker_transforms)
-                    != (now.transform, now.marker_transforms),
+                    _transforms(then, old_panel) != _transforms(now, self.panel.markers),
                 ),
-                ("[acquisition_qc]", then.qc_settings != now.qc_settings),
+                ("[acquisition_qc]", _moving(then.qc_settings) != _moving(now.qc_settings)),
                 ("[gating] seed", then.gating_seed != now.gating_seed),
                 ("[qc] max_nonfinite", then.max_nonfinite != now.max_nonfinite),
             )
@@ -420,9 +425,51 @@ class Study:
                     continue
                 if was.panel.markers != tube.panel.markers:
                     out.append(f"[tubes.{name}] panel")
-                if was.strategy != tube.strategy:
+                if self._source(was.strategy) != self._source(tube.strategy):
                     out.append(f"[tubes.{name}] strategy")
         return out
+
+    def gating_digests(self) -> dict:
+        """What gating reads from files besides study.toml and the default strategy, for
+        ``study.json``: each used tube's strategy digest (`GatingStrategy.digest`; a YAML
+        strategy's, as built with the study's panel and transform) and, where
+        ``[compensation] source`` is a CSV matrix, the matrix's digest."""
+        out: dict = {
+            "tubes": {
+                t: self.tube_strategy(t).digest() for t in self.tubes_used() if t != DEFAULT_TUBE
+            }
+        }
+        comp = self.compensation()
+        if comp is not None and comp != "file":
+            out["compensation"] = _matrix_digest(comp)
+        return out
+
+    def gating_file_changes(self, recorded) -> list[str]:
+        """The files gating reads whose content differs from `recorded` (``study.json``'s
+        ``gating_files``, `gating_digests`), named with where study.toml names them; empty
+        where they agree or nothing was recorded (results of an older cytokit). Read after
+        `gating_changes` finds nothing: a changed panel or transform changes a YAML
+        strategy's digest too."""
+        if not isinstance(recorded, dict):
+            return []
+        out = []
+        tubes = recorded.get("tubes")
+        for name, digest in (tubes if isinstance(tubes, dict) else {}).items():
+            if name in self.tubes and name in self.tubes_used() and name != DEFAULT_TUBE:
+                if self.tube_strategy(name).digest() != digest:
+                    out.append(f"{self.tubes[name].strategy} ([tubes.{name}] strategy)")
+        digest = recorded.get("compensation")
+        comp = self.compensation()
+        if isinstance(digest, str) and comp is not None and comp != "file":
+            if _matrix_digest(comp) != digest:
+                out.append(f"{self.settings.compensation} ([compensation] source)")
+        return out
+
+    def _source(self, name: str) -> str:
+        """A file setting as the file it names ("file" and "none" as themselves)."""
+        if name.strip().lower() in ("file", "none"):
+            return name.strip().lower()
+        return str((self.root / name.strip()).resolve())
 
     def relative(self, path: Path) -> str:
         """`path` relative to the study folder when inside it (as the manifest names files)."""
@@ -586,6 +633,30 @@ def _read_toml(root: Path, toml: Path, problems: list[str]) -> tuple[dict[str, A
     except StudyError as exc:
         problems.append(str(exc))
         return {}, False
+
+
+def _transforms(settings: StudySettings, markers) -> tuple:
+    """Each marker's transform as gating reads it: the study's, or the marker's own (a
+    marker's own transform equal to the study's is none), over `markers` and every marker
+    given one."""
+    names = sorted({*(markers or {}), *settings.marker_transforms})
+    return settings.transform, [(m, settings.transform_of(m)) for m in names]
+
+
+def _moving(qc):
+    """Acquisition QC's settings less its warning level, which moves no event."""
+    return None if qc is None else replace(qc, warn_removed_pct=0.0)
+
+
+def _matrix_digest(spillover) -> str:
+    """SHA-256 of a spillover matrix's detectors and values."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256(repr(tuple(spillover.channels)).encode())
+    h.update(np.ascontiguousarray(spillover.matrix, dtype="<f8").tobytes())
+    return h.hexdigest()
 
 
 def _markers(table) -> dict[str, str] | None:
