@@ -113,8 +113,8 @@ def _check_same_strategy(results, study) -> None:
 
     meta = results.study
     again = f"run `cytokit analyze {study.root} --out {results.out}` again"
-    changed = study.gating_changes(meta.get("config"))
     config = meta.get("config")
+    changed = study.gating_changes(config)
     if isinstance(config, dict):
         then, _ = parse_settings(config, "study.json")
         now = study.settings

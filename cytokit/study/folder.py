@@ -452,17 +452,16 @@ class Study:
         strategy's digest too."""
         if not isinstance(recorded, dict):
             return []
-        out = []
+        now = self.gating_digests()
         tubes = recorded.get("tubes")
-        for name, digest in (tubes if isinstance(tubes, dict) else {}).items():
-            if name in self.tubes and name in self.tubes_used() and name != DEFAULT_TUBE:
-                if self.tube_strategy(name).digest() != digest:
-                    out.append(f"{self.tubes[name].strategy} ([tubes.{name}] strategy)")
+        out = [
+            f"{self.tubes[name].strategy} ([tubes.{name}] strategy)"
+            for name, digest in (tubes if isinstance(tubes, dict) else {}).items()
+            if name in now["tubes"] and now["tubes"][name] != digest
+        ]
         digest = recorded.get("compensation")
-        comp = self.compensation()
-        if isinstance(digest, str) and comp is not None and comp != "file":
-            if _matrix_digest(comp) != digest:
-                out.append(f"{self.settings.compensation} ([compensation] source)")
+        if isinstance(digest, str) and "compensation" in now and now["compensation"] != digest:
+            out.append(f"{self.settings.compensation} ([compensation] source)")
         return out
 
     def _source(self, name: str) -> str:
