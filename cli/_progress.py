@@ -10,6 +10,21 @@ from pathlib import Path
 
 import typer
 
+#: A SIGTERM the command line's handler saw (`cytokit.cli.app`): its exception can be
+#: lost, raised where Python ignores exceptions (a callback of the kernel compiler), so
+#: the next progress tick raises it again and the run stops as Ctrl-C stops it.
+_SIGNALLED = {"term": False}
+
+
+def signalled(value: bool = True) -> None:
+    """Record (or clear) a SIGTERM for the progress callbacks to act on."""
+    _SIGNALLED["term"] = value
+
+
+def _stop_if_signalled() -> None:
+    if _SIGNALLED["term"]:
+        raise KeyboardInterrupt
+
 
 def _quiet_pool_race(previous):
     """A thread excepthook that drops the one error a process pool's manager thread raises
@@ -37,6 +52,7 @@ def batch_progress(n_files: int, out: Path) -> Iterator[Callable[..., None]]:
     recomputed: list[str] = []
 
     def tick(bar, done: int, total: int, path: str, status: str) -> None:
+        _stop_if_signalled()
         if status == "recomputed":
             recomputed.append(path)
         bar.update(1)
@@ -86,6 +102,7 @@ def again_progress(heading: str) -> Callable[[int, int, str], None]:
     from cytokit.cli._text import printable
 
     def tick(done: int, total: int, file: str) -> None:
+        _stop_if_signalled()
         if done == 0:
             typer.echo(printable(heading), err=True)
         typer.echo(printable(f"  [{done + 1}/{total}] {file}"), err=True)

@@ -17,6 +17,7 @@ import threading
 import typer
 
 from cytokit.cli._help import HelpGroup
+from cytokit.cli._progress import signalled
 from cytokit.cli._runlog import set_argv
 from cytokit.cli._text import printable
 from cytokit.errors import DISK_FIXES, CytokitError
@@ -51,6 +52,7 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum, frame) -> None:
     _state["terminated"] = True  # typer turns the exception into exit code 130
+    signalled()  # raised again at the next progress tick, should this one be lost
     raise Terminated()
 
 
@@ -143,12 +145,17 @@ def run(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     _state["terminated"] = False
+    signalled(False)
     try:
         code = _dispatch(args, debug)
-        if _state["terminated"] and code == 130:
+        # a SIGTERM whose exception was lost (raised inside a callback of the kernel
+        # compiler) after the last progress tick: the work ended, but the run was told to
+        # stop and says so, never a plain 0
+        if _state["terminated"] and code in (0, 130):
             return _error("terminated (SIGTERM)", Terminated.exit_code)
         return code
     finally:
+        signalled(False)
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
 

@@ -314,6 +314,40 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(study, tmp_path, capsys, monkeypatch
     assert "6 of 6 file(s) analysed" in capsys.readouterr().err
 
 
+def test_a_sigterm_whose_exception_is_lost_still_stops_the_run(
+    study, tmp_path, capsys, monkeypatch
+):
+    """Raised inside a callback of the kernel compiler, the handler's exception is
+    ignored by Python ("Exception ignored in ..."), and the run went on to exit 0 with
+    the report written. The next progress tick now stops it (exit 143, resumable)."""
+    import os
+    import signal
+
+    import cytokit.engine.runner as runner
+
+    real = runner.run_batch
+    calls = []
+
+    def lost(files, task, store, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            try:  # as a C callback does: the exception goes nowhere
+                os.kill(os.getpid(), signal.SIGTERM)
+            except KeyboardInterrupt:
+                pass
+        return real(files, task, store, **kw)
+
+    monkeypatch.setattr(runner, "run_batch", lost)
+    out = tmp_path / "out"
+    code = run(["analyze", str(study), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 143, err
+    assert err.rstrip().endswith("cytokit: terminated (SIGTERM)")
+    assert not (out / "report.html").exists()  # stopped, not run to its end
+    monkeypatch.setattr(runner, "run_batch", real)
+    assert run(["analyze", str(study), "--out", str(out), "--workers", "1"]) == 0
+
+
 def test_a_second_run_into_a_folder_being_written_is_refused(study, tmp_path, capsys):
     """analyze and gate into one folder at the same time left analyze's study.json beside
     gate's counts.csv (and two analyze runs gated every file twice): the folder is held
