@@ -140,7 +140,8 @@ def check_qc_exclusions(
     mine = [c for c in qc.exclude_channels if c not in given]
     if given:  # the option's names: in the files gated
         channels, n_files = file_channels(paths, given)
-        flag = unknown_exclusions(given, channels, "", n_files)
+        one = str(paths[0]) if len(paths) == 1 else ""
+        flag = unknown_exclusions(given, channels, "", n_files, one)
         if flag:
             raise typer.BadParameter("; ".join(flag), param_hint="'--qc-exclude'")
     if mine:  # the study's names: in any of its files

@@ -367,6 +367,17 @@ def test_gating_changes_reads_the_settings_as_the_analysis_does():
     assert on.gating_changes({**same, "acquisition_qc": {**qc, "max_removed_pct": 5}}) == [
         "[acquisition_qc]"
     ]
+    # the channels QC leaves out, in another order or one named twice, remove the same
+    # events: no change (both exports refused the results); another channel is one
+    two = {**qc, "exclude_channels": ["FSC-H", "SSC-A"]}
+    both = load_study_text(study, same, acquisition_qc=two)
+    for other in (["SSC-A", "FSC-H"], ["FSC-H", "SSC-A", "FSC-H"]):
+        assert (
+            both.gating_changes({**same, "acquisition_qc": {**qc, "exclude_channels": other}}) == []
+        )
+    assert both.gating_changes(
+        {**same, "acquisition_qc": {**qc, "exclude_channels": ["FSC-H"]}}
+    ) == ["[acquisition_qc]"]
 
 
 def load_study_text(study, config: dict, **tables):

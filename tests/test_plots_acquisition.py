@@ -92,6 +92,12 @@ def test_channel_axes_hold_the_series_and_readable_ticks(qc):
         assert len(ticks) >= 2, (name, ticks)
         gaps = np.diff(np.arcsinh(np.asarray(ticks) / c))
         assert (gaps >= 0.15 * (top - bottom) - 1e-9).all(), (name, ticks)
+        # plain digits, never 1.2e+05; 0 where the axis holds it
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        assert labels and not any("e+" in x or "e-" in x for x in labels), (name, labels)
+        low, high = ax.get_ylim()
+        if low < 0 < high:
+            assert 0 in ticks, (name, ticks)
 
 
 def test_channel_names_stay_clear_of_the_tick_labels_and_inside_the_figure():

@@ -22,6 +22,7 @@ from cytokit.cli.app import app
 from cytokit.engine.gate_files import GateTask, gate_files
 from cytokit.errors import CytokitError, StudyError
 from cytokit.qc import AcquisitionQCSettings
+from cytokit.report._html import esc
 from cytokit.simulate import PatientSpec, StudyDesign
 from cytokit.simulate.anomalies import CLOG, AnomalyPlan, Clog
 from cytokit.simulate.study import simulate_study
@@ -401,7 +402,14 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
     html = acquisition_section(res)
     assert html.count("<figure>") == 2
     table = html[html.index("<table>") : html.index("</table>")]
-    assert f"{s['events_after_qc']:,} of {s['events_before_qc']:,}" in table  # the failed one's
+    # the failed file goes on to no count: it keeps no event, whatever its ranges leave
+    row = table[table.index("fcs/A1_day007.fcs</a>") :]
+    row = row[: row.index("</tr>")]
+    assert "none (failed)" in row and f"{s['events_after_qc']:,}" not in row
+    assert f"{pct_text(s['qc_pct_removed'])} %" in row
+    # why each range went, with what QC saw there, under the plot (the failed file's too)
+    for _, r in mine.iterrows():
+        assert esc(str(r["detail"])) in html
     first = html.index(
         '<details id="qc-fcs__A1_day007" open><summary>fcs/A1_day007.fcs: <b>fail</b>: '
     )
@@ -581,6 +589,11 @@ def test_an_excluded_channel_no_file_has_is_refused_before_anything_runs(qc_stud
     args = ["gate", str(qc_study / "strategy.yaml"), *files, "-o", str(tmp_path / "plain")]
     res = runner.invoke(app, [*args, "--no-stats", "--qc-exclude", "FL9-H"])
     assert res.exit_code == 2 and "'FL9-H'" in res.output
+    # one file: the message names it (it said "not a channel of the file")
+    one = ["gate", str(qc_study / "strategy.yaml"), files[0], "-o", str(tmp_path / "one")]
+    res = runner.invoke(app, [*one, "--no-stats", "--qc-exclude", "FL9-H"])
+    said = "".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 2 and f"notachannelof{files[0]}".replace(" ", "") in said, said
     # and the API's batch door, which the CLI calls
     from cytokit.engine.gate_files import gate_files
 
@@ -815,6 +828,13 @@ def test_the_pct_removed_reads_alike_in_every_table_and_page(qc_results):
         (100, "100"),
         (12.5, "12.5"),
         (1.2e-5, "0.000012"),
+        # the half as samples.csv writes it rounds up: 635 of 20,000 events is 3.175 there,
+        # 3.17 on the report (the binary fraction just below), which read as a mistake
+        (100 * 635 / 20_000, "3.18"),
+        (100 * 837 / 20_000, "4.19"),
+        (100 * 1351 / 20_000, "6.76"),
+        (-3.175, "-3.18"),
+        (9.995, "10"),
     ],
 )
 def test_pct_text(value, text):

@@ -124,6 +124,11 @@ def test_no_check_is_refused_and_a_low_maximum_lowers_the_unset_warning_level():
         AcquisitionQCSettings(checks=())
     _, problems = parse_acquisition_qc({"checks": []}, "x/study.toml")
     assert problems and problems[0].startswith("x/study.toml: [acquisition_qc] checks = []")
+    # QC turned off need not name a check: the table was refused with "set enabled =
+    # false", which it already said
+    _, problems = parse_acquisition_qc({"enabled": False, "checks": []}, "x/study.toml")
+    assert problems == []
+    assert AcquisitionQCSettings(enabled=False, checks=()).enabled is False
     assert AcquisitionQCSettings(max_removed_pct=1).warn_removed_pct == 1.0
     assert AcquisitionQCSettings(max_removed_pct=0).warn_removed_pct == 0.0
     assert AcquisitionQCSettings(max_removed_pct=50).warn_removed_pct == 2.0

@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 18  # 18: a clock's end ticks, a signal-flagged edge bin, dead detectors
+MEASURE_VERSION = 19  # 19: a clock's step, TIMETICKS, a log Time, the plot's flagged channels
 PARENT_ROW = "__parent__"
 
 

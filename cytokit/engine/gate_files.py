@@ -152,8 +152,10 @@ STORE_NAME = "results.sqlite"
 # 5: acquisition QC counts an event for each reason whatever other checks ran;
 # 6: acquisition QC removes the events beside a gap, and the rate's own runs' events;
 # 7: acquisition QC keeps a clock's end ticks and the good events of an edge bin, names dead
-# detectors and sort keys
-_TASK_VERSION = 7
+# detectors and sort keys; 8: acquisition QC's clock step ignores a time off its grid, TIMETICKS
+# gives seconds, a log-amplified Time is not read as a clock, dead detectors are named
+# whichever checks run
+_TASK_VERSION = 8
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -125,6 +125,8 @@ def make_channels(kw: Keywords, ds: DataSet, *, strict: bool) -> tuple[Channel, 
             name = new
         seen[name] = n
         f1, f2 = _log_params(kw, n, strict)
+        # the time parameter's $PnG is never applied (`scale_plan`): a bad one is a note
+        clock = name.upper() == "TIME" or (kw.get(f"$P{n}TYPE") or "").strip().upper() == "TIME"
         channels.append(
             Channel(
                 index=i,
@@ -134,7 +136,7 @@ def make_channels(kw: Keywords, ds: DataSet, *, strict: bool) -> tuple[Channel, 
                 bits=8 * col.width,
                 log_decades=f1,
                 log_offset=f2,
-                gain=_gain(kw, n, strict),
+                gain=_gain(kw, n, strict and not clock),
             )
         )
     return tuple(channels)

@@ -39,7 +39,15 @@ _LINE, _BAND, _TOP, _LEVEL = "#1f5fa8", "#a9c4e6", "#4a4a4a", "0.45"
 _PANEL = (7.5, 1.05)
 _MAX_CHANNELS = 16
 _SUFFIX = re.compile(r"^(?P<name>.+) mean$")
-_PLAIN = FuncFormatter(lambda v, _pos: f"{v:.3g}")
+
+
+def _tick_text(v: float, _pos=None) -> str:
+    """A tick label as plain digits, 3 significant ones: ``120,000``, ``-100``, ``0.5``."""
+    r = float(f"{v:.3g}")
+    return "0" if r == 0 else (f"{r:,.0f}" if abs(r) >= 1000 else f"{r:g}")
+
+
+_PLAIN = FuncFormatter(_tick_text)
 _NONE = FuncFormatter(lambda _v, _pos: "")
 
 
@@ -57,11 +65,13 @@ class _SpacedAsinhLocator(AsinhLocator):
         c = self.linear_width
         lo, hi = sorted((np.arcsinh(vmin / c), np.arcsinh(vmax / c)))
         gap = self.MIN_GAP * (hi - lo)
-        kept: list[float] = []
-        for t in sorted(ticks, reverse=True):
-            if not kept or np.arcsinh(kept[-1] / c) - np.arcsinh(t / c) >= gap:
-                kept.append(float(t))
         low, high = sorted((vmin, vmax))
+        # 0 where the axis holds it (the level a reader looks for), then from the top
+        kept: list[float] = [0.0] if low <= 0 <= high and np.any(ticks == 0) else []
+        for t in sorted(ticks, reverse=True):
+            u = np.arcsinh(t / c)
+            if all(abs(np.arcsinh(k / c) - u) >= gap for k in kept):
+                kept.append(float(t))
         if sum(low <= t <= high for t in kept) < 2:  # within a decade: three even steps
             u = lo + (hi - lo) * np.array([0.15, 0.5, 0.85])
             return np.array([float(f"{x:.2g}") for x in c * np.sinh(u)])
@@ -85,11 +95,21 @@ def _channels(bins: pd.DataFrame) -> list[str]:
 
 
 def _pick(bins: pd.DataFrame, names: list[str], limit: int) -> list[str]:
-    """At most `limit` channels, keeping those that departed most (file order kept)."""
+    """At most `limit` channels, keeping those that departed most outside the bins removed
+    for the rate (where a clog's events depart in every channel), then anywhere (file
+    order kept)."""
     if len(names) <= limit:
         return names
-    score = {n: float(np.nanmax(np.abs(bins[f"{n} z"].to_numpy(dtype=float)))) for n in names}
-    keep = set(sorted(names, key=lambda n: -(score[n] if math.isfinite(score[n]) else 0))[:limit])
+    calm = np.ones(len(bins), dtype=bool)
+    if "reasons" in bins:
+        calm = ~bins["reasons"].astype(str).str.contains("rate").to_numpy()
+
+    def score(n: str) -> tuple[float, float]:
+        z = np.abs(bins[f"{n} z"].to_numpy(dtype=float))
+        z = np.where(np.isfinite(z), z, 0.0)
+        return float(z[calm].max(initial=0.0)), float(z.max(initial=0.0))
+
+    keep = set(sorted(names, key=lambda n: tuple(-v for v in score(n)))[:limit])
     return [n for n in names if n in keep]
 
 
@@ -141,7 +161,7 @@ def acquisition_figure(
         figure saying so.
     """
     if bins is None or bins.empty or "events" not in bins:
-        text = "no usable time axis: the rate and stability checks did not run"
+        text = "no time bins to plot: the rate and signal checks did not run"
         lines = textwrap.wrap(f"{text}: {plain(why)}" if why else text, 110)
         text = "\n".join(lines)
         height = 0.5 + 0.16 * len(lines)
@@ -173,6 +193,7 @@ def acquisition_figure(
     ax.set_ylabel(f"events/{unit if unit == 's' else 'unit'}", fontsize=8)
     ax.set_ylim(bottom=0)
     _shade(ax, ranges)
+    judged = False
     for i, name in enumerate(names, start=1):
         ax = axes[i, 0]
         mean = bins[f"{name} mean"].to_numpy(float)
@@ -188,6 +209,8 @@ def acquisition_figure(
             ax.plot(xs, yt, color=_TOP, lw=0.6)
             levels.append(float(bins[f"{name} upper level"].iloc[0]))
             shown.append(yt)
+        levels = [v for v in levels if math.isfinite(v)]  # none where no level was judged
+        judged = judged or bool(levels)
         for level in levels:
             ax.axhline(level, color=_LEVEL, lw=0.7, ls=":")
         c = float(bins[f"{name} cofactor"].iloc[0]) if f"{name} cofactor" in bins else 1.0
@@ -203,7 +226,7 @@ def acquisition_figure(
         # and aligned across the panels below; a long name wraps at 16 characters, which
         # the left margin holds beside the ticks
         label = "\n".join(textwrap.wrap(plain(name), 16, break_on_hyphens=False)) or name
-        ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+        ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center", labelpad=9)
         ax.tick_params(labelsize=7)
         _shade(ax, ranges)
     axes[-1, 0].set_xlabel(f"acquisition time ({unit})", fontsize=8)
@@ -220,8 +243,9 @@ def acquisition_figure(
         Line2D([], [], color=_TOP, lw=0.6, label="upper-half mean"),
         Patch(color=_BAND, alpha=0.8, label="mean ± SD"),
         Line2D([], [], color=_LEVEL, lw=0.8, ls="--", label="expected rate"),
-        Line2D([], [], color=_LEVEL, lw=0.7, ls=":", label="stable level"),
     ]
+    if judged:
+        series.append(Line2D([], [], color=_LEVEL, lw=0.7, ls=":", label="stable level"))
     both = series + handles
     axes[0, 0].legend(handles=both, fontsize=7, frameon=False, loc="lower center",
                       bbox_to_anchor=(0.5, 1.0), borderaxespad=0.2,

@@ -20,7 +20,7 @@ import pandas as pd
 
 from cytokit.errors import AcquisitionQCError
 from cytokit.kernels.acquisition import compact_rows
-from cytokit.qc.result import AcquisitionQC, notes_besides
+from cytokit.qc.result import RATE, AcquisitionQC, notes_besides
 from cytokit.qc.scan import acquisition_qc
 from cytokit.qc.settings import AcquisitionQCSettings
 from cytokit.sample import Sample
@@ -34,6 +34,7 @@ __all__ = [
     "coarsen_bins",
     "file_record",
     "plot_bins",
+    "plot_channels",
     "removed_events",
     "screen",
 ]
@@ -145,17 +146,42 @@ def plot_bins(
         return np.zeros((0, 0)), np.array([], dtype=str), ""
     names = list(qc.bins.channels)
     if len(names) > max_channels:
-        score = {
-            n: float(np.nanmax(np.abs(bins[f"{n} z"].to_numpy(float)), initial=0)) for n in names
-        }
-        keep = set(sorted(names, key=lambda n: -score[n])[:max_channels])
+        keep = set(plot_channels(qc)[:max_channels])
         names = [n for n in names if n in keep]
     skip = {f"{n} " for n in qc.bins.channels if n not in names}
     cols = [
         c for c in bins.columns if c != "time_unit" and not any(str(c).startswith(p) for p in skip)
     ]
+    if "signal" not in qc.checks_run:  # no level was judged: none is drawn
+        for n in names:
+            bins[[f"{n} level", f"{n} upper level"]] = np.nan
     frame = coarsen_bins(bins[cols], names, max_bins)
     return frame.to_numpy(dtype=np.float64), np.array(cols, dtype=str), qc.bins.grid.unit
+
+
+def plot_channels(qc: AcquisitionQC) -> list[str]:
+    """The channels of `qc`'s bins in the order a plot keeps them: those the signal check
+    flagged first, the one that departed most first (as a range's detail names them),
+    then the others by their largest departure outside the bins flagged for the rate (a
+    clog's events depart in every channel, which the rate already tells), then by their
+    largest departure anywhere."""
+    b = qc.bins
+    if b is None:
+        return []
+    named = [name.split(" (")[0] for name, _ in b.signal_channels()]
+    z = np.abs(np.asarray(b.z, dtype=float))
+    z = np.where(np.isfinite(z), z, 0.0)
+    calm = (b.bits & RATE) == 0
+
+    def score(j: int) -> tuple[float, float]:
+        outside = float(z[calm, j].max(initial=0.0))
+        return outside, float(z[:, j].max(initial=0.0))
+
+    rest = sorted(
+        (n for n in b.channels if n not in named),
+        key=lambda n: tuple(-v for v in score(b.channels.index(n))),
+    )
+    return list(dict.fromkeys(named)) + rest
 
 
 def coarsen_bins(bins: pd.DataFrame, channels: list[str], max_bins: int) -> pd.DataFrame:

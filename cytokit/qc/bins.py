@@ -96,11 +96,38 @@ class TimeGrid:
         return t * self.seconds if self.seconds is not None else t
 
 
+#: Share of the positive time differences that must be whole multiples of a clock step
+#: (`time_quantum`): a few values off the clock's grid do not set a finer step.
+ON_GRID_SHARE = 0.98
+#: How far from a whole multiple of a step a difference may be, in steps (float32 times
+#: differ from their ticks by a rounding).
+ON_GRID_TOLERANCE = 0.02
+
+
 def time_quantum(times: np.ndarray) -> float:
-    """Smallest positive difference between consecutive values of `times` (0 when none)."""
+    """The clock's step in `times`: the smallest positive difference between consecutive
+    values of which nearly all the others (`ON_GRID_SHARE`) are whole multiples; the
+    smallest difference where none is (a continuous clock); 0 when none is positive.
+
+    One event whose time was read between two ticks (or two runs joined a part of a
+    tick apart) makes differences of a part of a tick: taken for the step, it would make
+    bins of 2 and 3 ticks in turn, a rate that jumps by a third.
+    """
     d = np.diff(np.asarray(times, dtype=np.float64))
     d = d[d > 0]
-    return float(d.min()) if d.size else 0.0
+    if not d.size:
+        return 0.0
+    tried: list[float] = []
+    for q in np.unique(d):
+        if len(tried) == 8:  # a continuous clock: every difference differs
+            break
+        if tried and q < tried[-1] * 1.01:  # the same step, rounded otherwise
+            continue
+        tried.append(float(q))
+        r = d / q
+        if np.mean(np.abs(r - np.round(r)) <= ON_GRID_TOLERANCE) >= ON_GRID_SHARE:
+            return float(q)
+    return float(d.min())
 
 
 def plan_grid(
@@ -199,8 +226,11 @@ def plan_grid(
             q = stated = step
     if q > 0 and t1 > t0 and q != stated:
         # a difference of two float32 times is off by up to an ulp of the times; the
-        # whole span holds a whole number of steps, which pins the step down
-        q = (t1 - t0) / max(1, round((t1 - t0) / q))
+        # whole span holds a whole number of steps, which pins the step down (unless it
+        # holds a part of one too: two runs joined a part of a tick apart)
+        k = (t1 - t0) / q
+        if abs(k - round(k)) <= 0.25:
+            q = (t1 - t0) / max(1, round(k))
     if stated is not None:
         t1 = t0 + round((t1 - t0) / q) * q
     span = t1 - t0 + q

@@ -127,6 +127,9 @@ class BinTable:
         not judged, such as a bright series that leads no drift).
     z : ndarray, shape (B, k)
         Departure from the stable level in noise SDs (bin or window, the larger).
+    channel_flagged : ndarray of bool, shape (B, k), optional
+        The bins where each channel's signal was flagged (the channels a
+        range's detail names); None where the signal check did not run.
     """
 
     grid: TimeGrid
@@ -142,6 +145,32 @@ class BinTable:
     sd: np.ndarray
     level: np.ndarray
     z: np.ndarray
+    channel_flagged: np.ndarray | None = None
+
+    def signal_channels(self, start: int = 0, stop: int | None = None) -> list[tuple[str, float]]:
+        """The channels flagged for their signal in bins ``start .. stop - 1``, the one
+        that departed most first: ``(name, departure)`` with the name's series
+        (``" (upper half)"``, ``" (brightest cells)"``) and the departure on the
+        ``asinh`` scale (the events-weighted mean of the bins against the stable level,
+        the series that departed most). Empty where none was flagged."""
+        if self.channel_flagged is None:
+            return []
+        flagged = self.channel_flagged[start:stop].any(axis=0)
+        items = []
+        for c in np.flatnonzero(flagged):
+            w = self.values[start:stop, c].astype(float)
+            best = None
+            for p, what in ((0, ""), (1, " (upper half)"), (2, " (brightest cells)")):
+                y = self.mean[start:stop, c, p]
+                ok = np.isfinite(y) & (w > 0)
+                if ok.any():
+                    dev = float(np.average(y[ok], weights=w[ok]) - self.level[c, p])
+                    if best is None or abs(dev) > abs(best[0]):
+                        best = (dev, what)
+            if best is not None:
+                items.append((abs(best[0]), f"{self.channels[c]}{best[1]}", best[0]))
+        items.sort(reverse=True)
+        return [(name, dev) for _, name, dev in items]
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ CLOCK_MIN_EVENTS = 1000
 #: Fewest events in which a channel reading one value in every event is called a dead
 #: detector (`AcquisitionPass._flat`): the fewest the rate and signal checks read.
 FLAT_MIN_EVENTS = MIN_BINS * MIN_EVENTS_PER_BIN
+#: Reason bit the row scan marks where the margin check is off (cleared before the result).
+_SCRATCH = 128
 #: A run longer than this (one day) is noted: its time axis ($TIMESTEP) is likely wrong.
 MAX_RUN_SECONDS = 86_400.0
 #: A run shorter than this (1 ms; the rate check needs 320 events or more) is noted too.
@@ -201,10 +203,16 @@ class AcquisitionPass:
         checks = self.settings.checks
         self.tcol = time_column(sample)
         margins = "margins" in checks
-        self._cols = np.asarray(self.plan.columns if margins else (), dtype=np.int64)
-        self._top = np.asarray(self.plan.top if margins else (), dtype=np.float64)
-        self._floor = np.asarray(self.plan.floor if margins else (), dtype=np.float64)
+        # the rows are read for each channel's range whatever the checks (a dead detector
+        # is told without the margin check too); without it no limit is set, and what
+        # the scan marks (values that are not finite) goes to a scratch bit, cleared
+        self._cols = np.asarray(self.plan.columns, dtype=np.int64)
         k = self._cols.shape[0]
+        self._bit = MARGIN if margins else _SCRATCH
+        self._top = np.asarray(self.plan.top if margins else np.full(k, np.inf), dtype=np.float64)
+        self._floor = np.asarray(
+            self.plan.floor if margins else np.full(k, -np.inf), dtype=np.float64
+        )
         self.reasons = np.zeros(sample.n_events, dtype=np.uint8)
         self._n_top = np.zeros(k, dtype=np.int64)
         self._n_floor = np.zeros(k, dtype=np.int64)
@@ -236,7 +244,7 @@ class AcquisitionPass:
             self._top,
             self._floor,
             self.reasons[start:stop],
-            bit=MARGIN,
+            bit=self._bit,
             time_column=tcol,
             prev_time=prev,
         )
@@ -313,7 +321,6 @@ class AcquisitionPass:
             },
             excluded=p.excluded + tuple(f"{n} (moves one way with the events)" for n in names),
         )
-        # margin counts exist only when the margin check runs (else the arrays are empty)
         counted = self._n_top.shape[0] > 0
         marked = counted and bool(
             self._n_top[drop].any() or self._n_floor[drop].any() or self._n_bad[drop].any()
@@ -331,7 +338,7 @@ class AcquisitionPass:
         )
         for a in kept:
             arr = getattr(self, a)
-            if arr.shape[0]:  # empty when the margin check is off
+            if arr.shape[0]:  # empty when no channel is checked
                 setattr(self, a, arr[keep])
         if marked:
             self._mark_margins_again()
@@ -384,6 +391,15 @@ class AcquisitionPass:
         out = []
         for j, name in enumerate(self.plan.names):
             lo, hi = float(self._min[j]), float(self._max[j])
+            if self._bit == _SCRATCH and self._n_bad[j] == self.sample.n_events:
+                # the margin check, off, would remove every event for it
+                out.append(
+                    f"{name} holds no finite value in any event (a detector that measured "
+                    "nothing, or values lost in writing the file), so it could not be "
+                    "checked; if the panel does not use it, leave it out of QC (cytokit "
+                    f"gate: --qc-exclude {name}; a study: [acquisition_qc] exclude_channels)"
+                )
+                continue
             marked = self._n_top[j] or self._n_floor[j]
             if lo == hi and math.isfinite(lo) and not marked:
                 out.append(
@@ -397,11 +413,11 @@ class AcquisitionPass:
     def _mark_margins_again(self) -> None:
         """Clear every margin mark and make them again over all rows with the channels and
         limits as they are now (a second read of the rows: only when they changed)."""
-        self.reasons &= np.uint8(~MARGIN & 0xFF)
+        self.reasons &= np.uint8(~self._bit & 0xFF)
         if not self._cols.shape[0]:
             return
         res = margin_scan(
-            self.sample.events, self._cols, self._top, self._floor, self.reasons, bit=MARGIN
+            self.sample.events, self._cols, self._top, self._floor, self.reasons, bit=self._bit
         )
         self._n_top, self._n_floor, self._n_bad = res["top"], res["floor"], res["not_finite"]
         self._max, self._min, self._at_min = res["max"], res["min"], res["at_min"]
@@ -425,6 +441,17 @@ class AcquisitionPass:
         s = self.sample
         if self.tcol is None:
             return "the file has no Time channel ($PnN 'Time' or $PnTYPE 'Time')"
+        clock = s.channels[self.tcol]
+        if s.scaled and clock.is_log:
+            # decoded as 10 ** (f1 · x / $PnR): a clock's ticks read on a curve, not times
+            n = self.tcol + 1
+            return (
+                f"the Time channel declares log amplification ($P{n}E = "
+                f"{clock.log_decades:g},{clock.log_offset:g}), which a clock cannot have, and "
+                "its values were decoded as a log scale, so they are not the events' times "
+                f"(the file's $P{n}E should be 0,0; with the API, read it with scale=False "
+                "to check its stored ticks)"
+            )
         if self._decreases:
             i = self._first_decrease
             ev = s.events
@@ -488,6 +515,7 @@ class AcquisitionPass:
         ahead[a] = t[i[a] - 2] <= t[i[a]]
         b = i + 1 < n
         behind[b] = t[i[b] + 1] >= t[i[b] - 1]
+        behind[~b] = True  # the last event: no later one to start again from
         return bool(np.all(ahead | behind))
 
     def _stored_spacing(self, step: float | None) -> float:
@@ -566,12 +594,14 @@ class AcquisitionPass:
         notes += self._drop_clocks()
         checks, unread = self._with_channels(st.checks)
         notes += unread
-        flat: list[str] = []
+        if self._bit == _SCRATCH:  # read for the channels' ranges only: nothing is marked
+            self.reasons &= np.uint8(~_SCRATCH & 0xFF)
+        # a detector that measured nothing, whichever checks run (none could judge it)
+        flat = self._flat() if checks else []
         if "margins" in checks:
             run.append("margins")
             notes += self._no_tops()
             notes += self._drop_unbounded_tops()
-            flat = self._flat()
             floor, floor_rule = self._pile_floors()
             p = self.plan  # every planned channel is checked for margins
             margins = MarginTable(
@@ -773,8 +803,9 @@ class AcquisitionPass:
             sd,
             stab.level,
             stab.z,
+            chan_flags if "signal" in timed and cols else None,
         )
-        return table, self._ranges(table, chan_flags, runs)
+        return table, self._ranges(table, runs)
 
     def _keep_composition(self, stab, bounds, rate_flagged, cof):
         """The stability check without the stretches a change in the mix of cells flagged.
@@ -1003,7 +1034,7 @@ class AcquisitionPass:
             tau = float((t[k - 1] + t[k]) / 2)
         return i0 + k, tau
 
-    def _ranges(self, b: BinTable, chan_flags, runs) -> tuple[FlaggedRange, ...]:
+    def _ranges(self, b: BinTable, runs) -> tuple[FlaggedRange, ...]:
         out = []
         for a, e, first, stop, t0, t1, guard, gaps in runs:
             union = int(np.bitwise_or.reduce(b.bits[a:e]))
@@ -1020,7 +1051,7 @@ class AcquisitionPass:
                     + ("s" if len(gaps) > 1 else "")
                 )
             if union & SIGNAL:
-                parts.append(self._signal_detail(b, chan_flags, a, e))
+                parts.append(self._signal_detail(b, a, e))
             out.append(
                 FlaggedRange(
                     float(b.grid.to_seconds(t0)),
@@ -1058,23 +1089,9 @@ class AcquisitionPass:
         return text
 
     @staticmethod
-    def _signal_detail(b: BinTable, chan_flags, j: int, k: int) -> str:
-        flagged = chan_flags[j:k].any(axis=0)
-        items = []
-        for c in np.flatnonzero(flagged):
-            w = b.values[j:k, c].astype(float)
-            best = None
-            for p, what in ((0, ""), (1, " (upper half)"), (2, " (brightest cells)")):
-                y = b.mean[j:k, c, p]
-                ok = np.isfinite(y) & (w > 0)
-                if ok.any():
-                    dev = float(np.average(y[ok], weights=w[ok]) - b.level[c, p])
-                    if best is None or abs(dev) > abs(best[0]):
-                        best = (dev, what)
-            if best is not None:
-                items.append((abs(best[0]), f"{b.channels[c]}{best[1]}", best[0]))
-        items.sort(reverse=True)
-        text = ", ".join(f"{name} {math.expm1(dev):+.0%}" for _, name, dev in items[:4])
+    def _signal_detail(b: BinTable, j: int, k: int) -> str:
+        items = b.signal_channels(j, k)
+        text = ", ".join(f"{name} {math.expm1(dev):+.0%}" for name, dev in items[:4])
         more = f" and {len(items) - 4} more" if len(items) > 4 else ""
         return f"signal vs the stable level: {text}{more}" if text else ""
 

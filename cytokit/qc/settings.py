@@ -205,7 +205,7 @@ def _problems(s, at: str, toml: bool = True) -> list[str]:
         out.append(f"{at}checks = {show(checks)} must be a list such as {show(list(CHECKS))}")
     else:
         bad = [c for c in checks if c not in CHECKS]
-        if not checks:
+        if not checks and s.enabled is not False:  # QC turned off need not name a check
             out.append(
                 f"{at}checks = [] names no check, and a QC that checks nothing would pass "
                 f"every file; name at least one of {names(CHECKS)}, or set "
@@ -285,7 +285,7 @@ def parse_acquisition_qc(
     return AcquisitionQCSettings(**raw), []
 
 
-def unknown_exclusions(names, channels, source: str, n_files: int) -> list[str]:
+def unknown_exclusions(names, channels, source: str, n_files: int, file: str = "") -> list[str]:
     """The excluded channel names that no file has, each a sentence that says the fix.
 
     A study (or a batch) lists the channels of all its files, so a name one
@@ -304,6 +304,8 @@ def unknown_exclusions(names, channels, source: str, n_files: int) -> list[str]:
         starts with the name (a command-line option's usage error names the option).
     n_files : int
         How many files `channels` came from; no files, no problems.
+    file : str
+        The one file's path, named in the message when `n_files` is 1.
     """
     pairs = set(channels)
     if not n_files or not pairs:
@@ -321,7 +323,7 @@ def unknown_exclusions(names, channels, source: str, n_files: int) -> list[str]:
             hint = f"{name!r} is the marker of {', '.join(marked)}; name the channel ($PnN)"
         else:
             hint = f"the channels are {', '.join(sorted(known))}"
-        files = "the file" if n_files == 1 else f"any of the {n_files} files"
+        files = (file or "the file") if n_files == 1 else f"any of the {n_files} files"
         said = f"{source} names {name!r}" if source else repr(name)
         out.append(f"{said}, which is not a channel of {files}; {hint}")
     return out

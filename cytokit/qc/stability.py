@@ -464,32 +464,35 @@ def bright_moments(
         kept_in_bin = np.zeros(b, dtype=np.int64)
         kept_in_bin[have] = np.add.reduceat(kept.astype(np.int64), first)
         kept |= (kept_in_bin == 0)[g]
-    for j in range(k):
-        v = block[j].astype(np.float64)
-        use = np.isfinite(v) & (v < tops[j])
-        if kept is not None:
-            use &= kept
-        x = np.where(use, np.maximum(v, 0.0), 0.0)
-        x2 = x * x
-        c, s1, s2, spread = (np.zeros(b) for _ in range(4))
-        c[have] = np.add.reduceat(use.astype(np.float64), first)
-        s1[have] = np.add.reduceat(x, first)
-        s2[have] = np.add.reduceat(x2, first)
-        good = s1 > 0
-        # a level resting on a few cells (a marker positive on 1-3 cells a bin: CD107a,
-        # IFN-g, a KIR) jumps with their number from bin to bin; where that is common in
-        # the bins of the usual flow (a slow clog's bins hold few values of any kind), the
-        # channel has no steady bright level, and none of its bins is judged
-        few = s1 * s1 < BRIGHT_VALUES * s2
-        usual = have & (c >= 0.5 * np.median(c[have]))
-        rare = np.count_nonzero(few & usual) > BRIGHT_FEW * np.count_nonzero(usual)
-        cm = np.where(good, s2 / np.where(good, s1, 1.0), np.nan)
-        spread[have] = np.add.reduceat(x2 * (x - cm[g]) ** 2, first)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sd_c = np.sqrt(spread / c) / (s1 / c)
-            count[:, j] = 0 if rare else c.astype(np.int64)
-            mean[:, j] = np.where(good, np.arcsinh(cm / cofactors[j]), np.nan)
-            sd[:, j] = np.where(good, sd_c / np.hypot(cm, cofactors[j]), np.nan)
+    # values near 1e300 (a D file of absurd values) overflow when squared: that channel's
+    # level is then NaN, not judged, and no numpy warning reaches the user
+    with np.errstate(over="ignore", invalid="ignore"):
+        for j in range(k):
+            v = block[j].astype(np.float64)
+            use = np.isfinite(v) & (v < tops[j])
+            if kept is not None:
+                use &= kept
+            x = np.where(use, np.maximum(v, 0.0), 0.0)
+            x2 = x * x
+            c, s1, s2, spread = (np.zeros(b) for _ in range(4))
+            c[have] = np.add.reduceat(use.astype(np.float64), first)
+            s1[have] = np.add.reduceat(x, first)
+            s2[have] = np.add.reduceat(x2, first)
+            good = s1 > 0
+            # a level resting on a few cells (a marker positive on 1-3 cells a bin: CD107a,
+            # IFN-g, a KIR) jumps with their number from bin to bin; where that is common in
+            # the bins of the usual flow (a slow clog's bins hold few values of any kind), the
+            # channel has no steady bright level, and none of its bins is judged
+            few = s1 * s1 < BRIGHT_VALUES * s2
+            usual = have & (c >= 0.5 * np.median(c[have]))
+            rare = np.count_nonzero(few & usual) > BRIGHT_FEW * np.count_nonzero(usual)
+            cm = np.where(good, s2 / np.where(good, s1, 1.0), np.nan)
+            spread[have] = np.add.reduceat(x2 * (x - cm[g]) ** 2, first)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sd_c = np.sqrt(spread / c) / (s1 / c)
+                count[:, j] = 0 if rare else c.astype(np.int64)
+                mean[:, j] = np.where(good, np.arcsinh(cm / cofactors[j]), np.nan)
+                sd[:, j] = np.where(good, sd_c / np.hypot(cm, cofactors[j]), np.nan)
     return count, mean, sd
 
 

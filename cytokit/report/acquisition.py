@@ -50,11 +50,11 @@ def drawn_figures(plots: ReportPlots) -> Iterator[None]:
 def _drawn_here(results: Results, file: str, title: str):
     from cytokit.plots._figure import figure_bytes
     from cytokit.plots.acquisition import acquisition_figure
-    from cytokit.report.figures import _qc_reason
+    from cytokit.report.figures import _no_bins_why
 
     bins = results.acquisition_bins(file)
     mine = results.acquisition_ranges(file)
-    why = _qc_reason(results, file) if bins.empty else ""
+    why = _no_bins_why(results, file) if bins.empty else ""
     return figure_bytes(acquisition_figure(bins, mine, title=title, why=why), "png")
 
 
@@ -102,8 +102,10 @@ def _summary_table(files: list[tuple[str, str]], summaries: dict[str, dict]) -> 
         pct = r.get("qc_pct_removed")
         by = [fmt(r.get(f"qc_removed_{k}"), integer=True) for k in ("rate", "signal", "margin")]
         pct_cell = f"{pct_text(pct)} %" if is_number(pct) else "–"
-        if verdict == "fail" and r.get("events_before_qc") is None:  # no figures kept
-            kept, pct_cell = "–", "see below"
+        if verdict == "fail":  # a failed file goes on to no count: nothing is kept
+            kept = "none (failed)"
+            if r.get("events_before_qc") is None:  # no figures kept
+                kept, pct_cell = "–", "see below"
         rows.append([link, verdict, kept, *by, pct_cell])
     return table(
         ["file", "verdict", "events kept", "rate", "signal", "margin", "removed"],
@@ -153,15 +155,43 @@ def acquisition_section(results: Results) -> str:
             except (CytokitError, OSError, KeyError) as exc:
                 parts.append(f'<p id="{anchor}">{head}; no plot: {esc(exc)}</p>')
                 continue
-        caption = _caption(results, file, summaries[file].get("qc_removed_margin"))
+        caption = _caption(results, file, summaries[file])
         state = "" if verdict == "pass" else " open"
-        body = advice + figure(png, caption)
+        body = advice + figure(png, caption) + _ranges_table(results, file)
         parts.append(f'<details id="{anchor}"{state}><summary>{head}</summary>{body}</details>')
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _caption(results: Results, file: str, margin: int | None) -> str:
+def _ranges_table(results: Results, file: str) -> str:
+    """The time ranges QC removed in `file` and why (``acquisition_qc.csv``'s rows, or a
+    failed file's own from its ``qc/<sample>.npz``); ``""`` where it removed none."""
+    try:
+        ranges = results.acquisition_ranges(file)
+    except (CytokitError, OSError, KeyError):
+        return ""
+    if ranges.empty:
+        return ""
+    rows = []
+    for _, r in ranges.iterrows():
+        unit = str(r.get("time_unit") or "")
+        span = f"{float(r['start']):.10g}–{float(r['end']):.10g}"  # as the CSV has them
+        rows.append([f"{span} {unit}".strip(), fmt(r.get("events"), integer=True),
+                     str(r["reasons"]), str(r.get("detail") or "")])  # fmt: skip
+    return table(
+        ["time", "events", "removed for", "what QC saw"],
+        rows,
+        caption=(
+            f"The time ranges QC found in {file}, which failed QC as a whole and is not in "
+            "acquisition_qc.csv (Results.acquisition_ranges gives them)"
+            if file in results.qc_failed_files()
+            else f"The time ranges removed from {file}, as acquisition_qc.csv lists them"
+        ),
+        numeric=[False, True, False, False],
+    )
+
+
+def _caption(results: Results, file: str, summary: dict) -> str:
     """What the figure of `file` shows, and what it cannot: margin events are single
     events, not time ranges; only the channels that departed most are kept with the
     results (`cytokit.qc.apply.plot_bins`)."""
@@ -174,11 +204,19 @@ def _caption(results: Results, file: str, margin: int | None) -> str:
     text = f"Event rate and signal of {file} over the acquisition; removed ranges shaded"
     if bins is not None:
         shown = sum(str(c).endswith(" mean") for c in bins.columns)
-        text += (
-            f"; the {shown} channel{'s' if shown != 1 else ''} whose signal departed most "
-            f"from its stable level (at most {PLOT_CHANNELS} are kept)"
-        )
-    if margin:
+        some = f"the {shown} channel{'s' if shown != 1 else ''}"
+        if not is_number(summary.get("qc_removed_signal")):
+            text += f"; {some}' signal per bin, not judged (the signal check did not run)"
+        else:
+            text += (
+                f"; {some} the signal check flagged (named in the ranges below), then those "
+                "whose signal departed most from its stable level"
+            )
+            if shown == PLOT_CHANNELS:
+                text += f" (at most {PLOT_CHANNELS})"
+        text += "; channel values on an asinh scale, the line a bin's mean, the band ± 1 SD"
+    margin = summary.get("qc_removed_margin")
+    if is_number(margin) and margin:
         text += (
             f"; {fmt(margin, integer=True)} margin events removed, each on its own (at the "
             "top or the floor of a channel), so not shaded"

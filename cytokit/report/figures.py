@@ -826,6 +826,15 @@ def _qc_reason(results: Results, file: str) -> str:
     return ""
 
 
+def _no_bins_why(results: Results, file: str) -> str:
+    """Why `file` has no time bins: the verdict's reason where a time check asked for did
+    not run (it says why), else the settings left the rate and signal checks out."""
+    reason = _qc_reason(results, file)
+    if "did not run" in reason or "no check ran" in reason:
+        return reason
+    return "the study's [acquisition_qc] checks leave them out"
+
+
 def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> None:
     """Per file that went through acquisition QC: its event rate and signals over time
     (`cytokit.plots.acquisition_figure`), drawn from ``qc/<sample>.npz`` like a QC plot,
@@ -857,7 +866,7 @@ def _acquisition_jobs(results: Results, folder: Path, got: ReportPlots, job) -> 
             "acquisition_figure",
             (_QCPoints(path, _file_digest(path), acquisition=True), mine),
             # a file without time bins: its plot says why on its own
-            {"title": f"{file}: {verdict}", "why": "" if binned else _qc_reason(results, file)},
+            {"title": f"{file}: {verdict}", "why": "" if binned else _no_bins_why(results, file)},
             folder / "acquisition" / file_stem(sample_id(file)),
             ("png",),
             functools.partial(got.acquisition.__setitem__, file),

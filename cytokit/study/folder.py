@@ -643,8 +643,13 @@ def _transforms(settings: StudySettings, markers) -> tuple:
 
 
 def _moving(qc):
-    """Acquisition QC's settings less its warning level, which moves no event."""
-    return None if qc is None else replace(qc, warn_removed_pct=0.0)
+    """Acquisition QC's settings less what moves no event: its warning level, and the
+    order and repeats of the channels it leaves out."""
+    if qc is None:
+        return None
+    return replace(
+        qc, warn_removed_pct=0.0, exclude_channels=tuple(sorted(set(qc.exclude_channels)))
+    )
 
 
 def _matrix_digest(spillover) -> str:
