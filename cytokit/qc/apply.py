@@ -14,6 +14,7 @@ samples-table columns and the flagged ranges).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -161,14 +162,22 @@ def plot_bins(
 
 def plot_channels(qc: AcquisitionQC) -> list[str]:
     """The channels of `qc`'s bins in the order a plot keeps them: those the signal check
-    flagged first, the one that departed most first (as a range's detail names them),
-    then the others by their largest departure outside the bins flagged for the rate (a
+    flagged first, as the ranges' details name them (the one that departed most first),
+    taking each range's in turn, so that a clog's and a drift's both show; then the others by their largest departure outside the bins flagged for the rate (a
     clog's events depart in every channel, which the rate already tells), then by their
     largest departure anywhere."""
     b = qc.bins
     if b is None:
         return []
-    named = [name.split(" (")[0] for name, _ in b.signal_channels()]
+    # each range's channels in the order its detail names them, taken in turn across the
+    # ranges (a clog's and a drift's each keep their first), then any flagged elsewhere
+    lists = []
+    for r in qc.ranges:
+        j = int(np.searchsorted(b.bounds, r.first_event, side="right")) - 1
+        k = int(np.searchsorted(b.bounds, max(r.stop_event - 1, r.first_event), side="right"))
+        lists.append([name.split(" (")[0] for name, _ in b.signal_channels(max(j, 0), k)])
+    named = [n for row in itertools.zip_longest(*lists) for n in row if n is not None]
+    named += [name.split(" (")[0] for name, _ in b.signal_channels()]
     z = np.abs(np.asarray(b.z, dtype=float))
     z = np.where(np.isfinite(z), z, 0.0)
     calm = (b.bits & RATE) == 0
