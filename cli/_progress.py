@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -9,6 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a batch scheduler's or a container's stop): the run
+    stops as on Ctrl-C (the pool shut down, the stopped run logged, the resume hint),
+    with exit code 143 (128 + SIGTERM)."""
+
+    exit_code = 128 + signal.SIGTERM
+
 
 #: A SIGTERM the command line's handler saw (`cytokit.cli.app`): its exception can be
 #: lost, raised where Python ignores exceptions (a callback of the kernel compiler), so
@@ -21,9 +31,14 @@ def signalled(value: bool = True) -> None:
     _SIGNALLED["term"] = value
 
 
+def was_signalled() -> bool:
+    """Whether a SIGTERM came during this command (`signalled`)."""
+    return bool(_SIGNALLED["term"])
+
+
 def _stop_if_signalled() -> None:
     if _SIGNALLED["term"]:
-        raise KeyboardInterrupt
+        raise Terminated
 
 
 def _quiet_pool_race(previous):

@@ -29,6 +29,7 @@ def recorded(
     code the body set on it (``recorder.exit_code``, default 0); when the body raises, only
     if it got as far as its inputs and wrote into the folder, with exit code 130
     (interrupted) or 1, and the exception goes on."""
+    from cytokit.cli._progress import Terminated, was_signalled
     from cytokit.engine.runlog import RunRecorder, check_appendable
 
     argv = list(ARGV)
@@ -43,7 +44,10 @@ def recorded(
             _log_stopped(recorder, code if isinstance(code, int) else 1)
         raise
     with _signals_held():  # the run is done: its line is written whole, whatever arrives
-        recorder.finish()
+        if was_signalled():  # a SIGTERM whose exception was lost: the command exits 143
+            recorder.finish(exit_code=Terminated.exit_code)
+        else:
+            recorder.finish()
 
 
 @contextmanager

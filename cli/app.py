@@ -17,7 +17,7 @@ import threading
 import typer
 
 from cytokit.cli._help import HelpGroup
-from cytokit.cli._progress import signalled
+from cytokit.cli._progress import Terminated, signalled
 from cytokit.cli._runlog import set_argv
 from cytokit.cli._text import printable
 from cytokit.errors import DISK_FIXES, CytokitError
@@ -40,14 +40,6 @@ app = typer.Typer(
 )
 
 _state = {"debug": False, "terminated": False}
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, `timeout`, a batch scheduler's or a container's stop): the run
-    stops as on Ctrl-C (the pool shut down, the stopped run logged, the resume hint),
-    with exit code 143 (128 + SIGTERM)."""
-
-    exit_code = 128 + signal.SIGTERM
 
 
 def _terminate(signum, frame) -> None:

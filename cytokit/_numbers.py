@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 import numpy as np
 
@@ -51,11 +51,23 @@ def pct_text(v: float, digits: int = 3) -> str:
     digits, no trailing zeros, never in exponent form (``0.035``, ``3.21``, ``100``, ``0``;
     ``1.2e-05`` reads ``0.000012``). Rounded half away from zero on the value as the
     tables write it (its shortest decimal form): 635 of 20,000 events, 3.175 in
-    samples.csv, reads ``3.18``, not the ``3.17`` of the binary fraction just below."""
+    samples.csv, reads ``3.18``, not the ``3.17`` of the binary fraction just below. A
+    share of at most 100 that is not whole never reads as a whole number (a limit's
+    look): 9.995 reads ``9.995``, 99.96 ``99.96``."""
     v = float(v)
     if v == 0 or not math.isfinite(v):
         return "0" if v == 0 else str(v)
     exact = Decimal(repr(v))
     decimals = max(0, digits - 1 - exact.adjusted())
-    text = f"{exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP):f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    rounded = exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP, context=_WIDE)
+    text = f"{rounded:f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    if "." not in text and rounded != exact and abs(v) <= 100 and digits < 8:
+        # a share that is not whole never reads as one (9.995 as 10, 99.96 as 100): a
+        # whole number is what a limit such as "10 % allowed" is, and what it is not
+        return pct_text(v, digits + 1)
+    return text
+
+
+#: Enough digits for any float's decimal form (`pct_text` of 1e29 needs 30).
+_WIDE = Context(prec=400)

@@ -344,6 +344,7 @@ def test_a_sigterm_whose_exception_is_lost_still_stops_the_run(
     assert code == 143, err
     assert err.rstrip().endswith("cytokit: terminated (SIGTERM)")
     assert not (out / "report.html").exists()  # stopped, not run to its end
+    assert [r["exit_code"] for r in read_runlog(out)] == [143]  # as the process exits
     monkeypatch.setattr(runner, "run_batch", real)
     assert run(["analyze", str(study), "--out", str(out), "--workers", "1"]) == 0
 

@@ -126,3 +126,16 @@ def test_channel_names_stay_clear_of_the_tick_labels_and_inside_the_figure():
                 checked += 1
     assert checked >= 6
     assert "Comp-BV421-A\nCD56 bright" in [ax.get_ylabel() for ax in fig.get_axes()]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(120_000, "120,000"), (74_486.9, "74,500"), (-100, "-100"), (100, "100"), (10, "10"),
+     (0, "0"), (3.2, "3.2"), (0.5, "0.5"), (1e-5, "0.00001"), (-0.05, "-0.05")],
+)  # fmt: skip
+def test_tick_labels_are_plain_digits(value, text):
+    """Ticks read 1.2e+05 and 1e-05 (matplotlib's %g); a first plain-digit version cut
+    -100 to -1 (its trailing zeros stripped)."""
+    from cytokit.plots.acquisition import _tick_text
+
+    assert _tick_text(value) == text

@@ -834,7 +834,11 @@ def test_the_pct_removed_reads_alike_in_every_table_and_page(qc_results):
         (100 * 837 / 20_000, "4.19"),
         (100 * 1351 / 20_000, "6.76"),
         (-3.175, "-3.18"),
-        (9.995, "10"),
+        # not whole, so never read as a whole number (the look of a limit: "10 % allowed")
+        (9.995, "9.995"),
+        (99.96, "99.96"),
+        (19.99999, "19.99999"),
+        (1e29, "100000000000000000000000000000"),
     ],
 )
 def test_pct_text(value, text):

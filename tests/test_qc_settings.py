@@ -128,7 +128,15 @@ def test_no_check_is_refused_and_a_low_maximum_lowers_the_unset_warning_level():
     # false", which it already said
     _, problems = parse_acquisition_qc({"enabled": False, "checks": []}, "x/study.toml")
     assert problems == []
-    assert AcquisitionQCSettings(enabled=False, checks=()).enabled is False
+    off = AcquisitionQCSettings(enabled=False, checks=())
+    assert off.enabled is False
+    # turned on from the command line (`cytokit gate --study --acquisition-qc` or a
+    # `--qc-*` option), such a table runs every check, not a refusal naming the API class
+    from cytokit.engine.gate_files import gate_qc_settings
+
+    for kw in ({"enabled": True}, {"sensitivity": "high"}, {"exclude_channels": ["FSC-A"]}):
+        on = gate_qc_settings(off, **kw)
+        assert on.enabled and on.checks == AcquisitionQCSettings().checks
     assert AcquisitionQCSettings(max_removed_pct=1).warn_removed_pct == 1.0
     assert AcquisitionQCSettings(max_removed_pct=0).warn_removed_pct == 0.0
     assert AcquisitionQCSettings(max_removed_pct=50).warn_removed_pct == 2.0

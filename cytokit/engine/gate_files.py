@@ -665,6 +665,8 @@ def gate_qc_settings(
         return None
     base = study_qc if study_qc is not None else AcquisitionQCSettings()
     changes: dict = {"enabled": True}
+    if not base.checks:  # a study's table that turned QC off need name no check: all run
+        changes["checks"] = AcquisitionQCSettings().checks
     if sensitivity is not None:
         changes["sensitivity"] = sensitivity
     if max_removed_pct is not None:

@@ -44,7 +44,13 @@ _SUFFIX = re.compile(r"^(?P<name>.+) mean$")
 def _tick_text(v: float, _pos=None) -> str:
     """A tick label as plain digits, 3 significant ones: ``120,000``, ``-100``, ``0.5``."""
     r = float(f"{v:.3g}")
-    return "0" if r == 0 else (f"{r:,.0f}" if abs(r) >= 1000 else f"{r:g}")
+    if r == 0:
+        return "0"
+    if abs(r) >= 1000:
+        return f"{r:,.0f}"
+    decimals = max(0, 2 - math.floor(math.log10(abs(r))))
+    text = f"{r:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 _PLAIN = FuncFormatter(_tick_text)

@@ -173,11 +173,13 @@ def plot_channels(qc: AcquisitionQC) -> list[str]:
     # ranges (a clog's and a drift's each keep their first), then any flagged elsewhere
     lists = []
     for r in qc.ranges:
-        j = int(np.searchsorted(b.bounds, r.first_event, side="right")) - 1
-        k = int(np.searchsorted(b.bounds, max(r.stop_event - 1, r.first_event), side="right"))
-        lists.append([name.split(" (")[0] for name, _ in b.signal_channels(max(j, 0), k)])
+        j, k = r.bins
+        if j < 0:  # not known: the bins that hold its events
+            j = max(0, int(np.searchsorted(b.bounds, r.first_event, side="right")) - 1)
+            k = int(np.searchsorted(b.bounds, max(r.stop_event - 1, r.first_event), side="right"))
+        lists.append([c for c, _, _ in b.signal_channels(j, k)])
     named = [n for row in itertools.zip_longest(*lists) for n in row if n is not None]
-    named += [name.split(" (")[0] for name, _ in b.signal_channels()]
+    named += [c for c, _, _ in b.signal_channels()]
     z = np.abs(np.asarray(b.z, dtype=float))
     z = np.where(np.isfinite(z), z, 0.0)
     calm = (b.bits & RATE) == 0

@@ -97,21 +97,40 @@ class TimeGrid:
 
 
 #: Share of the positive time differences that must be whole multiples of a clock step
-#: (`time_quantum`): a few values off the clock's grid do not set a finer step.
-ON_GRID_SHARE = 0.98
+#: (`time_quantum`), or all but `OFF_GRID_ALLOWED` of them where there are ten times as
+#: many: a few values off the grid (a misread, two runs joined a part of a tick apart:
+#: two differences each) do not set a finer step, however few ticks the run holds.
+ON_GRID_SHARE = 0.95
+OFF_GRID_ALLOWED = 8
 #: How far from a whole multiple of a step a difference may be, in steps (float32 times
 #: differ from their ticks by a rounding).
 ON_GRID_TOLERANCE = 0.02
+#: Candidate steps `time_quantum` tries (the smallest differences, 1 % apart or more)
+#: and the multiples of a step that passes it tries after it.
+_CANDIDATES, _MULTIPLES = 32, 10
+
+
+def _on_grid(d: np.ndarray, q: float) -> bool:
+    """Whether nearly all the differences `d` are whole multiples of `q`."""
+    r = d / q
+    off = int(np.count_nonzero(np.abs(r - np.round(r)) > ON_GRID_TOLERANCE))
+    # a few off the grid by count only where there are enough to tell (8 of 10 is no grid)
+    few = OFF_GRID_ALLOWED if d.size >= 10 * OFF_GRID_ALLOWED else 0
+    return off <= max(few, (1.0 - ON_GRID_SHARE) * d.size)
 
 
 def time_quantum(times: np.ndarray) -> float:
     """The clock's step in `times`: the smallest positive difference between consecutive
-    values of which nearly all the others (`ON_GRID_SHARE`) are whole multiples; the
-    smallest difference where none is (a continuous clock); 0 when none is positive.
+    values of which nearly all the others are whole multiples (`ON_GRID_SHARE`,
+    `OFF_GRID_ALLOWED`), or the largest multiple of it (up to `_MULTIPLES`) of which they
+    still are; the smallest difference where none is (a continuous clock); 0 when none
+    is positive.
 
     One event whose time was read between two ticks (or two runs joined a part of a
     tick apart) makes differences of a part of a tick: taken for the step, it would make
-    bins of 2 and 3 ticks in turn, a rate that jumps by a third.
+    bins of 2 and 3 ticks in turn, a rate that jumps by a third. A time a third of a tick
+    off makes a step every difference is a multiple of, a third of the tick: its
+    multiple, the tick, is the step the others keep to.
     """
     d = np.diff(np.asarray(times, dtype=np.float64))
     d = d[d > 0]
@@ -119,14 +138,17 @@ def time_quantum(times: np.ndarray) -> float:
         return 0.0
     tried: list[float] = []
     for q in np.unique(d):
-        if len(tried) == 8:  # a continuous clock: every difference differs
+        if len(tried) == _CANDIDATES:  # a continuous clock: every difference differs
             break
         if tried and q < tried[-1] * 1.01:  # the same step, rounded otherwise
             continue
         tried.append(float(q))
-        r = d / q
-        if np.mean(np.abs(r - np.round(r)) <= ON_GRID_TOLERANCE) >= ON_GRID_SHARE:
-            return float(q)
+        if _on_grid(d, q):
+            best = float(q)
+            for m in range(2, _MULTIPLES + 1):
+                if _on_grid(d, m * q):
+                    best = float(m * q)
+            return best
     return float(d.min())
 
 

@@ -147,12 +147,14 @@ class BinTable:
     z: np.ndarray
     channel_flagged: np.ndarray | None = None
 
-    def signal_channels(self, start: int = 0, stop: int | None = None) -> list[tuple[str, float]]:
+    def signal_channels(
+        self, start: int = 0, stop: int | None = None
+    ) -> list[tuple[str, str, float]]:
         """The channels flagged for their signal in bins ``start .. stop - 1``, the one
-        that departed most first: ``(name, departure)`` with the name's series
-        (``" (upper half)"``, ``" (brightest cells)"``) and the departure on the
-        ``asinh`` scale (the events-weighted mean of the bins against the stable level,
-        the series that departed most). Empty where none was flagged."""
+        that departed most first: ``(channel, series, departure)``, the series ``""``,
+        ``" (upper half)"`` or ``" (brightest cells)"`` (the one that departed most), the
+        departure on the ``asinh`` scale (the events-weighted mean of the bins against the
+        stable level). Empty where none was flagged."""
         if self.channel_flagged is None:
             return []
         flagged = self.channel_flagged[start:stop].any(axis=0)
@@ -168,9 +170,9 @@ class BinTable:
                     if best is None or abs(dev) > abs(best[0]):
                         best = (dev, what)
             if best is not None:
-                items.append((abs(best[0]), f"{self.channels[c]}{best[1]}", best[0]))
-        items.sort(reverse=True)
-        return [(name, dev) for _, name, dev in items]
+                items.append((abs(best[0]), int(c), best[1], best[0]))
+        items.sort(key=lambda x: (-x[0], x[1]))
+        return [(self.channels[c], what, dev) for _, c, what, dev in items]
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,9 @@ class FlaggedRange:
     detail : str
         What was seen: the rate against the expected rate, the channels
         whose signal departed.
+    bins : (int, int)
+        The time bins ``bins[0] .. bins[1] - 1`` the detail was read from
+        (``(-1, -1)``: not known).
     """
 
     start: float
@@ -197,6 +202,7 @@ class FlaggedRange:
     stop_event: int
     reasons: str
     detail: str
+    bins: tuple[int, int] = (-1, -1)
 
     @property
     def events(self) -> int:

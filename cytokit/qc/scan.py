@@ -22,7 +22,7 @@ import numpy as np
 from cytokit.errors import CytokitError
 from cytokit.kernels.acquisition import bin_bounds, bin_moments, margin_scan
 from cytokit.qc.bins import MIN_BINS, MIN_EVENTS_PER_BIN, TimeGrid, plan_grid
-from cytokit.qc.channels import channel_plan, clock_step, time_axis, time_column
+from cytokit.qc.channels import bd_tick, channel_plan, clock_step, time_axis, time_column
 from cytokit.qc.rate import change_point, check_rate
 from cytokit.qc.result import (
     MARGIN,
@@ -402,11 +402,22 @@ class AcquisitionPass:
                 continue
             marked = self._n_top[j] or self._n_floor[j]
             if lo == hi and math.isfinite(lo) and not marked:
-                out.append(
-                    f"{name} reads {lo:g} in every event (a detector that measured nothing: "
-                    "switched off, or not connected), so its signal could not be checked; "
+                bad = int(self._n_bad[j])
+                every = f"every event but {bad} not finite" if bad else "every event"
+                leave = (
                     "if the panel does not use it, leave it out of QC (cytokit gate: "
                     f"--qc-exclude {name}; a study: [acquisition_qc] exclude_channels)"
+                )
+                if lo >= self.plan.top[j]:  # at its top, the margin check off: saturated
+                    out.append(
+                        f"{name} is at its top ({lo:g}) in {every} (saturated: a gain or "
+                        f"voltage too high), so its signal could not be checked; {leave}"
+                    )
+                    continue
+                out.append(
+                    f"{name} reads {lo:g} in {every} (a detector that measured nothing: "
+                    f"switched off, or not connected), so its signal could not be checked; "
+                    f"{leave}"
                 )
         return out
 
@@ -537,14 +548,17 @@ class AcquisitionPass:
             return []
         span = float(grid.to_seconds(grid.end - grid.origin))
         step = self.sample.keyword("$TIMESTEP") or self.sample.keyword("CYTOKIT_TIMESTEP")
+        key = "$TIMESTEP"
+        if step is None and bd_tick(self.sample) is not None:  # the seconds came from it
+            key, step = "TIMETICKS", self.sample.keyword("TIMETICKS")
         if span > MAX_RUN_SECONDS:
-            how = f"{span:.3g} s ({span / 86400:.3g} days) by $TIMESTEP = {step}, longer"
+            how = f"{span:.3g} s ({span / 86400:.3g} days) by {key} = {step}, longer"
         elif span < MIN_RUN_SECONDS:
-            how = f"{span:.3g} s by $TIMESTEP = {step}, shorter"
+            how = f"{span:.3g} s by {key} = {step}, shorter"
         else:
             return []
         return [
-            f"the acquisition lasts {how} than any tube runs: check $TIMESTEP (the removed "
+            f"the acquisition lasts {how} than any tube runs: check {key} (the removed "
             "ranges' times are in those seconds)"
         ]
 
@@ -1060,6 +1074,7 @@ class AcquisitionPass:
                     int(stop),
                     reason_names(union),
                     "; ".join(p for p in parts if p),
+                    (int(a), int(e)),
                 )
             )
         return tuple(out)
@@ -1091,7 +1106,7 @@ class AcquisitionPass:
     @staticmethod
     def _signal_detail(b: BinTable, j: int, k: int) -> str:
         items = b.signal_channels(j, k)
-        text = ", ".join(f"{name} {math.expm1(dev):+.0%}" for name, dev in items[:4])
+        text = ", ".join(f"{name}{what} {math.expm1(dev):+.0%}" for name, what, dev in items[:4])
         more = f" and {len(items) - 4} more" if len(items) > 4 else ""
         return f"signal vs the stable level: {text}{more}" if text else ""
 

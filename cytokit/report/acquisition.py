@@ -206,7 +206,7 @@ def _caption(results: Results, file: str, summary: dict) -> str:
         shown = sum(str(c).endswith(" mean") for c in bins.columns)
         some = f"the {shown} channel{'s' if shown != 1 else ''}"
         if not is_number(summary.get("qc_removed_signal")):
-            text += f"; {some}' signal per bin, not judged (the signal check did not run)"
+            text += f"; the signal per bin of {some}, not judged (the signal check did not run)"
         else:
             text += (
                 f"; {some} the signal check flagged (named in the ranges below), then those "
