@@ -427,6 +427,12 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
 
     said = _failures(res)
     assert "no counts or donor values" in said and "keeps its QC plot" in said
+    # the index's patients table lists the failed file's day as failed (a study whose
+    # files all failed showed no day at all)
+    from cytokit.report.page import _patient_list, patient_flags, patients_of
+
+    listed = _patient_list(res, patients_of(res), lambda i, p: p, patient_flags(res))
+    assert "7 (failed)" in listed and "14" in listed
     # resumed from the store (the failure is not run again) and rebuilt from the folder
     npz = tmp_path / "o" / "qc" / "fcs__A1_day007.npz"
     before = npz.read_bytes()

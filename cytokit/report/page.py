@@ -588,13 +588,20 @@ def _patient_list(
         days = sorted(
             {float(d) for d in pd.to_numeric(samples.get("day"), errors="coerce").dropna()}
         )
-        failed = len(patient_rows(results.failures, pid))
+        fails = patient_rows(results.failures, pid)
+        failed = len(fails)
+        # a day whose every file failed is a day of the patient's too, said as failed (a
+        # study whose files all failed QC showed no day at all)
+        lost = {float(d) for d in pd.to_numeric(fails.get("day"), errors="coerce").dropna()}
+        shown = [day_text(d) for d in days] + [
+            f"{day_text(d)} (failed)" for d in sorted(lost - set(days))
+        ]
         rows.append(
             [
                 Markup(f'<a href="{esc(link(i + 1, pid))}">{esc(pid)}</a>'),
                 stratum,
                 Markup(fmt(len(samples), integer=True)),
-                ", ".join(day_text(d) for d in days),
+                ", ".join(shown),
                 Markup(fmt(len(flags[pid]), integer=True)),
                 Markup(fmt(failed, integer=True)),
             ]
