@@ -103,6 +103,18 @@ def test_a_misread_last_time_is_named_as_one():
     assert "a clock that misread" in qc.verdict_reason and "wrapped" not in qc.verdict_reason
 
 
+@pytest.mark.parametrize(("row", "value"), [(-1, 65_535.0), (-1, 4_294_967_295.0), (0, -5_000.0)])
+def test_a_time_far_beyond_the_run_at_an_end_is_named_as_misread(row, value):
+    """The last event's time read as 65535 (or 2^32 - 1) was "a paused acquisition" (or
+    "float32 ticks, 5.12 s apart, coarser than the clock's step"): one misread time."""
+    s = synthetic()
+    s.events[row, 3] = value
+    qc = acquisition_qc(s)
+    assert "rate" not in qc.checks_run and qc.keep.all()
+    assert "one time misread" in qc.verdict_reason, qc.verdict_reason
+    assert "paused" not in qc.verdict_reason and "float32" not in qc.verdict_reason
+
+
 def test_a_time_channel_declaring_log_amplification_is_not_read_as_a_clock():
     """$PnE = 4,1 on Time: the reader decodes it as a log scale (as FlowKit does), and the
     times ran on a curve, read as "rate 1.66x to 140x the expected": 86 % removed and a

@@ -509,6 +509,26 @@ class AcquisitionPass:
                 f"({was:g} -> {now:g}), so the events are not in "
                 f"acquisition order{wrap}"
             )
+        return self._far_end()
+
+    def _far_end(self) -> str | None:
+        """The first or the last event's time far beyond the others' (ten times their span
+        away): one misread time, not a paused acquisition nor a clock's coarse float32."""
+        t = self.sample.events[:, self.tcol]
+        if t.shape[0] < 3:
+            return None
+        first, second, last_but, last = (float(t[i]) for i in (0, 1, -2, -1))
+        for at, value, near, span in (
+            (t.shape[0] - 1, last, last_but, last_but - first),
+            (0, first, second, last - second),
+        ):
+            # an infinite end is named by the grid's own check ("not a time")
+            if span > 0 and math.isfinite(value) and abs(value - near) > 10 * span:
+                return (
+                    f"the Time channel's value at event {at} ({value:g}) lies far beyond the "
+                    "other events' times (more than ten times their span away): one time "
+                    "misread, and these checks need every event's time within the run"
+                )
         return None
 
     def _glitches(self) -> bool:
