@@ -441,3 +441,17 @@ def test_heatmap_svg_colours_each_median_and_writes_it():
         want = np.array(cmap(t)[:3]) * 255
         got = np.array([int(viridis(t)[i : i + 2], 16) for i in (1, 3, 5)])
         assert np.abs(got - want).max() <= 4, t
+
+
+def test_a_centred_legend_wider_than_its_canvas_keeps_its_keys_inside():
+    """The patient page's status legend (three columns, centred) was estimated wider than
+    the canvas, and its first column's markers were cut in half at the left edge."""
+    import re
+
+    from cytokit.plots._canvas import LegendEntry, legend_svg
+
+    entries = [LegendEntry(f"status {i}: a long label of the legend", marker="o") for i in range(6)]
+    svg, width, _ = legend_svg(entries, 150.0, 0.0, ncols=3, anchor="center")
+    assert width > 300  # wider than a 300-pixel canvas centred at 150
+    xs = [float(v) for v in re.findall(r'\b(?:x|x1|x2|cx)="(-?[\d.]+)"', svg)]
+    assert xs and min(xs) >= 0, min(xs)

@@ -202,7 +202,9 @@ def legend_svg(
         if entries[c * rows : (c + 1) * rows]
     ]
     width = sum(col_w) + 14.0 * (len(col_w) - 1)
-    left = x - width / 2 if anchor == "center" else x
+    # centred, never past the canvas's left edge (its keys were cut in half there where
+    # the estimated widths of the labels put it wider than the canvas)
+    left = max(x - width / 2, 2.0) if anchor == "center" else x
     parts, top = [], y
     if title:
         parts.append(text(left, top + size * PT, title, size=size, anchor="start"))
