@@ -17,7 +17,7 @@ import threading
 import typer
 
 from cytokit.cli._help import HelpGroup
-from cytokit.cli._progress import Terminated, signalled
+from cytokit.cli._progress import Terminated, signalled, was_signalled
 from cytokit.cli._runlog import set_argv
 from cytokit.cli._text import printable
 from cytokit.errors import DISK_FIXES, CytokitError
@@ -39,12 +39,13 @@ app = typer.Typer(
     cls=HelpGroup,
 )
 
-_state = {"debug": False, "terminated": False}
+_state = {"debug": False}
 
 
 def _terminate(signum, frame) -> None:
-    _state["terminated"] = True  # typer turns the exception into exit code 130
-    signalled()  # raised again at the next progress tick, should this one be lost
+    # typer turns the exception into exit code 130 (`run` makes it 143); recorded too, as
+    # it is raised again at the next progress tick should this one be lost
+    signalled()
     raise Terminated()
 
 
@@ -136,14 +137,13 @@ def run(argv: list[str] | None = None) -> int:
         )
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
-    _state["terminated"] = False
     signalled(False)
     try:
         code = _dispatch(args, debug)
         # a SIGTERM whose exception was lost (raised inside a callback of the kernel
         # compiler) after the last progress tick: the work ended, but the run was told to
         # stop and says so, never a plain 0
-        if _state["terminated"] and code in (0, 130):
+        if was_signalled() and code in (0, 130):
             return _error("terminated (SIGTERM)", Terminated.exit_code)
         return code
     finally:

@@ -126,7 +126,7 @@ def make_channels(kw: Keywords, ds: DataSet, *, strict: bool) -> tuple[Channel, 
         seen[name] = n
         f1, f2 = _log_params(kw, n, strict)
         # the time parameter's $PnG is never applied (`scale_plan`): a bad one is a note
-        clock = name.upper() == "TIME" or (kw.get(f"$P{n}TYPE") or "").strip().upper() == "TIME"
+        clock = _named_time(name) or _typed_time(kw, n)
         channels.append(
             Channel(
                 index=i,
@@ -142,13 +142,24 @@ def make_channels(kw: Keywords, ds: DataSet, *, strict: bool) -> tuple[Channel, 
     return tuple(channels)
 
 
+def _named_time(name: str) -> bool:
+    """``$PnN`` "Time", in any case."""
+    return name.upper() == "TIME"
+
+
+def _typed_time(kw: Keywords, n: int) -> bool:
+    """``$PnTYPE`` "Time" (FCS 3.2), in any case."""
+    return (kw.get(f"$P{n}TYPE") or "").strip().upper() == "TIME"
+
+
 def time_column(kw: Keywords, channels: tuple[Channel, ...]) -> int | None:
-    """The column of the time parameter, or None."""
+    """The column of the time parameter (the first named Time, else the first typed
+    Time), or None."""
     for c in channels:
-        if c.name.upper() == "TIME":
+        if _named_time(c.name):
             return c.index
     for c in channels:
-        if (kw.get(f"$P{c.index + 1}TYPE") or "").strip().upper() == "TIME":
+        if _typed_time(kw, c.index + 1):
             return c.index
     return None
 

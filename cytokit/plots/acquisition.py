@@ -106,16 +106,14 @@ def _pick(bins: pd.DataFrame, names: list[str], limit: int) -> list[str]:
     order kept)."""
     if len(names) <= limit:
         return names
+    # here, not at the top: drawing a stored plot (4 channels) loads no QC code
+    from cytokit.qc.result import by_departure
+
     calm = np.ones(len(bins), dtype=bool)
     if "reasons" in bins:
         calm = ~bins["reasons"].astype(str).str.contains("rate").to_numpy()
-
-    def score(n: str) -> tuple[float, float]:
-        z = np.abs(bins[f"{n} z"].to_numpy(dtype=float))
-        z = np.where(np.isfinite(z), z, 0.0)
-        return float(z[calm].max(initial=0.0)), float(z.max(initial=0.0))
-
-    keep = set(sorted(names, key=lambda n: tuple(-v for v in score(n)))[:limit])
+    z = np.column_stack([bins[f"{n} z"].to_numpy(dtype=float) for n in names])
+    keep = set(by_departure(names, z, calm)[:limit])
     return [n for n in names if n in keep]
 
 

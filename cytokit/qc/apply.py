@@ -21,7 +21,7 @@ import pandas as pd
 
 from cytokit.errors import AcquisitionQCError
 from cytokit.kernels.acquisition import compact_rows
-from cytokit.qc.result import RATE, AcquisitionQC, notes_besides
+from cytokit.qc.result import RATE, AcquisitionQC, by_departure, notes_besides
 from cytokit.qc.scan import acquisition_qc
 from cytokit.qc.settings import AcquisitionQCSettings
 from cytokit.sample import Sample
@@ -163,36 +163,19 @@ def plot_bins(
 def plot_channels(qc: AcquisitionQC) -> list[str]:
     """The channels of `qc`'s bins in the order a plot keeps them: those the signal check
     flagged first, as the ranges' details name them (the one that departed most first),
-    taking each range's in turn, so that a clog's and a drift's both show; then the others by their largest departure outside the bins flagged for the rate (a
-    clog's events depart in every channel, which the rate already tells), then by their
-    largest departure anywhere."""
+    taking each range's in turn, so that a clog's and a drift's both show; then the
+    others by `by_departure` (outside the bins flagged for the rate, then anywhere)."""
     b = qc.bins
     if b is None:
         return []
     # each range's channels in the order its detail names them, taken in turn across the
-    # ranges (a clog's and a drift's each keep their first), then any flagged elsewhere
-    lists = []
-    for r in qc.ranges:
-        j, k = r.bins
-        if j < 0:  # not known: the bins that hold its events
-            j = max(0, int(np.searchsorted(b.bounds, r.first_event, side="right")) - 1)
-            k = int(np.searchsorted(b.bounds, max(r.stop_event - 1, r.first_event), side="right"))
-        lists.append([c for c, _, _ in b.signal_channels(j, k)])
+    # ranges; a range whose bins are not known (built by hand) names none
+    lists = [[c for c, _, _ in b.signal_channels(*r.bins)] for r in qc.ranges if r.bins[0] >= 0]
     named = [n for row in itertools.zip_longest(*lists) for n in row if n is not None]
     named += [c for c, _, _ in b.signal_channels()]
-    z = np.abs(np.asarray(b.z, dtype=float))
-    z = np.where(np.isfinite(z), z, 0.0)
-    calm = (b.bits & RATE) == 0
-
-    def score(j: int) -> tuple[float, float]:
-        outside = float(z[calm, j].max(initial=0.0))
-        return outside, float(z[:, j].max(initial=0.0))
-
-    rest = sorted(
-        (n for n in b.channels if n not in named),
-        key=lambda n: tuple(-v for v in score(b.channels.index(n))),
-    )
-    return list(dict.fromkeys(named)) + rest
+    named = list(dict.fromkeys(named))
+    rest = [n for n in by_departure(b.channels, b.z, (b.bits & RATE) == 0) if n not in named]
+    return named + rest
 
 
 def coarsen_bins(bins: pd.DataFrame, channels: list[str], max_bins: int) -> pd.DataFrame:

@@ -36,6 +36,7 @@ __all__ = [
     "BinTable",
     "FlaggedRange",
     "MarginTable",
+    "by_departure",
     "reason_names",
 ]
 
@@ -53,6 +54,26 @@ VERDICTS = ("pass", "warn", "fail")
 def reason_names(bits: int) -> str:
     """``"rate+signal"`` etc. for a reason bitmask (``""`` for 0)."""
     return "+".join(name for name, bit in REASONS.items() if bits & bit)
+
+
+def by_departure(names, z: np.ndarray, calm: np.ndarray) -> list[str]:
+    """`names` ordered by their largest ``|z|`` in the `calm` bins (outside those removed
+    for the rate: a clog's events depart in every channel, which the rate already tells),
+    then by their largest ``|z|`` anywhere; a value that is not finite counts as 0.
+
+    Parameters
+    ----------
+    names : sequence of str
+    z : ndarray, shape (B, len(names))
+        Each channel's departure per time bin, in noise SDs.
+    calm : ndarray of bool, shape (B,)
+    """
+    a = np.abs(np.asarray(z, dtype=np.float64)).reshape(len(calm), len(names))
+    a = np.where(np.isfinite(a), a, 0.0)
+    outside = a[np.asarray(calm, dtype=bool)].max(axis=0, initial=0.0)
+    anywhere = a.max(axis=0, initial=0.0)
+    order = sorted(range(len(names)), key=lambda j: (-outside[j], -anywhere[j]))
+    return [names[j] for j in order]
 
 
 @dataclass(frozen=True)

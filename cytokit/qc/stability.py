@@ -465,8 +465,9 @@ def bright_moments(
         kept_in_bin[have] = np.add.reduceat(kept.astype(np.int64), first)
         kept |= (kept_in_bin == 0)[g]
     # values near 1e300 (a D file of absurd values) overflow when squared: that channel's
-    # level is then NaN, not judged, and no numpy warning reaches the user
-    with np.errstate(over="ignore", invalid="ignore"):
+    # level is then NaN, not judged, and no numpy warning reaches the user; a bin with no
+    # value gives 0 / 0, NaN, as well
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for j in range(k):
             v = block[j].astype(np.float64)
             use = np.isfinite(v) & (v < tops[j])
@@ -488,11 +489,10 @@ def bright_moments(
             rare = np.count_nonzero(few & usual) > BRIGHT_FEW * np.count_nonzero(usual)
             cm = np.where(good, s2 / np.where(good, s1, 1.0), np.nan)
             spread[have] = np.add.reduceat(x2 * (x - cm[g]) ** 2, first)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                sd_c = np.sqrt(spread / c) / (s1 / c)
-                count[:, j] = 0 if rare else c.astype(np.int64)
-                mean[:, j] = np.where(good, np.arcsinh(cm / cofactors[j]), np.nan)
-                sd[:, j] = np.where(good, sd_c / np.hypot(cm, cofactors[j]), np.nan)
+            sd_c = np.sqrt(spread / c) / (s1 / c)
+            count[:, j] = 0 if rare else c.astype(np.int64)
+            mean[:, j] = np.where(good, np.arcsinh(cm / cofactors[j]), np.nan)
+            sd[:, j] = np.where(good, sd_c / np.hypot(cm, cofactors[j]), np.nan)
     return count, mean, sd
 
 
