@@ -104,8 +104,8 @@ def compile_notice(*, statistics: bool = False, acquisition_qc: bool = False) ->
 
     if kernels_need_compiling(statistics=statistics, acquisition_qc=acquisition_qc):
         typer.echo(
-            "first run of this installation: compiling the kernels (about 6-10 s on 2 cores; "
-            "later runs load them from the cache)",
+            "compiling the kernels this run needs, once per installation (about 6-10 s on 2 "
+            "cores; later runs load them from the cache)",
             err=True,
         )
 

@@ -190,3 +190,14 @@ def test_a_bad_maximum_is_one_problem_not_one_more_about_the_warning_level_it_se
     with pytest.raises(StudyError) as info:
         AcquisitionQCSettings(max_removed_pct=value, warn_removed_pct=-2)
     assert "warn_removed_pct = -2" in str(info.value) and "max_removed_pct" in str(info.value)
+
+
+def test_settings_built_in_python_are_not_blamed_on_a_study_file():
+    """`AcquisitionQCSettings.from_mapping` called from a script said "study.toml: …" of a
+    table no file held; the message names the call instead, and still the key, the value
+    and what is allowed."""
+    with pytest.raises(StudyError) as info:
+        AcquisitionQCSettings.from_mapping({"sensitivity": "x"})
+    text = str(info.value)
+    assert text.startswith("AcquisitionQCSettings.from_mapping: [acquisition_qc] sensitivity")
+    assert "study.toml" not in text and '"x"' in text

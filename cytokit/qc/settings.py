@@ -153,7 +153,7 @@ class AcquisitionQCSettings:
 
     @classmethod
     def from_mapping(
-        cls, mapping: Mapping[str, Any], source: str = "study.toml"
+        cls, mapping: Mapping[str, Any], source: str = "AcquisitionQCSettings.from_mapping"
     ) -> AcquisitionQCSettings:
         """Settings from a parsed ``[acquisition_qc]`` table.
 
@@ -162,7 +162,8 @@ class AcquisitionQCSettings:
         mapping : mapping
             The table's keys and values, as TOML gives them.
         source : str
-            The file the table came from, starting every message.
+            The file the table came from, starting every message (by default the call
+            itself: a table built in Python has no file).
 
         Raises
         ------
