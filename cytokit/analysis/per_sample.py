@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 19  # 19: a clock's step, TIMETICKS, a log Time, the plot's flagged channels
+MEASURE_VERSION = 20  # 20: a drift to the run's end judged by its line; a noisy bright level
 PARENT_ROW = "__parent__"
 
 

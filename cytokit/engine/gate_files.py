@@ -154,8 +154,9 @@ STORE_NAME = "results.sqlite"
 # 7: acquisition QC keeps a clock's end ticks and the good events of an edge bin, names dead
 # detectors and sort keys; 8: acquisition QC's clock step ignores a time off its grid, TIMETICKS
 # gives seconds, a log-amplified Time is not read as a clock, dead detectors are named
-# whichever checks run
-_TASK_VERSION = 8
+# whichever checks run; 9: acquisition QC judges a drift to the run's end by its broken line,
+# and a noisy bright level no longer vetoes a drift
+_TASK_VERSION = 9
 
 
 def _compensation(value) -> str | Spillover | None:

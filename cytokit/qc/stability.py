@@ -96,7 +96,11 @@ read; `_not_gain`) is dropped: a change of
 gain moves the brightest cells' level with every other summary, while a
 change in how many cells are bright (T cells settling, or a chance wander of
 their share) moves the upper-half and overall means and leaves that level
-where it was. It is the sample's composition, not the detector.
+where it was. It is the sample's composition, not the detector. The bright
+series vetoes only where it falls short of following by more than
+`FOLLOW_Z` SDs of its median over the stretch: where a few much brighter
+cells come and go, its level jumps with their number, and it can vouch
+neither way (`_short_of`).
 
 A channel that drifts is judged on one series: of its series that drift,
 the one with the least noise per bin (the bright one where a marker's
@@ -110,7 +114,12 @@ and its median leans to their extreme: when the point where the series'
 broken line (flat, then straight; on ``sinh`` of the bright series, which
 scales with the gain) is off by the shift lies within half a window of the
 bend, the run starts there instead (in a 10,000-event file, 47 bins and a
-27-bin window, the run began a bin or two early). The channel's other series then
+27-bin window, the run began a bin or two early). A drift that runs to the end
+of the run may reach ``signal_z`` on no window at all: the longest is cut by
+the end and holds as much of the level as of the ramp. The broken line reads
+every bin of the ramp; where its end is off the level by more than the shift
+and by ``signal_z`` SDs of the fitted end (and of the level), the run is the
+stretch where the line is off by the shift (`_line_drift`). The channel's other series then
 flag single bins only: each noisy series crosses the shift where its own
 noise lets it, and a union of them starts the run tens of bins before the
 gain is 10 % off. In a drifting channel the bright series speaks only for a drift it leads.
@@ -141,6 +150,7 @@ __all__ = [
     "BRIGHT_VALUES",
     "CREEP_ONSET",
     "DRIFT_BINS",
+    "FOLLOW_Z",
     "MIN_VALUES",
     "SERIES",
     "WINDOWS",
@@ -186,6 +196,9 @@ BRIGHT_FEW = 0.1
 BRIGHT_BINS = 50
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
+#: SDs of its median over a stretch by which the brightest cells' level must fall short
+#: of following a change of another series to veto it (`_not_gain`).
+FOLLOW_Z = 1.0
 _MAD = 1.4826
 
 
@@ -343,6 +356,34 @@ def _drift_start(
     if abs(k - bend) >= near and not gap and not end:
         return None
     return (k, b - 1) if late else (0, k)
+
+
+def _line_drift(ser: _Series, level: float, th: Thresholds, linear: bool) -> tuple[int, int] | None:
+    """The bins where a drifting series' broken line is off `level` by ``signal_shift``
+    (`_drift_start`), when the line's far end is off it by more than ``signal_z`` SDs of
+    the fitted end and the level together; else None."""
+    use = ser.wok
+    idx = np.flatnonzero(use)
+    if idx.size < DRIFT_BINS:
+        return None
+    tau, line = _broken_line(ser.mean, ser.m, use, ser.late)
+    x = (idx - idx[0]) / max(int(idx[-1] - idx[0]), 1)
+    if not ser.late:
+        x = 1.0 - x
+    h = np.maximum(x - tau, 0.0)
+    w = ser.m[idx] / ser.noise**2
+    design = np.column_stack((np.ones_like(h), h))
+    info = design.T @ (design * w[:, None])
+    if np.linalg.det(info) <= 0:
+        return None
+    far = np.array([1.0, 1.0 - tau])
+    var = float(far @ np.linalg.solve(info, far))
+    held = float(ser.m[idx][h == 0].sum())
+    var += (1.2533 * ser.noise) ** 2 / max(held, 1.0)
+    d = float(line[-1] if ser.late else line[0]) - level
+    if abs(d) <= th.signal_shift or abs(d) <= th.signal_z * np.sqrt(var):
+        return None
+    return _drift_start(ser, level, th, linear, ser.mean.shape[0])
 
 
 def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
@@ -628,9 +669,16 @@ def contiguous_runs(run: np.ndarray):
     return zip(edges[::2], edges[1::2], strict=True)
 
 
-def _follows(lead: float, other: float, divisor: float) -> bool:
-    """Whether a change `other` goes the way of `lead`, by at least ``1 / divisor`` of it."""
-    return other * lead > 0 and abs(other) >= abs(lead) / divisor
+def _short_of(ser: _Series, a: int, e: int, lead: float, other: float, divisor: float) -> bool:
+    """Whether `other`, the median deviation of `ser` over bins ``a:e``, falls clearly short
+    of following a change `lead` there by ``1 / divisor`` of it: by more than `FOLLOW_Z`
+    SDs of that median (``1.2533 noise / sqrt(values)``). A series too noisy to tell (the
+    brightest cells' level where a few much brighter cells come and go) does not veto."""
+    values = float(ser.m[a:e][ser.ok[a:e]].sum())
+    sd = 1.2533 * ser.noise / np.sqrt(max(values, 1.0))
+    want = abs(lead) / divisor
+    got = other * np.sign(lead)
+    return want - got > FOLLOW_Z * sd
 
 
 def _trim_step_edges(run, dev, m, noise, th: Thresholds, sign: float) -> np.ndarray:
@@ -696,7 +744,9 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
     if bright is None:
         return out
     ok = bright.ok
-    ref = ok if reference is None else ok & reference
+    # the level from the bins outside the stretches judged: a stretch the round before
+    # left unflagged would pull it its own way, and seem not to depart from it
+    ref = (ok if reference is None else ok & reference) & ~run
     if bright.drift is not None:
         # the bright cells drift too: their level is where the drift started, as the
         # run's series is judged; the median of the bins not yet flagged would lie
@@ -712,7 +762,7 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
             continue
         d_run = float(np.median(dev[a:e]))
         d_bright = float(np.median(bright.mean[a:e][seen])) - level
-        if not _follows(d_run, d_bright, 2):
+        if _short_of(bright, a, e, d_run, d_bright, 2):
             out[a:e] = True
     return out
 
@@ -732,7 +782,7 @@ def _unfollowed(run, dev, upper: _Series | None, upper_dev) -> np.ndarray:
             continue
         d = float(np.median(dev[a:e]))
         d_upper = float(np.median(upper_dev[a:e][seen]))
-        if not _follows(d, d_upper, 3):
+        if not (d_upper * d > 0 and abs(d_upper) >= abs(d) / 3):
             out[a:e] = True
     return out
 
@@ -814,7 +864,17 @@ def check_stability(
                 use_windows=lead is None or p == lead,
                 use_bins=p != BRIGHT,  # a bin of few bright cells dips, a window does not
             )
-            if p == lead and s.drift is not None and (f & ~one).any():
+            if p == lead and s.drift is not None and not (f & ~one).any():
+                # a drift to the run's end that no window found: the centred window
+                # there is cut by the end and holds the flat part as much as the ramp,
+                # while the broken line through the series reads every bin of the ramp
+                got = _line_drift(s, level[j, p], th, p == BRIGHT)
+                if got is not None:
+                    off = np.zeros(b, dtype=bool)
+                    off[got[0] : got[1] + 1] = True
+                    f |= off & s.ok
+                    run |= off & s.ok
+            elif p == lead and s.drift is not None and (f & ~one).any():
                 # a centred window's median leans where the window holds more of one side
                 # than of the other: beside the bend (to the flat part's noise), beside a
                 # gap the windows skip (to the ramp's far side) and where the run's end

@@ -1,0 +1,144 @@
+"""A gain drift on one detector to the end of the run, in files written apart from the simulator.
+
+An audit with its own generator (lognormal populations, a marker positive on
+a share of the cells, Poisson arrivals, one channel's gain ramping by 20-40 %
+over the last 30-50 % of a 20,000-60,000-event run) found 8 of 60 such
+files passed with nothing removed: where the ramp runs to the end of the
+run, the longest window (81 bins) that judges a drift is cut by the end
+and holds as much of the flat part as of the ramp, and its median stayed
+under ``signal_z``; and where the brightest cells' level of the channel
+jumps with a few much brighter cells, its noisy median vetoed a drift the
+other series saw (`cytokit.qc.stability._not_gain`). The broken line
+through the drifting series now judges such a drift by its fitted end
+(`_line_drift`), and a veto needs the bright level to fall short of
+following by more than its noise (`_short_of`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cytokit.qc import RATE, SIGNAL, acquisition_qc
+from cytokit.sample import Channel, Sample
+
+TOP = 262_144
+STEP = 0.01
+NAMES = ("FITC-A", "PE-A", "PerCP-Cy5-5-A", "APC-A", "BV421-A")
+
+
+def outside_file(seed: int, n: int, channel: int, change: float, span: float, rate=800.0):
+    """Lymphocytes, monocytes, granulocytes and debris in scatter; five markers, each
+    lognormal negatives (median 80-400, electronic noise SD 40) and positive on a random
+    share of some kinds of cell (median 1,500-40,000); events at `rate` a second. The
+    gain of marker `channel` ramps to ``1 + change`` over the last `span` of the run.
+    (sample, the gain of each event)"""
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(4, size=n, p=[0.35, 0.08, 0.47, 0.10])
+    fsc = np.choose(
+        kind,
+        [
+            rng.normal(55e3, 7e3, n),
+            rng.normal(95e3, 11e3, n),
+            rng.normal(115e3, 14e3, n),
+            rng.lognormal(np.log(9e3), 0.6, n),
+        ],
+    )
+    ssc = np.choose(
+        kind,
+        [
+            rng.normal(16e3, 4e3, n),
+            rng.normal(50e3, 9e3, n),
+            rng.normal(125e3, 22e3, n),
+            rng.lognormal(np.log(4e3), 0.8, n),
+        ],
+    )
+    marks = []
+    for _ in NAMES:
+        v = rng.lognormal(np.log(rng.uniform(80, 400)), 0.7, n)
+        for k, share in enumerate(rng.uniform(0.0, 0.6, 4) * (rng.random(4) < 0.65)):
+            pos = (kind == k) & (rng.random(n) < share)
+            median = np.exp(rng.uniform(np.log(1500), np.log(40000)))
+            v[pos] = rng.lognormal(np.log(median), rng.uniform(0.3, 0.6), int(pos.sum()))
+        v[kind == 2] *= rng.uniform(1.2, 2.5)  # granulocytes' autofluorescence
+        marks.append(v + rng.normal(0, 40, n))
+    t = np.cumsum(rng.exponential(1 / rate, n))
+    start = (1 - span) * t[-1]
+    gain = 1 + change * np.clip((t - start) / (t[-1] - start), 0, 1)
+    marks[channel] = marks[channel] * gain
+    ev = np.column_stack([np.floor(t / STEP), fsc, ssc, *marks]).astype(np.float32)
+    ev[:, 1:] = np.minimum(ev[:, 1:], TOP - 1)
+    channels = (
+        Channel(0, "Time", range=2**24),
+        Channel(1, "FSC-A", range=TOP),
+        Channel(2, "SSC-A", range=TOP),
+        *(Channel(3 + j, name, range=TOP) for j, name in enumerate(NAMES)),
+    )
+    return Sample(ev, channels, keywords={"$TIMESTEP": str(STEP)}, scaled=True), gain
+
+
+# (seed, events, marker, change, span): the first two passed with nothing removed before
+CASES = [
+    (194018, 52_626, 4, 0.318, 0.40),
+    (194019, 20_443, 3, -0.275, 0.41),
+    (194001, 38_524, 4, -0.296, 0.34),
+    (194009, 35_517, 3, 0.333, 0.34),
+]
+
+
+@pytest.mark.parametrize(("seed", "n", "channel", "change", "span"), CASES)
+def test_a_gain_drift_to_the_end_of_the_run_is_removed(seed, n, channel, change, span):
+    sample, gain = outside_file(seed, n, channel, change, span)
+    qc = acquisition_qc(sample)
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    # the part of the ramp whose gain is well past the 10 % QC removes from goes, and the
+    # run before the ramp stays
+    assert removed[np.abs(gain - 1) >= 0.15].mean() > 0.9, qc.ranges_frame()
+    assert removed[gain == 1].mean() < 0.005
+    assert qc.verdict != "pass"
+    assert NAMES[channel] in " ".join(qc.ranges_frame()["detail"])
+
+
+def test_the_same_files_without_the_drift_keep_their_events():
+    for seed, n, channel, _, span in CASES:
+        sample, _ = outside_file(seed, n, channel, 0.0, span)
+        qc = acquisition_qc(sample)
+        assert ((qc.reasons & (RATE | SIGNAL)) != 0).mean() < 0.005, (seed, qc.ranges_frame())
+        assert qc.verdict == "pass"
+
+
+def test_a_bright_level_too_noisy_to_tell_does_not_veto_a_drift():
+    # The brightest cells' level vetoes a stretch of another series where it clearly does
+    # not follow it (a change in how many cells are bright), not where its own noise
+    # hides whether it does: a few much brighter cells coming and going make it jump.
+    from cytokit.qc.settings import THRESHOLDS
+    from cytokit.qc.stability import FOLLOW_Z, _not_gain, _prepare
+
+    th = THRESHOLDS["normal"]
+    b = 200
+    run = np.arange(b) >= 150
+    dev = np.where(run, -0.25, 0.0)  # the run's series: 0.25 below its level
+    rng = np.random.default_rng(194301)
+    everywhere = np.ones(b, dtype=bool)
+
+    def moved(y, by):
+        """`y` with the median of the run `by` off the median of the other bins."""
+        y = y.copy()
+        y[run] += by - (np.median(y[run]) - np.median(y[~run]))
+        return y
+
+    # both levels move by 0.08 over the run, less than half of the run's 0.25
+    quiet = _prepare(
+        moved(6.0 + rng.normal(0, 0.01, b), -0.08), np.full(b, 0.14), np.full(b, 200), th, None
+    )
+    noisy = _prepare(
+        moved(6.0 + rng.normal(0, 0.7, b), -0.08), np.full(b, 9.9), np.full(b, 200), th, None
+    )
+    assert quiet.drift is None and noisy.drift is None
+    # a steady level measured to 0.002 falls clearly short: a change of mix, vetoed
+    assert _not_gain(run, dev, quiet, everywhere)[run].all()
+    # one whose bins jump by 0.7 (SD) has a median over the run's 50 bins good to 0.12: it
+    # is 0.045 short of half the change, well within its noise, and vetoes nothing
+    sd = 1.2533 * noisy.noise / np.sqrt(noisy.m[run].sum())
+    assert 0.10 < sd < 0.15 and 0.045 < FOLLOW_Z * sd
+    assert not _not_gain(run, dev, noisy, everywhere).any()
