@@ -88,10 +88,21 @@ def _percent(value: float | None) -> float | None:
     return value + 0.0  # -0 is 0
 
 
+def _percent_text(text: str) -> float:
+    """The number ``--qc-max-removed`` gives, named with what is allowed when it is none."""
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a number from 0 to 100 (a % of the events)"
+        ) from None
+
+
 #: ``--qc-max-removed``.
 QC_MAX_REMOVED = typer.Option(
     None,
     "--qc-max-removed",
+    parser=_percent_text,
     callback=_percent,
     help="% of a file's events QC may remove before the file fails (default 20, or "
     "the study's); turns QC on.",

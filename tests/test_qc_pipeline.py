@@ -267,13 +267,14 @@ def test_gate_options_choose_the_settings():
     assert gate_qc_settings(None, exclude_channels=["PE-A"]).exclude_channels == ("PE-A",)
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "120", "-1"])
+@pytest.mark.parametrize("value", ["nan", "inf", "120", "-1", "abc", "5%"])
 def test_qc_max_removed_must_be_a_percent(value, tmp_path):
     res = CliRunner().invoke(
         app, ["gate", "s.yaml", "f.fcs", "-o", str(tmp_path / "o"), "--qc-max-removed", value]
     )
     said = " ".join(res.output.replace("│", " ").split())
     assert res.exit_code == 2 and "is not a number from 0 to 100 (a % of the events)" in said
+    assert value.strip("-") in said  # the value given is named, a word as well as a number
 
 
 @pytest.mark.parametrize("value", ["", "  "])
