@@ -97,10 +97,9 @@ gain moves the brightest cells' level with every other summary, while a
 change in how many cells are bright (T cells settling, or a chance wander of
 their share) moves the upper-half and overall means and leaves that level
 where it was. It is the sample's composition, not the detector. The bright
-series vetoes only where it falls short of following by more than
-`FOLLOW_Z` SDs of its median over the stretch: where a few much brighter
-cells come and go, its level jumps with their number, and it can vouch
-neither way (`_short_of`).
+series' level is read from the bins outside the stretches judged: bins of a
+drift that the round before left unflagged pull a median their way, and
+the stretch would seem not to depart from it.
 
 A channel that drifts is judged on one series: of its series that drift,
 the one with the least noise per bin (the bright one where a marker's
@@ -150,7 +149,6 @@ __all__ = [
     "BRIGHT_VALUES",
     "CREEP_ONSET",
     "DRIFT_BINS",
-    "FOLLOW_Z",
     "MIN_VALUES",
     "SERIES",
     "WINDOWS",
@@ -196,9 +194,6 @@ BRIGHT_FEW = 0.1
 BRIGHT_BINS = 50
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
-#: SDs of its median over a stretch by which the brightest cells' level must fall short
-#: of following a change of another series to veto it (`_not_gain`).
-FOLLOW_Z = 1.0
 _MAD = 1.4826
 
 
@@ -669,16 +664,9 @@ def contiguous_runs(run: np.ndarray):
     return zip(edges[::2], edges[1::2], strict=True)
 
 
-def _short_of(ser: _Series, a: int, e: int, lead: float, other: float, divisor: float) -> bool:
-    """Whether `other`, the median deviation of `ser` over bins ``a:e``, falls clearly short
-    of following a change `lead` there by ``1 / divisor`` of it: by more than `FOLLOW_Z`
-    SDs of that median (``1.2533 noise / sqrt(values)``). A series too noisy to tell (the
-    brightest cells' level where a few much brighter cells come and go) does not veto."""
-    values = float(ser.m[a:e][ser.ok[a:e]].sum())
-    sd = 1.2533 * ser.noise / np.sqrt(max(values, 1.0))
-    want = abs(lead) / divisor
-    got = other * np.sign(lead)
-    return want - got > FOLLOW_Z * sd
+def _follows(lead: float, other: float, divisor: float) -> bool:
+    """Whether a change `other` goes the way of `lead`, by at least ``1 / divisor`` of it."""
+    return other * lead > 0 and abs(other) >= abs(lead) / divisor
 
 
 def _trim_step_edges(run, dev, m, noise, th: Thresholds, sign: float) -> np.ndarray:
@@ -762,7 +750,7 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
             continue
         d_run = float(np.median(dev[a:e]))
         d_bright = float(np.median(bright.mean[a:e][seen])) - level
-        if _short_of(bright, a, e, d_run, d_bright, 2):
+        if not _follows(d_run, d_bright, 2):
             out[a:e] = True
     return out
 
@@ -782,7 +770,7 @@ def _unfollowed(run, dev, upper: _Series | None, upper_dev) -> np.ndarray:
             continue
         d = float(np.median(dev[a:e]))
         d_upper = float(np.median(upper_dev[a:e][seen]))
-        if not (d_upper * d > 0 and abs(d_upper) >= abs(d) / 3):
+        if not _follows(d, d_upper, 3):
             out[a:e] = True
     return out
 
