@@ -77,10 +77,11 @@ def outside_file(seed: int, n: int, channel: int, change: float, span: float, ra
     return Sample(ev, channels, keywords={"$TIMESTEP": str(STEP)}, scaled=True), gain
 
 
-# (seed, events, marker, change, span): the first two passed with nothing removed before
+# (seed, events, marker, change, span): the first three passed with nothing removed before
 CASES = [
     (194018, 52_626, 4, 0.318, 0.40),
-    (194019, 20_443, 3, -0.275, 0.41),
+    (194733, 20_114, 1, 0.257, 0.35),
+    (194736, 20_792, 2, 0.337, 0.37),
     (194001, 38_524, 4, -0.296, 0.34),
     (194009, 35_517, 3, 0.333, 0.34),
 ]

@@ -117,8 +117,11 @@ bend, the run starts there instead (in a 10,000-event file, 47 bins and a
 of the run may reach ``signal_z`` on no window at all: the longest is cut by
 the end and holds as much of the level as of the ramp. The broken line reads
 every bin of the ramp; where its end is off the level by more than the shift
-and by ``signal_z`` SDs of the fitted end (and of the level), the run is the
-stretch where the line is off by the shift (`_line_drift`). The channel's other series then
+and by ``signal_z`` SDs of the fitted end (and of the level), and the median
+of the bins where the line is off by the shift is off by it too (a straight
+line through a drift that levels off below the shift overshoots it at its
+end), those bins are the run (`_line_drift`; the lead's line, else the
+line of another drifting series of the channel, the steadiest first). The channel's other series then
 flag single bins only: each noisy series crosses the shift where its own
 noise lets it, and a union of them starts the run tens of bins before the
 gain is 10 % off. In a drifting channel the bright series speaks only for a drift it leads.
@@ -356,7 +359,8 @@ def _drift_start(
 def _line_drift(ser: _Series, level: float, th: Thresholds, linear: bool) -> tuple[int, int] | None:
     """The bins where a drifting series' broken line is off `level` by ``signal_shift``
     (`_drift_start`), when the line's far end is off it by more than ``signal_z`` SDs of
-    the fitted end and the level together; else None."""
+    the fitted end and the level together, and the median of those bins is off it by
+    more than the shift as well; else None."""
     use = ser.wok
     idx = np.flatnonzero(use)
     if idx.size < DRIFT_BINS:
@@ -378,7 +382,14 @@ def _line_drift(ser: _Series, level: float, th: Thresholds, linear: bool) -> tup
     d = float(line[-1] if ser.late else line[0]) - level
     if abs(d) <= th.signal_shift or abs(d) <= th.signal_z * np.sqrt(var):
         return None
-    return _drift_start(ser, level, th, linear, ser.mean.shape[0])
+    got = _drift_start(ser, level, th, linear, ser.mean.shape[0])
+    if got is None:
+        return None
+    # the bins themselves, not only the line, are off by the shift: a straight ramp through
+    # a drift that levels off below the shift overshoots it at its end
+    seen = ser.wok[got[0] : got[1] + 1]
+    off = float(np.median(ser.mean[got[0] : got[1] + 1][seen])) - level if seen.any() else 0.0
+    return got if off * d > 0 and abs(off) > th.signal_shift else None
 
 
 def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
@@ -857,6 +868,11 @@ def check_stability(
                 # there is cut by the end and holds the flat part as much as the ramp,
                 # while the broken line through the series reads every bin of the ramp
                 got = _line_drift(s, level[j, p], th, p == BRIGHT)
+                # a steadier line may be another drifting series' (the lead is the one
+                # with the least noise per bin, not the one whose end is clearest)
+                for q in sorted(drifting, key=lambda q: ser[q].bin_noise):
+                    if got is None and q != p and ser[q].drift is not None:
+                        got = _line_drift(ser[q], ser[q].drift, th, q == BRIGHT)
                 if got is not None:
                     off = np.zeros(b, dtype=bool)
                     off[got[0] : got[1] + 1] = True
