@@ -113,18 +113,18 @@ and its median leans to their extreme: when the point where the series'
 broken line (flat, then straight; on ``sinh`` of the bright series, which
 scales with the gain) is off by the shift lies within half a window of the
 bend, the run starts there instead (in a 10,000-event file, 47 bins and a
-27-bin window, the run began a bin or two early). A drift that runs to the end
-of the run may reach ``signal_z`` on no window at all: the longest is cut by
-the end and holds as much of the level as of the ramp. The broken line reads
-every bin of the ramp; where its end is off the level by more than the shift
-and by ``signal_z`` SDs of the fitted end (and of the level), and the median
-of the bins where the line is off by the shift is off by it too (a straight
-line through a drift that levels off below the shift overshoots it at its
-end), those bins are the run (`_line_drift`; the lead's line, else the
-line of another drifting series of the channel, the steadiest first). The channel's other series then
-flag single bins only: each noisy series crosses the shift where its own
-noise lets it, and a union of them starts the run tens of bins before the
-gain is 10 % off. In a drifting channel the bright series speaks only for a drift it leads.
+27-bin window, the run began a bin or two early). A drift that runs to the
+end of the run may reach ``signal_z`` on no window at all: the longest is
+cut by the end and holds as much of the level as of the ramp. The broken
+line reads every bin of the ramp; where its end is off the level by more
+than the shift and by ``signal_z`` SDs of the fitted end (and of the level),
+and the median of the bins where the line is off by the shift is off by it
+too (a straight line through a drift that levels off below the shift
+overshoots it at its end), those bins are the run (`_line_drift`; the
+lead's line, else that of another drifting series of the channel, the
+steadiest first). The channel's other series then flag single bins only:
+each noisy series crosses the shift where its own noise lets it, and a union
+of them starts the run tens of bins before the gain is 10 % off. In a drifting channel the bright series speaks only for a drift it leads.
 
 A bin is flagged when any series of any channel flags it. A bin a channel
 flags alone, outside a run its windows found, is a spike (a bubble, a
@@ -868,11 +868,13 @@ def check_stability(
                 # there is cut by the end and holds the flat part as much as the ramp,
                 # while the broken line through the series reads every bin of the ramp
                 got = _line_drift(s, level[j, p], th, p == BRIGHT)
-                # a steadier line may be another drifting series' (the lead is the one
-                # with the least noise per bin, not the one whose end is clearest)
-                for q in sorted(drifting, key=lambda q: ser[q].bin_noise):
-                    if got is None and q != p and ser[q].drift is not None:
-                        got = _line_drift(ser[q], ser[q].drift, th, q == BRIGHT)
+                # a clearer line may be another drifting series' (the lead is the one with
+                # the least noise per bin, not the one whose line ends clearest)
+                others = [q for q in drifting if q != p and ser[q].drift is not None]
+                for q in sorted(others, key=lambda q: ser[q].bin_noise):
+                    if got is not None:
+                        break
+                    got = _line_drift(ser[q], ser[q].drift, th, q == BRIGHT)
                 if got is not None:
                     off = np.zeros(b, dtype=bool)
                     off[got[0] : got[1] + 1] = True
