@@ -124,7 +124,8 @@ overshoots it at its end), those bins are the run (`_line_drift`; the
 lead's line, else that of another drifting series of the channel, the
 steadiest first). The channel's other series then flag single bins only:
 each noisy series crosses the shift where its own noise lets it, and a union
-of them starts the run tens of bins before the gain is 10 % off. In a drifting channel the bright series speaks only for a drift it leads.
+of them starts the run tens of bins before the gain is 10 % off. In a
+drifting channel the bright series speaks only for a drift it leads.
 
 A bin is flagged when any series of any channel flags it. A bin a channel
 flags alone, outside a run its windows found, is a spike (a bubble, a
