@@ -78,32 +78,26 @@ QC_SENSITIVITY = typer.Option(
 )
 
 
-def _percent(value: float | None) -> float | None:
-    """A % of the events: a number from 0 to 100 (nan, inf and the rest are refused)."""
-    if value is None:
-        return None
+def _percent(text: str) -> float:
+    """A % of the events: a number from 0 to 100 (a word, nan, inf and the rest are
+    refused, the value named)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a number from 0 to 100 (a % of the events)"
+        ) from None
     if not (math.isfinite(value) and 0 <= value <= 100):
         shown = f"{value:g}" if float(f"{value:g}") == value else repr(value)
         raise typer.BadParameter(f"{shown} is not a number from 0 to 100 (a % of the events)")
     return value + 0.0  # -0 is 0
 
 
-def _percent_text(text: str) -> float:
-    """The number ``--qc-max-removed`` gives, named with what is allowed when it is none."""
-    try:
-        return float(text)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not a number from 0 to 100 (a % of the events)"
-        ) from None
-
-
 #: ``--qc-max-removed``.
 QC_MAX_REMOVED = typer.Option(
     None,
     "--qc-max-removed",
-    parser=_percent_text,
-    callback=_percent,
+    parser=_percent,
     help="% of a file's events QC may remove before the file fails (default 20, or "
     "the study's); turns QC on.",
     show_default=False,

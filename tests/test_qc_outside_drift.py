@@ -27,6 +27,20 @@ STEP = 0.01
 NAMES = ("FITC-A", "PE-A", "PerCP-Cy5-5-A", "APC-A", "BV421-A")
 
 
+# scatter of each kind of cell: (mean, SD) of lymphocytes, monocytes and granulocytes, then
+# the debris' lognormal (median, sigma)
+FSC = ((55e3, 7e3), (95e3, 11e3), (115e3, 14e3), (9e3, 0.6))
+SSC = ((16e3, 4e3), (50e3, 9e3), (125e3, 22e3), (4e3, 0.8))
+
+
+def scatter(rng, kind, params):
+    """One scatter value per event of `kind` (0-2 cells, 3 debris) from `params`."""
+    n = kind.size
+    *cells, (median, sigma) = params
+    draws = [rng.normal(mean, sd, n) for mean, sd in cells]
+    return np.choose(kind, [*draws, rng.lognormal(np.log(median), sigma, n)])
+
+
 def outside_file(seed: int, n: int, channel: int, change: float, span: float, rate=800.0):
     """Lymphocytes, monocytes, granulocytes and debris in scatter; five markers, each
     lognormal negatives (median 80-400, electronic noise SD 40) and positive on a random
@@ -35,24 +49,8 @@ def outside_file(seed: int, n: int, channel: int, change: float, span: float, ra
     (sample, the gain of each event)"""
     rng = np.random.default_rng(seed)
     kind = rng.choice(4, size=n, p=[0.35, 0.08, 0.47, 0.10])
-    fsc = np.choose(
-        kind,
-        [
-            rng.normal(55e3, 7e3, n),
-            rng.normal(95e3, 11e3, n),
-            rng.normal(115e3, 14e3, n),
-            rng.lognormal(np.log(9e3), 0.6, n),
-        ],
-    )
-    ssc = np.choose(
-        kind,
-        [
-            rng.normal(16e3, 4e3, n),
-            rng.normal(50e3, 9e3, n),
-            rng.normal(125e3, 22e3, n),
-            rng.lognormal(np.log(4e3), 0.8, n),
-        ],
-    )
+    fsc = scatter(rng, kind, FSC)
+    ssc = scatter(rng, kind, SSC)
     marks = []
     for _ in NAMES:
         v = rng.lognormal(np.log(rng.uniform(80, 400)), 0.7, n)

@@ -287,6 +287,13 @@ def drift_onset(mean, m, use, late: bool = True) -> float:
     return _broken_line(mean, m, use, late)[0]
 
 
+def _run_share(idx: np.ndarray, late: bool) -> np.ndarray:
+    """Each judged bin's place in the run from its first judged bin (0) to its last (1);
+    for a drift early in the run (``late=False``), from the last to the first."""
+    x = (idx - idx[0]) / max(int(idx[-1] - idx[0]), 1)
+    return x if late else 1.0 - x
+
+
 def _broken_line(mean, m, use, late: bool = True) -> tuple[float, np.ndarray]:
     """(`drift_onset`, the fitted line's value at each judged bin, in their order)."""
     idx = np.flatnonzero(use)
@@ -295,9 +302,7 @@ def _broken_line(mean, m, use, late: bool = True) -> tuple[float, np.ndarray]:
         return 0.0, np.asarray(mean, dtype=np.float64)[idx]
     y = np.asarray(mean, dtype=np.float64)[idx]
     w = np.asarray(m, dtype=np.float64)[idx]
-    x = (idx - idx[0]) / max(int(idx[-1] - idx[0]), 1)
-    if not late:
-        x = 1.0 - x
+    x = _run_share(idx, late)
     sw, sy = w.sum(), (w * y).sum()
     best, where, fitted = np.inf, 0.0, y
     for tau in np.linspace(0.0, 0.9, 91):
@@ -367,10 +372,7 @@ def _line_drift(ser: _Series, level: float, th: Thresholds, linear: bool) -> tup
     if idx.size < DRIFT_BINS:
         return None
     tau, line = _broken_line(ser.mean, ser.m, use, ser.late)
-    x = (idx - idx[0]) / max(int(idx[-1] - idx[0]), 1)
-    if not ser.late:
-        x = 1.0 - x
-    h = np.maximum(x - tau, 0.0)
+    h = np.maximum(_run_share(idx, ser.late) - tau, 0.0)
     w = ser.m[idx] / ser.noise**2
     design = np.column_stack((np.ones_like(h), h))
     info = design.T @ (design * w[:, None])
