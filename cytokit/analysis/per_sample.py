@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 20  # 20: a drift to the run's end judged by its line; a noisy bright level
+MEASURE_VERSION = 21  # 21: a drift over the run's end sixth judged by its line
 PARENT_ROW = "__parent__"
 
 

@@ -155,8 +155,9 @@ STORE_NAME = "results.sqlite"
 # detectors and sort keys; 8: acquisition QC's clock step ignores a time off its grid, TIMETICKS
 # gives seconds, a log-amplified Time is not read as a clock, dead detectors are named
 # whichever checks run; 9: acquisition QC judges a drift to the run's end by its broken line,
-# and a noisy bright level no longer vetoes a drift
-_TASK_VERSION = 9
+# and a noisy bright level no longer vetoes a drift; 10: a drift over the run's end sixth
+# (no drift by its thirds) is judged by its broken line
+_TASK_VERSION = 10
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -39,6 +39,7 @@ from cytokit.qc.shape import PIECE, follows, rows_of
 from cytokit.qc.stability import (
     BAND,
     BRIGHT,
+    SHAPE_BINS,
     WINDOWS,
     bright_moments,
     check_stability,
@@ -877,7 +878,7 @@ class AcquisitionPass:
             rest = ev[ref, col]
             for a, e in contiguous_runs(chan[:, j]):
                 bins = np.flatnonzero(solid[a:e]) + a
-                if bins.size < 3:
+                if bins.size < SHAPE_BINS:
                     continue
                 d = np.median(stab.deviation[bins, j][:, judged], axis=0)
                 lead = float(d[np.argmax(np.abs(d))])  # the series that moved most

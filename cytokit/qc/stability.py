@@ -127,6 +127,17 @@ each noisy series crosses the shift where its own noise lets it, and a union
 of them starts the run tens of bins before the gain is 10 % off. In a
 drifting channel the bright series speaks only for a drift it leads.
 
+A drift over less than the run's last third may be no drift by the thirds
+at all: the last third's median sits partway up the ramp, within the shift
+of the first's. On a fluorescence channel whose windows found nothing, or
+whose drifting series' lines fell short, a series whose last (or first)
+sixth is off the other end's third by the shift and ``extend_z`` SDs of the
+two medians drifts from that end's level, and is judged by its broken line
+in the same way, over at least `SHAPE_BINS` bins (`_end_line`; the
+steadiest such series first). In files of 20,000-60,000 events, gains
+22-27 % off at the end of a ramp over the last 31 % of the run had passed
+with every event kept.
+
 A bin is flagged when any series of any channel flags it. A bin a channel
 flags alone, outside a run its windows found, is a spike (a bubble, a
 burst): later rounds leave it out of the windows' medians. This is the
@@ -155,6 +166,7 @@ __all__ = [
     "DRIFT_BINS",
     "MIN_VALUES",
     "SERIES",
+    "SHAPE_BINS",
     "WINDOWS",
     "StabilityCheck",
     "bright_moments",
@@ -198,6 +210,9 @@ BRIGHT_FEW = 0.1
 BRIGHT_BINS = 50
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
+#: Fewest bins of a stretch that `cytokit.qc.shape` reads (acquisition QC's
+#: `_keep_composition`), and of a drift over the run's end sixth (`_end_line`).
+SHAPE_BINS = 3
 _MAD = 1.4826
 
 
@@ -420,14 +435,15 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
 
 
 def _drift_shape(
-    mean, m, use, noise: float, th: Thresholds
+    mean, m, use, noise: float, th: Thresholds, ends: bool = False
 ) -> tuple[float | None, float, float, bool]:
     """(`drift_reference`, change, z, late): a one-way drift with no held level
     (`drift_onset` below `CREEP_ONSET`) has no reference (None); its change over the
     run, the last third's median minus the first's, and that change in noise SDs of the
     two medians are returned instead (NaN for the others). ``late``: the drift leaves the
     run's start (else it is early and settles, `drift_reference`); True where there is
-    no drift."""
+    no drift. ``ends``: a series that does not drift by the thirds drifts when an end
+    sixth of it does (`_end_drift`) from a held level (never a creep)."""
     nan = float("nan")
     idx = np.flatnonzero(use)
     if idx.size < DRIFT_BINS:
@@ -437,11 +453,19 @@ def _drift_shape(
     a, b, c = (float(np.median(mean[p])) for p in parts)
     sd_a, sd_c = (_median_sd(noise, m, p) for p in parts[::2])
     change = c - a
-    if abs(change) <= th.signal_shift or abs(change) <= th.extend_z * np.hypot(sd_a, sd_c):
+    if abs(change) > th.signal_shift and abs(change) > th.extend_z * np.hypot(sd_a, sd_c):
+        late = abs(b - a) <= 2 * abs(c - b)
+        if drift_onset(mean, m, use, late) < CREEP_ONSET:
+            return None, float(change), float(abs(change) / np.hypot(sd_a, sd_c)), late
+    elif ends:
+        # a drift over the last (or first) third of the run or less: that third's median
+        # sits partway up the ramp, within the shift, while the end sixth holds the
+        # ramp's far part; it has a held level, or it is no drift
+        late = _end_drift(mean, m, idx, noise, th, (a, c), (sd_a, sd_c))
+        if late is None or drift_onset(mean, m, use, late) < CREEP_ONSET:
+            return None, nan, nan, True
+    else:
         return None, nan, nan, True
-    late = abs(b - a) <= 2 * abs(c - b)
-    if drift_onset(mean, m, use, late) < CREEP_ONSET:
-        return None, float(change), float(abs(change) / np.hypot(sd_a, sd_c)), late
     start = a if late else c
     run = running_median(np.where(use, mean, 0.0), use, 13)
     off = use & np.isfinite(run) & (np.abs(run - start) > th.signal_shift / 2)
@@ -455,6 +479,24 @@ def _drift_shape(
         onset = int(np.flatnonzero(off)[-1]) if off.any() else -1
         held = use & (pos > onset)
     return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan, late
+
+
+def _end_drift(mean, m, idx, noise: float, th: Thresholds, ends, sds) -> bool | None:
+    """Whether the last sixth of the judged bins `idx` (True) or the first (False) is off
+    the other end's third (medians `ends` of the first and last thirds, their SDs `sds`)
+    by more than ``signal_shift`` and ``extend_z`` SDs (the one further in SDs where both
+    are); None where neither is."""
+    sixth = idx.size // 6
+    best, out = th.extend_z, None
+    for late, part, other, sd in (
+        (True, idx[-sixth:], ends[0], sds[0]),
+        (False, idx[:sixth], ends[1], sds[1]),
+    ):
+        change = float(np.median(mean[part])) - other
+        zc = abs(change) / np.hypot(_median_sd(noise, m, part), sd)
+        if abs(change) > th.signal_shift and zc > best:
+            best, out = zc, late
+    return out
 
 
 def bright_moments(
@@ -585,14 +627,14 @@ def _noise(mean, sd, count) -> tuple[np.ndarray, np.ndarray, float] | None:
     return ok, m, max(s, 1e-12) * np.sqrt(phi)
 
 
-def _prepare(mean, sd, count, th: Thresholds, inputs) -> _Series | None:
+def _prepare(mean, sd, count, th: Thresholds, inputs, ends: bool = False) -> _Series | None:
     got = _noise(mean, sd, count)
     if got is None:
         return None
     ok, m, noise = got
     y = np.where(ok, mean, 0.0)
     wok = ok if inputs is None else ok & inputs
-    return _Series(ok, m, y, mean, noise, wok, *_drift_shape(mean, m, wok, noise, th))
+    return _Series(ok, m, y, mean, noise, wok, *_drift_shape(mean, m, wok, noise, th, ends))
 
 
 def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=True, use_bins=True):
@@ -789,6 +831,30 @@ def _unfollowed(run, dev, upper: _Series | None, upper_dev) -> np.ndarray:
     return out
 
 
+def _end_line(mean, sd, count, th: Thresholds, inputs, ser):
+    """``(series, bins, its _Series)`` of the steadiest series of a channel (its bin
+    means, SDs and counts, shape (B, P); `ser` as prepared for the run's thirds) that
+    does not drift over the run's thirds, drifts over an end sixth (`_end_drift`) and
+    whose broken line is off the drift's level at its end (`_line_drift`) over at least
+    `SHAPE_BINS` judged bins; None where none does. A shorter stretch at the run's end is
+    too short for `cytokit.qc.shape` to tell a change of gain from a change in the mix of
+    cells (a lymphocyte share rising at the end of a run moved a marker's mean there)."""
+    ends = [
+        _prepare(mean[:, p], sd[:, p], count[:, p], th, inputs, ends=True)
+        if s is not None and s.drift is None and not np.isfinite(s.creep)
+        else None
+        for p, s in enumerate(ser)
+    ]
+    for q in sorted(
+        (q for q, e in enumerate(ends) if e and e.drift is not None),
+        key=lambda q: ends[q].bin_noise,
+    ):
+        got = _line_drift(ends[q], ends[q].drift, th, q == BRIGHT)
+        if got is not None and ends[q].ok[got[0] : got[1] + 1].sum() >= SHAPE_BINS:
+            return q, got, ends[q]
+    return None
+
+
 def check_stability(
     count, mean, sd, th: Thresholds, reference=None, windows=WINDOWS, inputs=None, stretches=None
 ) -> StabilityCheck:
@@ -855,6 +921,11 @@ def check_stability(
         # the bright series judges a stretch off its level (not a drift it leads) in a
         # channel with no drift, in a file long enough, where the caller allows it
         bright_judges = lead is None and b >= BRIGHT_BINS and (stretches is None or stretches[j])
+        # a drift over the run's last (or first) sixth or so that no window found is judged
+        # by its broken line, on fluorescence (on scatter the mix of cells moves the
+        # series, see `stretches`)
+        ends_judged = stretches is None or bool(stretches[j])
+        found = np.zeros(b, dtype=bool)  # bins flagged through windows
         for p, s in enumerate(ser):
             if s is None or (p == BRIGHT and p != lead and not bright_judges):
                 continue  # in a drifting channel the bright series speaks only for its drift
@@ -878,6 +949,10 @@ def check_stability(
                     if got is not None:
                         break
                     got = _line_drift(ser[q], ser[q].drift, th, q == BRIGHT)
+                if got is None and ends_judged:
+                    # or a series whose drift reaches the end sixth only (`_end_drift`)
+                    end = _end_line(mean[:, j], sd[:, j], count[:, j], th, inputs, ser)
+                    got = end[1] if end is not None else None
                 if got is not None:
                     off = np.zeros(b, dtype=bool)
                     off[got[0] : got[1] + 1] = True
@@ -923,9 +998,22 @@ def check_stability(
             f &= ~beside
             run &= ~beside
             chan[:, j] |= f
+            found |= f & ~one
             singles |= one
             runs |= run
             z[:, j] = np.where(np.abs(zp) > np.abs(z[:, j]), zp, z[:, j])
+        if lead is None and ends_judged and not found.any():
+            end = _end_line(mean[:, j], sd[:, j], count[:, j], th, inputs, ser)
+            if end is not None:
+                q, (first, last), e = end
+                off = np.zeros(b, dtype=bool)
+                off[first : last + 1] = True
+                off &= e.ok
+                dev = np.where(e.ok, e.y - e.drift, 0.0)
+                if q == BRIGHT or not _not_gain(off & e.wok, dev, ser[BRIGHT], reference).any():
+                    deviation[:, j, q], level[j, q] = dev, e.drift
+                    chan[:, j] |= off
+                    runs |= off
         # bins a channel departs in alone, not within a run its windows found (a drift)
         spikes |= singles & ~runs
     return StabilityCheck(level, deviation, z, chan.any(axis=1), chan, spikes, creep)
