@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["FILES_SHOWN", "echo_warnings", "printable"]
+__all__ = ["FILES_SHOWN", "echo_warnings", "file_size", "printable"]
 
 #: Files whose warnings a batch command prints; the others are counted.
 FILES_SHOWN = 10
@@ -80,3 +80,12 @@ def echo_warnings(notes: Mapping[str, Sequence[str]], table: Path, n_files: int)
         ),
         err=True,
     )
+
+
+def file_size(path: Path) -> str:
+    """`path`'s size for a message: ``"2.4 MB"``, or ``"38 kB"`` under 0.1 MB (a small
+    report or export reads ``"0.0 MB"`` otherwise)."""
+    size = path.stat().st_size
+    if size < 100_000:
+        return f"{max(1, round(size / 1e3)) if size else 0} kB"
+    return f"{size / 1e6:.1f} MB"

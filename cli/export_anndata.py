@@ -21,6 +21,7 @@ def run_export(
     from cytokit.analysis.anndata_export import export_anndata
     from cytokit.cli._progress import again_progress
     from cytokit.cli._runlog import recorded_if_inside
+    from cytokit.cli._text import file_size
 
     t0 = time.perf_counter()
     which = "every event" if events is None else f"{events:,} events per file"
@@ -30,8 +31,7 @@ def run_export(
         path = export_anndata(
             results, out, events=events, seed=seed, study=study, tube=tube, progress=tick
         )
-    size = path.stat().st_size / 1e6
-    typer.echo(f"anndata: {path} ({size:.1f} MB); {time.perf_counter() - t0:.1f} s", err=True)
+    typer.echo(f"anndata: {path} ({file_size(path)}); {time.perf_counter() - t0:.1f} s", err=True)
     return path
 
 

@@ -34,6 +34,7 @@ def run_report(
 
 def _rebuild(results: Path, out: Path | None, *, qc: bool, single_file: bool, svg: bool) -> Path:
     from cytokit.cli._runlog import recorded
+    from cytokit.cli._text import file_size
     from cytokit.engine.runlog import snapshot
     from cytokit.report import build_report, check_results_dir
 
@@ -56,10 +57,9 @@ def _rebuild(results: Path, out: Path | None, *, qc: bool, single_file: bool, sv
         read = [p for p in snapshot(results) if _read_by_report(p)]
         log.add_inputs("results", (Path(results) / p for p in read))
         path = build_report(results, out, formats=formats, qc=qc, single_file=single_file)
-    size = path.stat().st_size / 1e6
     pages = "" if single_file else f", a page per patient in {path.parent / 'patients'}"
     typer.echo(
-        f"report: {path} ({size:.1f} MB){pages}, plots in {path.parent / 'plots'}; "
+        f"report: {path} ({file_size(path)}){pages}, plots in {path.parent / 'plots'}; "
         f"{time.perf_counter() - t0:.1f} s",
         err=True,
     )

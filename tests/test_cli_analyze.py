@@ -77,6 +77,14 @@ def test_report_command_rebuilds_the_report(analysed, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.strip() == str(copy / "report.html")
     assert "rebuilding plots and report" in captured.err
+    # the size it prints is the page's (a small page in kB, never "0.0 MB")
+    size = (copy / "report.html").stat().st_size
+    said = re.search(r"report\.html \((\d+(?:\.\d)?) (kB|MB)\)", captured.err)
+    assert said, captured.err
+    assert abs(float(said[1]) * (1e3 if said[2] == "kB" else 1e6) - size) <= (
+        500 if said[2] == "kB" else 50_000
+    )
+    assert (said[2] == "kB") == (size < 100_000) and said[1] not in ("0", "0.0")
     html = report_text(copy / "report.html")
     assert assert_chimerism_matches(html, pd.read_csv(copy / "chimerism.csv")) == 30
     assert any((copy / "plots").glob("*_persistence.svg"))
@@ -491,3 +499,21 @@ def test_analyze_says_when_a_donor_marker_is_unusable(study, tmp_path, capsys):
     assert code == 0
     assert "DONOR MARKER UNUSABLE in 1 file(s)" in err and "fcs/P01_day007.fcs" in err
     assert "constant" in err
+
+
+def test_a_file_size_reads_in_kb_below_a_tenth_of_a_megabyte(tmp_path):
+    from cytokit.cli._text import file_size
+
+    f = tmp_path / "page.html"
+    for size, text in (
+        (0, "0 kB"),
+        (300, "1 kB"),
+        (38_400, "38 kB"),
+        (99_999, "100 kB"),
+        (100_000, "0.1 MB"),
+    ):
+        f.write_bytes(b"x" * size)
+        assert file_size(f) == text, size
+    with f.open("wb") as fh:
+        fh.truncate(2_449_000)
+    assert file_size(f) == "2.4 MB"
