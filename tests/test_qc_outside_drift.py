@@ -15,7 +15,7 @@ bins outside the stretch. A ramp over less than the last third of the run
 was no drift by the run's thirds (18 of 60 further files, gains 20-30 %
 off at the end of ramps over the last 25-34 %, passed; 14 still do): a
 series whose end sixth is off the other end's third is now judged by its
-line too (`_end_line`).
+line too (`_end_series`, `_end_line`).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def test_a_drift_over_the_last_sixth_of_the_run_has_the_level_it_left():
     # by +0.14. Read from the end sixth, the drift departs from the start's level, and its
     # broken line says where the series is off by the shift.
     from cytokit.qc.settings import THRESHOLDS
-    from cytokit.qc.stability import _drift_shape, _line_drift, _prepare
+    from cytokit.qc.stability import _drift_shape, _end_series, _line_drift, _prepare
 
     th = THRESHOLDS["normal"]
     b = 240
@@ -154,7 +154,7 @@ def test_a_drift_over_the_last_sixth_of_the_run_has_the_level_it_left():
     y = 5.0 + ramp + rng.normal(0, 0.01, b)
     count, sd = np.full(b, 200), np.full(b, 0.14)
     assert _prepare(y, sd, count, th, None).drift is None
-    series = _prepare(y, sd, count, th, None, ends=True)
+    series = _end_series(_prepare(y, sd, count, th, None), th)
     assert series.late and abs(series.drift - 5.0) < 0.01
     first, last = _line_drift(series, series.drift, th, False)
     assert last == b - 1 and abs(ramp[first] - th.signal_shift) < 0.03
@@ -164,5 +164,5 @@ def test_a_drift_over_the_last_sixth_of_the_run_has_the_level_it_left():
     )
     assert not early[3] and abs(early[0] - 5.0) < 0.01
     # a series that stays at its level drifts at neither end
-    flat = _prepare(5.0 + rng.normal(0, 0.01, b), sd, count, th, None, ends=True)
+    flat = _end_series(_prepare(5.0 + rng.normal(0, 0.01, b), sd, count, th, None), th)
     assert flat.drift is None

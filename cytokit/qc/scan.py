@@ -35,11 +35,10 @@ from cytokit.qc.result import (
     reason_names,
 )
 from cytokit.qc.settings import AcquisitionQCSettings
-from cytokit.qc.shape import PIECE, follows, rows_of
+from cytokit.qc.shape import MIN_STRETCH, PIECE, follows, rows_of
 from cytokit.qc.stability import (
     BAND,
     BRIGHT,
-    SHAPE_BINS,
     WINDOWS,
     bright_moments,
     check_stability,
@@ -878,7 +877,7 @@ class AcquisitionPass:
             rest = ev[ref, col]
             for a, e in contiguous_runs(chan[:, j]):
                 bins = np.flatnonzero(solid[a:e]) + a
-                if bins.size < SHAPE_BINS:
+                if bins.size < MIN_STRETCH:
                     continue
                 d = np.median(stab.deviation[bins, j][:, judged], axis=0)
                 lead = float(d[np.argmax(np.abs(d))])  # the series that moved most

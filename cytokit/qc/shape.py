@@ -35,7 +35,17 @@ import numpy as np
 
 from cytokit.stats.density import gaussian_smooth
 
-__all__ = ["CLEARER", "LOW", "MIN_VALUES", "PIECE", "REACH", "STEP", "follows", "rows_of"]
+__all__ = [
+    "CLEARER",
+    "LOW",
+    "MIN_STRETCH",
+    "MIN_VALUES",
+    "PIECE",
+    "REACH",
+    "STEP",
+    "follows",
+    "rows_of",
+]
 
 #: Values below this (asinh scale, 3.6 cofactors) are not compared: the negative cells'
 #: spread, which a gain widens rather than moves, and the dim edge, where a gain moves a
@@ -45,6 +55,10 @@ LOW = 2.0
 STEP = 0.02
 #: The largest move looked for (asinh units: a gain of 0.37 to 2.7).
 REACH = 1.0
+#: Fewest bins of a stretch read this way (acquisition QC's `_keep_composition`); a
+#: shorter one keeps its flags, so the stability check flags no shorter drift over the
+#: run's end sixth (`cytokit.qc.stability._end_line`).
+MIN_STRETCH = 3
 #: A stretch read as a change of mix is read again in pieces of this many bins (the
 #: stability check's shortest window): a gain changed within it is a piece of its own.
 PIECE = 9

@@ -133,7 +133,7 @@ of the first's. On a fluorescence channel whose windows found nothing, or
 whose drifting series' lines fell short, a series whose last (or first)
 sixth is off the other end's third by the shift and ``extend_z`` SDs of the
 two medians drifts from that end's level, and is judged by its broken line
-in the same way, over at least `SHAPE_BINS` bins (`_end_line`; the
+in the same way, over at least `cytokit.qc.shape.MIN_STRETCH` bins (`_end_line`; the
 steadiest such series first). In files of 20,000-60,000 events, gains
 22-27 % off at the end of a ramp over the last 31 % of the run had passed
 with every event kept.
@@ -148,13 +148,14 @@ threshold that follows each bin's own number of events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from cytokit.kernels.acquisition import running_median
 from cytokit.qc.rate import grow, shorth_level
 from cytokit.qc.settings import Thresholds
+from cytokit.qc.shape import MIN_STRETCH
 
 __all__ = [
     "BAND",
@@ -166,7 +167,6 @@ __all__ = [
     "DRIFT_BINS",
     "MIN_VALUES",
     "SERIES",
-    "SHAPE_BINS",
     "WINDOWS",
     "StabilityCheck",
     "bright_moments",
@@ -210,9 +210,6 @@ BRIGHT_FEW = 0.1
 BRIGHT_BINS = 50
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
-#: Fewest bins of a stretch that `cytokit.qc.shape` reads (acquisition QC's
-#: `_keep_composition`), and of a drift over the run's end sixth (`_end_line`).
-SHAPE_BINS = 3
 _MAD = 1.4826
 
 
@@ -627,14 +624,21 @@ def _noise(mean, sd, count) -> tuple[np.ndarray, np.ndarray, float] | None:
     return ok, m, max(s, 1e-12) * np.sqrt(phi)
 
 
-def _prepare(mean, sd, count, th: Thresholds, inputs, ends: bool = False) -> _Series | None:
+def _prepare(mean, sd, count, th: Thresholds, inputs) -> _Series | None:
     got = _noise(mean, sd, count)
     if got is None:
         return None
     ok, m, noise = got
     y = np.where(ok, mean, 0.0)
     wok = ok if inputs is None else ok & inputs
-    return _Series(ok, m, y, mean, noise, wok, *_drift_shape(mean, m, wok, noise, th, ends))
+    return _Series(ok, m, y, mean, noise, wok, *_drift_shape(mean, m, wok, noise, th))
+
+
+def _end_series(ser: _Series, th: Thresholds) -> _Series:
+    """`ser` (prepared, `_prepare`) with its drift read over the run's end sixths too
+    (`_drift_shape` with ``ends``): its bins, values and noise are the same."""
+    shape = _drift_shape(ser.mean, ser.m, ser.wok, ser.noise, th, ends=True)
+    return replace(ser, **dict(zip(("drift", "creep", "creep_z", "late"), shape, strict=True)))
 
 
 def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=True, use_bins=True):
@@ -831,28 +835,35 @@ def _unfollowed(run, dev, upper: _Series | None, upper_dev) -> np.ndarray:
     return out
 
 
-def _end_line(mean, sd, count, th: Thresholds, inputs, ser):
-    """``(series, bins, its _Series)`` of the steadiest series of a channel (its bin
-    means, SDs and counts, shape (B, P); `ser` as prepared for the run's thirds) that
-    does not drift over the run's thirds, drifts over an end sixth (`_end_drift`) and
-    whose broken line is off the drift's level at its end (`_line_drift`) over at least
-    `SHAPE_BINS` judged bins; None where none does. A shorter stretch at the run's end is
-    too short for `cytokit.qc.shape` to tell a change of gain from a change in the mix of
-    cells (a lymphocyte share rising at the end of a run moved a marker's mean there)."""
+def _end_line(th: Thresholds, ser):
+    """``(series, bins, its _Series)`` of the steadiest series of a channel (`ser`, as
+    prepared for the run's thirds) that does not drift over the run's thirds, drifts
+    over an end sixth (`_end_series`) and whose broken line is off the drift's level at
+    its end (`_line_drift`) over at least `cytokit.qc.shape.MIN_STRETCH` judged bins; None
+    where none does. A shorter stretch at the run's end is too short for
+    `cytokit.qc.shape` to tell a change of gain from a change in the mix of cells (a
+    lymphocyte share rising at the end of a run moved a marker's mean there)."""
     ends = [
-        _prepare(mean[:, p], sd[:, p], count[:, p], th, inputs, ends=True)
+        _end_series(s, th)
         if s is not None and s.drift is None and not np.isfinite(s.creep)
         else None
-        for p, s in enumerate(ser)
+        for s in ser
     ]
     for q in sorted(
         (q for q, e in enumerate(ends) if e and e.drift is not None),
         key=lambda q: ends[q].bin_noise,
     ):
         got = _line_drift(ends[q], ends[q].drift, th, q == BRIGHT)
-        if got is not None and ends[q].ok[got[0] : got[1] + 1].sum() >= SHAPE_BINS:
+        if got is not None and ends[q].ok[got[0] : got[1] + 1].sum() >= MIN_STRETCH:
             return q, got, ends[q]
     return None
+
+
+def _stretch(b: int, got: tuple[int, int]) -> np.ndarray:
+    """Bool mask over `b` bins of the bins ``got[0]`` to ``got[1]`` (inclusive)."""
+    out = np.zeros(b, dtype=bool)
+    out[got[0] : got[1] + 1] = True
+    return out
 
 
 def check_stability(
@@ -918,13 +929,13 @@ def check_stability(
             creep[j] = ser[lead].creep
         singles = np.zeros(b, dtype=bool)
         runs = np.zeros(b, dtype=bool)
-        # the bright series judges a stretch off its level (not a drift it leads) in a
-        # channel with no drift, in a file long enough, where the caller allows it
-        bright_judges = lead is None and b >= BRIGHT_BINS and (stretches is None or stretches[j])
-        # a drift over the run's last (or first) sixth or so that no window found is judged
-        # by its broken line, on fluorescence (on scatter the mix of cells moves the
-        # series, see `stretches`)
+        # where the caller allows it (fluorescence: on scatter the mix of cells moves the
+        # series, see `stretches`), a drift over the run's last (or first) sixth or so that
+        # no window found is judged by its broken line, and the bright series judges a
+        # stretch off its level (not a drift it leads) in a channel with no drift, in a
+        # file long enough
         ends_judged = stretches is None or bool(stretches[j])
+        bright_judges = lead is None and b >= BRIGHT_BINS and ends_judged
         found = np.zeros(b, dtype=bool)  # bins flagged through windows
         for p, s in enumerate(ser):
             if s is None or (p == BRIGHT and p != lead and not bright_judges):
@@ -951,11 +962,10 @@ def check_stability(
                     got = _line_drift(ser[q], ser[q].drift, th, q == BRIGHT)
                 if got is None and ends_judged:
                     # or a series whose drift reaches the end sixth only (`_end_drift`)
-                    end = _end_line(mean[:, j], sd[:, j], count[:, j], th, inputs, ser)
+                    end = _end_line(th, ser)
                     got = end[1] if end is not None else None
                 if got is not None:
-                    off = np.zeros(b, dtype=bool)
-                    off[got[0] : got[1] + 1] = True
+                    off = _stretch(b, got)
                     f |= off & s.ok
                     run |= off & s.ok
             elif p == lead and s.drift is not None and (f & ~one).any():
@@ -968,8 +978,7 @@ def check_stability(
                 w = [x for x in windows if x <= b][-1:] or [0]
                 got = _drift_start(s, level[j, p], th, p == BRIGHT, w[0] // 2)
                 if got is not None:
-                    off = np.zeros(b, dtype=bool)
-                    off[got[0] : got[1] + 1] = True
+                    off = _stretch(b, got)
                     f &= off | one
                     run &= off
                     if run.any():  # the windows found part of it: the line gives the rest
@@ -1003,12 +1012,10 @@ def check_stability(
             runs |= run
             z[:, j] = np.where(np.abs(zp) > np.abs(z[:, j]), zp, z[:, j])
         if lead is None and ends_judged and not found.any():
-            end = _end_line(mean[:, j], sd[:, j], count[:, j], th, inputs, ser)
+            end = _end_line(th, ser)
             if end is not None:
-                q, (first, last), e = end
-                off = np.zeros(b, dtype=bool)
-                off[first : last + 1] = True
-                off &= e.ok
+                q, got, e = end
+                off = _stretch(b, got) & e.ok
                 dev = np.where(e.ok, e.y - e.drift, 0.0)
                 if q == BRIGHT or not _not_gain(off & e.wok, dev, ser[BRIGHT], reference).any():
                     deviation[:, j, q], level[j, q] = dev, e.drift
