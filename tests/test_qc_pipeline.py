@@ -396,6 +396,13 @@ def test_a_file_qc_failed_keeps_what_qc_saw_for_the_report(tmp_path):
         replace(res, failures=later).acquisition_ranges("fcs/A1_day021.fcs")
     # the way to see it again keeps the study's settings (its exclude_channels, say)
     assert "AcquisitionQCSettings.from_mapping" in str(err.value)
+    # a file that could not be read never reached QC: rerunning QC would fail alike
+    unread = res.failures.assign(
+        stage="read", file="fcs/A1_day021.fcs", reason="the file holds no events ($TOT = 0)"
+    )
+    with pytest.raises(CytokitError, match=r"'read'.*before acquisition QC.*\$TOT = 0") as err:
+        replace(res, failures=unread).acquisition_summary("fcs/A1_day021.fcs")
+    assert "rerun it alone" not in str(err.value)
     start, drop, burst = 3.0, 1.0, 0.4  # CLOG_PLAN
     assert mine["start"].min() <= start + 0.1 and mine["end"].max() >= start + drop + burst - 0.1
     bins = res.acquisition_bins(file)

@@ -557,6 +557,9 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
         "reference_file": _S, "note": _S,
     },
 }  # fmt: skip
+#: Failure stages (failures.csv) that come before acquisition QC: the file was never read.
+_BEFORE_QC = ("open", "read")
+
 #: Tables whose columns beyond `COLUMN_TYPES` (one per clustering marker) are float64.
 MARKER_COLUMN_TABLES = ("clusters", "cluster_summary")
 
@@ -745,10 +748,18 @@ class Results:
         """Why `file`, not analysed nor failed by QC, has no QC record here."""
         f = self.failures
         known = f is not None and not f.empty and "stage" in f
-        stage = f.loc[f["file"] == file, "stage"] if known else []
-        if len(stage):
+        row = f[f["file"] == file] if known else []
+        if len(row):
+            stage = str(row["stage"].iloc[0])
+            reason = str(row["reason"].iloc[0]) if "reason" in row else ""
+            if stage in _BEFORE_QC:
+                # the file was never read, so QC never ran: rerunning QC would fail alike
+                return CytokitError(
+                    f"{file} failed at stage {stage!r} (failures.csv), before acquisition QC "
+                    f"could run, so it has no QC record: {reason or 'see failures.csv'}"
+                )
             return CytokitError(
-                f"{file} failed at stage {stage.iloc[0]!r} (failures.csv), after "
+                f"{file} failed at stage {stage!r} (failures.csv), after "
                 f"acquisition QC: what QC removed there is not kept; rerun it alone, with "
                 f"the study's settings (the defaults leave no channel out), as "
                 f"cytokit.qc.acquisition_qc(cytokit.read_fcs(path), "
