@@ -108,6 +108,21 @@ def test_a_tiny_timestep_is_noted_and_its_ranges_keep_their_times(clogged, tmp_p
     assert len(frame) and (frame.end > frame.start).all() and (frame.start > 0).all()
 
 
+@pytest.mark.parametrize("step", ["abc", "0", "-0.01"])
+def test_a_timestep_that_is_no_positive_number_is_noted(clogged, step):
+    """The times are then the clock's own units: the notes say so, with the value, and the
+    clog is found all the same."""
+    sample, clog = clogged
+    keywords = {k: v for k, v in sample.keywords.items() if k != "CYTOKIT_TIMESTEP"}
+    qc = acquisition_qc(dataclasses.replace(sample, keywords={**keywords, "$TIMESTEP": step}))
+    assert qc.ranges_frame()["time_unit"].eq("time units").all()
+    assert any(f"$TIMESTEP = '{step}' is not a positive number" in n for n in qc.notes), qc.notes
+    assert _removed(qc)[clog].mean() > 0.95
+    # a usable one is not noted
+    good = acquisition_qc(dataclasses.replace(sample, keywords={**keywords, "$TIMESTEP": "0.01"}))
+    assert not any("$TIMESTEP =" in n for n in good.notes), good.notes
+
+
 def test_a_failed_file_says_what_qc_noted(clogged, tmp_path):
     """A wrong $TIMESTEP may be what fails a file: the failure gives QC's notes."""
     from cytokit.qc import AcquisitionQCError, AcquisitionQCSettings, screen

@@ -156,8 +156,9 @@ STORE_NAME = "results.sqlite"
 # gives seconds, a log-amplified Time is not read as a clock, dead detectors are named
 # whichever checks run; 9: acquisition QC judges a drift to the run's end by its broken line,
 # and a noisy bright level no longer vetoes a drift; 10: a drift over the run's end sixth
-# (no drift by its thirds) is judged by its broken line
-_TASK_VERSION = 10
+# (no drift by its thirds) is judged by its broken line; 11: acquisition QC notes a
+# $TIMESTEP that is no positive number
+_TASK_VERSION = 11
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -561,6 +561,17 @@ class AcquisitionPass:
         ticks = float(np.abs(ends).max()) / step
         return float(np.spacing(np.float32(min(ticks, 3e38)))) * step
 
+    def _unusable_step(self, grid: TimeGrid) -> list[str]:
+        """A note when the file gives a $TIMESTEP that is not a positive number: the times
+        are then the clock's own units, and a QC table read alone would not say why."""
+        step = self.sample.keyword("$TIMESTEP")
+        if grid.seconds is not None or step is None or not str(step).strip():
+            return []
+        return [
+            f"$TIMESTEP = {str(step).strip()!r} is not a positive number of seconds: the "
+            "removed ranges' times are in the clock's own units"
+        ]
+
     def _implausible_span(self, grid: TimeGrid) -> list[str]:
         """A note when the run seems to last over a day, or under 1 ms: its $TIMESTEP
         is likely wrong."""
@@ -677,7 +688,7 @@ class AcquisitionPass:
             else:
                 bins, ranges = self._decide(grid, timed)
                 run += timed
-                notes += self._implausible_span(grid)
+                notes += self._unusable_step(grid) + self._implausible_span(grid)
         if n == 0:
             # nothing was measured: no check counts a 0 of 0 events
             notes.append("the file has no events")
