@@ -592,6 +592,19 @@ def test_scale_log_gain_and_timestep_on_integers(tmp_path):
     assert not raw_values.scaled and raw_values.channels[1].log_offset == 0.1024
 
 
+def test_a_time_name_padded_with_spaces_is_the_clock(tmp_path):
+    """``$PnN`` "Time " (written padded) is the time parameter: scaled by ``$TIMESTEP``,
+    and the clock acquisition QC reads."""
+    from cytokit.qc import time_column
+
+    values = np.array([[10, 0], [20, 5], [30, 9]], dtype="<f4")
+    kw = [(k, " Time " if k == "$P2N" else v) for k, v in float_keywords(2, 3)]
+    kw += [("$TIMESTEP", "0.5"), ("$P2G", "4")]
+    s = read_fcs(write(tmp_path, dataset(kw, values.tobytes())))
+    np.testing.assert_array_equal(s.events[:, 1], [0.0, 2.5, 4.5])  # × $TIMESTEP, not / $PnG
+    assert time_column(s) == 1
+
+
 def test_scale_float32_in_place_rounds_once(tmp_path):
     rng = np.random.default_rng(3)
     values = rng.uniform(0, 1e5, (1000, 3)).astype("<f4")

@@ -143,8 +143,8 @@ def make_channels(kw: Keywords, ds: DataSet, *, strict: bool) -> tuple[Channel, 
 
 
 def _named_time(name: str) -> bool:
-    """``$PnN`` "Time", in any case."""
-    return name.upper() == "TIME"
+    """``$PnN`` "Time", in any case, spaces around it aside."""
+    return name.strip().upper() == "TIME"
 
 
 def _typed_time(kw: Keywords, n: int) -> bool:

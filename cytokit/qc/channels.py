@@ -85,9 +85,10 @@ _FLOAT_TOLERANCE = 1e-6
 
 
 def time_column(sample: Sample) -> int | None:
-    """The column of the time parameter (``$PnN`` "Time", else ``$PnTYPE`` "Time"), or None."""
+    """The column of the time parameter (``$PnN`` "Time", spaces around it aside, else
+    ``$PnTYPE`` "Time"), or None."""
     for c in sample.channels:
-        if c.name.upper() == "TIME":
+        if c.name.strip().upper() == "TIME":
             return c.index
     for c in sample.channels:
         if (sample.keyword(f"$P{c.index + 1}TYPE") or "").strip().upper() == "TIME":
