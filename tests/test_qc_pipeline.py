@@ -21,7 +21,7 @@ from cytokit._numbers import pct_text
 from cytokit.cli.app import app
 from cytokit.engine.gate_files import GateTask, gate_files
 from cytokit.errors import CytokitError, StudyError
-from cytokit.qc import AcquisitionQCSettings
+from cytokit.qc import MARGIN, AcquisitionQCSettings
 from cytokit.report._html import esc
 from cytokit.simulate import PatientSpec, StudyDesign
 from cytokit.simulate.anomalies import CLOG, AnomalyPlan, Clog
@@ -870,6 +870,26 @@ def test_a_pct_is_never_shown_as_the_limit_it_passed():
     assert qc._pct(99.96) == "99.96"
     assert qc._pct(20.0) == "20"
     assert qc._pct(3.2149) == "3.21"
+
+
+@pytest.mark.parametrize(
+    ("removed", "pct", "verdict"),
+    [(50_001, 2.00004, "warn"), (50_000, 2.0, "pass"), (1, 0.00004, "pass"), (0, 0.0, "pass")],
+)
+def test_the_stored_pct_of_millions_of_events_is_not_a_limit_it_is_not(removed, pct, verdict):
+    """In a file of 2.5 million events 50,001 margin events are 2.00004 %: more than the 2 %
+    a warning starts at, so neither the table nor the reason may say 2 (4 decimals would);
+    one event is not 0 %."""
+    from cytokit.qc.result import AcquisitionQC
+
+    reasons = np.zeros(2_500_000, dtype=np.uint8)
+    reasons[:removed] = MARGIN
+    checks = ("rate", "signal", "margins")
+    s = AcquisitionQC("f.fcs", reasons.size, reasons, AcquisitionQCSettings(), checks).summary()
+    assert s["qc_pct_removed"] == pct and s["qc_verdict"] == verdict
+    assert s["qc_reason"].startswith(f"{pct_text(pct)}% of 2,500,000 events removed")
+    if verdict == "warn":
+        assert "2.00004% of 2,500,000 events removed (margin 2.00004%" in s["qc_reason"]
 
 
 def test_patient_samples_table_says_qc_verdict_and_kept_events(qc_results):

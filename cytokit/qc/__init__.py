@@ -39,7 +39,7 @@ Typical use::
 
     sample = cytokit.read_fcs("a.fcs")
     qc = acquisition_qc(sample, AcquisitionQCSettings(sensitivity="normal"))
-    qc.verdict, qc.verdict_reason         # "warn", "3.10% of 50000 events removed (rate 2.95%, ...)"
+    qc.verdict, qc.verdict_reason         # "warn", "3.1% of 50,000 events removed (rate 2.95%, ...), more than 2%"
     qc.summary()                          # the samples-table columns
     qc.ranges_frame()                     # flagged time ranges
     kept = sample.events[qc.keep]

@@ -336,13 +336,30 @@ class AcquisitionQC:
     def verdict_reason(self) -> str:
         return self._verdict()[1]
 
-    def _pct(self, v: float) -> str:
-        """`v` % as the tables show it (`pct_text`, on the stored value rounded to 4
-        decimals), with more digits where 3 would read as a limit it is not (20 for 20.004
-        against 20 % allowed, 100 for 99.96)."""
-        v = round(v, 4)
+    def _limits(self) -> set[float]:
+        """The shares a % removed must not seem to be when it is not: none, all, and the
+        settings' warn and fail limits."""
         s = self.settings
-        limits = {100.0, float(s.max_removed_pct), float(s.warn_removed_pct)}
+        return {0.0, 100.0, float(s.max_removed_pct), float(s.warn_removed_pct)}
+
+    def _stored(self, v: float) -> float:
+        """`v` % as the tables store it (``qc_pct_removed``): rounded to 4 decimals, or to
+        as many more as keep it off a limit it is not (`_limits`): in a file of millions
+        of events, 2.00004 % against 2 % allowed is a warning, and one event removed is
+        not 0 %."""
+        limits = self._limits()
+        for decimals in range(4, 12):
+            r = round(v, decimals)
+            if r == v or r not in limits:
+                return r
+        return v
+
+    def _pct(self, v: float) -> str:
+        """`v` % as the tables show it (`pct_text`, on the stored value, `_stored`), with
+        more digits where 3 would read as a limit it is not (20 for 20.004 against 20 %
+        allowed, 100 for 99.96)."""
+        v = self._stored(v)
+        limits = self._limits()
         digits = 3
         while digits < 8 and float(pct_text(v, digits)) in limits - {v}:
             digits += 1
@@ -446,7 +463,7 @@ class AcquisitionQC:
         out.update(
             qc_removed=self.n_removed,
             # no check ran: nothing measured, no % (never a 0)
-            qc_pct_removed=round(self.pct_removed, 4) if self.checks_run else None,
+            qc_pct_removed=self._stored(self.pct_removed) if self.checks_run else None,
             qc_verdict=verdict,
             qc_reason=reason,
             qc_checks="+".join(self.checks_run),
