@@ -818,6 +818,24 @@ def test_report_has_a_qc_plot_per_file_open_when_flagged(qc_results):
         assert f"{pct_text(r.qc_pct_removed)} %" in table
 
 
+def test_a_figure_caption_says_flagged_channels_only_where_the_signal_check_removed(
+    qc_results,
+):
+    """A file the signal check removed nothing from shows the channels that departed most;
+    its caption does not speak of channels the check flagged, nor gives a count of them."""
+    from cytokit.report.acquisition import _caption
+
+    samples = qc_results.samples.set_index("file")
+    assert samples.loc["fcs/A1_day014.fcs", "qc_removed_signal"] == 0
+    assert samples.loc["fcs/A1_day007.fcs", "qc_removed_signal"] > 0
+    for file, signal in samples["qc_removed_signal"].items():
+        text = _caption(qc_results, file, {"qc_removed_signal": signal})
+        flagged = "first those the signal check flagged, as the ranges below name them"
+        assert (flagged in text) == (signal > 0), text
+        assert ("the signal check removed nothing" in text) == (signal == 0), text
+        assert "channels the signal check flagged" not in text
+
+
 def test_the_pct_removed_reads_alike_in_every_table_and_page(qc_results):
     """The verdict's reason (samples.csv, the QC section's lines), the QC table and the
     patient page show the % removed with the same digits: from the stored value."""

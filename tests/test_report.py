@@ -335,6 +335,7 @@ def test_failures_are_announced_at_the_top_and_listed(page):
     assert notice.startswith("1 file could not be processed")
     failures = page.section("failures")
     assert CORRUPT in failures and "read" in failures and "truncated" in failures
+    assert "1 file could not be processed; it has no counts" in failures
 
 
 def test_no_failures_says_every_file_was_processed(tmp_path):

@@ -204,16 +204,25 @@ def _caption(results: Results, file: str, summary: dict) -> str:
     text = f"Event rate and signal of {file} over the acquisition; removed ranges shaded"
     if bins is not None:
         shown = sum(str(c).endswith(" mean") for c in bins.columns)
-        some = f"the {shown} channel{'s' if shown != 1 else ''}"
-        if not is_number(summary.get("qc_removed_signal")):
+        some = f"{shown} channel{'s' if shown != 1 else ''}"
+        most = f"at most {PLOT_CHANNELS} are kept with the results"
+        most = most if shown == PLOT_CHANNELS else ""
+        signal = summary.get("qc_removed_signal")
+        if not is_number(signal):
             text += f"; the signal per bin of {some}, not judged (the signal check did not run)"
+        elif not signal:
+            # nothing flagged: the panels are the channels that departed most, no more
+            why = "; ".join(x for x in ("the signal check removed nothing", most) if x)
+            text += (
+                f"; the signal of the {some} whose signal departed most from its stable "
+                f"level ({why})"
+            )
         else:
             text += (
-                f"; {some} the signal check flagged (named in the ranges below), then those "
-                "whose signal departed most from its stable level"
+                f"; the signal of {some}: first those the signal check flagged, as the "
+                "ranges below name them, then those whose signal departed most from its "
+                "stable level" + (f" ({most})" if most else "")
             )
-            if shown == PLOT_CHANNELS:
-                text += f" (at most {PLOT_CHANNELS})"
         text += "; channel values on an asinh scale, the line a bin's mean, the band ± 1 SD"
     margin = summary.get("qc_removed_margin")
     if is_number(margin) and margin:

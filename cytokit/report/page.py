@@ -543,7 +543,8 @@ def _failures(results: Results) -> str:
             else ""
         )
         parts.append(
-            f'<p class="alert">{counted(len(f), "file")} could not be processed; they have no '
+            f'<p class="alert">{counted(len(f), "file")} could not be processed; '
+            f"{'it has' if len(f) == 1 else 'they have'} no "
             f"counts or donor values in the tables and plots above{also}.</p>"
         )
         rows = [
