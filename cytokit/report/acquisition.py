@@ -187,7 +187,7 @@ def _ranges_table(results: Results, file: str) -> str:
             if file in results.qc_failed_files()
             else f"The time ranges removed from {file}, as acquisition_qc.csv lists them"
         ),
-        numeric=[False, True, False, False],
+        numeric=[True, True, False, False],  # a time range is not cut at its dash
     )
 
 
