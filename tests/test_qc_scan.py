@@ -365,6 +365,20 @@ def test_the_reason_a_check_did_not_run_holds_only_its_own_notes():
     assert qc.summary()["qc_notes"] == "; ".join(qc.notes)
 
 
+def test_a_channel_whose_name_says_time_but_is_no_clock_name_is_named():
+    """A clock written 'Time (s)' is not read (only a channel named Time, or typed Time by
+    $PnTYPE, is): the reason says which channel was passed over, so the user sees why."""
+    import dataclasses
+
+    s = synthetic()
+    channels = (*s.channels[:3], dataclasses.replace(s.channels[3], name="Time (s)"))
+    qc = acquisition_qc(Sample(s.events, channels, keywords=s.keywords))
+    assert "rate" not in qc.checks_run
+    assert "no Time channel ($PnN 'Time' or $PnTYPE 'Time'); 'Time (s)' is not read as one" in (
+        qc.verdict_reason
+    )
+
+
 @pytest.mark.parametrize(
     ("row", "value", "words"),
     [

@@ -451,7 +451,14 @@ class AcquisitionPass:
     def _time_problem(self) -> str | None:
         s = self.sample
         if self.tcol is None:
-            return "the file has no Time channel ($PnN 'Time' or $PnTYPE 'Time')"
+            why = "the file has no Time channel ($PnN 'Time' or $PnTYPE 'Time')"
+            # a name that says time but is not 'Time' ('Time (s)', 'TIME_LSW'): the user
+            # sees why the clock was not read
+            near = [c.name for c in s.channels if "TIME" in c.name.upper()]
+            if near:
+                names = ", ".join(repr(n) for n in near[:3])
+                why += f"; {names} {'is' if len(near) == 1 else 'are'} not read as one"
+            return why
         clock = s.channels[self.tcol]
         if s.scaled and clock.is_log:
             # decoded as 10 ** (f1 · x / $PnR): a clock's ticks read on a curve, not times
