@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 22  # 22: QC notes a $TIMESTEP that is no positive number
+MEASURE_VERSION = 22  # 22: QC notes a $TIMESTEP that is no positive number, a 'Time (s)'
 PARENT_ROW = "__parent__"
 
 

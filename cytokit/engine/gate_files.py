@@ -157,7 +157,7 @@ STORE_NAME = "results.sqlite"
 # whichever checks run; 9: acquisition QC judges a drift to the run's end by its broken line,
 # and a noisy bright level no longer vetoes a drift; 10: a drift over the run's end sixth
 # (no drift by its thirds) is judged by its broken line; 11: acquisition QC notes a
-# $TIMESTEP that is no positive number
+# $TIMESTEP that is no positive number and names a channel that says time but is no clock
 _TASK_VERSION = 11
 
 
