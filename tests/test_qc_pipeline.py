@@ -806,6 +806,12 @@ def test_report_has_a_qc_plot_per_file_open_when_flagged(qc_results):
 
     html = acquisition_section(qc_results)
     assert html.count("<figure>") == 2
+    # each image's alt text is its caption's first clause: a screen reader reads the
+    # caption too, and would read it twice
+    for file in ("fcs/A1_day007.fcs", "fcs/A1_day014.fcs"):
+        alt = f"Event rate and signal of {file} over the acquisition"
+        assert f'alt="{alt}"' in html
+        assert f"<figcaption>{alt}; removed ranges shaded" in html
     warned = '<details id="qc-fcs__A1_day007" open><summary>fcs/A1_day007.fcs: <b>warn</b>'
     assert warned in html
     assert '<details id="qc-fcs__A1_day014"><summary>fcs/A1_day014.fcs: <b>pass</b>' in html

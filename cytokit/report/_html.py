@@ -157,9 +157,12 @@ def img(png: bytes | Path, alt: str) -> str:
 
 
 def figure(png: bytes | Path | None, caption: str) -> str:
+    """A figure with its caption; the image's alt text is the caption's first clause (up to
+    its first ";"), so that a screen reader does not read the whole caption twice."""
     if png is None:
         return ""
-    return f"<figure>{img(png, caption)}<figcaption>{esc(caption)}</figcaption></figure>"
+    alt = caption.split(";", 1)[0].strip().rstrip(".") or caption
+    return f"<figure>{img(png, alt)}<figcaption>{esc(caption)}</figcaption></figure>"
 
 
 def table(
