@@ -22,13 +22,14 @@ linear amplification only), with a note.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cytokit.fcs.layout import DataSet
 from cytokit.fcs.text import Keywords
 from cytokit.sample import Channel
 
-__all__ = ["ScalePlan", "make_channels", "scale_plan"]
+__all__ = ["ScalePlan", "make_channels", "scale_plan", "time_column"]
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def make_channels(kw: Keywords, ds: DataSet, *, strict: bool) -> tuple[Channel, 
         seen[name] = n
         f1, f2 = _log_params(kw, n, strict)
         # the time parameter's $PnG is never applied (`scale_plan`): a bad one is a note
-        clock = _named_time(name) or _typed_time(kw, n)
+        clock = _named_time(name) or _typed_time(kw.get, n)
         channels.append(
             Channel(
                 index=i,
@@ -147,19 +148,20 @@ def _named_time(name: str) -> bool:
     return name.strip().upper() == "TIME"
 
 
-def _typed_time(kw: Keywords, n: int) -> bool:
-    """``$PnTYPE`` "Time" (FCS 3.2), in any case."""
-    return (kw.get(f"$P{n}TYPE") or "").strip().upper() == "TIME"
+def _typed_time(keyword: Callable[[str], str | None], n: int) -> bool:
+    """``$PnTYPE`` "Time" (FCS 3.2), in any case (`keyword`: a keyword's value by name)."""
+    return (keyword(f"$P{n}TYPE") or "").strip().upper() == "TIME"
 
 
-def time_column(kw: Keywords, channels: tuple[Channel, ...]) -> int | None:
+def time_column(keyword: Callable[[str], str | None], channels: tuple[Channel, ...]) -> int | None:
     """The column of the time parameter (the first named Time, else the first typed
-    Time), or None."""
+    Time), or None. `keyword` gives a keyword's value by name, case aside
+    (`Keywords.get` while reading, `cytokit.Sample.keyword` after)."""
     for c in channels:
         if _named_time(c.name):
             return c.index
     for c in channels:
-        if _typed_time(kw, c.index + 1):
+        if _typed_time(keyword, c.index + 1):
             return c.index
     return None
 
@@ -167,7 +169,7 @@ def time_column(kw: Keywords, channels: tuple[Channel, ...]) -> int | None:
 def scale_plan(kw: Keywords, ds: DataSet, channels: tuple[Channel, ...]) -> ScalePlan:
     """What turns this data set's stored values into scale values (see the module docstring)."""
     divide, log = [], []
-    j_time = time_column(kw, channels)
+    j_time = time_column(kw.get, channels)
     for c in channels:
         if c.is_log:
             if c.range <= 0:

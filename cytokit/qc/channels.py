@@ -66,6 +66,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from cytokit.fcs.channels import time_column as fcs_time_column
 from cytokit.sample import Channel, Sample
 
 __all__ = [
@@ -86,14 +87,9 @@ _FLOAT_TOLERANCE = 1e-6
 
 def time_column(sample: Sample) -> int | None:
     """The column of the time parameter (``$PnN`` "Time", spaces around it aside, else
-    ``$PnTYPE`` "Time"), or None."""
-    for c in sample.channels:
-        if c.name.strip().upper() == "TIME":
-            return c.index
-    for c in sample.channels:
-        if (sample.keyword(f"$P{c.index + 1}TYPE") or "").strip().upper() == "TIME":
-            return c.index
-    return None
+    ``$PnTYPE`` "Time"), or None: the reader's rule (`cytokit.fcs.channels.time_column`),
+    by which it scaled that column by ``$TIMESTEP``."""
+    return fcs_time_column(sample.keyword, sample.channels)
 
 
 def _positive(text: str | None) -> float | None:
