@@ -205,8 +205,8 @@ def _caption(results: Results, file: str, summary: dict) -> str:
     if bins is not None:
         shown = sum(str(c).endswith(" mean") for c in bins.columns)
         some = f"{shown} channel{'s' if shown != 1 else ''}"
-        most = f"at most {PLOT_CHANNELS} are kept with the results"
-        most = most if shown == PLOT_CHANNELS else ""
+        kept = shown == PLOT_CHANNELS
+        most = f"at most {PLOT_CHANNELS} are kept with the results" if kept else ""
         signal = summary.get("qc_removed_signal")
         if not is_number(signal):
             text += f"; the signal per bin of {some}, not judged (the signal check did not run)"
