@@ -419,3 +419,32 @@ def test_a_gain_changed_for_a_while_and_restored_is_removed(seed, channel, gain)
     removed = (qc.reasons & (RATE | SIGNAL)) != 0
     assert removed[block].mean() > 0.95, removed[block].mean()
     assert removed[~block].mean() < 0.1, removed[~block].mean()
+
+
+def stepped(seed: int, channel: str, gain: float, at: float, n: int = 20_000):
+    """A file whose `channel` reads `gain` times its values from `at` (share of the events)
+    to the end (a laser's power changed and stayed), and the events it touched."""
+    design = simulate.preset_design("sample", seed=seed, n_patients=2)
+    spec, day = design.samples()[0]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, n)
+    step = np.zeros(n, dtype=bool)
+    step[int(at * n) :] = True
+    ev = sample.events.copy()
+    ev[step, [c.name for c in sample.channels].index(channel)] *= gain
+    sample.events = ev
+    return sample, step
+
+
+# a step before the middle of the run leaves the middle third with the last, as an early
+# drift that settles does: each was read as one, and the start removed, the step kept
+@pytest.mark.parametrize(
+    ("seed", "channel", "gain", "at"),
+    [(172601, "SSC-A", 1.2, 0.3), (172602, "SSC-A", 1.2, 0.4), (172603, "PE-A", 0.75, 0.35),
+     (172604, "APC-A", 1.3, 0.25), (172605, "FSC-A", 0.75, 0.4)],
+)  # fmt: skip
+def test_a_gain_stepped_before_mid_run_and_held_is_removed_not_the_start(seed, channel, gain, at):
+    sample, step = stepped(seed, channel, gain, at)
+    qc = acquisition_qc(sample)
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    assert removed[step].mean() > 0.85, (removed[step].mean(), qc.verdict_reason)
+    assert removed[~step].mean() < 0.2, (removed[~step].mean(), qc.verdict_reason)

@@ -157,8 +157,9 @@ STORE_NAME = "results.sqlite"
 # whichever checks run; 9: acquisition QC judges a drift to the run's end by its broken line,
 # and a noisy bright level no longer vetoes a drift; 10: a drift over the run's end sixth
 # (no drift by its thirds) is judged by its broken line; 11: acquisition QC notes a
-# $TIMESTEP that is no positive number and names a channel that says time but is no clock
-_TASK_VERSION = 11
+# $TIMESTEP that is no positive number and names a channel that says time but is no clock;
+# 12: a gain stepped before mid-run and held is removed, not the start before it
+_TASK_VERSION = 12
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -210,6 +210,10 @@ BRIGHT_FEW = 0.1
 BRIGHT_BINS = 50
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
+#: How much better (chi-square, in the series' noise) two levels split at one bin must fit
+#: a series whose thirds say it settles early than a settling ramp, to be read as a step
+#: from a held start (`_step_gain`)
+STEP_CHI2 = 9.0
 _MAD = 1.4826
 
 
@@ -417,7 +421,8 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     ``extend_z`` noise SDs of the two medians, the series drifts one way over
     the run, and the stable level is that of the start, unless the middle
     third sits clearly with the last (``|b - a| > 2 |c - b|``: a drift early in
-    the run that settles, such as a laser warming up), when it is the end's.
+    the run that settles, such as a laser warming up), when it is the end's;
+    but not where the start held its level up to a step (`_step_gain`).
     The level is the median of the bins that held it: from that end inwards
     to where a running median of 27 bins first leaves the end third's median
     by half of ``signal_shift`` beyond that third (the drift's onset; a third's
@@ -452,7 +457,9 @@ def _drift_shape(
     change = c - a
     if abs(change) > th.signal_shift and abs(change) > th.extend_z * np.hypot(sd_a, sd_c):
         late = abs(b - a) <= 2 * abs(c - b)
-        if drift_onset(mean, m, use, late) < CREEP_ONSET:
+        step = not late and _step_gain(mean, m, use, noise) > STEP_CHI2  # a held start
+        late = late or step
+        if not step and drift_onset(mean, m, use, late) < CREEP_ONSET:
             return None, float(change), float(abs(change) / np.hypot(sd_a, sd_c)), late
     elif ends:
         # a drift over the last (or first) third of the run or less: that third's median
@@ -476,6 +483,32 @@ def _drift_shape(
         onset = int(np.flatnonzero(off)[-1]) if off.any() else -1
         held = use & (pos > onset)
     return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan, late
+
+
+def _step_gain(mean, m, use, noise: float) -> float:
+    """How much better (chi-square in the series' `noise`) two levels split at one bin,
+    the first holding at least a sixth of the judged bins, fit a series than the best
+    broken line straight first and flat after (a warm-up's settling ramp); -inf where
+    they cannot be fitted. A step a third of the way into the run (a laser's power
+    changed) leaves the middle third with the last as a settling ramp does, but the run
+    started at the level the instrument was set to (`STEP_CHI2`)."""
+    idx = np.flatnonzero(use)
+    n = idx.size
+    if n < DRIFT_BINS or not noise > 0:
+        return -np.inf
+    y = np.asarray(mean, dtype=np.float64)[idx]
+    w = np.asarray(m, dtype=np.float64)[idx]
+    _, line = _broken_line(mean, m, use, late=False)
+    line_sse = float((w * (y - line) ** 2).sum())
+    cw, cy, cyy = (np.cumsum(v) for v in (w, w * y, w * y * y))
+    k = np.arange(max(n // 6, 1), n - 1)  # the first level holds bins [0, k]
+    lw, ly, lyy = cw[k], cy[k], cyy[k]
+    rw, ry, ryy = cw[-1] - lw, cy[-1] - ly, cyy[-1] - lyy
+    ok = (lw > 0) & (rw > 0)
+    if not ok.any():
+        return -np.inf
+    sse = (lyy - ly**2 / np.where(ok, lw, 1)) + (ryy - ry**2 / np.where(ok, rw, 1))
+    return (line_sse - float(np.min(sse[ok]))) / noise**2
 
 
 def _end_drift(mean, m, idx, noise: float, th: Thresholds, ends, sds) -> bool | None:
