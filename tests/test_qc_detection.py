@@ -182,6 +182,23 @@ def test_two_gaps_close_together_are_guarded_on_both_outer_sides():
     assert re.search(r"no events at all for 0\.30?\d* and 0\.40?\d* s \(gaps\)", r.detail), r.detail
 
 
+def test_gaps_within_a_range_of_slow_flow_are_each_named():
+    """Three pauses (0.28, 0.09, 0.27 s) inside a stretch of half the usual rate: the
+    range's edges are the rate's changes, not gaps, and no bin is empty (bins of 0.2 s),
+    so before the detail gave no gap at all, or where a bin was empty its time as one."""
+    from test_qc_scan import synthetic
+
+    s = synthetic(n=5000, seconds=5.0, tick=0.001, seed=1)
+    d = np.diff(s.events[:, 3].astype(np.float64), prepend=0.0)
+    d[1600:3000] *= 2.0
+    for at, length in ((2000, 0.28), (2300, 0.09), (2600, 0.27)):
+        d[at] += length
+    s.events[:, 3] = np.round(np.cumsum(d), 3).astype(np.float32)
+    (r,) = acquisition_qc(s).ranges
+    assert r.first_event < 2000 and r.stop_event > 2600
+    assert re.search(r"no events at all for 0\.28\d*, 0\.09\d* and 0\.27\d* s \(gaps\)", r.detail)
+
+
 def test_a_clock_of_coarse_ticks_guards_one_tick_and_reads_the_gap_whole():
     """20,000 events a second on a 0.01 s clock: 200 events a tick, so the guard is a tick
     or two, not the three or more it took; the step between two ticks is no gap, and the

@@ -1096,7 +1096,8 @@ class AcquisitionPass:
                 return float(b.grid.to_seconds(t0 + x) - b.grid.to_seconds(t0))
 
             if union & RATE:
-                parts.append(self._rate_detail(b, a, e, [seconds(x) for _, x in gaps]))
+                said = [seconds(x) for _, x in gaps] or self._pauses(b, a, e, first, stop)
+                parts.append(self._rate_detail(b, a, e, said))
             if guard > 0:
                 parts.append(
                     f"with the events within {seconds(guard):.3g} {b.grid.unit} beside the gap"
@@ -1117,6 +1118,34 @@ class AcquisitionPass:
             )
         return tuple(out)
 
+    def _pauses(self, b: BinTable, j: int, k: int, first: int, stop: int) -> list[float]:
+        """Seconds (or time units) of the gaps within a range of bins `j` .. `k` - 1 with no
+        gap at its edges (`_guard`): pauses between its events `first` .. `stop` - 1 and
+        the event on either side longer than `GAP_EVENTS` events at the usual rate, 1.5
+        clock steps and `GAP_RATIO` times the mean pause of the 20 events on each side (a
+        clog's slow flow has long pauses by chance). A gap reaches into the bins beside
+        the empty ones, so the empty bins' time says less than it, and a gap shorter than
+        a bin leaves none empty."""
+        widths = np.diff(b.grid.edges())[j:k]
+        base = float(np.median(b.expected[j:k] / np.maximum(widths, 1e-300)))
+        n = self.sample.events.shape[0]
+        lo, hi = max(first - 21, 0), min(stop + 21, n)
+        d = np.diff(self._times(lo, hi))
+        if not (base > 0 and np.any(d > 0)):
+            return []
+        step = float(d[d > 0].min())
+        out = []
+        # pause i lies between events lo + i and lo + i + 1
+        for i in range(max(first - 1 - lo, 0), min(stop - lo, d.size)):
+            x = float(d[i])
+            if not (x * base > GAP_EVENTS and x > 1.5 * step):
+                continue
+            sides = [d[max(i - 20, 0) : i], d[i + 1 : i + 21]]
+            usual = max((float(np.mean(v)) for v in sides if v.size), default=0.0)
+            if x > GAP_RATIO * usual:
+                out.append(float(b.grid.to_seconds(x) - b.grid.to_seconds(0.0)))
+        return out
+
     @staticmethod
     def _rate_detail(b: BinTable, j: int, k: int, gaps=()) -> str:
         sel = (b.bits[j:k] & RATE) != 0
@@ -1131,8 +1160,9 @@ class AcquisitionPass:
         )
         text += " the expected"
         empty = np.flatnonzero((b.counts[j:k] == 0) & sel)
-        if gaps:  # the pauses themselves (`_guard`), not the empty bins within them
-            said = " and ".join(f"{g:.3g}" for g in gaps)
+        if gaps:  # the pauses themselves (`_guard`, `_pauses`), not the empty bins within them
+            said = ", ".join(f"{g:.3g}" for g in gaps[:-1])
+            said = f"{said} and {gaps[-1]:.3g}" if len(gaps) > 1 else f"{gaps[0]:.3g}"
             text += f", no events at all for {said} {b.grid.unit} ("
             text += "a gap)" if len(gaps) == 1 else "gaps)"
         elif empty.size:
