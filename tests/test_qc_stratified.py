@@ -596,3 +596,35 @@ def test_own_cells_dimmed_through_the_valley_are_set_aside():
     assert not own_cells_agree(cells(478, 0.15), flanks, cut)
     assert own_cells_agree(cells(478, 0.8), flanks, cut)
     assert own_cells_agree(cells(478), flanks, cut)
+
+
+def test_a_ranges_own_cells_are_its_rate_events_not_its_saturated_ones():
+    """A clog's events that QC removed as margin events (here the donor marker's detector
+    saturated) are no measurement of the range: read as its own cells, a saturated HLA-A2
+    detector counted them as donor cells (a T population with none imputed 1 % donor)."""
+    from cytokit import simulate
+    from cytokit.analysis.per_sample import _held
+    from cytokit.qc import MARGIN, RATE, AcquisitionQCSettings
+    from cytokit.qc.apply import screen
+    from cytokit.simulate import anomalies as A
+
+    design = simulate.preset_design("sample", seed=100401)
+    plan = A.AnomalyPlan(
+        clogs=(A.Clog(start=3.0, drop=1.0, drop_rate=0.2, burst=0.4),),
+        margins=(A.MarginEvents(0.05, top=("FITC-A",)),),
+    )
+    sample, _ = simulate.simulate_sample(design, "P01", 7, 20_000, anomalies=plan)
+    fitc = [c.name for c in sample.channels].index("FITC-A")
+    full = sample.events.copy()
+    kept, qc = screen(sample, AcquisitionQCSettings(max_removed_pct=50.0), keep_removed=True)
+    events, which = _held(full, kept, qc)
+    bits = np.asarray(qc.reasons)
+    in_clog = np.zeros(bits.size, bool)
+    for r in qc.ranges:
+        if "rate" in r.reasons:
+            in_clog[r.first_event : r.stop_event] = True
+    assert (full[in_clog, fitc] >= 262_143).sum() >= 10  # the case is there
+    want = in_clog & ((bits & RATE) != 0) & ((bits & MARGIN) == 0)
+    assert len(events) == len(which) == int(want.sum())
+    np.testing.assert_array_equal(events, full[want])
+    assert not (events[:, fitc] >= 262_143).any()

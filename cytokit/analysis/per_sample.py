@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 22  # 22: QC notes a $TIMESTEP that is no positive number, a 'Time (s)'
+MEASURE_VERSION = 23  # 23: a stepped gain's start kept; own cells: rate, not margin
 PARENT_ROW = "__parent__"
 
 
@@ -613,9 +613,13 @@ def _renumber(flanks: dict, keep: np.ndarray) -> dict:
 
 
 def _held(events: np.ndarray, kept, qc) -> tuple[np.ndarray, np.ndarray] | None:
-    """The events of QC's removed time ranges with a rate anomaly (a clog, a bubble),
-    copied, and the index of the range (in ``qc.ranges``) of each; None without such
-    a range. A range removed for a signal change alone is not held: its values moved."""
+    """The events of QC's removed time ranges with a rate anomaly (a clog, a bubble) that
+    QC removed for the rate and not as margin events, copied, and the index of the range
+    (in ``qc.ranges``) of each; None without such a range. A range removed for a signal
+    change alone is not held: its values moved; nor, in a range that holds both, the
+    events removed for the signal alone (a drift a bubble merged with), nor a detector's
+    saturated events (read as bright, a donor marker's would count as donor cells)."""
+    from cytokit.qc import MARGIN, RATE
     from cytokit.qc.apply import removed_events
 
     spans = [(i, r) for i, r in enumerate(qc.ranges) if "rate" in r.reasons]
@@ -623,11 +627,16 @@ def _held(events: np.ndarray, kept, qc) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     gone = removed_events(events, kept, qc)
     at = np.flatnonzero(~qc.keep)  # file index of each removed row
+    bits = np.asarray(qc.reasons)[at]
+    measured = ((bits & RATE) != 0) & ((bits & MARGIN) == 0)
     parts, which = [], []
     for i, r in spans:
         lo, hi = np.searchsorted(at, r.first_event), np.searchsorted(at, r.stop_event)
-        parts.append(gone[lo:hi])
-        which.append(np.full(hi - lo, i, dtype=np.int64))
+        own = measured[lo:hi]
+        parts.append(gone[lo:hi][own])
+        which.append(np.full(int(own.sum()), i, dtype=np.int64))
+    if not sum(len(w) for w in which):
+        return None
     return np.concatenate(parts), np.concatenate(which)
 
 
