@@ -307,3 +307,33 @@ def test_each_files_reagents_come_from_its_tubes_panel(tmp_path):
             assert (kir["channel"] == "BV421-A").all()
         else:
             assert kir.empty, file
+
+
+@pytest.mark.parametrize(
+    ("toml", "ran", "value", "note"),
+    [
+        ("", None, "", "add an [acquisition_qc] table to study.toml"),
+        ("[acquisition_qc]\nenabled = false\n", None, "", "acquisition QC is off"),
+        ("[acquisition_qc]\n", None,
+         "acquisition QC (rate, signal, margins; sensitivity normal; a file fails above 20% of "
+         "its events removed, warns above 2%)", ""),
+        ('[acquisition_qc]\nmax_removed_pct = 55\nexclude_channels = ["PE-Cy7-A"]\n', "margins",
+         "acquisition QC (margins; not run on this file: rate, signal (samples.csv qc_reason); "
+         "sensitivity normal; a file fails above 55% of its events removed, warns above 2%; "
+         "channels left out: PE-Cy7-A)", ""),
+        ('[acquisition_qc]\nchecks = ["rate"]\n', "",
+         "acquisition QC (no check ran on this file (samples.csv qc_reason); sensitivity normal; "
+         "a file fails above 20% of its events removed, warns above 2%)", ""),
+    ],
+)  # fmt: skip
+def test_the_qc_item_says_what_ran_on_the_file_and_the_limits(tmp_path, toml, ran, value, note):
+    """1.8 named the study's checks for a file none of them ran on (no Time channel: the
+    margins only; or none), left out the limits, and asked for a table that was there."""
+    from cytokit.analysis.miflowcyt import _qc_row
+
+    folder = shutil.copytree(SAMPLE_DATA, tmp_path / "study")
+    with (folder / "study.toml").open("a") as fh:
+        fh.write("\n" + toml)
+    row = _qc_row(load_study(folder).settings, ran)
+    assert row["value"] == value and row["status"] == ("present" if value else "missing")
+    assert note in row["note"]

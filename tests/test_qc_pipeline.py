@@ -92,6 +92,13 @@ def test_a_file_without_a_usable_time_axis_has_no_bins_with_the_usual_columns(tm
     res = cytokit.analyze(study, tmp_path / "o", scheduler="serial")
     row = res.samples.set_index("file").loc["fcs/A1_day014.fcs"]
     assert pd.isna(row["qc_removed_rate"]) and "not in acquisition order" in row["qc_notes"]
+    # MIFlowCyt 1.8 says which checks ran on each file, and the limits
+    item = res.miflowcyt[res.miflowcyt["miflowcyt"] == "1.8"].set_index("file")["value"]
+    assert item["fcs/A1_day014.fcs"].startswith(
+        "acquisition QC (margins; not run on this file: rate, signal (samples.csv qc_reason);"
+    )
+    assert item["fcs/A1_day007.fcs"].startswith("acquisition QC (rate, signal, margins;")
+    assert (item.str.contains("a file fails above 60% of its events removed")).all()
     bins = res.acquisition_bins("fcs/A1_day014.fcs")
     assert bins.empty and list(bins.columns) == ["bin", "start", "end", "time_unit", "events"]
     assert int(bins["events"].sum()) == 0
@@ -142,6 +149,9 @@ def test_a_file_no_check_could_run_on_has_no_pct_removed_through_every_door(tmp_
         assert pd.isna(bad["qc_pct_removed"]) and bad["qc_reason"] == api.verdict_reason
         assert bad["events_after_qc"] == bad["events_before_qc"]
         assert good["qc_pct_removed"] > 0  # the clog's file was measured
+        item = got.miflowcyt[got.miflowcyt["miflowcyt"] == "1.8"].set_index("file")["value"]
+        assert "(no check ran on this file" in item["fcs/A1_day014.fcs"]
+        assert item["fcs/A1_day007.fcs"].startswith("acquisition QC (rate; sensitivity")
     gate_files(study / "strategy.yaml", [path], tmp_path / "g", statistics=False,
                scheduler="serial", acquisition_qc=AcquisitionQCSettings(checks=("rate",)))  # fmt: skip
     g = pd.read_csv(tmp_path / "g" / "qc_samples.csv", keep_default_na=False).iloc[0]

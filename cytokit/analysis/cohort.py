@@ -205,7 +205,7 @@ def study_tables(
         failures=pd.DataFrame(failures, columns=list(TABLES["failures"])),
         qc=frames.get("qc", pd.DataFrame()),
         acquisition_qc=frames.get("acquisition_qc", pd.DataFrame()),
-        miflowcyt=miflowcyt_table(study),
+        miflowcyt=miflowcyt_table(study, qc_checks=_qc_checks(frames.get("samples"))),
         tubes=pd.DataFrame(tube_rows),
         repertoire=frames.get("repertoire", pd.DataFrame()),
         function=frames.get("function", pd.DataFrame()),
@@ -268,6 +268,20 @@ def _stratum(study: Study, patient: str) -> str:
         if r.patient == patient:
             return r.stratum
     return ""
+
+
+def _qc_checks(samples: pd.DataFrame | None) -> dict[str, str] | None:
+    """Per file of `samples` the acquisition QC checks that ran on it, ``+``-joined (a
+    check that did not run leaves its ``qc_removed_*`` empty), or None without QC."""
+    cols = {"rate": "qc_removed_rate", "signal": "qc_removed_signal"}
+    cols["margins"] = "qc_removed_margin"
+    if samples is None or not set(cols.values()) <= set(samples.columns):
+        return None
+    ran = pd.DataFrame({c: samples[col].notna() for c, col in cols.items()})
+    return {
+        str(f): "+".join(c for c in cols if bool(row[c]))
+        for f, (_, row) in zip(samples["file"], ran.iterrows(), strict=True)
+    }
 
 
 def _study_meta(study: Study, task: MeasureTask) -> dict:

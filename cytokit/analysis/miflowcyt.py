@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -160,8 +160,9 @@ def _describe_transform(transform) -> str:
     return f"{transform.kind} ({params})" if params else transform.kind
 
 
-def _study_rows(study, sample: Sample | None) -> list[dict]:
-    """The items the study holds (analysis, QC, the ones no file holds), for one file."""
+def _study_rows(study, sample: Sample | None, ran: str | None = None) -> list[dict]:
+    """The items the study holds (analysis, QC, the ones no file holds), for one file
+    (`ran`: the acquisition QC checks that ran on it, `_qc_row`)."""
     s = study.settings
     rows = [_row(n, item, None, "", _SUBMISSION) for n, item in UNRECORDED]
     source = s.compensation
@@ -201,22 +202,46 @@ def _study_rows(study, sample: Sample | None) -> list[dict]:
             "study.toml [gating] strategy",
         )
     )
-    qc = s.qc_settings
-    value = (
-        f"acquisition QC ({', '.join(qc.checks)}; sensitivity {qc.sensitivity})"
-        if qc is not None
-        else ""
-    )
-    rows.append(
-        _row(
+    rows.append(_qc_row(s, ran))
+    return rows
+
+
+def _qc_row(settings, ran: str | None) -> dict:
+    """1.8 for one file: the acquisition QC the study asks for, with the checks that ran
+    on the file (`ran`: ``+``-joined, those whose ``qc_removed_*`` of ``samples.csv`` is
+    not empty; None where the file has no row there, or before it was analysed) and the
+    limits."""
+    table = settings.acquisition_qc
+    qc = settings.qc_settings
+    if qc is None:
+        note = (
+            "acquisition QC is off ([acquisition_qc] enabled = false in study.toml)"
+            if table is not None
+            else "add an [acquisition_qc] table to study.toml"
+        )
+        return _row(
             "1.8",
             "quality control measures",
-            value,
+            "",
             "study.toml [acquisition_qc]",
-            "add an [acquisition_qc] table to study.toml, or state the QC with the submission",
+            f"{note}, or state the QC with the submission",
         )
+    if ran is None:
+        checks = ", ".join(qc.checks)
+    elif ran:
+        checks = ", ".join(ran.split("+"))
+        skipped = [c for c in qc.checks if c not in ran.split("+")]
+        if skipped:
+            checks += f"; not run on this file: {', '.join(skipped)} (samples.csv qc_reason)"
+    else:
+        checks = "no check ran on this file (samples.csv qc_reason)"
+    value = (
+        f"acquisition QC ({checks}; sensitivity {qc.sensitivity}; a file fails above "
+        f"{qc.max_removed_pct:g}% of its events removed, warns above {qc.warn_removed_pct:g}%"
     )
-    return rows
+    if qc.exclude_channels:
+        value += f"; channels left out: {', '.join(qc.exclude_channels)}"
+    return _row("1.8", "quality control measures", value + ")", "study.toml [acquisition_qc]")
 
 
 def _reagent_rows(study, sample: Sample, tube: str) -> list[dict]:
@@ -271,7 +296,9 @@ def _read(path: Path) -> Sample:
         return read_fcs(path, mmap=True, scale=False)
 
 
-def miflowcyt_table(study, files: Iterable[str | Path] | None = None) -> pd.DataFrame:
+def miflowcyt_table(
+    study, files: Iterable[str | Path] | None = None, qc_checks: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """The MIFlowCyt items of every file of `study` (see the module docstring).
 
     Parameters
@@ -280,6 +307,10 @@ def miflowcyt_table(study, files: Iterable[str | Path] | None = None) -> pd.Data
         A loaded study (`cytokit.study.load_study`).
     files : iterable of path, optional
         The files to describe (default: every manifest row's); others are left out.
+    qc_checks : mapping, optional
+        Per file (as ``samples.csv`` names it) the acquisition QC checks that ran on
+        it, ``+``-joined, for item 1.8; without it (or a file's entry) the item names
+        the checks the study asks for.
 
     Returns
     -------
@@ -307,7 +338,7 @@ def miflowcyt_table(study, files: Iterable[str | Path] | None = None) -> pd.Data
         rows += _manifest_rows(row)
         rows += keyword_rows(sample)
         rows += _reagent_rows(study, sample, study.tube_of(row))
-        rows += _study_rows(study, sample)
+        rows += _study_rows(study, sample, None if qc_checks is None else qc_checks.get(rel))
         rows.sort(key=lambda r: (r["miflowcyt"] == "", r["miflowcyt"]))  # stable: in item order
         out += [{**keys, **r} for r in rows]
     frame = pd.DataFrame(out, columns=list(MIFLOWCYT_COLUMNS))
