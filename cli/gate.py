@@ -161,16 +161,14 @@ def register(app: typer.Typer) -> None:
             ...,
             "--out",
             "-o",
-            help="Folder for counts.csv, statistics.csv, failures.csv and warnings.csv "
-            "(with acquisition QC also qc_samples.csv and acquisition_qc.csv; and the store, "
-            "results.sqlite).",
+            help="Folder for counts.csv, statistics.csv, failures.csv, warnings.csv (with "
+            "QC qc_samples.csv, acquisition_qc.csv) and the store, results.sqlite.",
         ),
         study: Path = typer.Option(
             None,
             "--study",
             help="A study folder: gate with its panel and transform (for a YAML strategy), "
-            "its compensation, its gating seed and its [acquisition_qc], as cytokit analyze "
-            "does.",
+            "compensation, gating seed and [acquisition_qc], as cytokit analyze does.",
             show_default=False,
         ),
         workers: int = typer.Option(

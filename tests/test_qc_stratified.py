@@ -462,20 +462,30 @@ def test_only_the_ranges_removed_for_their_rate_are_held_and_in_file_order():
     from cytokit.analysis import per_sample
     from cytokit.qc.result import FlaggedRange
 
+    from cytokit.qc import MARGIN, RATE, SIGNAL
+
     n = 1000
     events = np.arange(n * 2, dtype=np.float64).reshape(n, 2)
     keep = np.ones(n, dtype=bool)
     keep[100:150] = keep[400:420] = keep[700] = False  # two ranges and a margin event
+    reasons = np.zeros(n, dtype=np.uint8)
+    reasons[100:150] = SIGNAL
+    reasons[400:420] = RATE
+    reasons[410] |= MARGIN  # saturated: no measurement of the range
+    reasons[415:420] = SIGNAL  # a drift's stretch merged with the range
+    reasons[700] = MARGIN
     ranges = (
         FlaggedRange(0.0, 1.0, 100, 150, "signal", ""),
         FlaggedRange(2.0, 3.0, 400, 420, "rate+signal", ""),
     )
-    qc = SimpleNamespace(ranges=ranges, keep=keep, n_removed=int((~keep).sum()))
+    qc = SimpleNamespace(ranges=ranges, keep=keep, n_removed=int((~keep).sum()), reasons=reasons)
     kept = SimpleNamespace(events=events[keep].copy(), n_events=int(keep.sum()))
     rows, which = per_sample._held(events, kept, qc)
-    np.testing.assert_array_equal(rows, events[400:420])
+    np.testing.assert_array_equal(rows, events[[*range(400, 410), *range(411, 415)]])
     assert (which == 1).all()
-    only_signal = SimpleNamespace(ranges=ranges[:1], keep=keep, n_removed=qc.n_removed)
+    only_signal = SimpleNamespace(
+        ranges=ranges[:1], keep=keep, n_removed=qc.n_removed, reasons=reasons
+    )
     assert per_sample._held(events, kept, only_signal) is None
 
 
