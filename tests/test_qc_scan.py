@@ -236,6 +236,11 @@ def test_no_time_channel_runs_margins_only_and_says_so():
     assert qc.checks_run == ("margins",) and qc.bins is None
     assert qc.verdict == "warn"
     assert "no Time channel" in qc.verdict_reason and "rate and signal" in qc.verdict_reason
+    # a file QC warns about names the channels behind its margin events, however few
+    s.events[:50, 0] = 262_143.0
+    qc = acquisition_qc(s)
+    assert qc.verdict == "warn" and qc.pct_removed < 2
+    assert qc.verdict_reason.startswith("0.25% of 20,000 events removed (margin 0.25%: FSC-A 50 at")
 
 
 @pytest.mark.parametrize("checks", [("signal",), ("margins",), ("signal", "margins")])

@@ -402,10 +402,7 @@ class AcquisitionQC:
         if self.n_events == 0:
             return "fail", "the file has no events"
         pct = self.pct_removed
-        # a file QC warns about or fails names the channels behind its margin events
-        loud = pct > s.warn_removed_pct
         events = f"{self.n_events:,} event{'' if self.n_events == 1 else 's'}"
-        what = f"{self._pct(pct)}% of {events} removed{self._breakdown(loud)}"
         # what a reader must know whatever the % removed: a check asked for that did not
         # run (its count is not a zero) and a trend QC named but kept
         also = []
@@ -421,6 +418,9 @@ class AcquisitionQC:
             also.append(f"the {missing} check{plural} did not run: {why}")
         also.extend(self.flat)
         also.extend(self.trends)
+        # a file QC warns about or fails names the channels behind its margin events
+        loud = pct > s.warn_removed_pct or bool(also)
+        what = f"{self._pct(pct)}% of {events} removed{self._breakdown(loud)}"
         if not self.checks_run:
             # nothing was measured: no "0.00% removed", the events go on unchecked
             return "warn", (f"no check ran, so the {events} go on unchecked; " + "; ".join(also))
