@@ -477,3 +477,61 @@ def test_the_files_gating_reads_are_compared_by_content_not_by_path(files_study,
     assert not (tmp_path / "x.wsp").exists()
     with pytest.raises(CytokitError, match=r"strategy_r.yaml \(\[tubes.receptors\] strategy\)"):
         export_wsp(out, tmp_path / "x.wsp", study=tube)
+
+
+def _without_time(path: Path) -> None:
+    """Rewrite `path` without its Time channel (the last) and its $TIMESTEP."""
+    from cytokit.fcs import read_fcs
+
+    s = read_fcs(path, scale=False)
+    assert s.channel_names[-1] == "Time"
+    keywords = {k: v for k, v in s.keywords.items() if not k.upper().startswith(("$P", "$TIME"))}
+    cytokit.write_fcs(
+        path,
+        cytokit.Sample(
+            events=s.events[:, :-1].copy(), channels=s.channels[:-1], keywords=keywords,
+            spillover=s.spillover, scaled=False,
+        ),
+    )  # fmt: skip
+
+
+def test_a_file_without_a_time_channel_is_exported_with_nan_there(tmp_path):
+    """analyze keeps a file without a Time channel (QC checks its margins only); the
+    export refused the study ("export a tube at a time", of a one-tube study) after
+    gating the files before it. Its events now have NaN in the Time column."""
+    study = shutil.copytree(SAMPLE_DATA, tmp_path / "study")
+    with (study / "study.toml").open("a") as fh:
+        fh.write("\n[acquisition_qc]\nenabled = true\nmax_removed_pct = 60\n")
+    _without_time(study / "fcs" / "P01_day007.fcs")
+    results = cytokit.analyze(study, tmp_path / "out", workers=1)
+    data = results_anndata(tmp_path / "out")
+    assert list(data.var_names)[-1] == "Time"
+    per_file = data.obs["file"].value_counts()
+    kept = results.samples.set_index("file")["events_after_qc"]
+    assert all(per_file[f] == kept[f] for f in kept.index)
+    mine = (data.obs["file"] == "fcs/P01_day007.fcs").to_numpy()
+    for values in (data.X, data.layers["raw"], data.layers["compensated"]):
+        assert np.isnan(values[mine, -1]).all() and np.isfinite(values[~mine, -1]).all()
+        assert np.isfinite(values[mine, :-1]).all()
+
+
+def test_files_of_other_channels_are_refused_before_any_is_gated(tmp_path):
+    """A file with a further channel: refused from the headers, naming both files, before
+    the files before it were gated again (the progress callback is never called)."""
+    study = shutil.copytree(SAMPLE_DATA, tmp_path / "study")
+    from cytokit.fcs import read_fcs
+    from cytokit.sample import Channel
+
+    path = study / "fcs" / "P02_day043.fcs"
+    s = read_fcs(path, scale=False)
+    extra = Channel(len(s.channels), "FSC-W", range=262_144)
+    events = np.column_stack([s.events, s.events[:, 0]])
+    cytokit.write_fcs(path, replace(s, events=events, channels=(*s.channels, extra)))
+    cytokit.analyze(study, tmp_path / "out", workers=1)
+    calls = []
+    with pytest.raises(
+        CytokitError,
+        match=r"P02_day043\.fcs: its channels .* differ from .*take it out of the manifest",
+    ):
+        results_anndata(tmp_path / "out", progress=lambda *a: calls.append(a))
+    assert calls == []

@@ -460,9 +460,8 @@ def test_only_the_ranges_removed_for_their_rate_are_held_and_in_file_order():
     from types import SimpleNamespace
 
     from cytokit.analysis import per_sample
-    from cytokit.qc.result import FlaggedRange
-
     from cytokit.qc import MARGIN, RATE, SIGNAL
+    from cytokit.qc.result import FlaggedRange
 
     n = 1000
     events = np.arange(n * 2, dtype=np.float64).reshape(n, 2)

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -181,13 +182,51 @@ class _Layout:
             self.panel_marker[col] = marker
             self.transforms[col] = study.settings.transform_of(marker)
 
-    def check(self, sample, file: str) -> None:
-        if sample.channel_names != self.names:
+    def columns(self, sample) -> np.ndarray:
+        """The column of `sample` holding each of the layout's channels (by ``$PnN``), -1
+        for the time channel of a file that has none."""
+        have = {name: j for j, name in enumerate(sample.channel_names)}
+        return np.array([have.get(name, -1) for name in self.names], dtype=np.int64)
+
+
+def _measured(sample) -> tuple[str, ...]:
+    """`sample`'s ``$PnN`` but its time channel's (a file exported without one, or whose
+    clock QC could not read, holds the same measurements)."""
+    from cytokit.fcs.channels import time_column
+
+    t = time_column(sample.keyword, sample.channels)
+    return tuple(n for j, n in enumerate(sample.channel_names) if j != t)
+
+
+def _plan_layout(study, task, samples: pd.DataFrame) -> _Layout | None:
+    """The channels of the export, from every file's header, before any file is gated:
+    the files must hold the same measured channels in the same order (one AnnData holds
+    one panel); a file without a time channel gets NaN there. The layout is the first
+    file's that has one (else the first file's); None without a file."""
+    from cytokit.fcs import read_fcs
+
+    first = measured = layout = None
+    for file in map(str, samples["file"]):
+        with warnings.catch_warnings():  # the analysis has reported what the reader met
+            warnings.simplefilter("ignore")
+            sample = read_fcs(study.root / file, mmap=True)
+        mine = _measured(sample)
+        if first is None:
+            first, measured = (file, sample.channel_names), mine
+        elif mine != measured:
             raise CytokitError(
-                f"{file}: its channels ({', '.join(sample.channel_names)}) differ from the first "
-                f"file's ({', '.join(self.names)}); one AnnData holds files of one panel: export "
-                "a tube at a time"
+                f"{file}: its channels ({', '.join(sample.channel_names)}) differ from "
+                f"{first[0]}'s ({', '.join(first[1])}), of the same tube; one AnnData holds "
+                "files of one panel: write the file again with those channels, or take it "
+                "out of the manifest"
             )
+        if layout is None and len(sample.channel_names) > len(mine):
+            layout = _Layout(sample, study, task)
+    if layout is None and first is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layout = _Layout(read_fcs(study.root / first[0], mmap=True), study, task)
+    return layout
 
 
 def _check_files(study, samples: pd.DataFrame) -> None:
@@ -215,8 +254,9 @@ def _check_files(study, samples: pd.DataFrame) -> None:
             )
 
 
-def _per_file(study, task, results, row, layout_box, events_n, seed, item, model):
-    """(raw, compensated, X, obs frame, spillover columns) of one file's chosen events."""
+def _per_file(study, task, results, row, layout: _Layout, events_n, seed, item, model):
+    """(raw, compensated, X, obs frame, spillover columns) of one file's chosen events, in
+    the layout's channels."""
     from cytokit import kernels as K
     from cytokit.fcs import read_fcs
 
@@ -225,10 +265,6 @@ def _per_file(study, task, results, row, layout_box, events_n, seed, item, model
     sample = read_fcs(path)
     result = study.gate(sample, tube=item.get("tube", DEFAULT_TUBE))
     kept = result.sample
-    if layout_box[0] is None:
-        layout_box[0] = _Layout(kept, study, task)
-    layout: _Layout = layout_box[0]
-    layout.check(kept, file)
     n = kept.n_events
     if events_n is not None and events_n < n:
         rng = np.random.default_rng([seed, zlib.crc32(file.encode())])
@@ -243,6 +279,11 @@ def _per_file(study, task, results, row, layout_box, events_n, seed, item, model
         compensated = K.compensate(raw, spill.matrix, list(comp_cols))
     else:
         compensated = raw.copy()
+    cols = layout.columns(kept)
+    if not np.array_equal(cols, np.arange(kept.n_channels)):  # no time channel: NaN there
+        have = cols >= 0
+        raw, compensated = (_placed(a, cols, have) for a in (raw, compensated))
+        comp_cols = tuple(int(np.flatnonzero(cols == c)[0]) for c in comp_cols)
     x = compensated.copy()
     for j, t in enumerate(layout.transforms):
         if t is not None:
@@ -264,6 +305,13 @@ def _per_file(study, task, results, row, layout_box, events_n, seed, item, model
     if model is not None:
         _metacluster(frame, model, result, kept, task, idx, spill is not None)
     return raw, compensated, x, frame, comp_cols
+
+
+def _placed(values: np.ndarray, cols: np.ndarray, have: np.ndarray) -> np.ndarray:
+    """`values` (a file's columns) in the layout's columns `cols`, NaN where it has none."""
+    out = np.full((values.shape[0], cols.size), np.nan, dtype=values.dtype)
+    out[:, have] = values[:, cols[have]]
+    return out
 
 
 def _origins(frame, results, result, kept, task, file, idx, compensated) -> None:
@@ -395,8 +443,8 @@ def results_anndata(
     if "tube" in samples:
         samples = samples[samples["tube"].astype(str) == tube]
     _check_files(study, samples)
+    layout = _plan_layout(study, task, samples)
     model = _model(study, task, results)
-    layout_box: list[Any] = [None]
     raws, comps, xs, frames = [], [], [], []
     comp_cols: set[int] = set()
     for i, row in enumerate(samples.to_dict("records")):
@@ -404,7 +452,7 @@ def results_anndata(
             progress(i, len(samples), str(row["file"]))
         item = {"tube": tube}
         raw, comp, x, frame, cols = _per_file(
-            study, task, results, row, layout_box, events, seed, item, model
+            study, task, results, row, layout, events, seed, item, model
         )
         comp_cols.update(cols)
         raws.append(raw)
@@ -415,7 +463,6 @@ def results_anndata(
         raise CytokitError(
             f"{results.out}: samples.csv lists no analysed file of tube {tube!r}; nothing to export"
         )
-    layout: _Layout = layout_box[0]
     obs = pd.concat(frames, ignore_index=True)
     x_all = np.concatenate(xs)
     del xs
