@@ -436,7 +436,8 @@ def stepped(seed: int, channel: str, gain: float, at: float, n: int = 20_000):
 
 
 # a step before the middle of the run leaves the middle third with the last, as an early
-# drift that settles does: each was read as one, and the start removed, the step kept
+# drift that settles does: each was read as one, and the start removed, the step kept; the
+# removal starts at the step
 @pytest.mark.parametrize(
     ("seed", "channel", "gain", "at"),
     [(172601, "SSC-A", 1.2, 0.3), (172602, "SSC-A", 1.2, 0.4), (172603, "PE-A", 0.75, 0.35),
@@ -446,5 +447,7 @@ def test_a_gain_stepped_before_mid_run_and_held_is_removed_not_the_start(seed, c
     sample, step = stepped(seed, channel, gain, at)
     qc = acquisition_qc(sample)
     removed = (qc.reasons & (RATE | SIGNAL)) != 0
-    assert removed[step].mean() > 0.85, (removed[step].mean(), qc.verdict_reason)
-    assert removed[~step].mean() < 0.2, (removed[~step].mean(), qc.verdict_reason)
+    assert removed[step].mean() > 0.95, (removed[step].mean(), qc.verdict_reason)
+    # from the step on, not where a window or a line through it leans before it (4-18 %
+    # of the events before the step went with it)
+    assert removed[~step].mean() < 0.03, (removed[~step].mean(), qc.verdict_reason)

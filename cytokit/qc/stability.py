@@ -438,18 +438,20 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
 
 def _drift_shape(
     mean, m, use, noise: float, th: Thresholds, ends: bool = False
-) -> tuple[float | None, float, float, bool]:
-    """(`drift_reference`, change, z, late): a one-way drift with no held level
+) -> tuple[float | None, float, float, bool, int]:
+    """(`drift_reference`, change, z, late, step): a one-way drift with no held level
     (`drift_onset` below `CREEP_ONSET`) has no reference (None); its change over the
     run, the last third's median minus the first's, and that change in noise SDs of the
     two medians are returned instead (NaN for the others). ``late``: the drift leaves the
     run's start (else it is early and settles, `drift_reference`); True where there is
     no drift. ``ends``: a series that does not drift by the thirds drifts when an end
-    sixth of it does (`_end_drift`) from a held level (never a creep)."""
+    sixth of it does (`_end_drift`) from a held level (never a creep). ``step``: the
+    first bin of the second level where the series held the start's level up to a step
+    (`_step_gain`; the level is then the bins' before it), else -1."""
     nan = float("nan")
     idx = np.flatnonzero(use)
     if idx.size < DRIFT_BINS:
-        return None, nan, nan, True
+        return None, nan, nan, True, -1
     parts = _thirds(idx)
     third = parts[0].size
     a, b, c = (float(np.median(mean[p])) for p in parts)
@@ -457,19 +459,31 @@ def _drift_shape(
     change = c - a
     if abs(change) > th.signal_shift and abs(change) > th.extend_z * np.hypot(sd_a, sd_c):
         late = abs(b - a) <= 2 * abs(c - b)
-        step = not late and _step_gain(mean, m, use, noise) > STEP_CHI2  # a held start
-        late = late or step
-        if not step and drift_onset(mean, m, use, late) < CREEP_ONSET:
-            return None, float(change), float(abs(change) / np.hypot(sd_a, sd_c)), late
+        if not late:
+            gain, at = _step_gain(mean, m, use, noise)
+            if gain > STEP_CHI2:
+                # the start held its level up to a step, and the run ends nearer the step's
+                # level than the start's (a gain changed for a while and restored is not
+                # a step from a held start)
+                sixth = max(idx.size // 6, 1)
+                held = use & (np.arange(mean.shape[0]) < at)
+                start = float(np.median(mean[held]))
+                after = float(np.median(mean[idx[idx >= at][:sixth]]))
+                end = float(np.median(mean[idx[-sixth:]]))
+                if abs(end - after) < abs(end - start):
+                    return start, nan, nan, True, at
+        if drift_onset(mean, m, use, late) < CREEP_ONSET:
+            z = float(abs(change) / np.hypot(sd_a, sd_c))
+            return None, float(change), z, late, -1
     elif ends:
         # a drift over the last (or first) third of the run or less: that third's median
         # sits partway up the ramp, within the shift, while the end sixth holds the
         # ramp's far part; it has a held level, or it is no drift
         late = _end_drift(mean, m, idx, noise, th, (a, c), (sd_a, sd_c))
         if late is None or drift_onset(mean, m, use, late) < CREEP_ONSET:
-            return None, nan, nan, True
+            return None, nan, nan, True, -1
     else:
-        return None, nan, nan, True
+        return None, nan, nan, True, -1
     start = a if late else c
     run = running_median(np.where(use, mean, 0.0), use, 13)
     off = use & np.isfinite(run) & (np.abs(run - start) > th.signal_shift / 2)
@@ -482,20 +496,20 @@ def _drift_shape(
         off &= pos <= parts[1][-1]
         onset = int(np.flatnonzero(off)[-1]) if off.any() else -1
         held = use & (pos > onset)
-    return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan, late
+    return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan, late, -1
 
 
-def _step_gain(mean, m, use, noise: float) -> float:
+def _step_gain(mean, m, use, noise: float) -> tuple[float, int]:
     """How much better (chi-square in the series' `noise`) two levels split at one bin,
     the first holding at least a sixth of the judged bins, fit a series than the best
-    broken line straight first and flat after (a warm-up's settling ramp); -inf where
-    they cannot be fitted. A step a third of the way into the run (a laser's power
+    broken line straight first and flat after (a warm-up's settling ramp), and the
+    first bin of the second level; -inf and -1 where they cannot be fitted. A step a third of the way into the run (a laser's power
     changed) leaves the middle third with the last as a settling ramp does, but the run
     started at the level the instrument was set to (`STEP_CHI2`)."""
     idx = np.flatnonzero(use)
     n = idx.size
     if n < DRIFT_BINS or not noise > 0:
-        return -np.inf
+        return -np.inf, -1
     y = np.asarray(mean, dtype=np.float64)[idx]
     w = np.asarray(m, dtype=np.float64)[idx]
     _, line = _broken_line(mean, m, use, late=False)
@@ -506,9 +520,10 @@ def _step_gain(mean, m, use, noise: float) -> float:
     rw, ry, ryy = cw[-1] - lw, cy[-1] - ly, cyy[-1] - lyy
     ok = (lw > 0) & (rw > 0)
     if not ok.any():
-        return -np.inf
+        return -np.inf, -1
     sse = (lyy - ly**2 / np.where(ok, lw, 1)) + (ryy - ry**2 / np.where(ok, rw, 1))
-    return (line_sse - float(np.min(sse[ok]))) / noise**2
+    best = int(np.argmin(np.where(ok, sse, np.inf)))
+    return (line_sse - float(sse[best])) / noise**2, int(idx[k[best] + 1])
 
 
 def _end_drift(mean, m, idx, noise: float, th: Thresholds, ends, sds) -> bool | None:
@@ -632,6 +647,7 @@ class _Series:
     creep: float = float("nan")  # change over the run of a drift with no held level
     creep_z: float = float("nan")  # that change in noise SDs
     late: bool = True  # a drift leaves the run's start (False: early, and settles)
+    step: int = -1  # first bin after a step from the held start (`_step_gain`), else -1
 
     @property
     def bin_noise(self) -> float:
@@ -671,7 +687,8 @@ def _end_series(ser: _Series, th: Thresholds) -> _Series:
     """`ser` (prepared, `_prepare`) with its drift read over the run's end sixths too
     (`_drift_shape` with ``ends``): its bins, values and noise are the same."""
     shape = _drift_shape(ser.mean, ser.m, ser.wok, ser.noise, th, ends=True)
-    return replace(ser, **dict(zip(("drift", "creep", "creep_z", "late"), shape, strict=True)))
+    names = ("drift", "creep", "creep_z", "late", "step")
+    return replace(ser, **dict(zip(names, shape, strict=True)))
 
 
 def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=True, use_bins=True):
@@ -985,7 +1002,10 @@ def check_stability(
                 # a drift to the run's end that no window found: the centred window
                 # there is cut by the end and holds the flat part as much as the ramp,
                 # while the broken line through the series reads every bin of the ramp
-                got = _line_drift(s, level[j, p], th, p == BRIGHT)
+                # (a step held to the end: from the step on)
+                got = (
+                    (s.step, b - 1) if s.step >= 0 else _line_drift(s, level[j, p], th, p == BRIGHT)
+                )
                 # a clearer line may be another drifting series' (the lead is the one with
                 # the least noise per bin, not the one whose line ends clearest)
                 others = [q for q in drifting if q != p and ser[q].drift is not None]
@@ -1010,6 +1030,8 @@ def check_stability(
                 # stretch
                 w = [x for x in windows if x <= b][-1:] or [0]
                 got = _drift_start(s, level[j, p], th, p == BRIGHT, w[0] // 2)
+                if s.step >= 0:  # a step held to the end: the windows lean before it
+                    got = (s.step, b - 1)
                 if got is not None:
                     off = _stretch(b, got)
                     f &= off | one
