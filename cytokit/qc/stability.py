@@ -503,9 +503,10 @@ def _step_gain(mean, m, use, noise: float) -> tuple[float, int]:
     """How much better (chi-square in the series' `noise`) two levels split at one bin,
     the first holding at least a sixth of the judged bins, fit a series than the best
     broken line straight first and flat after (a warm-up's settling ramp), and the
-    first bin of the second level; -inf and -1 where they cannot be fitted. A step a third of the way into the run (a laser's power
-    changed) leaves the middle third with the last as a settling ramp does, but the run
-    started at the level the instrument was set to (`STEP_CHI2`)."""
+    first bin of the second level; -inf and -1 where they cannot be fitted. A step a
+    third of the way into the run (a laser's power changed) leaves the middle third
+    with the last as a settling ramp does, but the run started at the level the
+    instrument was set to (`STEP_CHI2`)."""
     idx = np.flatnonzero(use)
     n = idx.size
     if n < DRIFT_BINS or not noise > 0:
