@@ -205,7 +205,7 @@ def _plan_layout(study, task, samples: pd.DataFrame) -> _Layout | None:
     file's that has one (else the first file's); None without a file."""
     from cytokit.fcs import read_fcs
 
-    first = measured = layout = None
+    first = measured = layout = fallback = None
     for file in map(str, samples["file"]):
         with warnings.catch_warnings():  # the analysis has reported what the reader met
             warnings.simplefilter("ignore")
@@ -213,6 +213,7 @@ def _plan_layout(study, task, samples: pd.DataFrame) -> _Layout | None:
         mine = _measured(sample)
         if first is None:
             first, measured = (file, sample.channel_names), mine
+            fallback = _Layout(sample, study, task)
         elif mine != measured:
             raise CytokitError(
                 f"{file}: its channels ({', '.join(sample.channel_names)}) differ from "
@@ -222,11 +223,7 @@ def _plan_layout(study, task, samples: pd.DataFrame) -> _Layout | None:
             )
         if layout is None and len(sample.channel_names) > len(mine):
             layout = _Layout(sample, study, task)
-    if layout is None and first is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            layout = _Layout(read_fcs(study.root / first[0], mmap=True), study, task)
-    return layout
+    return layout if layout is not None else fallback
 
 
 def _check_files(study, samples: pd.DataFrame) -> None:

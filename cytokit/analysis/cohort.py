@@ -273,14 +273,15 @@ def _stratum(study: Study, patient: str) -> str:
 def _qc_checks(samples: pd.DataFrame | None) -> dict[str, str] | None:
     """Per file of `samples` the acquisition QC checks that ran on it, ``+``-joined (a
     check that did not run leaves its ``qc_removed_*`` empty), or None without QC."""
-    cols = {"rate": "qc_removed_rate", "signal": "qc_removed_signal"}
-    cols["margins"] = "qc_removed_margin"
+    from cytokit.qc.result import CHECK_OF
+
+    cols = {CHECK_OF[reason]: f"qc_removed_{reason}" for reason in CHECK_OF}
     if samples is None or not set(cols.values()) <= set(samples.columns):
         return None
-    ran = pd.DataFrame({c: samples[col].notna() for c, col in cols.items()})
+    ran = {check: samples[col].notna().to_numpy() for check, col in cols.items()}
     return {
-        str(f): "+".join(c for c in cols if bool(row[c]))
-        for f, (_, row) in zip(samples["file"], ran.iterrows(), strict=True)
+        str(f): "+".join(check for check in cols if ran[check][i])
+        for i, f in enumerate(samples["file"])
     }
 
 

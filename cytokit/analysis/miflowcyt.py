@@ -229,8 +229,9 @@ def _qc_row(settings, ran: str | None) -> dict:
     if ran is None:
         checks = ", ".join(qc.checks)
     elif ran:
-        checks = ", ".join(ran.split("+"))
-        skipped = [c for c in qc.checks if c not in ran.split("+")]
+        done = ran.split("+")
+        checks = ", ".join(done)
+        skipped = [c for c in qc.checks if c not in done]
         if skipped:
             checks += f"; not run on this file: {', '.join(skipped)} (samples.csv qc_reason)"
     else:

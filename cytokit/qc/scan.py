@@ -1007,10 +1007,7 @@ class AcquisitionPass:
         near = np.arange(
             max(at - 1 - GAP_GUARD_EVENTS - lo, 0), min(at - 1 + GAP_GUARD_EVENTS - lo + 1, d.size)
         )
-        # on a clock of coarse ticks (many events a tick) the step between two ticks is
-        # no pause: a gap leaves at least one tick empty
-        step = float(d[d > 0].min()) if np.any(d > 0) else 0.0
-        long = near[(d[near] * base > GAP_EVENTS) & (d[near] > 1.5 * step)]
+        long = self._long_pauses(d, near, base)
         # nearest the run's outside first: the first going into the run from its start,
         # the last from its end
         for j in long if starting else long[::-1]:
@@ -1028,6 +1025,15 @@ class AcquisitionPass:
                 return at, when, 0.0, None
             return k, max(when, float(t[j + 1] + width)), width, (float(t[j]), float(d[j]))
         return at, when, 0.0, None
+
+    @staticmethod
+    def _long_pauses(d: np.ndarray, at: np.ndarray, base: float) -> np.ndarray:
+        """Of the pauses `d` between successive events (time column units), those at
+        positions `at` longer than `GAP_EVENTS` events at the usual rate `base` and than
+        1.5 clock steps (the smallest pause read: on a clock of coarse ticks, many events
+        a tick, the step between two ticks is no pause; a gap leaves a tick empty)."""
+        step = float(d[d > 0].min()) if np.any(d > 0) else 0.0
+        return at[(d[at] * base > GAP_EVENTS) & (d[at] > 1.5 * step)]
 
     @staticmethod
     def _depth(bits, bounds, edges, a, b, base, starting) -> int:
@@ -1131,15 +1137,11 @@ class AcquisitionPass:
         n = self.sample.events.shape[0]
         lo, hi = max(first - 21, 0), min(stop + 21, n)
         d = np.diff(self._times(lo, hi))
-        if not (base > 0 and np.any(d > 0)):
-            return []
-        step = float(d[d > 0].min())
         out = []
         # pause i lies between events lo + i and lo + i + 1
-        for i in range(max(first - 1 - lo, 0), min(stop - lo, d.size)):
+        at = np.arange(max(first - 1 - lo, 0), min(stop - lo, d.size))
+        for i in self._long_pauses(d, at, base):
             x = float(d[i])
-            if not (x * base > GAP_EVENTS and x > 1.5 * step):
-                continue
             sides = [d[max(i - 20, 0) : i], d[i + 1 : i + 21]]
             usual = max((float(np.mean(v)) for v in sides if v.size), default=0.0)
             if x > GAP_RATIO * usual:

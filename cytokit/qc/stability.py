@@ -459,8 +459,9 @@ def _drift_shape(
     change = c - a
     if abs(change) > th.signal_shift and abs(change) > th.extend_z * np.hypot(sd_a, sd_c):
         late = abs(b - a) <= 2 * abs(c - b)
+        onset, line = _broken_line(mean, m, use, late)  # `drift_onset`, and its line
         if not late:
-            gain, at = _step_gain(mean, m, use, noise)
+            gain, at = _step_gain(mean, m, use, noise, line)
             if gain > STEP_CHI2:
                 # the start held its level up to a step, and the run ends nearer the step's
                 # level than the start's (a gain changed for a while and restored is not
@@ -472,7 +473,7 @@ def _drift_shape(
                 end = float(np.median(mean[idx[-sixth:]]))
                 if abs(end - after) < abs(end - start):
                     return start, nan, nan, True, at
-        if drift_onset(mean, m, use, late) < CREEP_ONSET:
+        if onset < CREEP_ONSET:
             z = float(abs(change) / np.hypot(sd_a, sd_c))
             return None, float(change), z, late, -1
     elif ends:
@@ -499,10 +500,11 @@ def _drift_shape(
     return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan, late, -1
 
 
-def _step_gain(mean, m, use, noise: float) -> tuple[float, int]:
+def _step_gain(mean, m, use, noise: float, line: np.ndarray) -> tuple[float, int]:
     """How much better (chi-square in the series' `noise`) two levels split at one bin,
     the first holding at least a sixth of the judged bins, fit a series than the best
-    broken line straight first and flat after (a warm-up's settling ramp), and the
+    broken line straight first and flat after (a warm-up's settling ramp: `line`, from
+    `_broken_line` with ``late=False``, at the judged bins), and the
     first bin of the second level; -inf and -1 where they cannot be fitted. A step a
     third of the way into the run (a laser's power changed) leaves the middle third
     with the last as a settling ramp does, but the run started at the level the
@@ -513,7 +515,6 @@ def _step_gain(mean, m, use, noise: float) -> tuple[float, int]:
         return -np.inf, -1
     y = np.asarray(mean, dtype=np.float64)[idx]
     w = np.asarray(m, dtype=np.float64)[idx]
-    _, line = _broken_line(mean, m, use, late=False)
     line_sse = float((w * (y - line) ** 2).sum())
     cw, cy, cyy = (np.cumsum(v) for v in (w, w * y, w * y * y))
     k = np.arange(max(n // 6, 1), n - 1)  # the first level holds bins [0, k]
@@ -1029,10 +1030,13 @@ def check_stability(
                 # cuts it (to the flat side); there the broken line through the series
                 # says where the gain is off by the shift, and the drift's run is that
                 # stretch
+                # (a step held to the end: from the step on, the windows lean before it)
                 w = [x for x in windows if x <= b][-1:] or [0]
-                got = _drift_start(s, level[j, p], th, p == BRIGHT, w[0] // 2)
-                if s.step >= 0:  # a step held to the end: the windows lean before it
-                    got = (s.step, b - 1)
+                got = (
+                    (s.step, b - 1)
+                    if s.step >= 0
+                    else _drift_start(s, level[j, p], th, p == BRIGHT, w[0] // 2)
+                )
                 if got is not None:
                     off = _stretch(b, got)
                     f &= off | one
