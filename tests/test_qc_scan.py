@@ -67,8 +67,8 @@ def test_a_gap_is_flagged_with_its_time_range():
     qc = acquisition_qc(s)
     assert len(qc.ranges) == 1
     r = qc.ranges[0]
-    # the gap, and beside it the events of GAP_GUARD_EVENTS events' time at the usual
-    # rate (200 a second here: 1 s), which a bubble disturbs as it comes and goes
+    # the gap, and beside it (steady flow, no slow flank) the events of GAP_GUARD_EVENTS
+    # events' time at the usual rate (200 a second here: 0.125 s), the least guard
     guard = GAP_GUARD_EVENTS / 200.0
     assert r.start == pytest.approx(40.0 - guard, abs=0.1)
     assert r.end == pytest.approx(45.0 + guard, abs=0.1)

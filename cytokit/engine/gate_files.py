@@ -158,8 +158,9 @@ STORE_NAME = "results.sqlite"
 # and a noisy bright level no longer vetoes a drift; 10: a drift over the run's end sixth
 # (no drift by its thirds) is judged by its broken line; 11: acquisition QC notes a
 # $TIMESTEP that is no positive number and names a channel that says time but is no clock;
-# 12: a gain stepped before mid-run and held is removed, not the start before it
-_TASK_VERSION = 12
+# 12: a gain stepped before mid-run and held is removed, not the start before it;
+# 13: a gap's guard is its slow flank, at least 25 events' time (200 before)
+_TASK_VERSION = 13
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -5,9 +5,10 @@ pass in streaming form for a caller that already reads the events in blocks
 (the gating pass): ``update(start, stop)`` for each block in order, then
 ``finish()``. The per-row work (margin limits, non-finite values, the order
 of the time column) happens in `update`; `finish` reads only the time
-column at the bin edges (a binary search per edge) and an evenly spaced
+column at the bin edges (a binary search per edge), an evenly spaced
 subsample of at most `MAX_PER_BIN` rows per time bin for the signal
-quantiles, then decides per bin and writes the bin reasons into the
+quantiles and the rows beside a gap (`GAP_FLANK_EVENTS` a side, for its
+flank), then decides per bin and writes the bin reasons into the
 per-event mask. Nothing is read from the file again, and no copy of the
 events is made.
 """
@@ -23,6 +24,7 @@ from cytokit.errors import CytokitError
 from cytokit.kernels.acquisition import bin_bounds, bin_moments, margin_scan
 from cytokit.qc.bins import MIN_BINS, MIN_EVENTS_PER_BIN, TimeGrid, plan_grid
 from cytokit.qc.channels import bd_tick, channel_plan, clock_step, time_axis, time_column
+from cytokit.qc.flank import odd_flank, slow_flank
 from cytokit.qc.rate import change_point, check_rate
 from cytokit.qc.result import (
     MARGIN,
@@ -50,7 +52,9 @@ from cytokit.sample import Sample
 
 __all__ = [
     "GAP_EVENTS",
+    "GAP_FLANK_EVENTS",
     "GAP_GUARD_EVENTS",
+    "GAP_NEAR_EVENTS",
     "GAP_RATIO",
     "MAX_PER_BIN",
     "AcquisitionPass",
@@ -76,9 +80,14 @@ MIN_RUN_SECONDS = 0.001
 #: A pause between two events longer than this many events at the usual rate is a gap
 #: (a bubble, a paused acquisition): at the usual rate it happens with chance e^-50.
 GAP_EVENTS = 50
-#: A flagged run that starts or ends at a gap also takes the events within this many
-#: events' time at the usual rate beside the gap (`AcquisitionPass._guard`).
-GAP_GUARD_EVENTS = 200
+#: A flagged run's edge is at a gap where the gap lies within this many events of it.
+GAP_NEAR_EVENTS = 200
+#: A run that starts or ends at a gap also takes the gap's flank beside it (the events
+#: `cytokit.qc.flank` finds slow or odd among the `GAP_FLANK_EVENTS` there), and at least
+#: the events within this many events' time at the usual rate (`AcquisitionPass._guard`).
+GAP_GUARD_EVENTS = 25
+#: Events read beside a gap for its slow flank (up to the next gap).
+GAP_FLANK_EVENTS = 1600
 #: ... and a pause this many times longer than the mean pause between the events on its
 #: far side (the run's): a clog's slow flow, whose long pauses are chance, is no gap.
 GAP_RATIO = 10
@@ -200,6 +209,7 @@ class AcquisitionPass:
                 "float64 events (cytokit.read_fcs gives them)"
             )
         self.plan = channel_plan(sample, self.settings.exclude_channels)
+        self._odd_flanks = False  # `_decide` sets it
         checks = self.settings.checks
         self.tcol = time_column(sample)
         margins = "margins" in checks
@@ -725,6 +735,8 @@ class AcquisitionPass:
         # ticks, not as float32 rounded them, where a change point is placed
         stated = grid.quantum > 0 and grid.quantum == clock_step(s)
         self._ticks = (grid.origin + grid.quantum / 2, grid.quantum) if stated else None
+        # a gap's flank is read in the signal too where the signal is checked (`_guard`)
+        self._odd_flanks = "signal" in timed and bool(self.plan.columns)
         bounds = bin_bounds(s.events, self.tcol, edges)
         bounds[0], bounds[-1] = 0, n  # every event in a bin, whatever float rounding does
         np.maximum.accumulate(bounds, out=bounds)
@@ -981,31 +993,33 @@ class AcquisitionPass:
         but its flagged bins hold no event, and the change points put the run's edges at
         the gap's (or a few events off it), so a gap beside steady flow removed nothing
         and no range told of it. The events just beside a gap are the disturbed ones
-        (air in the flow cell upsets the stream as it comes and goes). A gap is a pause
-        between two events within `GAP_GUARD_EVENTS` events of the run's edge event `at`
-        (either side of it) longer than `GAP_EVENTS` events at the usual rate `base` and
-        `GAP_RATIO` times the mean pause between the 20 events on its far side (a slow
-        flow's long pauses are chance; a mean, as a clock's ticks make most pauses 0),
-        and longer than the clock's step (the smallest pause read); of several, the one
-        nearest the run's outside. The edge then moves out to `GAP_GUARD_EVENTS` events'
-        time at that rate beyond it (``guard``, in the time column's unit; ``pause``: the
-        gap's start and length in that unit; 0 and None where the edge is not at a gap).
+        (air in the flow cell slows and upsets the stream as it comes and goes). A gap is
+        a pause between two events within `GAP_NEAR_EVENTS` events of the run's edge
+        event `at` (either side of it) longer than `GAP_EVENTS` events at the usual rate
+        `base` and `GAP_RATIO` times the mean pause between the 20 events on its far side
+        (a slow flow's long pauses are chance; a mean, as a clock's ticks make most
+        pauses 0), and longer than the clock's step (the smallest pause read); of
+        several, the one nearest the run's outside. The edge then moves out beyond the
+        gap over its flank (`cytokit.qc.flank`: the longer of the stretches the
+        `GAP_FLANK_EVENTS` events there, up to the next gap, show slow or odd), and at
+        least over `GAP_GUARD_EVENTS` events' time at that rate
+        (``guard``: how far, in the time column's unit; ``pause``: the gap's start and
+        length in that unit; 0 and None where the edge is not at a gap).
         """
         n = self.sample.events.shape[0]
         if not (base > 0 and 0 < at < n):
             return at, when, 0.0, None
-        width = GAP_GUARD_EVENTS / base
-        span = 8 * GAP_GUARD_EVENTS  # events read beside the edge: a guard holds ~200
-        reach = GAP_GUARD_EVENTS + 20  # the pauses looked at, and the far side's 20
+        least = GAP_GUARD_EVENTS / base
+        reach = GAP_NEAR_EVENTS + 20  # the pauses looked at, and the far side's 20
         if starting:
-            lo, hi = max(at - span, 0), min(at + reach + 1, n)
+            lo, hi = max(at - reach - GAP_FLANK_EVENTS, 0), min(at + reach + 1, n)
         else:
-            lo, hi = max(at - reach - 1, 0), min(at + span, n)
+            lo, hi = max(at - reach - 1, 0), min(at + reach + GAP_FLANK_EVENTS, n)
         t = self._times(lo, hi)
         d = np.diff(t)
-        # pauses between events i and i + 1 (relative) within GAP_GUARD_EVENTS of the edge
+        # pauses between events i and i + 1 (relative) within GAP_NEAR_EVENTS of the edge
         near = np.arange(
-            max(at - 1 - GAP_GUARD_EVENTS - lo, 0), min(at - 1 + GAP_GUARD_EVENTS - lo + 1, d.size)
+            max(at - 1 - GAP_NEAR_EVENTS - lo, 0), min(at - 1 + GAP_NEAR_EVENTS - lo + 1, d.size)
         )
         long = self._long_pauses(d, near, base)
         # nearest the run's outside first: the first going into the run from its start,
@@ -1015,6 +1029,13 @@ class AcquisitionPass:
             far = d[j + 1 : j + 21] if starting else d[max(j - 20, 0) : j]
             if far.size and not d[j] > GAP_RATIO * float(np.mean(far)):
                 continue
+            # the events beyond the gap, going away from it, up to the next gap
+            x = t[j] - t[j::-1] if starting else t[j + 1 :] - t[j + 1]
+            x = x[: GAP_FLANK_EVENTS + 1]
+            cut = np.flatnonzero(np.diff(x) * base > GAP_EVENTS)
+            x = x[: int(cut[0]) + 1] if cut.size else x
+            k = max(slow_flank(x), self._odd_flank(lo + j, x.shape[0], starting))
+            width = max(float((x[k - 1] + x[k]) / 2) if k else 0.0, least)
             if starting:  # the events after t[j] - width: a whole tick at most
                 k = lo + int(np.searchsorted(t, t[j] - width, side="right"))
                 if k >= at:  # the run already holds the events before the gap
@@ -1025,6 +1046,19 @@ class AcquisitionPass:
                 return at, when, 0.0, None
             return k, max(when, float(t[j + 1] + width)), width, (float(t[j]), float(d[j]))
         return at, when, 0.0, None
+
+    def _odd_flank(self, edge: int, m: int, starting: bool) -> int:
+        """`odd_flank` of the `m` events from event `edge` (the last before a gap where
+        `starting`, else the first after it) going away from the gap, on the checked
+        channels' asinh scale; 0 where the signal is not checked."""
+        if not self._odd_flanks or m < 2:
+            return 0
+        rows = np.arange(edge, edge - m, -1) if starting else np.arange(edge + 1, edge + 1 + m)
+        rows = rows[(rows >= 0) & (rows < self.sample.events.shape[0])]
+        cof = np.asarray(self.plan.cofactor, dtype=np.float64)
+        cols = list(self.plan.columns)
+        v = np.arcsinh(np.asarray(self.sample.events[rows][:, cols], np.float64) / cof)
+        return odd_flank(v, (self.reasons[rows] & (MARGIN | _SCRATCH)) == 0)
 
     @staticmethod
     def _long_pauses(d: np.ndarray, at: np.ndarray, base: float) -> np.ndarray:
