@@ -24,7 +24,7 @@ from cytokit.errors import CytokitError, StudyError
 from cytokit.qc import MARGIN, AcquisitionQCSettings
 from cytokit.report._html import esc
 from cytokit.simulate import PatientSpec, StudyDesign
-from cytokit.simulate.anomalies import CLOG, AnomalyPlan, Clog
+from cytokit.simulate.anomalies import BUBBLE, CLOG, AnomalyPlan, Clog
 from cytokit.simulate.study import simulate_study
 from cytokit.study import load_study
 from cytokit.study.settings import parse_settings
@@ -494,6 +494,37 @@ def test_without_the_table_nothing_is_removed(tmp_path):
     assert res.acquisition_qc.empty
     root = res.counts.groupby("file")["parent_count"].first()
     assert (root == N_EVENTS).all()
+
+
+def test_doors_agree_on_a_bubbles_flank(tmp_path):
+    """A bubble whose flank (`cytokit.qc.flank`) is read from the rows beside its gap: the
+    API, `cytokit gate --study` (QC fed block by block while gating) and analyze keep the
+    same events, and the removal reaches past the gap into its flank on both sides."""
+    from cytokit.qc import acquisition_qc
+    from cytokit.simulate.anomalies import Bubble
+
+    design = StudyDesign(
+        patients=(PatientSpec("A1", "NK", "positive", days=(7,)),), seed=29, n_events=N_EVENTS
+    )
+    plan = AnomalyPlan(bubbles=(Bubble(at=4.0, gap=0.3, flank=0.05, flank_rate=0.5),))
+    study_dir = simulate_study(tmp_path / "s", design, anomalies=lambda spec, day: plan)
+    toml = study_dir / "study.toml"
+    toml.write_text(toml.read_text() + "\n[acquisition_qc]\nenabled = true\n")
+    fcs = study_dir / "fcs" / "A1_day007.fcs"
+    qc = acquisition_qc(cytokit.read_fcs(fcs))
+    (r,) = qc.ranges
+    assert "gap" in r.detail and qc.n_removed > 2 * 25
+    res = cytokit.analyze(study_dir, tmp_path / "a", scheduler="serial")
+    study = load_study(study_dir)
+    run = gate_files(
+        GateTask.for_study(study, statistics=False), [fcs], tmp_path / "g", scheduler="serial"
+    )
+    kept = N_EVENTS - qc.n_removed
+    assert res.samples.set_index("file").loc["fcs/A1_day007.fcs", "events_after_qc"] == kept
+    assert set(run.counts["events_after_qc"]) == {kept}
+    with np.load(study_dir / "fcs" / "A1_day007.truth.npz") as truth:
+        flank = np.flatnonzero((truth["anomaly_kind"] & BUBBLE) != 0)
+    assert r.first_event <= flank.min() + 5 and r.first_event + r.events >= flank.max() - 5
 
 
 def test_cli_gate_acquisition_qc(qc_study, tmp_path):

@@ -141,10 +141,13 @@ def odd_flank(values: np.ndarray, usable: np.ndarray | None = None) -> int:
     scale = np.maximum(1.4826 * np.median(np.abs(ref - centre), axis=0), _LEAST_SD)
     ref = (ref - centre) / scale
     near = (np.where(ok[:half, None], v[:half], centre) - centre) / scale
-    own = _kth_distance(ref, ref, ODD_NEIGHBOURS + 1)  # the nearest is the event itself
+    from scipy.spatial import cKDTree  # comes with scikit-learn; exact, a few ms here
+
+    tree = cKDTree(ref)
+    own = tree.query(ref, k=[ODD_NEIGHBOURS + 1])[0][:, 0]  # the nearest is itself
     bar = float(np.quantile(own, 1.0 - ODD_SHARE))
     share = max(float(np.mean(own > bar)), 1.0 / ref.shape[0])
-    odd = (_kth_distance(near, ref, ODD_NEIGHBOURS) > bar) & ok[:half]
+    odd = (tree.query(near, k=[ODD_NEIGHBOURS])[0][:, 0] > bar) & ok[:half]
     k = np.arange(1, half + 1, dtype=np.float64)
     p = np.cumsum(odd) / k
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -154,15 +157,3 @@ def odd_flank(values: np.ndarray, usable: np.ndarray | None = None) -> int:
     llr = np.where((p > share) & (k >= 3), k * kl, -np.inf)
     best = int(np.argmax(llr))
     return int(k[best]) if llr[best] > ODD_LLR else 0
-
-
-def _kth_distance(a: np.ndarray, b: np.ndarray, k: int, chunk: int = 32) -> np.ndarray:
-    """The distance from each row of `a` to its `k`-th nearest row of `b` (from the
-    differences themselves, not a matrix product: the same on every machine)."""
-    out = np.empty(a.shape[0])
-    k = min(k, b.shape[0])
-    for i in range(0, a.shape[0], chunk):
-        d = a[i : i + chunk, None, :] - b[None, :, :]
-        d2 = np.einsum("ijk,ijk->ij", d, d)
-        out[i : i + chunk] = np.partition(d2, k - 1, axis=1)[:, k - 1]
-    return np.sqrt(out)

@@ -209,7 +209,7 @@ class AcquisitionPass:
                 "float64 events (cytokit.read_fcs gives them)"
             )
         self.plan = channel_plan(sample, self.settings.exclude_channels)
-        self._odd_flanks = False  # `_decide` sets it
+        self._odd_flanks, self._flanks = False, {}  # `_decide` sets them
         checks = self.settings.checks
         self.tcol = time_column(sample)
         margins = "margins" in checks
@@ -737,6 +737,7 @@ class AcquisitionPass:
         self._ticks = (grid.origin + grid.quantum / 2, grid.quantum) if stated else None
         # a gap's flank is read in the signal too where the signal is checked (`_guard`)
         self._odd_flanks = "signal" in timed and bool(self.plan.columns)
+        self._flanks: dict = {}  # (gap's edge event, side, rate): its flank, read once
         bounds = bin_bounds(s.events, self.tcol, edges)
         bounds[0], bounds[-1] = 0, n  # every event in a bin, whatever float rounding does
         np.maximum.accumulate(bounds, out=bounds)
@@ -1034,7 +1035,11 @@ class AcquisitionPass:
             x = x[: GAP_FLANK_EVENTS + 1]
             cut = np.flatnonzero(np.diff(x) * base > GAP_EVENTS)
             x = x[: int(cut[0]) + 1] if cut.size else x
-            k = max(slow_flank(x), self._odd_flank(lo + j, x.shape[0], starting))
+            key = (lo + j, starting, base)  # the rate's runs and all runs share edges
+            if key not in self._flanks:
+                odd = self._odd_flank(lo + j, x.shape[0], starting)
+                self._flanks[key] = max(slow_flank(x), odd)
+            k = self._flanks[key]
             width = max(float((x[k - 1] + x[k]) / 2) if k else 0.0, least)
             if starting:  # the events after t[j] - width: a whole tick at most
                 k = lo + int(np.searchsorted(t, t[j] - width, side="right"))
