@@ -159,7 +159,8 @@ STORE_NAME = "results.sqlite"
 # (no drift by its thirds) is judged by its broken line; 11: acquisition QC notes a
 # $TIMESTEP that is no positive number and names a channel that says time but is no clock;
 # 12: a gain stepped before mid-run and held is removed, not the start before it;
-# 13: a gap's guard is its slow flank, at least 25 events' time (200 before)
+# 13: a gap's guard is its flank, at least 25 events' time (200 before); an empty bin
+# where 50 events are expected is flagged whatever the spread
 _TASK_VERSION = 13
 
 
