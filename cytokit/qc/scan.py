@@ -80,17 +80,17 @@ MIN_RUN_SECONDS = 0.001
 #: A pause between two events longer than this many events at the usual rate is a gap
 #: (a bubble, a paused acquisition): at the usual rate it happens with chance e^-50.
 GAP_EVENTS = 50
+#: ... and a pause this many times longer than the mean pause between the events on its
+#: far side (the run's): a clog's slow flow, whose long pauses are chance, is no gap.
+GAP_RATIO = 10
 #: A flagged run's edge is at a gap where the gap lies within this many events of it.
 GAP_NEAR_EVENTS = 200
 #: A run that starts or ends at a gap also takes the gap's flank beside it (the events
 #: `cytokit.qc.flank` finds slow or odd among the `GAP_FLANK_EVENTS` there), and at least
 #: the events within this many events' time at the usual rate (`AcquisitionPass._guard`).
 GAP_GUARD_EVENTS = 25
-#: Events read beside a gap for its slow flank (up to the next gap).
+#: Events read beside a gap for its flank (up to the next gap).
 GAP_FLANK_EVENTS = 1600
-#: ... and a pause this many times longer than the mean pause between the events on its
-#: far side (the run's): a clog's slow flow, whose long pauses are chance, is no gap.
-GAP_RATIO = 10
 
 
 def _cover(runs: list, inner: list) -> list:
