@@ -376,6 +376,27 @@ def test_a_clog_over_half_a_short_run_is_removed_and_nothing_else(start, drop, r
     assert qc.verdict == "fail" and "rate" in qc.verdict_reason
 
 
+def test_a_clogs_mild_burst_after_its_slow_flow_goes_with_it():
+    """A clog in a 5,000-event file: 0.16 s at a fifth of the rate, then the held cells in
+    a 0.35 s burst at about 1.4x, every event measured well. The burst's bins rose too
+    little to stand out alone, and only its slow flow went (528 of 1,529 clog events
+    kept). Bins rising just after a run of slow bins with an event in each are its
+    burst now; after a bubble's gap (an empty bin) a rise must stand out alone."""
+    from cytokit.qc.rate import _bursts
+
+    design = simulate.preset_design("sample", seed=5)
+    clog = A.Clog(start=0.6, drop=0.16, drop_rate=0.2, burst=0.35)
+    plan = A.AnomalyPlan(clogs=(clog,), corrupt_clogs=False)
+    sample, truth = simulate.simulate_sample(design, "P01", 14, 5_000, anomalies=plan)
+    qc = acquisition_qc(sample)
+    tp, fp, fn = f1((qc.reasons & (RATE | SIGNAL)) != 0, truth.anomalies.mask("clog"))
+    assert fn <= 100 and 2 * tp / (2 * tp + fp + fn) >= 0.95, (tp, fp, fn)
+    low = np.array([0, 1, 1, 0, 0, 1, 1, 0], dtype=bool)
+    high = np.array([0, 0, 0, 1, 1, 0, 0, 1], dtype=bool)
+    counts = np.array([9, 3, 4, 9, 9, 0, 2, 9])
+    assert _bursts(low, counts, high).tolist() == [0, 0, 0, 1, 0, 0, 0, 0]
+
+
 @pytest.mark.parametrize("share", [0.2, 0.35, 0.45])
 def test_the_rate_line_holds_when_a_clog_fills_much_of_the_run(share):
     """`check_rate` on Poisson counts: a drop to half the rate, then a burst at 1.5x, over

@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 24  # 24: a gap's guard is its flank; an empty bin is a gap
+MEASURE_VERSION = 24  # 24: a gap's guard is its flank; an empty bin is a gap; bursts
 PARENT_ROW = "__parent__"
 
 

@@ -207,10 +207,31 @@ def check_rate(counts, exposure, centers, th: Thresholds, slack=None) -> RateChe
     z = np.where(empty, np.minimum(z, -th.rate_z), z)
     weak_low = (z < -th.extend_z) & (change < -th.rate_change / 2)
     weak_high = (z > th.extend_z) & (change > th.rate_change / 2)
-    flagged = grow(strong & (z < 0), weak_low) | grow(strong & (z > 0), weak_high)
+    low = grow(strong & (z < 0), weak_low)
+    flagged = low | grow(strong & (z > 0), weak_high) | grow(_bursts(low, c, weak_high), weak_high)
     span = float(t[use].max() - t[use].min()) if use.sum() > 1 else 0.0
     rel_slope = slope * span / level if level > 0 else 0.0
     return RateCheck(expected, z, flagged, dispersion, rel_slope)
+
+
+def _bursts(low: np.ndarray, counts: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The `high` bins just after a run of `low` bins with an event in each: a clog's
+    burst, the held cells released after its slow flow, a rise that need not stand out
+    alone (1.3x the rate over a few bins of a short run). After a run with an empty bin
+    (a bubble's gap) a rise is left to stand out on its own."""
+    out = np.zeros_like(low)
+    j, n = 0, low.shape[0]
+    while j < n:
+        if not low[j]:
+            j += 1
+            continue
+        k = j
+        while k < n and low[k]:
+            k += 1
+        if k < n and high[k] and np.all(counts[j:k] > 0):
+            out[k] = True
+        j = k
+    return out
 
 
 def change_point(times: np.ndarray, lo: float, hi: float, before: float, after: float) -> int:
