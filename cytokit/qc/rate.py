@@ -220,17 +220,10 @@ def _bursts(low: np.ndarray, counts: np.ndarray, high: np.ndarray) -> np.ndarray
     alone (1.3x the rate over a few bins of a short run). After a run with an empty bin
     (a bubble's gap) a rise is left to stand out on its own."""
     out = np.zeros_like(low)
-    j, n = 0, low.shape[0]
-    while j < n:
-        if not low[j]:
-            j += 1
-            continue
-        k = j
-        while k < n and low[k]:
-            k += 1
-        if k < n and high[k] and np.all(counts[j:k] > 0):
-            out[k] = True
-        j = k
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], low.astype(np.int8), [0]))))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):  # each run of low bins
+        if b < low.shape[0] and high[b] and np.all(counts[a:b] > 0):
+            out[b] = True
     return out
 
 
