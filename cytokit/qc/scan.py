@@ -89,7 +89,9 @@ GAP_NEAR_EVENTS = 200
 #: `cytokit.qc.flank` finds slow or odd among the `GAP_FLANK_EVENTS` there), and at least
 #: the events within this many events' time at the usual rate (`AcquisitionPass._guard`).
 GAP_GUARD_EVENTS = 25
-#: Events read beside a gap for its flank (up to the next gap).
+#: Events read beside a gap for its flank, up to the next pause longer than `GAP_EVENTS`
+#: events at the usual rate (on a clock whose ticks hold more, the next tick: a
+#: tick the gap cut short would read there as slow flow).
 GAP_FLANK_EVENTS = 1600
 
 
@@ -1002,7 +1004,7 @@ class AcquisitionPass:
         pauses 0), and longer than the clock's step (the smallest pause read); of
         several, the one nearest the run's outside. The edge then moves out beyond the
         gap over its flank (`cytokit.qc.flank`: the longer of the stretches the
-        `GAP_FLANK_EVENTS` events there, up to the next gap, show slow or odd), and at
+        `GAP_FLANK_EVENTS` events there show slow or odd), and at
         least over `GAP_GUARD_EVENTS` events' time at that rate
         (``guard``: how far, in the time column's unit; ``pause``: the gap's start and
         length in that unit; 0 and None where the edge is not at a gap).
@@ -1030,7 +1032,8 @@ class AcquisitionPass:
             far = d[j + 1 : j + 21] if starting else d[max(j - 20, 0) : j]
             if far.size and not d[j] > GAP_RATIO * float(np.mean(far)):
                 continue
-            # the events beyond the gap, going away from it, up to the next gap
+            # the events beyond the gap, going away from it, up to the next long pause
+            # (`GAP_FLANK_EVENTS`)
             x = t[j] - t[j::-1] if starting else t[j + 1 :] - t[j + 1]
             x = x[: GAP_FLANK_EVENTS + 1]
             cut = np.flatnonzero(np.diff(x) * base > GAP_EVENTS)
