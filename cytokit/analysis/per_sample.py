@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 24  # 24: a gap's guard is its flank; an empty bin is a gap; bursts
+MEASURE_VERSION = 25  # 25: good bins between flagged runs are kept (no fill)
 PARENT_ROW = "__parent__"
 
 

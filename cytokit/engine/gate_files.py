@@ -160,8 +160,9 @@ STORE_NAME = "results.sqlite"
 # $TIMESTEP that is no positive number and names a channel that says time but is no clock;
 # 12: a gain stepped before mid-run and held is removed, not the start before it;
 # 13: a gap's guard is its flank, at least 25 events' time (200 before); an empty bin
-# where 50 events are expected is flagged whatever the spread; a clog's mild burst goes
-_TASK_VERSION = 13
+# where 50 events are expected is flagged whatever the spread; a clog's mild burst goes;
+# 14: the good bins between two flagged runs are kept (no fill)
+_TASK_VERSION = 14
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -29,8 +29,9 @@ Method (in the spirit of PeacoQC, Emmaneel et al., Cytometry A
    population;
 4. margin events (`cytokit.qc.channels`) are found per event, from the
    channel's ``$PnR``, ``$PnE``, ``$PnG`` and data type;
-5. short good runs between flagged bins are flagged too, and each flagged
-   bin's events are removed with its reasons.
+5. each flagged bin's events are removed with its reasons (a run's edges
+   placed at the event where the rate changes, and beyond a gap over its
+   disturbed flank); the good bins between two flagged runs are kept.
 
 Typical use::
 
