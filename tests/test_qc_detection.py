@@ -258,10 +258,11 @@ def test_a_bubbles_short_slow_flank_is_removed_not_a_fixed_guard():
 
 @pytest.mark.parametrize(("n", "ats"), [(5_000, (0.5, 0.7, 0.9)), (20_000, (2.0, 2.2, 2.4))])
 def test_the_steady_flow_between_close_bubbles_is_kept(n, ats):
-    """Bubbles 0.2 s apart (2-3 bins of 200 events): the good bins between them passed
-    both checks, yet a rule that joined good runs shorter than 3 bins to the flagged
-    ones around them took them too (437 and 966 good events here, one range for all;
-    outside generator's 5,000-event files: F1 0.70). Each bubble is its own range now."""
+    """Bubbles 0.2 s apart, the steady flow between their flanks about two bins of 200
+    events: those bins passed both checks, yet a rule that joined good runs shorter than
+    3 bins to the flagged ones around them took them too (437 and 966 good events here,
+    in 2 ranges and 1; an outside generator's 5,000-event files with bubbles so close
+    scored F1 0.70). Each bubble is its own range now."""
     design = simulate.preset_design("sample", seed=11)
     plan = A.AnomalyPlan(
         bubbles=tuple(A.Bubble(at=a, gap=0.1, flank=0.04, flank_rate=0.5) for a in ats)
