@@ -41,6 +41,7 @@ __all__ = [
     "RateCheck",
     "change_point",
     "check_rate",
+    "contiguous_runs",
     "grow",
     "shorth_level",
     "theil_sen",
@@ -122,6 +123,12 @@ def grow(flagged: np.ndarray, candidate: np.ndarray) -> np.ndarray:
             out[k] = True
             k += 1
     return out
+
+
+def contiguous_runs(run: np.ndarray):
+    """``(start, end)`` of each contiguous stretch of `run` (end exclusive)."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
+    return zip(edges[::2], edges[1::2], strict=True)
 
 
 def check_rate(counts, exposure, centers, th: Thresholds, slack=None) -> RateCheck:
@@ -220,8 +227,7 @@ def _bursts(low: np.ndarray, counts: np.ndarray, high: np.ndarray) -> np.ndarray
     alone (1.3x the rate over a few bins of a short run). After a run with an empty bin
     (a bubble's gap) a rise is left to stand out on its own."""
     out = np.zeros_like(low)
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], low.astype(np.int8), [0]))))
-    for a, b in zip(edges[::2], edges[1::2], strict=True):  # each run of low bins
+    for a, b in contiguous_runs(low):  # each run of low bins
         if b < low.shape[0] and high[b] and np.all(counts[a:b] > 0):
             out[b] = True
     return out

@@ -153,7 +153,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cytokit.kernels.acquisition import running_median
-from cytokit.qc.rate import grow, shorth_level
+from cytokit.qc.rate import contiguous_runs, grow, shorth_level
 from cytokit.qc.settings import Thresholds
 from cytokit.qc.shape import MIN_STRETCH
 
@@ -768,12 +768,6 @@ def _channel(ser: _Series, th: Thresholds, reference, windows, *, use_windows=Tr
         )
     zz = np.where(np.abs(wz) > np.abs(z), wz, z) * ok
     return hi | lo, single, runs, dev, zz, level, beside & ~single
-
-
-def contiguous_runs(run: np.ndarray):
-    """``(start, end)`` of each contiguous stretch of `run` (end exclusive)."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], run.astype(np.int8), [0]))))
-    return zip(edges[::2], edges[1::2], strict=True)
 
 
 def _follows(lead: float, other: float, divisor: float) -> bool:
