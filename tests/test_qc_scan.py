@@ -22,7 +22,7 @@ from cytokit.qc import (
     acquisition_qc,
     screen,
 )
-from cytokit.qc.scan import GAP_GUARD_EVENTS, fill_short_runs
+from cytokit.qc.scan import GAP_GUARD_EVENTS
 from cytokit.sample import Channel, Sample
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -537,20 +537,6 @@ def test_blocks_must_come_in_order():
         p.update(200, 300)
     with pytest.raises(CytokitError, match="scanned 100 of 20000 events"):
         p.finish()
-
-
-def test_fill_short_runs():
-    bits = np.array([0, 1, 0, 0, 2, 0, 0, 0, 1, 0], dtype=np.uint8)
-    # between two flagged runs only: the runs at the ends (one bin each) stay
-    np.testing.assert_array_equal(fill_short_runs(bits, 3), [0, 1, 3, 3, 2, 0, 0, 0, 1, 0])
-    np.testing.assert_array_equal(fill_short_runs(bits, 2), [0, 1, 0, 0, 2, 0, 0, 0, 1, 0])
-    # each reason on its own too: a bin of another reason in a short gap of a reason's bins
-    # takes it as well, as an unflagged bin there would; the bins flagged stay the same
-    rate, signal = 1, 2
-    bits = np.array([0, rate, signal, 0, rate, 0, signal, 0, 0, 0, rate], dtype=np.uint8)
-    out = fill_short_runs(bits, 3)
-    np.testing.assert_array_equal(out, [0, 1, 3, 3, 1, 3, 2, 0, 0, 0, 1])
-    np.testing.assert_array_equal(out != 0, fill_short_runs(np.where(bits, 4, 0), 3) != 0)
 
 
 def test_tables():

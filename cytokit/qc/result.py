@@ -129,9 +129,7 @@ class BinTable:
         Events, and events the rate check expected.
     rate_z : ndarray, shape (B,)
     bits : ndarray of uint8, shape (B,)
-        Reasons each bin is removed for (`RATE`, `SIGNAL`), after filling good
-        runs shorter than the sensitivity's ``fill_bins`` between flagged ones
-        (none at the shipped sensitivities).
+        Reasons each bin is removed for (`RATE`, `SIGNAL`).
     channels : tuple of str
         Channels of the stability check.
     cofactors : ndarray, shape (k,)

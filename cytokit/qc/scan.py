@@ -59,7 +59,6 @@ __all__ = [
     "MAX_PER_BIN",
     "AcquisitionPass",
     "acquisition_qc",
-    "fill_short_runs",
 ]
 
 #: Rows per time bin read for the signal quantiles (all rows of a smaller bin).
@@ -141,39 +140,6 @@ def _trim(runs: list, rate_runs: list, bits: np.ndarray, bounds: np.ndarray) -> 
             if ok and bounds[b - 1] < e <= bounds[b] and e < stop:
                 stop, t1 = e, s1
         out.append((a, b, first, stop, t0, t1, guard, gaps))
-    return out
-
-
-def fill_short_runs(bits: np.ndarray, fill: int) -> np.ndarray:
-    """Give runs of fewer than `fill` unflagged bins between flagged ones their neighbours' bits.
-
-    A run between two flagged runs takes both neighbours' bits. A run at the
-    start or end of the acquisition stays as it is: its own bins passed, and
-    filling it made one flagged bin at an end cost its neighbours too (in a
-    5,000-event file of 25 bins, the first two bins before an early bubble,
-    600 events). Each reason is filled so on its own as well: a bin flagged
-    for another reason within a short gap of a reason's bins takes that
-    reason too, as it would were the other check not run (a signal-flagged
-    bin inside a clog's run of rate bins is counted for the rate as well),
-    so what the rate counts does not hang on which other checks ran; the
-    bins removed are the same either way.
-    """
-    out = bits.copy()
-    b = bits.shape[0]
-    present = int(np.bitwise_or.reduce(bits)) if b else 0
-    for mask in (None, *(1 << i for i in range(8) if present >> i & 1)):
-        on = bits != 0 if mask is None else (bits & mask) != 0
-        j = 0
-        while j < b:
-            if on[j]:
-                j += 1
-                continue
-            k = j
-            while k < b and not on[k]:
-                k += 1
-            if k - j < fill and j > 0 and k < b:
-                out[j:k] |= bits[j - 1] | bits[k] if mask is None else mask
-            j = k
     return out
 
 
@@ -839,11 +805,10 @@ class AcquisitionPass:
         # the rate's events are those it removes alone (`checks = ["rate"]`): within a
         # longer run of signal-flagged bins (a drift around a clog) a clog's edge bins
         # are inner bins, whose events would all count for the rate, and the change
-        # points that place its edges on their own would not be read; and a short gap
-        # between a rate-flagged and a signal-flagged bin, filled for both, is removed
-        # for the signal's run only
-        alone = fill_short_runs(bits & RATE, th.fill_bins)
-        bits = fill_short_runs(bits, th.fill_bins)
+        # points that place its edges on their own would not be read. The good bins
+        # between two flagged runs are kept, however few (PeacoQC's consecutive bins
+        # took the steady flow between close bubbles: benchmarks/README.md)
+        alone = bits & RATE
         base = rate.expected / np.maximum(exposure, 1e-300)
         runs = self._runs(bits, bounds, edges, base)
         rate_runs = runs if np.array_equal(alone, bits) else self._runs(alone, bounds, edges, base)
@@ -853,7 +818,7 @@ class AcquisitionPass:
         runs = _cover(runs, rate_runs)
         for _, _, first, stop, *_ in runs:
             # removed only because a run of signal-flagged bins joins the rate's stretch
-            # (its change point or a filled gap): they count for the signal
+            # (its change point): they count for the signal
             part = self.reasons[first:stop]
             part[(part & (RATE | SIGNAL)) == 0] |= SIGNAL
         table = BinTable(

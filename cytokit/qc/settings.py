@@ -81,15 +81,6 @@ class Thresholds:
         A flagged run grows into neighbouring bins that still depart in the
         same direction by more than this many standard deviations (and, for
         the rate, half of ``rate_change``; for the signal, ``signal_shift``).
-    fill_bins : int
-        Good runs shorter than this between two flagged runs are flagged too
-        (not at the acquisition's start or end: a run there is judged on its
-        own bins), as PeacoQC's ``consecutive_bins`` does. 0 at every
-        sensitivity: a good run's bins passed both checks, and filling them
-        took the steady flow between close bubbles or clogs with them (in
-        5,000-event files, bubbles 0.3-0.5 s apart: F1 0.70 filled, 0.96 not;
-        see benchmarks/README.md), while on files with one anomaly it
-        changed nothing.
     """
 
     rate_z: float
@@ -97,14 +88,13 @@ class Thresholds:
     signal_z: float
     signal_shift: float
     extend_z: float
-    fill_bins: int
 
 
 #: Thresholds of each sensitivity.
 THRESHOLDS = {
-    "low": Thresholds(7.0, 0.45, 7.0, 0.15, 3.5, 0),
-    "normal": Thresholds(5.0, 0.30, 6.0, 0.10, 2.5, 0),
-    "high": Thresholds(4.0, 0.20, 4.0, 0.06, 2.0, 0),
+    "low": Thresholds(7.0, 0.45, 7.0, 0.15, 3.5),
+    "normal": Thresholds(5.0, 0.30, 6.0, 0.10, 2.5),
+    "high": Thresholds(4.0, 0.20, 4.0, 0.06, 2.0),
 }
 
 
