@@ -2,8 +2,8 @@
 
 Two kernels serve `cytokit.qc`:
 
-* `margin_scan` reads each event row once (in parallel over tiles of rows)
-  and, for the columns it is given, marks events at or above a column's top
+* `margin_scan` reads each event row once (tiles of rows on threads) and,
+  for the columns it is given, marks events at or above a column's top
   limit, at or below its floor, or not finite; it also counts where the time
   column decreases. It works on any row block of a larger matrix, so a pass
   that already reads the events in blocks (the gating pass) can call it block
@@ -13,6 +13,11 @@ Two kernels serve `cytokit.qc`:
   of each column, of all values and with weights rising over their ranks,
   from an evenly spaced subsample of at most `max_per_bin` of the bin's rows
   (all of them when the bin has fewer), skipping non-finite values.
+
+Both are serial ``nogil`` kernels run over ranges of tiles or bins on
+cytokit's thread pool (`cytokit.kernels._threads`), as the gating pass is:
+one compiled kernel each and no ``parallel=True`` twin, whose compilation is
+the slow part of an installation's first run (see ``benchmarks/README.md``).
 
 Edge semantics: ``x >= top`` and ``x <= floor`` are inclusive; NaN compares
 false to both and is counted (and marked) as not finite; ``+inf`` is at the
@@ -25,9 +30,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 
-from ._config import jit, jit_parallel, native
+from ._config import jit, native
+from ._threads import run_ranges
 
 __all__ = [
     "bin_bounds",
@@ -38,8 +43,10 @@ __all__ = [
     "sample_rows",
 ]
 
-_TILE = 4096  # rows per parallel task
-_PARALLEL_MIN = 8 * _TILE
+_TILE = 4096  # rows per task of the row scan
+#: Rows (row scan) and values read (bin summaries) below which one thread does it all.
+_THREADED_ROWS = 8 * _TILE
+_THREADED_VALUES = 1 << 16
 
 
 @jit
@@ -84,7 +91,10 @@ def _scan_tile(
     return dec, first
 
 
-def _scan_body(
+@jit
+def _scan_tiles(
+    t0,
+    t1,
     events,
     cols,
     top,
@@ -102,9 +112,9 @@ def _scan_body(
     dec,
     first,
 ):
+    """Scan tiles ``t0 .. t1 - 1`` of `_TILE` rows, each into its own row of the outputs."""
     n = events.shape[0]
-    ntiles = (n + _TILE - 1) // _TILE
-    for t in prange(ntiles):
+    for t in range(t0, t1):
         a = t * _TILE
         b = min(n, a + _TILE)
         d, f = _scan_tile(
@@ -127,10 +137,6 @@ def _scan_body(
         )
         dec[t] = d
         first[t] = f
-
-
-_scan_serial = jit(_scan_body)
-_scan_parallel = jit_parallel(_scan_body)
 
 
 def margin_scan(events, columns, top, floor, flags, *, bit=1, time_column=-1, prev_time=np.nan):
@@ -196,9 +202,12 @@ def margin_scan(events, columns, top, floor, flags, *, bit=1, time_column=-1, pr
     dec = np.zeros(ntiles, dtype=np.int64)
     first = np.full(ntiles, -1, dtype=np.int64)
     if n:
-        fn = _scan_parallel if n >= _PARALLEL_MIN else _scan_serial
-        fn(ev, cols, top, floor, tcol, flags, np.uint8(bit), float(prev_time), n_top, n_floor,
-           n_bad, hi, lo, n_lo, dec, first)  # fmt: skip
+        args = (ev, cols, top, floor, tcol, flags, np.uint8(bit), float(prev_time), n_top,
+                n_floor, n_bad, hi, lo, n_lo, dec, first)  # fmt: skip
+        if n >= _THREADED_ROWS:
+            run_ranges(_scan_tiles, ntiles, *args)
+        else:  # too little work to hand to threads
+            _scan_tiles(0, ntiles, *args)
     hits = first[first >= 0]
     low = lo.min(axis=0)
     return {
@@ -322,16 +331,26 @@ def _moments_of_bin(events, cols, cofactor, a, b, cap, band, skip, bits, count, 
         sd[j, 1] = math.sqrt(s2 / w1) if w1 > 0 and cnt > 1 else np.nan
 
 
-def _moments_body(events, cols, cofactor, starts, stops, cap, band, skip, bits, count, mean, sd):
-    for g in prange(starts.shape[0]):
-        a, b = starts[g], stops[g]
+@jit
+def _moments_bins(
+    g0, g1, events, cols, cofactor, starts, stops, cap, band, skip, bits, count, mean, sd
+):
+    """Summaries of bins ``g0 .. g1 - 1``."""
+    for g in range(g0, g1):
         _moments_of_bin(
-            events, cols, cofactor, a, b, cap, band, skip, bits, count[g], mean[g], sd[g]
+            events,
+            cols,
+            cofactor,
+            starts[g],
+            stops[g],
+            cap,
+            band,
+            skip,
+            bits,
+            count[g],
+            mean[g],
+            sd[g],
         )
-
-
-_moments_serial = jit(_moments_body)
-_moments_parallel = jit_parallel(_moments_body)
 
 
 def sample_rows(start: int, stop: int, max_per_bin: int) -> np.ndarray:
@@ -429,9 +448,11 @@ def bin_moments(
     mean = np.full((b, k, 2), np.nan)
     sd = np.full((b, k, 2), np.nan)
     if b and k:
-        rows = int(np.minimum(stops - starts, cap).sum())
-        fn = _moments_parallel if rows * k >= 1 << 16 else _moments_serial
-        fn(ev, cols, cof, starts, stops, cap, band, skip, np.uint8(skip_bits), count, mean, sd)
+        args = (ev, cols, cof, starts, stops, cap, band, skip, np.uint8(skip_bits), count, mean, sd)
+        if int(np.minimum(stops - starts, cap).sum()) * k >= _THREADED_VALUES:
+            run_ranges(_moments_bins, b, *args)
+        else:  # too little work to hand to threads
+            _moments_bins(0, b, *args)
     return count, mean, sd
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import naive_acquisition as naive
 import numpy as np
 import pytest
@@ -172,6 +176,58 @@ def test_sample_rows_spread_evenly_and_inside_the_bin():
     assert rows.size == 256 and rows.min() >= 100 and rows.max() < 1100
     assert np.all(np.diff(rows) >= 3) and np.all(np.diff(rows) <= 4)
     np.testing.assert_array_equal(sample_rows(5, 9, 256), [5, 6, 7, 8])
+
+
+def test_bin_moments_of_many_bins_on_threads_match_reference():
+    """Enough bins and values (400 x 100 rows x 4 columns) that the bins are shared out
+    over threads where Numba has more than one; each bin is read as on its own."""
+    ev = events_with_edges(7, 40_000, np.float64)
+    starts = np.arange(0, 40_000, 100)
+    stops = starts + 100
+    stops[7] = starts[7]  # an empty bin among them
+    cols, cof = [0, 1, 2, 3], np.array([150.0, 1.0, 20.0, 0.5])
+    got = bin_moments(ev, cols, cof, starts, stops, max_per_bin=64)
+    want = naive.bin_moments(ev, cols, cof, starts, stops, (0.5, 1.0), 64)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+_PARALLEL_AFTER_QC = textwrap.dedent(
+    """
+    import sys
+    from numba.core.registry import CPUDispatcher
+    from cytokit import simulate
+    from cytokit.qc import acquisition_qc
+
+    design = simulate.preset_design("sample", seed=3, n_patients=1)
+    spec, day = design.samples()[0]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, 200_000)
+    qc = acquisition_qc(sample)
+    assert qc.bins is not None and qc.bins.counts.size > 500, qc.notes
+    ran = sorted(
+        f"{name}.{key}"
+        for name, mod in list(sys.modules.items())
+        if name.startswith("cytokit")
+        for key, obj in vars(mod).items()
+        if isinstance(obj, CPUDispatcher)
+        and obj.targetoptions.get("parallel")
+        and obj.signatures
+    )
+    print("parallel kernels run:", len(ran), *ran)
+    """
+)
+
+
+def test_qc_runs_no_parallel_kernel():
+    """QC's kernels run on cytokit's threads (`cytokit.kernels._threads`), as the gating
+    pass does, never as ``parallel=True`` kernels, whose compilation is the slow part of a
+    first run."""
+    res = subprocess.run(
+        [sys.executable, "-c", _PARALLEL_AFTER_QC], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    assert "parallel kernels run: 0" in res.stdout, res.stdout
 
 
 def test_bin_moments_refuses_bad_arguments():

@@ -92,7 +92,7 @@ def kernels_need_compiling(*, statistics: bool = False, acquisition_qc: bool = F
     if statistics:
         needed.append(_statpass._pass)
     if acquisition_qc:
-        needed.append(acquisition._scan_serial)
+        needed.append(acquisition._scan_tiles)
     return not all(_config.is_cached(d) for d in needed)
 
 
