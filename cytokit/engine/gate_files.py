@@ -161,8 +161,9 @@ STORE_NAME = "results.sqlite"
 # 12: a gain stepped before mid-run and held is removed, not the start before it;
 # 13: a gap's guard is its flank, at least 25 events' time (200 before); an empty bin
 # where 50 events are expected is flagged whatever the spread; a clog's mild burst goes;
-# 14: the good bins between two flagged runs are kept (no fill)
-_TASK_VERSION = 14
+# 14: the good bins between two flagged runs are kept (no fill); 15: a channel's stretch
+# that a bubble's or a clog's bins cut in two is read for a change of mix as one
+_TASK_VERSION = 15
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -16,6 +16,7 @@ events is made.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -843,7 +844,8 @@ class AcquisitionPass:
         """The stability check without the stretches a change in the mix of cells flagged.
 
         Each stretch a channel flags (of at least 3 bins beside the rate's and
-        its single-bin spikes) is read again from its values, against the
+        its single-bin spikes; two stretches with only such bins between them,
+        a bubble's or a clog's, are one) is read again from its values, against the
         bins nothing flagged, the way its summaries moved
         (`cytokit.qc.shape.follows`). Where they did not move, the stretch is
         read again in pieces of `cytokit.qc.shape.PIECE` such bins (a shorter
@@ -873,7 +875,7 @@ class AcquisitionPass:
             if not judged.any():
                 continue  # no series of the channel is judged: it flags nothing
             rest = ev[ref, col]
-            for a, e in contiguous_runs(chan[:, j]):
+            for a, e in contiguous_runs(_bridged(chan[:, j], solid)):
                 bins = np.flatnonzero(solid[a:e]) + a
                 if bins.size < MIN_STRETCH:
                     continue
@@ -1186,6 +1188,18 @@ class AcquisitionPass:
         text = ", ".join(f"{name}{what} {math.expm1(dev):+.0%}" for name, what, dev in items[:4])
         more = f" and {len(items) - 4} more" if len(items) > 4 else ""
         return f"signal vs the stable level: {text}{more}" if text else ""
+
+
+def _bridged(flags: np.ndarray, solid: np.ndarray) -> np.ndarray:
+    """`flags` with the bins between two flagged ones filled where none of them is
+    `solid`: a stretch that a bubble's or a clog's bins (the rate's) cut in two is
+    read as one, on the values of both sides."""
+    out = flags.copy()
+    idx = np.flatnonzero(flags)
+    for p, q in itertools.pairwise(idx):
+        if q - p > 1 and not solid[p + 1 : q].any():
+            out[p + 1 : q] = True
+    return out
 
 
 def acquisition_qc(sample: Sample, settings: AcquisitionQCSettings | None = None) -> AcquisitionQC:
