@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 26  # 26: a stretch the rate's bins cut in two is read as one
+MEASURE_VERSION = 27  # 27: a drift is off at its far end (26: a split stretch is one)
 PARENT_ROW = "__parent__"
 
 
