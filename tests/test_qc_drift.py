@@ -423,13 +423,15 @@ def test_a_gain_changed_for_a_while_and_restored_is_removed(seed, channel, gain)
 
 
 # a block from 54 % to 82 % of the run leaves the last third's median off the first's, as a
-# drift to the end would, while the last sixth is back at the level: read as a drift, the
-# block went unremoved (172707, 172705) or a third of it kept (172703); a drift is now off
-# at its far end, and this is a gain changed for a while and restored
+# drift to the end (or a creep over the run) would, while the last sixth is back at the
+# level: read as a drift, the block went unremoved (172707, 172705) or a third of it kept
+# (172703); read as a creep, unremoved (172704, 172708). A drift or a creep is now off at its
+# far end, and this is a gain changed for a while and restored
 @pytest.mark.parametrize(
     ("seed", "channel", "gain"),
-    [(172707, "PerCP-Cy5-5-A", 0.77), (172705, "PE-A", 1.3), (172703, "FITC-A", 0.77)],
-)
+    [(172707, "PerCP-Cy5-5-A", 0.77), (172705, "PE-A", 1.3), (172703, "FITC-A", 0.77),
+     (172704, "FITC-A", 0.77), (172708, "PE-A", 1.3)],
+)  # fmt: skip
 def test_a_gain_restored_in_the_runs_last_third_is_no_drift_to_the_end(seed, channel, gain):
     sample, block = blocked(seed, channel, gain, span=(0.54, 0.82))
     qc = acquisition_qc(sample)

@@ -433,8 +433,8 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     no level (`drift_onset` below `CREEP_ONSET`: it creeps over the whole
     run) has none to depart from, and gets None too; nor does a series whose
     last (or first, for an early drift) sixth is back within ``signal_shift``
-    of the level: a drift is off at its far end, and that series held a gain
-    changed for a while and restored.
+    of the level (no creep either): a drift is off at its far end, and that
+    series held a gain changed for a while and restored.
     """
     return _drift_shape(mean, m, use, noise, th)[0]
 
@@ -476,16 +476,16 @@ def _drift_shape(
                 end = float(np.median(mean[idx[-sixth:]]))
                 if abs(end - after) < abs(end - start):
                     return start, nan, nan, True, at
-        if onset < CREEP_ONSET:
-            z = float(abs(change) / np.hypot(sd_a, sd_c))
-            return None, float(change), z, late, -1
         sixth = max(idx.size // 6, 1)
         far = idx[-sixth:] if late else idx[:sixth]
         if abs(float(np.median(mean[far])) - (a if late else c)) <= th.signal_shift:
-            # a drift is off at its far end: a run whose thirds differ but whose last (or
-            # first) sixth is back at the level held a gain changed for a while and restored,
-            # judged as a departure and back, not as a drift to the end
+            # a drift (or a creep) is off at its far end: a run whose thirds differ but whose
+            # last (or first) sixth is back at the level held a gain changed for a while and
+            # restored, judged as a departure and back, not as a drift to the end
             return None, nan, nan, True, -1
+        if onset < CREEP_ONSET:
+            z = float(abs(change) / np.hypot(sd_a, sd_c))
+            return None, float(change), z, late, -1
     elif ends:
         # a drift over the last (or first) third of the run or less: that third's median
         # sits partway up the ramp, within the shift, while the end sixth holds the
