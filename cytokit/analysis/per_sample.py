@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 27  # 27: a drift is off at its far end (26: a split stretch is one)
+MEASURE_VERSION = 28  # 28: a drift or creep is off at its far end (26: split stretches)
 PARENT_ROW = "__parent__"
 
 

@@ -163,8 +163,9 @@ STORE_NAME = "results.sqlite"
 # where 50 events are expected is flagged whatever the spread; a clog's mild burst goes;
 # 14: the good bins between two flagged runs are kept (no fill); 15: a channel's stretch
 # that a bubble's or a clog's bins cut in two is read for a change of mix as one; 16: a
-# drift is off at its far end (a gain restored in the run's last third is no drift)
-_TASK_VERSION = 16
+# drift is off at its far end (a gain restored in the run's last third is no drift); 17:
+# nor a creep
+_TASK_VERSION = 17
 
 
 def _compensation(value) -> str | Spillover | None:
