@@ -408,6 +408,13 @@ def blocked(seed: int, channel: str, gain: float, n: int = 20_000, span=(0.45, 0
     return sample, block
 
 
+def removed_in_and_out(seed: int, channel: str, gain: float, span=(0.45, 0.75)):
+    """(share of the block's events, share of the others) that QC removes (`blocked`)."""
+    sample, block = blocked(seed, channel, gain, span=span)
+    removed = (acquisition_qc(sample).reasons & (RATE | SIGNAL)) != 0
+    return float(removed[block].mean()), float(removed[~block].mean())
+
+
 # each was kept whole before the bright cells' level judged a channel that does not drift
 @pytest.mark.parametrize(
     ("seed", "channel", "gain"),
@@ -415,11 +422,9 @@ def blocked(seed: int, channel: str, gain: float, n: int = 20_000, span=(0.45, 0
      (172503, "APC-A", 0.7), (172502, "PerCP-Cy5-5-A", 1.35)],
 )  # fmt: skip
 def test_a_gain_changed_for_a_while_and_restored_is_removed(seed, channel, gain):
-    sample, block = blocked(seed, channel, gain)
-    qc = acquisition_qc(sample)
-    removed = (qc.reasons & (RATE | SIGNAL)) != 0
-    assert removed[block].mean() > 0.95, removed[block].mean()
-    assert removed[~block].mean() < 0.1, removed[~block].mean()
+    inside, outside = removed_in_and_out(seed, channel, gain)
+    assert inside > 0.95, inside
+    assert outside < 0.1, outside
 
 
 # a block from 54 % to 82 % of the run leaves the last third's median off the first's, as a
@@ -433,11 +438,9 @@ def test_a_gain_changed_for_a_while_and_restored_is_removed(seed, channel, gain)
      (172704, "FITC-A", 0.77), (172708, "PE-A", 1.3)],
 )  # fmt: skip
 def test_a_gain_restored_in_the_runs_last_third_is_no_drift_to_the_end(seed, channel, gain):
-    sample, block = blocked(seed, channel, gain, span=(0.54, 0.82))
-    qc = acquisition_qc(sample)
-    removed = (qc.reasons & (RATE | SIGNAL)) != 0
-    assert removed[block].mean() > 0.95, removed[block].mean()
-    assert removed[~block].mean() < 0.05, removed[~block].mean()
+    inside, outside = removed_in_and_out(seed, channel, gain, span=(0.54, 0.82))
+    assert inside > 0.95, inside
+    assert outside < 0.05, outside
 
 
 def stepped(seed: int, channel: str, gain: float, at: float, n: int = 20_000):
