@@ -44,8 +44,7 @@ __all__ = [
 ]
 
 _TILE = 4096  # rows per task of the row scan
-#: Rows (row scan) and values read (bin summaries) below which one thread does it all.
-_THREADED_ROWS = 8 * _TILE
+#: Values read (bin summaries) below which one thread does it all.
 _THREADED_VALUES = 1 << 16
 
 
@@ -202,12 +201,9 @@ def margin_scan(events, columns, top, floor, flags, *, bit=1, time_column=-1, pr
     dec = np.zeros(ntiles, dtype=np.int64)
     first = np.full(ntiles, -1, dtype=np.int64)
     if n:
-        args = (ev, cols, top, floor, tcol, flags, np.uint8(bit), float(prev_time), n_top,
-                n_floor, n_bad, hi, lo, n_lo, dec, first)  # fmt: skip
-        if n >= _THREADED_ROWS:
-            run_ranges(_scan_tiles, ntiles, *args)
-        else:  # too little work to hand to threads
-            _scan_tiles(0, ntiles, *args)
+        # fewer than 4 tiles a thread (32,768 rows on 2): run_ranges does it all inline
+        run_ranges(_scan_tiles, ntiles, ev, cols, top, floor, tcol, flags, np.uint8(bit),
+                   float(prev_time), n_top, n_floor, n_bad, hi, lo, n_lo, dec, first)  # fmt: skip
     hits = first[first >= 0]
     low = lo.min(axis=0)
     return {
