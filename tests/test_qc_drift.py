@@ -443,6 +443,38 @@ def test_a_gain_restored_in_the_runs_last_third_is_no_drift_to_the_end(seed, cha
     assert outside < 0.05, outside
 
 
+# the same blocks, where the mean of all values (or of the upper half) still reads as an early
+# drift that settles (the block lifts the middle and last thirds alike) and leads the channel;
+# the lead's windows find nothing there, and the bright cells' level, which shows the block at
+# 6.6-19 of its bin SDs, was never read. It now judges a stretch off its level in a channel that
+# another series leads (one within or beside the lead's run is the drift's own)
+@pytest.mark.parametrize(
+    ("seed", "channel", "gain"),
+    [(172702, "PE-A", 1.3), (172703, "PerCP-Cy5-5-A", 0.77), (172704, "PE-A", 1.3),
+     (172706, "PerCP-Cy5-5-A", 0.77), (172706, "FITC-A", 0.77)],
+)  # fmt: skip
+def test_a_block_that_reads_as_a_settling_drift_is_judged_by_the_bright_level(seed, channel, gain):
+    inside, outside = removed_in_and_out(seed, channel, gain, span=(0.54, 0.82))
+    assert inside > 0.95, inside
+    assert outside < 0.05, outside
+
+
+# a block over a fifth of the run that starts after a tenth of it: the first third's median
+# lies in the block, so the run read as a drift from the block's level (or a step from it) to
+# the end, and QC removed 78-87 % of the events outside the block and kept the block. The run's
+# first and last sixths sit at one level: it came back, and the block is what departs
+@pytest.mark.parametrize(
+    ("seed", "channel", "gain", "span"),
+    [(200203, "PE-Cy7-A", 0.74, (0.111, 0.237)), (200208, "FITC-A", 1.395, (0.155, 0.452)),
+     (200210, "V500-C-A", 1.271, (0.135, 0.313)), (200229, "V500-C-A", 1.255, (0.164, 0.396)),
+     (200239, "APC-A", 0.739, (0.143, 0.349))],
+)  # fmt: skip
+def test_a_block_early_in_the_run_is_removed_and_not_the_rest(seed, channel, gain, span):
+    inside, outside = removed_in_and_out(seed, channel, gain, span=span)
+    assert inside > 0.95, inside
+    assert outside < 0.07, outside
+
+
 def stepped(seed: int, channel: str, gain: float, at: float, n: int = 20_000):
     """A file whose `channel` reads `gain` times its values from `at` (share of the events)
     to the end (a laser's power changed and stayed), and the events it touched."""

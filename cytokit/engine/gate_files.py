@@ -164,8 +164,9 @@ STORE_NAME = "results.sqlite"
 # 14: the good bins between two flagged runs are kept (no fill); 15: a channel's stretch
 # that a bubble's or a clog's bins cut in two is read for a change of mix as one; 16: a
 # drift is off at its far end (a gain restored in the run's last third is no drift); 17:
-# nor a creep
-_TASK_VERSION = 17
+# nor a creep; 18: a run whose first and last sixths sit at one level is no drift, the
+# bright cells judge a block in a channel another series leads, and place a block's edges
+_TASK_VERSION = 18
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -16,14 +16,18 @@ the ``asinh(x / cofactor)`` scale, where a change of gain is a shift:
   means straddle the dim and the bright cells and carry the bin-to-bin
   noise of their mix (SD 0.15-0.3 per bin of 200 events); this one stays
   on the bright cells (SD 0.02-0.05). It judges drifts (below) and, in a
-  channel that does not drift (fluorescence, in acquisition QC:
+  channel whose drift it does not lead (fluorescence, in acquisition QC:
   ``stretches``) and a file of at least `BRIGHT_BINS` bins,
   stretches off the level (a gain changed for a while, then restored)
   through the shortest window alone, where the upper half's mean follows it
   (`_unfollowed`): in files of 20,000 events a gain 1.35 or 0.7 times its
   own for 30 % of the run moved the other two series of a marker bright on
   a third of the cells by too little for their noise, and such files passed
-  with every event kept.
+  with every event kept. Where such a block lifts the middle and last
+  thirds of a noisier series alike, that series reads as an early drift
+  that settles and leads the channel while its windows find nothing: the
+  bright series judges there too, but a stretch of it within or beside the
+  lead's run is the drift's own and is left to the lead.
   Where a marker is positive on a few cells a bin only (1-3 of 200:
   CD107a, IFN-g, a KIR), its level is theirs, and jumps with their number
   from bin to bin: a channel where more than `BRIGHT_FEW` of the bins of
@@ -44,7 +48,12 @@ For each series:
   the first third's by more than the shift and the noise), the stable level
   is that of the end the run held, the start unless the drift is early and
   settles (`drift_reference`): a drift is a departure from the level the run
-  started at and held longest, brighter or dimmer;
+  started at and held longest, brighter or dimmer. A run whose first and
+  last sixths sit at one level, off the level said to be held, came back:
+  a gain changed for a while after the run's first tenth or so fills the
+  first third, whose median then lies in it, and the run would be read as a
+  drift (or a step) from the block's level to the end, the rest of the file
+  removed and the block kept;
 * a one-way drift with no held level (its best broken line, flat then
   straight, bends within the first `CREEP_ONSET` of the run: `drift_onset`)
   creeps over the whole run: there is no level it departs from, so its bins
@@ -87,7 +96,12 @@ For each series:
   the shift of its level; except beside a step (a stretch off the level
   with no drift), where the windows hold part of the step and lean its way:
   the bins at a run's edges that, taken together, sit at the level are
-  dropped again (`_trim_step_edges`), once the run was judged whole.
+  dropped again (`_trim_step_edges`), once the run was judged whole; and
+  where the bright series is judged too, the edges of the runs the windows
+  found are placed by its deviations the same way (not at the run's start
+  or end, where no level lies beside the stretch): the windows of the mean
+  of all values, which a change in the mix of cells moves too, carried a
+  gain changed for a while two to four bins past its end.
 
 A stretch flagged through windows (found by them, or grown into from a
 departing bin) that the channel's bright series does not follow there (in
@@ -125,7 +139,8 @@ lead's line, else that of another drifting series of the channel, the
 steadiest first). The channel's other series then flag single bins only:
 each noisy series crosses the shift where its own noise lets it, and a union
 of them starts the run tens of bins before the gain is 10 % off. In a
-drifting channel the bright series speaks only for a drift it leads.
+drifting channel the bright series speaks for a drift it leads, or for
+stretches away from the lead's run (above).
 
 A drift over less than the run's last third may be no drift by the thirds
 at all: the last third's median sits partway up the ramp, within the shift
@@ -434,7 +449,9 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     run) has none to depart from, and gets None too; nor does a series whose
     last (or first, for an early drift) sixth is back within ``signal_shift``
     of the level (no creep either): a drift is off at its far end, and that
-    series held a gain changed for a while and restored.
+    series held a gain changed for a while and restored; nor one whose first
+    and last sixths sit at one level off the level said to be held (it came
+    back: a gain changed for a while early in the run filled the first third).
     """
     return _drift_shape(mean, m, use, noise, th)[0]
 
@@ -463,20 +480,28 @@ def _drift_shape(
     if abs(change) > th.signal_shift and abs(change) > th.extend_z * np.hypot(sd_a, sd_c):
         late = abs(b - a) <= 2 * abs(c - b)
         onset, line = _broken_line(mean, m, use, late)  # `drift_onset`, and its line
+        sixth = max(idx.size // 6, 1)
+        first, last = (float(np.median(mean[p])) for p in (idx[:sixth], idx[-sixth:]))
+
+        def came_back(held: float) -> bool:
+            # the run's first and last sixths sit at one level and the level said to be
+            # held is off the start's sixth: the run departed from its level and came
+            # back (a gain changed for a while early in the run), no drift and no step
+            return abs(first - last) <= th.signal_shift and abs(first - held) > th.signal_shift
+
         if not late:
             gain, at = _step_gain(mean, m, use, noise, line)
             if gain > STEP_CHI2:
                 # the start held its level up to a step, and the run ends nearer the step's
                 # level than the start's (a gain changed for a while and restored is not
                 # a step from a held start)
-                sixth = max(idx.size // 6, 1)
                 held = use & (np.arange(mean.shape[0]) < at)
                 start = float(np.median(mean[held]))
                 after = float(np.median(mean[idx[idx >= at][:sixth]]))
-                end = float(np.median(mean[idx[-sixth:]]))
-                if abs(end - after) < abs(end - start):
+                if abs(last - after) < abs(last - start) and not came_back(start):
                     return start, nan, nan, True, at
-        sixth = max(idx.size // 6, 1)
+        if came_back(a if late else c):
+            return None, nan, nan, True, -1
         far = idx[-sixth:] if late else idx[:sixth]
         if abs(float(np.median(mean[far])) - (a if late else c)) <= th.signal_shift:
             # a drift (or a creep) is off at its far end: a run whose thirds differ but whose
@@ -949,8 +974,8 @@ def check_stability(
         known to hold short anomalies are left out so that they do not pull
         their neighbours' windows.
     stretches : ndarray of bool, shape (k,), optional
-        Channels whose bright series judges a stretch off its level where the
-        channel does not drift (default: every channel); acquisition QC passes
+        Channels whose bright series judges a stretch off its level where it
+        does not lead the channel's drift (default: every channel); acquisition QC passes
         the fluorescence channels: on scatter the brightest cells' level moves
         with the share of granulocytes or monocytes, and the upper half with it.
 
@@ -988,20 +1013,20 @@ def check_stability(
         # where the caller allows it (fluorescence: on scatter the mix of cells moves the
         # series, see `stretches`), a drift over the run's last (or first) sixth or so that
         # no window found is judged by its broken line, and the bright series judges a
-        # stretch off its level (not a drift it leads) in a channel with no drift, in a
-        # file long enough
+        # stretch off its level (not a drift it leads) in a channel whose drift it does
+        # not lead, in a file long enough
         ends_judged = stretches is None or bool(stretches[j])
-        bright_judges = lead is None and b >= BRIGHT_BINS and ends_judged
+        bright_judges = lead != BRIGHT and b >= BRIGHT_BINS and ends_judged
         found = np.zeros(b, dtype=bool)  # bins flagged through windows
         for p, s in enumerate(ser):
             if s is None or (p == BRIGHT and p != lead and not bright_judges):
-                continue  # in a drifting channel the bright series speaks only for its drift
+                continue  # a bright series that neither leads a drift nor judges stretches
             f, one, run, deviation[:, j, p], zp, level[j, p], beside = _channel(
                 s,
                 th,
                 reference,
                 windows[:1] if p == BRIGHT and bright_judges else windows,
-                use_windows=lead is None or p == lead,
+                use_windows=lead is None or p == lead or (p == BRIGHT and bright_judges),
                 use_bins=p != BRIGHT,  # a bin of few bright cells dips, a window does not
             )
             if p == lead and s.drift is not None and not (f & ~one).any():
@@ -1054,6 +1079,12 @@ def check_stability(
                 # level also moves where the mix of bright populations does, so a stretch
                 # stands only where the upper half's mean follows it (`_unfollowed`)
                 kept = ~_unfollowed(f, deviation[:, j, p], ser[1], deviation[:, j, 1])
+                if lead is not None:
+                    # in a drifting channel the lead judges its drift: a bright stretch
+                    # within or beside the drift's run is the drift itself
+                    for a, e in contiguous_runs(f):
+                        if runs[a:e].any():
+                            kept[a:e] = False
                 f &= kept
                 run &= kept
             if p != BRIGHT and (f & ~one).any():
@@ -1075,6 +1106,24 @@ def check_stability(
             singles |= one
             runs |= run
             z[:, j] = np.where(np.abs(zp) > np.abs(z[:, j]), zp, z[:, j])
+        bright = ser[BRIGHT]
+        if lead is None and bright is not None and np.isfinite(level[j, BRIGHT]) and found.any():
+            # the windows of the other series carry a stretch a few bins past a gain changed
+            # for a while; the bright series says where the step is (`_trim_step_edges` on
+            # its deviations), but for a stretch's edge at the run's start or end, which has
+            # no level beside it
+            dev = deviation[:, j, BRIGHT]
+            past = np.zeros(b, dtype=bool)
+            for sign in (1.0, -1.0):
+                past |= found & ~_trim_step_edges(found, dev, bright.m, bright.noise, th, sign)
+            for a, e in contiguous_runs(found):
+                inner = np.flatnonzero(~past[a:e]) + a  # the stretch's bins kept
+                if a == 0 and inner.size:
+                    past[: inner[0]] = False
+                if e == b and inner.size:
+                    past[inner[-1] :] = False
+            chan[:, j] &= ~past
+            runs &= ~past
         if lead is None and ends_judged and not found.any():
             end = _end_line(th, ser)
             if end is not None:
