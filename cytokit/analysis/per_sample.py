@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 29  # 29: a run that came back is no drift; bright cells judge blocks
+MEASURE_VERSION = 30  # 30: a short bright block the upper half follows within its noise
 PARENT_ROW = "__parent__"
 
 

@@ -165,8 +165,9 @@ STORE_NAME = "results.sqlite"
 # that a bubble's or a clog's bins cut in two is read for a change of mix as one; 16: a
 # drift is off at its far end (a gain restored in the run's last third is no drift); 17:
 # nor a creep; 18: a run whose first and last sixths sit at one level is no drift, the
-# bright cells judge a block in a channel another series leads, and place a block's edges
-_TASK_VERSION = 18
+# bright cells judge a block in a channel another series leads, and place a block's edges;
+# 19: the upper half follows a bright stretch within its noise, from its level outside it
+_TASK_VERSION = 19
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -180,6 +180,7 @@ __all__ = [
     "BRIGHT_VALUES",
     "CREEP_ONSET",
     "DRIFT_BINS",
+    "FOLLOW_SDS",
     "MIN_VALUES",
     "SERIES",
     "WINDOWS",
@@ -225,6 +226,10 @@ BRIGHT_FEW = 0.1
 BRIGHT_BINS = 50
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
+#: How far (in SDs of its median over the stretch) the upper half's mean may fall short of
+#: a third of a bright stretch's move and still follow it (`_unfollowed`): over a block of
+#: 10-15 bins that median has an SD of a third of the move or more.
+FOLLOW_SDS = 1.0
 #: How much better (chi-square, in the series' noise) two levels split at one bin must fit
 #: a series whose thirds say it settles early than a settling ramp, to be read as a step
 #: from a held start (`_step_gain`)
@@ -896,22 +901,35 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
     return out
 
 
-def _unfollowed(run, dev, upper: _Series | None, upper_dev) -> np.ndarray:
+def _unfollowed(run, dev, upper: _Series | None, reference) -> np.ndarray:
     """Bins of the stretches of `run` (found on the bright series, deviation `dev`) that the
     channel's upper-half mean does not follow: in the same direction, by at least a third as
-    much (median deviations over the stretch). A change of gain moves both (the upper half
-    by less where it holds negative cells too: half as much for a marker on a third of the
-    cells); a change in the share of the brightest of several bright populations moves the
-    bright level alone (corpus files: a tenth to a fifth as much)."""
+    much, less `FOLLOW_SDS` SDs of its median (median deviations over the stretch; the upper
+    half's from its median over the bins outside the stretches, of the `reference` bins
+    where given, as `_not_gain` reads the bright series: its own level may lie in the
+    stretch, where it drifts from there). A
+    change of gain moves both (the upper half by less where it holds negative cells too:
+    half as much for a marker on a third of the cells); a change in the share of the
+    brightest of several bright populations moves the bright level alone (corpus files: a
+    tenth to a fifth as much)."""
     out = np.zeros(run.shape[0], dtype=bool)
+    if upper is None:
+        return ~out & run
+    ok = upper.ok
+    ref = (ok if reference is None else ok & reference) & ~run
+    if ref.sum() >= max(4, ok.sum() // 4):
+        level = float(np.median(upper.mean[ref]))
+    else:
+        level = shorth_level(upper.mean[ok])
     for a, e in contiguous_runs(run):
-        seen = upper.ok[a:e] if upper is not None else np.zeros(e - a, dtype=bool)
+        seen = ok[a:e]
         if seen.sum() < max(3, (e - a + 1) // 2):
             out[a:e] = True
             continue
         d = float(np.median(dev[a:e]))
-        d_upper = float(np.median(upper_dev[a:e][seen]))
-        if not _follows(d, d_upper, 3):
+        d_upper = float(np.median(upper.mean[a:e][seen])) - level
+        sd = _median_sd(upper.noise, upper.m, np.flatnonzero(seen) + a)
+        if np.sign(d) * d_upper < abs(d) / 3 - FOLLOW_SDS * sd:
             out[a:e] = True
     return out
 
@@ -1078,7 +1096,7 @@ def check_stability(
                 # the level and back (a gain changed for a while) through its windows; its
                 # level also moves where the mix of bright populations does, so a stretch
                 # stands only where the upper half's mean follows it (`_unfollowed`)
-                kept = ~_unfollowed(f, deviation[:, j, p], ser[1], deviation[:, j, 1])
+                kept = ~_unfollowed(f, deviation[:, j, p], ser[1], reference)
                 if lead is not None:
                     # in a drifting channel the lead judges its drift: a bright stretch
                     # within or beside the drift's run is the drift itself
