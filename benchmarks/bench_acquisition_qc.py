@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_acquisition_qc.py --accuracy --seeds 1001 1060   # fresh seeds
     python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift clean --seeds 1 20
     python benchmarks/bench_acquisition_qc.py --mixed --seeds 1001 1040      # every kind at once
+    python benchmarks/bench_acquisition_qc.py --blocks --events 20000 --seeds 1 40
     python benchmarks/bench_acquisition_qc.py --cost                         # 10M events
     python benchmarks/bench_acquisition_qc.py --cost --n 1000000 --repeats 3
     python benchmarks/bench_acquisition_qc.py --scan-blocks --n 2000000     # see scan_blocks
@@ -32,6 +33,13 @@ move, its events where the gain is 10 % off), else to the kind of the nearest
 injected event (clog, bubble or drift), so each kind answers for the events
 it made QC remove beside it; an event of two kinds (a clog's within the drift) counts
 for both. F1 per kind, and for all timed kinds pooled.
+
+**Blocks.** With ``--blocks`` each seed's file (the sample study, nothing
+injected, ``--events`` events) has one fluorescence channel, drawn from the
+seed, read 0.7-0.8 or 1.25-1.4 times over 10-30 % of the run (a gain changed
+for a while and restored); events removed for rate or signal are scored
+against that stretch (F1 pooled), with the files where 95 % of it went and
+those where more than 5 % of the other events did.
 
 **Cost.** A simulated FCS file of ``--n`` events (`cytokit.simulate.benchmark_file`,
 11 float32 channels) is read in a fresh subprocess, which then times, in
@@ -248,6 +256,59 @@ def mixed(seeds: range, events: int = N_EVENTS) -> None:
     print(f"  ({time.perf_counter() - t0:.0f} s)")
 
 
+def blocked_file(seed: int, events: int):
+    """A simulated file (the seed's sample study, no anomaly) whose one fluorescence channel,
+    drawn from the seed, reads 0.7-0.8 or 1.25-1.4 times its values over 10-30 % of the run
+    starting at 10-70 % of it (a gain changed for a while and restored), and that stretch."""
+    from cytokit import simulate
+
+    rng = np.random.default_rng(seed)
+    design = simulate.preset_design("sample", seed=seed, n_patients=2)
+    spec, day = design.samples()[0]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, events)
+    names = [c.name for c in sample.channels]
+    fluo = [x for x in names if x != "Time" and not x.startswith(("FSC", "SSC"))]
+    channel = fluo[rng.integers(len(fluo))]
+    gain = float(rng.uniform(1.25, 1.4) if rng.random() < 0.5 else rng.uniform(0.7, 0.8))
+    lo = float(rng.uniform(0.1, 0.7))
+    hi = min(lo + float(rng.uniform(0.1, 0.3)), 0.95)
+    block = np.zeros(events, dtype=bool)
+    block[int(lo * events) : int(hi * events)] = True
+    values = sample.events.copy()
+    values[block, names.index(channel)] *= gain
+    sample.events = values
+    return sample, block, (channel, gain, lo, hi)
+
+
+def blocks(seeds: range, events: int) -> None:
+    from cytokit.qc import RATE, SIGNAL, acquisition_qc
+
+    print(f"blocks: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
+    t0 = time.perf_counter()
+    tot = np.zeros(3, dtype=np.int64)
+    whole = spill = 0
+    for seed in seeds:
+        sample, block, (channel, gain, lo, hi) = blocked_file(seed, events)
+        qc = acquisition_qc(sample)
+        removed = (qc.reasons & (RATE | SIGNAL)) != 0
+        tp, fp = int((removed & block).sum()), int((removed & ~block).sum())
+        fn = int((~removed & block).sum())
+        tot += (tp, fp, fn)
+        inside, outside = removed[block].mean(), removed[~block].mean()
+        whole += inside >= 0.95
+        spill += outside > 0.05
+        print(
+            f"  {seed} {channel:14s} x{gain:.3f} {lo:.2f}-{hi:.2f}: block removed {inside:6.1%}, "
+            f"the rest {outside:6.2%}, {qc.verdict}"
+        )
+    n = len(seeds)
+    print(
+        f"  F1 pooled {f1(*(int(x) for x in tot)):.3f} (block events {tot[0] + tot[2]:,}, missed "
+        f"{tot[2]:,}, extra {tot[1]:,}); block >= 95 % removed in {whole} of {n} files, more "
+        f"than 5 % of the rest in {spill}  ({time.perf_counter() - t0:.0f} s)"
+    )
+
+
 # --- cost -----------------------------------------------------------------------------------------
 
 
@@ -440,6 +501,9 @@ def main() -> None:
         help="with --accuracy: events per simulated file (the run lasts events / rate)",
     )
     ap.add_argument("--mixed", action="store_true", help="files holding every kind at once")
+    ap.add_argument(
+        "--blocks", action="store_true", help="one channel's gain changed for a while (--events)"
+    )
     ap.add_argument("--cost", action="store_true")
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=5)
@@ -457,8 +521,10 @@ def main() -> None:
     if args.scan_blocks:
         scan_blocks(args.n, args.repeats)
         return
-    if not (args.accuracy or args.cost or args.mixed):
-        ap.error("give --accuracy, --mixed, --cost or --scan-blocks")
+    if not (args.accuracy or args.cost or args.mixed or args.blocks):
+        ap.error("give --accuracy, --mixed, --blocks, --cost or --scan-blocks")
+    if args.blocks:
+        blocks(range(args.seeds[0], args.seeds[1] + 1), args.events)
     if args.mixed:
         mixed(range(args.seeds[0], args.seeds[1] + 1), args.events)
     if args.accuracy:
