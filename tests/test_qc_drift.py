@@ -447,7 +447,7 @@ def test_a_gain_restored_in_the_runs_last_third_is_no_drift_to_the_end(seed, cha
 # drift that settles (the block lifts the middle and last thirds alike) and leads the channel;
 # the lead's windows find nothing there, and the bright cells' level, which shows the block at
 # 6.6-19 of its bin SDs, was never read. It now judges a stretch off its level in a channel that
-# another series leads (one within or beside the lead's run is the drift's own)
+# another series leads (one that overlaps the lead's run is the drift's own)
 @pytest.mark.parametrize(
     ("seed", "channel", "gain"),
     [(172702, "PE-A", 1.3), (172703, "PerCP-Cy5-5-A", 0.77), (172704, "PE-A", 1.3),

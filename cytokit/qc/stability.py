@@ -26,7 +26,7 @@ the ``asinh(x / cofactor)`` scale, where a change of gain is a shift:
   with every event kept. Where such a block lifts the middle and last
   thirds of a noisier series alike, that series reads as an early drift
   that settles and leads the channel while its windows find nothing: the
-  bright series judges there too, but a stretch of it within or beside the
+  bright series judges there too, but a stretch of it that overlaps the
   lead's run is the drift's own and is left to the lead.
   Where a marker is positive on a few cells a bin only (1-3 of 200:
   CD107a, IFN-g, a KIR), its level is theirs, and jumps with their number
@@ -907,11 +907,10 @@ def _unfollowed(run, dev, upper: _Series | None, reference) -> np.ndarray:
     much, less `FOLLOW_SDS` SDs of its median (median deviations over the stretch; the upper
     half's from its median over the bins outside the stretches, of the `reference` bins
     where given, as `_not_gain` reads the bright series: its own level may lie in the
-    stretch, where it drifts from there). A
-    change of gain moves both (the upper half by less where it holds negative cells too:
-    half as much for a marker on a third of the cells); a change in the share of the
-    brightest of several bright populations moves the bright level alone (corpus files: a
-    tenth to a fifth as much)."""
+    stretch, where it drifts from there). A change of gain moves both (the upper half by
+    less where it holds negative cells too: half as much for a marker on a third of the
+    cells); a change in the share of the brightest of several bright populations moves the
+    bright level alone (corpus files: a tenth to a fifth as much)."""
     out = np.zeros(run.shape[0], dtype=bool)
     if upper is None:
         return ~out & run
@@ -1099,7 +1098,7 @@ def check_stability(
                 kept = ~_unfollowed(f, deviation[:, j, p], ser[1], reference)
                 if lead is not None:
                     # in a drifting channel the lead judges its drift: a bright stretch
-                    # within or beside the drift's run is the drift itself
+                    # that overlaps the drift's run is the drift itself
                     for a, e in contiguous_runs(f):
                         if runs[a:e].any():
                             kept[a:e] = False
