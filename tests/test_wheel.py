@@ -149,6 +149,12 @@ def _wheel_demo(tmp_path: Path) -> None:
     shipped = site / "cytokit" / "sample_data"
     before = sorted((str(f.relative_to(shipped)), f.stat().st_size) for f in shipped.rglob("*"))
     assert ("study.toml", (REPO / "sample_data" / "study.toml").stat().st_size) in before
+
+    # every file of the sample study, its FCS files and truth folder too, is in the wheel
+    def files(root: Path) -> list[str]:
+        return sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file())
+
+    assert files(shipped) == files(source / "sample_data")
     demo = subprocess.run(
         [str(bindir / "cytokit"), "demo", "--out", "demo-out", "--workers", "2"],
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900,
