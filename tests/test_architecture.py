@@ -286,13 +286,21 @@ def test_every_package_is_in_pyproject():
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
     tree = {name for name, path in MODULES.items() if path.name == "__init__.py"}
     # data only (the sample study, shipped for `cytokit demo`): a folder of its own in
-    # package-dir, with package data and not one module
+    # package-dir, with package data and not one module, and its data folders (each a
+    # package of its own to setuptools, which otherwise warns that it will ignore them)
     dirs = PYPROJECT["tool"]["setuptools"]["package-dir"]
-    data = {
-        pkg for pkg, folder in dirs.items()
-        if (ROOT / folder).is_dir() and not any((ROOT / folder).rglob("*.py"))
-    }  # fmt: skip
+    data = set()
+    for pkg, folder in dirs.items():
+        root = ROOT / folder
+        if root.is_dir() and not any(root.rglob("*.py")):
+            data.add(pkg)
+            data |= {
+                ".".join((pkg, *sub.relative_to(root).parts))
+                for sub in root.rglob("*")
+                if sub.is_dir() and "__pycache__" not in sub.parts
+            }
     assert data <= set(PYPROJECT["tool"]["setuptools"]["package-data"]), data
+    assert data <= listed, f"data folders missing from [tool.setuptools] packages: {data - listed}"
     assert tree - listed == set(), f"missing from [tool.setuptools] packages: {tree - listed}"
     assert listed - tree - data == set(), f"listed but not in the tree: {listed - tree - data}"
 
