@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift clean --seeds 1 20
     python benchmarks/bench_acquisition_qc.py --mixed --seeds 1001 1040      # every kind at once
     python benchmarks/bench_acquisition_qc.py --blocks --events 20000 --seeds 1 40
+    python benchmarks/bench_acquisition_qc.py --shares --events 20000 --seeds 1 60
     python benchmarks/bench_acquisition_qc.py --cost                         # 10M events
     python benchmarks/bench_acquisition_qc.py --cost --n 1000000 --repeats 3
     python benchmarks/bench_acquisition_qc.py --scan-blocks --n 2000000     # see scan_blocks
@@ -40,6 +41,12 @@ seed, read 0.7-0.8 or 1.25-1.4 times over 10-30 % of the run (a gain changed
 for a while and restored); events removed for rate or signal are scored
 against that stretch (F1 pooled), with the files where 95 % of it went and
 those where more than 5 % of the other events did.
+
+**Shares.** With ``--shares`` each seed's file has one population (2-40 % of
+the events) at 2.5 or 0.4 times its share over 10-30 % of the run (events
+swapped in from, or out to, the rest of the file): a change in the mix of
+cells with no detector change, where QC should remove little. The % of
+events removed by signal is printed per file and summed up.
 
 **Cost.** A simulated FCS file of ``--n`` events (`cytokit.simulate.benchmark_file`,
 11 float32 channels) is read in a fresh subprocess, which then times, in
@@ -309,6 +316,68 @@ def blocks(seeds: range, events: int) -> None:
     )
 
 
+def shared_file(seed: int, events: int):
+    """A simulated file (the seed's sample study, no anomaly) in which one population (2-40 %
+    of the events, drawn from the seed) has 2.5 or 0.4 times its share over 10-30 % of the
+    run: events swapped in from (or out to) the rest of the file, their times kept. A
+    change in the mix of cells, not in any detector."""
+    from cytokit import simulate
+
+    rng = np.random.default_rng(seed + 7)
+    design = simulate.preset_design("sample", seed=seed, n_patients=2)
+    spec, day = design.samples()[0]
+    sample, truth = simulate.simulate_sample(design, spec.id, day, events)
+    label = np.asarray(truth.label)
+    pops, count = np.unique(label, return_counts=True)
+    usable = pops[(count > 0.02 * events) & (count < 0.4 * events)]
+    pop = usable[rng.integers(len(usable))]
+    factor = 2.5 if rng.random() < 0.5 else 0.4
+    lo = rng.uniform(0.1, 0.7)
+    hi = min(lo + rng.uniform(0.1, 0.3), 0.95)
+    inside = np.arange(int(lo * events), int(hi * events))
+    outside = np.setdiff1d(np.arange(events), inside)
+    mine = label[inside] == pop
+    share = mine.mean()
+    want = min(share * factor, 0.9)
+    if want > share:  # others in the stretch replaced by the population's events
+        k = int((want - share) * inside.size)
+        to, source = inside[~mine], outside[label[outside] == pop]
+    else:
+        k = int((share - want) * inside.size)
+        to, source = inside[mine], outside[label[outside] != pop]
+    to = rng.choice(to, size=k, replace=False)
+    source = rng.choice(source, size=k, replace=True)
+    values = sample.events.copy()
+    cols = [i for i, c in enumerate(sample.channels) if c.name != "Time"]
+    values[np.ix_(to, cols)] = sample.events[np.ix_(source, cols)]
+    sample.events = values
+    name = truth.label_names[pop] if pop < len(truth.label_names) else str(pop)
+    return sample, (name, factor, lo, hi)
+
+
+def shares(seeds: range, events: int) -> None:
+    from cytokit.qc import SIGNAL, acquisition_qc
+
+    print(f"shares: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
+    t0 = time.perf_counter()
+    pct, verdicts = [], []
+    for seed in seeds:
+        sample, (name, factor, lo, hi) = shared_file(seed, events)
+        qc = acquisition_qc(sample)
+        pct.append(100 * float(np.mean((qc.reasons & SIGNAL) != 0)))
+        verdicts.append(qc.verdict)
+        print(
+            f"  {seed} {name:14s} x{factor} {lo:.2f}-{hi:.2f}: {pct[-1]:.2f}% by signal, {qc.verdict}"
+        )
+    p = np.array(pct)
+    print(
+        f"  removed by signal: median {np.median(p):.2f}%, over 1 % in {(p > 1).sum()}, over 5 % "
+        f"in {(p > 5).sum()} of {p.size}, max {p.max():.2f}%; verdicts "
+        + ", ".join(f"{v} {verdicts.count(v)}" for v in ("pass", "warn", "fail"))
+        + f"  ({time.perf_counter() - t0:.0f} s)"
+    )
+
+
 # --- cost -----------------------------------------------------------------------------------------
 
 
@@ -504,6 +573,9 @@ def main() -> None:
     ap.add_argument(
         "--blocks", action="store_true", help="one channel's gain changed for a while (--events)"
     )
+    ap.add_argument(
+        "--shares", action="store_true", help="one population's share changed for a while"
+    )
     ap.add_argument("--cost", action="store_true")
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=5)
@@ -521,8 +593,10 @@ def main() -> None:
     if args.scan_blocks:
         scan_blocks(args.n, args.repeats)
         return
-    if not (args.accuracy or args.cost or args.mixed or args.blocks):
-        ap.error("give --accuracy, --mixed, --blocks, --cost or --scan-blocks")
+    if not (args.accuracy or args.cost or args.mixed or args.blocks or args.shares):
+        ap.error("give --accuracy, --mixed, --blocks, --shares, --cost or --scan-blocks")
+    if args.shares:
+        shares(range(args.seeds[0], args.seeds[1] + 1), args.events)
     if args.blocks:
         blocks(range(args.seeds[0], args.seeds[1] + 1), args.events)
     if args.mixed:
