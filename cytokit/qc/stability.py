@@ -507,8 +507,7 @@ def _drift_shape(
                     return start, nan, nan, True, at
         if came_back(a if late else c):
             return None, nan, nan, True, -1
-        far = idx[-sixth:] if late else idx[:sixth]
-        if abs(float(np.median(mean[far])) - (a if late else c)) <= th.signal_shift:
+        if abs((last if late else first) - (a if late else c)) <= th.signal_shift:
             # a drift (or a creep) is off at its far end: a run whose thirds differ but whose
             # last (or first) sixth is back at the level held a gain changed for a while and
             # restored, judged as a departure and back, not as a drift to the end
@@ -857,6 +856,18 @@ def _trim_step_edges(run, dev, m, noise, th: Thresholds, sign: float) -> np.ndar
     return out
 
 
+def _level_outside(ser: _Series, run: np.ndarray, reference) -> float:
+    """A series' level from its bins outside the stretches `run` (of the `reference` bins
+    where given): a stretch the round before left unflagged would pull it its own way, and
+    seem not to depart from it; with fewer than a quarter of the judged bins left, the
+    middle of the densest half of them all (`shorth_level`)."""
+    ok = ser.ok
+    ref = (ok if reference is None else ok & reference) & ~run
+    if ref.sum() >= max(4, ok.sum() // 4):
+        return float(np.median(ser.mean[ref]))
+    return shorth_level(ser.mean[ok])
+
+
 def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, reference) -> np.ndarray:
     """Bins of the runs in `run` that the channel's bright series does not follow.
 
@@ -878,18 +889,10 @@ def _not_gain(run: np.ndarray, dev: np.ndarray, bright: _Series | None, referenc
     if bright is None:
         return out
     ok = bright.ok
-    # the level from the bins outside the stretches judged: a stretch the round before
-    # left unflagged would pull it its own way, and seem not to depart from it
-    ref = (ok if reference is None else ok & reference) & ~run
-    if bright.drift is not None:
-        # the bright cells drift too: their level is where the drift started, as the
-        # run's series is judged; the median of the bins not yet flagged would lie
-        # partway along the drift, and a stretch of it would not seem to follow
-        level = bright.drift
-    elif ref.sum() >= max(4, ok.sum() // 4):
-        level = float(np.median(bright.mean[ref]))
-    else:
-        level = shorth_level(bright.mean[ok])
+    # where the bright cells drift too, their level is where the drift started, as the
+    # run's series is judged: the median of the bins not yet flagged would lie partway
+    # along the drift, and a stretch of it would not seem to follow
+    level = bright.drift if bright.drift is not None else _level_outside(bright, run, reference)
     for a, e in contiguous_runs(run):
         seen = ok[a:e]
         if seen.sum() < max(3, (e - a + 1) // 2):
@@ -905,21 +908,16 @@ def _unfollowed(run, dev, upper: _Series | None, reference) -> np.ndarray:
     """Bins of the stretches of `run` (found on the bright series, deviation `dev`) that the
     channel's upper-half mean does not follow: in the same direction, by at least a third as
     much, less `FOLLOW_SDS` SDs of its median (median deviations over the stretch; the upper
-    half's from its median over the bins outside the stretches, of the `reference` bins
-    where given, as `_not_gain` reads the bright series: its own level may lie in the
-    stretch, where it drifts from there). A change of gain moves both (the upper half by
+    half's from its level outside the stretches, `_level_outside`, as `_not_gain` reads the
+    bright series: its own level may lie in the stretch, where it drifts from there). A change of gain moves both (the upper half by
     less where it holds negative cells too: half as much for a marker on a third of the
     cells); a change in the share of the brightest of several bright populations moves the
     bright level alone (corpus files: a tenth to a fifth as much)."""
     out = np.zeros(run.shape[0], dtype=bool)
     if upper is None:
-        return ~out & run
+        return run.copy()
     ok = upper.ok
-    ref = (ok if reference is None else ok & reference) & ~run
-    if ref.sum() >= max(4, ok.sum() // 4):
-        level = float(np.median(upper.mean[ref]))
-    else:
-        level = shorth_level(upper.mean[ok])
+    level = _level_outside(upper, run, reference)
     for a, e in contiguous_runs(run):
         seen = ok[a:e]
         if seen.sum() < max(3, (e - a + 1) // 2):
