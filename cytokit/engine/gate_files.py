@@ -166,8 +166,10 @@ STORE_NAME = "results.sqlite"
 # drift is off at its far end (a gain restored in the run's last third is no drift); 17:
 # nor a creep; 18: a run whose first and last sixths sit at one level is no drift, the
 # bright cells judge a block in a channel another series leads, and place a block's edges;
-# 19: the upper half follows a bright stretch within its noise, from its level outside it
-_TASK_VERSION = 19
+# 19: the upper half follows a bright stretch within its noise, from its level outside it;
+# 20: a string of single-bin flags, and a channel's stretch of one or two bins, are read for
+# a change of mix (over the file's stretch)
+_TASK_VERSION = 20
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -844,8 +844,12 @@ class AcquisitionPass:
         """The stability check without the stretches a change in the mix of cells flagged.
 
         Each stretch a channel flags (of at least 3 bins beside the rate's and
-        its single-bin spikes; two stretches with only such bins between them,
-        a bubble's or a clog's, are one) is read again from its values, against the
+        the single-bin spikes; two stretches with only such bins between them,
+        a bubble's or a clog's, or one bin, are one; a shorter stretch is read
+        over the stretch that every channel's flags hold it in, and what is read
+        there clears its own bins only; spikes in a string, `_in_strings`, are
+        not single bins but a change the channels flagged bin by bin, as a
+        change of mix in a short file is) is read again from its values, against the
         bins nothing flagged, the way its summaries moved
         (`cytokit.qc.shape.follows`). Where they did not move, the stretch is
         read again in pieces of `cytokit.qc.shape.PIECE` such bins (a shorter
@@ -858,7 +862,11 @@ class AcquisitionPass:
         """
         chan = stab.channel_flagged.copy()
         ev = self.sample.events
-        solid = ~(stab.spikes | rate_flagged)
+        # bins flagged alone in a string (`_in_strings`) are a stretch the channels flagged
+        # bin by bin (a change too short for a window, or left out of the windows as spikes
+        # in a round before), not a bubble's or a burst's single bins
+        spikes = stab.spikes & ~_in_strings(stab.spikes)
+        solid = ~(spikes | rate_flagged)
         least = self.settings.thresholds.signal_shift
         top = self.plan.top
 
@@ -870,15 +878,24 @@ class AcquisitionPass:
             return ev[rows(bins), col]
 
         ref = rows(np.flatnonzero(~(stab.flagged | rate_flagged)))
+        whole = list(contiguous_runs(_bridged(stab.flagged, solid)))
         for j, col in enumerate(self.plan.columns):
             judged = np.isfinite(stab.level[j])
             if not judged.any():
                 continue  # no series of the channel is judged: it flags nothing
             rest = ev[ref, col]
-            for a, e in contiguous_runs(_bridged(chan[:, j], solid)):
+            alone = spikes & stab.channel_flagged[:, j]  # the channel's own spikes
+            for own in contiguous_runs(_bridged(chan[:, j], solid)):
+                a, e = own
                 bins = np.flatnonzero(solid[a:e]) + a
                 if bins.size < MIN_STRETCH:
-                    continue
+                    # too short to read alone: read over the stretch the file's flags hold
+                    # it in (other channels' flags beside it), where that is long enough;
+                    # what is read there clears this stretch's flags only
+                    a, e = next(((p, q) for p, q in whole if p <= a and e <= q), own)
+                    bins = np.flatnonzero(solid[a:e]) + a
+                    if bins.size < MIN_STRETCH:
+                        continue
                 d = np.median(stab.deviation[bins, j][:, judged], axis=0)
                 lead = float(d[np.argmax(np.abs(d))])  # the series that moved most
                 if follows(values(bins, col), rest, cof[j], top[j], least, lead) is not False:
@@ -890,8 +907,8 @@ class AcquisitionPass:
                 for i, c in enumerate(cuts):
                     piece = bins[c : cuts[i + 1]] if i + 1 < len(cuts) else bins[c:]
                     if follows(values(piece, col), rest, cof[j], top[j], least) is not True:
-                        lo, hi = ends[i], ends[i + 1]
-                        chan[lo:hi, j] = stab.spikes[lo:hi]
+                        lo, hi = max(ends[i], own[0]), min(ends[i + 1], own[1])
+                        chan[lo:hi, j] = alone[lo:hi]
         return dataclasses.replace(stab, channel_flagged=chan, flagged=chan.any(axis=1))
 
     def _mark(self, runs, bits, bounds) -> None:
@@ -1190,14 +1207,27 @@ class AcquisitionPass:
         return f"signal vs the stable level: {text}{more}" if text else ""
 
 
+def _in_strings(lone: np.ndarray) -> np.ndarray:
+    """Bins of `lone` in a string of at least `MIN_STRETCH` of them, each at most one bin
+    from the next."""
+    near = lone.copy()
+    near[1:-1] |= lone[:-2] & lone[2:]  # a string's gap of one bin
+    out = np.zeros(lone.shape[0], dtype=bool)
+    for a, e in contiguous_runs(near):
+        if np.count_nonzero(lone[a:e]) >= MIN_STRETCH:
+            out[a:e] = lone[a:e]
+    return out
+
+
 def _bridged(flags: np.ndarray, solid: np.ndarray) -> np.ndarray:
     """`flags` with the bins between two flagged ones filled where none of them is
-    `solid`: a stretch that a bubble's or a clog's bins (the rate's) cut in two is
-    read as one, on the values of both sides."""
+    `solid`, or where they are one bin: a stretch that a bubble's or a clog's bins (the
+    rate's), or one bin its noise left unflagged, cut in two is read as one, on the
+    values of both sides."""
     out = flags.copy()
     idx = np.flatnonzero(flags)
     for p, q in itertools.pairwise(idx):
-        if q - p > 1 and not solid[p + 1 : q].any():
+        if q - p == 2 or (q - p > 1 and not solid[p + 1 : q].any()):
             out[p + 1 : q] = True
     return out
 
