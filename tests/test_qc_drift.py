@@ -389,6 +389,17 @@ def test_a_change_of_mix_flagged_bin_by_bin_is_kept(seed, population, factor, sp
     assert qc.verdict != "fail"
 
 
+# beads 2.5 times denser over 12-35 % of a 20,000-event run: the bins before the best
+# split (at the change's end) were mostly the change's, their median was read as the level
+# the run started at, and every other bin was removed (100 %, failed); in the third the
+# first sixth of the run sat within the shift of that median, but nearer the step's level
+@pytest.mark.parametrize("seed", [4, 11, 14])
+def test_a_change_early_in_the_run_is_not_the_level_a_step_left(seed):
+    qc = acquisition_qc(mix_changed(seed, "bead", 2.5, (0.12, 0.35), n=20_000))
+    assert np.mean((qc.reasons & SIGNAL) != 0) < 0.02, qc.verdict_reason
+    assert qc.verdict != "fail"
+
+
 def test_a_clog_does_not_carry_the_stretch_after_it():
     # the benchmark's clog file of seed 18009: after the clog (events 33,767-39,956) the
     # upper-half means ran a little low for 3 s while the brightest cells stayed put; the

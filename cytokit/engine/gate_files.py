@@ -168,8 +168,9 @@ STORE_NAME = "results.sqlite"
 # bright cells judge a block in a channel another series leads, and place a block's edges;
 # 19: the upper half follows a bright stretch within its noise, from its level outside it;
 # 20: a string of single-bin flags, and a channel's stretch of one or two bins, are read for
-# a change of mix (over the file's stretch)
-_TASK_VERSION = 20
+# a change of mix (over the file's stretch); 21: a step from a held start needs the run's
+# first sixth at that level
+_TASK_VERSION = 21
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -442,7 +442,8 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     the run, and the stable level is that of the start, unless the middle
     third sits clearly with the last (``|b - a| > 2 |c - b|``: a drift early in
     the run that settles, such as a laser warming up), when it is the end's;
-    but not where the start held its level up to a step (`_step_gain`).
+    but not where the start held its level up to a step (`_step_gain`; the run's
+    first sixth at that level).
     The level is the median of the bins that held it: from that end inwards
     to where a running median of 27 bins first leaves the end third's median
     by half of ``signal_shift`` beyond that third (the drift's onset; a third's
@@ -497,13 +498,17 @@ def _drift_shape(
         if not late:
             gain, at = _step_gain(mean, m, use, noise, line)
             if gain > STEP_CHI2:
-                # the start held its level up to a step, and the run ends nearer the step's
+                # the start held its level up to a step, the run ends nearer the step's
                 # level than the start's (a gain changed for a while and restored is not
-                # a step from a held start)
+                # a step from a held start) and its first sixth sits at that level, nearer
+                # it than the step's (a change early in the run holds most of the bins
+                # before the step, and their median is then its level, not the start's)
                 held = use & (np.arange(mean.shape[0]) < at)
                 start = float(np.median(mean[held]))
                 after = float(np.median(mean[idx[idx >= at][:sixth]]))
-                if abs(last - after) < abs(last - start) and not came_back(start):
+                begun = abs(first - start)
+                at_start = begun <= th.signal_shift and begun < abs(first - after)
+                if abs(last - after) < abs(last - start) and at_start:
                     return start, nan, nan, True, at
         if came_back(a if late else c):
             return None, nan, nan, True, -1
