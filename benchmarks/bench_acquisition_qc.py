@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_acquisition_qc.py --mixed --seeds 1001 1040      # every kind at once
     python benchmarks/bench_acquisition_qc.py --blocks --events 20000 --seeds 1 40
     python benchmarks/bench_acquisition_qc.py --shares --events 20000 --seeds 1 60
+    python benchmarks/bench_acquisition_qc.py --shares --population bead --factor 2.5 --span 0.12 0.35 ...
     python benchmarks/bench_acquisition_qc.py --cost                         # 10M events
     python benchmarks/bench_acquisition_qc.py --cost --n 1000000 --repeats 3
     python benchmarks/bench_acquisition_qc.py --scan-blocks --n 2000000     # see scan_blocks
@@ -46,7 +47,9 @@ those where more than 5 % of the other events did.
 the events) at 2.5 or 0.4 times its share over 10-30 % of the run (events
 swapped in from, or out to, the rest of the file): a change in the mix of
 cells with no detector change, where QC should remove little. The % of
-events removed by signal is printed per file and summed up.
+events removed by signal is printed per file and summed up. ``--population
+granulocyte``, ``--factor 2.5`` and ``--span 0.12 0.35`` fix what is
+otherwise drawn per seed.
 
 **Cost.** A simulated FCS file of ``--n`` events (`cytokit.simulate.benchmark_file`,
 11 float32 channels) is read in a fresh subprocess, which then times, in
@@ -316,11 +319,12 @@ def blocks(seeds: range, events: int) -> None:
     )
 
 
-def shared_file(seed: int, events: int):
+def shared_file(seed: int, events: int, population=None, factor=None, span=None):
     """A simulated file (the seed's sample study, no anomaly) in which one population (2-40 %
     of the events, drawn from the seed) has 2.5 or 0.4 times its share over 10-30 % of the
     run: events swapped in from (or out to) the rest of the file, their times kept. A
-    change in the mix of cells, not in any detector."""
+    change in the mix of cells, not in any detector. `population` (a label name),
+    `factor` and `span` (shares of the run) fix what is otherwise drawn."""
     from cytokit import simulate
 
     rng = np.random.default_rng(seed + 7)
@@ -331,9 +335,13 @@ def shared_file(seed: int, events: int):
     pops, count = np.unique(label, return_counts=True)
     usable = pops[(count > 0.02 * events) & (count < 0.4 * events)]
     pop = usable[rng.integers(len(usable))]
-    factor = 2.5 if rng.random() < 0.5 else 0.4
+    drawn = 2.5 if rng.random() < 0.5 else 0.4
     lo = rng.uniform(0.1, 0.7)
     hi = min(lo + rng.uniform(0.1, 0.3), 0.95)
+    if population is not None:
+        pop = list(truth.label_names).index(population)
+    factor = drawn if factor is None else factor
+    lo, hi = (lo, hi) if span is None else span
     inside = np.arange(int(lo * events), int(hi * events))
     outside = np.setdiff1d(np.arange(events), inside)
     mine = label[inside] == pop
@@ -355,14 +363,14 @@ def shared_file(seed: int, events: int):
     return sample, (name, factor, lo, hi)
 
 
-def shares(seeds: range, events: int) -> None:
+def shares(seeds: range, events: int, **fixed) -> None:
     from cytokit.qc import SIGNAL, acquisition_qc
 
     print(f"shares: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
     t0 = time.perf_counter()
     pct, verdicts = [], []
     for seed in seeds:
-        sample, (name, factor, lo, hi) = shared_file(seed, events)
+        sample, (name, factor, lo, hi) = shared_file(seed, events, **fixed)
         qc = acquisition_qc(sample)
         pct.append(100 * float(np.mean((qc.reasons & SIGNAL) != 0)))
         verdicts.append(qc.verdict)
@@ -576,6 +584,11 @@ def main() -> None:
     ap.add_argument(
         "--shares", action="store_true", help="one population's share changed for a while"
     )
+    ap.add_argument("--population", help="with --shares: this population (a simulator label)")
+    ap.add_argument("--factor", type=float, help="with --shares: this factor on its share")
+    ap.add_argument(
+        "--span", type=float, nargs=2, metavar=("LO", "HI"), help="with --shares: over this span"
+    )
     ap.add_argument("--cost", action="store_true")
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=5)
@@ -596,7 +609,8 @@ def main() -> None:
     if not (args.accuracy or args.cost or args.mixed or args.blocks or args.shares):
         ap.error("give --accuracy, --mixed, --blocks, --shares, --cost or --scan-blocks")
     if args.shares:
-        shares(range(args.seeds[0], args.seeds[1] + 1), args.events)
+        fixed = dict(population=args.population, factor=args.factor, span=args.span)
+        shares(range(args.seeds[0], args.seeds[1] + 1), args.events, **fixed)
     if args.blocks:
         blocks(range(args.seeds[0], args.seeds[1] + 1), args.events)
     if args.mixed:
