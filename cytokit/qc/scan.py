@@ -1221,9 +1221,9 @@ def _in_strings(lone: np.ndarray) -> np.ndarray:
 
 def _bridged(flags: np.ndarray, solid: np.ndarray) -> np.ndarray:
     """`flags` with the bins between two flagged ones filled where none of them is
-    `solid`, or where they are one bin: a stretch that a bubble's or a clog's bins (the
-    rate's), or one bin its noise left unflagged, cut in two is read as one, on the
-    values of both sides."""
+    `solid`, or where only one bin lies between them: a stretch that a bubble's or a
+    clog's bins (the rate's), or one bin its noise left unflagged, cut in two is read as
+    one, on the values of both sides."""
     out = flags.copy()
     idx = np.flatnonzero(flags)
     for p, q in itertools.pairwise(idx):
