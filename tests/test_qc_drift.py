@@ -369,33 +369,33 @@ def mix_changed(seed: int, population: str, factor: float, span, n: int = 5_000)
     return sample
 
 
-# 5,000-event files (23 bins) whose granulocytes or beads change their share for a while:
-# the stretch's bins departed one by one (then left out of the windows as spikes), or a
-# channel flagged one or two bins beside another's stretch, and the change-of-mix reading
-# passed over both; 17-25 % of the events were removed (three of these files failed). Read
-# as one stretch, their values lie where the rest's do.
-@pytest.mark.parametrize(
-    "seed, population, factor, span",
-    [
-        (3, "granulocyte", 0.4, (0.18, 0.42)),
-        (15, "granulocyte", 0.4, (0.46, 0.64)),
-        (7, "bead", 2.5, (0.59, 0.75)),
-        (13, "bead", 2.5, (0.16, 0.43)),
-    ],
-)
-def test_a_change_of_mix_flagged_bin_by_bin_is_kept(seed, population, factor, span):
-    qc = acquisition_qc(mix_changed(seed, population, factor, span))
-    assert np.mean((qc.reasons & SIGNAL) != 0) < 0.02, qc.verdict_reason
-    assert qc.verdict != "fail"
+MIXES = [
+    # 5,000-event files (23 bins) whose granulocytes or beads change their share for a while:
+    # the stretch's bins departed one by one (then left out of the windows as spikes), or a
+    # channel flagged one or two bins beside another's stretch, and the change-of-mix reading
+    # passed over both; 17-25 % of the events were removed (three of these files failed).
+    # Read as one stretch, their values lie where the rest's do
+    *(
+        pytest.param(seed, population, factor, span, 5_000, id=f"bin-by-bin-{seed}-{population}")
+        for seed, population, factor, span in [
+            (3, "granulocyte", 0.4, (0.18, 0.42)), (15, "granulocyte", 0.4, (0.46, 0.64)),
+            (7, "bead", 2.5, (0.59, 0.75)), (13, "bead", 2.5, (0.16, 0.43)),
+        ]
+    ),
+    # beads 2.5 times denser over 12-35 % of a 20,000-event run: the bins before the best
+    # split (at the change's end) were mostly the change's, their median was read as the
+    # level the run started at, and every other bin was removed (100 %, failed); in 4 the
+    # first sixth of the run sat within the shift of that median, but nearer the step's level
+    *(
+        pytest.param(seed, "bead", 2.5, (0.12, 0.35), 20_000, id=f"early-{seed}-bead")
+        for seed in (4, 11, 14)
+    ),
+]  # fmt: skip
 
 
-# beads 2.5 times denser over 12-35 % of a 20,000-event run: the bins before the best
-# split (at the change's end) were mostly the change's, their median was read as the level
-# the run started at, and every other bin was removed (100 %, failed); in the third the
-# first sixth of the run sat within the shift of that median, but nearer the step's level
-@pytest.mark.parametrize("seed", [4, 11, 14])
-def test_a_change_early_in_the_run_is_not_the_level_a_step_left(seed):
-    qc = acquisition_qc(mix_changed(seed, "bead", 2.5, (0.12, 0.35), n=20_000))
+@pytest.mark.parametrize(("seed", "population", "factor", "span", "n"), MIXES)
+def test_a_change_of_mix_is_kept(seed, population, factor, span, n):
+    qc = acquisition_qc(mix_changed(seed, population, factor, span, n))
     assert np.mean((qc.reasons & SIGNAL) != 0) < 0.02, qc.verdict_reason
     assert qc.verdict != "fail"
 

@@ -914,10 +914,11 @@ def _unfollowed(run, dev, upper: _Series | None, reference) -> np.ndarray:
     channel's upper-half mean does not follow: in the same direction, by at least a third as
     much, less `FOLLOW_SDS` SDs of its median (median deviations over the stretch; the upper
     half's from its level outside the stretches, `_level_outside`, as `_not_gain` reads the
-    bright series: its own level may lie in the stretch, where it drifts from there). A change of gain moves both (the upper half by
-    less where it holds negative cells too: half as much for a marker on a third of the
-    cells); a change in the share of the brightest of several bright populations moves the
-    bright level alone (corpus files: a tenth to a fifth as much)."""
+    bright series: its own level may lie in the stretch, where it drifts from there). A
+    change of gain moves both (the upper half by less where it holds negative cells too:
+    half as much for a marker on a third of the cells); a change in the share of the
+    brightest of several bright populations moves the bright level alone (corpus files: a
+    tenth to a fifth as much)."""
     out = np.zeros(run.shape[0], dtype=bool)
     if upper is None:
         return run.copy()
