@@ -390,6 +390,17 @@ MIXES = [
         pytest.param(seed, "bead", 2.5, (0.12, 0.35), 20_000, id=f"early-{seed}-bead")
         for seed in (4, 11, 14)
     ),
+    # granulocytes 2.5 times their share for a quarter of the run: dimmer than the
+    # lymphocytes on HLA-A2, CD8, CD45, they slide those channels' positive values down as a
+    # dimmer gain would, and the slopes read a gain; 20-30 % of the events were removed and
+    # the files failed. Within cells of like scatter the values stayed where they were
+    *(
+        pytest.param(seed, "granulocyte", 2.5, span, n, id=f"scatter-{seed}-{n}")
+        for seed, span, n in [
+            (2, (0.15, 0.39), 5_000), (13, (0.15, 0.39), 5_000),
+            (1, (0.12, 0.35), 20_000), (15, (0.12, 0.35), 20_000),
+        ]
+    ),
 ]  # fmt: skip
 
 
@@ -398,6 +409,18 @@ def test_a_change_of_mix_is_kept(seed, population, factor, span, n):
     qc = acquisition_qc(mix_changed(seed, population, factor, span, n))
     assert np.mean((qc.reasons & SIGNAL) != 0) < 0.02, qc.verdict_reason
     assert qc.verdict != "fail"
+
+
+def test_a_laser_drift_that_moves_the_scatter_is_removed_whole():
+    # a blue-laser drift (scatter and four fluorescence channels, gain 1.27 at the end):
+    # the scatter moved with the gain, so within cells of like scatter the fluorescence
+    # values seemed to stay, and read so 217 of its events were kept. The scatter's own
+    # move says those cells are not the reference's
+    sample, truth = bench_file(201038, "drift", 20_000)
+    assert truth.plan.drifts[0].detectors == A.LASERS["blue"]
+    qc = acquisition_qc(sample)
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    assert removed[truth.mask("drift")].mean() > 0.99
 
 
 def test_a_clog_does_not_carry_the_stretch_after_it():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cytokit.qc import SIGNAL, acquisition_qc
-from cytokit.qc.shape import follows
+from cytokit.qc.shape import ScatterCells, follows
 from cytokit.sample import Channel, Sample
 
 # (CD3, CD56) medians of each kind of cell, their share of the events, lognormal SD 0.35
@@ -140,3 +140,38 @@ def test_follows_tells_a_gain_from_a_change_of_mix():
         assert follows(mixture(rng, (0.45, 0.35, 0.2), 8_000, gain), rest, 150.0, top, 0.1)
     # too few values at or above LOW to say
     assert follows(mix[:100], rest, 150.0, top, 0.1) is None
+
+
+def scattered(rng, gran_share, n, gain=1.0):
+    """(forward, side, HLA-A2-like values) of lymphocytes and granulocytes: the
+    granulocytes scatter more light sideways and sit dimmer, but positive, on the marker."""
+    gran = rng.random(n) < gran_share
+    fwd = np.where(gran, 90_000.0, 50_000.0) * np.exp(rng.normal(0, 0.12, n))
+    side = np.where(gran, 60_000.0, 9_000.0) * np.exp(rng.normal(0, 0.2, n))
+    marker = np.where(gran, 15_000.0, 30_000.0) * np.exp(rng.normal(0, 0.4, n))
+    return fwd, side, marker * gain
+
+
+def test_values_read_within_scatter_cells_tell_more_granulocytes_from_a_gain():
+    """More granulocytes, dimmer on the marker, slide its positive values down as a
+    dimmer gain would (`follows` reads a gain); within cells of like scatter the values
+    stay where they were. A gain moves them there too."""
+    rng = np.random.default_rng(176712)
+    f0, s0, x0 = scattered(rng, 0.3, 30_000)
+    cells = ScatterCells(f0, s0, (150.0, 150.0))
+    top = 262_143.0
+    f, s, x = scattered(rng, 0.75, 4_000)
+    towards = float(np.mean(np.arcsinh(x / 150)) - np.mean(np.arcsinh(x0 / 150)))
+    assert towards < -0.25  # the stretch's mean moved down as a gain of 0.78 would
+    assert follows(x, x0, 150.0, top, 0.1, towards) is True
+    assert cells.still(x0, x, cells.cells(f, s), 150.0, towards) is True
+    for gain in (0.75, 1.3):
+        f, s, x = scattered(rng, 0.3, 4_000, gain)
+        assert not cells.still(x0, x, cells.cells(f, s), 150.0, np.log(gain))
+        # and where the mix changed with it
+        f, s, x = scattered(rng, 0.75, 4_000, gain)
+        assert not cells.still(x0, x, cells.cells(f, s), 150.0, np.log(gain))
+    # no move to tell, or too few values
+    f, s, x = scattered(rng, 0.75, 4_000)
+    assert not cells.still(x0, x, cells.cells(f, s), 150.0, 0.0)
+    assert not cells.still(x0, x[:50], cells.cells(f[:50], s[:50]), 150.0, towards)

@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 32  # 32: a step's held level is the run's start's
+MEASURE_VERSION = 33  # 33: a fluorescence stretch read within cells of like scatter
 PARENT_ROW = "__parent__"
 
 

@@ -169,8 +169,9 @@ STORE_NAME = "results.sqlite"
 # 19: the upper half follows a bright stretch within its noise, from its level outside it;
 # 20: a string of single-bin flags, and a channel's stretch of one or two bins, are read for
 # a change of mix (over the file's stretch); 21: a step from a held start needs the run's
-# first sixth at that level
-_TASK_VERSION = 21
+# first sixth at that level; 22: a fluorescence stretch is read for a change of mix within
+# cells of like scatter too
+_TASK_VERSION = 22
 
 
 def _compensation(value) -> str | Spillover | None:

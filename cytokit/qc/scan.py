@@ -38,7 +38,15 @@ from cytokit.qc.result import (
     reason_names,
 )
 from cytokit.qc.settings import AcquisitionQCSettings
-from cytokit.qc.shape import MIN_STRETCH, PIECE, follows, rows_of
+from cytokit.qc.shape import (
+    CELL_VALUES,
+    MIN_STRETCH,
+    PIECE,
+    SCATTER_CELLS,
+    ScatterCells,
+    follows,
+    rows_of,
+)
 from cytokit.qc.stability import (
     BAND,
     BRIGHT,
@@ -851,9 +859,12 @@ class AcquisitionPass:
         not single bins but a change the channels flagged bin by bin, as a
         change of mix in a short file is) is read again from its values, against the
         bins nothing flagged, the way its summaries moved
-        (`cytokit.qc.shape.follows`). Where they did not move, the stretch is
-        read again in pieces of `cytokit.qc.shape.PIECE` such bins (a shorter
-        last piece joins the one before), each either way: the channel's
+        (`cytokit.qc.shape.follows`; a fluorescence stretch it reads as a gain,
+        or cannot read, is read again within cells of like scatter,
+        `_within_scatter`, and did not move where its values stayed there).
+        Where they did not move, the stretch is read again in pieces of
+        `cytokit.qc.shape.PIECE` such bins (a shorter last piece joins the one
+        before), each either way and within scatter cells too: the channel's
         flags go over every piece whose values did not move either, but for
         its spikes, and stay over a piece that moved (a gain changed within
         a longer change of mix). Single bins are left as they are: a bubble's
@@ -879,6 +890,7 @@ class AcquisitionPass:
 
         ref = rows(np.flatnonzero(~(stab.flagged | rate_flagged)))
         whole = list(contiguous_runs(_bridged(stab.flagged, solid)))
+        still = self._within_scatter(ref, rows, cof, least)
         for j, col in enumerate(self.plan.columns):
             judged = np.isfinite(stab.level[j])
             if not judged.any():
@@ -898,7 +910,8 @@ class AcquisitionPass:
                         continue
                 d = np.median(stab.deviation[bins, j][:, judged], axis=0)
                 lead = float(d[np.argmax(np.abs(d))])  # the series that moved most
-                if follows(values(bins, col), rest, cof[j], top[j], least, lead) is not False:
+                moved = follows(values(bins, col), rest, cof[j], top[j], least, lead)
+                if moved is not False and not still(bins, j, lead):
                     continue
                 cuts = list(range(0, bins.size, PIECE))
                 if len(cuts) > 1 and bins.size - cuts[-1] < 3:
@@ -906,10 +919,57 @@ class AcquisitionPass:
                 ends = [a] + [int(bins[c]) for c in cuts[1:]] + [e]
                 for i, c in enumerate(cuts):
                     piece = bins[c : cuts[i + 1]] if i + 1 < len(cuts) else bins[c:]
-                    if follows(values(piece, col), rest, cof[j], top[j], least) is not True:
+                    d = np.median(stab.deviation[piece, j][:, judged], axis=0)
+                    moved = follows(values(piece, col), rest, cof[j], top[j], least)
+                    if moved is not True or still(piece, j, float(d[np.argmax(np.abs(d))])):
                         lo, hi = max(ends[i], own[0]), min(ends[i + 1], own[1])
                         chan[lo:hi, j] = alone[lo:hi]
         return dataclasses.replace(stab, channel_flagged=chan, flagged=chan.any(axis=1))
+
+    def _within_scatter(self, ref, rows, cof, least):
+        """``still(bins, j, towards)``: whether fluorescence channel `j`'s values in `bins`
+        stayed within their scatter cells while its summaries moved by `towards`
+        (`cytokit.qc.shape.ScatterCells.still`), where the forward and side scatter did
+        not move as a gain moves them there (`follows` says so of neither). False for any
+        other channel, and everywhere in a file without forward and side scatter."""
+        names, roles, columns = self.plan.names, self.plan.roles, self.plan.columns
+        scatter = [
+            next((i for i in found if names[i].upper().endswith("-A")), found[0])
+            for found in (
+                [i for i, r in enumerate(roles) if r == "scatter" and names[i].upper()[:3] == k]
+                for k in ("FSC", "SSC")
+            )
+            if found
+        ]
+        if len(scatter) < 2 or ref.size < CELL_VALUES * SCATTER_CELLS**2:
+            return lambda bins, j, towards: False
+        ev, top = self.sample.events, self.plan.top
+        (jf, cf), (js, cs) = ((i, columns[i]) for i in scatter)
+        made = []  # the cells, made when a stretch is first read so
+        steady = {}  # bins -> the scatter there did not move as a gain does
+
+        def still(bins, j, towards):
+            if roles[j] != "fluorescence":
+                return False
+            if not made:
+                made.append(ScatterCells(ev[ref, cf], ev[ref, cs], (cof[jf], cof[js])))
+            cells = made[0]
+            if not all(np.isfinite(e).all() for e in cells.edges):
+                return False
+            r = rows(bins)
+            col = columns[j]
+            if not cells.still(ev[ref, col], ev[r, col], cells.cells(ev[r, cf], ev[r, cs]),
+                               cof[j], towards):  # fmt: skip
+                return False
+            key = (int(bins[0]), int(bins[-1]), int(bins.size))
+            if key not in steady:
+                steady[key] = all(
+                    follows(ev[r, c], ev[ref, c], cof[i], top[i], least) is False
+                    for i, c in ((jf, cf), (js, cs))
+                )
+            return steady[key]
+
+        return still
 
     def _mark(self, runs, bits, bounds) -> None:
         """Set each run's events' reasons: the bits of the flagged bin each lies in (or,
