@@ -15,6 +15,7 @@ seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -23,7 +24,8 @@ import pytest
 from cytokit import simulate
 from cytokit.kernels.acquisition import sample_rows
 from cytokit.qc import RATE, SIGNAL, acquisition_qc
-from cytokit.qc.settings import THRESHOLDS
+from cytokit.qc.result import VERDICTS
+from cytokit.qc.settings import THRESHOLDS, AcquisitionQCSettings
 from cytokit.qc.stability import bright_moments, check_stability, drift_onset, trend_z
 from cytokit.simulate import anomalies as A
 
@@ -409,6 +411,23 @@ def test_a_change_of_mix_is_kept(seed, population, factor, span, n):
     qc = acquisition_qc(mix_changed(seed, population, factor, span, n))
     assert np.mean((qc.reasons & SIGNAL) != 0) < 0.02, qc.verdict_reason
     assert qc.verdict != "fail"
+
+
+def test_a_change_of_mix_is_read_within_scatter_whatever_the_scatter_is_named():
+    # Beckman Coulter names its scatter FS INT and SS INT; read only as FSC and SSC, this
+    # file's granulocyte stretch was removed (28 % of the events)
+    sample = mix_changed(1, "granulocyte", 2.5, (0.12, 0.35), 20_000)
+    names = {"FSC-A": "FS INT", "FSC-H": "FS PEAK", "SSC-A": "SS INT"}
+    sample.channels = tuple(
+        dataclasses.replace(c, name=names.get(c.name, c.name)) for c in sample.channels
+    )
+    qc = acquisition_qc(sample)
+    assert "FS INT" in qc.bins.channels
+    assert np.mean((qc.reasons & SIGNAL) != 0) < 0.02, qc.verdict_reason
+    assert qc.verdict != "fail"
+    # without scatter there are no cells to read within, and QC still runs
+    qc = acquisition_qc(sample, AcquisitionQCSettings(exclude_channels=tuple(names.values())))
+    assert not {"FS INT", "SS INT"} & set(qc.bins.channels) and qc.verdict in VERDICTS
 
 
 def test_a_laser_drift_that_moves_the_scatter_is_removed_whole():

@@ -936,8 +936,8 @@ class AcquisitionPass:
         scatter = [
             next((i for i in found if names[i].upper().endswith("-A")), found[0])
             for found in (
-                [i for i, r in enumerate(roles) if r == "scatter" and names[i].upper()[:3] == k]
-                for k in ("FSC", "SSC")
+                [i for i, r in enumerate(roles) if r == "scatter" and names[i].upper()[:2] == k]
+                for k in ("FS", "SS")  # FSC-A, SSC-A; FS INT, SS INT
             )
             if found
         ]
