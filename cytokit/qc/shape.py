@@ -172,16 +172,16 @@ def _costs(stretch, rest, cofactor: float, top: float, most: float) -> np.ndarra
         slopes.append(np.gradient(np.log(f + _FLOOR)) / STEP)
     (g_s, g_r), (f_s, f_r) = slopes, dens
     idx = np.arange(start, n)
+    # every shift at once (a row each): the rest's step each of the stretch's steps is
+    # compared with, and where that lies outside the histogram, a weight of 0
+    src = idx[None, :] - np.arange(-k, k + 1)[:, None]
+    ok = (src >= 0) & (src < n)
+    src = np.clip(src, 0, n - 1)
+    w = np.where(ok, np.sqrt(f_s[idx][None, :] * f_r[src]), 0.0)
+    diff = np.minimum((g_s[idx][None, :] - g_r[src]) ** 2, _CAP)
+    total = w.sum(axis=1)
     cost = np.full(2 * k + 1, np.inf)
-    for j, d in enumerate(range(-k, k + 1)):
-        src = idx - d
-        ok = (src >= 0) & (src < n)
-        a, b = idx[ok], src[ok]
-        w = np.sqrt(f_s[a] * f_r[b])
-        if w.sum() <= 0:
-            continue
-        diff = np.minimum((g_s[a] - g_r[b]) ** 2, _CAP)
-        cost[j] = float((w * diff).sum() / w.sum())
+    np.divide((w * diff).sum(axis=1), total, out=cost, where=total > 0)
     return cost
 
 
