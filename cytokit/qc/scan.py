@@ -908,8 +908,7 @@ class AcquisitionPass:
                     bins = np.flatnonzero(solid[a:e]) + a
                     if bins.size < MIN_STRETCH:
                         continue
-                d = np.median(stab.deviation[bins, j][:, judged], axis=0)
-                lead = float(d[np.argmax(np.abs(d))])  # the series that moved most
+                lead = _lead(stab.deviation[:, j], bins, judged)
                 moved = follows(values(bins, col), rest, cof[j], top[j], least, lead)
                 if moved is not False and not still(bins, j, lead):
                     continue
@@ -919,9 +918,10 @@ class AcquisitionPass:
                 ends = [a] + [int(bins[c]) for c in cuts[1:]] + [e]
                 for i, c in enumerate(cuts):
                     piece = bins[c : cuts[i + 1]] if i + 1 < len(cuts) else bins[c:]
-                    d = np.median(stab.deviation[piece, j][:, judged], axis=0)
                     moved = follows(values(piece, col), rest, cof[j], top[j], least)
-                    if moved is not True or still(piece, j, float(d[np.argmax(np.abs(d))])):
+                    if moved is not True or still(
+                        piece, j, _lead(stab.deviation[:, j], piece, judged)
+                    ):
                         lo, hi = max(ends[i], own[0]), min(ends[i + 1], own[1])
                         chan[lo:hi, j] = alone[lo:hi]
         return dataclasses.replace(stab, channel_flagged=chan, flagged=chan.any(axis=1))
@@ -945,21 +945,20 @@ class AcquisitionPass:
             return lambda bins, j, towards: False
         ev, top = self.sample.events, self.plan.top
         (jf, cf), (js, cs) = ((i, columns[i]) for i in scatter)
-        made = []  # the cells, made when a stretch is first read so
+        cells = None  # made when a stretch is first read so
         steady = {}  # bins -> the scatter there did not move as a gain does
 
         def still(bins, j, towards):
+            nonlocal cells
             if roles[j] != "fluorescence":
                 return False
-            if not made:
-                made.append(ScatterCells(ev[ref, cf], ev[ref, cs], (cof[jf], cof[js])))
-            cells = made[0]
+            if cells is None:
+                cells = ScatterCells(ev[ref, cf], ev[ref, cs], (cof[jf], cof[js]))
             if not all(np.isfinite(e).all() for e in cells.edges):
                 return False
             r = rows(bins)
-            col = columns[j]
-            if not cells.still(ev[ref, col], ev[r, col], cells.cells(ev[r, cf], ev[r, cs]),
-                               cof[j], towards):  # fmt: skip
+            col, where = columns[j], cells.cells(ev[r, cf], ev[r, cs])
+            if not cells.still(ev[ref, col], ev[r, col], where, cof[j], towards):
                 return False
             key = (int(bins[0]), int(bins[-1]), int(bins.size))
             if key not in steady:
@@ -1265,6 +1264,13 @@ class AcquisitionPass:
         text = ", ".join(f"{name}{what} {math.expm1(dev):+.0%}" for name, what, dev in items[:4])
         more = f" and {len(items) - 4} more" if len(items) > 4 else ""
         return f"signal vs the stable level: {text}{more}" if text else ""
+
+
+def _lead(deviation: np.ndarray, bins: np.ndarray, judged: np.ndarray) -> float:
+    """How far a channel's series that moved most over `bins` moved (its median
+    deviation there; `deviation` is the channel's, bins × series)."""
+    d = np.median(deviation[bins][:, judged], axis=0)
+    return float(d[np.argmax(np.abs(d))])
 
 
 def _in_strings(lone: np.ndarray) -> np.ndarray:

@@ -243,6 +243,9 @@ def follows(
 class ScatterCells:
     """Cells of like forward and side scatter, to read a fluorescence stretch within.
 
+    The cells are `SCATTER_CELLS` quantiles of each scatter channel on the
+    asinh scale, so each holds a like share of the reference events.
+
     Parameters
     ----------
     forward, side : ndarray
@@ -250,9 +253,6 @@ class ScatterCells:
         nothing flagged, without margin events).
     cofactors : tuple of float
         The two channels' asinh cofactors.
-
-    The cells are `SCATTER_CELLS` quantiles of each scatter channel on the
-    asinh scale, so each holds a like share of the reference events.
     """
 
     def __init__(self, forward, side, cofactors: tuple[float, float]) -> None:
@@ -288,7 +288,8 @@ class ScatterCells:
             The channel's asinh cofactor.
         towards : float
             How far the stretch's summaries moved; the gain read from it is
-            ``exp(towards)``.
+            ``exp(towards)``, `towards` read as at most 1 either way (e-fold),
+            as `follows` reads it.
 
         Returns
         -------
@@ -304,7 +305,7 @@ class ScatterCells:
         n = SCATTER_CELLS**2
         y_ref = np.arcsinh(np.asarray(rest, dtype=np.float64) / cofactor)
         ok_ref = np.isfinite(y_ref)
-        where = np.bincount(self.ref_cells[ok_ref], y_ref[ok_ref], minlength=n)
+        sums = np.bincount(self.ref_cells[ok_ref], y_ref[ok_ref], minlength=n)
         count = np.bincount(self.ref_cells[ok_ref], minlength=n)
         x = np.asarray(stretch, dtype=np.float64)
         keep = np.isfinite(x) & (count[cells] >= CELL_VALUES)
@@ -312,10 +313,10 @@ class ScatterCells:
             return False
         x, c = x[keep], cells[keep]
         y = np.arcsinh(x / cofactor)
-        away = y - where[c] / count[c]
+        away = y - sums[c] / count[c]
         moved = float(away.mean())
         se = float(away.std()) / np.sqrt(away.size)
-        gain = np.exp(float(np.clip(towards, -1.0, 1.0)))  # as `follows` reads it
+        gain = np.exp(float(np.clip(towards, -1.0, 1.0)))
         gain_move = float(np.mean(y - np.arcsinh(x / (gain * cofactor))))
         return bool(
             abs(moved) < STILL_SHARE * abs(gain_move) and abs(gain_move - moved) > STILL_SDS * se
