@@ -425,6 +425,12 @@ def test_a_change_of_mix_is_read_within_scatter_whatever_the_scatter_is_named():
     assert "FS INT" in qc.bins.channels
     assert np.mean((qc.reasons & SIGNAL) != 0) < 0.02, qc.verdict_reason
     assert qc.verdict != "fail"
+    # a forward-scatter area that reads one value (a dead detector) is passed over: the
+    # height stands in (read on the dead area alone, the stretch was removed)
+    dead = sample.events.copy()
+    dead[:, [c.name for c in sample.channels].index("FS INT")] = 1000.0
+    qc = acquisition_qc(dataclasses.replace(sample, events=dead))
+    assert np.mean((qc.reasons & SIGNAL) != 0) < 0.02, qc.verdict_reason
     # without scatter there are no cells to read within, and QC still runs
     qc = acquisition_qc(sample, AcquisitionQCSettings(exclude_channels=tuple(names.values())))
     assert not {"FS INT", "SS INT"} & set(qc.bins.channels) and qc.verdict in VERDICTS

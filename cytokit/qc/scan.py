@@ -931,19 +931,25 @@ class AcquisitionPass:
         stayed within their scatter cells while its summaries moved by `towards`
         (`cytokit.qc.shape.ScatterCells.still`), where the forward and side scatter did
         not move as a gain moves them there (`follows` says so of neither). False for any
-        other channel, and everywhere in a file without forward and side scatter."""
+        other channel, and everywhere in a file without forward and side scatter (an area
+        read first; a detector reading one value is passed over)."""
         names, roles, columns = self.plan.names, self.plan.roles, self.plan.columns
-        scatter = [
-            next((i for i in found if names[i].upper().endswith("-A")), found[0])
-            for found in (
-                [i for i, r in enumerate(roles) if r == "scatter" and names[i].upper()[:2] == k]
-                for k in ("FS", "SS")  # FSC-A, SSC-A; FS INT, SS INT
-            )
-            if found
-        ]
-        if len(scatter) < 2 or ref.size < CELL_VALUES * SCATTER_CELLS**2:
-            return lambda bins, j, towards: False
         ev, top = self.sample.events, self.plan.top
+        if ref.size < CELL_VALUES * SCATTER_CELLS**2:
+            return lambda bins, j, towards: False
+
+        def varies(i):  # not a dead detector: two values or more in the reference rows
+            x = ev[ref, columns[i]]
+            x = x[np.isfinite(x)]
+            return x.size > 0 and x.min() < x.max()
+
+        scatter = []
+        for k in ("FS", "SS"):  # FSC-A, SSC-A; Beckman's FS INT, SS INT
+            found = [i for i, r in enumerate(roles) if r == "scatter" and names[i].upper()[:2] == k]
+            found.sort(key=lambda i: not names[i].upper().endswith("-A"))  # areas first
+            scatter += [i for i in found if varies(i)][:1]
+        if len(scatter) < 2:
+            return lambda bins, j, towards: False
         (jf, cf), (js, cs) = ((i, columns[i]) for i in scatter)
         cells = None  # made when a stretch is first read so
         steady = {}  # bins -> the scatter there did not move as a gain does
