@@ -159,19 +159,20 @@ def test_values_read_within_scatter_cells_tell_more_granulocytes_from_a_gain():
     rng = np.random.default_rng(176712)
     f0, s0, x0 = scattered(rng, 0.3, 30_000)
     cells = ScatterCells(f0, s0, (150.0, 150.0))
+    ref = cells.reference(x0, 150.0)
     top = 262_143.0
     f, s, x = scattered(rng, 0.75, 4_000)
     towards = float(np.mean(np.arcsinh(x / 150)) - np.mean(np.arcsinh(x0 / 150)))
     assert towards < -0.25  # the stretch's mean moved down as a gain of 0.78 would
     assert follows(x, x0, 150.0, top, 0.1, towards) is True
-    assert cells.still(x0, x, cells.cells(f, s), 150.0, towards) is True
+    assert cells.still(ref, x, cells.cells(f, s), 150.0, towards) is True
     for gain in (0.75, 1.3):
         f, s, x = scattered(rng, 0.3, 4_000, gain)
-        assert not cells.still(x0, x, cells.cells(f, s), 150.0, np.log(gain))
+        assert not cells.still(ref, x, cells.cells(f, s), 150.0, np.log(gain))
         # and where the mix changed with it
         f, s, x = scattered(rng, 0.75, 4_000, gain)
-        assert not cells.still(x0, x, cells.cells(f, s), 150.0, np.log(gain))
+        assert not cells.still(ref, x, cells.cells(f, s), 150.0, np.log(gain))
     # no move to tell, or too few values
     f, s, x = scattered(rng, 0.75, 4_000)
-    assert not cells.still(x0, x, cells.cells(f, s), 150.0, 0.0)
-    assert not cells.still(x0, x[:50], cells.cells(f[:50], s[:50]), 150.0, towards)
+    assert not cells.still(ref, x, cells.cells(f, s), 150.0, 0.0)
+    assert not cells.still(ref, x[:50], cells.cells(f[:50], s[:50]), 150.0, towards)

@@ -885,12 +885,9 @@ class AcquisitionPass:
             r = rows_of(bounds, bins)
             return r[(self.reasons[r] & MARGIN) == 0]
 
-        def values(bins, col):
-            return ev[rows(bins), col]
-
         ref = rows(np.flatnonzero(~(stab.flagged | rate_flagged)))
         whole = list(contiguous_runs(_bridged(stab.flagged, solid)))
-        still = self._within_scatter(ref, rows, cof, least)
+        still = self._within_scatter(ref, cof, least)
         for j, col in enumerate(self.plan.columns):
             judged = np.isfinite(stab.level[j])
             if not judged.any():
@@ -909,8 +906,9 @@ class AcquisitionPass:
                     if bins.size < MIN_STRETCH:
                         continue
                 lead = _lead(stab.deviation[:, j], bins, judged)
-                moved = follows(values(bins, col), rest, cof[j], top[j], least, lead)
-                if moved is not False and not still(bins, j, lead):
+                r = rows(bins)
+                moved = follows(ev[r, col], rest, cof[j], top[j], least, lead)
+                if moved is not False and not still(r, j, lead):
                     continue
                 cuts = list(range(0, bins.size, PIECE))
                 if len(cuts) > 1 and bins.size - cuts[-1] < 3:
@@ -918,25 +916,24 @@ class AcquisitionPass:
                 ends = [a] + [int(bins[c]) for c in cuts[1:]] + [e]
                 for i, c in enumerate(cuts):
                     piece = bins[c : cuts[i + 1]] if i + 1 < len(cuts) else bins[c:]
-                    moved = follows(values(piece, col), rest, cof[j], top[j], least)
-                    if moved is not True or still(
-                        piece, j, _lead(stab.deviation[:, j], piece, judged)
-                    ):
+                    r = rows(piece)
+                    moved = follows(ev[r, col], rest, cof[j], top[j], least)
+                    if moved is not True or still(r, j, _lead(stab.deviation[:, j], piece, judged)):
                         lo, hi = max(ends[i], own[0]), min(ends[i + 1], own[1])
                         chan[lo:hi, j] = alone[lo:hi]
         return dataclasses.replace(stab, channel_flagged=chan, flagged=chan.any(axis=1))
 
-    def _within_scatter(self, ref, rows, cof, least):
-        """``still(bins, j, towards)``: whether fluorescence channel `j`'s values in `bins`
-        stayed within their scatter cells while its summaries moved by `towards`
-        (`cytokit.qc.shape.ScatterCells.still`), where the forward and side scatter did
-        not move as a gain moves them there (`follows` says so of neither). False for any
-        other channel, and everywhere in a file without forward and side scatter (an area
-        read first; a detector reading one value is passed over)."""
+    def _within_scatter(self, ref, cof, least):
+        """``still(rows, j, towards)``: whether fluorescence channel `j`'s values in a
+        stretch's event `rows` stayed within their scatter cells while its summaries moved
+        by `towards` (`cytokit.qc.shape.ScatterCells.still`), where the forward and side
+        scatter did not move as a gain moves them there (`follows` says so of neither).
+        False for any other channel, and everywhere in a file without forward and side
+        scatter (an area read first; a detector reading one value is passed over)."""
         names, roles, columns = self.plan.names, self.plan.roles, self.plan.columns
         ev, top = self.sample.events, self.plan.top
         if ref.size < CELL_VALUES * SCATTER_CELLS**2:
-            return lambda bins, j, towards: False
+            return lambda r, j, towards: False
 
         def varies(i):  # not a dead detector: two values or more in the reference rows
             x = ev[ref, columns[i]]
@@ -949,12 +946,13 @@ class AcquisitionPass:
             found.sort(key=lambda i: not names[i].upper().endswith("-A"))  # areas first
             scatter += [i for i in found if varies(i)][:1]
         if len(scatter) < 2:
-            return lambda bins, j, towards: False
+            return lambda r, j, towards: False
         (jf, cf), (js, cs) = ((i, columns[i]) for i in scatter)
         cells = None  # made when a stretch is first read so
-        steady = {}  # bins -> the scatter there did not move as a gain does
+        levels = {}  # channel -> its reference means per cell
+        steady = {}  # rows -> the scatter there did not move as a gain does
 
-        def still(bins, j, towards):
+        def still(r, j, towards):
             nonlocal cells
             if roles[j] != "fluorescence":
                 return False
@@ -962,11 +960,13 @@ class AcquisitionPass:
                 cells = ScatterCells(ev[ref, cf], ev[ref, cs], (cof[jf], cof[js]))
             if not all(np.isfinite(e).all() for e in cells.edges):
                 return False
-            r = rows(bins)
-            col, where = columns[j], cells.cells(ev[r, cf], ev[r, cs])
-            if not cells.still(ev[ref, col], ev[r, col], where, cof[j], towards):
+            col = columns[j]
+            if j not in levels:
+                levels[j] = cells.reference(ev[ref, col], cof[j])
+            where = cells.cells(ev[r, cf], ev[r, cs])
+            if not cells.still(levels[j], ev[r, col], where, cof[j], towards):
                 return False
-            key = (int(bins[0]), int(bins[-1]), int(bins.size))
+            key = (int(r[0]), int(r[-1]), int(r.size))
             if key not in steady:
                 steady[key] = all(
                     follows(ev[r, c], ev[ref, c], cof[i], top[i], least) is False

@@ -273,15 +273,27 @@ class ScatterCells:
         f, s = self._scaled(forward, side)
         return np.searchsorted(self.edges[0], f) * SCATTER_CELLS + np.searchsorted(self.edges[1], s)
 
-    def still(self, rest, stretch, cells, cofactor: float, towards: float) -> bool:
+    def reference(self, rest, cofactor: float) -> np.ndarray:
+        """Per scatter cell, the mean of a channel's reference values on the
+        ``asinh(x / cofactor)`` scale; NaN in a cell with fewer than `CELL_VALUES` finite
+        ones. `rest`: the channel's values of the reference events (as given to the
+        constructor, in the same order)."""
+        n = SCATTER_CELLS**2
+        y = np.arcsinh(np.asarray(rest, dtype=np.float64) / cofactor)
+        ok = np.isfinite(y)
+        sums = np.bincount(self.ref_cells[ok], y[ok], minlength=n)
+        count = np.bincount(self.ref_cells[ok], minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count >= CELL_VALUES, sums / count, np.nan)
+
+    def still(self, reference, stretch, cells, cofactor: float, towards: float) -> bool:
         """Whether a stretch's values stayed within their scatter cells while its summaries
         moved by `towards` (asinh units): a change in the mix of cells, not of gain.
 
         Parameters
         ----------
-        rest : ndarray
-            The channel's values of the reference events (as given to the constructor,
-            in the same order).
+        reference : ndarray
+            The channel's reference means per cell (`reference`).
         stretch, cells : ndarray
             The stretch's values and their scatter cells (`cells`).
         cofactor : float
@@ -302,18 +314,13 @@ class ScatterCells:
         """
         if not np.isfinite(towards) or towards == 0:
             return False
-        n = SCATTER_CELLS**2
-        y_ref = np.arcsinh(np.asarray(rest, dtype=np.float64) / cofactor)
-        ok_ref = np.isfinite(y_ref)
-        sums = np.bincount(self.ref_cells[ok_ref], y_ref[ok_ref], minlength=n)
-        count = np.bincount(self.ref_cells[ok_ref], minlength=n)
         x = np.asarray(stretch, dtype=np.float64)
-        keep = np.isfinite(x) & (count[cells] >= CELL_VALUES)
+        keep = np.isfinite(x) & np.isfinite(reference[cells])
         if np.count_nonzero(keep) < STILL_VALUES:
             return False
         x, c = x[keep], cells[keep]
         y = np.arcsinh(x / cofactor)
-        away = y - sums[c] / count[c]
+        away = y - reference[c]
         moved = float(away.mean())
         se = float(away.std()) / np.sqrt(away.size)
         gain = np.exp(float(np.clip(towards, -1.0, 1.0)))
