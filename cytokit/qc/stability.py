@@ -226,6 +226,12 @@ BRIGHT_FEW = 0.1
 BRIGHT_BINS = 50
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
+#: Fewest judged bins each third of the run's time must hold for the thirds to say whether
+#: a drift leaves the start or settles early (`_late`); else the broken lines' fit says.
+TIME_THIRD_BINS = 3
+#: Share of the bins between a series' first judged bin and its last that, left out, makes
+#: `_late` read the thirds of a drift's run in time rather than in judged bins.
+GAPPED = 0.1
 #: How far (in SDs of its median over the stretch) the upper half's mean may fall short of
 #: a third of a bright stretch's move and still follow it (`_unfollowed`): over a block of
 #: 10-15 bins that median has an SD of a third of the move or more.
@@ -299,6 +305,43 @@ def _thirds(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ``len(idx) // 3`` bins each, the middle the rest)."""
     third = idx.size // 3
     return idx[:third], idx[third : idx.size - third], idx[-third:]
+
+
+def _late(mean: np.ndarray, m: np.ndarray, use: np.ndarray) -> bool:
+    """Whether a series whose thirds differ drifts late in the run (it leaves the start's
+    level) rather than early and settles: the middle third's median sits nearer the
+    first's than twice its distance to the last's.
+
+    The thirds are of the judged bins (`_thirds`) unless more than `GAPPED`
+    of the run's bins between the first judged and the last were left out
+    (by the rate check: a clog, a bubble). Thirds of the judged bins then lean
+    on where the gaps fall: with a clog and a bubble early in a short run,
+    most of the judged bins after them fall in the middle third, and a drift
+    that starts between them reads as one that settles early. There the
+    thirds are of the run's time, where each holds at least `TIME_THIRD_BINS`
+    judged bins; where one holds fewer, the broken line that fits the judged
+    bins better (least squares, weighted by their values) decides: flat then
+    straight (late), or straight then flat.
+    """
+    idx = np.flatnonzero(use)
+    pos, span = idx - idx[0], int(idx[-1] - idx[0]) + 1
+    if idx.size >= (1 - GAPPED) * span:
+        parts = _thirds(idx)
+    else:
+        third = span // 3
+        parts = (
+            idx[pos < third],
+            idx[(pos >= third) & (pos < span - third)],
+            idx[pos >= span - third],
+        )
+    if min(p.size for p in parts) >= TIME_THIRD_BINS:
+        a, b, c = (float(np.median(mean[p])) for p in parts)
+        return abs(b - a) <= 2 * abs(c - b)
+    y, w = np.asarray(mean, dtype=np.float64)[idx], np.asarray(m, dtype=np.float64)[idx]
+    sse = [
+        float((w * (y - _broken_line(mean, m, use, late)[1]) ** 2).sum()) for late in (True, False)
+    ]
+    return sse[0] <= sse[1]
 
 
 def _median_sd(noise: float, m: np.ndarray, part: np.ndarray) -> float:
@@ -480,11 +523,11 @@ def _drift_shape(
         return None, nan, nan, True, -1
     parts = _thirds(idx)
     third = parts[0].size
-    a, b, c = (float(np.median(mean[p])) for p in parts)
+    a, c = (float(np.median(mean[p])) for p in parts[::2])
     sd_a, sd_c = (_median_sd(noise, m, p) for p in parts[::2])
     change = c - a
     if abs(change) > th.signal_shift and abs(change) > th.extend_z * np.hypot(sd_a, sd_c):
-        late = abs(b - a) <= 2 * abs(c - b)
+        late = _late(mean, m, use)
         onset, line = _broken_line(mean, m, use, late)  # `drift_onset`, and its line
         sixth = max(idx.size // 6, 1)
         first, last = (float(np.median(mean[p])) for p in (idx[:sixth], idx[-sixth:]))
