@@ -170,8 +170,9 @@ STORE_NAME = "results.sqlite"
 # 20: a string of single-bin flags, and a channel's stretch of one or two bins, are read for
 # a change of mix (over the file's stretch); 21: a step from a held start needs the run's
 # first sixth at that level; 22: a fluorescence stretch is read for a change of mix within
-# cells of like scatter too
-_TASK_VERSION = 22
+# cells of like scatter too; 23: which end a drift leaves is read in thirds of time where a
+# clog and a bubble left bins out
+_TASK_VERSION = 23
 
 
 def _compensation(value) -> str | Spillover | None:
