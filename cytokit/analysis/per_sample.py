@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 34  # 34: which end a drift leaves read in thirds of time past gaps
+MEASURE_VERSION = 35  # 35: a clog's turn bin is not read for the signal
 PARENT_ROW = "__parent__"
 
 

@@ -171,8 +171,9 @@ STORE_NAME = "results.sqlite"
 # a change of mix (over the file's stretch); 21: a step from a held start needs the run's
 # first sixth at that level; 22: a fluorescence stretch is read for a change of mix within
 # cells of like scatter too; 23: which end a drift leaves is read in thirds of time where a
-# clog and a bubble left bins out
-_TASK_VERSION = 23
+# clog and a bubble left bins out; 24: a bin between two of the rate's flagged bins is not
+# read for the signal
+_TASK_VERSION = 24
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -757,8 +757,12 @@ class AcquisitionPass:
         # the bright level judges a stretch off it (a gain changed for a while) on
         # fluorescence only: on scatter it moves with the share of granulocytes or monocytes
         fluo = np.asarray([r == "fluorescence" for r in self.plan.roles], dtype=bool)
+        # a bin between two of the rate's flagged bins (a clog's turn from slow flow to its
+        # burst, whose count is about the usual) holds the clog's events: not read either
+        enclosed = rate.flagged.copy()
+        enclosed[1:-1] |= rate.flagged[:-2] & rate.flagged[2:]
         stab = check_stability(
-            count, mean, sd, th, windows=WINDOWS[:1], inputs=~rate.flagged, stretches=fluo
+            count, mean, sd, th, windows=WINDOWS[:1], inputs=~enclosed, stretches=fluo
         )
         # second round: each channel's level from the bins nothing flagged (see the module
         # docstring of cytokit.qc.stability)
@@ -766,7 +770,7 @@ class AcquisitionPass:
             good = ~(stab.flagged | rate.flagged)
             if not good.any():
                 break
-            short = ~(stab.spikes | rate.flagged)
+            short = ~(stab.spikes | enclosed)
             again = check_stability(
                 count, mean, sd, th, reference=good, inputs=short, stretches=fluo
             )
