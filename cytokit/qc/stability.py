@@ -478,13 +478,14 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     """The level a monotone drift departs from, or None when the series has no such drift.
 
     A lab reads a drift as a departure from the level the run started at and
-    held longest. The judged bins (`use`) are cut into thirds in time and the
+    held longest. The judged bins (`use`) are cut into thirds and the
     median of each third's bin means taken (``a``, ``b``, ``c``). When the last
     third departs from the first by more than ``signal_shift`` and by more than
     ``extend_z`` noise SDs of the two medians, the series drifts one way over
     the run, and the stable level is that of the start, unless the middle
     third sits clearly with the last (``|b - a| > 2 |c - b|``: a drift early in
-    the run that settles, such as a laser warming up), when it is the end's;
+    the run that settles, such as a laser warming up; `_late`, whose thirds are
+    of time where a clog and a bubble left bins out), when it is the end's;
     but not where the start held its level up to a step (`_step_gain`; the run's
     first sixth at that level).
     The level is the median of the bins that held it: from that end inwards
