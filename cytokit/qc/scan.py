@@ -759,8 +759,7 @@ class AcquisitionPass:
         fluo = np.asarray([r == "fluorescence" for r in self.plan.roles], dtype=bool)
         # a bin between two of the rate's flagged bins (a clog's turn from slow flow to its
         # burst, whose count is about the usual) holds the clog's events: not read either
-        enclosed = rate.flagged.copy()
-        enclosed[1:-1] |= rate.flagged[:-2] & rate.flagged[2:]
+        enclosed = _one_bin_gaps_filled(rate.flagged)
         stab = check_stability(
             count, mean, sd, th, windows=WINDOWS[:1], inputs=~enclosed, stretches=fluo
         )
@@ -1283,11 +1282,17 @@ def _lead(deviation: np.ndarray, bins: np.ndarray, judged: np.ndarray) -> float:
     return float(d[np.argmax(np.abs(d))])
 
 
+def _one_bin_gaps_filled(flags: np.ndarray) -> np.ndarray:
+    """`flags` with each unflagged bin between two flagged ones set."""
+    out = flags.copy()
+    out[1:-1] |= flags[:-2] & flags[2:]
+    return out
+
+
 def _in_strings(lone: np.ndarray) -> np.ndarray:
     """Bins of `lone` in a string of at least `MIN_STRETCH` of them, each at most one bin
     from the next."""
-    near = lone.copy()
-    near[1:-1] |= lone[:-2] & lone[2:]  # a string's gap of one bin
+    near = _one_bin_gaps_filled(lone)  # a string's gap of one bin
     out = np.zeros(lone.shape[0], dtype=bool)
     for a, e in contiguous_runs(near):
         if np.count_nonzero(lone[a:e]) >= MIN_STRETCH:

@@ -307,12 +307,12 @@ def _thirds(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return idx[:third], idx[third : idx.size - third], idx[-third:]
 
 
-def _late(mean: np.ndarray, m: np.ndarray, use: np.ndarray) -> bool:
+def _late(mean: np.ndarray, m: np.ndarray, use: np.ndarray, parts) -> bool:
     """Whether a series whose thirds differ drifts late in the run (it leaves the start's
     level) rather than early and settles: the middle third's median sits nearer the
     first's than twice its distance to the last's.
 
-    The thirds are of the judged bins (`_thirds`) unless more than `GAPPED`
+    The thirds are of the judged bins (`parts`, from `_thirds`) unless more than `GAPPED`
     of the run's bins between the first judged and the last were left out
     (by the rate check: a clog, a bubble). Thirds of the judged bins then lean
     on where the gaps fall: with a clog and a bubble early in a short run,
@@ -325,9 +325,7 @@ def _late(mean: np.ndarray, m: np.ndarray, use: np.ndarray) -> bool:
     """
     idx = np.flatnonzero(use)
     pos, span = idx - idx[0], int(idx[-1] - idx[0]) + 1
-    if idx.size >= (1 - GAPPED) * span:
-        parts = _thirds(idx)
-    else:
+    if idx.size < (1 - GAPPED) * span:
         third = span // 3
         parts = (
             idx[pos < third],
@@ -528,7 +526,7 @@ def _drift_shape(
     sd_a, sd_c = (_median_sd(noise, m, p) for p in parts[::2])
     change = c - a
     if abs(change) > th.signal_shift and abs(change) > th.extend_z * np.hypot(sd_a, sd_c):
-        late = _late(mean, m, use)
+        late = _late(mean, m, use, parts)
         onset, line = _broken_line(mean, m, use, late)  # `drift_onset`, and its line
         sixth = max(idx.size // 6, 1)
         first, last = (float(np.median(mean[p])) for p in (idx[:sixth], idx[-sixth:]))
