@@ -12,7 +12,9 @@ whatever the file's size, so in a short run it can hold half of the bins;
 the line is therefore fitted on the bins near the run's usual rate (the
 shorth's level of the log rates), and where a tenth or more of the bins lie
 farther than ``rate_change`` from that line, the line and the spread are
-those of the other bins.
+those of the other bins. A bubble's gap and the slow bins on each side of it
+are left out of that fit too: its flanks, at about half the rate, can be a
+third of a short run's bins and tilt the line.
 
 A bin is flagged when its count departs from the expected count both by more
 than ``rate_z`` such SDs and by more than ``rate_change`` of the expected
@@ -174,6 +176,7 @@ def check_rate(counts, exposure, centers, th: Thresholds, slack=None) -> RateChe
         top = float(rate[use].max())
         mode = float(np.exp(shorth_level(np.log(np.maximum(rate[use], 1e-9 * top + 1e-300)))))
         near = use & (np.abs(rate - mode) <= 2 * th.rate_change * mode)
+        near &= ~_gap_and_flanks(rate, w, mode, th)
         if 3 * near.sum() >= use.sum():
             line_fit = theil_sen(t[near], rate[near])
             line = np.maximum(line_fit[1] + line_fit[0] * t, 1e-300)
@@ -219,6 +222,21 @@ def check_rate(counts, exposure, centers, th: Thresholds, slack=None) -> RateChe
     span = float(t[use].max() - t[use].min()) if use.sum() > 1 else 0.0
     rel_slope = slope * span / level if level > 0 else 0.0
     return RateCheck(expected, z, flagged, dispersion, rel_slope)
+
+
+def _gap_and_flanks(rate, exposure, mode: float, th: Thresholds) -> np.ndarray:
+    """The bins of each bubble: a gap (a bin at under a tenth of the usual rate `mode`,
+    where that rate would give it `EMPTY_EVENTS` or more) with the bins on each side
+    below ``1 - rate_change`` of that rate, its slow flanks. They are one event, not
+    the tube's rate: in a short run they can be a third of the bins, and the flanks,
+    within twice ``rate_change`` of the usual rate, tilt the line through them so that
+    the run's steady bins on one side read as a burst and those on the other as low."""
+    gap = (rate < 0.1 * mode) & (mode * exposure >= EMPTY_EVENTS)
+    out = np.zeros(rate.shape[0], dtype=bool)
+    for a, b in contiguous_runs(rate < (1.0 - th.rate_change) * mode):
+        if gap[a:b].any():
+            out[a:b] = True
+    return out
 
 
 def _bursts(low: np.ndarray, counts: np.ndarray, high: np.ndarray) -> np.ndarray:
