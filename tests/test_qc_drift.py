@@ -174,6 +174,29 @@ def test_a_drift_after_a_clog_and_a_bubble_in_a_short_run_is_removed(seed):
     assert not any(t.startswith(d.detectors[0]) for t in qc.trends), qc.trends
 
 
+# A drift that starts as a clog ends, in a short run (10,000 events, ~50 bins): the clog's
+# bins are left out, so the series held its level over the 4-5 judged bins before them
+# only, and its broken line bent in the clog's gap, at 8-11 % of the run: below
+# `CREEP_ONSET`, a creep with no steady part, and 5-15 % of the drift's events removed
+# (201413, 202900). A bend the line places in a gap that reaches past `CREEP_ONSET`,
+# after a few judged bins, is a drift from the level held before it.
+@pytest.mark.parametrize("seed", [201413, 202900])
+def test_a_drift_that_starts_as_a_clog_ends_is_no_creep(seed):
+    sample, truth = bench_file(seed, "mixed", events=10_000)
+    (d,) = truth.plan.drifts
+    (clog,) = truth.plan.clogs
+    assert abs(clog.start + clog.drop + clog.burst - d.start) < 0.05  # as the clog ends
+    qc = acquisition_qc(sample)
+    removed = (qc.reasons & (RATE | SIGNAL)) != 0
+    drift = truth.mask("drift")
+    seconds = sample.events[:, -1] * float(sample.keyword("$TIMESTEP"))
+    before = (seconds < d.start) & ~truth.mask("clog") & ~truth.mask("bubble")
+    assert before.sum() > 1_000 and drift.sum() > 4_000  # the truth the test is about
+    assert removed[drift].mean() > 0.95, removed[drift].mean()
+    assert removed[before].mean() < 0.05, removed[before].mean()
+    assert not any(t.startswith(d.detectors[0]) for t in qc.trends), qc.trends
+
+
 # A clog's turn from slow flow to its burst can leave one bin of about the usual count
 # between the rate's flagged bins, holding the clog's dimmed and off-centre events. Read for
 # the signal, that bin (0.4 below its neighbours) bent the broken line of a drift that starts

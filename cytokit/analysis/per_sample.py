@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 36  # 36: a bubble's gap and slow flanks do not tilt the rate line
+MEASURE_VERSION = 37  # 37: a drift's bend in a clog's gap is no creep
 PARENT_ROW = "__parent__"
 
 

@@ -172,8 +172,9 @@ STORE_NAME = "results.sqlite"
 # first sixth at that level; 22: a fluorescence stretch is read for a change of mix within
 # cells of like scatter too; 23: which end a drift leaves is read in thirds of time where a
 # clog and a bubble left bins out; 24: a bin between two of the rate's flagged bins is not
-# read for the signal; 25: a bubble's gap and slow flanks are left out of the rate line's fit
-_TASK_VERSION = 25
+# read for the signal; 25: a bubble's gap and slow flanks are left out of the rate line's fit;
+# 26: a drift whose broken line bends in a clog's gap is no creep
+_TASK_VERSION = 26
 
 
 def _compensation(value) -> str | Spillover | None:

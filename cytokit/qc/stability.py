@@ -508,9 +508,10 @@ def _drift_shape(
     mean, m, use, noise: float, th: Thresholds, ends: bool = False
 ) -> tuple[float | None, float, float, bool, int]:
     """(`drift_reference`, change, z, late, step): a one-way drift with no held level
-    (`drift_onset` below `CREEP_ONSET`) has no reference (None); its change over the
-    run, the last third's median minus the first's, and that change in noise SDs of the
-    two medians are returned instead (NaN for the others). ``late``: the drift leaves the
+    (`drift_onset` below `CREEP_ONSET`, but for a bend in a gap, `_bend_in_gap`) has no
+    reference (None); its change over the run, the last third's median minus the
+    first's, and that change in noise SDs of the two medians are returned instead (NaN
+    for the others). ``late``: the drift leaves the
     run's start (else it is early and settles, `drift_reference`); True where there is
     no drift. ``ends``: a series that does not drift by the thirds drifts when an end
     sixth of it does (`_end_drift`) from a held level (never a creep). ``step``: the
@@ -559,7 +560,7 @@ def _drift_shape(
             # last (or first) sixth is back at the level held a gain changed for a while and
             # restored, judged as a departure and back, not as a drift to the end
             return None, nan, nan, True, -1
-        if onset < CREEP_ONSET:
+        if onset < CREEP_ONSET and not _bend_in_gap(idx, onset, late):
             z = float(abs(change) / np.hypot(sd_a, sd_c))
             return None, float(change), z, late, -1
     elif ends:
@@ -584,6 +585,21 @@ def _drift_shape(
         onset = int(np.flatnonzero(off)[-1]) if off.any() else -1
         held = use & (pos > onset)
     return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan, late, -1
+
+
+def _bend_in_gap(idx: np.ndarray, onset: float, late: bool) -> bool:
+    """Whether a broken line's bend (`onset`, a share of the run as `_run_share` gives it)
+    lies in a stretch of bins left out (a clog's, a bubble's) that reaches `CREEP_ONSET`
+    of the run or beyond, after at least `TIME_THIRD_BINS` judged bins: the line cannot
+    place the bend within it, and the series held its level up to it (a drift that
+    started while the clog lasted), not a creep from the run's start."""
+    x = np.sort(_run_share(idx, late))
+    after = int(np.searchsorted(x, onset, side="right"))
+    if after < TIME_THIRD_BINS or after >= x.size or x[after] < CREEP_ONSET:
+        return False
+    # the bins judged either side of the bend are apart by more than one bin
+    step = 1.0 / max(int(idx[-1] - idx[0]), 1)
+    return bool(x[after] - x[after - 1] > 1.5 * step)
 
 
 def _step_gain(mean, m, use, noise: float, line: np.ndarray) -> tuple[float, int]:
