@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 37  # 37: a drift's bend in a clog's gap is no creep
+MEASURE_VERSION = 38  # 38: a level held up to a clog's gap is a drift's reference
 PARENT_ROW = "__parent__"
 
 

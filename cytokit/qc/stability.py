@@ -240,6 +240,10 @@ FOLLOW_SDS = 1.0
 #: a series whose thirds say it settles early than a settling ramp, to be read as a step
 #: from a held start (`_step_gain`)
 STEP_CHI2 = 9.0
+#: Where a clog's or a bubble's left-out bins leave a drift's shape unsure, how much better
+#: (chi-square in the series' noise) one reading must fit to overrule the lean of `_late`
+#: (late) and `_held_to_gap` (a level held up to the gap): about two SDs
+GAP_CHI2 = 4.0
 _MAD = 1.4826
 
 
@@ -307,7 +311,7 @@ def _thirds(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return idx[:third], idx[third : idx.size - third], idx[-third:]
 
 
-def _late(mean: np.ndarray, m: np.ndarray, use: np.ndarray, parts) -> bool:
+def _late(mean: np.ndarray, m: np.ndarray, use: np.ndarray, parts, noise: float) -> bool:
     """Whether a series whose thirds differ drifts late in the run (it leaves the start's
     level) rather than early and settles: the middle third's median sits nearer the
     first's than twice its distance to the last's.
@@ -319,9 +323,11 @@ def _late(mean: np.ndarray, m: np.ndarray, use: np.ndarray, parts) -> bool:
     most of the judged bins after them fall in the middle third, and a drift
     that starts between them reads as one that settles early. There the
     thirds are of the run's time, where each holds at least `TIME_THIRD_BINS`
-    judged bins; where one holds fewer, the broken line that fits the judged
-    bins better (least squares, weighted by their values) decides: flat then
-    straight (late), or straight then flat.
+    judged bins; where one holds fewer, the broken lines through the judged
+    bins (least squares, weighted by their values) decide: straight then flat
+    (early) where it fits better than flat then straight (late) by more than
+    `GAP_CHI2` (chi-square in the series' `noise`), else late, as the thirds'
+    rule leans late too (the middle third must sit clearly with the last).
     """
     idx = np.flatnonzero(use)
     pos, span = idx - idx[0], int(idx[-1] - idx[0]) + 1
@@ -339,7 +345,7 @@ def _late(mean: np.ndarray, m: np.ndarray, use: np.ndarray, parts) -> bool:
     sse = [
         float((w * (y - _broken_line(mean, m, use, late)[1]) ** 2).sum()) for late in (True, False)
     ]
-    return sse[0] <= sse[1]
+    return sse[0] - sse[1] <= GAP_CHI2 * noise * noise
 
 
 def _median_sd(noise: float, m: np.ndarray, part: np.ndarray) -> float:
@@ -371,8 +377,9 @@ def _run_share(idx: np.ndarray, late: bool) -> np.ndarray:
     return x if late else 1.0 - x
 
 
-def _broken_line(mean, m, use, late: bool = True) -> tuple[float, np.ndarray]:
-    """(`drift_onset`, the fitted line's value at each judged bin, in their order)."""
+def _broken_line(mean, m, use, late: bool = True, taus=None) -> tuple[float, np.ndarray]:
+    """(`drift_onset`, the fitted line's value at each judged bin, in their order); with
+    `taus`, the best of the lines bending at those shares of the run."""
     idx = np.flatnonzero(use)
     n = idx.size
     if n < 3:
@@ -382,7 +389,7 @@ def _broken_line(mean, m, use, late: bool = True) -> tuple[float, np.ndarray]:
     x = _run_share(idx, late)
     sw, sy = w.sum(), (w * y).sum()
     best, where, fitted = np.inf, 0.0, y
-    for tau in np.linspace(0.0, 0.9, 91):
+    for tau in np.linspace(0.0, 0.9, 91) if taus is None else taus:
         h = np.maximum(x - tau, 0.0)
         sh, shh, shy = (w * h).sum(), (w * h * h).sum(), (w * h * y).sum()
         det = sw * shh - sh * sh
@@ -508,7 +515,7 @@ def _drift_shape(
     mean, m, use, noise: float, th: Thresholds, ends: bool = False
 ) -> tuple[float | None, float, float, bool, int]:
     """(`drift_reference`, change, z, late, step): a one-way drift with no held level
-    (`drift_onset` below `CREEP_ONSET`, but for a bend in a gap, `_bend_in_gap`) has no
+    (`drift_onset` below `CREEP_ONSET`, unless it held its level up to a gap, `_held_to_gap`) has no
     reference (None); its change over the run, the last third's median minus the
     first's, and that change in noise SDs of the two medians are returned instead (NaN
     for the others). ``late``: the drift leaves the
@@ -527,7 +534,7 @@ def _drift_shape(
     sd_a, sd_c = (_median_sd(noise, m, p) for p in parts[::2])
     change = c - a
     if abs(change) > th.signal_shift and abs(change) > th.extend_z * np.hypot(sd_a, sd_c):
-        late = _late(mean, m, use, parts)
+        late = _late(mean, m, use, parts, noise)
         onset, line = _broken_line(mean, m, use, late)  # `drift_onset`, and its line
         sixth = max(idx.size // 6, 1)
         first, last = (float(np.median(mean[p])) for p in (idx[:sixth], idx[-sixth:]))
@@ -560,7 +567,7 @@ def _drift_shape(
             # last (or first) sixth is back at the level held a gain changed for a while and
             # restored, judged as a departure and back, not as a drift to the end
             return None, nan, nan, True, -1
-        if onset < CREEP_ONSET and not _bend_in_gap(idx, onset, late):
+        if onset < CREEP_ONSET and not _held_to_gap(mean, m, use, late, noise, line):
             z = float(abs(change) / np.hypot(sd_a, sd_c))
             return None, float(change), z, late, -1
     elif ends:
@@ -587,19 +594,30 @@ def _drift_shape(
     return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan, late, -1
 
 
-def _bend_in_gap(idx: np.ndarray, onset: float, late: bool) -> bool:
-    """Whether a broken line's bend (`onset`, a share of the run as `_run_share` gives it)
-    lies in a stretch of bins left out (a clog's, a bubble's) that reaches `CREEP_ONSET`
-    of the run or beyond, after at least `TIME_THIRD_BINS` judged bins: the line cannot
-    place the bend within it, and the series held its level up to it (a drift that
-    started while the clog lasted), not a creep from the run's start."""
+def _held_to_gap(mean, m, use, late: bool, noise: float, line: np.ndarray) -> bool:
+    """Whether a series whose best broken line (`line`) bends before `CREEP_ONSET` held
+    its level up to a stretch of bins left out (a clog's, a bubble's) that reaches
+    `CREEP_ONSET` of the run or beyond, after at least `TIME_THIRD_BINS` judged bins:
+    a line bending within that gap fits within `GAP_CHI2` (chi-square in the series'
+    `noise`) of the best. The line cannot place a bend within a gap, and a few judged
+    bins before it place one among them by their noise: a drift that started while the
+    clog lasted, not a creep from the run's start."""
+    idx = np.flatnonzero(use)
     x = np.sort(_run_share(idx, late))
-    after = int(np.searchsorted(x, onset, side="right"))
-    if after < TIME_THIRD_BINS or after >= x.size or x[after] < CREEP_ONSET:
-        return False
-    # the bins judged either side of the bend are apart by more than one bin
     step = 1.0 / max(int(idx[-1] - idx[0]), 1)
-    return bool(x[after] - x[after - 1] > 1.5 * step)
+    wide = np.flatnonzero(np.diff(x) > 1.5 * step) + 1  # the first judged bin after a gap
+    wide = wide[(wide >= TIME_THIRD_BINS) & (x[np.minimum(wide, x.size - 1)] >= CREEP_ONSET)]
+    if not wide.size:
+        return False
+    lo, hi = x[wide[0] - 1], min(x[wide[0]], 0.9)
+    if hi <= lo:
+        return False
+    y = np.asarray(mean, dtype=np.float64)[idx]
+    w = np.asarray(m, dtype=np.float64)[idx]
+    best = float((w * (y - line) ** 2).sum())
+    taus = np.linspace(lo, hi, max(round((hi - lo) * 100), 1) + 1)
+    gapped = float((w * (y - _broken_line(mean, m, use, late, taus)[1]) ** 2).sum())
+    return gapped - best <= GAP_CHI2 * noise * noise
 
 
 def _step_gain(mean, m, use, noise: float, line: np.ndarray) -> tuple[float, int]:
