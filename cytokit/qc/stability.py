@@ -515,12 +515,12 @@ def _drift_shape(
     mean, m, use, noise: float, th: Thresholds, ends: bool = False
 ) -> tuple[float | None, float, float, bool, int]:
     """(`drift_reference`, change, z, late, step): a one-way drift with no held level
-    (`drift_onset` below `CREEP_ONSET`, unless it held its level up to a gap, `_held_to_gap`) has no
-    reference (None); its change over the run, the last third's median minus the
-    first's, and that change in noise SDs of the two medians are returned instead (NaN
-    for the others). ``late``: the drift leaves the
-    run's start (else it is early and settles, `drift_reference`); True where there is
-    no drift. ``ends``: a series that does not drift by the thirds drifts when an end
+    (`drift_onset` below `CREEP_ONSET`, unless the level held up to a gap of left-out
+    bins, `_held_to_gap`) has no reference (None); its change over the run, the last
+    third's median minus the first's, and that change in noise SDs of the two medians
+    are returned instead (NaN for the others). ``late``: the drift leaves the run's
+    start (else it is early and settles, `drift_reference`); True where there is no
+    drift. ``ends``: a series that does not drift by the thirds drifts when an end
     sixth of it does (`_end_drift`) from a held level (never a creep). ``step``: the
     first bin of the second level where the series held the start's level up to a step
     (`_step_gain`; the level is then the bins' before it), else -1."""
