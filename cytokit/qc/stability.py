@@ -55,8 +55,10 @@ For each series:
   drift (or a step) from the block's level to the end, the rest of the file
   removed and the block kept;
 * a one-way drift with no held level (its best broken line, flat then
-  straight, bends within the first `CREEP_ONSET` of the run: `drift_onset`)
-  creeps over the whole run: there is no level it departs from, so its bins
+  straight, bends within the first `CREEP_ONSET` of the run: `drift_onset`,
+  and no line that holds the level up to a clog's or a bubble's left-out
+  bins reaching past it fits about as well: `_held_to_gap`) creeps over the
+  whole run: there is no level it departs from, so its bins
   are judged against the run's own course (the running median of the
   longest window), which flags steps and spikes only, and the channel is
   reported as a trend (`StabilityCheck.creep`). Removing the part that left
@@ -501,7 +503,7 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     its bins, can lie partway along the drift: the check then reads the
     undisturbed start as the departure, or sees nothing. A series that held
     no level (`drift_onset` below `CREEP_ONSET`: it creeps over the whole
-    run) has none to depart from, and gets None too; nor does a series whose
+    run; but see `_held_to_gap`) has none to depart from, and gets None too; nor does a series whose
     last (or first, for an early drift) sixth is back within ``signal_shift``
     of the level (no creep either): a drift is off at its far end, and that
     series held a gain changed for a while and restored; nor one whose first
