@@ -342,6 +342,16 @@ def test_a_bare_gap_with_disturbed_events_beside_it_removes_them():
     assert 2 * tp / (2 * tp + fp + fn) >= 0.85 and fp <= 30, (tp, fp, fn)
 
 
+def _short_bubble_file(seed: int):
+    """(sample, truth) of the 5,000-event bubble file of `bench_acquisition_qc.py`'s recipe."""
+    design = simulate.preset_design("sample", seed=seed, n_patients=4)
+    rng = np.random.default_rng([seed, zlib.crc32(b"bubble")])
+    spec, day = design.samples()[int(rng.integers(len(design.samples())))]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, 5_000)
+    plan = A.random_plan(rng, A.duration(sample), kinds=("bubble",))
+    return A.inject(sample, plan, rng)
+
+
 def test_empty_bins_of_a_bubble_over_a_third_of_a_short_run_are_flagged():
     """A 5,000-event file (2.6 s, 25 bins) whose bubble (a 0.5 s gap, slow flanks of 0.37
     s) holds a third of its bins: the slow bins widened the spread the rate is judged by
@@ -349,13 +359,7 @@ def test_empty_bins_of_a_bubble_over_a_third_of_a_short_run_are_flagged():
     was flagged for the rate; the signal check then removed 87 % of the file (F1 0.12). A
     bin without a single event where 50 or more are expected is now flagged whatever the
     spread (`rate.EMPTY_EVENTS`), and the bubble goes with its flanks."""
-    seed = 199218
-    design = simulate.preset_design("sample", seed=seed, n_patients=4)
-    rng = np.random.default_rng([seed, zlib.crc32(b"bubble")])
-    spec, day = design.samples()[int(rng.integers(len(design.samples())))]
-    sample, _ = simulate.simulate_sample(design, spec.id, day, 5_000)
-    plan = A.random_plan(rng, A.duration(sample), kinds=("bubble",))
-    sample, truth = A.inject(sample, plan, rng)
+    sample, truth = _short_bubble_file(199218)
     qc = acquisition_qc(sample)
     assert (qc.bins.counts == 0).sum() >= 3
     assert np.all(qc.bins.bits[qc.bins.counts == 0] & RATE)
@@ -369,15 +373,9 @@ def test_a_bubbles_slow_flanks_do_not_tilt_the_rate_line_of_a_short_run():
     the usual rate: the line through the bins near the usual rate rose from the flanks to
     the steady bins after them, so the 3 steady bins before the bubble read as a burst
     (2.2x the expected) and the signal check, reading its level off the flanks' dimmed
-    bins, removed the last 3,034 events too (F1 0.38). A bubble's gap and
-    the low bins on each side of it are left out of the line's fit."""
-    seed = 202930
-    design = simulate.preset_design("sample", seed=seed, n_patients=4)
-    rng = np.random.default_rng([seed, zlib.crc32(b"bubble")])
-    spec, day = design.samples()[int(rng.integers(len(design.samples())))]
-    sample, _ = simulate.simulate_sample(design, spec.id, day, 5_000)
-    plan = A.random_plan(rng, A.duration(sample), kinds=("bubble",))
-    sample, truth = A.inject(sample, plan, rng)
+    bins, removed the last 3,034 events too (F1 0.38). A bubble's gap and the low bins on
+    each side of it are left out of the line's fit."""
+    sample, truth = _short_bubble_file(202930)
     qc = acquisition_qc(sample)
     tp, fp, fn = f1((qc.reasons & (RATE | SIGNAL)) != 0, truth.mask("bubble"))
     assert fp <= 50 and 2 * tp / (2 * tp + fp + fn) >= 0.95, (tp, fp, fn)
