@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 38  # 38: a level held up to a clog's gap is a drift's reference
+MEASURE_VERSION = 39  # 39: a drift that holds its change is read with a ramp that ends
 PARENT_ROW = "__parent__"
 
 

@@ -174,8 +174,9 @@ STORE_NAME = "results.sqlite"
 # clog and a bubble left bins out; 24: a bin between two of the rate's flagged bins is not
 # read for the signal; 25: a bubble's gap and slow flanks are left out of the rate line's fit;
 # 26: a drift whose broken line bends in a clog's gap is no creep; 27: nor one that held its
-# level up to the gap, and a drift's early reading across gaps must fit better by GAP_CHI2
-_TASK_VERSION = 27
+# level up to the gap, and a drift's early reading across gaps must fit better by GAP_CHI2;
+# 28: a drift that reaches its change and holds it starts where its ramp's line is off
+_TASK_VERSION = 28
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -406,11 +406,45 @@ def _broken_line(mean, m, use, late: bool = True, taus=None) -> tuple[float, np.
     return where, fitted
 
 
+def _ramp_line(values, m, use) -> tuple[float, np.ndarray, float]:
+    """(where the ramp starts, the fitted line at each judged bin, its weighted squared
+    error) of the best line that is flat, then straight, then flat again: a drift from a
+    held start that reaches its change before the run's end and holds it. The ramp
+    starts at every hundredth of the run up to 0.9 and lasts every twentieth up to the
+    run's end (least squares, weighted by the bins' values, as `_broken_line`)."""
+    idx = np.flatnonzero(use)
+    y = np.asarray(values, dtype=np.float64)[idx]
+    w = np.asarray(m, dtype=np.float64)[idx]
+    x = _run_share(idx, True)
+    sw, sy = w.sum(), (w * y).sum()
+    best, where, fitted = np.inf, 0.0, y
+    for tau in np.linspace(0.0, 0.9, 91):
+        d = np.arange(0.05, 1.0 - tau + 1e-9, 0.05)
+        if not d.size:
+            continue
+        h = np.minimum(np.maximum(x - tau, 0.0)[None, :], d[:, None])
+        sh, shh, shy = h @ w, (h * h) @ w, h @ (w * y)
+        det = sw * shh - sh * sh
+        ok = det > 0
+        if not ok.any():
+            continue
+        b = np.where(ok, (sw * shy - sh * sy) / np.where(ok, det, 1.0), 0.0)
+        a = (sy - b * sh) / sw
+        lines = a[:, None] + b[:, None] * h
+        sse = np.where(ok, ((y - lines) ** 2) @ w, np.inf)
+        i = int(np.argmin(sse))
+        if sse[i] < best:
+            best, where, fitted = float(sse[i]), float(tau), lines[i]
+    return where, fitted, best
+
+
 def _drift_start(
     ser: _Series, level: float, th: Thresholds, linear: bool = False, near: int = 0
 ) -> tuple[int, int] | None:
     """Bins of a drifting series before which (late drift) or after which (early drift)
-    its broken line stays within ``signal_shift`` of `level`: ``(first, last)`` bins
+    its broken line (for a late drift that fits it better by `STEP_CHI2`, the line that
+    holds after its ramp, `_ramp_line`) stays within ``signal_shift`` of `level`:
+    ``(first, last)`` bins
     where the line is off; None when it never is, or is off on its flat part too (it and
     `level` disagree), or when that bin is `near` bins or
     more from the line's bend, from any bin the windows leave out and from the run's
@@ -425,12 +459,22 @@ def _drift_start(
     b = ser.mean.shape[0]
     if idx.size < DRIFT_BINS:
         return None
+    values = np.sinh(ser.mean) if linear else ser.mean
+    tau, line = _broken_line(values, ser.m, use, late)
+    # a drift from a held start that reaches its change and holds it: the straight part
+    # of the broken line, fitted through the ramp and the held level after it, starts too
+    # early and rises too slowly, so it leaves `level` by the shift before the gain does;
+    # the line that holds after its ramp is read instead where it fits the series better
+    # by `STEP_CHI2` (a drift early in the run is straight, then flat, already)
+    y, w = ser.mean[idx], ser.m[idx]
+    if late:
+        plain = float((w * (y - _broken_line(ser.mean, ser.m, use)[1]) ** 2).sum())
+        if plain - _ramp_line(ser.mean, ser.m, use)[2] > STEP_CHI2 * ser.noise**2:
+            tau, line, _ = _ramp_line(values, ser.m, use)
     if linear:
-        tau, line = _broken_line(np.sinh(ser.mean), ser.m, use, late)
         ratio = line / np.sinh(level) if np.sinh(level) > 0 else np.ones_like(line)
         off = np.flatnonzero(np.abs(np.log(np.maximum(ratio, 1e-300))) > th.signal_shift)
     else:
-        tau, line = _broken_line(ser.mean, ser.m, use, late)
         off = np.flatnonzero(np.abs(line - level) > th.signal_shift)
     flat = 0 if late else idx.size - 1  # a bin on the line's flat part
     if not off.size or off[0] == flat or off[-1] == flat:
