@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_acquisition_qc.py --accuracy --seeds 1001 1060   # fresh seeds
     python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift clean --seeds 1 20
+    python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift --held 0.5 --seeds 1 40
     python benchmarks/bench_acquisition_qc.py --mixed --seeds 1001 1040      # every kind at once
     python benchmarks/bench_acquisition_qc.py --blocks --events 20000 --seeds 1 40
     python benchmarks/bench_acquisition_qc.py --shares --events 20000 --seeds 1 60
@@ -23,7 +24,9 @@ simulator's per-event truth (for margins: injected margin events and every
 event the instrument clipped); F1 is given pooled over the files (from the
 summed counts) and as the median and minimum per file. The same seeds give
 clean files (nothing injected): % of events removed, in total and by rate or
-signal, and the verdicts.
+signal, and the verdicts. With ``--held SHARE`` each drift reaches its change
+at that share of the rest of the run after its start and holds it
+(`cytokit.simulate.anomalies.Drift` ``end``), instead of at the run's end.
 
 **Mixed.** With ``--mixed`` every file gets one anomaly of each kind at once
 (``random_plan`` with all four kinds: a clog and a bubble in separate slots,
@@ -70,6 +73,7 @@ the median of the ratios of each alternating pair.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -91,11 +95,13 @@ N_EVENTS = 50_000
 # --- accuracy -------------------------------------------------------------------------------------
 
 
-def one_file(seed: int, kind: str, events: int = N_EVENTS, kinds=None):
+def one_file(seed: int, kind: str, events: int = N_EVENTS, kinds=None, held=None):
     """(qc, truth-or-None, plan, sample) of one simulated file with one anomaly of `kind` (or clean).
 
     `kinds`: the anomaly kinds injected instead (one of each), `kind` then only naming
-    the file's random stream (``"mixed"``: `mixed_file`)."""
+    the file's random stream (``"mixed"``: `mixed_file`). `held`: a drift reaches its
+    change at this share of the rest of the run after its start, and holds it
+    (`Drift.end`), instead of at the run's end."""
     import warnings
 
     from cytokit import simulate
@@ -111,7 +117,14 @@ def one_file(seed: int, kind: str, events: int = N_EVENTS, kinds=None):
     if kinds is None and kind != "clean":
         kinds = (kind,)
     if kinds:
-        plan = A.random_plan(rng, A.duration(sample), kinds=kinds)
+        seconds = A.duration(sample)
+        plan = A.random_plan(rng, seconds, kinds=kinds)
+        if held is not None and plan.drifts:
+            ends = [
+                dataclasses.replace(d, end=d.start + held * (seconds - d.start))
+                for d in plan.drifts
+            ]
+            plan = dataclasses.replace(plan, drifts=tuple(ends))
         sample, truth = A.inject(sample, plan, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -140,13 +153,16 @@ def laser_of(plan) -> str:
     return next(name for name, dets in LASERS.items() if dets == d)
 
 
-def accuracy(seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVENTS) -> None:
-    print(f"accuracy: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
+def accuracy(
+    seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVENTS, held=None
+) -> None:
+    said = "" if held is None else f", drifts held from {held:g} of the rest of the run"
+    print(f"accuracy: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file{said}")
     t0 = time.perf_counter()
     for kind in kinds:
         rows = []
         for seed in seeds:
-            qc, truth, plan, _ = one_file(seed, kind, events)
+            qc, truth, plan, _ = one_file(seed, kind, events, held=held)
             tp, fp, fn = counts(qc, truth, kind)
             rows.append((seed, tp, fp, fn, f1(tp, fp, fn), qc.verdict, plan))
         tp, fp, fn = (sum(r[i] for r in rows) for i in (1, 2, 3))
@@ -579,6 +595,13 @@ def main() -> None:
     )
     ap.add_argument("--mixed", action="store_true", help="files holding every kind at once")
     ap.add_argument(
+        "--held",
+        type=float,
+        metavar="SHARE",
+        help="with --accuracy: each drift reaches its change at this share (0-1] of the rest "
+        "of the run after its start and holds it (Drift.end), not at the run's end",
+    )
+    ap.add_argument(
         "--blocks", action="store_true", help="one channel's gain changed for a while (--events)"
     )
     ap.add_argument(
@@ -618,7 +641,9 @@ def main() -> None:
     if args.accuracy:
         kinds = tuple(k for k in args.kinds if k != "clean")
         seeds = range(args.seeds[0], args.seeds[1] + 1)
-        accuracy(seeds, kinds, "clean" in args.kinds, args.events)
+        if args.held is not None and not 0 < args.held <= 1:
+            ap.error(f"--held {args.held}: give a share of the run after the drift's start, 0-1")
+        accuracy(seeds, kinds, "clean" in args.kinds, args.events, args.held)
     if args.cost:
         cost(args.n, args.repeats, args.seed, args.keep, args.gate_repeats)
 
