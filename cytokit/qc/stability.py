@@ -466,11 +466,12 @@ def _drift_start(
     # early and rises too slowly, so it leaves `level` by the shift before the gain does;
     # the line that holds after its ramp is read instead where it fits the series better
     # by `STEP_CHI2` (a drift early in the run is straight, then flat, already)
-    y, w = ser.mean[idx], ser.m[idx]
     if late:
-        plain = float((w * (y - _broken_line(ser.mean, ser.m, use)[1]) ** 2).sum())
-        if plain - _ramp_line(ser.mean, ser.m, use)[2] > STEP_CHI2 * ser.noise**2:
-            tau, line, _ = _ramp_line(values, ser.m, use)
+        y, w = ser.mean[idx], ser.m[idx]
+        plain = line if not linear else _broken_line(ser.mean, ser.m, use)[1]
+        ramp = _ramp_line(ser.mean, ser.m, use)
+        if float((w * (y - plain) ** 2).sum()) - ramp[2] > STEP_CHI2 * ser.noise**2:
+            tau, line, _ = ramp if not linear else _ramp_line(values, ser.m, use)
     if linear:
         ratio = line / np.sinh(level) if np.sinh(level) > 0 else np.ones_like(line)
         off = np.flatnonzero(np.abs(np.log(np.maximum(ratio, 1e-300))) > th.signal_shift)
