@@ -343,10 +343,7 @@ def _late(mean: np.ndarray, m: np.ndarray, use: np.ndarray, parts, noise: float)
     if min(p.size for p in parts) >= TIME_THIRD_BINS:
         a, b, c = (float(np.median(mean[p])) for p in parts)
         return abs(b - a) <= 2 * abs(c - b)
-    y, w = np.asarray(mean, dtype=np.float64)[idx], np.asarray(m, dtype=np.float64)[idx]
-    sse = [
-        float((w * (y - _broken_line(mean, m, use, late)[1]) ** 2).sum()) for late in (True, False)
-    ]
+    sse = [_broken_line(mean, m, use, late)[2] for late in (True, False)]
     return sse[0] - sse[1] <= GAP_CHI2 * noise * noise
 
 
@@ -379,13 +376,15 @@ def _run_share(idx: np.ndarray, late: bool) -> np.ndarray:
     return x if late else 1.0 - x
 
 
-def _broken_line(mean, m, use, late: bool = True, taus=None) -> tuple[float, np.ndarray]:
-    """(`drift_onset`, the fitted line's value at each judged bin, in their order); with
-    `taus`, the best of the lines bending at those shares of the run."""
+def _broken_line(mean, m, use, late: bool = True, taus=None) -> tuple[float, np.ndarray, float]:
+    """(`drift_onset`, the fitted line's value at each judged bin, in their order, its
+    weighted squared error); with `taus`, the best of the lines bending at those shares
+    of the run. Where no line fits (fewer than 3 judged bins), the line is the bin means
+    themselves, with no error."""
     idx = np.flatnonzero(use)
     n = idx.size
     if n < 3:
-        return 0.0, np.asarray(mean, dtype=np.float64)[idx]
+        return 0.0, np.asarray(mean, dtype=np.float64)[idx], 0.0
     y = np.asarray(mean, dtype=np.float64)[idx]
     w = np.asarray(m, dtype=np.float64)[idx]
     x = _run_share(idx, late)
@@ -403,7 +402,7 @@ def _broken_line(mean, m, use, late: bool = True, taus=None) -> tuple[float, np.
         sse = float((w * (y - line) ** 2).sum())
         if sse < best:
             best, where, fitted = sse, float(tau), line
-    return where, fitted
+    return where, fitted, (best if np.isfinite(best) else 0.0)
 
 
 def _ramp_line(values, m, use) -> tuple[float, np.ndarray, float]:
@@ -460,17 +459,16 @@ def _drift_start(
     if idx.size < DRIFT_BINS:
         return None
     values = np.sinh(ser.mean) if linear else ser.mean
-    tau, line = _broken_line(values, ser.m, use, late)
+    tau, line, sse = _broken_line(values, ser.m, use, late)
     # a drift from a held start that reaches its change and holds it: the straight part
     # of the broken line, fitted through the ramp and the held level after it, starts too
     # early and rises too slowly, so it leaves `level` by the shift before the gain does;
     # the line that holds after its ramp is read instead where it fits the series better
     # by `STEP_CHI2` (a drift early in the run is straight, then flat, already)
     if late:
-        y, w = ser.mean[idx], ser.m[idx]
-        plain = line if not linear else _broken_line(ser.mean, ser.m, use)[1]
+        plain = sse if not linear else _broken_line(ser.mean, ser.m, use)[2]
         ramp = _ramp_line(ser.mean, ser.m, use)
-        if float((w * (y - plain) ** 2).sum()) - ramp[2] > STEP_CHI2 * ser.noise**2:
+        if plain - ramp[2] > STEP_CHI2 * ser.noise**2:
             tau, line, _ = ramp if not linear else _ramp_line(values, ser.m, use)
     if linear:
         ratio = line / np.sinh(level) if np.sinh(level) > 0 else np.ones_like(line)
@@ -502,7 +500,7 @@ def _line_drift(ser: _Series, level: float, th: Thresholds, linear: bool) -> tup
     idx = np.flatnonzero(use)
     if idx.size < DRIFT_BINS:
         return None
-    tau, line = _broken_line(ser.mean, ser.m, use, ser.late)
+    tau, line, _ = _broken_line(ser.mean, ser.m, use, ser.late)
     h = np.maximum(_run_share(idx, ser.late) - tau, 0.0)
     w = ser.m[idx] / ser.noise**2
     design = np.column_stack((np.ones_like(h), h))
@@ -582,7 +580,7 @@ def _drift_shape(
     change = c - a
     if abs(change) > th.signal_shift and abs(change) > th.extend_z * np.hypot(sd_a, sd_c):
         late = _late(mean, m, use, parts, noise)
-        onset, line = _broken_line(mean, m, use, late)  # `drift_onset`, and its line
+        onset, _, sse = _broken_line(mean, m, use, late)  # `drift_onset`, its line's error
         sixth = max(idx.size // 6, 1)
         first, last = (float(np.median(mean[p])) for p in (idx[:sixth], idx[-sixth:]))
 
@@ -593,7 +591,7 @@ def _drift_shape(
             return abs(first - last) <= th.signal_shift and abs(first - held) > th.signal_shift
 
         if not late:
-            gain, at = _step_gain(mean, m, use, noise, line)
+            gain, at = _step_gain(mean, m, use, noise, sse)
             if gain > STEP_CHI2:
                 # the start held its level up to a step, the run ends nearer the step's
                 # level than the start's (a gain changed for a while and restored is not
@@ -614,7 +612,7 @@ def _drift_shape(
             # last (or first) sixth is back at the level held a gain changed for a while and
             # restored, judged as a departure and back, not as a drift to the end
             return None, nan, nan, True, -1
-        if onset < CREEP_ONSET and not _held_to_gap(mean, m, use, late, noise, line):
+        if onset < CREEP_ONSET and not _held_to_gap(mean, m, use, late, noise, sse):
             z = float(abs(change) / np.hypot(sd_a, sd_c))
             return None, float(change), z, late, -1
     elif ends:
@@ -641,14 +639,14 @@ def _drift_shape(
     return (float(np.median(mean[held])) if held.sum() >= third else start), nan, nan, late, -1
 
 
-def _held_to_gap(mean, m, use, late: bool, noise: float, line: np.ndarray) -> bool:
-    """Whether a series whose best broken line (`line`) bends before `CREEP_ONSET` held
-    its level up to a stretch of bins left out (a clog's, a bubble's) that reaches
-    `CREEP_ONSET` of the run or beyond, after at least `TIME_THIRD_BINS` judged bins:
-    a line bending within that gap fits within `GAP_CHI2` (chi-square in the series'
-    `noise`) of the best. The line cannot place a bend within a gap, and a few judged
-    bins before it place one among them by their noise: a drift that started while the
-    clog lasted, not a creep from the run's start."""
+def _held_to_gap(mean, m, use, late: bool, noise: float, best: float) -> bool:
+    """Whether a series whose best broken line (of weighted squared error `best`) bends
+    before `CREEP_ONSET` held its level up to a stretch of bins left out (a clog's, a
+    bubble's) that reaches `CREEP_ONSET` of the run or beyond, after at least
+    `TIME_THIRD_BINS` judged bins: a line bending within that gap fits within `GAP_CHI2`
+    (chi-square in the series' `noise`) of the best. The line cannot place a bend within
+    a gap, and a few judged bins before it place one among them by their noise: a drift
+    that started while the clog lasted, not a creep from the run's start."""
     idx = np.flatnonzero(use)
     x = np.sort(_run_share(idx, late))
     step = 1.0 / max(int(idx[-1] - idx[0]), 1)
@@ -659,19 +657,15 @@ def _held_to_gap(mean, m, use, late: bool, noise: float, line: np.ndarray) -> bo
     lo, hi = x[wide[0] - 1], min(x[wide[0]], 0.9)
     if hi <= lo:
         return False
-    y = np.asarray(mean, dtype=np.float64)[idx]
-    w = np.asarray(m, dtype=np.float64)[idx]
-    best = float((w * (y - line) ** 2).sum())
     taus = np.linspace(lo, hi, max(round((hi - lo) * 100), 1) + 1)
-    gapped = float((w * (y - _broken_line(mean, m, use, late, taus)[1]) ** 2).sum())
-    return gapped - best <= GAP_CHI2 * noise * noise
+    return _broken_line(mean, m, use, late, taus)[2] - best <= GAP_CHI2 * noise * noise
 
 
-def _step_gain(mean, m, use, noise: float, line: np.ndarray) -> tuple[float, int]:
+def _step_gain(mean, m, use, noise: float, line_sse: float) -> tuple[float, int]:
     """How much better (chi-square in the series' `noise`) two levels split at one bin,
     the first holding at least a sixth of the judged bins, fit a series than the best
-    broken line straight first and flat after (a warm-up's settling ramp: `line`, from
-    `_broken_line` with ``late=False``, at the judged bins), and the
+    broken line straight first and flat after (a warm-up's settling ramp, whose weighted
+    squared error `_broken_line` with ``late=False`` gives as `line_sse`), and the
     first bin of the second level; -inf and -1 where they cannot be fitted. A step a
     third of the way into the run (a laser's power changed) leaves the middle third
     with the last as a settling ramp does, but the run started at the level the
@@ -682,7 +676,6 @@ def _step_gain(mean, m, use, noise: float, line: np.ndarray) -> tuple[float, int
         return -np.inf, -1
     y = np.asarray(mean, dtype=np.float64)[idx]
     w = np.asarray(m, dtype=np.float64)[idx]
-    line_sse = float((w * (y - line) ** 2).sum())
     cw, cy, cyy = (np.cumsum(v) for v in (w, w * y, w * y * y))
     k = np.arange(max(n // 6, 1), n - 1)  # the first level holds bins [0, k]
     lw, ly, lyy = cw[k], cy[k], cyy[k]
