@@ -9,6 +9,7 @@ Usage::
     python benchmarks/bench_acquisition_qc.py --blocks --events 20000 --seeds 1 40
     python benchmarks/bench_acquisition_qc.py --shares --events 20000 --seeds 1 60
     python benchmarks/bench_acquisition_qc.py --shares --population bead --factor 2.5 --span 0.12 0.35 ...
+    python benchmarks/bench_acquisition_qc.py --outside gain --events 20000 --seeds 1 60
     python benchmarks/bench_acquisition_qc.py --cost                         # 10M events
     python benchmarks/bench_acquisition_qc.py --cost --n 1000000 --repeats 3
     python benchmarks/bench_acquisition_qc.py --scan-blocks --n 2000000     # see scan_blocks
@@ -53,6 +54,12 @@ cells with no detector change, where QC should remove little. The % of
 events removed by signal is printed per file and summed up. ``--population
 granulocyte``, ``--factor 2.5`` and ``--span 0.12 0.35`` fix what is
 otherwise drawn per seed.
+
+**Outside.** With ``--outside gain`` or ``--outside mix`` the files are drawn
+apart from the simulator (`qc_outside.py`, six kinds of event on seven
+channels, log-normal values): one marker's gain 0.72 or 1.35 times over 10-30 %
+of the run, scored as ``--blocks``; or one kind of event 2.5 or 0.4 times as
+frequent there, with the % removed for rate or signal per file, as ``--shares``.
 
 **Cost.** A simulated FCS file of ``--n`` events (`cytokit.simulate.benchmark_file`,
 11 float32 channels) is read in a fresh subprocess, which then times, in
@@ -307,31 +314,67 @@ def blocked_file(seed: int, events: int):
 
 
 def blocks(seeds: range, events: int) -> None:
+    print(f"blocks: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
+    files = ((seed, *blocked_file(seed, events)) for seed in seeds)
+    _score_stretches((s, sample, block, what) for s, sample, block, what in files)
+
+
+def _score_stretches(files) -> None:
+    """Score QC's rate and signal removals on each ``(seed, sample, stretch, (channel,
+    gain, lo, hi))`` against the stretch whose gain changed, and print the summary."""
     from cytokit.qc import RATE, SIGNAL, acquisition_qc
 
-    print(f"blocks: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
     t0 = time.perf_counter()
     tot = np.zeros(3, dtype=np.int64)
-    whole = spill = 0
-    for seed in seeds:
-        sample, block, (channel, gain, lo, hi) = blocked_file(seed, events)
+    n = whole = spill = 0
+    for seed, sample, block, (channel, gain, lo, hi) in files:
         qc = acquisition_qc(sample)
         removed = (qc.reasons & (RATE | SIGNAL)) != 0
         tp, fp = int((removed & block).sum()), int((removed & ~block).sum())
         fn = int((~removed & block).sum())
         tot += (tp, fp, fn)
         inside, outside = removed[block].mean(), removed[~block].mean()
+        n += 1
         whole += inside >= 0.95
         spill += outside > 0.05
         print(
             f"  {seed} {channel:14s} x{gain:.3f} {lo:.2f}-{hi:.2f}: block removed {inside:6.1%}, "
             f"the rest {outside:6.2%}, {qc.verdict}"
         )
-    n = len(seeds)
     print(
         f"  F1 pooled {f1(*(int(x) for x in tot)):.3f} (block events {tot[0] + tot[2]:,}, missed "
         f"{tot[2]:,}, extra {tot[1]:,}); block >= 95 % removed in {whole} of {n} files, more "
         f"than 5 % of the rest in {spill}  ({time.perf_counter() - t0:.0f} s)"
+    )
+
+
+def outside(what: str, seeds: range, events: int) -> None:
+    """``--outside gain`` or ``mix``: files drawn apart from the simulator (`qc_outside.py`),
+    a gain changed for a while (scored as ``--blocks``) or a change in the mix of cells
+    (% removed for rate or signal, as ``--shares``)."""
+    from qc_outside import outside_file
+
+    from cytokit.qc import RATE, SIGNAL, acquisition_qc
+
+    print(f"outside {what}: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
+    if what == "gain":
+        files = ((seed, *outside_file(what, events, seed)) for seed in seeds)
+        _score_stretches((s, x, inside, (c, g, *span)) for s, x, inside, (c, g, span) in files)
+        return
+    t0 = time.perf_counter()
+    pct, verdicts = [], []
+    for seed in seeds:
+        sample, _, (kind, factor, (lo, hi)) = outside_file(what, events, seed)
+        qc = acquisition_qc(sample)
+        pct.append(100 * float(np.mean((qc.reasons & (RATE | SIGNAL)) != 0)))
+        verdicts.append(qc.verdict)
+        print(f"  {seed} {kind:7s} x{factor} {lo:.2f}-{hi:.2f}: {pct[-1]:.2f}%, {qc.verdict}")
+    p = np.array(pct)
+    print(
+        f"  removed by rate or signal: median {np.median(p):.2f}%, over 1 % in {(p > 1).sum()}, "
+        f"over 5 % in {(p > 5).sum()} of {p.size}, max {p.max():.2f}%; verdicts "
+        + ", ".join(f"{v} {verdicts.count(v)}" for v in ("pass", "warn", "fail"))
+        + f"  ({time.perf_counter() - t0:.0f} s)"
     )
 
 
@@ -607,6 +650,12 @@ def main() -> None:
     ap.add_argument(
         "--shares", action="store_true", help="one population's share changed for a while"
     )
+    ap.add_argument(
+        "--outside",
+        choices=("gain", "mix"),
+        help="files drawn apart from the simulator (qc_outside.py, --events): a gain or the "
+        "mix of cells changed for a while",
+    )
     ap.add_argument("--population", help="with --shares: this population (a simulator label)")
     ap.add_argument("--factor", type=float, help="with --shares: this factor on its share")
     ap.add_argument(
@@ -629,8 +678,10 @@ def main() -> None:
     if args.scan_blocks:
         scan_blocks(args.n, args.repeats)
         return
-    if not (args.accuracy or args.cost or args.mixed or args.blocks or args.shares):
-        ap.error("give --accuracy, --mixed, --blocks, --shares, --cost or --scan-blocks")
+    if not (args.accuracy or args.cost or args.mixed or args.blocks or args.shares or args.outside):
+        ap.error("give --accuracy, --mixed, --blocks, --shares, --outside, --cost or --scan-blocks")
+    if args.outside:
+        outside(args.outside, range(args.seeds[0], args.seeds[1] + 1), args.events)
     if args.shares:
         fixed = dict(population=args.population, factor=args.factor, span=args.span)
         shares(range(args.seeds[0], args.seeds[1] + 1), args.events, **fixed)
