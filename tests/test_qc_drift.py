@@ -699,6 +699,18 @@ BLOCKS = [
             (200232, "FITC-A", 0.758, (0.459, 0.599)),
         ]
     ),
+    # a block from 11 % to 39 % of the run, or from 66 % to 94 %: its bins and the noise of
+    # the run's end sixths made the thirds read a drift to the end from the block's level (or
+    # one from the start's level that the block begins), and 26.8 % (10.7 %) of the other
+    # events went. One level inside the block and one outside it, on both sides, fits the
+    # series better than the drift's line by far: the run came back (`_block_fits`)
+    *(
+        pytest.param(seed, channel, gain, span, 0.05, id=f"back-{seed}-{channel}")
+        for seed, channel, gain, span in [
+            (203161, "V500-C-A", 0.72896, (0.10853, 0.39327)),
+            (203200, "PE-A", 1.37536, (0.65569, 0.94057)),
+        ]
+    ),
 ]  # fmt: skip
 
 
@@ -734,6 +746,34 @@ def test_the_bright_cells_place_a_stretchs_edge_but_not_at_the_runs_start():
     # the bright cells' level sits at the level there (a noisy bright series; an outside
     # file's warm-up lost its first 3 bins, 515 drifted events, that way)
     assert flagged_bins(slice(0, 12), slice(3, 12))[0] == 0
+
+
+def leaning_block(block: slice, lean: slice, b: int = 100) -> np.ndarray:
+    """Bins `check_stability` flags in one channel whose three series sit 0.3 (asinh) below
+    their level over `block`, and whose mean of all values and upper half sit 0.08 below it
+    over `lean` too (a chance lean within the shift; noise as in `flagged_bins`)."""
+    rng = np.random.default_rng(7)
+    count = np.empty((b, 1, 3), dtype=np.int64)
+    count[:, 0] = (200, 75, 200)
+    sd = np.empty((b, 1, 3))
+    sd[:, 0] = (1.0, 1.5, 1.0)
+    mean = np.empty((b, 1, 3))
+    for p, level in enumerate((2.0, 4.0, 6.0)):
+        mean[:, 0, p] = level + rng.normal(0.0, sd[0, 0, p] / np.sqrt(count[0, 0, p]), b)
+    mean[block, 0, :] -= 0.3
+    mean[lean, 0, :2] -= 0.08
+    return np.flatnonzero(check_stability(count, mean, sd, THRESHOLDS["normal"]).channel_flagged)
+
+
+def test_a_block_grown_to_the_runs_start_or_end_is_cut_where_a_window_lies_at_the_level():
+    # the windows of the upper half, leaning a little below its level before a block from
+    # the 14th bin (or after one to the 86th), held the block and grew its run to the run's
+    # start (end); the bright cells' level, which sits at its level there, did not cut it, as
+    # there is no level beside a run's start. Where the bins it leaves at the level fill a
+    # 9-bin window, it now does (an outside 50,000-event file lost the 28 bins before such a
+    # block, 15 % of its other events)
+    assert leaning_block(slice(14, 45), slice(0, 14))[0] >= 12
+    assert leaning_block(slice(55, 86), slice(86, 100))[-1] <= 87
 
 
 def stepped(seed: int, channel: str, gain: float, at: float, n: int = 20_000):

@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 39  # 39: a drift that holds its change is read with a ramp that ends
+MEASURE_VERSION = 40  # 40: a run that fits a block off its level and back is no drift
 PARENT_ROW = "__parent__"
 
 

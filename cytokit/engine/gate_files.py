@@ -175,8 +175,10 @@ STORE_NAME = "results.sqlite"
 # read for the signal; 25: a bubble's gap and slow flanks are left out of the rate line's fit;
 # 26: a drift whose broken line bends in a clog's gap is no creep; 27: nor one that held its
 # level up to the gap, and a drift's early reading across gaps must fit better by GAP_CHI2;
-# 28: a drift that reaches its change and holds it starts where its ramp's line is off
-_TASK_VERSION = 28
+# 28: a drift that reaches its change and holds it starts where its ramp's line is off;
+# 29: a run that a block off its level and back fits better than its drift is no drift, and
+# a block's run carried to the run's start or end is cut there where a window lies at the level
+_TASK_VERSION = 29
 
 
 def _compensation(value) -> str | Spillover | None:

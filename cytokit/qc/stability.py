@@ -101,9 +101,13 @@ For each series:
   dropped again (`_trim_step_edges`), once the run was judged whole; and
   where the bright series is judged too, the edges of the runs the windows
   found are placed by its deviations the same way (not at the run's start
-  or end, where no level lies beside the stretch): the windows of the mean
-  of all values, which a change in the mix of cells moves too, carried a
-  gain changed for a while two to four bins past its end.
+  or end, where no level lies beside the stretch, unless the bins it would
+  drop there fill the shortest window: a warm-up's first bins stay, while
+  a block's run that the long windows, leaning a little, carried to the
+  run's start through the 28 bins before it is cut at the block): the
+  windows of the mean of all values, which a change in the mix of cells
+  moves too, carried a gain changed for a while two to four bins past its
+  end.
 
 A stretch flagged through windows (found by them, or grown into from a
 departing bin) that the channel's bright series does not follow there (in
@@ -246,6 +250,9 @@ STEP_CHI2 = 9.0
 #: (chi-square in the series' noise) one reading must fit to overrule the lean of `_late`
 #: (late) and `_held_to_gap` (a level held up to the gap): about two SDs
 GAP_CHI2 = 4.0
+#: Fewest of the judged bins (a share) a stretch off the level and back must leave at
+#: the level on each side of it to be read as such rather than as a drift (`_block_fits`)
+BLOCK_SIDE = 0.05
 _MAD = 1.4826
 
 
@@ -604,8 +611,10 @@ def _drift_shape(
                 begun = abs(first - start)
                 at_start = begun <= th.signal_shift and begun < abs(first - after)
                 if abs(last - after) < abs(last - start) and at_start:
-                    return start, nan, nan, True, at
-        if came_back(a if late else c):
+                    if not _block_fits(mean, m, use, noise, sse - gain * noise * noise):
+                        return start, nan, nan, True, at
+                    return None, nan, nan, True, -1
+        if came_back(a if late else c) or _block_fits(mean, m, use, noise, sse):
             return None, nan, nan, True, -1
         if abs((last if late else first) - (a if late else c)) <= th.signal_shift:
             # a drift (or a creep) is off at its far end: a run whose thirds differ but whose
@@ -659,6 +668,39 @@ def _held_to_gap(mean, m, use, late: bool, noise: float, best: float) -> bool:
         return False
     taus = np.linspace(lo, hi, max(round((hi - lo) * 100), 1) + 1)
     return _broken_line(mean, m, use, late, taus)[2] - best <= GAP_CHI2 * noise * noise
+
+
+def _block_fits(mean, m, use, noise: float, reading: float) -> bool:
+    """Whether one level inside a stretch of the judged bins (`use`) and another outside
+    it, on both sides (`BLOCK_SIDE` of the judged bins or `TIME_THIRD_BINS`, whichever is
+    more), fit a series better than its drift's reading (of weighted squared error
+    `reading`) by `STEP_CHI2` (chi-square in the series' `noise`): the run left its level
+    and came back (a gain changed for a while). A stretch off the level that fills much
+    of a third moves that third's median, and a chance wander of a noisy series' ends
+    does the rest: the thirds then read a drift to the end from the stretch, or a step,
+    and the rest of the file was removed with the stretch kept. Least squares, weighted
+    by the bins' values ``m``; the stretch's edges at every hundredth of the judged bins
+    (or every bin, where fewer)."""
+    idx = np.flatnonzero(use)
+    n = idx.size
+    side = max(TIME_THIRD_BINS, int(n * BLOCK_SIDE))
+    if n < DRIFT_BINS or n - 2 * side < 1 or not noise > 0:
+        return False
+    y = np.asarray(mean, dtype=np.float64)[idx]
+    w = np.asarray(m, dtype=np.float64)[idx]
+    cw = np.concatenate(([0.0], np.cumsum(w)))
+    cy = np.concatenate(([0.0], np.cumsum(w * y)))
+    cuts = np.unique(np.linspace(side, n - side, min(n - 2 * side + 1, 101)).round().astype(int))
+    lo, hi = cuts[:, None], cuts[None, :]  # the stretch holds judged bins [lo, hi)
+    iw, iy = cw[hi] - cw[lo], cy[hi] - cy[lo]
+    ow, oy = cw[-1] - iw, cy[-1] - iy
+    ok = (hi > lo) & (iw > 0) & (ow > 0)
+    if not ok.any():
+        return False
+    # two levels' error: the sum of squares less each level's share of it
+    within = iy**2 / np.where(ok, iw, 1.0) + oy**2 / np.where(ok, ow, 1.0)
+    sse = float((w * y * y).sum()) - float(within[ok].max())
+    return reading - sse > STEP_CHI2 * noise * noise
 
 
 def _step_gain(mean, m, use, noise: float, line_sse: float) -> tuple[float, int]:
@@ -1248,16 +1290,16 @@ def check_stability(
             # the windows of the other series carry a stretch a few bins past a gain changed
             # for a while; the bright series says where the step is (`_trim_step_edges` on
             # its deviations), but for a stretch's edge at the run's start or end, which has
-            # no level beside it
+            # no level beside it, unless the bins it leaves at the level there fill a window
             dev = deviation[:, j, BRIGHT]
             past = np.zeros(b, dtype=bool)
             for sign in (1.0, -1.0):
                 past |= found & ~_trim_step_edges(found, dev, bright.m, bright.noise, th, sign)
             for a, e in contiguous_runs(found):
                 inner = np.flatnonzero(~past[a:e]) + a  # the stretch's bins kept
-                if a == 0 and inner.size:
+                if a == 0 and inner.size and inner[0] < WINDOWS[0]:
                     past[: inner[0]] = False
-                if e == b and inner.size:
+                if e == b and inner.size and b - 1 - inner[-1] < WINDOWS[0]:
                     past[inner[-1] :] = False
             chan[:, j] &= ~past
             runs &= ~past
