@@ -177,8 +177,9 @@ STORE_NAME = "results.sqlite"
 # level up to the gap, and a drift's early reading across gaps must fit better by GAP_CHI2;
 # 28: a drift that reaches its change and holds it starts where its ramp's line is off;
 # 29: a run that a block off its level and back fits better than its drift is no drift, and
-# a block's run carried to the run's start or end is cut there where a window lies at the level
-_TASK_VERSION = 29
+# a block's run carried to the run's start or end is cut there where a window lies at the level;
+# 30: the bright level judges stretches off it from 40 bins (a 10,000-event file), not 50
+_TASK_VERSION = 30
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -228,8 +228,10 @@ BRIGHT_VALUES = 10
 BRIGHT_FEW = 0.1
 #: Fewest bins a file needs before the bright series of a channel that does not drift is
 #: judged (over 9-bin windows, `check_stability`): in a shorter file such a window is a
-#: large part of the run, and a few bursts of bright clumps read as a gain.
-BRIGHT_BINS = 50
+#: large part of the run, and a few bursts of bright clumps read as a gain (a 5,000-event
+#: file has about 25 bins; a 10,000-event one 45-50, where gains changed for a while were
+#: kept whole at 50).
+BRIGHT_BINS = 40
 #: Fewest judged bins a series needs to be read as a one-way drift (thirds of 5 bins).
 DRIFT_BINS = 15
 #: Fewest judged bins each third of the run's time must hold for the thirds to say whether
