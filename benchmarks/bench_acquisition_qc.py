@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_acquisition_qc.py --accuracy --seeds 1001 1060   # fresh seeds
     python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift clean --seeds 1 20
     python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift --held 0.5 --seeds 1 40
+    python benchmarks/bench_acquisition_qc.py --accuracy --kinds drift --held 0.3 --start 0.1 0.3 ...
     python benchmarks/bench_acquisition_qc.py --mixed --seeds 1001 1040      # every kind at once
     python benchmarks/bench_acquisition_qc.py --blocks --events 20000 --seeds 1 40
     python benchmarks/bench_acquisition_qc.py --shares --events 20000 --seeds 1 60
@@ -27,7 +28,9 @@ summed counts) and as the median and minimum per file. The same seeds give
 clean files (nothing injected): % of events removed, in total and by rate or
 signal, and the verdicts. With ``--held SHARE`` each drift reaches its change
 at that share of the rest of the run after its start and holds it
-(`cytokit.simulate.anomalies.Drift` ``end``), instead of at the run's end.
+(`cytokit.simulate.anomalies.Drift` ``end``), instead of at the run's end;
+with ``--start LO HI`` each drift starts at a share of the run drawn between
+the two, instead of at 30-60 % of it.
 
 **Mixed.** With ``--mixed`` every file gets one anomaly of each kind at once
 (``random_plan`` with all four kinds: a clog and a bubble in separate slots,
@@ -55,11 +58,14 @@ events removed by signal is printed per file and summed up. ``--population
 granulocyte``, ``--factor 2.5`` and ``--span 0.12 0.35`` fix what is
 otherwise drawn per seed.
 
-**Outside.** With ``--outside gain`` or ``--outside mix`` the files are drawn
-apart from the simulator (`qc_outside.py`, six kinds of event on seven
-channels, log-normal values): one marker's gain 0.72 or 1.35 times over 10-30 %
-of the run, scored as ``--blocks``; or one kind of event 2.5 or 0.4 times as
-frequent there, with the % removed for rate or signal per file, as ``--shares``.
+**Outside.** With ``--outside KIND`` the files are drawn apart from the
+simulator (`qc_outside.py`, six kinds of event on seven channels, log-normal
+values): one marker's gain 0.72 or 1.35 times over 10-30 % of the run
+(``gain``), drifting there to that change and holding it to the end
+(``hold``) or drifting to it and back (``wave``), scored as ``--blocks``
+(against the events where the gain is 10 % off or more, for the drifts); or
+one kind of event 2.5 or 0.4 times as frequent there (``mix``), with the %
+removed for rate or signal per file, as ``--shares``.
 
 **Cost.** A simulated FCS file of ``--n`` events (`cytokit.simulate.benchmark_file`,
 11 float32 channels) is read in a fresh subprocess, which then times, in
@@ -102,13 +108,14 @@ N_EVENTS = 50_000
 # --- accuracy -------------------------------------------------------------------------------------
 
 
-def one_file(seed: int, kind: str, events: int = N_EVENTS, kinds=None, held=None):
+def one_file(seed: int, kind: str, events: int = N_EVENTS, kinds=None, held=None, start=None):
     """(qc, truth-or-None, plan, sample) of one simulated file with one anomaly of `kind` (or clean).
 
     `kinds`: the anomaly kinds injected instead (one of each), `kind` then only naming
     the file's random stream (``"mixed"``: `mixed_file`). `held`: a drift reaches its
     change at this share of the rest of the run after its start, and holds it
-    (`Drift.end`), instead of at the run's end."""
+    (`Drift.end`), instead of at the run's end. `start`: ``(lo, hi)``, a drift starts at a
+    share of the run drawn between them (its own stream), instead of `random_plan`'s."""
     import warnings
 
     from cytokit import simulate
@@ -126,6 +133,10 @@ def one_file(seed: int, kind: str, events: int = N_EVENTS, kinds=None, held=None
     if kinds:
         seconds = A.duration(sample)
         plan = A.random_plan(rng, seconds, kinds=kinds)
+        if start is not None and plan.drifts:
+            at = np.random.default_rng([seed, zlib.crc32(b"start")]).uniform(*start)
+            moved = [dataclasses.replace(d, start=at * seconds) for d in plan.drifts]
+            plan = dataclasses.replace(plan, drifts=tuple(moved))
         if held is not None and plan.drifts:
             ends = [
                 dataclasses.replace(d, end=d.start + held * (seconds - d.start))
@@ -161,15 +172,16 @@ def laser_of(plan) -> str:
 
 
 def accuracy(
-    seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVENTS, held=None
+    seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVENTS, held=None, start=None
 ) -> None:
     said = "" if held is None else f", drifts held from {held:g} of the rest of the run"
+    said += "" if start is None else f", drifts starting at {start[0]:g}-{start[1]:g} of it"
     print(f"accuracy: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file{said}")
     t0 = time.perf_counter()
     for kind in kinds:
         rows = []
         for seed in seeds:
-            qc, truth, plan, _ = one_file(seed, kind, events, held=held)
+            qc, truth, plan, _ = one_file(seed, kind, events, held=held, start=start)
             tp, fp, fn = counts(qc, truth, kind)
             rows.append((seed, tp, fp, fn, f1(tp, fp, fn), qc.verdict, plan))
         tp, fp, fn = (sum(r[i] for r in rows) for i in (1, 2, 3))
@@ -349,15 +361,15 @@ def _score_stretches(files) -> None:
 
 
 def outside(what: str, seeds: range, events: int) -> None:
-    """``--outside gain`` or ``mix``: files drawn apart from the simulator (`qc_outside.py`),
-    a gain changed for a while (scored as ``--blocks``) or a change in the mix of cells
-    (% removed for rate or signal, as ``--shares``)."""
+    """``--outside gain``, ``hold``, ``wave`` or ``mix``: files drawn apart from the simulator (`qc_outside.py`),
+    a gain changed for a while, a drift to a change held or undone (scored as ``--blocks``),
+    or a change in the mix of cells (% removed for rate or signal, as ``--shares``)."""
     from qc_outside import outside_file
 
     from cytokit.qc import RATE, SIGNAL, acquisition_qc
 
     print(f"outside {what}: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
-    if what == "gain":
+    if what != "mix":
         files = ((seed, *outside_file(what, events, seed)) for seed in seeds)
         _score_stretches((s, x, inside, (c, g, *span)) for s, x, inside, (c, g, span) in files)
         return
@@ -645,6 +657,13 @@ def main() -> None:
         "of the run after its start and holds it (Drift.end), not at the run's end",
     )
     ap.add_argument(
+        "--start",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="with --accuracy: each drift starts at a share of the run drawn in [LO, HI]",
+    )
+    ap.add_argument(
         "--blocks", action="store_true", help="one channel's gain changed for a while (--events)"
     )
     ap.add_argument(
@@ -652,9 +671,9 @@ def main() -> None:
     )
     ap.add_argument(
         "--outside",
-        choices=("gain", "mix"),
-        help="files drawn apart from the simulator (qc_outside.py, --events): a gain or the "
-        "mix of cells changed for a while",
+        choices=("gain", "hold", "wave", "mix"),
+        help="files drawn apart from the simulator (qc_outside.py, --events): a gain changed "
+        "for a while, drifting to a change held (hold) or undone (wave), or the mix of cells",
     )
     ap.add_argument("--population", help="with --shares: this population (a simulator label)")
     ap.add_argument("--factor", type=float, help="with --shares: this factor on its share")
@@ -694,7 +713,9 @@ def main() -> None:
         seeds = range(args.seeds[0], args.seeds[1] + 1)
         if args.held is not None and not 0 < args.held <= 1:
             ap.error(f"--held {args.held}: give a share of the run after the drift's start, 0-1")
-        accuracy(seeds, kinds, "clean" in args.kinds, args.events, args.held)
+        if args.start is not None and not 0 <= args.start[0] <= args.start[1] < 1:
+            ap.error(f"--start {args.start}: give two shares of the run, 0 <= LO <= HI < 1")
+        accuracy(seeds, kinds, "clean" in args.kinds, args.events, args.held, args.start)
     if args.cost:
         cost(args.n, args.repeats, args.seed, args.keep, args.gate_repeats)
 

@@ -14,12 +14,17 @@ other ones, so that what QC does on it says more:
 * events arrive uniformly over ``n / 3000`` s, and the Time channel counts
   ticks of 0.01 s (``$TIMESTEP``).
 
-Two kinds of file, each over a stretch that starts at 10-70 % of the run and
+Four kinds of file, each over a stretch that starts at 10-70 % of the run and
 lasts 10-30 % of it (drawn from ``seed + 999``):
 
 * ``gain``: one marker channel (in turn by seed) reads 0.72 or 1.35 times its
   values over the stretch (a detector's gain changed for a while and
   restored): QC should remove the stretch and little else;
+* ``hold``: the same channel's gain moves evenly (on the log scale) from its
+  own over the stretch to 0.72 or 1.35 times it, and holds that to the run's
+  end (a drift from a held start that reached its change); ``wave``: it moves
+  to that change at the stretch's middle and back by its end. For these the
+  events to remove are those where the gain is 10 % off or more;
 * ``mix``: one kind of event (in turn by seed) is 2.5 or 0.4 times as
   frequent over the stretch, with no detector change (a change in the mix of
   cells): QC should remove little. B cells and T cells have like scatter,
@@ -53,8 +58,11 @@ EVENTS_PER_SECOND = 3000
 TICK = 0.01
 
 
-def _draw(seed: int, n: int, kind=None, factor=1.0, span=(0.2, 0.4), channel=None, gain=1.0):
-    """(sample, events in the stretch) of one file (see the module docstring)."""
+def _draw(
+    seed: int, n: int, kind=None, factor=1.0, span=(0.2, 0.4), channel=None, gain=1.0, shape="block"
+):
+    """(sample, events in the stretch) of one file (see the module docstring); for the
+    ``hold`` and ``wave`` shapes of a gain, the events where it is 10 % off or more."""
     from cytokit.sample import Channel, Sample
 
     rng = np.random.default_rng(seed)
@@ -80,7 +88,17 @@ def _draw(seed: int, n: int, kind=None, factor=1.0, span=(0.2, 0.4), channel=Non
             else:
                 ev[mine, j] = rng.normal(100, 150, mine.sum())
     if channel is not None:
-        ev[inside, NAMES.index(channel)] *= gain
+        lo, hi = span
+        if shape == "block":
+            moved = inside.astype(np.float64)
+        elif shape == "hold":  # from the level held at the start to the change, held to the end
+            moved = np.clip((u - lo) / (hi - lo), 0.0, 1.0)
+        else:  # "wave": to the change at the stretch's middle and back
+            moved = np.clip(1.0 - np.abs(u - (lo + hi) / 2) / ((hi - lo) / 2), 0.0, 1.0)
+        factor_of = np.exp(np.log(gain) * moved)
+        ev[:, NAMES.index(channel)] *= factor_of
+        if shape != "block":
+            inside = np.abs(np.log(factor_of)) >= np.log(1.1)
     ev = np.clip(ev, -1000, 262_143)
     data = np.column_stack([np.floor(t / TICK), ev]).astype(np.float32)
     markers = (Channel(i + 1, name, range=262_144) for i, name in enumerate(NAMES))
@@ -99,8 +117,11 @@ def outside_file(what: str, n: int, seed: int):
         kind, factor = MIX_TURN[seed % 5], (2.5, 0.4)[seed % 2]
         sample, inside = _draw(seed, n, kind, factor, span)
         return sample, inside, (kind, factor, span)
-    if what == "gain":
+    if what in ("gain", "hold", "wave"):
         channel, gain = NAMES[2 + seed % 5], (0.72, 1.35)[seed % 2]
-        sample, inside = _draw(seed, n, span=span, channel=channel, gain=gain)
+        shape = "block" if what == "gain" else what
+        sample, inside = _draw(seed, n, span=span, channel=channel, gain=gain, shape=shape)
         return sample, inside, (channel, gain, span)
-    raise ValueError(f"outside_file: {what!r} is not a kind of file; give 'gain' or 'mix'")
+    raise ValueError(
+        f"outside_file: {what!r} is not a kind of file; give 'gain', 'hold', 'wave' or 'mix'"
+    )
