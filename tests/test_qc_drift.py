@@ -244,6 +244,35 @@ def test_a_drift_that_reaches_its_change_and_holds_it_starts_where_the_gain_is_o
     assert np.sum(removed & ~drift) < 600, np.sum(removed & ~drift)
 
 
+# A drift from a held start that reaches its change by the run's middle and holds it (from
+# 20 % of a 20,000-event run to 45 %): the middle third sits with the last, as a warm-up that
+# settles leaves it, and a straight line from the run's first bin, flat after, fit about as
+# well as one that holds the start's level for a fifth of the run. The run read as a
+# warm-up: its untouched start and the ramp's first part were removed, and 80-90 % of the
+# drift kept (11 of 12 such files). Where a line that holds the start's level for at least
+# `HELD_START` of the run before its ramp fits within `GAP_CHI2` of the settling one, the
+# start is the level held.
+@pytest.mark.parametrize(
+    ("seed", "laser", "change"),
+    [(205302, "red", 0.3), (205303, "blue", -0.3), (205304, "violet", 0.3)],
+)
+def test_a_drift_from_a_held_start_that_holds_its_change_by_mid_run_is_removed_not_the_start(
+    seed, laser, change
+):
+    design = simulate.preset_design("sample", seed=seed, n_patients=2)
+    spec, day = design.samples()[0]
+    sample, _ = simulate.simulate_sample(design, spec.id, day, 20_000)
+    s = A.duration(sample)
+    plan = A.AnomalyPlan(drifts=(A.Drift(0.2 * s, change, A.LASERS[laser], 0.45 * s),))
+    sample, truth = A.inject(sample, plan, np.random.default_rng(seed))
+    removed = (acquisition_qc(sample).reasons & (RATE | SIGNAL)) != 0
+    drift = truth.mask("drift")
+    untouched = truth.gain == 1.0
+    assert drift.mean() > 0.5 and untouched.mean() > 0.15  # the truth the test is about
+    assert removed[drift].mean() > 0.95, removed[drift].mean()
+    assert removed[untouched].mean() < 0.05, removed[untouched].mean()
+
+
 # A clog's turn from slow flow to its burst can leave one bin of about the usual count
 # between the rate's flagged bins, holding the clog's dimmed and off-centre events. Read for
 # the signal, that bin (0.4 below its neighbours) bent the broken line of a drift that starts

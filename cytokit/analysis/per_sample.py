@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 41  # 41: a 10,000-event file's bright level judges stretches off it
+MEASURE_VERSION = 42  # 42: a drift from a held start that holds its change by mid-run
 PARENT_ROW = "__parent__"
 
 

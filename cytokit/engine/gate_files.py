@@ -178,8 +178,10 @@ STORE_NAME = "results.sqlite"
 # 28: a drift that reaches its change and holds it starts where its ramp's line is off;
 # 29: a run that a block off its level and back fits better than its drift is no drift, and
 # a block's run carried to the run's start or end is cut there where a window lies at the level;
-# 30: the bright level judges stretches off it from 40 bins (a 10,000-event file), not 50
-_TASK_VERSION = 30
+# 30: the bright level judges stretches off it from 40 bins (a 10,000-event file), not 50;
+# 31: a drift from a held start that reaches its change by mid-run is no warm-up, and a block
+# must beat a late drift's held ramp too
+_TASK_VERSION = 31
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -48,7 +48,13 @@ For each series:
   the first third's by more than the shift and the noise), the stable level
   is that of the end the run held, the start unless the drift is early and
   settles (`drift_reference`): a drift is a departure from the level the run
-  started at and held longest, brighter or dimmer. A run whose first and
+  started at and held longest, brighter or dimmer. A drift from a held start
+  that reaches its change by the run's middle and holds it settles early by
+  the thirds too; where a line that holds the start's level for a sixth of
+  the run or more before its ramp fits about as well as one straight from the
+  first bin, the start is the level held (a warm-up settles from the first
+  events; read as one, such drifts of 20,000 events starting at 10-30 % of
+  the run kept 80-90 % of their drifted events and lost the start). A run whose first and
   last sixths sit at one level, off the level said to be held, came back:
   a gain changed for a while after the run's first tenth or so fills the
   first third, whose median then lies in it, and the run would be read as a
@@ -252,6 +258,10 @@ STEP_CHI2 = 9.0
 #: (chi-square in the series' noise) one reading must fit to overrule the lean of `_late`
 #: (late) and `_held_to_gap` (a level held up to the gap): about two SDs
 GAP_CHI2 = 4.0
+#: Least share of the run a drift's start must hold its level for, to be read as a drift
+#: from a held start that reached its change and held it rather than as a warm-up that
+#: settles (`_drift_shape`, with `_ramp_line`)
+HELD_START = 1 / 6
 #: Fewest of the judged bins (a share) a stretch off the level and back must leave at
 #: the level on each side of it to be read as such rather than as a drift (`_block_fits`)
 BLOCK_SIDE = 0.05
@@ -414,7 +424,7 @@ def _broken_line(mean, m, use, late: bool = True, taus=None) -> tuple[float, np.
     return where, fitted, (best if np.isfinite(best) else 0.0)
 
 
-def _ramp_line(values, m, use) -> tuple[float, np.ndarray, float]:
+def _ramp_line(values, m, use, least: float = 0.0) -> tuple[float, np.ndarray, float]:
     """(where the ramp starts, the fitted line at each judged bin, its weighted squared
     error) of the best line that is flat, then straight, then flat again: a drift from a
     held start that reaches its change before the run's end and holds it. The ramp
@@ -427,6 +437,8 @@ def _ramp_line(values, m, use) -> tuple[float, np.ndarray, float]:
     sw, sy = w.sum(), (w * y).sum()
     best, where, fitted = np.inf, 0.0, y
     for tau in np.linspace(0.0, 0.9, 91):
+        if tau < least - 1e-9:
+            continue
         d = np.arange(0.05, 1.0 - tau + 1e-9, 0.05)
         if not d.size:
             continue
@@ -546,7 +558,13 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     the run that settles, such as a laser warming up; `_late`, whose thirds are
     of time where a clog and a bubble left bins out), when it is the end's;
     but not where the start held its level up to a step (`_step_gain`; the run's
-    first sixth at that level).
+    first sixth at that level), nor where a line that holds the start's level for
+    at least `HELD_START` of the run, then ramps and holds its change
+    (`_ramp_line`), fits within `GAP_CHI2` of the settling one: a drift from a
+    held start that reached its change by the run's middle leaves the middle
+    third with the last as a warm-up does, and a straight line from the run's
+    first bin fit it about as well (the level is then that of the bins before the
+    ramp).
     The level is the median of the bins that held it: from that end inwards
     to where a running median of 27 bins first leaves the end third's median
     by half of ``signal_shift`` beyond that third (the drift's onset; a third's
@@ -560,7 +578,10 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     of the level (no creep either): a drift is off at its far end, and that
     series held a gain changed for a while and restored; nor one whose first
     and last sixths sit at one level off the level said to be held (it came
-    back: a gain changed for a while early in the run filled the first third).
+    back: a gain changed for a while early in the run filled the first third),
+    or that a level inside a stretch and another outside it fit better than its
+    drift (`_block_fits`; for a late drift, better than a ramp that holds its
+    change too).
     """
     return _drift_shape(mean, m, use, noise, th)[0]
 
@@ -616,8 +637,23 @@ def _drift_shape(
                     if not _block_fits(mean, m, use, noise, sse - gain * noise * noise):
                         return start, nan, nan, True, at
                     return None, nan, nan, True, -1
-        if came_back(a if late else c) or _block_fits(mean, m, use, noise, sse):
+        if came_back(a if late else c):
             return None, nan, nan, True, -1
+        if _block_fits(mean, m, use, noise, sse) and not (
+            # a late drift may reach its change and hold it: a block must beat that line too
+            late and not _block_fits(mean, m, use, noise, _ramp_line(mean, m, use)[2])
+        ):
+            return None, nan, nan, True, -1
+        if not late:
+            tau, _, ramp = _ramp_line(mean, m, use, HELD_START)
+            if ramp - sse <= GAP_CHI2 * noise * noise:
+                # the start held its level for a sixth of the run or more, then the gain
+                # moved and held its change: a drift from a held start, not a warm-up
+                # settling from the first events (a ramp from the start fits no better)
+                if _block_fits(mean, m, use, noise, ramp):
+                    return None, nan, nan, True, -1
+                held = idx[_run_share(idx, True) < tau]
+                return float(np.median(mean[held])), nan, nan, True, -1
         if abs((last if late else first) - (a if late else c)) <= th.signal_shift:
             # a drift (or a creep) is off at its far end: a run whose thirds differ but whose
             # last (or first) sixth is back at the level held a gain changed for a while and
