@@ -51,10 +51,11 @@ For each series:
   started at and held longest, brighter or dimmer. A drift from a held start
   that reaches its change by the run's middle and holds it settles early by
   the thirds too; where a line that holds the start's level for a sixth of
-  the run or more before its ramp fits about as well as one straight from the
-  first bin, the start is the level held (a warm-up settles from the first
-  events; read as one, such drifts of 20,000 events starting at 10-30 % of
-  the run kept 80-90 % of their drifted events and lost the start). A run whose first and
+  the run or more before its ramp fits about as well as one straight from
+  the first bin, the start is the level held (a warm-up settles from the
+  first events; read as one, such drifts of 20,000 events starting at
+  10-30 % of the run kept 80-90 % of their drifted events and lost the
+  start). A run whose first and
   last sixths sit at one level, off the level said to be held, came back:
   a gain changed for a while after the run's first tenth or so fills the
   first third, whose median then lies in it, and the run would be read as a
@@ -428,17 +429,17 @@ def _ramp_line(values, m, use, least: float = 0.0) -> tuple[float, np.ndarray, f
     """(where the ramp starts, the fitted line at each judged bin, its weighted squared
     error) of the best line that is flat, then straight, then flat again: a drift from a
     held start that reaches its change before the run's end and holds it. The ramp
-    starts at every hundredth of the run up to 0.9 and lasts every twentieth up to the
-    run's end (least squares, weighted by the bins' values, as `_broken_line`)."""
+    starts at every hundredth of the run from `least` up to 0.9 and lasts every
+    twentieth up to the run's end (least squares, weighted by the bins' values, as
+    `_broken_line`)."""
     idx = np.flatnonzero(use)
     y = np.asarray(values, dtype=np.float64)[idx]
     w = np.asarray(m, dtype=np.float64)[idx]
     x = _run_share(idx, True)
     sw, sy = w.sum(), (w * y).sum()
     best, where, fitted = np.inf, 0.0, y
-    for tau in np.linspace(0.0, 0.9, 91):
-        if tau < least - 1e-9:
-            continue
+    taus = np.linspace(0.0, 0.9, 91)
+    for tau in taus[taus >= least - 1e-9]:
         d = np.arange(0.05, 1.0 - tau + 1e-9, 0.05)
         if not d.size:
             continue
