@@ -381,10 +381,15 @@ def outside(what: str, seeds: range, events: int) -> None:
         pct.append(100 * float(np.mean((qc.reasons & (RATE | SIGNAL)) != 0)))
         verdicts.append(qc.verdict)
         print(f"  {seed} {kind:7s} x{factor} {lo:.2f}-{hi:.2f}: {pct[-1]:.2f}%, {qc.verdict}")
+    _summarise_removed("rate or signal", pct, verdicts, t0)
+
+
+def _summarise_removed(by: str, pct, verdicts, t0: float) -> None:
+    """Print the % of events removed (`by` what) over files, and their verdicts."""
     p = np.array(pct)
     print(
-        f"  removed by rate or signal: median {np.median(p):.2f}%, over 1 % in {(p > 1).sum()}, "
-        f"over 5 % in {(p > 5).sum()} of {p.size}, max {p.max():.2f}%; verdicts "
+        f"  removed by {by}: median {np.median(p):.2f}%, over 1 % in {(p > 1).sum()}, over 5 % "
+        f"in {(p > 5).sum()} of {p.size}, max {p.max():.2f}%; verdicts "
         + ", ".join(f"{v} {verdicts.count(v)}" for v in ("pass", "warn", "fail"))
         + f"  ({time.perf_counter() - t0:.0f} s)"
     )
@@ -448,13 +453,7 @@ def shares(seeds: range, events: int, **fixed) -> None:
         print(
             f"  {seed} {name:14s} x{factor} {lo:.2f}-{hi:.2f}: {pct[-1]:.2f}% by signal, {qc.verdict}"
         )
-    p = np.array(pct)
-    print(
-        f"  removed by signal: median {np.median(p):.2f}%, over 1 % in {(p > 1).sum()}, over 5 % "
-        f"in {(p > 5).sum()} of {p.size}, max {p.max():.2f}%; verdicts "
-        + ", ".join(f"{v} {verdicts.count(v)}" for v in ("pass", "warn", "fail"))
-        + f"  ({time.perf_counter() - t0:.0f} s)"
-    )
+    _summarise_removed("signal", pct, verdicts, t0)
 
 
 # --- cost -----------------------------------------------------------------------------------------

@@ -764,10 +764,10 @@ def test_a_gain_changed_for_a_while_in_a_10000_event_file_is_removed(seed, chann
     assert outside < 0.05, outside
 
 
-def flagged_bins(off_all: slice, off_bright: slice, b: int = 100) -> np.ndarray:
-    """Bins `check_stability` flags in one channel whose mean of all values and upper half sit
-    0.3 (asinh) off their level over `off_all`, its bright cells' level over `off_bright`
-    (bin means drawn about each level with the noise of 200, 75 and 200 values)."""
+def steady_series(b: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(count, mean, sd) of `check_stability` for one channel of `b` bins whose three series
+    sit at their levels (2, 4, 6 asinh), bin means drawn with the noise of 200, 75 and 200
+    values."""
     rng = np.random.default_rng(7)
     count = np.empty((b, 1, 3), dtype=np.int64)
     count[:, 0] = (200, 75, 200)
@@ -776,6 +776,14 @@ def flagged_bins(off_all: slice, off_bright: slice, b: int = 100) -> np.ndarray:
     mean = np.empty((b, 1, 3))
     for p, level in enumerate((2.0, 4.0, 6.0)):
         mean[:, 0, p] = level + rng.normal(0.0, sd[0, 0, p] / np.sqrt(count[0, 0, p]), b)
+    return count, mean, sd
+
+
+def flagged_bins(off_all: slice, off_bright: slice, b: int = 100) -> np.ndarray:
+    """Bins `check_stability` flags in one channel whose mean of all values and upper half sit
+    0.3 (asinh) off their level over `off_all`, its bright cells' level over `off_bright`
+    (`steady_series` otherwise)."""
+    count, mean, sd = steady_series(b)
     mean[off_all, 0, :2] += 0.3
     mean[off_bright, 0, 2] += 0.3
     return np.flatnonzero(check_stability(count, mean, sd, THRESHOLDS["normal"]).channel_flagged)
@@ -794,15 +802,8 @@ def test_the_bright_cells_place_a_stretchs_edge_but_not_at_the_runs_start():
 def leaning_block(block: slice, lean: slice, b: int = 100) -> np.ndarray:
     """Bins `check_stability` flags in one channel whose three series sit 0.3 (asinh) below
     their level over `block`, and whose mean of all values and upper half sit 0.08 below it
-    over `lean` too (a chance lean within the shift; noise as in `flagged_bins`)."""
-    rng = np.random.default_rng(7)
-    count = np.empty((b, 1, 3), dtype=np.int64)
-    count[:, 0] = (200, 75, 200)
-    sd = np.empty((b, 1, 3))
-    sd[:, 0] = (1.0, 1.5, 1.0)
-    mean = np.empty((b, 1, 3))
-    for p, level in enumerate((2.0, 4.0, 6.0)):
-        mean[:, 0, p] = level + rng.normal(0.0, sd[0, 0, p] / np.sqrt(count[0, 0, p]), b)
+    over `lean` too (a chance lean within the shift; `steady_series` otherwise)."""
+    count, mean, sd = steady_series(b)
     mean[block, 0, :] -= 0.3
     mean[lean, 0, :2] -= 0.08
     return np.flatnonzero(check_stability(count, mean, sd, THRESHOLDS["normal"]).channel_flagged)
