@@ -30,7 +30,7 @@ signal, and the verdicts. With ``--held SHARE`` each drift reaches its change
 at that share of the rest of the run after its start and holds it
 (`cytokit.simulate.anomalies.Drift` ``end``), instead of at the run's end;
 with ``--start LO HI`` each drift starts at a share of the run drawn between
-the two, instead of at 30-60 % of it.
+the two, instead of at 30-60 % of it (both for ``--mixed`` too).
 
 **Mixed.** With ``--mixed`` every file gets one anomaly of each kind at once
 (``random_plan`` with all four kinds: a clog and a bubble in separate slots,
@@ -225,9 +225,10 @@ def accuracy(
     print(f"  ({time.perf_counter() - t0:.0f} s)")
 
 
-def mixed_file(seed: int, events: int = N_EVENTS):
-    """(qc, truth, seconds) of one simulated file holding one anomaly of every kind."""
-    qc, truth, _, sample = one_file(seed, "mixed", events, kinds=KINDS)
+def mixed_file(seed: int, events: int = N_EVENTS, held=None, start=None):
+    """(qc, truth, seconds) of one simulated file holding one anomaly of every kind (`held`,
+    `start`: its drift's, as `one_file`'s)."""
+    qc, truth, _, sample = one_file(seed, "mixed", events, kinds=KINDS, held=held, start=start)
     return qc, truth, seconds_of(sample)
 
 
@@ -275,12 +276,16 @@ def mixed_counts(qc, truth, seconds) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def mixed(seeds: range, events: int = N_EVENTS) -> None:
-    print(f"mixed: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file, every kind")
+def mixed(seeds: range, events: int = N_EVENTS, held=None, start=None) -> None:
+    said = "" if held is None else f", drifts held from {held:g} of the rest of the run"
+    said += "" if start is None else f", drifts starting at {start[0]:g}-{start[1]:g} of it"
+    print(
+        f"mixed: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file, every kind{said}"
+    )
     t0 = time.perf_counter()
     rows, verdicts, pct = [], [], []
     for seed in seeds:
-        qc, truth, seconds = mixed_file(seed, events)
+        qc, truth, seconds = mixed_file(seed, events, held, start)
         rows.append((seed, mixed_counts(qc, truth, seconds)))
         verdicts.append(qc.verdict)
         pct.append(qc.pct_removed)
@@ -652,7 +657,7 @@ def main() -> None:
         "--held",
         type=float,
         metavar="SHARE",
-        help="with --accuracy: each drift reaches its change at this share (0-1] of the rest "
+        help="with --accuracy or --mixed: each drift reaches its change at this share (0-1] of the rest "
         "of the run after its start and holds it (Drift.end), not at the run's end",
     )
     ap.add_argument(
@@ -660,7 +665,7 @@ def main() -> None:
         type=float,
         nargs=2,
         metavar=("LO", "HI"),
-        help="with --accuracy: each drift starts at a share of the run drawn in [LO, HI]",
+        help="with --accuracy or --mixed: each drift starts at a share of the run drawn in [LO, HI]",
     )
     ap.add_argument(
         "--blocks", action="store_true", help="one channel's gain changed for a while (--events)"
@@ -698,6 +703,10 @@ def main() -> None:
         return
     if not (args.accuracy or args.cost or args.mixed or args.blocks or args.shares or args.outside):
         ap.error("give --accuracy, --mixed, --blocks, --shares, --outside, --cost or --scan-blocks")
+    if args.held is not None and not 0 < args.held <= 1:
+        ap.error(f"--held {args.held}: give a share of the run after the drift's start, 0-1")
+    if args.start is not None and not 0 <= args.start[0] <= args.start[1] < 1:
+        ap.error(f"--start {args.start}: give two shares of the run, 0 <= LO <= HI < 1")
     if args.outside:
         outside(args.outside, range(args.seeds[0], args.seeds[1] + 1), args.events)
     if args.shares:
@@ -706,14 +715,10 @@ def main() -> None:
     if args.blocks:
         blocks(range(args.seeds[0], args.seeds[1] + 1), args.events)
     if args.mixed:
-        mixed(range(args.seeds[0], args.seeds[1] + 1), args.events)
+        mixed(range(args.seeds[0], args.seeds[1] + 1), args.events, args.held, args.start)
     if args.accuracy:
         kinds = tuple(k for k in args.kinds if k != "clean")
         seeds = range(args.seeds[0], args.seeds[1] + 1)
-        if args.held is not None and not 0 < args.held <= 1:
-            ap.error(f"--held {args.held}: give a share of the run after the drift's start, 0-1")
-        if args.start is not None and not 0 <= args.start[0] <= args.start[1] < 1:
-            ap.error(f"--start {args.start}: give two shares of the run, 0 <= LO <= HI < 1")
         accuracy(seeds, kinds, "clean" in args.kinds, args.events, args.held, args.start)
     if args.cost:
         cost(args.n, args.repeats, args.seed, args.keep, args.gate_repeats)
