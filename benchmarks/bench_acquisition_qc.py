@@ -332,8 +332,7 @@ def blocked_file(seed: int, events: int):
 
 def blocks(seeds: range, events: int) -> None:
     print(f"blocks: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file")
-    files = ((seed, *blocked_file(seed, events)) for seed in seeds)
-    _score_stretches((s, sample, block, what) for s, sample, block, what in files)
+    _score_stretches((seed, *blocked_file(seed, events)) for seed in seeds)
 
 
 def _score_stretches(files) -> None:

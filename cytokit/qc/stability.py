@@ -640,9 +640,9 @@ def _drift_shape(
                     return None, nan, nan, True, -1
         if came_back(a if late else c):
             return None, nan, nan, True, -1
-        if _block_fits(mean, m, use, noise, sse) and not (
+        if _block_fits(mean, m, use, noise, sse) and (
             # a late drift may reach its change and hold it: a block must beat that line too
-            late and not _block_fits(mean, m, use, noise, _ramp_line(mean, m, use)[2])
+            not late or _block_fits(mean, m, use, noise, _ramp_line(mean, m, use)[2])
         ):
             return None, nan, nan, True, -1
         if not late:
