@@ -180,8 +180,9 @@ STORE_NAME = "results.sqlite"
 # a block's run carried to the run's start or end is cut there where a window lies at the level;
 # 30: the bright level judges stretches off it from 40 bins (a 10,000-event file), not 50;
 # 31: a drift from a held start that reaches its change by mid-run is no warm-up, and a block
-# must beat a late drift's held ramp too
-_TASK_VERSION = 31
+# must beat a late drift's held ramp too; 32: a drift from a held start that holds its change
+# is no creep
+_TASK_VERSION = 32
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -64,7 +64,12 @@ For each series:
 * a one-way drift with no held level (its best broken line, flat then
   straight, bends within the first `CREEP_ONSET` of the run: `drift_onset`,
   and no line that holds the level up to a clog's or a bubble's left-out
-  bins reaching past it fits about as well: `_held_to_gap`) creeps over the
+  bins reaching past it fits about as well: `_held_to_gap`; nor, where the
+  drift leaves the start, a line that holds the start's level for
+  `CREEP_ONSET` of the run or more, ramps and holds its change, better by
+  `STEP_CHI2` and within `GAP_CHI2` of such a line from the first bins: the
+  line straight to the run's end bends early to pass between a ramp and the
+  level held after it) creeps over the
   whole run: there is no level it departs from, so its bins
   are judged against the run's own course (the running median of the
   longest window), which flags steps and spikes only, and the channel is
@@ -592,7 +597,8 @@ def _drift_shape(
 ) -> tuple[float | None, float, float, bool, int]:
     """(`drift_reference`, change, z, late, step): a one-way drift with no held level
     (`drift_onset` below `CREEP_ONSET`, unless the level held up to a gap of left-out
-    bins, `_held_to_gap`) has no reference (None); its change over the run, the last
+    bins, `_held_to_gap`, or, in a late drift, for `CREEP_ONSET` of the run before a ramp
+    to a change it held, `_ramp_line`) has no reference (None); its change over the run, the last
     third's median minus the first's, and that change in noise SDs of the two medians
     are returned instead (NaN for the others). ``late``: the drift leaves the run's
     start (else it is early and settles, `drift_reference`); True where there is no
@@ -661,6 +667,19 @@ def _drift_shape(
             # restored, judged as a departure and back, not as a drift to the end
             return None, nan, nan, True, -1
         if onset < CREEP_ONSET and not _held_to_gap(mean, m, use, late, noise, sse):
+            if late:
+                tau, _, ramp = _ramp_line(mean, m, use, CREEP_ONSET)
+                free = _ramp_line(mean, m, use)[2]
+                if (
+                    sse - ramp > STEP_CHI2 * noise * noise
+                    and ramp - free <= GAP_CHI2 * noise * noise
+                ):
+                    # the start held its level for `CREEP_ONSET` of the run or more (a ramp
+                    # from the first bins fits no better), then the gain moved and held its
+                    # change: the line straight to the run's end bent early to pass between
+                    # the ramp and the level after it, no creep
+                    held = idx[_run_share(idx, True) < tau]
+                    return float(np.median(mean[held])), nan, nan, True, -1
             z = float(abs(change) / np.hypot(sd_a, sd_c))
             return None, float(change), z, late, -1
     elif ends:
