@@ -450,6 +450,50 @@ def test_a_drift_from_a_held_start_that_holds_its_change_is_no_creep():
             assert got[0] is None and got[1] > 0.2, (bins, seed)
 
 
+def _held_ramps(bins, start, end, change, sd, seeds=20):
+    """(seed, `_drift_shape` of it) for series at 5.0 up to `start` (a share of the run), then
+    a ramp by `change` up to `end`, held after; noise `sd` a bin of 200 values."""
+    from cytokit.qc.stability import _drift_shape
+
+    x = (np.arange(bins) + 0.5) / bins
+    m, use = np.full(bins, 200.0), np.ones(bins, dtype=bool)
+    for seed in range(seeds):
+        y = 5.0 + change * np.clip((x - start) / (end - start), 0.0, 1.0)
+        y += np.random.default_rng(seed).normal(0.0, sd, bins)
+        yield seed, _drift_shape(y, m, use, sd * np.sqrt(200), THRESHOLDS["normal"])
+
+
+def test_a_ramp_from_a_held_start_is_no_step():
+    # a ramp 0.33 down from 21 % to 36 % of the run, held after (240 bins): the thirds read
+    # it as early, and two levels split at the ramp's middle beat the settling line, so 12 of
+    # these 20 read as a step there, their run starting halfway down the ramp; the line that
+    # holds the start, ramps and holds fits about as well as the step, and is the reading
+    th = THRESHOLDS["normal"]
+    for seed, (reference, creep, _, late, step) in _held_ramps(240, 0.21, 0.36, -0.33, 0.12):
+        assert step == -1 and late and np.isnan(creep), seed
+        assert reference == pytest.approx(5.0, abs=th.signal_shift / 2), seed
+
+
+def test_a_brief_held_start_that_fits_clearly_better_is_no_warm_up():
+    # held for a tenth of the run only, then a ramp of 0.3 to 30 % (240 bins, noise 0.05 a
+    # bin): shorter than `HELD_START`, so 15 of these 20 read as a warm-up settling at the
+    # ramp's end, the start removed and the drift kept; where a line that holds the start
+    # for `HELD_BRIEF` of the run fits better than the settling line by `STEP_CHI2`, the
+    # start is the level. Warm-ups that settle from the first bin stay warm-ups.
+    from cytokit.qc.stability import _drift_shape
+
+    th = THRESHOLDS["normal"]
+    for seed, (reference, _, _, late, _) in _held_ramps(240, 0.1, 0.3, 0.3, 0.05):
+        assert late and reference == pytest.approx(5.0, abs=th.signal_shift / 2), seed
+    x = (np.arange(240) + 0.5) / 240
+    for sd in (0.03, 0.1):
+        for seed in range(30):
+            y = 5.0 + 0.4 * np.clip(1 - x / 0.35, 0.0, 1.0)
+            y += np.random.default_rng(seed).normal(0.0, sd, 240)
+            got = _drift_shape(y, np.full(240, 200.0), np.ones(240, bool), sd * np.sqrt(200), th)
+            assert not got[3] and got[0] == pytest.approx(5.0, abs=th.signal_shift), (sd, seed)
+
+
 @pytest.mark.parametrize("start", [0.25, 0.3])
 def test_a_drift_after_a_held_start_is_still_removed(start):
     # the boundary: a quarter of the run at the start's level is a level to depart from

@@ -52,10 +52,13 @@ For each series:
   that reaches its change by the run's middle and holds it settles early by
   the thirds too; where a line that holds the start's level for a sixth of
   the run or more before its ramp fits about as well as one straight from
-  the first bin, the start is the level held (a warm-up settles from the
+  the first bin (or for a twentieth, `HELD_BRIEF`, and fits better than it
+  by `STEP_CHI2`), the start is the level held (a warm-up settles from the
   first events; read as one, such drifts of 20,000 events starting at
   10-30 % of the run kept 80-90 % of their drifted events and lost the
-  start). A run whose first and
+  start). Such a ramp is no step from the held start where it fits about
+  as well as the two levels (split at its middle, they started the run
+  halfway down it), and a block must beat it too. A run whose first and
   last sixths sit at one level, off the level said to be held, came back:
   a gain changed for a while after the run's first tenth or so fills the
   first third, whose median then lies in it, and the run would be read as a
@@ -268,6 +271,9 @@ GAP_CHI2 = 4.0
 #: from a held start that reached its change and held it rather than as a warm-up that
 #: settles (`_drift_shape`, with `_ramp_line`)
 HELD_START = 1 / 6
+#: Least share of the run a shorter held start must hold, where its line fits better than a
+#: warm-up's by `STEP_CHI2`
+HELD_BRIEF = 0.05
 #: Fewest of the judged bins (a share) a stretch off the level and back must leave at
 #: the level on each side of it to be read as such rather than as a drift (`_block_fits`)
 BLOCK_SIDE = 0.05
@@ -627,9 +633,21 @@ def _drift_shape(
             # back (a gain changed for a while early in the run), no drift and no step
             return abs(first - last) <= th.signal_shift and abs(first - held) > th.signal_shift
 
+        n2 = noise * noise
         if not late:
+            # a drift read as early may be one from a held start that reached its change and
+            # held it: the line that holds the start's level for `HELD_START` of the run or
+            # more (or for `HELD_BRIEF`, where that fits clearly better than the settling
+            # line), then ramps and holds its change
+            held_fit = _ramp_line(mean, m, use, HELD_START)
+            if held_fit[2] - sse > GAP_CHI2 * n2:
+                brief = _ramp_line(mean, m, use, HELD_BRIEF)
+                if sse - brief[2] >= STEP_CHI2 * n2:
+                    held_fit = brief
             gain, at = _step_gain(mean, m, use, noise, sse)
-            if gain > STEP_CHI2:
+            # a ramp from the held start is no step where it fits about as well (the two
+            # levels then split it in its middle)
+            if gain > STEP_CHI2 and held_fit[2] - (sse - gain * n2) > GAP_CHI2 * n2:
                 # the start held its level up to a step, the run ends nearer the step's
                 # level than the start's (a gain changed for a while and restored is not
                 # a step from a held start) and its first sixth sits at that level, nearer
@@ -641,26 +659,24 @@ def _drift_shape(
                 begun = abs(first - start)
                 at_start = begun <= th.signal_shift and begun < abs(first - after)
                 if abs(last - after) < abs(last - start) and at_start:
-                    if not _block_fits(mean, m, use, noise, sse - gain * noise * noise):
+                    if not _block_fits(mean, m, use, noise, sse - gain * n2):
                         return start, nan, nan, True, at
                     return None, nan, nan, True, -1
         if came_back(a if late else c):
             return None, nan, nan, True, -1
-        if _block_fits(mean, m, use, noise, sse) and (
-            # a late drift may reach its change and hold it: a block must beat that line too
+        # a drift may reach its change and hold it: a block must beat that line too (a late
+        # drift's from any bin, an early one's from its held start)
+        ramp = held_fit[2] if not late else sse
+        if _block_fits(mean, m, use, noise, min(sse, ramp)) and (
             not late or _block_fits(mean, m, use, noise, _ramp_line(mean, m, use)[2])
         ):
             return None, nan, nan, True, -1
-        if not late:
-            tau, _, ramp = _ramp_line(mean, m, use, HELD_START)
-            if ramp - sse <= GAP_CHI2 * noise * noise:
-                # the start held its level for a sixth of the run or more, then the gain
-                # moved and held its change: a drift from a held start, not a warm-up
-                # settling from the first events (a ramp from the start fits no better)
-                if _block_fits(mean, m, use, noise, ramp):
-                    return None, nan, nan, True, -1
-                held = idx[_run_share(idx, True) < tau]
-                return float(np.median(mean[held])), nan, nan, True, -1
+        if not late and ramp - sse <= GAP_CHI2 * n2:
+            # the start held its level, then the gain moved and held its change: a drift
+            # from a held start, not a warm-up settling from the first events (a ramp from
+            # the start fits no better)
+            held = idx[_run_share(idx, True) < held_fit[0]]
+            return float(np.median(mean[held])), nan, nan, True, -1
         if abs((last if late else first) - (a if late else c)) <= th.signal_shift:
             # a drift (or a creep) is off at its far end: a run whose thirds differ but whose
             # last (or first) sixth is back at the level held a gain changed for a while and
@@ -670,10 +686,7 @@ def _drift_shape(
             if late:
                 tau, _, ramp = _ramp_line(mean, m, use, CREEP_ONSET)
                 free = _ramp_line(mean, m, use)[2]
-                if (
-                    sse - ramp > STEP_CHI2 * noise * noise
-                    and ramp - free <= GAP_CHI2 * noise * noise
-                ):
+                if sse - ramp > STEP_CHI2 * n2 and ramp - free <= GAP_CHI2 * n2:
                     # the start held its level for `CREEP_ONSET` of the run or more (a ramp
                     # from the first bins fits no better), then the gain moved and held its
                     # change: the line straight to the run's end bent early to pass between
