@@ -634,14 +634,22 @@ def _drift_shape(
             return abs(first - last) <= th.signal_shift and abs(first - held) > th.signal_shift
 
         n2 = noise * noise
+        fits: dict[float, tuple[float, np.ndarray, float]] = {}
+
+        def ramp_from(least: float) -> tuple[float, np.ndarray, float]:
+            # `_ramp_line` from `least` of the run on, each fitted once
+            if least not in fits:
+                fits[least] = _ramp_line(mean, m, use, least)
+            return fits[least]
+
         if not late:
             # a drift read as early may be one from a held start that reached its change and
             # held it: the line that holds the start's level for `HELD_START` of the run or
             # more (or for `HELD_BRIEF`, where that fits clearly better than the settling
             # line), then ramps and holds its change
-            held_fit = _ramp_line(mean, m, use, HELD_START)
+            held_fit = ramp_from(HELD_START)
             if held_fit[2] - sse > GAP_CHI2 * n2:
-                brief = _ramp_line(mean, m, use, HELD_BRIEF)
+                brief = ramp_from(HELD_BRIEF)
                 if sse - brief[2] >= STEP_CHI2 * n2:
                     held_fit = brief
             gain, at = _step_gain(mean, m, use, noise, sse)
@@ -668,7 +676,7 @@ def _drift_shape(
         # drift's from any bin, an early one's from its held start)
         ramp = held_fit[2] if not late else sse
         if _block_fits(mean, m, use, noise, min(sse, ramp)) and (
-            not late or _block_fits(mean, m, use, noise, _ramp_line(mean, m, use)[2])
+            not late or _block_fits(mean, m, use, noise, ramp_from(0.0)[2])
         ):
             return None, nan, nan, True, -1
         if not late and ramp - sse <= GAP_CHI2 * n2:
@@ -684,8 +692,8 @@ def _drift_shape(
             return None, nan, nan, True, -1
         if onset < CREEP_ONSET and not _held_to_gap(mean, m, use, late, noise, sse):
             if late:
-                tau, _, ramp = _ramp_line(mean, m, use, CREEP_ONSET)
-                free = _ramp_line(mean, m, use)[2]
+                tau, _, ramp = ramp_from(CREEP_ONSET)
+                free = ramp_from(0.0)[2]
                 if sse - ramp > STEP_CHI2 * n2 and ramp - free <= GAP_CHI2 * n2:
                     # the start held its level for `CREEP_ONSET` of the run or more (a ramp
                     # from the first bins fits no better), then the gain moved and held its
