@@ -420,36 +420,6 @@ def test_a_creep_over_the_whole_run_is_reported_not_removed(seed, change):
     assert all("check the instrument" in t for t in said), said  # the gain moved
 
 
-def test_a_drift_from_a_held_start_that_holds_its_change_is_no_creep():
-    # 120 bins at a level up to 34 % of the run, a ramp 0.33 down by 54 %, held to the end:
-    # the line flat and then straight to the run's end bent before `CREEP_ONSET` to pass
-    # between the ramp and the level after it, and 6 of these 20 series read as a creep
-    # (nothing removed); a line that holds the start's level, ramps and holds its change
-    # fits them far better. Creeps stay creeps: a straight one and one that slows down,
-    # which a line holding the start's level for `CREEP_ONSET` fits no better than a ramp
-    # from the first bins does.
-    from cytokit.qc.stability import _drift_shape
-
-    th = THRESHOLDS["normal"]
-    x = (np.arange(120) + 0.5) / 120
-    m = np.full(120, 200.0)
-    use = np.ones(120, dtype=bool)
-    for seed in range(20):
-        noise = np.random.default_rng(seed).normal(0.0, 0.1, 120)
-        y = 5.0 - 0.33 * np.clip((x - 0.34) / 0.2, 0.0, 1.0) + noise
-        reference, creep, _, late, _ = _drift_shape(y, m, use, 0.1 * np.sqrt(200), th)
-        assert np.isnan(creep) and late, seed
-        assert reference == pytest.approx(5.0, abs=th.signal_shift / 2), seed
-    for bins, slows in ((120, False), (240, True)):
-        t = (np.arange(bins) + 0.5) / bins
-        shape = np.log1p(5 * t) / np.log(6) if slows else t
-        for seed in range(30):
-            y = 5.0 + 0.4 * shape + np.random.default_rng(seed).normal(0.0, 0.03, bins)
-            noise = 0.03 * np.sqrt(200)
-            got = _drift_shape(y, np.full(bins, 200.0), np.ones(bins, dtype=bool), noise, th)
-            assert got[0] is None and got[1] > 0.2, (bins, seed)
-
-
 def _held_ramps(bins, start, end, change, sd, seeds=20):
     """(seed, `_drift_shape` of it) for series at 5.0 up to `start` (a share of the run), then
     a ramp by `change` up to `end`, held after; noise `sd` a bin of 200 values."""
@@ -461,6 +431,30 @@ def _held_ramps(bins, start, end, change, sd, seeds=20):
         y = 5.0 + change * np.clip((x - start) / (end - start), 0.0, 1.0)
         y += np.random.default_rng(seed).normal(0.0, sd, bins)
         yield seed, _drift_shape(y, m, use, sd * np.sqrt(200), THRESHOLDS["normal"])
+
+
+def test_a_drift_from_a_held_start_that_holds_its_change_is_no_creep():
+    # 120 bins at a level up to 34 % of the run, a ramp 0.33 down by 54 %, held to the end:
+    # the line flat and then straight to the run's end bent before `CREEP_ONSET` to pass
+    # between the ramp and the level after it, and 6 of these 20 series read as a creep
+    # (nothing removed); a line that holds the start's level, ramps and holds its change
+    # fits them far better. Creeps stay creeps: a straight one and one that slows down,
+    # which a line holding the start's level for `CREEP_ONSET` fits no better than a ramp
+    # from the first bins does.
+    from cytokit.qc.stability import _drift_shape
+
+    th = THRESHOLDS["normal"]
+    for seed, (reference, creep, _, late, _) in _held_ramps(120, 0.34, 0.54, -0.33, 0.1):
+        assert np.isnan(creep) and late, seed
+        assert reference == pytest.approx(5.0, abs=th.signal_shift / 2), seed
+    for bins, slows in ((120, False), (240, True)):
+        t = (np.arange(bins) + 0.5) / bins
+        shape = np.log1p(5 * t) / np.log(6) if slows else t
+        for seed in range(30):
+            y = 5.0 + 0.4 * shape + np.random.default_rng(seed).normal(0.0, 0.03, bins)
+            noise = 0.03 * np.sqrt(200)
+            got = _drift_shape(y, np.full(bins, 200.0), np.ones(bins, dtype=bool), noise, th)
+            assert got[0] is None and got[1] > 0.2, (bins, seed)
 
 
 def test_a_ramp_from_a_held_start_is_no_step():

@@ -603,10 +603,10 @@ def _drift_shape(
 ) -> tuple[float | None, float, float, bool, int]:
     """(`drift_reference`, change, z, late, step): a one-way drift with no held level
     (`drift_onset` below `CREEP_ONSET`, unless the level held up to a gap of left-out
-    bins, `_held_to_gap`, or, in a late drift, for `CREEP_ONSET` of the run before a ramp
-    to a change it held, `_ramp_line`) has no reference (None); its change over the run, the last
-    third's median minus the first's, and that change in noise SDs of the two medians
-    are returned instead (NaN for the others). ``late``: the drift leaves the run's
+    bins, `_held_to_gap`, or, in a late drift, for `CREEP_ONSET` of the run before a
+    ramp to a change it held, `_ramp_line`) has no reference (None); its change over the
+    run, the last third's median minus the first's, and that change in noise SDs of the
+    two medians are returned instead (NaN for the others). ``late``: the drift leaves the run's
     start (else it is early and settles, `drift_reference`); True where there is no
     drift. ``ends``: a series that does not drift by the thirds drifts when an end
     sixth of it does (`_end_drift`) from a held level (never a creep). ``step``: the
@@ -674,12 +674,12 @@ def _drift_shape(
             return None, nan, nan, True, -1
         # a drift may reach its change and hold it: a block must beat that line too (a late
         # drift's from any bin, an early one's from its held start)
-        ramp = held_fit[2] if not late else sse
-        if _block_fits(mean, m, use, noise, min(sse, ramp)) and (
+        held_sse = sse if late else held_fit[2]
+        if _block_fits(mean, m, use, noise, min(sse, held_sse)) and (
             not late or _block_fits(mean, m, use, noise, ramp_from(0.0)[2])
         ):
             return None, nan, nan, True, -1
-        if not late and ramp - sse <= GAP_CHI2 * n2:
+        if not late and held_sse - sse <= GAP_CHI2 * n2:
             # the start held its level, then the gain moved and held its change: a drift
             # from a held start, not a warm-up settling from the first events (a ramp from
             # the start fits no better)
