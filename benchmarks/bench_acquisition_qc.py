@@ -171,11 +171,16 @@ def laser_of(plan) -> str:
     return next(name for name, dets in LASERS.items() if dets == d)
 
 
+def _drifts_said(held, start) -> str:
+    """How `--held` and `--start` placed the drifts, for a run's heading ("" for neither)."""
+    said = "" if held is None else f", drifts held from {held:g} of the rest of the run"
+    return said + ("" if start is None else f", drifts starting at {start[0]:g}-{start[1]:g} of it")
+
+
 def accuracy(
     seeds: range, kinds=KINDS, clean: bool = True, events: int = N_EVENTS, held=None, start=None
 ) -> None:
-    said = "" if held is None else f", drifts held from {held:g} of the rest of the run"
-    said += "" if start is None else f", drifts starting at {start[0]:g}-{start[1]:g} of it"
+    said = _drifts_said(held, start)
     print(f"accuracy: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file{said}")
     t0 = time.perf_counter()
     for kind in kinds:
@@ -277,8 +282,7 @@ def mixed_counts(qc, truth, seconds) -> dict[str, tuple[int, int, int]]:
 
 
 def mixed(seeds: range, events: int = N_EVENTS, held=None, start=None) -> None:
-    said = "" if held is None else f", drifts held from {held:g} of the rest of the run"
-    said += "" if start is None else f", drifts starting at {start[0]:g}-{start[1]:g} of it"
+    said = _drifts_said(held, start)
     print(
         f"mixed: seeds {seeds.start}-{seeds.stop - 1}, {events:,} events per file, every kind{said}"
     )

@@ -570,13 +570,15 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     the run that settles, such as a laser warming up; `_late`, whose thirds are
     of time where a clog and a bubble left bins out), when it is the end's;
     but not where the start held its level up to a step (`_step_gain`; the run's
-    first sixth at that level), nor where a line that holds the start's level for
-    at least `HELD_START` of the run, then ramps and holds its change
-    (`_ramp_line`), fits within `GAP_CHI2` of the settling one: a drift from a
-    held start that reached its change by the run's middle leaves the middle
-    third with the last as a warm-up does, and a straight line from the run's
-    first bin fit it about as well (the level is then that of the bins before the
-    ramp).
+    first sixth at that level; the step must fit better than the line below by
+    `GAP_CHI2`, else it split a ramp in its middle), nor where a line that holds
+    the start's level for at least `HELD_START` of the run, then ramps and holds
+    its change (`_ramp_line`), fits within `GAP_CHI2` of the settling one, or one
+    that holds it for `HELD_BRIEF` fits better than it by `STEP_CHI2`: a drift
+    from a held start that reached its change by the run's middle leaves the
+    middle third with the last as a warm-up does, and a straight line from the
+    run's first bin fit it about as well (the level is then that of the bins
+    before the ramp).
     The level is the median of the bins that held it: from that end inwards
     to where a running median of 27 bins first leaves the end third's median
     by half of ``signal_shift`` beyond that third (the drift's onset; a third's
@@ -585,15 +587,17 @@ def drift_reference(mean, m, use, noise: float, th: Thresholds) -> float | None:
     its bins, can lie partway along the drift: the check then reads the
     undisturbed start as the departure, or sees nothing. A series that held
     no level (`drift_onset` below `CREEP_ONSET`: it creeps over the whole
-    run; but see `_held_to_gap`) has none to depart from, and gets None too; nor does a series whose
+    run; but see `_held_to_gap`, and a late drift whose start a line holding it
+    for `CREEP_ONSET` of the run, then ramping and holding its change, fits
+    better by `STEP_CHI2`) has none to depart from, and gets None too; nor does a series whose
     last (or first, for an early drift) sixth is back within ``signal_shift``
     of the level (no creep either): a drift is off at its far end, and that
     series held a gain changed for a while and restored; nor one whose first
     and last sixths sit at one level off the level said to be held (it came
     back: a gain changed for a while early in the run filled the first third),
     or that a level inside a stretch and another outside it fit better than its
-    drift (`_block_fits`; for a late drift, better than a ramp that holds its
-    change too).
+    drift (`_block_fits`; better than a ramp that holds its change too, from
+    any bin for a late drift, from the held start for an early one).
     """
     return _drift_shape(mean, m, use, noise, th)[0]
 
