@@ -62,8 +62,11 @@ otherwise drawn per seed.
 simulator (`qc_outside.py`, six kinds of event on seven channels, log-normal
 values): one marker's gain 0.72 or 1.35 times over 10-30 % of the run
 (``gain``), drifting there to that change and holding it to the end
-(``hold``) or drifting to it and back (``wave``), scored as ``--blocks``
-(against the events where the gain is 10 % off or more, for the drifts); or
+(``hold``) or drifting to it and back (``wave``), or drifting from the
+stretch's start to the run's end, evenly on the log scale (``ramp``; on
+all five markers at once: ``laser``), slow first (``curve``) or fast first
+(``settle``), scored as ``--blocks`` (against the events where the gain is
+10 % off or more, for the drifts); or
 one kind of event 2.5 or 0.4 times as frequent there (``mix``), with the %
 removed for rate or signal per file, as ``--shares``.
 
@@ -369,9 +372,10 @@ def _score_stretches(files) -> None:
 
 
 def outside(what: str, seeds: range, events: int) -> None:
-    """``--outside gain``, ``hold``, ``wave`` or ``mix``: files drawn apart from the simulator (`qc_outside.py`),
-    a gain changed for a while, a drift to a change held or undone (scored as ``--blocks``),
-    or a change in the mix of cells (% removed for rate or signal, as ``--shares``)."""
+    """``--outside KIND``: files drawn apart from the simulator (`qc_outside.py`): a gain
+    changed for a while, a drift to a change held or undone or to the run's end (scored as
+    ``--blocks``), or a change in the mix of cells (``mix``: % removed for rate or signal,
+    as ``--shares``)."""
     from qc_outside import outside_file
 
     from cytokit.qc import RATE, SIGNAL, acquisition_qc
@@ -678,9 +682,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--outside",
-        choices=("gain", "hold", "wave", "mix"),
+        choices=("gain", "hold", "wave", "ramp", "curve", "settle", "laser", "mix"),
         help="files drawn apart from the simulator (qc_outside.py, --events): a gain changed "
-        "for a while, drifting to a change held (hold) or undone (wave), or the mix of cells",
+        "for a while, drifting to a change held (hold) or undone (wave), drifting to the run's "
+        "end evenly (ramp; on every marker: laser), slow first (curve) or fast first (settle), "
+        "or the mix of cells",
     )
     ap.add_argument("--population", help="with --shares: this population (a simulator label)")
     ap.add_argument("--factor", type=float, help="with --shares: this factor on its share")

@@ -14,7 +14,7 @@ other ones, so that what QC does on it says more:
 * events arrive uniformly over ``n / 3000`` s, and the Time channel counts
   ticks of 0.01 s (``$TIMESTEP``).
 
-Four kinds of file, each over a stretch that starts at 10-70 % of the run and
+Kinds of file, each over a stretch that starts at 10-70 % of the run and
 lasts 10-30 % of it (drawn from ``seed + 999``):
 
 * ``gain``: one marker channel (in turn by seed) reads 0.72 or 1.35 times its
@@ -24,6 +24,13 @@ lasts 10-30 % of it (drawn from ``seed + 999``):
   own over the stretch to 0.72 or 1.35 times it, and holds that to the run's
   end (a drift from a held start that reached its change); ``wave``: it moves
   to that change at the stretch's middle and back by its end. For these the
+  events to remove are those where the gain is 10 % off or more;
+* ``ramp``, ``curve`` and ``settle``: the same channel's gain moves from the
+  stretch's start to the run's end, evenly on the log scale (``ramp``), as
+  the square of the time since the start (``curve``: slow first, then
+  faster), or towards the change with a time constant of a tenth of the run
+  (``settle``: fast first, then levelling off); ``laser``: a ``ramp`` on all
+  five marker channels at once (a laser's power falling). For these too the
   events to remove are those where the gain is 10 % off or more;
 * ``mix``: one kind of event (in turn by seed) is 2.5 or 0.4 times as
   frequent over the stretch, with no detector change (a change in the mix of
@@ -54,6 +61,8 @@ KINDS = {
 }
 #: Kinds whose share the mix files change, in turn by seed.
 MIX_TURN = ("gran", "mono", "T", "debris", "B")
+#: The kinds of file whose gain changes (`outside_file`).
+GAINS = ("gain", "hold", "wave", "ramp", "curve", "settle", "laser")
 EVENTS_PER_SECOND = 3000
 TICK = 0.01
 
@@ -61,8 +70,9 @@ TICK = 0.01
 def _draw(
     seed: int, n: int, kind=None, factor=1.0, span=(0.2, 0.4), channel=None, gain=1.0, shape="block"
 ):
-    """(sample, events in the stretch) of one file (see the module docstring); for the
-    ``hold`` and ``wave`` shapes of a gain, the events where it is 10 % off or more."""
+    """(sample, events in the stretch) of one file (see the module docstring); for a gain
+    that drifts (every shape but ``block``), the events where it is 10 % off or more.
+    `channel`: a channel's name, or a tuple of them that the gain moves together."""
     from cytokit.sample import Channel, Sample
 
     rng = np.random.default_rng(seed)
@@ -93,10 +103,15 @@ def _draw(
             moved = inside.astype(np.float64)
         elif shape == "hold":  # from the level held at the start to the change, held to the end
             moved = np.clip((u - lo) / (hi - lo), 0.0, 1.0)
-        else:  # "wave": to the change at the stretch's middle and back
+        elif shape == "wave":  # to the change at the stretch's middle and back
             moved = np.clip(1.0 - np.abs(u - (lo + hi) / 2) / ((hi - lo) / 2), 0.0, 1.0)
+        elif shape in ("ramp", "curve"):  # from the stretch's start to the run's end
+            moved = np.clip((u - lo) / (1.0 - lo), 0.0, 1.0) ** (2 if shape == "curve" else 1)
+        else:  # "settle": towards the change, a tenth of the run its time constant
+            moved = np.where(u > lo, 1.0 - np.exp(-(u - lo) / 0.1), 0.0)
         factor_of = np.exp(np.log(gain) * moved)
-        ev[:, NAMES.index(channel)] *= factor_of
+        names = (channel,) if isinstance(channel, str) else channel
+        ev[:, [NAMES.index(c) for c in names]] *= factor_of[:, None]
         if shape != "block":
             inside = np.abs(np.log(factor_of)) >= np.log(1.1)
     ev = np.clip(ev, -1000, 262_143)
@@ -108,7 +123,8 @@ def _draw(
 
 
 def outside_file(what: str, n: int, seed: int):
-    """(sample, events in the stretch, description) of a ``gain`` or ``mix`` file of `n`
+    """(sample, events in the stretch, description) of a file of kind `what` (``gain``,
+    ``hold``, ``wave``, ``ramp``, ``curve``, ``settle``, ``laser`` or ``mix``) of `n`
     events for `seed` (see the module docstring)."""
     rng = np.random.default_rng(seed + 999)
     lo = rng.uniform(0.1, 0.7)
@@ -117,11 +133,14 @@ def outside_file(what: str, n: int, seed: int):
         kind, factor = MIX_TURN[seed % 5], (2.5, 0.4)[seed % 2]
         sample, inside = _draw(seed, n, kind, factor, span)
         return sample, inside, (kind, factor, span)
-    if what in ("gain", "hold", "wave"):
+    if what in GAINS:
         channel, gain = NAMES[2 + seed % 5], (0.72, 1.35)[seed % 2]
-        shape = "block" if what == "gain" else what
-        sample, inside = _draw(seed, n, span=span, channel=channel, gain=gain, shape=shape)
-        return sample, inside, (channel, gain, span)
+        shape = {"gain": "block", "laser": "ramp"}.get(what, what)
+        moved = NAMES[2:] if what == "laser" else channel
+        sample, inside = _draw(seed, n, span=span, channel=moved, gain=gain, shape=shape)
+        # a drift to the run's end is said from its start to the end
+        said = (span[0], 1.0) if shape in ("ramp", "curve", "settle") else span
+        return sample, inside, ("markers" if what == "laser" else channel, gain, said)
     raise ValueError(
-        f"outside_file: {what!r} is not a kind of file; give 'gain', 'hold', 'wave' or 'mix'"
+        f"outside_file: {what!r} is not a kind of file; give one of {', '.join(GAINS)} or 'mix'"
     )
