@@ -102,7 +102,7 @@ from cytokit.study.folder import screened_columns
 __all__ = ["MEASURE_VERSION", "MeasureTask"]
 
 #: Bumped whenever the payload changes; part of the task key.
-MEASURE_VERSION = 44  # 44: a ramp from a held start is no step, nor a warm-up when held briefly
+MEASURE_VERSION = 45  # 45: a creep too faint to name does not lead a series that held a level
 PARENT_ROW = "__parent__"
 
 

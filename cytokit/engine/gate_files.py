@@ -182,8 +182,9 @@ STORE_NAME = "results.sqlite"
 # 31: a drift from a held start that reaches its change by mid-run is no warm-up, and a block
 # must beat a late drift's held ramp too; 32: a drift from a held start that holds its change
 # is no creep; 33: a ramp from a held start is no step, a block must beat it, and a start held
-# for a twentieth of the run that fits clearly better is no warm-up
-_TASK_VERSION = 33
+# for a twentieth of the run that fits clearly better is no warm-up; 34: a creep too faint to
+# name does not lead a channel's series that held a level
+_TASK_VERSION = 34
 
 
 def _compensation(value) -> str | Spillover | None:

@@ -1268,6 +1268,18 @@ def check_stability(
             if s is not None and (s.drift is not None or np.isfinite(s.creep))
         ]
         lead = min(drifting, key=lambda p: ser[p].bin_noise) if drifting else None
+        held = [p for p in drifting if ser[p].drift is not None]
+        if (
+            lead is not None
+            and ser[lead].drift is None
+            and ser[lead].creep_z <= th.signal_z
+            and held
+        ):
+            # a creep too faint to name does not lead a series that left a held level: the
+            # mean of a marker few cells carry, diluted by those that do not, reads a slow
+            # creep from the run's start where the bright cells held their level, then
+            # drifted (a creep of `signal_z` SDs or more still leads: no level was held)
+            lead = min(held, key=lambda p: ser[p].bin_noise)
         if lead is not None and ser[lead].creep_z > th.signal_z:
             creep[j] = ser[lead].creep
         singles = np.zeros(b, dtype=bool)
