@@ -30,7 +30,7 @@ lasts 10-30 % of it (drawn from ``seed + 999``):
   the square of the time since the start (``curve``: slow first, then
   faster), or towards the change with a time constant of a tenth of the run
   (``settle``: fast first, then levelling off); ``laser``: a ``ramp`` on all
-  five marker channels at once (a laser's power falling). For these too the
+  five marker channels at once (a laser's power changing). For these too the
   events to remove are those where the gain is 10 % off or more;
 * ``mix``: one kind of event (in turn by seed) is 2.5 or 0.4 times as
   frequent over the stretch, with no detector change (a change in the mix of
