@@ -138,7 +138,11 @@ the stretch would seem not to depart from it.
 
 A channel that drifts is judged on one series: of its series that drift,
 the one with the least noise per bin (the bright one where a marker's
-bright cells are few, the upper one on scatter). Its run is found and grown
+bright cells are few, the upper one on scatter), unless that one creeps by
+less than ``signal_z`` SDs while another held a level: then the steadiest
+of those (the mean of a marker few cells carry, diluted by the cells that
+do not, reads such a creep where the bright cells held their level and
+then drifted). Its run is found and grown
 through the longest window alone (81 bins): the median of a centred window
 of a monotone series is the value at its centre, so the long window costs
 no bias, while on shorter ones the noise carries the run up the ramp to
@@ -646,6 +650,10 @@ def _drift_shape(
                 fits[least] = _ramp_line(mean, m, use, least)
             return fits[least]
 
+        def level_before(tau: float) -> float:
+            # the level a held-ramp line holds: the median of the bins before its ramp
+            return float(np.median(mean[idx[_run_share(idx, True) < tau]]))
+
         if not late:
             # a drift read as early may be one from a held start that reached its change and
             # held it: the line that holds the start's level for `HELD_START` of the run or
@@ -687,8 +695,7 @@ def _drift_shape(
             # the start held its level, then the gain moved and held its change: a drift
             # from a held start, not a warm-up settling from the first events (a ramp from
             # the start fits no better)
-            held = idx[_run_share(idx, True) < held_fit[0]]
-            return float(np.median(mean[held])), nan, nan, True, -1
+            return level_before(held_fit[0]), nan, nan, True, -1
         if abs((last if late else first) - (a if late else c)) <= th.signal_shift:
             # a drift (or a creep) is off at its far end: a run whose thirds differ but whose
             # last (or first) sixth is back at the level held a gain changed for a while and
@@ -703,8 +710,7 @@ def _drift_shape(
                     # from the first bins fits no better), then the gain moved and held its
                     # change: the line straight to the run's end bent early to pass between
                     # the ramp and the level after it, no creep
-                    held = idx[_run_share(idx, True) < tau]
-                    return float(np.median(mean[held])), nan, nan, True, -1
+                    return level_before(tau), nan, nan, True, -1
             z = float(abs(change) / np.hypot(sd_a, sd_c))
             return None, float(change), z, late, -1
     elif ends:
