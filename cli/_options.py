@@ -126,36 +126,77 @@ QC_EXCLUDE = typer.Option(
 )
 
 
+def _channel_name(value: str | None) -> str | None:
+    """One channel name ($PnN), not empty or blank."""
+    return value if value is None else _channel_names([value])[0]
+
+
+#: ``--qc-time``.
+QC_TIME = typer.Option(
+    None,
+    "--qc-time",
+    callback=_channel_name,
+    help="The channel ($PnN) acquisition QC reads as the clock, for files that name it "
+    "otherwise than Time (such as HDR-T); in place of the study's time_channel; turns QC on.",
+    show_default=False,
+)
+
+#: ``--compensation`` of ``cytokit gate``.
+GATE_COMPENSATION = typer.Option(
+    None,
+    "--compensation",
+    help="file (each file's spillover keyword; the default), none, or a CSV spillover "
+    "matrix. Not with --study, whose study.toml says.",
+    show_default=False,
+)
+
+#: ``--tube`` of ``cytokit gate``.
+GATE_TUBE = typer.Option(
+    None,
+    "--tube",
+    help="With --study: the tube gated ([tubes.<name>] of study.toml, or default): "
+    "its strategy and panel, and its files in the manifest unless FILES are given.",
+    show_default=False,
+)
+
+
 def check_qc_exclusions(
-    qc, given: list[str] | None, study: Path | None, paths, study_files=()
+    qc, given: list[str] | None, study: Path | None, paths, study_files=(), time=None
 ) -> None:
-    """Refuse excluded QC channels that none of the gated files has (a typo'd name).
+    """Refuse excluded QC channels that none of the gated files has (a typo'd name), and
+    a QC time channel none has.
 
     `given`: ``--qc-exclude``'s names; the rest of ``qc.exclude_channels`` came
     from `study`'s ``study.toml`` and are looked for in `study_files` (every file
     of the study, of every tube) too: a channel of another tube's files is no typo.
+    `time`: ``--qc-time``; else ``qc.time_channel`` came from the study's table.
     """
     from cytokit.engine.gate_files import file_channels
     from cytokit.errors import StudyError
     from cytokit.qc.settings import unknown_exclusions
 
-    if qc is None or not qc.exclude_channels:
+    if qc is None:
         return
-    given = list(given or [])
-    mine = [c for c in qc.exclude_channels if c not in given]
-    if given:  # the option's names: in the files gated
-        channels, n_files = file_channels(paths, given)
-        one = str(paths[0]) if len(paths) == 1 else ""
-        flag = unknown_exclusions(given, channels, "", n_files, one)
-        if flag:
-            raise typer.BadParameter("; ".join(flag), param_hint="'--qc-exclude'")
-    if mine:  # the study's names: in any of its files
-        toml = f"{Path(study) / 'study.toml'}: [acquisition_qc] exclude_channels" if study else ""
-        every = list(dict.fromkeys(Path(p).resolve() for p in [*paths, *study_files]))
-        channels, n_files = file_channels(every, mine)
-        found = unknown_exclusions(mine, channels, toml, n_files)
-        if found:
-            raise StudyError("\n".join(found))
+    one = str(paths[0]) if len(paths) == 1 else ""
+    for hint, names in (
+        ("'--qc-exclude'", list(given or [])),
+        ("'--qc-time'", [time] if time else []),
+    ):
+        if names:  # the options' names: in the files gated
+            channels, n_files = file_channels(paths, names)
+            flag = unknown_exclusions(names, channels, "", n_files, one)
+            if flag:
+                raise typer.BadParameter("; ".join(flag), param_hint=hint)
+    mine = [c for c in qc.exclude_channels if c not in (given or [])]
+    clock = [qc.time_channel] if qc.time_channel is not None and time is None else []
+    toml = f"{Path(study) / 'study.toml'}: [acquisition_qc] " if study else ""
+    every = list(dict.fromkeys(Path(p).resolve() for p in [*paths, *study_files]))
+    for key, names in (("exclude_channels", mine), ("time_channel", clock)):
+        if names:  # the study's names: in any of its files
+            channels, n_files = file_channels(every, names)
+            found = unknown_exclusions(names, channels, toml and toml + key, n_files)
+            if found:
+                raise StudyError("\n".join(found))
 
 
 def check_qc_flags(enabled: bool | None, options: dict) -> None:
@@ -163,7 +204,11 @@ def check_qc_flags(enabled: bool | None, options: dict) -> None:
     command says two things, and running without QC would drop the option silently."""
     given = [k for k, v in options.items() if v not in (None, [], ())]
     if enabled is False and given:
-        flags = {"sensitivity": "--qc-sensitivity", "max_removed_pct": "--qc-max-removed"}
+        flags = {
+            "sensitivity": "--qc-sensitivity",
+            "max_removed_pct": "--qc-max-removed",
+            "time_channel": "--qc-time",
+        }
         named = ", ".join(flags.get(k, "--qc-exclude") for k in given)
         raise typer.BadParameter(
             f"{named} set acquisition QC, which --no-acquisition-qc turns off; drop one",

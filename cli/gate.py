@@ -8,9 +8,12 @@ import typer
 
 from cytokit.cli._options import (
     ACQUISITION_QC,
+    GATE_COMPENSATION,
+    GATE_TUBE,
     QC_EXCLUDE,
     QC_MAX_REMOVED,
     QC_SENSITIVITY,
+    QC_TIME,
     TABLE_FORMAT_HELP,
     check_qc_exclusions,
     check_qc_flags,
@@ -38,6 +41,7 @@ def run_gate(
     qc_sensitivity: str | None = None,
     qc_max_removed: float | None = None,
     qc_exclude: list[str] | None = None,
+    qc_time: str | None = None,
     log=None,
     table_format: str = "csv",
     tube: str | None = None,
@@ -63,6 +67,7 @@ def run_gate(
         "sensitivity": qc_sensitivity,
         "max_removed_pct": qc_max_removed,
         "exclude_channels": qc_exclude,
+        "time_channel": qc_time,
     }
     # everything that can be wrong with the arguments is reported before the batch starts
     check_qc_flags(acquisition_qc, qc_options)
@@ -96,7 +101,7 @@ def run_gate(
     paths = expand_files(files, left_out=(empty := []))
     for said in empty:  # the batch goes on with the files the others name
         typer.echo(printable(f"left out {said}"), err=True)
-    check_qc_exclusions(qc, qc_exclude, study, paths, list(task.listed))
+    check_qc_exclusions(qc, qc_exclude, study, paths, list(task.listed), qc_time)
     if log is not None:
         log.add_gate_inputs(paths, strategy, compensation, loaded if study is not None else None)
     if not paths:
@@ -181,13 +186,7 @@ def register(app: typer.Typer) -> None:
             help="A Dask scheduler tcp://HOST:PORT (workers read the files themselves), "
             "or processes, threads, serial.",
         ),
-        compensation: str = typer.Option(
-            None,
-            "--compensation",
-            help="file (each file's spillover keyword; the default), none, or a CSV spillover "
-            "matrix. Not with --study, whose study.toml says.",
-            show_default=False,
-        ),
+        compensation: str = GATE_COMPENSATION,
         stats: bool = typer.Option(
             True, "--stats/--no-stats", help="Per-population channel statistics."
         ),
@@ -201,16 +200,11 @@ def register(app: typer.Typer) -> None:
         qc_sensitivity: str = QC_SENSITIVITY,
         qc_max_removed: float = QC_MAX_REMOVED,
         qc_exclude: list[str] = QC_EXCLUDE,
+        qc_time: str = QC_TIME,
         table_format: str = typer.Option(
             "csv", "--format", callback=check_table_format, help=TABLE_FORMAT_HELP
         ),
-        tube: str = typer.Option(
-            None,
-            "--tube",
-            help="With --study: the tube gated ([tubes.<name>] of study.toml, or default): "
-            "its strategy and panel, and its files in the manifest unless FILES are given.",
-            show_default=False,
-        ),
+        tube: str = GATE_TUBE,
     ) -> None:
         """Gate many FCS files with one strategy: per-file, per-gate counts and statistics.
 
@@ -242,6 +236,7 @@ def register(app: typer.Typer) -> None:
                 qc_sensitivity=qc_sensitivity,
                 qc_max_removed=qc_max_removed,
                 qc_exclude=qc_exclude,
+                qc_time=qc_time,
                 log=log,
                 table_format=table_format,
                 tube=tube,

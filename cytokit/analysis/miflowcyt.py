@@ -242,6 +242,8 @@ def _qc_row(settings, ran: str | None) -> dict:
     )
     if qc.exclude_channels:
         value += f"; channels left out: {', '.join(qc.exclude_channels)}"
+    if qc.time_channel is not None:
+        value += f"; the clock read from channel {qc.time_channel}"
     return _row("1.8", "quality control measures", value + ")", "study.toml [acquisition_qc]")
 
 

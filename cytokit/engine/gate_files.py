@@ -659,6 +659,7 @@ def gate_qc_settings(
     sensitivity: str | None = None,
     max_removed_pct: float | None = None,
     exclude_channels: Sequence[str] | None = None,
+    time_channel: str | None = None,
 ) -> AcquisitionQCSettings | None:
     """The acquisition-QC settings of ``cytokit gate`` from its options.
 
@@ -668,13 +669,16 @@ def gate_qc_settings(
         The study's ``[acquisition_qc]`` (``--study``), else None.
     enabled : bool, optional
         ``--acquisition-qc`` (True) / ``--no-acquisition-qc`` (False); None:
-        the study's choice, or on when `sensitivity` or `max_removed_pct` is given.
+        the study's choice, or on when any other option is given.
     sensitivity, max_removed_pct : optional
         ``--qc-sensitivity`` and ``--qc-max-removed``: replace the study's (or
         the default) values; a warning level above the new maximum is lowered
         to it.
     exclude_channels : sequence of str, optional
         ``--qc-exclude``: channels left out of QC, besides the study's.
+    time_channel : str, optional
+        ``--qc-time``: the channel read as the acquisition clock, in place of the
+        study's ``time_channel`` (and of the file's Time channel).
 
     Returns
     -------
@@ -688,7 +692,7 @@ def gate_qc_settings(
     """
     if enabled is None:
         on = study_qc is not None and study_qc.enabled
-        given = (sensitivity, max_removed_pct, exclude_channels or None)
+        given = (sensitivity, max_removed_pct, exclude_channels or None, time_channel)
         enabled = on or any(x is not None for x in given)
     if not enabled:
         return None
@@ -707,6 +711,8 @@ def gate_qc_settings(
     if exclude_channels:
         extra = [c for c in exclude_channels if c not in base.exclude_channels]
         changes["exclude_channels"] = (*base.exclude_channels, *extra)
+    if time_channel is not None:
+        changes["time_channel"] = time_channel
     return base.changed(**changes)
 
 
@@ -739,17 +745,19 @@ def file_channels(paths: Sequence[str], wanted: Iterable[str]) -> tuple[set[tupl
 
 def _check_exclusions(qc: AcquisitionQCSettings | None, files: list[str]) -> None:
     """Refuse excluded QC channels that none of `files` has: a typo'd name would leave
-    checked the channel it meant to leave out (the CLI says the same before this). A
+    checked the channel it meant to leave out (the CLI says the same before this); and
+    a QC time channel none has, which would leave every file's rate unchecked. A
     study's task passes every file of the study, of every tube: its ``[acquisition_qc]``
     may name a channel only another tube's files have."""
     from cytokit.qc.settings import unknown_exclusions
 
-    if qc is None or not qc.exclude_channels:
+    if qc is None or not (qc.exclude_channels or qc.time_channel):
         return
-    channels, n_read = file_channels(files, qc.exclude_channels)
+    clock = [qc.time_channel] if qc.time_channel is not None else []
+    channels, n_read = file_channels(files, [*qc.exclude_channels, *clock])
     found = unknown_exclusions(
         qc.exclude_channels, channels, "acquisition_qc.exclude_channels", n_read
-    )
+    ) + unknown_exclusions(clock, channels, "acquisition_qc.time_channel", n_read)
     if found:
         raise ValueError("\n".join(found))
 

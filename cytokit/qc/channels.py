@@ -3,7 +3,8 @@
 Channel roles (from ``$PnN``, case-insensitive):
 
 * **time**: ``$PnN`` "Time" or ``$PnTYPE`` "Time" (as `cytokit.read_fcs` finds
-  it); never checked for margins or stability, it is the axis;
+  it), or the channel the settings' ``time_channel`` names; never checked for
+  margins or stability, it is the axis;
 * **other**: names of counters and instrument bookkeeping (containing
   ``TIME`` or ``EVENT``, or ``SORT``, ``INDEX``, ``ORIGINAL_ID``; ``HDR-T``,
   a second clock beside Time): not
@@ -85,11 +86,23 @@ _SCATTER = re.compile(r"^(FSC|SSC|FS[ -]|SS[ -])")
 _FLOAT_TOLERANCE = 1e-6
 
 
-def time_column(sample: Sample) -> int | None:
-    """The column of the time parameter (``$PnN`` "Time", spaces around it aside, else
-    ``$PnTYPE`` "Time"), or None: the reader's rule (`cytokit.fcs.channels.time_column`),
-    by which it scaled that column by ``$TIMESTEP``."""
-    return fcs_time_column(sample.keyword, sample.channels)
+def time_column(sample: Sample, name: str | None = None) -> int | None:
+    """The column of the time parameter, or None.
+
+    Without `name`, the reader's rule (`cytokit.fcs.channels.time_column`):
+    ``$PnN`` "Time", spaces around it aside, else ``$PnTYPE`` "Time"; the reader
+    scaled that column by ``$TIMESTEP``. With `name` (the settings'
+    ``time_channel``), the channel whose ``$PnN`` is `name`, case and all.
+    """
+    if name is None:
+        return fcs_time_column(sample.keyword, sample.channels)
+    return next((c.index for c in sample.channels if c.name == name), None)
+
+
+def _own_clock(sample: Sample, column: int | None) -> bool:
+    """Whether `column` (None: the reader's) is the column the reader read as the time:
+    the one ``$TIMESTEP`` (and ``TIMETICKS``) describe."""
+    return column is None or column == time_column(sample)
 
 
 def _positive(text: str | None) -> float | None:
@@ -100,13 +113,17 @@ def _positive(text: str | None) -> float | None:
     return v if math.isfinite(v) and v > 0 else None
 
 
-def time_axis(sample: Sample) -> float | None:
+def time_axis(sample: Sample, column: int | None = None) -> float | None:
     """Seconds per unit of the sample's time column, or None when the file does not say.
 
     Scale values (`cytokit.read_fcs` default) already hold seconds when the
     file has ``$TIMESTEP`` (or ``CYTOKIT_TIMESTEP``, the name `cytokit.write_fcs`
-    gives it for scale values); stored values are in ``$TIMESTEP`` units.
+    gives it for scale values); stored values are in ``$TIMESTEP`` units. A
+    `column` other than the reader's time column (a clock the settings name) has
+    no unit the file states: None.
     """
+    if not _own_clock(sample, column):
+        return None
     step = _positive(sample.keyword("$TIMESTEP"))
     if sample.scaled:
         if step is not None or _positive(sample.keyword("CYTOKIT_TIMESTEP")) is not None:
@@ -124,14 +141,14 @@ def bd_tick(sample: Sample) -> float | None:
     return ms / 1000.0 if ms is not None else None
 
 
-def clock_step(sample: Sample) -> float | None:
+def clock_step(sample: Sample, column: int | None = None) -> float | None:
     """The clock's step in the sample's time column units, or None when not known.
 
     Scale values hold seconds, and the step is ``$TIMESTEP`` (``CYTOKIT_TIMESTEP``);
     stored values count the clock's ticks, whatever the data type, so no step is
-    assumed for them.
+    assumed for them, nor for a `column` other than the reader's time column.
     """
-    if not sample.scaled:
+    if not sample.scaled or not _own_clock(sample, column):
         return None
     return _positive(sample.keyword("$TIMESTEP")) or _positive(sample.keyword("CYTOKIT_TIMESTEP"))
 
@@ -251,7 +268,7 @@ def _cofactor(c: Channel, scaled: bool) -> float:
     return 1.0
 
 
-def channel_plan(sample: Sample, exclude=()) -> ChannelPlan:
+def channel_plan(sample: Sample, exclude=(), time: str | None = None) -> ChannelPlan:
     """The channels of `sample` QC checks (every measurement but those in `exclude`).
 
     Parameters
@@ -260,14 +277,17 @@ def channel_plan(sample: Sample, exclude=()) -> ChannelPlan:
     exclude : iterable of str
         ``$PnN`` names to leave out; names the sample does not have are ignored
         (a study lists channels of all its files).
+    time : str, optional
+        The settings' ``time_channel``: that channel is the time axis, not a
+        measurement (`time_column`).
     """
-    tcol = time_column(sample)
+    clocks = {time_column(sample, time), time_column(sample)}  # the file's own Time too
     skip = set(exclude)
     names, cols, roles, tops, floors, trules, frules, cofs, piles, ceils, excluded = (
         [] for _ in range(11)
     )
     for c in sample.channels:
-        if c.index == tcol:
+        if c.index in clocks:
             continue
         role = channel_role(c.name)
         if role == "other":

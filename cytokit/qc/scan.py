@@ -185,10 +185,10 @@ class AcquisitionPass:
                 f"{sample.name}: events have dtype {ev.dtype}; acquisition QC reads float32 or "
                 "float64 events (cytokit.read_fcs gives them)"
             )
-        self.plan = channel_plan(sample, self.settings.exclude_channels)
+        self.plan = channel_plan(sample, self.settings.exclude_channels, self.settings.time_channel)
         self._odd_flanks, self._flanks = False, {}  # `_decide` sets them
         checks = self.settings.checks
-        self.tcol = time_column(sample)
+        self.tcol = time_column(sample, self.settings.time_channel)
         margins = "margins" in checks
         # the rows are read for each channel's range whatever the checks (a dead detector
         # is told without the margin check too); without it no limit is set, and what
@@ -437,14 +437,26 @@ class AcquisitionPass:
     # -- decisions -----------------------------------------------------------------
     def _time_problem(self) -> str | None:
         s = self.sample
+        named = self.settings.time_channel
+        if self.tcol is None and named is not None:
+            folded = [c.name for c in s.channels if c.name.casefold() == named.casefold()]
+            hint = f"did you mean {folded[0]!r}? " if folded else ""
+            return (
+                f"the file has no channel named {named!r}, the time channel the settings "
+                f"name (acquisition_qc.time_channel); {hint}names are case-sensitive"
+            )
         if self.tcol is None:
             why = "the file has no Time channel ($PnN 'Time' or $PnTYPE 'Time')"
-            # a name that says time but is not 'Time' ('Time (s)', 'TIME_LSW'): the user
-            # sees why the clock was not read
-            near = [c.name for c in s.channels if "TIME" in c.name.upper()]
+            # a name that says time but is not 'Time' ('Time (s)', 'HDR-T'): the user sees
+            # why the clock was not read, and how to have it read
+            near = [c.name for c in s.channels if "TIME" in c.name.upper() or c.name == "HDR-T"]
             if near:
                 names = ", ".join(repr(n) for n in near[:3])
-                why += f"; {names} {'is' if len(near) == 1 else 'are'} not read as one"
+                why += (
+                    f"; {names} {'is' if len(near) == 1 else 'are'} not read as one (to read "
+                    f"it, name it: study.toml [acquisition_qc] time_channel = {near[0]!r}, "
+                    f"or cytokit gate --qc-time {near[0]!r})"
+                )
             return why
         clock = s.channels[self.tcol]
         if s.scaled and clock.is_log:
@@ -556,9 +568,16 @@ class AcquisitionPass:
         return float(np.spacing(np.float32(min(ticks, 3e38)))) * step
 
     def _unusable_step(self, grid: TimeGrid) -> list[str]:
-        """A note when the file gives a $TIMESTEP that is not a positive number: the times
-        are then the clock's own units, and a QC table read alone would not say why."""
+        """A note when the times are in the clock's own units: the file gives a $TIMESTEP
+        that is not a positive number, or the clock is a channel the settings name; a QC
+        table read alone would not say why."""
         step = self.sample.keyword("$TIMESTEP")
+        if grid.seconds is None and time_column(self.sample) != self.tcol:
+            name = self.sample.channels[self.tcol].name
+            return [
+                f"the time was read from {name!r} (acquisition_qc.time_channel), whose unit "
+                "the file does not state: the removed ranges' times are in its own units"
+            ]
         if grid.seconds is not None or step is None or not str(step).strip():
             return []
         return [
@@ -663,11 +682,11 @@ class AcquisitionPass:
             problem = self._time_problem()
             grid: TimeGrid | str | None = None
             if problem is None:
-                step = clock_step(s)
+                step = clock_step(s, self.tcol)
                 grid = plan_grid(
                     s.events,
                     self.tcol,
-                    time_axis(s),
+                    time_axis(s, self.tcol),
                     step=step,
                     stored_spacing=self._stored_spacing(step),
                 )
@@ -710,7 +729,7 @@ class AcquisitionPass:
         edges = grid.edges()
         # the clock's own step set the grid (`plan_grid`): event times are read on its
         # ticks, not as float32 rounded them, where a change point is placed
-        stated = grid.quantum > 0 and grid.quantum == clock_step(s)
+        stated = grid.quantum > 0 and grid.quantum == clock_step(s, self.tcol)
         self._ticks = (grid.origin + grid.quantum / 2, grid.quantum) if stated else None
         # a gap's flank is read in the signal too where the signal is checked (`_guard`)
         self._odd_flanks = "signal" in timed and bool(self.plan.columns)

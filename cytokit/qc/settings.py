@@ -18,6 +18,9 @@ key                         meaning                              default
                             the verdict is ``warn``              that is lower
 ``exclude_channels``        channels (``$PnN``) left out of the  ``[]``
                             signal and margin checks
+``time_channel``            the channel (``$PnN``) that holds    the file's Time channel
+                            the acquisition clock, for files     (``$PnN`` "Time" or
+                            that name it otherwise (``HDR-T``)   ``$PnTYPE`` "Time")
 ==========================  ===================================  ==============================
 
 A table that is absent means no acquisition QC; that decision belongs to the
@@ -55,6 +58,7 @@ _KEYS = (
     "max_removed_pct",
     "warn_removed_pct",
     "exclude_channels",
+    "time_channel",
 )
 
 
@@ -115,6 +119,7 @@ class AcquisitionQCSettings:
     max_removed_pct: float = 20.0
     warn_removed_pct: float | None = None  # None: 2, or max_removed_pct when that is lower
     exclude_channels: tuple[str, ...] = ()
+    time_channel: str | None = None  # None: the file's Time channel, as the reader finds it
 
     #: True when ``warn_removed_pct`` was not given (it follows ``max_removed_pct``), so
     #: that a maximum changed later (``cytokit gate --qc-max-removed``) moves it too
@@ -172,7 +177,8 @@ class AcquisitionQCSettings:
         return settings
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings as TOML-ready values (for run logs and ``study.json``)."""
+        """The settings as TOML-ready values (for run logs and ``study.json``); a
+        ``time_channel`` only when one is named (TOML has no null)."""
         return {
             "enabled": self.enabled,
             "checks": list(self.checks),
@@ -180,7 +186,7 @@ class AcquisitionQCSettings:
             "max_removed_pct": self.max_removed_pct,
             "warn_removed_pct": self.warn_removed_pct,
             "exclude_channels": list(self.exclude_channels),
-        }
+        } | ({"time_channel": self.time_channel} if self.time_channel is not None else {})
 
 
 def _problems(s, at: str, toml: bool = True) -> list[str]:
@@ -235,6 +241,11 @@ def _problems(s, at: str, toml: bool = True) -> list[str]:
         out.append(
             f"{at}exclude_channels = {show(listed)} must be a list of channel names, "
             f"e.g. {show(['FSC-W'])}"
+        )
+    t = s.time_channel
+    if t is not None and not (isinstance(t, str) and t.strip()):
+        out.append(
+            f"{at}time_channel = {show(t)} must be a channel name ($PnN), e.g. {show('HDR-T')}"
         )
     return out
 

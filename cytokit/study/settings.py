@@ -64,8 +64,8 @@ table              key                          meaning (default)
 table (``miflowcyt.csv``); optional.
 
 ``[acquisition_qc]`` (``enabled``, ``checks``, ``sensitivity``, ``max_removed_pct``,
-``warn_removed_pct``, ``exclude_channels``; `cytokit.qc.settings`): acquisition QC
-before gating. Without the table there is no QC (a study's tables stay as they
+``warn_removed_pct``, ``exclude_channels``, ``time_channel``; `cytokit.qc.settings`):
+acquisition QC before gating. Without the table there is no QC (a study's tables stay as they
 were); with it QC runs unless ``enabled = false``.
 """
 
