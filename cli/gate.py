@@ -7,19 +7,23 @@ from pathlib import Path
 import typer
 
 from cytokit.cli._options import (
-    ACQUISITION_QC,
     GATE_COMPENSATION,
+    GATE_OUT,
     GATE_TUBE,
+    TABLE_FORMAT_HELP,
+    check_scheduler,
+    check_table_format,
+    gate_arguments,
+)
+from cytokit.cli._qc_options import (
+    ACQUISITION_QC,
+    QC_CHECKS,
     QC_EXCLUDE,
     QC_MAX_REMOVED,
     QC_SENSITIVITY,
     QC_TIME,
-    TABLE_FORMAT_HELP,
     check_qc_exclusions,
     check_qc_flags,
-    check_scheduler,
-    check_table_format,
-    gate_arguments,
 )
 from cytokit.cli._text import echo_warnings, printable
 from cytokit.errors import CytokitError
@@ -42,6 +46,7 @@ def run_gate(
     qc_max_removed: float | None = None,
     qc_exclude: list[str] | None = None,
     qc_time: str | None = None,
+    qc_checks: tuple[str, ...] | None = None,
     log=None,
     table_format: str = "csv",
     tube: str | None = None,
@@ -68,6 +73,7 @@ def run_gate(
         "max_removed_pct": qc_max_removed,
         "exclude_channels": qc_exclude,
         "time_channel": qc_time,
+        "checks": qc_checks,
     }
     # everything that can be wrong with the arguments is reported before the batch starts
     check_qc_flags(acquisition_qc, qc_options)
@@ -162,13 +168,7 @@ def register(app: typer.Typer) -> None:
             metavar="FILES",
             show_default=False,
         ),
-        out: Path = typer.Option(
-            ...,
-            "--out",
-            "-o",
-            help="Folder for counts.csv, statistics.csv, failures.csv, warnings.csv (with "
-            "QC qc_samples.csv, acquisition_qc.csv) and the store, results.sqlite.",
-        ),
+        out: Path = GATE_OUT,
         study: Path = typer.Option(
             None,
             "--study",
@@ -201,6 +201,7 @@ def register(app: typer.Typer) -> None:
         qc_max_removed: float = QC_MAX_REMOVED,
         qc_exclude: list[str] = QC_EXCLUDE,
         qc_time: str = QC_TIME,
+        qc_checks: str = QC_CHECKS,
         table_format: str = typer.Option(
             "csv", "--format", callback=check_table_format, help=TABLE_FORMAT_HELP
         ),
@@ -237,6 +238,7 @@ def register(app: typer.Typer) -> None:
                 qc_max_removed=qc_max_removed,
                 qc_exclude=qc_exclude,
                 qc_time=qc_time,
+                qc_checks=qc_checks,
                 log=log,
                 table_format=table_format,
                 tube=tube,

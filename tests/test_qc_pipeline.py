@@ -275,6 +275,10 @@ def test_gate_options_choose_the_settings():
     s = gate_qc_settings(own, exclude_channels=["PE-A", "APC-A"])
     assert s.exclude_channels == ("APC-A", "PE-A") and s.sensitivity == "high"
     assert gate_qc_settings(None, exclude_channels=["PE-A"]).exclude_channels == ("PE-A",)
+    # --qc-checks replaces the study's checks, in the settings' own order
+    s = gate_qc_settings(own, checks=("margins", "rate"))
+    assert s.checks == ("rate", "margins") and s.exclude_channels == ("APC-A",)
+    assert gate_qc_settings(None, checks=("signal",)).checks == ("signal",)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "120", "-1", "abc", "5%"])
@@ -608,6 +612,56 @@ def test_qc_exclude_and_the_study_table_leave_out_the_same_channels(qc_study, tm
     pd.testing.assert_frame_equal(by_table, again)
     everything = qc_rows(qc_study, "all")
     assert not everything["qc_removed_margin"].equals(by_table["qc_removed_margin"])
+
+
+def test_qc_checks_and_the_study_table_run_the_same_checks(qc_study, tmp_path):
+    """``--qc-checks`` and ``checks`` in the study's table are two doors to the same settings:
+    the same QC columns file by file, a check left out has empty counts, and the option
+    replaces the table's list; without a study the option turns QC on by itself."""
+    import shutil
+
+    only = tmp_path / "only"
+    shutil.copytree(qc_study, only)
+    toml = only / "study.toml"
+    toml.write_text(toml.read_text() + 'checks = ["rate", "margins"]\n')
+    runner = CliRunner()
+
+    def qc_rows(name, *args):
+        out = tmp_path / name
+        res = runner.invoke(app, ["gate", *args, "--no-stats", "-o", str(out), "-j", "1"])
+        assert res.exit_code == 0, res.output
+        rows = pd.read_csv(out / "qc_samples.csv")
+        rows["file"] = [Path(f).name for f in rows["file"]]
+        return rows.sort_values("file", ignore_index=True)
+
+    by_table = qc_rows("table", "--study", str(only))
+    by_option = qc_rows("option", "--study", str(qc_study), "--qc-checks", "margins,rate")
+    pd.testing.assert_frame_equal(by_table, by_option)
+    assert by_table["qc_removed_signal"].isna().all()
+    assert by_table["qc_removed_rate"].max() > 0 and by_table["qc_removed_margin"].notna().all()
+    wider = qc_rows("wider", "--study", str(only), "--qc-checks", "rate,signal,margins")
+    pd.testing.assert_frame_equal(wider, qc_rows("all", "--study", str(qc_study)))
+    files = [str(p) for p in sorted((qc_study / "fcs").glob("*.fcs"))]
+    alone = qc_rows("alone", str(qc_study / "strategy.yaml"), *files, "--qc-checks", "margins")
+    assert alone["qc_removed_rate"].isna().all() and alone["qc_removed_signal"].isna().all()
+    assert (alone["qc_removed_margin"] == by_table["qc_removed_margin"]).all()
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("rate,clogs", "'clogs' is not a check"),
+        ("rate,,margins", "'' is not a check"),
+        (" , ", "names no check"),
+    ],
+)
+def test_qc_checks_must_name_checks(value, said, tmp_path):
+    args = ["gate", "s.yaml", "f.fcs", "-o", str(tmp_path / "o"), f"--qc-checks={value}"]
+    res = CliRunner().invoke(app, args)
+    text = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 2 and said in text and "rate, signal, margins" in text, text
+    off = CliRunner().invoke(app, [*args, "--no-acquisition-qc"])
+    assert off.exit_code == 2
 
 
 def test_an_excluded_channel_no_file_has_is_refused_before_anything_runs(qc_study, tmp_path):

@@ -660,6 +660,7 @@ def gate_qc_settings(
     max_removed_pct: float | None = None,
     exclude_channels: Sequence[str] | None = None,
     time_channel: str | None = None,
+    checks: Sequence[str] | None = None,
 ) -> AcquisitionQCSettings | None:
     """The acquisition-QC settings of ``cytokit gate`` from its options.
 
@@ -679,6 +680,8 @@ def gate_qc_settings(
     time_channel : str, optional
         ``--qc-time``: the channel read as the acquisition clock, in place of the
         study's ``time_channel`` (and of the file's Time channel).
+    checks : sequence of str, optional
+        ``--qc-checks``: the checks run, in place of the study's.
 
     Returns
     -------
@@ -692,7 +695,7 @@ def gate_qc_settings(
     """
     if enabled is None:
         on = study_qc is not None and study_qc.enabled
-        given = (sensitivity, max_removed_pct, exclude_channels or None, time_channel)
+        given = (sensitivity, max_removed_pct, exclude_channels or None, time_channel, checks)
         enabled = on or any(x is not None for x in given)
     if not enabled:
         return None
@@ -713,6 +716,8 @@ def gate_qc_settings(
         changes["exclude_channels"] = (*base.exclude_channels, *extra)
     if time_channel is not None:
         changes["time_channel"] = time_channel
+    if checks is not None:
+        changes["checks"] = tuple(checks)
     return base.changed(**changes)
 
 
