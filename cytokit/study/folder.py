@@ -834,14 +834,14 @@ def load_study(folder: str | Path, *, check_files: bool = True, strategy=None) -
     if settings.acquisition_qc is not None:
         from cytokit.qc.settings import unknown_exclusions
 
-        pairs = [pair for pairs in seen for pair in pairs]
+        known = [pair for found in seen for pair in found]
         qc = settings.acquisition_qc
         problems += unknown_exclusions(
-            qc.exclude_channels, pairs, f"{toml}: [acquisition_qc] exclude_channels", len(seen)
+            qc.exclude_channels, known, f"{toml}: [acquisition_qc] exclude_channels", len(seen)
         )
         if qc.time_channel is not None:  # a clock no file has: a typo, as above
             problems += unknown_exclusions(
-                [qc.time_channel], pairs, f"{toml}: [acquisition_qc] time_channel", len(seen)
+                [qc.time_channel], known, f"{toml}: [acquisition_qc] time_channel", len(seen)
             )
     name = (
         str(config.get("study", {}).get("name", root.name))
