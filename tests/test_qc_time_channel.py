@@ -178,6 +178,10 @@ def test_a_clock_no_file_has_is_refused_before_the_batch(studies, tmp_path):
         load_study(bad)
     files = [str(hdr / CLOG_FILE)]
     strategy = str(hdr / "strategy.yaml")
+    task = GateTask(strategy, acquisition_qc=AcquisitionQCSettings(time_channel="HDR_T"))
+    with pytest.raises(ValueError, match=r"time_channel names 'HDR_T', which is not a channel"):
+        gate_files(task, files, tmp_path / "api", scheduler="serial")
+    assert not (tmp_path / "api" / "counts.csv").exists()
     runner = CliRunner()
     typo = runner.invoke(
         app, ["gate", strategy, *files, "--qc-time", "hdr-t", "-o", str(tmp_path / "o")]
