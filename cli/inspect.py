@@ -63,6 +63,7 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
                 nonfinite=int(col.size - finite.size),
             )
         info["channels"].append(row)
+    info["time"] = _clock(sample)
     if sample.spillover is not None:
         why = spillover_conditioning(sample.spillover.matrix, sample.spillover.channels)
         if why:
@@ -75,6 +76,47 @@ def inspect_fcs(path: Path, *, dataset: int = 0, stats: bool = False) -> dict:
             "matrix": sample.spillover.matrix.tolist(),
         }
     return info
+
+
+def _clock(sample) -> dict:
+    """The time channel as the reader and acquisition QC find it: its name, seconds per
+    unit (None: the file does not say) and the span from the first event to the last in
+    those units; without one, the channels named like a clock (`clock_names`)."""
+    from cytokit.fcs.channels import clock_names, time_column, time_unit_seconds
+
+    col = time_column(sample.keyword, sample.channels)
+    if col is None:
+        return {"channel": None, "candidates": clock_names(sample.channels)}
+    ends = np.asarray(sample.events[[0, -1], col], dtype=np.float64) if sample.n_events else []
+    span = float(ends[1] - ends[0]) if len(ends) and np.isfinite(ends).all() else None
+    return {
+        "channel": sample.channels[col].name,
+        "seconds_per_unit": time_unit_seconds(sample.keyword, sample.scaled),
+        "span": span,
+    }
+
+
+def _clock_line(time: dict) -> str:
+    if time["channel"] is None:
+        line = "time: no Time channel ($PnN 'Time' or $PnTYPE 'Time')"
+        if time["candidates"]:
+            name = time["candidates"][0]
+            line += (
+                f"; {', '.join(map(repr, time['candidates'][:3]))} may hold the clock: "
+                f"acquisition QC reads {name!r} with [acquisition_qc] time_channel = {name!r} "
+                f"in study.toml, or cytokit gate --qc-time {name!r}"
+            )
+        return line
+    line = f"time: {time['channel']}"
+    span, unit = time["span"], time["seconds_per_unit"]
+    if span is not None:
+        line += (
+            f", {span * unit:.4g} s from the first event to the last"
+            if unit is not None
+            else f", {span:.6g} time units from the first event to the last (the file gives "
+            "no usable $TIMESTEP)"
+        )
+    return line
 
 
 def _strict(value):
@@ -102,6 +144,7 @@ def _print(info: dict, show_keywords: bool) -> None:
     for key, label in (("$CYT", "instrument"), ("$DATE", "date"), ("$FIL", "file name")):
         if key in kw:
             echo(f"  {label}: {kw[key]}")
+    echo(f"  {_clock_line(info['time'])}")
     has_stats = bool(info["channels"]) and "median" in info["channels"][0]
     header = f"  {'#':>3}  {'$PnN':<20} {'$PnS (marker)':<24} {'$PnR':>9} {'$PnB':>4} {'$PnE':>8} {'$PnG':>6}"
     if has_stats:

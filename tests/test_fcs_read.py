@@ -845,6 +845,16 @@ def test_inspect_command(rel, capsys):
     assert f"{s.n_events:,} events" in text and s.channels[0].name in text
     assert info["events"] == s.n_events and len(info["channels"]) == s.n_channels
     assert [c["name"] for c in info["channels"]] == list(s.channel_names)
+    # the time channel acquisition QC reads, and the run's span in seconds where known
+    from cytokit.qc.channels import time_axis, time_column
+
+    col = time_column(s)
+    assert info["time"]["channel"] == (None if col is None else s.channels[col].name)
+    if col is not None:
+        assert info["time"]["seconds_per_unit"] == time_axis(s)
+        span = float(s.events[-1, col]) - float(s.events[0, col])
+        assert info["time"]["span"] == pytest.approx(span)
+        assert "  time: " + s.channels[col].name in text
 
 
 @pytest.mark.corpus

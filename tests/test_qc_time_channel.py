@@ -197,3 +197,25 @@ def test_a_clock_no_file_has_is_refused_before_the_batch(studies, tmp_path):
     assert off.exit_code == 2 and "--qc-time set acquisition QC, which" in said, said
     blank = runner.invoke(app, ["gate", strategy, *files, "--qc-time=", "-o", str(tmp_path / "q")])
     assert blank.exit_code == 2 and "names no channel" in blank.output
+
+
+def test_inspect_names_the_clock_or_how_to_read_one(studies, capsys):
+    """``cytokit inspect`` says which channel QC reads as the time and how long the run
+    lasted, or, without a Time channel, which channel may hold the clock and how to
+    name it."""
+    import json
+
+    from cytokit.cli.app import run
+
+    time, hdr = studies
+    own = cytokit.read_fcs(time / CLOG_FILE)
+    assert run(["inspect", str(time / CLOG_FILE)]) == 0
+    span = float(own.events[-1, -1] - own.events[0, -1])  # seconds: Time was scaled
+    assert f"  time: Time, {span:.4g} s from the first event to the last" in capsys.readouterr().out
+    assert run(["inspect", str(hdr / CLOG_FILE), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["time"] == {"channel": None, "candidates": ["HDR-T"]}
+    assert run(["inspect", str(hdr / CLOG_FILE)]) == 0
+    said = capsys.readouterr().out
+    assert "time: no Time channel" in said and "'HDR-T' may hold the clock" in said
+    assert "time_channel = 'HDR-T'" in said and "--qc-time 'HDR-T'" in said

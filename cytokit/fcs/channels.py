@@ -29,7 +29,16 @@ from cytokit.fcs.layout import DataSet
 from cytokit.fcs.text import Keywords
 from cytokit.sample import Channel
 
-__all__ = ["ScalePlan", "make_channels", "scale_plan", "time_column"]
+__all__ = [
+    "ScalePlan",
+    "clock_names",
+    "make_channels",
+    "positive_keyword",
+    "scale_plan",
+    "time_column",
+    "time_unit_seconds",
+    "timeticks_seconds",
+]
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,52 @@ def time_column(keyword: Callable[[str], str | None], channels: tuple[Channel, .
         if _typed_time(keyword, c.index + 1):
             return c.index
     return None
+
+
+def clock_names(channels: tuple[Channel, ...]) -> list[str]:
+    """``$PnN`` of the channels named like a clock that the reader does not read as the
+    time (``Time (s)``, ``TIME_LSW``, ``HDR-T``): a file without a Time channel may
+    hold its clock in one of them."""
+    return [
+        c.name
+        for c in channels
+        if ("TIME" in c.name.upper() or c.name == "HDR-T") and not _named_time(c.name)
+    ]
+
+
+def positive_keyword(keyword: Callable[[str], str | None], name: str) -> float | None:
+    """The keyword `name` as a positive finite number, or None (absent, or anything else)."""
+    try:
+        v = float(str(keyword(name)).strip())
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def timeticks_seconds(keyword: Callable[[str], str | None]) -> float | None:
+    """Seconds per tick of the time column of an FCS 2.0 file from BD software that gives
+    no ``$TIMESTEP`` but ``TIMETICKS``, the tick in milliseconds (the span of ticks over
+    ``$ETIM`` − ``$BTIM`` bears it out on the corpus's FACSCalibur files: 50 ms, 100 ms
+    and 200 ms ticks); None without it."""
+    ms = positive_keyword(keyword, "TIMETICKS")
+    return ms / 1000.0 if ms is not None else None
+
+
+def time_unit_seconds(keyword: Callable[[str], str | None], scaled: bool) -> float | None:
+    """Seconds per unit of the values of the time column (`time_column`), or None when
+    the file does not say.
+
+    Scale values (`scaled`) already hold seconds when the file has ``$TIMESTEP``
+    (or ``CYTOKIT_TIMESTEP``, the name `cytokit.write_fcs` gives it for scale
+    values); stored values are in ``$TIMESTEP`` units; either way ``TIMETICKS``
+    (`timeticks_seconds`) gives the seconds where ``$TIMESTEP`` does not.
+    """
+    step = positive_keyword(keyword, "$TIMESTEP")
+    if scaled:
+        if step is not None or positive_keyword(keyword, "CYTOKIT_TIMESTEP") is not None:
+            return 1.0
+        return timeticks_seconds(keyword)
+    return step if step is not None else timeticks_seconds(keyword)
 
 
 def scale_plan(kw: Keywords, ds: DataSet, channels: tuple[Channel, ...]) -> ScalePlan:

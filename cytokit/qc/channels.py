@@ -67,6 +67,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from cytokit.fcs.channels import positive_keyword, time_unit_seconds, timeticks_seconds
 from cytokit.fcs.channels import time_column as fcs_time_column
 from cytokit.sample import Channel, Sample
 
@@ -105,40 +106,18 @@ def _own_clock(sample: Sample, column: int | None) -> bool:
     return column is None or column == time_column(sample)
 
 
-def _positive(text: str | None) -> float | None:
-    try:
-        v = float(str(text).strip())
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) and v > 0 else None
-
-
 def time_axis(sample: Sample, column: int | None = None) -> float | None:
-    """Seconds per unit of the sample's time column, or None when the file does not say.
-
-    Scale values (`cytokit.read_fcs` default) already hold seconds when the
-    file has ``$TIMESTEP`` (or ``CYTOKIT_TIMESTEP``, the name `cytokit.write_fcs`
-    gives it for scale values); stored values are in ``$TIMESTEP`` units. A
-    `column` other than the reader's time column (a clock the settings name) has
-    no unit the file states: None.
-    """
+    """Seconds per unit of the sample's time column, or None when the file does not say
+    (`cytokit.fcs.channels.time_unit_seconds`). A `column` other than the reader's time
+    column (a clock the settings name) has no unit the file states: None."""
     if not _own_clock(sample, column):
         return None
-    step = _positive(sample.keyword("$TIMESTEP"))
-    if sample.scaled:
-        if step is not None or _positive(sample.keyword("CYTOKIT_TIMESTEP")) is not None:
-            return 1.0
-        return bd_tick(sample)
-    return step if step is not None else bd_tick(sample)
+    return time_unit_seconds(sample.keyword, sample.scaled)
 
 
 def bd_tick(sample: Sample) -> float | None:
-    """Seconds per tick of the time column of an FCS 2.0 file from BD software that gives
-    no ``$TIMESTEP`` but ``TIMETICKS``, the tick in milliseconds (the span of ticks over
-    ``$ETIM`` − ``$BTIM`` bears it out on the corpus's FACSCalibur files: 50 ms, 100 ms
-    and 200 ms ticks); None without it."""
-    ms = _positive(sample.keyword("TIMETICKS"))
-    return ms / 1000.0 if ms is not None else None
+    """Seconds per tick of BD's ``TIMETICKS`` (`cytokit.fcs.channels.timeticks_seconds`)."""
+    return timeticks_seconds(sample.keyword)
 
 
 def clock_step(sample: Sample, column: int | None = None) -> float | None:
@@ -150,7 +129,9 @@ def clock_step(sample: Sample, column: int | None = None) -> float | None:
     """
     if not sample.scaled or not _own_clock(sample, column):
         return None
-    return _positive(sample.keyword("$TIMESTEP")) or _positive(sample.keyword("CYTOKIT_TIMESTEP"))
+    return positive_keyword(sample.keyword, "$TIMESTEP") or positive_keyword(
+        sample.keyword, "CYTOKIT_TIMESTEP"
+    )
 
 
 def channel_role(name: str) -> str:

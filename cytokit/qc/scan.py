@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from cytokit.errors import CytokitError
+from cytokit.fcs.channels import clock_names
 from cytokit.kernels.acquisition import bin_bounds, bin_moments, margin_scan
 from cytokit.qc.bins import MIN_BINS, MIN_EVENTS_PER_BIN, TimeGrid, plan_grid
 from cytokit.qc.channels import bd_tick, channel_plan, clock_step, time_axis, time_column
@@ -449,7 +450,7 @@ class AcquisitionPass:
             why = "the file has no Time channel ($PnN 'Time' or $PnTYPE 'Time')"
             # a name that says time but is not 'Time' ('Time (s)', 'HDR-T'): the user sees
             # why the clock was not read, and how to have it read
-            near = [c.name for c in s.channels if "TIME" in c.name.upper() or c.name == "HDR-T"]
+            near = clock_names(s.channels)
             if near:
                 names = ", ".join(repr(n) for n in near[:3])
                 why += (
