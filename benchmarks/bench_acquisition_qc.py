@@ -641,6 +641,8 @@ def scan_blocks(n: int, repeats: int) -> None:
 
 
 def main() -> None:
+    from qc_outside import FILE_KINDS
+
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -682,7 +684,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--outside",
-        choices=("gain", "hold", "wave", "ramp", "curve", "settle", "laser", "mix"),
+        choices=FILE_KINDS,
         help="files drawn apart from the simulator (qc_outside.py, --events): a gain changed "
         "for a while, drifting to a change held (hold) or undone (wave), drifting to the run's "
         "end evenly (ramp; on every marker: laser), slow first (curve) or fast first (settle), "

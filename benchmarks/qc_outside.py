@@ -63,6 +63,8 @@ KINDS = {
 MIX_TURN = ("gran", "mono", "T", "debris", "B")
 #: The kinds of file whose gain changes (`outside_file`).
 GAINS = ("gain", "hold", "wave", "ramp", "curve", "settle", "laser")
+#: Every kind of file `outside_file` draws (``bench_acquisition_qc.py --outside``).
+FILE_KINDS = (*GAINS, "mix")
 EVENTS_PER_SECOND = 3000
 TICK = 0.01
 
@@ -142,5 +144,5 @@ def outside_file(what: str, n: int, seed: int):
         said = (span[0], 1.0) if shape in ("ramp", "curve", "settle") else span
         return sample, inside, ("markers" if what == "laser" else channel, gain, said)
     raise ValueError(
-        f"outside_file: {what!r} is not a kind of file; give one of {', '.join(GAINS)} or 'mix'"
+        f"outside_file: {what!r} is not a kind of file; give one of {', '.join(FILE_KINDS)}"
     )
