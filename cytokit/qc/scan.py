@@ -38,7 +38,7 @@ from cytokit.qc.result import (
     MarginTable,
     reason_names,
 )
-from cytokit.qc.settings import AcquisitionQCSettings
+from cytokit.qc.settings import AcquisitionQCSettings, unknown_exclusions
 from cytokit.qc.shape import (
     CELL_VALUES,
     MIN_STRETCH,
@@ -440,12 +440,9 @@ class AcquisitionPass:
         s = self.sample
         named = self.settings.time_channel
         if self.tcol is None and named is not None:
-            folded = [c.name for c in s.channels if c.name.casefold() == named.casefold()]
-            hint = f"did you mean {folded[0]!r}? " if folded else ""
-            return (
-                f"the file has no channel named {named!r}, the time channel the settings "
-                f"name (acquisition_qc.time_channel); {hint}names are case-sensitive"
-            )
+            # the message a study's or a batch's check gives a name none of its files has
+            pairs = [(c.name, c.marker) for c in s.channels]
+            return unknown_exclusions([named], pairs, "acquisition_qc.time_channel", 1)[0]
         if self.tcol is None:
             why = "the file has no Time channel ($PnN 'Time' or $PnTYPE 'Time')"
             # a name that says time but is not 'Time' ('Time (s)', 'HDR-T'): the user sees
